@@ -1,0 +1,58 @@
+import { writeFile, access } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createIdentity } from '../../node/identity.ts'
+import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
+import { UsageError } from '../errors.ts'
+import { printJson } from '../output.ts'
+import type { Command } from 'commander'
+
+const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional; the defaults are in
+# src/node/config.ts. Environment variables (SPAREBAND_*) and flags override
+# this file.
+${region != null ? `region = "${region}"` : '# region = "de"            # ISO 3166-1 alpha-2, optionally -subdivision ("us-ca")'}
+
+# [proxy]
+# socks_port = 1080
+# http_port = 3128
+# default_region = "de"
+
+# [exit]
+# enabled = true
+# allowed_ports = [80, 443]   # or ["reduced"], or ["80", "443", "8000-8100"]
+# upload_mbps = 0             # 0 = unlimited
+# download_mbps = 0
+# daily_quota_gb = 0
+# monthly_quota_gb = 0
+# schedule = "always"         # e.g. "mon-fri 00:00-07:00, sat-sun all"
+`
+
+export function registerInit (program: Command, dataDirOf: (cmd: Command) => string): void {
+  program.command('init')
+    .description('create the node identity (identity.key) and a config.toml in the data directory')
+    .option('--region <region>', 'region this node exits traffic in, e.g. de or us-ca')
+    .option('--force', 'replace an existing identity (its peer id is lost)')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts, cmd: Command) => {
+      const dataDir = dataDirOf(cmd)
+      let region: string | undefined
+      if (opts.region != null) {
+        region = normalizeRegion(opts.region)
+        if (!isValidRegion(region)) throw new UsageError(`--region "${opts.region}" is not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)`)
+      }
+      const identity = await createIdentity(dataDir, { force: opts.force === true })
+      const configFile = join(dataDir, 'config.toml')
+      let wroteConfig = false
+      try {
+        await access(configFile)
+      } catch {
+        await writeFile(configFile, CONFIG_TEMPLATE(region), { mode: 0o644 })
+        wroteConfig = true
+      }
+      const result = { peerId: identity.peerId.toString(), dataDir, identityFile: join(dataDir, 'identity.key'), configFile, wroteConfig, region }
+      if (opts.json === true) printJson(result)
+      else {
+        process.stdout.write(`peer id    ${result.peerId}\nidentity   ${result.identityFile}\nconfig     ${configFile}${wroteConfig ? ' (created)' : ' (kept)'}\n`)
+        if (region != null && !wroteConfig) process.stdout.write(`note       config.toml already existed: set region = "${region}" in it yourself\n`)
+      }
+    })
+}

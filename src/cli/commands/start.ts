@@ -1,0 +1,51 @@
+import { Option } from 'commander'
+import { SparebandNode } from '../../node/spareband-node.ts'
+import { defaultConfig } from '../../node/config.ts'
+import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../config-from-flags.ts'
+import { onGracefulShutdown } from '../graceful-shutdown.ts'
+import { log } from '../output.ts'
+import type { Command } from 'commander'
+
+export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
+  program.command('start')
+    .description('run a node until SIGINT/SIGTERM')
+    .option('--config <file>', 'config file (default: <data-dir>/config.toml)')
+    .option('--region <region>', 'region this node exits traffic in, e.g. de or us-ca')
+    .option('--listen <multiaddr>', 'listen address, repeatable', collect)
+    .option('--announce <multiaddr>', 'address to announce instead of the listen addresses, repeatable', collect)
+    .option('--bootstrap <multiaddr>', 'peer to join the network through, repeatable', collect)
+    .option('--network <name|file>', 'network definition: a name from networks/ or a JSON file')
+    .addOption(new Option('--socks-port <port>', 'SOCKS5 proxy port on 127.0.0.1 (0 = any free port)').argParser(parsePortArg).default(defaultConfig.proxy.socks_port))
+    .addOption(new Option('--http-port <port>', 'HTTP proxy port on 127.0.0.1 (0 = any free port)').argParser(parsePortArg).default(defaultConfig.proxy.http_port))
+    .addOption(new Option('--api-port <port>', 'control API port on 127.0.0.1 (0 = any free port)').argParser(parsePortArg).default(defaultConfig.api.port))
+    .option('--proxy-host <address>', 'address the proxies bind to; anything beyond loopback needs credentials in config')
+    .option('--default-region <region>', 'region for proxy requests whose user name names none')
+    .option('--no-supply', 'do not act as an exit for other members')
+    .option('--no-relay', 'do not act as a circuit relay for other peers')
+    .addOption(new Option('--capacity-mbps <n>', 'capacity to advertise, Mbit/s').argParser(parseNumberArg).default(defaultConfig.exit.capacity_mbps))
+    .addOption(new Option('--exit-ports <list>', 'ports the exit allows, e.g. 80,443,8000-8100 or reduced').default(defaultConfig.exit.allowed_ports.join(',')))
+    .option('--schedule <spec>', 'when to share, e.g. "mon-fri 00:00-07:00, sat-sun all"')
+    .option('--allow-private-targets', 'let the exit reach private and loopback addresses: LOCAL TESTNETS ONLY')
+    .action(async (_opts, cmd: Command) => {
+      const dataDir = dataDirOf(cmd)
+      const { config, configFile } = resolveCliConfig(cmd, dataDir)
+      const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
+      onGracefulShutdown(async () => node.stop())
+      await node.start()
+      const status = node.status()
+      log('info', 'spareband node started', {
+        peerId: status.peerId,
+        network: status.network,
+        region: status.region,
+        api: status.api,
+        dataDir,
+        config: configFile
+      })
+      for (const a of status.addresses) log('info', 'listening', { address: a })
+      for (const w of status.warnings) log('warn', w)
+      node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
+      node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
+      // keep running until a signal arrives
+      await new Promise<never>(() => {})
+    })
+}

@@ -1,0 +1,28 @@
+import { callApi } from '../api-client.ts'
+import { formatKeyValues, formatTable, printJson } from '../output.ts'
+import type { PeerInfoSummary } from '../../node/spareband-node.ts'
+import type { Command } from 'commander'
+
+export function registerStatus (program: Command, dataDirOf: (cmd: Command) => string): void {
+  program.command('status')
+    .description('show the running node\'s status')
+    .option('--json', 'print JSON')
+    .action(async (opts, cmd: Command) => {
+      const status = await callApi(dataDirOf(cmd), '/v1/status')
+      if (opts.json === true) printJson(status)
+      else process.stdout.write(formatKeyValues(status))
+    })
+
+  program.command('peers')
+    .description('list the peers the running node is connected to')
+    .option('--json', 'print JSON')
+    .action(async (opts, cmd: Command) => {
+      const peers = await callApi<PeerInfoSummary[]>(dataDirOf(cmd), '/v1/peers')
+      if (opts.json === true) printJson(peers)
+      else {
+        process.stdout.write(formatTable(['PEER', 'DIRECTION', 'RTT ms', 'AGENT', 'ADDRESS'],
+          peers.map(p => [p.peerId, p.direction + (p.limited ? ' (relayed)' : ''), p.latencyMs, p.agent, p.addresses.join(' ')])))
+        process.stdout.write(`${peers.length} peer(s)\n`)
+      }
+    })
+}

@@ -1,0 +1,52 @@
+/**
+ * Everything the CLI prints goes through here: tables for people, JSON for
+ * programs, and structured `key=value` log lines for a running node.
+ */
+
+export function printJson (value: unknown): void {
+  process.stdout.write(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n')
+}
+
+/** A plain aligned table; `rows` are arrays of cells in `headers` order. */
+export function formatTable (headers: string[], rows: Array<Array<string | number | undefined>>): string {
+  const cells = [headers, ...rows.map(r => r.map(c => c == null ? '-' : String(c)))]
+  const widths = headers.map((_, i) => Math.max(...cells.map(r => (r[i] ?? '').length)))
+  return cells.map(r => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  ')).join('\n') + '\n'
+}
+
+/** Key/value lines for one object, nested keys dotted, values aligned. */
+export function formatKeyValues (obj: Record<string, unknown>): string {
+  const rows = flatten(obj)
+  const width = Math.max(0, ...rows.map(([k]) => k.length))
+  return rows.map(([k, v]) => {
+    const text = Array.isArray(v)
+      ? (v.length === 0 ? '-' : v.map(String).join('\n' + ' '.repeat(width + 2)))
+      : (v == null ? '-' : String(v))
+    return `${k.padEnd(width)}  ${text}\n`
+  }).join('')
+}
+
+function flatten (obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = []
+  for (const [k, v] of Object.entries(obj)) {
+    if (v != null && typeof v === 'object' && !Array.isArray(v)) out.push(...flatten(v as Record<string, unknown>, `${prefix}${k}.`))
+    else out.push([prefix + k, v])
+  }
+  return out
+}
+
+export type LogLevel = 'info' | 'warn' | 'error'
+
+/** One structured log line to stderr: `2026-01-01T00:00:00.000Z info  message key=value ...`. */
+export function log (level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {
+  const kv = Object.entries(fields)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${formatValue(v)}`)
+    .join(' ')
+  process.stderr.write(`${new Date().toISOString()} ${level.padEnd(5)} ${message}${kv === '' ? '' : ' ' + kv}\n`)
+}
+
+function formatValue (v: unknown): string {
+  const s = Array.isArray(v) ? v.join(',') : String(v)
+  return /[\s"=]/.test(s) ? JSON.stringify(s) : s
+}

@@ -1,0 +1,51 @@
+/**
+ * Cross-cutting error classes. Tests and callers match on `name`, never on
+ * the message text.
+ */
+
+export class ConfigError extends Error {
+  static name = 'ConfigError'
+  /** Where the bad value came from: a file path, an environment variable or a flag. */
+  readonly source?: string
+  /** Dotted config key, e.g. `exit.allowed_ports`. */
+  readonly key?: string
+
+  constructor (message = 'Invalid configuration', details: { source?: string, key?: string } = {}) {
+    super(message)
+    this.name = 'ConfigError'
+    this.source = details.source
+    this.key = details.key
+  }
+}
+
+export class IdentityExistsError extends Error {
+  static name = 'IdentityExistsError'
+  constructor (message = 'An identity already exists') {
+    super(message)
+    this.name = 'IdentityExistsError'
+  }
+}
+
+export class IdentityMissingError extends Error {
+  static name = 'IdentityMissingError'
+  constructor (message = 'No identity found') {
+    super(message)
+    this.name = 'IdentityMissingError'
+  }
+}
+
+export class NotStartedError extends Error {
+  static name = 'NotStartedError'
+  constructor (message = 'The node is not started') {
+    super(message)
+    this.name = 'NotStartedError'
+  }
+}
+
+export class NodeNotRunningError extends Error {
+  static name = 'NodeNotRunningError'
+  constructor (message = 'No running node found') {
+    super(message)
+    this.name = 'NodeNotRunningError'
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * @packageDocumentation
+ *
+ * spareband: a decentralized bandwidth-sharing network on js-libp2p. Embed a
+ * node in your own app:
+ *
+ * @example
+ * ```ts
+ * import { createSparebandNode } from 'spareband'
+ *
+ * const node = await createSparebandNode({ dataDir: './sb', config: { region: 'de' } })
+ * node.addEventListener('peer:connect', e => console.log('connected to', e.detail.peerId))
+ * await node.start()
+ * console.log(node.status())
+ * await node.stop()
+ * ```
+ */
+
+import { SparebandNode } from './node/spareband-node.ts'
+import type { SparebandNodeInit } from './node/spareband-node.ts'
+
+export async function createSparebandNode (init: SparebandNodeInit = {}): Promise<SparebandNode> {
+  return SparebandNode.create(init)
+}
+
+export { SparebandNode }
+export type { SparebandNodeInit, NodeStatus, PeerInfoSummary, SparebandEvents } from './node/spareband-node.ts'
+export { defaultConfig, resolveConfig } from './node/config.ts'
+export type { SparebandConfig, SparebandConfigInput } from './node/config.ts'
+export { createIdentity, loadIdentity } from './node/identity.ts'
+export * from './errors.ts'
+export * from './constants.ts'

@@ -1,0 +1,351 @@
+/**
+ * Node configuration: defaults in one place, then `config.toml` in the data
+ * directory, then `SPAREBAND_*` environment variables, then command-line
+ * flags. Every layer is validated by one zod schema; a bad value produces a
+ * `ConfigError` that names where it came from, the key, the value and what is
+ * allowed.
+ *
+ * Keys are snake_case everywhere (file, library and API) so an error message
+ * names the key exactly as the operator writes it in `config.toml`.
+ */
+
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { homedir } from 'node:os'
+import { parse as parseToml, TomlError } from 'smol-toml'
+import { z } from 'zod'
+import { ConfigError } from '../errors.ts'
+import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { parsePortList } from '../relay/ports.ts'
+import { parseSchedule } from '../relay/schedule.ts'
+
+const port = z.number().int().min(0).max(65535)
+
+const portList = z.array(z.union([z.string(), z.number()])).superRefine((value, ctx) => {
+  try {
+    parsePortList(value)
+  } catch (err: any) {
+    ctx.addIssue({ code: 'custom', message: err.message })
+  }
+})
+
+const schedule = z.string().superRefine((value, ctx) => {
+  try {
+    parseSchedule(value)
+  } catch (err: any) {
+    ctx.addIssue({ code: 'custom', message: err.message })
+  }
+})
+
+const region = z.string().transform(normalizeRegion).superRefine((value, ctx) => {
+  if (!isValidRegion(value)) {
+    ctx.addIssue({ code: 'custom', message: 'not an ISO 3166-1 alpha-2 country code, optionally with an ISO 3166-2 subdivision (e.g. "de", "us-ca")' })
+  }
+})
+
+const cidr = z.string().superRefine((value, ctx) => {
+  if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(value)) {
+    ctx.addIssue({ code: 'custom', message: 'not a CIDR range such as "203.0.113.0/24" or "2001:db8::/32"' })
+  }
+})
+
+const nonNegative = z.number().min(0)
+
+export const configSchema = z.strictObject({
+  /** Where this node exits traffic: ISO 3166-1 alpha-2, optionally with a subdivision. */
+  region: region.optional(),
+  network: z.strictObject({
+    /** Network name, shown in status; peers of different networks do not share a DHT. */
+    name: z.string().min(1),
+    dht_protocol: z.string().regex(/^\/[\w./-]+$/, 'must look like a protocol id, e.g. "/spareband/kad/1.0.0"'),
+    bootstrap: z.array(z.string()),
+    receipts_topic: z.string().min(1),
+    reputation_topic: z.string().min(1),
+    /** Run the DHT in server mode. Servers are the only peers kad-dht returns from lookups. */
+    dht_server: z.boolean(),
+    /** Local testnets on one IP: drop gossipsub's IP colocation penalty and per-host dial limits. */
+    local_testnet: z.boolean()
+  }),
+  listen: z.array(z.string()),
+  announce: z.array(z.string()),
+  api: z.strictObject({
+    host: z.string(),
+    port
+  }),
+  proxy: z.strictObject({
+    enabled: z.boolean(),
+    host: z.string(),
+    socks_port: port,
+    http_port: port,
+    /** Region used when the proxy user name does not name one. */
+    default_region: region.optional(),
+    /** Credentials for the local proxies; required when they bind beyond loopback. */
+    username: z.string().optional(),
+    password: z.string().optional()
+  }),
+  exit: z.strictObject({
+    enabled: z.boolean(),
+    capacity_mbps: nonNegative,
+    allowed_ports: portList,
+    allow_private_targets: z.boolean(),
+    denied_cidrs: z.array(cidr),
+    denied_domains: z.array(z.string()),
+    /** Total rate caps across all tunnels, megabits per second; 0 = unlimited. */
+    upload_mbps: nonNegative,
+    download_mbps: nonNegative,
+    /** Rate cap per consumer, both directions each; 0 = unlimited. */
+    per_consumer_mbps: nonNegative,
+    max_tunnels: z.number().int().min(0),
+    max_tunnels_per_consumer: z.number().int().min(0),
+    /** Data quotas in GB (10^9 bytes), both directions counted; 0 = unlimited. */
+    daily_quota_gb: nonNegative,
+    monthly_quota_gb: nonNegative,
+    /** When the exit shares: e.g. "mon-fri 00:00-07:00, sat-sun all"; "always" = no limit. */
+    schedule,
+    idle_timeout_seconds: z.number().min(1),
+    connect_timeout_seconds: z.number().min(0.1),
+    price_per_gb: nonNegative
+  }),
+  relay: z.strictObject({
+    /** Act as a circuit relay for other peers. */
+    enabled: z.boolean(),
+    max_reservations: z.number().int().min(0),
+    /** Per relayed connection, both directions together; js-libp2p's 128 KiB default is far too low for tunnels. */
+    data_limit_mb: nonNegative,
+    duration_limit_seconds: nonNegative
+  })
+})
+
+export type SparebandConfig = z.infer<typeof configSchema>
+export type SparebandConfigInput = DeepPartial<SparebandConfig>
+
+export type DeepPartial<T> = T extends any[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
+
+/**
+ * The defaults. Cloneable with `structuredClone`; values that are not obvious
+ * say why.
+ */
+export const defaultConfig: SparebandConfig = {
+  network: {
+    name: 'spareband',
+    dht_protocol: '/spareband/kad/1.0.0',
+    bootstrap: [],
+    receipts_topic: 'spareband/receipts/1',
+    reputation_topic: 'spareband/reputation/1',
+    // kad-dht only returns servers from lookups; a node that is a client
+    // until autonat proves it public would leave small networks unable to
+    // find each other.
+    dht_server: true,
+    local_testnet: false
+  },
+  listen: [
+    '/ip4/0.0.0.0/tcp/4001',
+    '/ip6/::/tcp/4001',
+    '/ip4/0.0.0.0/udp/4001/webrtc-direct',
+    // reserve a slot on any relay we are connected to, so exits behind NAT stay reachable
+    '/p2p-circuit'
+  ],
+  announce: [],
+  api: { host: '127.0.0.1', port: 7070 },
+  proxy: {
+    enabled: true,
+    host: '127.0.0.1',
+    socks_port: 1080,
+    http_port: 3128
+  },
+  exit: {
+    enabled: true,
+    capacity_mbps: 100,
+    // DESIGN.md: web traffic only unless the operator opens more
+    allowed_ports: [80, 443],
+    allow_private_targets: false,
+    denied_cidrs: [],
+    denied_domains: [],
+    upload_mbps: 0,
+    download_mbps: 0,
+    per_consumer_mbps: 0,
+    max_tunnels: 1024,
+    max_tunnels_per_consumer: 256,
+    daily_quota_gb: 0,
+    monthly_quota_gb: 0,
+    schedule: 'always',
+    idle_timeout_seconds: 300,
+    connect_timeout_seconds: 10,
+    price_per_gb: 1
+  },
+  relay: {
+    enabled: true,
+    max_reservations: 32,
+    // a 64 MB download plus noise/yamux overhead in both directions fits with room
+    data_limit_mb: 1024,
+    duration_limit_seconds: 3600
+  }
+}
+
+/** Where each key's value came from, for error messages: dotted key -> source. */
+export type SourceMap = Map<string, string>
+
+export interface ConfigLayer {
+  /** e.g. `/home/u/.spareband/config.toml`, `environment variable SPAREBAND_REGION`, `flag --region` */
+  source: string | ((key: string) => string)
+  values: SparebandConfigInput | Record<string, unknown>
+}
+
+export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
+  return env.SPAREBAND_DATA_DIR ?? join(homedir(), '.spareband')
+}
+
+/**
+ * Reads `config.toml`. A missing file is an empty layer; a file that does not
+ * parse is a ConfigError naming the file, the line and column.
+ */
+export function readConfigFile (file: string): ConfigLayer {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err: any) {
+    if (err.code === 'ENOENT') return { source: file, values: {} }
+    throw new ConfigError(`${file}: cannot read config file: ${err.message}`, { source: file })
+  }
+  try {
+    return { source: file, values: parseToml(text) as Record<string, unknown> }
+  } catch (err: any) {
+    const where = err instanceof TomlError ? ` (line ${err.line}, column ${err.column})` : ''
+    const first = String(err.message).split('\n')[0]
+    throw new ConfigError(`${file}: not valid TOML${where}: ${first}`, { source: file })
+  }
+}
+
+/** One override that can come from the environment or a flag. */
+interface Override {
+  env: string
+  key: string
+  parse: (raw: string) => unknown
+}
+
+const list = (raw: string): string[] => raw.split(',').map(s => s.trim()).filter(s => s.length > 0)
+const bool = (raw: string): unknown => {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true
+  if (/^(0|false|no|off)$/i.test(raw)) return false
+  return raw
+}
+const num = (raw: string): unknown => {
+  const n = Number(raw)
+  return raw.trim() !== '' && Number.isFinite(n) ? n : raw
+}
+
+/** The environment variables the node reads, and the keys they set. */
+export const ENV_OVERRIDES: Override[] = [
+  { env: 'SPAREBAND_REGION', key: 'region', parse: s => s },
+  { env: 'SPAREBAND_LISTEN', key: 'listen', parse: list },
+  { env: 'SPAREBAND_ANNOUNCE', key: 'announce', parse: list },
+  { env: 'SPAREBAND_BOOTSTRAP', key: 'network.bootstrap', parse: list },
+  { env: 'SPAREBAND_API_PORT', key: 'api.port', parse: num },
+  { env: 'SPAREBAND_SOCKS_PORT', key: 'proxy.socks_port', parse: num },
+  { env: 'SPAREBAND_HTTP_PORT', key: 'proxy.http_port', parse: num },
+  { env: 'SPAREBAND_PROXY_HOST', key: 'proxy.host', parse: s => s },
+  { env: 'SPAREBAND_PROXY_USERNAME', key: 'proxy.username', parse: s => s },
+  { env: 'SPAREBAND_PROXY_PASSWORD', key: 'proxy.password', parse: s => s },
+  { env: 'SPAREBAND_DEFAULT_REGION', key: 'proxy.default_region', parse: s => s },
+  { env: 'SPAREBAND_SUPPLY', key: 'exit.enabled', parse: bool },
+  { env: 'SPAREBAND_RELAY', key: 'relay.enabled', parse: bool },
+  { env: 'SPAREBAND_CAPACITY_MBPS', key: 'exit.capacity_mbps', parse: num },
+  { env: 'SPAREBAND_EXIT_PORTS', key: 'exit.allowed_ports', parse: list },
+  { env: 'SPAREBAND_ALLOW_PRIVATE_TARGETS', key: 'exit.allow_private_targets', parse: bool },
+  { env: 'SPAREBAND_SCHEDULE', key: 'exit.schedule', parse: s => s }
+]
+
+export function envLayer (env: NodeJS.ProcessEnv = process.env): ConfigLayer {
+  const values: Record<string, unknown> = {}
+  const sources = new Map<string, string>()
+  for (const o of ENV_OVERRIDES) {
+    const raw = env[o.env]
+    if (raw == null) continue
+    setPath(values, o.key, o.parse(raw))
+    sources.set(o.key, `environment variable ${o.env}`)
+  }
+  return { source: key => sources.get(key) ?? 'the environment', values }
+}
+
+/** Builds a layer from dotted keys, e.g. `{ 'exit.enabled': false }`, for flags. */
+export function layerFromKeys (entries: Array<{ key: string, value: unknown, source: string }>): ConfigLayer {
+  const values: Record<string, unknown> = {}
+  const sources = new Map<string, string>()
+  for (const e of entries) {
+    if (e.value === undefined) continue
+    setPath(values, e.key, e.value)
+    sources.set(e.key, e.source)
+  }
+  return { source: key => sources.get(key) ?? 'command line', values }
+}
+
+/**
+ * Merges layers over the defaults (later layers win) and validates the
+ * result. Arrays replace, they do not concatenate.
+ */
+export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
+  const merged: Record<string, unknown> = structuredClone(defaultConfig) as any
+  const sources: SourceMap = new Map()
+  for (const layer of layers) {
+    for (const [key, value] of leaves(layer.values as Record<string, unknown>)) {
+      setPath(merged, key, value)
+      sources.set(key, typeof layer.source === 'string' ? layer.source : layer.source(key))
+    }
+  }
+  const result = configSchema.safeParse(merged)
+  if (result.success) return result.data
+  const issue = result.error.issues[0]
+  const key = issue.path.map(String).join('.')
+  const source = sourceOf(sources, key) ?? 'defaults'
+  throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key })
+}
+
+function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, value: unknown): string {
+  if (issue.code === 'unrecognized_keys') {
+    const where = key === '' ? '' : `${key}.`
+    const known = Object.keys(getPath(defaultConfig, issue.path) as object ?? {}).join(', ')
+    return `${source}: unknown key ${issue.keys.map(k => `"${where}${k}"`).join(', ')} (allowed here: ${known})`
+  }
+  const shown = value === undefined ? 'nothing' : JSON.stringify(value)
+  return `${source}: ${key} = ${shown} is invalid: ${issue.message}`
+}
+
+function sourceOf (sources: SourceMap, key: string): string | undefined {
+  // the issue may sit on a parent (a missing section) or a child (one array element)
+  for (let k = key; ; k = k.slice(0, Math.max(0, k.lastIndexOf('.')))) {
+    const s = sources.get(k)
+    if (s != null) return s
+    if (k === '') break
+  }
+  for (const [k, s] of sources) if (k.startsWith(key + '.')) return s
+  return undefined
+}
+
+function leaves (obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = []
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix === '' ? k : `${prefix}.${k}`
+    if (v != null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) out.push(...leaves(v as Record<string, unknown>, key))
+    else out.push([key, v])
+  }
+  return out
+}
+
+function setPath (obj: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.')
+  let cur: any = obj
+  for (const p of parts.slice(0, -1)) {
+    if (cur[p] == null || typeof cur[p] !== 'object' || Array.isArray(cur[p])) cur[p] = {}
+    cur = cur[p]
+  }
+  cur[parts[parts.length - 1]] = value
+}
+
+function getPath (obj: unknown, path: PropertyKey[]): unknown {
+  let cur: any = obj
+  for (const p of path) {
+    if (cur == null || typeof cur !== 'object') return undefined
+    cur = cur[p as any]
+  }
+  return cur
+}

@@ -1,0 +1,174 @@
+/**
+ * The local control API: JSON under `/v1/`, Prometheus text at `/metrics`,
+ * on 127.0.0.1 with a bearer token from the data directory. The running node
+ * writes where it listens to `api.json` so CLI commands find it with only
+ * `--data-dir`.
+ */
+
+import { createServer } from 'node:http'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { readFile, writeFile, rm, chmod, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export const API_TOKEN_FILE = 'api-token'
+export const API_INFO_FILE = 'api.json'
+
+/** What `api.json` holds. */
+export interface ApiInfo {
+  url: string
+  host: string
+  port: number
+  pid: number
+  peerId: string
+}
+
+export type RouteHandler = (req: IncomingMessage, body: unknown) => Promise<unknown> | unknown
+
+export class HttpError extends Error {
+  static name = 'HttpError'
+  constructor (readonly status: number, message: string) {
+    super(message)
+    this.name = 'HttpError'
+  }
+}
+
+/** Reads the API token, creating it (mode 0600) on first use. */
+export async function loadOrCreateApiToken (dataDir: string): Promise<string> {
+  const file = join(dataDir, API_TOKEN_FILE)
+  try {
+    const token = (await readFile(file, 'utf8')).trim()
+    if (token.length >= 16) return token
+  } catch (err: any) {
+    if (err.code !== 'ENOENT') throw err
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const token = randomBytes(32).toString('hex')
+  await writeFile(file, token + '\n', { mode: 0o600 })
+  await chmod(file, 0o600)
+  return token
+}
+
+export interface ControlApiInit {
+  dataDir: string
+  host: string
+  port: number
+  peerId: string
+  /** `GET /v1/<name>` and `POST /v1/<name>` routes. */
+  routes: Record<string, { get?: RouteHandler, post?: RouteHandler }>
+  /** Prometheus exposition text for `/metrics`. */
+  metrics?: () => Promise<string> | string
+  /** The dashboard page, served without a token (it asks for one). */
+  dashboard?: () => Promise<string> | string
+}
+
+export class ControlApi {
+  private server?: Server
+  private token = ''
+  private info?: ApiInfo
+
+  constructor (private readonly init: ControlApiInit) {}
+
+  get address (): ApiInfo | undefined {
+    return this.info
+  }
+
+  async start (): Promise<void> {
+    if (this.server != null) return
+    this.token = await loadOrCreateApiToken(this.init.dataDir)
+    const server = createServer((req, res) => { void this.handle(req, res) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.init.port, this.init.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    this.server = server
+    const { port } = server.address() as AddressInfo
+    const host = this.init.host
+    const urlHost = host.includes(':') ? `[${host}]` : host
+    this.info = { url: `http://${urlHost}:${port}`, host, port, pid: process.pid, peerId: this.init.peerId }
+    await writeFile(join(this.init.dataDir, API_INFO_FILE), JSON.stringify(this.info, null, 2) + '\n', { mode: 0o600 })
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    await rm(join(this.init.dataDir, API_INFO_FILE), { force: true })
+    server.closeAllConnections()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  }
+
+  private authorized (req: IncomingMessage): boolean {
+    const header = req.headers.authorization ?? ''
+    const m = /^Bearer\s+(\S+)$/i.exec(header)
+    if (m == null) return false
+    const given = Buffer.from(m[1])
+    const want = Buffer.from(this.token)
+    return given.length === want.length && timingSafeEqual(given, want)
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost')
+      if (url.pathname === '/' && req.method === 'GET' && this.init.dashboard != null) {
+        return send(res, 200, await this.init.dashboard(), 'text/html; charset=utf-8')
+      }
+      if (!this.authorized(req)) {
+        res.setHeader('WWW-Authenticate', 'Bearer')
+        return sendJson(res, 401, { error: 'missing or wrong bearer token (see api-token in the data directory)' })
+      }
+      if (url.pathname === '/metrics' && this.init.metrics != null) {
+        return send(res, 200, await this.init.metrics(), 'text/plain; version=0.0.4')
+      }
+      const m = /^\/v1\/([\w/-]+)$/.exec(url.pathname)
+      const route = m == null ? undefined : this.init.routes[m[1]]
+      if (route == null) return sendJson(res, 404, { error: `no such endpoint: ${url.pathname}` })
+      const method = req.method === 'POST' ? 'post' : req.method === 'GET' ? 'get' : undefined
+      const handler = method == null ? undefined : route[method]
+      if (handler == null) return sendJson(res, 405, { error: `${req.method} not allowed on ${url.pathname}` })
+      const body = method === 'post' ? await readJson(req) : undefined
+      sendJson(res, 200, await handler(req, body))
+    } catch (err: any) {
+      const status = err instanceof HttpError ? err.status : 500
+      sendJson(res, status, { error: err.message ?? String(err) })
+    }
+  }
+}
+
+async function readJson (req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of req) {
+    size += c.length
+    if (size > 64 * 1024) throw new HttpError(413, 'request body too large')
+    chunks.push(c)
+  }
+  if (size === 0) return undefined
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON')
+  }
+}
+
+function send (res: ServerResponse, status: number, body: string, type: string): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
+  res.end(body)
+}
+
+function sendJson (res: ServerResponse, status: number, body: unknown): void {
+  send(res, status, JSON.stringify(body, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n', 'application/json')
+}
+
+/** Client side, for the CLI: reads `api.json` and the token, then calls the running node. */
+export async function readApiInfo (dataDir: string): Promise<ApiInfo | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dataDir, API_INFO_FILE), 'utf8')) as ApiInfo
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The node's Ed25519 identity, kept in `identity.key` (mode 0600) in the data
+ * directory so the peer id is the same on every start.
+ */
+
+import { mkdir, readFile, writeFile, chmod, stat, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { IdentityExistsError, IdentityMissingError } from '../errors.ts'
+import type { PrivateKey, PeerId } from '@libp2p/interface'
+
+export const IDENTITY_FILE = 'identity.key'
+
+export interface Identity {
+  privateKey: PrivateKey
+  peerId: PeerId
+}
+
+export function identityPath (dataDir: string): string {
+  return join(dataDir, IDENTITY_FILE)
+}
+
+/** Creates a fresh identity. Refuses when one exists unless `force`, so a key is never lost by accident. */
+export async function createIdentity (dataDir: string, options: { force?: boolean } = {}): Promise<Identity> {
+  const file = identityPath(dataDir)
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  if (options.force !== true && await exists(file)) {
+    throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old peer id is lost)`)
+  }
+  const privateKey = await generateKeyPair('Ed25519')
+  // write then rename, so a crash never leaves a half-written key behind
+  const tmp = `${file}.${process.pid}.tmp`
+  await writeFile(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600 })
+  await rename(tmp, file)
+  await chmod(file, 0o600)
+  return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }
+}
+
+export async function loadIdentity (dataDir: string): Promise<Identity> {
+  const file = identityPath(dataDir)
+  let bytes: Uint8Array
+  try {
+    bytes = await readFile(file)
+  } catch (err: any) {
+    if (err.code === 'ENOENT') throw new IdentityMissingError(`no identity at ${file}; run "spareband init --data-dir ${dataDir}" first`)
+    throw err
+  }
+  let privateKey: PrivateKey
+  try {
+    privateKey = privateKeyFromProtobuf(bytes)
+  } catch (err: any) {
+    throw new IdentityMissingError(`${file} is not a valid private key (${err.message}); restore it from a backup or run "spareband init --force"`)
+  }
+  return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }
+}
+
+/** Loads the identity, creating it first when the data directory has none (library use). */
+export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> {
+  if (await exists(identityPath(dataDir))) return loadIdentity(dataDir)
+  return createIdentity(dataDir)
+}
+
+async function exists (file: string): Promise<boolean> {
+  try {
+    await stat(file)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The libp2p options for a spareband node: one place that turns the node
+ * config into transports, encryption, muxing and services.
+ */
+
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { identify, identifyPush } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { autoNAT } from '@libp2p/autonat'
+import { dcutr } from '@libp2p/dcutr'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
+import { gossipsub } from '@libp2p/gossipsub'
+import { bootstrap } from '@libp2p/bootstrap'
+import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
+import type { SparebandConfig } from './config.ts'
+import type { Libp2p, PrivateKey, PeerDiscovery, ServiceMap } from '@libp2p/interface'
+import type { Libp2pOptions } from 'libp2p'
+
+/**
+ * A yamux stream aborts when its unread data passes this; a paused tunnel
+ * stream can still receive a whole yamux window (up to 16 MiB), so the
+ * js-libp2p default of 4 MiB would reset busy tunnels.
+ */
+export const STREAM_READ_BUFFER = 32 * MiB
+
+export interface BuildLibp2pOptions {
+  privateKey: PrivateKey
+  config: SparebandConfig
+  /** Extra services (tunnel exit, ingress, accounting) wired in by the node. */
+  services?: Record<string, (components: any) => unknown>
+}
+
+export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
+  const local = config.network.local_testnet
+  const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
+  if (config.network.bootstrap.length > 0) {
+    peerDiscovery.push(bootstrap({ list: config.network.bootstrap, timeout: 100 }))
+  }
+  return {
+    privateKey,
+    nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: `${AGENT_NAME}/${VERSION}` },
+    addresses: {
+      listen: config.listen,
+      announce: config.announce
+    },
+    transports: [
+      tcp(),
+      webRTCDirect(),
+      webRTC(),
+      circuitRelayTransport({ reservationCompletionTimeout: 10 * second })
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER } })],
+    connectionManager: {
+      // many testnet nodes share one IP: the default of 5 inbound
+      // connections per second per host resets a burst of bootstrap dials
+      inboundConnectionThreshold: local ? Infinity : 5
+    },
+    peerDiscovery,
+    services: {
+      identify: identify(),
+      identifyPush: identifyPush(),
+      ping: ping(),
+      autoNAT: autoNAT(),
+      dcutr: dcutr(),
+      dht: kadDHT({
+        protocol: config.network.dht_protocol,
+        clientMode: !config.network.dht_server,
+        // the default mapper drops 127.x and 10.x addresses, which leaves a
+        // loopback testnet with peers it cannot dial
+        peerInfoMapper: local ? passthroughMapper : removePrivateAddressesMapper
+      }),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        allowedTopics: [config.network.receipts_topic, config.network.reputation_topic],
+        runOnLimitedConnection: true,
+        scoreParams: local ? { IPColocationFactorWeight: 0 } : undefined
+      }),
+      ...(config.relay.enabled
+        ? {
+            relay: circuitRelayServer({
+              reservations: {
+                maxReservations: config.relay.max_reservations,
+                defaultDataLimit: BigInt(Math.floor(config.relay.data_limit_mb * MiB)),
+                defaultDurationLimit: Math.floor(config.relay.duration_limit_seconds * second),
+                // 0 in either limit means "no limit" to the operator
+                applyDefaultLimit: config.relay.data_limit_mb > 0 && config.relay.duration_limit_seconds > 0
+              }
+            })
+          }
+        : {}),
+      ...services
+    }
+  }
+}
+
+export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<ServiceMap>> {
+  return createLibp2p({ ...libp2pOptions(options), start: false })
+}

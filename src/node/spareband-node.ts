@@ -1,0 +1,241 @@
+/**
+ * The composition root: one node = identity + config + libp2p + the areas
+ * (relay, routing, accounting) + the local control API. Start order is
+ * libp2p, then the services that need it, then the API; stop runs the other
+ * way round so nothing is left talking to a stopped libp2p.
+ */
+
+import { TypedEventEmitter } from 'main-event'
+import { mkdir } from 'node:fs/promises'
+import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
+import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
+import { buildLibp2p } from './libp2p.ts'
+import { ControlApi } from './control-api.ts'
+import { AGENT_NAME, VERSION } from '../constants.ts'
+import { NotStartedError } from '../errors.ts'
+import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
+import type { Identity } from './identity.ts'
+import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
+
+export interface SparebandNodeInit {
+  /** Where identity, config and ledger live. @default SPAREBAND_DATA_DIR or ~/.spareband */
+  dataDir?: string
+  /** Overrides over the defaults (and over `configFile` when given). */
+  config?: SparebandConfigInput
+  /** Read this TOML file below `config`. */
+  configFile?: string
+  /** A config already resolved by the caller (the CLI); `config` and `configFile` are then ignored. */
+  resolvedConfig?: SparebandConfig
+  /** Create an identity when the data directory has none; when false, a missing key is an error. @default true */
+  createIdentity?: boolean
+  /** Serve the local control API. @default true */
+  controlApi?: boolean
+}
+
+export interface PeerInfoSummary {
+  peerId: string
+  addresses: string[]
+  direction: 'inbound' | 'outbound'
+  limited: boolean
+  agent?: string
+  region?: string
+  latencyMs?: number
+}
+
+export interface NodeStatus {
+  peerId: string
+  version: string
+  network: string
+  region?: string
+  addresses: string[]
+  connections: number
+  peers: number
+  uptimeSeconds: number
+  dht: { mode: 'server' | 'client', routingTableSize: number }
+  api?: string
+  /** Things an operator must know, e.g. that private targets are allowed. */
+  warnings: string[]
+}
+
+export interface SparebandEvents {
+  'node:started': CustomEvent<{ peerId: string }>
+  'node:stopped': CustomEvent<{ peerId: string }>
+  'peer:connect': CustomEvent<{ peerId: string }>
+  'peer:disconnect': CustomEvent<{ peerId: string }>
+}
+
+/**
+ * A part of the node with its own lifecycle and status section, built once
+ * libp2p exists (the exit, the proxies, accounting).
+ */
+export interface NodePart {
+  readonly name: string
+  start?(): Promise<void>
+  stop?(): Promise<void>
+  status?(): unknown
+  routes?: Record<string, { get?: (req: any, body: unknown) => unknown, post?: (req: any, body: unknown) => unknown }>
+  warnings?(): string[]
+}
+
+/** Builds parts for a node; registered by the areas. */
+export type PartFactory = (node: SparebandNode) => NodePart | undefined
+/** Adds libp2p services before libp2p is created. */
+export type ServiceFactory = (config: SparebandConfig, dataDir: string) => Record<string, (components: any) => unknown>
+
+/** The areas this node is composed of: filled in as they land. */
+const SERVICE_FACTORIES: ServiceFactory[] = []
+const PART_FACTORIES: PartFactory[] = []
+
+export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
+  readonly [Symbol.toStringTag] = 'spareband'
+  readonly dataDir: string
+  readonly config: SparebandConfig
+  readonly identity: Identity
+  readonly libp2p: Libp2p<ServiceMap>
+  private readonly api?: ControlApi
+  private readonly parts: NodePart[] = []
+  private startedAt = 0
+  private running = false
+
+  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[]) {
+    super()
+    this.dataDir = dataDir
+    this.config = config
+    this.identity = identity
+    this.libp2p = libp2p
+    for (const f of partFactories) {
+      const part = f(this)
+      if (part != null) this.parts.push(part)
+    }
+    if (withApi) {
+      const routes: Record<string, any> = {
+        status: { get: () => this.status() },
+        peers: { get: () => this.peers() }
+      }
+      for (const p of this.parts) Object.assign(routes, p.routes ?? {})
+      this.api = new ControlApi({
+        dataDir,
+        host: config.api.host,
+        port: config.api.port,
+        peerId: identity.peerId.toString(),
+        routes
+      })
+    }
+    libp2p.addEventListener('peer:connect', e => this.safeDispatchEvent('peer:connect', { detail: { peerId: e.detail.toString() } }))
+    libp2p.addEventListener('peer:disconnect', e => this.safeDispatchEvent('peer:disconnect', { detail: { peerId: e.detail.toString() } }))
+  }
+
+  static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {
+    const dataDir = init.dataDir ?? defaultDataDir()
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    let config = init.resolvedConfig
+    if (config == null) {
+      const layers: ConfigLayer[] = []
+      if (init.configFile != null) layers.push(readConfigFile(init.configFile))
+      if (init.config != null) layers.push({ source: 'createSparebandNode() config', values: init.config })
+      config = resolveConfig(layers)
+    }
+    const identity = init.createIdentity === false ? await loadIdentity(dataDir) : await loadOrCreateIdentity(dataDir)
+    const services: Record<string, (components: any) => unknown> = {}
+    for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir))
+    const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
+    return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES)
+  }
+
+  get peerId (): PeerId {
+    return this.identity.peerId
+  }
+
+  get isRunning (): boolean {
+    return this.running
+  }
+
+  /** The control API's URL once started. */
+  get apiUrl (): string | undefined {
+    return this.api?.address?.url
+  }
+
+  part<T extends NodePart> (name: string): T | undefined {
+    return this.parts.find(p => p.name === name) as T | undefined
+  }
+
+  async start (): Promise<void> {
+    if (this.running) return
+    await this.libp2p.start()
+    const started: NodePart[] = []
+    try {
+      for (const p of this.parts) {
+        await p.start?.()
+        started.push(p)
+      }
+      await this.api?.start()
+    } catch (err) {
+      for (const p of started.reverse()) await p.stop?.().catch(() => {})
+      await this.libp2p.stop()
+      throw err
+    }
+    this.running = true
+    this.startedAt = Date.now()
+    this.safeDispatchEvent('node:started', { detail: { peerId: this.peerId.toString() } })
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    await this.api?.stop()
+    for (const p of [...this.parts].reverse()) await p.stop?.()
+    await this.libp2p.stop()
+    this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
+  }
+
+  status (): NodeStatus & Record<string, unknown> {
+    if (!this.running) throw new NotStartedError()
+    const dht: any = this.libp2p.services.dht
+    const warnings: string[] = []
+    for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
+    const status: NodeStatus & Record<string, unknown> = {
+      peerId: this.peerId.toString(),
+      version: `${AGENT_NAME}/${VERSION}`,
+      network: this.config.network.name,
+      region: this.config.region,
+      addresses: [...new Set(this.libp2p.getMultiaddrs().map(String))],
+      connections: this.libp2p.getConnections().length,
+      peers: this.libp2p.getPeers().length,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      dht: {
+        mode: dht?.getMode?.() ?? (this.config.network.dht_server ? 'server' : 'client'),
+        routingTableSize: dht?.routingTable?.size ?? 0
+      },
+      api: this.apiUrl,
+      warnings
+    }
+    for (const p of this.parts) {
+      if (p.status != null) status[p.name] = p.status()
+    }
+    return status
+  }
+
+  async peers (): Promise<PeerInfoSummary[]> {
+    if (!this.running) throw new NotStartedError()
+    const byPeer = new Map<string, PeerInfoSummary>()
+    for (const conn of this.libp2p.getConnections()) {
+      const id = conn.remotePeer.toString()
+      let entry = byPeer.get(id)
+      if (entry == null) {
+        entry = { peerId: id, addresses: [], direction: conn.direction, limited: conn.limits != null }
+        try {
+          const peer = await this.libp2p.peerStore.get(conn.remotePeer)
+          const agent = peer.metadata.get('AgentVersion')
+          if (agent != null) entry.agent = new TextDecoder().decode(agent)
+          const region = peer.metadata.get('spareband:region')
+          if (region != null) entry.region = new TextDecoder().decode(region)
+        } catch {}
+        if (conn.rtt != null) entry.latencyMs = Math.round(conn.rtt)
+        byPeer.set(id, entry)
+      }
+      entry.addresses.push(conn.remoteAddr.toString())
+      entry.limited = entry.limited && conn.limits != null
+    }
+    return [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Share schedule: when an exit accepts new tunnels, in the machine's local
+ * time. Grammar (case-insensitive, rules separated by commas or semicolons):
+ *
+ *   schedule := "always" | "never" | rule ("," rule)*
+ *   rule     := days (" " window)+
+ *   days     := day | day "-" day | "daily" | "weekdays" | "weekends"
+ *   window   := "all" | HH:MM "-" HH:MM      (end <= start wraps past midnight)
+ *
+ * e.g. `mon-fri 00:00-07:00 19:00-24:00, sat-sun all`. A window that wraps,
+ * `fri 22:00-02:00`, runs from Friday 22:00 to Saturday 02:00.
+ */
+
+const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
+const MINUTES_PER_DAY = 24 * 60
+const MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
+
+export class ScheduleError extends Error {
+  static name = 'ScheduleError'
+  constructor (message = 'Invalid schedule') {
+    super(message)
+    this.name = 'ScheduleError'
+  }
+}
+
+/** Half-open intervals of minutes since Sunday 00:00, sorted and merged. */
+export interface Schedule {
+  readonly text: string
+  readonly always: boolean
+  readonly intervals: ReadonlyArray<readonly [number, number]>
+}
+
+function parseDay (s: string, rule: string): number {
+  const i = DAYS.indexOf(s.slice(0, 3))
+  if (i < 0 || !(s.length === 3 || DAYS[i] + s.slice(3) === fullName(i))) {
+    throw new ScheduleError(`unknown day "${s}" in "${rule}": use mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends`)
+  }
+  return i
+}
+
+function fullName (i: number): string {
+  return ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'][i]
+}
+
+function parseDays (s: string, rule: string): number[] {
+  if (s === 'daily' || s === 'all' || s === 'everyday') return [0, 1, 2, 3, 4, 5, 6]
+  if (s === 'weekdays') return [1, 2, 3, 4, 5]
+  if (s === 'weekends') return [6, 0]
+  const parts = s.split('-')
+  if (parts.length === 1) return [parseDay(parts[0], rule)]
+  if (parts.length !== 2) throw new ScheduleError(`bad day range "${s}" in "${rule}"`)
+  const from = parseDay(parts[0], rule)
+  const to = parseDay(parts[1], rule)
+  const out: number[] = []
+  for (let d = from; ; d = (d + 1) % 7) {
+    out.push(d)
+    if (d === to) break
+  }
+  return out
+}
+
+function parseTime (s: string, rule: string): number {
+  const m = /^(\d{1,2}):(\d{2})$/.exec(s)
+  if (m == null) throw new ScheduleError(`bad time "${s}" in "${rule}": expected HH:MM`)
+  const h = Number(m[1])
+  const min = Number(m[2])
+  if (h > 24 || min > 59 || (h === 24 && min !== 0)) throw new ScheduleError(`time "${s}" in "${rule}" is out of range 00:00-24:00`)
+  return h * 60 + min
+}
+
+export function parseSchedule (text: string): Schedule {
+  const t = text.trim().toLowerCase()
+  if (t === '' || t === 'always') return { text, always: true, intervals: [[0, MINUTES_PER_WEEK]] }
+  if (t === 'never') return { text, always: false, intervals: [] }
+  const raw: Array<[number, number]> = []
+  for (const ruleText of t.split(/[,;]/)) {
+    const rule = ruleText.trim()
+    if (rule === '') continue
+    const [dayPart, ...windows] = rule.split(/\s+/)
+    if (windows.length === 0) throw new ScheduleError(`rule "${rule}" has no time window: add "all" or HH:MM-HH:MM`)
+    const days = parseDays(dayPart, rule)
+    for (const w of windows) {
+      let start: number
+      let end: number
+      if (w === 'all') {
+        start = 0
+        end = MINUTES_PER_DAY
+      } else {
+        const [a, b, extra] = w.split('-')
+        if (b == null || extra != null) throw new ScheduleError(`bad window "${w}" in "${rule}": expected HH:MM-HH:MM or all`)
+        start = parseTime(a, rule)
+        end = parseTime(b, rule)
+        if (start === MINUTES_PER_DAY) throw new ScheduleError(`window "${w}" in "${rule}" starts at 24:00`)
+        if (end <= start) end += MINUTES_PER_DAY // wraps past midnight into the next day
+      }
+      for (const d of days) {
+        const s = d * MINUTES_PER_DAY + start
+        const e = d * MINUTES_PER_DAY + end
+        if (e <= MINUTES_PER_WEEK) raw.push([s, e])
+        else {
+          raw.push([s, MINUTES_PER_WEEK])
+          raw.push([0, e - MINUTES_PER_WEEK])
+        }
+      }
+    }
+  }
+  if (raw.length === 0) throw new ScheduleError(`schedule "${text}" has no rules`)
+  raw.sort((a, b) => a[0] - b[0])
+  const merged: Array<[number, number]> = []
+  for (const r of raw) {
+    const last = merged[merged.length - 1]
+    if (last != null && r[0] <= last[1]) last[1] = Math.max(last[1], r[1])
+    else merged.push([r[0], r[1]])
+  }
+  const always = merged.length === 1 && merged[0][0] === 0 && merged[0][1] === MINUTES_PER_WEEK
+  return { text, always, intervals: merged }
+}
+
+/** Minutes since Sunday 00:00 in local time. */
+export function minuteOfWeek (date: Date): number {
+  return date.getDay() * MINUTES_PER_DAY + date.getHours() * 60 + date.getMinutes()
+}
+
+export function isWithinSchedule (schedule: Schedule, date: Date): boolean {
+  if (schedule.always) return true
+  const m = minuteOfWeek(date)
+  for (const [s, e] of schedule.intervals) if (m >= s && m < e) return true
+  return false
+}

@@ -1,0 +1,41 @@
+/**
+ * Regions are ISO 3166-1 alpha-2 country codes in lower case, optionally
+ * followed by an ISO 3166-2 subdivision: `de`, `us`, `us-ca`. Validated
+ * against the code lists of the `iso-3166` package, not a hand-written list.
+ */
+
+import { iso31661, iso31662 } from 'iso-3166'
+
+const countries = new Set(iso31661.map(c => c.alpha2.toLowerCase()))
+const subdivisions = new Set(iso31662.map(s => s.code.toLowerCase()))
+
+export function normalizeRegion (region: string): string {
+  return region.trim().toLowerCase()
+}
+
+export function isValidRegion (region: string): boolean {
+  const r = normalizeRegion(region)
+  if (countries.has(r)) return true
+  return subdivisions.has(r)
+}
+
+/** The country part of a region: `us-ca` -> `us`. */
+export function countryOf (region: string): string {
+  return normalizeRegion(region).split('-')[0]
+}
+
+/**
+ * The region keys an exit in `region` provides: its country and, if it has
+ * one, its subdivision (DESIGN.md, "Region keys").
+ */
+export function regionKeysFor (region: string): string[] {
+  const r = normalizeRegion(region)
+  const country = countryOf(r)
+  return r === country ? [country] : [country, r]
+}
+
+/** Does an exit in `exitRegion` serve a request for `wanted`? `us-ca` serves `us`; `us` does not serve `us-ca`. */
+export function regionMatches (exitRegion: string | undefined, wanted: string): boolean {
+  if (exitRegion == null) return false
+  return regionKeysFor(exitRegion).includes(normalizeRegion(wanted))
+}
