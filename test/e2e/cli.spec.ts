@@ -1,0 +1,123 @@
+import { describe, it, expect, afterAll } from 'vitest'
+import { spawn } from 'node:child_process'
+import { stat, readFile, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+
+const procs: NodeProcess[] = []
+afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
+
+const LOCAL = ['--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0']
+
+describe('spareband CLI end to end', () => {
+  it('init, start, status --json, peers --json, SIGTERM exits 0', async () => {
+    const a = await tempDir('sb-cli-a-')
+    const b = await tempDir('sb-cli-b-')
+    const init = await runCliJson(['init', '--data-dir', a, '--region', 'de', '--json'])
+    expect(init.peerId).toMatch(/^12D3KooW/)
+    expect((await stat(join(a, 'identity.key'))).mode & 0o777).toBe(0o600)
+    await runCliJson(['init', '--data-dir', b, '--region', 'jp', '--json'])
+
+    const nodeA = new NodeProcess(a, [...LOCAL, '--network', 'local'])
+    procs.push(nodeA)
+    await nodeA.ready()
+    const sa = await nodeA.status()
+    expect(sa.peerId).toBe(init.peerId) // the key from init is the one used
+    expect(sa.region).toBe('de')
+    expect(sa.addresses.length).toBeGreaterThan(0)
+    expect(sa.connections).toBe(0)
+    expect(typeof sa.uptimeSeconds).toBe('number')
+    expect((await stat(join(a, 'api-token'))).mode & 0o777).toBe(0o600)
+
+    const nodeB = new NodeProcess(b, [...LOCAL, '--network', 'local', '--bootstrap', sa.addresses[0]])
+    procs.push(nodeB)
+    await nodeB.ready()
+    const peers = await waitFor(async () => {
+      const p = await runCliJson(['peers', '--json', '--data-dir', b])
+      return p.length >= 1 ? p : undefined
+    }, { what: 'B to connect to A' })
+    expect(peers[0].peerId).toBe(sa.peerId)
+    expect(peers[0].addresses[0]).toContain('/ip4/127.0.0.1/tcp/')
+    expect((await nodeA.status()).connections).toBeGreaterThanOrEqual(1)
+
+    // the readable forms carry the same facts
+    const table = await runCli(['peers', '--data-dir', b])
+    expect(table.stdout).toContain(sa.peerId)
+    const text = await runCli(['status', '--data-dir', a])
+    expect(text.stdout).toMatch(new RegExp(`peerId\\s+${sa.peerId}`))
+
+    const stopped = await nodeA.stop('SIGTERM')
+    expect(stopped.code).toBe(0)
+    expect(stopped.ms).toBeLessThan(5000)
+    expect(nodeA.output).toContain('stopped')
+    // the API is gone and status says so clearly
+    const after = await runCli(['status', '--data-dir', a])
+    expect(after.code).toBe(1)
+    expect(after.stderr).toContain('no running node')
+    expect((await nodeB.stop('SIGINT')).code).toBe(0)
+
+    // the same identity on restart
+    const again = new NodeProcess(a, [...LOCAL])
+    procs.push(again)
+    await again.ready()
+    expect((await again.status()).peerId).toBe(init.peerId)
+    expect((await again.stop()).code).toBe(0)
+  })
+
+  it('refuses to overwrite an identity without --force', async () => {
+    const d = await tempDir('sb-cli-')
+    const first = await runCliJson(['init', '--data-dir', d, '--json'])
+    const key = await readFile(join(d, 'identity.key'))
+    const r = await runCli(['init', '--data-dir', d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('already exists')
+    expect(await readFile(join(d, 'identity.key'))).toEqual(key)
+    const forced = await runCliJson(['init', '--data-dir', d, '--force', '--json'])
+    expect(forced.peerId).not.toBe(first.peerId)
+  })
+
+  it('bad flags and bad config exit 2 with one clear line, no stack trace', async () => {
+    const d = await tempDir('sb-cli-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    const cases: Array<[string[], RegExp, NodeJS.ProcessEnv?]> = [
+      [['start', '--data-dir', d, '--api-port', 'abc'], /--api-port.*"abc" is not a number/],
+      [['start', '--data-dir', d, '--frobnicate'], /unknown option '--frobnicate'/],
+      [['start', '--data-dir', d, '--region', 'xx'], /flag --region: region = "xx" is invalid/],
+      [['start', '--data-dir', d, '--exit-ports', '80,99999'], /flag --exit-ports: exit.allowed_ports.*99999.*out of range/],
+      [['start', '--data-dir', d, '--network', 'nosuch'], /unknown network "nosuch"/],
+      [['start', '--data-dir', d], /environment variable SPAREBAND_SOCKS_PORT: proxy.socks_port = "x"/, { SPAREBAND_SOCKS_PORT: 'x' }],
+      [['init', '--data-dir', d, '--region', 'atlantis'], /--region "atlantis" is not an ISO 3166-1/]
+    ]
+    for (const [args, pattern, env] of cases) {
+      const r = await runCli(args, { env })
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr, args.join(' ')).toMatch(pattern)
+      expect(r.stderr).not.toMatch(/\n\s+at /) // no stack trace
+    }
+    await writeFile(join(d, 'config.toml'), '[proxy]\nsocks_port = 99999\n')
+    const r = await runCli(['start', '--data-dir', d])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${join(d, 'config.toml')}: proxy.socks_port = 99999 is invalid`)
+  })
+
+  it('start without init says to run init', async () => {
+    const d = await tempDir('sb-cli-')
+    const r = await runCli(['start', '--data-dir', d, ...LOCAL])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('spareband init')
+  })
+
+  it('the embedding example starts a node and stops it cleanly', async () => {
+    const script = resolve(import.meta.dirname, '../../dist/examples/embed.js')
+    const child = spawn(process.execPath, [script, '--run-seconds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', d => { out += d })
+    const code = await new Promise(res => child.on('exit', res))
+    expect(code).toBe(0)
+    const events = out.trim().split('\n').map(l => JSON.parse(l))
+    expect(events[0].event).toBe('started')
+    expect(events[0].status.peerId).toMatch(/^12D3KooW/)
+    expect(events[0].status.region).toBe('de')
+    expect(events.at(-1).event).toBe('stopped')
+  })
+})

@@ -1,0 +1,145 @@
+import { describe, it, expect } from 'vitest'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../../src/node/config.ts'
+import { loadNetworkDefinition, networkLayer } from '../../src/node/network-definition.ts'
+
+async function tomlFile (text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-config-'))
+  const file = join(dir, 'config.toml')
+  await writeFile(file, text)
+  return file
+}
+
+function catchError (fn: () => unknown): any {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+  throw new Error('expected an error')
+}
+
+describe('config precedence', () => {
+  it('uses the defaults when nothing is given', () => {
+    const c = resolveConfig([])
+    expect(c).toEqual(defaultConfig)
+    expect(c.region).toBeUndefined()
+  })
+
+  it('file over defaults, environment over file, flags over environment', async () => {
+    const file = await tomlFile('region = "de"\n[api]\nport = 7001\n[proxy]\nsocks_port = 1081\nhttp_port = 3129\n')
+    const env = envLayer({ SPAREBAND_API_PORT: '7002', SPAREBAND_SOCKS_PORT: '1082' })
+    const flags = layerFromKeys([{ key: 'api.port', value: 7003, source: 'flag --api-port' }])
+    const c = resolveConfig([readConfigFile(file), env, flags])
+    expect(c.region).toBe('de') // file only
+    expect(c.proxy.http_port).toBe(3129) // file only
+    expect(c.proxy.socks_port).toBe(1082) // env beats file
+    expect(c.api.port).toBe(7003) // flag beats env and file
+    expect(c.api.host).toBe('127.0.0.1') // default kept beside overridden sibling
+  })
+
+  it('arrays from a later layer replace, not extend', async () => {
+    const file = await tomlFile('listen = ["/ip4/127.0.0.1/tcp/1"]\n')
+    const c = resolveConfig([readConfigFile(file), envLayer({ SPAREBAND_LISTEN: '/ip4/127.0.0.1/tcp/2,/ip4/127.0.0.1/tcp/3' })])
+    expect(c.listen).toEqual(['/ip4/127.0.0.1/tcp/2', '/ip4/127.0.0.1/tcp/3'])
+  })
+
+  it('a network definition sits below the file', async () => {
+    const { file, definition } = loadNetworkDefinition('local')
+    const cfgFile = await tomlFile('[network]\nname = "mine"\n')
+    const c = resolveConfig([networkLayer(file, definition), readConfigFile(cfgFile)])
+    expect(c.network.name).toBe('mine')
+    expect(c.network.local_testnet).toBe(true)
+  })
+
+  it('normalises regions and reads booleans from the environment', () => {
+    const c = resolveConfig([envLayer({ SPAREBAND_REGION: 'US-CA', SPAREBAND_SUPPLY: 'false', SPAREBAND_EXIT_PORTS: '80,8000-8100' })])
+    expect(c.region).toBe('us-ca')
+    expect(c.exit.enabled).toBe(false)
+    expect(c.exit.allowed_ports).toEqual(['80', '8000-8100'])
+  })
+
+  it('returns a config that structuredClone can copy', () => {
+    expect(structuredClone(resolveConfig([]))).toEqual(defaultConfig)
+  })
+})
+
+describe('config validation errors', () => {
+  it('names the file, key, value and what is allowed', async () => {
+    const file = await tomlFile('[exit]\nallowed_ports = [80, "90-70"]\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.source).toBe(file)
+    expect(err.key).toBe('exit.allowed_ports')
+    expect(err.message).toContain(file)
+    expect(err.message).toContain('exit.allowed_ports')
+    expect(err.message).toContain('90-70')
+    expect(err.message).toContain('empty')
+  })
+
+  it('rejects an unknown region naming it', async () => {
+    const file = await tomlFile('region = "zz"\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.key).toBe('region')
+    expect(err.message).toContain('"zz"')
+    expect(err.message).toContain('ISO 3166')
+  })
+
+  it('rejects unknown keys and lists the allowed ones', async () => {
+    const file = await tomlFile('[exit]\nalowed_ports = [80]\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.message).toContain('exit.alowed_ports')
+    expect(err.message).toContain('allowed_ports')
+  })
+
+  it('names the environment variable a bad value came from', () => {
+    const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_API_PORT: 'seventy' })]))
+    expect(err.source).toBe('environment variable SPAREBAND_API_PORT')
+    expect(err.key).toBe('api.port')
+    expect(err.message).toContain('"seventy"')
+  })
+
+  it('names the flag a bad value came from', () => {
+    const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: 'funday all', source: 'flag --schedule' }])]))
+    expect(err.source).toBe('flag --schedule')
+    expect(err.message).toContain('funday')
+  })
+
+  it('reports TOML syntax errors with line and column', async () => {
+    const file = await tomlFile('region = "de"\n[exit\n')
+    const err = catchError(() => readConfigFile(file))
+    expect(err.name).toBe('ConfigError')
+    expect(err.message).toMatch(/line 2/)
+    expect(err.message).toContain(file)
+  })
+
+  it('treats a missing file as empty', () => {
+    expect(readConfigFile('/nonexistent/config.toml').values).toEqual({})
+  })
+
+  it('rejects a wrong type with the value shown', async () => {
+    const file = await tomlFile('[exit]\nmax_tunnels = "many"\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.key).toBe('exit.max_tunnels')
+    expect(err.message).toContain('"many"')
+  })
+})
+
+describe('network definitions', () => {
+  it('loads the shipped ones by name', () => {
+    expect(loadNetworkDefinition('spareband').definition.dht_protocol).toBe('/spareband/kad/1.0.0')
+  })
+
+  it('rejects an unknown name and a broken file clearly', async () => {
+    expect(catchError(() => loadNetworkDefinition('nope')).message).toContain('unknown network "nope"')
+    const dir = await mkdtemp(join(tmpdir(), 'sb-net-'))
+    const file = join(dir, 'net.json')
+    await writeFile(file, '{"name": "x", "dht_protocol": "no-slash"}')
+    const err = catchError(() => loadNetworkDefinition(file))
+    expect(err.name).toBe('ConfigError')
+    expect(err.message).toContain('dht_protocol')
+  })
+})

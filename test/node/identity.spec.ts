@@ -1,0 +1,57 @@
+import { describe, it, expect } from 'vitest'
+import { mkdtemp, stat, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createIdentity, loadIdentity, loadOrCreateIdentity, identityPath } from '../../src/node/identity.ts'
+
+const tmp = async (): Promise<string> => mkdtemp(join(tmpdir(), 'sb-id-'))
+
+describe('identity', () => {
+  it('persists: the same peer id after reload', async () => {
+    const dir = await tmp()
+    const created = await createIdentity(dir)
+    const loaded = await loadIdentity(dir)
+    expect(loaded.peerId.toString()).toBe(created.peerId.toString())
+    expect(created.peerId.type).toBe('Ed25519')
+    // and signatures made with the loaded key verify with the created peer id
+    const msg = new TextEncoder().encode('hello')
+    expect(await created.peerId.publicKey!.verify(msg, await loaded.privateKey.sign(msg))).toBe(true)
+  })
+
+  it('writes the key with mode 0600', async () => {
+    const dir = await tmp()
+    await createIdentity(dir)
+    expect((await stat(identityPath(dir))).mode & 0o777).toBe(0o600)
+  })
+
+  it('refuses to replace an existing key and keeps it', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    const before = await readFile(identityPath(dir))
+    await expect(createIdentity(dir)).rejects.toHaveProperty('name', 'IdentityExistsError')
+    expect(await readFile(identityPath(dir))).toEqual(before)
+    expect((await loadIdentity(dir)).peerId.toString()).toBe(first.peerId.toString())
+  })
+
+  it('replaces the key with force', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    const second = await createIdentity(dir, { force: true })
+    expect(second.peerId.toString()).not.toBe(first.peerId.toString())
+    expect((await loadIdentity(dir)).peerId.toString()).toBe(second.peerId.toString())
+  })
+
+  it('says what to do when the key is missing or corrupt', async () => {
+    const dir = await tmp()
+    await expect(loadIdentity(dir)).rejects.toHaveProperty('name', 'IdentityMissingError')
+    await writeFile(identityPath(dir), 'not a key')
+    await expect(loadIdentity(dir)).rejects.toThrow(/not a valid private key/)
+  })
+
+  it('loadOrCreateIdentity creates once, then loads', async () => {
+    const dir = await tmp()
+    const a = await loadOrCreateIdentity(dir)
+    const b = await loadOrCreateIdentity(dir)
+    expect(b.peerId.equals(a.peerId)).toBe(true)
+  })
+})

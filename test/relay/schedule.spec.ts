@@ -1,0 +1,50 @@
+import { describe, it, expect } from 'vitest'
+import { isWithinSchedule, parseSchedule } from '../../src/relay/schedule.ts'
+
+// 2026-11-23 is a Monday; Date(y, m, d, h, min) is local time, as the schedule is
+const at = (day: number, h: number, m = 0): Date => new Date(2026, 10, 23 + ((day + 6) % 7), h, m)
+const MON = 1; const FRI = 5; const SAT = 6; const SUN = 0
+
+describe('share schedule', () => {
+  it('"always" and "never"', () => {
+    expect(isWithinSchedule(parseSchedule('always'), at(MON, 3))).toBe(true)
+    expect(isWithinSchedule(parseSchedule('never'), at(MON, 3))).toBe(false)
+  })
+
+  it('weekday nights and whole weekends', () => {
+    const s = parseSchedule('mon-fri 00:00-07:00, sat-sun all')
+    expect(isWithinSchedule(s, at(MON, 0))).toBe(true)
+    expect(isWithinSchedule(s, at(MON, 6, 59))).toBe(true)
+    expect(isWithinSchedule(s, at(MON, 7, 0))).toBe(false)
+    expect(isWithinSchedule(s, at(FRI, 12))).toBe(false)
+    expect(isWithinSchedule(s, at(SAT, 12))).toBe(true)
+    expect(isWithinSchedule(s, at(SUN, 23, 59))).toBe(true)
+  })
+
+  it('windows that wrap past midnight, including Saturday into Sunday', () => {
+    const s = parseSchedule('fri 22:00-02:00; sat 23:00-01:00')
+    expect(isWithinSchedule(s, at(FRI, 21, 59))).toBe(false)
+    expect(isWithinSchedule(s, at(FRI, 23))).toBe(true)
+    expect(isWithinSchedule(s, at(SAT, 1, 59))).toBe(true)
+    expect(isWithinSchedule(s, at(SAT, 2))).toBe(false)
+    expect(isWithinSchedule(s, at(SUN, 0, 30))).toBe(true)
+    expect(isWithinSchedule(s, at(SUN, 1))).toBe(false)
+  })
+
+  it('several windows per rule and named day sets', () => {
+    const s = parseSchedule('weekdays 00:00-07:00 19:00-24:00, weekends all')
+    expect(isWithinSchedule(s, at(MON, 20))).toBe(true)
+    expect(isWithinSchedule(s, at(MON, 12))).toBe(false)
+    expect(parseSchedule('daily all').always).toBe(true)
+    expect(parseSchedule('sat-fri all').always).toBe(true) // a range that wraps the week
+  })
+
+  it('rejects bad input with a message that names the problem', () => {
+    expect(() => parseSchedule('funday all')).toThrow(/unknown day "funday"/)
+    expect(() => parseSchedule('mon 25:00-26:00')).toThrow(/out of range/)
+    expect(() => parseSchedule('mon 7-9')).toThrow(/expected HH:MM/)
+    expect(() => parseSchedule('mon')).toThrow(/no time window/)
+    expect(() => parseSchedule('mon 09:00')).toThrow(/bad window/)
+    expect(() => parseSchedule(',')).toThrow(/no rules/)
+  })
+})

@@ -1,0 +1,103 @@
+/**
+ * Runs the built CLI (`dist/src/cli/index.js`, built by `npm test` before
+ * vitest starts) as real processes.
+ */
+
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChildProcess } from 'node:child_process'
+
+export const CLI = resolve(import.meta.dirname, '../../dist/src/cli/index.js')
+
+export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+export async function tempDir (prefix = 'sb-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix))
+}
+
+export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', d => { stdout += d })
+  child.stderr.on('data', d => { stderr += d })
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000)
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(res => child.on('exit', (c, s) => res([c, s])))
+  clearTimeout(timer)
+  return { code, signal, stdout, stderr }
+}
+
+export async function runCliJson<T = any> (args: string[]): Promise<T> {
+  const r = await runCli(args)
+  if (r.code !== 0) throw new Error(`spareband ${args.join(' ')} exited ${r.code}: ${r.stderr}`)
+  return JSON.parse(r.stdout) as T
+}
+
+/** A `spareband start` process, with its output collected. */
+export class NodeProcess {
+  readonly child: ChildProcess
+  output = ''
+  private exited: Promise<[number | null, NodeJS.Signals | null]>
+
+  constructor (readonly dataDir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child.stdout!.on('data', d => { this.output += d })
+    this.child.stderr!.on('data', d => { this.output += d })
+    this.exited = new Promise(res => this.child.on('exit', (c, s) => res([c, s])))
+  }
+
+  /** Waits until the node has written api.json with its own pid. */
+  async ready (timeoutMs = 30_000): Promise<{ url: string, port: number }> {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      if (this.child.exitCode != null) throw new Error(`node exited ${this.child.exitCode} before it was ready:\n${this.output}`)
+      try {
+        const info = JSON.parse(await readFile(join(this.dataDir, 'api.json'), 'utf8'))
+        if (info.pid === this.child.pid) return info
+      } catch {}
+      await sleep(50)
+    }
+    throw new Error(`node not ready after ${timeoutMs} ms:\n${this.output}`)
+  }
+
+  async status (): Promise<any> {
+    return runCliJson(['status', '--json', '--data-dir', this.dataDir])
+  }
+
+  /** Sends a signal and waits for the exit; returns the code and how long it took. */
+  async stop (signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<{ code: number | null, ms: number }> {
+    const t = Date.now()
+    if (this.child.exitCode != null || this.child.signalCode != null) return { code: this.child.exitCode, ms: 0 }
+    this.child.kill(signal)
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs)
+    const [code] = await this.exited
+    clearTimeout(timer)
+    return { code, ms: Date.now() - t }
+  }
+
+  async kill (): Promise<void> {
+    if (this.child.exitCode == null && this.child.signalCode == null) {
+      this.child.kill('SIGKILL')
+      await this.exited
+    }
+  }
+}
+
+/** Polls `fn` until it returns a truthy value. */
+export async function waitFor<T> (fn: () => Promise<T> | T, { timeoutMs = 30_000, intervalMs = 200, what = 'condition' } = {}): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn()
+      if (v) return v
+    } catch (err) {
+      last = err
+    }
+    await sleep(intervalMs)
+  }
+  throw new Error(`timed out waiting for ${what}${last != null ? `: ${String(last)}` : ''}`)
+}
