@@ -133,7 +133,7 @@ export class ControlApi {
       const body = method === 'post' ? await readJson(req) : undefined
       sendJson(res, 200, await handler(req, body))
     } catch (err: any) {
-      const status = err instanceof HttpError ? err.status : 500
+      const status = err instanceof HttpError ? err.status : (typeof err.status === 'number' ? err.status : 500)
       sendJson(res, status, { error: err.message ?? String(err) })
     }
   }

@@ -17,6 +17,7 @@ import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p
 import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
+import { formatAgent } from '../relay/exit-selector.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Libp2p, PrivateKey, PeerDiscovery, ServiceMap } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
@@ -43,7 +44,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
   }
   return {
     privateKey,
-    nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: `${AGENT_NAME}/${VERSION}` },
+    nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
       listen: config.listen,
       announce: config.announce

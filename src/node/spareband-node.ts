@@ -11,6 +11,8 @@ import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
 import { ControlApi } from './control-api.ts'
+import { parseAgent } from '../relay/exit-selector.ts'
+import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
@@ -83,8 +85,8 @@ export type PartFactory = (node: SparebandNode) => NodePart | undefined
 export type ServiceFactory = (config: SparebandConfig, dataDir: string) => Record<string, (components: any) => unknown>
 
 /** The areas this node is composed of: filled in as they land. */
-const SERVICE_FACTORIES: ServiceFactory[] = []
-const PART_FACTORIES: PartFactory[] = []
+const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
+const PART_FACTORIES: PartFactory[] = [exitPart, proxyPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'
@@ -226,9 +228,10 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         try {
           const peer = await this.libp2p.peerStore.get(conn.remotePeer)
           const agent = peer.metadata.get('AgentVersion')
-          if (agent != null) entry.agent = new TextDecoder().decode(agent)
-          const region = peer.metadata.get('spareband:region')
-          if (region != null) entry.region = new TextDecoder().decode(region)
+          if (agent != null) {
+            entry.agent = new TextDecoder().decode(agent)
+            entry.region = parseAgent(entry.agent).region
+          }
         } catch {}
         if (conn.rtt != null) entry.latencyMs = Math.round(conn.rtt)
         byPeer.set(id, entry)

@@ -51,7 +51,8 @@ describe('three nodes form a DHT on TCP loopback', () => {
     }
     expect(events).toContain(second.peerId.toString())
     const p = (await third.peers()).find(p => p.peerId === first.peerId.toString())!
-    expect(p.agent).toBe('spareband/0.1.0')
+    expect(p.agent).toBe('spareband/0.1.0 (region=de; exit)')
+    expect(p.region).toBe('de')
     expect(p.addresses[0]).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+/)
   })
 

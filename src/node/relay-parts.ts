@@ -1,0 +1,112 @@
+/**
+ * Wires the relay area into a node: the exit as a libp2p service, the
+ * SOCKS5/HTTP ingress as a node part, both from the node config.
+ */
+
+import { join } from 'node:path'
+import { second } from '../constants.ts'
+import { tunnelExit } from '../relay/exit.ts'
+import { KnownPeerSelector } from '../relay/exit-selector.ts'
+import { HttpProxyServer } from '../relay/http-proxy.ts'
+import { Ingress } from '../relay/ingress.ts'
+import { parsePortList } from '../relay/ports.ts'
+import { Socks5Server } from '../relay/socks5.ts'
+import { TunnelClient } from '../relay/tunnel-client.ts'
+import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
+import type { SparebandConfig } from './config.ts'
+import type { NodePart, SparebandNode } from './spareband-node.ts'
+import type { TunnelExit } from '../relay/exit.ts'
+import type { ExitSelector } from '../relay/exit-selector.ts'
+
+const GB = 1e9
+
+export function exitServices (config: SparebandConfig, dataDir: string): Record<string, (components: any) => unknown> {
+  if (!config.exit.enabled) return {}
+  const e = config.exit
+  return {
+    exit: tunnelExit({
+      policy: {
+        allowedPorts: parsePortList(e.allowed_ports),
+        allowPrivateTargets: e.allow_private_targets,
+        deniedCidrs: e.denied_cidrs,
+        deniedDomains: e.denied_domains
+      },
+      maxTunnels: e.max_tunnels,
+      maxTunnelsPerConsumer: e.max_tunnels_per_consumer,
+      downloadRate: mbpsToBytesPerSecond(e.download_mbps),
+      uploadRate: mbpsToBytesPerSecond(e.upload_mbps),
+      perConsumerRate: mbpsToBytesPerSecond(e.per_consumer_mbps),
+      dailyQuotaBytes: e.daily_quota_gb * GB,
+      monthlyQuotaBytes: e.monthly_quota_gb * GB,
+      quotaFile: join(dataDir, 'exit-usage.json'),
+      schedule: e.schedule,
+      idleTimeoutMs: e.idle_timeout_seconds * second,
+      connectTimeoutMs: e.connect_timeout_seconds * second
+    })
+  }
+}
+
+export function exitPart (node: SparebandNode): NodePart {
+  const exit = (): TunnelExit | undefined => node.libp2p.services.exit as TunnelExit | undefined
+  return {
+    name: 'exit',
+    status: () => exit()?.status() ?? { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, denied: 0 },
+    warnings: () => node.config.exit.enabled && node.config.exit.allow_private_targets
+      ? ['exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.']
+      : [],
+    routes: {
+      'exit/pause': { post: () => { requireExit(exit()).pause(); return exit()!.status() } },
+      'exit/resume': { post: () => { requireExit(exit()).resume(); return exit()!.status() } }
+    }
+  }
+}
+
+function requireExit (exit: TunnelExit | undefined): TunnelExit {
+  if (exit == null) throw Object.assign(new Error('this node is not an exit (started with --no-supply)'), { status: 409 })
+  return exit
+}
+
+export interface ProxyPart extends NodePart {
+  ingress: Ingress
+  socks: Socks5Server
+  http: HttpProxyServer
+}
+
+export function proxyPart (node: SparebandNode, selector?: ExitSelector): ProxyPart | undefined {
+  const config = node.config
+  if (!config.proxy.enabled) return undefined
+  const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
+  const client = new TunnelClient({
+    logger: node.libp2p.logger,
+    dialProtocol: async (peer, protocol, options) => node.libp2p.dialProtocol(peer, protocol, options)
+  }, { selector: selector ?? new KnownPeerSelector(node.libp2p) })
+  const ingress = new Ingress({
+    client,
+    credentials: { username: config.proxy.username, password: config.proxy.password },
+    defaultRegion: config.proxy.default_region,
+    idleTimeoutMs: config.exit.idle_timeout_seconds * second,
+    log
+  })
+  const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)
+  const http = new HttpProxyServer(ingress, config.proxy.host, config.proxy.http_port)
+  return {
+    name: 'proxy',
+    ingress,
+    socks,
+    http,
+    start: async () => {
+      await socks.start()
+      try {
+        await http.start()
+      } catch (err) {
+        await socks.stop()
+        throw err
+      }
+    },
+    stop: async () => {
+      ingress.closeAll()
+      await Promise.all([socks.stop(), http.stop()])
+    },
+    status: () => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats })
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Which exits a consumer tries for a request, best first. This default
+ * picks among peers it already knows (identify told us they speak the
+ * tunnel protocol and which region they exit in); the routing area replaces
+ * it with DHT discovery and learned scores behind the same interface.
+ */
+
+import { TUNNEL_PROTOCOL } from '../constants.ts'
+import { regionMatches } from '../routing/regions.ts'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+
+export interface ExitRequest {
+  region?: string
+  sessionId?: string
+}
+
+export interface ExitOutcome {
+  ok: boolean
+  /** Tunnel status or dial error name when not ok. */
+  status?: string
+  /** Time from request to OK. */
+  setupMs?: number
+}
+
+export interface ExitSelector {
+  /** Candidate exits for a request, best first. */
+  candidates (request: ExitRequest): Promise<PeerId[]>
+  /** Telemetry: what happened when a tunnel through `exit` was tried. */
+  report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void
+}
+
+/** Matches the region an exit states in its identify agent string: `spareband/0.1.0 (region=de; exit)`. */
+export function parseAgent (agent: string | undefined): { region?: string, exit: boolean } {
+  if (agent == null || !agent.startsWith('spareband/')) return { exit: false }
+  const m = /\(([^)]*)\)/.exec(agent)
+  const parts = (m?.[1] ?? '').split(';').map(s => s.trim())
+  const region = parts.find(p => p.startsWith('region='))?.slice('region='.length)
+  return { region: region === '' ? undefined : region, exit: parts.includes('exit') }
+}
+
+export function formatAgent (version: string, region: string | undefined, exit: boolean): string {
+  const parts = [...(region != null ? [`region=${region}`] : []), ...(exit ? ['exit'] : [])]
+  return parts.length === 0 ? `spareband/${version}` : `spareband/${version} (${parts.join('; ')})`
+}
+
+/** Session stickiness: the same exit for the same session id while it keeps working. */
+export class StickySessions {
+  private readonly bySession = new Map<string, string>()
+  constructor (private readonly maxEntries = 10_000) {}
+
+  key (r: ExitRequest): string | undefined {
+    return r.sessionId == null ? undefined : `${r.region ?? '*'}/${r.sessionId}`
+  }
+
+  get (r: ExitRequest): string | undefined {
+    const k = this.key(r)
+    return k == null ? undefined : this.bySession.get(k)
+  }
+
+  record (r: ExitRequest, exit: string, ok: boolean): void {
+    const k = this.key(r)
+    if (k == null) return
+    if (!ok) {
+      if (this.bySession.get(k) === exit) this.bySession.delete(k)
+      return
+    }
+    if (!this.bySession.has(k) && this.bySession.size >= this.maxEntries) {
+      this.bySession.delete(this.bySession.keys().next().value!)
+    }
+    this.bySession.set(k, exit)
+  }
+}
+
+export class KnownPeerSelector implements ExitSelector {
+  private readonly sticky = new StickySessions()
+
+  constructor (private readonly libp2p: Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections'>, private readonly random: () => number = Math.random) {}
+
+  async candidates (request: ExitRequest): Promise<PeerId[]> {
+    const peers = await this.libp2p.peerStore.all()
+    const connected = new Set(this.libp2p.getConnections().map(c => c.remotePeer.toString()))
+    const scored: Array<{ id: PeerId, score: number }> = []
+    for (const p of peers) {
+      if (p.id.equals(this.libp2p.peerId) || !p.protocols.includes(TUNNEL_PROTOCOL)) continue
+      const agentBytes = p.metadata.get('AgentVersion')
+      const agent = parseAgent(agentBytes == null ? undefined : new TextDecoder().decode(agentBytes))
+      if (!agent.exit) continue
+      if (request.region != null && !regionMatches(agent.region, request.region)) continue
+      // connected exits first; among equals, random so load spreads
+      scored.push({ id: p.id, score: (connected.has(p.id.toString()) ? 1 : 0) + this.random() * 0.5 })
+    }
+    scored.sort((a, b) => b.score - a.score)
+    const ordered = scored.map(s => s.id)
+    const stuck = this.sticky.get(request)
+    if (stuck != null) {
+      const i = ordered.findIndex(p => p.toString() === stuck)
+      if (i > 0) ordered.unshift(...ordered.splice(i, 1))
+    }
+    return ordered
+  }
+
+  report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {
+    this.sticky.record(request, exit.toString(), outcome.ok)
+  }
+}

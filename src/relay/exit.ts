@@ -1,0 +1,378 @@
+/**
+ * The exit: accepts `/spareband/tunnel/1.0.0` streams from consumers and
+ * carries them to their targets, under the operator's rules.
+ *
+ * Order of checks for a new tunnel, cheapest and least revealing first:
+ * paused -> schedule -> quota -> concurrency -> credit (accounting seam) ->
+ * policy on the host as sent -> DNS at the exit -> policy on every resolved
+ * address -> dial exactly the address that passed. Dialing the checked
+ * address (never the name again) is what keeps DNS rebinding from getting
+ * round the policy.
+ */
+
+import { connect } from 'node:net'
+import { lookup } from 'node:dns/promises'
+import { networkInterfaces } from 'node:os'
+import { TypedEventEmitter } from 'main-event'
+import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
+import { pipeSocketStream } from './pipe.ts'
+import { QuotaTracker } from './quota.ts'
+import { isWithinSchedule, parseSchedule } from './schedule.ts'
+import { TokenBucket, consumeAll } from './shaping.ts'
+import { TunnelResponse, TunnelStatus, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import type { ExitPolicyInit } from './exit-policy.ts'
+import type { Schedule } from './schedule.ts'
+import type { ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Registrar } from '@libp2p/interface-internal'
+import type { Socket } from 'node:net'
+
+export const DEFAULT_REQUEST_TIMEOUT = 10 * second
+export const DEFAULT_CONNECT_TIMEOUT = 10 * second
+export const DEFAULT_DNS_TIMEOUT = 5 * second
+export const DEFAULT_IDLE_TIMEOUT = 300 * second
+/** How often open tunnels are checked against the schedule. */
+export const SCHEDULE_CHECK_INTERVAL = 10 * second
+
+export type Resolver = (host: string) => Promise<Array<{ address: string, family: number }>>
+
+export interface TunnelExitInit {
+  policy: ExitPolicyInit
+  /** @default 1024 */
+  maxTunnels?: number
+  /** @default 256 */
+  maxTunnelsPerConsumer?: number
+  /** Bytes per second from targets to consumers, all tunnels together; 0 = unlimited. */
+  downloadRate?: number
+  /** Bytes per second from consumers to targets; 0 = unlimited. */
+  uploadRate?: number
+  /** Bytes per second per consumer, each direction; 0 = unlimited. */
+  perConsumerRate?: number
+  dailyQuotaBytes?: number
+  monthlyQuotaBytes?: number
+  /** Where quota counters persist. */
+  quotaFile?: string
+  /** Share schedule text, see schedule.ts. @default "always" */
+  schedule?: string
+  idleTimeoutMs?: number
+  connectTimeoutMs?: number
+  requestTimeoutMs?: number
+  /** DNS at the exit. @default node:dns lookup, all addresses */
+  resolve?: Resolver
+  /** Wall clock for schedule and quota days. */
+  now?: () => Date
+  /** Accounting seam: refuse a consumer (e.g. INSUFFICIENT_CREDIT) before anything is dialed. */
+  admit?: (consumer: PeerId) => { status: TunnelStatus, message: string } | undefined
+}
+
+export interface TunnelExitComponents {
+  registrar: Registrar
+  logger: ComponentLogger
+}
+
+export interface ExitStats {
+  enabled: boolean
+  paused: boolean
+  bytesIn: number
+  bytesOut: number
+  tunnelsOpen: number
+  tunnelsTotal: number
+  denied: number
+  deniedByStatus: Record<string, number>
+  policy: string
+  quota: ReturnType<QuotaTracker['usage']>
+  withinSchedule: boolean
+}
+
+export interface TunnelInfo {
+  consumer: string
+  sessionId: string
+  target: string
+  address: string
+  bytesIn: number
+  bytesOut: number
+}
+
+export interface ExitEvents {
+  'exit:tunnel:open': CustomEvent<TunnelInfo>
+  'exit:tunnel:close': CustomEvent<TunnelInfo & { error?: string }>
+  'exit:tunnel:denied': CustomEvent<{ consumer: string, status: TunnelStatus, message: string }>
+}
+
+interface OpenTunnel {
+  consumer: string
+  controller: AbortController
+}
+
+export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startable {
+  readonly [Symbol.toStringTag] = 'spareband:exit'
+  private readonly log: Logger
+  private readonly policy: ExitPolicy
+  private readonly quota: QuotaTracker
+  private readonly schedule: Schedule
+  private readonly down?: TokenBucket
+  private readonly up?: TokenBucket
+  private readonly perConsumer = new Map<string, { up: TokenBucket, down: TokenBucket }>()
+  private readonly open = new Set<OpenTunnel>()
+  private readonly resolve: Resolver
+  private readonly now: () => Date
+  private scheduleTimer?: NodeJS.Timeout
+  private flushTimer?: NodeJS.Timeout
+  private running = false
+  private paused = false
+  private stats = { bytesIn: 0, bytesOut: 0, tunnelsTotal: 0, denied: 0, deniedByStatus: {} as Record<string, number> }
+
+  constructor (private readonly components: TunnelExitComponents, private readonly init: TunnelExitInit) {
+    super()
+    this.log = components.logger.forComponent('spareband:relay:exit')
+    // a local testnet's targets live on this machine: its own addresses are then allowed like other private ones
+    const own = init.policy.allowPrivateTargets === true ? [] : localAddresses()
+    this.policy = new ExitPolicy({ ...init.policy, ownAddresses: [...(init.policy.ownAddresses ?? []), ...own] })
+    this.now = init.now ?? (() => new Date())
+    this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
+    this.schedule = parseSchedule(init.schedule ?? 'always')
+    if ((init.downloadRate ?? 0) > 0) this.down = new TokenBucket({ rate: init.downloadRate! })
+    if ((init.uploadRate ?? 0) > 0) this.up = new TokenBucket({ rate: init.uploadRate! })
+    this.resolve = init.resolve ?? (async host => lookup(host, { all: true, verbatim: true }))
+  }
+
+  async start (): Promise<void> {
+    if (this.running) return
+    const maxTunnels = this.init.maxTunnels ?? 1024
+    await this.components.registrar.handle(TUNNEL_PROTOCOL, (stream, connection) => {
+      this.onStream(stream, connection).catch(err => {
+        this.log.error('tunnel handler failed - %e', err)
+        stream.abort(err)
+      })
+    }, {
+      // the js-libp2p default of 32 inbound streams per connection would reset most concurrent tunnels
+      maxInboundStreams: maxTunnels + 16,
+      runOnLimitedConnection: true
+    })
+    this.scheduleTimer = setInterval(() => this.enforceSchedule(), SCHEDULE_CHECK_INTERVAL)
+    this.scheduleTimer.unref()
+    this.flushTimer = setInterval(() => this.flushQuota(), 5 * second)
+    this.flushTimer.unref()
+    this.running = true
+    this.log('exit started: %s', this.policy.describe())
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    clearInterval(this.scheduleTimer)
+    clearInterval(this.flushTimer)
+    await this.components.registrar.unhandle(TUNNEL_PROTOCOL)
+    this.abortAll(new Error('exit stopping'))
+    this.flushQuota()
+  }
+
+  pause (): void { this.paused = true }
+  resume (): void { this.paused = false }
+
+  get tunnelsOpen (): number { return this.open.size }
+
+  status (): ExitStats {
+    return {
+      enabled: true,
+      paused: this.paused,
+      bytesIn: this.stats.bytesIn,
+      bytesOut: this.stats.bytesOut,
+      tunnelsOpen: this.open.size,
+      tunnelsTotal: this.stats.tunnelsTotal,
+      denied: this.stats.denied,
+      deniedByStatus: { ...this.stats.deniedByStatus },
+      policy: this.policy.describe(),
+      quota: this.quota.usage(),
+      withinSchedule: isWithinSchedule(this.schedule, this.now())
+    }
+  }
+
+  private flushQuota (): void {
+    try {
+      this.quota.flush()
+    } catch (err: any) {
+      this.log.error('could not save exit usage counters - %e', err)
+    }
+  }
+
+  private abortAll (reason: Error): void {
+    for (const t of this.open) t.controller.abort(reason)
+  }
+
+  private enforceSchedule (): void {
+    if (this.open.size > 0 && !isWithinSchedule(this.schedule, this.now())) {
+      this.log('share schedule window ended, closing %d tunnels', this.open.size)
+      this.abortAll(new Error('outside the share schedule'))
+    }
+  }
+
+  /** Why a new tunnel from `consumer` may not open now, if it may not. */
+  private admission (consumer: PeerId): { status: TunnelStatus, message: string } | undefined {
+    if (this.paused) return { status: TunnelStatus.BUSY, message: 'exit paused by its operator' }
+    if (!isWithinSchedule(this.schedule, this.now())) return { status: TunnelStatus.OUTSIDE_SCHEDULE, message: `exit shares only ${this.schedule.text}` }
+    const period = this.quota.exceeded()
+    if (period != null) return { status: TunnelStatus.QUOTA_EXCEEDED, message: `exit's ${period} data quota is used up` }
+    if (this.open.size >= (this.init.maxTunnels ?? 1024)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
+    const id = consumer.toString()
+    let mine = 0
+    for (const t of this.open) if (t.consumer === id) mine++
+    if (mine >= (this.init.maxTunnelsPerConsumer ?? 256)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
+    return this.init.admit?.(consumer)
+  }
+
+  private async respond (stream: Stream, status: TunnelStatus, message: string): Promise<void> {
+    await sendFrame(stream, TunnelResponse.encode({ status, message }))
+  }
+
+  private async deny (stream: Stream, consumer: string, status: TunnelStatus, message: string): Promise<void> {
+    this.stats.denied++
+    this.stats.deniedByStatus[status] = (this.stats.deniedByStatus[status] ?? 0) + 1
+    this.log('denied tunnel from %s: %s %s', consumer, status, message)
+    this.safeDispatchEvent('exit:tunnel:denied', { detail: { consumer, status, message } })
+    try {
+      await this.respond(stream, status, message)
+      await stream.close({ signal: AbortSignal.timeout(2 * second) })
+    } catch (err: any) {
+      stream.abort(err)
+    }
+  }
+
+  private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    const consumer = connection.remotePeer
+    const consumerId = consumer.toString()
+    let request: ReturnType<typeof decodeTunnelRequest>
+    let rest
+    try {
+      const r = await readFrame(stream, { signal: AbortSignal.timeout(this.init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT) })
+      rest = r.rest
+      request = decodeTunnelRequest(r.frame)
+    } catch (err: any) {
+      await this.deny(stream, consumerId, TunnelStatus.BAD_REQUEST, err.message)
+      return
+    }
+
+    const refusal = this.admission(consumer)
+    if (refusal != null) return this.deny(stream, consumerId, refusal.status, refusal.message)
+
+    const check = this.policy.checkTarget(request.host, request.port)
+    if (!check.allowed) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, check.reason)
+
+    // DNS at the exit, so the consumer's resolver never sees the name
+    const parsed = parseTargetHost(request.host)
+    let candidates: string[]
+    if (parsed.kind === 'ip') candidates = [parsed.address]
+    else {
+      try {
+        const found = await withTimeout(this.resolve(parsed.name), DEFAULT_DNS_TIMEOUT, 'DNS lookup timed out')
+        candidates = found.map(a => a.address)
+        if (candidates.length === 0) throw new Error('no addresses')
+      } catch (err: any) {
+        return this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
+      }
+    }
+    let address: string | undefined
+    let firstReason = ''
+    for (const a of candidates) {
+      const c = this.policy.checkAddress(a, request.port)
+      if (c.allowed) { address = a; break }
+      if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
+    }
+    if (address == null) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
+
+    let socket: Socket
+    try {
+      socket = await dial(address, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT)
+    } catch (err: any) {
+      const status = err.code === 'ECONNREFUSED'
+        ? TunnelStatus.CONNECT_REFUSED
+        : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
+      return this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}`)
+    }
+    if (stream.status !== 'open') { socket.destroy(); return }
+
+    try {
+      await this.respond(stream, TunnelStatus.OK, '')
+    } catch (err: any) {
+      socket.destroy()
+      stream.abort(err)
+      return
+    }
+    await this.carry(stream, socket, consumerId, request, address, rest)
+  }
+
+  private consumerBuckets (consumer: string): { up: TokenBucket, down: TokenBucket } | undefined {
+    const rate = this.init.perConsumerRate ?? 0
+    if (rate <= 0) return undefined
+    let b = this.perConsumer.get(consumer)
+    if (b == null) {
+      b = { up: new TokenBucket({ rate }), down: new TokenBucket({ rate }) }
+      this.perConsumer.set(consumer, b)
+    }
+    return b
+  }
+
+  private async carry (stream: Stream, socket: Socket, consumer: string, request: { sessionId: string, host: string, port: number }, address: string, rest: any): Promise<void> {
+    const tunnel: OpenTunnel = { consumer, controller: new AbortController() }
+    this.open.add(tunnel)
+    this.stats.tunnelsTotal++
+    const info: TunnelInfo = { consumer, sessionId: request.sessionId, target: `${request.host}:${request.port}`, address, bytesIn: 0, bytesOut: 0 }
+    this.safeDispatchEvent('exit:tunnel:open', { detail: info })
+    const mine = this.consumerBuckets(consumer)
+    const result = await pipeSocketStream(socket, stream, {
+      initial: rest,
+      idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT,
+      signal: tunnel.controller.signal,
+      onChunk: (direction, bytes) => {
+        this.quota.add(bytes)
+        let wait: number
+        if (direction === 'toStream') {
+          // target -> consumer: the consumer's download
+          this.stats.bytesOut += bytes
+          info.bytesOut += bytes
+          wait = consumeAll([this.down, mine?.down], bytes)
+        } else {
+          this.stats.bytesIn += bytes
+          info.bytesIn += bytes
+          wait = consumeAll([this.up, mine?.up], bytes)
+        }
+        if (this.quota.exceeded() != null) this.abortAll(new Error('data quota used up'))
+        return wait
+      }
+    })
+    this.open.delete(tunnel)
+    if (mine != null && ![...this.open].some(t => t.consumer === consumer)) this.perConsumer.delete(consumer)
+    this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
+    this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })
+  }
+}
+
+async function dial (host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, allowHalfOpen: true, noDelay: true })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+    }, timeoutMs)
+    socket.once('connect', () => { clearTimeout(timer); resolve(socket) })
+    socket.once('error', err => { clearTimeout(timer); socket.destroy(); reject(err) })
+  })
+}
+
+async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Every address of this machine: an exit never dials itself. */
+function localAddresses (): string[] {
+  return Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address.split('%')[0]))
+}
+
+export function tunnelExit (init: TunnelExitInit): (components: TunnelExitComponents) => TunnelExit {
+  return (components) => new TunnelExit(components, init)
+}

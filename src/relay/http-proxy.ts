@@ -1,0 +1,123 @@
+/**
+ * HTTP proxy ingress on 127.0.0.1:3128 by default: CONNECT for TLS and any
+ * TCP, and absolute-URI plain HTTP requests (one request per client
+ * connection; the origin is asked to close). `Proxy-Authorization: Basic`
+ * carries the targeting user name.
+ */
+
+import { createServer } from 'node:net'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead } from './http-proxy-protocol.ts'
+import { httpStatusFor } from './status-codes.ts'
+import { ProxyRefusal } from './ingress.ts'
+import { TargetingError, authenticate } from './targeting.ts'
+import { HANDSHAKE_TIMEOUT } from './socks5.ts'
+import type { Ingress } from './ingress.ts'
+import type { RequestHead } from './http-proxy-protocol.ts'
+import type { Server, Socket, AddressInfo } from 'node:net'
+
+export class HttpProxyServer {
+  private server?: Server
+  port = 0
+
+  constructor (private readonly ingress: Ingress, private readonly host: string, private readonly requestedPort: number) {}
+
+  async start (): Promise<void> {
+    this.ingress.checkBindAllowed(this.host, 'the HTTP proxy')
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, socket => { this.onConnection(socket) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.requestedPort, this.host, () => { server.off('error', reject); resolve() })
+    })
+    this.server = server
+    this.port = (server.address() as AddressInfo).port
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  }
+
+  private onConnection (socket: Socket): void {
+    this.ingress.track(socket)
+    socket.on('error', () => {})
+    const buf = new Uint8ArrayList()
+    const timer = setTimeout(() => { reply(socket, 408, 'Request Timeout', 'no complete request head in time') }, HANDSHAKE_TIMEOUT)
+    const onData = (chunk: Buffer): void => {
+      buf.append(chunk)
+      let head: RequestHead | undefined
+      try {
+        head = parseRequestHead(buf.subarray())
+      } catch (err: any) {
+        clearTimeout(timer)
+        socket.off('data', onData)
+        const status = err instanceof HttpProxyProtocolError ? err.status : 400
+        reply(socket, status, 'Bad Request', err.message)
+        return
+      }
+      if (head == null) return
+      clearTimeout(timer)
+      socket.off('data', onData)
+      socket.pause()
+      void this.handle(socket, head, buf.subarray(head.headBytes))
+    }
+    socket.on('data', onData)
+  }
+
+  private async handle (socket: Socket, head: RequestHead, early: Uint8Array): Promise<void> {
+    let targeting
+    try {
+      targeting = authenticate(parseProxyAuthorization(getHeader(head, 'proxy-authorization')), this.ingress.init.credentials)
+    } catch (err: any) {
+      const required = err instanceof TargetingError && /required|wrong/.test(err.message)
+      if (required) {
+        reply(socket, 407, 'Proxy Authentication Required', err.message, [['Proxy-Authenticate', 'Basic realm="spareband"']])
+      } else reply(socket, 400, 'Bad Request', err.message)
+      return
+    }
+    let target: { host: string, port: number }
+    let forward: Uint8Array | undefined
+    try {
+      if (head.method === 'CONNECT') {
+        target = parseConnectTarget(head.target)
+      } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(head.target)) {
+        const abs = parseAbsoluteTarget(head.target)
+        target = abs
+        forward = buildOriginRequestHead(head, abs)
+      } else {
+        reply(socket, 400, 'Bad Request', 'this is a proxy: send CONNECT host:port or an absolute http:// URI')
+        return
+      }
+    } catch (err: any) {
+      reply(socket, err instanceof HttpProxyProtocolError ? err.status : 400, 'Bad Request', err.message)
+      return
+    }
+
+    let tunnel
+    try {
+      tunnel = await this.ingress.open(target, targeting)
+    } catch (err: any) {
+      const [status, reason] = err instanceof ProxyRefusal ? httpStatusFor(err.outcome) : [502, 'Bad Gateway']
+      this.ingress.init.log('HTTP %s %s refused: %s', head.method, head.target, err.message)
+      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`)
+      return
+    }
+    if (socket.destroyed) { tunnel.stream.abort(new Error('client went away')); return }
+    if (forward == null) {
+      socket.write(`HTTP/1.1 200 Connection Established\r\n\r\n`)
+      await this.ingress.carry(socket, tunnel, early)
+    } else {
+      const first = new Uint8Array(forward.byteLength + early.byteLength)
+      first.set(forward, 0)
+      first.set(early, forward.byteLength)
+      await this.ingress.carry(socket, tunnel, first)
+    }
+  }
+}
+
+function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
+  if (socket.destroyed) return
+  socket.end(encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))
+}

@@ -1,0 +1,101 @@
+/**
+ * What the SOCKS5 and HTTP proxies share: opening a tunnel for a client
+ * connection with its targeting, carrying bytes, and the counters that
+ * `status` shows.
+ */
+
+import { isLoopback } from './listen-address.ts'
+import { pipeSocketStream } from './pipe.ts'
+import { NO_EXIT } from './status-codes.ts'
+import { NoExitError } from './tunnel-client.ts'
+import { TunnelError } from './tunnel-protocol.ts'
+import type { Outcome } from './status-codes.ts'
+import type { Targeting, Credentials } from './targeting.ts'
+import type { OpenedTunnel, TunnelClient } from './tunnel-client.ts'
+import type { Socket } from 'node:net'
+import type { Logger } from '@libp2p/interface'
+
+export interface IngressInit {
+  client: TunnelClient
+  credentials: Credentials
+  /** Region when the user name names none. */
+  defaultRegion?: string
+  idleTimeoutMs?: number
+  log: Logger
+}
+
+export interface IngressStats {
+  bytesIn: number
+  bytesOut: number
+  tunnelsOpen: number
+  tunnelsTotal: number
+  failed: number
+}
+
+export class ProxyRefusal extends Error {
+  static name = 'ProxyRefusal'
+  constructor (readonly outcome: Outcome, message: string) {
+    super(message)
+    this.name = 'ProxyRefusal'
+  }
+}
+
+export class Ingress {
+  readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
+  private readonly sockets = new Set<Socket>()
+
+  constructor (readonly init: IngressInit) {}
+
+  /** Refuse to serve beyond loopback without credentials: an open proxy is abuse waiting to happen. */
+  checkBindAllowed (host: string, what: string): void {
+    if (!isLoopback(host) && this.init.credentials.password == null) {
+      throw new Error(`${what} would listen on ${host}, beyond loopback, without credentials: set proxy.username and proxy.password, or keep proxy.host = "127.0.0.1"`)
+    }
+  }
+
+  track (socket: Socket): void {
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
+  }
+
+  closeAll (): void {
+    for (const s of this.sockets) s.destroy()
+  }
+
+  /** Opens a tunnel or throws ProxyRefusal with the outcome to report to the client. */
+  async open (target: { host: string, port: number }, targeting: Targeting): Promise<OpenedTunnel> {
+    const request = { region: targeting.region ?? this.init.defaultRegion, sessionId: targeting.sessionId }
+    try {
+      return await this.init.client.open(target, request)
+    } catch (err: any) {
+      this.stats.failed++
+      if (err instanceof TunnelError) throw new ProxyRefusal(err.status, err.message)
+      if (err instanceof NoExitError) throw new ProxyRefusal(NO_EXIT, err.message)
+      throw new ProxyRefusal(NO_EXIT, err.message ?? String(err))
+    }
+  }
+
+  /** Carries a client connection through an opened tunnel until both sides are done. */
+  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array): Promise<void> {
+    this.stats.tunnelsOpen++
+    this.stats.tunnelsTotal++
+    try {
+      if (initialToStream != null && initialToStream.byteLength > 0) {
+        tunnel.stream.send(initialToStream)
+        this.stats.bytesOut += initialToStream.byteLength
+      }
+      const result = await pipeSocketStream(socket, tunnel.stream, {
+        initial: tunnel.rest,
+        idleTimeoutMs: this.init.idleTimeoutMs,
+        onChunk: (direction, bytes) => {
+          if (direction === 'toStream') this.stats.bytesOut += bytes
+          else this.stats.bytesIn += bytes
+          return 0
+        }
+      })
+      if (result.error != null) this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
+    } finally {
+      this.stats.tunnelsOpen--
+    }
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * socket <-> libp2p stream pump, with backpressure both ways, half-close,
+ * reset propagation, shaping holds and an idle timeout.
+ *
+ * yamux never refuses a write (its buffer is unbounded) and `for await`
+ * applies no read backpressure, so this pump uses the message-based v3 API:
+ * `send()` returning false pauses the socket until `drain`, and a socket
+ * whose write buffer is full pauses the stream until the socket drains.
+ */
+
+import type { Socket } from 'node:net'
+import type { Stream } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+import { MiB } from '../constants.ts'
+import { waitForDrain } from './tunnel-protocol.ts'
+
+/** A paused yamux stream still receives a whole window (up to 16 MiB) before the sender stops. */
+export const PIPE_READ_BUFFER = 32 * MiB
+
+export type Direction = 'toStream' | 'toSocket'
+
+export interface PipeOptions {
+  /** Bytes that arrived on the stream behind the protocol frame: written to the socket first. */
+  initial?: Uint8ArrayList
+  /** Called per chunk; returns milliseconds to hold that direction (rate shaping), 0 for none. */
+  onChunk?: (direction: Direction, bytes: number) => number
+  /** Close the tunnel when neither side has sent anything for this long. */
+  idleTimeoutMs?: number
+  /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
+  signal?: AbortSignal
+}
+
+export interface PipeResult {
+  bytesToStream: number
+  bytesToSocket: number
+  /** Why the tunnel ended abnormally, if it did. */
+  error?: Error
+}
+
+/** Counted holds: a side resumes only when every reason to pause it has gone. */
+class Holds {
+  private count = 0
+  constructor (private readonly pause: () => void, private readonly resume: () => void) {}
+  hold (): void { if (this.count++ === 0) this.pause() }
+  release (): void { if (--this.count === 0) this.resume() }
+}
+
+export async function pipeSocketStream (socket: Socket, stream: Stream, options: PipeOptions = {}): Promise<PipeResult> {
+  stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, PIPE_READ_BUFFER)
+  const result: PipeResult = { bytesToStream: 0, bytesToSocket: 0 }
+  const onChunk = options.onChunk
+  const timers = new Set<NodeJS.Timeout>()
+
+  return new Promise<PipeResult>(resolve => {
+    let socketDone = false
+    let streamDone = false
+    const finish = (): void => {
+      if (!socketDone || !streamDone) return
+      for (const t of timers) clearTimeout(t)
+      options.signal?.removeEventListener('abort', onAbort)
+      resolve(result)
+    }
+    const fail = (err: Error): void => {
+      result.error ??= err
+      if (!socket.destroyed) socket.resetAndDestroy()
+      if (stream.status === 'open') stream.abort(err)
+    }
+    const holdFor = (holds: Holds, ms: number): void => {
+      holds.hold()
+      const t = setTimeout(() => { timers.delete(t); holds.release() }, ms)
+      timers.add(t)
+    }
+
+    const socketHolds = new Holds(() => socket.pause(), () => { if (!socket.destroyed) socket.resume() })
+    const streamHolds = new Holds(
+      () => { if (stream.readStatus === 'readable') stream.pause() },
+      () => { if (stream.readStatus === 'paused') stream.resume() }
+    )
+
+    const writeToSocket = (data: Uint8Array | Uint8ArrayList): void => {
+      let ok = true
+      let n = 0
+      if (data instanceof Uint8Array) { ok = socket.write(data); n = data.byteLength } else {
+        for (const b of data) { ok = socket.write(b); n += b.byteLength }
+      }
+      result.bytesToSocket += n
+      if (!ok) {
+        streamHolds.hold()
+        socket.once('drain', () => streamHolds.release())
+      }
+      const wait = onChunk?.('toSocket', n) ?? 0
+      if (wait > 0) holdFor(streamHolds, wait)
+    }
+
+    // socket -> stream
+    socket.on('data', (buf: Buffer) => {
+      try {
+        result.bytesToStream += buf.byteLength
+        if (!stream.send(buf)) {
+          socketHolds.hold()
+          waitForDrain(stream).then(() => socketHolds.release(), () => {})
+        }
+        const wait = onChunk?.('toStream', buf.byteLength) ?? 0
+        if (wait > 0) holdFor(socketHolds, wait)
+      } catch (err: any) {
+        fail(err)
+      }
+    })
+    // half-close: the socket's FIN becomes the stream's close-write
+    let socketEnded = false
+    socket.on('end', () => {
+      socketEnded = true
+      stream.close().catch(err => stream.abort(err))
+    })
+    socket.on('error', err => { result.error ??= err; if (stream.status === 'open') stream.abort(err) })
+    socket.on('close', hadError => {
+      socketDone = true
+      // a socket that closed without its FIN (reset, error, timeout) resets
+      // the stream; after a clean FIN the stream finishes flushing on its own
+      if ((hadError || !socketEnded) && stream.status === 'open') stream.abort(result.error ?? new Error('connection reset'))
+      finish()
+    })
+    if (options.idleTimeoutMs != null && options.idleTimeoutMs > 0) {
+      // every byte of the tunnel passes this socket, in one direction or the other
+      socket.setTimeout(options.idleTimeoutMs, () => fail(new Error(`idle for ${options.idleTimeoutMs} ms`)))
+    }
+
+    // stream -> socket
+    if (options.initial != null && options.initial.byteLength > 0) writeToSocket(options.initial)
+    stream.addEventListener('message', evt => { writeToSocket(evt.data) })
+    stream.addEventListener('remoteCloseWrite', () => { if (!socket.destroyed) socket.end() })
+    stream.addEventListener('close', evt => {
+      streamDone = true
+      if (evt.error != null) {
+        // the far side reset or aborted: tell our client with a TCP RST
+        result.error ??= evt.error
+        if (!socket.destroyed) socket.resetAndDestroy()
+      } else if (!socket.destroyed && !socket.writableEnded) {
+        socket.end()
+      }
+      finish()
+    })
+
+    // callers may have paused the socket while the tunnel was being set up
+    socket.resume()
+
+    const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new Error('tunnel aborted'))
+    if (options.signal?.aborted === true) onAbort()
+    else options.signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}

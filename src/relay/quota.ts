@@ -1,0 +1,83 @@
+/**
+ * Daily and monthly data quotas of an exit, in local calendar days and
+ * months, persisted in the data directory so a restart does not reset them.
+ * Counts are flushed every few seconds and on stop (atomic write + rename);
+ * a crash loses at most the last flush interval.
+ */
+
+import { readFileSync, writeFileSync, renameSync } from 'node:fs'
+
+export interface QuotaInit {
+  /** Bytes per local calendar day, both directions; 0 = unlimited. */
+  dailyBytes: number
+  /** Bytes per local calendar month; 0 = unlimited. */
+  monthlyBytes: number
+  /** JSON file the counters live in; none = in memory only. */
+  file?: string
+  now?: () => Date
+}
+
+interface QuotaState { day: string, dayBytes: number, month: string, monthBytes: number }
+
+export type QuotaPeriod = 'daily' | 'monthly'
+
+function dayKey (d: Date): string {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`
+}
+
+export class QuotaTracker {
+  private state: QuotaState
+  private dirty = false
+  private readonly now: () => Date
+
+  constructor (private readonly init: QuotaInit) {
+    this.now = init.now ?? (() => new Date())
+    const d = this.now()
+    this.state = { day: dayKey(d), dayBytes: 0, month: dayKey(d).slice(0, 7), monthBytes: 0 }
+    if (init.file != null) {
+      try {
+        const saved = JSON.parse(readFileSync(init.file, 'utf8')) as QuotaState
+        if (typeof saved.dayBytes === 'number' && typeof saved.monthBytes === 'number') this.state = saved
+      } catch (err: any) {
+        if (err.code !== 'ENOENT') throw new Error(`${init.file}: cannot read exit usage counters (${err.message}); move the file away to start counting afresh`)
+      }
+    }
+    this.roll()
+  }
+
+  /** Starts new counters when the local day or month has changed. */
+  private roll (): void {
+    const day = dayKey(this.now())
+    const month = day.slice(0, 7)
+    if (this.state.month !== month) { this.state.month = month; this.state.monthBytes = 0; this.dirty = true }
+    if (this.state.day !== day) { this.state.day = day; this.state.dayBytes = 0; this.dirty = true }
+  }
+
+  add (bytes: number): void {
+    this.roll()
+    this.state.dayBytes += bytes
+    this.state.monthBytes += bytes
+    this.dirty = true
+  }
+
+  /** Which quota is used up, if any. */
+  exceeded (): QuotaPeriod | undefined {
+    this.roll()
+    if (this.init.dailyBytes > 0 && this.state.dayBytes >= this.init.dailyBytes) return 'daily'
+    if (this.init.monthlyBytes > 0 && this.state.monthBytes >= this.init.monthlyBytes) return 'monthly'
+    return undefined
+  }
+
+  usage (): Readonly<QuotaState> & { dailyLimit: number, monthlyLimit: number } {
+    this.roll()
+    return { ...this.state, dailyLimit: this.init.dailyBytes, monthlyLimit: this.init.monthlyBytes }
+  }
+
+  flush (): void {
+    if (!this.dirty || this.init.file == null) return
+    const tmp = `${this.init.file}.tmp`
+    writeFileSync(tmp, JSON.stringify(this.state) + '\n')
+    renameSync(tmp, this.init.file)
+    this.dirty = false
+  }
+}

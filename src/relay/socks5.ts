@@ -1,0 +1,121 @@
+/**
+ * SOCKS5 ingress (RFC 1928 CONNECT, RFC 1929 user/password) on
+ * 127.0.0.1:1080 by default. The user name carries targeting; domain names
+ * go to the exit unresolved, so the consumer does no DNS for proxied traffic.
+ */
+
+import { createServer } from 'node:net'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { second } from '../constants.ts'
+import { AuthMethod, Command, Reply, Socks5ProtocolError, chooseMethod, encodeMethodSelection, encodeReply, encodeUserPassStatus, parseGreeting, parseRequest, parseUserPass } from './socks5-protocol.ts'
+import { socksReplyFor } from './status-codes.ts'
+import { ProxyRefusal } from './ingress.ts'
+import { TargetingError, authenticate } from './targeting.ts'
+import type { Ingress } from './ingress.ts'
+import type { Targeting } from './targeting.ts'
+import type { Server, Socket, AddressInfo } from 'node:net'
+
+export const HANDSHAKE_TIMEOUT = 10 * second
+
+export class Socks5Server {
+  private server?: Server
+  port = 0
+
+  constructor (private readonly ingress: Ingress, private readonly host: string, private readonly requestedPort: number) {}
+
+  async start (): Promise<void> {
+    this.ingress.checkBindAllowed(this.host, 'the SOCKS5 proxy')
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, socket => { this.onConnection(socket) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.requestedPort, this.host, () => { server.off('error', reject); resolve() })
+    })
+    this.server = server
+    this.port = (server.address() as AddressInfo).port
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  }
+
+  private onConnection (socket: Socket): void {
+    this.ingress.track(socket)
+    socket.on('error', () => {})
+    const requireAuth = this.ingress.init.credentials.password != null || this.ingress.init.credentials.username != null
+    const buf = new Uint8ArrayList()
+    let phase: 'greeting' | 'auth' | 'request' | 'connecting' = 'greeting'
+    let targeting: Targeting = {}
+    const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT)
+
+    const onData = (chunk: Buffer): void => {
+      buf.append(chunk)
+      try {
+        while (phase !== 'connecting') {
+          const bytes = buf.subarray()
+          if (phase === 'greeting') {
+            const g = parseGreeting(bytes)
+            if (g == null) return
+            buf.consume(g.consumed)
+            const method = chooseMethod(g.value.methods, requireAuth)
+            socket.write(encodeMethodSelection(method))
+            if (method === AuthMethod.NoAcceptable) { socket.end(); phase = 'connecting'; return }
+            phase = method === AuthMethod.UserPass ? 'auth' : 'request'
+          } else if (phase === 'auth') {
+            const a = parseUserPass(bytes)
+            if (a == null) return
+            buf.consume(a.consumed)
+            try {
+              // without configured credentials any password is fine: the user name only targets
+              targeting = authenticate(a.value, this.ingress.init.credentials)
+            } catch (err: any) {
+              this.ingress.init.log('SOCKS5 auth refused: %s', err.message)
+              socket.end(encodeUserPassStatus(false))
+              phase = 'connecting'
+              return
+            }
+            socket.write(encodeUserPassStatus(true))
+            phase = 'request'
+          } else {
+            const r = parseRequest(bytes)
+            if (r == null) return
+            buf.consume(r.consumed)
+            phase = 'connecting'
+            socket.off('data', onData)
+            socket.pause()
+            clearTimeout(timer)
+            if (r.value.command !== Command.Connect) {
+              socket.end(encodeReply(Reply.CommandNotSupported))
+              return
+            }
+            void this.connect(socket, r.value.host, r.value.port, targeting, buf.subarray())
+          }
+        }
+      } catch (err: any) {
+        clearTimeout(timer)
+        phase = 'connecting'
+        if (err instanceof Socks5ProtocolError && err.reply != null) socket.end(encodeReply(err.reply))
+        else if (err instanceof TargetingError) socket.end(encodeReply(Reply.NotAllowed))
+        else socket.destroy()
+      }
+    }
+    socket.on('data', onData)
+  }
+
+  private async connect (socket: Socket, host: string, port: number, targeting: Targeting, early: Uint8Array): Promise<void> {
+    let tunnel
+    try {
+      tunnel = await this.ingress.open({ host, port }, targeting)
+    } catch (err: any) {
+      const code = err instanceof ProxyRefusal ? socksReplyFor(err.outcome) : Reply.GeneralFailure
+      this.ingress.init.log('SOCKS5 CONNECT %s:%d refused: %s', host, port, err.message)
+      if (!socket.destroyed) socket.end(encodeReply(code))
+      return
+    }
+    if (socket.destroyed) { tunnel.stream.abort(new Error('client went away')); return }
+    socket.write(encodeReply(Reply.Succeeded))
+    await this.ingress.carry(socket, tunnel, early)
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * How tunnel outcomes reach proxy clients: SOCKS5 reply codes (RFC 1928 §6)
+ * and HTTP status codes, each with a short reason.
+ */
+
+import { TunnelStatus } from './tunnel-protocol.ts'
+import { Reply } from './socks5-protocol.ts'
+
+/** Our own outcome when no exit could be tried at all. */
+export const NO_EXIT = 'NO_EXIT'
+export type Outcome = TunnelStatus | typeof NO_EXIT
+
+const SOCKS: Record<string, number> = {
+  [TunnelStatus.OK]: Reply.Succeeded,
+  [TunnelStatus.POLICY_DENIED]: Reply.NotAllowed,
+  [TunnelStatus.INSUFFICIENT_CREDIT]: Reply.NotAllowed,
+  [TunnelStatus.DNS_FAILED]: Reply.HostUnreachable,
+  [TunnelStatus.UNREACHABLE]: Reply.HostUnreachable,
+  [TunnelStatus.CONNECT_REFUSED]: Reply.ConnectionRefused,
+  [TunnelStatus.TIMEOUT]: Reply.TtlExpired,
+  [NO_EXIT]: Reply.NetworkUnreachable
+}
+
+const HTTP: Record<string, [number, string]> = {
+  [TunnelStatus.OK]: [200, 'Connection Established'],
+  [TunnelStatus.POLICY_DENIED]: [403, 'Forbidden'],
+  [TunnelStatus.DNS_FAILED]: [502, 'Bad Gateway'],
+  [TunnelStatus.UNREACHABLE]: [502, 'Bad Gateway'],
+  [TunnelStatus.CONNECT_REFUSED]: [502, 'Bad Gateway'],
+  [TunnelStatus.TIMEOUT]: [504, 'Gateway Timeout'],
+  [TunnelStatus.RATE_LIMITED]: [429, 'Too Many Requests'],
+  [TunnelStatus.QUOTA_EXCEEDED]: [503, 'Service Unavailable'],
+  [TunnelStatus.OUTSIDE_SCHEDULE]: [503, 'Service Unavailable'],
+  [TunnelStatus.BUSY]: [503, 'Service Unavailable'],
+  [TunnelStatus.INSUFFICIENT_CREDIT]: [402, 'Payment Required'],
+  [TunnelStatus.BAD_REQUEST]: [400, 'Bad Request'],
+  [NO_EXIT]: [503, 'Service Unavailable']
+}
+
+export function socksReplyFor (outcome: Outcome): number {
+  return SOCKS[outcome] ?? Reply.GeneralFailure
+}
+
+export function httpStatusFor (outcome: Outcome): [number, string] {
+  return HTTP[outcome] ?? [502, 'Bad Gateway']
+}

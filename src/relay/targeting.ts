@@ -1,0 +1,58 @@
+/**
+ * Proxy user names carry targeting, as on commercial proxy networks:
+ * `region-de`, `region-us-ca-session-abc123`. With operator credentials
+ * configured the user name is `<user>` or `<user>-region-...`.
+ */
+
+import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+
+export interface Targeting {
+  region?: string
+  sessionId?: string
+}
+
+export class TargetingError extends Error {
+  static name = 'TargetingError'
+  constructor (message = 'Invalid proxy user name') {
+    super(message)
+    this.name = 'TargetingError'
+  }
+}
+
+const PATTERN = /^region-([a-z]{2}(?:-[a-z0-9]{1,3})?)(?:-session-([A-Za-z0-9_.]{1,64}))?$/i
+const SESSION_ONLY = /^session-([A-Za-z0-9_.]{1,64})$/i
+
+/** Parses the targeting part of a user name ("" or undefined = no targeting). */
+export function parseTargeting (user: string | undefined): Targeting {
+  if (user == null || user === '') return {}
+  const m = PATTERN.exec(user)
+  if (m != null) {
+    const region = normalizeRegion(m[1])
+    if (!isValidRegion(region)) throw new TargetingError(`unknown region "${m[1]}" in proxy user name "${user}"`)
+    return { region, sessionId: m[2] }
+  }
+  const s = SESSION_ONLY.exec(user)
+  if (s != null) return { sessionId: s[1] }
+  throw new TargetingError(`proxy user name "${user}" is not "region-<cc>[-<sub>][-session-<id>]"`)
+}
+
+export interface Credentials { username?: string, password?: string }
+
+/**
+ * Checks credentials (when the operator configured some) and returns the
+ * targeting. Throws TargetingError with a reason fit for the client.
+ */
+export function authenticate (given: { username: string, password: string } | undefined, required: Credentials): Targeting {
+  if (required.password != null || required.username != null) {
+    if (given == null) throw new TargetingError('proxy credentials required')
+    const base = required.username ?? ''
+    let rest: string
+    if (base === '') rest = given.username
+    else if (given.username === base) rest = ''
+    else if (given.username.startsWith(base + '-')) rest = given.username.slice(base.length + 1)
+    else throw new TargetingError('wrong proxy user name or password')
+    if (required.password != null && given.password !== required.password) throw new TargetingError('wrong proxy user name or password')
+    return parseTargeting(rest)
+  }
+  return parseTargeting(given?.username)
+}

@@ -1,0 +1,111 @@
+/**
+ * The consumer side of a tunnel: pick exits, open a stream to one, send the
+ * request, wait for the answer. Failures that are the exit's (unreachable,
+ * busy, out of quota or schedule, slow to answer) move on to the next
+ * candidate; failures that are the target's (policy, DNS, refused) do not,
+ * since another exit would only say the same.
+ */
+
+import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
+import type { ExitRequest, ExitSelector } from './exit-selector.ts'
+import type { AbortOptions, ComponentLogger, Logger, PeerId, Stream } from '@libp2p/interface'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+export const DEFAULT_MAX_ATTEMPTS = 3
+export const DEFAULT_RESPONSE_TIMEOUT = 15 * second
+/** Concurrent tunnels to one exit share one connection; js-libp2p allows 64 outbound streams per protocol by default. */
+export const MAX_OUTBOUND_TUNNELS = 4096
+
+/** Worth trying another exit for. */
+const RETRYABLE = new Set<string>([
+  TunnelStatus.BUSY, TunnelStatus.QUOTA_EXCEEDED, TunnelStatus.OUTSIDE_SCHEDULE,
+  TunnelStatus.RATE_LIMITED, TunnelStatus.INSUFFICIENT_CREDIT, TunnelStatus.TIMEOUT
+])
+
+export interface OpenedTunnel {
+  stream: Stream
+  /** Bytes the exit sent right behind its response. */
+  rest: Uint8ArrayList
+  exit: PeerId
+  setupMs: number
+}
+
+export interface TunnelClientComponents {
+  logger: ComponentLogger
+  dialProtocol: (peer: PeerId, protocol: string, options: AbortOptions & { runOnLimitedConnection?: boolean, maxOutboundStreams?: number }) => Promise<Stream>
+}
+
+export interface TunnelClientInit {
+  selector: ExitSelector
+  /** @default 3 */
+  maxAttempts?: number
+  responseTimeoutMs?: number
+}
+
+export class NoExitError extends Error {
+  static name = 'NoExitError'
+  constructor (message = 'No exit available') {
+    super(message)
+    this.name = 'NoExitError'
+  }
+}
+
+export class TunnelClient {
+  private readonly log: Logger
+  constructor (private readonly components: TunnelClientComponents, private readonly init: TunnelClientInit) {
+    this.log = components.logger.forComponent('spareband:relay:tunnel-client')
+  }
+
+  async open (target: { host: string, port: number }, request: ExitRequest, options: AbortOptions = {}): Promise<OpenedTunnel> {
+    const candidates = await this.init.selector.candidates(request)
+    if (candidates.length === 0) {
+      throw new NoExitError(request.region != null ? `no exit known in region ${request.region}` : 'no exit known')
+    }
+    const attempts = Math.min(candidates.length, this.init.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)
+    let lastError: Error = new NoExitError()
+    for (let i = 0; i < attempts; i++) {
+      const exit = candidates[i]
+      const started = performance.now()
+      try {
+        const opened = await this.tryExit(exit, target, request, options)
+        this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
+        return opened
+      } catch (err: any) {
+        const status: string = err instanceof TunnelError ? err.status : (err.name ?? 'Error')
+        this.init.selector.report(exit, request, { ok: false, status, setupMs: performance.now() - started })
+        lastError = err
+        if (options.signal?.aborted === true) throw err
+        if (err instanceof TunnelError && !RETRYABLE.has(err.status)) throw err
+        this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
+      }
+    }
+    throw lastError
+  }
+
+  private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
+    const started = performance.now()
+    const signal = AbortSignal.any([AbortSignal.timeout(this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
+    let stream: Stream
+    try {
+      stream = await this.components.dialProtocol(exit, TUNNEL_PROTOCOL, { signal, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
+    } catch (err: any) {
+      throw new TunnelError(TunnelStatus.BUSY, `cannot reach exit ${exit.toString()}: ${err.message}`, exit.toString())
+    }
+    try {
+      await sendFrame(stream, TunnelRequest.encode({ sessionId: request.sessionId ?? '', targetHost: target.host, targetPort: target.port }))
+      const { frame, rest } = await readFrame(stream, { signal })
+      const response = decodeTunnelResponse(frame)
+      if (response.status !== TunnelStatus.OK) {
+        stream.abort(new Error(response.status))
+        throw new TunnelError(response.status, response.message, exit.toString())
+      }
+      return { stream, rest, exit, setupMs: performance.now() - started }
+    } catch (err: any) {
+      if (stream.status === 'open') stream.abort(err)
+      if (err instanceof TunnelError) throw err
+      if (signal.aborted) throw new TunnelError(TunnelStatus.TIMEOUT, `exit ${exit.toString()} did not answer in time`, exit.toString())
+      throw new TunnelError(TunnelStatus.BUSY, `exit ${exit.toString()} failed: ${err.message}`, exit.toString())
+    }
+  }
+}

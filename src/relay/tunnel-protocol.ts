@@ -1,0 +1,144 @@
+/**
+ * Framing of the tunnel protocol `/spareband/tunnel/1.0.0`: the consumer
+ * sends one varint-length-prefixed `TunnelRequest`, the exit answers one
+ * `TunnelResponse`; after OK the stream carries raw bytes both ways.
+ *
+ * We read the single frame ourselves rather than through `pbStream` so that
+ * bytes that arrive right behind the frame are handed to the pump directly:
+ * `unwrap()` puts them back into a stream that has no `message` listener
+ * yet, where they would wait for the next chunk.
+ */
+
+import { Uint8ArrayList } from 'uint8arraylist'
+import * as varint from 'uint8-varint'
+import { TunnelRequest, TunnelResponse } from './pb/tunnel.ts'
+import type { Stream } from '@libp2p/interface'
+
+export { TunnelRequest, TunnelResponse }
+export const TunnelStatus = TunnelResponse.Status
+export type TunnelStatus = TunnelResponse.Status
+
+/** No legitimate request or response comes near this; a larger frame is an attack or a bug. */
+export const MAX_FRAME_BYTES = 4096
+export const MAX_HOST_LENGTH = 253
+export const MAX_SESSION_ID_LENGTH = 128
+
+export class TunnelProtocolError extends Error {
+  static name = 'TunnelProtocolError'
+  constructor (message = 'Malformed tunnel frame') {
+    super(message)
+    this.name = 'TunnelProtocolError'
+  }
+}
+
+/** A tunnel that the exit refused or that failed before OK, with the exit's status. */
+export class TunnelError extends Error {
+  static name = 'TunnelError'
+  constructor (readonly status: TunnelStatus, message?: string, readonly exit?: string) {
+    super(message ?? status)
+    this.name = 'TunnelError'
+  }
+}
+
+export function encodeFrame (bytes: Uint8Array): Uint8ArrayList {
+  return new Uint8ArrayList(varint.encode(bytes.byteLength), bytes)
+}
+
+/**
+ * Tries to cut one frame off the front of `buf`. Returns undefined while
+ * incomplete; throws TunnelProtocolError on a bad or oversized length.
+ */
+export function splitFrame (buf: Uint8ArrayList, maxBytes = MAX_FRAME_BYTES): { frame: Uint8Array, rest: Uint8ArrayList } | undefined {
+  let length: number
+  try {
+    length = varint.decode(buf)
+  } catch (err) {
+    if (err instanceof RangeError && buf.byteLength < 10) return undefined // varint not complete yet
+    throw new TunnelProtocolError('bad frame length')
+  }
+  if (length > maxBytes) throw new TunnelProtocolError(`frame of ${length} bytes exceeds the ${maxBytes} byte limit`)
+  const header = varint.encodingLength(length)
+  if (buf.byteLength < header + length) {
+    if (header > 5) throw new TunnelProtocolError('bad frame length')
+    return undefined
+  }
+  return { frame: buf.subarray(header, header + length), rest: buf.sublist(header + length) }
+}
+
+/**
+ * Reads exactly one frame from a stream. Resolves with the frame and any
+ * bytes that followed it; rejects on timeout, a closed stream, or a bad frame.
+ */
+export async function readFrame (stream: Stream, options: { signal?: AbortSignal, maxBytes?: number } = {}): Promise<{ frame: Uint8Array, rest: Uint8ArrayList }> {
+  return new Promise((resolve, reject) => {
+    const buf = new Uint8ArrayList()
+    const cleanup = (): void => {
+      stream.removeEventListener('message', onMessage)
+      stream.removeEventListener('close', onClose)
+      stream.removeEventListener('remoteCloseWrite', onEnd)
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+    const fail = (err: Error): void => { cleanup(); reject(err) }
+    const onMessage = (evt: any): void => {
+      buf.append(evt.data)
+      try {
+        const r = splitFrame(buf, options.maxBytes)
+        if (r != null) { cleanup(); resolve(r) }
+      } catch (err: any) { fail(err) }
+    }
+    const onClose = (evt: any): void => fail(evt.error ?? new TunnelProtocolError('stream closed before a complete frame'))
+    const onEnd = (): void => fail(new TunnelProtocolError('stream ended before a complete frame'))
+    const onAbort = (): void => fail(options.signal?.reason ?? new Error('aborted'))
+    if (options.signal?.aborted === true) { onAbort(); return }
+    stream.addEventListener('message', onMessage)
+    stream.addEventListener('close', onClose)
+    stream.addEventListener('remoteCloseWrite', onEnd)
+    options.signal?.addEventListener('abort', onAbort)
+  })
+}
+
+/** Decodes and checks a request: fields are optional on the wire and required here. */
+export function decodeTunnelRequest (frame: Uint8Array): { sessionId: string, host: string, port: number } {
+  let req: TunnelRequest
+  try {
+    req = TunnelRequest.decode(frame)
+  } catch (err: any) {
+    throw new TunnelProtocolError(`undecodable request: ${err.message}`)
+  }
+  const host = req.targetHost ?? ''
+  const port = req.targetPort ?? 0
+  const sessionId = req.sessionId ?? ''
+  if (host.length === 0 || host.length > MAX_HOST_LENGTH + 2) throw new TunnelProtocolError('target_host missing or too long')
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TunnelProtocolError(`target_port ${port} is not 1-65535`)
+  if (sessionId.length > MAX_SESSION_ID_LENGTH) throw new TunnelProtocolError('session_id too long')
+  return { sessionId, host, port }
+}
+
+export function decodeTunnelResponse (frame: Uint8Array): { status: TunnelStatus, message: string } {
+  let res: TunnelResponse
+  try {
+    res = TunnelResponse.decode(frame)
+  } catch (err: any) {
+    throw new TunnelProtocolError(`undecodable response: ${err.message}`)
+  }
+  if (res.status == null || res.status === TunnelStatus.UNUSED || !(res.status in TunnelStatus)) throw new TunnelProtocolError('response without a valid status')
+  return { status: res.status, message: res.message ?? '' }
+}
+
+/** Sends a frame, honouring backpressure. */
+export async function sendFrame (stream: Stream, bytes: Uint8Array): Promise<void> {
+  if (!stream.send(encodeFrame(bytes))) await waitForDrain(stream)
+}
+
+/**
+ * Waits for `drain`, or rejects when the stream closes first.
+ * (`stream.onDrain()` in @libp2p/utils 7.4 resolves at once after the first drain.)
+ */
+export async function waitForDrain (stream: Stream): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onDrain = (): void => { stream.removeEventListener('close', onClose); resolve() }
+    const onClose = (e: any): void => { stream.removeEventListener('drain', onDrain); reject(e.error ?? new Error('stream closed')) }
+    stream.addEventListener('drain', onDrain, { once: true })
+    stream.addEventListener('close', onClose, { once: true })
+  })
+}
