@@ -107,7 +107,7 @@ function parseHostOrThrowBadHost (host: string): Host {
     return parseHost(host)
   } catch (err) {
     if (err instanceof BadHostError) throw err
-    throw badHost(String(host), 'unparseable')
+    throw badHost(printable(host), 'unparseable')
   }
 }
 
@@ -211,6 +211,11 @@ function badHost (host: string, why: string): BadHostError {
 /** Quoted and shortened, so control characters and huge strings cannot mangle a log line. */
 function quote (text: string): string {
   return JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text)
+}
+
+/** Untyped callers may pass anything; String() itself throws on some objects. */
+function printable (value: unknown): string {
+  return typeof value === 'string' ? value : `(${typeof value})`
 }
 
 function addressText (host: IpHost): string {
@@ -434,7 +439,7 @@ export class ExitPolicy {
       parsed = parseHostOrThrowBadHost(host)
     } catch (err) {
       // fail closed: whatever went wrong, the consumer does not get through
-      return deny(err instanceof BadHostError ? err.message : `bad host ${quote(String(host))}`)
+      return deny(err instanceof BadHostError ? err.message : `bad host ${quote(printable(host))}`)
     }
     return parsed.kind === 'ip' ? this.checkIp(parsed, host) : this.checkName(parsed.name)
   }
@@ -447,7 +452,7 @@ export class ExitPolicy {
     try {
       parsed = parseHostOrThrowBadHost(address)
     } catch {
-      return deny(`${quote(String(address))} is not an IP address`)
+      return deny(`${quote(printable(address))} is not an IP address`)
     }
     if (parsed.kind !== 'ip') return deny(`${quote(address)} is not an IP address`)
     return this.checkIp(parsed, address)

@@ -128,7 +128,9 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     // stream -> socket
     if (options.initial != null && options.initial.byteLength > 0) writeToSocket(options.initial)
     stream.addEventListener('message', evt => { writeToSocket(evt.data) })
-    stream.addEventListener('remoteCloseWrite', () => { if (!socket.destroyed) socket.end() })
+    // 'end', not 'remoteCloseWrite': the FIN can overtake data still held in a
+    // paused stream's read buffer, and ending the socket then would cut it
+    stream.addEventListener('end', () => { if (!socket.destroyed && !socket.writableEnded) socket.end() })
     stream.addEventListener('close', evt => {
       streamDone = true
       if (evt.error != null) {

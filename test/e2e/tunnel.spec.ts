@@ -1,0 +1,122 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { startTargetServer, sha256 } from '../utils/target-server.ts'
+import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
+import { socksConnect } from '../utils/socks-client.ts'
+import type { SpawnedNode } from '../utils/network.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+
+/**
+ * One exit (private targets allowed, only the target's port) and one
+ * consumer, as real processes; real curl through the consumer's proxies.
+ */
+describe('tunnels through a direct connection, with real curl', () => {
+  let target: TargetServer
+  let exit: SpawnedNode
+  let consumer: SpawnedNode
+
+  beforeAll(async () => {
+    target = await startTargetServer()
+    exit = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', String(target.port)] })
+    consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', exit.addresses[0]] })
+    await waitForPeers(consumer, [exit.peerId])
+  })
+  afterAll(async () => {
+    await Promise.all([exit?.proc.kill(), consumer?.proc.kill()])
+    await target?.close()
+  })
+
+  it('64 MB through SOCKS5 arrives with the same SHA-256; the name is resolved at the exit', async () => {
+    const r = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, `http://localhost:${target.port}/blob`])
+    expect(r.stderr).toBe('')
+    expect(r.stdout.byteLength).toBe(target.blob.byteLength)
+    expect(sha256(r.stdout)).toBe(target.blobSha256)
+    const s = await exit.status()
+    expect(s.exit.bytesOut).toBeGreaterThanOrEqual(target.blob.byteLength)
+    expect(s.exit.tunnelsTotal).toBeGreaterThanOrEqual(1)
+  })
+
+  it('64 MB through the HTTP proxy (absolute URI) and through CONNECT', async () => {
+    const plain = await curl(['--proxy', `http://127.0.0.1:${consumer.httpPort}`, `http://127.0.0.1:${target.port}/blob`])
+    expect(plain.code).toBe(0)
+    expect(sha256(plain.stdout)).toBe(target.blobSha256)
+    const tunnelled = await curl(['--proxytunnel', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, `http://127.0.0.1:${target.port}/blob`])
+    expect(tunnelled.code).toBe(0)
+    expect(sha256(tunnelled.stdout)).toBe(target.blobSha256)
+  })
+
+  it('uploads arrive intact (16 MB POST through SOCKS5)', async () => {
+    const body = target.blob.subarray(0, 16 * 1024 * 1024)
+    const { writeFile } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const file = `${tmpdir()}/sb-upload-${process.pid}.bin`
+    await writeFile(file, body)
+    const r = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, '--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream', `http://127.0.0.1:${target.port}/upload`])
+    expect(r.code).toBe(0)
+    const res = JSON.parse(r.stdout.toString())
+    expect(res.bytes).toBe(body.byteLength)
+    expect(res.sha256).toBe(sha256(body))
+  })
+
+  it('targets by user name: region-de reaches the de exit, region-fr has no exit', async () => {
+    const ok = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, '--proxy-user', 'region-de-session-abc:x', `http://127.0.0.1:${target.port}/hello`])
+    expect(ok.stdout.toString()).toBe('hello from the target\n')
+    const none = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-fr:', `http://127.0.0.1:${target.port}/hello`])
+    expect(none.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
+    expect(none.stdout.toString()).toContain('no exit known in region fr')
+    const bad = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-xx:', `http://127.0.0.1:${target.port}/hello`])
+    expect(bad.stdout.toString()).toMatch(/^HTTP\/1\.1 400/)
+    expect(bad.stdout.toString()).toContain('unknown region "xx"')
+  })
+
+  it('maps exit statuses to SOCKS replies and HTTP codes', async () => {
+    const before = target.connections
+    // a port the exit does not allow: POLICY_DENIED -> SOCKS 0x02, HTTP 403
+    const denied = await socksConnect(consumer.socksPort, '127.0.0.1', 22)
+    expect(denied.reply).toBe(2)
+    denied.socket.destroy()
+    const http403 = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, 'http://127.0.0.1:22/'])
+    expect(http403.stdout.toString()).toMatch(/^HTTP\/1\.1 403/)
+    expect(http403.stdout.toString()).toContain('POLICY_DENIED')
+    // a name that does not resolve: DNS_FAILED -> SOCKS 0x04, HTTP 502
+    const nx = await socksConnect(consumer.socksPort, 'no-such-host.invalid', target.port)
+    expect(nx.reply).toBe(4)
+    nx.socket.destroy()
+    expect(target.connections).toBe(before)
+  })
+
+  it('a connection refused at the target -> SOCKS 0x05, HTTP 502', async () => {
+    // the exit only allows the target's port; stop nothing, use a closed port by asking the exit's own allowed port on another loopback address
+    const refused = await socksConnect(consumer.socksPort, '127.0.0.9', target.port)
+    expect(refused.reply).toBe(5)
+    refused.socket.destroy()
+    const http = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, `http://127.0.0.9:${target.port}/`])
+    expect(http.stdout.toString()).toMatch(/^HTTP\/1\.1 502/)
+    expect(http.stdout.toString()).toContain('CONNECT_REFUSED')
+  })
+
+  it('half-close propagates: the client shuts its side and still reads the answer', async () => {
+    const { socket, reply } = await socksConnect(consumer.socksPort, '127.0.0.1', target.port)
+    expect(reply).toBe(0)
+    const chunks: Buffer[] = []
+    socket.on('data', d => chunks.push(d))
+    const closed = new Promise(resolve => socket.on('close', resolve))
+    socket.end('GET /hello HTTP/1.0\r\nHost: x\r\n\r\n')
+    await closed
+    const text = Buffer.concat(chunks).toString()
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK/)
+    expect(text.endsWith('hello from the target\n')).toBe(true)
+  })
+
+  it('status shows proxy and exit counters', async () => {
+    const c = await consumer.status()
+    expect(c.proxy.socksPort).toBe(consumer.socksPort)
+    expect(c.proxy.bytesIn).toBeGreaterThanOrEqual(3 * target.blob.byteLength)
+    expect(c.proxy.tunnelsOpen).toBe(0)
+    expect(c.exit.enabled).toBe(false)
+    const e = await exit.status()
+    expect(e.exit.bytesIn).toBeGreaterThanOrEqual(16 * 1024 * 1024)
+    expect(e.exit.denied).toBeGreaterThanOrEqual(2)
+    expect(e.exit.tunnelsOpen).toBe(0)
+    expect(e.warnings.join(' ')).toContain('allow_private_targets is ON')
+  })
+})

@@ -1,0 +1,54 @@
+/**
+ * A local HTTP origin for tunnel tests: serves a random blob and hashes
+ * uploads, and counts every TCP connection it accepts, so a test can prove
+ * that a refused tunnel never reached it.
+ */
+
+import { createServer } from 'node:http'
+import { createHash, randomBytes } from 'node:crypto'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export interface TargetServer {
+  port: number
+  blob: Buffer
+  blobSha256: string
+  connections: number
+  requests: string[]
+  close: () => Promise<void>
+}
+
+export function sha256 (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<TargetServer> {
+  const blob = randomBytes(blobBytes)
+  const target: TargetServer = { port: 0, blob, blobSha256: sha256(blob), connections: 0, requests: [], close: async () => {} }
+  const server: Server = createServer((req, res) => {
+    target.requests.push(`${req.method} ${req.url}`)
+    if (req.url === '/blob') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength })
+      res.end(blob)
+    } else if (req.url === '/upload' && req.method === 'POST') {
+      const h = createHash('sha256')
+      let n = 0
+      req.on('data', (c: Buffer) => { h.update(c); n += c.byteLength })
+      req.on('end', () => { res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') })) })
+    } else if (req.url?.startsWith('/slice/') === true) {
+      const n = Number(req.url.slice('/slice/'.length))
+      res.writeHead(200, { 'content-length': n })
+      res.end(blob.subarray(0, n))
+    } else {
+      res.end('hello from the target\n')
+    }
+  })
+  server.on('connection', () => { target.connections++ })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  target.port = (server.address() as AddressInfo).port
+  target.close = async () => {
+    server.closeAllConnections()
+    await new Promise<void>(resolve => server.close(() => resolve()))
+  }
+  return target
+}
