@@ -120,17 +120,15 @@ export function parseGreeting (buf: Uint8Array): Parsed<Greeting> {
 
 /**
  * Picks the method to answer the greeting with. With `requireAuth` only
- * username/password is acceptable. Without it "no authentication" is
- * preferred, but a client that only offers username/password (one configured
- * with credentials for some other proxy) is still let in through that method:
- * the caller then accepts any credentials, since none are required.
+ * username/password is acceptable. Without it username/password still wins
+ * whenever the client offers it, because on spareband the user name carries
+ * targeting (`region-de-session-x`): a client offering both methods has
+ * credentials for us, and answering "no authentication" would drop them.
  */
 export function chooseMethod (offered: number[], requireAuth: boolean): number {
-  if (requireAuth) {
-    return offered.includes(AuthMethod.UserPass) ? AuthMethod.UserPass : AuthMethod.NoAcceptable
-  }
-  if (offered.includes(AuthMethod.NoAuth)) return AuthMethod.NoAuth
   if (offered.includes(AuthMethod.UserPass)) return AuthMethod.UserPass
+  if (requireAuth) return AuthMethod.NoAcceptable
+  if (offered.includes(AuthMethod.NoAuth)) return AuthMethod.NoAuth
   return AuthMethod.NoAcceptable
 }
 

@@ -133,7 +133,8 @@ describe('SOCKS5 greeting', () => {
   })
 
   it('chooses a method', () => {
-    expect(chooseMethod([0, 2], false)).toBe(AuthMethod.NoAuth)
+    expect(chooseMethod([0, 2], false)).toBe(AuthMethod.UserPass) // the user name carries targeting
+    expect(chooseMethod([0], false)).toBe(AuthMethod.NoAuth)
     expect(chooseMethod([2], false)).toBe(AuthMethod.UserPass)
     expect(chooseMethod([1], false)).toBe(AuthMethod.NoAcceptable)
     expect(chooseMethod([0, 2], true)).toBe(AuthMethod.UserPass)

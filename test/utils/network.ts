@@ -26,7 +26,8 @@ export interface SpawnedNode {
 export async function spawnNode (options: { region?: string, args?: string[], config?: string, listen?: string[] } = {}): Promise<SpawnedNode> {
   const dataDir = await tempDir('sb-e2e-')
   await runCliJson(['init', '--data-dir', dataDir, '--json', ...(options.region != null ? ['--region', options.region] : [])])
-  if (options.config != null) await writeFile(join(dataDir, 'config.toml'), options.config)
+  // replaces the template init wrote, so the region goes in again
+  if (options.config != null) await writeFile(join(dataDir, 'config.toml'), (options.region != null ? `region = "${options.region}"\n` : '') + options.config)
   const listen = (options.listen ?? ['/ip4/127.0.0.1/tcp/0']).flatMap(l => ['--listen', l])
   const proc = new NodeProcess(dataDir, [...LOOPBACK, ...listen, ...(options.args ?? [])])
   await proc.ready()

@@ -1,0 +1,74 @@
+/**
+ * Accounting defaults and protocol limits in one place, so the node config,
+ * the tunnel integration, tests and simulations agree on them. Every value
+ * here can be cloned with `structuredClone` (bigints included).
+ */
+
+import { MiB, second } from '../constants.ts'
+
+/** Domain string prefixed to every receipt signature, so a receipt signature can never be replayed as a signature over any other kind of message. */
+export const RECEIPT_SIGNATURE_DOMAIN = 'spareband-receipt-v1'
+
+/** Domain string of the identity proof of work, for the same reason. */
+export const POW_DOMAIN = 'spareband-pow-v1'
+
+/**
+ * An encoded receipt is about 300 B plus the session id (at most 128
+ * characters, 512 B of UTF-8 in the worst case); anything above 1 KiB is an
+ * attack or a bug, on a stream or in gossip.
+ */
+export const MAX_RECEIPT_BYTES = 1024
+
+/** Same bound as the tunnel protocol's session id. */
+export const MAX_SESSION_ID_LENGTH = 128
+
+/**
+ * Counters, timestamps and prices are uint64 on the wire but we refuse values
+ * above int64: no real session comes near 2^63 bytes, and SQLite (and most
+ * other storage) keeps integers as signed 64-bit.
+ */
+export const MAX_RECEIPT_INTEGER = (1n << 63n) - 1n
+
+/** Credits are counted in integer micro-credits so sums are exact. */
+export const MICRO_PER_CREDIT = 1_000_000n
+
+/** Prices are quoted per decimal gigabyte, the unit bandwidth is sold in. */
+export const BYTES_PER_GB = 1_000_000_000n
+
+/** 1 credit per GB: the price an exit charges unless its operator sets another. */
+export const DEFAULT_PRICE_PER_GB_MICRO = 1_000_000n
+
+/**
+ * Leading zero bits of the identity proof of work. Solving takes 2^20 ≈ 1M
+ * SHA-256 hashes on average, about 1 s on one core (Node's one-shot
+ * `crypto.hash` runs ~1M/s): cheap once per identity, expensive for someone
+ * minting thousands of sybil identities to collect their allowances.
+ */
+export const DEFAULT_POW_DIFFICULTY = 20
+
+/**
+ * Credit every identity with a proof of work starts with: 1 GB at the default
+ * price, so a newcomer can use the network before it has carried anything.
+ * A sybil ring can mint at most this much per solved proof of work.
+ */
+export const DEFAULT_ALLOWANCE_MICRO = DEFAULT_PRICE_PER_GB_MICRO
+
+/**
+ * Balance below which an exit answers new tunnels with INSUFFICIENT_CREDIT.
+ * 0: the allowance alone lets newcomers in; a consumer that spent it must
+ * earn before it spends again.
+ */
+export const DEFAULT_CREDIT_LIMIT_MICRO = 0n
+
+/**
+ * An exit stops carrying a session's traffic once this many bytes have
+ * passed without a consumer signature covering them: it bounds what an exit
+ * can lose to a consumer that never signs.
+ */
+export const DEFAULT_UNSIGNED_BYTES_THRESHOLD = 4 * MiB
+
+/** The consumer signs a new cumulative receipt after this many bytes... */
+export const DEFAULT_RECEIPT_INTERVAL_BYTES = 1 * MiB
+
+/** ...or after this long with traffic, whichever comes first. */
+export const DEFAULT_RECEIPT_INTERVAL_MS = 5 * second

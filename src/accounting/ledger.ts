@@ -1,0 +1,504 @@
+/**
+ * The ledger: the newest countersigned receipt of every session this node
+ * took part in or heard of over gossip, the identity proofs of work, and the
+ * balances derived from them, in one `node:sqlite` file (`ledger.db` in the
+ * data directory).
+ *
+ * Durability: WAL with `synchronous=NORMAL` and one committed transaction per
+ * recordReceipt() call, so a receipt whose call returned survives a process
+ * kill (a power cut may lose the last few, which the peer still holds).
+ *
+ * Safety: the file is never reset. A file that is not SQLite, is damaged, or
+ * belongs to another application or identity raises a LedgerError naming
+ * the file and what to do, before anything is written to it.
+ */
+
+import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
+import { DEFAULT_ALLOWANCE_MICRO, DEFAULT_POW_DIFFICULTY } from './constants.ts'
+import { costMicro, verifyPow } from './credits.ts'
+import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
+import { checkProgress, checkReceiptFields, decodeReceipt, encodeReceipt, receiptId, verifyReceipt } from './receipts.ts'
+import type { CountersignedReceipt, Receipt } from './receipts.ts'
+import type { AbortOptions, PeerId } from '@libp2p/interface'
+import type { StatementSync } from 'node:sqlite'
+
+/** Written into `meta` so we can tell our file from another app's SQLite database. */
+export const LEDGER_APP = 'spareband-ledger'
+
+/** 'own': this node is the consumer or the exit; 'gossip': heard from the network. */
+export type ReceiptSource = 'own' | 'gossip'
+
+export type RecordResult = 'inserted' | 'updated' | 'duplicate'
+
+export interface LedgerInit {
+  /** This node: `own` receipts must involve it, the file is bound to it, and balance() defaults to it. */
+  selfPeerId?: PeerId
+  /**
+   * Starting credit of every peer with a recorded proof of work.
+   *
+   * @default DEFAULT_ALLOWANCE_MICRO
+   */
+  allowanceMicro?: bigint
+  /**
+   * Bits a proof of work needs to earn the allowance.
+   *
+   * @default DEFAULT_POW_DIFFICULTY
+   */
+  powDifficulty?: number
+  /** Injectable clock (ms) for `received_at`. */
+  now?: () => number
+}
+
+export interface StoredReceipt {
+  /** receiptId(): the session key. */
+  id: string
+  receipt: CountersignedReceipt
+  source: ReceiptSource
+  /** When this version of the receipt reached us (ms). */
+  receivedAt: number
+  costMicro: bigint
+}
+
+export interface Balance {
+  /** Sum of costs of sessions where the peer was the exit. */
+  earnedMicro: bigint
+  /** Sum of costs of sessions where the peer was the consumer. */
+  spentMicro: bigint
+  /** The starting allowance, if the peer has a valid proof of work. */
+  allowanceMicro: bigint
+  /** allowance + earned - spent; may be negative. */
+  balanceMicro: bigint
+  bytesCarried: bigint
+  bytesUsed: bigint
+}
+
+export interface ReceiptQuery {
+  /** Only sessions where this peer is consumer or exit. */
+  peer?: PeerId | Uint8Array
+  /** Newest first; all when unset. */
+  limit?: number
+}
+
+const SQLITE_HEADER = 'SQLite format 3\0'
+// SQLite primary result codes, https://www.sqlite.org/rescode.html
+const SQLITE_CORRUPT = 11
+const SQLITE_NOTADB = 26
+
+/**
+ * Schema versions, kept in `PRAGMA user_version`. Entry i upgrades version i
+ * to i + 1; never edit a shipped entry, append a new one.
+ */
+const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
+  (db) => db.exec(`
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+    INSERT INTO meta (key, value) VALUES ('app', '${LEDGER_APP}');
+    -- the newest countersigned receipt per session key; integers fit int64
+    -- because receipts.ts refuses larger values
+    CREATE TABLE receipts (
+      id TEXT PRIMARY KEY,
+      session_id TEXT NOT NULL,
+      consumer BLOB NOT NULL,
+      exit BLOB NOT NULL,
+      bytes_up INTEGER NOT NULL,
+      bytes_down INTEGER NOT NULL,
+      seq INTEGER NOT NULL,
+      started_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      price_per_gb INTEGER NOT NULL,
+      consumer_sig BLOB NOT NULL,
+      exit_sig BLOB NOT NULL,
+      -- a bigint as decimal text: bytes x price can exceed int64
+      cost_micro TEXT NOT NULL,
+      encoded BLOB NOT NULL,
+      source TEXT NOT NULL CHECK (source IN ('own', 'gossip')),
+      received_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX receipts_consumer ON receipts (consumer);
+    CREATE INDEX receipts_exit ON receipts (exit);
+    CREATE INDEX receipts_updated_at ON receipts (updated_at);
+    -- nonce is a uint64, stored as decimal text for the same reason
+    CREATE TABLE pow (
+      peer BLOB PRIMARY KEY,
+      nonce TEXT NOT NULL,
+      difficulty INTEGER NOT NULL,
+      recorded_at INTEGER NOT NULL
+    ) STRICT;
+    -- running sums per peer, updated in the same transaction as receipts so
+    -- balance() does not scan every session of a busy peer
+    CREATE TABLE totals (
+      peer BLOB PRIMARY KEY,
+      earned_micro TEXT NOT NULL,
+      spent_micro TEXT NOT NULL,
+      bytes_carried TEXT NOT NULL,
+      bytes_used TEXT NOT NULL
+    ) STRICT;
+  `)
+]
+
+export const LEDGER_SCHEMA_VERSION = MIGRATIONS.length
+
+interface Statements {
+  getReceipt: StatementSync
+  insertReceipt: StatementSync
+  updateReceipt: StatementSync
+  listAll: StatementSync
+  listByPeer: StatementSync
+  count: StatementSync
+  getTotals: StatementSync
+  putTotals: StatementSync
+  getPow: StatementSync
+  putPow: StatementSync
+}
+
+interface TotalsDelta { earned: bigint, spent: bigint, carried: bigint, used: bigint }
+
+function peerBytes (peer: PeerId | Uint8Array): Uint8Array {
+  return peer instanceof Uint8Array ? peer : peer.toMultihash().bytes
+}
+
+function whatToDo (file: string): string {
+  return `spareband never resets a ledger: move ${file} aside (or restore it from a backup) and start again, or choose another --data-dir`
+}
+
+/** Refuses a non-empty file that lacks the SQLite header, before SQLite touches it. */
+function checkHeader (file: string): void {
+  if (!existsSync(file) || statSync(file).size === 0) return
+  const header = Buffer.alloc(SQLITE_HEADER.length)
+  const fd = openSync(file, 'r')
+  try {
+    readSync(fd, header, 0, header.length, 0)
+  } finally {
+    closeSync(fd)
+  }
+  if (header.toString('latin1') !== SQLITE_HEADER) {
+    throw new LedgerError(LedgerErrorCode.NOT_SQLITE, `${file} is not an SQLite database, so not a spareband ledger. ${whatToDo(file)}`, file)
+  }
+}
+
+function sqliteFailure (file: string, err: any, doing: string): LedgerError {
+  const code = err?.errcode & 0xff
+  if (code === SQLITE_NOTADB) {
+    return new LedgerError(LedgerErrorCode.NOT_SQLITE, `${file} is not an SQLite database, so not a spareband ledger (${err.message}). ${whatToDo(file)}`, file, { cause: err })
+  }
+  if (code === SQLITE_CORRUPT) {
+    return new LedgerError(LedgerErrorCode.CORRUPT, `ledger ${file} is corrupt (${err.message}). ${whatToDo(file)}`, file, { cause: err })
+  }
+  return new LedgerError(LedgerErrorCode.IO, `cannot ${doing} ledger ${file}: ${err?.message ?? err}`, file, { cause: err })
+}
+
+function quickCheck (db: DatabaseSync, file: string): void {
+  let rows: Array<Record<string, unknown>>
+  try {
+    rows = db.prepare('PRAGMA quick_check').all()
+  } catch (err) {
+    throw sqliteFailure(file, err, 'check')
+  }
+  const result = rows.map(row => String(Object.values(row)[0])).join('\n')
+  if (result !== 'ok') {
+    const first = result.split('\n').slice(0, 3).join('; ')
+    throw new LedgerError(LedgerErrorCode.CORRUPT, `ledger ${file} is corrupt (quick_check: ${first}). ${whatToDo(file)}`, file)
+  }
+}
+
+/** Decides whether the file is empty, ours (at some version), or someone else's. */
+function identify (db: DatabaseSync, file: string): number {
+  const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version)
+  const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all().map(row => row.name)
+  if (version === 0 && tables.length === 0) return 0
+  const app = tables.includes('meta')
+    ? (db.prepare("SELECT value FROM meta WHERE key = 'app'").get() as { value?: unknown } | undefined)?.value
+    : undefined
+  if (app !== LEDGER_APP) {
+    throw new LedgerError(LedgerErrorCode.FOREIGN, `${file} is an SQLite database of another application, not a spareband ledger. ${whatToDo(file)}`, file)
+  }
+  if (version > LEDGER_SCHEMA_VERSION) {
+    throw new LedgerError(LedgerErrorCode.TOO_NEW, `ledger ${file} has schema version ${version}, newer than this spareband understands (${LEDGER_SCHEMA_VERSION}): upgrade spareband`, file)
+  }
+  return version
+}
+
+function migrate (db: DatabaseSync, from: number): void {
+  for (let version = from; version < LEDGER_SCHEMA_VERSION; version++) {
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      MIGRATIONS[version](db)
+      db.exec(`PRAGMA user_version = ${version + 1}`)
+      db.exec('COMMIT')
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  }
+}
+
+function prepare (db: DatabaseSync): Statements {
+  const columns = 'id, encoded, source, received_at, cost_micro'
+  const s: Statements = {
+    getReceipt: db.prepare(`SELECT ${columns} FROM receipts WHERE id = ?`),
+    insertReceipt: db.prepare(`INSERT INTO receipts (id, session_id, consumer, exit, bytes_up, bytes_down, seq, started_at, updated_at,
+      price_per_gb, consumer_sig, exit_sig, cost_micro, encoded, source, received_at)
+      VALUES (:id, :session_id, :consumer, :exit, :bytes_up, :bytes_down, :seq, :started_at, :updated_at,
+      :price_per_gb, :consumer_sig, :exit_sig, :cost_micro, :encoded, :source, :received_at)`),
+    updateReceipt: db.prepare(`UPDATE receipts SET bytes_up = :bytes_up, bytes_down = :bytes_down, seq = :seq, updated_at = :updated_at,
+      consumer_sig = :consumer_sig, exit_sig = :exit_sig, cost_micro = :cost_micro, encoded = :encoded, source = :source,
+      received_at = :received_at WHERE id = :id`),
+    listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY updated_at DESC, id LIMIT ?`),
+    listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY updated_at DESC, id LIMIT :limit`),
+    count: db.prepare('SELECT count(*) AS n FROM receipts'),
+    getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used FROM totals WHERE peer = ?'),
+    putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (peer) DO UPDATE SET earned_micro = excluded.earned_micro, spent_micro = excluded.spent_micro,
+      bytes_carried = excluded.bytes_carried, bytes_used = excluded.bytes_used`),
+    getPow: db.prepare('SELECT nonce, difficulty FROM pow WHERE peer = ?'),
+    putPow: db.prepare(`INSERT INTO pow (peer, nonce, difficulty, recorded_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (peer) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, recorded_at = excluded.recorded_at`)
+  }
+  s.getReceipt.setReadBigInts(true)
+  s.listAll.setReadBigInts(true)
+  s.listByPeer.setReadBigInts(true)
+  return s
+}
+
+function rowToStored (row: Record<string, any>): StoredReceipt {
+  return {
+    id: row.id,
+    receipt: decodeReceipt(row.encoded) as CountersignedReceipt,
+    source: row.source,
+    receivedAt: Number(row.received_at),
+    costMicro: BigInt(row.cost_micro)
+  }
+}
+
+export class Ledger {
+  readonly file: string
+  private database: DatabaseSync | undefined
+  private readonly prepared: Statements
+  private readonly self?: Uint8Array
+  private readonly allowanceMicro: bigint
+  private readonly powDifficulty: number
+  private readonly now: () => number
+
+  /**
+   * Opens (creating when absent) and migrates the ledger at `file`
+   * (`':memory:'` for a throw-away one). Throws LedgerError for anything
+   * that is not a healthy spareband ledger of this identity.
+   */
+  static open (file: string, init: LedgerInit = {}): Ledger {
+    const memory = file === ':memory:'
+    if (!memory) {
+      checkHeader(file)
+      mkdirSync(dirname(file), { recursive: true })
+    }
+    let db: DatabaseSync
+    try {
+      db = new DatabaseSync(file)
+    } catch (err) {
+      throw sqliteFailure(file, err, 'open')
+    }
+    try {
+      quickCheck(db, file)
+      const version = identify(db, file)
+      // only now that the file is known to be ours (or empty) do we write to it
+      if (!memory) db.exec('PRAGMA journal_mode = WAL')
+      db.exec('PRAGMA synchronous = NORMAL')
+      // a second process (the CLI reading receipts) may hold the lock briefly
+      db.exec('PRAGMA busy_timeout = 5000')
+      migrate(db, version)
+      return new Ledger(db, file, init)
+    } catch (err) {
+      db.close()
+      if (err instanceof LedgerError) throw err
+      throw sqliteFailure(file, err, 'open')
+    }
+  }
+
+  private constructor (db: DatabaseSync, file: string, init: LedgerInit) {
+    this.database = db
+    this.file = file
+    this.self = init.selfPeerId?.toMultihash().bytes
+    this.allowanceMicro = init.allowanceMicro ?? DEFAULT_ALLOWANCE_MICRO
+    this.powDifficulty = init.powDifficulty ?? DEFAULT_POW_DIFFICULTY
+    this.now = init.now ?? Date.now
+    this.prepared = prepare(db)
+    if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId)
+  }
+
+  /** A ledger holds one identity's spending: opening it as another peer is a data-dir mix-up. */
+  private bindIdentity (peer: PeerId): void {
+    const id = peer.toString()
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'self'").get() as { value: string } | undefined
+    if (row == null) {
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('self', ?)").run(id)
+    } else if (row.value !== id) {
+      this.close()
+      throw new LedgerError(LedgerErrorCode.WRONG_IDENTITY, `ledger ${this.file} belongs to peer ${row.value}, not to ${id}. Use the identity.key that goes with it, or ${whatToDo(this.file)}`, this.file)
+    }
+  }
+
+  private get db (): DatabaseSync {
+    if (this.database == null) throw new LedgerError(LedgerErrorCode.CLOSED, `ledger ${this.file} is closed`, this.file)
+    return this.database
+  }
+
+  // every access goes through the open check, so use after close() is a LedgerError, not an SQLite one
+  private get statements (): Statements {
+    void this.db
+    return this.prepared
+  }
+
+  /**
+   * Verifies a countersigned receipt and stores it if it advances its
+   * session. Each call commits its own transaction before returning.
+   * Throws ReceiptError for invalid, regressing, replayed or conflicting
+   * receipts; an exact copy of the stored one is 'duplicate'.
+   */
+  async recordReceipt (r: Receipt, source: ReceiptSource, options?: AbortOptions): Promise<RecordResult> {
+    checkReceiptFields(r)
+    const encoded = encodeReceipt(r)
+    const id = receiptId(r)
+    // why first: gossip repeats receipts; a byte-identical copy of a stored
+    // (hence verified) receipt needs no signature checks
+    const before = this.statements.getReceipt.get(id) as Record<string, any> | undefined
+    if (before != null && uint8ArrayEquals(before.encoded, encoded)) return 'duplicate'
+    await verifyReceipt(r, options)
+    const receipt = decodeReceipt(encoded) as CountersignedReceipt
+    if (source === 'own') this.assertOwn(receipt)
+    return this.transaction(() => this.apply(id, receipt, encoded, source))
+  }
+
+  private assertOwn (r: CountersignedReceipt): void {
+    if (this.self == null) return
+    if (!uint8ArrayEquals(r.consumer, this.self) && !uint8ArrayEquals(r.exit, this.self)) {
+      throw new ReceiptError({ code: ReceiptErrorCode.WRONG_PEER, reason: "an 'own' receipt must have this node as consumer or exit" })
+    }
+  }
+
+  private apply (id: string, receipt: CountersignedReceipt, encoded: Uint8Array, source: ReceiptSource): RecordResult {
+    // re-read inside the transaction: another call may have advanced the session during verification
+    const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
+    const held = row == null ? undefined : rowToStored(row)
+    const progress = checkProgress(held?.receipt, receipt)
+    if (progress === 'duplicate') return 'duplicate'
+    const cost = costMicro(receipt.bytesUp + receipt.bytesDown, receipt.pricePerGb)
+    const params = {
+      id,
+      bytes_up: receipt.bytesUp,
+      bytes_down: receipt.bytesDown,
+      seq: receipt.seq,
+      updated_at: receipt.updatedAt,
+      consumer_sig: receipt.consumerSig,
+      exit_sig: receipt.exitSig,
+      cost_micro: cost.toString(),
+      encoded,
+      // a receipt we took part in stays 'own' when gossip brings a newer copy
+      source: held?.source === 'own' ? 'own' : source,
+      received_at: this.now()
+    }
+    if (held == null) {
+      this.statements.insertReceipt.run({
+        ...params,
+        session_id: receipt.sessionId,
+        consumer: receipt.consumer,
+        exit: receipt.exit,
+        started_at: receipt.startedAt,
+        price_per_gb: receipt.pricePerGb
+      })
+    } else {
+      this.statements.updateReceipt.run(params)
+    }
+    const oldBytes = held == null ? 0n : held.receipt.bytesUp + held.receipt.bytesDown
+    const deltaCost = cost - (held?.costMicro ?? 0n)
+    const deltaBytes = receipt.bytesUp + receipt.bytesDown - oldBytes
+    this.addTotals(receipt.exit, { earned: deltaCost, spent: 0n, carried: deltaBytes, used: 0n })
+    this.addTotals(receipt.consumer, { earned: 0n, spent: deltaCost, carried: 0n, used: deltaBytes })
+    return held == null ? 'inserted' : 'updated'
+  }
+
+  private addTotals (peer: Uint8Array, delta: TotalsDelta): void {
+    const row = this.statements.getTotals.get(peer) as Record<string, string> | undefined
+    const add = (column: string, d: bigint): string => (BigInt(row?.[column] ?? '0') + d).toString()
+    this.statements.putTotals.run(peer, add('earned_micro', delta.earned), add('spent_micro', delta.spent),
+      add('bytes_carried', delta.carried), add('bytes_used', delta.used))
+  }
+
+  private transaction<T> (fn: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      const result = fn()
+      this.db.exec('COMMIT')
+      return result
+    } catch (err) {
+      this.db.exec('ROLLBACK')
+      if (err instanceof ReceiptError || err instanceof LedgerError) throw err
+      throw sqliteFailure(this.file, err, 'write to')
+    }
+  }
+
+  /** Stored receipts, newest first. */
+  receipts (query: ReceiptQuery = {}): StoredReceipt[] {
+    const limit = query.limit ?? -1
+    const rows = query.peer == null
+      ? this.statements.listAll.all(limit)
+      : this.statements.listByPeer.all({ peer: peerBytes(query.peer), limit })
+    return rows.map(rowToStored)
+  }
+
+  /** The stored receipt of a session, by receiptId(). */
+  get (id: string): StoredReceipt | undefined {
+    const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
+    return row == null ? undefined : rowToStored(row)
+  }
+
+  /** Number of sessions stored. */
+  get size (): number {
+    return Number((this.statements.count.get() as { n: number }).n)
+  }
+
+  /**
+   * Records a peer's identity proof of work, which entitles it to the
+   * allowance. Keeps the strongest proof seen. Throws INVALID_POW.
+   */
+  recordPow (peer: PeerId | Uint8Array, nonce: bigint, difficulty: number): void {
+    const bytes = peerBytes(peer)
+    if (!verifyPow(bytes, nonce, difficulty)) {
+      throw new LedgerError(LedgerErrorCode.INVALID_POW, `nonce ${nonce} does not prove ${difficulty} bits of work`, this.file)
+    }
+    const held = this.pow(bytes)
+    if (held != null && held.difficulty >= difficulty) return
+    this.statements.putPow.run(bytes, nonce.toString(), difficulty, this.now())
+  }
+
+  /** The recorded proof of work of a peer. */
+  pow (peer: PeerId | Uint8Array): { nonce: bigint, difficulty: number } | undefined {
+    const row = this.statements.getPow.get(peerBytes(peer)) as { nonce: string, difficulty: number } | undefined
+    return row == null ? undefined : { nonce: BigInt(row.nonce), difficulty: Number(row.difficulty) }
+  }
+
+  /** Credit position of a peer (this node when omitted), from the stored maxima. */
+  balance (peer?: PeerId | Uint8Array): Balance {
+    const bytes = peer == null ? this.self : peerBytes(peer)
+    if (bytes == null) throw new TypeError('balance() needs a peer when the ledger has no selfPeerId')
+    const row = this.statements.getTotals.get(bytes) as Record<string, string> | undefined
+    const earnedMicro = BigInt(row?.earned_micro ?? '0')
+    const spentMicro = BigInt(row?.spent_micro ?? '0')
+    const allowanceMicro = (this.pow(bytes)?.difficulty ?? -1) >= this.powDifficulty ? this.allowanceMicro : 0n
+    return {
+      earnedMicro,
+      spentMicro,
+      allowanceMicro,
+      balanceMicro: allowanceMicro + earnedMicro - spentMicro,
+      bytesCarried: BigInt(row?.bytes_carried ?? '0'),
+      bytesUsed: BigInt(row?.bytes_used ?? '0')
+    }
+  }
+
+  /** Closes the file; further calls throw LedgerError CLOSED. Idempotent. */
+  close (): void {
+    if (this.database == null) return
+    this.database.close()
+    this.database = undefined
+  }
+}

@@ -1,0 +1,362 @@
+/**
+ * Usage receipts: what a consumer owes an exit for one session, signed by
+ * both. A receipt is cumulative (counters since the session started), so the
+ * newest one supersedes every earlier one and losing receipts in between
+ * costs nothing. This file holds the pure part: encoding, signing,
+ * verification and the monotonicity rules; the ledger persists the results.
+ *
+ * Threat model (DESIGN.md): nobody can forge another node's receipt (both
+ * signatures are checked against the keys embedded in the peer ids), nobody
+ * can mint credit by signing with themselves alone (consumer ≠ exit), and a
+ * receipt cannot be replayed (per-session monotonicity, domain-separated
+ * signatures, started_at and price pinned per session).
+ */
+
+import { hash } from 'node:crypto'
+import { peerIdFromMultihash, peerIdFromPrivateKey } from '@libp2p/peer-id'
+import * as Digest from 'multiformats/hashes/digest'
+import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
+import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
+import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
+import { MAX_RECEIPT_BYTES, MAX_RECEIPT_INTEGER, MAX_SESSION_ID_LENGTH, RECEIPT_SIGNATURE_DOMAIN } from './constants.ts'
+import { ReceiptError, ReceiptErrorCode } from './errors.ts'
+import { Receipt } from './pb/receipt.ts'
+import type { AbortOptions, Ed25519PeerId, PeerId, PrivateKey } from '@libp2p/interface'
+
+export { Receipt }
+
+type Bytes = NonNullable<Receipt['consumerSig']>
+/** Everything but the signatures, all present. */
+export type ReceiptBody = Required<Omit<Receipt, 'consumerSig' | 'exitSig'>>
+/** Signed by the consumer; the exit has not countersigned (yet). */
+export type SignedReceipt = ReceiptBody & { consumerSig: Bytes, exitSig?: Bytes }
+/** Signed by both parties: what the ledger stores and gossip carries. */
+export type CountersignedReceipt = ReceiptBody & { consumerSig: Bytes, exitSig: Bytes }
+
+export interface VerifyReceiptOptions {
+  /**
+   * A consumer-signed receipt on its way to the exit has no exit signature
+   * yet; everything stored or gossiped must have one.
+   *
+   * @default true
+   */
+  requireExitSig?: boolean
+}
+
+/** The parties of a verified receipt, decoded from its consumer and exit bytes. */
+export interface ReceiptParties {
+  consumer: Ed25519PeerId
+  exit: Ed25519PeerId
+}
+
+const DOMAIN = uint8ArrayFromString(RECEIPT_SIGNATURE_DOMAIN)
+const SIGNATURE_LENGTH = 64
+const INTEGER_FIELDS = ['bytesUp', 'bytesDown', 'seq', 'startedAt', 'updatedAt', 'pricePerGb'] as const
+// C0/C1 controls and lone surrogates: they would not survive UTF-8 encoding
+// unchanged (so the signed bytes would differ from the object) or would break
+// CSV exports and logs
+const BAD_SESSION_CHAR = /[\p{Cc}\p{Cs}]/u
+
+function malformed (reason: string): ReceiptError {
+  return new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason })
+}
+
+function checkSessionId (sessionId: unknown): void {
+  if (typeof sessionId !== 'string') throw malformed('session_id missing')
+  if (sessionId.length < 1 || sessionId.length > MAX_SESSION_ID_LENGTH) {
+    throw malformed(`session_id must be 1-${MAX_SESSION_ID_LENGTH} characters, got ${sessionId.length}`)
+  }
+  if (BAD_SESSION_CHAR.test(sessionId)) throw malformed('session_id contains control characters or lone surrogates')
+}
+
+function checkIntegers (r: Receipt): void {
+  for (const field of INTEGER_FIELDS) {
+    const v = r[field]
+    if (typeof v !== 'bigint') throw malformed(`${field} missing`)
+    if (v < 0n || v > MAX_RECEIPT_INTEGER) throw malformed(`${field} ${v} outside 0..2^63-1`)
+  }
+  if (r.seq! < 1n) throw malformed('seq must be at least 1')
+  if (r.updatedAt! < r.startedAt!) throw malformed('updated_at is before started_at')
+}
+
+function checkSignatureField (sig: unknown, role: 'consumer' | 'exit', required: boolean, sessionId: string): void {
+  if (sig == null && !required) return
+  if (sig instanceof Uint8Array && sig.byteLength === SIGNATURE_LENGTH) return
+  const missing = sig == null
+  throw role === 'consumer'
+    ? new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId, missing })
+    : new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId, missing })
+}
+
+/**
+ * Structural checks that need no key: every field present and in range.
+ * Cheap, so callers run it before anything expensive (signatures, storage).
+ */
+export function checkReceiptFields (r: Receipt, signatures: { consumer: boolean, exit: boolean } = { consumer: true, exit: true }): asserts r is Receipt & ReceiptBody {
+  if (r == null || typeof r !== 'object') throw malformed('not an object')
+  checkSessionId(r.sessionId)
+  if (!(r.consumer instanceof Uint8Array) || r.consumer.byteLength === 0) throw malformed('consumer missing')
+  if (!(r.exit instanceof Uint8Array) || r.exit.byteLength === 0) throw malformed('exit missing')
+  checkIntegers(r)
+  checkSignatureField(r.consumerSig, 'consumer', signatures.consumer, r.sessionId!)
+  checkSignatureField(r.exitSig, 'exit', signatures.exit, r.sessionId!)
+  // why: with one key on both sides anyone could mint credit by "carrying" their own traffic
+  if (uint8ArrayEquals(r.consumer, r.exit)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.WRONG_PEER, reason: 'consumer and exit are the same peer' })
+  }
+}
+
+// Decoding a peer id parses a protobuf key; gossip repeats the same few
+// peers, so a small cache saves that work. Cleared when full: simple, bounded.
+const PEER_CACHE_MAX = 4096
+const peerCache = new Map<string, Ed25519PeerId>()
+
+/**
+ * Decodes peer id bytes that must be the identity multihash of an Ed25519
+ * key, in its one canonical encoding. Canonical matters: two encodings of
+ * one key would be two "different" peers to `consumer ≠ exit`.
+ */
+export function ed25519PeerFromBytes (bytes: Uint8Array, field: 'consumer' | 'exit' = 'consumer'): Ed25519PeerId {
+  const cacheKey = uint8ArrayToString(bytes, 'base16')
+  const cached = peerCache.get(cacheKey)
+  if (cached != null) return cached
+  let peer: PeerId
+  try {
+    peer = peerIdFromMultihash(Digest.decode(bytes))
+  } catch (err: any) {
+    throw new ReceiptError({ code: ReceiptErrorCode.UNSUPPORTED_KEY, field, reason: `not a peer id (${err.message})` })
+  }
+  if (peer.type !== 'Ed25519') {
+    throw new ReceiptError({ code: ReceiptErrorCode.UNSUPPORTED_KEY, field, reason: `${peer.type} peer ids are not accepted, only Ed25519` })
+  }
+  if (!uint8ArrayEquals(peer.publicKey.toMultihash().bytes, bytes)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.UNSUPPORTED_KEY, field, reason: 'non-canonical key encoding' })
+  }
+  if (peerCache.size >= PEER_CACHE_MAX) peerCache.clear()
+  peerCache.set(cacheKey, peer)
+  return peer
+}
+
+/**
+ * The bytes both signatures cover: the domain string, then the protobuf
+ * encoding of the receipt with both signature fields unset. protons writes
+ * fields in field-number order and drops unknown fields when decoding, so a
+ * decoded receipt re-encodes to exactly what its signers saw.
+ */
+export function receiptSigningBytes (r: Receipt): Uint8Array {
+  const body = Receipt.encode({ ...r, consumerSig: undefined, exitSig: undefined })
+  return uint8ArrayConcat([DOMAIN, body], DOMAIN.byteLength + body.byteLength)
+}
+
+async function verifySignature (peer: Ed25519PeerId, data: Uint8Array, sig: Uint8Array, options?: AbortOptions): Promise<boolean> {
+  try {
+    return await peer.publicKey.verify(data, sig, options)
+  } catch {
+    // why: a key library that throws on odd input must not turn into a crash path for gossip
+    return false
+  }
+}
+
+function assertKeyIsParty (key: PrivateKey, expected: Uint8Array, role: 'consumer' | 'exit'): void {
+  if (key.type !== 'Ed25519') {
+    throw new ReceiptError({ code: ReceiptErrorCode.UNSUPPORTED_KEY, field: role, reason: `${key.type} keys cannot sign receipts, only Ed25519` })
+  }
+  if (!uint8ArrayEquals(peerIdFromPrivateKey(key).toMultihash().bytes, expected)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.WRONG_PEER, reason: `the signing key is not the receipt's ${role}` })
+  }
+}
+
+/**
+ * The consumer's signature over a new cumulative receipt. Returns a copy
+ * with `consumerSig` set and `exitSig` cleared (any earlier countersignature
+ * covered other contents).
+ */
+export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, options?: AbortOptions): Promise<SignedReceipt> {
+  const body: Receipt = { ...r, consumerSig: undefined, exitSig: undefined }
+  checkReceiptFields(body, { consumer: false, exit: false })
+  ed25519PeerFromBytes(body.exit, 'exit')
+  assertKeyIsParty(privateKey, body.consumer, 'consumer')
+  const consumerSig = await privateKey.sign(receiptSigningBytes(body), options)
+  // copied into a plain ArrayBuffer-backed array, the type protons encodes from
+  return { ...body, consumerSig: new Uint8Array(consumerSig), exitSig: undefined }
+}
+
+/**
+ * The exit's countersignature. Checks the consumer's signature first: an
+ * exit that countersigned an unverified receipt would vouch for a forgery.
+ */
+export async function countersign (r: Receipt, exitPrivateKey: PrivateKey, options?: AbortOptions): Promise<CountersignedReceipt> {
+  const unsigned: Receipt = { ...r, exitSig: undefined }
+  await verifyReceipt(unsigned, { requireExitSig: false })
+  const body = unsigned as SignedReceipt
+  assertKeyIsParty(exitPrivateKey, body.exit, 'exit')
+  const exitSig = await exitPrivateKey.sign(receiptSigningBytes(body), options)
+  return { ...body, exitSig: new Uint8Array(exitSig) }
+}
+
+/**
+ * Full verification: fields, peer ids and signatures. Throws a
+ * ReceiptError; returns the decoded parties so callers need not decode them
+ * again.
+ */
+export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions & AbortOptions = {}): Promise<ReceiptParties> {
+  const requireExitSig = options.requireExitSig ?? true
+  checkReceiptFields(r, { consumer: true, exit: requireExitSig })
+  const consumer = ed25519PeerFromBytes(r.consumer, 'consumer')
+  const exit = ed25519PeerFromBytes(r.exit, 'exit')
+  const data = receiptSigningBytes(r)
+  if (!await verifySignature(consumer, data, r.consumerSig!, options)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: r.sessionId })
+  }
+  if (r.exitSig != null && !await verifySignature(exit, data, r.exitSig, options)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId: r.sessionId })
+  }
+  return { consumer, exit }
+}
+
+/** Encodes for the wire or for storage, refusing anything over MAX_RECEIPT_BYTES. */
+export function encodeReceipt (r: Receipt): Uint8Array {
+  const bytes = Receipt.encode(r)
+  if (bytes.byteLength > MAX_RECEIPT_BYTES) {
+    throw new ReceiptError({ code: ReceiptErrorCode.TOO_LARGE, size: bytes.byteLength, max: MAX_RECEIPT_BYTES })
+  }
+  return bytes
+}
+
+/**
+ * Decodes bytes from the wire. Size is checked before parsing so an
+ * oversized message costs nothing; the result is NOT verified.
+ */
+export function decodeReceipt (bytes: Uint8Array): Receipt {
+  if (bytes.byteLength > MAX_RECEIPT_BYTES) {
+    throw new ReceiptError({ code: ReceiptErrorCode.TOO_LARGE, size: bytes.byteLength, max: MAX_RECEIPT_BYTES })
+  }
+  try {
+    return Receipt.decode(bytes)
+  } catch (err: any) {
+    throw malformed(`undecodable: ${err.message}`)
+  }
+}
+
+function lengthPrefixed (bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(2 + bytes.byteLength)
+  new DataView(out.buffer).setUint16(0, bytes.byteLength)
+  out.set(bytes, 2)
+  return out
+}
+
+/**
+ * The session key (consumer, exit, session_id) as 64 hex characters:
+ * sha256 over the length-prefixed parts, so the key is unambiguous and of
+ * fixed size however long the session id is.
+ */
+export function receiptId (r: Pick<Receipt, 'consumer' | 'exit' | 'sessionId'>): string {
+  if (r.consumer == null || r.exit == null || r.sessionId == null) throw malformed('consumer, exit and session_id are needed for a receipt id')
+  const key = uint8ArrayConcat([lengthPrefixed(r.consumer), lengthPrefixed(r.exit), uint8ArrayFromString(r.sessionId)])
+  return hash('sha256', key, 'hex')
+}
+
+/** What a new receipt does to the one held for its session. */
+export type Progress = 'new' | 'advance' | 'duplicate'
+
+function sameBody (a: ReceiptBody, b: ReceiptBody): boolean {
+  return INTEGER_FIELDS.every(f => a[f] === b[f])
+}
+
+/**
+ * The monotonicity rules, shared by ReceiptTracker, the ledger and export
+ * verification. `held` is the receipt already accepted for the session (same
+ * receipt id), `next` a verified one. Throws REPLAY, REGRESSED or CONFLICT.
+ */
+export function checkProgress (held: SignedReceipt | undefined, next: SignedReceipt): Progress {
+  if (held == null) return 'new'
+  const sessionId = next.sessionId
+  // a session's start and price never change: a receipt that differs there
+  // comes from an earlier session that reused the id
+  if (held.startedAt !== next.startedAt || held.pricePerGb !== next.pricePerGb) {
+    throw new ReceiptError({ code: ReceiptErrorCode.REPLAY, sessionId, reason: 'other-session' })
+  }
+  if (sameBody(held, next)) {
+    // the countersigned copy of a receipt held with the consumer signature only is progress
+    return held.exitSig == null && next.exitSig != null ? 'advance' : 'duplicate'
+  }
+  for (const field of ['seq', 'bytesUp', 'bytesDown', 'updatedAt'] as const) {
+    if (next[field] < held[field]) {
+      throw new ReceiptError({ code: ReceiptErrorCode.REGRESSED, sessionId, field, held: held[field], got: next[field] })
+    }
+  }
+  if (next.seq === held.seq) throw new ReceiptError({ code: ReceiptErrorCode.CONFLICT, sessionId, seq: next.seq })
+  return 'advance'
+}
+
+export interface ReceiptTrackerInit {
+  /**
+   * The exit's tracker sees consumer-signed receipts before countersigning;
+   * set false there.
+   *
+   * @default true
+   */
+  requireExitSig?: boolean
+}
+
+/**
+ * The newest receipt per session, in memory: the exit and the consumer each
+ * keep one per open session to refuse regressions and replays on the
+ * receipt stream. Callers `delete()` a session when it ends.
+ */
+export class ReceiptTracker {
+  private readonly held = new Map<string, SignedReceipt>()
+  private readonly requireExitSig: boolean
+
+  constructor (init: ReceiptTrackerInit = {}) {
+    this.requireExitSig = init.requireExitSig ?? true
+  }
+
+  /**
+   * Verifies `r`, then applies it if it advances its session. An identical
+   * receipt already held throws REPLAY (reason 'duplicate') and changes
+   * nothing.
+   */
+  async accept (r: Receipt, options?: AbortOptions): Promise<'inserted' | 'updated'> {
+    await verifyReceipt(r, { ...options, requireExitSig: this.requireExitSig })
+    const next = copyReceipt(r as SignedReceipt)
+    const id = receiptId(next)
+    // checked after the await: another accept() may have advanced the session meanwhile
+    const progress = checkProgress(this.held.get(id), next)
+    if (progress === 'duplicate') {
+      throw new ReceiptError({ code: ReceiptErrorCode.REPLAY, sessionId: next.sessionId, reason: 'duplicate' })
+    }
+    this.held.set(id, next)
+    return progress === 'new' ? 'inserted' : 'updated'
+  }
+
+  /** The newest accepted receipt of a session, by receipt id. */
+  current (id: string): SignedReceipt | undefined {
+    return this.held.get(id)
+  }
+
+  /** [receipt id, newest receipt] of every tracked session. */
+  entries (): IterableIterator<[string, SignedReceipt]> {
+    return this.held.entries()
+  }
+
+  delete (id: string): boolean {
+    return this.held.delete(id)
+  }
+
+  get size (): number {
+    return this.held.size
+  }
+}
+
+/** A copy that later mutation of the caller's object cannot change. */
+function copyReceipt<T extends Receipt> (r: T): T {
+  return {
+    ...r,
+    consumer: r.consumer?.slice(),
+    exit: r.exit?.slice(),
+    consumerSig: r.consumerSig?.slice(),
+    exitSig: r.exitSig?.slice()
+  }
+}

@@ -1,0 +1,123 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { startTargetServer, sha256 } from '../utils/target-server.ts'
+import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
+import { socksConnect } from '../utils/socks-client.ts'
+import { callApi } from '../../src/cli/api-client.ts'
+import type { SpawnedNode } from '../utils/network.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+
+/**
+ * One consumer, one exit per operator control, each in its own region so
+ * the proxy user name picks the exit under test.
+ */
+describe('exit operator controls take effect', () => {
+  let target: TargetServer
+  let consumer: SpawnedNode
+  const exits: Record<string, SpawnedNode> = {}
+  const nodes = (): SpawnedNode[] => [consumer, ...Object.values(exits)].filter(n => n != null)
+
+  beforeAll(async () => {
+    target = await startTargetServer(8 * 1024 * 1024)
+    const port = String(target.port)
+    const common = (extra: string): string => `[exit]\nallow_private_targets = true\nallowed_ports = [${port}]\n${extra}`
+    const [fr, jp, us, gb, it] = await Promise.all([
+      // 16 Mbit/s = 2 MB/s download cap
+      spawnNode({ region: 'fr', config: common('download_mbps = 16\n') }),
+      // a daily quota of 1 MB
+      spawnNode({ region: 'jp', config: common('daily_quota_gb = 0.001\n') }),
+      spawnNode({ region: 'us', config: common('schedule = "never"\n') }),
+      // the default address policy (no private targets), the target's port allowed
+      spawnNode({ region: 'gb', args: ['--exit-ports', port] }),
+      spawnNode({ region: 'it', config: common('') })
+    ])
+    Object.assign(exits, { fr, jp, us, gb, it })
+    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0]] })
+    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId])
+  })
+  afterAll(async () => {
+    await Promise.all(nodes().map(async n => n.proc.kill()))
+    await target?.close()
+  })
+
+  const via = (region: string): string[] => ['--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', `region-${region}:`]
+
+  it('download rate cap: 8 MB at 2 MB/s takes about 4 s, and arrives intact', async () => {
+    const r = await curl([...via('fr'), `http://127.0.0.1:${target.port}/blob`])
+    expect(r.code).toBe(0)
+    expect(sha256(r.stdout)).toBe(target.blobSha256)
+    // 8 MiB at 2,000,000 B/s is 4.2 s; the bucket's burst lets ~200 KB through at once
+    expect(r.ms).toBeGreaterThan(3500)
+    expect(r.ms).toBeLessThan(9000)
+    // the same through an uncapped exit is far faster
+    const fast = await curl([...via('it'), `http://127.0.0.1:${target.port}/blob`])
+    expect(sha256(fast.stdout)).toBe(target.blobSha256)
+    expect(fast.ms).toBeLessThan(r.ms / 2)
+  })
+
+  it('daily quota: transfers stop at the quota, then new tunnels get QUOTA_EXCEEDED (HTTP 503, SOCKS 0x01)', async () => {
+    // 8 MB against a 1 MB quota: the exit cuts the tunnel once the quota is used up
+    const cut = await curl([...via('jp'), `http://127.0.0.1:${target.port}/blob`])
+    expect(cut.code).not.toBe(0)
+    expect(cut.stdout.byteLength).toBeLessThan(target.blob.byteLength)
+    const next = await curl(['-i', ...via('jp'), `http://127.0.0.1:${target.port}/hello`])
+    expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
+    expect(next.stdout.toString()).toContain('QUOTA_EXCEEDED')
+    const socks = await socksConnect(consumer.socksPort, '127.0.0.1', target.port, { user: 'region-jp', password: 'x' })
+    expect(socks.reply).toBe(1)
+    socks.socket.destroy()
+    const s = await exits.jp.status()
+    expect(s.exit.quota.dayBytes).toBeGreaterThanOrEqual(1e6)
+    expect(s.exit.deniedByStatus.QUOTA_EXCEEDED).toBeGreaterThanOrEqual(2)
+  })
+
+  it('the quota survives a restart of the exit', async () => {
+    const old = exits.jp
+    expect((await old.proc.stop('SIGTERM')).code).toBe(0)
+    const { NodeProcess } = await import('../utils/cli.ts')
+    const { LOOPBACK } = await import('../utils/network.ts')
+    const again = new NodeProcess(old.dataDir, [...LOOPBACK, '--listen', '/ip4/127.0.0.1/tcp/0'])
+    await again.ready()
+    const s = await again.status()
+    expect(s.exit.quota.dayBytes).toBeGreaterThanOrEqual(1e6)
+    expect(s.exit.quota.dailyLimit).toBe(1e6)
+    await again.kill()
+  })
+
+  it('share schedule: outside it, new tunnels get OUTSIDE_SCHEDULE', async () => {
+    const r = await curl(['-i', ...via('us'), `http://127.0.0.1:${target.port}/hello`])
+    expect(r.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
+    expect(r.stdout.toString()).toContain('OUTSIDE_SCHEDULE')
+    expect((await exits.us.status()).exit.withinSchedule).toBe(false)
+  })
+
+  it('default address policy: every loopback spelling is refused with SOCKS 0x02 and the target sees nothing', async () => {
+    const before = target.connections
+    const forms = ['127.0.0.1', 'localhost', '127.1', '127.0.1', '0x7f.0.0.1', '0x7f000001', '0177.0.0.1', '017700000001', '2130706433',
+      '::1', '[::1]', '::ffff:127.0.0.1', '::ffff:7f00:1', '0.0.0.0', '0', '127.0.0.2', 'LOCALHOST', 'localhost.', 'foo.localhost']
+    for (const host of forms) {
+      const r = await socksConnect(consumer.socksPort, host, target.port, { user: 'region-gb', password: 'x' })
+      expect(r.reply, host).toBe(2)
+      r.socket.destroy()
+    }
+    // curl with the literal address, both proxies
+    const c = await curl(['--proxy', `socks5h://region-gb:x@127.0.0.1:${consumer.socksPort}`, `http://127.0.0.1:${target.port}/hello`])
+    expect(c.stderr, JSON.stringify({ code: c.code, out: c.stdout.toString() })).toMatch(/\(2\)|not allowed/i)
+    expect(c.code).toBe(97)
+    const h = await curl(['-i', ...via('gb'), `http://localhost:${target.port}/hello`])
+    expect(h.stdout.toString()).toMatch(/^HTTP\/1\.1 403/)
+    expect(target.connections).toBe(before)
+    const s = await exits.gb.status()
+    expect(s.exit.deniedByStatus.POLICY_DENIED).toBeGreaterThanOrEqual(forms.length + 2)
+    expect(s.warnings).toEqual([])
+  })
+
+  it('pause and resume through the control API', async () => {
+    await callApi(exits.it.dataDir, '/v1/exit/pause', { method: 'POST', body: {} })
+    const paused = await curl(['-i', ...via('it'), `http://127.0.0.1:${target.port}/hello`])
+    expect(paused.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
+    expect(paused.stdout.toString()).toContain('paused')
+    await callApi(exits.it.dataDir, '/v1/exit/resume', { method: 'POST', body: {} })
+    const ok = await curl([...via('it'), `http://127.0.0.1:${target.port}/hello`])
+    expect(ok.stdout.toString()).toBe('hello from the target\n')
+  })
+})
