@@ -41,12 +41,15 @@ export type ReceiptErrorType =
 export class ReceiptError extends Error {
   static name = 'ReceiptError'
   readonly code: ReceiptErrorCode
+  readonly type: ReceiptErrorType
   /** The metadata of the error without its code. */
   readonly meta: Omit<ReceiptErrorType, 'code'>
 
-  constructor (readonly type: ReceiptErrorType, message?: string) {
+  // no parameter properties: Node's type stripping cannot run them
+  constructor (type: ReceiptErrorType, message?: string) {
     super(message ?? defaultReceiptMessage(type))
     this.name = 'ReceiptError'
+    this.type = type
     this.code = type.code
     const { code, ...meta } = type
     this.meta = meta
@@ -92,9 +95,14 @@ export type LedgerErrorCode = typeof LedgerErrorCode[keyof typeof LedgerErrorCod
 
 export class LedgerError extends Error {
   static name = 'LedgerError'
+  readonly code: LedgerErrorCode
+  /** The ledger file concerned. */
+  readonly file?: string
 
-  constructor (readonly code: LedgerErrorCode, message: string, readonly file?: string, options?: { cause?: unknown }) {
+  constructor (code: LedgerErrorCode, message: string, file?: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'LedgerError'
+    this.code = code
+    this.file = file
   }
 }

@@ -131,9 +131,14 @@ export function exportReceipts (receipts: Iterable<Receipt>, format: ExportForma
 // reading
 
 class ExportFormatError extends Error {
-  constructor (readonly index: number, message: string, readonly sessionId?: string) {
+  readonly index: number
+  readonly sessionId?: string
+
+  constructor (index: number, message: string, sessionId?: string) {
     super(message)
     this.name = 'ExportFormatError'
+    this.index = index
+    this.sessionId = sessionId
   }
 }
 
@@ -207,12 +212,12 @@ function parseDecimal (entry: Entry, field: Field): bigint {
   return BigInt(entry[field])
 }
 
-function parsePeer (entry: Entry, field: 'consumer' | 'exit'): Uint8Array<ArrayBuffer> {
-  let bytes: Uint8Array<ArrayBuffer>
+function parsePeer (entry: Entry, field: 'consumer' | 'exit'): Uint8Array {
+  let bytes: Uint8Array
   try {
     const peer = peerIdFromString(entry[field])
     if (peer.toString() !== entry[field]) throw new Error('non-canonical')
-    bytes = peer.toMultihash().bytes as Uint8Array<ArrayBuffer>
+    bytes = peer.toMultihash().bytes
   } catch {
     throw new Error(`${field} "${entry[field]}" is not a peer id`)
   }
@@ -220,9 +225,9 @@ function parsePeer (entry: Entry, field: 'consumer' | 'exit'): Uint8Array<ArrayB
   return bytes
 }
 
-function parseSignature (entry: Entry, field: 'consumerSig' | 'exitSig'): Uint8Array<ArrayBuffer> {
+function parseSignature (entry: Entry, field: 'consumerSig' | 'exitSig'): Uint8Array {
   if (!SIGNATURE_HEX.test(entry[field])) throw new Error(`${field} is not 128 lower-case hex digits`)
-  return uint8ArrayFromString(entry[field], 'base16') as Uint8Array<ArrayBuffer>
+  return uint8ArrayFromString(entry[field], 'base16')
 }
 
 function entryToReceipt (entry: Entry): CountersignedReceipt {

@@ -333,7 +333,7 @@ export class Ledger {
     if (row == null) {
       this.db.prepare("INSERT INTO meta (key, value) VALUES ('self', ?)").run(id)
     } else if (row.value !== id) {
-      this.close()
+      // open() closes the file on its way out
       throw new LedgerError(LedgerErrorCode.WRONG_IDENTITY, `ledger ${this.file} belongs to peer ${row.value}, not to ${id}. Use the identity.key that goes with it, or ${whatToDo(this.file)}`, this.file)
     }
   }

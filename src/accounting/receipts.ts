@@ -21,18 +21,39 @@ import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { MAX_RECEIPT_BYTES, MAX_RECEIPT_INTEGER, MAX_SESSION_ID_LENGTH, RECEIPT_SIGNATURE_DOMAIN } from './constants.ts'
 import { ReceiptError, ReceiptErrorCode } from './errors.ts'
-import { Receipt } from './pb/receipt.ts'
+import { writer as createWriter } from 'protons-runtime'
+import { Receipt as ReceiptMessage } from './pb/receipt.ts'
 import type { AbortOptions, Ed25519PeerId, PeerId, PrivateKey } from '@libp2p/interface'
 
-export { Receipt }
+/**
+ * A receipt as the code handles it: the generated `Receipt` message, except
+ * that byte fields take any Uint8Array (signatures from `key.sign()` and
+ * Node Buffers included), not only ArrayBuffer-backed ones. Every field is
+ * optional, as on the wire; the functions below check them.
+ */
+export interface Receipt {
+  sessionId?: string
+  /** Peer id bytes: `peerId.toMultihash().bytes`. */
+  consumer?: Uint8Array
+  exit?: Uint8Array
+  bytesUp?: bigint
+  bytesDown?: bigint
+  seq?: bigint
+  /** Unix time, ms. */
+  startedAt?: bigint
+  updatedAt?: bigint
+  /** Micro-credits per 10^9 bytes. */
+  pricePerGb?: bigint
+  consumerSig?: Uint8Array
+  exitSig?: Uint8Array
+}
 
-type Bytes = NonNullable<Receipt['consumerSig']>
 /** Everything but the signatures, all present. */
 export type ReceiptBody = Required<Omit<Receipt, 'consumerSig' | 'exitSig'>>
 /** Signed by the consumer; the exit has not countersigned (yet). */
-export type SignedReceipt = ReceiptBody & { consumerSig: Bytes, exitSig?: Bytes }
+export type SignedReceipt = ReceiptBody & { consumerSig: Uint8Array, exitSig?: Uint8Array }
 /** Signed by both parties: what the ledger stores and gossip carries. */
-export type CountersignedReceipt = ReceiptBody & { consumerSig: Bytes, exitSig: Bytes }
+export type CountersignedReceipt = ReceiptBody & { consumerSig: Uint8Array, exitSig: Uint8Array }
 
 export interface VerifyReceiptOptions {
   /**
@@ -60,6 +81,26 @@ const BAD_SESSION_CHAR = /[\p{Cc}\p{Cs}]/u
 
 function malformed (reason: string): ReceiptError {
   return new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason })
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+
+/**
+ * Receipt.encode(), but correct for every uint64. protons-runtime 7.1.2
+ * writes uint64 values in [2^31, 2^32) as garbage (LongBits keeps the low
+ * word signed and the varint loop stops at once), and session counters cross
+ * that range at 2 GiB. The generated codec still decides fields, tags and
+ * order; only the number writing goes through `uint64Number` (uint8-varint,
+ * exact below 2^53), values above 2^53 have a non-zero high word and take
+ * the original, working, path.
+ */
+export function encodeReceiptProtobuf (r: Receipt): Uint8Array {
+  const w = createWriter()
+  const uint64 = w.uint64.bind(w)
+  w.uint64 = (value: bigint) => value >= 0n && value <= MAX_SAFE ? w.uint64Number(Number(value)) : uint64(value)
+  // the codec only reads the byte fields, so any Uint8Array will do
+  ReceiptMessage.codec().encode(r as ReceiptMessage, w, { lengthDelimited: false })
+  return w.finish()
 }
 
 function checkSessionId (sessionId: unknown): void {
@@ -140,12 +181,12 @@ export function ed25519PeerFromBytes (bytes: Uint8Array, field: 'consumer' | 'ex
 
 /**
  * The bytes both signatures cover: the domain string, then the protobuf
- * encoding of the receipt with both signature fields unset. protons writes
+ * encoding of the receipt with both signature fields unset. The codec writes
  * fields in field-number order and drops unknown fields when decoding, so a
  * decoded receipt re-encodes to exactly what its signers saw.
  */
 export function receiptSigningBytes (r: Receipt): Uint8Array {
-  const body = Receipt.encode({ ...r, consumerSig: undefined, exitSig: undefined })
+  const body = encodeReceiptProtobuf({ ...r, consumerSig: undefined, exitSig: undefined })
   return uint8ArrayConcat([DOMAIN, body], DOMAIN.byteLength + body.byteLength)
 }
 
@@ -178,8 +219,7 @@ export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, option
   ed25519PeerFromBytes(body.exit, 'exit')
   assertKeyIsParty(privateKey, body.consumer, 'consumer')
   const consumerSig = await privateKey.sign(receiptSigningBytes(body), options)
-  // copied into a plain ArrayBuffer-backed array, the type protons encodes from
-  return { ...body, consumerSig: new Uint8Array(consumerSig), exitSig: undefined }
+  return { ...body, consumerSig, exitSig: undefined }
 }
 
 /**
@@ -192,7 +232,7 @@ export async function countersign (r: Receipt, exitPrivateKey: PrivateKey, optio
   const body = unsigned as SignedReceipt
   assertKeyIsParty(exitPrivateKey, body.exit, 'exit')
   const exitSig = await exitPrivateKey.sign(receiptSigningBytes(body), options)
-  return { ...body, exitSig: new Uint8Array(exitSig) }
+  return { ...body, exitSig }
 }
 
 /**
@@ -217,7 +257,7 @@ export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions &
 
 /** Encodes for the wire or for storage, refusing anything over MAX_RECEIPT_BYTES. */
 export function encodeReceipt (r: Receipt): Uint8Array {
-  const bytes = Receipt.encode(r)
+  const bytes = encodeReceiptProtobuf(r)
   if (bytes.byteLength > MAX_RECEIPT_BYTES) {
     throw new ReceiptError({ code: ReceiptErrorCode.TOO_LARGE, size: bytes.byteLength, max: MAX_RECEIPT_BYTES })
   }
@@ -227,16 +267,24 @@ export function encodeReceipt (r: Receipt): Uint8Array {
 /**
  * Decodes bytes from the wire. Size is checked before parsing so an
  * oversized message costs nothing; the result is NOT verified.
+ *
+ * Only the canonical encoding is accepted (what encodeReceipt() writes):
+ * protons ignores wire types and skips unknown fields, so without this check
+ * one receipt would have many byte spellings, each passing gossip
+ * de-duplication by message hash.
  */
 export function decodeReceipt (bytes: Uint8Array): Receipt {
   if (bytes.byteLength > MAX_RECEIPT_BYTES) {
     throw new ReceiptError({ code: ReceiptErrorCode.TOO_LARGE, size: bytes.byteLength, max: MAX_RECEIPT_BYTES })
   }
+  let r: Receipt
   try {
-    return Receipt.decode(bytes)
+    r = ReceiptMessage.decode(bytes)
   } catch (err: any) {
     throw malformed(`undecodable: ${err.message}`)
   }
+  if (!uint8ArrayEquals(encodeReceiptProtobuf(r), bytes)) throw malformed('not the canonical encoding')
+  return r
 }
 
 function lengthPrefixed (bytes: Uint8Array): Uint8Array {
@@ -251,7 +299,7 @@ function lengthPrefixed (bytes: Uint8Array): Uint8Array {
  * sha256 over the length-prefixed parts, so the key is unambiguous and of
  * fixed size however long the session id is.
  */
-export function receiptId (r: Pick<Receipt, 'consumer' | 'exit' | 'sessionId'>): string {
+export function receiptId (r: Receipt): string {
   if (r.consumer == null || r.exit == null || r.sessionId == null) throw malformed('consumer, exit and session_id are needed for a receipt id')
   const key = uint8ArrayConcat([lengthPrefixed(r.consumer), lengthPrefixed(r.exit), uint8ArrayFromString(r.sessionId)])
   return hash('sha256', key, 'hex')

@@ -62,7 +62,7 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     }
     const fail = (err: Error): void => {
       result.error ??= err
-      if (!socket.destroyed) socket.resetAndDestroy()
+      resetSocket(socket)
       if (stream.status === 'open') stream.abort(err)
     }
     const holdFor = (holds: Holds, ms: number): void => {
@@ -130,13 +130,17 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     stream.addEventListener('message', evt => { writeToSocket(evt.data) })
     // 'end', not 'remoteCloseWrite': the FIN can overtake data still held in a
     // paused stream's read buffer, and ending the socket then would cut it
-    stream.addEventListener('end', () => { if (!socket.destroyed && !socket.writableEnded) socket.end() })
+    // a reset also ends the readable side: that must become a RST, not a FIN
+    stream.addEventListener('end', () => {
+      if (stream.status === 'reset' || stream.status === 'aborted') resetSocket(socket)
+      else if (!socket.destroyed && !socket.writableEnded) socket.end()
+    })
     stream.addEventListener('close', evt => {
       streamDone = true
       if (evt.error != null) {
         // the far side reset or aborted: tell our client with a TCP RST
         result.error ??= evt.error
-        if (!socket.destroyed) socket.resetAndDestroy()
+        resetSocket(socket)
       } else if (!socket.destroyed && !socket.writableEnded) {
         socket.end()
       }
@@ -150,4 +154,15 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     if (options.signal?.aborted === true) onAbort()
     else options.signal?.addEventListener('abort', onAbort, { once: true })
   })
+}
+
+/**
+ * Closes a socket with a TCP RST so the client sees the failure. libuv
+ * refuses a reset once a FIN is queued (and Node then never emits 'close'),
+ * so a socket we already ended is destroyed plainly.
+ */
+export function resetSocket (socket: Socket): void {
+  if (socket.destroyed) return
+  if (socket.writableEnded) socket.destroy()
+  else socket.resetAndDestroy()
 }

@@ -194,8 +194,20 @@ export const PRIOR_FAILURES = 1
  */
 export const PRIOR_LOG_SPREAD = 0.7
 
-/** Share of selections that explore (Thompson draws instead of expected scores). */
+/**
+ * Share of selections that explore: ranked by Thompson draws, with an
+ * under-explored exit first. A tenth of first picks is enough to give a
+ * new exit its first few tunnels within minutes on a busy consumer, and
+ * costs the consumer little since later candidates are tried on failure.
+ */
 export const DEFAULT_EXPLORE = 0.1
+
+/**
+ * Exits below this confidence are under-explored: about CONFIDENCE_HALF_SAMPLES
+ * recent attempts (confidence = n / (n + 4) = 0.5) lift an exit out of the
+ * exploration pool.
+ */
+export const EXPLORE_CONFIDENCE = 0.5
 
 /** Megabits per second to bytes per second. */
 export const MBPS_TO_BYTES_PER_SECOND = 125_000

@@ -1,0 +1,253 @@
+/**
+ * The SQLite ledger: recording, balances, persistence across reopen, and
+ * refusing files that are not a healthy spareband ledger of this identity.
+ * Every test works in its own temporary directory.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { costMicro, solvePow } from '../../src/accounting/credits.ts'
+import { LedgerErrorCode, ReceiptErrorCode } from '../../src/accounting/errors.ts'
+import { LEDGER_SCHEMA_VERSION, Ledger } from '../../src/accounting/ledger.ts'
+import { receiptId } from '../../src/accounting/receipts.ts'
+import { caught, countersigned, parties } from './fixtures.ts'
+import type { Party } from './fixtures.ts'
+
+let alice: Party
+let bob: Party
+let carol: Party
+let dir: string
+let file: string
+
+beforeAll(async () => {
+  [alice, bob, carol] = await parties(3)
+})
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'spareband-ledger-'))
+  file = join(dir, 'ledger.db')
+})
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+function ledgerError (fn: () => unknown): any {
+  try {
+    fn()
+  } catch (err) {
+    return err
+  }
+  throw new Error('expected a LedgerError')
+}
+
+describe('recording receipts', () => {
+  it('inserts, updates and ignores duplicates', async () => {
+    const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) })
+    const r1 = await countersigned(alice, bob, { seq: 1n, bytesUp: 10n, bytesDown: 100n })
+    const r2 = await countersigned(alice, bob, { seq: 2n, bytesUp: 20n, bytesDown: 2_000_000_000n })
+    expect(await ledger.recordReceipt(r1, 'own')).toBe('inserted')
+    expect(await ledger.recordReceipt(r2, 'own')).toBe('updated')
+    expect(await ledger.recordReceipt(r2, 'gossip')).toBe('duplicate')
+    expect(ledger.size).toBe(1)
+    const stored = ledger.get(receiptId(r2))!
+    expect(stored.receipt).toEqual(r2)
+    expect(stored.source).toBe('own')
+    expect(stored.costMicro).toBe(costMicro(2_000_000_020n, r2.pricePerGb))
+    ledger.close()
+  })
+
+  it('rejects regressions, replays from another session and bad signatures', async () => {
+    const ledger = Ledger.open(file)
+    const r1 = await countersigned(alice, bob, { seq: 1n, bytesDown: 100n })
+    const r2 = await countersigned(alice, bob, { seq: 2n, bytesDown: 200n })
+    await ledger.recordReceipt(r2, 'gossip')
+    expect((await caught(async () => ledger.recordReceipt(r1, 'gossip'))).code).toBe(ReceiptErrorCode.REGRESSED)
+    const old = await countersigned(alice, bob, { seq: 3n, bytesDown: 300n, startedAt: 1n })
+    expect((await caught(async () => ledger.recordReceipt(old, 'gossip'))).code).toBe(ReceiptErrorCode.REPLAY)
+    const forged = { ...r2, seq: 5n }
+    const err = await caught(async () => ledger.recordReceipt(forged, 'gossip'))
+    expect(err.name).toBe('ReceiptError')
+    expect(err.code).toBe(ReceiptErrorCode.BAD_CONSUMER_SIGNATURE)
+    const unsigned = { ...r2, seq: 6n, exitSig: undefined }
+    expect((await caught(async () => ledger.recordReceipt(unsigned, 'gossip'))).code).toBe(ReceiptErrorCode.BAD_EXIT_SIGNATURE)
+    expect(ledger.get(receiptId(r2))!.receipt).toEqual(r2)
+    ledger.close()
+  })
+
+  it("refuses an 'own' receipt that does not involve this node", async () => {
+    const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) })
+    const r = await countersigned(bob, carol)
+    expect((await caught(async () => ledger.recordReceipt(r, 'own'))).code).toBe(ReceiptErrorCode.WRONG_PEER)
+    expect(await ledger.recordReceipt(r, 'gossip')).toBe('inserted')
+    ledger.close()
+  })
+
+  it('lists receipts newest first, by peer and with a limit', async () => {
+    const ledger = Ledger.open(file)
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 'a', updatedAt: 1_700_000_001_000n }), 'gossip')
+    await ledger.recordReceipt(await countersigned(bob, carol, { sessionId: 'b', updatedAt: 1_700_000_002_000n }), 'gossip')
+    await ledger.recordReceipt(await countersigned(carol, alice, { sessionId: 'c', updatedAt: 1_700_000_003_000n }), 'gossip')
+    expect(ledger.receipts().map(e => e.receipt.sessionId)).toEqual(['c', 'b', 'a'])
+    expect(ledger.receipts({ limit: 1 }).map(e => e.receipt.sessionId)).toEqual(['c'])
+    expect(ledger.receipts({ peer: peerIdFromPrivateKey(alice.key) }).map(e => e.receipt.sessionId)).toEqual(['c', 'a'])
+    expect(ledger.receipts({ peer: bob.bytes, limit: 1 }).map(e => e.receipt.sessionId)).toEqual(['b'])
+    ledger.close()
+  })
+})
+
+describe('balances', () => {
+  it('earns for carried bytes, spends for used bytes, and grants the allowance only with a proof of work', async () => {
+    const ledger = Ledger.open(file, { powDifficulty: 8, allowanceMicro: 5_000n })
+    const price = 3_000_000n
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 's1', bytesUp: 0n, bytesDown: 1_000_000_000n, pricePerGb: price }), 'gossip')
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 's2', bytesUp: 1n, bytesDown: 0n, pricePerGb: price }), 'gossip')
+    await ledger.recordReceipt(await countersigned(bob, alice, { sessionId: 's3', bytesUp: 500_000_000n, bytesDown: 0n, pricePerGb: 1_000_000n }), 'gossip')
+
+    const a = ledger.balance(alice.bytes)
+    // s2: 1 byte at 3 credits/GB rounds up to one micro-credit
+    expect(a.spentMicro).toBe(3_000_000n + 1n)
+    expect(a.earnedMicro).toBe(500_000n)
+    expect(a.allowanceMicro).toBe(0n)
+    expect(a.balanceMicro).toBe(500_000n - 3_000_001n)
+    expect(a.bytesUsed).toBe(1_000_000_001n)
+    expect(a.bytesCarried).toBe(500_000_000n)
+
+    ledger.recordPow(alice.bytes, await solvePow(alice.bytes, 8), 8)
+    expect(ledger.balance(alice.bytes).allowanceMicro).toBe(5_000n)
+    expect(ledger.balance(alice.bytes).balanceMicro).toBe(5_000n + 500_000n - 3_000_001n)
+    expect(ledger.balance(carol.bytes)).toEqual({ earnedMicro: 0n, spentMicro: 0n, allowanceMicro: 0n, balanceMicro: 0n, bytesCarried: 0n, bytesUsed: 0n })
+    ledger.close()
+  })
+
+  it('rejects an invalid proof of work and ignores a weaker one', async () => {
+    const ledger = Ledger.open(file, { powDifficulty: 8 })
+    const err = ledgerError(() => { ledger.recordPow(bob.bytes, 0n, 200) })
+    expect(err.name).toBe('LedgerError')
+    expect(err.code).toBe(LedgerErrorCode.INVALID_POW)
+    const strong = await solvePow(bob.bytes, 10)
+    ledger.recordPow(bob.bytes, strong, 10)
+    ledger.recordPow(bob.bytes, await solvePow(bob.bytes, 4), 4)
+    expect(ledger.pow(bob.bytes)).toEqual({ nonce: strong, difficulty: 10 })
+    // a proof below the ledger's difficulty earns nothing
+    ledger.recordPow(carol.bytes, await solvePow(carol.bytes, 4), 4)
+    expect(ledger.balance(carol.bytes).allowanceMicro).toBe(0n)
+    ledger.close()
+  })
+})
+
+describe('persistence', () => {
+  it('keeps receipts, proofs of work and balances across close and reopen', async () => {
+    const self = peerIdFromPrivateKey(alice.key)
+    let ledger = Ledger.open(file, { selfPeerId: self, powDifficulty: 8 })
+    const r = await countersigned(alice, bob, { bytesDown: 123_456_789n })
+    await ledger.recordReceipt(r, 'own')
+    const nonce = await solvePow(alice.bytes, 8)
+    ledger.recordPow(alice.bytes, nonce, 8)
+    const before = ledger.balance()
+    ledger.close()
+
+    ledger = Ledger.open(file, { selfPeerId: self, powDifficulty: 8 })
+    expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
+    expect(ledger.balance()).toEqual(before)
+    expect(ledger.pow(alice.bytes)).toEqual({ nonce, difficulty: 8 })
+    expect(await ledger.recordReceipt(r, 'gossip')).toBe('duplicate')
+    const db = new DatabaseSync(file)
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
+    expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' })
+    db.close()
+    ledger.close()
+  })
+
+  it('throws LedgerError CLOSED after close', async () => {
+    const ledger = Ledger.open(file)
+    ledger.close()
+    ledger.close()
+    expect(ledgerError(() => ledger.balance(alice.bytes)).code).toBe(LedgerErrorCode.CLOSED)
+    expect((await caught(async () => ledger.recordReceipt(await countersigned(alice, bob), 'gossip'))).code).toBe(LedgerErrorCode.CLOSED)
+  })
+})
+
+describe('refusing files that are not our ledger', () => {
+  function expectRefused (code: string): void {
+    const err = ledgerError(() => Ledger.open(file))
+    expect(err.name).toBe('LedgerError')
+    expect(err.code).toBe(code)
+    expect(err.file).toBe(file)
+    expect(err.message).toContain(file)
+  }
+
+  it('a file that is not SQLite', () => {
+    writeFileSync(file, 'identity = "not a database"\n'.repeat(20))
+    const before = readFileSync(file)
+    expectRefused(LedgerErrorCode.NOT_SQLITE)
+    expect(readFileSync(file)).toEqual(before)
+  })
+
+  it('a corrupt ledger', async () => {
+    const ledger = Ledger.open(file)
+    for (let i = 0; i < 200; i++) {
+      await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: `session-${i}` }), 'gossip')
+    }
+    ledger.close()
+    const bytes = readFileSync(file)
+    // damage every page after the first (schema and header stay readable)
+    for (let i = 4096; i < bytes.length; i += 97) bytes[i] ^= 0x5a
+    writeFileSync(file, bytes)
+    expectRefused(LedgerErrorCode.CORRUPT)
+  })
+
+  it('a damaged header', async () => {
+    Ledger.open(file).close()
+    const bytes = readFileSync(file)
+    bytes.fill(0x41, 16, 100)
+    writeFileSync(file, bytes)
+    const err = ledgerError(() => Ledger.open(file))
+    expect(err.name).toBe('LedgerError')
+    expect([LedgerErrorCode.CORRUPT, LedgerErrorCode.NOT_SQLITE]).toContain(err.code)
+    expect(err.message).toContain(file)
+  })
+
+  it("another application's SQLite database, left untouched", () => {
+    const db = new DatabaseSync(file)
+    db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes (text) VALUES ('keep me')")
+    db.close()
+    const before = readFileSync(file)
+    expectRefused(LedgerErrorCode.FOREIGN)
+    expect(readFileSync(file)).toEqual(before)
+  })
+
+  it('a SQLite database with a meta table of another app', () => {
+    const db = new DatabaseSync(file)
+    db.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('app', 'something-else'); PRAGMA user_version = 1")
+    db.close()
+    expectRefused(LedgerErrorCode.FOREIGN)
+  })
+
+  it('a ledger from a newer spareband', () => {
+    Ledger.open(file).close()
+    const db = new DatabaseSync(file)
+    db.exec(`PRAGMA user_version = ${LEDGER_SCHEMA_VERSION + 1}`)
+    db.close()
+    expectRefused(LedgerErrorCode.TOO_NEW)
+  })
+
+  it("another identity's ledger", () => {
+    Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) }).close()
+    const err = ledgerError(() => Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(bob.key) }))
+    expect(err.code).toBe(LedgerErrorCode.WRONG_IDENTITY)
+    expect(err.message).toContain(file)
+    // the rightful owner still opens it
+    Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) }).close()
+  })
+
+  it('an empty file is a new ledger', async () => {
+    writeFileSync(file, '')
+    const ledger = Ledger.open(file)
+    expect(ledger.size).toBe(0)
+    ledger.close()
+  })
+})

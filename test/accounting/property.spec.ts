@@ -1,0 +1,174 @@
+/**
+ * Property: whatever order valid and invalid receipts arrive in, the ledger
+ * (and the in-memory tracker) end with each session's largest valid receipt,
+ * and every balance is the sum over sessions of cost(that receipt).
+ *
+ * Invalid traffic mixed in: forgeries (third key), tampered counters, broken
+ * exit signatures, self-dealing (consumer = exit), exact re-deliveries,
+ * out-of-order (regressing) deliveries, and a validly signed receipt of an
+ * "earlier session" that reused the session id. For the latter the model is
+ * first come, first served: whichever incarnation of the session id arrives
+ * first owns it, the other is rejected as REPLAY.
+ */
+import fc from 'fast-check'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { costMicro } from '../../src/accounting/credits.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { ReceiptTracker, countersign, receiptId, receiptSigningBytes } from '../../src/accounting/receipts.ts'
+import { body, countersigned, parties } from './fixtures.ts'
+import type { Party } from './fixtures.ts'
+import type { CountersignedReceipt, Receipt } from '../../src/accounting/receipts.ts'
+
+const PEERS = 4
+let peers: Party[]
+let mallory: Party
+
+beforeAll(async () => {
+  const all = await parties(PEERS + 1)
+  peers = all.slice(0, PEERS)
+  mallory = all[PEERS]
+})
+
+interface SessionSpec {
+  consumer: number
+  exitOffset: number
+  sessionId: string
+  price: bigint
+  steps: Array<{ up: bigint, down: bigint }>
+  invalid: Array<'forged' | 'tampered' | 'badExitSig' | 'selfDeal' | 'otherSession' | 'replay'>
+}
+
+const sessionArb: fc.Arbitrary<SessionSpec> = fc.record({
+  consumer: fc.nat(PEERS - 1),
+  exitOffset: fc.integer({ min: 1, max: PEERS - 1 }),
+  sessionId: fc.constantFrom('a', 'b', 'c', 'session-with-a-longer-id'),
+  price: fc.constantFrom(0n, 1n, 1_000_000n, 7_777_777n),
+  steps: fc.array(fc.record({ up: fc.bigInt({ min: 0n, max: 3_000_000_000n }), down: fc.bigInt({ min: 0n, max: 9_000_000_000n }) }), { minLength: 1, maxLength: 4 }),
+  invalid: fc.subarray(['forged', 'tampered', 'badExitSig', 'selfDeal', 'otherSession', 'replay'] as const)
+})
+
+const scenarioArb = fc.record({
+  sessions: fc.uniqueArray(sessionArb, { minLength: 1, maxLength: 4, selector: s => `${s.consumer}/${s.exitOffset}/${s.sessionId}` }),
+  order: fc.array(fc.nat(), { minLength: 64, maxLength: 64 })
+})
+
+/** One delivery; `incarnation` is set on validly signed receipts (the key they may own). */
+interface Delivery {
+  receipt: Receipt
+  key?: string
+  incarnation?: 'real' | 'other'
+}
+
+const STARTED_AT = 1_700_000_000_000n
+
+async function deliveriesOf (spec: SessionSpec): Promise<Delivery[]> {
+  const consumer = peers[spec.consumer]
+  const exit = peers[(spec.consumer + spec.exitOffset) % PEERS]
+  const base = { sessionId: spec.sessionId, pricePerGb: spec.price, startedAt: STARTED_AT }
+  const valid: CountersignedReceipt[] = []
+  let up = 0n
+  let down = 0n
+  for (const [i, step] of spec.steps.entries()) {
+    up += step.up
+    down += step.down
+    const seq = BigInt(i + 1)
+    valid.push(await countersigned(consumer, exit, { ...base, bytesUp: up, bytesDown: down, seq, updatedAt: STARTED_AT + seq * 1000n }))
+  }
+  const key = receiptId(valid[0])
+  const out: Delivery[] = valid.map(receipt => ({ receipt, key, incarnation: 'real' }))
+  const last = valid[valid.length - 1]
+  const bigger = { ...base, bytesUp: up + 1_000n, bytesDown: down + 1_000_000_000n, seq: last.seq + 1n, updatedAt: last.updatedAt + 1000n }
+  for (const kind of spec.invalid) {
+    if (kind === 'forged') {
+      const forged = body(consumer, exit, bigger)
+      const sig = await mallory.key.sign(receiptSigningBytes(forged))
+      out.push({ receipt: { ...forged, consumerSig: sig, exitSig: await exit.key.sign(receiptSigningBytes(forged)) } })
+    } else if (kind === 'tampered') {
+      out.push({ receipt: { ...last, bytesDown: last.bytesDown + 1_000_000n } })
+    } else if (kind === 'badExitSig') {
+      const exitSig = last.exitSig.slice()
+      exitSig[7] ^= 0x10
+      out.push({ receipt: { ...last, exitSig } })
+    } else if (kind === 'selfDeal') {
+      const self = body(consumer, consumer, bigger)
+      const sig = await consumer.key.sign(receiptSigningBytes(self))
+      out.push({ receipt: { ...self, consumerSig: sig, exitSig: sig } })
+    } else if (kind === 'otherSession') {
+      // an older session with the same id: valid signatures, other start time
+      const other = await countersigned(consumer, exit, { ...bigger, startedAt: STARTED_AT - 60_000n, seq: 40n })
+      out.push({ receipt: other, key, incarnation: 'other' })
+    } else {
+      out.push({ receipt: await countersign(last, exit.key), key, incarnation: 'real' })
+    }
+  }
+  return out
+}
+
+function shuffle<T> (items: T[], order: number[]): T[] {
+  return items.map((item, i) => ({ item, rank: order[i % order.length] * 1000 + i }))
+    .sort((a, b) => a.rank - b.rank)
+    .map(x => x.item)
+}
+
+/** The model: per session key, the first incarnation delivered owns it; its largest seq counts. */
+function expectedMaxima (deliveries: Delivery[]): Map<string, CountersignedReceipt> {
+  const owner = new Map<string, string>()
+  const max = new Map<string, CountersignedReceipt>()
+  for (const d of deliveries) {
+    if (d.key == null) continue
+    if (!owner.has(d.key)) owner.set(d.key, d.incarnation!)
+    if (owner.get(d.key) !== d.incarnation) continue
+    const r = d.receipt as CountersignedReceipt
+    const held = max.get(d.key)
+    if (held == null || r.seq > held.seq) max.set(d.key, r)
+  }
+  return max
+}
+
+interface Totals { earned: bigint, spent: bigint, carried: bigint, used: bigint }
+
+function totalsOf (receipts: Iterable<CountersignedReceipt>, peer: Party): Totals {
+  const t: Totals = { earned: 0n, spent: 0n, carried: 0n, used: 0n }
+  const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(b)
+  for (const r of receipts) {
+    const bytes = r.bytesUp + r.bytesDown
+    const cost = costMicro(bytes, r.pricePerGb)
+    if (same(r.exit, peer.bytes)) { t.earned += cost; t.carried += bytes }
+    if (same(r.consumer, peer.bytes)) { t.spent += cost; t.used += bytes }
+  }
+  return t
+}
+
+describe('accounting under arbitrary interleavings', () => {
+  it('balances equal the sum of cost(valid maximum) per session, in the ledger and the tracker', async () => {
+    await fc.assert(fc.asyncProperty(scenarioArb, async ({ sessions, order }) => {
+      const all: Delivery[] = []
+      for (const spec of sessions) all.push(...await deliveriesOf(spec))
+      const deliveries = shuffle(all, order)
+
+      const ledger = Ledger.open(':memory:')
+      const tracker = new ReceiptTracker()
+      for (const d of deliveries) {
+        await ledger.recordReceipt(d.receipt, 'gossip').catch(err => { expect(err.name).toBe('ReceiptError') })
+        await tracker.accept(d.receipt).catch(err => { expect(err.name).toBe('ReceiptError') })
+      }
+
+      const expected = expectedMaxima(deliveries)
+      expect(ledger.size).toBe(expected.size)
+      expect(tracker.size).toBe(expected.size)
+      for (const [key, r] of expected) {
+        expect(ledger.get(key)?.receipt).toEqual(r)
+        expect(tracker.current(key)).toEqual(r)
+      }
+      const tracked = [...tracker.entries()].map(([, r]) => r as CountersignedReceipt)
+      for (const peer of [...peers, mallory]) {
+        const want = totalsOf(expected.values(), peer)
+        const balance = ledger.balance(peer.bytes)
+        expect({ earned: balance.earnedMicro, spent: balance.spentMicro, carried: balance.bytesCarried, used: balance.bytesUsed }).toEqual(want)
+        expect(balance.balanceMicro).toBe(want.earned - want.spent)
+        expect(totalsOf(tracked, peer)).toEqual(want)
+      }
+      ledger.close()
+    }), { numRuns: 30 })
+  })
+})

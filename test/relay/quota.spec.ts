@@ -1,0 +1,44 @@
+import { describe, it, expect } from 'vitest'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { QuotaTracker } from '../../src/relay/quota.ts'
+
+describe('exit quota', () => {
+  it('counts per local day and month and says which is used up', () => {
+    let now = new Date(2026, 10, 25, 23, 59)
+    const q = new QuotaTracker({ dailyBytes: 1000, monthlyBytes: 2500, now: () => now })
+    q.add(999)
+    expect(q.exceeded()).toBeUndefined()
+    q.add(1)
+    expect(q.exceeded()).toBe('daily')
+    now = new Date(2026, 10, 26, 0, 1) // a new day
+    expect(q.exceeded()).toBeUndefined()
+    q.add(1500)
+    expect(q.exceeded()).toBe('daily')
+    now = new Date(2026, 10, 27, 8)
+    expect(q.exceeded()).toBe('monthly') // 2500 this month
+    now = new Date(2026, 11, 1, 0, 0) // a new month
+    expect(q.exceeded()).toBeUndefined()
+    expect(q.usage()).toMatchObject({ dayBytes: 0, monthBytes: 0, month: '2026-12' })
+  })
+
+  it('0 means unlimited', () => {
+    const q = new QuotaTracker({ dailyBytes: 0, monthlyBytes: 0 })
+    q.add(1e15)
+    expect(q.exceeded()).toBeUndefined()
+  })
+
+  it('persists across instances and refuses a broken file instead of resetting it', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'sb-quota-')), 'exit-usage.json')
+    const now = (): Date => new Date(2026, 10, 25, 12)
+    const a = new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now })
+    a.add(150)
+    a.flush()
+    const b = new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now })
+    expect(b.exceeded()).toBe('daily')
+    expect(b.usage().dayBytes).toBe(150)
+    await writeFile(file, '{not json')
+    expect(() => new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now })).toThrow(/exit-usage\.json/)
+  })
+})

@@ -1,0 +1,30 @@
+import { describe, it, expect } from 'vitest'
+import { authenticate, parseTargeting } from '../../src/relay/targeting.ts'
+
+describe('proxy user name targeting', () => {
+  it('parses regions and sessions', () => {
+    expect(parseTargeting('region-de')).toEqual({ region: 'de', sessionId: undefined })
+    expect(parseTargeting('region-us-ca-session-abc123')).toEqual({ region: 'us-ca', sessionId: 'abc123' })
+    expect(parseTargeting('REGION-JP')).toEqual({ region: 'jp', sessionId: undefined })
+    expect(parseTargeting('session-x1')).toEqual({ sessionId: 'x1' })
+    expect(parseTargeting('')).toEqual({})
+    expect(parseTargeting(undefined)).toEqual({})
+  })
+
+  it('rejects unknown regions and other shapes, naming them', () => {
+    expect(() => parseTargeting('region-xx')).toThrow(/unknown region "xx"/)
+    expect(() => parseTargeting('alice')).toThrow(/not "region-/)
+    expect(() => parseTargeting('region-de-session-')).toThrow()
+  })
+
+  it('checks operator credentials and keeps the targeting after the user name', () => {
+    const required = { username: 'alice', password: 's3cret' }
+    expect(authenticate({ username: 'alice', password: 's3cret' }, required)).toEqual({})
+    expect(authenticate({ username: 'alice-region-de', password: 's3cret' }, required)).toEqual({ region: 'de', sessionId: undefined })
+    expect(() => authenticate({ username: 'alice-region-de', password: 'nope' }, required)).toThrow(/wrong/)
+    expect(() => authenticate({ username: 'bob', password: 's3cret' }, required)).toThrow(/wrong/)
+    expect(() => authenticate(undefined, required)).toThrow(/required/)
+    // no credentials configured: any password, the user name only targets
+    expect(authenticate({ username: 'region-fr', password: 'whatever' }, {})).toEqual({ region: 'fr', sessionId: undefined })
+  })
+})

@@ -1,0 +1,118 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createServer } from 'node:net'
+import { randomBytes, createHash } from 'node:crypto'
+import { createSparebandNode } from '../../src/index.ts'
+import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import { socksConnect } from '../utils/socks-client.ts'
+import type { SparebandNode } from '../../src/index.ts'
+import type { Server, Socket, AddressInfo } from 'node:net'
+
+/** Real libp2p nodes over TCP on loopback, in this process: nothing may leak. */
+describe('tunnel lifecycle: idle timeout, disappearing sides, concurrency', () => {
+  let exit: SparebandNode
+  let consumer: SparebandNode
+  let echo: Server
+  let echoPort: number
+  const targetSockets = new Set<Socket>()
+
+  beforeAll(async () => {
+    echo = createServer({ allowHalfOpen: true }, s => {
+      targetSockets.add(s)
+      s.on('close', () => targetSockets.delete(s))
+      s.on('error', () => {})
+      s.pipe(s)
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as AddressInfo).port
+    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 } }
+    exit = await createSparebandNode({
+      dataDir: await tempDir('sb-life-'),
+      config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [echoPort], idle_timeout_seconds: 1 } }
+    })
+    await exit.start()
+    consumer = await createSparebandNode({
+      dataDir: await tempDir('sb-life-'),
+      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false } }
+    })
+    await consumer.start()
+    await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify' })
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    echo?.close()
+  })
+
+  const socksPort = (): number => (consumer.status() as any).proxy.socksPort
+  const exitOpen = (): number => (exit.status() as any).exit.tunnelsOpen
+  const proxyOpen = (): number => (consumer.status() as any).proxy.tunnelsOpen
+  const tunnelStreams = (): number => consumer.libp2p.getConnections().flatMap(c => c.streams).filter(s => s.protocol === TUNNEL_PROTOCOL).length
+  const allClosed = async (what: string): Promise<void> => {
+    await waitFor(() => exitOpen() === 0 && proxyOpen() === 0 && tunnelStreams() === 0 && targetSockets.size === 0, { timeoutMs: 10_000, what: `${what} (exit ${exitOpen()}, proxy ${proxyOpen()}, streams ${tunnelStreams()}, target sockets ${targetSockets.size})` })
+  }
+
+  it('echoes through the tunnel', async () => {
+    const { socket, reply } = await socksConnect(socksPort(), '127.0.0.1', echoPort)
+    expect(reply).toBe(0)
+    const got = new Promise<string>(resolve => socket.once('data', d => resolve(d.toString())))
+    socket.write('ping')
+    expect(await got).toBe('ping')
+    socket.destroy()
+    await allClosed('the tunnel to close after the client left')
+  })
+
+  it('closes a tunnel that idles past the timeout', async () => {
+    const { socket, reply } = await socksConnect(socksPort(), '127.0.0.1', echoPort)
+    expect(reply).toBe(0)
+    const t = Date.now()
+    await new Promise(resolve => socket.once('close', resolve))
+    const ms = Date.now() - t
+    expect(ms).toBeGreaterThanOrEqual(900)
+    expect(ms).toBeLessThan(5000)
+    await allClosed('idle tunnel cleanup')
+  })
+
+  it('a target that resets reaches the client as a reset, and nothing is left behind', async () => {
+    const { socket, reply } = await socksConnect(socksPort(), '127.0.0.1', echoPort)
+    expect(reply).toBe(0)
+    await waitFor(() => targetSockets.size === 1, { what: 'the target connection' })
+    const errored = new Promise<string>(resolve => {
+      socket.once('error', (e: any) => resolve(e.code))
+      socket.once('close', () => resolve('closed'))
+    })
+    for (const s of targetSockets) s.resetAndDestroy()
+    expect(['ECONNRESET', 'closed']).toContain(await errored)
+    await allClosed('cleanup after a target reset')
+  })
+
+  it('100 concurrent tunnels over one connection each echo their own bytes', async () => {
+    const n = 100
+    const results = await Promise.all(Array.from({ length: n }, async () => {
+      const data = randomBytes(64 * 1024)
+      const { socket, reply } = await socksConnect(socksPort(), '127.0.0.1', echoPort)
+      expect(reply).toBe(0)
+      const h = createHash('sha256')
+      let got = 0
+      const done = new Promise<void>(resolve => socket.on('data', d => { h.update(d); got += d.byteLength; if (got >= data.byteLength) resolve() }))
+      socket.write(data)
+      await done
+      socket.end()
+      return h.digest('hex') === createHash('sha256').update(data).digest('hex')
+    }))
+    expect(results.filter(Boolean)).toHaveLength(n)
+    // one libp2p connection carried them all
+    expect(consumer.libp2p.getConnections(exit.peerId)).toHaveLength(1)
+    await allClosed('100 tunnels to close')
+    expect((exit.status() as any).exit.tunnelsTotal).toBeGreaterThanOrEqual(n)
+  })
+
+  it('an exit that stops mid-tunnel closes the client side', async () => {
+    const { socket, reply } = await socksConnect(socksPort(), '127.0.0.1', echoPort)
+    expect(reply).toBe(0)
+    const closed = new Promise(resolve => socket.once('close', resolve))
+    await exit.stop()
+    await closed
+    await waitFor(() => proxyOpen() === 0 && tunnelStreams() === 0 && targetSockets.size === 0, { timeoutMs: 10_000, what: 'cleanup after the exit stopped' })
+  })
+})
