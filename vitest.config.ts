@@ -2,11 +2,21 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.spec.ts'],
     testTimeout: 60_000,
-    hookTimeout: 60_000,
-    // two cores: e2e files spawn several node processes each
+    hookTimeout: 120_000,
+    pool: 'forks',
     maxWorkers: 2,
-    pool: 'forks'
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/**/*.spec.ts'], exclude: ['test/e2e/**'] }
+      },
+      {
+        extends: true,
+        // each e2e file starts several node processes: one file at a time
+        // keeps two cores from timing out their start-up
+        test: { name: 'e2e', include: ['test/e2e/**/*.spec.ts'], fileParallelism: false }
+      }
+    ]
   }
 })

@@ -18,6 +18,7 @@ import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
+import { isLoopback as isLoopbackHost } from '../relay/listen-address.ts'
 
 const port = z.number().int().min(0).max(65535)
 
@@ -293,11 +294,23 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
     }
   }
   const result = configSchema.safeParse(merged)
-  if (result.success) return result.data
+  if (result.success) {
+    checkCrossFieldRules(result.data, sources)
+    return result.data
+  }
   const issue = result.error.issues[0]
   const key = issue.path.map(String).join('.')
   const source = sourceOf(sources, key) ?? 'defaults'
   throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key })
+}
+
+/** Rules that span keys, checked once each key is valid on its own. */
+function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): void {
+  const p = config.proxy
+  if (p.enabled && !isLoopbackHost(p.host) && p.password == null) {
+    const source = sourceOf(sources, 'proxy.host') ?? 'defaults'
+    throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.username and proxy.password too, or an open proxy is exposed to the network`, { source, key: 'proxy.host' })
+  }
 }
 
 function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, value: unknown): string {

@@ -21,7 +21,7 @@ describe('spareband CLI end to end', () => {
     const nodeA = new NodeProcess(a, [...LOCAL, '--network', 'local'])
     procs.push(nodeA)
     await nodeA.ready()
-    const sa = await nodeA.status()
+    const sa = await runCliJson(['status', '--json', '--data-dir', a])
     expect(sa.peerId).toBe(init.peerId) // the key from init is the one used
     expect(sa.region).toBe('de')
     expect(sa.addresses.length).toBeGreaterThan(0)

@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, spawnNode } from '../utils/network.ts'
-import { runCliJson, waitFor } from '../utils/cli.ts'
+import { waitFor } from '../utils/cli.ts'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -31,7 +31,7 @@ describe('tunnels to an exit behind a relay', () => {
 
   it('the only connection to the exit is relayed, and 64 MB arrive with the same SHA-256 (over the 128 KiB / 2 min js-libp2p defaults)', async () => {
     const peer = await waitFor(async () => {
-      const peers = await runCliJson(['peers', '--json', '--data-dir', consumer.dataDir])
+      const peers = await consumer.proc.peers()
       return peers.find((p: any) => p.peerId === exit.peerId && p.agent != null)
     }, { what: 'the consumer to identify the exit through the relay' })
     expect(peer.limited).toBe(true)
@@ -46,7 +46,7 @@ describe('tunnels to an exit behind a relay', () => {
     const s = await exit.status()
     expect(s.exit.bytesOut).toBeGreaterThanOrEqual(2 * target.blob.byteLength)
     // still relayed: the tunnel did not quietly go direct
-    const after = (await runCliJson(['peers', '--json', '--data-dir', consumer.dataDir])).find((p: any) => p.peerId === exit.peerId)
+    const after = (await consumer.proc.peers()).find((p: any) => p.peerId === exit.peerId)
     expect(after.limited).toBe(true)
   })
 })

@@ -116,6 +116,19 @@ describe('config validation errors', () => {
     expect(err.message).toContain(file)
   })
 
+  it('refuses proxies beyond loopback without credentials', () => {
+    const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'proxy.host', value: '0.0.0.0', source: 'flag --proxy-host' }])]))
+    expect(err.key).toBe('proxy.host')
+    expect(err.message).toContain('flag --proxy-host')
+    expect(err.message).toContain('proxy.password')
+    const ok = resolveConfig([layerFromKeys([
+      { key: 'proxy.host', value: '0.0.0.0', source: 'x' },
+      { key: 'proxy.username', value: 'alice', source: 'x' },
+      { key: 'proxy.password', value: 'pw', source: 'x' }
+    ])])
+    expect(ok.proxy.host).toBe('0.0.0.0')
+  })
+
   it('treats a missing file as empty', () => {
     expect(readConfigFile('/nonexistent/config.toml').values).toEqual({})
   })

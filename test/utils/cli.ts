@@ -8,6 +8,7 @@ import { mkdtemp, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { callApi } from '../../src/cli/api-client.ts'
 import type { ChildProcess } from 'node:child_process'
 
 export const CLI = resolve(import.meta.dirname, '../../dist/src/cli/index.js')
@@ -63,8 +64,13 @@ export class NodeProcess {
     throw new Error(`node not ready after ${timeoutMs} ms:\n${this.output}`)
   }
 
+  /** Straight from the control API (the CLI's own output is tested in cli.spec.ts). */
   async status (): Promise<any> {
-    return runCliJson(['status', '--json', '--data-dir', this.dataDir])
+    return callApi(this.dataDir, '/v1/status')
+  }
+
+  async peers (): Promise<any[]> {
+    return callApi(this.dataDir, '/v1/peers')
   }
 
   /** Sends a signal and waits for the exit; returns the code and how long it took. */

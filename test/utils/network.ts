@@ -7,7 +7,8 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { NodeProcess, runCliJson, tempDir, waitFor } from './cli.ts'
+import { NodeProcess, tempDir, waitFor } from './cli.ts'
+import { createIdentity } from '../../src/node/identity.ts'
 
 const exec = promisify(execFile)
 
@@ -25,9 +26,9 @@ export interface SpawnedNode {
 
 export async function spawnNode (options: { region?: string, args?: string[], config?: string, listen?: string[] } = {}): Promise<SpawnedNode> {
   const dataDir = await tempDir('sb-e2e-')
-  await runCliJson(['init', '--data-dir', dataDir, '--json', ...(options.region != null ? ['--region', options.region] : [])])
-  // replaces the template init wrote, so the region goes in again
-  if (options.config != null) await writeFile(join(dataDir, 'config.toml'), (options.region != null ? `region = "${options.region}"\n` : '') + options.config)
+  // the identity is made in-process: `spareband init` itself is tested in cli.spec.ts
+  await createIdentity(dataDir)
+  await writeFile(join(dataDir, 'config.toml'), (options.region != null ? `region = "${options.region}"\n` : '') + (options.config ?? ''))
   const listen = (options.listen ?? ['/ip4/127.0.0.1/tcp/0']).flatMap(l => ['--listen', l])
   const proc = new NodeProcess(dataDir, [...LOOPBACK, ...listen, ...(options.args ?? [])])
   await proc.ready()
@@ -38,7 +39,7 @@ export async function spawnNode (options: { region?: string, args?: string[], co
 /** Waits until `node` has identified an exit (tunnel protocol + agent) for each peer id. */
 export async function waitForPeers (node: SpawnedNode, peerIds: string[], timeoutMs = 30_000): Promise<void> {
   await waitFor(async () => {
-    const peers = await runCliJson(['peers', '--json', '--data-dir', node.dataDir])
+    const peers = await node.proc.peers()
     const known = new Set(peers.filter((p: any) => p.agent != null).map((p: any) => p.peerId))
     return peerIds.every(id => known.has(id))
   }, { timeoutMs, what: `peers ${peerIds.join(', ')}` })

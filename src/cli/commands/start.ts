@@ -1,5 +1,4 @@
 import { Option } from 'commander'
-import { SparebandNode } from '../../node/spareband-node.ts'
 import { defaultConfig } from '../../node/config.ts'
 import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../config-from-flags.ts'
 import { onGracefulShutdown } from '../graceful-shutdown.ts'
@@ -29,6 +28,8 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
     .action(async (_opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
       const { config, configFile } = resolveCliConfig(cmd, dataDir)
+      // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
+      const { SparebandNode } = await import('../../node/spareband-node.ts')
       const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
       onGracefulShutdown(async () => node.stop())
       await node.start()
