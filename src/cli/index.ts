@@ -14,6 +14,7 @@ import { registerInit } from './commands/init.ts'
 import { registerStart } from './commands/start.ts'
 import { registerStatus } from './commands/status.ts'
 import { registerTestnet } from './commands/testnet.ts'
+import { registerProviders } from './commands/providers.ts'
 
 export function buildProgram (): Command {
   const program = new Command('spareband')
@@ -29,6 +30,7 @@ export function buildProgram (): Command {
   registerInit(program, dataDirOf)
   registerStart(program, dataDirOf)
   registerStatus(program, dataDirOf)
+  registerProviders(program, dataDirOf)
   registerTestnet(program)
   // subcommands inherit the global --data-dir and the exit override
   for (const c of program.commands) {

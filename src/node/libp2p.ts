@@ -18,6 +18,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
+import { capacitySelector, capacityValidator } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Libp2p, PrivateKey, PeerDiscovery, ServiceMap } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
@@ -74,7 +75,10 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
         clientMode: !config.network.dht_server,
         // the default mapper drops 127.x and 10.x addresses, which leaves a
         // loopback testnet with peers it cannot dial
-        peerInfoMapper: local ? passthroughMapper : removePrivateAddressesMapper
+        peerInfoMapper: local ? passthroughMapper : removePrivateAddressesMapper,
+        // capacity ads live under /spareband/cap/<peer id>: signed, fresh, newest seq wins
+        validators: { spareband: capacityValidator },
+        selectors: { spareband: capacitySelector }
       }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,

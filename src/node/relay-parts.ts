@@ -17,6 +17,7 @@ import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { TunnelExit } from '../relay/exit.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
+import type { RoutingPart } from './routing-part.ts'
 
 const GB = 1e9
 
@@ -72,20 +73,23 @@ export interface ProxyPart extends NodePart {
   http: HttpProxyServer
 }
 
-export function proxyPart (node: SparebandNode, selector?: ExitSelector): ProxyPart | undefined {
+export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const config = node.config
   if (!config.proxy.enabled) return undefined
+  // the routing part, when present, chooses exits from the DHT with learned scores
+  const selector: ExitSelector = node.part<RoutingPart>('routing')?.selector ?? new KnownPeerSelector(node.libp2p)
   const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
   const client = new TunnelClient({
     logger: node.libp2p.logger,
     dialProtocol: async (peer, protocol, options) => node.libp2p.dialProtocol(peer, protocol, options)
-  }, { selector: selector ?? new KnownPeerSelector(node.libp2p) })
+  }, { selector })
   const ingress = new Ingress({
     client,
     credentials: { username: config.proxy.username, password: config.proxy.password },
     defaultRegion: config.proxy.default_region,
     idleTimeoutMs: config.exit.idle_timeout_seconds * second,
-    log
+    log,
+    onTransfer: (exit, sample) => selector.reportTransfer?.(exit, sample)
   })
   const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)
   const http = new HttpProxyServer(ingress, config.proxy.host, config.proxy.http_port)

@@ -13,6 +13,7 @@ import { buildLibp2p } from './libp2p.ts'
 import { ControlApi } from './control-api.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
+import { routingPart } from './routing-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
@@ -86,7 +87,7 @@ export type ServiceFactory = (config: SparebandConfig, dataDir: string) => Recor
 
 /** The areas this node is composed of: filled in as they land. */
 const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
-const PART_FACTORIES: PartFactory[] = [exitPart, proxyPart]
+const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, proxyPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

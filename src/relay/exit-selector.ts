@@ -27,6 +27,17 @@ export interface ExitSelector {
   candidates (request: ExitRequest): Promise<PeerId[]>
   /** Telemetry: what happened when a tunnel through `exit` was tried. */
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void
+  /** Telemetry: a finished tunnel's bytes and timings. */
+  reportTransfer? (exit: PeerId, transfer: TransferSample): void
+}
+
+export interface TransferSample {
+  /** Bytes both ways. */
+  bytes: number
+  /** From the first to the last byte the exit sent. */
+  durationMs: number
+  /** From the tunnel request to the first byte back. */
+  ttfbMs?: number
 }
 
 /** Matches the region an exit states in its identify agent string: `spareband/0.1.0 (region=de; exit)`. */

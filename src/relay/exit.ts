@@ -81,6 +81,8 @@ export interface ExitStats {
   deniedByStatus: Record<string, number>
   policy: string
   quota: ReturnType<QuotaTracker['usage']>
+  /** Which data quota is used up, if one is. */
+  quotaExceeded: string | null
   withinSchedule: boolean
 }
 
@@ -184,6 +186,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       deniedByStatus: { ...this.stats.deniedByStatus },
       policy: this.policy.describe(),
       quota: this.quota.usage(),
+      quotaExceeded: this.quota.exceeded() ?? null,
       withinSchedule: isWithinSchedule(this.schedule, this.now())
     }
   }

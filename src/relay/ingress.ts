@@ -12,6 +12,7 @@ import { TunnelError } from './tunnel-protocol.ts'
 import type { Outcome } from './status-codes.ts'
 import type { Targeting, Credentials } from './targeting.ts'
 import type { OpenedTunnel, TunnelClient } from './tunnel-client.ts'
+import type { TransferSample } from './exit-selector.ts'
 import type { Socket } from 'node:net'
 import type { Logger } from '@libp2p/interface'
 
@@ -22,6 +23,8 @@ export interface IngressInit {
   defaultRegion?: string
   idleTimeoutMs?: number
   log: Logger
+  /** Telemetry of finished tunnels, for exit selection. */
+  onTransfer?: (exit: OpenedTunnel['exit'], sample: TransferSample) => void
 }
 
 export interface IngressStats {
@@ -79,6 +82,10 @@ export class Ingress {
   async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array): Promise<void> {
     this.stats.tunnelsOpen++
     this.stats.tunnelsTotal++
+    const started = performance.now()
+    let firstByteAt = 0
+    let lastByteAt = 0
+    let bytes = 0
     try {
       if (initialToStream != null && initialToStream.byteLength > 0) {
         tunnel.stream.send(initialToStream)
@@ -87,12 +94,20 @@ export class Ingress {
       const result = await pipeSocketStream(socket, tunnel.stream, {
         initial: tunnel.rest,
         idleTimeoutMs: this.init.idleTimeoutMs,
-        onChunk: (direction, bytes) => {
-          if (direction === 'toStream') this.stats.bytesOut += bytes
-          else this.stats.bytesIn += bytes
+        onChunk: (direction, n) => {
+          bytes += n
+          if (direction === 'toStream') this.stats.bytesOut += n
+          else {
+            this.stats.bytesIn += n
+            lastByteAt = performance.now()
+            if (firstByteAt === 0) firstByteAt = lastByteAt
+          }
           return 0
         }
       })
+      if (firstByteAt > 0) {
+        this.init.onTransfer?.(tunnel.exit, { bytes, durationMs: Math.max(1, lastByteAt - firstByteAt), ttfbMs: tunnel.setupMs + (firstByteAt - started) })
+      }
       if (result.error != null) this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
     } finally {
       this.stats.tunnelsOpen--

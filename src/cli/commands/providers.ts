@@ -1,0 +1,20 @@
+import { callApi } from '../api-client.ts'
+import { formatTable, printJson } from '../output.ts'
+import type { ProviderRow } from '../../routing/routing-selector.ts'
+import type { Command } from 'commander'
+
+export function registerProviders (program: Command, dataDirOf: (cmd: Command) => string): void {
+  program.command('providers')
+    .description('list the exits of a region found in the DHT, best first')
+    .requiredOption('--region <region>', 'region, e.g. de or us-ca')
+    .option('--json', 'print JSON')
+    .action(async (opts, cmd: Command) => {
+      const rows = await callApi<ProviderRow[]>(dataDirOf(cmd), `/v1/providers?region=${encodeURIComponent(opts.region)}`)
+      if (opts.json === true) printJson(rows)
+      else {
+        process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'RTT ms', 'REACH', 'REGION CHECK'],
+          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.load.toFixed(2), r.pricePerGb, r.score, r.rttMs, r.reachability, r.verified])))
+        process.stdout.write(`${rows.length} exit(s) in ${opts.region}\n`)
+      }
+    })
+}

@@ -1,0 +1,70 @@
+/**
+ * Wires the routing area into a node: the DHT validator and selector for
+ * capacity records (in libp2p.ts), the advertiser when this node is an exit
+ * with a region, discovery and the learned exit selector for the proxies,
+ * and `GET /v1/providers?region=R`.
+ */
+
+import { Advertiser } from '../routing/advertiser.ts'
+import { ExitDiscovery } from '../routing/discovery.ts'
+import { RoutingSelector } from '../routing/routing-selector.ts'
+import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { KnownPeerSelector } from '../relay/exit-selector.ts'
+import { formatPortList, parsePortList } from '../relay/ports.ts'
+import { HttpError } from './control-api.ts'
+import type { NodePart, SparebandNode } from './spareband-node.ts'
+import type { TunnelExit } from '../relay/exit.ts'
+import type { IncomingMessage } from 'node:http'
+
+export interface RoutingPart extends NodePart {
+  discovery: ExitDiscovery
+  selector: RoutingSelector
+  advertiser?: Advertiser
+}
+
+export function routingPart (node: SparebandNode): RoutingPart {
+  const { libp2p, config } = node
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger })
+  const selector = new RoutingSelector(libp2p, { discovery, known: new KnownPeerSelector(libp2p) })
+  let advertiser: Advertiser | undefined
+  const region = config.region
+  if (config.exit.enabled && region != null) {
+    const allowedPorts = formatPortList(parsePortList(config.exit.allowed_ports))
+    advertiser = new Advertiser({ libp2p, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
+      offer: () => {
+        const exit = libp2p.services.exit as TunnelExit | undefined
+        if (exit == null) return undefined
+        const s = exit.status()
+        // an exit that would refuse new tunnels now says it is full
+        const refusing = s.paused || !s.withinSchedule || s.quotaExceeded != null
+        return {
+          region,
+          capacityMbps: config.exit.capacity_mbps,
+          load: refusing ? 1 : Math.min(1, s.tunnelsOpen / Math.max(1, config.exit.max_tunnels)),
+          pricePerGbMicro: BigInt(Math.round(config.exit.price_per_gb * 1e6)),
+          allowedPorts
+        }
+      }
+    })
+  }
+  return {
+    name: 'routing',
+    discovery,
+    selector,
+    advertiser,
+    start: async () => { await advertiser?.start() },
+    stop: async () => { await advertiser?.stop() },
+    status: () => ({ advertising: advertiser?.status() ?? { published: false }, knownExits: discovery.cached().length }),
+    routes: {
+      providers: {
+        get: async (req: IncomingMessage) => {
+          const r = new URL(req.url ?? '/', 'http://localhost').searchParams.get('region')
+          if (r == null || r === '') throw new HttpError(400, 'give a region: /v1/providers?region=de')
+          const wanted = normalizeRegion(r)
+          if (!isValidRegion(wanted)) throw new HttpError(400, `"${r}" is not a region (ISO 3166-1 alpha-2, optionally -subdivision)`)
+          return selector.providers(wanted)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The consumer side of routing: find the exits of a region through the DHT
+ * (providers of the region key), fetch and verify each one's capacity ad,
+ * and cache them until they expire. Concurrent requests for one region share
+ * one lookup; a fresh cache answers at once while a refresh runs behind it.
+ */
+
+import { capacityKey, decodeCapacityAd, regionCid, verifyCapacityAd } from './capacity-ad.ts'
+import { normalizeRegion, regionMatches } from './regions.ts'
+import { second } from '../constants.ts'
+import type { VerifiedCapacityAd } from './capacity-ad.ts'
+import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId } from '@libp2p/interface'
+
+export interface ExitDiscoveryInit {
+  /** How long a region's lookup result is fresh. @default 60 s */
+  cacheTtlMs?: number
+  /** Providers to look at per lookup. @default 40 */
+  maxProviders?: number
+  /** @default 15 s */
+  queryTimeoutMs?: number
+  now?: () => number
+}
+
+export interface ExitDiscoveryComponents {
+  libp2p: Pick<Libp2p, 'contentRouting' | 'peerStore' | 'peerId'>
+  logger: ComponentLogger
+}
+
+interface RegionEntry { fetchedAt: number, peers: Set<string> }
+
+export class ExitDiscovery {
+  private readonly log: Logger
+  private readonly ads = new Map<string, VerifiedCapacityAd>()
+  private readonly regions = new Map<string, RegionEntry>()
+  private readonly inflight = new Map<string, Promise<VerifiedCapacityAd[]>>()
+  private readonly now: () => number
+
+  constructor (private readonly components: ExitDiscoveryComponents, private readonly init: ExitDiscoveryInit = {}) {
+    this.log = components.logger.forComponent('spareband:routing:discovery')
+    this.now = init.now ?? Date.now
+  }
+
+  /** Every cached, unexpired ad that still offers capacity, optionally for one region. */
+  cached (region?: string): VerifiedCapacityAd[] {
+    const now = this.now()
+    const out: VerifiedCapacityAd[] = []
+    for (const [id, ad] of this.ads) {
+      if (ad.expiresAt <= now) { this.ads.delete(id); continue }
+      if (ad.capacityMbps <= 0) continue
+      if (region != null && !regionMatches(ad.region, region)) continue
+      out.push(ad)
+    }
+    return out
+  }
+
+  ad (peer: PeerId | string): VerifiedCapacityAd | undefined {
+    return this.ads.get(peer.toString())
+  }
+
+  /** The exits of `region`: from the cache when fresh, else from the DHT. */
+  async find (region: string, options: AbortOptions & { fresh?: boolean } = {}): Promise<VerifiedCapacityAd[]> {
+    const r = normalizeRegion(region)
+    const entry = this.regions.get(r)
+    const age = entry == null ? Infinity : this.now() - entry.fetchedAt
+    const ttl = this.init.cacheTtlMs ?? 60 * second
+    if (options.fresh !== true && age < ttl && this.cached(r).length > 0) return this.cached(r)
+    if (options.fresh !== true && age < 4 * ttl && this.cached(r).length > 0) {
+      void this.lookup(r).catch(() => {}) // stale but usable: refresh behind the answer
+      return this.cached(r)
+    }
+    return this.lookup(r, options)
+  }
+
+  private async lookup (region: string, options: AbortOptions = {}): Promise<VerifiedCapacityAd[]> {
+    const running = this.inflight.get(region)
+    if (running != null) return running
+    const p = this.query(region, options).finally(() => this.inflight.delete(region))
+    this.inflight.set(region, p)
+    return p
+  }
+
+  private async query (region: string, options: AbortOptions): Promise<VerifiedCapacityAd[]> {
+    const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? 15 * second), ...(options.signal != null ? [options.signal] : [])])
+    const providers: PeerId[] = []
+    const seen = new Set<string>()
+    try {
+      for await (const p of this.components.libp2p.contentRouting.findProviders(regionCid(region), { signal })) {
+        const id = p.id.toString()
+        if (seen.has(id) || p.id.equals(this.components.libp2p.peerId)) continue
+        seen.add(id)
+        providers.push(p.id)
+        if (p.multiaddrs.length > 0) await this.components.libp2p.peerStore.merge(p.id, { multiaddrs: p.multiaddrs }).catch(() => {})
+        if (providers.length >= (this.init.maxProviders ?? 40)) break
+      }
+    } catch (err: any) {
+      if (providers.length === 0 && !signal.aborted) throw err
+    }
+    const found = await Promise.all(providers.map(async peer => this.fetchAd(peer, { signal }).catch(err => {
+      this.log('no valid capacity ad for %p - %e', peer, err)
+      return undefined
+    })))
+    const ads = found.filter((a): a is VerifiedCapacityAd => a != null && regionMatches(a.region, region))
+    this.regions.set(region, { fetchedAt: this.now(), peers: new Set(ads.map(a => a.peerId.toString())) })
+    this.log('region %s: %d providers, %d valid ads', region, providers.length, ads.length)
+    return ads.filter(a => a.capacityMbps > 0)
+  }
+
+  /** Fetches, verifies and caches one exit's ad; its addresses go to the peer store for dialing. */
+  async fetchAd (peer: PeerId, options: AbortOptions = {}): Promise<VerifiedCapacityAd> {
+    const bytes = await this.components.libp2p.contentRouting.get(capacityKey(peer), options)
+    const ad = await verifyCapacityAd(decodeCapacityAd(bytes), { now: this.now() })
+    if (!ad.peerId.equals(peer)) throw new Error('capacity ad of another peer')
+    const prev = this.ads.get(peer.toString())
+    if (prev == null || ad.seq >= prev.seq) this.ads.set(peer.toString(), ad)
+    if (ad.multiaddrs.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: ad.multiaddrs }).catch(() => {})
+    return this.ads.get(peer.toString())!
+  }
+}

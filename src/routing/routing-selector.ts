@@ -1,0 +1,143 @@
+/**
+ * Exit selection backed by the DHT: candidates are the exits whose verified
+ * capacity ads the discovery found for the region (plus, as a fallback,
+ * exits we are connected to and know from identify), ranked by the pure
+ * scorer in selection.ts with learned telemetry, sticky per session.
+ */
+
+import { verifyRegion, addressesFromMultiaddrs } from './geo.ts'
+import { ExitTelemetry, selectExits } from './selection.ts'
+import { DEFAULT_EXPLORE } from './constants.ts'
+import { regionMatches } from './regions.ts'
+import { StickySessions } from '../relay/exit-selector.ts'
+import type { ExitDiscovery } from './discovery.ts'
+import type { Candidate, RankedExit } from './selection.ts'
+import type { VerifiedCapacityAd } from './capacity-ad.ts'
+import type { ExitOutcome, ExitRequest, ExitSelector, KnownPeerSelector, TransferSample } from '../relay/exit-selector.ts'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+
+export interface ExitCandidate extends Candidate {
+  id: PeerId
+  reachability: 'direct' | 'relayed' | 'unknown'
+  ad?: VerifiedCapacityAd
+}
+
+export interface ProviderRow {
+  peerId: string
+  region: string
+  capacityMbps: number
+  load: number
+  pricePerGb: number
+  score: number
+  rttMs?: number
+  reachability: 'direct' | 'relayed' | 'unknown'
+  verified: Candidate['verified']
+  expiresAt?: number
+}
+
+export interface RoutingSelectorInit {
+  discovery: ExitDiscovery
+  /** Exits known from identify, for when the DHT has nothing yet. */
+  known?: KnownPeerSelector
+  telemetry?: ExitTelemetry
+  explore?: number
+  now?: () => number
+  random?: () => number
+}
+
+export class RoutingSelector implements ExitSelector {
+  readonly telemetry: ExitTelemetry
+  private readonly sticky = new StickySessions()
+  private readonly now: () => number
+  private readonly random: () => number
+
+  constructor (private readonly libp2p: Pick<Libp2p, 'getConnections' | 'peerId'>, private readonly init: RoutingSelectorInit) {
+    this.telemetry = init.telemetry ?? new ExitTelemetry()
+    this.now = init.now ?? Date.now
+    this.random = init.random ?? Math.random
+  }
+
+  private candidateFromAd (ad: VerifiedCapacityAd): ExitCandidate {
+    const conns = this.libp2p.getConnections(ad.peerId)
+    const direct = conns.find(c => c.limits == null)
+    const rtt = conns.map(c => c.rtt).find(r => r != null)
+    const circuitOnly = ad.multiaddrs.length > 0 && ad.multiaddrs.every(m => m.toString().includes('/p2p-circuit'))
+    const reachability = direct != null ? 'direct' : conns.length > 0 || circuitOnly ? 'relayed' : ad.multiaddrs.length > 0 ? 'direct' : 'unknown'
+    // judge the claim by where we actually reach the exit, then by what it says of itself
+    const seen = addressesFromMultiaddrs(conns.map(c => c.remoteAddr))
+    const verified = verifyRegion(ad.region, seen.length > 0 ? seen : addressesFromMultiaddrs(ad.multiaddrs))
+    return {
+      id: ad.peerId,
+      peerId: ad.peerId.toString(),
+      region: ad.region,
+      capacityMbps: ad.capacityMbps,
+      load: ad.load,
+      pricePerGbMicro: ad.pricePerGbMicro,
+      rttMs: rtt,
+      verified,
+      reachability,
+      ad
+    }
+  }
+
+  private async gather (request: ExitRequest): Promise<ExitCandidate[]> {
+    const ads = request.region != null
+      ? await this.init.discovery.find(request.region).catch(() => this.init.discovery.cached(request.region))
+      : this.init.discovery.cached()
+    const byId = new Map<string, ExitCandidate>()
+    for (const ad of ads) if (!ad.peerId.equals(this.libp2p.peerId)) byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
+    if (this.init.known != null) {
+      for (const id of await this.init.known.candidates(request)) {
+        if (byId.has(id.toString())) continue
+        const ad = this.init.discovery.ad(id)
+        if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
+        // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
+        byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, verified: 'unverifiable', reachability: 'unknown' })
+      }
+    }
+    return [...byId.values()]
+  }
+
+  async rank (request: ExitRequest): Promise<Array<RankedExit<ExitCandidate>>> {
+    const ranked = selectExits(await this.gather(request), this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })
+    const stuck = this.sticky.get(request)
+    if (stuck != null) {
+      const i = ranked.findIndex(r => r.candidate.peerId === stuck)
+      if (i > 0) ranked.unshift(...ranked.splice(i, 1))
+    }
+    return ranked
+  }
+
+  async candidates (request: ExitRequest): Promise<PeerId[]> {
+    return (await this.rank(request)).map(r => r.candidate.id)
+  }
+
+  report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {
+    this.sticky.record(request, exit.toString(), outcome.ok)
+    if (!outcome.ok) this.telemetry.recordFailure(exit.toString(), { at: this.now(), status: outcome.status })
+  }
+
+  reportTransfer (exit: PeerId, t: TransferSample): void {
+    this.telemetry.recordSuccess(exit.toString(), { at: this.now(), bytes: t.bytes, durationMs: t.durationMs, ttfbMs: t.ttfbMs })
+  }
+
+  /** The exits of a region as `spareband providers` shows them, best first, without exploration. */
+  async providers (region: string): Promise<ProviderRow[]> {
+    await this.init.discovery.find(region, { fresh: true })
+    const candidates = this.init.discovery.cached(region).filter(a => !a.peerId.equals(this.libp2p.peerId)).map(a => this.candidateFromAd(a))
+    const ranked = selectExits(candidates, this.telemetry, { now: this.now(), random: this.random, explore: 0 })
+    return ranked.map(r => ({
+      peerId: r.candidate.peerId,
+      region: r.candidate.region,
+      capacityMbps: r.candidate.capacityMbps,
+      load: r.candidate.load,
+      pricePerGb: Number(r.candidate.pricePerGbMicro) / 1e6,
+      score: Math.round(r.score * 1000) / 1000,
+      rttMs: r.candidate.rttMs == null ? undefined : Math.round(r.candidate.rttMs),
+      reachability: r.candidate.reachability,
+      verified: r.candidate.verified,
+      expiresAt: r.candidate.ad?.expiresAt
+    }))
+  }
+}
+
