@@ -1,0 +1,100 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { startTargetServer, sha256 } from '../utils/target-server.ts'
+import { curl, spawnNode } from '../utils/network.ts'
+import { runCliJson, waitFor } from '../utils/cli.ts'
+import type { SpawnedNode } from '../utils/network.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+
+/**
+ * Six exits (de, de, jp, us, us-ca, fr) and a consumer that knows only one
+ * of them: it finds the rest through region keys and capacity ads in the DHT.
+ */
+describe('routing by region through the DHT', () => {
+  let target: TargetServer
+  let consumer: SpawnedNode
+  const exits: SpawnedNode[] = []
+  const regions = ['de', 'de', 'jp', 'us', 'us-ca', 'fr']
+  const exitsIn = (r: string): SpawnedNode[] => exits.filter((_, i) => regions[i] === r)
+
+  beforeAll(async () => {
+    target = await startTargetServer(16 * 1024 * 1024)
+    const args = ['--allow-private-targets', '--exit-ports', String(target.port)]
+    const first = await spawnNode({ region: regions[0], args })
+    exits.push(first)
+    exits.push(...await Promise.all(regions.slice(1).map(async region => spawnNode({ region, args: [...args, '--bootstrap', first.addresses[0]] }))))
+    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', exits[5].addresses[0]] })
+  })
+  afterAll(async () => {
+    await Promise.all([consumer, ...exits].map(async n => n?.proc.kill()))
+    await target?.close()
+  })
+
+  const providers = async (region: string): Promise<string[]> =>
+    (await runCliJson(['providers', '--region', region, '--json', '--data-dir', consumer.dataDir])).map((p: any) => p.peerId).sort()
+  const ids = (nodes: SpawnedNode[]): string[] => nodes.map(n => n.peerId).sort()
+
+  it('providers --region lists exactly the exits of that region (a country includes its subdivisions)', async () => {
+    await waitFor(async () => (await providers('us')).length === 2 && (await providers('de')).length === 2, { timeoutMs: 60_000, what: 'the ads to be found' })
+    expect(await providers('jp')).toEqual(ids(exitsIn('jp')))
+    expect(await providers('us')).toEqual(ids([...exitsIn('us'), ...exitsIn('us-ca')]))
+    expect(await providers('us-ca')).toEqual(ids(exitsIn('us-ca')))
+    expect(await providers('de')).toEqual(ids(exitsIn('de')))
+    expect(await providers('it')).toEqual([])
+    const rows = await runCliJson(['providers', '--region', 'fr', '--json', '--data-dir', consumer.dataDir])
+    expect(rows[0]).toMatchObject({ peerId: exitsIn('fr')[0].peerId, region: 'fr', capacityMbps: 100, pricePerGb: 1, verified: 'unverifiable' })
+    expect(['direct', 'relayed']).toContain(rows[0].reachability)
+    expect(rows[0].score).toBeGreaterThan(0)
+  })
+
+  it('region-jp traffic is carried by the jp exit and no other', async () => {
+    const before = await Promise.all(exits.map(async e => (await e.status()).exit.bytesOut))
+    const r = await curl(['--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-jp:', `http://127.0.0.1:${target.port}/blob`])
+    expect(sha256(r.stdout)).toBe(target.blobSha256)
+    const after = await Promise.all(exits.map(async e => (await e.status()).exit.bytesOut))
+    exits.forEach((_, i) => {
+      if (regions[i] === 'jp') expect(after[i] - before[i]).toBeGreaterThanOrEqual(target.blob.byteLength)
+      else expect(after[i] - before[i]).toBe(0)
+    })
+  })
+
+  it('a session id sticks to one exit across 20 requests', async () => {
+    const de = exitsIn('de')
+    const before = await Promise.all(de.map(async e => (await e.status()).exit.tunnelsTotal))
+    for (let i = 0; i < 20; i++) {
+      const r = await curl(['--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de-session-sticky1:', `http://127.0.0.1:${target.port}/hello`])
+      expect(r.stdout.toString()).toBe('hello from the target\n')
+    }
+    const delta = (await Promise.all(de.map(async e => (await e.status()).exit.tunnelsTotal))).map((n, i) => n - before[i]).sort()
+    expect(delta).toEqual([0, 20])
+  })
+
+  it('a refusal that is the target\'s fault (POLICY_DENIED) is not retried at another exit', async () => {
+    const de = exitsIn('de')
+    const denied = async (): Promise<number> => (await Promise.all(de.map(async e => (await e.status()).exit.deniedByStatus.POLICY_DENIED ?? 0))).reduce((a, b) => a + b, 0)
+    const before = await denied()
+    const r = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:', 'http://127.0.0.1:22/'])
+    expect(r.stdout.toString()).toMatch(/^HTTP\/1\.1 403/)
+    expect(await denied() - before).toBe(1)
+  })
+
+  it('when a de exit dies mid-transfer, the next region-de request succeeds through the other', async () => {
+    const de = exitsIn('de')
+    // a slow download keeps a tunnel open while we find its exit and kill it
+    const transfer = curl(['--limit-rate', '2M', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de-session-victim:', `http://127.0.0.1:${target.port}/blob`])
+    const carrier = await waitFor(async () => {
+      for (const e of de) if ((await e.status()).exit.tunnelsOpen > 0) return e
+      return undefined
+    }, { what: 'the carrying exit' })
+    await carrier.proc.kill()
+    const cut = await transfer
+    expect(cut.stdout.byteLength).toBeLessThan(target.blob.byteLength)
+    const survivor = de.find(e => e !== carrier)!
+    const before = (await survivor.status()).exit.tunnelsTotal
+    for (let i = 0; i < 3; i++) {
+      // the same session, so the dead exit is the first choice: failover must move on
+      const r = await curl(['--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de-session-victim:', `http://127.0.0.1:${target.port}/hello`])
+      expect(r.stdout.toString()).toBe('hello from the target\n')
+    }
+    expect((await survivor.status()).exit.tunnelsTotal - before).toBe(3)
+  })
+})
