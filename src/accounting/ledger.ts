@@ -165,13 +165,17 @@ function whatToDo (file: string): string {
 
 /** Refuses a non-empty file that lacks the SQLite header, before SQLite touches it. */
 function checkHeader (file: string): void {
-  if (!existsSync(file) || statSync(file).size === 0) return
   const header = Buffer.alloc(SQLITE_HEADER.length)
-  const fd = openSync(file, 'r')
   try {
-    readSync(fd, header, 0, header.length, 0)
-  } finally {
-    closeSync(fd)
+    if (!existsSync(file) || statSync(file).size === 0) return
+    const fd = openSync(file, 'r')
+    try {
+      readSync(fd, header, 0, header.length, 0)
+    } finally {
+      closeSync(fd)
+    }
+  } catch (err: any) {
+    throw new LedgerError(LedgerErrorCode.IO, `cannot read ledger ${file}: ${err.message}`, file, { cause: err })
   }
   if (header.toString('latin1') !== SQLITE_HEADER) {
     throw new LedgerError(LedgerErrorCode.NOT_SQLITE, `${file} is not an SQLite database, so not a spareband ledger. ${whatToDo(file)}`, file)
@@ -299,13 +303,14 @@ export class Ledger {
       throw sqliteFailure(file, err, 'open')
     }
     try {
+      // a second process (the CLI reading receipts) may hold the lock briefly;
+      // a connection setting, nothing is written
+      db.exec('PRAGMA busy_timeout = 5000')
       quickCheck(db, file)
       const version = identify(db, file)
       // only now that the file is known to be ours (or empty) do we write to it
       if (!memory) db.exec('PRAGMA journal_mode = WAL')
       db.exec('PRAGMA synchronous = NORMAL')
-      // a second process (the CLI reading receipts) may hold the lock briefly
-      db.exec('PRAGMA busy_timeout = 5000')
       migrate(db, version)
       return new Ledger(db, file, init)
     } catch (err) {
@@ -363,8 +368,9 @@ export class Ledger {
     // (hence verified) receipt needs no signature checks
     const before = this.statements.getReceipt.get(id) as Record<string, any> | undefined
     if (before != null && uint8ArrayEquals(before.encoded, encoded)) return 'duplicate'
-    await verifyReceipt(r, options)
+    // verify and store the canonical copy, not the caller's object
     const receipt = decodeReceipt(encoded) as CountersignedReceipt
+    await verifyReceipt(receipt, options)
     if (source === 'own') this.assertOwn(receipt)
     return this.transaction(() => this.apply(id, receipt, encoded, source))
   }

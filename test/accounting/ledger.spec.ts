@@ -3,6 +3,7 @@
  * refusing files that are not a healthy spareband ledger of this identity.
  * Every test works in its own temporary directory.
  */
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -159,6 +160,31 @@ describe('persistence', () => {
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
     expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' })
     db.close()
+    ledger.close()
+  })
+
+  it('loses no receipt whose recordReceipt() returned when the process is killed', async () => {
+    const child = spawn(process.execPath, ['--experimental-transform-types', '--no-warnings', join(import.meta.dirname, 'ledger-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const acknowledged = new Map<string, bigint>()
+    let buffered = ''
+    await new Promise<void>((resolve, reject) => {
+      child.on('error', reject)
+      child.on('exit', () => { resolve() })
+      child.stdout.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString()
+        const lines = buffered.split('\n')
+        buffered = lines.pop()!
+        for (const line of lines) {
+          const [id, seq] = line.split(' ')
+          acknowledged.set(id, BigInt(seq))
+        }
+        // kill while it is writing, without warning
+        if ([...acknowledged.values()].some(seq => seq >= 40n)) child.kill('SIGKILL')
+      })
+    })
+    expect(child.signalCode).toBe('SIGKILL')
+    const ledger = Ledger.open(file)
+    for (const [id, seq] of acknowledged) expect(ledger.get(id)!.receipt.seq).toBeGreaterThanOrEqual(seq)
     ledger.close()
   })
 

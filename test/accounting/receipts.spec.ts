@@ -4,6 +4,8 @@
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import fc from 'fast-check'
+import { encode as varintEncode } from 'uint8-varint'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { MAX_RECEIPT_BYTES, RECEIPT_SIGNATURE_DOMAIN } from '../../src/accounting/constants.ts'
 import { ReceiptErrorCode } from '../../src/accounting/errors.ts'
@@ -73,6 +75,32 @@ describe('encoding and signing', () => {
     expect(receiptId({ ...r, seq: 9n })).toBe(receiptId(r))
     expect(receiptId({ ...r, sessionId: 'session-2' })).not.toBe(receiptId(r))
     expect(receiptId(body(exit, consumer))).not.toBe(receiptId(r))
+  })
+})
+
+describe('uint64 encoding', () => {
+  // protons-runtime 7.1.2 writes [2^31, 2^32) wrongly; encodeReceiptProtobuf works around it
+  const edges = [0n, 1n, 127n, 128n, (1n << 31n) - 1n, 1n << 31n, (1n << 31n) + 5n, (1n << 32n) - 1n, 1n << 32n,
+    (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 63n) - 1n, (1n << 64n) - 1n]
+
+  it('round-trips every edge value through the generated decoder', () => {
+    for (const v of edges) {
+      const bytes = encodeReceiptProtobuf({ bytesUp: v })
+      expect(bytes[0]).toBe(0x20)
+      if (v <= BigInt(Number.MAX_SAFE_INTEGER)) expect(bytes.subarray(1)).toEqual(varintEncode(Number(v)))
+      expect(decodeReceipt(bytes).bytesUp).toBe(v)
+    }
+  })
+
+  it('round-trips any uint64', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), v => {
+      expect(decodeReceipt(encodeReceiptProtobuf({ seq: v, pricePerGb: v })).seq).toBe(v)
+    }))
+  })
+
+  it('signs and verifies a session past 2 GiB', async () => {
+    const r = await countersigned(consumer, exit, { bytesDown: 3n << 30n, bytesUp: 1n << 31n })
+    await verifyReceipt(decodeReceipt(encodeReceipt(r)))
   })
 })
 

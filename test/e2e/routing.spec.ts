@@ -85,7 +85,7 @@ describe('routing by region through the DHT', () => {
       for (const e of de) if ((await e.status()).exit.tunnelsOpen > 0) return e
       return undefined
     }, { what: 'the carrying exit' })
-    await carrier.proc.kill()
+    await carrier!.proc.kill()
     const cut = await transfer
     expect(cut.stdout.byteLength).toBeLessThan(target.blob.byteLength)
     const survivor = de.find(e => e !== carrier)!
