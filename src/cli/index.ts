@@ -15,6 +15,7 @@ import { registerStart } from './commands/start.ts'
 import { registerStatus } from './commands/status.ts'
 import { registerTestnet } from './commands/testnet.ts'
 import { registerProviders } from './commands/providers.ts'
+import { registerAccounting } from './commands/accounting.ts'
 
 export function buildProgram (): Command {
   const program = new Command('spareband')
@@ -31,6 +32,7 @@ export function buildProgram (): Command {
   registerStart(program, dataDirOf)
   registerStatus(program, dataDirOf)
   registerProviders(program, dataDirOf)
+  registerAccounting(program, dataDirOf)
   registerTestnet(program)
   // subcommands inherit the global --data-dir and the exit override
   for (const c of program.commands) {

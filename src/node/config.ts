@@ -107,6 +107,24 @@ export const configSchema = z.strictObject({
     connect_timeout_seconds: z.number().min(0.1),
     price_per_gb: nonNegative
   }),
+  accounting: z.strictObject({
+    /** Meter tunnels, exchange receipts, keep the ledger; off = this node neither pays nor is paid. */
+    enabled: z.boolean(),
+    /** As an exit: refuse new tunnels from consumers whose balance (credits) is below this. */
+    credit_limit: z.number(),
+    /** Starting credits of an identity with a valid proof of work. */
+    allowance: nonNegative,
+    /** As an exit: hold a consumer's traffic while more than this (MiB) is carried but unsigned. */
+    unsigned_threshold_mb: z.number().min(0.0625),
+    /** As a consumer: sign a receipt every this many MiB... */
+    receipt_interval_mb: z.number().positive(),
+    /** ...or this many seconds, whichever comes first. */
+    receipt_interval_seconds: z.number().positive(),
+    /** Leading zero bits of the identity proof of work (S/Kademlia style). */
+    pow_difficulty: z.number().int().min(0).max(40),
+    /** As an exit: gossip a long session's receipt at most this often. */
+    publish_interval_seconds: z.number().positive()
+  }),
   relay: z.strictObject({
     /** Act as a circuit relay for other peers. */
     enabled: z.boolean(),
@@ -173,6 +191,18 @@ export const defaultConfig: SparebandConfig = {
     idle_timeout_seconds: 300,
     connect_timeout_seconds: 10,
     price_per_gb: 1
+  },
+  accounting: {
+    enabled: true,
+    credit_limit: 0,
+    // 1 GB at the default price of 1 credit/GB
+    allowance: 1,
+    unsigned_threshold_mb: 4,
+    receipt_interval_mb: 1,
+    receipt_interval_seconds: 5,
+    // about 1M hashes: a second or so per identity, once
+    pow_difficulty: 20,
+    publish_interval_seconds: 60
   },
   relay: {
     enabled: true,
@@ -253,7 +283,10 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_CAPACITY_MBPS', key: 'exit.capacity_mbps', parse: num },
   { env: 'SPAREBAND_EXIT_PORTS', key: 'exit.allowed_ports', parse: list },
   { env: 'SPAREBAND_ALLOW_PRIVATE_TARGETS', key: 'exit.allow_private_targets', parse: bool },
-  { env: 'SPAREBAND_SCHEDULE', key: 'exit.schedule', parse: s => s }
+  { env: 'SPAREBAND_SCHEDULE', key: 'exit.schedule', parse: s => s },
+  { env: 'SPAREBAND_ACCOUNTING', key: 'accounting.enabled', parse: bool },
+  { env: 'SPAREBAND_CREDIT_LIMIT', key: 'accounting.credit_limit', parse: num },
+  { env: 'SPAREBAND_POW_DIFFICULTY', key: 'accounting.pow_difficulty', parse: num }
 ]
 
 export function envLayer (env: NodeJS.ProcessEnv = process.env): ConfigLayer {

@@ -18,10 +18,11 @@ import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { TunnelExit } from '../relay/exit.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
+import type { AccountingCore, AccountingPart } from './accounting-part.ts'
 
 const GB = 1e9
 
-export function exitServices (config: SparebandConfig, dataDir: string): Record<string, (components: any) => unknown> {
+export function exitServices (config: SparebandConfig, dataDir: string, accounting: AccountingCore | undefined): Record<string, (components: any) => unknown> {
   if (!config.exit.enabled) return {}
   const e = config.exit
   return {
@@ -42,7 +43,8 @@ export function exitServices (config: SparebandConfig, dataDir: string): Record<
       quotaFile: join(dataDir, 'exit-usage.json'),
       schedule: e.schedule,
       idleTimeoutMs: e.idle_timeout_seconds * second,
-      connectTimeoutMs: e.connect_timeout_seconds * second
+      connectTimeoutMs: e.connect_timeout_seconds * second,
+      accounting: accounting?.exitSessions
     })
   }
 }
@@ -78,17 +80,19 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   if (!config.proxy.enabled) return undefined
   // the routing part, when present, chooses exits from the DHT with learned scores
   const selector: ExitSelector = node.part<RoutingPart>('routing')?.selector ?? new KnownPeerSelector(node.libp2p)
+  const consumerAccounting = node.part<AccountingPart>('accounting')?.consumer
   const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
   const client = new TunnelClient({
     logger: node.libp2p.logger,
     dialProtocol: async (peer, protocol, options) => node.libp2p.dialProtocol(peer, protocol, options)
-  }, { selector })
+  }, { selector, accounting: consumerAccounting })
   const ingress = new Ingress({
     client,
     credentials: { username: config.proxy.username, password: config.proxy.password },
     defaultRegion: config.proxy.default_region,
     idleTimeoutMs: config.exit.idle_timeout_seconds * second,
     log,
+    accounting: consumerAccounting,
     onTransfer: (exit, sample) => selector.reportTransfer?.(exit, sample)
   })
   const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)

@@ -14,6 +14,8 @@ import { ControlApi } from './control-api.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
+import { accountingPart, openAccounting } from './accounting-part.ts'
+import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
@@ -80,14 +82,14 @@ export interface NodePart {
   warnings?(): string[]
 }
 
-/** Builds parts for a node; registered by the areas. */
-export type PartFactory = (node: SparebandNode) => NodePart | undefined
+/** Builds parts for a node once libp2p exists. */
+export type PartFactory = (node: SparebandNode, accounting: AccountingCore | undefined) => NodePart | undefined
 /** Adds libp2p services before libp2p is created. */
-export type ServiceFactory = (config: SparebandConfig, dataDir: string) => Record<string, (components: any) => unknown>
+export type ServiceFactory = (config: SparebandConfig, dataDir: string, accounting: AccountingCore | undefined) => Record<string, (components: any) => unknown>
 
 /** The areas this node is composed of: filled in as they land. */
 const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
-const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, proxyPart]
+const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, accountingPart, proxyPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'
@@ -100,14 +102,14 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private startedAt = 0
   private running = false
 
-  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[]) {
+  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined) {
     super()
     this.dataDir = dataDir
     this.config = config
     this.identity = identity
     this.libp2p = libp2p
     for (const f of partFactories) {
-      const part = f(this)
+      const part = f(this, accounting)
       if (part != null) this.parts.push(part)
     }
     if (withApi) {
@@ -139,10 +141,18 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       config = resolveConfig(layers)
     }
     const identity = init.createIdentity === false ? await loadIdentity(dataDir) : await loadOrCreateIdentity(dataDir)
+    // the ledger opens first: a corrupt or foreign file stops us before anything listens
+    const accounting = openAccounting(config, dataDir, identity)
     const services: Record<string, (components: any) => unknown> = {}
-    for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir))
-    const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
-    return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES)
+    for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir, accounting))
+    let libp2p
+    try {
+      libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
+    } catch (err) {
+      accounting?.ledger.close()
+      throw err
+    }
+    return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting)
   }
 
   get peerId (): PeerId {

@@ -22,6 +22,7 @@ import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelResponse, TunnelStatus, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
+import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
 import type { ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
@@ -61,8 +62,8 @@ export interface TunnelExitInit {
   resolve?: Resolver
   /** Wall clock for schedule and quota days. */
   now?: () => Date
-  /** Accounting seam: refuse a consumer (e.g. INSUFFICIENT_CREDIT) before anything is dialed. */
-  admit?: (consumer: PeerId) => { status: TunnelStatus, message: string } | undefined
+  /** Gating and metering by accounting (credit, unsigned bytes). */
+  accounting?: ExitAccounting
 }
 
 export interface TunnelExitComponents {
@@ -221,7 +222,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     let mine = 0
     for (const t of this.open) if (t.consumer === id) mine++
     if (mine >= (this.init.maxTunnelsPerConsumer ?? 256)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
-    return this.init.admit?.(consumer)
+    return undefined
   }
 
   private async respond (stream: Stream, status: TunnelStatus, message: string): Promise<void> {
@@ -255,7 +256,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       return
     }
 
-    const refusal = this.admission(consumer)
+    const refusal = this.admission(consumer) ?? this.init.accounting?.admit(consumer, request.sessionId)
     if (refusal != null) return this.deny(stream, consumerId, refusal.status, refusal.message)
 
     const check = this.policy.checkTarget(request.host, request.port)
@@ -301,7 +302,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       stream.abort(err)
       return
     }
-    await this.carry(stream, socket, consumerId, request, address, rest)
+    await this.carry(stream, socket, consumer, request, address, rest)
   }
 
   private consumerBuckets (consumer: string): { up: TokenBucket, down: TokenBucket } | undefined {
@@ -315,7 +316,9 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     return b
   }
 
-  private async carry (stream: Stream, socket: Socket, consumer: string, request: { sessionId: string, host: string, port: number }, address: string, rest: any): Promise<void> {
+  private async carry (stream: Stream, socket: Socket, consumerPeer: PeerId, request: { sessionId: string, host: string, port: number }, address: string, rest: any): Promise<void> {
+    const consumer = consumerPeer.toString()
+    const accounting = this.init.accounting
     const tunnel: OpenTunnel = { consumer, controller: new AbortController() }
     this.open.add(tunnel)
     this.stats.tunnelsTotal++
@@ -329,18 +332,22 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       onChunk: (direction, bytes) => {
         this.quota.add(bytes)
         let wait: number
+        let hold: Promise<void> | undefined
         if (direction === 'toStream') {
           // target -> consumer: the consumer's download
           this.stats.bytesOut += bytes
           info.bytesOut += bytes
           wait = consumeAll([this.down, mine?.down], bytes)
+          hold = accounting?.meter(consumerPeer, request.sessionId, 'down', bytes)
         } else {
           this.stats.bytesIn += bytes
           info.bytesIn += bytes
           wait = consumeAll([this.up, mine?.up], bytes)
+          hold = accounting?.meter(consumerPeer, request.sessionId, 'up', bytes)
         }
         if (this.quota.exceeded() != null) this.abortAll(new Error('data quota used up'))
-        return wait
+        // unsigned bytes over the threshold: hold until the consumer signs
+        return hold ?? wait
       }
     })
     this.open.delete(tunnel)

@@ -13,6 +13,7 @@ import type { Outcome } from './status-codes.ts'
 import type { Targeting, Credentials } from './targeting.ts'
 import type { OpenedTunnel, TunnelClient } from './tunnel-client.ts'
 import type { TransferSample } from './exit-selector.ts'
+import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { Socket } from 'node:net'
 import type { Logger } from '@libp2p/interface'
 
@@ -23,6 +24,8 @@ export interface IngressInit {
   defaultRegion?: string
   idleTimeoutMs?: number
   log: Logger
+  /** Metering for receipts. */
+  accounting?: ConsumerAccounting
   /** Telemetry of finished tunnels, for exit selection. */
   onTransfer?: (exit: OpenedTunnel['exit'], sample: TransferSample) => void
 }
@@ -87,15 +90,18 @@ export class Ingress {
     let lastByteAt = 0
     let bytes = 0
     try {
+      const accounting = this.init.accounting
       if (initialToStream != null && initialToStream.byteLength > 0) {
         tunnel.stream.send(initialToStream)
         this.stats.bytesOut += initialToStream.byteLength
+        accounting?.meter(tunnel.exit, 'up', initialToStream.byteLength)
       }
       const result = await pipeSocketStream(socket, tunnel.stream, {
         initial: tunnel.rest,
         idleTimeoutMs: this.init.idleTimeoutMs,
         onChunk: (direction, n) => {
           bytes += n
+          accounting?.meter(tunnel.exit, direction === 'toStream' ? 'up' : 'down', n)
           if (direction === 'toStream') this.stats.bytesOut += n
           else {
             this.stats.bytesIn += n

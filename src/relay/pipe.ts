@@ -22,8 +22,12 @@ export type Direction = 'toStream' | 'toSocket'
 export interface PipeOptions {
   /** Bytes that arrived on the stream behind the protocol frame: written to the socket first. */
   initial?: Uint8ArrayList
-  /** Called per chunk; returns milliseconds to hold that direction (rate shaping), 0 for none. */
-  onChunk?: (direction: Direction, bytes: number) => number
+  /**
+   * Called per chunk; returns milliseconds to hold that direction (rate
+   * shaping), or a promise to hold it until it settles (unsigned bytes over
+   * the accounting threshold), or 0 for no hold.
+   */
+  onChunk?: (direction: Direction, bytes: number) => number | Promise<void>
   /** Close the tunnel when neither side has sent anything for this long. */
   idleTimeoutMs?: number
   /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
@@ -65,10 +69,16 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
       resetSocket(socket)
       if (stream.status === 'open') stream.abort(err)
     }
-    const holdFor = (holds: Holds, ms: number): void => {
-      holds.hold()
-      const t = setTimeout(() => { timers.delete(t); holds.release() }, ms)
-      timers.add(t)
+    const holdFor = (holds: Holds, wait: number | Promise<void>): void => {
+      if (typeof wait === 'number') {
+        if (wait <= 0) return
+        holds.hold()
+        const t = setTimeout(() => { timers.delete(t); holds.release() }, wait)
+        timers.add(t)
+      } else {
+        holds.hold()
+        wait.then(() => holds.release(), () => holds.release())
+      }
     }
 
     const socketHolds = new Holds(() => socket.pause(), () => { if (!socket.destroyed) socket.resume() })
@@ -88,8 +98,8 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         streamHolds.hold()
         socket.once('drain', () => streamHolds.release())
       }
-      const wait = onChunk?.('toSocket', n) ?? 0
-      if (wait > 0) holdFor(streamHolds, wait)
+      const wait = onChunk?.('toSocket', n)
+      if (wait != null) holdFor(streamHolds, wait)
     }
 
     // socket -> stream
@@ -100,8 +110,8 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
           socketHolds.hold()
           waitForDrain(stream).then(() => socketHolds.release(), () => {})
         }
-        const wait = onChunk?.('toStream', buf.byteLength) ?? 0
-        if (wait > 0) holdFor(socketHolds, wait)
+        const wait = onChunk?.('toStream', buf.byteLength)
+        if (wait != null) holdFor(socketHolds, wait)
       } catch (err: any) {
         fail(err)
       }

@@ -9,6 +9,7 @@
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
+import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -38,6 +39,8 @@ export interface TunnelClientComponents {
 
 export interface TunnelClientInit {
   selector: ExitSelector
+  /** Gives the accounting session id sent with each tunnel. */
+  accounting?: ConsumerAccounting
   /** @default 3 */
   maxAttempts?: number
   responseTimeoutMs?: number
@@ -93,7 +96,9 @@ export class TunnelClient {
       throw new TunnelError(TunnelStatus.BUSY, `cannot reach exit ${exit.toString()}: ${err.message}`, exit.toString())
     }
     try {
-      await sendFrame(stream, TunnelRequest.encode({ sessionId: request.sessionId ?? '', targetHost: target.host, targetPort: target.port }))
+      await this.init.accounting?.prepare?.(exit).catch(() => {})
+      // the wire session id is accounting's; the targeting session id only picks the exit
+      await sendFrame(stream, TunnelRequest.encode({ sessionId: this.init.accounting?.sessionFor(exit) ?? '', targetHost: target.host, targetPort: target.port }))
       const { frame, rest } = await readFrame(stream, { signal })
       const response = decodeTunnelResponse(frame)
       if (response.status !== TunnelStatus.OK) {

@@ -20,7 +20,7 @@ describe('exit operator controls take effect', () => {
     target = await startTargetServer(8 * 1024 * 1024)
     const port = String(target.port)
     const common = (extra: string): string => `[exit]\nallow_private_targets = true\nallowed_ports = [${port}]\n${extra}`
-    const [fr, jp, us, gb, it] = await Promise.all([
+    const [fr, jp, us, gb, it, es] = await Promise.all([
       // 16 Mbit/s = 2 MB/s download cap
       spawnNode({ region: 'fr', config: common('download_mbps = 16\n') }),
       // a daily quota of 1 MB
@@ -28,11 +28,13 @@ describe('exit operator controls take effect', () => {
       spawnNode({ region: 'us', config: common('schedule = "never"\n') }),
       // the default address policy (no private targets), the target's port allowed
       spawnNode({ region: 'gb', args: ['--exit-ports', port] }),
-      spawnNode({ region: 'it', config: common('') })
+      spawnNode({ region: 'it', config: common('') }),
+      // asks for more credit than a newcomer's allowance
+      spawnNode({ region: 'es', config: common('[accounting]\ncredit_limit = 5\n') })
     ])
-    Object.assign(exits, { fr, jp, us, gb, it })
-    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0]] })
-    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId])
+    Object.assign(exits, { fr, jp, us, gb, it, es })
+    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0], '--bootstrap', es.addresses[0]] })
+    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId, es.peerId])
   })
   afterAll(async () => {
     await Promise.all(nodes().map(async n => n.proc.kill()))
@@ -47,7 +49,7 @@ describe('exit operator controls take effect', () => {
     expect(sha256(r.stdout)).toBe(target.blobSha256)
     // 8 MiB at 2,000,000 B/s is 4.2 s; the bucket's burst lets ~200 KB through at once
     expect(r.ms).toBeGreaterThan(3500)
-    expect(r.ms).toBeLessThan(9000)
+    expect(r.ms).toBeLessThan(12_000)
     // the same through an uncapped exit is far faster
     const fast = await curl([...via('it'), `http://127.0.0.1:${target.port}/blob`])
     expect(sha256(fast.stdout)).toBe(target.blobSha256)
@@ -109,6 +111,15 @@ describe('exit operator controls take effect', () => {
     const s = await exits.gb.status()
     expect(s.exit.deniedByStatus.POLICY_DENIED).toBeGreaterThanOrEqual(forms.length + 2)
     expect(s.warnings).toEqual([])
+  })
+
+  it('credit limit: a consumer below it gets INSUFFICIENT_CREDIT (HTTP 402, SOCKS 0x02)', async () => {
+    const r = await curl(['-i', ...via('es'), `http://127.0.0.1:${target.port}/hello`])
+    expect(r.stdout.toString()).toMatch(/^HTTP\/1\.1 402/)
+    expect(r.stdout.toString()).toContain('INSUFFICIENT_CREDIT')
+    const socks = await socksConnect(consumer.socksPort, '127.0.0.1', target.port, { user: 'region-es', password: 'x' })
+    expect(socks.reply).toBe(2)
+    socks.socket.destroy()
   })
 
   it('pause and resume through the control API', async () => {

@@ -44,7 +44,8 @@ export class NodeProcess {
   private exited: Promise<[number | null, NodeJS.Signals | null]>
 
   constructor (readonly dataDir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    // a light proof of work keeps test start-up fast; accounting tests set their own
+    this.child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child.stdout!.on('data', d => { this.output += d })
     this.child.stderr!.on('data', d => { this.output += d })
     this.exited = new Promise(res => this.child.on('exit', (c, s) => res([c, s])))

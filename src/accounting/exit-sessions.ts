@@ -1,0 +1,248 @@
+/**
+ * The exit's side of accounting: it meters every consumer session, takes
+ * the consumer's signed cumulative receipts on `/spareband/receipt/1.0.0`,
+ * countersigns them, stores them in the ledger and publishes them.
+ *
+ * The credit at risk is bounded: once a consumer has more than the
+ * threshold of bytes carried but not signed, its open tunnels are held
+ * (the pump waits on a promise) and new ones are refused with RATE_LIMITED,
+ * until a receipt covers the bytes. A consumer whose balance, as this
+ * ledger sees it, is below the credit limit gets INSUFFICIENT_CREDIT.
+ */
+
+import { lpStream } from '@libp2p/utils'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
+import { TunnelStatus } from '../relay/tunnel-protocol.ts'
+import { countersign, decodeReceipt, encodeReceipt, verifyReceipt } from './receipts.ts'
+import { verifyPow } from './credits.ts'
+import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
+import { DEFAULT_UNSIGNED_BYTES_THRESHOLD } from './constants.ts'
+import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
+import type { Ledger } from './ledger.ts'
+import type { CountersignedReceipt } from './receipts.ts'
+import type { ComponentLogger, Connection, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { Registrar } from '@libp2p/interface-internal'
+
+/** No receipt frame comes near this. */
+const MAX_FRAME = 2048
+/** How long a receipt stream may sit without a frame. */
+const STREAM_IDLE = 10 * minute
+
+export interface ExitSessionsInit {
+  ledger: Ledger
+  privateKey: PrivateKey
+  /** Micro-credits per GB this exit charges; receipts must carry it. */
+  pricePerGbMicro: bigint
+  /** @default 4 MiB */
+  unsignedThreshold?: number
+  /** New tunnels are refused below this balance (micro-credits). @default 0 */
+  creditLimitMicro?: bigint
+  /** Difficulty a consumer's proof of work must meet for the allowance. */
+  powDifficulty: number
+  /** Publish a long session's receipt at most this often. @default 60 s */
+  publishIntervalMs?: number
+  publish?: (r: CountersignedReceipt) => Promise<void>
+  now?: () => number
+}
+
+export interface ExitSessionsComponents {
+  logger: ComponentLogger
+}
+
+interface Session {
+  consumer: PeerId
+  id: string
+  /** Bytes metered here. */
+  carried: number
+  /** up + down of the newest receipt the consumer signed. */
+  signed: number
+  last?: CountersignedReceipt
+  lastPublishedSeq?: bigint
+  lastPublishedAt: number
+}
+
+interface ConsumerState {
+  unsigned: number
+  waiters: Array<() => void>
+}
+
+export class ExitSessions implements ExitAccounting {
+  private readonly log: Logger
+  private readonly sessions = new Map<string, Session>()
+  private readonly consumers = new Map<string, ConsumerState>()
+  private readonly self: PeerId
+  private readonly now: () => number
+  private running = false
+  private registrar?: Pick<Registrar, 'handle' | 'unhandle'>
+
+  constructor (components: ExitSessionsComponents, private init: ExitSessionsInit) {
+    this.log = components.logger.forComponent('spareband:accounting:exit')
+    this.self = peerIdFromPrivateKey(init.privateKey)
+    this.now = init.now ?? Date.now
+  }
+
+  get threshold (): number {
+    return this.init.unsignedThreshold ?? DEFAULT_UNSIGNED_BYTES_THRESHOLD
+  }
+
+  /** The registrar comes at start: the exit service that meters through us is built before libp2p is. */
+  async start (registrar: Pick<Registrar, 'handle' | 'unhandle'>): Promise<void> {
+    if (this.running) return
+    this.running = true
+    this.registrar = registrar
+    await registrar.handle(RECEIPT_PROTOCOL, (stream, connection) => {
+      this.onStream(stream, connection).catch(err => {
+        this.log.error('receipt stream failed - %e', err)
+        stream.abort(err)
+      })
+    }, { runOnLimitedConnection: true, maxInboundStreams: 256 })
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    await this.registrar?.unhandle(RECEIPT_PROTOCOL)
+    // the last receipt of every session goes out before we leave
+    await Promise.allSettled([...this.sessions.values()].map(async s => this.publishFinal(s)))
+    for (const c of this.consumers.values()) for (const w of c.waiters.splice(0)) w()
+  }
+
+  /** Where countersigned receipts are published (receipt gossip). */
+  setPublisher (publish: (r: CountersignedReceipt) => Promise<void>): void {
+    this.init.publish = publish
+  }
+
+  /** Bytes carried but not yet signed, per consumer (for `balance`). */
+  pendingBytes (): number {
+    let n = 0
+    for (const c of this.consumers.values()) n += c.unsigned
+    return n
+  }
+
+  private consumerState (consumer: string): ConsumerState {
+    let c = this.consumers.get(consumer)
+    if (c == null) {
+      c = { unsigned: 0, waiters: [] }
+      this.consumers.set(consumer, c)
+    }
+    return c
+  }
+
+  private session (consumer: PeerId, id: string): Session {
+    const key = `${consumer.toString()}/${id}`
+    let s = this.sessions.get(key)
+    if (s == null) {
+      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now() }
+      this.sessions.set(key, s)
+    }
+    return s
+  }
+
+  admit (consumer: PeerId, sessionId: string): { status: TunnelStatus, message: string } | undefined {
+    const c = this.consumers.get(consumer.toString())
+    if (c != null && c.unsigned > this.threshold) {
+      return { status: TunnelStatus.RATE_LIMITED, message: `${c.unsigned} bytes carried but not signed (limit ${this.threshold}): send receipts` }
+    }
+    const balance = this.init.ledger.balance(consumer).balanceMicro
+    const limit = this.init.creditLimitMicro ?? 0n
+    if (balance < limit) {
+      return { status: TunnelStatus.INSUFFICIENT_CREDIT, message: `balance ${balance} micro-credits is below this exit's limit of ${limit}` }
+    }
+    if (sessionId !== '') this.session(consumer, sessionId)
+    return undefined
+  }
+
+  meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number): Promise<void> | undefined {
+    const c = this.consumerState(consumer.toString())
+    c.unsigned += bytes
+    if (sessionId !== '') this.session(consumer, sessionId).carried += bytes
+    if (c.unsigned <= this.threshold) return undefined
+    // hold this tunnel until a receipt brings the consumer back under the threshold
+    return new Promise<void>(resolve => { c.waiters.push(resolve) })
+  }
+
+  private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    const consumer = connection.remotePeer
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+    while (true) {
+      let frame
+      try {
+        frame = await lp.read({ signal: AbortSignal.timeout(STREAM_IDLE) })
+      } catch {
+        break // end of stream, idle, or a bad frame: the session's receipts so far stand
+      }
+      let msg: ReceiptStreamMessage
+      try {
+        msg = ReceiptStreamMessage.decode(frame)
+      } catch {
+        await lp.write(ReceiptStreamMessage.encode({ error: 'undecodable frame' }))
+        continue
+      }
+      if (msg.powNonce != null && msg.powDifficulty != null) this.onPow(consumer, msg.powNonce, msg.powDifficulty)
+      if (msg.receipt != null) {
+        const reply = await this.onReceipt(consumer, msg.receipt)
+        await lp.write(ReceiptStreamMessage.encode(reply))
+      } else {
+        // a hello: the ack tells the consumer its allowance is known before its first tunnel
+        await lp.write(ReceiptStreamMessage.encode({}))
+      }
+    }
+    for (const s of this.sessions.values()) {
+      if (s.consumer.equals(consumer)) await this.publishFinal(s).catch(() => {})
+    }
+    await stream.close().catch(() => stream.abort(new Error('close failed')))
+  }
+
+  private onPow (consumer: PeerId, nonceBytes: Uint8Array, difficulty: number): void {
+    if (nonceBytes.byteLength !== 8 || difficulty < this.init.powDifficulty) return
+    const nonce = new DataView(nonceBytes.buffer, nonceBytes.byteOffset, 8).getBigUint64(0)
+    if (!verifyPow(consumer.toMultihash().bytes, nonce, difficulty)) {
+      this.log('invalid proof of work from %p', consumer)
+      return
+    }
+    try {
+      this.init.ledger.recordPow(consumer, nonce, difficulty)
+    } catch (err: any) {
+      this.log('proof of work from %p not recorded - %e', consumer, err)
+    }
+  }
+
+  private async onReceipt (consumer: PeerId, bytes: Uint8Array): Promise<ReceiptStreamMessage> {
+    try {
+      const r = decodeReceipt(bytes)
+      const parties = await verifyReceipt(r, { requireExitSig: false })
+      if (!parties.consumer.equals(consumer)) throw new Error('receipt of another consumer')
+      if (!parties.exit.equals(this.self)) throw new Error('receipt for another exit')
+      if (r.pricePerGb !== this.init.pricePerGbMicro) throw new Error(`price ${r.pricePerGb} is not this exit's ${this.init.pricePerGbMicro} micro-credits/GB`)
+      const s = this.sessions.get(`${consumer.toString()}/${r.sessionId}`)
+      if (s == null) throw new Error(`unknown session ${r.sessionId}`)
+      if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
+      const full = await countersign(r, this.init.privateKey)
+      await this.init.ledger.recordReceipt(full, 'own')
+      const total = Number(full.bytesUp + full.bytesDown)
+      const newly = Math.max(0, total - s.signed)
+      s.signed = Math.max(s.signed, total)
+      s.last = full
+      const c = this.consumerState(consumer.toString())
+      c.unsigned = Math.max(0, c.unsigned - newly)
+      if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+      if (this.now() - s.lastPublishedAt >= (this.init.publishIntervalMs ?? 60 * second)) await this.publish(s)
+      return { receipt: Uint8Array.from(encodeReceipt(full)) }
+    } catch (err: any) {
+      this.log('refused a receipt from %p: %s', consumer, err.message)
+      return { error: err.message ?? String(err) }
+    }
+  }
+
+  private async publish (s: Session): Promise<void> {
+    if (s.last == null || s.last.seq === s.lastPublishedSeq || this.init.publish == null) return
+    s.lastPublishedSeq = s.last.seq
+    s.lastPublishedAt = this.now()
+    await this.init.publish(s.last).catch(err => this.log('could not publish a receipt - %e', err))
+  }
+
+  private async publishFinal (s: Session): Promise<void> {
+    await this.publish(s)
+  }
+}

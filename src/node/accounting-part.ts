@@ -1,0 +1,164 @@
+/**
+ * Wires accounting into a node: the ledger (opened before libp2p, since the
+ * exit meters through it), the exit's receipt sessions, the consumer's
+ * sessions, receipt gossip, the identity proof of work, and the
+ * `balance` / `receipts` API.
+ */
+
+import { join } from 'node:path'
+import { defaultLogger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { Ledger } from '../accounting/ledger.ts'
+import { ExitSessions } from '../accounting/exit-sessions.ts'
+import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
+import { ReceiptGossip } from '../accounting/gossip.ts'
+import { exportReceipts } from '../accounting/export.ts'
+import { formatCredits, solvePow } from '../accounting/credits.ts'
+import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
+import { MiB, second } from '../constants.ts'
+import { HttpError } from './control-api.ts'
+import type { SparebandConfig } from './config.ts'
+import type { Identity } from './identity.ts'
+import type { NodePart, SparebandNode } from './spareband-node.ts'
+import type { RoutingPart } from './routing-part.ts'
+import type { StoredReceipt } from '../accounting/ledger.ts'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { IncomingMessage } from 'node:http'
+
+export const LEDGER_FILE = 'ledger.db'
+
+const micro = (credits: number): bigint => BigInt(Math.round(credits * 1e6))
+
+/** What exists before libp2p does. */
+export interface AccountingCore {
+  ledger: Ledger
+  exitSessions?: ExitSessions
+}
+
+export function openAccounting (config: SparebandConfig, dataDir: string, identity: Identity): AccountingCore | undefined {
+  const a = config.accounting
+  if (!a.enabled) return undefined
+  const ledger = Ledger.open(join(dataDir, LEDGER_FILE), { selfPeerId: identity.peerId, allowanceMicro: micro(a.allowance), powDifficulty: a.pow_difficulty })
+  const exitSessions = config.exit.enabled
+    ? new ExitSessions({ logger: defaultLogger() }, {
+      ledger,
+      privateKey: identity.privateKey,
+      pricePerGbMicro: micro(config.exit.price_per_gb),
+      unsignedThreshold: a.unsigned_threshold_mb * MiB,
+      creditLimitMicro: micro(a.credit_limit),
+      powDifficulty: a.pow_difficulty,
+      publishIntervalMs: a.publish_interval_seconds * second
+    })
+    : undefined
+  return { ledger, exitSessions }
+}
+
+export interface AccountingPart extends NodePart {
+  core: AccountingCore
+  consumer: ConsumerSessions
+  gossip: ReceiptGossip
+}
+
+function receiptRow (s: StoredReceipt): Record<string, unknown> {
+  const r = s.receipt
+  return {
+    id: s.id,
+    sessionId: r.sessionId,
+    consumer: ed25519PeerFromBytes(r.consumer, 'consumer').toString(),
+    exit: ed25519PeerFromBytes(r.exit, 'exit').toString(),
+    bytesUp: r.bytesUp,
+    bytesDown: r.bytesDown,
+    seq: r.seq,
+    startedAt: Number(r.startedAt),
+    updatedAt: Number(r.updatedAt),
+    pricePerGb: formatCredits(r.pricePerGb),
+    cost: formatCredits(s.costMicro),
+    source: s.source,
+    receivedAt: s.receivedAt
+  }
+}
+
+export function accountingPart (node: SparebandNode, core: AccountingCore | undefined): AccountingPart | undefined {
+  if (core == null) return undefined
+  const { libp2p, config, identity } = node
+  const a = config.accounting
+  const { ledger, exitSessions } = core
+  const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger })
+  let pow = ledger.pow(identity.peerId)
+  const powAbort = new AbortController()
+  const consumer = new ConsumerSessions({
+    logger: libp2p.logger,
+    dialProtocol: async (peer, protocol, options) => libp2p.dialProtocol(peer, protocol, options)
+  }, {
+    ledger,
+    privateKey: identity.privateKey,
+    priceOf: exit => node.part<RoutingPart>('routing')?.discovery.ad(exit)?.pricePerGbMicro,
+    intervalBytes: a.receipt_interval_mb * MiB,
+    intervalMs: a.receipt_interval_seconds * second,
+    pow: () => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined
+  })
+  // exits publish their countersigned receipts for everyone to see
+  exitSessions?.setPublisher(async r => gossip.publish(r))
+  const balance = (): Record<string, unknown> => {
+    const b = ledger.balance()
+    return {
+      earned: formatCredits(b.earnedMicro),
+      spent: formatCredits(b.spentMicro),
+      allowance: formatCredits(b.allowanceMicro),
+      balance: formatCredits(b.balanceMicro),
+      bytesCarried: b.bytesCarried,
+      bytesUsed: b.bytesUsed,
+      pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes() },
+      proofOfWork: pow == null ? { solved: false, difficulty: a.pow_difficulty } : { solved: true, difficulty: pow.difficulty },
+      receipts: ledger.size
+    }
+  }
+  return {
+    name: 'accounting',
+    core,
+    consumer,
+    gossip,
+    start: async () => {
+      await exitSessions?.start(libp2p)
+      consumer.start()
+      gossip.start()
+      if (pow == null || pow.difficulty < a.pow_difficulty) {
+        // solved once per identity, in the background; the allowance waits for it
+        const bytes = identity.peerId.toMultihash().bytes
+        solvePow(bytes, a.pow_difficulty, { signal: powAbort.signal }).then(nonce => {
+          ledger.recordPow(identity.peerId, nonce, a.pow_difficulty)
+          pow = { nonce, difficulty: a.pow_difficulty }
+        }, () => {})
+      }
+    },
+    stop: async () => {
+      powAbort.abort()
+      await consumer.stop()
+      await exitSessions?.stop()
+      gossip.stop()
+      ledger.close()
+    },
+    status: () => ({ enabled: true, ...balance(), gossip: gossip.stats }),
+    routes: {
+      balance: { get: () => balance() },
+      receipts: {
+        get: (req: IncomingMessage) => {
+          const url = new URL(req.url ?? '/', 'http://localhost')
+          const limit = Number(url.searchParams.get('limit') ?? '1000')
+          const peerText = url.searchParams.get('peer')
+          let peer
+          try {
+            peer = peerText == null ? undefined : peerIdFromString(peerText)
+          } catch {
+            throw new HttpError(400, `"${peerText}" is not a peer id`)
+          }
+          const format = url.searchParams.get('export')
+          const rows = ledger.receipts({ peer, limit: Number.isFinite(limit) && limit > 0 ? limit : 1000 })
+          if (format == null) return rows.map(receiptRow)
+          if (format !== 'csv' && format !== 'json') throw new HttpError(400, `export format "${format}" is not csv or json`)
+          return { format, text: exportReceipts(rows.map(r => r.receipt), format) }
+        }
+      }
+    }
+  }
+}

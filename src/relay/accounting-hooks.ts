@@ -1,0 +1,29 @@
+/**
+ * What the relay asks of accounting, as interfaces only: the relay meters
+ * and gates, accounting (wired in by the node) decides. Keeps relay free of
+ * ledger and receipt code.
+ */
+
+import type { TunnelStatus } from './tunnel-protocol.ts'
+import type { PeerId } from '@libp2p/interface'
+
+/** From the consumer's point of view: up = consumer -> target, down = target -> consumer. */
+export type MeterDirection = 'up' | 'down'
+
+export interface ExitAccounting {
+  /** Refuses a new tunnel (INSUFFICIENT_CREDIT, RATE_LIMITED) before anything is dialed. */
+  admit (consumer: PeerId, sessionId: string): { status: TunnelStatus, message: string } | undefined
+  /**
+   * Bytes carried in a consumer's session. Returns a promise to hold that
+   * direction until the consumer has signed enough, or nothing to go on.
+   */
+  meter (consumer: PeerId, sessionId: string, direction: MeterDirection, bytes: number): Promise<void> | undefined
+}
+
+export interface ConsumerAccounting {
+  /** The session id to send with a new tunnel to `exit`. */
+  sessionFor (exit: PeerId): string
+  /** Before the first tunnel of a session: introduce ourselves (proof of work) so the exit knows our allowance. */
+  prepare? (exit: PeerId): Promise<void>
+  meter (exit: PeerId, direction: MeterDirection, bytes: number): void
+}
