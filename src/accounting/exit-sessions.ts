@@ -159,6 +159,7 @@ export class ExitSessions implements ExitAccounting {
     if (sessionId !== '') this.session(consumer, sessionId).carried += bytes
     if (c.unsigned <= this.threshold) return undefined
     // hold this tunnel until a receipt brings the consumer back under the threshold
+    if (c.waiters.length === 0) this.log('holding %p: %d bytes unsigned', consumer, c.unsigned)
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
   }
 

@@ -106,8 +106,9 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       spent: formatCredits(b.spentMicro),
       allowance: formatCredits(b.allowanceMicro),
       balance: formatCredits(b.balanceMicro),
-      bytesCarried: b.bytesCarried,
-      bytesUsed: b.bytesUsed,
+      // decimal strings: status() must survive JSON.stringify in embedding apps
+      bytesCarried: b.bytesCarried.toString(),
+      bytesUsed: b.bytesUsed.toString(),
       pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes() },
       proofOfWork: pow == null ? { solved: false, difficulty: a.pow_difficulty } : { solved: true, difficulty: pow.difficulty },
       receipts: ledger.size

@@ -201,6 +201,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
   }
 
+  /** A plain JSON-safe object (no bigints), as the control API serves it. */
   status (): NodeStatus & Record<string, unknown> {
     if (!this.running) throw new NotStartedError()
     const dht: any = this.libp2p.services.dht

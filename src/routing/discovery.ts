@@ -57,8 +57,14 @@ export class ExitDiscovery {
     return this.ads.get(peer.toString())
   }
 
-  /** The exits of `region`: from the cache when fresh, else from the DHT. */
-  async find (region: string, options: AbortOptions & { fresh?: boolean } = {}): Promise<VerifiedCapacityAd[]> {
+  /**
+   * The exits of `region`: from the cache when fresh, else from the DHT.
+   * A DHT query only ends once it has walked the closest peers, which takes
+   * seconds in a real network; with `enough`, the answer comes as soon as
+   * that many ads are verified (or `maxWaitMs` passed with at least one), and
+   * the query goes on filling the cache behind it.
+   */
+  async find (region: string, options: AbortOptions & { fresh?: boolean, enough?: number, maxWaitMs?: number, noWait?: boolean } = {}): Promise<VerifiedCapacityAd[]> {
     const r = normalizeRegion(region)
     const entry = this.regions.get(r)
     const age = entry == null ? Infinity : this.now() - entry.fetchedAt
@@ -68,7 +74,23 @@ export class ExitDiscovery {
       void this.lookup(r).catch(() => {}) // stale but usable: refresh behind the answer
       return this.cached(r)
     }
-    return this.lookup(r, options)
+    const query = this.lookup(r, options)
+    if (options.noWait === true) {
+      // the caller has other candidates: answer from the cache, let the lookup fill it
+      query.catch(() => {})
+      return this.cached(r)
+    }
+    if (options.enough == null) return query
+    query.catch(() => {})
+    const started = this.now()
+    let done = false
+    void query.finally(() => { done = true })
+    while (!done) {
+      const have = this.cached(r).length
+      if (have >= options.enough || (have > 0 && this.now() - started >= (options.maxWaitMs ?? 1000))) return this.cached(r)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    return query
   }
 
   private async lookup (region: string, options: AbortOptions = {}): Promise<VerifiedCapacityAd[]> {
@@ -83,6 +105,8 @@ export class ExitDiscovery {
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? 15 * second), ...(options.signal != null ? [options.signal] : [])])
     const providers: PeerId[] = []
     const seen = new Set<string>()
+    // each ad is fetched as soon as its provider turns up, so early answers can be used
+    const fetches: Array<Promise<VerifiedCapacityAd | undefined>> = []
     try {
       for await (const p of this.components.libp2p.contentRouting.findProviders(regionCid(region), { signal })) {
         const id = p.id.toString()
@@ -90,15 +114,16 @@ export class ExitDiscovery {
         seen.add(id)
         providers.push(p.id)
         if (p.multiaddrs.length > 0) await this.components.libp2p.peerStore.merge(p.id, { multiaddrs: p.multiaddrs }).catch(() => {})
+        fetches.push(this.fetchAd(p.id, { signal }).catch(err => {
+          this.log('no valid capacity ad for %p - %e', p.id, err)
+          return undefined
+        }))
         if (providers.length >= (this.init.maxProviders ?? 40)) break
       }
     } catch (err: any) {
       if (providers.length === 0 && !signal.aborted) throw err
     }
-    const found = await Promise.all(providers.map(async peer => this.fetchAd(peer, { signal }).catch(err => {
-      this.log('no valid capacity ad for %p - %e', peer, err)
-      return undefined
-    })))
+    const found = await Promise.all(fetches)
     const ads = found.filter((a): a is VerifiedCapacityAd => a != null && regionMatches(a.region, region))
     this.regions.set(region, { fetchedAt: this.now(), peers: new Set(ads.map(a => a.peerId.toString())) })
     this.log('region %s: %d providers, %d valid ads', region, providers.length, ads.length)

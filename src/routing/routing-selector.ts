@@ -81,13 +81,16 @@ export class RoutingSelector implements ExitSelector {
   }
 
   private async gather (request: ExitRequest): Promise<ExitCandidate[]> {
+    const known = await this.init.known?.candidates(request) ?? []
     const ads = request.region != null
-      ? await this.init.discovery.find(request.region).catch(() => this.init.discovery.cached(request.region))
+      // first answers are enough to start, and exits we already know need no
+      // wait at all; the rest of the lookup fills the cache for next time
+      ? await this.init.discovery.find(request.region, { enough: 3, maxWaitMs: 500, noWait: known.length > 0 }).catch(() => this.init.discovery.cached(request.region))
       : this.init.discovery.cached()
     const byId = new Map<string, ExitCandidate>()
     for (const ad of ads) if (!ad.peerId.equals(this.libp2p.peerId)) byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
-    if (this.init.known != null) {
-      for (const id of await this.init.known.candidates(request)) {
+    {
+      for (const id of known) {
         if (byId.has(id.toString())) continue
         const ad = this.init.discovery.ad(id)
         if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue

@@ -48,6 +48,7 @@ describe('three nodes form a DHT on TCP loopback', () => {
       expect(s.connections).toBeGreaterThanOrEqual(2)
       expect(s.dht.mode).toBe('server')
       expect(s.dht.routingTableSize).toBeGreaterThanOrEqual(1)
+      expect(JSON.parse(JSON.stringify(s)).peerId).toBe(s.peerId) // embedding apps log it as JSON
     }
     expect(events).toContain(second.peerId.toString())
     const p = (await third.peers()).find(p => p.peerId === first.peerId.toString())!
