@@ -60,6 +60,16 @@ describe('spareband testnet', () => {
     }
   })
 
+  it('its nodes stop on their own when the testnet process is killed outright', async () => {
+    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    procs.push(child)
+    let out = ''
+    child.stdout.on('data', d => { out += d })
+    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: 'testnet JSON' })
+    child.kill('SIGKILL')
+    await waitFor(() => net.nodes.every((n: any) => { try { process.kill(n.pid, 0); return false } catch { return true } }), { timeoutMs: 15_000, what: 'the orphaned nodes to stop' })
+  })
+
   it('rejects a bad region list', async () => {
     const r = await runCli(['testnet', '--regions', 'de,qq'])
     expect(r.code).toBe(2)

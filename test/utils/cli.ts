@@ -45,7 +45,7 @@ export class NodeProcess {
 
   constructor (readonly dataDir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
     // a light proof of work keeps test start-up fast; accounting tests set their own
-    this.child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     this.child.stdout!.on('data', d => { this.output += d })
     this.child.stderr!.on('data', d => { this.output += d })
     this.exited = new Promise(res => this.child.on('exit', (c, s) => res([c, s])))

@@ -32,6 +32,8 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       const { SparebandNode } = await import('../../node/spareband-node.ts')
       const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
       onGracefulShutdown(async () => node.stop())
+      // started by a supervisor (testnet, tests) over IPC: stop when it goes away, even if it was killed
+      if (process.send != null) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
       await node.start()
       const status = node.status()
       log('info', 'spareband node started', {

@@ -91,7 +91,8 @@ export function registerTestnet (program: Command): void {
           '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0',
           ...bootstrap.flatMap(b => ['--bootstrap', b]), ...extra
         ]
-        const child = spawn(process.execPath, args, { stdio: ['ignore', logFile.fd, logFile.fd], env: { ...process.env, SPAREBAND_DATA_DIR: dataDir } })
+        // the IPC channel ties each node's life to ours: if we are killed, they stop
+        const child = spawn(process.execPath, args, { stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'], env: { ...process.env, SPAREBAND_DATA_DIR: dataDir } })
         children.push(child)
         child.on('exit', (code, signal) => {
           void logFile.close()
