@@ -5,6 +5,12 @@
  * on one `/spareband/receipt/1.0.0` stream. The exit's countersigned copy
  * goes into the ledger: that is what the consumer has spent.
  *
+ * Receipts are pipelined: a new one goes out without waiting for the
+ * answer to the last (up to MAX_IN_FLIGHT), and a reader takes the answers
+ * in order. Waiting for each round trip would let the exit's count of
+ * unsigned bytes climb past its threshold on a fast tunnel, and the exit
+ * would then hold our traffic.
+ *
  * A session ends after a quiet spell (or when the node stops): its last
  * receipt is signed and the stream closed, which tells the exit to publish
  * the final receipt. The next tunnel starts a new session.
@@ -19,9 +25,13 @@ import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
+import type { SignedReceipt } from './receipts.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
 const MAX_FRAME = 2048
+/** Receipts sent and not yet answered, per session. */
+const MAX_IN_FLIGHT = 8
+const REPLY_TIMEOUT = 15 * second
 
 export interface ConsumerSessionsInit {
   ledger: Ledger
@@ -44,6 +54,20 @@ export interface ConsumerSessionsComponents {
   dialProtocol: (peer: PeerId, protocol: string, options: AbortOptions & { runOnLimitedConnection?: boolean }) => Promise<Stream>
 }
 
+/** What the next answer on the stream is for: answers come in the order of requests. */
+interface Expected {
+  receipt?: SignedReceipt
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+interface Channel {
+  lp: ReturnType<typeof lpStream>
+  stream: Stream
+  expected: Expected[]
+  broken?: Error
+}
+
 interface Session {
   id: string
   exit: PeerId
@@ -51,13 +75,13 @@ interface Session {
   price: bigint
   up: number
   down: number
-  /** up + down covered by the newest receipt we sent. */
+  /** up + down covered by the newest receipt sent. */
   sentTotal: number
   seq: bigint
   lastActivity: number
-  stream?: Promise<ReturnType<typeof lpStream>>
-  /** Serialises signing: one receipt in flight per session. */
-  signing?: Promise<void>
+  channel?: Promise<Channel>
+  /** Serialises writes on the stream (not their answers). */
+  sending?: Promise<void>
   sentPow: boolean
   closed: boolean
 }
@@ -68,7 +92,7 @@ export class ConsumerSessions implements ConsumerAccounting {
   private readonly self: PeerId
   private readonly now: () => number
   private timer?: NodeJS.Timeout
-  /** Receipts the exits refused, for `balance` and tests. */
+  /** Receipts the exits refused. */
   refused = 0
 
   constructor (private readonly components: ConsumerSessionsComponents, private readonly init: ConsumerSessionsInit) {
@@ -108,6 +132,12 @@ export class ConsumerSessions implements ConsumerAccounting {
     if (s.up + s.down - s.sentTotal >= (this.init.intervalBytes ?? DEFAULT_RECEIPT_INTERVAL_BYTES)) this.sign(s)
   }
 
+  async prepare (exit: PeerId): Promise<void> {
+    const s = this.sessionOf(exit)
+    if (s.sentPow || this.init.pow?.() == null) return
+    await this.serialised(s, async () => this.hello(s, await this.open(s)))
+  }
+
   private sessionOf (exit: PeerId): Session {
     const key = exit.toString()
     let s = this.sessions.get(key)
@@ -134,57 +164,110 @@ export class ConsumerSessions implements ConsumerAccounting {
     const now = this.now()
     for (const s of this.sessions.values()) {
       const outstanding = s.up + s.down - s.sentTotal
-      if (outstanding > 0 && now - s.lastActivity >= 0) this.sign(s)
+      if (outstanding > 0) this.sign(s)
       if (outstanding === 0 && now - s.lastActivity > (this.init.sessionIdleMs ?? 30 * second)) void this.close(s)
     }
   }
 
-  private async open (s: Session): Promise<ReturnType<typeof lpStream>> {
-    s.stream ??= (async () => {
+  /** Runs `fn` after the session's previous write. */
+  private async serialised (s: Session, fn: () => Promise<void>): Promise<void> {
+    const run = (s.sending ?? Promise.resolve()).catch(() => {}).then(fn)
+    s.sending = run
+    try {
+      await run
+    } finally {
+      if (s.sending === run) s.sending = undefined
+    }
+  }
+
+  private async open (s: Session): Promise<Channel> {
+    s.channel ??= (async () => {
       const stream = await this.components.dialProtocol(s.exit, RECEIPT_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10 * second) })
-      return lpStream(stream, { maxDataLength: MAX_FRAME })
+      const channel: Channel = { lp: lpStream(stream, { maxDataLength: MAX_FRAME }), stream, expected: [] }
+      void this.readAnswers(s, channel)
+      return channel
     })()
     try {
-      return await s.stream
+      const channel = await s.channel
+      if (channel.broken != null) throw channel.broken
+      return channel
     } catch (err) {
-      s.stream = undefined
+      s.channel = undefined
       throw err
     }
   }
 
-  /** Signs the session's totals now, unless a receipt is already in flight (the next tick catches up). */
-  private sign (s: Session): void {
-    if (s.signing != null) return
-    s.signing = this.signNow(s).catch(err => {
-      this.log('receipt for %p not delivered - %e', s.exit, err)
-      s.stream = undefined
-    }).finally(() => { s.signing = undefined })
+  /** Takes the exit's answers in order, for as long as the stream lives. */
+  private async readAnswers (s: Session, channel: Channel): Promise<void> {
+    try {
+      while (true) {
+        const frame = await channel.lp.read()
+        const next = channel.expected.shift()
+        if (next == null) throw new Error('an answer nobody asked for')
+        try {
+          await this.onAnswer(s, next, ReceiptStreamMessage.decode(frame.subarray()))
+          next.resolve()
+        } catch (err: any) {
+          next.reject(err)
+        }
+      }
+    } catch (err: any) {
+      channel.broken = err instanceof Error ? err : new Error(String(err))
+      for (const e of channel.expected.splice(0)) e.reject(channel.broken)
+      if (s.channel != null && (await s.channel.catch(() => undefined)) === channel) s.channel = undefined
+    }
   }
 
-  async prepare (exit: PeerId): Promise<void> {
-    const s = this.sessionOf(exit)
-    if (s.sentPow || this.init.pow?.() == null) return
-    await s.signing
-    s.signing = this.hello(s, await this.open(s)).finally(() => { s.signing = undefined })
-    await s.signing
+  private async onAnswer (s: Session, expected: Expected, answer: ReceiptStreamMessage): Promise<void> {
+    const signed = expected.receipt
+    if (signed == null) return // the ack of a hello
+    if (answer.receipt == null) {
+      this.refused++
+      throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)
+    }
+    const full = decodeReceipt(answer.receipt)
+    const parties = await verifyReceipt(full)
+    if (!parties.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== signed.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
+      throw new Error('the exit countersigned something else than we signed')
+    }
+    await this.init.ledger.recordReceipt(full, 'own', { verified: true })
+  }
+
+  /** Writes a frame; resolves once written, with (boxed, so await does not flatten it) the promise of its answer. */
+  private async request (channel: Channel, msg: ReceiptStreamMessage, receipt?: SignedReceipt): Promise<{ answered: Promise<void> }> {
+    const answered = new Promise<void>((resolve, reject) => { channel.expected.push({ receipt, resolve, reject }) })
+    answered.catch(() => {})
+    await channel.lp.write(ReceiptStreamMessage.encode(msg))
+    return { answered }
   }
 
   /** Sends our proof of work once per session and waits for the exit's ack. */
-  private async hello (s: Session, lp: ReturnType<typeof lpStream>): Promise<void> {
+  private async hello (s: Session, channel: Channel): Promise<void> {
     const pow = this.init.pow?.()
     if (s.sentPow || pow == null) return
     const nonce = new Uint8Array(8)
     new DataView(nonce.buffer).setBigUint64(0, pow.nonce)
-    await lp.write(ReceiptStreamMessage.encode({ powNonce: nonce, powDifficulty: pow.difficulty }))
-    await lp.read({ signal: AbortSignal.timeout(5 * second) })
+    const { answered } = await this.request(channel, { powNonce: nonce, powDifficulty: pow.difficulty })
+    await withTimeout(answered, 5 * second)
     s.sentPow = true
   }
 
-  private async signNow (s: Session): Promise<void> {
+  /** Signs the session's totals now, unless a full window of receipts is unanswered. */
+  private sign (s: Session): void {
+    if (s.sending != null) return // a write is under way; the next meter() or tick catches up
+    void this.serialised(s, async () => {
+      const sent = await this.signNow(s)
+      sent?.answered.catch(err => this.log('receipt for %p not countersigned - %e', s.exit, err))
+    }).catch(err => this.log('receipt for %p not sent - %e', s.exit, err))
+  }
+
+  /** Sends a receipt; resolves once it is written, with the promise of its answer. */
+  private async signNow (s: Session): Promise<{ answered: Promise<void> } | undefined> {
     const total = s.up + s.down
-    if (total <= s.sentTotal && s.seq > 0n) return
-    const lp = await this.open(s)
-    await this.hello(s, lp)
+    if (total <= s.sentTotal && s.seq > 0n) return undefined
+    const channel = await this.open(s)
+    if (channel.expected.length >= MAX_IN_FLIGHT) return undefined
+    await this.hello(s, channel)
     s.seq += 1n
     const signed = await signAsConsumer({
       sessionId: s.id,
@@ -199,40 +282,41 @@ export class ConsumerSessions implements ConsumerAccounting {
     }, this.init.privateKey)
     const before = s.sentTotal
     s.sentTotal = total
-    let reply: ReceiptStreamMessage
     try {
-      await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(signed)) }))
-      reply = ReceiptStreamMessage.decode((await lp.read({ signal: AbortSignal.timeout(15 * second) })).subarray())
+      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, signed)
+      // an unanswered receipt is covered again by the next, cumulative one
+      const checked = withTimeout(answered, REPLY_TIMEOUT).catch(err => { if (s.sentTotal === total) s.sentTotal = before; throw err })
+      checked.catch(() => {})
+      return { answered: checked }
     } catch (err) {
-      // cumulative receipts: the next one covers these bytes again
       s.sentTotal = before
       throw err
     }
-    if (reply.receipt == null) {
-      this.refused++
-      throw new Error(`exit refused the receipt: ${reply.error ?? 'no reason given'}`)
-    }
-    const full = decodeReceipt(reply.receipt)
-    const parties = await verifyReceipt(full)
-    if (!parties.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== s.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
-      throw new Error('the exit countersigned something else than we signed')
-    }
-    await this.init.ledger.recordReceipt(full, 'own')
   }
 
   private async close (s: Session): Promise<void> {
     if (s.closed) return
     s.closed = true
-    await s.signing
     if (s.up + s.down > s.sentTotal) {
-      s.signing = this.signNow(s).catch(err => this.log('final receipt for %p not delivered - %e', s.exit, err))
-      await s.signing
+      await this.serialised(s, async () => { await (await this.signNow(s))?.answered }).catch(err => this.log('final receipt for %p not delivered - %e', s.exit, err))
     }
-    const lp = await s.stream?.catch(() => undefined)
-    if (lp != null) {
-      const stream = lp.unwrap()
-      await stream.close({ signal: AbortSignal.timeout(2 * second) }).catch(() => stream.abort(new Error('close timed out')))
+    await s.sending?.catch(() => {})
+    const channel = await s.channel?.catch(() => undefined)
+    if (channel != null) {
+      // let the answers in flight arrive before the exit sees us leave
+      const deadline = this.now() + 2 * second
+      while (channel.expected.length > 0 && channel.broken == null && this.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+      await channel.stream.close({ signal: AbortSignal.timeout(2 * second) }).catch(() => channel.stream.abort(new Error('close timed out')))
     }
     if (this.sessions.get(s.exit.toString()) === s) this.sessions.delete(s.exit.toString())
+  }
+}
+
+async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms) })])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -14,13 +14,13 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
-import { countersign, decodeReceipt, encodeReceipt, verifyReceipt } from './receipts.ts'
+import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptSigningBytes, verifyReceipt } from './receipts.ts'
 import { verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_UNSIGNED_BYTES_THRESHOLD } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
-import type { CountersignedReceipt } from './receipts.ts'
+import type { CountersignedReceipt, SignedReceipt } from './receipts.ts'
 import type { ComponentLogger, Connection, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
 
@@ -74,6 +74,8 @@ export class ExitSessions implements ExitAccounting {
   private readonly self: PeerId
   private readonly now: () => number
   private running = false
+  /** How often a consumer's traffic was held for unsigned bytes. */
+  holds = 0
   private registrar?: Pick<Registrar, 'handle' | 'unhandle'>
 
   constructor (components: ExitSessionsComponents, private init: ExitSessionsInit) {
@@ -153,13 +155,17 @@ export class ExitSessions implements ExitAccounting {
     return undefined
   }
 
-  meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number): Promise<void> | undefined {
+  meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number, queued = 0): Promise<void> | undefined {
     const c = this.consumerState(consumer.toString())
     c.unsigned += bytes
     if (sessionId !== '') this.session(consumer, sessionId).carried += bytes
-    if (c.unsigned <= this.threshold) return undefined
+    // bytes still queued on our side have not reached the consumer: it cannot have signed them yet
+    if (c.unsigned - queued <= this.threshold) return undefined
     // hold this tunnel until a receipt brings the consumer back under the threshold
-    if (c.waiters.length === 0) this.log('holding %p: %d bytes unsigned', consumer, c.unsigned)
+    if (c.waiters.length === 0) {
+      this.holds++
+      this.log('holding %p: %d bytes unsigned', consumer, c.unsigned)
+    }
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
   }
 
@@ -212,22 +218,25 @@ export class ExitSessions implements ExitAccounting {
   private async onReceipt (consumer: PeerId, bytes: Uint8Array): Promise<ReceiptStreamMessage> {
     try {
       const r = decodeReceipt(bytes)
-      const parties = await verifyReceipt(r, { requireExitSig: false })
-      if (!parties.consumer.equals(consumer)) throw new Error('receipt of another consumer')
-      if (!parties.exit.equals(this.self)) throw new Error('receipt for another exit')
+      if (r.consumer == null || !ed25519PeerFromBytes(r.consumer, 'consumer').equals(consumer)) throw new Error('receipt of another consumer')
+      if (r.exit == null || !ed25519PeerFromBytes(r.exit, 'exit').equals(this.self)) throw new Error('receipt for another exit')
       if (r.pricePerGb !== this.init.pricePerGbMicro) throw new Error(`price ${r.pricePerGb} is not this exit's ${this.init.pricePerGbMicro} micro-credits/GB`)
       const s = this.sessions.get(`${consumer.toString()}/${r.sessionId}`)
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
-      const full = await countersign(r, this.init.privateKey)
-      await this.init.ledger.recordReceipt(full, 'own')
-      const total = Number(full.bytesUp + full.bytesDown)
+      await verifyReceipt(r, { requireExitSig: false })
+      // the consumer has signed these bytes: its held traffic may go on now,
+      // before our own signature and the ledger write
+      const total = Number(r.bytesUp! + r.bytesDown!)
       const newly = Math.max(0, total - s.signed)
       s.signed = Math.max(s.signed, total)
-      s.last = full
       const c = this.consumerState(consumer.toString())
       c.unsigned = Math.max(0, c.unsigned - newly)
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+      const signed = r as SignedReceipt
+      const full: CountersignedReceipt = { ...signed, exitSig: new Uint8Array(await this.init.privateKey.sign(receiptSigningBytes(signed))) }
+      await this.init.ledger.recordReceipt(full, 'own', { verified: true })
+      s.last = full
       if (this.now() - s.lastPublishedAt >= (this.init.publishIntervalMs ?? 60 * second)) await this.publish(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {

@@ -109,7 +109,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       // decimal strings: status() must survive JSON.stringify in embedding apps
       bytesCarried: b.bytesCarried.toString(),
       bytesUsed: b.bytesUsed.toString(),
-      pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes() },
+      pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0 },
       proofOfWork: pow == null ? { solved: false, difficulty: a.pow_difficulty } : { solved: true, difficulty: pow.difficulty },
       receipts: ledger.size
     }

@@ -16,8 +16,10 @@ export interface ExitAccounting {
   /**
    * Bytes carried in a consumer's session. Returns a promise to hold that
    * direction until the consumer has signed enough, or nothing to go on.
+   * `queued`: bytes of this tunnel still waiting in the stream's write
+   * buffer, which the consumer cannot have seen (and so cannot have signed).
    */
-  meter (consumer: PeerId, sessionId: string, direction: MeterDirection, bytes: number): Promise<void> | undefined
+  meter (consumer: PeerId, sessionId: string, direction: MeterDirection, bytes: number, queued?: number): Promise<void> | undefined
 }
 
 export interface ConsumerAccounting {

@@ -338,7 +338,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
           this.stats.bytesOut += bytes
           info.bytesOut += bytes
           wait = consumeAll([this.down, mine?.down], bytes)
-          hold = accounting?.meter(consumerPeer, request.sessionId, 'down', bytes)
+          hold = accounting?.meter(consumerPeer, request.sessionId, 'down', bytes, stream.writeBufferLength)
         } else {
           this.stats.bytesIn += bytes
           info.bytesIn += bytes

@@ -1,0 +1,104 @@
+/**
+ * What accounting costs on the data path: tunnel throughput through the
+ * SOCKS5 proxy with metering, receipts every 1 MiB and the ledger on, against
+ * the same with accounting off, on the same run. Runs alternate so drift in
+ * the machine's load hits both sides alike. Target: under 5 % slower.
+ *
+ *   npm run build && node dist/bench/accounting-tunnel.bench.js
+ */
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { createServer } from 'node:net'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { createSparebandNode } from '../src/index.ts'
+import { Report } from './lib/report.ts'
+import type { SparebandNode } from '../src/index.ts'
+import type { AddressInfo } from 'node:net'
+
+const exec = promisify(execFile)
+const TOTAL = 128 * 1024 * 1024
+const ROUNDS = 3
+
+interface Pair { exit: SparebandNode, consumer: SparebandNode, dirs: string[] }
+
+async function pair (accounting: boolean, port: number): Promise<Pair> {
+  const dirs = [await mkdtemp(join(tmpdir(), 'sb-bench-acct-')), await mkdtemp(join(tmpdir(), 'sb-bench-acct-'))]
+  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], proxy: { socks_port: 0, http_port: 0 }, accounting: { enabled: accounting, pow_difficulty: 8 } }
+  const exit = await createSparebandNode({ dataDir: dirs[0], controlApi: false, config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [port] } } })
+  await exit.start()
+  const consumer = await createSparebandNode({ dataDir: dirs[1], controlApi: false, config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false } } })
+  await consumer.start()
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline && !(await consumer.peers()).some(p => p.agent?.includes('exit') === true)) await new Promise(resolve => setTimeout(resolve, 100))
+  return { exit, consumer, dirs }
+}
+
+/** MB/s of one download of TOTAL bytes through the consumer's SOCKS5 proxy, by curl. */
+async function download (p: Pair, port: number): Promise<number> {
+  const socks = (p.consumer.status() as any).proxy.socksPort
+  const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', '--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${port}/`])
+  const [bytes, seconds] = stdout.split(' ').map(Number)
+  if (bytes !== TOTAL) throw new Error(`downloaded ${bytes} of ${TOTAL} bytes`)
+  return bytes / 1e6 / seconds
+}
+
+export async function main (): Promise<void> {
+  const report = new Report('accounting-tunnel')
+  // a raw HTTP origin streaming TOTAL bytes with backpressure
+  const chunk = Buffer.alloc(64 * 1024, 0x5a)
+  const origin = createServer(s => {
+    s.on('error', () => {})
+    s.once('data', () => {
+      s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${TOTAL}\r\nconnection: close\r\n\r\n`)
+      let sent = 0
+      const pump = (): void => {
+        while (sent < TOTAL) {
+          sent += chunk.byteLength
+          if (!s.write(chunk)) { s.once('drain', pump); return }
+        }
+        s.end()
+      }
+      pump()
+    })
+  })
+  await new Promise<void>(resolve => origin.listen(0, '127.0.0.1', resolve))
+  const port = (origin.address() as AddressInfo).port
+  const on = await pair(true, port)
+  const off = await pair(false, port)
+  try {
+    await download(on, port) // warm-up: sessions, proof of work, JIT
+    await download(off, port)
+    const results = { on: [] as number[], off: [] as number[] }
+    for (let i = 0; i < ROUNDS; i++) {
+      results.off.push(await download(off, port))
+      results.on.push(await download(on, port))
+    }
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+    const mOn = median(results.on)
+    const mOff = median(results.off)
+    const cost = (1 - mOn / mOff) * 100
+    report.line('tunnel download, accounting off (median)', mOff, 'MB/s', `${ROUNDS} x ${TOTAL / 2 ** 20} MiB via SOCKS5`)
+    report.line('tunnel download, accounting on (median)', mOn, 'MB/s', 'receipts every 1 MiB, ledger writes')
+    report.line('accounting cost', Math.round(cost * 10) / 10, '%')
+    const a = (on.exit.status() as any).accounting
+    report.line('exit holds for unsigned bytes', a.pending.holds, '')
+    report.target('accounting costs under 5 % of throughput', cost < 5, `${cost.toFixed(1)} %`)
+    report.summary()
+  } finally {
+    for (const p of [on, off]) {
+      await p.consumer.stop()
+      await p.exit.stop()
+      await Promise.all(p.dirs.map(async d => rm(d, { recursive: true, force: true })))
+    }
+    origin.close()
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main()
+  process.exit(0)
+}
