@@ -5,7 +5,7 @@
  * carries the targeting user name.
  */
 
-import { createServer } from 'node:net'
+import { ProxyListener } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead } from './http-proxy-protocol.ts'
 import { httpStatusFor } from './status-codes.ts'
@@ -14,35 +14,14 @@ import { TargetingError, authenticate } from './targeting.ts'
 import { HANDSHAKE_TIMEOUT } from './socks5.ts'
 import type { Ingress } from './ingress.ts'
 import type { RequestHead } from './http-proxy-protocol.ts'
-import type { Server, Socket, AddressInfo } from 'node:net'
+import type { Socket } from 'node:net'
 
-export class HttpProxyServer {
-  private server?: Server
-  port = 0
-
-  constructor (private readonly ingress: Ingress, private readonly host: string, private readonly requestedPort: number) {}
-
-  async start (): Promise<void> {
-    this.ingress.checkBindAllowed(this.host, 'the HTTP proxy')
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, socket => { this.onConnection(socket) })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.requestedPort, this.host, () => { server.off('error', reject); resolve() })
-    })
-    this.server = server
-    this.port = (server.address() as AddressInfo).port
+export class HttpProxyServer extends ProxyListener {
+  constructor (ingress: Ingress, host: string, port: number) {
+    super(ingress, host, port, 'the HTTP proxy')
   }
 
-  async stop (): Promise<void> {
-    const server = this.server
-    if (server == null) return
-    this.server = undefined
-    await new Promise<void>(resolve => server.close(() => resolve()))
-  }
-
-  private onConnection (socket: Socket): void {
-    this.ingress.track(socket)
-    socket.on('error', () => {})
+  protected onConnection (socket: Socket): void {
     const buf = new Uint8ArrayList()
     const timer = setTimeout(() => { reply(socket, 408, 'Request Timeout', 'no complete request head in time') }, HANDSHAKE_TIMEOUT)
     const onData = (chunk: Buffer): void => {

@@ -4,7 +4,7 @@
  * go to the exit unresolved, so the consumer does no DNS for proxied traffic.
  */
 
-import { createServer } from 'node:net'
+import { ProxyListener } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { second } from '../constants.ts'
 import { AuthMethod, Command, Reply, Socks5ProtocolError, chooseMethod, encodeMethodSelection, encodeReply, encodeUserPassStatus, parseGreeting, parseRequest, parseUserPass } from './socks5-protocol.ts'
@@ -13,37 +13,16 @@ import { ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
 import type { Ingress } from './ingress.ts'
 import type { Targeting } from './targeting.ts'
-import type { Server, Socket, AddressInfo } from 'node:net'
+import type { Socket } from 'node:net'
 
 export const HANDSHAKE_TIMEOUT = 10 * second
 
-export class Socks5Server {
-  private server?: Server
-  port = 0
-
-  constructor (private readonly ingress: Ingress, private readonly host: string, private readonly requestedPort: number) {}
-
-  async start (): Promise<void> {
-    this.ingress.checkBindAllowed(this.host, 'the SOCKS5 proxy')
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, socket => { this.onConnection(socket) })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.requestedPort, this.host, () => { server.off('error', reject); resolve() })
-    })
-    this.server = server
-    this.port = (server.address() as AddressInfo).port
+export class Socks5Server extends ProxyListener {
+  constructor (ingress: Ingress, host: string, port: number) {
+    super(ingress, host, port, 'the SOCKS5 proxy')
   }
 
-  async stop (): Promise<void> {
-    const server = this.server
-    if (server == null) return
-    this.server = undefined
-    await new Promise<void>(resolve => server.close(() => resolve()))
-  }
-
-  private onConnection (socket: Socket): void {
-    this.ingress.track(socket)
-    socket.on('error', () => {})
+  protected onConnection (socket: Socket): void {
     const requireAuth = this.ingress.init.credentials.password != null || this.ingress.init.credentials.username != null
     const buf = new Uint8ArrayList()
     let phase: 'greeting' | 'auth' | 'request' | 'connecting' = 'greeting'
