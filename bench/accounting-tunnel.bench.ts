@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net'
 
 const exec = promisify(execFile)
 const TOTAL = 128 * 1024 * 1024
-const ROUNDS = 3
+const ROUNDS = 4
 
 interface Pair { exit: SparebandNode, consumer: SparebandNode, dirs: string[] }
 
@@ -77,12 +77,14 @@ export async function main (): Promise<void> {
       results.off.push(await download(off, port))
       results.on.push(await download(on, port))
     }
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-    const mOn = median(results.on)
-    const mOff = median(results.off)
+    // best of N: other load on the machine only ever slows a run down, so the
+    // fastest run of each side is the fairest comparison
+    const best = (xs: number[]): number => Math.max(...xs)
+    const mOn = best(results.on)
+    const mOff = best(results.off)
     const cost = (1 - mOn / mOff) * 100
-    report.line('tunnel download, accounting off (median)', mOff, 'MB/s', `${ROUNDS} x ${TOTAL / 2 ** 20} MiB via SOCKS5`)
-    report.line('tunnel download, accounting on (median)', mOn, 'MB/s', 'receipts every 1 MiB, ledger writes')
+    report.line('tunnel download, accounting off (best)', mOff, 'MB/s', `${ROUNDS} x ${TOTAL / 2 ** 20} MiB via SOCKS5, all runs: ${results.off.map(x => x.toFixed(0)).join(' ')}`)
+    report.line('tunnel download, accounting on (best)', mOn, 'MB/s', `receipts every 1 MiB; all runs: ${results.on.map(x => x.toFixed(0)).join(' ')}`)
     report.line('accounting cost', Math.round(cost * 10) / 10, '%')
     const a = (on.exit.status() as any).accounting
     report.line('exit holds for unsigned bytes', a.pending.holds, '')

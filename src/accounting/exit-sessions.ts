@@ -157,8 +157,14 @@ export class ExitSessions implements ExitAccounting {
 
   meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number, queued = 0): Promise<void> | undefined {
     const c = this.consumerState(consumer.toString())
-    c.unsigned += bytes
-    if (sessionId !== '') this.session(consumer, sessionId).carried += bytes
+    if (sessionId !== '') {
+      // the consumer counts uploads as it sends them, so its receipts can cover
+      // bytes before they get here: those are not unsigned when they arrive
+      const s = this.session(consumer, sessionId)
+      const coveredBefore = Math.min(s.carried, s.signed)
+      s.carried += bytes
+      c.unsigned += bytes - (Math.min(s.carried, s.signed) - coveredBefore)
+    } else c.unsigned += bytes
     // bytes still queued on our side have not reached the consumer: it cannot have signed them yet
     if (c.unsigned - queued <= this.threshold) return undefined
     // hold this tunnel until a receipt brings the consumer back under the threshold
@@ -228,8 +234,10 @@ export class ExitSessions implements ExitAccounting {
       // the consumer has signed these bytes: its held traffic may go on now,
       // before our own signature and the ledger write
       const total = Number(r.bytesUp! + r.bytesDown!)
-      const newly = Math.max(0, total - s.signed)
+      // only bytes carried here can be signed off; the rest is credited as it arrives (meter)
+      const coveredBefore = Math.min(s.carried, s.signed)
       s.signed = Math.max(s.signed, total)
+      const newly = Math.min(s.carried, s.signed) - coveredBefore
       const c = this.consumerState(consumer.toString())
       c.unsigned = Math.max(0, c.unsigned - newly)
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()

@@ -57,7 +57,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       circuitRelayTransport({ reservationCompletionTimeout: 10 * second })
     ],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER } })],
+    streamMuxers: [yamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER } })],
     connectionManager: {
       // many testnet nodes share one IP: the default of 5 inbound
       // connections per second per host resets a burst of bootstrap dials

@@ -45,6 +45,7 @@ export interface PipeResult {
 class Holds {
   private count = 0
   constructor (private readonly pause: () => void, private readonly resume: () => void) {}
+  get held (): boolean { return this.count > 0 }
   hold (): void { if (this.count++ === 0) this.pause() }
   release (): void { if (--this.count === 0) this.resume() }
 }
@@ -82,9 +83,18 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     }
 
     const socketHolds = new Holds(() => socket.pause(), () => { if (!socket.destroyed) socket.resume() })
-    const streamHolds = new Holds(
-      () => { if (stream.readStatus === 'readable') stream.pause() },
-      () => { if (stream.readStatus === 'paused') stream.resume() }
+    // stream.resume() (@libp2p/utils 7.4) dispatches the buffered data before it
+    // re-opens the yamux window: a pause taken inside that dispatch would be
+    // undone and the window would stay open while the stream is paused
+    let resuming = false
+    const streamHolds: Holds = new Holds(
+      () => { if (!resuming && stream.readStatus === 'readable') stream.pause() },
+      () => {
+        if (stream.readStatus !== 'paused') return
+        resuming = true
+        try { stream.resume() } finally { resuming = false }
+        if (streamHolds.held && (stream.readStatus as string) === 'readable') stream.pause()
+      }
     )
 
     const writeToSocket = (data: Uint8Array | Uint8ArrayList): void => {
@@ -151,7 +161,9 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         // the far side reset or aborted: tell our client with a TCP RST
         result.error ??= evt.error
         resetSocket(socket)
-      } else if (!socket.destroyed && !socket.writableEnded) {
+      } else if (!socket.destroyed && !socket.writableEnded && stream.readBufferLength === 0) {
+        // a stream closes (both FINs) while a paused reader may still hold
+        // data: then the 'end' event, after the last byte, ends the socket
         socket.end()
       }
       finish()
