@@ -135,7 +135,9 @@ export function registerTestnet (program: Command): void {
           process.stdout.write(formatTable(['NODE', 'PEER ID', 'REGION', 'API', 'SOCKS5', 'HTTP', 'DATA DIR'],
             nodes.map(n => [n.index, n.peerId, n.region, n.api, n.socksPort, n.httpPort, n.dataDir])))
           process.stdout.write(`\ntestnet of ${nodes.length} node(s) is up. Ctrl-C stops it.\n` +
-            `try:  spareband peers --data-dir ${first.dataDir}\n`)
+            `try:  npx spareband peers --data-dir ${first.dataDir}\n` +
+            `      npx spareband providers --region ${regions[0]} --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
+            `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${nodes[nodes.length - 1].socksPort} https://example.org/\n`)
         }
         log('info', 'testnet ready', { nodes: nodes.length, bootstrap: bootstrap[0] })
       } catch (err: any) {
