@@ -92,7 +92,8 @@ export class Ingress {
     try {
       const accounting = this.init.accounting
       if (initialToStream != null && initialToStream.byteLength > 0) {
-        tunnel.stream.send(initialToStream)
+        // the exit may already be gone; the pump below then sees the closed stream
+        try { tunnel.stream.send(initialToStream) } catch {}
         this.stats.bytesOut += initialToStream.byteLength
         accounting?.meter(tunnel.exit, 'up', initialToStream.byteLength)
       }

@@ -87,13 +87,25 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     // re-opens the yamux window: a pause taken inside that dispatch would be
     // undone and the window would stay open while the stream is paused
     let resuming = false
+    // pause() and resume() send yamux window frames and throw once the
+    // connection under the stream is gone (the far end was killed): that is
+    // the end of this tunnel, never a reason to crash the node
+    const guarded = (fn: () => void): void => {
+      try {
+        fn()
+      } catch (err: any) {
+        fail(err)
+      }
+    }
     const streamHolds: Holds = new Holds(
-      () => { if (!resuming && stream.readStatus === 'readable') stream.pause() },
+      () => { guarded(() => { if (!resuming && stream.readStatus === 'readable') stream.pause() }) },
       () => {
-        if (stream.readStatus !== 'paused') return
-        resuming = true
-        try { stream.resume() } finally { resuming = false }
-        if (streamHolds.held && (stream.readStatus as string) === 'readable') stream.pause()
+        guarded(() => {
+          if (stream.readStatus !== 'paused') return
+          resuming = true
+          try { stream.resume() } finally { resuming = false }
+          if (streamHolds.held && (stream.readStatus as string) === 'readable') stream.pause()
+        })
       }
     )
 

@@ -116,7 +116,7 @@ describe('accounting end to end: receipts, ledger, gossip, credit at risk', () =
     const session = await waitFor(async () => (await receipts(consumer.dataDir)).find(r => Number(r.seq) >= (seqBefore.get(r.sessionId) ?? 0) + 3), { what: 'countersigned receipts' })
     await exit.proc.kill() // SIGKILL
     await transfer
-    const held = (await receipts(consumer.dataDir)).find(r => r.sessionId === session.sessionId)
+    const held = (await receipts(consumer.dataDir).catch(err => { throw new Error(`${err.message}\nconsumer output:\n${consumer.proc.output.slice(-3000)}`) })).find(r => r.sessionId === session.sessionId)
     restarted = new NodeProcess(exit.dataDir, [...LOOPBACK, '--listen', '/ip4/127.0.0.1/tcp/0'])
     await restarted.ready()
     const kept = (await receipts(exit.dataDir)).find(r => r.sessionId === session.sessionId)
