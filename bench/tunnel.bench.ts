@@ -468,6 +468,8 @@ async function withAccounting (ports: Ports, data: DataTarget, http: Target): Pr
     const deadline = performance.now() + 120_000
     while (!(await exitSolved()) && performance.now() < deadline) await sleep(100)
     r.info(`accounting on (node defaults) for consumer and exit; fresh identities, the consumer's proof of work took ${((performance.now() - started) / 1000).toFixed(1)} s more after start; it then spends its starting allowance`)
+    // the same warm-up as the accounting-off figures get, so JIT and windows compare fairly
+    check('accounting-on warm-up', await tunnelTransfer(s, data.port, 'download', WARMUP), WARMUP)
     for (const dir of ['download', 'upload'] as const) {
       try {
         const res = await tunnelTransfer(s, data.port, dir, TOTAL)
