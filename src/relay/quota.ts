@@ -29,6 +29,8 @@ export class QuotaTracker {
   private state: QuotaState
   private dirty = false
   private readonly now: () => Date
+  /** Local midnight after the current day: until then roll() has nothing to do (it runs per chunk). */
+  private nextRoll = 0
 
   constructor (private readonly init: QuotaInit) {
     this.now = init.now ?? (() => new Date())
@@ -47,7 +49,12 @@ export class QuotaTracker {
 
   /** Starts new counters when the local day or month has changed. */
   private roll (): void {
-    const day = dayKey(this.now())
+    const now = this.init.now != null ? this.init.now() : undefined
+    const t = now?.getTime() ?? Date.now()
+    if (t < this.nextRoll && t >= this.nextRoll - 25 * 60 * 60 * 1000) return
+    const d = now ?? new Date(t)
+    this.nextRoll = new Date(d.getFullYear(), d.getMonth(), d.getDate() + 1).getTime()
+    const day = dayKey(d)
     const month = day.slice(0, 7)
     if (this.state.month !== month) { this.state.month = month; this.state.monthBytes = 0; this.dirty = true }
     if (this.state.day !== day) { this.state.day = day; this.state.dayBytes = 0; this.dirty = true }
