@@ -25,7 +25,9 @@ describe('tunnel lifecycle: idle timeout, disappearing sides, concurrency', () =
     })
     await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
     echoPort = (echo.address() as AddressInfo).port
-    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 } }
+    // a light proof of work: with the default (about a second), a consumer that has spent
+    // anything is refused until its allowance is known, which races these tests
+    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
     exit = await createSparebandNode({
       dataDir: await tempDir('sb-life-'),
       config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [echoPort], idle_timeout_seconds: 3 } }
@@ -37,6 +39,7 @@ describe('tunnel lifecycle: idle timeout, disappearing sides, concurrency', () =
     })
     await consumer.start()
     await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify' })
+    await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved === true, { what: 'the consumer\'s proof of work' })
   })
   afterAll(async () => {
     await consumer?.stop()
