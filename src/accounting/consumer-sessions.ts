@@ -79,6 +79,8 @@ interface Session {
   sentTotal: number
   seq: bigint
   lastActivity: number
+  /** Receipts written and not yet answered (at most MAX_IN_FLIGHT). */
+  inFlight: number
   channel?: Promise<Channel>
   /** Serialises writes on the stream (not their answers). */
   sending?: Promise<void>
@@ -152,6 +154,7 @@ export class ConsumerSessions implements ConsumerAccounting {
         sentTotal: 0,
         seq: 0n,
         lastActivity: this.now(),
+        inFlight: 0,
         sentPow: false,
         closed: false
       }
@@ -254,7 +257,9 @@ export class ConsumerSessions implements ConsumerAccounting {
 
   /** Signs the session's totals now, unless a full window of receipts is unanswered. */
   private sign (s: Session): void {
-    if (s.sending != null) return // a write is under way; the next meter() or tick catches up
+    // a write under way or a full window: the next meter() or tick catches up
+    // (checked here, synchronously, because meter() calls this for every chunk)
+    if (s.sending != null || s.inFlight >= MAX_IN_FLIGHT) return
     void this.serialised(s, async () => {
       const sent = await this.signNow(s)
       sent?.answered.catch(err => this.log('receipt for %p not countersigned - %e', s.exit, err))
@@ -266,7 +271,7 @@ export class ConsumerSessions implements ConsumerAccounting {
     const total = s.up + s.down
     if (total <= s.sentTotal && s.seq > 0n) return undefined
     const channel = await this.open(s)
-    if (channel.expected.length >= MAX_IN_FLIGHT) return undefined
+    if (s.inFlight >= MAX_IN_FLIGHT) return undefined
     await this.hello(s, channel)
     s.seq += 1n
     const signed = await signAsConsumer({
@@ -283,7 +288,9 @@ export class ConsumerSessions implements ConsumerAccounting {
     const before = s.sentTotal
     s.sentTotal = total
     try {
-      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, signed)
+      s.inFlight++
+      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, signed).catch(err => { s.inFlight--; throw err })
+      answered.then(() => { s.inFlight-- }, () => { s.inFlight-- })
       // an unanswered receipt is covered again by the next, cumulative one
       const checked = withTimeout(answered, REPLY_TIMEOUT).catch(err => { if (s.sentTotal === total) s.sentTotal = before; throw err })
       checked.catch(() => {})

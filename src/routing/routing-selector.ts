@@ -89,14 +89,12 @@ export class RoutingSelector implements ExitSelector {
       : this.init.discovery.cached()
     const byId = new Map<string, ExitCandidate>()
     for (const ad of ads) if (!ad.peerId.equals(this.libp2p.peerId)) byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
-    {
-      for (const id of known) {
-        if (byId.has(id.toString())) continue
-        const ad = this.init.discovery.ad(id)
-        if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
-        // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
-        byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, verified: 'unverifiable', reachability: 'unknown' })
-      }
+    for (const id of known) {
+      if (byId.has(id.toString())) continue
+      const ad = this.init.discovery.ad(id)
+      if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
+      // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
+      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, verified: 'unverifiable', reachability: 'unknown' })
     }
     return [...byId.values()]
   }
