@@ -25,6 +25,6 @@ describe('tunnel status -> client reply', () => {
     expect(httpStatusFor(TunnelStatus.TIMEOUT)[0]).toBe(504)
     expect(httpStatusFor(TunnelStatus.RATE_LIMITED)[0]).toBe(429)
     expect(httpStatusFor(TunnelStatus.INSUFFICIENT_CREDIT)[0]).toBe(402)
-    for (const s of [TunnelStatus.BUSY, TunnelStatus.QUOTA_EXCEEDED, TunnelStatus.OUTSIDE_SCHEDULE, NO_EXIT]) expect(httpStatusFor(s)[0]).toBe(503)
+    for (const s of [TunnelStatus.BUSY, TunnelStatus.QUOTA_EXCEEDED, TunnelStatus.OUTSIDE_SCHEDULE, NO_EXIT] as const) expect(httpStatusFor(s)[0]).toBe(503)
   })
 })
