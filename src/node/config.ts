@@ -80,6 +80,8 @@ export const configSchema = z.strictObject({
     http_port: port,
     /** Region used when the proxy user name does not name one. */
     default_region: region.optional(),
+    /** Tunnel streams kept open ahead of need per exit in use, so a new tunnel skips stream negotiation; 0 = off. */
+    warm_streams: z.number().int().min(0).max(16),
     /** Credentials for the local proxies; required when they bind beyond loopback. */
     username: z.string().optional(),
     password: z.string().optional()
@@ -170,7 +172,8 @@ export const defaultConfig: SparebandConfig = {
     enabled: true,
     host: '127.0.0.1',
     socks_port: 1080,
-    http_port: 3128
+    http_port: 3128,
+    warm_streams: 8
   },
   exit: {
     enabled: true,

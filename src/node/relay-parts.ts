@@ -4,14 +4,15 @@
  */
 
 import { join } from 'node:path'
-import { second } from '../constants.ts'
+import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { tunnelExit } from '../relay/exit.ts'
 import { KnownPeerSelector } from '../relay/exit-selector.ts'
 import { HttpProxyServer } from '../relay/http-proxy.ts'
 import { Ingress } from '../relay/ingress.ts'
 import { parsePortList } from '../relay/ports.ts'
 import { Socks5Server } from '../relay/socks5.ts'
-import { TunnelClient } from '../relay/tunnel-client.ts'
+import { MAX_OUTBOUND_TUNNELS, TunnelClient } from '../relay/tunnel-client.ts'
+import { WarmStreams } from '../relay/warm-streams.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
@@ -19,6 +20,7 @@ import type { TunnelExit } from '../relay/exit.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
+import type { AbortOptions, PeerId, Stream } from '@libp2p/interface'
 
 const GB = 1e9
 
@@ -82,10 +84,18 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const selector: ExitSelector = node.part<RoutingPart>('routing')?.selector ?? new KnownPeerSelector(node.libp2p)
   const consumerAccounting = node.part<AccountingPart>('accounting')?.consumer
   const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
+  const openTunnelStream = async (peer: PeerId, options: AbortOptions & { runOnLimitedConnection?: boolean, maxOutboundStreams?: number }): Promise<Stream> =>
+    node.libp2p.dialProtocol(peer, TUNNEL_PROTOCOL, { ...options, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
+  const warm = new WarmStreams({
+    perExit: config.proxy.warm_streams,
+    log: node.libp2p.logger.forComponent('spareband:relay:warm-streams'),
+    // on the connection the last tunnel used: warming never dials
+    open: async exit => node.libp2p.getConnections(exit).length === 0 ? undefined : openTunnelStream(exit, { signal: AbortSignal.timeout(10 * second) })
+  })
   const client = new TunnelClient({
     logger: node.libp2p.logger,
-    dialProtocol: async (peer, protocol, options) => node.libp2p.dialProtocol(peer, protocol, options)
-  }, { selector, accounting: consumerAccounting })
+    dialProtocol: async (peer, _protocol, options) => openTunnelStream(peer, options)
+  }, { selector, accounting: consumerAccounting, warm })
   const ingress = new Ingress({
     client,
     credentials: { username: config.proxy.username, password: config.proxy.password },
@@ -112,9 +122,10 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       }
     },
     stop: async () => {
+      warm.stop()
       ingress.closeAll()
       await Promise.all([socks.stop(), http.stop()])
     },
-    status: () => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats })
+    status: () => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats } })
   }
 }

@@ -7,7 +7,7 @@
 
 import { TUNNEL_PROTOCOL } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Libp2p, Peer, PeerId } from '@libp2p/interface'
 
 export interface ExitRequest {
   region?: string
@@ -82,23 +82,64 @@ export class StickySessions {
   }
 }
 
+/** What identify told us of a peer that exits. */
+interface KnownExit { id: PeerId, region?: string }
+
+/** How often the index is rebuilt from the whole peer store, in case a peer left it. */
+const KNOWN_EXITS_REFRESH_MS = 30_000
+
 export class KnownPeerSelector implements ExitSelector {
   private readonly sticky = new StickySessions()
+  /** Exits by peer id, kept current from `peer:update` events rather than scanning the peer store per tunnel. */
+  private index?: Map<string, KnownExit>
+  private indexedAt = 0
+  private refreshing?: Promise<Map<string, KnownExit>>
+  private updatedDuringRefresh?: Peer[]
 
-  constructor (private readonly libp2p: Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections'>, private readonly random: () => number = Math.random) {}
+  constructor (private readonly libp2p: Pick<Libp2p, 'peerId' | 'peerStore' | 'getConnections'> & Partial<Pick<Libp2p, 'addEventListener'>>, private readonly random: () => number = Math.random) {
+    libp2p.addEventListener?.('peer:update', evt => {
+      if (this.index != null) this.indexPeer(this.index, evt.detail.peer)
+      // an update during a rebuild may be missing from its snapshot
+      this.updatedDuringRefresh?.push(evt.detail.peer)
+    })
+  }
+
+  private indexPeer (index: Map<string, KnownExit>, p: Peer): void {
+    const key = p.id.toString()
+    if (p.id.equals(this.libp2p.peerId) || !p.protocols.includes(TUNNEL_PROTOCOL)) { index.delete(key); return }
+    const agentBytes = p.metadata.get('AgentVersion')
+    const agent = parseAgent(agentBytes == null ? undefined : new TextDecoder().decode(agentBytes))
+    if (agent.exit) index.set(key, { id: p.id, region: agent.region })
+    else index.delete(key)
+  }
+
+  private async exits (): Promise<Map<string, KnownExit>> {
+    if (this.index != null && Date.now() - this.indexedAt < KNOWN_EXITS_REFRESH_MS) return this.index
+    this.refreshing ??= (async () => {
+      this.updatedDuringRefresh = []
+      try {
+        const index = new Map<string, KnownExit>()
+        for (const p of await this.libp2p.peerStore.all()) this.indexPeer(index, p)
+        for (const p of this.updatedDuringRefresh) this.indexPeer(index, p)
+        this.index = index
+        this.indexedAt = Date.now()
+        return index
+      } finally {
+        this.refreshing = undefined
+        this.updatedDuringRefresh = undefined
+      }
+    })()
+    return this.index ?? this.refreshing
+  }
 
   async candidates (request: ExitRequest): Promise<PeerId[]> {
-    const peers = await this.libp2p.peerStore.all()
+    const exits = await this.exits()
     const connected = new Set(this.libp2p.getConnections().map(c => c.remotePeer.toString()))
     const scored: Array<{ id: PeerId, score: number }> = []
-    for (const p of peers) {
-      if (p.id.equals(this.libp2p.peerId) || !p.protocols.includes(TUNNEL_PROTOCOL)) continue
-      const agentBytes = p.metadata.get('AgentVersion')
-      const agent = parseAgent(agentBytes == null ? undefined : new TextDecoder().decode(agentBytes))
-      if (!agent.exit) continue
-      if (request.region != null && !regionMatches(agent.region, request.region)) continue
+    for (const e of exits.values()) {
+      if (request.region != null && !regionMatches(e.region, request.region)) continue
       // connected exits first; among equals, random so load spreads
-      scored.push({ id: p.id, score: (connected.has(p.id.toString()) ? 1 : 0) + this.random() * 0.5 })
+      scored.push({ id: e.id, score: (connected.has(e.id.toString()) ? 1 : 0) + this.random() * 0.5 })
     }
     scored.sort((a, b) => b.score - a.score)
     const ordered = scored.map(s => s.id)

@@ -20,7 +20,7 @@ import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
 import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
-import { TunnelResponse, TunnelStatus, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { TunnelResponse, TunnelStatus, UnusedStreamError, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
@@ -29,6 +29,8 @@ import type { Registrar } from '@libp2p/interface-internal'
 import type { Socket } from 'node:net'
 
 export const DEFAULT_REQUEST_TIMEOUT = 10 * second
+/** How long a tunnel stream may idle before its request: consumers keep warm streams for up to 20 s. */
+export const WARM_STREAM_WAIT_MS = 60 * second
 export const DEFAULT_CONNECT_TIMEOUT = 10 * second
 export const DEFAULT_DNS_TIMEOUT = 5 * second
 export const DEFAULT_IDLE_TIMEOUT = 300 * second
@@ -58,6 +60,8 @@ export interface TunnelExitInit {
   idleTimeoutMs?: number
   connectTimeoutMs?: number
   requestTimeoutMs?: number
+  /** How long a stream may idle before its request. @default 60 s */
+  warmStreamWaitMs?: number
   /** DNS at the exit. @default node:dns lookup, all addresses */
   resolve?: Resolver
   /** Wall clock for schedule and quota days. */
@@ -248,10 +252,17 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     let request: ReturnType<typeof decodeTunnelRequest>
     let rest
     try {
-      const r = await readFrame(stream, { signal: AbortSignal.timeout(this.init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT) })
+      // a consumer may open streams ahead of need (warm streams): the request
+      // can come much later than the stream, but then must come whole
+      const r = await readFrame(stream, { firstByteTimeoutMs: this.init.warmStreamWaitMs ?? WARM_STREAM_WAIT_MS, timeoutMs: this.init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT })
       rest = r.rest
       request = decodeTunnelRequest(r.frame)
     } catch (err: any) {
+      if (err instanceof UnusedStreamError) {
+        // a warm stream its consumer did not need: no tunnel, no refusal
+        stream.close().catch(e => stream.abort(e))
+        return
+      }
       await this.deny(stream, consumerId, TunnelStatus.BAD_REQUEST, err.message)
       return
     }

@@ -10,6 +10,7 @@ import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
+import type { WarmStreams } from './warm-streams.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -44,6 +45,8 @@ export interface TunnelClientInit {
   /** @default 3 */
   maxAttempts?: number
   responseTimeoutMs?: number
+  /** Streams negotiated ahead of need, so a tunnel starts with its request. */
+  warm?: WarmStreams
 }
 
 export class NoExitError extends Error {
@@ -51,6 +54,15 @@ export class NoExitError extends Error {
   constructor (message = 'No exit available') {
     super(message)
     this.name = 'NoExitError'
+  }
+}
+
+/** The stream broke before the exit answered: no answer, good or bad, was given on it. */
+class StaleStreamError extends Error {
+  static name = 'StaleStreamError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'StaleStreamError'
   }
 }
 
@@ -89,12 +101,33 @@ export class TunnelClient {
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     const started = performance.now()
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
+    const warm = this.init.warm?.take(exit)
+    if (warm != null) {
+      try {
+        return await this.request(warm, exit, target, signal, started)
+      } catch (err: any) {
+        // a warm stream the exit or the link dropped while it idled: that says
+        // nothing of the exit's answer, so ask again on a fresh stream
+        if (!(err instanceof StaleStreamError)) throw err
+        this.log('warm stream to %p was stale (%s), opening a fresh one', exit, err.message)
+      }
+    }
     let stream: Stream
     try {
       stream = await this.components.dialProtocol(exit, TUNNEL_PROTOCOL, { signal, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
     } catch (err: any) {
       throw new TunnelError(TunnelStatus.BUSY, `cannot reach exit ${exit.toString()}: ${err.message}`, exit.toString())
     }
+    try {
+      return await this.request(stream, exit, target, signal, started)
+    } catch (err: any) {
+      if (err instanceof StaleStreamError) throw new TunnelError(TunnelStatus.BUSY, `exit ${exit.toString()} failed: ${err.message}`, exit.toString())
+      throw err
+    }
+  }
+
+  /** Sends the request on an open tunnel stream and waits for the exit's answer. */
+  private async request (stream: Stream, exit: PeerId, target: { host: string, port: number }, signal: AbortSignal, started: number): Promise<OpenedTunnel> {
     try {
       await this.init.accounting?.prepare?.(exit).catch(() => {})
       // the wire session id is accounting's; the targeting session id only picks the exit
@@ -105,12 +138,13 @@ export class TunnelClient {
         stream.abort(new Error(response.status))
         throw new TunnelError(response.status, response.message, exit.toString())
       }
+      this.init.warm?.replenish(exit)
       return { stream, rest, exit, setupMs: performance.now() - started }
     } catch (err: any) {
       if (stream.status === 'open') stream.abort(err)
       if (err instanceof TunnelError) throw err
       if (signal.aborted) throw new TunnelError(TunnelStatus.TIMEOUT, `exit ${exit.toString()} did not answer in time`, exit.toString())
-      throw new TunnelError(TunnelStatus.BUSY, `exit ${exit.toString()} failed: ${err.message}`, exit.toString())
+      throw new StaleStreamError(err.message)
     }
   }
 }

@@ -65,35 +65,63 @@ export function splitFrame (buf: Uint8ArrayList, maxBytes = MAX_FRAME_BYTES): { 
   return { frame: buf.subarray(header, header + length), rest: buf.sublist(header + length) }
 }
 
+/** A stream that ended without sending a byte: a warm stream the consumer did not need, not an error. */
+export class UnusedStreamError extends TunnelProtocolError {
+  static name = 'UnusedStreamError'
+  constructor () {
+    super('stream ended before sending anything')
+    this.name = 'UnusedStreamError'
+  }
+}
+
+export interface ReadFrameOptions {
+  signal?: AbortSignal
+  maxBytes?: number
+  /** The whole frame must arrive within this, counted from its first byte when `firstByteTimeoutMs` is set. */
+  timeoutMs?: number
+  /** How long to wait for the first byte (a warm stream idles until its tunnel is needed). */
+  firstByteTimeoutMs?: number
+}
+
 /**
  * Reads exactly one frame from a stream. Resolves with the frame and any
- * bytes that followed it; rejects on timeout, a closed stream, or a bad frame.
+ * bytes that followed it; rejects on timeout, a closed stream, or a bad frame
+ * (UnusedStreamError when the stream ended cleanly before its first byte).
  */
-export async function readFrame (stream: Stream, options: { signal?: AbortSignal, maxBytes?: number } = {}): Promise<{ frame: Uint8Array, rest: Uint8ArrayList }> {
+export async function readFrame (stream: Stream, options: ReadFrameOptions = {}): Promise<{ frame: Uint8Array, rest: Uint8ArrayList }> {
   return new Promise((resolve, reject) => {
     const buf = new Uint8ArrayList()
+    let timer: NodeJS.Timeout | undefined
     const cleanup = (): void => {
+      clearTimeout(timer)
       stream.removeEventListener('message', onMessage)
       stream.removeEventListener('close', onClose)
       stream.removeEventListener('remoteCloseWrite', onEnd)
       options.signal?.removeEventListener('abort', onAbort)
     }
     const fail = (err: Error): void => { cleanup(); reject(err) }
+    const arm = (ms: number | undefined, what: string): void => {
+      clearTimeout(timer)
+      if (ms != null) timer = setTimeout(() => fail(new TunnelProtocolError(`no ${what} within ${ms} ms`)), ms)
+    }
     const onMessage = (evt: any): void => {
+      if (buf.byteLength === 0 && options.firstByteTimeoutMs != null) arm(options.timeoutMs, 'complete frame')
       buf.append(evt.data)
       try {
         const r = splitFrame(buf, options.maxBytes)
         if (r != null) { cleanup(); resolve(r) }
       } catch (err: any) { fail(err) }
     }
-    const onClose = (evt: any): void => fail(evt.error ?? new TunnelProtocolError('stream closed before a complete frame'))
-    const onEnd = (): void => fail(new TunnelProtocolError('stream ended before a complete frame'))
+    const onClose = (evt: any): void => fail(evt.error ?? (buf.byteLength === 0 ? new UnusedStreamError() : new TunnelProtocolError('stream closed before a complete frame')))
+    const onEnd = (): void => fail(buf.byteLength === 0 ? new UnusedStreamError() : new TunnelProtocolError('stream ended before a complete frame'))
     const onAbort = (): void => fail(options.signal?.reason ?? new Error('aborted'))
     if (options.signal?.aborted === true) { onAbort(); return }
     stream.addEventListener('message', onMessage)
     stream.addEventListener('close', onClose)
     stream.addEventListener('remoteCloseWrite', onEnd)
     options.signal?.addEventListener('abort', onAbort)
+    if (options.firstByteTimeoutMs != null) arm(options.firstByteTimeoutMs, 'request')
+    else arm(options.timeoutMs, 'complete frame')
   })
 }
 
