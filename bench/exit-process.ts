@@ -8,7 +8,11 @@
  * or `{ id, ok: false, error }`. Commands: `start { config }` (a
  * SparebandNode, answers peer id, addresses and proxy ports), `bare` (a bare
  * libp2p node serving the byte source), `dial { addr }`, `connections`,
- * `status`, `mem { gc }` (RSS, heap, peak RSS; after GC when asked), `stop`.
+ * `status`, `mem { gc }` (RSS, heap, peak RSS; after GC when asked), `cpu`
+ * (CPU ms used so far), `stop`;
+ * and, for a load generator with no node, `data-server` (starts the bench's
+ * data target here, answers its port) and `tunnel-transfer { socksPort, port,
+ * direction, total }` (a SOCKS5 client here moves `total` bytes to or from it).
  * The child stops its node and exits when the parent goes away.
  *
  * Run with `--expose-gc` so `mem { gc: true }` measures live memory.
@@ -22,6 +26,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../src/index.ts'
 import { createBareNode } from './lib/bare.ts'
+import { socks5Connect } from './lib/socks5-client.ts'
+import { download, startDataServer, upload } from './lib/targets.ts'
+import type { DataTarget, TransferResult } from './lib/targets.ts'
 import type { SparebandConfigInput, SparebandNode } from '../src/index.ts'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -47,6 +54,8 @@ export interface StartedNode {
 export class NodeHost {
   node?: SparebandNode
   bare?: Libp2p
+  /** The load generator's target: a process of its own plays the web server and the client, as a server and curl would. */
+  data?: DataTarget
   private dataDir?: string
 
   get libp2p (): Libp2p {
@@ -80,12 +89,26 @@ export class NodeHost {
       case 'connections': return this.libp2p.getConnections().map(c => ({ peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), limited: c.limits != null, streams: c.streams.length }))
       case 'status': return this.node?.status()
       case 'mem': return memory(msg.gc === true)
+      case 'cpu': return cpuMs()
+      case 'data-server': {
+        this.data ??= await startDataServer()
+        return { port: this.data.port }
+      }
+      case 'tunnel-transfer': return this.tunnelTransfer(msg)
       case 'stop': await this.stop(); return {}
       default: throw new Error(`unknown command ${String(msg.cmd)}`)
     }
   }
 
+  /** A client here downloads from or uploads to the data server through a SOCKS5 proxy. */
+  private async tunnelTransfer (msg: { socksPort: number, port: number, direction: 'download' | 'upload', total: number }): Promise<TransferResult> {
+    const socket = await socks5Connect(msg.socksPort, '127.0.0.1', msg.port)
+    return msg.direction === 'download' ? download(socket, msg.total) : upload(socket, msg.total)
+  }
+
   async stop (): Promise<void> {
+    await this.data?.close()
+    this.data = undefined
     const node = this.node
     const bare = this.bare
     this.node = undefined
@@ -95,6 +118,12 @@ export class NodeHost {
     if (this.dataDir != null) await rm(this.dataDir, { recursive: true, force: true })
     this.dataDir = undefined
   }
+}
+
+/** CPU time this process has used, user + system, in ms. */
+export function cpuMs (): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
 }
 
 export async function memory (collect: boolean): Promise<MemoryFigures> {

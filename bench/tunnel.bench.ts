@@ -19,7 +19,9 @@
  * and the bare source in the bench's process instead, for comparison: on the
  * 2-core test box that gave lower tunnel/bare ratios (61-75 % against 70-92 %),
  * since one event loop then does the work of two.
- * Throughput is the median of SPAREBAND_BENCH_ROUNDS rounds (default 3);
+ * Throughput is the median of SPAREBAND_BENCH_ROUNDS rounds (default 3),
+ * each also given as CPU ms per MiB summed over the processes it ran through
+ * (steadier than MB/s when processes share two cores);
  * each round runs bare, tunnel download and tunnel upload back to back, so
  * load from elsewhere on the machine hits all three alike.
  *
@@ -32,6 +34,8 @@
  * SPAREBAND_BENCH_SECTIONS (a comma-separated subset of
  * bare,direct,ttfb,slow,relay,accounting,memory; default all),
  * SPAREBAND_BENCH_CHILD_ARGS (node flags for the children, e.g. --cpu-prof),
+ * SPAREBAND_BENCH_LOAD_PLACEMENT=child (client and data target in a process of
+ * their own; see startLoad),
  * SPAREBAND_BENCH_STRICT=1 (exit 1 when a target is missed; by default only
  * errors, such as a hash mismatch, fail the bench).
  */
@@ -45,6 +49,7 @@ import { parseAgent } from '../src/relay/exit-selector.ts'
 import { MiB, KiB, expectedSha256 } from './lib/data.ts'
 import { createBareNode, pullFromSource } from './lib/bare.ts'
 import { ChildNode, InProcessNode, openNode } from './lib/node-handle.ts'
+import { cpuMs } from './exit-process.ts'
 import { Report, mbps, percentile } from './lib/report.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
 import type { Socks5Timings } from './lib/socks5-client.ts'
@@ -88,7 +93,7 @@ function check (what: string, res: TransferResult, total: number): void {
 
 // ---------------------------------------------------------------- configs
 
-interface Ports { data: number, http: number, hold: number }
+interface Ports { data: number, http: number, hold: number, loadData: number }
 
 function baseConfig (bootstrap: string[], accounting = false): SparebandConfigInput {
   return {
@@ -112,7 +117,7 @@ function exitConfig (ports: Ports, listen?: string[], bootstrap: string[] = [], 
     relay: { enabled: false },
     exit: {
       allow_private_targets: true,
-      allowed_ports: [ports.data, ports.http, ports.hold],
+      allowed_ports: [ports.data, ports.http, ports.hold, ports.loadData],
       // one consumer opens every tunnel here; the default allows it 256
       max_tunnels: Math.max(1024, TUNNELS + 64),
       max_tunnels_per_consumer: Math.max(1024, TUNNELS + 64)
@@ -216,20 +221,81 @@ async function tunnelTransfer (s: Scenario, dataPort: number, direction: 'downlo
   try {
     return direction === 'download' ? await download(socket, total, options) : await upload(socket, total, options)
   } catch (err: any) {
-    // say where the bytes stopped: at the consumer's ingress or at the exit
-    let where = ''
-    try {
-      const exit = (await s.exit.call('status')).exit
-      const proxy: any = s.consumer.status().proxy
-      where = ` [consumer ingress: ${proxy.bytesOut as number} B to exits, ${proxy.bytesIn as number} B back, ${proxy.tunnelsOpen as number} open; exit: ${exit.bytesIn as number} B to targets, ${exit.bytesOut as number} B back, ${exit.tunnelsOpen as number} open]`
-    } catch {}
-    throw new Error(`${direction} through the tunnel failed: ${err.message}${where}`)
+    throw new Error(`${direction} through the tunnel failed: ${err.message}${await whereBytesStopped(s)}`)
   }
+}
+
+/** Says where a failed transfer's bytes stopped: at the consumer's ingress or at the exit. */
+async function whereBytesStopped (s: Scenario): Promise<string> {
+  try {
+    const exit = (await s.exit.call('status')).exit
+    const proxy: any = s.consumer.status().proxy
+    return ` [consumer ingress: ${proxy.bytesOut as number} B to exits, ${proxy.bytesIn as number} B back, ${proxy.tunnelsOpen as number} open; exit: ${exit.bytesIn as number} B to targets, ${exit.bytesOut as number} B back, ${exit.tunnelsOpen as number} open]`
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * Where the client and the data target of the throughput figures run: in the
+ * bench's process beside the consumer (default), or, with
+ * SPAREBAND_BENCH_LOAD_PLACEMENT=child, in a process of their own, as curl
+ * and a web server would be, which also shows their share of the CPU. On the
+ * 2-core test box the separate process gave lower MB/s (55-65 % of bare
+ * against 65-79 %): three busy processes then share two cores.
+ */
+interface Load {
+  where: string
+  /** The load generator's own process, when it has one. */
+  proc?: CpuSource
+  dataPort: number
+  transfer: (s: Scenario, direction: 'download' | 'upload', total: number) => Promise<TransferResult>
+}
+
+async function startLoad (data: DataTarget): Promise<Load> {
+  if (process.env.SPAREBAND_BENCH_LOAD_PLACEMENT !== 'child') {
+    return { where: 'in the bench process, beside the consumer', dataPort: data.port, transfer: async (s, dir, total) => tunnelTransfer(s, data.port, dir, total) }
+  }
+  const child = await ChildNode.spawn()
+  cleanups.push(async () => child.close())
+  const { port } = await child.call<{ port: number }>('data-server')
+  return {
+    where: `in a process of their own (pid ${child.pid})`,
+    proc: child,
+    dataPort: port,
+    transfer: async (s, direction, total) => {
+      try {
+        return await child.call<TransferResult>('tunnel-transfer', { socksPort: s.socksPort, port, direction, total })
+      } catch (err: any) {
+        throw new Error(`${direction} through the tunnel failed: ${String(err.message).split('\n')[0]}${await whereBytesStopped(s)}`)
+      }
+    }
+  }
+}
+
+/**
+ * CPU time of the processes a transfer runs through. On a 2-core box three
+ * busy processes share two cores and MB/s swings from run to run; CPU
+ * milliseconds per MiB moved is the steadier measure of what each path costs.
+ */
+type CpuSource = Pick<NodeHandle, 'pid' | 'call'>
+async function cpuMsOf (procs: CpuSource[]): Promise<number[]> {
+  return Promise.all(procs.map(async p => p.pid === process.pid ? cpuMs() : p.call<number>('cpu')))
+}
+const self: CpuSource = { pid: process.pid, call: async () => cpuMs() as any }
+
+/** Runs a transfer and adds the CPU ms per MiB that each of `procs` (distinct processes) spent on it, and their sum. */
+async function measured<T extends TransferResult> (procs: CpuSource[], transfer: () => Promise<T>): Promise<T & { cpuMsPerMiB: number, cpuByProcess: number[] }> {
+  const before = await cpuMsOf(procs)
+  const res = await transfer()
+  const after = await cpuMsOf(procs)
+  const cpuByProcess = after.map((a, i) => (a - before[i]) / (res.bytes / MiB))
+  return { ...res, cpuByProcess, cpuMsPerMiB: cpuByProcess.reduce((a, b) => a + b, 0) }
 }
 
 // ---------------------------------------------------------------- 1. bare stream
 
-interface Bare { pull: (total: number) => Promise<TransferResult>, where: string, close: () => Promise<void> }
+interface Bare { pull: (total: number) => Promise<TransferResult>, where: string, procs: CpuSource[], close: () => Promise<void> }
 
 /** A bare node in the bench pulling from a bare node in a child (or in the bench too). */
 async function bareStream (placement: Placement): Promise<Bare> {
@@ -238,8 +304,10 @@ async function bareStream (placement: Placement): Promise<Bare> {
   cleanups.push(async () => local.stop())
   let remoteAddr: string
   let closeRemote: () => Promise<void>
+  const procs: CpuSource[] = [self]
   if (placement === 'child process') {
     const remote = await ChildNode.spawn()
+    procs.push(remote)
     cleanups.push(async () => remote.close())
     const b = await remote.call('bare')
     remoteAddr = `${b.addresses[0] as string}`
@@ -255,6 +323,7 @@ async function bareStream (placement: Placement): Promise<Bare> {
   return {
     where: placement === 'child process' ? 'source node in a child process' : 'both nodes in one process',
     pull: async total => pullFromSource(local, addr, total),
+    procs,
     close: async () => { await closeRemote(); await local.stop() }
   }
 }
@@ -262,6 +331,11 @@ async function bareStream (placement: Placement): Promise<Bare> {
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+/** Median of one process's share over the rounds. */
+function parts (rounds: number[][], i: number): string {
+  return rounds.length === 0 || rounds[0][i] == null ? 'n/a' : median(rounds.map(r => r[i])).toFixed(1)
 }
 
 function spread (xs: number[]): string {
@@ -455,7 +529,7 @@ async function exitMemory (ports: Ports, hold: HoldTarget): Promise<{ opened: nu
 // ---------------------------------------------------------------- accounting on
 
 /** The direct tunnel with the node's default accounting (receipts every 1 MiB / 5 s): not a target, a figure. */
-async function withAccounting (ports: Ports, data: DataTarget, http: Target): Promise<void> {
+async function withAccounting (ports: Ports, load: Load, http: Target): Promise<void> {
   let s: Scenario | undefined
   try {
     s = await directScenario(ports, 'child process', true)
@@ -469,10 +543,10 @@ async function withAccounting (ports: Ports, data: DataTarget, http: Target): Pr
     while (!(await exitSolved()) && performance.now() < deadline) await sleep(100)
     r.info(`accounting on (node defaults) for consumer and exit; fresh identities, the consumer's proof of work took ${((performance.now() - started) / 1000).toFixed(1)} s more after start; it then spends its starting allowance`)
     // the same warm-up as the accounting-off figures get, so JIT and windows compare fairly
-    check('accounting-on warm-up', await tunnelTransfer(s, data.port, 'download', WARMUP), WARMUP)
+    check('accounting-on warm-up', await load.transfer(s, 'download', WARMUP), WARMUP)
     for (const dir of ['download', 'upload'] as const) {
       try {
-        const res = await tunnelTransfer(s, data.port, dir, TOTAL)
+        const res = await load.transfer(s, dir, TOTAL)
         check(`accounting-on ${dir}`, res, TOTAL)
         const holds = (await s.exit.call<any>('status'))?.accounting?.pending?.holds
         r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on`, mbps(res.bytes, res.ms), 'MB/s', `SHA-256 ok; exit held the tunnel for unsigned bytes ${holds as number} times so far`)
@@ -494,14 +568,14 @@ async function withAccounting (ports: Ports, data: DataTarget, http: Target): Pr
 
 // ---------------------------------------------------------------- main
 
-function load (): string {
+function machineLoad (): string {
   return `load average ${loadavg().map(l => l.toFixed(2)).join(' ')} on ${availableParallelism()} CPUs`
 }
 
 export async function main (): Promise<void> {
   const t0 = performance.now()
   const placement: Placement = process.env.SPAREBAND_BENCH_EXIT_PLACEMENT === 'in-process' ? 'in-process' : 'child process'
-  r.info(`payload ${TOTAL / MiB} MiB per transfer over 127.0.0.1, node ${process.version}; MB/s = 10^6 bytes/s; ${load()}`)
+  r.info(`payload ${TOTAL / MiB} MiB per transfer over 127.0.0.1, node ${process.version}; MB/s = 10^6 bytes/s; ${machineLoad()}`)
   if (loadavg()[0] > availableParallelism()) r.info('the machine is busy: throughput and latency figures will be low and noisy')
   expectedSha256(TOTAL)
   expectedSha256(WARMUP)
@@ -515,28 +589,35 @@ export async function main (): Promise<void> {
     const http = await startHttpServer()
     const hold = await startHoldServer()
     cleanups.push(async () => data.close(), async () => http.close(), async () => hold.close())
-    const ports = { data: data.port, http: http.port, hold: hold.port }
+    const load = await startLoad(data)
+    const ports = { data: data.port, http: http.port, hold: hold.port, loadData: load.dataPort }
 
     // 1., 2., 4. and the slow readers on one direct consumer -> exit connection
     if (runs('bare') || runs('direct') || runs('ttfb') || runs('slow')) {
       const bare = runs('bare') ? await bareStream(placement) : undefined
       const direct = runs('direct') || runs('ttfb') || runs('slow') ? await directScenario(ports, placement) : undefined
-      if (direct != null) r.info(`exit in a ${placement} (pid ${direct.exit.pid}); consumer, SOCKS5 client and targets in the bench process (pid ${process.pid})`)
+      if (direct != null) r.info(`exit in a ${placement} (pid ${direct.exit.pid}), consumer in the bench process (pid ${process.pid}); throughput: SOCKS5 client and data target ${load.where}; TTFB and slow readers: client and targets in the bench process`)
       if (bare != null) check('bare stream warm-up', await bare.pull(WARMUP), WARMUP)
-      if (direct != null && runs('direct')) check('tunnel warm-up', await tunnelTransfer(direct, data.port, 'download', WARMUP), WARMUP)
+      if (direct != null && runs('direct')) check('tunnel warm-up', await load.transfer(direct, 'download', WARMUP), WARMUP)
       const samples: Record<string, number[]> = { bare: [], download: [], upload: [] }
+      const cpu: Record<string, number[]> = { bare: [], download: [], upload: [] }
+      const cpuParts: Record<string, number[][]> = { bare: [], download: [], upload: [] }
       if (bare != null || runs('direct')) {
         for (let round = 0; round < ROUNDS; round++) {
           if (bare != null) {
-            const res = await bare.pull(TOTAL)
+            const res = await measured(bare.procs, async () => bare.pull(TOTAL))
             check('bare stream', res, TOTAL)
             samples.bare.push(mbps(res.bytes, res.ms))
+            cpu.bare.push(res.cpuMsPerMiB)
+            cpuParts.bare.push(res.cpuByProcess)
           }
           if (direct != null && runs('direct')) {
             for (const dir of ['download', 'upload'] as const) {
-              const res = await tunnelTransfer(direct, data.port, dir, TOTAL)
+              const res = await measured([self, direct.exit, ...(load.proc != null ? [load.proc] : [])], async () => load.transfer(direct, dir, TOTAL))
               check(`direct tunnel ${dir}`, res, TOTAL)
               samples[dir].push(mbps(res.bytes, res.ms))
+              cpu[dir].push(res.cpuMsPerMiB)
+              cpuParts[dir].push(res.cpuByProcess)
             }
           }
         }
@@ -545,12 +626,15 @@ export async function main (): Promise<void> {
       if (samples.bare.length > 0) {
         rates.bare = median(samples.bare)
         r.line('bare libp2p stream', rates.bare, 'MB/s', `median, ${spread(samples.bare)}; ${bare!.where}; SHA-256 ok`)
+        r.line('bare libp2p stream, CPU per MiB', median(cpu.bare), 'ms', `median; sink ${parts(cpuParts.bare, 0)}, source ${parts(cpuParts.bare, 1)}`)
       }
       for (const dir of ['download', 'upload'] as const) {
         if (samples[dir].length === 0) continue
         rates[`direct ${dir}`] = median(samples[dir])
         const ratio = rates.bare != null ? `${(100 * rates[`direct ${dir}`] / rates.bare).toFixed(0)}% of bare, ` : ''
         r.line(`SOCKS5 tunnel, direct, ${dir}`, rates[`direct ${dir}`], 'MB/s', `${ratio}median, ${spread(samples[dir])}; SHA-256 ok`)
+        const cpuRatio = cpu.bare.length > 0 ? `${(median(cpu[dir]) / median(cpu.bare)).toFixed(2)} x bare; ` : ''
+        r.line(`SOCKS5 tunnel, direct, ${dir}, CPU per MiB`, median(cpu[dir]), 'ms', `${cpuRatio}median; consumer ${parts(cpuParts[dir], 0)}${load.proc != null ? '' : ' (with client and target)'}, exit ${parts(cpuParts[dir], 1)}${load.proc != null ? `, client and target ${parts(cpuParts[dir], 2)}` : ''}`)
       }
       if (direct != null && runs('ttfb')) tt = await ttfb(direct, http)
       if (direct != null && runs('slow')) slowOk = await slowReaders(direct, data)
@@ -561,9 +645,9 @@ export async function main (): Promise<void> {
     if (runs('relay')) {
       const relayed = await relayScenario(ports)
       r.info(`relay and exit each in a child process (pids ${relayed.relay!.pid}, ${relayed.exit.pid}); the consumer reaches the exit only via <relay>/p2p-circuit; 1 round (the relay's 1024 MiB limit per relayed connection)`)
-      check('relayed warm-up', await tunnelTransfer(relayed, data.port, 'download', WARMUP), WARMUP)
+      check('relayed warm-up', await load.transfer(relayed, 'download', WARMUP), WARMUP)
       for (const dir of ['download', 'upload'] as const) {
-        const res = await tunnelTransfer(relayed, data.port, dir, TOTAL)
+        const res = await load.transfer(relayed, dir, TOTAL)
         check(`relayed tunnel ${dir}`, res, TOTAL)
         rates[`relayed ${dir}`] = mbps(res.bytes, res.ms)
         const ratio = rates.bare != null ? `${(100 * rates[`relayed ${dir}`] / rates.bare).toFixed(0)}% of bare; ` : ''
@@ -574,12 +658,12 @@ export async function main (): Promise<void> {
       await relayed.close()
     }
 
-    if (runs('accounting')) await withAccounting(ports, data, http)
+    if (runs('accounting')) await withAccounting(ports, load, http)
 
     // 5. memory
     const mem = runs('memory') ? await exitMemory(ports, hold) : undefined
 
-    r.line('total bench time', (performance.now() - t0) / 1000, 's', load())
+    r.line('total bench time', (performance.now() - t0) / 1000, 's', machineLoad())
 
     if (rates.bare != null) {
       for (const dir of ['download', 'upload']) {

@@ -110,10 +110,20 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     )
 
     const writeToSocket = (data: Uint8Array | Uint8ArrayList): void => {
-      let ok = true
-      let n = 0
-      if (data instanceof Uint8Array) { ok = socket.write(data); n = data.byteLength } else {
-        for (const b of data) { ok = socket.write(b); n += b.byteLength }
+      let ok: boolean
+      let n: number
+      if (data instanceof Uint8Array) {
+        ok = socket.write(data)
+        n = data.byteLength
+      } else {
+        // a message in parts (a yamux frame cut across noise messages) goes
+        // out in one writev: one syscall and one segment, not one per part
+        n = 0
+        socket.cork()
+        for (const b of data) { socket.write(b); n += b.byteLength }
+        socket.uncork()
+        // corked writes all report a full buffer; what counts is what is left after the writev
+        ok = socket.writableLength < socket.writableHighWaterMark
       }
       result.bytesToSocket += n
       if (!ok) {
@@ -125,19 +135,20 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     }
 
     // socket -> stream
-    socket.on('data', (buf: Buffer) => {
+    const sendToStream = (data: Uint8Array): void => {
       try {
-        result.bytesToStream += buf.byteLength
-        if (!stream.send(buf)) {
+        result.bytesToStream += data.byteLength
+        if (!stream.send(data)) {
           socketHolds.hold()
           waitForDrain(stream).then(() => socketHolds.release(), () => {})
         }
-        const wait = onChunk?.('toStream', buf.byteLength)
+        const wait = onChunk?.('toStream', data.byteLength)
         if (wait != null) holdFor(socketHolds, wait)
       } catch (err: any) {
         fail(err)
       }
-    })
+    }
+    socket.on('data', sendToStream)
     // half-close: the socket's FIN becomes the stream's close-write
     let socketEnded = false
     socket.on('end', () => {
