@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net'
 
 const exec = promisify(execFile)
 const TOTAL = 128 * 1024 * 1024
-const ROUNDS = 4
+const ROUNDS = Number(process.env.SPAREBAND_BENCH_ROUNDS ?? 6)
 
 interface Pair { exit: SparebandNode, consumer: SparebandNode, dirs: string[] }
 
@@ -37,13 +37,24 @@ async function pair (accounting: boolean, port: number): Promise<Pair> {
   return { exit, consumer, dirs }
 }
 
-/** MB/s of one download of TOTAL bytes through the consumer's SOCKS5 proxy, by curl. */
-async function download (p: Pair, port: number): Promise<number> {
+/**
+ * One download of TOTAL bytes through the consumer's SOCKS5 proxy, by curl:
+ * its MB/s, and the CPU ms per MiB this process (both nodes and the origin)
+ * spent on it. The CPU figure is the steadier one when other load shares the cores.
+ */
+async function download (p: Pair, port: number): Promise<{ mbps: number, cpuMsPerMiB: number }> {
   const socks = (p.consumer.status() as any).proxy.socksPort
+  const cpu = process.cpuUsage()
   const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', '--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${port}/`])
+  const used = process.cpuUsage(cpu)
   const [bytes, seconds] = stdout.split(' ').map(Number)
   if (bytes !== TOTAL) throw new Error(`downloaded ${bytes} of ${TOTAL} bytes`)
-  return bytes / 1e6 / seconds
+  return { mbps: bytes / 1e6 / seconds, cpuMsPerMiB: (used.user + used.system) / 1000 / (bytes / 2 ** 20) }
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
 export async function main (): Promise<void> {
@@ -73,9 +84,14 @@ export async function main (): Promise<void> {
     await download(on, port) // warm-up: sessions, proof of work, JIT
     await download(off, port)
     const results = { on: [] as number[], off: [] as number[] }
+    const cpu = { on: [] as number[], off: [] as number[] }
     for (let i = 0; i < ROUNDS; i++) {
-      results.off.push(await download(off, port))
-      results.on.push(await download(on, port))
+      // alternate which goes first, so a trend in the machine's load favours neither
+      for (const side of i % 2 === 0 ? ['off', 'on'] as const : ['on', 'off'] as const) {
+        const r = await download(side === 'on' ? on : off, port)
+        results[side].push(r.mbps)
+        cpu[side].push(r.cpuMsPerMiB)
+      }
     }
     // best of N: other load on the machine only ever slows a run down, so the
     // fastest run of each side is the fairest comparison
@@ -85,7 +101,12 @@ export async function main (): Promise<void> {
     const cost = (1 - mOn / mOff) * 100
     report.line('tunnel download, accounting off (best)', mOff, 'MB/s', `${ROUNDS} x ${TOTAL / 2 ** 20} MiB via SOCKS5, all runs: ${results.off.map(x => x.toFixed(0)).join(' ')}`)
     report.line('tunnel download, accounting on (best)', mOn, 'MB/s', `receipts every 1 MiB; all runs: ${results.on.map(x => x.toFixed(0)).join(' ')}`)
-    report.line('accounting cost', Math.round(cost * 10) / 10, '%')
+    report.line('accounting cost', Math.round(cost * 10) / 10, '%', 'of throughput, best against best')
+    const cOn = median(cpu.on)
+    const cOff = median(cpu.off)
+    report.line('CPU per MiB, accounting off', cOff, 'ms', `median; both nodes and the origin (curl not counted); all: ${cpu.off.map(x => x.toFixed(1)).join(' ')}`)
+    report.line('CPU per MiB, accounting on', cOn, 'ms', `median; all: ${cpu.on.map(x => x.toFixed(1)).join(' ')}`)
+    report.line('accounting cost in CPU', Math.round((cOn / cOff - 1) * 1000) / 10, '%', 'median against median')
     const a = (on.exit.status() as any).accounting
     report.line('exit holds for unsigned bytes', a.pending.holds, '')
     report.target('accounting costs under 5 % of throughput', cost < 5, `${cost.toFixed(1)} %`)

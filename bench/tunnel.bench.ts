@@ -546,10 +546,11 @@ async function withAccounting (ports: Ports, load: Load, http: Target): Promise<
     check('accounting-on warm-up', await load.transfer(s, 'download', WARMUP), WARMUP)
     for (const dir of ['download', 'upload'] as const) {
       try {
-        const res = await load.transfer(s, dir, TOTAL)
+        const res = await measured([self, s.exit, ...(load.proc != null ? [load.proc] : [])], async () => load.transfer(s!, dir, TOTAL))
         check(`accounting-on ${dir}`, res, TOTAL)
         const holds = (await s.exit.call<any>('status'))?.accounting?.pending?.holds
         r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on`, mbps(res.bytes, res.ms), 'MB/s', `SHA-256 ok; exit held the tunnel for unsigned bytes ${holds as number} times so far`)
+        r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on, CPU per MiB`, res.cpuMsPerMiB, 'ms', `consumer ${res.cpuByProcess[0].toFixed(1)}${load.proc != null ? '' : ' (with client and target)'}, exit ${res.cpuByProcess[1].toFixed(1)}${load.proc != null ? `, client and target ${res.cpuByProcess[2].toFixed(1)}` : ''}`)
       } catch (err: any) {
         r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on`, 'FAILED', '', String(err.message).slice(0, 400))
       }

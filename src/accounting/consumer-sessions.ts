@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
-import { decodeReceipt, encodeReceipt, signAsConsumer, verifyReceipt } from './receipts.ts'
+import { decodeReceipt, encodeReceipt, signAsConsumer, verifyCountersignature } from './receipts.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
@@ -229,7 +229,7 @@ export class ConsumerSessions implements ConsumerAccounting {
       throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)
     }
     const full = decodeReceipt(answer.receipt)
-    const parties = await verifyReceipt(full)
+    const parties = verifyCountersignature(full, signed)
     if (!parties.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== signed.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
       throw new Error('the exit countersigned something else than we signed')
     }

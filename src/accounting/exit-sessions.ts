@@ -14,7 +14,7 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
-import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptSigningBytes, verifyReceipt } from './receipts.ts'
+import { countersignVerified, decodeReceipt, ed25519PeerFromBytes, encodeReceipt, verifyReceipt } from './receipts.ts'
 import { verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_UNSIGNED_BYTES_THRESHOLD } from './constants.ts'
@@ -241,8 +241,7 @@ export class ExitSessions implements ExitAccounting {
       const c = this.consumerState(consumer.toString())
       c.unsigned = Math.max(0, c.unsigned - newly)
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
-      const signed = r as SignedReceipt
-      const full: CountersignedReceipt = { ...signed, exitSig: new Uint8Array(await this.init.privateKey.sign(receiptSigningBytes(signed))) }
+      const full = countersignVerified(r as SignedReceipt, this.init.privateKey)
       await this.init.ledger.recordReceipt(full, 'own', { verified: true })
       s.last = full
       if (this.now() - s.lastPublishedAt >= (this.init.publishIntervalMs ?? 60 * second)) await this.publish(s)

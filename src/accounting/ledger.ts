@@ -276,6 +276,9 @@ function rowToStored (row: Record<string, any>): StoredReceipt {
   }
 }
 
+/** Sessions whose last receipt stays decoded in memory: about what one node has open at once. */
+const RECENT_RECEIPTS = 1024
+
 export class Ledger {
   readonly file: string
   private database: DatabaseSync | undefined
@@ -284,6 +287,8 @@ export class Ledger {
   private readonly allowanceMicro: bigint
   private readonly powDifficulty: number
   private readonly now: () => number
+  /** The last receipt written per session, decoded; see stored(). */
+  private readonly recent = new Map<string, { stored: StoredReceipt, encoded: Uint8Array }>()
 
   /**
    * Opens (creating when absent) and migrates the ledger at `file`
@@ -364,15 +369,21 @@ export class Ledger {
     checkReceiptFields(r)
     const encoded = encodeReceipt(r)
     const id = receiptId(r)
-    // why first: gossip repeats receipts; a byte-identical copy of a stored
-    // (hence verified) receipt needs no signature checks
-    const before = this.statements.getReceipt.get(id) as Record<string, any> | undefined
-    if (before != null && uint8ArrayEquals(before.encoded, encoded)) return 'duplicate'
-    // verify and store the canonical copy, not the caller's object
-    const receipt = decodeReceipt(encoded) as CountersignedReceipt
-    // `verified`: the caller has just checked both signatures itself (our own
-    // sessions, on the data path), so they are not checked twice
-    if (options?.verified !== true) await verifyReceipt(receipt, options)
+    let receipt: CountersignedReceipt
+    if (options?.verified === true) {
+      // the caller has just checked both signatures of this very object (our
+      // own sessions, on the data path, a receipt per MiB): not again, and its
+      // encoding is canonical by construction
+      receipt = r as CountersignedReceipt
+    } else {
+      // why first: gossip repeats receipts; a byte-identical copy of a stored
+      // (hence verified) receipt needs no signature checks
+      const before = this.statements.getReceipt.get(id) as Record<string, any> | undefined
+      if (before != null && uint8ArrayEquals(before.encoded, encoded)) return 'duplicate'
+      // verify and store the canonical copy, not the caller's object
+      receipt = decodeReceipt(encoded) as CountersignedReceipt
+      await verifyReceipt(receipt, options)
+    }
     if (source === 'own') this.assertOwn(receipt)
     return this.transaction(() => this.apply(id, receipt, encoded, source))
   }
@@ -387,7 +398,7 @@ export class Ledger {
   private apply (id: string, receipt: CountersignedReceipt, encoded: Uint8Array, source: ReceiptSource): RecordResult {
     // re-read inside the transaction: another call may have advanced the session during verification
     const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
-    const held = row == null ? undefined : rowToStored(row)
+    const held = row == null ? undefined : this.stored(row)
     const progress = checkProgress(held?.receipt, receipt)
     if (progress === 'duplicate') return 'duplicate'
     const cost = costMicro(receipt.bytesUp + receipt.bytesDown, receipt.pricePerGb)
@@ -422,7 +433,25 @@ export class Ledger {
     const deltaBytes = receipt.bytesUp + receipt.bytesDown - oldBytes
     this.addTotals(receipt.exit, { earned: deltaCost, spent: 0n, carried: deltaBytes, used: 0n })
     this.addTotals(receipt.consumer, { earned: 0n, spent: deltaCost, carried: 0n, used: deltaBytes })
+    this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost }, encoded)
     return held == null ? 'inserted' : 'updated'
+  }
+
+  /**
+   * A stored row, decoded. A session's receipt is rewritten every MiB: the
+   * copy written last is kept decoded and used while the row still holds
+   * exactly its bytes, so the next write need not decode (and re-encode) it.
+   */
+  private stored (row: Record<string, any>): StoredReceipt {
+    const hit = this.recent.get(row.id)
+    if (hit != null && uint8ArrayEquals(hit.encoded, row.encoded)) return hit.stored
+    return rowToStored(row)
+  }
+
+  private remember (stored: StoredReceipt, encoded: Uint8Array): void {
+    this.recent.delete(stored.id)
+    if (this.recent.size >= RECENT_RECEIPTS) this.recent.delete(this.recent.keys().next().value!)
+    this.recent.set(stored.id, { stored, encoded })
   }
 
   private addTotals (peer: Uint8Array, delta: TotalsDelta): void {

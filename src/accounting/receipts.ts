@@ -12,7 +12,7 @@
  * signatures, started_at and price pinned per session).
  */
 
-import { createPublicKey, hash, verify as ed25519Verify } from 'node:crypto'
+import { createPrivateKey, createPublicKey, hash, sign as ed25519Sign, verify as ed25519Verify } from 'node:crypto'
 import { peerIdFromMultihash, peerIdFromPrivateKey } from '@libp2p/peer-id'
 import * as Digest from 'multiformats/hashes/digest'
 import { writer as createWriter } from 'protons-runtime'
@@ -211,13 +211,40 @@ function verifySignature (key: KeyObject, data: Uint8Array, sig: Uint8Array): bo
   }
 }
 
-function assertKeyIsParty (key: PrivateKey, expected: Uint8Array, role: 'consumer' | 'exit'): void {
-  if (key.type !== 'Ed25519') {
-    throw new ReceiptError({ code: ReceiptErrorCode.UNSUPPORTED_KEY, field: role, reason: `${key.type} keys cannot sign receipts, only Ed25519` })
+/** A signing key as Node wants it, and whose peer id it is. */
+interface Signer { key: KeyObject, peer: Uint8Array }
+
+/**
+ * Signers by private key. A receipt is signed every MiB on the data path:
+ * building Node's key object (and the peer id) for every signature costs
+ * more than the signature itself.
+ */
+const signers = new WeakMap<PrivateKey, Signer>()
+
+function signerOf (privateKey: PrivateKey, role: 'consumer' | 'exit'): Signer {
+  let s = signers.get(privateKey)
+  if (s == null) {
+    if (privateKey.type !== 'Ed25519') {
+      throw new ReceiptError({ code: ReceiptErrorCode.UNSUPPORTED_KEY, field: role, reason: `${privateKey.type} keys cannot sign receipts, only Ed25519` })
+    }
+    const key = createPrivateKey({
+      format: 'jwk',
+      key: { kty: 'OKP', crv: 'Ed25519', d: uint8ArrayToString(privateKey.raw.subarray(0, 32), 'base64url'), x: uint8ArrayToString(privateKey.publicKey.raw, 'base64url') }
+    })
+    s = { key, peer: peerIdFromPrivateKey(privateKey).toMultihash().bytes }
+    signers.set(privateKey, s)
   }
-  if (!uint8ArrayEquals(peerIdFromPrivateKey(key).toMultihash().bytes, expected)) {
+  return s
+}
+
+/** Signs as `role`, which must be the receipt party `expected`. Ed25519 is deterministic: the same bytes as `privateKey.sign()`. */
+function signAs (privateKey: PrivateKey, expected: Uint8Array, role: 'consumer' | 'exit', data: Uint8Array): Uint8Array {
+  const s = signerOf(privateKey, role)
+  if (!uint8ArrayEquals(s.peer, expected)) {
     throw new ReceiptError({ code: ReceiptErrorCode.WRONG_PEER, reason: `the signing key is not the receipt's ${role}` })
   }
+  // copied: Node returns a Buffer, whose slice() is a view and whose equality differs from Uint8Array's
+  return new Uint8Array(ed25519Sign(null, data, s.key))
 }
 
 /**
@@ -226,13 +253,12 @@ function assertKeyIsParty (key: PrivateKey, expected: Uint8Array, role: 'consume
  * covered other contents).
  */
 export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, options?: AbortOptions): Promise<SignedReceipt> {
+  options?.signal?.throwIfAborted()
   const body: Receipt = { ...r, consumerSig: undefined, exitSig: undefined }
   checkReceiptFields(body, { consumer: false, exit: false })
   ed25519PeerFromBytes(body.exit, 'exit')
-  assertKeyIsParty(privateKey, body.consumer, 'consumer')
-  const consumerSig = await privateKey.sign(receiptSigningBytes(body), options)
-  // copied: Node returns a Buffer, whose slice() is a view and whose equality differs from Uint8Array's
-  return { ...body, consumerSig: new Uint8Array(consumerSig), exitSig: undefined }
+  const consumerSig = signAs(privateKey, body.consumer, 'consumer', receiptSigningBytes(body))
+  return { ...body, consumerSig, exitSig: undefined }
 }
 
 /**
@@ -241,11 +267,32 @@ export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, option
  */
 export async function countersign (r: Receipt, exitPrivateKey: PrivateKey, options?: AbortOptions): Promise<CountersignedReceipt> {
   const unsigned: Receipt = { ...r, exitSig: undefined }
-  await verifyReceipt(unsigned, { requireExitSig: false })
-  const body = unsigned as SignedReceipt
-  assertKeyIsParty(exitPrivateKey, body.exit, 'exit')
-  const exitSig = await exitPrivateKey.sign(receiptSigningBytes(body), options)
-  return { ...body, exitSig: new Uint8Array(exitSig) }
+  await verifyReceipt(unsigned, { ...options, requireExitSig: false })
+  return countersignVerified(unsigned as SignedReceipt, exitPrivateKey)
+}
+
+/** The countersignature, for a receipt whose consumer signature the caller has just verified (the exit's data path). */
+export function countersignVerified (r: SignedReceipt, exitPrivateKey: PrivateKey): CountersignedReceipt {
+  const body: SignedReceipt = { ...r, exitSig: undefined }
+  return { ...body, exitSig: signAs(exitPrivateKey, body.exit, 'exit', receiptSigningBytes(body)) }
+}
+
+/**
+ * Checks that `full` is exactly `signed` (which we signed ourselves) plus a
+ * valid exit signature: the consumer's answer path. Our own signature needs
+ * no check when its bytes and everything it covers are the ones we made.
+ */
+export function verifyCountersignature (full: Receipt, signed: SignedReceipt): ReceiptParties {
+  const data = receiptSigningBytes(full)
+  if (full.consumerSig == null || !uint8ArrayEquals(full.consumerSig, signed.consumerSig) || !uint8ArrayEquals(data, receiptSigningBytes(signed))) {
+    throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: full.sessionId })
+  }
+  checkReceiptFields(full, { consumer: true, exit: true })
+  const exit = decodeEd25519Peer(full.exit, 'exit')
+  if (!verifySignature(exit.key, data, full.exitSig!)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId: full.sessionId })
+  }
+  return { consumer: decodeEd25519Peer(full.consumer, 'consumer').peer, exit: exit.peer }
 }
 
 /**

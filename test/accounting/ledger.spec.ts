@@ -79,6 +79,23 @@ describe('recording receipts', () => {
     ledger.close()
   })
 
+  it('checks progress against what the file holds, not against the copy it wrote last', async () => {
+    // the ledger keeps its last write per session decoded; a second writer of the file must not fool it
+    const self = peerIdFromPrivateKey(alice.key)
+    const a = Ledger.open(file, { selfPeerId: self })
+    const b = Ledger.open(file, { selfPeerId: self })
+    const r = async (seq: bigint): Promise<any> => countersigned(alice, bob, { seq, bytesDown: seq * 100n })
+    expect(await a.recordReceipt(await r(1n), 'own', { verified: true })).toBe('inserted')
+    expect(await b.recordReceipt(await r(3n), 'own', { verified: true })).toBe('updated')
+    expect((await caught(async () => a.recordReceipt(await r(2n), 'own', { verified: true }))).code).toBe(ReceiptErrorCode.REGRESSED)
+    expect(await a.recordReceipt(await r(4n), 'own', { verified: true })).toBe('updated')
+    expect(a.get(receiptId(await r(4n)))!.receipt.seq).toBe(4n)
+    // and totals follow the file: the newest receipt's bytes (1,000 up, 400 down), whichever connection wrote
+    expect(b.balance(self).bytesUsed).toBe(1_400n)
+    a.close()
+    b.close()
+  })
+
   it("refuses an 'own' receipt that does not involve this node", async () => {
     const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) })
     const r = await countersigned(bob, carol)

@@ -10,8 +10,8 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { MAX_RECEIPT_BYTES, RECEIPT_SIGNATURE_DOMAIN } from '../../src/accounting/constants.ts'
 import { ReceiptErrorCode } from '../../src/accounting/errors.ts'
 import {
-  ReceiptTracker, countersign, decodeReceipt, encodeReceipt, encodeReceiptProtobuf, receiptId, receiptSigningBytes,
-  signAsConsumer, verifyReceipt
+  ReceiptTracker, countersign, countersignVerified, decodeReceipt, encodeReceipt, encodeReceiptProtobuf, receiptId, receiptSigningBytes,
+  signAsConsumer, verifyCountersignature, verifyReceipt
 } from '../../src/accounting/receipts.ts'
 import { body, caught, countersigned, parties, signed } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
@@ -20,9 +20,11 @@ import type { CountersignedReceipt, Receipt } from '../../src/accounting/receipt
 let consumer: Party
 let exit: Party
 let mallory: Party
+let signedSync: Awaited<ReturnType<typeof signed>>
 
 beforeAll(async () => {
   [consumer, exit, mallory] = await parties(3)
+  signedSync = await signed(consumer, exit)
 })
 
 async function expectCode (fn: () => unknown, code: string): Promise<void> {
@@ -67,6 +69,35 @@ describe('encoding and signing', () => {
   it('countersign checks the consumer signature first', async () => {
     const forged = { ...body(consumer, exit), consumerSig: await mallory.key.sign(receiptSigningBytes(body(consumer, exit))) }
     await expectCode(async () => countersign(forged, exit.key), ReceiptErrorCode.BAD_CONSUMER_SIGNATURE)
+  })
+
+  it('signatures are the ones the libp2p key itself makes (Ed25519 is deterministic), however often a key signs', async () => {
+    for (let seq = 1n; seq <= 3n; seq++) {
+      const r = await signed(consumer, exit, { seq })
+      expect(r.consumerSig).toEqual(new Uint8Array(await consumer.key.sign(receiptSigningBytes(r))))
+      const full = countersignVerified(r, exit.key)
+      expect(full.exitSig).toEqual(new Uint8Array(await exit.key.sign(receiptSigningBytes(r))))
+      await verifyReceipt(full)
+    }
+    expect(() => countersignVerified(signedSync, mallory.key)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.WRONG_PEER }))
+  })
+
+  it("the consumer's answer check: its own receipt plus a valid exit signature, nothing else", async () => {
+    const mine = await signed(consumer, exit, { seq: 7n })
+    const full = countersignVerified(mine, exit.key)
+    const parties = verifyCountersignature(decodeReceipt(encodeReceipt(full)), mine)
+    expect(parties.exit.toString()).toBe(exit.id)
+    // an exit signature by someone else
+    const byMallory = { ...full, exitSig: new Uint8Array(await mallory.key.sign(receiptSigningBytes(full))) }
+    expect(() => verifyCountersignature(byMallory, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
+    // a countersigned receipt for other counters than we signed, validly signed by the exit
+    const other = countersignVerified(await signed(consumer, exit, { seq: 7n, bytesDown: mine.bytesDown + 1n }), exit.key)
+    expect(() => verifyCountersignature(other, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
+    // our signature swapped for another's over the same body
+    const swapped = { ...full, consumerSig: new Uint8Array(await mallory.key.sign(receiptSigningBytes(full))) }
+    expect(() => verifyCountersignature(swapped, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
+    // no exit signature at all
+    expect(() => verifyCountersignature({ ...full, exitSig: undefined }, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
   })
 
   it('receipt ids are 64 hex digits keyed by consumer, exit and session id', async () => {
