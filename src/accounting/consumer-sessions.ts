@@ -32,6 +32,8 @@ const MAX_FRAME = 2048
 /** Receipts sent and not yet answered, per session. */
 const MAX_IN_FLIGHT = 8
 const REPLY_TIMEOUT = 15 * second
+/** The longest a tunnel waits for a new identity's proof of work. */
+const POW_WAIT = 10 * second
 
 export interface ConsumerSessionsInit {
   ledger: Ledger
@@ -46,6 +48,15 @@ export interface ConsumerSessionsInit {
   sessionIdleMs?: number
   /** Our proof of work, once solved. */
   pow?: () => { nonce: bigint, difficulty: number } | undefined
+  /**
+   * Settles when our proof of work is solved (a new identity solves it in
+   * the background, a second or two). Tunnels wait for it, up to
+   * `powWaitMs`: without it an exit counts no allowance for us and refuses
+   * our next tunnel as soon as we have spent anything.
+   */
+  powSolved?: Promise<unknown>
+  /** @default 10 s */
+  powWaitMs?: number
   now?: () => number
 }
 
@@ -136,7 +147,12 @@ export class ConsumerSessions implements ConsumerAccounting {
 
   async prepare (exit: PeerId): Promise<void> {
     const s = this.sessionOf(exit)
-    if (s.sentPow || this.init.pow?.() == null) return
+    if (s.sentPow) return
+    if (this.init.pow?.() == null && this.init.powSolved != null) {
+      this.log('waiting for our proof of work before tunnelling through %p', exit)
+      await withTimeout(this.init.powSolved, this.init.powWaitMs ?? POW_WAIT).catch(() => {})
+    }
+    if (this.init.pow?.() == null) return
     await this.serialised(s, async () => this.hello(s, await this.open(s)))
   }
 

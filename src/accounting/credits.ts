@@ -10,6 +10,7 @@
 
 import { hash } from 'node:crypto'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
+import { Worker } from 'node:worker_threads'
 import { BYTES_PER_GB, MICRO_PER_CREDIT, POW_DOMAIN } from './constants.ts'
 import type { AbortOptions } from '@libp2p/interface'
 
@@ -123,4 +124,65 @@ export async function solvePow (peerIdBytes: Uint8Array, difficultyBits: number,
     }
   }
   throw new RangeError(`no nonce meets ${difficultyBits} bits`)
+}
+
+/**
+ * The search of solvePow, as a worker's source: plain JavaScript, so it runs
+ * the same from the TypeScript sources (tests) and from dist. What it finds
+ * is checked with verifyPow before anyone relies on it.
+ */
+const POW_WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+const { hash } = require('node:crypto')
+const { input, difficultyBits } = workerData
+const view = new DataView(input.buffer, input.byteOffset, input.byteLength)
+const at = input.byteLength - 8
+const zeroBits = digest => {
+  let bits = 0
+  for (const byte of digest) {
+    if (byte === 0) { bits += 8; continue }
+    return bits + Math.clz32(byte) - 24
+  }
+  return bits
+}
+const search = () => {
+  for (let high = 0; high <= 0xffffffff; high++) {
+    view.setUint32(at, high)
+    for (let low = 0; low <= 0xffffffff; low++) {
+      view.setUint32(at + 4, low)
+      if (zeroBits(hash('sha256', input, 'buffer')) >= difficultyBits) return (BigInt(high) << 32n) | BigInt(low)
+    }
+  }
+}
+parentPort.postMessage(search())
+`
+
+/**
+ * solvePow on a worker thread: a node serving traffic while it solves its
+ * puzzle must not stall its event loop for a batch of hashes at a time.
+ * Same answer as solvePow (the smallest nonce); aborting stops the worker.
+ */
+export async function solvePowInWorker (peerIdBytes: Uint8Array, difficultyBits: number, options: AbortOptions = {}): Promise<bigint> {
+  checkDifficulty(difficultyBits)
+  options.signal?.throwIfAborted()
+  const worker = new Worker(POW_WORKER_SOURCE, { eval: true, workerData: { input: powInput(peerIdBytes), difficultyBits } })
+  // never what keeps a process alive
+  worker.unref()
+  return new Promise<bigint>((resolve, reject) => {
+    let settled = false
+    const settle = (fn: () => void): void => {
+      if (settled) return
+      settled = true
+      options.signal?.removeEventListener('abort', onAbort)
+      fn()
+    }
+    const onAbort = (): void => settle(() => { void worker.terminate(); reject(options.signal?.reason ?? new Error('aborted')) })
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    worker.once('message', (nonce: bigint) => settle(() => {
+      if (typeof nonce === 'bigint' && verifyPow(peerIdBytes, nonce, difficultyBits)) resolve(nonce)
+      else reject(new Error(`proof of work worker answered ${String(nonce)}, which does not verify`))
+    }))
+    worker.once('error', err => settle(() => reject(err)))
+    worker.once('exit', code => settle(() => reject(new Error(`proof of work worker exited with code ${code} before an answer`))))
+  })
 }

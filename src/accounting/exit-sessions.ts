@@ -178,10 +178,15 @@ export class ExitSessions implements ExitAccounting {
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const consumer = connection.remotePeer
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+    // one idle timer for the stream, pushed back by every frame: a timeout
+    // signal per read (a frame per MiB carried) is garbage the data path pays for
+    const idle = new AbortController()
+    const idleTimer = setTimeout(() => idle.abort(new Error('receipt stream idle')), STREAM_IDLE)
     while (true) {
       let frame
       try {
-        frame = await lp.read({ signal: AbortSignal.timeout(STREAM_IDLE) })
+        frame = await lp.read({ signal: idle.signal })
+        idleTimer.refresh()
       } catch {
         break // end of stream, idle, or a bad frame: the session's receipts so far stand
       }
@@ -201,6 +206,7 @@ export class ExitSessions implements ExitAccounting {
         await lp.write(ReceiptStreamMessage.encode({}))
       }
     }
+    clearTimeout(idleTimer)
     for (const s of this.sessions.values()) {
       if (s.consumer.equals(consumer)) await this.publishFinal(s).catch(() => {})
     }

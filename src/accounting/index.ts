@@ -30,7 +30,7 @@ export {
 export type {
   CountersignedReceipt, Progress, Receipt, ReceiptBody, ReceiptParties, ReceiptTrackerInit, SignedReceipt, VerifyReceiptOptions
 } from './receipts.ts'
-export { costMicro, formatCredits, leadingZeroBits, parseCredits, powDigest, solvePow, verifyPow } from './credits.ts'
+export { costMicro, formatCredits, leadingZeroBits, parseCredits, powDigest, solvePow, solvePowInWorker, verifyPow } from './credits.ts'
 export type { SolvePowOptions } from './credits.ts'
 export { LEDGER_APP, LEDGER_SCHEMA_VERSION, Ledger } from './ledger.ts'
 export type { Balance, LedgerInit, ReceiptQuery, ReceiptSource, RecordResult, StoredReceipt } from './ledger.ts'

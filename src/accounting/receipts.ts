@@ -159,7 +159,8 @@ interface CachedPeer { peer: Ed25519PeerId, key: KeyObject }
 const peerCache = new Map<string, CachedPeer>()
 
 function decodeEd25519Peer (bytes: Uint8Array, field: 'consumer' | 'exit'): CachedPeer {
-  const cacheKey = uint8ArrayToString(bytes, 'base16')
+  // hex through Buffer: this runs for every signature checked, and the multiformats codec is slow
+  const cacheKey = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
   const cached = peerCache.get(cacheKey)
   if (cached != null) return cached
   let peer: PeerId

@@ -13,7 +13,7 @@ import { ExitSessions } from '../accounting/exit-sessions.ts'
 import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
 import { exportReceipts } from '../accounting/export.ts'
-import { formatCredits, solvePow } from '../accounting/credits.ts'
+import { formatCredits, solvePowInWorker } from '../accounting/credits.ts'
 import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { MiB, second } from '../constants.ts'
 import { HttpError } from './control-api.ts'
@@ -86,6 +86,9 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger })
   let pow = ledger.pow(identity.peerId)
   const powAbort = new AbortController()
+  let powDone: () => void = () => {}
+  const powSolved = new Promise<void>(resolve => { powDone = resolve })
+  if (pow != null && pow.difficulty >= a.pow_difficulty) powDone()
   const consumer = new ConsumerSessions({
     logger: libp2p.logger,
     dialProtocol: async (peer, protocol, options) => libp2p.dialProtocol(peer, protocol, options)
@@ -95,7 +98,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     priceOf: exit => node.part<RoutingPart>('routing')?.discovery.ad(exit)?.pricePerGbMicro,
     intervalBytes: a.receipt_interval_mb * MiB,
     intervalMs: a.receipt_interval_seconds * second,
-    pow: () => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined
+    pow: () => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined,
+    powSolved
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
@@ -124,12 +128,13 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       consumer.start()
       gossip.start()
       if (pow == null || pow.difficulty < a.pow_difficulty) {
-        // solved once per identity, in the background; the allowance waits for it
+        // solved once per identity, on a worker thread; the allowance (and our tunnels, see prepare()) wait for it
         const bytes = identity.peerId.toMultihash().bytes
-        solvePow(bytes, a.pow_difficulty, { signal: powAbort.signal }).then(nonce => {
+        solvePowInWorker(bytes, a.pow_difficulty, { signal: powAbort.signal }).then(nonce => {
           ledger.recordPow(identity.peerId, nonce, a.pow_difficulty)
           pow = { nonce, difficulty: a.pow_difficulty }
-        }, () => {})
+          powDone()
+        }, () => { powDone() }) // stopped: nobody waits for a proof that will not come
       }
     },
     stop: async () => {

@@ -5,7 +5,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { BYTES_PER_GB, DEFAULT_ALLOWANCE_MICRO, DEFAULT_POW_DIFFICULTY } from '../../src/accounting/constants.ts'
-import { costMicro, formatCredits, leadingZeroBits, parseCredits, powDigest, solvePow, verifyPow } from '../../src/accounting/credits.ts'
+import { costMicro, formatCredits, leadingZeroBits, parseCredits, powDigest, solvePow, solvePowInWorker, verifyPow } from '../../src/accounting/credits.ts'
 
 // PoW works over any bytes; fixed ones keep the test deterministic
 const PEER = new Uint8Array(38).map((_, i) => i * 7)
@@ -87,6 +87,32 @@ describe('proof of work', () => {
     expect(leadingZeroBits(new Uint8Array([0x80]))).toBe(0)
     expect(leadingZeroBits(new Uint8Array([0x00, 0x01]))).toBe(15)
     expect(leadingZeroBits(new Uint8Array(32))).toBe(256)
+  })
+
+  it('on a worker thread: the same smallest nonce, while the event loop stays free', async () => {
+    for (const [peer, bits] of [[PEER, 8], [OTHER, 12], [PEER, 14]] as const) {
+      let ticks = 0
+      const ticker = setInterval(() => { ticks++ }, 1)
+      const started = performance.now()
+      const nonce = await solvePowInWorker(peer, bits)
+      const ms = performance.now() - started
+      clearInterval(ticker)
+      expect(nonce).toBe(await solvePow(peer, bits))
+      expect(verifyPow(peer, nonce, bits)).toBe(true)
+      // the timer kept firing while the worker hashed (a blocked loop would not tick at all)
+      if (ms > 50) expect(ticks).toBeGreaterThan(ms / 10)
+    }
+  })
+
+  it('a worker solve can be aborted, and stops', async () => {
+    const controller = new AbortController()
+    const solving = solvePowInWorker(PEER, 64, { signal: controller.signal })
+    setTimeout(() => controller.abort(), 20)
+    await expect(solving).rejects.toHaveProperty('name', 'AbortError')
+    const pre = new AbortController()
+    pre.abort()
+    await expect(solvePowInWorker(PEER, 8, { signal: pre.signal })).rejects.toHaveProperty('name', 'AbortError')
+    await expect(solvePowInWorker(PEER, 300)).rejects.toThrow(RangeError)
   })
 
   it('can be aborted', async () => {
