@@ -14,11 +14,13 @@
  * Placement: the exit (and the relay) run in child processes
  * (bench/exit-process.ts), since a node is its own process in production and
  * the bare baseline is measured the same way (source node in a child, sink in
- * the bench). The consumer, the SOCKS5 client and the TCP targets share the
- * bench's process. SPAREBAND_BENCH_EXIT_PLACEMENT=in-process puts the exit
- * and the bare source in the bench's process instead, for comparison: on the
- * 2-core test box that gave lower tunnel/bare ratios (61-75 % against 70-92 %),
- * since one event loop then does the work of two.
+ * the bench). The consumer runs in the bench's process; for the throughput
+ * figures the SOCKS5 client runs beside it and the data target beside the
+ * exit (see startLoad for the other placements); TTFB, slow readers and
+ * memory use client and targets in the bench's process.
+ * SPAREBAND_BENCH_EXIT_PLACEMENT=in-process puts the exit and the bare source
+ * in the bench's process instead, for comparison: one event loop then does
+ * the work of two.
  * Throughput is the median of SPAREBAND_BENCH_ROUNDS rounds (default 3),
  * each also given as CPU ms per MiB summed over the processes it ran through
  * (steadier than MB/s when processes share two cores);
@@ -34,8 +36,8 @@
  * SPAREBAND_BENCH_SECTIONS (a comma-separated subset of
  * bare,direct,ttfb,slow,relay,accounting,memory; default all),
  * SPAREBAND_BENCH_CHILD_ARGS (node flags for the children, e.g. --cpu-prof),
- * SPAREBAND_BENCH_LOAD_PLACEMENT=child (client and data target in a process of
- * their own; see startLoad),
+ * SPAREBAND_BENCH_LOAD_PLACEMENT (split, in-process or child: where the
+ * throughput figures' client and data target run; see startLoad),
  * SPAREBAND_BENCH_STRICT=1 (exit 1 when a target is missed; by default only
  * errors, such as a hash mismatch, fail the bench).
  */
@@ -161,7 +163,16 @@ interface Scenario {
   exit: NodeHandle
   exitId: string
   relay?: NodeHandle
+  /** The data target in the exit's process, when the load is split (see startLoad). */
+  dataPortBesideExit?: number
   close: () => Promise<void>
+}
+
+/** Starts a data target in the exit's process before the exit itself, so the exit can allow its port. */
+async function targetBesideExit (exit: NodeHandle, ports: Ports): Promise<{ ports: Ports, dataPortBesideExit?: number }> {
+  if (LOAD_PLACEMENT !== 'split') return { ports }
+  const { port } = await exit.call<{ port: number }>('data-server')
+  return { ports: { ...ports, loadData: port }, dataPortBesideExit: port }
 }
 
 async function startConsumer (bootstrap: string[], accounting = false): Promise<{ handle: InProcessNode, node: SparebandNode, socksPort: number }> {
@@ -175,7 +186,8 @@ async function startConsumer (bootstrap: string[], accounting = false): Promise<
 async function directScenario (ports: Ports, placement: Placement, accounting = false): Promise<Scenario> {
   const exit = await openNode(placement)
   cleanups.push(async () => exit.close())
-  const e = await exit.start(exitConfig(ports, undefined, [], accounting))
+  const beside = await targetBesideExit(exit, ports)
+  const e = await exit.start(exitConfig(beside.ports, undefined, [], accounting))
   const exitAddr = `${e.addresses[0]}`
   const consumer = await startConsumer([exitAddr], accounting)
   await consumer.node.libp2p.dial(multiaddr(exitAddr))
@@ -185,6 +197,7 @@ async function directScenario (ports: Ports, placement: Placement, accounting = 
     socksPort: consumer.socksPort,
     exit,
     exitId: e.peerId,
+    dataPortBesideExit: beside.dataPortBesideExit,
     close: async () => { await consumer.handle.close(); await exit.close() }
   }
 }
@@ -196,7 +209,8 @@ async function relayScenario (ports: Ports): Promise<Scenario> {
   const relayAddr = rl.addresses.find(a => a.includes('/tcp/') && !a.includes('p2p-circuit'))!
   const exit = await ChildNode.spawn()
   cleanups.push(async () => exit.close())
-  const e = await exit.start(exitConfig(ports, [`${relayAddr}/p2p-circuit`], [relayAddr]))
+  const beside = await targetBesideExit(exit, ports)
+  const e = await exit.start(exitConfig(beside.ports, [`${relayAddr}/p2p-circuit`], [relayAddr]))
   const consumer = await startConsumer([relayAddr])
   const circuit = `${relayAddr}/p2p-circuit/p2p/${e.peerId}`
   await consumer.node.libp2p.dial(multiaddr(circuit))
@@ -212,6 +226,7 @@ async function relayScenario (ports: Ports): Promise<Scenario> {
     exit,
     exitId: e.peerId,
     relay,
+    dataPortBesideExit: beside.dataPortBesideExit,
     close: async () => { await consumer.handle.close(); await exit.close(); await relay.close() }
   }
 }
@@ -237,32 +252,45 @@ async function whereBytesStopped (s: Scenario): Promise<string> {
 }
 
 /**
- * Where the client and the data target of the throughput figures run: in the
- * bench's process beside the consumer (default), or, with
- * SPAREBAND_BENCH_LOAD_PLACEMENT=child, in a process of their own, as curl
- * and a web server would be, which also shows their share of the CPU. On the
- * 2-core test box the separate process gave lower MB/s (55-65 % of bare
- * against 65-79 %): three busy processes then share two cores.
+ * Where the client and the data target of the throughput figures run
+ * (SPAREBAND_BENCH_LOAD_PLACEMENT):
+ * - `split` (default): the client in the bench's process beside the
+ *   consumer, the target in the exit's process, as in the field: the member's
+ *   browser on its machine, the web server near the exit. Each process then
+ *   does one end's work, as the bare stream's two nodes do;
+ * - `in-process`: client and target both beside the consumer, which leaves
+ *   the bench's process with three parties' work and the exit's with one;
+ * - `child`: client and target in a process of their own, which also shows
+ *   their share of the CPU (three busy processes on two cores).
  */
+type LoadPlacement = 'split' | 'in-process' | 'child'
+const LOAD_PLACEMENT: LoadPlacement = (['in-process', 'child'] as const).find(p => p === process.env.SPAREBAND_BENCH_LOAD_PLACEMENT) ?? 'split'
+
 interface Load {
   where: string
-  /** The load generator's own process, when it has one. */
-  proc?: CpuSource
-  dataPort: number
+  /** Processes besides the consumer's and the exit's that a transfer runs through. */
+  procs: CpuSource[]
   transfer: (s: Scenario, direction: 'download' | 'upload', total: number) => Promise<TransferResult>
 }
 
 async function startLoad (data: DataTarget): Promise<Load> {
-  if (process.env.SPAREBAND_BENCH_LOAD_PLACEMENT !== 'child') {
-    return { where: 'in the bench process, beside the consumer', dataPort: data.port, transfer: async (s, dir, total) => tunnelTransfer(s, data.port, dir, total) }
+  if (LOAD_PLACEMENT === 'split') {
+    return {
+      where: 'client beside the consumer, data target in the exit\'s process',
+      procs: [],
+      transfer: async (s, dir, total) => tunnelTransfer(s, s.dataPortBesideExit!, dir, total)
+    }
+  }
+  if (LOAD_PLACEMENT === 'in-process') {
+    return { where: 'client and data target beside the consumer', procs: [], transfer: async (s, dir, total) => tunnelTransfer(s, data.port, dir, total) }
   }
   const child = await ChildNode.spawn()
   cleanups.push(async () => child.close())
   const { port } = await child.call<{ port: number }>('data-server')
+  loadChildPort = port
   return {
-    where: `in a process of their own (pid ${child.pid})`,
-    proc: child,
-    dataPort: port,
+    where: `client and data target in a process of their own (pid ${child.pid})`,
+    procs: [child],
     transfer: async (s, direction, total) => {
       try {
         return await child.call<TransferResult>('tunnel-transfer', { socksPort: s.socksPort, port, direction, total })
@@ -271,6 +299,16 @@ async function startLoad (data: DataTarget): Promise<Load> {
       }
     }
   }
+}
+
+/** The load child's data port, which exits must allow (set by startLoad). */
+let loadChildPort = 0
+
+/** What each process's CPU figure covers, in the order of measured(): consumer, exit, then the load's own. */
+function cpuRoles (parts: (i: number) => string): string {
+  const consumer = LOAD_PLACEMENT === 'child' ? 'consumer' : LOAD_PLACEMENT === 'split' ? 'consumer (with client)' : 'consumer (with client and target)'
+  const exit = LOAD_PLACEMENT === 'split' ? 'exit (with target)' : 'exit'
+  return `${consumer} ${parts(0)}, ${exit} ${parts(1)}${LOAD_PLACEMENT === 'child' ? `, client and target ${parts(2)}` : ''}`
 }
 
 /**
@@ -546,11 +584,11 @@ async function withAccounting (ports: Ports, load: Load, http: Target): Promise<
     check('accounting-on warm-up', await load.transfer(s, 'download', WARMUP), WARMUP)
     for (const dir of ['download', 'upload'] as const) {
       try {
-        const res = await measured([self, s.exit, ...(load.proc != null ? [load.proc] : [])], async () => load.transfer(s!, dir, TOTAL))
+        const res = await measured([self, s.exit, ...load.procs], async () => load.transfer(s!, dir, TOTAL))
         check(`accounting-on ${dir}`, res, TOTAL)
         const holds = (await s.exit.call<any>('status'))?.accounting?.pending?.holds
         r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on`, mbps(res.bytes, res.ms), 'MB/s', `SHA-256 ok; exit held the tunnel for unsigned bytes ${holds as number} times so far`)
-        r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on, CPU per MiB`, res.cpuMsPerMiB, 'ms', `consumer ${res.cpuByProcess[0].toFixed(1)}${load.proc != null ? '' : ' (with client and target)'}, exit ${res.cpuByProcess[1].toFixed(1)}${load.proc != null ? `, client and target ${res.cpuByProcess[2].toFixed(1)}` : ''}`)
+        r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on, CPU per MiB`, res.cpuMsPerMiB, 'ms', cpuRoles(i => res.cpuByProcess[i].toFixed(1)))
       } catch (err: any) {
         r.line(`SOCKS5 tunnel, direct, ${dir}, accounting on`, 'FAILED', '', String(err.message).slice(0, 400))
       }
@@ -591,7 +629,7 @@ export async function main (): Promise<void> {
     const hold = await startHoldServer()
     cleanups.push(async () => data.close(), async () => http.close(), async () => hold.close())
     const load = await startLoad(data)
-    const ports = { data: data.port, http: http.port, hold: hold.port, loadData: load.dataPort }
+    const ports = { data: data.port, http: http.port, hold: hold.port, loadData: loadChildPort }
 
     // 1., 2., 4. and the slow readers on one direct consumer -> exit connection
     if (runs('bare') || runs('direct') || runs('ttfb') || runs('slow')) {
@@ -614,7 +652,7 @@ export async function main (): Promise<void> {
           }
           if (direct != null && runs('direct')) {
             for (const dir of ['download', 'upload'] as const) {
-              const res = await measured([self, direct.exit, ...(load.proc != null ? [load.proc] : [])], async () => load.transfer(direct, dir, TOTAL))
+              const res = await measured([self, direct.exit, ...load.procs], async () => load.transfer(direct, dir, TOTAL))
               check(`direct tunnel ${dir}`, res, TOTAL)
               samples[dir].push(mbps(res.bytes, res.ms))
               cpu[dir].push(res.cpuMsPerMiB)
@@ -635,7 +673,7 @@ export async function main (): Promise<void> {
         const ratio = rates.bare != null ? `${(100 * rates[`direct ${dir}`] / rates.bare).toFixed(0)}% of bare, ` : ''
         r.line(`SOCKS5 tunnel, direct, ${dir}`, rates[`direct ${dir}`], 'MB/s', `${ratio}median, ${spread(samples[dir])}; SHA-256 ok`)
         const cpuRatio = cpu.bare.length > 0 ? `${(median(cpu[dir]) / median(cpu.bare)).toFixed(2)} x bare; ` : ''
-        r.line(`SOCKS5 tunnel, direct, ${dir}, CPU per MiB`, median(cpu[dir]), 'ms', `${cpuRatio}median; consumer ${parts(cpuParts[dir], 0)}${load.proc != null ? '' : ' (with client and target)'}, exit ${parts(cpuParts[dir], 1)}${load.proc != null ? `, client and target ${parts(cpuParts[dir], 2)}` : ''}`)
+        r.line(`SOCKS5 tunnel, direct, ${dir}, CPU per MiB`, median(cpu[dir]), 'ms', `${cpuRatio}median; ${cpuRoles(i => parts(cpuParts[dir], i))}`)
       }
       if (direct != null && runs('ttfb')) tt = await ttfb(direct, http)
       if (direct != null && runs('slow')) slowOk = await slowReaders(direct, data)

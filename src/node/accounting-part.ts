@@ -14,6 +14,7 @@ import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
 import { exportReceipts } from '../accounting/export.ts'
 import { formatCredits, solvePowInWorker } from '../accounting/credits.ts'
+import { openStream } from './open-stream.ts'
 import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { MiB, second } from '../constants.ts'
 import { HttpError } from './control-api.ts'
@@ -91,7 +92,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   if (pow != null && pow.difficulty >= a.pow_difficulty) powDone()
   const consumer = new ConsumerSessions({
     logger: libp2p.logger,
-    dialProtocol: async (peer, protocol, options) => libp2p.dialProtocol(peer, protocol, options)
+    dialProtocol: async (peer, protocol, options) => openStream(libp2p, peer, protocol, options)
   }, {
     ledger,
     privateKey: identity.privateKey,

@@ -13,6 +13,7 @@ import { parsePortList } from '../relay/ports.ts'
 import { Socks5Server } from '../relay/socks5.ts'
 import { MAX_OUTBOUND_TUNNELS, TunnelClient } from '../relay/tunnel-client.ts'
 import { WarmStreams } from '../relay/warm-streams.ts'
+import { connectionFor, openStream } from './open-stream.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
@@ -20,7 +21,8 @@ import type { TunnelExit } from '../relay/exit.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { AbortOptions, PeerId, Stream } from '@libp2p/interface'
+import type { PeerId, Stream } from '@libp2p/interface'
+import type { OpenStreamOptions } from './open-stream.ts'
 
 const GB = 1e9
 
@@ -84,13 +86,18 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const selector: ExitSelector = node.part<RoutingPart>('routing')?.selector ?? new KnownPeerSelector(node.libp2p)
   const consumerAccounting = node.part<AccountingPart>('accounting')?.consumer
   const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
-  const openTunnelStream = async (peer: PeerId, options: AbortOptions & { runOnLimitedConnection?: boolean, maxOutboundStreams?: number }): Promise<Stream> =>
-    node.libp2p.dialProtocol(peer, TUNNEL_PROTOCOL, { ...options, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
+  const openTunnelStream = async (peer: PeerId, options: OpenStreamOptions): Promise<Stream> =>
+    openStream(node.libp2p, peer, TUNNEL_PROTOCOL, { ...options, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
   const warm = new WarmStreams({
     perExit: config.proxy.warm_streams,
     log: node.libp2p.logger.forComponent('spareband:relay:warm-streams'),
-    // on the connection the last tunnel used: warming never dials
-    open: async exit => node.libp2p.getConnections(exit).length === 0 ? undefined : openTunnelStream(exit, { signal: AbortSignal.timeout(10 * second) })
+    // on a connection we have: warming never dials
+    open: async exit => connectionFor(node.libp2p, exit, true) == null ? undefined : openTunnelStream(exit, { signal: AbortSignal.timeout(10 * second) }),
+    // a stream warmed on a relayed connection is not used once a direct one exists
+    stale: (exit, stream) => {
+      const direct = connectionFor(node.libp2p, exit, false)
+      return direct != null && !direct.streams.includes(stream)
+    }
   })
   const client = new TunnelClient({
     logger: node.libp2p.logger,

@@ -23,6 +23,8 @@ export const DEFAULT_WARM_KEEP_EXIT_MS = 60 * second
 export interface WarmStreamsInit {
   /** Opens a tunnel stream on an existing connection; undefined when there is none. */
   open: (exit: PeerId) => Promise<Stream | undefined>
+  /** True for a ready stream that should no longer be used, e.g. one on a relayed connection once a direct one exists. */
+  stale?: (exit: PeerId, stream: Stream) => boolean
   log: Logger
   /** Idle streams kept per exit; 0 turns warming off. @default 8 */
   perExit?: number
@@ -74,10 +76,13 @@ export class WarmStreams {
     while (pool != null && pool.ready.length > 0) {
       const w = pool.ready.shift()!
       this.release(w)
-      if (isUsable(w.stream)) {
-        this.stats.hits++
-        return w.stream
+      if (!isUsable(w.stream)) continue
+      if (this.init.stale?.(exit, w.stream) === true) {
+        closeQuietly(w.stream)
+        continue
       }
+      this.stats.hits++
+      return w.stream
     }
     this.stats.misses++
     return undefined

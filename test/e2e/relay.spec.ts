@@ -49,4 +49,18 @@ describe('tunnels to an exit behind a relay', () => {
     const after = (await consumer.proc.peers()).find((p: any) => p.peerId === exit.peerId)
     expect(after.limited).toBe(true)
   })
+
+  it('more tunnels keep to the one relayed connection, most on warm streams', async () => {
+    for (let i = 0; i < 5; i++) {
+      const r = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, `http://127.0.0.1:${target.port}/slice/100000`])
+      expect(r.stderr).toBe('')
+      expect(sha256(r.stdout)).toBe(sha256(target.blob.subarray(0, 100000)))
+    }
+    const peer = (await consumer.proc.peers()).find((p: any) => p.peerId === exit.peerId)
+    // one entry per open connection
+    expect(peer.addresses).toHaveLength(1)
+    expect(peer.limited).toBe(true)
+    const proxy = (await consumer.status()).proxy
+    expect(proxy.warmStreams.hits).toBeGreaterThanOrEqual(4)
+  })
 })

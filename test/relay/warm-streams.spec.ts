@@ -136,6 +136,29 @@ describe('warm tunnel streams', () => {
     expect(res.message).toMatch(`no complete frame within ${EXIT_WAIT_MS} ms`)
   })
 
+  it('a ready stream the node calls stale (a relayed one, once a direct one exists) is closed, not used', async () => {
+    const staleOnes = new Set<Stream>()
+    const opened: Stream[] = []
+    const recordingOpen = async (peer: PeerId): Promise<Stream | undefined> => {
+      const stream = await openStream(peer)
+      if (stream != null) opened.push(stream)
+      return stream
+    }
+    const warm = new WarmStreams({ open: recordingOpen, log: consumer.logger.forComponent('test'), perExit: 4, stale: (_exit, s) => staleOnes.has(s) })
+    warm.replenish(exitNode.peerId)
+    await waitFor(() => warm.counts().ready === 4, { what: '4 warm streams' })
+    // the pool hands them out in the order they opened
+    expect(warm.take(exitNode.peerId)).toBe(opened[0])
+    expect(warm.take(exitNode.peerId)).toBe(opened[1])
+    staleOnes.add(opened[2])
+    expect(warm.take(exitNode.peerId)).toBe(opened[3])
+    expect(warm.stats.hits).toBe(3)
+    await waitFor(() => opened[2].status !== 'open', { what: 'the stale stream to be closed' })
+    expect(warm.counts().ready).toBe(0)
+    for (const s of [opened[0], opened[1], opened[3]]) s.abort(new Error('test done with it'))
+    warm.stop()
+  })
+
   it('warm streams go when their connection goes', async () => {
     const warm = new WarmStreams({ open: openStream, log: consumer.logger.forComponent('test'), perExit: 2 })
     warm.replenish(exitNode.peerId)
