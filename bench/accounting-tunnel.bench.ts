@@ -2,55 +2,58 @@
  * What accounting costs on the data path: tunnel throughput through the
  * SOCKS5 proxy with metering, receipts every 1 MiB and the ledger on, against
  * the same with accounting off, on the same run. Runs alternate so drift in
- * the machine's load hits both sides alike. Target: under 5 % slower.
+ * the machine's load hits both sides alike. Target: under 5 % slower. Each
+ * node runs in a process of its own (bench/exit-process.ts); curl is the
+ * client and the origin runs here.
  *
  *   npm run build && node dist/bench/accounting-tunnel.bench.js
  */
 
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createServer } from 'node:net'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { createSparebandNode } from '../src/index.ts'
+import { ChildNode } from './lib/node-handle.ts'
 import { Report } from './lib/report.ts'
-import type { SparebandNode } from '../src/index.ts'
 import type { AddressInfo } from 'node:net'
 
 const exec = promisify(execFile)
 const TOTAL = 128 * 1024 * 1024
 const ROUNDS = Number(process.env.SPAREBAND_BENCH_ROUNDS ?? 8)
 
-interface Pair { exit: SparebandNode, consumer: SparebandNode, dirs: string[] }
+/**
+ * An exit and a consumer, each a node in a process of its own (as in the
+ * field), with accounting on or off. Keeping the two sides in separate
+ * processes matters: in one process they share a heap and JIT state, and
+ * each side's runs then pay for the other's garbage.
+ */
+interface Pair { exit: ChildNode, consumer: ChildNode, socksPort: number }
 
 async function pair (accounting: boolean, port: number): Promise<Pair> {
-  const dirs = [await mkdtemp(join(tmpdir(), 'sb-bench-acct-')), await mkdtemp(join(tmpdir(), 'sb-bench-acct-'))]
   // the consumer spends more than its starting allowance here: the exit lets it run into debt rather than refuse it
-  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], proxy: { socks_port: 0, http_port: 0 }, accounting: { enabled: accounting, pow_difficulty: 8, credit_limit: -1e6 } }
-  const exit = await createSparebandNode({ dataDir: dirs[0], controlApi: false, config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [port] } } })
-  await exit.start()
-  const consumer = await createSparebandNode({ dataDir: dirs[1], controlApi: false, config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false } } })
-  await consumer.start()
+  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, relay: { enabled: false }, accounting: { enabled: accounting, pow_difficulty: 8, credit_limit: -1e6 } }
+  const exit = await ChildNode.spawn()
+  const e = await exit.start({ ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [port] } })
+  const consumer = await ChildNode.spawn()
+  const c = await consumer.start({ ...base, network: { local_testnet: true, bootstrap: [e.addresses[0]] }, exit: { enabled: false } })
   const deadline = Date.now() + 20_000
-  while (Date.now() < deadline && !(await consumer.peers()).some(p => p.agent?.includes('exit') === true)) await new Promise(resolve => setTimeout(resolve, 100))
-  return { exit, consumer, dirs }
+  while (Date.now() < deadline && !(await consumer.call<any[]>('peers')).some((p: any) => p.peerId === e.peerId && p.agent?.includes('exit') === true)) await new Promise(resolve => setTimeout(resolve, 100))
+  return { exit, consumer, socksPort: c.socksPort! }
 }
 
 /**
  * One download of TOTAL bytes through the consumer's SOCKS5 proxy, by curl:
- * its MB/s, and the CPU ms per MiB this process (both nodes and the origin)
+ * its MB/s, and the CPU ms per MiB the exit's and the consumer's processes
  * spent on it. The CPU figure is the steadier one when other load shares the cores.
  */
 async function download (p: Pair, port: number): Promise<{ mbps: number, cpuMsPerMiB: number }> {
-  const socks = (p.consumer.status() as any).proxy.socksPort
-  const cpu = process.cpuUsage()
-  const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', '--socks5-hostname', `127.0.0.1:${socks}`, `http://127.0.0.1:${port}/`])
-  const used = process.cpuUsage(cpu)
+  const cpu = async (): Promise<number> => (await p.exit.call<number>('cpu')) + (await p.consumer.call<number>('cpu'))
+  const before = await cpu()
+  const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', '--socks5-hostname', `127.0.0.1:${p.socksPort}`, `http://127.0.0.1:${port}/`])
+  const used = await cpu() - before
   const [bytes, seconds] = stdout.split(' ').map(Number)
   if (bytes !== TOTAL) throw new Error(`downloaded ${bytes} of ${TOTAL} bytes`)
-  return { mbps: bytes / 1e6 / seconds, cpuMsPerMiB: (used.user + used.system) / 1000 / (bytes / 2 ** 20) }
+  return { mbps: bytes / 1e6 / seconds, cpuMsPerMiB: used / (bytes / 2 ** 20) }
 }
 
 function median (xs: number[]): number {
@@ -105,20 +108,19 @@ export async function main (): Promise<void> {
     report.line('accounting cost', Math.round(cost * 10) / 10, '%', 'of throughput, best against best')
     const cOn = median(cpu.on)
     const cOff = median(cpu.off)
-    report.line('CPU per MiB, accounting off', cOff, 'ms', `median; both nodes and the origin (curl not counted); all: ${cpu.off.map(x => x.toFixed(1)).join(' ')}`)
+    report.line('CPU per MiB, accounting off', cOff, 'ms', `median; exit + consumer processes (origin and curl not counted); all: ${cpu.off.map(x => x.toFixed(1)).join(' ')}`)
     report.line('CPU per MiB, accounting on', cOn, 'ms', `median; all: ${cpu.on.map(x => x.toFixed(1)).join(' ')}`)
     // each round's on/off pair ran back to back: the median of the pairs' ratios shrugs off slow phases of the machine
     const pairs = cpu.on.map((c, i) => c / cpu.off[i] - 1)
     report.line('accounting cost in CPU', Math.round(median(pairs) * 1000) / 10, '%', `median of ${ROUNDS} back-to-back pairs; each: ${pairs.map(x => (100 * x).toFixed(0)).join(' ')} %`)
-    const a = (on.exit.status() as any).accounting
+    const a = (await on.exit.call<any>('status')).accounting
     report.line('exit holds for unsigned bytes', a.pending.holds, '')
     report.target('accounting costs under 5 % of throughput', cost < 5, `${cost.toFixed(1)} %`)
     report.summary()
   } finally {
     for (const p of [on, off]) {
-      await p.consumer.stop()
-      await p.exit.stop()
-      await Promise.all(p.dirs.map(async d => rm(d, { recursive: true, force: true })))
+      await p.consumer.close()
+      await p.exit.close()
     }
     origin.close()
   }

@@ -8,7 +8,7 @@
  * or `{ id, ok: false, error }`. Commands: `start { config }` (a
  * SparebandNode, answers peer id, addresses and proxy ports), `bare` (a bare
  * libp2p node serving the byte source), `dial { addr }`, `connections`,
- * `status`, `mem { gc }` (RSS, heap, peak RSS; after GC when asked), `cpu`
+ * `status`, `peers`, `mem { gc }` (RSS, heap, peak RSS; after GC when asked), `cpu`
  * (CPU ms used so far), `stop`;
  * and, for a load generator with no node, `data-server` (starts the bench's
  * data target here, answers its port) and `tunnel-transfer { socksPort, port,
@@ -88,6 +88,7 @@ export class NodeHost {
       }
       case 'connections': return this.libp2p.getConnections().map(c => ({ peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), limited: c.limits != null, streams: c.streams.length }))
       case 'status': return this.node?.status()
+      case 'peers': return this.node?.peers()
       case 'mem': return memory(msg.gc === true)
       case 'cpu': return cpuMs()
       case 'data-server': {
