@@ -119,7 +119,7 @@ function exitConfig (ports: Ports, listen?: string[], bootstrap: string[] = [], 
     relay: { enabled: false },
     exit: {
       allow_private_targets: true,
-      allowed_ports: [ports.data, ports.http, ports.hold, ports.loadData],
+      allowed_ports: [ports.data, ports.http, ports.hold, ports.loadData].filter(p => p > 0),
       // one consumer opens every tunnel here; the default allows it 256
       max_tunnels: Math.max(1024, TUNNELS + 64),
       max_tunnels_per_consumer: Math.max(1024, TUNNELS + 64)
