@@ -580,6 +580,7 @@ async function withAccounting (ports: Ports, load: Load, http: Target): Promise<
     const deadline = performance.now() + 120_000
     while (!(await exitSolved()) && performance.now() < deadline) await sleep(100)
     r.info(`accounting on (node defaults) for consumer and exit; fresh identities, the consumer's proof of work took ${((performance.now() - started) / 1000).toFixed(1)} s more after start; it then spends its starting allowance`)
+    r.info('single runs in a fresh scenario, not comparable with the medians above (the same section with SPAREBAND_ACCOUNTING=false measures about alike): the cost of accounting is the accounting-tunnel bench\'s, which alternates on and off')
     // the same warm-up as the accounting-off figures get, so JIT and windows compare fairly
     check('accounting-on warm-up', await load.transfer(s, 'download', WARMUP), WARMUP)
     for (const dir of ['download', 'upload'] as const) {
