@@ -21,7 +21,7 @@
  * SPAREBAND_BENCH_EXIT_PLACEMENT=in-process puts the exit and the bare source
  * in the bench's process instead, for comparison: one event loop then does
  * the work of two.
- * Throughput is the median of SPAREBAND_BENCH_ROUNDS rounds (default 3),
+ * Throughput is the median of SPAREBAND_BENCH_ROUNDS rounds (default 5),
  * each also given as CPU ms per MiB summed over the processes it ran through
  * (steadier than MB/s when processes share two cores);
  * each round runs bare, tunnel download and tunnel upload back to back, so
@@ -32,7 +32,7 @@
  * section with the node's defaults.
  *
  * Environment: SPAREBAND_BENCH_MIB (payload per transfer, default 256),
- * SPAREBAND_BENCH_ROUNDS (default 3), SPAREBAND_BENCH_TUNNELS (default 1000),
+ * SPAREBAND_BENCH_ROUNDS (default 5), SPAREBAND_BENCH_TUNNELS (default 1000),
  * SPAREBAND_BENCH_SECTIONS (a comma-separated subset of
  * bare,direct,ttfb,slow,relay,accounting,memory; default all),
  * SPAREBAND_BENCH_CHILD_ARGS (node flags for the children, e.g. --cpu-prof),
@@ -62,7 +62,7 @@ import type { SparebandConfigInput, SparebandNode } from '../src/index.ts'
 import type { Socket } from 'node:net'
 
 const TOTAL = Number(process.env.SPAREBAND_BENCH_MIB ?? 256) * MiB
-const ROUNDS = Math.max(1, Number(process.env.SPAREBAND_BENCH_ROUNDS ?? 3))
+const ROUNDS = Math.max(1, Number(process.env.SPAREBAND_BENCH_ROUNDS ?? 5))
 const WARMUP = Math.min(32 * MiB, TOTAL)
 const TUNNELS = Number(process.env.SPAREBAND_BENCH_TUNNELS ?? 1000)
 const TTFB_REQUESTS = 200
