@@ -21,6 +21,7 @@ import { DEFAULT_ALLOWANCE_MICRO, DEFAULT_POW_DIFFICULTY } from './constants.ts'
 import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { checkProgress, checkReceiptFields, decodeReceipt, encodeReceipt, receiptId, verifyReceipt } from './receipts.ts'
+import { WalCheckpointer } from './wal-checkpointer.ts'
 import type { CountersignedReceipt, Receipt } from './receipts.ts'
 import type { AbortOptions, PeerId } from '@libp2p/interface'
 import type { StatementSync } from 'node:sqlite'
@@ -287,6 +288,8 @@ export class Ledger {
   private readonly allowanceMicro: bigint
   private readonly powDifficulty: number
   private readonly now: () => number
+  /** Checkpoints the WAL off the event loop (files only). */
+  private checkpointer?: WalCheckpointer
   /** The last receipt written per session, decoded; see stored(). */
   private readonly recent = new Map<string, { stored: StoredReceipt, encoded: Uint8Array }>()
 
@@ -317,7 +320,9 @@ export class Ledger {
       if (!memory) db.exec('PRAGMA journal_mode = WAL')
       db.exec('PRAGMA synchronous = NORMAL')
       migrate(db, version)
-      return new Ledger(db, file, init)
+      const ledger = new Ledger(db, file, init)
+      if (!memory) ledger.checkpointer = new WalCheckpointer(db, file)
+      return ledger
     } catch (err) {
       db.close()
       if (err instanceof LedgerError) throw err
@@ -535,6 +540,7 @@ export class Ledger {
   /** Closes the file; further calls throw LedgerError CLOSED. Idempotent. */
   close (): void {
     if (this.database == null) return
+    this.checkpointer?.stop()
     this.database.close()
     this.database = undefined
   }

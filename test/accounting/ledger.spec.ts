@@ -4,7 +4,7 @@
  * Every test works in its own temporary directory.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -35,6 +35,14 @@ beforeEach(() => {
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true })
 })
+
+async function waitUntil (ok: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
 
 function ledgerError (fn: () => unknown): any {
   try {
@@ -94,6 +102,23 @@ describe('recording receipts', () => {
     expect(b.balance(self).bytesUsed).toBe(1_400n)
     a.close()
     b.close()
+  })
+
+  it('checkpoints its write-ahead log on a worker thread, never inside a commit', async () => {
+    const ledger = Ledger.open(file)
+    // the writer's own automatic checkpoint (an fsync on the event loop) is off
+    expect(((ledger as any).db.prepare('PRAGMA wal_autocheckpoint').get() as any).wal_autocheckpoint).toBe(0)
+    const before = statSync(file).size
+    // 60 sessions: a few dozen new pages, far below any automatic threshold
+    for (let i = 0; i < 60; i++) await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: `s-${i}` }), 'gossip')
+    expect(statSync(`${file}-wal`).size).toBeGreaterThan(0)
+    // only a checkpoint moves pages from the log into the database file
+    await waitUntil(() => statSync(file).size > before, 5000)
+    expect(ledger.size).toBe(60)
+    ledger.close()
+    const reopened = Ledger.open(file)
+    expect(reopened.size).toBe(60)
+    reopened.close()
   })
 
   it("refuses an 'own' receipt that does not involve this node", async () => {
