@@ -107,6 +107,8 @@ export class ConsumerSessions implements ConsumerAccounting {
   private timer?: NodeJS.Timeout
   /** Receipts the exits refused. */
   refused = 0
+  /** The one bounded wait for our proof of work, shared by all tunnels. */
+  private powWait?: Promise<void>
 
   constructor (private readonly components: ConsumerSessionsComponents, private readonly init: ConsumerSessionsInit) {
     this.log = components.logger.forComponent('spareband:accounting:consumer')
@@ -149,8 +151,13 @@ export class ConsumerSessions implements ConsumerAccounting {
     const s = this.sessionOf(exit)
     if (s.sentPow) return
     if (this.init.pow?.() == null && this.init.powSolved != null) {
-      this.log('waiting for our proof of work before tunnelling through %p', exit)
-      await withTimeout(this.init.powSolved, this.init.powWaitMs ?? POW_WAIT).catch(() => {})
+      // one wait for all tunnels, from the first that asks: a proof that takes
+      // longer must not hold up every later tunnel by the whole wait again
+      if (this.powWait == null) {
+        this.log('waiting for our proof of work before tunnelling through %p', exit)
+        this.powWait = withTimeout(this.init.powSolved, this.init.powWaitMs ?? POW_WAIT).then(() => {}, () => {})
+      }
+      await this.powWait
     }
     if (this.init.pow?.() == null) return
     await this.serialised(s, async () => this.hello(s, await this.open(s)))

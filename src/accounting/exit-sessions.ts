@@ -182,10 +182,25 @@ export class ExitSessions implements ExitAccounting {
     // signal per read (a frame per MiB carried) is garbage the data path pays for
     const idle = new AbortController()
     const idleTimer = setTimeout(() => idle.abort(new Error('receipt stream idle')), STREAM_IDLE)
+    idleTimer.unref()
+    try {
+      // a write to a consumer that reset the stream ends the session like its end of stream does
+      await this.serveReceipts(consumer, lp, idle.signal, idleTimer).catch(err => this.log('receipt stream from %p broke - %e', consumer, err))
+    } finally {
+      clearTimeout(idleTimer)
+    }
+    for (const s of this.sessions.values()) {
+      if (s.consumer.equals(consumer)) await this.publishFinal(s).catch(() => {})
+    }
+    await stream.close().catch(() => stream.abort(new Error('close failed')))
+  }
+
+  /** Answers the consumer's frames until the stream ends, idles or breaks. */
+  private async serveReceipts (consumer: PeerId, lp: ReturnType<typeof lpStream>, idle: AbortSignal, idleTimer: NodeJS.Timeout): Promise<void> {
     while (true) {
       let frame
       try {
-        frame = await lp.read({ signal: idle.signal })
+        frame = await lp.read({ signal: idle })
         idleTimer.refresh()
       } catch {
         break // end of stream, idle, or a bad frame: the session's receipts so far stand
@@ -206,11 +221,6 @@ export class ExitSessions implements ExitAccounting {
         await lp.write(ReceiptStreamMessage.encode({}))
       }
     }
-    clearTimeout(idleTimer)
-    for (const s of this.sessions.values()) {
-      if (s.consumer.equals(consumer)) await this.publishFinal(s).catch(() => {})
-    }
-    await stream.close().catch(() => stream.abort(new Error('close failed')))
   }
 
   private onPow (consumer: PeerId, nonceBytes: Uint8Array, difficulty: number): void {

@@ -45,7 +45,11 @@ export class WalCheckpointer {
     this.worker.once('exit', () => this.fallBack())
   }
 
-  /** Stops the worker; the writer checkpoints on its own again (and on close). */
+  /**
+   * Stops the worker (the ledger is closing). The WAL left behind is
+   * checkpointed when the last connection to the file closes, or by the next
+   * open: nothing in it is lost.
+   */
   stop (): void {
     if (this.stopped) return
     this.stopped = true

@@ -129,7 +129,12 @@ export class KnownPeerSelector implements ExitSelector {
         this.updatedDuringRefresh = undefined
       }
     })()
-    return this.index ?? this.refreshing
+    // with an index in hand the rebuild runs behind the answer: its failure only keeps the old index
+    if (this.index != null) {
+      this.refreshing.catch(() => {})
+      return this.index
+    }
+    return this.refreshing
   }
 
   async candidates (request: ExitRequest): Promise<PeerId[]> {

@@ -57,7 +57,12 @@ export class NoExitError extends Error {
   }
 }
 
-/** The stream broke before the exit answered: no answer, good or bad, was given on it. */
+/**
+ * No valid answer came on the stream: it broke first, or the answer was
+ * undecodable. The exit may still have dialled the target (a reset can come
+ * after the request), so a retry on a fresh stream can make it dial twice:
+ * harmless for a TCP connect that carried no data.
+ */
 class StaleStreamError extends Error {
   static name = 'StaleStreamError'
   constructor (message: string) {

@@ -65,7 +65,7 @@ export function splitFrame (buf: Uint8ArrayList, maxBytes = MAX_FRAME_BYTES): { 
   return { frame: buf.subarray(header, header + length), rest: buf.sublist(header + length) }
 }
 
-/** A stream that ended without sending a byte: a warm stream the consumer did not need, not an error. */
+/** A stream that ended (cleanly or not) without sending a byte: a warm stream the consumer did not need, not an error. */
 export class UnusedStreamError extends TunnelProtocolError {
   static name = 'UnusedStreamError'
   constructor () {
@@ -112,7 +112,8 @@ export async function readFrame (stream: Stream, options: ReadFrameOptions = {})
         if (r != null) { cleanup(); resolve(r) }
       } catch (err: any) { fail(err) }
     }
-    const onClose = (evt: any): void => fail(evt.error ?? (buf.byteLength === 0 ? new UnusedStreamError() : new TunnelProtocolError('stream closed before a complete frame')))
+    // nothing sent at all, however the stream ended (a reset, a dropped connection): an unused warm stream, not a bad request
+    const onClose = (evt: any): void => fail(buf.byteLength === 0 ? new UnusedStreamError() : evt.error ?? new TunnelProtocolError('stream closed before a complete frame'))
     const onEnd = (): void => fail(buf.byteLength === 0 ? new UnusedStreamError() : new TunnelProtocolError('stream ended before a complete frame'))
     const onAbort = (): void => fail(options.signal?.reason ?? new Error('aborted'))
     if (options.signal?.aborted === true) { onAbort(); return }

@@ -76,8 +76,9 @@ export class WarmStreams {
     while (pool != null && pool.ready.length > 0) {
       const w = pool.ready.shift()!
       this.release(w)
-      if (!isUsable(w.stream)) continue
-      if (this.init.stale?.(exit, w.stream) === true) {
+      // a stream the exit half-closed (or that turned stale) would otherwise
+      // stay open at both ends until the connection goes
+      if (!isUsable(w.stream) || this.init.stale?.(exit, w.stream) === true) {
         closeQuietly(w.stream)
         continue
       }
@@ -134,14 +135,23 @@ export class WarmStreams {
         this.remove(pool, w)
         closeQuietly(stream)
         if (this.now() - pool.lastUsed < this.keepExitMs) this.fill(pool)
-        else if (pool.ready.length === 0 && pool.opening === 0) this.pools.delete(pool.exit.toString())
+        else this.forgetIfIdle(pool)
       }, this.maxIdleMs),
       // the exit or the connection went away
-      onClose: () => this.remove(pool, w)
+      onClose: () => {
+        this.remove(pool, w)
+        this.forgetIfIdle(pool)
+      }
     }
     w.timer.unref()
     stream.addEventListener('close', w.onClose, { once: true })
     pool.ready.push(w)
+  }
+
+  /** An exit not used for a while, with nothing ready or opening, leaves the map. */
+  private forgetIfIdle (pool: ExitPool): void {
+    if (pool.ready.length > 0 || pool.opening > 0 || this.now() - pool.lastUsed < this.keepExitMs) return
+    if (this.pools.get(pool.exit.toString()) === pool) this.pools.delete(pool.exit.toString())
   }
 
   private remove (pool: ExitPool, w: Warm): void {

@@ -106,13 +106,32 @@ describe('warm tunnel streams', () => {
     expect(warm.take(exitNode.peerId)).toBeUndefined()
   })
 
-  it('a warm stream that broke while it idled costs a fresh stream, not a failed tunnel', async () => {
+  it('a warm stream that broke while it idled costs a fresh stream, not a failed tunnel, nor a refusal at the exit', async () => {
+    const deniedBefore = exitStats().denied
     const broken = await consumer.dialProtocol(exitNode.peerId, TUNNEL_PROTOCOL)
     broken.abort(new Error('gone while idle'))
     let taken = 0
     const stale = { take: () => { taken++; return broken }, replenish: () => {} }
     await echoThrough(clientWith(stale as unknown as WarmStreams))
     expect(taken).toBe(1)
+    await waitFor(() => exitTunnelStreams() === 0, { what: 'the exit to let the streams go' })
+    // a reset before any byte is an unused stream, not a bad request
+    expect(exitStats().denied).toBe(deniedBefore)
+  })
+
+  it('a ready stream the exit half-closed is closed when the pool passes over it, not left open at both ends', async () => {
+    const warm = new WarmStreams({ open: openStream, log: consumer.logger.forComponent('test'), perExit: 1 })
+    warm.replenish(exitNode.peerId)
+    await waitFor(() => warm.counts().ready === 1 && exitTunnelStreams() === 1, { what: 'one warm stream at both ends' })
+    const atExit = exitNode.getConnections().flatMap(c => c.streams).find(s => s.protocol === TUNNEL_PROTOCOL)!
+    // the exit ends its side (an exit that times idle streams out sooner would): the consumer's stream is half-open
+    void atExit.close().catch(() => {})
+    const mine = consumer.getConnections(exitNode.peerId).flatMap(c => c.streams).find(s => s.protocol === TUNNEL_PROTOCOL)!
+    await waitFor(() => mine.remoteWriteStatus !== 'writable', { what: 'the exit\'s FIN' })
+    expect(mine.status).toBe('open')
+    expect(warm.take(exitNode.peerId)).toBeUndefined()
+    await waitFor(() => mine.status !== 'open' && exitTunnelStreams() === 0, { what: 'both ends to close' })
+    warm.stop()
   })
 
   it('the exit refuses a stream that never sends its request, after the warm wait', async () => {
