@@ -270,6 +270,8 @@ interface Load {
   where: string
   /** Processes besides the consumer's and the exit's that a transfer runs through. */
   procs: CpuSource[]
+  /** A data port of its own that exits must allow (the load child's). */
+  dataPort?: number
   transfer: (s: Scenario, direction: 'download' | 'upload', total: number) => Promise<TransferResult>
 }
 
@@ -287,8 +289,8 @@ async function startLoad (data: DataTarget): Promise<Load> {
   const child = await ChildNode.spawn()
   cleanups.push(async () => child.close())
   const { port } = await child.call<{ port: number }>('data-server')
-  loadChildPort = port
   return {
+    dataPort: port,
     where: `client and data target in a process of their own (pid ${child.pid})`,
     procs: [child],
     transfer: async (s, direction, total) => {
@@ -300,9 +302,6 @@ async function startLoad (data: DataTarget): Promise<Load> {
     }
   }
 }
-
-/** The load child's data port, which exits must allow (set by startLoad). */
-let loadChildPort = 0
 
 /** What each process's CPU figure covers, in the order of measured(): consumer, exit, then the load's own. */
 function cpuRoles (parts: (i: number) => string): string {
@@ -630,7 +629,7 @@ export async function main (): Promise<void> {
     const hold = await startHoldServer()
     cleanups.push(async () => data.close(), async () => http.close(), async () => hold.close())
     const load = await startLoad(data)
-    const ports = { data: data.port, http: http.port, hold: hold.port, loadData: loadChildPort }
+    const ports = { data: data.port, http: http.port, hold: hold.port, loadData: load.dataPort ?? 0 }
 
     // 1., 2., 4. and the slow readers on one direct consumer -> exit connection
     if (runs('bare') || runs('direct') || runs('ttfb') || runs('slow')) {

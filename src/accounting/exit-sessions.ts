@@ -65,11 +65,12 @@ interface Session {
 interface ConsumerState {
   unsigned: number
   waiters: Array<() => void>
+  /** By session id: looked up for every chunk carried, so no composite key is built. */
+  sessions: Map<string, Session>
 }
 
 export class ExitSessions implements ExitAccounting {
   private readonly log: Logger
-  private readonly sessions = new Map<string, Session>()
   private readonly consumers = new Map<string, ConsumerState>()
   private readonly self: PeerId
   private readonly now: () => number
@@ -106,7 +107,7 @@ export class ExitSessions implements ExitAccounting {
     this.running = false
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
     // the last receipt of every session goes out before we leave
-    await Promise.allSettled([...this.sessions.values()].map(async s => this.publishFinal(s)))
+    await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
     for (const c of this.consumers.values()) for (const w of c.waiters.splice(0)) w()
   }
 
@@ -125,20 +126,23 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, waiters: [] }
+      c = { unsigned: 0, waiters: [], sessions: new Map() }
       this.consumers.set(consumer, c)
     }
     return c
   }
 
-  private session (consumer: PeerId, id: string): Session {
-    const key = `${consumer.toString()}/${id}`
-    let s = this.sessions.get(key)
+  private session (consumer: PeerId, c: ConsumerState, id: string): Session {
+    let s = c.sessions.get(id)
     if (s == null) {
       s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now() }
-      this.sessions.set(key, s)
+      c.sessions.set(id, s)
     }
     return s
+  }
+
+  private * allSessions (): Iterable<Session> {
+    for (const c of this.consumers.values()) yield * c.sessions.values()
   }
 
   admit (consumer: PeerId, sessionId: string): { status: TunnelStatus, message: string } | undefined {
@@ -151,7 +155,7 @@ export class ExitSessions implements ExitAccounting {
     if (balance < limit) {
       return { status: TunnelStatus.INSUFFICIENT_CREDIT, message: `balance ${balance} micro-credits is below this exit's limit of ${limit}` }
     }
-    if (sessionId !== '') this.session(consumer, sessionId)
+    if (sessionId !== '') this.session(consumer, this.consumerState(consumer.toString()), sessionId)
     return undefined
   }
 
@@ -160,7 +164,7 @@ export class ExitSessions implements ExitAccounting {
     if (sessionId !== '') {
       // the consumer counts uploads as it sends them, so its receipts can cover
       // bytes before they get here: those are not unsigned when they arrive
-      const s = this.session(consumer, sessionId)
+      const s = this.session(consumer, c, sessionId)
       const coveredBefore = Math.min(s.carried, s.signed)
       s.carried += bytes
       c.unsigned += bytes - (Math.min(s.carried, s.signed) - coveredBefore)
@@ -189,8 +193,8 @@ export class ExitSessions implements ExitAccounting {
     } finally {
       clearTimeout(idleTimer)
     }
-    for (const s of this.sessions.values()) {
-      if (s.consumer.equals(consumer)) await this.publishFinal(s).catch(() => {})
+    for (const s of this.consumers.get(consumer.toString())?.sessions.values() ?? []) {
+      await this.publishFinal(s).catch(() => {})
     }
     await stream.close().catch(() => stream.abort(new Error('close failed')))
   }
@@ -243,7 +247,8 @@ export class ExitSessions implements ExitAccounting {
       if (r.consumer == null || !ed25519PeerFromBytes(r.consumer, 'consumer').equals(consumer)) throw new Error('receipt of another consumer')
       if (r.exit == null || !ed25519PeerFromBytes(r.exit, 'exit').equals(this.self)) throw new Error('receipt for another exit')
       if (r.pricePerGb !== this.init.pricePerGbMicro) throw new Error(`price ${r.pricePerGb} is not this exit's ${this.init.pricePerGbMicro} micro-credits/GB`)
-      const s = this.sessions.get(`${consumer.toString()}/${r.sessionId}`)
+      const c = this.consumerState(consumer.toString())
+      const s = c.sessions.get(r.sessionId!)
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
       await verifyReceipt(r, { requireExitSig: false })
@@ -254,7 +259,6 @@ export class ExitSessions implements ExitAccounting {
       const coveredBefore = Math.min(s.carried, s.signed)
       s.signed = Math.max(s.signed, total)
       const newly = Math.min(s.carried, s.signed) - coveredBefore
-      const c = this.consumerState(consumer.toString())
       c.unsigned = Math.max(0, c.unsigned - newly)
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
       const full = countersignVerified(r as SignedReceipt, this.init.privateKey)

@@ -223,17 +223,8 @@ function toMultiaddrBytes (ma: Multiaddr | string | Uint8Array): Uint8Array<Arra
 // Checks
 // ---------------------------------------------------------------------------
 
-interface CheckedFields {
-  region: string
-  capacityMbps: number
-  load: number
-  pricePerGbMicro: bigint
-  allowedPortsText: string
-  allowedPorts: PortRange[]
-  multiaddrs: Multiaddr[]
-  seq: bigint
-  expiresAt: number
-}
+/** Everything a verified ad holds but the peer id, which comes from the key. */
+type CheckedFields = Omit<VerifiedCapacityAd, 'peerId'>
 
 function invalidField (field: string, reason: string): never {
   throw new CapacityAdError({ code: CapacityAdErrorCode.INVALID_FIELD, field, reason })
