@@ -7,6 +7,7 @@
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
+import { noiseCrypto } from '../../src/node/noise-crypto.ts'
 import { yamux } from '@libp2p/yamux'
 import { STREAM_READ_BUFFER, YAMUX_MAX_WINDOW } from '../../src/node/libp2p.ts'
 import { waitForDrain } from '../../src/relay/tunnel-protocol.ts'
@@ -21,7 +22,7 @@ export async function createBareNode (): Promise<Libp2p> {
   const node = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     // the node's stream options: the baseline is the transport as a node runs it (yamux's 16 MiB default window is
     // 5-10 % faster here for one bulk stream, and slower for tunnels, which is why nodes cap it)
     streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })]
