@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { NODE_RUNTIME_FLAGS } from '../src/node/runtime-flags.ts'
 
 const SUFFIX = '.bench.js'
 const FIRST = 'tunnel'
@@ -39,7 +40,7 @@ export function benchFiles (dir: string): string[] {
 
 async function runOne (node: string, file: string): Promise<{ code: number | null, signal: NodeJS.Signals | null, ms: number }> {
   const started = performance.now()
-  const child = spawn(node, [file], { stdio: 'inherit' })
+  const child = spawn(node, [...NODE_RUNTIME_FLAGS, file], { stdio: 'inherit' })
   const forward = (sig: NodeJS.Signals): void => { child.kill(sig) }
   process.on('SIGINT', forward)
   process.on('SIGTERM', forward)

@@ -28,5 +28,6 @@ export type { SparebandNodeInit, NodeStatus, PeerInfoSummary, SparebandEvents } 
 export { defaultConfig, resolveConfig } from './node/config.ts'
 export type { SparebandConfig, SparebandConfigInput } from './node/config.ts'
 export { createIdentity, loadIdentity } from './node/identity.ts'
+export { NODE_RUNTIME_FLAGS } from './node/runtime-flags.ts'
 export * from './errors.ts'
 export * from './constants.ts'

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import { NodeHost } from '../exit-process.ts'
+import { NODE_RUNTIME_FLAGS } from '../../src/node/runtime-flags.ts'
 import type { ChildProcess } from 'node:child_process'
 import type { MemoryFigures, StartedNode } from '../exit-process.ts'
 import type { SparebandConfigInput } from '../../src/index.ts'
@@ -66,7 +67,7 @@ export class ChildNode extends Base implements NodeHandle {
   static async spawn (): Promise<ChildNode> {
     // SPAREBAND_BENCH_CHILD_ARGS: extra node flags for the children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
     const extra = (process.env.SPAREBAND_BENCH_CHILD_ARGS ?? '').split(' ').filter(a => a !== '')
-    const child = spawn(process.execPath, ['--expose-gc', ...extra, EXIT_PROCESS_SCRIPT], {
+    const child = spawn(process.execPath, ['--expose-gc', ...NODE_RUNTIME_FLAGS, ...extra, EXIT_PROCESS_SCRIPT], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced'
     })

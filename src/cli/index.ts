@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 /**
  * The `spareband` command: a thin layer over the library. Errors print one
  * clear line; bad flags and bad config exit 2, other failures 1.

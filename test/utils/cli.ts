@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { callApi } from '../../src/cli/api-client.ts'
+import { NODE_RUNTIME_FLAGS } from '../../src/node/runtime-flags.ts'
 import type { ChildProcess } from 'node:child_process'
 
 export const CLI = resolve(import.meta.dirname, '../../dist/src/cli/index.js')
@@ -20,7 +21,7 @@ export async function tempDir (prefix = 'sb-'): Promise<string> {
 }
 
 export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', d => { stdout += d })
@@ -45,7 +46,7 @@ export class NodeProcess {
 
   constructor (readonly dataDir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
     // a light proof of work keeps test start-up fast; accounting tests set their own
-    this.child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, ...args], { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    this.child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', '--data-dir', dataDir, ...args], { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     this.child.stdout!.on('data', d => { this.output += d })
     this.child.stderr!.on('data', d => { this.output += d })
     this.exited = new Promise(res => this.child.on('exit', (c, s) => res([c, s])))

@@ -17,6 +17,7 @@ import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { callApi } from '../api-client.ts'
 import { UsageError } from '../errors.ts'
 import { formatTable, log, printJson } from '../output.ts'
+import { NODE_RUNTIME_FLAGS } from '../../node/runtime-flags.ts'
 import type { ChildProcess } from 'node:child_process'
 import type { Command } from 'commander'
 
@@ -92,7 +93,7 @@ export function registerTestnet (program: Command): void {
           ...bootstrap.flatMap(b => ['--bootstrap', b]), ...extra
         ]
         // the IPC channel ties each node's life to ours: if we are killed, they stop
-        const child = spawn(process.execPath, args, { stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'], env: { ...process.env, SPAREBAND_DATA_DIR: dataDir } })
+        const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], { stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'], env: { ...process.env, SPAREBAND_DATA_DIR: dataDir } })
         children.push(child)
         child.on('exit', (code, signal) => {
           void logFile.close()
