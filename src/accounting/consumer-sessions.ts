@@ -25,7 +25,7 @@ import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
-import type { SignedReceipt } from './receipts.ts'
+import type { CountersignedReceipt, SignedReceipt } from './receipts.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
 const MAX_FRAME = 2048
@@ -256,7 +256,8 @@ export class ConsumerSessions implements ConsumerAccounting {
     if (!parties.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== signed.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
       throw new Error('the exit countersigned something else than we signed')
     }
-    await this.init.ledger.recordReceipt(full, 'own', { verified: true })
+    // written with the next batch: nothing we send waits on it (see Ledger.recordLater)
+    this.init.ledger.recordLater(full as CountersignedReceipt).catch(err => this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err))
   }
 
   /** Writes a frame; resolves once written, with (boxed, so await does not flatten it) the promise of its answer. */

@@ -51,6 +51,12 @@ export interface LedgerInit {
   powDifficulty?: number
   /** Injectable clock (ms) for `received_at`. */
   now?: () => number
+  /**
+   * The longest a receipt queued with recordLater() waits for its batch.
+   *
+   * @default 100
+   */
+  deferMs?: number
 }
 
 export interface StoredReceipt {
@@ -150,6 +156,7 @@ interface Statements {
   count: StatementSync
   getTotals: StatementSync
   putTotals: StatementSync
+  dataVersion: StatementSync
   getPow: StatementSync
   putPow: StatementSync
 }
@@ -257,6 +264,7 @@ function prepare (db: DatabaseSync): Statements {
     putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (peer) DO UPDATE SET earned_micro = excluded.earned_micro, spent_micro = excluded.spent_micro,
       bytes_carried = excluded.bytes_carried, bytes_used = excluded.bytes_used`),
+    dataVersion: db.prepare('PRAGMA data_version'),
     getPow: db.prepare('SELECT nonce, difficulty FROM pow WHERE peer = ?'),
     putPow: db.prepare(`INSERT INTO pow (peer, nonce, difficulty, recorded_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (peer) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, recorded_at = excluded.recorded_at`)
@@ -279,6 +287,20 @@ function rowToStored (row: Record<string, any>): StoredReceipt {
 
 /** Sessions whose last receipt stays decoded in memory: about what one node has open at once. */
 const RECENT_RECEIPTS = 1024
+/** recordLater(): a batch is written at once when it grows to this. */
+const MAX_DEFERRED = 256
+const DEFAULT_DEFER_MS = 100
+
+/** A receipt waiting in recordLater()'s queue. */
+interface Deferred {
+  id: string
+  receipt: CountersignedReceipt
+  encoded: Uint8Array
+  resolve: (result: RecordResult) => void
+  reject: (err: Error) => void
+}
+
+interface Totals { earned_micro: string, spent_micro: string, bytes_carried: string, bytes_used: string }
 
 export class Ledger {
   readonly file: string
@@ -290,8 +312,20 @@ export class Ledger {
   private readonly now: () => number
   /** Checkpoints the WAL off the event loop (files only). */
   private checkpointer?: WalCheckpointer
-  /** The last receipt written per session, decoded; see stored(). */
+  /**
+   * The last receipt written per session, decoded: while a session is here
+   * its row holds exactly this. Both caches are dropped when a transaction
+   * rolls back, and when another connection has written to the file.
+   */
   private readonly recent = new Map<string, { stored: StoredReceipt, encoded: Uint8Array }>()
+  /** Each peer's row of `totals`, by peer bytes in hex, as last written or read. */
+  private readonly totals = new Map<string, Totals | undefined>()
+  /** recordLater()'s queue, and the timer that writes it. */
+  private deferred: Deferred[] = []
+  private deferTimer?: NodeJS.Timeout
+  private readonly deferMs: number
+  /** `PRAGMA data_version` when the caches were last known good: another connection's commit changes it. */
+  private dataVersion?: number
 
   /**
    * Opens (creating when absent) and migrates the ledger at `file`
@@ -337,6 +371,7 @@ export class Ledger {
     this.allowanceMicro = init.allowanceMicro ?? DEFAULT_ALLOWANCE_MICRO
     this.powDifficulty = init.powDifficulty ?? DEFAULT_POW_DIFFICULTY
     this.now = init.now ?? Date.now
+    this.deferMs = init.deferMs ?? DEFAULT_DEFER_MS
     this.prepared = prepare(db)
     if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId)
   }
@@ -371,6 +406,8 @@ export class Ledger {
    * receipts; an exact copy of the stored one is 'duplicate'.
    */
   async recordReceipt (r: Receipt, source: ReceiptSource, options?: AbortOptions & { verified?: boolean }): Promise<RecordResult> {
+    // receipts queued earlier go first: a session's receipts are applied in the order they came
+    this.flush()
     checkReceiptFields(r)
     const encoded = encodeReceipt(r)
     const id = receiptId(r)
@@ -401,9 +438,8 @@ export class Ledger {
   }
 
   private apply (id: string, receipt: CountersignedReceipt, encoded: Uint8Array, source: ReceiptSource): RecordResult {
-    // re-read inside the transaction: another call may have advanced the session during verification
-    const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
-    const held = row == null ? undefined : this.stored(row)
+    // inside the transaction: another call may have advanced the session during verification
+    const held = this.held(id)
     const progress = checkProgress(held?.receipt, receipt)
     if (progress === 'duplicate') return 'duplicate'
     const cost = costMicro(receipt.bytesUp + receipt.bytesDown, receipt.pricePerGb)
@@ -443,14 +479,15 @@ export class Ledger {
   }
 
   /**
-   * A stored row, decoded. A session's receipt is rewritten every MiB: the
-   * copy written last is kept decoded and used while the row still holds
-   * exactly its bytes, so the next write need not decode (and re-encode) it.
+   * The stored receipt of a session. A session's receipt is rewritten every
+   * MiB: the copy written last is kept decoded, so the next write need
+   * neither read nor decode the row.
    */
-  private stored (row: Record<string, any>): StoredReceipt {
-    const hit = this.recent.get(row.id)
-    if (hit != null && uint8ArrayEquals(hit.encoded, row.encoded)) return hit.stored
-    return rowToStored(row)
+  private held (id: string): StoredReceipt | undefined {
+    const hit = this.recent.get(id)
+    if (hit != null) return hit.stored
+    const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
+    return row == null ? undefined : rowToStored(row)
   }
 
   private remember (stored: StoredReceipt, encoded: Uint8Array): void {
@@ -459,28 +496,138 @@ export class Ledger {
     this.recent.set(stored.id, { stored, encoded })
   }
 
+  private totalsOf (peer: Uint8Array): Totals | undefined {
+    const key = Buffer.from(peer.buffer, peer.byteOffset, peer.byteLength).toString('hex')
+    if (this.totals.has(key)) return this.totals.get(key)
+    const row = this.statements.getTotals.get(peer) as Totals | undefined
+    if (this.totals.size >= RECENT_RECEIPTS) this.totals.clear()
+    this.totals.set(key, row)
+    return row
+  }
+
   private addTotals (peer: Uint8Array, delta: TotalsDelta): void {
-    const row = this.statements.getTotals.get(peer) as Record<string, string> | undefined
-    const add = (column: string, d: bigint): string => (BigInt(row?.[column] ?? '0') + d).toString()
-    this.statements.putTotals.run(peer, add('earned_micro', delta.earned), add('spent_micro', delta.spent),
-      add('bytes_carried', delta.carried), add('bytes_used', delta.used))
+    const row = this.totalsOf(peer)
+    const add = (column: keyof Totals, d: bigint): string => (BigInt(row?.[column] ?? '0') + d).toString()
+    const next: Totals = { earned_micro: add('earned_micro', delta.earned), spent_micro: add('spent_micro', delta.spent), bytes_carried: add('bytes_carried', delta.carried), bytes_used: add('bytes_used', delta.used) }
+    this.statements.putTotals.run(peer, next.earned_micro, next.spent_micro, next.bytes_carried, next.bytes_used)
+    this.totals.set(Buffer.from(peer.buffer, peer.byteOffset, peer.byteLength).toString('hex'), next)
+  }
+
+  /** Drops the caches if another connection has committed to the file since we last looked. */
+  private syncCaches (): void {
+    const version = Number((this.statements.dataVersion.get() as { data_version: number }).data_version)
+    if (version === this.dataVersion) return
+    this.recent.clear()
+    this.totals.clear()
+    this.dataVersion = version
   }
 
   private transaction<T> (fn: () => T): T {
     this.db.exec('BEGIN IMMEDIATE')
     try {
+      // with the write lock held: no one else can commit until we are done
+      this.syncCaches()
       const result = fn()
       this.db.exec('COMMIT')
       return result
     } catch (err) {
+      // the caches may hold what was just rolled back
+      this.recent.clear()
+      this.totals.clear()
       this.db.exec('ROLLBACK')
       if (err instanceof ReceiptError || err instanceof LedgerError) throw err
       throw sqliteFailure(this.file, err, 'write to')
     }
   }
 
+  /**
+   * Queues a countersigned receipt of one of our own sessions, both of whose
+   * signatures the caller has just checked (the consumer's answer path), and
+   * resolves once it is committed. Queued receipts are written together, at
+   * most `deferMs` later, before any read or other write, and at close; a
+   * session's newest receipt is written for the older ones of the batch
+   * that it covers. Outcomes and the file end the same as recording each in
+   * turn, with one transaction and one row write per session instead of one
+   * per receipt.
+   *
+   * Why this is safe for the consumer: nothing it sends depends on the write
+   * (unlike the exit, which must store before it countersigns), so a queued
+   * receipt lost to a crash is no different from one still on the wire.
+   */
+  async recordLater (r: CountersignedReceipt): Promise<RecordResult> {
+    checkReceiptFields(r)
+    this.assertOwn(r)
+    void this.db // closed: throw now, not at flush
+    const encoded = encodeReceipt(r)
+    return new Promise((resolve, reject) => {
+      this.deferred.push({ id: receiptId(r), receipt: r, encoded, resolve, reject })
+      if (this.deferred.length >= MAX_DEFERRED) this.flush()
+      else if (this.deferTimer == null) {
+        this.deferTimer = setTimeout(() => this.flush(), this.deferMs)
+        this.deferTimer.unref()
+      }
+    })
+  }
+
+  /** Writes what recordLater() has queued, in one transaction. */
+  flush (): void {
+    clearTimeout(this.deferTimer)
+    this.deferTimer = undefined
+    if (this.deferred.length === 0 || this.database == null) return
+    const batch = this.deferred
+    this.deferred = []
+    const bySession = new Map<string, Deferred[]>()
+    for (const d of batch) {
+      const group = bySession.get(d.id)
+      if (group == null) bySession.set(d.id, [d])
+      else group.push(d)
+    }
+    let outcomes: Map<Deferred, RecordResult | Error>
+    try {
+      outcomes = this.transaction(() => {
+        const out = new Map<Deferred, RecordResult | Error>()
+        for (const group of bySession.values()) this.applyDeferred(group, out)
+        return out
+      })
+    } catch (err: any) {
+      for (const d of batch) d.reject(err)
+      return
+    }
+    for (const d of batch) {
+      const outcome = outcomes.get(d)!
+      if (outcome instanceof Error) d.reject(outcome)
+      else d.resolve(outcome)
+    }
+  }
+
+  /**
+   * One session's queued receipts, oldest first. Each is checked against
+   * the one before it that advanced (the stored receipt for the first), as
+   * recording them one by one would, and gets the outcome that would have;
+   * only the last that advanced is written.
+   */
+  private applyDeferred (group: Deferred[], out: Map<Deferred, RecordResult | Error>): void {
+    const stored = this.held(group[0].id)
+    let current: CountersignedReceipt | undefined = stored?.receipt
+    let newest: Deferred | undefined
+    for (const d of group) {
+      try {
+        const progress = checkProgress(current, d.receipt)
+        if (progress === 'duplicate') { out.set(d, 'duplicate'); continue }
+        out.set(d, progress === 'new' ? 'inserted' : 'updated')
+        current = d.receipt
+        newest = d
+      } catch (err: any) {
+        if (!(err instanceof ReceiptError)) throw err
+        out.set(d, err)
+      }
+    }
+    if (newest != null) this.apply(newest.id, newest.receipt, newest.encoded, 'own')
+  }
+
   /** Stored receipts, newest first. */
   receipts (query: ReceiptQuery = {}): StoredReceipt[] {
+    this.flush()
     const limit = query.limit ?? -1
     const rows = query.peer == null
       ? this.statements.listAll.all(limit)
@@ -490,12 +637,14 @@ export class Ledger {
 
   /** The stored receipt of a session, by receiptId(). */
   get (id: string): StoredReceipt | undefined {
+    this.flush()
     const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
     return row == null ? undefined : rowToStored(row)
   }
 
   /** Number of sessions stored. */
   get size (): number {
+    this.flush()
     return Number((this.statements.count.get() as { n: number }).n)
   }
 
@@ -523,7 +672,9 @@ export class Ledger {
   balance (peer?: PeerId | Uint8Array): Balance {
     const bytes = peer == null ? this.self : peerBytes(peer)
     if (bytes == null) throw new TypeError('balance() needs a peer when the ledger has no selfPeerId')
-    const row = this.statements.getTotals.get(bytes) as Record<string, string> | undefined
+    this.flush()
+    this.syncCaches()
+    const row = this.totalsOf(bytes)
     const earnedMicro = BigInt(row?.earned_micro ?? '0')
     const spentMicro = BigInt(row?.spent_micro ?? '0')
     const allowanceMicro = (this.pow(bytes)?.difficulty ?? -1) >= this.powDifficulty ? this.allowanceMicro : 0n
@@ -540,6 +691,7 @@ export class Ledger {
   /** Closes the file; further calls throw LedgerError CLOSED. Idempotent. */
   close (): void {
     if (this.database == null) return
+    this.flush()
     this.checkpointer?.stop()
     this.database.close()
     this.database = undefined

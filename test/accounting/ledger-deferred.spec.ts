@@ -1,0 +1,141 @@
+/**
+ * Ledger.recordLater(): the consumer's batched writes of countersigned
+ * receipts. The outcome of each receipt and the file at the end must be
+ * exactly those of recording the same receipts one by one.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import fc from 'fast-check'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { LedgerErrorCode, ReceiptError, ReceiptErrorCode } from '../../src/accounting/errors.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { receiptId } from '../../src/accounting/receipts.ts'
+import { caught, countersigned, parties } from './fixtures.ts'
+import type { Party } from './fixtures.ts'
+import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
+
+let alice: Party
+let bob: Party
+let carol: Party
+let dir: string
+const fileIn = (name: string): string => join(dir, name)
+
+beforeAll(async () => {
+  [alice, bob, carol] = await parties(3)
+})
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'spareband-deferred-'))
+})
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const STARTED_AT = 1_700_000_000_000n
+/** A receipt of alice's session `sessionId` with `exit`, its counters growing with seq. */
+async function step (exit: Party, sessionId: string, seq: bigint, extra: { startedAt?: bigint, bytesDown?: bigint } = {}): Promise<CountersignedReceipt> {
+  return countersigned(alice, exit, { sessionId, seq, bytesUp: seq * 10n, bytesDown: extra.bytesDown ?? seq * 1_000_000n, startedAt: extra.startedAt ?? STARTED_AT, updatedAt: STARTED_AT + seq * 1000n })
+}
+
+const outcome = (x: string | Error): string => x instanceof ReceiptError ? `error:${x.code}` : x instanceof Error ? `error:${x.message}` : x
+
+function fileState (ledger: Ledger): unknown {
+  return {
+    receipts: ledger.receipts().map(s => [s.id, s.receipt.seq, Buffer.from(s.receipt.exitSig).toString('hex'), s.costMicro, s.source]).sort(),
+    balances: [alice, bob, carol].map(p => ledger.balance(p.bytes))
+  }
+}
+
+describe('Ledger.recordLater', () => {
+  it('ends with the same outcomes and the same file as recording one by one, however the batches fall', async () => {
+    const self = peerIdFromPrivateKey(alice.key)
+    // a pool of receipts of three sessions: in order, out of order, repeated,
+    // a conflicting twin (same seq, other counters) and an earlier session
+    // that reused an id (other start): REPLAY
+    const pool: CountersignedReceipt[] = []
+    for (const [exit, id] of [[bob, 'a'], [bob, 'b'], [carol, 'a']] as const) {
+      for (let seq = 1n; seq <= 4n; seq++) pool.push(await step(exit, id, seq))
+      pool.push(await step(exit, id, 3n, { bytesDown: 3_000_001n }))
+      pool.push(await step(exit, id, 9n, { startedAt: STARTED_AT - 60_000n }))
+    }
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.record({ pick: fc.nat(pool.length - 1), flushAfter: fc.boolean() }), { minLength: 1, maxLength: 30 }),
+      async deliveries => {
+        // in memory: the same SQL, without a file and checkpointer per run
+        const one = Ledger.open(':memory:', { selfPeerId: self })
+        const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
+        try {
+          const expected: string[] = []
+          for (const d of deliveries) {
+            expected.push(outcome(await one.recordReceipt(pool[d.pick], 'own', { verified: true }).catch((err: Error) => err)))
+          }
+          const pending: Array<Promise<string>> = []
+          for (const d of deliveries) {
+            pending.push(batched.recordLater(pool[d.pick]).then(outcome, outcome))
+            if (d.flushAfter) batched.flush()
+          }
+          batched.flush()
+          expect(await Promise.all(pending)).toEqual(expected)
+          expect(fileState(batched)).toEqual(fileState(one))
+        } finally {
+          one.close()
+          batched.close()
+        }
+      }
+    ), { numRuns: 60 })
+  })
+
+  it('writes a batch in one transaction with one row write per session', async () => {
+    const ledger = Ledger.open(fileIn('l.db'), { selfPeerId: peerIdFromPrivateKey(alice.key), deferMs: 60_000 })
+    const changes = (): number => Number(((ledger as any).db.prepare('SELECT total_changes() AS n').get() as { n: number }).n)
+    const before = changes()
+    const results = Array.from({ length: 20 }, async (_, i) => ledger.recordLater(await step(bob, 's', BigInt(i + 1))))
+    // let every receipt reach the queue (signing is async), then write them
+    await new Promise(resolve => setTimeout(resolve, 50))
+    ledger.flush()
+    expect(await Promise.all(results)).toEqual(['inserted', ...Array(19).fill('updated')])
+    // the receipt row, and the totals of consumer and exit: 3 rows, not 60
+    expect(changes() - before).toBe(3)
+    expect(ledger.get(receiptId(await step(bob, 's', 1n)))!.receipt.seq).toBe(20n)
+    expect(ledger.balance().bytesUsed).toBe(20n * 10n + 20n * 1_000_000n)
+    ledger.close()
+  })
+
+  it('is read back at once, and reaches the file within deferMs or at close', async () => {
+    const file = fileIn('l.db')
+    const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key), deferMs: 200 })
+    const other = new DatabaseSync(file, { readOnly: true })
+    const rowsInFile = (): number => Number((other.prepare('SELECT count(*) AS n FROM receipts').get() as { n: number }).n)
+    const r = await step(bob, 'x', 1n)
+    const written = ledger.recordLater(r)
+    expect(rowsInFile()).toBe(0)
+    // a read writes the queue first: this node's own figures are never behind
+    expect(ledger.balance().bytesUsed).toBe(r.bytesUp + r.bytesDown)
+    expect(await written).toBe('inserted')
+    expect(rowsInFile()).toBe(1)
+    // without a read: the timer writes it
+    const later = ledger.recordLater(await step(bob, 'y', 1n))
+    expect(rowsInFile()).toBe(1)
+    expect(await later).toBe('inserted')
+    expect(rowsInFile()).toBe(2)
+    // close writes what is queued
+    const last = ledger.recordLater(await step(carol, 'z', 1n))
+    ledger.close()
+    expect(await last).toBe('inserted')
+    expect(rowsInFile()).toBe(3)
+    other.close()
+  })
+
+  it("refuses a receipt that is not this node's, and any after close", async () => {
+    const ledger = Ledger.open(fileIn('l.db'), { selfPeerId: peerIdFromPrivateKey(carol.key) })
+    expect((await caught(async () => ledger.recordLater(await step(bob, 's', 1n)))).code).toBe(ReceiptErrorCode.WRONG_PEER)
+    ledger.close()
+    const closed = Ledger.open(fileIn('m.db'), { selfPeerId: peerIdFromPrivateKey(alice.key) })
+    closed.close()
+    expect((await caught(async () => closed.recordLater(await step(bob, 's', 1n)))).code).toBe(LedgerErrorCode.CLOSED)
+  })
+})
