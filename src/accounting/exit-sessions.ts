@@ -14,13 +14,13 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
-import { countersignVerified, decodeReceipt, ed25519PeerFromBytes, encodeReceipt, verifyReceipt } from './receipts.ts'
+import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, verifyAndCountersign } from './receipts.ts'
 import { verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_UNSIGNED_BYTES_THRESHOLD } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
-import type { CountersignedReceipt, SignedReceipt } from './receipts.ts'
+import type { CountersignedReceipt } from './receipts.ts'
 import type { ComponentLogger, Connection, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
 
@@ -251,9 +251,9 @@ export class ExitSessions implements ExitAccounting {
       const s = c.sessions.get(r.sessionId!)
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
-      await verifyReceipt(r, { requireExitSig: false })
-      // the consumer has signed these bytes: its held traffic may go on now,
-      // before our own signature and the ledger write
+      // checks the consumer's signature first: we must not vouch for a forgery
+      const full = verifyAndCountersign(r, this.init.privateKey)
+      // the consumer has signed these bytes: its held traffic may go on now, before the ledger write
       const total = Number(r.bytesUp! + r.bytesDown!)
       // only bytes carried here can be signed off; the rest is credited as it arrives (meter)
       const coveredBefore = Math.min(s.carried, s.signed)
@@ -261,7 +261,6 @@ export class ExitSessions implements ExitAccounting {
       const newly = Math.min(s.carried, s.signed) - coveredBefore
       c.unsigned = Math.max(0, c.unsigned - newly)
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
-      const full = countersignVerified(r as SignedReceipt, this.init.privateKey)
       await this.init.ledger.recordReceipt(full, 'own', { verified: true })
       s.last = full
       if (this.now() - s.lastPublishedAt >= (this.init.publishIntervalMs ?? 60 * second)) await this.publish(s)

@@ -212,6 +212,20 @@ function verifySignature (key: KeyObject, data: Uint8Array, sig: Uint8Array): bo
   }
 }
 
+/**
+ * The signing bytes of receipts the consumer signed here, by object: on the
+ * data path (a receipt per MiB) they are needed again moments later to check
+ * the exit's answer, and encoding them again is most of the cost of that check.
+ * Only objects this module created and handed out are cached, never a
+ * caller's (which the caller could change in place); a WeakMap forgets them
+ * with the object.
+ */
+const signingBytesCache = new WeakMap<Receipt, Uint8Array>()
+
+function signingBytesOf (r: Receipt): Uint8Array {
+  return signingBytesCache.get(r) ?? receiptSigningBytes(r)
+}
+
 /** A signing key as Node wants it, and whose peer id it is. */
 interface Signer { key: KeyObject, peer: Uint8Array }
 
@@ -258,8 +272,11 @@ export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, option
   const body: Receipt = { ...r, consumerSig: undefined, exitSig: undefined }
   checkReceiptFields(body, { consumer: false, exit: false })
   ed25519PeerFromBytes(body.exit, 'exit')
-  const consumerSig = signAs(privateKey, body.consumer, 'consumer', receiptSigningBytes(body))
-  return { ...body, consumerSig, exitSig: undefined }
+  const data = receiptSigningBytes(body)
+  const consumerSig = signAs(privateKey, body.consumer, 'consumer', data)
+  const signed: SignedReceipt = { ...body, consumerSig, exitSig: undefined }
+  signingBytesCache.set(signed, data)
+  return signed
 }
 
 /**
@@ -267,16 +284,27 @@ export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, option
  * exit that countersigned an unverified receipt would vouch for a forgery.
  */
 export async function countersign (r: Receipt, exitPrivateKey: PrivateKey, options?: AbortOptions): Promise<CountersignedReceipt> {
-  const unsigned: Receipt = { ...r, exitSig: undefined }
-  await verifyReceipt(unsigned, { ...options, requireExitSig: false })
-  return countersignVerified(unsigned as SignedReceipt, exitPrivateKey)
+  options?.signal?.throwIfAborted()
+  return verifyAndCountersign({ ...r, exitSig: undefined }, exitPrivateKey)
 }
 
-/** The countersignature, for a receipt whose consumer signature the caller has just verified (the exit's data path). */
-export function countersignVerified (r: SignedReceipt, exitPrivateKey: PrivateKey): CountersignedReceipt {
-  const body: SignedReceipt = { ...r, exitSig: undefined }
-  return { ...body, exitSig: signAs(exitPrivateKey, body.exit, 'exit', receiptSigningBytes(body)) }
+/**
+ * The exit's step on the data path: checks the consumer's signature (and
+ * every field) and countersigns, over one encoding of the receipt. Throws a
+ * ReceiptError; the exit must not vouch for a forgery.
+ */
+export function verifyAndCountersign (r: Receipt, exitPrivateKey: PrivateKey): CountersignedReceipt {
+  checkReceiptFields(r, { consumer: true, exit: false })
+  const consumer = decodeEd25519Peer(r.consumer, 'consumer')
+  decodeEd25519Peer(r.exit, 'exit')
+  const data = receiptSigningBytes(r)
+  if (!verifySignature(consumer.key, data, r.consumerSig!)) {
+    throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: r.sessionId })
+  }
+  const body: SignedReceipt = { ...r, consumerSig: r.consumerSig!, exitSig: undefined }
+  return { ...body, exitSig: signAs(exitPrivateKey, body.exit, 'exit', data) }
 }
+
 
 /**
  * Checks that `full` is exactly `signed` (which we signed ourselves) plus a
@@ -284,16 +312,24 @@ export function countersignVerified (r: SignedReceipt, exitPrivateKey: PrivateKe
  * no check when its bytes and everything it covers are the ones we made.
  */
 export function verifyCountersignature (full: Receipt, signed: SignedReceipt): ReceiptParties {
-  const data = receiptSigningBytes(full)
-  if (full.consumerSig == null || !uint8ArrayEquals(full.consumerSig, signed.consumerSig) || !uint8ArrayEquals(data, receiptSigningBytes(signed))) {
+  checkReceiptFields(full, { consumer: true, exit: true })
+  // every signed field equal to ours (and our signature): then the signing
+  // bytes are the ones we signed, with no need to encode them again
+  if (!sameSignedFields(full, signed) || full.consumerSig == null || !uint8ArrayEquals(full.consumerSig, signed.consumerSig)) {
     throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: full.sessionId })
   }
-  checkReceiptFields(full, { consumer: true, exit: true })
+  const data = signingBytesOf(signed)
   const exit = decodeEd25519Peer(full.exit, 'exit')
   if (!verifySignature(exit.key, data, full.exitSig!)) {
     throw new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId: full.sessionId })
   }
   return { consumer: decodeEd25519Peer(full.consumer, 'consumer').peer, exit: exit.peer }
+}
+
+/** Every field the signatures cover, compared (the signatures themselves are not covered). */
+function sameSignedFields (a: Receipt & ReceiptBody, b: Receipt & ReceiptBody): boolean {
+  return a.sessionId === b.sessionId && uint8ArrayEquals(a.consumer, b.consumer) && uint8ArrayEquals(a.exit, b.exit) &&
+    INTEGER_FIELDS.every(f => a[f] === b[f])
 }
 
 /**

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { MAX_RECEIPT_BYTES, RECEIPT_SIGNATURE_DOMAIN } from '../../src/accounting/constants.ts'
 import { ReceiptErrorCode } from '../../src/accounting/errors.ts'
 import {
-  ReceiptTracker, countersign, countersignVerified, decodeReceipt, encodeReceipt, encodeReceiptProtobuf, receiptId, receiptSigningBytes,
+  ReceiptTracker, countersign, verifyAndCountersign, decodeReceipt, encodeReceipt, encodeReceiptProtobuf, receiptId, receiptSigningBytes,
   signAsConsumer, verifyCountersignature, verifyReceipt
 } from '../../src/accounting/receipts.ts'
 import { body, caught, countersigned, parties, signed } from './fixtures.ts'
@@ -75,23 +75,27 @@ describe('encoding and signing', () => {
     for (let seq = 1n; seq <= 3n; seq++) {
       const r = await signed(consumer, exit, { seq })
       expect(r.consumerSig).toEqual(new Uint8Array(await consumer.key.sign(receiptSigningBytes(r))))
-      const full = countersignVerified(r, exit.key)
+      const full = verifyAndCountersign(r, exit.key)
       expect(full.exitSig).toEqual(new Uint8Array(await exit.key.sign(receiptSigningBytes(r))))
       await verifyReceipt(full)
     }
-    expect(() => countersignVerified(signedSync, mallory.key)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.WRONG_PEER }))
+    expect(() => verifyAndCountersign(signedSync, mallory.key)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.WRONG_PEER }))
+    // it checks before it signs: a forged consumer signature, or a field changed after signing
+    const forged = { ...signedSync, consumerSig: new Uint8Array(await mallory.key.sign(receiptSigningBytes(signedSync))) }
+    expect(() => verifyAndCountersign(forged, exit.key)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
+    expect(() => verifyAndCountersign({ ...signedSync, bytesUp: signedSync.bytesUp + 1n }, exit.key)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
   })
 
   it("the consumer's answer check: its own receipt plus a valid exit signature, nothing else", async () => {
     const mine = await signed(consumer, exit, { seq: 7n })
-    const full = countersignVerified(mine, exit.key)
+    const full = verifyAndCountersign(mine, exit.key)
     const parties = verifyCountersignature(decodeReceipt(encodeReceipt(full)), mine)
     expect(parties.exit.toString()).toBe(exit.id)
     // an exit signature by someone else
     const byMallory = { ...full, exitSig: new Uint8Array(await mallory.key.sign(receiptSigningBytes(full))) }
     expect(() => verifyCountersignature(byMallory, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
     // a countersigned receipt for other counters than we signed, validly signed by the exit
-    const other = countersignVerified(await signed(consumer, exit, { seq: 7n, bytesDown: mine.bytesDown + 1n }), exit.key)
+    const other = verifyAndCountersign(await signed(consumer, exit, { seq: 7n, bytesDown: mine.bytesDown + 1n }), exit.key)
     expect(() => verifyCountersignature(other, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
     // our signature swapped for another's over the same body
     const swapped = { ...full, consumerSig: new Uint8Array(await mallory.key.sign(receiptSigningBytes(full))) }
