@@ -6,6 +6,12 @@
  * node runs in a process of its own (bench/exit-process.ts); curl is the
  * client and the origin runs here.
  *
+ * A second pair with accounting off runs in the same rounds (an A/A
+ * control): how far two identical setups differ is the noise floor of the
+ * on/off comparison, and on two shared cores it is wide. So the CPU that
+ * the receipt protocol adds is also measured directly
+ * (bench/lib/receipt-pipeline.ts) and set against the tunnel's CPU per MiB.
+ *
  *   npm run build && node dist/bench/accounting-tunnel.bench.js
  */
 
@@ -15,6 +21,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { ChildNode } from './lib/node-handle.ts'
 import { Report } from './lib/report.ts'
+import { measureReceiptPipeline } from './lib/receipt-pipeline.ts'
 import type { AddressInfo } from 'node:net'
 
 const exec = promisify(execFile)
@@ -84,15 +91,18 @@ export async function main (): Promise<void> {
   const port = (origin.address() as AddressInfo).port
   const on = await pair(true, port)
   const off = await pair(false, port)
+  const control = await pair(false, port)
+  const pairs = { on, off, control }
   try {
-    await download(on, port) // warm-up: sessions, proof of work, JIT
-    await download(off, port)
-    const results = { on: [] as number[], off: [] as number[] }
-    const cpu = { on: [] as number[], off: [] as number[] }
+    // warm-up: sessions, proof of work, JIT
+    for (const p of Object.values(pairs)) await download(p, port)
+    const results = { on: [] as number[], off: [] as number[], control: [] as number[] }
+    const cpu = { on: [] as number[], off: [] as number[], control: [] as number[] }
+    const orders = [['off', 'on', 'control'], ['on', 'control', 'off'], ['control', 'off', 'on']] as const
     for (let i = 0; i < ROUNDS; i++) {
-      // alternate which goes first, so a trend in the machine's load favours neither
-      for (const side of i % 2 === 0 ? ['off', 'on'] as const : ['on', 'off'] as const) {
-        const r = await download(side === 'on' ? on : off, port)
+      // rotate the order, so a trend in the machine's load favours no side
+      for (const side of orders[i % orders.length]) {
+        const r = await download(pairs[side], port)
         results[side].push(r.mbps)
         cpu[side].push(r.cpuMsPerMiB)
       }
@@ -111,14 +121,21 @@ export async function main (): Promise<void> {
     report.line('CPU per MiB, accounting off', cOff, 'ms', `median; exit + consumer processes (origin and curl not counted); all: ${cpu.off.map(x => x.toFixed(1)).join(' ')}`)
     report.line('CPU per MiB, accounting on', cOn, 'ms', `median; all: ${cpu.on.map(x => x.toFixed(1)).join(' ')}`)
     // each round's on/off pair ran back to back: the median of the pairs' ratios shrugs off slow phases of the machine
-    const pairs = cpu.on.map((c, i) => c / cpu.off[i] - 1)
-    report.line('accounting cost in CPU', Math.round(median(pairs) * 1000) / 10, '%', `median of ${ROUNDS} back-to-back pairs; each: ${pairs.map(x => (100 * x).toFixed(0)).join(' ')} %`)
+    const ratios = (side: 'on' | 'control'): number[] => cpu[side].map((c, i) => c / cpu.off[i] - 1)
+    const each = (xs: number[]): string => xs.map(x => (100 * x).toFixed(0)).join(' ')
+    report.line('accounting cost in CPU', Math.round(median(ratios('on')) * 1000) / 10, '%', `median of ${ROUNDS} same-round pairs; each: ${each(ratios('on'))} %`)
+    report.line('A/A control: off vs off in CPU', Math.round(median(ratios('control')) * 1000) / 10, '%', `the noise floor of the line above: two identical pairs; each: ${each(ratios('control'))} %`)
     const a = (await on.exit.call<any>('status')).accounting
     report.line('exit holds for unsigned bytes', a.pending.holds, '')
+    // the receipt protocol alone, measured directly in this process
+    const pipeline = await measureReceiptPipeline()
+    if (pipeline.stored < BigInt(pipeline.receipts)) throw new Error(`only ${pipeline.stored} of ${pipeline.receipts} receipts countersigned and stored`)
+    report.line('receipt round trip, CPU per receipt', Math.round(pipeline.cpuUsPerReceipt), 'µs', `both sides: sign, stream, verify, store, countersign, answer, check, store; ${pipeline.receipts} receipts, one per MiB, real nodes and ledger files`)
+    report.line('receipt CPU per MiB / tunnel CPU per MiB', Math.round(pipeline.cpuUsPerReceipt / cOff) / 10, '%', `one receipt per MiB against the tunnel's ${cOff.toFixed(1)} ms per MiB with accounting off`)
     report.target('accounting costs under 5 % of throughput', cost < 5, `${cost.toFixed(1)} %`)
     report.summary()
   } finally {
-    for (const p of [on, off]) {
+    for (const p of Object.values(pairs)) {
       await p.consumer.close()
       await p.exit.close()
     }
