@@ -25,7 +25,7 @@ import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
-import type { CountersignedReceipt, SignedReceipt } from './receipts.ts'
+import type { SignedReceipt } from './receipts.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
 const MAX_FRAME = 2048
@@ -251,13 +251,13 @@ export class ConsumerSessions implements ConsumerAccounting {
       this.refused++
       throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)
     }
-    const full = decodeReceipt(answer.receipt)
-    const parties = verifyCountersignature(full, signed)
-    if (!parties.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== signed.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
+    const checked = verifyCountersignature(decodeReceipt(answer.receipt), signed)
+    const full = checked.receipt
+    if (!checked.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== signed.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
       throw new Error('the exit countersigned something else than we signed')
     }
     // written with the next batch: nothing we send waits on it (see Ledger.recordLater)
-    this.init.ledger.recordLater(full as CountersignedReceipt).catch(err => this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err))
+    this.init.ledger.recordLater(full).catch(err => this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err))
   }
 
   /** Writes a frame; resolves once written, with (boxed, so await does not flatten it) the promise of its answer. */

@@ -60,6 +60,8 @@ interface Session {
   last?: CountersignedReceipt
   lastPublishedSeq?: bigint
   lastPublishedAt: number
+  /** A publication of the newest receipt, due when the interval since the last one has passed. */
+  publishTimer?: NodeJS.Timeout
 }
 
 interface ConsumerState {
@@ -263,7 +265,7 @@ export class ExitSessions implements ExitAccounting {
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
       await this.init.ledger.recordReceipt(full, 'own', { verified: true })
       s.last = full
-      if (this.now() - s.lastPublishedAt >= (this.init.publishIntervalMs ?? 60 * second)) await this.publish(s)
+      this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {
       this.log('refused a receipt from %p: %s', consumer, err.message)
@@ -272,10 +274,32 @@ export class ExitSessions implements ExitAccounting {
   }
 
   private async publish (s: Session): Promise<void> {
+    clearTimeout(s.publishTimer)
+    s.publishTimer = undefined
     if (s.last == null || s.last.seq === s.lastPublishedSeq || this.init.publish == null) return
     s.lastPublishedSeq = s.last.seq
     s.lastPublishedAt = this.now()
     await this.init.publish(s.last).catch(err => this.log('could not publish a receipt - %e', err))
+  }
+
+  /**
+   * A long session's newest receipt goes out at most once per interval, and
+   * at the latest one interval after it arrived (not only when the next
+   * receipt happens to come), so followers are never more than an interval
+   * behind a session that went quiet.
+   */
+  private publishSoon (s: Session): void {
+    const wait = s.lastPublishedAt + (this.init.publishIntervalMs ?? 60 * second) - this.now()
+    if (wait <= 0) {
+      void this.publish(s)
+      return
+    }
+    if (s.publishTimer != null) return
+    s.publishTimer = setTimeout(() => {
+      s.publishTimer = undefined
+      void this.publish(s)
+    }, wait)
+    s.publishTimer.unref()
   }
 
   private async publishFinal (s: Session): Promise<void> {

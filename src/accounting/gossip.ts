@@ -43,6 +43,11 @@ export class ReceiptGossip {
     try { this.init.pubsub.unsubscribe(this.init.topic) } catch {}
   }
 
+  /** How many peers we know follow the topic: our published receipts go to each of them (flood publishing). */
+  subscribers (): number {
+    return this.init.pubsub.getSubscribers(this.init.topic).length
+  }
+
   async publish (r: CountersignedReceipt): Promise<void> {
     await this.init.pubsub.publish(this.init.topic, encodeReceipt(r))
     this.stats.published++

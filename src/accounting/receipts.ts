@@ -213,17 +213,47 @@ function verifySignature (key: KeyObject, data: Uint8Array, sig: Uint8Array): bo
 }
 
 /**
- * The signing bytes of receipts the consumer signed here, by object: on the
- * data path (a receipt per MiB) they are needed again moments later to check
- * the exit's answer, and encoding them again is most of the cost of that check.
- * Only objects this module created and handed out are cached, never a
- * caller's (which the caller could change in place); a WeakMap forgets them
- * with the object.
+ * The signing bytes of receipts made here (signAsConsumer,
+ * verifyAndCountersign, verifyCountersignature), by object. On the data path
+ * (a receipt per MiB) the same receipt is encoded again moments later: for
+ * the wire, for the ledger, to check the exit's answer. The signatures are
+ * the last fields (10 and 11), so every encoding of such a receipt is its
+ * signing bytes with the signature fields appended, and nothing needs
+ * encoding twice. Only objects this module made are cached, and they are
+ * frozen: a cached encoding can never go stale. A WeakMap forgets them with
+ * the object.
  */
 const signingBytesCache = new WeakMap<Receipt, Uint8Array>()
 
 function signingBytesOf (r: Receipt): Uint8Array {
   return signingBytesCache.get(r) ?? receiptSigningBytes(r)
+}
+
+/** Hands out a receipt made here, frozen, with its signing bytes remembered. */
+function made<T extends Receipt> (r: T, signingBytes: Uint8Array): T {
+  Object.freeze(r)
+  signingBytesCache.set(r, signingBytes)
+  return r
+}
+
+const CONSUMER_SIG_TAG = (10 << 3) | 2
+const EXIT_SIG_TAG = (11 << 3) | 2
+
+/** The protobuf encoding of a receipt whose signing bytes are known: body, then the signature fields (64 bytes each). */
+function encodeFromSigningBytes (r: Receipt, signingBytes: Uint8Array): Uint8Array {
+  const body = signingBytes.subarray(DOMAIN.byteLength)
+  const sigs = [r.consumerSig, r.exitSig].filter((x): x is Uint8Array => x != null)
+  const out = new Uint8Array(body.byteLength + sigs.length * (2 + SIGNATURE_LENGTH))
+  out.set(body, 0)
+  let at = body.byteLength
+  for (const [tag, sig] of [[CONSUMER_SIG_TAG, r.consumerSig], [EXIT_SIG_TAG, r.exitSig]] as const) {
+    if (sig == null) continue
+    out[at] = tag
+    out[at + 1] = SIGNATURE_LENGTH
+    out.set(sig, at + 2)
+    at += 2 + SIGNATURE_LENGTH
+  }
+  return out
 }
 
 /** A signing key as Node wants it, and whose peer id it is. */
@@ -274,9 +304,7 @@ export async function signAsConsumer (r: Receipt, privateKey: PrivateKey, option
   ed25519PeerFromBytes(body.exit, 'exit')
   const data = receiptSigningBytes(body)
   const consumerSig = signAs(privateKey, body.consumer, 'consumer', data)
-  const signed: SignedReceipt = { ...body, consumerSig, exitSig: undefined }
-  signingBytesCache.set(signed, data)
-  return signed
+  return made<SignedReceipt>({ ...body, consumerSig, exitSig: undefined }, data)
 }
 
 /**
@@ -302,7 +330,7 @@ export function verifyAndCountersign (r: Receipt, exitPrivateKey: PrivateKey): C
     throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: r.sessionId })
   }
   const body: SignedReceipt = { ...r, consumerSig: r.consumerSig!, exitSig: undefined }
-  return { ...body, exitSig: signAs(exitPrivateKey, body.exit, 'exit', data) }
+  return made<CountersignedReceipt>({ ...body, exitSig: signAs(exitPrivateKey, body.exit, 'exit', data) }, data)
 }
 
 
@@ -310,8 +338,9 @@ export function verifyAndCountersign (r: Receipt, exitPrivateKey: PrivateKey): C
  * Checks that `full` is exactly `signed` (which we signed ourselves) plus a
  * valid exit signature: the consumer's answer path. Our own signature needs
  * no check when its bytes and everything it covers are the ones we made.
+ * Returns the parties and the countersigned receipt, as our own object.
  */
-export function verifyCountersignature (full: Receipt, signed: SignedReceipt): ReceiptParties {
+export function verifyCountersignature (full: Receipt, signed: SignedReceipt): ReceiptParties & { receipt: CountersignedReceipt } {
   checkReceiptFields(full, { consumer: true, exit: true })
   // every signed field equal to ours (and our signature): then the signing
   // bytes are the ones we signed, with no need to encode them again
@@ -323,7 +352,8 @@ export function verifyCountersignature (full: Receipt, signed: SignedReceipt): R
   if (!verifySignature(exit.key, data, full.exitSig!)) {
     throw new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId: full.sessionId })
   }
-  return { consumer: decodeEd25519Peer(full.consumer, 'consumer').peer, exit: exit.peer }
+  const receipt = made<CountersignedReceipt>({ ...signed, exitSig: Uint8Array.from(full.exitSig!) }, data)
+  return { consumer: decodeEd25519Peer(full.consumer, 'consumer').peer, exit: exit.peer, receipt }
 }
 
 /** Every field the signatures cover, compared (the signatures themselves are not covered). */
@@ -355,7 +385,8 @@ export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions &
 
 /** Encodes for the wire or for storage, refusing anything over MAX_RECEIPT_BYTES. */
 export function encodeReceipt (r: Receipt): Uint8Array {
-  const bytes = encodeReceiptProtobuf(r)
+  const signingBytes = signingBytesCache.get(r)
+  const bytes = signingBytes != null ? encodeFromSigningBytes(r, signingBytes) : encodeReceiptProtobuf(r)
   if (bytes.byteLength > MAX_RECEIPT_BYTES) {
     throw new ReceiptError({ code: ReceiptErrorCode.TOO_LARGE, size: bytes.byteLength, max: MAX_RECEIPT_BYTES })
   }

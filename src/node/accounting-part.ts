@@ -145,7 +145,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       gossip.stop()
       ledger.close()
     },
-    status: () => ({ enabled: true, ...balance(), gossip: gossip.stats }),
+    status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() } }),
     routes: {
       balance: { get: () => balance() },
       receipts: {

@@ -139,6 +139,39 @@ describe('uint64 encoding', () => {
   })
 })
 
+describe('encodings of receipts made here', () => {
+  // signAsConsumer, verifyAndCountersign and verifyCountersignature hand out
+  // receipts whose encoding is their signing bytes plus the signature
+  // fields: it must be byte for byte what the protobuf codec writes
+  it('are exactly the codec\'s, for any field values', async () => {
+    const MAX = (1n << 63n) - 1n
+    await fc.assert(fc.asyncProperty(
+      fc.record({
+        sessionId: fc.string({ minLength: 1, maxLength: 128 }).filter(x => !/[\p{Cc}\p{Cs}]/u.test(x)),
+        bytesUp: fc.bigInt({ min: 0n, max: MAX }),
+        bytesDown: fc.bigInt({ min: 0n, max: MAX }),
+        seq: fc.bigInt({ min: 1n, max: MAX }),
+        startedAt: fc.bigInt({ min: 0n, max: 1n << 45n }),
+        pricePerGb: fc.bigInt({ min: 0n, max: MAX })
+      }),
+      async fields => {
+        const mine = await signAsConsumer(body(consumer, exit, { ...fields, updatedAt: fields.startedAt + 5n }), consumer.key)
+        expect(encodeReceipt(mine)).toEqual(encodeReceiptProtobuf({ ...mine }))
+        const full = verifyAndCountersign(mine, exit.key)
+        expect(encodeReceipt(full)).toEqual(encodeReceiptProtobuf({ ...full }))
+        const { receipt } = verifyCountersignature(decodeReceipt(encodeReceipt(full)), mine)
+        expect(encodeReceipt(receipt)).toEqual(encodeReceiptProtobuf({ ...full }))
+      }
+    ), { numRuns: 40 })
+  })
+
+  it('are frozen: a field cannot be changed under a remembered encoding', async () => {
+    const mine = await signAsConsumer(body(consumer, exit), consumer.key)
+    expect(() => { (mine as any).bytesDown = 1n }).toThrow(TypeError)
+    expect(() => { (verifyAndCountersign(mine, exit.key) as any).seq = 9n }).toThrow(TypeError)
+  })
+})
+
 describe('forgery and tampering', () => {
   let good: CountersignedReceipt
 

@@ -32,7 +32,9 @@ describe('accounting end to end: receipts, ledger, gossip, credit at risk', () =
       spawnNode({ region: 'fr', args: ['--no-supply', ...boot] }),
       spawnNode({ region: 'it', args: ['--no-supply', ...boot], config: '[accounting]\nenabled = false\n' })
     ])
-    await Promise.all([waitForPeers(consumer, [exit.peerId]), waitForPeers(freeloader, [exit.peerId])])
+    await Promise.all([waitForPeers(consumer, [exit.peerId]), waitForPeers(freeloader, [exit.peerId]), waitForPeers(observer, [exit.peerId])])
+    // the observer must follow the receipt topic before the exit publishes: gossip keeps nothing for late joiners
+    await waitFor(async () => (await exit.status()).accounting.gossip.subscribers >= 2, { what: 'the consumer and the observer on the receipt topic' })
   })
   afterAll(async () => {
     await Promise.all([exit, consumer, observer, freeloader].map(async n => n?.proc.kill()))
