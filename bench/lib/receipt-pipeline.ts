@@ -37,7 +37,7 @@ export interface PipelineFigures {
   cpuUsPerReceipt: number
   /** The pacing loop alone, µs of CPU per step (subtracted). */
   baselineUsPerStep: number
-  /** Receipts the exit countersigned and stored. */
+  /** Receipts of the measured run that the exit countersigned and stored. */
   stored: bigint
 }
 
@@ -101,6 +101,7 @@ export async function measureReceiptPipeline (receipts = 500): Promise<PipelineF
     // warm-up: the receipt stream, JIT
     await paced(50, carry)
     const baseline = await paced(receipts, () => {})
+    const seqBefore = exitLedger.receipts()[0]?.receipt.seq ?? 0n
     const withAccounting = await paced(receipts, carry)
     // let the last answers land and the consumer's batch be written
     await sleep(300)
@@ -109,7 +110,7 @@ export async function measureReceiptPipeline (receipts = 500): Promise<PipelineF
       receipts,
       cpuUsPerReceipt: (withAccounting - baseline) / receipts,
       baselineUsPerStep: baseline / receipts,
-      stored: exitLedger.receipts()[0]?.receipt.seq ?? 0n
+      stored: (exitLedger.receipts()[0]?.receipt.seq ?? 0n) - seqBefore
     }
   } finally {
     await consumer.stop().catch(() => {})

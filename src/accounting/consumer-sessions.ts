@@ -251,11 +251,8 @@ export class ConsumerSessions implements ConsumerAccounting {
       this.refused++
       throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)
     }
-    const checked = verifyCountersignature(decodeReceipt(answer.receipt), signed)
-    const full = checked.receipt
-    if (!checked.exit.equals(s.exit) || full.sessionId !== s.id || full.seq !== signed.seq || full.bytesUp !== signed.bytesUp || full.bytesDown !== signed.bytesDown) {
-      throw new Error('the exit countersigned something else than we signed')
-    }
+    // throws unless the answer is exactly the receipt we signed, with a valid signature of its exit
+    const full = verifyCountersignature(decodeReceipt(answer.receipt), signed).receipt
     // written with the next batch: nothing we send waits on it (see Ledger.recordLater)
     this.init.ledger.recordLater(full).catch(err => this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err))
   }

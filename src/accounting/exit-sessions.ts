@@ -279,7 +279,10 @@ export class ExitSessions implements ExitAccounting {
     if (s.last == null || s.last.seq === s.lastPublishedSeq || this.init.publish == null) return
     s.lastPublishedSeq = s.last.seq
     s.lastPublishedAt = this.now()
-    await this.init.publish(s.last).catch(err => this.log('could not publish a receipt - %e', err))
+    const publish = this.init.publish
+    const last = s.last
+    // a publisher that throws rather than rejects is caught the same
+    await Promise.resolve().then(async () => publish(last)).catch(err => this.log('could not publish a receipt - %e', err))
   }
 
   /**
@@ -289,6 +292,8 @@ export class ExitSessions implements ExitAccounting {
    * behind a session that went quiet.
    */
   private publishSoon (s: Session): void {
+    // stopping: the final publication has been made, or is under way
+    if (!this.running) return
     const wait = s.lastPublishedAt + (this.init.publishIntervalMs ?? 60 * second) - this.now()
     if (wait <= 0) {
       void this.publish(s)

@@ -20,7 +20,7 @@ import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import { DEFAULT_ALLOWANCE_MICRO, DEFAULT_POW_DIFFICULTY } from './constants.ts'
 import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
-import { checkProgress, checkReceiptFields, decodeReceipt, encodeReceipt, receiptId, verifyReceipt } from './receipts.ts'
+import { checkProgress, checkReceiptFields, decodeReceipt, encodeReceipt, madeHere, receiptId, verifyReceipt } from './receipts.ts'
 import { WalCheckpointer } from './wal-checkpointer.ts'
 import type { CountersignedReceipt, Receipt } from './receipts.ts'
 import type { AbortOptions, PeerId } from '@libp2p/interface'
@@ -285,6 +285,8 @@ function rowToStored (row: Record<string, any>): StoredReceipt {
   }
 }
 
+const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+
 /** Sessions whose last receipt stays decoded in memory: about what one node has open at once. */
 const RECENT_RECEIPTS = 1024
 /** recordLater(): a batch is written at once when it grows to this. */
@@ -317,7 +319,7 @@ export class Ledger {
    * its row holds exactly this. Both caches are dropped when a transaction
    * rolls back, and when another connection has written to the file.
    */
-  private readonly recent = new Map<string, { stored: StoredReceipt, encoded: Uint8Array }>()
+  private readonly recent = new Map<string, StoredReceipt>()
   /** Each peer's row of `totals`, by peer bytes in hex, as last written or read. */
   private readonly totals = new Map<string, Totals | undefined>()
   /** recordLater()'s queue, and the timer that writes it. */
@@ -437,9 +439,9 @@ export class Ledger {
     }
   }
 
-  private apply (id: string, receipt: CountersignedReceipt, encoded: Uint8Array, source: ReceiptSource): RecordResult {
-    // inside the transaction: another call may have advanced the session during verification
-    const held = this.held(id)
+  /** `held`: the session's stored receipt, when the caller has just looked it up in this transaction. */
+  private apply (id: string, receipt: CountersignedReceipt, encoded: Uint8Array, source: ReceiptSource, held = this.held(id)): RecordResult {
+    // held is read inside the transaction: another call may have advanced the session during verification
     const progress = checkProgress(held?.receipt, receipt)
     if (progress === 'duplicate') return 'duplicate'
     const cost = costMicro(receipt.bytesUp + receipt.bytesDown, receipt.pricePerGb)
@@ -474,7 +476,7 @@ export class Ledger {
     const deltaBytes = receipt.bytesUp + receipt.bytesDown - oldBytes
     this.addTotals(receipt.exit, { earned: deltaCost, spent: 0n, carried: deltaBytes, used: 0n })
     this.addTotals(receipt.consumer, { earned: 0n, spent: deltaCost, carried: 0n, used: deltaBytes })
-    this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost }, encoded)
+    this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost })
     return held == null ? 'inserted' : 'updated'
   }
 
@@ -485,19 +487,18 @@ export class Ledger {
    */
   private held (id: string): StoredReceipt | undefined {
     const hit = this.recent.get(id)
-    if (hit != null) return hit.stored
+    if (hit != null) return hit
     const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
     return row == null ? undefined : rowToStored(row)
   }
 
-  private remember (stored: StoredReceipt, encoded: Uint8Array): void {
+  private remember (stored: StoredReceipt): void {
     this.recent.delete(stored.id)
     if (this.recent.size >= RECENT_RECEIPTS) this.recent.delete(this.recent.keys().next().value!)
-    this.recent.set(stored.id, { stored, encoded })
+    this.recent.set(stored.id, stored)
   }
 
-  private totalsOf (peer: Uint8Array): Totals | undefined {
-    const key = Buffer.from(peer.buffer, peer.byteOffset, peer.byteLength).toString('hex')
+  private totalsOf (peer: Uint8Array, key = hexOf(peer)): Totals | undefined {
     if (this.totals.has(key)) return this.totals.get(key)
     const row = this.statements.getTotals.get(peer) as Totals | undefined
     if (this.totals.size >= RECENT_RECEIPTS) this.totals.clear()
@@ -506,11 +507,12 @@ export class Ledger {
   }
 
   private addTotals (peer: Uint8Array, delta: TotalsDelta): void {
-    const row = this.totalsOf(peer)
+    const key = hexOf(peer)
+    const row = this.totalsOf(peer, key)
     const add = (column: keyof Totals, d: bigint): string => (BigInt(row?.[column] ?? '0') + d).toString()
     const next: Totals = { earned_micro: add('earned_micro', delta.earned), spent_micro: add('spent_micro', delta.spent), bytes_carried: add('bytes_carried', delta.carried), bytes_used: add('bytes_used', delta.used) }
     this.statements.putTotals.run(peer, next.earned_micro, next.spent_micro, next.bytes_carried, next.bytes_used)
-    this.totals.set(Buffer.from(peer.buffer, peer.byteOffset, peer.byteLength).toString('hex'), next)
+    this.totals.set(key, next)
   }
 
   /** Drops the caches if another connection has committed to the file since we last looked. */
@@ -551,7 +553,7 @@ export class Ledger {
    * per receipt.
    *
    * Why this is safe for the consumer: nothing it sends depends on the write
-   * (unlike the exit, which must store before it countersigns), so a queued
+   * (unlike the exit, which must store before it answers), so a queued
    * receipt lost to a crash is no different from one still on the wire.
    */
   async recordLater (r: CountersignedReceipt): Promise<RecordResult> {
@@ -559,8 +561,10 @@ export class Ledger {
     this.assertOwn(r)
     void this.db // closed: throw now, not at flush
     const encoded = encodeReceipt(r)
+    // held until the flush: a receipt receipts.ts made cannot change meanwhile, any other is copied
+    const receipt = madeHere(r) ? r : decodeReceipt(encoded) as CountersignedReceipt
     return new Promise((resolve, reject) => {
-      this.deferred.push({ id: receiptId(r), receipt: r, encoded, resolve, reject })
+      this.deferred.push({ id: receiptId(receipt), receipt, encoded, resolve, reject })
       if (this.deferred.length >= MAX_DEFERRED) this.flush()
       else if (this.deferTimer == null) {
         this.deferTimer = setTimeout(() => this.flush(), this.deferMs)
@@ -622,7 +626,7 @@ export class Ledger {
         out.set(d, err)
       }
     }
-    if (newest != null) this.apply(newest.id, newest.receipt, newest.encoded, 'own')
+    if (newest != null) this.apply(newest.id, newest.receipt, newest.encoded, 'own', stored)
   }
 
   /** Stored receipts, newest first. */

@@ -219,9 +219,11 @@ function verifySignature (key: KeyObject, data: Uint8Array, sig: Uint8Array): bo
  * the wire, for the ledger, to check the exit's answer. The signatures are
  * the last fields (10 and 11), so every encoding of such a receipt is its
  * signing bytes with the signature fields appended, and nothing needs
- * encoding twice. Only objects this module made are cached, and they are
- * frozen: a cached encoding can never go stale. A WeakMap forgets them with
- * the object.
+ * encoding twice. Only objects this module made are cached: frozen, and
+ * with their own copies of every byte field, so nothing the caller still
+ * holds can change them. (A typed array cannot be frozen: the bytes of a
+ * receipt handed out here must not be changed in place.) A WeakMap forgets
+ * them with the object.
  */
 const signingBytesCache = new WeakMap<Receipt, Uint8Array>()
 
@@ -229,11 +231,24 @@ function signingBytesOf (r: Receipt): Uint8Array {
   return signingBytesCache.get(r) ?? receiptSigningBytes(r)
 }
 
-/** Hands out a receipt made here, frozen, with its signing bytes remembered. */
+/**
+ * Hands out a receipt made here: its byte fields copied (no view into a
+ * caller's or a network buffer, which would also keep that whole buffer
+ * alive), frozen, its signing bytes remembered.
+ */
 function made<T extends Receipt> (r: T, signingBytes: Uint8Array): T {
+  for (const field of ['consumer', 'exit', 'consumerSig', 'exitSig'] as const) {
+    const bytes = r[field]
+    if (bytes != null) r[field] = Uint8Array.from(bytes)
+  }
   Object.freeze(r)
   signingBytesCache.set(r, signingBytes)
   return r
+}
+
+/** Whether `r` was made by this module (signAsConsumer, verifyAndCountersign, verifyCountersignature): frozen, owning its bytes. */
+export function madeHere (r: Receipt): boolean {
+  return signingBytesCache.has(r)
 }
 
 const CONSUMER_SIG_TAG = (10 << 3) | 2
@@ -322,17 +337,12 @@ export async function countersign (r: Receipt, exitPrivateKey: PrivateKey, optio
  * ReceiptError; the exit must not vouch for a forgery.
  */
 export function verifyAndCountersign (r: Receipt, exitPrivateKey: PrivateKey): CountersignedReceipt {
-  checkReceiptFields(r, { consumer: true, exit: false })
-  const consumer = decodeEd25519Peer(r.consumer, 'consumer')
-  decodeEd25519Peer(r.exit, 'exit')
-  const data = receiptSigningBytes(r)
-  if (!verifySignature(consumer.key, data, r.consumerSig!)) {
-    throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: r.sessionId })
-  }
-  const body: SignedReceipt = { ...r, consumerSig: r.consumerSig!, exitSig: undefined }
+  // a countersignature the caller passed in is dropped, not checked
+  const unsigned = { ...r, exitSig: undefined }
+  const { data } = checkSignatures(unsigned, false)
+  const body = unsigned as SignedReceipt
   return made<CountersignedReceipt>({ ...body, exitSig: signAs(exitPrivateKey, body.exit, 'exit', data) }, data)
 }
-
 
 /**
  * Checks that `full` is exactly `signed` (which we signed ourselves) plus a
@@ -369,7 +379,12 @@ function sameSignedFields (a: Receipt & ReceiptBody, b: Receipt & ReceiptBody): 
  */
 export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions & AbortOptions = {}): Promise<ReceiptParties> {
   options.signal?.throwIfAborted()
-  const requireExitSig = options.requireExitSig ?? true
+  const { consumer, exit } = checkSignatures(r, options.requireExitSig ?? true)
+  return { consumer, exit }
+}
+
+/** Fields, peer ids and every signature present (the exit's only if required or present); returns the signing bytes checked. */
+function checkSignatures (r: Receipt, requireExitSig: boolean): ReceiptParties & { data: Uint8Array } {
   checkReceiptFields(r, { consumer: true, exit: requireExitSig })
   const consumer = decodeEd25519Peer(r.consumer, 'consumer')
   const exit = decodeEd25519Peer(r.exit, 'exit')
@@ -380,7 +395,7 @@ export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions &
   if (r.exitSig != null && !verifySignature(exit.key, data, r.exitSig)) {
     throw new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId: r.sessionId })
   }
-  return { consumer: consumer.peer, exit: exit.peer }
+  return { consumer: consumer.peer, exit: exit.peer, data }
 }
 
 /** Encodes for the wire or for storage, refusing anything over MAX_RECEIPT_BYTES. */

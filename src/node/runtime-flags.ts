@@ -1,8 +1,9 @@
 /**
- * Node flags a spareband node runs with: the `spareband` command's shebang,
- * `npm start`, the testnet's child nodes and the benches all pass these.
- * Apps that embed the library should start node with them too (for example
- * `NODE_OPTIONS=--max-semi-space-size=1`); they are tuning, not correctness.
+ * Node flags a spareband node runs with: the `spareband` command relaunches
+ * itself with them, and `npm start`, the testnet's child nodes and the
+ * benches pass them. Apps that embed the library should start node with
+ * them too (for example `NODE_OPTIONS=--max-semi-space-size=1`); they are
+ * tuning, not correctness.
  *
  * `--max-semi-space-size=1` (MiB; node's default lets the young generation
  * grow to 16): every chunk a node carries is an ArrayBuffer (socket reads,
@@ -16,3 +17,32 @@
  * throughput by ~70 %.
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=1']
+
+/** Set to 1 to run the command as started, without the relaunch. */
+export const NO_RELAUNCH_ENV = 'SPAREBAND_NO_RELAUNCH'
+
+/** The runtime flags node was not started with (neither on its command line nor in NODE_OPTIONS). */
+export function missingRuntimeFlags (execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
+  const given = new Set([...execArgv, ...nodeOptions.split(/\s+/)])
+  return NODE_RUNTIME_FLAGS.filter(flag => !given.has(flag))
+}
+
+/**
+ * Replaces this process with node started with the missing runtime flags and
+ * the same script, arguments and environment (`process.execve`: same
+ * process id, nothing to forward). Where node cannot (Windows, a node before
+ * 22.15), or when SPAREBAND_NO_RELAUNCH=1, the command runs as it was
+ * started: the flags are tuning only. So does a process with an IPC channel
+ * to its parent, which the new image would not inherit: such a parent (the
+ * testnet) passes the flags itself.
+ */
+export function relaunchWithRuntimeFlags (): void {
+  const missing = missingRuntimeFlags()
+  const execve = (process as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve
+  if (missing.length === 0 || typeof execve !== 'function' || process.platform === 'win32' || process.env[NO_RELAUNCH_ENV] === '1' || process.channel != null) return
+  try {
+    execve(process.execPath, [process.execPath, ...missing, ...process.execArgv, ...process.argv.slice(1)], process.env)
+  } catch {
+    // the exec failed and this process goes on: run as started
+  }
+}

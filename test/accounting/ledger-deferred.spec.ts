@@ -130,6 +130,33 @@ describe('Ledger.recordLater', () => {
     other.close()
   })
 
+  it('keeps what it was given: a caller changing its object after queueing it changes nothing', async () => {
+    const ledger = Ledger.open(fileIn('l.db'), { selfPeerId: peerIdFromPrivateKey(alice.key), deferMs: 60_000 })
+    const mine = { ...await step(bob, 's', 1n) }
+    const written = ledger.recordLater(mine)
+    mine.bytesDown = 999n
+    ledger.flush()
+    expect(await written).toBe('inserted')
+    expect(ledger.get(receiptId(mine))!.receipt.bytesDown).toBe(1_000_000n)
+    ledger.close()
+  })
+
+  it('a batch that cannot be written rejects every receipt in it, and the next batch is written', async () => {
+    const ledger = Ledger.open(fileIn('l.db'), { selfPeerId: peerIdFromPrivateKey(alice.key), deferMs: 60_000 })
+    const db = (ledger as any).database as DatabaseSync
+    const queued = [ledger.recordLater(await step(bob, 'a', 1n)), ledger.recordLater(await step(carol, 'b', 1n))]
+    // a transaction someone left open: the batch's own cannot begin
+    db.exec('BEGIN')
+    ledger.flush()
+    for (const q of queued) await expect(q).rejects.toThrow()
+    db.exec('COMMIT')
+    const next = ledger.recordLater(await step(bob, 'a', 2n))
+    ledger.flush()
+    expect(await next).toBe('inserted')
+    expect(ledger.size).toBe(1)
+    ledger.close()
+  })
+
   it("refuses a receipt that is not this node's, and any after close", async () => {
     const ledger = Ledger.open(fileIn('l.db'), { selfPeerId: peerIdFromPrivateKey(carol.key) })
     expect((await caught(async () => ledger.recordLater(await step(bob, 's', 1n)))).code).toBe(ReceiptErrorCode.WRONG_PEER)

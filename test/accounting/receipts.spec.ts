@@ -165,6 +165,18 @@ describe('encodings of receipts made here', () => {
     ), { numRuns: 40 })
   })
 
+  it('own their bytes: changing the arrays they were made from changes nothing', async () => {
+    const input = body(consumer, exit, { consumer: Uint8Array.from(consumer.bytes), exit: Uint8Array.from(exit.bytes) })
+    const mine = await signAsConsumer(input, consumer.key)
+    const wire = decodeReceipt(encodeReceipt(mine))
+    const full = verifyAndCountersign(wire, exit.key)
+    input.exit![5] ^= 0xff
+    wire.consumer![5] ^= 0xff
+    wire.consumerSig![0] ^= 0xff
+    for (const r of [mine, full]) expect(encodeReceipt(r)).toEqual(encodeReceiptProtobuf({ ...r }))
+    await verifyReceipt(decodeReceipt(encodeReceipt(full)))
+  })
+
   it('are frozen: a field cannot be changed under a remembered encoding', async () => {
     const mine = await signAsConsumer(body(consumer, exit), consumer.key)
     expect(() => { (mine as any).bytesDown = 1n }).toThrow(TypeError)

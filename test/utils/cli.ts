@@ -21,7 +21,7 @@ export async function tempDir (prefix = 'sb-'): Promise<string> {
 }
 
 export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', d => { stdout += d })

@@ -1,0 +1,66 @@
+/**
+ * The `spareband` command line: a thin layer over the library. Errors print
+ * one clear line; bad flags and bad config exit 2, other failures 1. The
+ * entry point is index.ts.
+ */
+
+import { Command, CommanderError } from 'commander'
+import { resolve } from 'node:path'
+import { defaultDataDir } from '../node/config.ts'
+import { ConfigError, IdentityExistsError, IdentityMissingError, NodeNotRunningError } from '../errors.ts'
+import { VERSION } from '../constants.ts'
+import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts'
+import { registerInit } from './commands/init.ts'
+import { registerStart } from './commands/start.ts'
+import { registerStatus } from './commands/status.ts'
+import { registerTestnet } from './commands/testnet.ts'
+import { registerProviders } from './commands/providers.ts'
+import { registerAccounting } from './commands/accounting.ts'
+
+export function buildProgram (): Command {
+  const program = new Command('spareband')
+    .description('spareband: share spare bandwidth, route traffic out of other regions')
+    .version(VERSION)
+    .option('--data-dir <dir>', 'data directory (default: $SPAREBAND_DATA_DIR or ~/.spareband)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+  const dataDirOf = (cmd: Command): string => {
+    const opts = cmd.optsWithGlobals()
+    return resolve(opts.dataDir ?? defaultDataDir())
+  }
+  registerInit(program, dataDirOf)
+  registerStart(program, dataDirOf)
+  registerStatus(program, dataDirOf)
+  registerProviders(program, dataDirOf)
+  registerAccounting(program, dataDirOf)
+  registerTestnet(program)
+  // subcommands inherit the global --data-dir and the exit override
+  for (const c of program.commands) {
+    c.option('--data-dir <dir>', 'data directory (default: $SPAREBAND_DATA_DIR or ~/.spareband)')
+    c.exitOverride()
+    c.showHelpAfterError('(run with --help for usage)')
+  }
+  return program
+}
+
+export async function main (argv: string[] = process.argv): Promise<void> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv)
+  } catch (err: any) {
+    process.exitCode = exitCodeFor(err)
+    if (!(err instanceof CommanderError)) process.stderr.write(`spareband: ${err.message ?? String(err)}\n`)
+    process.exit(process.exitCode)
+  }
+}
+
+function exitCodeFor (err: unknown): number {
+  if (err instanceof CommanderError) {
+    // --help and --version exit 0; everything else commander rejects is usage
+    return err.exitCode === 0 ? 0 : EXIT_USAGE
+  }
+  if (err instanceof ConfigError || err instanceof UsageError || err instanceof IdentityExistsError) return EXIT_USAGE
+  if (err instanceof IdentityMissingError || err instanceof NodeNotRunningError) return EXIT_FAILURE
+  return EXIT_FAILURE
+}
+
