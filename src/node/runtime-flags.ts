@@ -15,6 +15,11 @@
  * bench this halved CPU per MiB (14-17 ms to about 8 ms, GC helper threads
  * from ~45 % of the CPU to under 10 %) and raised bare-stream and tunnel
  * throughput by ~70 %.
+ *
+ * The cost: objects that live a little while are promoted sooner. That is
+ * right for one node per process, but a process hosting many nodes (the
+ * routing bench's 30) got three times slower with it, and an app with a
+ * large, busy heap of its own should measure before adopting it.
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=1']
 
