@@ -79,8 +79,10 @@ describe('routing by region through the DHT', () => {
 
   it('when a de exit dies mid-transfer, the next region-de request succeeds through the other', async () => {
     const de = exitsIn('de')
-    // a slow download keeps a tunnel open while we find its exit and kill it
-    const transfer = curl(['--limit-rate', '2M', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de-session-victim:', `http://127.0.0.1:${target.port}/blob`])
+    // a download the target itself sends slowly keeps a tunnel open while we
+    // find its exit and kill it (a client-side rate limit is not enough: the
+    // buffers on the way can hold the whole blob before the kill lands)
+    const transfer = curl(['--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de-session-victim:', `http://127.0.0.1:${target.port}/drip`])
     const carrier = await waitFor(async () => {
       for (const e of de) if ((await e.status()).exit.tunnelsOpen > 0) return e
       return undefined

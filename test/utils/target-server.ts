@@ -35,6 +35,17 @@ export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<
       let n = 0
       req.on('data', (c: Buffer) => { h.update(c); n += c.byteLength })
       req.on('end', () => { res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') })) })
+    } else if (req.url === '/drip') {
+      // the blob at about 6 MB/s, so a transfer is surely still running a moment after it started
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.byteLength })
+      let at = 0
+      const timer = setInterval(() => {
+        const end = Math.min(blob.byteLength, at + 64 * 1024)
+        res.write(blob.subarray(at, end))
+        at = end
+        if (at >= blob.byteLength) { clearInterval(timer); res.end() }
+      }, 10)
+      res.on('close', () => clearInterval(timer))
     } else if (req.url?.startsWith('/slice/') === true) {
       const n = Number(req.url.slice('/slice/'.length))
       res.writeHead(200, { 'content-length': n })
