@@ -18,6 +18,7 @@ import { accountingPart, openAccounting } from './accounting-part.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
+import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
@@ -58,6 +59,8 @@ export interface NodeStatus {
   uptimeSeconds: number
   dht: { mode: 'server' | 'client', routingTableSize: number }
   api?: string
+  /** The node runtime: its version, and the runtime flags (src/node/runtime-flags.ts) it runs without, if any. */
+  runtime: { node: string, missingFlags: string[] }
   /** Things an operator must know, e.g. that private targets are allowed. */
   warnings: string[]
 }
@@ -221,6 +224,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         routingTableSize: dht?.routingTable?.size ?? 0
       },
       api: this.apiUrl,
+      runtime: { node: process.version, missingFlags: missingRuntimeFlags() },
       warnings
     }
     for (const p of this.parts) {

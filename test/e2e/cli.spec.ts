@@ -27,6 +27,8 @@ describe('spareband CLI end to end', () => {
     expect(sa.addresses.length).toBeGreaterThan(0)
     expect(sa.connections).toBe(0)
     expect(typeof sa.uptimeSeconds).toBe('number')
+    // started with the node runtime flags (test/utils/cli.ts passes them): none missing
+    expect(sa.runtime).toEqual({ node: process.version, missingFlags: [] })
     expect((await stat(join(a, 'api-token'))).mode & 0o777).toBe(0o600)
 
     const nodeB = new NodeProcess(b, [...LOCAL, '--network', 'local', '--bootstrap', sa.addresses[0]])
