@@ -28,6 +28,8 @@ import type { Registrar } from '@libp2p/interface-internal'
 const MAX_FRAME = 2048
 /** How long a receipt stream may sit without a frame. */
 const STREAM_IDLE = 10 * minute
+/** How long a graceful close of a receipt stream may wait for the consumer's side. */
+const CLOSE_TIMEOUT = 5 * second
 
 export interface ExitSessionsInit {
   ledger: Ledger
@@ -189,27 +191,43 @@ export class ExitSessions implements ExitAccounting {
     const idle = new AbortController()
     const idleTimer = setTimeout(() => idle.abort(new Error('receipt stream idle')), STREAM_IDLE)
     idleTimer.unref()
+    // the session's receipts so far stand, however the stream ends
+    let ended: Error | undefined
     try {
       // a write to a consumer that reset the stream ends the session like its end of stream does
-      await this.serveReceipts(consumer, lp, idle.signal, idleTimer).catch(err => this.log('receipt stream from %p broke - %e', consumer, err))
+      ended = await this.serveReceipts(consumer, lp, idle.signal, idleTimer)
+    } catch (err: any) {
+      ended = err
+      this.log('receipt stream from %p broke - %e', consumer, err)
     } finally {
       clearTimeout(idleTimer)
     }
     for (const s of this.consumers.get(consumer.toString())?.sessions.values() ?? []) {
       await this.publishFinal(s).catch(() => {})
     }
-    await stream.close().catch(() => stream.abort(new Error('close failed')))
+    if (ended != null) {
+      // a bad frame, an idle or broken stream: reset it, rather than wait for a peer that may never close its side
+      stream.abort(ended)
+      return
+    }
+    await stream.close({ signal: AbortSignal.timeout(CLOSE_TIMEOUT) }).catch(() => stream.abort(new Error('close timed out')))
   }
 
-  /** Answers the consumer's frames until the stream ends, idles or breaks. */
-  private async serveReceipts (consumer: PeerId, lp: ReturnType<typeof lpStream>, idle: AbortSignal, idleTimer: NodeJS.Timeout): Promise<void> {
+  /**
+   * Answers the consumer's frames until the stream ends: undefined when the
+   * consumer closed its side, else why it ended (idle, or a frame that breaks
+   * the framing).
+   */
+  private async serveReceipts (consumer: PeerId, lp: ReturnType<typeof lpStream>, idle: AbortSignal, idleTimer: NodeJS.Timeout): Promise<Error | undefined> {
     while (true) {
       let frame
       try {
         frame = await lp.read({ signal: idle })
         idleTimer.refresh()
-      } catch {
-        break // end of stream, idle, or a bad frame: the session's receipts so far stand
+      } catch (err: any) {
+        if (err?.name === 'UnexpectedEOFError') return undefined
+        this.log('receipt stream from %p ends - %s', consumer, err?.message)
+        return err instanceof Error ? err : new Error(String(err))
       }
       let msg: ReceiptStreamMessage
       try {

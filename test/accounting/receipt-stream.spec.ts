@@ -1,0 +1,136 @@
+/**
+ * The exit's side of /spareband/receipt/1.0.0 against a peer that sends
+ * junk: every bad frame gets a clear answer or a closed stream, nothing is
+ * stored or credited, and the exit goes on serving honest consumers. A real
+ * ExitSessions on one libp2p node, a raw client on another (TCP on loopback).
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { defaultLogger } from '@libp2p/logger'
+import { lpStream } from '@libp2p/utils'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import * as varint from 'uint8-varint'
+import { RECEIPT_PROTOCOL } from '../../src/constants.ts'
+import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
+import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
+import { decodeReceipt, encodeReceipt, receiptSigningBytes, signAsConsumer, verifyReceipt } from '../../src/accounting/receipts.ts'
+import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
+
+const MiB = 1024 * 1024
+
+describe('receipt stream against a misbehaving consumer', () => {
+  let dir: string
+  let keys: PrivateKey[]
+  let exitNode: Libp2p
+  let client: Libp2p
+  let ledger: Ledger
+  let exit: ExitSessions
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-stream-'))
+    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    const node = async (privateKey: PrivateKey): Promise<Libp2p> => createLibp2p({
+      privateKey, addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()]
+    })
+    ;[exitNode, client] = await Promise.all([node(keys[0]), node(keys[1])])
+    ledger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
+    exit = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0
+    })
+    await exit.start(exitNode)
+    await client.dial(exitNode.getMultiaddrs()[0])
+  })
+  afterAll(async () => {
+    await exit?.stop()
+    await client?.stop()
+    await exitNode?.stop()
+    ledger?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const open = async (): Promise<{ stream: Stream, lp: ReturnType<typeof lpStream> }> => {
+    const stream = await client.dialProtocol(exitNode.peerId, RECEIPT_PROTOCOL)
+    return { stream, lp: lpStream(stream, { maxDataLength: 4096 }) }
+  }
+  const answer = async (lp: ReturnType<typeof lpStream>): Promise<ReceiptStreamMessage> => ReceiptStreamMessage.decode(await lp.read({ signal: AbortSignal.timeout(5000) }))
+  /** A receipt of `sessionId` for `bytes` carried, signed by `signer` (the client's key unless told). */
+  const receipt = async (sessionId: string, bytes: number, seq: bigint, signer = keys[1]): Promise<Uint8Array> => encodeReceipt(await signAsConsumer({
+    sessionId,
+    consumer: client.peerId.toMultihash().bytes,
+    exit: exitNode.peerId.toMultihash().bytes,
+    bytesUp: 0n,
+    bytesDown: BigInt(bytes),
+    seq,
+    startedAt: 1_700_000_000_000n,
+    updatedAt: 1_700_000_000_000n + seq,
+    pricePerGb: DEFAULT_PRICE_PER_GB_MICRO
+  }, signer).catch(async () => {
+    // another key cannot sign as the client: build the forgery by hand
+    const body = { sessionId, consumer: client.peerId.toMultihash().bytes, exit: exitNode.peerId.toMultihash().bytes, bytesUp: 0n, bytesDown: BigInt(bytes), seq, startedAt: 1_700_000_000_000n, updatedAt: 1_700_000_000_000n + seq, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO }
+    return { ...body, consumerSig: await signer.sign(receiptSigningBytes(body)) }
+  }))
+
+  /** The exit still countersigns an honest receipt on a fresh stream. */
+  async function stillServes (sessionId: string, seq: bigint): Promise<void> {
+    exit.admit(client.peerId, sessionId)
+    void exit.meter(client.peerId, sessionId, 'down', MiB * Number(seq))
+    const { stream, lp } = await open()
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt(sessionId, MiB * Number(seq), seq)) }))
+    const a = await answer(lp)
+    expect(a.error).toBeUndefined()
+    await verifyReceipt(decodeReceipt(a.receipt!))
+    await stream.close()
+  }
+
+  it('answers an undecodable frame with an error and keeps the stream', async () => {
+    const { stream, lp } = await open()
+    await lp.write(Uint8Array.from([0xff, 0xff, 0xff, 0x01, 0x02]))
+    expect((await answer(lp)).error).toBe('undecodable frame')
+    // a receipt field that is not a receipt
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from([1, 2, 3]) }))
+    expect((await answer(lp)).error).toMatch(/.+/)
+    await stream.close()
+    await stillServes('honest-1', 1n)
+  })
+
+  it('refuses forged, foreign, mispriced and unknown-session receipts, stores none of them', async () => {
+    exit.admit(client.peerId, 'known')
+    void exit.meter(client.peerId, 'known', 'down', 4 * MiB)
+    const { stream, lp } = await open()
+    const cases: Array<[string, Uint8Array, RegExp]> = [
+      ['signed by another key', await receipt('known', MiB, 1n, keys[2]), /signature|BAD_CONSUMER/i],
+      ['for a session the exit never carried', await receipt('never-carried', MiB, 1n), /unknown session/],
+      ['at another price', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), pricePerGb: 1n, consumerSig: undefined }, keys[1])), /price/]
+    ]
+    for (const [what, bytes, reason] of cases) {
+      await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(bytes) }))
+      const a = await answer(lp)
+      expect(a.receipt, what).toBeUndefined()
+      expect(a.error, what).toMatch(reason)
+    }
+    expect(ledger.receipts().filter(r => r.receipt.sessionId === 'known' || r.receipt.sessionId === 'never-carried')).toEqual([])
+    // the honest receipt on the same stream still goes through
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', MiB, 1n)) }))
+    expect((await answer(lp)).receipt).toBeDefined()
+    await stream.close()
+  })
+
+  it('closes the stream on a frame longer than the limit, and serves the next stream', async () => {
+    const { stream } = await open()
+    const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
+    // a length prefix of 1 MiB, far over the 2 KiB limit, then some of it
+    stream.send(varint.encode(MiB))
+    stream.send(new Uint8Array(4096))
+    await closed
+    expect(stream.status).not.toBe('open')
+    await stillServes('honest-2', 1n)
+  })
+})
