@@ -241,6 +241,8 @@ export class ConsumerSessions implements ConsumerAccounting {
       channel.broken = err instanceof Error ? err : new Error(String(err))
       for (const e of channel.expected.splice(0)) e.reject(channel.broken)
       if (s.channel != null && (await s.channel.catch(() => undefined)) === channel) s.channel = undefined
+      // an exit that broke the framing, or a stream that ended: the next receipt opens a new one
+      if (channel.stream.status === 'open') channel.stream.abort(channel.broken)
     }
   }
 

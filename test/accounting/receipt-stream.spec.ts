@@ -17,11 +17,13 @@ import { lpStream } from '@libp2p/utils'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as varint from 'uint8-varint'
 import { RECEIPT_PROTOCOL } from '../../src/constants.ts'
+import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
 import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
-import { decodeReceipt, encodeReceipt, receiptSigningBytes, signAsConsumer, verifyReceipt } from '../../src/accounting/receipts.ts'
+import { decodeReceipt, encodeReceipt, receiptSigningBytes, signAsConsumer, verifyAndCountersign, verifyReceipt } from '../../src/accounting/receipts.ts'
+import { waitFor } from '../utils/cli.ts'
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
@@ -132,5 +134,66 @@ describe('receipt stream against a misbehaving consumer', () => {
     await closed
     expect(stream.status).not.toBe('open')
     await stillServes('honest-2', 1n)
+  })
+})
+
+describe('receipt stream against a misbehaving exit', () => {
+  let dir: string
+  let keys: PrivateKey[]
+  let fakeExit: Libp2p
+  let consumerNode: Libp2p
+  let ledger: Ledger
+  let consumer: ConsumerSessions
+  const streams: Stream[] = []
+  let reply: (frame: Uint8Array) => Promise<Uint8Array>
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-exit-'))
+    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    const node = async (privateKey: PrivateKey): Promise<Libp2p> => createLibp2p({
+      privateKey, addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()]
+    })
+    ;[fakeExit, consumerNode] = await Promise.all([node(keys[0]), node(keys[1])])
+    // answers each frame with whatever the test says, as raw bytes (framing included)
+    await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
+      streams.push(stream)
+      const lp = lpStream(stream, { maxDataLength: 4096 })
+      void (async () => {
+        while (true) stream.send(await reply((await lp.read()).subarray()))
+      })().catch(() => {})
+    })
+    ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+      { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
+    consumer.start()
+    await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await consumerNode?.stop()
+    await fakeExit?.stop()
+    ledger?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('resets a stream whose answers break the framing, opens a new one for the next receipt, and records nothing false', async () => {
+    // a length prefix of 1 MiB: over the consumer's 2 KiB frame limit
+    reply = async () => varint.encode(MiB)
+    consumer.meter(fakeExit.peerId, 'down', MiB)
+    await waitFor(() => streams.length === 1 && streams[0].status !== 'open', { timeoutMs: 10_000, what: 'the first stream reset' })
+    // now a validly countersigned receipt, but for other counters than the consumer signed
+    reply = async frame => {
+      const asked = decodeReceipt(ReceiptStreamMessage.decode(frame).receipt!)
+      const other = verifyAndCountersign(await signAsConsumer({ ...asked, bytesDown: asked.bytesDown! + 1n, consumerSig: undefined }, keys[1]), keys[0])
+      const answer = ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(other)) })
+      return Uint8Array.from([...varint.encode(answer.byteLength), ...answer])
+    }
+    consumer.meter(fakeExit.peerId, 'down', MiB)
+    await waitFor(() => streams.length === 2, { timeoutMs: 10_000, what: 'a second stream for the next receipt' })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    ledger.flush()
+    expect(ledger.receipts()).toEqual([])
+    // neither receipt was countersigned as signed: both MiB stay owed, for the next receipt to cover
+    expect(consumer.pendingBytes()).toBe(2 * MiB)
   })
 })
