@@ -127,35 +127,10 @@ export async function solvePow (peerIdBytes: Uint8Array, difficultyBits: number,
 }
 
 /**
- * The search of solvePow, as a worker's source: plain JavaScript, so it runs
- * the same from the TypeScript sources (tests) and from dist. What it finds
- * is checked with verifyPow before anyone relies on it.
+ * The worker's module, next to this one: `.ts` when running from the
+ * sources (tests, with node's type stripping), `.js` from dist.
  */
-const POW_WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads')
-const { hash } = require('node:crypto')
-const { input, difficultyBits } = workerData
-const view = new DataView(input.buffer, input.byteOffset, input.byteLength)
-const at = input.byteLength - 8
-const zeroBits = digest => {
-  let bits = 0
-  for (const byte of digest) {
-    if (byte === 0) { bits += 8; continue }
-    return bits + Math.clz32(byte) - 24
-  }
-  return bits
-}
-const search = () => {
-  for (let high = 0; high <= 0xffffffff; high++) {
-    view.setUint32(at, high)
-    for (let low = 0; low <= 0xffffffff; low++) {
-      view.setUint32(at + 4, low)
-      if (zeroBits(hash('sha256', input, 'buffer')) >= difficultyBits) return (BigInt(high) << 32n) | BigInt(low)
-    }
-  }
-}
-parentPort.postMessage(search())
-`
+const POW_WORKER = new URL(`./pow-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
 
 /**
  * solvePow on a worker thread: a node serving traffic while it solves its
@@ -165,7 +140,7 @@ parentPort.postMessage(search())
 export async function solvePowInWorker (peerIdBytes: Uint8Array, difficultyBits: number, options: AbortOptions = {}): Promise<bigint> {
   checkDifficulty(difficultyBits)
   options.signal?.throwIfAborted()
-  const worker = new Worker(POW_WORKER_SOURCE, { eval: true, workerData: { input: powInput(peerIdBytes), difficultyBits } })
+  const worker = new Worker(POW_WORKER, { workerData: { peerIdBytes, difficultyBits } })
   // never what keeps a process alive
   worker.unref()
   return new Promise<bigint>((resolve, reject) => {
