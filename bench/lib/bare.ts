@@ -12,14 +12,24 @@ import { yamux } from '@libp2p/yamux'
 import { STREAM_READ_BUFFER, YAMUX_MAX_WINDOW } from '../../src/node/libp2p.ts'
 import { waitForDrain } from '../../src/relay/tunnel-protocol.ts'
 import { Receiver, chunks } from './data.ts'
-import type { Libp2p, Stream } from '@libp2p/interface'
+import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** Ask for N bytes (8-byte big-endian length), get N payload bytes, then FIN. */
 export const SOURCE_PROTOCOL = '/spareband-bench/source/1.0.0'
 
 export async function createBareNode (): Promise<Libp2p> {
-  const node = await createLibp2p({
+  const node = await createLoopbackNode()
+  await node.handle(SOURCE_PROTOCOL, stream => {
+    serveSource(stream).catch(err => stream.abort(err))
+  })
+  return node
+}
+
+/** TCP on loopback, noise with the node's crypto provider, yamux with the node's stream options; no services. */
+export async function createLoopbackNode (privateKey?: PrivateKey): Promise<Libp2p> {
+  return createLibp2p({
+    ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
@@ -27,10 +37,6 @@ export async function createBareNode (): Promise<Libp2p> {
     // 5-10 % faster here for one bulk stream, and slower for tunnels, which is why nodes cap it)
     streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })]
   })
-  await node.handle(SOURCE_PROTOCOL, stream => {
-    serveSource(stream).catch(err => stream.abort(err))
-  })
-  return node
 }
 
 async function serveSource (stream: Stream): Promise<void> {

@@ -17,19 +17,13 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLibp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
-import { noiseCrypto } from '../../src/node/noise-crypto.ts'
-import { STREAM_READ_BUFFER, YAMUX_MAX_WINDOW } from '../../src/node/libp2p.ts'
+import { createLoopbackNode } from './bare.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
 import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES } from '../../src/accounting/constants.ts'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
 
 export interface PipelineFigures {
   receipts: number
@@ -43,15 +37,6 @@ export interface PipelineFigures {
 
 const STEP_MS = 4
 
-async function node (privateKey: PrivateKey): Promise<Libp2p> {
-  return createLibp2p({
-    privateKey,
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })]
-  })
-}
 
 const cpuUs = (): number => { const u = process.cpuUsage(); return u.user + u.system }
 const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -69,7 +54,7 @@ async function paced (n: number, step: () => void): Promise<number> {
 export async function measureReceiptPipeline (receipts = 500): Promise<PipelineFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'spareband-bench-receipts-'))
   const [exitPrivate, consumerPrivate] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-  const [exitNode, consumerNode] = await Promise.all([node(exitPrivate), node(consumerPrivate)])
+  const [exitNode, consumerNode] = await Promise.all([createLoopbackNode(exitPrivate), createLoopbackNode(consumerPrivate)])
   const exitKey = exitNode.peerId
   const consumerPeer = consumerNode.peerId
   const exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitKey })

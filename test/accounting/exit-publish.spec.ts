@@ -7,10 +7,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLibp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -19,6 +15,7 @@ import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { waitFor } from '../utils/cli.ts'
+import { loopbackNode } from '../utils/libp2p.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 
@@ -36,9 +33,7 @@ describe('exit receipt publication', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sb-publish-'))
     const keys: PrivateKey[] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    nodes = await Promise.all(keys.map(async privateKey => createLibp2p({
-      privateKey, addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()]
-    })))
+    nodes = await Promise.all(keys.map(loopbackNode))
     ledgers = nodes.map((n, i) => Ledger.open(join(dir, `${i}.db`), { selfPeerId: n.peerId }))
     exit = new ExitSessions({ logger: defaultLogger() }, {
       ledger: ledgers[0], privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0, publishIntervalMs: INTERVAL

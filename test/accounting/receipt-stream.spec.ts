@@ -7,10 +7,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLibp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
@@ -24,6 +20,7 @@ import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
 import { decodeReceipt, encodeReceipt, receiptSigningBytes, signAsConsumer, verifyAndCountersign, verifyReceipt } from '../../src/accounting/receipts.ts'
 import { waitFor } from '../utils/cli.ts'
+import { loopbackNode } from '../utils/libp2p.ts'
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
@@ -39,10 +36,7 @@ describe('receipt stream against a misbehaving consumer', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sb-receipt-stream-'))
     keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    const node = async (privateKey: PrivateKey): Promise<Libp2p> => createLibp2p({
-      privateKey, addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()]
-    })
-    ;[exitNode, client] = await Promise.all([node(keys[0]), node(keys[1])])
+    ;[exitNode, client] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
     ledger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
     exit = new ExitSessions({ logger: defaultLogger() }, {
       ledger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0
@@ -150,10 +144,7 @@ describe('receipt stream against a misbehaving exit', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sb-receipt-exit-'))
     keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    const node = async (privateKey: PrivateKey): Promise<Libp2p> => createLibp2p({
-      privateKey, addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()]
-    })
-    ;[fakeExit, consumerNode] = await Promise.all([node(keys[0]), node(keys[1])])
+    ;[fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
     // answers each frame with whatever the test says, as raw bytes (framing included)
     await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
       streams.push(stream)
