@@ -515,12 +515,16 @@ export class Ledger {
     this.totals.set(key, next)
   }
 
+  private dropCaches (): void {
+    this.recent.clear()
+    this.totals.clear()
+  }
+
   /** Drops the caches if another connection has committed to the file since we last looked. */
   private syncCaches (): void {
     const version = Number((this.statements.dataVersion.get() as { data_version: number }).data_version)
     if (version === this.dataVersion) return
-    this.recent.clear()
-    this.totals.clear()
+    this.dropCaches()
     this.dataVersion = version
   }
 
@@ -534,8 +538,7 @@ export class Ledger {
       return result
     } catch (err) {
       // the caches may hold what was just rolled back
-      this.recent.clear()
-      this.totals.clear()
+      this.dropCaches()
       this.db.exec('ROLLBACK')
       if (err instanceof ReceiptError || err instanceof LedgerError) throw err
       throw sqliteFailure(this.file, err, 'write to')
