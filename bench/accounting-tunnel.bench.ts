@@ -20,7 +20,7 @@ import { createServer } from 'node:net'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { ChildNode } from './lib/node-handle.ts'
-import { Report } from './lib/report.ts'
+import { Report, median } from './lib/report.ts'
 import { measureReceiptPipeline } from './lib/receipt-pipeline.ts'
 import type { AddressInfo } from 'node:net'
 
@@ -61,11 +61,6 @@ async function download (p: Pair, port: number): Promise<{ mbps: number, cpuMsPe
   const [bytes, seconds] = stdout.split(' ').map(Number)
   if (bytes !== TOTAL) throw new Error(`downloaded ${bytes} of ${TOTAL} bytes`)
   return { mbps: bytes / 1e6 / seconds, cpuMsPerMiB: used / (bytes / 2 ** 20) }
-}
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
 export async function main (): Promise<void> {

@@ -52,7 +52,7 @@ import { MiB, KiB, expectedSha256 } from './lib/data.ts'
 import { createBareNode, pullFromSource } from './lib/bare.ts'
 import { ChildNode, InProcessNode, openNode } from './lib/node-handle.ts'
 import { cpuMs } from './exit-process.ts'
-import { Report, mbps, percentile } from './lib/report.ts'
+import { Report, mbps, median, percentile } from './lib/report.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
 import type { Socks5Timings } from './lib/socks5-client.ts'
 import { connectDirect, download, startDataServer, startHoldServer, startHttpServer, upload } from './lib/targets.ts'
@@ -363,11 +363,6 @@ async function bareStream (placement: Placement): Promise<Bare> {
     procs,
     close: async () => { await closeRemote(); await local.stop() }
   }
-}
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
 /** Median of one process's share over the rounds. */

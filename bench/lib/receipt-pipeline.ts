@@ -15,6 +15,7 @@
  */
 
 import { mkdtemp, rm } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -29,8 +30,6 @@ export interface PipelineFigures {
   receipts: number
   /** CPU µs accounting adds per receipt (= per MiB carried), both sides. */
   cpuUsPerReceipt: number
-  /** The pacing loop alone, µs of CPU per step (subtracted). */
-  baselineUsPerStep: number
   /** Receipts of the measured run that the exit countersigned and stored. */
   stored: bigint
 }
@@ -39,7 +38,6 @@ const STEP_MS = 4
 
 
 const cpuUs = (): number => { const u = process.cpuUsage(); return u.user + u.system }
-const sleep = async (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
 
 /** Runs `step` every STEP_MS, `n` times; returns the process CPU µs used. */
 async function paced (n: number, step: () => void): Promise<number> {
@@ -94,7 +92,6 @@ export async function measureReceiptPipeline (receipts = 500): Promise<PipelineF
     return {
       receipts,
       cpuUsPerReceipt: (withAccounting - baseline) / receipts,
-      baselineUsPerStep: baseline / receipts,
       stored: (exitLedger.receipts()[0]?.receipt.seq ?? 0n) - seqBefore
     }
   } finally {

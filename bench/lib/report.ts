@@ -46,6 +46,12 @@ export function formatNumber (n: number): string {
   return n.toFixed(digits)
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
 export function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))

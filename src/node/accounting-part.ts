@@ -89,7 +89,9 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const powAbort = new AbortController()
   let powDone: () => void = () => {}
   const powSolved = new Promise<void>(resolve => { powDone = resolve })
-  if (pow != null && pow.difficulty >= a.pow_difficulty) powDone()
+  /** Our proof of work, once it meets the configured difficulty. */
+  const validPow = (): typeof pow => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined
+  if (validPow() != null) powDone()
   const consumer = new ConsumerSessions({
     logger: libp2p.logger,
     dialProtocol: async (peer, protocol, options) => openStream(libp2p, peer, protocol, options)
@@ -99,7 +101,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     priceOf: exit => node.part<RoutingPart>('routing')?.discovery.ad(exit)?.pricePerGbMicro,
     intervalBytes: a.receipt_interval_mb * MiB,
     intervalMs: a.receipt_interval_seconds * second,
-    pow: () => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined,
+    pow: validPow,
     powSolved
   })
   // exits publish their countersigned receipts for everyone to see
@@ -128,7 +130,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       await exitSessions?.start(libp2p)
       consumer.start()
       gossip.start()
-      if (pow == null || pow.difficulty < a.pow_difficulty) {
+      if (validPow() == null) {
         // solved once per identity, on a worker thread; the allowance (and our tunnels, see prepare()) wait for it
         const bytes = identity.peerId.toMultihash().bytes
         solvePowInWorker(bytes, a.pow_difficulty, { signal: powAbort.signal }).then(nonce => {

@@ -19,6 +19,7 @@ import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
 import { isLoopback as isLoopbackHost } from '../relay/listen-address.ts'
+import { DEFAULT_WARM_PER_EXIT } from '../relay/warm-streams.ts'
 
 const port = z.number().int().min(0).max(65535)
 
@@ -173,7 +174,7 @@ export const defaultConfig: SparebandConfig = {
     host: '127.0.0.1',
     socks_port: 1080,
     http_port: 3128,
-    warm_streams: 8
+    warm_streams: DEFAULT_WARM_PER_EXIT
   },
   exit: {
     enabled: true,

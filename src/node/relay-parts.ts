@@ -21,8 +21,7 @@ import type { TunnelExit } from '../relay/exit.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { PeerId, Stream } from '@libp2p/interface'
-import type { OpenStreamOptions } from './open-stream.ts'
+import type { Stream } from '@libp2p/interface'
 
 const GB = 1e9
 
@@ -86,22 +85,24 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const selector: ExitSelector = node.part<RoutingPart>('routing')?.selector ?? new KnownPeerSelector(node.libp2p)
   const consumerAccounting = node.part<AccountingPart>('accounting')?.consumer
   const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
-  const openTunnelStream = async (peer: PeerId, options: OpenStreamOptions): Promise<Stream> =>
-    openStream(node.libp2p, peer, TUNNEL_PROTOCOL, { ...options, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
+  // streams warmed on a relayed connection, which are not used once a direct one exists
+  const onLimited = new WeakSet<Stream>()
   const warm = new WarmStreams({
     perExit: config.proxy.warm_streams,
     log: node.libp2p.logger.forComponent('spareband:relay:warm-streams'),
-    // on a connection we have: warming never dials
-    open: async exit => connectionFor(node.libp2p, exit, true) == null ? undefined : openTunnelStream(exit, { signal: AbortSignal.timeout(10 * second) }),
-    // a stream warmed on a relayed connection is not used once a direct one exists
-    stale: (exit, stream) => {
-      const direct = connectionFor(node.libp2p, exit, false)
-      return direct != null && !direct.streams.includes(stream)
-    }
+    open: async exit => {
+      // on a connection we have: warming never dials
+      const connection = connectionFor(node.libp2p, exit, true)
+      if (connection == null) return undefined
+      const stream = await connection.newStream(TUNNEL_PROTOCOL, { signal: AbortSignal.timeout(10 * second), runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
+      if (connection.limits != null) onLimited.add(stream)
+      return stream
+    },
+    stale: (exit, stream) => onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null
   })
   const client = new TunnelClient({
     logger: node.libp2p.logger,
-    dialProtocol: async (peer, _protocol, options) => openTunnelStream(peer, options)
+    dialProtocol: async (peer, protocol, options) => openStream(node.libp2p, peer, protocol, options)
   }, { selector, accounting: consumerAccounting, warm })
   const ingress = new Ingress({
     client,

@@ -20,7 +20,7 @@ import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
 import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
-import { TunnelResponse, TunnelStatus, UnusedStreamError, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
@@ -260,7 +260,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     } catch (err: any) {
       if (err instanceof UnusedStreamError) {
         // a warm stream its consumer did not need: no tunnel, no refusal
-        stream.close().catch(e => stream.abort(e))
+        closeQuietly(stream)
         return
       }
       await this.deny(stream, consumerId, TunnelStatus.BAD_REQUEST, err.message)

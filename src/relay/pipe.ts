@@ -12,7 +12,7 @@ import type { Socket } from 'node:net'
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { MiB } from '../constants.ts'
-import { waitForDrain } from './tunnel-protocol.ts'
+import { closeQuietly, waitForDrain } from './tunnel-protocol.ts'
 
 /** A paused yamux stream still receives a whole window (up to 16 MiB) before the sender stops. */
 export const PIPE_READ_BUFFER = 32 * MiB
@@ -153,7 +153,7 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     let socketEnded = false
     socket.on('end', () => {
       socketEnded = true
-      stream.close().catch(err => stream.abort(err))
+      closeQuietly(stream)
     })
     socket.on('error', err => { result.error ??= err; if (stream.status === 'open') stream.abort(err) })
     socket.on('close', hadError => {

@@ -74,7 +74,7 @@ export class UnusedStreamError extends TunnelProtocolError {
   }
 }
 
-export interface ReadFrameOptions {
+interface ReadFrameOptions {
   signal?: AbortSignal
   maxBytes?: number
   /** The whole frame must arrive within this, counted from its first byte when `firstByteTimeoutMs` is set. */
@@ -157,6 +157,11 @@ export function decodeTunnelResponse (frame: Uint8Array): { status: TunnelStatus
 /** Sends a frame, honouring backpressure. */
 export async function sendFrame (stream: Stream, bytes: Uint8Array): Promise<void> {
   if (!stream.send(encodeFrame(bytes))) await waitForDrain(stream)
+}
+
+/** Closes a stream gracefully, or resets it when that fails; for the paths that do not wait for it. */
+export function closeQuietly (stream: Stream): void {
+  stream.close().catch(err => stream.abort(err))
 }
 
 /**

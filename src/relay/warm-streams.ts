@@ -12,6 +12,7 @@
  */
 
 import { second } from '../constants.ts'
+import { closeQuietly } from './tunnel-protocol.ts'
 import type { Logger, PeerId, Stream } from '@libp2p/interface'
 
 export const DEFAULT_WARM_PER_EXIT = 8
@@ -175,8 +176,4 @@ export class WarmStreams {
 
 function isUsable (stream: Stream): boolean {
   return stream.status === 'open' && stream.writeStatus === 'writable' && stream.readStatus === 'readable' && stream.remoteWriteStatus === 'writable'
-}
-
-function closeQuietly (stream: Stream): void {
-  stream.close().catch(err => stream.abort(err))
 }
