@@ -27,6 +27,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../src/index.ts'
 import { createBareNode } from './lib/bare.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
+import { cpuMs } from './lib/cpu.ts'
 import { download, startDataServer, upload } from './lib/targets.ts'
 import type { DataTarget, TransferResult } from './lib/targets.ts'
 import type { SparebandConfigInput, SparebandNode } from '../src/index.ts'
@@ -119,12 +120,6 @@ export class NodeHost {
     if (this.dataDir != null) await rm(this.dataDir, { recursive: true, force: true })
     this.dataDir = undefined
   }
-}
-
-/** CPU time this process has used, user + system, in ms. */
-export function cpuMs (): number {
-  const u = process.cpuUsage()
-  return (u.user + u.system) / 1000
 }
 
 export async function memory (collect: boolean): Promise<MemoryFigures> {

@@ -51,7 +51,8 @@ import { parseAgent } from '../src/relay/exit-selector.ts'
 import { MiB, KiB, expectedSha256 } from './lib/data.ts'
 import { createBareNode, pullFromSource } from './lib/bare.ts'
 import { ChildNode, InProcessNode, openNode } from './lib/node-handle.ts'
-import { cpuMs } from './exit-process.ts'
+import { measured, thisProcess } from './lib/cpu.ts'
+import type { CpuSource } from './lib/cpu.ts'
 import { Report, mbps, median, percentile } from './lib/report.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
 import type { Socks5Timings } from './lib/socks5-client.ts'
@@ -310,25 +311,7 @@ function cpuRoles (parts: (i: number) => string): string {
   return `${consumer} ${parts(0)}, ${exit} ${parts(1)}${LOAD_PLACEMENT === 'child' ? `, client and target ${parts(2)}` : ''}`
 }
 
-/**
- * CPU time of the processes a transfer runs through. On a 2-core box three
- * busy processes share two cores and MB/s swings from run to run; CPU
- * milliseconds per MiB moved is the steadier measure of what each path costs.
- */
-type CpuSource = Pick<NodeHandle, 'pid' | 'call'>
-async function cpuMsOf (procs: CpuSource[]): Promise<number[]> {
-  return Promise.all(procs.map(async p => p.pid === process.pid ? cpuMs() : p.call<number>('cpu')))
-}
-const self: CpuSource = { pid: process.pid, call: async () => cpuMs() as any }
-
-/** Runs a transfer and adds the CPU ms per MiB that each of `procs` (distinct processes) spent on it, and their sum. */
-async function measured<T extends TransferResult> (procs: CpuSource[], transfer: () => Promise<T>): Promise<T & { cpuMsPerMiB: number, cpuByProcess: number[] }> {
-  const before = await cpuMsOf(procs)
-  const res = await transfer()
-  const after = await cpuMsOf(procs)
-  const cpuByProcess = after.map((a, i) => (a - before[i]) / (res.bytes / MiB))
-  return { ...res, cpuByProcess, cpuMsPerMiB: cpuByProcess.reduce((a, b) => a + b, 0) }
-}
+const self = thisProcess
 
 // ---------------------------------------------------------------- 1. bare stream
 

@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { createLoopbackNode } from './bare.ts'
+import { cpuMs } from './cpu.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
 import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
@@ -37,7 +38,7 @@ export interface PipelineFigures {
 const STEP_MS = 4
 
 
-const cpuUs = (): number => { const u = process.cpuUsage(); return u.user + u.system }
+const cpuUs = (): number => cpuMs() * 1000
 
 /** Runs `step` every STEP_MS, `n` times; returns the process CPU µs used. */
 async function paced (n: number, step: () => void): Promise<number> {
