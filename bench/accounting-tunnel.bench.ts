@@ -21,7 +21,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { ChildNode } from './lib/node-handle.ts'
 import { Report, median } from './lib/report.ts'
-import { measureReceiptPipeline } from './lib/receipt-pipeline.ts'
+import { measureMessageRoundTrip, measureReceiptPipeline } from './lib/receipt-pipeline.ts'
 import { measured } from './lib/cpu.ts'
 import type { AddressInfo } from 'node:net'
 
@@ -140,6 +140,8 @@ export async function main (): Promise<void> {
     // a receipt per MiB, unless the consumer had a full window in flight (then one covers two)
     if (pipeline.stored * 10n < BigInt(pipeline.receipts) * 9n) throw new Error(`only ${pipeline.stored} of ${pipeline.receipts} receipts countersigned and stored`)
     report.line('receipt round trip, CPU per receipt', Math.round(pipeline.cpuUsPerReceipt), 'µs', `both sides: sign, stream, verify, store, countersign, answer, check, store; ${pipeline.receipts} receipts, one per MiB, real nodes and ledger files`)
+    const floor = await measureMessageRoundTrip()
+    report.line('libp2p round trip of 2 small messages, CPU', Math.round(floor.cpuUsPerRoundTrip), 'µs', `the floor of any receipt exchange on this stack: ${(floor.cpuUsPerRoundTrip / cOff / 10).toFixed(1)} % of the tunnel's CPU per MiB before any signing or storing`)
     report.line('receipt CPU per MiB / tunnel CPU per MiB', Math.round(pipeline.cpuUsPerReceipt / cOff) / 10, '%', `one receipt per MiB against the tunnel's ${cOff.toFixed(1)} ms per MiB with accounting off`)
     report.target('accounting costs under 5 % of throughput', cost < 5, `${cost.toFixed(1)} %`)
     report.summary()

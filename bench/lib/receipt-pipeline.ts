@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
+import { lpStream } from '@libp2p/utils'
 import { createLoopbackNode } from './bare.ts'
 import { cpuMs } from './cpu.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
@@ -36,6 +37,7 @@ export interface PipelineFigures {
 }
 
 const STEP_MS = 4
+const ECHO_PROTOCOL = '/spareband-bench/echo/1.0.0'
 
 
 const cpuUs = (): number => cpuMs() * 1000
@@ -103,5 +105,40 @@ export async function measureReceiptPipeline (receipts = 500): Promise<PipelineF
     consumerLedger.close()
     exitLedger.close()
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * The floor under any receipt protocol on this stack: the CPU of one round
+ * trip of two receipt-sized messages (length-prefixed, on one open stream,
+ * between two real libp2p nodes over TCP, noise and yamux), paced as
+ * receipts are, with no signing, checking or storing at all.
+ */
+export async function measureMessageRoundTrip (roundTrips = 500, bytes = 300): Promise<{ cpuUsPerRoundTrip: number }> {
+  const [a, b] = await Promise.all([createLoopbackNode(), createLoopbackNode()])
+  try {
+    await b.handle(ECHO_PROTOCOL, async stream => {
+      const lp = lpStream(stream)
+      while (true) {
+        const frame = await lp.read().catch(() => null)
+        if (frame == null) return
+        await lp.write(frame.subarray())
+      }
+    })
+    const lp = lpStream(await a.dialProtocol(b.getMultiaddrs()[0], ECHO_PROTOCOL))
+    const message = new Uint8Array(bytes).fill(7)
+    // one reader, as the consumer has: answers are taken in order
+    let answered = 0
+    void (async () => { while (await lp.read().catch(() => null) != null) answered++ })()
+    const roundTrip = (): void => { void lp.write(message) }
+    await paced(50, roundTrip)
+    const baseline = await paced(roundTrips, () => {})
+    const used = await paced(roundTrips, roundTrip)
+    await sleep(100)
+    if (answered !== roundTrips + 50) throw new Error(`${answered} of ${roundTrips + 50} messages answered`)
+    return { cpuUsPerRoundTrip: (used - baseline) / roundTrips }
+  } finally {
+    await a.stop()
+    await b.stop()
   }
 }
