@@ -8,7 +8,7 @@ import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from '../../src/node/noise-crypto.ts'
-import { yamux } from '@libp2p/yamux'
+import { batchedYamux } from '../../src/node/yamux-window.ts'
 import { STREAM_READ_BUFFER, YAMUX_MAX_WINDOW } from '../../src/node/libp2p.ts'
 import { waitForDrain } from '../../src/relay/tunnel-protocol.ts'
 import { Receiver, chunks } from './data.ts'
@@ -26,7 +26,7 @@ export async function createBareNode (): Promise<Libp2p> {
   return node
 }
 
-/** TCP on loopback, noise with the node's crypto provider, yamux with the node's stream options; no services. */
+/** TCP on loopback, noise with the node's crypto provider, yamux as the node runs it (its stream options, window updates at half the window); no services. */
 export async function createLoopbackNode (privateKey?: PrivateKey): Promise<Libp2p> {
   return createLibp2p({
     ...(privateKey != null ? { privateKey } : {}),
@@ -35,7 +35,7 @@ export async function createLoopbackNode (privateKey?: PrivateKey): Promise<Libp
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     // the node's stream options: the baseline is the transport as a node runs it (yamux's 16 MiB default window is
     // 5-10 % faster here for one bulk stream, and slower for tunnels, which is why nodes cap it)
-    streamMuxers: [yamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })]
+    streamMuxers: [batchedYamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })]
   })
 }
 

@@ -9,7 +9,7 @@ import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
-import { yamux } from '@libp2p/yamux'
+import { batchedYamux } from './yamux-window.ts'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { autoNAT } from '@libp2p/autonat'
@@ -67,7 +67,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       circuitRelayTransport({ reservationCompletionTimeout: 10 * second })
     ],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    streamMuxers: [yamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
+    streamMuxers: [batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
     connectionManager: {
       // many testnet nodes share one IP: the default of 5 inbound
       // connections per second per host resets a burst of bootstrap dials
