@@ -26,6 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../src/index.ts'
 import { createBareNode } from './lib/bare.ts'
+import type { Muxer } from './lib/bare.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
 import { cpuMs } from './lib/cpu.ts'
 import { download, startDataServer, upload } from './lib/targets.ts'
@@ -54,13 +55,14 @@ export interface StartedNode {
 /** Runs one node and answers the bench's commands; used in a child process or in the bench's own. */
 export class NodeHost {
   node?: SparebandNode
-  bare?: Libp2p
+  /** Bare nodes (the stream baselines): the node's transport, and stock js-libp2p's. */
+  bares: Libp2p[] = []
   /** The load generator's target: a process of its own plays the web server and the client, as a server and curl would. */
   data?: DataTarget
   private dataDir?: string
 
   get libp2p (): Libp2p {
-    const l = this.node?.libp2p ?? this.bare
+    const l = this.node?.libp2p ?? this.bares[0]
     if (l == null) throw new Error('no node started')
     return l
   }
@@ -73,16 +75,17 @@ export class NodeHost {
     return { peerId: status.peerId, addresses: status.addresses, socksPort: status.proxy?.socksPort, httpPort: status.proxy?.httpPort, pid: process.pid }
   }
 
-  async startBare (): Promise<StartedNode> {
-    this.bare = await createBareNode()
-    await this.bare.start()
-    return { peerId: this.bare.peerId.toString(), addresses: this.bare.getMultiaddrs().map(String), pid: process.pid }
+  async startBare (muxer: Muxer = 'node'): Promise<StartedNode> {
+    const bare = await createBareNode(muxer)
+    await bare.start()
+    this.bares.push(bare)
+    return { peerId: bare.peerId.toString(), addresses: bare.getMultiaddrs().map(String), pid: process.pid }
   }
 
   async command (msg: any): Promise<unknown> {
     switch (msg.cmd) {
       case 'start': return this.start(msg.config)
-      case 'bare': return this.startBare()
+      case 'bare': return this.startBare(msg.muxer)
       case 'dial': {
         const conn = await this.libp2p.dial(multiaddr(msg.addr))
         return { remoteAddr: conn.remoteAddr.toString(), limited: conn.limits != null }
@@ -112,11 +115,10 @@ export class NodeHost {
     await this.data?.close()
     this.data = undefined
     const node = this.node
-    const bare = this.bare
+    const bares = this.bares.splice(0)
     this.node = undefined
-    this.bare = undefined
     await node?.stop()
-    await bare?.stop()
+    await Promise.all(bares.map(async b => b.stop()))
     if (this.dataDir != null) await rm(this.dataDir, { recursive: true, force: true })
     this.dataDir = undefined
   }

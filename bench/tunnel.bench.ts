@@ -50,8 +50,10 @@ import { TUNNEL_PROTOCOL } from '../src/constants.ts'
 import { parseAgent } from '../src/relay/exit-selector.ts'
 import { MiB, KiB, expectedSha256 } from './lib/data.ts'
 import { createBareNode, pullFromSource } from './lib/bare.ts'
+import type { Muxer } from './lib/bare.ts'
 import { ChildNode, InProcessNode, openNode } from './lib/node-handle.ts'
 import { measured, thisProcess } from './lib/cpu.ts'
+import { tcpHopCpuMsPerMiB } from './lib/tcp-hop.ts'
 import type { CpuSource } from './lib/cpu.ts'
 import { Report, mbps, median, percentile } from './lib/report.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
@@ -318,8 +320,8 @@ const self = thisProcess
 interface Bare { pull: (total: number) => Promise<TransferResult>, where: string, procs: CpuSource[], close: () => Promise<void> }
 
 /** A bare node in the bench pulling from a bare node in a child (or in the bench too). */
-async function bareStream (placement: Placement): Promise<Bare> {
-  const local = await createBareNode()
+async function bareStream (placement: Placement, muxer: Muxer = 'node'): Promise<Bare> {
+  const local = await createBareNode(muxer)
   await local.start()
   cleanups.push(async () => local.stop())
   let remoteAddr: string
@@ -329,11 +331,11 @@ async function bareStream (placement: Placement): Promise<Bare> {
     const remote = await ChildNode.spawn()
     procs.push(remote)
     cleanups.push(async () => remote.close())
-    const b = await remote.call('bare')
+    const b = await remote.call('bare', { muxer })
     remoteAddr = `${b.addresses[0] as string}`
     closeRemote = async () => remote.close()
   } else {
-    const other = await createBareNode()
+    const other = await createBareNode(muxer)
     await other.start()
     cleanups.push(async () => other.stop())
     remoteAddr = `${other.getMultiaddrs()[0].toString()}`
@@ -612,22 +614,27 @@ export async function main (): Promise<void> {
     // 1., 2., 4. and the slow readers on one direct consumer -> exit connection
     if (runs('bare') || runs('direct') || runs('ttfb') || runs('slow')) {
       const bare = runs('bare') ? await bareStream(placement) : undefined
+      // stock js-libp2p (a yamux window update per frame): what the node's transport gains, for context
+      const stock = runs('bare') ? await bareStream(placement, 'stock') : undefined
       const direct = runs('direct') || runs('ttfb') || runs('slow') ? await directScenario(ports, placement) : undefined
       if (direct != null) r.info(`exit in a ${placement} (pid ${direct.exit.pid}), consumer in the bench process (pid ${process.pid}); throughput: SOCKS5 client and data target ${load.where}; TTFB and slow readers: client and targets in the bench process`)
       if (bare != null) check('bare stream warm-up', await bare.pull(WARMUP), WARMUP)
+      if (stock != null) check('stock stream warm-up', await stock.pull(WARMUP), WARMUP)
       if (direct != null && runs('direct')) check('tunnel warm-up', await load.transfer(direct, 'download', WARMUP), WARMUP)
-      const samples: Record<string, number[]> = { bare: [], download: [], upload: [] }
-      const cpu: Record<string, number[]> = { bare: [], download: [], upload: [] }
-      const cpuParts: Record<string, number[][]> = { bare: [], download: [], upload: [] }
+      const samples: Record<string, number[]> = { bare: [], stock: [], download: [], upload: [] }
+      const cpu: Record<string, number[]> = { bare: [], stock: [], download: [], upload: [], hop: [] }
+      const cpuParts: Record<string, number[][]> = { bare: [], stock: [], download: [], upload: [] }
       if (bare != null || runs('direct')) {
         for (let round = 0; round < ROUNDS; round++) {
-          if (bare != null) {
-            const res = await measured(bare.procs, async () => bare.pull(TOTAL))
-            check('bare stream', res, TOTAL)
-            samples.bare.push(mbps(res.bytes, res.ms))
-            cpu.bare.push(res.cpuMsPerMiB)
-            cpuParts.bare.push(res.cpuByProcess)
+          for (const [name, b] of [['bare', bare], ['stock', stock]] as const) {
+            if (b == null) continue
+            const res = await measured(b.procs, async () => b.pull(TOTAL))
+            check(`${name} stream`, res, TOTAL)
+            samples[name].push(mbps(res.bytes, res.ms))
+            cpu[name].push(res.cpuMsPerMiB)
+            cpuParts[name].push(res.cpuByProcess)
           }
+          if (bare != null) cpu.hop.push(await tcpHopCpuMsPerMiB(TOTAL))
           if (direct != null && runs('direct')) {
             for (const dir of ['download', 'upload'] as const) {
               const res = await measured([self, direct.exit, ...load.procs], async () => load.transfer(direct, dir, TOTAL))
@@ -640,15 +647,22 @@ export async function main (): Promise<void> {
         }
       }
       await bare?.close()
+      await stock?.close()
       if (samples.bare.length > 0) {
         rates.bare = median(samples.bare)
-        r.line('bare libp2p stream', rates.bare, 'MB/s', `median, ${spread(samples.bare)}; ${bare!.where}; SHA-256 ok`)
+        rates.stock = median(samples.stock)
+        r.line('bare libp2p stream', rates.bare, 'MB/s', `median, ${spread(samples.bare)}; ${bare!.where}; the node's transport (yamux window updates at half the window); SHA-256 ok`)
         r.line('bare libp2p stream, CPU per MiB', median(cpu.bare), 'ms', `median; sink ${parts(cpuParts.bare, 0)}, source ${parts(cpuParts.bare, 1)}`)
+        r.line('stock js-libp2p stream', rates.stock, 'MB/s', `median, ${spread(samples.stock)}; @libp2p/yamux as shipped (a window update per frame), not a target; SHA-256 ok`)
+        r.line('stock js-libp2p stream, CPU per MiB', median(cpu.stock), 'ms', `median; sink ${parts(cpuParts.stock, 0)}, source ${parts(cpuParts.stock, 1)}`)
+        const hop = median(cpu.hop)
+        r.line('plain loopback TCP hop, CPU per MiB', hop, 'ms', 'both ends in one process, nothing else done: a tunnel adds two of these to the stream')
+        r.line('tunnel ceiling on this machine', 100 * median(cpu.bare) / (median(cpu.bare) + 2 * hop), '% of bare', 'bare CPU / (bare CPU + 2 TCP hops), when throughput follows CPU (two shared cores)')
       }
       for (const dir of ['download', 'upload'] as const) {
         if (samples[dir].length === 0) continue
         rates[`direct ${dir}`] = median(samples[dir])
-        const ratio = rates.bare != null ? `${(100 * rates[`direct ${dir}`] / rates.bare).toFixed(0)}% of bare, ` : ''
+        const ratio = rates.bare != null ? `${(100 * rates[`direct ${dir}`] / rates.bare).toFixed(0)}% of bare (${(100 * rates[`direct ${dir}`] / rates.stock).toFixed(0)}% of stock), ` : ''
         r.line(`SOCKS5 tunnel, direct, ${dir}`, rates[`direct ${dir}`], 'MB/s', `${ratio}median, ${spread(samples[dir])}; SHA-256 ok`)
         const cpuRatio = cpu.bare.length > 0 ? `${(median(cpu[dir]) / median(cpu.bare)).toFixed(2)} x bare; ` : ''
         r.line(`SOCKS5 tunnel, direct, ${dir}, CPU per MiB`, median(cpu[dir]), 'ms', `${cpuRatio}median; ${cpuRoles(i => parts(cpuParts[dir], i))}`)

@@ -8,6 +8,7 @@ import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from '../../src/node/noise-crypto.ts'
+import { yamux } from '@libp2p/yamux'
 import { batchedYamux } from '../../src/node/yamux-window.ts'
 import { STREAM_READ_BUFFER, YAMUX_MAX_WINDOW } from '../../src/node/libp2p.ts'
 import { waitForDrain } from '../../src/relay/tunnel-protocol.ts'
@@ -18,8 +19,15 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 /** Ask for N bytes (8-byte big-endian length), get N payload bytes, then FIN. */
 export const SOURCE_PROTOCOL = '/spareband-bench/source/1.0.0'
 
-export async function createBareNode (): Promise<Libp2p> {
-  const node = await createLoopbackNode()
+/**
+ * Which yamux: 'node' as a spareband node runs it (window updates at half
+ * the window), or 'stock' @libp2p/yamux (an update per frame received), to
+ * show what the node's transport gains over plain js-libp2p.
+ */
+export type Muxer = 'node' | 'stock'
+
+export async function createBareNode (muxer: Muxer = 'node'): Promise<Libp2p> {
+  const node = await createLoopbackNode(undefined, muxer)
   await node.handle(SOURCE_PROTOCOL, stream => {
     serveSource(stream).catch(err => stream.abort(err))
   })
@@ -27,7 +35,8 @@ export async function createBareNode (): Promise<Libp2p> {
 }
 
 /** TCP on loopback, noise with the node's crypto provider, yamux as the node runs it (its stream options, window updates at half the window); no services. */
-export async function createLoopbackNode (privateKey?: PrivateKey): Promise<Libp2p> {
+export async function createLoopbackNode (privateKey?: PrivateKey, muxer: Muxer = 'node'): Promise<Libp2p> {
+  const streamOptions = { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW }
   return createLibp2p({
     ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
@@ -35,7 +44,7 @@ export async function createLoopbackNode (privateKey?: PrivateKey): Promise<Libp
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     // the node's stream options: the baseline is the transport as a node runs it (yamux's 16 MiB default window is
     // 5-10 % faster here for one bulk stream, and slower for tunnels, which is why nodes cap it)
-    streamMuxers: [batchedYamux({ streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })]
+    streamMuxers: [muxer === 'node' ? batchedYamux({ streamOptions }) : yamux({ streamOptions })]
   })
 }
 
