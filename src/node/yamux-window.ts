@@ -21,22 +21,29 @@
  * part past half already sent the update (or, with the reader paused, its
  * resume does).
  *
- * This reaches into yamux's stream fields (`state`, `recvWindow`,
- * `recvWindowCapacity`) and its `_newStream`. Should a yamux version lack
- * them, streams keep yamux's own behaviour: the shape is checked per
- * stream, and test/node/yamux-window.spec.ts fails on both counts (frames
- * sent, and the checks falling back).
+ * This reaches into yamux's stream: its exported `YamuxStream` class and
+ * `StreamState`, its private `recvWindow` and `recvWindowCapacity`, and the
+ * muxer's `_newStream`. Should a yamux version lack them, streams keep
+ * yamux's own behaviour: the shape is checked per stream, and
+ * test/node/yamux-window.spec.ts fails on both counts (updates sent, and
+ * the checks falling back).
+ *
+ * One assumption: both ends start from the spec's 256 KiB window. A
+ * receiver configured with a larger initial window would wait for half of
+ * it while a peer that assumed 256 KiB had stopped, so with any other
+ * `initialStreamWindowSize` this returns stock yamux.
  */
 
 import { yamux } from '@libp2p/yamux'
+import { StreamState, YamuxStream } from '@libp2p/yamux/stream'
 import type { YamuxMuxerInit } from '@libp2p/yamux'
 import type { ComponentLogger, StreamMuxer, StreamMuxerFactory } from '@libp2p/interface'
 
-/** yamux's StreamState: updates are held back only on established streams, which have no flags to send. */
-const ESTABLISHED = 3
+/** The yamux spec's initial stream window, which every peer assumes. */
+export const YAMUX_SPEC_INITIAL_WINDOW = 256 * 1024
 
-interface YamuxStreamInternals {
-  state: number
+interface WindowInternals {
+  state: StreamState
   recvWindow: number
   recvWindowCapacity: number
   sendWindowUpdate: () => void
@@ -46,17 +53,20 @@ interface YamuxMuxerInternals {
   _newStream: (...args: unknown[]) => unknown
 }
 
-function hasWindowFields (stream: any): stream is YamuxStreamInternals {
+function hasWindowFields (stream: any): stream is WindowInternals {
   return typeof stream?.sendWindowUpdate === 'function' && typeof stream.state === 'number' &&
     typeof stream.recvWindow === 'number' && typeof stream.recvWindowCapacity === 'number'
 }
 
-/** Gives one yamux stream half-window updates; false when it does not look like the yamux stream this was written for. */
+/** Gives one yamux stream half-window updates; false when it is not the yamux stream this was written for. */
 export function batchWindowUpdates (stream: unknown): boolean {
-  if (!hasWindowFields(stream)) return false
+  // private fields: TypeScript cannot narrow a YamuxStream to them, so the check is on the plain object
+  const s: unknown = stream
+  if (!(s instanceof YamuxStream) || !hasWindowFields(stream)) return false
   const own = stream.sendWindowUpdate
-  stream.sendWindowUpdate = function (this: YamuxStreamInternals): void {
-    if (this.state === ESTABLISHED && this.recvWindow - this.recvWindowCapacity < this.recvWindow / 2) return
+  stream.sendWindowUpdate = function (this: WindowInternals): void {
+    // only established streams: in any other state there are flags to send (SYN, ACK), or nothing is sent anyway (paused)
+    if (this.state === StreamState.Established && this.recvWindow - this.recvWindowCapacity < this.recvWindow / 2) return
     own.call(this)
   }
   return true
@@ -65,6 +75,8 @@ export function batchWindowUpdates (stream: unknown): boolean {
 /** `yamux(init)`, whose streams send window updates at half the window (see above). */
 export function batchedYamux (init: YamuxMuxerInit = {}): (components: { logger: ComponentLogger }) => StreamMuxerFactory {
   const stock = yamux(init)
+  const initialWindow = init.streamOptions?.initialStreamWindowSize
+  if (initialWindow != null && initialWindow !== YAMUX_SPEC_INITIAL_WINDOW) return () => stock()
   return (components) => {
     const factory = stock()
     const log = components.logger.forComponent('spareband:yamux-window')
