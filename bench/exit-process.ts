@@ -29,6 +29,7 @@ import { createBareNode } from './lib/bare.ts'
 import type { Muxer } from './lib/bare.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
 import { cpuMs } from './lib/cpu.ts'
+import { tcpHopCpuMsPerMiB } from './lib/tcp-hop.ts'
 import { download, startDataServer, upload } from './lib/targets.ts'
 import type { DataTarget, TransferResult } from './lib/targets.ts'
 import type { SparebandConfigInput, SparebandNode } from '../src/index.ts'
@@ -100,6 +101,7 @@ export class NodeHost {
         return { port: this.data.port }
       }
       case 'tunnel-transfer': return this.tunnelTransfer(msg)
+      case 'tcp-hop': return tcpHopCpuMsPerMiB(msg.total)
       case 'stop': await this.stop(); return {}
       default: throw new Error(`unknown command ${String(msg.cmd)}`)
     }

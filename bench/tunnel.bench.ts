@@ -53,7 +53,6 @@ import { createBareNode, pullFromSource } from './lib/bare.ts'
 import type { Muxer } from './lib/bare.ts'
 import { ChildNode, InProcessNode, openNode } from './lib/node-handle.ts'
 import { measured, thisProcess } from './lib/cpu.ts'
-import { tcpHopCpuMsPerMiB } from './lib/tcp-hop.ts'
 import type { CpuSource } from './lib/cpu.ts'
 import { Report, mbps, median, percentile } from './lib/report.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
@@ -616,6 +615,9 @@ export async function main (): Promise<void> {
       const bare = runs('bare') ? await bareStream(placement) : undefined
       // stock js-libp2p (a yamux window update per frame): what the node's transport gains, for context
       const stock = runs('bare') ? await bareStream(placement, 'stock') : undefined
+      // plain TCP, measured in a process of its own: the bench's process carries the consumer's heap
+      const hopper = runs('bare') ? await ChildNode.spawn() : undefined
+      if (hopper != null) cleanups.push(async () => hopper.close())
       const direct = runs('direct') || runs('ttfb') || runs('slow') ? await directScenario(ports, placement) : undefined
       if (direct != null) r.info(`exit in a ${placement} (pid ${direct.exit.pid}), consumer in the bench process (pid ${process.pid}); throughput: SOCKS5 client and data target ${load.where}; TTFB and slow readers: client and targets in the bench process`)
       if (bare != null) check('bare stream warm-up', await bare.pull(WARMUP), WARMUP)
@@ -634,7 +636,7 @@ export async function main (): Promise<void> {
             cpu[name].push(res.cpuMsPerMiB)
             cpuParts[name].push(res.cpuByProcess)
           }
-          if (bare != null) cpu.hop.push(await tcpHopCpuMsPerMiB(TOTAL))
+          if (hopper != null) cpu.hop.push(await hopper.call<number>('tcp-hop', { total: TOTAL }))
           if (direct != null && runs('direct')) {
             for (const dir of ['download', 'upload'] as const) {
               const res = await measured([self, direct.exit, ...load.procs], async () => load.transfer(direct, dir, TOTAL))
@@ -648,6 +650,7 @@ export async function main (): Promise<void> {
       }
       await bare?.close()
       await stock?.close()
+      await hopper?.close()
       if (samples.bare.length > 0) {
         rates.bare = median(samples.bare)
         rates.stock = median(samples.stock)
@@ -655,7 +658,7 @@ export async function main (): Promise<void> {
         r.line('bare libp2p stream, CPU per MiB', median(cpu.bare), 'ms', `median; sink ${parts(cpuParts.bare, 0)}, source ${parts(cpuParts.bare, 1)}`)
         r.line('stock js-libp2p stream', rates.stock, 'MB/s', `median, ${spread(samples.stock)}; @libp2p/yamux as shipped (a window update per frame), not a target; SHA-256 ok`)
         r.line('stock js-libp2p stream, CPU per MiB', median(cpu.stock), 'ms', `median; sink ${parts(cpuParts.stock, 0)}, source ${parts(cpuParts.stock, 1)}`)
-        r.line('plain loopback TCP hop, CPU per MiB', median(cpu.hop), 'ms', `median, ${Math.min(...cpu.hop).toFixed(1)}-${Math.max(...cpu.hop).toFixed(1)}; both ends in one process, nothing else done: a tunnel adds two of these to the stream`)
+        r.line('plain loopback TCP hop, CPU per MiB', median(cpu.hop), 'ms', `median, ${Math.min(...cpu.hop).toFixed(1)}-${Math.max(...cpu.hop).toFixed(1)}; both ends in one process of their own, nothing else done: a tunnel adds two of these to the stream`)
       }
       for (const dir of ['download', 'upload'] as const) {
         if (samples[dir].length === 0) continue
