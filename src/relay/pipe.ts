@@ -13,6 +13,7 @@ import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 import { MiB } from '../constants.ts'
 import { closeQuietly, waitForDrain } from './tunnel-protocol.ts'
+import { FrameAligner } from './frame-aligner.ts'
 
 /** A paused yamux stream still receives a whole window (up to 16 MiB) before the sender stops. */
 export const PIPE_READ_BUFFER = 32 * MiB
@@ -134,13 +135,34 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
       if (wait != null) holdFor(streamHolds, wait)
     }
 
-    // socket -> stream
+    // socket -> stream, in writes that fit one noise message each (see FrameAligner)
+    const aligner = new FrameAligner()
+    let flushQueued = false
+    const write = (data: Uint8Array | Uint8ArrayList): void => {
+      if (!stream.send(data)) {
+        socketHolds.hold()
+        waitForDrain(stream).then(() => socketHolds.release(), () => {})
+      }
+    }
+    // after this turn's reads: a held remainder never waits for data that may not come
+    const flushAligned = (): void => {
+      flushQueued = false
+      const held = aligner.flush()
+      if (held == null || stream.writeStatus !== 'writable') return
+      try {
+        write(held)
+      } catch (err: any) {
+        fail(err)
+      }
+    }
     const sendToStream = (data: Uint8Array): void => {
       try {
         result.bytesToStream += data.byteLength
-        if (!stream.send(data)) {
-          socketHolds.hold()
-          waitForDrain(stream).then(() => socketHolds.release(), () => {})
+        const now = aligner.push(data)
+        if (now != null) write(now)
+        if (aligner.pending > 0 && !flushQueued) {
+          flushQueued = true
+          setImmediate(flushAligned)
         }
         const wait = onChunk?.('toStream', data.byteLength)
         if (wait != null) holdFor(socketHolds, wait)
@@ -149,10 +171,11 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
       }
     }
     socket.on('data', sendToStream)
-    // half-close: the socket's FIN becomes the stream's close-write
+    // half-close: the socket's FIN becomes the stream's close-write, after anything held
     let socketEnded = false
     socket.on('end', () => {
       socketEnded = true
+      flushAligned()
       closeQuietly(stream)
     })
     socket.on('error', err => { result.error ??= err; if (stream.status === 'open') stream.abort(err) })
