@@ -340,7 +340,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       initial: rest,
       idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT,
       signal: tunnel.controller.signal,
-      onChunk: (direction, bytes) => {
+      onChunk: (direction, bytes, queued) => {
         this.quota.add(bytes)
         let wait: number
         let hold: Promise<void> | undefined
@@ -349,7 +349,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
           this.stats.bytesOut += bytes
           info.bytesOut += bytes
           wait = consumeAll([this.down, mine?.down], bytes)
-          hold = accounting?.meter(consumerPeer, request.sessionId, 'down', bytes, stream.writeBufferLength)
+          hold = accounting?.meter(consumerPeer, request.sessionId, 'down', bytes, queued)
         } else {
           this.stats.bytesIn += bytes
           info.bytesIn += bytes

@@ -26,9 +26,11 @@ export interface PipeOptions {
   /**
    * Called per chunk; returns milliseconds to hold that direction (rate
    * shaping), or a promise to hold it until it settles (unsigned bytes over
-   * the accounting threshold), or 0 for no hold.
+   * the accounting threshold), or 0 for no hold. `queued` ('toStream'
+   * only): bytes read from the socket that have not left this node yet
+   * (the stream's write buffer and any remainder held for a whole frame).
    */
-  onChunk?: (direction: Direction, bytes: number) => number | Promise<void>
+  onChunk?: (direction: Direction, bytes: number, queued: number) => number | Promise<void>
   /** Close the tunnel when neither side has sent anything for this long. */
   idleTimeoutMs?: number
   /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
@@ -131,7 +133,7 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         streamHolds.hold()
         socket.once('drain', () => streamHolds.release())
       }
-      const wait = onChunk?.('toSocket', n)
+      const wait = onChunk?.('toSocket', n, 0)
       if (wait != null) holdFor(streamHolds, wait)
     }
 
@@ -144,12 +146,14 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         waitForDrain(stream).then(() => socketHolds.release(), () => {})
       }
     }
-    // after this turn's reads: a held remainder never waits for data that may not come
+    // after this turn's reads, at the socket's FIN and before any abort: a held remainder never waits for data that may not come
     const flushAligned = (): void => {
       flushQueued = false
       const held = aligner.flush()
-      if (held == null || stream.writeStatus !== 'writable') return
+      if (held == null) return
       try {
+        // closed under us (the muxer or the connection went): the tunnel lost these bytes, and says so
+        if (stream.writeStatus !== 'writable') throw new Error(`tunnel stream closed with ${held.byteLength} bytes not sent`)
         write(held)
       } catch (err: any) {
         fail(err)
@@ -164,7 +168,7 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
           flushQueued = true
           setImmediate(flushAligned)
         }
-        const wait = onChunk?.('toStream', data.byteLength)
+        const wait = onChunk?.('toStream', data.byteLength, stream.writeBufferLength + aligner.pending)
         if (wait != null) holdFor(socketHolds, wait)
       } catch (err: any) {
         fail(err)
@@ -178,12 +182,20 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
       flushAligned()
       closeQuietly(stream)
     })
-    socket.on('error', err => { result.error ??= err; if (stream.status === 'open') stream.abort(err) })
+    // what was read before a reset still goes ahead of it, as it did before any was held back
+    socket.on('error', err => {
+      result.error ??= err
+      flushAligned()
+      if (stream.status === 'open') stream.abort(err)
+    })
     socket.on('close', hadError => {
       socketDone = true
       // a socket that closed without its FIN (reset, error, timeout) resets
       // the stream; after a clean FIN the stream finishes flushing on its own
-      if ((hadError || !socketEnded) && stream.status === 'open') stream.abort(result.error ?? new Error('connection reset'))
+      if ((hadError || !socketEnded) && stream.status === 'open') {
+        flushAligned()
+        if (stream.status === 'open') stream.abort(result.error ?? new Error('connection reset'))
+      }
       finish()
     })
     if (options.idleTimeoutMs != null && options.idleTimeoutMs > 0) {

@@ -99,3 +99,94 @@ describe('the socket -> stream pump writes one noise message per yamux frame', (
     expect(messages).toBeGreaterThanOrEqual(Math.ceil(data.byteLength / 65507))
   })
 })
+
+/** Just enough of a libp2p stream for the pump, recording what it is asked to do. */
+class RecordingStream extends EventTarget {
+  status = 'open'
+  readStatus = 'readable'
+  writeStatus = 'writable'
+  remoteWriteStatus = 'writable'
+  maxReadBufferLength = 0
+  writeBufferLength = 0
+  readBufferLength = 0
+  readonly log: string[] = []
+  sentBytes = 0
+
+  send (data: Uint8Array | { byteLength: number }): boolean {
+    if (this.writeStatus !== 'writable') throw new Error('stream not writable')
+    this.sentBytes += data.byteLength
+    this.log.push(`send ${data.byteLength}`)
+    return true
+  }
+
+  abort (err: Error): void {
+    this.log.push('abort')
+    this.end('aborted', err)
+  }
+
+  async close (): Promise<void> {
+    this.log.push('close')
+    this.end('closed')
+  }
+
+  /** Closed from outside the pump (the muxer or the connection went away). */
+  closeUnderneath (): void {
+    this.writeStatus = 'closed'
+  }
+
+  pause (): void {}
+  resume (): void {}
+
+  private end (status: string, error?: Error): void {
+    if (this.status !== 'open') return
+    this.status = status
+    this.writeStatus = 'closed'
+    this.readStatus = 'closed'
+    this.dispatchEvent(Object.assign(new Event('close'), { error }))
+  }
+}
+
+describe('the pump with a remainder held back', () => {
+  /** A socket whose far end writes 1 MiB at once, then ends; `onHeld` runs on the first read that leaves bytes held. */
+  async function pumpWithHeldBytes (stream: RecordingStream, onHeld: (socket: Socket) => void): Promise<{ result: Awaited<ReturnType<typeof pipeSocketStream>>, heldSeen: boolean }> {
+    const server = createServer(s => { s.on('error', () => {}); s.end(Buffer.alloc(MiB, 7)) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const socket = connect((server.address() as AddressInfo).port, '127.0.0.1')
+      socket.on('error', () => {})
+      await new Promise(resolve => socket.once('connect', resolve))
+      let heldSeen = false
+      const result = await pipeSocketStream(socket, stream as any, {
+        onChunk: (direction, _bytes, queued) => {
+          if (direction === 'toStream' && queued > 0 && !heldSeen) {
+            heldSeen = true
+            onHeld(socket)
+          }
+          return 0
+        }
+      })
+      return { result, heldSeen }
+    } finally {
+      server.close()
+    }
+  }
+
+  it('bytes held when the socket fails still go ahead of the stream reset', async () => {
+    const stream = new RecordingStream()
+    const { result, heldSeen } = await pumpWithHeldBytes(stream, socket => socket.destroy(new Error('target reset')))
+    expect(heldSeen).toBe(true)
+    expect(result.error?.message).toBe('target reset')
+    // everything read went out, and only then the reset
+    expect(stream.sentBytes).toBe(result.bytesToStream)
+    expect(stream.log.at(-1)).toBe('abort')
+  })
+
+  it('a stream closed underneath while bytes are held ends the tunnel with an error, not a silent loss', async () => {
+    const stream = new RecordingStream()
+    // no more reads after this one: only the held bytes are left to write
+    const { result, heldSeen } = await pumpWithHeldBytes(stream, socket => { socket.pause(); stream.closeUnderneath() })
+    expect(heldSeen).toBe(true)
+    expect(result.error?.message).toMatch(/closed with \d+ bytes not sent/)
+    expect(stream.sentBytes).toBeLessThan(result.bytesToStream)
+  })
+})
