@@ -177,10 +177,10 @@ async function targetBesideExit (exit: NodeHandle, ports: Ports): Promise<{ port
   return { ports: { ...ports, loadData: port }, dataPortBesideExit: port }
 }
 
-async function startConsumer (bootstrap: string[], accounting = false): Promise<{ handle: InProcessNode, node: SparebandNode, socksPort: number }> {
+async function startConsumer (bootstrap: string[], accounting = false, listen?: string[]): Promise<{ handle: InProcessNode, node: SparebandNode, socksPort: number }> {
   const handle = new InProcessNode()
   cleanups.push(async () => handle.close())
-  const started = await handle.start(consumerConfig(bootstrap, accounting))
+  const started = await handle.start({ ...consumerConfig(bootstrap, accounting), ...(listen != null ? { listen } : {}) })
   if (started.socksPort == null || started.socksPort === 0) throw new Error('consumer has no SOCKS5 port in status().proxy')
   return { handle, node: handle.host.node!, socksPort: started.socksPort }
 }
@@ -204,6 +204,14 @@ async function directScenario (ports: Ports, placement: Placement, accounting = 
   }
 }
 
+/** The exit must be reachable only through the relay, before the transfers and after them. */
+function assertOnlyRelayed (consumer: SparebandNode, exitId: string): void {
+  const conns = consumer.libp2p.getConnections().filter(c => c.remotePeer.toString() === exitId)
+  if (conns.length === 0 || conns.some(c => !c.remoteAddr.toString().includes('/p2p-circuit'))) {
+    throw new Error(`consumer -> exit should be relayed only, got ${conns.map(c => c.remoteAddr.toString()).join(', ')}`)
+  }
+}
+
 async function relayScenario (ports: Ports): Promise<Scenario> {
   const relay = await ChildNode.spawn()
   cleanups.push(async () => relay.close())
@@ -213,15 +221,13 @@ async function relayScenario (ports: Ports): Promise<Scenario> {
   cleanups.push(async () => exit.close())
   const beside = await targetBesideExit(exit, ports)
   const e = await exit.start(exitConfig(beside.ports, [`${relayAddr}/p2p-circuit`], [relayAddr]))
-  const consumer = await startConsumer([relayAddr])
+  // a consumer that listens on nothing: with an address the exit could dial,
+  // DCUtR would upgrade the connection and the tunnels would go direct
+  const consumer = await startConsumer([relayAddr], false, [])
   const circuit = `${relayAddr}/p2p-circuit/p2p/${e.peerId}`
   await consumer.node.libp2p.dial(multiaddr(circuit))
   await waitUntilExitKnown(consumer.node, e.peerId)
-  // the exit must be reachable only through the relay: no direct connection may exist
-  const conns = consumer.node.libp2p.getConnections().filter(c => c.remotePeer.toString() === e.peerId)
-  if (conns.length === 0 || conns.some(c => !c.remoteAddr.toString().includes('/p2p-circuit'))) {
-    throw new Error(`consumer -> exit should be relayed only, got ${conns.map(c => c.remoteAddr.toString()).join(', ')}`)
-  }
+  assertOnlyRelayed(consumer.node, e.peerId)
   return {
     consumer: consumer.node,
     socksPort: consumer.socksPort,
@@ -681,6 +687,8 @@ export async function main (): Promise<void> {
       for (const dir of ['download', 'upload'] as const) {
         const res = await load.transfer(relayed, dir, TOTAL)
         check(`relayed tunnel ${dir}`, res, TOTAL)
+        // still relayed: no hole punch took the tunnel direct
+        assertOnlyRelayed(relayed.consumer, relayed.exitId)
         rates[`relayed ${dir}`] = mbps(res.bytes, res.ms)
         const ratio = rates.bare != null ? `${(100 * rates[`relayed ${dir}`] / rates.bare).toFixed(0)}% of bare; ` : ''
         r.line(`SOCKS5 tunnel, via relay, ${dir}`, rates[`relayed ${dir}`], 'MB/s', `${ratio}SHA-256 ok`)

@@ -5,7 +5,7 @@
  * noise carries at most 65,519 plaintext bytes per message and yamux puts a
  * 12-byte header on each frame, so a 64 KiB socket read written as it is
  * becomes a 65,548-byte frame: a full noise message and a 29-byte one after
- * it. The small one costs what a full one does in encryption set-up, TCP
+ * it (and through a relay, the same again on each leg). The small one costs what a full one does in encryption set-up, TCP
  * writes and wake-ups, and the reader then gets every frame in two parts.
  * On a tunnel download that was one extra message per 64 KiB.
  *
@@ -19,8 +19,20 @@
 
 import { Uint8ArrayList } from 'uint8arraylist'
 
-/** noise's largest plaintext (65,535 bytes less the 16-byte tag) less the yamux frame header. */
-export const ONE_MESSAGE_PAYLOAD = 65535 - 16 - 12
+/** noise's largest plaintext: a 65,535-byte message less its 16-byte tag. */
+const NOISE_MAX_PLAINTEXT = 65535 - 16
+const NOISE_LENGTH_PREFIX = 2
+const YAMUX_HEADER = 12
+
+/**
+ * The largest write that goes as one yamux frame in one noise message, also
+ * when the connection is relayed: there the whole noise message (with its
+ * length prefix and tag) rides in a yamux frame of the connection to the
+ * relay, which must fit one noise message of its own, on each leg (the
+ * relay forwards what it gets as it gets it). 30 bytes less than a direct
+ * connection alone would need, so one size serves both.
+ */
+export const ONE_MESSAGE_PAYLOAD = NOISE_MAX_PLAINTEXT - YAMUX_HEADER - NOISE_LENGTH_PREFIX - 16 - YAMUX_HEADER
 
 export class FrameAligner {
   private held?: Uint8ArrayList
