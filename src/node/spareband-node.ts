@@ -23,6 +23,9 @@ import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './confi
 import type { Identity } from './identity.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
+/** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
+const RUNTIME = { node: process.version, missingFlags: missingRuntimeFlags() }
+
 export interface SparebandNodeInit {
   /** Where identity, config and ledger live. @default SPAREBAND_DATA_DIR or ~/.spareband */
   dataDir?: string
@@ -224,7 +227,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         routingTableSize: dht?.routingTable?.size ?? 0
       },
       api: this.apiUrl,
-      runtime: { node: process.version, missingFlags: missingRuntimeFlags() },
+      runtime: { ...RUNTIME, missingFlags: [...RUNTIME.missingFlags] },
       warnings
     }
     for (const p of this.parts) {

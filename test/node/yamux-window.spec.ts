@@ -9,6 +9,7 @@ import { StreamState, YamuxStream } from '@libp2p/yamux/stream'
 import { defaultLogger } from '@libp2p/logger'
 import { batchedYamux, batchWindowUpdates, YAMUX_SPEC_INITIAL_WINDOW } from '../../src/node/yamux-window.ts'
 import { noiseCrypto } from '../../src/node/noise-crypto.ts'
+import { countingNoiseCrypto } from '../utils/libp2p.ts'
 import { YAMUX_MAX_WINDOW } from '../../src/node/libp2p.ts'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
@@ -16,21 +17,6 @@ import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 const SINK = '/spareband-test/sink/1.0.0'
 const MiB = 1024 * 1024
 const streamOptions = { maxStreamWindowSize: YAMUX_MAX_WINDOW }
-
-/** A noise crypto provider that counts the messages this node encrypts below 1 KiB: yamux window updates, on a one-way bulk stream. */
-function countingCrypto (): { crypto: ICryptoInterface, small: () => number } {
-  let small = 0
-  return {
-    crypto: {
-      ...noiseCrypto,
-      chaCha20Poly1305Encrypt: (plaintext, nonce, ad, k) => {
-        if (plaintext.byteLength < 1024) small++
-        return noiseCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
-      }
-    },
-    small: () => small
-  }
-}
 
 async function node (muxer: 'batched' | 'stock', crypto: ICryptoInterface = noiseCrypto): Promise<Libp2p> {
   return createLibp2p({
@@ -87,7 +73,7 @@ describe('yamux with window updates at half the window', () => {
 
   /** Window updates the receiver sends while 16 MiB arrive, and whether the bytes arrived intact. */
   async function windowUpdatesFor (muxer: 'batched' | 'stock'): Promise<number> {
-    const counted = countingCrypto()
+    const counted = countingNoiseCrypto()
     const receiver = await node(muxer, counted.crypto)
     const sender = await node(muxer)
     nodes.push(receiver, sender)
@@ -96,12 +82,12 @@ describe('yamux with window updates at half the window', () => {
     // the connection's own set-up (identify, multistream) is small messages too: count from here
     await sender.dial(receiver.getMultiaddrs()[0])
     await sleep(200)
-    const before = counted.small()
+    const before = counted.counts.small
     await send(sender, receiver, data)
     const got = await arrived
     expect(got.bytes).toBe(data.byteLength)
     expect(got.sha256).toBe(sha256(data))
-    return counted.small() - before
+    return counted.counts.small - before
   }
 
   it('sends far fewer window updates than stock yamux for the same 16 MiB, which arrive intact', async () => {

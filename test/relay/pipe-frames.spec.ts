@@ -7,6 +7,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { batchedYamux } from '../../src/node/yamux-window.ts'
 import { noiseCrypto } from '../../src/node/noise-crypto.ts'
+import { countingNoiseCrypto } from '../utils/libp2p.ts'
 import { pipeSocketStream } from '../../src/relay/pipe.ts'
 import { ONE_MESSAGE_PAYLOAD } from '../../src/relay/frame-aligner.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
@@ -15,22 +16,6 @@ import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 
 const PROTOCOL = '/spareband-test/pipe-frames/1.0.0'
 const MiB = 1024 * 1024
-
-/** Counts the noise messages this node encrypts, and those under 1 KiB. */
-function countingCrypto (): { crypto: ICryptoInterface, counts: { all: number, small: number } } {
-  const counts = { all: 0, small: 0 }
-  return {
-    counts,
-    crypto: {
-      ...noiseCrypto,
-      chaCha20Poly1305Encrypt: (plaintext, nonce, ad, k) => {
-        counts.all++
-        if (plaintext.byteLength < 1024) counts.small++
-        return noiseCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
-      }
-    }
-  }
-}
 
 async function node (crypto: ICryptoInterface = noiseCrypto): Promise<Libp2p> {
   return createLibp2p({
@@ -66,7 +51,7 @@ describe('the socket -> stream pump writes one noise message per yamux frame', (
     await new Promise<void>(resolve => target.listen(0, '127.0.0.1', resolve))
     cleanup.push(() => { target.close() })
 
-    const counted = countingCrypto()
+    const counted = countingNoiseCrypto()
     const exit = await node(counted.crypto)
     const consumer = await node()
     cleanup.push(async () => exit.stop(), async () => consumer.stop())
