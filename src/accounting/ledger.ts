@@ -700,6 +700,13 @@ export class Ledger {
     if (this.database == null) return
     this.flush()
     this.checkpointer?.stop()
+    // the checkpointer's connection may outlive ours by a moment, and SQLite
+    // folds the WAL into the file only when the last connection closes: do it
+    // here, so a closed ledger is one self-contained file (to copy, back up or
+    // inspect); a failure only leaves the WAL for the next open
+    if (this.checkpointer != null) {
+      try { this.database.exec('PRAGMA wal_checkpoint(TRUNCATE)') } catch {}
+    }
     this.database.close()
     this.database = undefined
   }
