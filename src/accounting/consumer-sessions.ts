@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
-import { decodeReceipt, encodeReceipt, signAsConsumer, verifyCountersignature } from './receipts.ts'
+import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
@@ -253,9 +253,10 @@ export class ConsumerSessions implements ConsumerAccounting {
       this.refused++
       throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)
     }
-    // throws unless the answer is exactly the receipt we signed, with a valid signature of its exit
-    const full = verifyCountersignature(decodeReceipt(answer.receipt), signed).receipt
-    // written with the next batch: nothing we send waits on it (see Ledger.recordLater)
+    // throws unless the answer is exactly the receipt we signed plus an exit signature
+    const full = countersignedAnswer(answer.receipt, signed)
+    // written with the next batch, which checks the exit's signature of the
+    // receipt it writes: nothing we send waits on it (see Ledger.recordLater)
     this.init.ledger.recordLater(full).catch(err => this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err))
   }
 

@@ -20,7 +20,7 @@ import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import { DEFAULT_ALLOWANCE_MICRO, DEFAULT_POW_DIFFICULTY } from './constants.ts'
 import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
-import { checkProgress, checkReceiptFields, decodeReceipt, encodeReceipt, madeHere, receiptId, verifyReceipt } from './receipts.ts'
+import { checkProgress, checkReceiptFields, checkReceiptSignatures, decodeReceipt, encodeReceipt, madeHere, receiptId, verifyReceipt } from './receipts.ts'
 import { WalCheckpointer } from './wal-checkpointer.ts'
 import type { CountersignedReceipt, Receipt } from './receipts.ts'
 import type { AbortOptions, PeerId } from '@libp2p/interface'
@@ -289,6 +289,16 @@ const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byt
 
 /** Sessions whose last receipt stays decoded in memory: about what one node has open at once. */
 const RECENT_RECEIPTS = 1024
+function signaturesHold (r: CountersignedReceipt): boolean {
+  try {
+    checkReceiptSignatures(r)
+    return true
+  } catch (err) {
+    if (err instanceof ReceiptError) return false
+    throw err
+  }
+}
+
 /** recordLater(): a batch is written at once when it grows to this. */
 const MAX_DEFERRED = 256
 const DEFAULT_DEFER_MS = 100
@@ -546,14 +556,21 @@ export class Ledger {
   }
 
   /**
-   * Queues a countersigned receipt of one of our own sessions, both of whose
-   * signatures the caller has just checked (the consumer's answer path), and
-   * resolves once it is committed. Queued receipts are written together, at
-   * most `deferMs` later, before any read or other write, and at close; a
-   * session's newest receipt is written for the older ones of the batch
-   * that it covers. Outcomes and the file end the same as recording each in
-   * turn, with one transaction and one row write per session instead of one
-   * per receipt.
+   * Queues a countersigned receipt of one of our own sessions (the
+   * consumer's answer path) and resolves once it is committed. Queued
+   * receipts are written together, at most `deferMs` later, before any read
+   * or other write, and at close; a session's newest receipt is written for
+   * the older ones of the batch that it covers, with one transaction and one
+   * row write per session instead of one per receipt.
+   *
+   * Signatures are checked here, on the receipt that is written: the
+   * caller need not have checked the exit's (countersignedAnswer() does
+   * not), and a receipt a newer one supersedes in its batch is never
+   * written, so its signatures need no check. If the newest fails, every
+   * receipt of its session's batch is checked in turn. For receipts whose
+   * signatures hold, outcomes and the file end the same as recording each
+   * in turn; one with a bad signature gets that error, unless a valid
+   * newer one of its batch covered it, which then gets written.
    *
    * Why this is safe for the consumer: nothing it sends depends on the write
    * (unlike the exit, which must store before it answers), so a queued
@@ -608,17 +625,34 @@ export class Ledger {
   }
 
   /**
-   * One session's queued receipts, oldest first. Each is checked against
-   * the one before it that advanced (the stored receipt for the first), as
-   * recording them one by one would, and gets the outcome that would have;
-   * only the last that advanced is written.
+   * One session's queued receipts: each gets the outcome recording them
+   * one by one would give, and only the last that advanced is written,
+   * once its signatures are checked (see recordLater).
    */
   private applyDeferred (group: Deferred[], out: Map<Deferred, RecordResult | Error>): void {
     const stored = this.held(group[0].id)
+    let newest = this.planDeferred(group, stored, out, false)
+    if (newest == null) return
+    if (!signaturesHold(newest.receipt)) {
+      // an exit that signs badly: check each receipt, as recording them one by one would
+      newest = this.planDeferred(group, stored, out, true)
+      if (newest == null) return
+    }
+    this.apply(newest.id, newest.receipt, newest.encoded, 'own', stored)
+  }
+
+  /**
+   * Sets the outcome of each of a session's queued receipts, oldest first,
+   * each checked against the one before it that advanced (the stored
+   * receipt for the first); with `verify`, a receipt's signatures too.
+   * Returns the last that advanced: the one to write.
+   */
+  private planDeferred (group: Deferred[], stored: StoredReceipt | undefined, out: Map<Deferred, RecordResult | Error>, verify: boolean): Deferred | undefined {
     let current: CountersignedReceipt | undefined = stored?.receipt
     let newest: Deferred | undefined
     for (const d of group) {
       try {
+        if (verify) checkReceiptSignatures(d.receipt)
         const progress = checkProgress(current, d.receipt)
         if (progress === 'duplicate') { out.set(d, 'duplicate'); continue }
         out.set(d, progress === 'new' ? 'inserted' : 'updated')
@@ -629,7 +663,7 @@ export class Ledger {
         out.set(d, err)
       }
     }
-    if (newest != null) this.apply(newest.id, newest.receipt, newest.encoded, 'own', stored)
+    return newest
   }
 
   /** Stored receipts, newest first. */

@@ -366,6 +366,35 @@ export function verifyCountersignature (full: Receipt, signed: SignedReceipt): R
   return { consumer: decodeEd25519Peer(full.consumer, 'consumer').peer, exit: exit.peer, receipt }
 }
 
+/**
+ * The exit's answer to a receipt we signed, checked by its bytes: it must be
+ * exactly the encoding of `signed` followed by one exit signature field,
+ * which is the one canonical encoding of `signed` countersigned. That is
+ * what verifyCountersignature(decodeReceipt(answer), signed) checks, with
+ * no decoding, but for one thing: the exit's signature is NOT verified
+ * here. The consumer's ledger verifies the newest receipt of each batch it
+ * writes (Ledger.recordLater): a receipt is cumulative, so the ones it
+ * supersedes are never written and need no check, and a receipt per MiB
+ * then costs one signature check per batch rather than one each.
+ *
+ * Throws BAD_CONSUMER_SIGNATURE when the answer is not our receipt, and
+ * BAD_EXIT_SIGNATURE when it is ours without a well-formed exit signature.
+ */
+export function countersignedAnswer (answer: Uint8Array, signed: SignedReceipt): CountersignedReceipt {
+  const data = signingBytesOf(signed)
+  const ours = encodeFromSigningBytes({ consumerSig: signed.consumerSig }, data)
+  const sigAt = ours.byteLength + 2
+  const isOurs = answer.byteLength >= ours.byteLength && uint8ArrayEquals(answer.subarray(0, ours.byteLength), ours)
+  if (!isOurs) throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: signed.sessionId })
+  if (answer.byteLength !== sigAt + SIGNATURE_LENGTH || answer[ours.byteLength] !== EXIT_SIG_TAG || answer[ours.byteLength + 1] !== SIGNATURE_LENGTH) {
+    throw new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId: signed.sessionId, missing: answer.byteLength === ours.byteLength })
+  }
+  // `signed` is our own, frozen and owning its bytes (signingBytesOf fell back to encoding if it is not): only the signature is new
+  const receipt = Object.freeze({ ...signed, exitSig: new Uint8Array(answer.subarray(sigAt)) }) as CountersignedReceipt
+  if (madeHere(signed)) signingBytesCache.set(receipt, data)
+  return receipt
+}
+
 /** Every field the signatures cover, compared (the signatures themselves are not covered). */
 function sameSignedFields (a: Receipt & ReceiptBody, b: Receipt & ReceiptBody): boolean {
   return a.sessionId === b.sessionId && uint8ArrayEquals(a.consumer, b.consumer) && uint8ArrayEquals(a.exit, b.exit) &&
@@ -383,12 +412,22 @@ export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions &
   return { consumer, exit }
 }
 
+/**
+ * verifyReceipt(), synchronously: every field and both signatures (the
+ * exit's only when present, if not required). Throws a ReceiptError.
+ */
+export function checkReceiptSignatures (r: Receipt, requireExitSig = true): ReceiptParties {
+  const { consumer, exit } = checkSignatures(r, requireExitSig)
+  return { consumer, exit }
+}
+
 /** Fields, peer ids and every signature present (the exit's only if required or present); returns the signing bytes checked. */
 function checkSignatures (r: Receipt, requireExitSig: boolean): ReceiptParties & { data: Uint8Array } {
   checkReceiptFields(r, { consumer: true, exit: requireExitSig })
   const consumer = decodeEd25519Peer(r.consumer, 'consumer')
   const exit = decodeEd25519Peer(r.exit, 'exit')
-  const data = receiptSigningBytes(r)
+  // a receipt made here is frozen: its remembered signing bytes are its own
+  const data = signingBytesOf(r)
   if (!verifySignature(consumer.key, data, r.consumerSig!)) {
     throw new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId: r.sessionId })
   }

@@ -12,7 +12,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { LedgerErrorCode, ReceiptError, ReceiptErrorCode } from '../../src/accounting/errors.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
-import { receiptId } from '../../src/accounting/receipts.ts'
+import { countersignedAnswer, encodeReceipt, receiptId, receiptSigningBytes, signAsConsumer, verifyAndCountersign } from '../../src/accounting/receipts.ts'
 import { caught, countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
@@ -164,5 +164,73 @@ describe('Ledger.recordLater', () => {
     const closed = Ledger.open(fileIn('m.db'), { selfPeerId: peerIdFromPrivateKey(alice.key) })
     closed.close()
     expect((await caught(async () => closed.recordLater(await step(bob, 's', 1n)))).code).toBe(LedgerErrorCode.CLOSED)
+  })
+})
+
+describe('Ledger.recordLater checks the signatures of what it writes', () => {
+  /** `r` with an exit signature by carol, who is not its exit: the shape of an exit that signs badly. */
+  async function badlySigned (r: CountersignedReceipt): Promise<CountersignedReceipt> {
+    return { ...r, exitSig: new Uint8Array(await carol.key.sign(receiptSigningBytes(r))) }
+  }
+  async function both (receipts: CountersignedReceipt[]): Promise<{ outcomes: string[], batched: unknown, one: unknown }> {
+    const self = peerIdFromPrivateKey(alice.key)
+    const one = Ledger.open(':memory:', { selfPeerId: self })
+    const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
+    try {
+      const expected: string[] = []
+      // recording one by one, with every signature checked
+      for (const r of receipts) expected.push(outcome(await one.recordReceipt(r, 'own').catch((err: Error) => err)))
+      const pending = receipts.map(async r => batched.recordLater(r).then(outcome, outcome))
+      batched.flush()
+      const outcomes = await Promise.all(pending)
+      expect(outcomes).toEqual(expected)
+      return { outcomes, batched: fileState(batched), one: fileState(one) }
+    } finally {
+      one.close()
+      batched.close()
+    }
+  }
+
+  it('refuses a newest receipt whose exit signature fails, and writes the one before it, as recording one by one does', async () => {
+    const r = await Promise.all([1n, 2n, 3n].map(async seq => step(bob, 's', seq)))
+    const { outcomes, batched, one } = await both([r[0], r[1], await badlySigned(r[2])])
+    expect(outcomes).toEqual(['inserted', 'updated', `error:${ReceiptErrorCode.BAD_EXIT_SIGNATURE}`])
+    expect(batched).toEqual(one)
+    expect((batched as any).receipts.map((x: any[]) => x[1])).toEqual([2n])
+  })
+
+  it('writes nothing when every receipt of the batch is badly signed', async () => {
+    const r = await Promise.all([1n, 2n].map(async seq => badlySigned(await step(bob, 's', seq))))
+    const { outcomes, batched } = await both(r)
+    expect(outcomes).toEqual([`error:${ReceiptErrorCode.BAD_EXIT_SIGNATURE}`, `error:${ReceiptErrorCode.BAD_EXIT_SIGNATURE}`])
+    expect((batched as any).receipts).toEqual([])
+  })
+
+  it('does not check a receipt that a newer, valid one of its batch covers: it is never written', async () => {
+    const ledger = Ledger.open(':memory:', { selfPeerId: peerIdFromPrivateKey(alice.key), deferMs: 60_000 })
+    const r = await Promise.all([1n, 2n, 3n].map(async seq => step(bob, 's', seq)))
+    const pending = [r[0], await badlySigned(r[1]), r[2]].map(async x => ledger.recordLater(x))
+    ledger.flush()
+    expect(await Promise.all(pending)).toEqual(['inserted', 'updated', 'updated'])
+    const stored = ledger.get(receiptId(r[2]))!.receipt
+    expect(stored.seq).toBe(3n)
+    expect(stored.exitSig).toEqual(r[2].exitSig)
+    ledger.close()
+  })
+
+  it("catches a bad exit signature on the consumer's answer path, which leaves it unchecked", async () => {
+    const ledger = Ledger.open(':memory:', { selfPeerId: peerIdFromPrivateKey(alice.key), deferMs: 60_000 })
+    const mine = await signAsConsumer({ ...await step(bob, 's', 1n), consumerSig: undefined, exitSig: undefined }, alice.key)
+    const answer = encodeReceipt({ ...mine, exitSig: new Uint8Array(await carol.key.sign(receiptSigningBytes(mine))) })
+    const unchecked = countersignedAnswer(answer, mine)
+    const written = ledger.recordLater(unchecked)
+    ledger.flush()
+    expect((await caught(async () => written)).code).toBe(ReceiptErrorCode.BAD_EXIT_SIGNATURE)
+    expect(ledger.size).toBe(0)
+    // the honest answer to the same receipt is written
+    const honest = ledger.recordLater(countersignedAnswer(encodeReceipt(verifyAndCountersign(mine, bob.key)), mine))
+    ledger.flush()
+    expect(await honest).toBe('inserted')
+    ledger.close()
   })
 })

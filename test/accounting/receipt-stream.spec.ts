@@ -187,4 +187,27 @@ describe('receipt stream against a misbehaving exit', () => {
     // neither receipt was countersigned as signed: both MiB stay owed, for the next receipt to cover
     expect(consumer.pendingBytes()).toBe(2 * MiB)
   })
+
+  it('records no answer whose exit signature fails, and records the next honest one', async () => {
+    const asked: Array<ReturnType<typeof decodeReceipt>> = []
+    reply = async frame => {
+      const r = decodeReceipt(ReceiptStreamMessage.decode(frame).receipt!)
+      asked.push(r)
+      // the first answer: our receipt as signed, with 64 bytes that are no signature of the exit's
+      const full = asked.length === 1 ? { ...r, exitSig: new Uint8Array(64).fill(7) } : verifyAndCountersign(r, keys[0])
+      const answer = ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(full)) })
+      return Uint8Array.from([...varint.encode(answer.byteLength), ...answer])
+    }
+    consumer.meter(fakeExit.peerId, 'down', MiB)
+    await waitFor(() => asked.length === 1, { timeoutMs: 10_000, what: 'the first receipt' })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(ledger.receipts()).toEqual([])
+    consumer.meter(fakeExit.peerId, 'down', MiB)
+    await waitFor(() => ledger.receipts().length === 1, { timeoutMs: 10_000, what: 'the honest answer recorded' })
+    const stored = ledger.receipts()[0].receipt
+    expect(asked).toHaveLength(2)
+    expect(stored.seq).toBe(asked[1].seq)
+    expect(stored.bytesDown).toBe(asked[1].bytesDown)
+    expect(stored.exitSig).toEqual(verifyAndCountersign(asked[1], keys[0]).exitSig)
+  })
 })

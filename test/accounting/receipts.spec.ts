@@ -11,7 +11,7 @@ import { MAX_RECEIPT_BYTES, RECEIPT_SIGNATURE_DOMAIN } from '../../src/accountin
 import { ReceiptErrorCode } from '../../src/accounting/errors.ts'
 import {
   ReceiptTracker, countersign, verifyAndCountersign, decodeReceipt, encodeReceipt, encodeReceiptProtobuf, receiptId, receiptSigningBytes,
-  signAsConsumer, verifyCountersignature, verifyReceipt
+  signAsConsumer, verifyCountersignature, verifyReceipt, countersignedAnswer, checkReceiptSignatures, madeHere
 } from '../../src/accounting/receipts.ts'
 import { body, caught, countersigned, parties, signed } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
@@ -102,6 +102,50 @@ describe('encoding and signing', () => {
     expect(() => verifyCountersignature(swapped, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
     // no exit signature at all
     expect(() => verifyCountersignature({ ...full, exitSig: undefined }, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
+  })
+
+  it("countersignedAnswer: the exit's answer checked by its bytes, the exit signature left to the ledger", async () => {
+    const mine = await signed(consumer, exit, { seq: 8n })
+    const answer = encodeReceipt(verifyAndCountersign(decodeReceipt(encodeReceipt(mine)), exit.key))
+    const full = countersignedAnswer(answer, mine)
+    expect(Object.isFrozen(full)).toBe(true)
+    expect(madeHere(full)).toBe(true)
+    expect(encodeReceipt(full)).toEqual(answer)
+    expect(checkReceiptSignatures(full).exit.toString()).toBe(exit.id)
+    // ours with a signature by someone else: accepted here, refused by the signature check the ledger runs
+    const byMallory = encodeReceipt({ ...mine, exitSig: new Uint8Array(await mallory.key.sign(receiptSigningBytes(mine))) })
+    expect(() => checkReceiptSignatures(countersignedAnswer(byMallory, mine))).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
+    // validly countersigned, but other counters than we signed
+    const other = encodeReceipt(verifyAndCountersign(await signed(consumer, exit, { seq: 8n, bytesDown: mine.bytesDown + 1n }), exit.key))
+    expect(() => countersignedAnswer(other, mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
+    // ours, with no exit signature, a short one, or a byte too many
+    expect(() => countersignedAnswer(encodeReceipt(mine), mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
+    expect(() => countersignedAnswer(answer.subarray(0, answer.byteLength - 1), mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
+    expect(() => countersignedAnswer(Uint8Array.from([...answer, 0]), mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
+  })
+
+  it('countersignedAnswer plus the signature check accepts exactly what decoding and verifyCountersignature accept', async () => {
+    const mine = await signed(consumer, exit, { seq: 9n, bytesDown: 300_000_000n })
+    const answer = encodeReceipt(verifyAndCountersign(mine, exit.key))
+    const accepts = {
+      byBytes: (bytes: Uint8Array): boolean => { try { checkReceiptSignatures(countersignedAnswer(bytes, mine)); return true } catch { return false } },
+      decoded: (bytes: Uint8Array): boolean => { try { verifyCountersignature(decodeReceipt(bytes), mine); return true } catch { return false } }
+    }
+    expect(accepts.byBytes(answer)).toBe(true)
+    fc.assert(fc.property(
+      fc.array(fc.record({ at: fc.nat(answer.byteLength), value: fc.integer({ min: 0, max: 255 }), op: fc.constantFrom('set', 'insert', 'delete') }), { minLength: 1, maxLength: 3 }),
+      edits => {
+        const bytes = [...answer]
+        for (const e of edits) {
+          const at = Math.min(e.at, bytes.length - (e.op === 'insert' ? 0 : 1))
+          if (e.op === 'set') bytes[at] = e.value
+          else if (e.op === 'insert') bytes.splice(at, 0, e.value)
+          else bytes.splice(at, 1)
+        }
+        const edited = Uint8Array.from(bytes)
+        expect(accepts.byBytes(edited)).toBe(accepts.decoded(edited))
+      }
+    ), { numRuns: 2000 })
   })
 
   it('receipt ids are 64 hex digits keyed by consumer, exit and session id', async () => {
