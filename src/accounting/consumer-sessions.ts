@@ -21,6 +21,7 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
 import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
+import { ReceiptError } from './errors.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
@@ -70,6 +71,11 @@ interface Expected {
   receipt?: SignedReceipt
   resolve: () => void
   reject: (err: Error) => void
+  /**
+   * The answer was our receipt, but the ledger refused the exit's signature
+   * when it came to write it: the receipt's bytes are owed again.
+   */
+  uncovered?: () => void
 }
 
 interface Channel {
@@ -257,12 +263,16 @@ export class ConsumerSessions implements ConsumerAccounting {
     const full = countersignedAnswer(answer.receipt, signed)
     // written with the next batch, which checks the exit's signature of the
     // receipt it writes: nothing we send waits on it (see Ledger.recordLater)
-    this.init.ledger.recordLater(full).catch(err => this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err))
+    this.init.ledger.recordLater(full).catch(err => {
+      this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err)
+      // a bad signature: the next receipt covers these bytes again, even if no more traffic comes
+      if (err instanceof ReceiptError) expected.uncovered?.()
+    })
   }
 
   /** Writes a frame; resolves once written, with (boxed, so await does not flatten it) the promise of its answer. */
-  private async request (channel: Channel, msg: ReceiptStreamMessage, receipt?: SignedReceipt): Promise<{ answered: Promise<void> }> {
-    const answered = new Promise<void>((resolve, reject) => { channel.expected.push({ receipt, resolve, reject }) })
+  private async request (channel: Channel, msg: ReceiptStreamMessage, receipt?: SignedReceipt, uncovered?: () => void): Promise<{ answered: Promise<void> }> {
+    const answered = new Promise<void>((resolve, reject) => { channel.expected.push({ receipt, resolve, reject, uncovered }) })
     answered.catch(() => {})
     await channel.lp.write(ReceiptStreamMessage.encode(msg))
     return { answered }
@@ -311,12 +321,13 @@ export class ConsumerSessions implements ConsumerAccounting {
     }, this.init.privateKey)
     const before = s.sentTotal
     s.sentTotal = total
+    // an unanswered (or falsely countersigned) receipt is covered again by the next, cumulative one, unless a newer one went out
+    const uncovered = (): void => { if (s.sentTotal === total) s.sentTotal = before }
     try {
       s.inFlight++
-      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, signed).catch(err => { s.inFlight--; throw err })
+      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, signed, uncovered).catch(err => { s.inFlight--; throw err })
       answered.then(() => { s.inFlight-- }, () => { s.inFlight-- })
-      // an unanswered receipt is covered again by the next, cumulative one
-      const checked = withTimeout(answered, REPLY_TIMEOUT).catch(err => { if (s.sentTotal === total) s.sentTotal = before; throw err })
+      const checked = withTimeout(answered, REPLY_TIMEOUT).catch(err => { uncovered(); throw err })
       checked.catch(() => {})
       return { answered: checked }
     } catch (err) {

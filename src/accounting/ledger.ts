@@ -565,12 +565,13 @@ export class Ledger {
    *
    * Signatures are checked here, on the receipt that is written: the
    * caller need not have checked the exit's (countersignedAnswer() does
-   * not), and a receipt a newer one supersedes in its batch is never
-   * written, so its signatures need no check. If the newest fails, every
-   * receipt of its session's batch is checked in turn. For receipts whose
-   * signatures hold, outcomes and the file end the same as recording each
-   * in turn; one with a bad signature gets that error, unless a valid
-   * newer one of its batch covered it, which then gets written.
+   * not). When every receipt of a session's batch advances on the one
+   * before, only the newest is checked, as only it is written; otherwise,
+   * or if it fails, each is checked in turn. The file ends as recording
+   * each in turn would leave it (a receipt with a bad signature is never
+   * written), and so do the outcomes, but for one case: a badly signed
+   * receipt that a valid newer one covered in such a batch is not checked,
+   * and reports 'updated'.
    *
    * Why this is safe for the consumer: nothing it sends depends on the write
    * (unlike the exit, which must store before it answers), so a queued
@@ -631,39 +632,46 @@ export class Ledger {
    */
   private applyDeferred (group: Deferred[], out: Map<Deferred, RecordResult | Error>): void {
     const stored = this.held(group[0].id)
-    let newest = this.planDeferred(group, stored, out, false)
-    if (newest == null) return
-    if (!signaturesHold(newest.receipt)) {
-      // an exit that signs badly: check each receipt, as recording them one by one would
-      newest = this.planDeferred(group, stored, out, true)
-      if (newest == null) return
+    let plan = this.planDeferred(group, stored, out, false)
+    // every receipt advanced on the one before, and the newest is sound: the
+    // unchecked ones in between cannot change what is written (any of them
+    // left out, the rest still advance, up to the same newest)
+    if (!plan.allAdvanced || (plan.newest != null && !signaturesHold(plan.newest.receipt))) {
+      // a duplicate, a regression or a bad signature in the batch: check each receipt, as recording them one by one would
+      plan = this.planDeferred(group, stored, out, true)
     }
-    this.apply(newest.id, newest.receipt, newest.encoded, 'own', stored)
+    if (plan.newest != null) this.apply(plan.newest.id, plan.newest.receipt, plan.newest.encoded, 'own', stored)
   }
 
   /**
    * Sets the outcome of each of a session's queued receipts, oldest first,
    * each checked against the one before it that advanced (the stored
    * receipt for the first); with `verify`, a receipt's signatures too.
-   * Returns the last that advanced: the one to write.
+   * Returns the last that advanced (the one to write), and whether all did.
    */
-  private planDeferred (group: Deferred[], stored: StoredReceipt | undefined, out: Map<Deferred, RecordResult | Error>, verify: boolean): Deferred | undefined {
+  private planDeferred (group: Deferred[], stored: StoredReceipt | undefined, out: Map<Deferred, RecordResult | Error>, verify: boolean): { newest?: Deferred, allAdvanced: boolean } {
     let current: CountersignedReceipt | undefined = stored?.receipt
     let newest: Deferred | undefined
+    let allAdvanced = true
     for (const d of group) {
       try {
         if (verify) checkReceiptSignatures(d.receipt)
         const progress = checkProgress(current, d.receipt)
-        if (progress === 'duplicate') { out.set(d, 'duplicate'); continue }
+        if (progress === 'duplicate') {
+          out.set(d, 'duplicate')
+          allAdvanced = false
+          continue
+        }
         out.set(d, progress === 'new' ? 'inserted' : 'updated')
         current = d.receipt
         newest = d
       } catch (err: any) {
         if (!(err instanceof ReceiptError)) throw err
         out.set(d, err)
+        allAdvanced = false
       }
     }
-    return newest
+    return { newest, allAdvanced }
   }
 
   /** Stored receipts, newest first. */

@@ -381,6 +381,8 @@ export function verifyCountersignature (full: Receipt, signed: SignedReceipt): R
  * BAD_EXIT_SIGNATURE when it is ours without a well-formed exit signature.
  */
 export function countersignedAnswer (answer: Uint8Array, signed: SignedReceipt): CountersignedReceipt {
+  // a receipt made here was checked when it was signed; any other is checked now, as decoding the answer would
+  if (!madeHere(signed)) checkReceiptFields(signed, { consumer: true, exit: false })
   const data = signingBytesOf(signed)
   const ours = encodeFromSigningBytes({ consumerSig: signed.consumerSig }, data)
   const sigAt = ours.byteLength + 2

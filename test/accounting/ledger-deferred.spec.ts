@@ -168,9 +168,10 @@ describe('Ledger.recordLater', () => {
 })
 
 describe('Ledger.recordLater checks the signatures of what it writes', () => {
-  /** `r` with an exit signature by carol, who is not its exit: the shape of an exit that signs badly. */
+  /** `r` with an exit signature by someone who is not its exit: the shape of an exit that signs badly. */
   async function badlySigned (r: CountersignedReceipt): Promise<CountersignedReceipt> {
-    return { ...r, exitSig: new Uint8Array(await carol.key.sign(receiptSigningBytes(r))) }
+    const by = Buffer.from(r.exit).equals(carol.bytes) ? bob : carol
+    return { ...r, exitSig: new Uint8Array(await by.key.sign(receiptSigningBytes(r))) }
   }
   async function both (receipts: CountersignedReceipt[]): Promise<{ outcomes: string[], batched: unknown, one: unknown }> {
     const self = peerIdFromPrivateKey(alice.key)
@@ -216,6 +217,71 @@ describe('Ledger.recordLater checks the signatures of what it writes', () => {
     expect(stored.seq).toBe(3n)
     expect(stored.exitSig).toEqual(r[2].exitSig)
     ledger.close()
+  })
+
+  it('checks the consumer signature too', async () => {
+    const r = await Promise.all([1n, 2n].map(async seq => step(bob, 's', seq)))
+    // the exit's signature still holds: neither covers the other signature
+    const forged = { ...r[1], consumerSig: new Uint8Array(await carol.key.sign(receiptSigningBytes(r[1]))) }
+    const { outcomes, batched, one } = await both([r[0], forged])
+    expect(outcomes).toEqual(['inserted', `error:${ReceiptErrorCode.BAD_CONSUMER_SIGNATURE}`])
+    expect(batched).toEqual(one)
+  })
+
+  it('checks each session of a batch on its own: a bad one leaves the others as they are', async () => {
+    const a = await Promise.all([1n, 2n, 3n].map(async seq => step(bob, 'a', seq)))
+    const b = await Promise.all([1n, 2n].map(async seq => step(carol, 'b', seq)))
+    const { outcomes, batched, one } = await both([a[0], b[0], a[1], await badlySigned(b[1]), a[2]])
+    expect(outcomes).toEqual(['inserted', 'inserted', 'updated', `error:${ReceiptErrorCode.BAD_EXIT_SIGNATURE}`, 'updated'])
+    expect(batched).toEqual(one)
+    expect((batched as any).receipts.map((x: any[]) => x[1]).sort()).toEqual([1n, 3n])
+  })
+
+  it('checks every receipt when one does not advance: a bad one must not be the measure of the next', async () => {
+    // one by one, the badly signed seq 5 is refused, seq 4 is written and seq 6 (fewer bytes than seq 4) regresses
+    const bad = await badlySigned(await step(bob, 's', 5n, { bytesDown: 1n }))
+    const valid = await step(bob, 's', 4n, { bytesDown: 100n })
+    const later = await step(bob, 's', 6n, { bytesDown: 2n })
+    const { outcomes, batched, one } = await both([bad, valid, later])
+    expect(outcomes).toEqual([`error:${ReceiptErrorCode.BAD_EXIT_SIGNATURE}`, 'inserted', `error:${ReceiptErrorCode.REGRESSED}`])
+    expect(batched).toEqual(one)
+    // the same receipt twice after a badly signed copy of it: a duplicate, as one by one
+    const e = await step(bob, 't', 1n)
+    const again = await both([await badlySigned(e), e, e])
+    expect(again.outcomes).toEqual([`error:${ReceiptErrorCode.BAD_EXIT_SIGNATURE}`, 'inserted', 'duplicate'])
+  })
+
+  it('ends with the same file as recording one by one, whatever mix of valid and badly signed receipts it is given', async () => {
+    const self = peerIdFromPrivateKey(alice.key)
+    const pool: CountersignedReceipt[] = []
+    for (const [exit, id] of [[bob, 'a'], [carol, 'b']] as const) {
+      for (let seq = 1n; seq <= 4n; seq++) {
+        const r = await step(exit, id, seq)
+        pool.push(r, await badlySigned(r))
+      }
+      pool.push(await step(exit, id, 3n, { bytesDown: 1n }))
+    }
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.record({ pick: fc.nat(pool.length - 1), flushAfter: fc.boolean() }), { minLength: 1, maxLength: 20 }),
+      async deliveries => {
+        const one = Ledger.open(':memory:', { selfPeerId: self })
+        const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
+        try {
+          for (const d of deliveries) await one.recordReceipt(pool[d.pick], 'own').catch(() => {})
+          const pending: Array<Promise<unknown>> = []
+          for (const d of deliveries) {
+            pending.push(batched.recordLater(pool[d.pick]).catch(() => {}))
+            if (d.flushAfter) batched.flush()
+          }
+          batched.flush()
+          await Promise.all(pending)
+          expect(fileState(batched)).toEqual(fileState(one))
+        } finally {
+          one.close()
+          batched.close()
+        }
+      }
+    ), { numRuns: 60 })
   })
 
   it("catches a bad exit signature on the consumer's answer path, which leaves it unchecked", async () => {

@@ -188,7 +188,7 @@ describe('receipt stream against a misbehaving exit', () => {
     expect(consumer.pendingBytes()).toBe(2 * MiB)
   })
 
-  it('records no answer whose exit signature fails, and records the next honest one', async () => {
+  it('records no answer whose exit signature fails, and signs those bytes again by itself', async () => {
     const asked: Array<ReturnType<typeof decodeReceipt>> = []
     reply = async frame => {
       const r = decodeReceipt(ReceiptStreamMessage.decode(frame).receipt!)
@@ -200,14 +200,13 @@ describe('receipt stream against a misbehaving exit', () => {
     }
     consumer.meter(fakeExit.peerId, 'down', MiB)
     await waitFor(() => asked.length === 1, { timeoutMs: 10_000, what: 'the first receipt' })
-    await new Promise(resolve => setTimeout(resolve, 300))
-    expect(ledger.receipts()).toEqual([])
-    consumer.meter(fakeExit.peerId, 'down', MiB)
-    await waitFor(() => ledger.receipts().length === 1, { timeoutMs: 10_000, what: 'the honest answer recorded' })
+    // no more traffic: the consumer's own timer must sign the same bytes again once the ledger refuses the answer
+    await waitFor(() => ledger.receipts().length === 1, { timeoutMs: 10_000, what: 'the bytes signed again and the honest answer recorded' })
     const stored = ledger.receipts()[0].receipt
-    expect(asked).toHaveLength(2)
-    expect(stored.seq).toBe(asked[1].seq)
-    expect(stored.bytesDown).toBe(asked[1].bytesDown)
-    expect(stored.exitSig).toEqual(verifyAndCountersign(asked[1], keys[0]).exitSig)
+    expect(asked.length).toBeGreaterThanOrEqual(2)
+    expect(stored.seq).toBeGreaterThan(asked[0].seq!)
+    expect(stored.bytesDown).toBe(asked[0].bytesDown)
+    expect(Buffer.from(stored.exitSig).equals(Buffer.alloc(64, 7))).toBe(false)
+    expect(consumer.pendingBytes()).toBe(0)
   })
 })

@@ -124,6 +124,27 @@ describe('encoding and signing', () => {
     expect(() => countersignedAnswer(Uint8Array.from([...answer, 0]), mine)).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE }))
   })
 
+  it('countersignedAnswer takes a receipt signed elsewhere, checked as decoding would check it, and an answer in a Buffer view', async () => {
+    const mine = await signed(consumer, exit, { seq: 10n })
+    const answer = encodeReceipt(verifyAndCountersign(mine, exit.key))
+    // a copy of our receipt that receipts.ts did not make: nothing remembered, the same result
+    const copy = { ...mine }
+    expect(madeHere(copy)).toBe(false)
+    expect(encodeReceipt(countersignedAnswer(answer, copy))).toEqual(answer)
+    expect(checkReceiptSignatures(countersignedAnswer(answer, copy)).exit.toString()).toBe(exit.id)
+    // such a copy with a field the wire could never carry is refused, as it would be by decoding
+    expect(() => countersignedAnswer(answer, { ...mine, consumerSig: mine.consumerSig.subarray(0, 63) })).toThrow(expect.objectContaining({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE }))
+    expect(() => countersignedAnswer(answer, { ...mine, seq: 10 as any })).toThrow(expect.objectContaining({ code: ReceiptErrorCode.MALFORMED }))
+    // the answer as the network hands it: a view into a larger Buffer, at an offset
+    const pool = Buffer.alloc(answer.byteLength + 100, 0xee)
+    pool.set(answer, 37)
+    const full = countersignedAnswer(pool.subarray(37, 37 + answer.byteLength), mine)
+    pool.fill(0, 37)
+    // the signature was copied out: changing the network buffer changes nothing
+    expect(encodeReceipt(full)).toEqual(answer)
+    expect(checkReceiptSignatures(full).consumer.toString()).toBe(consumer.id)
+  })
+
   it('countersignedAnswer plus the signature check accepts exactly what decoding and verifyCountersignature accept', async () => {
     const mine = await signed(consumer, exit, { seq: 9n, bytesDown: 300_000_000n })
     const answer = encodeReceipt(verifyAndCountersign(mine, exit.key))
