@@ -50,9 +50,43 @@ function fileState (ledger: Ledger): unknown {
   }
 }
 
+interface Delivery { pick: number, flushAfter: boolean }
+
+function deliveries (pool: unknown[], maxLength: number): fc.Arbitrary<Delivery[]> {
+  return fc.array(fc.record({ pick: fc.nat(pool.length - 1), flushAfter: fc.boolean() }), { minLength: 1, maxLength })
+}
+
+interface BothWays { expected: string[], got: string[], one: unknown, batched: unknown }
+
+/**
+ * The picked receipts recorded one by one in one in-memory ledger (with
+ * their signatures checked, unless `verified`) and queued with recordLater
+ * in another, flushed where marked and at the end: the outcomes of each
+ * way, and the file state each ends with.
+ */
+async function recordBothWays (pool: CountersignedReceipt[], picks: Delivery[], verified: boolean): Promise<BothWays> {
+  const self = peerIdFromPrivateKey(alice.key)
+  // in memory: the same SQL, without a file and checkpointer per run
+  const one = Ledger.open(':memory:', { selfPeerId: self })
+  const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
+  try {
+    const expected: string[] = []
+    for (const d of picks) expected.push(outcome(await one.recordReceipt(pool[d.pick], 'own', { verified }).catch((err: Error) => err)))
+    const pending: Array<Promise<string>> = []
+    for (const d of picks) {
+      pending.push(batched.recordLater(pool[d.pick]).then(outcome, outcome))
+      if (d.flushAfter) batched.flush()
+    }
+    batched.flush()
+    return { expected, got: await Promise.all(pending), one: fileState(one), batched: fileState(batched) }
+  } finally {
+    one.close()
+    batched.close()
+  }
+}
+
 describe('Ledger.recordLater', () => {
   it('ends with the same outcomes and the same file as recording one by one, however the batches fall', async () => {
-    const self = peerIdFromPrivateKey(alice.key)
     // a pool of receipts of three sessions: in order, out of order, repeated,
     // a conflicting twin (same seq, other counters) and an earlier session
     // that reused an id (other start): REPLAY
@@ -62,31 +96,11 @@ describe('Ledger.recordLater', () => {
       pool.push(await step(exit, id, 3n, { bytesDown: 3_000_001n }))
       pool.push(await step(exit, id, 9n, { startedAt: STARTED_AT - 60_000n }))
     }
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.record({ pick: fc.nat(pool.length - 1), flushAfter: fc.boolean() }), { minLength: 1, maxLength: 30 }),
-      async deliveries => {
-        // in memory: the same SQL, without a file and checkpointer per run
-        const one = Ledger.open(':memory:', { selfPeerId: self })
-        const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
-        try {
-          const expected: string[] = []
-          for (const d of deliveries) {
-            expected.push(outcome(await one.recordReceipt(pool[d.pick], 'own', { verified: true }).catch((err: Error) => err)))
-          }
-          const pending: Array<Promise<string>> = []
-          for (const d of deliveries) {
-            pending.push(batched.recordLater(pool[d.pick]).then(outcome, outcome))
-            if (d.flushAfter) batched.flush()
-          }
-          batched.flush()
-          expect(await Promise.all(pending)).toEqual(expected)
-          expect(fileState(batched)).toEqual(fileState(one))
-        } finally {
-          one.close()
-          batched.close()
-        }
-      }
-    ), { numRuns: 60 })
+    await fc.assert(fc.asyncProperty(deliveries(pool, 30), async picks => {
+      const r = await recordBothWays(pool, picks, true)
+      expect(r.got).toEqual(r.expected)
+      expect(r.batched).toEqual(r.one)
+    }), { numRuns: 60 })
   })
 
   it('writes a batch in one transaction with one row write per session', async () => {
@@ -173,23 +187,11 @@ describe('Ledger.recordLater checks the signatures of what it writes', () => {
     const by = Buffer.from(r.exit).equals(carol.bytes) ? bob : carol
     return { ...r, exitSig: new Uint8Array(await by.key.sign(receiptSigningBytes(r))) }
   }
+  /** One batch of `receipts`: outcomes and file state must be those of recording them one by one, signatures checked. */
   async function both (receipts: CountersignedReceipt[]): Promise<{ outcomes: string[], batched: unknown, one: unknown }> {
-    const self = peerIdFromPrivateKey(alice.key)
-    const one = Ledger.open(':memory:', { selfPeerId: self })
-    const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
-    try {
-      const expected: string[] = []
-      // recording one by one, with every signature checked
-      for (const r of receipts) expected.push(outcome(await one.recordReceipt(r, 'own').catch((err: Error) => err)))
-      const pending = receipts.map(async r => batched.recordLater(r).then(outcome, outcome))
-      batched.flush()
-      const outcomes = await Promise.all(pending)
-      expect(outcomes).toEqual(expected)
-      return { outcomes, batched: fileState(batched), one: fileState(one) }
-    } finally {
-      one.close()
-      batched.close()
-    }
+    const r = await recordBothWays(receipts, receipts.map((_, pick) => ({ pick, flushAfter: false })), false)
+    expect(r.got).toEqual(r.expected)
+    return { outcomes: r.got, batched: r.batched, one: r.one }
   }
 
   it('refuses a newest receipt whose exit signature fails, and writes the one before it, as recording one by one does', async () => {
@@ -252,7 +254,6 @@ describe('Ledger.recordLater checks the signatures of what it writes', () => {
   })
 
   it('ends with the same file as recording one by one, whatever mix of valid and badly signed receipts it is given', async () => {
-    const self = peerIdFromPrivateKey(alice.key)
     const pool: CountersignedReceipt[] = []
     for (const [exit, id] of [[bob, 'a'], [carol, 'b']] as const) {
       for (let seq = 1n; seq <= 4n; seq++) {
@@ -261,27 +262,10 @@ describe('Ledger.recordLater checks the signatures of what it writes', () => {
       }
       pool.push(await step(exit, id, 3n, { bytesDown: 1n }))
     }
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.record({ pick: fc.nat(pool.length - 1), flushAfter: fc.boolean() }), { minLength: 1, maxLength: 20 }),
-      async deliveries => {
-        const one = Ledger.open(':memory:', { selfPeerId: self })
-        const batched = Ledger.open(':memory:', { selfPeerId: self, deferMs: 60_000 })
-        try {
-          for (const d of deliveries) await one.recordReceipt(pool[d.pick], 'own').catch(() => {})
-          const pending: Array<Promise<unknown>> = []
-          for (const d of deliveries) {
-            pending.push(batched.recordLater(pool[d.pick]).catch(() => {}))
-            if (d.flushAfter) batched.flush()
-          }
-          batched.flush()
-          await Promise.all(pending)
-          expect(fileState(batched)).toEqual(fileState(one))
-        } finally {
-          one.close()
-          batched.close()
-        }
-      }
-    ), { numRuns: 60 })
+    await fc.assert(fc.asyncProperty(deliveries(pool, 20), async picks => {
+      const r = await recordBothWays(pool, picks, false)
+      expect(r.batched).toEqual(r.one)
+    }), { numRuns: 60 })
   })
 
   it("catches a bad exit signature on the consumer's answer path, which leaves it unchecked", async () => {
