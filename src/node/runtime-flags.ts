@@ -2,7 +2,8 @@
  * Node flags a spareband node runs with: the `spareband` command relaunches
  * itself with them, and `npm start`, the testnet's child nodes and the
  * benches pass them. Apps that embed the library should start node with
- * them too (for example `NODE_OPTIONS=--max-semi-space-size=1`); they are
+ * them too (for example `NODE_OPTIONS='--max-semi-space-size=1
+ * --initial-old-space-size=128'`); they are
  * tuning, not correctness.
  *
  * `--max-semi-space-size=1` (MiB; node's default lets the young generation
@@ -20,8 +21,23 @@
  * right for one node per process, but a process hosting many nodes (the
  * routing bench's 30) got three times slower with it, and an app with a
  * large, busy heap of its own should measure before adopting it.
+ *
+ * `--initial-old-space-size=128` (MiB): a node's live heap is about 35 MiB,
+ * and after start-up V8 set the old generation's limit only 1-2 MiB above
+ * it. Everything a busy node keeps for a few milliseconds (a receipt in
+ * flight, a ledger batch, a chunk in a queue) is promoted with the small
+ * young generation above, so the limit was hit every few MiB carried: a
+ * full mark-compact that freed 1-2 MiB and kept V8's marking threads busy.
+ * With accounting on, that was most of what accounting cost: 2-5 full
+ * collections per 128 MiB tunnelled, CPU per MiB +45-60 % over accounting
+ * off, against +20-22 % with this flag (accounting-tunnel bench,
+ * interleaved runs). With the limit set at start, a pair carrying 3.8 GiB
+ * each way ran one full collection in all (at about 70 MiB, in one of its
+ * two processes, none after it). The cost: that much more heap under load
+ * before a full collection; V8's memory reducer still compacts an idle
+ * node.
  */
-export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=1']
+export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=128']
 
 /** Set to 1 to run the command as started, without the relaunch. */
 export const NO_RELAUNCH_ENV = 'SPAREBAND_NO_RELAUNCH'
