@@ -2,9 +2,10 @@
  * Node flags a spareband node runs with: the `spareband` command relaunches
  * itself with them, and `npm start`, the testnet's child nodes and the
  * benches pass them. Apps that embed the library should start node with
- * them too (for example `NODE_OPTIONS='--max-semi-space-size=1
- * --initial-old-space-size=128'`); they are
- * tuning, not correctness.
+ * them too, on node's command line (`node --max-semi-space-size=1
+ * --initial-old-space-size=128 app.js`: node refuses the second in
+ * NODE_OPTIONS); they are tuning, not correctness. A flag the operator gave
+ * with another value is their choice and is left as it is.
  *
  * `--max-semi-space-size=1` (MiB; node's default lets the young generation
  * grow to 16): every chunk a node carries is an ArrayBuffer (socket reads,
@@ -23,29 +24,38 @@
  * large, busy heap of its own should measure before adopting it.
  *
  * `--initial-old-space-size=128` (MiB): a node's live heap is about 35 MiB,
- * and after start-up V8 set the old generation's limit only 1-2 MiB above
- * it. Everything a busy node keeps for a few milliseconds (a receipt in
- * flight, a ledger batch, a chunk in a queue) is promoted with the small
- * young generation above, so the limit was hit every few MiB carried: a
- * full mark-compact that freed 1-2 MiB and kept V8's marking threads busy.
- * With accounting on, that was most of what accounting cost: 2-5 full
- * collections per 128 MiB tunnelled, CPU per MiB +45-60 % over accounting
- * off, against +20-22 % with this flag (accounting-tunnel bench,
- * interleaved runs). With the limit set at start, a pair carrying 3.8 GiB
- * each way ran one full collection in all (at about 70 MiB, in one of its
- * two processes, none after it). The cost: that much more heap under load
- * before a full collection; V8's memory reducer still compacts an idle
- * node.
+ * and in `--trace-gc` runs without this flag full collections began 1-2 MiB
+ * above it. Everything a busy node keeps for a few milliseconds (a receipt
+ * in flight, a ledger batch, a chunk in a queue) is promoted with the small
+ * young generation above, so a node with accounting on ran 2-3 full
+ * mark-compacts per 128 MiB tunnelled, each freeing 1-2 MiB and keeping
+ * V8's marking threads busy. That was most of what accounting cost: CPU
+ * per MiB +44 % and +61 % over accounting off (medians of same-round pairs,
+ * two bench runs), against +20.5 % and +22.2 % with this flag, interleaved
+ * runs. With it, the bench's pairs ran no full collection in 6 rounds, and
+ * a pair carrying 3.8 GiB each way ran one in all (at about 70 MiB, in one
+ * of its two processes). The cost: up to that much more heap under load
+ * before a full collection. Not measured: a process hosting many nodes
+ * with it.
  */
 export const NODE_RUNTIME_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=128']
 
 /** Set to 1 to run the command as started, without the relaunch. */
 export const NO_RELAUNCH_ENV = 'SPAREBAND_NO_RELAUNCH'
 
-/** The runtime flags node was not started with (neither on its command line nor in NODE_OPTIONS). */
+/** `--max-semi-space-size=1` -> `--max-semi-space-size`; V8 takes `_` for `-` in flag names. */
+function flagName (arg: string): string {
+  return arg.split('=')[0].replaceAll('_', '-')
+}
+
+/**
+ * The runtime flags node was not started with, by name, neither on its
+ * command line nor in NODE_OPTIONS. A flag given with another value counts
+ * as given: the operator chose it.
+ */
 export function missingRuntimeFlags (execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
-  const given = new Set([...execArgv, ...nodeOptions.split(/\s+/)])
-  return NODE_RUNTIME_FLAGS.filter(flag => !given.has(flag))
+  const given = new Set([...execArgv, ...nodeOptions.split(/\s+/)].map(flagName))
+  return NODE_RUNTIME_FLAGS.filter(flag => !given.has(flagName(flag)))
 }
 
 /**

@@ -31,8 +31,12 @@ describe('node runtime flags', () => {
   it('counts a flag as given on the command line or in NODE_OPTIONS', () => {
     expect(missingRuntimeFlags([], '')).toEqual([...NODE_RUNTIME_FLAGS])
     expect(missingRuntimeFlags([...NODE_RUNTIME_FLAGS], '')).toEqual([])
-    expect(missingRuntimeFlags([], `--inspect ${NODE_RUNTIME_FLAGS.join(' ')}`)).toEqual([])
-    expect(missingRuntimeFlags(['--max-semi-space-size=16'], '')).toEqual([...NODE_RUNTIME_FLAGS])
+    // node takes the young generation's flag in NODE_OPTIONS, and the old generation's only on its command line
+    expect(missingRuntimeFlags(['--initial-old-space-size=128'], '--inspect --max-semi-space-size=1')).toEqual([])
+    expect(missingRuntimeFlags([], '--max-semi-space-size=1')).toEqual(['--initial-old-space-size=128'])
+    // another value is the operator's choice; underscores spell the same V8 flag
+    expect(missingRuntimeFlags(['--max-semi-space-size=16', '--initial_old_space_size=512'], '')).toEqual([])
+    expect(missingRuntimeFlags([], '--max-semi-space-size=16')).toEqual(['--initial-old-space-size=128'])
   })
 
   it('npm start passes them, and the spareband command started without them relaunches itself with them in the same process', async () => {
