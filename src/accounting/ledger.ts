@@ -289,6 +289,8 @@ const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byt
 
 /** Sessions whose last receipt stays decoded in memory: about what one node has open at once. */
 const RECENT_RECEIPTS = 1024
+
+/** Whether both signatures of `r` (and its fields) check out; anything but a ReceiptError is not an answer and is thrown. */
 function signaturesHold (r: CountersignedReceipt): boolean {
   try {
     checkReceiptSignatures(r)
