@@ -23,6 +23,7 @@ import { ChildNode } from './lib/node-handle.ts'
 import { Report, median } from './lib/report.ts'
 import { measureMessageRoundTrip, measureReceiptPipeline } from './lib/receipt-pipeline.ts'
 import { measured } from './lib/cpu.ts'
+import type { FullCollections } from './lib/gc-counter.ts'
 import type { AddressInfo } from 'node:net'
 
 const exec = promisify(execFile)
@@ -57,19 +58,27 @@ async function pair (accounting: boolean, port: number, receiptIntervalMiB = 1):
   return { exit, consumer, socksPort: c.socksPort! }
 }
 
+/** Full garbage collections the pair's two processes have run so far. */
+async function fullCollectionsOf (p: Pair): Promise<number> {
+  const counts = await Promise.all([p.exit.call<FullCollections>('gc'), p.consumer.call<FullCollections>('gc')])
+  return counts[0].count + counts[1].count
+}
+
 /**
  * One download of TOTAL bytes through the consumer's SOCKS5 proxy, by curl:
- * its MB/s, and the CPU ms per MiB the exit's and the consumer's processes
- * spent on it. The CPU figure is the steadier one when other load shares the cores.
+ * its MB/s, the CPU ms per MiB the exit's and the consumer's processes
+ * spent on it, and the full garbage collections they ran meanwhile. The CPU
+ * figure is the steadier one when other load shares the cores.
  */
-async function download (p: Pair, port: number): Promise<{ mbps: number, cpuMsPerMiB: number }> {
+async function download (p: Pair, port: number): Promise<{ mbps: number, cpuMsPerMiB: number, fullGcs: number }> {
+  const gcBefore = await fullCollectionsOf(p)
   const res = await measured([p.exit, p.consumer], async () => {
     const { stdout } = await exec('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', '--socks5-hostname', `127.0.0.1:${p.socksPort}`, `http://127.0.0.1:${port}/`])
     const [bytes, seconds] = stdout.split(' ').map(Number)
     return { bytes, seconds }
   })
   if (res.bytes !== TOTAL) throw new Error(`downloaded ${res.bytes} of ${TOTAL} bytes`)
-  return { mbps: res.bytes / 1e6 / res.seconds, cpuMsPerMiB: res.cpuMsPerMiB }
+  return { mbps: res.bytes / 1e6 / res.seconds, cpuMsPerMiB: res.cpuMsPerMiB, fullGcs: await fullCollectionsOf(p) - gcBefore }
 }
 
 export async function main (): Promise<void> {
@@ -103,6 +112,7 @@ export async function main (): Promise<void> {
     for (const p of Object.values(pairs)) await download(p, port)
     const results = { on: [] as number[], off: [] as number[], control: [] as number[], wide: [] as number[] }
     const cpu = { on: [] as number[], off: [] as number[], control: [] as number[], wide: [] as number[] }
+    const fullGcs = { on: 0, off: 0, control: 0, wide: 0 }
     const orders = [['off', 'on', 'control', 'wide'], ['on', 'wide', 'control', 'off'], ['control', 'off', 'wide', 'on'], ['wide', 'control', 'on', 'off']] as const
     for (let i = 0; i < ROUNDS; i++) {
       // rotate the order, so a trend in the machine's load favours no side
@@ -110,6 +120,7 @@ export async function main (): Promise<void> {
         const r = await download(pairs[side], port)
         results[side].push(r.mbps)
         cpu[side].push(r.cpuMsPerMiB)
+        fullGcs[side] += r.fullGcs
       }
     }
     // best of N: other load on the machine only ever slows a run down, so the
@@ -133,6 +144,7 @@ export async function main (): Promise<void> {
     const costWide = (1 - best(results.wide) / mOff) * 100
     report.line(`accounting cost, receipts every ${WIDE_INTERVAL_MIB} MiB`, Math.round(costWide * 10) / 10, '%', `of throughput, best against best (${best(results.wide).toFixed(0)} MB/s; all runs: ${results.wide.map(x => x.toFixed(0)).join(' ')}); not the target's setting`)
     report.line(`accounting cost in CPU, receipts every ${WIDE_INTERVAL_MIB} MiB`, Math.round(median(ratios('wide')) * 1000) / 10, '%', `median of same-round pairs; each: ${each(ratios('wide'))} %`)
+    report.line('full garbage collections, accounting on / off', `${fullGcs.on} / ${fullGcs.off}`, '', `exit + consumer processes over the ${ROUNDS} measured downloads of each pair (receipts every ${WIDE_INTERVAL_MIB} MiB: ${fullGcs.wide}; the A/A pair: ${fullGcs.control}); a few per run mean the old generation's limit sits just above the live heap (src/node/runtime-flags.ts)`)
     const a = (await on.exit.call<any>('status')).accounting
     report.line('exit holds for unsigned bytes', a.pending.holds, '')
     // the receipt protocol alone, measured directly in this process

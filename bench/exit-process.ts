@@ -9,7 +9,7 @@
  * SparebandNode, answers peer id, addresses and proxy ports), `bare` (a bare
  * libp2p node serving the byte source), `dial { addr }`, `connections`,
  * `status`, `peers`, `mem { gc }` (RSS, heap, peak RSS; after GC when asked), `cpu`
- * (CPU ms used so far), `stop`;
+ * (CPU ms used so far), `gc` (full garbage collections so far), `stop`;
  * and, for a load generator with no node, `data-server` (starts the bench's
  * data target here, answers its port) and `tunnel-transfer { socksPort, port,
  * direction, total }` (a SOCKS5 client here moves `total` bytes to or from it).
@@ -29,6 +29,7 @@ import { createBareNode } from './lib/bare.ts'
 import type { Muxer } from './lib/bare.ts'
 import { socks5Connect } from './lib/socks5-client.ts'
 import { cpuMs } from './lib/cpu.ts'
+import { countFullCollections, fullCollections } from './lib/gc-counter.ts'
 import { tcpHopCpuMsPerMiB } from './lib/tcp-hop.ts'
 import { download, startDataServer, upload } from './lib/targets.ts'
 import type { DataTarget, TransferResult } from './lib/targets.ts'
@@ -96,6 +97,7 @@ export class NodeHost {
       case 'peers': return this.node?.peers()
       case 'mem': return memory(msg.gc === true)
       case 'cpu': return cpuMs()
+      case 'gc': return fullCollections()
       case 'data-server': {
         this.data ??= await startDataServer()
         return { port: this.data.port }
@@ -140,6 +142,7 @@ export async function memory (collect: boolean): Promise<MemoryFigures> {
 
 export async function main (): Promise<void> {
   if (process.send == null) throw new Error('exit-process.js is driven over IPC: spawn it with an ipc channel')
+  countFullCollections()
   const host = new NodeHost()
   let stopping = false
   const shutdown = async (): Promise<void> => {
