@@ -187,14 +187,18 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         await p.start?.()
         started.push(p)
       }
+      // running before the control API announces itself in api.json: a
+      // client that finds the file may ask for the status at once, and the
+      // API's start resolves only after that write
+      this.running = true
+      this.startedAt = Date.now()
       await this.api?.start()
     } catch (err) {
+      this.running = false
       for (const p of started.reverse()) await p.stop?.().catch(() => {})
       await this.libp2p.stop()
       throw err
     }
-    this.running = true
-    this.startedAt = Date.now()
     this.safeDispatchEvent('node:started', { detail: { peerId: this.peerId.toString() } })
   }
 

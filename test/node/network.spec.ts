@@ -57,6 +57,25 @@ describe('three nodes form a DHT on TCP loopback', () => {
     expect(p.addresses[0]).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+/)
   })
 
+  it('is running by the time its control API announces itself, so a client that finds api.json gets a status', async () => {
+    const n = await createSparebandNode({ dataDir: await tempDir('sb-net-'), config: { listen: [], api: { port: 0 } } })
+    nodes.push(n)
+    const api = (n as any).api
+    const startApi = api.start.bind(api)
+    let statusWhenAnnounced: unknown
+    // api.start() writes api.json: whatever the node answers then, a client that read the file could get
+    api.start = async () => {
+      await startApi()
+      try {
+        statusWhenAnnounced = n.status().peerId
+      } catch (err) {
+        statusWhenAnnounced = err
+      }
+    }
+    await n.start()
+    expect(statusWhenAnnounced).toBe(n.peerId.toString())
+  })
+
   it('status() of a stopped node throws NotStartedError', async () => {
     const n = await createSparebandNode({ dataDir: await tempDir('sb-net-'), config: { listen: [] }, controlApi: false })
     expect(() => n.status()).toThrow(expect.objectContaining({ name: 'NotStartedError' }))
