@@ -10,11 +10,9 @@ import { PerformanceObserver, constants } from 'node:perf_hooks'
 
 export interface FullCollections {
   count: number
-  /** Main-thread pause, ms (the marking threads' work is not in it). */
-  pauseMs: number
 }
 
-const seen: FullCollections = { count: 0, pauseMs: 0 }
+const seen: FullCollections = { count: 0 }
 let observer: PerformanceObserver | undefined
 
 /** Starts counting (once per process). */
@@ -25,7 +23,6 @@ export function countFullCollections (): void {
       // a 'gc' entry's detail says which collection it was
       if (((entry as unknown as { detail?: { kind?: number } }).detail)?.kind !== constants.NODE_PERFORMANCE_GC_MAJOR) continue
       seen.count++
-      seen.pauseMs += entry.duration
     }
   })
   observer.observe({ entryTypes: ['gc'] })

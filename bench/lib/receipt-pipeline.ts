@@ -39,7 +39,6 @@ export interface PipelineFigures {
 const STEP_MS = 4
 const ECHO_PROTOCOL = '/spareband-bench/echo/1.0.0'
 
-
 const cpuUs = (): number => cpuMs() * 1000
 
 /** Runs `step` every STEP_MS, `n` times; returns the process CPU µs used. */

@@ -410,8 +410,7 @@ function sameSignedFields (a: Receipt & ReceiptBody, b: Receipt & ReceiptBody): 
  */
 export async function verifyReceipt (r: Receipt, options: VerifyReceiptOptions & AbortOptions = {}): Promise<ReceiptParties> {
   options.signal?.throwIfAborted()
-  const { consumer, exit } = checkSignatures(r, options.requireExitSig ?? true)
-  return { consumer, exit }
+  return checkReceiptSignatures(r, options.requireExitSig ?? true)
 }
 
 /**

@@ -5,8 +5,9 @@
  * noise carries at most 65,519 plaintext bytes per message and yamux puts a
  * 12-byte header on each frame, so a 64 KiB socket read written as it is
  * becomes a 65,548-byte frame: a full noise message and a 29-byte one after
- * it (and through a relay, the same again on each leg). The small one costs what a full one does in encryption set-up, TCP
- * writes and wake-ups, and the reader then gets every frame in two parts.
+ * it (and through a relay, the same again on each leg). The small one costs
+ * what a full one does in encryption set-up, TCP writes and wake-ups, and
+ * the reader then gets every frame in two parts.
  * On a tunnel download that was one extra message per 64 KiB.
  *
  * Bulk data (a write of a whole frame or more) goes out in multiples of
