@@ -1,9 +1,10 @@
 /**
  * Countersigned receipts on the gossip topic `spareband/receipts/1`. Every
  * node checks a receipt before it is accepted or forwarded: a forged or
- * malformed one is rejected (which lowers the sender's gossipsub score), one
- * we already hold or that is older than what we hold is ignored, and a valid
- * new one goes into the ledger as `gossip`.
+ * malformed one is rejected (which lowers the sender's gossipsub score: see
+ * src/node/gossip-scoring.ts), one we already hold or that is older than
+ * what we hold is ignored, and a valid new one goes into the ledger as
+ * `gossip`.
  */
 
 import { TopicValidatorResult } from '@libp2p/gossipsub'
@@ -14,8 +15,12 @@ import type { CountersignedReceipt } from './receipts.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
 
-/** Receipt errors that mean "stale or repeated", not "forged". */
-const HARMLESS = new Set<string>([ReceiptErrorCode.REGRESSED, ReceiptErrorCode.REPLAY])
+/**
+ * Receipt errors that are not the forwarder's fault: stale or repeated
+ * receipts, and a conflict (two versions of one receipt, both validly
+ * signed: honest peers forward whichever reached them first).
+ */
+const HARMLESS = new Set<string>([ReceiptErrorCode.REGRESSED, ReceiptErrorCode.REPLAY, ReceiptErrorCode.CONFLICT])
 
 export interface ReceiptGossipInit {
   pubsub: GossipSub
@@ -66,7 +71,13 @@ export class ReceiptGossip {
       this.stats.accepted++
       return TopicValidatorResult.Accept
     } catch (err: any) {
-      if (err instanceof ReceiptError && HARMLESS.has(err.code)) {
+      if (!(err instanceof ReceiptError)) {
+        // our own trouble (the ledger closed or busy), not the sender's: no penalty
+        this.log.error('could not check a gossiped receipt - %e', err)
+        this.stats.ignored++
+        return TopicValidatorResult.Ignore
+      }
+      if (HARMLESS.has(err.code)) {
         this.stats.ignored++
         return TopicValidatorResult.Ignore
       }

@@ -10,6 +10,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
+import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { autoNAT } from '@libp2p/autonat'
@@ -95,7 +96,8 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
         emitSelf: false,
         allowedTopics: [config.network.receipts_topic, config.network.reputation_topic],
         runOnLimitedConnection: true,
-        scoreParams: local ? { IPColocationFactorWeight: 0 } : undefined
+        // rejected receipts count against their sender (gossipsub scores no topic by default)
+        scoreParams: gossipScoreParams(config.network.receipts_topic, local)
       }),
       ...(config.relay.enabled
         ? {

@@ -1,0 +1,155 @@
+/**
+ * The receipt topic's validator, and what a rejection costs the sender:
+ * first ReceiptGossip.validate() on a real ledger file, then two real nodes
+ * on TCP loopback where one publishes forged receipts to the other.
+ */
+
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { join } from 'node:path'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import { ReceiptGossip } from '../../src/accounting/gossip.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { encodeReceipt } from '../../src/accounting/receipts.ts'
+import { createSparebandNode } from '../../src/index.ts'
+import { INVALID_RECEIPT_WEIGHT } from '../../src/node/gossip-scoring.ts'
+import { defaultLogger } from '@libp2p/logger'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import { countersigned, parties } from './fixtures.ts'
+import type { Party } from './fixtures.ts'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { SparebandNode } from '../../src/index.ts'
+
+const TOPIC = 'spareband/receipts/1'
+
+/** A validly countersigned receipt with one byte of the consumer's signature flipped. */
+async function forged (consumer: Party, exit: Party, sessionId: string): Promise<Uint8Array> {
+  const r = await countersigned(consumer, exit, { sessionId })
+  const sig = Uint8Array.from(r.consumerSig)
+  sig[7] ^= 0x01
+  return encodeReceipt({ ...r, consumerSig: sig })
+}
+
+describe('receipt gossip validator', () => {
+  let alice: Party, bob: Party
+  let ledger: Ledger
+  let gossip: ReceiptGossip
+
+  beforeAll(async () => {
+    [alice, bob] = await parties(2)
+    ledger = Ledger.open(join(await tempDir('sb-gossip-'), 'ledger.db'))
+    // validate() reads only the ledger: the pubsub is used by start() and publish(), not here
+    gossip = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger, logger: defaultLogger() })
+  })
+  afterAll(() => { ledger.close() })
+
+  const held = (sessionId: string): bigint | undefined => ledger.receipts().find(r => r.receipt.sessionId === sessionId)?.receipt.seq
+
+  it('accepts a new valid receipt into the ledger, and ignores a copy and an older one', async () => {
+    const first = await countersigned(alice, bob, { sessionId: 'v', seq: 1n })
+    const second = await countersigned(alice, bob, { sessionId: 'v', seq: 2n, bytesDown: 90_000n, updatedAt: 1_700_000_009_000n })
+    expect(await gossip.validate(encodeReceipt(first))).toBe(TopicValidatorResult.Accept)
+    expect(await gossip.validate(encodeReceipt(second))).toBe(TopicValidatorResult.Accept)
+    expect(held('v')).toBe(2n)
+    expect(await gossip.validate(encodeReceipt(second))).toBe(TopicValidatorResult.Ignore)
+    expect(await gossip.validate(encodeReceipt(first))).toBe(TopicValidatorResult.Ignore)
+    expect(held('v')).toBe(2n)
+  })
+
+  it('rejects forged, tampered and malformed receipts, and stores none of them', async () => {
+    const before = { ...gossip.stats }
+    const tampered = encodeReceipt(await countersigned(alice, bob, { sessionId: 't' }))
+    tampered[tampered.length - 70] ^= 0x01 // inside the signatures or the counters: either way no longer what was signed
+    const badExitSig = await countersigned(alice, bob, { sessionId: 'x' })
+    const exitSig = Uint8Array.from(badExitSig.exitSig)
+    exitSig[0] ^= 0x80
+    for (const bytes of [await forged(alice, bob, 'f'), tampered, encodeReceipt({ ...badExitSig, exitSig }), Uint8Array.from([0x0a, 0xff, 0x01]), new Uint8Array(0)]) {
+      expect(await gossip.validate(bytes)).toBe(TopicValidatorResult.Reject)
+    }
+    expect(gossip.stats.rejected - before.rejected).toBe(5)
+    expect(gossip.stats.accepted).toBe(before.accepted)
+    for (const id of ['f', 't', 'x']) expect(held(id)).toBeUndefined()
+  })
+
+  it('ignores, not rejects, a second validly signed version of a receipt: the forwarder may have got it first', async () => {
+    const one = await countersigned(alice, bob, { sessionId: 'c', seq: 5n, bytesDown: 1_000n })
+    const other = await countersigned(alice, bob, { sessionId: 'c', seq: 5n, bytesDown: 2_000n })
+    expect(await gossip.validate(encodeReceipt(one))).toBe(TopicValidatorResult.Accept)
+    expect(await gossip.validate(encodeReceipt(other))).toBe(TopicValidatorResult.Ignore)
+    expect(ledger.receipts().find(r => r.receipt.sessionId === 'c')?.receipt.bytesDown).toBe(1_000n)
+  })
+
+  it('does not blame the sender when its own ledger fails (closed)', async () => {
+    const closedLedger = Ledger.open(join(await tempDir('sb-gossip-closed-'), 'ledger.db'))
+    closedLedger.close()
+    const closed = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: closedLedger, logger: defaultLogger() })
+    expect(await closed.validate(encodeReceipt(await countersigned(alice, bob, { sessionId: 'l' })))).toBe(TopicValidatorResult.Ignore)
+    expect(closed.stats).toMatchObject({ rejected: 0, ignored: 1 })
+  })
+})
+
+describe('a peer that gossips forged receipts loses score, then is not heard', () => {
+  const nodes: SparebandNode[] = []
+  let honest: SparebandNode
+  let forger: SparebandNode
+  let consumer: Party, exit: Party
+  afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
+
+  const make = async (bootstrap: string[]): Promise<SparebandNode> => {
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-gossip-node-'),
+      controlApi: false,
+      config: {
+        region: 'de',
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        proxy: { socks_port: 0, http_port: 0 },
+        network: { bootstrap, local_testnet: true }
+      }
+    })
+    nodes.push(node)
+    await node.start()
+    return node
+  }
+  const pubsub = (n: SparebandNode): GossipSub => n.libp2p.services.pubsub as GossipSub
+  const gossipStats = (n: SparebandNode): { accepted: number, rejected: number, ignored: number } => (n.status() as any).accounting.gossip
+  // getScore is on gossipsub's class, not on the interface it is typed as
+  const scoreOfForger = (): number => (pubsub(honest) as unknown as { getScore: (peer: string) => number }).getScore(forger.peerId.toString())
+
+  beforeAll(async () => {
+    [consumer, exit] = await parties(2)
+    honest = await make([])
+    forger = await make(honest.status().addresses)
+    // the forger publishes straight to the topic: gossipsub does not validate a node's own messages
+    await waitFor(() => pubsub(forger).getSubscribers(TOPIC).some(p => p.equals(honest.peerId)), { what: 'the forger to see the honest node on the receipt topic' })
+  })
+
+  it('a valid receipt from the peer is accepted and costs it nothing', async () => {
+    await pubsub(forger).publish(TOPIC, encodeReceipt(await countersigned(consumer, exit, { sessionId: 'good-1' })))
+    await waitFor(() => gossipStats(honest).accepted === 1, { what: 'the valid receipt to be accepted' })
+    expect(scoreOfForger()).toBeGreaterThanOrEqual(0)
+  })
+
+  it('each forged receipt is rejected and counts against the sender, squared', async () => {
+    await pubsub(forger).publish(TOPIC, await forged(consumer, exit, 'bad-1'))
+    await waitFor(() => gossipStats(honest).rejected === 1, { what: 'the first forged receipt to be rejected' })
+    // gossipsub caches a score for up to a second
+    const one = await waitFor(() => { const s = scoreOfForger(); return s < 0 ? s : undefined }, { what: 'the score to drop' }) as number
+    // P4 = weight x (invalid deliveries)^2, less the small rewards: at most +1 for the first delivery of good-1, a little for time in the mesh
+    expect(one).toBeGreaterThan(INVALID_RECEIPT_WEIGHT - 0.01)
+    expect(one).toBeLessThan(INVALID_RECEIPT_WEIGHT + 1.5)
+    for (const id of ['bad-2', 'bad-3']) await pubsub(forger).publish(TOPIC, await forged(consumer, exit, id))
+    await waitFor(() => gossipStats(honest).rejected === 3, { what: 'three forged receipts rejected' })
+    // 9 x the weight: below gossipsub's graylist threshold (-80)
+    const three = await waitFor(() => { const s = scoreOfForger(); return s < one ? s : undefined }, { what: 'the score to drop further' }) as number
+    expect(three).toBeLessThan(INVALID_RECEIPT_WEIGHT * 9 + 1.5)
+    expect(three).toBeLessThan(-80)
+  })
+
+  it('once graylisted, even its valid receipts go unheard', async () => {
+    const accepted = gossipStats(honest).accepted
+    await pubsub(forger).publish(TOPIC, encodeReceipt(await countersigned(consumer, exit, { sessionId: 'good-2' })))
+    // give it the time a delivery took above, several times over
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    expect(gossipStats(honest).accepted).toBe(accepted)
+    expect(gossipStats(honest).rejected).toBe(3)
+  })
+})
