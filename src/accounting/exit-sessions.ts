@@ -273,7 +273,10 @@ export class ExitSessions implements ExitAccounting {
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
       // checks the consumer's signature first: we must not vouch for a forgery
       const full = verifyAndCountersign(r, this.init.privateKey)
-      // the consumer has signed these bytes: its held traffic may go on now, before the ledger write
+      // the ledger has the last word (counters that regress, a session id
+      // reused with another start): only a stored receipt signs bytes off
+      await this.init.ledger.recordReceipt(full, 'own', { verified: true })
+      s.last = full
       const total = Number(r.bytesUp! + r.bytesDown!)
       // only bytes carried here can be signed off; the rest is credited as it arrives (meter)
       const coveredBefore = Math.min(s.carried, s.signed)
@@ -281,8 +284,6 @@ export class ExitSessions implements ExitAccounting {
       const newly = Math.min(s.carried, s.signed) - coveredBefore
       c.unsigned = Math.max(0, c.unsigned - newly)
       if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
-      await this.init.ledger.recordReceipt(full, 'own', { verified: true })
-      s.last = full
       this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {

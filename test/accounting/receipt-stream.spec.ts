@@ -119,6 +119,33 @@ describe('receipt stream against a misbehaving consumer', () => {
     await stream.close()
   })
 
+  it('signs off no bytes with a receipt the ledger refuses: the consumer is held at the threshold', async () => {
+    const sessionId = 'refused-by-ledger'
+    exit.admit(client.peerId, sessionId)
+    expect(exit.meter(client.peerId, sessionId, 'down', MiB)).toBeUndefined()
+    const { stream, lp } = await open()
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt(sessionId, MiB, 1n)) }))
+    expect((await answer(lp)).receipt).toBeDefined()
+    // seq advances and the signature is good, but the session restarts at
+    // another time (the ledger: a reused session id), claiming 2^50 bytes
+    const body = { ...decodeReceipt(await receipt(sessionId, 2 ** 50, 2n)), startedAt: 1_700_000_000_001n, consumerSig: undefined }
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(await signAsConsumer(body, keys[1]))) }))
+    const refused = await answer(lp)
+    expect(refused.receipt).toBeUndefined()
+    expect(refused.error).toMatch(/start/)
+    expect(ledger.receipts().find(r => r.receipt.sessionId === sessionId)?.receipt.bytesDown).toBe(BigInt(MiB))
+    // 8 MiB more carried: all of it unsigned, so the exit holds the consumer (threshold 4 MiB)
+    const pending = exit.pendingBytes()
+    const held = Array.from({ length: 8 }, () => exit.meter(client.peerId, sessionId, 'down', MiB))
+    expect(exit.pendingBytes()).toBe(pending + 8 * MiB)
+    expect(held.at(-1)).toBeInstanceOf(Promise)
+    // an honest receipt for what was carried signs it off
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt(sessionId, 9 * MiB, 3n)) }))
+    expect((await answer(lp)).receipt).toBeDefined()
+    expect(exit.pendingBytes()).toBe(pending)
+    await stream.close()
+  })
+
   it('closes the stream on a frame longer than the limit, and serves the next stream', async () => {
     const { stream } = await open()
     const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
