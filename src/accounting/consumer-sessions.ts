@@ -95,6 +95,8 @@ interface Session {
   /** up + down covered by the newest receipt sent. */
   sentTotal: number
   seq: bigint
+  /** updatedAt of the newest receipt signed (ms). */
+  updatedAt: number
   lastActivity: number
   /** Receipts written and not yet answered (at most MAX_IN_FLIGHT). */
   inFlight: number
@@ -182,6 +184,7 @@ export class ConsumerSessions implements ConsumerAccounting {
         down: 0,
         sentTotal: 0,
         seq: 0n,
+        updatedAt: 0,
         lastActivity: this.now(),
         inFlight: 0,
         sentPow: false,
@@ -316,9 +319,12 @@ export class ConsumerSessions implements ConsumerAccounting {
       bytesDown: BigInt(s.down),
       seq: s.seq,
       startedAt: s.startedAt,
-      updatedAt: BigInt(Math.max(Number(s.startedAt), this.now())),
+      // never behind the last receipt: a wall clock stepped back (NTP) would
+      // otherwise make every further receipt of the session a regression
+      updatedAt: BigInt(Math.max(Number(s.startedAt), s.updatedAt, this.now())),
       pricePerGb: s.price
     }, this.init.privateKey)
+    s.updatedAt = Number(signed.updatedAt)
     const before = s.sentTotal
     s.sentTotal = total
     // an unanswered (or falsely countersigned) receipt is covered again by the next, cumulative one, unless a newer one went out

@@ -237,3 +237,60 @@ describe('receipt stream against a misbehaving exit', () => {
     expect(consumer.pendingBytes()).toBe(0)
   })
 })
+
+describe('a consumer whose wall clock steps back', () => {
+  let dir: string
+  let exitNode: Libp2p
+  let consumerNode: Libp2p
+  let exitLedger: Ledger
+  let consumerLedger: Ledger
+  let exit: ExitSessions
+  let consumer: ConsumerSessions
+  let clock = 1_700_000_100_000
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-clock-'))
+    const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    ;[exitNode, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
+    exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
+    consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+    exit = new ExitSessions({ logger: defaultLogger() }, { ledger: exitLedger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0 })
+    await exit.start(exitNode)
+    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+      { ledger: consumerLedger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, now: () => clock })
+    consumer.start()
+    await consumerNode.dial(exitNode.getMultiaddrs()[0])
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    await consumerNode?.stop()
+    await exitNode?.stop()
+    exitLedger?.close()
+    consumerLedger?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const carry = (sessionId: string, bytes: number): void => {
+    void exit.meter(consumerNode.peerId, sessionId, 'down', bytes)
+    consumer.meter(exitNode.peerId, 'down', bytes)
+  }
+  const stored = (): { seq: bigint, bytesDown: bigint, updatedAt: bigint } | undefined => exitLedger.receipts()[0]?.receipt
+
+  it('keeps its receipts advancing: none is refused as a regression', async () => {
+    const sessionId = consumer.sessionFor(exitNode.peerId)
+    exit.admit(consumerNode.peerId, sessionId)
+    clock += 10_000
+    carry(sessionId, MiB)
+    await waitFor(() => stored()?.seq === 1n, { timeoutMs: 10_000, what: 'the first receipt' })
+    const first = stored()!.updatedAt
+    clock -= 2_000 // NTP steps the clock back, still after the session's start
+    carry(sessionId, MiB)
+    carry(sessionId, 5 * MiB)
+    await waitFor(() => stored()?.bytesDown === BigInt(7 * MiB), { timeoutMs: 10_000, what: 'receipts covering all 7 MiB' })
+    expect(consumer.refused).toBe(0)
+    expect(stored()!.updatedAt).toBe(first)
+    expect(exit.pendingBytes()).toBe(0)
+    expect(consumer.pendingBytes()).toBe(0)
+  })
+})
