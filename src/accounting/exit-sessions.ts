@@ -183,6 +183,14 @@ export class ExitSessions implements ExitAccounting {
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
   }
 
+  gate (consumer: PeerId, queued = 0): Promise<void> | undefined {
+    const c = this.consumers.get(consumer.toString())
+    // the same test as meter()'s hold, made before the chunk goes out: a
+    // consumer held on one tunnel gets nothing more on any other
+    if (c == null || c.unsigned - queued <= this.threshold) return undefined
+    return new Promise<void>(resolve => { c.waiters.push(resolve) })
+  }
+
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const consumer = connection.remotePeer
     const lp = lpStream(stream, { maxDataLength: MAX_FRAME })

@@ -20,6 +20,11 @@ export interface ExitAccounting {
    * buffer, which the consumer cannot have seen (and so cannot have signed).
    */
   meter (consumer: PeerId, sessionId: string, direction: MeterDirection, bytes: number, queued?: number): Promise<void> | undefined
+  /**
+   * Asked before a chunk is carried: a promise to wait on while the consumer
+   * is held (then ask again), or nothing to go on. `queued` as for meter().
+   */
+  gate? (consumer: PeerId, queued?: number): Promise<void> | undefined
 }
 
 export interface ConsumerAccounting {

@@ -340,6 +340,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       initial: rest,
       idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT,
       signal: tunnel.controller.signal,
+      beforeChunk: accounting?.gate == null ? undefined : (direction, _bytes, queued) => accounting.gate?.(consumerPeer, direction === 'toStream' ? queued : 0),
       onChunk: (direction, bytes, queued) => {
         this.quota.add(bytes)
         let wait: number

@@ -14,6 +14,7 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 import { MiB } from '../constants.ts'
 import { closeQuietly, waitForDrain } from './tunnel-protocol.ts'
 import { FrameAligner } from './frame-aligner.ts'
+import { ChunkGate } from './chunk-gate.ts'
 
 /** A paused yamux stream still receives a whole window (up to 16 MiB) before the sender stops. */
 export const PIPE_READ_BUFFER = 32 * MiB
@@ -31,6 +32,12 @@ export interface PipeOptions {
    * (the stream's write buffer and any remainder held for a whole frame).
    */
   onChunk?: (direction: Direction, bytes: number, queued: number) => number | Promise<void>
+  /**
+   * Asked before each chunk is forwarded, with `queued` as for onChunk:
+   * a promise holds the chunk (and pauses its side) until it settles, then
+   * the pipe asks again; undefined lets it through (see ChunkGate).
+   */
+  beforeChunk?: (direction: Direction, bytes: number, queued: number) => Promise<void> | undefined
   /** Close the tunnel when neither side has sent anything for this long. */
   idleTimeoutMs?: number
   /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
@@ -174,13 +181,28 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         fail(err)
       }
     }
-    socket.on('data', sendToStream)
+    const beforeChunk = options.beforeChunk
+    const toStreamGate = beforeChunk == null
+      ? undefined
+      : new ChunkGate({
+        check: bytes => beforeChunk('toStream', bytes, stream.writeBufferLength + aligner.pending),
+        forward: chunk => { sendToStream(chunk as Uint8Array) },
+        pause: () => { socketHolds.hold() },
+        resume: () => { socketHolds.release() },
+        closed: () => stream.writeStatus !== 'writable'
+      })
+    if (toStreamGate == null) socket.on('data', sendToStream)
+    else socket.on('data', (data: Uint8Array) => { toStreamGate.push(data) })
     // half-close: the socket's FIN becomes the stream's close-write, after anything held
     let socketEnded = false
     socket.on('end', () => {
       socketEnded = true
-      flushAligned()
-      closeQuietly(stream)
+      const closeWrite = (): void => {
+        flushAligned()
+        closeQuietly(stream)
+      }
+      if (toStreamGate == null) closeWrite()
+      else toStreamGate.whenEmpty(closeWrite)
     })
     // what was read before a reset still goes ahead of it, as it did before any was held back
     socket.on('error', err => {
@@ -204,14 +226,32 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     }
 
     // stream -> socket
-    if (options.initial != null && options.initial.byteLength > 0) writeToSocket(options.initial)
-    stream.addEventListener('message', evt => { writeToSocket(evt.data) })
+    const toSocketGate = beforeChunk == null
+      ? undefined
+      : new ChunkGate({
+        check: bytes => beforeChunk('toSocket', bytes, 0),
+        forward: writeToSocket,
+        pause: () => { streamHolds.hold() },
+        resume: () => { streamHolds.release() },
+        closed: () => socket.destroyed || socket.writableEnded
+      })
+    const endSocket = (): void => {
+      const end = (): void => { if (!socket.destroyed && !socket.writableEnded) socket.end() }
+      if (toSocketGate == null) end()
+      else toSocketGate.whenEmpty(end)
+    }
+    if (options.initial != null && options.initial.byteLength > 0) {
+      if (toSocketGate == null) writeToSocket(options.initial)
+      else toSocketGate.push(options.initial)
+    }
+    if (toSocketGate == null) stream.addEventListener('message', evt => { writeToSocket(evt.data) })
+    else stream.addEventListener('message', evt => { toSocketGate.push(evt.data) })
     // 'end', not 'remoteCloseWrite': the FIN can overtake data still held in a
     // paused stream's read buffer, and ending the socket then would cut it
     // a reset also ends the readable side: that must become a RST, not a FIN
     stream.addEventListener('end', () => {
       if (stream.status === 'reset' || stream.status === 'aborted') resetSocket(socket)
-      else if (!socket.destroyed && !socket.writableEnded) socket.end()
+      else endSocket()
     })
     stream.addEventListener('close', evt => {
       streamDone = true
@@ -219,10 +259,10 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         // the far side reset or aborted: tell our client with a TCP RST
         result.error ??= evt.error
         resetSocket(socket)
-      } else if (!socket.destroyed && !socket.writableEnded && stream.readBufferLength === 0) {
+      } else if (stream.readBufferLength === 0) {
         // a stream closes (both FINs) while a paused reader may still hold
         // data: then the 'end' event, after the last byte, ends the socket
-        socket.end()
+        endSocket()
       }
       finish()
     })
