@@ -54,9 +54,10 @@ export const DEFAULT_POW_DIFFICULTY = 20
 export const DEFAULT_ALLOWANCE_MICRO = DEFAULT_PRICE_PER_GB_MICRO
 
 /**
- * Balance below which an exit answers new tunnels with INSUFFICIENT_CREDIT.
- * 0: the allowance alone lets newcomers in; a consumer that spent it must
- * earn before it spends again.
+ * An exit answers new tunnels with INSUFFICIENT_CREDIT unless the consumer's
+ * balance is above this. 0: the allowance (which takes a proof of work) lets
+ * newcomers in; an identity without one, or a consumer that spent it, must
+ * earn before it spends. A negative limit lets anyone in on that much credit.
  */
 export const DEFAULT_CREDIT_LIMIT_MICRO = 0n
 

@@ -7,7 +7,7 @@
  * threshold of bytes carried but not signed, its open tunnels are held
  * (the pump waits on a promise) and new ones are refused with RATE_LIMITED,
  * until a receipt covers the bytes. A consumer whose balance, as this
- * ledger sees it, is below the credit limit gets INSUFFICIENT_CREDIT.
+ * ledger sees it, is not above the credit limit gets INSUFFICIENT_CREDIT.
  */
 
 import { lpStream } from '@libp2p/utils'
@@ -38,7 +38,7 @@ export interface ExitSessionsInit {
   pricePerGbMicro: bigint
   /** @default 4 MiB */
   unsignedThreshold?: number
-  /** New tunnels are refused below this balance (micro-credits). @default 0 */
+  /** New tunnels are refused unless the balance is above this (micro-credits). @default 0 */
   creditLimitMicro?: bigint
   /** Difficulty a consumer's proof of work must meet for the allowance. */
   powDifficulty: number
@@ -154,10 +154,19 @@ export class ExitSessions implements ExitAccounting {
     if (c != null && c.unsigned > this.threshold) {
       return { status: TunnelStatus.RATE_LIMITED, message: `${c.unsigned} bytes carried but not signed (limit ${this.threshold}): send receipts` }
     }
-    const balance = this.init.ledger.balance(consumer).balanceMicro
+    const b = this.init.ledger.balance(consumer)
     const limit = this.init.creditLimitMicro ?? 0n
-    if (balance < limit) {
-      return { status: TunnelStatus.INSUFFICIENT_CREDIT, message: `balance ${balance} micro-credits is below this exit's limit of ${limit}` }
+    // above the limit, not at it: with the default limit of 0 an identity
+    // that never showed its proof of work (no allowance, nothing earned) has
+    // nothing to pay with, and keys cost nothing to make
+    if (b.balanceMicro <= limit) {
+      const fresh = b.allowanceMicro === 0n && b.earnedMicro === 0n && b.spentMicro === 0n
+      return {
+        status: TunnelStatus.INSUFFICIENT_CREDIT,
+        message: fresh
+          ? `no proof of work on record for this identity, so no allowance: balance 0 is not above this exit's limit of ${limit} micro-credits`
+          : `balance ${b.balanceMicro} micro-credits is not above this exit's limit of ${limit}`
+      }
     }
     if (sessionId !== '') this.session(consumer, this.consumerState(consumer.toString()), sessionId)
     return undefined

@@ -113,7 +113,7 @@ export const configSchema = z.strictObject({
   accounting: z.strictObject({
     /** Meter tunnels, exchange receipts, keep the ledger; off = this node neither pays nor is paid. */
     enabled: z.boolean(),
-    /** As an exit: refuse new tunnels from consumers whose balance (credits) is below this. */
+    /** As an exit: refuse new tunnels from consumers whose balance (credits) is not above this. */
     credit_limit: z.number(),
     /** Starting credits of an identity with a valid proof of work. */
     allowance: nonNegative,

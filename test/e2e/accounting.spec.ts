@@ -21,7 +21,8 @@ describe('accounting end to end: receipts, ledger, gossip, credit at risk', () =
   let observer: SpawnedNode
   let freeloader: SpawnedNode
   let restarted: NodeProcess | undefined
-  const exitConfig = (port: number): string => `[exit]\nallow_private_targets = true\nallowed_ports = [${port}]\n[accounting]\npublish_interval_seconds = 1\n`
+  // credit_limit -1: the freeloader (no proof of work: it keeps no accounting) is let in on credit, to be cut off at the threshold
+  const exitConfig = (port: number): string => `[exit]\nallow_private_targets = true\nallowed_ports = [${port}]\n[accounting]\npublish_interval_seconds = 1\ncredit_limit = -1\n`
 
   beforeAll(async () => {
     target = await startTargetServer(32 * MiB)
