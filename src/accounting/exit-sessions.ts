@@ -30,6 +30,12 @@ const MAX_FRAME = 2048
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
 const CLOSE_TIMEOUT = 5 * second
+/** Sessions a consumer may have at once; an honest one has one per exit at a time. */
+export const MAX_SESSIONS_PER_CONSUMER = 64
+/** How often idle sessions are forgotten (see sweep()). */
+const SWEEP_INTERVAL = minute
+/** Sweeps a session that still owes bytes survives untouched. */
+const UNSETTLED_SWEEPS = 10
 
 export interface ExitSessionsInit {
   ledger: Ledger
@@ -44,6 +50,8 @@ export interface ExitSessionsInit {
   powDifficulty: number
   /** Publish a long session's receipt at most this often. @default 60 s */
   publishIntervalMs?: number
+  /** Forget idle sessions this often. @default 60 s */
+  sweepIntervalMs?: number
   publish?: (r: CountersignedReceipt) => Promise<void>
   now?: () => number
 }
@@ -64,6 +72,10 @@ interface Session {
   lastPublishedAt: number
   /** A publication of the newest receipt, due when the interval since the last one has passed. */
   publishTimer?: NodeJS.Timeout
+  /** Carried, admitted or receipted since the last sweep (a flag, not a clock read per chunk). */
+  touched: boolean
+  /** Sweeps in a row that found it untouched. */
+  idleSweeps: number
 }
 
 interface ConsumerState {
@@ -82,6 +94,7 @@ export class ExitSessions implements ExitAccounting {
   /** How often a consumer's traffic was held for unsigned bytes. */
   holds = 0
   private registrar?: Pick<Registrar, 'handle' | 'unhandle'>
+  private sweeper?: NodeJS.Timeout
 
   constructor (components: ExitSessionsComponents, private init: ExitSessionsInit) {
     this.log = components.logger.forComponent('spareband:accounting:exit')
@@ -104,11 +117,14 @@ export class ExitSessions implements ExitAccounting {
         stream.abort(err)
       })
     }, { runOnLimitedConnection: true, maxInboundStreams: 256 })
+    this.sweeper = setInterval(() => { this.sweep() }, this.init.sweepIntervalMs ?? SWEEP_INTERVAL)
+    this.sweeper.unref()
   }
 
   async stop (): Promise<void> {
     if (!this.running) return
     this.running = false
+    clearInterval(this.sweeper)
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
     // the last receipt of every session goes out before we leave
     await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
@@ -118,6 +134,42 @@ export class ExitSessions implements ExitAccounting {
   /** Where countersigned receipts are published (receipt gossip). */
   setPublisher (publish: (r: CountersignedReceipt) => Promise<void>): void {
     this.init.publish = publish
+  }
+
+  /** Sessions held in memory, across consumers (for `status`). */
+  sessionCount (): number {
+    let n = 0
+    for (const c of this.consumers.values()) n += c.sessions.size
+    return n
+  }
+
+  /**
+   * Forgets sessions nobody uses, so memory stays bounded by what is in use
+   * (sessions are made on admission, before the policy check, and ended
+   * sessions were kept for ever). A session goes after one untouched
+   * interval once its receipts cover what was carried (its newest receipt
+   * published first), or after UNSETTLED_SWEEPS if they never do: the bytes
+   * it owes stay in the consumer's unsigned count, which still holds the
+   * consumer at the threshold. A consumer goes with its last session once it
+   * owes nothing and nothing waits on it.
+   */
+  sweep (): void {
+    for (const [key, c] of this.consumers) {
+      for (const [id, s] of c.sessions) {
+        if (s.touched) {
+          s.touched = false
+          s.idleSweeps = 0
+          continue
+        }
+        s.idleSweeps++
+        const settled = s.carried <= s.signed && s.publishTimer == null
+        if (!settled && s.idleSweeps < UNSETTLED_SWEEPS) continue
+        if (s.last != null && s.last.seq !== s.lastPublishedSeq) void this.publish(s)
+        clearTimeout(s.publishTimer)
+        c.sessions.delete(id)
+      }
+      if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0) this.consumers.delete(key)
+    }
   }
 
   /** Bytes carried but not yet signed, per consumer (for `balance`). */
@@ -139,7 +191,7 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now() }
+      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true, idleSweeps: 0 }
       c.sessions.set(id, s)
     }
     return s
@@ -168,7 +220,13 @@ export class ExitSessions implements ExitAccounting {
           : `balance ${b.balanceMicro} micro-credits is not above this exit's limit of ${limit}`
       }
     }
-    if (sessionId !== '') this.session(consumer, this.consumerState(consumer.toString()), sessionId)
+    if (sessionId !== '') {
+      const state = this.consumerState(consumer.toString())
+      if (!state.sessions.has(sessionId) && state.sessions.size >= MAX_SESSIONS_PER_CONSUMER) {
+        return { status: TunnelStatus.RATE_LIMITED, message: `${state.sessions.size} sessions open at this exit (at most ${MAX_SESSIONS_PER_CONSUMER}): reuse one` }
+      }
+      this.session(consumer, state, sessionId).touched = true
+    }
     return undefined
   }
 
@@ -178,6 +236,7 @@ export class ExitSessions implements ExitAccounting {
       // the consumer counts uploads as it sends them, so its receipts can cover
       // bytes before they get here: those are not unsigned when they arrive
       const s = this.session(consumer, c, sessionId)
+      s.touched = true
       const coveredBefore = Math.min(s.carried, s.signed)
       s.carried += bytes
       c.unsigned += bytes - (Math.min(s.carried, s.signed) - coveredBefore)
@@ -287,6 +346,7 @@ export class ExitSessions implements ExitAccounting {
       const c = this.consumerState(consumer.toString())
       const s = c.sessions.get(r.sessionId!)
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
+      s.touched = true
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
       // checks the consumer's signature first: we must not vouch for a forgery
       const full = verifyAndCountersign(r, this.init.privateKey)
