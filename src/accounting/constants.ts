@@ -73,3 +73,10 @@ export const DEFAULT_RECEIPT_INTERVAL_BYTES = 1 * MiB
 
 /** ...or after this long with traffic, whichever comes first. */
 export const DEFAULT_RECEIPT_INTERVAL_MS = 5 * second
+
+/**
+ * How far ahead of this node's clock a receipt's updated_at may be. Signers
+ * write their own clock; beyond this a receipt is not taken (an exit refuses
+ * it, gossip ignores it), so a made-up date far in the future cannot stand.
+ */
+export const MAX_CLOCK_AHEAD_MS = 60 * 60 * 1000

@@ -17,7 +17,7 @@ import { TunnelStatus } from '../relay/tunnel-protocol.ts'
 import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, verifyAndCountersign } from './receipts.ts'
 import { verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
-import { DEFAULT_UNSIGNED_BYTES_THRESHOLD } from './constants.ts'
+import { DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
 import type { CountersignedReceipt } from './receipts.ts'
@@ -348,6 +348,8 @@ export class ExitSessions implements ExitAccounting {
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
       s.touched = true
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
+      const ahead = Number(r.updatedAt!) - this.now()
+      if (ahead > MAX_CLOCK_AHEAD_MS) throw new Error(`updated_at is ${Math.round(ahead / 1000)} s ahead of this exit's clock`)
       // checks the consumer's signature first: we must not vouch for a forgery
       const full = verifyAndCountersign(r, this.init.privateKey)
       // the ledger has the last word (counters that regress, a session id

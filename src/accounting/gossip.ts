@@ -10,6 +10,7 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { decodeReceipt, encodeReceipt, verifyReceipt } from './receipts.ts'
+import { MAX_CLOCK_AHEAD_MS } from './constants.ts'
 import type { Ledger } from './ledger.ts'
 import type { CountersignedReceipt } from './receipts.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -27,6 +28,8 @@ export interface ReceiptGossipInit {
   topic: string
   ledger: Ledger
   logger: ComponentLogger
+  /** @default Date.now */
+  now?: () => number
 }
 
 export class ReceiptGossip {
@@ -62,6 +65,13 @@ export class ReceiptGossip {
   async validate (data: Uint8Array): Promise<TopicValidatorResult> {
     try {
       const r = decodeReceipt(data)
+      const ahead = Number(r.updatedAt ?? 0n) - (this.init.now ?? Date.now)()
+      if (ahead > MAX_CLOCK_AHEAD_MS) {
+        // a signer's clock, or a made-up date: not taken, but the forwarder's clock may simply be ahead of ours
+        this.log('ignored a gossiped receipt dated %d ms ahead of our clock', ahead)
+        this.stats.ignored++
+        return TopicValidatorResult.Ignore
+      }
       await verifyReceipt(r)
       const result = await this.init.ledger.recordReceipt(r, 'gossip')
       if (result === 'duplicate') {

@@ -142,6 +142,12 @@ const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
       bytes_carried TEXT NOT NULL,
       bytes_used TEXT NOT NULL
     ) STRICT;
+  `),
+  // listings go newest first by when this node got a receipt: updated_at is
+  // whatever the signers wrote, so a far-future one pinned gossip to the top
+  (db) => db.exec(`
+    DROP INDEX receipts_updated_at;
+    CREATE INDEX receipts_received_at ON receipts (received_at);
   `)
 ]
 
@@ -257,8 +263,8 @@ function prepare (db: DatabaseSync): Statements {
     updateReceipt: db.prepare(`UPDATE receipts SET bytes_up = :bytes_up, bytes_down = :bytes_down, seq = :seq, updated_at = :updated_at,
       consumer_sig = :consumer_sig, exit_sig = :exit_sig, cost_micro = :cost_micro, encoded = :encoded, source = :source,
       received_at = :received_at WHERE id = :id`),
-    listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY updated_at DESC, id LIMIT ?`),
-    listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY updated_at DESC, id LIMIT :limit`),
+    listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY received_at DESC, id LIMIT ?`),
+    listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, id LIMIT :limit`),
     count: db.prepare('SELECT count(*) AS n FROM receipts'),
     getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used FROM totals WHERE peer = ?'),
     putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used) VALUES (?, ?, ?, ?, ?)
@@ -275,10 +281,17 @@ function prepare (db: DatabaseSync): Statements {
   return s
 }
 
-function rowToStored (row: Record<string, any>): StoredReceipt {
+/** A stored row as a receipt; a row that no longer decodes is named, with the file, as corruption. */
+function rowToStored (row: Record<string, any>, file: string): StoredReceipt {
+  let receipt: CountersignedReceipt
+  try {
+    receipt = decodeReceipt(row.encoded) as CountersignedReceipt
+  } catch (err: any) {
+    throw new LedgerError(LedgerErrorCode.CORRUPT, `ledger ${file} is damaged: the receipt of row ${row.id} does not decode (${err.message}). ${whatToDo(file)}`, file)
+  }
   return {
     id: row.id,
-    receipt: decodeReceipt(row.encoded) as CountersignedReceipt,
+    receipt,
     source: row.source,
     receivedAt: Number(row.received_at),
     costMicro: BigInt(row.cost_micro)
@@ -501,7 +514,7 @@ export class Ledger {
     const hit = this.recent.get(id)
     if (hit != null) return hit
     const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
-    return row == null ? undefined : rowToStored(row)
+    return row == null ? undefined : rowToStored(row, this.file)
   }
 
   private remember (stored: StoredReceipt): void {
@@ -683,14 +696,14 @@ export class Ledger {
     const rows = query.peer == null
       ? this.statements.listAll.all(limit)
       : this.statements.listByPeer.all({ peer: peerBytes(query.peer), limit })
-    return rows.map(rowToStored)
+    return rows.map(row => rowToStored(row, this.file))
   }
 
   /** The stored receipt of a session, by receiptId(). */
   get (id: string): StoredReceipt | undefined {
     this.flush()
     const row = this.statements.getReceipt.get(id) as Record<string, any> | undefined
-    return row == null ? undefined : rowToStored(row)
+    return row == null ? undefined : rowToStored(row, this.file)
   }
 
   /** Number of sessions stored. */

@@ -78,6 +78,15 @@ describe('receipt gossip validator', () => {
     expect(ledger.receipts().find(r => r.receipt.sessionId === 'c')?.receipt.bytesDown).toBe(1_000n)
   })
 
+  it('ignores a receipt dated more than an hour ahead of its clock, without blaming the sender', async () => {
+    const future = await countersigned(alice, bob, { sessionId: 'future', startedAt: BigInt(Date.now()), updatedAt: BigInt(Date.now() + 2 * 3600_000) })
+    const soon = await countersigned(alice, bob, { sessionId: 'soon', startedAt: BigInt(Date.now()), updatedAt: BigInt(Date.now() + 60_000) })
+    expect(await gossip.validate(encodeReceipt(future))).toBe(TopicValidatorResult.Ignore)
+    expect(held('future')).toBeUndefined()
+    // a clock a minute ahead is within what is taken
+    expect(await gossip.validate(encodeReceipt(soon))).toBe(TopicValidatorResult.Accept)
+  })
+
   it('does not blame the sender when its own ledger fails (closed)', async () => {
     const closedLedger = Ledger.open(join(await tempDir('sb-gossip-closed-'), 'ledger.db'))
     closedLedger.close()

@@ -319,3 +319,58 @@ describe('refusing files that are not our ledger', () => {
     ledger.close()
   })
 })
+
+describe('listing order and damaged rows', () => {
+  it('lists newest received first: a far-future updated_at in gossip does not push own receipts out', async () => {
+    let clock = 1_000
+    const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key), now: () => clock })
+    for (let i = 0; i < 5; i++) await ledger.recordReceipt(await countersigned(bob, carol, { sessionId: `junk-${i}`, startedAt: 1n << 61n, updatedAt: 1n << 62n }), 'gossip')
+    clock = 2_000
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 'mine' }), 'own')
+    const top = ledger.receipts({ limit: 1 })
+    expect(top.map(r => r.receipt.sessionId)).toEqual(['mine'])
+    expect(top[0].source).toBe('own')
+    ledger.close()
+  })
+
+  it('upgrades a ledger of schema 1 in place, receipts kept', async () => {
+    const r = await countersigned(alice, bob, { sessionId: 'old' })
+    let ledger = Ledger.open(file)
+    await ledger.recordReceipt(r, 'own')
+    ledger.close()
+    // back to what schema 1 was: the updated_at index, user_version 1
+    let db = new DatabaseSync(file)
+    db.exec('DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); PRAGMA user_version = 1')
+    db.close()
+    ledger = Ledger.open(file)
+    expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
+    ledger.close()
+    db = new DatabaseSync(file)
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
+    const indexes = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'receipts'").all() as Array<{ name: string }>).map(i => i.name)
+    expect(indexes).toContain('receipts_received_at')
+    expect(indexes).not.toContain('receipts_updated_at')
+    db.close()
+  })
+
+  it('names the file and the row when a stored receipt no longer decodes', async () => {
+    const r = await countersigned(alice, bob, { sessionId: 'damaged' })
+    let ledger = Ledger.open(file)
+    await ledger.recordReceipt(r, 'own')
+    ledger.close()
+    const db = new DatabaseSync(file)
+    // one byte of the stored encoding changed: SQLite's own check cannot see it
+    const { encoded } = db.prepare('SELECT encoded FROM receipts').get() as { encoded: Uint8Array }
+    const bad = Uint8Array.from(encoded)
+    bad[0] ^= 0x08
+    db.prepare('UPDATE receipts SET encoded = ?').run(bad)
+    db.close()
+    ledger = Ledger.open(file)
+    const err = await caught(() => ledger.receipts())
+    expect(err.name).toBe('LedgerError')
+    expect(err.code).toBe(LedgerErrorCode.CORRUPT)
+    expect(err.message).toContain(file)
+    expect(err.message).toContain(receiptId(r))
+    ledger.close()
+  })
+})

@@ -104,7 +104,8 @@ describe('receipt stream against a misbehaving consumer', () => {
     const cases: Array<[string, Uint8Array, RegExp]> = [
       ['signed by another key', await receipt('known', MiB, 1n, keys[2]), /signature|BAD_CONSUMER/i],
       ['for a session the exit never carried', await receipt('never-carried', MiB, 1n), /unknown session/],
-      ['at another price', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), pricePerGb: 1n, consumerSig: undefined }, keys[1])), /price/]
+      ['at another price', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), pricePerGb: 1n, consumerSig: undefined }, keys[1])), /price/],
+      ['dated two hours ahead', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), updatedAt: BigInt(Date.now() + 2 * 3600_000), consumerSig: undefined }, keys[1])), /ahead of this exit's clock/]
     ]
     for (const [what, bytes, reason] of cases) {
       await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(bytes) }))
