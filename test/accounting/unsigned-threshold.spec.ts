@@ -77,11 +77,12 @@ describe('unsigned threshold with many tunnels', () => {
     await waitFor(() => sockets.size === TUNNELS, { what: `${TUNNELS} tunnels open at the server` })
     // all at once: every tunnel starts streaming
     for (const s of streams) s.send(new TextEncoder().encode('go'))
-    // until nothing more arrives for a second
+    await waitFor(() => received > MiB, { what: 'data to flow' })
+    // then until nothing more arrives for two seconds
     let last = -1
     while (received !== last) {
       last = received
-      await new Promise(resolve => setTimeout(resolve, 1000))
+      await new Promise(resolve => setTimeout(resolve, 2000))
     }
     // the tunnel responses are a few bytes; what a held tunnel may still send is its frame remainder
     expect(received).toBeGreaterThan(THRESHOLD - MiB)
