@@ -12,7 +12,9 @@
  * Parsing is strict on purpose (lower-case hex, canonical decimals and peer
  * ids, no unknown JSON keys, canonical CSV quoting): any single altered byte
  * of a field, counter or signature makes the file fail, instead of being
- * read as an equivalent spelling.
+ * read as an equivalent spelling. What editors and transfers do to a text
+ * file as a whole is accepted: CRLF line endings (on every line of a CSV)
+ * and a leading byte order mark.
  */
 
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -40,7 +42,7 @@ export interface ExportTotals {
 
 export type VerifyExportResult =
   | { ok: true, format: ExportFormat, entries: number, totals: ExportTotals, receipts: CountersignedReceipt[] }
-  /** index: the first bad entry, 1-based; 0 for the file as a whole (header, version, totals, truncated). */
+  /** index: the first bad entry, 1-based; 0 for the file as a whole (empty, not an export, header, version, totals, truncated). */
   | { ok: false, index: number, sessionId?: string, reason: string }
 
 /** The fields of one entry, all as strings, in file order. */
@@ -53,6 +55,7 @@ const CSV_HEADER = 'session_id,consumer,exit,bytes_up,bytes_down,seq,started_at,
 const CSV_TOTALS_LABEL = /^totals: (0|[1-9][0-9]*) entries in (0|[1-9][0-9]*) sessions$/
 /** Columns the CSV totals row fills; the others stay empty. */
 const CSV_TOTALS_FIELDS = new Set<Field>(['sessionId', 'bytesUp', 'bytesDown', 'costMicro'])
+const BYTE_ORDER_MARK = '\ufeff'
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/
 const SIGNATURE_HEX = /^[0-9a-f]{128}$/
@@ -237,8 +240,11 @@ function csvTotals (line: string): z.infer<typeof totalsSchema> {
 }
 
 function parseCsv (text: string): ParsedExport {
-  const lines = text.split('\n')
+  // a file whose every line ends in CRLF (a Windows checkout, a mail client) is the same file
+  const crlf = text.includes('\r\n')
+  const lines = text.split(crlf ? '\r\n' : '\n')
   if (lines.at(-1) === '') lines.pop()
+  if (crlf && lines.some(line => line.includes('\n'))) throw new ExportFormatError(0, 'mixed line endings: some lines end in CRLF, others in LF')
   if (lines[0] !== CSV_HEADER) throw new ExportFormatError(0, 'not a spareband receipt export (unknown CSV header)')
   const rows = lines.slice(1)
   // first the end of the file: a cut file should say so, not fail on its last, partial, row
@@ -265,12 +271,20 @@ function firstIssue (error: z.ZodError): string {
   return `${issue.path.join('.') || 'document'}: ${issue.message}`
 }
 
-function parseJson (text: string): ParsedExport {
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (err: any) {
-    throw new ExportFormatError(0, `not JSON: ${err.message}`)
+function jsonKind (doc: unknown): string {
+  if (doc === null) return 'JSON null'
+  return `a JSON ${Array.isArray(doc) ? 'array' : typeof doc}`
+}
+
+function parseJson (doc: unknown): ParsedExport {
+  if (doc == null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ExportFormatError(0, `not a spareband receipt export: the file is ${jsonKind(doc)}, not an object with "version", "receipts" and "totals"`)
+  }
+  if (!('version' in doc) || !('receipts' in doc)) {
+    throw new ExportFormatError(0, 'not a spareband receipt export: a JSON object without "version" and "receipts"')
+  }
+  if (doc.version !== EXPORT_VERSION) {
+    throw new ExportFormatError(0, `export version ${JSON.stringify(doc.version)} is not one this spareband reads (${EXPORT_VERSION})`)
   }
   const file = fileSchema.safeParse(doc)
   if (!file.success) throw new ExportFormatError(0, `not a version ${EXPORT_VERSION} receipt export: ${firstIssue(file.error)}`)
@@ -280,6 +294,28 @@ function parseJson (text: string): ParsedExport {
     return entry.data
   })
   return { format: 'json', entries, totals: file.data.totals }
+}
+
+/**
+ * Tells the formats apart by parsing: a file that is JSON is read as a JSON
+ * export, one that opens with the CSV header as a CSV export. Anything else
+ * is a whole-file error that says what the file is not.
+ */
+function parseExport (text: string): ParsedExport {
+  if (text.startsWith(BYTE_ORDER_MARK)) text = text.slice(BYTE_ORDER_MARK.length)
+  if (text.trim() === '') throw new ExportFormatError(0, text === '' ? 'empty file' : 'empty file (white space only)')
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (err: any) {
+    const newline = text.indexOf('\n')
+    const firstLine = (newline === -1 ? text : text.slice(0, newline)).replace(/\r$/, '')
+    if (firstLine === CSV_HEADER) return parseCsv(text)
+    if (/^\s*[[{]/.test(text)) throw new ExportFormatError(0, `not valid JSON (a truncated JSON export?): ${err.message}`)
+    const shown = firstLine.length > 60 ? `${firstLine.slice(0, 60)}...` : firstLine
+    throw new ExportFormatError(0, `not a spareband receipt export: neither JSON nor a CSV with the spareband header (first line: ${JSON.stringify(shown)})`)
+  }
+  return parseJson(doc)
 }
 
 function parseDecimal (entry: Entry, field: Field): bigint {
@@ -380,9 +416,8 @@ function checkDeclaredTotals (format: ExportFormat, declared: unknown, computed:
  * problem of the file as a whole.
  */
 export async function verifyExport (text: string): Promise<VerifyExportResult> {
-  const format: ExportFormat = text.trimStart().startsWith('{') ? 'json' : 'csv'
   try {
-    const parsed = format === 'json' ? parseJson(text) : parseCsv(text)
+    const parsed = parseExport(text)
     const receipts = await checkEntries(parsed.entries)
     const totals = computeTotals(receipts)
     checkDeclaredTotals(parsed.format, parsed.totals, totals)

@@ -1,8 +1,8 @@
 /**
  * Receipt exports: JSON and CSV round trips through verifyExport(),
  * detection of any single altered byte (every byte of the file is flipped
- * in turn, with two masks: one bit, and ASCII case), and of lost, repeated
- * and added entries and of a file cut at any byte.
+ * in turn, with two masks: one bit, and ASCII case), of lost, repeated and
+ * added entries and of a file cut at any byte, and the whole-file messages.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { costMicro } from '../../src/accounting/credits.ts'
@@ -156,6 +156,16 @@ describe('a CSV export declares its totals in a last row', () => {
     const label = await verifyExport(joined([...lines.slice(0, 4), lines[4].replace('2 sessions', '3 sessions')]))
     expect(label.ok ? '' : label.reason).toBe("the totals row's sessions count is 3, the receipts add up to 2")
   })
+
+  it('accepts CRLF line endings on every line, and a byte order mark; not mixed line endings', async () => {
+    const text = exportReceipts(receipts, 'csv')
+    expect(await verifyExport(text.replaceAll('\n', '\r\n'))).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    expect(await verifyExport('\ufeff' + text)).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    const mixed = await verifyExport(text.replace('\n', '\r\n'))
+    expect(mixed).toMatchObject({ ok: false, index: 0 })
+    expect(mixed.ok ? '' : mixed.reason).toContain('mixed line endings')
+    expect(await verifyExport('\ufeff' + exportReceipts(receipts, 'json'))).toMatchObject({ ok: true, format: 'json' })
+  })
 })
 
 describe('a JSON export', () => {
@@ -178,6 +188,25 @@ describe('format errors', () => {
     expect(await verifyExport(JSON.stringify(stray))).toMatchObject({ ok: false, index: 2 })
     expect(await verifyExport('{ not json')).toMatchObject({ ok: false, index: 0 })
     expect(await verifyExport('')).toMatchObject({ ok: false, index: 0 })
+  })
+
+  it('names whole-file problems as such, not as a bad entry', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['', /^empty file$/],
+      [' \n', /^empty file \(white space only\)$/],
+      ['null', /^not a spareband receipt export: the file is JSON null, not an object/],
+      ['[1]', /^not a spareband receipt export: the file is a JSON array/],
+      ['"receipts"', /^not a spareband receipt export: the file is a JSON string/],
+      ['{"a":1}', /^not a spareband receipt export: a JSON object without "version" and "receipts"$/],
+      ['{"version":2,"receipts":[]}', /^export version 2 is not one this spareband reads \(1\)$/],
+      [exportReceipts(receipts, 'json').slice(0, 200), /^not valid JSON \(a truncated JSON export\?\)/],
+      ['hello, world\n', /^not a spareband receipt export: neither JSON nor a CSV with the spareband header \(first line: "hello, world"\)$/]
+    ]
+    for (const [text, reason] of cases) {
+      const result = await verifyExport(text)
+      expect(result, JSON.stringify(text.slice(0, 40))).toMatchObject({ ok: false, index: 0 })
+      expect(result.ok ? '' : result.reason, JSON.stringify(text.slice(0, 40))).toMatch(reason)
+    }
   })
 
   it('rejects upper-case hex in signatures, which would otherwise decode to the same bytes', async () => {

@@ -56,6 +56,8 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
         return
       }
       if (opts.json === true) printJson(result)
+      // index 0: the file as a whole (empty, not an export, cut short, totals); no entry to blame
+      else if (result.index === 0) process.stderr.write(`${file}: ${result.reason}\n`)
       else process.stderr.write(`${file}: entry ${result.index}${result.sessionId != null ? ` (session ${result.sessionId})` : ''} is bad: ${result.reason}\n`)
       process.exitCode = 1
     })
