@@ -7,22 +7,18 @@
 
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { Ledger } from '../accounting/ledger.ts'
 import { ExitSessions } from '../accounting/exit-sessions.ts'
 import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
-import { exportReceipts } from '../accounting/export.ts'
 import { formatCredits, solvePowInWorker } from '../accounting/credits.ts'
 import { openStream } from './open-stream.ts'
-import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { MiB, second } from '../constants.ts'
-import { HttpError } from './control-api.ts'
+import { receiptsReport } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { RoutingPart } from './routing-part.ts'
-import type { StoredReceipt } from '../accounting/ledger.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { IncomingMessage } from 'node:http'
 
@@ -58,25 +54,6 @@ export interface AccountingPart extends NodePart {
   core: AccountingCore
   consumer: ConsumerSessions
   gossip: ReceiptGossip
-}
-
-function receiptRow (s: StoredReceipt): Record<string, unknown> {
-  const r = s.receipt
-  return {
-    id: s.id,
-    sessionId: r.sessionId,
-    consumer: ed25519PeerFromBytes(r.consumer, 'consumer').toString(),
-    exit: ed25519PeerFromBytes(r.exit, 'exit').toString(),
-    bytesUp: r.bytesUp,
-    bytesDown: r.bytesDown,
-    seq: r.seq,
-    startedAt: Number(r.startedAt),
-    updatedAt: Number(r.updatedAt),
-    pricePerGb: formatCredits(r.pricePerGb),
-    cost: formatCredits(s.costMicro),
-    source: s.source,
-    receivedAt: s.receivedAt
-  }
 }
 
 export function accountingPart (node: SparebandNode, core: AccountingCore | undefined): AccountingPart | undefined {
@@ -152,20 +129,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       balance: { get: () => balance() },
       receipts: {
         get: (req: IncomingMessage) => {
-          const url = new URL(req.url ?? '/', 'http://localhost')
-          const limit = Number(url.searchParams.get('limit') ?? '1000')
-          const peerText = url.searchParams.get('peer')
-          let peer
-          try {
-            peer = peerText == null ? undefined : peerIdFromString(peerText)
-          } catch {
-            throw new HttpError(400, `"${peerText}" is not a peer id`)
-          }
-          const format = url.searchParams.get('export')
-          const rows = ledger.receipts({ peer, limit: Number.isFinite(limit) && limit > 0 ? limit : 1000 })
-          if (format == null) return rows.map(receiptRow)
-          if (format !== 'csv' && format !== 'json') throw new HttpError(400, `export format "${format}" is not csv or json`)
-          return { format, text: exportReceipts(rows.map(r => r.receipt), format) }
+          const params = new URL(req.url ?? '/', 'http://localhost').searchParams
+          return receiptsReport(ledger, { limit: params.get('limit'), peer: params.get('peer'), export: params.get('export') })
         }
       }
     }

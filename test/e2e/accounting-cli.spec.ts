@@ -1,14 +1,49 @@
 /**
  * The accounting commands as a user runs them, with real processes and real
- * files: `spareband verify` on whole exports and on damaged ones.
+ * files: `spareband verify` on whole exports and on damaged ones, and
+ * `spareband receipts` against a running node whose ledger holds more
+ * receipts than a listing shows.
  */
-import { describe, it, expect, beforeAll } from 'vitest'
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { exportReceipts } from '../../src/accounting/export.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { createIdentity } from '../../src/node/identity.ts'
+import { callApi } from '../../src/cli/api-client.ts'
 import { countersigned, parties } from '../accounting/fixtures.ts'
-import { runCli, tempDir } from '../utils/cli.ts'
+import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
+import type { Party } from '../accounting/fixtures.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
+
+const LOCAL = ['--network', 'local', '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0']
+
+const procs: NodeProcess[] = []
+afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
+
+/**
+ * A data directory with an identity and a ledger.db holding `count`
+ * countersigned sessions in which this node was the exit, written as a
+ * node would (Ledger.open with the node's peer id).
+ */
+async function dataDirWithLedger (count: number): Promise<{ dataDir: string, self: Party }> {
+  const dataDir = await tempDir('sb-acct-cli-')
+  const identity = await createIdentity(dataDir)
+  const self: Party = { key: identity.privateKey, bytes: identity.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>, id: identity.peerId.toString() }
+  const [consumer] = await parties(1)
+  const ledger = Ledger.open(join(dataDir, 'ledger.db'), { selfPeerId: identity.peerId })
+  try {
+    for (let i = 0; i < count; i++) {
+      await ledger.recordReceipt(await countersigned(consumer, self, { sessionId: `s-${i}`, bytesDown: 1_000_000n + BigInt(i), updatedAt: 1_700_000_005_000n + BigInt(i) }), 'own')
+    }
+  } finally {
+    ledger.close()
+  }
+  return { dataDir, self }
+}
+
+/** Data rows of a CSV export: without the header and the totals row. */
+const csvRows = (text: string): string[] => text.trimEnd().split('\n').slice(1, -1)
 
 let receipts: CountersignedReceipt[]
 
@@ -67,6 +102,66 @@ describe('spareband verify', () => {
       expect(r.code, name).toBe(1)
       expect(r.stderr, name).toContain(`${r.file}: ${message}`)
       expect(r.stderr, name).not.toContain('entry 0')
+    }
+  })
+})
+
+describe('spareband receipts, against a running node', () => {
+  // one more than a listing shows by default (DEFAULT_RECEIPT_LIST_LIMIT)
+  const COUNT = 1001
+  let dataDir: string
+
+  beforeAll(async () => {
+    ({ dataDir } = await dataDirWithLedger(COUNT))
+    const node = new NodeProcess(dataDir, LOCAL)
+    procs.push(node)
+    await node.ready()
+  })
+
+  it('--export holds every receipt, not the newest 1000; --limit caps it when given', async () => {
+    const dir = await tempDir('sb-acct-export-')
+    for (const format of ['csv', 'json'] as const) {
+      const all = await runCli(['receipts', '--export', format, '--data-dir', dataDir])
+      expect(all.code, all.stderr).toBe(0)
+      const file = join(dir, `all.${format}`)
+      await writeFile(file, all.stdout)
+      const verified = await runCli(['verify', '--json', file])
+      expect(verified.code, verified.stdout).toBe(0)
+      expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, entries: COUNT, totals: { entries: COUNT, sessions: COUNT } })
+      if (format === 'csv') expect(csvRows(all.stdout)).toHaveLength(COUNT)
+      else expect(JSON.parse(all.stdout).receipts).toHaveLength(COUNT)
+    }
+    const five = await runCli(['receipts', '--export', 'csv', '--limit', '5', '--data-dir', dataDir])
+    expect(csvRows(five.stdout)).toHaveLength(5)
+    // newest first
+    expect(csvRows(five.stdout)[0]).toMatch(new RegExp(`^s-${COUNT - 1},`))
+  })
+
+  it('the listing shows the newest 1000 by default and says there may be more', async () => {
+    expect(await runCliJson(['receipts', '--json', '--data-dir', dataDir])).toHaveLength(1000)
+    expect(await runCliJson(['receipts', '--json', '--limit', '1001', '--data-dir', dataDir])).toHaveLength(COUNT)
+    const table = await runCli(['receipts', '--data-dir', dataDir])
+    expect(table.stdout).toContain('1000 receipt(s), the newest; there may be more')
+    const small = await runCli(['receipts', '--limit', '2000', '--data-dir', dataDir])
+    expect(small.stdout.trimEnd().split('\n').at(-1)).toBe(`${COUNT} receipt(s)`)
+  })
+
+  it('a bad --limit is a usage error (exit 2) before anything is asked of the node', async () => {
+    for (const limit of ['abc', '0', '-3', '1.5', '1e30']) {
+      for (const args of [['receipts'], ['receipts', '--export', 'csv']]) {
+        const r = await runCli([...args, '--limit', limit, '--data-dir', dataDir])
+        expect(r.code, `${args.join(' ')} --limit ${limit}`).toBe(2)
+        expect(r.stderr).toContain(`"${limit}" is not a positive integer`)
+        expect(r.stdout).toBe('')
+      }
+    }
+  })
+
+  it('the API answers a bad limit with 400 and a clear message, not 500 or a silent default', async () => {
+    for (const limit of ['1.5', '1e30', 'abc', '0', '-3']) {
+      for (const exp of ['', '&export=csv']) {
+        await expect(callApi(dataDir, `/v1/receipts?limit=${encodeURIComponent(limit)}${exp}`)).rejects.toThrow(`/v1/receipts?limit=${encodeURIComponent(limit)}${exp}: 400 limit "${limit}" is not a positive integer`)
+      }
     }
   })
 })

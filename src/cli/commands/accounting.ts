@@ -1,8 +1,19 @@
 import { readFile } from 'node:fs/promises'
+import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
 import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import { UsageError } from '../errors.ts'
+import { DEFAULT_RECEIPT_LIST_LIMIT, parseReceiptLimit } from '../../node/accounting-report.ts'
 import type { Command } from 'commander'
+
+/** commander's parser for --limit: a bad value is a usage error (exit 2), never a silent default. */
+function parseLimitArg (value: string): number {
+  try {
+    return parseReceiptLimit(value)
+  } catch (err: any) {
+    throw new InvalidArgumentError(`${err.message}.`)
+  }
+}
 
 export function registerAccounting (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('balance')
@@ -17,22 +28,28 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
   program.command('receipts')
     .description('list the countersigned receipts in the ledger, or export them')
     .option('--json', 'print JSON')
-    .option('--limit <n>', 'at most this many, newest first', '1000')
+    .option('--limit <n>', `at most this many, newest first (default: ${DEFAULT_RECEIPT_LIST_LIMIT} for the listing, all for --export)`, parseLimitArg)
     .option('--export <format>', 'write an export that "spareband verify" checks offline: csv or json')
     .action(async (opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
+      const limit: number | undefined = opts.limit
+      const query = new URLSearchParams()
+      // no limit: the node's default, which for an export is every receipt
+      if (limit != null) query.set('limit', String(limit))
       if (opts.export != null) {
         if (opts.export !== 'csv' && opts.export !== 'json') throw new UsageError(`--export "${opts.export}" is not csv or json`)
-        const r = await callApi(dataDir, `/v1/receipts?export=${opts.export}&limit=${encodeURIComponent(opts.limit)}`)
+        query.set('export', opts.export)
+        const r = await callApi(dataDir, `/v1/receipts?${query}`)
         process.stdout.write(r.text)
         return
       }
-      const rows = await callApi<any[]>(dataDir, `/v1/receipts?limit=${encodeURIComponent(opts.limit)}`)
+      const rows = await callApi<any[]>(dataDir, `/v1/receipts?${query}`)
       if (opts.json === true) printJson(rows)
       else {
         process.stdout.write(formatTable(['SESSION', 'CONSUMER', 'EXIT', 'UP', 'DOWN', 'SEQ', 'COST', 'SOURCE'],
           rows.map(r => [r.sessionId, r.consumer.slice(-8), r.exit.slice(-8), r.bytesUp, r.bytesDown, r.seq, r.cost, r.source])))
-        process.stdout.write(`${rows.length} receipt(s)\n`)
+        const capped = rows.length === (limit ?? DEFAULT_RECEIPT_LIST_LIMIT)
+        process.stdout.write(`${rows.length} receipt(s)${capped ? `, the newest; there may be more (--limit N shows N, --export all)` : ''}\n`)
       }
     })
 
