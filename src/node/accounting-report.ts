@@ -1,7 +1,8 @@
 /**
- * The answers of the `receipts` API route (and of `spareband receipts`),
- * built from a ledger. Kept apart from accounting-part.ts, which wires
- * libp2p, so the CLI can load it cheaply.
+ * The answers of the `balance` and `receipts` API routes, built from a
+ * ledger: by the running node, and by the CLI from ledger.db when no node
+ * runs (offline-ledger.ts), so both print the same. Kept apart from
+ * accounting-part.ts, which wires libp2p, so the CLI can load it cheaply.
  */
 
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -10,8 +11,56 @@ import { formatCredits } from '../accounting/credits.ts'
 import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { HttpError } from './control-api.ts'
 import type { ExportFormat } from '../accounting/export.ts'
-import type { Ledger, StoredReceipt } from '../accounting/ledger.ts'
+import type { Ledger, LedgerInit, StoredReceipt } from '../accounting/ledger.ts'
+import type { SparebandConfig } from './config.ts'
 import type { PeerId } from '@libp2p/interface'
+
+/** The ledger's file in the data directory. */
+export const LEDGER_FILE = 'ledger.db'
+
+/** Credits as configured (a number) to micro-credits, as the ledger counts them. */
+export const creditsToMicro = (credits: number): bigint => BigInt(Math.round(credits * 1e6))
+
+/** The ledger settings that come from `[accounting]`: the node and the CLI open ledger.db with the same ones. */
+export function ledgerSettings (a: SparebandConfig['accounting']): Pick<LedgerInit, 'allowanceMicro' | 'powDifficulty'> {
+  return { allowanceMicro: creditsToMicro(a.allowance), powDifficulty: a.pow_difficulty }
+}
+
+/**
+ * What only a running node knows: bytes carried (as an exit) or used (as a
+ * consumer) that no receipt covers yet, and consumers held for them.
+ */
+export interface PendingBytes {
+  carriedUnsignedBytes: number
+  usedUnsignedBytes: number
+  holds: number
+}
+
+export interface BalanceReportInit {
+  /** `accounting.pow_difficulty`: what the proof of work is shown against when there is none. */
+  powDifficulty: number
+  /** This node's proof of work, if it has one. */
+  pow: { difficulty: number } | undefined
+  /** null when no node runs: unknown, not zero. */
+  pending: PendingBytes | null
+}
+
+/** `GET /v1/balance` (and `spareband balance`): this node's position in its ledger. */
+export function balanceReport (ledger: Ledger, init: BalanceReportInit): Record<string, unknown> {
+  const b = ledger.balance()
+  return {
+    earned: formatCredits(b.earnedMicro),
+    spent: formatCredits(b.spentMicro),
+    allowance: formatCredits(b.allowanceMicro),
+    balance: formatCredits(b.balanceMicro),
+    // decimal strings: status() must survive JSON.stringify in embedding apps
+    bytesCarried: b.bytesCarried.toString(),
+    bytesUsed: b.bytesUsed.toString(),
+    pending: init.pending,
+    proofOfWork: init.pow == null ? { solved: false, difficulty: init.powDifficulty } : { solved: true, difficulty: init.pow.difficulty },
+    receipts: ledger.size
+  }
+}
 
 /**
  * How many receipts a listing shows when no limit is given: a table of a

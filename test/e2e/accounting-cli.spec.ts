@@ -1,18 +1,19 @@
 /**
  * The accounting commands as a user runs them, with real processes and real
- * files: `spareband verify` on whole exports and on damaged ones, and
+ * files: `spareband verify` on whole exports and on damaged ones,
  * `spareband receipts` against a running node whose ledger holds more
- * receipts than a listing shows.
+ * receipts than a listing shows, and `balance` / `receipts` reading
+ * ledger.db when no node runs.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { writeFile } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { exportReceipts } from '../../src/accounting/export.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { createIdentity } from '../../src/node/identity.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { countersigned, parties } from '../accounting/fixtures.ts'
-import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
+import { NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import type { Party } from '../accounting/fixtures.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
 
@@ -163,5 +164,96 @@ describe('spareband receipts, against a running node', () => {
         await expect(callApi(dataDir, `/v1/receipts?limit=${encodeURIComponent(limit)}${exp}`)).rejects.toThrow(`/v1/receipts?limit=${encodeURIComponent(limit)}${exp}: 400 limit "${limit}" is not a positive integer`)
       }
     }
+  })
+})
+
+describe('balance and receipts when no node runs: read from ledger.db', () => {
+  // the difficulty NodeProcess starts nodes with: the allowance is judged against it
+  const env = { SPAREBAND_POW_DIFFICULTY: '8' }
+  let dataDir: string
+
+  beforeAll(async () => {
+    ({ dataDir } = await dataDirWithLedger(3))
+  })
+
+  /** What each command prints, with its exit code; nothing on stdout when it fails. */
+  async function outputs (): Promise<Record<string, { code: number | null, stdout: string, stderr: string }>> {
+    const run = async (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> => runCli([...args, '--data-dir', dataDir], { env })
+    return {
+      balance: await run(['balance', '--json']),
+      balanceText: await run(['balance']),
+      receipts: await run(['receipts', '--json']),
+      receiptsText: await run(['receipts']),
+      csv: await run(['receipts', '--export', 'csv']),
+      json: await run(['receipts', '--export', 'json'])
+    }
+  }
+
+  it('prints what the running node printed, but for pending, which is unknown; and says it read the file', async () => {
+    const node = new NodeProcess(dataDir, LOCAL)
+    procs.push(node)
+    await node.ready()
+    // the node solves its proof of work once, then records it in the ledger
+    await waitFor(async () => (await runCliJson(['balance', '--json', '--data-dir', dataDir])).proofOfWork.solved, { what: 'the proof of work' })
+    const online = await outputs()
+    expect((await node.stop()).code).toBe(0)
+    const ledgerBefore = await readFile(join(dataDir, 'ledger.db'))
+    const offline = await outputs()
+
+    for (const [name, r] of Object.entries(offline)) {
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0)
+      expect(r.stderr, name).toBe(`spareband: no node is running for ${dataDir}: read ${join(dataDir, 'ledger.db')} directly\n`)
+      expect(online[name].stderr, name).toBe('')
+    }
+    for (const name of ['receipts', 'receiptsText', 'csv', 'json']) expect(offline[name].stdout, name).toBe(online[name].stdout)
+    const onlineBalance = JSON.parse(online.balance.stdout)
+    const offlineBalance = JSON.parse(offline.balance.stdout)
+    expect(onlineBalance.pending).toEqual({ carriedUnsignedBytes: 0, usedUnsignedBytes: 0, holds: 0 })
+    expect(offlineBalance).toEqual({ ...onlineBalance, pending: null })
+    expect(Number(offlineBalance.earned)).toBeGreaterThan(0)
+    expect(offlineBalance.receipts).toBe(3)
+    // the readable form: the same lines, pending says it is unknown instead of 0
+    // (the key column is as wide as the longest key, which differs)
+    const lines = (text: string): string[] => text.trimEnd().split('\n').map(l => l.replace(/\s+/, ' '))
+    expect(lines(offline.balanceText.stdout).filter(l => !l.startsWith('pending'))).toEqual(lines(online.balanceText.stdout).filter(l => !l.startsWith('pending')))
+    expect(lines(online.balanceText.stdout).filter(l => l.startsWith('pending'))).toHaveLength(3)
+    expect(lines(offline.balanceText.stdout).filter(l => l.startsWith('pending'))).toEqual([expect.stringMatching(/^pending unknown: no node is running/)])
+    const file = join(await tempDir('sb-offline-'), 'r.csv')
+    await writeFile(file, offline.csv.stdout)
+    expect((await runCli(['verify', file])).code).toBe(0)
+    // read-only: the ledger is as the node left it
+    expect(await readFile(join(dataDir, 'ledger.db'))).toEqual(ledgerBefore)
+  })
+
+  it('reads the ledger of a node that was killed, whose api.json no one answers', async () => {
+    const node = new NodeProcess(dataDir, LOCAL)
+    procs.push(node)
+    await node.ready()
+    const online = await runCliJson(['receipts', '--json', '--data-dir', dataDir])
+    await node.kill() // SIGKILL: api.json stays behind
+    expect((await stat(join(dataDir, 'api.json'))).isFile()).toBe(true)
+    const r = await runCli(['receipts', '--json', '--data-dir', dataDir], { env })
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual(online)
+    expect(r.stderr).toContain('no node is running')
+    const b = await runCli(['balance', '--json', '--data-dir', dataDir], { env })
+    expect(JSON.parse(b.stdout)).toMatchObject({ pending: null, receipts: 3 })
+  })
+
+  it('with no ledger either, or one that is not a ledger, fails with one clear line', async () => {
+    const empty = await tempDir('sb-no-ledger-')
+    await runCliJson(['init', '--data-dir', empty, '--json'])
+    for (const args of [['balance'], ['receipts'], ['receipts', '--export', 'csv']]) {
+      const r = await runCli([...args, '--data-dir', empty])
+      expect(r.code, args.join(' ')).toBe(1)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toBe(`spareband: no node is running for ${empty}, and it has no ledger (${join(empty, 'ledger.db')}) to read instead; a node makes one when it first starts: "spareband start --data-dir ${empty}"\n`)
+    }
+    await writeFile(join(empty, 'ledger.db'), 'not a database\n')
+    const r = await runCli(['balance', '--data-dir', empty])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^spareband: .*ledger\.db is not an SQLite database, so not a spareband ledger\./)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+    expect(await readFile(join(empty, 'ledger.db'), 'utf8')).toBe('not a database\n')
   })
 })
