@@ -85,6 +85,8 @@ export const LedgerErrorCode = {
   WRONG_IDENTITY: 'LEDGER_ERROR_WRONG_IDENTITY',
   /** A proof of work that does not meet the difficulty. */
   INVALID_POW: 'LEDGER_ERROR_INVALID_POW',
+  /** Opened read-only, but the file must be written first: it is empty, or of an older schema. */
+  READ_ONLY: 'LEDGER_ERROR_READ_ONLY',
   /** Used after close(). */
   CLOSED: 'LEDGER_ERROR_CLOSED',
   /** The file could not be opened or written (permissions, disk full). */

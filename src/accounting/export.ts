@@ -4,10 +4,17 @@
  * someone who trusts no node: every entry carries both signatures, and the
  * verifier re-checks them, the per-session monotonicity and the totals.
  *
+ * Both formats declare their totals, so a file that lost entries fails: JSON
+ * in its `totals` object, CSV in a last row in the same columns (see
+ * csvTotalsLine). Signatures alone cannot catch a dropped entry: each
+ * remaining one still verifies.
+ *
  * Parsing is strict on purpose (lower-case hex, canonical decimals and peer
  * ids, no unknown JSON keys, canonical CSV quoting): any single altered byte
  * of a field, counter or signature makes the file fail, instead of being
- * read as an equivalent spelling.
+ * read as an equivalent spelling. What editors and transfers do to a text
+ * file as a whole is accepted: CRLF line endings (on every line of a CSV)
+ * and a leading byte order mark.
  */
 
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -35,7 +42,7 @@ export interface ExportTotals {
 
 export type VerifyExportResult =
   | { ok: true, format: ExportFormat, entries: number, totals: ExportTotals, receipts: CountersignedReceipt[] }
-  /** index: the first bad entry, 1-based; 0 for the file as a whole (header, version, totals). */
+  /** index: the first bad entry, 1-based; 0 for the file as a whole (empty, not an export, header, version, totals, truncated). */
   | { ok: false, index: number, sessionId?: string, reason: string }
 
 /** The fields of one entry, all as strings, in file order. */
@@ -44,6 +51,11 @@ type Field = typeof FIELDS[number]
 type Entry = Record<Field, string>
 
 const CSV_HEADER = 'session_id,consumer,exit,bytes_up,bytes_down,seq,started_at,updated_at,price_per_gb,cost_micro,consumer_sig,exit_sig'
+/** The session_id cell of the CSV totals row. */
+const CSV_TOTALS_LABEL = /^totals: (0|[1-9][0-9]*) entries in (0|[1-9][0-9]*) sessions$/
+/** Columns the CSV totals row fills; the others stay empty. */
+const CSV_TOTALS_FIELDS = new Set<Field>(['sessionId', 'bytesUp', 'bytesDown', 'costMicro'])
+const BYTE_ORDER_MARK = '\ufeff'
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/
 const SIGNATURE_HEX = /^[0-9a-f]{128}$/
@@ -115,6 +127,24 @@ function csvLine (entry: Entry): string {
 }
 
 /**
+ * The last row of a CSV export: the JSON totals in the same columns, so the
+ * file stays one table a spreadsheet opens, with the sums under the columns
+ * they sum and the counts in the first cell:
+ * `totals: 3 entries in 2 sessions,,,<bytes_up>,<bytes_down>,,,,,<cost_micro>,,`.
+ * A last row rather than two more columns on every row (index, count): an
+ * export of no receipts then still differs from one cut after its header.
+ * No receipt row looks like it: a receipt's consumer and exit are never empty.
+ */
+function csvTotalsLine (t: ExportTotals): string {
+  const entry = Object.fromEntries(FIELDS.map(f => [f, ''])) as Entry
+  entry.sessionId = `totals: ${t.entries} entries in ${t.sessions} sessions`
+  entry.bytesUp = t.bytesUp.toString()
+  entry.bytesDown = t.bytesDown.toString()
+  entry.costMicro = t.costMicro.toString()
+  return csvLine(entry)
+}
+
+/**
  * Countersigned receipts as a JSON or CSV document. Receipts of one session
  * must come in increasing seq order (the ledger stores one per session).
  * Throws ReceiptError for a receipt with a missing field.
@@ -122,8 +152,8 @@ function csvLine (entry: Entry): string {
 export function exportReceipts (receipts: Iterable<Receipt>, format: ExportFormat): string {
   const list = [...receipts]
   const entries = list.map(toEntry)
-  if (format === 'csv') return [CSV_HEADER, ...entries.map(csvLine)].join('\n') + '\n'
   const totals = computeTotals(list as CountersignedReceipt[])
+  if (format === 'csv') return [CSV_HEADER, ...entries.map(csvLine), csvTotalsLine(totals)].join('\n') + '\n'
   return JSON.stringify({ version: EXPORT_VERSION, receipts: entries, totals: totalsToJson(totals) }, null, 2) + '\n'
 }
 
@@ -171,18 +201,69 @@ function splitCsvLine (line: string, index: number): string[] {
   }
 }
 
-function parseCsv (text: string): Entry[] {
-  const lines = text.split('\n')
+/** What a file declares besides its entries, checked against them by checkDeclaredTotals(). */
+interface ParsedExport {
+  format: ExportFormat
+  entries: Entry[]
+  totals: unknown
+}
+
+/** One CSV line as an entry, the header's fields by name; `index` names it in errors. */
+function csvEntry (line: string, index: number): Entry {
+  const values = splitCsvLine(line, index)
+  if (values.length !== FIELDS.length) throw new ExportFormatError(index, `${values.length} fields, expected ${FIELDS.length}`)
+  const entry = Object.fromEntries(FIELDS.map((f, k) => [f, values[k]])) as Entry
+  // one spelling per value: re-quoting must give back the line
+  if (csvLine(entry) !== line) throw new ExportFormatError(index, 'line is not in canonical CSV form', entry.sessionId)
+  return entry
+}
+
+/** A receipt row always names its consumer and exit; the totals row never does. */
+function isTotalsRow (entry: Entry): boolean {
+  return entry.consumer === '' && entry.exit === ''
+}
+
+/** The totals a CSV totals row declares, in the shape of the JSON `totals`. */
+function csvTotals (line: string): z.infer<typeof totalsSchema> {
+  const entry = csvEntry(line, 0)
+  const label = CSV_TOTALS_LABEL.exec(entry.sessionId)
+  if (label == null) throw new ExportFormatError(0, `totals row: the first cell is "${entry.sessionId}", not "totals: N entries in M sessions"`)
+  for (const f of FIELDS) {
+    if (f === 'sessionId') continue
+    if (CSV_TOTALS_FIELDS.has(f)) {
+      if (!DECIMAL.test(entry[f])) throw new ExportFormatError(0, `totals row: ${csvColumn(f)} "${entry[f]}" is not a canonical decimal`)
+    } else if (f !== 'consumer' && f !== 'exit' && entry[f] !== '') {
+      throw new ExportFormatError(0, `totals row: ${csvColumn(f)} must be empty`)
+    }
+  }
+  return { entries: Number(label[1]), sessions: Number(label[2]), bytesUp: entry.bytesUp, bytesDown: entry.bytesDown, costMicro: entry.costMicro }
+}
+
+function parseCsv (text: string): ParsedExport {
+  // a file whose every line ends in CRLF (a Windows checkout, a mail client) is the same file
+  const crlf = text.includes('\r\n')
+  const lines = text.split(crlf ? '\r\n' : '\n')
   if (lines.at(-1) === '') lines.pop()
+  if (crlf && lines.some(line => line.includes('\n'))) throw new ExportFormatError(0, 'mixed line endings: some lines end in CRLF, others in LF')
   if (lines[0] !== CSV_HEADER) throw new ExportFormatError(0, 'not a spareband receipt export (unknown CSV header)')
-  return lines.slice(1).map((line, i) => {
-    const values = splitCsvLine(line, i + 1)
-    if (values.length !== FIELDS.length) throw new ExportFormatError(i + 1, `${values.length} fields, expected ${FIELDS.length}`)
-    const entry = Object.fromEntries(FIELDS.map((f, k) => [f, values[k]])) as Entry
-    // one spelling per value: re-quoting must give back the line
-    if (csvLine(entry) !== line) throw new ExportFormatError(i + 1, 'line is not in canonical CSV form', entry.sessionId)
+  const rows = lines.slice(1)
+  // first the end of the file: a cut file should say so, not fail on its last, partial, row
+  let last: Entry | undefined
+  try {
+    last = rows.length === 0 ? undefined : csvEntry(rows[rows.length - 1], rows.length)
+  } catch {}
+  if (last == null || !isTotalsRow(last)) {
+    throw new ExportFormatError(0, rows.length === 0
+      ? 'no rows, not even the totals row: the file is truncated after its header'
+      : 'no totals row at the end: the file is truncated, or is a CSV export of an older spareband, which wrote none (export it again)')
+  }
+  const totals = csvTotals(rows[rows.length - 1])
+  const entries = rows.slice(0, -1).map((line, i) => {
+    const entry = csvEntry(line, i + 1)
+    if (isTotalsRow(entry)) throw new ExportFormatError(i + 1, 'a totals row before the last row: rows were added after it, or files joined')
     return entry
   })
+  return { format: 'csv', entries, totals }
 }
 
 function firstIssue (error: z.ZodError): string {
@@ -190,12 +271,20 @@ function firstIssue (error: z.ZodError): string {
   return `${issue.path.join('.') || 'document'}: ${issue.message}`
 }
 
-function parseJson (text: string): { entries: Entry[], totals: unknown } {
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (err: any) {
-    throw new ExportFormatError(0, `not JSON: ${err.message}`)
+function jsonKind (doc: unknown): string {
+  if (doc === null) return 'JSON null'
+  return `a JSON ${Array.isArray(doc) ? 'array' : typeof doc}`
+}
+
+function parseJson (doc: unknown): ParsedExport {
+  if (doc == null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ExportFormatError(0, `not a spareband receipt export: the file is ${jsonKind(doc)}, not an object with "version", "receipts" and "totals"`)
+  }
+  if (!('version' in doc) || !('receipts' in doc)) {
+    throw new ExportFormatError(0, 'not a spareband receipt export: a JSON object without "version" and "receipts"')
+  }
+  if (doc.version !== EXPORT_VERSION) {
+    throw new ExportFormatError(0, `export version ${JSON.stringify(doc.version)} is not one this spareband reads (${EXPORT_VERSION})`)
   }
   const file = fileSchema.safeParse(doc)
   if (!file.success) throw new ExportFormatError(0, `not a version ${EXPORT_VERSION} receipt export: ${firstIssue(file.error)}`)
@@ -204,7 +293,29 @@ function parseJson (text: string): { entries: Entry[], totals: unknown } {
     if (!entry.success) throw new ExportFormatError(i + 1, firstIssue(entry.error), (raw as any)?.sessionId)
     return entry.data
   })
-  return { entries, totals: file.data.totals }
+  return { format: 'json', entries, totals: file.data.totals }
+}
+
+/**
+ * Tells the formats apart by parsing: a file that is JSON is read as a JSON
+ * export, one that opens with the CSV header as a CSV export. Anything else
+ * is a whole-file error that says what the file is not.
+ */
+function parseExport (text: string): ParsedExport {
+  if (text.startsWith(BYTE_ORDER_MARK)) text = text.slice(BYTE_ORDER_MARK.length)
+  if (text.trim() === '') throw new ExportFormatError(0, text === '' ? 'empty file' : 'empty file (white space only)')
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (err: any) {
+    const newline = text.indexOf('\n')
+    const firstLine = (newline === -1 ? text : text.slice(0, newline)).replace(/\r$/, '')
+    if (firstLine === CSV_HEADER) return parseCsv(text)
+    if (/^\s*[[{]/.test(text)) throw new ExportFormatError(0, `not valid JSON (a truncated JSON export?): ${err.message}`)
+    const shown = firstLine.length > 60 ? `${firstLine.slice(0, 60)}...` : firstLine
+    throw new ExportFormatError(0, `not a spareband receipt export: neither JSON nor a CSV with the spareband header (first line: ${JSON.stringify(shown)})`)
+  }
+  return parseJson(doc)
 }
 
 function parseDecimal (entry: Entry, field: Field): bigint {
@@ -270,30 +381,47 @@ async function checkEntries (entries: Entry[]): Promise<CountersignedReceipt[]> 
   return receipts
 }
 
-function checkDeclaredTotals (declared: unknown, computed: ExportTotals): void {
+const CSV_COLUMNS = Object.fromEntries(CSV_HEADER.split(',').map((name, k) => [FIELDS[k], name])) as Record<Field, string>
+
+function csvColumn (field: Field): string {
+  return CSV_COLUMNS[field]
+}
+
+/** How a file names each total, in messages: `totals.bytesUp` in JSON, the totals row's `bytes_up` in CSV. */
+function totalName (format: ExportFormat, key: keyof ExportTotals): string {
+  if (format === 'json') return `totals.${key}`
+  return key === 'entries' || key === 'sessions' ? `the totals row's ${key} count` : `the totals row's ${csvColumn(key)}`
+}
+
+function checkDeclaredTotals (format: ExportFormat, declared: unknown, computed: ExportTotals): void {
   const parsed = totalsSchema.safeParse(declared)
   if (!parsed.success) throw new ExportFormatError(0, `totals: ${firstIssue(parsed.error)}`)
   const expected = totalsToJson(computed)
   for (const key of Object.keys(expected) as Array<keyof typeof expected>) {
-    if (parsed.data[key] !== expected[key]) {
-      throw new ExportFormatError(0, `totals.${key} is ${parsed.data[key]}, the receipts add up to ${expected[key]}`)
+    const value = parsed.data[key]
+    if (value === expected[key]) continue
+    if (key === 'entries') {
+      const what = `${format === 'csv' ? 'rows' : 'entries'} were ${(value as number) > expected.entries ? 'dropped' : 'added'}`
+      const declaredText = format === 'csv' ? `the totals row counts ${value} entries` : `totals.entries is ${value}`
+      throw new ExportFormatError(0, `${declaredText}, the file holds ${expected.entries}: ${what}`)
     }
+    throw new ExportFormatError(0, `${totalName(format, key)} is ${value}, the receipts add up to ${expected[key]}`)
   }
 }
 
 /**
  * Checks an export made by exportReceipts(): format, every signature,
- * monotonic counters per session and (JSON) the declared totals. Never
- * throws on bad input; the result names the first bad entry.
+ * monotonic counters per session and the declared totals. Never throws on
+ * bad input; the result names the first bad entry, or index 0 for a
+ * problem of the file as a whole.
  */
 export async function verifyExport (text: string): Promise<VerifyExportResult> {
-  const format: ExportFormat = text.trimStart().startsWith('{') ? 'json' : 'csv'
   try {
-    const parsed = format === 'json' ? parseJson(text) : { entries: parseCsv(text), totals: undefined }
+    const parsed = parseExport(text)
     const receipts = await checkEntries(parsed.entries)
     const totals = computeTotals(receipts)
-    if (format === 'json') checkDeclaredTotals(parsed.totals, totals)
-    return { ok: true, format, entries: receipts.length, totals, receipts }
+    checkDeclaredTotals(parsed.format, parsed.totals, totals)
+    return { ok: true, format: parsed.format, entries: receipts.length, totals, receipts }
   } catch (err: any) {
     if (err instanceof ExportFormatError) {
       return { ok: false, index: err.index, ...(err.sessionId != null ? { sessionId: String(err.sessionId) } : {}), reason: err.message }

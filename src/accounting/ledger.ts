@@ -57,6 +57,15 @@ export interface LedgerInit {
    * @default 100
    */
   deferMs?: number
+  /**
+   * Open an existing, current ledger for reading only (the CLI, when no node
+   * runs): nothing is created, migrated or bound to `selfPeerId` (a file
+   * bound to another identity is still refused), and writes fail. SQLite
+   * may leave the (empty) `-wal` and `-shm` files it reads through.
+   *
+   * @default false
+   */
+  readOnly?: boolean
 }
 
 export interface StoredReceipt {
@@ -361,13 +370,14 @@ export class Ledger {
    */
   static open (file: string, init: LedgerInit = {}): Ledger {
     const memory = file === ':memory:'
+    const readOnly = init.readOnly === true
     if (!memory) {
       checkHeader(file)
-      mkdirSync(dirname(file), { recursive: true })
+      if (!readOnly) mkdirSync(dirname(file), { recursive: true })
     }
     let db: DatabaseSync
     try {
-      db = new DatabaseSync(file)
+      db = new DatabaseSync(file, { readOnly })
     } catch (err) {
       throw sqliteFailure(file, err, 'open')
     }
@@ -377,12 +387,19 @@ export class Ledger {
       db.exec('PRAGMA busy_timeout = 5000')
       quickCheck(db, file)
       const version = identify(db, file)
-      // only now that the file is known to be ours (or empty) do we write to it
-      if (!memory) db.exec('PRAGMA journal_mode = WAL')
-      db.exec('PRAGMA synchronous = NORMAL')
-      migrate(db, version)
+      if (readOnly) {
+        if (version < LEDGER_SCHEMA_VERSION) {
+          const state = version === 0 ? 'is empty' : `has schema version ${version}, older than this spareband's (${LEDGER_SCHEMA_VERSION})`
+          throw new LedgerError(LedgerErrorCode.READ_ONLY, `ledger ${file} ${state} and was opened read-only: start the node once to ${version === 0 ? 'set it up' : 'upgrade it'}`, file)
+        }
+      } else {
+        // only now that the file is known to be ours (or empty) do we write to it
+        if (!memory) db.exec('PRAGMA journal_mode = WAL')
+        db.exec('PRAGMA synchronous = NORMAL')
+        migrate(db, version)
+      }
       const ledger = new Ledger(db, file, init)
-      if (!memory) ledger.checkpointer = new WalCheckpointer(db, file)
+      if (!memory && !readOnly) ledger.checkpointer = new WalCheckpointer(db, file)
       return ledger
     } catch (err) {
       db.close()
@@ -400,14 +417,16 @@ export class Ledger {
     this.now = init.now ?? Date.now
     this.deferMs = init.deferMs ?? DEFAULT_DEFER_MS
     this.prepared = prepare(db)
-    if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId)
+    if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId, init.readOnly === true)
   }
 
   /** A ledger holds one identity's spending: opening it as another peer is a data-dir mix-up. */
-  private bindIdentity (peer: PeerId): void {
+  private bindIdentity (peer: PeerId, readOnly: boolean): void {
     const id = peer.toString()
     const row = this.db.prepare("SELECT value FROM meta WHERE key = 'self'").get() as { value: string } | undefined
     if (row == null) {
+      // read-only: checked, not bound; the node binds it when it opens the file
+      if (readOnly) return
       this.db.prepare("INSERT INTO meta (key, value) VALUES ('self', ?)").run(id)
     } else if (row.value !== id) {
       // open() closes the file on its way out

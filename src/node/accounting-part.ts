@@ -7,28 +7,22 @@
 
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { Ledger } from '../accounting/ledger.ts'
 import { ExitSessions } from '../accounting/exit-sessions.ts'
 import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
-import { exportReceipts } from '../accounting/export.ts'
-import { formatCredits, solvePowInWorker } from '../accounting/credits.ts'
+import { solvePowInWorker } from '../accounting/credits.ts'
 import { openStream } from './open-stream.ts'
-import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { MiB, second } from '../constants.ts'
-import { HttpError } from './control-api.ts'
+import { LEDGER_FILE, balanceReport, creditsToMicro, ledgerSettings, receiptsReport } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { RoutingPart } from './routing-part.ts'
-import type { StoredReceipt } from '../accounting/ledger.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { IncomingMessage } from 'node:http'
 
-export const LEDGER_FILE = 'ledger.db'
-
-const micro = (credits: number): bigint => BigInt(Math.round(credits * 1e6))
+export { LEDGER_FILE }
 
 /** What exists before libp2p does. */
 export interface AccountingCore {
@@ -39,14 +33,14 @@ export interface AccountingCore {
 export function openAccounting (config: SparebandConfig, dataDir: string, identity: Identity): AccountingCore | undefined {
   const a = config.accounting
   if (!a.enabled) return undefined
-  const ledger = Ledger.open(join(dataDir, LEDGER_FILE), { selfPeerId: identity.peerId, allowanceMicro: micro(a.allowance), powDifficulty: a.pow_difficulty })
+  const ledger = Ledger.open(join(dataDir, LEDGER_FILE), { selfPeerId: identity.peerId, ...ledgerSettings(a) })
   const exitSessions = config.exit.enabled
     ? new ExitSessions({ logger: defaultLogger() }, {
       ledger,
       privateKey: identity.privateKey,
-      pricePerGbMicro: micro(config.exit.price_per_gb),
+      pricePerGbMicro: creditsToMicro(config.exit.price_per_gb),
       unsignedThreshold: a.unsigned_threshold_mb * MiB,
-      creditLimitMicro: micro(a.credit_limit),
+      creditLimitMicro: creditsToMicro(a.credit_limit),
       powDifficulty: a.pow_difficulty,
       publishIntervalMs: a.publish_interval_seconds * second
     })
@@ -58,25 +52,6 @@ export interface AccountingPart extends NodePart {
   core: AccountingCore
   consumer: ConsumerSessions
   gossip: ReceiptGossip
-}
-
-function receiptRow (s: StoredReceipt): Record<string, unknown> {
-  const r = s.receipt
-  return {
-    id: s.id,
-    sessionId: r.sessionId,
-    consumer: ed25519PeerFromBytes(r.consumer, 'consumer').toString(),
-    exit: ed25519PeerFromBytes(r.exit, 'exit').toString(),
-    bytesUp: r.bytesUp,
-    bytesDown: r.bytesDown,
-    seq: r.seq,
-    startedAt: Number(r.startedAt),
-    updatedAt: Number(r.updatedAt),
-    pricePerGb: formatCredits(r.pricePerGb),
-    cost: formatCredits(s.costMicro),
-    source: s.source,
-    receivedAt: s.receivedAt
-  }
 }
 
 export function accountingPart (node: SparebandNode, core: AccountingCore | undefined): AccountingPart | undefined {
@@ -106,21 +81,11 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
-  const balance = (): Record<string, unknown> => {
-    const b = ledger.balance()
-    return {
-      earned: formatCredits(b.earnedMicro),
-      spent: formatCredits(b.spentMicro),
-      allowance: formatCredits(b.allowanceMicro),
-      balance: formatCredits(b.balanceMicro),
-      // decimal strings: status() must survive JSON.stringify in embedding apps
-      bytesCarried: b.bytesCarried.toString(),
-      bytesUsed: b.bytesUsed.toString(),
-      pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0 },
-      proofOfWork: pow == null ? { solved: false, difficulty: a.pow_difficulty } : { solved: true, difficulty: pow.difficulty },
-      receipts: ledger.size
-    }
-  }
+  const balance = (): Record<string, unknown> => balanceReport(ledger, {
+    powDifficulty: a.pow_difficulty,
+    pow,
+    pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0 }
+  })
   return {
     name: 'accounting',
     core,
@@ -152,20 +117,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       balance: { get: () => balance() },
       receipts: {
         get: (req: IncomingMessage) => {
-          const url = new URL(req.url ?? '/', 'http://localhost')
-          const limit = Number(url.searchParams.get('limit') ?? '1000')
-          const peerText = url.searchParams.get('peer')
-          let peer
-          try {
-            peer = peerText == null ? undefined : peerIdFromString(peerText)
-          } catch {
-            throw new HttpError(400, `"${peerText}" is not a peer id`)
-          }
-          const format = url.searchParams.get('export')
-          const rows = ledger.receipts({ peer, limit: Number.isFinite(limit) && limit > 0 ? limit : 1000 })
-          if (format == null) return rows.map(receiptRow)
-          if (format !== 'csv' && format !== 'json') throw new HttpError(400, `export format "${format}" is not csv or json`)
-          return { format, text: exportReceipts(rows.map(r => r.receipt), format) }
+          const params = new URL(req.url ?? '/', 'http://localhost').searchParams
+          return receiptsReport(ledger, { limit: params.get('limit'), peer: params.get('peer'), export: params.get('export') })
         }
       }
     }

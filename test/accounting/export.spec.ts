@@ -1,7 +1,8 @@
 /**
- * Receipt exports: JSON and CSV round trips through verifyExport(), and
+ * Receipt exports: JSON and CSV round trips through verifyExport(),
  * detection of any single altered byte (every byte of the file is flipped
- * in turn, with two masks: one bit, and ASCII case).
+ * in turn, with two masks: one bit, and ASCII case), of lost, repeated and
+ * added entries and of a file cut at any byte, and the whole-file messages.
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { costMicro } from '../../src/accounting/credits.ts'
@@ -76,6 +77,105 @@ describe.each(['json', 'csv'] as const)('%s export', format => {
   it('accepts an empty export', async () => {
     expect(await verifyExport(exportReceipts([], format))).toMatchObject({ ok: true, entries: 0 })
   })
+
+  it('rejects the file cut at any byte', async () => {
+    for (const list of [receipts, []]) {
+      const text = exportReceipts(list, format)
+      // all but the final newline: cutting that loses nothing
+      for (let end = 0; end < text.length - 1; end++) {
+        const result = await verifyExport(text.slice(0, end))
+        expect(result.ok, `cut at ${end} of ${text.length}: ${JSON.stringify(text.slice(Math.max(0, end - 20), end))}`).toBe(false)
+      }
+      expect(await verifyExport(text.slice(0, -1))).toMatchObject({ ok: true })
+    }
+  })
+})
+
+/** A CSV export's lines, without the empty string after the final newline. */
+const csvLines = (list: CountersignedReceipt[]): string[] => exportReceipts(list, 'csv').split('\n').slice(0, -1)
+const joined = (lines: string[]): string => lines.join('\n') + '\n'
+
+describe('a CSV export declares its totals in a last row', () => {
+  it('is one table: the header, a row per receipt, a totals row in the same columns', () => {
+    const lines = csvLines(receipts)
+    expect(lines).toHaveLength(5)
+    const [, s1, s2] = receipts
+    const cells = lines[4].split(',')
+    expect(cells).toHaveLength(lines[0].split(',').length)
+    expect(cells[0]).toBe('totals: 3 entries in 2 sessions')
+    expect(cells[3]).toBe(String(s1.bytesUp + s2.bytesUp))
+    expect(cells[4]).toBe(String(s1.bytesDown + s2.bytesDown))
+    expect(cells[9]).toBe(String(costMicro(s1.bytesUp + s1.bytesDown, s1.pricePerGb) + costMicro(s2.bytesUp + s2.bytesDown, s2.pricePerGb)))
+    expect(exportReceipts([], 'csv').split('\n')[1]).toBe('totals: 0 entries in 0 sessions,,,0,0,,,,,0,,')
+  })
+
+  it('fails when a row is dropped, whichever it is', async () => {
+    const lines = csvLines(receipts)
+    for (const row of [1, 2, 3]) {
+      const result = await verifyExport(joined(lines.filter((_, i) => i !== row)))
+      expect(result, `row ${row} dropped`).toMatchObject({ ok: false, index: 0 })
+      expect(result.ok ? '' : result.reason).toMatch(/^the totals row counts 3 entries, the file holds 2: rows were dropped$/)
+    }
+  })
+
+  it('fails when only the header is left, naming the truncation', async () => {
+    const result = await verifyExport(csvLines(receipts)[0] + '\n')
+    expect(result).toMatchObject({ ok: false, index: 0 })
+    expect(result.ok ? '' : result.reason).toContain('truncated after its header')
+  })
+
+  it('fails when the totals row is missing, as in a file cut after a whole row or an export of an older spareband', async () => {
+    const result = await verifyExport(joined(csvLines(receipts).slice(0, -1)))
+    expect(result).toMatchObject({ ok: false, index: 0 })
+    expect(result.ok ? '' : result.reason).toMatch(/no totals row at the end: the file is truncated, or is a CSV export of an older spareband/)
+  })
+
+  it('fails when a row is repeated, naming the repeat', async () => {
+    const lines = csvLines(receipts)
+    const result = await verifyExport(joined([...lines.slice(0, 4), lines[3], lines[4]]))
+    expect(result).toMatchObject({ ok: false, index: 4, sessionId: receipts[2].sessionId })
+    expect(result.ok ? '' : result.reason).toContain('repeats an earlier entry')
+  })
+
+  it('fails when rows follow the totals row, or the totals row is repeated', async () => {
+    const lines = csvLines(receipts)
+    const other = csvLines([receipts[2]])
+    const joinedFiles = await verifyExport(joined([...lines, ...other.slice(1)]))
+    expect(joinedFiles).toMatchObject({ ok: false, index: 4 })
+    expect(joinedFiles.ok ? '' : joinedFiles.reason).toContain('a totals row before the last row')
+    expect(await verifyExport(joined([...lines, lines[4]]))).toMatchObject({ ok: false, index: 4 })
+  })
+
+  it('fails when the totals row is edited, naming the total', async () => {
+    const lines = csvLines(receipts)
+    const cells = lines[4].split(',')
+    cells[4] = String(BigInt(cells[4]) - 1n)
+    const result = await verifyExport(joined([...lines.slice(0, 4), cells.join(',')]))
+    expect(result).toMatchObject({ ok: false, index: 0 })
+    expect(result.ok ? '' : result.reason).toMatch(/^the totals row's bytes_down is \d+, the receipts add up to \d+$/)
+    const label = await verifyExport(joined([...lines.slice(0, 4), lines[4].replace('2 sessions', '3 sessions')]))
+    expect(label.ok ? '' : label.reason).toBe("the totals row's sessions count is 3, the receipts add up to 2")
+  })
+
+  it('accepts CRLF line endings on every line, and a byte order mark; not mixed line endings', async () => {
+    const text = exportReceipts(receipts, 'csv')
+    expect(await verifyExport(text.replaceAll('\n', '\r\n'))).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    expect(await verifyExport('\ufeff' + text)).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    const mixed = await verifyExport(text.replace('\n', '\r\n'))
+    expect(mixed).toMatchObject({ ok: false, index: 0 })
+    expect(mixed.ok ? '' : mixed.reason).toContain('mixed line endings')
+    expect(await verifyExport('\ufeff' + exportReceipts(receipts, 'json'))).toMatchObject({ ok: true, format: 'json' })
+  })
+})
+
+describe('a JSON export', () => {
+  it('fails when an entry is dropped, naming the totals', async () => {
+    const doc = JSON.parse(exportReceipts(receipts, 'json'))
+    doc.receipts.splice(1, 1)
+    const result = await verifyExport(JSON.stringify(doc))
+    expect(result).toMatchObject({ ok: false, index: 0 })
+    expect(result.ok ? '' : result.reason).toBe('totals.entries is 3, the file holds 2: entries were dropped')
+  })
 })
 
 describe('format errors', () => {
@@ -90,9 +190,28 @@ describe('format errors', () => {
     expect(await verifyExport('')).toMatchObject({ ok: false, index: 0 })
   })
 
+  it('names whole-file problems as such, not as a bad entry', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['', /^empty file$/],
+      [' \n', /^empty file \(white space only\)$/],
+      ['null', /^not a spareband receipt export: the file is JSON null, not an object/],
+      ['[1]', /^not a spareband receipt export: the file is a JSON array/],
+      ['"receipts"', /^not a spareband receipt export: the file is a JSON string/],
+      ['{"a":1}', /^not a spareband receipt export: a JSON object without "version" and "receipts"$/],
+      ['{"version":2,"receipts":[]}', /^export version 2 is not one this spareband reads \(1\)$/],
+      [exportReceipts(receipts, 'json').slice(0, 200), /^not valid JSON \(a truncated JSON export\?\)/],
+      ['hello, world\n', /^not a spareband receipt export: neither JSON nor a CSV with the spareband header \(first line: "hello, world"\)$/]
+    ]
+    for (const [text, reason] of cases) {
+      const result = await verifyExport(text)
+      expect(result, JSON.stringify(text.slice(0, 40))).toMatchObject({ ok: false, index: 0 })
+      expect(result.ok ? '' : result.reason, JSON.stringify(text.slice(0, 40))).toMatch(reason)
+    }
+  })
+
   it('rejects upper-case hex in signatures, which would otherwise decode to the same bytes', async () => {
     const csv = exportReceipts(receipts.slice(0, 1), 'csv')
-    const sig = csv.trimEnd().split(',').at(-1)!
+    const sig = csv.split('\n')[1].split(',').at(-1)!
     expect(await verifyExport(csv.replace(sig, sig.toUpperCase()))).toMatchObject({ ok: false, index: 1 })
   })
 })

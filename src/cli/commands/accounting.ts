@@ -1,38 +1,93 @@
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
+import { resolveCliConfig } from '../config-from-flags.ts'
 import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import { UsageError } from '../errors.ts'
+import { NodeNotRunningError } from '../../errors.ts'
+import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, parseReceiptLimit } from '../../node/accounting-report.ts'
+import type { OfflineAccounting } from '../../node/offline-ledger.ts'
 import type { Command } from 'commander'
+
+/** What `balance` shows for `pending` when it reads the ledger without a node. */
+const PENDING_UNKNOWN = 'unknown: no node is running, and only a running node knows the bytes no receipt covers yet'
+
+/**
+ * Asks the node running on the data directory; when none does (no api.json,
+ * or it does not answer), reads its ledger.db directly, read-only, with the
+ * settings the node would use (config.toml, environment), and says so on
+ * stderr. `running` tells the caller which answered.
+ */
+async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string, offline: (a: OfflineAccounting) => unknown): Promise<{ value: T, running: boolean }> {
+  try {
+    return { value: await callApi<T>(dataDir, path), running: true }
+  } catch (err) {
+    if (!(err instanceof NodeNotRunningError)) throw err
+  }
+  // loaded only here: node:sqlite and the ledger are not needed while a node answers
+  const { openOfflineAccounting } = await import('../../node/offline-ledger.ts')
+  const accounting = await openOfflineAccounting(dataDir, resolveCliConfig(cmd, dataDir).config)
+  if (accounting == null) {
+    throw new NodeNotRunningError(`no node is running for ${dataDir}, and it has no ledger (${join(dataDir, LEDGER_FILE)}) to read instead; a node makes one when it first starts: "spareband start --data-dir ${dataDir}"`)
+  }
+  try {
+    const value = offline(accounting) as T
+    process.stderr.write(`spareband: no node is running for ${dataDir}: read ${accounting.file} directly\n`)
+    return { value, running: false }
+  } finally {
+    accounting.close()
+  }
+}
+
+/** commander's parser for --limit: a bad value is a usage error (exit 2), never a silent default. */
+function parseLimitArg (value: string): number {
+  try {
+    return parseReceiptLimit(value)
+  } catch (err: any) {
+    throw new InvalidArgumentError(`${err.message}.`)
+  }
+}
 
 export function registerAccounting (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('balance')
-    .description('credits earned as an exit, spent as a consumer, the allowance and what is still unsigned')
+    .description('credits earned as an exit, spent as a consumer, the allowance and what is still unsigned (from ledger.db when no node runs)')
     .option('--json', 'print JSON')
     .action(async (opts, cmd: Command) => {
-      const b = await callApi(dataDirOf(cmd), '/v1/balance')
+      const { value: b, running } = await fromNodeOrLedger<Record<string, unknown>>(cmd, dataDirOf(cmd), '/v1/balance', a => a.balance())
+      // JSON: pending is null when no node runs (unknown, not 0)
       if (opts.json === true) printJson(b)
-      else process.stdout.write(formatKeyValues(b))
+      else process.stdout.write(formatKeyValues(running ? b : { ...b, pending: PENDING_UNKNOWN }))
     })
 
   program.command('receipts')
-    .description('list the countersigned receipts in the ledger, or export them')
+    .description('list the countersigned receipts in the ledger, or export them (from ledger.db when no node runs)')
     .option('--json', 'print JSON')
-    .option('--limit <n>', 'at most this many, newest first', '1000')
+    .option('--limit <n>', `at most this many, newest first (default: ${DEFAULT_RECEIPT_LIST_LIMIT} for the listing, all for --export)`, parseLimitArg)
     .option('--export <format>', 'write an export that "spareband verify" checks offline: csv or json')
     .action(async (opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
+      const limit: number | undefined = opts.limit
+      const query = new URLSearchParams()
+      // no limit: the node's default, which for an export is every receipt
+      if (limit != null) query.set('limit', String(limit))
       if (opts.export != null) {
         if (opts.export !== 'csv' && opts.export !== 'json') throw new UsageError(`--export "${opts.export}" is not csv or json`)
-        const r = await callApi(dataDir, `/v1/receipts?export=${opts.export}&limit=${encodeURIComponent(opts.limit)}`)
-        process.stdout.write(r.text)
+        query.set('export', opts.export)
+      }
+      const { value } = await fromNodeOrLedger<any>(cmd, dataDir, `/v1/receipts?${query}`, a => a.receipts(Object.fromEntries(query)))
+      if (opts.export != null) {
+        process.stdout.write(value.text)
         return
       }
-      const rows = await callApi<any[]>(dataDir, `/v1/receipts?limit=${encodeURIComponent(opts.limit)}`)
+      // bigints when read offline, decimal strings from the API: printJson and formatTable print both alike
+      const rows: any[] = value
       if (opts.json === true) printJson(rows)
       else {
         process.stdout.write(formatTable(['SESSION', 'CONSUMER', 'EXIT', 'UP', 'DOWN', 'SEQ', 'COST', 'SOURCE'],
           rows.map(r => [r.sessionId, r.consumer.slice(-8), r.exit.slice(-8), r.bytesUp, r.bytesDown, r.seq, r.cost, r.source])))
-        process.stdout.write(`${rows.length} receipt(s)\n`)
+        const capped = rows.length === (limit ?? DEFAULT_RECEIPT_LIST_LIMIT)
+        process.stdout.write(`${rows.length} receipt(s)${capped ? `, the newest; there may be more (--limit N shows N, --export all)` : ''}\n`)
       }
     })
 
@@ -56,6 +111,8 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
         return
       }
       if (opts.json === true) printJson(result)
+      // index 0: the file as a whole (empty, not an export, cut short, totals); no entry to blame
+      else if (result.index === 0) process.stderr.write(`${file}: ${result.reason}\n`)
       else process.stderr.write(`${file}: entry ${result.index}${result.sessionId != null ? ` (session ${result.sessionId})` : ''} is bad: ${result.reason}\n`)
       process.exitCode = 1
     })

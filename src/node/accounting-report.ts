@@ -1,0 +1,139 @@
+/**
+ * The answers of the `balance` and `receipts` API routes, built from a
+ * ledger: by the running node, and by the CLI from ledger.db when no node
+ * runs (offline-ledger.ts), so both print the same. Kept apart from
+ * accounting-part.ts, which wires libp2p, so the CLI can load it cheaply.
+ */
+
+import { peerIdFromString } from '@libp2p/peer-id'
+import { exportReceipts } from '../accounting/export.ts'
+import { formatCredits } from '../accounting/credits.ts'
+import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
+import { HttpError } from './control-api.ts'
+import type { ExportFormat } from '../accounting/export.ts'
+import type { Ledger, LedgerInit, StoredReceipt } from '../accounting/ledger.ts'
+import type { SparebandConfig } from './config.ts'
+import type { PeerId } from '@libp2p/interface'
+
+/** The ledger's file in the data directory. */
+export const LEDGER_FILE = 'ledger.db'
+
+/** Credits as configured (a number) to micro-credits, as the ledger counts them. */
+export const creditsToMicro = (credits: number): bigint => BigInt(Math.round(credits * 1e6))
+
+/** The ledger settings that come from `[accounting]`: the node and the CLI open ledger.db with the same ones. */
+export function ledgerSettings (a: SparebandConfig['accounting']): Pick<LedgerInit, 'allowanceMicro' | 'powDifficulty'> {
+  return { allowanceMicro: creditsToMicro(a.allowance), powDifficulty: a.pow_difficulty }
+}
+
+/**
+ * What only a running node knows: bytes carried (as an exit) or used (as a
+ * consumer) that no receipt covers yet, and consumers held for them.
+ */
+export interface PendingBytes {
+  carriedUnsignedBytes: number
+  usedUnsignedBytes: number
+  holds: number
+}
+
+export interface BalanceReportInit {
+  /** `accounting.pow_difficulty`: what the proof of work is shown against when there is none. */
+  powDifficulty: number
+  /** This node's proof of work, if it has one. */
+  pow: { difficulty: number } | undefined
+  /** null when no node runs: unknown, not zero. */
+  pending: PendingBytes | null
+}
+
+/** `GET /v1/balance` (and `spareband balance`): this node's position in its ledger. */
+export function balanceReport (ledger: Ledger, init: BalanceReportInit): Record<string, unknown> {
+  const b = ledger.balance()
+  return {
+    earned: formatCredits(b.earnedMicro),
+    spent: formatCredits(b.spentMicro),
+    allowance: formatCredits(b.allowanceMicro),
+    balance: formatCredits(b.balanceMicro),
+    // decimal strings: status() must survive JSON.stringify in embedding apps
+    bytesCarried: b.bytesCarried.toString(),
+    bytesUsed: b.bytesUsed.toString(),
+    pending: init.pending,
+    proofOfWork: init.pow == null ? { solved: false, difficulty: init.powDifficulty } : { solved: true, difficulty: init.pow.difficulty },
+    receipts: ledger.size
+  }
+}
+
+/**
+ * How many receipts a listing shows when no limit is given: a table of a
+ * thousand rows is already more than a terminal holds. An export has no
+ * default limit: it is the record, and a capped one would silently drop
+ * receipts.
+ */
+export const DEFAULT_RECEIPT_LIST_LIMIT = 1000
+
+/**
+ * A receipt limit as typed by a user or sent to the API: a positive integer
+ * in plain decimal digits. Throws RangeError naming the value otherwise (so
+ * `1.5`, `1e30`, `0`, `-3` and `abc` are refused, not rounded or replaced by
+ * a default).
+ */
+export function parseReceiptLimit (text: string): number {
+  const digits = /^[0-9]+$/.test(text)
+  const n = Number(text)
+  if (!digits || n < 1) throw new RangeError(`"${text}" is not a positive integer`)
+  if (!Number.isSafeInteger(n)) throw new RangeError(`"${text}" is not a positive integer up to ${Number.MAX_SAFE_INTEGER}`)
+  return n
+}
+
+/** One receipt as the API lists it. */
+export function receiptRow (s: StoredReceipt): Record<string, unknown> {
+  const r = s.receipt
+  return {
+    id: s.id,
+    sessionId: r.sessionId,
+    consumer: ed25519PeerFromBytes(r.consumer, 'consumer').toString(),
+    exit: ed25519PeerFromBytes(r.exit, 'exit').toString(),
+    bytesUp: r.bytesUp,
+    bytesDown: r.bytesDown,
+    seq: r.seq,
+    startedAt: Number(r.startedAt),
+    updatedAt: Number(r.updatedAt),
+    pricePerGb: formatCredits(r.pricePerGb),
+    cost: formatCredits(s.costMicro),
+    source: s.source,
+    receivedAt: s.receivedAt
+  }
+}
+
+/** `GET /v1/receipts` parameters, as strings from the query. */
+export interface ReceiptsQuery {
+  /** At most this many, newest first; default DEFAULT_RECEIPT_LIST_LIMIT for a listing, all for an export. */
+  limit?: string | null
+  /** Only sessions of this peer. */
+  peer?: string | null
+  /** csv or json: an export instead of a listing. */
+  export?: string | null
+}
+
+/**
+ * The listing (rows) or the export (`{ format, text }`) a query asks for.
+ * Throws HttpError 400 for a bad limit, peer or format.
+ */
+export function receiptsReport (ledger: Ledger, query: ReceiptsQuery): Array<Record<string, unknown>> | { format: ExportFormat, text: string } {
+  const format = query.export ?? undefined
+  if (format != null && format !== 'csv' && format !== 'json') throw new HttpError(400, `export format "${format}" is not csv or json`)
+  let limit: number | undefined
+  try {
+    limit = query.limit == null ? (format == null ? DEFAULT_RECEIPT_LIST_LIMIT : undefined) : parseReceiptLimit(query.limit)
+  } catch (err: any) {
+    throw new HttpError(400, `limit ${err.message}`)
+  }
+  let peer: PeerId | undefined
+  try {
+    peer = query.peer == null ? undefined : peerIdFromString(query.peer)
+  } catch {
+    throw new HttpError(400, `"${query.peer}" is not a peer id`)
+  }
+  const rows = ledger.receipts({ peer, limit })
+  if (format == null) return rows.map(receiptRow)
+  return { format, text: exportReceipts(rows.map(r => r.receipt), format) }
+}

@@ -1,0 +1,43 @@
+/**
+ * A stopped node's accounting, for `spareband balance` and `spareband
+ * receipts` when no node runs on the data directory: its ledger.db opened
+ * read-only, with the identity and `[accounting]` settings the node opens
+ * it with, answering what the node's API would (balanceReport,
+ * receiptsReport) but for what only a running node knows: `pending` is
+ * null, unknown rather than zero.
+ */
+
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { Ledger } from '../accounting/ledger.ts'
+import { loadIdentity } from './identity.ts'
+import { LEDGER_FILE, balanceReport, ledgerSettings, receiptsReport } from './accounting-report.ts'
+import type { ReceiptsQuery } from './accounting-report.ts'
+import type { SparebandConfig } from './config.ts'
+
+export interface OfflineAccounting {
+  /** The ledger file read. */
+  file: string
+  balance: () => Record<string, unknown>
+  receipts: (query: ReceiptsQuery) => ReturnType<typeof receiptsReport>
+  close: () => void
+}
+
+/**
+ * Opens the data directory's ledger read-only: undefined when it has none.
+ * Throws IdentityMissingError without identity.key, and LedgerError for a
+ * file that is not a healthy ledger of this identity (as the node would).
+ */
+export async function openOfflineAccounting (dataDir: string, config: SparebandConfig): Promise<OfflineAccounting | undefined> {
+  const file = join(dataDir, LEDGER_FILE)
+  if (!existsSync(file)) return undefined
+  const identity = await loadIdentity(dataDir)
+  const a = config.accounting
+  const ledger = Ledger.open(file, { selfPeerId: identity.peerId, ...ledgerSettings(a), readOnly: true })
+  return {
+    file,
+    balance: () => balanceReport(ledger, { powDifficulty: a.pow_difficulty, pow: ledger.pow(identity.peerId), pending: null }),
+    receipts: query => receiptsReport(ledger, query),
+    close: () => { ledger.close() }
+  }
+}

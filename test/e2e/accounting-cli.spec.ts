@@ -1,0 +1,259 @@
+/**
+ * The accounting commands as a user runs them, with real processes and real
+ * files: `spareband verify` on whole exports and on damaged ones,
+ * `spareband receipts` against a running node whose ledger holds more
+ * receipts than a listing shows, and `balance` / `receipts` reading
+ * ledger.db when no node runs.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { exportReceipts } from '../../src/accounting/export.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { createIdentity } from '../../src/node/identity.ts'
+import { callApi } from '../../src/cli/api-client.ts'
+import { countersigned, parties } from '../accounting/fixtures.ts'
+import { NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+import type { Party } from '../accounting/fixtures.ts'
+import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
+
+const LOCAL = ['--network', 'local', '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0']
+
+const procs: NodeProcess[] = []
+afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
+
+/**
+ * A data directory with an identity and a ledger.db holding `count`
+ * countersigned sessions in which this node was the exit, written as a
+ * node would (Ledger.open with the node's peer id).
+ */
+async function dataDirWithLedger (count: number): Promise<{ dataDir: string, self: Party }> {
+  const dataDir = await tempDir('sb-acct-cli-')
+  const identity = await createIdentity(dataDir)
+  const self: Party = { key: identity.privateKey, bytes: identity.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>, id: identity.peerId.toString() }
+  const [consumer] = await parties(1)
+  const ledger = Ledger.open(join(dataDir, 'ledger.db'), { selfPeerId: identity.peerId })
+  try {
+    for (let i = 0; i < count; i++) {
+      await ledger.recordReceipt(await countersigned(consumer, self, { sessionId: `s-${i}`, bytesDown: 1_000_000n + BigInt(i), updatedAt: 1_700_000_005_000n + BigInt(i) }), 'own')
+    }
+  } finally {
+    ledger.close()
+  }
+  return { dataDir, self }
+}
+
+/** Data rows of a CSV export: without the header and the totals row. */
+const csvRows = (text: string): string[] => text.trimEnd().split('\n').slice(1, -1)
+
+let receipts: CountersignedReceipt[]
+
+beforeAll(async () => {
+  const [alice, bob, carol] = await parties(3)
+  receipts = [
+    await countersigned(alice, bob, { sessionId: 's-1' }),
+    await countersigned(bob, carol, { sessionId: 's-2' }),
+    await countersigned(carol, alice, { sessionId: 's-3' })
+  ]
+})
+
+describe('spareband verify', () => {
+  /** Writes `text` to a file and verifies it with the CLI. */
+  async function verify (name: string, text: string): Promise<{ file: string, code: number | null, stdout: string, stderr: string }> {
+    const file = join(await tempDir('sb-verify-'), name)
+    await writeFile(file, text)
+    return { file, ...await runCli(['verify', file]) }
+  }
+
+  it('passes untouched exports, CSV with CRLF line endings too', async () => {
+    const csv = exportReceipts(receipts, 'csv')
+    for (const [name, text, format] of [['r.csv', csv, 'csv'], ['r.json', exportReceipts(receipts, 'json'), 'json'], ['crlf.csv', csv.replaceAll('\n', '\r\n'), 'csv']]) {
+      const r = await verify(name, text)
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout).toBe(`${r.file}: OK, 3 receipt(s) verified (${format})\n`)
+    }
+  })
+
+  it('fails a CSV with a row dropped, cut short, left with its header only, or with a row repeated, saying which', async () => {
+    const lines = exportReceipts(receipts, 'csv').split('\n')
+    const cases: Array<[string, string, RegExp]> = [
+      ['dropped.csv', [lines[0], lines[1], lines[3], lines[4], ''].join('\n'), /: the totals row counts 3 entries, the file holds 2: rows were dropped\n$/],
+      ['cut.csv', lines.slice(0, 3).join('\n') + '\n' + lines[3].slice(0, 40), /: no totals row at the end: the file is truncated/],
+      ['header.csv', lines[0] + '\n', /: no rows, not even the totals row: the file is truncated after its header\n$/],
+      ['repeated.csv', [lines[0], lines[1], lines[2], lines[2], lines[3], lines[4], ''].join('\n'), /: entry 3 \(session s-2\) is bad: repeats an earlier entry of the session\n$/]
+    ]
+    for (const [name, text, message] of cases) {
+      const r = await verify(name, text)
+      expect(r.code, name).toBe(1)
+      expect(r.stderr, name).toMatch(message)
+      expect(r.stderr.startsWith(r.file)).toBe(true)
+    }
+  })
+
+  it('names whole-file problems as such, not as "entry 0"', async () => {
+    const cases: Array<[string, string, string]> = [
+      ['empty.csv', '', 'empty file'],
+      ['null.json', 'null', 'not a spareband receipt export: the file is JSON null, not an object with "version", "receipts" and "totals"'],
+      ['array.json', '[1]', 'not a spareband receipt export: the file is a JSON array, not an object with "version", "receipts" and "totals"'],
+      ['cut.json', exportReceipts(receipts, 'json').slice(0, 100), 'not valid JSON (a truncated JSON export?)'],
+      ['mixed.csv', exportReceipts(receipts, 'csv').replace('\n', '\r\n'), 'mixed line endings: some lines end in CRLF, others in LF']
+    ]
+    for (const [name, text, message] of cases) {
+      const r = await verify(name, text)
+      expect(r.code, name).toBe(1)
+      expect(r.stderr, name).toContain(`${r.file}: ${message}`)
+      expect(r.stderr, name).not.toContain('entry 0')
+    }
+  })
+})
+
+describe('spareband receipts, against a running node', () => {
+  // one more than a listing shows by default (DEFAULT_RECEIPT_LIST_LIMIT)
+  const COUNT = 1001
+  let dataDir: string
+
+  beforeAll(async () => {
+    ({ dataDir } = await dataDirWithLedger(COUNT))
+    const node = new NodeProcess(dataDir, LOCAL)
+    procs.push(node)
+    await node.ready()
+  })
+
+  it('--export holds every receipt, not the newest 1000; --limit caps it when given', async () => {
+    const dir = await tempDir('sb-acct-export-')
+    for (const format of ['csv', 'json'] as const) {
+      const all = await runCli(['receipts', '--export', format, '--data-dir', dataDir])
+      expect(all.code, all.stderr).toBe(0)
+      const file = join(dir, `all.${format}`)
+      await writeFile(file, all.stdout)
+      const verified = await runCli(['verify', '--json', file])
+      expect(verified.code, verified.stdout).toBe(0)
+      expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, entries: COUNT, totals: { entries: COUNT, sessions: COUNT } })
+      if (format === 'csv') expect(csvRows(all.stdout)).toHaveLength(COUNT)
+      else expect(JSON.parse(all.stdout).receipts).toHaveLength(COUNT)
+    }
+    const five = await runCli(['receipts', '--export', 'csv', '--limit', '5', '--data-dir', dataDir])
+    expect(csvRows(five.stdout)).toHaveLength(5)
+    // newest first
+    expect(csvRows(five.stdout)[0]).toMatch(new RegExp(`^s-${COUNT - 1},`))
+  })
+
+  it('the listing shows the newest 1000 by default and says there may be more', async () => {
+    expect(await runCliJson(['receipts', '--json', '--data-dir', dataDir])).toHaveLength(1000)
+    expect(await runCliJson(['receipts', '--json', '--limit', '1001', '--data-dir', dataDir])).toHaveLength(COUNT)
+    const table = await runCli(['receipts', '--data-dir', dataDir])
+    expect(table.stdout).toContain('1000 receipt(s), the newest; there may be more')
+    const small = await runCli(['receipts', '--limit', '2000', '--data-dir', dataDir])
+    expect(small.stdout.trimEnd().split('\n').at(-1)).toBe(`${COUNT} receipt(s)`)
+  })
+
+  it('a bad --limit is a usage error (exit 2) before anything is asked of the node', async () => {
+    for (const limit of ['abc', '0', '-3', '1.5', '1e30']) {
+      for (const args of [['receipts'], ['receipts', '--export', 'csv']]) {
+        const r = await runCli([...args, '--limit', limit, '--data-dir', dataDir])
+        expect(r.code, `${args.join(' ')} --limit ${limit}`).toBe(2)
+        expect(r.stderr).toContain(`"${limit}" is not a positive integer`)
+        expect(r.stdout).toBe('')
+      }
+    }
+  })
+
+  it('the API answers a bad limit with 400 and a clear message, not 500 or a silent default', async () => {
+    for (const limit of ['1.5', '1e30', 'abc', '0', '-3']) {
+      for (const exp of ['', '&export=csv']) {
+        await expect(callApi(dataDir, `/v1/receipts?limit=${encodeURIComponent(limit)}${exp}`)).rejects.toThrow(`/v1/receipts?limit=${encodeURIComponent(limit)}${exp}: 400 limit "${limit}" is not a positive integer`)
+      }
+    }
+  })
+})
+
+describe('balance and receipts when no node runs: read from ledger.db', () => {
+  // the difficulty NodeProcess starts nodes with: the allowance is judged against it
+  const env = { SPAREBAND_POW_DIFFICULTY: '8' }
+  let dataDir: string
+
+  beforeAll(async () => {
+    ({ dataDir } = await dataDirWithLedger(3))
+  })
+
+  /** What each command prints, with its exit code; nothing on stdout when it fails. */
+  async function outputs (): Promise<Record<string, { code: number | null, stdout: string, stderr: string }>> {
+    const run = async (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> => runCli([...args, '--data-dir', dataDir], { env })
+    return {
+      balance: await run(['balance', '--json']),
+      balanceText: await run(['balance']),
+      receipts: await run(['receipts', '--json']),
+      receiptsText: await run(['receipts']),
+      csv: await run(['receipts', '--export', 'csv']),
+      json: await run(['receipts', '--export', 'json'])
+    }
+  }
+
+  it('prints what the running node printed, but for pending, which is unknown; and says it read the file', async () => {
+    const node = new NodeProcess(dataDir, LOCAL)
+    procs.push(node)
+    await node.ready()
+    // the node solves its proof of work once, then records it in the ledger
+    await waitFor(async () => (await runCliJson(['balance', '--json', '--data-dir', dataDir])).proofOfWork.solved, { what: 'the proof of work' })
+    const online = await outputs()
+    expect((await node.stop()).code).toBe(0)
+    const ledgerBefore = await readFile(join(dataDir, 'ledger.db'))
+    const offline = await outputs()
+
+    for (const [name, r] of Object.entries(offline)) {
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0)
+      expect(r.stderr, name).toBe(`spareband: no node is running for ${dataDir}: read ${join(dataDir, 'ledger.db')} directly\n`)
+      expect(online[name].stderr, name).toBe('')
+    }
+    for (const name of ['receipts', 'receiptsText', 'csv', 'json']) expect(offline[name].stdout, name).toBe(online[name].stdout)
+    const onlineBalance = JSON.parse(online.balance.stdout)
+    const offlineBalance = JSON.parse(offline.balance.stdout)
+    expect(onlineBalance.pending).toEqual({ carriedUnsignedBytes: 0, usedUnsignedBytes: 0, holds: 0 })
+    expect(offlineBalance).toEqual({ ...onlineBalance, pending: null })
+    expect(Number(offlineBalance.earned)).toBeGreaterThan(0)
+    expect(offlineBalance.receipts).toBe(3)
+    // the readable form: the same lines, pending says it is unknown instead of 0
+    // (the key column is as wide as the longest key, which differs)
+    const lines = (text: string): string[] => text.trimEnd().split('\n').map(l => l.replace(/\s+/, ' '))
+    expect(lines(offline.balanceText.stdout).filter(l => !l.startsWith('pending'))).toEqual(lines(online.balanceText.stdout).filter(l => !l.startsWith('pending')))
+    expect(lines(online.balanceText.stdout).filter(l => l.startsWith('pending'))).toHaveLength(3)
+    expect(lines(offline.balanceText.stdout).filter(l => l.startsWith('pending'))).toEqual([expect.stringMatching(/^pending unknown: no node is running/)])
+    const file = join(await tempDir('sb-offline-'), 'r.csv')
+    await writeFile(file, offline.csv.stdout)
+    expect((await runCli(['verify', file])).code).toBe(0)
+    // read-only: the ledger is as the node left it
+    expect(await readFile(join(dataDir, 'ledger.db'))).toEqual(ledgerBefore)
+  })
+
+  it('reads the ledger of a node that was killed, whose api.json no one answers', async () => {
+    const node = new NodeProcess(dataDir, LOCAL)
+    procs.push(node)
+    await node.ready()
+    const online = await runCliJson(['receipts', '--json', '--data-dir', dataDir])
+    await node.kill() // SIGKILL: api.json stays behind
+    expect((await stat(join(dataDir, 'api.json'))).isFile()).toBe(true)
+    const r = await runCli(['receipts', '--json', '--data-dir', dataDir], { env })
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual(online)
+    expect(r.stderr).toContain('no node is running')
+    const b = await runCli(['balance', '--json', '--data-dir', dataDir], { env })
+    expect(JSON.parse(b.stdout)).toMatchObject({ pending: null, receipts: 3 })
+  })
+
+  it('with no ledger either, or one that is not a ledger, fails with one clear line', async () => {
+    const empty = await tempDir('sb-no-ledger-')
+    await runCliJson(['init', '--data-dir', empty, '--json'])
+    for (const args of [['balance'], ['receipts'], ['receipts', '--export', 'csv']]) {
+      const r = await runCli([...args, '--data-dir', empty])
+      expect(r.code, args.join(' ')).toBe(1)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toBe(`spareband: no node is running for ${empty}, and it has no ledger (${join(empty, 'ledger.db')}) to read instead; a node makes one when it first starts: "spareband start --data-dir ${empty}"\n`)
+    }
+    await writeFile(join(empty, 'ledger.db'), 'not a database\n')
+    const r = await runCli(['balance', '--data-dir', empty])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^spareband: .*ledger\.db is not an SQLite database, so not a spareband ledger\./)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+    expect(await readFile(join(empty, 'ledger.db'), 'utf8')).toBe('not a database\n')
+  })
+})
