@@ -117,9 +117,19 @@ function totalsToJson (t: ExportTotals): z.infer<typeof totalsSchema> {
   return { entries: t.entries, sessions: t.sessions, bytesUp: t.bytesUp.toString(), bytesDown: t.bytesDown.toString(), costMicro: t.costMicro.toString() }
 }
 
+/**
+ * A spreadsheet reads a cell that starts with one of these as a formula; a
+ * session id is whatever the consumer wrote, so "=HYPERLINK(...)" is a
+ * valid one. Such a value (and one starting with the quote itself, so the
+ * escape can be undone) is written after a single quote, which spreadsheets
+ * show as text and verify takes off again.
+ */
+const FORMULA_START = /^[=+\-@\t\r']/
+
 /** RFC 4180 quoting, only where needed, so each value has one spelling. */
 function csvField (value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value
+  const text = FORMULA_START.test(value) ? `'${value}` : value
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
 }
 
 function csvLine (entry: Entry): string {
@@ -212,7 +222,8 @@ interface ParsedExport {
 function csvEntry (line: string, index: number): Entry {
   const values = splitCsvLine(line, index)
   if (values.length !== FIELDS.length) throw new ExportFormatError(index, `${values.length} fields, expected ${FIELDS.length}`)
-  const entry = Object.fromEntries(FIELDS.map((f, k) => [f, values[k]])) as Entry
+  // the formula escape (see csvField) comes off: what was signed is the value after it
+  const entry = Object.fromEntries(FIELDS.map((f, k) => [f, values[k].startsWith("'") ? values[k].slice(1) : values[k]])) as Entry
   // one spelling per value: re-quoting must give back the line
   if (csvLine(entry) !== line) throw new ExportFormatError(index, 'line is not in canonical CSV form', entry.sessionId)
   return entry

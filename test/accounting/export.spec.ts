@@ -157,6 +157,21 @@ describe('a CSV export declares its totals in a last row', () => {
     expect(label.ok ? '' : label.reason).toBe("the totals row's sessions count is 3, the receipts add up to 2")
   })
 
+  it('writes a session id a spreadsheet would run as a formula after a quote, and verifies it as signed', async () => {
+    const risky = await Promise.all(['=HYPERLINK("http://x","y")', '+1', '-2+3', '@SUM(A1)', "'quoted"].map(async (sessionId, i) =>
+      countersigned(alice, bob, { sessionId, seq: BigInt(i + 1) })))
+    const text = exportReceipts(risky, 'csv')
+    const cells = text.split('\n').slice(1, -2).map(line => line.replace(/^"/, ''))
+    for (const cell of cells) expect(cell.startsWith("'")).toBe(true)
+    const result = await verifyExport(text)
+    if (!result.ok) throw new Error(`${result.index}: ${result.reason}`)
+    expect(result.receipts.map(r => r.sessionId)).toEqual(risky.map(r => r.sessionId))
+    // without the quote the line is not the canonical spelling: refused, not read as another id
+    const unescaped = text.replace("'+1,", '+1,')
+    expect(unescaped).not.toBe(text)
+    expect((await verifyExport(unescaped)).ok).toBe(false)
+  })
+
   it('accepts CRLF line endings on every line, and a byte order mark; not mixed line endings', async () => {
     const text = exportReceipts(receipts, 'csv')
     expect(await verifyExport(text.replaceAll('\n', '\r\n'))).toMatchObject({ ok: true, format: 'csv', entries: 3 })
