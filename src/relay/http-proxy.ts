@@ -1,14 +1,16 @@
 /**
  * HTTP proxy ingress on 127.0.0.1:3128 by default: CONNECT for TLS and any
  * TCP, and absolute-URI plain HTTP requests (one request per client
- * connection; the origin is asked to close). `Proxy-Authorization: Basic`
- * carries the targeting user name.
+ * connection: the origin and the client are both told to close, and
+ * nothing after the request is forwarded, see http-message.ts).
+ * `Proxy-Authorization: Basic` carries the targeting user name.
  */
 
 import { ProxyListener } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead } from './http-proxy-protocol.ts'
 import { httpStatusFor } from './status-codes.ts'
+import { RequestBodyFramer, ResponseHeadRewriter } from './http-message.ts'
 import { ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
 import { HANDSHAKE_TIMEOUT } from './socks5.ts'
@@ -88,10 +90,18 @@ export class HttpProxyServer extends ProxyListener {
       socket.write(`HTTP/1.1 200 Connection Established\r\n\r\n`)
       await this.ingress.carry(socket, tunnel, early)
     } else {
-      const first = new Uint8Array(forward.byteLength + early.byteLength)
+      // one request per tunnel: its body and nothing after it goes to this origin, and the client is told to close
+      const body = new RequestBodyFramer(head)
+      const response = new ResponseHeadRewriter()
+      const sent = body.take(early)
+      const first = new Uint8Array(forward.byteLength + sent.byteLength)
       first.set(forward, 0)
-      first.set(early, forward.byteLength)
-      await this.ingress.carry(socket, tunnel, first)
+      first.set(sent, forward.byteLength)
+      await this.ingress.carry(socket, tunnel, first, {
+        filterToStream: chunk => body.take(chunk),
+        filterToSocket: chunk => response.push(chunk)
+      })
+      if (body.excess > 0) this.ingress.init.log('HTTP %s %s: %d bytes after the request were not forwarded (a next request belongs on a new connection)', head.method, head.target, body.excess)
     }
   }
 }

@@ -14,6 +14,7 @@ import type { Targeting, Credentials } from './targeting.ts'
 import type { OpenedTunnel, TunnelClient } from './tunnel-client.ts'
 import type { TransferSample } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
+import type { PipeOptions } from './pipe.ts'
 import type { Socket } from 'node:net'
 import type { Logger } from '@libp2p/interface'
 
@@ -82,7 +83,8 @@ export class Ingress {
   }
 
   /** Carries a client connection through an opened tunnel until both sides are done. */
-  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array): Promise<void> {
+  /** `filters`: what of each chunk goes on, each way (see PipeOptions). */
+  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket'> = {}): Promise<void> {
     this.stats.tunnelsOpen++
     this.stats.tunnelsTotal++
     const started = performance.now()
@@ -98,6 +100,7 @@ export class Ingress {
         accounting?.meter(tunnel.exit, 'up', initialToStream.byteLength)
       }
       const result = await pipeSocketStream(socket, tunnel.stream, {
+        ...filters,
         initial: tunnel.rest,
         idleTimeoutMs: this.init.idleTimeoutMs,
         onChunk: (direction, n) => {

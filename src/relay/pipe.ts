@@ -38,6 +38,14 @@ export interface PipeOptions {
    * the pipe asks again; undefined lets it through (see ChunkGate).
    */
   beforeChunk?: (direction: Direction, bytes: number, queued: number) => Promise<void> | undefined
+  /**
+   * What of each chunk read from the socket goes to the stream (the HTTP
+   * proxy forwards one request and nothing after it). Bytes not returned
+   * are dropped, and not counted.
+   */
+  filterToStream?: (chunk: Uint8Array) => Uint8Array
+  /** What is written to the socket for each chunk from the stream (the HTTP proxy's response head rewrite). */
+  filterToSocket?: (chunk: Uint8Array | Uint8ArrayList) => Uint8Array | Uint8ArrayList
   /** Close the tunnel when neither side has sent anything for this long. */
   idleTimeoutMs?: number
   /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
@@ -191,11 +199,20 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         resume: () => { socketHolds.release() },
         closed: () => stream.writeStatus !== 'writable'
       })
-    if (toStreamGate == null) socket.on('data', sendToStream)
-    else socket.on('data', (data: Uint8Array) => { toStreamGate.push(data) })
+    const filterToStream = options.filterToStream
+    if (filterToStream == null && toStreamGate == null) socket.on('data', sendToStream)
+    else {
+      socket.on('data', (data: Uint8Array) => {
+        const chunk = filterToStream == null ? data : filterToStream(data)
+        if (chunk.byteLength === 0) return
+        if (toStreamGate == null) sendToStream(chunk)
+        else toStreamGate.push(chunk)
+      })
+    }
     // half-close: the socket's FIN becomes the stream's close-write, after anything held
     let socketEnded = false
-    socket.on('end', () => {
+    const onSocketEnd = (): void => {
+      if (socketEnded) return
       socketEnded = true
       const closeWrite = (): void => {
         flushAligned()
@@ -203,7 +220,8 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
       }
       if (toStreamGate == null) closeWrite()
       else toStreamGate.whenEmpty(closeWrite)
-    })
+    }
+    socket.on('end', onSocketEnd)
     // what was read before a reset still goes ahead of it, as it did before any was held back
     socket.on('error', err => {
       result.error ??= err
@@ -240,12 +258,17 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
       if (toSocketGate == null) end()
       else toSocketGate.whenEmpty(end)
     }
-    if (options.initial != null && options.initial.byteLength > 0) {
-      if (toSocketGate == null) writeToSocket(options.initial)
-      else toSocketGate.push(options.initial)
-    }
-    if (toSocketGate == null) stream.addEventListener('message', evt => { writeToSocket(evt.data) })
-    else stream.addEventListener('message', evt => { toSocketGate.push(evt.data) })
+    const filterToSocket = options.filterToSocket
+    const fromStream = filterToSocket == null && toSocketGate == null
+      ? writeToSocket
+      : (data: Uint8Array | Uint8ArrayList): void => {
+          const chunk = filterToSocket == null ? data : filterToSocket(data)
+          if (chunk.byteLength === 0) return
+          if (toSocketGate == null) writeToSocket(chunk)
+          else toSocketGate.push(chunk)
+        }
+    if (options.initial != null && options.initial.byteLength > 0) fromStream(options.initial)
+    stream.addEventListener('message', evt => { fromStream(evt.data) })
     // 'end', not 'remoteCloseWrite': the FIN can overtake data still held in a
     // paused stream's read buffer, and ending the socket then would cut it
     // a reset also ends the readable side: that must become a RST, not a FIN
@@ -269,6 +292,10 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
 
     // callers may have paused the socket while the tunnel was being set up
     socket.resume()
+    // a client that sent its FIN with its request, before the tunnel was up:
+    // a paused socket with nothing left to read emits 'end' all the same, and
+    // that was before this listened
+    if (socket.readableEnded) onSocketEnd()
 
     const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new Error('tunnel aborted'))
     if (options.signal?.aborted === true) onAbort()

@@ -1,0 +1,141 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createServer, connect } from 'node:net'
+import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
+import type { SpawnedNode } from '../utils/network.ts'
+import type { AddressInfo, Server, Socket } from 'node:net'
+
+interface Seen { connection: number, head: string }
+
+/**
+ * An origin like many real servers: it keeps every connection open and
+ * answers each request on it, whatever Connection header it was sent, and
+ * records what arrived on which connection.
+ */
+async function keepAliveOrigin (name: string): Promise<{ server: Server, port: number, seen: Seen[], close: () => void }> {
+  const seen: Seen[] = []
+  const sockets = new Set<Socket>()
+  let connections = 0
+  const server = createServer(socket => {
+    const connection = ++connections
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffered = ''
+    let body = 0
+    socket.on('data', chunk => {
+      buffered += chunk.toString('latin1')
+      while (true) {
+        if (body > 0) {
+          const n = Math.min(body, buffered.length)
+          buffered = buffered.slice(n)
+          body -= n
+          if (body > 0) return
+        }
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const head = buffered.slice(0, end)
+        buffered = buffered.slice(end + 4)
+        body = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0)
+        seen.push({ connection, head })
+        const text = `${name} got ${head.split('\r\n')[0].split(' ')[1]}\n`
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\nConnection: keep-alive\r\n\r\n${text}`)
+      }
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { server, port: (server.address() as AddressInfo).port, seen, close: () => { for (const s of sockets) s.destroy(); server.close() } }
+}
+
+/**
+ * The HTTP proxy's plain requests against origins that ignore
+ * `Connection: close`, and clients that half-close early; real exit and
+ * consumer processes, real curl.
+ */
+describe('HTTP proxy: one request per tunnel, early half-close', () => {
+  let a: Awaited<ReturnType<typeof keepAliveOrigin>>
+  let b: Awaited<ReturnType<typeof keepAliveOrigin>>
+  let echo: Server
+  let echoPort: number
+  let exit: SpawnedNode
+  let consumer: SpawnedNode
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([keepAliveOrigin('A'), keepAliveOrigin('B')])
+    // counts what it got, and answers only once the client has finished (FIN)
+    echo = createServer({ allowHalfOpen: true }, socket => {
+      let n = 0
+      socket.on('data', chunk => { n += chunk.byteLength })
+      socket.on('end', () => socket.end(`got ${n} bytes`))
+      socket.on('error', () => {})
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as AddressInfo).port
+    exit = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', `${a.port},${b.port},${echoPort}`] })
+    consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', exit.addresses[0]] })
+    await waitForPeers(consumer, [exit.peerId])
+  })
+  afterAll(async () => {
+    await Promise.all([exit?.proc.kill(), consumer?.proc.kill()])
+    a?.close()
+    b?.close()
+    echo?.close()
+  })
+
+  it('sends a kept-alive client\'s next request, for another host, to that host and not to the first one', async () => {
+    const r = await curl(['-sS', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:pw', '-H', 'Cookie: secret=for-b',
+      `http://127.0.0.1:${a.port}/first`, `http://localhost:${b.port}/second`,
+      '--next', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:pw', '--data-binary', 'twelve bytes', `http://localhost:${b.port}/third`])
+    expect(r.stderr).toBe('')
+    expect(r.stdout.toString()).toBe(`A got /first\nB got /second\nB got /third\n`)
+    expect(a.seen.map(s => s.head.split('\r\n')[0])).toEqual(['GET /first HTTP/1.1'])
+    expect(b.seen.map(s => s.head.split('\r\n')[0])).toEqual(['GET /second HTTP/1.1', 'POST /third HTTP/1.1'])
+    // each request on a connection of its own, and no proxy credentials at any origin
+    expect(new Set(b.seen.map(s => s.connection)).size).toBe(2)
+    for (const s of [...a.seen, ...b.seen]) expect(s.head.toLowerCase()).not.toContain('proxy-authorization')
+  })
+
+  it('forwards nothing a client pipelines after its request', async () => {
+    const before = a.seen.length
+    const socket = connect(consumer.httpPort, '127.0.0.1')
+    const reply: Buffer[] = []
+    socket.on('data', chunk => reply.push(chunk))
+    const closed = new Promise(resolve => socket.on('close', resolve))
+    socket.write(`GET http://127.0.0.1:${a.port}/one HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET http://localhost:${b.port}/two HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Basic c2VjcmV0\r\n\r\n`)
+    // the response says close; we do, once it is read
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    socket.end()
+    await closed
+    const text = Buffer.concat(reply).toString('latin1')
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(text).toContain('\r\nConnection: close\r\n')
+    expect(text).not.toMatch(/keep-alive/i)
+    expect(text.endsWith('A got /one\n')).toBe(true)
+    expect(a.seen.slice(before).map(s => s.head.split('\r\n')[0])).toEqual(['GET /one HTTP/1.1'])
+    expect(b.seen.some(s => s.head.includes('/two'))).toBe(false)
+  })
+
+  /** Sends `handshake` and `data` in one write and half-closes at once; resolves with all that comes back. */
+  async function sendAndHalfClose (port: number, handshake: Buffer, data: Buffer): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      const chunks: Buffer[] = []
+      socket.on('data', chunk => chunks.push(chunk))
+      socket.on('end', () => { socket.destroy(); resolve(Buffer.concat(chunks)) })
+      socket.on('error', reject)
+      socket.setTimeout(15_000, () => { socket.destroy(); reject(new Error(`no end of the answer in 15 s; got ${Buffer.concat(chunks).toString('latin1')}`)) })
+      socket.on('connect', () => socket.end(Buffer.concat([handshake, data])))
+    })
+  }
+
+  it('carries a FIN that came with the request, before the tunnel was up (CONNECT and SOCKS5)', async () => {
+    const data = Buffer.alloc(50_000, 0x7a)
+    const viaConnect = await sendAndHalfClose(consumer.httpPort, Buffer.from(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`), data)
+    expect(viaConnect.toString('latin1')).toBe('HTTP/1.1 200 Connection Established\r\n\r\ngot 50000 bytes')
+    // greeting (no auth), then CONNECT 127.0.0.1:echoPort
+    const socks = Buffer.from([0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, echoPort >> 8, echoPort & 0xff])
+    const viaSocks = await sendAndHalfClose(consumer.socksPort, socks, data)
+    // method choice, then the 10-byte CONNECT reply, then the answer
+    expect(viaSocks.subarray(0, 4)).toEqual(Buffer.from([0x05, 0x00, 0x05, 0x00]))
+    expect(viaSocks.subarray(12).toString('latin1')).toBe('got 50000 bytes')
+  })
+})
