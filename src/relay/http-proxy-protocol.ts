@@ -326,6 +326,27 @@ function checkHeaderText (text: string, what: string): void {
   if (/[\r\n\0]/.test(text)) throw new RangeError(`${what} must not contain CR, LF or NUL`)
 }
 
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  402: 'Payment Required',
+  403: 'Forbidden',
+  405: 'Method Not Allowed',
+  407: 'Proxy Authentication Required',
+  408: 'Request Timeout',
+  414: 'URI Too Long',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported'
+}
+
+/** The reason phrase of a status the proxy answers with. */
+export function reasonPhrase (status: number): string {
+  return REASONS[status] ?? 'Error'
+}
+
 /** A complete short response from the proxy itself; the connection is closed after it. */
 export function encodeResponse (status: number, reason: string, body: string, extraHeaders: Array<[string, string]> = []): Uint8Array {
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new RangeError(`invalid HTTP status ${status}`)

@@ -8,7 +8,7 @@
 
 import { ProxyListener } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead } from './http-proxy-protocol.ts'
+import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead, reasonPhrase } from './http-proxy-protocol.ts'
 import { httpStatusFor } from './status-codes.ts'
 import { RequestBodyFramer, ResponseHeadRewriter } from './http-message.ts'
 import { ProxyRefusal } from './ingress.ts'
@@ -25,7 +25,7 @@ export class HttpProxyServer extends ProxyListener {
 
   protected onConnection (socket: Socket): void {
     const buf = new Uint8ArrayList()
-    const timer = setTimeout(() => { reply(socket, 408, 'Request Timeout', 'no complete request head in time') }, HANDSHAKE_TIMEOUT)
+    const timer = setTimeout(() => { reply(socket, 408, reasonPhrase(408), 'no complete request head in time') }, HANDSHAKE_TIMEOUT)
     const onData = (chunk: Buffer): void => {
       buf.append(chunk)
       let head: RequestHead | undefined
@@ -35,7 +35,7 @@ export class HttpProxyServer extends ProxyListener {
         clearTimeout(timer)
         socket.off('data', onData)
         const status = err instanceof HttpProxyProtocolError ? err.status : 400
-        reply(socket, status, 'Bad Request', err.message)
+        reply(socket, status, reasonPhrase(status), err.message)
         return
       }
       if (head == null) return
@@ -50,12 +50,15 @@ export class HttpProxyServer extends ProxyListener {
   private async handle (socket: Socket, head: RequestHead, early: Uint8Array): Promise<void> {
     let targeting
     try {
-      targeting = authenticate(parseProxyAuthorization(getHeader(head, 'proxy-authorization')), this.ingress.init.credentials)
+      const header = getHeader(head, 'proxy-authorization')
+      const given = parseProxyAuthorization(header)
+      // present but unreadable: asking again beats going on as if no user name (and no region) had been given
+      if (header != null && given == null) throw new TargetingError('Proxy-Authorization must be Basic base64(user:password)', 'credentials')
+      targeting = authenticate(given, this.ingress.init.credentials)
     } catch (err: any) {
-      const required = err instanceof TargetingError && /required|wrong/.test(err.message)
-      if (required) {
-        reply(socket, 407, 'Proxy Authentication Required', err.message, [['Proxy-Authenticate', 'Basic realm="spareband"']])
-      } else reply(socket, 400, 'Bad Request', err.message)
+      if (err instanceof TargetingError && err.kind === 'credentials') {
+        reply(socket, 407, reasonPhrase(407), err.message, [['Proxy-Authenticate', 'Basic realm="spareband"']])
+      } else reply(socket, 400, reasonPhrase(400), err.message)
       return
     }
     let target: { host: string, port: number }
@@ -68,11 +71,12 @@ export class HttpProxyServer extends ProxyListener {
         target = abs
         forward = buildOriginRequestHead(head, abs)
       } else {
-        reply(socket, 400, 'Bad Request', 'this is a proxy: send CONNECT host:port or an absolute http:// URI')
+        reply(socket, 400, reasonPhrase(400), 'this is a proxy: send CONNECT host:port or an absolute http:// URI')
         return
       }
     } catch (err: any) {
-      reply(socket, err instanceof HttpProxyProtocolError ? err.status : 400, 'Bad Request', err.message)
+      const status = err instanceof HttpProxyProtocolError ? err.status : 400
+      reply(socket, status, reasonPhrase(status), err.message)
       return
     }
 

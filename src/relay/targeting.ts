@@ -13,9 +13,13 @@ export interface Targeting {
 
 export class TargetingError extends Error {
   static name = 'TargetingError'
-  constructor (message = 'Invalid proxy user name') {
+  /** 'credentials': missing or wrong (HTTP 407 asks again); 'targeting': a user name that names no exit (400). */
+  readonly kind: 'credentials' | 'targeting'
+
+  constructor (message = 'Invalid proxy user name', kind: 'credentials' | 'targeting' = 'targeting') {
     super(message)
     this.name = 'TargetingError'
+    this.kind = kind
   }
 }
 
@@ -44,14 +48,14 @@ export interface Credentials { username?: string, password?: string }
  */
 export function authenticate (given: { username: string, password: string } | undefined, required: Credentials): Targeting {
   if (required.password != null || required.username != null) {
-    if (given == null) throw new TargetingError('proxy credentials required')
+    if (given == null) throw new TargetingError('proxy credentials required', 'credentials')
     const base = required.username ?? ''
     let rest: string
     if (base === '') rest = given.username
     else if (given.username === base) rest = ''
     else if (given.username.startsWith(base + '-')) rest = given.username.slice(base.length + 1)
-    else throw new TargetingError('wrong proxy user name or password')
-    if (required.password != null && given.password !== required.password) throw new TargetingError('wrong proxy user name or password')
+    else throw new TargetingError('wrong proxy user name or password', 'credentials')
+    if (required.password != null && given.password !== required.password) throw new TargetingError('wrong proxy user name or password', 'credentials')
     return parseTargeting(rest)
   }
   return parseTargeting(given?.username)

@@ -114,6 +114,32 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     expect(b.seen.some(s => s.head.includes('/two'))).toBe(false)
   })
 
+  it('asks again (407) for a Proxy-Authorization it cannot read, rather than ignore its region', async () => {
+    const before = a.seen.length
+    for (const header of [`Basic ${Buffer.from('region-jp').toString('base64')}`, 'Bearer region-jp', 'Basic !!!']) {
+      const r = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '-H', `Proxy-Authorization: ${header}`, `http://127.0.0.1:${a.port}/x`])
+      const text = r.stdout.toString()
+      expect(text, header).toMatch(/^HTTP\/1\.1 407 Proxy Authentication Required\r\n/)
+      expect(text, header).toContain('Proxy-Authenticate: Basic')
+      expect(text, header).toContain('must be Basic base64(user:password)')
+    }
+    expect(a.seen.length).toBe(before)
+  })
+
+  it('answers its own errors with the reason phrase of their status', async () => {
+    const answer = async (request: string): Promise<string> => new Promise((resolve, reject) => {
+      const socket = connect(consumer.httpPort, '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('data', chunk => chunks.push(chunk))
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+      socket.on('error', reject)
+      socket.write(request)
+    })
+    expect(await answer('GET http://127.0.0.1/ HTTP/2.0\r\n\r\n')).toMatch(/^HTTP\/1\.1 505 HTTP Version Not Supported\r\n/)
+    expect(await answer(`GET http://127.0.0.1/${'a'.repeat(9000)} HTTP/1.1\r\n\r\n`)).toMatch(/^HTTP\/1\.1 414 URI Too Long\r\n/)
+    expect(await answer(`GET http://127.0.0.1/ HTTP/1.1\r\nx: ${'a'.repeat(17000)}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/)
+  })
+
   /** Sends `handshake` and `data` in one write and half-closes at once; resolves with all that comes back. */
   async function sendAndHalfClose (port: number, handshake: Buffer, data: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
