@@ -3,7 +3,6 @@
  * runs. It sees what the node wrote (a WAL a killed node left too), never
  * changes the file, and refuses what a writable open refuses.
  */
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
@@ -14,6 +13,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { LedgerErrorCode } from '../../src/accounting/errors.ts'
+import { writeUntilKilled } from './killed-writer.ts'
 import { caught, countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 import type { PeerId } from '@libp2p/interface'
@@ -80,24 +80,9 @@ describe('a read-only ledger', () => {
   })
 
   it('sees every receipt a killed writer acknowledged, from the WAL it left', async () => {
-    const child = spawn(process.execPath, ['--experimental-transform-types', '--no-warnings', join(import.meta.dirname, 'ledger-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const acknowledged = new Map<string, bigint>()
-    let buffered = ''
-    await new Promise<void>((resolve, reject) => {
-      child.on('error', reject)
-      child.on('exit', () => { resolve() })
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString()
-        const lines = buffered.split('\n')
-        buffered = lines.pop()!
-        for (const line of lines) {
-          const [id, seq] = line.split(' ')
-          acknowledged.set(id, BigInt(seq))
-        }
-        if ([...acknowledged.values()].some(seq => seq >= 20n)) child.kill('SIGKILL')
-      })
-    })
-    expect(child.signalCode).toBe('SIGKILL')
+    // kill while it is writing, without warning
+    const { acknowledged, signal } = await writeUntilKilled(file, 20n)
+    expect(signal).toBe('SIGKILL')
     expect(existsSync(`${file}-wal`)).toBe(true)
     const ledger = Ledger.open(file, { readOnly: true })
     for (const [id, seq] of acknowledged) expect(ledger.get(id)!.receipt.seq).toBeGreaterThanOrEqual(seq)

@@ -3,7 +3,6 @@
  * refusing files that are not a healthy spareband ledger of this identity.
  * Every test works in its own temporary directory.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +13,7 @@ import { costMicro, solvePow } from '../../src/accounting/credits.ts'
 import { LedgerErrorCode, ReceiptErrorCode } from '../../src/accounting/errors.ts'
 import { LEDGER_SCHEMA_VERSION, Ledger } from '../../src/accounting/ledger.ts'
 import { receiptId } from '../../src/accounting/receipts.ts'
+import { writeUntilKilled } from './killed-writer.ts'
 import { caught, countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 
@@ -206,25 +206,9 @@ describe('persistence', () => {
   })
 
   it('loses no receipt whose recordReceipt() returned when the process is killed', async () => {
-    const child = spawn(process.execPath, ['--experimental-transform-types', '--no-warnings', join(import.meta.dirname, 'ledger-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const acknowledged = new Map<string, bigint>()
-    let buffered = ''
-    await new Promise<void>((resolve, reject) => {
-      child.on('error', reject)
-      child.on('exit', () => { resolve() })
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString()
-        const lines = buffered.split('\n')
-        buffered = lines.pop()!
-        for (const line of lines) {
-          const [id, seq] = line.split(' ')
-          acknowledged.set(id, BigInt(seq))
-        }
-        // kill while it is writing, without warning
-        if ([...acknowledged.values()].some(seq => seq >= 40n)) child.kill('SIGKILL')
-      })
-    })
-    expect(child.signalCode).toBe('SIGKILL')
+    // kill while it is writing, without warning
+    const { acknowledged, signal } = await writeUntilKilled(file, 40n)
+    expect(signal).toBe('SIGKILL')
     const ledger = Ledger.open(file)
     for (const [id, seq] of acknowledged) expect(ledger.get(id)!.receipt.seq).toBeGreaterThanOrEqual(seq)
     ledger.close()
