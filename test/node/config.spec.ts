@@ -108,6 +108,12 @@ describe('config validation errors', () => {
     expect(err.message).toContain('funday')
   })
 
+  it('an empty schedule is an error, not "always"', () => {
+    const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.message).toBe('flag --schedule: exit.schedule = "" is invalid: schedule is empty: use "always", "never" or rules such as "mon-fri 00:00-07:00, sat-sun all"')
+  })
+
   it('reports TOML syntax errors with line and column', async () => {
     const file = await tomlFile('region = "de"\n[exit\n')
     const err = catchError(() => readConfigFile(file))
