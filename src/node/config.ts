@@ -16,6 +16,7 @@ import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
 import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
 import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
 import { isLoopback as isLoopbackHost } from '../relay/listen-address.ts'
@@ -45,9 +46,15 @@ const region = z.string().transform(normalizeRegion).superRefine((value, ctx) =>
   }
 })
 
-const cidr = z.string().superRefine((value, ctx) => {
-  if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(value)) {
-    ctx.addIssue({ code: 'custom', message: 'not a CIDR range such as "203.0.113.0/24" or "2001:db8::/32"' })
+/** A list checked entry by entry with the parser its consumer uses, so whatever passes here also passes there. */
+const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).superRefine((value, ctx) => {
+  for (const entry of value) {
+    try {
+      parse(entry)
+    } catch (err: any) {
+      ctx.addIssue({ code: 'custom', message: err.message })
+      return
+    }
   }
 })
 
@@ -92,8 +99,10 @@ export const configSchema = z.strictObject({
     capacity_mbps: nonNegative,
     allowed_ports: portList,
     allow_private_targets: z.boolean(),
-    denied_cidrs: z.array(cidr),
-    denied_domains: z.array(z.string()),
+    /** More ranges to refuse, e.g. "203.0.113.0/24", "2001:db8::/32"; a bare address is that one host. */
+    denied_cidrs: checkedList(parseDeniedCidr),
+    /** Domains to refuse with every name under them: "example.com" (also written ".example.com" or "*.example.com"). */
+    denied_domains: checkedList(parseDeniedDomain),
     /** Total rate caps across all tunnels, megabits per second; 0 = unlimited. */
     upload_mbps: nonNegative,
     download_mbps: nonNegative,

@@ -108,6 +108,35 @@ describe('config validation errors', () => {
     expect(err.message).toContain('funday')
   })
 
+  it('checks denied_cidrs and denied_domains with the exit policy\'s own parsers', async () => {
+    const cases: Array<[string, string, RegExp]> = [
+      ['denied_cidrs = ["10/8"]', 'exit.denied_cidrs', /exit\.denied_cidrs = \["10\/8"\] is invalid: "10" in "10\/8" is not an IP address: write IPv4 as four decimal numbers/],
+      ['denied_cidrs = ["10.0.0.0/8", "999.1.1.1/8"]', 'exit.denied_cidrs', /"999\.1\.1\.1" in "999\.1\.1\.1\/8" is not an IP address/],
+      ['denied_cidrs = ["10.0.0.0/33"]', 'exit.denied_cidrs', /"10\.0\.0\.0\/33" has a prefix length outside 0-32/],
+      ['denied_cidrs = ["fe80::1%eth0/64"]', 'exit.denied_cidrs', /is not an IP address/],
+      ['denied_domains = ["bad domain"]', 'exit.denied_domains', /exit\.denied_domains = \["bad domain"\] is invalid: "bad domain" is not a domain name/],
+      ['denied_domains = ["a..b"]', 'exit.denied_domains', /"a\.\.b" is not a domain name/],
+      ['denied_domains = [""]', 'exit.denied_domains', /"" is not a domain name/]
+    ]
+    for (const [line, key, pattern] of cases) {
+      const file = await tomlFile(`[exit]\n${line}\n`)
+      const err = catchError(() => resolveConfig([readConfigFile(file)]))
+      expect(err.name, line).toBe('ConfigError')
+      expect(err.key, line).toBe(key)
+      expect(err.message, line).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `))
+      expect(err.message, line).toMatch(pattern)
+      // the operator's key names, not the library's
+      expect(err.message, line).not.toMatch(/deniedCidrs|deniedDomains|exit policy/)
+    }
+  })
+
+  it('accepts a bare address in denied_cidrs as one host, and the domain spellings the policy takes', async () => {
+    const file = await tomlFile('[exit]\ndenied_cidrs = ["198.51.100.7", "2001:db8::1", "203.0.113.0/24"]\ndenied_domains = ["example.com", ".example.org", "*.example.net"]\n')
+    const c = resolveConfig([readConfigFile(file)])
+    expect(c.exit.denied_cidrs).toEqual(['198.51.100.7', '2001:db8::1', '203.0.113.0/24'])
+    expect(c.exit.denied_domains).toEqual(['example.com', '.example.org', '*.example.net'])
+  })
+
   it('an empty schedule is an error, not "always"', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
     expect(err.name).toBe('ConfigError')
