@@ -26,7 +26,8 @@ const port = z.number().int().min(0).max(65535)
 
 const portList = z.array(z.union([z.string(), z.number()])).superRefine((value, ctx) => {
   try {
-    parsePortList(value)
+    // no ports at all (`--exit-ports=`) would advertise an exit that refuses every tunnel
+    if (parsePortList(value).length === 0) ctx.addIssue({ code: 'custom', message: 'no ports: list some (e.g. 80,443 or reduced), or turn the exit off with --no-supply (exit.enabled = false)' })
   } catch (err: any) {
     ctx.addIssue({ code: 'custom', message: err.message })
   }
@@ -59,6 +60,9 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
 })
 
 const nonNegative = z.number().min(0)
+
+/** 0 would advertise an exit that is always busy: the way to take no tunnels is to turn the exit off. */
+const tunnelLimit = z.number().int().min(1, 'must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)')
 
 export const configSchema = z.strictObject({
   /** Where this node exits traffic: ISO 3166-1 alpha-2, optionally with a subdivision. */
@@ -108,8 +112,9 @@ export const configSchema = z.strictObject({
     download_mbps: nonNegative,
     /** Rate cap per consumer, both directions each; 0 = unlimited. */
     per_consumer_mbps: nonNegative,
-    max_tunnels: z.number().int().min(0),
-    max_tunnels_per_consumer: z.number().int().min(0),
+    /** Open tunnels at once, all consumers together; at least 1 (turn the exit off with enabled = false). */
+    max_tunnels: tunnelLimit,
+    max_tunnels_per_consumer: tunnelLimit,
     /** Data quotas in GB (10^9 bytes), both directions counted; 0 = unlimited. */
     daily_quota_gb: nonNegative,
     monthly_quota_gb: nonNegative,
@@ -353,6 +358,13 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
 /** Rules that span keys, checked once each key is valid on its own. */
 function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): void {
   const p = config.proxy
+  if (p.enabled && p.socks_port !== 0 && p.socks_port === p.http_port) {
+    // name the key someone set, not the default it collided with
+    const key = sources.has('proxy.http_port') || !sources.has('proxy.socks_port') ? 'proxy.http_port' : 'proxy.socks_port'
+    const other = key === 'proxy.http_port' ? 'proxy.socks_port' : 'proxy.http_port'
+    const source = sourceOf(sources, key) ?? 'defaults'
+    throw new ConfigError(`${source}: ${key} = ${p.socks_port} is invalid: it is also ${other}; the SOCKS5 and HTTP proxies each need a port of their own (0 picks a free one)`, { source, key })
+  }
   if (p.enabled && !isLoopbackHost(p.host) && p.password == null) {
     const source = sourceOf(sources, 'proxy.host') ?? 'defaults'
     throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.username and proxy.password too, or an open proxy is exposed to the network`, { source, key: 'proxy.host' })

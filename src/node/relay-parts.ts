@@ -115,6 +115,9 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   })
   const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)
   const http = new HttpProxyServer(ingress, config.proxy.host, config.proxy.http_port)
+  // named when the port is taken, so the operator knows what to change
+  socks.setting = 'proxy.socks_port / --socks-port'
+  http.setting = 'proxy.http_port / --http-port'
   return {
     name: 'proxy',
     ingress,

@@ -137,6 +137,46 @@ describe('config validation errors', () => {
     expect(c.exit.denied_domains).toEqual(['example.com', '.example.org', '*.example.net'])
   })
 
+  it('refuses an empty exit port list, naming the flag', () => {
+    // `--exit-ports=` and `--exit-ports=,` reach the config as [""] and ["", ""]
+    for (const value of [[''], ['', ''], [' , ']]) {
+      const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.allowed_ports', value, source: 'flag --exit-ports' }])]))
+      expect(err.name).toBe('ConfigError')
+      expect(err.key).toBe('exit.allowed_ports')
+      expect(err.message).toMatch(/^flag --exit-ports: exit\.allowed_ports = .* is invalid: no ports: .*--no-supply/)
+    }
+  })
+
+  it('refuses an empty exit port list in config.toml', async () => {
+    const file = await tomlFile('[exit]\nallowed_ports = []\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.message).toBe(`${file}: exit.allowed_ports = [] is invalid: no ports: list some (e.g. 80,443 or reduced), or turn the exit off with --no-supply (exit.enabled = false)`)
+  })
+
+  it('refuses max_tunnels = 0 and max_tunnels_per_consumer = 0, pointing to --no-supply', async () => {
+    for (const key of ['max_tunnels', 'max_tunnels_per_consumer']) {
+      const file = await tomlFile(`[exit]\n${key} = 0\n`)
+      const err = catchError(() => resolveConfig([readConfigFile(file)]))
+      expect(err.key).toBe(`exit.${key}`)
+      expect(err.message).toBe(`${file}: exit.${key} = 0 is invalid: must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)`)
+    }
+    expect(resolveConfig([layerFromKeys([{ key: 'exit.max_tunnels', value: 1, source: 'x' }])]).exit.max_tunnels).toBe(1)
+  })
+
+  it('refuses the same port for the SOCKS5 and HTTP proxies, naming the key that was set', async () => {
+    const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_HTTP_PORT: '1080' })]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('proxy.http_port')
+    expect(err.message).toBe('environment variable SPAREBAND_HTTP_PORT: proxy.http_port = 1080 is invalid: it is also proxy.socks_port; the SOCKS5 and HTTP proxies each need a port of their own (0 picks a free one)')
+    const file = await tomlFile('[proxy]\nsocks_port = 3128\n')
+    const err2 = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err2.key).toBe('proxy.socks_port')
+    expect(err2.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: proxy\.socks_port = 3128 is invalid: it is also proxy\.http_port`))
+    // 0 twice means two free ports; with the proxies off the ports do not matter
+    expect(resolveConfig([envLayer({ SPAREBAND_SOCKS_PORT: '0', SPAREBAND_HTTP_PORT: '0' })]).proxy.http_port).toBe(0)
+    expect(resolveConfig([layerFromKeys([{ key: 'proxy.enabled', value: false, source: 'x' }, { key: 'proxy.http_port', value: 1080, source: 'x' }])]).proxy.http_port).toBe(1080)
+  })
+
   it('an empty schedule is an error, not "always"', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
     expect(err.name).toBe('ConfigError')
