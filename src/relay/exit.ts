@@ -34,6 +34,8 @@ export const WARM_STREAM_WAIT_MS = 60 * second
 export const DEFAULT_CONNECT_TIMEOUT = 10 * second
 export const DEFAULT_DNS_TIMEOUT = 5 * second
 export const DEFAULT_IDLE_TIMEOUT = 300 * second
+export const DEFAULT_MAX_TUNNELS = 1024
+export const DEFAULT_MAX_TUNNELS_PER_CONSUMER = 256
 /** How often open tunnels are checked against the schedule. */
 export const SCHEDULE_CHECK_INTERVAL = 10 * second
 
@@ -89,6 +91,15 @@ export interface ExitStats {
   /** Which data quota is used up, if one is. */
   quotaExceeded: string | null
   withinSchedule: boolean
+  /** The operator's limits as this exit applies them; 0 = none. */
+  limits: {
+    maxTunnels: number
+    maxTunnelsPerConsumer: number
+    uploadBytesPerSecond: number
+    downloadBytesPerSecond: number
+    perConsumerBytesPerSecond: number
+    idleTimeoutSeconds: number
+  }
 }
 
 export interface TunnelInfo {
@@ -145,7 +156,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
 
   async start (): Promise<void> {
     if (this.running) return
-    const maxTunnels = this.init.maxTunnels ?? 1024
+    const maxTunnels = this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS
     await this.components.registrar.handle(TUNNEL_PROTOCOL, (stream, connection) => {
       this.onStream(stream, connection).catch(err => {
         this.log.error('tunnel handler failed - %e', err)
@@ -192,7 +203,15 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       policy: this.policy.describe(),
       quota: this.quota.usage(),
       quotaExceeded: this.quota.exceeded() ?? null,
-      withinSchedule: isWithinSchedule(this.schedule, this.now())
+      withinSchedule: isWithinSchedule(this.schedule, this.now()),
+      limits: {
+        maxTunnels: this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS,
+        maxTunnelsPerConsumer: this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
+        uploadBytesPerSecond: this.init.uploadRate ?? 0,
+        downloadBytesPerSecond: this.init.downloadRate ?? 0,
+        perConsumerBytesPerSecond: this.init.perConsumerRate ?? 0,
+        idleTimeoutSeconds: (this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT) / second
+      }
     }
   }
 
@@ -221,11 +240,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     if (!isWithinSchedule(this.schedule, this.now())) return { status: TunnelStatus.OUTSIDE_SCHEDULE, message: `exit shares only ${this.schedule.text}` }
     const period = this.quota.exceeded()
     if (period != null) return { status: TunnelStatus.QUOTA_EXCEEDED, message: `exit's ${period} data quota is used up` }
-    if (this.open.size >= (this.init.maxTunnels ?? 1024)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
+    if (this.open.size >= (this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
     const id = consumer.toString()
     let mine = 0
     for (const t of this.open) if (t.consumer === id) mine++
-    if (mine >= (this.init.maxTunnelsPerConsumer ?? 256)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
+    if (mine >= (this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
     return undefined
   }
 

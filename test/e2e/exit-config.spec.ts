@@ -2,7 +2,7 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { createServer } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { runCli, tempDir } from '../utils/cli.ts'
+import { NodeProcess, runCli, tempDir } from '../utils/cli.ts'
 import { createIdentity } from '../../src/node/identity.ts'
 import type { AddressInfo, Server } from 'node:net'
 
@@ -24,7 +24,18 @@ async function startFails (d: string, args: string[], env?: NodeJS.ProcessEnv): 
 }
 
 const servers: Server[] = []
-afterAll(() => { for (const s of servers) s.close() })
+const procs: NodeProcess[] = []
+afterAll(async () => {
+  for (const s of servers) s.close()
+  await Promise.all(procs.map(async p => p.kill()))
+})
+
+async function startNode (d: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
+  const p = new NodeProcess(d, [...LOCAL, ...args], env)
+  procs.push(p)
+  await p.ready()
+  return p
+}
 
 async function holdPort (): Promise<number> {
   const s = createServer()
@@ -70,6 +81,77 @@ describe('exit and proxy settings are checked before the node starts (exit 2)', 
       expect(r.code, args.join(' ')).toBe(2)
       expect(r.stderr, args.join(' ')).toMatch(pattern)
     }
+  })
+})
+
+describe('operator controls as flags and environment variables', () => {
+  const LIMIT_FLAGS = ['--upload-mbps', '--download-mbps', '--per-consumer-mbps', '--max-tunnels', '--max-tunnels-per-consumer', '--daily-quota-gb', '--monthly-quota-gb', '--idle-timeout']
+
+  it('flags set the exit\'s limits, over config.toml', async () => {
+    const d = await dataDir('[exit]\nupload_mbps = 1\nmax_tunnels = 5\nidle_timeout_seconds = 30\n')
+    const node = await startNode(d, [
+      '--upload-mbps', '8', '--download-mbps', '16', '--per-consumer-mbps', '4',
+      '--max-tunnels', '64', '--max-tunnels-per-consumer', '8',
+      '--daily-quota-gb', '2', '--monthly-quota-gb', '50', '--idle-timeout', '90'
+    ])
+    const s = await node.status()
+    expect(s.exit.limits).toEqual({
+      maxTunnels: 64,
+      maxTunnelsPerConsumer: 8,
+      uploadBytesPerSecond: 1_000_000,
+      downloadBytesPerSecond: 2_000_000,
+      perConsumerBytesPerSecond: 500_000,
+      idleTimeoutSeconds: 90
+    })
+    expect(s.exit.quota.dailyLimit).toBe(2e9)
+    expect(s.exit.quota.monthlyLimit).toBe(50e9)
+    expect((await node.stop()).code).toBe(0)
+  })
+
+  it('so do SPAREBAND_* environment variables', async () => {
+    const d = await dataDir()
+    const node = await startNode(d, [], {
+      SPAREBAND_UPLOAD_MBPS: '8',
+      SPAREBAND_DOWNLOAD_MBPS: '16',
+      SPAREBAND_PER_CONSUMER_MBPS: '4',
+      SPAREBAND_MAX_TUNNELS: '64',
+      SPAREBAND_MAX_TUNNELS_PER_CONSUMER: '8',
+      SPAREBAND_DAILY_QUOTA_GB: '2',
+      SPAREBAND_MONTHLY_QUOTA_GB: '50',
+      SPAREBAND_IDLE_TIMEOUT: '90'
+    })
+    const s = await node.status()
+    expect(s.exit.limits).toMatchObject({ maxTunnels: 64, maxTunnelsPerConsumer: 8, uploadBytesPerSecond: 1_000_000, downloadBytesPerSecond: 2_000_000, perConsumerBytesPerSecond: 500_000, idleTimeoutSeconds: 90 })
+    expect(s.exit.quota.dailyLimit).toBe(2e9)
+    expect((await node.stop()).code).toBe(0)
+  })
+
+  it('bad values are usage errors (exit 2) naming the flag', async () => {
+    const d = await dataDir()
+    for (const flag of LIMIT_FLAGS) {
+      const r = await startFails(d, [flag, 'abc'])
+      expect(r.code, flag).toBe(2)
+      expect(r.stderr, flag).toMatch(new RegExp(`option '${flag} <[a-z]+>' argument 'abc' is invalid\\. "abc" is not a number`))
+    }
+    const cases: Array<[string[], RegExp]> = [
+      [['--upload-mbps=-1'], /flag --upload-mbps: exit\.upload_mbps = -1 is invalid/],
+      [['--download-mbps=-1'], /flag --download-mbps: exit\.download_mbps = -1 is invalid/],
+      [['--per-consumer-mbps=-1'], /flag --per-consumer-mbps: exit\.per_consumer_mbps = -1 is invalid/],
+      [['--max-tunnels', '0'], /flag --max-tunnels: exit\.max_tunnels = 0 is invalid: must be at least 1/],
+      [['--max-tunnels', '2.5'], /flag --max-tunnels: exit\.max_tunnels = 2\.5 is invalid/],
+      [['--max-tunnels-per-consumer', '0'], /flag --max-tunnels-per-consumer: exit\.max_tunnels_per_consumer = 0 is invalid/],
+      [['--daily-quota-gb=-2'], /flag --daily-quota-gb: exit\.daily_quota_gb = -2 is invalid/],
+      [['--monthly-quota-gb=-2'], /flag --monthly-quota-gb: exit\.monthly_quota_gb = -2 is invalid/],
+      [['--idle-timeout', '0'], /flag --idle-timeout: exit\.idle_timeout_seconds = 0 is invalid/]
+    ]
+    for (const [args, pattern] of cases) {
+      const r = await startFails(d, args)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr, args.join(' ')).toMatch(pattern)
+    }
+    const env = await startFails(d, [], { SPAREBAND_IDLE_TIMEOUT: 'soon' })
+    expect(env.code).toBe(2)
+    expect(env.stderr).toMatch(/environment variable SPAREBAND_IDLE_TIMEOUT: exit\.idle_timeout_seconds = "soon" is invalid/)
   })
 })
 

@@ -61,6 +61,22 @@ describe('config precedence', () => {
     expect(c.exit.allowed_ports).toEqual(['80', '8000-8100'])
   })
 
+  it('reads the exit\'s rate caps, tunnel limits, quotas and idle timeout from the environment', () => {
+    const c = resolveConfig([envLayer({
+      SPAREBAND_UPLOAD_MBPS: '8',
+      SPAREBAND_DOWNLOAD_MBPS: '16',
+      SPAREBAND_PER_CONSUMER_MBPS: '2.5',
+      SPAREBAND_MAX_TUNNELS: '64',
+      SPAREBAND_MAX_TUNNELS_PER_CONSUMER: '8',
+      SPAREBAND_DAILY_QUOTA_GB: '10',
+      SPAREBAND_MONTHLY_QUOTA_GB: '200',
+      SPAREBAND_IDLE_TIMEOUT: '90'
+    })])
+    expect(c.exit).toMatchObject({ upload_mbps: 8, download_mbps: 16, per_consumer_mbps: 2.5, max_tunnels: 64, max_tunnels_per_consumer: 8, daily_quota_gb: 10, monthly_quota_gb: 200, idle_timeout_seconds: 90 })
+    const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_MAX_TUNNELS: 'lots' })]))
+    expect(err.message).toMatch(/^environment variable SPAREBAND_MAX_TUNNELS: exit\.max_tunnels = "lots" is invalid/)
+  })
+
   it('returns a config that structuredClone can copy', () => {
     expect(structuredClone(resolveConfig([]))).toEqual(defaultConfig)
   })
