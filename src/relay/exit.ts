@@ -5,9 +5,9 @@
  * Order of checks for a new tunnel, cheapest and least revealing first:
  * paused -> schedule -> quota -> concurrency -> credit (accounting seam) ->
  * policy on the host as sent -> DNS at the exit -> policy on every resolved
- * address -> dial exactly the address that passed. Dialing the checked
- * address (never the name again) is what keeps DNS rebinding from getting
- * round the policy.
+ * address -> dial exactly the addresses that passed, in order, until one
+ * answers. Dialing the checked addresses (never the name again) is what
+ * keeps DNS rebinding from getting round the policy.
  */
 
 import { connect } from 'node:net'
@@ -32,6 +32,8 @@ export const DEFAULT_REQUEST_TIMEOUT = 10 * second
 /** How long a tunnel stream may idle before its request: consumers keep warm streams for up to 20 s. */
 export const WARM_STREAM_WAIT_MS = 60 * second
 export const DEFAULT_CONNECT_TIMEOUT = 10 * second
+/** The least time one of several addresses of a name gets to connect: a SYN and two retries. */
+export const MIN_CONNECT_ATTEMPT = 3 * second
 export const DEFAULT_DNS_TIMEOUT = 5 * second
 export const DEFAULT_IDLE_TIMEOUT = 300 * second
 export const DEFAULT_MAX_TUNNELS = 1024
@@ -305,23 +307,25 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
         return this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
       }
     }
-    let address: string | undefined
+    const allowed: string[] = []
     let firstReason = ''
     for (const a of candidates) {
       const c = this.policy.checkAddress(a, request.port)
-      if (c.allowed) { address = a; break }
-      if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
+      if (c.allowed) allowed.push(a)
+      else if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
     }
-    if (address == null) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
+    if (allowed.length === 0) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
 
     let socket: Socket
+    let address: string
     try {
-      socket = await dial(address, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT)
+      ({ socket, address } = await dialInOrder(allowed, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT, () => stream.status !== 'open'))
     } catch (err: any) {
       const status = err.code === 'ECONNREFUSED'
         ? TunnelStatus.CONNECT_REFUSED
         : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
-      return this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}`)
+      const tried = allowed.length > 1 ? ` (tried ${allowed.length} addresses)` : ''
+      return this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}${tried}`)
     }
     if (stream.status !== 'open') { socket.destroy(); return }
 
@@ -386,6 +390,30 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
     this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })
   }
+}
+
+/**
+ * Dials each address in turn (in the resolver's order) until one answers,
+ * all within one connect timeout, and throws the last error. Each attempt
+ * but the last gets its share of the time left, at least
+ * MIN_CONNECT_ATTEMPT: a name whose first address black-holes (an AAAA
+ * record on a host whose IPv6 route is broken) still gets to its next one.
+ */
+async function dialInOrder (addresses: string[], port: number, timeoutMs: number, cancelled: () => boolean): Promise<{ socket: Socket, address: string }> {
+  const deadline = Date.now() + timeoutMs
+  let last: any
+  for (let i = 0; i < addresses.length; i++) {
+    const left = deadline - Date.now()
+    if (left <= 0 || cancelled()) break
+    const remaining = addresses.length - i
+    const budget = remaining === 1 ? left : Math.min(left, Math.max(left / remaining, MIN_CONNECT_ATTEMPT))
+    try {
+      return { socket: await dial(addresses[i], port, Math.round(budget)), address: addresses[i] }
+    } catch (err) {
+      last = err
+    }
+  }
+  throw last ?? Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
 }
 
 async function dial (host: string, port: number, timeoutMs: number): Promise<Socket> {
