@@ -41,7 +41,7 @@ export interface ExitPolicyInit {
   deniedCidrs?: string[]
   /** domain suffixes to refuse: `example.com` covers `example.com` and `a.example.com` */
   deniedDomains?: string[]
-  /** the exit's own addresses, refused so consumers cannot reach services bound to them */
+  /** the exit's own addresses, refused so consumers cannot reach services bound to them; more can be learned at run time with `setOwnAddresses()` */
   ownAddresses?: string[]
 }
 
@@ -443,6 +443,8 @@ export class ExitPolicy {
   private readonly deniedCidrs: Array<{ text: string, range: Cidr }>
   private readonly deniedDomains: string[]
   private readonly ownAddresses: Cidr[]
+  /** learned at run time (interfaces, announced and observed addresses), replaced as they change */
+  private learnedOwnAddresses: Array<{ text: string, range: Cidr }> = []
 
   /** @throws {PolicyConfigError} on a malformed port range, CIDR, domain or own address, so a typo fails at startup */
   constructor (init: ExitPolicyInit) {
@@ -451,6 +453,30 @@ export class ExitPolicy {
     this.deniedCidrs = (init.deniedCidrs ?? []).map(text => ({ text: String(text).trim(), range: inField('deniedCidrs', () => parseDeniedCidr(text)) }))
     this.deniedDomains = (init.deniedDomains ?? []).map(text => inField('deniedDomains', () => parseDeniedDomain(text)))
     this.ownAddresses = (init.ownAddresses ?? []).map(parseOwnAddress)
+  }
+
+  /**
+   * Replaces the own addresses learned at run time; those given at
+   * construction stay. Entries that are not single addresses are left out
+   * and returned, so one odd interface entry cannot keep the rest out.
+   */
+  setOwnAddresses (addresses: Iterable<string>): string[] {
+    const learned: Array<{ text: string, range: Cidr }> = []
+    const rejected: string[] = []
+    for (const text of addresses) {
+      try {
+        learned.push({ text, range: parseOwnAddress(text) })
+      } catch {
+        rejected.push(text)
+      }
+    }
+    this.learnedOwnAddresses = learned
+    return rejected
+  }
+
+  /** The own addresses learned at run time, as given to `setOwnAddresses()`. */
+  get learnedOwn (): string[] {
+    return this.learnedOwnAddresses.map(a => a.text)
   }
 
   checkPort (port: number): PolicyDecision {
@@ -500,7 +526,7 @@ export class ExitPolicy {
     }
     count(this.deniedCidrs.length, 'denied range', 'denied ranges')
     count(this.deniedDomains.length, 'denied domain', 'denied domains')
-    count(this.ownAddresses.length, 'own address', 'own addresses')
+    count(this.ownAddresses.length + this.learnedOwnAddresses.length, 'own address', 'own addresses')
     return parts.join('; ')
   }
 
@@ -522,7 +548,8 @@ export class ExitPolicy {
       if (host.zone !== undefined) return deny(`${input} has a zone id (%${host.zone}); scoped addresses are never public`)
     }
     const all = [host.addr, ...embedded.map(e => e.addr)]
-    if (this.ownAddresses.some(own => all.some(a => inCidr(a, own)))) {
+    const isOwn = (range: Cidr): boolean => all.some(a => inCidr(a, range))
+    if (this.ownAddresses.some(isOwn) || this.learnedOwnAddresses.some(own => isOwn(own.range))) {
       return deny(about(input, canonical, "one of the exit's own addresses"))
     }
     const denied = this.deniedCidrs.find(d => all.some(a => inCidr(a, d.range)))

@@ -14,7 +14,7 @@ import { connect } from 'node:net'
 import { lookup } from 'node:dns/promises'
 import { networkInterfaces } from 'node:os'
 import { TypedEventEmitter } from 'main-event'
-import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
@@ -24,8 +24,10 @@ import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, decodeTu
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
-import type { ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
-import type { Registrar } from '@libp2p/interface-internal'
+import type { ComponentLogger, Connection, Libp2pEvents, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { AddressManager, Registrar } from '@libp2p/interface-internal'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { TypedEventTarget } from 'main-event'
 import type { Socket } from 'node:net'
 
 export const DEFAULT_REQUEST_TIMEOUT = 10 * second
@@ -40,6 +42,11 @@ export const DEFAULT_MAX_TUNNELS = 1024
 export const DEFAULT_MAX_TUNNELS_PER_CONSUMER = 256
 /** How often open tunnels are checked against the schedule. */
 export const SCHEDULE_CHECK_INTERVAL = 10 * second
+/**
+ * How often the exit re-reads its own addresses: interfaces come and go
+ * (DHCP, VPNs, a laptop changing networks) without any libp2p event.
+ */
+export const OWN_ADDRESS_REFRESH_INTERVAL = minute
 
 export type Resolver = (host: string) => Promise<Array<{ address: string, family: number }>>
 
@@ -72,11 +79,19 @@ export interface TunnelExitInit {
   now?: () => Date
   /** Gating and metering by accounting (credit, unsigned bytes). */
   accounting?: ExitAccounting
+  /** This machine's interface addresses, refused as targets. @default every address os.networkInterfaces() reports */
+  interfaceAddresses?: () => string[]
+  /** How often the own addresses are read again. @default 1 minute */
+  ownAddressRefreshMs?: number
 }
 
 export interface TunnelExitComponents {
   registrar: Registrar
   logger: ComponentLogger
+  /** The node's addresses as others should dial it: announced, observed and confirmed, mapped. */
+  addressManager: Pick<AddressManager, 'getAddresses'>
+  /** For 'self:peer:update', sent when those addresses change. */
+  events: TypedEventTarget<Libp2pEvents>
 }
 
 export interface ExitStats {
@@ -89,6 +104,12 @@ export interface ExitStats {
   denied: number
   deniedByStatus: Record<string, number>
   policy: string
+  /**
+   * This machine's addresses as the exit refuses them: its interfaces, the
+   * addresses libp2p announces (`--announce`, observed and confirmed ones,
+   * what is behind announced names). Empty when private targets are allowed.
+   */
+  ownAddresses: string[]
   quota: ReturnType<QuotaTracker['usage']>
   /** Which data quota is used up, if one is. */
   quotaExceeded: string | null
@@ -138,6 +159,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
   private flushTimer?: NodeJS.Timeout
+  private ownAddressTimer?: NodeJS.Timeout
+  /** What the names among the node's own addresses resolved to when last looked up. */
+  private announcedNames = new Map<string, string[]>()
+  private resolvingNames?: Promise<void>
   private running = false
   private paused = false
   private stats = { bytesIn: 0, bytesOut: 0, tunnelsTotal: 0, denied: 0, deniedByStatus: {} as Record<string, number> }
@@ -145,9 +170,9 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   constructor (private readonly components: TunnelExitComponents, private readonly init: TunnelExitInit) {
     super()
     this.log = components.logger.forComponent('spareband:relay:exit')
-    // a local testnet's targets live on this machine: its own addresses are then allowed like other private ones
-    const own = init.policy.allowPrivateTargets === true ? [] : localAddresses()
-    this.policy = new ExitPolicy({ ...init.policy, ownAddresses: [...(init.policy.ownAddresses ?? []), ...own] })
+    this.policy = new ExitPolicy(init.policy)
+    // the interfaces at once, before any tunnel can arrive; the node's announced addresses once libp2p has them
+    this.refreshOwnAddresses(false)
     this.now = init.now ?? (() => new Date())
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     this.schedule = parseSchedule(init.schedule ?? 'always')
@@ -173,8 +198,16 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.scheduleTimer.unref()
     this.flushTimer = setInterval(() => this.flushQuota(), 5 * second)
     this.flushTimer.unref()
+    this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
+    this.ownAddressTimer = setInterval(() => this.refreshOwnAddresses(), this.init.ownAddressRefreshMs ?? OWN_ADDRESS_REFRESH_INTERVAL)
+    this.ownAddressTimer.unref()
     this.running = true
     this.log('exit started: %s', this.policy.describe())
+  }
+
+  /** Transports listen by now: their addresses, and announced ones, join the refused set. */
+  afterStart (): void {
+    this.refreshOwnAddresses()
   }
 
   async stop (): Promise<void> {
@@ -182,6 +215,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.running = false
     clearInterval(this.scheduleTimer)
     clearInterval(this.flushTimer)
+    clearInterval(this.ownAddressTimer)
+    this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     await this.components.registrar.unhandle(TUNNEL_PROTOCOL)
     this.abortAll(new Error('exit stopping'))
     this.flushQuota()
@@ -191,6 +226,64 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   resume (): void { this.paused = false }
 
   get tunnelsOpen (): number { return this.open.size }
+
+  private readonly onSelfUpdate = (): void => { this.refreshOwnAddresses() }
+
+  /**
+   * The exit's own addresses, refused as targets so consumers cannot reach
+   * this machine: a NATed exit's public address (announced, or observed by
+   * peers and confirmed by autonat) would otherwise lead, through hairpin
+   * NAT, to the operator's router and whatever it forwards. Read from the
+   * interfaces and libp2p's address manager (what getMultiaddrs() reports)
+   * now, again on 'self:peer:update' and every OWN_ADDRESS_REFRESH_INTERVAL;
+   * names among them (`--announce /dns4/home.example.org/...`) are resolved,
+   * and the addresses they had last time count until the answer is in.
+   * A local testnet (private targets allowed) has its targets on this
+   * machine, so there this rule is lifted with the others.
+   */
+  private refreshOwnAddresses (withNode = true): void {
+    if (this.init.policy.allowPrivateTargets === true) return
+    const own = new Set((this.init.interfaceAddresses ?? localAddresses)())
+    const names = new Set<string>()
+    if (withNode) {
+      for (const ma of this.components.addressManager.getAddresses()) {
+        const host = hostOf(ma)
+        if (host?.kind === 'ip') own.add(host.address)
+        else if (host?.kind === 'name') names.add(host.name)
+      }
+    }
+    for (const [name, addresses] of this.announcedNames) {
+      if (!names.has(name)) this.announcedNames.delete(name)
+      else for (const a of addresses) own.add(a)
+    }
+    const rejected = this.policy.setOwnAddresses(own)
+    if (rejected.length > 0) this.log('not addresses, left out of the own addresses: %s', rejected.join(', '))
+    if (names.size > 0 && this.resolvingNames == null) {
+      this.resolvingNames = this.resolveOwnNames([...names]).finally(() => { this.resolvingNames = undefined })
+    }
+  }
+
+  private async resolveOwnNames (names: string[]): Promise<void> {
+    let changed = false
+    for (const name of names) {
+      try {
+        const found = (await withTimeout(this.resolve(name), DEFAULT_DNS_TIMEOUT, 'DNS lookup timed out')).map(a => a.address)
+        if (found.join() !== this.announcedNames.get(name)?.join()) changed = true
+        this.announcedNames.set(name, found)
+      } catch (err: any) {
+        this.log('could not resolve %s, one of this node\'s own addresses - %e', name, err)
+      }
+    }
+    if (changed) this.refreshOwnAddresses()
+  }
+
+  /**
+   * What the exit would answer a tunnel to `address:port`, checked the way
+   * a resolved address is checked, without dialing anything.
+   */
+  checkAddress (address: string, port: number): ReturnType<ExitPolicy['checkAddress']> {
+    return this.policy.checkAddress(address, port)
+  }
 
   status (): ExitStats {
     return {
@@ -203,6 +296,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       denied: this.stats.denied,
       deniedByStatus: { ...this.stats.deniedByStatus },
       policy: this.policy.describe(),
+      ownAddresses: [...(this.init.policy.ownAddresses ?? []), ...this.policy.learnedOwn],
       quota: this.quota.usage(),
       quotaExceeded: this.quota.exceeded() ?? null,
       withinSchedule: isWithinSchedule(this.schedule, this.now()),
@@ -440,6 +534,21 @@ async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Prom
 /** Every address of this machine: an exit never dials itself. */
 function localAddresses (): string[] {
   return Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address.split('%')[0]))
+}
+
+/**
+ * The host a multiaddr reaches this node at: an IP address or a DNS name.
+ * Relayed addresses (`.../p2p-circuit/...`) start with the relay's host,
+ * not ours, so they have none.
+ */
+function hostOf (ma: Multiaddr): { kind: 'ip', address: string } | { kind: 'name', name: string } | undefined {
+  const components = ma.getComponents()
+  if (components.some(c => c.name === 'p2p-circuit')) return undefined
+  const first = components.find(c => c.name !== 'ip6zone')
+  if (first?.value == null) return undefined
+  if (first.name === 'ip4' || first.name === 'ip6') return { kind: 'ip', address: first.value }
+  if (first.name === 'dns' || first.name === 'dns4' || first.name === 'dns6') return { kind: 'name', name: first.value }
+  return undefined
 }
 
 export function tunnelExit (init: TunnelExitInit): (components: TunnelExitComponents) => TunnelExit {

@@ -155,6 +155,20 @@ describe('operator controls as flags and environment variables', () => {
   })
 })
 
+describe('the exit\'s own addresses', () => {
+  it('an --announce address is refused as the exit\'s own (hairpin NAT), checked without dialing', async () => {
+    // 203.0.113.9 is a documentation address: never anyone's, and nothing dials it here
+    const d = await dataDir()
+    const node = await startNode(d, ['--announce', '/ip4/203.0.113.9/tcp/4001'])
+    const s = await node.status()
+    expect(s.addresses.some((a: string) => a.startsWith('/ip4/203.0.113.9/tcp/4001'))).toBe(true)
+    expect(s.exit.ownAddresses).toContain('203.0.113.9')
+    expect(s.exit.ownAddresses).toContain('127.0.0.1')
+    expect(s.exit.policy).toMatch(/\d+ own address/)
+    expect((await node.stop()).code).toBe(0)
+  })
+})
+
 describe('a listener port in use names the listener and its setting', () => {
   it('SOCKS5, HTTP proxy and control API', async () => {
     const d = await dataDir()

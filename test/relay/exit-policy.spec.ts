@@ -586,6 +586,18 @@ describe('ownAddresses', () => {
     if (!host.startsWith('[')) expect(p.checkAddress(host, 443).allowed).toBe(allowed)
   })
 
+  it('learns more at run time, replacing what it learned before and keeping what it was built with', () => {
+    const q = new ExitPolicy({ allowedPorts: [[443, 443]], ownAddresses: ['5.6.7.8'] })
+    expect(q.setOwnAddresses(['9.9.9.1', 'fe80::1%eth0', 'not-an-address', '10.0.0.0/8'])).toEqual(['not-an-address', '10.0.0.0/8'])
+    expect(q.learnedOwn).toEqual(['9.9.9.1', 'fe80::1%eth0'])
+    expect(reasonOf(q.checkAddress('9.9.9.1', 443))).toBe("9.9.9.1 is one of the exit's own addresses")
+    expect(q.describe()).toBe('ports 443; private targets denied; 3 own addresses')
+    q.setOwnAddresses(['9.9.9.2'])
+    expect(q.checkAddress('9.9.9.1', 443).allowed).toBe(true)
+    expect(q.checkAddress('9.9.9.2', 443).allowed).toBe(false)
+    expect(q.checkAddress('5.6.7.8', 443).allowed).toBe(false)
+  })
+
   it('says so', () => {
     expect(reasonOf(p.checkAddress('5.6.7.8', 443))).toBe("5.6.7.8 is one of the exit's own addresses")
     expect(reasonOf(p.checkTarget('84281096', 443))).toBe("84281096 maps to 5.6.7.8, one of the exit's own addresses")

@@ -5,12 +5,15 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { tunnelExit } from '../../src/relay/exit.ts'
 import { TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
+import { waitFor } from '../utils/cli.ts'
 import type { TunnelExit, TunnelExitInit, Resolver } from '../../src/relay/exit.ts'
 import type { Libp2p } from '@libp2p/interface'
+import type { AddressManager } from '@libp2p/interface-internal'
 import type { AddressInfo, Server, Socket } from 'node:net'
 
 /**
@@ -21,10 +24,10 @@ import type { AddressInfo, Server, Socket } from 'node:net'
 
 type ExitNode = Libp2p<{ exit: TunnelExit }>
 
-async function exitNode (init: TunnelExitInit): Promise<ExitNode> {
+async function exitNode (init: TunnelExitInit, announce?: string[]): Promise<ExitNode> {
   return createLibp2p({
     privateKey: await generateKeyPair('Ed25519'),
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'], announce },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
@@ -126,5 +129,72 @@ describe('the exit dials every allowed address of a name, in order', () => {
     const r = await ask(consumer, exit, 'denied.test.example', port)
     expect(r.status).toBe(TunnelStatus.POLICY_DENIED)
     expect(r.message).toBe('denied.test.example resolves to 127.0.0.3 is in a denied range (127.0.0.3)')
+  })
+})
+
+/**
+ * The exit's own addresses beyond its interfaces. No test here dials
+ * anything: the exit has no peers and is only asked what it would do
+ * (checkAddress, status). 5.6.7.x stand for a NATed exit's public address,
+ * which no interface of the exit carries.
+ */
+describe('the exit refuses its own public addresses, and keeps the list current', () => {
+  const nodes: ExitNode[] = []
+  afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
+  const OWN = "one of the exit's own addresses"
+
+  async function started (init: Partial<TunnelExitInit>, announce?: string[]): Promise<TunnelExit> {
+    const node = await exitNode({ policy: { allowedPorts: [[443, 443]] }, resolve: fakeDns({}), ...init }, announce)
+    nodes.push(node)
+    return node.services.exit
+  }
+  const reason = (exit: TunnelExit, address: string): string => {
+    const d = exit.checkAddress(address, 443)
+    return d.allowed ? 'allowed' : d.reason
+  }
+
+  it('announced addresses (--announce), and what announced names resolve to', async () => {
+    const exit = await started({
+      interfaceAddresses: () => ['127.0.0.1'],
+      resolve: fakeDns({ 'home.test.example': ['5.6.7.10'] })
+    }, ['/ip4/5.6.7.8/tcp/4001', '/dns4/home.test.example/tcp/4001', '/ip4/203.0.113.9/tcp/4001'])
+    expect(reason(exit, '5.6.7.8')).toBe(`5.6.7.8 is ${OWN}`)
+    expect(reason(exit, '::ffff:5.6.7.8')).toBe(`::ffff:5.6.7.8 maps to 5.6.7.8, ${OWN}`)
+    await waitFor(() => reason(exit, '5.6.7.10') === `5.6.7.10 is ${OWN}`, { timeoutMs: 5000, what: 'the announced name\'s address to be refused' })
+    // a neighbour is not the exit
+    expect(reason(exit, '5.6.7.9')).toBe('allowed')
+    expect(exit.status().ownAddresses).toEqual(expect.arrayContaining(['127.0.0.1', '5.6.7.8', '5.6.7.10', '203.0.113.9']))
+  })
+
+  it('an observed address autonat confirms, on the self:peer:update that follows', async () => {
+    const exit = await started({ interfaceAddresses: () => ['127.0.0.1'], ownAddressRefreshMs: 3_600_000 })
+    const node = nodes[nodes.length - 1]
+    // the implementation's components, as identify and autonat reach them
+    const { addressManager } = (node as unknown as { components: { addressManager: AddressManager } }).components
+    expect(reason(exit, '5.6.7.11')).toBe('allowed')
+    // what identify and autonat do when peers see this node at 5.6.7.11
+    addressManager.addObservedAddr(multiaddr('/ip4/5.6.7.11/tcp/4001'))
+    addressManager.confirmObservedAddr(multiaddr('/ip4/5.6.7.11/tcp/4001'), { type: 'observed' })
+    await waitFor(() => node.getMultiaddrs().some(ma => ma.toString().startsWith('/ip4/5.6.7.11/')), { timeoutMs: 5000, what: 'libp2p to report the address' })
+    await waitFor(() => reason(exit, '5.6.7.11') === `5.6.7.11 is ${OWN}`, { timeoutMs: 5000, what: 'the confirmed address to be refused' })
+    // and when autonat takes it back, it is an ordinary target again
+    addressManager.removeObservedAddr(multiaddr('/ip4/5.6.7.11/tcp/4001'))
+    await waitFor(() => reason(exit, '5.6.7.11') === 'allowed', { timeoutMs: 5000, what: 'the address to be forgotten' })
+  })
+
+  it('interface addresses are read again periodically', async () => {
+    const interfaces = ['127.0.0.1']
+    const exit = await started({ interfaceAddresses: () => interfaces, ownAddressRefreshMs: 100 })
+    expect(reason(exit, '5.6.7.12')).toBe('allowed')
+    interfaces.push('5.6.7.12')
+    await waitFor(() => reason(exit, '5.6.7.12') === `5.6.7.12 is ${OWN}`, { timeoutMs: 5000, what: 'a new interface address to be refused' })
+    interfaces.pop()
+    await waitFor(() => reason(exit, '5.6.7.12') === 'allowed', { timeoutMs: 5000, what: 'a gone interface address to be allowed' })
+  })
+
+  it('a local testnet (private targets allowed) has no own-address rule', async () => {
+    const exit = await started({ policy: { allowedPorts: [[443, 443]], allowPrivateTargets: true }, interfaceAddresses: () => ['127.0.0.1'] }, ['/ip4/5.6.7.8/tcp/4001'])
+    expect(reason(exit, '127.0.0.1')).toBe('allowed')
+    expect(exit.status().ownAddresses).toEqual([])
   })
 })
