@@ -11,6 +11,7 @@
  */
 
 import { connect } from 'node:net'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { lookup } from 'node:dns/promises'
 import { networkInterfaces } from 'node:os'
 import { TypedEventEmitter } from 'main-event'
@@ -66,6 +67,8 @@ export interface TunnelExitInit {
   monthlyQuotaBytes?: number
   /** Where quota counters persist. */
   quotaFile?: string
+  /** Where the operator's pause persists, so it survives a restart; none = in memory only. */
+  stateFile?: string
   /** Share schedule text, see schedule.ts. @default "always" */
   schedule?: string
   idleTimeoutMs?: number
@@ -97,6 +100,8 @@ export interface TunnelExitComponents {
 export interface ExitStats {
   enabled: boolean
   paused: boolean
+  /** When the operator paused the exit (ISO 8601), while it is paused. */
+  pausedSince: string | null
   bytesIn: number
   bytesOut: number
   tunnelsOpen: number
@@ -165,6 +170,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private resolvingNames?: Promise<void>
   private running = false
   private paused = false
+  private pausedSince?: Date
   private stats = { bytesIn: 0, bytesOut: 0, tunnelsTotal: 0, denied: 0, deniedByStatus: {} as Record<string, number> }
 
   constructor (private readonly components: TunnelExitComponents, private readonly init: TunnelExitInit) {
@@ -175,6 +181,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.refreshOwnAddresses(false)
     this.now = init.now ?? (() => new Date())
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
+    const saved = readExitState(init.stateFile)
+    if (saved.paused) {
+      this.paused = true
+      this.pausedSince = saved.pausedSince
+    }
     this.schedule = parseSchedule(init.schedule ?? 'always')
     if ((init.downloadRate ?? 0) > 0) this.down = new TokenBucket({ rate: init.downloadRate! })
     if ((init.uploadRate ?? 0) > 0) this.up = new TokenBucket({ rate: init.uploadRate! })
@@ -203,6 +214,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.ownAddressTimer.unref()
     this.running = true
     this.log('exit started: %s', this.policy.describe())
+    if (this.paused) this.log('exit paused by its operator since %s: no new tunnels until it is resumed', this.pausedSince?.toISOString() ?? 'an earlier run')
   }
 
   /** Transports listen by now: their addresses, and announced ones, join the refused set. */
@@ -222,8 +234,37 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.flushQuota()
   }
 
-  pause (): void { this.paused = true }
-  resume (): void { this.paused = false }
+  /**
+   * Stops taking new tunnels (open ones carry on) until resume(), across
+   * restarts: the state is saved in `stateFile`.
+   * @throws {Error} when the state cannot be saved; the exit is paused all the same, until it stops
+   */
+  pause (): void {
+    if (!this.paused) {
+      this.paused = true
+      this.pausedSince = this.now()
+    }
+    this.saveState()
+  }
+
+  /** Takes new tunnels again, now and after a restart. @throws {Error} when the state cannot be saved */
+  resume (): void {
+    this.paused = false
+    this.pausedSince = undefined
+    this.saveState()
+  }
+
+  private saveState (): void {
+    const file = this.init.stateFile
+    if (file == null) return
+    const state: ExitState = { paused: this.paused, pausedSince: this.pausedSince }
+    try {
+      writeExitState(file, state)
+    } catch (err: any) {
+      this.log.error('could not save the exit state in %s - %e', file, err)
+      throw new Error(`exit ${this.paused ? 'paused' : 'resumed'}, but ${file} could not be written (${err.message}): this will not survive a restart`)
+    }
+  }
 
   get tunnelsOpen (): number { return this.open.size }
 
@@ -289,6 +330,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     return {
       enabled: true,
       paused: this.paused,
+      pausedSince: this.pausedSince?.toISOString() ?? null,
       bytesIn: this.stats.bytesIn,
       bytesOut: this.stats.bytesOut,
       tunnelsOpen: this.open.size,
@@ -484,6 +526,38 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
     this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })
   }
+}
+
+interface ExitState { paused: boolean, pausedSince?: Date }
+
+/**
+ * The operator's pause as saved: `{"paused":true,"pausedSince":"..."}`. No
+ * file is not paused; a file that cannot be read stops the start, as the
+ * quota file does, rather than silently resuming a paused exit.
+ */
+function readExitState (file: string | undefined): ExitState {
+  if (file == null) return { paused: false }
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err: any) {
+    if (err.code === 'ENOENT') return { paused: false }
+    throw new Error(`${file}: cannot read the exit state (${err.message})`)
+  }
+  let saved: any
+  try {
+    saved = JSON.parse(text)
+  } catch {}
+  if (typeof saved?.paused !== 'boolean') throw new Error(`${file}: not an exit state file; delete it to start unpaused, or write {"paused": true}`)
+  const since = typeof saved.pausedSince === 'string' ? new Date(saved.pausedSince) : undefined
+  return { paused: saved.paused, pausedSince: since != null && !Number.isNaN(since.getTime()) ? since : undefined }
+}
+
+/** Atomic: write a temporary file, then rename it over the old one. */
+function writeExitState (file: string, state: ExitState): void {
+  const tmp = `${file}.tmp`
+  writeFileSync(tmp, JSON.stringify({ paused: state.paused, pausedSince: state.pausedSince?.toISOString() }) + '\n')
+  renameSync(tmp, file)
 }
 
 /**

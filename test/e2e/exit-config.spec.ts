@@ -3,6 +3,7 @@ import { createServer } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { NodeProcess, runCli, tempDir } from '../utils/cli.ts'
+import { callApi } from '../../src/cli/api-client.ts'
 import { createIdentity } from '../../src/node/identity.ts'
 import type { AddressInfo, Server } from 'node:net'
 
@@ -165,6 +166,34 @@ describe('the exit\'s own addresses', () => {
     expect(s.exit.ownAddresses).toContain('203.0.113.9')
     expect(s.exit.ownAddresses).toContain('127.0.0.1')
     expect(s.exit.policy).toMatch(/\d+ own address/)
+    expect((await node.stop()).code).toBe(0)
+  })
+})
+
+describe('pause survives a restart', () => {
+  it('paused, stopped and started again, the exit is still paused and status warns; resumed, it stays resumed', async () => {
+    const d = await dataDir()
+    let node = await startNode(d, [])
+    const paused = await callApi<any>(d, '/v1/exit/pause', { method: 'POST', body: {} })
+    expect(paused.paused).toBe(true)
+    expect((await node.status()).warnings).toEqual([expect.stringMatching(/^the exit is paused since .*: it takes no new tunnels, across restarts, until POST \/v1\/exit\/resume$/)])
+    expect((await node.stop()).code).toBe(0)
+
+    node = await startNode(d, [])
+    let s = await node.status()
+    expect(s.exit.paused).toBe(true)
+    expect(s.exit.pausedSince).toBe(paused.pausedSince)
+    expect(s.warnings).toEqual([expect.stringContaining('the exit is paused')])
+    // the CLI's own status shows it too
+    const text = await runCli(['status', '--data-dir', d])
+    expect(text.stdout).toContain('the exit is paused')
+    await callApi(d, '/v1/exit/resume', { method: 'POST', body: {} })
+    expect((await node.stop()).code).toBe(0)
+
+    node = await startNode(d, [])
+    s = await node.status()
+    expect(s.exit.paused).toBe(false)
+    expect(s.warnings).toEqual([])
     expect((await node.stop()).code).toBe(0)
   })
 })

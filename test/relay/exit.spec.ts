@@ -1,5 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createServer } from 'node:net'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -10,7 +12,7 @@ import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { tunnelExit } from '../../src/relay/exit.ts'
 import { TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
-import { waitFor } from '../utils/cli.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
 import type { TunnelExit, TunnelExitInit, Resolver } from '../../src/relay/exit.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { AddressManager } from '@libp2p/interface-internal'
@@ -196,5 +198,40 @@ describe('the exit refuses its own public addresses, and keeps the list current'
     const exit = await started({ policy: { allowedPorts: [[443, 443]], allowPrivateTargets: true }, interfaceAddresses: () => ['127.0.0.1'] }, ['/ip4/5.6.7.8/tcp/4001'])
     expect(reason(exit, '127.0.0.1')).toBe('allowed')
     expect(exit.status().ownAddresses).toEqual([])
+  })
+})
+
+describe('the operator\'s pause is saved in the state file', () => {
+  const nodes: ExitNode[] = []
+  afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
+  const make = async (stateFile: string, now?: () => Date): Promise<TunnelExit> => {
+    const node = await exitNode({ policy: { allowedPorts: [[443, 443]] }, resolve: fakeDns({}), stateFile, now })
+    nodes.push(node)
+    return node.services.exit
+  }
+
+  it('a new exit on the same file starts paused, and unpaused after resume', async () => {
+    const file = join(await tempDir('sb-exit-state-'), 'exit-state.json')
+    const first = await make(file, () => new Date('2026-03-01T10:00:00Z'))
+    expect(first.status()).toMatchObject({ paused: false, pausedSince: null })
+    first.pause()
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ paused: true, pausedSince: '2026-03-01T10:00:00.000Z' })
+    const second = await make(file)
+    expect(second.status()).toMatchObject({ paused: true, pausedSince: '2026-03-01T10:00:00.000Z' })
+    second.resume()
+    const third = await make(file)
+    expect(third.status()).toMatchObject({ paused: false, pausedSince: null })
+  })
+
+  it('a state file that cannot be read stops the start instead of resuming', async () => {
+    const file = join(await tempDir('sb-exit-state-'), 'exit-state.json')
+    await writeFile(file, 'garbage')
+    await expect(make(file)).rejects.toThrow(/not an exit state file/)
+  })
+
+  it('a pause that cannot be saved says so, and still pauses', async () => {
+    const exit = await make(join(await tempDir('sb-exit-state-'), 'no-such-dir', 'exit-state.json'))
+    expect(() => exit.pause()).toThrow(/could not be written.*will not survive a restart/)
+    expect(exit.status().paused).toBe(true)
   })
 })
