@@ -49,3 +49,21 @@ export class NodeNotRunningError extends Error {
     this.name = 'NodeNotRunningError'
   }
 }
+
+/** A listener (proxy, control API) could not bind because something else holds its address. */
+export class AddressInUseError extends Error {
+  static name = 'AddressInUseError'
+  /** `127.0.0.1:1080`, `[::1]:1080` */
+  readonly address?: string
+
+  constructor (message = 'Address in use', details: { address?: string } = {}) {
+    super(message)
+    this.name = 'AddressInUseError'
+    this.address = details.address
+  }
+}
+
+/** `host:port`, with IPv6 hosts in brackets. */
+export function formatHostPort (host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}

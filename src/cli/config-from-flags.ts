@@ -27,7 +27,15 @@ export const FLAG_KEYS: Record<string, { key: string, flag: string, map?: (v: an
   capacityMbps: { key: 'exit.capacity_mbps', flag: '--capacity-mbps' },
   exitPorts: { key: 'exit.allowed_ports', flag: '--exit-ports', map: (v: string) => v.split(',') },
   allowPrivateTargets: { key: 'exit.allow_private_targets', flag: '--allow-private-targets' },
-  schedule: { key: 'exit.schedule', flag: '--schedule' }
+  schedule: { key: 'exit.schedule', flag: '--schedule' },
+  uploadMbps: { key: 'exit.upload_mbps', flag: '--upload-mbps' },
+  downloadMbps: { key: 'exit.download_mbps', flag: '--download-mbps' },
+  perConsumerMbps: { key: 'exit.per_consumer_mbps', flag: '--per-consumer-mbps' },
+  maxTunnels: { key: 'exit.max_tunnels', flag: '--max-tunnels' },
+  maxTunnelsPerConsumer: { key: 'exit.max_tunnels_per_consumer', flag: '--max-tunnels-per-consumer' },
+  dailyQuotaGb: { key: 'exit.daily_quota_gb', flag: '--daily-quota-gb' },
+  monthlyQuotaGb: { key: 'exit.monthly_quota_gb', flag: '--monthly-quota-gb' },
+  idleTimeout: { key: 'exit.idle_timeout_seconds', flag: '--idle-timeout' }
 }
 
 export function parseNumberArg (value: string): number {

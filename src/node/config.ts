@@ -16,6 +16,7 @@ import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
 import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
 import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
 import { isLoopback as isLoopbackHost } from '../relay/listen-address.ts'
@@ -25,7 +26,8 @@ const port = z.number().int().min(0).max(65535)
 
 const portList = z.array(z.union([z.string(), z.number()])).superRefine((value, ctx) => {
   try {
-    parsePortList(value)
+    // no ports at all (`--exit-ports=`) would advertise an exit that refuses every tunnel
+    if (parsePortList(value).length === 0) ctx.addIssue({ code: 'custom', message: 'no ports: list some (e.g. 80,443 or reduced), or turn the exit off with --no-supply (exit.enabled = false)' })
   } catch (err: any) {
     ctx.addIssue({ code: 'custom', message: err.message })
   }
@@ -45,13 +47,22 @@ const region = z.string().transform(normalizeRegion).superRefine((value, ctx) =>
   }
 })
 
-const cidr = z.string().superRefine((value, ctx) => {
-  if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(value)) {
-    ctx.addIssue({ code: 'custom', message: 'not a CIDR range such as "203.0.113.0/24" or "2001:db8::/32"' })
+/** A list checked entry by entry with the parser its consumer uses, so whatever passes here also passes there. */
+const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).superRefine((value, ctx) => {
+  for (const entry of value) {
+    try {
+      parse(entry)
+    } catch (err: any) {
+      ctx.addIssue({ code: 'custom', message: err.message })
+      return
+    }
   }
 })
 
 const nonNegative = z.number().min(0)
+
+/** 0 would advertise an exit that is always busy: the way to take no tunnels is to turn the exit off. */
+const tunnelLimit = z.number().int().min(1, 'must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)')
 
 export const configSchema = z.strictObject({
   /** Where this node exits traffic: ISO 3166-1 alpha-2, optionally with a subdivision. */
@@ -92,15 +103,18 @@ export const configSchema = z.strictObject({
     capacity_mbps: nonNegative,
     allowed_ports: portList,
     allow_private_targets: z.boolean(),
-    denied_cidrs: z.array(cidr),
-    denied_domains: z.array(z.string()),
+    /** More ranges to refuse, e.g. "203.0.113.0/24", "2001:db8::/32"; a bare address is that one host. */
+    denied_cidrs: checkedList(parseDeniedCidr),
+    /** Domains to refuse with every name under them: "example.com" (also written ".example.com" or "*.example.com"). */
+    denied_domains: checkedList(parseDeniedDomain),
     /** Total rate caps across all tunnels, megabits per second; 0 = unlimited. */
     upload_mbps: nonNegative,
     download_mbps: nonNegative,
     /** Rate cap per consumer, both directions each; 0 = unlimited. */
     per_consumer_mbps: nonNegative,
-    max_tunnels: z.number().int().min(0),
-    max_tunnels_per_consumer: z.number().int().min(0),
+    /** Open tunnels at once, all consumers together; at least 1 (turn the exit off with enabled = false). */
+    max_tunnels: tunnelLimit,
+    max_tunnels_per_consumer: tunnelLimit,
     /** Data quotas in GB (10^9 bytes), both directions counted; 0 = unlimited. */
     daily_quota_gb: nonNegative,
     monthly_quota_gb: nonNegative,
@@ -288,6 +302,14 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_EXIT_PORTS', key: 'exit.allowed_ports', parse: list },
   { env: 'SPAREBAND_ALLOW_PRIVATE_TARGETS', key: 'exit.allow_private_targets', parse: bool },
   { env: 'SPAREBAND_SCHEDULE', key: 'exit.schedule', parse: s => s },
+  { env: 'SPAREBAND_UPLOAD_MBPS', key: 'exit.upload_mbps', parse: num },
+  { env: 'SPAREBAND_DOWNLOAD_MBPS', key: 'exit.download_mbps', parse: num },
+  { env: 'SPAREBAND_PER_CONSUMER_MBPS', key: 'exit.per_consumer_mbps', parse: num },
+  { env: 'SPAREBAND_MAX_TUNNELS', key: 'exit.max_tunnels', parse: num },
+  { env: 'SPAREBAND_MAX_TUNNELS_PER_CONSUMER', key: 'exit.max_tunnels_per_consumer', parse: num },
+  { env: 'SPAREBAND_DAILY_QUOTA_GB', key: 'exit.daily_quota_gb', parse: num },
+  { env: 'SPAREBAND_MONTHLY_QUOTA_GB', key: 'exit.monthly_quota_gb', parse: num },
+  { env: 'SPAREBAND_IDLE_TIMEOUT', key: 'exit.idle_timeout_seconds', parse: num },
   { env: 'SPAREBAND_ACCOUNTING', key: 'accounting.enabled', parse: bool },
   { env: 'SPAREBAND_CREDIT_LIMIT', key: 'accounting.credit_limit', parse: num },
   { env: 'SPAREBAND_POW_DIFFICULTY', key: 'accounting.pow_difficulty', parse: num }
@@ -344,6 +366,13 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
 /** Rules that span keys, checked once each key is valid on its own. */
 function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): void {
   const p = config.proxy
+  if (p.enabled && p.socks_port !== 0 && p.socks_port === p.http_port) {
+    // name the key someone set, not the default it collided with
+    const key = sources.has('proxy.http_port') || !sources.has('proxy.socks_port') ? 'proxy.http_port' : 'proxy.socks_port'
+    const other = key === 'proxy.http_port' ? 'proxy.socks_port' : 'proxy.http_port'
+    const source = sourceOf(sources, key) ?? 'defaults'
+    throw new ConfigError(`${source}: ${key} = ${p.socks_port} is invalid: it is also ${other}; the SOCKS5 and HTTP proxies each need a port of their own (0 picks a free one)`, { source, key })
+  }
   if (p.enabled && !isLoopbackHost(p.host) && p.password == null) {
     const source = sourceOf(sources, 'proxy.host') ?? 'defaults'
     throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.username and proxy.password too, or an open proxy is exposed to the network`, { source, key: 'proxy.host' })

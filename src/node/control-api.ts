@@ -9,6 +9,7 @@ import { createServer } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, writeFile, rm, chmod, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { AddressInUseError, formatHostPort } from '../errors.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -79,9 +80,14 @@ export class ControlApi {
     this.token = await loadOrCreateApiToken(this.init.dataDir)
     const server = createServer((req, res) => { void this.handle(req, res) })
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
+      const failed = (err: NodeJS.ErrnoException): void => {
+        if (err.code !== 'EADDRINUSE') { reject(err); return }
+        const address = formatHostPort(this.init.host, this.init.port)
+        reject(new AddressInUseError(`the control API (api.port / --api-port): ${address} is in use`, { address }))
+      }
+      server.once('error', failed)
       server.listen(this.init.port, this.init.host, () => {
-        server.off('error', reject)
+        server.off('error', failed)
         resolve()
       })
     })

@@ -44,6 +44,7 @@ export function exitServices (config: SparebandConfig, dataDir: string, accounti
       dailyQuotaBytes: e.daily_quota_gb * GB,
       monthlyQuotaBytes: e.monthly_quota_gb * GB,
       quotaFile: join(dataDir, 'exit-usage.json'),
+      stateFile: join(dataDir, 'exit-state.json'),
       schedule: e.schedule,
       idleTimeoutMs: e.idle_timeout_seconds * second,
       connectTimeoutMs: e.connect_timeout_seconds * second,
@@ -57,9 +58,13 @@ export function exitPart (node: SparebandNode): NodePart {
   return {
     name: 'exit',
     status: () => exit()?.status() ?? { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, denied: 0 },
-    warnings: () => node.config.exit.enabled && node.config.exit.allow_private_targets
-      ? ['exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.']
-      : [],
+    warnings: () => {
+      const warnings: string[] = []
+      if (node.config.exit.enabled && node.config.exit.allow_private_targets) warnings.push('exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.')
+      const s = exit()?.status()
+      if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` since ${s.pausedSince}` : ''}: it takes no new tunnels, across restarts, until POST /v1/exit/resume`)
+      return warnings
+    },
     routes: {
       'exit/pause': { post: () => { requireExit(exit()).pause(); return exit()!.status() } },
       'exit/resume': { post: () => { requireExit(exit()).resume(); return exit()!.status() } }
@@ -115,6 +120,9 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   })
   const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)
   const http = new HttpProxyServer(ingress, config.proxy.host, config.proxy.http_port)
+  // named when the port is taken, so the operator knows what to change
+  socks.setting = 'proxy.socks_port / --socks-port'
+  http.setting = 'proxy.http_port / --http-port'
   return {
     name: 'proxy',
     ingress,

@@ -41,7 +41,7 @@ export interface ExitPolicyInit {
   deniedCidrs?: string[]
   /** domain suffixes to refuse: `example.com` covers `example.com` and `a.example.com` */
   deniedDomains?: string[]
-  /** the exit's own addresses, refused so consumers cannot reach services bound to them */
+  /** the exit's own addresses, refused so consumers cannot reach services bound to them; more can be learned at run time with `setOwnAddresses()` */
   ownAddresses?: string[]
 }
 
@@ -339,26 +339,42 @@ function matchingSuffix (name: string, suffixes: readonly string[]): string | un
 // ---------------------------------------------------------------------------
 // Configuration
 
+export class PolicyConfigError extends Error {
+  static name = 'PolicyConfigError'
+
+  constructor (message = 'Invalid exit policy entry') {
+    super(message)
+    this.name = 'PolicyConfigError'
+  }
+}
+
 /**
  * Operator-supplied addresses must be written the usual way: read
  * inet_aton-style, a typo like `10/8` would become 0.0.0.10/8 and quietly
  * deny the wrong range.
  */
-function parseConfigAddress (text: string, field: string): Address {
+function parseConfigAddress (text: string, entry: string): Address {
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) return ipaddr.IPv4.parse(text)
   if (isIPv6(text) && !text.includes('%')) return ipaddr.IPv6.parse(dottedTailToHex(text))
-  throw new Error(`exit policy: ${field} entry ${quote(text)} is not an IP address`)
+  const what = text === entry ? quote(text) : `${quote(text)} in ${quote(entry)}`
+  throw new PolicyConfigError(`${what} is not an IP address: write IPv4 as four decimal numbers (e.g. "10.0.0.0/8") and IPv6 without a zone`)
 }
 
-function parseCidr (entry: string, field: string): Cidr {
+/**
+ * A denied range as the operator writes it (`denied_cidrs` in config.toml):
+ * `203.0.113.0/24`, `2001:db8::/32`, or a bare address for that one host.
+ * Exported so config validation refuses exactly what the policy would.
+ * @throws {PolicyConfigError} naming the entry and what is wrong with it
+ */
+export function parseDeniedCidr (entry: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
   const text = String(entry).trim()
   const [addrText, bitsText, extra] = text.split('/')
-  if (extra !== undefined) throw new Error(`exit policy: ${field} entry ${quote(text)} is not a CIDR range`)
-  const addr = parseConfigAddress(addrText, field)
+  if (extra !== undefined) throw new PolicyConfigError(`${quote(text)} is not a CIDR range: expected ADDRESS/BITS or a bare address`)
+  const addr = parseConfigAddress(addrText, text)
   const max = addr.kind() === 'ipv4' ? 32 : 128
   if (bitsText === undefined) return [addr, max]
   if (!/^\d{1,3}$/.test(bitsText) || Number(bitsText) > max) {
-    throw new Error(`exit policy: ${field} entry ${quote(text)} has a prefix length outside 0-${max}`)
+    throw new PolicyConfigError(`${quote(text)} has a prefix length outside 0-${max}`)
   }
   return [addr, Number(bitsText)]
 }
@@ -368,25 +384,40 @@ function parseOwnAddress (entry: string): Cidr {
   const text = String(entry).trim()
   const percent = text.indexOf('%')
   const bare = percent === -1 ? text : text.slice(0, percent)
-  if (bare.includes('/')) throw new Error(`exit policy: ownAddresses entry ${quote(text)} must be a single address (use deniedCidrs for ranges)`)
-  return parseCidr(bare, 'ownAddresses')
+  if (bare.includes('/')) throw new PolicyConfigError(`exit policy: ownAddresses entry ${quote(text)} must be a single address (use deniedCidrs for ranges)`)
+  return inField('ownAddresses', () => parseDeniedCidr(bare))
 }
 
-/** Accepts `example.com`, `.example.com` and `*.example.com`, all meaning the same suffix rule. */
-function parseDeniedDomain (entry: string): string {
+/**
+ * A denied domain as the operator writes it (`denied_domains`): `example.com`,
+ * `.example.com` and `*.example.com` all mean the same suffix rule, which
+ * covers `example.com` and every name under it. Returns the suffix.
+ * @throws {PolicyConfigError} when the entry is not a domain name
+ */
+export function parseDeniedDomain (entry: string): string {
   const text = String(entry).trim()
   const suffix = text.startsWith('*.') ? text.slice(2) : text.startsWith('.') ? text.slice(1) : text
   try {
     return parseDomainName(suffix).name
   } catch {
-    throw new Error(`exit policy: deniedDomains entry ${quote(text)} is not a domain name`)
+    throw new PolicyConfigError(`${quote(text)} is not a domain name such as "example.com" or "*.example.com"`)
+  }
+}
+
+/** Prefixes a config error with the policy field it came from, for errors raised by the constructor. */
+function inField<T> (field: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    if (err instanceof PolicyConfigError) throw new PolicyConfigError(`exit policy: ${field} entry ${err.message}`)
+    throw err
   }
 }
 
 function validPortRange (range: PortRange): PortRange {
   const ok = Array.isArray(range) && range.length === 2 &&
     range.every(p => Number.isInteger(p) && p >= 1 && p <= 65535) && range[0] <= range[1]
-  if (!ok) throw new Error(`exit policy: ${JSON.stringify(range)} is not a port range within 1-65535`)
+  if (!ok) throw new PolicyConfigError(`exit policy: ${JSON.stringify(range)} is not a port range within 1-65535`)
   return [range[0], range[1]]
 }
 
@@ -412,14 +443,40 @@ export class ExitPolicy {
   private readonly deniedCidrs: Array<{ text: string, range: Cidr }>
   private readonly deniedDomains: string[]
   private readonly ownAddresses: Cidr[]
+  /** learned at run time (interfaces, announced and observed addresses), replaced as they change */
+  private learnedOwnAddresses: Array<{ text: string, range: Cidr }> = []
 
-  /** @throws {Error} on a malformed port range, CIDR, domain or own address, so a typo fails at startup */
+  /** @throws {PolicyConfigError} on a malformed port range, CIDR, domain or own address, so a typo fails at startup */
   constructor (init: ExitPolicyInit) {
     this.ports = init.allowedPorts.map(validPortRange)
     this.allowPrivateTargets = init.allowPrivateTargets === true
-    this.deniedCidrs = (init.deniedCidrs ?? []).map(text => ({ text: String(text).trim(), range: parseCidr(text, 'deniedCidrs') }))
-    this.deniedDomains = (init.deniedDomains ?? []).map(parseDeniedDomain)
+    this.deniedCidrs = (init.deniedCidrs ?? []).map(text => ({ text: String(text).trim(), range: inField('deniedCidrs', () => parseDeniedCidr(text)) }))
+    this.deniedDomains = (init.deniedDomains ?? []).map(text => inField('deniedDomains', () => parseDeniedDomain(text)))
     this.ownAddresses = (init.ownAddresses ?? []).map(parseOwnAddress)
+  }
+
+  /**
+   * Replaces the own addresses learned at run time; those given at
+   * construction stay. Entries that are not single addresses are left out
+   * and returned, so one odd interface entry cannot keep the rest out.
+   */
+  setOwnAddresses (addresses: Iterable<string>): string[] {
+    const learned: Array<{ text: string, range: Cidr }> = []
+    const rejected: string[] = []
+    for (const text of addresses) {
+      try {
+        learned.push({ text, range: parseOwnAddress(text) })
+      } catch {
+        rejected.push(text)
+      }
+    }
+    this.learnedOwnAddresses = learned
+    return rejected
+  }
+
+  /** The own addresses learned at run time, as given to `setOwnAddresses()`. */
+  get learnedOwn (): string[] {
+    return this.learnedOwnAddresses.map(a => a.text)
   }
 
   checkPort (port: number): PolicyDecision {
@@ -469,7 +526,7 @@ export class ExitPolicy {
     }
     count(this.deniedCidrs.length, 'denied range', 'denied ranges')
     count(this.deniedDomains.length, 'denied domain', 'denied domains')
-    count(this.ownAddresses.length, 'own address', 'own addresses')
+    count(this.ownAddresses.length + this.learnedOwnAddresses.length, 'own address', 'own addresses')
     return parts.join('; ')
   }
 
@@ -491,7 +548,8 @@ export class ExitPolicy {
       if (host.zone !== undefined) return deny(`${input} has a zone id (%${host.zone}); scoped addresses are never public`)
     }
     const all = [host.addr, ...embedded.map(e => e.addr)]
-    if (this.ownAddresses.some(own => all.some(a => inCidr(a, own)))) {
+    const isOwn = (range: Cidr): boolean => all.some(a => inCidr(a, range))
+    if (this.ownAddresses.some(isOwn) || this.learnedOwnAddresses.some(own => isOwn(own.range))) {
       return deny(about(input, canonical, "one of the exit's own addresses"))
     }
     const denied = this.deniedCidrs.find(d => all.some(a => inCidr(a, d.range)))

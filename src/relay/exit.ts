@@ -5,16 +5,17 @@
  * Order of checks for a new tunnel, cheapest and least revealing first:
  * paused -> schedule -> quota -> concurrency -> credit (accounting seam) ->
  * policy on the host as sent -> DNS at the exit -> policy on every resolved
- * address -> dial exactly the address that passed. Dialing the checked
- * address (never the name again) is what keeps DNS rebinding from getting
- * round the policy.
+ * address -> dial exactly the addresses that passed, in order, until one
+ * answers. Dialing the checked addresses (never the name again) is what
+ * keeps DNS rebinding from getting round the policy.
  */
 
 import { connect } from 'node:net'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { lookup } from 'node:dns/promises'
 import { networkInterfaces } from 'node:os'
 import { TypedEventEmitter } from 'main-event'
-import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
@@ -24,18 +25,29 @@ import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, decodeTu
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
-import type { ComponentLogger, Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
-import type { Registrar } from '@libp2p/interface-internal'
+import type { ComponentLogger, Connection, Libp2pEvents, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { AddressManager, Registrar } from '@libp2p/interface-internal'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { TypedEventTarget } from 'main-event'
 import type { Socket } from 'node:net'
 
 export const DEFAULT_REQUEST_TIMEOUT = 10 * second
 /** How long a tunnel stream may idle before its request: consumers keep warm streams for up to 20 s. */
 export const WARM_STREAM_WAIT_MS = 60 * second
 export const DEFAULT_CONNECT_TIMEOUT = 10 * second
+/** The least time one of several addresses of a name gets to connect: a SYN and two retries. */
+export const MIN_CONNECT_ATTEMPT = 3 * second
 export const DEFAULT_DNS_TIMEOUT = 5 * second
 export const DEFAULT_IDLE_TIMEOUT = 300 * second
+export const DEFAULT_MAX_TUNNELS = 1024
+export const DEFAULT_MAX_TUNNELS_PER_CONSUMER = 256
 /** How often open tunnels are checked against the schedule. */
 export const SCHEDULE_CHECK_INTERVAL = 10 * second
+/**
+ * How often the exit re-reads its own addresses: interfaces come and go
+ * (DHCP, VPNs, a laptop changing networks) without any libp2p event.
+ */
+export const OWN_ADDRESS_REFRESH_INTERVAL = minute
 
 export type Resolver = (host: string) => Promise<Array<{ address: string, family: number }>>
 
@@ -55,6 +67,8 @@ export interface TunnelExitInit {
   monthlyQuotaBytes?: number
   /** Where quota counters persist. */
   quotaFile?: string
+  /** Where the operator's pause persists, so it survives a restart; none = in memory only. */
+  stateFile?: string
   /** Share schedule text, see schedule.ts. @default "always" */
   schedule?: string
   idleTimeoutMs?: number
@@ -68,16 +82,26 @@ export interface TunnelExitInit {
   now?: () => Date
   /** Gating and metering by accounting (credit, unsigned bytes). */
   accounting?: ExitAccounting
+  /** This machine's interface addresses, refused as targets. @default every address os.networkInterfaces() reports */
+  interfaceAddresses?: () => string[]
+  /** How often the own addresses are read again. @default 1 minute */
+  ownAddressRefreshMs?: number
 }
 
 export interface TunnelExitComponents {
   registrar: Registrar
   logger: ComponentLogger
+  /** The node's addresses as others should dial it: announced, observed and confirmed, mapped. */
+  addressManager: Pick<AddressManager, 'getAddresses'>
+  /** For 'self:peer:update', sent when those addresses change. */
+  events: TypedEventTarget<Libp2pEvents>
 }
 
 export interface ExitStats {
   enabled: boolean
   paused: boolean
+  /** When the operator paused the exit (ISO 8601), while it is paused. */
+  pausedSince: string | null
   bytesIn: number
   bytesOut: number
   tunnelsOpen: number
@@ -85,10 +109,25 @@ export interface ExitStats {
   denied: number
   deniedByStatus: Record<string, number>
   policy: string
+  /**
+   * This machine's addresses as the exit refuses them: its interfaces, the
+   * addresses libp2p announces (`--announce`, observed and confirmed ones,
+   * what is behind announced names). Empty when private targets are allowed.
+   */
+  ownAddresses: string[]
   quota: ReturnType<QuotaTracker['usage']>
   /** Which data quota is used up, if one is. */
   quotaExceeded: string | null
   withinSchedule: boolean
+  /** The operator's limits as this exit applies them; 0 = none. */
+  limits: {
+    maxTunnels: number
+    maxTunnelsPerConsumer: number
+    uploadBytesPerSecond: number
+    downloadBytesPerSecond: number
+    perConsumerBytesPerSecond: number
+    idleTimeoutSeconds: number
+  }
 }
 
 export interface TunnelInfo {
@@ -125,18 +164,28 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
   private flushTimer?: NodeJS.Timeout
+  private ownAddressTimer?: NodeJS.Timeout
+  /** What the names among the node's own addresses resolved to when last looked up. */
+  private announcedNames = new Map<string, string[]>()
+  private resolvingNames?: Promise<void>
   private running = false
   private paused = false
+  private pausedSince?: Date
   private stats = { bytesIn: 0, bytesOut: 0, tunnelsTotal: 0, denied: 0, deniedByStatus: {} as Record<string, number> }
 
   constructor (private readonly components: TunnelExitComponents, private readonly init: TunnelExitInit) {
     super()
     this.log = components.logger.forComponent('spareband:relay:exit')
-    // a local testnet's targets live on this machine: its own addresses are then allowed like other private ones
-    const own = init.policy.allowPrivateTargets === true ? [] : localAddresses()
-    this.policy = new ExitPolicy({ ...init.policy, ownAddresses: [...(init.policy.ownAddresses ?? []), ...own] })
+    this.policy = new ExitPolicy(init.policy)
+    // the interfaces at once, before any tunnel can arrive; the node's announced addresses once libp2p has them
+    this.refreshOwnAddresses(false)
     this.now = init.now ?? (() => new Date())
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
+    const saved = readExitState(init.stateFile)
+    if (saved.paused) {
+      this.paused = true
+      this.pausedSince = saved.pausedSince
+    }
     this.schedule = parseSchedule(init.schedule ?? 'always')
     if ((init.downloadRate ?? 0) > 0) this.down = new TokenBucket({ rate: init.downloadRate! })
     if ((init.uploadRate ?? 0) > 0) this.up = new TokenBucket({ rate: init.uploadRate! })
@@ -145,7 +194,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
 
   async start (): Promise<void> {
     if (this.running) return
-    const maxTunnels = this.init.maxTunnels ?? 1024
+    const maxTunnels = this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS
     await this.components.registrar.handle(TUNNEL_PROTOCOL, (stream, connection) => {
       this.onStream(stream, connection).catch(err => {
         this.log.error('tunnel handler failed - %e', err)
@@ -160,8 +209,17 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.scheduleTimer.unref()
     this.flushTimer = setInterval(() => this.flushQuota(), 5 * second)
     this.flushTimer.unref()
+    this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
+    this.ownAddressTimer = setInterval(() => this.refreshOwnAddresses(), this.init.ownAddressRefreshMs ?? OWN_ADDRESS_REFRESH_INTERVAL)
+    this.ownAddressTimer.unref()
     this.running = true
     this.log('exit started: %s', this.policy.describe())
+    if (this.paused) this.log('exit paused by its operator since %s: no new tunnels until it is resumed', this.pausedSince?.toISOString() ?? 'an earlier run')
+  }
+
+  /** Transports listen by now: their addresses, and announced ones, join the refused set. */
+  afterStart (): void {
+    this.refreshOwnAddresses()
   }
 
   async stop (): Promise<void> {
@@ -169,20 +227,110 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.running = false
     clearInterval(this.scheduleTimer)
     clearInterval(this.flushTimer)
+    clearInterval(this.ownAddressTimer)
+    this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     await this.components.registrar.unhandle(TUNNEL_PROTOCOL)
     this.abortAll(new Error('exit stopping'))
     this.flushQuota()
   }
 
-  pause (): void { this.paused = true }
-  resume (): void { this.paused = false }
+  /**
+   * Stops taking new tunnels (open ones carry on) until resume(), across
+   * restarts: the state is saved in `stateFile`.
+   * @throws {Error} when the state cannot be saved; the exit is paused all the same, until it stops
+   */
+  pause (): void {
+    if (!this.paused) {
+      this.paused = true
+      this.pausedSince = this.now()
+    }
+    this.saveState()
+  }
+
+  /** Takes new tunnels again, now and after a restart. @throws {Error} when the state cannot be saved */
+  resume (): void {
+    this.paused = false
+    this.pausedSince = undefined
+    this.saveState()
+  }
+
+  private saveState (): void {
+    const file = this.init.stateFile
+    if (file == null) return
+    const state: ExitState = { paused: this.paused, pausedSince: this.pausedSince }
+    try {
+      writeExitState(file, state)
+    } catch (err: any) {
+      this.log.error('could not save the exit state in %s - %e', file, err)
+      throw new Error(`exit ${this.paused ? 'paused' : 'resumed'}, but ${file} could not be written (${err.message}): this will not survive a restart`)
+    }
+  }
 
   get tunnelsOpen (): number { return this.open.size }
+
+  private readonly onSelfUpdate = (): void => { this.refreshOwnAddresses() }
+
+  /**
+   * The exit's own addresses, refused as targets so consumers cannot reach
+   * this machine: a NATed exit's public address (announced, or observed by
+   * peers and confirmed by autonat) would otherwise lead, through hairpin
+   * NAT, to the operator's router and whatever it forwards. Read from the
+   * interfaces and libp2p's address manager (what getMultiaddrs() reports)
+   * now, again on 'self:peer:update' and every OWN_ADDRESS_REFRESH_INTERVAL;
+   * names among them (`--announce /dns4/home.example.org/...`) are resolved,
+   * and the addresses they had last time count until the answer is in.
+   * A local testnet (private targets allowed) has its targets on this
+   * machine, so there this rule is lifted with the others.
+   */
+  private refreshOwnAddresses (withNode = true): void {
+    if (this.init.policy.allowPrivateTargets === true) return
+    const own = new Set((this.init.interfaceAddresses ?? localAddresses)())
+    const names = new Set<string>()
+    if (withNode) {
+      for (const ma of this.components.addressManager.getAddresses()) {
+        const host = hostOf(ma)
+        if (host?.kind === 'ip') own.add(host.address)
+        else if (host?.kind === 'name') names.add(host.name)
+      }
+    }
+    for (const [name, addresses] of this.announcedNames) {
+      if (!names.has(name)) this.announcedNames.delete(name)
+      else for (const a of addresses) own.add(a)
+    }
+    const rejected = this.policy.setOwnAddresses(own)
+    if (rejected.length > 0) this.log('not addresses, left out of the own addresses: %s', rejected.join(', '))
+    if (names.size > 0 && this.resolvingNames == null) {
+      this.resolvingNames = this.resolveOwnNames([...names]).finally(() => { this.resolvingNames = undefined })
+    }
+  }
+
+  private async resolveOwnNames (names: string[]): Promise<void> {
+    let changed = false
+    for (const name of names) {
+      try {
+        const found = (await withTimeout(this.resolve(name), DEFAULT_DNS_TIMEOUT, 'DNS lookup timed out')).map(a => a.address)
+        if (found.join() !== this.announcedNames.get(name)?.join()) changed = true
+        this.announcedNames.set(name, found)
+      } catch (err: any) {
+        this.log('could not resolve %s, one of this node\'s own addresses - %e', name, err)
+      }
+    }
+    if (changed) this.refreshOwnAddresses()
+  }
+
+  /**
+   * What the exit would answer a tunnel to `address:port`, checked the way
+   * a resolved address is checked, without dialing anything.
+   */
+  checkAddress (address: string, port: number): ReturnType<ExitPolicy['checkAddress']> {
+    return this.policy.checkAddress(address, port)
+  }
 
   status (): ExitStats {
     return {
       enabled: true,
       paused: this.paused,
+      pausedSince: this.pausedSince?.toISOString() ?? null,
       bytesIn: this.stats.bytesIn,
       bytesOut: this.stats.bytesOut,
       tunnelsOpen: this.open.size,
@@ -190,9 +338,18 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       denied: this.stats.denied,
       deniedByStatus: { ...this.stats.deniedByStatus },
       policy: this.policy.describe(),
+      ownAddresses: [...(this.init.policy.ownAddresses ?? []), ...this.policy.learnedOwn],
       quota: this.quota.usage(),
       quotaExceeded: this.quota.exceeded() ?? null,
-      withinSchedule: isWithinSchedule(this.schedule, this.now())
+      withinSchedule: isWithinSchedule(this.schedule, this.now()),
+      limits: {
+        maxTunnels: this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS,
+        maxTunnelsPerConsumer: this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
+        uploadBytesPerSecond: this.init.uploadRate ?? 0,
+        downloadBytesPerSecond: this.init.downloadRate ?? 0,
+        perConsumerBytesPerSecond: this.init.perConsumerRate ?? 0,
+        idleTimeoutSeconds: (this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT) / second
+      }
     }
   }
 
@@ -221,11 +378,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     if (!isWithinSchedule(this.schedule, this.now())) return { status: TunnelStatus.OUTSIDE_SCHEDULE, message: `exit shares only ${this.schedule.text}` }
     const period = this.quota.exceeded()
     if (period != null) return { status: TunnelStatus.QUOTA_EXCEEDED, message: `exit's ${period} data quota is used up` }
-    if (this.open.size >= (this.init.maxTunnels ?? 1024)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
+    if (this.open.size >= (this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
     const id = consumer.toString()
     let mine = 0
     for (const t of this.open) if (t.consumer === id) mine++
-    if (mine >= (this.init.maxTunnelsPerConsumer ?? 256)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
+    if (mine >= (this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
     return undefined
   }
 
@@ -286,23 +443,25 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
         return this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
       }
     }
-    let address: string | undefined
+    const allowed: string[] = []
     let firstReason = ''
     for (const a of candidates) {
       const c = this.policy.checkAddress(a, request.port)
-      if (c.allowed) { address = a; break }
-      if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
+      if (c.allowed) allowed.push(a)
+      else if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
     }
-    if (address == null) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
+    if (allowed.length === 0) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
 
     let socket: Socket
+    let address: string
     try {
-      socket = await dial(address, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT)
+      ({ socket, address } = await dialInOrder(allowed, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT, () => stream.status !== 'open'))
     } catch (err: any) {
       const status = err.code === 'ECONNREFUSED'
         ? TunnelStatus.CONNECT_REFUSED
         : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
-      return this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}`)
+      const tried = allowed.length > 1 ? ` (tried ${allowed.length} addresses)` : ''
+      return this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}${tried}`)
     }
     if (stream.status !== 'open') { socket.destroy(); return }
 
@@ -369,6 +528,62 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   }
 }
 
+interface ExitState { paused: boolean, pausedSince?: Date }
+
+/**
+ * The operator's pause as saved: `{"paused":true,"pausedSince":"..."}`. No
+ * file is not paused; a file that cannot be read stops the start, as the
+ * quota file does, rather than silently resuming a paused exit.
+ */
+function readExitState (file: string | undefined): ExitState {
+  if (file == null) return { paused: false }
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err: any) {
+    if (err.code === 'ENOENT') return { paused: false }
+    throw new Error(`${file}: cannot read the exit state (${err.message})`)
+  }
+  let saved: any
+  try {
+    saved = JSON.parse(text)
+  } catch {}
+  if (typeof saved?.paused !== 'boolean') throw new Error(`${file}: not an exit state file; delete it to start unpaused, or write {"paused": true}`)
+  const since = typeof saved.pausedSince === 'string' ? new Date(saved.pausedSince) : undefined
+  return { paused: saved.paused, pausedSince: since != null && !Number.isNaN(since.getTime()) ? since : undefined }
+}
+
+/** Atomic: write a temporary file, then rename it over the old one. */
+function writeExitState (file: string, state: ExitState): void {
+  const tmp = `${file}.tmp`
+  writeFileSync(tmp, JSON.stringify({ paused: state.paused, pausedSince: state.pausedSince?.toISOString() }) + '\n')
+  renameSync(tmp, file)
+}
+
+/**
+ * Dials each address in turn (in the resolver's order) until one answers,
+ * all within one connect timeout, and throws the last error. Each attempt
+ * but the last gets its share of the time left, at least
+ * MIN_CONNECT_ATTEMPT: a name whose first address black-holes (an AAAA
+ * record on a host whose IPv6 route is broken) still gets to its next one.
+ */
+async function dialInOrder (addresses: string[], port: number, timeoutMs: number, cancelled: () => boolean): Promise<{ socket: Socket, address: string }> {
+  const deadline = Date.now() + timeoutMs
+  let last: any
+  for (let i = 0; i < addresses.length; i++) {
+    const left = deadline - Date.now()
+    if (left <= 0 || cancelled()) break
+    const remaining = addresses.length - i
+    const budget = remaining === 1 ? left : Math.min(left, Math.max(left / remaining, MIN_CONNECT_ATTEMPT))
+    try {
+      return { socket: await dial(addresses[i], port, Math.round(budget)), address: addresses[i] }
+    } catch (err) {
+      last = err
+    }
+  }
+  throw last ?? Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
+}
+
 async function dial (host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, allowHalfOpen: true, noDelay: true })
@@ -393,6 +608,21 @@ async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Prom
 /** Every address of this machine: an exit never dials itself. */
 function localAddresses (): string[] {
   return Object.values(networkInterfaces()).flatMap(list => (list ?? []).map(i => i.address.split('%')[0]))
+}
+
+/**
+ * The host a multiaddr reaches this node at: an IP address or a DNS name.
+ * Relayed addresses (`.../p2p-circuit/...`) start with the relay's host,
+ * not ours, so they have none.
+ */
+function hostOf (ma: Multiaddr): { kind: 'ip', address: string } | { kind: 'name', name: string } | undefined {
+  const components = ma.getComponents()
+  if (components.some(c => c.name === 'p2p-circuit')) return undefined
+  const first = components.find(c => c.name !== 'ip6zone')
+  if (first?.value == null) return undefined
+  if (first.name === 'ip4' || first.name === 'ip6') return { kind: 'ip', address: first.value }
+  if (first.name === 'dns' || first.name === 'dns4' || first.name === 'dns6') return { kind: 'name', name: first.value }
+  return undefined
 }
 
 export function tunnelExit (init: TunnelExitInit): (components: TunnelExitComponents) => TunnelExit {

@@ -5,6 +5,7 @@
  */
 
 import { createServer } from 'node:net'
+import { AddressInUseError, formatHostPort } from '../errors.ts'
 import type { Ingress } from './ingress.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
 
@@ -12,6 +13,13 @@ export abstract class ProxyListener {
   private server?: Server
   /** The port actually bound (useful when 0 was asked for). */
   port = 0
+
+  /**
+   * Which setting chooses the port, named when the port is in use so the
+   * operator knows what to change, e.g. "proxy.socks_port / --socks-port".
+   * Set by whoever built the listener from config.
+   */
+  setting?: string
 
   constructor (protected readonly ingress: Ingress, private readonly host: string, private readonly requestedPort: number, private readonly what: string) {}
 
@@ -23,8 +31,14 @@ export abstract class ProxyListener {
       this.onConnection(socket)
     })
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.requestedPort, this.host, () => { server.off('error', reject); resolve() })
+      const failed = (err: NodeJS.ErrnoException): void => {
+        if (err.code !== 'EADDRINUSE') { reject(err); return }
+        const address = formatHostPort(this.host, this.requestedPort)
+        const what = this.setting == null ? this.what : `${this.what} (${this.setting})`
+        reject(new AddressInUseError(`${what}: ${address} is in use`, { address }))
+      }
+      server.once('error', failed)
+      server.listen(this.requestedPort, this.host, () => { server.off('error', failed); resolve() })
     })
     this.server = server
     this.port = (server.address() as AddressInfo).port

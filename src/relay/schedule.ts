@@ -5,7 +5,8 @@
  *   schedule := "always" | "never" | rule ("," rule)*
  *   rule     := days (" " window)+
  *   days     := day | day "-" day | "daily" | "weekdays" | "weekends"
- *   window   := "all" | HH:MM "-" HH:MM      (end <= start wraps past midnight)
+ *   window   := "all" | HH:MM "-" HH:MM      (end < start wraps past midnight;
+ *                                              end = start is refused: the whole day is "all")
  *
  * e.g. `mon-fri 00:00-07:00 19:00-24:00, sat-sun all`. A window that wraps,
  * `fri 22:00-02:00`, runs from Friday 22:00 to Saturday 02:00.
@@ -30,9 +31,15 @@ export interface Schedule {
   readonly intervals: ReadonlyArray<readonly [number, number]>
 }
 
-function parseDay (s: string, rule: string): number {
+/** 0 (Sunday) to 6 for "mon" or "monday", -1 for anything else. */
+function dayIndex (s: string): number {
   const i = DAYS.indexOf(s.slice(0, 3))
-  if (i < 0 || !(s.length === 3 || DAYS[i] + s.slice(3) === fullName(i))) {
+  return i >= 0 && (s.length === 3 || s === fullName(i)) ? i : -1
+}
+
+function parseDay (s: string, rule: string): number {
+  const i = dayIndex(s)
+  if (i < 0) {
     throw new ScheduleError(`unknown day "${s}" in "${rule}": use mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends`)
   }
   return i
@@ -59,6 +66,13 @@ function parseDays (s: string, rule: string): number[] {
   return out
 }
 
+/** A day, a day range or a named day set: what starts a rule, never a window. */
+function looksLikeDays (s: string): boolean {
+  if (['daily', 'everyday', 'weekdays', 'weekends'].includes(s)) return true
+  const parts = s.split('-')
+  return parts.length <= 2 && parts.every(p => dayIndex(p) >= 0)
+}
+
 function parseTime (s: string, rule: string): number {
   const m = /^(\d{1,2}):(\d{2})$/.exec(s)
   if (m == null) throw new ScheduleError(`bad time "${s}" in "${rule}": expected HH:MM`)
@@ -70,7 +84,9 @@ function parseTime (s: string, rule: string): number {
 
 export function parseSchedule (text: string): Schedule {
   const t = text.trim().toLowerCase()
-  if (t === '' || t === 'always') return { text, always: true, intervals: [[0, MINUTES_PER_WEEK]] }
+  // an empty value is more likely a lost shell variable than a wish to share always
+  if (t === '') throw new ScheduleError('schedule is empty: use "always", "never" or rules such as "mon-fri 00:00-07:00, sat-sun all"')
+  if (t === 'always') return { text, always: true, intervals: [[0, MINUTES_PER_WEEK]] }
   if (t === 'never') return { text, always: false, intervals: [] }
   const raw: Array<[number, number]> = []
   for (const ruleText of t.split(/[,;]/)) {
@@ -86,12 +102,16 @@ export function parseSchedule (text: string): Schedule {
         start = 0
         end = MINUTES_PER_DAY
       } else {
+        // "mon-fri 00:00-07:00 sat-sun all": the days of a second rule, written without its comma
+        if (looksLikeDays(w)) throw new ScheduleError(`"${w}" in "${rule}" is a day, not a time window: separate rules with commas, e.g. "mon-fri 00:00-07:00, sat-sun all"`)
         const [a, b, extra] = w.split('-')
         if (b == null || extra != null) throw new ScheduleError(`bad window "${w}" in "${rule}": expected HH:MM-HH:MM or all`)
         start = parseTime(a, rule)
         end = parseTime(b, rule)
         if (start === MINUTES_PER_DAY) throw new ScheduleError(`window "${w}" in "${rule}" starts at 24:00`)
-        if (end <= start) end += MINUTES_PER_DAY // wraps past midnight into the next day
+        // an empty window is a typo, not a day: 24 hours are written "all"
+        if (end === start) throw new ScheduleError(`window "${w}" in "${rule}" starts and ends at the same time: write "all" for the whole day`)
+        if (end < start) end += MINUTES_PER_DAY // wraps past midnight into the next day
       }
       for (const d of days) {
         const s = d * MINUTES_PER_DAY + start

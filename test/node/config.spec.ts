@@ -61,6 +61,22 @@ describe('config precedence', () => {
     expect(c.exit.allowed_ports).toEqual(['80', '8000-8100'])
   })
 
+  it('reads the exit\'s rate caps, tunnel limits, quotas and idle timeout from the environment', () => {
+    const c = resolveConfig([envLayer({
+      SPAREBAND_UPLOAD_MBPS: '8',
+      SPAREBAND_DOWNLOAD_MBPS: '16',
+      SPAREBAND_PER_CONSUMER_MBPS: '2.5',
+      SPAREBAND_MAX_TUNNELS: '64',
+      SPAREBAND_MAX_TUNNELS_PER_CONSUMER: '8',
+      SPAREBAND_DAILY_QUOTA_GB: '10',
+      SPAREBAND_MONTHLY_QUOTA_GB: '200',
+      SPAREBAND_IDLE_TIMEOUT: '90'
+    })])
+    expect(c.exit).toMatchObject({ upload_mbps: 8, download_mbps: 16, per_consumer_mbps: 2.5, max_tunnels: 64, max_tunnels_per_consumer: 8, daily_quota_gb: 10, monthly_quota_gb: 200, idle_timeout_seconds: 90 })
+    const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_MAX_TUNNELS: 'lots' })]))
+    expect(err.message).toMatch(/^environment variable SPAREBAND_MAX_TUNNELS: exit\.max_tunnels = "lots" is invalid/)
+  })
+
   it('returns a config that structuredClone can copy', () => {
     expect(structuredClone(resolveConfig([]))).toEqual(defaultConfig)
   })
@@ -106,6 +122,81 @@ describe('config validation errors', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: 'funday all', source: 'flag --schedule' }])]))
     expect(err.source).toBe('flag --schedule')
     expect(err.message).toContain('funday')
+  })
+
+  it('checks denied_cidrs and denied_domains with the exit policy\'s own parsers', async () => {
+    const cases: Array<[string, string, RegExp]> = [
+      ['denied_cidrs = ["10/8"]', 'exit.denied_cidrs', /exit\.denied_cidrs = \["10\/8"\] is invalid: "10" in "10\/8" is not an IP address: write IPv4 as four decimal numbers/],
+      ['denied_cidrs = ["10.0.0.0/8", "999.1.1.1/8"]', 'exit.denied_cidrs', /"999\.1\.1\.1" in "999\.1\.1\.1\/8" is not an IP address/],
+      ['denied_cidrs = ["10.0.0.0/33"]', 'exit.denied_cidrs', /"10\.0\.0\.0\/33" has a prefix length outside 0-32/],
+      ['denied_cidrs = ["fe80::1%eth0/64"]', 'exit.denied_cidrs', /is not an IP address/],
+      ['denied_domains = ["bad domain"]', 'exit.denied_domains', /exit\.denied_domains = \["bad domain"\] is invalid: "bad domain" is not a domain name/],
+      ['denied_domains = ["a..b"]', 'exit.denied_domains', /"a\.\.b" is not a domain name/],
+      ['denied_domains = [""]', 'exit.denied_domains', /"" is not a domain name/]
+    ]
+    for (const [line, key, pattern] of cases) {
+      const file = await tomlFile(`[exit]\n${line}\n`)
+      const err = catchError(() => resolveConfig([readConfigFile(file)]))
+      expect(err.name, line).toBe('ConfigError')
+      expect(err.key, line).toBe(key)
+      expect(err.message, line).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `))
+      expect(err.message, line).toMatch(pattern)
+      // the operator's key names, not the library's
+      expect(err.message, line).not.toMatch(/deniedCidrs|deniedDomains|exit policy/)
+    }
+  })
+
+  it('accepts a bare address in denied_cidrs as one host, and the domain spellings the policy takes', async () => {
+    const file = await tomlFile('[exit]\ndenied_cidrs = ["198.51.100.7", "2001:db8::1", "203.0.113.0/24"]\ndenied_domains = ["example.com", ".example.org", "*.example.net"]\n')
+    const c = resolveConfig([readConfigFile(file)])
+    expect(c.exit.denied_cidrs).toEqual(['198.51.100.7', '2001:db8::1', '203.0.113.0/24'])
+    expect(c.exit.denied_domains).toEqual(['example.com', '.example.org', '*.example.net'])
+  })
+
+  it('refuses an empty exit port list, naming the flag', () => {
+    // `--exit-ports=` and `--exit-ports=,` reach the config as [""] and ["", ""]
+    for (const value of [[''], ['', ''], [' , ']]) {
+      const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.allowed_ports', value, source: 'flag --exit-ports' }])]))
+      expect(err.name).toBe('ConfigError')
+      expect(err.key).toBe('exit.allowed_ports')
+      expect(err.message).toMatch(/^flag --exit-ports: exit\.allowed_ports = .* is invalid: no ports: .*--no-supply/)
+    }
+  })
+
+  it('refuses an empty exit port list in config.toml', async () => {
+    const file = await tomlFile('[exit]\nallowed_ports = []\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.message).toBe(`${file}: exit.allowed_ports = [] is invalid: no ports: list some (e.g. 80,443 or reduced), or turn the exit off with --no-supply (exit.enabled = false)`)
+  })
+
+  it('refuses max_tunnels = 0 and max_tunnels_per_consumer = 0, pointing to --no-supply', async () => {
+    for (const key of ['max_tunnels', 'max_tunnels_per_consumer']) {
+      const file = await tomlFile(`[exit]\n${key} = 0\n`)
+      const err = catchError(() => resolveConfig([readConfigFile(file)]))
+      expect(err.key).toBe(`exit.${key}`)
+      expect(err.message).toBe(`${file}: exit.${key} = 0 is invalid: must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)`)
+    }
+    expect(resolveConfig([layerFromKeys([{ key: 'exit.max_tunnels', value: 1, source: 'x' }])]).exit.max_tunnels).toBe(1)
+  })
+
+  it('refuses the same port for the SOCKS5 and HTTP proxies, naming the key that was set', async () => {
+    const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_HTTP_PORT: '1080' })]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('proxy.http_port')
+    expect(err.message).toBe('environment variable SPAREBAND_HTTP_PORT: proxy.http_port = 1080 is invalid: it is also proxy.socks_port; the SOCKS5 and HTTP proxies each need a port of their own (0 picks a free one)')
+    const file = await tomlFile('[proxy]\nsocks_port = 3128\n')
+    const err2 = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err2.key).toBe('proxy.socks_port')
+    expect(err2.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: proxy\.socks_port = 3128 is invalid: it is also proxy\.http_port`))
+    // 0 twice means two free ports; with the proxies off the ports do not matter
+    expect(resolveConfig([envLayer({ SPAREBAND_SOCKS_PORT: '0', SPAREBAND_HTTP_PORT: '0' })]).proxy.http_port).toBe(0)
+    expect(resolveConfig([layerFromKeys([{ key: 'proxy.enabled', value: false, source: 'x' }, { key: 'proxy.http_port', value: 1080, source: 'x' }])]).proxy.http_port).toBe(1080)
+  })
+
+  it('an empty schedule is an error, not "always"', () => {
+    const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.message).toBe('flag --schedule: exit.schedule = "" is invalid: schedule is empty: use "always", "never" or rules such as "mon-fri 00:00-07:00, sat-sun all"')
   })
 
   it('reports TOML syntax errors with line and column', async () => {

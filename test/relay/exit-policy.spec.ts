@@ -5,7 +5,7 @@
  */
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
-import { BadHostError, ExitPolicy, classifyAddress, parseTargetHost } from '../../src/relay/exit-policy.ts'
+import { BadHostError, ExitPolicy, PolicyConfigError, classifyAddress, parseDeniedCidr, parseDeniedDomain, parseTargetHost } from '../../src/relay/exit-policy.ts'
 import type { PolicyDecision } from '../../src/relay/exit-policy.ts'
 import { parsePortList } from '../../src/relay/ports.ts'
 
@@ -586,6 +586,18 @@ describe('ownAddresses', () => {
     if (!host.startsWith('[')) expect(p.checkAddress(host, 443).allowed).toBe(allowed)
   })
 
+  it('learns more at run time, replacing what it learned before and keeping what it was built with', () => {
+    const q = new ExitPolicy({ allowedPorts: [[443, 443]], ownAddresses: ['5.6.7.8'] })
+    expect(q.setOwnAddresses(['9.9.9.1', 'fe80::1%eth0', 'not-an-address', '10.0.0.0/8'])).toEqual(['not-an-address', '10.0.0.0/8'])
+    expect(q.learnedOwn).toEqual(['9.9.9.1', 'fe80::1%eth0'])
+    expect(reasonOf(q.checkAddress('9.9.9.1', 443))).toBe("9.9.9.1 is one of the exit's own addresses")
+    expect(q.describe()).toBe('ports 443; private targets denied; 3 own addresses')
+    q.setOwnAddresses(['9.9.9.2'])
+    expect(q.checkAddress('9.9.9.1', 443).allowed).toBe(true)
+    expect(q.checkAddress('9.9.9.2', 443).allowed).toBe(false)
+    expect(q.checkAddress('5.6.7.8', 443).allowed).toBe(false)
+  })
+
   it('says so', () => {
     expect(reasonOf(p.checkAddress('5.6.7.8', 443))).toBe("5.6.7.8 is one of the exit's own addresses")
     expect(reasonOf(p.checkTarget('84281096', 443))).toBe("84281096 maps to 5.6.7.8, one of the exit's own addresses")
@@ -667,6 +679,28 @@ describe('configuration', () => {
 
   it.each(bad)('refuses %s', (_name, make) => {
     expect(make).toThrow(/exit policy/)
+  })
+
+  it('names the field and entry when the constructor refuses one', () => {
+    expect(() => new ExitPolicy({ allowedPorts: [], deniedCidrs: ['10/8'] })).toThrow('exit policy: deniedCidrs entry "10" in "10/8" is not an IP address')
+    expect(() => new ExitPolicy({ allowedPorts: [], deniedDomains: ['bad domain'] })).toThrow('exit policy: deniedDomains entry "bad domain" is not a domain name')
+    expect(() => new ExitPolicy({ allowedPorts: [], ownAddresses: ['127.1'] })).toThrow(/^exit policy: ownAddresses entry "127.1" is not an IP address/)
+  })
+
+  it('exports the entry parsers config validation uses', () => {
+    expect(parseDeniedCidr('10.0.0.0/8')[1]).toBe(8)
+    expect(parseDeniedCidr(' 198.51.100.7 ')[0].toString()).toBe('198.51.100.7')
+    expect(parseDeniedCidr('198.51.100.7')[1]).toBe(32)
+    expect(parseDeniedCidr('2001:db8::1')[1]).toBe(128)
+    expect(parseDeniedDomain('*.Example.COM')).toBe('example.com')
+    expect(parseDeniedDomain('.example.com.')).toBe('example.com')
+    for (const bad of ['10/8', '999.1.1.1/8', '10.0.0.0/33', '1.2.3.4/8/8', '']) {
+      expect(() => parseDeniedCidr(bad), bad).toThrow(PolicyConfigError)
+    }
+    for (const bad of ['bad domain', 'a..b', '', '10.0.0.1', '*.']) {
+      expect(() => parseDeniedDomain(bad), bad).toThrow(PolicyConfigError)
+    }
+    expect(new PolicyConfigError().name).toBe('PolicyConfigError')
   })
 
   it('describes itself in one line', () => {

@@ -47,4 +47,27 @@ describe('share schedule', () => {
     expect(() => parseSchedule('mon 09:00')).toThrow(/bad window/)
     expect(() => parseSchedule(',')).toThrow(/no rules/)
   })
+
+  it('refuses a window that starts and ends at the same time, pointing to "all"', () => {
+    // it read as a 24-hour window that wraps into the next day
+    expect(() => parseSchedule('mon 10:00-10:00')).toThrow(/same time.*"all"/)
+    expect(() => parseSchedule('sat 00:00-00:00')).toThrow(/same time/)
+    // the whole day written out is still fine, and so is a window that wraps
+    expect(isWithinSchedule(parseSchedule('mon 00:00-24:00'), at(MON, 23, 59))).toBe(true)
+    expect(isWithinSchedule(parseSchedule('mon 00:00-24:00'), at(FRI, 12))).toBe(false)
+    expect(isWithinSchedule(parseSchedule('mon 10:00-09:59'), at(MON, 9, 59))).toBe(false)
+  })
+
+  it('refuses an empty schedule instead of sharing always', () => {
+    expect(() => parseSchedule('')).toThrow(/empty.*"always"/)
+    expect(() => parseSchedule('   ')).toThrow(/empty/)
+  })
+
+  it('a second rule without its comma gets a hint to separate rules with commas', () => {
+    expect(() => parseSchedule('mon-fri 00:00-07:00 sat-sun all')).toThrow(/"sat-sun" .*is a day.*separate rules with commas/)
+    expect(() => parseSchedule('mon 00:00-07:00 weekends all')).toThrow(/separate rules with commas/)
+    expect(() => parseSchedule('mon 00:00-07:00 saturday all')).toThrow(/separate rules with commas/)
+    // not a day: still the plain message
+    expect(() => parseSchedule('mon 00:00-07:00 noon')).toThrow(/bad window "noon"/)
+  })
 })

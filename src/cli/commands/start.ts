@@ -6,6 +6,7 @@ import { log } from '../output.ts'
 import type { Command } from 'commander'
 
 export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
+  const exit = defaultConfig.exit
   program.command('start')
     .description('run a node until SIGINT/SIGTERM')
     .option('--config <file>', 'config file (default: <data-dir>/config.toml)')
@@ -24,6 +25,14 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
     .addOption(new Option('--capacity-mbps <n>', 'capacity to advertise, Mbit/s').argParser(parseNumberArg).default(defaultConfig.exit.capacity_mbps))
     .addOption(new Option('--exit-ports <list>', 'ports the exit allows, e.g. 80,443,8000-8100 or reduced').default(defaultConfig.exit.allowed_ports.join(',')))
     .option('--schedule <spec>', 'when to share, e.g. "mon-fri 00:00-07:00, sat-sun all"')
+    .addOption(new Option('--upload-mbps <n>', 'exit: cap on consumers\' uploads, all tunnels together, Mbit/s, 0 = no cap').argParser(parseNumberArg).default(exit.upload_mbps))
+    .addOption(new Option('--download-mbps <n>', 'exit: cap on consumers\' downloads, all tunnels together, Mbit/s, 0 = no cap').argParser(parseNumberArg).default(exit.download_mbps))
+    .addOption(new Option('--per-consumer-mbps <n>', 'exit: cap per consumer, each direction, Mbit/s, 0 = no cap').argParser(parseNumberArg).default(exit.per_consumer_mbps))
+    .addOption(new Option('--max-tunnels <n>', 'exit: open tunnels at once, all consumers together').argParser(parseNumberArg).default(exit.max_tunnels))
+    .addOption(new Option('--max-tunnels-per-consumer <n>', 'exit: open tunnels at once per consumer').argParser(parseNumberArg).default(exit.max_tunnels_per_consumer))
+    .addOption(new Option('--daily-quota-gb <n>', 'exit: data per local day, both directions, GB, 0 = none').argParser(parseNumberArg).default(exit.daily_quota_gb))
+    .addOption(new Option('--monthly-quota-gb <n>', 'exit: data per local month, both directions, GB, 0 = none').argParser(parseNumberArg).default(exit.monthly_quota_gb))
+    .addOption(new Option('--idle-timeout <seconds>', 'exit: close tunnels idle this long').argParser(parseNumberArg).default(exit.idle_timeout_seconds))
     .option('--allow-private-targets', 'let the exit reach private and loopback addresses: LOCAL TESTNETS ONLY')
     .action(async (_opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)

@@ -1,0 +1,237 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createServer } from 'node:net'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
+import { tunnelExit } from '../../src/relay/exit.ts'
+import { TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
+import { loopbackNode } from '../utils/libp2p.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import type { TunnelExit, TunnelExitInit, Resolver } from '../../src/relay/exit.ts'
+import type { Libp2p } from '@libp2p/interface'
+import type { AddressManager } from '@libp2p/interface-internal'
+import type { AddressInfo, Server, Socket } from 'node:net'
+
+/**
+ * The exit as a libp2p service on a real node (TCP on loopback), asked by a
+ * real consumer node. Names come from an injected resolver: no DNS, and
+ * every address in these tests is a loopback one.
+ */
+
+type ExitNode = Libp2p<{ exit: TunnelExit }>
+
+async function exitNode (init: TunnelExitInit, announce?: string[]): Promise<ExitNode> {
+  return createLibp2p({
+    privateKey: await generateKeyPair('Ed25519'),
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'], announce },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: { exit: tunnelExit(init) }
+  })
+}
+
+/** Sends one tunnel request; returns the exit's answer and the stream (open after OK). */
+async function ask (consumer: Libp2p, exit: ExitNode, host: string, port: number): Promise<{ status: TunnelStatus, message: string, close: () => void }> {
+  const stream = await consumer.dialProtocol(exit.getMultiaddrs()[0], TUNNEL_PROTOCOL)
+  await sendFrame(stream, TunnelRequest.encode({ sessionId: 's', targetHost: host, targetPort: port }))
+  const { frame } = await readFrame(stream, { timeoutMs: 30_000 })
+  return { ...decodeTunnelResponse(frame), close: () => stream.abort(new Error('done')) }
+}
+
+/** A resolver for made-up names only: a lookup of anything else fails the test. */
+function fakeDns (names: Record<string, string[]>): Resolver {
+  return async host => {
+    const list = names[host]
+    if (list == null) throw Object.assign(new Error(`no such name in the test: ${host}`), { code: 'ENOTFOUND' })
+    return list.map(address => ({ address, family: address.includes(':') ? 6 : 4 }))
+  }
+}
+
+describe('the exit dials every allowed address of a name, in order', () => {
+  let target: Server
+  let port: number
+  let freePort: number
+  const accepted: Socket[] = []
+  let consumer: Libp2p
+  let exit: ExitNode
+
+  beforeAll(async () => {
+    // the target listens on 127.0.0.1 only: ::1 and 127.0.0.2 refuse on its port
+    target = createServer(s => { accepted.push(s); s.on('error', () => {}); s.end('hi\n') })
+    await new Promise<void>(resolve => target.listen(0, '127.0.0.1', resolve))
+    port = (target.address() as AddressInfo).port
+    // a port nobody listens on: bind, note, close
+    const probe = createServer()
+    await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve))
+    freePort = (probe.address() as AddressInfo).port
+    await new Promise<void>(resolve => probe.close(() => resolve()))
+    exit = await exitNode({
+      policy: { allowedPorts: [[port, port], [freePort, freePort]], allowPrivateTargets: true, deniedCidrs: ['127.0.0.3'] },
+      connectTimeoutMs: 5_000,
+      resolve: fakeDns({
+        'v6-first.test.example': ['::1', '127.0.0.1'],
+        'v4-first.test.example': ['127.0.0.1', '::1'],
+        'mixed.test.example': ['127.0.0.3', '127.0.0.2', '127.0.0.1'],
+        'none.test.example': ['::1', '127.0.0.2'],
+        'denied.test.example': ['127.0.0.3']
+      })
+    })
+    consumer = await loopbackNode()
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    target?.close()
+  })
+
+  const opened = (): Promise<string> => new Promise(resolve => {
+    exit.services.exit.addEventListener('exit:tunnel:open', e => resolve(e.detail.address), { once: true })
+  })
+
+  it('goes on to the next address when the first refuses', async () => {
+    const address = opened()
+    const before = accepted.length
+    const r = await ask(consumer, exit, 'v6-first.test.example', port)
+    expect(r.status).toBe(TunnelStatus.OK)
+    expect(await address).toBe('127.0.0.1')
+    expect(accepted.length).toBe(before + 1)
+    r.close()
+  })
+
+  it('takes the first address when it answers', async () => {
+    const address = opened()
+    const r = await ask(consumer, exit, 'v4-first.test.example', port)
+    expect(r.status).toBe(TunnelStatus.OK)
+    expect(await address).toBe('127.0.0.1')
+    r.close()
+  })
+
+  it('skips addresses the policy denies and tries the rest in order', async () => {
+    const address = opened()
+    const r = await ask(consumer, exit, 'mixed.test.example', port)
+    expect(r.status).toBe(TunnelStatus.OK)
+    expect(await address).toBe('127.0.0.1')
+    r.close()
+  })
+
+  it('reports the last error when no address answers', async () => {
+    const r = await ask(consumer, exit, 'none.test.example', freePort)
+    expect(r.status).toBe(TunnelStatus.CONNECT_REFUSED)
+    expect(r.message).toBe(`none.test.example:${freePort}: ECONNREFUSED (tried 2 addresses)`)
+  })
+
+  it('still refuses a name whose every address is denied, naming the first reason', async () => {
+    const r = await ask(consumer, exit, 'denied.test.example', port)
+    expect(r.status).toBe(TunnelStatus.POLICY_DENIED)
+    expect(r.message).toBe('denied.test.example resolves to 127.0.0.3 is in a denied range (127.0.0.3)')
+  })
+})
+
+/**
+ * The exit's own addresses beyond its interfaces. No test here dials
+ * anything: the exit has no peers and is only asked what it would do
+ * (checkAddress, status). 5.6.7.x stand for a NATed exit's public address,
+ * which no interface of the exit carries.
+ */
+describe('the exit refuses its own public addresses, and keeps the list current', () => {
+  const nodes: ExitNode[] = []
+  afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
+  const OWN = "one of the exit's own addresses"
+
+  async function started (init: Partial<TunnelExitInit>, announce?: string[]): Promise<TunnelExit> {
+    const node = await exitNode({ policy: { allowedPorts: [[443, 443]] }, resolve: fakeDns({}), ...init }, announce)
+    nodes.push(node)
+    return node.services.exit
+  }
+  const reason = (exit: TunnelExit, address: string): string => {
+    const d = exit.checkAddress(address, 443)
+    return d.allowed ? 'allowed' : d.reason
+  }
+
+  it('announced addresses (--announce), and what announced names resolve to', async () => {
+    const exit = await started({
+      interfaceAddresses: () => ['127.0.0.1'],
+      resolve: fakeDns({ 'home.test.example': ['5.6.7.10'] })
+    }, ['/ip4/5.6.7.8/tcp/4001', '/dns4/home.test.example/tcp/4001', '/ip4/203.0.113.9/tcp/4001'])
+    expect(reason(exit, '5.6.7.8')).toBe(`5.6.7.8 is ${OWN}`)
+    expect(reason(exit, '::ffff:5.6.7.8')).toBe(`::ffff:5.6.7.8 maps to 5.6.7.8, ${OWN}`)
+    await waitFor(() => reason(exit, '5.6.7.10') === `5.6.7.10 is ${OWN}`, { timeoutMs: 5000, what: 'the announced name\'s address to be refused' })
+    // a neighbour is not the exit
+    expect(reason(exit, '5.6.7.9')).toBe('allowed')
+    expect(exit.status().ownAddresses).toEqual(expect.arrayContaining(['127.0.0.1', '5.6.7.8', '5.6.7.10', '203.0.113.9']))
+  })
+
+  it('an observed address autonat confirms, on the self:peer:update that follows', async () => {
+    const exit = await started({ interfaceAddresses: () => ['127.0.0.1'], ownAddressRefreshMs: 3_600_000 })
+    const node = nodes[nodes.length - 1]
+    // the implementation's components, as identify and autonat reach them
+    const { addressManager } = (node as unknown as { components: { addressManager: AddressManager } }).components
+    expect(reason(exit, '5.6.7.11')).toBe('allowed')
+    // what identify and autonat do when peers see this node at 5.6.7.11
+    addressManager.addObservedAddr(multiaddr('/ip4/5.6.7.11/tcp/4001'))
+    addressManager.confirmObservedAddr(multiaddr('/ip4/5.6.7.11/tcp/4001'), { type: 'observed' })
+    await waitFor(() => node.getMultiaddrs().some(ma => ma.toString().startsWith('/ip4/5.6.7.11/')), { timeoutMs: 5000, what: 'libp2p to report the address' })
+    await waitFor(() => reason(exit, '5.6.7.11') === `5.6.7.11 is ${OWN}`, { timeoutMs: 5000, what: 'the confirmed address to be refused' })
+    // and when autonat takes it back, it is an ordinary target again
+    addressManager.removeObservedAddr(multiaddr('/ip4/5.6.7.11/tcp/4001'))
+    await waitFor(() => reason(exit, '5.6.7.11') === 'allowed', { timeoutMs: 5000, what: 'the address to be forgotten' })
+  })
+
+  it('interface addresses are read again periodically', async () => {
+    const interfaces = ['127.0.0.1']
+    const exit = await started({ interfaceAddresses: () => interfaces, ownAddressRefreshMs: 100 })
+    expect(reason(exit, '5.6.7.12')).toBe('allowed')
+    interfaces.push('5.6.7.12')
+    await waitFor(() => reason(exit, '5.6.7.12') === `5.6.7.12 is ${OWN}`, { timeoutMs: 5000, what: 'a new interface address to be refused' })
+    interfaces.pop()
+    await waitFor(() => reason(exit, '5.6.7.12') === 'allowed', { timeoutMs: 5000, what: 'a gone interface address to be allowed' })
+  })
+
+  it('a local testnet (private targets allowed) has no own-address rule', async () => {
+    const exit = await started({ policy: { allowedPorts: [[443, 443]], allowPrivateTargets: true }, interfaceAddresses: () => ['127.0.0.1'] }, ['/ip4/5.6.7.8/tcp/4001'])
+    expect(reason(exit, '127.0.0.1')).toBe('allowed')
+    expect(exit.status().ownAddresses).toEqual([])
+  })
+})
+
+describe('the operator\'s pause is saved in the state file', () => {
+  const nodes: ExitNode[] = []
+  afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
+  const make = async (stateFile: string, now?: () => Date): Promise<TunnelExit> => {
+    const node = await exitNode({ policy: { allowedPorts: [[443, 443]] }, resolve: fakeDns({}), stateFile, now })
+    nodes.push(node)
+    return node.services.exit
+  }
+
+  it('a new exit on the same file starts paused, and unpaused after resume', async () => {
+    const file = join(await tempDir('sb-exit-state-'), 'exit-state.json')
+    const first = await make(file, () => new Date('2026-03-01T10:00:00Z'))
+    expect(first.status()).toMatchObject({ paused: false, pausedSince: null })
+    first.pause()
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ paused: true, pausedSince: '2026-03-01T10:00:00.000Z' })
+    const second = await make(file)
+    expect(second.status()).toMatchObject({ paused: true, pausedSince: '2026-03-01T10:00:00.000Z' })
+    second.resume()
+    const third = await make(file)
+    expect(third.status()).toMatchObject({ paused: false, pausedSince: null })
+  })
+
+  it('a state file that cannot be read stops the start instead of resuming', async () => {
+    const file = join(await tempDir('sb-exit-state-'), 'exit-state.json')
+    await writeFile(file, 'garbage')
+    await expect(make(file)).rejects.toThrow(/not an exit state file/)
+  })
+
+  it('a pause that cannot be saved says so, and still pauses', async () => {
+    const exit = await make(join(await tempDir('sb-exit-state-'), 'no-such-dir', 'exit-state.json'))
+    expect(() => exit.pause()).toThrow(/could not be written.*will not survive a restart/)
+    expect(exit.status().paused).toBe(true)
+  })
+})
