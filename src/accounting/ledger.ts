@@ -22,6 +22,7 @@ import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { checkProgress, checkReceiptFields, checkReceiptSignatures, decodeReceipt, encodeReceipt, madeHere, receiptId, verifyReceipt } from './receipts.ts'
 import { WalCheckpointer } from './wal-checkpointer.ts'
+import { PendingJournal } from './pending-journal.ts'
 import type { CountersignedReceipt, Receipt } from './receipts.ts'
 import type { AbortOptions, PeerId } from '@libp2p/interface'
 import type { StatementSync } from 'node:sqlite'
@@ -272,8 +273,8 @@ function prepare (db: DatabaseSync): Statements {
     updateReceipt: db.prepare(`UPDATE receipts SET bytes_up = :bytes_up, bytes_down = :bytes_down, seq = :seq, updated_at = :updated_at,
       consumer_sig = :consumer_sig, exit_sig = :exit_sig, cost_micro = :cost_micro, encoded = :encoded, source = :source,
       received_at = :received_at WHERE id = :id`),
-    listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY received_at DESC, id LIMIT ?`),
-    listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, id LIMIT :limit`),
+    listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?`),
+    listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, rowid DESC LIMIT :limit`),
     count: db.prepare('SELECT count(*) AS n FROM receipts'),
     getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used FROM totals WHERE peer = ?'),
     putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used) VALUES (?, ?, ?, ?, ?)
@@ -348,6 +349,8 @@ export class Ledger {
   private readonly now: () => number
   /** Checkpoints the WAL off the event loop (files only). */
   private checkpointer?: WalCheckpointer
+  /** recordLater()'s queue on disk until its batch is committed (files opened for writing). */
+  private journal?: PendingJournal
   /**
    * The last receipt written per session, decoded: while a session is here
    * its row holds exactly this. Both caches are dropped when a transaction
@@ -399,7 +402,10 @@ export class Ledger {
         migrate(db, version)
       }
       const ledger = new Ledger(db, file, init)
-      if (!memory && !readOnly) ledger.checkpointer = new WalCheckpointer(db, file)
+      if (!memory && !readOnly) {
+        ledger.replayPending()
+        ledger.checkpointer = new WalCheckpointer(db, file)
+      }
       return ledger
     } catch (err) {
       db.close()
@@ -608,8 +614,10 @@ export class Ledger {
    * and reports 'updated'.
    *
    * Why this is safe for the consumer: nothing it sends depends on the write
-   * (unlike the exit, which must store before it answers), so a queued
-   * receipt lost to a crash is no different from one still on the wire.
+   * (unlike the exit, which must store before it answers), and each queued
+   * receipt is appended to the pending journal before this returns, so a
+   * process killed before the batch loses none of them (see
+   * pending-journal.ts).
    */
   async recordLater (r: CountersignedReceipt): Promise<RecordResult> {
     checkReceiptFields(r)
@@ -618,6 +626,8 @@ export class Ledger {
     const encoded = encodeReceipt(r)
     // held until the flush: a receipt receipts.ts made cannot change meanwhile, any other is copied
     const receipt = madeHere(r) ? r : decodeReceipt(encoded) as CountersignedReceipt
+    // on disk before the caller goes on: a killed process loses no receipt it was handed
+    this.journal?.append(encoded)
     return new Promise((resolve, reject) => {
       this.deferred.push({ id: receiptId(receipt), receipt, encoded, resolve, reject })
       if (this.deferred.length >= MAX_DEFERRED) this.flush()
@@ -626,6 +636,41 @@ export class Ledger {
         this.deferTimer.unref()
       }
     })
+  }
+
+  /**
+   * Writes what a killed process had queued with recordLater() (the
+   * journal's receipts, checked like any queued receipt), then empties the
+   * journal. Receipts that do not decode or check out are dropped.
+   */
+  private replayPending (): void {
+    const file = `${this.file}.pending`
+    let opened: ReturnType<typeof PendingJournal.open>
+    try {
+      opened = PendingJournal.open(file)
+    } catch (err: any) {
+      throw new LedgerError(LedgerErrorCode.IO, `cannot open ${file}, the receipts waiting to be written to ${this.file}: ${err.code ?? err.message}`, this.file)
+    }
+    const { journal, pending } = opened
+    this.journal = journal
+    for (const encoded of pending) {
+      let receipt: CountersignedReceipt
+      try {
+        receipt = decodeReceipt(encoded) as CountersignedReceipt
+      } catch {
+        continue
+      }
+      this.deferred.push({ id: receiptId(receipt), receipt, encoded, resolve: () => {}, reject: () => {} })
+    }
+    if (this.deferred.length > 0) this.flush()
+    else {
+      try {
+        journal.clear()
+      } catch (err: any) {
+        journal.close()
+        throw new LedgerError(LedgerErrorCode.IO, `cannot empty ${file}: ${err.code ?? err.message}`, this.file)
+      }
+    }
   }
 
   /** Writes what recordLater() has queued, in one transaction. */
@@ -649,9 +694,13 @@ export class Ledger {
         return out
       })
     } catch (err: any) {
+      // the journal keeps them: the next open tries again
       for (const d of batch) d.reject(err)
       return
     }
+    // committed: the journal's copies are no longer needed (a failure here
+    // only means they are replayed, as duplicates, at the next open)
+    try { this.journal?.clear() } catch {}
     for (const d of batch) {
       const outcome = outcomes.get(d)!
       if (outcome instanceof Error) d.reject(outcome)
@@ -775,6 +824,7 @@ export class Ledger {
   close (): void {
     if (this.database == null) return
     this.flush()
+    this.journal?.close()
     this.checkpointer?.stop()
     // the checkpointer's connection may outlive ours by a moment, and SQLite
     // folds the WAL into the file only when the last connection closes: do it

@@ -2,12 +2,13 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 
 /**
- * Runs ledger-writer.ts on `file` in a child process and SIGKILLs it,
- * without warning, once it has acknowledged a receipt with seq `killAt`.
- * Returns what it acknowledged (receipt id -> seq) and how it ended.
+ * Runs a writer script (ledger-writer.ts: recordReceipt, by default) on
+ * `file` in a child process and SIGKILLs it, without warning, once it has
+ * acknowledged a receipt with seq `killAt`. Returns what it acknowledged
+ * (receipt id -> seq) and how it ended.
  */
-export async function writeUntilKilled (file: string, killAt: bigint): Promise<{ acknowledged: Map<string, bigint>, signal: NodeJS.Signals | null }> {
-  const child = spawn(process.execPath, ['--experimental-transform-types', '--no-warnings', join(import.meta.dirname, 'ledger-writer.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] })
+export async function writeUntilKilled (file: string, killAt: bigint, script = 'ledger-writer.ts'): Promise<{ acknowledged: Map<string, bigint>, signal: NodeJS.Signals | null }> {
+  const child = spawn(process.execPath, ['--experimental-transform-types', '--no-warnings', join(import.meta.dirname, script), file], { stdio: ['ignore', 'pipe', 'inherit'] })
   const acknowledged = new Map<string, bigint>()
   let buffered = ''
   await new Promise<void>((resolve, reject) => {

@@ -130,7 +130,9 @@ describe('recording receipts', () => {
   })
 
   it('lists receipts newest first, by peer and with a limit', async () => {
-    const ledger = Ledger.open(file)
+    // newest by arrival: a clock that moves between the three
+    let clock = 1_000
+    const ledger = Ledger.open(file, { now: () => clock++ })
     await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 'a', updatedAt: 1_700_000_001_000n }), 'gossip')
     await ledger.recordReceipt(await countersigned(bob, carol, { sessionId: 'b', updatedAt: 1_700_000_002_000n }), 'gossip')
     await ledger.recordReceipt(await countersigned(carol, alice, { sessionId: 'c', updatedAt: 1_700_000_003_000n }), 'gossip')
