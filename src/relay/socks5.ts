@@ -27,6 +27,8 @@ export class Socks5Server extends ProxyListener {
     const buf = new Uint8ArrayList()
     let phase: 'greeting' | 'auth' | 'request' | 'connecting' = 'greeting'
     let targeting: Targeting = {}
+    /** A user name that passed authentication but names no exit: the CONNECT gets 0x02, with the reason logged. */
+    let badTargeting: TargetingError | undefined
     const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT)
 
     const onData = (chunk: Buffer): void => {
@@ -50,10 +52,15 @@ export class Socks5Server extends ProxyListener {
               // without configured credentials any password is fine: the user name only targets
               targeting = authenticate(a.value, this.ingress.init.credentials)
             } catch (err: any) {
-              this.ingress.init.log('SOCKS5 auth refused: %s', err.message)
-              socket.end(encodeUserPassStatus(false))
-              phase = 'connecting'
-              return
+              if (!(err instanceof TargetingError) || err.kind === 'credentials') {
+                this.ingress.init.log('SOCKS5 auth refused: %s', err.message)
+                socket.end(encodeUserPassStatus(false))
+                phase = 'connecting'
+                return
+              }
+              // right credentials, a user name that targets nothing ("region-uk"):
+              // "not allowed by ruleset" on the CONNECT tells the client more than "bad password"
+              badTargeting = err
             }
             socket.write(encodeUserPassStatus(true))
             phase = 'request'
@@ -67,6 +74,11 @@ export class Socks5Server extends ProxyListener {
             clearTimeout(timer)
             if (r.value.command !== Command.Connect) {
               socket.end(encodeReply(Reply.CommandNotSupported))
+              return
+            }
+            if (badTargeting != null) {
+              this.ingress.init.log('SOCKS5 CONNECT %s:%d refused: %s', r.value.host, r.value.port, badTargeting.message)
+              socket.end(encodeReply(Reply.NotAllowed))
               return
             }
             void this.connect(socket, r.value.host, r.value.port, targeting, buf.subarray())

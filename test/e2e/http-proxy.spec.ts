@@ -140,6 +140,27 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     expect(await answer(`GET http://127.0.0.1/ HTTP/1.1\r\nx: ${'a'.repeat(17000)}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/)
   })
 
+  it('with credentials configured: a wrong password is refused, a right one with a user name that targets nothing is not allowed by ruleset', async () => {
+    const guarded = await spawnNode({ region: 'fr', args: ['--no-supply', '--bootstrap', exit.addresses[0]], config: '[proxy]\nusername = "alice"\npassword = "s3cret"\n' })
+    try {
+      await waitForPeers(guarded, [exit.peerId])
+      const url = `http://127.0.0.1:${a.port}/guarded`
+      const socks = (user: string): string[] => ['--socks5-hostname', `127.0.0.1:${guarded.socksPort}`, '--proxy-user', user, url]
+      const wrong = await curl(socks('alice:nope'))
+      expect(wrong.code).toBe(97)
+      expect(wrong.stderr).toMatch(/rejected/i)
+      const untargeted = await curl(socks('alice-region-xx:s3cret'))
+      expect(untargeted.code).toBe(97)
+      expect(untargeted.stderr).toMatch(/\(2\)|not allowed/i)
+      const ok = await curl(socks('alice-region-de:s3cret'))
+      expect(ok.stdout.toString()).toBe('A got /guarded\n')
+      const http = await curl(['-i', '--proxy', `http://127.0.0.1:${guarded.httpPort}`, '--proxy-user', 'alice:nope', url])
+      expect(http.stdout.toString()).toMatch(/^HTTP\/1\.1 407 /)
+    } finally {
+      await guarded.proc.kill()
+    }
+  })
+
   /** Sends `handshake` and `data` in one write and half-closes at once; resolves with all that comes back. */
   async function sendAndHalfClose (port: number, handshake: Buffer, data: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {

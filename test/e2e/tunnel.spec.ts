@@ -66,6 +66,11 @@ describe('tunnels through a direct connection, with real curl', () => {
     const bad = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-xx:', `http://127.0.0.1:${target.port}/hello`])
     expect(bad.stdout.toString()).toMatch(/^HTTP\/1\.1 400/)
     expect(bad.stdout.toString()).toContain('unknown region "xx"')
+    // over SOCKS5 the same user name is "not allowed by ruleset" on the CONNECT, not a refused password
+    const badSocks = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, '--proxy-user', 'region-xx:x', `http://127.0.0.1:${target.port}/hello`])
+    expect(badSocks.code).toBe(97)
+    expect(badSocks.stderr).toMatch(/\(2\)|not allowed/i)
+    expect(badSocks.stderr).not.toMatch(/rejected/i)
   })
 
   it('maps exit statuses to SOCKS replies and HTTP codes', async () => {
