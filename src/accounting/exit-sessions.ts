@@ -14,7 +14,7 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
-import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, verifyAndCountersign } from './receipts.ts'
+import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptId, verifyAndCountersign } from './receipts.ts'
 import { verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
@@ -34,8 +34,6 @@ const CLOSE_TIMEOUT = 5 * second
 export const MAX_SESSIONS_PER_CONSUMER = 64
 /** How often idle sessions are forgotten (see sweep()). */
 const SWEEP_INTERVAL = minute
-/** Sweeps a session that still owes bytes survives untouched. */
-const UNSETTLED_SWEEPS = 10
 
 export interface ExitSessionsInit {
   ledger: Ledger
@@ -148,10 +146,10 @@ export class ExitSessions implements ExitAccounting {
    * (sessions are made on admission, before the policy check, and ended
    * sessions were kept for ever). A session goes after one untouched
    * interval once its receipts cover what was carried (its newest receipt
-   * published first), or after UNSETTLED_SWEEPS if they never do: the bytes
-   * it owes stay in the consumer's unsigned count, which still holds the
-   * consumer at the threshold. A consumer goes with its last session once it
-   * owes nothing and nothing waits on it.
+   * published first); if it comes back, it goes on from its stored receipt
+   * (see session()). One that owes bytes stays, as the only record a late
+   * receipt can settle them against. A consumer goes with its last session
+   * once it owes nothing and nothing waits on it.
    */
   sweep (): void {
     for (const [key, c] of this.consumers) {
@@ -162,8 +160,11 @@ export class ExitSessions implements ExitAccounting {
           continue
         }
         s.idleSweeps++
+        // a session that owes bytes stays: a receipt may still come for it
+        // (a consumer back from suspend), and only its record can take those
+        // bytes off the consumer's unsigned count (the 64-session cap bounds them)
         const settled = s.carried <= s.signed && s.publishTimer == null
-        if (!settled && s.idleSweeps < UNSETTLED_SWEEPS) continue
+        if (!settled) continue
         if (s.last != null && s.last.seq !== s.lastPublishedSeq) void this.publish(s)
         clearTimeout(s.publishTimer)
         c.sessions.delete(id)
@@ -192,6 +193,16 @@ export class ExitSessions implements ExitAccounting {
     let s = c.sessions.get(id)
     if (s == null) {
       s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true, idleSweeps: 0 }
+      // a session the sweep forgot (or one from before a restart) goes on
+      // from its stored receipt: what that receipt signed was carried, and
+      // the next receipt must go past it; starting again from nothing would
+      // let the old total sign off as many new bytes for free
+      const stored = this.init.ledger.get(receiptId({ sessionId: id, consumer: consumer.toMultihash().bytes, exit: this.self.toMultihash().bytes }))
+      if (stored != null) {
+        s.carried = s.signed = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
+        s.last = stored.receipt
+        s.lastPublishedSeq = stored.receipt.seq
+      }
       c.sessions.set(id, s)
     }
     return s

@@ -1,7 +1,7 @@
 /**
  * The exit forgets sessions nobody uses: memory stays bounded by what is in
- * use, however many session ids consumers make up, and nothing owed or
- * unpublished is lost on the way. A real ExitSessions on a real ledger;
+ * use, however many session ids consumers make up, and nothing owed, paid
+ * or unpublished is lost on the way. A real ExitSessions on a real ledger;
  * sweep() is called by hand where the node calls it once a minute.
  */
 
@@ -14,6 +14,8 @@ import { Ledger } from '../../src/accounting/ledger.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { tempDir } from '../utils/cli.ts'
 import { parties } from './fixtures.ts'
+import type { Party } from './fixtures.ts'
+import { encodeReceipt, signAsConsumer } from '../../src/accounting/receipts.ts'
 import type { PeerId } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
@@ -22,9 +24,13 @@ describe('exit session sweep', () => {
   let ledger: Ledger
   let exit: ExitSessions
   let consumers: PeerId[]
+  let consumerParties: Party[]
+  let exitParty: Party
 
   beforeEach(async () => {
     const [e, ...cs] = await parties(3)
+    exitParty = e
+    consumerParties = cs
     consumers = cs.map(c => peerIdFromPrivateKey(c.key))
     ledger = Ledger.open(join(await tempDir('sb-sweep-'), 'ledger.db'), { selfPeerId: peerIdFromPrivateKey(e.key) })
     exit = new ExitSessions({ logger: defaultLogger() }, {
@@ -32,6 +38,14 @@ describe('exit session sweep', () => {
     })
   })
   afterEach(() => { ledger.close() })
+
+  const startedAt = BigInt(Date.now())
+  /** A receipt as the consumer signs it, for `down` bytes of session `sessionId`. */
+  const receipt = async (c: Party, sessionId: string, down: number, seq: bigint): Promise<Uint8Array> => encodeReceipt(await signAsConsumer({
+    sessionId, consumer: c.bytes, exit: exitParty.bytes, bytesUp: 0n, bytesDown: BigInt(down), seq, startedAt, updatedAt: startedAt + seq, pricePerGb: 1_000_000n
+  }, c.key))
+  // the receipt stream's handler, without the stream: what it answers
+  const onReceipt = async (consumer: PeerId, bytes: Uint8Array): Promise<{ error?: string }> => (exit as any).onReceipt(consumer, bytes)
 
   it('caps the sessions a consumer may hold, and forgets unused ones after one untouched interval', () => {
     const [a, b] = consumers
@@ -52,16 +66,40 @@ describe('exit session sweep', () => {
     expect(exit.admit(a, 'one-too-many')).toBeUndefined()
   })
 
-  it('keeps a session that owes bytes for ten intervals, and the debt for good', () => {
+  it('keeps a session that owes bytes, so a late receipt still settles them', async () => {
     const [a] = consumers
     exit.admit(a, 'owes')
-    void exit.meter(a, 'owes', 'down', 3 * MiB)
-    for (let i = 0; i < 10; i++) exit.sweep()
+    expect(exit.meter(a, 'owes', 'down', 5 * MiB)).toBeInstanceOf(Promise)
+    let released = false
+    void exit.gate(a)!.then(() => { released = true })
+    for (let i = 0; i < 20; i++) exit.sweep()
     expect(exit.sessionCount()).toBe(1)
+    // the consumer comes back (a laptop out of suspend) and signs all of it
+    const answer = await onReceipt(a, await receipt(consumerParties[0], 'owes', 5 * MiB, 1n))
+    expect(answer.error).toBeUndefined()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(released).toBe(true)
+    expect(exit.pendingBytes()).toBe(0)
+    expect(exit.admit(a, 'next')).toBeUndefined()
+  })
+
+  it('a forgotten session goes on from its stored receipt: the old total signs off nothing new', async () => {
+    const [a] = consumers
+    exit.admit(a, 's')
+    for (let i = 1; i <= 10; i++) {
+      expect(exit.meter(a, 's', 'down', MiB)).toBeUndefined()
+      expect((await onReceipt(a, await receipt(consumerParties[0], 's', i * MiB, BigInt(i)))).error).toBeUndefined()
+    }
+    exit.sweep()
     exit.sweep()
     expect(exit.sessionCount()).toBe(0)
-    // the 3 MiB are still unsigned against the consumer: 2 MiB more and it is held
-    expect(exit.pendingBytes()).toBe(3 * MiB)
-    expect(exit.meter(a, 'new', 'down', 2 * MiB)).toBeInstanceOf(Promise)
+    // the same session id again; its last receipt sent again, or the same total with a new seq
+    expect(exit.admit(a, 's')).toBeUndefined()
+    expect((await onReceipt(a, await receipt(consumerParties[0], 's', 10 * MiB, 10n))).error).toMatch(/does not advance/)
+    expect((await onReceipt(a, await receipt(consumerParties[0], 's', 10 * MiB, 11n))).error).toBeUndefined()
+    // new bytes are unsigned bytes: held past the threshold
+    const held = Array.from({ length: 6 }, () => exit.meter(a, 's', 'down', MiB))
+    expect(exit.pendingBytes()).toBe(6 * MiB)
+    expect(held.at(-1)).toBeInstanceOf(Promise)
   })
 })
