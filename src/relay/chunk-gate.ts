@@ -32,6 +32,11 @@ export class ChunkGate {
 
   constructor (private readonly init: ChunkGateInit) {}
 
+  /** Chunks are waiting at the gate. */
+  get holding (): boolean {
+    return this.waiting != null
+  }
+
   push (chunk: Chunk): void {
     if (this.waiting != null) {
       // the source was paused, but a chunk already under way still arrives: it queues behind the others

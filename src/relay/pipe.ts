@@ -230,6 +230,13 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     })
     socket.on('close', hadError => {
       socketDone = true
+      // the socket's idle timer went with it: data still held at the gate
+      // (a consumer over its threshold that never signs) must not keep the
+      // stream, and the exit's tunnel slot, open for ever
+      if (toStreamGate?.holding === true && options.idleTimeoutMs != null && options.idleTimeoutMs > 0) {
+        const t = setTimeout(() => { timers.delete(t); fail(new Error(`held at the gate for ${options.idleTimeoutMs} ms after the socket closed`)) }, options.idleTimeoutMs)
+        timers.add(t)
+      }
       // a socket that closed without its FIN (reset, error, timeout) resets
       // the stream; after a clean FIN the stream finishes flushing on its own
       if ((hadError || !socketEnded) && stream.status === 'open') {
