@@ -359,6 +359,8 @@ export class Ledger {
   private readonly recent = new Map<string, StoredReceipt>()
   /** Each peer's row of `totals`, by peer bytes in hex, as last written or read. */
   private readonly totals = new Map<string, Totals | undefined>()
+  /** A batch whose commit failed, to go with the next one. */
+  private retry: Deferred[] = []
   /** recordLater()'s queue, and the timer that writes it. */
   private deferred: Deferred[] = []
   private deferTimer?: NodeJS.Timeout
@@ -579,7 +581,13 @@ export class Ledger {
   }
 
   private transaction<T> (fn: () => T): T {
-    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      this.db.exec('BEGIN IMMEDIATE')
+    } catch (err) {
+      // another connection held the write lock past the busy timeout, or the file went away
+      if (err instanceof LedgerError) throw err
+      throw sqliteFailure(this.file, err, 'write to')
+    }
     try {
       // with the write lock held: no one else can commit until we are done
       this.syncCaches()
@@ -677,8 +685,9 @@ export class Ledger {
   flush (): void {
     clearTimeout(this.deferTimer)
     this.deferTimer = undefined
-    if (this.deferred.length === 0 || this.database == null) return
-    const batch = this.deferred
+    if ((this.deferred.length === 0 && this.retry.length === 0) || this.database == null) return
+    const batch = [...this.retry, ...this.deferred]
+    this.retry = []
     this.deferred = []
     const bySession = new Map<string, Deferred[]>()
     for (const d of batch) {
@@ -694,8 +703,15 @@ export class Ledger {
         return out
       })
     } catch (err: any) {
-      // the journal keeps them: the next open tries again
       for (const d of batch) d.reject(err)
+      // written with the next batch (the journal keeps them until then): the
+      // newest of each session is enough, receipts being cumulative
+      const newest = new Map<string, Deferred>()
+      for (const d of batch) {
+        const held = newest.get(d.id)
+        if (held == null || d.receipt.seq > held.receipt.seq) newest.set(d.id, d)
+      }
+      this.retry = [...newest.values()].map(d => ({ ...d, resolve: () => {}, reject: () => {} }))
       return
     }
     // committed: the journal's copies are no longer needed (a failure here

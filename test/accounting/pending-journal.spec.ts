@@ -2,6 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { PendingJournal } from '../../src/accounting/pending-journal.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
@@ -80,4 +81,30 @@ describe('ledger with a pending-receipt journal', () => {
     Ledger.open(file, { readOnly: true }).close()
     expect(existsSync(`${file}.pending`)).toBe(false)
   })
+})
+
+describe('a batch whose commit failed', () => {
+  it('is written with the next batch, and stays in the journal until it is', async () => {
+    const [alice, bob] = await parties(2)
+    const file = join(dir, 'ledger.db')
+    const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) })
+    const first = await countersigned(alice, bob, { sessionId: 'first', seq: 1n })
+    const second = await countersigned(alice, bob, { sessionId: 'second', seq: 1n })
+    // another connection holds the write lock past the busy timeout: the batch fails (SQLITE_BUSY)
+    const other = new DatabaseSync(file)
+    other.exec('BEGIN IMMEDIATE')
+    const failed = ledger.recordLater(first)
+    ledger.flush()
+    expect((await failed.catch(err => err)).name).toBe('LedgerError')
+    other.exec('ROLLBACK')
+    other.close()
+    expect(PendingJournal.read(`${file}.pending`)).toHaveLength(1)
+    const next = ledger.recordLater(second)
+    ledger.flush()
+    expect(await next).toBe('inserted')
+    expect(ledger.get(receiptId(first))?.receipt.seq).toBe(1n)
+    expect(ledger.get(receiptId(second))?.receipt.seq).toBe(1n)
+    expect(PendingJournal.read(`${file}.pending`)).toHaveLength(0)
+    ledger.close()
+  }, 20_000)
 })
