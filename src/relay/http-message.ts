@@ -42,12 +42,13 @@ export class RequestBodyFramer {
   excess = 0
 
   constructor (head: RequestHead) {
-    const codings = head.headers.filter(([n]) => n === 'transfer-encoding').flatMap(([, v]) => v.split(',')).map(v => v.trim().toLowerCase())
+    // empty list elements are ignored (RFC 9110 §5.6.1), as the origin will
+    const codings = head.headers.filter(([n]) => n === 'transfer-encoding').flatMap(([, v]) => v.split(',')).map(v => v.trim().toLowerCase()).filter(v => v !== '')
     const length = head.headers.find(([n]) => n === 'content-length')?.[1].split(',')[0].trim()
     this.chunked = codings.at(-1) === 'chunked'
     if (codings.length > 0 && !this.chunked) {
-      // a body that ends only with the connection (RFC 9112 §6.3): nothing follows it, pass everything
-      this.remaining = Infinity
+      // refused when the head was parsed (RFC 9112 §6.3: no length can be known); should one get here, forward no body
+      this.done = true
     } else if (!this.chunked) {
       this.remaining = length == null ? 0 : Number(length)
       this.done = this.remaining === 0
@@ -90,12 +91,13 @@ export class RequestBodyFramer {
       const line = this.line
       this.line = ''
       if (this.state === 'size') {
-        const size = /^([0-9a-fA-F]{1,15})/.exec(line)
-        if (size == null) {
+        // leading zeros are allowed and say nothing; more than 15 digits after them is no chunk size of ours
+        const size = /^0*([0-9a-fA-F]*)/.exec(line)!
+        if (!/^[0-9a-fA-F]/.test(line) || size[1].length > 15) {
           this.giveUp()
           continue
         }
-        this.remaining = parseInt(size[1], 16)
+        this.remaining = size[1] === '' ? 0 : parseInt(size[1], 16)
         this.state = this.remaining === 0 ? 'trailer' : 'data'
       } else if (this.state === 'data-end') {
         this.state = 'size'
@@ -107,9 +109,13 @@ export class RequestBodyFramer {
     return i
   }
 
+  /**
+   * A body this cannot follow: nothing more is forwarded. Passing the rest
+   * would pass whatever the client sends next, and a next request has no
+   * business reaching this origin; the origin answers the cut body.
+   */
   private giveUp (): void {
-    this.remaining = Infinity
-    this.state = 'data'
+    this.done = true
   }
 }
 
@@ -142,6 +148,11 @@ export class ResponseHeadRewriter {
     const out = new Uint8ArrayList()
     while (this.pending != null) {
       const bytes = this.pending.subarray()
+      // not a response (a server of another protocol on port 80): pass it on as it comes, not held back for a head that will not come
+      if (!startsLikeResponse(bytes)) {
+        this.passRest(out)
+        break
+      }
       const end = headEnd(bytes)
       if (end < 0) {
         if (bytes.byteLength > MAX_RESPONSE_HEAD_BYTES) this.passRest(out)
@@ -163,6 +174,15 @@ export class ResponseHeadRewriter {
     if (this.pending != null) out.append(this.pending)
     this.pending = undefined
   }
+}
+
+const RESPONSE_START = Buffer.from('HTTP/1.', 'latin1')
+
+/** Whether `bytes` start as a status line does (or are too few to tell). */
+function startsLikeResponse (bytes: Uint8Array): boolean {
+  const n = Math.min(bytes.byteLength, RESPONSE_START.byteLength)
+  for (let i = 0; i < n; i++) if (bytes[i] !== RESPONSE_START[i]) return false
+  return true
 }
 
 /** Index just past the blank line ending a head (CRLF or bare LF endings), or -1. */

@@ -126,11 +126,17 @@ function checkFraming (headers: Array<[string, string]>): void {
   let hosts = 0
   const lengths = new Set<string>()
   let chunked = false
+  const codings: string[] = []
   for (const [name, value] of headers) {
     if (name === 'host') hosts++
     else if (name === 'content-length') value.split(',').forEach(v => lengths.add(v.trim()))
-    else if (name === 'transfer-encoding') chunked = true
+    else if (name === 'transfer-encoding') {
+      chunked = true
+      codings.push(...value.split(',').map(v => v.trim().toLowerCase()).filter(v => v !== ''))
+    }
   }
+  // RFC 9112 §6.3: a request whose last transfer coding is not chunked has no knowable length
+  if (chunked && codings.at(-1) !== 'chunked') fail(400, 'Transfer-Encoding must end with chunked')
   if (hosts > 1) fail(400, 'more than one Host header')
   if (lengths.size > 1) fail(400, 'conflicting Content-Length headers')
   for (const length of lengths) {

@@ -52,15 +52,29 @@ describe('RequestBodyFramer', () => {
     expect(r).toEqual({ forwarded: 'x'.repeat(40), excess: 0, done: false })
   })
 
-  it('passes everything when the body ends only with the connection (a coding other than chunked last)', () => {
-    const r = frame('POST http://a/ HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip\r\n\r\n', 'abc' + NEXT, [2, 7])
-    expect(r.forwarded).toBe('abc' + NEXT)
-    expect(r.excess).toBe(0)
+  it('follows Transfer-Encoding as the origin will: empty list elements ignored, leading zeros in chunk sizes', () => {
+    const next = frame('POST http://a/ HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked,\r\n\r\n', '3\r\nabc\r\n0\r\n\r\n' + NEXT, [5])
+    expect(next.forwarded).toBe('3\r\nabc\r\n0\r\n\r\n')
+    expect(next.excess).toBe(NEXT.length)
+    const body = '0000000000000000A\r\n0123456789\r\n0\r\n\r\n'
+    const zeros = frame('POST http://a/ HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n', body + NEXT, [3, 20])
+    expect(zeros.forwarded).toBe(body)
+    expect(zeros.done).toBe(true)
   })
 
-  it('passes the rest unchanged rather than guess, when a chunk size line is not one', () => {
-    const r = frame('POST http://a/ HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n', 'zz\r\nabc', [])
-    expect(r.forwarded).toBe('zz\r\nabc')
+  it('refuses, when the head is parsed, a body whose last transfer coding is not chunked', () => {
+    for (const te of ['gzip', 'chunked, gzip', 'identity']) {
+      expect(() => parseRequestHead(enc(`POST http://a/ HTTP/1.1\r\nhost: a\r\ntransfer-encoding: ${te}\r\n\r\n`)), te).toThrow(/must end with chunked/)
+    }
+  })
+
+  it('forwards nothing more after a chunk size it cannot read: what follows could be a next request', () => {
+    for (const line of ['zz', '1234567890abcdef0']) {
+      const r = frame('POST http://a/ HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n', `${line}\r\nabc` + NEXT, [])
+      expect(r.forwarded, line).toBe(`${line}\r\n`)
+      expect(r.done).toBe(true)
+      expect(r.excess).toBe(3 + NEXT.length)
+    }
   })
 })
 
@@ -79,6 +93,14 @@ describe('ResponseHeadRewriter', () => {
   it('lets interim 100 Continue through and rewrites the final head after it', () => {
     const out = rewrite('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n', [30])
     expect(out).toBe('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\nConnection: close\r\nProxy-Connection: close\r\n\r\n')
+  })
+
+  it('passes at once what does not start as a response, rather than wait for a head', () => {
+    const rewriter = new ResponseHeadRewriter()
+    expect(dec(rewriter.push(enc('SSH-2.0-OpenSSH_9.6\r\n')))).toBe('SSH-2.0-OpenSSH_9.6\r\n')
+    const partial = new ResponseHeadRewriter()
+    expect(dec(partial.push(enc('HTT')))).toBe('')
+    expect(dec(partial.push(enc('P/1.1 200 OK\r\n\r\nx')))).toBe('HTTP/1.1 200 OK\r\nConnection: close\r\nProxy-Connection: close\r\n\r\nx')
   })
 
   it('leaves alone what it cannot read as a response head, and what follows a 101', () => {
