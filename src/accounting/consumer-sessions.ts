@@ -11,9 +11,10 @@
  * unsigned bytes climb past its threshold on a fast tunnel, and the exit
  * would then hold our traffic.
  *
- * A session ends after a quiet spell (or when the node stops): its last
- * receipt is signed and the stream closed, which tells the exit to publish
- * the final receipt. The next tunnel starts a new session.
+ * A session ends after a quiet spell with none of its tunnels open (or when
+ * the node stops): its last receipt is signed and the stream closed, which
+ * tells the exit to publish the final receipt. The next tunnel starts a new
+ * session.
  */
 
 import { randomBytes } from 'node:crypto'
@@ -100,6 +101,8 @@ interface Session {
   lastActivity: number
   /** Receipts written and not yet answered (at most MAX_IN_FLIGHT). */
   inFlight: number
+  /** Tunnels opened on this session and not yet ended: it is not closed while any is open, however quiet. */
+  openTunnels: number
   channel?: Promise<Channel>
   /** Serialises writes on the stream (not their answers). */
   sending?: Promise<void>
@@ -144,7 +147,14 @@ export class ConsumerSessions implements ConsumerAccounting {
   }
 
   sessionFor (exit: PeerId): string {
-    return this.sessionOf(exit).id
+    const s = this.sessionOf(exit)
+    s.openTunnels++
+    return s.id
+  }
+
+  release (exit: PeerId, sessionId: string): void {
+    const s = this.sessions.get(exit.toString())
+    if (s?.id === sessionId && s.openTunnels > 0) s.openTunnels--
   }
 
   meter (exit: PeerId, direction: MeterDirection, bytes: number): void {
@@ -187,6 +197,7 @@ export class ConsumerSessions implements ConsumerAccounting {
         updatedAt: 0,
         lastActivity: this.now(),
         inFlight: 0,
+        openTunnels: 0,
         sentPow: false,
         closed: false
       }
@@ -200,7 +211,9 @@ export class ConsumerSessions implements ConsumerAccounting {
     for (const s of this.sessions.values()) {
       const outstanding = s.up + s.down - s.sentTotal
       if (outstanding > 0) this.sign(s)
-      if (outstanding === 0 && now - s.lastActivity > (this.init.sessionIdleMs ?? 30 * second)) void this.close(s)
+      // a quiet tunnel (ssh, a websocket) keeps its session: bytes it carries
+      // later are metered by the exit under the session it was opened with
+      if (outstanding === 0 && s.openTunnels === 0 && now - s.lastActivity > (this.init.sessionIdleMs ?? 30 * second)) void this.close(s)
     }
   }
 

@@ -34,10 +34,11 @@ export function receiptTopicScoreParams (): Partial<TopicScoreParams> {
     timeInMeshWeight: 1 / 3600,
     timeInMeshQuantum: 1000,
     timeInMeshCap: 3600,
-    // P2: a little for being first with a valid receipt, at most +10
+    // P2: a little for being first with a valid receipt, at most +5 (with
+    // P1's +1, little enough that three rejections still graylist: -90 + 6 < -80)
     firstMessageDeliveriesWeight: 1,
     firstMessageDeliveriesDecay: 0.9,
-    firstMessageDeliveriesCap: 10,
+    firstMessageDeliveriesCap: 5,
     // P3, P3b: off (see above)
     meshMessageDeliveriesWeight: 0,
     meshFailurePenaltyWeight: 0,

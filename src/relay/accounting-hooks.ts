@@ -28,8 +28,10 @@ export interface ExitAccounting {
 }
 
 export interface ConsumerAccounting {
-  /** The session id to send with a new tunnel to `exit`. */
+  /** The session id to send with a new tunnel to `exit`; the session stays open until release(). */
   sessionFor (exit: PeerId): string
+  /** The tunnel that sessionFor() was asked for has ended (or never opened). */
+  release? (exit: PeerId, sessionId: string): void
   /** Before the first tunnel of a session: introduce ourselves (proof of work) so the exit knows our allowance. */
   prepare? (exit: PeerId): Promise<void>
   meter (exit: PeerId, direction: MeterDirection, bytes: number): void

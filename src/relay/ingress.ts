@@ -121,6 +121,7 @@ export class Ingress {
       if (result.error != null) this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
     } finally {
       this.stats.tunnelsOpen--
+      if (tunnel.sessionId !== '') this.init.accounting?.release?.(tunnel.exit, tunnel.sessionId)
     }
   }
 }

@@ -27,6 +27,8 @@ const RETRYABLE = new Set<string>([
 
 export interface OpenedTunnel {
   stream: Stream
+  /** Accounting's session id the tunnel was opened with ('' without accounting). */
+  sessionId: string
   /** Bytes the exit sent right behind its response. */
   rest: Uint8ArrayList
   exit: PeerId
@@ -133,10 +135,12 @@ export class TunnelClient {
 
   /** Sends the request on an open tunnel stream and waits for the exit's answer. */
   private async request (stream: Stream, exit: PeerId, target: { host: string, port: number }, signal: AbortSignal, started: number): Promise<OpenedTunnel> {
+    let sessionId = ''
     try {
       await this.init.accounting?.prepare?.(exit).catch(() => {})
       // the wire session id is accounting's; the targeting session id only picks the exit
-      await sendFrame(stream, TunnelRequest.encode({ sessionId: this.init.accounting?.sessionFor(exit) ?? '', targetHost: target.host, targetPort: target.port }))
+      sessionId = this.init.accounting?.sessionFor(exit) ?? ''
+      await sendFrame(stream, TunnelRequest.encode({ sessionId, targetHost: target.host, targetPort: target.port }))
       const { frame, rest } = await readFrame(stream, { signal })
       const response = decodeTunnelResponse(frame)
       if (response.status !== TunnelStatus.OK) {
@@ -144,8 +148,9 @@ export class TunnelClient {
         throw new TunnelError(response.status, response.message, exit.toString())
       }
       this.init.warm?.replenish(exit)
-      return { stream, rest, exit, setupMs: performance.now() - started }
+      return { stream, sessionId, rest, exit, setupMs: performance.now() - started }
     } catch (err: any) {
+      if (sessionId !== '') this.init.accounting?.release?.(exit, sessionId)
       if (stream.status === 'open') stream.abort(err)
       if (err instanceof TunnelError) throw err
       if (signal.aborted) throw new TunnelError(TunnelStatus.TIMEOUT, `exit ${exit.toString()} did not answer in time`, exit.toString())

@@ -294,4 +294,27 @@ describe('a consumer whose wall clock steps back', () => {
     expect(exit.pendingBytes()).toBe(0)
     expect(consumer.pendingBytes()).toBe(0)
   })
+
+  it('keeps a session while a tunnel on it is open, however quiet, and ends it once none is', async () => {
+    const current = (): string | undefined => (consumer as any).sessions.get(exitNode.peerId.toString())?.id
+    const sessionId = consumer.sessionFor(exitNode.peerId)
+    exit.admit(consumerNode.peerId, sessionId)
+    const signedDown = (): bigint => exitLedger.receipts().find(r => r.receipt.sessionId === sessionId)?.receipt.bytesDown ?? 0n
+    carry(sessionId, MiB)
+    await waitFor(() => consumer.pendingBytes() === 0 && signedDown() > 0n, { timeoutMs: 10_000, what: 'the receipt' })
+    const before = signedDown()
+    // an ssh session sits quiet for a minute: the session stays, so its next bytes are signed under the id the exit meters them by
+    clock += 60_000
+    ;(consumer as any).tick()
+    expect(current()).toBe(sessionId)
+    carry(sessionId, MiB)
+    await waitFor(() => signedDown() === before + BigInt(MiB), { timeoutMs: 10_000, what: 'the next receipt of the same session' })
+    expect(consumer.refused).toBe(0)
+    // the tunnels end (this test's, and the one the test before opened): the next quiet spell ends the session
+    consumer.release(exitNode.peerId, sessionId)
+    consumer.release(exitNode.peerId, sessionId)
+    clock += 60_000
+    ;(consumer as any).tick()
+    await waitFor(() => current() == null, { what: 'the session to close' })
+  })
 })
