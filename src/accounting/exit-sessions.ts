@@ -30,6 +30,16 @@ const MAX_FRAME = 2048
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
 const CLOSE_TIMEOUT = 5 * second
+/**
+ * Bytes a consumer may be let off per hour for tunnels cut mid-transfer:
+ * what was in flight when its client went away never reached it, so it
+ * cannot sign it, and without this a few cancelled downloads left an
+ * honest consumer held at the threshold for good. A cheat gets at most
+ * this much a hour per identity (and an identity costs a proof of work).
+ */
+export const FORGIVE_PER_HOUR = 16 * 1024 * 1024
+/** How long after a cut tunnel its loss is counted: the consumer has signed all it received by then (receipts every 5 s at the latest). */
+const FORGIVE_DELAY = 6 * second
 /** Sessions a consumer may have at once; an honest one has one per exit at a time. */
 export const MAX_SESSIONS_PER_CONSUMER = 64
 /** How often idle sessions are forgotten (see sweep()). */
@@ -50,6 +60,8 @@ export interface ExitSessionsInit {
   publishIntervalMs?: number
   /** Forget idle sessions this often. @default 60 s */
   sweepIntervalMs?: number
+  /** Count a cut tunnel's loss this long after it. @default 6 s */
+  forgiveDelayMs?: number
   publish?: (r: CountersignedReceipt) => Promise<void>
   now?: () => number
 }
@@ -79,6 +91,9 @@ interface Session {
 interface ConsumerState {
   unsigned: number
   waiters: Array<() => void>
+  /** What may still be let off for cut tunnels (bytes), and when it was last topped up. */
+  forgivable: number
+  forgivableAt: number
   /** By session id: looked up for every chunk carried, so no composite key is built. */
   sessions: Map<string, Session>
 }
@@ -93,6 +108,9 @@ export class ExitSessions implements ExitAccounting {
   holds = 0
   private registrar?: Pick<Registrar, 'handle' | 'unhandle'>
   private sweeper?: NodeJS.Timeout
+  private readonly forgiveTimers = new Set<NodeJS.Timeout>()
+  /** Bytes let off for tunnels cut mid-transfer (for `status`). */
+  forgiven = 0
 
   constructor (components: ExitSessionsComponents, private init: ExitSessionsInit) {
     this.log = components.logger.forComponent('spareband:accounting:exit')
@@ -123,6 +141,8 @@ export class ExitSessions implements ExitAccounting {
     if (!this.running) return
     this.running = false
     clearInterval(this.sweeper)
+    for (const t of this.forgiveTimers) clearTimeout(t)
+    this.forgiveTimers.clear()
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
     // the last receipt of every session goes out before we leave
     await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
@@ -169,7 +189,8 @@ export class ExitSessions implements ExitAccounting {
         clearTimeout(s.publishTimer)
         c.sessions.delete(id)
       }
-      if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0) this.consumers.delete(key)
+      // kept while its allowance for cut tunnels is refilling: forgetting it would reset that
+      if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0 && this.topUp(c) >= FORGIVE_PER_HOUR) this.consumers.delete(key)
     }
   }
 
@@ -183,7 +204,7 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, waiters: [], sessions: new Map() }
+      c = { unsigned: 0, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now() }
       this.consumers.set(consumer, c)
     }
     return c
@@ -260,6 +281,44 @@ export class ExitSessions implements ExitAccounting {
       this.log('holding %p: %d bytes unsigned', consumer, c.unsigned)
     }
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
+  }
+
+  tunnelEnded (consumer: PeerId, sessionId: string, bytesOut: number, reset: boolean): void {
+    if (!reset || sessionId === '' || bytesOut === 0 || !this.running) return
+    const t = setTimeout(() => {
+      this.forgiveTimers.delete(t)
+      this.forgive(consumer, sessionId, bytesOut)
+    }, this.init.forgiveDelayMs ?? FORGIVE_DELAY)
+    t.unref()
+    this.forgiveTimers.add(t)
+  }
+
+  /**
+   * Lets the consumer off what its session still owes, up to what the cut
+   * tunnel carried and what its hourly allowance for this has left: by now
+   * it has signed all it received, so what is owed was lost on the way.
+   */
+  private forgive (consumer: PeerId, sessionId: string, bytesOut: number): void {
+    const c = this.consumers.get(consumer.toString())
+    const s = c?.sessions.get(sessionId)
+    if (c == null || s == null) return
+    const owed = s.carried - Math.min(s.carried, s.signed)
+    const amount = Math.min(owed, bytesOut, this.topUp(c))
+    if (amount <= 0) return
+    s.carried -= amount
+    c.unsigned = Math.max(0, c.unsigned - amount)
+    c.forgivable -= amount
+    this.forgiven += amount
+    this.log('let %p off %d bytes lost with a cut tunnel', consumer, amount)
+    if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+  }
+
+  /** The consumer's allowance for cut tunnels, refilled for the time since it was last looked at. */
+  private topUp (c: ConsumerState): number {
+    const now = this.now()
+    c.forgivable = Math.min(FORGIVE_PER_HOUR, c.forgivable + Math.floor((now - c.forgivableAt) * FORGIVE_PER_HOUR / (60 * minute)))
+    c.forgivableAt = now
+    return c.forgivable
   }
 
   gate (consumer: PeerId, queued = 0): Promise<void> | undefined {

@@ -34,6 +34,8 @@ export interface PendingBytes {
   carriedUnsignedBytes: number
   usedUnsignedBytes: number
   holds: number
+  /** As an exit: bytes let off consumers for tunnels cut mid-transfer (lost on the way, so never signed). */
+  forgivenBytes: number
 }
 
 export interface BalanceReportInit {

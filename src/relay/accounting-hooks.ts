@@ -25,6 +25,12 @@ export interface ExitAccounting {
    * is held (then ask again), or nothing to go on. `queued` as for meter().
    */
   gate? (consumer: PeerId, queued?: number): Promise<void> | undefined
+  /**
+   * A tunnel ended; `reset`: abnormally (the consumer's client went away
+   * mid-transfer), so some of the `bytesOut` it carried may never have
+   * reached the consumer, which then cannot sign them.
+   */
+  tunnelEnded? (consumer: PeerId, sessionId: string, bytesOut: number, reset: boolean): void
 }
 
 export interface ConsumerAccounting {

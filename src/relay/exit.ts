@@ -522,6 +522,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       }
     })
     this.open.delete(tunnel)
+    accounting?.tunnelEnded?.(consumerPeer, request.sessionId, info.bytesOut, result.error != null)
     if (mine != null && ![...this.open].some(t => t.consumer === consumer)) this.perConsumer.delete(consumer)
     this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
     this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })

@@ -9,7 +9,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ExitSessions, MAX_SESSIONS_PER_CONSUMER } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, FORGIVE_PER_HOUR, MAX_SESSIONS_PER_CONSUMER } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { tempDir } from '../utils/cli.ts'
@@ -101,5 +101,44 @@ describe('exit session sweep', () => {
     const held = Array.from({ length: 6 }, () => exit.meter(a, 's', 'down', MiB))
     expect(exit.pendingBytes()).toBe(6 * MiB)
     expect(held.at(-1)).toBeInstanceOf(Promise)
+  })
+
+  it('lets a consumer off what a cut tunnel lost on the way, within its hourly allowance for that', async () => {
+    const [a] = consumers
+    const forgiving = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), forgiveDelayMs: 20
+    })
+    await forgiving.start({ handle: async () => {}, unhandle: async () => {} })
+    try {
+      const onCut = async (consumer: PeerId, bytes: Uint8Array): Promise<{ error?: string }> => (forgiving as any).onReceipt(consumer, bytes)
+      forgiving.admit(a, 'cut')
+      // 5 MiB sent, the client went away: the consumer got 3 MiB and signs them
+      expect(forgiving.meter(a, 'cut', 'down', 5 * MiB)).toBeInstanceOf(Promise)
+      expect((await onCut(a, await receipt(consumerParties[0], 'cut', 3 * MiB, 1n))).error).toBeUndefined()
+      expect(forgiving.pendingBytes()).toBe(2 * MiB)
+      // a tunnel that ended normally lets nothing off
+      forgiving.tunnelEnded(a, 'cut', 5 * MiB, false)
+      await new Promise(resolve => setTimeout(resolve, 60))
+      expect(forgiving.pendingBytes()).toBe(2 * MiB)
+      forgiving.tunnelEnded(a, 'cut', 5 * MiB, true)
+      await new Promise(resolve => setTimeout(resolve, 60))
+      expect(forgiving.pendingBytes()).toBe(0)
+      expect(forgiving.forgiven).toBe(2 * MiB)
+      // the session goes on where the consumer's count is: its next receipt covers only what came after
+      expect(forgiving.meter(a, 'cut', 'down', MiB)).toBeUndefined()
+      expect((await onCut(a, await receipt(consumerParties[0], 'cut', 4 * MiB, 2n))).error).toBeUndefined()
+      expect(forgiving.pendingBytes()).toBe(0)
+      // at most FORGIVE_PER_HOUR (16 MiB) an hour: 20 MiB more lost, 14 MiB let off
+      forgiving.admit(a, 'cut2')
+      void forgiving.meter(a, 'cut2', 'down', 20 * MiB)
+      forgiving.tunnelEnded(a, 'cut2', 20 * MiB, true)
+      await new Promise(resolve => setTimeout(resolve, 60))
+      // (plus the few bytes the allowance refilled while the test ran: 16 MiB an hour is 4.7 bytes a millisecond)
+      expect(forgiving.forgiven).toBeGreaterThanOrEqual(FORGIVE_PER_HOUR)
+      expect(forgiving.forgiven).toBeLessThan(FORGIVE_PER_HOUR + 64 * 1024)
+      expect(forgiving.pendingBytes()).toBe(20 * MiB - (forgiving.forgiven - 2 * MiB))
+    } finally {
+      await forgiving.stop()
+    }
   })
 })
