@@ -170,6 +170,13 @@ export class ResponseHeadRewriter {
     return out
   }
 
+  /** What is held (a head the origin never finished): the stream has ended, so it goes as it is. */
+  flush (): Uint8ArrayList | undefined {
+    const rest = this.pending
+    this.pending = undefined
+    return rest
+  }
+
   private passRest (out: Uint8ArrayList): void {
     if (this.pending != null) out.append(this.pending)
     this.pending = undefined

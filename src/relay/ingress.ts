@@ -84,7 +84,7 @@ export class Ingress {
 
   /** Carries a client connection through an opened tunnel until both sides are done. */
   /** `filters`: what of each chunk goes on, each way (see PipeOptions). */
-  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket'> = {}): Promise<void> {
+  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket' | 'flushToSocket'> = {}): Promise<void> {
     this.stats.tunnelsOpen++
     this.stats.tunnelsTotal++
     const started = performance.now()

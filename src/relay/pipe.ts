@@ -46,6 +46,8 @@ export interface PipeOptions {
   filterToStream?: (chunk: Uint8Array) => Uint8Array
   /** What is written to the socket for each chunk from the stream (the HTTP proxy's response head rewrite). */
   filterToSocket?: (chunk: Uint8Array | Uint8ArrayList) => Uint8Array | Uint8ArrayList
+  /** What filterToSocket still holds when the stream ends: written before the socket's FIN. */
+  flushToSocket?: () => Uint8Array | Uint8ArrayList | undefined
   /** Close the tunnel when neither side has sent anything for this long. */
   idleTimeoutMs?: number
   /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
@@ -261,6 +263,11 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         closed: () => socket.destroyed || socket.writableEnded
       })
     const endSocket = (): void => {
+      const held = options.flushToSocket?.()
+      if (held != null && held.byteLength > 0 && !socket.destroyed && !socket.writableEnded) {
+        if (toSocketGate == null) writeToSocket(held)
+        else toSocketGate.push(held)
+      }
       const end = (): void => { if (!socket.destroyed && !socket.writableEnded) socket.end() }
       if (toSocketGate == null) end()
       else toSocketGate.whenEmpty(end)

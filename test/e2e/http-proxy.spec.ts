@@ -37,7 +37,13 @@ async function keepAliveOrigin (name: string): Promise<{ server: Server, port: n
         buffered = buffered.slice(end + 4)
         body = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0)
         seen.push({ connection, head })
-        const text = `${name} got ${head.split('\r\n')[0].split(' ')[1]}\n`
+        const path = head.split('\r\n')[0].split(' ')[1]
+        // a server that dies half way through its answer's head
+        if (path === '/cut-head') {
+          socket.end('HTTP/1.1 200 OK\r\nX-Cut: yes')
+          return
+        }
+        const text = `${name} got ${path}\n`
         socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\nConnection: keep-alive\r\n\r\n${text}`)
       }
     })
@@ -112,6 +118,18 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     expect(text.endsWith('A got /one\n')).toBe(true)
     expect(a.seen.slice(before).map(s => s.head.split('\r\n')[0])).toEqual(['GET /one HTTP/1.1'])
     expect(b.seen.some(s => s.head.includes('/two'))).toBe(false)
+  })
+
+  it('passes on a response head the origin never finished, rather than drop it', async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = connect(consumer.httpPort, '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('data', chunk => chunks.push(chunk))
+      socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+      socket.on('error', reject)
+      socket.write(`GET http://127.0.0.1:${a.port}/cut-head HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    })
+    expect(text).toBe('HTTP/1.1 200 OK\r\nX-Cut: yes')
   })
 
   it('asks again (407) for a Proxy-Authorization it cannot read, rather than ignore its region', async () => {
