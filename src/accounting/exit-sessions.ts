@@ -35,7 +35,8 @@ const CLOSE_TIMEOUT = 5 * second
  * what was in flight when its client went away never reached it, so it
  * cannot sign it, and without this a few cancelled downloads left an
  * honest consumer held at the threshold for good. A cheat gets at most
- * this much a hour per identity (and an identity costs a proof of work).
+ * this much at once and this much an hour after that, per identity (and an
+ * identity costs a proof of work); losses past it are let off as it refills.
  */
 export const FORGIVE_PER_HOUR = 16 * 1024 * 1024
 /** How long after a cut tunnel its loss is counted: the consumer has signed all it received by then (receipts every 5 s at the latest). */
@@ -94,6 +95,8 @@ interface ConsumerState {
   /** What may still be let off for cut tunnels (bytes), and when it was last topped up. */
   forgivable: number
   forgivableAt: number
+  /** By session id: bytes lost with cut tunnels that the allowance has not covered yet. */
+  lost: Map<string, number>
   /** By session id: looked up for every chunk carried, so no composite key is built. */
   sessions: Map<string, Session>
 }
@@ -173,6 +176,12 @@ export class ExitSessions implements ExitAccounting {
    */
   sweep (): void {
     for (const [key, c] of this.consumers) {
+      // losses past the allowance, let off as it refills
+      for (const [id, lost] of c.lost) {
+        const s = c.sessions.get(id)
+        if (s == null) c.lost.delete(id)
+        else this.letOff(c, s, lost)
+      }
       for (const [id, s] of c.sessions) {
         if (s.touched) {
           s.touched = false
@@ -204,7 +213,7 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now() }
+      c = { unsigned: 0, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map() }
       this.consumers.set(consumer, c)
     }
     return c
@@ -302,15 +311,28 @@ export class ExitSessions implements ExitAccounting {
     const c = this.consumers.get(consumer.toString())
     const s = c?.sessions.get(sessionId)
     if (c == null || s == null) return
+    this.letOff(c, s, Math.min(bytesOut, s.carried - Math.min(s.carried, s.signed)))
+  }
+
+  /**
+   * Lets `lost` bytes of session `s` off, as far as the allowance goes; what
+   * it does not cover waits in `c.lost` for the sweeps to let off as the
+   * allowance refills (else a consumer past it would be held for good).
+   */
+  private letOff (c: ConsumerState, s: Session, lost: number): void {
     const owed = s.carried - Math.min(s.carried, s.signed)
-    const amount = Math.min(owed, bytesOut, this.topUp(c))
-    if (amount <= 0) return
-    s.carried -= amount
-    c.unsigned = Math.max(0, c.unsigned - amount)
-    c.forgivable -= amount
-    this.forgiven += amount
-    this.log('let %p off %d bytes lost with a cut tunnel', consumer, amount)
-    if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+    const amount = Math.min(lost, owed, this.topUp(c))
+    if (amount > 0) {
+      s.carried -= amount
+      c.unsigned = Math.max(0, c.unsigned - amount)
+      c.forgivable -= amount
+      this.forgiven += amount
+      this.log('let %p off %d bytes lost with a cut tunnel', s.consumer, amount)
+      if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+    }
+    const left = Math.min(lost, owed) - amount
+    if (left > 0) c.lost.set(s.id, left)
+    else c.lost.delete(s.id)
   }
 
   /** The consumer's allowance for cut tunnels, refilled for the time since it was last looked at. */

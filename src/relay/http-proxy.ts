@@ -89,7 +89,10 @@ export class HttpProxyServer extends ProxyListener {
       reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`)
       return
     }
-    if (socket.destroyed) { tunnel.stream.abort(new Error('client went away')); return }
+    if (socket.destroyed) {
+      this.ingress.abandon(tunnel, new Error('client went away'))
+      return
+    }
     if (forward == null) {
       socket.write(`HTTP/1.1 200 Connection Established\r\n\r\n`)
       await this.ingress.carry(socket, tunnel, early)

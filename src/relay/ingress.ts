@@ -83,6 +83,12 @@ export class Ingress {
   }
 
   /** Carries a client connection through an opened tunnel until both sides are done. */
+  /** A tunnel opened for a client that left before it was used: ends it, and its hold on the session. */
+  abandon (tunnel: OpenedTunnel, reason: Error): void {
+    tunnel.stream.abort(reason)
+    if (tunnel.sessionId !== '') this.init.accounting?.release?.(tunnel.exit, tunnel.sessionId)
+  }
+
   /** `filters`: what of each chunk goes on, each way (see PipeOptions). */
   async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket' | 'flushToSocket'> = {}): Promise<void> {
     this.stats.tunnelsOpen++

@@ -141,4 +141,31 @@ describe('exit session sweep', () => {
       await forgiving.stop()
     }
   })
+
+  it('lets off, as the hourly allowance refills, what a consumer lost past it', async () => {
+    const [a] = consumers
+    let clock = 1_700_000_000_000
+    const forgiving = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), forgiveDelayMs: 10, now: () => clock
+    })
+    await forgiving.start({ handle: async () => {}, unhandle: async () => {} })
+    try {
+      forgiving.admit(a, 'lossy')
+      // 24 MiB lost with cut tunnels, none of it received
+      void forgiving.meter(a, 'lossy', 'down', 24 * MiB)
+      forgiving.tunnelEnded(a, 'lossy', 24 * MiB, true)
+      await new Promise(resolve => setTimeout(resolve, 50))
+      expect(forgiving.forgiven).toBe(FORGIVE_PER_HOUR)
+      expect(forgiving.pendingBytes()).toBe(8 * MiB)
+      expect(forgiving.admit(a, 'new')?.status).toBe(TunnelStatus.RATE_LIMITED)
+      // half an hour on: half the allowance back, let off by the sweep
+      clock += 30 * 60_000
+      forgiving.sweep()
+      expect(forgiving.pendingBytes()).toBe(0)
+      expect(forgiving.forgiven).toBe(24 * MiB)
+      expect(forgiving.admit(a, 'new')).toBeUndefined()
+    } finally {
+      await forgiving.stop()
+    }
+  })
 })
