@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
-import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
+import { curl, exitAndConsumer } from '../utils/network.ts'
 import { waitFor } from '../utils/cli.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import type { SpawnedNode } from '../utils/network.ts'
@@ -22,9 +22,7 @@ describe('cancelled downloads', () => {
 
   beforeAll(async () => {
     target = await startTargetServer(64 * MiB)
-    exit = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', String(target.port)] })
-    consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', exit.addresses[0]] })
-    await waitForPeers(consumer, [exit.peerId])
+    ;({ exit, consumer } = await exitAndConsumer([target.port]))
   })
   afterAll(async () => {
     await Promise.all([exit?.proc.kill(), consumer?.proc.kill()])

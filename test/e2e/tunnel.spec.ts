@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
-import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
+import { curl, exitAndConsumer } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
@@ -16,9 +16,7 @@ describe('tunnels through a direct connection, with real curl', () => {
 
   beforeAll(async () => {
     target = await startTargetServer()
-    exit = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', String(target.port)] })
-    consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', exit.addresses[0]] })
-    await waitForPeers(consumer, [exit.peerId])
+    ;({ exit, consumer } = await exitAndConsumer([target.port]))
   })
   afterAll(async () => {
     await Promise.all([exit?.proc.kill(), consumer?.proc.kill()])

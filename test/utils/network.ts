@@ -57,3 +57,14 @@ export async function curl (args: string[], timeoutMs = 60_000): Promise<CurlRes
     return { code: err.code ?? -1, stdout: err.stdout ?? Buffer.alloc(0), stderr: err.stderr?.toString() ?? String(err), ms: Date.now() - t }
   }
 }
+
+/**
+ * An exit in region de that may reach `exitPorts` on this machine, and a
+ * consumer in jp (no exit of its own) that has identified it.
+ */
+export async function exitAndConsumer (exitPorts: number[]): Promise<{ exit: SpawnedNode, consumer: SpawnedNode }> {
+  const exit = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', exitPorts.join(',')] })
+  const consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', exit.addresses[0]] })
+  await waitForPeers(consumer, [exit.peerId])
+  return { exit, consumer }
+}
