@@ -85,8 +85,11 @@ interface Session {
   publishTimer?: NodeJS.Timeout
   /** Carried, admitted or receipted since the last sweep (a flag, not a clock read per chunk). */
   touched: boolean
-  /** Sweeps in a row that found it untouched. */
-  idleSweeps: number
+}
+
+/** Bytes of the session carried here and not covered by a receipt. */
+function owed (s: Session): number {
+  return Math.max(0, s.carried - s.signed)
 }
 
 interface ConsumerState {
@@ -157,7 +160,7 @@ export class ExitSessions implements ExitAccounting {
     this.init.publish = publish
   }
 
-  /** Sessions held in memory, across consumers (for `status`). */
+  /** Sessions held in memory, across consumers. */
   sessionCount (): number {
     let n = 0
     for (const c of this.consumers.values()) n += c.sessions.size
@@ -185,15 +188,12 @@ export class ExitSessions implements ExitAccounting {
       for (const [id, s] of c.sessions) {
         if (s.touched) {
           s.touched = false
-          s.idleSweeps = 0
           continue
         }
-        s.idleSweeps++
         // a session that owes bytes stays: a receipt may still come for it
         // (a consumer back from suspend), and only its record can take those
         // bytes off the consumer's unsigned count (the 64-session cap bounds them)
-        const settled = s.carried <= s.signed && s.publishTimer == null
-        if (!settled) continue
+        if (owed(s) > 0 || s.publishTimer != null) continue
         if (s.last != null && s.last.seq !== s.lastPublishedSeq) void this.publish(s)
         clearTimeout(s.publishTimer)
         c.sessions.delete(id)
@@ -222,7 +222,7 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true, idleSweeps: 0 }
+      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
@@ -278,9 +278,9 @@ export class ExitSessions implements ExitAccounting {
       // bytes before they get here: those are not unsigned when they arrive
       const s = this.session(consumer, c, sessionId)
       s.touched = true
-      const coveredBefore = Math.min(s.carried, s.signed)
+      const before = owed(s)
       s.carried += bytes
-      c.unsigned += bytes - (Math.min(s.carried, s.signed) - coveredBefore)
+      c.unsigned += owed(s) - before
     } else c.unsigned += bytes
     // bytes still queued on our side have not reached the consumer: it cannot have signed them yet
     if (c.unsigned - queued <= this.threshold) return undefined
@@ -289,7 +289,17 @@ export class ExitSessions implements ExitAccounting {
       this.holds++
       this.log('holding %p: %d bytes unsigned', consumer, c.unsigned)
     }
+    return this.hold(c)
+  }
+
+  /** A promise settled when the consumer is back under the threshold (see release()). */
+  private hold (c: ConsumerState): Promise<void> {
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
+  }
+
+  /** Lets the consumer's held tunnels go on once it is back under the threshold. */
+  private release (c: ConsumerState): void {
+    if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
   }
 
   tunnelEnded (consumer: PeerId, sessionId: string, bytesOut: number, reset: boolean): void {
@@ -311,7 +321,7 @@ export class ExitSessions implements ExitAccounting {
     const c = this.consumers.get(consumer.toString())
     const s = c?.sessions.get(sessionId)
     if (c == null || s == null) return
-    this.letOff(c, s, Math.min(bytesOut, s.carried - Math.min(s.carried, s.signed)))
+    this.letOff(c, s, bytesOut)
   }
 
   /**
@@ -320,17 +330,17 @@ export class ExitSessions implements ExitAccounting {
    * allowance refills (else a consumer past it would be held for good).
    */
   private letOff (c: ConsumerState, s: Session, lost: number): void {
-    const owed = s.carried - Math.min(s.carried, s.signed)
-    const amount = Math.min(lost, owed, this.topUp(c))
+    const due = Math.min(lost, owed(s))
+    const amount = Math.min(due, this.topUp(c))
     if (amount > 0) {
       s.carried -= amount
       c.unsigned = Math.max(0, c.unsigned - amount)
       c.forgivable -= amount
       this.forgiven += amount
       this.log('let %p off %d bytes lost with a cut tunnel', s.consumer, amount)
-      if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+      this.release(c)
     }
-    const left = Math.min(lost, owed) - amount
+    const left = due - amount
     if (left > 0) c.lost.set(s.id, left)
     else c.lost.delete(s.id)
   }
@@ -348,7 +358,7 @@ export class ExitSessions implements ExitAccounting {
     // the same test as meter()'s hold, made before the chunk goes out: a
     // consumer held on one tunnel gets nothing more on any other
     if (c == null || c.unsigned - queued <= this.threshold) return undefined
-    return new Promise<void>(resolve => { c.waiters.push(resolve) })
+    return this.hold(c)
   }
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
@@ -450,11 +460,10 @@ export class ExitSessions implements ExitAccounting {
       s.last = full
       const total = Number(r.bytesUp! + r.bytesDown!)
       // only bytes carried here can be signed off; the rest is credited as it arrives (meter)
-      const coveredBefore = Math.min(s.carried, s.signed)
+      const before = owed(s)
       s.signed = Math.max(s.signed, total)
-      const newly = Math.min(s.carried, s.signed) - coveredBefore
-      c.unsigned = Math.max(0, c.unsigned - newly)
-      if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+      c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
+      this.release(c)
       this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {
