@@ -15,6 +15,7 @@ import { MiB } from '../constants.ts'
 import { closeQuietly, waitForDrain } from './tunnel-protocol.ts'
 import { FrameAligner } from './frame-aligner.ts'
 import { ChunkGate } from './chunk-gate.ts'
+import type { Chunk } from './chunk-gate.ts'
 
 /** A paused yamux stream still receives a whole window (up to 16 MiB) before the sender stops. */
 export const PIPE_READ_BUFFER = 32 * MiB
@@ -201,16 +202,7 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         resume: () => { socketHolds.release() },
         closed: () => stream.writeStatus !== 'writable'
       })
-    const filterToStream = options.filterToStream
-    if (filterToStream == null && toStreamGate == null) socket.on('data', sendToStream)
-    else {
-      socket.on('data', (data: Uint8Array) => {
-        const chunk = filterToStream == null ? data : filterToStream(data)
-        if (chunk.byteLength === 0) return
-        if (toStreamGate == null) sendToStream(chunk)
-        else toStreamGate.push(chunk)
-      })
-    }
+    socket.on('data', entry(options.filterToStream, toStreamGate, sendToStream as (chunk: Chunk) => void))
     // half-close: the socket's FIN becomes the stream's close-write, after anything held
     let socketEnded = false
     const onSocketEnd = (): void => {
@@ -262,25 +254,16 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         resume: () => { streamHolds.release() },
         closed: () => socket.destroyed || socket.writableEnded
       })
+    // the gate, then the socket; the filter's output goes there, and what it still holds at the end
+    const toSocket = entry(undefined, toSocketGate, writeToSocket)
+    const fromStream = entry(options.filterToSocket, undefined, toSocket)
     const endSocket = (): void => {
       const held = options.flushToSocket?.()
-      if (held != null && held.byteLength > 0 && !socket.destroyed && !socket.writableEnded) {
-        if (toSocketGate == null) writeToSocket(held)
-        else toSocketGate.push(held)
-      }
+      if (held != null && held.byteLength > 0 && !socket.destroyed && !socket.writableEnded) toSocket(held)
       const end = (): void => { if (!socket.destroyed && !socket.writableEnded) socket.end() }
       if (toSocketGate == null) end()
       else toSocketGate.whenEmpty(end)
     }
-    const filterToSocket = options.filterToSocket
-    const fromStream = filterToSocket == null && toSocketGate == null
-      ? writeToSocket
-      : (data: Uint8Array | Uint8ArrayList): void => {
-          const chunk = filterToSocket == null ? data : filterToSocket(data)
-          if (chunk.byteLength === 0) return
-          if (toSocketGate == null) writeToSocket(chunk)
-          else toSocketGate.push(chunk)
-        }
     if (options.initial != null && options.initial.byteLength > 0) fromStream(options.initial)
     stream.addEventListener('message', evt => { fromStream(evt.data) })
     // 'end', not 'remoteCloseWrite': the FIN can overtake data still held in a
@@ -315,6 +298,21 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     if (options.signal?.aborted === true) onAbort()
     else options.signal?.addEventListener('abort', onAbort, { once: true })
   })
+}
+
+/**
+ * Where each chunk of one direction enters: through `filter` (if any), then
+ * `gate` (if any), to `forward`. With neither it is `forward` itself, so a
+ * tunnel without accounting or HTTP framing pays nothing for them.
+ */
+function entry<T extends Chunk> (filter: ((chunk: T) => Chunk) | undefined, gate: ChunkGate | undefined, forward: (chunk: Chunk) => void): (chunk: T) => void {
+  if (filter == null && gate == null) return forward
+  return (chunk: T) => {
+    const out = filter == null ? chunk : filter(chunk)
+    if (out.byteLength === 0) return
+    if (gate == null) forward(out)
+    else gate.push(out)
+  }
 }
 
 /**
