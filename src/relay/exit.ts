@@ -11,7 +11,7 @@
  */
 
 import { connect } from 'node:net'
-import { readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { lookup } from 'node:dns/promises'
 import { networkInterfaces } from 'node:os'
 import { TypedEventEmitter } from 'main-event'
@@ -19,6 +19,7 @@ import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
+import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
@@ -554,11 +555,8 @@ function readExitState (file: string | undefined): ExitState {
   return { paused: saved.paused, pausedSince: since != null && !Number.isNaN(since.getTime()) ? since : undefined }
 }
 
-/** Atomic: write a temporary file, then rename it over the old one. */
 function writeExitState (file: string, state: ExitState): void {
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, JSON.stringify({ paused: state.paused, pausedSince: state.pausedSince?.toISOString() }) + '\n')
-  renameSync(tmp, file)
+  writeJsonAtomically(file, { paused: state.paused, pausedSince: state.pausedSince?.toISOString() })
 }
 
 /**

@@ -5,7 +5,8 @@
  * a crash loses at most the last flush interval.
  */
 
-import { readFileSync, writeFileSync, renameSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
+import { writeJsonAtomically } from './json-file.ts'
 
 export interface QuotaInit {
   /** Bytes per local calendar day, both directions; 0 = unlimited. */
@@ -82,9 +83,7 @@ export class QuotaTracker {
 
   flush (): void {
     if (!this.dirty || this.init.file == null) return
-    const tmp = `${this.init.file}.tmp`
-    writeFileSync(tmp, JSON.stringify(this.state) + '\n')
-    renameSync(tmp, this.init.file)
+    writeJsonAtomically(this.init.file, this.state)
     this.dirty = false
   }
 }
