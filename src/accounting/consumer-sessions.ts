@@ -22,6 +22,7 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
 import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
+import { encodePowNonce } from './credits.ts'
 import { ReceiptError } from './errors.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
@@ -298,9 +299,7 @@ export class ConsumerSessions implements ConsumerAccounting {
   private async hello (s: Session, channel: Channel): Promise<void> {
     const pow = this.init.pow?.()
     if (s.sentPow || pow == null) return
-    const nonce = new Uint8Array(8)
-    new DataView(nonce.buffer).setBigUint64(0, pow.nonce)
-    const { answered } = await this.request(channel, { powNonce: nonce, powDifficulty: pow.difficulty })
+    const { answered } = await this.request(channel, { powNonce: encodePowNonce(pow.nonce), powDifficulty: pow.difficulty })
     await withTimeout(answered, 5 * second)
     s.sentPow = true
   }

@@ -81,6 +81,19 @@ export function powDigest (peerIdBytes: Uint8Array, nonce: bigint): Uint8Array {
   return hash('sha256', input, 'buffer')
 }
 
+/** A proof-of-work nonce on the wire: 8 bytes big-endian. */
+export function encodePowNonce (nonce: bigint): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(8)
+  new DataView(bytes.buffer).setBigUint64(0, nonce)
+  return bytes
+}
+
+/** The inverse of encodePowNonce; undefined for anything but 8 bytes. */
+export function decodePowNonce (bytes: Uint8Array): bigint | undefined {
+  if (bytes.byteLength !== 8) return undefined
+  return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0)
+}
+
 /** True when `nonce` proves `difficultyBits` of work for this peer id. Never throws on bad input. */
 export function verifyPow (peerIdBytes: Uint8Array, nonce: bigint, difficultyBits: number): boolean {
   if (typeof nonce !== 'bigint' || nonce < 0n || nonce > UINT64_MAX) return false

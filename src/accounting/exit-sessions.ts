@@ -15,7 +15,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
 import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptId, verifyAndCountersign } from './receipts.ts'
-import { verifyPow } from './credits.ts'
+import { decodePowNonce, verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
@@ -426,8 +426,8 @@ export class ExitSessions implements ExitAccounting {
   }
 
   private onPow (consumer: PeerId, nonceBytes: Uint8Array, difficulty: number): void {
-    if (nonceBytes.byteLength !== 8 || difficulty < this.init.powDifficulty) return
-    const nonce = new DataView(nonceBytes.buffer, nonceBytes.byteOffset, 8).getBigUint64(0)
+    const nonce = decodePowNonce(nonceBytes)
+    if (nonce == null || difficulty < this.init.powDifficulty) return
     if (!verifyPow(consumer.toMultihash().bytes, nonce, difficulty)) {
       this.log('invalid proof of work from %p', consumer)
       return

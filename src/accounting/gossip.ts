@@ -5,13 +5,23 @@
  * src/node/gossip-scoring.ts), one we already hold or that is older than
  * what we hold is ignored, and a valid new one goes into the ledger as
  * `gossip`.
+ *
+ * A message is the receipt's canonical encoding, optionally followed by the
+ * consumer's proof of work (ReceiptGossipExtension, fields 16 and 17). A
+ * ledger credits an exit only what the consumer's balance can pay, and a
+ * node that never spoke to the consumer learns of its allowance this way.
+ * A Receipt decoder skips the extra fields, so a message is still a
+ * receipt to anyone who reads it as one.
  */
 
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { decodeReceipt, encodeReceipt, verifyReceipt } from './receipts.ts'
-import { MAX_CLOCK_AHEAD_MS } from './constants.ts'
-import type { Ledger } from './ledger.ts'
+import { decodePowNonce, encodePowNonce, verifyPow } from './credits.ts'
+import { MAX_CLOCK_AHEAD_MS, MAX_RECEIPT_BYTES } from './constants.ts'
+import { ReceiptGossipExtension } from './pb/receipt.ts'
+import type { Ledger, ProofOfWork } from './ledger.ts'
+import type { Receipt } from './receipts.ts'
 import type { CountersignedReceipt } from './receipts.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { ComponentLogger, Logger } from '@libp2p/interface'
@@ -22,6 +32,50 @@ import type { ComponentLogger, Logger } from '@libp2p/interface'
  * signed: honest peers forward whichever reached them first).
  */
 const HARMLESS = new Set<string>([ReceiptErrorCode.REGRESSED, ReceiptErrorCode.REPLAY, ReceiptErrorCode.CONFLICT])
+
+/** The extension's size at most: two tags, an 8-byte nonce with its length, a difficulty. */
+const MAX_EXTENSION_BYTES = 16
+
+/** A gossip message: the receipt, then the consumer's proof of work when there is one. */
+export function encodeGossipMessage (r: CountersignedReceipt, consumerPow?: ProofOfWork): Uint8Array {
+  const receipt = encodeReceipt(r)
+  if (consumerPow == null) return receipt
+  const extension = ReceiptGossipExtension.encode({ consumerPowNonce: encodePowNonce(consumerPow.nonce), consumerPowDifficulty: consumerPow.difficulty })
+  const message = new Uint8Array(receipt.byteLength + extension.byteLength)
+  message.set(receipt)
+  message.set(extension, receipt.byteLength)
+  return message
+}
+
+/**
+ * The inverse of encodeGossipMessage. Throws ReceiptError MALFORMED unless
+ * the message is exactly a canonical receipt, or one followed by a
+ * canonical extension with both fields. The proof itself is not checked.
+ */
+export function decodeGossipMessage (data: Uint8Array): { receipt: Receipt, consumerPow?: ProofOfWork } {
+  if (data.byteLength > MAX_RECEIPT_BYTES + MAX_EXTENSION_BYTES) {
+    throw new ReceiptError({ code: ReceiptErrorCode.TOO_LARGE, size: data.byteLength, max: MAX_RECEIPT_BYTES + MAX_EXTENSION_BYTES })
+  }
+  let extension: ReceiptGossipExtension
+  try {
+    // skips the receipt's fields 1-11
+    extension = ReceiptGossipExtension.decode(data)
+  } catch (err: any) {
+    throw new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason: `undecodable: ${err.message}` })
+  }
+  if (extension.consumerPowNonce == null && extension.consumerPowDifficulty == null) return { receipt: decodeReceipt(data) }
+  const nonce = extension.consumerPowNonce == null ? undefined : decodePowNonce(extension.consumerPowNonce)
+  if (nonce == null || extension.consumerPowDifficulty == null) {
+    throw new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason: 'a proof of work needs an 8-byte nonce and a difficulty' })
+  }
+  // the extension must be the message's tail, byte for byte; decodeReceipt checks the rest is a canonical receipt
+  const tail = ReceiptGossipExtension.encode(extension)
+  const at = data.byteLength - tail.byteLength
+  if (at < 0 || !Buffer.from(tail).equals(data.subarray(at))) {
+    throw new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason: 'a proof of work must follow the receipt' })
+  }
+  return { receipt: decodeReceipt(data.subarray(0, at)), consumerPow: { nonce, difficulty: extension.consumerPowDifficulty } }
+}
 
 export interface ReceiptGossipInit {
   pubsub: GossipSub
@@ -57,14 +111,15 @@ export class ReceiptGossip {
   }
 
   async publish (r: CountersignedReceipt): Promise<void> {
-    await this.init.pubsub.publish(this.init.topic, encodeReceipt(r))
+    // the consumer's proof goes along: a node that never met the consumer cannot credit the exit without it
+    await this.init.pubsub.publish(this.init.topic, encodeGossipMessage(r, this.init.ledger.pow(r.consumer)))
     this.stats.published++
   }
 
   /** The topic validator. A validator that throws counts as Ignore, so every failure is answered explicitly. */
   async validate (data: Uint8Array): Promise<TopicValidatorResult> {
     try {
-      const r = decodeReceipt(data)
+      const { receipt: r, consumerPow } = decodeGossipMessage(data)
       const ahead = Number(r.updatedAt ?? 0n) - (this.init.now ?? Date.now)()
       if (ahead > MAX_CLOCK_AHEAD_MS) {
         // a signer's clock, or a made-up date: not taken, but the forwarder's clock may simply be ahead of ours
@@ -73,6 +128,14 @@ export class ReceiptGossip {
         return TopicValidatorResult.Ignore
       }
       await verifyReceipt(r)
+      if (consumerPow != null) {
+        // anyone can check it, so a bad one is the sender's doing
+        if (!verifyPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)) {
+          throw new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason: `the consumer's proof of work (${consumerPow.difficulty} bits) does not verify` })
+        }
+        // before the receipt: the allowance counts towards what the consumer can pay
+        this.init.ledger.recordPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)
+      }
       const result = await this.init.ledger.recordReceipt(r, 'gossip')
       if (result === 'duplicate') {
         this.stats.ignored++

@@ -80,9 +80,16 @@ export interface StoredReceipt {
 }
 
 export interface Balance {
-  /** Sum of costs of sessions where the peer was the exit. */
+  /**
+   * What the peer's consumers paid it as an exit: the cost of each receipt's
+   * new bytes, up to what the consumer's balance held when the receipt
+   * arrived (see Ledger.apply). Without that cap two keys of one owner could
+   * sign each other receipts for any amount and mint credit.
+   */
   earnedMicro: bigint
-  /** Sum of costs of sessions where the peer was the consumer. */
+  /** The cost of bytes the peer carried as an exit that its consumers' balances could not pay: not credited. */
+  unpaidMicro: bigint
+  /** Sum of costs of sessions where the peer was the consumer (paid for or not). */
   spentMicro: bigint
   /** The starting allowance, if the peer has a valid proof of work. */
   allowanceMicro: bigint
@@ -90,6 +97,12 @@ export interface Balance {
   balanceMicro: bigint
   bytesCarried: bigint
   bytesUsed: bigint
+}
+
+export interface ProofOfWork {
+  nonce: bigint
+  /** Leading zero bits the nonce proves. */
+  difficulty: number
 }
 
 export interface ReceiptQuery {
@@ -158,6 +171,12 @@ const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
   (db) => db.exec(`
     DROP INDEX receipts_updated_at;
     CREATE INDEX receipts_received_at ON receipts (received_at);
+  `),
+  // an exit is credited only what its consumer's balance could pay (sybil
+  // rings): what it carried beyond that is kept apart. Totals written before
+  // this version were credited in full and stay so.
+  (db) => db.exec(`
+    ALTER TABLE totals ADD COLUMN unpaid_micro TEXT NOT NULL DEFAULT '0';
   `)
 ]
 
@@ -177,7 +196,7 @@ interface Statements {
   putPow: StatementSync
 }
 
-interface TotalsDelta { earned: bigint, spent: bigint, carried: bigint, used: bigint }
+interface TotalsDelta { earned: bigint, spent: bigint, carried: bigint, used: bigint, unpaid: bigint }
 
 function peerBytes (peer: PeerId | Uint8Array): Uint8Array {
   return peer instanceof Uint8Array ? peer : peer.toMultihash().bytes
@@ -276,10 +295,10 @@ function prepare (db: DatabaseSync): Statements {
     listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?`),
     listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, rowid DESC LIMIT :limit`),
     count: db.prepare('SELECT count(*) AS n FROM receipts'),
-    getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used FROM totals WHERE peer = ?'),
-    putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used) VALUES (?, ?, ?, ?, ?)
+    getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro FROM totals WHERE peer = ?'),
+    putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (peer) DO UPDATE SET earned_micro = excluded.earned_micro, spent_micro = excluded.spent_micro,
-      bytes_carried = excluded.bytes_carried, bytes_used = excluded.bytes_used`),
+      bytes_carried = excluded.bytes_carried, bytes_used = excluded.bytes_used, unpaid_micro = excluded.unpaid_micro`),
     dataVersion: db.prepare('PRAGMA data_version'),
     getPow: db.prepare('SELECT nonce, difficulty FROM pow WHERE peer = ?'),
     putPow: db.prepare(`INSERT INTO pow (peer, nonce, difficulty, recorded_at) VALUES (?, ?, ?, ?)
@@ -307,6 +326,8 @@ function rowToStored (row: Record<string, any>, file: string): StoredReceipt {
     costMicro: BigInt(row.cost_micro)
   }
 }
+
+const clamp = (x: bigint, min: bigint, max: bigint): bigint => x < min ? min : x > max ? max : x
 
 const hexOf = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 
@@ -337,7 +358,7 @@ interface Deferred {
   reject: (err: Error) => void
 }
 
-interface Totals { earned_micro: string, spent_micro: string, bytes_carried: string, bytes_used: string }
+interface Totals { earned_micro: string, spent_micro: string, bytes_carried: string, bytes_used: string, unpaid_micro: string }
 
 export class Ledger {
   readonly file: string
@@ -359,6 +380,8 @@ export class Ledger {
   private readonly recent = new Map<string, StoredReceipt>()
   /** Each peer's row of `totals`, by peer bytes in hex, as last written or read. */
   private readonly totals = new Map<string, Totals | undefined>()
+  /** Each peer's row of `pow`, the same way. */
+  private readonly pows = new Map<string, ProofOfWork | undefined>()
   /** A batch whose commit failed, to go with the next one. */
   private retry: Deferred[] = []
   /** recordLater()'s queue, and the timer that writes it. */
@@ -526,8 +549,13 @@ export class Ledger {
     const oldBytes = held == null ? 0n : held.receipt.bytesUp + held.receipt.bytesDown
     const deltaCost = cost - (held?.costMicro ?? 0n)
     const deltaBytes = receipt.bytesUp + receipt.bytesDown - oldBytes
-    this.addTotals(receipt.exit, { earned: deltaCost, spent: 0n, carried: deltaBytes, used: 0n })
-    this.addTotals(receipt.consumer, { earned: 0n, spent: deltaCost, carried: 0n, used: deltaBytes })
+    // the exit is credited only what the consumer can pay from its balance as
+    // this ledger sees it now; the consumer is charged in full, so credit is
+    // never made here, only moved: every credit in the network started as
+    // someone's allowance, which costs a proof of work
+    const paid = clamp(this.balanceMicro(receipt.consumer), 0n, deltaCost)
+    this.addTotals(receipt.exit, { earned: paid, spent: 0n, carried: deltaBytes, used: 0n, unpaid: deltaCost - paid })
+    this.addTotals(receipt.consumer, { earned: 0n, spent: deltaCost, carried: 0n, used: deltaBytes, unpaid: 0n })
     this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost })
     return held == null ? 'inserted' : 'updated'
   }
@@ -562,14 +590,15 @@ export class Ledger {
     const key = hexOf(peer)
     const row = this.totalsOf(peer, key)
     const add = (column: keyof Totals, d: bigint): string => (BigInt(row?.[column] ?? '0') + d).toString()
-    const next: Totals = { earned_micro: add('earned_micro', delta.earned), spent_micro: add('spent_micro', delta.spent), bytes_carried: add('bytes_carried', delta.carried), bytes_used: add('bytes_used', delta.used) }
-    this.statements.putTotals.run(peer, next.earned_micro, next.spent_micro, next.bytes_carried, next.bytes_used)
+    const next: Totals = { earned_micro: add('earned_micro', delta.earned), spent_micro: add('spent_micro', delta.spent), bytes_carried: add('bytes_carried', delta.carried), bytes_used: add('bytes_used', delta.used), unpaid_micro: add('unpaid_micro', delta.unpaid) }
+    this.statements.putTotals.run(peer, next.earned_micro, next.spent_micro, next.bytes_carried, next.bytes_used, next.unpaid_micro)
     this.totals.set(key, next)
   }
 
   private dropCaches (): void {
     this.recent.clear()
     this.totals.clear()
+    this.pows.clear()
   }
 
   /** Drops the caches if another connection has committed to the file since we last looked. */
@@ -808,12 +837,20 @@ export class Ledger {
     const held = this.pow(bytes)
     if (held != null && held.difficulty >= difficulty) return
     this.statements.putPow.run(bytes, nonce.toString(), difficulty, this.now())
+    this.pows.set(hexOf(bytes), { nonce, difficulty })
   }
 
   /** The recorded proof of work of a peer. */
-  pow (peer: PeerId | Uint8Array): { nonce: bigint, difficulty: number } | undefined {
-    const row = this.statements.getPow.get(peerBytes(peer)) as { nonce: string, difficulty: number } | undefined
-    return row == null ? undefined : { nonce: BigInt(row.nonce), difficulty: Number(row.difficulty) }
+  pow (peer: PeerId | Uint8Array): ProofOfWork | undefined {
+    const bytes = peerBytes(peer)
+    const key = hexOf(bytes)
+    // apply() asks for every receipt it stores: a Map lookup, not a query, on the data path
+    if (this.pows.has(key)) return this.pows.get(key)
+    const row = this.statements.getPow.get(bytes) as { nonce: string, difficulty: number } | undefined
+    const pow = row == null ? undefined : { nonce: BigInt(row.nonce), difficulty: Number(row.difficulty) }
+    if (this.pows.size >= RECENT_RECEIPTS) this.pows.clear()
+    this.pows.set(key, pow)
+    return pow
   }
 
   /** Credit position of a peer (this node when omitted), from the stored maxima. */
@@ -825,15 +862,27 @@ export class Ledger {
     const row = this.totalsOf(bytes)
     const earnedMicro = BigInt(row?.earned_micro ?? '0')
     const spentMicro = BigInt(row?.spent_micro ?? '0')
-    const allowanceMicro = (this.pow(bytes)?.difficulty ?? -1) >= this.powDifficulty ? this.allowanceMicro : 0n
+    const allowanceMicro = this.allowanceOf(bytes)
     return {
       earnedMicro,
+      unpaidMicro: BigInt(row?.unpaid_micro ?? '0'),
       spentMicro,
       allowanceMicro,
       balanceMicro: allowanceMicro + earnedMicro - spentMicro,
       bytesCarried: BigInt(row?.bytes_carried ?? '0'),
       bytesUsed: BigInt(row?.bytes_used ?? '0')
     }
+  }
+
+  /** The allowance, if the peer's recorded proof of work meets this ledger's difficulty. */
+  private allowanceOf (peer: Uint8Array): bigint {
+    return (this.pow(peer)?.difficulty ?? -1) >= this.powDifficulty ? this.allowanceMicro : 0n
+  }
+
+  /** allowance + earned - spent, inside a transaction (no flush): what apply() lets a consumer pay. */
+  private balanceMicro (peer: Uint8Array): bigint {
+    const row = this.totalsOf(peer)
+    return this.allowanceOf(peer) + BigInt(row?.earned_micro ?? '0') - BigInt(row?.spent_micro ?? '0')
   }
 
   /** Closes the file; further calls throw LedgerError CLOSED. Idempotent. */

@@ -52,6 +52,8 @@ export function balanceReport (ledger: Ledger, init: BalanceReportInit): Record<
   const b = ledger.balance()
   return {
     earned: formatCredits(b.earnedMicro),
+    // carried for consumers whose balance could not pay for it: not credited
+    unpaid: formatCredits(b.unpaidMicro),
     spent: formatCredits(b.spentMicro),
     allowance: formatCredits(b.allowanceMicro),
     balance: formatCredits(b.balanceMicro),

@@ -7,7 +7,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { join } from 'node:path'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import { ReceiptGossip } from '../../src/accounting/gossip.ts'
+import { ReceiptGossip, decodeGossipMessage, encodeGossipMessage } from '../../src/accounting/gossip.ts'
+import { encodePowNonce, solvePow } from '../../src/accounting/credits.ts'
+import { DEFAULT_POW_DIFFICULTY } from '../../src/accounting/constants.ts'
+import { Receipt as ReceiptMessage, ReceiptGossipExtension } from '../../src/accounting/pb/receipt.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { encodeReceipt } from '../../src/accounting/receipts.ts'
 import { createSparebandNode } from '../../src/index.ts'
@@ -85,6 +88,40 @@ describe('receipt gossip validator', () => {
     expect(held('future')).toBeUndefined()
     // a clock a minute ahead is within what is taken
     expect(await gossip.validate(encodeReceipt(soon))).toBe(TopicValidatorResult.Accept)
+  })
+
+  it("credits the exit from the consumer's allowance when the consumer's proof of work comes along, and rejects a bad proof", async () => {
+    const [consumer, exit] = await parties(2)
+    const pow = { nonce: await solvePow(consumer.bytes, DEFAULT_POW_DIFFICULTY), difficulty: DEFAULT_POW_DIFFICULTY }
+    const r = await countersigned(consumer, exit, { sessionId: 'p', bytesUp: 0n, bytesDown: 1_000_000n, pricePerGb: 1_000_000n })
+    const message = encodeGossipMessage(r, pow)
+    expect(decodeGossipMessage(message)).toEqual({ receipt: r, consumerPow: pow })
+    expect(decodeGossipMessage(encodeReceipt(r))).toEqual({ receipt: r })
+    // read as a plain receipt, the message is that receipt: the extra fields are skipped
+    expect(ReceiptMessage.decode(message)).toEqual(r)
+
+    // the same receipt without the proof: the exit carried what its consumer could not pay
+    const without = Ledger.open(':memory:')
+    const plain = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: without, logger: defaultLogger() })
+    expect(await plain.validate(encodeReceipt(r))).toBe(TopicValidatorResult.Accept)
+    expect(without.balance(exit.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000n })
+    without.close()
+
+    const before = { ...gossip.stats }
+    const bad = encodeGossipMessage(r, { nonce: pow.nonce + 1n, difficulty: DEFAULT_POW_DIFFICULTY })
+    const ext = ReceiptGossipExtension.encode({ consumerPowNonce: encodePowNonce(pow.nonce), consumerPowDifficulty: pow.difficulty })
+    const receiptBytes = encodeReceipt(r)
+    const inFront = Uint8Array.from([...ext, ...receiptBytes])
+    const halfProof = Uint8Array.from([...receiptBytes, ...ReceiptGossipExtension.encode({ consumerPowDifficulty: 20 })])
+    const shortNonce = Uint8Array.from([...receiptBytes, ...ReceiptGossipExtension.encode({ consumerPowNonce: Uint8Array.from([1, 2, 3]), consumerPowDifficulty: 20 })])
+    for (const m of [bad, inFront, halfProof, shortNonce]) expect(await gossip.validate(m)).toBe(TopicValidatorResult.Reject)
+    expect(gossip.stats.rejected - before.rejected).toBe(4)
+    expect(ledger.pow(consumer.bytes)).toBeUndefined()
+    expect(held('p')).toBeUndefined()
+
+    expect(await gossip.validate(message)).toBe(TopicValidatorResult.Accept)
+    expect(ledger.pow(consumer.bytes)).toEqual(pow)
+    expect(ledger.balance(exit.bytes)).toMatchObject({ earnedMicro: 1_000n, unpaidMicro: 0n })
   })
 
   it('does not blame the sender when its own ledger fails (closed)', async () => {

@@ -13,6 +13,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { LedgerErrorCode } from '../../src/accounting/errors.ts'
+import { solvePow } from '../../src/accounting/credits.ts'
+import { DEFAULT_POW_DIFFICULTY } from '../../src/accounting/constants.ts'
 import { writeUntilKilled } from './killed-writer.ts'
 import { caught, countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
@@ -21,12 +23,15 @@ import type { PeerId } from '@libp2p/interface'
 let alice: Party
 let bob: Party
 let self: PeerId
+/** alice's proof of work at the default difficulty: her allowance pays bob, the exit */
+let alicePow: bigint
 let dir: string
 let file: string
 
 beforeAll(async () => {
   [alice, bob] = await parties(2)
   self = peerIdFromPrivateKey(bob.key)
+  alicePow = await solvePow(alice.bytes, DEFAULT_POW_DIFFICULTY)
 })
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sb-ledger-ro-'))
@@ -39,6 +44,7 @@ const digest = (f: string): string => createHash('sha256').update(readFileSync(f
 /** A ledger as a node leaves it: bound to `self`, three own sessions, a proof of work, closed. */
 async function nodeLedger (bind = true): Promise<void> {
   const ledger = Ledger.open(file, bind ? { selfPeerId: self } : {})
+  ledger.recordPow(alice.bytes, alicePow, DEFAULT_POW_DIFFICULTY)
   for (let i = 0; i < 3; i++) await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: `s-${i}`, updatedAt: 1_700_000_005_000n + BigInt(i) }), bind ? 'own' : 'gossip')
   ledger.close()
 }

@@ -20,11 +20,12 @@ import type { Party } from './fixtures.ts'
 let alice: Party
 let bob: Party
 let carol: Party
+let dave: Party
 let dir: string
 let file: string
 
 beforeAll(async () => {
-  [alice, bob, carol] = await parties(3)
+  [alice, bob, carol, dave] = await parties(4)
 })
 
 beforeEach(() => {
@@ -145,26 +146,76 @@ describe('recording receipts', () => {
 })
 
 describe('balances', () => {
-  it('earns for carried bytes, spends for used bytes, and grants the allowance only with a proof of work', async () => {
-    const ledger = Ledger.open(file, { powDifficulty: 8, allowanceMicro: 5_000n })
+  it('earns for carried bytes what the consumer can pay, spends for used bytes, and grants the allowance only with a proof of work', async () => {
+    const ledger = Ledger.open(file, { powDifficulty: 8, allowanceMicro: 5_000_000n })
+    ledger.recordPow(alice.bytes, await solvePow(alice.bytes, 8), 8)
     const price = 3_000_000n
+    // alice pays bob from her allowance
     await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 's1', bytesUp: 0n, bytesDown: 1_000_000_000n, pricePerGb: price }), 'gossip')
     await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 's2', bytesUp: 1n, bytesDown: 0n, pricePerGb: price }), 'gossip')
+    // bob, with no proof of work, pays alice from what he earned
     await ledger.recordReceipt(await countersigned(bob, alice, { sessionId: 's3', bytesUp: 500_000_000n, bytesDown: 0n, pricePerGb: 1_000_000n }), 'gossip')
 
     const a = ledger.balance(alice.bytes)
     // s2: 1 byte at 3 credits/GB rounds up to one micro-credit
     expect(a.spentMicro).toBe(3_000_000n + 1n)
     expect(a.earnedMicro).toBe(500_000n)
-    expect(a.allowanceMicro).toBe(0n)
-    expect(a.balanceMicro).toBe(500_000n - 3_000_001n)
+    expect(a.unpaidMicro).toBe(0n)
+    expect(a.allowanceMicro).toBe(5_000_000n)
+    expect(a.balanceMicro).toBe(5_000_000n + 500_000n - 3_000_001n)
     expect(a.bytesUsed).toBe(1_000_000_001n)
     expect(a.bytesCarried).toBe(500_000_000n)
+    expect(ledger.balance(bob.bytes)).toMatchObject({ earnedMicro: 3_000_001n, unpaidMicro: 0n, spentMicro: 500_000n, allowanceMicro: 0n, balanceMicro: 2_500_001n })
 
-    ledger.recordPow(alice.bytes, await solvePow(alice.bytes, 8), 8)
-    expect(ledger.balance(alice.bytes).allowanceMicro).toBe(5_000n)
-    expect(ledger.balance(alice.bytes).balanceMicro).toBe(5_000n + 500_000n - 3_000_001n)
-    expect(ledger.balance(carol.bytes)).toEqual({ earnedMicro: 0n, spentMicro: 0n, allowanceMicro: 0n, balanceMicro: 0n, bytesCarried: 0n, bytesUsed: 0n })
+    // carol has nothing: alice carries for her unpaid, and carol owes it
+    await ledger.recordReceipt(await countersigned(carol, alice, { sessionId: 's4', bytesUp: 0n, bytesDown: 2_000_000_000n, pricePerGb: 1_000_000n }), 'gossip')
+    expect(ledger.balance(alice.bytes)).toMatchObject({ earnedMicro: 500_000n, unpaidMicro: 2_000_000n, bytesCarried: 2_500_000_000n })
+    expect(ledger.balance(carol.bytes)).toMatchObject({ spentMicro: 2_000_000n, balanceMicro: -2_000_000n })
+
+    // alice pays more than she has: bob is credited her balance (2.499999), the rest is unpaid
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 's5', bytesUp: 0n, bytesDown: 3_000_000_000n, pricePerGb: 1_000_000n }), 'gossip')
+    expect(ledger.balance(bob.bytes)).toMatchObject({ earnedMicro: 3_000_001n + 2_499_999n, unpaidMicro: 500_001n })
+    expect(ledger.balance(alice.bytes).balanceMicro).toBe(-500_001n)
+
+    // a proof of work counts from when it is known: carol's later receipt is paid, her earlier debt first
+    ledger.recordPow(carol.bytes, await solvePow(carol.bytes, 8), 8)
+    expect(ledger.balance(carol.bytes)).toMatchObject({ allowanceMicro: 5_000_000n, balanceMicro: 3_000_000n })
+    await ledger.recordReceipt(await countersigned(carol, alice, { sessionId: 's4', bytesUp: 0n, bytesDown: 6_000_000_000n, pricePerGb: 1_000_000n, seq: 2n }), 'gossip')
+    expect(ledger.balance(alice.bytes)).toMatchObject({ earnedMicro: 500_000n + 3_000_000n, unpaidMicro: 2_000_000n + 1_000_000n })
+    expect(ledger.balance(dave.bytes)).toEqual({ earnedMicro: 0n, unpaidMicro: 0n, spentMicro: 0n, allowanceMicro: 0n, balanceMicro: 0n, bytesCarried: 0n, bytesUsed: 0n })
+    ledger.close()
+  })
+
+  it('a ring of keys signing each other receipts mints no credit: the ring holds at most its allowances', async () => {
+    const ledger = Ledger.open(file, { powDifficulty: 8, allowanceMicro: 1_000_000n })
+    // one owner's keys: only the first solved a proof of work
+    const [m1, m2, m3] = [alice, bob, carol]
+    ledger.recordPow(m1.bytes, await solvePow(m1.bytes, 8), 8)
+    const ring = [m1, m2, m3]
+    for (let round = 1; round <= 5; round++) {
+      for (const [i, payer] of ring.entries()) {
+        const payee = ring[(i + 1) % ring.length]
+        // a terabyte a round, cumulative, each pair's one session
+        await ledger.recordReceipt(await countersigned(payer, payee, { sessionId: 'ring', bytesUp: 0n, bytesDown: BigInt(round) * 10n ** 12n, seq: BigInt(round), pricePerGb: 1_000_000n }), 'gossip')
+      }
+    }
+    const balances = ring.map(p => ledger.balance(p.bytes))
+    // 5 TB passed round the ring at 1 credit/GB: it holds 1 credit, m1's allowance, however it is spread
+    expect(balances.reduce((sum, b) => sum + (b.balanceMicro > 0n ? b.balanceMicro : 0n), 0n)).toBeLessThanOrEqual(1_000_000n)
+    for (const b of balances) {
+      expect(b.spentMicro).toBe(5_000_000_000n)
+      expect(b.earnedMicro).toBeLessThanOrEqual(1_000_000n * 5n)
+    }
+    // and what was carried unpaid is on record
+    expect(balances.reduce((sum, b) => sum + b.unpaidMicro, 0n)).toBeGreaterThan(14_000_000_000n)
+
+    // with no proof of work among them, nothing at all is earned
+    const fresh = Ledger.open(':memory:', { powDifficulty: 8 })
+    await fresh.recordReceipt(await countersigned(m2, m3, { sessionId: 'x', bytesUp: 0n, bytesDown: 10n ** 12n, pricePerGb: 1_000_000n }), 'gossip')
+    await fresh.recordReceipt(await countersigned(m3, m2, { sessionId: 'x', bytesUp: 0n, bytesDown: 10n ** 12n, pricePerGb: 1_000_000n }), 'gossip')
+    expect(fresh.balance(m2.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000_000_000n, balanceMicro: -1_000_000_000n })
+    expect(fresh.balance(m3.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000_000_000n, balanceMicro: -1_000_000_000n })
+    fresh.close()
     ledger.close()
   })
 
@@ -326,10 +377,13 @@ describe('listing order and damaged rows', () => {
     ledger.close()
     // back to what schema 1 was: the updated_at index, user_version 1
     let db = new DatabaseSync(file)
-    db.exec('DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); PRAGMA user_version = 1')
+    // what schema 2 changed, then what schema 3 did: totals earned in full, no unpaid column
+    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
     db.close()
     ledger = Ledger.open(file)
     expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
+    // totals written before are kept as they were
+    expect(ledger.balance(bob.bytes)).toMatchObject({ earnedMicro: 77n, unpaidMicro: 0n })
     ledger.close()
     db = new DatabaseSync(file)
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })

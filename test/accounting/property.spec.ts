@@ -12,7 +12,7 @@
  */
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { costMicro } from '../../src/accounting/credits.ts'
+import { costMicro, solvePow } from '../../src/accounting/credits.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { ReceiptTracker, countersign, receiptId, receiptSigningBytes } from '../../src/accounting/receipts.ts'
 import { body, countersigned, parties } from './fixtures.ts'
@@ -23,10 +23,15 @@ const PEERS = 4
 let peers: Party[]
 let mallory: Party
 
+/** Difficulty of the proofs of work here: low, the test is about the arithmetic. */
+const POW_BITS = 4
+const pows = new Map<Party, bigint>()
+
 beforeAll(async () => {
   const all = await parties(PEERS + 1)
   peers = all.slice(0, PEERS)
   mallory = all[PEERS]
+  for (const p of all) pows.set(p, await solvePow(p.bytes, POW_BITS))
 })
 
 interface SessionSpec {
@@ -139,6 +144,9 @@ function totalsOf (receipts: Iterable<CountersignedReceipt>, peer: Party): Total
   return t
 }
 
+/** Every peer with a proof of work and an allowance no scenario can spend: every receipt is paid in full. */
+const FUNDED = 10n ** 15n
+
 describe('accounting under arbitrary interleavings', () => {
   it('balances equal the sum of cost(valid maximum) per session, in the ledger and the tracker', async () => {
     await fc.assert(fc.asyncProperty(scenarioArb, async ({ sessions, order }) => {
@@ -146,7 +154,8 @@ describe('accounting under arbitrary interleavings', () => {
       for (const spec of sessions) all.push(...await deliveriesOf(spec))
       const deliveries = shuffle(all, order)
 
-      const ledger = Ledger.open(':memory:')
+      const ledger = Ledger.open(':memory:', { powDifficulty: POW_BITS, allowanceMicro: FUNDED })
+      for (const [p, nonce] of pows) ledger.recordPow(p.bytes, nonce, POW_BITS)
       const tracker = new ReceiptTracker()
       for (const d of deliveries) {
         await ledger.recordReceipt(d.receipt, 'gossip').catch(err => { expect(err.name).toBe('ReceiptError') })
@@ -165,9 +174,47 @@ describe('accounting under arbitrary interleavings', () => {
         const want = totalsOf(expected.values(), peer)
         const balance = ledger.balance(peer.bytes)
         expect({ earned: balance.earnedMicro, spent: balance.spentMicro, carried: balance.bytesCarried, used: balance.bytesUsed }).toEqual(want)
-        expect(balance.balanceMicro).toBe(want.earned - want.spent)
+        expect(balance.unpaidMicro).toBe(0n)
+        expect(balance.balanceMicro).toBe(FUNDED + want.earned - want.spent)
         expect(totalsOf(tracked, peer)).toEqual(want)
       }
+      ledger.close()
+    }), { numRuns: 30 })
+  })
+
+  it('with little or no allowance, credit is only moved: consumers are charged in full, exits paid what the payer had, and no one mints', async () => {
+    const fundedArb = fc.record({ allowance: fc.constantFrom(0n, 1n, 1_000n, 50_000_000n), proven: fc.subarray([0, 1, 2, 3, 4]) })
+    await fc.assert(fc.asyncProperty(scenarioArb, fundedArb, async ({ sessions, order }, { allowance, proven }) => {
+      const all: Delivery[] = []
+      for (const spec of sessions) all.push(...await deliveriesOf(spec))
+      const ledger = Ledger.open(':memory:', { powDifficulty: POW_BITS, allowanceMicro: allowance })
+      const everyone = [...peers, mallory]
+      for (const i of proven) ledger.recordPow(everyone[i].bytes, pows.get(everyone[i])!, POW_BITS)
+      const deliveries = shuffle(all, order)
+      for (const d of deliveries) await ledger.recordReceipt(d.receipt, 'gossip').catch(err => { expect(err.name).toBe('ReceiptError') })
+
+      const expected = expectedMaxima(deliveries)
+      let sumBalance = 0n
+      let sumPositive = 0n
+      let sumUnpaid = 0n
+      for (const peer of everyone) {
+        const want = totalsOf(expected.values(), peer)
+        const b = ledger.balance(peer.bytes)
+        // what receipts prove is unchanged: bytes, and the consumer's charge
+        expect({ spent: b.spentMicro, carried: b.bytesCarried, used: b.bytesUsed }).toEqual({ spent: want.spent, carried: want.carried, used: want.used })
+        // an exit's carried cost is split, never grown: paid or unpaid
+        expect(b.earnedMicro + b.unpaidMicro).toBe(want.earned)
+        expect(b.earnedMicro >= 0n && b.unpaidMicro >= 0n).toBe(true)
+        expect(b.balanceMicro).toBe(b.allowanceMicro + b.earnedMicro - b.spentMicro)
+        sumBalance += b.balanceMicro
+        sumPositive += b.balanceMicro > 0n ? b.balanceMicro : 0n
+        sumUnpaid += b.unpaidMicro
+      }
+      const allowances = BigInt(proven.length) * allowance
+      // conservation: every credit paid was someone's charge
+      expect(sumBalance).toBe(allowances - sumUnpaid)
+      // no minting: what anyone holds came out of an allowance
+      expect(sumPositive).toBeLessThanOrEqual(allowances)
       ledger.close()
     }), { numRuns: 30 })
   })

@@ -10,6 +10,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { exportReceipts } from '../../src/accounting/export.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
+import { solvePow } from '../../src/accounting/credits.ts'
 import { createIdentity } from '../../src/node/identity.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { countersigned, parties } from '../accounting/fixtures.ts'
@@ -32,8 +33,10 @@ async function dataDirWithLedger (count: number): Promise<{ dataDir: string, sel
   const identity = await createIdentity(dataDir)
   const self: Party = { key: identity.privateKey, bytes: identity.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>, id: identity.peerId.toString() }
   const [consumer] = await parties(1)
-  const ledger = Ledger.open(join(dataDir, 'ledger.db'), { selfPeerId: identity.peerId })
+  // the difficulty the nodes here run with (SPAREBAND_POW_DIFFICULTY): the consumer's allowance pays this node
+  const ledger = Ledger.open(join(dataDir, 'ledger.db'), { selfPeerId: identity.peerId, powDifficulty: 8 })
   try {
+    ledger.recordPow(consumer.bytes, await solvePow(consumer.bytes, 8), 8)
     for (let i = 0; i < count; i++) {
       await ledger.recordReceipt(await countersigned(consumer, self, { sessionId: `s-${i}`, bytesDown: 1_000_000n + BigInt(i), updatedAt: 1_700_000_005_000n + BigInt(i) }), 'own')
     }

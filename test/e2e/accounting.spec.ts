@@ -5,6 +5,8 @@ import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, spawnNode, waitForPeers, LOOPBACK } from '../utils/network.ts'
 import { NodeProcess, runCli, tempDir, waitFor } from '../utils/cli.ts'
 import { callApi } from '../../src/cli/api-client.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -73,6 +75,15 @@ describe('accounting end to end: receipts, ledger, gossip, credit at risk', () =
     const s = await observer.status()
     expect(s.accounting.gossip.accepted).toBeGreaterThanOrEqual(1)
     expect(s.accounting.gossip.rejected).toBe(0)
+    // the consumer's proof of work came with the receipt, so the observer, which never met the consumer, credits the exit in full
+    const ledger = Ledger.open(join(observer.dataDir, 'ledger.db'), { readOnly: true })
+    try {
+      const held = ledger.receipts().find(r => r.receipt.sessionId === mine.sessionId)!
+      expect(ledger.pow(peerIdFromString(consumer.peerId))).toBeDefined()
+      expect(ledger.balance(peerIdFromString(exit.peerId))).toMatchObject({ earnedMicro: held.costMicro, unpaidMicro: 0n })
+    } finally {
+      ledger.close()
+    }
   })
 
   it('an export verifies offline, and one altered byte makes verify fail naming the entry', async () => {

@@ -308,3 +308,112 @@ export namespace Receipt {
     return streamMessage(buf, Receipt.codec(), opts)
   }
 }
+
+export interface ReceiptGossipExtension {
+  consumerPowNonce?: Uint8Array<ArrayBuffer>
+  consumerPowDifficulty?: number
+}
+
+export namespace ReceiptGossipExtension {
+  let _codec: Codec<ReceiptGossipExtension>
+
+  export const codec = (): Codec<ReceiptGossipExtension> => {
+    if (_codec == null) {
+      _codec = message<ReceiptGossipExtension>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.consumerPowNonce != null) {
+          w.uint32(130)
+          w.bytes(obj.consumerPowNonce)
+        }
+
+        if (obj.consumerPowDifficulty != null) {
+          w.uint32(136)
+          w.uint32(obj.consumerPowDifficulty)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 16: {
+              obj.consumerPowNonce = reader.bytes()
+              break
+            }
+            case 17: {
+              obj.consumerPowDifficulty = reader.uint32()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 16: {
+              yield {
+                field: `${prefix}.consumerPowNonce`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 17: {
+              yield {
+                field: `${prefix}.consumerPowDifficulty`,
+                value: reader.uint32()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface ReceiptGossipExtensionConsumerPowNonceFieldEvent {
+    field: '$.consumerPowNonce'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface ReceiptGossipExtensionConsumerPowDifficultyFieldEvent {
+    field: '$.consumerPowDifficulty'
+    value: number
+  }
+
+  export function encode (obj: Partial<ReceiptGossipExtension>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, ReceiptGossipExtension.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ReceiptGossipExtension>): ReceiptGossipExtension {
+    return decodeMessage(buf, ReceiptGossipExtension.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ReceiptGossipExtension>): Generator<ReceiptGossipExtensionConsumerPowNonceFieldEvent | ReceiptGossipExtensionConsumerPowDifficultyFieldEvent> {
+    return streamMessage(buf, ReceiptGossipExtension.codec(), opts)
+  }
+}
