@@ -7,7 +7,9 @@
  * threshold of bytes carried but not signed, its open tunnels are held
  * (the pump waits on a promise) and new ones are refused with RATE_LIMITED,
  * until a receipt covers the bytes. A consumer whose balance, as this
- * ledger sees it, is not above the credit limit gets INSUFFICIENT_CREDIT.
+ * ledger sees it, is not above the credit limit gets INSUFFICIENT_CREDIT;
+ * and one whose balance above the limit pays for fewer bytes than the
+ * threshold is held at what it pays for (the ledger credits us only that).
  */
 
 import { lpStream } from '@libp2p/utils'
@@ -17,7 +19,7 @@ import { TunnelStatus } from '../relay/tunnel-protocol.ts'
 import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptId, verifyAndCountersign } from './receipts.ts'
 import { decodePowNonce, verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
-import { DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
+import { BYTES_PER_GB, DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
 import type { CountersignedReceipt } from './receipts.ts'
@@ -94,6 +96,12 @@ function owed (s: Session): number {
 
 interface ConsumerState {
   unsigned: number
+  /**
+   * Unsigned bytes carried before the consumer's tunnels are held: the
+   * threshold, or less when its balance cannot pay for that many (see
+   * limitFor). Set at admission and after each stored receipt.
+   */
+  limit: number
   waiters: Array<() => void>
   /** What may still be let off for cut tunnels (bytes), and when it was last topped up. */
   forgivable: number
@@ -213,7 +221,7 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map() }
+      c = { unsigned: 0, limit: this.threshold, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map() }
       this.consumers.set(consumer, c)
     }
     return c
@@ -261,8 +269,9 @@ export class ExitSessions implements ExitAccounting {
           : `balance ${b.balanceMicro} micro-credits is not above this exit's limit of ${limit}`
       }
     }
+    const state = this.consumerState(consumer.toString())
+    state.limit = this.limitFor(b.balanceMicro)
     if (sessionId !== '') {
-      const state = this.consumerState(consumer.toString())
       if (!state.sessions.has(sessionId) && state.sessions.size >= MAX_SESSIONS_PER_CONSUMER) {
         return { status: TunnelStatus.RATE_LIMITED, message: `${state.sessions.size} sessions open at this exit (at most ${MAX_SESSIONS_PER_CONSUMER}): reuse one` }
       }
@@ -283,13 +292,29 @@ export class ExitSessions implements ExitAccounting {
       c.unsigned += owed(s) - before
     } else c.unsigned += bytes
     // bytes still queued on our side have not reached the consumer: it cannot have signed them yet
-    if (c.unsigned - queued <= this.threshold) return undefined
-    // hold this tunnel until a receipt brings the consumer back under the threshold
+    if (c.unsigned - queued <= c.limit) return undefined
+    // hold this tunnel until a receipt brings the consumer back under its limit
     if (c.waiters.length === 0) {
       this.holds++
-      this.log('holding %p: %d bytes unsigned', consumer, c.unsigned)
+      this.log('holding %p: %d bytes unsigned%s', consumer, c.unsigned, c.limit < this.threshold ? `, and its balance pays for ${c.limit} more` : '')
     }
     return this.hold(c)
+  }
+
+  /**
+   * How many bytes a consumer with this balance may be carried unsigned:
+   * the threshold, or what the balance above the credit limit pays for at
+   * our price, if less. A ledger credits an exit only what the consumer can
+   * pay, so without this a consumer admitted with a micro-credit left could
+   * be carried without end, as long as it signed, all of it unpaid.
+   */
+  private limitFor (balanceMicro: bigint): number {
+    const room = balanceMicro - (this.init.creditLimitMicro ?? 0n)
+    if (room <= 0n) return 0
+    const price = this.init.pricePerGbMicro
+    if (price === 0n) return this.threshold
+    const bytes = room * BYTES_PER_GB / price
+    return bytes < BigInt(this.threshold) ? Number(bytes) : this.threshold
   }
 
   /** A promise settled when the consumer is back under the threshold (see release()). */
@@ -297,9 +322,9 @@ export class ExitSessions implements ExitAccounting {
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
   }
 
-  /** Lets the consumer's held tunnels go on once it is back under the threshold. */
+  /** Lets the consumer's held tunnels go on once it is back under its limit. */
   private release (c: ConsumerState): void {
-    if (c.unsigned <= this.threshold) for (const w of c.waiters.splice(0)) w()
+    if (c.unsigned <= c.limit) for (const w of c.waiters.splice(0)) w()
   }
 
   tunnelEnded (consumer: PeerId, sessionId: string, bytesOut: number, reset: boolean): void {
@@ -357,7 +382,7 @@ export class ExitSessions implements ExitAccounting {
     const c = this.consumers.get(consumer.toString())
     // the same test as meter()'s hold, made before the chunk goes out: a
     // consumer held on one tunnel gets nothing more on any other
-    if (c == null || c.unsigned - queued <= this.threshold) return undefined
+    if (c == null || c.unsigned - queued <= c.limit) return undefined
     return this.hold(c)
   }
 
@@ -463,6 +488,8 @@ export class ExitSessions implements ExitAccounting {
       const before = owed(s)
       s.signed = Math.max(s.signed, total)
       c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
+      // the receipt spent some of the consumer's balance (and gossip may have added to it)
+      c.limit = this.limitFor(this.init.ledger.balance(consumer).balanceMicro)
       this.release(c)
       this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }

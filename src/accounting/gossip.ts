@@ -133,8 +133,9 @@ export class ReceiptGossip {
         if (!verifyPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)) {
           throw new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason: `the consumer's proof of work (${consumerPow.difficulty} bits) does not verify` })
         }
-        // before the receipt: the allowance counts towards what the consumer can pay
-        this.init.ledger.recordPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)
+        // before the receipt: the allowance counts towards what the consumer can pay. A
+        // proof too weak for an allowance here is not kept: it would be a row per throw-away key
+        if (consumerPow.difficulty >= this.init.ledger.powDifficulty) this.init.ledger.recordPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)
       }
       const result = await this.init.ledger.recordReceipt(r, 'gossip')
       if (result === 'duplicate') {

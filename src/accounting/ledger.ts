@@ -302,7 +302,8 @@ function prepare (db: DatabaseSync): Statements {
     dataVersion: db.prepare('PRAGMA data_version'),
     getPow: db.prepare('SELECT nonce, difficulty FROM pow WHERE peer = ?'),
     putPow: db.prepare(`INSERT INTO pow (peer, nonce, difficulty, recorded_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (peer) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, recorded_at = excluded.recorded_at`)
+      ON CONFLICT (peer) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, recorded_at = excluded.recorded_at
+      WHERE excluded.difficulty > pow.difficulty`)
   }
   s.getReceipt.setReadBigInts(true)
   s.listAll.setReadBigInts(true)
@@ -366,7 +367,8 @@ export class Ledger {
   private readonly prepared: Statements
   private readonly self?: Uint8Array
   private readonly allowanceMicro: bigint
-  private readonly powDifficulty: number
+  /** Bits a proof of work needs for the allowance. */
+  readonly powDifficulty: number
   private readonly now: () => number
   /** Checkpoints the WAL off the event loop (files only). */
   private checkpointer?: WalCheckpointer
@@ -648,7 +650,10 @@ export class Ledger {
    * each in turn would leave it (a receipt with a bad signature is never
    * written), and so do the outcomes, but for one case: a badly signed
    * receipt that a valid newer one covered in such a batch is not checked,
-   * and reports 'updated'.
+   * and reports 'updated'. And one exception in the totals: sessions are
+   * applied one after the other, so when the consumer's balance runs out
+   * within a batch, what it pays in total is the same, but how that is
+   * split between its exits can differ from one-by-one recording (apply()).
    *
    * Why this is safe for the consumer: nothing it sends depends on the write
    * (unlike the exit, which must store before it answers), and each queued
@@ -834,10 +839,12 @@ export class Ledger {
     if (!verifyPow(bytes, nonce, difficulty)) {
       throw new LedgerError(LedgerErrorCode.INVALID_POW, `nonce ${nonce} does not prove ${difficulty} bits of work`, this.file)
     }
+    // another connection may have recorded a stronger one: never trust a stale cache to overwrite it (nor does the upsert)
+    this.syncCaches()
     const held = this.pow(bytes)
     if (held != null && held.difficulty >= difficulty) return
     this.statements.putPow.run(bytes, nonce.toString(), difficulty, this.now())
-    this.pows.set(hexOf(bytes), { nonce, difficulty })
+    this.pows.delete(hexOf(bytes))
   }
 
   /** The recorded proof of work of a peer. */

@@ -119,6 +119,12 @@ describe('receipt gossip validator', () => {
     expect(ledger.pow(consumer.bytes)).toBeUndefined()
     expect(held('p')).toBeUndefined()
 
+    // a sound proof too weak for an allowance here: the receipt is taken, the proof not kept
+    const [weakConsumer, weakExit] = await parties(2)
+    const weak = { nonce: await solvePow(weakConsumer.bytes, 4), difficulty: 4 }
+    expect(await gossip.validate(encodeGossipMessage(await countersigned(weakConsumer, weakExit, { sessionId: 'w' }), weak))).toBe(TopicValidatorResult.Accept)
+    expect(ledger.pow(weakConsumer.bytes)).toBeUndefined()
+
     expect(await gossip.validate(message)).toBe(TopicValidatorResult.Accept)
     expect(ledger.pow(consumer.bytes)).toEqual(pow)
     expect(ledger.balance(exit.bytes)).toMatchObject({ earnedMicro: 1_000n, unpaidMicro: 0n })

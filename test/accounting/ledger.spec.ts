@@ -219,6 +219,22 @@ describe('balances', () => {
     ledger.close()
   })
 
+  it('never lets a weaker proof replace a stronger one that another connection recorded', async () => {
+    const mine = Ledger.open(file, { powDifficulty: 8 })
+    const weak = await solvePow(alice.bytes, 4)
+    const strong = await solvePow(alice.bytes, 10)
+    mine.recordPow(alice.bytes, weak, 4)
+    expect(mine.pow(alice.bytes)).toEqual({ nonce: weak, difficulty: 4 })
+    // another process writes the stronger proof; ours still has the weak one cached
+    const other = Ledger.open(file, { powDifficulty: 8 })
+    other.recordPow(alice.bytes, strong, 10)
+    other.close()
+    mine.recordPow(alice.bytes, await solvePow(alice.bytes, 6), 6)
+    expect(mine.pow(alice.bytes)).toEqual({ nonce: strong, difficulty: 10 })
+    expect(mine.balance(alice.bytes).allowanceMicro).toBeGreaterThan(0n)
+    mine.close()
+  })
+
   it('rejects an invalid proof of work and ignores a weaker one', async () => {
     const ledger = Ledger.open(file, { powDifficulty: 8 })
     const err = ledgerError(() => { ledger.recordPow(bob.bytes, 0n, 200) })

@@ -1,0 +1,76 @@
+/**
+ * A consumer that signs every receipt but runs out of credit mid-download.
+ * A ledger credits an exit only what the consumer's balance can pay, so an
+ * exit that went on carrying would carry for nothing: it holds the
+ * consumer's tunnels once the balance above its credit limit is spent, as
+ * it does for unsigned bytes, and refuses new ones. Real nodes over TCP on
+ * loopback, in this process, and curl through the consumer's HTTP proxy.
+ */
+
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createSparebandNode } from '../../src/index.ts'
+import { startTargetServer } from '../utils/target-server.ts'
+import { curl } from '../utils/network.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import type { SparebandNode } from '../../src/index.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+
+const MiB = 1024 * 1024
+/** What the exit grants a proven identity: 0.008 credits at 1 credit per 10^9 bytes pays for 8,000,000 bytes. */
+const ALLOWANCE_CREDITS = 0.008
+const PAID_BYTES = 8_000_000
+
+describe('a consumer that runs out of credit', () => {
+  let target: TargetServer
+  let exit: SparebandNode
+  let consumer: SparebandNode
+
+  beforeAll(async () => {
+    target = await startTargetServer(32 * MiB)
+    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 } }
+    exit = await createSparebandNode({
+      dataDir: await tempDir('sb-credit-'),
+      config: { ...base, region: 'de', network: { local_testnet: true }, accounting: { pow_difficulty: 8, allowance: ALLOWANCE_CREDITS }, exit: { allow_private_targets: true, allowed_ports: [target.port] } }
+    })
+    await exit.start()
+    consumer = await createSparebandNode({
+      dataDir: await tempDir('sb-credit-'),
+      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, accounting: { pow_difficulty: 8 }, exit: { enabled: false } }
+    })
+    await consumer.start()
+    await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify', intervalMs: 10 })
+    await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved, { what: "the consumer's proof of work" })
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    await target?.close()
+  })
+
+  it('is carried about what its balance pays for, not the whole download, and then refused', async () => {
+    const http = (consumer.status() as any).proxy.httpPort
+    // held once the allowance is spent: curl gives up, short of the 32 MiB
+    const r = await curl(['--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/blob`], 6000)
+    expect(r.code).not.toBe(0)
+    const body = r.stdout.byteLength
+    expect(body).toBeGreaterThan(PAID_BYTES - 2 * MiB)
+    // what the balance paid for, plus what was under way when the exit saw it spent
+    expect(body).toBeLessThan(PAID_BYTES + 2 * MiB)
+
+    const ledger = (exit as any).part('accounting').core.ledger
+    // the consumer signed for what it got (its last receipt within 5 s)
+    const spent = await waitFor(() => {
+      const b = ledger.balance(consumer.libp2p.peerId)
+      return b.bytesUsed >= BigInt(body) - BigInt(MiB) ? b : undefined
+    }, { what: "the consumer's last receipts" })
+    const mine = ledger.balance()
+    // the exit was paid the allowance, and carried little past it
+    expect(mine.earnedMicro).toBe(8_000n)
+    expect(mine.unpaidMicro).toBeLessThan(2_100n) // 2 MiB at 1 credit per 10^9 bytes
+    expect(spent.balanceMicro).toBeLessThanOrEqual(0n)
+    expect((exit.status() as any).accounting.pending.holds).toBeGreaterThanOrEqual(1)
+
+    const next = await curl(['-i', '--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/hello`])
+    expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 402 Payment Required/)
+  })
+})
