@@ -83,11 +83,16 @@ export interface Balance {
   /**
    * What the peer's consumers paid it as an exit: the cost of each receipt's
    * new bytes, up to what the consumer's balance held when the receipt
-   * arrived (see Ledger.apply). Without that cap two keys of one owner could
-   * sign each other receipts for any amount and mint credit.
+   * arrived (see Ledger.apply), and what they paid later of what they
+   * owed. Without that cap two keys of one owner could sign each other
+   * receipts for any amount and mint credit.
    */
   earnedMicro: bigint
-  /** The cost of bytes the peer carried as an exit that its consumers' balances could not pay: not credited. */
+  /**
+   * The cost of bytes the peer carried as an exit that its consumers'
+   * balances could not pay: not credited, but owed, and paid (moved to
+   * earned) as those consumers' balances grow (Ledger.settle).
+   */
   unpaidMicro: bigint
   /** Sum of costs of sessions where the peer was the consumer (paid for or not). */
   spentMicro: bigint
@@ -177,6 +182,18 @@ const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
   // this version were credited in full and stay so.
   (db) => db.exec(`
     ALTER TABLE totals ADD COLUMN unpaid_micro TEXT NOT NULL DEFAULT '0';
+  `),
+  // what each consumer owes each exit (the unpaid part of its receipts), so
+  // the exits are paid, first come first served, when its balance grows
+  (db) => db.exec(`
+    CREATE TABLE debts (
+      consumer BLOB NOT NULL,
+      exit BLOB NOT NULL,
+      amount_micro TEXT NOT NULL,
+      PRIMARY KEY (consumer, exit)
+    ) STRICT;
+    -- the sum of a peer's rows in debts, kept with its other totals
+    ALTER TABLE totals ADD COLUMN owed_micro TEXT NOT NULL DEFAULT '0';
   `)
 ]
 
@@ -193,10 +210,15 @@ interface Statements {
   putTotals: StatementSync
   dataVersion: StatementSync
   getPow: StatementSync
+  debtsOf: StatementSync
+  getDebt: StatementSync
+  putDebt: StatementSync
+  dropDebt: StatementSync
   putPow: StatementSync
 }
 
-interface TotalsDelta { earned: bigint, spent: bigint, carried: bigint, used: bigint, unpaid: bigint }
+/** Changes to a peer's totals; what is left out stays as it is. */
+interface TotalsDelta { earned?: bigint, spent?: bigint, carried?: bigint, used?: bigint, unpaid?: bigint, owed?: bigint }
 
 function peerBytes (peer: PeerId | Uint8Array): Uint8Array {
   return peer instanceof Uint8Array ? peer : peer.toMultihash().bytes
@@ -295,12 +317,18 @@ function prepare (db: DatabaseSync): Statements {
     listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?`),
     listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, rowid DESC LIMIT :limit`),
     count: db.prepare('SELECT count(*) AS n FROM receipts'),
-    getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro FROM totals WHERE peer = ?'),
-    putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro) VALUES (?, ?, ?, ?, ?, ?)
+    getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro, owed_micro FROM totals WHERE peer = ?'),
+    putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro, owed_micro) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (peer) DO UPDATE SET earned_micro = excluded.earned_micro, spent_micro = excluded.spent_micro,
-      bytes_carried = excluded.bytes_carried, bytes_used = excluded.bytes_used, unpaid_micro = excluded.unpaid_micro`),
+      bytes_carried = excluded.bytes_carried, bytes_used = excluded.bytes_used, unpaid_micro = excluded.unpaid_micro, owed_micro = excluded.owed_micro`),
     dataVersion: db.prepare('PRAGMA data_version'),
     getPow: db.prepare('SELECT nonce, difficulty FROM pow WHERE peer = ?'),
+    // oldest debt first: the row keeps its rowid when its amount changes
+    debtsOf: db.prepare('SELECT exit, amount_micro FROM debts WHERE consumer = ? ORDER BY rowid LIMIT ?'),
+    getDebt: db.prepare('SELECT amount_micro FROM debts WHERE consumer = ? AND exit = ?'),
+    putDebt: db.prepare(`INSERT INTO debts (consumer, exit, amount_micro) VALUES (?, ?, ?)
+      ON CONFLICT (consumer, exit) DO UPDATE SET amount_micro = excluded.amount_micro`),
+    dropDebt: db.prepare('DELETE FROM debts WHERE consumer = ? AND exit = ?'),
     putPow: db.prepare(`INSERT INTO pow (peer, nonce, difficulty, recorded_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (peer) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, recorded_at = excluded.recorded_at
       WHERE excluded.difficulty > pow.difficulty`)
@@ -346,6 +374,9 @@ function signaturesHold (r: CountersignedReceipt): boolean {
   }
 }
 
+/** Payments of debts one event may set off (settle()). */
+const SETTLE_STEPS = 64
+
 /** recordLater(): a batch is written at once when it grows to this. */
 const MAX_DEFERRED = 256
 const DEFAULT_DEFER_MS = 100
@@ -359,7 +390,7 @@ interface Deferred {
   reject: (err: Error) => void
 }
 
-interface Totals { earned_micro: string, spent_micro: string, bytes_carried: string, bytes_used: string, unpaid_micro: string }
+interface Totals { earned_micro: string, spent_micro: string, bytes_carried: string, bytes_used: string, unpaid_micro: string, owed_micro: string }
 
 export class Ledger {
   readonly file: string
@@ -556,8 +587,14 @@ export class Ledger {
     // never made here, only moved: every credit in the network started as
     // someone's allowance, which costs a proof of work
     const paid = clamp(this.balanceMicro(receipt.consumer), 0n, deltaCost)
-    this.addTotals(receipt.exit, { earned: paid, spent: 0n, carried: deltaBytes, used: 0n, unpaid: deltaCost - paid })
-    this.addTotals(receipt.consumer, { earned: 0n, spent: deltaCost, carried: 0n, used: deltaBytes, unpaid: 0n })
+    const unpaid = deltaCost - paid
+    this.addTotals(receipt.exit, { earned: paid, carried: deltaBytes, unpaid })
+    this.addTotals(receipt.consumer, { spent: deltaCost, used: deltaBytes, owed: unpaid })
+    if (unpaid > 0n) this.addDebt(receipt.consumer, receipt.exit, unpaid)
+    // what the exit was paid goes first to those it owes itself; and a
+    // payment that a step budget left over before is made now (settle())
+    if (paid > 0n) this.settle(receipt.exit)
+    this.settle(receipt.consumer)
     this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost })
     return held == null ? 'inserted' : 'updated'
   }
@@ -591,9 +628,16 @@ export class Ledger {
   private addTotals (peer: Uint8Array, delta: TotalsDelta): void {
     const key = hexOf(peer)
     const row = this.totalsOf(peer, key)
-    const add = (column: keyof Totals, d: bigint): string => (BigInt(row?.[column] ?? '0') + d).toString()
-    const next: Totals = { earned_micro: add('earned_micro', delta.earned), spent_micro: add('spent_micro', delta.spent), bytes_carried: add('bytes_carried', delta.carried), bytes_used: add('bytes_used', delta.used), unpaid_micro: add('unpaid_micro', delta.unpaid) }
-    this.statements.putTotals.run(peer, next.earned_micro, next.spent_micro, next.bytes_carried, next.bytes_used, next.unpaid_micro)
+    const add = (column: keyof Totals, d = 0n): string => (BigInt(row?.[column] ?? '0') + d).toString()
+    const next: Totals = {
+      earned_micro: add('earned_micro', delta.earned),
+      spent_micro: add('spent_micro', delta.spent),
+      bytes_carried: add('bytes_carried', delta.carried),
+      bytes_used: add('bytes_used', delta.used),
+      unpaid_micro: add('unpaid_micro', delta.unpaid),
+      owed_micro: add('owed_micro', delta.owed)
+    }
+    this.statements.putTotals.run(peer, next.earned_micro, next.spent_micro, next.bytes_carried, next.bytes_used, next.unpaid_micro, next.owed_micro)
     this.totals.set(key, next)
   }
 
@@ -839,12 +883,22 @@ export class Ledger {
     if (!verifyPow(bytes, nonce, difficulty)) {
       throw new LedgerError(LedgerErrorCode.INVALID_POW, `nonce ${nonce} does not prove ${difficulty} bits of work`, this.file)
     }
-    // another connection may have recorded a stronger one: never trust a stale cache to overwrite it (nor does the upsert)
-    this.syncCaches()
-    const held = this.pow(bytes)
-    if (held != null && held.difficulty >= difficulty) return
-    this.statements.putPow.run(bytes, nonce.toString(), difficulty, this.now())
-    this.pows.delete(hexOf(bytes))
+    // the common case on the gossip path, a proof we hold: no write lock. A
+    // stale cache can only be weaker than the file (proofs only get stronger)
+    const cached = this.pow(bytes)
+    if (cached != null && cached.difficulty >= difficulty) return
+    // receipts queued earlier were recorded before this proof
+    this.flush()
+    // in a transaction, which syncs the caches: another connection may have
+    // recorded a stronger proof, which a stale cache must not overwrite (nor does the upsert)
+    this.transaction(() => {
+      const held = this.pow(bytes)
+      if (held != null && held.difficulty >= difficulty) return
+      this.statements.putPow.run(bytes, nonce.toString(), difficulty, this.now())
+      this.pows.delete(hexOf(bytes))
+      // an allowance, newly granted, pays what the peer owes exits that carried for it before
+      this.settle(bytes)
+    })
   }
 
   /** The recorded proof of work of a peer. */
@@ -884,6 +938,49 @@ export class Ledger {
   /** The allowance, if the peer's recorded proof of work meets this ledger's difficulty. */
   private allowanceOf (peer: Uint8Array): bigint {
     return (this.pow(peer)?.difficulty ?? -1) >= this.powDifficulty ? this.allowanceMicro : 0n
+  }
+
+  private addDebt (consumer: Uint8Array, exit: Uint8Array, amount: bigint): void {
+    const held = this.statements.getDebt.get(consumer, exit) as { amount_micro: string } | undefined
+    this.statements.putDebt.run(consumer, exit, (BigInt(held?.amount_micro ?? '0') + amount).toString())
+  }
+
+  /**
+   * Pays `peer`'s debts, oldest first, with what its balance has grown by
+   * since they were run up: what it owes beyond its deficit (how far its
+   * balance is below zero). A peer's debts are never less than its deficit,
+   * since it is charged in full for every receipt; when its balance grows
+   * (it is paid as an exit, its proof of work arrives) the deficit shrinks
+   * and the difference goes to its creditors. Their balances grow in turn,
+   * so a chain of debts settles. At most SETTLE_STEPS payments per event
+   * (a ring of small debts could otherwise go round a long time); what is
+   * left is paid the next time the peer's balance is looked at here.
+   * Credit is only moved, as in apply(): no one holds more than before.
+   */
+  private settle (first: Uint8Array): void {
+    const queue = [first]
+    let steps = 0
+    while (queue.length > 0 && steps < SETTLE_STEPS) {
+      const peer = queue.shift()!
+      const owed = BigInt(this.totalsOf(peer)?.owed_micro ?? '0')
+      // the common case, a peer that owes nothing: no query
+      if (owed === 0n) continue
+      const balance = this.balanceMicro(peer)
+      let left = owed - (balance < 0n ? -balance : 0n)
+      if (left <= 0n) continue
+      for (const row of this.statements.debtsOf.all(peer, SETTLE_STEPS - steps) as Array<{ exit: Uint8Array, amount_micro: string }>) {
+        const amount = BigInt(row.amount_micro)
+        const pay = amount < left ? amount : left
+        this.addTotals(row.exit, { earned: pay, unpaid: -pay })
+        this.addTotals(peer, { owed: -pay })
+        if (pay === amount) this.statements.dropDebt.run(peer, row.exit)
+        else this.statements.putDebt.run(peer, row.exit, (amount - pay).toString())
+        left -= pay
+        steps++
+        queue.push(row.exit)
+        if (left === 0n) break
+      }
+    }
   }
 
   /** allowance + earned - spent, inside a transaction (no flush): what apply() lets a consumer pay. */

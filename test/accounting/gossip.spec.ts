@@ -100,11 +100,14 @@ describe('receipt gossip validator', () => {
     // read as a plain receipt, the message is that receipt: the extra fields are skipped
     expect(ReceiptMessage.decode(message)).toEqual(r)
 
-    // the same receipt without the proof: the exit carried what its consumer could not pay
+    // the same receipt without the proof: the exit carried what its consumer could not pay, yet
     const without = Ledger.open(':memory:')
     const plain = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: without, logger: defaultLogger() })
     expect(await plain.validate(encodeReceipt(r))).toBe(TopicValidatorResult.Accept)
     expect(without.balance(exit.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000n })
+    // the copy with the proof, later (a copy without it can reach a node first): the receipt is old news, the proof pays the debt
+    expect(await plain.validate(message)).toBe(TopicValidatorResult.Ignore)
+    expect(without.balance(exit.bytes)).toMatchObject({ earnedMicro: 1_000n, unpaidMicro: 0n })
     without.close()
 
     const before = { ...gossip.stats }

@@ -183,15 +183,18 @@ describe('accounting under arbitrary interleavings', () => {
   })
 
   it('with little or no allowance, credit is only moved: consumers are charged in full, exits paid what the payer had, and no one mints', async () => {
-    const fundedArb = fc.record({ allowance: fc.constantFrom(0n, 1n, 1_000n, 50_000_000n), proven: fc.subarray([0, 1, 2, 3, 4]) })
-    await fc.assert(fc.asyncProperty(scenarioArb, fundedArb, async ({ sessions, order }, { allowance, proven }) => {
+    // proofs of work known from the start, and ones that arrive after the receipts (which then settle debts)
+    const fundedArb = fc.record({ allowance: fc.constantFrom(0n, 1n, 1_000n, 50_000_000n), proven: fc.subarray([0, 1, 2, 3, 4]), late: fc.subarray([0, 1, 2, 3, 4]) })
+    await fc.assert(fc.asyncProperty(scenarioArb, fundedArb, async ({ sessions, order }, { allowance, proven: early, late }) => {
       const all: Delivery[] = []
       for (const spec of sessions) all.push(...await deliveriesOf(spec))
       const ledger = Ledger.open(':memory:', { powDifficulty: POW_BITS, allowanceMicro: allowance })
       const everyone = [...peers, mallory]
-      for (const i of proven) ledger.recordPow(everyone[i].bytes, pows.get(everyone[i])!, POW_BITS)
+      for (const i of early) ledger.recordPow(everyone[i].bytes, pows.get(everyone[i])!, POW_BITS)
       const deliveries = shuffle(all, order)
       for (const d of deliveries) await ledger.recordReceipt(d.receipt, 'gossip').catch(err => { expect(err.name).toBe('ReceiptError') })
+      for (const i of late) ledger.recordPow(everyone[i].bytes, pows.get(everyone[i])!, POW_BITS)
+      const proven = new Set([...early, ...late])
 
       const expected = expectedMaxima(deliveries)
       let sumBalance = 0n
@@ -210,11 +213,43 @@ describe('accounting under arbitrary interleavings', () => {
         sumPositive += b.balanceMicro > 0n ? b.balanceMicro : 0n
         sumUnpaid += b.unpaidMicro
       }
-      const allowances = BigInt(proven.length) * allowance
+      // the unpaid part of each exit is exactly what its consumers owe it, and each consumer's owed total is its rows
+      const debts = (ledger as any).database.prepare('SELECT consumer, exit, amount_micro FROM debts').all() as Array<{ consumer: Uint8Array, exit: Uint8Array, amount_micro: string }>
+      const sumOf = (rows: typeof debts): bigint => rows.reduce((sum, d) => sum + BigInt(d.amount_micro), 0n)
+      for (const peer of everyone) {
+        expect(sumOf(debts.filter(d => Buffer.from(d.exit).equals(peer.bytes)))).toBe(ledger.balance(peer.bytes).unpaidMicro)
+        const owed = (ledger as any).database.prepare('SELECT owed_micro FROM totals WHERE peer = ?').get(peer.bytes)?.owed_micro ?? '0'
+        expect(sumOf(debts.filter(d => Buffer.from(d.consumer).equals(peer.bytes)))).toBe(BigInt(owed))
+        expect(debts.every(d => BigInt(d.amount_micro) > 0n)).toBe(true)
+      }
+      const allowances = BigInt(proven.size) * allowance
       // conservation: every credit paid was someone's charge
       expect(sumBalance).toBe(allowances - sumUnpaid)
       // no minting: what anyone holds came out of an allowance
       expect(sumPositive).toBeLessThanOrEqual(allowances)
+      ledger.close()
+    }), { numRuns: 30 })
+  })
+
+  it('every exit is paid in full once every consumer has shown a proof of work, whatever came first', async () => {
+    await fc.assert(fc.asyncProperty(scenarioArb, fc.array(fc.nat(), { minLength: 5, maxLength: 5 }), async ({ sessions, order }, when) => {
+      const all: Delivery[] = []
+      for (const spec of sessions) all.push(...await deliveriesOf(spec))
+      const deliveries = shuffle(all, order)
+      const ledger = Ledger.open(':memory:', { powDifficulty: POW_BITS, allowanceMicro: FUNDED })
+      const everyone = [...peers, mallory]
+      // each proof arrives at some point among the receipts, or after all of them
+      for (const [k, d] of deliveries.entries()) {
+        for (const [i, p] of everyone.entries()) if (when[i] % (deliveries.length + 1) === k) ledger.recordPow(p.bytes, pows.get(p)!, POW_BITS)
+        await ledger.recordReceipt(d.receipt, 'gossip').catch(err => { expect(err.name).toBe('ReceiptError') })
+      }
+      for (const p of everyone) ledger.recordPow(p.bytes, pows.get(p)!, POW_BITS)
+      const expected = expectedMaxima(deliveries)
+      for (const peer of everyone) {
+        const want = totalsOf(expected.values(), peer)
+        const b = ledger.balance(peer.bytes)
+        expect({ earned: b.earnedMicro, unpaid: b.unpaidMicro, spent: b.spentMicro }).toEqual({ earned: want.earned, unpaid: 0n, spent: want.spent })
+      }
       ledger.close()
     }), { numRuns: 30 })
   })
