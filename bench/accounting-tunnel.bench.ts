@@ -46,9 +46,10 @@ const WIDE_INTERVAL_MIB = Number(process.env.SPAREBAND_BENCH_RECEIPT_MIB ?? 8)
 interface Pair { exit: ChildNode, consumer: ChildNode, socksPort: number }
 
 async function pair (accounting: boolean, port: number, receiptIntervalMiB = 1): Promise<Pair> {
-  // the consumer spends more than its starting allowance here: the exit lets it run into debt rather than refuse it
+  // the consumer carries over a GB here: an allowance that pays for it all keeps the exit on the
+  // common path (paid for every receipt), not carrying a consumer in debt
   const intervals = { receipt_interval_mb: receiptIntervalMiB, unsigned_threshold_mb: Math.max(4, 4 * receiptIntervalMiB) }
-  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, relay: { enabled: false }, accounting: { enabled: accounting, pow_difficulty: 8, credit_limit: -1e6, ...intervals } }
+  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, relay: { enabled: false }, accounting: { enabled: accounting, pow_difficulty: 8, allowance: 1e6, ...intervals } }
   const exit = await ChildNode.spawn()
   const e = await exit.start({ ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [port] } })
   const consumer = await ChildNode.spawn()

@@ -57,14 +57,17 @@ export async function measureReceiptPipeline (receipts = 500): Promise<PipelineF
   const [exitNode, consumerNode] = await Promise.all([createLoopbackNode(exitPrivate), createLoopbackNode(consumerPrivate)])
   const exitKey = exitNode.peerId
   const consumerPeer = consumerNode.peerId
-  const exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitKey })
-  const consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerPeer })
+  // the consumer can pay for every receipt (the common path: a paid exit, no debts), with
+  // an allowance no run spends and a proof of work of 0 bits, which nonce 0 meets
+  const funded = { powDifficulty: 0, allowanceMicro: 10n ** 15n }
+  const exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitKey, ...funded })
+  const consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerPeer, ...funded })
+  for (const ledger of [exitLedger, consumerLedger]) ledger.recordPow(consumerPeer, 0n, 0)
   const exit = new ExitSessions({ logger: defaultLogger() }, {
     ledger: exitLedger,
     privateKey: exitPrivate,
     pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO,
-    // no proof of work here: let the consumer run into debt rather than be refused
-    creditLimitMicro: -(10n ** 15n),
+    creditLimitMicro: 0n,
     powDifficulty: 0
   })
   const consumer = new ConsumerSessions({
