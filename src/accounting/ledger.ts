@@ -194,6 +194,11 @@ const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
     ) STRICT;
     -- the sum of a peer's rows in debts, kept with its other totals
     ALTER TABLE totals ADD COLUMN owed_micro TEXT NOT NULL DEFAULT '0';
+  `),
+  // a consumer's debts oldest first without sorting them all (an index on
+  // consumer keeps its entries in rowid order)
+  (db) => db.exec(`
+    CREATE INDEX debts_consumer ON debts (consumer);
   `)
 ]
 
@@ -591,9 +596,9 @@ export class Ledger {
     this.addTotals(receipt.exit, { earned: paid, carried: deltaBytes, unpaid })
     this.addTotals(receipt.consumer, { spent: deltaCost, used: deltaBytes, owed: unpaid })
     if (unpaid > 0n) this.addDebt(receipt.consumer, receipt.exit, unpaid)
-    // what the exit was paid goes first to those it owes itself; and a
-    // payment that a step budget left over before is made now (settle())
-    if (paid > 0n) this.settle(receipt.exit)
+    // what the exit was paid goes first to those it owes itself (and what
+    // settle() left over before is paid now): no query unless it owes
+    this.settle(receipt.exit)
     this.settle(receipt.consumer)
     this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost })
     return held == null ? 'inserted' : 'updated'
@@ -940,9 +945,27 @@ export class Ledger {
     return (this.pow(peer)?.difficulty ?? -1) >= this.powDifficulty ? this.allowanceMicro : 0n
   }
 
+  /**
+   * Records that `consumer` owes `exit` `amount` more (apply() has added it
+   * to both sides' totals). What the exit owes the consumer cancels it
+   * first, as if each had paid the other that much: two keys with large
+   * debts to each other would otherwise bounce every payment between them.
+   */
   private addDebt (consumer: Uint8Array, exit: Uint8Array, amount: bigint): void {
-    const held = this.statements.getDebt.get(consumer, exit) as { amount_micro: string } | undefined
-    this.statements.putDebt.run(consumer, exit, (BigInt(held?.amount_micro ?? '0') + amount).toString())
+    const debtOf = (from: Uint8Array, to: Uint8Array): bigint => BigInt((this.statements.getDebt.get(from, to) as { amount_micro: string } | undefined)?.amount_micro ?? '0')
+    const reverse = debtOf(exit, consumer)
+    const net = reverse < amount ? reverse : amount
+    if (net > 0n) {
+      this.setDebt(exit, consumer, reverse - net)
+      this.addTotals(consumer, { earned: net, unpaid: -net, owed: -net })
+      this.addTotals(exit, { earned: net, unpaid: -net, owed: -net })
+    }
+    if (amount > net) this.setDebt(consumer, exit, debtOf(consumer, exit) + amount - net)
+  }
+
+  private setDebt (consumer: Uint8Array, exit: Uint8Array, amount: bigint): void {
+    if (amount === 0n) this.statements.dropDebt.run(consumer, exit)
+    else this.statements.putDebt.run(consumer, exit, amount.toString())
   }
 
   /**
@@ -952,16 +975,22 @@ export class Ledger {
    * since it is charged in full for every receipt; when its balance grows
    * (it is paid as an exit, its proof of work arrives) the deficit shrinks
    * and the difference goes to its creditors. Their balances grow in turn,
-   * so a chain of debts settles. At most SETTLE_STEPS payments per event
-   * (a ring of small debts could otherwise go round a long time); what is
-   * left is paid the next time the peer's balance is looked at here.
-   * Credit is only moved, as in apply(): no one holds more than before.
+   * so a chain of debts settles. Each peer pays once per call, and at most
+   * SETTLE_STEPS payments are made (a ring of debts could otherwise go
+   * round a long time): what is left stays owed, and is paid the next time
+   * that peer is settled (its next receipt as consumer or as paid exit, or
+   * its proof of work). Credit is only moved, as in apply(): no one holds
+   * more than before.
    */
   private settle (first: Uint8Array): void {
     const queue = [first]
+    const settled = new Set<string>()
     let steps = 0
     while (queue.length > 0 && steps < SETTLE_STEPS) {
       const peer = queue.shift()!
+      const key = hexOf(peer)
+      if (settled.has(key)) continue
+      settled.add(key)
       const owed = BigInt(this.totalsOf(peer)?.owed_micro ?? '0')
       // the common case, a peer that owes nothing: no query
       if (owed === 0n) continue
@@ -973,8 +1002,7 @@ export class Ledger {
         const pay = amount < left ? amount : left
         this.addTotals(row.exit, { earned: pay, unpaid: -pay })
         this.addTotals(peer, { owed: -pay })
-        if (pay === amount) this.statements.dropDebt.run(peer, row.exit)
-        else this.statements.putDebt.run(peer, row.exit, (amount - pay).toString())
+        this.setDebt(peer, row.exit, amount - pay)
         left -= pay
         steps++
         queue.push(row.exit)

@@ -237,12 +237,16 @@ describe('balances', () => {
     // and what was carried unpaid is on record
     expect(balances.reduce((sum, b) => sum + b.unpaidMicro, 0n)).toBeGreaterThan(14_000_000_000n)
 
-    // with no proof of work among them, nothing at all is earned
+    // with no proof of work among them, no one has anything to spend: the first terabyte is unpaid, and
+    // the second, the other way, cancels the debt it left (as if each had paid the other), back to 0
     const fresh = Ledger.open(':memory:', { powDifficulty: 8 })
     await fresh.recordReceipt(await countersigned(m2, m3, { sessionId: 'x', bytesUp: 0n, bytesDown: 10n ** 12n, pricePerGb: 1_000_000n }), 'gossip')
-    await fresh.recordReceipt(await countersigned(m3, m2, { sessionId: 'x', bytesUp: 0n, bytesDown: 10n ** 12n, pricePerGb: 1_000_000n }), 'gossip')
-    expect(fresh.balance(m2.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000_000_000n, balanceMicro: -1_000_000_000n })
-    expect(fresh.balance(m3.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000_000_000n, balanceMicro: -1_000_000_000n })
+    expect(fresh.balance(m3.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000_000_000n })
+    await fresh.recordReceipt(await countersigned(m3, m2, { sessionId: 'x', bytesUp: 0n, bytesDown: 3n * 10n ** 12n, pricePerGb: 1_000_000n }), 'gossip')
+    expect(fresh.balance(m2.bytes)).toMatchObject({ earnedMicro: 1_000_000_000n, unpaidMicro: 2_000_000_000n, balanceMicro: 0n })
+    expect(fresh.balance(m3.bytes)).toMatchObject({ earnedMicro: 1_000_000_000n, unpaidMicro: 0n, balanceMicro: -2_000_000_000n })
+    const debts = (fresh as any).database.prepare('SELECT consumer, amount_micro FROM debts').all()
+    expect(debts).toEqual([{ consumer: Uint8Array.from(m3.bytes), amount_micro: '2000000000' }])
     fresh.close()
     ledger.close()
   })
