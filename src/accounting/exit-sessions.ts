@@ -43,6 +43,8 @@ const CLOSE_TIMEOUT = 5 * second
 export const FORGIVE_PER_HOUR = 16 * 1024 * 1024
 /** How long after a cut tunnel its loss is counted: the consumer has signed all it received by then (receipts every 5 s at the latest). */
 const FORGIVE_DELAY = 6 * second
+/** How long a consumer is held with no credit left before its tunnels are closed: over one receipt interval (5 s). */
+const CUT_OFF_GRACE = 10 * second
 /** Sessions a consumer may have at once; an honest one has one per exit at a time. */
 export const MAX_SESSIONS_PER_CONSUMER = 64
 /** How often idle sessions are forgotten (see sweep()). */
@@ -103,6 +105,8 @@ interface ConsumerState {
    */
   limit: number
   waiters: Array<() => void>
+  /** Running while the consumer is held with no credit left: its tunnels are closed when it fires. */
+  cutOffTimer?: NodeJS.Timeout
   /** What may still be let off for cut tunnels (bytes), and when it was last topped up. */
   forgivable: number
   forgivableAt: number
@@ -125,6 +129,8 @@ export class ExitSessions implements ExitAccounting {
   private readonly forgiveTimers = new Set<NodeJS.Timeout>()
   /** Bytes let off for tunnels cut mid-transfer (for `status`). */
   forgiven = 0
+  /** Closes a consumer's open tunnels (set by the exit, see setCutOff). */
+  private cutOff?: (consumer: PeerId, reason: string) => void
 
   constructor (components: ExitSessionsComponents, private init: ExitSessionsInit) {
     this.log = components.logger.forComponent('spareband:accounting:exit')
@@ -157,10 +163,20 @@ export class ExitSessions implements ExitAccounting {
     clearInterval(this.sweeper)
     for (const t of this.forgiveTimers) clearTimeout(t)
     this.forgiveTimers.clear()
+    for (const c of this.consumers.values()) clearTimeout(c.cutOffTimer)
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
     // the last receipt of every session goes out before we leave
     await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
     for (const c of this.consumers.values()) for (const w of c.waiters.splice(0)) w()
+  }
+
+  /**
+   * How to close a consumer's open tunnels: used when a consumer held with
+   * no credit left stays so for CUT_OFF_GRACE, so that its clients see the
+   * connection end instead of a transfer that stalls until the idle timeout.
+   */
+  setCutOff (cutOff: (consumer: PeerId, reason: string) => void): void {
+    this.cutOff = cutOff
   }
 
   /** Where countersigned receipts are published (receipt gossip). */
@@ -298,7 +314,7 @@ export class ExitSessions implements ExitAccounting {
       this.holds++
       this.log('holding %p: %d bytes unsigned%s', consumer, c.unsigned, c.limit < this.threshold ? `, and its balance pays for ${c.limit} more` : '')
     }
-    return this.hold(c)
+    return this.hold(c, consumer)
   }
 
   /**
@@ -318,7 +334,20 @@ export class ExitSessions implements ExitAccounting {
   }
 
   /** A promise settled when the consumer is back under the threshold (see release()). */
-  private hold (c: ConsumerState): Promise<void> {
+  private hold (c: ConsumerState, consumer: PeerId): Promise<void> {
+    // held with nothing left to pay with: no receipt can release it, so end it after a grace
+    // (long enough for the consumer's last receipt, at most one interval away, to land)
+    if (c.limit === 0 && c.cutOffTimer == null && this.cutOff != null) {
+      c.cutOffTimer = setTimeout(() => {
+        c.cutOffTimer = undefined
+        if (c.limit > 0 || c.waiters.length === 0 || !this.running) return
+        this.log('closing the tunnels of %p: out of credit', consumer)
+        this.cutOff?.(consumer, 'the consumer is out of credit')
+        // the tunnels are closing: their held chunks are dropped, not carried
+        for (const w of c.waiters.splice(0)) w()
+      }, CUT_OFF_GRACE)
+      c.cutOffTimer.unref()
+    }
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
   }
 
@@ -383,7 +412,7 @@ export class ExitSessions implements ExitAccounting {
     // the same test as meter()'s hold, made before the chunk goes out: a
     // consumer held on one tunnel gets nothing more on any other
     if (c == null || c.unsigned - queued <= c.limit) return undefined
-    return this.hold(c)
+    return this.hold(c, consumer)
   }
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {

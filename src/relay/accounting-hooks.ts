@@ -31,6 +31,8 @@ export interface ExitAccounting {
    * reached the consumer, which then cannot sign them.
    */
   tunnelEnded? (consumer: PeerId, sessionId: string, bytesOut: number, reset: boolean): void
+  /** Given, at start, a way to close every open tunnel of a consumer (one that can no longer pay, say). */
+  setCutOff? (cutOff: (consumer: PeerId, reason: string) => void): void
 }
 
 export interface ConsumerAccounting {

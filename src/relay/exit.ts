@@ -180,6 +180,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.policy = new ExitPolicy(init.policy)
     // the interfaces at once, before any tunnel can arrive; the node's announced addresses once libp2p has them
     this.refreshOwnAddresses(false)
+    init.accounting?.setCutOff?.((consumer, reason) => { this.abortTunnelsOf(consumer.toString(), new Error(reason)) })
     this.now = init.now ?? (() => new Date())
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     const saved = readExitState(init.stateFile)
@@ -364,6 +365,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
 
   private abortAll (reason: Error): void {
     for (const t of this.open) t.controller.abort(reason)
+  }
+
+  private abortTunnelsOf (consumer: string, reason: Error): void {
+    for (const t of this.open) if (t.consumer === consumer) t.controller.abort(reason)
   }
 
   private enforceSchedule (): void {

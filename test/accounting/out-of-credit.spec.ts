@@ -3,7 +3,8 @@
  * A ledger credits an exit only what the consumer's balance can pay, so an
  * exit that went on carrying would carry for nothing: it holds the
  * consumer's tunnels once the balance above its credit limit is spent, as
- * it does for unsigned bytes, and refuses new ones. Real nodes over TCP on
+ * it does for unsigned bytes, closes them if no credit comes, and refuses
+ * new ones. Real nodes over TCP on
  * loopback, in this process, and curl through the consumer's HTTP proxy.
  */
 
@@ -47,11 +48,14 @@ describe('a consumer that runs out of credit', () => {
     await target?.close()
   })
 
-  it('is carried about what its balance pays for, not the whole download, and then refused', async () => {
+  it('is carried about what its balance pays for, not the whole download, then cut off and refused', async () => {
     const http = (consumer.status() as any).proxy.httpPort
-    // held once the allowance is spent: curl gives up, short of the 32 MiB
-    const r = await curl(['--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/blob`], 6000)
+    // held once the allowance is spent, and the tunnel closed 10 s later: curl sees the
+    // connection end short of the 32 MiB, well before the exit's 300 s idle timeout
+    const r = await curl(['--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/blob`], 40_000)
     expect(r.code).not.toBe(0)
+    expect(r.stderr).not.toMatch(/timed out/i)
+    expect(r.ms).toBeLessThan(30_000)
     const body = r.stdout.byteLength
     expect(body).toBeGreaterThan(PAID_BYTES - 2 * MiB)
     // what the balance paid for, plus what was under way when the exit saw it spent
