@@ -5,6 +5,7 @@
  */
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import fc from 'fast-check'
 import { join } from 'node:path'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { ReceiptGossip, decodeGossipMessage, encodeGossipMessage } from '../../src/accounting/gossip.ts'
@@ -131,6 +132,38 @@ describe('receipt gossip validator', () => {
     expect(await gossip.validate(message)).toBe(TopicValidatorResult.Accept)
     expect(ledger.pow(consumer.bytes)).toEqual(pow)
     expect(ledger.balance(exit.bytes)).toMatchObject({ earnedMicro: 1_000n, unpaidMicro: 0n })
+  })
+
+  it('fuzz: any bytes, or a valid message with a byte changed, cut or extended, get an answer and never a crash', async () => {
+    const [consumer, exit] = await parties(2)
+    const pow = { nonce: await solvePow(consumer.bytes, 4), difficulty: 4 }
+    const valid = encodeGossipMessage(await countersigned(consumer, exit, { sessionId: 'fuzz' }), pow)
+    const answers = new Set<TopicValidatorResult>()
+    await fc.assert(fc.asyncProperty(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 1200 }),
+        fc.record({ pos: fc.nat({ max: valid.byteLength - 1 }), byte: fc.integer({ min: 0, max: 255 }) }).map(({ pos, byte }) => {
+          const b = valid.slice()
+          b[pos] = byte
+          return b
+        }),
+        fc.nat({ max: valid.byteLength }).map(n => valid.slice(0, n)),
+        fc.uint8Array({ minLength: 1, maxLength: 40 }).map(tail => Uint8Array.from([...valid, ...tail]))
+      ),
+      async (bytes) => {
+        try {
+          decodeGossipMessage(bytes)
+        } catch (err: any) {
+          // a decoding failure is always the message's fault, named as such
+          expect(err.name).toBe('ReceiptError')
+        }
+        const answer = await gossip.validate(bytes)
+        expect([TopicValidatorResult.Accept, TopicValidatorResult.Ignore, TopicValidatorResult.Reject]).toContain(answer)
+        answers.add(answer)
+      }
+    ), { numRuns: 300 })
+    // junk is turned away (and the property above held for every input)
+    expect(answers.has(TopicValidatorResult.Reject)).toBe(true)
   })
 
   it('does not blame the sender when its own ledger fails (closed)', async () => {
