@@ -199,6 +199,12 @@ const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
   // consumer keeps its entries in rowid order)
   (db) => db.exec(`
     CREATE INDEX debts_consumer ON debts (consumer);
+  `),
+  // peers whose debts settle() could not pay within its step budget: paid
+  // off one per receipt stored, so a creditor deep in a chain that goes
+  // quiet is not left owing
+  (db) => db.exec(`
+    CREATE TABLE unsettled (peer BLOB PRIMARY KEY) STRICT;
   `)
 ]
 
@@ -219,6 +225,10 @@ interface Statements {
   getDebt: StatementSync
   putDebt: StatementSync
   dropDebt: StatementSync
+  countUnsettled: StatementSync
+  firstUnsettled: StatementSync
+  markUnsettled: StatementSync
+  clearUnsettled: StatementSync
   putPow: StatementSync
 }
 
@@ -334,6 +344,10 @@ function prepare (db: DatabaseSync): Statements {
     putDebt: db.prepare(`INSERT INTO debts (consumer, exit, amount_micro) VALUES (?, ?, ?)
       ON CONFLICT (consumer, exit) DO UPDATE SET amount_micro = excluded.amount_micro`),
     dropDebt: db.prepare('DELETE FROM debts WHERE consumer = ? AND exit = ?'),
+    countUnsettled: db.prepare('SELECT count(*) AS n FROM unsettled'),
+    firstUnsettled: db.prepare('SELECT peer FROM unsettled LIMIT 1'),
+    markUnsettled: db.prepare('INSERT OR IGNORE INTO unsettled (peer) VALUES (?)'),
+    clearUnsettled: db.prepare('DELETE FROM unsettled WHERE peer = ?'),
     putPow: db.prepare(`INSERT INTO pow (peer, nonce, difficulty, recorded_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (peer) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, recorded_at = excluded.recorded_at
       WHERE excluded.difficulty > pow.difficulty`)
@@ -420,6 +434,8 @@ export class Ledger {
   private readonly totals = new Map<string, Totals | undefined>()
   /** Each peer's row of `pow`, the same way. */
   private readonly pows = new Map<string, ProofOfWork | undefined>()
+  /** Rows in `unsettled`, when known: none, the common case, costs no query. */
+  private unsettledRows?: number
   /** A batch whose commit failed, to go with the next one. */
   private retry: Deferred[] = []
   /** recordLater()'s queue, and the timer that writes it. */
@@ -600,6 +616,8 @@ export class Ledger {
     // settle() left over before is paid now): no query unless it owes
     this.settle(receipt.exit)
     this.settle(receipt.consumer)
+    // and one peer that an earlier settle() ran out of steps for
+    if (this.unsettled() > 0) this.settle((this.statements.firstUnsettled.get() as { peer: Uint8Array }).peer)
     this.remember({ id, receipt, source: params.source, receivedAt: params.received_at, costMicro: cost })
     return held == null ? 'inserted' : 'updated'
   }
@@ -650,6 +668,7 @@ export class Ledger {
     this.recent.clear()
     this.totals.clear()
     this.pows.clear()
+    this.unsettledRows = undefined
   }
 
   /** Drops the caches if another connection has committed to the file since we last looked. */
@@ -977,26 +996,35 @@ export class Ledger {
    * and the difference goes to its creditors. Their balances grow in turn,
    * so a chain of debts settles. Each peer pays once per call, and at most
    * SETTLE_STEPS payments are made (a ring of debts could otherwise go
-   * round a long time): what is left stays owed, and is paid the next time
-   * that peer is settled (its next receipt as consumer or as paid exit, or
-   * its proof of work). Credit is only moved, as in apply(): no one holds
-   * more than before.
+   * round a long time): a peer left with something to pay is noted in
+   * `unsettled`, and apply() settles one of those per receipt stored.
+   * Credit is only moved, as in apply(): no one holds more than before.
    */
   private settle (first: Uint8Array): void {
     const queue = [first]
     const settled = new Set<string>()
     let steps = 0
-    while (queue.length > 0 && steps < SETTLE_STEPS) {
+    while (queue.length > 0) {
       const peer = queue.shift()!
-      const key = hexOf(peer)
-      if (settled.has(key)) continue
-      settled.add(key)
       const owed = BigInt(this.totalsOf(peer)?.owed_micro ?? '0')
-      // the common case, a peer that owes nothing: no query
-      if (owed === 0n) continue
+      // the common case, a peer that owes nothing: no query (unless it is noted as unsettled)
+      if (owed === 0n) {
+        this.noteSettled(peer, true)
+        continue
+      }
+      const key = hexOf(peer)
+      // paid again after it paid, or past the budget: what it has to pay now waits
+      if (settled.has(key) || steps >= SETTLE_STEPS) {
+        this.noteSettled(peer, false)
+        continue
+      }
+      settled.add(key)
       const balance = this.balanceMicro(peer)
       let left = owed - (balance < 0n ? -balance : 0n)
-      if (left <= 0n) continue
+      if (left <= 0n) {
+        this.noteSettled(peer, true)
+        continue
+      }
       for (const row of this.statements.debtsOf.all(peer, SETTLE_STEPS - steps) as Array<{ exit: Uint8Array, amount_micro: string }>) {
         const amount = BigInt(row.amount_micro)
         const pay = amount < left ? amount : left
@@ -1008,6 +1036,22 @@ export class Ledger {
         queue.push(row.exit)
         if (left === 0n) break
       }
+      this.noteSettled(peer, left === 0n)
+    }
+  }
+
+  /** Rows in `unsettled` (a query only when not known). */
+  private unsettled (): number {
+    this.unsettledRows ??= Number((this.statements.countUnsettled.get() as { n: number }).n)
+    return this.unsettledRows
+  }
+
+  /** Notes whether `peer` has paid all it can now, or has more to pay later. */
+  private noteSettled (peer: Uint8Array, done: boolean): void {
+    if (done) {
+      if (this.unsettled() > 0) this.unsettledRows! -= Number(this.statements.clearUnsettled.run(peer).changes)
+    } else {
+      this.unsettledRows = this.unsettled() + Number(this.statements.markUnsettled.run(peer).changes)
     }
   }
 

@@ -217,6 +217,26 @@ describe('balances', () => {
     ledger.close()
   })
 
+  it('pays what a creditor deep in a chain owes even if it goes quiet: the next receipt anyone stores settles it', async () => {
+    const ledger = Ledger.open(':memory:', { powDifficulty: 4, allowanceMicro: 5_000_000n })
+    const [x, y, e, p, q, ...sybils] = await parties(5 + 63)
+    const buy = async (from: Party, to: Party, sessionId: string, bytes: bigint): Promise<void> => {
+      await ledger.recordReceipt(await countersigned(from, to, { sessionId, bytesUp: 0n, bytesDown: bytes, pricePerGb: 1_000_000n }), 'gossip')
+    }
+    await buy(y, e, 'ye', 100_000n) // y owes e 100 micro
+    for (const [i, z] of sybils.entries()) await buy(x, z, `xz${i}`, 1_000n) // x owes 63 keys a micro each
+    await buy(x, y, 'xy', 1_000_000n) // and y 1000 micro
+    // x's proof pays its 63 small debts and y's 1000 (64 payments): y's own debt to e is left for later
+    ledger.recordPow(x.bytes, await solvePow(x.bytes, 4), 4)
+    expect(ledger.balance(y.bytes)).toMatchObject({ earnedMicro: 1_000n, balanceMicro: 900n })
+    expect(ledger.balance(e.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 100n })
+    // y goes quiet; a receipt between two others settles it
+    await buy(p, q, 'pq', 1_000n)
+    expect(ledger.balance(e.bytes)).toMatchObject({ earnedMicro: 100n, unpaidMicro: 0n })
+    expect((ledger as any).database.prepare('SELECT count(*) AS n FROM unsettled').get().n).toBe(0)
+    ledger.close()
+  })
+
   it('a ring of keys signing each other receipts mints no credit: the ring holds at most its allowances', async () => {
     const ledger = Ledger.open(file, { powDifficulty: 8, allowanceMicro: 1_000_000n })
     // one owner's keys: only the first solved a proof of work
@@ -426,7 +446,7 @@ describe('listing order and damaged rows', () => {
     // back to what schema 1 was: the updated_at index, user_version 1
     let db = new DatabaseSync(file)
     // what schema 2 changed, then what schema 3 did: totals earned in full, no unpaid column
-    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; ALTER TABLE totals DROP COLUMN owed_micro; DROP TABLE debts; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
+    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; ALTER TABLE totals DROP COLUMN owed_micro; DROP TABLE debts; DROP TABLE unsettled; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
     db.close()
     ledger = Ledger.open(file)
     expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
