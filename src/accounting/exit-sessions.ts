@@ -67,6 +67,8 @@ export interface ExitSessionsInit {
   sweepIntervalMs?: number
   /** Count a cut tunnel's loss this long after it. @default 6 s */
   forgiveDelayMs?: number
+  /** Close the tunnels of a consumer held with no credit left this long after. @default 10 s */
+  cutOffGraceMs?: number
   publish?: (r: CountersignedReceipt) => Promise<void>
   now?: () => number
 }
@@ -340,12 +342,22 @@ export class ExitSessions implements ExitAccounting {
     if (c.limit === 0 && c.cutOffTimer == null && this.cutOff != null) {
       c.cutOffTimer = setTimeout(() => {
         c.cutOffTimer = undefined
-        if (c.limit > 0 || c.waiters.length === 0 || !this.running) return
+        if (c.waiters.length === 0 || !this.running) return
+        // credit may have come meanwhile other than by a receipt here (gossip of its earnings, say)
+        try {
+          c.limit = this.limitFor(this.init.ledger.balance(consumer).balanceMicro)
+        } catch (err: any) {
+          this.log.error('could not read the balance of %p - %e', consumer, err)
+        }
+        if (c.limit > 0) {
+          this.release(c)
+          return
+        }
         this.log('closing the tunnels of %p: out of credit', consumer)
         this.cutOff?.(consumer, 'the consumer is out of credit')
         // the tunnels are closing: their held chunks are dropped, not carried
         for (const w of c.waiters.splice(0)) w()
-      }, CUT_OFF_GRACE)
+      }, this.init.cutOffGraceMs ?? CUT_OFF_GRACE)
       c.cutOffTimer.unref()
     }
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
