@@ -10,11 +10,14 @@
  * consumer's proof of work (ReceiptGossipExtension, fields 16 and 17). A
  * ledger credits an exit only what the consumer's balance can pay, and a
  * node that never spoke to the consumer learns of its allowance this way.
- * A Receipt decoder skips the extra fields, so a message is still a
- * receipt to anyone who reads it as one.
+ * A protobuf decoder reading a message as a Receipt skips the extra
+ * fields; but spareband before this extension required the canonical
+ * encoding on the topic, and rejects messages that carry a proof.
  */
 
 import { TopicValidatorResult } from '@libp2p/gossipsub'
+import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
+import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import { ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { decodeReceipt, encodeReceipt, verifyReceipt } from './receipts.ts'
 import { decodePowNonce, encodePowNonce, verifyPow } from './credits.ts'
@@ -40,11 +43,7 @@ const MAX_EXTENSION_BYTES = 16
 export function encodeGossipMessage (r: CountersignedReceipt, consumerPow?: ProofOfWork): Uint8Array {
   const receipt = encodeReceipt(r)
   if (consumerPow == null) return receipt
-  const extension = ReceiptGossipExtension.encode({ consumerPowNonce: encodePowNonce(consumerPow.nonce), consumerPowDifficulty: consumerPow.difficulty })
-  const message = new Uint8Array(receipt.byteLength + extension.byteLength)
-  message.set(receipt)
-  message.set(extension, receipt.byteLength)
-  return message
+  return uint8ArrayConcat([receipt, ReceiptGossipExtension.encode({ consumerPowNonce: encodePowNonce(consumerPow.nonce), consumerPowDifficulty: consumerPow.difficulty })])
 }
 
 /**
@@ -71,7 +70,7 @@ export function decodeGossipMessage (data: Uint8Array): { receipt: Receipt, cons
   // the extension must be the message's tail, byte for byte; decodeReceipt checks the rest is a canonical receipt
   const tail = ReceiptGossipExtension.encode(extension)
   const at = data.byteLength - tail.byteLength
-  if (at < 0 || !Buffer.from(tail).equals(data.subarray(at))) {
+  if (at < 0 || !uint8ArrayEquals(tail, data.subarray(at))) {
     throw new ReceiptError({ code: ReceiptErrorCode.MALFORMED, reason: 'a proof of work must follow the receipt' })
   }
   return { receipt: decodeReceipt(data.subarray(0, at)), consumerPow: { nonce, difficulty: extension.consumerPowDifficulty } }

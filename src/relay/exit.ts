@@ -180,7 +180,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.policy = new ExitPolicy(init.policy)
     // the interfaces at once, before any tunnel can arrive; the node's announced addresses once libp2p has them
     this.refreshOwnAddresses(false)
-    init.accounting?.setCutOff?.((consumer, reason) => { this.abortTunnelsOf(consumer.toString(), new Error(reason)) })
+    init.accounting?.setCutOff?.((consumer, reason) => { this.abortTunnels(new Error(reason), consumer.toString()) })
     this.now = init.now ?? (() => new Date())
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     const saved = readExitState(init.stateFile)
@@ -232,7 +232,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     clearInterval(this.ownAddressTimer)
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     await this.components.registrar.unhandle(TUNNEL_PROTOCOL)
-    this.abortAll(new Error('exit stopping'))
+    this.abortTunnels(new Error('exit stopping'))
     this.flushQuota()
   }
 
@@ -363,18 +363,15 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     }
   }
 
-  private abortAll (reason: Error): void {
-    for (const t of this.open) t.controller.abort(reason)
-  }
-
-  private abortTunnelsOf (consumer: string, reason: Error): void {
-    for (const t of this.open) if (t.consumer === consumer) t.controller.abort(reason)
+  /** Aborts every open tunnel, or those of one consumer. */
+  private abortTunnels (reason: Error, consumer?: string): void {
+    for (const t of this.open) if (consumer == null || t.consumer === consumer) t.controller.abort(reason)
   }
 
   private enforceSchedule (): void {
     if (this.open.size > 0 && !isWithinSchedule(this.schedule, this.now())) {
       this.log('share schedule window ended, closing %d tunnels', this.open.size)
-      this.abortAll(new Error('outside the share schedule'))
+      this.abortTunnels(new Error('outside the share schedule'))
     }
   }
 
@@ -522,7 +519,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
           wait = consumeAll([this.up, mine?.up], bytes)
           hold = accounting?.meter(consumerPeer, request.sessionId, 'up', bytes)
         }
-        if (this.quota.exceeded() != null) this.abortAll(new Error('data quota used up'))
+        if (this.quota.exceeded() != null) this.abortTunnels(new Error('data quota used up'))
         // unsigned bytes over the threshold: hold until the consumer signs
         return hold ?? wait
       }
