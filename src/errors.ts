@@ -63,6 +63,24 @@ export class AddressInUseError extends Error {
   }
 }
 
+/**
+ * No exit would or could open a tunnel an embedding app asked for
+ * (SparebandNode.connect). `status` is the exit's answer (POLICY_DENIED,
+ * DNS_FAILED, UNREACHABLE, CONNECT_REFUSED, TIMEOUT, QUOTA_EXCEEDED,
+ * RATE_LIMITED, OUTSIDE_SCHEDULE, INSUFFICIENT_CREDIT, BUSY, BAD_REQUEST),
+ * or NO_EXIT when no exit of the region could be asked.
+ */
+export class TunnelRefusedError extends Error {
+  static name = 'TunnelRefusedError'
+  readonly status: string
+
+  constructor (status: string, message = `tunnel refused: ${status}`) {
+    super(message)
+    this.name = 'TunnelRefusedError'
+    this.status = status
+  }
+}
+
 /** `host:port`, with IPv6 hosts in brackets. */
 export function formatHostPort (host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`

@@ -18,6 +18,10 @@ import { accountingPart, openAccounting } from './accounting-part.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
+import { connectThroughTunnel } from '../relay/app-connect.ts'
+import type { AppConnectOptions } from '../relay/app-connect.ts'
+import type { ProxyPart } from './relay-parts.ts'
+import type { Duplex } from 'node:stream'
 import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
@@ -209,6 +213,30 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     for (const p of [...this.parts].reverse()) await p.stop?.()
     await this.libp2p.stop()
     this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
+  }
+
+  /**
+   * A TCP connection to `host:port` that leaves the network through an exit
+   * (in `options.region`, else the proxy's default region), as the app's
+   * end of the tunnel: what a client of the local SOCKS5 or HTTP proxy gets,
+   * with no proxy port in between. Names are resolved by the exit. Resolves
+   * once the exit has connected; rejects with TunnelRefusedError (`status`
+   * says why) when no exit would or could connect. The bytes count in
+   * `status().proxy` and in accounting like a proxy client's.
+   *
+   * @example
+   * ```ts
+   * const res = await new Promise(resolve => http.get('http://example.org/', {
+   *   createConnection: () => socket
+   * }, resolve))
+   * ```
+   * where `socket = await node.connect('example.org', 80, { region: 'de' })`.
+   */
+  async connect (host: string, port: number, options: AppConnectOptions = {}): Promise<Duplex> {
+    if (!this.running) throw new NotStartedError()
+    const proxy = this.part<ProxyPart>('proxy')
+    if (proxy == null) throw new NotStartedError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off')
+    return connectThroughTunnel(proxy.ingress, host, port, options)
   }
 
   /** A plain JSON-safe object (no bigints), as the control API serves it. */

@@ -1,0 +1,106 @@
+/**
+ * Tunnels for the app a node is embedded in: the tunnel a proxy client
+ * gets (exit choice, retries, accounting, idle timeout), handed over as a
+ * Node.js Duplex instead of through the local SOCKS5 or HTTP port. An
+ * embedding app then routes a connection with no proxy protocol and no
+ * round trip through a listening socket:
+ * `http.request({ createConnection: () => duplex })`,
+ * `tls.connect({ socket: duplex, servername })`.
+ *
+ * The tunnel's pump (pipe.ts) drives a socket. The app's Duplex is one end
+ * of an in-process pair; the pump gets the other end, given the two things
+ * it needs of a socket beyond a Duplex: an idle timer and a reset.
+ */
+
+import { duplexPair } from 'node:stream'
+import { TunnelRefusedError } from '../errors.ts'
+import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { ProxyRefusal } from './ingress.ts'
+import type { Ingress } from './ingress.ts'
+import type { Duplex } from 'node:stream'
+import type { Socket } from 'node:net'
+
+export interface AppConnectOptions {
+  /** The exit's region, e.g. 'de' or 'us-ca'; the proxy's default region when unset. */
+  region?: string
+  /** Tunnels with the same session id go through the same exit while it lasts (as `-session-<id>` in a proxy user name). */
+  session?: string
+  /** Gives up on the tunnel being set up; an open tunnel is ended with `duplex.destroy()`. */
+  signal?: AbortSignal
+}
+
+const SESSION = /^[A-Za-z0-9_.]{1,64}$/
+
+/**
+ * Opens a tunnel to `host:port` through an exit and resolves with the app's
+ * end of it once the exit has connected to the target. Rejects with
+ * TunnelRefusedError (its `status` says why: POLICY_DENIED, DNS_FAILED,
+ * NO_EXIT, ...) when no exit would or could connect, and with a TypeError
+ * for arguments no exit is asked about.
+ */
+export async function connectThroughTunnel (ingress: Ingress, host: string, port: number, options: AppConnectOptions = {}): Promise<Duplex> {
+  if (typeof host !== 'string' || host === '' || host.length > 255) throw new TypeError(`host must be a DNS name or an IP address of 1 to 255 characters, not ${JSON.stringify(host)}`)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`port must be an integer from 1 to 65535, not ${String(port)}`)
+  let region: string | undefined
+  if (options.region != null) {
+    region = normalizeRegion(options.region)
+    if (!isValidRegion(region)) throw new TypeError(`unknown region ${JSON.stringify(options.region)}: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
+  }
+  if (options.session != null && !SESSION.test(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_' or '.', not ${JSON.stringify(options.session)}`)
+  options.signal?.throwIfAborted()
+  let tunnel
+  try {
+    tunnel = await ingress.open({ host, port }, { region, sessionId: options.session })
+  } catch (err: any) {
+    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome, err.message)
+    throw err
+  }
+  if (options.signal?.aborted === true) {
+    ingress.abandon(tunnel, new Error('the app gave up on the tunnel'))
+    throw options.signal.reason
+  }
+  const [app, inner] = duplexPair()
+  const socket = asPumpSocket(inner, app)
+  ingress.track(socket)
+  // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)
+  void ingress.carry(socket, tunnel).catch(() => {})
+  return app
+}
+
+/**
+ * The pump's end of the pair, with what pipe.ts uses of a net.Socket that a
+ * Duplex lacks. A reset destroys the app's end with ECONNRESET, as a TCP RST
+ * does a socket. Destroying one end of a pair destroys the other only when
+ * it carries an error, so this end closing before both ways finished (the
+ * pump gave up on it, the node stopped) resets the app's end too, rather
+ * than leave the app waiting on a tunnel that is gone.
+ */
+function asPumpSocket (inner: Duplex, app: Duplex): Socket {
+  const socket = inner as Duplex & Pick<Socket, 'setTimeout' | 'resetAndDestroy'>
+  const reset = (): void => {
+    if (!app.destroyed) app.destroy(Object.assign(new Error('the tunnel was reset'), { code: 'ECONNRESET' }))
+  }
+  socket.resetAndDestroy = () => {
+    reset()
+    return socket as Socket
+  }
+  inner.once('close', () => {
+    if (!inner.writableFinished || !inner.readableEnded) reset()
+  })
+  socket.setTimeout = ((ms: number, onTimeout?: () => void) => {
+    if (ms <= 0 || onTimeout == null) return socket
+    // pushed back by every byte either way, as a socket's idle timer is
+    const timer = setTimeout(onTimeout, ms)
+    timer.unref()
+    const refresh = (): void => { timer.refresh() }
+    inner.on('data', refresh)
+    const write = inner.write.bind(inner) as (...args: any[]) => boolean
+    inner.write = ((...args: any[]) => {
+      refresh()
+      return write(...args)
+    }) as typeof inner.write
+    inner.once('close', () => { clearTimeout(timer) })
+    return socket
+  }) as Socket['setTimeout']
+  return socket as Socket
+}

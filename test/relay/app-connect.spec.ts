@@ -1,0 +1,182 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createServer } from 'node:net'
+import { request } from 'node:http'
+import { randomBytes, createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createSparebandNode, TunnelRefusedError } from '../../src/index.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import { startTargetServer, sha256 } from '../utils/target-server.ts'
+import type { SparebandNode } from '../../src/index.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+import type { Server, Socket, AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { IncomingMessage } from 'node:http'
+
+const MiB = 1024 * 1024
+const IDLE_SECONDS = 2
+
+/** An embedding app's tunnels (SparebandNode.connect): real nodes over TCP on loopback, in this process. */
+describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () => {
+  let exit: SparebandNode
+  let consumer: SparebandNode
+  let target: TargetServer
+  let echo: Server
+  let echoPort: number
+  const echoSockets = new Set<Socket>()
+
+  beforeAll(async () => {
+    target = await startTargetServer(8 * MiB)
+    echo = createServer({ allowHalfOpen: true }, s => {
+      echoSockets.add(s)
+      s.on('close', () => echoSockets.delete(s))
+      s.on('error', () => {})
+      s.pipe(s)
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as AddressInfo).port
+    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
+    exit = await createSparebandNode({
+      dataDir: await tempDir('sb-connect-'),
+      config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [target.port, echoPort] } }
+    })
+    await exit.start()
+    // the consumer's idle timeout is what its end of a tunnel keeps
+    consumer = await createSparebandNode({
+      dataDir: await tempDir('sb-connect-'),
+      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false, idle_timeout_seconds: IDLE_SECONDS } }
+    })
+    await consumer.start()
+    await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify' })
+    await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved === true, { what: 'the consumer\'s proof of work' })
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    echo?.close()
+    await target?.close()
+  })
+
+  const proxyStats = (): any => (consumer.status() as any).proxy
+  const allClosed = async (what: string): Promise<void> => {
+    await waitFor(() => proxyStats().tunnelsOpen === 0 && (exit.status() as any).exit.tunnelsOpen === 0 && echoSockets.size === 0, { timeoutMs: 10_000, what })
+  }
+  /** An HTTP request over a tunnel the app opened itself. */
+  const viaTunnel = async (path: string, options: { method?: string, body?: Buffer } = {}): Promise<{ res: IncomingMessage, body: Buffer }> => {
+    const socket = await consumer.connect('127.0.0.1', target.port, { region: 'de' })
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: target.port, path, method: options.method ?? 'GET', createConnection: () => socket as Socket }, res => {
+        const parts: Buffer[] = []
+        res.on('data', (c: Buffer) => parts.push(c))
+        res.on('end', () => resolve({ res, body: Buffer.concat(parts) }))
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+      req.end(options.body)
+    })
+  }
+
+  it('carries an HTTP download and an upload with node:http, byte for byte, and counts them', async () => {
+    const before = proxyStats()
+    const { res, body } = await viaTunnel('/blob')
+    expect(res.statusCode).toBe(200)
+    expect(sha256(body)).toBe(target.blobSha256)
+    const upload = randomBytes(6 * MiB)
+    const posted = await viaTunnel('/upload', { method: 'POST', body: upload })
+    expect(JSON.parse(posted.body.toString())).toEqual({ bytes: upload.byteLength, sha256: sha256(upload) })
+    const after = proxyStats()
+    expect(after.bytesIn - before.bytesIn).toBeGreaterThanOrEqual(8 * MiB)
+    expect(after.bytesOut - before.bytesOut).toBeGreaterThanOrEqual(6 * MiB)
+    expect(after.tunnelsTotal - before.tunnelsTotal).toBe(2)
+    expect(target.requests.slice(-2)).toEqual(['GET /blob', 'POST /upload'])
+  })
+
+  it('passes half-close both ways: the app ends its side and still reads all the target sends', async () => {
+    const socket = await consumer.connect('127.0.0.1', echoPort, { region: 'de', session: 'app.1' })
+    const sent = randomBytes(3 * MiB + 17)
+    const got = new Promise<{ sha: string, ended: boolean }>((resolve, reject) => {
+      const h = createHash('sha256')
+      socket.on('data', (c: Buffer) => h.update(c))
+      socket.on('end', () => resolve({ sha: h.digest('hex'), ended: true }))
+      socket.on('error', reject)
+    })
+    socket.end(sent)
+    expect(await got).toEqual({ sha: sha256(sent), ended: true })
+    await allClosed('the echo tunnel to close after both FINs')
+  })
+
+  it('tells the app why a tunnel was refused, and the target sees nothing', async () => {
+    const connections = target.connections
+    // not an allowed port at the exit
+    const denied = await consumer.connect('127.0.0.1', 9, { region: 'de' }).catch(err => err)
+    expect(denied).toBeInstanceOf(TunnelRefusedError)
+    expect(denied.status).toBe('POLICY_DENIED')
+    // no exit in that region
+    const none = await consumer.connect('127.0.0.1', target.port, { region: 'jp' }).catch(err => err)
+    expect(none).toBeInstanceOf(TunnelRefusedError)
+    expect(none.status).toBe('NO_EXIT')
+    expect(none.message).toMatch(/jp/)
+    expect(target.connections).toBe(connections)
+  })
+
+  it('refuses arguments no exit is asked about, with a TypeError naming them', async () => {
+    await expect(consumer.connect('127.0.0.1', 0)).rejects.toThrow(/port must be an integer from 1 to 65535, not 0/)
+    await expect(consumer.connect('', 80)).rejects.toThrow(/host must be/)
+    await expect(consumer.connect('127.0.0.1', 80, { region: 'germany!' })).rejects.toThrow(/unknown region "germany!"/)
+    await expect(consumer.connect('127.0.0.1', 80, { session: 'a b' })).rejects.toThrow(/session must be/)
+    await expect(consumer.connect('127.0.0.1', 80, { signal: AbortSignal.abort() })).rejects.toThrow(/abort/i)
+    expect(proxyStats().tunnelsOpen).toBe(0)
+  })
+
+  it('a target that resets reaches the app as ECONNRESET; an app that destroys its end closes the tunnel at the exit', async () => {
+    const socket = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
+    await waitFor(() => echoSockets.size === 1, { what: 'the target connection' })
+    const failed = new Promise<string>(resolve => {
+      socket.once('error', (e: any) => resolve(e.code))
+      socket.once('close', () => resolve('closed without an error'))
+    })
+    ;[...echoSockets][0].resetAndDestroy()
+    expect(await failed).toBe('ECONNRESET')
+    await allClosed('the reset tunnel to close')
+
+    const second = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
+    await waitFor(() => echoSockets.size === 1 && (exit.status() as any).exit.tunnelsOpen === 1, { what: 'the second tunnel' })
+    second.destroy()
+    await allClosed('the exit to close the tunnel the app dropped')
+  })
+
+  it('closes a tunnel idle past the timeout, and not one that trickles', async () => {
+    const trickle = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
+    let echoed = 0
+    trickle.on('data', (c: Buffer) => { echoed += c.byteLength })
+    let closedAt = 0
+    let error = ''
+    trickle.on('error', (e: any) => { error = e.code })
+    trickle.on('close', () => { closedAt = Date.now() })
+    const started = Date.now()
+    // a byte every half second for twice the idle timeout: never idle
+    for (let i = 0; i < 4 * IDLE_SECONDS; i++) {
+      trickle.write('x')
+      await sleep(500)
+    }
+    expect(closedAt).toBe(0)
+    expect(echoed).toBeGreaterThanOrEqual(4 * IDLE_SECONDS - 1)
+    // then silence
+    await waitFor(() => closedAt > 0, { timeoutMs: 10_000, what: 'the idle tunnel to close' })
+    expect(closedAt - started).toBeGreaterThanOrEqual(4 * IDLE_SECONDS * 500 + IDLE_SECONDS * 1000 - 600)
+    // as a proxy client's socket is: a timeout is a reset, not an end of data
+    expect(error).toBe('ECONNRESET')
+    await allClosed('idle tunnel cleanup')
+  })
+
+  it('ends the app\'s tunnels when the node stops', async () => {
+    const socket: Duplex = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
+    const closed = new Promise<void>(resolve => socket.once('close', () => resolve()))
+    let error = ''
+    socket.on('error', (e: any) => { error = e.code })
+    await consumer.stop()
+    await closed
+    expect(error).toBe('ECONNRESET')
+    expect(socket.destroyed).toBe(true)
+    await expect(consumer.connect('127.0.0.1', echoPort)).rejects.toThrow(/not started/)
+  })
+})
