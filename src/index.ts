@@ -27,7 +27,7 @@ export { SparebandNode }
 export type { SparebandNodeInit, NodeStatus, PeerInfoSummary, SparebandEvents } from './node/spareband-node.ts'
 export { defaultConfig, resolveConfig } from './node/config.ts'
 export type { SparebandConfig, SparebandConfigInput } from './node/config.ts'
-export type { AppConnectOptions } from './relay/app-connect.ts'
+export type { AppConnectOptions, TunnelSocket } from './relay/app-connect.ts'
 export { createIdentity, loadIdentity } from './node/identity.ts'
 export { NODE_RUNTIME_FLAGS } from './node/runtime-flags.ts'
 export * from './errors.ts'

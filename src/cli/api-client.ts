@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
 import { NodeNotRunningError } from '../errors.ts'
 
-export async function callApi<T = any> (dataDir: string, path: string, init: { method?: string, body?: unknown } = {}): Promise<T> {
+/** `timeoutMs`: how long the node may take to answer (default 10 s). */
+export async function callApi<T = any> (dataDir: string, path: string, init: { method?: string, body?: unknown, timeoutMs?: number } = {}): Promise<T> {
   const info = await readApiInfo(dataDir)
   if (info == null) {
     throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
@@ -17,7 +18,7 @@ export async function callApi<T = any> (dataDir: string, path: string, init: { m
       method: init.method ?? 'GET',
       headers: { authorization: `Bearer ${token}`, ...(init.body != null ? { 'content-type': 'application/json' } : {}) },
       body: init.body != null ? JSON.stringify(init.body) : undefined,
-      signal: AbortSignal.timeout(10_000)
+      signal: AbortSignal.timeout(init.timeoutMs ?? 10_000)
     })
   } catch (err: any) {
     throw new NodeNotRunningError(`the node for ${dataDir} does not answer at ${info.url} (${err.cause?.code ?? err.message}); is it still running (pid ${info.pid})?`)

@@ -16,6 +16,7 @@ import { registerStatus } from './commands/status.ts'
 import { registerTestnet } from './commands/testnet.ts'
 import { registerProviders } from './commands/providers.ts'
 import { registerAccounting } from './commands/accounting.ts'
+import { registerProbe } from './commands/probe.ts'
 
 export function buildProgram (): Command {
   const program = new Command('spareband')
@@ -33,6 +34,7 @@ export function buildProgram (): Command {
   registerStatus(program, dataDirOf)
   registerProviders(program, dataDirOf)
   registerAccounting(program, dataDirOf)
+  registerProbe(program, dataDirOf)
   registerTestnet(program)
   // subcommands inherit the global --data-dir and the exit override
   for (const c of program.commands) {

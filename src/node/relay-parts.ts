@@ -15,6 +15,10 @@ import { MAX_OUTBOUND_TUNNELS, TunnelClient } from '../relay/tunnel-client.ts'
 import { WarmStreams } from '../relay/warm-streams.ts'
 import { connectionFor, openStream } from './open-stream.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
+import { connectThroughTunnel } from '../relay/app-connect.ts'
+import { probe } from '../relay/probe.ts'
+import { HttpError } from './control-api.ts'
+import type { ProbeOptions } from '../relay/probe.ts'
 import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { TunnelExit } from '../relay/exit.ts'
@@ -142,6 +146,36 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       ingress.closeAll()
       await Promise.all([socks.stop(), http.stop()])
     },
-    status: () => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats } })
+    status: () => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats } }),
+    routes: {
+      // `spareband probe`: a failed probe is still an answer (ok: false); only bad input is an HTTP error
+      probe: {
+        post: async (_req: unknown, body: unknown) => {
+          const { url, options } = probeRequest(body)
+          try {
+            return await probe(async (host, port, o) => connectThroughTunnel(ingress, host, port, o), url, options)
+          } catch (err: any) {
+            if (err instanceof TypeError) throw new HttpError(400, err.message)
+            throw err
+          }
+        }
+      }
+    }
   }
+}
+
+/** The body of POST /v1/probe: `{ url, region?, session?, timeoutMs?, insecure? }`. */
+function probeRequest (body: unknown): { url: string, options: ProbeOptions } {
+  const b = (body ?? {}) as Record<string, unknown>
+  if (typeof body !== 'object' || body == null || Array.isArray(body)) throw new HttpError(400, 'the body must be a JSON object: { "url": "https://...", "region": "de" }')
+  const optionalString = (key: string): string | undefined => {
+    if (b[key] == null) return undefined
+    if (typeof b[key] !== 'string') throw new HttpError(400, `${key} must be a string`)
+    return b[key]
+  }
+  const url = optionalString('url')
+  if (url == null) throw new HttpError(400, 'url is missing')
+  if (b.timeoutMs != null && typeof b.timeoutMs !== 'number') throw new HttpError(400, 'timeoutMs must be a number')
+  if (b.insecure != null && typeof b.insecure !== 'boolean') throw new HttpError(400, 'insecure must be true or false')
+  return { url, options: { region: optionalString('region'), session: optionalString('session'), timeoutMs: b.timeoutMs as number | undefined, insecure: b.insecure as boolean | undefined } }
 }

@@ -19,9 +19,8 @@ import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
-import type { AppConnectOptions } from '../relay/app-connect.ts'
+import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ProxyPart } from './relay-parts.ts'
-import type { Duplex } from 'node:stream'
 import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
@@ -232,7 +231,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
    * ```
    * where `socket = await node.connect('example.org', 80, { region: 'de' })`.
    */
-  async connect (host: string, port: number, options: AppConnectOptions = {}): Promise<Duplex> {
+  async connect (host: string, port: number, options: AppConnectOptions = {}): Promise<TunnelSocket> {
     if (!this.running) throw new NotStartedError()
     const proxy = this.part<ProxyPart>('proxy')
     if (proxy == null) throw new NotStartedError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off')

@@ -31,6 +31,14 @@ export interface AppConnectOptions {
 
 const SESSION = /^[A-Za-z0-9_.]{1,64}$/
 
+/** The app's end of a tunnel, and where it leads. */
+export type TunnelSocket = Duplex & {
+  /** The exit's peer id. */
+  readonly exit: string
+  /** From the call to the exit's answer: finding an exit, its DNS lookup and its connect to the target. */
+  readonly setupMs: number
+}
+
 /**
  * Opens a tunnel to `host:port` through an exit and resolves with the app's
  * end of it once the exit has connected to the target. Rejects with
@@ -38,7 +46,7 @@ const SESSION = /^[A-Za-z0-9_.]{1,64}$/
  * NO_EXIT, ...) when no exit would or could connect, and with a TypeError
  * for arguments no exit is asked about.
  */
-export async function connectThroughTunnel (ingress: Ingress, host: string, port: number, options: AppConnectOptions = {}): Promise<Duplex> {
+export async function connectThroughTunnel (ingress: Ingress, host: string, port: number, options: AppConnectOptions = {}): Promise<TunnelSocket> {
   if (typeof host !== 'string' || host === '' || host.length > 255) throw new TypeError(`host must be a DNS name or an IP address of 1 to 255 characters, not ${JSON.stringify(host)}`)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`port must be an integer from 1 to 65535, not ${String(port)}`)
   let region: string | undefined
@@ -64,16 +72,17 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   ingress.track(socket)
   // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)
   void ingress.carry(socket, tunnel).catch(() => {})
-  return app
+  return Object.assign(app, { exit: tunnel.exit.toString(), setupMs: tunnel.setupMs })
 }
 
 /**
  * The pump's end of the pair, with what pipe.ts uses of a net.Socket that a
  * Duplex lacks. A reset destroys the app's end with ECONNRESET, as a TCP RST
  * does a socket. Destroying one end of a pair destroys the other only when
- * it carries an error, so this end closing before both ways finished (the
- * pump gave up on it, the node stopped) resets the app's end too, rather
- * than leave the app waiting on a tunnel that is gone.
+ * it carries an error, so each end closing closes the other here: this end
+ * before both ways finished (the pump gave up on it, the node stopped)
+ * resets the app's, rather than leave the app waiting on a tunnel that is
+ * gone, and the app's (done with, or dropped) ends the tunnel.
  */
 function asPumpSocket (inner: Duplex, app: Duplex): Socket {
   const socket = inner as Duplex & Pick<Socket, 'setTimeout' | 'resetAndDestroy'>
@@ -86,6 +95,11 @@ function asPumpSocket (inner: Duplex, app: Duplex): Socket {
   }
   inner.once('close', () => {
     if (!inner.writableFinished || !inner.readableEnded) reset()
+  })
+  // and the other way: the app destroying its end without an error closes
+  // only that end, and the pump would wait for the idle timeout
+  app.once('close', () => {
+    if (!inner.destroyed) inner.destroy()
   })
   socket.setTimeout = ((ms: number, onTimeout?: () => void) => {
     if (ms <= 0 || onTimeout == null) return socket

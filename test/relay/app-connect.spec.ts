@@ -64,7 +64,7 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
   const viaTunnel = async (path: string, options: { method?: string, body?: Buffer } = {}): Promise<{ res: IncomingMessage, body: Buffer }> => {
     const socket = await consumer.connect('127.0.0.1', target.port, { region: 'de' })
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: target.port, path, method: options.method ?? 'GET', createConnection: () => socket as Socket }, res => {
+      const req = request({ host: '127.0.0.1', port: target.port, path, method: options.method ?? 'GET', createConnection: () => socket }, res => {
         const parts: Buffer[] = []
         res.on('data', (c: Buffer) => parts.push(c))
         res.on('end', () => resolve({ res, body: Buffer.concat(parts) }))
@@ -88,6 +88,8 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     expect(after.bytesOut - before.bytesOut).toBeGreaterThanOrEqual(6 * MiB)
     expect(after.tunnelsTotal - before.tunnelsTotal).toBe(2)
     expect(target.requests.slice(-2)).toEqual(['GET /blob', 'POST /upload'])
+    // node:http destroys a socket it will not reuse: that ends the tunnels, at both ends
+    await waitFor(() => proxyStats().tunnelsOpen === 0 && (exit.status() as any).exit.tunnelsOpen === 0, { timeoutMs: 3000, what: 'the tunnels node:http let go of to close' })
   })
 
   it('passes half-close both ways: the app ends its side and still reads all the target sends', async () => {

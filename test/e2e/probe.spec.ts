@@ -1,0 +1,117 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createServer as createHttpsServer } from 'node:https'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startTargetServer, sha256 } from '../utils/target-server.ts'
+import { exitAndConsumer } from '../utils/network.ts'
+import { runCli } from '../utils/cli.ts'
+import type { Server } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { SpawnedNode } from '../utils/network.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+
+const FIXTURES = join(import.meta.dirname, '../fixtures/tls')
+
+/** `spareband probe` against a running consumer, through a real exit, with real HTTP and TLS origins on loopback. */
+describe('spareband probe --region R URL', () => {
+  let target: TargetServer
+  let tlsOrigin: Server
+  let tlsPort: number
+  let tlsRequests = 0
+  let exit: SpawnedNode
+  let consumer: SpawnedNode
+
+  beforeAll(async () => {
+    target = await startTargetServer(64 * 1024)
+    // a self-signed certificate for localhost and 127.0.0.1, good for a century (test/fixtures/tls)
+    const [key, cert] = await Promise.all([readFile(join(FIXTURES, 'key.pem')), readFile(join(FIXTURES, 'cert.pem'))])
+    tlsOrigin = createHttpsServer({ key, cert }, (req, res) => {
+      tlsRequests++
+      res.writeHead(200, { server: 'tls-origin', 'content-type': 'text/plain' })
+      res.end(`secure hello for ${req.url}\n`)
+    })
+    await new Promise<void>(resolve => tlsOrigin.listen(0, '127.0.0.1', resolve))
+    tlsPort = (tlsOrigin.address() as AddressInfo).port
+    ;({ exit, consumer } = await exitAndConsumer([target.port, tlsPort]))
+  })
+  afterAll(async () => {
+    await Promise.all([exit, consumer].map(async n => n?.proc.kill()))
+    await target?.close()
+    tlsOrigin?.close()
+  })
+
+  const probe = async (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> =>
+    runCli(['probe', ...args, '--data-dir', consumer.dataDir], { timeoutMs: 60_000 })
+
+  it('fetches a URL through an exit of the region, with the body\'s hash and phase timings', async () => {
+    const r = await probe(['--region', 'de', '--json', `http://127.0.0.1:${target.port}/slice/40000`])
+    expect(r.code).toBe(0)
+    const result = JSON.parse(r.stdout)
+    expect(result.ok).toBe(true)
+    expect(result.exit).toBe(exit.peerId)
+    expect(result.region).toBe('de')
+    expect(result.status).toBe(200)
+    expect(result.bytes).toBe(40000)
+    expect(result.sha256).toBe(sha256(target.blob.subarray(0, 40000)))
+    expect(result.headers['content-length']).toBe('40000')
+    const t = result.timings
+    expect(t.tunnelMs).toBeGreaterThan(0)
+    expect(t.firstByteMs).toBeGreaterThanOrEqual(t.tunnelMs)
+    expect(t.totalMs).toBeGreaterThanOrEqual(t.firstByteMs)
+    expect(t.tlsMs).toBeUndefined()
+    expect(target.requests).toContain('GET /slice/40000')
+    // the bytes went through the consumer's proxy part and the exit, not straight to the target
+    expect((await consumer.status()).proxy.bytesIn).toBeGreaterThanOrEqual(40000)
+    const carried = (await exit.status()).exit
+    expect(carried.bytesIn + carried.bytesOut).toBeGreaterThanOrEqual(40000)
+  })
+
+  it('runs TLS end to end over the tunnel, and checks the certificate unless told not to', async () => {
+    const insecure = await probe(['--region', 'de', '--insecure', '--json', `https://127.0.0.1:${tlsPort}/page?x=1`])
+    expect(insecure.code).toBe(0)
+    const ok = JSON.parse(insecure.stdout)
+    expect(ok.status).toBe(200)
+    expect(ok.sha256).toBe(sha256(Buffer.from('secure hello for /page?x=1\n')))
+    expect(ok.tls.protocol).toMatch(/^TLSv1\.[23]$/)
+    expect(ok.tls.authorized).toBe(false)
+    expect(ok.tls.authorizationError).toMatch(/SELF_SIGNED/)
+    expect(ok.timings.tlsMs).toBeGreaterThanOrEqual(ok.timings.tunnelMs)
+    expect(ok.timings.firstByteMs).toBeGreaterThanOrEqual(ok.timings.tlsMs)
+    expect(ok.headers.server).toBe('tls-origin')
+
+    const before = tlsRequests
+    const strict = await probe(['--region', 'de', `https://127.0.0.1:${tlsPort}/`])
+    expect(strict.code).toBe(1)
+    expect(strict.stdout).toMatch(/failed\s+TLS: self[- ]signed certificate/i)
+    // the handshake failed: no request reached the origin
+    expect(tlsRequests).toBe(before)
+  })
+
+  it('says why a probe failed, and exits 1: the exit\'s refusal, no exit in the region', async () => {
+    const connections = target.connections
+    const denied = await probe(['--region', 'de', '--json', 'http://127.0.0.1:9/'])
+    expect(denied.code).toBe(1)
+    const d = JSON.parse(denied.stdout)
+    expect(d).toMatchObject({ ok: false, failure: 'POLICY_DENIED' })
+    expect(d.error).toMatch(/port 9/)
+    const none = await probe(['--region', 'jp', `http://127.0.0.1:${target.port}/`])
+    expect(none.code).toBe(1)
+    expect(none.stdout).toMatch(/failed\s+NO_EXIT: no exit known in region jp/)
+    expect(target.connections).toBe(connections)
+  })
+
+  it('refuses bad input before asking the node, with a usage error', async () => {
+    const ftp = await probe(['ftp://127.0.0.1/file'])
+    expect(ftp.code).toBe(2)
+    expect(ftp.stderr).toMatch(/ftp: a probe fetches http:\/\/ or https:\/\/ URLs/)
+    const notUrl = await probe(['example.org'])
+    expect(notUrl.code).toBe(2)
+    expect(notUrl.stderr).toMatch(/"example.org" is not a URL/)
+    const timeout = await probe(['--timeout', '0', 'http://127.0.0.1/'])
+    expect(timeout.code).toBe(2)
+    expect(timeout.stderr).toMatch(/"0" is not a positive number of seconds/)
+    const region = await probe(['--region', 'nowhere!', 'http://127.0.0.1/'])
+    expect(region.code).toBe(1)
+    expect(region.stderr).toMatch(/unknown region "nowhere!"/)
+  })
+})
