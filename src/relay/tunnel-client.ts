@@ -137,6 +137,8 @@ export class TunnelClient {
         lastError = err
         if (options.signal?.aborted === true) throw err
         if (err instanceof TunnelError && !RETRYABLE.has(err.status)) throw err
+        // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
+        if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw err
         this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
       }
     }
