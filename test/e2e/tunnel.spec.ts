@@ -74,6 +74,25 @@ describe('tunnels through a direct connection, with real curl', () => {
     expect(badSocks.stderr).not.toMatch(/rejected/i)
   })
 
+  it('shows the operator why a client was refused for its user name, at most 10 lines a minute however many come', async () => {
+    const shown = (): string[] => consumer.proc.output.split('\n').filter(l => / warn +proxy refused a client /.test(l))
+    // a scraper with a typo in its region, at full speed
+    const replies = await Promise.all(Array.from({ length: 30 }, async () => {
+      const r = await socksConnect(consumer.socksPort, '127.0.0.1', target.port, { user: 'region-xx-session-s1', password: 'x' })
+      r.socket.destroy()
+      return r.reply
+    }))
+    expect(new Set(replies)).toEqual(new Set([2]))
+    const http = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-xx:', `http://127.0.0.1:${target.port}/hello`])
+    expect(http.stdout.toString()).toMatch(/^HTTP\/1\.1 400/)
+    await waitFor(() => shown().length >= 10, { timeoutMs: 5000, what: 'the refusals in the log' })
+    const lines = shown()
+    // with the two of the test before, 33 refusals within a minute: 10 lines
+    expect(lines.length).toBe(10)
+    expect(lines.at(-1)).toContain('proxy=socks5 kind=targeting')
+    expect(lines.at(-1)).toContain('unknown region \\"xx\\"')
+  })
+
   it('maps exit statuses to SOCKS replies and HTTP codes', async () => {
     const before = target.connections
     // a port the exit does not allow: POLICY_DENIED -> SOCKS 0x02, HTTP 403
