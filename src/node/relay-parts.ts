@@ -120,7 +120,8 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     idleTimeoutMs: config.exit.idle_timeout_seconds * second,
     log,
     accounting: consumerAccounting,
-    onTransfer: (exit, sample) => selector.reportTransfer?.(exit, sample)
+    onTransfer: (exit, sample) => selector.reportTransfer?.(exit, sample),
+    onRefusal: notice => node.safeDispatchEvent('proxy:refused', { detail: notice })
   })
   const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)
   const http = new HttpProxyServer(ingress, config.proxy.host, config.proxy.http_port)

@@ -15,6 +15,7 @@ import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
+import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { NotStartedError } from '../errors.ts'
@@ -76,6 +77,8 @@ export interface SparebandEvents {
   'node:stopped': CustomEvent<{ peerId: string }>
   'peer:connect': CustomEvent<{ peerId: string }>
   'peer:disconnect': CustomEvent<{ peerId: string }>
+  /** A proxy client refused before any exit was asked (bad targeting user name, wrong credentials); rate-limited. */
+  'proxy:refused': CustomEvent<ProxyRefusalNotice>
 }
 
 /**

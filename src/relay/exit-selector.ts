@@ -7,6 +7,7 @@
 
 import { TUNNEL_PROTOCOL } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
+import { TunnelStatus } from './tunnel-protocol.ts'
 import type { Libp2p, Peer, PeerId } from '@libp2p/interface'
 
 export interface ExitRequest {
@@ -68,11 +69,17 @@ export class StickySessions {
     return k == null ? undefined : this.bySession.get(k)
   }
 
-  record (r: ExitRequest, exit: string, ok: boolean): void {
+  /**
+   * What a tunnel through `exit` for `r` came to. A failure ends the
+   * session's hold on the exit, except RATE_LIMITED: the exit is up and
+   * says "not now", and the session waits for it rather than move to
+   * another exit (another address) mid-session.
+   */
+  record (r: ExitRequest, exit: string, ok: boolean, status?: string): void {
     const k = this.key(r)
     if (k == null) return
     if (!ok) {
-      if (this.bySession.get(k) === exit) this.bySession.delete(k)
+      if (status !== TunnelStatus.RATE_LIMITED && this.bySession.get(k) === exit) this.bySession.delete(k)
       return
     }
     if (!this.bySession.has(k) && this.bySession.size >= this.maxEntries) {
@@ -157,6 +164,6 @@ export class KnownPeerSelector implements ExitSelector {
   }
 
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {
-    this.sticky.record(request, exit.toString(), outcome.ok)
+    this.sticky.record(request, exit.toString(), outcome.ok, outcome.status)
   }
 }

@@ -56,6 +56,7 @@ export class HttpProxyServer extends ProxyListener {
       if (header != null && given == null) throw new TargetingError('Proxy-Authorization must be Basic base64(user:password)', 'credentials')
       targeting = authenticate(given, this.ingress.init.credentials)
     } catch (err: any) {
+      this.ingress.refused('http', err instanceof TargetingError ? err.kind : 'targeting', `${head.method} ${head.target}: ${err.message}`)
       if (err instanceof TargetingError && err.kind === 'credentials') {
         reply(socket, 407, reasonPhrase(407), err.message, [['Proxy-Authenticate', 'Basic realm="spareband"']])
       } else reply(socket, 400, reasonPhrase(400), err.message)

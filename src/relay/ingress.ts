@@ -18,6 +18,52 @@ import type { PipeOptions } from './pipe.ts'
 import type { Socket } from 'node:net'
 import type { Logger } from '@libp2p/interface'
 
+/** A client the proxy itself refused, for the operator's log (see IngressInit.onRefusal). */
+export interface ProxyRefusalNotice {
+  proxy: 'socks5' | 'http'
+  /** 'targeting': a user name that names no exit; 'credentials': missing or wrong. */
+  kind: 'targeting' | 'credentials'
+  reason: string
+  /** Refusals not reported since the last report, over the rate limit. */
+  suppressed: number
+}
+
+/** Longest reason reported; a request target alone may be 8 KiB. */
+const MAX_REFUSAL_REASON = 300
+
+/** Refusals reported per window; the rest are counted and the count goes with the next report. */
+export const DEFAULT_REFUSAL_NOTICES_PER_MINUTE = 10
+
+/**
+ * At most `limit` notices per `windowMs`, so a client that keeps sending a
+ * bad user name (a misconfigured scraper, a scan) cannot flood the log; the
+ * count of those held back goes with the next one let through.
+ */
+export class NoticeLimiter {
+  private windowStart = -Infinity
+  private inWindow = 0
+  private held = 0
+
+  constructor (private readonly limit = DEFAULT_REFUSAL_NOTICES_PER_MINUTE, private readonly windowMs = 60_000, private readonly now: () => number = Date.now) {}
+
+  /** undefined: hold this one back; otherwise how many were held back before it. */
+  take (): number | undefined {
+    const t = this.now()
+    if (t - this.windowStart >= this.windowMs) {
+      this.windowStart = t
+      this.inWindow = 0
+    }
+    if (this.inWindow >= this.limit) {
+      this.held++
+      return undefined
+    }
+    this.inWindow++
+    const held = this.held
+    this.held = 0
+    return held
+  }
+}
+
 export interface IngressInit {
   client: TunnelClient
   credentials: Credentials
@@ -29,6 +75,14 @@ export interface IngressInit {
   accounting?: ConsumerAccounting
   /** Telemetry of finished tunnels, for exit selection. */
   onTransfer?: (exit: OpenedTunnel['exit'], sample: TransferSample) => void
+  /**
+   * Told why the proxy refused a client before any exit was asked (a user
+   * name that names no exit, wrong credentials), rate-limited (see
+   * NoticeLimiter): a client sees its refusal, the operator sees this.
+   */
+  onRefusal?: (notice: ProxyRefusalNotice) => void
+  /** @default DEFAULT_REFUSAL_NOTICES_PER_MINUTE */
+  refusalNoticesPerMinute?: number
 }
 
 export interface IngressStats {
@@ -50,8 +104,21 @@ export class ProxyRefusal extends Error {
 export class Ingress {
   readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
   private readonly sockets = new Set<Socket>()
+  private readonly refusals: NoticeLimiter
 
-  constructor (readonly init: IngressInit) {}
+  constructor (readonly init: IngressInit) {
+    this.refusals = new NoticeLimiter(init.refusalNoticesPerMinute ?? DEFAULT_REFUSAL_NOTICES_PER_MINUTE)
+  }
+
+  /** The proxy refused a client on its own (targeting, credentials): logged, and reported to the operator within the rate limit. */
+  refused (proxy: ProxyRefusalNotice['proxy'], kind: ProxyRefusalNotice['kind'], reason: string): void {
+    // the reason quotes what the client sent (its user name, its request target): no terminal escapes or line breaks of its making reach the log, nor 8 KiB lines
+    const clean = reason.replace(/[\x00-\x1f\x7f-\x9f]/g, c => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    const shown = clean.length > MAX_REFUSAL_REASON ? `${clean.slice(0, MAX_REFUSAL_REASON)}...` : clean
+    this.init.log('%s client refused (%s): %s', proxy, kind, shown)
+    const suppressed = this.refusals.take()
+    if (suppressed != null) this.init.onRefusal?.({ proxy, kind, reason: shown, suppressed })
+  }
 
   /** Refuse to serve beyond loopback without credentials: an open proxy is abuse waiting to happen. */
   checkBindAllowed (host: string, what: string): void {

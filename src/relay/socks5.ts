@@ -53,7 +53,7 @@ export class Socks5Server extends ProxyListener {
               targeting = authenticate(a.value, this.ingress.init.credentials)
             } catch (err: any) {
               if (!(err instanceof TargetingError) || err.kind === 'credentials') {
-                this.ingress.init.log('SOCKS5 auth refused: %s', err.message)
+                this.ingress.refused('socks5', 'credentials', err.message)
                 socket.end(encodeUserPassStatus(false))
                 phase = 'connecting'
                 return
@@ -77,7 +77,7 @@ export class Socks5Server extends ProxyListener {
               return
             }
             if (badTargeting != null) {
-              this.ingress.init.log('SOCKS5 CONNECT %s:%d refused: %s', r.value.host, r.value.port, badTargeting.message)
+              this.ingress.refused('socks5', 'targeting', `CONNECT ${r.value.host}:${r.value.port}: ${badTargeting.message}`)
               socket.end(encodeReply(Reply.NotAllowed))
               return
             }

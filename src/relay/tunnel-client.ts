@@ -3,7 +3,9 @@
  * request, wait for the answer. Failures that are the exit's (unreachable,
  * busy, out of quota or schedule, slow to answer) move on to the next
  * candidate; failures that are the target's (policy, DNS, refused) do not,
- * since another exit would only say the same.
+ * since another exit would only say the same. RATE_LIMITED says "not now":
+ * when it is what the last exit tried answered, the request waits a little
+ * and asks again, for a while, before the client is told.
  */
 
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
@@ -18,6 +20,18 @@ export const DEFAULT_MAX_ATTEMPTS = 3
 export const DEFAULT_RESPONSE_TIMEOUT = 15 * second
 /** Concurrent tunnels to one exit share one connection; js-libp2p allows 64 outbound streams per protocol by default. */
 export const MAX_OUTBOUND_TUNNELS = 4096
+
+/**
+ * How long a request refused with RATE_LIMITED keeps asking again. An exit
+ * says it for a moment's condition: a consumer's bytes carried faster than
+ * its receipts came back (a burst of hundreds of tunnels at once passes the
+ * 4 MiB of unsigned bytes an exit allows, and a receipt clears it within a
+ * round trip), or as many tunnels open as the exit allows one consumer.
+ */
+export const DEFAULT_RATE_LIMITED_RETRY_MS = 5 * second
+/** First wait before asking again; it doubles, up to RATE_LIMITED_MAX_BACKOFF_MS, with jitter so a burst does not come back at once. */
+const RATE_LIMITED_FIRST_BACKOFF_MS = 50
+const RATE_LIMITED_MAX_BACKOFF_MS = 1 * second
 
 /** Worth trying another exit for. */
 const RETRYABLE = new Set<string>([
@@ -49,6 +63,12 @@ export interface TunnelClientInit {
   responseTimeoutMs?: number
   /** Streams negotiated ahead of need, so a tunnel starts with its request. */
   warm?: WarmStreams
+  /**
+   * How long a request the exits answer RATE_LIMITED keeps asking again
+   * (with backoff) before that answer goes to the client; 0 asks once.
+   * @default 5 s
+   */
+  rateLimitedRetryMs?: number
 }
 
 export class NoExitError extends Error {
@@ -80,6 +100,24 @@ export class TunnelClient {
   }
 
   async open (target: { host: string, port: number }, request: ExitRequest, options: AbortOptions = {}): Promise<OpenedTunnel> {
+    const retryUntil = performance.now() + (this.init.rateLimitedRetryMs ?? DEFAULT_RATE_LIMITED_RETRY_MS)
+    let backoff = RATE_LIMITED_FIRST_BACKOFF_MS
+    for (;;) {
+      try {
+        return await this.openOnce(target, request, options)
+      } catch (err: any) {
+        if (!(err instanceof TunnelError) || err.status !== TunnelStatus.RATE_LIMITED) throw err
+        const wait = backoff * (0.5 + Math.random())
+        if (performance.now() + wait > retryUntil || options.signal?.aborted === true) throw err
+        this.log('%s:%d: %s, asking again in %d ms', target.host, target.port, err.message, Math.round(wait))
+        await sleep(wait, options.signal)
+        backoff = Math.min(backoff * 2, RATE_LIMITED_MAX_BACKOFF_MS)
+      }
+    }
+  }
+
+  /** One pass over the candidates, best first. */
+  private async openOnce (target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     const candidates = await this.init.selector.candidates(request)
     if (candidates.length === 0) {
       throw new NoExitError(request.region != null ? `no exit known in region ${request.region}` : 'no exit known')
@@ -99,6 +137,8 @@ export class TunnelClient {
         lastError = err
         if (options.signal?.aborted === true) throw err
         if (err instanceof TunnelError && !RETRYABLE.has(err.status)) throw err
+        // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
+        if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw err
         this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
       }
     }
@@ -157,4 +197,13 @@ export class TunnelClient {
       throw new StaleStreamError(err.message)
     }
   }
+}
+
+/** Resolves after `ms`, or rejects as soon as `signal` aborts. */
+async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => { clearTimeout(timer); reject(signal?.reason ?? new Error('aborted')) }
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }

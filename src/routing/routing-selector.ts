@@ -114,7 +114,7 @@ export class RoutingSelector implements ExitSelector {
   }
 
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {
-    this.sticky.record(request, exit.toString(), outcome.ok)
+    this.sticky.record(request, exit.toString(), outcome.ok, outcome.status)
     if (!outcome.ok) this.telemetry.recordFailure(exit.toString(), { at: this.now(), status: outcome.status })
   }
 

@@ -2,6 +2,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, exitAndConsumer } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
+import { waitFor } from '../utils/cli.ts'
+import { connect } from 'node:net'
+import type { Socket } from 'node:net'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -71,6 +74,25 @@ describe('tunnels through a direct connection, with real curl', () => {
     expect(badSocks.stderr).not.toMatch(/rejected/i)
   })
 
+  it('shows the operator why a client was refused for its user name, at most 10 lines a minute however many come', async () => {
+    const shown = (): string[] => consumer.proc.output.split('\n').filter(l => / warn +proxy refused a client /.test(l))
+    // a scraper with a typo in its region, at full speed
+    const replies = await Promise.all(Array.from({ length: 30 }, async () => {
+      const r = await socksConnect(consumer.socksPort, '127.0.0.1', target.port, { user: 'region-xx-session-s1', password: 'x' })
+      r.socket.destroy()
+      return r.reply
+    }))
+    expect(new Set(replies)).toEqual(new Set([2]))
+    const http = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-xx:', `http://127.0.0.1:${target.port}/hello`])
+    expect(http.stdout.toString()).toMatch(/^HTTP\/1\.1 400/)
+    await waitFor(() => shown().length >= 10, { timeoutMs: 5000, what: 'the refusals in the log' })
+    const lines = shown()
+    // with the two of the test before, 33 refusals within a minute: 10 lines
+    expect(lines.length).toBe(10)
+    expect(lines.at(-1)).toContain('proxy=socks5 kind=targeting')
+    expect(lines.at(-1)).toContain('unknown region \\"xx\\"')
+  })
+
   it('maps exit statuses to SOCKS replies and HTTP codes', async () => {
     const before = target.connections
     // a port the exit does not allow: POLICY_DENIED -> SOCKS 0x02, HTTP 403
@@ -104,6 +126,43 @@ describe('tunnels through a direct connection, with real curl', () => {
     const text = Buffer.concat(chunks).toString()
     expect(text).toMatch(/^HTTP\/1\.1 200 OK/)
     expect(text.endsWith('hello from the target\n')).toBe(true)
+  })
+
+  it('a burst of 300 requests at once through one exit: every one gets its bytes, none a 429, and nothing stays open', async () => {
+    // 300 x 200 kB passes the 4 MiB an exit carries unsigned faster than receipts
+    // come back: the exit answers RATE_LIMITED for a moment, and the consumer asks again
+    const n = 300
+    const size = 200_000
+    const expected = sha256(target.blob.subarray(0, size))
+    const get = async (i: number): Promise<string> => new Promise((resolve, reject) => {
+      const socket = i % 2 === 0 ? connect(consumer.httpPort, '127.0.0.1') : undefined
+      const chunks: Buffer[] = []
+      const done = (s: Socket): void => {
+        s.on('data', d => chunks.push(d))
+        s.on('error', reject)
+        s.on('close', () => {
+          const text = Buffer.concat(chunks)
+          const head = text.subarray(0, text.indexOf('\r\n\r\n')).toString('latin1')
+          if (!/^HTTP\/1\.[01] 200 /.test(head)) { reject(new Error(text.toString('latin1').slice(0, 300))); return }
+          resolve(sha256(text.subarray(head.length + 4)))
+        })
+      }
+      if (socket != null) {
+        done(socket)
+        socket.write(`GET http://127.0.0.1:${target.port}/slice/${size} HTTP/1.1\r\nHost: x\r\n\r\n`)
+      } else {
+        socksConnect(consumer.socksPort, '127.0.0.1', target.port).then(({ socket, reply }) => {
+          if (reply !== 0) { reject(new Error(`SOCKS reply ${reply}`)); return }
+          done(socket)
+          socket.write(`GET /slice/${size} HTTP/1.0\r\nHost: x\r\n\r\n`)
+        }, reject)
+      }
+    })
+    const results = await Promise.allSettled(Array.from({ length: n }, async (_, i) => get(i)))
+    const failures = results.flatMap(r => r.status === 'rejected' ? [String(r.reason)] : [])
+    expect(failures.slice(0, 3)).toEqual([])
+    expect(results.filter(r => r.status === 'fulfilled' && r.value === expected).length).toBe(n)
+    await waitFor(async () => (await consumer.status()).proxy.tunnelsOpen === 0 && (await exit.status()).exit.tunnelsOpen === 0, { timeoutMs: 10_000, what: 'every tunnel closed' })
   })
 
   it('status shows proxy and exit counters', async () => {

@@ -57,6 +57,13 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       for (const w of status.warnings) log('warn', w)
       node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
       node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
+      // a client's bad user name is answered to the client; the operator should see it too
+      node.addEventListener('proxy:refused', e => log('warn', 'proxy refused a client', {
+        proxy: e.detail.proxy,
+        kind: e.detail.kind,
+        reason: e.detail.reason,
+        notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more refusals since the last one shown` : undefined
+      }))
       // keep running until a signal arrives
       await new Promise<never>(() => {})
     })
