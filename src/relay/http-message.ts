@@ -141,6 +141,9 @@ function hopByHop (headers: Array<[string, string]>): Set<string> {
 export class ResponseHeadRewriter {
   private pending?: Uint8ArrayList = new Uint8ArrayList()
 
+  /** `extra`: fields added to the final response's head (the proxy's own, such as the exit's peer id). */
+  constructor (private readonly extra: Array<[string, string]> = []) {}
+
   /** The bytes to write to the client for `chunk` (none while a head is incomplete). */
   push (chunk: Uint8Array | Uint8ArrayList): Uint8Array | Uint8ArrayList {
     if (this.pending == null) return chunk
@@ -158,7 +161,7 @@ export class ResponseHeadRewriter {
         if (bytes.byteLength > MAX_RESPONSE_HEAD_BYTES) this.passRest(out)
         break
       }
-      const head = rewriteHead(bytes.subarray(0, end))
+      const head = rewriteHead(bytes.subarray(0, end), this.extra)
       if (head == null) {
         this.passRest(out)
         break
@@ -204,7 +207,7 @@ function headEnd (bytes: Uint8Array): number {
 }
 
 /** A response head with `Connection: close`; interim: 1xx but not 101 (after 101 the bytes are another protocol). */
-function rewriteHead (head: Uint8Array): { bytes: Uint8Array, interim: boolean } | undefined {
+function rewriteHead (head: Uint8Array, extra: Array<[string, string]>): { bytes: Uint8Array, interim: boolean } | undefined {
   const lines = Buffer.from(head.buffer, head.byteOffset, head.byteLength).toString('latin1').split(/\r?\n/)
   const status = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0])
   if (status == null) return undefined
@@ -219,6 +222,6 @@ function rewriteHead (head: Uint8Array): { bytes: Uint8Array, interim: boolean }
   }
   const dropped = hopByHop(fields)
   const kept = lines.slice(1).filter(line => line !== '' && !dropped.has(line.slice(0, line.indexOf(':')).toLowerCase()))
-  const text = [lines[0], ...kept, 'Connection: close', 'Proxy-Connection: close', '', ''].join('\r\n')
+  const text = [lines[0], ...kept, ...extra.map(([name, value]) => `${name}: ${value}`), 'Connection: close', 'Proxy-Connection: close', '', ''].join('\r\n')
   return { bytes: Buffer.from(text, 'latin1'), interim: false }
 }

@@ -87,7 +87,7 @@ export class HttpProxyServer extends ProxyListener {
     } catch (err: any) {
       const [status, reason] = err instanceof ProxyRefusal ? httpStatusFor(err.outcome) : [502, 'Bad Gateway']
       this.ingress.init.log('HTTP %s %s refused: %s', head.method, head.target, err.message)
-      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`)
+      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error']])
       return
     }
     if (socket.destroyed) {
@@ -95,12 +95,12 @@ export class HttpProxyServer extends ProxyListener {
       return
     }
     if (forward == null) {
-      socket.write(`HTTP/1.1 200 Connection Established\r\n\r\n`)
+      socket.write(`HTTP/1.1 200 Connection Established\r\n${EXIT_HEADER}: ${tunnel.exit.toString()}\r\n\r\n`)
       await this.ingress.carry(socket, tunnel, early)
     } else {
       // one request per tunnel: its body and nothing after it goes to this origin, and the client is told to close
       const body = new RequestBodyFramer(head)
-      const response = new ResponseHeadRewriter()
+      const response = new ResponseHeadRewriter([[EXIT_HEADER, tunnel.exit.toString()]])
       const sent = body.take(early)
       const first = new Uint8Array(forward.byteLength + sent.byteLength)
       first.set(forward, 0)
@@ -114,6 +114,15 @@ export class HttpProxyServer extends ProxyListener {
     }
   }
 }
+
+/**
+ * Which exit carried a request (its peer id), on the CONNECT answer and on
+ * a plain request's response: a scraper can tell its vantage points apart,
+ * as commercial proxy networks' headers let it.
+ */
+export const EXIT_HEADER = 'X-Spareband-Exit'
+/** Why the proxy refused a request, as a program reads it: the exit's status (POLICY_DENIED, ...) or NO_EXIT. */
+export const STATUS_HEADER = 'X-Spareband-Status'
 
 function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
   if (socket.destroyed) return

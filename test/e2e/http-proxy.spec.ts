@@ -144,6 +144,23 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     expect(a.seen.length).toBe(before)
   })
 
+  it('names the exit that carried a request, and the status of a refusal, in headers a program can read', async () => {
+    const proxy = ['--proxy', `http://127.0.0.1:${consumer.httpPort}`]
+    const plain = await curl(['-i', ...proxy, `http://127.0.0.1:${a.port}/named`])
+    const text = plain.stdout.toString('latin1')
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(text).toContain(`\r\nX-Spareband-Exit: ${exit.peerId}\r\n`)
+    expect(text.endsWith('A got /named\n')).toBe(true)
+    // -p: a CONNECT tunnel for plain http; -i prints the proxy's answer to it before the origin's
+    const tunnelled = await curl(['-i', '-p', ...proxy, `http://127.0.0.1:${a.port}/tunnelled`])
+    expect(tunnelled.stdout.toString('latin1')).toMatch(new RegExp(`^HTTP/1\\.1 200 Connection Established\r\nX-Spareband-Exit: ${exit.peerId}\r\n\r\nHTTP/1\\.1 200 OK\r\n`))
+    // port 9: not one the exit allows
+    const refused = await curl(['-i', ...proxy, 'http://127.0.0.1:9/'])
+    const r = refused.stdout.toString('latin1')
+    expect(r).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/)
+    expect(r).toContain('\r\nX-Spareband-Status: POLICY_DENIED\r\n')
+  })
+
   it('answers its own errors with the reason phrase of their status', async () => {
     const answer = async (request: string): Promise<string> => new Promise((resolve, reject) => {
       const socket = connect(consumer.httpPort, '127.0.0.1')
@@ -195,7 +212,7 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
   it('carries a FIN that came with the request, before the tunnel was up (CONNECT and SOCKS5)', async () => {
     const data = Buffer.alloc(50_000, 0x7a)
     const viaConnect = await sendAndHalfClose(consumer.httpPort, Buffer.from(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\n\r\n`), data)
-    expect(viaConnect.toString('latin1')).toBe('HTTP/1.1 200 Connection Established\r\n\r\ngot 50000 bytes')
+    expect(viaConnect.toString('latin1')).toBe(`HTTP/1.1 200 Connection Established\r\nX-Spareband-Exit: ${exit.peerId}\r\n\r\ngot 50000 bytes`)
     // greeting (no auth), then CONNECT 127.0.0.1:echoPort
     const socks = Buffer.from([0x05, 0x01, 0x00, 0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, echoPort >> 8, echoPort & 0xff])
     const viaSocks = await sendAndHalfClose(consumer.socksPort, socks, data)
