@@ -100,6 +100,28 @@ describe('spareband probe --region R URL', () => {
     expect(target.connections).toBe(connections)
   })
 
+  it('--count N probes N times and gives the spread of each phase, counting failures by cause', async () => {
+    const before = target.requests.length
+    const r = await probe(['--region', 'de', '--count', '5', '--json', `http://127.0.0.1:${target.port}/slice/1000`])
+    expect(r.code).toBe(0)
+    const s = JSON.parse(r.stdout)
+    expect(s).toMatchObject({ count: 5, succeeded: 5, failures: {}, exits: { [exit.peerId]: 5 } })
+    expect(target.requests.length - before).toBe(5)
+    expect(new Set(s.results.map((x: any) => x.sha256))).toEqual(new Set([sha256(target.blob.subarray(0, 1000))]))
+    const firstBytes = s.results.map((x: any) => x.timings.firstByteMs).sort((a: number, b: number) => a - b)
+    expect(s.timings.firstByteMs).toEqual({ min: firstBytes[0], p50: firstBytes[2], p90: firstBytes[4], p99: firstBytes[4], max: firstBytes[4] })
+    expect(s.timings.tlsMs).toBeUndefined()
+
+    const text = await probe(['--region', 'de', '--count', '3', 'http://127.0.0.1:9/'])
+    expect(text.code).toBe(1)
+    expect(text.stdout.match(/^#\d  failed  POLICY_DENIED: /gm)).toHaveLength(3)
+    expect(text.stdout).toMatch(/^succeeded\s+0$/m)
+    expect(text.stdout).toMatch(/^failures\.POLICY_DENIED\s+3$/m)
+    const bad = await probe(['--count', '0', 'http://127.0.0.1/'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/"0" is not a whole number of probes/)
+  })
+
   it('refuses bad input before asking the node, with a usage error', async () => {
     const ftp = await probe(['ftp://127.0.0.1/file'])
     expect(ftp.code).toBe(2)

@@ -6,6 +6,12 @@ import { DEFAULT_PROBE_TIMEOUT_MS, ProbeInputError, parseProbeUrl } from '../../
 import type { ProbeResult } from '../../relay/probe.ts'
 import type { Command } from 'commander'
 
+function parseCount (value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new InvalidArgumentError(`"${value}" is not a whole number of probes from 1 to 10000`)
+  return n
+}
+
 function parseSeconds (value: string): number {
   const n = Number(value)
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`"${value}" is not a positive number of seconds`)
@@ -13,6 +19,48 @@ function parseSeconds (value: string): number {
 }
 
 const ms = (n: number | undefined): string | undefined => n == null ? undefined : `${n.toFixed(1)} ms`
+
+/** The nearest-rank percentile of sorted values. */
+function percentile (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))]
+}
+
+export interface Spread { min: number, p50: number, p90: number, p99: number, max: number }
+
+function spreadOf (values: number[]): Spread | undefined {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((a, b) => a - b)
+  return { min: sorted[0], p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] }
+}
+
+/** What `--count N` prints: each probe, and the spread of the phases over those that succeeded. */
+export function summarize (results: ProbeResult[]): { count: number, succeeded: number, failures: Record<string, number>, exits: Record<string, number>, timings: Record<string, Spread | undefined>, results: ProbeResult[] } {
+  const ok = results.filter((r): r is Extract<ProbeResult, { ok: true }> => r.ok)
+  const failures: Record<string, number> = {}
+  const exits: Record<string, number> = {}
+  for (const r of results) {
+    if (!r.ok) failures[r.failure] = (failures[r.failure] ?? 0) + 1
+    if (r.exit != null) exits[r.exit] = (exits[r.exit] ?? 0) + 1
+  }
+  return {
+    count: results.length,
+    succeeded: ok.length,
+    failures,
+    exits,
+    timings: {
+      tunnelMs: spreadOf(ok.map(r => r.timings.tunnelMs)),
+      tlsMs: spreadOf(ok.flatMap(r => r.timings.tlsMs ?? [])),
+      firstByteMs: spreadOf(ok.map(r => r.timings.firstByteMs)),
+      totalMs: spreadOf(ok.map(r => r.timings.totalMs))
+    },
+    results
+  }
+}
+
+function oneLine (i: number, r: ProbeResult): string {
+  if (!r.ok) return `#${i + 1}  failed  ${r.failure}: ${r.error}\n`
+  return `#${i + 1}  ${r.status}  first byte ${ms(r.timings.firstByteMs)}  total ${ms(r.timings.totalMs)}  ${r.bytes} bytes  via ${r.exit}\n`
+}
 
 /** What a person reads: the outcome first, then the timings from the start of the probe. */
 function describe (r: ProbeResult): Record<string, unknown> {
@@ -39,6 +87,7 @@ export function registerProbe (program: Command, dataDirOf: (cmd: Command) => st
     .option('--session <id>', 'the same exit as other tunnels of this session id')
     .option('--timeout <seconds>', 'give up after this long', parseSeconds, DEFAULT_PROBE_TIMEOUT_MS / 1000)
     .option('--insecure', 'accept a TLS certificate that does not check out (a testnet origin\'s own)')
+    .option('--count <n>', 'probe this many times, one after the other, and show the spread of the timings', parseCount, 1)
     .option('--json', 'print JSON')
     .action(async (url: string, opts, cmd: Command) => {
       try {
@@ -48,14 +97,32 @@ export function registerProbe (program: Command, dataDirOf: (cmd: Command) => st
         throw err
       }
       const timeoutMs = Math.round(opts.timeout * 1000)
-      const result = await callApi<ProbeResult>(dataDirOf(cmd), '/v1/probe', {
+      const once = async (): Promise<ProbeResult> => callApi<ProbeResult>(dataDirOf(cmd), '/v1/probe', {
         method: 'POST',
         body: { url, region: opts.region, session: opts.session, timeoutMs, insecure: opts.insecure === true },
         // the node gives up at timeoutMs and still answers
         timeoutMs: timeoutMs + 10_000
       })
-      if (opts.json === true) printJson(result)
-      else process.stdout.write(formatKeyValues(describe(result)))
-      if (!result.ok) process.exitCode = 1
+      if (opts.count === 1) {
+        const result = await once()
+        if (opts.json === true) printJson(result)
+        else process.stdout.write(formatKeyValues(describe(result)))
+        if (!result.ok) process.exitCode = 1
+        return
+      }
+      const results: ProbeResult[] = []
+      for (let i = 0; i < opts.count; i++) {
+        const r = await once()
+        results.push(r)
+        if (opts.json !== true) process.stdout.write(oneLine(i, r))
+      }
+      const summary = summarize(results)
+      if (opts.json === true) printJson(summary)
+      else {
+        const { results: _, ...rest } = summary
+        const shown: Record<string, unknown> = { ...rest, timings: Object.fromEntries(Object.entries(rest.timings).filter(([, v]) => v != null).map(([k, v]) => [k, `min ${ms(v!.min)}, p50 ${ms(v!.p50)}, p90 ${ms(v!.p90)}, p99 ${ms(v!.p99)}, max ${ms(v!.max)}`])) }
+        process.stdout.write(formatKeyValues(shown))
+      }
+      if (summary.succeeded < summary.count) process.exitCode = 1
     })
 }
