@@ -155,16 +155,68 @@ function csvTotalsLine (t: ExportTotals): string {
 }
 
 /**
+ * Writes an export a piece at a time, byte for byte what exportReceipts()
+ * writes: start(), then add() for each receipt, then end(), each returning
+ * the text to append. It keeps only each session's newest counters for the
+ * totals, so a caller that reads the receipts a few at a time (the node's
+ * API, see accounting-report.ts) never holds the whole ledger or the whole
+ * document. Receipts of one session must come in increasing seq order.
+ */
+export class ExportWriter {
+  private readonly newest = new Map<string, { seq: bigint, bytesUp: bigint, bytesDown: bigint, costMicro: bigint }>()
+  private entries = 0
+
+  constructor (readonly format: ExportFormat) {}
+
+  start (): string {
+    return this.format === 'csv' ? `${CSV_HEADER}\n` : `{\n  "version": ${EXPORT_VERSION},\n  "receipts": [`
+  }
+
+  /** Throws ReceiptError for a receipt with a missing field. */
+  add (r: Receipt): string {
+    const entry = toEntry(r)
+    // toEntry() checked every field is there
+    const c = r as CountersignedReceipt
+    const id = receiptId(c)
+    const held = this.newest.get(id)
+    if (held == null || c.seq > held.seq) this.newest.set(id, { seq: c.seq, bytesUp: c.bytesUp, bytesDown: c.bytesDown, costMicro: BigInt(entry.costMicro) })
+    this.entries++
+    if (this.format === 'csv') return `${csvLine(entry)}\n`
+    return `${this.entries === 1 ? '' : ','}\n${indent(JSON.stringify(entry, null, 2), '    ')}`
+  }
+
+  get totals (): ExportTotals {
+    const totals: ExportTotals = { entries: this.entries, sessions: this.newest.size, bytesUp: 0n, bytesDown: 0n, costMicro: 0n }
+    for (const n of this.newest.values()) {
+      totals.bytesUp += n.bytesUp
+      totals.bytesDown += n.bytesDown
+      totals.costMicro += n.costMicro
+    }
+    return totals
+  }
+
+  end (): string {
+    if (this.format === 'csv') return `${csvTotalsLine(this.totals)}\n`
+    const totals = JSON.stringify(totalsToJson(this.totals), null, 2).replaceAll('\n', '\n  ')
+    return `${this.entries === 0 ? '' : '\n  '}],\n  "totals": ${totals}\n}\n`
+  }
+}
+
+function indent (text: string, by: string): string {
+  return by + text.replaceAll('\n', `\n${by}`)
+}
+
+/**
  * Countersigned receipts as a JSON or CSV document. Receipts of one session
  * must come in increasing seq order (the ledger stores one per session).
  * Throws ReceiptError for a receipt with a missing field.
  */
 export function exportReceipts (receipts: Iterable<Receipt>, format: ExportFormat): string {
-  const list = [...receipts]
-  const entries = list.map(toEntry)
-  const totals = computeTotals(list as CountersignedReceipt[])
-  if (format === 'csv') return [CSV_HEADER, ...entries.map(csvLine), csvTotalsLine(totals)].join('\n') + '\n'
-  return JSON.stringify({ version: EXPORT_VERSION, receipts: entries, totals: totalsToJson(totals) }, null, 2) + '\n'
+  const writer = new ExportWriter(format)
+  const parts = [writer.start()]
+  for (const r of receipts) parts.push(writer.add(r))
+  parts.push(writer.end())
+  return parts.join('')
 }
 
 // ---------------------------------------------------------------------------

@@ -216,6 +216,8 @@ interface Statements {
   updateReceipt: StatementSync
   listAll: StatementSync
   listByPeer: StatementSync
+  listIds: StatementSync
+  listIdsByPeer: StatementSync
   count: StatementSync
   getTotals: StatementSync
   putTotals: StatementSync
@@ -331,6 +333,8 @@ function prepare (db: DatabaseSync): Statements {
       received_at = :received_at WHERE id = :id`),
     listAll: db.prepare(`SELECT ${columns} FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?`),
     listByPeer: db.prepare(`SELECT ${columns} FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, rowid DESC LIMIT :limit`),
+    listIds: db.prepare('SELECT id FROM receipts ORDER BY received_at DESC, rowid DESC LIMIT ?'),
+    listIdsByPeer: db.prepare('SELECT id FROM receipts WHERE consumer = :peer OR exit = :peer ORDER BY received_at DESC, rowid DESC LIMIT :limit'),
     count: db.prepare('SELECT count(*) AS n FROM receipts'),
     getTotals: db.prepare('SELECT earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro, owed_micro FROM totals WHERE peer = ?'),
     putTotals: db.prepare(`INSERT INTO totals (peer, earned_micro, spent_micro, bytes_carried, bytes_used, unpaid_micro, owed_micro) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -883,6 +887,20 @@ export class Ledger {
       ? this.statements.listAll.all(limit)
       : this.statements.listByPeer.all({ peer: peerBytes(query.peer), limit })
     return rows.map(row => rowToStored(row, this.file))
+  }
+
+  /**
+   * The ids of what receipts() lists, in its order, without the receipts:
+   * a caller going through many (an export) reads them with get() a few at
+   * a time, so it never holds them all nor keeps the node busy for long.
+   */
+  receiptIds (query: ReceiptQuery = {}): string[] {
+    this.flush()
+    const limit = query.limit ?? -1
+    const rows = query.peer == null
+      ? this.statements.listIds.all(limit)
+      : this.statements.listIdsByPeer.all({ peer: peerBytes(query.peer), limit })
+    return rows.map(row => row.id as string)
   }
 
   /** The stored receipt of a session, by receiptId(). */

@@ -13,8 +13,9 @@ import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
 import { solvePowInWorker } from '../accounting/credits.ts'
 import { openStream } from './open-stream.ts'
+import { StreamedBody } from './control-api.ts'
 import { MiB, second } from '../constants.ts'
-import { LEDGER_FILE, balanceReport, creditsToMicro, ledgerSettings, receiptsReport } from './accounting-report.ts'
+import { LEDGER_FILE, balanceReport, creditsToMicro, exportAsJson, ledgerSettings, receiptsReport } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
@@ -118,7 +119,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       receipts: {
         get: (req: IncomingMessage) => {
           const params = new URL(req.url ?? '/', 'http://localhost').searchParams
-          return receiptsReport(ledger, { limit: params.get('limit'), peer: params.get('peer'), export: params.get('export') })
+          const report = receiptsReport(ledger, { limit: params.get('limit'), peer: params.get('peer'), export: params.get('export') })
+          return Array.isArray(report) ? report : new StreamedBody(exportAsJson(report))
         }
       }
     }

@@ -61,6 +61,16 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
 
 const nonNegative = z.number().min(0)
 
+/**
+ * The longest delay a Node.js timer takes, in seconds (2^31 - 1 ms, about
+ * 24.8 days). Beyond it setTimeout() fires after 1 ms instead, with only a
+ * warning: with a longer connect timeout every dial that takes more than
+ * a millisecond (any target beyond this machine) would time out.
+ */
+export const MAX_TIMER_SECONDS = 2_147_483
+/** A timeout in seconds, at least `min`, that fits a timer. */
+const timeoutSeconds = (min: number) => z.number().min(min).max(MAX_TIMER_SECONDS, `must be at most ${MAX_TIMER_SECONDS} (about 24.8 days), the longest timer Node.js keeps`)
+
 /** 0 would advertise an exit that is always busy: the way to take no tunnels is to turn the exit off. */
 const tunnelLimit = z.number().int().min(1, 'must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)')
 
@@ -120,8 +130,8 @@ export const configSchema = z.strictObject({
     monthly_quota_gb: nonNegative,
     /** When the exit shares: e.g. "mon-fri 00:00-07:00, sat-sun all"; "always" = no limit. */
     schedule,
-    idle_timeout_seconds: z.number().min(1),
-    connect_timeout_seconds: z.number().min(0.1),
+    idle_timeout_seconds: timeoutSeconds(1),
+    connect_timeout_seconds: timeoutSeconds(0.1),
     price_per_gb: nonNegative
   }),
   accounting: z.strictObject({

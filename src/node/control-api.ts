@@ -27,6 +27,17 @@ export interface ApiInfo {
 
 export type RouteHandler = (req: IncomingMessage, body: unknown) => Promise<unknown> | unknown
 
+/**
+ * A route's answer written as it is made (an export of many receipts), so
+ * the node neither builds it whole in memory nor stops its other work
+ * until it is done. The status is sent first: a failure after it cuts the
+ * answer short, which the client sees as a broken answer, never a short
+ * but well-formed one.
+ */
+export class StreamedBody {
+  constructor (readonly chunks: AsyncIterable<string>, readonly contentType = 'application/json') {}
+}
+
 export class HttpError extends Error {
   static name = 'HttpError'
   constructor (readonly status: number, message: string) {
@@ -137,7 +148,9 @@ export class ControlApi {
       const handler = method == null ? undefined : route[method]
       if (handler == null) return sendJson(res, 405, { error: `${req.method} not allowed on ${url.pathname}` })
       const body = method === 'post' ? await readJson(req) : undefined
-      sendJson(res, 200, await handler(req, body))
+      const answer = await handler(req, body)
+      if (answer instanceof StreamedBody) return await sendStream(res, answer)
+      sendJson(res, 200, answer)
     } catch (err: any) {
       const status = err instanceof HttpError ? err.status : (typeof err.status === 'number' ? err.status : 500)
       sendJson(res, status, { error: err.message ?? String(err) })
@@ -164,6 +177,32 @@ async function readJson (req: IncomingMessage): Promise<unknown> {
 function send (res: ServerResponse, status: number, body: string, type: string): void {
   res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
   res.end(body)
+}
+
+async function sendStream (res: ServerResponse, body: StreamedBody): Promise<void> {
+  res.writeHead(200, { 'content-type': body.contentType, 'cache-control': 'no-store' })
+  try {
+    for await (const chunk of body.chunks) {
+      // the client went away: leaving the loop stops the producer
+      if (res.destroyed) return
+      if (!res.write(chunk)) await drainOrClose(res)
+    }
+    res.end()
+  } catch (err: any) {
+    res.destroy(err)
+  }
+}
+
+async function drainOrClose (res: ServerResponse): Promise<void> {
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      res.off('drain', done)
+      res.off('close', done)
+      resolve()
+    }
+    res.on('drain', done)
+    res.on('close', done)
+  })
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown): void {

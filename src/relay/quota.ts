@@ -26,6 +26,32 @@ function dayKey (d: Date): string {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`
 }
 
+const DAY = /^\d{4}-\d{2}-\d{2}$/
+const MONTH = /^\d{4}-\d{2}$/
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0
+
+/**
+ * The counters as saved, all four fields checked. Anything else is refused
+ * rather than read as no usage: a file with a counter missing, spelled as
+ * a string or negative would otherwise restart the day's and month's count
+ * at 0 and let the exit carry a second quota's worth.
+ */
+function checkSavedState (file: string, saved: any): QuotaState {
+  const problem = stateProblem(saved)
+  if (problem != null) throw new Error(`${file}: cannot read exit usage counters (${problem}); move the file away to start counting afresh`)
+  return { day: saved.day, dayBytes: saved.dayBytes, month: saved.month, monthBytes: saved.monthBytes }
+}
+
+function stateProblem (saved: any): string | undefined {
+  if (saved == null || typeof saved !== 'object' || Array.isArray(saved)) return 'not a JSON object'
+  const shown = (v: unknown): string => v === undefined ? 'missing' : JSON.stringify(v)
+  if (typeof saved.day !== 'string' || !DAY.test(saved.day)) return `"day" is ${shown(saved.day)}, not a YYYY-MM-DD date`
+  if (typeof saved.month !== 'string' || !MONTH.test(saved.month)) return `"month" is ${shown(saved.month)}, not a YYYY-MM month`
+  if (!isCount(saved.dayBytes)) return `"dayBytes" is ${shown(saved.dayBytes)}, not a byte count`
+  if (!isCount(saved.monthBytes)) return `"monthBytes" is ${shown(saved.monthBytes)}, not a byte count`
+  return undefined
+}
+
 export class QuotaTracker {
   private state: QuotaState
   private dirty = false
@@ -38,12 +64,13 @@ export class QuotaTracker {
     const d = this.now()
     this.state = { day: dayKey(d), dayBytes: 0, month: dayKey(d).slice(0, 7), monthBytes: 0 }
     if (init.file != null) {
+      let saved: unknown
       try {
-        const saved = JSON.parse(readFileSync(init.file, 'utf8')) as QuotaState
-        if (typeof saved.dayBytes === 'number' && typeof saved.monthBytes === 'number') this.state = saved
+        saved = JSON.parse(readFileSync(init.file, 'utf8'))
       } catch (err: any) {
         if (err.code !== 'ENOENT') throw new Error(`${init.file}: cannot read exit usage counters (${err.message}); move the file away to start counting afresh`)
       }
+      if (saved !== undefined) this.state = checkSavedState(init.file, saved)
     }
     this.roll()
   }

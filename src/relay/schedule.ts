@@ -2,7 +2,7 @@
  * Share schedule: when an exit accepts new tunnels, in the machine's local
  * time. Grammar (case-insensitive, rules separated by commas or semicolons):
  *
- *   schedule := "always" | "never" | rule ("," rule)*
+ *   schedule := "always" | "all" | "never" | rule ("," rule)*
  *   rule     := days (" " window)+
  *   days     := day | day "-" day | "daily" | "weekdays" | "weekends"
  *   window   := "all" | HH:MM "-" HH:MM      (end < start wraps past midnight;
@@ -86,7 +86,8 @@ export function parseSchedule (text: string): Schedule {
   const t = text.trim().toLowerCase()
   // an empty value is more likely a lost shell variable than a wish to share always
   if (t === '') throw new ScheduleError('schedule is empty: use "always", "never" or rules such as "mon-fri 00:00-07:00, sat-sun all"')
-  if (t === 'always') return { text, always: true, intervals: [[0, MINUTES_PER_WEEK]] }
+  // "all" alone: every day, the whole day (as "daily all"), not a rule missing its window
+  if (t === 'always' || t === 'all') return { text, always: true, intervals: [[0, MINUTES_PER_WEEK]] }
   if (t === 'never') return { text, always: false, intervals: [] }
   const raw: Array<[number, number]> = []
   for (const ruleText of t.split(/[,;]/)) {

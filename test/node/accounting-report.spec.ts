@@ -5,8 +5,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Ledger } from '../../src/accounting/ledger.ts'
-import { verifyExport } from '../../src/accounting/export.ts'
-import { parseReceiptLimit, receiptsReport } from '../../src/node/accounting-report.ts'
+import { exportReceipts, verifyExport } from '../../src/accounting/export.ts'
+import { EXPORT_BATCH, exportAsJson, parseReceiptLimit, receiptsReport } from '../../src/node/accounting-report.ts'
+import type { ReceiptsExport } from '../../src/node/accounting-report.ts'
+
+/** The text of an export, from its chunks. */
+async function textOf (report: unknown): Promise<string> {
+  let text = ''
+  for await (const chunk of (report as ReceiptsExport).chunks) text += chunk
+  return text
+}
 import { countersigned, parties } from '../accounting/fixtures.ts'
 
 describe('parseReceiptLimit', () => {
@@ -36,10 +44,10 @@ describe('receiptsReport', () => {
   afterAll(() => ledger.close())
 
   it('exports every receipt when no limit is given, and as many as asked otherwise', async () => {
-    const all = receiptsReport(ledger, { export: 'json' }) as { text: string }
-    expect(await verifyExport(all.text)).toMatchObject({ ok: true, entries: 4 })
-    const two = receiptsReport(ledger, { export: 'csv', limit: '2' }) as { text: string }
-    expect(await verifyExport(two.text)).toMatchObject({ ok: true, entries: 2 })
+    const all = await textOf(receiptsReport(ledger, { export: 'json' }))
+    expect(await verifyExport(all)).toMatchObject({ ok: true, entries: 4 })
+    const two = await textOf(receiptsReport(ledger, { export: 'csv', limit: '2' }))
+    expect(await verifyExport(two)).toMatchObject({ ok: true, entries: 2 })
     expect(receiptsReport(ledger, {})).toHaveLength(4)
     expect(receiptsReport(ledger, { limit: '3' })).toHaveLength(3)
   })
@@ -51,5 +59,47 @@ describe('receiptsReport', () => {
     }
     expect(() => receiptsReport(ledger, { peer: 'nope' })).toThrow(expect.objectContaining({ status: 400, message: '"nope" is not a peer id' }))
     expect(() => receiptsReport(ledger, { export: 'xml' })).toThrow(expect.objectContaining({ status: 400, message: 'export format "xml" is not csv or json' }))
+  })
+})
+
+describe('receiptsReport export of a large ledger', () => {
+  let ledger: Ledger
+
+  beforeAll(async () => {
+    const [me, a] = await parties(2)
+    ledger = Ledger.open(':memory:', { selfPeerId: peerIdFromPrivateKey(me.key) })
+    for (let i = 0; i < 2 * EXPORT_BATCH + 1; i++) {
+      await ledger.recordReceipt(await countersigned(a, me, { sessionId: `s-${i}`, updatedAt: 1_700_000_005_000n + BigInt(i) }), 'own', { verified: true })
+    }
+  })
+  afterAll(() => ledger.close())
+
+  it('comes a batch at a time, letting other work run between batches, with the bytes of a whole export', async () => {
+    for (const format of ['csv', 'json'] as const) {
+      const report = receiptsReport(ledger, { export: format }) as ReceiptsExport
+      // what a node does meanwhile: carry tunnels, answer receipts
+      let turns = 0
+      const tick = setInterval(() => { turns++ }, 0)
+      const chunks: string[] = []
+      const turnsAt: number[] = []
+      try {
+        for await (const chunk of report.chunks) {
+          chunks.push(chunk)
+          turnsAt.push(turns)
+        }
+      } finally {
+        clearInterval(tick)
+      }
+      expect(chunks).toHaveLength(3)
+      // built at once, nothing else ran until the export was whole
+      expect(turnsAt[2], format).toBeGreaterThan(turnsAt[0])
+      const text = chunks.join('')
+      expect(text).toBe(exportReceipts(ledger.receipts().map(r => r.receipt), format))
+      expect(await verifyExport(text)).toMatchObject({ ok: true, entries: 2 * EXPORT_BATCH + 1 })
+      // the API's answer is the JSON the control API writes for { format, text }
+      let answer = ''
+      for await (const chunk of exportAsJson(receiptsReport(ledger, { export: format }) as ReceiptsExport)) answer += chunk
+      expect(answer).toBe(JSON.stringify({ format, text }, null, 2) + '\n')
+    }
   })
 })

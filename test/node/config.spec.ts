@@ -193,6 +193,22 @@ describe('config validation errors', () => {
     expect(resolveConfig([layerFromKeys([{ key: 'proxy.enabled', value: false, source: 'x' }, { key: 'proxy.http_port', value: 1080, source: 'x' }])]).proxy.http_port).toBe(1080)
   })
 
+  it('refuses idle and connect timeouts longer than a Node.js timer holds, which would fire at once', async () => {
+    // 3e6 s is 3e9 ms: setTimeout() takes that as 1 ms
+    const file = await tomlFile('[exit]\nconnect_timeout_seconds = 3000000\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('exit.connect_timeout_seconds')
+    expect(err.message).toBe(`${file}: exit.connect_timeout_seconds = 3000000 is invalid: must be at most 2147483 (about 24.8 days), the longest timer Node.js keeps`)
+    const flag = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.idle_timeout_seconds', value: 2_147_484, source: 'flag --idle-timeout' }])]))
+    expect(flag.message).toBe('flag --idle-timeout: exit.idle_timeout_seconds = 2147484 is invalid: must be at most 2147483 (about 24.8 days), the longest timer Node.js keeps')
+    const env = catchError(() => resolveConfig([envLayer({ SPAREBAND_IDLE_TIMEOUT: '1e10' })]))
+    expect(env.message).toMatch(/^environment variable SPAREBAND_IDLE_TIMEOUT: exit\.idle_timeout_seconds = 10000000000 is invalid: must be at most 2147483/)
+    // the longest that fits is taken, and fits: 2147483000 ms < 2^31 ms
+    const c = resolveConfig([layerFromKeys([{ key: 'exit.idle_timeout_seconds', value: 2_147_483, source: 'x' }, { key: 'exit.connect_timeout_seconds', value: 2_147_483, source: 'x' }])])
+    expect(c.exit.idle_timeout_seconds * 1000).toBeLessThan(2 ** 31)
+  })
+
   it('an empty schedule is an error, not "always"', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
     expect(err.name).toBe('ConfigError')

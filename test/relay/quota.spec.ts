@@ -41,4 +41,27 @@ describe('exit quota', () => {
     await writeFile(file, '{not json')
     expect(() => new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now })).toThrow(/exit-usage\.json/)
   })
+  it('refuses a saved file that is JSON but not whole counters, instead of counting from 0 again', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'sb-quota-')), 'exit-usage.json')
+    const now = (): Date => new Date(2026, 10, 25, 12)
+    const cases: Array<[string, RegExp]> = [
+      // a counter hand-edited or written by another tool as a string
+      ['{"day":"2026-11-25","dayBytes":"150","month":"2026-11","monthBytes":150}', /"dayBytes" is "150", not a byte count/],
+      // the day lost: read as another day, the day's count would start at 0
+      ['{"dayBytes":150,"monthBytes":150}', /"day" is missing, not a YYYY-MM-DD date/],
+      ['{"day":"2026-11-25","dayBytes":150,"month":"2026-11","monthBytes":-5}', /"monthBytes" is -5, not a byte count/],
+      ['{"day":"2026-11-25","dayBytes":150,"month":11,"monthBytes":150}', /"month" is 11, not a YYYY-MM month/],
+      ['{}', /"day" is missing/],
+      ['[150]', /not a JSON object/],
+      ['null', /not a JSON object/]
+    ]
+    for (const [text, reason] of cases) {
+      await writeFile(file, text)
+      expect(() => new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now }), text).toThrow(reason)
+      expect(() => new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now }), text).toThrow(`${file}: cannot read exit usage counters`)
+    }
+    // a whole file still loads as it is
+    await writeFile(file, '{"day":"2026-11-25","dayBytes":150,"month":"2026-11","monthBytes":150}\n')
+    expect(new QuotaTracker({ dailyBytes: 100, monthlyBytes: 0, file, now }).exceeded()).toBe('daily')
+  })
 })

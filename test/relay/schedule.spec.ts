@@ -11,6 +11,15 @@ describe('share schedule', () => {
     expect(isWithinSchedule(parseSchedule('never'), at(MON, 3))).toBe(false)
   })
 
+  it('"all" alone, in any case and with white space around it, is always, as "daily all" is', () => {
+    for (const text of ['all', 'ALL', ' All\t']) {
+      const s = parseSchedule(text)
+      expect(s.always, text).toBe(true)
+      expect(s.intervals).toEqual(parseSchedule('daily all').intervals)
+      expect(isWithinSchedule(s, at(SUN, 23, 59))).toBe(true)
+    }
+  })
+
   it('weekday nights and whole weekends', () => {
     const s = parseSchedule('mon-fri 00:00-07:00, sat-sun all')
     expect(isWithinSchedule(s, at(MON, 0))).toBe(true)

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
@@ -7,6 +8,7 @@ import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import { UsageError } from '../errors.ts'
 import { NodeNotRunningError } from '../../errors.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, parseReceiptLimit } from '../../node/accounting-report.ts'
+import type { ReceiptsExport } from '../../node/accounting-report.ts'
 import type { OfflineAccounting } from '../../node/offline-ledger.ts'
 import type { Command } from 'commander'
 
@@ -19,9 +21,9 @@ const PENDING_UNKNOWN = 'unknown: no node is running, and only a running node kn
  * settings the node would use (config.toml, environment), and says so on
  * stderr. `running` tells the caller which answered.
  */
-async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string, offline: (a: OfflineAccounting) => unknown): Promise<{ value: T, running: boolean }> {
+async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string, offline: (a: OfflineAccounting) => unknown, timeoutMs?: number): Promise<{ value: T, running: boolean }> {
   try {
-    return { value: await callApi<T>(dataDir, path), running: true }
+    return { value: await callApi<T>(dataDir, path, { timeoutMs }), running: true }
   } catch (err) {
     if (!(err instanceof NodeNotRunningError)) throw err
   }
@@ -32,11 +34,24 @@ async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string,
     throw new NodeNotRunningError(`no node is running for ${dataDir}, and it has no ledger (${join(dataDir, LEDGER_FILE)}) to read instead; a node makes one when it first starts: "spareband start --data-dir ${dataDir}"`)
   }
   try {
-    const value = offline(accounting) as T
+    const value = await offline(accounting) as T
     process.stderr.write(`spareband: no node is running for ${dataDir}: read ${accounting.file} directly\n`)
     return { value, running: false }
   } finally {
     accounting.close()
+  }
+}
+
+/**
+ * How long `receipts --export` waits for a running node's whole export:
+ * the node writes about 10,000 receipts a second, so this is some millions.
+ */
+const EXPORT_TIMEOUT_MS = 10 * 60_000
+
+/** Writes to stdout, waiting whenever it is full (a slow pipe). */
+async function writeChunks (chunks: Iterable<string> | AsyncIterable<string>): Promise<void> {
+  for await (const chunk of chunks) {
+    if (!process.stdout.write(chunk)) await once(process.stdout, 'drain')
   }
 }
 
@@ -75,11 +90,15 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
         if (opts.export !== 'csv' && opts.export !== 'json') throw new UsageError(`--export "${opts.export}" is not csv or json`)
         query.set('export', opts.export)
       }
-      const { value } = await fromNodeOrLedger<any>(cmd, dataDir, `/v1/receipts?${query}`, a => a.receipts(Object.fromEntries(query)))
       if (opts.export != null) {
-        process.stdout.write(value.text)
+        // read from the ledger, the export is written as it is made; from the node, it comes whole
+        const { value } = await fromNodeOrLedger<{ text: string } | undefined>(cmd, dataDir, `/v1/receipts?${query}`, async a => {
+          await writeChunks((a.receipts(Object.fromEntries(query)) as ReceiptsExport).chunks)
+        }, EXPORT_TIMEOUT_MS)
+        if (value != null) await writeChunks([value.text])
         return
       }
+      const { value } = await fromNodeOrLedger<any>(cmd, dataDir, `/v1/receipts?${query}`, a => a.receipts(Object.fromEntries(query)))
       // bigints when read offline, decimal strings from the API: printJson and formatTable print both alike
       const rows: any[] = value
       if (opts.json === true) printJson(rows)

@@ -1,0 +1,60 @@
+/**
+ * How the CLI tells "no node runs" (so balance and receipts read ledger.db
+ * themselves) from "a node runs but is slow, or its answer broke off": real
+ * HTTP servers on loopback standing in for the node.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { createServer } from 'node:http'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { callApi } from '../../src/cli/api-client.ts'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+const servers: Server[] = []
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections()
+    await new Promise(resolve => s.close(resolve))
+  }
+})
+
+/** A data directory whose api.json points at `server`, as a running node's would. */
+async function dataDirFor (server: Server): Promise<string> {
+  servers.push(server)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  const dir = await mkdtemp(join(tmpdir(), 'sb-api-client-'))
+  await writeFile(join(dir, 'api.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid: process.pid, peerId: 'x' }))
+  await writeFile(join(dir, 'api-token'), 'a'.repeat(64))
+  return dir
+}
+
+describe('callApi', () => {
+  it('a node that takes the request but does not answer in time is an error, not "no node is running"', async () => {
+    const dir = await dataDirFor(createServer(() => {}))
+    const err = await callApi(dir, '/v1/balance', { timeoutMs: 300 }).then(() => undefined, e => e)
+    expect(err).toBeInstanceOf(Error)
+    expect(err.name).not.toBe('NodeNotRunningError')
+    const { port } = servers[0].address() as AddressInfo
+    expect(err.message).toBe(`the node for ${dir} at http://127.0.0.1:${port} (pid ${process.pid}) did not answer /v1/balance within 0.3 s: it is busy or stuck`)
+  }, 15_000)
+
+  it('an answer cut short after its status (a node killed mid-export) is an error, not an empty answer', async () => {
+    const dir = await dataDirFor(createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{\n  "format": "csv",\n  "text": "session_id,consumer')
+      setTimeout(() => res.destroy(), 20)
+    }))
+    await expect(callApi(dir, '/v1/receipts?export=csv')).rejects.toThrow(/^\/v1\/receipts\?export=csv: the node's answer was cut short or is not JSON/)
+  })
+
+  it('nothing listening at api.json\'s address is "no node is running"', async () => {
+    const server = createServer(() => {})
+    const dir = await dataDirFor(server)
+    servers.splice(0)
+    await new Promise(resolve => server.close(resolve))
+    await expect(callApi(dir, '/v1/balance')).rejects.toMatchObject({ name: 'NodeNotRunningError' })
+  })
+})
