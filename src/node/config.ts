@@ -71,6 +71,16 @@ export const MAX_TIMER_SECONDS = 2_147_483
 /** A timeout in seconds, at least `min`, that fits a timer. */
 const timeoutSeconds = (min: number) => z.number().min(min).max(MAX_TIMER_SECONDS, `must be at most ${MAX_TIMER_SECONDS} (about 24.8 days), the longest timer Node.js keeps`)
 
+/** An interval in seconds that fits a timer (see MAX_TIMER_SECONDS), above 0. */
+const intervalSeconds = z.number().positive().max(MAX_TIMER_SECONDS, `must be at most ${MAX_TIMER_SECONDS} (about 24.8 days), the longest timer Node.js keeps`)
+
+/**
+ * A rate cap in Mbps: 0 for none. A token bucket waits bytes / rate, so a
+ * cap under a kilobit per second makes a chunk's wait overflow the timer
+ * (and the cap vanish), and past a terabit per second it caps nothing.
+ */
+const rateCapMbps = z.number().refine(v => v === 0 || (v >= 0.001 && v <= 1_000_000), 'must be 0 (no cap) or from 0.001 to 1000000 Mbps')
+
 /** 0 would advertise an exit that is always busy: the way to take no tunnels is to turn the exit off. */
 const tunnelLimit = z.number().int().min(1, 'must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)')
 
@@ -118,10 +128,10 @@ export const configSchema = z.strictObject({
     /** Domains to refuse with every name under them: "example.com" (also written ".example.com" or "*.example.com"). */
     denied_domains: checkedList(parseDeniedDomain),
     /** Total rate caps across all tunnels, megabits per second; 0 = unlimited. */
-    upload_mbps: nonNegative,
-    download_mbps: nonNegative,
+    upload_mbps: rateCapMbps,
+    download_mbps: rateCapMbps,
     /** Rate cap per consumer, both directions each; 0 = unlimited. */
-    per_consumer_mbps: nonNegative,
+    per_consumer_mbps: rateCapMbps,
     /** Open tunnels at once, all consumers together; at least 1 (turn the exit off with enabled = false). */
     max_tunnels: tunnelLimit,
     max_tunnels_per_consumer: tunnelLimit,
@@ -146,11 +156,11 @@ export const configSchema = z.strictObject({
     /** As a consumer: sign a receipt every this many MiB... */
     receipt_interval_mb: z.number().positive(),
     /** ...or this many seconds, whichever comes first. */
-    receipt_interval_seconds: z.number().positive(),
+    receipt_interval_seconds: intervalSeconds,
     /** Leading zero bits of the identity proof of work (S/Kademlia style). */
     pow_difficulty: z.number().int().min(0).max(40),
     /** As an exit: gossip a long session's receipt at most this often. */
-    publish_interval_seconds: z.number().positive()
+    publish_interval_seconds: intervalSeconds
   }),
   relay: z.strictObject({
     /** Act as a circuit relay for other peers. */
@@ -158,7 +168,8 @@ export const configSchema = z.strictObject({
     max_reservations: z.number().int().min(0),
     /** Per relayed connection, both directions together; js-libp2p's 128 KiB default is far too low for tunnels. */
     data_limit_mb: nonNegative,
-    duration_limit_seconds: nonNegative
+    /** 0: no time limit. */
+    duration_limit_seconds: z.number().min(0).max(MAX_TIMER_SECONDS, `must be at most ${MAX_TIMER_SECONDS} (about 24.8 days), the longest timer Node.js keeps; 0 for no limit`)
   })
 })
 

@@ -209,6 +209,20 @@ describe('config validation errors', () => {
     expect(c.exit.idle_timeout_seconds * 1000).toBeLessThan(2 ** 31)
   })
 
+  it('refuses rate caps a token bucket cannot keep, and intervals longer than a timer holds', () => {
+    const fail = (key: string, value: number): string => catchError(() => resolveConfig([layerFromKeys([{ key, value, source: 'x' }])])).message
+    // 1e-7 Mbps: a 64 KiB chunk would wait past the longest timer, which then fires at once
+    expect(fail('exit.per_consumer_mbps', 1e-7)).toBe('x: exit.per_consumer_mbps = 1e-7 is invalid: must be 0 (no cap) or from 0.001 to 1000000 Mbps')
+    expect(fail('exit.upload_mbps', 1e300)).toMatch(/exit\.upload_mbps = 1e\+300 is invalid: must be 0 \(no cap\) or from 0\.001 to 1000000 Mbps/)
+    expect(fail('exit.download_mbps', -1)).toMatch(/exit\.download_mbps = -1 is invalid/)
+    expect(fail('accounting.publish_interval_seconds', 3e6)).toMatch(/accounting\.publish_interval_seconds = 3000000 is invalid: must be at most 2147483/)
+    expect(fail('accounting.receipt_interval_seconds', 3e6)).toMatch(/accounting\.receipt_interval_seconds = 3000000 is invalid: must be at most 2147483/)
+    expect(fail('relay.duration_limit_seconds', 3e6)).toMatch(/relay\.duration_limit_seconds = 3000000 is invalid: must be at most 2147483/)
+    // the edges are taken
+    const c = resolveConfig([layerFromKeys([{ key: 'exit.per_consumer_mbps', value: 0.001, source: 'x' }, { key: 'exit.upload_mbps', value: 0, source: 'x' }, { key: 'relay.duration_limit_seconds', value: 0, source: 'x' }])])
+    expect([c.exit.per_consumer_mbps, c.exit.upload_mbps, c.relay.duration_limit_seconds]).toEqual([0.001, 0, 0])
+  })
+
   it('an empty schedule is an error, not "always"', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
     expect(err.name).toBe('ConfigError')
