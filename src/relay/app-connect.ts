@@ -16,6 +16,7 @@ import { duplexPair } from 'node:stream'
 import { TunnelRefusedError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { ProxyRefusal } from './ingress.ts'
+import { isValidSessionId } from './targeting.ts'
 import type { Ingress } from './ingress.ts'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
@@ -28,8 +29,6 @@ export interface AppConnectOptions {
   /** Gives up on the tunnel being set up; an open tunnel is ended with `duplex.destroy()`. */
   signal?: AbortSignal
 }
-
-const SESSION = /^[A-Za-z0-9_.]{1,64}$/
 
 /** The app's end of a tunnel, and where it leads. */
 export type TunnelSocket = Duplex & {
@@ -54,7 +53,7 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
     region = normalizeRegion(options.region)
     if (!isValidRegion(region)) throw new TypeError(`unknown region ${JSON.stringify(options.region)}: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
   }
-  if (options.session != null && !SESSION.test(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_' or '.', not ${JSON.stringify(options.session)}`)
+  if (options.session != null && !isValidSessionId(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_' or '.', not ${JSON.stringify(options.session)}`)
   options.signal?.throwIfAborted()
   let tunnel
   try {

@@ -112,7 +112,8 @@ export async function probe (connect: Connect, rawUrl: string, options: ProbeOpt
     if (https) {
       const secure = tlsConnect({
         socket: tunnel,
-        // SNI takes names only
+        // the certificate is checked against `host` (without it, against "localhost"); SNI takes names only
+        host,
         servername: isIP(host) === 0 ? host : undefined,
         rejectUnauthorized: options.insecure !== true,
         ALPNProtocols: ['http/1.1']

@@ -23,8 +23,14 @@ export class TargetingError extends Error {
   }
 }
 
-const PATTERN = /^region-([a-z]{2}(?:-[a-z0-9]{1,3})?)(?:-session-([A-Za-z0-9_.]{1,64}))?$/i
-const SESSION_ONLY = /^session-([A-Za-z0-9_.]{1,64})$/i
+/** A session id, as user names (and node.connect()) carry it. */
+const SESSION_ID = '[A-Za-z0-9_.]{1,64}'
+const PATTERN = new RegExp(`^region-([a-z]{2}(?:-[a-z0-9]{1,3})?)(?:-session-(${SESSION_ID}))?$`, 'i')
+const SESSION_ONLY = new RegExp(`^session-(${SESSION_ID})$`, 'i')
+
+export function isValidSessionId (id: string): boolean {
+  return new RegExp(`^${SESSION_ID}$`).test(id)
+}
 
 /** Parses the targeting part of a user name ("" or undefined = no targeting). */
 export function parseTargeting (user: string | undefined): Targeting {
