@@ -91,7 +91,8 @@ export function parseSchedule (text: string): Schedule {
   if (t === 'never') return { text, always: false, intervals: [] }
   const raw: Array<[number, number]> = []
   for (const ruleText of t.split(/[,;]/)) {
-    const rule = ruleText.trim()
+    // "mon - fri 08:00 - 17:00" as people write it: a dash only ever joins a range
+    const rule = ruleText.trim().replace(/\s*-\s*/g, '-')
     if (rule === '') continue
     const [dayPart, ...windows] = rule.split(/\s+/)
     if (windows.length === 0) throw new ScheduleError(`rule "${rule}" has no time window: add "all" or HH:MM-HH:MM`)

@@ -30,6 +30,13 @@ describe('share schedule', () => {
     expect(isWithinSchedule(s, at(SUN, 23, 59))).toBe(true)
   })
 
+  it('takes spaces around the dashes of day ranges and windows, as people write them', () => {
+    const spaced = parseSchedule('mon - fri 08:00 - 17:00,  sat -sun  all')
+    expect(spaced.intervals).toEqual(parseSchedule('mon-fri 08:00-17:00, sat-sun all').intervals)
+    expect(isWithinSchedule(spaced, at(MON, 8))).toBe(true)
+    expect(isWithinSchedule(spaced, at(MON, 17))).toBe(false)
+  })
+
   it('windows that wrap past midnight, including Saturday into Sunday', () => {
     const s = parseSchedule('fri 22:00-02:00; sat 23:00-01:00')
     expect(isWithinSchedule(s, at(FRI, 21, 59))).toBe(false)
