@@ -70,8 +70,8 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
   let consumerPort = 0
   let exitTcpPort = 0
   let relayed: Connection
-  /** Connections E has seen open from C, however short-lived. */
-  let connectionsFromConsumer = 0
+  /** Connections E has seen open from C, however short-lived: when, how and by which address (for a failure's message). */
+  const connectionsFromConsumer: string[] = []
 
   /** Open connections between C and E, as each side sees them. */
   const fromConsumer = (): Connection[] => consumer.libp2p.getConnections(exit.peerId).filter(c => c.status === 'open')
@@ -166,7 +166,10 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
     await consumer.start()
     expect(consumerPort).toBeGreaterThan(0)
 
-    exit.libp2p.addEventListener('connection:open', e => { if (e.detail.remotePeer.equals(consumer.peerId)) connectionsFromConsumer++ })
+    exit.libp2p.addEventListener('connection:open', e => {
+      const c = e.detail
+      if (c.remotePeer.equals(consumer.peerId)) connectionsFromConsumer.push(`${new Date().toISOString()} ${c.direction} ${c.remoteAddr.toString()} limited=${c.limits != null}`)
+    })
     relayed = await consumer.libp2p.dial(multiaddr(`${relayAddr}/p2p-circuit/p2p/${exit.peerId}`))
     await waitFor(async () => (await consumer.peers()).some(p => p.peerId === exit.peerId.toString() && p.agent?.includes('exit') === true), { what: 'C to identify E through the relay' })
   }, 60_000)
@@ -208,7 +211,7 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
     }
     // libp2p's dialProtocol never reuses a limited connection: had the tunnels used it, each
     // (and each warm and receipt stream) would have built a circuit of its own through R
-    expect(connectionsFromConsumer).toBe(1)
+    expect(connectionsFromConsumer.length, connectionsFromConsumer.join('\n')).toBe(1)
     expect(fromConsumer()).toEqual([relayed])
     // the relayed connection is still there, and nothing went direct
     expect(relayed.status).toBe('open')
