@@ -165,7 +165,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   }
 }
 
-/** The body of POST /v1/probe: `{ url, region?, session?, timeoutMs?, insecure? }`. */
+/** The body of POST /v1/probe: `{ url, region?, session?, timeoutMs?, insecure?, ca? }`. */
 function probeRequest (body: unknown): { url: string, options: ProbeOptions } {
   const b = (body ?? {}) as Record<string, unknown>
   if (typeof body !== 'object' || body == null || Array.isArray(body)) throw new HttpError(400, 'the body must be a JSON object: { "url": "https://...", "region": "de" }')
@@ -178,5 +178,7 @@ function probeRequest (body: unknown): { url: string, options: ProbeOptions } {
   if (url == null) throw new HttpError(400, 'url is missing')
   if (b.timeoutMs != null && typeof b.timeoutMs !== 'number') throw new HttpError(400, 'timeoutMs must be a number')
   if (b.insecure != null && typeof b.insecure !== 'boolean') throw new HttpError(400, 'insecure must be true or false')
-  return { url, options: { region: optionalString('region'), session: optionalString('session'), timeoutMs: b.timeoutMs as number | undefined, insecure: b.insecure as boolean | undefined } }
+  const ca = optionalString('ca')
+  if (ca != null && !ca.includes('-----BEGIN CERTIFICATE-----')) throw new HttpError(400, 'ca must be PEM certificates (-----BEGIN CERTIFICATE-----)')
+  return { url, options: { region: optionalString('region'), session: optionalString('session'), timeoutMs: b.timeoutMs as number | undefined, insecure: b.insecure as boolean | undefined, ca } }
 }

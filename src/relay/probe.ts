@@ -24,6 +24,8 @@ export interface ProbeOptions {
   timeoutMs?: number
   /** Accept a certificate that does not check out (a testnet's self-signed origin), as curl -k does. */
   insecure?: boolean
+  /** PEM certificates to trust instead of Node's bundled CAs (a testnet's own CA), as curl --cacert. */
+  ca?: string
 }
 
 /** Milliseconds from the start of the probe. */
@@ -116,6 +118,7 @@ export async function probe (connect: Connect, rawUrl: string, options: ProbeOpt
         host,
         servername: isIP(host) === 0 ? host : undefined,
         rejectUnauthorized: options.insecure !== true,
+        ...(options.ca != null ? { ca: options.ca } : {}),
         ALPNProtocols: ['http/1.1']
       })
       stream = secure

@@ -18,6 +18,9 @@ describe('spareband probe --region R URL', () => {
   let tlsOrigin: Server
   let tlsPort: number
   let tlsRequests = 0
+  /** The same origin and certificate on 127.0.0.2, an address the certificate does not name. */
+  let otherOrigin: Server
+  let otherPort: number
   let exit: SpawnedNode
   let consumer: SpawnedNode
 
@@ -32,12 +35,16 @@ describe('spareband probe --region R URL', () => {
     })
     await new Promise<void>(resolve => tlsOrigin.listen(0, '127.0.0.1', resolve))
     tlsPort = (tlsOrigin.address() as AddressInfo).port
-    ;({ exit, consumer } = await exitAndConsumer([target.port, tlsPort]))
+    otherOrigin = createHttpsServer({ key, cert }, (_req, res) => { tlsRequests++; res.end('other\n') })
+    await new Promise<void>(resolve => otherOrigin.listen(0, '127.0.0.2', resolve))
+    otherPort = (otherOrigin.address() as AddressInfo).port
+    ;({ exit, consumer } = await exitAndConsumer([target.port, tlsPort, otherPort]))
   })
   afterAll(async () => {
     await Promise.all([exit, consumer].map(async n => n?.proc.kill()))
     await target?.close()
     tlsOrigin?.close()
+    otherOrigin?.close()
   })
 
   const probe = async (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> =>
@@ -85,6 +92,29 @@ describe('spareband probe --region R URL', () => {
     expect(strict.stdout).toMatch(/failed\s+TLS: self[- ]signed certificate/i)
     // the handshake failed: no request reached the origin
     expect(tlsRequests).toBe(before)
+  })
+
+  it('--ca trusts a testnet\'s own CA, and the certificate must still name the URL\'s host', async () => {
+    const ca = join(FIXTURES, 'cert.pem')
+    const trusted = await probe(['--region', 'de', '--ca', ca, '--json', `https://127.0.0.1:${tlsPort}/ca`])
+    expect(trusted.code).toBe(0)
+    const t = JSON.parse(trusted.stdout)
+    expect(t.tls.authorized).toBe(true)
+    expect(t.sha256).toBe(sha256(Buffer.from('secure hello for /ca\n')))
+    // the certificate names localhost and 127.0.0.1, not 127.0.0.2 (checked against "localhost" it would pass)
+    const before = tlsRequests
+    const wrongHost = await probe(['--region', 'de', '--ca', ca, '--json', `https://127.0.0.2:${otherPort}/`])
+    expect(wrongHost.code).toBe(1)
+    const w = JSON.parse(wrongHost.stdout)
+    expect(w.failure).toBe('TLS')
+    expect(w.error).toMatch(/127\.0\.0\.2 is not in the cert's list/)
+    expect(tlsRequests).toBe(before)
+    const missing = await probe(['--ca', '/nonexistent/ca.pem', `https://127.0.0.1:${tlsPort}/`])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toMatch(/--ca \/nonexistent\/ca.pem: cannot read it \(ENOENT\)/)
+    const notPem = await probe(['--ca', join(FIXTURES, 'key.pem'), `https://127.0.0.1:${tlsPort}/`])
+    expect(notPem.code).toBe(2)
+    expect(notPem.stderr).toMatch(/no PEM certificate in it/)
   })
 
   it('says why a probe failed, and exits 1: the exit\'s refusal, no exit in the region', async () => {

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
 import { formatKeyValues, printJson } from '../output.ts'
@@ -79,6 +80,17 @@ function describe (r: ProbeResult): Record<string, unknown> {
   }
 }
 
+async function readCa (file: string): Promise<string> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err: any) {
+    throw new UsageError(`--ca ${file}: cannot read it (${err.code ?? err.message})`)
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)`)
+  return text
+}
+
 export function registerProbe (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('probe')
     .description('fetch a URL through an exit of a region, through the running node, and time it (exit 1 when it fails)')
@@ -87,6 +99,7 @@ export function registerProbe (program: Command, dataDirOf: (cmd: Command) => st
     .option('--session <id>', 'the same exit as other tunnels of this session id')
     .option('--timeout <seconds>', 'give up after this long', parseSeconds, DEFAULT_PROBE_TIMEOUT_MS / 1000)
     .option('--insecure', 'accept a TLS certificate that does not check out (a testnet origin\'s own)')
+    .option('--ca <file>', 'trust the PEM certificates in this file instead of the usual CAs (a testnet\'s own CA)')
     .option('--count <n>', 'probe this many times, one after the other, and show the spread of the timings', parseCount, 1)
     .option('--json', 'print JSON')
     .action(async (url: string, opts, cmd: Command) => {
@@ -97,9 +110,10 @@ export function registerProbe (program: Command, dataDirOf: (cmd: Command) => st
         throw err
       }
       const timeoutMs = Math.round(opts.timeout * 1000)
+      const ca = opts.ca == null ? undefined : await readCa(opts.ca)
       const once = async (): Promise<ProbeResult> => callApi<ProbeResult>(dataDirOf(cmd), '/v1/probe', {
         method: 'POST',
-        body: { url, region: opts.region, session: opts.session, timeoutMs, insecure: opts.insecure === true },
+        body: { url, region: opts.region, session: opts.session, timeoutMs, insecure: opts.insecure === true, ca },
         // the node gives up at timeoutMs and still answers
         timeoutMs: timeoutMs + 10_000
       })
