@@ -129,6 +129,9 @@ interface ConsumerState {
   lost: Map<string, number>
   /** By session id: looked up for every chunk carried, so no composite key is built. */
   sessions: Map<string, Session>
+  /** Carried for since the last sweep, and when a sweep last found it so (as a session's). */
+  touched: boolean
+  usedAt: number
 }
 
 export class ExitSessions implements ExitAccounting {
@@ -251,6 +254,16 @@ export class ExitSessions implements ExitAccounting {
         clearTimeout(s.publishTimer)
         c.sessions.delete(id)
       }
+      if (c.touched) {
+        c.touched = false
+        c.usedAt = now
+      } else if (c.sessions.size === 0 && c.unsigned > 0 && now - c.usedAt >= ttl) {
+        // what is left was carried on tunnels without a session (a consumer that
+        // keeps no accounting): no receipt can ever cover it
+        this.log('writing off %d bytes carried without a session, unused for %d s', c.unsigned, Math.round((now - c.usedAt) / 1000))
+        c.unsigned = 0
+        this.release(c)
+      }
       // kept while its allowance for cut tunnels is refilling: forgetting it would reset that
       if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0 && this.topUp(c) >= FORGIVE_PER_HOUR) this.consumers.delete(key)
     }
@@ -266,7 +279,7 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, limit: this.threshold, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map() }
+      c = { unsigned: 0, limit: this.threshold, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map(), touched: true, usedAt: this.now() }
       this.consumers.set(consumer, c)
     }
     return c
@@ -327,6 +340,7 @@ export class ExitSessions implements ExitAccounting {
 
   meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number, queued = 0): Promise<void> | undefined {
     const c = this.consumerState(consumer.toString())
+    c.touched = true
     if (sessionId !== '') {
       // the consumer counts uploads as it sends them, so its receipts can cover
       // bytes before they get here: those are not unsigned when they arrive

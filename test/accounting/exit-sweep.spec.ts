@@ -109,6 +109,22 @@ describe('exit session sweep', () => {
     expect(consumersMap.size).toBe(0)
   })
 
+  it('writes off, after OWED_SESSION_TTL unused, bytes carried for a consumer on tunnels without a session', () => {
+    let clock = 1_700_000_000_000
+    const sweeping = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), now: () => clock
+    })
+    const consumersMap = (sweeping as any).consumers as Map<string, unknown>
+    // a consumer that keeps no accounting sends no session id: nothing can sign these bytes
+    for (const c of consumers) expect(sweeping.admit(c, '')).toBeUndefined()
+    for (const c of consumers) void sweeping.meter(c, '', 'down', 100_000)
+    for (let i = 0; i < 30; i++) { clock += 60_000; sweeping.sweep() }
+    expect(consumersMap.size).toBe(2)
+    for (let i = 0; i < 32; i++) { clock += 60_000; sweeping.sweep() }
+    expect(sweeping.pendingBytes()).toBe(0)
+    expect(consumersMap.size).toBe(0)
+  })
+
   it('a forgotten session goes on from its stored receipt: the old total signs off nothing new', async () => {
     const [a] = consumers
     exit.admit(a, 's')
