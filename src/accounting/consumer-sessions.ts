@@ -37,6 +37,14 @@ const MAX_IN_FLIGHT = 8
 const REPLY_TIMEOUT = 15 * second
 /** The longest a tunnel waits for a new identity's proof of work. */
 const POW_WAIT = 10 * second
+/**
+ * How long a session whose bytes no receipt could cover (its exit is gone:
+ * stopped, crashed, unreachable) is kept trying, with no tunnel open and no
+ * traffic, before it is closed all the same. An exit back within it (a
+ * restart) still gets its receipt; without a limit the session, and a dial
+ * every second, stayed for every exit that vanished owing us a receipt.
+ */
+export const DEFAULT_UNSIGNED_GIVE_UP_MS = 10 * 60 * second
 
 export interface ConsumerSessionsInit {
   ledger: Ledger
@@ -49,6 +57,8 @@ export interface ConsumerSessionsInit {
   intervalMs?: number
   /** A session with no traffic for this long is closed. @default 30 s */
   sessionIdleMs?: number
+  /** A session with no traffic for this long is closed even with bytes no receipt covers. @default 10 min */
+  unsignedGiveUpMs?: number
   /** Our proof of work, once solved. */
   pow?: () => { nonce: bigint, difficulty: number } | undefined
   /**
@@ -214,7 +224,13 @@ export class ConsumerSessions implements ConsumerAccounting {
       if (outstanding > 0) this.sign(s)
       // a quiet tunnel (ssh, a websocket) keeps its session: bytes it carries
       // later are metered by the exit under the session it was opened with
-      if (outstanding === 0 && s.openTunnels === 0 && now - s.lastActivity > (this.init.sessionIdleMs ?? 30 * second)) void this.close(s)
+      if (s.openTunnels > 0) continue
+      const idle = now - s.lastActivity
+      if (outstanding === 0 && idle > (this.init.sessionIdleMs ?? 30 * second)) void this.close(s)
+      else if (outstanding > 0 && idle > (this.init.unsignedGiveUpMs ?? DEFAULT_UNSIGNED_GIVE_UP_MS)) {
+        this.log('giving up on a receipt for %d bytes through %p: no answer for %d s', outstanding, s.exit, Math.round(idle / 1000))
+        void this.close(s)
+      }
     }
   }
 

@@ -49,6 +49,15 @@ const CUT_OFF_GRACE = 10 * second
 export const MAX_SESSIONS_PER_CONSUMER = 64
 /** How often idle sessions are forgotten (see sweep()). */
 const SWEEP_INTERVAL = minute
+/**
+ * How long a session that owes bytes is kept unused, for a late receipt to
+ * settle them (a consumer back from suspend, or whose link came back):
+ * past it the consumer is gone (crashed, or its bytes were never going to
+ * be signed), and its bytes are written off. Without a limit every consumer
+ * that vanished owing a few bytes stayed in memory for good. A cheat gains
+ * at most the threshold per identity this often, less than FORGIVE_PER_HOUR.
+ */
+export const OWED_SESSION_TTL = 60 * minute
 
 export interface ExitSessionsInit {
   ledger: Ledger
@@ -65,6 +74,8 @@ export interface ExitSessionsInit {
   publishIntervalMs?: number
   /** Forget idle sessions this often. @default 60 s */
   sweepIntervalMs?: number
+  /** Write off what an unused session owes after this long. @default 1 hour */
+  owedSessionTtlMs?: number
   /** Count a cut tunnel's loss this long after it. @default 6 s */
   forgiveDelayMs?: number
   /** Close the tunnels of a consumer held with no credit left this long after. @default 10 s */
@@ -91,6 +102,8 @@ interface Session {
   publishTimer?: NodeJS.Timeout
   /** Carried, admitted or receipted since the last sweep (a flag, not a clock read per chunk). */
   touched: boolean
+  /** When a sweep last found it touched (or it was made): it has been unused since about then. */
+  usedAt: number
 }
 
 /** Bytes of the session carried here and not covered by a receipt. */
@@ -116,6 +129,9 @@ interface ConsumerState {
   lost: Map<string, number>
   /** By session id: looked up for every chunk carried, so no composite key is built. */
   sessions: Map<string, Session>
+  /** Carried for since the last sweep, and when a sweep last found it so (as a session's). */
+  touched: boolean
+  usedAt: number
 }
 
 export class ExitSessions implements ExitAccounting {
@@ -200,10 +216,14 @@ export class ExitSessions implements ExitAccounting {
    * interval once its receipts cover what was carried (its newest receipt
    * published first); if it comes back, it goes on from its stored receipt
    * (see session()). One that owes bytes stays, as the only record a late
-   * receipt can settle them against. A consumer goes with its last session
-   * once it owes nothing and nothing waits on it.
+   * receipt can settle them against, until it has been unused for
+   * OWED_SESSION_TTL: then what it owes is written off and it goes too. A
+   * consumer goes with its last session once it owes nothing and nothing
+   * waits on it.
    */
   sweep (): void {
+    const now = this.now()
+    const ttl = this.init.owedSessionTtlMs ?? OWED_SESSION_TTL
     for (const [key, c] of this.consumers) {
       // losses past the allowance, let off as it refills
       for (const [id, lost] of c.lost) {
@@ -214,15 +234,35 @@ export class ExitSessions implements ExitAccounting {
       for (const [id, s] of c.sessions) {
         if (s.touched) {
           s.touched = false
+          s.usedAt = now
           continue
         }
+        if (s.publishTimer != null) continue
         // a session that owes bytes stays: a receipt may still come for it
         // (a consumer back from suspend), and only its record can take those
-        // bytes off the consumer's unsigned count (the 64-session cap bounds them)
-        if (owed(s) > 0 || s.publishTimer != null) continue
+        // bytes off the consumer's unsigned count (the 64-session cap bounds them);
+        // until it has been unused so long that its consumer is surely gone
+        if (owed(s) > 0) {
+          if (now - s.usedAt < ttl) continue
+          this.log('writing off %d bytes %p owes on a session unused for %d s', owed(s), s.consumer, Math.round((now - s.usedAt) / 1000))
+          c.unsigned = Math.max(0, c.unsigned - owed(s))
+          s.carried = s.signed
+          c.lost.delete(id)
+          this.release(c)
+        }
         if (s.last != null && s.last.seq !== s.lastPublishedSeq) void this.publish(s)
         clearTimeout(s.publishTimer)
         c.sessions.delete(id)
+      }
+      if (c.touched) {
+        c.touched = false
+        c.usedAt = now
+      } else if (c.sessions.size === 0 && c.unsigned > 0 && now - c.usedAt >= ttl) {
+        // what is left was carried on tunnels without a session (a consumer that
+        // keeps no accounting): no receipt can ever cover it
+        this.log('writing off %d bytes carried without a session, unused for %d s', c.unsigned, Math.round((now - c.usedAt) / 1000))
+        c.unsigned = 0
+        this.release(c)
       }
       // kept while its allowance for cut tunnels is refilling: forgetting it would reset that
       if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0 && this.topUp(c) >= FORGIVE_PER_HOUR) this.consumers.delete(key)
@@ -239,7 +279,7 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, limit: this.threshold, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map() }
+      c = { unsigned: 0, limit: this.threshold, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map(), touched: true, usedAt: this.now() }
       this.consumers.set(consumer, c)
     }
     return c
@@ -248,7 +288,7 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true }
+      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now() }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
@@ -300,6 +340,7 @@ export class ExitSessions implements ExitAccounting {
 
   meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number, queued = 0): Promise<void> | undefined {
     const c = this.consumerState(consumer.toString())
+    c.touched = true
     if (sessionId !== '') {
       // the consumer counts uploads as it sends them, so its receipts can cover
       // bytes before they get here: those are not unsigned when they arrive

@@ -22,7 +22,7 @@ import { QuotaTracker } from './quota.ts'
 import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
-import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
@@ -400,10 +400,12 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.safeDispatchEvent('exit:tunnel:denied', { detail: { consumer, status, message } })
     try {
       await this.respond(stream, status, message)
-      await stream.close({ signal: AbortSignal.timeout(2 * second) })
     } catch (err: any) {
       stream.abort(err)
+      return
     }
+    // a consumer reads the answer and resets; one that keeps its side open gets a reset after the grace
+    await closeWithin(stream, 2 * second)
   }
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {

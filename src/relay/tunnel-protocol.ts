@@ -159,6 +159,33 @@ export async function sendFrame (stream: Stream, bytes: Uint8Array): Promise<voi
   if (!stream.send(encodeFrame(bytes))) await waitForDrain(stream)
 }
 
+/**
+ * Closes our side, then resets the stream unless the remote closes its
+ * side within `ms`. A half-closed stream stays in its connection until both
+ * sides have closed (nothing enforces the streams' inactivity timeout), so
+ * a peer that never closes its side would keep it, and a slot of the
+ * protocol's stream limit, for as long as the connection lasts.
+ */
+export async function closeWithin (stream: Stream, ms: number): Promise<void> {
+  try {
+    await stream.close({ signal: AbortSignal.timeout(ms) })
+  } catch (err: any) {
+    stream.abort(err)
+    return
+  }
+  if (stream.status !== 'open') return
+  await new Promise<void>(resolve => {
+    const onClose = (): void => { clearTimeout(timer); resolve() }
+    const timer = setTimeout(() => {
+      stream.removeEventListener('close', onClose)
+      stream.abort(new Error(`the remote did not close its side within ${ms} ms`))
+      resolve()
+    }, ms)
+    timer.unref()
+    stream.addEventListener('close', onClose, { once: true })
+  })
+}
+
 /** Closes a stream gracefully, or resets it when that fails; for the paths that do not wait for it. */
 export function closeQuietly (stream: Stream): void {
   stream.close().catch(err => stream.abort(err))

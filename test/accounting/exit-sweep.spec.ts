@@ -9,7 +9,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ExitSessions, FORGIVE_PER_HOUR, MAX_SESSIONS_PER_CONSUMER } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, FORGIVE_PER_HOUR, MAX_SESSIONS_PER_CONSUMER, OWED_SESSION_TTL } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { tempDir } from '../utils/cli.ts'
@@ -81,6 +81,48 @@ describe('exit session sweep', () => {
     expect(released).toBe(true)
     expect(exit.pendingBytes()).toBe(0)
     expect(exit.admit(a, 'next')).toBeUndefined()
+  })
+
+  it('writes off what a vanished consumer owes once its session sat unused for OWED_SESSION_TTL, and forgets it', async () => {
+    let clock = 1_700_000_000_000
+    const sweeping = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), now: () => clock
+    })
+    // consumers that crashed after a tunnel, before their receipt: each owes a little, and never comes back
+    const [a, b] = consumers
+    for (const c of [a, b]) {
+      expect(sweeping.admit(c, `gone-${c.toString()}`)).toBeUndefined()
+      expect(sweeping.meter(c, `gone-${c.toString()}`, 'down', 200_000)).toBeUndefined()
+    }
+    // a consumer held over the threshold whose tunnels then closed: its waiter must go too
+    expect(sweeping.meter(b, `gone-${b.toString()}`, 'down', 5 * MiB)).toBeInstanceOf(Promise)
+    const consumersMap = (sweeping as any).consumers as Map<string, unknown>
+    // well within the limit: kept, for a late receipt
+    for (let i = 0; i < 30; i++) { clock += 60_000; sweeping.sweep() }
+    expect(sweeping.sessionCount()).toBe(2)
+    expect(sweeping.pendingBytes()).toBe(400_000 + 5 * MiB)
+    // past it: written off and forgotten, consumers and all
+    for (let i = 0; i < 32; i++) { clock += 60_000; sweeping.sweep() }
+    expect(clock - 1_700_000_000_000).toBeGreaterThan(OWED_SESSION_TTL)
+    expect(sweeping.sessionCount()).toBe(0)
+    expect(sweeping.pendingBytes()).toBe(0)
+    expect(consumersMap.size).toBe(0)
+  })
+
+  it('writes off, after OWED_SESSION_TTL unused, bytes carried for a consumer on tunnels without a session', () => {
+    let clock = 1_700_000_000_000
+    const sweeping = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), now: () => clock
+    })
+    const consumersMap = (sweeping as any).consumers as Map<string, unknown>
+    // a consumer that keeps no accounting sends no session id: nothing can sign these bytes
+    for (const c of consumers) expect(sweeping.admit(c, '')).toBeUndefined()
+    for (const c of consumers) void sweeping.meter(c, '', 'down', 100_000)
+    for (let i = 0; i < 30; i++) { clock += 60_000; sweeping.sweep() }
+    expect(consumersMap.size).toBe(2)
+    for (let i = 0; i < 32; i++) { clock += 60_000; sweeping.sweep() }
+    expect(sweeping.pendingBytes()).toBe(0)
+    expect(consumersMap.size).toBe(0)
   })
 
   it('a forgotten session goes on from its stored receipt: the old total signs off nothing new', async () => {
