@@ -55,8 +55,14 @@ export function formatAgent (version: string, region: string | undefined, exit: 
   return parts.length === 0 ? `spareband/${version}` : `spareband/${version} (${parts.join('; ')})`
 }
 
-/** Session stickiness: the same exit for the same session id while it keeps working. */
+/**
+ * Session stickiness: the same exit for the same session id while it keeps
+ * working. At most `maxEntries` sessions are held, and the one used least
+ * recently goes first: a scraper that mints a session id per request must
+ * not push out the long-lived session it also runs.
+ */
 export class StickySessions {
+  /** In order of last use, least recent first (a Map keeps insertion order). */
   private readonly bySession = new Map<string, string>()
   constructor (private readonly maxEntries = 10_000) {}
 
@@ -66,7 +72,19 @@ export class StickySessions {
 
   get (r: ExitRequest): string | undefined {
     const k = this.key(r)
-    return k == null ? undefined : this.bySession.get(k)
+    if (k == null) return undefined
+    const exit = this.bySession.get(k)
+    if (exit != null) this.touch(k, exit)
+    return exit
+  }
+
+  get size (): number {
+    return this.bySession.size
+  }
+
+  private touch (k: string, exit: string): void {
+    this.bySession.delete(k)
+    this.bySession.set(k, exit)
   }
 
   /**
@@ -85,7 +103,7 @@ export class StickySessions {
     if (!this.bySession.has(k) && this.bySession.size >= this.maxEntries) {
       this.bySession.delete(this.bySession.keys().next().value!)
     }
-    this.bySession.set(k, exit)
+    this.touch(k, exit)
   }
 }
 
