@@ -6,6 +6,8 @@ import { createSparebandNode } from '../../src/index.ts'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import { socksConnect } from '../utils/socks-client.ts'
+import { startEchoServer } from '../utils/in-process.ts'
+import type { EchoServer } from '../utils/in-process.ts'
 import type { SparebandNode } from '../../src/index.ts'
 import type { Connection } from '@libp2p/interface'
 import type { IdentifyPush } from '@libp2p/identify'
@@ -63,9 +65,8 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
   let relay: SparebandNode
   let exit: SparebandNode
   let consumer: SparebandNode
-  let echo: Server
+  let echo: EchoServer
   let echoPort: number
-  const echoSockets = new Set<Socket>()
   let firewall: Firewall
   let consumerPort = 0
   let exitTcpPort = 0
@@ -104,14 +105,8 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
   }
 
   beforeAll(async () => {
-    echo = createServer({ allowHalfOpen: true }, s => {
-      echoSockets.add(s)
-      s.on('close', () => echoSockets.delete(s))
-      s.on('error', () => {})
-      s.pipe(s)
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as AddressInfo).port
+    echo = await startEchoServer()
+    echoPort = echo.port
     firewall = await startFirewall(() => consumerPort)
 
     const base = { api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
@@ -178,8 +173,7 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
     await consumer?.stop()
     await exit?.stop()
     await relay?.stop()
-    for (const s of echoSockets) s.destroy()
-    await new Promise<void>(resolve => echo == null ? resolve() : echo.close(() => resolve()))
+    await echo?.close()
     await firewall?.close()
   })
 

@@ -1,14 +1,15 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { createServer } from 'node:net'
 import { request } from 'node:http'
 import { randomBytes, createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createSparebandNode, TunnelRefusedError } from '../../src/index.ts'
-import { tempDir, waitFor } from '../utils/cli.ts'
+import { TunnelRefusedError } from '../../src/index.ts'
+import { waitFor } from '../utils/cli.ts'
+import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
+import type { EchoServer } from '../utils/in-process.ts'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import type { SparebandNode } from '../../src/index.ts'
 import type { TargetServer } from '../utils/target-server.ts'
-import type { Server, Socket, AddressInfo } from 'node:net'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 
@@ -20,39 +21,22 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
   let exit: SparebandNode
   let consumer: SparebandNode
   let target: TargetServer
-  let echo: Server
+  let echo: EchoServer
   let echoPort: number
-  const echoSockets = new Set<Socket>()
+  let echoSockets: Set<Socket>
 
   beforeAll(async () => {
     target = await startTargetServer(8 * MiB)
-    echo = createServer({ allowHalfOpen: true }, s => {
-      echoSockets.add(s)
-      s.on('close', () => echoSockets.delete(s))
-      s.on('error', () => {})
-      s.pipe(s)
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as AddressInfo).port
-    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
-    exit = await createSparebandNode({
-      dataDir: await tempDir('sb-connect-'),
-      config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [target.port, echoPort] } }
-    })
-    await exit.start()
+    echo = await startEchoServer()
+    echoPort = echo.port
+    echoSockets = echo.sockets
     // the consumer's idle timeout is what its end of a tunnel keeps
-    consumer = await createSparebandNode({
-      dataDir: await tempDir('sb-connect-'),
-      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false, idle_timeout_seconds: IDLE_SECONDS } }
-    })
-    await consumer.start()
-    await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify' })
-    await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved === true, { what: 'the consumer\'s proof of work' })
+    ;({ exit, consumer } = await startExitAndConsumer([target.port, echoPort], { consumerExit: { idle_timeout_seconds: IDLE_SECONDS }, dataDirPrefix: 'sb-connect-' }))
   })
   afterAll(async () => {
     await consumer?.stop()
     await exit?.stop()
-    echo?.close()
+    await echo?.close()
     await target?.close()
   })
 

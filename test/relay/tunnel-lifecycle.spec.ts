@@ -1,50 +1,31 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { createServer } from 'node:net'
 import { randomBytes, createHash } from 'node:crypto'
-import { createSparebandNode } from '../../src/index.ts'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
-import { tempDir, waitFor } from '../utils/cli.ts'
+import { waitFor } from '../utils/cli.ts'
+import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
+import type { EchoServer } from '../utils/in-process.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import type { SparebandNode } from '../../src/index.ts'
-import type { Server, Socket, AddressInfo } from 'node:net'
+import type { Socket } from 'node:net'
 
 /** Real libp2p nodes over TCP on loopback, in this process: nothing may leak. */
 describe('tunnel lifecycle: idle timeout, disappearing sides, concurrency', () => {
   let exit: SparebandNode
   let consumer: SparebandNode
-  let echo: Server
+  let echo: EchoServer
   let echoPort: number
-  const targetSockets = new Set<Socket>()
+  let targetSockets: Set<Socket>
 
   beforeAll(async () => {
-    echo = createServer({ allowHalfOpen: true }, s => {
-      targetSockets.add(s)
-      s.on('close', () => targetSockets.delete(s))
-      s.on('error', () => {})
-      s.pipe(s)
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as AddressInfo).port
-    // a light proof of work: with the default (about a second), a consumer that has spent
-    // anything is refused until its allowance is known, which races these tests
-    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
-    exit = await createSparebandNode({
-      dataDir: await tempDir('sb-life-'),
-      config: { ...base, region: 'de', network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [echoPort], idle_timeout_seconds: 3 } }
-    })
-    await exit.start()
-    consumer = await createSparebandNode({
-      dataDir: await tempDir('sb-life-'),
-      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false } }
-    })
-    await consumer.start()
-    await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify' })
-    await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved === true, { what: 'the consumer\'s proof of work' })
+    echo = await startEchoServer()
+    echoPort = echo.port
+    targetSockets = echo.sockets
+    ;({ exit, consumer } = await startExitAndConsumer([echoPort], { exit: { idle_timeout_seconds: 3 }, dataDirPrefix: 'sb-life-' }))
   })
   afterAll(async () => {
     await consumer?.stop()
     await exit?.stop()
-    echo?.close()
+    await echo?.close()
   })
 
   const socksPort = (): number => (consumer.status() as any).proxy.socksPort
