@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { readFile } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
 import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
@@ -47,6 +47,9 @@ async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string,
  * the node writes about 10,000 receipts a second, so this is some millions.
  */
 const EXPORT_TIMEOUT_MS = 10 * 60_000
+
+/** How much of a file `verify` reads at a time. */
+const VERIFY_CHUNK_BYTES = 256 * 1024
 
 /** Writes to stdout, waiting whenever it is full (a slow pipe). */
 async function writeChunks (chunks: Iterable<string> | AsyncIterable<string>): Promise<void> {
@@ -115,14 +118,14 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
     .argument('<file>', 'a file written by "spareband receipts --export csv|json"')
     .option('--json', 'print JSON')
     .action(async (file: string, opts) => {
-      let text: string
+      // read a chunk at a time: an export of a year of receipts need not fit in memory
+      const { verifyExportStream } = await import('../../accounting/export.ts')
+      let result: Awaited<ReturnType<typeof verifyExportStream>>
       try {
-        text = await readFile(file, 'utf8')
+        result = await verifyExportStream(createReadStream(file, { highWaterMark: VERIFY_CHUNK_BYTES }))
       } catch (err: any) {
         throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
       }
-      const { verifyExport } = await import('../../accounting/export.ts')
-      const result = await verifyExport(text)
       if (result.ok) {
         const t = result.totals as any
         if (opts.json === true) printJson({ ok: true, format: result.format, entries: result.entries, totals: t })
