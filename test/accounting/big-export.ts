@@ -5,7 +5,8 @@
  * consumer's signature and so costs half as much again.
  *
  * Run directly to write an export file:
- * `node test/accounting/big-export.ts FILE csv|json COUNT [SESSIONS]`.
+ * `node --experimental-transform-types test/accounting/big-export.ts FILE csv|json COUNT [SESSIONS]`,
+ * or `... DATA_DIR ledger COUNT` for a data directory whose ledger holds them.
  */
 
 import { createPrivateKey, sign } from 'node:crypto'
@@ -13,7 +14,10 @@ import { createWriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { finished } from 'node:stream/promises'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
+import { join } from 'node:path'
 import { ExportWriter } from '../../src/accounting/export.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { createIdentity } from '../../src/node/identity.ts'
 import { receiptSigningBytes } from '../../src/accounting/receipts.ts'
 import { parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
@@ -45,14 +49,15 @@ export function quickCountersigned (consumer: Party, exit: Party, body: Omit<Rec
  * a ledger exports them), between 4 parties; a session's receipts come in
  * seq order, the sessions interleaved.
  */
-export async function * manyReceipts (count: number, sessions = count): AsyncGenerator<CountersignedReceipt> {
+export async function * manyReceipts (count: number, sessions = count, exit?: Party): AsyncGenerator<CountersignedReceipt> {
   const ps = await parties(4)
   for (let i = 0; i < count; i++) {
     const session = i % sessions
     const seq = BigInt(Math.floor(i / sessions) + 1)
     const consumer = ps[session % 4]
-    const exit = ps[(session + 1) % 4]
-    yield quickCountersigned(consumer, exit, {
+    // with `exit` given, it is every receipt's exit (a node's own ledger)
+    const exitParty = exit ?? ps[(session + 1) % 4]
+    yield quickCountersigned(consumer, exitParty, {
       sessionId: `session-${session}`,
       bytesUp: 1_000n * seq + BigInt(session),
       bytesDown: 1_000_000n * seq,
@@ -80,7 +85,24 @@ export async function writeBigExport (file: string, format: ExportFormat, count:
   await finished(out)
 }
 
+/**
+ * A data directory with an identity and a ledger.db holding `count`
+ * sessions in which this node was the exit, written straight to the ledger
+ * (its signatures made here, so not checked again).
+ */
+export async function dataDirWithBigLedger (dataDir: string, count: number): Promise<void> {
+  const identity = await createIdentity(dataDir)
+  const self: Party = { key: identity.privateKey, bytes: identity.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>, id: identity.peerId.toString() }
+  const ledger = Ledger.open(join(dataDir, 'ledger.db'), { selfPeerId: identity.peerId, powDifficulty: 8 })
+  try {
+    for await (const r of manyReceipts(count, count, self)) await ledger.recordReceipt(r, 'own', { verified: true })
+  } finally {
+    ledger.close()
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const [file, format, count, sessions] = process.argv.slice(2)
-  await writeBigExport(file, format as ExportFormat, Number(count), sessions == null ? undefined : Number(sessions))
+  if (format === 'ledger') await dataDirWithBigLedger(file, Number(count))
+  else await writeBigExport(file, format as ExportFormat, Number(count), sessions == null ? undefined : Number(sessions))
 }
