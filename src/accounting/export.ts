@@ -21,10 +21,12 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { z } from 'zod'
 import { costMicro } from './credits.ts'
-import { ReceiptError } from './errors.ts'
-import { checkProgress, checkReceiptFields, checkReceiptSignatures, ed25519PeerFromBytes, receiptId } from './receipts.ts'
+import { ReceiptError, ReceiptErrorCode } from './errors.ts'
+import { checkProgress, checkReceiptFields, checkReceiptSignatures, ed25519PeerFromBytes, prepareSignatureCheck, receiptId } from './receipts.ts'
+import { SignaturePool } from './signature-pool.ts'
 import { JsonSyntaxError, SourceError, TextReader } from './text-reader.ts'
-import type { CountersignedReceipt, Receipt, SignedReceipt } from './receipts.ts'
+import type { CountersignedReceipt, Progress, Receipt, SignedReceipt } from './receipts.ts'
+import type { SignatureFailure, SignatureJob } from './signature-pool.ts'
 
 export type ExportFormat = 'json' | 'csv'
 
@@ -46,6 +48,18 @@ export interface VerifyExportFailure {
   index: number
   sessionId?: string
   reason: string
+}
+
+export interface VerifyExportOptions {
+  /** Also return every verified receipt (memory grows with the file: for small ones). */
+  keepReceipts?: boolean
+  /**
+   * Check signatures on this many worker threads while the file is read
+   * (most of the time goes there); 0 checks them in turn, here.
+   *
+   * @default 0
+   */
+  signatureThreads?: number
 }
 
 export type VerifyExportStreamResult =
@@ -404,10 +418,19 @@ class SessionTable {
   }
 }
 
+/** Receipts whose signatures go to the pool together: about 25 ms of checks. */
+const SIGNATURE_BATCH = 128
+
 /**
  * Checks entries one at a time, in file order: fields, both signatures,
  * monotonicity against the session's held entry, and the running totals
  * (each session's newest entry, counted once).
+ *
+ * With a SignaturePool the signatures are checked there, a batch at a
+ * time, while entries after them are read; the answer is the same as
+ * checking in turn: a batch's failure is its first bad entry, batches are
+ * awaited in order, and an entry's own signatures are checked before its
+ * other faults are named (settle()). At most a few batches are in flight.
  */
 class EntryChecker {
   private readonly sessions = new SessionTable()
@@ -415,19 +438,41 @@ class EntryChecker {
   private bytesUp = 0n
   private bytesDown = 0n
   private costMicro = 0n
+  private batch: SignatureJob[] = []
+  private batchSessions: string[] = []
+  private readonly inFlight: Array<{ answer: Promise<SignatureFailure | undefined>, sessions: Map<number, string> }> = []
 
-  /** `receipts`: where to keep every verified receipt, when the caller wants them (verifyExport). */
-  constructor (private readonly receipts?: CountersignedReceipt[]) {}
+  /**
+   * `receipts`: where to keep every verified receipt, when the caller wants
+   * them (verifyExport). `pool`: where to check signatures; here when none.
+   */
+  constructor (private readonly receipts?: CountersignedReceipt[], private readonly pool?: SignaturePool) {}
+
+  get kept (): CountersignedReceipt[] | undefined {
+    return this.receipts
+  }
 
   /** Throws ExportFormatError naming the entry, by its 1-based `index`. */
   add (entry: Entry, index: number): void {
     try {
       const r = entryToReceipt(entry)
-      checkReceiptSignatures(r)
+      const job = this.pool == null ? undefined : prepareSignatureCheck(r)
+      if (job == null) checkReceiptSignatures(r)
       const key = receiptId(r, 'binary')
       const held = this.sessions.get(key, r.sessionId)
+      let progress: Progress
+      try {
+        progress = checkProgress(held, r)
+      } catch (err) {
+        // checked in turn, a bad signature of this entry is what is named
+        if (job != null) checkReceiptSignatures(r)
+        throw err
+      }
       // a repeated entry would be a replay inside the file
-      if (checkProgress(held, r) === 'duplicate') throw new Error('repeats an earlier entry of the session')
+      if (progress === 'duplicate') {
+        if (job != null) checkReceiptSignatures(r)
+        throw new Error('repeats an earlier entry of the session')
+      }
       // totals count a session's newest entry: replace what the held one added
       this.bytesUp += r.bytesUp - (held?.bytesUp ?? 0n)
       this.bytesDown += r.bytesDown - (held?.bytesDown ?? 0n)
@@ -436,10 +481,62 @@ class EntryChecker {
       this.entries++
       // peer bytes are shared through the cache: a kept receipt gets its own
       this.receipts?.push({ ...r, consumer: new Uint8Array(r.consumer), exit: new Uint8Array(r.exit) })
+      if (job != null) {
+        this.batch.push({ index, ...job, consumerSig: r.consumerSig, exitSig: r.exitSig })
+        this.batchSessions.push(r.sessionId)
+        if (this.batch.length >= SIGNATURE_BATCH) this.send()
+      }
     } catch (err: any) {
+      if (err instanceof ExportFormatError) throw err
       const reason = err instanceof ReceiptError ? `${err.code}: ${err.message}` : err.message
       throw new ExportFormatError(index, reason, entry.sessionId)
     }
+  }
+
+  private send (): void {
+    if (this.pool == null || this.batch.length === 0) return
+    const sessions = new Map(this.batch.map((job, k) => [job.index, this.batchSessions[k]]))
+    this.inFlight.push({ answer: this.pool.check(this.batch), sessions })
+    this.batch = []
+    this.batchSessions = []
+  }
+
+  /** Waits while more than two batches a thread are in flight; throws the first bad signature. */
+  async pace (): Promise<void> {
+    if (this.pool == null) return
+    while (this.inFlight.length > 2 * this.pool.size) {
+      const failure = await this.next()
+      if (failure != null) throw failure
+    }
+  }
+
+  private async next (): Promise<ExportFormatError | undefined> {
+    const { answer, sessions } = this.inFlight.shift()!
+    const failure = await answer
+    if (failure == null) return undefined
+    const sessionId = sessions.get(failure.index)
+    const err = failure.which === 'consumer'
+      ? new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId })
+      : new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId })
+    return new ExportFormatError(failure.index, `${err.code}: ${err.message}`, sessionId)
+  }
+
+  /**
+   * Waits for every signature sent; returns the first bad one. Every entry
+   * sent came before anything the reader found wrong since, so a bad
+   * signature, when there is one, is the file's first fault.
+   */
+  async settle (): Promise<ExportFormatError | undefined> {
+    this.send()
+    while (this.inFlight.length > 0) {
+      const failure = await this.next()
+      if (failure != null) {
+        // the rest are answered, or end with the pool
+        this.inFlight.length = 0
+        return failure
+      }
+    }
+    return undefined
   }
 
   get totals (): ExportTotals {
@@ -522,7 +619,10 @@ async function readCsv (reader: TextReader, checker: EntryChecker): Promise<unkn
     if (totalsRowAt == null) {
       const entry = csvEntry(held, index)
       if (isTotalsRow(entry)) totalsRowAt = index
-      else checker.add(entry, index)
+      else {
+        checker.add(entry, index)
+        await checker.pace()
+      }
     }
     held = line
   }
@@ -616,6 +716,7 @@ async function readJsonEntries (reader: TextReader, checker: EntryChecker): Prom
     const entry = entrySchema.safeParse(raw)
     if (!entry.success) throw new ExportFormatError(index, firstIssue(entry.error), (raw as any)?.sessionId)
     checker.add(entry.data, index)
+    await checker.pace()
     if (end) return
   }
 }
@@ -653,10 +754,18 @@ const FIRST_LINE_SHOWN = 60
  * first in file order is named (once, whole-file problems came first).
  * Throws only what the source throws (a file that cannot be read).
  */
-export async function verifyExportStream (source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, options: { keepReceipts?: boolean } = {}): Promise<VerifyExportStreamResult & { receipts?: CountersignedReceipt[] }> {
+export async function verifyExportStream (source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, options: VerifyExportOptions = {}): Promise<VerifyExportStreamResult & { receipts?: CountersignedReceipt[] }> {
+  const pool = (options.signatureThreads ?? 0) > 0 ? new SignaturePool(options.signatureThreads ?? 0) : undefined
+  try {
+    return await verifyEntries(source, new EntryChecker(options.keepReceipts === true ? [] : undefined, pool))
+  } finally {
+    await pool?.close()
+  }
+}
+
+async function verifyEntries (source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, checker: EntryChecker): Promise<VerifyExportStreamResult & { receipts?: CountersignedReceipt[] }> {
   const reader = new TextReader(source)
-  const receipts = options.keepReceipts === true ? [] : undefined
-  const checker = new EntryChecker(receipts)
+  const receipts = checker.kept
   let format: ExportFormat | undefined
   let head = ''
   let jsonLike = false
@@ -669,6 +778,7 @@ export async function verifyExportStream (source: AsyncIterable<string | Uint8Ar
     if (head.startsWith(CSV_HEADER) && (afterHeader === '' || afterHeader[0] === '\n' || afterHeader === '\r' || afterHeader === '\r\n')) {
       format = 'csv'
       const declared = await readCsv(reader, checker)
+      await settled(checker)
       checkDeclaredTotals(format, declared, checker.totals)
       return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, receipts }
     }
@@ -686,10 +796,13 @@ export async function verifyExportStream (source: AsyncIterable<string | Uint8Ar
     if (otherSpace) throw new JsonSyntaxError('white space JSON does not allow before the value', reader.position)
     format = 'json'
     const declared = await readJson(reader, checker)
+    await settled(checker)
     checkDeclaredTotals(format, declared, checker.totals)
     return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, receipts }
-  } catch (err: any) {
-    if (err instanceof SourceError) throw err.cause
+  } catch (caught: any) {
+    if (caught instanceof SourceError) throw caught.cause
+    // a bad signature of an entry read before this fault is the file's first
+    const err = (await checker.settle()) ?? caught
     if (err instanceof JsonSyntaxError) {
       if (jsonLike) return { ok: false, index: 0, reason: `not valid JSON (a truncated JSON export?): ${err.message}` }
       const newline = head.indexOf('\n')
@@ -702,6 +815,12 @@ export async function verifyExportStream (source: AsyncIterable<string | Uint8Ar
     }
     return { ok: false, index: 0, reason: err?.message ?? String(err) }
   }
+}
+
+/** Throws the first bad signature still being checked. */
+async function settled (checker: EntryChecker): Promise<void> {
+  const failure = await checker.settle()
+  if (failure != null) throw failure
 }
 
 /**

@@ -438,6 +438,19 @@ function checkSignatures (r: Receipt, requireExitSig: boolean): ReceiptParties &
   return { consumer: consumer.peer, exit: exit.peer, data }
 }
 
+/**
+ * Everything checkReceiptSignatures() checks but the two signatures
+ * themselves (fields, peer ids), and what checking those takes: the bytes
+ * they cover and the raw Ed25519 keys. For checking the signatures
+ * elsewhere (another thread); throws as checkReceiptSignatures() would.
+ */
+export function prepareSignatureCheck (r: Receipt): { data: Uint8Array, consumerKey: Uint8Array, exitKey: Uint8Array } {
+  checkReceiptFields(r)
+  const consumer = decodeEd25519Peer(r.consumer, 'consumer')
+  const exit = decodeEd25519Peer(r.exit, 'exit')
+  return { data: signingBytesOf(r), consumerKey: consumer.peer.publicKey.raw, exitKey: exit.peer.publicKey.raw }
+}
+
 /** Encodes for the wire or for storage, refusing anything over MAX_RECEIPT_BYTES. */
 export function encodeReceipt (r: Receipt): Uint8Array {
   const signingBytes = signingBytesCache.get(r)

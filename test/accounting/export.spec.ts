@@ -7,6 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { costMicro } from '../../src/accounting/credits.ts'
 import { exportReceipts, verifyExport, verifyExportStream } from '../../src/accounting/export.ts'
+import { manyReceipts } from './big-export.ts'
 import { countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
@@ -273,5 +274,45 @@ describe('verifyExportStream reads a file a chunk at a time', () => {
       const result = await verifyExportStream(chunks(variant, 5))
       expect(result.ok ? '' : result.reason, variant.slice(0, 40)).toMatch(reason)
     }
+  })
+})
+
+describe('verifyExportStream with signatures checked on worker threads', () => {
+  let text: string
+
+  beforeAll(async () => {
+    // 700 receipts over 350 sessions: several batches of signatures in flight at once
+    const list: CountersignedReceipt[] = []
+    for await (const r of manyReceipts(700, 350)) list.push(r)
+    text = exportReceipts(list, 'csv')
+  })
+
+  /** The CSV with data row `row` (1-based) changed by `change`. */
+  function withRow (row: number, change: (line: string) => string): string {
+    const lines = text.split('\n')
+    lines[row] = change(lines[row])
+    return lines.join('\n')
+  }
+  const badSignature = (line: string): string => line.slice(0, -1) + (line.endsWith('a') ? 'b' : 'a')
+  const regressed = (line: string): string => line.replace(/^session-(\d+),/, 'session-0,')
+
+  it('gives the answer checking in turn gives: the first fault in the file, a signature before the same entry\'s other faults', async () => {
+    const variants = [
+      text,
+      withRow(400, badSignature),
+      // a forged entry whose counters would make a later one look regressed: the forgery is named
+      withRow(600, regressed),
+      withRow(300, badSignature).replace(/\n[^\n]*\n$/, '\n'),
+      withRow(500, badSignature).slice(0, text.length - 5000),
+      withRow(420, line => badSignature(regressed(line))),
+      withRow(650, badSignature).replace('\n', '\r\n')
+    ]
+    for (const [k, variant] of variants.entries()) {
+      const inTurn = await verifyExportStream([variant])
+      expect(inTurn.ok, `variant ${k}`).toBe(k === 0)
+      expect(await verifyExportStream([variant], { signatureThreads: 2 }), `variant ${k}: ${inTurn.ok ? 'ok' : `${inTurn.index} ${inTurn.reason}`}`).toEqual(inTurn)
+    }
+    expect(await verifyExportStream([text], { signatureThreads: 2 })).toMatchObject({ ok: true, entries: 700 })
+    expect(await verifyExportStream([withRow(400, badSignature)], { signatureThreads: 2 })).toMatchObject({ ok: false, index: 400, reason: 'RECEIPT_ERROR_BAD_EXIT_SIGNATURE: exit signature does not verify' })
   })
 })
