@@ -780,7 +780,7 @@ async function verifyEntries (source: AsyncIterable<string | Uint8Array> | Itera
       const declared = await readCsv(reader, checker)
       await settled(checker)
       checkDeclaredTotals(format, declared, checker.totals)
-      return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, receipts }
+      return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, ...(receipts != null ? { receipts } : {}) }
     }
     head = await reader.peekText(4 * FIRST_LINE_SHOWN)
     const start = reader.position
@@ -798,7 +798,7 @@ async function verifyEntries (source: AsyncIterable<string | Uint8Array> | Itera
     const declared = await readJson(reader, checker)
     await settled(checker)
     checkDeclaredTotals(format, declared, checker.totals)
-    return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, receipts }
+    return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, ...(receipts != null ? { receipts } : {}) }
   } catch (caught: any) {
     if (caught instanceof SourceError) throw caught.cause
     // a bad signature of an entry read before this fault is the file's first
