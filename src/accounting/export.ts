@@ -18,13 +18,15 @@
  */
 
 import { peerIdFromString } from '@libp2p/peer-id'
-import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { z } from 'zod'
 import { costMicro } from './credits.ts'
-import { ReceiptError } from './errors.ts'
-import { checkProgress, checkReceiptFields, ed25519PeerFromBytes, receiptId, verifyReceipt } from './receipts.ts'
-import type { CountersignedReceipt, Receipt, SignedReceipt } from './receipts.ts'
+import { ReceiptError, ReceiptErrorCode } from './errors.ts'
+import { checkProgress, checkReceiptFields, checkReceiptSignatures, ed25519PeerFromBytes, prepareSignatureCheck, receiptId } from './receipts.ts'
+import { SignaturePool } from './signature-pool.ts'
+import { JsonSyntaxError, SourceError, TextReader } from './text-reader.ts'
+import type { CountersignedReceipt, Progress, Receipt, SignedReceipt } from './receipts.ts'
+import type { SignatureFailure, SignatureJob } from './signature-pool.ts'
 
 export type ExportFormat = 'json' | 'csv'
 
@@ -40,10 +42,33 @@ export interface ExportTotals {
   costMicro: bigint
 }
 
+export interface VerifyExportFailure {
+  ok: false
+  /** The first bad entry, 1-based; 0 for the file as a whole (empty, not an export, header, version, totals, truncated). */
+  index: number
+  sessionId?: string
+  reason: string
+}
+
+export interface VerifyExportOptions {
+  /** Also return every verified receipt (memory grows with the file: for small ones). */
+  keepReceipts?: boolean
+  /**
+   * Check signatures on this many worker threads while the file is read
+   * (most of the time goes there); 0 checks them in turn, here.
+   *
+   * @default 0
+   */
+  signatureThreads?: number
+}
+
+export type VerifyExportStreamResult =
+  | { ok: true, format: ExportFormat, entries: number, totals: ExportTotals }
+  | VerifyExportFailure
+
 export type VerifyExportResult =
   | { ok: true, format: ExportFormat, entries: number, totals: ExportTotals, receipts: CountersignedReceipt[] }
-  /** index: the first bad entry, 1-based; 0 for the file as a whole (empty, not an export, header, version, totals, truncated). */
-  | { ok: false, index: number, sessionId?: string, reason: string }
+  | VerifyExportFailure
 
 /** The fields of one entry, all as strings, in file order. */
 const FIELDS = ['sessionId', 'consumer', 'exit', 'bytesUp', 'bytesDown', 'seq', 'startedAt', 'updatedAt', 'pricePerGb', 'costMicro', 'consumerSig', 'exitSig'] as const
@@ -94,23 +119,6 @@ function toEntry (r: Receipt): Entry {
     consumerSig: uint8ArrayToString(r.consumerSig!, 'base16'),
     exitSig: uint8ArrayToString(r.exitSig!, 'base16')
   }
-}
-
-/** Sums the newest (highest seq) receipt of each session. */
-function computeTotals (receipts: CountersignedReceipt[]): ExportTotals {
-  const newest = new Map<string, CountersignedReceipt>()
-  for (const r of receipts) {
-    const id = receiptId(r)
-    const held = newest.get(id)
-    if (held == null || r.seq > held.seq) newest.set(id, r)
-  }
-  const totals: ExportTotals = { entries: receipts.length, sessions: newest.size, bytesUp: 0n, bytesDown: 0n, costMicro: 0n }
-  for (const r of newest.values()) {
-    totals.bytesUp += r.bytesUp
-    totals.bytesDown += r.bytesDown
-    totals.costMicro += costMicro(r.bytesUp + r.bytesDown, r.pricePerGb)
-  }
-  return totals
 }
 
 function totalsToJson (t: ExportTotals): z.infer<typeof totalsSchema> {
@@ -263,13 +271,6 @@ function splitCsvLine (line: string, index: number): string[] {
   }
 }
 
-/** What a file declares besides its entries, checked against them by checkDeclaredTotals(). */
-interface ParsedExport {
-  format: ExportFormat
-  entries: Entry[]
-  totals: unknown
-}
-
 /** One CSV line as an entry, the header's fields by name; `index` names it in errors. */
 function csvEntry (line: string, index: number): Entry {
   const values = splitCsvLine(line, index)
@@ -302,33 +303,6 @@ function csvTotals (line: string): z.infer<typeof totalsSchema> {
   return { entries: Number(label[1]), sessions: Number(label[2]), bytesUp: entry.bytesUp, bytesDown: entry.bytesDown, costMicro: entry.costMicro }
 }
 
-function parseCsv (text: string): ParsedExport {
-  // a file whose every line ends in CRLF (a Windows checkout, a mail client) is the same file
-  const crlf = text.includes('\r\n')
-  const lines = text.split(crlf ? '\r\n' : '\n')
-  if (lines.at(-1) === '') lines.pop()
-  if (crlf && lines.some(line => line.includes('\n'))) throw new ExportFormatError(0, 'mixed line endings: some lines end in CRLF, others in LF')
-  if (lines[0] !== CSV_HEADER) throw new ExportFormatError(0, 'not a spareband receipt export (unknown CSV header)')
-  const rows = lines.slice(1)
-  // first the end of the file: a cut file should say so, not fail on its last, partial, row
-  let last: Entry | undefined
-  try {
-    last = rows.length === 0 ? undefined : csvEntry(rows[rows.length - 1], rows.length)
-  } catch {}
-  if (last == null || !isTotalsRow(last)) {
-    throw new ExportFormatError(0, rows.length === 0
-      ? 'no rows, not even the totals row: the file is truncated after its header'
-      : 'no totals row at the end: the file is truncated, or is a CSV export of an older spareband, which wrote none (export it again)')
-  }
-  const totals = csvTotals(rows[rows.length - 1])
-  const entries = rows.slice(0, -1).map((line, i) => {
-    const entry = csvEntry(line, i + 1)
-    if (isTotalsRow(entry)) throw new ExportFormatError(i + 1, 'a totals row before the last row: rows were added after it, or files joined')
-    return entry
-  })
-  return { format: 'csv', entries, totals }
-}
-
 function firstIssue (error: z.ZodError): string {
   const issue = error.issues[0]
   return `${issue.path.join('.') || 'document'}: ${issue.message}`
@@ -339,69 +313,41 @@ function jsonKind (doc: unknown): string {
   return `a JSON ${Array.isArray(doc) ? 'array' : typeof doc}`
 }
 
-function parseJson (doc: unknown): ParsedExport {
-  if (doc == null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new ExportFormatError(0, `not a spareband receipt export: the file is ${jsonKind(doc)}, not an object with "version", "receipts" and "totals"`)
-  }
-  if (!('version' in doc) || !('receipts' in doc)) {
-    throw new ExportFormatError(0, 'not a spareband receipt export: a JSON object without "version" and "receipts"')
-  }
-  if (doc.version !== EXPORT_VERSION) {
-    throw new ExportFormatError(0, `export version ${JSON.stringify(doc.version)} is not one this spareband reads (${EXPORT_VERSION})`)
-  }
-  const file = fileSchema.safeParse(doc)
-  if (!file.success) throw new ExportFormatError(0, `not a version ${EXPORT_VERSION} receipt export: ${firstIssue(file.error)}`)
-  const entries = file.data.receipts.map((raw, i) => {
-    const entry = entrySchema.safeParse(raw)
-    if (!entry.success) throw new ExportFormatError(i + 1, firstIssue(entry.error), (raw as any)?.sessionId)
-    return entry.data
-  })
-  return { format: 'json', entries, totals: file.data.totals }
-}
-
-/**
- * Tells the formats apart by parsing: a file that is JSON is read as a JSON
- * export, one that opens with the CSV header as a CSV export. Anything else
- * is a whole-file error that says what the file is not.
- */
-function parseExport (text: string): ParsedExport {
-  if (text.startsWith(BYTE_ORDER_MARK)) text = text.slice(BYTE_ORDER_MARK.length)
-  if (text.trim() === '') throw new ExportFormatError(0, text === '' ? 'empty file' : 'empty file (white space only)')
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (err: any) {
-    const newline = text.indexOf('\n')
-    const firstLine = (newline === -1 ? text : text.slice(0, newline)).replace(/\r$/, '')
-    if (firstLine === CSV_HEADER) return parseCsv(text)
-    if (/^\s*[[{]/.test(text)) throw new ExportFormatError(0, `not valid JSON (a truncated JSON export?): ${err.message}`)
-    const shown = firstLine.length > 60 ? `${firstLine.slice(0, 60)}...` : firstLine
-    throw new ExportFormatError(0, `not a spareband receipt export: neither JSON nor a CSV with the spareband header (first line: ${JSON.stringify(shown)})`)
-  }
-  return parseJson(doc)
-}
-
 function parseDecimal (entry: Entry, field: Field): bigint {
   if (!DECIMAL.test(entry[field])) throw new Error(`${field} "${entry[field]}" is not a canonical decimal`)
   return BigInt(entry[field])
 }
 
+/**
+ * Peer ids by their text. An export names the same few peers on every
+ * line, and decoding one (base58, its key, the canonical spelling) cost
+ * more than a tenth of verifying an entry. Cleared when full: bounded.
+ */
+const PEER_TEXT_CACHE_MAX = 4096
+const peerTextCache = new Map<string, Uint8Array>()
+
 function parsePeer (entry: Entry, field: 'consumer' | 'exit'): Uint8Array {
+  const text = entry[field]
+  const cached = peerTextCache.get(text)
+  if (cached != null) return cached
   let bytes: Uint8Array
   try {
-    const peer = peerIdFromString(entry[field])
-    if (peer.toString() !== entry[field]) throw new Error('non-canonical')
+    const peer = peerIdFromString(text)
+    if (peer.toString() !== text) throw new Error('non-canonical')
     bytes = peer.toMultihash().bytes
   } catch {
-    throw new Error(`${field} "${entry[field]}" is not a peer id`)
+    throw new Error(`${field} "${text}" is not a peer id`)
   }
   ed25519PeerFromBytes(bytes, field)
+  if (peerTextCache.size >= PEER_TEXT_CACHE_MAX) peerTextCache.clear()
+  peerTextCache.set(text, bytes)
   return bytes
 }
 
 function parseSignature (entry: Entry, field: 'consumerSig' | 'exitSig'): Uint8Array {
   if (!SIGNATURE_HEX.test(entry[field])) throw new Error(`${field} is not 128 lower-case hex digits`)
-  return uint8ArrayFromString(entry[field], 'base16')
+  // through Buffer: the multiformats base16 codec took longer than the regex
+  return new Uint8Array(Buffer.from(entry[field], 'hex'))
 }
 
 function entryToReceipt (entry: Entry): CountersignedReceipt {
@@ -424,24 +370,178 @@ function entryToReceipt (entry: Entry): CountersignedReceipt {
   return r
 }
 
-async function checkEntries (entries: Entry[]): Promise<CountersignedReceipt[]> {
-  const held = new Map<string, SignedReceipt>()
-  const receipts: CountersignedReceipt[] = []
-  for (const [i, entry] of entries.entries()) {
+/** The counters checkProgress() compares, which are all the totals need too. */
+const SESSION_COUNTERS = ['seq', 'bytesUp', 'bytesDown', 'startedAt', 'updatedAt', 'pricePerGb'] as const
+const SIGNATURE_PRESENT = new Uint8Array(0)
+
+/**
+ * The newest entry of every session seen so far, as far as monotonicity
+ * and the totals need it: the session's receipt id (32 bytes, kept as a
+ * 32-character string) and six counters (seq, bytes up and down, started
+ * and updated at, price: 48 bytes in one growing BigUint64Array, outside
+ * the JS heap). About 150 bytes a session with the Map's own, and nothing
+ * else of any entry. A session's entries may be anywhere in the file (a
+ * ledger exports one per session, newest first), so a repeated or
+ * regressing entry can only be caught with every session remembered.
+ */
+class SessionTable {
+  private readonly slots = new Map<string, number>()
+  private counters = new BigUint64Array(SESSION_COUNTERS.length * 1024)
+
+  get size (): number {
+    return this.slots.size
+  }
+
+  /** The held entry, as much of a receipt as checkProgress() reads. */
+  get (key: string, sessionId: string): SignedReceipt | undefined {
+    const slot = this.slots.get(key)
+    if (slot == null) return undefined
+    const at = slot * SESSION_COUNTERS.length
+    const c = this.counters
+    // every entry verified here had both signatures: exitSig only needs to be there
+    return { sessionId, seq: c[at], bytesUp: c[at + 1], bytesDown: c[at + 2], startedAt: c[at + 3], updatedAt: c[at + 4], pricePerGb: c[at + 5], consumerSig: SIGNATURE_PRESENT, exitSig: SIGNATURE_PRESENT } as unknown as SignedReceipt
+  }
+
+  set (key: string, r: CountersignedReceipt): void {
+    let slot = this.slots.get(key)
+    if (slot == null) {
+      slot = this.slots.size
+      this.slots.set(key, slot)
+      if ((slot + 1) * SESSION_COUNTERS.length > this.counters.length) {
+        const grown = new BigUint64Array(this.counters.length * 2)
+        grown.set(this.counters)
+        this.counters = grown
+      }
+    }
+    const at = slot * SESSION_COUNTERS.length
+    for (let k = 0; k < SESSION_COUNTERS.length; k++) this.counters[at + k] = r[SESSION_COUNTERS[k]]
+  }
+}
+
+/** Receipts whose signatures go to the pool together: about 25 ms of checks. */
+const SIGNATURE_BATCH = 128
+
+/**
+ * Checks entries one at a time, in file order: fields, both signatures,
+ * monotonicity against the session's held entry, and the running totals
+ * (each session's newest entry, counted once).
+ *
+ * With a SignaturePool the signatures are checked there, a batch at a
+ * time, while entries after them are read; the answer is the same as
+ * checking in turn: a batch's failure is its first bad entry, batches are
+ * awaited in order, and an entry's own signatures are checked before its
+ * other faults are named (settle()). At most a few batches are in flight.
+ */
+class EntryChecker {
+  private readonly sessions = new SessionTable()
+  private entries = 0
+  private bytesUp = 0n
+  private bytesDown = 0n
+  private costMicro = 0n
+  private batch: SignatureJob[] = []
+  private batchSessions: string[] = []
+  private readonly inFlight: Array<{ answer: Promise<SignatureFailure | undefined>, sessions: Map<number, string> }> = []
+
+  /**
+   * `receipts`: where to keep every verified receipt, when the caller wants
+   * them (verifyExport). `pool`: where to check signatures; here when none.
+   */
+  constructor (private readonly receipts?: CountersignedReceipt[], private readonly pool?: SignaturePool) {}
+
+  get kept (): CountersignedReceipt[] | undefined {
+    return this.receipts
+  }
+
+  /** Throws ExportFormatError naming the entry, by its 1-based `index`. */
+  add (entry: Entry, index: number): void {
     try {
       const r = entryToReceipt(entry)
-      await verifyReceipt(r)
-      const id = receiptId(r)
+      const job = this.pool == null ? undefined : prepareSignatureCheck(r)
+      if (job == null) checkReceiptSignatures(r)
+      const key = receiptId(r, 'binary')
+      const held = this.sessions.get(key, r.sessionId)
+      let progress: Progress
+      try {
+        progress = checkProgress(held, r)
+      } catch (err) {
+        // checked in turn, a bad signature of this entry is what is named
+        if (job != null) checkReceiptSignatures(r)
+        throw err
+      }
       // a repeated entry would be a replay inside the file
-      if (checkProgress(held.get(id), r) === 'duplicate') throw new Error('repeats an earlier entry of the session')
-      held.set(id, r)
-      receipts.push(r)
+      if (progress === 'duplicate') {
+        if (job != null) checkReceiptSignatures(r)
+        throw new Error('repeats an earlier entry of the session')
+      }
+      // totals count a session's newest entry: replace what the held one added
+      this.bytesUp += r.bytesUp - (held?.bytesUp ?? 0n)
+      this.bytesDown += r.bytesDown - (held?.bytesDown ?? 0n)
+      this.costMicro += costMicro(r.bytesUp + r.bytesDown, r.pricePerGb) - (held == null ? 0n : costMicro(held.bytesUp + held.bytesDown, held.pricePerGb))
+      this.sessions.set(key, r)
+      this.entries++
+      // peer bytes are shared through the cache: a kept receipt gets its own
+      this.receipts?.push({ ...r, consumer: new Uint8Array(r.consumer), exit: new Uint8Array(r.exit) })
+      if (job != null) {
+        this.batch.push({ index, ...job, consumerSig: r.consumerSig, exitSig: r.exitSig })
+        this.batchSessions.push(r.sessionId)
+        if (this.batch.length >= SIGNATURE_BATCH) this.send()
+      }
     } catch (err: any) {
+      if (err instanceof ExportFormatError) throw err
       const reason = err instanceof ReceiptError ? `${err.code}: ${err.message}` : err.message
-      throw new ExportFormatError(i + 1, reason, entry.sessionId)
+      throw new ExportFormatError(index, reason, entry.sessionId)
     }
   }
-  return receipts
+
+  private send (): void {
+    if (this.pool == null || this.batch.length === 0) return
+    const sessions = new Map(this.batch.map((job, k) => [job.index, this.batchSessions[k]]))
+    this.inFlight.push({ answer: this.pool.check(this.batch), sessions })
+    this.batch = []
+    this.batchSessions = []
+  }
+
+  /** Waits while more than two batches a thread are in flight; throws the first bad signature. */
+  async pace (): Promise<void> {
+    if (this.pool == null) return
+    while (this.inFlight.length > 2 * this.pool.size) {
+      const failure = await this.next()
+      if (failure != null) throw failure
+    }
+  }
+
+  private async next (): Promise<ExportFormatError | undefined> {
+    const { answer, sessions } = this.inFlight.shift()!
+    const failure = await answer
+    if (failure == null) return undefined
+    const sessionId = sessions.get(failure.index)
+    const err = failure.which === 'consumer'
+      ? new ReceiptError({ code: ReceiptErrorCode.BAD_CONSUMER_SIGNATURE, sessionId })
+      : new ReceiptError({ code: ReceiptErrorCode.BAD_EXIT_SIGNATURE, sessionId })
+    return new ExportFormatError(failure.index, `${err.code}: ${err.message}`, sessionId)
+  }
+
+  /**
+   * Waits for every signature sent; returns the first bad one. Every entry
+   * sent came before anything the reader found wrong since, so a bad
+   * signature, when there is one, is the file's first fault.
+   */
+  async settle (): Promise<ExportFormatError | undefined> {
+    this.send()
+    while (this.inFlight.length > 0) {
+      const failure = await this.next()
+      if (failure != null) {
+        // the rest are answered, or end with the pool
+        this.inFlight.length = 0
+        return failure
+      }
+    }
+    return undefined
+  }
+
+  get totals (): ExportTotals {
+    return { entries: this.entries, sessions: this.sessions.size, bytesUp: this.bytesUp, bytesDown: this.bytesDown, costMicro: this.costMicro }
+  }
 }
 
 const CSV_COLUMNS = Object.fromEntries(CSV_HEADER.split(',').map((name, k) => [FIELDS[k], name])) as Record<Field, string>
@@ -472,23 +572,263 @@ function checkDeclaredTotals (format: ExportFormat, declared: unknown, computed:
   }
 }
 
+// CSV, a line at a time
+
+const MIXED_LINE_ENDINGS = 'mixed line endings: some lines end in CRLF, others in LF'
+
 /**
- * Checks an export made by exportReceipts(): format, every signature,
- * monotonic counters per session and the declared totals. Never throws on
- * bad input; the result names the first bad entry, or index 0 for a
- * problem of the file as a whole.
+ * The lines of a CSV export, each ended as the header is: a file whose
+ * every line ends in CRLF (a Windows checkout, a mail client) is the same
+ * file. The last line may have no ending, and is then taken as it is.
  */
-export async function verifyExport (text: string): Promise<VerifyExportResult> {
+class CsvLines {
+  private crlf = false
+  private count = 0
+
+  constructor (private readonly reader: TextReader) {}
+
+  async next (): Promise<string | undefined> {
+    const line = await this.reader.line()
+    if (line == null) return undefined
+    if (!line.terminated) return line.text
+    const cr = line.text.endsWith('\r')
+    if (this.count++ === 0) this.crlf = cr
+    else if (cr !== this.crlf) throw new ExportFormatError(0, MIXED_LINE_ENDINGS)
+    return cr ? line.text.slice(0, -1) : line.text
+  }
+}
+
+/**
+ * Reads a CSV export a line at a time, each receipt row checked as soon as
+ * the next line shows it is not the last: the last line must be the totals
+ * row, and a file cut short says so rather than failing on its partial last
+ * row. Returns the totals the file declares.
+ */
+async function readCsv (reader: TextReader, checker: EntryChecker): Promise<unknown> {
+  const lines = new CsvLines(reader)
+  if (await lines.next() !== CSV_HEADER) throw new ExportFormatError(0, 'not a spareband receipt export (unknown CSV header)')
+  let held = await lines.next()
+  if (held == null) throw new ExportFormatError(0, 'no rows, not even the totals row: the file is truncated after its header')
+  let index = 0
+  let totalsRowAt: number | undefined
+  while (true) {
+    const line = await lines.next()
+    if (line == null) break
+    index++
+    // after a totals row that is not the last, only the file's last line matters (see below)
+    if (totalsRowAt == null) {
+      const entry = csvEntry(held, index)
+      if (isTotalsRow(entry)) totalsRowAt = index
+      else {
+        checker.add(entry, index)
+        await checker.pace()
+      }
+    }
+    held = line
+  }
+  let last: Entry | undefined
   try {
-    const parsed = parseExport(text)
-    const receipts = await checkEntries(parsed.entries)
-    const totals = computeTotals(receipts)
-    checkDeclaredTotals(parsed.format, parsed.totals, totals)
-    return { ok: true, format: parsed.format, entries: receipts.length, totals, receipts }
-  } catch (err: any) {
+    last = csvEntry(held, index + 1)
+  } catch {}
+  if (last == null || !isTotalsRow(last)) {
+    throw new ExportFormatError(0, 'no totals row at the end: the file is truncated, or is a CSV export of an older spareband, which wrote none (export it again)')
+  }
+  if (totalsRowAt != null) throw new ExportFormatError(totalsRowAt, 'a totals row before the last row: rows were added after it, or files joined')
+  return csvTotals(held)
+}
+
+// JSON, a value at a time
+
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const OPEN_BRACKET = 0x5b
+const CLOSE_BRACKET = 0x5d
+const COMMA = 0x2c
+const COLON = 0x3a
+const QUOTE = 0x22
+
+/**
+ * Reads a JSON export: the top-level object a member at a time, and its
+ * `receipts` array an entry at a time, each parsed by JSON.parse and
+ * checked as it comes; every other member (version, totals) is small and
+ * kept. Then the document without its entries gets the checks the whole
+ * document got before entries were streamed (keys, version), and its
+ * declared totals are returned.
+ */
+async function readJson (reader: TextReader, checker: EntryChecker): Promise<unknown> {
+  if (await reader.jsonPeek() !== OPEN_BRACE) {
+    // not an export: still tell a JSON value from a broken file, without holding the value
+    const kind = await reader.jsonPeek() === OPEN_BRACKET ? await skipJsonArray(reader) : jsonKind(await reader.jsonValue())
+    await jsonEnd(reader)
+    throw new ExportFormatError(0, `not a spareband receipt export: the file is ${kind}, not an object with "version", "receipts" and "totals"`)
+  }
+  await reader.jsonExpect(OPEN_BRACE, '"{"')
+  // the document as JSON.parse() would give it, but for its entries
+  const doc: Record<string, unknown> = {}
+  if (await reader.jsonPeek() === CLOSE_BRACE) await reader.jsonExpect(CLOSE_BRACE, '"}"')
+  else {
+    while (true) {
+      if (await reader.jsonPeek() !== QUOTE) reader.unexpected(await reader.jsonPeek(), 'a property name in double quotes')
+      const key = await reader.jsonValue() as string
+      await reader.jsonExpect(COLON, '":"')
+      // JSON.parse() would keep the last of two: an export has one list of receipts, and which is read must not be in doubt
+      if (key === 'receipts' && Object.hasOwn(doc, 'receipts')) throw new ExportFormatError(0, `not a version ${EXPORT_VERSION} receipt export: "receipts" appears twice`)
+      let value: unknown
+      if (key === 'receipts' && await reader.jsonPeek() === OPEN_BRACKET) {
+        // a version this spareband does not read may have other entries: say so rather than blame its first entry
+        if (Object.hasOwn(doc, 'version')) checkJsonVersion(doc.version)
+        await readJsonEntries(reader, checker)
+        value = []
+      } else {
+        value = await reader.jsonValue()
+      }
+      // as JSON.parse() defines members: "__proto__" is a key like any other
+      Object.defineProperty(doc, key, { value, enumerable: true, writable: true, configurable: true })
+      if (await reader.jsonOneOf([COMMA, CLOSE_BRACE], '"," or "}"') === CLOSE_BRACE) break
+    }
+  }
+  await jsonEnd(reader)
+  if (!('version' in doc) || !('receipts' in doc)) {
+    throw new ExportFormatError(0, 'not a spareband receipt export: a JSON object without "version" and "receipts"')
+  }
+  checkJsonVersion(doc.version)
+  const file = fileSchema.safeParse(doc)
+  if (!file.success) throw new ExportFormatError(0, `not a version ${EXPORT_VERSION} receipt export: ${firstIssue(file.error)}`)
+  return file.data.totals
+}
+
+function checkJsonVersion (version: unknown): void {
+  if (version !== EXPORT_VERSION) {
+    throw new ExportFormatError(0, `export version ${JSON.stringify(version)} is not one this spareband reads (${EXPORT_VERSION})`)
+  }
+}
+
+async function readJsonEntries (reader: TextReader, checker: EntryChecker): Promise<void> {
+  await reader.jsonExpect(OPEN_BRACKET, '"["')
+  if (await reader.jsonPeek() === CLOSE_BRACKET) {
+    await reader.jsonExpect(CLOSE_BRACKET, '"]"')
+    return
+  }
+  for (let index = 1; ; index++) {
+    const raw = await reader.jsonValue()
+    // what follows first: a broken file (a line lost, a stray character) is a broken file, not a bad entry
+    const end = await reader.jsonOneOf([COMMA, CLOSE_BRACKET], '"," or "]"') === CLOSE_BRACKET
+    const entry = entrySchema.safeParse(raw)
+    if (!entry.success) throw new ExportFormatError(index, firstIssue(entry.error), (raw as any)?.sessionId)
+    checker.add(entry.data, index)
+    await checker.pace()
+    if (end) return
+  }
+}
+
+/** Reads a JSON array a value at a time, keeping none; returns its kind. */
+async function skipJsonArray (reader: TextReader): Promise<string> {
+  await reader.jsonExpect(OPEN_BRACKET, '"["')
+  if (await reader.jsonPeek() === CLOSE_BRACKET) await reader.jsonExpect(CLOSE_BRACKET, '"]"')
+  else {
+    do await reader.jsonValue()
+    while (await reader.jsonOneOf([COMMA, CLOSE_BRACKET], '"," or "]"') === COMMA)
+  }
+  return jsonKind([])
+}
+
+async function jsonEnd (reader: TextReader): Promise<void> {
+  const c = await reader.jsonPeek()
+  if (c !== -1) reader.unexpected(c, 'nothing after the JSON value')
+}
+
+// the file
+
+const FIRST_LINE_SHOWN = 60
+
+/**
+ * Checks an export made by exportReceipts() or ExportWriter, read a chunk
+ * at a time (UTF-8 bytes, as a file is read, or text): format, every
+ * signature, monotonic counters per session and the declared totals, each
+ * entry as it comes. Memory is a chunk, the entry being read and, per
+ * session, what SessionTable keeps; not the file, and not its entries.
+ *
+ * Never throws on bad contents: the result names the first bad entry, or
+ * index 0 for a problem of the file as a whole. A file with one fault gets
+ * the message it got when files were read whole; in one with several, the
+ * first in file order is named (once, whole-file problems came first).
+ * Throws only what the source throws (a file that cannot be read).
+ */
+export async function verifyExportStream (source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, options: VerifyExportOptions = {}): Promise<VerifyExportStreamResult & { receipts?: CountersignedReceipt[] }> {
+  const pool = (options.signatureThreads ?? 0) > 0 ? new SignaturePool(options.signatureThreads ?? 0) : undefined
+  try {
+    return await verifyEntries(source, new EntryChecker(options.keepReceipts === true ? [] : undefined, pool))
+  } finally {
+    await pool?.close()
+  }
+}
+
+async function verifyEntries (source: AsyncIterable<string | Uint8Array> | Iterable<string | Uint8Array>, checker: EntryChecker): Promise<VerifyExportStreamResult & { receipts?: CountersignedReceipt[] }> {
+  const reader = new TextReader(source)
+  const receipts = checker.kept
+  let format: ExportFormat | undefined
+  let head = ''
+  let jsonLike = false
+  try {
+    // what editors do to a text file: a byte order mark before it
+    if (await reader.peekText(1) === BYTE_ORDER_MARK) await reader.skip(1)
+    head = await reader.peekText(CSV_HEADER.length + 2)
+    const afterHeader = head.slice(CSV_HEADER.length)
+    // the first line, without a CR that ends it, is the header
+    if (head.startsWith(CSV_HEADER) && (afterHeader === '' || afterHeader[0] === '\n' || afterHeader === '\r' || afterHeader === '\r\n')) {
+      format = 'csv'
+      const declared = await readCsv(reader, checker)
+      await settled(checker)
+      checkDeclaredTotals(format, declared, checker.totals)
+      return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, ...(receipts != null ? { receipts } : {}) }
+    }
+    head = await reader.peekText(4 * FIRST_LINE_SHOWN)
+    const start = reader.position
+    // JSON allows four white space characters before its value; trim() (is the file empty?) takes more
+    let otherSpace = false
+    const first = await reader.skipWhile(c => {
+      if (!/\s/.test(String.fromCharCode(c))) return false
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) otherSpace = true
+      return true
+    })
+    if (first === -1) throw new ExportFormatError(0, reader.position === start ? 'empty file' : 'empty file (white space only)')
+    jsonLike = first === OPEN_BRACE || first === OPEN_BRACKET
+    if (otherSpace) throw new JsonSyntaxError('white space JSON does not allow before the value', reader.position)
+    format = 'json'
+    const declared = await readJson(reader, checker)
+    await settled(checker)
+    checkDeclaredTotals(format, declared, checker.totals)
+    return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, ...(receipts != null ? { receipts } : {}) }
+  } catch (caught: any) {
+    if (caught instanceof SourceError) throw caught.cause
+    // a bad signature of an entry read before this fault is the file's first
+    const err = (await checker.settle()) ?? caught
+    if (err instanceof JsonSyntaxError) {
+      if (jsonLike) return { ok: false, index: 0, reason: `not valid JSON (a truncated JSON export?): ${err.message}` }
+      const newline = head.indexOf('\n')
+      const firstLine = (newline === -1 ? head : head.slice(0, newline)).replace(/\r$/, '')
+      const shown = firstLine.length > FIRST_LINE_SHOWN ? `${firstLine.slice(0, FIRST_LINE_SHOWN)}...` : firstLine
+      return { ok: false, index: 0, reason: `not a spareband receipt export: neither JSON nor a CSV with the spareband header (first line: ${JSON.stringify(shown)})` }
+    }
     if (err instanceof ExportFormatError) {
       return { ok: false, index: err.index, ...(err.sessionId != null ? { sessionId: String(err.sessionId) } : {}), reason: err.message }
     }
     return { ok: false, index: 0, reason: err?.message ?? String(err) }
   }
+}
+
+/** Throws the first bad signature still being checked. */
+async function settled (checker: EntryChecker): Promise<void> {
+  const failure = await checker.settle()
+  if (failure != null) throw failure
+}
+
+/**
+ * verifyExportStream() of a whole text, also returning the verified
+ * receipts (fine for a text already in memory; a file of any size goes
+ * through verifyExportStream()).
+ */
+export async function verifyExport (text: string): Promise<VerifyExportResult> {
+  const result = await verifyExportStream([text], { keepReceipts: true })
+  return result as VerifyExportResult
 }

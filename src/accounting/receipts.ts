@@ -438,6 +438,19 @@ function checkSignatures (r: Receipt, requireExitSig: boolean): ReceiptParties &
   return { consumer: consumer.peer, exit: exit.peer, data }
 }
 
+/**
+ * Everything checkReceiptSignatures() checks but the two signatures
+ * themselves (fields, peer ids), and what checking those takes: the bytes
+ * they cover and the raw Ed25519 keys. For checking the signatures
+ * elsewhere (another thread); throws as checkReceiptSignatures() would.
+ */
+export function prepareSignatureCheck (r: Receipt): { data: Uint8Array, consumerKey: Uint8Array, exitKey: Uint8Array } {
+  checkReceiptFields(r)
+  const consumer = decodeEd25519Peer(r.consumer, 'consumer')
+  const exit = decodeEd25519Peer(r.exit, 'exit')
+  return { data: signingBytesOf(r), consumerKey: consumer.peer.publicKey.raw, exitKey: exit.peer.publicKey.raw }
+}
+
 /** Encodes for the wire or for storage, refusing anything over MAX_RECEIPT_BYTES. */
 export function encodeReceipt (r: Receipt): Uint8Array {
   const signingBytes = signingBytesCache.get(r)
@@ -481,12 +494,14 @@ function lengthPrefixed (bytes: Uint8Array): Uint8Array {
 /**
  * The session key (consumer, exit, session_id) as 64 hex characters:
  * sha256 over the length-prefixed parts, so the key is unambiguous and of
- * fixed size however long the session id is.
+ * fixed size however long the session id is. `binary`: the same 32 bytes
+ * as a string of 32 characters, half the memory where many are kept (an
+ * export's verification keeps one per session).
  */
-export function receiptId (r: Receipt): string {
+export function receiptId (r: Receipt, encoding: 'hex' | 'binary' = 'hex'): string {
   if (r.consumer == null || r.exit == null || r.sessionId == null) throw malformed('consumer, exit and session_id are needed for a receipt id')
   const key = uint8ArrayConcat([lengthPrefixed(r.consumer), lengthPrefixed(r.exit), uint8ArrayFromString(r.sessionId)])
-  return hash('sha256', key, 'hex')
+  return hash('sha256', key, encoding)
 }
 
 /** What a new receipt does to the one held for its session. */

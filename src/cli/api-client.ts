@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
 import { NodeNotRunningError } from '../errors.ts'
+import type { ApiInfo } from '../node/control-api.ts'
 
 /** How long a call may take unless it says otherwise. */
 export const DEFAULT_API_TIMEOUT_MS = 10_000
@@ -16,11 +17,7 @@ export const DEFAULT_API_TIMEOUT_MS = 10_000
  * do so, and say no node runs, because a node is slow.
  */
 export async function callApi<T = any> (dataDir: string, path: string, init: { method?: string, body?: unknown, timeoutMs?: number } = {}): Promise<T> {
-  const info = await readApiInfo(dataDir)
-  if (info == null) {
-    throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
-  }
-  const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
+  const { info, token } = await nodeOf(dataDir)
   const timeoutMs = init.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
   const signal = AbortSignal.timeout(timeoutMs)
   const late = (): Error => new Error(`the node for ${dataDir} at ${info.url} (pid ${info.pid}) did not answer ${path} within ${timeoutMs / 1000} s: it is busy or stuck`)
@@ -34,7 +31,7 @@ export async function callApi<T = any> (dataDir: string, path: string, init: { m
     })
   } catch (err: any) {
     if (signal.aborted) throw late()
-    throw new NodeNotRunningError(`the node for ${dataDir} does not answer at ${info.url} (${err.cause?.code ?? err.message}); is it still running (pid ${info.pid})?`)
+    throw notAnswering(dataDir, info, err)
   }
   let body: any
   try {
@@ -47,4 +44,68 @@ export async function callApi<T = any> (dataDir: string, path: string, init: { m
   }
   if (!res.ok) throw new Error(`${path}: ${res.status} ${body.error ?? res.statusText}`)
   return body as T
+}
+
+/**
+ * GETs a long answer (an export) from the node and hands out its body as
+ * it arrives, so the caller never holds it whole. Errors as callApi()'s,
+ * but the time limit is per wait: the node may take any time in all, as
+ * long as it never stays silent for `idleTimeoutMs`. A body cut short (the
+ * node died) makes the iteration throw, naming how much had come.
+ */
+export async function callApiStream (dataDir: string, path: string, init: { idleTimeoutMs?: number } = {}): Promise<AsyncIterable<Uint8Array>> {
+  const { info, token } = await nodeOf(dataDir)
+  const idleMs = init.idleTimeoutMs ?? DEFAULT_API_TIMEOUT_MS
+  const controller = new AbortController()
+  let timer = setTimeout(() => controller.abort(), idleMs)
+  const silent = (what: string): Error => new Error(`the node for ${dataDir} at ${info.url} (pid ${info.pid}) sent nothing of ${path} for ${idleMs / 1000} s${what}: it is busy or stuck`)
+  let res: Response
+  try {
+    res = await fetch(`${info.url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal })
+  } catch (err: any) {
+    clearTimeout(timer)
+    if (controller.signal.aborted) throw silent('')
+    throw notAnswering(dataDir, info, err)
+  }
+  if (!res.ok) {
+    clearTimeout(timer)
+    const body: any = await res.json().catch(() => ({}))
+    throw new Error(`${path}: ${res.status} ${body.error ?? res.statusText}`)
+  }
+  const body = res.body
+  if (body == null) {
+    clearTimeout(timer)
+    throw new Error(`${path}: the node's answer has no body`)
+  }
+  return (async function * () {
+    let received = 0
+    try {
+      for await (const chunk of body) {
+        received += chunk.byteLength
+        clearTimeout(timer)
+        timer = setTimeout(() => controller.abort(), idleMs)
+        yield chunk
+      }
+    } catch (err: any) {
+      if (controller.signal.aborted) throw silent(` after ${received} bytes`)
+      throw new Error(`the node for ${dataDir} (pid ${info.pid}) broke off its answer to ${path} after ${received} bytes (${err.cause?.code ?? err.cause?.message ?? err.message}): did it stop?`)
+    } finally {
+      clearTimeout(timer)
+      // a caller that stops early closes the connection, which stops the node's export
+      controller.abort()
+    }
+  })()
+}
+
+async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: string }> {
+  const info = await readApiInfo(dataDir)
+  if (info == null) {
+    throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
+  }
+  const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
+  return { info, token }
+}
+
+function notAnswering (dataDir: string, info: ApiInfo, err: any): NodeNotRunningError {
+  return new NodeNotRunningError(`the node for ${dataDir} does not answer at ${info.url} (${err.cause?.code ?? err.message}); is it still running (pid ${info.pid})?`)
 }

@@ -188,3 +188,85 @@ export async function * exportAsJson (e: ReceiptsExport): AsyncGenerator<string>
   for await (const chunk of e.chunks) yield JSON.stringify(chunk).slice(1, -1)
   yield '"\n}\n'
 }
+
+/** What comes before an export's text in the API's answer (see exportAsJson). */
+const EXPORT_ANSWER_HEAD = /^\{\s*"format"\s*:\s*"(csv|json)"\s*,\s*"text"\s*:\s*"/
+/** More than the head ever takes: an answer whose head is not in this many characters is not an export. */
+const EXPORT_ANSWER_HEAD_MAX = 256
+
+/** Thrown for an answer that is not what exportAsJson() writes, or is cut short. */
+export class ExportAnswerError extends Error {
+  static name = 'ExportAnswerError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'ExportAnswerError'
+  }
+}
+
+/**
+ * The export's text out of the API's answer (exportAsJson()), a piece at a
+ * time as the answer's bytes arrive, so the CLI writes a large export
+ * without holding it. Each piece ends between JSON escapes (a chunk of
+ * bytes may end anywhere: inside a character, inside `\u00e9`), so each is
+ * decoded by JSON.parse alone. Throws ExportAnswerError when the answer
+ * ends before the text's closing quote or the object's brace: the text
+ * handed out so far is then only a part, which the export's totals make
+ * fail `spareband verify`.
+ */
+export async function * exportTextOfAnswer (answer: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true })
+  let state = 'head' as 'head' | 'text' | 'tail'
+  let pending = ''
+  const take = function * (text: string): Generator<string> {
+    pending += text
+    if (state === 'head') {
+      const head = EXPORT_ANSWER_HEAD.exec(pending)
+      if (head == null) {
+        if (pending.length > EXPORT_ANSWER_HEAD_MAX) throw new ExportAnswerError('the node\'s answer is not an export')
+        return
+      }
+      pending = pending.slice(head[0].length)
+      state = 'text'
+    }
+    if (state === 'text') {
+      const { end, safe } = stringEnd(pending)
+      const piece = pending.slice(0, end ?? safe)
+      if (piece !== '') {
+        try {
+          yield JSON.parse(`"${piece}"`) as string
+        } catch (err: any) {
+          throw new ExportAnswerError(`the node's answer is not a well-formed export (${err.message})`)
+        }
+      }
+      if (end == null) {
+        pending = pending.slice(safe)
+        return
+      }
+      pending = pending.slice(end + 1)
+      state = 'tail'
+    }
+    if (!/^\s*(\}\s*)?$/.test(pending)) throw new ExportAnswerError('the node\'s answer goes on after the export')
+  }
+  for await (const chunk of answer) yield * take(decoder.decode(chunk, { stream: true }))
+  yield * take(decoder.decode())
+  if (state !== 'tail' || !/^\s*\}\s*$/.test(pending)) throw new ExportAnswerError('the node\'s answer ended before the export did')
+}
+
+/**
+ * In the body of a JSON string: where its closing quote is (`end`), or
+ * else how much of it is whole escapes and characters (`safe`).
+ */
+function stringEnd (s: string): { end?: number, safe: number } {
+  let i = 0
+  while (true) {
+    const q = s.indexOf('"', i)
+    const b = s.indexOf('\\', i)
+    if (b !== -1 && (q === -1 || b < q)) {
+      const length = s[b + 1] === 'u' ? 6 : 2
+      if (b + length > s.length) return { safe: b }
+      i = b + length
+      continue
+    }
+    return q === -1 ? { safe: s.length } : { end: q, safe: q }
+  }
+}

@@ -6,7 +6,8 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest'
 import { costMicro } from '../../src/accounting/credits.ts'
-import { exportReceipts, verifyExport } from '../../src/accounting/export.ts'
+import { exportReceipts, verifyExport, verifyExportStream } from '../../src/accounting/export.ts'
+import { manyReceipts } from './big-export.ts'
 import { countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
@@ -228,5 +229,90 @@ describe('format errors', () => {
     const csv = exportReceipts(receipts.slice(0, 1), 'csv')
     const sig = csv.split('\n')[1].split(',').at(-1)!
     expect(await verifyExport(csv.replace(sig, sig.toUpperCase()))).toMatchObject({ ok: false, index: 1 })
+  })
+})
+
+describe('verifyExportStream reads a file a chunk at a time', () => {
+  /** `text` as UTF-8 bytes in chunks of `size`: boundaries fall inside lines, values, escapes and characters. */
+  function * chunks (text: string, size: number): Generator<Uint8Array> {
+    const bytes = Buffer.from(text)
+    for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size)
+  }
+
+  it.each(['json', 'csv'] as const)('%s: whatever the chunk size, the same answer as the whole text, for good, altered and cut files', async format => {
+    // a session id with characters of 2, 3 and 4 UTF-8 bytes, so chunks split them
+    const list = [...receipts, await countersigned(carol, alice, { sessionId: 'é€😀 "q"' })]
+    const text = exportReceipts(list, format)
+    const variants = [text, '\ufeff' + text, text.replaceAll('\n', '\r\n'), text.slice(0, text.length / 2), text.replace('3000000000', '3000000001'), text + '\n']
+    for (let i = 0; i < text.length; i += 37) variants.push(flipped(text, i, 0x01))
+    for (const variant of variants) {
+      const { receipts: _, ...whole } = await verifyExport(variant) as any
+      for (const size of [1, 2, 3, 7, 64, 4096]) {
+        expect(await verifyExportStream(chunks(variant, size)), `${JSON.stringify(variant.slice(0, 30))}... in chunks of ${size}`).toEqual(whole)
+      }
+    }
+  })
+
+  it('throws what the source throws (a file that cannot be read), not a verdict on it', async () => {
+    async function * failing (): AsyncGenerator<Uint8Array> {
+      yield Buffer.from(exportReceipts(receipts, 'csv').slice(0, 100))
+      throw Object.assign(new Error('read failed'), { code: 'EIO' })
+    }
+    await expect(verifyExportStream(failing())).rejects.toMatchObject({ code: 'EIO' })
+  })
+
+  it('does not take a JSON value that only starts like an export', async () => {
+    const text = exportReceipts(receipts, 'json')
+    const cases: Array<[string, RegExp]> = [
+      [text.replace('"receipts": [', '"receipts": [], "receipts": ['), /^not a version 1 receipt export: "receipts" appears twice$/],
+      [text.replace(/\n}\n$/, ',\n  "extra": 1\n}\n'), /^not a version 1 receipt export: /],
+      [text + '{}', /^not valid JSON \(a truncated JSON export\?\): /],
+      [`[${'1,'.repeat(1000)}1]`, /^not a spareband receipt export: the file is a JSON array/],
+      ['\v{}', /^not valid JSON/]
+    ]
+    for (const [variant, reason] of cases) {
+      const result = await verifyExportStream(chunks(variant, 5))
+      expect(result.ok ? '' : result.reason, variant.slice(0, 40)).toMatch(reason)
+    }
+  })
+})
+
+describe('verifyExportStream with signatures checked on worker threads', () => {
+  let text: string
+
+  beforeAll(async () => {
+    // 700 receipts over 350 sessions: several batches of signatures in flight at once
+    const list: CountersignedReceipt[] = []
+    for await (const r of manyReceipts(700, 350)) list.push(r)
+    text = exportReceipts(list, 'csv')
+  })
+
+  /** The CSV with data row `row` (1-based) changed by `change`. */
+  function withRow (row: number, change: (line: string) => string): string {
+    const lines = text.split('\n')
+    lines[row] = change(lines[row])
+    return lines.join('\n')
+  }
+  const badSignature = (line: string): string => line.slice(0, -1) + (line.endsWith('a') ? 'b' : 'a')
+  const regressed = (line: string): string => line.replace(/^session-(\d+),/, 'session-0,')
+
+  it('gives the answer checking in turn gives: the first fault in the file, a signature before the same entry\'s other faults', async () => {
+    const variants = [
+      text,
+      withRow(400, badSignature),
+      // a forged entry whose counters would make a later one look regressed: the forgery is named
+      withRow(600, regressed),
+      withRow(300, badSignature).replace(/\n[^\n]*\n$/, '\n'),
+      withRow(500, badSignature).slice(0, text.length - 5000),
+      withRow(420, line => badSignature(regressed(line))),
+      withRow(650, badSignature).replace('\n', '\r\n')
+    ]
+    for (const [k, variant] of variants.entries()) {
+      const inTurn = await verifyExportStream([variant])
+      expect(inTurn.ok, `variant ${k}`).toBe(k === 0)
+      expect(await verifyExportStream([variant], { signatureThreads: 2 }), `variant ${k}: ${inTurn.ok ? 'ok' : `${inTurn.index} ${inTurn.reason}`}`).toEqual(inTurn)
+    }
+    expect(await verifyExportStream([text], { signatureThreads: 2 })).toMatchObject({ ok: true, entries: 700 })
+    expect(await verifyExportStream([withRow(400, badSignature)], { signatureThreads: 2 })).toMatchObject({ ok: false, index: 400, reason: 'RECEIPT_ERROR_BAD_EXIT_SIGNATURE: exit signature does not verify' })
   })
 })

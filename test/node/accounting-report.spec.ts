@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { exportReceipts, verifyExport } from '../../src/accounting/export.ts'
-import { EXPORT_BATCH, exportAsJson, parseReceiptLimit, receiptsReport } from '../../src/node/accounting-report.ts'
+import { EXPORT_BATCH, ExportAnswerError, exportAsJson, exportTextOfAnswer, parseReceiptLimit, receiptsReport } from '../../src/node/accounting-report.ts'
 import type { ReceiptsExport } from '../../src/node/accounting-report.ts'
 
 /** The text of an export, from its chunks. */
@@ -100,6 +100,62 @@ describe('receiptsReport export of a large ledger', () => {
       let answer = ''
       for await (const chunk of exportAsJson(receiptsReport(ledger, { export: format }) as ReceiptsExport)) answer += chunk
       expect(answer).toBe(JSON.stringify({ format, text }, null, 2) + '\n')
+    }
+  })
+})
+
+describe('exportTextOfAnswer: the export out of the API answer, as it arrives', () => {
+  /** The API's answer (exportAsJson) to an export of `text`, as bytes. */
+  async function answerOf (text: string): Promise<Buffer> {
+    let json = ''
+    // pieces as the node makes them: whole receipts, here whole lines
+    const chunks = (async function * () { for (const line of text.split(/(?<=\n)/)) yield line })()
+    for await (const part of exportAsJson({ format: 'csv', chunks })) json += part
+    return Buffer.from(json)
+  }
+
+  async function * split (bytes: Buffer, size: number): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size)
+  }
+
+  async function decode (bytes: Buffer, size: number): Promise<string> {
+    let text = ''
+    for await (const piece of exportTextOfAnswer(split(bytes, size))) text += piece
+    return text
+  }
+
+  it('gives back the export byte for byte, however the answer is split (inside escapes and characters too)', async () => {
+    const [a, b] = await parties(2)
+    // quotes, commas and characters of 2-4 UTF-8 bytes; the writer escapes quotes
+    const text = exportReceipts([await countersigned(a, b, { sessionId: 'é€😀 "q", \\ back' })], 'csv')
+    const answer = await answerOf(text)
+    expect(JSON.parse(answer.toString()).text).toBe(text)
+    for (const size of [1, 2, 3, 5, 7, 64, 100_000]) expect(await decode(answer, size), `chunks of ${size}`).toBe(text)
+  })
+
+  it('throws for an answer cut anywhere, after handing out only a part of the export', async () => {
+    const [a, b] = await parties(2)
+    const text = exportReceipts([await countersigned(a, b, { sessionId: 's-"1"' })], 'json')
+    const answer = await answerOf(text)
+    // the answer ends '"\n}\n': without its last newline it is still whole
+    for (let end = 0; end < answer.length - 1; end++) {
+      let got = ''
+      const error = await (async () => {
+        try {
+          for await (const piece of exportTextOfAnswer(split(answer.subarray(0, end), 3))) got += piece
+        } catch (err) {
+          return err
+        }
+      })()
+      expect(error, `cut at ${end}`).toBeInstanceOf(ExportAnswerError)
+      expect(text.startsWith(got)).toBe(true)
+    }
+    expect(await decode(answer.subarray(0, -1), 3)).toBe(text)
+  })
+
+  it('refuses an answer that is not an export', async () => {
+    for (const body of ['{"error":"no"}', '[]', 'x'.repeat(1000), '{"format":"csv","text":"a"} trailing']) {
+      await expect(decode(Buffer.from(body), 4), body.slice(0, 20)).rejects.toBeInstanceOf(ExportAnswerError)
     }
   })
 })

@@ -1,13 +1,14 @@
 import { once } from 'node:events'
-import { readFile } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
-import { callApi } from '../api-client.ts'
+import { callApi, callApiStream } from '../api-client.ts'
 import { resolveCliConfig } from '../config-from-flags.ts'
 import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import { UsageError } from '../errors.ts'
 import { NodeNotRunningError } from '../../errors.ts'
-import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, parseReceiptLimit } from '../../node/accounting-report.ts'
+import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, exportTextOfAnswer, parseReceiptLimit } from '../../node/accounting-report.ts'
 import type { ReceiptsExport } from '../../node/accounting-report.ts'
 import type { OfflineAccounting } from '../../node/offline-ledger.ts'
 import type { Command } from 'commander'
@@ -21,9 +22,9 @@ const PENDING_UNKNOWN = 'unknown: no node is running, and only a running node kn
  * settings the node would use (config.toml, environment), and says so on
  * stderr. `running` tells the caller which answered.
  */
-async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string, offline: (a: OfflineAccounting) => unknown, timeoutMs?: number): Promise<{ value: T, running: boolean }> {
+async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, online: string | (() => Promise<T>), offline: (a: OfflineAccounting) => unknown): Promise<{ value: T, running: boolean }> {
   try {
-    return { value: await callApi<T>(dataDir, path, { timeoutMs }), running: true }
+    return { value: typeof online === 'string' ? await callApi<T>(dataDir, online) : await online(), running: true }
   } catch (err) {
     if (!(err instanceof NodeNotRunningError)) throw err
   }
@@ -43,10 +44,14 @@ async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, path: string,
 }
 
 /**
- * How long `receipts --export` waits for a running node's whole export:
- * the node writes about 10,000 receipts a second, so this is some millions.
+ * How long `receipts --export` waits for more of a running node's export
+ * (it may take any time in all: about 10,000 receipts a second): the
+ * node may first have to list some millions of receipt ids.
  */
-const EXPORT_TIMEOUT_MS = 10 * 60_000
+const EXPORT_IDLE_TIMEOUT_MS = 60_000
+
+/** How much of a file `verify` reads at a time. */
+const VERIFY_CHUNK_BYTES = 256 * 1024
 
 /** Writes to stdout, waiting whenever it is full (a slow pipe). */
 async function writeChunks (chunks: Iterable<string> | AsyncIterable<string>): Promise<void> {
@@ -91,11 +96,19 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
         query.set('export', opts.export)
       }
       if (opts.export != null) {
-        // read from the ledger, the export is written as it is made; from the node, it comes whole
-        const { value } = await fromNodeOrLedger<{ text: string } | undefined>(cmd, dataDir, `/v1/receipts?${query}`, async a => {
+        // written as it is made (from the ledger) or as it arrives (from the node): never held whole
+        await fromNodeOrLedger<undefined>(cmd, dataDir, async () => {
+          const answer = await callApiStream(dataDir, `/v1/receipts?${query}`, { idleTimeoutMs: EXPORT_IDLE_TIMEOUT_MS })
+          try {
+            await writeChunks(exportTextOfAnswer(answer))
+          } catch (err: any) {
+            // what was written is a part of an export, which its totals make fail verify; say so
+            throw new Error(`receipts --export: ${err.message}; the output is incomplete (and fails "spareband verify")`)
+          }
+          return undefined
+        }, async a => {
           await writeChunks((a.receipts(Object.fromEntries(query)) as ReceiptsExport).chunks)
-        }, EXPORT_TIMEOUT_MS)
-        if (value != null) await writeChunks([value.text])
+        })
         return
       }
       const { value } = await fromNodeOrLedger<any>(cmd, dataDir, `/v1/receipts?${query}`, a => a.receipts(Object.fromEntries(query)))
@@ -115,14 +128,15 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
     .argument('<file>', 'a file written by "spareband receipts --export csv|json"')
     .option('--json', 'print JSON')
     .action(async (file: string, opts) => {
-      let text: string
+      // read a chunk at a time: an export of a year of receipts need not fit in memory
+      const { verifyExportStream } = await import('../../accounting/export.ts')
+      let result: Awaited<ReturnType<typeof verifyExportStream>>
       try {
-        text = await readFile(file, 'utf8')
+        // signatures are most of the work: every core checks them
+        result = await verifyExportStream(createReadStream(file, { highWaterMark: VERIFY_CHUNK_BYTES }), { signatureThreads: availableParallelism() })
       } catch (err: any) {
         throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
       }
-      const { verifyExport } = await import('../../accounting/export.ts')
-      const result = await verifyExport(text)
       if (result.ok) {
         const t = result.totals as any
         if (opts.json === true) printJson({ ok: true, format: result.format, entries: result.entries, totals: t })
