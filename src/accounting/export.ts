@@ -23,7 +23,7 @@ import { z } from 'zod'
 import { costMicro } from './credits.ts'
 import { ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { checkProgress, checkReceiptFields, checkReceiptSignatures, ed25519PeerFromBytes, prepareSignatureCheck, receiptId } from './receipts.ts'
-import { SignaturePool } from './signature-pool.ts'
+import { SignaturePool, SignatureThreadError } from './signature-pool.ts'
 import { JsonSyntaxError, SourceError, TextReader } from './text-reader.ts'
 import type { CountersignedReceipt, Progress, Receipt, SignedReceipt } from './receipts.ts'
 import type { SignatureFailure, SignatureJob } from './signature-pool.ts'
@@ -801,6 +801,8 @@ async function verifyEntries (source: AsyncIterable<string | Uint8Array> | Itera
     return { ok: true, format, entries: checker.totals.entries, totals: checker.totals, ...(receipts != null ? { receipts } : {}) }
   } catch (caught: any) {
     if (caught instanceof SourceError) throw caught.cause
+    // the checking failed, not the file: no verdict to give
+    if (caught instanceof SignatureThreadError) throw caught
     // a bad signature of an entry read before this fault is the file's first
     const err = (await checker.settle()) ?? caught
     if (err instanceof JsonSyntaxError) {

@@ -27,6 +27,15 @@ export interface SignatureFailure {
 
 const FIXED_BYTES = 6 + 32 + 32 + 64 + 64
 
+/** A checking thread failed or went away: the checks it had are unanswered, so the verdict is unknown (not the file's fault). */
+export class SignatureThreadError extends Error {
+  static name = 'SignatureThreadError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'SignatureThreadError'
+  }
+}
+
 // from source (tests, under type stripping) the worker is a .ts file, built a .js one
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './signature-worker.ts' : './signature-worker.js', import.meta.url)
 
@@ -35,12 +44,14 @@ export class SignaturePool {
   private readonly waiting = new Map<number, { resolve: (f: SignatureFailure | undefined) => void, reject: (err: Error) => void }>()
   private nextId = 0
   private nextWorker = 0
+  private closing = false
 
-  /** `size` threads, started when the first batch comes. */
-  constructor (readonly size: number) {}
+  /** `size` threads, started when the first batch comes; `workerUrl` for tests. */
+  constructor (readonly size: number, private readonly workerUrl: URL = WORKER_URL) {}
 
   /** Checks a batch; resolves with its first failure, if any. */
   async check (jobs: SignatureJob[]): Promise<SignatureFailure | undefined> {
+    if (this.failed != null) throw this.failed
     if (this.workers.length === 0) this.start()
     let length = 0
     for (const job of jobs) length += FIXED_BYTES + job.data.byteLength
@@ -67,24 +78,30 @@ export class SignaturePool {
 
   private start (): void {
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(WORKER_URL)
+      const worker = new Worker(this.workerUrl)
       worker.on('message', (answer: { id: number, index: number, which: number }) => {
         const waiting = this.waiting.get(answer.id)
         this.waiting.delete(answer.id)
         waiting?.resolve(answer.index === -1 ? undefined : { index: answer.index, which: answer.which === 1 ? 'consumer' : 'exit' })
       })
-      worker.on('error', err => this.fail(err))
+      worker.on('error', err => this.fail(new SignatureThreadError(`a signature-checking thread failed: ${err.message}`)))
+      // a thread that ends on its own (killed, out of memory) would leave its checks waiting for ever
+      worker.on('exit', code => { if (!this.closing) this.fail(new SignatureThreadError(`a signature-checking thread ended (exit code ${code}) with checks unanswered`)) })
       this.workers.push(worker)
     }
   }
 
-  private fail (err: Error): void {
+  private failed?: SignatureThreadError
+
+  private fail (err: SignatureThreadError): void {
+    this.failed ??= err
     for (const { reject } of this.waiting.values()) reject(err)
     this.waiting.clear()
   }
 
   /** Ends the threads (they keep the process alive until then). */
   async close (): Promise<void> {
+    this.closing = true
     await Promise.all(this.workers.map(async w => w.terminate()))
     this.workers.length = 0
   }

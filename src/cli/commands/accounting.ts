@@ -135,6 +135,8 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
         // signatures are most of the work: every core checks them
         result = await verifyExportStream(createReadStream(file, { highWaterMark: VERIFY_CHUNK_BYTES }), { signatureThreads: availableParallelism() })
       } catch (err: any) {
+        // the checking went wrong, not the file: exit 1 with the cause, not a usage error
+        if (err?.name === 'SignatureThreadError') throw new Error(`${file}: not verified: ${err.message}`)
         throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
       }
       if (result.ok) {
