@@ -122,6 +122,23 @@ describe('recording receipts', () => {
     reopened.close()
   })
 
+  it('gives the rows of the listing, in its order, as 8-byte numbers, and a session keeps its row when a newer receipt replaces it', async () => {
+    let clock = 1_000
+    const ledger = Ledger.open(file, { now: () => clock++ })
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 'a', seq: 1n, updatedAt: 1_700_000_001_000n }), 'gossip')
+    await ledger.recordReceipt(await countersigned(bob, carol, { sessionId: 'b', updatedAt: 1_700_000_002_000n }), 'gossip')
+    const rowids = ledger.receiptRowids()
+    expect(rowids).toBeInstanceOf(Float64Array)
+    expect([...rowids].map(r => ledger.getByRowid(r)?.receipt.sessionId)).toEqual(['b', 'a'])
+    // an export that took its rows before session a moved on reads a's newest receipt at the same row
+    await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: 'a', seq: 2n, bytesDown: 99_999n, updatedAt: 1_700_000_003_000n }), 'gossip')
+    expect(ledger.getByRowid(rowids[1])?.receipt.seq).toBe(2n)
+    expect([...ledger.receiptRowids()].map(r => ledger.getByRowid(r)?.receipt.sessionId)).toEqual(['a', 'b'])
+    expect([...ledger.receiptRowids({ peer: carol.bytes })].map(r => ledger.getByRowid(r)?.receipt.sessionId)).toEqual(['b'])
+    expect(ledger.receiptRowids({ limit: 1 }).length).toBe(1)
+    ledger.close()
+  })
+
   it("refuses an 'own' receipt that does not involve this node", async () => {
     const ledger = Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) })
     const r = await countersigned(bob, carol)
