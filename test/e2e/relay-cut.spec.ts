@@ -94,4 +94,17 @@ describe('a relayed circuit cut under an open tunnel', () => {
     expect(r.endedAt - stoppedAt).toBeLessThan(5_000)
     await waitFor(() => tunnelsOpen(exit, 'exit') === 0 && tunnelsOpen(consumer, 'proxy') === 0, { what: 'no tunnel open on E or C' })
   }, 30_000)
+
+  it('a duration limit is enforced when the data limit is 0 (no data limit), and cuts with a reset', async () => {
+    const target = await startTargetServer(64 * 1024 * 1024)
+    cleanups.push(target.close)
+    const { exit, consumer } = await relayedTrio({ data_limit_mb: 0, duration_limit_seconds: 2 }, target.port)
+    const started = Date.now()
+    // /drip takes about 10 s for its 64 MB: the 2 s limit cuts it
+    const r = await rawGet(consumer, target.port, '/drip')
+    expect(r.bytes).toBeLessThan(target.blob.byteLength)
+    expect(r.error).toBe('ECONNRESET')
+    expect(r.endedAt - started).toBeLessThan(4_000)
+    await waitFor(() => tunnelsOpen(exit, 'exit') === 0 && tunnelsOpen(consumer, 'proxy') === 0, { what: 'no tunnel open on E or C' })
+  }, 30_000)
 })
