@@ -41,6 +41,11 @@ export const STREAM_READ_BUFFER = 32 * MiB
  */
 export const YAMUX_MAX_WINDOW = 2 * MiB
 
+/** A relay data limit no circuit reaches (2^63 - 1 bytes). */
+const NO_DATA_LIMIT = 2n ** 63n - 1n
+/** The longest timer Node.js keeps (about 24.8 days); a longer AbortSignal.timeout fires at once. */
+const NO_DURATION_LIMIT_MS = 2 ** 31 - 1
+
 export interface BuildLibp2pOptions {
   privateKey: PrivateKey
   config: SparebandConfig
@@ -104,10 +109,13 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
             relay: circuitRelayServer({
               reservations: {
                 maxReservations: config.relay.max_reservations,
-                defaultDataLimit: BigInt(Math.floor(config.relay.data_limit_mb * MiB)),
-                defaultDurationLimit: Math.floor(config.relay.duration_limit_seconds * second),
-                // 0 in either limit means "no limit" to the operator
-                applyDefaultLimit: config.relay.data_limit_mb > 0 && config.relay.duration_limit_seconds > 0
+                // 0 in either limit means "no limit" to the operator. The
+                // relay applies both limits or neither, and takes 0 literally
+                // (a 0-byte or 0-ms circuit), so an unlimited one is the most
+                // it can hold: one limit of 0 must not switch off the other
+                defaultDataLimit: config.relay.data_limit_mb > 0 ? BigInt(Math.floor(config.relay.data_limit_mb * MiB)) : NO_DATA_LIMIT,
+                defaultDurationLimit: config.relay.duration_limit_seconds > 0 ? Math.floor(config.relay.duration_limit_seconds * second) : NO_DURATION_LIMIT_MS,
+                applyDefaultLimit: config.relay.data_limit_mb > 0 || config.relay.duration_limit_seconds > 0
               }
             })
           }

@@ -266,18 +266,29 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     }
     if (options.initial != null && options.initial.byteLength > 0) fromStream(options.initial)
     stream.addEventListener('message', evt => { fromStream(evt.data) })
+    // Only a FIN from the far end is a clean end. When the connection under
+    // the stream goes (a relay cut the circuit at its data or time limit,
+    // the relay or the far node died, TCP closed), the muxer closes its
+    // streams without an error and without a FIN: passed on as a FIN, a
+    // download cut short would look complete to the client.
+    let remoteFin = stream.remoteWriteStatus === 'closed' && stream.status === 'open'
+    stream.addEventListener('remoteCloseWrite', () => { remoteFin = true })
+    const cutError = (): Error => new Error('the connection under the tunnel closed before the far end finished')
     // 'end', not 'remoteCloseWrite': the FIN can overtake data still held in a
     // paused stream's read buffer, and ending the socket then would cut it
     // a reset also ends the readable side: that must become a RST, not a FIN
     stream.addEventListener('end', () => {
       if (stream.status === 'reset' || stream.status === 'aborted') resetSocket(socket)
-      else endSocket()
+      else if (!remoteFin) { result.error ??= cutError(); resetSocket(socket) } else endSocket()
     })
     stream.addEventListener('close', evt => {
       streamDone = true
       if (evt.error != null) {
         // the far side reset or aborted: tell our client with a TCP RST
         result.error ??= evt.error
+        resetSocket(socket)
+      } else if (!remoteFin) {
+        result.error ??= cutError()
         resetSocket(socket)
       } else if (stream.readBufferLength === 0) {
         // a stream closes (both FINs) while a paused reader may still hold

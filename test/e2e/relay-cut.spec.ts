@@ -1,0 +1,110 @@
+import { describe, it, expect, afterEach } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createSparebandNode } from '../../src/index.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import { socksConnect } from '../utils/socks-client.ts'
+import { startTargetServer } from '../utils/target-server.ts'
+import type { SparebandNode, SparebandConfigInput } from '../../src/index.ts'
+import type { TunnelExit } from '../../src/relay/exit.ts'
+
+/**
+ * A circuit that goes away under open tunnels: cut by the relay at its data
+ * limit, or gone with the relay. yamux closes the streams of a connection
+ * that ends without an error and without a FIN; the tunnel must still tell
+ * its client (and the target) that it broke, with a TCP RST, not end the
+ * download as if it were complete. Relay R, exit E listening only on
+ * `<R>/p2p-circuit`, consumer C listening on nothing; all on 127.0.0.1.
+ */
+describe('a relayed circuit cut under an open tunnel', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
+  })
+
+  const base = { api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
+
+  async function relayedTrio (relay: SparebandConfigInput['relay'], targetPort: number): Promise<{ relay: SparebandNode, exit: SparebandNode, consumer: SparebandNode }> {
+    const r = await createSparebandNode({ dataDir: await tempDir('sb-cut-'), config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay } })
+    await r.start()
+    cleanups.push(async () => r.stop())
+    const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
+    const e = await createSparebandNode({
+      dataDir: await tempDir('sb-cut-'),
+      config: { ...base, region: 'de', listen: [`${relayAddr}/p2p-circuit`], network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [targetPort] } }
+    })
+    await e.start()
+    cleanups.push(async () => e.stop())
+    await waitFor(() => (r.libp2p.services.relay as any).reservations.has(e.peerId), { what: 'E\'s reservation on R' })
+    const c = await createSparebandNode({ dataDir: await tempDir('sb-cut-'), config: { ...base, listen: [], network: { local_testnet: true, dht_server: false }, exit: { enabled: false } } })
+    await c.start()
+    cleanups.push(async () => c.stop())
+    const conn = await c.libp2p.dial(multiaddr(`${relayAddr}/p2p-circuit/p2p/${e.peerId}`))
+    expect(conn.limits).toBeDefined()
+    await waitFor(async () => (await c.peers()).some(p => p.peerId === e.peerId.toString() && p.agent?.includes('exit') === true), { what: 'C to identify E through R' })
+    await waitFor(() => (c.status() as any).accounting.proofOfWork.solved === true, { what: 'C\'s proof of work' })
+    return { relay: r, exit: e, consumer: c }
+  }
+
+  /** A raw HTTP GET through C's SOCKS5 proxy: how many bytes came, and whether the end was a FIN or an error. */
+  async function rawGet (consumer: SparebandNode, port: number, path: string, onBytes: (n: number) => void = () => {}): Promise<{ bytes: number, error?: string, endedAt: number }> {
+    const { socket, reply } = await socksConnect((consumer.status() as any).proxy.socksPort, '127.0.0.1', port)
+    expect(reply).toBe(0)
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`)
+    return await new Promise(resolve => {
+      let bytes = 0
+      let error: string | undefined
+      socket.on('data', d => { bytes += d.byteLength; onBytes(bytes) })
+      socket.on('error', (err: any) => { error = err.code ?? err.message })
+      socket.on('close', () => resolve({ bytes, error, endedAt: Date.now() }))
+    })
+  }
+
+  const tunnelsOpen = (n: SparebandNode, part: 'exit' | 'proxy'): number => (n.status() as any)[part].tunnelsOpen
+
+  it('at the relay\'s data limit: the client gets a reset, not a clean end of a shorter download', async () => {
+    const target = await startTargetServer(8 * 1024 * 1024)
+    cleanups.push(target.close)
+    const { exit, consumer } = await relayedTrio({ data_limit_mb: 2 }, target.port)
+    const closed: Array<string | undefined> = []
+    const exitService = exit.libp2p.services.exit as TunnelExit
+    exitService.addEventListener('exit:tunnel:close', e => closed.push(e.detail.error))
+
+    const r = await rawGet(consumer, target.port, '/blob')
+    expect(r.bytes).toBeGreaterThan(0)
+    expect(r.bytes).toBeLessThan(2 * 1024 * 1024)
+    expect(r.error).toBe('ECONNRESET')
+    // the exit saw the cut as an error as well (and reset the target)
+    await waitFor(() => closed.length === 1, { what: 'the exit\'s tunnel to close' })
+    expect(closed[0]).toBeDefined()
+    await waitFor(() => tunnelsOpen(exit, 'exit') === 0 && tunnelsOpen(consumer, 'proxy') === 0, { what: 'no tunnel open on E or C' })
+  }, 30_000)
+
+  it('when the relay stops mid-transfer: a prompt reset, and no tunnel left open', async () => {
+    const target = await startTargetServer(64 * 1024 * 1024)
+    cleanups.push(target.close)
+    const { relay, exit, consumer } = await relayedTrio({}, target.port)
+    let stoppedAt = 0
+    // /drip sends about 6 MB/s: still running when the relay goes
+    const r = await rawGet(consumer, target.port, '/drip', n => {
+      if (stoppedAt === 0 && n > 1_000_000) { stoppedAt = Date.now(); void relay.stop() }
+    })
+    expect(stoppedAt).toBeGreaterThan(0)
+    expect(r.bytes).toBeLessThan(target.blob.byteLength)
+    expect(r.error).toBe('ECONNRESET')
+    expect(r.endedAt - stoppedAt).toBeLessThan(5_000)
+    await waitFor(() => tunnelsOpen(exit, 'exit') === 0 && tunnelsOpen(consumer, 'proxy') === 0, { what: 'no tunnel open on E or C' })
+  }, 30_000)
+
+  it('a duration limit is enforced when the data limit is 0 (no data limit), and cuts with a reset', async () => {
+    const target = await startTargetServer(64 * 1024 * 1024)
+    cleanups.push(target.close)
+    const { exit, consumer } = await relayedTrio({ data_limit_mb: 0, duration_limit_seconds: 2 }, target.port)
+    const started = Date.now()
+    // /drip takes about 10 s for its 64 MB: the 2 s limit cuts it
+    const r = await rawGet(consumer, target.port, '/drip')
+    expect(r.bytes).toBeLessThan(target.blob.byteLength)
+    expect(r.error).toBe('ECONNRESET')
+    expect(r.endedAt - started).toBeLessThan(4_000)
+    await waitFor(() => tunnelsOpen(exit, 'exit') === 0 && tunnelsOpen(consumer, 'proxy') === 0, { what: 'no tunnel open on E or C' })
+  }, 30_000)
+})
