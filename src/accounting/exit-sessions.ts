@@ -566,12 +566,15 @@ export class ExitSessions implements ExitAccounting {
       await this.init.ledger.recordReceipt(full, 'own', { verified: true })
       s.last = full
       const total = Number(r.bytesUp! + r.bytesDown!)
-      // only bytes carried here can be signed off; the rest is credited as it arrives (meter)
-      const before = owed(s)
-      s.signed = Math.max(s.signed, total)
-      c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
       // the receipt spent some of the consumer's balance (and gossip may have added to it)
       c.limit = this.limitFor(this.init.ledger.balance(consumer).balanceMicro)
+      // only bytes carried here can be signed off; the rest is credited as it
+      // arrives (meter): uploads the consumer signed before they got here. But
+      // only while its balance pays: else one receipt for a terabyte, which no
+      // balance pays, had the exit carry that terabyte unheld
+      const before = owed(s)
+      s.signed = Math.max(s.signed, c.limit > 0 ? total : Math.min(total, s.carried))
+      c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
       this.release(c)
       this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
