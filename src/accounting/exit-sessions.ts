@@ -28,6 +28,13 @@ import type { Registrar } from '@libp2p/interface-internal'
 
 /** No receipt frame comes near this. */
 const MAX_FRAME = 2048
+/**
+ * Bytes a receipt stream may have received and not yet read. An honest
+ * consumer has at most a hello and 8 receipts (2 KiB frames at most) in
+ * flight; one that sends on without reading our answers backed up 4 MiB
+ * (lpStream's default) per stream, and 256 streams per connection.
+ */
+const MAX_READ_BUFFER = 64 * 1024
 /** How long a receipt stream may sit without a frame. */
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
@@ -470,7 +477,7 @@ export class ExitSessions implements ExitAccounting {
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const consumer = connection.remotePeer
-    const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_READ_BUFFER })
     // one idle timer for the stream, pushed back by every frame: a timeout
     // signal per read (a frame per MiB carried) is garbage the data path pays for
     const idle = new AbortController()

@@ -157,6 +157,24 @@ describe('receipt stream against a misbehaving consumer', () => {
     expect(stream.status).not.toBe('open')
     await stillServes('honest-2', 1n)
   })
+
+  it('resets the stream of a consumer that sends frames and never reads the answers, long before 4 MiB of them are buffered', async () => {
+    const { stream } = await open()
+    const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
+    // never reads: the exit's answers back up, its loop waits on them, and our frames pile up in its read buffer
+    stream.pause()
+    const batch = Uint8Array.from(Array.from({ length: 1000 }, () => [5, 0xff, 0xff, 0xff, 0x01, 0x02]).flat())
+    let sent = 0
+    const deadline = Date.now() + 5000
+    while (stream.status === 'open' && Date.now() < deadline) {
+      // honours backpressure: what is sent has left here (the window of what the exit has not taken is 256 KiB)
+      if (!stream.send(batch)) await Promise.race([new Promise(resolve => stream.addEventListener('drain', resolve, { once: true })), closed])
+      sent += batch.byteLength
+    }
+    await closed
+    expect(sent).toBeLessThan(MiB)
+    await stillServes('honest-3', 1n)
+  })
 })
 
 describe('receipt stream against a misbehaving exit', () => {
