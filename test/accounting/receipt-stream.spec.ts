@@ -159,7 +159,9 @@ describe('receipt stream against a misbehaving consumer', () => {
   })
 
   it('resets the stream of a consumer that sends frames and never reads the answers, long before 4 MiB of them are buffered', async () => {
-    const { stream } = await open()
+    // a connection of its own, whose yamux windows no earlier test has grown
+    const flooder = await loopbackNode()
+    const stream = await flooder.dialProtocol(exitNode.getMultiaddrs()[0], RECEIPT_PROTOCOL)
     const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
     // never reads: the exit's answers back up, its loop waits on them, and our frames pile up in its read buffer
     stream.pause()
@@ -172,6 +174,7 @@ describe('receipt stream against a misbehaving consumer', () => {
       sent += batch.byteLength
     }
     await closed
+    await flooder.stop()
     expect(sent).toBeLessThan(MiB)
     await stillServes('honest-3', 1n)
   })
