@@ -35,6 +35,8 @@ const MAX_FRAME = 2048
 /** Receipts sent and not yet answered, per session. */
 const MAX_IN_FLIGHT = 8
 const REPLY_TIMEOUT = 15 * second
+/** How long the ack of a hello may take (a tunnel waits for it). */
+const HELLO_TIMEOUT = 5 * second
 /** The longest a tunnel waits for a new identity's proof of work. */
 const POW_WAIT = 10 * second
 /**
@@ -55,6 +57,12 @@ export interface ConsumerSessionsInit {
   intervalBytes?: number
   /** @default 5 s */
   intervalMs?: number
+  /**
+   * How long the exit may take to answer a receipt. Past it the stream is
+   * reset, dropping what waits for an answer on it, and the next receipt
+   * opens another. @default 15 s
+   */
+  replyTimeoutMs?: number
   /** A session with no traffic for this long is closed. @default 30 s */
   sessionIdleMs?: number
   /** A session with no traffic for this long is closed even with bytes no receipt covers. @default 10 min */
@@ -118,6 +126,8 @@ interface Session {
   /** Serialises writes on the stream (not their answers). */
   sending?: Promise<void>
   sentPow: boolean
+  /** The hello under way, which every tunnel that asks meanwhile waits for (not one after another). */
+  helloing?: Promise<void>
   closed: boolean
 }
 
@@ -136,6 +146,10 @@ export class ConsumerSessions implements ConsumerAccounting {
     this.log = components.logger.forComponent('spareband:accounting:consumer')
     this.self = peerIdFromPrivateKey(init.privateKey)
     this.now = init.now ?? Date.now
+  }
+
+  private get replyTimeout (): number {
+    return this.init.replyTimeoutMs ?? REPLY_TIMEOUT
   }
 
   start (): void {
@@ -189,7 +203,8 @@ export class ConsumerSessions implements ConsumerAccounting {
       await this.powWait
     }
     if (this.init.pow?.() == null) return
-    await this.serialised(s, async () => this.hello(s, await this.open(s)))
+    s.helloing ??= this.serialised(s, async () => this.hello(s, await this.open(s))).finally(() => { s.helloing = undefined })
+    await s.helloing
   }
 
   private sessionOf (exit: PeerId): Session {
@@ -277,11 +292,9 @@ export class ConsumerSessions implements ConsumerAccounting {
         }
       }
     } catch (err: any) {
-      channel.broken = err instanceof Error ? err : new Error(String(err))
-      for (const e of channel.expected.splice(0)) e.reject(channel.broken)
-      if (s.channel != null && (await s.channel.catch(() => undefined)) === channel) s.channel = undefined
       // an exit that broke the framing, or a stream that ended: the next receipt opens a new one
-      if (channel.stream.status === 'open') channel.stream.abort(channel.broken)
+      this.breakChannel(channel, err instanceof Error ? err : new Error(String(err)))
+      if (s.channel != null && (await s.channel.catch(() => undefined)) === channel) s.channel = undefined
     }
   }
 
@@ -303,20 +316,37 @@ export class ConsumerSessions implements ConsumerAccounting {
     })
   }
 
-  /** Writes a frame; resolves once written, with (boxed, so await does not flatten it) the promise of its answer. */
-  private async request (channel: Channel, msg: ReceiptStreamMessage, receipt?: SignedReceipt, uncovered?: () => void): Promise<{ answered: Promise<void> }> {
-    const answered = new Promise<void>((resolve, reject) => { channel.expected.push({ receipt, resolve, reject, uncovered }) })
-    answered.catch(() => {})
+  /**
+   * Writes a frame; resolves once written, with (boxed, so await does not
+   * flatten it) the promise of its answer. An answer not in by `timeoutMs`
+   * resets the stream: answers come in order, so nothing after it would be
+   * answered either, and what waits on a silent exit must not pile up.
+   */
+  private async request (channel: Channel, msg: ReceiptStreamMessage, timeoutMs: number, receipt?: SignedReceipt, uncovered?: () => void): Promise<{ answered: Promise<void> }> {
+    let timer: NodeJS.Timeout | undefined
+    const answered = new Promise<void>((resolve, reject) => {
+      channel.expected.push({ receipt, resolve, reject, uncovered })
+      timer = setTimeout(() => { this.breakChannel(channel, new Error(`no answer in ${timeoutMs} ms`)) }, timeoutMs)
+      timer.unref()
+    })
+    answered.then(() => clearTimeout(timer), () => clearTimeout(timer))
     await channel.lp.write(ReceiptStreamMessage.encode(msg))
     return { answered }
+  }
+
+  /** Fails what waits for an answer on the channel and resets its stream (readAnswers then lets go of it). */
+  private breakChannel (channel: Channel, err: Error): void {
+    channel.broken ??= err
+    for (const e of channel.expected.splice(0)) e.reject(channel.broken)
+    if (channel.stream.status === 'open') channel.stream.abort(channel.broken)
   }
 
   /** Sends our proof of work once per session and waits for the exit's ack. */
   private async hello (s: Session, channel: Channel): Promise<void> {
     const pow = this.init.pow?.()
     if (s.sentPow || pow == null) return
-    const { answered } = await this.request(channel, { powNonce: encodePowNonce(pow.nonce), powDifficulty: pow.difficulty })
-    await withTimeout(answered, 5 * second)
+    const { answered } = await this.request(channel, { powNonce: encodePowNonce(pow.nonce), powDifficulty: pow.difficulty }, Math.min(HELLO_TIMEOUT, this.replyTimeout))
+    await answered
     s.sentPow = true
   }
 
@@ -359,9 +389,9 @@ export class ConsumerSessions implements ConsumerAccounting {
     const uncovered = (): void => { if (s.sentTotal === total) s.sentTotal = before }
     try {
       s.inFlight++
-      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, signed, uncovered).catch(err => { s.inFlight--; throw err })
+      const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, this.replyTimeout, signed, uncovered).catch(err => { s.inFlight--; throw err })
       answered.then(() => { s.inFlight-- }, () => { s.inFlight-- })
-      const checked = withTimeout(answered, REPLY_TIMEOUT).catch(err => { uncovered(); throw err })
+      const checked = answered.catch(err => { uncovered(); throw err })
       checked.catch(() => {})
       return { answered: checked }
     } catch (err) {

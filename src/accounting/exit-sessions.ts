@@ -28,6 +28,13 @@ import type { Registrar } from '@libp2p/interface-internal'
 
 /** No receipt frame comes near this. */
 const MAX_FRAME = 2048
+/**
+ * Bytes a receipt stream may have received and not yet read. An honest
+ * consumer has at most a hello and 8 receipts (2 KiB frames at most) in
+ * flight; one that sends on without reading our answers backed up 4 MiB
+ * (lpStream's default) per stream, and 256 streams per connection.
+ */
+const MAX_READ_BUFFER = 64 * 1024
 /** How long a receipt stream may sit without a frame. */
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
@@ -470,7 +477,7 @@ export class ExitSessions implements ExitAccounting {
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const consumer = connection.remotePeer
-    const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
+    const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_READ_BUFFER })
     // one idle timer for the stream, pushed back by every frame: a timeout
     // signal per read (a frame per MiB carried) is garbage the data path pays for
     const idle = new AbortController()
@@ -566,12 +573,15 @@ export class ExitSessions implements ExitAccounting {
       await this.init.ledger.recordReceipt(full, 'own', { verified: true })
       s.last = full
       const total = Number(r.bytesUp! + r.bytesDown!)
-      // only bytes carried here can be signed off; the rest is credited as it arrives (meter)
-      const before = owed(s)
-      s.signed = Math.max(s.signed, total)
-      c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
       // the receipt spent some of the consumer's balance (and gossip may have added to it)
       c.limit = this.limitFor(this.init.ledger.balance(consumer).balanceMicro)
+      // only bytes carried here can be signed off; the rest is credited as it
+      // arrives (meter): uploads the consumer signed before they got here. But
+      // only while its balance pays: else one receipt for a terabyte, which no
+      // balance pays, had the exit carry that terabyte unheld
+      const before = owed(s)
+      s.signed = Math.max(s.signed, c.limit > 0 ? total : Math.min(total, s.carried))
+      c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
       this.release(c)
       this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }

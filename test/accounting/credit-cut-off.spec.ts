@@ -108,4 +108,40 @@ describe('cutting off a consumer with no credit left', () => {
     expect(exit.meter(client.peerId, 's', 'down', 3_000)).toBeUndefined()
     expect(exit.meter(client.peerId, 's', 'down', 2_000)).toBeInstanceOf(Promise)
   })
+
+  it('holds a consumer that signed far ahead of what was carried once its credit is gone, instead of carrying it without end', async () => {
+    expect(exit.admit(client.peerId, 'ahead')).toBeUndefined()
+    expect(exit.meter(client.peerId, 'ahead', 'down', 1_000)).toBeUndefined()
+    // a receipt for a terabyte, of which 1,000 bytes were carried: it costs far more than the allowance,
+    // so the ledger is left owed; the exit must not take it as leave to carry that terabyte
+    const r = encodeReceipt(await signAsConsumer({
+      sessionId: 'ahead',
+      consumer: client.peerId.toMultihash().bytes,
+      exit: exitNode.peerId.toMultihash().bytes,
+      bytesUp: 0n,
+      bytesDown: 10n ** 12n,
+      seq: 1n,
+      startedAt: 1_700_000_000_000n,
+      updatedAt: 1_700_000_000_001n,
+      pricePerGb: PRICE
+    }, keys[1]))
+    const stream = await client.dialProtocol(exitNode.peerId, RECEIPT_PROTOCOL)
+    const lp = lpStream(stream)
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(r) }))
+    const answer = ReceiptStreamMessage.decode(await lp.read({ signal: AbortSignal.timeout(5000) }))
+    expect(answer.error).toBeUndefined()
+    await stream.close()
+    expect(ledger.balance(client.peerId).balanceMicro).toBeLessThan(0n)
+    // 64 MiB more on the open tunnel: the balance pays for none of it, so it is held well before that
+    let carried = 0
+    let held: Promise<void> | undefined
+    while (held == null && carried < 64 * 1024 * 1024) {
+      held = exit.meter(client.peerId, 'ahead', 'down', 64 * 1024)
+      carried += 64 * 1024
+    }
+    expect(held).toBeInstanceOf(Promise)
+    expect(carried).toBeLessThanOrEqual(exit.threshold + 64 * 1024)
+    await held
+    expect(cutOff).toHaveLength(1)
+  })
 })

@@ -157,6 +157,27 @@ describe('receipt stream against a misbehaving consumer', () => {
     expect(stream.status).not.toBe('open')
     await stillServes('honest-2', 1n)
   })
+
+  it('resets the stream of a consumer that sends frames and never reads the answers, long before 4 MiB of them are buffered', async () => {
+    // a connection of its own, whose yamux windows no earlier test has grown
+    const flooder = await loopbackNode()
+    const stream = await flooder.dialProtocol(exitNode.getMultiaddrs()[0], RECEIPT_PROTOCOL)
+    const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
+    // never reads: the exit's answers back up, its loop waits on them, and our frames pile up in its read buffer
+    stream.pause()
+    const batch = Uint8Array.from(Array.from({ length: 1000 }, () => [5, 0xff, 0xff, 0xff, 0x01, 0x02]).flat())
+    let sent = 0
+    const deadline = Date.now() + 5000
+    while (stream.status === 'open' && Date.now() < deadline) {
+      // honours backpressure: what is sent has left here (the window of what the exit has not taken is 256 KiB)
+      if (!stream.send(batch)) await Promise.race([new Promise(resolve => stream.addEventListener('drain', resolve, { once: true })), closed])
+      sent += batch.byteLength
+    }
+    await closed
+    await flooder.stop()
+    expect(sent).toBeLessThan(MiB)
+    await stillServes('honest-3', 1n)
+  })
 })
 
 describe('receipt stream against a misbehaving exit', () => {
@@ -236,6 +257,77 @@ describe('receipt stream against a misbehaving exit', () => {
     expect(stored.bytesDown).toBe(asked[0].bytesDown)
     expect(Buffer.from(stored.exitSig).equals(Buffer.alloc(64, 7))).toBe(false)
     expect(consumer.pendingBytes()).toBe(0)
+  })
+})
+
+describe('receipt stream against an exit that stops answering', () => {
+  let dir: string
+  let keys: PrivateKey[]
+  let fakeExit: Libp2p
+  let consumerNode: Libp2p
+  let ledger: Ledger
+  let consumer: ConsumerSessions
+  const streams: Stream[] = []
+  const frames: ReceiptStreamMessage[] = []
+  /** What the exit answers on streams opened from now on: nothing, hellos only, or everything (honestly). */
+  let answers: 'nothing' | 'hellos' | 'all' = 'nothing'
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-silent-'))
+    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    ;[fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
+    await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
+      streams.push(stream)
+      const mode = answers
+      const lp = lpStream(stream, { maxDataLength: 4096 })
+      void (async () => {
+        while (true) {
+          const msg = ReceiptStreamMessage.decode(await lp.read())
+          frames.push(msg)
+          if (mode === 'nothing' || (mode === 'hellos' && msg.receipt != null)) continue
+          await lp.write(ReceiptStreamMessage.encode(msg.receipt == null ? {} : { receipt: Uint8Array.from(encodeReceipt(verifyAndCountersign(decodeReceipt(msg.receipt), keys[0]))) }))
+        }
+      })().catch(() => {})
+    }, { maxInboundStreams: 1024 })
+    ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+      { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, pow: () => ({ nonce: 0n, difficulty: 0 }), replyTimeoutMs: 300 })
+    consumer.start()
+    await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await consumerNode?.stop()
+    await fakeExit?.stop()
+    ledger?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('does not queue tunnels one hello timeout after another, nor keep an unanswered request for good', async () => {
+    // 20 tunnels at once to an exit that never acks our hello: each waits for one timeout, not for the 19 before it
+    const started = Date.now()
+    const prepared = Array.from({ length: 20 }, async () => consumer.prepare(fakeExit.peerId))
+    const settled = await Promise.race([Promise.allSettled(prepared).then(() => true), new Promise(resolve => setTimeout(() => resolve(false), 3000))])
+    expect(settled).toBe(true)
+    expect(Date.now() - started).toBeLessThan(3000)
+    // what was asked and never answered is dropped with the stream it was asked on
+    await waitFor(() => streams.every(s => s.status !== 'open'), { timeoutMs: 3000, what: 'the silent streams closed' })
+    const channel = await (consumer as any).sessions.get(fakeExit.peerId.toString())?.channel?.catch(() => undefined)
+    expect(channel?.expected.length ?? 0).toBe(0)
+  })
+
+  it('gets its receipts countersigned again once the exit answers, instead of stalling with a full window', async () => {
+    // a window's worth of receipts (and more) to an exit that acks our hello and answers no receipt
+    answers = 'hellos'
+    for (let i = 0; i < 12; i++) {
+      consumer.meter(fakeExit.peerId, 'down', MiB)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    await waitFor(() => frames.filter(f => f.receipt != null).length >= 8, { timeoutMs: 3000, what: 'a window of receipts sent' })
+    answers = 'all'
+    // no more traffic: the consumer's own timer signs what is owed, on a new stream the exit answers
+    await waitFor(() => { ledger.flush(); return ledger.receipts().length === 1 && consumer.pendingBytes() === 0 }, { timeoutMs: 5000, what: 'the 12 MiB countersigned' })
+    expect(ledger.receipts()[0].receipt.bytesDown).toBe(BigInt(12 * MiB))
   })
 })
 
