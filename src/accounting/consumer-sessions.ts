@@ -20,6 +20,7 @@
 import { randomBytes } from 'node:crypto'
 import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { NoticeLimiter } from '../notice-limiter.ts'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
 import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
 import { encodePowNonce } from './credits.ts'
@@ -34,6 +35,8 @@ import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Stream 
 const MAX_FRAME = 2048
 /** Receipts sent and not yet answered, per session. */
 const MAX_IN_FLIGHT = 8
+/** Error lines a minute for receipts the ledger could not write (see onAnswer). */
+const UNRECORDED_NOTICES_PER_MINUTE = 5
 const REPLY_TIMEOUT = 15 * second
 /** How long the ack of a hello may take (a tunnel waits for it). */
 const HELLO_TIMEOUT = 5 * second
@@ -137,6 +140,8 @@ export class ConsumerSessions implements ConsumerAccounting {
   private readonly self: PeerId
   private readonly now: () => number
   private timer?: NodeJS.Timeout
+  /** Error lines for countersigned receipts the ledger could not write. */
+  private readonly unrecorded = new NoticeLimiter(UNRECORDED_NOTICES_PER_MINUTE)
   /** Receipts the exits refused. */
   refused = 0
   /** The one bounded wait for our proof of work, shared by all tunnels. */
@@ -310,7 +315,9 @@ export class ConsumerSessions implements ConsumerAccounting {
     // written with the next batch, which checks the exit's signature of the
     // receipt it writes: nothing we send waits on it (see Ledger.recordLater)
     this.init.ledger.recordLater(full).catch(err => {
-      this.log.error('countersigned receipt %d of %p not recorded - %e', full.seq, s.exit, err)
+      // a failing disk fails every receipt, one a MiB: the log gets a few a minute, with the count left out
+      const heldBack = this.unrecorded.take()
+      if (heldBack != null) this.log.error('countersigned receipt %d of %p not recorded%s - %e', full.seq, s.exit, heldBack > 0 ? ` (nor ${heldBack} more since the last such line)` : '', err)
       // a bad signature: the next receipt covers these bytes again, even if no more traffic comes
       if (err instanceof ReceiptError) expected.uncovered?.()
     })

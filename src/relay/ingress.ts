@@ -5,6 +5,7 @@
  */
 
 import { isLoopback } from './listen-address.ts'
+import { NoticeLimiter } from '../notice-limiter.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { NO_EXIT } from './status-codes.ts'
 import { NoExitError } from './tunnel-client.ts'
@@ -33,36 +34,6 @@ const MAX_REFUSAL_REASON = 300
 
 /** Refusals reported per window; the rest are counted and the count goes with the next report. */
 export const DEFAULT_REFUSAL_NOTICES_PER_MINUTE = 10
-
-/**
- * At most `limit` notices per `windowMs`, so a client that keeps sending a
- * bad user name (a misconfigured scraper, a scan) cannot flood the log; the
- * count of those held back goes with the next one let through.
- */
-export class NoticeLimiter {
-  private windowStart = -Infinity
-  private inWindow = 0
-  private held = 0
-
-  constructor (private readonly limit = DEFAULT_REFUSAL_NOTICES_PER_MINUTE, private readonly windowMs = 60_000, private readonly now: () => number = Date.now) {}
-
-  /** undefined: hold this one back; otherwise how many were held back before it. */
-  take (): number | undefined {
-    const t = this.now()
-    if (t - this.windowStart >= this.windowMs) {
-      this.windowStart = t
-      this.inWindow = 0
-    }
-    if (this.inWindow >= this.limit) {
-      this.held++
-      return undefined
-    }
-    this.inWindow++
-    const held = this.held
-    this.held = 0
-    return held
-  }
-}
 
 export interface IngressInit {
   client: TunnelClient

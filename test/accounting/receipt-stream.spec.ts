@@ -410,3 +410,65 @@ describe('a consumer whose wall clock steps back', () => {
     await waitFor(() => current() == null, { what: 'the session to close' })
   })
 })
+
+describe('a consumer whose ledger cannot write', () => {
+  let dir: string
+  let exitNode: Libp2p
+  let consumerNode: Libp2p
+  let exitLedger: Ledger
+  let consumerLedger: Ledger
+  let exit: ExitSessions
+  let consumer: ConsumerSessions
+  /** The consumer's error lines, as the operator's log would get them. */
+  const errors: string[] = []
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-unwritable-'))
+    const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    ;[exitNode, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
+    exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
+    consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+    exit = new ExitSessions({ logger: defaultLogger() }, { ledger: exitLedger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0 })
+    await exit.start(exitNode)
+    const logger = {
+      forComponent: (name: string) => {
+        const log = defaultLogger().forComponent(name)
+        return Object.assign((formatter: any, ...args: any[]) => { log(formatter, ...args) }, {
+          error: (formatter: string, ...args: any[]) => { errors.push(formatter.replace('%s', String(args[2] ?? ''))) },
+          trace: log.trace,
+          enabled: log.enabled,
+          newScope: log.newScope
+        })
+      }
+    }
+    consumer = new ConsumerSessions({ logger, dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+      { ledger: consumerLedger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
+    consumer.start()
+    await consumerNode.dial(exitNode.getMultiaddrs()[0])
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    await consumerNode?.stop()
+    await exitNode?.stop()
+    exitLedger?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('logs a few error lines a minute, not one per MiB, and the exit still gets every receipt', async () => {
+    const sessionId = consumer.sessionFor(exitNode.peerId)
+    exit.admit(consumerNode.peerId, sessionId)
+    // the disk went: every countersigned receipt fails to be written from now on
+    consumerLedger.close()
+    for (let i = 1; i <= 20; i++) {
+      void exit.meter(consumerNode.peerId, sessionId, 'down', MiB)
+      consumer.meter(exitNode.peerId, 'down', MiB)
+      await waitFor(() => exitLedger.receipts()[0]?.receipt.bytesDown === BigInt(i * MiB), { timeoutMs: 10_000, what: `the exit's receipt for ${i} MiB` })
+    }
+    await waitFor(() => errors.length >= 5, { what: 'the first error lines' })
+    // the answers of all 20 have come (the exit stored each before it answered); give the last failures a moment to log
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const unrecorded = errors.filter(e => e.startsWith('countersigned receipt'))
+    expect(unrecorded).toHaveLength(5)
+  })
+})

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { NoticeLimiter } from '../../src/relay/ingress.ts'
+import { NoticeLimiter } from '../../src/notice-limiter.ts'
 
 describe('NoticeLimiter: refusals in the operator\'s log', () => {
   it('lets `limit` a window through, holds the rest, and tells the next one through how many it held', () => {

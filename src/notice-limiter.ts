@@ -1,0 +1,32 @@
+/**
+ * Log lines a peer or a client can set off at will (a bad user name, a
+ * receipt the ledger cannot write): at most a few per window, with the
+ * count of those held back going with the next one let through, so a
+ * misbehaving client or a failing disk cannot flood the operator's log.
+ */
+
+/** At most `limit` notices per `windowMs`; the count of those held back goes with the next one let through. */
+export class NoticeLimiter {
+  private windowStart = -Infinity
+  private inWindow = 0
+  private held = 0
+
+  constructor (private readonly limit: number, private readonly windowMs = 60_000, private readonly now: () => number = Date.now) {}
+
+  /** undefined: hold this one back; otherwise how many were held back before it. */
+  take (): number | undefined {
+    const t = this.now()
+    if (t - this.windowStart >= this.windowMs) {
+      this.windowStart = t
+      this.inWindow = 0
+    }
+    if (this.inWindow >= this.limit) {
+      this.held++
+      return undefined
+    }
+    this.inWindow++
+    const held = this.held
+    this.held = 0
+    return held
+  }
+}
