@@ -24,7 +24,7 @@ import { costMicro } from './credits.ts'
 import { ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { checkProgress, checkReceiptFields, checkReceiptSignatures, ed25519PeerFromBytes, prepareSignatureCheck, receiptId } from './receipts.ts'
 import { SignaturePool, SignatureThreadError } from './signature-pool.ts'
-import { JsonSyntaxError, SourceError, TextReader } from './text-reader.ts'
+import { CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, JsonSyntaxError, OPEN_BRACE, OPEN_BRACKET, QUOTE, SourceError, TextReader } from './text-reader.ts'
 import type { CountersignedReceipt, Progress, Receipt, SignedReceipt } from './receipts.ts'
 import type { SignatureFailure, SignatureJob } from './signature-pool.ts'
 
@@ -639,13 +639,6 @@ async function readCsv (reader: TextReader, checker: EntryChecker): Promise<unkn
 
 // JSON, a value at a time
 
-const OPEN_BRACE = 0x7b
-const CLOSE_BRACE = 0x7d
-const OPEN_BRACKET = 0x5b
-const CLOSE_BRACKET = 0x5d
-const COMMA = 0x2c
-const COLON = 0x3a
-const QUOTE = 0x22
 
 /**
  * Reads a JSON export: the top-level object a member at a time, and its

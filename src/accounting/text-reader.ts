@@ -31,14 +31,15 @@ const SPACE = 0x20
 const TAB = 0x09
 const LF = 0x0a
 const CR = 0x0d
-const QUOTE = 0x22
 const BACKSLASH = 0x5c
-const OPEN_BRACE = 0x7b
-const CLOSE_BRACE = 0x7d
-const OPEN_BRACKET = 0x5b
-const CLOSE_BRACKET = 0x5d
-const COMMA = 0x2c
-const COLON = 0x3a
+/** JSON's structural characters, as bytes (export.ts reads an export's shape with them too). */
+export const QUOTE = 0x22
+export const OPEN_BRACE = 0x7b
+export const CLOSE_BRACE = 0x7d
+export const OPEN_BRACKET = 0x5b
+export const CLOSE_BRACKET = 0x5d
+export const COMMA = 0x2c
+export const COLON = 0x3a
 
 function isJsonSpace (c: number): boolean {
   return c === SPACE || c === LF || c === CR || c === TAB
