@@ -53,6 +53,18 @@ export interface BuildLibp2pOptions {
   services?: Record<string, (components: any) => unknown>
 }
 
+/**
+ * A node that names a relay to listen on (`<relay>/p2p-circuit`) also
+ * searches for relays (`/p2p-circuit`). js-libp2p's relay transport drops
+ * a named relay for good when its connection closes, so after that relay
+ * restarted the node stayed unreachable through it until it restarted too;
+ * the search reserves again on the relay once the node is reconnected to it.
+ */
+export function withRelaySearch (listen: string[]): string[] {
+  const named = listen.some(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit')
+  return named && !listen.includes('/p2p-circuit') ? [...listen, '/p2p-circuit'] : listen
+}
+
 export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
@@ -63,7 +75,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     privateKey,
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
-      listen: config.listen,
+      listen: withRelaySearch(config.listen),
       announce: config.announce
     },
     transports: [

@@ -23,8 +23,9 @@ describe('a relayed circuit cut under an open tunnel', () => {
 
   const base = { api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
 
-  async function relayedTrio (relay: SparebandConfigInput['relay'], targetPort: number): Promise<{ relay: SparebandNode, exit: SparebandNode, consumer: SparebandNode }> {
-    const r = await createSparebandNode({ dataDir: await tempDir('sb-cut-'), config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay } })
+  async function relayedTrio (relay: SparebandConfigInput['relay'], targetPort: number): Promise<{ relay: SparebandNode, exit: SparebandNode, consumer: SparebandNode, relayDir: string, relayAddr: string }> {
+    const relayDir = await tempDir('sb-cut-')
+    const r = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay } })
     await r.start()
     cleanups.push(async () => r.stop())
     const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
@@ -42,7 +43,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     expect(conn.limits).toBeDefined()
     await waitFor(async () => (await c.peers()).some(p => p.peerId === e.peerId.toString() && p.agent?.includes('exit') === true), { what: 'C to identify E through R' })
     await waitFor(() => (c.status() as any).accounting.proofOfWork.solved === true, { what: 'C\'s proof of work' })
-    return { relay: r, exit: e, consumer: c }
+    return { relay: r, exit: e, consumer: c, relayDir, relayAddr }
   }
 
   /** A raw HTTP GET through C's SOCKS5 proxy: how many bytes came, and whether the end was a FIN or an error. */
@@ -107,4 +108,21 @@ describe('a relayed circuit cut under an open tunnel', () => {
     expect(r.endedAt - started).toBeLessThan(4_000)
     await waitFor(() => tunnelsOpen(exit, 'exit') === 0 && tunnelsOpen(consumer, 'proxy') === 0, { what: 'no tunnel open on E or C' })
   }, 30_000)
+
+  it('after the relay restarts, the exit that named it reserves again and new tunnels go through', async () => {
+    const target = await startTargetServer(64 * 1024)
+    cleanups.push(target.close)
+    const { relay, exit, consumer, relayDir, relayAddr } = await relayedTrio({}, target.port)
+    await relay.stop()
+    await waitFor(() => !exit.libp2p.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit')), { what: 'E to lose its relayed address' })
+    // the same relay back: its identity, on its port
+    const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
+    const again = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false } } })
+    await again.start()
+    cleanups.push(async () => again.stop())
+    await waitFor(() => (again.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 20_000, what: 'E\'s reservation on the restarted R' })
+    const r = await rawGet(consumer, target.port, '/slice/1000')
+    expect(r.error).toBeUndefined()
+    expect(r.bytes).toBeGreaterThan(1000)
+  }, 40_000)
 })
