@@ -28,8 +28,10 @@ const SESSION_ID = '[A-Za-z0-9_.]{1,64}'
 const PATTERN = new RegExp(`^region-([a-z]{2}(?:-[a-z0-9]{1,3})?)(?:-session-(${SESSION_ID}))?$`, 'i')
 const SESSION_ONLY = new RegExp(`^session-(${SESSION_ID})$`, 'i')
 
+const SESSION_ID_ONLY = new RegExp(`^${SESSION_ID}$`)
+
 export function isValidSessionId (id: string): boolean {
-  return new RegExp(`^${SESSION_ID}$`).test(id)
+  return SESSION_ID_ONLY.test(id)
 }
 
 /** Parses the targeting part of a user name ("" or undefined = no targeting). */

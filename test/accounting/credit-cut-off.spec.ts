@@ -56,16 +56,14 @@ describe('cutting off a consumer with no credit left', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  /** Carries the whole allowance's worth, has the client sign for it, then carries a little more: held with nothing left. */
-  async function spendAndHold (): Promise<{ hold: Promise<void> }> {
-    expect(exit.admit(client.peerId, 's')).toBeUndefined()
-    expect(exit.meter(client.peerId, 's', 'down', 2_000_000)).toBeUndefined()
+  /** The client signs its first receipt of `sessionId` for `bytesDown` and the exit countersigns it. */
+  async function sendReceipt (sessionId: string, bytesDown: bigint): Promise<void> {
     const r = encodeReceipt(await signAsConsumer({
-      sessionId: 's',
+      sessionId,
       consumer: client.peerId.toMultihash().bytes,
       exit: exitNode.peerId.toMultihash().bytes,
       bytesUp: 0n,
-      bytesDown: 2_000_000n,
+      bytesDown,
       seq: 1n,
       startedAt: 1_700_000_000_000n,
       updatedAt: 1_700_000_000_001n,
@@ -77,6 +75,13 @@ describe('cutting off a consumer with no credit left', () => {
     const answer = ReceiptStreamMessage.decode(await lp.read({ signal: AbortSignal.timeout(5000) }))
     expect(answer.error).toBeUndefined()
     await stream.close()
+  }
+
+  /** Carries the whole allowance's worth, has the client sign for it, then carries a little more: held with nothing left. */
+  async function spendAndHold (): Promise<{ hold: Promise<void> }> {
+    expect(exit.admit(client.peerId, 's')).toBeUndefined()
+    expect(exit.meter(client.peerId, 's', 'down', 2_000_000)).toBeUndefined()
+    await sendReceipt('s', 2_000_000n)
     expect(ledger.balance(client.peerId).balanceMicro).toBe(0n)
     // a thousand bytes more, which nothing pays for: held
     const hold = exit.meter(client.peerId, 's', 'down', 1_000)
@@ -114,23 +119,7 @@ describe('cutting off a consumer with no credit left', () => {
     expect(exit.meter(client.peerId, 'ahead', 'down', 1_000)).toBeUndefined()
     // a receipt for a terabyte, of which 1,000 bytes were carried: it costs far more than the allowance,
     // so the ledger is left owed; the exit must not take it as leave to carry that terabyte
-    const r = encodeReceipt(await signAsConsumer({
-      sessionId: 'ahead',
-      consumer: client.peerId.toMultihash().bytes,
-      exit: exitNode.peerId.toMultihash().bytes,
-      bytesUp: 0n,
-      bytesDown: 10n ** 12n,
-      seq: 1n,
-      startedAt: 1_700_000_000_000n,
-      updatedAt: 1_700_000_000_001n,
-      pricePerGb: PRICE
-    }, keys[1]))
-    const stream = await client.dialProtocol(exitNode.peerId, RECEIPT_PROTOCOL)
-    const lp = lpStream(stream)
-    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(r) }))
-    const answer = ReceiptStreamMessage.decode(await lp.read({ signal: AbortSignal.timeout(5000) }))
-    expect(answer.error).toBeUndefined()
-    await stream.close()
+    await sendReceipt('ahead', 10n ** 12n)
     expect(ledger.balance(client.peerId).balanceMicro).toBeLessThan(0n)
     // 64 MiB more on the open tunnel: the balance pays for none of it, so it is held well before that
     let carried = 0

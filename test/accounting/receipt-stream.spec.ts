@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as varint from 'uint8-varint'
 import { RECEIPT_PROTOCOL } from '../../src/constants.ts'
 import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
+import type { ConsumerSessionsInit } from '../../src/accounting/consumer-sessions.ts'
 import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
@@ -21,9 +22,46 @@ import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
 import { decodeReceipt, encodeReceipt, receiptSigningBytes, signAsConsumer, verifyAndCountersign, verifyReceipt } from '../../src/accounting/receipts.ts'
 import { waitFor } from '../utils/cli.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
-import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
+
+/** An exit (extending a terabyte of credit) and a consumer on real loopback nodes, each with its ledger file. */
+interface ExitAndConsumer {
+  dir: string
+  exitNode: Libp2p
+  consumerNode: Libp2p
+  exitLedger: Ledger
+  consumerLedger: Ledger
+  exit: ExitSessions
+  consumer: ConsumerSessions
+}
+
+async function exitAndConsumer (prefix: string, consumerExtra: { logger?: ComponentLogger, init?: Partial<ConsumerSessionsInit> } = {}): Promise<ExitAndConsumer> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+  const [exitNode, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
+  const exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
+  const consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+  const exit = new ExitSessions({ logger: defaultLogger() }, { ledger: exitLedger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0 })
+  await exit.start(exitNode)
+  const consumer = new ConsumerSessions({ logger: consumerExtra.logger ?? defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+    { ledger: consumerLedger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, ...consumerExtra.init })
+  consumer.start()
+  await consumerNode.dial(exitNode.getMultiaddrs()[0])
+  return { dir, exitNode, consumerNode, exitLedger, consumerLedger, exit, consumer }
+}
+
+async function stopExitAndConsumer (p: ExitAndConsumer | undefined): Promise<void> {
+  if (p == null) return
+  await p.consumer.stop()
+  await p.exit.stop()
+  await p.consumerNode.stop()
+  await p.exitNode.stop()
+  p.exitLedger.close()
+  p.consumerLedger.close()
+  await rm(p.dir, { recursive: true, force: true })
+}
 
 describe('receipt stream against a misbehaving consumer', () => {
   let dir: string
@@ -332,37 +370,19 @@ describe('receipt stream against an exit that stops answering', () => {
 })
 
 describe('a consumer whose wall clock steps back', () => {
-  let dir: string
+  let pair: ExitAndConsumer
   let exitNode: Libp2p
   let consumerNode: Libp2p
   let exitLedger: Ledger
-  let consumerLedger: Ledger
   let exit: ExitSessions
   let consumer: ConsumerSessions
   let clock = 1_700_000_100_000
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-clock-'))
-    const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    ;[exitNode, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
-    exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
-    consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
-    exit = new ExitSessions({ logger: defaultLogger() }, { ledger: exitLedger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0 })
-    await exit.start(exitNode)
-    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
-      { ledger: consumerLedger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, now: () => clock })
-    consumer.start()
-    await consumerNode.dial(exitNode.getMultiaddrs()[0])
+    pair = await exitAndConsumer('sb-receipt-clock-', { init: { now: () => clock } })
+    ;({ exitNode, consumerNode, exitLedger, exit, consumer } = pair)
   })
-  afterAll(async () => {
-    await consumer?.stop()
-    await exit?.stop()
-    await consumerNode?.stop()
-    await exitNode?.stop()
-    exitLedger?.close()
-    consumerLedger?.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(async () => { await stopExitAndConsumer(pair) })
 
   const carry = (sessionId: string, bytes: number): void => {
     void exit.meter(consumerNode.peerId, sessionId, 'down', bytes)
@@ -412,7 +432,7 @@ describe('a consumer whose wall clock steps back', () => {
 })
 
 describe('a consumer whose ledger cannot write', () => {
-  let dir: string
+  let pair: ExitAndConsumer
   let exitNode: Libp2p
   let consumerNode: Libp2p
   let exitLedger: Ledger
@@ -423,13 +443,6 @@ describe('a consumer whose ledger cannot write', () => {
   const errors: string[] = []
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-unwritable-'))
-    const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    ;[exitNode, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
-    exitLedger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: exitNode.peerId })
-    consumerLedger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
-    exit = new ExitSessions({ logger: defaultLogger() }, { ledger: exitLedger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: -(10n ** 12n), powDifficulty: 0 })
-    await exit.start(exitNode)
     const logger = {
       forComponent: (name: string) => {
         const log = defaultLogger().forComponent(name)
@@ -441,19 +454,10 @@ describe('a consumer whose ledger cannot write', () => {
         })
       }
     }
-    consumer = new ConsumerSessions({ logger, dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
-      { ledger: consumerLedger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
-    consumer.start()
-    await consumerNode.dial(exitNode.getMultiaddrs()[0])
+    pair = await exitAndConsumer('sb-receipt-unwritable-', { logger })
+    ;({ exitNode, consumerNode, exitLedger, consumerLedger, exit, consumer } = pair)
   })
-  afterAll(async () => {
-    await consumer?.stop()
-    await exit?.stop()
-    await consumerNode?.stop()
-    await exitNode?.stop()
-    exitLedger?.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(async () => { await stopExitAndConsumer(pair) })
 
   it('logs a few error lines a minute, not one per MiB, and the exit still gets every receipt', async () => {
     const sessionId = consumer.sessionFor(exitNode.peerId)
