@@ -102,6 +102,14 @@ interface Session {
   carried: number
   /** up + down of the newest receipt the consumer signed. */
   signed: number
+  /**
+   * `signed` as of the last receipt after which the consumer's balance still
+   * paid for more. Once it pays for nothing, bytes carried past this are
+   * carried for nothing, however promptly it signs them: a consumer signs an
+   * upload as it sends it, before it gets here, so those bytes are never
+   * unsigned here and the threshold alone never held an upload.
+   */
+  paid: number
   last?: CountersignedReceipt
   lastPublishedSeq?: bigint
   lastPublishedAt: number
@@ -116,6 +124,13 @@ interface Session {
 /** Bytes of the session carried here and not covered by a receipt. */
 function owed (s: Session): number {
   return Math.max(0, s.carried - s.signed)
+}
+
+/** Whether a consumer with nothing left to pay with has been carried past what it paid for. */
+function carriedUnpaid (c: ConsumerState): boolean {
+  if (c.limit > 0) return false
+  for (const s of c.sessions.values()) if (s.carried > s.paid) return true
+  return false
 }
 
 interface ConsumerState {
@@ -295,14 +310,14 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now() }
+      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now() }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
       // let the old total sign off as many new bytes for free
       const stored = this.init.ledger.get(receiptId({ sessionId: id, consumer: consumer.toMultihash().bytes, exit: this.self.toMultihash().bytes }))
       if (stored != null) {
-        s.carried = s.signed = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
+        s.carried = s.signed = s.paid = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
         s.last = stored.receipt
         s.lastPublishedSeq = stored.receipt.seq
       }
@@ -358,12 +373,8 @@ export class ExitSessions implements ExitAccounting {
       c.unsigned += owed(s) - before
     } else c.unsigned += bytes
     // bytes still queued on our side have not reached the consumer: it cannot have signed them yet
-    if (c.unsigned - queued <= c.limit) return undefined
+    if (!this.mustHold(c, queued)) return undefined
     // hold this tunnel until a receipt brings the consumer back under its limit
-    if (c.waiters.length === 0) {
-      this.holds++
-      this.log('holding %p: %d bytes unsigned%s', consumer, c.unsigned, c.limit < this.threshold ? `, and its balance pays for ${c.limit} more` : '')
-    }
     return this.hold(c, consumer)
   }
 
@@ -383,10 +394,31 @@ export class ExitSessions implements ExitAccounting {
     return bytes < BigInt(this.threshold) ? Number(bytes) : this.threshold
   }
 
+  /**
+   * Whether the consumer's tunnels must wait: more carried unsigned than its
+   * limit (less `queued`, bytes still on our side), or, with no credit left,
+   * anything carried past what it paid for.
+   */
+  private mustHold (c: ConsumerState, queued: number): boolean {
+    return c.unsigned - queued > c.limit || carriedUnpaid(c)
+  }
+
   /** A promise settled when the consumer is back under the threshold (see release()). */
   private hold (c: ConsumerState, consumer: PeerId): Promise<void> {
-    // held with nothing left to pay with: no receipt can release it, so end it after a grace
-    // (long enough for the consumer's last receipt, at most one interval away, to land)
+    if (c.waiters.length === 0) {
+      this.holds++
+      this.log('holding %p: %d bytes unsigned%s', consumer, c.unsigned, c.limit < this.threshold ? `, and its balance pays for ${c.limit} more` : '')
+    }
+    this.armCutOff(c, consumer)
+    return new Promise<void>(resolve => { c.waiters.push(resolve) })
+  }
+
+  /**
+   * Held with nothing left to pay with: no receipt can release it, so its
+   * tunnels are closed after a grace (long enough for the consumer's last
+   * receipt, at most one interval away, to land), unless credit comes.
+   */
+  private armCutOff (c: ConsumerState, consumer: PeerId): void {
     if (c.limit === 0 && c.cutOffTimer == null && this.cutOff != null) {
       c.cutOffTimer = setTimeout(() => {
         c.cutOffTimer = undefined
@@ -408,12 +440,11 @@ export class ExitSessions implements ExitAccounting {
       }, this.init.cutOffGraceMs ?? CUT_OFF_GRACE)
       c.cutOffTimer.unref()
     }
-    return new Promise<void>(resolve => { c.waiters.push(resolve) })
   }
 
   /** Lets the consumer's held tunnels go on once it is back under its limit. */
   private release (c: ConsumerState): void {
-    if (c.unsigned <= c.limit) for (const w of c.waiters.splice(0)) w()
+    if (!this.mustHold(c, 0)) for (const w of c.waiters.splice(0)) w()
   }
 
   tunnelEnded (consumer: PeerId, sessionId: string, bytesOut: number, reset: boolean): void {
@@ -471,7 +502,7 @@ export class ExitSessions implements ExitAccounting {
     const c = this.consumers.get(consumer.toString())
     // the same test as meter()'s hold, made before the chunk goes out: a
     // consumer held on one tunnel gets nothing more on any other
-    if (c == null || c.unsigned - queued <= c.limit) return undefined
+    if (c == null || !this.mustHold(c, queued)) return undefined
     return this.hold(c, consumer)
   }
 
@@ -581,8 +612,11 @@ export class ExitSessions implements ExitAccounting {
       // balance pays, had the exit carry that terabyte unheld
       const before = owed(s)
       s.signed = Math.max(s.signed, c.limit > 0 ? total : Math.min(total, s.carried))
+      if (c.limit > 0) s.paid = s.signed
       c.unsigned = Math.max(0, c.unsigned - (before - owed(s)))
       this.release(c)
+      // held since before its credit ran out (by this receipt): no new hold starts the cut-off
+      if (c.waiters.length > 0) this.armCutOff(c, consumer)
       this.publishSoon(s)
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {

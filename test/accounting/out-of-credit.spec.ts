@@ -9,6 +9,9 @@
  */
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
 import { createSparebandNode } from '../../src/index.ts'
 import { startTargetServer } from '../utils/target-server.ts'
 import { curl } from '../utils/network.ts'
@@ -26,24 +29,33 @@ describe('a consumer that runs out of credit', () => {
   let exit: SparebandNode
   let consumer: SparebandNode
 
+  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 } }
+  const consumers: SparebandNode[] = []
+
+  /** A consumer of its own (so an allowance of its own) that has identified the exit and proven its identity. */
+  async function newConsumer (): Promise<SparebandNode> {
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-credit-'),
+      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, accounting: { pow_difficulty: 8 }, exit: { enabled: false } }
+    })
+    consumers.push(node)
+    await node.start()
+    await waitFor(async () => (await node.peers()).some(p => p.agent?.includes('exit')), { what: 'identify', intervalMs: 10 })
+    await waitFor(() => (node.status() as any).accounting.proofOfWork.solved, { what: "the consumer's proof of work" })
+    return node
+  }
+
   beforeAll(async () => {
     target = await startTargetServer(32 * MiB)
-    const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 } }
     exit = await createSparebandNode({
       dataDir: await tempDir('sb-credit-'),
       config: { ...base, region: 'de', network: { local_testnet: true }, accounting: { pow_difficulty: 8, allowance: ALLOWANCE_CREDITS }, exit: { allow_private_targets: true, allowed_ports: [target.port] } }
     })
     await exit.start()
-    consumer = await createSparebandNode({
-      dataDir: await tempDir('sb-credit-'),
-      config: { ...base, network: { local_testnet: true, bootstrap: exit.status().addresses }, accounting: { pow_difficulty: 8 }, exit: { enabled: false } }
-    })
-    await consumer.start()
-    await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify', intervalMs: 10 })
-    await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved, { what: "the consumer's proof of work" })
+    consumer = await newConsumer()
   })
   afterAll(async () => {
-    await consumer?.stop()
+    for (const c of consumers) await c.stop()
     await exit?.stop()
     await target?.close()
   })
@@ -74,6 +86,34 @@ describe('a consumer that runs out of credit', () => {
     expect(spent.balanceMicro).toBeLessThanOrEqual(0n)
     expect((exit.status() as any).accounting.pending.holds).toBeGreaterThanOrEqual(1)
 
+    const next = await curl(['-i', '--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/hello`])
+    expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 402 Payment Required/)
+  })
+
+  it('is held at what its balance pays for in an upload too, and cut off, though it signs its uploads before they arrive', async () => {
+    const uploader = await newConsumer()
+    const file = join(await tempDir('sb-credit-upload-'), 'upload.bin')
+    await writeFile(file, randomBytes(32 * MiB))
+    const ledger = (exit as any).part('accounting').core.ledger
+    const earnedBefore: bigint = ledger.balance().earnedMicro
+    const before = target.uploaded
+    const http = (uploader.status() as any).proxy.httpPort
+    const r = await curl(['--proxy', `http://127.0.0.1:${http}`, '--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream', `http://127.0.0.1:${target.port}/upload`], 40_000)
+    // the upload never completes: no answer from the target, and no timeout either (cut, not stalled)
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).not.toMatch(/timed out/i)
+    expect(r.ms).toBeLessThan(30_000)
+    const got = target.uploaded - before
+    expect(got).toBeGreaterThan(PAID_BYTES - 2 * MiB)
+    expect(got).toBeLessThan(PAID_BYTES + 2 * MiB)
+
+    // the uploader signed for what it sent (its last receipt within 5 s), and the exit was paid its whole allowance
+    const spent = await waitFor(() => {
+      const b = ledger.balance(uploader.libp2p.peerId)
+      return b.bytesUsed >= BigInt(got) - BigInt(MiB) ? b : undefined
+    }, { what: "the uploader's last receipts" })
+    expect(spent.balanceMicro).toBeLessThanOrEqual(0n)
+    expect(ledger.balance().earnedMicro - earnedBefore).toBe(8_000n)
     const next = await curl(['-i', '--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/hello`])
     expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 402 Payment Required/)
   })

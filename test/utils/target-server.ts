@@ -15,6 +15,8 @@ export interface TargetServer {
   blobSha256: string
   connections: number
   requests: string[]
+  /** Bytes received on /upload so far, counted as they arrive (an upload cut short still counts what got here). */
+  uploaded: number
   close: () => Promise<void>
 }
 
@@ -24,7 +26,7 @@ export function sha256 (data: Uint8Array): string {
 
 export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<TargetServer> {
   const blob = randomBytes(blobBytes)
-  const target: TargetServer = { port: 0, blob, blobSha256: sha256(blob), connections: 0, requests: [], close: async () => {} }
+  const target: TargetServer = { port: 0, blob, blobSha256: sha256(blob), connections: 0, requests: [], uploaded: 0, close: async () => {} }
   const server: Server = createServer((req, res) => {
     target.requests.push(`${req.method} ${req.url}`)
     if (req.url === '/blob') {
@@ -33,7 +35,7 @@ export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<
     } else if (req.url === '/upload' && req.method === 'POST') {
       const h = createHash('sha256')
       let n = 0
-      req.on('data', (c: Buffer) => { h.update(c); n += c.byteLength })
+      req.on('data', (c: Buffer) => { h.update(c); n += c.byteLength; target.uploaded += c.byteLength })
       req.on('end', () => { res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') })) })
     } else if (req.url === '/drip') {
       // the blob at about 6 MB/s, so a transfer is surely still running a moment after it started
