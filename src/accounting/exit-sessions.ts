@@ -407,7 +407,8 @@ export class ExitSessions implements ExitAccounting {
   private hold (c: ConsumerState, consumer: PeerId): Promise<void> {
     if (c.waiters.length === 0) {
       this.holds++
-      this.log('holding %p: %d bytes unsigned%s', consumer, c.unsigned, c.limit < this.threshold ? `, and its balance pays for ${c.limit} more` : '')
+      if (carriedUnpaid(c)) this.log('holding %p: out of credit, and carried past what it paid for', consumer)
+      else this.log('holding %p: %d bytes unsigned%s', consumer, c.unsigned, c.limit < this.threshold ? `, and its balance pays for ${c.limit} more` : '')
     }
     this.armCutOff(c, consumer)
     return new Promise<void>(resolve => { c.waiters.push(resolve) })
