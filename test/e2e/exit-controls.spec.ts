@@ -3,7 +3,10 @@ import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import { callApi } from '../../src/cli/api-client.ts'
-import type { SpawnedNode } from '../utils/network.ts'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { tempDir } from '../utils/cli.ts'
+import type { CurlResult, SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
 /**
@@ -20,9 +23,9 @@ describe('exit operator controls take effect', () => {
     target = await startTargetServer(8 * 1024 * 1024)
     const port = String(target.port)
     const common = (extra: string): string => `[exit]\nallow_private_targets = true\nallowed_ports = [${port}]\n${extra}`
-    const [fr, jp, us, gb, it, es] = await Promise.all([
-      // 16 Mbit/s = 2 MB/s download cap
-      spawnNode({ region: 'fr', config: common('download_mbps = 16\n') }),
+    const [fr, jp, us, gb, it, es, nl] = await Promise.all([
+      // 16 Mbit/s = 2 MB/s download and upload caps
+      spawnNode({ region: 'fr', config: common('download_mbps = 16\nupload_mbps = 16\n') }),
       // a daily quota of 1 MB
       spawnNode({ region: 'jp', config: common('daily_quota_gb = 0.001\n') }),
       spawnNode({ region: 'us', config: common('schedule = "never"\n') }),
@@ -30,11 +33,13 @@ describe('exit operator controls take effect', () => {
       spawnNode({ region: 'gb', args: ['--exit-ports', port] }),
       spawnNode({ region: 'it', config: common('') }),
       // asks for more credit than a newcomer's allowance
-      spawnNode({ region: 'es', config: common('[accounting]\ncredit_limit = 5\n') })
+      spawnNode({ region: 'es', config: common('[accounting]\ncredit_limit = 5\n') }),
+      // 32 Mbit/s = 4 MB/s for each consumer
+      spawnNode({ region: 'nl', config: common('per_consumer_mbps = 32\n') })
     ])
-    Object.assign(exits, { fr, jp, us, gb, it, es })
-    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0], '--bootstrap', es.addresses[0]] })
-    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId, es.peerId])
+    Object.assign(exits, { fr, jp, us, gb, it, es, nl })
+    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0], '--bootstrap', es.addresses[0], '--bootstrap', nl.addresses[0]] })
+    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId, es.peerId, nl.peerId])
   })
   afterAll(async () => {
     await Promise.all(nodes().map(async n => n.proc.kill()))
@@ -56,6 +61,39 @@ describe('exit operator controls take effect', () => {
     const fast = await curl([...via('it'), `http://127.0.0.1:${target.port}/blob`])
     expect(sha256(fast.stdout)).toBe(target.blobSha256)
     expect(fast.ms).toBeLessThan(r.ms / 2)
+  })
+
+  it('upload rate cap: 8 MB up at 2 MB/s takes about 4 s, and reaches the target intact', async () => {
+    const file = join(await tempDir('sb-upload-'), 'up.bin')
+    await writeFile(file, target.blob)
+    const post = (region: string): Promise<CurlResult> => curl([...via(region), '--data-binary', `@${file}`, '-H', 'content-type: application/octet-stream', `http://127.0.0.1:${target.port}/upload`])
+    const r = await post('fr')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout.toString())).toEqual({ bytes: target.blob.byteLength, sha256: target.blobSha256 })
+    expect(r.ms).toBeGreaterThan(3500)
+    expect(r.ms).toBeLessThan(8000)
+    const fast = await post('it')
+    expect(JSON.parse(fast.stdout.toString()).sha256).toBe(target.blobSha256)
+    expect(fast.ms).toBeLessThan(r.ms / 2)
+  })
+
+  it('per-consumer rate cap: one consumer\'s tunnels share it, another consumer has its own', async () => {
+    await curl([...via('nl'), `http://127.0.0.1:${target.port}/hello`])
+    const other = await spawnNode({ region: 'se', args: ['--no-supply', '--bootstrap', exits.nl.addresses[0]] })
+    try {
+      await waitForPeers(other, [exits.nl.peerId])
+      const get = (node: SpawnedNode): Promise<CurlResult> => curl(['--proxy', `http://127.0.0.1:${node.httpPort}`, '--proxy-user', 'region-nl:', `http://127.0.0.1:${target.port}/blob`])
+      await get(other)
+      // two downloads of 8 MiB by one consumer share its 4 MB/s (16.8 MB: 4.2 s), while the
+      // other consumer's one download has 4 MB/s of its own (2.1 s)
+      const [a, b, c] = await Promise.all([get(consumer), get(consumer), get(other)])
+      for (const r of [a, b, c]) expect(sha256(r.stdout)).toBe(target.blobSha256)
+      expect(Math.max(a.ms, b.ms)).toBeGreaterThan(3500)
+      expect(c.ms).toBeLessThan(Math.max(a.ms, b.ms) * 0.75)
+      expect(c.ms).toBeGreaterThan(1500)
+    } finally {
+      await other.proc.kill()
+    }
   })
 
   it('daily quota: transfers stop at the quota, then new tunnels get QUOTA_EXCEEDED (HTTP 503, SOCKS 0x01)', async () => {
