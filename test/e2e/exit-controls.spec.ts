@@ -2,10 +2,11 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
+import type { SocksResult } from '../utils/socks-client.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { tempDir } from '../utils/cli.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
 import type { CurlResult, SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -16,14 +17,15 @@ import type { TargetServer } from '../utils/target-server.ts'
 describe('exit operator controls take effect', () => {
   let target: TargetServer
   let consumer: SpawnedNode
+  let second: SpawnedNode
   const exits: Record<string, SpawnedNode> = {}
-  const nodes = (): SpawnedNode[] => [consumer, ...Object.values(exits)].filter(n => n != null)
+  const nodes = (): SpawnedNode[] => [consumer, second, ...Object.values(exits)].filter(n => n != null)
 
   beforeAll(async () => {
     target = await startTargetServer(8 * 1024 * 1024)
     const port = String(target.port)
     const common = (extra: string): string => `[exit]\nallow_private_targets = true\nallowed_ports = [${port}]\n${extra}`
-    const [fr, jp, us, gb, it, es, nl] = await Promise.all([
+    const [fr, jp, us, gb, it, es, nl, pl] = await Promise.all([
       // 16 Mbit/s = 2 MB/s download and upload caps
       spawnNode({ region: 'fr', config: common('download_mbps = 16\nupload_mbps = 16\n') }),
       // a daily quota of 1 MB
@@ -35,11 +37,15 @@ describe('exit operator controls take effect', () => {
       // asks for more credit than a newcomer's allowance
       spawnNode({ region: 'es', config: common('[accounting]\ncredit_limit = 5\n') }),
       // 32 Mbit/s = 4 MB/s for each consumer
-      spawnNode({ region: 'nl', config: common('per_consumer_mbps = 32\n') })
+      spawnNode({ region: 'nl', config: common('per_consumer_mbps = 32\n') }),
+      spawnNode({ region: 'pl', config: common('max_tunnels = 3\nmax_tunnels_per_consumer = 2\n') })
     ])
-    Object.assign(exits, { fr, jp, us, gb, it, es, nl })
-    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0], '--bootstrap', es.addresses[0], '--bootstrap', nl.addresses[0]] })
-    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId, es.peerId, nl.peerId])
+    Object.assign(exits, { fr, jp, us, gb, it, es, nl, pl })
+    consumer = await spawnNode({ region: 'ch', args: ['--no-supply', '--bootstrap', fr.addresses[0], '--bootstrap', jp.addresses[0], '--bootstrap', us.addresses[0], '--bootstrap', gb.addresses[0], '--bootstrap', it.addresses[0], '--bootstrap', es.addresses[0], '--bootstrap', nl.addresses[0], '--bootstrap', pl.addresses[0]] })
+    // a second consumer, for the limits that are per consumer
+    second = await spawnNode({ region: 'se', args: ['--no-supply', '--bootstrap', nl.addresses[0], '--bootstrap', pl.addresses[0]] })
+    await waitForPeers(consumer, [fr.peerId, jp.peerId, us.peerId, gb.peerId, it.peerId, es.peerId, nl.peerId, pl.peerId])
+    await waitForPeers(second, [nl.peerId, pl.peerId])
   })
   afterAll(async () => {
     await Promise.all(nodes().map(async n => n.proc.kill()))
@@ -78,21 +84,45 @@ describe('exit operator controls take effect', () => {
   })
 
   it('per-consumer rate cap: one consumer\'s tunnels share it, another consumer has its own', async () => {
-    await curl([...via('nl'), `http://127.0.0.1:${target.port}/hello`])
-    const other = await spawnNode({ region: 'se', args: ['--no-supply', '--bootstrap', exits.nl.addresses[0]] })
+    const get = (node: SpawnedNode): Promise<CurlResult> => curl(['--proxy', `http://127.0.0.1:${node.httpPort}`, '--proxy-user', 'region-nl:', `http://127.0.0.1:${target.port}/blob`])
+    await Promise.all([curl([...via('nl'), `http://127.0.0.1:${target.port}/hello`]), get(second)])
+    // two downloads of 8 MiB by one consumer share its 4 MB/s (16.8 MB: 4.2 s), while the
+    // other consumer's one download has 4 MB/s of its own (2.1 s)
+    const [a, b, c] = await Promise.all([get(consumer), get(consumer), get(second)])
+    for (const r of [a, b, c]) expect(sha256(r.stdout)).toBe(target.blobSha256)
+    expect(Math.max(a.ms, b.ms)).toBeGreaterThan(3500)
+    expect(c.ms).toBeLessThan(Math.max(a.ms, b.ms) * 0.75)
+    expect(c.ms).toBeGreaterThan(1500)
+  })
+
+  it('tunnel limits: past its own, a consumer gets RATE_LIMITED (429); past the exit\'s, anyone gets BUSY (503); a closed tunnel frees its slot', async () => {
+    const hold = async (node: SpawnedNode): Promise<SocksResult> => {
+      const r = await socksConnect(node.socksPort, '127.0.0.1', target.port, { user: 'region-pl', password: 'x' })
+      expect(r.reply).toBe(0)
+      return r
+    }
+    const get = (node: SpawnedNode): Promise<CurlResult> => curl(['-i', '--proxy', `http://127.0.0.1:${node.httpPort}`, '--proxy-user', 'region-pl:', `http://127.0.0.1:${target.port}/hello`])
+    const held = [await hold(consumer), await hold(consumer)]
     try {
-      await waitForPeers(other, [exits.nl.peerId])
-      const get = (node: SpawnedNode): Promise<CurlResult> => curl(['--proxy', `http://127.0.0.1:${node.httpPort}`, '--proxy-user', 'region-nl:', `http://127.0.0.1:${target.port}/blob`])
-      await get(other)
-      // two downloads of 8 MiB by one consumer share its 4 MB/s (16.8 MB: 4.2 s), while the
-      // other consumer's one download has 4 MB/s of its own (2.1 s)
-      const [a, b, c] = await Promise.all([get(consumer), get(consumer), get(other)])
-      for (const r of [a, b, c]) expect(sha256(r.stdout)).toBe(target.blobSha256)
-      expect(Math.max(a.ms, b.ms)).toBeGreaterThan(3500)
-      expect(c.ms).toBeLessThan(Math.max(a.ms, b.ms) * 0.75)
-      expect(c.ms).toBeGreaterThan(1500)
+      // the consumer asks again for a few seconds (a slot may free up), then gives the exit's answer
+      const mine = await get(consumer)
+      expect(mine.stdout.toString()).toMatch(/^HTTP\/1\.1 429/)
+      expect(mine.stdout.toString()).toContain('RATE_LIMITED')
+      held.push(await hold(second))
+      const full = await get(second)
+      expect(full.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
+      expect(full.stdout.toString()).toContain('BUSY')
+      held.shift()!.socket.destroy()
+      const ok = await waitFor(async () => {
+        const r = await get(consumer)
+        return r.stdout.toString().endsWith('hello from the target\n') ? r : undefined
+      }, { what: 'a freed slot', timeoutMs: 15_000 })
+      expect(ok?.stdout.toString()).toMatch(/^HTTP\/1\.1 200/)
+      const s = await exits.pl.status()
+      expect(s.exit.deniedByStatus.RATE_LIMITED).toBeGreaterThanOrEqual(1)
+      expect(s.exit.deniedByStatus.BUSY).toBeGreaterThanOrEqual(1)
     } finally {
-      await other.proc.kill()
+      for (const h of held) h.socket.destroy()
     }
   })
 
