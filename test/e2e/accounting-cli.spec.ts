@@ -211,7 +211,7 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     for (const name of ['receipts', 'receiptsText', 'csv', 'json']) expect(offline[name].stdout, name).toBe(online[name].stdout)
     const onlineBalance = JSON.parse(online.balance.stdout)
     const offlineBalance = JSON.parse(offline.balance.stdout)
-    expect(onlineBalance.pending).toEqual({ carriedUnsignedBytes: 0, usedUnsignedBytes: 0, holds: 0, forgivenBytes: 0 })
+    expect(onlineBalance.pending).toEqual({ carriedUnsignedBytes: 0, usedUnsignedBytes: 0, holds: 0, forgivenBytes: 0, receiptsRefused: 0 })
     expect(offlineBalance).toEqual({ ...onlineBalance, pending: null })
     expect(Number(offlineBalance.earned)).toBeGreaterThan(0)
     expect(offlineBalance.receipts).toBe(3)
