@@ -219,7 +219,7 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     // (the key column is as wide as the longest key, which differs)
     const lines = (text: string): string[] => text.trimEnd().split('\n').map(l => l.replace(/\s+/, ' '))
     expect(lines(offline.balanceText.stdout).filter(l => !l.startsWith('pending'))).toEqual(lines(online.balanceText.stdout).filter(l => !l.startsWith('pending')))
-    expect(lines(online.balanceText.stdout).filter(l => l.startsWith('pending'))).toHaveLength(4)
+    expect(lines(online.balanceText.stdout).filter(l => l.startsWith('pending'))).toHaveLength(5)
     expect(lines(offline.balanceText.stdout).filter(l => l.startsWith('pending'))).toEqual([expect.stringMatching(/^pending unknown: no node is running/)])
     const file = join(await tempDir('sb-offline-'), 'r.csv')
     await writeFile(file, offline.csv.stdout)
