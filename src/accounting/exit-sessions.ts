@@ -14,8 +14,9 @@
 
 import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { RECEIPT_PROTOCOL, second, minute } from '../constants.ts'
+import { RECEIPT_PROTOCOL, KiB, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
+import { TokenBucket } from '../relay/shaping.ts'
 import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptId, verifyAndCountersign } from './receipts.ts'
 import { decodePowNonce, verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
@@ -32,9 +33,44 @@ const MAX_FRAME = 2048
  * Bytes a receipt stream may have received and not yet read. An honest
  * consumer has at most a hello and 8 receipts (2 KiB frames at most) in
  * flight; one that sends on without reading our answers backed up 4 MiB
- * (lpStream's default) per stream, and 256 streams per connection.
+ * (lpStream's default) per stream, on each of its receipt streams.
  */
 const MAX_READ_BUFFER = 64 * 1024
+/**
+ * Receipt streams a consumer may have open at once on a connection. An
+ * honest one has a stream per session and a session per exit at a time (two
+ * while the last one's final receipt goes out; a stream it gives up on is
+ * reset before it opens the next). At 256, a cheat had 256 read buffers
+ * (above) filling at once; its frame budget (below) is per consumer anyway.
+ */
+export const MAX_RECEIPT_STREAMS = 8
+/**
+ * Frames (receipts, hellos) a consumer may send at once. Each receipt we
+ * take costs a signature check, a countersignature and a ledger commit
+ * (about 0.8 ms of CPU and a disk write), so every frame takes a token from
+ * its consumer's bucket before any work is done on it, and one that finds
+ * none is answered with an error at once. The burst covers what an honest
+ * consumer sends ahead of what it earns: it signs uploads as it sends them,
+ * so receipts for up to this many MiB on the way can arrive before the
+ * bytes they cover are carried here and earn their tokens.
+ */
+export const RECEIPT_BURST = 64
+/**
+ * Tokens a consumer regains per second whatever it carries. An honest
+ * consumer signs at most once a second per session with traffic (its tick)
+ * and has one session per exit (two while one closes). Per consumer, not per
+ * session: a cheat may hold 64 sessions.
+ */
+export const RECEIPTS_PER_SECOND = 4
+/**
+ * And one more token per this many bytes carried for it: an honest consumer
+ * signs every MiB (accounting.receipt_interval_mb), so it earns four tokens
+ * per receipt and is never short at any speed, while one that carries
+ * nothing gets RECEIPTS_PER_SECOND alone. Tokens earned so cost the consumer
+ * the bytes' price.
+ */
+export const BYTES_PER_RECEIPT = 256 * KiB
+const TOO_MANY_RECEIPTS = `too many receipts: this exit takes ${RECEIPTS_PER_SECOND} a second and one per ${BYTES_PER_RECEIPT / KiB} KiB carried, after a burst of ${RECEIPT_BURST}; the next receipt covers this one's bytes`
 /** How long a receipt stream may sit without a frame. */
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
@@ -154,6 +190,10 @@ interface ConsumerState {
   /** Carried for since the last sweep, and when a sweep last found it so (as a session's). */
   touched: boolean
   usedAt: number
+  /** Its budget of frames on the receipt protocol (see RECEIPT_BURST). */
+  frames: TokenBucket
+  /** Frames refused since the last one served: past a bucket's worth, its stream is reset. */
+  refusedInARow: number
 }
 
 export class ExitSessions implements ExitAccounting {
@@ -169,6 +209,8 @@ export class ExitSessions implements ExitAccounting {
   private readonly forgiveTimers = new Set<NodeJS.Timeout>()
   /** Bytes let off for tunnels cut mid-transfer (for `status`). */
   forgiven = 0
+  /** Frames on the receipt protocol refused for coming too fast (for `status`). */
+  receiptsRefused = 0
   /** Closes a consumer's open tunnels (set by the exit, see setCutOff). */
   private cutOff?: (consumer: PeerId, reason: string) => void
 
@@ -192,7 +234,7 @@ export class ExitSessions implements ExitAccounting {
         this.log.error('receipt stream failed - %e', err)
         stream.abort(err)
       })
-    }, { runOnLimitedConnection: true, maxInboundStreams: 256 })
+    }, { runOnLimitedConnection: true, maxInboundStreams: MAX_RECEIPT_STREAMS })
     this.sweeper = setInterval(() => { this.sweep() }, this.init.sweepIntervalMs ?? SWEEP_INTERVAL)
     this.sweeper.unref()
   }
@@ -286,8 +328,8 @@ export class ExitSessions implements ExitAccounting {
         c.unsigned = 0
         this.release(c)
       }
-      // kept while its allowance for cut tunnels is refilling: forgetting it would reset that
-      if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0 && this.topUp(c) >= FORGIVE_PER_HOUR) this.consumers.delete(key)
+      // kept while its allowances for cut tunnels and receipt frames are refilling: forgetting it would reset them
+      if (c.sessions.size === 0 && c.unsigned === 0 && c.waiters.length === 0 && this.topUp(c) >= FORGIVE_PER_HOUR && c.frames.available >= RECEIPT_BURST) this.consumers.delete(key)
     }
   }
 
@@ -301,7 +343,19 @@ export class ExitSessions implements ExitAccounting {
   private consumerState (consumer: string): ConsumerState {
     let c = this.consumers.get(consumer)
     if (c == null) {
-      c = { unsigned: 0, limit: this.threshold, waiters: [], sessions: new Map(), forgivable: FORGIVE_PER_HOUR, forgivableAt: this.now(), lost: new Map(), touched: true, usedAt: this.now() }
+      c = {
+        unsigned: 0,
+        limit: this.threshold,
+        waiters: [],
+        sessions: new Map(),
+        forgivable: FORGIVE_PER_HOUR,
+        forgivableAt: this.now(),
+        lost: new Map(),
+        touched: true,
+        usedAt: this.now(),
+        frames: new TokenBucket({ rate: RECEIPTS_PER_SECOND, burst: RECEIPT_BURST, now: this.init.now }),
+        refusedInARow: 0
+      }
       this.consumers.set(consumer, c)
     }
     return c
@@ -363,6 +417,7 @@ export class ExitSessions implements ExitAccounting {
   meter (consumer: PeerId, sessionId: string, _direction: MeterDirection, bytes: number, queued = 0): Promise<void> | undefined {
     const c = this.consumerState(consumer.toString())
     c.touched = true
+    c.frames.add(bytes / BYTES_PER_RECEIPT)
     if (sessionId !== '') {
       // the consumer counts uploads as it sends them, so its receipts can cover
       // bytes before they get here: those are not unsigned when they arrive
@@ -553,6 +608,13 @@ export class ExitSessions implements ExitAccounting {
         this.log('receipt stream from %p ends - %s', consumer, err?.message)
         return err instanceof Error ? err : new Error(String(err))
       }
+      // before anything is done with the frame, so a refused one costs next to nothing
+      const budget = this.takeFrame(consumer)
+      if (budget === 'reset') return new Error(`${RECEIPT_BURST} frames refused in a row and more sent`)
+      if (budget === 'refuse') {
+        await lp.write(ReceiptStreamMessage.encode({ error: TOO_MANY_RECEIPTS }))
+        continue
+      }
       let msg: ReceiptStreamMessage
       try {
         msg = ReceiptStreamMessage.decode(frame)
@@ -569,6 +631,28 @@ export class ExitSessions implements ExitAccounting {
         await lp.write(ReceiptStreamMessage.encode({}))
       }
     }
+  }
+
+  /**
+   * Takes a frame from the consumer's budget (see RECEIPT_BURST): 'serve',
+   * 'refuse' (answered with an error: receipts are cumulative, so the
+   * consumer's next one covers the same bytes), or 'reset' once it has been
+   * refused a bucket's worth in a row and sends on; so is every stream it
+   * opens after that, at its first refused frame, until one is served.
+   */
+  private takeFrame (consumer: PeerId): 'serve' | 'refuse' | 'reset' {
+    const c = this.consumerState(consumer.toString())
+    if (c.frames.tryTake(1)) {
+      c.refusedInARow = 0
+      return 'serve'
+    }
+    this.receiptsRefused++
+    c.refusedInARow++
+    // one line per run of refusals and one per reset, not one per frame
+    if (c.refusedInARow === 1) this.log('refusing receipts from %p: too many', consumer)
+    if (c.refusedInARow <= RECEIPT_BURST) return 'refuse'
+    this.log('resetting a receipt stream of %p: %d frames refused in a row', consumer, c.refusedInARow)
+    return 'reset'
   }
 
   private onPow (consumer: PeerId, nonceBytes: Uint8Array, difficulty: number): void {

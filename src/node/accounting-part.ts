@@ -85,7 +85,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const balance = (): Record<string, unknown> => balanceReport(ledger, {
     powDifficulty: a.pow_difficulty,
     pow,
-    pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0, forgivenBytes: exitSessions?.forgiven ?? 0 }
+    pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0, forgivenBytes: exitSessions?.forgiven ?? 0, receiptsRefused: exitSessions?.receiptsRefused ?? 0 }
   })
   return {
     name: 'accounting',

@@ -37,6 +37,8 @@ export interface PendingBytes {
   holds: number
   /** As an exit: bytes let off consumers for tunnels cut mid-transfer (lost on the way, so never signed). */
   forgivenBytes: number
+  /** As an exit: receipts (and hellos) refused for coming faster than their consumer's budget allows. */
+  receiptsRefused: number
 }
 
 export interface BalanceReportInit {

@@ -61,6 +61,11 @@ export class TokenBucket {
     return true
   }
 
+  /** Adds tokens earned otherwise than by time, up to the burst (no clock read: callers may be on the data path). */
+  add (tokens: number): void {
+    this.tokens = Math.min(this.burst, this.tokens + tokens)
+  }
+
   get available (): number {
     this.refill()
     return this.tokens

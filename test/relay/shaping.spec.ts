@@ -37,6 +37,18 @@ describe('token bucket', () => {
     expect(b.available).toBe(20)
   })
 
+  it('add() gives tokens earned otherwise than by time, up to the burst', () => {
+    const now = 0
+    const b = new TokenBucket({ rate: 4, burst: 64, now: () => now })
+    expect(b.tryTake(64)).toBe(true)
+    b.add(0.5)
+    b.add(0.75)
+    expect(b.tryTake(1)).toBe(true)
+    expect(b.available).toBeCloseTo(0.25)
+    b.add(1000)
+    expect(b.available).toBe(64)
+  })
+
   it('several buckets: the slowest decides', () => {
     const now = 0
     const fast = new TokenBucket({ rate: 1000, burst: 100, now: () => now })
