@@ -120,6 +120,8 @@ interface Session {
   seq: bigint
   /** updatedAt of the newest receipt signed (ms). */
   updatedAt: number
+  /** When (this.now()) the newest receipt was signed: the interval runs from it. */
+  signedAt: number
   lastActivity: number
   /** Receipts written and not yet answered (at most MAX_IN_FLIGHT). */
   inFlight: number
@@ -226,6 +228,7 @@ export class ConsumerSessions implements ConsumerAccounting {
         sentTotal: 0,
         seq: 0n,
         updatedAt: 0,
+        signedAt: 0,
         lastActivity: this.now(),
         inFlight: 0,
         openTunnels: 0,
@@ -239,9 +242,13 @@ export class ConsumerSessions implements ConsumerAccounting {
 
   private tick (): void {
     const now = this.now()
+    const interval = this.init.intervalMs ?? DEFAULT_RECEIPT_INTERVAL_MS
     for (const s of this.sessions.values()) {
       const outstanding = s.up + s.down - s.sentTotal
-      if (outstanding > 0) this.sign(s)
+      // every interval, not every tick: the tick runs at least once a second
+      // so that short intervals and idle sessions are seen in time (a clock
+      // that went back signs at once rather than wait for it to catch up)
+      if (outstanding > 0 && (now - s.signedAt >= interval || now < s.signedAt)) this.sign(s)
       // a quiet tunnel (ssh, a websocket) keeps its session: bytes it carries
       // later are metered by the exit under the session it was opened with
       if (s.openTunnels > 0) continue
@@ -390,10 +397,16 @@ export class ConsumerSessions implements ConsumerAccounting {
       pricePerGb: s.price
     }, this.init.privateKey)
     s.updatedAt = Number(signed.updatedAt)
+    s.signedAt = this.now()
     const before = s.sentTotal
     s.sentTotal = total
-    // an unanswered (or falsely countersigned) receipt is covered again by the next, cumulative one, unless a newer one went out
-    const uncovered = (): void => { if (s.sentTotal === total) s.sentTotal = before }
+    // an unanswered (or falsely countersigned) receipt is covered again by the next, cumulative one, unless a newer one went out;
+    // that one goes at the next tick, not an interval later: an exit holding us for these bytes waits for it
+    const uncovered = (): void => {
+      if (s.sentTotal !== total) return
+      s.sentTotal = before
+      s.signedAt = 0
+    }
     try {
       s.inFlight++
       const { answered } = await this.request(channel, { receipt: Uint8Array.from(encodeReceipt(signed)) }, this.replyTimeout, signed, uncovered).catch(err => { s.inFlight--; throw err })
@@ -403,6 +416,7 @@ export class ConsumerSessions implements ConsumerAccounting {
       return { answered: checked }
     } catch (err) {
       s.sentTotal = before
+      s.signedAt = 0
       throw err
     }
   }

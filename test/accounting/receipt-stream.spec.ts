@@ -431,6 +431,43 @@ describe('a consumer whose wall clock steps back', () => {
   })
 })
 
+describe("the consumer's receipt interval", () => {
+  let pair: ExitAndConsumer
+  let clock = 1_700_000_000_000
+
+  beforeAll(async () => { pair = await exitAndConsumer('sb-receipt-interval-', { init: { now: () => clock } }) })
+  afterAll(async () => { await stopExitAndConsumer(pair) })
+
+  it('signs what is under 1 MiB once per 5 s interval, not at every once-a-second tick', async () => {
+    const { exit, consumer, exitNode, consumerNode, exitLedger } = pair
+    const sessionId = consumer.sessionFor(exitNode.peerId)
+    exit.admit(consumerNode.peerId, sessionId)
+    const carry = (bytes: number): void => {
+      void exit.meter(consumerNode.peerId, sessionId, 'down', bytes)
+      consumer.meter(exitNode.peerId, 'down', bytes)
+    }
+    const stored = (): { seq: bigint, bytesDown: bigint } | undefined => exitLedger.receipts()[0]?.receipt
+    const tick = (): void => { (consumer as any).tick() }
+    // a session's first bytes are signed at the first tick
+    carry(100_000)
+    tick()
+    await waitFor(() => stored()?.seq === 1n, { timeoutMs: 10_000, what: 'the first receipt' })
+    carry(100_000)
+    for (let waited = 1_000; waited < 5_000; waited += 1_000) {
+      clock += 1_000
+      tick()
+    }
+    await new Promise(resolve => setTimeout(resolve, 300))
+    expect(stored()?.seq).toBe(1n)
+    expect(consumer.pendingBytes()).toBe(100_000)
+    clock += 1_000
+    tick()
+    await waitFor(() => stored()?.seq === 2n, { timeoutMs: 10_000, what: 'the receipt one interval later' })
+    expect(stored()?.bytesDown).toBe(200_000n)
+    expect(exit.pendingBytes()).toBe(0)
+  })
+})
+
 describe('a consumer whose ledger cannot write', () => {
   let pair: ExitAndConsumer
   let exitNode: Libp2p
