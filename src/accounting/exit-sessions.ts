@@ -84,8 +84,12 @@ const CLOSE_TIMEOUT = 5 * second
  * identity costs a proof of work); losses past it are let off as it refills.
  */
 export const FORGIVE_PER_HOUR = 16 * 1024 * 1024
-/** How long after a cut tunnel its loss is counted: the consumer has signed all it received by then (receipts every 5 s at the latest). */
-const FORGIVE_DELAY = 6 * second
+/**
+ * How long after a cut tunnel its loss is counted: the consumer has signed
+ * all it received by then (a receipt every 5 s at the latest, seen by a
+ * once-a-second tick, and its round trip).
+ */
+const FORGIVE_DELAY = 8 * second
 /** How long a consumer is held with no credit left before its tunnels are closed: over one receipt interval (5 s). */
 const CUT_OFF_GRACE = 10 * second
 /** Sessions a consumer may have at once; an honest one has one per exit at a time. */
@@ -119,7 +123,7 @@ export interface ExitSessionsInit {
   sweepIntervalMs?: number
   /** Write off what an unused session owes after this long. @default 1 hour */
   owedSessionTtlMs?: number
-  /** Count a cut tunnel's loss this long after it. @default 6 s */
+  /** Count a cut tunnel's loss this long after it. @default 8 s */
   forgiveDelayMs?: number
   /** Close the tunnels of a consumer held with no credit left this long after. @default 10 s */
   cutOffGraceMs?: number
