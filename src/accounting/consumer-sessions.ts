@@ -312,7 +312,12 @@ export class ConsumerSessions implements ConsumerAccounting {
 
   private async onAnswer (s: Session, expected: Expected, answer: ReceiptStreamMessage): Promise<void> {
     const signed = expected.receipt
-    if (signed == null) return // the ack of a hello
+    if (signed == null) {
+      // the ack of a hello; an exit that refused it (over its budget, say) does
+      // not have our proof, so it is sent again with the next receipt
+      if (answer.error != null) throw new Error(`exit refused our hello: ${answer.error}`)
+      return
+    }
     if (answer.receipt == null) {
       this.refused++
       throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)

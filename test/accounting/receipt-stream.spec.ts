@@ -369,6 +369,60 @@ describe('receipt stream against an exit that stops answering', () => {
   })
 })
 
+describe('a consumer whose hello the exit refuses', () => {
+  let dir: string
+  let keys: PrivateKey[]
+  let fakeExit: Libp2p
+  let consumerNode: Libp2p
+  let ledger: Ledger
+  let consumer: ConsumerSessions
+  const hellos: Array<'refused' | 'acked'> = []
+  let refuse = true
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-hello-'))
+    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    ;[fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
+    // an exit over its budget for this consumer refuses its hello, then takes everything
+    await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
+      const lp = lpStream(stream, { maxDataLength: 4096 })
+      void (async () => {
+        while (true) {
+          const msg = ReceiptStreamMessage.decode(await lp.read())
+          if (msg.receipt == null) {
+            hellos.push(refuse ? 'refused' : 'acked')
+            await lp.write(ReceiptStreamMessage.encode(refuse ? { error: 'too many receipts' } : {}))
+          } else {
+            await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(verifyAndCountersign(decodeReceipt(msg.receipt), keys[0]))) }))
+          }
+        }
+      })().catch(() => {})
+    })
+    ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+      { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, pow: () => ({ nonce: 0n, difficulty: 0 }) })
+    consumer.start()
+    await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await consumerNode?.stop()
+    await fakeExit?.stop()
+    ledger?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('sends its proof again with its next receipt, instead of taking the refusal for an ack', async () => {
+    // the tunnel that asked goes ahead all the same (tunnel-client ignores this)
+    await expect(consumer.prepare(fakeExit.peerId)).rejects.toThrow(/exit refused our hello: too many receipts/)
+    expect(hellos).toEqual(['refused'])
+    refuse = false
+    consumer.meter(fakeExit.peerId, 'down', MiB)
+    await waitFor(() => { ledger.flush(); return ledger.receipts().length === 1 }, { timeoutMs: 5000, what: 'the receipt countersigned' })
+    expect(hellos).toEqual(['refused', 'acked'])
+  })
+})
+
 describe('a consumer whose wall clock steps back', () => {
   let pair: ExitAndConsumer
   let exitNode: Libp2p
