@@ -10,6 +10,7 @@ import { mkdir } from 'node:fs/promises'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
+import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
@@ -135,7 +136,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         host: config.api.host,
         port: config.api.port,
         peerId: identity.peerId.toString(),
-        routes
+        routes,
+        metrics: metricsHandler(() => this.status())
       })
     }
     libp2p.addEventListener('peer:connect', e => this.safeDispatchEvent('peer:connect', { detail: { peerId: e.detail.toString() } }))

@@ -1,0 +1,155 @@
+/**
+ * Prometheus metrics for `/metrics` on the control API, read from the
+ * node's own `status()` at each scrape: what the CLI and the API report is
+ * what Prometheus sees, and nothing on the data path counts twice.
+ *
+ * The registry is the node's own (several nodes may share a process) and is
+ * made at the first scrape, so a node nobody scrapes pays nothing for it.
+ */
+
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+
+/** The part of `status()` read here; every field may be missing (a part switched off). */
+export type StatusSnapshot = Record<string, any>
+
+type Labels = Record<string, string>
+/** A reading: one value, or values by labels. */
+type Reading = number | undefined | Array<[Labels, number | undefined]>
+
+interface MetricSpec {
+  name: string
+  help: string
+  labelNames?: string[]
+  read: (s: StatusSnapshot) => Reading
+}
+
+/** Numbers in status come as numbers or, for credits and big byte counts, as decimal strings. */
+function num (v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) ? v : undefined
+  if (typeof v === 'string' && v.trim() !== '') {
+    const n = Number(v)
+    return Number.isFinite(n) ? n : undefined
+  }
+  if (typeof v === 'boolean') return v ? 1 : 0
+  return undefined
+}
+
+const byDirection = (inBytes: unknown, outBytes: unknown): Reading => [[{ direction: 'in' }, num(inBytes)], [{ direction: 'out' }, num(outBytes)]]
+
+const GAUGES: MetricSpec[] = [
+  {
+    name: 'spareband_info',
+    help: 'The node: always 1, with its identity as labels',
+    labelNames: ['peer_id', 'version', 'region', 'network'],
+    read: s => [[{ peer_id: String(s.peerId ?? ''), version: String(s.version ?? ''), region: String(s.region ?? ''), network: String(s.network ?? '') }, 1]]
+  },
+  { name: 'spareband_uptime_seconds', help: 'Seconds since the node started', read: s => num(s.uptimeSeconds) },
+  { name: 'spareband_connections', help: 'Open libp2p connections', read: s => num(s.connections) },
+  { name: 'spareband_peers', help: 'Connected peers', read: s => num(s.peers) },
+  { name: 'spareband_dht_routing_table_size', help: 'Peers in the Kademlia routing table', read: s => num(s.dht?.routingTableSize) },
+  { name: 'spareband_warnings', help: 'Warnings status reports (private targets allowed, missing runtime flags, ...)', read: s => Array.isArray(s.warnings) ? s.warnings.length : undefined },
+  { name: 'spareband_exit_enabled', help: '1 when this node supplies bandwidth as an exit', read: s => num(s.exit?.enabled ?? false) },
+  { name: 'spareband_exit_paused', help: '1 while the operator has paused the exit', read: s => s.exit == null ? undefined : num(s.exit.paused) },
+  { name: 'spareband_exit_within_schedule', help: '1 while the share schedule lets new tunnels in', read: s => s.exit == null ? undefined : num(s.exit.withinSchedule) },
+  { name: 'spareband_exit_tunnels_open', help: 'Tunnels open through this exit', read: s => num(s.exit?.tunnelsOpen) },
+  {
+    name: 'spareband_exit_quota_used_bytes',
+    help: 'Bytes counted against the exit quota in the current period',
+    labelNames: ['period'],
+    read: s => s.exit?.quota == null ? undefined : [[{ period: 'day' }, num(s.exit.quota.dayBytes)], [{ period: 'month' }, num(s.exit.quota.monthBytes)]]
+  },
+  {
+    name: 'spareband_exit_quota_limit_bytes',
+    help: 'The exit quota of the period (0: none)',
+    labelNames: ['period'],
+    read: s => s.exit?.quota == null ? undefined : [[{ period: 'day' }, num(s.exit.quota.dailyLimit)], [{ period: 'month' }, num(s.exit.quota.monthlyLimit)]]
+  },
+  { name: 'spareband_proxy_tunnels_open', help: 'Tunnels open from this node\'s proxies and node.connect()', read: s => num(s.proxy?.tunnelsOpen) },
+  { name: 'spareband_routing_known_exits', help: 'Exits this node knows of', read: s => num(s.routing?.knownExits) },
+  {
+    name: 'spareband_credits',
+    help: 'Credits by kind, as this node\'s ledger sees them',
+    labelNames: ['kind'],
+    read: s => s.accounting?.enabled !== true
+      ? undefined
+      : (['earned', 'unpaid', 'spent', 'allowance', 'balance'] as const).map(kind => [{ kind }, num(s.accounting[kind])])
+  },
+  {
+    name: 'spareband_unsigned_bytes',
+    help: 'Bytes carried but not yet covered by a receipt: as an exit (carried) and as a consumer (used)',
+    labelNames: ['side'],
+    read: s => s.accounting?.pending == null
+      ? undefined
+      : [[{ side: 'carried' }, num(s.accounting.pending.carriedUnsignedBytes)], [{ side: 'used' }, num(s.accounting.pending.usedUnsignedBytes)]]
+  },
+  { name: 'spareband_receipts_stored', help: 'Receipts in the ledger (one per session)', read: s => num(s.accounting?.receipts) }
+]
+
+const COUNTERS: MetricSpec[] = [
+  { name: 'spareband_exit_bytes_total', help: 'Bytes the exit carried: in from consumers to targets, out from targets to consumers', labelNames: ['direction'], read: s => s.exit == null ? undefined : byDirection(s.exit.bytesIn, s.exit.bytesOut) },
+  { name: 'spareband_exit_tunnels_total', help: 'Tunnels the exit carried', read: s => num(s.exit?.tunnelsTotal) },
+  {
+    name: 'spareband_exit_denied_total',
+    help: 'Tunnels the exit refused, by status',
+    labelNames: ['status'],
+    read: s => s.exit?.deniedByStatus == null ? undefined : Object.entries(s.exit.deniedByStatus).map(([status, n]) => [{ status }, num(n)])
+  },
+  { name: 'spareband_proxy_bytes_total', help: 'Bytes through this node\'s proxies: in from exits, out to exits', labelNames: ['direction'], read: s => s.proxy == null ? undefined : byDirection(s.proxy.bytesIn, s.proxy.bytesOut) },
+  { name: 'spareband_proxy_tunnels_total', help: 'Tunnels opened from this node', read: s => num(s.proxy?.tunnelsTotal) },
+  { name: 'spareband_proxy_failed_total', help: 'Tunnels from this node that no exit carried', read: s => num(s.proxy?.failed) },
+  { name: 'spareband_bytes_carried_total', help: 'Bytes this node carried as an exit, from countersigned receipts', read: s => num(s.accounting?.bytesCarried) },
+  { name: 'spareband_bytes_used_total', help: 'Bytes this node used as a consumer, from countersigned receipts', read: s => num(s.accounting?.bytesUsed) },
+  { name: 'spareband_exit_holds_total', help: 'Times a consumer\'s traffic was held for unsigned or unpaid bytes', read: s => num(s.accounting?.pending?.holds) },
+  { name: 'spareband_exit_forgiven_bytes_total', help: 'Bytes let off for tunnels cut mid-transfer', read: s => num(s.accounting?.pending?.forgivenBytes) },
+  { name: 'spareband_exit_receipts_refused_total', help: 'Receipt frames refused over a consumer\'s budget', read: s => num(s.accounting?.pending?.receiptsRefused) },
+  {
+    name: 'spareband_receipt_gossip_total',
+    help: 'Gossiped receipts by outcome',
+    labelNames: ['result'],
+    read: s => s.accounting?.gossip == null
+      ? undefined
+      : (['accepted', 'ignored', 'rejected', 'published'] as const).map(result => [{ result }, num(s.accounting.gossip[result])])
+  }
+]
+
+/** Sets one metric from a reading: the old values go, so a label that vanished is not reported stale. */
+function apply (metric: Gauge | Counter, reading: Reading): void {
+  metric.reset()
+  if (reading == null) return
+  const set = (labels: Labels, value: number | undefined): void => {
+    if (value == null) return
+    // a counter has no set(): from its reset, inc() by the value is the same
+    if (metric instanceof Gauge) metric.set(labels, value)
+    else metric.inc(labels, value)
+  }
+  if (typeof reading === 'number') set({}, reading)
+  else for (const [labels, value] of reading) set(labels, value)
+}
+
+/**
+ * The `/metrics` handler: Prometheus text of the node's status, plus the
+ * process's own figures (CPU, memory, event loop lag, handles).
+ */
+export function metricsHandler (status: () => StatusSnapshot): () => Promise<string> {
+  let registry: Registry | undefined
+  let snapshot: StatusSnapshot = {}
+  const build = (): Registry => {
+    const r = new Registry()
+    collectDefaultMetrics({ register: r })
+    for (const spec of GAUGES) {
+      // eslint-disable-next-line no-new
+      new Gauge({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect () { apply(this, spec.read(snapshot)) } })
+    }
+    for (const spec of COUNTERS) {
+      // eslint-disable-next-line no-new
+      new Counter({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect () { apply(this, spec.read(snapshot)) } })
+    }
+    return r
+  }
+  return async () => {
+    registry ??= build()
+    // one status per scrape, read by every metric
+    snapshot = status()
+    return registry.metrics()
+  }
+}
