@@ -63,6 +63,47 @@ async function stopExitAndConsumer (p: ExitAndConsumer | undefined): Promise<voi
   await rm(p.dir, { recursive: true, force: true })
 }
 
+/** A consumer (real ConsumerSessions and ledger file) on a loopback node, and a bare node standing in for its exit. */
+interface FakeExitAndConsumer {
+  dir: string
+  /** [fake exit's, consumer's] */
+  keys: PrivateKey[]
+  fakeExit: Libp2p
+  consumerNode: Libp2p
+  ledger: Ledger
+  consumer: ConsumerSessions
+}
+
+/** `onStream` serves the fake exit's receipt streams, each framed with lpStream. */
+async function fakeExitAndConsumer (prefix: string, onStream: (stream: Stream, lp: ReturnType<typeof lpStream>, keys: PrivateKey[]) => Promise<void>, init: Partial<ConsumerSessionsInit> = {}): Promise<FakeExitAndConsumer> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+  const [fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
+  await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
+    void onStream(stream, lpStream(stream, { maxDataLength: 4096 }), keys).catch(() => {})
+  }, { maxInboundStreams: 1024 })
+  const ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
+  const consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
+    { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, ...init })
+  consumer.start()
+  await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+  return { dir, keys, fakeExit, consumerNode, ledger, consumer }
+}
+
+async function stopFakeExitAndConsumer (p: FakeExitAndConsumer | undefined): Promise<void> {
+  if (p == null) return
+  await p.consumer.stop()
+  await p.consumerNode.stop()
+  await p.fakeExit.stop()
+  p.ledger.close()
+  await rm(p.dir, { recursive: true, force: true })
+}
+
+/** The honest exit's countersignature of a consumer's receipt frame. */
+function countersigned (receipt: Uint8Array, exitKey: PrivateKey): ReceiptStreamMessage {
+  return { receipt: Uint8Array.from(encodeReceipt(verifyAndCountersign(decodeReceipt(receipt), exitKey))) }
+}
+
 describe('receipt stream against a misbehaving consumer', () => {
   let dir: string
   let keys: PrivateKey[]
@@ -219,40 +260,23 @@ describe('receipt stream against a misbehaving consumer', () => {
 })
 
 describe('receipt stream against a misbehaving exit', () => {
-  let dir: string
-  let keys: PrivateKey[]
+  let pair: FakeExitAndConsumer
   let fakeExit: Libp2p
-  let consumerNode: Libp2p
   let ledger: Ledger
   let consumer: ConsumerSessions
+  let keys: PrivateKey[]
   const streams: Stream[] = []
   let reply: (frame: Uint8Array) => Promise<Uint8Array>
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-exit-'))
-    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    ;[fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
     // answers each frame with whatever the test says, as raw bytes (framing included)
-    await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
+    pair = await fakeExitAndConsumer('sb-receipt-exit-', async (stream, lp) => {
       streams.push(stream)
-      const lp = lpStream(stream, { maxDataLength: 4096 })
-      void (async () => {
-        while (true) stream.send(await reply((await lp.read()).subarray()))
-      })().catch(() => {})
+      while (true) stream.send(await reply((await lp.read()).subarray()))
     })
-    ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
-    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
-      { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
-    consumer.start()
-    await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+    ;({ fakeExit, ledger, consumer, keys } = pair)
   })
-  afterAll(async () => {
-    await consumer?.stop()
-    await consumerNode?.stop()
-    await fakeExit?.stop()
-    ledger?.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(async () => { await stopFakeExitAndConsumer(pair) })
 
   it('resets a stream whose answers break the framing, opens a new one for the next receipt, and records nothing false', async () => {
     // a length prefix of 1 MiB: over the consumer's 2 KiB frame limit
@@ -299,10 +323,8 @@ describe('receipt stream against a misbehaving exit', () => {
 })
 
 describe('receipt stream against an exit that stops answering', () => {
-  let dir: string
-  let keys: PrivateKey[]
+  let pair: FakeExitAndConsumer
   let fakeExit: Libp2p
-  let consumerNode: Libp2p
   let ledger: Ledger
   let consumer: ConsumerSessions
   const streams: Stream[] = []
@@ -311,35 +333,19 @@ describe('receipt stream against an exit that stops answering', () => {
   let answers: 'nothing' | 'hellos' | 'all' = 'nothing'
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-silent-'))
-    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    ;[fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
-    await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
+    pair = await fakeExitAndConsumer('sb-receipt-silent-', async (stream, lp, keys) => {
       streams.push(stream)
       const mode = answers
-      const lp = lpStream(stream, { maxDataLength: 4096 })
-      void (async () => {
-        while (true) {
-          const msg = ReceiptStreamMessage.decode(await lp.read())
-          frames.push(msg)
-          if (mode === 'nothing' || (mode === 'hellos' && msg.receipt != null)) continue
-          await lp.write(ReceiptStreamMessage.encode(msg.receipt == null ? {} : { receipt: Uint8Array.from(encodeReceipt(verifyAndCountersign(decodeReceipt(msg.receipt), keys[0]))) }))
-        }
-      })().catch(() => {})
-    }, { maxInboundStreams: 1024 })
-    ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
-    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
-      { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, pow: () => ({ nonce: 0n, difficulty: 0 }), replyTimeoutMs: 300 })
-    consumer.start()
-    await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+      while (true) {
+        const msg = ReceiptStreamMessage.decode(await lp.read())
+        frames.push(msg)
+        if (mode === 'nothing' || (mode === 'hellos' && msg.receipt != null)) continue
+        await lp.write(ReceiptStreamMessage.encode(msg.receipt == null ? {} : countersigned(msg.receipt, keys[0])))
+      }
+    }, { pow: () => ({ nonce: 0n, difficulty: 0 }), replyTimeoutMs: 300 })
+    ;({ fakeExit, ledger, consumer } = pair)
   })
-  afterAll(async () => {
-    await consumer?.stop()
-    await consumerNode?.stop()
-    await fakeExit?.stop()
-    ledger?.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(async () => { await stopFakeExitAndConsumer(pair) })
 
   it('does not queue tunnels one hello timeout after another, nor keep an unanswered request for good', async () => {
     // 20 tunnels at once to an exit that never acks our hello: each waits for one timeout, not for the 19 before it
@@ -370,49 +376,28 @@ describe('receipt stream against an exit that stops answering', () => {
 })
 
 describe('a consumer whose hello the exit refuses', () => {
-  let dir: string
-  let keys: PrivateKey[]
-  let fakeExit: Libp2p
-  let consumerNode: Libp2p
-  let ledger: Ledger
-  let consumer: ConsumerSessions
+  let pair: FakeExitAndConsumer
   const hellos: Array<'refused' | 'acked'> = []
   let refuse = true
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-receipt-hello-'))
-    keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    ;[fakeExit, consumerNode] = await Promise.all([loopbackNode(keys[0]), loopbackNode(keys[1])])
     // an exit over its budget for this consumer refuses its hello, then takes everything
-    await fakeExit.handle(RECEIPT_PROTOCOL, stream => {
-      const lp = lpStream(stream, { maxDataLength: 4096 })
-      void (async () => {
-        while (true) {
-          const msg = ReceiptStreamMessage.decode(await lp.read())
-          if (msg.receipt == null) {
-            hellos.push(refuse ? 'refused' : 'acked')
-            await lp.write(ReceiptStreamMessage.encode(refuse ? { error: 'too many receipts' } : {}))
-          } else {
-            await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(verifyAndCountersign(decodeReceipt(msg.receipt), keys[0]))) }))
-          }
+    pair = await fakeExitAndConsumer('sb-receipt-hello-', async (_stream, lp, keys) => {
+      while (true) {
+        const msg = ReceiptStreamMessage.decode(await lp.read())
+        if (msg.receipt != null) {
+          await lp.write(ReceiptStreamMessage.encode(countersigned(msg.receipt, keys[0])))
+          continue
         }
-      })().catch(() => {})
-    })
-    ledger = Ledger.open(join(dir, 'consumer.db'), { selfPeerId: consumerNode.peerId })
-    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => consumerNode.dialProtocol(peer, protocol, options) },
-      { ledger, privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO, pow: () => ({ nonce: 0n, difficulty: 0 }) })
-    consumer.start()
-    await consumerNode.dial(fakeExit.getMultiaddrs()[0])
+        hellos.push(refuse ? 'refused' : 'acked')
+        await lp.write(ReceiptStreamMessage.encode(refuse ? { error: 'too many receipts' } : {}))
+      }
+    }, { pow: () => ({ nonce: 0n, difficulty: 0 }) })
   })
-  afterAll(async () => {
-    await consumer?.stop()
-    await consumerNode?.stop()
-    await fakeExit?.stop()
-    ledger?.close()
-    await rm(dir, { recursive: true, force: true })
-  })
+  afterAll(async () => { await stopFakeExitAndConsumer(pair) })
 
   it('sends its proof again with its next receipt, instead of taking the refusal for an ack', async () => {
+    const { consumer, fakeExit, ledger } = pair
     // the tunnel that asked goes ahead all the same (tunnel-client ignores this)
     await expect(consumer.prepare(fakeExit.peerId)).rejects.toThrow(/exit refused our hello: too many receipts/)
     expect(hellos).toEqual(['refused'])
