@@ -703,7 +703,10 @@ export class Ledger {
    *
    * What it costs. No honest session in use is pruned: its exit gossips it
    * at least every publish interval (60 s), which renews its row, and a
-   * consumer starts a new session after 30 s without traffic. What this
+   * consumer starts a new session after 30 s without traffic. Nor can a
+   * consumer hide what it spends from pruning nodes by dating a session's
+   * start far back: an exit refuses a start more than an hour before it
+   * first saw the session (ExitSessions). What this
    * node no longer counts: a session it first hears of after its start
    * went past PRUNED_BEFORE, and receipts of a pruned session that its
    * signers take up again after the retention (what came before was
