@@ -4,18 +4,16 @@
  * session's later receipts are not credited a second time. Real ledger
  * files in temporary directories, with an injected clock.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { solvePow } from '../../src/accounting/credits.ts'
 import { ReceiptErrorCode } from '../../src/accounting/errors.ts'
 import { verifyExport } from '../../src/accounting/export.ts'
 import { LEDGER_SCHEMA_VERSION, Ledger } from '../../src/accounting/ledger.ts'
 import { receiptId } from '../../src/accounting/receipts.ts'
 import { receiptsReport } from '../../src/node/accounting-report.ts'
+import { ledgerFilePerTest } from '../utils/ledger-file.ts'
 import { caught, countersigned, parties } from './fixtures.ts'
 import type { Balance, LedgerInit } from '../../src/accounting/ledger.ts'
 import type { ReceiptsExport } from '../../src/node/accounting-report.ts'
@@ -33,26 +31,17 @@ let alice: Party
 let bob: Party
 let carol: Party
 let dave: Party
-let dir: string
-let file: string
 let clock: number
+const temp = ledgerFilePerTest('spareband-retention-')
 
 beforeAll(async () => {
   [alice, bob, carol, dave] = await parties(4)
 })
 
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'spareband-retention-'))
-  file = join(dir, 'ledger.db')
-  clock = T0
-})
-
-afterEach(() => {
-  rmSync(dir, { recursive: true, force: true })
-})
+beforeEach(() => { clock = T0 })
 
 function open (init: LedgerInit = {}): Ledger {
-  return Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key), now: () => clock, gossipRetentionMs: RETENTION, powDifficulty: POW_BITS, allowanceMicro: 10n ** 12n, ...init })
+  return Ledger.open(temp.file, { selfPeerId: peerIdFromPrivateKey(alice.key), now: () => clock, gossipRetentionMs: RETENTION, powDifficulty: POW_BITS, allowanceMicro: 10n ** 12n, ...init })
 }
 
 /** Receipt `seq` of a session: 1 MB more each time, dated a minute per seq after its start. */
@@ -63,6 +52,20 @@ async function receipt (consumer: Party, exit: Party, sessionId: string, seq: bi
 
 function balances (ledger: Ledger): Balance[] {
   return [alice, bob, carol, dave].map(p => ledger.balance(p.bytes))
+}
+
+/** Records `receipts` of third parties now, then moves the clock past the retention and prunes (with `pruner`, another connection, if given): one session goes. */
+async function recordAndPrune (ledger: Ledger, receipts: CountersignedReceipt[], pruner = ledger): Promise<void> {
+  for (const r of receipts) await ledger.recordReceipt(r, 'gossip')
+  clock += 31 * DAY
+  expect(pruner.pruneGossip()).toBe(1)
+}
+
+/** `r` is refused as of a session that may have been pruned, and no balance moves. */
+async function expectExpired (ledger: Ledger, r: CountersignedReceipt, options?: { verified?: boolean }): Promise<void> {
+  const before = balances(ledger)
+  expect((await caught(async () => ledger.recordReceipt(r, 'gossip', options))).code).toBe(ReceiptErrorCode.EXPIRED)
+  expect(balances(ledger)).toEqual(before)
 }
 
 describe('pruning third parties\' sessions', () => {
@@ -99,13 +102,8 @@ describe('pruning third parties\' sessions', () => {
   it('refuses a pruned session\'s later receipt, a copy of its last one and an older one, and credits none of them again', async () => {
     const ledger = open()
     const [r1, r2, r3] = [await receipt(carol, dave, 's', 1n), await receipt(carol, dave, 's', 2n), await receipt(carol, dave, 's', 3n)]
-    await ledger.recordReceipt(r1, 'gossip')
-    await ledger.recordReceipt(r2, 'gossip')
-    clock = T0 + 31 * DAY
-    expect(ledger.pruneGossip()).toBe(1)
-    const before = balances(ledger)
-    for (const r of [r2, r3, r1]) expect((await caught(async () => ledger.recordReceipt(r, 'gossip'))).code).toBe(ReceiptErrorCode.EXPIRED)
-    expect(balances(ledger)).toEqual(before)
+    await recordAndPrune(ledger, [r1, r2])
+    for (const r of [r2, r3, r1]) await expectExpired(ledger, r)
     expect(ledger.size).toBe(0)
     ledger.close()
   })
@@ -128,16 +126,14 @@ describe('pruning third parties\' sessions', () => {
 
     expect(await ledger.recordReceipt(await receipt(carol, dave, 'new', 1n, clock), 'gossip')).toBe('inserted')
     // never seen, but it could have been: the price of not keeping every session
-    expect((await caught(async () => ledger.recordReceipt(await receipt(dave, carol, 'unseen', 1n, T0 - 1), 'gossip'))).code).toBe(ReceiptErrorCode.EXPIRED)
+    await expectExpired(ledger, await receipt(dave, carol, 'unseen', 1n, T0 - 1))
     ledger.close()
   })
 
   it('never prunes nor refuses this node\'s own sessions, however old', async () => {
     const ledger = open()
     await ledger.recordReceipt(await receipt(alice, bob, 'own', 1n), 'own')
-    await ledger.recordReceipt(await receipt(carol, dave, 'theirs', 1n), 'gossip')
-    clock = T0 + 400 * DAY
-    expect(ledger.pruneGossip()).toBe(1)
+    await recordAndPrune(ledger, [await receipt(carol, dave, 'theirs', 1n)])
     const used = ledger.balance().bytesUsed
     expect(await ledger.recordReceipt(await receipt(alice, bob, 'own', 2n), 'own')).toBe('updated')
     expect(ledger.balance().bytesUsed - used).toBe(1_001_000n)
@@ -151,9 +147,7 @@ describe('pruning third parties\' sessions', () => {
     const ledger = open()
     // the ledger takes it from any caller (gossip refuses dates over an hour ahead before it gets here)
     await ledger.recordReceipt(await receipt(carol, dave, 'far', 1n, T0 + 1_000 * DAY), 'gossip')
-    await ledger.recordReceipt(await receipt(carol, dave, 'old', 1n), 'gossip')
-    clock = T0 + 31 * DAY
-    expect(ledger.pruneGossip()).toBe(1)
+    await recordAndPrune(ledger, [await receipt(carol, dave, 'old', 1n)])
     expect(await ledger.recordReceipt(await receipt(dave, carol, 'new', 1n, clock), 'gossip')).toBe('inserted')
     ledger.close()
   })
@@ -177,24 +171,16 @@ describe('pruning third parties\' sessions', () => {
 describe('what the ledger holds in memory after a prune', () => {
   it('a session the ledger wrote last is not taken back from memory: a receipt the caller verified is refused too', async () => {
     const ledger = open()
-    await ledger.recordReceipt(await receipt(carol, dave, 's', 1n), 'gossip')
-    clock = T0 + 31 * DAY
-    expect(ledger.pruneGossip()).toBe(1)
-    const before = balances(ledger)
-    expect((await caught(async () => ledger.recordReceipt(await receipt(carol, dave, 's', 2n), 'gossip', { verified: true }))).code).toBe(ReceiptErrorCode.EXPIRED)
-    expect(balances(ledger)).toEqual(before)
+    await recordAndPrune(ledger, [await receipt(carol, dave, 's', 1n)])
+    await expectExpired(ledger, await receipt(carol, dave, 's', 2n), { verified: true })
     ledger.close()
   })
 
   it('another connection\'s prune is seen: a pruned session is refused, not inserted again', async () => {
     const a = open()
     const b = open()
-    await a.recordReceipt(await receipt(carol, dave, 's', 1n), 'gossip')
-    clock = T0 + 31 * DAY
-    expect(b.pruneGossip()).toBe(1)
-    const before = balances(a)
-    expect((await caught(async () => a.recordReceipt(await receipt(carol, dave, 's', 2n), 'gossip'))).code).toBe(ReceiptErrorCode.EXPIRED)
-    expect(balances(a)).toEqual(before)
+    await recordAndPrune(a, [await receipt(carol, dave, 's', 1n)], b)
+    await expectExpired(a, await receipt(carol, dave, 's', 2n))
     a.close()
     b.close()
   })
@@ -237,7 +223,7 @@ describe('pruning on its own', () => {
     const r = await receipt(carol, dave, 's', 1n)
     await ledger.recordReceipt(r, 'gossip')
     ledger.close()
-    let db = new DatabaseSync(file)
+    let db = new DatabaseSync(temp.file)
     db.exec('DROP INDEX receipts_gossip_received_at; PRAGMA user_version = 6')
     db.close()
     ledger = open()
@@ -245,7 +231,7 @@ describe('pruning on its own', () => {
     clock = T0 + 31 * DAY
     expect(ledger.pruneGossip()).toBe(1)
     ledger.close()
-    db = new DatabaseSync(file)
+    db = new DatabaseSync(temp.file)
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
     expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'receipts_gossip_received_at'").get()).toBeDefined()
     db.close()
