@@ -4,7 +4,7 @@
  * here can be cloned with `structuredClone` (bigints included).
  */
 
-import { MiB, second } from '../constants.ts'
+import { MiB, day, second } from '../constants.ts'
 
 /** Domain string prefixed to every receipt signature, so a receipt signature can never be replayed as a signature over any other kind of message. */
 export const RECEIPT_SIGNATURE_DOMAIN = 'spareband-receipt-v1'
@@ -80,3 +80,17 @@ export const DEFAULT_RECEIPT_INTERVAL_MS = 5 * second
  * it, gossip ignores it), so a made-up date far in the future cannot stand.
  */
 export const MAX_CLOCK_AHEAD_MS = 60 * 60 * 1000
+
+/**
+ * How long a node keeps a third party's session (one it heard of over
+ * gossip, as neither consumer nor exit) after that session's last receipt
+ * reached it. Balances do not need the row (totals are running sums), and a
+ * session that is still in use stays: its exit gossips it at least every
+ * publish interval (60 s) while it carries, and a consumer closes a session
+ * after 30 s without traffic, so a month-old row belongs to a session that
+ * ended about a month ago. A month keeps that much of the network's history
+ * for `spareband receipts` and its exports, and bounds the rows a sybil pair
+ * can leave on every node to the sessions it opens within a month (see
+ * Ledger.pruneGossip).
+ */
+export const DEFAULT_GOSSIP_RETENTION_MS = 30 * day

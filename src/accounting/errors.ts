@@ -21,7 +21,9 @@ export const ReceiptErrorCode = {
   /** Already seen, or taken from another session that reused the session id. */
   REPLAY: 'RECEIPT_ERROR_REPLAY',
   /** Same seq as the held receipt but other contents: the consumer signed two versions. */
-  CONFLICT: 'RECEIPT_ERROR_CONFLICT'
+  CONFLICT: 'RECEIPT_ERROR_CONFLICT',
+  /** Gossip of a third party's session this ledger does not hold and may have pruned (Ledger.pruneGossip). */
+  EXPIRED: 'RECEIPT_ERROR_EXPIRED'
 } as const
 
 export type ReceiptErrorCode = typeof ReceiptErrorCode[keyof typeof ReceiptErrorCode]
@@ -37,6 +39,7 @@ export type ReceiptErrorType =
   | { code: typeof ReceiptErrorCode.REGRESSED, sessionId: string, field: string, held: bigint, got: bigint }
   | { code: typeof ReceiptErrorCode.REPLAY, sessionId: string, reason: 'duplicate' | 'other-session' }
   | { code: typeof ReceiptErrorCode.CONFLICT, sessionId: string, seq: bigint }
+  | { code: typeof ReceiptErrorCode.EXPIRED, sessionId: string, startedAt: bigint, prunedBefore: bigint }
 
 export class ReceiptError extends Error {
   static name = 'ReceiptError'
@@ -69,6 +72,7 @@ function defaultReceiptMessage (type: ReceiptErrorType): string {
       ? `receipt for session "${type.sessionId}" was already accepted`
       : `receipt reuses session "${type.sessionId}" with another start time or price`
     case ReceiptErrorCode.CONFLICT: return `two different receipts for session "${type.sessionId}" carry seq ${type.seq}`
+    case ReceiptErrorCode.EXPIRED: return `receipt for session "${type.sessionId}", started at ${type.startedAt}, is of a session not held here that may have been pruned (sessions started before ${type.prunedBefore} may have been)`
   }
 }
 

@@ -159,6 +159,8 @@ interface Session {
   touched: boolean
   /** When a sweep last found it touched (or it was made): it has been unused since about then. */
   usedAt: number
+  /** When this exit first saw it (this run): it cannot have started much before. */
+  openedAt: number
 }
 
 /** Bytes of the session carried here and not covered by a receipt. */
@@ -368,7 +370,7 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now() }
+      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now(), openedAt: this.now() }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
@@ -686,6 +688,14 @@ export class ExitSessions implements ExitAccounting {
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
       const ahead = Number(r.updatedAt!) - this.now()
       if (ahead > MAX_CLOCK_AHEAD_MS) throw new Error(`updated_at is ${Math.round(ahead / 1000)} s ahead of this exit's clock`)
+      // a session's start is fixed by its first receipt (the ledger refuses
+      // another), and nodes that pruned gossip refuse sessions they do not
+      // hold that started long ago (Ledger.pruneGossip): a start made up
+      // far back would hide what the consumer spends here from them, and it
+      // would look richer to other exits. A clock as far behind ours as one
+      // may be ahead is let through
+      const behind = s.openedAt - Number(r.startedAt!)
+      if (s.last == null && behind > MAX_CLOCK_AHEAD_MS) throw new Error(`started_at is ${Math.round(behind / 1000)} s before this exit first saw the session`)
       // checks the consumer's signature first: we must not vouch for a forgery
       const full = verifyAndCountersign(r, this.init.privateKey)
       // the ledger has the last word (counters that regress, a session id

@@ -2,9 +2,9 @@
  * Countersigned receipts on the gossip topic `spareband/receipts/1`. Every
  * node checks a receipt before it is accepted or forwarded: a forged or
  * malformed one is rejected (which lowers the sender's gossipsub score: see
- * src/node/gossip-scoring.ts), one we already hold or that is older than
- * what we hold is ignored, and a valid new one goes into the ledger as
- * `gossip`.
+ * src/node/gossip-scoring.ts), one we already hold, that is older than
+ * what we hold, or of a session we may have pruned is ignored, and a valid
+ * new one goes into the ledger as `gossip`.
  *
  * A message is the receipt's canonical encoding, optionally followed by the
  * consumer's proof of work (ReceiptGossipExtension, fields 16 and 17). A
@@ -31,10 +31,13 @@ import type { ComponentLogger, Logger } from '@libp2p/interface'
 
 /**
  * Receipt errors that are not the forwarder's fault: stale or repeated
- * receipts, and a conflict (two versions of one receipt, both validly
- * signed: honest peers forward whichever reached them first).
+ * receipts, a conflict (two versions of one receipt, both validly
+ * signed: honest peers forward whichever reached them first), and a
+ * session this node has pruned (nodes keep third parties' sessions for as
+ * long as each is configured to). Ignored, so not forwarded either: valid
+ * old receipts, replayed, would otherwise go round the whole network again.
  */
-const HARMLESS = new Set<string>([ReceiptErrorCode.REGRESSED, ReceiptErrorCode.REPLAY, ReceiptErrorCode.CONFLICT])
+const HARMLESS = new Set<string>([ReceiptErrorCode.REGRESSED, ReceiptErrorCode.REPLAY, ReceiptErrorCode.CONFLICT, ReceiptErrorCode.EXPIRED])
 
 /** The extension's size at most: two tags, an 8-byte nonce with its length, a difficulty. */
 const MAX_EXTENSION_BYTES = 16

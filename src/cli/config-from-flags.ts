@@ -35,7 +35,8 @@ export const FLAG_KEYS: Record<string, { key: string, flag: string, map?: (v: an
   maxTunnelsPerConsumer: { key: 'exit.max_tunnels_per_consumer', flag: '--max-tunnels-per-consumer' },
   dailyQuotaGb: { key: 'exit.daily_quota_gb', flag: '--daily-quota-gb' },
   monthlyQuotaGb: { key: 'exit.monthly_quota_gb', flag: '--monthly-quota-gb' },
-  idleTimeout: { key: 'exit.idle_timeout_seconds', flag: '--idle-timeout' }
+  idleTimeout: { key: 'exit.idle_timeout_seconds', flag: '--idle-timeout' },
+  gossipRetentionDays: { key: 'accounting.gossip_retention_days', flag: '--gossip-retention-days' }
 }
 
 export function parseNumberArg (value: string): number {

@@ -11,6 +11,7 @@ import { ExportWriter } from '../accounting/export.ts'
 import { formatCredits } from '../accounting/credits.ts'
 import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { HttpError } from './control-api.ts'
+import { day } from '../constants.ts'
 import type { ExportFormat } from '../accounting/export.ts'
 import type { Ledger, LedgerInit, StoredReceipt } from '../accounting/ledger.ts'
 import type { SparebandConfig } from './config.ts'
@@ -23,8 +24,8 @@ export const LEDGER_FILE = 'ledger.db'
 export const creditsToMicro = (credits: number): bigint => BigInt(Math.round(credits * 1e6))
 
 /** The ledger settings that come from `[accounting]`: the node and the CLI open ledger.db with the same ones. */
-export function ledgerSettings (a: SparebandConfig['accounting']): Pick<LedgerInit, 'allowanceMicro' | 'powDifficulty'> {
-  return { allowanceMicro: creditsToMicro(a.allowance), powDifficulty: a.pow_difficulty }
+export function ledgerSettings (a: SparebandConfig['accounting']): Pick<LedgerInit, 'allowanceMicro' | 'powDifficulty' | 'gossipRetentionMs'> {
+  return { allowanceMicro: creditsToMicro(a.allowance), powDifficulty: a.pow_difficulty, gossipRetentionMs: a.gossip_retention_days * day }
 }
 
 /**
@@ -168,7 +169,8 @@ async function * exportChunks (ledger: Ledger, rowids: Float64Array, format: Exp
   const writer = new ExportWriter(format)
   let text = writer.start()
   for (let i = 0; i < rowids.length; i++) {
-    // the ledger never deletes a session's row, so every one is found
+    // a third party's session pruned since the snapshot is left out: the
+    // export's totals count what it holds, so it still verifies
     const stored = ledger.getByRowid(rowids[i])
     if (stored != null) text += writer.add(stored.receipt)
     if ((i + 1) % EXPORT_BATCH === 0) {

@@ -21,6 +21,8 @@ import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
 import { isLoopback as isLoopbackHost } from '../relay/listen-address.ts'
 import { DEFAULT_WARM_PER_EXIT } from '../relay/warm-streams.ts'
+import { DEFAULT_GOSSIP_RETENTION_MS } from '../accounting/constants.ts'
+import { day } from '../constants.ts'
 
 const port = z.number().int().min(0).max(65535)
 
@@ -80,6 +82,18 @@ const intervalSeconds = z.number().positive().max(MAX_TIMER_SECONDS, `must be at
  * (and the cap vanish), and past a terabit per second it caps nothing.
  */
 const rateCapMbps = z.number().refine(v => v === 0 || (v >= 0.001 && v <= 1_000_000), 'must be 0 (no cap) or from 0.001 to 1000000 Mbps')
+
+/** The longest gossip retention taken, in days (a century): beyond it, use 0. */
+export const MAX_GOSSIP_RETENTION_DAYS = 36_500
+
+/**
+ * Days third parties' sessions are kept after their last receipt; 0 keeps
+ * them for ever. At least a day: a session still in use is kept because its
+ * exit gossips it every minute or so, and a node cut off for longer than
+ * the retention prunes such sessions and then refuses their next receipts
+ * (Ledger.pruneGossip). At most a century, so it stays a number of ms.
+ */
+const gossipRetentionDays = z.number().refine(v => v === 0 || (v >= 1 && v <= MAX_GOSSIP_RETENTION_DAYS), `must be 0 (keep them for ever) or from 1 to ${MAX_GOSSIP_RETENTION_DAYS} days`)
 
 /** 0 would advertise an exit that is always busy: the way to take no tunnels is to turn the exit off. */
 const tunnelLimit = z.number().int().min(1, 'must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)')
@@ -160,7 +174,9 @@ export const configSchema = z.strictObject({
     /** Leading zero bits of the identity proof of work (S/Kademlia style). */
     pow_difficulty: z.number().int().min(0).max(40),
     /** As an exit: gossip a long session's receipt at most this often. */
-    publish_interval_seconds: intervalSeconds
+    publish_interval_seconds: intervalSeconds,
+    /** Keep third parties' sessions (heard of over gossip) this many days after their last receipt; 0 = for ever. */
+    gossip_retention_days: gossipRetentionDays
   }),
   relay: z.strictObject({
     /** Act as a circuit relay for other peers. */
@@ -241,7 +257,9 @@ export const defaultConfig: SparebandConfig = {
     receipt_interval_seconds: 5,
     // about 1M hashes: a second or so per identity, once
     pow_difficulty: 20,
-    publish_interval_seconds: 60
+    publish_interval_seconds: 60,
+    // a month of the network's history; why, see DEFAULT_GOSSIP_RETENTION_MS
+    gossip_retention_days: DEFAULT_GOSSIP_RETENTION_MS / day
   },
   relay: {
     enabled: true,
@@ -333,7 +351,8 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_IDLE_TIMEOUT', key: 'exit.idle_timeout_seconds', parse: num },
   { env: 'SPAREBAND_ACCOUNTING', key: 'accounting.enabled', parse: bool },
   { env: 'SPAREBAND_CREDIT_LIMIT', key: 'accounting.credit_limit', parse: num },
-  { env: 'SPAREBAND_POW_DIFFICULTY', key: 'accounting.pow_difficulty', parse: num }
+  { env: 'SPAREBAND_POW_DIFFICULTY', key: 'accounting.pow_difficulty', parse: num },
+  { env: 'SPAREBAND_GOSSIP_RETENTION_DAYS', key: 'accounting.gossip_retention_days', parse: num }
 ]
 
 export function envLayer (env: NodeJS.ProcessEnv = process.env): ConfigLayer {

@@ -65,8 +65,9 @@ describe('cutting off a consumer with no credit left', () => {
       bytesUp: 0n,
       bytesDown,
       seq: 1n,
-      startedAt: 1_700_000_000_000n,
-      updatedAt: 1_700_000_000_001n,
+      // now, as a consumer's would be: an exit refuses a start long before it saw the session
+      startedAt: BigInt(Date.now()),
+      updatedAt: BigInt(Date.now() + 1),
       pricePerGb: PRICE
     }, keys[1]))
     const stream = await client.dialProtocol(exitNode.peerId, RECEIPT_PROTOCOL)

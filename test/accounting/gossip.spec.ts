@@ -82,6 +82,25 @@ describe('receipt gossip validator', () => {
     expect(ledger.receipts().find(r => r.receipt.sessionId === 'c')?.receipt.bytesDown).toBe(1_000n)
   })
 
+  it('ignores, without blaming the sender, receipts of a session its ledger has pruned, and credits them no more', async () => {
+    const day = 86_400_000
+    let clock = Date.now() - 40 * day
+    const pruning = Ledger.open(join(await tempDir('sb-gossip-prune-'), 'ledger.db'), { now: () => clock, gossipRetentionMs: 30 * day })
+    const validator = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: pruning, logger: defaultLogger() })
+    const startedAt = BigInt(clock)
+    const last = await countersigned(alice, bob, { sessionId: 'pruned', seq: 2n, startedAt, updatedAt: startedAt + 60_000n })
+    const next = await countersigned(alice, bob, { sessionId: 'pruned', seq: 3n, bytesDown: 90_000n, startedAt, updatedAt: startedAt + 120_000n })
+    expect(await validator.validate(encodeReceipt(last))).toBe(TopicValidatorResult.Accept)
+    clock = Date.now()
+    expect(pruning.pruneGossip()).toBe(1)
+    const carried = pruning.balance(bob.bytes).bytesCarried
+    expect(await validator.validate(encodeReceipt(last))).toBe(TopicValidatorResult.Ignore)
+    expect(await validator.validate(encodeReceipt(next))).toBe(TopicValidatorResult.Ignore)
+    expect(validator.stats).toMatchObject({ accepted: 1, ignored: 2, rejected: 0 })
+    expect(pruning.balance(bob.bytes).bytesCarried).toBe(carried)
+    pruning.close()
+  })
+
   it('ignores a receipt dated more than an hour ahead of its clock, without blaming the sender', async () => {
     const future = await countersigned(alice, bob, { sessionId: 'future', startedAt: BigInt(Date.now()), updatedAt: BigInt(Date.now() + 2 * 3600_000) })
     const soon = await countersigned(alice, bob, { sessionId: 'soon', startedAt: BigInt(Date.now()), updatedAt: BigInt(Date.now() + 60_000) })

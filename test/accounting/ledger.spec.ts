@@ -462,8 +462,8 @@ describe('listing order and damaged rows', () => {
     ledger.close()
     // back to what schema 1 was: the updated_at index, user_version 1
     let db = new DatabaseSync(file)
-    // what schema 2 changed, then what schema 3 did: totals earned in full, no unpaid column
-    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; ALTER TABLE totals DROP COLUMN owed_micro; DROP TABLE debts; DROP TABLE unsettled; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
+    // what schema 2 changed, then what schema 3 did: totals earned in full, no unpaid column; and what came after
+    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; ALTER TABLE totals DROP COLUMN owed_micro; DROP TABLE debts; DROP TABLE unsettled; DROP INDEX receipts_gossip_received_at; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
     db.close()
     ledger = Ledger.open(file)
     expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
@@ -474,6 +474,7 @@ describe('listing order and damaged rows', () => {
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
     const indexes = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'receipts'").all() as Array<{ name: string }>).map(i => i.name)
     expect(indexes).toContain('receipts_received_at')
+    expect(indexes).toContain('receipts_gossip_received_at')
     expect(indexes).not.toContain('receipts_updated_at')
     db.close()
   })

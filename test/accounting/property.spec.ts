@@ -9,12 +9,18 @@
  * "earlier session" that reused the session id. For the latter the model is
  * first come, first served: whichever incarnation of the session id arrives
  * first owns it, the other is rejected as REPLAY.
+ *
+ * And with third parties' sessions pruned at any point (the clock jumping
+ * past the retention): no balance moves at a prune, and each session is
+ * counted once, by the largest receipt the ledger took for it, however its
+ * receipts come after it was pruned.
  */
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { costMicro, solvePow } from '../../src/accounting/credits.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { ReceiptTracker, countersign, receiptId, receiptSigningBytes } from '../../src/accounting/receipts.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { body, countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 import type { CountersignedReceipt, Receipt } from '../../src/accounting/receipts.ts'
@@ -66,10 +72,10 @@ interface Delivery {
 
 const STARTED_AT = 1_700_000_000_000n
 
-async function deliveriesOf (spec: SessionSpec): Promise<Delivery[]> {
+async function deliveriesOf (spec: SessionSpec, startedAt = STARTED_AT): Promise<Delivery[]> {
   const consumer = peers[spec.consumer]
   const exit = peers[(spec.consumer + spec.exitOffset) % PEERS]
-  const base = { sessionId: spec.sessionId, pricePerGb: spec.price, startedAt: STARTED_AT }
+  const base = { sessionId: spec.sessionId, pricePerGb: spec.price, startedAt }
   const valid: CountersignedReceipt[] = []
   let up = 0n
   let down = 0n
@@ -77,7 +83,7 @@ async function deliveriesOf (spec: SessionSpec): Promise<Delivery[]> {
     up += step.up
     down += step.down
     const seq = BigInt(i + 1)
-    valid.push(await countersigned(consumer, exit, { ...base, bytesUp: up, bytesDown: down, seq, updatedAt: STARTED_AT + seq * 1000n }))
+    valid.push(await countersigned(consumer, exit, { ...base, bytesUp: up, bytesDown: down, seq, updatedAt: startedAt + seq * 1000n }))
   }
   const key = receiptId(valid[0])
   const out: Delivery[] = valid.map(receipt => ({ receipt, key, incarnation: 'real' }))
@@ -100,7 +106,7 @@ async function deliveriesOf (spec: SessionSpec): Promise<Delivery[]> {
       out.push({ receipt: { ...self, consumerSig: sig, exitSig: sig } })
     } else if (kind === 'otherSession') {
       // an older session with the same id: valid signatures, other start time
-      const other = await countersigned(consumer, exit, { ...bigger, startedAt: STARTED_AT - 60_000n, seq: 40n })
+      const other = await countersigned(consumer, exit, { ...bigger, startedAt: startedAt - 60_000n, seq: 40n })
       out.push({ receipt: other, key, incarnation: 'other' })
     } else {
       out.push({ receipt: await countersign(last, exit.key), key, incarnation: 'real' })
@@ -250,6 +256,53 @@ describe('accounting under arbitrary interleavings', () => {
         const b = ledger.balance(peer.bytes)
         expect({ earned: b.earnedMicro, unpaid: b.unpaidMicro, spent: b.spentMicro }).toEqual({ earned: want.earned, unpaid: 0n, spent: want.spent })
       }
+      ledger.close()
+    }), { numRuns: 30 })
+  })
+
+  it('pruning third parties\' sessions at any time moves no balance, keeps this node\'s, and never counts a session twice', async () => {
+    const DAY = 86_400_000
+    const retentionArb = fc.record({
+      // the day each session starts, after STARTED_AT
+      startDays: fc.array(fc.nat(30), { minLength: 4, maxLength: 4 }),
+      // after delivery `after` (modulo their number), the clock moves on `days` and the ledger prunes
+      prunes: fc.array(fc.record({ after: fc.nat(63), days: fc.integer({ min: 1, max: 45 }) }), { minLength: 1, maxLength: 6 })
+    })
+    await fc.assert(fc.asyncProperty(scenarioArb, retentionArb, async ({ sessions, order }, { startDays, prunes }) => {
+      const all: Delivery[] = []
+      for (const [i, spec] of sessions.entries()) all.push(...await deliveriesOf(spec, STARTED_AT + BigInt(startDays[i] * DAY)))
+      const deliveries = shuffle(all, order)
+      let clock = Number(STARTED_AT)
+      // peers[0] is this node: its sessions are 'own'
+      const self = peers[0]
+      const ledger = Ledger.open(':memory:', { selfPeerId: peerIdFromPrivateKey(self.key), powDifficulty: POW_BITS, allowanceMicro: FUNDED, now: () => clock, gossipRetentionMs: 30 * DAY })
+      for (const [p, nonce] of pows) ledger.recordPow(p.bytes, nonce, POW_BITS)
+      const everyone = [...peers, mallory]
+      const balances = (): unknown[] => everyone.map(p => ledger.balance(p.bytes))
+      const mine = (r: Receipt): boolean => [r.consumer, r.exit].some(b => b != null && Buffer.from(b).equals(self.bytes))
+      // the model: each session (key and start) counts once, by the largest receipt the ledger took for it
+      const taken = new Map<string, CountersignedReceipt>()
+      for (const [k, d] of deliveries.entries()) {
+        const result = await ledger.recordReceipt(d.receipt, mine(d.receipt) ? 'own' : 'gossip').catch(err => { expect(err.name).toBe('ReceiptError') })
+        if (result === 'inserted' || result === 'updated') {
+          const session = `${d.key}/${d.receipt.startedAt}`
+          const held = taken.get(session)
+          if (held == null || d.receipt.seq! > held.seq) taken.set(session, d.receipt as CountersignedReceipt)
+        }
+        for (const p of prunes.filter(p => p.after % deliveries.length === k)) {
+          clock += p.days * DAY
+          const before = balances()
+          ledger.pruneGossip(1_000)
+          expect(balances()).toEqual(before)
+        }
+      }
+      for (const peer of everyone) {
+        const want = totalsOf(taken.values(), peer)
+        const b = ledger.balance(peer.bytes)
+        expect({ earned: b.earnedMicro, spent: b.spentMicro, carried: b.bytesCarried, used: b.bytesUsed }).toEqual(want)
+      }
+      // this node's sessions are all still held
+      for (const r of taken.values()) if (mine(r)) expect(ledger.get(receiptId(r))?.receipt.startedAt).toBe(r.startedAt)
       ledger.close()
     }), { numRuns: 30 })
   })

@@ -25,6 +25,8 @@ import { loopbackNode } from '../utils/libp2p.ts'
 import type { ComponentLogger, Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
+/** When the hand-signed sessions start: now, as a consumer's would (an exit refuses a start long before it saw the session). */
+const STARTED_AT = BigInt(Date.now())
 
 /** An exit (extending a terabyte of credit) and a consumer on real loopback nodes, each with its ledger file. */
 interface ExitAndConsumer {
@@ -144,12 +146,12 @@ describe('receipt stream against a misbehaving consumer', () => {
     bytesUp: 0n,
     bytesDown: BigInt(bytes),
     seq,
-    startedAt: 1_700_000_000_000n,
-    updatedAt: 1_700_000_000_000n + seq,
+    startedAt: STARTED_AT,
+    updatedAt: STARTED_AT + seq,
     pricePerGb: DEFAULT_PRICE_PER_GB_MICRO
   }, signer).catch(async () => {
     // another key cannot sign as the client: build the forgery by hand
-    const body = { sessionId, consumer: client.peerId.toMultihash().bytes, exit: exitNode.peerId.toMultihash().bytes, bytesUp: 0n, bytesDown: BigInt(bytes), seq, startedAt: 1_700_000_000_000n, updatedAt: 1_700_000_000_000n + seq, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO }
+    const body = { sessionId, consumer: client.peerId.toMultihash().bytes, exit: exitNode.peerId.toMultihash().bytes, bytesUp: 0n, bytesDown: BigInt(bytes), seq, startedAt: STARTED_AT, updatedAt: STARTED_AT + seq, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO }
     return { ...body, consumerSig: await signer.sign(receiptSigningBytes(body)) }
   }))
 
@@ -184,7 +186,9 @@ describe('receipt stream against a misbehaving consumer', () => {
       ['signed by another key', await receipt('known', MiB, 1n, keys[2]), /signature|BAD_CONSUMER/i],
       ['for a session the exit never carried', await receipt('never-carried', MiB, 1n), /unknown session/],
       ['at another price', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), pricePerGb: 1n, consumerSig: undefined }, keys[1])), /price/],
-      ['dated two hours ahead', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), updatedAt: BigInt(Date.now() + 2 * 3600_000), consumerSig: undefined }, keys[1])), /ahead of this exit's clock/]
+      ['dated two hours ahead', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), updatedAt: BigInt(Date.now() + 2 * 3600_000), consumerSig: undefined }, keys[1])), /ahead of this exit's clock/],
+      // nodes that pruned gossip would never count what it spends here
+      ['started two hours before the exit saw the session', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), startedAt: STARTED_AT - 2n * 3600_000n, consumerSig: undefined }, keys[1])), /before this exit first saw the session/]
     ]
     for (const [what, bytes, reason] of cases) {
       await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(bytes) }))
@@ -208,7 +212,7 @@ describe('receipt stream against a misbehaving consumer', () => {
     expect((await answer(lp)).receipt).toBeDefined()
     // seq advances and the signature is good, but the session restarts at
     // another time (the ledger: a reused session id), claiming 2^50 bytes
-    const body = { ...decodeReceipt(await receipt(sessionId, 2 ** 50, 2n)), startedAt: 1_700_000_000_001n, consumerSig: undefined }
+    const body = { ...decodeReceipt(await receipt(sessionId, 2 ** 50, 2n)), startedAt: STARTED_AT + 1n, consumerSig: undefined }
     await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(await signAsConsumer(body, keys[1]))) }))
     const refused = await answer(lp)
     expect(refused.receipt).toBeUndefined()
@@ -415,7 +419,8 @@ describe('a consumer whose wall clock steps back', () => {
   let exitLedger: Ledger
   let exit: ExitSessions
   let consumer: ConsumerSessions
-  let clock = 1_700_000_100_000
+  // the real time to begin with: an exit refuses a session that starts long before it saw it
+  let clock = Date.now()
 
   beforeAll(async () => {
     pair = await exitAndConsumer('sb-receipt-clock-', { init: { now: () => clock } })

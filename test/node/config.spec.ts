@@ -223,6 +223,29 @@ describe('config validation errors', () => {
     expect([c.exit.per_consumer_mbps, c.exit.upload_mbps, c.relay.duration_limit_seconds]).toEqual([0.001, 0, 0])
   })
 
+  it('takes accounting.gossip_retention_days from the file, the environment or a flag, 30 by default and 0 for ever', async () => {
+    expect(resolveConfig([]).accounting.gossip_retention_days).toBe(30)
+    const file = await tomlFile('[accounting]\ngossip_retention_days = 7\n')
+    expect(resolveConfig([readConfigFile(file)]).accounting.gossip_retention_days).toBe(7)
+    expect(resolveConfig([readConfigFile(file), envLayer({ SPAREBAND_GOSSIP_RETENTION_DAYS: '0' })]).accounting.gossip_retention_days).toBe(0)
+    expect(resolveConfig([layerFromKeys([{ key: 'accounting.gossip_retention_days', value: 365.5, source: 'flag --gossip-retention-days' }])]).accounting.gossip_retention_days).toBe(365.5)
+  })
+
+  it('refuses a gossip retention under a day, negative, beyond a century or not a number, naming the key and where it came from', async () => {
+    const allowed = 'must be 0 (keep them for ever) or from 1 to 36500 days'
+    const file = await tomlFile('[accounting]\ngossip_retention_days = 0.5\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('accounting.gossip_retention_days')
+    expect(err.message).toBe(`${file}: accounting.gossip_retention_days = 0.5 is invalid: ${allowed}`)
+    expect(catchError(() => resolveConfig([envLayer({ SPAREBAND_GOSSIP_RETENTION_DAYS: '-1' })])).message)
+      .toBe(`environment variable SPAREBAND_GOSSIP_RETENTION_DAYS: accounting.gossip_retention_days = -1 is invalid: ${allowed}`)
+    expect(catchError(() => resolveConfig([envLayer({ SPAREBAND_GOSSIP_RETENTION_DAYS: 'a month' })])).message)
+      .toMatch(/^environment variable SPAREBAND_GOSSIP_RETENTION_DAYS: accounting\.gossip_retention_days = "a month" is invalid/)
+    expect(catchError(() => resolveConfig([layerFromKeys([{ key: 'accounting.gossip_retention_days', value: 1e300, source: 'flag --gossip-retention-days' }])])).message)
+      .toBe(`flag --gossip-retention-days: accounting.gossip_retention_days = 1e+300 is invalid: ${allowed}`)
+  })
+
   it('an empty schedule is an error, not "always"', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.schedule', value: '', source: 'flag --schedule' }])]))
     expect(err.name).toBe('ConfigError')

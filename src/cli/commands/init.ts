@@ -24,6 +24,9 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # daily_quota_gb = 0
 # monthly_quota_gb = 0
 # schedule = "always"         # e.g. "mon-fri 00:00-07:00, sat-sun all"
+
+# [accounting]
+# gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
 `
 
 export function registerInit (program: Command, dataDirOf: (cmd: Command) => string): void {

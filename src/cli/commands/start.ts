@@ -33,6 +33,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
     .addOption(new Option('--daily-quota-gb <n>', 'exit: data per local day, both directions, GB, 0 = none').argParser(parseNumberArg).default(exit.daily_quota_gb))
     .addOption(new Option('--monthly-quota-gb <n>', 'exit: data per local month, both directions, GB, 0 = none').argParser(parseNumberArg).default(exit.monthly_quota_gb))
     .addOption(new Option('--idle-timeout <seconds>', 'exit: close tunnels idle this long').argParser(parseNumberArg).default(exit.idle_timeout_seconds))
+    .addOption(new Option('--gossip-retention-days <days>', 'keep third parties\' receipts this many days after their last one, 0 = for ever').argParser(parseNumberArg).default(defaultConfig.accounting.gossip_retention_days))
     .option('--allow-private-targets', 'let the exit reach private and loopback addresses: LOCAL TESTNETS ONLY')
     .action(async (_opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)

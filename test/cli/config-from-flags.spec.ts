@@ -1,0 +1,47 @@
+/**
+ * `spareband start` flags as the command defines them, through
+ * resolveCliConfig() to the config and the ledger settings the node opens
+ * ledger.db with. Only the options are parsed: no node is started.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Command } from 'commander'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { registerStart } from '../../src/cli/commands/start.ts'
+import { resolveCliConfig } from '../../src/cli/config-from-flags.ts'
+import { ledgerSettings } from '../../src/node/accounting-report.ts'
+
+let dir: string
+
+beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'sb-start-flags-')) })
+afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+/** The start command with `args` parsed, as commander leaves it before the action runs. */
+function startWith (args: string[]): Command {
+  const program = new Command()
+  registerStart(program, () => dir)
+  const start = program.commands.find(c => c.name() === 'start')!
+  start.parseOptions(args)
+  return start
+}
+
+describe('--gossip-retention-days', () => {
+  it('sets accounting.gossip_retention_days, which the ledger gets in ms; without it the config file\'s value stands', () => {
+    const { config } = resolveCliConfig(startWith(['--gossip-retention-days', '7']), dir, {})
+    expect(config.accounting.gossip_retention_days).toBe(7)
+    expect(ledgerSettings(config.accounting).gossipRetentionMs).toBe(7 * 86_400_000)
+    expect(resolveCliConfig(startWith([]), dir, { SPAREBAND_GOSSIP_RETENTION_DAYS: '0' }).config.accounting.gossip_retention_days).toBe(0)
+  })
+
+  it('a bad value names the flag and the key', () => {
+    let err: any
+    try {
+      resolveCliConfig(startWith(['--gossip-retention-days', '0.25']), dir, {})
+    } catch (e) {
+      err = e
+    }
+    expect(err?.name).toBe('ConfigError')
+    expect(err.message).toBe('flag --gossip-retention-days: accounting.gossip_retention_days = 0.25 is invalid: must be 0 (keep them for ever) or from 1 to 36500 days')
+  })
+})
