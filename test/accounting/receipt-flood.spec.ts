@@ -33,6 +33,9 @@ import type { AccountingPart } from '../../src/node/accounting-part.ts'
 import type { SparebandNode } from '../../src/index.ts'
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 
+/** When the test's sessions start: now, as an exit refuses sessions that started long before it first saw them. */
+const STARTED_AT = BigInt(Date.now())
+
 const MiB = 1024 * 1024
 
 /** One receipt stream: ask() writes a frame and reads its answer, or undefined once the exit has reset the stream. */
@@ -108,7 +111,7 @@ describe('receipt budget against a flooding consumer', () => {
         }
       },
       receipt: async (sessionId, up, down, seq, signer = key) => {
-        const body = { sessionId, consumer: node.peerId.toMultihash().bytes, exit: e.node.peerId.toMultihash().bytes, bytesUp: BigInt(up), bytesDown: BigInt(down), seq, startedAt: 1_700_000_000_000n, updatedAt: 1_700_000_000_000n + seq, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO }
+        const body = { sessionId, consumer: node.peerId.toMultihash().bytes, exit: e.node.peerId.toMultihash().bytes, bytesUp: BigInt(up), bytesDown: BigInt(down), seq, startedAt: STARTED_AT, updatedAt: STARTED_AT + seq, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO }
         // another key cannot sign as the client: a forgery is built by hand
         return Uint8Array.from(encodeReceipt(signer === key ? await signAsConsumer(body, key) : { ...body, consumerSig: await signer.sign(receiptSigningBytes(body)) }))
       }
