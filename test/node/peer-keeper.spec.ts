@@ -7,8 +7,9 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { createSparebandNode } from '../../src/index.ts'
 import { Backoff, peerKeeper } from '../../src/node/peer-keeper.ts'
-import { waitFor } from '../utils/cli.ts'
+import { freePort, tempDir, waitFor } from '../utils/cli.ts'
 import type { AddressInfo } from 'node:net'
 
 describe('Backoff', () => {
@@ -83,5 +84,27 @@ describe('the peer keeper', () => {
     node.services.keeper.addEventListener('keeper:lost', e => lost.push(e.detail))
     await sleep(500)
     expect(lost).toEqual([])
+  })
+
+  it('a node whose only bootstrap peer was down at start joins it once it is up', async () => {
+    const port = await freePort()
+    const boot = await createSparebandNode({ dataDir: await tempDir('sb-keep-'), config: { listen: [`/ip4/127.0.0.1/tcp/${port}`], api: { port: 0 }, proxy: { enabled: false }, network: { local_testnet: true } } })
+    cleanups.push(async () => boot.stop())
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-keep-'),
+      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { enabled: false }, network: { local_testnet: true, bootstrap: [`/ip4/127.0.0.1/tcp/${port}/p2p/${boot.peerId}`], redial_max_seconds: 1 } }
+    })
+    cleanups.push(async () => node.stop())
+    const notices: string[] = []
+    node.addEventListener('keeper:lost', e => notices.push(`lost: ${e.detail.reason}`))
+    node.addEventListener('keeper:back', e => notices.push(`back: ${e.detail.kind}`))
+    await node.start()
+    await waitFor(() => notices.length > 0, { what: 'the node to say it has no peer' })
+    // @libp2p/bootstrap dialled once, 100 ms after start; only the keeper dials after that
+    await sleep(2000)
+    await boot.start()
+    await waitFor(() => node.libp2p.getConnections(boot.peerId).length > 0, { timeoutMs: 5000, what: 'a connection to the bootstrap peer' })
+    await waitFor(() => notices.length === 2, { what: 'the node to say it is back' })
+    expect(notices).toEqual(['lost: no peer', 'back: bootstrap'])
   })
 })
