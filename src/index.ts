@@ -28,6 +28,7 @@ export type { SparebandNodeInit, NodeStatus, PeerInfoSummary, SparebandEvents } 
 export { defaultConfig, resolveConfig } from './node/config.ts'
 export type { SparebandConfig, SparebandConfigInput } from './node/config.ts'
 export type { AppConnectOptions, TunnelSocket } from './relay/app-connect.ts'
+export type { KeeperBack, KeeperLost, RelayState } from './node/peer-keeper.ts'
 export { createIdentity, loadIdentity } from './node/identity.ts'
 export { NODE_RUNTIME_FLAGS } from './node/runtime-flags.ts'
 export * from './errors.ts'

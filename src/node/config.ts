@@ -111,7 +111,9 @@ export const configSchema = z.strictObject({
     /** Run the DHT in server mode. Servers are the only peers kad-dht returns from lookups. */
     dht_server: z.boolean(),
     /** Local testnets on one IP: drop gossipsub's IP colocation penalty and per-host dial limits. */
-    local_testnet: z.boolean()
+    local_testnet: z.boolean(),
+    /** The longest wait between redials of a lost relay (one in `listen`), or of the bootstrap peers while the node has no peer; the first is 1 s and they double. */
+    redial_max_seconds: timeoutSeconds(1)
   }),
   listen: z.array(z.string()),
   announce: z.array(z.string()),
@@ -209,7 +211,9 @@ export const defaultConfig: SparebandConfig = {
     // until autonat proves it public would leave small networks unable to
     // find each other.
     dht_server: true,
-    local_testnet: false
+    local_testnet: false,
+    // DEFAULT_REDIAL_MAX_MS in src/node/peer-keeper.ts says why
+    redial_max_seconds: 60
   },
   listen: [
     '/ip4/0.0.0.0/tcp/4001',

@@ -18,6 +18,7 @@ import { dcutr } from '@libp2p/dcutr'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
+import { peerKeeper } from './peer-keeper.ts'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
 import { capacitySelector, capacityValidator } from '../routing/capacity-ad.ts'
@@ -55,14 +56,18 @@ export interface BuildLibp2pOptions {
 
 /**
  * A node that names a relay to listen on (`<relay>/p2p-circuit`) also
- * searches for relays (`/p2p-circuit`). js-libp2p's relay transport drops
- * a named relay for good when its connection closes, so after that relay
- * restarted the node stayed unreachable through it until it restarted too;
- * the search reserves again on the relay once the node is reconnected to it.
+ * searches for relays (`/p2p-circuit`): it then holds a reservation on
+ * another relay it meets as well, and stays reachable through that one
+ * while the named relay is down. The peer keeper (peer-keeper.ts) redials
+ * the named relay and reserves on it again.
  */
 export function withRelaySearch (listen: string[]): string[] {
-  const named = listen.some(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit')
-  return named && !listen.includes('/p2p-circuit') ? [...listen, '/p2p-circuit'] : listen
+  return namedRelays(listen).length > 0 && !listen.includes('/p2p-circuit') ? [...listen, '/p2p-circuit'] : listen
+}
+
+/** The relays a listen list names (`<relay>/p2p-circuit`), as the relays' own multiaddrs. */
+export function namedRelays (listen: string[]): string[] {
+  return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
 }
 
 export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
@@ -107,6 +112,12 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
         // capacity ads live under /spareband/cap/<peer id>: signed, fresh, newest seq wins
         validators: { spareband: capacityValidator },
         selectors: { spareband: capacitySelector }
+      }),
+      // js-libp2p redials neither a lost relay nor, after start, the bootstrap peers
+      keeper: peerKeeper({
+        relays: namedRelays(config.listen),
+        bootstrap: config.network.bootstrap,
+        maxDelayMs: config.network.redial_max_seconds * second
       }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,

@@ -16,6 +16,7 @@ import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
+import { keeperPart } from './keeper-part.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
@@ -26,6 +27,7 @@ import type { ProxyPart } from './relay-parts.ts'
 import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
+import type { KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
 /** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
@@ -71,6 +73,8 @@ export interface NodeStatus {
   runtime: { node: string, missingFlags: string[] }
   /** Things an operator must know, e.g. that private targets are allowed. */
   warnings: string[]
+  /** The relays this node listens through (`<relay>/p2p-circuit` in `listen`), as the keeper sees them. */
+  relays?: RelayState[]
 }
 
 export interface SparebandEvents {
@@ -80,6 +84,10 @@ export interface SparebandEvents {
   'peer:disconnect': CustomEvent<{ peerId: string }>
   /** A proxy client refused before any exit was asked (bad targeting user name, wrong credentials); rate-limited. */
   'proxy:refused': CustomEvent<ProxyRefusalNotice>
+  /** A relay this node listens through, or (while it has no peer) every bootstrap peer, failed a redial: once per outage. */
+  'keeper:lost': CustomEvent<KeeperLost>
+  /** What a 'keeper:lost' was about is fine again: connected, and a relay reserved on. */
+  'keeper:back': CustomEvent<KeeperBack>
 }
 
 /**
@@ -102,7 +110,7 @@ export type ServiceFactory = (config: SparebandConfig, dataDir: string, accounti
 
 /** The areas this node is composed of: filled in as they land. */
 const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
-const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, accountingPart, proxyPart]
+const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, accountingPart, proxyPart, keeperPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

@@ -2,7 +2,8 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
 import { stat, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { NodeProcess, freePort, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 
 const procs: NodeProcess[] = []
 afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
@@ -100,6 +101,27 @@ describe('spareband CLI end to end', () => {
     const r = await runCli(['start', '--data-dir', d])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(`${join(d, 'config.toml')}: proxy.socks_port = 99999 is invalid`)
+  })
+
+  it('a node whose bootstrap peer is down logs it once, redials it, and logs when it is connected', async () => {
+    const a = await tempDir('sb-cli-a-')
+    const b = await tempDir('sb-cli-b-')
+    const { peerId } = await runCliJson(['init', '--data-dir', a, '--json'])
+    await runCliJson(['init', '--data-dir', b, '--json'])
+    // redials at most 1 s apart instead of 60 s
+    await writeFile(join(b, 'config.toml'), '[network]\nredial_max_seconds = 1\n')
+    const port = await freePort()
+    const nodeB = new NodeProcess(b, [...LOCAL, '--network', 'local', '--bootstrap', `/ip4/127.0.0.1/tcp/${port}/p2p/${peerId}`])
+    procs.push(nodeB)
+    await nodeB.ready()
+    await waitFor(() => nodeB.output.includes('warn  no peer and no bootstrap peer answers, redialling them'), { what: 'the warning' })
+    await sleep(2000)
+    const nodeA = new NodeProcess(a, [...LOCAL.slice(2), '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--network', 'local'])
+    procs.push(nodeA)
+    await nodeA.ready()
+    await waitFor(() => nodeB.output.includes('info  connected to the network again'), { timeoutMs: 5000, what: 'B to say it is connected again' })
+    expect(nodeB.output.match(/no peer and no bootstrap peer answers/g)).toHaveLength(1)
+    expect(nodeB.output).toMatch(/connected to the network again bootstrap=\S+ downSeconds=\d+ redials=[2-9]/)
   })
 
   it('start without init says to run init', async () => {

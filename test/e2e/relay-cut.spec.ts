@@ -1,9 +1,11 @@
 import { describe, it, expect, afterEach } from 'vitest'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../../src/index.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
+import { curl } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
-import { startTargetServer } from '../utils/target-server.ts'
+import { sha256, startTargetServer } from '../utils/target-server.ts'
 import type { SparebandNode, SparebandConfigInput } from '../../src/index.ts'
 import type { TunnelExit } from '../../src/relay/exit.ts'
 
@@ -23,7 +25,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
 
   const base = { api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
 
-  async function relayedTrio (relay: SparebandConfigInput['relay'], targetPort: number): Promise<{ relay: SparebandNode, exit: SparebandNode, consumer: SparebandNode, relayDir: string, relayAddr: string }> {
+  async function relayedTrio (relay: SparebandConfigInput['relay'], targetPort: number, exitNetwork: SparebandConfigInput['network'] = {}): Promise<{ relay: SparebandNode, exit: SparebandNode, consumer: SparebandNode, relayDir: string, relayAddr: string }> {
     const relayDir = await tempDir('sb-cut-')
     const r = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay } })
     await r.start()
@@ -31,7 +33,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
     const e = await createSparebandNode({
       dataDir: await tempDir('sb-cut-'),
-      config: { ...base, region: 'de', listen: [`${relayAddr}/p2p-circuit`], network: { local_testnet: true }, exit: { allow_private_targets: true, allowed_ports: [targetPort] } }
+      config: { ...base, region: 'de', listen: [`${relayAddr}/p2p-circuit`], network: { local_testnet: true, ...exitNetwork }, exit: { allow_private_targets: true, allowed_ports: [targetPort] } }
     })
     await e.start()
     cleanups.push(async () => e.stop())
@@ -58,6 +60,15 @@ describe('a relayed circuit cut under an open tunnel', () => {
       socket.on('error', (err: any) => { error = err.code ?? err.message })
       socket.on('close', () => resolve({ bytes, error, endedAt: Date.now() }))
     })
+  }
+
+  /** The same relay back: its identity, on its port. */
+  async function restartRelay (relayDir: string, relayAddr: string): Promise<SparebandNode> {
+    const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
+    const again = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false } } })
+    await again.start()
+    cleanups.push(async () => again.stop())
+    return again
   }
 
   const tunnelsOpen = (n: SparebandNode, part: 'exit' | 'proxy'): number => (n.status() as any)[part].tunnelsOpen
@@ -115,14 +126,54 @@ describe('a relayed circuit cut under an open tunnel', () => {
     const { relay, exit, consumer, relayDir, relayAddr } = await relayedTrio({}, target.port)
     await relay.stop()
     await waitFor(() => !exit.libp2p.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit')), { what: 'E to lose its relayed address' })
-    // the same relay back: its identity, on its port
-    const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
-    const again = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false } } })
-    await again.start()
-    cleanups.push(async () => again.stop())
+    const again = await restartRelay(relayDir, relayAddr)
     await waitFor(() => (again.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 20_000, what: 'E\'s reservation on the restarted R' })
     const r = await rawGet(consumer, target.port, '/slice/1000')
     expect(r.error).toBeUndefined()
     expect(r.bytes).toBeGreaterThan(1000)
   }, 40_000)
+
+  it('after the relay is down for longer than libp2p would retry it (35 s), the exit redials it, reserves again, and a tunnel through it carries the right bytes', async () => {
+    const target = await startTargetServer(4 * 1024 * 1024)
+    cleanups.push(target.close)
+    // X: another relay the exit met. Every node relays by default, so an exit
+    // that names one relay usually holds a second reservation, made by the
+    // relay search; with it the search is satisfied and libp2p never dials
+    // R again (without it, the search's random walk happens to: it queries
+    // R, the only peer in E's DHT, in a tight loop)
+    const x = await createSparebandNode({ dataDir: await tempDir('sb-cut-'), config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false } } })
+    await x.start()
+    cleanups.push(async () => x.stop())
+    // redials at most 2 s apart (60 s in production) keep the wait after R is back short
+    const { relay, exit, consumer, relayDir, relayAddr } = await relayedTrio({}, target.port, { bootstrap: [x.libp2p.getMultiaddrs()[0].toString()], redial_max_seconds: 2 })
+    await waitFor(() => (x.libp2p.services.relay as any).reservations.has(exit.peerId), { what: 'E\'s reservation on X' })
+    const notices: string[] = []
+    exit.addEventListener('keeper:lost', e => notices.push(`lost ${e.detail.reason}`))
+    exit.addEventListener('keeper:back', e => notices.push(`back after ${Math.round(e.detail.downMs / 1000)} s, ${e.detail.attempts} redials`))
+    const viaRelay = `/p2p/${relay.peerId}/p2p-circuit`
+
+    await relay.stop()
+    await waitFor(() => !exit.libp2p.getMultiaddrs().some(a => a.toString().includes(viaRelay)), { what: 'E to lose its address through R' })
+    // longer than libp2p's reconnect queue retries a peer (5 retries, 1+2+4+8+16 s
+    // apart; it does not retry a relay at all, see src/node/peer-keeper.ts)
+    await sleep(35_000)
+    const again = await restartRelay(relayDir, relayAddr)
+    await waitFor(() => (again.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 15_000, what: 'E\'s reservation on the restarted R' })
+    await waitFor(() => exit.libp2p.getMultiaddrs().some(a => a.toString().includes(viaRelay)), { what: 'E to advertise its address through R again' })
+
+    // C's connection to E went with R: C comes back to E through R only
+    const conn = await consumer.libp2p.dial(multiaddr(`${relayAddr}/p2p-circuit/p2p/${exit.peerId}`))
+    expect(conn.limits).toBeDefined()
+    const r = await curl(['--socks5-hostname', `127.0.0.1:${(consumer.status() as any).proxy.socksPort}`, `http://127.0.0.1:${target.port}/blob`])
+    expect(r.stderr).toBe('')
+    expect(sha256(r.stdout)).toBe(target.blobSha256)
+    expect(consumer.libp2p.getConnections(exit.peerId).map(c => c.remoteAddr.toString()).every(a => a.includes(viaRelay))).toBe(true)
+
+    expect(exit.status().relays).toEqual([{ addr: relayAddr, connected: true, reserved: true }])
+    // one notice each way, not one per redial
+    expect(notices).toHaveLength(2)
+    expect(notices[0]).toBe('lost not connected')
+    expect(notices[1]).toMatch(/^back after 3[5-9] s, \d+ redials$/)
+    expect(Number(/(\d+) redials/.exec(notices[1])![1])).toBeGreaterThanOrEqual(10)
+  }, 80_000)
 })

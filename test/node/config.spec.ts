@@ -218,6 +218,9 @@ describe('config validation errors', () => {
     expect(fail('accounting.publish_interval_seconds', 3e6)).toMatch(/accounting\.publish_interval_seconds = 3000000 is invalid: must be at most 2147483/)
     expect(fail('accounting.receipt_interval_seconds', 3e6)).toMatch(/accounting\.receipt_interval_seconds = 3000000 is invalid: must be at most 2147483/)
     expect(fail('relay.duration_limit_seconds', 3e6)).toMatch(/relay\.duration_limit_seconds = 3000000 is invalid: must be at most 2147483/)
+    expect(fail('network.redial_max_seconds', 3e6)).toMatch(/network\.redial_max_seconds = 3000000 is invalid: must be at most 2147483/)
+    // redials start 1 s apart: a cap below that would not be one
+    expect(fail('network.redial_max_seconds', 0.5)).toMatch(/network\.redial_max_seconds = 0\.5 is invalid/)
     // the edges are taken
     const c = resolveConfig([layerFromKeys([{ key: 'exit.per_consumer_mbps', value: 0.001, source: 'x' }, { key: 'exit.upload_mbps', value: 0, source: 'x' }, { key: 'relay.duration_limit_seconds', value: 0, source: 'x' }])])
     expect([c.exit.per_consumer_mbps, c.exit.upload_mbps, c.relay.duration_limit_seconds]).toEqual([0.001, 0, 0])

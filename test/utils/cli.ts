@@ -4,6 +4,7 @@
  */
 
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { mkdtemp, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -11,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { callApi } from '../../src/cli/api-client.ts'
 import { NODE_RUNTIME_FLAGS } from '../../src/node/runtime-flags.ts'
 import type { ChildProcess } from 'node:child_process'
+import type { AddressInfo } from 'node:net'
 
 export const CLI = resolve(import.meta.dirname, '../../dist/src/cli/index.js')
 
@@ -18,6 +20,15 @@ export interface CliResult { code: number | null, signal: NodeJS.Signals | null,
 
 export async function tempDir (prefix = 'sb-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix))
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago, for a node that must come back on the same one. */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
 }
 
 export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<CliResult> {

@@ -65,6 +65,16 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         reason: e.detail.reason,
         notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more refusals since the last one shown` : undefined
       }))
+      // an exit without its relay is unreachable, a node without peers out of the network: say so, once, and when it is over
+      node.addEventListener('keeper:lost', e => {
+        const { kind, target, reason } = e.detail
+        if (kind === 'relay') log('warn', 'relay lost, redialling it', { relay: target, reason })
+        else log('warn', 'no peer and no bootstrap peer answers, redialling them', { bootstrap: target })
+      })
+      node.addEventListener('keeper:back', e => {
+        const { kind, target, downMs, attempts } = e.detail
+        log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
+      })
       // keep running until a signal arrives
       await new Promise<never>(() => {})
     })

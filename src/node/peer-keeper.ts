@@ -1,0 +1,329 @@
+/**
+ * Keeps the node reachable, and in the network, when the peers it depends on
+ * go away and come back: each relay it listens through (`<relay>/p2p-circuit`)
+ * is redialled and reserved on again while there is no direct connection to
+ * it or no reservation on it, and the bootstrap peers are redialled while the
+ * node has no peer at all. Redials back off exponentially, with jitter, up to
+ * a cap, for as long as the node runs.
+ *
+ * js-libp2p 3 (libp2p 3.3, circuit-relay-v2 4.2, bootstrap 12) does neither:
+ * - the relay transport takes its KEEP_ALIVE tag off a relay as soon as the
+ *   connection closes, before the connection manager's reconnect queue reads
+ *   the tags on `peer:disconnect`, so that queue never redials a relay;
+ * - a named relay's listener reserves once, at start, and never again;
+ *   the relay search (`/p2p-circuit`) reserves on relays that something else
+ *   connects to, and only while it is short of one;
+ * - `@libp2p/bootstrap` dials its list once, 100 ms after start.
+ */
+
+import { TypedEventEmitter } from 'main-event'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { minute, second } from '../constants.ts'
+import type { ComponentLogger, Libp2pEvents, Logger, PeerId, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ConnectionManager, TransportManager } from '@libp2p/interface-internal'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** The first wait before a redial; it doubles after each failed one. */
+export const DEFAULT_REDIAL_MIN_MS = 1 * second
+/** The longest wait between redials: a relay's upgrade or a router's reboot is back within a minute or two, and a minute apart is nothing to a relay. */
+export const DEFAULT_REDIAL_MAX_MS = 1 * minute
+/** A redial that neither connects nor fails by then is given up (the reservation itself times out on its own, see libp2p.ts). */
+const REDIAL_TIMEOUT_MS = 10 * second
+
+/**
+ * What makes the keeper look again: a connection closed or opened, or the
+ * node's addresses changed (a reservation, i.e. a relayed address, came or went).
+ */
+const WATCHED_EVENTS = ['peer:disconnect', 'peer:connect', 'self:peer:update'] as const
+
+/**
+ * Capped exponential backoff with "equal jitter": wait n is drawn from
+ * [d/2, d] with d = min(max, min * 2^n), so the exits that lost the same
+ * relay do not all come back to it in the same second.
+ */
+export class Backoff {
+  private n = 0
+  constructor (private readonly minMs: number, private readonly maxMs: number, private readonly random: () => number = Math.random) {}
+
+  next (): number {
+    const d = Math.min(this.maxMs, this.minMs * 2 ** this.n)
+    if (d < this.maxMs) this.n++
+    return d / 2 + this.random() * d / 2
+  }
+
+  reset (): void {
+    this.n = 0
+  }
+}
+
+export interface PeerKeeperInit {
+  /** Relays the node listens through, as multiaddrs ending in `/p2p/<relay>` (without `/p2p-circuit`). */
+  relays?: string[]
+  /** Peers to join the network through again while the node has no peer. Entries without a peer id, and this node itself, are skipped. */
+  bootstrap?: string[]
+  /** @default DEFAULT_REDIAL_MIN_MS (1 s) */
+  minDelayMs?: number
+  /** @default DEFAULT_REDIAL_MAX_MS (60 s) */
+  maxDelayMs?: number
+  /** For tests of the jitter. @default Math.random */
+  random?: () => number
+}
+
+export interface PeerKeeperComponents {
+  peerId: PeerId
+  connectionManager: Pick<ConnectionManager, 'openConnection' | 'getConnections'>
+  /** Where the relay transport, and so its reservations, is found. */
+  transportManager: Pick<TransportManager, 'getTransports'>
+  /** See WATCHED_EVENTS. */
+  events: TypedEventTarget<Libp2pEvents>
+  logger: ComponentLogger
+}
+
+export type KeptKind = 'relay' | 'bootstrap'
+
+export interface KeeperLost {
+  kind: KeptKind
+  /** The relay's multiaddr, or the bootstrap peers' multiaddrs joined with commas. */
+  target: string
+  /** 'not connected' or 'no reservation' for a relay, 'no peer' for the bootstrap peers. */
+  reason: string
+}
+
+export interface KeeperBack {
+  kind: KeptKind
+  target: string
+  /** Since the keeper first saw it missing. */
+  downMs: number
+  /** Failed redials before this one worked (or before libp2p got it back on its own). */
+  attempts: number
+}
+
+export interface PeerKeeperEvents {
+  /** A redial failed for the first time since it was last fine: once per outage, not per attempt. */
+  'keeper:lost': CustomEvent<KeeperLost>
+  /** Fine again after a 'keeper:lost'. */
+  'keeper:back': CustomEvent<KeeperBack>
+}
+
+export interface RelayState {
+  addr: string
+  /** A direct (not relayed) connection to the relay is open. */
+  connected: boolean
+  /** The relay holds a reservation for this node: it is reachable through it. */
+  reserved: boolean
+}
+
+/**
+ * The relay transport's reservation store, the one place where js-libp2p
+ * holds and makes reservations. It is not part of the transport's
+ * interface, hence the duck typing. A `configured` reservation is the kind
+ * a named relay's listener made at start; that listener advertises the
+ * relayed addresses again when one for its relay is made.
+ */
+interface Reservations {
+  hasReservation: (peer: PeerId) => boolean
+  addRelay: (peer: PeerId, type: 'configured') => Promise<unknown>
+}
+
+function reservationsOf (transportManager: PeerKeeperComponents['transportManager']): Reservations | undefined {
+  for (const transport of transportManager.getTransports()) {
+    const store = (transport as { reservationStore?: Partial<Reservations> }).reservationStore
+    if (typeof store?.hasReservation === 'function' && typeof store.addRelay === 'function') return store as Reservations
+  }
+  return undefined
+}
+
+interface PeerAddr {
+  addr: Multiaddr
+  peer: PeerId
+}
+
+/** A multiaddr that ends in `/p2p/<peer>`, else undefined (libp2p says what is wrong with the others where it uses them). */
+function withPeer (address: string): PeerAddr | undefined {
+  try {
+    const addr = multiaddr(address)
+    const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+    return id == null ? undefined : { addr, peer: peerIdFromString(id) }
+  } catch {
+    return undefined
+  }
+}
+
+/** Something the keeper keeps: what is wrong with it now, and what to do about it. */
+interface Kept {
+  kind: KeptKind
+  target: string
+  /** Why it needs a redial now; undefined while it is fine. */
+  problem: () => string | undefined
+  redial: (signal: AbortSignal) => Promise<void>
+  backoff: Backoff
+  timer?: NodeJS.Timeout
+  redialling: boolean
+  /** When the keeper first saw the problem in this outage. */
+  since?: number
+  attempts: number
+  /** Whether 'keeper:lost' went out for this outage. */
+  reported: boolean
+}
+
+export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements Startable {
+  readonly [Symbol.toStringTag] = 'spareband:peer-keeper'
+  private readonly log: Logger
+  private readonly relays: PeerAddr[]
+  private readonly bootstrap: Multiaddr[]
+  private readonly kept: Kept[] = []
+  private reservations?: Reservations
+  private controller = new AbortController()
+  private running = false
+  private readonly check = (): void => { this.checkAll() }
+
+  constructor (private readonly components: PeerKeeperComponents, private readonly init: PeerKeeperInit = {}) {
+    super()
+    this.log = components.logger.forComponent('spareband:node:peer-keeper')
+    this.relays = (init.relays ?? []).flatMap(a => withPeer(a) ?? [])
+    // a network definition lists its bootstrap nodes, and they load it too
+    this.bootstrap = (init.bootstrap ?? []).flatMap(a => withPeer(a) ?? []).filter(p => !p.peer.equals(components.peerId)).map(p => p.addr)
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.controller = new AbortController()
+    for (const e of WATCHED_EVENTS) this.components.events.addEventListener(e, this.check)
+  }
+
+  /** Once the transports listen: the named relays were reserved on during start. */
+  afterStart (): void {
+    if (this.kept.length === 0) this.build()
+    this.checkAll()
+  }
+
+  /** Before libp2p closes its connections: their 'peer:disconnect' must not schedule redials. */
+  beforeStop (): void {
+    if (!this.running) return
+    this.running = false
+    this.controller.abort()
+    for (const e of WATCHED_EVENTS) this.components.events.removeEventListener(e, this.check)
+    for (const k of this.kept) {
+      clearTimeout(k.timer)
+      k.timer = undefined
+      this.forget(k)
+    }
+  }
+
+  stop (): void {
+    this.beforeStop()
+  }
+
+  relayStates (): RelayState[] {
+    return this.relays.map(({ addr, peer }) => ({
+      addr: addr.toString(),
+      connected: this.directlyConnected(peer),
+      reserved: this.reservations?.hasReservation(peer) ?? false
+    }))
+  }
+
+  private build (): void {
+    const keep = (kind: KeptKind, target: string, problem: Kept['problem'], redial: Kept['redial']): Kept => ({
+      kind,
+      target,
+      problem,
+      redial,
+      backoff: new Backoff(this.init.minDelayMs ?? DEFAULT_REDIAL_MIN_MS, this.init.maxDelayMs ?? DEFAULT_REDIAL_MAX_MS, this.init.random),
+      redialling: false,
+      attempts: 0,
+      reported: false
+    })
+    const { connectionManager } = this.components
+    this.reservations = reservationsOf(this.components.transportManager)
+    if (this.reservations == null && this.relays.length > 0) {
+      this.log.error('found no circuit relay reservation store: relays %s will not be redialled', this.relays.map(r => r.addr.toString()).join(', '))
+    }
+    const reservations = this.reservations
+    if (reservations != null) {
+      for (const { addr, peer } of this.relays) {
+        this.kept.push(keep('relay', addr.toString(),
+          () => !this.directlyConnected(peer) ? 'not connected' : !reservations.hasReservation(peer) ? 'no reservation' : undefined,
+          async signal => {
+            if (!this.directlyConnected(peer)) await connectionManager.openConnection(addr, { signal })
+            if (!reservations.hasReservation(peer)) await reservations.addRelay(peer, 'configured')
+          }))
+      }
+    }
+    if (this.bootstrap.length > 0) {
+      this.kept.push(keep('bootstrap', this.bootstrap.map(String).join(','),
+        () => connectionManager.getConnections().length === 0 ? 'no peer' : undefined,
+        // one that answers is enough: the DHT finds the rest
+        async signal => { await Promise.any(this.bootstrap.map(async a => connectionManager.openConnection(a, { signal }))) }))
+    }
+  }
+
+  private directlyConnected (peer: PeerId): boolean {
+    // a reservation needs a direct connection: the relay transport refuses one over a relayed connection
+    return this.components.connectionManager.getConnections(peer).some(c => c.status === 'open' && c.limits == null)
+  }
+
+  private checkAll (): void {
+    if (!this.running) return
+    for (const k of this.kept) {
+      if (k.redialling) continue
+      if (k.problem() == null) {
+        clearTimeout(k.timer)
+        k.timer = undefined
+        this.fine(k)
+      } else if (k.timer == null) {
+        k.since ??= Date.now()
+        this.schedule(k)
+      }
+    }
+  }
+
+  private schedule (k: Kept): void {
+    k.timer = setTimeout(() => { void this.redial(k) }, k.backoff.next())
+  }
+
+  private async redial (k: Kept): Promise<void> {
+    k.timer = undefined
+    if (!this.running) return
+    k.redialling = true
+    try {
+      if (k.problem() != null) await k.redial(AbortSignal.any([this.controller.signal, AbortSignal.timeout(REDIAL_TIMEOUT_MS)]))
+    } catch (err) {
+      this.log('redial of %s %s failed - %e', k.kind, k.target, err)
+    } finally {
+      k.redialling = false
+    }
+    if (!this.running) return
+    const problem = k.problem()
+    if (problem == null) {
+      this.fine(k)
+      return
+    }
+    k.attempts++
+    if (!k.reported) {
+      k.reported = true
+      this.safeDispatchEvent('keeper:lost', { detail: { kind: k.kind, target: k.target, reason: problem } })
+    }
+    this.schedule(k)
+  }
+
+  private fine (k: Kept): void {
+    if (k.reported) {
+      this.safeDispatchEvent('keeper:back', { detail: { kind: k.kind, target: k.target, downMs: Date.now() - (k.since ?? Date.now()), attempts: k.attempts } })
+    }
+    this.forget(k)
+  }
+
+  /** A new outage starts from scratch: first wait, attempt count, notice. */
+  private forget (k: Kept): void {
+    k.since = undefined
+    k.attempts = 0
+    k.reported = false
+    k.backoff.reset()
+  }
+}
+
+export function peerKeeper (init: PeerKeeperInit = {}): (components: PeerKeeperComponents) => PeerKeeper {
+  return (components) => new PeerKeeper(components, init)
+}

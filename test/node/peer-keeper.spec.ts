@@ -1,0 +1,110 @@
+import { describe, it, expect, afterEach } from 'vitest'
+import { createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { createSparebandNode } from '../../src/index.ts'
+import { Backoff, peerKeeper } from '../../src/node/peer-keeper.ts'
+import { freePort, tempDir, waitFor } from '../utils/cli.ts'
+import type { AddressInfo } from 'node:net'
+
+describe('Backoff', () => {
+  it('doubles from the first wait up to the cap, each wait drawn from half of it to all of it', () => {
+    const waits = (random: number): number[] => {
+      const b = new Backoff(1000, 60_000, () => random)
+      return Array.from({ length: 9 }, () => b.next())
+    }
+    expect(waits(1)).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000])
+    expect(waits(0)).toEqual([500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000])
+    const b = new Backoff(1000, 60_000, () => 1)
+    b.next()
+    b.next()
+    b.reset()
+    expect(b.next()).toBe(1000)
+  })
+})
+
+describe('the peer keeper', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
+  })
+
+  it('redials a bootstrap peer that does not answer with backoff, says so once, and stops redialling with the node', async () => {
+    // a port that takes each TCP connection and drops it: every dial fails, and is counted
+    const dials: number[] = []
+    const server = createServer(socket => { dials.push(performance.now()); socket.destroy() })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(async () => { await new Promise(resolve => server.close(resolve)) })
+    const absent = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const node = await createLibp2p({
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: {
+        keeper: peerKeeper({ bootstrap: [`/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}/p2p/${absent}`], minDelayMs: 100, maxDelayMs: 400, random: () => 1 })
+      }
+    })
+    cleanups.push(async () => node.stop())
+    const lost: string[] = []
+    node.services.keeper.addEventListener('keeper:lost', e => lost.push(`${e.detail.kind}: ${e.detail.reason}`))
+
+    await waitFor(() => dials.length >= 6, { intervalMs: 20, what: '6 redials' })
+    const gaps = dials.slice(1).map((t, i) => t - dials[i])
+    // 100 ms (after start), then 200, 400, and the 400 ms cap
+    for (const [i, want] of [200, 400, 400, 400, 400].entries()) {
+      expect(gaps[i], `gap ${i}`).toBeGreaterThanOrEqual(want - 10)
+      expect(gaps[i], `gap ${i}`).toBeLessThan(want + 300)
+    }
+    expect(lost).toEqual(['bootstrap: no peer'])
+
+    await node.stop()
+    const afterStop = dials.length
+    await sleep(1000)
+    expect(dials.length).toBe(afterStop)
+  })
+
+  it('skips itself among the bootstrap peers: a network definition lists its bootstrap nodes, and they load it too', async () => {
+    const privateKey = await generateKeyPair('Ed25519')
+    const self = peerIdFromPrivateKey(privateKey)
+    const node = await createLibp2p({
+      privateKey,
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { keeper: peerKeeper({ bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${self}`], minDelayMs: 50, maxDelayMs: 100 }) }
+    })
+    cleanups.push(async () => node.stop())
+    const lost: unknown[] = []
+    node.services.keeper.addEventListener('keeper:lost', e => lost.push(e.detail))
+    await sleep(500)
+    expect(lost).toEqual([])
+  })
+
+  it('a node whose only bootstrap peer was down at start joins it once it is up', async () => {
+    const port = await freePort()
+    const boot = await createSparebandNode({ dataDir: await tempDir('sb-keep-'), config: { listen: [`/ip4/127.0.0.1/tcp/${port}`], api: { port: 0 }, proxy: { enabled: false }, network: { local_testnet: true } } })
+    cleanups.push(async () => boot.stop())
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-keep-'),
+      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { enabled: false }, network: { local_testnet: true, bootstrap: [`/ip4/127.0.0.1/tcp/${port}/p2p/${boot.peerId}`], redial_max_seconds: 1 } }
+    })
+    cleanups.push(async () => node.stop())
+    const notices: string[] = []
+    node.addEventListener('keeper:lost', e => notices.push(`lost: ${e.detail.reason}`))
+    node.addEventListener('keeper:back', e => notices.push(`back: ${e.detail.kind}`))
+    await node.start()
+    await waitFor(() => notices.length > 0, { what: 'the node to say it has no peer' })
+    // @libp2p/bootstrap dialled once, 100 ms after start; only the keeper dials after that
+    await sleep(2000)
+    await boot.start()
+    await waitFor(() => node.libp2p.getConnections(boot.peerId).length > 0, { timeoutMs: 5000, what: 'a connection to the bootstrap peer' })
+    await waitFor(() => notices.length === 2, { what: 'the node to say it is back' })
+    expect(notices).toEqual(['lost: no peer', 'back: bootstrap'])
+  })
+})
