@@ -11,6 +11,7 @@ import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
 import { ControlApi } from './control-api.ts'
+import { renderDashboard } from './dashboard/index.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
@@ -132,6 +133,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       for (const p of this.parts) Object.assign(routes, p.routes ?? {})
       this.api = new ControlApi({
         dataDir,
+        dashboard: renderDashboard,
         host: config.api.host,
         port: config.api.port,
         peerId: identity.peerId.toString(),
