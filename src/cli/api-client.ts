@@ -97,7 +97,8 @@ export async function callApiStream (dataDir: string, path: string, init: { idle
   })()
 }
 
-async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: string }> {
+/** Where the node of `dataDir` listens (api.json) and its token; NodeNotRunningError when there is no api.json. */
+export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: string }> {
   const info = await readApiInfo(dataDir)
   if (info == null) {
     throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)

@@ -17,6 +17,7 @@ import { registerTestnet } from './commands/testnet.ts'
 import { registerProviders } from './commands/providers.ts'
 import { registerAccounting } from './commands/accounting.ts'
 import { registerProbe } from './commands/probe.ts'
+import { registerDashboard } from './commands/dashboard.ts'
 
 export function buildProgram (): Command {
   const program = new Command('spareband')
@@ -35,6 +36,7 @@ export function buildProgram (): Command {
   registerProviders(program, dataDirOf)
   registerAccounting(program, dataDirOf)
   registerProbe(program, dataDirOf)
+  registerDashboard(program, dataDirOf)
   registerTestnet(program)
   // subcommands inherit the global --data-dir and the exit override
   for (const c of program.commands) {

@@ -1,8 +1,8 @@
 /**
  * The local control API: JSON under `/v1/`, Prometheus text at `/metrics`,
- * on 127.0.0.1 with a bearer token from the data directory. The running node
- * writes where it listens to `api.json` so CLI commands find it with only
- * `--data-dir`.
+ * on 127.0.0.1 with a bearer token from the data directory, and the
+ * operator dashboard at `/`. The running node writes where it listens to
+ * `api.json` so CLI commands find it with only `--data-dir`.
  */
 
 import { createServer } from 'node:http'
@@ -10,6 +10,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, writeFile, rm, chmod, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AddressInUseError, formatHostPort } from '../errors.ts'
+import { dashboardHeaders, isLocalHostHeader } from './dashboard/security.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -71,8 +72,12 @@ export interface ControlApiInit {
   routes: Record<string, { get?: RouteHandler, post?: RouteHandler }>
   /** Prometheus exposition text for `/metrics`. */
   metrics?: () => Promise<string> | string
-  /** The dashboard page, served without a token (it asks for one). */
-  dashboard?: () => Promise<string> | string
+  /**
+   * The dashboard page, served without a token (it asks for one, and holds
+   * no secret). Its inline script and style tags carry `nonce`, new for each
+   * answer, which the page's Content-Security-Policy names.
+   */
+  dashboard?: (nonce: string) => Promise<string> | string
 }
 
 export class ControlApi {
@@ -132,7 +137,7 @@ export class ControlApi {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost')
       if (url.pathname === '/' && req.method === 'GET' && this.init.dashboard != null) {
-        return send(res, 200, await this.init.dashboard(), 'text/html; charset=utf-8')
+        return await this.sendDashboard(req, res, this.init.dashboard)
       }
       if (!this.authorized(req)) {
         res.setHeader('WWW-Authenticate', 'Bearer')
@@ -155,6 +160,20 @@ export class ControlApi {
       const status = err instanceof HttpError ? err.status : (typeof err.status === 'number' ? err.status : 500)
       sendJson(res, status, { error: err.message ?? String(err) })
     }
+  }
+
+  /**
+   * The page, to a Host that names this machine only. The routes under /v1/
+   * need no such check: a rebinding page cannot know the token.
+   */
+  private async sendDashboard (req: IncomingMessage, res: ServerResponse, page: (nonce: string) => Promise<string> | string): Promise<void> {
+    if (!isLocalHostHeader(req.headers.host, this.init.host)) {
+      return send(res, 403, `the dashboard answers only to an IP address, localhost or ${this.init.host} in the Host header, not ${JSON.stringify(req.headers.host ?? '')}: a web page whose own name resolves to this machine (DNS rebinding) must not get it\n`, 'text/plain; charset=utf-8')
+    }
+    const nonce = randomBytes(16).toString('base64')
+    const html = await page(nonce)
+    res.writeHead(200, { ...dashboardHeaders(nonce), 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
+    res.end(html)
   }
 }
 

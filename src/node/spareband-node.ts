@@ -12,6 +12,7 @@ import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
+import { renderDashboard } from './dashboard/index.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
@@ -141,6 +142,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       for (const p of this.parts) Object.assign(routes, p.routes ?? {})
       this.api = new ControlApi({
         dataDir,
+        dashboard: renderDashboard,
         host: config.api.host,
         port: config.api.port,
         peerId: identity.peerId.toString(),

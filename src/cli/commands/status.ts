@@ -3,6 +3,13 @@ import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import type { PeerInfoSummary } from '../../node/spareband-node.ts'
 import type { Command } from 'commander'
 
+/** The dashboard's address, after the API's; without the token, which `spareband dashboard` adds. */
+function withDashboard (status: Record<string, unknown>): Record<string, unknown> {
+  if (typeof status.api !== 'string') return status
+  const dashboard = `${status.api}/ (spareband dashboard opens it)`
+  return Object.fromEntries(Object.entries(status).flatMap(([k, v]) => k === 'api' ? [[k, v], ['dashboard', dashboard]] : [[k, v]]))
+}
+
 export function registerStatus (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('status')
     .description('show the running node\'s status')
@@ -10,7 +17,7 @@ export function registerStatus (program: Command, dataDirOf: (cmd: Command) => s
     .action(async (opts, cmd: Command) => {
       const status = await callApi(dataDirOf(cmd), '/v1/status')
       if (opts.json === true) printJson(status)
-      else process.stdout.write(formatKeyValues(status))
+      else process.stdout.write(formatKeyValues(withDashboard(status)))
     })
 
   program.command('peers')

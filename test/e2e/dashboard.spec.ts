@@ -1,0 +1,223 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { existsSync } from 'node:fs'
+import { chmod, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { chromium } from 'playwright-core'
+import { startTargetServer } from '../utils/target-server.ts'
+import { curl, exitAndConsumer } from '../utils/network.ts'
+import { runCli, tempDir, waitFor } from '../utils/cli.ts'
+import { callApi } from '../../src/cli/api-client.ts'
+import type { Browser, Page } from 'playwright-core'
+import type { SpawnedNode } from '../utils/network.ts'
+import type { TargetServer } from '../utils/target-server.ts'
+
+const MiB = 1024 * 1024
+// Debian's package; .ci/run installs it
+const CHROMIUM = '/usr/bin/chromium'
+const haveChromium = existsSync(CHROMIUM)
+if (!haveChromium) console.warn(`dashboard e2e: SKIPPED, ${CHROMIUM} is missing (apt-get install chromium)`)
+
+/** The exit series' stroke in client.js. */
+const EXIT_STROKE = [0xe0, 0x7b, 0x24]
+
+interface WatchedPage {
+  page: Page
+  /** Console errors and warnings, uncaught exceptions and CSP violations, as they came. */
+  problems: string[]
+}
+
+/**
+ * A real exit (allowed to reach the local target server) and a consumer,
+ * both `spareband start` processes; the dashboard of the exit in Debian's
+ * Chromium, traffic by curl through the consumer's HTTP proxy.
+ */
+describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skipped when ${CHROMIUM} is missing)`, () => {
+  let target: TargetServer
+  let exit: SpawnedNode
+  let consumer: SpawnedNode
+  let browser: Browser
+  let apiUrl: string
+  let token: string
+
+  beforeAll(async () => {
+    target = await startTargetServer(16 * MiB)
+    ;({ exit, consumer } = await exitAndConsumer([target.port]))
+    apiUrl = JSON.parse(await readFile(join(exit.dataDir, 'api.json'), 'utf8')).url
+    token = (await readFile(join(exit.dataDir, 'api-token'), 'utf8')).trim()
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+  })
+  afterAll(async () => {
+    await browser?.close()
+    await Promise.all([exit, consumer].filter(n => n != null).map(async n => n.proc.kill()))
+    await target?.close()
+  })
+
+  /** A fresh browser context (no sessionStorage) on `url`, watched for anything the page complains of. */
+  async function open (url: string): Promise<WatchedPage> {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    const problems: string[] = []
+    page.on('console', m => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`) })
+    page.on('pageerror', err => problems.push(`page error: ${err.message}`))
+    // Chromium logs CSP refusals to the console too; the event also catches those it does not
+    await page.exposeFunction('reportCspViolation', (text: string) => problems.push(`CSP violation: ${text}`))
+    await page.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', e => { void (window as any).reportCspViolation(`${e.violatedDirective} ${e.blockedURI}`) })
+    })
+    await page.goto(url)
+    return { page, problems }
+  }
+
+  const text = async (page: Page, selector: string): Promise<string> => (await page.locator(selector).textContent()) ?? ''
+  const value = async (page: Page, selector: string): Promise<string | null> => page.locator(selector).getAttribute('data-value')
+  const viaProxy = ['--proxy', `http://127.0.0.1:PORT`, '--proxy-user', 'region-de:']
+  const through = (path: string, extra: string[] = []): string[] => [...viaProxy.map(a => a.replace('PORT', String(consumer.httpPort))), ...extra, `http://127.0.0.1:${target.port}${path}`]
+
+  it('`spareband dashboard --print` gives a URL that opens the exit\'s page: identity, warnings, bytes as the API counts them, a drawn chart, receipts', async () => {
+    const printed = await runCli(['dashboard', '--print', '--data-dir', exit.dataDir])
+    expect(printed.code, printed.stderr).toBe(0)
+    expect(printed.stdout).toBe(`${apiUrl}/#token=${token}\n`)
+
+    const { page, problems } = await open(printed.stdout.trim())
+    await expect.poll(() => text(page, '#node-peer-id')).toBe(exit.peerId)
+    // the token left the address bar (and so history) at once
+    expect(page.url()).toBe(`${apiUrl}/`)
+    expect(await page.locator('#login').isVisible()).toBe(false)
+    expect(await text(page, '#warnings')).toContain('exit.allow_private_targets is ON')
+    expect(await text(page, '#node-region')).toBe('de')
+    expect(await text(page, '#exit-state')).toBe('sharing')
+
+    // 16 MiB at about 6 MB/s: a few 2-second samples of the chart see it
+    const r = await curl(through('/drip'))
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.length).toBe(16 * MiB)
+    await waitFor(async () => (await exit.status()).exit.tunnelsOpen === 0, { what: 'the tunnel to close' })
+
+    // what the page shows is what the API says, to the byte
+    let api: any
+    await expect.poll(async () => {
+      api = (await exit.status()).exit
+      return { page: [await value(page, '#exit-bytes-out'), await value(page, '#exit-bytes-in')], api: [String(api.bytesOut), String(api.bytesIn)] }
+    }, { timeout: 15_000 }).toSatisfy(({ page, api }: { page: string[], api: string[] }) => page[0] === api[0] && page[1] === api[1])
+    expect(api.bytesOut).toBeGreaterThan(16 * MiB)
+    expect(await text(page, '#exit-bytes-out')).toBe(`${(api.bytesOut / 1e6).toFixed(1)} MB`)
+    expect(await text(page, '#exit-tunnels')).toBe(`0 open, ${api.tunnelsTotal} since start`)
+
+    // the exit's series was drawn, and rose: its colour spans many rows of the canvas, not one flat line at zero
+    const rows = await page.locator('#chart canvas').evaluate((canvas: HTMLCanvasElement, [r0, g0, b0]) => {
+      const { data, width, height } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height)
+      const ys = new Set<number>()
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const i = 4 * (y * width + x)
+          if (Math.abs(data[i] - r0) < 16 && Math.abs(data[i + 1] - g0) < 16 && Math.abs(data[i + 2] - b0) < 16 && data[i + 3] > 200) ys.add(y)
+        }
+      }
+      return ys.size
+    }, EXIT_STROKE)
+    expect(rows).toBeGreaterThan(20)
+
+    // the newest receipts, as the API lists them
+    const receipts = await waitFor(async () => {
+      const list = await callApi<any[]>(exit.dataDir, '/v1/receipts?limit=20')
+      return list.length > 0 && list
+    }, { what: 'a receipt at the exit' }) as any[]
+    await expect.poll(async () => page.locator('#receipts tr').first().getAttribute('data-session'), { timeout: 15_000 }).toBe(receipts[0].sessionId)
+    await expect.poll(async () => {
+      const newest = (await callApi<any[]>(exit.dataDir, '/v1/receipts?limit=20'))[0]
+      const cells = await page.locator('#receipts tr').first().locator('td').allTextContents()
+      return cells[5] === newest.cost && cells[1] === 'carried' && cells[2] === `${consumer.peerId.slice(0, 8)}…${consumer.peerId.slice(-6)}`
+    }, { timeout: 15_000 }).toBe(true)
+    await expect.poll(async () => value(page, '#credits-earned'), { timeout: 15_000 }).toBe((await callApi(exit.dataDir, '/v1/balance')).earned)
+
+    expect(problems).toEqual([])
+  })
+
+  it('asks for the token when there is none, and again after a wrong one', async () => {
+    const { page, problems } = await open(`${apiUrl}/`)
+    await expect.poll(() => page.locator('#login').isVisible()).toBe(true)
+    expect(await page.locator('#board').isVisible()).toBe(false)
+    expect(await text(page, '#login-message')).toBe('')
+
+    await page.fill('#login-token', 'not-the-token')
+    await page.click('#login button[type=submit]')
+    await expect.poll(() => text(page, '#login-message')).toContain('refused this token (401)')
+    expect(await page.locator('#board').isVisible()).toBe(false)
+
+    await page.fill('#login-token', token)
+    await page.click('#login button[type=submit]')
+    await expect.poll(() => text(page, '#node-peer-id')).toBe(exit.peerId)
+    expect(await page.locator('#login').isVisible()).toBe(false)
+    // kept for this tab: a reload needs no token
+    await page.reload()
+    await expect.poll(() => text(page, '#node-peer-id')).toBe(exit.peerId)
+
+    // a wrong token in the fragment: the form, with the reason, and the fragment gone
+    const wrong = await open(`${apiUrl}/#token=${'0'.repeat(64)}`)
+    await expect.poll(() => text(wrong.page, '#login-message')).toContain('refused this token (401)')
+    expect(wrong.page.url()).toBe(`${apiUrl}/`)
+
+    // Chromium logs each 401 answer as a failed resource; nothing else may show up
+    const unexpected = [...problems, ...wrong.problems].filter(p => !p.includes('status of 401 (Unauthorized)'))
+    expect(unexpected).toEqual([])
+  })
+
+  it('Pause in the browser pauses the exit (a new tunnel gets 503), Resume undoes it', async () => {
+    const { page, problems } = await open(`${apiUrl}/#token=${token}`)
+    await expect.poll(() => text(page, '#exit-toggle')).toBe('Pause')
+
+    await page.click('#exit-toggle')
+    await expect.poll(async () => (await exit.status()).exit.paused).toBe(true)
+    await expect.poll(() => text(page, '#exit-toggle')).toBe('Resume')
+    expect(await text(page, '#exit-state')).toBe('paused')
+    await expect.poll(() => text(page, '#warnings')).toContain('the exit is paused')
+    const refused = await curl(through('/hello', ['-i']))
+    expect(refused.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
+    expect(refused.stdout.toString()).toContain('paused')
+
+    await page.click('#exit-toggle')
+    await expect.poll(async () => (await exit.status()).exit.paused).toBe(false)
+    await expect.poll(() => text(page, '#exit-state')).toBe('sharing')
+    const ok = await curl(through('/hello'))
+    expect(ok.stdout.toString()).toBe('hello from the target\n')
+
+    expect(problems).toEqual([])
+  })
+
+  it('`spareband dashboard` hands the desktop a page in the data directory, not the token, and that page leads to the dashboard', async () => {
+    // stands in for the desktop's xdg-open, which has no session to open a window in here: it notes what it was asked to open
+    const bin = await tempDir('sb-dash-bin-')
+    const asked = join(bin, 'asked')
+    await writeFile(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$@" > '${asked}'\n`)
+    await chmod(join(bin, 'xdg-open'), 0o755)
+    const r = await runCli(['dashboard', '--data-dir', exit.dataDir], { env: { PATH: `${bin}:${process.env.PATH}`, DISPLAY: ':99' } })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe(`opened the dashboard of ${exit.peerId} (${apiUrl}/) in the browser\n`)
+    const file = (await readFile(asked, 'utf8')).trim()
+    expect(file).toBe(join(exit.dataDir, 'dashboard.html'))
+    expect(file).not.toContain(token)
+
+    const { page, problems } = await open(`file://${file}`)
+    await expect.poll(() => text(page, '#node-peer-id')).toBe(exit.peerId)
+    expect(page.url()).toBe(`${apiUrl}/`)
+    expect(problems).toEqual([])
+
+    // no desktop: the URL to copy, and why
+    const headless = await runCli(['dashboard', '--data-dir', exit.dataDir], { env: { PATH: `${bin}:${process.env.PATH}`, DISPLAY: '', WAYLAND_DISPLAY: '' } })
+    expect(headless.code).toBe(0)
+    expect(headless.stdout).toBe(`${apiUrl}/#token=${token}\n`)
+    expect(headless.stderr).toContain('no graphical session')
+  })
+
+  it('`spareband dashboard` says no node runs when none does; `spareband status` names the dashboard', async () => {
+    const empty = await tempDir('sb-dash-none-')
+    const r = await runCli(['dashboard', '--print', '--data-dir', empty])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toBe(`spareband: no running node found for ${empty} (no api.json); start one with "spareband start --data-dir ${empty}"\n`)
+
+    const status = await runCli(['status', '--data-dir', exit.dataDir])
+    expect(status.stdout).toMatch(new RegExp(`^dashboard +${apiUrl.replaceAll('.', '\\.')}/ \\(spareband dashboard opens it\\)$`, 'm'))
+    expect(status.stdout).not.toContain(token)
+  })
+})

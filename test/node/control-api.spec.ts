@@ -1,0 +1,124 @@
+/**
+ * The dashboard at `/` of a real control API on loopback: served without a
+ * token but with headers that let only its own inline code run, only to a
+ * Host that names this machine; the JSON routes still need the token.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { request } from 'node:http'
+import { mkdtemp, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ControlApi } from '../../src/node/control-api.ts'
+import { renderDashboard } from '../../src/node/dashboard/index.ts'
+import { isLocalHostHeader } from '../../src/node/dashboard/security.ts'
+import type { IncomingHttpHeaders } from 'node:http'
+
+interface Answer { status: number, headers: IncomingHttpHeaders, body: string }
+
+/** node:http, not fetch: fetch will not send a Host header of our choosing. */
+async function get (api: ControlApi, path: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const { port } = api.address!
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', c => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+const apis: ControlApi[] = []
+afterEach(async () => {
+  for (const api of apis.splice(0)) await api.stop()
+})
+
+async function startApi (dashboard = true): Promise<{ api: ControlApi, token: string }> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'sb-control-api-'))
+  const api = new ControlApi({
+    dataDir,
+    host: '127.0.0.1',
+    port: 0,
+    peerId: 'x',
+    routes: { status: { get: () => ({ up: true }) } },
+    dashboard: dashboard ? renderDashboard : undefined
+  })
+  apis.push(api)
+  await api.start()
+  return { api, token: (await readFile(join(dataDir, 'api-token'), 'utf8')).trim() }
+}
+
+describe('the dashboard route', () => {
+  it('serves the page without a token, with a strict CSP whose nonce is on every inline tag; /v1/status still needs the token', async () => {
+    const { api, token } = await startApi()
+    const page = await get(api, '/')
+    expect(page.status).toBe(200)
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8')
+    expect(page.headers['x-frame-options']).toBe('DENY')
+    expect(page.headers['referrer-policy']).toBe('no-referrer')
+    expect(page.headers['x-content-type-options']).toBe('nosniff')
+    expect(page.headers['cache-control']).toBe('no-store')
+
+    const csp = String(page.headers['content-security-policy'])
+    const directives = Object.fromEntries(csp.split(';').map(d => d.trim().split(/\s+/)).map(([name, ...values]) => [name, values]))
+    expect(directives['default-src']).toEqual(["'none'"])
+    expect(directives['frame-ancestors']).toEqual(["'none'"])
+    expect(directives['connect-src']).toEqual(["'self'"])
+    expect(directives['form-action']).toEqual(["'none'"])
+    const nonce = /^'nonce-([A-Za-z0-9+/=]{22,})'$/.exec(directives['script-src']?.[0] ?? '')?.[1]
+    expect(nonce, csp).toBeDefined()
+    expect(directives['script-src']).toHaveLength(1)
+    expect(directives['style-src']).toEqual([`'nonce-${nonce}'`])
+    expect(csp).not.toMatch(/unsafe|https?:|\*/)
+
+    // uPlot and client.js inline, each tag with the nonce; nothing loaded from elsewhere
+    const tags = [...page.body.matchAll(/<(script|style)\b([^>]*)>/g)]
+    expect(tags.map(t => t[1]).sort()).toEqual(['script', 'script', 'style', 'style'])
+    for (const t of tags) expect(t[2]).toContain(`nonce="${nonce}"`)
+    expect(page.body.split(nonce!).length - 1).toBe(tags.length)
+    expect(page.body).not.toMatch(/<(script|link|img)\b[^>]*\b(src|href)="(?!data:)/)
+    expect(page.body).toContain('uPlot')
+    expect(page.body).not.toContain(token)
+
+    // a new nonce each time
+    const again = await get(api, '/')
+    expect(again.headers['content-security-policy']).not.toBe(csp)
+
+    const refused = await get(api, '/v1/status')
+    expect(refused.status).toBe(401)
+    expect(refused.headers['www-authenticate']).toBe('Bearer')
+    const ok = await get(api, '/v1/status', { authorization: `Bearer ${token}` })
+    expect(ok.status).toBe(200)
+    expect(JSON.parse(ok.body)).toEqual({ up: true })
+  })
+
+  it('answers a Host that is not this machine with 403 (DNS rebinding), and loopback names with the page', async () => {
+    const { api } = await startApi()
+    const { port } = api.address!
+    const rebound = await get(api, '/', { host: `evil.example:${port}` })
+    expect(rebound.status).toBe(403)
+    expect(rebound.body).toContain('DNS rebinding')
+    expect(rebound.body).not.toContain('<script')
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'dash.localhost']) {
+      expect((await get(api, '/', { host })).status, host).toBe(200)
+    }
+  })
+
+  it('without a dashboard, / is an API path like any other: 401 without the token', async () => {
+    const { api } = await startApi(false)
+    expect((await get(api, '/')).status).toBe(401)
+  })
+})
+
+describe('isLocalHostHeader', () => {
+  it('takes IP literals, localhost and the configured host; refuses other names and anything malformed', () => {
+    for (const host of ['127.0.0.1', '127.0.0.1:7070', '192.168.1.20:7070', '[::1]:7070', '[fe80::1]', 'localhost', 'LOCALHOST:80', 'localhost.', 'a.localhost:7070', 'mybox.lan:7070']) {
+      expect(isLocalHostHeader(host, 'mybox.lan'), host).toBe(true)
+    }
+    for (const host of [undefined, '', 'evil.example', 'evil.example:7070', '127.0.0.1.nip.io', 'localhost.evil.example', 'evil.example@127.0.0.1', '[evil.example]', '127.0.0.1:7070/x', 'mybox.lan.evil.example']) {
+      expect(isLocalHostHeader(host, 'mybox.lan'), String(host)).toBe(false)
+    }
+  })
+})
