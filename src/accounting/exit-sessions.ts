@@ -57,8 +57,9 @@ export const MAX_RECEIPT_STREAMS = 8
 export const RECEIPT_BURST = 64
 /**
  * Tokens a consumer regains per second whatever it carries. An honest
- * consumer signs at most once a second per session with traffic (its tick)
- * and has one session per exit (two while one closes). Per consumer, not per
+ * consumer signs a session with little traffic every 5 s (sooner only after
+ * a receipt that got no countersignature, at its once-a-second tick) and
+ * has one session per exit (two while one closes). Per consumer, not per
  * session: a cheat may hold 64 sessions.
  */
 export const RECEIPTS_PER_SECOND = 4
