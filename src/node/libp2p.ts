@@ -10,6 +10,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
+import { throttleRandomWalk } from './walk-throttle.ts'
 import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -149,5 +150,8 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
 }
 
 export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<ServiceMap>> {
-  return createLibp2p({ ...libp2pOptions(options), start: false })
+  const node = await createLibp2p({ ...libp2pOptions(options), start: false })
+  // with every known peer unreachable, the relay search's random walk spun a core (see walk-throttle.ts)
+  throttleRandomWalk(node)
+  return node
 }
