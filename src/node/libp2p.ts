@@ -66,6 +66,16 @@ export function withRelaySearch (listen: string[]): string[] {
   return namedRelays(listen).length > 0 && !listen.includes('/p2p-circuit') ? [...listen, '/p2p-circuit'] : listen
 }
 
+/**
+ * What libp2p itself listens on: the named relays are left to the peer
+ * keeper, which listens on them once they answer (a named relay that is down
+ * would stop libp2p's start), and their search stays.
+ */
+export function libp2pListen (listen: string[]): string[] {
+  const named = new Set(namedRelays(listen).map(a => `${a}/p2p-circuit`))
+  return withRelaySearch(listen).filter(a => !named.has(a))
+}
+
 /** The relays a listen list names (`<relay>/p2p-circuit`), as the relays' own multiaddrs. */
 export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
@@ -81,7 +91,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     privateKey,
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
-      listen: withRelaySearch(config.listen),
+      listen: libp2pListen(config.listen),
       announce: config.announce
     },
     transports: [

@@ -74,7 +74,7 @@ export interface PeerKeeperComponents {
   peerId: PeerId
   connectionManager: Pick<ConnectionManager, 'openConnection' | 'getConnections'>
   /** Where the relay transport, and so its reservations, is found. */
-  transportManager: Pick<TransportManager, 'getTransports'>
+  transportManager: Pick<TransportManager, 'getTransports' | 'listen'>
   /** See WATCHED_EVENTS. */
   events: TypedEventTarget<Libp2pEvents>
   logger: ComponentLogger
@@ -193,9 +193,20 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
     for (const e of WATCHED_EVENTS) this.components.events.addEventListener(e, this.check)
   }
 
-  /** Once the transports listen: the named relays were reserved on during start. */
-  afterStart (): void {
+  /**
+   * Once the transports listen, the named relays are listened on here, not
+   * by libp2p's start (see libp2pListen()): libp2p stops the whole start
+   * when one does not answer, so an exit whose relay was down when it
+   * started (a power cut that took both down, say) did not start at all.
+   * Each gets one try now, so one that answers is reserved on before start
+   * returns, as before; one that does not is redialled like a lost one.
+   */
+  async afterStart (): Promise<void> {
     if (this.kept.length === 0) this.build()
+    await Promise.all(this.kept.filter(k => k.kind === 'relay').map(async k => {
+      k.since ??= Date.now()
+      await this.redial(k)
+    }))
     this.checkAll()
   }
 
@@ -235,19 +246,29 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
       attempts: 0,
       reported: false
     })
-    const { connectionManager } = this.components
-    this.reservations = reservationsOf(this.components.transportManager)
+    const { connectionManager, transportManager } = this.components
+    this.reservations = reservationsOf(transportManager)
     if (this.reservations == null && this.relays.length > 0) {
       this.log.error('found no circuit relay reservation store: relays %s will not be redialled', this.relays.map(r => r.addr.toString()).join(', '))
     }
     const reservations = this.reservations
     if (reservations != null) {
       for (const { addr, peer } of this.relays) {
+        // the relay's listener, made by the first listen that got through: it
+        // advertises the relayed addresses of every 'configured' reservation
+        // on its relay after that, so later ones need only the reservation
+        let listening = false
         this.kept.push(keep('relay', addr.toString(),
           () => !this.directlyConnected(peer) ? 'not connected' : !reservations.hasReservation(peer) ? 'no reservation' : undefined,
           async signal => {
+            // dialled first: a listen on a relay that does not answer leaves its listener behind
             if (!this.directlyConnected(peer)) await connectionManager.openConnection(addr, { signal })
-            if (!reservations.hasReservation(peer)) await reservations.addRelay(peer, 'configured')
+            if (!listening) {
+              await transportManager.listen([addr.encapsulate('/p2p-circuit')])
+              listening = true
+            } else if (!reservations.hasReservation(peer)) {
+              await reservations.addRelay(peer, 'configured')
+            }
           }))
       }
     }

@@ -2,7 +2,7 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../../src/index.ts'
-import { tempDir, waitFor } from '../utils/cli.ts'
+import { freePort, tempDir, waitFor } from '../utils/cli.ts'
 import { curl } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import { sha256, startTargetServer } from '../utils/target-server.ts'
@@ -38,6 +38,12 @@ describe('a relayed circuit cut under an open tunnel', () => {
     await e.start()
     cleanups.push(async () => e.stop())
     await waitFor(() => (r.libp2p.services.relay as any).reservations.has(e.peerId), { what: 'E\'s reservation on R' })
+    const c = await consumerThrough(relayAddr, e)
+    return { relay: r, exit: e, consumer: c, relayDir, relayAddr }
+  }
+
+  /** C, listening on nothing, connected to E through R only, with E identified as an exit and its own proof of work solved. */
+  async function consumerThrough (relayAddr: string, e: SparebandNode): Promise<SparebandNode> {
     const c = await createSparebandNode({ dataDir: await tempDir('sb-cut-'), config: { ...base, listen: [], network: { local_testnet: true, dht_server: false }, exit: { enabled: false } } })
     await c.start()
     cleanups.push(async () => c.stop())
@@ -45,7 +51,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     expect(conn.limits).toBeDefined()
     await waitFor(async () => (await c.peers()).some(p => p.peerId === e.peerId.toString() && p.agent?.includes('exit') === true), { what: 'C to identify E through R' })
     await waitFor(() => (c.status() as any).accounting.proofOfWork.solved === true, { what: 'C\'s proof of work' })
-    return { relay: r, exit: e, consumer: c, relayDir, relayAddr }
+    return c
   }
 
   /** A raw HTTP GET through C's SOCKS5 proxy: how many bytes came, and whether the end was a FIN or an error. */
@@ -128,6 +134,31 @@ describe('a relayed circuit cut under an open tunnel', () => {
     await waitFor(() => !exit.libp2p.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit')), { what: 'E to lose its relayed address' })
     const again = await restartRelay(relayDir, relayAddr)
     await waitFor(() => (again.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 20_000, what: 'E\'s reservation on the restarted R' })
+    const r = await rawGet(consumer, target.port, '/slice/1000')
+    expect(r.error).toBeUndefined()
+    expect(r.bytes).toBeGreaterThan(1000)
+  }, 40_000)
+
+  it('an exit whose named relay is down when it starts starts all the same, and reserves on the relay once it is up', async () => {
+    const target = await startTargetServer(64 * 1024)
+    cleanups.push(target.close)
+    // R's identity and port, R not running
+    const relayDir = await tempDir('sb-cut-')
+    const relayId = (await createSparebandNode({ dataDir: relayDir, config: base })).peerId
+    const relayAddr = `/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${relayId}`
+    const exit = await createSparebandNode({
+      dataDir: await tempDir('sb-cut-'),
+      config: { ...base, region: 'de', listen: [`${relayAddr}/p2p-circuit`], network: { local_testnet: true, redial_max_seconds: 2 }, exit: { allow_private_targets: true, allowed_ports: [target.port] } }
+    })
+    // libp2p refused the start when the relay did not answer
+    await exit.start()
+    cleanups.push(async () => exit.stop())
+    expect(exit.status().relays).toEqual([{ addr: relayAddr, connected: false, reserved: false }])
+    const relay = await restartRelay(relayDir, relayAddr)
+    await waitFor(() => (relay.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 15_000, what: 'E\'s reservation on R, once up' })
+    await waitFor(() => exit.libp2p.getMultiaddrs().some(a => a.toString().startsWith(`${relayAddr}/p2p-circuit`)), { what: 'E to advertise its address through R' })
+    expect(exit.status().relays).toEqual([{ addr: relayAddr, connected: true, reserved: true }])
+    const consumer = await consumerThrough(relayAddr, exit)
     const r = await rawGet(consumer, target.port, '/slice/1000')
     expect(r.error).toBeUndefined()
     expect(r.bytes).toBeGreaterThan(1000)
