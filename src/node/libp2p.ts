@@ -21,6 +21,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
 import { peerKeeper } from './peer-keeper.ts'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
+import { AddressInUseError } from '../errors.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
 import { capacitySelector, capacityValidator } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
@@ -157,6 +158,22 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       ...services
     }
   }
+}
+
+/**
+ * libp2p's UnsupportedListenAddressesError as an operator can act on it:
+ * the address and why, without the stack traces and the advice about
+ * libp2p's own options that its message carries. A port in use is an
+ * AddressInUseError, as the proxies' and the control API's are.
+ */
+export function explainListenFailure (err: unknown): unknown {
+  if ((err as Error | undefined)?.name !== 'UnsupportedListenAddressesError') return err
+  // the message lists "  <multiaddr>: <error>" for each address, stack lines after
+  const failures = [...String((err as Error).message).matchAll(/^\s+(\/\S+): (?:\w*Error: )?(.+)$/gm)].map(m => ({ addr: m[1], why: m[2] }))
+  if (failures.length === 0) return err
+  const inUse = failures.find(f => f.why.includes('EADDRINUSE'))
+  if (inUse != null) return new AddressInUseError(`the node's listen address (listen / --listen): ${inUse.addr} is in use`, { address: inUse.addr })
+  return new Error(`the node's listen address (listen / --listen): ${failures.map(f => `${f.addr}: ${f.why}`).join('; ')}`, { cause: err })
 }
 
 export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<ServiceMap>> {

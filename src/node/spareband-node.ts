@@ -9,7 +9,7 @@ import { TypedEventEmitter } from 'main-event'
 import { mkdir } from 'node:fs/promises'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
-import { buildLibp2p } from './libp2p.ts'
+import { buildLibp2p, explainListenFailure } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
 import { renderDashboard } from './dashboard/index.ts'
@@ -198,7 +198,11 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
 
   async start (): Promise<void> {
     if (this.running) return
-    await this.libp2p.start()
+    try {
+      await this.libp2p.start()
+    } catch (err) {
+      throw explainListenFailure(err)
+    }
     const started: NodePart[] = []
     try {
       for (const p of this.parts) {

@@ -199,18 +199,26 @@ describe('pause survives a restart', () => {
 })
 
 describe('a listener port in use names the listener and its setting', () => {
-  it('SOCKS5, HTTP proxy and control API', async () => {
+  it('SOCKS5, HTTP proxy, control API and the node\'s own listen address', async () => {
     const d = await dataDir()
     const port = await holdPort()
     const cases: Array<[string[], string]> = [
       [['--socks-port', String(port)], `spareband: the SOCKS5 proxy (proxy.socks_port / --socks-port): 127.0.0.1:${port} is in use`],
       [['--http-port', String(port)], `spareband: the HTTP proxy (proxy.http_port / --http-port): 127.0.0.1:${port} is in use`],
-      [['--api-port', String(port)], `spareband: the control API (api.port / --api-port): 127.0.0.1:${port} is in use`]
+      [['--api-port', String(port)], `spareband: the control API (api.port / --api-port): 127.0.0.1:${port} is in use`],
+      [['--listen', `/ip4/127.0.0.1/tcp/${port}`], `spareband: the node's listen address (listen / --listen): /ip4/127.0.0.1/tcp/${port} is in use`]
     ]
     for (const [args, line] of cases) {
       const r = await startFails(d, args)
       expect(r.code, args.join(' ')).toBe(1)
       expect(r.stderr.trim(), args.join(' ')).toBe(line)
     }
+  })
+
+  it('a listen address that is not this machine\'s says so, in a line, without libp2p\'s advice about its own options', async () => {
+    // TEST-NET-1: no interface has it, so the bind fails; nothing is sent anywhere
+    const r = await startFails(await dataDir(), ['--listen', '/ip4/192.0.2.1/tcp/0'])
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim()).toBe("spareband: the node's listen address (listen / --listen): /ip4/192.0.2.1/tcp/0: listen EADDRNOTAVAIL: address not available 192.0.2.1")
   })
 })
