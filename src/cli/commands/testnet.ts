@@ -139,7 +139,8 @@ export function registerTestnet (program: Command): void {
             `try:  npx spareband peers --data-dir ${first.dataDir}\n` +
             `      npx spareband providers --region ${regions[0]} --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
             `      npx spareband probe --region ${regions[0]} https://example.org/ --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
-            `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${nodes[nodes.length - 1].socksPort} https://example.org/\n`)
+            `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${nodes[nodes.length - 1].socksPort} https://example.org/\n` +
+            `      npx spareband dashboard --data-dir ${first.dataDir}\n`)
         }
         log('info', 'testnet ready', { nodes: nodes.length, bootstrap: bootstrap[0] })
       } catch (err: any) {
