@@ -72,6 +72,8 @@ export interface TunnelExitInit {
   stateFile?: string
   /** Share schedule text, see schedule.ts. @default "always" */
   schedule?: string
+  /** How often open tunnels are checked against the schedule. @default SCHEDULE_CHECK_INTERVAL (10 s) */
+  scheduleCheckMs?: number
   idleTimeoutMs?: number
   connectTimeoutMs?: number
   requestTimeoutMs?: number
@@ -207,7 +209,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       maxInboundStreams: maxTunnels + 16,
       runOnLimitedConnection: true
     })
-    this.scheduleTimer = setInterval(() => this.enforceSchedule(), SCHEDULE_CHECK_INTERVAL)
+    this.scheduleTimer = setInterval(() => this.enforceSchedule(), this.init.scheduleCheckMs ?? SCHEDULE_CHECK_INTERVAL)
     this.scheduleTimer.unref()
     this.flushTimer = setInterval(() => this.flushQuota(), 5 * second)
     this.flushTimer.unref()

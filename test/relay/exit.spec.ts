@@ -235,3 +235,38 @@ describe('the operator\'s pause is saved in the state file', () => {
     expect(exit.status().paused).toBe(true)
   })
 })
+
+describe('the share schedule', () => {
+  const closers: Array<() => Promise<void>> = []
+  afterAll(async () => { for (const c of closers) await c() })
+
+  it('closes the tunnels open when its window ends, and refuses new ones until the next', async () => {
+    // a target that holds each connection open and counts those that closed
+    const sockets: Socket[] = []
+    let closed = 0
+    const target: Server = createServer(s => { sockets.push(s); s.on('close', () => { closed++ }); s.on('error', () => {}) })
+    await new Promise<void>(resolve => target.listen(0, '127.0.0.1', resolve))
+    closers.push(async () => { for (const s of sockets) s.destroy(); await new Promise(resolve => target.close(resolve)) })
+    const port = (target.address() as AddressInfo).port
+    // Monday 10:30 local time, inside "mon 10:00-11:00"
+    let now = new Date(2026, 10, 23, 10, 30)
+    const exit = await exitNode({ policy: { allowedPorts: [[port, port]], allowPrivateTargets: true }, resolve: fakeDns({}), schedule: 'mon 10:00-11:00', scheduleCheckMs: 50, now: () => now })
+    const consumer = await loopbackNode()
+    closers.push(async () => { await consumer.stop(); await exit.stop() })
+    const open = await ask(consumer, exit, '127.0.0.1', port)
+    expect(open.status).toBe(TunnelStatus.OK)
+    await waitFor(() => sockets.length === 1, { what: 'the target to see the tunnel' })
+    expect(exit.services.exit.status().tunnelsOpen).toBe(1)
+
+    now = new Date(2026, 10, 23, 11, 0, 1)
+    await waitFor(() => closed === 1 && exit.services.exit.status().tunnelsOpen === 0, { what: 'the tunnel closed at the end of the window' })
+    const late = await ask(consumer, exit, '127.0.0.1', port)
+    expect(late.status).toBe(TunnelStatus.OUTSIDE_SCHEDULE)
+    expect(sockets).toHaveLength(1)
+    // next Monday, inside again
+    now = new Date(2026, 10, 30, 10, 0)
+    const again = await ask(consumer, exit, '127.0.0.1', port)
+    expect(again.status).toBe(TunnelStatus.OK)
+    again.close()
+  })
+})
