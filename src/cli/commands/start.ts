@@ -44,6 +44,17 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       onGracefulShutdown(async () => node.stop())
       // started by a supervisor (testnet, tests) over IPC: stop when it goes away, even if it was killed
       if (process.send != null) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
+      // an exit without its relay is unreachable, a node without peers out of the network: say so, once, and when it is over.
+      // Before start: a named relay down at start is tried, and reported lost, within node.start()
+      node.addEventListener('keeper:lost', e => {
+        const { kind, target, reason } = e.detail
+        if (kind === 'relay') log('warn', 'relay lost, redialling it', { relay: target, reason })
+        else log('warn', 'no peer and no bootstrap peer answers, redialling them', { bootstrap: target })
+      })
+      node.addEventListener('keeper:back', e => {
+        const { kind, target, downMs, attempts } = e.detail
+        log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
+      })
       await node.start()
       const status = node.status()
       log('info', 'spareband node started', {
@@ -65,16 +76,6 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         reason: e.detail.reason,
         notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more refusals since the last one shown` : undefined
       }))
-      // an exit without its relay is unreachable, a node without peers out of the network: say so, once, and when it is over
-      node.addEventListener('keeper:lost', e => {
-        const { kind, target, reason } = e.detail
-        if (kind === 'relay') log('warn', 'relay lost, redialling it', { relay: target, reason })
-        else log('warn', 'no peer and no bootstrap peer answers, redialling them', { bootstrap: target })
-      })
-      node.addEventListener('keeper:back', e => {
-        const { kind, target, downMs, attempts } = e.detail
-        log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
-      })
       // keep running until a signal arrives
       await new Promise<never>(() => {})
     })

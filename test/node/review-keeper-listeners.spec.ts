@@ -1,0 +1,68 @@
+import { describe, it, expect, afterEach } from 'vitest'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createSparebandNode } from '../../src/index.ts'
+import { tempDir } from '../utils/cli.ts'
+import type { SparebandNode } from '../../src/index.ts'
+
+/**
+ * Review: the keeper makes a named relay's listener with
+ * transportManager.listen() until one listen succeeds. A listen that fails
+ * after the dial (the relay answers but refuses a reservation: no hop
+ * protocol, full) leaves its CircuitRelayTransportListener in libp2p's
+ * transport manager (it pushes the listener before listen() and only drops
+ * it on 'close'), so every redial, every minute for as long as the node
+ * runs, adds one more listener (and two listeners on the reservation store).
+ */
+describe('the keeper, a named relay that answers but takes no reservation', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
+  })
+  const base = { api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
+
+  it('does not pile up relay listeners with every redial', async () => {
+    // R: reachable, but not a relay (relay.enabled = false): reservations fail with UnsupportedProtocolError
+    const r: SparebandNode = await createSparebandNode({ dataDir: await tempDir('sb-rv-'), config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay: { enabled: false } } })
+    await r.start()
+    cleanups.push(async () => r.stop())
+    const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
+    const e: SparebandNode = await createSparebandNode({
+      dataDir: await tempDir('sb-rv-'),
+      config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0', `${relayAddr}/p2p-circuit`], network: { local_testnet: true, redial_max_seconds: 1 } }
+    })
+    await e.start()
+    cleanups.push(async () => e.stop())
+    const circuitListeners = (): number => ((e.libp2p as any).components.transportManager.getListeners() as any[])
+      .filter(l => l.constructor?.name === 'CircuitRelayTransportListener').length
+    const atStart = circuitListeners()
+    // about 8 redials (0.5-1 s apart)
+    await sleep(8_000)
+    expect(e.status().relays).toEqual([{ addr: relayAddr, connected: true, reserved: false }])
+    // one for the relay search (/p2p-circuit), and at most one for R
+    expect(circuitListeners(), `${atStart} at start`).toBeLessThanOrEqual(2)
+  }, 30_000)
+
+  it('reserves on the relay once it answers as a relay, after a time when it answered without the hop protocol', async () => {
+    const relayDir = await tempDir('sb-rv-')
+    const r: SparebandNode = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay: { enabled: false } } })
+    await r.start()
+    const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
+    const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
+    const e: SparebandNode = await createSparebandNode({
+      dataDir: await tempDir('sb-rv-'),
+      config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0', `${relayAddr}/p2p-circuit`], network: { local_testnet: true, redial_max_seconds: 1 } }
+    })
+    await e.start()
+    cleanups.push(async () => e.stop())
+    await r.stop()
+    // the same identity on the same port, a relay now
+    const again: SparebandNode = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false } } })
+    await again.start()
+    cleanups.push(async () => again.stop())
+    await sleep(10_000)
+    // why: libp2p's reservation store put R in its relayFilter at the first UnsupportedProtocolError, for the life of the process
+    const store = ((e.libp2p as any).components.transportManager.getTransports() as any[]).find(t => t.reservationStore != null).reservationStore
+    const filtered: boolean = store.relayFilter.has(again.peerId.toMultihash().bytes)
+    expect(e.status().relays, `R in the relay filter: ${filtered}`).toEqual([{ addr: relayAddr, connected: true, reserved: true }])
+  }, 40_000)
+})
