@@ -20,7 +20,7 @@ import { TypedEventEmitter } from 'main-event'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { minute, second } from '../constants.ts'
-import type { ComponentLogger, Libp2pEvents, Logger, PeerId, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ComponentLogger, Libp2pEvents, Logger, PeerId, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
 import type { ConnectionManager, TransportManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -30,6 +30,10 @@ export const DEFAULT_REDIAL_MIN_MS = 1 * second
 export const DEFAULT_REDIAL_MAX_MS = 1 * minute
 /** A redial that neither connects nor fails by then is given up (the reservation itself times out on its own, see libp2p.ts). */
 const REDIAL_TIMEOUT_MS = 10 * second
+/** The circuit relay v2 protocol a relay offers for reservations. */
+const RELAY_HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+/** How long identify may take to say what a relay just dialled offers. */
+const IDENTIFY_WAIT_MS = 3 * second
 
 /**
  * What makes the keeper look again: a connection closed or opened, or the
@@ -75,6 +79,8 @@ export interface PeerKeeperComponents {
   connectionManager: Pick<ConnectionManager, 'openConnection' | 'getConnections'>
   /** Where the relay transport, and so its reservations, is found. */
   transportManager: Pick<TransportManager, 'getTransports' | 'listen'>
+  /** What identify learnt of a relay: whether it offers the hop protocol. */
+  peerStore: Pick<PeerStore, 'get'>
   /** See WATCHED_EVENTS. */
   events: TypedEventTarget<Libp2pEvents>
   logger: ComponentLogger
@@ -221,6 +227,8 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
       k.timer = undefined
       this.forget(k)
     }
+    // libp2p closes the relays' listeners as it stops: built again at the next start
+    this.kept.length = 0
   }
 
   stop (): void {
@@ -258,13 +266,34 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
         // advertises the relayed addresses of every 'configured' reservation
         // on its relay after that, so later ones need only the reservation
         let listening = false
+        let listenFailed = false
+        let shunned = false
         this.kept.push(keep('relay', addr.toString(),
           () => !this.directlyConnected(peer) ? 'not connected' : !reservations.hasReservation(peer) ? 'no reservation' : undefined,
           async signal => {
             // dialled first: a listen on a relay that does not answer leaves its listener behind
             if (!this.directlyConnected(peer)) await connectionManager.openConnection(addr, { signal })
             if (!listening) {
-              await transportManager.listen([addr.encapsulate('/p2p-circuit')])
+              // A listen that fails after the dial (the peer is no relay, or
+              // full) leaves its listener in libp2p too, one more at every
+              // redial: after one has failed, only a peer that identify says
+              // offers the relay service is asked again. The first is asked
+              // at once, before the relay search can take the relay as one of
+              // its own (then nothing would advertise it as the named one).
+              // And libp2p's reservation store shuns a peer that refused for
+              // want of the relay protocol for as long as this node runs.
+              if (shunned) throw new Error('libp2p will not reserve on it again until this node restarts (it once offered no relay service)')
+              if (listenFailed && !await this.offersRelay(peer, signal)) throw new Error('it answers, but offers no relay service')
+              try {
+                await transportManager.listen([addr.encapsulate('/p2p-circuit')])
+              } catch (err: any) {
+                listenFailed = true
+                if (/previously invalid/.test(String(err?.message)) || /previously invalid/.test(String(err?.errors?.[0]?.message))) {
+                  shunned = true
+                  this.log.error('relay %a refused a reservation for want of the relay service; libp2p will not use it until this node restarts', addr)
+                }
+                throw err
+              }
               listening = true
             } else if (!reservations.hasReservation(peer)) {
               await reservations.addRelay(peer, 'configured')
@@ -278,6 +307,19 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
         // one that answers is enough: the DHT finds the rest
         async signal => { await Promise.any(this.bootstrap.map(async a => connectionManager.openConnection(a, { signal }))) }))
     }
+  }
+
+  /** Whether identify says the peer offers the relay's hop protocol (false if it has not said within IDENTIFY_WAIT_MS). */
+  private async offersRelay (peer: PeerId, signal: AbortSignal): Promise<boolean> {
+    const deadline = Date.now() + IDENTIFY_WAIT_MS
+    while (!signal.aborted) {
+      const protocols = (await this.components.peerStore.get(peer).catch(() => undefined))?.protocols ?? []
+      if (protocols.includes(RELAY_HOP_PROTOCOL)) return true
+      // identified (it lists its protocols) without the hop protocol: not a relay, for now
+      if (protocols.length > 0 || Date.now() >= deadline) return false
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    return false
   }
 
   private directlyConnected (peer: PeerId): boolean {
