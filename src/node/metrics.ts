@@ -5,6 +5,10 @@
  *
  * The registry is the node's own (several nodes may share a process) and is
  * made at the first scrape, so a node nobody scrapes pays nothing for it.
+ * The process's own figures come from one registry per process: prom-client
+ * starts observers for them (garbage collection, event-loop delay) that
+ * nothing stops, so a registry of them per node would leave a set behind
+ * for every node an app made, scraped and stopped.
  */
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
@@ -130,12 +134,22 @@ function apply (metric: Gauge | Counter, reading: Reading): void {
  * The `/metrics` handler: Prometheus text of the node's status, plus the
  * process's own figures (CPU, memory, event loop lag, handles).
  */
+let processRegistry: Registry | undefined
+
+/** CPU, memory, event-loop lag, handles: the process's, whichever node asks. */
+function processMetrics (): Registry {
+  if (processRegistry == null) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return processRegistry
+}
+
 export function metricsHandler (status: () => StatusSnapshot): () => Promise<string> {
   let registry: Registry | undefined
   let snapshot: StatusSnapshot = {}
   const build = (): Registry => {
     const r = new Registry()
-    collectDefaultMetrics({ register: r })
     for (const spec of GAUGES) {
       // eslint-disable-next-line no-new
       new Gauge({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect () { apply(this, spec.read(snapshot)) } })
@@ -150,6 +164,6 @@ export function metricsHandler (status: () => StatusSnapshot): () => Promise<str
     registry ??= build()
     // one status per scrape, read by every metric
     snapshot = status()
-    return registry.metrics()
+    return (await registry.metrics()) + (await processMetrics().metrics())
   }
 }
