@@ -192,7 +192,7 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     await chmod(join(bin, 'xdg-open'), 0o755)
     const r = await runCli(['dashboard', '--data-dir', exit.dataDir], { env: { PATH: `${bin}:${process.env.PATH}`, DISPLAY: ':99' } })
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout).toBe(`opened the dashboard of ${exit.peerId} (${apiUrl}/) in the browser\n`)
+    expect(r.stdout).toBe(`opened the dashboard of ${exit.peerId} (${apiUrl}/) in the browser\nif the browser cannot open the page, "spareband dashboard --print" gives the address to paste\n`)
     const file = (await readFile(asked, 'utf8')).trim()
     expect(file).toBe(join(exit.dataDir, 'dashboard.html'))
     expect(file).not.toContain(token)

@@ -42,7 +42,10 @@ export function registerDashboard (program: Command, dataDirOf: (cmd: Command) =
       const opener = desktopOpener()
       const result = 'reason' in opener ? { opened: false as const, reason: opener.reason } : await openWith(opener, await writeOpenerPage(dataDir, url))
       if (result.opened) {
-        process.stdout.write(`opened the dashboard of ${info.peerId} (${info.url}/) in the browser\n`)
+        // the opener says nothing of a browser that cannot read the page: a snap-packaged one
+        // (Ubuntu's default) may not read hidden folders such as ~/.spareband
+        process.stdout.write(`opened the dashboard of ${info.peerId} (${info.url}/) in the browser\n` +
+          'if the browser cannot open the page, "spareband dashboard --print" gives the address to paste\n')
         return
       }
       process.stdout.write(url + '\n')
