@@ -20,13 +20,18 @@ describe('the keeper, a named relay that answers but takes no reservation', () =
   })
   const base = { api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
 
-  it('does not pile up relay listeners with every redial', async () => {
-    // R: reachable, but not a relay (relay.enabled = false): reservations fail with UnsupportedProtocolError
-    const r: SparebandNode = await createSparebandNode({ dataDir: await tempDir('sb-rv-'), config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay: { enabled: false } } })
+  /**
+   * R, reachable but not a relay (relay.enabled = false: a reservation fails
+   * with UnsupportedProtocolError), and E naming it, redialling at most 1 s
+   * apart; with the number of E's circuit relay listeners.
+   */
+  async function exitNamingANonRelay (): Promise<{ r: SparebandNode, relayDir: string, relayAddr: string, e: SparebandNode, circuitListeners: () => number }> {
+    const relayDir = await tempDir('sb-rv-')
+    const r = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay: { enabled: false } } })
     await r.start()
     cleanups.push(async () => r.stop())
     const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
-    const e: SparebandNode = await createSparebandNode({
+    const e = await createSparebandNode({
       dataDir: await tempDir('sb-rv-'),
       config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0', `${relayAddr}/p2p-circuit`], network: { local_testnet: true, redial_max_seconds: 1 } }
     })
@@ -34,6 +39,11 @@ describe('the keeper, a named relay that answers but takes no reservation', () =
     cleanups.push(async () => e.stop())
     const circuitListeners = (): number => ((e.libp2p as any).components.transportManager.getListeners() as any[])
       .filter(l => l.constructor?.name === 'CircuitRelayTransportListener').length
+    return { r, relayDir, relayAddr, e, circuitListeners }
+  }
+
+  it('does not pile up relay listeners with every redial', async () => {
+    const { relayAddr, e, circuitListeners } = await exitNamingANonRelay()
     const atStart = circuitListeners()
     // about 8 redials (0.5-1 s apart)
     await sleep(8_000)
@@ -43,19 +53,8 @@ describe('the keeper, a named relay that answers but takes no reservation', () =
   }, 30_000)
 
   it('once a named relay refused for want of the relay service, libp2p shuns it until restart: the keeper says so and piles up no listeners while it keeps dialling', async () => {
-    const relayDir = await tempDir('sb-rv-')
-    const r: SparebandNode = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0'], network: { local_testnet: true }, exit: { enabled: false }, relay: { enabled: false } } })
-    await r.start()
-    const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
+    const { r, relayDir, relayAddr, e, circuitListeners } = await exitNamingANonRelay()
     const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
-    const e: SparebandNode = await createSparebandNode({
-      dataDir: await tempDir('sb-rv-'),
-      config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0', `${relayAddr}/p2p-circuit`], network: { local_testnet: true, redial_max_seconds: 1 } }
-    })
-    await e.start()
-    cleanups.push(async () => e.stop())
-    const circuitListeners = (): number => ((e.libp2p as any).components.transportManager.getListeners() as any[])
-      .filter(l => l.constructor?.name === 'CircuitRelayTransportListener').length
     await r.stop()
     // the same identity on the same port, a relay now
     const again: SparebandNode = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false } } })
