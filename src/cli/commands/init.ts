@@ -27,6 +27,12 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 
 # [accounting]
 # gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
+
+# Behind NAT, an exit is reached through a relay: add "<relay multiaddr>/p2p-circuit"
+# to the top-level listen list (the node redials that relay whenever it goes).
+# [network]
+# bootstrap = []              # multiaddrs ending in /p2p/<peer id>
+# redial_max_seconds = 60     # longest wait between redials of a lost relay or bootstrap peer
 `
 
 export function registerInit (program: Command, dataDirOf: (cmd: Command) => string): void {
