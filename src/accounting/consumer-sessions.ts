@@ -134,11 +134,17 @@ interface Session {
   /** The hello under way, which every tunnel that asks meanwhile waits for (not one after another). */
   helloing?: Promise<void>
   closed: boolean
+  /** Whether the exit countersigned a receipt of this session: its price is fixed then. */
+  countersigned: boolean
 }
 
 export class ConsumerSessions implements ConsumerAccounting {
   private readonly log: Logger
   private readonly sessions = new Map<string, Session>()
+  /** By exit: the price it stated itself (see learnPrice), over what its ad says. */
+  private readonly statedPrices = new Map<string, bigint>()
+  /** Exits that asked more than they advertised: said once each. */
+  private readonly overcharging = new Set<string>()
   private readonly self: PeerId
   private readonly now: () => number
   private timer?: NodeJS.Timeout
@@ -222,7 +228,7 @@ export class ConsumerSessions implements ConsumerAccounting {
         id: randomBytes(12).toString('base64url'),
         exit,
         startedAt: BigInt(this.now()),
-        price: this.init.priceOf?.(exit) ?? DEFAULT_PRICE_PER_GB_MICRO,
+        price: this.statedPrices.get(key) ?? this.init.priceOf?.(exit) ?? DEFAULT_PRICE_PER_GB_MICRO,
         up: 0,
         down: 0,
         sentTotal: 0,
@@ -233,7 +239,8 @@ export class ConsumerSessions implements ConsumerAccounting {
         inFlight: 0,
         openTunnels: 0,
         sentPow: false,
-        closed: false
+        closed: false,
+        countersigned: false
       }
       this.sessions.set(key, s)
     }
@@ -259,6 +266,32 @@ export class ConsumerSessions implements ConsumerAccounting {
         void this.close(s)
       }
     }
+  }
+
+  /**
+   * The exit's own word on its price (in its answer to our hello, or with a
+   * refusal). An exit we found without its capacity ad (through identify, or
+   * before the ad came) refused every receipt signed at the default price,
+   * and held us after 4 MiB. An exit is never paid more than its ad said,
+   * though: one that asks more than it advertised (bait and switch) keeps
+   * refusing our receipts, and holds us as any exit we cannot pay does.
+   * A session's price is fixed once a receipt of it was countersigned: at
+   * another price the exit starts a new session (the exit's price changed).
+   */
+  private learnPrice (s: Session, price: bigint): void {
+    const key = s.exit.toString()
+    if (price === s.price) return
+    const advertised = this.init.priceOf?.(s.exit)
+    if (advertised != null && price > advertised) {
+      if (!this.overcharging.has(key)) {
+        this.overcharging.add(key)
+        this.log.error('exit %p asks %s micro-credits per GB but advertised %s: not paying more than advertised', s.exit, price, advertised)
+      }
+      return
+    }
+    this.statedPrices.set(key, price)
+    if (!s.countersigned) s.price = price
+    else void this.close(s)
   }
 
   /** Runs `fn` after the session's previous write. */
@@ -313,6 +346,7 @@ export class ConsumerSessions implements ConsumerAccounting {
   private async onAnswer (s: Session, expected: Expected, answer: ReceiptStreamMessage): Promise<void> {
     const signed = expected.receipt
     if (signed == null) {
+      if (answer.pricePerGb != null) this.learnPrice(s, answer.pricePerGb)
       // the ack of a hello; an exit that refused it (over its budget, say) does
       // not have our proof, so it is sent again with the next receipt
       if (answer.error != null) throw new Error(`exit refused our hello: ${answer.error}`)
@@ -320,10 +354,12 @@ export class ConsumerSessions implements ConsumerAccounting {
     }
     if (answer.receipt == null) {
       this.refused++
+      if (answer.pricePerGb != null && answer.pricePerGb !== signed.pricePerGb) this.learnPrice(s, answer.pricePerGb)
       throw new Error(`exit refused receipt ${signed.seq}: ${answer.error ?? 'no reason given'}`)
     }
     // throws unless the answer is exactly the receipt we signed plus an exit signature
     const full = countersignedAnswer(answer.receipt, signed)
+    s.countersigned = true
     // written with the next batch, which checks the exit's signature of the
     // receipt it writes: nothing we send waits on it (see Ledger.recordLater)
     this.init.ledger.recordLater(full).catch(err => {

@@ -635,7 +635,7 @@ export class ExitSessions implements ExitAccounting {
         await lp.write(ReceiptStreamMessage.encode(reply))
       } else {
         // a hello: the ack tells the consumer its allowance is known before its first tunnel
-        await lp.write(ReceiptStreamMessage.encode({}))
+        await lp.write(ReceiptStreamMessage.encode({ pricePerGb: this.init.pricePerGbMicro }))
       }
     }
   }
@@ -721,7 +721,8 @@ export class ExitSessions implements ExitAccounting {
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {
       this.log('refused a receipt from %p: %s', consumer, err.message)
-      return { error: err.message ?? String(err) }
+      // with our price: a consumer that signed at another (it found us without our ad) signs again at ours
+      return { error: err.message ?? String(err), pricePerGb: this.init.pricePerGbMicro }
     }
   }
 

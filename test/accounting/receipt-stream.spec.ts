@@ -412,6 +412,49 @@ describe('a consumer whose hello the exit refuses', () => {
   })
 })
 
+describe("a consumer and the exit's own word on its price", () => {
+  const pairs: FakeExitAndConsumer[] = []
+  afterAll(async () => { for (const p of pairs) await stopFakeExitAndConsumer(p) })
+
+  /** An exit that charges 3 credits per GB and says so in its hello ack; the prices of the receipts it is sent, in order. */
+  async function exitAt3 (advertised: bigint | undefined): Promise<{ pair: FakeExitAndConsumer, prices: bigint[] }> {
+    const prices: bigint[] = []
+    const pair = await fakeExitAndConsumer('sb-receipt-price-', async (_stream, lp, keys) => {
+      while (true) {
+        const msg = ReceiptStreamMessage.decode(await lp.read())
+        if (msg.receipt == null) {
+          await lp.write(ReceiptStreamMessage.encode({ pricePerGb: 3_000_000n }))
+          continue
+        }
+        const r = decodeReceipt(msg.receipt)
+        prices.push(r.pricePerGb!)
+        await lp.write(ReceiptStreamMessage.encode(r.pricePerGb === 3_000_000n ? countersigned(msg.receipt, keys[0]) : { error: 'wrong price', pricePerGb: 3_000_000n }))
+      }
+    }, { pow: () => ({ nonce: 0n, difficulty: 0 }), priceOf: () => advertised })
+    pairs.push(pair)
+    return { pair, prices }
+  }
+
+  it('signs at the price the exit states when it has no ad for it (found through identify)', async () => {
+    const { pair, prices } = await exitAt3(undefined)
+    pair.consumer.meter(pair.fakeExit.peerId, 'down', MiB)
+    await waitFor(() => { pair.ledger.flush(); return pair.ledger.receipts().length === 1 }, { timeoutMs: 5000, what: 'the receipt countersigned' })
+    expect(prices).toEqual([3_000_000n])
+    expect(pair.consumer.refused).toBe(0)
+  })
+
+  it('never pays more than the exit advertised: an exit that asks more gets no receipt at its price', async () => {
+    const { pair, prices } = await exitAt3(1_000_000n)
+    pair.consumer.meter(pair.fakeExit.peerId, 'down', MiB)
+    await waitFor(() => prices.length >= 1 && pair.consumer.refused >= 1, { timeoutMs: 5000, what: 'the receipt refused' })
+    pair.consumer.meter(pair.fakeExit.peerId, 'down', MiB)
+    await waitFor(() => prices.length >= 2, { timeoutMs: 5000, what: 'the next receipt' })
+    expect(new Set(prices)).toEqual(new Set([1_000_000n]))
+    pair.ledger.flush()
+    expect(pair.ledger.receipts()).toHaveLength(0)
+  })
+})
+
 describe('a consumer whose wall clock steps back', () => {
   let pair: ExitAndConsumer
   let exitNode: Libp2p

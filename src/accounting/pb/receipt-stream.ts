@@ -7,6 +7,7 @@ export interface ReceiptStreamMessage {
   powNonce?: Uint8Array<ArrayBuffer>
   powDifficulty?: number
   error?: string
+  pricePerGb?: bigint
 }
 
 export namespace ReceiptStreamMessage {
@@ -39,6 +40,11 @@ export namespace ReceiptStreamMessage {
           w.string(obj.error)
         }
 
+        if (obj.pricePerGb != null) {
+          w.uint32(40)
+          w.uint64(obj.pricePerGb)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -65,6 +71,10 @@ export namespace ReceiptStreamMessage {
             }
             case 4: {
               obj.error = reader.string()
+              break
+            }
+            case 5: {
+              obj.pricePerGb = reader.uint64()
               break
             }
             default: {
@@ -110,6 +120,13 @@ export namespace ReceiptStreamMessage {
               }
               break
             }
+            case 5: {
+              yield {
+                field: `${prefix}.pricePerGb`,
+                value: reader.uint64()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -142,6 +159,11 @@ export namespace ReceiptStreamMessage {
     value: string
   }
 
+  export interface ReceiptStreamMessagePricePerGbFieldEvent {
+    field: '$.pricePerGb'
+    value: bigint
+  }
+
   export function encode (obj: Partial<ReceiptStreamMessage>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, ReceiptStreamMessage.codec())
   }
@@ -150,7 +172,7 @@ export namespace ReceiptStreamMessage {
     return decodeMessage(buf, ReceiptStreamMessage.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ReceiptStreamMessage>): Generator<ReceiptStreamMessageReceiptFieldEvent | ReceiptStreamMessagePowNonceFieldEvent | ReceiptStreamMessagePowDifficultyFieldEvent | ReceiptStreamMessageErrorFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<ReceiptStreamMessage>): Generator<ReceiptStreamMessageReceiptFieldEvent | ReceiptStreamMessagePowNonceFieldEvent | ReceiptStreamMessagePowDifficultyFieldEvent | ReceiptStreamMessageErrorFieldEvent | ReceiptStreamMessagePricePerGbFieldEvent> {
     return streamMessage(buf, ReceiptStreamMessage.codec(), opts)
   }
 }
