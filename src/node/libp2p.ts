@@ -57,24 +57,17 @@ export interface BuildLibp2pOptions {
 }
 
 /**
- * A node that names a relay to listen on (`<relay>/p2p-circuit`) also
- * searches for relays (`/p2p-circuit`): it then holds a reservation on
- * another relay it meets as well, and stays reachable through that one
- * while the named relay is down. The peer keeper (peer-keeper.ts) redials
- * the named relay and reserves on it again.
- */
-export function withRelaySearch (listen: string[]): string[] {
-  return namedRelays(listen).length > 0 && !listen.includes('/p2p-circuit') ? [...listen, '/p2p-circuit'] : listen
-}
-
-/**
- * What libp2p itself listens on: the named relays are left to the peer
- * keeper, which listens on them once they answer (a named relay that is down
- * would stop libp2p's start), and their search stays.
+ * What libp2p itself listens on. The named relays (`<relay>/p2p-circuit`)
+ * are left to the peer keeper, which listens on them once they answer (a
+ * named relay that is down would stop libp2p's start) and redials them.
+ * A node that names one also searches for relays (`/p2p-circuit`): it then
+ * holds a reservation on another relay it meets as well, and stays
+ * reachable through that one while the named relay is down.
  */
 export function libp2pListen (listen: string[]): string[] {
   const named = new Set(namedRelays(listen).map(a => `${a}/p2p-circuit`))
-  return withRelaySearch(listen).filter(a => !named.has(a))
+  const own = listen.filter(a => !named.has(a))
+  return named.size > 0 && !own.includes('/p2p-circuit') ? [...own, '/p2p-circuit'] : own
 }
 
 /** The relays a listen list names (`<relay>/p2p-circuit`), as the relays' own multiaddrs. */

@@ -16,6 +16,7 @@
  * the walk runs as before.
  */
 
+import { setTimeout as sleep } from 'node:timers/promises'
 import { second, minute } from '../constants.ts'
 import type { AbortOptions, PeerInfo } from '@libp2p/interface'
 
@@ -68,16 +69,9 @@ export class WalkThrottle {
   }
 }
 
+/** Waits `ms`, or less if the signal aborts (the caller then throws). */
 async function abortableSleep (ms: number, signal?: AbortSignal): Promise<void> {
-  await new Promise<void>(resolve => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal?.addEventListener('abort', done, { once: true })
-  })
+  await sleep(ms, undefined, { signal }).catch(() => {})
 }
 
 /**
