@@ -94,3 +94,33 @@ export const MAX_CLOCK_AHEAD_MS = 60 * 60 * 1000
  * Ledger.pruneGossip).
  */
 export const DEFAULT_GOSSIP_RETENTION_MS = 30 * day
+
+/** Domain string of reputation report signatures: a report's signature is never one over a receipt, and the reverse. */
+export const REPUTATION_SIGNATURE_DOMAIN = 'spareband-reputation-v1'
+
+/**
+ * An encoded report is two peer ids (38 B each), three small integers, a
+ * timestamp and a signature: about 160 B. Anything above this is refused
+ * before it is parsed.
+ */
+export const MAX_REPUTATION_REPORT_BYTES = 256
+
+/** The longest window a report may cover, and how old a report may be before it no longer counts. */
+export const REPUTATION_WINDOW_MS = day
+
+/** A consumer reports on each exit it used at most this often (`accounting.reputation_interval_seconds`). */
+export const DEFAULT_REPUTATION_INTERVAL_MS = 10 * 60 * second
+
+/**
+ * A reporter's newer report on an exit replaces its older one only this
+ * long after it: a reporter cannot make every node re-score, or the topic
+ * carry its reports, faster than this.
+ */
+export const MIN_REPUTATION_REPORT_GAP_MS = 60 * second
+
+/**
+ * What a reporter must have paid the exit it reports on, as this node's
+ * ledger sees it, for its report to count in full: 0.01 credit, 10 MB at
+ * the default price. Less counts in proportion, nothing not at all.
+ */
+export const REPUTATION_FULL_WEIGHT_MICRO = 10_000n

@@ -112,3 +112,28 @@ export class LedgerError extends Error {
     this.file = file
   }
 }
+
+export const ReputationErrorCode = {
+  /** A field is missing or out of range, or the bytes are not a report's canonical encoding. */
+  MALFORMED: 'REPUTATION_ERROR_MALFORMED',
+  /** The encoding exceeds MAX_REPUTATION_REPORT_BYTES. */
+  TOO_LARGE: 'REPUTATION_ERROR_TOO_LARGE',
+  /** reporter or subject is not the peer id of an Ed25519 key. */
+  UNSUPPORTED_KEY: 'REPUTATION_ERROR_UNSUPPORTED_KEY',
+  BAD_SIGNATURE: 'REPUTATION_ERROR_BAD_SIGNATURE',
+  /** A report on oneself, or signed with a key that is not the reporter's. */
+  WRONG_PEER: 'REPUTATION_ERROR_WRONG_PEER'
+} as const
+
+export type ReputationErrorCode = typeof ReputationErrorCode[keyof typeof ReputationErrorCode]
+
+export class ReputationError extends Error {
+  static name = 'ReputationError'
+  readonly code: ReputationErrorCode
+
+  constructor (code: ReputationErrorCode, message: string) {
+    super(message)
+    this.name = 'ReputationError'
+    this.code = code
+  }
+}

@@ -21,7 +21,7 @@
  */
 
 export * from './constants.ts'
-export { ReceiptError, ReceiptErrorCode, LedgerError, LedgerErrorCode } from './errors.ts'
+export { ReceiptError, ReceiptErrorCode, LedgerError, LedgerErrorCode, ReputationError, ReputationErrorCode } from './errors.ts'
 export type { ReceiptErrorType } from './errors.ts'
 export {
   ReceiptTracker, checkProgress, checkReceiptFields, countersign, decodeReceipt, ed25519PeerFromBytes, encodeReceipt,
@@ -36,3 +36,7 @@ export { LEDGER_APP, LEDGER_SCHEMA_VERSION, Ledger } from './ledger.ts'
 export type { Balance, LedgerInit, ReceiptQuery, ReceiptSource, RecordResult, StoredReceipt } from './ledger.ts'
 export { EXPORT_VERSION, exportReceipts, verifyExport } from './export.ts'
 export type { ExportFormat, ExportTotals, VerifyExportResult } from './export.ts'
+export { checkReportFields, decodeReport, encodeReport, reportSigningBytes, signReport, verifyReport } from './reputation.ts'
+export type { ReportBody, ReputationReport, SignedReport } from './reputation.ts'
+export { ReputationBook } from './reputation-book.ts'
+export type { Consideration, ReputationBookInit } from './reputation-book.ts'

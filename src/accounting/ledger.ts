@@ -264,6 +264,7 @@ interface Statements {
   pruneGossip: StatementSync
   getPrunedBefore: StatementSync
   putPrunedBefore: StatementSync
+  costsBetween: StatementSync
 }
 
 /** Changes to a peer's totals; what is left out stays as it is. */
@@ -394,7 +395,9 @@ function prepare (db: DatabaseSync): Statements {
       WHERE source = 'gossip' AND received_at < :horizon AND started_at < :horizon AND consumer != :self AND exit != :self
       ORDER BY received_at LIMIT :limit) RETURNING id, started_at`),
     getPrunedBefore: db.prepare(`SELECT value FROM meta WHERE key = '${PRUNED_BEFORE}'`),
-    putPrunedBefore: db.prepare(`INSERT INTO meta (key, value) VALUES ('${PRUNED_BEFORE}', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+    putPrunedBefore: db.prepare(`INSERT INTO meta (key, value) VALUES ('${PRUNED_BEFORE}', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
+    // through the consumer's index: a consumer has few exits' sessions next to each other
+    costsBetween: db.prepare('SELECT cost_micro FROM receipts WHERE consumer = ? AND exit = ?')
   }
   s.getReceipt.setReadBigInts(true)
   s.listAll.setReadBigInts(true)
@@ -1150,6 +1153,32 @@ export class Ledger {
     return pow
   }
 
+  /**
+   * What `consumer` has paid `exit` by the receipts this ledger holds: what
+   * they cost, less what the consumer still owes the exit (the part its
+   * balance did not cover). Counting stops once it reaches `enough`, so a
+   * pair with many sessions costs no more than needed. Pruned sessions no
+   * longer count.
+   */
+  paidBetween (consumer: PeerId | Uint8Array, exit: PeerId | Uint8Array, enough?: bigint): bigint {
+    const c = peerBytes(consumer)
+    const e = peerBytes(exit)
+    this.flush()
+    let cost = 0n
+    const owed = this.debtOf(c, e)
+    for (const row of this.statements.costsBetween.iterate(c, e) as Iterable<{ cost_micro: string }>) {
+      cost += BigInt(row.cost_micro)
+      if (enough != null && cost >= enough + owed) break
+    }
+    const paid = cost - owed
+    return paid > 0n ? paid : 0n
+  }
+
+  private debtOf (consumer: Uint8Array, exit: Uint8Array): bigint {
+    const row = this.statements.getDebt.get(consumer, exit) as { amount_micro: string } | undefined
+    return BigInt(row?.amount_micro ?? '0')
+  }
+
   /** Credit position of a peer (this node when omitted), from the stored maxima. */
   balance (peer?: PeerId | Uint8Array): Balance {
     const bytes = peer == null ? this.self : peerBytes(peer)
@@ -1183,15 +1212,14 @@ export class Ledger {
    * debts to each other would otherwise bounce every payment between them.
    */
   private addDebt (consumer: Uint8Array, exit: Uint8Array, amount: bigint): void {
-    const debtOf = (from: Uint8Array, to: Uint8Array): bigint => BigInt((this.statements.getDebt.get(from, to) as { amount_micro: string } | undefined)?.amount_micro ?? '0')
-    const reverse = debtOf(exit, consumer)
+    const reverse = this.debtOf(exit, consumer)
     const net = reverse < amount ? reverse : amount
     if (net > 0n) {
       this.setDebt(exit, consumer, reverse - net)
       this.addTotals(consumer, { earned: net, unpaid: -net, owed: -net })
       this.addTotals(exit, { earned: net, unpaid: -net, owed: -net })
     }
-    if (amount > net) this.setDebt(consumer, exit, debtOf(consumer, exit) + amount - net)
+    if (amount > net) this.setDebt(consumer, exit, this.debtOf(consumer, exit) + amount - net)
   }
 
   private setDebt (consumer: Uint8Array, exit: Uint8Array, amount: bigint): void {

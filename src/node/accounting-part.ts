@@ -1,8 +1,8 @@
 /**
  * Wires accounting into a node: the ledger (opened before libp2p, since the
  * exit meters through it), the exit's receipt sessions, the consumer's
- * sessions, receipt gossip, the identity proof of work, and the
- * `balance` / `receipts` API.
+ * sessions, receipt and reputation gossip, the identity proof of work,
+ * and the `balance` / `receipts` API.
  */
 
 import { join } from 'node:path'
@@ -11,6 +11,9 @@ import { Ledger } from '../accounting/ledger.ts'
 import { ExitSessions } from '../accounting/exit-sessions.ts'
 import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
+import { ReputationBook } from '../accounting/reputation-book.ts'
+import { ReputationGossip } from '../accounting/reputation-gossip.ts'
+import { REPUTATION_FULL_WEIGHT_MICRO } from '../accounting/constants.ts'
 import { solvePowInWorker } from '../accounting/credits.ts'
 import { openStream } from './open-stream.ts'
 import { StreamedBody } from './control-api.ts'
@@ -53,6 +56,8 @@ export interface AccountingPart extends NodePart {
   core: AccountingCore
   consumer: ConsumerSessions
   gossip: ReceiptGossip
+  reputation: ReputationGossip
+  book: ReputationBook
 }
 
 export function accountingPart (node: SparebandNode, core: AccountingCore | undefined): AccountingPart | undefined {
@@ -61,6 +66,18 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const a = config.accounting
   const { ledger, exitSessions } = core
   const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger })
+  // a report weighs what its reporter paid the exit, as our ledger sees it (see reputation-book.ts)
+  const book = new ReputationBook({
+    weightOf: (reporter, subject) => Number(ledger.paidBetween(reporter, subject, REPUTATION_FULL_WEIGHT_MICRO)) / Number(REPUTATION_FULL_WEIGHT_MICRO)
+  })
+  const reputation = new ReputationGossip({
+    pubsub: libp2p.services.pubsub as GossipSub,
+    topic: config.network.reputation_topic,
+    book,
+    privateKey: identity.privateKey,
+    logger: libp2p.logger,
+    intervalMs: a.reputation_interval_seconds * second
+  })
   let pow = ledger.pow(identity.peerId)
   const powAbort = new AbortController()
   let powDone: () => void = () => {}
@@ -92,10 +109,13 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     core,
     consumer,
     gossip,
+    reputation,
+    book,
     start: async () => {
       await exitSessions?.start(libp2p)
       consumer.start()
       gossip.start()
+      reputation.start()
       if (validPow() == null) {
         // solved once per identity, on a worker thread; the allowance (and our tunnels, see prepare()) wait for it
         const bytes = identity.peerId.toMultihash().bytes
@@ -111,9 +131,10 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       await consumer.stop()
       await exitSessions?.stop()
       gossip.stop()
+      reputation.stop()
       ledger.close()
     },
-    status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() } }),
+    status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size } }),
     routes: {
       balance: { get: () => balance() },
       receipts: {

@@ -21,8 +21,8 @@ import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
 import { isLoopback as isLoopbackHost } from '../relay/listen-address.ts'
 import { DEFAULT_WARM_PER_EXIT } from '../relay/warm-streams.ts'
-import { DEFAULT_GOSSIP_RETENTION_MS } from '../accounting/constants.ts'
-import { day } from '../constants.ts'
+import { DEFAULT_GOSSIP_RETENTION_MS, DEFAULT_REPUTATION_INTERVAL_MS } from '../accounting/constants.ts'
+import { day, second } from '../constants.ts'
 
 const port = z.number().int().min(0).max(65535)
 
@@ -178,7 +178,9 @@ export const configSchema = z.strictObject({
     /** As an exit: gossip a long session's receipt at most this often. */
     publish_interval_seconds: intervalSeconds,
     /** Keep third parties' sessions (heard of over gossip) this many days after their last receipt; 0 = for ever. */
-    gossip_retention_days: gossipRetentionDays
+    gossip_retention_days: gossipRetentionDays,
+    /** As a consumer: report on the exits it used at most this often (reputation gossip); 0 = never (others' reports still count). */
+    reputation_interval_seconds: z.number().refine(v => v === 0 || (v >= 60 && v <= 86_400), 'must be 0 (never report) or from 60 to 86400 seconds')
   }),
   relay: z.strictObject({
     /** Act as a circuit relay for other peers. */
@@ -263,7 +265,9 @@ export const defaultConfig: SparebandConfig = {
     pow_difficulty: 20,
     publish_interval_seconds: 60,
     // a month of the network's history; why, see DEFAULT_GOSSIP_RETENTION_MS
-    gossip_retention_days: DEFAULT_GOSSIP_RETENTION_MS / day
+    gossip_retention_days: DEFAULT_GOSSIP_RETENTION_MS / day,
+    // what this node saw of the exits it used, for the rest of the network
+    reputation_interval_seconds: DEFAULT_REPUTATION_INTERVAL_MS / second
   },
   relay: {
     enabled: true,
@@ -356,7 +360,8 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_ACCOUNTING', key: 'accounting.enabled', parse: bool },
   { env: 'SPAREBAND_CREDIT_LIMIT', key: 'accounting.credit_limit', parse: num },
   { env: 'SPAREBAND_POW_DIFFICULTY', key: 'accounting.pow_difficulty', parse: num },
-  { env: 'SPAREBAND_GOSSIP_RETENTION_DAYS', key: 'accounting.gossip_retention_days', parse: num }
+  { env: 'SPAREBAND_GOSSIP_RETENTION_DAYS', key: 'accounting.gossip_retention_days', parse: num },
+  { env: 'SPAREBAND_REPUTATION_INTERVAL_SECONDS', key: 'accounting.reputation_interval_seconds', parse: num }
 ]
 
 export function envLayer (env: NodeJS.ProcessEnv = process.env): ConfigLayer {

@@ -1,5 +1,5 @@
 /**
- * gossipsub peer scoring for the receipt topic.
+ * gossipsub peer scoring for the receipt and reputation topics.
  *
  * gossipsub only scores the topics listed in its score parameters, and its
  * default lists none: a receipt our validator rejected was dropped, but the
@@ -13,6 +13,10 @@
  * are sparse (one at the end of a session, one a minute on long ones), so a
  * quota of deliveries per window would count honest, quiet peers as failing
  * and prune them.
+ *
+ * Reputation reports (one per exit used, every ten minutes at most) are
+ * scored the same way: a forged report costs its sender as a forged
+ * receipt does.
  */
 
 import type { PeerScoreParams, TopicScoreParams } from '@libp2p/gossipsub/score'
@@ -48,10 +52,10 @@ export function receiptTopicScoreParams (): Partial<TopicScoreParams> {
   }
 }
 
-/** gossipsub's score parameters for a node on `receiptsTopic`; `local` drops the same-IP penalty (a testnet on one host). */
-export function gossipScoreParams (receiptsTopic: string, local: boolean): Partial<PeerScoreParams> {
+/** gossipsub's score parameters for a node on `topics` (receipts, reputation); `local` drops the same-IP penalty (a testnet on one host). */
+export function gossipScoreParams (topics: string[], local: boolean): Partial<PeerScoreParams> {
   return {
-    topics: { [receiptsTopic]: receiptTopicScoreParams() as TopicScoreParams },
+    topics: Object.fromEntries(topics.map(t => [t, receiptTopicScoreParams() as TopicScoreParams])),
     ...(local ? { IPColocationFactorWeight: 0 } : {})
   }
 }

@@ -130,7 +130,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
         allowedTopics: [config.network.receipts_topic, config.network.reputation_topic],
         runOnLimitedConnection: true,
         // rejected receipts count against their sender (gossipsub scores no topic by default)
-        scoreParams: gossipScoreParams(config.network.receipts_topic, local)
+        scoreParams: gossipScoreParams([config.network.receipts_topic, config.network.reputation_topic], local)
       }),
       ...(config.relay.enabled
         ? {

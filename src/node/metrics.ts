@@ -113,6 +113,14 @@ const COUNTERS: MetricSpec[] = [
     read: s => s.accounting?.gossip == null
       ? undefined
       : (['accepted', 'ignored', 'rejected', 'published'] as const).map(result => [{ result }, num(s.accounting.gossip[result])])
+  },
+  {
+    name: 'spareband_reputation_gossip_total',
+    help: 'Gossiped reputation reports by outcome',
+    labelNames: ['result'],
+    read: s => s.accounting?.reputation == null
+      ? undefined
+      : (['accepted', 'ignored', 'rejected', 'published'] as const).map(result => [{ result }, num(s.accounting.reputation[result])])
   }
 ]
 

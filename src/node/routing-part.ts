@@ -13,6 +13,7 @@ import { KnownPeerSelector } from '../relay/exit-selector.ts'
 import { formatPortList, parsePortList } from '../relay/ports.ts'
 import { HttpError } from './control-api.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
+import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
 import type { IncomingMessage } from 'node:http'
 
@@ -25,7 +26,16 @@ export interface RoutingPart extends NodePart {
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
   const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger })
-  const selector = new RoutingSelector(libp2p, { discovery, known: new KnownPeerSelector(libp2p) })
+  // accounting is built after routing and may be off: looked up when used
+  const accounting = (): AccountingPart | undefined => node.part<AccountingPart>('accounting')
+  const selector = new RoutingSelector(libp2p, {
+    discovery,
+    known: new KnownPeerSelector(libp2p),
+    reputation: {
+      score: exit => accounting()?.book.score(exit.toMultihash().bytes),
+      observe: (exit, ok, status) => { accounting()?.reputation.observe(exit.toString(), ok, status) }
+    }
+  })
   let advertiser: Advertiser | undefined
   const region = config.region
   if (config.exit.enabled && region != null) {

@@ -29,10 +29,20 @@ export interface ProviderRow {
   load: number
   pricePerGb: number
   score: number
+  /** 0..1 from others' reports; absent when none counts. */
+  reputation?: number
   rttMs?: number
   reachability: 'direct' | 'relayed' | 'unknown'
   verified: Candidate['verified']
   expiresAt?: number
+}
+
+/** What the network says of exits (accounting's reputation gossip), and what we saw of them for it. */
+export interface ReputationSource {
+  /** 0..1; undefined when nothing that counts is known. */
+  score: (exit: PeerId) => number | undefined
+  /** A tunnel attempt through `exit`: `status` is the TunnelStatus or error name of a failure. */
+  observe: (exit: PeerId, ok: boolean, status?: string) => void
 }
 
 export interface RoutingSelectorInit {
@@ -40,6 +50,7 @@ export interface RoutingSelectorInit {
   /** Exits known from identify, for when the DHT has nothing yet. */
   known?: KnownPeerSelector
   telemetry?: ExitTelemetry
+  reputation?: ReputationSource
   explore?: number
   now?: () => number
   random?: () => number
@@ -74,6 +85,7 @@ export class RoutingSelector implements ExitSelector {
       load: ad.load,
       pricePerGbMicro: ad.pricePerGbMicro,
       rttMs: rtt,
+      reputation: this.init.reputation?.score(ad.peerId),
       verified,
       reachability,
       ad
@@ -94,7 +106,7 @@ export class RoutingSelector implements ExitSelector {
       const ad = this.init.discovery.ad(id)
       if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
       // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
-      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, verified: 'unverifiable', reachability: 'unknown' })
+      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', reachability: 'unknown' })
     }
     return [...byId.values()]
   }
@@ -115,6 +127,7 @@ export class RoutingSelector implements ExitSelector {
 
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {
     this.sticky.record(request, exit.toString(), outcome.ok, outcome.status)
+    this.init.reputation?.observe(exit, outcome.ok, outcome.status)
     if (!outcome.ok) this.telemetry.recordFailure(exit.toString(), { at: this.now(), status: outcome.status })
   }
 
@@ -134,6 +147,7 @@ export class RoutingSelector implements ExitSelector {
       load: r.candidate.load,
       pricePerGb: Number(r.candidate.pricePerGbMicro) / 1e6,
       score: Math.round(r.score * 1000) / 1000,
+      reputation: r.candidate.reputation == null ? undefined : Math.round(r.candidate.reputation * 1000) / 1000,
       rttMs: r.candidate.rttMs == null ? undefined : Math.round(r.candidate.rttMs),
       reachability: r.candidate.reachability,
       verified: r.candidate.verified,

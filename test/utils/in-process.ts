@@ -45,10 +45,11 @@ export async function startEchoServer (): Promise<EchoServer> {
  * proof of work. A light proof of work (8 bits): with the default (about a
  * second), a consumer that has spent anything is refused until its
  * allowance is known, which races tests. `exit` and `consumer` add to each
- * node's config (the consumer's exit section still sets idle timeouts).
+ * node's config (the consumer's exit section still sets idle timeouts),
+ * `accounting` to both.
  */
-export async function startExitAndConsumer (ports: number[], extra: { exit?: Record<string, unknown>, consumerExit?: Record<string, unknown>, dataDirPrefix?: string } = {}): Promise<{ exit: SparebandNode, consumer: SparebandNode }> {
-  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
+export async function startExitAndConsumer (ports: number[], extra: { exit?: Record<string, unknown>, consumerExit?: Record<string, unknown>, accounting?: Record<string, unknown>, dataDirPrefix?: string } = {}): Promise<{ exit: SparebandNode, consumer: SparebandNode }> {
+  const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8, ...extra.accounting } }
   const prefix = extra.dataDirPrefix ?? 'sb-inproc-'
   const exit = await createSparebandNode({
     dataDir: await tempDir(prefix),

@@ -27,6 +27,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 
 # [accounting]
 # gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
+# reputation_interval_seconds = 600  # report on the exits you used this often; 0 = never
 
 # Behind NAT, an exit is reached through a relay: add "<relay multiaddr>/p2p-circuit"
 # to the top-level listen list (the node redials that relay whenever it goes).
