@@ -7,6 +7,8 @@ import { startTargetServer } from '../utils/target-server.ts'
 import { curl, exitAndConsumer } from '../utils/network.ts'
 import { runCli, tempDir, waitFor } from '../utils/cli.ts'
 import { callApi } from '../../src/cli/api-client.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { countersigned, parties } from '../accounting/fixtures.ts'
 import type { Browser, Page } from 'playwright-core'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
@@ -207,6 +209,29 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(headless.code).toBe(0)
     expect(headless.stdout).toBe(`${apiUrl}/#token=${token}\n`)
     expect(headless.stderr).toContain('no graphical session')
+  })
+
+  it('a receipt another node gossiped, with markup for a session id, reaches the page as data and runs nothing', async () => {
+    // session ids are the consumer's choice, 128 characters of anything but control characters, and gossip
+    // brings in third parties' receipts: written into the running exit's ledger as its gossip validator does
+    const [a, b] = await parties(2)
+    const markup = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    const now = BigInt(Date.now())
+    const ledger = Ledger.open(join(exit.dataDir, 'ledger.db'))
+    try {
+      expect(await ledger.recordReceipt(await countersigned(a, b, { sessionId: markup, startedAt: now - 1000n, updatedAt: now }), 'gossip')).toBe('inserted')
+    } finally {
+      ledger.close()
+    }
+    const listed = await callApi<any[]>(exit.dataDir, '/v1/receipts?limit=1')
+    expect(listed[0].sessionId).toBe(markup)
+
+    const { page, problems } = await open(`${apiUrl}/#token=${token}`)
+    await expect.poll(async () => page.locator('#receipts tr').first().getAttribute('data-session'), { timeout: 15_000 }).toBe(markup)
+    expect(await page.locator('img, script:not([nonce])').count()).toBe(0)
+    expect(await page.evaluate(() => (window as any).__pwned)).toBeUndefined()
+    expect(await page.locator('#receipts tr').first().locator('td').nth(1).textContent()).toBe('seen')
+    expect(problems).toEqual([])
   })
 
   it('`spareband dashboard` says no node runs when none does; `spareband status` names the dashboard', async () => {
