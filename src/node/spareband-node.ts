@@ -16,6 +16,7 @@ import { renderDashboard } from './dashboard/index.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
+import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
@@ -111,7 +112,7 @@ export type ServiceFactory = (config: SparebandConfig, dataDir: string, accounti
 
 /** The areas this node is composed of: filled in as they land. */
 const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
-const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, accountingPart, proxyPart, keeperPart]
+const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, accountingPart, proxyPart, keeperPart, throughputPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

@@ -72,6 +72,18 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
 
   const text = async (page: Page, selector: string): Promise<string> => (await page.locator(selector).textContent()) ?? ''
   const value = async (page: Page, selector: string): Promise<string | null> => page.locator(selector).getAttribute('data-value')
+  /** Rows of the chart's canvas that the exit series' colour reaches: 1 or 2 for a flat line, many for a rise. */
+  const exitStrokeRows = async (page: Page): Promise<number> => page.locator('#chart canvas').evaluate((canvas: HTMLCanvasElement, [r0, g0, b0]) => {
+    const { data, width, height } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height)
+    const ys = new Set<number>()
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const i = 4 * (y * width + x)
+        if (Math.abs(data[i] - r0) < 16 && Math.abs(data[i + 1] - g0) < 16 && Math.abs(data[i + 2] - b0) < 16 && data[i + 3] > 200) ys.add(y)
+      }
+    }
+    return ys.size
+  }, EXIT_STROKE)
   const viaProxy = ['--proxy', `http://127.0.0.1:PORT`, '--proxy-user', 'region-de:']
   const through = (path: string, extra: string[] = []): string[] => [...viaProxy.map(a => a.replace('PORT', String(consumer.httpPort))), ...extra, `http://127.0.0.1:${target.port}${path}`]
 
@@ -106,18 +118,7 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(await text(page, '#exit-tunnels')).toBe(`0 open, ${api.tunnelsTotal} since start`)
 
     // the exit's series was drawn, and rose: its colour spans many rows of the canvas, not one flat line at zero
-    const rows = await page.locator('#chart canvas').evaluate((canvas: HTMLCanvasElement, [r0, g0, b0]) => {
-      const { data, width, height } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height)
-      const ys = new Set<number>()
-      for (let y = 0; y < height; y++) {
-        for (let x = 0; x < width; x++) {
-          const i = 4 * (y * width + x)
-          if (Math.abs(data[i] - r0) < 16 && Math.abs(data[i + 1] - g0) < 16 && Math.abs(data[i + 2] - b0) < 16 && data[i + 3] > 200) ys.add(y)
-        }
-      }
-      return ys.size
-    }, EXIT_STROKE)
-    expect(rows).toBeGreaterThan(20)
+    expect(await exitStrokeRows(page)).toBeGreaterThan(20)
 
     // the newest receipts, as the API lists them
     const receipts = await waitFor(async () => {
@@ -231,6 +232,22 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(await page.locator('img, script:not([nonce])').count()).toBe(0)
     expect(await page.evaluate(() => (window as any).__pwned)).toBeUndefined()
     expect(await page.locator('#receipts tr').first().locator('td').nth(1).textContent()).toBe('seen')
+    expect(problems).toEqual([])
+  })
+
+  it('a page opened after the traffic still charts it: the chart starts from the node\'s last five minutes', async () => {
+    const history = await callApi<{ intervalMs: number, samples: Array<[number, number | null, number | null]> }>(exit.dataDir, '/v1/throughput')
+    expect(history.intervalMs).toBe(2000)
+    // the first test's 16 MiB went through within these five minutes; the exit's total rose by at least that
+    const exitTotals = history.samples.map(s => s[1]!)
+    expect(exitTotals.at(-1)! - exitTotals[0]).toBeGreaterThan(16 * MiB)
+    expect(history.samples.every(([at], i) => i === 0 || at > history.samples[i - 1][0])).toBe(true)
+    // nothing flows now: live samples alone would draw a flat line at zero
+    expect((await exit.status()).exit.tunnelsOpen).toBe(0)
+
+    const { page, problems } = await open(`${apiUrl}/#token=${token}`)
+    await expect.poll(() => text(page, '#node-peer-id')).toBe(exit.peerId)
+    await expect.poll(async () => exitStrokeRows(page), { timeout: 5000 }).toBeGreaterThan(20)
     expect(problems).toEqual([])
   })
 

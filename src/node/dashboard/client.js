@@ -195,10 +195,19 @@ function stopPolling () {
   clearTimeout(timer)
 }
 
+/** Whether the chart has the node's recent history yet (fetched once per page, before the first live sample). */
+let seeded = false
+
 /** @param {number} mine */
 async function poll (mine) {
   try {
-    const [status, receipts] = await Promise.all([api('/v1/status'), receiptsOrNull()])
+    if (!seeded) {
+      const history = await getOrNull('/v1/throughput')
+      if (mine !== round) return
+      if (history != null) chart.seed(history.samples)
+      seeded = true
+    }
+    const [status, receipts] = await Promise.all([api('/v1/status'), getOrNull(`/v1/receipts?limit=${RECEIPT_ROWS}`)])
     if (mine !== round) return
     render(status, receipts)
     downSince = null
@@ -219,10 +228,14 @@ async function poll (mine) {
   if (mine === round) timer = setTimeout(() => { void poll(mine) }, POLL_MS)
 }
 
-/** The newest receipts, or null when the node keeps no ledger (accounting off: no such route). */
-async function receiptsOrNull () {
+/**
+ * GET `path`, or null when the node has no such route: no receipts when it
+ * keeps no ledger (accounting off), no throughput history from an older node.
+ * @param {string} path
+ */
+async function getOrNull (path) {
   try {
-    return await api(`/v1/receipts?limit=${RECEIPT_ROWS}`)
+    return await api(path)
   } catch (err) {
     if (/** @type {any} */ (err).status === 404) return null
     throw err
@@ -393,10 +406,32 @@ class ThroughputChart {
   /** @type {uPlot | undefined} */
   plot
 
+  /**
+   * The node's last minutes of counters (GET /v1/throughput), before the
+   * first live sample: a reload does not start from an empty chart.
+   * @param {[number, number | null, number | null][]} samples ms, exit and proxy totals
+   */
+  seed (samples) {
+    for (const [at, ...totals] of samples) this.push(at / 1000, totals)
+    this.draw()
+  }
+
   /** @param {number} t seconds @param {Json} s */
   add (t, s) {
-    const totals = [s.exit?.enabled === true ? s.exit.bytesIn + s.exit.bytesOut : null, s.proxy != null ? s.proxy.bytesIn + s.proxy.bytesOut : null]
+    const now = this.push(t, [s.exit?.enabled === true ? s.exit.bytesIn + s.exit.bytesOut : null, s.proxy != null ? s.proxy.bytesIn + s.proxy.bytesOut : null])
+    if (now == null) return
+    SERIES.forEach((s, i) => show(`rate-${s.label}`, formatRate(now[i]), now[i] ?? ''))
+    this.draw()
+  }
+
+  /**
+   * Takes totals at `t` (seconds): the rates since the last ones, or
+   * undefined for the first, or for totals no later than the last.
+   * @param {number} t @param {(number | null)[]} totals
+   */
+  push (t, totals) {
     const prev = this.last
+    if (prev != null && t <= prev.t) return undefined
     this.last = { t, totals }
     if (prev == null) return
     const now = totals.map((v, i) => {
@@ -409,8 +444,7 @@ class ThroughputChart {
       this.times.shift()
       for (const column of this.rates) column.shift()
     }
-    SERIES.forEach((s, i) => show(`rate-${s.label}`, formatRate(now[i]), now[i] ?? ''))
-    this.draw()
+    return now
   }
 
   draw () {
