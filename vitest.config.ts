@@ -6,6 +6,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     maxWorkers: 2,
+    // a page or a node answering within a second on a busy 2-core machine is not a given:
+    // a poll that fails only after this long is a real failure
+    expect: { poll: { timeout: 10_000 } },
     projects: [
       {
         extends: true,

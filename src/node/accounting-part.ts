@@ -78,6 +78,11 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     logger: libp2p.logger,
     intervalMs: a.reputation_interval_seconds * second
   })
+  /** What the network says of this node as an exit, from the reports on it we hold. */
+  const ownReputation = (): { score: number | null, reporters: number } => {
+    const self = identity.peerId.toMultihash().bytes
+    return { score: book.score(self) ?? null, reporters: book.reporters(self) }
+  }
   let pow = ledger.pow(identity.peerId)
   const powAbort = new AbortController()
   let powDone: () => void = () => {}
@@ -134,7 +139,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       reputation.stop()
       ledger.close()
     },
-    status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size } }),
+    status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
     routes: {
       balance: { get: () => balance() },
       receipts: {

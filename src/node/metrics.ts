@@ -101,6 +101,8 @@ const COUNTERS: MetricSpec[] = [
   { name: 'spareband_proxy_bytes_total', help: 'Bytes through this node\'s proxies: in from exits, out to exits', labelNames: ['direction'], read: s => s.proxy == null ? undefined : byDirection(s.proxy.bytesIn, s.proxy.bytesOut) },
   { name: 'spareband_proxy_tunnels_total', help: 'Tunnels opened from this node', read: s => num(s.proxy?.tunnelsTotal) },
   { name: 'spareband_proxy_failed_total', help: 'Tunnels from this node that no exit carried', read: s => num(s.proxy?.failed) },
+  { name: 'spareband_reputation', help: 'This exit\'s reputation, 0..1, from the consumers\' reports it holds (absent with none)', read: s => num(s.accounting?.reputation?.own?.score) },
+  { name: 'spareband_reputation_reporters', help: 'Consumers whose report on this exit counts', read: s => num(s.accounting?.reputation?.own?.reporters) },
   { name: 'spareband_bytes_carried_total', help: 'Bytes this node carried as an exit, from countersigned receipts', read: s => num(s.accounting?.bytesCarried) },
   { name: 'spareband_bytes_used_total', help: 'Bytes this node used as a consumer, from countersigned receipts', read: s => num(s.accounting?.bytesUsed) },
   { name: 'spareband_exit_holds_total', help: 'Times a consumer\'s traffic was held for unsigned or unpaid bytes', read: s => num(s.accounting?.pending?.holds) },

@@ -7,6 +7,8 @@
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { request } from 'node:http'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { createSparebandNode } from '../../src/index.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import { startExitAndConsumer } from '../utils/in-process.ts'
@@ -87,6 +89,18 @@ describe('reputation gossip between real nodes', () => {
     expect((consumer.status() as any).accounting.reputation.published).toBe(1)
     // nothing new since: nothing to report
     expect(await accounting(consumer).reputation.publishDue()).toBe(0)
+
+    // the exit holds the report on itself too (the consumer paid it): its operator sees it in status and /metrics
+    await waitFor(() => (exit.status() as any).accounting.reputation.own.score != null, { what: 'the report at the exit' })
+    expect((exit.status() as any).accounting.reputation.own.reporters).toBe(1)
+    expect((exit.status() as any).accounting.reputation.own.score).toBeCloseTo(2 / 3, 6)
+    expect((consumer.status() as any).accounting.reputation.own).toEqual({ score: null, reporters: 0 })
+    const api = JSON.parse(await readFile(join(exit.dataDir, 'api.json'), 'utf8'))
+    const token = (await readFile(join(exit.dataDir, 'api-token'), 'utf8')).trim()
+    const metrics = await (await fetch(`${api.url as string}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text()
+    expect(metrics).toMatch(/^spareband_reputation 0\.666666/m)
+    expect(metrics).toMatch(/^spareband_reputation_reporters 1$/m)
+    expect(metrics).toMatch(/^spareband_reputation_gossip_total\{result="accepted"\} 1$/m)
 
     // and the observer's selector ranks with it: providers show it
     const rows = await observer.part<RoutingPart>('routing')!.selector.providers('de')

@@ -100,6 +100,7 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(await text(page, '#warnings')).toContain('exit.allow_private_targets is ON')
     expect(await text(page, '#node-region')).toBe('de')
     expect(await text(page, '#exit-state')).toBe('sharing')
+    expect(await text(page, '#exit-reputation')).toBe('no consumer has reported on this exit yet')
 
     // 16 MiB at about 6 MB/s: a few 2-second samples of the chart see it
     const r = await curl(through('/drip'))

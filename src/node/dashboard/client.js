@@ -251,6 +251,7 @@ function render (s, receipts) {
   showList('warnings', s.warnings ?? [])
   hide('warnings', (s.warnings ?? []).length === 0)
   renderExit(s.exit)
+  renderReputation(s.accounting)
   renderProxy(s.proxy)
   renderCredits(s.accounting)
   chart.add(Date.now() / 1000, s)
@@ -309,6 +310,16 @@ function renderExit (e) {
   /** @param {number} rate */
   const cap = rate => rate > 0 ? formatRate(rate) : 'none'
   show('exit-caps', `download ${cap(l.downloadBytesPerSecond)}, upload ${cap(l.uploadBytesPerSecond)}, each consumer ${cap(l.perConsumerBytesPerSecond)}`)
+}
+
+/** What consumers' reports say of this exit. @param {Json | undefined} a */
+function renderReputation (a) {
+  const own = a?.reputation?.own
+  show('exit-reputation', own == null
+    ? 'accounting is off'
+    : own.score == null
+      ? 'no consumer has reported on this exit yet'
+      : `${own.score.toFixed(2)} (0.5 neutral) from ${own.reporters} consumer${own.reporters === 1 ? '' : 's'}`, own?.score ?? '')
 }
 
 byId('exit-toggle').addEventListener('click', async () => {

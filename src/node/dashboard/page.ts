@@ -119,6 +119,7 @@ const BODY = `
       <dt>this month</dt><dd><span id="exit-quota-month"></span> <meter id="exit-quota-month-meter" hidden></meter></dd>
       <dt>within schedule</dt><dd id="exit-schedule"></dd>
       <dt>rate caps</dt><dd id="exit-caps"></dd>
+      <dt>reputation</dt><dd id="exit-reputation"></dd>
     </dl>
   </section>
 
