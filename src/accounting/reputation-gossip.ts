@@ -76,7 +76,8 @@ export class ReputationGossip {
   async publishDue (): Promise<number> {
     const now = this.now()
     let sent = 0
-    for (const seen of this.observer.due(now, Math.max(this.init.intervalMs, MIN_REPUTATION_REPORT_GAP_MS))) {
+    // the timer paces reports; the gap only keeps an early call (or a short interval) from sending what others would take as too soon
+    for (const seen of this.observer.due(now, MIN_REPUTATION_REPORT_GAP_MS)) {
       try {
         // a day of a busy scraper can pass what a report may count: the ratio is what matters
         const scale = Math.min(1, MAX_REPORT_COUNT / Math.max(seen.successes, seen.failures))

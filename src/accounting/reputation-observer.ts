@@ -30,8 +30,8 @@ interface Seen {
   hours: number[]
   successes: number[]
   failures: number[]
-  /** When something was last observed, and when it was last reported. */
-  changedAt: number
+  /** Whether something was observed since the last report, and when that was. */
+  changed: boolean
   reportedAt: number
 }
 
@@ -48,7 +48,7 @@ export class ReputationObserver {
     let s = this.exits.get(exit)
     this.exits.delete(exit)
     if (s == null) {
-      s = { hours: [], successes: [], failures: [], changedAt: at, reportedAt: 0 }
+      s = { hours: [], successes: [], failures: [], changed: true, reportedAt: -Infinity }
       if (this.exits.size >= this.maxExits) this.exits.delete(this.exits.keys().next().value!)
     }
     this.exits.set(exit, s)
@@ -61,7 +61,7 @@ export class ReputationObserver {
     const i = s.hours.length - 1
     if (ok) s.successes[i]++
     else s.failures[i]++
-    s.changedAt = at
+    s.changed = true
   }
 
   /**
@@ -82,11 +82,12 @@ export class ReputationObserver {
         this.exits.delete(exit)
         continue
       }
-      if (s.changedAt <= s.reportedAt || now - s.reportedAt < gapMs) continue
+      if (!s.changed || now - s.reportedAt < gapMs) continue
       const successes = s.successes.reduce((a, b) => a + b, 0)
       const failures = s.failures.reduce((a, b) => a + b, 0)
       const windowSeconds = Math.max(1, Math.min(REPUTATION_WINDOW_MS, now - s.hours[0] * hour) / 1000 | 0)
       s.reportedAt = now
+      s.changed = false
       out.push({ exit, successes, failures, windowSeconds })
     }
     return out

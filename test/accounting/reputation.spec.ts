@@ -24,6 +24,7 @@ import { tempDir } from '../utils/cli.ts'
 import { caught, countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
 import type { ReportBody, SignedReport } from '../../src/accounting/reputation.ts'
+import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import type { GossipSub } from '@libp2p/gossipsub'
 
 const NOW = 1_800_000_000_000
@@ -235,3 +236,31 @@ describe('reputation topic validator', () => {
     expect(book.score(exit.bytes)).toBeCloseTo(1.9 / 3, 10)
   })
 })
+
+describe('reputation reports a node publishes', () => {
+  it('reports each exit used at every tick of its interval, even a tick that comes a little early; signed, and what was seen', async () => {
+    let now = NOW
+    const sent: Uint8Array[] = []
+    // records what would go out on the topic: the real topic is in reputation-network.spec.ts
+    const pubsub = { publish: async (_topic: string, data: Uint8Array) => { sent.push(data) } } as unknown as GossipSub
+    const book = new ReputationBook({ weightOf: () => 1 })
+    const gossip = new ReputationGossip({ pubsub, topic: 'spareband/reputation/1', book, privateKey: alice.key, logger: defaultLogger(), intervalMs: 600_000, now: () => now })
+    gossip.observe(exit.id, true)
+    gossip.observe(exit.id, false, 'BUSY')
+    gossip.observe(bob.id, false, 'DNS_FAILED') // the target's doing: nothing to report on bob
+    expect(await gossip.publishDue()).toBe(1)
+    gossip.observe(exit.id, true)
+    // a timer's tick lands a few ms early as often as late
+    now += 600_000 - 5
+    expect(await gossip.publishDue()).toBe(1)
+    const reports = await Promise.all(sent.map(async bytes => { const r = decodeReport(bytes); await verifyReport(r); return r }))
+    expect(reports.map(r => [r.successes, r.failures, Number(r.issuedAt)])).toEqual([[1, 1, NOW], [2, 1, NOW + 600_000 - 5]])
+    expect(reports.every(r => uint8ArrayEquals(r.reporter!, alice.bytes) && uint8ArrayEquals(r.subject!, exit.bytes))).toBe(true)
+    // within a minute of the last, nothing goes, even with something new
+    gossip.observe(exit.id, true)
+    now += 30_000
+    expect(await gossip.publishDue()).toBe(0)
+    expect(gossip.stats.published).toBe(2)
+  })
+})
+
