@@ -519,6 +519,8 @@ export class Ledger {
   private prunedBeforeCache?: bigint | null
   /** The next pruning batch (writable ledgers with a retention). */
   private pruneTimer?: NodeJS.Timeout
+  /** Resolves once every connection close() ended is closed, the checkpointer's included. */
+  private closed?: Promise<void>
 
   /**
    * Opens (creating when absent) and migrates the ledger at `file`
@@ -1301,13 +1303,18 @@ export class Ledger {
     return this.allowanceOf(peer) + BigInt(row?.earned_micro ?? '0') - BigInt(row?.spent_micro ?? '0')
   }
 
-  /** Closes the file; further calls throw LedgerError CLOSED. Idempotent. */
-  close (): void {
-    if (this.database == null) return
+  /**
+   * Closes the file now; further calls throw LedgerError CLOSED. Idempotent.
+   * The promise resolves once the checkpointer's connection is closed too:
+   * until then SQLite may still remove the -wal and -shm files, so whoever
+   * moves or deletes the directory next waits for it.
+   */
+  close (): Promise<void> {
+    if (this.database == null) return this.closed ?? Promise.resolve()
     this.flush()
     clearTimeout(this.pruneTimer)
     this.journal?.close()
-    this.checkpointer?.stop()
+    this.closed = this.checkpointer?.stop() ?? Promise.resolve()
     // the checkpointer's connection may outlive ours by a moment, and SQLite
     // folds the WAL into the file only when the last connection closes: do it
     // here, so a closed ledger is one self-contained file (to copy, back up or
@@ -1317,5 +1324,6 @@ export class Ledger {
     }
     this.database.close()
     this.database = undefined
+    return this.closed
   }
 }

@@ -35,6 +35,7 @@ parentPort.on('message', msg => {
 export class WalCheckpointer {
   private readonly worker: Worker
   private stopped = false
+  private readonly exited: Promise<void>
 
   constructor (private readonly writer: DatabaseSync, file: string, intervalMs = 250) {
     writer.exec('PRAGMA wal_autocheckpoint = 0')
@@ -42,18 +43,25 @@ export class WalCheckpointer {
     // never what keeps a process alive
     this.worker.unref()
     this.worker.once('error', () => this.fallBack())
-    this.worker.once('exit', () => this.fallBack())
+    this.exited = new Promise(resolve => this.worker.once('exit', () => {
+      this.fallBack()
+      resolve()
+    }))
   }
 
   /**
    * Stops the worker (the ledger is closing). The WAL left behind is
    * checkpointed when the last connection to the file closes, or by the next
-   * open: nothing in it is lost.
+   * open: nothing in it is lost. Resolves once the worker's connection is
+   * closed: SQLite may still remove the -wal and -shm files until then, so a
+   * caller that moves or deletes the directory waits for it.
    */
-  stop (): void {
-    if (this.stopped) return
-    this.stopped = true
-    this.worker.postMessage('stop')
+  async stop (): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true
+      this.worker.postMessage('stop')
+    }
+    await this.exited
   }
 
   private fallBack (): void {

@@ -137,7 +137,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       await exitSessions?.stop()
       gossip.stop()
       reputation.stop()
-      ledger.close()
+      // resolved when no connection to ledger.db is left: the data directory is free once stop() returns
+      await ledger.close()
     },
     status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
     routes: {

@@ -174,7 +174,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     try {
       libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
     } catch (err) {
-      accounting?.ledger.close()
+      await accounting?.ledger.close()
       throw err
     }
     return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting)

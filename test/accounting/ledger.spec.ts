@@ -3,7 +3,7 @@
  * refusing files that are not a healthy spareband ledger of this identity.
  * Every test works in its own temporary directory.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -34,7 +34,8 @@ beforeEach(() => {
 })
 
 afterEach(() => {
-  rmSync(dir, { recursive: true, force: true })
+  // a test that did not wait for close() may leave SQLite removing the -wal and -shm files
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5 })
 })
 
 async function waitUntil (ok: () => boolean, timeoutMs: number): Promise<void> {
@@ -120,6 +121,22 @@ describe('recording receipts', () => {
     const reopened = Ledger.open(file)
     expect(reopened.size).toBe(60)
     reopened.close()
+  })
+
+  it('once close() resolves, no connection is left: no -wal or -shm file, and the directory can go', async () => {
+    for (let round = 0; round < 5; round++) {
+      const ledger = Ledger.open(file)
+      await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: `c-${round}` }), 'gossip')
+      const worker = (ledger as any).checkpointer.worker
+      await ledger.close()
+      // its thread is gone (Node sets -1 once it no longer runs)
+      expect(worker.threadId).toBe(-1)
+      // the checkpointer's connection, closed last, is what removes the -wal and -shm files
+      expect(readdirSync(dir).filter(f => f.endsWith('-wal') || f.endsWith('-shm'))).toEqual([])
+    }
+    const reopened = Ledger.open(file)
+    expect(reopened.size).toBe(5)
+    await reopened.close()
   })
 
   it('gives the rows of the listing, in its order, as 8-byte numbers, and a session keeps its row when a newer receipt replaces it', async () => {

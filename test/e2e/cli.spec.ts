@@ -121,7 +121,9 @@ describe('spareband CLI end to end', () => {
     await nodeA.ready()
     await waitFor(() => nodeB.output.includes('info  connected to the network again'), { timeoutMs: 5000, what: 'B to say it is connected again' })
     expect(nodeB.output.match(/no peer and no bootstrap peer answers/g)).toHaveLength(1)
-    expect(nodeB.output).toMatch(/connected to the network again bootstrap=\S+ downSeconds=\d+ redials=[2-9]/)
+    // redials about a second apart while A was down (2 s) and starting (longer on a busy machine): more than one
+    const redials = /connected to the network again bootstrap=\S+ downSeconds=\d+ redials=(\d+)/.exec(nodeB.output)
+    expect(Number(redials?.[1])).toBeGreaterThanOrEqual(2)
   })
 
   it('start without init says to run init', async () => {
