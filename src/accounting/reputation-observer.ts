@@ -53,7 +53,8 @@ export class ReputationObserver {
     }
     this.exits.set(exit, s)
     const h = Math.floor(at / hour)
-    if (s.hours.at(-1) !== h) {
+    // a clock set back counts into the newest bucket: the buckets stay in order
+    if (s.hours.length === 0 || h > s.hours.at(-1)!) {
       s.hours.push(h)
       s.successes.push(0)
       s.failures.push(0)

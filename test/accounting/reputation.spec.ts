@@ -204,6 +204,10 @@ describe('what a node observes of the exits it uses', () => {
     // a day on, the first hour's counts are gone
     o.observe('x', true, undefined, NOW + 25 * hour)
     expect(o.due(NOW + 25 * hour, 10 * minute).map(e => [e.exit, e.successes, e.failures])).toEqual([['x', 2, 0]])
+    // a clock set back two hours: counted in the newest hour, not in a bucket out of order that would outlive the day
+    o.observe('x', false, 'TIMEOUT', NOW + 23 * hour)
+    expect(o.due(NOW + 25 * hour + hour, 10 * minute).map(e => [e.exit, e.successes, e.failures])).toEqual([['x', 2, 1]])
+    expect(o.due(NOW + 50 * hour, 10 * minute)).toEqual([])
   })
 })
 
