@@ -100,6 +100,23 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     for (const s of [...a.seen, ...b.seen]) expect(s.head.toLowerCase()).not.toContain('proxy-authorization')
   })
 
+  it('forwards the client\'s header names as it spelled them, in its order, without the proxy\'s own', async () => {
+    const before = a.seen.length
+    const r = await curl(['-sS', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:pw', '-A', 'Mozilla/5.0 (X11; Linux x86_64)',
+      '-H', 'Accept-Language: de-DE,de;q=0.9', '-H', 'X-Requested-With: XMLHttpRequest', '-H', 'sec-ch-ua-mobile: ?0', `http://127.0.0.1:${a.port}/spelled`])
+    expect(r.stdout.toString()).toBe('A got /spelled\n')
+    expect(a.seen.slice(before).map(s => s.head)).toEqual([[
+      'GET /spelled HTTP/1.1',
+      `Host: 127.0.0.1:${a.port}`,
+      'User-Agent: Mozilla/5.0 (X11; Linux x86_64)',
+      'Accept: */*',
+      'Accept-Language: de-DE,de;q=0.9',
+      'X-Requested-With: XMLHttpRequest',
+      'sec-ch-ua-mobile: ?0',
+      'Connection: close'
+    ].join('\r\n')])
+  })
+
   it('forwards nothing a client pipelines after its request', async () => {
     const before = a.seen.length
     const socket = connect(consumer.httpPort, '127.0.0.1')
