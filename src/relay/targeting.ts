@@ -23,8 +23,12 @@ export class TargetingError extends Error {
   }
 }
 
-/** A session id, as user names (and node.connect()) carry it. */
-const SESSION_ID = '[A-Za-z0-9_.]{1,64}'
+/**
+ * A session id, as user names (and node.connect()) carry it. '-' is in:
+ * scrapers name sessions with UUIDs, and the region before `-session-`
+ * has a fixed shape, so the id is everything after it.
+ */
+const SESSION_ID = '[A-Za-z0-9_.-]{1,64}'
 const PATTERN = new RegExp(`^region-([a-z]{2}(?:-[a-z0-9]{1,3})?)(?:-session-(${SESSION_ID}))?$`, 'i')
 const SESSION_ONLY = new RegExp(`^session-(${SESSION_ID})$`, 'i')
 

@@ -110,6 +110,18 @@ describe('a session keeps one exit: requests that come together, and the target\
     }
   })
 
+  it('takes a UUID as a session id, through both proxies', async () => {
+    const id = '550e8400-e29b-41d4-a716-446655440000'
+    const viaHttp = await get(`region-de-session-${id}`, `http://127.0.0.1:${target.port}/slice/2048`)
+    expect([viaHttp.code, viaHttp.sha256]).toEqual([200, slice(2048)])
+    for (let i = 0; i < 3; i++) {
+      const r = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, '--proxy-user', `region-de-session-${id}:x`, `http://127.0.0.1:${target.port}/slice/${3000 + i}`])
+      expect(r.stderr).toBe('')
+      expect(sha256(r.stdout)).toBe(slice(3000 + i))
+    }
+    expect((await get(`region-de-session-${id}`, `http://127.0.0.1:${target.port}/slice/1`)).exit).toBe(viaHttp.exit)
+  })
+
   it('keeps a session on its exit after the target refused a connection through it', async () => {
     const users = ['region-de-session-refused1', 'region-de-session-refused2', 'region-de-session-refused3']
     // the sessions land on slow while fast is paused (it answers BUSY, and they move on)
