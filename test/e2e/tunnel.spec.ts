@@ -65,6 +65,10 @@ describe('tunnels through a direct connection, with real curl', () => {
     const none = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-fr:', `http://127.0.0.1:${target.port}/hello`])
     expect(none.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
     expect(none.stdout.toString()).toContain('no exit known in region fr')
+    // region-uk is the United Kingdom (gb), looked for like any region, not an unknown one
+    const uk = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-uk:', `http://127.0.0.1:${target.port}/hello`])
+    expect(uk.stdout.toString()).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    expect(uk.stdout.toString().endsWith('\r\n\r\nspareband: NO_EXIT: no exit known in region gb\n')).toBe(true)
     const bad = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-xx:', `http://127.0.0.1:${target.port}/hello`])
     expect(bad.stdout.toString()).toMatch(/^HTTP\/1\.1 400/)
     expect(bad.stdout.toString()).toContain('unknown region "xx"')
