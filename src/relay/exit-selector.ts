@@ -57,13 +57,15 @@ export function formatAgent (version: string, region: string | undefined, exit: 
 
 /**
  * Failures that speak of the target or of "not now", not of the exit: a
- * session keeps its exit through them. A scraper meets dead hosts and
+ * session keeps its exit through them. (TIMEOUT here is the exit's answer,
+ * its connect to the target timing out; an exit that does not answer at
+ * all is reported as tunnel-client's NO_ANSWER.) A scraper meets dead hosts and
  * closed ports all the time; that is no reason to give it another address
  * mid-session (another exit would only say the same, see tunnel-client.ts).
  */
 const KEEPS_SESSION_EXIT = new Set<string>([
   TunnelStatus.RATE_LIMITED, TunnelStatus.POLICY_DENIED, TunnelStatus.DNS_FAILED,
-  TunnelStatus.CONNECT_REFUSED, TunnelStatus.UNREACHABLE, TunnelStatus.BAD_REQUEST
+  TunnelStatus.CONNECT_REFUSED, TunnelStatus.UNREACHABLE, TunnelStatus.TIMEOUT, TunnelStatus.BAD_REQUEST
 ])
 
 /**

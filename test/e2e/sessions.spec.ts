@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { sha256, startTargetServer } from '../utils/target-server.ts'
+import { sha256, startBlackhole, startTargetServer } from '../utils/target-server.ts'
 import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import { freePort, waitFor } from '../utils/cli.ts'
@@ -67,6 +67,7 @@ describe('sessions keep their exit while it is up', () => {
 describe('a session keeps one exit: requests that come together, and the target\'s refusals', () => {
   let target: TargetServer
   let closedPort: number
+  let blackhole: Awaited<ReturnType<typeof startBlackhole>>
   let fast: SpawnedNode
   let slow: SpawnedNode
   let consumer: SpawnedNode
@@ -74,15 +75,18 @@ describe('a session keeps one exit: requests that come together, and the target\
   beforeAll(async () => {
     target = await startTargetServer(1024 * 1024)
     closedPort = await freePort()
-    const ports = `${target.port},${closedPort}`
-    fast = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', ports, '--capacity-mbps', '1000'] })
-    slow = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', ports, '--capacity-mbps', '1', '--bootstrap', fast.addresses[0]], config: '[exit]\nprice_per_gb = 50\n' })
+    blackhole = await startBlackhole()
+    const ports = `${target.port},${closedPort},${blackhole.port}`
+    // a dead host's connect times out after 2 s rather than 10
+    fast = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', ports, '--capacity-mbps', '1000'], config: '[exit]\nconnect_timeout_seconds = 2\n' })
+    slow = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', ports, '--capacity-mbps', '1', '--bootstrap', fast.addresses[0]], config: '[exit]\nprice_per_gb = 50\nconnect_timeout_seconds = 2\n' })
     consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', fast.addresses[0], '--bootstrap', slow.addresses[0]] })
     await waitForPeers(consumer, [fast.peerId, slow.peerId])
   })
   afterAll(async () => {
     await Promise.all([fast?.proc.kill(), slow?.proc.kill(), consumer?.proc.kill()])
     await target?.close()
+    await blackhole?.close()
   })
 
   /** One GET through the HTTP proxy: the exit that carried it (or the refusal's status) and the body's SHA-256. */
@@ -137,5 +141,20 @@ describe('a session keeps one exit: requests that come together, and the target\
         expect([g.exit, g.sha256]).toEqual([slow.peerId, slice(5000 + i)])
       }
     }
+  })
+  it('fails a request to a dead host through one exit, in one connect timeout, and keeps the session there', async () => {
+    const user = 'region-de-session-deadhost1'
+    const first = await get(user, `http://127.0.0.1:${target.port}/slice/64`)
+    expect([first.code, first.sha256]).toEqual([200, slice(64)])
+    const timeouts = async (): Promise<number[]> => Promise.all([fast, slow].map(async e => (await e.status()).exit.deniedByStatus.TIMEOUT ?? 0))
+    const before = await timeouts()
+    const dead = await get(user, `http://127.0.0.1:${blackhole.port}/`)
+    expect([dead.code, dead.status]).toEqual([504, 'TIMEOUT'])
+    // the session's exit tried the host; the other exit was not sent to wait for it too
+    const after = await timeouts()
+    const mine = first.exit === fast.peerId ? 0 : 1
+    expect([after[mine] - before[mine], after[1 - mine] - before[1 - mine]]).toEqual([1, 0])
+    const next = await get(user, `http://127.0.0.1:${target.port}/slice/65`)
+    expect([next.exit, next.sha256]).toEqual([first.exit, slice(65)])
   })
 })

@@ -35,15 +35,18 @@ describe('sticky sessions', () => {
     expect(s.size).toBe(3)
   })
 
-  it('keeps a session on its exit through the target\'s failures (refused, no such name, unreachable, policy)', () => {
+  it('keeps a session on its exit through the target\'s failures (refused, no such name, unreachable, timing out, policy)', () => {
     const s = new StickySessions()
     s.record(req('a'), 'E1', true)
-    for (const status of ['CONNECT_REFUSED', 'DNS_FAILED', 'UNREACHABLE', 'POLICY_DENIED', 'BAD_REQUEST']) {
+    for (const status of ['CONNECT_REFUSED', 'DNS_FAILED', 'UNREACHABLE', 'TIMEOUT', 'POLICY_DENIED', 'BAD_REQUEST']) {
       s.record(req('a'), 'E1', false, status)
       expect(s.get(req('a'))).toBe('E1')
     }
-    // the exit's own failures still let go of it
-    s.record(req('a'), 'E1', false, 'TIMEOUT')
+    // the exit's own failures still let go of it: no answer in time, or busy
+    s.record(req('a'), 'E1', false, 'NO_ANSWER')
+    expect(s.get(req('a'))).toBeUndefined()
+    s.record(req('a'), 'E1', true)
+    s.record(req('a'), 'E1', false, 'BUSY')
     expect(s.get(req('a'))).toBeUndefined()
   })
 
