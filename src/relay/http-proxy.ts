@@ -88,7 +88,9 @@ export class HttpProxyServer extends ProxyListener {
     } catch (err: any) {
       const [status, reason] = err instanceof ProxyRefusal ? httpStatusFor(err.outcome) : [502, 'Bad Gateway']
       this.ingress.init.log('HTTP %s %s refused: %s', head.method, head.target, err.message)
-      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error']])
+      // which exit said so, when one did: a scraper can tell a target that refuses one exit from one that is down
+      const exit: Array<[string, string]> = err instanceof ProxyRefusal && err.exit != null ? [[EXIT_HEADER, err.exit]] : []
+      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error'], ...exit])
       return
     }
     if (socket.destroyed) {

@@ -176,6 +176,13 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     const r = refused.stdout.toString('latin1')
     expect(r).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/)
     expect(r).toContain('\r\nX-Spareband-Status: POLICY_DENIED\r\n')
+    // and which exit refused it
+    expect(r).toContain(`\r\nX-Spareband-Exit: ${exit.peerId}\r\n`)
+    // no exit at all: none named
+    const none = (await curl(['-i', ...proxy, '--proxy-user', 'region-fr:', `http://127.0.0.1:${a.port}/none`])).stdout.toString('latin1')
+    expect(none).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    expect(none).toContain('\r\nX-Spareband-Status: NO_EXIT\r\n')
+    expect(none).not.toContain('X-Spareband-Exit')
   })
 
   it('answers its own errors with the reason phrase of their status', async () => {
