@@ -72,6 +72,18 @@ export const RECEIPTS_PER_SECOND = 4
  */
 export const BYTES_PER_RECEIPT = 256 * KiB
 const TOO_MANY_RECEIPTS = `too many receipts: this exit takes ${RECEIPTS_PER_SECOND} a second and one per ${BYTES_PER_RECEIPT / KiB} KiB carried, after a burst of ${RECEIPT_BURST}; the next receipt covers this one's bytes`
+/**
+ * A consumer over the unsigned threshold whose last receipt is at most this
+ * old is still admitted (its new tunnel waits with the held ones) rather
+ * than refused with RATE_LIMITED. Over the threshold is what a consumer
+ * with many busy tunnels is most of the time, however promptly it signs:
+ * what is on the way to it (each stream's window, the sockets' buffers,
+ * over 16 MiB with 60 downloads) is carried here and not yet received and
+ * metered there. Refused, a scraper's new requests got 429 (one in nine at
+ * 60 workers fetching 2 MB pages). One receipt interval (5 s): a consumer
+ * signs at least that often while it has traffic.
+ */
+export const SIGNING_RECENTLY_MS = 5 * second
 /** How long a receipt stream may sit without a frame. */
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
@@ -201,6 +213,8 @@ interface ConsumerState {
   frames: TokenBucket
   /** Frames refused since the last one served: past a bucket's worth, its stream is reset. */
   refusedInARow: number
+  /** When a receipt of it was last stored (see SIGNING_RECENTLY_MS). */
+  lastReceiptAt?: number
 }
 
 export class ExitSessions implements ExitAccounting {
@@ -393,7 +407,10 @@ export class ExitSessions implements ExitAccounting {
 
   admit (consumer: PeerId, sessionId: string): { status: TunnelStatus, message: string } | undefined {
     const c = this.consumers.get(consumer.toString())
-    if (c != null && c.unsigned > this.threshold) {
+    // a consumer that is signing is let in past the threshold: its new
+    // tunnel is held with the others (meter, the pipe's gate) until its
+    // receipts catch up, so no more is at risk; one that is not is refused
+    if (c != null && c.unsigned > this.threshold && !this.signingRecently(c)) {
       return { status: TunnelStatus.RATE_LIMITED, message: `${c.unsigned} bytes carried but not signed (limit ${this.threshold}): send receipts` }
     }
     const b = this.init.ledger.balance(consumer)
@@ -438,6 +455,11 @@ export class ExitSessions implements ExitAccounting {
     if (!this.mustHold(c, queued)) return undefined
     // hold this tunnel until a receipt brings the consumer back under its limit
     return this.hold(c, consumer)
+  }
+
+  /** Whether a receipt of this consumer was stored within SIGNING_RECENTLY_MS. */
+  private signingRecently (c: ConsumerState): boolean {
+    return c.lastReceiptAt != null && this.now() - c.lastReceiptAt <= SIGNING_RECENTLY_MS
   }
 
   /**
@@ -703,6 +725,7 @@ export class ExitSessions implements ExitAccounting {
       // reused with another start): only a stored receipt signs bytes off
       await this.init.ledger.recordReceipt(full, 'own', { verified: true })
       s.last = full
+      c.lastReceiptAt = this.now()
       const total = Number(r.bytesUp! + r.bytesDown!)
       // the receipt spent some of the consumer's balance (and gossip may have added to it)
       c.limit = this.limitFor(this.init.ledger.balance(consumer).balanceMicro)

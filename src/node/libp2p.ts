@@ -44,6 +44,17 @@ export const STREAM_READ_BUFFER = 32 * MiB
  */
 export const YAMUX_MAX_WINDOW = 2 * MiB
 
+/**
+ * The least time libp2p's connection monitor gives a ping (every 10 s, on
+ * every connection) before it aborts the connection, and every stream on
+ * it. A ping's frames queue behind the tunnel data already sent on the
+ * connection, up to a window per stream (YAMUX_MAX_WINDOW): with hundreds
+ * of busy tunnels that took more than libp2p's 5 s, and a consumer under
+ * a scraper's load of 600 downloads lost its connection to the exit, and
+ * every tunnel with it. A dead peer is still found, a minute later.
+ */
+export const PING_TIMEOUT_FLOOR = 60 * second
+
 /** A relay data limit no circuit reaches (2^63 - 1 bytes). */
 const NO_DATA_LIMIT = 2n ** 63n - 1n
 /** The longest timer Node.js keeps (about 24.8 days); a longer AbortSignal.timeout fires at once. */
@@ -96,6 +107,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     ],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
+    connectionMonitor: { pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
       // many testnet nodes share one IP: the default of 5 inbound
       // connections per second per host resets a burst of bootstrap dials

@@ -53,7 +53,7 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
     region = normalizeRegion(options.region)
     if (!isValidRegion(region)) throw new TypeError(`unknown region ${JSON.stringify(options.region)}: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
   }
-  if (options.session != null && !isValidSessionId(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_' or '.', not ${JSON.stringify(options.session)}`)
+  if (options.session != null && !isValidSessionId(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_', '.' or '-', not ${JSON.stringify(options.session)}`)
   options.signal?.throwIfAborted()
   let tunnel
   try {

@@ -56,6 +56,19 @@ export function formatAgent (version: string, region: string | undefined, exit: 
 }
 
 /**
+ * Failures that speak of the target or of "not now", not of the exit: a
+ * session keeps its exit through them. (TIMEOUT here is the exit's answer,
+ * its connect to the target timing out; an exit that does not answer at
+ * all is reported as tunnel-client's NO_ANSWER.) A scraper meets dead hosts and
+ * closed ports all the time; that is no reason to give it another address
+ * mid-session (another exit would only say the same, see tunnel-client.ts).
+ */
+const KEEPS_SESSION_EXIT = new Set<string>([
+  TunnelStatus.RATE_LIMITED, TunnelStatus.POLICY_DENIED, TunnelStatus.DNS_FAILED,
+  TunnelStatus.CONNECT_REFUSED, TunnelStatus.UNREACHABLE, TunnelStatus.TIMEOUT, TunnelStatus.BAD_REQUEST
+])
+
+/**
  * Session stickiness: the same exit for the same session id while it keeps
  * working. At most `maxEntries` sessions are held, and the one used least
  * recently goes first: a scraper that mints a session id per request must
@@ -82,28 +95,57 @@ export class StickySessions {
     return this.bySession.size
   }
 
+  /**
+   * `ordered` (best first) with the session's exit moved to the front. A
+   * session with no exit among them is bound to the first one now, before
+   * its tunnel is up: the requests a scraper starts together with a new
+   * session id then all go to that exit. (Bound only once a tunnel was up,
+   * each of them went to its own pick, and the session to whichever
+   * answered last.)
+   */
+  arrange<T> (r: ExitRequest, ordered: T[], idOf: (candidate: T) => string): T[] {
+    const k = this.key(r)
+    if (k == null || ordered.length === 0) return ordered
+    const exit = this.bySession.get(k)
+    const i = exit == null ? -1 : ordered.findIndex(c => idOf(c) === exit)
+    if (i < 0) {
+      this.bind(k, idOf(ordered[0]))
+      return ordered
+    }
+    this.touch(k, exit!)
+    if (i > 0) ordered.unshift(...ordered.splice(i, 1))
+    return ordered
+  }
+
   private touch (k: string, exit: string): void {
     this.bySession.delete(k)
     this.bySession.set(k, exit)
   }
 
-  /**
-   * What a tunnel through `exit` for `r` came to. A failure ends the
-   * session's hold on the exit, except RATE_LIMITED: the exit is up and
-   * says "not now", and the session waits for it rather than move to
-   * another exit (another address) mid-session.
-   */
-  record (r: ExitRequest, exit: string, ok: boolean, status?: string): void {
-    const k = this.key(r)
-    if (k == null) return
-    if (!ok) {
-      if (status !== TunnelStatus.RATE_LIMITED && this.bySession.get(k) === exit) this.bySession.delete(k)
-      return
-    }
+  private bind (k: string, exit: string): void {
     if (!this.bySession.has(k) && this.bySession.size >= this.maxEntries) {
       this.bySession.delete(this.bySession.keys().next().value!)
     }
     this.touch(k, exit)
+  }
+
+  /**
+   * What a tunnel through `exit` for `r` came to. A failure of the exit
+   * ends the session's hold on it; RATE_LIMITED (the exit is up and says
+   * "not now") and the target's failures (see KEEPS_SESSION_EXIT) do not.
+   * A success binds a session that has no exit; one bound to another exit
+   * meanwhile (a request of the session that came together with this one
+   * moved on from a failed exit first) stays where it is.
+   */
+  record (r: ExitRequest, exit: string, ok: boolean, status?: string): void {
+    const k = this.key(r)
+    if (k == null) return
+    const bound = this.bySession.get(k)
+    if (!ok) {
+      if ((status == null || !KEEPS_SESSION_EXIT.has(status)) && bound === exit) this.bySession.delete(k)
+      return
+    }
+    if (bound == null || bound === exit) this.bind(k, exit)
   }
 }
 
@@ -172,13 +214,7 @@ export class KnownPeerSelector implements ExitSelector {
       scored.push({ id: e.id, score: (connected.has(e.id.toString()) ? 1 : 0) + this.random() * 0.5 })
     }
     scored.sort((a, b) => b.score - a.score)
-    const ordered = scored.map(s => s.id)
-    const stuck = this.sticky.get(request)
-    if (stuck != null) {
-      const i = ordered.findIndex(p => p.toString() === stuck)
-      if (i > 0) ordered.unshift(...ordered.splice(i, 1))
-    }
-    return ordered
+    return this.sticky.arrange(request, scored.map(s => s.id), p => p.toString())
   }
 
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {

@@ -36,6 +36,8 @@ export interface RequestHead {
   version: '1.0' | '1.1'
   /** Names lower-cased, values trimmed, order kept. Decoded as latin1, so bytes round-trip. */
   headers: Array<[string, string]>
+  /** The same headers' names as the client spelled them (`User-Agent`), forwarded so. */
+  names: string[]
   /** Bytes up to and including the blank line. */
   headBytes: number
 }
@@ -163,6 +165,7 @@ export function parseRequestHead (buf: Uint8Array): RequestHead | undefined {
   const scan = buf.subarray(0, limit)
   let requestLine: Pick<RequestHead, 'method' | 'target' | 'version'> | undefined
   const headers: Array<[string, string]> = []
+  const names: string[] = []
   let lineStart = start
 
   for (;;) {
@@ -176,9 +179,10 @@ export function parseRequestHead (buf: Uint8Array): RequestHead | undefined {
       requestLine = parseRequestLine(line)
     } else if (line === '') {
       checkFraming(headers)
-      return { ...requestLine, headers, headBytes: lineStart }
+      return { ...requestLine, headers, names, headBytes: lineStart }
     } else {
       headers.push(parseHeaderLine(line))
+      names.push(line.slice(0, line.indexOf(':')))
     }
   }
 
@@ -314,17 +318,20 @@ function connectionOptions (head: RequestHead): Set<string> {
  * hop-by-hop headers (Proxy-Authorization, Proxy-Connection, Connection and
  * the headers it names, Keep-Alive, TE, Trailer, Upgrade), adds
  * `Connection: close`, ensures Host. The client's HTTP version is kept so an
- * HTTP/1.0 client is not sent a chunked response it cannot read.
+ * HTTP/1.0 client is not sent a chunked response it cannot read, and so are
+ * its header names as it spelled them and their order: origins that tell
+ * browsers from bots look at both (every browser sends `User-Agent`, not
+ * `user-agent`, over HTTP/1.1).
  */
 export function buildOriginRequestHead (head: RequestHead, target: AbsoluteTarget): Uint8Array {
   const dropped = connectionOptions(head)
   // RFC 9112 §3.2.2: with an absolute-form target, Host comes from the target
-  const lines = [`${head.method} ${target.path} HTTP/${head.version}`, `host: ${hostHeader(target)}`]
-  for (const [name, value] of head.headers) {
-    if (name === 'host' || HOP_BY_HOP.has(name) || dropped.has(name)) continue
-    lines.push(`${name}: ${value}`)
-  }
-  lines.push('connection: close', '', '')
+  const lines = [`${head.method} ${target.path} HTTP/${head.version}`, `Host: ${hostHeader(target)}`]
+  head.headers.forEach(([name, value], i) => {
+    if (name === 'host' || HOP_BY_HOP.has(name) || dropped.has(name)) return
+    lines.push(`${head.names[i] ?? name}: ${value}`)
+  })
+  lines.push('Connection: close', '', '')
   return Buffer.from(lines.join('\r\n'), 'latin1')
 }
 

@@ -14,6 +14,7 @@ import { RequestBodyFramer, ResponseHeadRewriter } from './http-message.ts'
 import { ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
 import { HANDSHAKE_TIMEOUT } from './socks5.ts'
+import { second } from '../constants.ts'
 import type { Ingress } from './ingress.ts'
 import type { RequestHead } from './http-proxy-protocol.ts'
 import type { Socket } from 'node:net'
@@ -87,7 +88,9 @@ export class HttpProxyServer extends ProxyListener {
     } catch (err: any) {
       const [status, reason] = err instanceof ProxyRefusal ? httpStatusFor(err.outcome) : [502, 'Bad Gateway']
       this.ingress.init.log('HTTP %s %s refused: %s', head.method, head.target, err.message)
-      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error']])
+      // which exit said so, when one did: a scraper can tell a target that refuses one exit from one that is down
+      const exit: Array<[string, string]> = err instanceof ProxyRefusal && err.exit != null ? [[EXIT_HEADER, err.exit]] : []
+      reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error'], ...exit])
       return
     }
     if (socket.destroyed) {
@@ -124,7 +127,24 @@ export const EXIT_HEADER = 'X-Spareband-Exit'
 /** Why the proxy refused a request, as a program reads it: the exit's status (POLICY_DENIED, ...) or NO_EXIT. */
 export const STATUS_HEADER = 'X-Spareband-Status'
 
+/**
+ * How long a refused client may go on sending (the rest of its request
+ * body) after the answer, which is read and dropped meanwhile; then the
+ * connection is dropped.
+ */
+export const REFUSED_LINGER_MS = 10 * second
+
+/**
+ * Answers on its own and closes. What the client still sends is read and
+ * dropped, for up to REFUSED_LINGER_MS: a client that writes its whole
+ * body before it reads the answer (Python's http.client and requests do)
+ * otherwise blocks on a full socket buffer until its own timeout, and
+ * never sees the answer.
+ */
 function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
   if (socket.destroyed) return
   socket.end(encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS)
+  socket.once('close', () => clearTimeout(linger))
+  socket.resume()
 }

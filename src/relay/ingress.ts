@@ -66,7 +66,8 @@ export interface IngressStats {
 
 export class ProxyRefusal extends Error {
   static name = 'ProxyRefusal'
-  constructor (readonly outcome: Outcome, message: string) {
+  /** `exit`: the peer id of the exit that refused, when one did. */
+  constructor (readonly outcome: Outcome, message: string, readonly exit?: string) {
     super(message)
     this.name = 'ProxyRefusal'
   }
@@ -114,7 +115,7 @@ export class Ingress {
       return await this.init.client.open(target, request)
     } catch (err: any) {
       this.stats.failed++
-      if (err instanceof TunnelError) throw new ProxyRefusal(err.status, err.message)
+      if (err instanceof TunnelError) throw new ProxyRefusal(err.status, err.message, err.exit)
       if (err instanceof NoExitError) throw new ProxyRefusal(NO_EXIT, err.message)
       throw new ProxyRefusal(NO_EXIT, err.message ?? String(err))
     }

@@ -23,8 +23,12 @@ export class TargetingError extends Error {
   }
 }
 
-/** A session id, as user names (and node.connect()) carry it. */
-const SESSION_ID = '[A-Za-z0-9_.]{1,64}'
+/**
+ * A session id, as user names (and node.connect()) carry it. '-' is in:
+ * scrapers name sessions with UUIDs, and the region before `-session-`
+ * has a fixed shape, so the id is everything after it.
+ */
+const SESSION_ID = '[A-Za-z0-9_.-]{1,64}'
 const PATTERN = new RegExp(`^region-([a-z]{2}(?:-[a-z0-9]{1,3})?)(?:-session-(${SESSION_ID}))?$`, 'i')
 const SESSION_ONLY = new RegExp(`^session-(${SESSION_ID})$`, 'i')
 
@@ -34,12 +38,21 @@ export function isValidSessionId (id: string): boolean {
   return SESSION_ID_ONLY.test(id)
 }
 
+/**
+ * `uk` is the United Kingdom to everyone who types a user name, and ISO
+ * 3166 reserves it for that, but the country's code is `gb`: `region-uk`
+ * was refused as an unknown region.
+ */
+function ukIsGb (region: string): string {
+  return region === 'uk' || region.startsWith('uk-') ? `gb${region.slice(2)}` : region
+}
+
 /** Parses the targeting part of a user name ("" or undefined = no targeting). */
 export function parseTargeting (user: string | undefined): Targeting {
   if (user == null || user === '') return {}
   const m = PATTERN.exec(user)
   if (m != null) {
-    const region = normalizeRegion(m[1])
+    const region = ukIsGb(normalizeRegion(m[1]))
     if (!isValidRegion(region)) throw new TargetingError(`unknown region "${m[1]}" in proxy user name "${user}"`)
     return { region, sessionId: m[2] }
   }

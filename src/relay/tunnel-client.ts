@@ -2,7 +2,8 @@
  * The consumer side of a tunnel: pick exits, open a stream to one, send the
  * request, wait for the answer. Failures that are the exit's (unreachable,
  * busy, out of quota or schedule, slow to answer) move on to the next
- * candidate; failures that are the target's (policy, DNS, refused) do not,
+ * candidate; failures that are the target's (policy, DNS, refused,
+ * unreachable or timing out from the exit) do not,
  * since another exit would only say the same. RATE_LIMITED says "not now":
  * when it is what the last exit tried answered, the request waits a little
  * and asks again, for a while, before the client is told.
@@ -33,11 +34,32 @@ export const DEFAULT_RATE_LIMITED_RETRY_MS = 5 * second
 const RATE_LIMITED_FIRST_BACKOFF_MS = 50
 const RATE_LIMITED_MAX_BACKOFF_MS = 1 * second
 
-/** Worth trying another exit for. */
+/**
+ * Worth trying another exit for. Not TIMEOUT as an exit answers it: that
+ * is its connect to the target timing out (after exit.connect_timeout_seconds,
+ * 10 s), and each exit tried waited as long for the same dead host: a
+ * scraper's request to one took 30 s to fail, through three exits. An exit
+ * that does not answer in time at all is another matter (NoAnswerError).
+ */
 const RETRYABLE = new Set<string>([
   TunnelStatus.BUSY, TunnelStatus.QUOTA_EXCEEDED, TunnelStatus.OUTSIDE_SCHEDULE,
-  TunnelStatus.RATE_LIMITED, TunnelStatus.INSUFFICIENT_CREDIT, TunnelStatus.TIMEOUT
+  TunnelStatus.RATE_LIMITED, TunnelStatus.INSUFFICIENT_CREDIT
 ])
+
+/** How the selector hears of an exit that did not answer in time (TIMEOUT is the target's, see RETRYABLE). */
+export const NO_ANSWER = 'NO_ANSWER'
+
+/**
+ * The exit did not answer within the response timeout: the client is told
+ * TIMEOUT, and the next exit is tried.
+ */
+export class NoAnswerError extends TunnelError {
+  static name = 'NoAnswerError'
+  constructor (exit: string) {
+    super(TunnelStatus.TIMEOUT, `exit ${exit} did not answer in time`, exit)
+    this.name = 'NoAnswerError'
+  }
+}
 
 export interface OpenedTunnel {
   stream: Stream
@@ -132,11 +154,11 @@ export class TunnelClient {
         this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
         return opened
       } catch (err: any) {
-        const status: string = err instanceof TunnelError ? err.status : (err.name ?? 'Error')
+        const status: string = err instanceof NoAnswerError ? NO_ANSWER : err instanceof TunnelError ? err.status : (err.name ?? 'Error')
         this.init.selector.report(exit, request, { ok: false, status, setupMs: performance.now() - started })
         lastError = err
         if (options.signal?.aborted === true) throw err
-        if (err instanceof TunnelError && !RETRYABLE.has(err.status)) throw err
+        if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw err
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
         if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw err
         this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
@@ -193,7 +215,7 @@ export class TunnelClient {
       if (sessionId !== '') this.init.accounting?.release?.(exit, sessionId)
       if (stream.status === 'open') stream.abort(err)
       if (err instanceof TunnelError) throw err
-      if (signal.aborted) throw new TunnelError(TunnelStatus.TIMEOUT, `exit ${exit.toString()} did not answer in time`, exit.toString())
+      if (signal.aborted) throw new NoAnswerError(exit.toString())
       throw new StaleStreamError(err.message)
     }
   }

@@ -93,7 +93,8 @@ export class RoutingSelector implements ExitSelector {
   }
 
   private async gather (request: ExitRequest): Promise<ExitCandidate[]> {
-    const known = await this.init.known?.candidates(request) ?? []
+    // the region only: sessions are this selector's to keep (the known peers' own would bind them too)
+    const known = await this.init.known?.candidates({ region: request.region }) ?? []
     const ads = request.region != null
       // first answers are enough to start, and exits we already know need no
       // wait at all; the rest of the lookup fills the cache for next time
@@ -113,12 +114,7 @@ export class RoutingSelector implements ExitSelector {
 
   async rank (request: ExitRequest): Promise<Array<RankedExit<ExitCandidate>>> {
     const ranked = selectExits(await this.gather(request), this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })
-    const stuck = this.sticky.get(request)
-    if (stuck != null) {
-      const i = ranked.findIndex(r => r.candidate.peerId === stuck)
-      if (i > 0) ranked.unshift(...ranked.splice(i, 1))
-    }
-    return ranked
+    return this.sticky.arrange(request, ranked, r => r.candidate.peerId)
   }
 
   async candidates (request: ExitRequest): Promise<PeerId[]> {

@@ -9,7 +9,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ExitSessions, FORGIVE_PER_HOUR, MAX_SESSIONS_PER_CONSUMER, OWED_SESSION_TTL } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, FORGIVE_PER_HOUR, MAX_SESSIONS_PER_CONSUMER, OWED_SESSION_TTL, SIGNING_RECENTLY_MS } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { tempDir } from '../utils/cli.ts'
@@ -64,6 +64,28 @@ describe('exit session sweep', () => {
     exit.sweep()
     expect(exit.sessionCount()).toBe(1)
     expect(exit.admit(a, 'one-too-many')).toBeUndefined()
+  })
+
+  it('over the threshold, admits a consumer that is signing (its tunnel waits with the held ones) and refuses one that stopped', async () => {
+    const [a] = consumers
+    let clock = Date.now()
+    const e = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), now: () => clock
+    })
+    expect(e.admit(a, 'busy')).toBeUndefined()
+    // 24 MiB on the way to it, 1 MiB of it signed: it is over the threshold, and signing
+    const held = e.meter(a, 'busy', 'down', 24 * MiB)
+    expect(held).toBeInstanceOf(Promise)
+    expect(e.admit(a, 'busy')?.status).toBe(TunnelStatus.RATE_LIMITED)
+    expect((await (e as any).onReceipt(a, await receipt(consumerParties[0], 'busy', MiB, 1n))).error).toBeUndefined()
+    expect(e.pendingBytes()).toBe(23 * MiB)
+    expect(e.admit(a, 'busy')).toBeUndefined()
+    expect(e.admit(a, 'another')).toBeUndefined()
+    // a new tunnel's first chunk waits too: nothing more is carried unsigned
+    expect(e.meter(a, 'another', 'down', 1)).toBeInstanceOf(Promise)
+    // no receipt for longer than the consumer's receipt interval: refused again
+    clock += SIGNING_RECENTLY_MS + 1
+    expect(e.admit(a, 'busy')?.status).toBe(TunnelStatus.RATE_LIMITED)
   })
 
   it('keeps a session that owes bytes, so a late receipt still settles them', async () => {

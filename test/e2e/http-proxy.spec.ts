@@ -100,6 +100,23 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     for (const s of [...a.seen, ...b.seen]) expect(s.head.toLowerCase()).not.toContain('proxy-authorization')
   })
 
+  it('forwards the client\'s header names as it spelled them, in its order, without the proxy\'s own', async () => {
+    const before = a.seen.length
+    const r = await curl(['-sS', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:pw', '-A', 'Mozilla/5.0 (X11; Linux x86_64)',
+      '-H', 'Accept-Language: de-DE,de;q=0.9', '-H', 'X-Requested-With: XMLHttpRequest', '-H', 'sec-ch-ua-mobile: ?0', `http://127.0.0.1:${a.port}/spelled`])
+    expect(r.stdout.toString()).toBe('A got /spelled\n')
+    expect(a.seen.slice(before).map(s => s.head)).toEqual([[
+      'GET /spelled HTTP/1.1',
+      `Host: 127.0.0.1:${a.port}`,
+      'User-Agent: Mozilla/5.0 (X11; Linux x86_64)',
+      'Accept: */*',
+      'Accept-Language: de-DE,de;q=0.9',
+      'X-Requested-With: XMLHttpRequest',
+      'sec-ch-ua-mobile: ?0',
+      'Connection: close'
+    ].join('\r\n')])
+  })
+
   it('forwards nothing a client pipelines after its request', async () => {
     const before = a.seen.length
     const socket = connect(consumer.httpPort, '127.0.0.1')
@@ -159,6 +176,13 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     const r = refused.stdout.toString('latin1')
     expect(r).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/)
     expect(r).toContain('\r\nX-Spareband-Status: POLICY_DENIED\r\n')
+    // and which exit refused it
+    expect(r).toContain(`\r\nX-Spareband-Exit: ${exit.peerId}\r\n`)
+    // no exit at all: none named
+    const none = (await curl(['-i', ...proxy, '--proxy-user', 'region-fr:', `http://127.0.0.1:${a.port}/none`])).stdout.toString('latin1')
+    expect(none).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    expect(none).toContain('\r\nX-Spareband-Status: NO_EXIT\r\n')
+    expect(none).not.toContain('X-Spareband-Exit')
   })
 
   it('answers its own errors with the reason phrase of their status', async () => {
@@ -173,6 +197,35 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     expect(await answer('GET http://127.0.0.1/ HTTP/2.0\r\n\r\n')).toMatch(/^HTTP\/1\.1 505 HTTP Version Not Supported\r\n/)
     expect(await answer(`GET http://127.0.0.1/${'a'.repeat(9000)} HTTP/1.1\r\n\r\n`)).toMatch(/^HTTP\/1\.1 414 URI Too Long\r\n/)
     expect(await answer(`GET http://127.0.0.1/ HTTP/1.1\r\nx: ${'a'.repeat(17000)}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/)
+  })
+
+  it('lets a client that sends its whole body before it reads (as Python\'s http.client does) finish, and read the refusal', async () => {
+    /** Writes the head and a 16 MiB body, waits until all of it is written, and only then reads the answer, as requests does. */
+    const sendAllThenRead = async (target: string, user: string): Promise<string> => new Promise((resolve, reject) => {
+      const body = Buffer.alloc(16 * 1024 * 1024, 0x61)
+      const socket = connect(consumer.httpPort, '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('error', reject)
+      socket.setTimeout(20_000, () => { socket.destroy(); reject(new Error(`${target} as ${user}: the body could not be sent in 20 s (${socket.bytesWritten} bytes written)`)) })
+      socket.write(`POST ${target} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic ${Buffer.from(`${user}:`).toString('base64')}\r\nContent-Length: ${body.byteLength}\r\n\r\n`)
+      socket.write(body, () => {
+        socket.on('data', chunk => chunks.push(chunk))
+        socket.on('end', () => { socket.destroy(); resolve(Buffer.concat(chunks).toString('latin1')) })
+      })
+    })
+    const noExit = await sendAllThenRead(`http://127.0.0.1:${a.port}/upload`, 'region-fr')
+    expect(noExit).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    expect(noExit).toContain('\r\nX-Spareband-Status: NO_EXIT\r\n')
+    expect(noExit.endsWith('\r\n\r\nspareband: NO_EXIT: no exit known in region fr\n')).toBe(true)
+    // the exit's refusal: port 9 is not one it allows
+    const denied = await sendAllThenRead('http://127.0.0.1:9/upload', 'region-de')
+    expect(denied).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/)
+    expect(denied).toContain('\r\nX-Spareband-Status: POLICY_DENIED\r\n')
+    // the proxy's own refusal of a user name that names no exit
+    const unknown = await sendAllThenRead(`http://127.0.0.1:${a.port}/upload`, 'region-xx')
+    expect(unknown).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    expect(unknown.endsWith('\r\n\r\nunknown region "xx" in proxy user name "region-xx"\n')).toBe(true)
+    expect(a.seen.some(s => s.head.includes('/upload'))).toBe(false)
   })
 
   it('with credentials configured: a wrong password is refused, a right one with a user name that targets nothing is not allowed by ruleset', async () => {

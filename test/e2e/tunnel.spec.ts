@@ -1,9 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
-import { curl, exitAndConsumer } from '../utils/network.ts'
+import { curl, exitAndConsumer, spawnNode, waitForPeers } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import { waitFor } from '../utils/cli.ts'
 import { connect } from 'node:net'
+import { request as httpRequest } from 'node:http'
 import type { Socket } from 'node:net'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
@@ -64,6 +65,10 @@ describe('tunnels through a direct connection, with real curl', () => {
     const none = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-fr:', `http://127.0.0.1:${target.port}/hello`])
     expect(none.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
     expect(none.stdout.toString()).toContain('no exit known in region fr')
+    // region-uk is the United Kingdom (gb), looked for like any region, not an unknown one
+    const uk = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-uk:', `http://127.0.0.1:${target.port}/hello`])
+    expect(uk.stdout.toString()).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/)
+    expect(uk.stdout.toString().endsWith('\r\n\r\nspareband: NO_EXIT: no exit known in region gb\n')).toBe(true)
     const bad = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-xx:', `http://127.0.0.1:${target.port}/hello`])
     expect(bad.stdout.toString()).toMatch(/^HTTP\/1\.1 400/)
     expect(bad.stdout.toString()).toContain('unknown region "xx"')
@@ -176,5 +181,56 @@ describe('tunnels through a direct connection, with real curl', () => {
     expect(e.exit.denied).toBeGreaterThanOrEqual(2)
     expect(e.exit.tunnelsOpen).toBe(0)
     expect(e.warnings.join(' ')).toContain('allow_private_targets is ON')
+  })
+})
+
+/**
+ * A scraper's steady load through one exit: many workers, each fetching
+ * pages back to back. The exit is free (price 0) so the consumer's
+ * allowance is no limit here; its receipts still go as usual.
+ */
+describe('steady load through one exit, with node:http clients', () => {
+  let target: TargetServer
+  let exit: SpawnedNode
+  let consumer: SpawnedNode
+
+  beforeAll(async () => {
+    target = await startTargetServer(4 * 1024 * 1024)
+    exit = await spawnNode({ region: 'de', args: ['--allow-private-targets', '--exit-ports', String(target.port)], config: '[exit]\nprice_per_gb = 0\n' })
+    consumer = await spawnNode({ region: 'jp', args: ['--no-supply', '--bootstrap', exit.addresses[0]] })
+    await waitForPeers(consumer, [exit.peerId])
+  })
+  afterAll(async () => {
+    await Promise.all([exit?.proc.kill(), consumer?.proc.kill()])
+    await target?.close()
+  })
+
+  it('60 workers fetching 2 MB pages back to back for 10 s: no 429, every page intact', async () => {
+    const size = 2_000_000
+    const expected = sha256(target.blob.subarray(0, size))
+    const fetchPage = async (): Promise<string> => new Promise(resolve => {
+      const req = httpRequest({ host: '127.0.0.1', port: consumer.httpPort, path: `http://127.0.0.1:${target.port}/slice/${size}`, agent: false, headers: { 'Proxy-Authorization': `Basic ${Buffer.from('region-de:').toString('base64')}` } }, res => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => {
+          const body = Buffer.concat(chunks)
+          resolve(res.statusCode === 200 ? (sha256(body) === expected ? 'intact' : `200 with ${body.byteLength} other bytes`) : `${res.statusCode} ${body.toString().trim()}`)
+        })
+        res.on('error', err => resolve(`response ${err.message}`))
+      })
+      req.on('error', err => resolve(`request ${err.message}`))
+      req.end()
+    })
+    const outcomes = new Map<string, number>()
+    const until = Date.now() + 10_000
+    await Promise.all(Array.from({ length: 60 }, async () => {
+      while (Date.now() < until) {
+        const outcome = (await fetchPage()).replace(/\d{5,}/g, 'N')
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+      }
+    }))
+    expect([...outcomes.keys()]).toEqual(['intact'])
+    expect(outcomes.get('intact')).toBeGreaterThanOrEqual(60)
+    await waitFor(async () => (await consumer.status()).proxy.tunnelsOpen === 0 && (await exit.status()).exit.tunnelsOpen === 0, { timeoutMs: 10_000, what: 'every tunnel closed' })
   })
 })

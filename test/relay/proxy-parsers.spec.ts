@@ -372,6 +372,7 @@ describe('HTTP request head', () => {
       target: 'example.com:443',
       version: '1.1',
       headers: [['host', 'example.com:443'], ['proxy-authorization', 'Basic YTpi']],
+      names: ['Host', 'Proxy-Authorization'],
       headBytes: msg.length
     })
   })
@@ -563,11 +564,11 @@ describe('forwarding and responses', () => {
     const out = text(buildOriginRequestHead(h, parseAbsoluteTarget(h.target)))
     expect(out).toBe([
       'GET /a?b HTTP/1.1',
-      'host: example.com:8080',
-      'user-agent: t',
-      'content-length: 0',
-      'accept: */*',
-      'connection: close',
+      'Host: example.com:8080',
+      'User-Agent: t',
+      'Content-Length: 0',
+      'Accept: */*',
+      'Connection: close',
       '', ''
     ].join('\r\n'))
   })
@@ -575,7 +576,7 @@ describe('forwarding and responses', () => {
   it('adds Host when missing, keeps the client version and obs-text bytes', () => {
     const h = head('GET http://[::1]/ HTTP/1.0\r\nX: caf\xe9\r\n\r\n')
     const out = buildOriginRequestHead(h, parseAbsoluteTarget(h.target))
-    expect(text(out)).toBe('GET / HTTP/1.0\r\nhost: [::1]\r\nx: caf\xe9\r\nconnection: close\r\n\r\n')
+    expect(text(out)).toBe('GET / HTTP/1.0\r\nHost: [::1]\r\nX: caf\xe9\r\nConnection: close\r\n\r\n')
   })
 
   it('encodes the proxy\'s own responses', () => {
@@ -639,6 +640,7 @@ describe('HTTP properties', () => {
         target: h.target,
         version: h.version,
         headers: h.headers.map(([n, v]) => [n.toLowerCase(), v]),
+        names: h.headers.map(([n]) => n),
         headBytes: h.raw.length
       })
       for (let i = 0; i < h.raw.length; i++) expect(parseRequestHead(h.raw.subarray(0, i))).toBeUndefined()

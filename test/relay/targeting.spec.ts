@@ -7,6 +7,13 @@ describe('proxy user name targeting', () => {
     expect(parseTargeting('region-us-ca-session-abc123')).toEqual({ region: 'us-ca', sessionId: 'abc123' })
     expect(parseTargeting('REGION-JP')).toEqual({ region: 'jp', sessionId: undefined })
     expect(parseTargeting('session-x1')).toEqual({ sessionId: 'x1' })
+    // a UUID, as scrapers name sessions; the region's shape says where the id starts
+    expect(parseTargeting('region-de-session-550e8400-e29b-41d4-a716-446655440000')).toEqual({ region: 'de', sessionId: '550e8400-e29b-41d4-a716-446655440000' })
+    expect(parseTargeting('region-us-ca-session-a-session-b')).toEqual({ region: 'us-ca', sessionId: 'a-session-b' })
+    expect(parseTargeting('session-9f1c-77')).toEqual({ sessionId: '9f1c-77' })
+    // the United Kingdom, as people write it: its ISO code is gb
+    expect(parseTargeting('region-uk')).toEqual({ region: 'gb', sessionId: undefined })
+    expect(parseTargeting('region-UK-eng-session-s1')).toEqual({ region: 'gb-eng', sessionId: 's1' })
     expect(parseTargeting('')).toEqual({})
     expect(parseTargeting(undefined)).toEqual({})
   })

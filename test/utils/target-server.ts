@@ -5,6 +5,8 @@
  */
 
 import { createServer } from 'node:http'
+import { createServer as createNetServer, connect } from 'node:net'
+import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -64,4 +66,27 @@ export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<
     await new Promise<void>(resolve => server.close(() => resolve()))
   }
   return target
+}
+
+/**
+ * A port on 127.0.0.1 where connecting hangs, as with a dead host: a
+ * listening socket nobody accepts on (a `sleep` child holds it), its
+ * accept queue filled, so the kernel drops further SYNs and every connect
+ * times out.
+ */
+export async function startBlackhole (): Promise<{ port: number, close: () => Promise<void> }> {
+  const server = createNetServer()
+  await new Promise<void>(resolve => server.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, resolve))
+  const port = (server.address() as AddressInfo).port
+  const holder = spawn('sleep', ['3600'], { stdio: ['ignore', 'ignore', 'ignore', (server as any)._handle.fd] })
+  await new Promise<void>(resolve => server.close(() => resolve()))
+  const fillers = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => {}))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  return {
+    port,
+    close: async () => {
+      for (const f of fillers) f.destroy()
+      holder.kill()
+    }
+  }
 }
