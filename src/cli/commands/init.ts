@@ -1,6 +1,7 @@
 import { writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createIdentity } from '../../node/identity.ts'
+import { dataDirOwner } from '../../node/data-dir-lock.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { UsageError } from '../errors.ts'
 import { printJson } from '../output.ts'
@@ -48,6 +49,9 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
         region = normalizeRegion(opts.region)
         if (!isValidRegion(region)) throw new UsageError(`--region "${opts.region}" is not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)`)
       }
+      const owner = opts.force === true ? dataDirOwner(dataDir) : undefined
+      // the running node keeps the old key; the next start would come back as another peer, its receipts signed by a stranger
+      if (owner != null) throw new UsageError(`a node runs on ${dataDir} (pid ${owner}): stop it before replacing its identity with --force`)
       const identity = await createIdentity(dataDir, { force: opts.force === true })
       const configFile = join(dataDir, 'config.toml')
       let wroteConfig = false

@@ -1,0 +1,57 @@
+/**
+ * What an operator running a node on a home or office line runs into:
+ * real `spareband` processes on loopback, real files in a data directory.
+ */
+
+import { describe, it, expect, afterAll } from 'vitest'
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
+
+const procs: NodeProcess[] = []
+afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
+
+const LOCAL = ['--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0']
+
+const exists = async (file: string): Promise<boolean> => stat(file).then(() => true, () => false)
+
+describe('operator', () => {
+  it('a second node on a data directory in use is refused, and leaves the running one alone; a lock left by SIGKILL is taken over', async () => {
+    const d = await tempDir('sb-op-lock-')
+    const { peerId } = await runCliJson(['init', '--data-dir', d, '--json'])
+    const first = new NodeProcess(d, LOCAL)
+    procs.push(first)
+    const info = await first.ready()
+
+    // same identity, same ledger: it must not start
+    const second = await runCli(['start', '--data-dir', d, ...LOCAL], { timeoutMs: 20_000 })
+    expect(second.signal).toBeNull() // it exited on its own, it was not still running
+    expect(second.code).toBe(1)
+    expect(second.stderr).toBe(`spareband: ${d} is in use by another spareband node (pid ${first.child.pid}): stop that one first, or give this one another --data-dir\n`)
+    // and the first is untouched: still found through its api.json, on the same port
+    const apiJson = JSON.parse(await readFile(join(d, 'api.json'), 'utf8'))
+    expect(apiJson.pid).toBe(first.child.pid)
+    expect(apiJson.port).toBe(info.port)
+    const status = await runCliJson(['status', '--json', '--data-dir', d])
+    expect(status.peerId).toBe(peerId)
+
+    // nor is its key replaced under it
+    const key = await readFile(join(d, 'identity.key'))
+    const init = await runCli(['init', '--data-dir', d, '--force'])
+    expect(init.code).toBe(2)
+    expect(init.stderr).toBe(`spareband: a node runs on ${d} (pid ${first.child.pid}): stop it before replacing its identity with --force\n`)
+    expect(await readFile(join(d, 'identity.key'))).toEqual(key)
+
+    // killed: its lock stays behind, and the next start takes it over
+    await first.kill()
+    expect(await exists(join(d, 'node.lock'))).toBe(true)
+    const again = new NodeProcess(d, LOCAL)
+    procs.push(again)
+    await again.ready()
+    expect((await again.status()).peerId).toBe(peerId)
+    expect(JSON.parse(await readFile(join(d, 'node.lock'), 'utf8')).pid).toBe(again.child.pid)
+    // a clean stop gives the directory back
+    expect((await again.stop()).code).toBe(0)
+    expect(await exists(join(d, 'node.lock'))).toBe(false)
+  })
+})
