@@ -14,6 +14,8 @@ import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
@@ -61,6 +63,48 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
   }
 })
 
+/**
+ * Multiaddrs are checked here, not where libp2p meets them: there a bad
+ * listen or bootstrap address stopped the node with the parser's words
+ * alone (no key, no value), and a bad announce address threw from inside
+ * libp2p, a stack trace.
+ */
+function parseAddress (entry: string): ReturnType<typeof multiaddr> {
+  try {
+    return multiaddr(entry)
+  } catch (err: any) {
+    throw new Error(`"${entry}" is not a multiaddr (${err.message})`)
+  }
+}
+
+/** The peer id at the end of `addr` (its last /p2p/), checked; undefined when there is none. */
+function peerOf (entry: string, addr: ReturnType<typeof multiaddr>): string | undefined {
+  const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+  if (id == null) return undefined
+  try {
+    peerIdFromString(id)
+  } catch (err: any) {
+    throw new Error(`"${entry}" names no valid peer id ("${id}": ${err.message})`)
+  }
+  return id
+}
+
+/** A listen address; a named relay (`<relay>/p2p-circuit`) must name the relay's peer, or nothing ever dials it. */
+function parseListenAddress (entry: string): void {
+  const addr = parseAddress(entry)
+  if (entry.endsWith('/p2p-circuit') && entry !== '/p2p-circuit') {
+    const relay = entry.slice(0, -'/p2p-circuit'.length)
+    if (peerOf(entry, parseAddress(relay)) == null) throw new Error(`"${entry}" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"`)
+    return
+  }
+  peerOf(entry, addr)
+}
+
+/** A peer to dial: libp2p's bootstrap and the node's redials skip an address without `/p2p/<peer id>`, silently. */
+function parsePeerAddress (entry: string): void {
+  if (peerOf(entry, parseAddress(entry)) == null) throw new Error(`"${entry}" does not end in /p2p/<peer id>, so no one would dial it`)
+}
+
 const nonNegative = z.number().min(0)
 
 /**
@@ -105,7 +149,7 @@ export const configSchema = z.strictObject({
     /** Network name, shown in status; peers of different networks do not share a DHT. */
     name: z.string().min(1),
     dht_protocol: z.string().regex(/^\/[\w./-]+$/, 'must look like a protocol id, e.g. "/spareband/kad/1.0.0"'),
-    bootstrap: z.array(z.string()),
+    bootstrap: checkedList(parsePeerAddress),
     receipts_topic: z.string().min(1),
     reputation_topic: z.string().min(1),
     /** Run the DHT in server mode. Servers are the only peers kad-dht returns from lookups. */
@@ -115,8 +159,8 @@ export const configSchema = z.strictObject({
     /** The longest wait between redials of a lost relay (one in `listen`), or of the bootstrap peers while the node has no peer; the first is 1 s and they double. */
     redial_max_seconds: timeoutSeconds(1)
   }),
-  listen: z.array(z.string()),
-  announce: z.array(z.string()),
+  listen: checkedList(parseListenAddress),
+  announce: checkedList(entry => { parseAddress(entry) }),
   api: z.strictObject({
     host: z.string(),
     port

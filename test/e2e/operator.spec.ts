@@ -4,7 +4,7 @@
  */
 
 import { describe, it, expect, afterAll } from 'vitest'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
 
@@ -53,5 +53,32 @@ describe('operator', () => {
     // a clean stop gives the directory back
     expect((await again.stop()).code).toBe(0)
     expect(await exists(join(d, 'node.lock'))).toBe(false)
+  })
+
+  it('a bad listen, announce or bootstrap address stops start with exit 2 and one line naming where it came from, the key and the entry', async () => {
+    const d = await tempDir('sb-op-addr-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    const peer = '12D3KooWPinfe9zTC2TjJTABrQriM6fg3Bedq16DWYs6Apu71jox'
+    const cases: Array<[string[], string, NodeJS.ProcessEnv?]> = [
+      // threw from inside libp2p: a stack trace, exit 1
+      [['--announce', 'garbage'], 'flag --announce: announce = ["garbage"] is invalid: "garbage" is not a multiaddr (String multiaddr must start with "/")'],
+      // the multiaddr parser's words alone, exit 1
+      [['--bootstrap', 'garbage'], 'flag --bootstrap: network.bootstrap = ["garbage"] is invalid: "garbage" is not a multiaddr (String multiaddr must start with "/")'],
+      // started, and never dialled it: libp2p's bootstrap and the redials skip an address without a peer id
+      [['--bootstrap', '/ip4/127.0.0.1/tcp/4001'], 'flag --bootstrap: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001"] is invalid: "/ip4/127.0.0.1/tcp/4001" does not end in /p2p/<peer id>, so no one would dial it'],
+      [[], 'environment variable SPAREBAND_BOOTSTRAP: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/nope"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p/nope" names no valid peer id ("nope": Please pass a multibase decoder for strings that do not start with "1" or "Q")', { SPAREBAND_BOOTSTRAP: '/ip4/127.0.0.1/tcp/4001/p2p/nope' }],
+      // started, and never listened through it: the relay keeper skips a relay without a peer id
+      [['--listen', '/ip4/127.0.0.1/tcp/4001/p2p-circuit'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p-circuit" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"']
+    ]
+    for (const [flags, line, env] of cases) {
+      const r = await runCli(['start', '--data-dir', d, '--api-port', '0', '--socks-port', '0', '--http-port', '0', ...(flags.includes('--listen') ? [] : ['--listen', '/ip4/127.0.0.1/tcp/0']), ...flags], { env, timeoutMs: 15_000 })
+      expect(r.code, flags.join(' ')).toBe(2)
+      expect(r.stderr).toBe(`spareband: ${line}\n`)
+    }
+    // and in config.toml, named by the file
+    await writeFile(join(d, 'config.toml'), `[network]\nbootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/${peer}", "/dns4/boot.example.org/tcp/4001"]\n`)
+    const r = await runCli(['start', '--data-dir', d, ...LOCAL], { timeoutMs: 15_000 })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(`spareband: ${join(d, 'config.toml')}: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/${peer}","/dns4/boot.example.org/tcp/4001"] is invalid: "/dns4/boot.example.org/tcp/4001" does not end in /p2p/<peer id>, so no one would dial it\n`)
   })
 })
