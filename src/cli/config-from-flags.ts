@@ -70,7 +70,7 @@ export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.Pro
     layers.push(networkLayer(file, definition))
   }
   const configFile = opts.config ?? join(dataDir, 'config.toml')
-  layers.push(readConfigFile(configFile))
+  layers.push(readConfigFile(configFile, { required: opts.config != null ? '--config' : undefined }))
   layers.push(envLayer(env))
   const entries: Array<{ key: string, value: unknown, source: string }> = []
   for (const [attr, spec] of Object.entries(FLAG_KEYS)) {

@@ -332,14 +332,18 @@ export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Reads `config.toml`. A missing file is an empty layer; a file that does not
- * parse is a ConfigError naming the file, the line and column.
+ * Reads `config.toml`. A missing file is an empty layer, unless the user
+ * named it (`required`: `--config FILE`), where a typo in the path would
+ * otherwise run the node on the defaults, without the operator's caps; a
+ * file that does not parse is a ConfigError naming the file, the line and
+ * column.
  */
-export function readConfigFile (file: string): ConfigLayer {
+export function readConfigFile (file: string, options: { required?: string } = {}): ConfigLayer {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err: any) {
+    if (err.code === 'ENOENT' && options.required != null) throw new ConfigError(`${file}: no such config file (named by ${options.required})`, { source: file })
     if (err.code === 'ENOENT') return { source: file, values: {} }
     throw new ConfigError(`${file}: cannot read config file: ${err.message}`, { source: file })
   }
