@@ -28,6 +28,8 @@ export function buildProgram (): Command {
     .exitOverride()
   const dataDirOf = (cmd: Command): string => {
     const opts = cmd.optsWithGlobals()
+    // resolve('') is the working directory: the key and ledger would land wherever the command ran
+    if (opts.dataDir === '') throw new UsageError('--data-dir is empty: name a directory, or leave the flag out for $SPAREBAND_DATA_DIR or ~/.spareband')
     return resolve(opts.dataDir ?? defaultDataDir())
   }
   registerInit(program, dataDirOf)

@@ -327,8 +327,15 @@ export interface ConfigLayer {
   values: SparebandConfigInput | Record<string, unknown>
 }
 
+/**
+ * SPAREBAND_DATA_DIR, else ~/.spareband. Set but empty counts as unset (as
+ * XDG_DATA_HOME does): an empty value, such as a unit file's unset
+ * variable, would otherwise resolve to the working directory, and the node
+ * would keep its key and ledger wherever it happened to be started.
+ */
 export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
-  return env.SPAREBAND_DATA_DIR ?? join(homedir(), '.spareband')
+  const dir = env.SPAREBAND_DATA_DIR
+  return dir != null && dir !== '' ? dir : join(homedir(), '.spareband')
 }
 
 /**

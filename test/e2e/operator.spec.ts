@@ -4,7 +4,7 @@
  */
 
 import { describe, it, expect, afterAll } from 'vitest'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
 
@@ -100,5 +100,19 @@ describe('operator', () => {
     expect(status.exit.limits.maxTunnels).toBe(7)
     expect(status.exit.quota.dailyLimit).toBe(2e9)
     expect((await node.stop()).code).toBe(0)
+  })
+
+  it('an empty SPAREBAND_DATA_DIR means ~/.spareband, not the working directory; an empty --data-dir is refused', async () => {
+    const home = await tempDir('sb-op-home-')
+    const cwd = await tempDir('sb-op-cwd-')
+    const r = await runCli(['init', '--json'], { env: { SPAREBAND_DATA_DIR: '', HOME: home }, cwd })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout).identityFile).toBe(join(home, '.spareband', 'identity.key'))
+    expect(await exists(join(home, '.spareband', 'identity.key'))).toBe(true)
+    expect(await readdir(cwd)).toEqual([])
+    const empty = await runCli(['init', '--data-dir', ''], { cwd })
+    expect(empty.code).toBe(2)
+    expect(empty.stderr).toBe('spareband: --data-dir is empty: name a directory, or leave the flag out for $SPAREBAND_DATA_DIR or ~/.spareband\n')
+    expect(await readdir(cwd)).toEqual([])
   })
 })
