@@ -115,4 +115,16 @@ describe('operator', () => {
     expect(empty.stderr).toBe('spareband: --data-dir is empty: name a directory, or leave the flag out for $SPAREBAND_DATA_DIR or ~/.spareband\n')
     expect(await readdir(cwd)).toEqual([])
   })
+
+  it('the start line says where the SOCKS5 and HTTP proxies listen', async () => {
+    const d = await tempDir('sb-op-ports-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    const node = new NodeProcess(d, LOCAL)
+    procs.push(node)
+    await node.ready()
+    const { proxy, api } = await node.status()
+    const line = node.output.split('\n').find(l => l.includes('info  spareband node started'))
+    expect(line).toContain(` api=${api} socks=127.0.0.1:${proxy.socksPort} http=127.0.0.1:${proxy.httpPort} `)
+    expect((await node.stop()).code).toBe(0)
+  })
 })

@@ -3,6 +3,7 @@ import { defaultConfig } from '../../node/config.ts'
 import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../config-from-flags.ts'
 import { onGracefulShutdown } from '../graceful-shutdown.ts'
 import { log } from '../output.ts'
+import { formatHostPort } from '../../errors.ts'
 import type { Command } from 'commander'
 
 export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
@@ -57,11 +58,15 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       })
       await node.start()
       const status = node.status()
+      // where clients go: with port 0, or ports from a config file, the log is where the operator looks
+      const proxy = status.proxy as { socksPort: number, httpPort: number } | undefined
       log('info', 'spareband node started', {
         peerId: status.peerId,
         network: status.network,
         region: status.region,
         api: status.api,
+        socks: proxy != null ? formatHostPort(config.proxy.host, proxy.socksPort) : undefined,
+        http: proxy != null ? formatHostPort(config.proxy.host, proxy.httpPort) : undefined,
         dataDir,
         config: configFile
       })
