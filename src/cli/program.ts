@@ -18,6 +18,7 @@ import { registerProviders } from './commands/providers.ts'
 import { registerAccounting } from './commands/accounting.ts'
 import { registerProbe } from './commands/probe.ts'
 import { registerDashboard } from './commands/dashboard.ts'
+import { registerExitControl } from './commands/exit-control.ts'
 
 export function buildProgram (): Command {
   const program = new Command('spareband')
@@ -36,6 +37,7 @@ export function buildProgram (): Command {
   registerStart(program, dataDirOf)
   registerStatus(program, dataDirOf)
   registerProviders(program, dataDirOf)
+  registerExitControl(program, dataDirOf)
   registerAccounting(program, dataDirOf)
   registerProbe(program, dataDirOf)
   registerDashboard(program, dataDirOf)

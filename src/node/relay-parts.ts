@@ -66,7 +66,7 @@ export function exitPart (node: SparebandNode): NodePart {
       const warnings: string[] = []
       if (node.config.exit.enabled && node.config.exit.allow_private_targets) warnings.push('exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.')
       const s = exit()?.status()
-      if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` since ${s.pausedSince}` : ''}: it takes no new tunnels, across restarts, until POST /v1/exit/resume`)
+      if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` since ${s.pausedSince}` : ''}: it takes no new tunnels, across restarts, until spareband resume (POST /v1/exit/resume)`)
       return warnings
     },
     routes: {

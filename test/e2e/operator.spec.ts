@@ -127,4 +127,37 @@ describe('operator', () => {
     expect(line).toContain(` api=${api} socks=127.0.0.1:${proxy.socksPort} http=127.0.0.1:${proxy.httpPort} `)
     expect((await node.stop()).code).toBe(0)
   })
+
+  it('spareband pause and resume pause the running exit and resume it, kept in exit-state.json; resume says what still holds it back', async () => {
+    const d = await tempDir('sb-op-pause-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    // a sharing schedule that leaves out today (local time, as the node reads it)
+    const days = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
+    const tomorrow = days[(new Date().getDay() + 1) % 7]
+    const node = new NodeProcess(d, [...LOCAL, '--schedule', `${tomorrow} all`])
+    procs.push(node)
+    await node.ready()
+
+    const paused = await runCli(['pause', '--data-dir', d])
+    expect(paused.code).toBe(0)
+    const status = await node.status()
+    expect(status.exit.paused).toBe(true)
+    expect(paused.stdout).toBe(`exit paused since ${status.exit.pausedSince}: it takes no new tunnels, across restarts, until "spareband resume"; 0 tunnel(s) open go on\n`)
+    expect(JSON.parse(await readFile(join(d, 'exit-state.json'), 'utf8'))).toEqual({ paused: true, pausedSince: status.exit.pausedSince })
+    expect(status.warnings).toContain(`the exit is paused since ${status.exit.pausedSince}: it takes no new tunnels, across restarts, until spareband resume (POST /v1/exit/resume)`)
+
+    const resumed = await runCli(['resume', '--data-dir', d])
+    expect(resumed.code).toBe(0)
+    expect(resumed.stdout).toBe('exit resumed, but it takes no new tunnels yet: it is outside its sharing schedule\n')
+    expect((await node.status()).exit.paused).toBe(false)
+    expect(JSON.parse(await readFile(join(d, 'exit-state.json'), 'utf8')).paused).toBe(false)
+    const json = await runCliJson(['resume', '--json', '--data-dir', d])
+    expect(json.paused).toBe(false)
+    expect(json.withinSchedule).toBe(false)
+    expect((await node.stop()).code).toBe(0)
+    // no node: the usual clear line
+    const none = await runCli(['pause', '--data-dir', d])
+    expect(none.code).toBe(1)
+    expect(none.stderr).toBe(`spareband: no running node found for ${d} (no api.json); start one with "spareband start --data-dir ${d}"\n`)
+  })
 })
