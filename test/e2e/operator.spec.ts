@@ -160,4 +160,18 @@ describe('operator', () => {
     expect(none.code).toBe(1)
     expect(none.stderr).toBe(`spareband: no running node found for ${d} (no api.json); start one with "spareband start --data-dir ${d}"\n`)
   })
+
+  it('SIGHUP (the terminal or ssh session closing) stops the node cleanly: exit 0, api.json and node.lock gone', async () => {
+    const d = await tempDir('sb-op-hup-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    const node = new NodeProcess(d, LOCAL)
+    procs.push(node)
+    await node.ready()
+    const stopped = await node.stop('SIGHUP')
+    expect(stopped.code).toBe(0)
+    expect(node.output).toContain('info  stopping signal=SIGHUP')
+    expect(node.output).toMatch(/info {2}stopped\n$/)
+    expect(await exists(join(d, 'api.json'))).toBe(false)
+    expect(await exists(join(d, 'node.lock'))).toBe(false)
+  })
 })

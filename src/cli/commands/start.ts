@@ -9,7 +9,7 @@ import type { Command } from 'commander'
 export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
   const exit = defaultConfig.exit
   program.command('start')
-    .description('run a node until SIGINT/SIGTERM')
+    .description('run a node until SIGINT, SIGTERM or SIGHUP')
     .option('--config <file>', 'config file (default: <data-dir>/config.toml)')
     .option('--region <region>', 'region this node exits traffic in, e.g. de or us-ca')
     .option('--listen <multiaddr>', 'listen address, repeatable', collect)
