@@ -5,8 +5,10 @@
 
 import { describe, it, expect, afterAll } from 'vitest'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
+import type { AddressInfo } from 'node:net'
 
 const procs: NodeProcess[] = []
 afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
@@ -52,6 +54,16 @@ describe('operator', () => {
     expect(JSON.parse(await readFile(join(d, 'node.lock'), 'utf8')).pid).toBe(again.child.pid)
     // a clean stop gives the directory back
     expect((await again.stop()).code).toBe(0)
+    expect(await exists(join(d, 'node.lock'))).toBe(false)
+
+    // so does a start that fails (its control API port is taken)
+    const blocker = createServer()
+    await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
+    const port = (blocker.address() as AddressInfo).port
+    const failed = await runCli(['start', '--data-dir', d, ...LOCAL, '--api-port', String(port)], { timeoutMs: 20_000 })
+    await new Promise(resolve => blocker.close(resolve))
+    expect(failed.code).toBe(1)
+    expect(failed.stderr).toBe(`spareband: the control API (api.port / --api-port): 127.0.0.1:${port} is in use\n`)
     expect(await exists(join(d, 'node.lock'))).toBe(false)
   })
 

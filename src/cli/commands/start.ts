@@ -56,7 +56,13 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         const { kind, target, downMs, attempts } = e.detail
         log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
       })
-      await node.start()
+      try {
+        await node.start()
+      } catch (err) {
+        // gives the data directory back (node.lock) before the error ends the process
+        await node.stop().catch(() => {})
+        throw err
+      }
       const status = node.status()
       // where clients go: with port 0, or ports from a config file, the log is where the operator looks
       const proxy = status.proxy as { socksPort: number, httpPort: number } | undefined
