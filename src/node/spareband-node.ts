@@ -8,7 +8,7 @@
 import { TypedEventEmitter } from 'main-event'
 import { mkdir } from 'node:fs/promises'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
-import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
+import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, explainListenFailure } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
@@ -277,6 +277,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     if (!this.running) throw new NotStartedError()
     const dht: any = this.libp2p.services.dht
     const warnings: string[] = []
+    const keyWarning = identityModeWarning(this.dataDir)
+    if (keyWarning != null) warnings.push(keyWarning)
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const status: NodeStatus & Record<string, unknown> = {
       peerId: this.peerId.toString(),

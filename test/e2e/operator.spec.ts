@@ -4,7 +4,7 @@
  */
 
 import { describe, it, expect, afterAll } from 'vitest'
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
@@ -195,5 +195,21 @@ describe('operator', () => {
       expect(r.code, args[0]).toBe(2)
       expect(r.stderr).toBe(message)
     }
+  })
+
+  it('an identity.key others can read (a copy restored from a backup) is a warning at start and in status, with the chmod that fixes it', async () => {
+    const d = await tempDir('sb-op-keymode-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    const key = join(d, 'identity.key')
+    await chmod(key, 0o644)
+    const node = new NodeProcess(d, LOCAL)
+    procs.push(node)
+    await node.ready()
+    const warning = `${key} can be read by other users (mode 0644): whoever reads it can sign receipts as this node and spend its credits; run "chmod 600 ${key}"`
+    expect(node.output).toContain(`warn  ${warning}\n`)
+    expect((await node.status()).warnings).toEqual([warning])
+    await chmod(key, 0o600)
+    expect((await node.status()).warnings).toEqual([])
+    expect((await node.stop()).code).toBe(0)
   })
 })
