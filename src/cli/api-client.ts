@@ -103,8 +103,23 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
   if (info == null) {
     throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
   }
+  // killed, or the machine went down: its api.json stays, and its port may since serve someone else (another node's API, any server)
+  if (!processRuns(info.pid)) {
+    throw new NodeNotRunningError(`no node is running for ${dataDir}: the one that wrote api.json (pid ${info.pid}) is gone without cleaning up; start one with "spareband start --data-dir ${dataDir}"`)
+  }
   const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
   return { info, token }
+}
+
+/** Whether a process with this pid runs (as any user); a pid given to another process since is taken as running, and the API call tells. */
+function processRuns (pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: any) {
+    return err.code !== 'ESRCH'
+  }
 }
 
 function notAnswering (dataDir: string, info: ApiInfo, err: any): NodeNotRunningError {
