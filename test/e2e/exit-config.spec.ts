@@ -172,7 +172,8 @@ describe('the exit\'s own addresses', () => {
 
 describe('pause survives a restart', () => {
   it('paused, stopped and started again, the exit is still paused and status warns; resumed, it stays resumed', async () => {
-    const d = await dataDir()
+    // with a region: an exit without one is warned about too
+    const d = await dataDir('region = "de"\n')
     let node = await startNode(d, [])
     const paused = await callApi<any>(d, '/v1/exit/pause', { method: 'POST', body: {} })
     expect(paused.paused).toBe(true)

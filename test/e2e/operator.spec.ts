@@ -199,7 +199,7 @@ describe('operator', () => {
 
   it('an identity.key others can read (a copy restored from a backup) is a warning at start and in status, with the chmod that fixes it', async () => {
     const d = await tempDir('sb-op-keymode-')
-    await runCliJson(['init', '--data-dir', d, '--json'])
+    await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
     const key = join(d, 'identity.key')
     await chmod(key, 0o644)
     const node = new NodeProcess(d, LOCAL)
@@ -211,5 +211,26 @@ describe('operator', () => {
     await chmod(key, 0o600)
     expect((await node.status()).warnings).toEqual([])
     expect((await node.stop()).code).toBe(0)
+  })
+
+  it('an exit without a region, as init without --region leaves it, is warned about at start and in status; with one, or with --no-supply, it is not', async () => {
+    const d = await tempDir('sb-op-noregion-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    const warning = 'the exit has no region, so it is not advertised in the DHT and consumers asking for a region never pick it: set region (region = "de" in config.toml, --region de or SPAREBAND_REGION), or turn the exit off with --no-supply'
+    const node = new NodeProcess(d, LOCAL)
+    procs.push(node)
+    await node.ready()
+    expect(node.output).toContain(`warn  ${warning}\n`)
+    const status = await node.status()
+    expect(status.warnings).toEqual([warning])
+    expect(status.routing.advertising.published).toBe(false)
+    expect((await node.stop()).code).toBe(0)
+    for (const flags of [['--region', 'de'], ['--no-supply']]) {
+      const again = new NodeProcess(d, [...LOCAL, ...flags])
+      procs.push(again)
+      await again.ready()
+      expect((await again.status()).warnings, flags.join(' ')).toEqual([])
+      expect((await again.stop()).code).toBe(0)
+    }
   })
 })
