@@ -472,9 +472,49 @@ function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): voi
     const source = sourceOf(sources, key) ?? 'defaults'
     throw new ConfigError(`${source}: ${key} = ${p.socks_port} is invalid: it is also ${other}; the SOCKS5 and HTTP proxies each need a port of their own (0 picks a free one)`, { source, key })
   }
+  checkOwnPorts(config, sources)
   if (p.enabled && !isLoopbackHost(p.host) && p.password == null) {
     const source = sourceOf(sources, 'proxy.host') ?? 'defaults'
     throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.username and proxy.password too, or an open proxy is exposed to the network`, { source, key: 'proxy.host' })
+  }
+}
+
+/** A TCP port the node binds, and the key that names it. */
+interface OwnPort { key: string, host: string, port: number, addr?: string }
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', ''])
+
+/**
+ * The control API, the proxies and libp2p's TCP listen addresses bind in
+ * that order (libp2p, proxies, API), so one port named twice was taken by
+ * the node itself and the next bind failed with "is in use", sending the
+ * operator after another process that does not exist. Ports 0 are any free
+ * one; the SOCKS5/HTTP pair has its own rule above.
+ */
+function checkOwnPorts (config: SparebandConfig, sources: SourceMap): void {
+  const ports: OwnPort[] = []
+  const listenPorts: OwnPort[] = []
+  for (const a of config.listen) {
+    const m = /^\/ip[46]\/([^/]+)\/tcp\/(\d+)(\/|$)/.exec(a)
+    if (m != null && !a.includes('/p2p-circuit') && Number(m[2]) !== 0) listenPorts.push({ key: 'listen', host: m[1], port: Number(m[2]), addr: a })
+  }
+  if (config.proxy.enabled) {
+    ports.push({ key: 'proxy.socks_port', host: config.proxy.host, port: config.proxy.socks_port })
+    ports.push({ key: 'proxy.http_port', host: config.proxy.host, port: config.proxy.http_port })
+  }
+  const api: OwnPort = { key: 'api.port', host: config.api.host, port: config.api.port }
+  const clash = (a: OwnPort, b: OwnPort): boolean => a.port !== 0 && a.port === b.port && (a.host === b.host || WILDCARD_HOSTS.has(a.host) || WILDCARD_HOSTS.has(b.host))
+  const pairs: Array<[OwnPort, OwnPort]> = []
+  for (const other of [...ports, ...listenPorts]) pairs.push([api, other])
+  for (const proxy of ports) for (const l of listenPorts) pairs.push([proxy, l])
+  for (const [a, b] of pairs) {
+    if (!clash(a, b)) continue
+    // name the key someone set, not the default it collided with
+    const [key, other] = sources.has(a.key) || !sources.has(b.key) ? [a, b] : [b, a]
+    const source = sourceOf(sources, key.key) ?? 'defaults'
+    const shown = key.key === 'listen' ? `listen address ${key.addr ?? ''}` : `${key.key} = ${key.port}`
+    const otherShown = other.key === 'listen' ? `the listen address ${other.addr ?? ''} has port ${other.port}` : `${other.key} is ${other.port} (on ${other.host})`
+    throw new ConfigError(`${source}: ${shown} is invalid: ${otherShown} too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)`, { source, key: key.key })
   }
 }
 

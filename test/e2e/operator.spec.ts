@@ -233,4 +233,12 @@ describe('operator', () => {
       expect((await again.stop()).code).toBe(0)
     }
   })
+
+  it('one port for the control API and a proxy is refused before anything binds (exit 2, both keys named), not "in use" by the node itself', async () => {
+    const d = await tempDir('sb-op-ownports-')
+    await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
+    const r = await runCli(['start', '--data-dir', d, '--listen', '/ip4/127.0.0.1/tcp/0', '--http-port', '0', '--socks-port', '45123', '--api-port', '45123'], { timeoutMs: 15_000 })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe('spareband: flag --api-port: api.port = 45123 is invalid: proxy.socks_port is 45123 (on 127.0.0.1) too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)\n')
+  })
 })
