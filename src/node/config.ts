@@ -458,7 +458,9 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
   }
   const issue = result.error.issues[0]
   const key = issue.path.map(String).join('.')
-  const source = sourceOf(sources, key) ?? 'defaults'
+  // an unknown key's issue sits on its parent, which for a top-level typo (regoin = "de") is the root, that no layer names: look the key itself up
+  const unknown = issue.code === 'unrecognized_keys' ? (key === '' ? issue.keys[0] : `${key}.${issue.keys[0]}`) : undefined
+  const source = (unknown != null ? sourceOf(sources, unknown) : undefined) ?? sourceOf(sources, key) ?? 'defaults'
   throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key })
 }
 

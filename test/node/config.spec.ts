@@ -111,6 +111,17 @@ describe('config validation errors', () => {
     expect(err.message).toContain('allowed_ports')
   })
 
+  it('names the file an unknown top-level key came from, not "defaults"', async () => {
+    const file = await tomlFile('regoin = "de"\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.source).toBe(file)
+    expect(err.message).toBe(`${file}: unknown key "regoin" (allowed here: network, listen, announce, api, proxy, exit, accounting, relay)`)
+    // and a section's unknown key, as before
+    const file2 = await tomlFile('[exit]\nalowed_ports = [80]\n')
+    expect(catchError(() => resolveConfig([readConfigFile(file2)])).message).toMatch(new RegExp(`^${file2.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: unknown key "exit.alowed_ports"`))
+  })
+
   it('names the environment variable a bad value came from', () => {
     const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_API_PORT: 'seventy' })]))
     expect(err.source).toBe('environment variable SPAREBAND_API_PORT')
