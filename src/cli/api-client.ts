@@ -107,7 +107,14 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
   if (!processRuns(info.pid)) {
     throw new NodeNotRunningError(`no node is running for ${dataDir}: the one that wrote api.json (pid ${info.pid}) is gone without cleaning up; start one with "spareband start --data-dir ${dataDir}"`)
   }
-  const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
+  const tokenFile = join(dataDir, API_TOKEN_FILE)
+  let token: string
+  try {
+    token = (await readFile(tokenFile, 'utf8')).trim()
+  } catch (err: any) {
+    // the node reads its token once, at start; one deleted since is written anew at the next start
+    throw new Error(`cannot read the control API token ${tokenFile} (${err.code ?? err.message}): the node for ${dataDir} (pid ${info.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
+  }
   return { info, token }
 }
 

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callApi } from '../../src/cli/api-client.ts'
@@ -69,5 +69,11 @@ describe('callApi', () => {
     const err = await callApi(dir, '/v1/balance').then(() => undefined, e => e)
     expect(err?.name).toBe('NodeNotRunningError')
     expect(err.message).toBe(`no node is running for ${dir}: the one that wrote api.json (pid ${dead}) is gone without cleaning up; start one with "spareband start --data-dir ${dir}"`)
+  })
+
+  it('a missing api-token is one line that says where it comes from, not a bare ENOENT', async () => {
+    const dir = await dataDirFor(createServer((_req, res) => { res.end('{}') }))
+    await rm(join(dir, 'api-token'))
+    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`cannot read the control API token ${join(dir, 'api-token')} (ENOENT): the node for ${dir} (pid ${process.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
   })
 })
