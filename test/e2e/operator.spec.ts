@@ -5,9 +5,10 @@
 
 import { describe, it, expect, afterAll } from 'vitest'
 import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { NodeProcess, runCli, runCliJson, tempDir } from '../utils/cli.ts'
+import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import type { AddressInfo } from 'node:net'
 
 const procs: NodeProcess[] = []
@@ -241,4 +242,29 @@ describe('operator', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toBe('spareband: flag --api-port: api.port = 45123 is invalid: proxy.socks_port is 45123 (on 127.0.0.1) too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)\n')
   })
+
+  it('Ctrl-C on a testnet (SIGINT to its whole process group, as a terminal sends it) stops every node cleanly, not as a second signal', async () => {
+    const dir = await tempDir('sb-op-testnet-')
+    // a process group of its own, as a shell gives a foreground job
+    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += d })
+    child.stderr.on('data', d => { err += d })
+    const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+    try {
+      const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
+      process.kill(-child.pid!, 'SIGINT')
+      expect(await exited).toBe(0)
+      for (const n of net.nodes) {
+        const log = await readFile(join(n.dataDir, 'node.log'), 'utf8')
+        expect(log, n.dataDir).not.toContain('second signal')
+        expect(log).toMatch(/info {2}stopping signal=SIGTERM\n.*info {2}stopped\n$/)
+        expect(await exists(join(n.dataDir, 'api.json'))).toBe(false)
+        expect(await exists(join(n.dataDir, 'node.lock'))).toBe(false)
+      }
+    } finally {
+      if (child.exitCode == null) process.kill(-child.pid!, 'SIGKILL')
+    }
+  }, 90_000)
 })
