@@ -6,9 +6,12 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
+import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+import { callApi } from '../../src/cli/api-client.ts'
+import { NODE_RUNTIME_FLAGS } from '../../src/node/runtime-flags.ts'
 import type { AddressInfo } from 'node:net'
 
 const procs: NodeProcess[] = []
@@ -267,4 +270,34 @@ describe('operator', () => {
       if (child.exitCode == null) process.kill(-child.pid!, 'SIGKILL')
     }
   }, 90_000)
+
+  it('a node whose log reader goes away (spareband start | tee, stopped) keeps running, and still stops cleanly', async () => {
+    const d = await tempDir('sb-op-epipe-')
+    await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
+    const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', '--data-dir', d, ...LOCAL], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+    try {
+      await waitFor(async () => JSON.parse(await readFile(join(d, 'api.json'), 'utf8')).pid === child.pid, { what: 'api.json' })
+      // the reader goes: the node's next log line meets a closed pipe
+      child.stdout.destroy()
+      child.stderr.destroy()
+      const { proxy } = await callApi(d, '/v1/status')
+      // a client the proxy refuses is a log line (warn proxy refused a client)
+      const status = await new Promise<number | undefined>(resolve => {
+        request({ host: '127.0.0.1', port: proxy.httpPort, method: 'GET', path: 'http://example.org/', headers: { 'proxy-authorization': `Basic ${Buffer.from('region-xx:').toString('base64')}` } }, res => { res.resume(); resolve(res.statusCode) })
+          .on('error', () => resolve(undefined)).end()
+      })
+      expect(status).toBe(400)
+      await new Promise(resolve => setTimeout(resolve, 500))
+      expect(child.exitCode).toBeNull()
+      expect((await callApi(d, '/v1/status')).peerId).toMatch(/^12D3KooW/)
+      // its clean stop logs too
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      expect(await exists(join(d, 'api.json'))).toBe(false)
+      expect(await exists(join(d, 'node.lock'))).toBe(false)
+    } finally {
+      if (child.exitCode == null && child.signalCode == null) child.kill('SIGKILL')
+    }
+  })
 })

@@ -2,7 +2,7 @@ import { Option } from 'commander'
 import { defaultConfig } from '../../node/config.ts'
 import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../config-from-flags.ts'
 import { onGracefulShutdown } from '../graceful-shutdown.ts'
-import { log } from '../output.ts'
+import { log, surviveClosedOutput } from '../output.ts'
 import { formatHostPort } from '../../errors.ts'
 import type { Command } from 'commander'
 
@@ -39,6 +39,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
     .action(async (_opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
       const { config, configFile } = resolveCliConfig(cmd, dataDir)
+      surviveClosedOutput()
       // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
       const { SparebandNode } = await import('../../node/spareband-node.ts')
       const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
