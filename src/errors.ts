@@ -50,6 +50,21 @@ export class NodeNotRunningError extends Error {
   }
 }
 
+/** Another node runs on the data directory (it holds `node.lock`). */
+export class DataDirInUseError extends Error {
+  static name = 'DataDirInUseError'
+  readonly dataDir?: string
+  /** The process that holds the lock. */
+  readonly pid?: number
+
+  constructor (message = 'The data directory is in use by another node', details: { dataDir?: string, pid?: number } = {}) {
+    super(message)
+    this.name = 'DataDirInUseError'
+    this.dataDir = details.dataDir
+    this.pid = details.pid
+  }
+}
+
 /** A listener (proxy, control API) could not bind because something else holds its address. */
 export class AddressInUseError extends Error {
   static name = 'AddressInUseError'

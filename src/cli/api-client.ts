@@ -103,8 +103,30 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
   if (info == null) {
     throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
   }
-  const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
+  // killed, or the machine went down: its api.json stays, and its port may since serve someone else (another node's API, any server)
+  if (!processRuns(info.pid)) {
+    throw new NodeNotRunningError(`no node is running for ${dataDir}: the one that wrote api.json (pid ${info.pid}) is gone without cleaning up; start one with "spareband start --data-dir ${dataDir}"`)
+  }
+  const tokenFile = join(dataDir, API_TOKEN_FILE)
+  let token: string
+  try {
+    token = (await readFile(tokenFile, 'utf8')).trim()
+  } catch (err: any) {
+    // the node reads its token once, at start; one deleted since is written anew at the next start
+    throw new Error(`cannot read the control API token ${tokenFile} (${err.code ?? err.message}): the node for ${dataDir} (pid ${info.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
+  }
   return { info, token }
+}
+
+/** Whether a process with this pid runs (as any user); a pid given to another process since is taken as running, and the API call tells. */
+function processRuns (pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: any) {
+    return err.code !== 'ESRCH'
+  }
 }
 
 function notAnswering (dataDir: string, info: ApiInfo, err: any): NodeNotRunningError {

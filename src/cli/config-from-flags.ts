@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
 import { envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../node/config.ts'
 import { loadNetworkDefinition, networkLayer } from '../node/network-definition.ts'
+import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import type { Command } from 'commander'
 import type { ConfigLayer, SparebandConfig } from '../node/config.ts'
 
@@ -51,6 +52,13 @@ export function parsePortArg (value: string): number {
   return n
 }
 
+/** A region flag of a command that asks the node (providers, probe): checked here, so a typo is a usage error (exit 2), not the node's 400. */
+export function parseRegionArg (value: string): string {
+  const region = normalizeRegion(value)
+  if (!isValidRegion(region)) throw new InvalidArgumentError(`"${value}" is not a region: an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca).`)
+  return region
+}
+
 export function collect (value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value]
 }
@@ -70,7 +78,7 @@ export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.Pro
     layers.push(networkLayer(file, definition))
   }
   const configFile = opts.config ?? join(dataDir, 'config.toml')
-  layers.push(readConfigFile(configFile))
+  layers.push(readConfigFile(configFile, { required: opts.config != null ? '--config' : undefined }))
   layers.push(envLayer(env))
   const entries: Array<{ key: string, value: unknown, source: string }> = []
   for (const [attr, spec] of Object.entries(FLAG_KEYS)) {

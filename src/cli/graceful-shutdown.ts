@@ -1,6 +1,9 @@
 /**
- * First SIGINT/SIGTERM: stop cleanly, with a deadline. Second signal, or the
- * deadline passing: exit at once.
+ * First SIGINT/SIGTERM/SIGHUP: stop cleanly, with a deadline. Second signal,
+ * or the deadline passing: exit at once. SIGHUP is what a node started in a
+ * terminal gets when the terminal or the ssh session closes; left to node's
+ * default it died on the spot, with its quota counters unsaved and api.json
+ * left behind.
  */
 
 import { log } from './output.ts'
@@ -33,4 +36,5 @@ export function onGracefulShutdown (stop: () => Promise<void>, options: { deadli
   }
   process.on('SIGINT', handler)
   process.on('SIGTERM', handler)
+  process.on('SIGHUP', handler)
 }

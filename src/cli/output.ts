@@ -50,3 +50,19 @@ function formatValue (v: unknown): string {
   const s = Array.isArray(v) ? v.join(',') : String(v)
   return /[\s"=]/.test(s) ? JSON.stringify(s) : s
 }
+
+/**
+ * For a long-running node: whoever reads its log may go away (the pipe's
+ * reader exits: `spareband start | tee log` stopped, a closed terminal, a
+ * log shipper restarted). Node then fails the next write with EPIPE (EIO on
+ * a terminal) as an 'error' event no one handled, and the node died on the
+ * spot, without its clean stop, because of a log line. Its lines are then
+ * lost; the node goes on, and `status` still tells how it is.
+ */
+export function surviveClosedOutput (): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'EIO' && err.code !== 'ERR_STREAM_DESTROYED') throw err
+    })
+  }
+}

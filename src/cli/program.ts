@@ -18,6 +18,7 @@ import { registerProviders } from './commands/providers.ts'
 import { registerAccounting } from './commands/accounting.ts'
 import { registerProbe } from './commands/probe.ts'
 import { registerDashboard } from './commands/dashboard.ts'
+import { registerExitControl } from './commands/exit-control.ts'
 
 export function buildProgram (): Command {
   const program = new Command('spareband')
@@ -28,12 +29,15 @@ export function buildProgram (): Command {
     .exitOverride()
   const dataDirOf = (cmd: Command): string => {
     const opts = cmd.optsWithGlobals()
+    // resolve('') is the working directory: the key and ledger would land wherever the command ran
+    if (opts.dataDir === '') throw new UsageError('--data-dir is empty: name a directory, or leave the flag out for $SPAREBAND_DATA_DIR or ~/.spareband')
     return resolve(opts.dataDir ?? defaultDataDir())
   }
   registerInit(program, dataDirOf)
   registerStart(program, dataDirOf)
   registerStatus(program, dataDirOf)
   registerProviders(program, dataDirOf)
+  registerExitControl(program, dataDirOf)
   registerAccounting(program, dataDirOf)
   registerProbe(program, dataDirOf)
   registerDashboard(program, dataDirOf)

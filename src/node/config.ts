@@ -14,6 +14,8 @@ import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
@@ -61,6 +63,48 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
   }
 })
 
+/**
+ * Multiaddrs are checked here, not where libp2p meets them: there a bad
+ * listen or bootstrap address stopped the node with the parser's words
+ * alone (no key, no value), and a bad announce address threw from inside
+ * libp2p, a stack trace.
+ */
+function parseAddress (entry: string): ReturnType<typeof multiaddr> {
+  try {
+    return multiaddr(entry)
+  } catch (err: any) {
+    throw new Error(`"${entry}" is not a multiaddr (${err.message})`)
+  }
+}
+
+/** The peer id at the end of `addr` (its last /p2p/), checked; undefined when there is none. */
+function peerOf (entry: string, addr: ReturnType<typeof multiaddr>): string | undefined {
+  const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+  if (id == null) return undefined
+  try {
+    peerIdFromString(id)
+  } catch (err: any) {
+    throw new Error(`"${entry}" names no valid peer id ("${id}": ${err.message})`)
+  }
+  return id
+}
+
+/** A listen address; a named relay (`<relay>/p2p-circuit`) must name the relay's peer, or nothing ever dials it. */
+function parseListenAddress (entry: string): void {
+  const addr = parseAddress(entry)
+  if (entry.endsWith('/p2p-circuit') && entry !== '/p2p-circuit') {
+    const relay = entry.slice(0, -'/p2p-circuit'.length)
+    if (peerOf(entry, parseAddress(relay)) == null) throw new Error(`"${entry}" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"`)
+    return
+  }
+  peerOf(entry, addr)
+}
+
+/** A peer to dial: libp2p's bootstrap and the node's redials skip an address without `/p2p/<peer id>`, silently. */
+function parsePeerAddress (entry: string): void {
+  if (peerOf(entry, parseAddress(entry)) == null) throw new Error(`"${entry}" does not end in /p2p/<peer id>, so no one would dial it`)
+}
+
 const nonNegative = z.number().min(0)
 
 /**
@@ -105,7 +149,7 @@ export const configSchema = z.strictObject({
     /** Network name, shown in status; peers of different networks do not share a DHT. */
     name: z.string().min(1),
     dht_protocol: z.string().regex(/^\/[\w./-]+$/, 'must look like a protocol id, e.g. "/spareband/kad/1.0.0"'),
-    bootstrap: z.array(z.string()),
+    bootstrap: checkedList(parsePeerAddress),
     receipts_topic: z.string().min(1),
     reputation_topic: z.string().min(1),
     /** Run the DHT in server mode. Servers are the only peers kad-dht returns from lookups. */
@@ -115,8 +159,8 @@ export const configSchema = z.strictObject({
     /** The longest wait between redials of a lost relay (one in `listen`), or of the bootstrap peers while the node has no peer; the first is 1 s and they double. */
     redial_max_seconds: timeoutSeconds(1)
   }),
-  listen: z.array(z.string()),
-  announce: z.array(z.string()),
+  listen: checkedList(parseListenAddress),
+  announce: checkedList(entry => { parseAddress(entry) }),
   api: z.strictObject({
     host: z.string(),
     port
@@ -287,19 +331,30 @@ export interface ConfigLayer {
   values: SparebandConfigInput | Record<string, unknown>
 }
 
+/**
+ * SPAREBAND_DATA_DIR, else ~/.spareband. Set but empty counts as unset (as
+ * XDG_DATA_HOME does): an empty value, such as a unit file's unset
+ * variable, would otherwise resolve to the working directory, and the node
+ * would keep its key and ledger wherever it happened to be started.
+ */
 export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
-  return env.SPAREBAND_DATA_DIR ?? join(homedir(), '.spareband')
+  const dir = env.SPAREBAND_DATA_DIR
+  return dir != null && dir !== '' ? dir : join(homedir(), '.spareband')
 }
 
 /**
- * Reads `config.toml`. A missing file is an empty layer; a file that does not
- * parse is a ConfigError naming the file, the line and column.
+ * Reads `config.toml`. A missing file is an empty layer, unless the user
+ * named it (`required`: `--config FILE`), where a typo in the path would
+ * otherwise run the node on the defaults, without the operator's caps; a
+ * file that does not parse is a ConfigError naming the file, the line and
+ * column.
  */
-export function readConfigFile (file: string): ConfigLayer {
+export function readConfigFile (file: string, options: { required?: string } = {}): ConfigLayer {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err: any) {
+    if (err.code === 'ENOENT' && options.required != null) throw new ConfigError(`${file}: no such config file (named by ${options.required})`, { source: file })
     if (err.code === 'ENOENT') return { source: file, values: {} }
     throw new ConfigError(`${file}: cannot read config file: ${err.message}`, { source: file })
   }
@@ -408,7 +463,9 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
   }
   const issue = result.error.issues[0]
   const key = issue.path.map(String).join('.')
-  const source = sourceOf(sources, key) ?? 'defaults'
+  // an unknown key's issue sits on its parent, which for a top-level typo (regoin = "de") is the root, that no layer names: look the key itself up
+  const unknown = issue.code === 'unrecognized_keys' ? (key === '' ? issue.keys[0] : `${key}.${issue.keys[0]}`) : undefined
+  const source = (unknown != null ? sourceOf(sources, unknown) : undefined) ?? sourceOf(sources, key) ?? 'defaults'
   throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key })
 }
 
@@ -422,9 +479,49 @@ function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): voi
     const source = sourceOf(sources, key) ?? 'defaults'
     throw new ConfigError(`${source}: ${key} = ${p.socks_port} is invalid: it is also ${other}; the SOCKS5 and HTTP proxies each need a port of their own (0 picks a free one)`, { source, key })
   }
+  checkOwnPorts(config, sources)
   if (p.enabled && !isLoopbackHost(p.host) && p.password == null) {
     const source = sourceOf(sources, 'proxy.host') ?? 'defaults'
     throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.username and proxy.password too, or an open proxy is exposed to the network`, { source, key: 'proxy.host' })
+  }
+}
+
+/** A TCP port the node binds, and the key that names it. */
+interface OwnPort { key: string, host: string, port: number, addr?: string }
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', ''])
+
+/**
+ * The control API, the proxies and libp2p's TCP listen addresses bind in
+ * that order (libp2p, proxies, API), so one port named twice was taken by
+ * the node itself and the next bind failed with "is in use", sending the
+ * operator after another process that does not exist. Ports 0 are any free
+ * one; the SOCKS5/HTTP pair has its own rule above.
+ */
+function checkOwnPorts (config: SparebandConfig, sources: SourceMap): void {
+  const ports: OwnPort[] = []
+  const listenPorts: OwnPort[] = []
+  for (const a of config.listen) {
+    const m = /^\/ip[46]\/([^/]+)\/tcp\/(\d+)(\/|$)/.exec(a)
+    if (m != null && !a.includes('/p2p-circuit') && Number(m[2]) !== 0) listenPorts.push({ key: 'listen', host: m[1], port: Number(m[2]), addr: a })
+  }
+  if (config.proxy.enabled) {
+    ports.push({ key: 'proxy.socks_port', host: config.proxy.host, port: config.proxy.socks_port })
+    ports.push({ key: 'proxy.http_port', host: config.proxy.host, port: config.proxy.http_port })
+  }
+  const api: OwnPort = { key: 'api.port', host: config.api.host, port: config.api.port }
+  const clash = (a: OwnPort, b: OwnPort): boolean => a.port !== 0 && a.port === b.port && (a.host === b.host || WILDCARD_HOSTS.has(a.host) || WILDCARD_HOSTS.has(b.host))
+  const pairs: Array<[OwnPort, OwnPort]> = []
+  for (const other of [...ports, ...listenPorts]) pairs.push([api, other])
+  for (const proxy of ports) for (const l of listenPorts) pairs.push([proxy, l])
+  for (const [a, b] of pairs) {
+    if (!clash(a, b)) continue
+    // name the key someone set, not the default it collided with
+    const [key, other] = sources.has(a.key) || !sources.has(b.key) ? [a, b] : [b, a]
+    const source = sourceOf(sources, key.key) ?? 'defaults'
+    const shown = key.key === 'listen' ? `listen address ${key.addr ?? ''}` : `${key.key} = ${key.port}`
+    const otherShown = other.key === 'listen' ? `the listen address ${other.addr ?? ''} has port ${other.port}` : `${other.key} is ${other.port} (on ${other.host})`
+    throw new ConfigError(`${source}: ${shown} is invalid: ${otherShown} too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)`, { source, key: key.key })
   }
 }
 

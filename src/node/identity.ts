@@ -3,6 +3,7 @@
  * directory so the peer id is the same on every start.
  */
 
+import { statSync } from 'node:fs'
 import { mkdir, readFile, writeFile, chmod, stat, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -68,4 +69,24 @@ async function exists (file: string): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+/**
+ * A warning when identity.key can be read by others than its owner: a copy
+ * restored from a backup (cp, scp, an archive) gets the mode of the day,
+ * and whoever reads the key can sign receipts as this node and spend its
+ * credits. Undefined when the key is private, missing, or on Windows (no
+ * POSIX modes).
+ */
+export function identityModeWarning (dataDir: string): string | undefined {
+  if (process.platform === 'win32') return undefined
+  const file = identityPath(dataDir)
+  let mode: number
+  try {
+    mode = statSync(file).mode & 0o777
+  } catch {
+    return undefined
+  }
+  if ((mode & 0o077) === 0) return undefined
+  return `${file} can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): whoever reads it can sign receipts as this node and spend its credits; run "chmod 600 ${file}"`
 }

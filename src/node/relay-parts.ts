@@ -66,7 +66,8 @@ export function exitPart (node: SparebandNode): NodePart {
       const warnings: string[] = []
       if (node.config.exit.enabled && node.config.exit.allow_private_targets) warnings.push('exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.')
       const s = exit()?.status()
-      if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` since ${s.pausedSince}` : ''}: it takes no new tunnels, across restarts, until POST /v1/exit/resume`)
+      if (s?.quotaSaveError != null) warnings.push(`the exit's data usage counters could not be saved to ${join(node.dataDir, 'exit-usage.json')} since ${s.quotaSaveError.since} (${s.quotaSaveError.error}): a restart would count the quotas from the last save; free some disk space or make the data directory writable`)
+      if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` since ${s.pausedSince}` : ''}: it takes no new tunnels, across restarts, until spareband resume (POST /v1/exit/resume)`)
       return warnings
     },
     routes: {

@@ -65,6 +65,10 @@ export function routingPart (node: SparebandNode): RoutingPart {
     start: async () => { await advertiser?.start() },
     stop: async () => { await advertiser?.stop() },
     status: () => ({ advertising: advertiser?.status() ?? { published: false }, knownExits: discovery.cached().length }),
+    // init without --region writes no region, and nothing else said that such an exit is found by no region lookup
+    warnings: () => config.exit.enabled && region == null
+      ? ['the exit has no region, so it is not advertised in the DHT and consumers asking for a region never pick it: set region (region = "de" in config.toml, --region de or SPAREBAND_REGION), or turn the exit off with --no-supply']
+      : [],
     routes: {
       providers: {
         get: async (req: IncomingMessage) => {

@@ -8,7 +8,7 @@
 import { TypedEventEmitter } from 'main-event'
 import { mkdir } from 'node:fs/promises'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
-import { loadIdentity, loadOrCreateIdentity } from './identity.ts'
+import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, explainListenFailure } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
@@ -19,6 +19,8 @@ import { routingPart } from './routing-part.ts'
 import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
+import { lockDataDir } from './data-dir-lock.ts'
+import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
@@ -40,7 +42,7 @@ export interface SparebandNodeInit {
   dataDir?: string
   /** Overrides over the defaults (and over `configFile` when given). */
   config?: SparebandConfigInput
-  /** Read this TOML file below `config`. */
+  /** Read this TOML file below `config`; it must exist. */
   configFile?: string
   /** A config already resolved by the caller (the CLI); `config` and `configFile` are then ignored. */
   resolvedConfig?: SparebandConfig
@@ -122,12 +124,14 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly libp2p: Libp2p<ServiceMap>
   private readonly api?: ControlApi
   private readonly parts: NodePart[] = []
+  private readonly lock: DataDirLock
   private startedAt = 0
   private running = false
 
-  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined) {
+  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined, lock: DataDirLock) {
     super()
     this.dataDir = dataDir
+    this.lock = lock
     this.config = config
     this.identity = identity
     this.libp2p = libp2p
@@ -161,23 +165,26 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     let config = init.resolvedConfig
     if (config == null) {
       const layers: ConfigLayer[] = []
-      if (init.configFile != null) layers.push(readConfigFile(init.configFile))
+      if (init.configFile != null) layers.push(readConfigFile(init.configFile, { required: 'createSparebandNode() configFile' }))
       if (init.config != null) layers.push({ source: 'createSparebandNode() config', values: init.config })
       config = resolveConfig(layers)
     }
-    const identity = init.createIdentity === false ? await loadIdentity(dataDir) : await loadOrCreateIdentity(dataDir)
-    // the ledger opens first: a corrupt or foreign file stops us before anything listens
-    const accounting = openAccounting(config, dataDir, identity)
-    const services: Record<string, (components: any) => unknown> = {}
-    for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir, accounting))
-    let libp2p
+    // one node per data directory, held until stop(): before anything in it is read or written
+    const lock = lockDataDir(dataDir)
+    let accounting: AccountingCore | undefined
     try {
-      libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
+      const identity = init.createIdentity === false ? await loadIdentity(dataDir) : await loadOrCreateIdentity(dataDir)
+      // the ledger opens first: a corrupt or foreign file stops us before anything listens
+      accounting = openAccounting(config, dataDir, identity)
+      const services: Record<string, (components: any) => unknown> = {}
+      for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir, accounting))
+      const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
+      return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock)
     } catch (err) {
       await accounting?.ledger.close()
+      lock.release()
       throw err
     }
-    return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting)
   }
 
   get peerId (): PeerId {
@@ -226,11 +233,19 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   }
 
   async stop (): Promise<void> {
-    if (!this.running) return
+    if (!this.running) {
+      // a node that never started, or failed to, gives its data directory back
+      this.lock.release()
+      return
+    }
     this.running = false
-    await this.api?.stop()
-    for (const p of [...this.parts].reverse()) await p.stop?.()
-    await this.libp2p.stop()
+    try {
+      await this.api?.stop()
+      for (const p of [...this.parts].reverse()) await p.stop?.()
+      await this.libp2p.stop()
+    } finally {
+      this.lock.release()
+    }
     this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
   }
 
@@ -263,6 +278,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     if (!this.running) throw new NotStartedError()
     const dht: any = this.libp2p.services.dht
     const warnings: string[] = []
+    const keyWarning = identityModeWarning(this.dataDir)
+    if (keyWarning != null) warnings.push(keyWarning)
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const status: NodeStatus & Record<string, unknown> = {
       peerId: this.peerId.toString(),

@@ -121,6 +121,8 @@ export interface ExitStats {
   quota: ReturnType<QuotaTracker['usage']>
   /** Which data quota is used up, if one is. */
   quotaExceeded: string | null
+  /** Why the quota counters could not be saved at the last try, and since when (ISO 8601); null once a save works. */
+  quotaSaveError: { since: string, error: string } | null
   withinSchedule: boolean
   /** The operator's limits as this exit applies them; 0 = none. */
   limits: {
@@ -158,6 +160,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly log: Logger
   private readonly policy: ExitPolicy
   private readonly quota: QuotaTracker
+  private quotaSaveError?: { since: string, error: string }
   private readonly schedule: Schedule
   private readonly down?: TokenBucket
   private readonly up?: TokenBucket
@@ -345,6 +348,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       ownAddresses: [...(this.init.policy.ownAddresses ?? []), ...this.policy.learnedOwn],
       quota: this.quota.usage(),
       quotaExceeded: this.quota.exceeded() ?? null,
+      quotaSaveError: this.quotaSaveError != null ? { ...this.quotaSaveError } : null,
       withinSchedule: isWithinSchedule(this.schedule, this.now()),
       limits: {
         maxTunnels: this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS,
@@ -360,8 +364,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private flushQuota (): void {
     try {
       this.quota.flush()
+      this.quotaSaveError = undefined
     } catch (err: any) {
       this.log.error('could not save exit usage counters - %e', err)
+      // the debug log is off on most nodes: status() carries it to the operator's warnings
+      this.quotaSaveError = { since: this.quotaSaveError?.since ?? this.now().toISOString(), error: err.message ?? String(err) }
     }
   }
 

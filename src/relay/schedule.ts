@@ -95,7 +95,10 @@ export function parseSchedule (text: string): Schedule {
     const rule = ruleText.trim().replace(/\s*-\s*/g, '-')
     if (rule === '') continue
     const [dayPart, ...windows] = rule.split(/\s+/)
-    if (windows.length === 0) throw new ScheduleError(`rule "${rule}" has no time window: add "all" or HH:MM-HH:MM`)
+    // "00:00-07:00" alone: the window is there, the days are not
+    if (/^\d{1,2}:\d{2}-\d{1,2}:\d{2}$/.test(dayPart)) throw new ScheduleError(`rule "${rule}" names no days: start it with them, e.g. "daily ${rule}" or "mon-fri ${rule}"`)
+    // "mon,wed all" is two rules, "mon" and "wed all": say how several days are written
+    if (windows.length === 0) throw new ScheduleError(`rule "${rule}" has no time window: add "all" or HH:MM-HH:MM${looksLikeDays(dayPart) ? ' (commas separate rules: for several days write a range such as "mon-wed", or a rule for each day)' : ''}`)
     const days = parseDays(dayPart, rule)
     for (const w of windows) {
       let start: number

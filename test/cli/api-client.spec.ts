@@ -4,8 +4,9 @@
  * HTTP servers on loopback standing in for the node.
  */
 import { afterEach, describe, expect, it } from 'vitest'
+import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callApi } from '../../src/cli/api-client.ts'
@@ -21,12 +22,12 @@ afterEach(async () => {
 })
 
 /** A data directory whose api.json points at `server`, as a running node's would. */
-async function dataDirFor (server: Server): Promise<string> {
+async function dataDirFor (server: Server, pid = process.pid): Promise<string> {
   servers.push(server)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const dir = await mkdtemp(join(tmpdir(), 'sb-api-client-'))
-  await writeFile(join(dir, 'api.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid: process.pid, peerId: 'x' }))
+  await writeFile(join(dir, 'api.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid, peerId: 'x' }))
   await writeFile(join(dir, 'api-token'), 'a'.repeat(64))
   return dir
 }
@@ -56,5 +57,23 @@ describe('callApi', () => {
     servers.splice(0)
     await new Promise(resolve => server.close(resolve))
     await expect(callApi(dir, '/v1/balance')).rejects.toMatchObject({ name: 'NodeNotRunningError' })
+  })
+
+  it('an api.json whose process is gone is "no node is running", even when its port now answers (another node\'s API, any server)', async () => {
+    // a node killed with SIGKILL: its api.json stays; its port went to a server that answers 401 to our token
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!
+    const dir = await dataDirFor(createServer((_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' })
+      res.end('{"error":"missing or wrong bearer token (see api-token in the data directory)"}')
+    }), dead)
+    const err = await callApi(dir, '/v1/balance').then(() => undefined, e => e)
+    expect(err?.name).toBe('NodeNotRunningError')
+    expect(err.message).toBe(`no node is running for ${dir}: the one that wrote api.json (pid ${dead}) is gone without cleaning up; start one with "spareband start --data-dir ${dir}"`)
+  })
+
+  it('a missing api-token is one line that says where it comes from, not a bare ENOENT', async () => {
+    const dir = await dataDirFor(createServer((_req, res) => { res.end('{}') }))
+    await rm(join(dir, 'api-token'))
+    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`cannot read the control API token ${join(dir, 'api-token')} (ENOENT): the node for ${dir} (pid ${process.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
   })
 })

@@ -172,11 +172,12 @@ describe('the exit\'s own addresses', () => {
 
 describe('pause survives a restart', () => {
   it('paused, stopped and started again, the exit is still paused and status warns; resumed, it stays resumed', async () => {
-    const d = await dataDir()
+    // with a region: an exit without one is warned about too
+    const d = await dataDir('region = "de"\n')
     let node = await startNode(d, [])
     const paused = await callApi<any>(d, '/v1/exit/pause', { method: 'POST', body: {} })
     expect(paused.paused).toBe(true)
-    expect((await node.status()).warnings).toEqual([expect.stringMatching(/^the exit is paused since .*: it takes no new tunnels, across restarts, until POST \/v1\/exit\/resume$/)])
+    expect((await node.status()).warnings).toEqual([expect.stringMatching(/^the exit is paused since .*: it takes no new tunnels, across restarts, until spareband resume \(POST \/v1\/exit\/resume\)$/)])
     expect((await node.stop()).code).toBe(0)
 
     node = await startNode(d, [])

@@ -144,7 +144,10 @@ describe('a relayed circuit cut under an open tunnel', () => {
     cleanups.push(target.close)
     // R's identity and port, R not running
     const relayDir = await tempDir('sb-cut-')
-    const relayId = (await createSparebandNode({ dataDir: relayDir, config: base })).peerId
+    const unstarted = await createSparebandNode({ dataDir: relayDir, config: base })
+    const relayId = unstarted.peerId
+    // gives the data directory back for R to start on it later
+    await unstarted.stop()
     const relayAddr = `/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${relayId}`
     const exit = await createSparebandNode({
       dataDir: await tempDir('sb-cut-'),

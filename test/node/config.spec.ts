@@ -111,6 +111,17 @@ describe('config validation errors', () => {
     expect(err.message).toContain('allowed_ports')
   })
 
+  it('names the file an unknown top-level key came from, not "defaults"', async () => {
+    const file = await tomlFile('regoin = "de"\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.source).toBe(file)
+    expect(err.message).toBe(`${file}: unknown key "regoin" (allowed here: network, listen, announce, api, proxy, exit, accounting, relay)`)
+    // and a section's unknown key, as before
+    const file2 = await tomlFile('[exit]\nalowed_ports = [80]\n')
+    expect(catchError(() => resolveConfig([readConfigFile(file2)])).message).toMatch(new RegExp(`^${file2.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: unknown key "exit.alowed_ports"`))
+  })
+
   it('names the environment variable a bad value came from', () => {
     const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_API_PORT: 'seventy' })]))
     expect(err.source).toBe('environment variable SPAREBAND_API_PORT')
@@ -177,6 +188,26 @@ describe('config validation errors', () => {
       expect(err.message).toBe(`${file}: exit.${key} = 0 is invalid: must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)`)
     }
     expect(resolveConfig([layerFromKeys([{ key: 'exit.max_tunnels', value: 1, source: 'x' }])]).exit.max_tunnels).toBe(1)
+  })
+
+  it('refuses one port for two of the node\'s own listeners (control API, proxies, TCP listen addresses), naming the key that was set', async () => {
+    const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_API_PORT: '1080' })]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('api.port')
+    expect(err.message).toBe('environment variable SPAREBAND_API_PORT: api.port = 1080 is invalid: proxy.socks_port is 1080 (on 127.0.0.1) too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)')
+    // a default listen address on every interface holds 4001 on loopback too
+    const file = await tomlFile('[proxy]\nhttp_port = 4001\n')
+    const err2 = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err2.key).toBe('proxy.http_port')
+    expect(err2.message).toBe(`${file}: proxy.http_port = 4001 is invalid: the listen address /ip4/0.0.0.0/tcp/4001 has port 4001 too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)`)
+    const err3 = catchError(() => resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/127.0.0.1/tcp/7070'], source: 'flag --listen' }])]))
+    expect(err3.key).toBe('listen')
+    expect(err3.message).toBe('flag --listen: listen address /ip4/127.0.0.1/tcp/7070 is invalid: api.port is 7070 (on 127.0.0.1) too; the control API, the proxies and the TCP listen addresses each need a port of their own (0 picks a free one)')
+    // what stays allowed: 0s, the same port on two other addresses, a proxy that is off, the listen addresses among themselves (the defaults' IPv4 and IPv6 4001)
+    expect(resolveConfig([envLayer({ SPAREBAND_API_PORT: '0', SPAREBAND_SOCKS_PORT: '0', SPAREBAND_HTTP_PORT: '0', SPAREBAND_LISTEN: '/ip4/127.0.0.1/tcp/0' })]).api.port).toBe(0)
+    expect(resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/192.0.2.1/tcp/7070'], source: 'x' }])]).listen).toEqual(['/ip4/192.0.2.1/tcp/7070'])
+    expect(resolveConfig([layerFromKeys([{ key: 'proxy.enabled', value: false, source: 'x' }, { key: 'api.port', value: 1080, source: 'x' }])]).api.port).toBe(1080)
+    expect(resolveConfig([]).listen).toContain('/ip6/::/tcp/4001')
   })
 
   it('refuses the same port for the SOCKS5 and HTTP proxies, naming the key that was set', async () => {

@@ -64,6 +64,13 @@ describe('share schedule', () => {
     expect(() => parseSchedule(',')).toThrow(/no rules/)
   })
 
+  it('a window without days is said to lack days, not a window; a comma list of days is said to be rules', () => {
+    // both read 'has no time window: add "all" or HH:MM-HH:MM', which the first plainly has
+    expect(() => parseSchedule('00:00-07:00')).toThrow('rule "00:00-07:00" names no days: start it with them, e.g. "daily 00:00-07:00" or "mon-fri 00:00-07:00"')
+    expect(() => parseSchedule('sat-sun all, 22:00-06:00')).toThrow('rule "22:00-06:00" names no days')
+    expect(() => parseSchedule('mon,wed all')).toThrow('rule "mon" has no time window: add "all" or HH:MM-HH:MM (commas separate rules: for several days write a range such as "mon-wed", or a rule for each day)')
+  })
+
   it('refuses a window that starts and ends at the same time, pointing to "all"', () => {
     // it read as a 24-hour window that wraps into the next day
     expect(() => parseSchedule('mon 10:00-10:00')).toThrow(/same time.*"all"/)

@@ -1,29 +1,42 @@
 import { writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createIdentity } from '../../node/identity.ts'
+import { dataDirOwner } from '../../node/data-dir-lock.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { UsageError } from '../errors.ts'
 import { printJson } from '../output.ts'
 import type { Command } from 'commander'
 
-const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional; the defaults are in
+/** The commented config.toml init writes: uncommented, each key is its default (region and default_region are examples). */
+export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional; the defaults are in
 # src/node/config.ts. Environment variables (SPAREBAND_*) and flags override
 # this file.
 ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 3166-1 alpha-2, optionally -subdivision ("us-ca")'}
+
+# [api]
+# port = 7070                 # control API and dashboard on 127.0.0.1; 0 = any free port
 
 # [proxy]
 # socks_port = 1080
 # http_port = 3128
 # default_region = "de"
 
-# [exit]
-# enabled = true
+# [exit]                      # what other members may do through this node
+# enabled = true              # false: no exit at all (--no-supply)
+# capacity_mbps = 100         # advertised
+# price_per_gb = 1            # credits per GB (10^9 bytes), advertised
 # allowed_ports = [80, 443]   # or ["reduced"], or ["80", "443", "8000-8100"]
-# upload_mbps = 0             # 0 = unlimited
+# denied_cidrs = []           # more targets to refuse, e.g. ["203.0.113.0/24"]
+# denied_domains = []         # e.g. ["example.com"]: it and every name under it
+# upload_mbps = 0             # rate caps, all tunnels together; 0 = unlimited
 # download_mbps = 0
-# daily_quota_gb = 0
+# per_consumer_mbps = 0       # rate cap per consumer, each direction; 0 = unlimited
+# max_tunnels = 1024          # open at once, all consumers together
+# max_tunnels_per_consumer = 256
+# daily_quota_gb = 0          # data per local day / month, both directions, GB; 0 = none
 # monthly_quota_gb = 0
 # schedule = "always"         # e.g. "mon-fri 00:00-07:00, sat-sun all"
+# idle_timeout_seconds = 300  # idle tunnels are closed
 
 # [accounting]
 # gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
@@ -49,6 +62,9 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
         region = normalizeRegion(opts.region)
         if (!isValidRegion(region)) throw new UsageError(`--region "${opts.region}" is not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)`)
       }
+      const owner = opts.force === true ? dataDirOwner(dataDir) : undefined
+      // the running node keeps the old key; the next start would come back as another peer, its receipts signed by a stranger
+      if (owner != null) throw new UsageError(`a node runs on ${dataDir} (pid ${owner}): stop it before replacing its identity with --force`)
       const identity = await createIdentity(dataDir, { force: opts.force === true })
       const configFile = join(dataDir, 'config.toml')
       let wroteConfig = false

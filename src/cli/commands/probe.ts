@@ -3,6 +3,7 @@ import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
 import { formatKeyValues, printJson } from '../output.ts'
 import { UsageError } from '../errors.ts'
+import { parseRegionArg } from '../config-from-flags.ts'
 import { DEFAULT_PROBE_TIMEOUT_MS, ProbeInputError, parseProbeUrl } from '../../relay/probe.ts'
 import type { ProbeResult } from '../../relay/probe.ts'
 import type { Command } from 'commander'
@@ -95,7 +96,7 @@ export function registerProbe (program: Command, dataDirOf: (cmd: Command) => st
   program.command('probe')
     .description('fetch a URL through an exit of a region, through the running node, and time it (exit 1 when it fails)')
     .argument('<url>', 'an http:// or https:// URL; the exit resolves the name')
-    .option('--region <region>', 'the exit\'s region, e.g. de or us-ca (default: the proxy\'s default region, else any)')
+    .option('--region <region>', 'the exit\'s region, e.g. de or us-ca (default: the proxy\'s default region, else any)', parseRegionArg)
     .option('--session <id>', 'the same exit as other tunnels of this session id')
     .option('--timeout <seconds>', 'give up after this long', parseSeconds, DEFAULT_PROBE_TIMEOUT_MS / 1000)
     .option('--insecure', 'accept a TLS certificate that does not check out (a testnet origin\'s own)')

@@ -1,12 +1,13 @@
 import { callApi } from '../api-client.ts'
 import { formatTable, printJson } from '../output.ts'
+import { parseRegionArg } from '../config-from-flags.ts'
 import type { ProviderRow } from '../../routing/routing-selector.ts'
 import type { Command } from 'commander'
 
 export function registerProviders (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('providers')
     .description('list the exits of a region found in the DHT, best first')
-    .requiredOption('--region <region>', 'region, e.g. de or us-ca')
+    .requiredOption('--region <region>', 'region, e.g. de or us-ca', parseRegionArg)
     .option('--json', 'print JSON')
     .action(async (opts, cmd: Command) => {
       const rows = await callApi<ProviderRow[]>(dataDirOf(cmd), `/v1/providers?region=${encodeURIComponent(opts.region)}`)

@@ -2,13 +2,14 @@ import { Option } from 'commander'
 import { defaultConfig } from '../../node/config.ts'
 import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../config-from-flags.ts'
 import { onGracefulShutdown } from '../graceful-shutdown.ts'
-import { log } from '../output.ts'
+import { log, surviveClosedOutput } from '../output.ts'
+import { formatHostPort } from '../../errors.ts'
 import type { Command } from 'commander'
 
 export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
   const exit = defaultConfig.exit
   program.command('start')
-    .description('run a node until SIGINT/SIGTERM')
+    .description('run a node until SIGINT, SIGTERM or SIGHUP')
     .option('--config <file>', 'config file (default: <data-dir>/config.toml)')
     .option('--region <region>', 'region this node exits traffic in, e.g. de or us-ca')
     .option('--listen <multiaddr>', 'listen address, repeatable', collect)
@@ -38,6 +39,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
     .action(async (_opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
       const { config, configFile } = resolveCliConfig(cmd, dataDir)
+      surviveClosedOutput()
       // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
       const { SparebandNode } = await import('../../node/spareband-node.ts')
       const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
@@ -55,13 +57,23 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         const { kind, target, downMs, attempts } = e.detail
         log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
       })
-      await node.start()
+      try {
+        await node.start()
+      } catch (err) {
+        // gives the data directory back (node.lock) before the error ends the process
+        await node.stop().catch(() => {})
+        throw err
+      }
       const status = node.status()
+      // where clients go: with port 0, or ports from a config file, the log is where the operator looks
+      const proxy = status.proxy as { socksPort: number, httpPort: number } | undefined
       log('info', 'spareband node started', {
         peerId: status.peerId,
         network: status.network,
         region: status.region,
         api: status.api,
+        socks: proxy != null ? formatHostPort(config.proxy.host, proxy.socksPort) : undefined,
+        http: proxy != null ? formatHostPort(config.proxy.host, proxy.httpPort) : undefined,
         dataDir,
         config: configFile
       })

@@ -81,6 +81,7 @@ export function registerTestnet (program: Command): void {
       }
       process.on('SIGINT', onSignal)
       process.on('SIGTERM', onSignal)
+      process.on('SIGHUP', onSignal)
 
       const startNode = async (index: number, bootstrap: string[]): Promise<TestnetNode> => {
         const dataDir = join(base, `node-${index}`)
@@ -92,8 +93,10 @@ export function registerTestnet (program: Command): void {
           '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0',
           ...bootstrap.flatMap(b => ['--bootstrap', b]), ...extra
         ]
-        // the IPC channel ties each node's life to ours: if we are killed, they stop
-        const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], { stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'], env: { ...process.env, SPAREBAND_DATA_DIR: dataDir } })
+        // the IPC channel ties each node's life to ours: if we are killed, they stop.
+        // detached: a process group of its own, so Ctrl-C (SIGINT to the terminal's whole group) reaches only us, and
+        // our SIGTERM is a node's first signal, which stops it cleanly, not a second one, which made it exit at once
+        const child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, ...args], { stdio: ['ignore', logFile.fd, logFile.fd, 'ipc'], env: { ...process.env, SPAREBAND_DATA_DIR: dataDir }, detached: true })
         children.push(child)
         child.on('exit', (code, signal) => {
           void logFile.close()

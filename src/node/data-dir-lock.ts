@@ -1,0 +1,129 @@
+/**
+ * One node per data directory. Two nodes on one directory share an
+ * identity (the same peer id twice on the network), write the same
+ * `ledger.db`, `ledger.db.pending` and quota counters, and the one that
+ * stops first deletes `api.json` under the other, so `status` says no node
+ * runs while one does. A node therefore holds `node.lock` in its data
+ * directory from SparebandNode.create() to stop(): the pid of its process
+ * and, where /proc has it, that process's start time.
+ *
+ * A lock whose process is gone (SIGKILL, a power cut) is stale and taken
+ * over. So is one whose pid now belongs to another process (after a reboot,
+ * or this container's pid 1 of a previous run): its start time differs, or
+ * it names this very process, which holds no such lock.
+ */
+
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { DataDirInUseError } from '../errors.ts'
+
+export const LOCK_FILE = 'node.lock'
+
+interface LockOwner {
+  pid: number
+  /** Field 22 of /proc/<pid>/stat (clock ticks after boot), when there is a /proc. */
+  startTime?: string
+}
+
+/** Lock files this process holds. */
+const held = new Set<string>()
+
+export interface DataDirLock {
+  readonly file: string
+  /** Removes the lock file if it is still ours; idempotent. */
+  release: () => void
+}
+
+/**
+ * Takes the data directory's lock, or throws DataDirInUseError naming the
+ * process that holds it. The directory must exist.
+ */
+export function lockDataDir (dataDir: string): DataDirLock {
+  const file = join(dataDir, LOCK_FILE)
+  const me: LockOwner = { pid: process.pid, startTime: processStartTime(process.pid) }
+  // written whole under another name, then linked: the lock file never exists half-written
+  const tmp = `${file}.${process.pid}.tmp`
+  writeFileSync(tmp, JSON.stringify(me) + '\n', { mode: 0o644 })
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        linkSync(tmp, file)
+        held.add(file)
+        break
+      } catch (err: any) {
+        if (err.code !== 'EEXIST') throw err
+      }
+      const owner = readOwner(file)
+      if (owner != null && isAlive(owner, file)) {
+        throw new DataDirInUseError(`${dataDir} is in use by another spareband node (pid ${owner.pid}): stop that one first, or give this one another --data-dir`, { dataDir, pid: owner.pid })
+      }
+      if (attempt >= 2) throw new DataDirInUseError(`${dataDir}: cannot take ${file}, another process keeps replacing it`, { dataDir })
+      // stale: its process is gone
+      try {
+        unlinkSync(file)
+      } catch (err: any) {
+        if (err.code !== 'ENOENT') throw err
+      }
+    }
+  } finally {
+    try {
+      unlinkSync(tmp)
+    } catch {}
+  }
+  return {
+    file,
+    release: () => {
+      if (!held.delete(file)) return
+      if (readOwner(file)?.pid !== process.pid) return
+      try {
+        unlinkSync(file)
+      } catch {}
+    }
+  }
+}
+
+/** The process holding the data directory's lock, if it is running; for commands that must not run beside a node. */
+export function dataDirOwner (dataDir: string): number | undefined {
+  const file = join(dataDir, LOCK_FILE)
+  const owner = readOwner(file)
+  return owner != null && isAlive(owner, file) ? owner.pid : undefined
+}
+
+function readOwner (file: string): LockOwner | undefined {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
+  try {
+    const v = JSON.parse(text)
+    if (Number.isInteger(v?.pid) && v.pid > 0) return { pid: v.pid, startTime: typeof v.startTime === 'string' ? v.startTime : undefined }
+  } catch {}
+  // not ours to read: taken as stale, like a lock of a dead process
+  return undefined
+}
+
+function isAlive (owner: LockOwner, file: string): boolean {
+  if (owner.pid === process.pid) return held.has(file)
+  try {
+    process.kill(owner.pid, 0)
+  } catch (err: any) {
+    if (err.code === 'ESRCH') return false
+    // EPERM: it runs, as another user
+  }
+  const now = processStartTime(owner.pid)
+  // the pid was given to another process since
+  if (owner.startTime != null && now != null && now !== owner.startTime) return false
+  return true
+}
+
+function processStartTime (pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // the command name (field 2) may hold spaces and parentheses: count from its last ')'
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
