@@ -42,6 +42,15 @@ export class NotStartedError extends Error {
   }
 }
 
+/** start() on a node that stop() ended: a node starts once; create a new one (same data directory) instead. */
+export class NodeStoppedError extends Error {
+  static name = 'NodeStoppedError'
+  constructor (message = 'The node was stopped, and a stopped node cannot start again: create a new one with createSparebandNode()') {
+    super(message)
+    this.name = 'NodeStoppedError'
+  }
+}
+
 export class NodeNotRunningError extends Error {
   static name = 'NodeNotRunningError'
   constructor (message = 'No running node found') {

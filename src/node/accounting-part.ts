@@ -62,7 +62,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const { ledger, exitSessions } = core
   const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger })
   let pow = ledger.pow(identity.peerId)
-  const powAbort = new AbortController()
+  // one per start: a start that failed (and was stopped) may be tried again
+  let powAbort = new AbortController()
   let powDone: () => void = () => {}
   const powSolved = new Promise<void>(resolve => { powDone = resolve })
   /** Our proof of work, once it meets the configured difficulty. */
@@ -93,6 +94,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     consumer,
     gossip,
     start: async () => {
+      powAbort = new AbortController()
       await exitSessions?.start(libp2p)
       consumer.start()
       gossip.start()
@@ -111,7 +113,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       await consumer.stop()
       await exitSessions?.stop()
       gossip.stop()
-      ledger.close()
+      // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() } }),
     routes: {

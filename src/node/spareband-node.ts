@@ -21,7 +21,7 @@ import { keeperPart } from './keeper-part.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
-import { NotStartedError } from '../errors.ts'
+import { NodeStoppedError, NotStartedError } from '../errors.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ProxyPart } from './relay-parts.ts'
@@ -121,8 +121,14 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly libp2p: Libp2p<ServiceMap>
   private readonly api?: ControlApi
   private readonly parts: NodePart[] = []
+  /** What create() opened before libp2p (the ledger): closed by the first stop(). */
+  private readonly accounting?: AccountingCore
   private startedAt = 0
   private running = false
+  /** stop() has run: the ledger is closed, and start() refuses. */
+  private stopped = false
+  /** The start() or stop() under way: the next waits for it, so they run one at a time, in call order. */
+  private lifecycle: Promise<void> = Promise.resolve()
 
   private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined) {
     super()
@@ -130,6 +136,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.config = config
     this.identity = identity
     this.libp2p = libp2p
+    this.accounting = accounting
     for (const f of partFactories) {
       const part = f(this, accounting)
       if (part != null) this.parts.push(part)
@@ -196,8 +203,35 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     return this.parts.find(p => p.name === name) as T | undefined
   }
 
+  /**
+   * Starts libp2p, then the parts, then the control API. Idempotent; a call
+   * while stop() is under way (or the other way round) waits for it, so an
+   * app may call them from anywhere. A start that fails (a port in use)
+   * leaves the node stopped, and may be tried again. After stop() a node
+   * cannot start again (NodeStoppedError): create a new one.
+   */
   async start (): Promise<void> {
+    return this.serialized(async () => this.startOnce())
+  }
+
+  /**
+   * Stops what start() started, the other way round, and closes the ledger:
+   * also on a node that never started, so that stop() releases whatever
+   * createSparebandNode() opened. Idempotent; waits for a start() under way.
+   */
+  async stop (): Promise<void> {
+    return this.serialized(async () => this.stopOnce())
+  }
+
+  private async serialized (step: () => Promise<void>): Promise<void> {
+    const run = this.lifecycle.then(step)
+    this.lifecycle = run.catch(() => {})
+    return run
+  }
+
+  private async startOnce (): Promise<void> {
     if (this.running) return
+    if (this.stopped) throw new NodeStoppedError()
     try {
       await this.libp2p.start()
     } catch (err) {
@@ -224,13 +258,22 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.safeDispatchEvent('node:started', { detail: { peerId: this.peerId.toString() } })
   }
 
-  async stop (): Promise<void> {
-    if (!this.running) return
-    this.running = false
-    await this.api?.stop()
-    for (const p of [...this.parts].reverse()) await p.stop?.()
-    await this.libp2p.stop()
-    this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
+  private async stopOnce (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    const wasRunning = this.running
+    try {
+      if (wasRunning) {
+        this.running = false
+        await this.api?.stop()
+        for (const p of [...this.parts].reverse()) await p.stop?.()
+        await this.libp2p.stop()
+      }
+    } finally {
+      // after libp2p: the exit's services meter through the ledger until it stops
+      this.accounting?.ledger.close()
+    }
+    if (wasRunning) this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
   }
 
   /**
