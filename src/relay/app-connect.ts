@@ -26,7 +26,7 @@ export interface AppConnectOptions {
   region?: string
   /** Tunnels with the same session id go through the same exit while it lasts (as `-session-<id>` in a proxy user name). */
   session?: string
-  /** Gives up on the tunnel being set up; an open tunnel is ended with `duplex.destroy()`. */
+  /** Gives up on the tunnel being set up: connect() then rejects with the signal's reason at once. An open tunnel is ended with `duplex.destroy()`. */
   signal?: AbortSignal
 }
 
@@ -57,8 +57,11 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   options.signal?.throwIfAborted()
   let tunnel
   try {
-    tunnel = await ingress.open({ host, port }, { region, sessionId: options.session })
+    // the signal reaches the exit search, its retries and each exit's answer: an app that gives up hears so at once
+    tunnel = await ingress.open({ host, port }, { region, sessionId: options.session }, { signal: options.signal })
   } catch (err: any) {
+    // given up on: the app's reason, not what the abort made of the attempt under way (TIMEOUT, RATE_LIMITED)
+    if (options.signal?.aborted === true) throw options.signal.reason
     if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome, err.message)
     throw err
   }

@@ -1,0 +1,60 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { waitFor } from '../utils/cli.ts'
+import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
+import type { EchoServer } from '../utils/in-process.ts'
+import type { SparebandNode } from '../../src/index.ts'
+
+/**
+ * node.connect()'s AbortSignal while the tunnel is being set up: an exit
+ * that allows one tunnel per consumer answers a second one RATE_LIMITED,
+ * and the consumer asks again for up to 5 s. An app that gives up meanwhile
+ * must hear so at once, not when the retries run out.
+ */
+describe('node.connect() with an AbortSignal', () => {
+  let exit: SparebandNode
+  let consumer: SparebandNode
+  let echo: EchoServer
+
+  beforeAll(async () => {
+    echo = await startEchoServer()
+    ;({ exit, consumer } = await startExitAndConsumer([echo.port], { exit: { max_tunnels_per_consumer: 1 }, dataDirPrefix: 'sb-connect-abort-' }))
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+    await echo?.close()
+  })
+
+  it('an abort during set-up rejects with the signal\'s reason at once, and leaves nothing open', async () => {
+    const first = await consumer.connect('127.0.0.1', echo.port, { region: 'de' })
+    first.on('error', () => {})
+    await waitFor(() => (exit.status() as any).exit.tunnelsOpen === 1, { what: 'the first tunnel' })
+
+    const controller = new AbortController()
+    const started = Date.now()
+    const second = consumer.connect('127.0.0.1', echo.port, { region: 'de', signal: controller.signal }).then(() => 'connected', err => err)
+    setTimeout(() => { controller.abort() }, 300)
+    const result = await second
+    const tookMs = Date.now() - started
+    expect(result).toHaveProperty('name', 'AbortError')
+    expect(result).toBe(controller.signal.reason)
+    // the exit keeps refusing for 5 s: an abort heard only then would take that long
+    expect(tookMs).toBeLessThan(2000)
+    expect((consumer.status() as any).proxy.tunnelsOpen).toBe(1)
+
+    // the first tunnel still carries, and once it is gone a new one opens
+    first.write('ping')
+    const echoed = await new Promise<string>(resolve => first.once('data', (c: Buffer) => resolve(c.toString())))
+    expect(echoed).toBe('ping')
+    first.destroy()
+    await waitFor(() => (exit.status() as any).exit.tunnelsOpen === 0 && echo.sockets.size === 0, { timeoutMs: 10_000, what: 'the first tunnel to close' })
+    const third = await consumer.connect('127.0.0.1', echo.port, { region: 'de' })
+    third.end('bye')
+    const back = await new Promise<string>(resolve => {
+      let text = ''
+      third.on('data', (c: Buffer) => { text += c.toString() })
+      third.on('end', () => resolve(text))
+    })
+    expect(back).toBe('bye')
+  })
+})
