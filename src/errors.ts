@@ -51,6 +51,21 @@ export class NodeStoppedError extends Error {
   }
 }
 
+/** Another node (in this process or another) runs on the data directory: one node per data directory. */
+export class DataDirInUseError extends Error {
+  static name = 'DataDirInUseError'
+  readonly dataDir?: string
+  /** The process that holds it. */
+  readonly pid?: number
+
+  constructor (message = 'The data directory is in use by another node', details: { dataDir?: string, pid?: number } = {}) {
+    super(message)
+    this.name = 'DataDirInUseError'
+    this.dataDir = details.dataDir
+    this.pid = details.pid
+  }
+}
+
 export class NodeNotRunningError extends Error {
   static name = 'NodeNotRunningError'
   constructor (message = 'No running node found') {

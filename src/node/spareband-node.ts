@@ -18,6 +18,8 @@ import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
+import { lockDataDir } from './data-dir-lock.ts'
+import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
@@ -123,6 +125,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private readonly parts: NodePart[] = []
   /** What create() opened before libp2p (the ledger): closed by the first stop(). */
   private readonly accounting?: AccountingCore
+  /** The data directory's node.lock, held from create() to the first stop(). */
+  private readonly lock: DataDirLock
   private startedAt = 0
   private running = false
   /** stop() has run: the ledger is closed, and start() refuses. */
@@ -130,13 +134,14 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   /** The start() or stop() under way: the next waits for it, so they run one at a time, in call order. */
   private lifecycle: Promise<void> = Promise.resolve()
 
-  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined) {
+  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined, lock: DataDirLock) {
     super()
     this.dataDir = dataDir
     this.config = config
     this.identity = identity
     this.libp2p = libp2p
     this.accounting = accounting
+    this.lock = lock
     for (const f of partFactories) {
       const part = f(this, accounting)
       if (part != null) this.parts.push(part)
@@ -171,19 +176,22 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       if (init.config != null) layers.push({ source: 'createSparebandNode() config', values: init.config })
       config = resolveConfig(layers)
     }
-    const identity = init.createIdentity === false ? await loadIdentity(dataDir) : await loadOrCreateIdentity(dataDir)
-    // the ledger opens first: a corrupt or foreign file stops us before anything listens
-    const accounting = openAccounting(config, dataDir, identity)
-    const services: Record<string, (components: any) => unknown> = {}
-    for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir, accounting))
-    let libp2p
+    // one node per data directory, until its stop(): before anything in it is read or written
+    const lock = lockDataDir(dataDir)
+    let accounting: AccountingCore | undefined
     try {
-      libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
+      const identity = init.createIdentity === false ? await loadIdentity(dataDir) : await loadOrCreateIdentity(dataDir)
+      // the ledger opens first: a corrupt or foreign file stops us before anything listens
+      accounting = openAccounting(config, dataDir, identity)
+      const services: Record<string, (components: any) => unknown> = {}
+      for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir, accounting))
+      const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
+      return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock)
     } catch (err) {
       accounting?.ledger.close()
+      lock.release()
       throw err
     }
-    return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting)
   }
 
   get peerId (): PeerId {
@@ -271,7 +279,11 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       }
     } finally {
       // after libp2p: the exit's services meter through the ledger until it stops
-      this.accounting?.ledger.close()
+      try {
+        this.accounting?.ledger.close()
+      } finally {
+        this.lock.release()
+      }
     }
     if (wasRunning) this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
   }
