@@ -70,7 +70,8 @@ export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.Pro
     layers.push(networkLayer(file, definition))
   }
   const configFile = opts.config ?? join(dataDir, 'config.toml')
-  layers.push(readConfigFile(configFile))
+  // the data directory's own file may be missing; one named with --config must exist
+  layers.push(readConfigFile(configFile, { optional: opts.config == null }))
   layers.push(envLayer(env))
   const entries: Array<{ key: string, value: unknown, source: string }> = []
   for (const [attr, spec] of Object.entries(FLAG_KEYS)) {

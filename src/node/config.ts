@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
+import { multiaddr } from '@multiformats/multiaddr'
 import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
@@ -64,6 +65,27 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
 const nonNegative = z.number().min(0)
 
 /**
+ * Multiaddrs, checked when the config is made rather than when libp2p
+ * starts (where a bad one is an InvalidMultiaddrError naming no key).
+ * Bootstrap addresses must name their peer: @libp2p/bootstrap drops one
+ * without /p2p/<peer id> with only a debug line, and the node runs alone.
+ */
+const multiaddrList = (options: { peerId?: boolean } = {}) => z.array(z.string()).superRefine((value, ctx) => {
+  value.forEach((entry, i) => {
+    let components
+    try {
+      components = multiaddr(entry).getComponents()
+    } catch (err: any) {
+      ctx.addIssue({ code: 'custom', path: [i], message: `not a multiaddr (e.g. "/ip4/127.0.0.1/tcp/4001"): ${err.message}` })
+      return
+    }
+    if (options.peerId === true && !components.some(c => c.name === 'p2p')) {
+      ctx.addIssue({ code: 'custom', path: [i], message: 'a bootstrap address must end in /p2p/<peer id> (e.g. "/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."): libp2p cannot dial a peer it cannot name' })
+    }
+  })
+})
+
+/**
  * The longest delay a Node.js timer takes, in seconds (2^31 - 1 ms, about
  * 24.8 days). Beyond it setTimeout() fires after 1 ms instead, with only a
  * warning: with a longer connect timeout every dial that takes more than
@@ -105,7 +127,7 @@ export const configSchema = z.strictObject({
     /** Network name, shown in status; peers of different networks do not share a DHT. */
     name: z.string().min(1),
     dht_protocol: z.string().regex(/^\/[\w./-]+$/, 'must look like a protocol id, e.g. "/spareband/kad/1.0.0"'),
-    bootstrap: z.array(z.string()),
+    bootstrap: multiaddrList({ peerId: true }),
     receipts_topic: z.string().min(1),
     reputation_topic: z.string().min(1),
     /** Run the DHT in server mode. Servers are the only peers kad-dht returns from lookups. */
@@ -115,8 +137,8 @@ export const configSchema = z.strictObject({
     /** The longest wait between redials of a lost relay (one in `listen`), or of the bootstrap peers while the node has no peer; the first is 1 s and they double. */
     redial_max_seconds: timeoutSeconds(1)
   }),
-  listen: z.array(z.string()),
-  announce: z.array(z.string()),
+  listen: multiaddrList(),
+  announce: multiaddrList(),
   api: z.strictObject({
     host: z.string(),
     port
@@ -288,15 +310,17 @@ export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Reads `config.toml`. A missing file is an empty layer; a file that does not
- * parse is a ConfigError naming the file, the line and column.
+ * Reads `config.toml`. A missing file is an empty layer, unless `optional`
+ * is false (a file someone named: a typo must not start a node on the
+ * defaults); a file that does not parse is a ConfigError naming the file,
+ * the line and column.
  */
-export function readConfigFile (file: string): ConfigLayer {
+export function readConfigFile (file: string, options: { optional?: boolean } = {}): ConfigLayer {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err: any) {
-    if (err.code === 'ENOENT') return { source: file, values: {} }
+    if (err.code === 'ENOENT' && options.optional !== false) return { source: file, values: {} }
     throw new ConfigError(`${file}: cannot read config file: ${err.message}`, { source: file })
   }
   try {
@@ -402,7 +426,9 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
     return result.data
   }
   const issue = result.error.issues[0]
-  const key = issue.path.map(String).join('.')
+  let key = issue.path.map(String).join('.')
+  // an unknown key is the layer's that set it (its path is its parent's, which no layer may have set)
+  if (issue.code === 'unrecognized_keys') key = [...issue.path.map(String), issue.keys[0]].join('.')
   const source = sourceOf(sources, key) ?? 'defaults'
   throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key })
 }
@@ -425,12 +451,23 @@ function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): voi
 
 function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, value: unknown): string {
   if (issue.code === 'unrecognized_keys') {
-    const where = key === '' ? '' : `${key}.`
-    const known = Object.keys(getPath(defaultConfig, issue.path) as object ?? {}).join(', ')
+    const where = issue.path.length === 0 ? '' : `${issue.path.map(String).join('.')}.`
+    // the schema's keys: the defaults lack the optional ones (region, proxy.username, ...)
+    const known = schemaKeys(issue.path).join(', ')
     return `${source}: unknown key ${issue.keys.map(k => `"${where}${k}"`).join(', ')} (allowed here: ${known})`
   }
   const shown = value === undefined ? 'nothing' : JSON.stringify(value)
   return `${source}: ${key} = ${shown} is invalid: ${issue.message}`
+}
+
+/** The keys the schema allows at `path` (an object section). */
+function schemaKeys (path: PropertyKey[]): string[] {
+  let schema: any = configSchema
+  for (const p of path) {
+    schema = schema?.shape?.[p as string]
+    while (schema?.unwrap != null && schema.shape == null) schema = schema.unwrap()
+  }
+  return Object.keys(schema?.shape ?? {})
 }
 
 function sourceOf (sources: SourceMap, key: string): string | undefined {

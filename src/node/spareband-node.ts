@@ -41,7 +41,7 @@ export interface SparebandNodeInit {
   dataDir?: string
   /** Overrides over the defaults (and over `configFile` when given). */
   config?: SparebandConfigInput
-  /** Read this TOML file below `config`. */
+  /** Read this TOML file below `config`; a ConfigError if it does not exist. */
   configFile?: string
   /** A config already resolved by the caller (the CLI); `config` and `configFile` are then ignored. */
   resolvedConfig?: SparebandConfig
@@ -172,7 +172,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     let config = init.resolvedConfig
     if (config == null) {
       const layers: ConfigLayer[] = []
-      if (init.configFile != null) layers.push(readConfigFile(init.configFile))
+      if (init.configFile != null) layers.push(readConfigFile(init.configFile, { optional: false }))
       if (init.config != null) layers.push({ source: 'createSparebandNode() config', values: init.config })
       config = resolveConfig(layers)
     }
