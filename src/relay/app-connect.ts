@@ -26,6 +26,15 @@ export interface AppConnectOptions {
   region?: string
   /** Tunnels with the same session id go through the same exit while it lasts (as `-session-<id>` in a proxy user name). */
   session?: string
+  /**
+   * Keep the app's side open for writing once the target has ended its
+   * side, until the app calls `end()`. As with `net.connect()`, by default
+   * (false) the app's side ends too once it has read the target's end, so a
+   * tunnel whose target closed does not stay open (at the exit too, counted
+   * against its tunnels per consumer) until the idle timeout.
+   * @default false
+   */
+  allowHalfOpen?: boolean
   /** Gives up on the tunnel being set up: connect() then rejects with the signal's reason at once. An open tunnel is ended with `duplex.destroy()`. */
   signal?: AbortSignal
 }
@@ -70,6 +79,8 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
     throw options.signal.reason
   }
   const [app, inner] = duplexPair()
+  // what net.Socket does with allowHalfOpen false: the target's FIN, once read, ends our side as well
+  if (options.allowHalfOpen !== true) app.once('end', () => { if (!app.writableEnded) app.end() })
   const socket = asPumpSocket(inner, app)
   ingress.track(socket)
   // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)
