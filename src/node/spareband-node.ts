@@ -294,7 +294,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
    * end of the tunnel: what a client of the local SOCKS5 or HTTP proxy gets,
    * with no proxy port in between. Names are resolved by the exit. Resolves
    * once the exit has connected; rejects with TunnelRefusedError (`status`
-   * says why) when no exit would or could connect. The bytes count in
+   * says why) when no exit would or could connect, and with NotStartedError
+   * when the node is not running or stops meanwhile. The bytes count in
    * `status().proxy` and in accounting like a proxy client's.
    *
    * @example
@@ -309,7 +310,19 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     if (!this.running) throw new NotStartedError()
     const proxy = this.part<ProxyPart>('proxy')
     if (proxy == null) throw new NotStartedError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off')
-    return connectThroughTunnel(proxy.ingress, host, port, options)
+    let socket: TunnelSocket
+    try {
+      socket = await connectThroughTunnel(proxy.ingress, host, port, options)
+    } catch (err) {
+      // stop() under it: what failed is the node, not an exit (the attempt ends as BUSY or TIMEOUT)
+      if (!this.running && options.signal?.aborted !== true) throw new NotStartedError('the node stopped while the tunnel was being set up')
+      throw err
+    }
+    if (!this.running) {
+      socket.destroy()
+      throw new NotStartedError('the node stopped while the tunnel was being set up')
+    }
+    return socket
   }
 
   /** A plain JSON-safe object (no bigints), as the control API serves it. */

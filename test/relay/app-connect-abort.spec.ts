@@ -57,4 +57,19 @@ describe('node.connect() with an AbortSignal', () => {
     })
     expect(back).toBe('bye')
   })
+
+  it('a connect() under way when the node stops rejects with NotStartedError, not as an exit\'s refusal', async () => {
+    const first = await consumer.connect('127.0.0.1', echo.port, { region: 'de' })
+    first.on('error', () => {})
+    await waitFor(() => (exit.status() as any).exit.tunnelsOpen === 1, { what: 'the first tunnel' })
+    // refused RATE_LIMITED, and asked again for 5 s
+    const pending = consumer.connect('127.0.0.1', echo.port, { region: 'de' }).then(() => 'connected', err => err)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const started = Date.now()
+    await consumer.stop()
+    const result = await pending
+    expect(result).toHaveProperty('name', 'NotStartedError')
+    expect(result.message).toMatch(/stopped/)
+    expect(Date.now() - started).toBeLessThan(3000)
+  })
 })
