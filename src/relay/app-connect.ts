@@ -18,6 +18,7 @@ import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { ProxyRefusal } from './ingress.ts'
 import { isValidSessionId } from './targeting.ts'
 import type { Ingress } from './ingress.ts'
+import type { TunnelRefusalStatus } from '../errors.ts'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 
@@ -71,7 +72,8 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   } catch (err: any) {
     // given up on: the app's reason, not what the abort made of the attempt under way (TIMEOUT, RATE_LIMITED)
     if (options.signal?.aborted === true) throw options.signal.reason
-    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome, err.message)
+    // a refusal is never OK (nor the wire's UNUSED, which decodeTunnelResponse refuses)
+    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome as TunnelRefusalStatus, err.message)
     throw err
   }
   if (options.signal?.aborted === true) {
