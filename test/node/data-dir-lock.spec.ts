@@ -69,3 +69,23 @@ describe('one node per data directory', () => {
     expect(existsSync(join(dataDir, 'node.lock'))).toBe(false)
   })
 })
+
+describe('a data directory whose ledger is another identity\'s', () => {
+  it('createSparebandNode() rejects with the exported LedgerError (code WRONG_IDENTITY), and leaves the directory free', async () => {
+    const { LedgerError, LedgerErrorCode } = await import('../../src/index.ts') as any
+    const a = await tempDir('sb-ledger-a-')
+    const b = await tempDir('sb-ledger-b-')
+    await (await createSparebandNode({ dataDir: a, config })).stop()
+    await (await createSparebandNode({ dataDir: b, config })).stop()
+    // b's identity with a's ledger: a data-directory mix-up an app must be able to tell apart
+    const { copyFileSync } = await import('node:fs')
+    copyFileSync(join(a, 'ledger.db'), join(b, 'ledger.db'))
+    for (let i = 0; i < 2; i++) {
+      const err = await createSparebandNode({ dataDir: b, config }).catch(e => e)
+      expect(LedgerError).toBeTypeOf('function')
+      expect(err).toBeInstanceOf(LedgerError)
+      expect(err.code).toBe(LedgerErrorCode.WRONG_IDENTITY)
+    }
+    expect(existsSync(join(b, 'node.lock'))).toBe(false)
+  })
+})
