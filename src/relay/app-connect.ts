@@ -40,8 +40,15 @@ export interface AppConnectOptions {
   signal?: AbortSignal
 }
 
-/** The app's end of a tunnel, and where it leads. */
-export type TunnelSocket = Duplex & {
+/**
+ * The app's end of a tunnel, and where it leads. Beyond a Duplex it has
+ * what node:http (an app's own keep-alive http.Agent) and other socket users
+ * call on a net.Socket: `setTimeout` (an idle timer that emits 'timeout',
+ * pushed back by every byte either way), and `setKeepAlive`, `setNoDelay`,
+ * `ref`, `unref`, which do nothing here (there is no TCP socket of the
+ * app's: the tunnel is a stream on a libp2p connection).
+ */
+export type TunnelSocket = Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> & {
   /** The exit's peer id. */
   readonly exit: string
   /** From the call to the exit's answer: finding an exit, its DNS lookup and its connect to the target. */
@@ -87,7 +94,50 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   ingress.track(socket)
   // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)
   void ingress.carry(socket, tunnel).catch(() => {})
-  return Object.assign(app, { exit: tunnel.exit.toString(), setupMs: tunnel.setupMs })
+  return Object.assign(asAppSocket(app), { exit: tunnel.exit.toString(), setupMs: tunnel.setupMs })
+}
+
+/**
+ * The app's end with the net.Socket methods its users call. node:http's
+ * Agent calls setKeepAlive() and unref() on every socket it pools (an
+ * uncaught TypeError without them), and ClientRequest's `timeout` calls
+ * setTimeout().
+ */
+function asAppSocket (app: Duplex): Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> {
+  const socket = app as Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'>
+  socket.setKeepAlive = () => socket as any
+  socket.setNoDelay = () => socket as any
+  socket.ref = () => socket as any
+  socket.unref = () => socket as any
+  let timer: NodeJS.Timeout | undefined
+  const activity = (): void => { timer?.refresh() }
+  // every byte either way pushes the timer back, as on a net.Socket; without a 'data' listener, which would make the app's end flow
+  const push = app.push.bind(app)
+  app.push = (chunk: any, encoding?: BufferEncoding) => {
+    activity()
+    return push(chunk, encoding)
+  }
+  const write = (app as any)._write.bind(app)
+  ;(app as any)._write = (chunk: any, encoding: BufferEncoding, callback: (err?: Error | null) => void) => {
+    activity()
+    write(chunk, encoding, callback)
+  }
+  app.once('close', () => { clearTimeout(timer) })
+  socket.setTimeout = ((ms: number, callback?: () => void) => {
+    clearTimeout(timer)
+    timer = undefined
+    if (ms === 0) {
+      if (callback != null) socket.removeListener('timeout', callback)
+      return socket
+    }
+    if (callback != null) socket.once('timeout', callback)
+    if (!socket.destroyed) {
+      timer = setTimeout(() => { socket.emit('timeout') }, ms)
+      timer.unref()
+    }
+    return socket
+  }) as Socket['setTimeout']
+  return socket
 }
 
 /**
