@@ -73,3 +73,23 @@ describe('node.connect() with an AbortSignal', () => {
     expect(Date.now() - started).toBeLessThan(3000)
   })
 })
+
+describe('node.connect() with an AbortSignal, while the exit search runs', () => {
+  it('an abort during the DHT search for a region\'s exits rejects at once (a node with no peer searches for 15 s)', async () => {
+    const { createSparebandNode } = await import('../../src/index.ts')
+    const { tempDir } = await import('../utils/cli.ts')
+    const lone = await createSparebandNode({
+      dataDir: await tempDir('sb-connect-abort-lone-'),
+      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, network: { local_testnet: true }, accounting: { pow_difficulty: 8 }, exit: { enabled: false } }
+    })
+    await lone.start()
+    try {
+      const started = Date.now()
+      const result = await lone.connect('127.0.0.1', 80, { region: 'de', signal: AbortSignal.timeout(300) }).then(() => 'connected', err => err)
+      expect(result).toHaveProperty('name', 'TimeoutError')
+      expect(Date.now() - started).toBeLessThan(2000)
+    } finally {
+      await lone.stop()
+    }
+  }, 30_000)
+})
