@@ -23,7 +23,7 @@ import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
-import { NodeStoppedError, NotStartedError } from '../errors.ts'
+import { ConfigError, NodeStoppedError, NotStartedError } from '../errors.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ProxyPart } from './relay-parts.ts'
@@ -309,7 +309,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   async connect (host: string, port: number, options: AppConnectOptions = {}): Promise<TunnelSocket> {
     if (!this.running) throw new NotStartedError()
     const proxy = this.part<ProxyPart>('proxy')
-    if (proxy == null) throw new NotStartedError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off')
+    // a running node configured without it: the app's config, not its timing, is at fault
+    if (proxy == null) throw new ConfigError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off: enable it (with socks_port and http_port 0 the listeners take any free port)', { source: 'node config', key: 'proxy.enabled' })
     let socket: TunnelSocket
     try {
       socket = await connectThroughTunnel(proxy.ingress, host, port, options)

@@ -74,3 +74,22 @@ describe('config errors an embedding app gets from createSparebandNode()', () =>
     expect(existsSync(missing)).toBe(false)
   })
 })
+
+describe('node.connect() on a node without the proxy part', () => {
+  it('rejects with a ConfigError naming proxy.enabled, not NotStartedError (the node is running)', async () => {
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-config-embed-'),
+      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { enabled: false }, network: { local_testnet: true }, exit: { enabled: false } }
+    })
+    await node.start()
+    try {
+      const err = await node.connect('127.0.0.1', 80).catch(e => e)
+      expect(node.isRunning).toBe(true)
+      expect(err.name).toBe('ConfigError')
+      expect(err.key).toBe('proxy.enabled')
+      expect(err.message).toContain('proxy.enabled')
+    } finally {
+      await node.stop()
+    }
+  })
+})
