@@ -219,8 +219,9 @@ export type SparebandConfigInput = DeepPartial<SparebandConfig>
 export type DeepPartial<T> = T extends any[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
 /**
- * The defaults. Cloneable with `structuredClone`; values that are not obvious
- * say why.
+ * The defaults. Cloneable with `structuredClone`, and frozen (a write
+ * throws): read them, or pass overrides as `config`. Values that are not
+ * obvious say why.
  */
 export const defaultConfig: SparebandConfig = {
   network: {
@@ -294,6 +295,15 @@ export const defaultConfig: SparebandConfig = {
     data_limit_mb: 1024,
     duration_limit_seconds: 3600
   }
+}
+
+// exported for apps and the CLI's help to read; a write would change every node made after it
+deepFreeze(defaultConfig)
+
+function deepFreeze (value: unknown): void {
+  if (value == null || typeof value !== 'object' || Object.isFrozen(value)) return
+  for (const v of Object.values(value)) deepFreeze(v)
+  Object.freeze(value)
 }
 
 /** Where each key's value came from, for error messages: dotted key -> source. */
