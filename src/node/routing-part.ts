@@ -24,7 +24,7 @@ export interface RoutingPart extends NodePart {
 
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
-  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger })
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: (libp2p.services.dht as any)?.routingTable })
   const selector = new RoutingSelector(libp2p, { discovery, known: new KnownPeerSelector(libp2p) })
   let advertiser: Advertiser | undefined
   const region = config.region
