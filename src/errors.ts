@@ -42,19 +42,20 @@ export class NotStartedError extends Error {
   }
 }
 
-export class NodeNotRunningError extends Error {
-  static name = 'NodeNotRunningError'
-  constructor (message = 'No running node found') {
+/** start() on a node that stop() ended: a node starts once; create a new one (same data directory) instead. */
+export class NodeStoppedError extends Error {
+  static name = 'NodeStoppedError'
+  constructor (message = 'The node was stopped, and a stopped node cannot start again: create a new one with createSparebandNode()') {
     super(message)
-    this.name = 'NodeNotRunningError'
+    this.name = 'NodeStoppedError'
   }
 }
 
-/** Another node runs on the data directory (it holds `node.lock`). */
+/** Another node (in this process or another) runs on the data directory: one node per data directory. */
 export class DataDirInUseError extends Error {
   static name = 'DataDirInUseError'
   readonly dataDir?: string
-  /** The process that holds the lock. */
+  /** The process that holds it. */
   readonly pid?: number
 
   constructor (message = 'The data directory is in use by another node', details: { dataDir?: string, pid?: number } = {}) {
@@ -62,6 +63,14 @@ export class DataDirInUseError extends Error {
     this.name = 'DataDirInUseError'
     this.dataDir = details.dataDir
     this.pid = details.pid
+  }
+}
+
+export class NodeNotRunningError extends Error {
+  static name = 'NodeNotRunningError'
+  constructor (message = 'No running node found') {
+    super(message)
+    this.name = 'NodeNotRunningError'
   }
 }
 
@@ -79,17 +88,31 @@ export class AddressInUseError extends Error {
 }
 
 /**
+ * Why a tunnel was refused: an exit's answer (the tunnel protocol's
+ * statuses other than OK, docs/PROTOCOLS.md), or NO_EXIT when no exit of
+ * the region could be asked.
+ */
+export const TUNNEL_REFUSAL_STATUSES = [
+  'POLICY_DENIED', 'DNS_FAILED', 'CONNECT_REFUSED', 'UNREACHABLE', 'TIMEOUT',
+  'QUOTA_EXCEEDED', 'RATE_LIMITED', 'OUTSIDE_SCHEDULE', 'INSUFFICIENT_CREDIT',
+  'BUSY', 'BAD_REQUEST', 'NO_EXIT'
+] as const
+export type TunnelRefusalStatus = typeof TUNNEL_REFUSAL_STATUSES[number]
+
+/**
  * No exit would or could open a tunnel an embedding app asked for
  * (SparebandNode.connect). `status` is the exit's answer (POLICY_DENIED,
  * DNS_FAILED, UNREACHABLE, CONNECT_REFUSED, TIMEOUT, QUOTA_EXCEEDED,
  * RATE_LIMITED, OUTSIDE_SCHEDULE, INSUFFICIENT_CREDIT, BUSY, BAD_REQUEST),
- * or NO_EXIT when no exit of the region could be asked.
+ * or NO_EXIT when no exit of the region could be asked: one of
+ * TUNNEL_REFUSAL_STATUSES, typed so that a misspelt status in an app's
+ * comparison is a compile error.
  */
 export class TunnelRefusedError extends Error {
   static name = 'TunnelRefusedError'
-  readonly status: string
+  readonly status: TunnelRefusalStatus
 
-  constructor (status: string, message = `tunnel refused: ${status}`) {
+  constructor (status: TunnelRefusalStatus, message = `tunnel refused: ${status}`) {
     super(message)
     this.name = 'TunnelRefusedError'
     this.status = status

@@ -84,7 +84,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     return { score: book.score(self) ?? null, reporters: book.reporters(self) }
   }
   let pow = ledger.pow(identity.peerId)
-  const powAbort = new AbortController()
+  // one per start: a start that failed (and was stopped) may be tried again
+  let powAbort = new AbortController()
   let powDone: () => void = () => {}
   const powSolved = new Promise<void>(resolve => { powDone = resolve })
   /** Our proof of work, once it meets the configured difficulty. */
@@ -117,6 +118,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     reputation,
     book,
     start: async () => {
+      powAbort = new AbortController()
       await exitSessions?.start(libp2p)
       consumer.start()
       gossip.start()
@@ -137,8 +139,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       await exitSessions?.stop()
       gossip.stop()
       reputation.stop()
-      // resolved when no connection to ledger.db is left: the data directory is free once stop() returns
-      await ledger.close()
+      // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
     routes: {

@@ -243,8 +243,9 @@ export type SparebandConfigInput = DeepPartial<SparebandConfig>
 export type DeepPartial<T> = T extends any[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
 /**
- * The defaults. Cloneable with `structuredClone`; values that are not obvious
- * say why.
+ * The defaults. Cloneable with `structuredClone`, and frozen (a write
+ * throws): read them, or pass overrides as `config`. Values that are not
+ * obvious say why.
  */
 export const defaultConfig: SparebandConfig = {
   network: {
@@ -320,6 +321,15 @@ export const defaultConfig: SparebandConfig = {
     data_limit_mb: 1024,
     duration_limit_seconds: 3600
   }
+}
+
+// exported for apps and the CLI's help to read; a write would change every node made after it
+deepFreeze(defaultConfig)
+
+function deepFreeze (value: unknown): void {
+  if (value == null || typeof value !== 'object' || Object.isFrozen(value)) return
+  for (const v of Object.values(value)) deepFreeze(v)
+  Object.freeze(value)
 }
 
 /** Where each key's value came from, for error messages: dotted key -> source. */
@@ -527,12 +537,23 @@ function checkOwnPorts (config: SparebandConfig, sources: SourceMap): void {
 
 function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, value: unknown): string {
   if (issue.code === 'unrecognized_keys') {
-    const where = key === '' ? '' : `${key}.`
-    const known = Object.keys(getPath(defaultConfig, issue.path) as object ?? {}).join(', ')
+    const where = issue.path.length === 0 ? '' : `${issue.path.map(String).join('.')}.`
+    // the schema's keys: the defaults lack the optional ones (region, proxy.username, ...)
+    const known = schemaKeys(issue.path).join(', ')
     return `${source}: unknown key ${issue.keys.map(k => `"${where}${k}"`).join(', ')} (allowed here: ${known})`
   }
   const shown = value === undefined ? 'nothing' : JSON.stringify(value)
   return `${source}: ${key} = ${shown} is invalid: ${issue.message}`
+}
+
+/** The keys the schema allows at `path` (an object section). */
+function schemaKeys (path: PropertyKey[]): string[] {
+  let schema: any = configSchema
+  for (const p of path) {
+    schema = schema?.shape?.[p as string]
+    while (schema?.unwrap != null && schema.shape == null) schema = schema.unwrap()
+  }
+  return Object.keys(schema?.shape ?? {})
 }
 
 function sourceOf (sources: SourceMap, key: string): string | undefined {

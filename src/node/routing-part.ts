@@ -25,7 +25,7 @@ export interface RoutingPart extends NodePart {
 
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
-  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger })
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: (libp2p.services.dht as any)?.routingTable })
   // accounting is built after routing and may be off: looked up when used
   const accounting = (): AccountingPart | undefined => node.part<AccountingPart>('accounting')
   const selector = new RoutingSelector(libp2p, {

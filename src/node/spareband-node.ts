@@ -24,7 +24,7 @@ import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
-import { NotStartedError } from '../errors.ts'
+import { ConfigError, NodeStoppedError, NotStartedError } from '../errors.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ProxyPart } from './relay-parts.ts'
@@ -42,7 +42,7 @@ export interface SparebandNodeInit {
   dataDir?: string
   /** Overrides over the defaults (and over `configFile` when given). */
   config?: SparebandConfigInput
-  /** Read this TOML file below `config`; it must exist. */
+  /** Read this TOML file below `config`; a ConfigError if it does not exist. */
   configFile?: string
   /** A config already resolved by the caller (the CLI); `config` and `configFile` are then ignored. */
   resolvedConfig?: SparebandConfig
@@ -124,9 +124,16 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly libp2p: Libp2p<ServiceMap>
   private readonly api?: ControlApi
   private readonly parts: NodePart[] = []
+  /** What create() opened before libp2p (the ledger): closed by the first stop(). */
+  private readonly accounting?: AccountingCore
+  /** The data directory's node.lock, held from create() to the first stop(). */
   private readonly lock: DataDirLock
   private startedAt = 0
   private running = false
+  /** stop() has run: the ledger is closed, and start() refuses. */
+  private stopped = false
+  /** The start() or stop() under way: the next waits for it, so they run one at a time, in call order. */
+  private lifecycle: Promise<void> = Promise.resolve()
 
   private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined, lock: DataDirLock) {
     super()
@@ -135,6 +142,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.config = config
     this.identity = identity
     this.libp2p = libp2p
+    this.accounting = accounting
+    this.lock = lock
     for (const f of partFactories) {
       const part = f(this, accounting)
       if (part != null) this.parts.push(part)
@@ -204,8 +213,35 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     return this.parts.find(p => p.name === name) as T | undefined
   }
 
+  /**
+   * Starts libp2p, then the parts, then the control API. Idempotent; a call
+   * while stop() is under way (or the other way round) waits for it, so an
+   * app may call them from anywhere. A start that fails (a port in use)
+   * leaves the node stopped, and may be tried again. After stop() a node
+   * cannot start again (NodeStoppedError): create a new one.
+   */
   async start (): Promise<void> {
+    return this.serialized(async () => this.startOnce())
+  }
+
+  /**
+   * Stops what start() started, the other way round, and closes the ledger:
+   * also on a node that never started, so that stop() releases whatever
+   * createSparebandNode() opened. Idempotent; waits for a start() under way.
+   */
+  async stop (): Promise<void> {
+    return this.serialized(async () => this.stopOnce())
+  }
+
+  private async serialized (step: () => Promise<void>): Promise<void> {
+    const run = this.lifecycle.then(step)
+    this.lifecycle = run.catch(() => {})
+    return run
+  }
+
+  private async startOnce (): Promise<void> {
     if (this.running) return
+    if (this.stopped) throw new NodeStoppedError()
     try {
       await this.libp2p.start()
     } catch (err) {
@@ -232,21 +268,26 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.safeDispatchEvent('node:started', { detail: { peerId: this.peerId.toString() } })
   }
 
-  async stop (): Promise<void> {
-    if (!this.running) {
-      // a node that never started, or failed to, gives its data directory back
-      this.lock.release()
-      return
-    }
-    this.running = false
+  private async stopOnce (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    const wasRunning = this.running
     try {
-      await this.api?.stop()
-      for (const p of [...this.parts].reverse()) await p.stop?.()
-      await this.libp2p.stop()
+      if (wasRunning) {
+        this.running = false
+        await this.api?.stop()
+        for (const p of [...this.parts].reverse()) await p.stop?.()
+        await this.libp2p.stop()
+      }
     } finally {
-      this.lock.release()
+      // after libp2p: the exit's services meter through the ledger until it stops
+      try {
+        await this.accounting?.ledger.close()
+      } finally {
+        this.lock.release()
+      }
     }
-    this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
+    if (wasRunning) this.safeDispatchEvent('node:stopped', { detail: { peerId: this.peerId.toString() } })
   }
 
   /**
@@ -255,7 +296,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
    * end of the tunnel: what a client of the local SOCKS5 or HTTP proxy gets,
    * with no proxy port in between. Names are resolved by the exit. Resolves
    * once the exit has connected; rejects with TunnelRefusedError (`status`
-   * says why) when no exit would or could connect. The bytes count in
+   * says why) when no exit would or could connect, and with NotStartedError
+   * when the node is not running or stops meanwhile. The bytes count in
    * `status().proxy` and in accounting like a proxy client's.
    *
    * @example
@@ -269,8 +311,21 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   async connect (host: string, port: number, options: AppConnectOptions = {}): Promise<TunnelSocket> {
     if (!this.running) throw new NotStartedError()
     const proxy = this.part<ProxyPart>('proxy')
-    if (proxy == null) throw new NotStartedError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off')
-    return connectThroughTunnel(proxy.ingress, host, port, options)
+    // a running node configured without it: the app's config, not its timing, is at fault
+    if (proxy == null) throw new ConfigError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off: enable it (with socks_port and http_port 0 the listeners take any free port)', { source: 'node config', key: 'proxy.enabled' })
+    let socket: TunnelSocket
+    try {
+      socket = await connectThroughTunnel(proxy.ingress, host, port, options)
+    } catch (err) {
+      // stop() under it: what failed is the node, not an exit (the attempt ends as BUSY or TIMEOUT)
+      if (!this.running && options.signal?.aborted !== true) throw new NotStartedError('the node stopped while the tunnel was being set up')
+      throw err
+    }
+    if (!this.running) {
+      socket.destroy()
+      throw new NotStartedError('the node stopped while the tunnel was being set up')
+    }
+    return socket
   }
 
   /** A plain JSON-safe object (no bigints), as the control API serves it. */

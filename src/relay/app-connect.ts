@@ -18,6 +18,7 @@ import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { ProxyRefusal } from './ingress.ts'
 import { isValidSessionId } from './targeting.ts'
 import type { Ingress } from './ingress.ts'
+import type { TunnelRefusalStatus } from '../errors.ts'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 
@@ -26,12 +27,28 @@ export interface AppConnectOptions {
   region?: string
   /** Tunnels with the same session id go through the same exit while it lasts (as `-session-<id>` in a proxy user name). */
   session?: string
-  /** Gives up on the tunnel being set up; an open tunnel is ended with `duplex.destroy()`. */
+  /**
+   * Keep the app's side open for writing once the target has ended its
+   * side, until the app calls `end()`. As with `net.connect()`, by default
+   * (false) the app's side ends too once it has read the target's end, so a
+   * tunnel whose target closed does not stay open (at the exit too, counted
+   * against its tunnels per consumer) until the idle timeout.
+   * @default false
+   */
+  allowHalfOpen?: boolean
+  /** Gives up on the tunnel being set up: connect() then rejects with the signal's reason at once. An open tunnel is ended with `duplex.destroy()`. */
   signal?: AbortSignal
 }
 
-/** The app's end of a tunnel, and where it leads. */
-export type TunnelSocket = Duplex & {
+/**
+ * The app's end of a tunnel, and where it leads. Beyond a Duplex it has
+ * what node:http (an app's own keep-alive http.Agent) and other socket users
+ * call on a net.Socket: `setTimeout` (an idle timer that emits 'timeout',
+ * pushed back by every byte either way), and `setKeepAlive`, `setNoDelay`,
+ * `ref`, `unref`, which do nothing here (there is no TCP socket of the
+ * app's: the tunnel is a stream on a libp2p connection).
+ */
+export type TunnelSocket = Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> & {
   /** The exit's peer id. */
   readonly exit: string
   /** From the call to the exit's answer: finding an exit, its DNS lookup and its connect to the target. */
@@ -57,9 +74,13 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   options.signal?.throwIfAborted()
   let tunnel
   try {
-    tunnel = await ingress.open({ host, port }, { region, sessionId: options.session })
+    // the signal reaches the exit search, its retries and each exit's answer: an app that gives up hears so at once
+    tunnel = await ingress.open({ host, port }, { region, sessionId: options.session }, { signal: options.signal })
   } catch (err: any) {
-    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome, err.message)
+    // given up on: the app's reason, not what the abort made of the attempt under way (TIMEOUT, RATE_LIMITED)
+    if (options.signal?.aborted === true) throw options.signal.reason
+    // a refusal is never OK (nor the wire's UNUSED, which decodeTunnelResponse refuses)
+    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome as TunnelRefusalStatus, err.message)
     throw err
   }
   if (options.signal?.aborted === true) {
@@ -67,11 +88,56 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
     throw options.signal.reason
   }
   const [app, inner] = duplexPair()
+  // what net.Socket does with allowHalfOpen false: the target's FIN, once read, ends our side as well
+  if (options.allowHalfOpen !== true) app.once('end', () => { if (!app.writableEnded) app.end() })
   const socket = asPumpSocket(inner, app)
   ingress.track(socket)
   // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)
   void ingress.carry(socket, tunnel).catch(() => {})
-  return Object.assign(app, { exit: tunnel.exit.toString(), setupMs: tunnel.setupMs })
+  return Object.assign(asAppSocket(app), { exit: tunnel.exit.toString(), setupMs: tunnel.setupMs })
+}
+
+/**
+ * The app's end with the net.Socket methods its users call. node:http's
+ * Agent calls setKeepAlive() and unref() on every socket it pools (an
+ * uncaught TypeError without them), and ClientRequest's `timeout` calls
+ * setTimeout().
+ */
+function asAppSocket (app: Duplex): Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> {
+  const socket = app as Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'>
+  socket.setKeepAlive = () => socket as any
+  socket.setNoDelay = () => socket as any
+  socket.ref = () => socket as any
+  socket.unref = () => socket as any
+  let timer: NodeJS.Timeout | undefined
+  const activity = (): void => { timer?.refresh() }
+  // every byte either way pushes the timer back, as on a net.Socket; without a 'data' listener, which would make the app's end flow
+  const push = app.push.bind(app)
+  app.push = (chunk: any, encoding?: BufferEncoding) => {
+    activity()
+    return push(chunk, encoding)
+  }
+  const write = (app as any)._write.bind(app)
+  ;(app as any)._write = (chunk: any, encoding: BufferEncoding, callback: (err?: Error | null) => void) => {
+    activity()
+    write(chunk, encoding, callback)
+  }
+  app.once('close', () => { clearTimeout(timer) })
+  socket.setTimeout = ((ms: number, callback?: () => void) => {
+    clearTimeout(timer)
+    timer = undefined
+    if (ms === 0) {
+      if (callback != null) socket.removeListener('timeout', callback)
+      return socket
+    }
+    if (callback != null) socket.once('timeout', callback)
+    if (!socket.destroyed) {
+      timer = setTimeout(() => { socket.emit('timeout') }, ms)
+      timer.unref()
+    }
+    return socket
+  }) as Socket['setTimeout']
+  return socket
 }
 
 /**

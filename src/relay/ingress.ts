@@ -17,7 +17,7 @@ import type { TransferSample } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { PipeOptions } from './pipe.ts'
 import type { Socket } from 'node:net'
-import type { Logger } from '@libp2p/interface'
+import type { AbortOptions, Logger } from '@libp2p/interface'
 
 /** A client the proxy itself refused, for the operator's log (see IngressInit.onRefusal). */
 export interface ProxyRefusalNotice {
@@ -109,10 +109,10 @@ export class Ingress {
   }
 
   /** Opens a tunnel or throws ProxyRefusal with the outcome to report to the client. */
-  async open (target: { host: string, port: number }, targeting: Targeting): Promise<OpenedTunnel> {
+  async open (target: { host: string, port: number }, targeting: Targeting, options: AbortOptions = {}): Promise<OpenedTunnel> {
     const request = { region: targeting.region ?? this.init.defaultRegion, sessionId: targeting.sessionId }
     try {
-      return await this.init.client.open(target, request)
+      return await this.init.client.open(target, request, options)
     } catch (err: any) {
       this.stats.failed++
       if (err instanceof TunnelError) throw new ProxyRefusal(err.status, err.message, err.exit)

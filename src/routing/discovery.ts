@@ -9,7 +9,7 @@ import { capacityKey, decodeCapacityAd, regionCid, verifyCapacityAd } from './ca
 import { normalizeRegion, regionMatches } from './regions.ts'
 import { second } from '../constants.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
-import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
 
 export interface ExitDiscoveryInit {
   /** How long a region's lookup result is fresh. @default 60 s */
@@ -24,6 +24,8 @@ export interface ExitDiscoveryInit {
 export interface ExitDiscoveryComponents {
   libp2p: Pick<Libp2p, 'contentRouting' | 'peerStore' | 'peerId'>
   logger: ComponentLogger
+  /** The DHT's routing table: a lookup waits for its first peer (kad-dht's RoutingTable). */
+  routingTable?: { size: number } & Pick<TypedEventTarget<{ 'peer:add': CustomEvent<PeerId> }>, 'addEventListener' | 'removeEventListener'>
 }
 
 interface RegionEntry { fetchedAt: number, peers: Set<string> }
@@ -107,6 +109,10 @@ export class ExitDiscovery {
     const seen = new Set<string>()
     // each ad is fetched as soon as its provider turns up, so early answers can be used
     const fetches: Array<Promise<VerifiedCapacityAd | undefined>> = []
+    // a lookup asks the routing table's peers: with none yet (the node just
+    // started and its bootstrap peer is still being dialled) it would ask no
+    // one and find nothing, so it waits for the first, within its timeout
+    await this.firstPeer(signal)
     try {
       for await (const p of this.components.libp2p.contentRouting.findProviders(regionCid(region), { signal })) {
         const id = p.id.toString()
@@ -128,6 +134,21 @@ export class ExitDiscovery {
     this.regions.set(region, { fetchedAt: this.now(), peers: new Set(ads.map(a => a.peerId.toString())) })
     this.log('region %s: %d providers, %d valid ads', region, providers.length, ads.length)
     return ads.filter(a => a.capacityMbps > 0)
+  }
+
+  private async firstPeer (signal: AbortSignal): Promise<void> {
+    const table = this.components.routingTable
+    if (table == null || table.size > 0 || signal.aborted) return
+    this.log('no peer in the routing table yet: waiting for one before the lookup')
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        table.removeEventListener('peer:add', done)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      table.addEventListener('peer:add', done)
+      signal.addEventListener('abort', done)
+    })
   }
 
   /** Fetches, verifies and caches one exit's ad; its addresses go to the peer store for dialing. */

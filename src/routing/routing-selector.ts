@@ -94,12 +94,16 @@ export class RoutingSelector implements ExitSelector {
 
   private async gather (request: ExitRequest): Promise<ExitCandidate[]> {
     // the region only: sessions are this selector's to keep (the known peers' own would bind them too)
-    const known = await this.init.known?.candidates({ region: request.region }) ?? []
+    let known = await this.init.known?.candidates({ region: request.region }) ?? []
     const ads = request.region != null
       // first answers are enough to start, and exits we already know need no
       // wait at all; the rest of the lookup fills the cache for next time
       ? await this.init.discovery.find(request.region, { enough: 3, maxWaitMs: 500, noWait: known.length > 0 }).catch(() => this.init.discovery.cached(request.region))
       : this.init.discovery.cached()
+    // the lookup may have waited for the node's first peer (just started): an
+    // exit among them that identify has told of by now counts, though the
+    // DHT did not have its ad yet (it publishes once it has a peer)
+    if (known.length === 0 && request.region != null) known = await this.init.known?.candidates({ region: request.region }) ?? []
     const byId = new Map<string, ExitCandidate>()
     for (const ad of ads) if (!ad.peerId.equals(this.libp2p.peerId)) byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
     for (const id of known) {

@@ -45,3 +45,19 @@ describe('--gossip-retention-days', () => {
     expect(err.message).toBe('flag --gossip-retention-days: accounting.gossip_retention_days = 0.25 is invalid: must be 0 (keep them for ever) or from 1 to 36500 days')
   })
 })
+
+describe('--config FILE', () => {
+  it('a file named with --config that does not exist is a ConfigError naming it; the data directory\'s own config.toml may be missing', () => {
+    const missing = join(dir, 'prod.tmol')
+    let err: any
+    try {
+      resolveCliConfig(startWith(['--config', missing]), dir, {})
+    } catch (e) {
+      err = e
+    }
+    expect(err?.name).toBe('ConfigError')
+    expect(err?.source).toBe(missing)
+    expect(err?.message).toContain(missing)
+    expect(resolveCliConfig(startWith([]), dir, {}).config.exit.allowed_ports).toEqual([80, 443])
+  })
+})

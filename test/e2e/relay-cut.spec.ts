@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createSparebandNode } from '../../src/index.ts'
+import { createIdentity, createSparebandNode } from '../../src/index.ts'
 import { freePort, tempDir, waitFor } from '../utils/cli.ts'
 import { curl } from '../utils/network.ts'
 import { socksConnect } from '../utils/socks-client.ts'
@@ -144,10 +144,8 @@ describe('a relayed circuit cut under an open tunnel', () => {
     cleanups.push(target.close)
     // R's identity and port, R not running
     const relayDir = await tempDir('sb-cut-')
-    const unstarted = await createSparebandNode({ dataDir: relayDir, config: base })
-    const relayId = unstarted.peerId
-    // gives the data directory back for R to start on it later
-    await unstarted.stop()
+    // its identity only: a node made for it would hold the data directory (node.lock) and its ledger open
+    const relayId = (await createIdentity(relayDir)).peerId
     const relayAddr = `/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${relayId}`
     const exit = await createSparebandNode({
       dataDir: await tempDir('sb-cut-'),

@@ -1,0 +1,95 @@
+import { describe, it, expect } from 'vitest'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { createSparebandNode } from '../../src/index.ts'
+import { readConfigFile, resolveConfig } from '../../src/node/config.ts'
+import { tempDir } from '../utils/cli.ts'
+import type { SparebandConfigInput } from '../../src/index.ts'
+
+const SOURCE = 'createSparebandNode() config'
+
+/** What an embedding app hears from createSparebandNode() about a bad config: a ConfigError naming the key and where it came from, before anything listens. */
+const refused = async (config: Record<string, unknown>, extra: { configFile?: string } = {}): Promise<any> => {
+  const dataDir = await tempDir('sb-config-embed-')
+  const result = await createSparebandNode({ dataDir, config: config as SparebandConfigInput, ...extra }).then(async node => {
+    await node.stop()
+    return 'created'
+  }, err => err)
+  return result
+}
+
+describe('config errors an embedding app gets from createSparebandNode()', () => {
+  it('an unknown key names the app\'s config as its source, and lists every key allowed there', async () => {
+    const top = await refused({ regoin: 'de' })
+    expect(top.name).toBe('ConfigError')
+    expect(top.source).toBe(SOURCE)
+    expect(top.key).toBe('regoin')
+    expect(top.message.startsWith(`${SOURCE}: unknown key "regoin" (allowed here: `)).toBe(true)
+    expect(top.message).toMatch(/allowed here: region, network, listen/)
+    const nested = await refused({ proxy: { usrname: 'me' } })
+    expect(nested.source).toBe(SOURCE)
+    expect(nested.key).toBe('proxy.usrname')
+    expect(nested.message).toMatch(/allowed here: .*\busername\b.*/)
+    expect(nested.message).toMatch(/allowed here: .*\bdefault_region\b.*/)
+  })
+
+  it('the same for config.toml: the file, not "defaults"', async () => {
+    const dir = await tempDir('sb-config-embed-')
+    const file = join(dir, 'config.toml')
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(file, 'regoin = "de"\n')
+    let err: any
+    try { resolveConfig([readConfigFile(file)]) } catch (e) { err = e }
+    expect(err?.source).toBe(file)
+    expect(err?.message).toMatch(new RegExp(`^${file}: unknown key "regoin"`))
+  })
+
+  it('a listen, announce or bootstrap address that is not a multiaddr is a ConfigError at create, naming the key', async () => {
+    const listen = await refused({ listen: ['127.0.0.1:4001'] })
+    expect(listen.name).toBe('ConfigError')
+    expect(listen.key).toBe('listen.0')
+    expect(listen.message).toMatch(/^createSparebandNode\(\) config: listen\.0 = "127\.0\.0\.1:4001" is invalid: not a multiaddr/)
+    const announce = await refused({ announce: ['/ip4/203.0.113.9/tcp/x'] })
+    expect(announce.name).toBe('ConfigError')
+    expect(announce.key).toBe('announce.0')
+    const bootstrap = await refused({ network: { bootstrap: ['bootstrap.example.org:4001'] } })
+    expect(bootstrap.name).toBe('ConfigError')
+    expect(bootstrap.key).toBe('network.bootstrap.0')
+  })
+
+  it('a bootstrap address without /p2p/<peer id> is refused (libp2p would drop it and the node would run alone)', async () => {
+    const err = await refused({ network: { bootstrap: ['/ip4/127.0.0.1/tcp/4001'] } })
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('network.bootstrap.0')
+    expect(err.message).toContain('/p2p/')
+  })
+
+  it('a configFile that does not exist is an error naming it, not an empty file', async () => {
+    const dataDir = await tempDir('sb-config-embed-')
+    const missing = join(dataDir, 'typo.toml')
+    const err = await refused({ listen: [] }, { configFile: missing })
+    expect(err.name).toBe('ConfigError')
+    expect(err.source).toBe(missing)
+    expect(err.message).toContain(missing)
+    expect(existsSync(missing)).toBe(false)
+  })
+})
+
+describe('node.connect() on a node without the proxy part', () => {
+  it('rejects with a ConfigError naming proxy.enabled, not NotStartedError (the node is running)', async () => {
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-config-embed-'),
+      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { enabled: false }, network: { local_testnet: true }, exit: { enabled: false } }
+    })
+    await node.start()
+    try {
+      const err = await node.connect('127.0.0.1', 80).catch(e => e)
+      expect(node.isRunning).toBe(true)
+      expect(err.name).toBe('ConfigError')
+      expect(err.key).toBe('proxy.enabled')
+      expect(err.message).toContain('proxy.enabled')
+    } finally {
+      await node.stop()
+    }
+  })
+})

@@ -1,0 +1,33 @@
+import { describe, it, expect } from 'vitest'
+import { defaultConfig, resolveConfig } from '../../src/index.ts'
+
+/**
+ * defaultConfig is exported for apps to read (and the CLI's help takes its
+ * defaults from it); every node's config starts from a clone of it. An app
+ * that writes to it must not change the defaults of every node the process
+ * makes afterwards.
+ */
+describe('defaultConfig', () => {
+  it('cannot be changed by an app: a write throws, and later configs keep the defaults', () => {
+    const d = defaultConfig as any
+    const before = { enabled: d.exit.enabled, listen: [...d.listen] }
+    let threw = 0
+    try {
+      try { d.exit.enabled = false } catch (err) { if (err instanceof TypeError) threw++ }
+      try { d.listen.push('/ip4/0.0.0.0/tcp/9') } catch (err) { if (err instanceof TypeError) threw++ }
+      expect(threw).toBe(2)
+      expect(resolveConfig([]).exit.enabled).toBe(true)
+      expect(resolveConfig([]).listen).toEqual(before.listen)
+    } finally {
+      // on a defaultConfig that took the writes, put it back for the rest of the run
+      if (!Object.isFrozen(d.exit)) d.exit.enabled = before.enabled
+      if (!Object.isFrozen(d.listen)) d.listen.splice(0, d.listen.length, ...before.listen)
+    }
+  })
+
+  it('still gives each node a config of its own to hold', () => {
+    const c = resolveConfig([])
+    c.exit.allowed_ports.push(8080)
+    expect(resolveConfig([]).exit.allowed_ports).toEqual([80, 443])
+  })
+})
