@@ -4,19 +4,20 @@
  * fault, in hourly buckets over the last REPUTATION_WINDOW_MS.
  *
  * Only the exit's doing counts against it: not reached or no answer in
- * time, busy, over its quota, outside its schedule, or a stream that broke
- * off. A target that refused, did not resolve or was denied by policy, a
- * consumer out of credit or over its rate, and a client that gave up say
- * nothing of the exit, and are left out.
+ * time (NO_ANSWER), busy, over its quota, outside its schedule, or a stream
+ * that broke off. A target that refused, did not resolve, timed out from
+ * the exit (TIMEOUT) or was denied by policy, a consumer out of credit or
+ * over its rate, and a client that gave up say nothing of the exit, and
+ * are left out.
  */
 
 import { REPUTATION_WINDOW_MS } from './constants.ts'
 import { hour } from '../constants.ts'
 
 /** Tunnel statuses that are the exit's failure (the rest of TunnelStatus is not). */
-const EXIT_FAULTS = new Set(['BUSY', 'QUOTA_EXCEEDED', 'OUTSIDE_SCHEDULE', 'TIMEOUT'])
+const EXIT_FAULTS = new Set(['BUSY', 'QUOTA_EXCEEDED', 'OUTSIDE_SCHEDULE', 'NO_ANSWER'])
 /** Tunnel statuses that are not: the target's, the consumer's or the request's doing. */
-const NOT_THE_EXIT = new Set(['OK', 'POLICY_DENIED', 'DNS_FAILED', 'UNREACHABLE', 'CONNECT_REFUSED', 'RATE_LIMITED', 'INSUFFICIENT_CREDIT', 'BAD_REQUEST', 'AbortError'])
+const NOT_THE_EXIT = new Set(['OK', 'POLICY_DENIED', 'DNS_FAILED', 'UNREACHABLE', 'CONNECT_REFUSED', 'TIMEOUT', 'RATE_LIMITED', 'INSUFFICIENT_CREDIT', 'BAD_REQUEST', 'AbortError'])
 
 /** Whether a failed tunnel with `status` (a TunnelStatus, or an error's name) counts against the exit. */
 export function isExitFault (status: string | undefined): boolean {

@@ -181,8 +181,8 @@ describe('reputation book on a real ledger', () => {
 
 describe('what a node observes of the exits it uses', () => {
   it('counts against the exit only what is its doing', () => {
-    for (const s of [undefined, 'BUSY', 'QUOTA_EXCEEDED', 'OUTSIDE_SCHEDULE', 'TIMEOUT', 'StreamResetError']) expect(isExitFault(s), String(s)).toBe(true)
-    for (const s of ['POLICY_DENIED', 'DNS_FAILED', 'UNREACHABLE', 'CONNECT_REFUSED', 'RATE_LIMITED', 'INSUFFICIENT_CREDIT', 'BAD_REQUEST', 'AbortError']) expect(isExitFault(s), s).toBe(false)
+    for (const s of [undefined, 'BUSY', 'QUOTA_EXCEEDED', 'OUTSIDE_SCHEDULE', 'NO_ANSWER', 'StreamResetError']) expect(isExitFault(s), String(s)).toBe(true)
+    for (const s of ['POLICY_DENIED', 'DNS_FAILED', 'UNREACHABLE', 'CONNECT_REFUSED', 'TIMEOUT', 'RATE_LIMITED', 'INSUFFICIENT_CREDIT', 'BAD_REQUEST', 'AbortError']) expect(isExitFault(s), s).toBe(false)
   })
 
   it('reports each exit used since its last report, over the last day, and forgets what is older', () => {
@@ -205,7 +205,7 @@ describe('what a node observes of the exits it uses', () => {
     o.observe('x', true, undefined, NOW + 25 * hour)
     expect(o.due(NOW + 25 * hour, 10 * minute).map(e => [e.exit, e.successes, e.failures])).toEqual([['x', 2, 0]])
     // a clock set back two hours: counted in the newest hour, not in a bucket out of order that would outlive the day
-    o.observe('x', false, 'TIMEOUT', NOW + 23 * hour)
+    o.observe('x', false, 'NO_ANSWER', NOW + 23 * hour)
     expect(o.due(NOW + 25 * hour + hour, 10 * minute).map(e => [e.exit, e.successes, e.failures])).toEqual([['x', 2, 1]])
     expect(o.due(NOW + 50 * hour, 10 * minute)).toEqual([])
   })
