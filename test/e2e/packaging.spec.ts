@@ -32,6 +32,12 @@ function specifiers (text: string): string[] {
 const packageName = (spec: string): string => spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]
 
 describe('the published package', () => {
+  it('ships the licence text its package.json names (MIT)', () => {
+    expect(pkg.license).toBe('MIT')
+    expect(files.has('LICENSE')).toBe(true)
+    expect(readFileSync(join(ROOT, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n/)
+  })
+
   it('imports, in code and in types, only packages it declares as dependencies, and files it ships', () => {
     const deps = new Set(Object.keys(pkg.dependencies))
     const builtins = new Set(builtinModules)

@@ -8,9 +8,9 @@ import { printJson } from '../output.ts'
 import type { Command } from 'commander'
 
 /** The commented config.toml init writes: uncommented, each key is its default (region and default_region are examples). */
-export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional; the defaults are in
-# src/node/config.ts. Environment variables (SPAREBAND_*) and flags override
-# this file.
+export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional: a commented key shows
+# its default; the README's "Data directory and configuration" has them all.
+# Environment variables (SPAREBAND_*) and flags override this file.
 ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 3166-1 alpha-2, optionally -subdivision ("us-ca")'}
 
 # [api]
