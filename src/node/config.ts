@@ -476,7 +476,8 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
   // an unknown key's issue sits on its parent, which for a top-level typo (regoin = "de") is the root, that no layer names: look the key itself up
   const unknown = issue.code === 'unrecognized_keys' ? (key === '' ? issue.keys[0] : `${key}.${issue.keys[0]}`) : undefined
   const source = (unknown != null ? sourceOf(sources, unknown) : undefined) ?? sourceOf(sources, key) ?? 'defaults'
-  throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key })
+  // an app branching on err.key gets the unknown key itself, not its parent
+  throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key: unknown ?? key })
 }
 
 /** Rules that span keys, checked once each key is valid on its own. */

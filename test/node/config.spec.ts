@@ -116,7 +116,7 @@ describe('config validation errors', () => {
     const err = catchError(() => resolveConfig([readConfigFile(file)]))
     expect(err.name).toBe('ConfigError')
     expect(err.source).toBe(file)
-    expect(err.message).toBe(`${file}: unknown key "regoin" (allowed here: network, listen, announce, api, proxy, exit, accounting, relay)`)
+    expect(err.message).toBe(`${file}: unknown key "regoin" (allowed here: region, network, listen, announce, api, proxy, exit, accounting, relay)`)
     // and a section's unknown key, as before
     const file2 = await tomlFile('[exit]\nalowed_ports = [80]\n')
     expect(catchError(() => resolveConfig([readConfigFile(file2)])).message).toMatch(new RegExp(`^${file2.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: unknown key "exit.alowed_ports"`))

@@ -45,7 +45,7 @@ describe('one node per data directory', () => {
       const refused = await createSparebandNode({ dataDir, config }).catch(err => err)
       expect(refused).toHaveProperty('name', 'DataDirInUseError')
       expect(refused.pid).toBe(other.pid)
-      expect(refused.message).toContain(`process ${other.pid}`)
+      expect(refused.message).toContain(`pid ${other.pid}`)
       // and it touched nothing: no identity was made
       expect(existsSync(join(dataDir, 'identity.key'))).toBe(false)
     } finally {
