@@ -59,6 +59,8 @@ export class WalCheckpointer {
   async stop (): Promise<void> {
     if (!this.stopped) {
       this.stopped = true
+      // held by the loop while it winds down: unref'd, the process could exit before its 'exit' event, and an app's top-level `await node.stop()` would never settle
+      this.worker.ref()
       this.worker.postMessage('stop')
     }
     await this.exited

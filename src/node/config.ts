@@ -223,8 +223,8 @@ export const configSchema = z.strictObject({
     publish_interval_seconds: intervalSeconds,
     /** Keep third parties' sessions (heard of over gossip) this many days after their last receipt; 0 = for ever. */
     gossip_retention_days: gossipRetentionDays,
-    /** As a consumer: report on the exits it used at most this often (reputation gossip); 0 = never (others' reports still count). */
-    reputation_interval_seconds: z.number().refine(v => v === 0 || (v >= 60 && v <= 86_400), 'must be 0 (never report) or from 60 to 86400 seconds')
+    /** As a consumer: report on the exits it used at most this often (reputation gossip); 0 = never (others' reports still count). At least 120 s: receivers take a reporter's reports at least 60 s apart, and a timer's tick may come a few ms early. */
+    reputation_interval_seconds: z.number().refine(v => v === 0 || (v >= 120 && v <= 86_400), 'must be 0 (never report) or from 120 to 86400 seconds')
   }),
   relay: z.strictObject({
     /** Act as a circuit relay for other peers. */

@@ -138,7 +138,6 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined, lock: DataDirLock) {
     super()
     this.dataDir = dataDir
-    this.lock = lock
     this.config = config
     this.identity = identity
     this.libp2p = libp2p
@@ -190,8 +189,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
       return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock)
     } catch (err) {
-      await accounting?.ledger.close()
-      lock.release()
+      // the caller gets why create() failed, not a failure to close
+      try { await accounting?.ledger.close() } catch {} finally { lock.release() }
       throw err
     }
   }
@@ -275,9 +274,15 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     try {
       if (wasRunning) {
         this.running = false
-        await this.api?.stop()
-        for (const p of [...this.parts].reverse()) await p.stop?.()
-        await this.libp2p.stop()
+        // every part and libp2p stop whatever one of them throws: the first error is the caller's after that
+        let failure: unknown
+        const attempt = async (fn: () => Promise<void> | undefined): Promise<void> => {
+          try { await fn() } catch (err) { failure ??= err }
+        }
+        await attempt(async () => this.api?.stop())
+        for (const p of [...this.parts].reverse()) await attempt(async () => p.stop?.())
+        await attempt(async () => this.libp2p.stop())
+        if (failure != null) throw failure
       }
     } finally {
       // after libp2p: the exit's services meter through the ledger until it stops

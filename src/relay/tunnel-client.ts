@@ -155,10 +155,12 @@ export class TunnelClient {
         this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
         return opened
       } catch (err: any) {
+        // the caller gave up (an app's AbortSignal, a client gone): that says nothing of the exit, so it is
+        // not reported (telemetry, the session's hold on it, reputation reports), and the caller gets its reason
+        if (options.signal?.aborted === true) throw options.signal.reason ?? err
         const status: string = err instanceof NoAnswerError ? NO_ANSWER : err instanceof TunnelError ? err.status : (err.name ?? 'Error')
         this.init.selector.report(exit, request, { ok: false, status, setupMs: performance.now() - started })
         lastError = err
-        if (options.signal?.aborted === true) throw err
         if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw err
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
         if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw err

@@ -280,14 +280,14 @@ describe('config validation errors', () => {
       .toBe(`flag --gossip-retention-days: accounting.gossip_retention_days = 1e+300 is invalid: ${allowed}`)
   })
 
-  it('takes accounting.reputation_interval_seconds from the file or the environment: 600 by default, 0 never, under a minute refused', async () => {
+  it('takes accounting.reputation_interval_seconds from the file or the environment: 600 by default, 0 never, under two minutes refused', async () => {
     expect(resolveConfig([]).accounting.reputation_interval_seconds).toBe(600)
     const file = await tomlFile('[accounting]\nreputation_interval_seconds = 3600\n')
     expect(resolveConfig([readConfigFile(file)]).accounting.reputation_interval_seconds).toBe(3600)
     expect(resolveConfig([readConfigFile(file), envLayer({ SPAREBAND_REPUTATION_INTERVAL_SECONDS: '0' })]).accounting.reputation_interval_seconds).toBe(0)
     const tooOften = await tomlFile('[accounting]\nreputation_interval_seconds = 5\n')
     expect(catchError(() => resolveConfig([readConfigFile(tooOften)])).message)
-      .toBe(`${tooOften}: accounting.reputation_interval_seconds = 5 is invalid: must be 0 (never report) or from 60 to 86400 seconds`)
+      .toBe(`${tooOften}: accounting.reputation_interval_seconds = 5 is invalid: must be 0 (never report) or from 120 to 86400 seconds`)
   })
 
   it('an empty schedule is an error, not "always"', () => {

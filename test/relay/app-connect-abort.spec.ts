@@ -74,6 +74,32 @@ describe('node.connect() with an AbortSignal', () => {
   })
 })
 
+describe('node.connect() aborted while the exit is connecting to the target', () => {
+  it('rejects with the signal\'s reason and holds nothing against the exit: no failure in the reputation it reports', async () => {
+    const { startBlackhole } = await import('../utils/target-server.ts')
+    const hole = await startBlackhole()
+    const echo = await startEchoServer()
+    // the exit waits up to 10 s for a connect to the blackhole: the app gives up long before it answers
+    const { exit, consumer } = await startExitAndConsumer([hole.port, echo.port], { dataDirPrefix: 'sb-connect-abort-hole-' })
+    try {
+      const ok = await consumer.connect('127.0.0.1', echo.port, { region: 'de', session: 's1' })
+      ok.destroy()
+      const controller = new AbortController()
+      setTimeout(() => { controller.abort() }, 300)
+      const result = await consumer.connect('127.0.0.1', hole.port, { region: 'de', session: 's1', signal: controller.signal }).then(() => 'connected', err => err)
+      expect(result).toBe(controller.signal.reason)
+      // what the consumer would report of the exit: the one tunnel it opened, no failure (it was NO_ANSWER, the exit's fault)
+      const seen = (consumer.part('accounting') as any).reputation.observer.due(Date.now() + 3_600_000, 0)
+      expect(seen.map((e: any) => [e.exit, e.successes, e.failures])).toEqual([[exit.peerId.toString(), 1, 0]])
+    } finally {
+      await consumer.stop()
+      await exit.stop()
+      await echo.close()
+      await hole.close()
+    }
+  }, 60_000)
+})
+
 describe('node.connect() with an AbortSignal, while the exit search runs', () => {
   it('an abort during the DHT search for a region\'s exits rejects at once (a node with no peer searches for 15 s)', async () => {
     const { createSparebandNode } = await import('../../src/index.ts')
