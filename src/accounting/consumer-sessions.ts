@@ -76,9 +76,10 @@ export interface ConsumerSessionsInit {
    * Settles when our proof of work is solved (a new identity solves it in
    * the background, a second or two). Tunnels wait for it, up to
    * `powWaitMs`: without it an exit counts no allowance for us and refuses
-   * our next tunnel as soon as we have spent anything.
+   * our next tunnel as soon as we have spent anything. A function is asked
+   * at every wait: a node whose start failed and is tried again solves anew.
    */
-  powSolved?: Promise<unknown>
+  powSolved?: Promise<unknown> | (() => Promise<unknown>)
   /** @default 10 s */
   powWaitMs?: number
   now?: () => number
@@ -166,6 +167,8 @@ export class ConsumerSessions implements ConsumerAccounting {
   }
 
   start (): void {
+    // a wait that ended with an earlier start's (a stopped solve) is not this start's
+    this.powWait = undefined
     const interval = this.init.intervalMs ?? DEFAULT_RECEIPT_INTERVAL_MS
     this.timer = setInterval(() => this.tick(), Math.min(interval, second))
     this.timer.unref()
@@ -211,7 +214,8 @@ export class ConsumerSessions implements ConsumerAccounting {
       // longer must not hold up every later tunnel by the whole wait again
       if (this.powWait == null) {
         this.log('waiting for our proof of work before tunnelling through %p', exit)
-        this.powWait = withTimeout(this.init.powSolved, this.init.powWaitMs ?? POW_WAIT).then(() => {}, () => {})
+        const solved = typeof this.init.powSolved === 'function' ? this.init.powSolved() : this.init.powSolved
+        this.powWait = withTimeout(solved, this.init.powWaitMs ?? POW_WAIT).then(() => {}, () => {})
       }
       await this.powWait
     }

@@ -87,7 +87,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   // one per start: a start that failed (and was stopped) may be tried again
   let powAbort = new AbortController()
   let powDone: () => void = () => {}
-  const powSolved = new Promise<void>(resolve => { powDone = resolve })
+  // one per start too: a stopped solve settles it, and a start tried again must wait for its own
+  let powSolved = new Promise<void>(resolve => { powDone = resolve })
   /** Our proof of work, once it meets the configured difficulty. */
   const validPow = (): typeof pow => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined
   if (validPow() != null) powDone()
@@ -101,7 +102,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     intervalBytes: a.receipt_interval_mb * MiB,
     intervalMs: a.receipt_interval_seconds * second,
     pow: validPow,
-    powSolved
+    powSolved: () => powSolved
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
@@ -119,6 +120,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     book,
     start: async () => {
       powAbort = new AbortController()
+      if (validPow() == null) powSolved = new Promise<void>(resolve => { powDone = resolve })
       await exitSessions?.start(libp2p)
       consumer.start()
       gossip.start()
