@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
 import { NodeNotRunningError } from '../errors.ts'
+import { processRuns } from '../node/data-dir-lock.ts'
 import type { ApiInfo } from '../node/control-api.ts'
 
 /** How long a call may take unless it says otherwise. */
@@ -116,17 +117,6 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
     throw new Error(`cannot read the control API token ${tokenFile} (${err.code ?? err.message}): the node for ${dataDir} (pid ${info.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
   }
   return { info, token }
-}
-
-/** Whether a process with this pid runs (as any user); a pid given to another process since is taken as running, and the API call tells. */
-function processRuns (pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err: any) {
-    return err.code !== 'ESRCH'
-  }
 }
 
 function notAnswering (dataDir: string, info: ApiInfo, err: any): NodeNotRunningError {

@@ -104,14 +104,20 @@ function readOwner (file: string): LockOwner | undefined {
   return undefined
 }
 
+/** Whether a process with this pid runs, as any user (EPERM: it runs as another); a pid that is no pid counts as running, for the caller to find out otherwise. */
+export function processRuns (pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: any) {
+    return err.code !== 'ESRCH'
+  }
+}
+
 function isAlive (owner: LockOwner, file: string): boolean {
   if (owner.pid === process.pid) return held.has(file)
-  try {
-    process.kill(owner.pid, 0)
-  } catch (err: any) {
-    if (err.code === 'ESRCH') return false
-    // EPERM: it runs, as another user
-  }
+  if (!processRuns(owner.pid)) return false
   const now = processStartTime(owner.pid)
   // the pid was given to another process since
   if (owner.startTime != null && now != null && now !== owner.startTime) return false

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
 import { TunnelRefusedError } from '../errors.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
+import { raceAbort } from '../race-abort.ts'
 import type { AppConnectOptions, TunnelSocket } from './app-connect.ts'
 import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
@@ -107,7 +108,7 @@ export async function probe (connect: Connect, rawUrl: string, options: ProbeOpt
   let stream: Duplex | undefined
   try {
     // a tunnel that comes after the timeout is ended by connect() itself, which sees the signal
-    tunnel = await untilOrAbort(signal, connect(host, port, { region: options.region, session: options.session, signal }))
+    tunnel = await raceAbort(connect(host, port, { region: options.region, session: options.session, signal }), signal)
     timings.tunnelMs = since()
     stream = tunnel
     let tls: Extract<ProbeResult, { ok: true }>['tls']
@@ -122,24 +123,24 @@ export async function probe (connect: Connect, rawUrl: string, options: ProbeOpt
         ALPNProtocols: ['http/1.1']
       })
       stream = secure
-      await untilOrAbort(signal, new Promise<void>((resolve, reject) => {
+      await raceAbort(new Promise<void>((resolve, reject) => {
         secure.once('secureConnect', resolve)
         secure.once('error', reject)
-      }))
+      }), signal)
       timings.tlsMs = since()
       const cipher = secure.getCipher()
       tls = { protocol: secure.getProtocol() ?? 'unknown', cipher: cipher.standardName ?? cipher.name, authorized: secure.authorized, ...(secure.authorizationError != null ? { authorizationError: String(secure.authorizationError) } : {}) }
     }
-    const res = await untilOrAbort(signal, get(stream, url))
+    const res = await raceAbort(get(stream, url), signal)
     timings.firstByteMs = since()
     const hash = createHash('sha256')
     let bytes = 0
-    await untilOrAbort(signal, new Promise<void>((resolve, reject) => {
+    await raceAbort(new Promise<void>((resolve, reject) => {
       res.on('data', (c: Buffer) => { hash.update(c); bytes += c.byteLength })
       res.once('end', resolve)
       res.once('error', reject)
       res.once('aborted', () => reject(new Error('the response ended before its body did')))
-    }))
+    }), signal)
     timings.totalMs = since()
     const headers: Record<string, string> = {}
     for (const name of REPORTED_HEADERS) {
@@ -183,21 +184,6 @@ async function get (stream: Duplex, url: URL): Promise<IncomingMessage> {
     req.once('error', reject)
     req.end()
   })
-}
-
-/** `work`, or the signal's timeout error if that comes first. */
-async function untilOrAbort<T> (signal: AbortSignal, work: Promise<T>): Promise<T> {
-  signal.throwIfAborted()
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([work, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort!)
-  }
 }
 
 function failureOf (err: any, signal: AbortSignal, timings: Partial<ProbeTimings>, https: boolean): string {

@@ -9,6 +9,7 @@
  * and asks again, for a while, before the client is told.
  */
 
+import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
@@ -141,7 +142,7 @@ export class TunnelClient {
   /** One pass over the candidates, best first. */
   private async openOnce (target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     // the search may take a DHT query's time (15 s with no peer); a caller that gives up is not kept for it, and the search goes on filling the cache
-    const candidates = await untilAborted(this.init.selector.candidates(request), options.signal)
+    const candidates = await raceAbort(this.init.selector.candidates(request), options.signal)
     if (candidates.length === 0) {
       throw new NoExitError(request.region != null ? `no exit known in region ${request.region}` : 'no exit known')
     }
@@ -231,20 +232,4 @@ async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
     const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
     signal?.addEventListener('abort', onAbort, { once: true })
   })
-}
-
-/** `promise`, or its signal's reason as soon as `signal` aborts (the promise runs on, its failure ignored). */
-async function untilAborted<T> (promise: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (signal == null) return promise
-  promise.catch(() => {})
-  signal.throwIfAborted()
-  let onAbort: () => void = () => {}
-  try {
-    return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
-      onAbort = () => { reject(signal.reason) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
 }
