@@ -768,8 +768,12 @@ export class ExitSessions implements ExitAccounting {
    * behind a session that went quiet.
    */
   private publishSoon (s: Session): void {
-    // stopping: the final publication has been made, or is under way
-    if (!this.running) return
+    // stopping: the final publications are made or under way, and a receipt
+    // countersigned after them (its stream was still open) would never go out
+    if (!this.running) {
+      void this.publish(s)
+      return
+    }
     const wait = s.lastPublishedAt + (this.init.publishIntervalMs ?? 60 * second) - this.now()
     if (wait <= 0) {
       void this.publish(s)

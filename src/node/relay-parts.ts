@@ -61,6 +61,10 @@ export function exitPart (node: SparebandNode): NodePart {
   const exit = (): TunnelExit | undefined => node.libp2p.services.exit as TunnelExit | undefined
   return {
     name: 'exit',
+    // before accounting stops (parts stop in reverse order): the tunnels end
+    // first, so the final receipts accounting then publishes cover their bytes
+    // (libp2p stops the service again later; the second stop does nothing)
+    stop: async () => { await exit()?.stop() },
     status: () => exit()?.status() ?? { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, denied: 0 },
     warnings: () => {
       const warnings: string[] = []

@@ -114,7 +114,8 @@ export type ServiceFactory = (config: SparebandConfig, dataDir: string, accounti
 
 /** The areas this node is composed of: filled in as they land. */
 const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
-const PART_FACTORIES: PartFactory[] = [exitPart, routingPart, accountingPart, proxyPart, keeperPart, throughputPart]
+// parts start in this order and stop in the reverse: the exit's tunnels end before accounting publishes its final receipts
+const PART_FACTORIES: PartFactory[] = [routingPart, accountingPart, exitPart, proxyPart, keeperPart, throughputPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

@@ -1,0 +1,118 @@
+/**
+ * Demand: each consumer fetches objects from the origin through exits of
+ * the regions its schedule names, a few requests at a time, as an app
+ * embedding the node would (`node.connect()`, then plain HTTP/1.1 over the
+ * tunnel). A failed attempt is retried through whichever exit the node
+ * picks next, as a scraper would; every answer's body is hashed.
+ */
+
+import { createHash } from 'node:crypto'
+import { mulberry32 } from '../../src/routing/random.ts'
+import type { SimNetwork, SimNode } from './network.ts'
+import type { OriginObject } from './origin.ts'
+
+export interface DemandSpec {
+  /** Requests per consumer. */
+  requestsPerConsumer: number
+  /** Requests each consumer has in flight at once. */
+  concurrency: number
+  /** Attempts per request before it counts as failed. */
+  attempts: number
+  /** Regions a consumer's requests go to, drawn uniformly. @default every region */
+  regions?: string[]
+  /** Ms an attempt may take, from connect() to the last byte. */
+  attemptTimeoutMs: number
+}
+
+export interface Attempt {
+  ok: boolean
+  /** The exit's peer id, when a tunnel opened. */
+  exit?: string
+  /** Why it failed: the error's name and message, or what was wrong with the answer. */
+  error?: string
+  /** The exit's refusal (INSUFFICIENT_CREDIT, BUSY, ...), when it refused. */
+  refusal?: string
+  ms: number
+  /** Body bytes received. */
+  bytes: number
+}
+
+export interface RequestRecord {
+  consumer: string
+  region: string
+  object: number
+  /** Whether some attempt brought back the object byte for byte. */
+  delivered: boolean
+  attempts: Attempt[]
+}
+
+/** Which region and object each of a consumer's requests asks for: the same for the same seed. */
+export function schedule (seed: number, count: number, regions: string[], objects: number): Array<{ region: string, object: number }> {
+  const random = mulberry32(seed)
+  return Array.from({ length: count }, () => ({
+    region: regions[Math.floor(random() * regions.length)],
+    object: Math.floor(random() * objects)
+  }))
+}
+
+/**
+ * Runs every consumer's schedule to the end. `onProgress` is called after
+ * each request with how many are done (the churn driver keys on it).
+ */
+export async function runDemand (net: SimNetwork, objects: OriginObject[], spec: DemandSpec, seed: number, onProgress: (done: number, total: number) => void | Promise<void> = () => {}): Promise<RequestRecord[]> {
+  const records: RequestRecord[] = []
+  const total = net.consumers.length * spec.requestsPerConsumer
+  let done = 0
+  await Promise.all(net.consumers.map(async (consumer, i) => {
+    const queue = schedule(seed + i, spec.requestsPerConsumer, spec.regions ?? net.spec.regions, objects.length)
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next != null; next = queue.shift()) {
+        const record: RequestRecord = { consumer: consumer.name, region: next.region, object: next.object, delivered: false, attempts: [] }
+        for (let a = 0; a < spec.attempts && !record.delivered; a++) {
+          const attempt = await fetchThrough(consumer, net.originPort, next.region, next.object, objects[next.object], spec.attemptTimeoutMs)
+          record.attempts.push(attempt)
+          record.delivered = attempt.ok
+        }
+        records.push(record)
+        await onProgress(++done, total)
+      }
+    }
+    await Promise.all(Array.from({ length: spec.concurrency }, worker))
+  }))
+  return records
+}
+
+/** One GET of `/obj/<index>` through an exit in `region`; never throws. */
+export async function fetchThrough (consumer: SimNode, originPort: number, region: string, index: number, expected: OriginObject, timeoutMs: number): Promise<Attempt> {
+  const started = performance.now()
+  const signal = AbortSignal.timeout(timeoutMs)
+  let exit: string | undefined
+  let bytes = 0
+  try {
+    const socket = await consumer.node.connect('127.0.0.1', originPort, { region, signal })
+    exit = socket.exit
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      const onAbort = (): void => { socket.destroy(); reject(signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      socket.on('data', (c: Buffer) => chunks.push(c))
+      socket.once('error', reject)
+      socket.once('end', () => resolve(Buffer.concat(chunks)))
+      socket.once('close', () => { signal.removeEventListener('abort', onAbort); resolve(Buffer.concat(chunks)) })
+      // not end(): the origin closes after its answer (Connection: close), and that ends our side too
+      socket.write(`GET /obj/${index} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\nConnection: close\r\n\r\n`)
+    })
+    const head = answer.indexOf('\r\n\r\n')
+    if (head < 0) throw new Error(`no HTTP answer (${answer.byteLength} bytes)`)
+    const status = answer.subarray(0, answer.indexOf('\r\n')).toString('latin1')
+    const body = answer.subarray(head + 4)
+    bytes = body.byteLength
+    if (!status.startsWith('HTTP/1.1 200')) throw new Error(`origin answered "${status}"`)
+    const sha256 = createHash('sha256').update(body).digest('hex')
+    if (sha256 !== expected.sha256) throw new Error(`body of ${bytes} bytes does not match the object (${expected.bytes.byteLength} bytes)`)
+    return { ok: true, exit, ms: performance.now() - started, bytes }
+  } catch (err: any) {
+    const refusal = typeof err?.status === 'string' ? err.status : undefined
+    return { ok: false, exit, error: `${err?.name ?? 'Error'}: ${err?.message ?? String(err)}`, refusal, ms: performance.now() - started, bytes }
+  }
+}
