@@ -1,0 +1,101 @@
+/**
+ * The simulations, declared. Each takes a `scale` (1 for the full run of
+ * `npm run simulate`; the test suite runs them smaller) that sets the
+ * number of requests, not the shape of the network.
+ */
+
+import { delivery, gossipCoverage, noFreeRiding, noMinting, spread } from './lib/assertions.ts'
+import { tunnelsByRegion } from './lib/scenario.ts'
+import type { Outcome, Scenario } from './lib/scenario.ts'
+import type { Verdict } from './lib/assertions.ts'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+/** No minting in every node's ledger, and gossip coverage at the observer. */
+function accountingChecks (o: Outcome, coverage = 0.95): Verdict[] {
+  const views = [...o.views.values()]
+  const consumers = views.filter(v => v.holder.startsWith('consumer-'))
+  return [
+    noMinting(o.views.get('observer')!),
+    allLedgersBalance(views.map(v => noMinting(v))),
+    gossipCoverage(o.views.get('observer')!, consumers, { minShare: coverage })
+  ]
+}
+
+/** Folds the per-ledger no-minting verdicts of nodes that spent or earned into one line. */
+function allLedgersBalance (verdicts: Verdict[]): Verdict {
+  const judged = verdicts.filter(v => v.vacuous !== true)
+  const failed = judged.filter(v => !v.ok)
+  return {
+    name: 'no minting (every node\'s ledger)',
+    ok: judged.length > 0 && failed.length === 0,
+    detail: `${judged.length - failed.length} of ${judged.length} ledgers that saw any spending conserve credit and hold no more than the allowances` +
+      failed.map(v => `; ${v.name}: ${v.detail}`).join('')
+  }
+}
+
+export function market (scale = 1): Scenario {
+  return {
+    name: 'market',
+    description: 'Nine exits in three regions and three consumers fetching objects of 64 KiB to 2 MiB through them, four at a time: every answer byte for byte, load over every exit of a region, credit conserved in every ledger, and the receipts known to a node that took no part.',
+    seed: 1,
+    network: { regions: ['de', 'us', 'jp'], exitsPerRegion: 3, consumers: 3 },
+    objects: [64 * KiB, 256 * KiB, 1 * MiB, 2 * MiB],
+    demand: { requestsPerConsumer: Math.max(8, Math.round(60 * scale)), concurrency: 4, attempts: 3, attemptTimeoutMs: 30_000 },
+    checks: o => [
+      delivery(o.records),
+      spread(tunnelsByRegion(o.exits), { minIndex: 0.5 }),
+      ...accountingChecks(o)
+    ]
+  }
+}
+
+export function churn (scale = 1): Scenario {
+  return {
+    name: 'churn',
+    description: 'The market, but a third of the exits leave mid-run (one per region at 30 % of the requests, another in de at 60 %): consumers go on through the others, every request is still delivered within three attempts, and credit stays conserved with exits that stopped mid-session.',
+    seed: 2,
+    network: { regions: ['de', 'us', 'jp'], exitsPerRegion: 3, consumers: 3 },
+    objects: [64 * KiB, 256 * KiB, 1 * MiB, 2 * MiB],
+    demand: { requestsPerConsumer: Math.max(8, Math.round(60 * scale)), concurrency: 4, attempts: 3, attemptTimeoutMs: 30_000 },
+    churn: [
+      { atShare: 0.3, stop: ['exit-de-0', 'exit-us-0', 'exit-jp-0'] },
+      { atShare: 0.6, stop: ['exit-de-1'] }
+    ],
+    checks: o => [delivery(o.records), ...accountingChecks(o)]
+  }
+}
+
+/** Price per GB at which the default allowance (1 credit) buys 8 MiB. */
+const FREE_RIDER_PRICE = 1e9 / (8 * MiB)
+
+export function freeRider (scale = 1): Scenario {
+  const exits = 3
+  const concurrency = 2
+  return {
+    name: 'free-rider',
+    description: 'One consumer that supplies nothing asks for 48 MiB from three exits whose price makes its allowance worth 8 MiB: the exits cut it off once its balance, as their ledgers see it, is spent; what it got beyond its allowance is bounded by the credit the design puts at risk.',
+    seed: 3,
+    network: {
+      regions: ['de'],
+      exitsPerRegion: exits,
+      consumers: 1,
+      exit: { price_per_gb: FREE_RIDER_PRICE },
+      // exits learn of what the consumer spent at the others within seconds
+      accounting: { publish_interval_seconds: 2 }
+    },
+    objects: [1 * MiB],
+    demand: { requestsPerConsumer: Math.max(16, Math.round(48 * scale)), concurrency, attempts: 1, attemptTimeoutMs: 30_000 },
+    checks: o => {
+      const a = o.records.flatMap(r => r.attempts)
+      const got = a.filter(x => x.ok).reduce((n, x) => n + x.bytes, 0)
+      const refusals = a.filter(x => x.refusal === 'INSUFFICIENT_CREDIT' || x.refusal === 'RATE_LIMITED').length
+      // per exit: the unsigned threshold (4 MiB) and a receipt interval (1 MiB); plus the requests in flight
+      const slack = exits * (4 + 1) * MiB + concurrency * MiB
+      return [noFreeRiding(got, { allowanceBytes: 8 * MiB, slackBytes: slack }, refusals), ...accountingChecks(o, 0.9)]
+    }
+  }
+}
+
+export const SCENARIOS: Record<string, (scale?: number) => Scenario> = { market, churn, 'free-rider': freeRider }
