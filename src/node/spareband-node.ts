@@ -19,6 +19,7 @@ import { routingPart } from './routing-part.ts'
 import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
+import { aloneWarning } from './alone-warning.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
@@ -341,6 +342,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     const keyWarning = identityModeWarning(this.dataDir)
     if (keyWarning != null) warnings.push(keyWarning)
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
+    const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
+    if (alone != null) warnings.push(alone)
     const status: NodeStatus & Record<string, unknown> = {
       peerId: this.peerId.toString(),
       version: `${AGENT_NAME}/${VERSION}`,
