@@ -6,7 +6,6 @@
  */
 
 import { TypedEventEmitter } from 'main-event'
-import { mkdir } from 'node:fs/promises'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, explainListenFailure } from './libp2p.ts'
@@ -21,6 +20,7 @@ import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
 import { aloneWarning } from './alone-warning.ts'
 import { lockDataDir } from './data-dir-lock.ts'
+import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
@@ -170,7 +170,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
 
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {
     const dataDir = init.dataDir ?? defaultDataDir()
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    await makeDataDir(dataDir)
     let config = init.resolvedConfig
     if (config == null) {
       const layers: ConfigLayer[] = []
