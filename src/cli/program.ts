@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander'
 import { resolve } from 'node:path'
 import { defaultDataDir } from '../node/config.ts'
+import { checkDataDir } from '../node/data-dir.ts'
 import { ConfigError, IdentityExistsError, IdentityMissingError, NodeNotRunningError } from '../errors.ts'
 import { VERSION } from '../constants.ts'
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts'
@@ -31,7 +32,10 @@ export function buildProgram (): Command {
     const opts = cmd.optsWithGlobals()
     // resolve('') is the working directory: the key and ledger would land wherever the command ran
     if (opts.dataDir === '') throw new UsageError('--data-dir is empty: name a directory, or leave the flag out for $SPAREBAND_DATA_DIR or ~/.spareband')
-    return resolve(opts.dataDir ?? defaultDataDir())
+    const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+    // before any command reads or makes anything in it: a file there is the operator's to fix, not an EEXIST or ENOTDIR from deep inside
+    checkDataDir(dataDir, opts.dataDir != null ? '--data-dir' : (process.env.SPAREBAND_DATA_DIR ?? '') !== '' ? 'SPAREBAND_DATA_DIR' : 'the default data directory')
+    return dataDir
   }
   registerInit(program, dataDirOf)
   registerStart(program, dataDirOf)

@@ -4,11 +4,12 @@
  */
 
 import { statSync } from 'node:fs'
-import { mkdir, readFile, writeFile, chmod, stat, rename } from 'node:fs/promises'
+import { readFile, writeFile, chmod, stat, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { IdentityExistsError, IdentityMissingError } from '../errors.ts'
+import { makeDataDir } from './data-dir.ts'
 import type { PrivateKey, PeerId } from '@libp2p/interface'
 
 export const IDENTITY_FILE = 'identity.key'
@@ -25,7 +26,7 @@ export function identityPath (dataDir: string): string {
 /** Creates a fresh identity. Refuses when one exists unless `force`, so a key is never lost by accident. */
 export async function createIdentity (dataDir: string, options: { force?: boolean } = {}): Promise<Identity> {
   const file = identityPath(dataDir)
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  await makeDataDir(dataDir)
   if (options.force !== true && await exists(file)) {
     throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old peer id is lost)`)
   }

@@ -130,6 +130,12 @@ export interface RelayState {
 interface Reservations {
   hasReservation: (peer: PeerId) => boolean
   addRelay: (peer: PeerId, type: 'configured') => Promise<unknown>
+  /**
+   * The peers addRelay() refuses ("The relay was previously invalid"): it
+   * adds one whose reservation failed with a DialError or for want of the
+   * hop protocol, and never takes it out while the node runs.
+   */
+  relayFilter?: { has: (key: Uint8Array) => boolean, remove?: (key: Uint8Array) => boolean }
 }
 
 function reservationsOf (transportManager: PeerKeeperComponents['transportManager']): Reservations | undefined {
@@ -280,17 +286,21 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
               // offers the relay service is asked again. The first is asked
               // at once, before the relay search can take the relay as one of
               // its own (then nothing would advertise it as the named one).
-              // And libp2p's reservation store shuns a peer that refused for
-              // want of the relay protocol for as long as this node runs.
-              if (shunned) throw new Error('libp2p will not reserve on it again until this node restarts (it once offered no relay service)')
               if (listenFailed && !await this.offersRelay(peer, signal)) throw new Error('it answers, but offers no relay service')
+              // libp2p's reservation store shuns a peer that once refused for
+              // want of the relay protocol, for as long as the node runs: one
+              // that offers it again (a relay restarted with its relay service
+              // on, an upgrade) is taken off that list here, at a redial on the
+              // keeper's backoff (growing, up to network.redial_max_seconds)
+              if (shunned && !this.unshun(reservations, peer)) throw new Error('libp2p will not reserve on it again until this node restarts (it once offered no relay service)')
+              shunned = false
               try {
                 await transportManager.listen([addr.encapsulate('/p2p-circuit')])
               } catch (err: any) {
                 listenFailed = true
-                if (/previously invalid/.test(String(err?.message)) || /previously invalid/.test(String(err?.errors?.[0]?.message))) {
+                if (reservations.relayFilter?.has(peer.toMultihash().bytes) === true || /previously invalid/.test(String(err?.message)) || /previously invalid/.test(String(err?.errors?.[0]?.message))) {
                   shunned = true
-                  this.log.error('relay %a refused a reservation for want of the relay service; libp2p will not use it until this node restarts', addr)
+                  this.log('relay %a refused a reservation for want of the relay service; asked again once it offers the service', addr)
                 }
                 throw err
               }
@@ -307,6 +317,20 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
         // one that answers is enough: the DHT finds the rest
         async signal => { await Promise.any(this.bootstrap.map(async a => connectionManager.openConnection(a, { signal }))) }))
     }
+  }
+
+  /**
+   * Takes `peer` off libp2p's list of relays it will not reserve on; false
+   * when that list is not where this libp2p keeps it (then it stays shunned
+   * until the node restarts, as libp2p means it to).
+   */
+  private unshun (reservations: Reservations, peer: PeerId): boolean {
+    const filter = reservations.relayFilter
+    if (filter?.remove == null) return false
+    const key = peer.toMultihash().bytes
+    if (filter.has(key)) filter.remove(key)
+    this.log('relay %p offers the relay service again: libp2p may reserve on it again', peer)
+    return !filter.has(key)
   }
 
   /** Whether identify says the peer offers the relay's hop protocol (false if it has not said within IDENTIFY_WAIT_MS). */

@@ -6,7 +6,6 @@
  */
 
 import { TypedEventEmitter } from 'main-event'
-import { mkdir } from 'node:fs/promises'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, explainListenFailure } from './libp2p.ts'
@@ -19,7 +18,9 @@ import { routingPart } from './routing-part.ts'
 import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
+import { aloneWarning } from './alone-warning.ts'
 import { lockDataDir } from './data-dir-lock.ts'
+import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore } from './accounting-part.ts'
@@ -170,7 +171,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
 
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {
     const dataDir = init.dataDir ?? defaultDataDir()
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    await makeDataDir(dataDir)
     let config = init.resolvedConfig
     if (config == null) {
       const layers: ConfigLayer[] = []
@@ -342,6 +343,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     const keyWarning = identityModeWarning(this.dataDir)
     if (keyWarning != null) warnings.push(keyWarning)
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
+    const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
+    if (alone != null) warnings.push(alone)
     const status: NodeStatus & Record<string, unknown> = {
       peerId: this.peerId.toString(),
       version: `${AGENT_NAME}/${VERSION}`,

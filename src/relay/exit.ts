@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs'
 import { lookup } from 'node:dns/promises'
 import { networkInterfaces } from 'node:os'
 import { TypedEventEmitter } from 'main-event'
+import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
 import { pipeSocketStream } from './pipe.ts'
@@ -49,6 +50,15 @@ export const SCHEDULE_CHECK_INTERVAL = 10 * second
  * (DHCP, VPNs, a laptop changing networks) without any libp2p event.
  */
 export const OWN_ADDRESS_REFRESH_INTERVAL = minute
+
+/** The tunnel stream closed (the consumer gave up) while its target was being looked up or dialed. */
+export class StreamGoneError extends Error {
+  static name = 'StreamGoneError'
+  constructor (message = 'the tunnel stream closed before the target answered') {
+    super(message)
+    this.name = 'StreamGoneError'
+  }
+}
 
 export type Resolver = (host: string) => Promise<Array<{ address: string, family: number }>>
 
@@ -108,6 +118,8 @@ export interface ExitStats {
   bytesIn: number
   bytesOut: number
   tunnelsOpen: number
+  /** Tunnels asked for whose target is being looked up or connected to: not open yet. */
+  tunnelsConnecting: number
   tunnelsTotal: number
   denied: number
   deniedByStatus: Record<string, number>
@@ -166,6 +178,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly up?: TokenBucket
   private readonly perConsumer = new Map<string, { up: TokenBucket, down: TokenBucket }>()
   private readonly open = new Set<OpenTunnel>()
+  /** Set-ups under way (DNS, connect to the target); each aborts when its stream goes. */
+  private readonly connecting = new Set<AbortController>()
   private readonly resolve: Resolver
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
@@ -238,6 +252,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     await this.components.registrar.unhandle(TUNNEL_PROTOCOL)
     this.abortTunnels(new Error('exit stopping'))
+    for (const c of this.connecting) c.abort(new Error('exit stopping'))
     this.flushQuota()
   }
 
@@ -341,6 +356,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       bytesIn: this.stats.bytesIn,
       bytesOut: this.stats.bytesOut,
       tunnelsOpen: this.open.size,
+      tunnelsConnecting: this.connecting.size,
       tunnelsTotal: this.stats.tunnelsTotal,
       denied: this.stats.denied,
       deniedByStatus: { ...this.stats.deniedByStatus },
@@ -444,40 +460,23 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     const check = this.policy.checkTarget(request.host, request.port)
     if (!check.allowed) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, check.reason)
 
-    // DNS at the exit, so the consumer's resolver never sees the name
-    const parsed = parseTargetHost(request.host)
-    let candidates: string[]
-    if (parsed.kind === 'ip') candidates = [parsed.address]
-    else {
-      try {
-        const found = await withTimeout(this.resolve(parsed.name), DEFAULT_DNS_TIMEOUT, 'DNS lookup timed out')
-        candidates = found.map(a => a.address)
-        if (candidates.length === 0) throw new Error('no addresses')
-      } catch (err: any) {
-        return this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
-      }
-    }
-    const allowed: string[] = []
-    let firstReason = ''
-    for (const a of candidates) {
-      const c = this.policy.checkAddress(a, request.port)
-      if (c.allowed) allowed.push(a)
-      else if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
-    }
-    if (allowed.length === 0) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
-
-    let socket: Socket
-    let address: string
+    // the consumer may give up while the target is looked up and dialed (its
+    // client left): the stream's close ends the set-up, so no connection to
+    // the target is made for no one, nor kept until the connect timeout
+    const setup = new AbortController()
+    const onGone = (): void => { setup.abort(new StreamGoneError()) }
+    if (stream.status !== 'open') onGone()
+    else stream.addEventListener('close', onGone, { once: true })
+    this.connecting.add(setup)
+    let dialed: { socket: Socket, address: string } | undefined
     try {
-      ({ socket, address } = await dialInOrder(allowed, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT, () => stream.status !== 'open'))
-    } catch (err: any) {
-      const status = err.code === 'ECONNREFUSED'
-        ? TunnelStatus.CONNECT_REFUSED
-        : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
-      const tried = allowed.length > 1 ? ` (tried ${allowed.length} addresses)` : ''
-      return this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}${tried}`)
+      dialed = await this.connectTarget(stream, consumerId, request, setup.signal)
+    } finally {
+      this.connecting.delete(setup)
+      stream.removeEventListener('close', onGone)
     }
-    if (stream.status !== 'open') { socket.destroy(); return }
+    if (dialed == null) return
+    const { socket, address } = dialed
 
     try {
       await this.respond(stream, TunnelStatus.OK, '')
@@ -487,6 +486,62 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       return
     }
     await this.carry(stream, socket, consumer, request, address, rest)
+  }
+
+  /**
+   * DNS at the exit, the policy on each address, then the connect: the
+   * socket, or undefined once the consumer has been refused (or has gone:
+   * `signal`, then nothing is answered or counted as a refusal).
+   */
+  private async connectTarget (stream: Stream, consumerId: string, request: { host: string, port: number }, signal: AbortSignal): Promise<{ socket: Socket, address: string } | undefined> {
+    const gone = (): undefined => {
+      this.log('tunnel from %s to %s:%d given up by the consumer before the target answered', consumerId, request.host, request.port)
+      return undefined
+    }
+    // DNS at the exit, so the consumer's resolver never sees the name
+    const parsed = parseTargetHost(request.host)
+    let candidates: string[]
+    if (parsed.kind === 'ip') candidates = [parsed.address]
+    else {
+      try {
+        // node:dns cannot cancel a lookup; the set-up stops waiting for it
+        const found = await raceAbort(withTimeout(this.resolve(parsed.name), DEFAULT_DNS_TIMEOUT, 'DNS lookup timed out'), signal)
+        candidates = found.map(a => a.address)
+        if (candidates.length === 0) throw new Error('no addresses')
+      } catch (err: any) {
+        if (signal.aborted) return gone()
+        await this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
+        return undefined
+      }
+    }
+    const allowed: string[] = []
+    let firstReason = ''
+    for (const a of candidates) {
+      const c = this.policy.checkAddress(a, request.port)
+      if (c.allowed) allowed.push(a)
+      else if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
+    }
+    if (allowed.length === 0) {
+      await this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
+      return undefined
+    }
+
+    try {
+      const dialed = await dialInOrder(allowed, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT, signal)
+      if (signal.aborted || stream.status !== 'open') {
+        dialed.socket.destroy()
+        return gone()
+      }
+      return dialed
+    } catch (err: any) {
+      if (signal.aborted) return gone()
+      const status = err.code === 'ECONNREFUSED'
+        ? TunnelStatus.CONNECT_REFUSED
+        : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
+      const tried = allowed.length > 1 ? ` (tried ${allowed.length} addresses)` : ''
+      await this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}${tried}`)
+      return undefined
+    }
   }
 
   private consumerBuckets (consumer: string): { up: TokenBucket, down: TokenBucket } | undefined {
@@ -579,32 +634,47 @@ function writeExitState (file: string, state: ExitState): void {
  * MIN_CONNECT_ATTEMPT: a name whose first address black-holes (an AAAA
  * record on a host whose IPv6 route is broken) still gets to its next one.
  */
-async function dialInOrder (addresses: string[], port: number, timeoutMs: number, cancelled: () => boolean): Promise<{ socket: Socket, address: string }> {
+async function dialInOrder (addresses: string[], port: number, timeoutMs: number, signal: AbortSignal): Promise<{ socket: Socket, address: string }> {
   const deadline = Date.now() + timeoutMs
   let last: any
   for (let i = 0; i < addresses.length; i++) {
     const left = deadline - Date.now()
-    if (left <= 0 || cancelled()) break
+    if (left <= 0) break
+    signal.throwIfAborted()
     const remaining = addresses.length - i
     const budget = remaining === 1 ? left : Math.min(left, Math.max(left / remaining, MIN_CONNECT_ATTEMPT))
     try {
-      return { socket: await dial(addresses[i], port, Math.round(budget)), address: addresses[i] }
+      return { socket: await dial(addresses[i], port, Math.round(budget), signal), address: addresses[i] }
     } catch (err) {
+      if (signal.aborted) throw err
       last = err
     }
   }
   throw last ?? Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
 }
 
-async function dial (host: string, port: number, timeoutMs: number): Promise<Socket> {
+/** One connect, ended (the socket destroyed, its timer cleared) at its timeout or as soon as `signal` aborts. */
+async function dial (host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Socket> {
+  signal.throwIfAborted()
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, allowHalfOpen: true, noDelay: true })
-    const timer = setTimeout(() => {
+    const fail = (err: Error): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
       socket.destroy()
-      reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
+      reject(err)
+    }
+    const onAbort = (): void => { fail(signal.reason instanceof Error ? signal.reason : new Error('connect aborted')) }
+    const timer = setTimeout(() => {
+      fail(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }))
     }, timeoutMs)
-    socket.once('connect', () => { clearTimeout(timer); resolve(socket) })
-    socket.once('error', err => { clearTimeout(timer); socket.destroy(); reject(err) })
+    signal.addEventListener('abort', onAbort, { once: true })
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      resolve(socket)
+    })
+    socket.once('error', fail)
   })
 }
 

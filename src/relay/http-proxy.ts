@@ -11,7 +11,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead, reasonPhrase } from './http-proxy-protocol.ts'
 import { httpStatusFor } from './status-codes.ts'
 import { RequestBodyFramer, ResponseHeadRewriter } from './http-message.ts'
-import { ProxyRefusal } from './ingress.ts'
+import { ClientGoneError, ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
 import { HANDSHAKE_TIMEOUT } from './socks5.ts'
 import { second } from '../constants.ts'
@@ -84,8 +84,14 @@ export class HttpProxyServer extends ProxyListener {
 
     let tunnel
     try {
-      tunnel = await this.ingress.open(target, targeting)
+      // a plain request is itself for the target: its client may half-close behind it and still want the answer
+      tunnel = await this.ingress.openFor(socket, target, targeting, forward != null || early.byteLength > 0)
     } catch (err: any) {
+      if (err instanceof ClientGoneError) {
+        this.ingress.init.log('HTTP %s %s given up: %s', head.method, head.target, err.message)
+        socket.destroy()
+        return
+      }
       const [status, reason] = err instanceof ProxyRefusal ? httpStatusFor(err.outcome) : [502, 'Bad Gateway']
       this.ingress.init.log('HTTP %s %s refused: %s', head.method, head.target, err.message)
       // which exit said so, when one did: a scraper can tell a target that refuses one exit from one that is down

@@ -73,6 +73,41 @@ export class ProxyRefusal extends Error {
   }
 }
 
+/** The client closed its connection while its tunnel was being opened: nothing to answer, no one to answer to. */
+export class ClientGoneError extends Error {
+  static name = 'ClientGoneError'
+  constructor (message = 'the client closed its connection before the tunnel was open') {
+    super(message)
+    this.name = 'ClientGoneError'
+  }
+}
+
+/**
+ * Aborts when the client leaves while its tunnel is being opened, so the
+ * exit search, the stream and the exit's connect to the target end with it
+ * rather than at their timeouts. The socket is paused meanwhile, and a
+ * paused socket still sees a reset ('close') and a FIN with nothing behind
+ * it ('end'; bytes after the request stay unread, and their FIN with them).
+ * A FIN counts as leaving only when the client sent nothing for the target
+ * (`sentForTarget`): a client that sends its data and half-closes at once
+ * still gets its answer (the pump passes the FIN on).
+ */
+export function watchClient (socket: Socket, sentForTarget: boolean): { signal: AbortSignal, stop: () => void } {
+  const controller = new AbortController()
+  const gone = (): void => { controller.abort(new ClientGoneError()) }
+  const onEnd = (): void => { if (!sentForTarget) gone() }
+  if (socket.destroyed || (socket.readableEnded && !sentForTarget)) gone()
+  socket.once('close', gone)
+  socket.once('end', onEnd)
+  return {
+    signal: controller.signal,
+    stop: () => {
+      socket.off('close', gone)
+      socket.off('end', onEnd)
+    }
+  }
+}
+
 export class Ingress {
   readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
   private readonly sockets = new Set<Socket>()
@@ -108,12 +143,14 @@ export class Ingress {
     for (const s of this.sockets) s.destroy()
   }
 
-  /** Opens a tunnel or throws ProxyRefusal with the outcome to report to the client. */
+  /** Opens a tunnel or throws ProxyRefusal with the outcome to report to the client; once `options.signal` aborts, its reason. */
   async open (target: { host: string, port: number }, targeting: Targeting, options: AbortOptions = {}): Promise<OpenedTunnel> {
     const request = { region: targeting.region ?? this.init.defaultRegion, sessionId: targeting.sessionId }
     try {
       return await this.init.client.open(target, request, options)
     } catch (err: any) {
+      // a caller that gave up (an app's signal, a client gone) is no tunnel the network failed to carry
+      if (options.signal?.aborted === true) throw options.signal.reason
       this.stats.failed++
       if (err instanceof TunnelError) throw new ProxyRefusal(err.status, err.message, err.exit)
       if (err instanceof NoExitError) throw new ProxyRefusal(NO_EXIT, err.message)
@@ -121,14 +158,36 @@ export class Ingress {
     }
   }
 
-  /** Carries a client connection through an opened tunnel until both sides are done. */
+  /**
+   * Opens a tunnel for a proxy client, given up as soon as the client
+   * leaves (see watchClient): then throws ClientGoneError, and the stream,
+   * if one was opened, is aborted. Otherwise as open().
+   */
+  async openFor (socket: Socket, target: { host: string, port: number }, targeting: Targeting, sentForTarget: boolean): Promise<OpenedTunnel> {
+    const client = watchClient(socket, sentForTarget)
+    let tunnel: OpenedTunnel
+    try {
+      tunnel = await this.open(target, targeting, { signal: client.signal })
+    } finally {
+      client.stop()
+    }
+    if (client.signal.aborted) {
+      this.abandon(tunnel, client.signal.reason)
+      throw client.signal.reason
+    }
+    return tunnel
+  }
+
   /** A tunnel opened for a client that left before it was used: ends it, and its hold on the session. */
   abandon (tunnel: OpenedTunnel, reason: Error): void {
     tunnel.stream.abort(reason)
     if (tunnel.sessionId !== '') this.init.accounting?.release?.(tunnel.exit, tunnel.sessionId)
   }
 
-  /** `filters`: what of each chunk goes on, each way (see PipeOptions). */
+  /**
+   * Carries a client connection through an opened tunnel until both sides are done.
+   * `filters`: what of each chunk goes on, each way (see PipeOptions).
+   */
   async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket' | 'flushToSocket'> = {}): Promise<void> {
     this.stats.tunnelsOpen++
     this.stats.tunnelsTotal++

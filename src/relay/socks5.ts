@@ -9,7 +9,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { second } from '../constants.ts'
 import { AuthMethod, Command, Reply, Socks5ProtocolError, chooseMethod, encodeMethodSelection, encodeReply, encodeUserPassStatus, parseGreeting, parseRequest, parseUserPass } from './socks5-protocol.ts'
 import { socksReplyFor } from './status-codes.ts'
-import { ProxyRefusal } from './ingress.ts'
+import { ClientGoneError, ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
 import type { Ingress } from './ingress.ts'
 import type { Targeting } from './targeting.ts'
@@ -98,8 +98,13 @@ export class Socks5Server extends ProxyListener {
   private async connect (socket: Socket, host: string, port: number, targeting: Targeting, early: Uint8Array): Promise<void> {
     let tunnel
     try {
-      tunnel = await this.ingress.open({ host, port }, targeting)
+      tunnel = await this.ingress.openFor(socket, { host, port }, targeting, early.byteLength > 0)
     } catch (err: any) {
+      if (err instanceof ClientGoneError) {
+        this.ingress.init.log('SOCKS5 CONNECT %s:%d given up: %s', host, port, err.message)
+        socket.destroy()
+        return
+      }
       const code = err instanceof ProxyRefusal ? socksReplyFor(err.outcome) : Reply.GeneralFailure
       this.ingress.init.log('SOCKS5 CONNECT %s:%d refused: %s', host, port, err.message)
       if (!socket.destroyed) socket.end(encodeReply(code))

@@ -203,7 +203,8 @@ export class TunnelClient {
   private async request (stream: Stream, exit: PeerId, target: { host: string, port: number }, signal: AbortSignal, started: number): Promise<OpenedTunnel> {
     let sessionId = ''
     try {
-      await this.init.accounting?.prepare?.(exit).catch(() => {})
+      // the wait for a proof-of-work solve may be long: a caller gone meanwhile sends no request, so the exit dials nothing
+      await raceAbort(this.init.accounting?.prepare?.(exit).catch(() => {}) ?? Promise.resolve(), signal)
       // the wire session id is accounting's; the targeting session id only picks the exit
       sessionId = this.init.accounting?.sessionFor(exit) ?? ''
       await sendFrame(stream, TunnelRequest.encode({ sessionId, targetHost: target.host, targetPort: target.port }))

@@ -17,6 +17,8 @@ import type { AddressInfo } from 'node:net'
 const procs: NodeProcess[] = []
 afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
 
+/** These nodes run alone on the spareband network: status warns that they cannot find it (see src/node/alone-warning.ts). */
+const ALONE = expect.stringMatching(/^no bootstrap peer and no relay is configured for network "spareband"/)
 const LOCAL = ['--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0']
 
 const exists = async (file: string): Promise<boolean> => stat(file).then(() => true, () => false)
@@ -212,9 +214,9 @@ describe('operator', () => {
     await node.ready()
     const warning = `${key} can be read by other users (mode 0644): whoever reads it can sign receipts as this node and spend its credits; run "chmod 600 ${key}"`
     await waitFor(() => node.output.includes(`warn  ${warning}\n`), { what: 'the warning in the start log' })
-    expect((await node.status()).warnings).toEqual([warning])
+    expect((await node.status()).warnings).toEqual([warning, ALONE])
     await chmod(key, 0o600)
-    expect((await node.status()).warnings).toEqual([])
+    expect((await node.status()).warnings).toEqual([ALONE])
     expect((await node.stop()).code).toBe(0)
   })
 
@@ -227,15 +229,17 @@ describe('operator', () => {
     await node.ready()
     // api.json can come before the start lines reach us through the pipe
     await waitFor(() => node.output.includes(`warn  ${warning}\n`), { what: 'the warning in the start log' })
+    // a node on the spareband network with no bootstrap peer and no peer is told it stays alone
+    expect(node.output).toContain('warn  no bootstrap peer and no relay is configured for network "spareband", and no peer is connected')
     const status = await node.status()
-    expect(status.warnings).toEqual([warning])
+    expect(status.warnings).toEqual([warning, ALONE])
     expect(status.routing.advertising.published).toBe(false)
     expect((await node.stop()).code).toBe(0)
     for (const flags of [['--region', 'de'], ['--no-supply']]) {
       const again = new NodeProcess(d, [...LOCAL, ...flags])
       procs.push(again)
       await again.ready()
-      expect((await again.status()).warnings, flags.join(' ')).toEqual([])
+      expect((await again.status()).warnings, flags.join(' ')).toEqual([ALONE])
       expect((await again.stop()).code).toBe(0)
     }
   })

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createSparebandNode } from '../../src/index.ts'
-import { tempDir } from '../utils/cli.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandNode } from '../../src/index.ts'
 
 /**
@@ -52,20 +52,27 @@ describe('the keeper, a named relay that answers but takes no reservation', () =
     expect(circuitListeners(), `${atStart} at start`).toBeLessThanOrEqual(2)
   }, 30_000)
 
-  it('once a named relay refused for want of the relay service, libp2p shuns it until restart: the keeper says so and piles up no listeners while it keeps dialling', async () => {
+  it('a named relay that refused for want of the relay service and comes back as a relay is reserved on again, without a restart, and piles up no listeners', async () => {
     const { r, relayDir, relayAddr, e, circuitListeners } = await exitNamingANonRelay()
+    const store = ((e.libp2p as any).components.transportManager.getTransports() as any[]).find(t => t.reservationStore != null).reservationStore
+    // libp2p's reservation store put R in its relayFilter at the first refusal, for the life of the process
+    await waitFor(() => store.relayFilter.has(r.peerId.toMultihash().bytes) === true, { what: 'libp2p to shun R' })
+    const back: unknown[] = []
+    e.addEventListener('keeper:back', ev => back.push(ev.detail))
     const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
     await r.stop()
     // the same identity on the same port, a relay now
     const again: SparebandNode = await createSparebandNode({ dataDir: relayDir, config: { ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false } } })
     await again.start()
     cleanups.push(async () => again.stop())
-    await sleep(10_000)
-    // libp2p's reservation store put R in its relayFilter at the first refusal, for the life of the process
-    const store = ((e.libp2p as any).components.transportManager.getTransports() as any[]).find(t => t.reservationStore != null).reservationStore
-    expect(store.relayFilter.has(again.peerId.toMultihash().bytes)).toBe(true)
-    expect(e.status().relays).toEqual([{ addr: relayAddr, connected: true, reserved: false }])
-    // the search's listener, the first failed listen on R, and the one that found R shunned: no more
+    // redials at most 1 s apart (redial_max_seconds = 1)
+    await waitFor(() => (e.status().relays as any[]).some((s: any) => s.reserved === true), { timeoutMs: 15_000, what: 'a reservation on R, back as a relay' })
+    expect(e.status().relays).toEqual([{ addr: relayAddr, connected: true, reserved: true }])
+    expect(store.relayFilter.has(again.peerId.toMultihash().bytes)).toBe(false)
+    expect(back).toEqual([expect.objectContaining({ kind: 'relay', target: relayAddr })])
+    // reachable through it: E's addresses include one relayed by R
+    await waitFor(() => e.status().addresses.some(a => a.startsWith(`${relayAddr}/p2p-circuit`)), { what: 'the relayed address' })
+    // the search's listener, the first failed listen on R, and the one that got through: no more
     expect(circuitListeners()).toBeLessThanOrEqual(3)
   }, 40_000)
 })

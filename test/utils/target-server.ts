@@ -90,3 +90,66 @@ export async function startBlackhole (): Promise<{ port: number, close: () => Pr
     }
   }
 }
+
+export interface ClosedDoor {
+  port: number
+  /** Remote ports of the connections accepted once the door opened, the fillers' left out: who else got through. */
+  others: () => number[]
+  /** Starts accepting: the queued fillers, and any connect still retrying its SYN, get in. */
+  open: () => Promise<void>
+  close: () => Promise<void>
+}
+
+/**
+ * A blackhole (see startBlackhole) that can be opened later to see who was
+ * still trying to get in: a child process holds the listening socket and,
+ * told to, accepts on it and reports each connection's remote port. A
+ * connect that was abandoned (its socket destroyed) stops sending SYNs and
+ * never shows up; one still under way gets in at its next SYN retry.
+ */
+export async function startClosedDoor (): Promise<ClosedDoor> {
+  const server = createNetServer()
+  await new Promise<void>(resolve => server.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, resolve))
+  const port = (server.address() as AddressInfo).port
+  const script = `
+    const net = require('node:net')
+    process.stdin.once('data', () => {
+      const door = net.createServer(s => { s.on('error', () => {}); process.stdout.write('in ' + s.remotePort + '\\n') })
+      door.listen({ fd: 3 }, () => process.stdout.write('open\\n'))
+    })
+    process.stdin.on('end', () => process.exit(0))`
+  const holder = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit', (server as any)._handle.fd] })
+  await new Promise<void>(resolve => server.close(() => resolve()))
+  const fillers = Array.from({ length: 4 }, () => connect(port, '127.0.0.1').on('error', () => {}))
+  await new Promise(resolve => setTimeout(resolve, 200))
+  const fillerPorts = new Set(fillers.map(f => f.localPort))
+  if (fillerPorts.has(undefined)) throw new Error('a filler connection has no local port')
+  const seen: number[] = []
+  let opened: () => void = () => {}
+  const isOpen = new Promise<void>(resolve => { opened = resolve })
+  let text = ''
+  holder.stdout!.on('data', (chunk: Buffer) => {
+    text += chunk.toString()
+    const lines = text.split('\n')
+    text = lines.pop() ?? ''
+    for (const line of lines) {
+      if (line === 'open') opened()
+      else if (line.startsWith('in ')) seen.push(Number(line.slice(3)))
+    }
+  })
+  return {
+    port,
+    others: () => seen.filter(p => !fillerPorts.has(p)),
+    open: async () => {
+      holder.stdin!.write('open\n')
+      await isOpen
+    },
+    close: async () => {
+      for (const f of fillers) f.destroy()
+      const exited = new Promise(resolve => holder.once('exit', resolve))
+      holder.stdin!.end()
+      holder.kill()
+      await exited
+    }
+  }
+}
