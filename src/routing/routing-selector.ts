@@ -10,6 +10,7 @@ import { ExitTelemetry, selectExits } from './selection.ts'
 import { DEFAULT_EXPLORE } from './constants.ts'
 import { regionMatches } from './regions.ts'
 import { StickySessions } from '../relay/exit-selector.ts'
+import { TARGET_FAILURE_STATUSES, TargetFailureJudge } from './target-failures.ts'
 import type { ExitDiscovery } from './discovery.ts'
 import type { Candidate, RankedExit } from './selection.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
@@ -59,6 +60,7 @@ export interface RoutingSelectorInit {
 export class RoutingSelector implements ExitSelector {
   readonly telemetry: ExitTelemetry
   private readonly sticky = new StickySessions()
+  private readonly targetFailures = new TargetFailureJudge()
   private readonly now: () => number
   private readonly random: () => number
 
@@ -128,7 +130,18 @@ export class RoutingSelector implements ExitSelector {
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void {
     this.sticky.record(request, exit.toString(), outcome.ok, outcome.status)
     this.init.reputation?.observe(exit, outcome.ok, outcome.status)
-    if (!outcome.ok) this.telemetry.recordFailure(exit.toString(), { at: this.now(), status: outcome.status })
+    const at = this.now()
+    const id = exit.toString()
+    if (outcome.target == null) {
+      if (!outcome.ok) this.telemetry.recordFailure(id, { at, status: outcome.status })
+      return
+    }
+    if (outcome.ok) {
+      // failures of other exits for this target that now count: it was up
+      for (const f of this.targetFailures.success(outcome.target, id, at)) this.telemetry.recordFailure(f.exit, { at: f.at, status: f.status })
+    } else if (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || this.targetFailures.failure(outcome.target, { exit: id, at, status: outcome.status })) {
+      this.telemetry.recordFailure(id, { at, status: outcome.status })
+    }
   }
 
   reportTransfer (exit: PeerId, t: TransferSample): void {
