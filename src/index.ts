@@ -25,6 +25,13 @@ export async function createSparebandNode (init: SparebandNodeInit = {}): Promis
 
 export { SparebandNode }
 export type { SparebandNodeInit, NodeStatus, PeerInfoSummary, SparebandEvents } from './node/spareband-node.ts'
+export type { ExitStatus, DisabledExitStatus, ProxyStatus } from './node/relay-parts.ts'
+export type { RoutingStatus } from './node/routing-part.ts'
+export type { AccountingStatus } from './node/accounting-part.ts'
+export type { BalanceReport, PendingBytes } from './node/accounting-report.ts'
+export type { ExitStats } from './relay/exit.ts'
+export type { IngressStats } from './relay/ingress.ts'
+export type { AdvertiserStatus } from './routing/advertiser.ts'
 export { defaultConfig, resolveConfig } from './node/config.ts'
 export type { SparebandConfig, SparebandConfigInput } from './node/config.ts'
 export type { AppConnectOptions, TunnelSocket } from './relay/app-connect.ts'

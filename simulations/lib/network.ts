@@ -73,8 +73,8 @@ export class SimNetwork {
         await net.add(`consumer-${i}`, 'consumer', undefined, { network: { bootstrap }, exit: { enabled: false } })
       }
       log(`${net.nodes.length} nodes started`)
-      await until(() => net.exits.every(e => (e.node.status() as any).routing?.advertising?.published === true), 60_000, 'every exit\'s capacity ad')
-      await until(() => net.consumers.every(c => (c.node.status() as any).accounting?.proofOfWork?.solved === true), 60_000, 'every consumer\'s proof of work')
+      await until(() => net.exits.every(e => e.node.status().routing?.advertising.published === true), 60_000, 'every exit\'s capacity ad')
+      await until(() => net.consumers.every(c => c.node.status().accounting?.proofOfWork.solved === true), 60_000, 'every consumer\'s proof of work')
       log('every exit advertised, every consumer solved its proof of work')
       return net
     } catch (err) {

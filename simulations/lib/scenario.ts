@@ -107,7 +107,7 @@ export async function runScenario (scenario: Scenario, log: (line: string) => vo
  */
 async function settleGossip (net: SimNetwork): Promise<void> {
   for (const c of net.consumers) await c.node.stop()
-  const accepted = (): number => (net.observer.node.status() as any).accounting.gossip.accepted as number
+  const accepted = (): number => net.observer.node.status().accounting?.gossip.accepted ?? 0
   let last = -1
   let quietSince = Date.now()
   await until(async () => {

@@ -19,6 +19,7 @@ import { openStream } from './open-stream.ts'
 import { StreamedBody } from './control-api.ts'
 import { MiB, second } from '../constants.ts'
 import { LEDGER_FILE, balanceReport, creditsToMicro, exportAsJson, ledgerSettings, receiptsReport } from './accounting-report.ts'
+import type { BalanceReport } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
@@ -50,6 +51,15 @@ export function openAccounting (config: SparebandConfig, dataDir: string, identi
     })
     : undefined
   return { ledger, exitSessions }
+}
+
+/** `status().accounting`: this node's credit position, and what it took in and sent out on the receipt and reputation topics. */
+export interface AccountingStatus extends BalanceReport {
+  enabled: true
+  /** Receipt gossip: messages accepted, ignored and rejected by the validator, published by this node; peers on the topic. */
+  gossip: { accepted: number, ignored: number, rejected: number, published: number, subscribers: number }
+  /** Reputation gossip, reports held, and what the held reports say of this node as an exit (score null: none counts). */
+  reputation: { accepted: number, ignored: number, rejected: number, published: number, held: number, own: { score: number | null, reporters: number } }
 }
 
 export interface AccountingPart extends NodePart {
@@ -106,7 +116,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
-  const balance = (): Record<string, unknown> => balanceReport(ledger, {
+  const balance = (): BalanceReport => balanceReport(ledger, {
     powDifficulty: a.pow_difficulty,
     pow,
     pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0, forgivenBytes: exitSessions?.forgiven ?? 0, receiptsRefused: exitSessions?.receiptsRefused ?? 0 }
@@ -143,7 +153,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       reputation.stop()
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
-    status: () => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
+    status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
     routes: {
       balance: { get: () => balance() },
       receipts: {

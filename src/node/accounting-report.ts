@@ -52,7 +52,30 @@ export interface BalanceReportInit {
 }
 
 /** `GET /v1/balance` (and `spareband balance`): this node's position in its ledger. */
-export function balanceReport (ledger: Ledger, init: BalanceReportInit): Record<string, unknown> {
+/**
+ * A node's credit position, as `spareband balance` and the API show it:
+ * credits as decimal strings with up to six decimals (`"0.25"`), byte
+ * totals as decimal strings (they may pass 2^53), so it survives JSON.
+ */
+export interface BalanceReport {
+  /** What consumers paid this node as an exit. */
+  earned: string
+  /** Carried for consumers whose balance could not pay for it: owed, not credited. */
+  unpaid: string
+  spent: string
+  allowance: string
+  /** allowance + earned - spent; may be negative. */
+  balance: string
+  bytesCarried: string
+  bytesUsed: string
+  /** What only a running node knows (null when read offline from ledger.db). */
+  pending: PendingBytes | null
+  proofOfWork: { solved: boolean, difficulty: number }
+  /** Receipts in the ledger, own and gossiped. */
+  receipts: number
+}
+
+export function balanceReport (ledger: Ledger, init: BalanceReportInit): BalanceReport {
   const b = ledger.balance()
   return {
     earned: formatCredits(b.earnedMicro),

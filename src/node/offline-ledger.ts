@@ -12,13 +12,13 @@ import { join } from 'node:path'
 import { Ledger } from '../accounting/ledger.ts'
 import { loadIdentity } from './identity.ts'
 import { LEDGER_FILE, balanceReport, ledgerSettings, receiptsReport } from './accounting-report.ts'
-import type { ReceiptsQuery } from './accounting-report.ts'
+import type { BalanceReport, ReceiptsQuery } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 
 export interface OfflineAccounting {
   /** The ledger file read. */
   file: string
-  balance: () => Record<string, unknown>
+  balance: () => BalanceReport
   receipts: (query: ReceiptsQuery) => ReturnType<typeof receiptsReport>
   close: () => void
 }

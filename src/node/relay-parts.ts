@@ -21,7 +21,8 @@ import { HttpError } from './control-api.ts'
 import type { ProbeOptions } from '../relay/probe.ts'
 import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
-import type { TunnelExit } from '../relay/exit.ts'
+import type { ExitStats, TunnelExit } from '../relay/exit.ts'
+import type { IngressStats } from '../relay/ingress.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
@@ -57,6 +58,27 @@ export function exitServices (config: SparebandConfig, dataDir: string, accounti
   }
 }
 
+/** `status().exit` of a node whose exit is off (`--no-supply`). */
+export interface DisabledExitStatus {
+  enabled: false
+  bytesIn: 0
+  bytesOut: 0
+  tunnelsOpen: 0
+  tunnelsConnecting: 0
+  tunnelsTotal: 0
+  denied: 0
+}
+
+/** `status().exit`: the exit's counters, limits, quota and policy; `enabled` tells which. */
+export type ExitStatus = ExitStats | DisabledExitStatus
+
+/** `status().proxy`: where the proxies listen, what they carried, and the warm streams kept to exits. */
+export interface ProxyStatus extends IngressStats {
+  socksPort: number
+  httpPort: number
+  warmStreams: { ready: number, opening: number, hits: number, misses: number }
+}
+
 export function exitPart (node: SparebandNode): NodePart {
   const exit = (): TunnelExit | undefined => node.libp2p.services.exit as TunnelExit | undefined
   return {
@@ -65,7 +87,7 @@ export function exitPart (node: SparebandNode): NodePart {
     // first, so the final receipts accounting then publishes cover their bytes
     // (libp2p stops the service again later; the second stop does nothing)
     stop: async () => { await exit()?.stop() },
-    status: () => exit()?.status() ?? { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, denied: 0 },
+    status: (): ExitStatus => exit()?.status() ?? { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsConnecting: 0, tunnelsTotal: 0, denied: 0 },
     warnings: () => {
       const warnings: string[] = []
       if (node.config.exit.enabled && node.config.exit.allow_private_targets) warnings.push('exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.')
@@ -152,7 +174,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       ingress.closeAll()
       await Promise.all([socks.stop(), http.stop()])
     },
-    status: () => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats } }),
+    status: (): ProxyStatus => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats } }),
     routes: {
       // `spareband probe`: a failed probe is still an answer (ok: false); only bad input is an HTTP error
       probe: {

@@ -15,7 +15,14 @@ import { HttpError } from './control-api.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
+import type { AdvertiserStatus } from '../routing/advertiser.ts'
 import type { IncomingMessage } from 'node:http'
+
+/** `status().routing`: this exit's capacity ad in the DHT (published: false when it has none), and the exits this node knows of. */
+export interface RoutingStatus {
+  advertising: AdvertiserStatus | { published: false }
+  knownExits: number
+}
 
 export interface RoutingPart extends NodePart {
   discovery: ExitDiscovery
@@ -64,7 +71,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
     advertiser,
     start: async () => { await advertiser?.start() },
     stop: async () => { await advertiser?.stop() },
-    status: () => ({ advertising: advertiser?.status() ?? { published: false }, knownExits: discovery.cached().length }),
+    status: (): RoutingStatus => ({ advertising: advertiser?.status() ?? { published: false }, knownExits: discovery.cached().length }),
     // init without --region writes no region, and nothing else said that such an exit is found by no region lookup
     warnings: () => config.exit.enabled && region == null
       ? ['the exit has no region, so it is not advertised in the DHT and consumers asking for a region never pick it: set region (region = "de" in config.toml, --region de or SPAREBAND_REGION), or turn the exit off with --no-supply']

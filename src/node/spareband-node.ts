@@ -23,12 +23,13 @@ import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyRefusalNotice } from '../relay/ingress.ts'
-import type { AccountingCore } from './accounting-part.ts'
+import type { AccountingCore, AccountingStatus } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { ConfigError, NodeStoppedError, NotStartedError } from '../errors.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
-import type { ProxyPart } from './relay-parts.ts'
+import type { ExitStatus, ProxyPart, ProxyStatus } from './relay-parts.ts'
+import type { RoutingStatus } from './routing-part.ts'
 import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
@@ -80,6 +81,13 @@ export interface NodeStatus {
   warnings: string[]
   /** The relays this node listens through (`<relay>/p2p-circuit` in `listen`), as the keeper sees them. */
   relays?: RelayState[]
+  /** The exit (supplier side); `enabled: false` with zero counters when it is off. */
+  exit?: ExitStatus
+  /** The local SOCKS5 and HTTP proxies (consumer side). */
+  proxy?: ProxyStatus
+  routing?: RoutingStatus
+  /** Absent when accounting is off. */
+  accounting?: AccountingStatus
 }
 
 export interface SparebandEvents {
@@ -336,7 +344,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   }
 
   /** A plain JSON-safe object (no bigints), as the control API serves it. */
-  status (): NodeStatus & Record<string, unknown> {
+  status (): NodeStatus {
     if (!this.running) throw new NotStartedError()
     const dht: any = this.libp2p.services.dht
     const warnings: string[] = []
@@ -345,7 +353,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
     if (alone != null) warnings.push(alone)
-    const status: NodeStatus & Record<string, unknown> = {
+    const status: NodeStatus = {
       peerId: this.peerId.toString(),
       version: `${AGENT_NAME}/${VERSION}`,
       network: this.config.network.name,
@@ -362,8 +370,10 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       runtime: { ...RUNTIME, missingFlags: [...RUNTIME.missingFlags] },
       warnings
     }
+    // each part's status under its name; NodeStatus names the types of the parts it knows
+    const byPart = status as unknown as Record<string, unknown>
     for (const p of this.parts) {
-      if (p.status != null) status[p.name] = p.status()
+      if (p.status != null) byPart[p.name] = p.status()
     }
     return status
   }

@@ -29,12 +29,12 @@ it('an exit stopped mid-transfer publishes every receipt it countersigned', asyn
   const [consumer] = net.consumers
   const transfer = fetchThrough(consumer, origin.port, 'de', 0, origin.objects[0], 60_000)
   // several receipts in, the transfer still running
-  await until(() => (exit.node.status() as any).exit.bytesOut > 6 * 2 ** 20, 30_000, 'the transfer to pass 6 MiB')
+  await until(() => (exit.node.status().exit?.bytesOut ?? 0) > 6 * 2 ** 20, 30_000, 'the transfer to pass 6 MiB')
   await net.stopNode(exit)
   const attempt = await transfer
   expect(attempt.ok).toBe(false)
   // the consumer's last receipts reach the stopped exit's ledger or nowhere; let the gossip settle
-  const accepted = (): number => (net!.observer.node.status() as any).accounting.gossip.accepted
+  const accepted = (): number => net!.observer.node.status().accounting?.gossip.accepted ?? 0
   let seen = -1
   await until(async () => {
     const now = accepted()
