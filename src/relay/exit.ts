@@ -52,6 +52,15 @@ export const SCHEDULE_CHECK_INTERVAL = 10 * second
 export const OWN_ADDRESS_REFRESH_INTERVAL = minute
 
 /** The tunnel stream closed (the consumer gave up) while its target was being looked up or dialed. */
+/** Why a set-up under way ended when the exit stopped: its consumer is told BUSY. */
+export class ExitStoppingError extends Error {
+  static name = 'ExitStoppingError'
+  constructor (message = 'the exit is stopping') {
+    super(message)
+    this.name = 'ExitStoppingError'
+  }
+}
+
 export class StreamGoneError extends Error {
   static name = 'StreamGoneError'
   constructor (message = 'the tunnel stream closed before the target answered') {
@@ -111,7 +120,7 @@ export interface TunnelExitComponents {
 }
 
 export interface ExitStats {
-  enabled: boolean
+  enabled: true
   paused: boolean
   /** When the operator paused the exit (ISO 8601), while it is paused. */
   pausedSince: string | null
@@ -180,6 +189,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly open = new Set<OpenTunnel>()
   /** Set-ups under way (DNS, connect to the target); each aborts when its stream goes. */
   private readonly connecting = new Set<AbortController>()
+  /** Inbound streams whose request has not come yet (warm streams): stop() closes them. */
+  private readonly awaitingRequest = new Set<Stream>()
   private readonly resolve: Resolver
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
@@ -252,7 +263,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     await this.components.registrar.unhandle(TUNNEL_PROTOCOL)
     this.abortTunnels(new Error('exit stopping'))
-    for (const c of this.connecting) c.abort(new Error('exit stopping'))
+    for (const c of this.connecting) c.abort(new ExitStoppingError())
+    // streams opened ahead of need (warm): a request on one now would open a tunnel after the stop
+    for (const s of this.awaitingRequest) closeQuietly(s)
+    this.awaitingRequest.clear()
     this.flushQuota()
   }
 
@@ -438,6 +452,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     const consumerId = consumer.toString()
     let request: ReturnType<typeof decodeTunnelRequest>
     let rest
+    this.awaitingRequest.add(stream)
     try {
       // a consumer may open streams ahead of need (warm streams): the request
       // can come much later than the stream, but then must come whole
@@ -445,14 +460,18 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       rest = r.rest
       request = decodeTunnelRequest(r.frame)
     } catch (err: any) {
-      if (err instanceof UnusedStreamError) {
-        // a warm stream its consumer did not need: no tunnel, no refusal
+      if (err instanceof UnusedStreamError || !this.running) {
+        // a warm stream its consumer did not need (or closed by stop()): no tunnel, no refusal
         closeQuietly(stream)
         return
       }
       await this.deny(stream, consumerId, TunnelStatus.BAD_REQUEST, err.message)
       return
+    } finally {
+      this.awaitingRequest.delete(stream)
     }
+    // stopped while the request was on its way: the consumer tries another exit
+    if (!this.running) return this.deny(stream, consumerId, TunnelStatus.BUSY, 'the exit is stopping')
 
     const refusal = this.admission(consumer) ?? this.init.accounting?.admit(consumer, request.sessionId)
     if (refusal != null) return this.deny(stream, consumerId, refusal.status, refusal.message)
@@ -494,7 +513,12 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
    * `signal`, then nothing is answered or counted as a refusal).
    */
   private async connectTarget (stream: Stream, consumerId: string, request: { host: string, port: number }, signal: AbortSignal): Promise<{ socket: Socket, address: string } | undefined> {
-    const gone = (): undefined => {
+    const gone = async (): Promise<undefined> => {
+      if (signal.reason instanceof ExitStoppingError) {
+        // the consumer is still there: told, it tries another exit at once rather than wait for an answer
+        await this.deny(stream, consumerId, TunnelStatus.BUSY, 'the exit is stopping')
+        return undefined
+      }
       this.log('tunnel from %s to %s:%d given up by the consumer before the target answered', consumerId, request.host, request.port)
       return undefined
     }
@@ -509,7 +533,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
         candidates = found.map(a => a.address)
         if (candidates.length === 0) throw new Error('no addresses')
       } catch (err: any) {
-        if (signal.aborted) return gone()
+        if (signal.aborted) return await gone()
         await this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
         return undefined
       }
@@ -530,11 +554,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       const dialed = await dialInOrder(allowed, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT, signal)
       if (signal.aborted || stream.status !== 'open') {
         dialed.socket.destroy()
-        return gone()
+        return await gone()
       }
       return dialed
     } catch (err: any) {
-      if (signal.aborted) return gone()
+      if (signal.aborted) return await gone()
       const status = err.code === 'ECONNREFUSED'
         ? TunnelStatus.CONNECT_REFUSED
         : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
