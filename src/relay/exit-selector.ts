@@ -21,8 +21,6 @@ export interface ExitOutcome {
   status?: string
   /** Time from request to OK. */
   setupMs?: number
-  /** `host:port` the tunnel was for: whether a failure was the target's is judged by other exits' outcomes for it. */
-  target?: string
 }
 
 export interface ExitSelector {

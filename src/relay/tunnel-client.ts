@@ -148,20 +148,19 @@ export class TunnelClient {
     }
     const attempts = Math.min(candidates.length, this.init.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)
     let lastError: Error = new NoExitError()
-    const targetKey = `${target.host.toLowerCase()}:${target.port}`
     for (let i = 0; i < attempts; i++) {
       const exit = candidates[i]
       const started = performance.now()
       try {
         const opened = await this.tryExit(exit, target, request, options)
-        this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs, target: targetKey })
+        this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
         return opened
       } catch (err: any) {
         // the caller gave up (an app's AbortSignal, a client gone): that says nothing of the exit, so it is
         // not reported (telemetry, the session's hold on it, reputation reports), and the caller gets its reason
         if (options.signal?.aborted === true) throw options.signal.reason ?? err
         const status: string = err instanceof NoAnswerError ? NO_ANSWER : err instanceof TunnelError ? err.status : (err.name ?? 'Error')
-        this.init.selector.report(exit, request, { ok: false, status, setupMs: performance.now() - started, target: targetKey })
+        this.init.selector.report(exit, request, { ok: false, status, setupMs: performance.now() - started })
         lastError = err
         if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw err
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move

@@ -132,14 +132,9 @@ export class RoutingSelector implements ExitSelector {
     this.init.reputation?.observe(exit, outcome.ok, outcome.status)
     const at = this.now()
     const id = exit.toString()
-    if (outcome.target == null) {
-      if (!outcome.ok) this.telemetry.recordFailure(id, { at, status: outcome.status })
-      return
-    }
-    if (outcome.ok) {
-      // failures of other exits for this target that now count: it was up
-      for (const f of this.targetFailures.success(outcome.target, id, at)) this.telemetry.recordFailure(f.exit, { at: f.at, status: f.status })
-    } else if (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || this.targetFailures.failure(outcome.target, { exit: id, at, status: outcome.status })) {
+    // a target's failure counts against the exit only when the exit fails targets far more often than the others
+    const againstExit = this.targetFailures.record(id, at, outcome.ok ? undefined : outcome.status)
+    if (!outcome.ok && (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || againstExit)) {
       this.telemetry.recordFailure(id, { at, status: outcome.status })
     }
   }

@@ -6,80 +6,111 @@
  * sink below ones it never used. But an exit whose resolver or network is
  * broken fails the same way, for every target.
  *
- * So such a failure counts against an exit only when another exit reached
- * the same target (host and port) within TARGET_EVIDENCE_WINDOW_MS, before
- * or after: then the target was up, and this exit could not get to it. A
- * failure with no such evidence yet waits (bounded) for a later success
- * elsewhere; what never gets any is let go. Maps are bounded; the oldest
- * target is forgotten first.
+ * Which targets are dead does not depend on the exit a request went
+ * through, so every exit sees about the same share of such failures; an
+ * exit that is broken sees far more. So an exit's target failures count
+ * against it while its share of them (over its recent attempts) is well
+ * above that of the other exits together: by TARGET_FAILURE_MARGIN, once
+ * both have MIN_ATTEMPTS behind them. Shares decay with a half-life of
+ * TARGET_FAILURE_HALF_LIFE_MS, so an exit that mends is judged afresh.
+ *
+ * (Asking whether another exit reached the same host would need the same
+ * host twice, which a crawler rarely asks for, and an exit whose resolver
+ * answers every name would vouch for names that do not exist.)
  */
 
-import { minute } from '../constants.ts'
+import { hour } from '../constants.ts'
+import { MAX_TRACKED_EXITS } from './constants.ts'
 
 /** Failures that may be the target's rather than the exit's. */
 export const TARGET_FAILURE_STATUSES: ReadonlySet<string> = new Set(['DNS_FAILED', 'CONNECT_REFUSED', 'UNREACHABLE', 'TIMEOUT'])
 
-/** How far apart a success through one exit and a failure through another may be to count as evidence. */
-export const TARGET_EVIDENCE_WINDOW_MS = 10 * minute
+/** How much higher than the other exits' an exit's share of target failures must be to count against it. */
+export const TARGET_FAILURE_MARGIN = 0.3
 
-/** Targets remembered at most (successes and waiting failures each). */
-export const MAX_TARGETS = 4096
+/** Attempts (decayed) an exit, and the others together, need before a share is judged. */
+export const MIN_ATTEMPTS = 5
 
-/** Failures waiting for evidence, per target. */
-const MAX_WAITING_PER_TARGET = 8
+export const TARGET_FAILURE_HALF_LIFE_MS = hour
 
-export interface TargetFailure {
-  exit: string
+interface Counts {
+  attempts: number
+  targetFailures: number
   at: number
-  status: string
 }
 
 export class TargetFailureJudge {
-  /** Per target, the last success per exit (a few exits). */
-  private readonly reached = new Map<string, Map<string, number>>()
-  private readonly waiting = new Map<string, TargetFailure[]>()
+  private readonly exits = new Map<string, Counts>()
+  private readonly all: Counts = { attempts: 0, targetFailures: 0, at: 0 }
+  private readonly lambda = Math.LN2 / TARGET_FAILURE_HALF_LIFE_MS
 
-  /** A failure through `exit`: true when it counts against the exit now. */
-  failure (target: string, failure: TargetFailure): boolean {
-    const reached = this.reached.get(target)
-    if (reached != null) {
-      for (const [exit, at] of reached) {
-        if (exit !== failure.exit && Math.abs(at - failure.at) <= TARGET_EVIDENCE_WINDOW_MS) return true
-      }
+  /**
+   * Records an attempt through `exit` (`status` undefined when it opened);
+   * for a target failure, returns whether it counts against the exit.
+   */
+  record (exit: string, at: number, status?: string): boolean {
+    const targetFailure = status != null && TARGET_FAILURE_STATUSES.has(status)
+    let own = this.exits.get(exit)
+    if (own == null) {
+      own = { attempts: 0, targetFailures: 0, at }
+      if (this.exits.size >= MAX_TRACKED_EXITS) this.forgetOldest()
+    } else {
+      this.exits.delete(exit) // re-inserted below: the map's order is the order of last use
     }
-    const list = this.waiting.get(target) ?? []
-    list.push(failure)
-    if (list.length > MAX_WAITING_PER_TARGET) list.shift()
-    touch(this.waiting, target, list)
-    return false
+    this.exits.set(exit, own)
+    this.decay(own, at)
+    this.decay(this.all, at)
+    // judged on what was known before this attempt, so one failure does not vouch for itself
+    const counts = targetFailure && this.isOutlier(own)
+    own.attempts++
+    this.all.attempts++
+    if (targetFailure) {
+      own.targetFailures++
+      this.all.targetFailures++
+    }
+    return counts
   }
 
-  /** A tunnel through `exit` reached `target`: returns the waiting failures of other exits that now count. */
-  success (target: string, exit: string, at: number): TargetFailure[] {
-    const reached = this.reached.get(target) ?? new Map<string, number>()
-    reached.delete(exit)
-    reached.set(exit, at)
-    // a few exits are evidence enough; the oldest goes
-    if (reached.size > MAX_WAITING_PER_TARGET) reached.delete(reached.keys().next().value!)
-    touch(this.reached, target, reached)
-    const list = this.waiting.get(target)
-    if (list == null) return []
-    const counted = list.filter(f => f.exit !== exit && Math.abs(at - f.at) <= TARGET_EVIDENCE_WINDOW_MS)
-    const kept = list.filter(f => f.exit === exit && at - f.at <= TARGET_EVIDENCE_WINDOW_MS)
-    if (kept.length > 0) this.waiting.set(target, kept)
-    else this.waiting.delete(target)
-    return counted
+  /** The exit's share of target failures, and the other exits' together (what record() judges by). */
+  shares (exit: string, at: number): { own: number | undefined, others: number | undefined } {
+    const own = this.exits.get(exit)
+    if (own != null) this.decay(own, at)
+    this.decay(this.all, at)
+    const o = own ?? { attempts: 0, targetFailures: 0, at }
+    const othersAttempts = this.all.attempts - o.attempts
+    return {
+      own: o.attempts > 0 ? o.targetFailures / o.attempts : undefined,
+      others: othersAttempts > 0 ? (this.all.targetFailures - o.targetFailures) / othersAttempts : undefined
+    }
   }
 
-  /** Targets remembered (for tests and bounds). */
-  get size (): { reached: number, waiting: number } {
-    return { reached: this.reached.size, waiting: this.waiting.size }
+  get size (): number {
+    return this.exits.size
   }
-}
 
-/** Sets `key` as the newest entry, dropping the oldest beyond MAX_TARGETS. */
-function touch<V> (map: Map<string, V>, key: string, value: V): void {
-  map.delete(key)
-  map.set(key, value)
-  if (map.size > MAX_TARGETS) map.delete(map.keys().next().value!)
+  private isOutlier (own: Counts): boolean {
+    const othersAttempts = this.all.attempts - own.attempts
+    // (decay leaves five attempts of a few seconds ago at 4.999...: that is five)
+    if (own.attempts < MIN_ATTEMPTS - 0.01 || othersAttempts < MIN_ATTEMPTS - 0.01) return false
+    const ownShare = own.targetFailures / own.attempts
+    const othersShare = Math.max(0, this.all.targetFailures - own.targetFailures) / othersAttempts
+    return ownShare - othersShare >= TARGET_FAILURE_MARGIN
+  }
+
+  private decay (c: Counts, at: number): void {
+    if (at <= c.at) return
+    const f = Math.exp(-this.lambda * (at - c.at))
+    c.attempts *= f
+    c.targetFailures *= f
+    c.at = at
+  }
+
+  /** Drops the least recently used exit, and its counts from the total. */
+  private forgetOldest (): void {
+    const [key, c] = this.exits.entries().next().value!
+    this.exits.delete(key)
+    this.decay(c, this.all.at)
+    this.all.attempts = Math.max(0, this.all.attempts - c.attempts)
+    this.all.targetFailures = Math.max(0, this.all.targetFailures - c.targetFailures)
+  }
 }

@@ -1,55 +1,71 @@
 import { describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { MAX_TARGETS, TARGET_EVIDENCE_WINDOW_MS, TargetFailureJudge } from '../../src/routing/target-failures.ts'
+import { MIN_ATTEMPTS, TARGET_FAILURE_HALF_LIFE_MS, TargetFailureJudge } from '../../src/routing/target-failures.ts'
+import { MAX_TRACKED_EXITS } from '../../src/routing/constants.ts'
 import { RoutingSelector } from '../../src/routing/routing-selector.ts'
 import type { ExitDiscovery } from '../../src/routing/discovery.ts'
 import type { PeerId } from '@libp2p/interface'
 
-const minute = 60_000
+/** Attempts through `exits` in turn, every `deadEvery`-th target dead (the same share for each exit). */
+function crawl (judge: TargetFailureJudge, exits: string[], rounds: number, deadEvery: number, at = 0): number {
+  let counted = 0
+  for (let i = 0; i < rounds; i++) {
+    for (const e of exits) {
+      if (judge.record(e, at + i, i % deadEvery === 0 ? 'DNS_FAILED' : undefined)) counted++
+    }
+  }
+  return counted
+}
 
 describe('target failures: whose fault', () => {
-  it('a target no exit reaches counts against none', () => {
+  it('dead targets spread over the exits count against none of them', () => {
     const judge = new TargetFailureJudge()
-    expect(judge.failure('dead.example:443', { exit: 'A', at: 0, status: 'DNS_FAILED' })).toBe(false)
-    expect(judge.failure('dead.example:443', { exit: 'B', at: minute, status: 'DNS_FAILED' })).toBe(false)
-    expect(judge.success('other.example:443', 'C', 2 * minute)).toEqual([])
+    // a third of the hosts a crawler asks for are dead, whichever exit it goes through
+    expect(crawl(judge, ['A', 'B', 'C'], 60, 3)).toBe(0)
+    expect(judge.shares('A', 60).own).toBeCloseTo(1 / 3, 1)
   })
 
-  it('a target another exit reached just before counts against the exit that failed', () => {
+  it('an exit whose resolver is broken is found out once its share stands out', () => {
     const judge = new TargetFailureJudge()
-    expect(judge.success('up.example:443', 'B', 0)).toEqual([])
-    expect(judge.failure('up.example:443', { exit: 'A', at: minute, status: 'CONNECT_REFUSED' })).toBe(true)
-    // the same exit's earlier success is no evidence against it
-    expect(judge.failure('up.example:443', { exit: 'B', at: 2 * minute, status: 'TIMEOUT' })).toBe(false)
-  })
-
-  it('a failure waits for a later success elsewhere, within the window', () => {
-    const judge = new TargetFailureJudge()
-    judge.failure('t:80', { exit: 'A', at: 0, status: 'UNREACHABLE' })
-    judge.failure('t:80', { exit: 'B', at: 0, status: 'UNREACHABLE' })
-    // B itself gets through later: A's failure counts, B's own does not (B reached it)
-    expect(judge.success('t:80', 'B', 3 * minute)).toEqual([{ exit: 'A', at: 0, status: 'UNREACHABLE' }])
-    // A's failure counted once: not again at the next success
-    expect(judge.success('t:80', 'C', 4 * minute)).toEqual([{ exit: 'B', at: 0, status: 'UNREACHABLE' }])
-    expect(judge.success('t:80', 'D', 5 * minute)).toEqual([])
-  })
-
-  it('evidence older than the window does not count', () => {
-    const judge = new TargetFailureJudge()
-    judge.success('t:80', 'B', 0)
-    expect(judge.failure('t:80', { exit: 'A', at: TARGET_EVIDENCE_WINDOW_MS + 1, status: 'DNS_FAILED' })).toBe(false)
-    expect(judge.success('t:80', 'C', 3 * TARGET_EVIDENCE_WINDOW_MS)).toEqual([])
-  })
-
-  it('stays bounded under a flood of distinct targets', () => {
-    const judge = new TargetFailureJudge()
-    for (let i = 0; i < MAX_TARGETS * 2; i++) {
-      judge.failure(`dead-${i}.example:443`, { exit: 'A', at: i, status: 'DNS_FAILED' })
-      judge.success(`up-${i}.example:443`, 'B', i)
+    crawl(judge, ['A', 'B'], 20, 4)
+    let counted = 0
+    for (let i = 0; i < 20; i++) {
+      if (judge.record('broken', 100 + i, 'DNS_FAILED')) counted++
+      judge.record('A', 100 + i, i % 4 === 0 ? 'DNS_FAILED' : undefined)
     }
-    expect(judge.size.waiting).toBe(MAX_TARGETS)
-    expect(judge.size.reached).toBe(MAX_TARGETS)
+    // its first MIN_ATTEMPTS failures are not judged; all later ones count
+    expect(counted).toBe(20 - MIN_ATTEMPTS)
+    // and the healthy exits' share of dead targets still does not count against them
+    expect(judge.record('A', 200, 'DNS_FAILED')).toBe(false)
+  })
+
+  it('judges nothing without other exits to compare with', () => {
+    const judge = new TargetFailureJudge()
+    let counted = 0
+    for (let i = 0; i < 30; i++) if (judge.record('only', i, 'CONNECT_REFUSED')) counted++
+    expect(counted).toBe(0)
+  })
+
+  it('the exit\'s own faults are not target failures, and an exit that mends is judged afresh', () => {
+    const judge = new TargetFailureJudge()
+    crawl(judge, ['A', 'B'], 20, 1000)
+    for (let i = 0; i < 10; i++) judge.record('X', 50 + i, 'UNREACHABLE')
+    expect(judge.record('X', 60, 'UNREACHABLE')).toBe(true)
+    // BUSY and the like are never the target's: record() does not judge them (the selector counts them)
+    expect(judge.record('X', 61, 'BUSY')).toBe(false)
+    // hours later its old failures have decayed; it mends, then a dead target is the target's again
+    const later = 61 + 10 * TARGET_FAILURE_HALF_LIFE_MS
+    crawl(judge, ['A', 'B', 'X'], 20, 1000, later)
+    expect(judge.record('X', later + 30, 'DNS_FAILED')).toBe(false)
+  })
+
+  it('stays bounded, and forgetting an exit takes its counts out of the total', () => {
+    const judge = new TargetFailureJudge()
+    for (let i = 0; i < MAX_TRACKED_EXITS + 100; i++) judge.record(`e${i}`, 0, 'DNS_FAILED')
+    expect(judge.size).toBe(MAX_TRACKED_EXITS)
+    const { others } = judge.shares('fresh', 0)
+    expect(others).toBe(1)
   })
 })
 
@@ -58,33 +74,22 @@ describe('the routing selector\'s telemetry', () => {
     return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
   }
 
-  async function makeSelector (now: () => number): Promise<{ selector: RoutingSelector, a: PeerId, b: PeerId }> {
-    const self = await peer()
-    const libp2p = { peerId: self, getConnections: () => [] }
-    const selector = new RoutingSelector(libp2p as any, { discovery: {} as unknown as ExitDiscovery, now })
-    return { selector, a: await peer(), b: await peer() }
-  }
-
-  it('dead targets do not sink the exits that tried them; a target others reach does', async () => {
+  it('dead targets do not sink the exits that tried them; an exit that fails every target does sink', async () => {
     let t = 1_000_000
-    const { selector, a, b } = await makeSelector(() => t)
-    for (let i = 0; i < 20; i++) {
-      selector.report(a, { region: 'de' }, { ok: false, status: 'DNS_FAILED', target: `dead-${i}.example:443` })
-      selector.report(b, { region: 'de' }, { ok: false, status: 'DNS_FAILED', target: `dead-${i}.example:443` })
+    const libp2p = { peerId: await peer(), getConnections: () => [] }
+    const selector = new RoutingSelector(libp2p as any, { discovery: {} as unknown as ExitDiscovery, now: () => t })
+    const [a, b, broken] = [await peer(), await peer(), await peer()]
+    for (let i = 0; i < 30; i++) {
+      const dead = i % 3 === 0
+      for (const e of [a, b]) selector.report(e, { region: 'de' }, dead ? { ok: false, status: 'DNS_FAILED' } : { ok: true })
+      selector.report(broken, { region: 'de' }, { ok: false, status: 'DNS_FAILED' })
       t += 1000
     }
     expect(selector.telemetry.predict(a.toString(), t).failures).toBe(0)
     expect(selector.telemetry.predict(b.toString(), t).failures).toBe(0)
-    // a target b reaches and a does not: a's failures count
-    for (let i = 0; i < 5; i++) {
-      selector.report(b, { region: 'de' }, { ok: true, target: `up-${i}.example:443` })
-      selector.report(a, { region: 'de' }, { ok: false, status: 'CONNECT_REFUSED', target: `up-${i}.example:443` })
-      t += 1000
-    }
-    expect(selector.telemetry.predict(a.toString(), t).failures).toBeGreaterThan(4)
-    expect(selector.telemetry.predict(b.toString(), t).failures).toBe(0)
-    // the exit's own faults count at once, target or not
-    selector.report(b, { region: 'de' }, { ok: false, status: 'BUSY', target: 'up-0.example:443' })
-    expect(selector.telemetry.predict(b.toString(), t).failures).toBeGreaterThan(0.9)
+    expect(selector.telemetry.predict(broken.toString(), t).failures).toBeGreaterThan(20)
+    // the exit's own faults count at once
+    selector.report(a, { region: 'de' }, { ok: false, status: 'BUSY' })
+    expect(selector.telemetry.predict(a.toString(), t).failures).toBeGreaterThan(0.9)
   })
 })
