@@ -306,6 +306,12 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
               }
               listening = true
             } else if (!reservations.hasReservation(peer)) {
+              // a relay we had reserved on may have come back without its relay service since: libp2p shuns it
+              // then as at a first listen, and the same check lifts that once identify says it offers it again
+              if (reservations.relayFilter?.has(peer.toMultihash().bytes) === true) {
+                if (!await this.offersRelay(peer, signal)) throw new Error('it answers, but offers no relay service')
+                if (!this.unshun(reservations, peer)) throw new Error('libp2p will not reserve on it again until this node restarts (it once offered no relay service)')
+              }
               await reservations.addRelay(peer, 'configured')
             }
           }))

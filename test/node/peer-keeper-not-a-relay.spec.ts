@@ -75,4 +75,35 @@ describe('the keeper, a named relay that answers but takes no reservation', () =
     // the search's listener, the first failed listen on R, and the one that got through: no more
     expect(circuitListeners()).toBeLessThanOrEqual(3)
   }, 40_000)
+
+  it('a named relay reserved on, back without the relay service and then with it, is reserved on again without a restart', async () => {
+    const relayDir = await tempDir('sb-rv-')
+    const relayConfig = (port: number, relay: boolean): any => ({ ...base, listen: [`/ip4/127.0.0.1/tcp/${port}`], network: { local_testnet: true }, exit: { enabled: false }, relay: { enabled: relay } })
+    let r = await createSparebandNode({ dataDir: relayDir, config: relayConfig(0, true) })
+    await r.start()
+    const relayAddr = r.libp2p.getMultiaddrs()[0].toString()
+    const port = Number(/\/tcp\/(\d+)/.exec(relayAddr)![1])
+    cleanups.push(async () => r.stop())
+    const e = await createSparebandNode({
+      dataDir: await tempDir('sb-rv-'),
+      config: { ...base, listen: ['/ip4/127.0.0.1/tcp/0', `${relayAddr}/p2p-circuit`], network: { local_testnet: true, redial_max_seconds: 1 } }
+    })
+    await e.start()
+    cleanups.push(async () => e.stop())
+    const reserved = (): boolean => (e.status().relays ?? []).some(s => s.reserved)
+    await waitFor(reserved, { timeoutMs: 15_000, what: 'a first reservation on R' })
+    const store = ((e.libp2p as any).components.transportManager.getTransports() as any[]).find(t => t.reservationStore != null).reservationStore
+    // R comes back on its port without the relay service: E's redial is refused, and libp2p shuns R
+    await r.stop()
+    r = await createSparebandNode({ dataDir: relayDir, config: relayConfig(port, false) })
+    await r.start()
+    await waitFor(() => store.relayFilter.has(r.peerId.toMultihash().bytes) === true, { timeoutMs: 20_000, what: 'libp2p to shun R' })
+    expect(reserved()).toBe(false)
+    // and back again as a relay
+    await r.stop()
+    r = await createSparebandNode({ dataDir: relayDir, config: relayConfig(port, true) })
+    await r.start()
+    await waitFor(reserved, { timeoutMs: 20_000, what: 'a reservation on R, a relay again' })
+    expect(store.relayFilter.has(r.peerId.toMultihash().bytes)).toBe(false)
+  }, 90_000)
 })
