@@ -70,9 +70,17 @@ export function churn (scale = 1): Scenario {
 /** Price per GB at which the default allowance (1 credit) buys 8 MiB. */
 const FREE_RIDER_PRICE = 1e9 / (8 * MiB)
 
+const FREE_RIDER_EXITS = 3
+const FREE_RIDER_CONCURRENCY = 2
+
+/** What the free rider may get: its allowance, and per exit the unsigned threshold (4 MiB) and a receipt interval (1 MiB), plus the requests in flight. */
+export function freeRiderBound (): { allowanceBytes: number, slackBytes: number } {
+  return { allowanceBytes: 8 * MiB, slackBytes: FREE_RIDER_EXITS * (4 + 1) * MiB + FREE_RIDER_CONCURRENCY * MiB }
+}
+
 export function freeRider (scale = 1): Scenario {
-  const exits = 3
-  const concurrency = 2
+  const exits = FREE_RIDER_EXITS
+  const concurrency = FREE_RIDER_CONCURRENCY
   return {
     name: 'free-rider',
     description: 'One consumer that supplies nothing asks for 48 MiB from three exits whose price makes its allowance worth 8 MiB: the exits cut it off once its balance, as their ledgers see it, is spent; what it got beyond its allowance is bounded by the credit the design puts at risk.',
@@ -86,16 +94,33 @@ export function freeRider (scale = 1): Scenario {
       accounting: { publish_interval_seconds: 2 }
     },
     objects: [1 * MiB],
-    demand: { requestsPerConsumer: Math.max(16, Math.round(48 * scale)), concurrency, attempts: 1, attemptTimeoutMs: 30_000 },
+    // at any scale it asks for more than its allowance and the credit at risk (25 MiB) together, so the bound can fail
+    demand: { requestsPerConsumer: Math.max(32, Math.round(48 * scale)), concurrency, attempts: 1, attemptTimeoutMs: 30_000 },
     checks: o => {
       const a = o.records.flatMap(r => r.attempts)
       const got = a.filter(x => x.ok).reduce((n, x) => n + x.bytes, 0)
-      const refusals = a.filter(x => x.refusal === 'INSUFFICIENT_CREDIT' || x.refusal === 'RATE_LIMITED').length
-      // per exit: the unsigned threshold (4 MiB) and a receipt interval (1 MiB); plus the requests in flight
-      const slack = exits * (4 + 1) * MiB + concurrency * MiB
-      return [noFreeRiding(got, { allowanceBytes: 8 * MiB, slackBytes: slack }, refusals), ...accountingChecks(o, 0.9)]
+      const refusals = a.filter(x => x.refusal === 'INSUFFICIENT_CREDIT').length
+      return [noFreeRiding(got, freeRiderBound(), refusals), ...accountingChecks(o, 0.9)]
     }
   }
 }
 
-export const SCENARIOS: Record<string, (scale?: number) => Scenario> = { market, churn, 'free-rider': freeRider }
+export function scale (scale = 1): Scenario {
+  return {
+    name: 'scale',
+    description: 'Thirty exits in six regions and eight consumers (39 nodes, one process), one request at a time each: each consumer\'s first request for a region has to find its exits through the DHT; every answer byte for byte, every exit used, credit conserved, receipts gossiped to all.',
+    seed: 4,
+    network: { regions: ['de', 'us', 'jp', 'fr', 'gb', 'br'], exitsPerRegion: 5, consumers: 8 },
+    // small objects, one at a time: 39 nodes share this process's one thread, and the figures are of finding
+    // exits, not of carrying bytes (with four at a time and 1 MiB objects DHT lookups time out: see README)
+    objects: [16 * KiB, 256 * KiB],
+    demand: { requestsPerConsumer: Math.max(12, Math.round(30 * scale)), concurrency: 1, attempts: 3, attemptTimeoutMs: 60_000 },
+    checks: o => [
+      delivery(o.records),
+      spread(tunnelsByRegion(o.exits), { minIndex: 0.4 }),
+      ...accountingChecks(o)
+    ]
+  }
+}
+
+export const SCENARIOS: Record<string, (scale?: number) => Scenario> = { market, churn, 'free-rider': freeRider, scale }

@@ -34,8 +34,14 @@ export function delivery (records: RequestRecord[], options: { minShare?: number
 /**
  * No one mints credit, in the view of one ledger: every receipt's cost is
  * charged to its consumer and either paid to its exit or owed to it
- * (Σ earned + Σ unpaid = Σ spent, exactly), so what all peers hold together
- * never exceeds the allowances (Σ balance ≤ Σ allowance).
+ * (Σ earned + Σ unpaid = Σ spent, exactly), no one is owed a negative
+ * amount, so what all peers hold together never exceeds the allowances
+ * (Σ balance ≤ Σ allowance; with the first two this follows, and is shown
+ * as the figure that matters). It checks the ledgers' arithmetic across
+ * own and gossiped receipts, after churn and debts; it does not judge
+ * whether a receipt's traffic was real (two keys of one owner may sign
+ * each other receipts: the ledger caps what the exit earns at what the
+ * consumer's balance pays, see test/accounting).
  */
 export function noMinting (view: LedgerView): Verdict {
   let earned = 0n
@@ -50,7 +56,7 @@ export function noMinting (view: LedgerView): Verdict {
     balance += p.balanceMicro
     allowance += p.allowanceMicro
   }
-  const conserved = earned + unpaid === spent
+  const conserved = earned + unpaid === spent && view.peers.every(p => p.unpaidMicro >= 0n)
   const bounded = balance <= allowance
   return {
     name: `no minting (${view.holder}'s ledger)`,

@@ -30,6 +30,8 @@ export interface Attempt {
   exit?: string
   /** Why it failed: the error's name and message, or what was wrong with the answer. */
   error?: string
+  /** From connect() to the exit's answer (finding an exit, its DNS and connect), when a tunnel opened. */
+  setupMs?: number
   /** The exit's refusal (INSUFFICIENT_CREDIT, BUSY, ...), when it refused. */
   refusal?: string
   ms: number
@@ -41,6 +43,8 @@ export interface RequestRecord {
   consumer: string
   region: string
   object: number
+  /** performance.now() when its first attempt started. */
+  startedAt: number
   /** Whether some attempt brought back the object byte for byte. */
   delivered: boolean
   attempts: Attempt[]
@@ -67,7 +71,7 @@ export async function runDemand (net: SimNetwork, objects: OriginObject[], spec:
     const queue = schedule(seed + i, spec.requestsPerConsumer, spec.regions ?? net.spec.regions, objects.length)
     const worker = async (): Promise<void> => {
       for (let next = queue.shift(); next != null; next = queue.shift()) {
-        const record: RequestRecord = { consumer: consumer.name, region: next.region, object: next.object, delivered: false, attempts: [] }
+        const record: RequestRecord = { consumer: consumer.name, region: next.region, object: next.object, startedAt: performance.now(), delivered: false, attempts: [] }
         for (let a = 0; a < spec.attempts && !record.delivered; a++) {
           const attempt = await fetchThrough(consumer, net.originPort, next.region, next.object, objects[next.object], spec.attemptTimeoutMs)
           record.attempts.push(attempt)
@@ -87,10 +91,12 @@ export async function fetchThrough (consumer: SimNode, originPort: number, regio
   const started = performance.now()
   const signal = AbortSignal.timeout(timeoutMs)
   let exit: string | undefined
+  let setupMs: number | undefined
   let bytes = 0
   try {
     const socket = await consumer.node.connect('127.0.0.1', originPort, { region, signal })
     exit = socket.exit
+    setupMs = socket.setupMs
     const answer = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = []
       const onAbort = (): void => { socket.destroy(); reject(signal.reason) }
@@ -110,9 +116,9 @@ export async function fetchThrough (consumer: SimNode, originPort: number, regio
     if (!status.startsWith('HTTP/1.1 200')) throw new Error(`origin answered "${status}"`)
     const sha256 = createHash('sha256').update(body).digest('hex')
     if (sha256 !== expected.sha256) throw new Error(`body of ${bytes} bytes does not match the object (${expected.bytes.byteLength} bytes)`)
-    return { ok: true, exit, ms: performance.now() - started, bytes }
+    return { ok: true, exit, setupMs, ms: performance.now() - started, bytes }
   } catch (err: any) {
     const refusal = typeof err?.status === 'string' ? err.status : undefined
-    return { ok: false, exit, error: `${err?.name ?? 'Error'}: ${err?.message ?? String(err)}`, refusal, ms: performance.now() - started, bytes }
+    return { ok: false, exit, setupMs, error: `${err?.name ?? 'Error'}: ${err?.message ?? String(err)}`, refusal, ms: performance.now() - started, bytes }
   }
 }

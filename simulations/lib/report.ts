@@ -18,6 +18,9 @@ export function figures (result: RunResult): Record<string, number | string> {
   const attempts = outcome.records.flatMap(r => r.attempts)
   const ok = attempts.filter(a => a.ok)
   const ms = ok.map(a => a.ms).sort((a, b) => a - b)
+  const setup = ok.flatMap(a => a.setupMs ?? []).sort((a, b) => a - b)
+  // each consumer's first request for a region: DHT discovery, ad checks, dial, tunnel
+  const firstSetup = firstPerRegion(result).sort((a, b) => a - b)
   const bytes = ok.reduce((n, a) => n + a.bytes, 0)
   const observer = outcome.views.get('observer')
   const failures = new Map<string, number>()
@@ -32,11 +35,31 @@ export function figures (result: RunResult): Record<string, number | string> {
     attempts: attempts.length,
     'failed attempts': [...failures].map(([k, v]) => `${k} ${v}`).join(', ') || 'none',
     'bytes delivered (MiB)': +(bytes / 2 ** 20).toFixed(1),
+    'tunnel set-up p50 (ms)': +percentile(setup, 50).toFixed(1),
+    'tunnel set-up p99 (ms)': +percentile(setup, 99).toFixed(1),
+    'first request for a region, set-up p50 (ms)': +percentile(firstSetup, 50).toFixed(1),
+    'first request for a region, set-up p99 (ms)': +percentile(firstSetup, 99).toFixed(1),
     'request time p50 (ms)': +percentile(ms, 50).toFixed(1),
     'request time p99 (ms)': +percentile(ms, 99).toFixed(1),
     'receipts at the observer': observer?.receipts ?? 0,
     'run time (s)': +(outcome.durationMs / 1000).toFixed(1)
   }
+}
+
+/** Set-up times of each consumer's first successful tunnel per region (records come in completion order: sorted by start here). */
+function firstPerRegion (result: RunResult): number[] {
+  const seen = new Set<string>()
+  const out: number[] = []
+  const records = [...result.outcome.records].sort((a, b) => a.startedAt - b.startedAt)
+  for (const r of records) {
+    const key = `${r.consumer}/${r.region}`
+    if (seen.has(key)) continue
+    const a = r.attempts.find(x => x.ok && x.setupMs != null)
+    if (a == null) continue
+    seen.add(key)
+    out.push(a.setupMs!)
+  }
+  return out
 }
 
 export function markdown (result: RunResult): string {

@@ -10,7 +10,7 @@ import { startOrigin } from './origin.ts'
 import { SimNetwork, until } from './network.ts'
 import { runDemand } from './demand.ts'
 import { readLedgerView } from './ledger-view.ts'
-import type { NetworkSpec } from './network.ts'
+import type { NetworkSpec, SimNode } from './network.ts'
 import type { DemandSpec, RequestRecord } from './demand.ts'
 import type { LedgerView } from './ledger-view.ts'
 import type { Verdict } from './assertions.ts'
@@ -71,6 +71,7 @@ export async function runScenario (scenario: Scenario, log: (line: string) => vo
     const running = net
     const pending = [...(scenario.churn ?? [])].sort((a, b) => a.atShare - b.atShare)
     const churned: Outcome['churned'] = []
+    const stopping: Array<Promise<void>> = []
     const records = await runDemand(running, origin.objects, scenario.demand, scenario.seed, async (done, total) => {
       while (pending.length > 0 && done >= pending[0].atShare * total) {
         const event = pending.shift()!
@@ -79,14 +80,18 @@ export async function runScenario (scenario: Scenario, log: (line: string) => vo
           if (n == null) throw new Error(`scenario ${scenario.name}: churn names "${name}", which is not a node`)
           return n
         })
-        // not awaited: the driver goes on while the nodes go down, as it would
-        void Promise.all(nodes.map(async n => running.stopNode(n)))
+        // the driver goes on while the nodes go down, as it would; the run waits for them before it reads their ledgers
+        for (const n of nodes) {
+          stopping.push(running.stopNode(n).catch(err => log(`${n.name} did not stop cleanly: ${err.message}`)))
+        }
         churned.push({ atRequest: done, stopped: event.stop })
         log(`request ${done} of ${total}: stopped ${event.stop.join(', ')}`)
       }
     })
     log(`${records.length} requests done in ${Math.round(performance.now() - started)} ms`)
-    await settleGossip(running)
+    await Promise.all(stopping)
+    await endSessions(running)
+    await settleGossip(running.observer)
     await running.stop()
     const views = new Map<string, LedgerView>()
     for (const n of running.nodes) views.set(n.name, await readLedgerView(running, n))
@@ -100,14 +105,14 @@ export async function runScenario (scenario: Scenario, log: (line: string) => vo
   }
 }
 
-/**
- * Ends every consumer's sessions (their final receipts go to the exits,
- * which countersign and publish them), then waits until the observer has
- * taken in no new receipt for two seconds (at most 30 s).
- */
-async function settleGossip (net: SimNetwork): Promise<void> {
+/** Ends every consumer's sessions: their final receipts go to the exits, which countersign and publish them. */
+async function endSessions (net: SimNetwork): Promise<void> {
   for (const c of net.consumers) await c.node.stop()
-  const accepted = (): number => net.observer.node.status().accounting?.gossip.accepted ?? 0
+}
+
+/** Waits until `observer` has taken in no new receipt for two seconds (at most 30 s). */
+export async function settleGossip (observer: SimNode): Promise<void> {
+  const accepted = (): number => observer.node.status().accounting?.gossip.accepted ?? 0
   let last = -1
   let quietSince = Date.now()
   await until(async () => {

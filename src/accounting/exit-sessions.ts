@@ -228,6 +228,8 @@ export class ExitSessions implements ExitAccounting {
   private registrar?: Pick<Registrar, 'handle' | 'unhandle'>
   private sweeper?: NodeJS.Timeout
   private readonly forgiveTimers = new Set<NodeJS.Timeout>()
+  /** Publications under way: stop() waits for them, so none is cut off by libp2p stopping right after. */
+  private readonly publishing = new Set<Promise<void>>()
   /** Bytes let off for tunnels cut mid-transfer (for `status`). */
   forgiven = 0
   /** Frames on the receipt protocol refused for coming too fast (for `status`). */
@@ -268,8 +270,9 @@ export class ExitSessions implements ExitAccounting {
     this.forgiveTimers.clear()
     for (const c of this.consumers.values()) clearTimeout(c.cutOffTimer)
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
-    // the last receipt of every session goes out before we leave
+    // the last receipt of every session goes out before we leave, and so does one a timer or a receipt just sent off
     await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
+    await Promise.allSettled([...this.publishing])
     for (const c of this.consumers.values()) for (const w of c.waiters.splice(0)) w()
   }
 
@@ -758,7 +761,13 @@ export class ExitSessions implements ExitAccounting {
     const publish = this.init.publish
     const last = s.last
     // a publisher that throws rather than rejects is caught the same
-    await Promise.resolve().then(async () => publish(last)).catch(err => this.log('could not publish a receipt - %e', err))
+    const sent = Promise.resolve().then(async () => publish(last)).catch(err => this.log('could not publish a receipt - %e', err))
+    this.publishing.add(sent)
+    try {
+      await sent
+    } finally {
+      this.publishing.delete(sent)
+    }
   }
 
   /**

@@ -123,8 +123,10 @@ export type ServiceFactory = (config: SparebandConfig, dataDir: string, accounti
 
 /** The areas this node is composed of: filled in as they land. */
 const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
-// parts start in this order and stop in the reverse: the exit's tunnels end before accounting publishes its final receipts
-const PART_FACTORIES: PartFactory[] = [routingPart, accountingPart, exitPart, proxyPart, keeperPart, throughputPart]
+// parts start in this order and stop in the reverse: the routing part withdraws the exit's ad (so consumers
+// stop picking it), then the exit refuses new tunnels and ends its open ones, then accounting publishes the
+// final receipts, which cover every byte carried. The proxy is made after routing and accounting (it uses both).
+const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, throughputPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

@@ -11,6 +11,7 @@ import { startOrigin } from '../../simulations/lib/origin.ts'
 import { SimNetwork, until } from '../../simulations/lib/network.ts'
 import { fetchThrough } from '../../simulations/lib/demand.ts'
 import { readLedgerView } from '../../simulations/lib/ledger-view.ts'
+import { settleGossip } from '../../simulations/lib/scenario.ts'
 import type { Origin } from '../../simulations/lib/origin.ts'
 
 let net: SimNetwork | undefined
@@ -34,15 +35,8 @@ it('an exit stopped mid-transfer publishes every receipt it countersigned', asyn
   const attempt = await transfer
   expect(attempt.ok).toBe(false)
   // the consumer's last receipts reach the stopped exit's ledger or nowhere; let the gossip settle
-  const accepted = (): number => net!.observer.node.status().accounting?.gossip.accepted ?? 0
-  let seen = -1
-  await until(async () => {
-    const now = accepted()
-    const quiet = now === seen && now > 0
-    seen = now
-    await new Promise(resolve => setTimeout(resolve, 1000))
-    return quiet
-  }, 30_000, 'the observer to take in the receipts')
+  await until(() => (net!.observer.node.status().accounting?.gossip.accepted ?? 0) > 0, 30_000, 'a first receipt at the observer')
+  await settleGossip(net.observer)
   await net.stop()
   const own = (await readLedgerView(net, exit)).peers.find(p => p.name === exit.name)!
   const observed = (await readLedgerView(net, net.observer)).peers.find(p => p.name === exit.name)!

@@ -6,7 +6,7 @@
  */
 
 import { describe, expect, it } from 'vitest'
-import { SCENARIOS } from '../../simulations/scenarios.ts'
+import { SCENARIOS, freeRiderBound } from '../../simulations/scenarios.ts'
 import { runScenario } from '../../simulations/lib/scenario.ts'
 import { markdown } from '../../simulations/lib/report.ts'
 import type { RunResult } from '../../simulations/lib/scenario.ts'
@@ -34,7 +34,6 @@ describe('simulations', () => {
     const result = await runScenario(SCENARIOS.churn(SMALL))
     expect(failing(result)).toBe('')
     expect(result.outcome.churned.map(c => c.stopped.length)).toEqual([3, 1])
-    // nothing went through an exit after the driver stopped it... beyond the tunnels open then
     const stopped = result.outcome.exits.filter(e => e.stoppedEarly).map(e => e.name).sort()
     expect(stopped).toEqual(['exit-de-0', 'exit-de-1', 'exit-jp-0', 'exit-us-0'])
   }, 180_000)
@@ -47,6 +46,10 @@ describe('simulations', () => {
     const result = await runScenario(lax)
     const verdict = result.verdicts.find(v => v.name === 'no free riding')!
     expect(verdict.ok).toBe(false)
+    // it failed on the bytes: the free rider got more than the bound allows
+    const got = result.outcome.records.flatMap(r => r.attempts).filter(a => a.ok).reduce((n, a) => n + a.bytes, 0)
+    const bound = freeRiderBound()
+    expect(got).toBeGreaterThan(bound.allowanceBytes + bound.slackBytes)
     // credit is still conserved: the exits are owed what they carried
     expect(result.verdicts.find(v => v.name === 'no minting (observer\'s ledger)')?.ok).toBe(true)
   }, 240_000)

@@ -7,7 +7,7 @@ import type { LedgerView, PeerPosition } from '../../simulations/lib/ledger-view
 const MiB = 2 ** 20
 
 function record (delivered: boolean[], region = 'de'): RequestRecord {
-  return { consumer: 'consumer-0', region, object: 0, delivered: delivered.includes(true), attempts: delivered.map(ok => ({ ok, ms: 1, bytes: ok ? 10 : 0 })) }
+  return { consumer: 'consumer-0', region, object: 0, startedAt: 0, delivered: delivered.includes(true), attempts: delivered.map(ok => ({ ok, ms: 1, bytes: ok ? 10 : 0 })) }
 }
 
 function peer (name: string, p: Partial<PeerPosition>): PeerPosition {
@@ -41,6 +41,9 @@ describe('simulation checks', () => {
     // balances above the allowances, however the totals add up
     const inflated = view('observer', [peer('consumer-0', { allowanceMicro: 10n, spentMicro: 5n, balanceMicro: 50n }), peer('exit-de-0', { earnedMicro: 5n })])
     expect(noMinting(inflated).ok).toBe(false)
+    // a negative debt balancing the books is no balance
+    const negative = view('observer', [peer('consumer-0', { allowanceMicro: 10n, spentMicro: 5n }), peer('exit-de-0', { earnedMicro: 10n, unpaidMicro: -5n })])
+    expect(noMinting(negative).ok).toBe(false)
     const idle = noMinting(view('observer', [peer('consumer-0', { allowanceMicro: 10n })]))
     expect(idle.ok).toBe(false)
     expect(idle.vacuous).toBe(true)
