@@ -35,14 +35,21 @@ function allLedgersBalance (verdicts: Verdict[]): Verdict {
   }
 }
 
+/** The market's network and demand, which churn reuses. */
+function marketShape (scale: number): Pick<Scenario, 'network' | 'objects' | 'demand'> {
+  return {
+    network: { regions: ['de', 'us', 'jp'], exitsPerRegion: 3, consumers: 3 },
+    objects: [64 * KiB, 256 * KiB, 1 * MiB, 2 * MiB],
+    demand: { requestsPerConsumer: Math.max(8, Math.round(60 * scale)), concurrency: 4, attempts: 3, attemptTimeoutMs: 30_000 }
+  }
+}
+
 export function market (scale = 1): Scenario {
   return {
     name: 'market',
     description: 'Nine exits in three regions and three consumers fetching objects of 64 KiB to 2 MiB through them, four at a time: every answer byte for byte, load over every exit of a region, credit conserved in every ledger, and the receipts known to a node that took no part.',
     seed: 1,
-    network: { regions: ['de', 'us', 'jp'], exitsPerRegion: 3, consumers: 3 },
-    objects: [64 * KiB, 256 * KiB, 1 * MiB, 2 * MiB],
-    demand: { requestsPerConsumer: Math.max(8, Math.round(60 * scale)), concurrency: 4, attempts: 3, attemptTimeoutMs: 30_000 },
+    ...marketShape(scale),
     checks: o => [
       delivery(o.records),
       spread(tunnelsByRegion(o.exits), { minIndex: 0.5 }),
@@ -56,9 +63,7 @@ export function churn (scale = 1): Scenario {
     name: 'churn',
     description: 'The market, but a third of the exits leave mid-run (one per region at 30 % of the requests, another in de at 60 %): consumers go on through the others, every request is still delivered within three attempts, and credit stays conserved with exits that stopped mid-session.',
     seed: 2,
-    network: { regions: ['de', 'us', 'jp'], exitsPerRegion: 3, consumers: 3 },
-    objects: [64 * KiB, 256 * KiB, 1 * MiB, 2 * MiB],
-    demand: { requestsPerConsumer: Math.max(8, Math.round(60 * scale)), concurrency: 4, attempts: 3, attemptTimeoutMs: 30_000 },
+    ...marketShape(scale),
     churn: [
       { atShare: 0.3, stop: ['exit-de-0', 'exit-us-0', 'exit-jp-0'] },
       { atShare: 0.6, stop: ['exit-de-1'] }

@@ -8,16 +8,11 @@ import { join } from 'node:path'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { LEDGER_FILE, ledgerSettings } from '../../src/node/accounting-report.ts'
 import type { SimNetwork, SimNode } from './network.ts'
+import type { Balance } from '../../src/accounting/ledger.ts'
 
-export interface PeerPosition {
+/** A node's Balance as one ledger holds it, under the node's simulation name. */
+export interface PeerPosition extends Balance {
   name: string
-  earnedMicro: bigint
-  unpaidMicro: bigint
-  spentMicro: bigint
-  allowanceMicro: bigint
-  balanceMicro: bigint
-  bytesCarried: bigint
-  bytesUsed: bigint
 }
 
 export interface LedgerView {
