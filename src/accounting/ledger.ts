@@ -226,6 +226,19 @@ const MIGRATIONS: Array<(db: DatabaseSync) => void> = [
   // history of its own does not walk through it at every pass
   (db) => db.exec(`
     CREATE INDEX receipts_gossip_received_at ON receipts (received_at) WHERE source = 'gossip';
+  `),
+  // the reputation reports held (reputation-book.ts), so a restart does not
+  // forget what the network said of exits for up to a day: one row per exit
+  // and reporter, the newest report
+  (db) => db.exec(`
+    CREATE TABLE reputation (
+      subject BLOB NOT NULL,
+      reporter BLOB NOT NULL,
+      issued_at INTEGER NOT NULL,
+      successes INTEGER NOT NULL,
+      failures INTEGER NOT NULL,
+      PRIMARY KEY (subject, reporter)
+    ) STRICT;
   `)
 ]
 
@@ -265,6 +278,20 @@ interface Statements {
   getPrunedBefore: StatementSync
   putPrunedBefore: StatementSync
   costsBetween: StatementSync
+  putReport: StatementSync
+  dropReport: StatementSync
+  dropReportsBefore: StatementSync
+  listReports: StatementSync
+}
+
+/** A reputation report as the ledger keeps it: who said what of which exit, and when. */
+export interface StoredReport {
+  subject: Uint8Array
+  reporter: Uint8Array
+  /** ms since the epoch */
+  issuedAt: number
+  successes: number
+  failures: number
 }
 
 /** Changes to a peer's totals; what is left out stays as it is. */
@@ -397,7 +424,12 @@ function prepare (db: DatabaseSync): Statements {
     getPrunedBefore: db.prepare(`SELECT value FROM meta WHERE key = '${PRUNED_BEFORE}'`),
     putPrunedBefore: db.prepare(`INSERT INTO meta (key, value) VALUES ('${PRUNED_BEFORE}', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
     // through the consumer's index: a consumer has few exits' sessions next to each other
-    costsBetween: db.prepare('SELECT cost_micro FROM receipts WHERE consumer = ? AND exit = ?')
+    costsBetween: db.prepare('SELECT cost_micro FROM receipts WHERE consumer = ? AND exit = ?'),
+    putReport: db.prepare(`INSERT INTO reputation (subject, reporter, issued_at, successes, failures) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (subject, reporter) DO UPDATE SET issued_at = excluded.issued_at, successes = excluded.successes, failures = excluded.failures`),
+    dropReport: db.prepare('DELETE FROM reputation WHERE subject = ? AND reporter = ?'),
+    dropReportsBefore: db.prepare('DELETE FROM reputation WHERE issued_at < ?'),
+    listReports: db.prepare('SELECT subject, reporter, issued_at, successes, failures FROM reputation WHERE issued_at >= ? ORDER BY issued_at')
   }
   s.getReceipt.setReadBigInts(true)
   s.listAll.setReadBigInts(true)
@@ -1140,6 +1172,26 @@ export class Ledger {
       // an allowance, newly granted, pays what the peer owes exits that carried for it before
       this.settle(bytes)
     })
+  }
+
+  /** Keeps a reputation report: the newer one of its exit and reporter replaces the older. */
+  putReport (r: StoredReport): void {
+    this.statements.putReport.run(r.subject, r.reporter, r.issuedAt, r.successes, r.failures)
+  }
+
+  dropReport (subject: Uint8Array, reporter: Uint8Array): void {
+    this.statements.dropReport.run(subject, reporter)
+  }
+
+  /** Deletes the reports issued before `before` (ms). */
+  dropReportsBefore (before: number): void {
+    this.statements.dropReportsBefore.run(before)
+  }
+
+  /** The reports kept that were issued at `since` (ms) or later, oldest first. */
+  reports (since: number): StoredReport[] {
+    return (this.statements.listReports.all(since) as Array<{ subject: Uint8Array, reporter: Uint8Array, issued_at: number, successes: number, failures: number }>)
+      .map(row => ({ subject: row.subject, reporter: row.reporter, issuedAt: Number(row.issued_at), successes: Number(row.successes), failures: Number(row.failures) }))
   }
 
   /** The recorded proof of work of a peer. */

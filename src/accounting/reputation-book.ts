@@ -19,10 +19,26 @@
 import { MAX_CLOCK_AHEAD_MS, REPUTATION_WINDOW_MS, MIN_REPUTATION_REPORT_GAP_MS } from './constants.ts'
 import { second } from '../constants.ts'
 import type { SignedReport } from './reputation.ts'
+import type { StoredReport } from './ledger.ts'
+
+/** Where held reports are kept across restarts (the ledger). */
+export interface ReportStore {
+  putReport: (r: StoredReport) => void
+  dropReport: (subject: Uint8Array, reporter: Uint8Array) => void
+  dropReportsBefore: (before: number) => void
+  /** Oldest first. */
+  reports: (since: number) => StoredReport[]
+}
 
 export interface ReputationBookInit {
   /** How much `reporter`'s word on `subject` weighs, 0..1. */
   weightOf: (reporter: Uint8Array, subject: Uint8Array) => number
+  /**
+   * Keeps what the book holds, and gives it back to a new book (after a
+   * restart). Best effort: a store that fails (a full disk) leaves the
+   * report held in memory and counted all the same.
+   */
+  store?: ReportStore
   /** Reports held at most; the least recently updated goes first. @default 10_000 */
   maxReports?: number
   /** @default Date.now */
@@ -60,6 +76,16 @@ export class ReputationBook {
 
   constructor (private readonly init: ReputationBookInit) {
     this.now = init.now ?? Date.now
+    const since = this.now() - REPUTATION_WINDOW_MS
+    const store = init.store
+    if (store == null) return
+    try {
+      store.dropReportsBefore(since)
+      // oldest first, as consider() would have held them; weights are asked again at score time
+      for (const r of store.reports(since)) this.hold(r, false)
+    } catch {
+      // a store that cannot be read starts the book empty, as before there was one
+    }
   }
 
   get size (): number {
@@ -77,18 +103,37 @@ export class ReputationBook {
     if (held != null && issuedAt <= held.issuedAt) return 'duplicate'
     if (held != null && issuedAt - held.issuedAt < MIN_REPUTATION_REPORT_GAP_MS) return 'too-soon'
     if (!(this.init.weightOf(r.reporter, r.subject) > 0)) return 'weightless'
+    this.hold({ reporter: Uint8Array.from(r.reporter), subject: Uint8Array.from(r.subject), issuedAt, successes: r.successes, failures: r.failures }, true)
+    return 'new'
+  }
+
+  /** Holds `h` as the newest report of its exit and reporter (and stores it, unless it came from the store). */
+  private hold (h: Held, store: boolean): void {
+    const subject = hexOf(h.subject)
+    const key = `${subject}/${hexOf(h.reporter)}`
     this.reports.delete(key)
-    this.reports.set(key, { reporter: Uint8Array.from(r.reporter), subject: Uint8Array.from(r.subject), issuedAt, successes: r.successes, failures: r.failures })
+    this.reports.set(key, h)
     let keys = this.bySubject.get(subject)
     if (keys == null) this.bySubject.set(subject, keys = new Set())
     keys.add(key)
     this.scores.delete(subject)
+    if (store) this.persist(s => { s.putReport(h) })
     while (this.reports.size > (this.init.maxReports ?? 10_000)) this.drop(this.reports.keys().next().value!)
-    return 'new'
+  }
+
+  private persist (write: (store: ReportStore) => void): void {
+    if (this.init.store == null) return
+    try {
+      write(this.init.store)
+    } catch {
+      // best effort (see ReputationBookInit.store): held in memory all the same
+    }
   }
 
   private drop (key: string): void {
     const subject = key.slice(0, key.indexOf('/'))
+    const held = this.reports.get(key)
+    if (held != null) this.persist(s => { s.dropReport(held.subject, held.reporter) })
     this.reports.delete(key)
     const keys = this.bySubject.get(subject)
     keys?.delete(key)

@@ -78,7 +78,9 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger })
   // a report weighs what its reporter paid the exit, as our ledger sees it (see reputation-book.ts)
   const book = new ReputationBook({
-    weightOf: (reporter, subject) => Number(ledger.paidBetween(reporter, subject, REPUTATION_FULL_WEIGHT_MICRO)) / Number(REPUTATION_FULL_WEIGHT_MICRO)
+    weightOf: (reporter, subject) => Number(ledger.paidBetween(reporter, subject, REPUTATION_FULL_WEIGHT_MICRO)) / Number(REPUTATION_FULL_WEIGHT_MICRO),
+    // held across restarts in ledger.db: a restarted node still knows what the network said of exits
+    store: ledger
   })
   const reputation = new ReputationGossip({
     pubsub: libp2p.services.pubsub as GossipSub,

@@ -224,7 +224,7 @@ describe('pruning on its own', () => {
     await ledger.recordReceipt(r, 'gossip')
     ledger.close()
     let db = new DatabaseSync(temp.file)
-    db.exec('DROP INDEX receipts_gossip_received_at; PRAGMA user_version = 6')
+    db.exec('DROP INDEX receipts_gossip_received_at; DROP TABLE reputation; PRAGMA user_version = 6')
     db.close()
     ledger = open()
     expect(ledger.get(receiptId(r))).toBeDefined()

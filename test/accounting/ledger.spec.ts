@@ -480,7 +480,7 @@ describe('listing order and damaged rows', () => {
     // back to what schema 1 was: the updated_at index, user_version 1
     let db = new DatabaseSync(file)
     // what schema 2 changed, then what schema 3 did: totals earned in full, no unpaid column; and what came after
-    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; ALTER TABLE totals DROP COLUMN owed_micro; DROP TABLE debts; DROP TABLE unsettled; DROP INDEX receipts_gossip_received_at; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
+    db.exec("DROP INDEX receipts_received_at; CREATE INDEX receipts_updated_at ON receipts (updated_at); ALTER TABLE totals DROP COLUMN unpaid_micro; ALTER TABLE totals DROP COLUMN owed_micro; DROP TABLE debts; DROP TABLE unsettled; DROP INDEX receipts_gossip_received_at; DROP TABLE reputation; UPDATE totals SET earned_micro = '77' WHERE earned_micro = '0' AND spent_micro = '0'; PRAGMA user_version = 1")
     db.close()
     ledger = Ledger.open(file)
     expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
@@ -493,6 +493,8 @@ describe('listing order and damaged rows', () => {
     expect(indexes).toContain('receipts_received_at')
     expect(indexes).toContain('receipts_gossip_received_at')
     expect(indexes).not.toContain('receipts_updated_at')
+    // and the reputation reports' table of schema 9
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'reputation'").get()).toEqual({ name: 'reputation' })
     db.close()
   })
 

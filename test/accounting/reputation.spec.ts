@@ -241,6 +241,56 @@ describe('reputation topic validator', () => {
   })
 })
 
+describe('held reports across a restart', () => {
+  it('a book on a reopened ledger holds and scores what the last one held; out of window, dropped, and replaced reports do not come back', async () => {
+    const file = join(await tempDir('sb-reputation-store-'), 'ledger.db')
+    let now = NOW
+    let ledger = Ledger.open(file, { powDifficulty: 4 })
+    ledger.recordPow(alice.bytes, await solvePow(alice.bytes, 4), 4)
+    await ledger.recordReceipt(await countersigned(alice, exit, { sessionId: 'p', bytesUp: 0n, bytesDown: 20_000_000n }), 'gossip')
+    const weightOf = (r: Uint8Array, s: Uint8Array): number => Number(ledger.paidBetween(r, s)) / 10_000
+    let book = new ReputationBook({ weightOf, now: () => now, store: ledger })
+    expect(book.consider(await report(alice, exit, { issuedAt: BigInt(now - 2 * minute), successes: 1, failures: 1 }))).toBe('new')
+    // a newer report of the same reporter replaces the stored one
+    expect(book.consider(await report(alice, exit, { issuedAt: BigInt(now), successes: 9, failures: 1 }))).toBe('new')
+    const before = book.score(exit.bytes)
+    expect(before).toBeCloseTo((1 + 0.9) / 3, 10)
+    await ledger.close()
+
+    ledger = Ledger.open(file, { powDifficulty: 4 })
+    book = new ReputationBook({ weightOf, now: () => now, store: ledger })
+    expect(book.size).toBe(1)
+    expect(book.score(exit.bytes)).toBe(before)
+    expect(book.reporters(exit.bytes)).toBe(1)
+    // the same report again is a copy, not news
+    expect(book.consider(await report(alice, exit, { issuedAt: BigInt(now), successes: 9, failures: 1 }))).toBe('duplicate')
+    await ledger.close()
+
+    // a day and more later, the report is out of the window: not loaded, and deleted from the file
+    now += 25 * hour
+    ledger = Ledger.open(file, { powDifficulty: 4 })
+    book = new ReputationBook({ weightOf, now: () => now, store: ledger })
+    expect(book.size).toBe(0)
+    expect(ledger.reports(0)).toEqual([])
+    await ledger.close()
+  })
+
+  it('a store that fails leaves the report held and counted', () => {
+    const failing = {
+      putReport: () => { throw new Error('disk full') },
+      dropReport: () => { throw new Error('disk full') },
+      dropReportsBefore: () => { throw new Error('disk full') },
+      reports: () => { throw new Error('disk full') }
+    }
+    const book = new ReputationBook({ weightOf: () => 1, now: () => NOW, store: failing })
+    expect(book.size).toBe(0)
+    return report(alice, exit).then(r => {
+      expect(book.consider(r)).toBe('new')
+      expect(book.score(exit.bytes)).toBeGreaterThan(0.5)
+    })
+  })
+})
+
 describe('reputation reports a node publishes', () => {
   it('reports each exit used at every tick of its interval, even a tick that comes a little early; signed, and what was seen', async () => {
     let now = NOW
