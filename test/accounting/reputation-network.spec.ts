@@ -129,4 +129,15 @@ describe('reputation gossip between real nodes', () => {
     const score = await waitFor(() => { const s = scoreOf(exit, observer); return s < 0 ? s : undefined }, { what: 'the observer\'s score at the exit to drop' }) as number
     expect(score).toBeLessThan(INVALID_RECEIPT_WEIGHT + 1.5)
   })
+
+  it('a restarted node still holds the reports it held, and ranks the exit by them at once', async () => {
+    const dataDir = observer.dataDir
+    const config = observer.config
+    await observer.stop()
+    observer = await createSparebandNode({ dataDir, config: { ...config, listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 } } as SparebandConfigInput })
+    await observer.start()
+    // before any report could come again (nobody reports on a timer here)
+    expect((observer.status() as any).accounting.reputation).toMatchObject({ accepted: 0, held: 1 })
+    expect(accounting(observer).book.score(exitBytes())).toBeCloseTo(2 / 3, 6)
+  })
 })
