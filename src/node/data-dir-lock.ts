@@ -10,10 +10,11 @@
  * A lock whose process is gone (SIGKILL, a power cut) is stale and taken
  * over. So is one whose pid now belongs to another process (after a reboot,
  * or this container's pid 1 of a previous run): its start time differs, or
- * it names this very process, which holds no such lock.
+ * it names this very process, which holds no such lock. Of processes that
+ * find a lock stale at the same moment, one takes it over (takeOver).
  */
 
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { DataDirInUseError } from '../errors.ts'
 
@@ -57,13 +58,18 @@ export function lockDataDir (dataDir: string): DataDirLock {
       if (owner != null && isAlive(owner, file)) {
         throw new DataDirInUseError(`${dataDir} is in use by another spareband node (pid ${owner.pid}): stop that one first, or give this one another --data-dir`, { dataDir, pid: owner.pid })
       }
-      if (attempt >= 2) throw new DataDirInUseError(`${dataDir}: cannot take ${file}, another process keeps replacing it`, { dataDir })
       // stale: its process is gone
-      try {
-        unlinkSync(file)
-      } catch (err: any) {
-        if (err.code !== 'ENOENT') throw err
+      if (takeOver(file, tmp)) {
+        held.add(file)
+        break
       }
+      if (attempt >= TAKEOVER_ATTEMPTS) {
+        const why = existsSync(`${file}.takeover`)
+          ? `another process is taking over its stale lock, or was cut short doing it (${file}.takeover, removed once 10 s old): try again in a few seconds`
+          : 'another process keeps replacing it'
+        throw new DataDirInUseError(`${dataDir}: cannot take ${file}: ${why}`, { dataDir })
+      }
+      sleepSync(TAKEOVER_RETRY_MS)
     }
   } finally {
     try {
@@ -80,6 +86,62 @@ export function lockDataDir (dataDir: string): DataDirLock {
       } catch {}
     }
   }
+}
+
+/** Tries of a takeover another process holds, TAKEOVER_RETRY_MS apart: a second in all. */
+const TAKEOVER_ATTEMPTS = 100
+const TAKEOVER_RETRY_MS = 10
+/** A takeover takes a few system calls: a mutex older than this was left by a process that died during one. */
+const STALE_MUTEX_MS = 10_000
+
+/**
+ * Replaces a stale lock with ours (`tmp` linked as `file`); false when it
+ * is not ours to replace now (another process is taking it over, or has).
+ *
+ * Processes that find the lock stale at the same moment must not each
+ * delete it and link their own: the second would delete the first's fresh
+ * lock, and both would run. So the takeover runs under a mutex (a directory,
+ * made atomically) and judges the lock again there: stale, it is deleted and
+ * ours linked; alive (someone took it just before), it is left. A lock that
+ * is absent by then is not deleted (a process starting just now may link its
+ * own at any moment); our link then fails if it did.
+ */
+function takeOver (file: string, tmp: string): boolean {
+  const mutex = `${file}.takeover`
+  try {
+    mkdirSync(mutex)
+  } catch (err: any) {
+    if (err.code !== 'EEXIST') throw err
+    try {
+      if (Date.now() - statSync(mutex).mtimeMs > STALE_MUTEX_MS) rmdirSync(mutex)
+    } catch {}
+    return false
+  }
+  try {
+    const state = lockState(file)
+    if (state === 'alive') return false
+    if (state === 'stale') unlinkSync(file)
+    linkSync(tmp, file)
+    return true
+  } catch (err: any) {
+    if (err.code === 'EEXIST' || err.code === 'ENOENT') return false
+    throw err
+  } finally {
+    try {
+      rmdirSync(mutex)
+    } catch {}
+  }
+}
+
+function lockState (file: string): 'absent' | 'stale' | 'alive' {
+  if (!existsSync(file)) return 'absent'
+  const owner = readOwner(file)
+  return owner != null && isAlive(owner, file) ? 'alive' : 'stale'
+}
+
+/** Blocks this thread for `ms` (lockDataDir is synchronous, and a takeover takes microseconds). */
+function sleepSync (ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
 
 /** The process holding the data directory's lock, if it is running; for commands that must not run beside a node. */
