@@ -31,8 +31,17 @@ export async function freePort (): Promise<number> {
   return port
 }
 
-export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs?: number, cwd?: string } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+/**
+ * `prefix` runs the command under another one, e.g. `['ip', 'netns', 'exec',
+ * 'ns1']` (which execs node in place, so the pid stays node's).
+ */
+function spawnArgs (prefix: string[] | undefined, args: string[]): [string, string[]] {
+  if (prefix == null || prefix.length === 0) return [process.execPath, args]
+  return [prefix[0], [...prefix.slice(1), process.execPath, ...args]]
+}
+
+export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs?: number, cwd?: string, prefix?: string[] } = {}): Promise<CliResult> {
+  const child = spawn(...spawnArgs(options.prefix, [CLI, ...args]), { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', d => { stdout += d })
@@ -55,9 +64,9 @@ export class NodeProcess {
   output = ''
   private exited: Promise<[number | null, NodeJS.Signals | null]>
 
-  constructor (readonly dataDir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  constructor (readonly dataDir: string, args: string[], env: NodeJS.ProcessEnv = {}, options: { prefix?: string[] } = {}) {
     // a light proof of work keeps test start-up fast; accounting tests set their own
-    this.child = spawn(process.execPath, [...NODE_RUNTIME_FLAGS, CLI, 'start', '--data-dir', dataDir, ...args], { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    this.child = spawn(...spawnArgs(options.prefix, [...NODE_RUNTIME_FLAGS, CLI, 'start', '--data-dir', dataDir, ...args]), { env: { SPAREBAND_POW_DIFFICULTY: '8', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     this.child.stdout!.on('data', d => { this.output += d })
     this.child.stderr!.on('data', d => { this.output += d })
     this.exited = new Promise(res => this.child.on('exit', (c, s) => res([c, s])))
@@ -77,7 +86,7 @@ export class NodeProcess {
     throw new Error(`node not ready after ${timeoutMs} ms:\n${this.output}`)
   }
 
-  /** Straight from the control API (the CLI's own output is tested in cli.spec.ts). */
+  /** Straight from the control API (the CLI's own output is tested in cli.spec.ts); a node in a network namespace is asked through NetnsNode (netns.ts). */
   async status (): Promise<any> {
     return callApi(this.dataDir, '/v1/status')
   }

@@ -16,6 +16,8 @@ export interface TargetServer {
   blob: Buffer
   blobSha256: string
   connections: number
+  /** The remote address of each connection accepted, in order: who dialled it. */
+  remotes: string[]
   requests: string[]
   /** Bytes received on /upload so far, counted as they arrive (an upload cut short still counts what got here). */
   uploaded: number
@@ -26,9 +28,10 @@ export function sha256 (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<TargetServer> {
+/** `host` is where it listens: 127.0.0.1 unless a test (in a network namespace) names another of its own addresses. */
+export async function startTargetServer (blobBytes = 64 * 1024 * 1024, { host = '127.0.0.1' }: { host?: string } = {}): Promise<TargetServer> {
   const blob = randomBytes(blobBytes)
-  const target: TargetServer = { port: 0, blob, blobSha256: sha256(blob), connections: 0, requests: [], uploaded: 0, close: async () => {} }
+  const target: TargetServer = { port: 0, blob, blobSha256: sha256(blob), connections: 0, remotes: [], requests: [], uploaded: 0, close: async () => {} }
   const server: Server = createServer((req, res) => {
     target.requests.push(`${req.method} ${req.url}`)
     if (req.url === '/blob') {
@@ -58,8 +61,8 @@ export async function startTargetServer (blobBytes = 64 * 1024 * 1024): Promise<
       res.end('hello from the target\n')
     }
   })
-  server.on('connection', () => { target.connections++ })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  server.on('connection', socket => { target.connections++; target.remotes.push(socket.remoteAddress ?? '') })
+  await new Promise<void>(resolve => server.listen(0, host, resolve))
   target.port = (server.address() as AddressInfo).port
   target.close = async () => {
     server.closeAllConnections()
