@@ -2,7 +2,9 @@
  * The simulations of simulations/, small (fewer requests, the same
  * networks): real nodes in this process on loopback, real bytes hashed,
  * real ledgers read after the run. And one run that must fail: exits that
- * extend unlimited credit let the free rider have everything.
+ * extend unlimited credit let the free rider have everything. (In the unit
+ * project: no child process and no dist/, so it runs beside other files
+ * rather than in the e2e files' one-at-a-time queue.)
  */
 
 import { describe, expect, it } from 'vitest'
