@@ -272,7 +272,8 @@ export class ExitSessions implements ExitAccounting {
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
     // the last receipt of every session goes out before we leave, and so does one a timer or a receipt just sent off
     await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
-    await Promise.allSettled([...this.publishing])
+    // and any that started meanwhile (a receipt on a stream still open); one that arrives after this returns goes out only if libp2p still runs
+    while (this.publishing.size > 0) await Promise.allSettled([...this.publishing])
     for (const c of this.consumers.values()) for (const w of c.waiters.splice(0)) w()
   }
 

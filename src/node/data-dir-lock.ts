@@ -91,7 +91,13 @@ export function lockDataDir (dataDir: string): DataDirLock {
 /** Tries of a takeover another process holds, TAKEOVER_RETRY_MS apart: a second in all. */
 const TAKEOVER_ATTEMPTS = 100
 const TAKEOVER_RETRY_MS = 10
-/** A takeover takes a few system calls: a mutex older than this was left by a process that died during one. */
+/**
+ * A takeover takes a few system calls: a mutex older than this was left by
+ * a process that died during one. Removing it is check-then-act: two
+ * starters that both find it old can have the second remove a fresh mutex
+ * the first let a third make, so a crash inside a takeover followed by
+ * several simultaneous starts can still let two nodes in (a known limit).
+ */
 const STALE_MUTEX_MS = 10_000
 
 /**

@@ -11,6 +11,8 @@ import { DEFAULT_EXPLORE } from './constants.ts'
 import { regionMatches } from './regions.ts'
 import { StickySessions } from '../relay/exit-selector.ts'
 import { TARGET_FAILURE_STATUSES, TargetFailureJudge } from './target-failures.ts'
+
+const MAX_TARGET_JUDGES = 512
 import type { ExitDiscovery } from './discovery.ts'
 import type { Candidate, RankedExit } from './selection.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
@@ -60,7 +62,8 @@ export interface RoutingSelectorInit {
 export class RoutingSelector implements ExitSelector {
   readonly telemetry: ExitTelemetry
   private readonly sticky = new StickySessions()
-  private readonly targetFailures = new TargetFailureJudge()
+  /** Per requested region: which targets are dead depends on the region's sites as much as on the exit (see target-failures.ts). */
+  private readonly targetFailures = new Map<string, TargetFailureJudge>()
   private readonly now: () => number
   private readonly random: () => number
 
@@ -132,11 +135,23 @@ export class RoutingSelector implements ExitSelector {
     this.init.reputation?.observe(exit, outcome.ok, outcome.status)
     const at = this.now()
     const id = exit.toString()
-    // a target's failure counts against the exit only when the exit fails targets far more often than the others
-    const againstExit = this.targetFailures.record(id, at, outcome.ok ? undefined : outcome.status)
+    // a target's failure counts against the exit only when the exit fails targets far more often than the region's others
+    const againstExit = this.targetJudge(request.region).record(id, at, outcome.ok ? undefined : outcome.status)
     if (!outcome.ok && (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || againstExit)) {
       this.telemetry.recordFailure(id, { at, status: outcome.status })
     }
+  }
+
+  private targetJudge (region: string | undefined): TargetFailureJudge {
+    const key = region ?? ''
+    let judge = this.targetFailures.get(key)
+    if (judge == null) {
+      judge = new TargetFailureJudge()
+      // regions asked for are ISO codes, a few hundred at most; a bound all the same, the oldest first
+      if (this.targetFailures.size >= MAX_TARGET_JUDGES) this.targetFailures.delete(this.targetFailures.keys().next().value!)
+      this.targetFailures.set(key, judge)
+    }
+    return judge
   }
 
   reportTransfer (exit: PeerId, t: TransferSample): void {

@@ -7,8 +7,10 @@
  * broken fails the same way, for every target.
  *
  * Which targets are dead does not depend on the exit a request went
- * through, so every exit sees about the same share of such failures; an
- * exit that is broken sees far more. So an exit's target failures count
+ * through, so every exit of a region sees about the same share of such
+ * failures (the routing selector keeps a judge per requested region: a
+ * crawl of one country's sites may find more of them dead than another's);
+ * an exit that is broken sees far more. So an exit's target failures count
  * against it while its share of them (over its recent attempts) is well
  * above that of the other exits together: by TARGET_FAILURE_MARGIN, once
  * both have MIN_ATTEMPTS behind them. Shares decay with a half-life of

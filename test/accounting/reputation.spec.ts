@@ -242,7 +242,7 @@ describe('reputation topic validator', () => {
 })
 
 describe('held reports across a restart', () => {
-  it('a book on a reopened ledger holds and scores what the last one held; out of window, dropped, and replaced reports do not come back', async () => {
+  it('a book on a reopened ledger holds and scores what the last one held (the newer of a reporter\'s two reports); one out of window is neither loaded nor kept', async () => {
     const file = join(await tempDir('sb-reputation-store-'), 'ledger.db')
     let now = NOW
     let ledger = Ledger.open(file, { powDifficulty: 4 })

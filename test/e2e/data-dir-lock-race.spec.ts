@@ -2,8 +2,9 @@
  * Nodes started at the same moment on a data directory whose lock is stale
  * (its process was killed): exactly one takes it over. Each round starts
  * six processes that spin until a "go" file appears, so their takeovers
- * overlap; each that takes the lock keeps its process alive a while, as a
- * node would. Runs on dist/ (the child processes import the built module).
+ * overlap; one that takes the lock keeps its process alive, as a node
+ * would, until every other has finished (a contender that judged the lock
+ * after its taker had exited would rightly take it over). Runs on dist/ (the child processes import the built module).
  */
 
 import { describe, expect, it } from 'vitest'
@@ -16,13 +17,16 @@ const LOCK_MODULE = resolve(import.meta.dirname, '../../dist/src/node/data-dir-l
 const CHILD = `
   import { existsSync } from 'node:fs'
   const { lockDataDir } = await import(process.argv[1])
-  const [dir, go] = process.argv.slice(2)
+  const [dir, go, done] = process.argv.slice(2)
   process.stdout.write('ready\\n')
   while (!existsSync(go)) {}
   let took = false
   try { lockDataDir(dir); took = true } catch (err) { process.stdout.write('refused ' + err.name + '\\n') }
-  if (took) process.stdout.write('took\\n')
-  setTimeout(() => process.exit(0), 700)
+  if (took) {
+    process.stdout.write('took\\n')
+    // alive (holding the lock) until every other contender has exited: one that judged the lock after we had gone would rightly take it over
+    setInterval(() => { if (existsSync(done)) process.exit(0) }, 20)
+  } else process.exit(0)
 `
 
 async function deadPid (): Promise<number> {
@@ -35,18 +39,31 @@ async function round (contenders: number): Promise<string[]> {
   const dataDir = await tempDir('sb-lock-race-')
   writeFileSync(join(dataDir, 'node.lock'), JSON.stringify({ pid: await deadPid() }) + '\n')
   const go = join(dataDir, 'go')
-  const children = Array.from({ length: contenders }, () => spawn(process.execPath, ['--input-type=module', '-e', CHILD, LOCK_MODULE, dataDir, go], { stdio: ['ignore', 'pipe', 'inherit'] }))
+  const done = join(dataDir, 'done')
+  const children = Array.from({ length: contenders }, () => spawn(process.execPath, ['--input-type=module', '-e', CHILD, LOCK_MODULE, dataDir, go, done], { stdio: ['ignore', 'pipe', 'inherit'] }))
   const outputs = children.map(c => {
     let text = ''
-    c.stdout!.on('data', (d: Buffer) => { text += d.toString() })
+    const seen: Array<{ pattern: RegExp, resolve: () => void }> = []
+    c.stdout!.on('data', (d: Buffer) => {
+      text += d.toString()
+      for (const s of seen) if (s.pattern.test(text)) s.resolve()
+    })
+    const when = async (pattern: RegExp): Promise<void> => new Promise(resolve => { seen.push({ pattern, resolve }); if (pattern.test(text)) resolve() })
+    const exited = new Promise<void>(resolve => c.once('exit', () => resolve()))
     return {
-      ready: new Promise<void>(resolve => { const check = (): void => { if (text.includes('ready')) resolve(); else c.stdout!.once('data', check) }; check() }),
-      done: new Promise<string>(resolve => c.once('exit', () => resolve(text.replace('ready\n', '').trim())))
+      ready: when(/ready/),
+      // a loser has exited; a winner has said so and waits for `done`
+      settled: Promise.race([exited, when(/took/)]),
+      exited,
+      text: () => text.replace('ready\n', '').trim()
     }
   })
   await Promise.all(outputs.map(o => o.ready))
   writeFileSync(go, '')
-  return Promise.all(outputs.map(o => o.done))
+  await Promise.all(outputs.map(o => o.settled))
+  writeFileSync(done, '')
+  await Promise.all(outputs.map(o => o.exited))
+  return outputs.map(o => o.text())
 }
 
 describe('a stale data directory lock taken over by processes at once', () => {

@@ -104,7 +104,7 @@ describe.skipIf(unusable != null)('an exit behind a real NAT (network namespaces
       const r = await execIn(topo.pub, 'curl', ['-sS', '--connect-timeout', '3', `http://${EXIT_IP}:${port}/`])
       expect([7, 28], `curl to ${EXIT_IP}:${port} from the public side: ${r.code} ${r.stderr}`).toContain(r.code)
     }
-  })
+  }, 120_000)
 
   it('64 MB from the target through the consumer\'s SOCKS5 proxy (region de) arrive with the same SHA-256', async () => {
     const provider = await waitFor(async () => {
@@ -132,7 +132,7 @@ describe.skipIf(unusable != null)('an exit behind a real NAT (network namespaces
     expect(seen.remotes.every(a => a === EXIT_IP), JSON.stringify(seen.remotes)).toBe(true)
     const s = await exit!.status()
     expect(s.exit.bytesOut).toBeGreaterThanOrEqual(2 * 64 * MiB)
-  })
+  }, 300_000)
 
   it('consumer and exit: relayed, or direct only as the NAT allows (opened by the exit, from the router\'s address)', async () => {
     const peers = await consumer!.peers()
@@ -146,5 +146,5 @@ describe.skipIf(unusable != null)('an exit behind a real NAT (network namespaces
     // a direct connection can only come in through the NAT
     expect(direct.every((a: string) => a.startsWith(`/ip4/${ROUTER_PUBLIC_IP}/tcp/`)), JSON.stringify(direct)).toBe(true)
     if (direct.length === 0) expect(atConsumer.limited).toBe(true)
-  })
+  }, 120_000)
 })

@@ -92,4 +92,19 @@ describe('the routing selector\'s telemetry', () => {
     selector.report(a, { region: 'de' }, { ok: false, status: 'BUSY' })
     expect(selector.telemetry.predict(a.toString(), t).failures).toBeGreaterThan(0.9)
   })
+
+  it('judges an exit against the other exits of the region asked for: a crawl of one country\'s dead sites sinks none of its exits', async () => {
+    let t = 1_000_000
+    const libp2p = { peerId: await peer(), getConnections: () => [] }
+    const selector = new RoutingSelector(libp2p as any, { discovery: {} as unknown as ExitDiscovery, now: () => t })
+    const [jp1, jp2, de1, de2] = [await peer(), await peer(), await peer(), await peer()]
+    for (let i = 0; i < 30; i++) {
+      // two in three of the jp sites asked for are gone, none of the de ones
+      const dead = i % 3 !== 0
+      for (const e of [jp1, jp2]) selector.report(e, { region: 'jp' }, dead ? { ok: false, status: 'DNS_FAILED' } : { ok: true })
+      for (const e of [de1, de2]) selector.report(e, { region: 'de' }, { ok: true })
+      t += 1000
+    }
+    for (const e of [jp1, jp2, de1, de2]) expect(selector.telemetry.predict(e.toString(), t).failures).toBe(0)
+  })
 })

@@ -37,12 +37,15 @@ export function inNetns (ns: string): string[] {
 }
 
 /**
- * Why namespaces cannot be used here, or undefined when they can: root, a
- * namespace can be made and removed, iptables is installed. Synchronous, for
+ * Why namespaces cannot be used here, or undefined when they can: root,
+ * iptables installed, a namespace can be made and removed and a MASQUERADE
+ * rule added in it. Synchronous, for
  * describe.skipIf.
  */
 export function netnsUnusable (): string | undefined {
   if (process.getuid?.() !== 0) return 'not root'
+  const commands = iptablesCommands()
+  if (commands.length === 0) return 'iptables is missing (apt-get install iptables)'
   const probe = `sb-probe-${randomBytes(3).toString('hex')}`
   try {
     execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe' })
@@ -50,9 +53,21 @@ export function netnsUnusable (): string | undefined {
     return `ip netns add failed: ${String(err.stderr ?? err.message).trim()}`
   }
   try {
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe' })
-  } catch {}
-  if (iptablesCommands().length === 0) return 'iptables is missing (apt-get install iptables)'
+    // an iptables without the nat table or MASQUERADE (an nft-only kernel without its compat modules) cannot build the NAT
+    const masquerades = commands.some(cmd => {
+      try {
+        execFileSync('ip', ['netns', 'exec', probe, cmd, '-t', 'nat', '-A', 'POSTROUTING', '-o', 'lo', '-j', 'MASQUERADE'], { stdio: 'pipe' })
+        return true
+      } catch {
+        return false
+      }
+    })
+    if (!masquerades) return `no iptables (${commands.join(', ')}) can add a MASQUERADE rule in a namespace here`
+  } finally {
+    try {
+      execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe' })
+    } catch {}
+  }
   return undefined
 }
 
