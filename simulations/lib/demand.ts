@@ -7,6 +7,7 @@
  */
 
 import { createHash } from 'node:crypto'
+import { get } from 'node:http'
 import { mulberry32 } from '../../src/routing/random.ts'
 import type { SimNetwork, SimNode } from './network.ts'
 import type { OriginObject } from './origin.ts'
@@ -97,25 +98,19 @@ export async function fetchThrough (consumer: SimNode, originPort: number, regio
     const socket = await consumer.node.connect('127.0.0.1', originPort, { region, signal })
     exit = socket.exit
     setupMs = socket.setupMs
-    const answer = await new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = []
-      const onAbort = (): void => { socket.destroy(); reject(signal.reason) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      socket.on('data', (c: Buffer) => chunks.push(c))
-      socket.once('error', reject)
-      socket.once('end', () => resolve(Buffer.concat(chunks)))
-      socket.once('close', () => { signal.removeEventListener('abort', onAbort); resolve(Buffer.concat(chunks)) })
-      // not end(): the origin closes after its answer (Connection: close), and that ends our side too
-      socket.write(`GET /obj/${index} HTTP/1.1\r\nHost: 127.0.0.1:${originPort}\r\nConnection: close\r\n\r\n`)
+    // node:http over the tunnel (as an app with its own Agent would), the body hashed as it comes
+    const answer = await new Promise<{ status: number, bytes: number, sha256: string }>((resolve, reject) => {
+      const req = get({ host: '127.0.0.1', port: originPort, path: `/obj/${index}`, headers: { connection: 'close' }, createConnection: () => socket as any, signal }, res => {
+        const hash = createHash('sha256')
+        let n = 0
+        res.on('data', (c: Buffer) => { hash.update(c); n += c.byteLength; bytes = n })
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, bytes: n, sha256: hash.digest('hex') }))
+        res.once('error', reject)
+      })
+      req.once('error', reject)
     })
-    const head = answer.indexOf('\r\n\r\n')
-    if (head < 0) throw new Error(`no HTTP answer (${answer.byteLength} bytes)`)
-    const status = answer.subarray(0, answer.indexOf('\r\n')).toString('latin1')
-    const body = answer.subarray(head + 4)
-    bytes = body.byteLength
-    if (!status.startsWith('HTTP/1.1 200')) throw new Error(`origin answered "${status}"`)
-    const sha256 = createHash('sha256').update(body).digest('hex')
-    if (sha256 !== expected.sha256) throw new Error(`body of ${bytes} bytes does not match the object (${expected.bytes.byteLength} bytes)`)
+    if (answer.status !== 200) throw new Error(`origin answered ${answer.status}`)
+    if (answer.sha256 !== expected.sha256) throw new Error(`body of ${answer.bytes} bytes does not match the object (${expected.bytes.byteLength} bytes)`)
     return { ok: true, exit, setupMs, ms: performance.now() - started, bytes }
   } catch (err: any) {
     const refusal = typeof err?.status === 'string' ? err.status : undefined

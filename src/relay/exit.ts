@@ -51,7 +51,6 @@ export const SCHEDULE_CHECK_INTERVAL = 10 * second
  */
 export const OWN_ADDRESS_REFRESH_INTERVAL = minute
 
-/** The tunnel stream closed (the consumer gave up) while its target was being looked up or dialed. */
 /** Why a set-up under way ended when the exit stopped: its consumer is told BUSY. */
 export class ExitStoppingError extends Error {
   static name = 'ExitStoppingError'
@@ -61,6 +60,7 @@ export class ExitStoppingError extends Error {
   }
 }
 
+/** The tunnel stream closed (the consumer gave up) while its target was being looked up or dialed. */
 export class StreamGoneError extends Error {
   static name = 'StreamGoneError'
   constructor (message = 'the tunnel stream closed before the target answered') {

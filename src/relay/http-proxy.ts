@@ -99,10 +99,6 @@ export class HttpProxyServer extends ProxyListener {
       reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error'], ...exit])
       return
     }
-    if (socket.destroyed) {
-      this.ingress.abandon(tunnel, new Error('client went away'))
-      return
-    }
     if (forward == null) {
       socket.write(`HTTP/1.1 200 Connection Established\r\n${EXIT_HEADER}: ${tunnel.exit.toString()}\r\n\r\n`)
       await this.ingress.carry(socket, tunnel, early)

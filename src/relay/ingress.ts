@@ -171,9 +171,11 @@ export class Ingress {
     } finally {
       client.stop()
     }
-    if (client.signal.aborted) {
-      this.abandon(tunnel, client.signal.reason)
-      throw client.signal.reason
+    // destroyed here without its 'close' yet (closeAll() at a stop): gone all the same
+    if (client.signal.aborted || socket.destroyed) {
+      const reason = client.signal.aborted ? client.signal.reason : new ClientGoneError()
+      this.abandon(tunnel, reason)
+      throw reason
     }
     return tunnel
   }

@@ -110,10 +110,6 @@ export class Socks5Server extends ProxyListener {
       if (!socket.destroyed) socket.end(encodeReply(code))
       return
     }
-    if (socket.destroyed) {
-      this.ingress.abandon(tunnel, new Error('client went away'))
-      return
-    }
     socket.write(encodeReply(Reply.Succeeded))
     await this.ingress.carry(socket, tunnel, early)
   }
