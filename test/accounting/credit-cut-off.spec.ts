@@ -53,7 +53,7 @@ describe('cutting off a consumer with no credit left', () => {
     await client?.stop()
     await exitNode?.stop()
     ledger?.close()
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
   })
 
   /** The client signs its first receipt of `sessionId` for `bytesDown` and the exit countersigns it. */

@@ -50,7 +50,7 @@ describe('exit receipt publication', () => {
     await exit?.stop()
     for (const n of nodes ?? []) await n.stop()
     for (const l of ledgers ?? []) l.close()
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
   })
 
   it('publishes at most once per interval, and the newest receipt within an interval of its arrival', async () => {

@@ -32,7 +32,7 @@ beforeEach(() => {
 })
 
 afterEach(() => {
-  rmSync(dir, { recursive: true, force: true })
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5 })
 })
 
 const STARTED_AT = 1_700_000_000_000n
@@ -80,8 +80,8 @@ async function recordBothWays (pool: CountersignedReceipt[], picks: Delivery[], 
     batched.flush()
     return { expected, got: await Promise.all(pending), one: fileState(one), batched: fileState(batched) }
   } finally {
-    one.close()
-    batched.close()
+    await one.close()
+    await batched.close()
   }
 }
 
@@ -116,7 +116,7 @@ describe('Ledger.recordLater', () => {
     expect(changes() - before).toBe(4)
     expect(ledger.get(receiptId(await step(bob, 's', 1n)))!.receipt.seq).toBe(20n)
     expect(ledger.balance().bytesUsed).toBe(20n * 10n + 20n * 1_000_000n)
-    ledger.close()
+    await ledger.close()
   })
 
   it('is read back at once, and reaches the file within deferMs or at close', async () => {
@@ -138,10 +138,10 @@ describe('Ledger.recordLater', () => {
     expect(rowsInFile()).toBe(2)
     // close writes what is queued
     const last = ledger.recordLater(await step(carol, 'z', 1n))
-    ledger.close()
+    await ledger.close()
     expect(await last).toBe('inserted')
     expect(rowsInFile()).toBe(3)
-    other.close()
+    await other.close()
   })
 
   it('keeps what it was given: a caller changing its object after queueing it changes nothing', async () => {
@@ -152,7 +152,7 @@ describe('Ledger.recordLater', () => {
     ledger.flush()
     expect(await written).toBe('inserted')
     expect(ledger.get(receiptId(mine))!.receipt.bytesDown).toBe(1_000_000n)
-    ledger.close()
+    await ledger.close()
   })
 
   it('a batch that cannot be written rejects every receipt in it, and they are written with the next batch', async () => {
@@ -170,15 +170,15 @@ describe('Ledger.recordLater', () => {
     expect(await next).toBe('updated')
     expect(ledger.size).toBe(2)
     expect(ledger.receipts().map(r => [r.receipt.sessionId, r.receipt.seq]).sort()).toEqual([['a', 2n], ['b', 1n]])
-    ledger.close()
+    await ledger.close()
   })
 
   it("refuses a receipt that is not this node's, and any after close", async () => {
     const ledger = Ledger.open(fileIn('l.db'), { selfPeerId: peerIdFromPrivateKey(carol.key) })
     expect((await caught(async () => ledger.recordLater(await step(bob, 's', 1n)))).code).toBe(ReceiptErrorCode.WRONG_PEER)
-    ledger.close()
+    await ledger.close()
     const closed = Ledger.open(fileIn('m.db'), { selfPeerId: peerIdFromPrivateKey(alice.key) })
-    closed.close()
+    await closed.close()
     expect((await caught(async () => closed.recordLater(await step(bob, 's', 1n)))).code).toBe(LedgerErrorCode.CLOSED)
   })
 })
@@ -220,7 +220,7 @@ describe('Ledger.recordLater checks the signatures of what it writes', () => {
     const stored = ledger.get(receiptId(r[2]))!.receipt
     expect(stored.seq).toBe(3n)
     expect(stored.exitSig).toEqual(r[2].exitSig)
-    ledger.close()
+    await ledger.close()
   })
 
   it('checks the consumer signature too', async () => {
@@ -283,6 +283,6 @@ describe('Ledger.recordLater checks the signatures of what it writes', () => {
     const honest = ledger.recordLater(countersignedAnswer(encodeReceipt(verifyAndCountersign(mine, bob.key)), mine))
     ledger.flush()
     expect(await honest).toBe('inserted')
-    ledger.close()
+    await ledger.close()
   })
 })

@@ -37,7 +37,7 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sb-ledger-ro-'))
   file = join(dir, 'ledger.db')
 })
-afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+afterEach(async () => { await rm(dir, { recursive: true, force: true, maxRetries: 5 }) })
 
 const digest = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex')
 

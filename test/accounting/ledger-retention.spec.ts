@@ -90,13 +90,13 @@ describe('pruning third parties\' sessions', () => {
     expect(ledger.receipts().map(s => s.receipt.sessionId).sort()).toEqual(['mine-by-gossip', 'own', 'recent'])
     for (const r of old) expect(ledger.get(receiptId(r))).toBeUndefined()
     expect(balances(ledger)).toEqual(before)
-    ledger.close()
+    await ledger.close()
 
     // and so it stays
     ledger = open()
     expect(ledger.size).toBe(3)
     expect(balances(ledger)).toEqual(before)
-    ledger.close()
+    await ledger.close()
   })
 
   it('refuses a pruned session\'s later receipt, a copy of its last one and an older one, and credits none of them again', async () => {
@@ -105,7 +105,7 @@ describe('pruning third parties\' sessions', () => {
     await recordAndPrune(ledger, [r1, r2])
     for (const r of [r2, r3, r1]) await expectExpired(ledger, r)
     expect(ledger.size).toBe(0)
-    ledger.close()
+    await ledger.close()
   })
 
   it('counts a session still in use across the horizon by its growth, takes new sessions, and refuses an unknown one started before a pruned one', async () => {
@@ -127,7 +127,7 @@ describe('pruning third parties\' sessions', () => {
     expect(await ledger.recordReceipt(await receipt(carol, dave, 'new', 1n, clock), 'gossip')).toBe('inserted')
     // never seen, but it could have been: the price of not keeping every session
     await expectExpired(ledger, await receipt(dave, carol, 'unseen', 1n, T0 - 1))
-    ledger.close()
+    await ledger.close()
   })
 
   it('never prunes nor refuses this node\'s own sessions, however old', async () => {
@@ -140,7 +140,7 @@ describe('pruning third parties\' sessions', () => {
     // older than what was pruned, but ours: not one that was pruned
     expect(await ledger.recordReceipt(await receipt(alice, dave, 'own-late', 1n, T0 - DAY), 'own')).toBe('inserted')
     expect(await ledger.recordReceipt(await receipt(dave, alice, 'ours-by-gossip', 1n, T0 - DAY), 'gossip')).toBe('inserted')
-    ledger.close()
+    await ledger.close()
   })
 
   it('keeps a session dated in the future until its start is past the horizon: one made-up date cannot shut out every new session', async () => {
@@ -149,7 +149,7 @@ describe('pruning third parties\' sessions', () => {
     await ledger.recordReceipt(await receipt(carol, dave, 'far', 1n, T0 + 1_000 * DAY), 'gossip')
     await recordAndPrune(ledger, [await receipt(carol, dave, 'old', 1n)])
     expect(await ledger.recordReceipt(await receipt(dave, carol, 'new', 1n, clock), 'gossip')).toBe('inserted')
-    ledger.close()
+    await ledger.close()
   })
 
   it('keeps every session with a retention of 0', async () => {
@@ -158,7 +158,7 @@ describe('pruning third parties\' sessions', () => {
     clock = T0 + 4_000 * DAY
     expect(ledger.pruneGossip()).toBe(0)
     expect(ledger.size).toBe(1)
-    ledger.close()
+    await ledger.close()
   })
 
   it('refuses a negative or endless retention before it opens the file', () => {
@@ -173,7 +173,7 @@ describe('what the ledger holds in memory after a prune', () => {
     const ledger = open()
     await recordAndPrune(ledger, [await receipt(carol, dave, 's', 1n)])
     await expectExpired(ledger, await receipt(carol, dave, 's', 2n), { verified: true })
-    ledger.close()
+    await ledger.close()
   })
 
   it('another connection\'s prune is seen: a pruned session is refused, not inserted again', async () => {
@@ -181,8 +181,8 @@ describe('what the ledger holds in memory after a prune', () => {
     const b = open()
     await recordAndPrune(a, [await receipt(carol, dave, 's', 1n)], b)
     await expectExpired(a, await receipt(carol, dave, 's', 2n))
-    a.close()
-    b.close()
+    await a.close()
+    await b.close()
   })
 })
 
@@ -192,13 +192,13 @@ describe('pruning on its own', () => {
     await ledger.recordReceipt(await receipt(alice, bob, 'own', 1n), 'own')
     // more than one batch
     for (let i = 0; i < 40; i++) await ledger.recordReceipt(await receipt(carol, dave, `s-${i}`, 1n), 'gossip')
-    ledger.close()
+    await ledger.close()
     clock = T0 + 31 * DAY
     ledger = open()
     const deadline = Date.now() + 5_000
     while (ledger.size > 1 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
     expect(ledger.size).toBe(1)
-    ledger.close()
+    await ledger.close()
     // no pass runs on a closed ledger (it would throw CLOSED from a timer)
     await new Promise(resolve => setTimeout(resolve, 100))
   })
@@ -215,14 +215,14 @@ describe('pruning on its own', () => {
     const verified = await verifyExport(text)
     expect(verified.ok).toBe(true)
     expect(verified.ok && verified.totals.sessions).toBe(1)
-    ledger.close()
+    await ledger.close()
   })
 
   it('upgrades a ledger of schema 6: the index pruning walks is added, receipts kept', async () => {
     let ledger = open()
     const r = await receipt(carol, dave, 's', 1n)
     await ledger.recordReceipt(r, 'gossip')
-    ledger.close()
+    await ledger.close()
     let db = new DatabaseSync(temp.file)
     db.exec('DROP INDEX receipts_gossip_received_at; DROP TABLE reputation; PRAGMA user_version = 6')
     db.close()
@@ -230,7 +230,7 @@ describe('pruning on its own', () => {
     expect(ledger.get(receiptId(r))).toBeDefined()
     clock = T0 + 31 * DAY
     expect(ledger.pruneGossip()).toBe(1)
-    ledger.close()
+    await ledger.close()
     db = new DatabaseSync(temp.file)
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
     expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'receipts_gossip_received_at'").get()).toBeDefined()

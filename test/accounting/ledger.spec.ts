@@ -68,7 +68,7 @@ describe('recording receipts', () => {
     expect(stored.receipt).toEqual(r2)
     expect(stored.source).toBe('own')
     expect(stored.costMicro).toBe(costMicro(2_000_000_020n, r2.pricePerGb))
-    ledger.close()
+    await ledger.close()
   })
 
   it('rejects regressions, replays from another session and bad signatures', async () => {
@@ -86,7 +86,7 @@ describe('recording receipts', () => {
     const unsigned = { ...r2, seq: 6n, exitSig: undefined }
     expect((await caught(async () => ledger.recordReceipt(unsigned, 'gossip'))).code).toBe(ReceiptErrorCode.BAD_EXIT_SIGNATURE)
     expect(ledger.get(receiptId(r2))!.receipt).toEqual(r2)
-    ledger.close()
+    await ledger.close()
   })
 
   it('checks progress against what the file holds, not against the copy it wrote last', async () => {
@@ -102,8 +102,8 @@ describe('recording receipts', () => {
     expect(a.get(receiptId(await r(4n)))!.receipt.seq).toBe(4n)
     // and totals follow the file: the newest receipt's bytes (1,000 up, 400 down), whichever connection wrote
     expect(b.balance(self).bytesUsed).toBe(1_400n)
-    a.close()
-    b.close()
+    await a.close()
+    await b.close()
   })
 
   it('checkpoints its write-ahead log on a worker thread, never inside a commit', async () => {
@@ -117,10 +117,10 @@ describe('recording receipts', () => {
     // only a checkpoint moves pages from the log into the database file
     await waitUntil(() => statSync(file).size > before, 5000)
     expect(ledger.size).toBe(60)
-    ledger.close()
+    await ledger.close()
     const reopened = Ledger.open(file)
     expect(reopened.size).toBe(60)
-    reopened.close()
+    await reopened.close()
   })
 
   it('once close() resolves, no connection is left: no -wal or -shm file, and the directory can go', async () => {
@@ -153,7 +153,7 @@ describe('recording receipts', () => {
     expect([...ledger.receiptRowids()].map(r => ledger.getByRowid(r)?.receipt.sessionId)).toEqual(['a', 'b'])
     expect([...ledger.receiptRowids({ peer: carol.bytes })].map(r => ledger.getByRowid(r)?.receipt.sessionId)).toEqual(['b'])
     expect(ledger.receiptRowids({ limit: 1 }).length).toBe(1)
-    ledger.close()
+    await ledger.close()
   })
 
   it("refuses an 'own' receipt that does not involve this node", async () => {
@@ -161,7 +161,7 @@ describe('recording receipts', () => {
     const r = await countersigned(bob, carol)
     expect((await caught(async () => ledger.recordReceipt(r, 'own'))).code).toBe(ReceiptErrorCode.WRONG_PEER)
     expect(await ledger.recordReceipt(r, 'gossip')).toBe('inserted')
-    ledger.close()
+    await ledger.close()
   })
 
   it('lists receipts newest first, by peer and with a limit', async () => {
@@ -175,7 +175,7 @@ describe('recording receipts', () => {
     expect(ledger.receipts({ limit: 1 }).map(e => e.receipt.sessionId)).toEqual(['c'])
     expect(ledger.receipts({ peer: peerIdFromPrivateKey(alice.key) }).map(e => e.receipt.sessionId)).toEqual(['c', 'a'])
     expect(ledger.receipts({ peer: bob.bytes, limit: 1 }).map(e => e.receipt.sessionId)).toEqual(['b'])
-    ledger.close()
+    await ledger.close()
   })
 })
 
@@ -229,7 +229,7 @@ describe('balances', () => {
     expect(ledger.balance(dave.bytes).balanceMicro).toBe(5_000_000n - 10_000_000n)
     const [erin] = await parties(1)
     expect(ledger.balance(erin.bytes)).toEqual({ earnedMicro: 0n, unpaidMicro: 0n, spentMicro: 0n, allowanceMicro: 0n, balanceMicro: 0n, bytesCarried: 0n, bytesUsed: 0n })
-    ledger.close()
+    await ledger.close()
   })
 
   it('pays a debt that a step budget left over at the next receipt of the debtor: many small older debts do not shed it', async () => {
@@ -248,7 +248,7 @@ describe('balances', () => {
     for (const y of sybils) expect(ledger.balance(y.bytes)).toMatchObject({ earnedMicro: 1n, unpaidMicro: 0n })
     // c was charged for all of it: 5 credits - 3 - 70 micro - 1 micro (f, paid)
     expect(ledger.balance(c.bytes).balanceMicro).toBe(5_000_000n - 3_000_000n - 71n)
-    ledger.close()
+    await ledger.close()
   })
 
   it('pays what a creditor deep in a chain owes even if it goes quiet: the next receipt anyone stores settles it', async () => {
@@ -268,7 +268,7 @@ describe('balances', () => {
     await buy(p, q, 'pq', 1_000n)
     expect(ledger.balance(e.bytes)).toMatchObject({ earnedMicro: 100n, unpaidMicro: 0n })
     expect((ledger as any).database.prepare('SELECT count(*) AS n FROM unsettled').get().n).toBe(0)
-    ledger.close()
+    await ledger.close()
   })
 
   it('a ring of keys signing each other receipts mints no credit: the ring holds at most its allowances', async () => {
@@ -302,7 +302,7 @@ describe('balances', () => {
     const debts = (fresh as any).database.prepare('SELECT consumer, amount_micro FROM debts').all()
     expect(debts).toEqual([{ consumer: Uint8Array.from(m3.bytes), amount_micro: '2000000000' }])
     fresh.close()
-    ledger.close()
+    await ledger.close()
   })
 
   it('never lets a weaker proof replace a stronger one that another connection recorded', async () => {
@@ -314,7 +314,7 @@ describe('balances', () => {
     // another process writes the stronger proof; ours still has the weak one cached
     const other = Ledger.open(file, { powDifficulty: 8 })
     other.recordPow(alice.bytes, strong, 10)
-    other.close()
+    await other.close()
     mine.recordPow(alice.bytes, await solvePow(alice.bytes, 6), 6)
     expect(mine.pow(alice.bytes)).toEqual({ nonce: strong, difficulty: 10 })
     expect(mine.balance(alice.bytes).allowanceMicro).toBeGreaterThan(0n)
@@ -333,7 +333,7 @@ describe('balances', () => {
     // a proof below the ledger's difficulty earns nothing
     ledger.recordPow(carol.bytes, await solvePow(carol.bytes, 4), 4)
     expect(ledger.balance(carol.bytes).allowanceMicro).toBe(0n)
-    ledger.close()
+    await ledger.close()
   })
 })
 
@@ -346,7 +346,7 @@ describe('persistence', () => {
     const nonce = await solvePow(alice.bytes, 8)
     ledger.recordPow(alice.bytes, nonce, 8)
     const before = ledger.balance()
-    ledger.close()
+    await ledger.close()
 
     ledger = Ledger.open(file, { selfPeerId: self, powDifficulty: 8 })
     expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
@@ -357,7 +357,7 @@ describe('persistence', () => {
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
     expect(db.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' })
     db.close()
-    ledger.close()
+    await ledger.close()
   })
 
   it('loses no receipt whose recordReceipt() returned when the process is killed', async () => {
@@ -366,13 +366,13 @@ describe('persistence', () => {
     expect(signal).toBe('SIGKILL')
     const ledger = Ledger.open(file)
     for (const [id, seq] of acknowledged) expect(ledger.get(id)!.receipt.seq).toBeGreaterThanOrEqual(seq)
-    ledger.close()
+    await ledger.close()
   })
 
   it('throws LedgerError CLOSED after close', async () => {
     const ledger = Ledger.open(file)
-    ledger.close()
-    ledger.close()
+    await ledger.close()
+    await ledger.close()
     expect(ledgerError(() => ledger.balance(alice.bytes)).code).toBe(LedgerErrorCode.CLOSED)
     expect((await caught(async () => ledger.recordReceipt(await countersigned(alice, bob), 'gossip'))).code).toBe(LedgerErrorCode.CLOSED)
   })
@@ -399,7 +399,7 @@ describe('refusing files that are not our ledger', () => {
     for (let i = 0; i < 200; i++) {
       await ledger.recordReceipt(await countersigned(alice, bob, { sessionId: `session-${i}` }), 'gossip')
     }
-    ledger.close()
+    await ledger.close()
     const bytes = readFileSync(file)
     // damage every page after the first (schema and header stay readable)
     for (let i = 4096; i < bytes.length; i += 97) bytes[i] ^= 0x5a
@@ -455,7 +455,7 @@ describe('refusing files that are not our ledger', () => {
     writeFileSync(file, '')
     const ledger = Ledger.open(file)
     expect(ledger.size).toBe(0)
-    ledger.close()
+    await ledger.close()
   })
 })
 
@@ -469,14 +469,14 @@ describe('listing order and damaged rows', () => {
     const top = ledger.receipts({ limit: 1 })
     expect(top.map(r => r.receipt.sessionId)).toEqual(['mine'])
     expect(top[0].source).toBe('own')
-    ledger.close()
+    await ledger.close()
   })
 
   it('upgrades a ledger of schema 1 in place, receipts kept', async () => {
     const r = await countersigned(alice, bob, { sessionId: 'old' })
     let ledger = Ledger.open(file)
     await ledger.recordReceipt(r, 'own')
-    ledger.close()
+    await ledger.close()
     // back to what schema 1 was: the updated_at index, user_version 1
     let db = new DatabaseSync(file)
     // what schema 2 changed, then what schema 3 did: totals earned in full, no unpaid column; and what came after
@@ -486,7 +486,7 @@ describe('listing order and damaged rows', () => {
     expect(ledger.get(receiptId(r))!.receipt).toEqual(r)
     // totals written before are kept as they were
     expect(ledger.balance(bob.bytes)).toMatchObject({ earnedMicro: 77n, unpaidMicro: 0n })
-    ledger.close()
+    await ledger.close()
     db = new DatabaseSync(file)
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION })
     const indexes = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'receipts'").all() as Array<{ name: string }>).map(i => i.name)
@@ -502,7 +502,7 @@ describe('listing order and damaged rows', () => {
     const r = await countersigned(alice, bob, { sessionId: 'damaged' })
     let ledger = Ledger.open(file)
     await ledger.recordReceipt(r, 'own')
-    ledger.close()
+    await ledger.close()
     const db = new DatabaseSync(file)
     // one byte of the stored encoding changed: SQLite's own check cannot see it
     const { encoded } = db.prepare('SELECT encoded FROM receipts').get() as { encoded: Uint8Array }
@@ -516,6 +516,6 @@ describe('listing order and damaged rows', () => {
     expect(err.code).toBe(LedgerErrorCode.CORRUPT)
     expect(err.message).toContain(file)
     expect(err.message).toContain(receiptId(r))
-    ledger.close()
+    await ledger.close()
   })
 })

@@ -12,7 +12,7 @@ import { writeUntilKilled } from './killed-writer.ts'
 
 let dir: string
 beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'sb-pending-')) })
-afterEach(() => { rmSync(dir, { recursive: true, force: true }) })
+afterEach(() => { rmSync(dir, { recursive: true, force: true, maxRetries: 5 }) })
 
 describe('PendingJournal', () => {
   it('reads back what was appended, nothing once cleared, and stops at a record cut short', () => {
@@ -48,7 +48,7 @@ describe('ledger with a pending-receipt journal', () => {
     expect(acknowledged.size).toBe(3)
     const ledger = Ledger.open(file)
     for (const [id, seq] of acknowledged) expect(ledger.get(id)!.receipt.seq).toBeGreaterThanOrEqual(seq)
-    ledger.close()
+    await ledger.close()
     // written, so the journal is empty again
     expect(statSync(`${file}.pending`).size).toBe(0)
   })
@@ -69,7 +69,7 @@ describe('ledger with a pending-receipt journal', () => {
     expect(ledger.get(receiptId(good))!.receipt.seq).toBe(3n)
     expect(ledger.receipts().map(r => r.receipt.sessionId)).toEqual(['kept'])
     expect(statSync(`${file}.pending`).size).toBe(0)
-    ledger.close()
+    await ledger.close()
   })
 
   it('keeps no journal for a ledger in memory, and leaves none for one opened read-only', async () => {
@@ -97,7 +97,7 @@ describe('a batch whose commit failed', () => {
     ledger.flush()
     expect((await failed.catch(err => err)).name).toBe('LedgerError')
     other.exec('ROLLBACK')
-    other.close()
+    await other.close()
     expect(PendingJournal.read(`${file}.pending`)).toHaveLength(1)
     const next = ledger.recordLater(second)
     ledger.flush()
@@ -105,6 +105,6 @@ describe('a batch whose commit failed', () => {
     expect(ledger.get(receiptId(first))?.receipt.seq).toBe(1n)
     expect(ledger.get(receiptId(second))?.receipt.seq).toBe(1n)
     expect(PendingJournal.read(`${file}.pending`)).toHaveLength(0)
-    ledger.close()
+    await ledger.close()
   }, 20_000)
 })

@@ -70,7 +70,7 @@ async function stopExit (e: ExitUnderTest | undefined): Promise<void> {
   await e?.exit.stop()
   await e?.node.stop()
   e?.ledger.close()
-  if (e != null) await rm(e.dir, { recursive: true, force: true })
+  if (e != null) await rm(e.dir, { recursive: true, force: true, maxRetries: 5 })
 }
 
 describe('receipt budget against a flooding consumer', () => {

@@ -62,7 +62,7 @@ async function stopExitAndConsumer (p: ExitAndConsumer | undefined): Promise<voi
   await p.exitNode.stop()
   p.exitLedger.close()
   p.consumerLedger.close()
-  await rm(p.dir, { recursive: true, force: true })
+  await rm(p.dir, { recursive: true, force: true, maxRetries: 5 })
 }
 
 /** A consumer (real ConsumerSessions and ledger file) on a loopback node, and a bare node standing in for its exit. */
@@ -98,7 +98,7 @@ async function stopFakeExitAndConsumer (p: FakeExitAndConsumer | undefined): Pro
   await p.consumerNode.stop()
   await p.fakeExit.stop()
   p.ledger.close()
-  await rm(p.dir, { recursive: true, force: true })
+  await rm(p.dir, { recursive: true, force: true, maxRetries: 5 })
 }
 
 /** The honest exit's countersignature of a consumer's receipt frame. */
@@ -130,7 +130,7 @@ describe('receipt stream against a misbehaving consumer', () => {
     await client?.stop()
     await exitNode?.stop()
     ledger?.close()
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
   })
 
   const open = async (): Promise<{ stream: Stream, lp: ReturnType<typeof lpStream> }> => {

@@ -15,7 +15,7 @@ import { ledgerSettings } from '../../src/node/accounting-report.ts'
 let dir: string
 
 beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'sb-start-flags-')) })
-afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+afterEach(async () => { await rm(dir, { recursive: true, force: true, maxRetries: 5 }) })
 
 /** The start command with `args` parsed, as commander leaves it before the action runs. */
 function startWith (args: string[]): Command {

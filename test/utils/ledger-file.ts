@@ -12,6 +12,6 @@ import { afterEach, beforeEach } from 'vitest'
 export function ledgerFilePerTest (prefix: string): { readonly file: string } {
   let dir: string
   beforeEach(() => { dir = mkdtempSync(join(tmpdir(), prefix)) })
-  afterEach(() => { rmSync(dir, { recursive: true, force: true }) })
+  afterEach(() => { rmSync(dir, { recursive: true, force: true, maxRetries: 5 }) })
   return { get file () { return join(dir, 'ledger.db') } }
 }
