@@ -13,6 +13,7 @@ import { parsePortList } from '../relay/ports.ts'
 import { Socks5Server } from '../relay/socks5.ts'
 import { MAX_OUTBOUND_TUNNELS, TunnelClient } from '../relay/tunnel-client.ts'
 import { WarmStreams } from '../relay/warm-streams.ts'
+import { ExitLiveness } from '../relay/exit-liveness.ts'
 import { connectionFor, openStream } from './open-stream.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
@@ -26,7 +27,8 @@ import type { IngressStats } from '../relay/ingress.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { Stream } from '@libp2p/interface'
+import type { AbortOptions, Stream } from '@libp2p/interface'
+import type { Ping } from '@libp2p/ping'
 
 const GB = 1e9
 
@@ -77,6 +79,8 @@ export interface ProxyStatus extends IngressStats {
   socksPort: number
   httpPort: number
   warmStreams: { ready: number, opening: number, hits: number, misses: number }
+  /** Exits found gone while a tunnel waited on them (no answer to a ping, nothing sent), whose connections were ended. */
+  exitsDropped: number
 }
 
 export function exitPart (node: SparebandNode): NodePart {
@@ -136,10 +140,17 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     },
     stale: (exit, stream) => onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null
   })
+  const liveness = new ExitLiveness({
+    log: node.libp2p.logger.forComponent('spareband:relay:exit-liveness'),
+    // its own stream: libp2p's connection monitor may hold ping's one outbound stream, waiting on the same exit
+    ping: async (exit, options) => (node.libp2p.services.ping as Ping).ping(exit, { ...options, maxOutboundStreams: 4 } as AbortOptions),
+    heardSince: (exit, since) => ingress.heardSince(exit, since),
+    drop: (exit, reason) => { for (const c of node.libp2p.getConnections(exit)) c.abort(reason) }
+  })
   const client = new TunnelClient({
     logger: node.libp2p.logger,
     dialProtocol: async (peer, protocol, options) => openStream(node.libp2p, peer, protocol, options)
-  }, { selector, accounting: consumerAccounting, warm })
+  }, { selector, accounting: consumerAccounting, warm, liveness })
   const ingress = new Ingress({
     client,
     credentials: { username: config.proxy.username, password: config.proxy.password },
@@ -171,10 +182,11 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     },
     stop: async () => {
       warm.stop()
+      liveness.stop()
       ingress.closeAll()
       await Promise.all([socks.stop(), http.stop()])
     },
-    status: (): ProxyStatus => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats } }),
+    status: (): ProxyStatus => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats }, exitsDropped: liveness.dropped }),
     routes: {
       // `spareband probe`: a failed probe is still an answer (ok: false); only bad input is an HTTP error
       probe: {

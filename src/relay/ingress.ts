@@ -17,7 +17,7 @@ import type { TransferSample } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { PipeOptions } from './pipe.ts'
 import type { Socket } from 'node:net'
-import type { AbortOptions, Logger } from '@libp2p/interface'
+import type { AbortOptions, Logger, PeerId } from '@libp2p/interface'
 
 /** A client the proxy itself refused, for the operator's log (see IngressInit.onRefusal). */
 export interface ProxyRefusalNotice {
@@ -112,6 +112,8 @@ export class Ingress {
   readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
   private readonly sockets = new Set<Socket>()
   private readonly refusals: NoticeLimiter
+  /** The open tunnels by exit id, with when each last had bytes from its exit (see heardSince). */
+  private readonly flows = new Map<string, Set<{ lastByteAt: number }>>()
 
   constructor (readonly init: IngressInit) {
     this.refusals = new NoticeLimiter(init.refusalNoticesPerMinute ?? DEFAULT_REFUSAL_NOTICES_PER_MINUTE)
@@ -137,6 +139,12 @@ export class Ingress {
   track (socket: Socket): void {
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
+  }
+
+  /** Whether any open tunnel got bytes from `exit` after `since` (performance.now() ms): the exit is alive. */
+  heardSince (exit: PeerId, since: number): boolean {
+    for (const flow of this.flows.get(exit.toString()) ?? []) if (flow.lastByteAt > since) return true
+    return false
   }
 
   closeAll (): void {
@@ -195,7 +203,11 @@ export class Ingress {
     this.stats.tunnelsTotal++
     const started = performance.now()
     let firstByteAt = 0
-    let lastByteAt = 0
+    const flow = { lastByteAt: 0 }
+    const exitId = tunnel.exit.toString()
+    let flows = this.flows.get(exitId)
+    if (flows == null) this.flows.set(exitId, flows = new Set())
+    flows.add(flow)
     let bytes = 0
     try {
       const accounting = this.init.accounting
@@ -215,17 +227,19 @@ export class Ingress {
           if (direction === 'toStream') this.stats.bytesOut += n
           else {
             this.stats.bytesIn += n
-            lastByteAt = performance.now()
-            if (firstByteAt === 0) firstByteAt = lastByteAt
+            flow.lastByteAt = performance.now()
+            if (firstByteAt === 0) firstByteAt = flow.lastByteAt
           }
           return 0
         }
       })
       if (firstByteAt > 0) {
-        this.init.onTransfer?.(tunnel.exit, { bytes, durationMs: Math.max(1, lastByteAt - firstByteAt), ttfbMs: tunnel.setupMs + (firstByteAt - started) })
+        this.init.onTransfer?.(tunnel.exit, { bytes, durationMs: Math.max(1, flow.lastByteAt - firstByteAt), ttfbMs: tunnel.setupMs + (firstByteAt - started) })
       }
       if (result.error != null) this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
     } finally {
+      flows.delete(flow)
+      if (flows.size === 0) this.flows.delete(exitId)
       this.stats.tunnelsOpen--
       if (tunnel.sessionId !== '') this.init.accounting?.release?.(tunnel.exit, tunnel.sessionId)
     }

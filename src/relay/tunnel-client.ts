@@ -15,6 +15,7 @@ import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFra
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { WarmStreams } from './warm-streams.ts'
+import type { ExitLiveness } from './exit-liveness.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
@@ -92,6 +93,8 @@ export interface TunnelClientInit {
    * @default 5 s
    */
   rateLimitedRetryMs?: number
+  /** Checks an exit a set-up waits long on, and ends its connections when it is gone (see ExitLiveness). */
+  liveness?: ExitLiveness
 }
 
 export class NoExitError extends Error {
@@ -142,7 +145,9 @@ export class TunnelClient {
   /** One pass over the candidates, best first. */
   private async openOnce (target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     // the search may take a DHT query's time (15 s with no peer); a caller that gives up is not kept for it, and the search goes on filling the cache
-    const candidates = await raceAbort(this.init.selector.candidates(request), options.signal)
+    const ranked = await raceAbort(this.init.selector.candidates(request), options.signal)
+    // exits found gone lately are asked last: a request does not wait on them while another may answer
+    const candidates = this.init.liveness?.arrange(ranked) ?? ranked
     if (candidates.length === 0) {
       throw new NoExitError(request.region != null ? `no exit known in region ${request.region}` : 'no exit known')
     }
@@ -153,6 +158,7 @@ export class TunnelClient {
       const started = performance.now()
       try {
         const opened = await this.tryExit(exit, target, request, options)
+        this.init.liveness?.alive(exit)
         this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
         return opened
       } catch (err: any) {
@@ -172,6 +178,15 @@ export class TunnelClient {
   }
 
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
+    const unwatch = this.init.liveness?.watch(exit)
+    try {
+      return await this.tryExitWatched(exit, target, request, options)
+    } finally {
+      unwatch?.()
+    }
+  }
+
+  private async tryExitWatched (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     const started = performance.now()
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
     const warm = this.init.warm?.take(exit)
@@ -182,6 +197,8 @@ export class TunnelClient {
         // a warm stream the exit or the link dropped while it idled: that says
         // nothing of the exit's answer, so ask again on a fresh stream
         if (!(err instanceof StaleStreamError)) throw err
+        // ended because the exit was found gone: a fresh stream would only dial it again and wait
+        if (this.init.liveness?.avoided(exit) === true) throw new TunnelError(TunnelStatus.BUSY, `exit ${exit.toString()} stopped answering: ${err.message}`, exit.toString())
         this.log('warm stream to %p was stale (%s), opening a fresh one', exit, err.message)
       }
     }
@@ -209,6 +226,7 @@ export class TunnelClient {
       sessionId = this.init.accounting?.sessionFor(exit) ?? ''
       await sendFrame(stream, TunnelRequest.encode({ sessionId, targetHost: target.host, targetPort: target.port }))
       const { frame, rest } = await readFrame(stream, { signal })
+      this.init.liveness?.answered(exit)
       const response = decodeTunnelResponse(frame)
       if (response.status !== TunnelStatus.OK) {
         stream.abort(new Error(response.status))
