@@ -15,7 +15,16 @@
  * Retention: third parties' sessions, heard of over gossip, are deleted
  * some time after their last receipt (pruneGossip), so the file does not
  * grow with every session the network ever had; this node's own sessions
- * and every balance are kept.
+ * and every balance are kept. The file gives the space back: it is
+ * `auto_vacuum = INCREMENTAL` (set before its first table), and once a
+ * pruning pass leaves no full batch behind, the same timer hands free
+ * pages beyond 1 MiB back to the file system, 128 a pass (vacuumStep). A
+ * file made before that (auto_vacuum NONE) is converted by one VACUUM when
+ * a writable open finds that pruning left at least 4 MiB and a quarter of
+ * it free, and the disk has room for the rewrite; if the VACUUM fails the
+ * file stays as it was and the ledger goes on (see ledger-vacuum.ts).
+ * Read-only opens never do either. Both are SQLite transactions: the
+ * durability above holds through them.
  */
 
 import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs'
@@ -28,8 +37,10 @@ import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { checkProgress, checkReceiptFields, checkReceiptSignatures, decodeReceipt, encodeReceipt, madeHere, receiptId, verifyReceipt } from './receipts.ts'
 import { WalCheckpointer } from './wal-checkpointer.ts'
+import { AUTO_VACUUM_INCREMENTAL, VACUUM_SLACK_BYTES, VACUUM_STEP_PAGES, compactAtOpen, makeIncremental } from './ledger-vacuum.ts'
 import { PendingJournal } from './pending-journal.ts'
 import type { CountersignedReceipt, Receipt } from './receipts.ts'
+import type { LedgerCompaction } from './ledger-vacuum.ts'
 import type { AbortOptions, PeerId } from '@libp2p/interface'
 import type { StatementSync } from 'node:sqlite'
 
@@ -282,6 +293,7 @@ interface Statements {
   dropReport: StatementSync
   dropReportsBefore: StatementSync
   listReports: StatementSync
+  freePages: StatementSync
 }
 
 /** A reputation report as the ledger keeps it: who said what of which exit, and when. */
@@ -429,7 +441,8 @@ function prepare (db: DatabaseSync): Statements {
       ON CONFLICT (subject, reporter) DO UPDATE SET issued_at = excluded.issued_at, successes = excluded.successes, failures = excluded.failures`),
     dropReport: db.prepare('DELETE FROM reputation WHERE subject = ? AND reporter = ?'),
     dropReportsBefore: db.prepare('DELETE FROM reputation WHERE issued_at < ?'),
-    listReports: db.prepare('SELECT subject, reporter, issued_at, successes, failures FROM reputation WHERE issued_at >= ? ORDER BY issued_at')
+    listReports: db.prepare('SELECT subject, reporter, issued_at, successes, failures FROM reputation WHERE issued_at >= ? ORDER BY issued_at'),
+    freePages: db.prepare('PRAGMA freelist_count')
   }
   s.getReceipt.setReadBigInts(true)
   s.listAll.setReadBigInts(true)
@@ -553,6 +566,16 @@ export class Ledger {
   private pruneTimer?: NodeJS.Timeout
   /** Resolves once every connection close() ended is closed, the checkpointer's included. */
   private closed?: Promise<void>
+  /** The file is `auto_vacuum = INCREMENTAL`: vacuumStep() can give its free pages back. */
+  private readonly incremental: boolean
+  /** Free pages vacuumStep() leaves for new rows. */
+  private readonly slackPages: number
+  /**
+   * What this open did about an old file's (auto_vacuum NONE) large
+   * freelist, when it had one: converted it, or why not (compactAtOpen).
+   * Undefined when there was nothing to do, and for read-only opens.
+   */
+  readonly compaction?: LedgerCompaction
 
   /**
    * Opens (creating when absent) and migrates the ledger at `file`
@@ -588,12 +611,17 @@ export class Ledger {
           throw new LedgerError(LedgerErrorCode.READ_ONLY, `ledger ${file} ${state} and was opened read-only: start the node once to ${version === 0 ? 'set it up' : 'upgrade it'}`, file)
         }
       } else {
-        // only now that the file is known to be ours (or empty) do we write to it
+        // only now that the file is known to be ours (or empty) do we write to
+        // it; a new file's auto_vacuum first, which its first page fixes
+        if (version === 0) makeIncremental(db)
         if (!memory) db.exec('PRAGMA journal_mode = WAL')
         db.exec('PRAGMA synchronous = NORMAL')
         migrate(db, version)
       }
-      const ledger = new Ledger(db, file, init)
+      // an old file that pruning left with many free pages: rewritten once,
+      // so it shrinks now and after every prune from then on (never throws)
+      const compaction = memory || readOnly || version === 0 ? undefined : compactAtOpen(db, file)
+      const ledger = new Ledger(db, file, init, compaction)
       if (!memory && !readOnly) {
         ledger.replayPending()
         ledger.checkpointer = new WalCheckpointer(db, file)
@@ -608,9 +636,10 @@ export class Ledger {
     }
   }
 
-  private constructor (db: DatabaseSync, file: string, init: LedgerInit) {
+  private constructor (db: DatabaseSync, file: string, init: LedgerInit, compaction?: LedgerCompaction) {
     this.database = db
     this.file = file
+    this.compaction = compaction
     this.self = init.selfPeerId?.toMultihash().bytes
     this.allowanceMicro = init.allowanceMicro ?? DEFAULT_ALLOWANCE_MICRO
     this.powDifficulty = init.powDifficulty ?? DEFAULT_POW_DIFFICULTY
@@ -618,6 +647,8 @@ export class Ledger {
     this.deferMs = init.deferMs ?? DEFAULT_DEFER_MS
     this.gossipRetentionMs = init.gossipRetentionMs ?? DEFAULT_GOSSIP_RETENTION_MS
     this.prepared = prepare(db)
+    this.incremental = Number((db.prepare('PRAGMA auto_vacuum').get() as { auto_vacuum: number }).auto_vacuum) === AUTO_VACUUM_INCREMENTAL
+    this.slackPages = Math.ceil(VACUUM_SLACK_BYTES / Number((db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size))
     if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId, init.readOnly === true)
   }
 
@@ -769,13 +800,42 @@ export class Ledger {
     })
   }
 
-  /** The next pruneGossip() in `delay` ms, then on: soon while a batch comes back full, else after PRUNE_IDLE_MS. */
+  /**
+   * Hands up to `pages` of the file's free pages back to the file system,
+   * beyond VACUUM_SLACK_BYTES of them kept for new rows, in one transaction,
+   * and returns how many: ledger.db shrinks by as much at the next
+   * checkpoint. Rows stay where they are in their tables (their rowids
+   * too); only pages move. The open ledger calls this on its pruning timer
+   * once a pass leaves no full batch behind. Does nothing on a file that is
+   * not INCREMENTAL (an old one compactAtOpen did not convert).
+   */
+  vacuumStep (pages = VACUUM_STEP_PAGES): number {
+    // incremental_vacuum(0) would free the whole freelist in one go
+    if (!(Number.isInteger(pages) && pages > 0)) throw new RangeError(`pages must be a positive integer, not ${pages}`)
+    if (!this.incremental) return 0
+    const free = (): number => Number((this.statements.freePages.get() as { freelist_count: number }).freelist_count)
+    // the common case, nothing to give back: no transaction
+    if (free() <= this.slackPages) return 0
+    return this.transaction(() => {
+      const before = free()
+      const n = Math.min(pages, before - this.slackPages)
+      if (n <= 0) return 0
+      this.db.exec(`PRAGMA incremental_vacuum(${n})`)
+      return before - free()
+    })
+  }
+
+  /**
+   * The next pruneGossip() in `delay` ms, then on: soon while a batch comes
+   * back full, then while vacuumStep() gives pages back, else after
+   * PRUNE_IDLE_MS. One or two short transactions a pass.
+   */
   private schedulePrune (delay: number): void {
     this.pruneTimer = setTimeout(() => {
-      let pruned = 0
+      let busy = false
       // closed meanwhile, or another connection held the lock: the next pass tries again
-      try { pruned = this.pruneGossip() } catch {}
-      if (this.database != null) this.schedulePrune(pruned === PRUNE_BATCH ? PRUNE_BUSY_MS : PRUNE_IDLE_MS)
+      try { busy = this.pruneGossip() === PRUNE_BATCH || this.vacuumStep() > 0 } catch {}
+      if (this.database != null) this.schedulePrune(busy ? PRUNE_BUSY_MS : PRUNE_IDLE_MS)
     }, delay)
     // never what keeps a process alive
     this.pruneTimer.unref()

@@ -39,6 +39,7 @@ export function openAccounting (config: SparebandConfig, dataDir: string, identi
   const a = config.accounting
   if (!a.enabled) return undefined
   const ledger = Ledger.open(join(dataDir, LEDGER_FILE), { selfPeerId: identity.peerId, ...ledgerSettings(a) })
+  logCompaction(ledger)
   const exitSessions = config.exit.enabled
     ? new ExitSessions({ logger: defaultLogger() }, {
       ledger,
@@ -51,6 +52,22 @@ export function openAccounting (config: SparebandConfig, dataDir: string, identi
     })
     : undefined
   return { ledger, exitSessions }
+}
+
+/** What the open did about an old ledger.db's free pages (Ledger.compaction), in the debug log. */
+function logCompaction (ledger: Ledger): void {
+  const c = ledger.compaction
+  if (c == null) return
+  const log = defaultLogger().forComponent('spareband:accounting:ledger')
+  if (c.outcome === 'converted') log('gave back the free pages of %s and made it auto_vacuum INCREMENTAL: %d bytes before, %d after, in %d ms', ledger.file, c.bytesBefore, c.bytesAfter, Math.round(c.ms))
+  else log.error('%s keeps its free pages (%s): %s', ledger.file, c.outcome, c.reason)
+}
+
+/** The operator's warning when the open could not give an old ledger.db's free pages back (they are still reused for new rows). */
+function compactionWarning (ledger: Ledger): string | undefined {
+  const c = ledger.compaction
+  if (c == null || c.outcome === 'converted') return undefined
+  return `${ledger.file} keeps its free pages: ${c.outcome === 'skipped' ? 'not enough free disk' : 'SQLite could not rewrite it'} at start (${c.reason}). It is as it was and works; the next start tries again`
 }
 
 /** `status().accounting`: this node's credit position, and what it took in and sent out on the receipt and reputation topics. */
@@ -154,6 +171,10 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       gossip.stop()
       reputation.stop()
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
+    },
+    warnings: () => {
+      const w = compactionWarning(ledger)
+      return w == null ? [] : [w]
     },
     status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
     routes: {
