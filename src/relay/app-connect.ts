@@ -88,8 +88,11 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
     throw options.signal.reason
   }
   const [app, inner] = duplexPair()
-  // what net.Socket does with allowHalfOpen false: the target's FIN, once read, ends our side as well
-  if (options.allowHalfOpen !== true) app.once('end', () => { if (!app.writableEnded) app.end() })
+  // what net.Socket does with allowHalfOpen false: the target's FIN, once read, ends our side as well;
+  // after every other 'end' listener has run: a TLS socket wrapped around this one writes its last
+  // record when it sees the FIN, and ended first, that write was an unhandled 'write after end'
+  // that killed the process (TLS to a plain HTTP port, `spareband probe https://host:80/`)
+  if (options.allowHalfOpen !== true) app.once('end', () => { process.nextTick(() => { if (!app.writableEnded && !app.destroyed) app.end() }) })
   const socket = asPumpSocket(inner, app)
   ingress.track(socket)
   // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)

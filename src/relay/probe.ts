@@ -123,6 +123,9 @@ export async function probe (connect: Connect, rawUrl: string, options: ProbeOpt
         ALPNProtocols: ['http/1.1']
       })
       stream = secure
+      // the handshake's error is the promise's below; one after it (the
+      // socket's teardown) has no one to hear it, and must not end the node
+      secure.on('error', () => {})
       await raceAbort(new Promise<void>((resolve, reject) => {
         secure.once('secureConnect', resolve)
         secure.once('error', reject)
