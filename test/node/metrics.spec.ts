@@ -92,7 +92,11 @@ describe('/metrics', () => {
     expect(types.get('spareband_exit_bytes_total')).toBe('counter')
     expect(types.get('spareband_exit_tunnels_open')).toBe('gauge')
     // the process's own figures come along
-    expect(value(samples, 'process_cpu_seconds_total')).toBeGreaterThan(0)
+    // since the process started, as Prometheus means it, not since the first scrape
+    // (this process has started two nodes and carried traffic by now)
+    const cpu = process.cpuUsage()
+    expect(value(samples, 'process_cpu_seconds_total')).toBeGreaterThan((cpu.user + cpu.system) / 1e6 * 0.9)
+    expect(value(samples, 'process_cpu_user_seconds_total')).toBeGreaterThan(cpu.user / 1e6 * 0.9)
     expect(value(samples, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0)
 
     const mine = parseExposition(await (await scrape(consumer)).text()).samples
