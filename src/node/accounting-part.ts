@@ -14,7 +14,7 @@ import { ReceiptGossip } from '../accounting/gossip.ts'
 import { ReputationBook } from '../accounting/reputation-book.ts'
 import { ReputationGossip } from '../accounting/reputation-gossip.ts'
 import { REPUTATION_FULL_WEIGHT_MICRO } from '../accounting/constants.ts'
-import { solvePowInWorker } from '../accounting/credits.ts'
+import { formatCredits, solvePowInWorker } from '../accounting/credits.ts'
 import { openStream } from './open-stream.ts'
 import { StreamedBody } from './control-api.ts'
 import { MiB, second } from '../constants.ts'
@@ -68,6 +68,21 @@ function compactionWarning (ledger: Ledger): string | undefined {
   const c = ledger.compaction
   if (c == null || c.outcome === 'converted') return undefined
   return `${ledger.file} keeps its free pages: ${c.outcome === 'skipped' ? 'not enough free disk' : 'SQLite could not rewrite it'} at start (${c.reason}). It is as it was and works; the next start tries again`
+}
+
+/**
+ * The consumer's warning when its balance, as its own ledger has it, is
+ * used up: exits (whose credit limit is 0 unless their operators chose
+ * otherwise) then refuse its new tunnels and close its open ones, and its
+ * clients see only 402s and resets.
+ */
+export function creditWarning (ledger: Ledger, supplies: boolean): string | undefined {
+  const b = ledger.balance()
+  if (b.balanceMicro > 0n) return undefined
+  const earn = supplies
+    ? 'it earns credit as an exit when others route traffic through it'
+    : 'it earns credit only as an exit, which --no-supply (exit.enabled = false) turns off'
+  return `out of credit: balance ${formatCredits(b.balanceMicro)} (allowance ${formatCredits(b.allowanceMicro)} + earned ${formatCredits(b.earnedMicro)} - spent ${formatCredits(b.spentMicro)}); exits refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up; ${earn}`
 }
 
 /** `status().accounting`: this node's credit position, and what it took in and sent out on the receipt and reputation topics. */
@@ -173,8 +188,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     warnings: () => {
-      const w = compactionWarning(ledger)
-      return w == null ? [] : [w]
+      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger, config.exit.enabled) : undefined]
+      return w.filter((x): x is string => x != null)
     },
     status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),
     routes: {

@@ -4,6 +4,7 @@ import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../conf
 import { onGracefulShutdown } from '../graceful-shutdown.ts'
 import { log, surviveClosedOutput } from '../output.ts'
 import { formatHostPort } from '../../errors.ts'
+import { watchWarnings } from '../warning-log.ts'
 import type { Command } from 'commander'
 
 export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
@@ -43,7 +44,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
       const { SparebandNode } = await import('../../node/spareband-node.ts')
       const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
-      onGracefulShutdown(async () => node.stop())
+      let stopWatching: (() => void) | undefined
+      onGracefulShutdown(async () => {
+        stopWatching?.()
+        await node.stop()
+      })
       // started by a supervisor (testnet, tests) over IPC: stop when it goes away, even if it was killed
       if (process.send != null) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
       // an exit without its relay is unreachable, a node without peers out of the network: say so, once, and when it is over.
@@ -79,6 +84,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       })
       for (const a of status.addresses) log('info', 'listening', { address: a })
       for (const w of status.warnings) log('warn', w)
+      // and those that come, or go, later
+      stopWatching = watchWarnings(() => node.status().warnings, status.warnings, ({ appeared, cleared }) => {
+        for (const w of appeared) log('warn', w)
+        for (const w of cleared) log('info', 'warning over', { was: w.length > 120 ? `${w.slice(0, 120)}...` : w })
+      })
       node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
       node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
       // a client's bad user name is answered to the client; the operator should see it too

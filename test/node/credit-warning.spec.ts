@@ -1,0 +1,41 @@
+/**
+ * The consumer's "out of credit" warning (status().warnings, and the start
+ * log once it appears): from its own ledger, a real file.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { creditWarning } from '../../src/node/accounting-part.ts'
+import { countersigned, parties } from '../accounting/fixtures.ts'
+import type { Party } from '../accounting/fixtures.ts'
+
+// the fixtures' price: a micro-credit per 1000 bytes; this allowance pays for 2,000,000 bytes
+const ALLOWANCE = 2_000n
+
+let consumer: Party
+let exit: Party
+let dir: string
+beforeAll(async () => { [consumer, exit] = await parties(2) })
+beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'sb-credit-warning-')) })
+afterEach(() => { rmSync(dir, { recursive: true, force: true, maxRetries: 5 }) })
+
+describe('creditWarning', () => {
+  it('says nothing while the balance is above zero, and what the balance is made of, and how to earn, once it is not', async () => {
+    const ledger = Ledger.open(join(dir, 'ledger.db'), { selfPeerId: peerIdFromPrivateKey(consumer.key), powDifficulty: 0, allowanceMicro: ALLOWANCE })
+    try {
+      ledger.recordPow(peerIdFromPrivateKey(consumer.key), 0n, 0)
+      await ledger.recordReceipt(await countersigned(consumer, exit, { sessionId: 's', seq: 1n, bytesUp: 0n, bytesDown: 1_500_000n }), 'own')
+      expect(creditWarning(ledger, true)).toBeUndefined()
+      await ledger.recordReceipt(await countersigned(consumer, exit, { sessionId: 's', seq: 2n, bytesUp: 0n, bytesDown: 2_500_000n }), 'own')
+      const supplying = creditWarning(ledger, true)
+      expect(supplying).toMatch(/^out of credit: balance -0\.0005 \(allowance 0\.002 \+ earned 0 - spent 0\.0025\); exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\)/)
+      expect(supplying).toMatch(/earns credit as an exit when others route traffic through it$/)
+      expect(creditWarning(ledger, false)).toMatch(/--no-supply \(exit\.enabled = false\) turns off$/)
+    } finally {
+      await ledger.close()
+    }
+  })
+})
