@@ -57,7 +57,8 @@ export function routingPart (node: SparebandNode): RoutingPart {
         return {
           region,
           capacityMbps: config.exit.capacity_mbps,
-          load: refusing ? 1 : Math.min(1, s.tunnelsOpen / Math.max(1, config.exit.max_tunnels)),
+          // tunnels being set up count against max_tunnels as open ones do
+          load: refusing ? 1 : Math.min(1, (s.tunnelsOpen + s.tunnelsConnecting) / Math.max(1, config.exit.max_tunnels)),
           pricePerGbMicro: BigInt(Math.round(config.exit.price_per_gb * 1e6)),
           allowedPorts
         }

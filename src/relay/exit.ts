@@ -23,10 +23,12 @@ import { QuotaTracker } from './quota.ts'
 import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
+import { TunnelSlots } from './tunnel-slots.ts'
 import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
+import type { ReleaseSlot } from './tunnel-slots.ts'
 import type { ComponentLogger, Connection, Libp2pEvents, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { AddressManager, Registrar } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -127,7 +129,11 @@ export interface ExitStats {
   bytesIn: number
   bytesOut: number
   tunnelsOpen: number
-  /** Tunnels asked for whose target is being looked up or connected to: not open yet. */
+  /**
+   * Tunnels admitted and not open yet: their target is being looked up or
+   * connected to (or the consumer is being told OK). With tunnelsOpen, what
+   * maxTunnels bounds.
+   */
   tunnelsConnecting: number
   tunnelsTotal: number
   denied: number
@@ -176,6 +182,8 @@ interface OpenTunnel {
   controller: AbortController
 }
 
+type Refusal = { status: TunnelStatus, message: string }
+
 export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startable {
   readonly [Symbol.toStringTag] = 'spareband:exit'
   private readonly log: Logger
@@ -187,6 +195,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly up?: TokenBucket
   private readonly perConsumer = new Map<string, { up: TokenBucket, down: TokenBucket }>()
   private readonly open = new Set<OpenTunnel>()
+  /** Tunnels admitted and not ended, set-ups under way included: what the tunnel limits count. */
+  private readonly slots = new TunnelSlots()
   /** Set-ups under way (DNS, connect to the target); each aborts when its stream goes. */
   private readonly connecting = new Set<AbortController>()
   /** Inbound streams whose request has not come yet (warm streams): stop() closes them. */
@@ -370,7 +380,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       bytesIn: this.stats.bytesIn,
       bytesOut: this.stats.bytesOut,
       tunnelsOpen: this.open.size,
-      tunnelsConnecting: this.connecting.size,
+      // every open tunnel holds a slot, and a set-up holds one until it opens or fails
+      tunnelsConnecting: this.slots.size - this.open.size,
       tunnelsTotal: this.stats.tunnelsTotal,
       denied: this.stats.denied,
       deniedByStatus: { ...this.stats.deniedByStatus },
@@ -415,16 +426,13 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   }
 
   /** Why a new tunnel from `consumer` may not open now, if it may not. */
-  private admission (consumer: PeerId): { status: TunnelStatus, message: string } | undefined {
+  private admission (consumer: PeerId): Refusal | undefined {
     if (this.paused) return { status: TunnelStatus.BUSY, message: 'exit paused by its operator' }
     if (!isWithinSchedule(this.schedule, this.now())) return { status: TunnelStatus.OUTSIDE_SCHEDULE, message: `exit shares only ${this.schedule.text}` }
     const period = this.quota.exceeded()
     if (period != null) return { status: TunnelStatus.QUOTA_EXCEEDED, message: `exit's ${period} data quota is used up` }
-    if (this.open.size >= (this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
-    const id = consumer.toString()
-    let mine = 0
-    for (const t of this.open) if (t.consumer === id) mine++
-    if (mine >= (this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
+    if (this.slots.size >= (this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }
+    if (this.slots.of(consumer.toString()) >= (this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER)) return { status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }
     return undefined
   }
 
@@ -475,9 +483,25 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
 
     const refusal = this.admission(consumer) ?? this.init.accounting?.admit(consumer, request.sessionId)
     if (refusal != null) return this.deny(stream, consumerId, refusal.status, refusal.message)
+    // counted against the limits from here, with no await between the check
+    // and the take: a burst whose set-ups are all under way at once is
+    // counted as it comes in. Given back when the tunnel ends, or before a
+    // refusal is sent; the finally catches every other way out
+    const release = this.slots.take(consumerId)
+    try {
+      await this.setUpAndCarry(stream, consumer, request, rest, release)
+    } finally {
+      release()
+    }
+  }
 
+  private async setUpAndCarry (stream: Stream, consumer: PeerId, request: ReturnType<typeof decodeTunnelRequest>, rest: any, release: ReleaseSlot): Promise<void> {
+    const consumerId = consumer.toString()
     const check = this.policy.checkTarget(request.host, request.port)
-    if (!check.allowed) return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, check.reason)
+    if (!check.allowed) {
+      release()
+      return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, check.reason)
+    }
 
     // the consumer may give up while the target is looked up and dialed (its
     // client left): the stream's close ends the set-up, so no connection to
@@ -487,15 +511,19 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     if (stream.status !== 'open') onGone()
     else stream.addEventListener('close', onGone, { once: true })
     this.connecting.add(setup)
-    let dialed: { socket: Socket, address: string } | undefined
+    let outcome: Awaited<ReturnType<TunnelExit['connectTarget']>>
     try {
-      dialed = await this.connectTarget(stream, consumerId, request, setup.signal)
+      outcome = await this.connectTarget(stream, consumerId, request, setup.signal)
     } finally {
       this.connecting.delete(setup)
       stream.removeEventListener('close', onGone)
     }
-    if (dialed == null) return
-    const { socket, address } = dialed
+    if (outcome == null) return
+    if ('refusal' in outcome) {
+      release()
+      return this.deny(stream, consumerId, outcome.refusal.status, outcome.refusal.message)
+    }
+    const { socket, address } = outcome
 
     try {
       await this.respond(stream, TunnelStatus.OK, '')
@@ -504,21 +532,19 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       stream.abort(err)
       return
     }
-    await this.carry(stream, socket, consumer, request, address, rest)
+    await this.carry(stream, socket, consumer, request, address, rest, release)
   }
 
   /**
    * DNS at the exit, the policy on each address, then the connect: the
-   * socket, or undefined once the consumer has been refused (or has gone:
-   * `signal`, then nothing is answered or counted as a refusal).
+   * socket, or what to refuse the consumer, or undefined once the consumer
+   * has gone (`signal`: then nothing is answered or counted as a refusal).
+   * The caller answers, after it has given the tunnel's slot back.
    */
-  private async connectTarget (stream: Stream, consumerId: string, request: { host: string, port: number }, signal: AbortSignal): Promise<{ socket: Socket, address: string } | undefined> {
-    const gone = async (): Promise<undefined> => {
-      if (signal.reason instanceof ExitStoppingError) {
-        // the consumer is still there: told, it tries another exit at once rather than wait for an answer
-        await this.deny(stream, consumerId, TunnelStatus.BUSY, 'the exit is stopping')
-        return undefined
-      }
+  private async connectTarget (stream: Stream, consumerId: string, request: { host: string, port: number }, signal: AbortSignal): Promise<{ socket: Socket, address: string } | { refusal: Refusal } | undefined> {
+    const gone = (): { refusal: Refusal } | undefined => {
+      // the consumer is still there: told, it tries another exit at once rather than wait for an answer
+      if (signal.reason instanceof ExitStoppingError) return { refusal: { status: TunnelStatus.BUSY, message: 'the exit is stopping' } }
       this.log('tunnel from %s to %s:%d given up by the consumer before the target answered', consumerId, request.host, request.port)
       return undefined
     }
@@ -533,9 +559,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
         candidates = found.map(a => a.address)
         if (candidates.length === 0) throw new Error('no addresses')
       } catch (err: any) {
-        if (signal.aborted) return await gone()
-        await this.deny(stream, consumerId, TunnelStatus.DNS_FAILED, `cannot resolve ${parsed.name}: ${err.code ?? err.message}`)
-        return undefined
+        if (signal.aborted) return gone()
+        return { refusal: { status: TunnelStatus.DNS_FAILED, message: `cannot resolve ${parsed.name}: ${err.code ?? err.message}` } }
       }
     }
     const allowed: string[] = []
@@ -545,26 +570,22 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       if (c.allowed) allowed.push(a)
       else if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
     }
-    if (allowed.length === 0) {
-      await this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, firstReason)
-      return undefined
-    }
+    if (allowed.length === 0) return { refusal: { status: TunnelStatus.POLICY_DENIED, message: firstReason } }
 
     try {
       const dialed = await dialInOrder(allowed, request.port, this.init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT, signal)
       if (signal.aborted || stream.status !== 'open') {
         dialed.socket.destroy()
-        return await gone()
+        return gone()
       }
       return dialed
     } catch (err: any) {
-      if (signal.aborted) return await gone()
+      if (signal.aborted) return gone()
       const status = err.code === 'ECONNREFUSED'
         ? TunnelStatus.CONNECT_REFUSED
         : err.code === 'ETIMEDOUT' ? TunnelStatus.TIMEOUT : TunnelStatus.UNREACHABLE
       const tried = allowed.length > 1 ? ` (tried ${allowed.length} addresses)` : ''
-      await this.deny(stream, consumerId, status, `${request.host}:${request.port}: ${err.code ?? err.message}${tried}`)
-      return undefined
+      return { refusal: { status, message: `${request.host}:${request.port}: ${err.code ?? err.message}${tried}` } }
     }
   }
 
@@ -579,7 +600,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     return b
   }
 
-  private async carry (stream: Stream, socket: Socket, consumerPeer: PeerId, request: { sessionId: string, host: string, port: number }, address: string, rest: any): Promise<void> {
+  private async carry (stream: Stream, socket: Socket, consumerPeer: PeerId, request: { sessionId: string, host: string, port: number }, address: string, rest: any, release: ReleaseSlot): Promise<void> {
     const consumer = consumerPeer.toString()
     const accounting = this.init.accounting
     const tunnel: OpenTunnel = { consumer, controller: new AbortController() }
@@ -615,8 +636,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       }
     })
     this.open.delete(tunnel)
+    release()
     accounting?.tunnelEnded?.(consumerPeer, request.sessionId, info.bytesOut, result.error != null)
-    if (mine != null && ![...this.open].some(t => t.consumer === consumer)) this.perConsumer.delete(consumer)
+    // its last tunnel (none open, none being set up): the consumer's rate buckets go
+    if (mine != null && this.slots.of(consumer) === 0) this.perConsumer.delete(consumer)
     this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
     this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })
   }

@@ -2,57 +2,22 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createServer } from 'node:net'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createLibp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
-import { tunnelExit } from '../../src/relay/exit.ts'
-import { TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
+import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
-import type { TunnelExit, TunnelExitInit, Resolver } from '../../src/relay/exit.ts'
+import { ask, exitNode, fakeDns } from '../utils/exit-node.ts'
+import type { TunnelExit, TunnelExitInit } from '../../src/relay/exit.ts'
+import type { ExitNode } from '../utils/exit-node.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { AddressManager } from '@libp2p/interface-internal'
 import type { AddressInfo, Server, Socket } from 'node:net'
 
 /**
  * The exit as a libp2p service on a real node (TCP on loopback), asked by a
- * real consumer node. Names come from an injected resolver: no DNS, and
- * every address in these tests is a loopback one.
+ * real consumer node (see utils/exit-node.ts). Names come from an injected
+ * resolver: no DNS, and every address in these tests is a loopback one.
  */
-
-type ExitNode = Libp2p<{ exit: TunnelExit }>
-
-async function exitNode (init: TunnelExitInit, announce?: string[]): Promise<ExitNode> {
-  return createLibp2p({
-    privateKey: await generateKeyPair('Ed25519'),
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'], announce },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: { exit: tunnelExit(init) }
-  })
-}
-
-/** Sends one tunnel request; returns the exit's answer and the stream (open after OK). */
-async function ask (consumer: Libp2p, exit: ExitNode, host: string, port: number): Promise<{ status: TunnelStatus, message: string, close: () => void }> {
-  const stream = await consumer.dialProtocol(exit.getMultiaddrs()[0], TUNNEL_PROTOCOL)
-  await sendFrame(stream, TunnelRequest.encode({ sessionId: 's', targetHost: host, targetPort: port }))
-  const { frame } = await readFrame(stream, { timeoutMs: 30_000 })
-  return { ...decodeTunnelResponse(frame), close: () => stream.abort(new Error('done')) }
-}
-
-/** A resolver for made-up names only: a lookup of anything else fails the test. */
-function fakeDns (names: Record<string, string[]>): Resolver {
-  return async host => {
-    const list = names[host]
-    if (list == null) throw Object.assign(new Error(`no such name in the test: ${host}`), { code: 'ENOTFOUND' })
-    return list.map(address => ({ address, family: address.includes(':') ? 6 : 4 }))
-  }
-}
 
 describe('the exit dials every allowed address of a name, in order', () => {
   let target: Server

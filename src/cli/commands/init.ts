@@ -31,7 +31,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # upload_mbps = 0             # rate caps, all tunnels together; 0 = unlimited
 # download_mbps = 0
 # per_consumer_mbps = 0       # rate cap per consumer, each direction; 0 = unlimited
-# max_tunnels = 1024          # open at once, all consumers together
+# max_tunnels = 1024          # open or being set up at once, all consumers together
 # max_tunnels_per_consumer = 256
 # daily_quota_gb = 0          # data per local day / month, both directions, GB; 0 = none
 # monthly_quota_gb = 0
