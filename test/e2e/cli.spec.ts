@@ -77,6 +77,23 @@ describe('spareband CLI end to end', () => {
     expect(await readFile(join(d, 'identity.key'))).toEqual(key)
     const forced = await runCliJson(['init', '--data-dir', d, '--force', '--json'])
     expect(forced.peerId).not.toBe(first.peerId)
+    // the old key is kept, not lost
+    expect(forced.replaced).toEqual({ peerId: first.peerId, file: join(d, `identity.key.${first.peerId}.bak`) })
+    expect(await readFile(join(d, `identity.key.${first.peerId}.bak`))).toEqual(key)
+  })
+
+  it('init --force refuses a data directory whose ledger.db holds the identity\'s credits (exit 2), keeping the key', async () => {
+    const d = await tempDir('sb-cli-')
+    const first = await runCliJson(['init', '--data-dir', d, '--json'])
+    const key = await readFile(join(d, 'identity.key'))
+    await writeFile(join(d, 'ledger.db'), '')
+    const r = await runCli(['init', '--data-dir', d, '--force'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${join(d, 'ledger.db')} holds the credits and receipts of ${first.peerId}`)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(await readFile(join(d, 'identity.key'))).toEqual(key)
+    const help = await runCli(['init', '--help'])
+    expect(help.stdout).toMatch(/--force .*identity\.key\.<peer id>\.bak/s)
   })
 
   it('bad flags and bad config exit 2 with one clear line, no stack trace', async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError } from 'commander'
-import { createIdentity } from '../../node/identity.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { readApiInfo } from '../../node/control-api.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { callApi } from '../api-client.ts'
@@ -86,7 +86,8 @@ export function registerTestnet (program: Command): void {
       const startNode = async (index: number, bootstrap: string[]): Promise<TestnetNode> => {
         const dataDir = join(base, `node-${index}`)
         const region = regions[index % regions.length]
-        await createIdentity(dataDir, { force: true })
+        // a --dir used before keeps its nodes' identities: a new key would not start with the ledger.db there
+        await loadOrCreateIdentity(dataDir)
         const logFile = await open(join(dataDir, 'node.log'), 'w')
         const args = [
           process.argv[1], 'start', '--data-dir', dataDir, '--network', 'local', '--region', region,
