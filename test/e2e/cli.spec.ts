@@ -1,6 +1,6 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
-import { stat, readFile, writeFile } from 'node:fs/promises'
+import { stat, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NodeProcess, freePort, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
@@ -150,9 +150,10 @@ describe('spareband CLI end to end', () => {
     expect(r.stderr).toContain('spareband init')
   })
 
-  it('the embedding example starts a node and stops it cleanly', async () => {
+  it('the embedding example starts a node and stops it cleanly, removing the temporary data directory it made', async () => {
     const script = resolve(import.meta.dirname, '../../dist/examples/embed.js')
-    const child = spawn(process.execPath, [script, '--run-seconds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const tmp = await tempDir('sb-embed-tmp-')
+    const child = spawn(process.execPath, [script, '--run-seconds', '2'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } })
     let out = ''
     child.stdout.on('data', d => { out += d })
     const code = await new Promise(res => child.on('exit', res))
@@ -162,5 +163,6 @@ describe('spareband CLI end to end', () => {
     expect(events[0].status.peerId).toMatch(/^12D3KooW/)
     expect(events[0].status.region).toBe('de')
     expect(events.at(-1).event).toBe('stopped')
+    expect(await readdir(tmp)).toEqual([])
   })
 })
