@@ -2,11 +2,16 @@
  * An app embedding a spareband node: start it, print what it knows, watch
  * peers come and go, stop it cleanly.
  *
- *   npm run build && node dist/examples/embed.js [--data-dir DIR] [--bootstrap MULTIADDR] [--run-seconds N]
+ *   npm run example -- [--data-dir DIR] [--bootstrap MULTIADDR] [--run-seconds N]
+ *
+ * (the script builds and runs `node dist/examples/embed.js` on the Node.js
+ * the repository pins: the package needs 22.13 or newer, for node:sqlite).
+ * Without --data-dir the node runs in a new temporary directory, removed
+ * when it stops.
  */
 
 import { parseArgs } from 'node:util'
-import { mkdtemp } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSparebandNode } from '../src/index.ts'
@@ -19,7 +24,14 @@ const { values } = parseArgs({
   }
 })
 
+const temporary = values['data-dir'] == null
 const dataDir = values['data-dir'] ?? await mkdtemp(join(tmpdir(), 'spareband-embed-'))
+/** A directory made for this run goes with it; one the user named stays. */
+const removeTemporary = async (): Promise<void> => {
+  // after node.stop(), which closes the ledger; retried, as the ledger's files may still be going
+  if (temporary) await rm(dataDir, { recursive: true, force: true, maxRetries: 5 })
+}
+
 const node = await createSparebandNode({
   dataDir,
   config: {
@@ -29,15 +41,22 @@ const node = await createSparebandNode({
     proxy: { socks_port: 0, http_port: 0 },
     network: { bootstrap: values.bootstrap, local_testnet: true }
   }
-})
+}).catch(async err => { await removeTemporary(); throw err })
 
 node.addEventListener('peer:connect', e => { console.log(JSON.stringify({ event: 'peer:connect', peerId: e.detail.peerId })) })
-await node.start()
+try {
+  await node.start()
+} catch (err) {
+  await node.stop()
+  await removeTemporary()
+  throw err
+}
 console.log(JSON.stringify({ event: 'started', status: node.status() }))
 
 const seconds = Number(values['run-seconds'])
 const stop = async (): Promise<void> => {
   await node.stop()
+  await removeTemporary()
   console.log(JSON.stringify({ event: 'stopped' }))
   process.exit(0)
 }

@@ -106,16 +106,19 @@ export type TunnelRefusalStatus = typeof TUNNEL_REFUSAL_STATUSES[number]
  * RATE_LIMITED, OUTSIDE_SCHEDULE, INSUFFICIENT_CREDIT, BUSY, BAD_REQUEST),
  * or NO_EXIT when no exit of the region could be asked: one of
  * TUNNEL_REFUSAL_STATUSES, typed so that a misspelt status in an app's
- * comparison is a compile error.
+ * comparison is a compile error. `exit` names the exit that refused.
  */
 export class TunnelRefusedError extends Error {
   static name = 'TunnelRefusedError'
   readonly status: TunnelRefusalStatus
+  /** The peer id of the exit that refused; undefined for NO_EXIT (no exit answered). */
+  readonly exit?: string
 
-  constructor (status: TunnelRefusalStatus, message = `tunnel refused: ${status}`) {
+  constructor (status: TunnelRefusalStatus, message = `tunnel refused: ${status}`, details: { exit?: string } = {}) {
     super(message)
     this.name = 'TunnelRefusedError'
     this.status = status
+    this.exit = details.exit
   }
 }
 

@@ -59,6 +59,21 @@ export function parseRegionArg (value: string): string {
   return region
 }
 
+/**
+ * `spareband start`'s command line for `flags` (FLAG_KEYS attribute names,
+ * as resolveFlags() takes them): `{ exitPorts: '80,443', allowPrivateTargets: true }`
+ * is `--exit-ports 80,443 --allow-private-targets`, a list repeats its flag.
+ */
+export function flagArgs (flags: Record<string, unknown>): string[] {
+  return Object.entries(flags).flatMap(([attr, v]) => {
+    const spec = FLAG_KEYS[attr]
+    if (spec == null) throw new TypeError(`flagArgs: no flag for "${attr}"`)
+    // --no-supply sets supply to false
+    if (typeof v === 'boolean') return v === !spec.flag.startsWith('--no-') ? [spec.flag] : []
+    return (Array.isArray(v) ? v : [v]).flatMap(x => [spec.flag, String(x)])
+  })
+}
+
 export function collect (value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value]
 }
@@ -71,21 +86,35 @@ export interface ResolvedCliConfig {
 
 export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.ProcessEnv = process.env): ResolvedCliConfig {
   const opts = cmd.opts()
+  const configFile = opts.config ?? join(dataDir, 'config.toml')
+  const typed = Object.fromEntries(Object.keys(FLAG_KEYS).filter(attr => cmd.getOptionValueSource(attr) === 'cli').map(attr => [attr, opts[attr]]))
+  const config = resolveFlags(typed, opts.network ?? env.SPAREBAND_NETWORK, env, () => readConfigFile(configFile, { required: opts.config != null ? '--config' : undefined }))
+  return { dataDir, configFile, config }
+}
+
+/**
+ * The config `spareband start` resolves from `flags` (FLAG_KEYS attribute
+ * names, values as commander hands them over), the network definition,
+ * the environment and, when given, a config file's layer (read after the
+ * network definition is found, so their errors come in that order). A command that
+ * starts nodes itself (testnet) checks what it passes them with it before
+ * it starts any: a bad value is then the flag's own ConfigError (exit 2),
+ * not a node that exits.
+ */
+export function resolveFlags (flags: Record<string, unknown>, networkName?: string, env: NodeJS.ProcessEnv = process.env, configFile?: () => ConfigLayer): SparebandConfig {
   const layers: ConfigLayer[] = []
-  const networkName = opts.network ?? env.SPAREBAND_NETWORK
   if (networkName != null) {
     const { file, definition } = loadNetworkDefinition(networkName)
     layers.push(networkLayer(file, definition))
   }
-  const configFile = opts.config ?? join(dataDir, 'config.toml')
-  layers.push(readConfigFile(configFile, { required: opts.config != null ? '--config' : undefined }))
+  if (configFile != null) layers.push(configFile())
   layers.push(envLayer(env))
   const entries: Array<{ key: string, value: unknown, source: string }> = []
-  for (const [attr, spec] of Object.entries(FLAG_KEYS)) {
-    if (cmd.getOptionValueSource(attr) !== 'cli') continue
-    const v = opts[attr]
+  for (const [attr, v] of Object.entries(flags)) {
+    const spec = FLAG_KEYS[attr]
+    if (spec == null) throw new TypeError(`resolveFlags: no flag for "${attr}"`)
     entries.push({ key: spec.key, value: spec.map != null ? spec.map(v) : v, source: `flag ${spec.flag}` })
   }
   layers.push(layerFromKeys(entries))
-  return { dataDir, configFile, config: resolveConfig(layers) }
+  return resolveConfig(layers)
 }

@@ -17,8 +17,8 @@ import type { Ledger, LedgerInit, StoredReceipt } from '../accounting/ledger.ts'
 import type { SparebandConfig } from './config.ts'
 import type { PeerId } from '@libp2p/interface'
 
-/** The ledger's file in the data directory. */
-export const LEDGER_FILE = 'ledger.db'
+/** The ledger's file in the data directory (defined beside the data directory's other rules, which identity.ts needs without the rest of this file). */
+export { LEDGER_FILE } from './data-dir.ts'
 
 /** Credits as configured (a number) to micro-credits, as the ledger counts them. */
 export const creditsToMicro = (credits: number): bigint => BigInt(Math.round(credits * 1e6))

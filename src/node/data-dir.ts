@@ -9,6 +9,9 @@ import { mkdir } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { ConfigError } from '../errors.ts'
 
+/** The node's accounts (node:sqlite), bound to its identity; beside it ledger.db-wal, -shm and .pending. */
+export const LEDGER_FILE = 'ledger.db'
+
 /**
  * `dataDir`, or the nearest of its parents, when it exists and is not a
  * directory: nothing can be made there. Undefined when the path is, or can

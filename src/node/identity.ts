@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { IdentityExistsError, IdentityMissingError } from '../errors.ts'
-import { makeDataDir } from './data-dir.ts'
+import { LEDGER_FILE, makeDataDir } from './data-dir.ts'
 import type { PrivateKey, PeerId } from '@libp2p/interface'
 
 export const IDENTITY_FILE = 'identity.key'
@@ -19,24 +19,49 @@ export interface Identity {
   peerId: PeerId
 }
 
+/** What createIdentity() did with the key it replaced (`force`). */
+export interface ReplacedIdentity {
+  /** The old key's peer id; undefined when the old file was not a key. */
+  peerId?: string
+  /** Where the old key is now: `identity.key.<peer id>.bak` beside the new one. */
+  file: string
+}
+
 export function identityPath (dataDir: string): string {
   return join(dataDir, IDENTITY_FILE)
 }
 
-/** Creates a fresh identity. Refuses when one exists unless `force`, so a key is never lost by accident. */
-export async function createIdentity (dataDir: string, options: { force?: boolean } = {}): Promise<Identity> {
+/**
+ * Creates a fresh identity. Refuses when one exists unless `force`, so a
+ * key is never lost by accident; and with `force` the old key is kept as
+ * `identity.key.<peer id>.bak` (its mode kept), never deleted. `force` is
+ * refused too while the data directory has a ledger.db: the ledger holds
+ * the old identity's credits and receipts, bound to its peer id, so a new
+ * key would not even start (Ledger: "belongs to peer X, not to Y") and the
+ * credits would sit behind a key the operator may not know to keep.
+ */
+export async function createIdentity (dataDir: string, options: { force?: boolean } = {}): Promise<Identity & { replaced?: ReplacedIdentity }> {
   const file = identityPath(dataDir)
   await makeDataDir(dataDir)
-  if (options.force !== true && await exists(file)) {
-    throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old peer id is lost)`)
+  let replaced: ReplacedIdentity | undefined
+  if (await exists(file)) {
+    if (options.force !== true) throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old key is kept as ${IDENTITY_FILE}.<peer id>.bak)`)
+    const old = await loadIdentity(dataDir).then(i => i.peerId.toString(), () => undefined)
+    const ledger = join(dataDir, LEDGER_FILE)
+    if (await exists(ledger)) {
+      throw new IdentityExistsError(`${ledger} holds the credits and receipts of ${old ?? 'the identity in ' + file}, which only that key can use: a new identity would not start with it, so --force does not replace it. Keep ${file} to keep the credits; to start over as a new peer, move ${file} and ${ledger} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside together, or use another --data-dir, then run init`)
+    }
+    replaced = { peerId: old, file: `${file}.${old ?? `unreadable-${Date.now()}`}.bak` }
   }
   const privateKey = await generateKeyPair('Ed25519')
   // write then rename, so a crash never leaves a half-written key behind
   const tmp = `${file}.${process.pid}.tmp`
   await writeFile(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600 })
+  // a rename keeps the old key's bytes and its mode (0600), the moment before the new key takes its name
+  if (replaced != null) await rename(file, replaced.file)
   await rename(tmp, file)
   await chmod(file, 0o600)
-  return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }
+  return { privateKey, peerId: peerIdFromPrivateKey(privateKey), ...(replaced != null ? { replaced } : {}) }
 }
 
 export async function loadIdentity (dataDir: string): Promise<Identity> {

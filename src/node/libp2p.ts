@@ -3,6 +3,7 @@
  * config into transports, encryption, muxing and services.
  */
 
+import { createSocket } from 'node:dgram'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
@@ -165,13 +166,56 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
   }
 }
 
+/** What the native WebRTC library (node-datachannel) throws when its UDP port cannot be bound, and no more: the errno is only in its own log. */
+const UDP_MUX_FAILURE = 'Failed to register ICE UDP mux listener'
+
+const WEBRTC_DIRECT = /^\/ip([46])\/([^/]+)\/udp\/(\d+)\/webrtc-direct(\/|$)/
+
+/**
+ * Binds the UDP port of each webrtc-direct listen address for a moment,
+ * before libp2p starts, so that a port in use is an AddressInUseError
+ * naming the address and its setting, as a TCP port in use is. Left to
+ * libp2p, the native WebRTC library printed its own WARN/ERROR/FATAL lines
+ * and threw `Failed to register ICE UDP mux listener`, without the address
+ * or the errno, out of libp2p's stop (which then stopped half-way). An
+ * IPv4 address that cannot be bound for another reason (not this
+ * machine's) fails the start here too, as it would in libp2p; an IPv6 one
+ * is left to libp2p, which does without IPv6 when no IPv6 address works.
+ * Port 0 is any free one. Bound as the native library binds, without
+ * SO_REUSEADDR (a holder's SO_REUSEADDR does not let it in either), and
+ * IPv6 only, so an IPv4 holder does not count against an IPv6 address.
+ */
+export async function checkUdpListenPorts (listen: readonly string[]): Promise<void> {
+  for (const addr of listen) {
+    const m = WEBRTC_DIRECT.exec(addr)
+    if (m == null || Number(m[3]) === 0) continue
+    const ip4 = m[1] === '4'
+    const socket = createSocket({ type: ip4 ? 'udp4' : 'udp6', ipv6Only: !ip4 })
+    const failed = await new Promise<NodeJS.ErrnoException | undefined>(resolve => {
+      socket.once('error', resolve)
+      socket.bind(Number(m[3]), m[2], () => { resolve(undefined) })
+    })
+    await new Promise<void>(resolve => { try { socket.close(() => { resolve() }) } catch { resolve() } })
+    if (failed?.code === 'EADDRINUSE') throw new AddressInUseError(`the node's listen address (listen / --listen): ${addr} is in use`, { address: addr })
+    if (failed != null && ip4) throw new Error(`the node's listen address (listen / --listen): ${addr}: ${failed.message}`, { cause: failed })
+  }
+}
+
 /**
  * libp2p's UnsupportedListenAddressesError as an operator can act on it:
  * the address and why, without the stack traces and the advice about
  * libp2p's own options that its message carries. A port in use is an
- * AddressInUseError, as the proxies' and the control API's are.
+ * AddressInUseError, as the proxies' and the control API's are. The native
+ * WebRTC library's bare failure (its UDP port taken between
+ * checkUdpListenPorts and the bind, or refused for another reason) names
+ * the webrtc-direct listen addresses of `listen`, since it names none.
  */
-export function explainListenFailure (err: unknown): unknown {
+export function explainListenFailure (err: unknown, listen: readonly string[] = []): unknown {
+  if ((err as Error | undefined)?.message === UDP_MUX_FAILURE) {
+    const udp = listen.filter(a => WEBRTC_DIRECT.test(a))
+    if (udp.length === 0) return err
+    return new Error(`the node's listen address (listen / --listen): ${udp.join(', ')}: its UDP port could not be opened (the WebRTC library says: ${UDP_MUX_FAILURE}; its log above says why)`, { cause: err })
+  }
   if ((err as Error | undefined)?.name !== 'UnsupportedListenAddressesError') return err
   // the message lists "  <multiaddr>: <error>" for each address, stack lines after
   const failures = [...String((err as Error).message).matchAll(/^\s+(\/\S+): (?:\w*Error: )?(.+)$/gm)].map(m => ({ addr: m[1], why: m[2] }))

@@ -8,7 +8,7 @@
 import { TypedEventEmitter } from 'main-event'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
-import { buildLibp2p, explainListenFailure } from './libp2p.ts'
+import { buildLibp2p, checkUdpListenPorts, explainListenFailure } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
 import { renderDashboard } from './dashboard/index.ts'
@@ -253,10 +253,12 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private async startOnce (): Promise<void> {
     if (this.running) return
     if (this.stopped) throw new NodeStoppedError()
+    // a UDP port in use is told apart here: libp2p and its WebRTC library would only say that something failed
+    await checkUdpListenPorts(this.config.listen)
     try {
       await this.libp2p.start()
     } catch (err) {
-      throw explainListenFailure(err)
+      throw explainListenFailure(err, this.config.listen)
     }
     const started: NodePart[] = []
     try {

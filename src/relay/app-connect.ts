@@ -80,7 +80,7 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
     // given up on: the app's reason, not what the abort made of the attempt under way (TIMEOUT, RATE_LIMITED)
     if (options.signal?.aborted === true) throw options.signal.reason
     // a refusal is never OK (nor the wire's UNUSED, which decodeTunnelResponse refuses)
-    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome as TunnelRefusalStatus, err.message)
+    if (err instanceof ProxyRefusal) throw new TunnelRefusedError(err.outcome as TunnelRefusalStatus, err.message, { exit: err.exit })
     throw err
   }
   if (options.signal?.aborted === true) {

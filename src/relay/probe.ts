@@ -59,6 +59,7 @@ export type ProbeResult = {
   ok: false
   url: string
   region?: string
+  /** The exit that refused the tunnel, or that carried it before the probe failed; none for NO_EXIT. */
   exit?: string
   /** The exit's refusal (POLICY_DENIED, DNS_FAILED, NO_EXIT, ...), TLS, TIMEOUT or HTTP. */
   failure: string
@@ -165,7 +166,9 @@ export async function probe (connect: Connect, rawUrl: string, options: ProbeOpt
     }
   } catch (err: any) {
     if (err instanceof ProbeInputError || err instanceof TypeError) throw err
-    return { ok: false, ...base, ...(tunnel != null ? { exit: tunnel.exit } : {}), failure: failureOf(err, signal, timings, https), error: messageOf(err), timings }
+    // the exit that carried the tunnel, or the one that refused it (none for NO_EXIT)
+    const exit = tunnel?.exit ?? (err instanceof TunnelRefusedError ? err.exit : undefined)
+    return { ok: false, ...base, ...(exit != null ? { exit } : {}), failure: failureOf(err, signal, timings, https), error: messageOf(err), timings }
   } finally {
     stream?.destroy()
     tunnel?.destroy()

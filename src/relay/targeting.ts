@@ -38,21 +38,13 @@ export function isValidSessionId (id: string): boolean {
   return SESSION_ID_ONLY.test(id)
 }
 
-/**
- * `uk` is the United Kingdom to everyone who types a user name, and ISO
- * 3166 reserves it for that, but the country's code is `gb`: `region-uk`
- * was refused as an unknown region.
- */
-function ukIsGb (region: string): string {
-  return region === 'uk' || region.startsWith('uk-') ? `gb${region.slice(2)}` : region
-}
-
 /** Parses the targeting part of a user name ("" or undefined = no targeting). */
 export function parseTargeting (user: string | undefined): Targeting {
   if (user == null || user === '') return {}
   const m = PATTERN.exec(user)
   if (m != null) {
-    const region = ukIsGb(normalizeRegion(m[1]))
+    // `region-uk` is `gb` (normalizeRegion says why)
+    const region = normalizeRegion(m[1])
     if (!isValidRegion(region)) throw new TargetingError(`unknown region "${m[1]}" in proxy user name "${user}"`)
     return { region, sessionId: m[2] }
   }

@@ -2,6 +2,12 @@
  * Regions are ISO 3166-1 alpha-2 country codes in lower case, optionally
  * followed by an ISO 3166-2 subdivision: `de`, `us`, `us-ca`. Validated
  * against the code lists of the `iso-3166` package, not a hand-written list.
+ *
+ * `uk` is the United Kingdom to everyone who types a region, and ISO 3166
+ * reserves it for that, but the country's code is `gb`: normalizeRegion()
+ * turns `uk` (and `uk-<subdivision>`) into `gb`, so the proxy's user names,
+ * config.toml, the flags and the library all take it alike, and only `gb`
+ * is ever advertised or looked up.
  */
 
 import { iso31661, iso31662 } from 'iso-3166'
@@ -10,7 +16,8 @@ const countries = new Set(iso31661.map(c => c.alpha2.toLowerCase()))
 const subdivisions = new Set(iso31662.map(s => s.code.toLowerCase()))
 
 export function normalizeRegion (region: string): string {
-  return region.trim().toLowerCase()
+  const r = region.trim().toLowerCase()
+  return r === 'uk' || r.startsWith('uk-') ? `gb${r.slice(2)}` : r
 }
 
 export function isValidRegion (region: string): boolean {

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { Command } from 'commander'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { registerStart } from '../../src/cli/commands/start.ts'
-import { resolveCliConfig } from '../../src/cli/config-from-flags.ts'
+import { flagArgs, resolveCliConfig, resolveFlags } from '../../src/cli/config-from-flags.ts'
 import { ledgerSettings } from '../../src/node/accounting-report.ts'
 
 let dir: string
@@ -59,5 +59,26 @@ describe('--config FILE', () => {
     expect(err?.source).toBe(missing)
     expect(err?.message).toContain(missing)
     expect(resolveCliConfig(startWith([]), dir, {}).config.exit.allowed_ports).toEqual([80, 443])
+  })
+})
+
+describe('flagArgs() and resolveFlags(): a command that starts nodes (testnet) checks what it passes them', () => {
+  const flags = { region: 'de', listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, exitPorts: '80,8000-8100', allowPrivateTargets: true, supply: false, bootstrap: [] }
+
+  it('flagArgs() is the start command line that parses back to the same config', () => {
+    const args = flagArgs(flags)
+    expect(args).toEqual(['--region', 'de', '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--exit-ports', '80,8000-8100', '--allow-private-targets', '--no-supply'])
+    expect(resolveCliConfig(startWith(args), dir, {}).config).toEqual(resolveFlags(flags, undefined, {}))
+  })
+
+  it('resolveFlags() throws the ConfigError start would, naming the flag', () => {
+    let err: any
+    try {
+      resolveFlags({ exitPorts: '99999' }, 'local', {})
+    } catch (e) {
+      err = e
+    }
+    expect(err?.name).toBe('ConfigError')
+    expect(err.message).toBe('flag --exit-ports: exit.allowed_ports = ["99999"] is invalid: port 99999 in "99999" is out of range 1-65535')
   })
 })

@@ -1,6 +1,6 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
-import { stat, readFile, writeFile } from 'node:fs/promises'
+import { stat, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NodeProcess, freePort, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
@@ -77,6 +77,23 @@ describe('spareband CLI end to end', () => {
     expect(await readFile(join(d, 'identity.key'))).toEqual(key)
     const forced = await runCliJson(['init', '--data-dir', d, '--force', '--json'])
     expect(forced.peerId).not.toBe(first.peerId)
+    // the old key is kept, not lost
+    expect(forced.replaced).toEqual({ peerId: first.peerId, file: join(d, `identity.key.${first.peerId}.bak`) })
+    expect(await readFile(join(d, `identity.key.${first.peerId}.bak`))).toEqual(key)
+  })
+
+  it('init --force refuses a data directory whose ledger.db holds the identity\'s credits (exit 2), keeping the key', async () => {
+    const d = await tempDir('sb-cli-')
+    const first = await runCliJson(['init', '--data-dir', d, '--json'])
+    const key = await readFile(join(d, 'identity.key'))
+    await writeFile(join(d, 'ledger.db'), '')
+    const r = await runCli(['init', '--data-dir', d, '--force'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${join(d, 'ledger.db')} holds the credits and receipts of ${first.peerId}`)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(await readFile(join(d, 'identity.key'))).toEqual(key)
+    const help = await runCli(['init', '--help'])
+    expect(help.stdout).toMatch(/--force .*identity\.key\.<peer id>\.bak/s)
   })
 
   it('bad flags and bad config exit 2 with one clear line, no stack trace', async () => {
@@ -133,9 +150,10 @@ describe('spareband CLI end to end', () => {
     expect(r.stderr).toContain('spareband init')
   })
 
-  it('the embedding example starts a node and stops it cleanly', async () => {
+  it('the embedding example starts a node and stops it cleanly, removing the temporary data directory it made', async () => {
     const script = resolve(import.meta.dirname, '../../dist/examples/embed.js')
-    const child = spawn(process.execPath, [script, '--run-seconds', '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const tmp = await tempDir('sb-embed-tmp-')
+    const child = spawn(process.execPath, [script, '--run-seconds', '2'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } })
     let out = ''
     child.stdout.on('data', d => { out += d })
     const code = await new Promise(res => child.on('exit', res))
@@ -145,5 +163,6 @@ describe('spareband CLI end to end', () => {
     expect(events[0].status.peerId).toMatch(/^12D3KooW/)
     expect(events[0].status.region).toBe('de')
     expect(events.at(-1).event).toBe('stopped')
+    expect(await readdir(tmp)).toEqual([])
   })
 })

@@ -1,5 +1,6 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { createServer } from 'node:net'
+import { createSocket } from 'node:dgram'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { NodeProcess, runCli, tempDir } from '../utils/cli.ts'
@@ -213,6 +214,21 @@ describe('a listener port in use names the listener and its setting', () => {
       const r = await startFails(d, args)
       expect(r.code, args.join(' ')).toBe(1)
       expect(r.stderr.trim(), args.join(' ')).toBe(line)
+    }
+  })
+
+  it('a WebRTC-direct listen address whose UDP port is in use, as the TCP one', async () => {
+    const d = await dataDir()
+    const udp = createSocket('udp4')
+    await new Promise<void>(resolve => udp.bind(0, '127.0.0.1', resolve))
+    try {
+      const { port } = udp.address()
+      const r = await startFails(d, ['--listen', `/ip4/127.0.0.1/udp/${port}/webrtc-direct`])
+      expect(r.code).toBe(1)
+      // checked before the native WebRTC library tries it: none of its WARN/FATAL lines either
+      expect(r.stderr.trim()).toBe(`spareband: the node's listen address (listen / --listen): /ip4/127.0.0.1/udp/${port}/webrtc-direct is in use`)
+    } finally {
+      udp.close()
     }
   })
 

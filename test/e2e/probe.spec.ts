@@ -122,11 +122,16 @@ describe('spareband probe --region R URL', () => {
     const denied = await probe(['--region', 'de', '--json', 'http://127.0.0.1:9/'])
     expect(denied.code).toBe(1)
     const d = JSON.parse(denied.stdout)
-    expect(d).toMatchObject({ ok: false, failure: 'POLICY_DENIED' })
+    // the refusing exit is named, by its peer id, as README says
+    expect(d).toMatchObject({ ok: false, failure: 'POLICY_DENIED', exit: exit.peerId })
     expect(d.error).toMatch(/port 9/)
+    const deniedText = await probe(['--region', 'de', 'http://127.0.0.1:9/'])
+    expect(deniedText.code).toBe(1)
+    expect(deniedText.stdout).toMatch(new RegExp(`^exit\\s+${exit.peerId}$`, 'm'))
     const none = await probe(['--region', 'jp', `http://127.0.0.1:${target.port}/`])
     expect(none.code).toBe(1)
     expect(none.stdout).toMatch(/failed\s+NO_EXIT: no exit known in region jp/)
+    expect(none.stdout).toMatch(/^exit\s+-$/m)
     expect(target.connections).toBe(connections)
   })
 
@@ -147,6 +152,9 @@ describe('spareband probe --region R URL', () => {
     expect(text.stdout.match(/^#\d  failed  POLICY_DENIED: /gm)).toHaveLength(3)
     expect(text.stdout).toMatch(/^succeeded\s+0$/m)
     expect(text.stdout).toMatch(/^failures\.POLICY_DENIED\s+3$/m)
+    // each refusal names its exit, and the exits used count the refusing one
+    expect(text.stdout.match(new RegExp(`^#\\d  failed  POLICY_DENIED: .*  via ${exit.peerId}$`, 'gm'))).toHaveLength(3)
+    expect(text.stdout).toMatch(new RegExp(`^exits\\.${exit.peerId}\\s+3$`, 'm'))
     const bad = await probe(['--count', '0', 'http://127.0.0.1/'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/"0" is not a whole number of probes/)

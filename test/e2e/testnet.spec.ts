@@ -1,6 +1,8 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import type { ChildProcess } from 'node:child_process'
 
@@ -68,6 +70,52 @@ describe('spareband testnet', () => {
     const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: 'testnet JSON' })
     child.kill('SIGKILL')
     await waitFor(() => net.nodes.every((n: any) => { try { process.kill(n.pid, 0); return false } catch { return true } }), { timeoutMs: 15_000, what: 'the orphaned nodes to stop' })
+  })
+
+  it('checks what it passes to the nodes before it starts any: a bad --exit-ports is the flag\'s own error, exit 2', async () => {
+    // a temporary directory of the test's own: the testnet makes nothing in it
+    const tmp = await tempDir('sb-testnet-tmp-')
+    const r = await runCli(['testnet', '--exit-ports', '99999', '--nodes', '2'], { env: { TMPDIR: tmp } })
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim()).toMatch(/^spareband: flag --exit-ports: exit\.allowed_ports = \["99999"\] is invalid: port 99999 .*out of range 1-65535/)
+    expect(r.stderr).not.toContain('testnet node')
+    expect(await readdir(tmp)).toEqual([])
+  })
+
+  it('a node that fails to start: its log\'s last lines, its error among them, before the testnet stops (exit 1)', async () => {
+    const dir = await tempDir('sb-testnet-dir-')
+    // node 0's own config.toml, which only the node reads
+    await mkdir(join(dir, 'node-0'))
+    await writeFile(join(dir, 'node-0', 'config.toml'), '[exit]\nallowed_ports = []\n')
+    const r = await runCli(['testnet', '--nodes', '2', '--dir', dir], { timeoutMs: 60_000 })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/error testnet node 0 exited .*code=2/)
+    expect(r.stderr).toContain('config.toml: exit.allowed_ports = [] is invalid: no ports')
+    // --dir stays: its log is where the error says
+    const log = join(dir, 'node-0', 'node.log')
+    expect(r.stderr).toContain(`log=${log}`)
+    expect(await readFile(log, 'utf8')).toContain('is invalid: no ports')
+  })
+
+  it('a node that dies after start: its last lines are shown, and the temporary directory removed is not named as where to look', async () => {
+    const tmp = await tempDir('sb-testnet-tmp-')
+    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } })
+    procs.push(child)
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += d })
+    child.stderr.on('data', d => { err += d })
+    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
+    const exited = new Promise(res => child.on('exit', res))
+    process.kill(net.nodes[1].pid, 'SIGKILL')
+    expect(await exited).toBe(1)
+    expect(err).toMatch(/error testnet node 1 exited .*signal=SIGKILL/)
+    // the node's own log, up to its end
+    expect(err).toMatch(/node 1 \| .*spareband node started/)
+    // no log file to look at: it went with the temporary directory
+    expect(err).not.toMatch(/ log=/)
+    expect(err).toContain('testnet --dir DIR keeps them')
+    expect(await readdir(tmp)).toEqual([])
   })
 
   it('rejects a bad region list', async () => {

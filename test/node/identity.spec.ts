@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { mkdtemp, stat, readFile, writeFile } from 'node:fs/promises'
+import { mkdtemp, stat, readFile, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createIdentity, loadIdentity, loadOrCreateIdentity, identityPath } from '../../src/node/identity.ts'
@@ -33,12 +33,39 @@ describe('identity', () => {
     expect((await loadIdentity(dir)).peerId.toString()).toBe(first.peerId.toString())
   })
 
-  it('replaces the key with force', async () => {
+  it('replaces the key with force, keeping the old one as identity.key.<peer id>.bak (0600)', async () => {
     const dir = await tmp()
     const first = await createIdentity(dir)
+    const before = await readFile(identityPath(dir))
     const second = await createIdentity(dir, { force: true })
     expect(second.peerId.toString()).not.toBe(first.peerId.toString())
     expect((await loadIdentity(dir)).peerId.toString()).toBe(second.peerId.toString())
+    const backup = join(dir, `identity.key.${first.peerId.toString()}.bak`)
+    expect(second.replaced).toEqual({ peerId: first.peerId.toString(), file: backup })
+    expect(await readFile(backup)).toEqual(before)
+    expect((await stat(backup)).mode & 0o777).toBe(0o600)
+  })
+
+  it('force keeps an unreadable old key too, under a name of its own', async () => {
+    const dir = await tmp()
+    await writeFile(identityPath(dir), 'not a key')
+    const created = await createIdentity(dir, { force: true })
+    expect(created.replaced?.peerId).toBeUndefined()
+    expect(await readFile(created.replaced!.file, 'utf8')).toBe('not a key')
+    expect(created.replaced!.file).toMatch(/identity\.key\.unreadable-\d+\.bak$/)
+  })
+
+  it('force is refused while ledger.db holds the old identity\'s credits: a new key could not use them', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    const before = await readFile(identityPath(dir))
+    await writeFile(join(dir, 'ledger.db'), '')
+    const err = await createIdentity(dir, { force: true }).catch(e => e)
+    expect(err).toHaveProperty('name', 'IdentityExistsError')
+    expect(err.message).toContain(join(dir, 'ledger.db'))
+    expect(err.message).toContain(first.peerId.toString())
+    expect(await readFile(identityPath(dir))).toEqual(before)
+    expect((await readdir(dir)).sort()).toEqual(['identity.key', 'ledger.db'])
   })
 
   it('says what to do when the key is missing or corrupt', async () => {

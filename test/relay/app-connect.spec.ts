@@ -96,10 +96,13 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     const denied = await consumer.connect('127.0.0.1', 9, { region: 'de' }).catch(err => err)
     expect(denied).toBeInstanceOf(TunnelRefusedError)
     expect(denied.status).toBe('POLICY_DENIED')
+    // the exit that refused, by its peer id, as the HTTP proxy's X-Spareband-Exit names it
+    expect(denied.exit).toBe(exit.peerId.toString())
     // no exit in that region
     const none = await consumer.connect('127.0.0.1', target.port, { region: 'jp' }).catch(err => err)
     expect(none).toBeInstanceOf(TunnelRefusedError)
     expect(none.status).toBe('NO_EXIT')
+    expect(none.exit).toBeUndefined()
     expect(none.message).toMatch(/jp/)
     expect(target.connections).toBe(connections)
   })

@@ -1,5 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { NO_EXIT, httpStatusFor, socksReplyFor } from '../../src/relay/status-codes.ts'
+import { TUNNEL_REFUSAL_STATUSES } from '../../src/errors.ts'
+import type { Outcome } from '../../src/relay/status-codes.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 
 // The e2e tests see most of these through real curl; DNS_FAILED is checked
@@ -18,6 +20,19 @@ describe('tunnel status -> client reply', () => {
     expect(socksReplyFor(TunnelStatus.QUOTA_EXCEEDED)).toBe(0x01)
   })
 
+  it('every refusal has the SOCKS5 code README lists for it ("Using the proxies")', () => {
+    const readme: Record<string, number> = {
+      BUSY: 0x01, QUOTA_EXCEEDED: 0x01, OUTSIDE_SCHEDULE: 0x01, RATE_LIMITED: 0x01, BAD_REQUEST: 0x01,
+      POLICY_DENIED: 0x02, INSUFFICIENT_CREDIT: 0x02,
+      NO_EXIT: 0x03,
+      DNS_FAILED: 0x04, UNREACHABLE: 0x04,
+      CONNECT_REFUSED: 0x05,
+      TIMEOUT: 0x06
+    }
+    expect(Object.keys(readme).sort()).toEqual([...TUNNEL_REFUSAL_STATUSES].sort())
+    for (const status of TUNNEL_REFUSAL_STATUSES) expect(socksReplyFor(status as Outcome), status).toBe(readme[status])
+  })
+
   it('maps to HTTP statuses', () => {
     expect(httpStatusFor(TunnelStatus.POLICY_DENIED)[0]).toBe(403)
     expect(httpStatusFor(TunnelStatus.DNS_FAILED)[0]).toBe(502)
@@ -25,6 +40,7 @@ describe('tunnel status -> client reply', () => {
     expect(httpStatusFor(TunnelStatus.TIMEOUT)[0]).toBe(504)
     expect(httpStatusFor(TunnelStatus.RATE_LIMITED)[0]).toBe(429)
     expect(httpStatusFor(TunnelStatus.INSUFFICIENT_CREDIT)[0]).toBe(402)
+    expect(httpStatusFor(TunnelStatus.BAD_REQUEST)[0]).toBe(400)
     for (const s of [TunnelStatus.BUSY, TunnelStatus.QUOTA_EXCEEDED, TunnelStatus.OUTSIDE_SCHEDULE, NO_EXIT] as const) expect(httpStatusFor(s)[0]).toBe(503)
   })
 })

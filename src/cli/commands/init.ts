@@ -53,7 +53,7 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
   program.command('init')
     .description('create the node identity (identity.key) and a config.toml in the data directory')
     .option('--region <region>', 'region this node exits traffic in, e.g. de or us-ca')
-    .option('--force', 'replace an existing identity (its peer id is lost)')
+    .option('--force', 'replace an existing identity; the old key is kept as identity.key.<peer id>.bak. Refused while ledger.db holds the old identity\'s credits (move identity.key and ledger.db aside together to start over)')
     .option('--json', 'print the result as JSON')
     .action(async (opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
@@ -74,10 +74,11 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
         await writeFile(configFile, CONFIG_TEMPLATE(region), { mode: 0o644 })
         wroteConfig = true
       }
-      const result = { peerId: identity.peerId.toString(), dataDir, identityFile: join(dataDir, 'identity.key'), configFile, wroteConfig, region }
+      const result = { peerId: identity.peerId.toString(), dataDir, identityFile: join(dataDir, 'identity.key'), configFile, wroteConfig, region, replaced: identity.replaced }
       if (opts.json === true) printJson(result)
       else {
         process.stdout.write(`peer id    ${result.peerId}\nidentity   ${result.identityFile}\nconfig     ${configFile}${wroteConfig ? ' (created)' : ' (kept)'}\n`)
+        if (identity.replaced != null) process.stdout.write(`old key    ${identity.replaced.file} (${identity.replaced.peerId != null ? `peer ${identity.replaced.peerId}` : 'not a valid key'}; kept, not used)\n`)
         if (region != null && !wroteConfig) process.stdout.write(`note       config.toml already existed: set region = "${region}" in it yourself\n`)
       }
     })

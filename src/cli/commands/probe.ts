@@ -60,7 +60,7 @@ export function summarize (results: ProbeResult[]): { count: number, succeeded: 
 }
 
 function oneLine (i: number, r: ProbeResult): string {
-  if (!r.ok) return `#${i + 1}  failed  ${r.failure}: ${r.error}\n`
+  if (!r.ok) return `#${i + 1}  failed  ${r.failure}: ${r.error}${r.exit != null ? `  via ${r.exit}` : ''}\n`
   return `#${i + 1}  ${r.status}  first byte ${ms(r.timings.firstByteMs)}  total ${ms(r.timings.totalMs)}  ${r.bytes} bytes  via ${r.exit}\n`
 }
 

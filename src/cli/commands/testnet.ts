@@ -11,10 +11,11 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError } from 'commander'
-import { createIdentity } from '../../node/identity.ts'
+import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { readApiInfo } from '../../node/control-api.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { callApi } from '../api-client.ts'
+import { flagArgs, resolveFlags } from '../config-from-flags.ts'
 import { UsageError } from '../errors.ts'
 import { formatTable, log, printJson } from '../output.ts'
 import { NODE_RUNTIME_FLAGS } from '../../node/runtime-flags.ts'
@@ -33,6 +34,9 @@ export interface TestnetNode {
   pid: number
 }
 
+/** The network definition every testnet node runs on. */
+const NETWORK = 'local'
+
 function parseNodes (value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 1 || n > 100) throw new InvalidArgumentError(`"${value}" is not a node count from 1 to 100.`)
@@ -40,13 +44,22 @@ function parseNodes (value: string): number {
 }
 
 const READY_TIMEOUT_MS = 60_000
+/** Lines of a failed node's log shown: its error, and what led to it. */
+const LOG_TAIL_LINES = 20
+
+/** The last lines of a node's log, each marked with the node, for the testnet's stderr. */
+async function logTail (dataDir: string, index: number): Promise<string> {
+  const lines = (await readFile(join(dataDir, 'node.log'), 'utf8').catch(() => '')).split('\n')
+  if (lines[lines.length - 1] === '') lines.pop()
+  return lines.slice(-LOG_TAIL_LINES).map(l => `node ${index} | ${l}\n`).join('')
+}
 
 export function registerTestnet (program: Command): void {
   program.command('testnet')
     .description('run a local testnet: N nodes as separate processes on 127.0.0.1; Ctrl-C stops them')
     .option('--nodes <n>', 'how many nodes', parseNodes, 3)
     .option('--regions <list>', 'regions, assigned to the nodes in turn', 'de,us,jp')
-    .option('--dir <dir>', 'where the nodes\' data directories go (default: a new temporary directory, removed on exit)')
+    .option('--dir <dir>', 'where the nodes\' data directories go, kept (default: a new temporary directory, removed on exit)')
     .option('--allow-private-targets', 'let the exits reach loopback and private addresses (for local tests)')
     .option('--exit-ports <list>', 'ports the exits allow, e.g. 80,443,8000-8100')
     .option('--json', 'print the nodes as JSON once all are up')
@@ -54,12 +67,15 @@ export function registerTestnet (program: Command): void {
       const regions = String(opts.regions).split(',').map(r => normalizeRegion(r)).filter(r => r !== '')
       const bad = regions.find(r => !isValidRegion(r))
       if (bad != null || regions.length === 0) throw new UsageError(`--regions: "${bad ?? opts.regions}" is not a region (ISO 3166-1 alpha-2, optionally -subdivision, e.g. de,us-ca)`)
+      // what every node is started with, besides its region and bootstrap peer, checked as its `start` would check it
+      // (with the environment the nodes inherit): a bad value is the flag's own error here, before any node starts
+      const nodeFlags: Record<string, unknown> = { listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, socksPort: 0, httpPort: 0 }
+      if (opts.allowPrivateTargets === true) nodeFlags.allowPrivateTargets = true
+      if (opts.exitPorts != null) nodeFlags.exitPorts = opts.exitPorts
+      resolveFlags({ ...nodeFlags, region: regions[0] }, NETWORK)
       const temporary = opts.dir == null
       const base = temporary ? await mkdtemp(join(tmpdir(), 'spareband-testnet-')) : resolve(opts.dir)
       await mkdir(base, { recursive: true })
-      const extra: string[] = []
-      if (opts.allowPrivateTargets === true) extra.push('--allow-private-targets')
-      if (opts.exitPorts != null) extra.push('--exit-ports', opts.exitPorts)
 
       const children: ChildProcess[] = []
       let stopping = false
@@ -72,6 +88,21 @@ export function registerTestnet (program: Command): void {
         if (temporary) await rm(base, { recursive: true, force: true })
         log('info', 'testnet stopped', { nodes: children.length })
         process.exit(code)
+      }
+      /**
+       * A node exited, or never came up: the end of its log (its error) goes
+       * to our stderr before the testnet stops, since a temporary directory
+       * goes with it; the log file is named only when it stays (--dir).
+       */
+      const nodeFailed = async (index: number, dataDir: string, what: string, fields: Record<string, unknown> = {}): Promise<never> => {
+        // the first failure is reported; the testnet is stopping already for it (or for a signal)
+        if (stopping) return new Promise<never>(() => {})
+        stopping = true
+        log('error', `testnet node ${index} ${what}`, { ...fields, log: temporary ? undefined : join(dataDir, 'node.log') })
+        const tail = await logTail(dataDir, index)
+        process.stderr.write(tail === '' ? `node ${index} | (its log is empty)\n` : tail)
+        if (temporary) log('info', 'the nodes\' logs go with the temporary directory; testnet --dir DIR keeps them')
+        return stopAll(1)
       }
       let signalled = false
       const onSignal = (): void => {
@@ -86,13 +117,10 @@ export function registerTestnet (program: Command): void {
       const startNode = async (index: number, bootstrap: string[]): Promise<TestnetNode> => {
         const dataDir = join(base, `node-${index}`)
         const region = regions[index % regions.length]
-        await createIdentity(dataDir, { force: true })
+        // a --dir used before keeps its nodes' identities: a new key would not start with the ledger.db there
+        await loadOrCreateIdentity(dataDir)
         const logFile = await open(join(dataDir, 'node.log'), 'w')
-        const args = [
-          process.argv[1], 'start', '--data-dir', dataDir, '--network', 'local', '--region', region,
-          '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--socks-port', '0', '--http-port', '0',
-          ...bootstrap.flatMap(b => ['--bootstrap', b]), ...extra
-        ]
+        const args = [process.argv[1], 'start', '--data-dir', dataDir, '--network', NETWORK, ...flagArgs({ ...nodeFlags, region, bootstrap })]
         // the IPC channel ties each node's life to ours: if we are killed, they stop.
         // detached: a process group of its own, so Ctrl-C (SIGINT to the terminal's whole group) reaches only us, and
         // our SIGTERM is a node's first signal, which stops it cleanly, not a second one, which made it exit at once
@@ -100,14 +128,12 @@ export function registerTestnet (program: Command): void {
         children.push(child)
         child.on('exit', (code, signal) => {
           void logFile.close()
-          if (!stopping) {
-            log('error', 'testnet node exited', { node: index, code, signal, log: join(dataDir, 'node.log') })
-            void stopAll(1)
-          }
+          void nodeFailed(index, dataDir, 'exited', { code: code ?? undefined, signal: signal ?? undefined })
         })
         const deadline = Date.now() + READY_TIMEOUT_MS
         while (Date.now() < deadline) {
-          if (child.exitCode != null) break
+          // its 'exit' handler reports it and stops the testnet
+          if (child.exitCode != null || child.signalCode != null) return new Promise<never>(() => {})
           const info = await readApiInfo(dataDir)
           if (info?.pid === child.pid) {
             const status = await callApi(dataDir, '/v1/status')
@@ -125,8 +151,7 @@ export function registerTestnet (program: Command): void {
           }
           await sleep(100)
         }
-        const tail = (await readFile(join(dataDir, 'node.log'), 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')
-        throw new Error(`testnet node ${index} did not come up; its log ends with:\n${tail}`)
+        return nodeFailed(index, dataDir, `did not come up within ${READY_TIMEOUT_MS / 1000} s`)
       }
 
       try {
