@@ -145,6 +145,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     // its own stream: libp2p's connection monitor may hold ping's one outbound stream, waiting on the same exit
     ping: async (exit, options) => (node.libp2p.services.ping as Ping).ping(exit, { ...options, maxOutboundStreams: 4 } as AbortOptions),
     heardSince: (exit, since) => ingress.heardSince(exit, since),
+    silentExits: ms => ingress.silentExits(ms),
     drop: (exit, reason) => { for (const c of node.libp2p.getConnections(exit)) c.abort(reason) }
   })
   const client = new TunnelClient({
@@ -172,6 +173,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     socks,
     http,
     start: async () => {
+      liveness.start()
       await socks.start()
       try {
         await http.start()

@@ -17,7 +17,10 @@
  * a byte or an answer meanwhile is taken for gone: its connections are ended, which fails
  * every set-up waiting on it at once (they move on to the next exit), and
  * it is tried last for a while (`avoidMs`, doubling while it stays gone),
- * until a tunnel through it works again.
+ * until a tunnel through it works again. Open tunnels that have had
+ * nothing from their exit for `silentAfterMs` get it checked the same way
+ * (a download from an exit that went away stalled until the connection
+ * monitor gave up, a minute later, or until the client's own timeout).
  */
 
 import type { AbortOptions, Logger, PeerId } from '@libp2p/interface'
@@ -26,6 +29,8 @@ import { minute, second } from '../constants.ts'
 export const DEFAULT_SUSPECT_AFTER_MS = 3 * second
 export const DEFAULT_PING_TIMEOUT_MS = 5 * second
 export const DEFAULT_AVOID_MS = 30 * second
+/** Open tunnels that have had nothing from their exit this long get it checked too (see silentExits). */
+export const DEFAULT_SILENT_AFTER_MS = 10 * second
 export const MAX_AVOID_MS = 10 * minute
 /** After the ping's time is up, I/O the event loop had not read yet (a busy loop runs timers first) gets this long to land. */
 const LATE_ANSWER_GRACE_MS = 250
@@ -56,6 +61,15 @@ export interface ExitLivenessInit {
   pingTimeoutMs?: number
   /** @default DEFAULT_AVOID_MS */
   avoidMs?: number
+  /**
+   * The exits whose open tunnels have all had nothing from them for `ms`:
+   * start() checks each, at most once per `silentAfterMs`, so a download
+   * from an exit that went away is reset in seconds rather than stalled
+   * until the connection monitor's minute is up.
+   */
+  silentExits?: (ms: number) => PeerId[]
+  /** @default DEFAULT_SILENT_AFTER_MS */
+  silentAfterMs?: number
 }
 
 interface Avoided { until: number, ms: number }
@@ -69,10 +83,32 @@ export class ExitLiveness {
   /** When each exit last answered a tunnel request (performance.now() ms), for the exits being checked. */
   private readonly lastAnswer = new Map<string, number>()
   private readonly controller = new AbortController()
+  /** When each silent exit was last checked (performance.now() ms). */
+  private readonly silentChecked = new Map<string, number>()
+  private sweepTimer?: NodeJS.Timeout
   /** Exits found gone since start, for status. */
   dropped = 0
 
   constructor (private readonly init: ExitLivenessInit) {}
+
+  /** Starts checking the exits of silent tunnels (init.silentExits), if given. */
+  start (): void {
+    const silentExits = this.init.silentExits
+    if (silentExits == null || this.sweepTimer != null) return
+    const silentMs = this.init.silentAfterMs ?? DEFAULT_SILENT_AFTER_MS
+    this.sweepTimer = setInterval(() => {
+      const now = performance.now()
+      for (const [id, at] of this.silentChecked) if (now - at >= silentMs) this.silentChecked.delete(id)
+      for (const exit of silentExits(silentMs)) {
+        const id = exit.toString()
+        // one found gone just now: its connections are ended, and its tunnels with them
+        if (this.silentChecked.has(id) || this.avoided(exit)) continue
+        this.silentChecked.set(id, now)
+        void this.check(exit)
+      }
+    }, silentMs / 2)
+    this.sweepTimer.unref()
+  }
 
   /**
    * A tunnel set-up is waiting on `exit`: checks it if the wait grows to
@@ -122,6 +158,7 @@ export class ExitLiveness {
   }
 
   stop (): void {
+    clearInterval(this.sweepTimer)
     this.controller.abort()
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
@@ -135,7 +172,7 @@ export class ExitLiveness {
     const timeoutMs = this.init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS
     try {
       if (await this.answers(exit, timeoutMs) || this.heardSince(exit, id, since) || this.controller.signal.aborted) return
-      const reason = new ExitUnresponsiveError(`exit ${id} did not answer a ping within ${timeoutMs} ms, nor send anything, while a tunnel waited on it`)
+      const reason = new ExitUnresponsiveError(`exit ${id} did not answer a ping within ${timeoutMs} ms, nor send anything meanwhile`)
       this.avoid(id)
       this.dropped++
       this.init.log('%s: ending its connections and trying it last for %d s', reason.message, Math.round(this.avoidedExits.get(id)!.ms / 1000))

@@ -108,12 +108,15 @@ export function watchClient (socket: Socket, sentForTarget: boolean): { signal: 
   }
 }
 
+/** An open tunnel, for telling a live exit from a gone one (performance.now() ms). */
+interface Flow { openedAt: number, lastByteAt: number }
+
 export class Ingress {
   readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
   private readonly sockets = new Set<Socket>()
   private readonly refusals: NoticeLimiter
-  /** The open tunnels by exit id, with when each last had bytes from its exit (see heardSince). */
-  private readonly flows = new Map<string, Set<{ lastByteAt: number }>>()
+  /** The open tunnels by exit id, with when each opened and last had bytes from its exit (see heardSince, silentExits). */
+  private readonly flows = new Map<string, { exit: PeerId, flows: Set<Flow> }>()
 
   constructor (readonly init: IngressInit) {
     this.refusals = new NoticeLimiter(init.refusalNoticesPerMinute ?? DEFAULT_REFUSAL_NOTICES_PER_MINUTE)
@@ -143,8 +146,25 @@ export class Ingress {
 
   /** Whether any open tunnel got bytes from `exit` after `since` (performance.now() ms): the exit is alive. */
   heardSince (exit: PeerId, since: number): boolean {
-    for (const flow of this.flows.get(exit.toString()) ?? []) if (flow.lastByteAt > since) return true
+    for (const flow of this.flows.get(exit.toString())?.flows ?? []) if (flow.lastByteAt > since) return true
     return false
+  }
+
+  /** The exits whose open tunnels have all had nothing from them for `ms`, or since they opened if later. */
+  silentExits (ms: number): PeerId[] {
+    const before = performance.now() - ms
+    const silent: PeerId[] = []
+    for (const { exit, flows } of this.flows.values()) {
+      let quiet = true
+      for (const f of flows) {
+        if (f.openedAt > before || f.lastByteAt > before) {
+          quiet = false
+          break
+        }
+      }
+      if (quiet) silent.push(exit)
+    }
+    return silent
   }
 
   closeAll (): void {
@@ -203,10 +223,11 @@ export class Ingress {
     this.stats.tunnelsTotal++
     const started = performance.now()
     let firstByteAt = 0
-    const flow = { lastByteAt: 0 }
+    const flow: Flow = { openedAt: started, lastByteAt: 0 }
     const exitId = tunnel.exit.toString()
-    let flows = this.flows.get(exitId)
-    if (flows == null) this.flows.set(exitId, flows = new Set())
+    let entry = this.flows.get(exitId)
+    if (entry == null) this.flows.set(exitId, entry = { exit: tunnel.exit, flows: new Set() })
+    const flows = entry.flows
     flows.add(flow)
     let bytes = 0
     try {

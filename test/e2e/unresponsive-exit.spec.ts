@@ -14,9 +14,13 @@ describe('an exit that stops answering', () => {
   let target: TargetServer
   let consumer: SpawnedNode
   const exits: SpawnedNode[] = []
+  /** The exit the first test stops, and the one it leaves running. */
+  let victim: SpawnedNode
+  let survivor: SpawnedNode
 
   beforeAll(async () => {
-    target = await startTargetServer(1024 * 1024)
+    // /drip sends it at about 6 MB/s: a download that runs for seconds
+    target = await startTargetServer(64 * 1024 * 1024)
     const args = ['--allow-private-targets', '--exit-ports', String(target.port)]
     exits.push(await spawnNode({ region: 'de', args }))
     exits.push(await spawnNode({ region: 'de', args: [...args, '--bootstrap', exits[0].addresses[0]] }))
@@ -41,8 +45,8 @@ describe('an exit that stops answering', () => {
     const before = await Promise.all(exits.map(async e => (await e.status()).exit.tunnelsTotal))
     expect((await hello(pinned)).ok).toBe(true)
     const carried = await Promise.all(exits.map(async (e, i) => (await e.status()).exit.tunnelsTotal - before[i]))
-    const victim = exits[carried.indexOf(1)]
-    const survivor = exits[carried.indexOf(0)]
+    victim = exits[carried.indexOf(1)]
+    survivor = exits[carried.indexOf(0)]
     expect(carried.sort()).toEqual([0, 1])
     const carriedBefore = (await survivor.status()).exit.tunnelsTotal
     victim.proc.child.kill('SIGSTOP')
@@ -65,5 +69,21 @@ describe('an exit that stops answering', () => {
     expect(Math.max(...after)).toBeLessThan(2_000)
     expect((await survivor.status()).exit.tunnelsTotal - carriedBefore).toBe(14)
     console.log(`unresponsive-exit: burst of 8 after SIGSTOP done in ${Math.round(slowest)} ms; the next 6 took ${after.join(', ')} ms`)
+  }, 90_000)
+
+  it('ends a download from it in seconds, rather than leave it stalled for the connection monitor\'s minute', async () => {
+    const transfer = curl(['--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:', `http://127.0.0.1:${target.port}/drip`], 90_000)
+    await waitFor(async () => (await survivor.status()).exit.tunnelsOpen > 0, { what: 'the download to start' })
+    survivor.proc.child.kill('SIGSTOP')
+    const stoppedAt = Date.now()
+    const cut = await transfer
+    const after = Date.now() - stoppedAt
+    // reset, not passed off as complete
+    expect(cut.code).not.toBe(0)
+    expect(cut.stdout.byteLength).toBeLessThan(target.blob.byteLength)
+    // silent for 10 s, found at the next sweep (5 s), a ping's 5 s: about 20 s; the monitor took 60-70
+    expect(after).toBeLessThan(35_000)
+    expect((await consumer.status()).proxy.exitsDropped).toBe(2)
+    console.log(`unresponsive-exit: a download stalled by SIGSTOP was reset after ${after} ms, with ${cut.stdout.byteLength} of ${target.blob.byteLength} bytes`)
   }, 90_000)
 })

@@ -162,6 +162,42 @@ describe('ExitLiveness', () => {
     expect(second).toBeGreaterThanOrEqual(790)
   })
 
+  it('checks the exits of tunnels that have had nothing from them, once per silentAfterMs each, from start to stop', async () => {
+    const asked: number[] = []
+    let silent: PeerId[] = [a, b]
+    const pings: string[] = []
+    const drops: string[] = []
+    const liveness = new ExitLiveness({
+      log: defaultLogger().forComponent('test'),
+      // a answers, b does not
+      ping: async (exit, options) => { pings.push(exit.toString()); return answeringAfter(exit.equals(a) ? 5 : Infinity)(exit, options) },
+      heardSince: () => false,
+      drop: exit => { drops.push(exit.toString()) },
+      silentExits: ms => { asked.push(ms); return silent },
+      suspectAfterMs: 30,
+      pingTimeoutMs: 100,
+      silentAfterMs: 200
+    })
+    livenesses.push(liveness)
+    await sleep(300)
+    expect(asked).toEqual([])
+    liveness.start()
+    await sleep(100 + 100 + 250 + 100)
+    expect(asked[0]).toBe(200)
+    expect(drops).toEqual([b.toString()])
+    // a again once its 200 ms are up, not at every sweep (every 100 ms)
+    silent = [a]
+    await sleep(400)
+    const pingsOfA = pings.filter(p => p === a.toString()).length
+    expect(pingsOfA).toBeGreaterThanOrEqual(2)
+    expect(pingsOfA).toBeLessThanOrEqual(4)
+    liveness.stop()
+    const after = pings.length
+    await sleep(300)
+    expect(pings.length).toBe(after)
+    expect(drops).toEqual([b.toString()])
+  })
+
   it('checks nothing after stop', async () => {
     const { liveness, pings } = make(answeringAfter(Infinity))
     liveness.watch(a)
