@@ -50,7 +50,7 @@ export class ExitUnresponsiveError extends Error {
 export interface ExitLivenessInit {
   /** Pings the exit on its connection; rejects when the signal aborts first. */
   ping: (exit: PeerId, options: AbortOptions) => Promise<unknown>
-  /** Whether the exit sent us any tunnel bytes after `since` (performance.now() ms). */
+  /** Whether any tunnel to the exit moved bytes after `since` (performance.now() ms): see Ingress.heardSince. */
   heardSince: (exit: PeerId, since: number) => boolean
   /** Ends every connection to the exit, with `reason`. */
   drop: (exit: PeerId, reason: Error) => void

@@ -108,14 +108,20 @@ export function watchClient (socket: Socket, sentForTarget: boolean): { signal: 
   }
 }
 
-/** An open tunnel, for telling a live exit from a gone one (performance.now() ms). */
-interface Flow { openedAt: number, lastByteAt: number }
+/**
+ * An open tunnel, for telling a live exit from a gone one (performance.now()
+ * ms): when it opened, and when it last moved bytes either way. Bytes from
+ * the exit say it is there; bytes to it do too, past its first window
+ * (yamux sends no more than the exit's window updates allow), and an
+ * upload-only tunnel hears nothing else from its exit.
+ */
+interface Flow { openedAt: number, activeAt: number }
 
 export class Ingress {
   readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
   private readonly sockets = new Set<Socket>()
   private readonly refusals: NoticeLimiter
-  /** The open tunnels by exit id, with when each opened and last had bytes from its exit (see heardSince, silentExits). */
+  /** The open tunnels by exit id, with when each opened and last moved bytes (see heardSince, silentExits). */
   private readonly flows = new Map<string, { exit: PeerId, flows: Set<Flow> }>()
 
   constructor (readonly init: IngressInit) {
@@ -144,20 +150,20 @@ export class Ingress {
     socket.once('close', () => this.sockets.delete(socket))
   }
 
-  /** Whether any open tunnel got bytes from `exit` after `since` (performance.now() ms): the exit is alive. */
+  /** Whether any open tunnel to `exit` moved bytes after `since` (performance.now() ms): the exit is alive. */
   heardSince (exit: PeerId, since: number): boolean {
-    for (const flow of this.flows.get(exit.toString())?.flows ?? []) if (flow.lastByteAt > since) return true
+    for (const flow of this.flows.get(exit.toString())?.flows ?? []) if (flow.activeAt > since) return true
     return false
   }
 
-  /** The exits whose open tunnels have all had nothing from them for `ms`, or since they opened if later. */
+  /** The exits whose open tunnels have all moved nothing for `ms` (or since they opened, if later). */
   silentExits (ms: number): PeerId[] {
     const before = performance.now() - ms
     const silent: PeerId[] = []
     for (const { exit, flows } of this.flows.values()) {
       let quiet = true
       for (const f of flows) {
-        if (f.openedAt > before || f.lastByteAt > before) {
+        if (f.openedAt > before || f.activeAt > before) {
           quiet = false
           break
         }
@@ -223,7 +229,8 @@ export class Ingress {
     this.stats.tunnelsTotal++
     const started = performance.now()
     let firstByteAt = 0
-    const flow: Flow = { openedAt: started, lastByteAt: 0 }
+    let lastByteAt = 0
+    const flow: Flow = { openedAt: started, activeAt: 0 }
     const exitId = tunnel.exit.toString()
     let entry = this.flows.get(exitId)
     if (entry == null) this.flows.set(exitId, entry = { exit: tunnel.exit, flows: new Set() })
@@ -244,18 +251,19 @@ export class Ingress {
         idleTimeoutMs: this.init.idleTimeoutMs,
         onChunk: (direction, n) => {
           bytes += n
+          flow.activeAt = performance.now()
           accounting?.meter(tunnel.exit, direction === 'toStream' ? 'up' : 'down', n)
           if (direction === 'toStream') this.stats.bytesOut += n
           else {
             this.stats.bytesIn += n
-            flow.lastByteAt = performance.now()
-            if (firstByteAt === 0) firstByteAt = flow.lastByteAt
+            lastByteAt = flow.activeAt
+            if (firstByteAt === 0) firstByteAt = lastByteAt
           }
           return 0
         }
       })
       if (firstByteAt > 0) {
-        this.init.onTransfer?.(tunnel.exit, { bytes, durationMs: Math.max(1, flow.lastByteAt - firstByteAt), ttfbMs: tunnel.setupMs + (firstByteAt - started) })
+        this.init.onTransfer?.(tunnel.exit, { bytes, durationMs: Math.max(1, lastByteAt - firstByteAt), ttfbMs: tunnel.setupMs + (firstByteAt - started) })
       }
       if (result.error != null) this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
     } finally {
