@@ -3,23 +3,35 @@
  * its run: each one when it appears, and a line when it is over. Printed
  * only once at start, a warning that came later (the node ran out of
  * credit, lost its last peer) reached no one who does not poll `status`.
+ *
+ * A warning is known by what comes before its first colon ("out of
+ * credit"): the rest may carry figures that change while it lasts (a
+ * balance), which are no new warning.
  */
 
 /** How often the running node's warnings are read. */
 export const WARNING_CHECK_MS = 10_000
 
 export interface WarningChanges {
+  /** Whole texts of the warnings that appeared. */
   appeared: string[]
+  /** The names (see warningName) of those that are over. */
   cleared: string[]
 }
 
-/** What changed from `before` to `now`; updates `before` to `now`. */
-export function warningChanges (before: Set<string>, now: readonly string[]): WarningChanges {
-  const current = new Set(now)
-  const appeared = [...current].filter(w => !before.has(w))
-  const cleared = [...before].filter(w => !current.has(w))
-  before.clear()
-  for (const w of current) before.add(w)
+/** What a warning is known by: its text up to the first colon. */
+export function warningName (warning: string): string {
+  const i = warning.indexOf(':')
+  return i < 0 ? warning : warning.slice(0, i)
+}
+
+/** What changed from `shown` (by name) to `now`; updates `shown` to `now`. */
+export function warningChanges (shown: Map<string, string>, now: readonly string[]): WarningChanges {
+  const current = new Map(now.map(w => [warningName(w), w]))
+  const appeared = [...current].filter(([name]) => !shown.has(name)).map(([, text]) => text)
+  const cleared = [...shown.keys()].filter(name => !current.has(name))
+  shown.clear()
+  for (const [name, text] of current) shown.set(name, text)
   return { appeared, cleared }
 }
 
@@ -28,7 +40,7 @@ export function warningChanges (before: Set<string>, now: readonly string[]): Wa
  * from `initial` (what was already logged). Returns the function that stops it.
  */
 export function watchWarnings (read: () => readonly string[], initial: readonly string[], report: (changes: WarningChanges) => void, everyMs = WARNING_CHECK_MS): () => void {
-  const shown = new Set(initial)
+  const shown = new Map(initial.map(w => [warningName(w), w]))
   const timer = setInterval(() => {
     let now: readonly string[]
     try {

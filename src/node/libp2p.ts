@@ -118,7 +118,8 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     services: {
       identify: identify(),
       identifyPush: identifyPush(),
-      ping: ping(),
+      // two of our own at once: the connection monitor's, and the exit liveness check's (relay/exit-liveness.ts)
+      ping: ping({ maxOutboundStreams: 2, maxInboundStreams: 4 }),
       autoNAT: autoNAT(),
       dcutr: dcutr(),
       dht: kadDHT({

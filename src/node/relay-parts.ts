@@ -14,7 +14,7 @@ import { Socks5Server } from '../relay/socks5.ts'
 import { MAX_OUTBOUND_TUNNELS, TunnelClient } from '../relay/tunnel-client.ts'
 import { WarmStreams } from '../relay/warm-streams.ts'
 import { ExitLiveness } from '../relay/exit-liveness.ts'
-import { connectionFor, openStream } from './open-stream.ts'
+import { connectionFor, openStream, pingOver } from './open-stream.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
@@ -27,8 +27,7 @@ import type { IngressStats } from '../relay/ingress.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { AbortOptions, Stream } from '@libp2p/interface'
-import type { Ping } from '@libp2p/ping'
+import type { Stream } from '@libp2p/interface'
 
 const GB = 1e9
 
@@ -79,7 +78,7 @@ export interface ProxyStatus extends IngressStats {
   socksPort: number
   httpPort: number
   warmStreams: { ready: number, opening: number, hits: number, misses: number }
-  /** Exits found gone while a tunnel waited on them (no answer to a ping, nothing sent), whose connections were ended. */
+  /** Exits found gone (no answer to a ping, nothing heard) while a tunnel request waited on them or their tunnels were silent: our tunnels through them were ended. */
   exitsDropped: number
 }
 
@@ -142,11 +141,19 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   })
   const liveness = new ExitLiveness({
     log: node.libp2p.logger.forComponent('spareband:relay:exit-liveness'),
-    // its own stream: libp2p's connection monitor may hold ping's one outbound stream, waiting on the same exit
-    ping: async (exit, options) => (node.libp2p.services.ping as Ping).ping(exit, { ...options, maxOutboundStreams: 4 } as AbortOptions),
+    ping: async (exit, options) => {
+      const connection = connectionFor(node.libp2p, exit, true)
+      if (connection == null) return false
+      await pingOver(connection, options)
+      return true
+    },
     heardSince: (exit, since) => ingress.heardSince(exit, since),
     silentExits: ms => ingress.silentExits(ms),
-    drop: (exit, reason) => { for (const c of node.libp2p.getConnections(exit)) c.abort(reason) }
+    // our tunnels only: the connection may carry our relay reservation, the DHT, a consumer's tunnels through us
+    drop: (exit, reason) => {
+      warm.forget(exit, reason)
+      ingress.abortTunnelsTo(exit, reason)
+    }
   })
   const client = new TunnelClient({
     logger: node.libp2p.logger,

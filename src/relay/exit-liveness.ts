@@ -4,23 +4,34 @@
  * connection up, libp2p's connection monitor gives a ping a minute
  * (PING_TIMEOUT_FLOOR, see node/libp2p.ts) before it ends it, and until
  * then every tunnel asked of the exit waited out the whole response
- * timeout (15 s) before the next exit was tried: measured with a stopped
- * exit process, two requests of six took 15 s each.
+ * timeout (15 s) before the next exit was tried (measured with a stopped
+ * exit process: two requests of six took 15 s each), and a download from
+ * it stalled for that minute.
  *
- * Here, once a tunnel set-up has waited `suspectAfterMs` for its answer
- * (an exit answers only once its connect to the target is done, which may
- * take seconds: that alone says nothing), the exit is pinged, one check
- * per exit at a time. A live exit answers a ping at once, unless its
- * answer queues behind tunnel data it is sending us, or waits on a loop
- * busy with a burst of set-ups, and then we hear that data, or those
- * answers. So an exit that neither answers within `pingTimeoutMs` nor sent
- * a byte or an answer meanwhile is taken for gone: its connections are ended, which fails
- * every set-up waiting on it at once (they move on to the next exit), and
- * it is tried last for a while (`avoidMs`, doubling while it stays gone),
- * until a tunnel through it works again. Open tunnels that have had
- * nothing from their exit for `silentAfterMs` get it checked the same way
- * (a download from an exit that went away stalled until the connection
- * monitor gave up, a minute later, or until the client's own timeout).
+ * Two things start a check: a tunnel request sent to the exit that has had
+ * no answer for `suspectAfterMs` (an exit answers only once its connect to
+ * the target is done, which may take seconds: that alone says nothing),
+ * and open tunnels to it that have all moved nothing for `silentAfterMs`.
+ * A check pings the exit on the connection we have to it (relayed or
+ * not), one check per exit at a time. A live exit answers at once, unless
+ * the answer queues behind tunnel data it is sending us (we hear that
+ * data), behind tunnel requests it is answering (we hear those answers),
+ * or our ping queues behind data we are sending it (a tunnel of ours moved
+ * bytes: the check says nothing then, and the connection monitor decides).
+ * So an exit that neither answers the ping in its time nor is heard from
+ * meanwhile is taken for gone:
+ * - the set-ups waiting on it fail at once and move on to the next exit,
+ *   and its open tunnels and warm streams are ended (the clients see a
+ *   reset, never a short body passed off as whole);
+ * - it is asked last for a while (`avoidMs`, doubling while it keeps going
+ *   away), until a tunnel through it works again.
+ * Its connection itself is left to libp2p's connection monitor: the peer
+ * may be our relay, a DHT neighbour, or a consumer of ours as well, and a
+ * check that was wrong then costs only our tunnels through it.
+ *
+ * The ping of a silent tunnel's exit gets more time (`silentPingTimeoutMs`)
+ * than one a client waits on: an idle keep-alive connection through a busy
+ * exit is worth more than a quick verdict.
  */
 
 import type { AbortOptions, Logger, PeerId } from '@libp2p/interface'
@@ -28,9 +39,9 @@ import { minute, second } from '../constants.ts'
 
 export const DEFAULT_SUSPECT_AFTER_MS = 3 * second
 export const DEFAULT_PING_TIMEOUT_MS = 5 * second
-export const DEFAULT_AVOID_MS = 30 * second
-/** Open tunnels that have had nothing from their exit this long get it checked too (see silentExits). */
 export const DEFAULT_SILENT_AFTER_MS = 10 * second
+export const DEFAULT_SILENT_PING_TIMEOUT_MS = 15 * second
+export const DEFAULT_AVOID_MS = 30 * second
 export const MAX_AVOID_MS = 10 * minute
 /** After the ping's time is up, I/O the event loop had not read yet (a busy loop runs timers first) gets this long to land. */
 const LATE_ANSWER_GRACE_MS = 250
@@ -48,28 +59,30 @@ export class ExitUnresponsiveError extends Error {
 }
 
 export interface ExitLivenessInit {
-  /** Pings the exit on its connection; rejects when the signal aborts first. */
-  ping: (exit: PeerId, options: AbortOptions) => Promise<unknown>
-  /** Whether any tunnel to the exit moved bytes after `since` (performance.now() ms): see Ingress.heardSince. */
+  /**
+   * Pings the exit on the connection we have to it: resolves true once it
+   * answered, false when there is no connection to ping on (nothing to
+   * judge: a set-up's own dial has its own time limit), rejects when the
+   * ping failed or the signal aborted first.
+   */
+  ping: (exit: PeerId, options: AbortOptions) => Promise<boolean>
+  /** Whether a tunnel to the exit moved bytes (either way) after `since` (performance.now() ms): see Ingress.heardSince. */
   heardSince: (exit: PeerId, since: number) => boolean
-  /** Ends every connection to the exit, with `reason`. */
+  /** Ends our open tunnels and warm streams to the exit, with `reason`. */
   drop: (exit: PeerId, reason: Error) => void
+  /** The exits whose open tunnels have all moved nothing for `ms` (see start()). */
+  silentExits?: (ms: number) => PeerId[]
   log: Logger
   /** @default DEFAULT_SUSPECT_AFTER_MS */
   suspectAfterMs?: number
   /** @default DEFAULT_PING_TIMEOUT_MS */
   pingTimeoutMs?: number
-  /** @default DEFAULT_AVOID_MS */
-  avoidMs?: number
-  /**
-   * The exits whose open tunnels have all had nothing from them for `ms`:
-   * start() checks each, at most once per `silentAfterMs`, so a download
-   * from an exit that went away is reset in seconds rather than stalled
-   * until the connection monitor's minute is up.
-   */
-  silentExits?: (ms: number) => PeerId[]
   /** @default DEFAULT_SILENT_AFTER_MS */
   silentAfterMs?: number
+  /** @default DEFAULT_SILENT_PING_TIMEOUT_MS */
+  silentPingTimeoutMs?: number
+  /** @default DEFAULT_AVOID_MS */
+  avoidMs?: number
 }
 
 interface Avoided { until: number, ms: number }
@@ -79,12 +92,14 @@ export class ExitLiveness {
   private readonly checking = new Set<string>()
   /** By exit id, in the order they were found gone. */
   private readonly avoidedExits = new Map<string, Avoided>()
+  /** The set-ups waiting on each exit's answer: told when it is found gone. */
+  private readonly waiting = new Map<string, Set<(reason: Error) => void>>()
   private readonly timers = new Set<NodeJS.Timeout>()
   /** When each exit last answered a tunnel request (performance.now() ms), for the exits being checked. */
   private readonly lastAnswer = new Map<string, number>()
-  private readonly controller = new AbortController()
   /** When each silent exit was last checked (performance.now() ms). */
   private readonly silentChecked = new Map<string, number>()
+  private readonly controller = new AbortController()
   private sweepTimer?: NodeJS.Timeout
   /** Exits found gone since start, for status. */
   dropped = 0
@@ -96,35 +111,43 @@ export class ExitLiveness {
     const silentExits = this.init.silentExits
     if (silentExits == null || this.sweepTimer != null) return
     const silentMs = this.init.silentAfterMs ?? DEFAULT_SILENT_AFTER_MS
+    const pingMs = this.init.silentPingTimeoutMs ?? DEFAULT_SILENT_PING_TIMEOUT_MS
     this.sweepTimer = setInterval(() => {
       const now = performance.now()
       for (const [id, at] of this.silentChecked) if (now - at >= silentMs) this.silentChecked.delete(id)
       for (const exit of silentExits(silentMs)) {
         const id = exit.toString()
-        // one found gone just now: its connections are ended, and its tunnels with them
+        // one found gone just now has had its tunnels ended
         if (this.silentChecked.has(id) || this.avoided(exit)) continue
         this.silentChecked.set(id, now)
-        void this.check(exit)
+        void this.check(exit, pingMs)
       }
     }, silentMs / 2)
     this.sweepTimer.unref()
   }
 
   /**
-   * A tunnel set-up is waiting on `exit`: checks it if the wait grows to
-   * `suspectAfterMs`. Call the returned function once the answer (or the
-   * failure) is in.
+   * A tunnel request was sent to `exit` and its answer is awaited: checks
+   * the exit if the wait grows to `suspectAfterMs`; `gone` is called if the
+   * exit is found gone meanwhile. Call the returned function once the
+   * answer (or the failure) is in.
    */
-  watch (exit: PeerId): () => void {
+  watch (exit: PeerId, gone: (reason: Error) => void): () => void {
+    const id = exit.toString()
+    let waiters = this.waiting.get(id)
+    if (waiters == null) this.waiting.set(id, waiters = new Set())
+    waiters.add(gone)
     const timer = setTimeout(() => {
       this.timers.delete(timer)
-      void this.check(exit)
+      void this.check(exit, this.init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS)
     }, this.init.suspectAfterMs ?? DEFAULT_SUSPECT_AFTER_MS)
     timer.unref()
     this.timers.add(timer)
     return () => {
       clearTimeout(timer)
       this.timers.delete(timer)
+      waiters.delete(gone)
+      if (waiters.size === 0 && this.waiting.get(id) === waiters) this.waiting.delete(id)
     }
   }
 
@@ -164,18 +187,19 @@ export class ExitLiveness {
     this.timers.clear()
   }
 
-  private async check (exit: PeerId): Promise<void> {
+  private async check (exit: PeerId, timeoutMs: number): Promise<void> {
     const id = exit.toString()
     if (this.checking.has(id) || this.controller.signal.aborted) return
     this.checking.add(id)
     const since = performance.now()
-    const timeoutMs = this.init.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS
     try {
-      if (await this.answers(exit, timeoutMs) || this.heardSince(exit, id, since) || this.controller.signal.aborted) return
-      const reason = new ExitUnresponsiveError(`exit ${id} did not answer a ping within ${timeoutMs} ms, nor send anything meanwhile`)
+      const verdict = await this.pinged(exit, timeoutMs)
+      if (verdict !== 'silent' || this.heardSince(exit, id, since) || this.controller.signal.aborted) return
+      const reason = new ExitUnresponsiveError(`exit ${id} did not answer a ping within ${timeoutMs} ms, nor was anything heard from it meanwhile`)
       this.avoid(id)
       this.dropped++
-      this.init.log('%s: ending its connections and trying it last for %d s', reason.message, Math.round(this.avoidedExits.get(id)!.ms / 1000))
+      this.init.log('%s: ending our tunnels through it and asking it last for %d s', reason.message, Math.round(this.avoidedExits.get(id)!.ms / 1000))
+      for (const gone of this.waiting.get(id) ?? []) gone(reason)
       this.init.drop(exit, reason)
     } finally {
       this.checking.delete(id)
@@ -188,32 +212,32 @@ export class ExitLiveness {
   }
 
   /**
-   * Whether a ping got its answer within `timeoutMs` (and the grace for an
-   * answer the loop had not read yet). A ping that fails before its time
-   * (no stream to be had just now) is tried again, every EARLY_RETRY_MS:
-   * only silence for the whole time counts.
+   * 'answered' when a ping got its answer within `timeoutMs` (and the grace
+   * for an answer the loop had not read yet), 'silent' when none did,
+   * 'unknown' when there is no connection to ping on. A ping that fails
+   * before its time (no stream to be had just now) is tried again, every
+   * EARLY_RETRY_MS: only silence for the whole time counts.
    */
-  private async answers (exit: PeerId, timeoutMs: number): Promise<boolean> {
+  private async pinged (exit: PeerId, timeoutMs: number): Promise<'answered' | 'silent' | 'unknown'> {
     const deadline = performance.now() + timeoutMs
+    const retryMs = Math.min(EARLY_RETRY_MS, timeoutMs / 5)
     while (!this.controller.signal.aborted) {
-      const left = deadline - performance.now()
       const pinging = new AbortController()
-      let answered = false
+      let verdict: 'answered' | 'unknown' | undefined
       let failedEarly = false
       const pinged = this.init.ping(exit, { signal: AbortSignal.any([pinging.signal, this.controller.signal]) })
-        .then(() => { answered = true }, () => { failedEarly = !pinging.signal.aborted })
+        .then(connected => { verdict = connected ? 'answered' : 'unknown' }, () => { failedEarly = !pinging.signal.aborted })
       let timer: NodeJS.Timeout | undefined
-      await Promise.race([pinged, new Promise<void>(resolve => { timer = setTimeout(resolve, Math.max(0, left)) })])
+      await Promise.race([pinged, new Promise<void>(resolve => { timer = setTimeout(resolve, Math.max(0, deadline - performance.now())) })])
       clearTimeout(timer)
-      if (!answered && !failedEarly) await sleep(LATE_ANSWER_GRACE_MS)
+      if (verdict == null && !failedEarly) await sleep(LATE_ANSWER_GRACE_MS)
       pinging.abort()
       await pinged
-      if (answered) return true
-      const retryMs = Math.min(EARLY_RETRY_MS, timeoutMs / 5)
-      if (!failedEarly || deadline - performance.now() < retryMs) return false
+      if (verdict != null) return verdict
+      if (!failedEarly || deadline - performance.now() < retryMs) return 'silent'
       await sleep(retryMs)
     }
-    return false
+    return 'unknown'
   }
 
   private avoid (id: string): void {

@@ -492,6 +492,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       await this.setUpAndCarry(stream, consumer, request, rest, release)
     } finally {
       release()
+      // its last tunnel or set-up is over (whichever way it ended): the consumer's rate buckets go
+      if (this.slots.of(consumerId) === 0) this.perConsumer.delete(consumerId)
     }
   }
 
@@ -638,8 +640,6 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.open.delete(tunnel)
     release()
     accounting?.tunnelEnded?.(consumerPeer, request.sessionId, info.bytesOut, result.error != null)
-    // its last tunnel (none open, none being set up): the consumer's rate buckets go
-    if (mine != null && this.slots.of(consumer) === 0) this.perConsumer.delete(consumer)
     this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
     this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })
   }

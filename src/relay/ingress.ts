@@ -17,7 +17,7 @@ import type { TransferSample } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { PipeOptions } from './pipe.ts'
 import type { Socket } from 'node:net'
-import type { AbortOptions, Logger, PeerId } from '@libp2p/interface'
+import type { AbortOptions, Logger, PeerId, Stream } from '@libp2p/interface'
 
 /** A client the proxy itself refused, for the operator's log (see IngressInit.onRefusal). */
 export interface ProxyRefusalNotice {
@@ -111,11 +111,12 @@ export function watchClient (socket: Socket, sentForTarget: boolean): { signal: 
 /**
  * An open tunnel, for telling a live exit from a gone one (performance.now()
  * ms): when it opened, and when it last moved bytes either way. Bytes from
- * the exit say it is there; bytes to it do too, past its first window
- * (yamux sends no more than the exit's window updates allow), and an
- * upload-only tunnel hears nothing else from its exit.
+ * the exit say it is there. Bytes to it say only that a ping of ours may
+ * queue behind them: a check then says nothing (see ExitLiveness), so an
+ * upload, or a keep-alive, to an exit that went away is left to libp2p's
+ * connection monitor.
  */
-interface Flow { openedAt: number, activeAt: number }
+interface Flow { openedAt: number, activeAt: number, stream: Stream }
 
 export class Ingress {
   readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
@@ -171,6 +172,11 @@ export class Ingress {
       if (quiet) silent.push(exit)
     }
     return silent
+  }
+
+  /** Ends every open tunnel through `exit` with `reason` (found gone: its clients see a reset). */
+  abortTunnelsTo (exit: PeerId, reason: Error): void {
+    for (const flow of this.flows.get(exit.toString())?.flows ?? []) if (flow.stream.status === 'open') flow.stream.abort(reason)
   }
 
   closeAll (): void {
@@ -230,7 +236,7 @@ export class Ingress {
     const started = performance.now()
     let firstByteAt = 0
     let lastByteAt = 0
-    const flow: Flow = { openedAt: started, activeAt: 0 }
+    const flow: Flow = { openedAt: started, activeAt: 0, stream: tunnel.stream }
     const exitId = tunnel.exit.toString()
     let entry = this.flows.get(exitId)
     if (entry == null) this.flows.set(exitId, entry = { exit: tunnel.exit, flows: new Set() })

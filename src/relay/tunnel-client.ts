@@ -178,15 +178,6 @@ export class TunnelClient {
   }
 
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
-    const unwatch = this.init.liveness?.watch(exit)
-    try {
-      return await this.tryExitWatched(exit, target, request, options)
-    } finally {
-      unwatch?.()
-    }
-  }
-
-  private async tryExitWatched (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     const started = performance.now()
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
     const warm = this.init.warm?.take(exit)
@@ -197,8 +188,8 @@ export class TunnelClient {
         // a warm stream the exit or the link dropped while it idled: that says
         // nothing of the exit's answer, so ask again on a fresh stream
         if (!(err instanceof StaleStreamError)) throw err
-        // ended because the exit was found gone: a fresh stream would only dial it again and wait
-        if (this.init.liveness?.avoided(exit) === true) throw new TunnelError(TunnelStatus.BUSY, `exit ${exit.toString()} stopped answering: ${err.message}`, exit.toString())
+        // ended because the exit was found gone: a fresh stream would only wait on it again
+        if (this.init.liveness?.avoided(exit) === true) throw new NoAnswerError(exit.toString())
         this.log('warm stream to %p was stale (%s), opening a fresh one', exit, err.message)
       }
     }
@@ -219,13 +210,22 @@ export class TunnelClient {
   /** Sends the request on an open tunnel stream and waits for the exit's answer. */
   private async request (stream: Stream, exit: PeerId, target: { host: string, port: number }, signal: AbortSignal, started: number): Promise<OpenedTunnel> {
     let sessionId = ''
+    const gone = new AbortController()
     try {
       // the wait for a proof-of-work solve may be long: a caller gone meanwhile sends no request, so the exit dials nothing
       await raceAbort(this.init.accounting?.prepare?.(exit).catch(() => {}) ?? Promise.resolve(), signal)
       // the wire session id is accounting's; the targeting session id only picks the exit
       sessionId = this.init.accounting?.sessionFor(exit) ?? ''
       await sendFrame(stream, TunnelRequest.encode({ sessionId, targetHost: target.host, targetPort: target.port }))
-      const { frame, rest } = await readFrame(stream, { signal })
+      // from here the exit owes an answer: one long in coming gets it checked (see ExitLiveness)
+      const unwatch = this.init.liveness?.watch(exit, reason => { gone.abort(reason) })
+      let answer: Awaited<ReturnType<typeof readFrame>>
+      try {
+        answer = await readFrame(stream, { signal: AbortSignal.any([signal, gone.signal]) })
+      } finally {
+        unwatch?.()
+      }
+      const { frame, rest } = answer
       this.init.liveness?.answered(exit)
       const response = decodeTunnelResponse(frame)
       if (response.status !== TunnelStatus.OK) {
@@ -238,7 +238,8 @@ export class TunnelClient {
       if (sessionId !== '') this.init.accounting?.release?.(exit, sessionId)
       if (stream.status === 'open') stream.abort(err)
       if (err instanceof TunnelError) throw err
-      if (signal.aborted) throw new NoAnswerError(exit.toString())
+      // found gone while we waited: as good as no answer, and the next exit is asked at once
+      if (signal.aborted || gone.signal.aborted) throw new NoAnswerError(exit.toString())
       throw new StaleStreamError(err.message)
     }
   }

@@ -103,6 +103,17 @@ export class WarmStreams {
     this.fill(pool)
   }
 
+  /** Ends the idle streams to `exit`, and forgets it until a tunnel through it works again (found gone). */
+  forget (exit: PeerId, reason: Error): void {
+    const pool = this.pools.get(exit.toString())
+    if (pool == null) return
+    this.pools.delete(exit.toString())
+    for (const w of pool.ready.splice(0)) {
+      this.release(w)
+      w.stream.abort(reason)
+    }
+  }
+
   /** Closes every idle stream (node stopping). */
   stop (): void {
     this.stopped = true

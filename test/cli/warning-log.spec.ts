@@ -1,16 +1,24 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
-import { warningChanges, watchWarnings } from '../../src/cli/warning-log.ts'
+import { warningChanges, warningName, watchWarnings } from '../../src/cli/warning-log.ts'
 import type { WarningChanges } from '../../src/cli/warning-log.ts'
 
 describe('the start log\'s warnings over a run', () => {
   it('reports each warning once when it appears and once when it is over', () => {
-    const shown = new Set(['a'])
+    const shown = new Map([['a', 'a']])
     expect(warningChanges(shown, ['a'])).toEqual({ appeared: [], cleared: [] })
     expect(warningChanges(shown, ['a', 'b', 'b'])).toEqual({ appeared: ['b'], cleared: [] })
     expect(warningChanges(shown, ['b'])).toEqual({ appeared: [], cleared: ['a'] })
     expect(warningChanges(shown, [])).toEqual({ appeared: [], cleared: ['b'] })
     expect(warningChanges(shown, ['a'])).toEqual({ appeared: ['a'], cleared: [] })
+  })
+
+  it('knows a warning by its name, before the first colon: figures that change after it are no new warning', () => {
+    const shown = new Map<string, string>()
+    expect(warningChanges(shown, ['out of credit: balance -0.1'])).toEqual({ appeared: ['out of credit: balance -0.1'], cleared: [] })
+    expect(warningChanges(shown, ['out of credit: balance -0.2'])).toEqual({ appeared: [], cleared: [] })
+    expect(warningChanges(shown, [])).toEqual({ appeared: [], cleared: ['out of credit'] })
+    expect(warningName('no colon here')).toBe('no colon here')
   })
 
   it('reads the node on a timer, from what start already logged, and stops', async () => {

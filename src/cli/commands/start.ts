@@ -87,7 +87,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       // and those that come, or go, later
       stopWatching = watchWarnings(() => node.status().warnings, status.warnings, ({ appeared, cleared }) => {
         for (const w of appeared) log('warn', w)
-        for (const w of cleared) log('info', 'warning over', { was: w.length > 120 ? `${w.slice(0, 120)}...` : w })
+        for (const name of cleared) log('info', 'warning over', { was: name.length > 120 ? `${name.slice(0, 120)}...` : name })
       })
       node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
       node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
