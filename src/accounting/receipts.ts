@@ -5,7 +5,7 @@
  * costs nothing. This file holds the pure part: encoding, signing,
  * verification and the monotonicity rules; the ledger persists the results.
  *
- * Threat model (DESIGN.md): nobody can forge another node's receipt (both
+ * Threat model (README, "Credits and receipts"): nobody can forge another node's receipt (both
  * signatures are checked against the keys embedded in the peer ids), nobody
  * can mint credit by signing with themselves alone (consumer ≠ exit), and a
  * receipt cannot be replayed (per-session monotonicity, domain-separated

@@ -281,7 +281,7 @@ export const defaultConfig: SparebandConfig = {
   exit: {
     enabled: true,
     capacity_mbps: 100,
-    // DESIGN.md: web traffic only unless the operator opens more
+    // the design: web traffic only unless the operator opens more (README, "Running an exit")
     allowed_ports: [80, 443],
     allow_private_targets: false,
     denied_cidrs: [],

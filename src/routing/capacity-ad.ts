@@ -1,7 +1,7 @@
 /**
  * Capacity advertisements: what an exit offers (region, capacity, load,
  * price, ports, addresses), signed by the exit and stored in the DHT at
- * `/spareband/cap/` + its peer id bytes (DESIGN.md, "Capacity record").
+ * `/spareband/cap/` + its peer id bytes (docs/PROTOCOLS.md, "Capacity record").
  *
  * DHT servers store these records for strangers and consumers rank exits by
  * them, so everything a record says is checked before it is believed:
@@ -127,7 +127,7 @@ export function peerIdFromCapacityKey (key: Uint8Array): PeerId {
 
 /**
  * The provider key of a region: `CIDv1(raw, sha256("spareband:region:v1:" + region))`
- * (DESIGN.md, "Region keys"). The region is normalised first, so `DE` and
+ * (docs/PROTOCOLS.md, "Region keys"). The region is normalised first, so `DE` and
  * `de` meet at the same key; a region that is not an ISO code throws, since
  * providing or searching a key nobody else would use only wastes DHT work.
  */

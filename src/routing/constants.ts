@@ -7,7 +7,7 @@
 import { KiB, day, hour, minute } from '../constants.ts'
 
 // ---------------------------------------------------------------------------
-// Capacity records (DESIGN.md, "Capacity record")
+// Capacity records (docs/PROTOCOLS.md, "Capacity record")
 // ---------------------------------------------------------------------------
 
 /** Record keys are this prefix followed by the exit's peer id bytes; kad-dht routes `/spareband/...` keys to the validator and selector registered under `spareband`. */
@@ -16,7 +16,7 @@ export const CAPACITY_KEY_PREFIX = '/spareband/cap/'
 /** Domain string prefixed to the bytes a capacity ad signature covers, so it can never be replayed as a signature over a receipt or anything else. */
 export const CAPACITY_SIGNATURE_DOMAIN = 'spareband-capacity-v1'
 
-/** Domain string hashed with a region into its DHT provider key (DESIGN.md, "Region keys"). */
+/** Domain string hashed with a region into its DHT provider key (docs/PROTOCOLS.md, "Region keys"). */
 export const REGION_KEY_DOMAIN = 'spareband:region:v1:'
 
 /**

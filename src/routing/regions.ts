@@ -33,7 +33,7 @@ export function countryOf (region: string): string {
 
 /**
  * The region keys an exit in `region` provides: its country and, if it has
- * one, its subdivision (DESIGN.md, "Region keys").
+ * one, its subdivision (docs/PROTOCOLS.md, "Region keys").
  */
 export function regionKeysFor (region: string): string[] {
   const r = normalizeRegion(region)

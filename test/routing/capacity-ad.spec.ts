@@ -98,7 +98,7 @@ describe('capacity ads', () => {
       expect(() => peerIdFromCapacityKey(fromString('/spareband/cap/xyz'))).toThrow(expect.objectContaining({ name: 'CapacityAdError' }))
     })
 
-    it('regionCid follows DESIGN.md: CIDv1(raw, sha256("spareband:region:v1:" + region))', async () => {
+    it('regionCid follows docs/PROTOCOLS.md: CIDv1(raw, sha256("spareband:region:v1:" + region))', async () => {
       const expected = CID.createV1(raw.code, await sha256.digest(fromString('spareband:region:v1:de')))
       expect(regionCid('de').equals(expected)).toBe(true)
       expect(regionCid('de').version).toBe(1)
