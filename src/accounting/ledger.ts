@@ -652,17 +652,22 @@ export class Ledger {
     if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId, init.readOnly === true)
   }
 
+  /** The peer id the file is bound to (the node that first opened it writable), if any yet. */
+  get owner (): string | undefined {
+    return (this.db.prepare("SELECT value FROM meta WHERE key = 'self'").get() as { value: string } | undefined)?.value
+  }
+
   /** A ledger holds one identity's spending: opening it as another peer is a data-dir mix-up. */
   private bindIdentity (peer: PeerId, readOnly: boolean): void {
     const id = peer.toString()
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'self'").get() as { value: string } | undefined
-    if (row == null) {
+    const owner = this.owner
+    if (owner == null) {
       // read-only: checked, not bound; the node binds it when it opens the file
       if (readOnly) return
       this.db.prepare("INSERT INTO meta (key, value) VALUES ('self', ?)").run(id)
-    } else if (row.value !== id) {
+    } else if (owner !== id) {
       // open() closes the file on its way out
-      throw new LedgerError(LedgerErrorCode.WRONG_IDENTITY, `ledger ${this.file} belongs to peer ${row.value}, not to ${id}. Use the identity.key that goes with it, or ${whatToDo(this.file)}`, this.file)
+      throw new LedgerError(LedgerErrorCode.WRONG_IDENTITY, `ledger ${this.file} belongs to peer ${owner}, not to ${id}. Use the identity.key that goes with it, or ${whatToDo(this.file)}`, this.file)
     }
   }
 

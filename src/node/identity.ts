@@ -52,6 +52,8 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
       throw new IdentityExistsError(`${ledger} holds the credits and receipts of ${old ?? 'the identity in ' + file}, which only that key can use: a new identity would not start with it, so --force does not replace it. Keep ${file} to keep the credits; to start over as a new peer, move ${file} and ${ledger} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside together, or use another --data-dir, then run init`)
     }
     replaced = { peerId: old, file: `${file}.${old ?? `unreadable-${Date.now()}`}.bak` }
+  } else {
+    await refuseBesideOrphanLedger(dataDir, file)
   }
   const privateKey = await generateKeyPair('Ed25519')
   // write then rename, so a crash never leaves a half-written key behind
@@ -62,6 +64,31 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
   await rename(tmp, file)
   await chmod(file, 0o600)
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey), ...(replaced != null ? { replaced } : {}) }
+}
+
+/**
+ * No identity.key, but a ledger.db bound to a peer: its key went missing
+ * (deleted, or left behind in a copy). A new key would not start with that
+ * ledger, and its credits would stay behind the lost one: refused, naming
+ * the peer, and the backup `init --force` made of it if there is one here.
+ */
+async function refuseBesideOrphanLedger (dataDir: string, file: string): Promise<void> {
+  const ledgerFile = join(dataDir, LEDGER_FILE)
+  if (!(await exists(ledgerFile))) return
+  // loaded only here: init on a fresh directory does not pay for node:sqlite
+  const { Ledger } = await import('../accounting/ledger.ts')
+  let owner: string | undefined
+  try {
+    const ledger = Ledger.open(ledgerFile, { readOnly: true })
+    try { owner = ledger.owner } finally { await ledger.close() }
+  } catch {
+    // not a ledger we can read: the node's start says what is wrong with it
+    return
+  }
+  if (owner == null) return
+  const backup = `${file}.${owner}.bak`
+  const restore = await exists(backup) ? `restore it (mv ${backup} ${file}) to keep them` : `restore that key from a backup to ${file} to keep them`
+  throw new IdentityExistsError(`${ledgerFile} holds the credits and receipts of peer ${owner}, whose key is not in ${file}: a new identity would not start with that ledger, so init does not make one. ${restore}; to start over as a new peer, move ${ledgerFile} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside, or use another --data-dir, then run init`)
 }
 
 export async function loadIdentity (dataDir: string): Promise<Identity> {

@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest'
-import { mkdtemp, stat, readFile, writeFile, readdir } from 'node:fs/promises'
+import { mkdtemp, stat, readFile, writeFile, readdir, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createIdentity, loadIdentity, loadOrCreateIdentity, identityPath } from '../../src/node/identity.ts'
+import { Ledger } from '../../src/accounting/ledger.ts'
 
 const tmp = async (): Promise<string> => mkdtemp(join(tmpdir(), 'sb-id-'))
 
@@ -66,6 +67,27 @@ describe('identity', () => {
     expect(err.message).toContain(first.peerId.toString())
     expect(await readFile(identityPath(dir))).toEqual(before)
     expect((await readdir(dir)).sort()).toEqual(['identity.key', 'ledger.db'])
+  })
+
+  it('init is refused beside a ledger.db whose key is missing, naming its peer and the backup to restore', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    // a real ledger, bound to the first identity, as a node leaves it
+    const ledger = Ledger.open(join(dir, 'ledger.db'), { selfPeerId: first.peerId })
+    await ledger.close()
+    await rename(identityPath(dir), `${identityPath(dir)}.${first.peerId.toString()}.bak`)
+    const err = await createIdentity(dir).catch(e => e)
+    expect(err).toHaveProperty('name', 'IdentityExistsError')
+    expect(err.message).toContain(`holds the credits and receipts of peer ${first.peerId.toString()}`)
+    expect(err.message).toContain(`restore it (mv ${identityPath(dir)}.${first.peerId.toString()}.bak ${identityPath(dir)})`)
+    await expect(stat(identityPath(dir))).rejects.toHaveProperty('code', 'ENOENT')
+    // with no backup here, it says to restore the key from one
+    await rm(`${identityPath(dir)}.${first.peerId.toString()}.bak`)
+    expect((await createIdentity(dir).catch(e => e)).message).toContain(`restore that key from a backup to ${identityPath(dir)}`)
+    // a ledger no node has bound yet (or not a ledger at all) is no reason to refuse
+    const fresh = await tmp()
+    await writeFile(join(fresh, 'ledger.db'), '')
+    expect((await createIdentity(fresh)).peerId).toBeDefined()
   })
 
   it('says what to do when the key is missing or corrupt', async () => {
