@@ -108,7 +108,7 @@ export interface DiskRoom {
   sameDevice: boolean
 }
 
-function pragma (db: DatabaseSync, name: string): number {
+export function pragma (db: DatabaseSync, name: string): number {
   return Number(Object.values(db.prepare(`PRAGMA ${name}`).get() ?? {})[0])
 }
 

@@ -37,7 +37,7 @@ import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
 import { checkProgress, checkReceiptFields, checkReceiptSignatures, decodeReceipt, encodeReceipt, madeHere, receiptId, verifyReceipt } from './receipts.ts'
 import { WalCheckpointer } from './wal-checkpointer.ts'
-import { AUTO_VACUUM_INCREMENTAL, VACUUM_SLACK_BYTES, VACUUM_STEP_PAGES, compactAtOpen, makeIncremental } from './ledger-vacuum.ts'
+import { AUTO_VACUUM_INCREMENTAL, VACUUM_SLACK_BYTES, VACUUM_STEP_PAGES, compactAtOpen, makeIncremental, pragma } from './ledger-vacuum.ts'
 import { PendingJournal } from './pending-journal.ts'
 import type { CountersignedReceipt, Receipt } from './receipts.ts'
 import type { LedgerCompaction } from './ledger-vacuum.ts'
@@ -647,8 +647,8 @@ export class Ledger {
     this.deferMs = init.deferMs ?? DEFAULT_DEFER_MS
     this.gossipRetentionMs = init.gossipRetentionMs ?? DEFAULT_GOSSIP_RETENTION_MS
     this.prepared = prepare(db)
-    this.incremental = Number((db.prepare('PRAGMA auto_vacuum').get() as { auto_vacuum: number }).auto_vacuum) === AUTO_VACUUM_INCREMENTAL
-    this.slackPages = Math.ceil(VACUUM_SLACK_BYTES / Number((db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size))
+    this.incremental = pragma(db, 'auto_vacuum') === AUTO_VACUUM_INCREMENTAL
+    this.slackPages = Math.ceil(VACUUM_SLACK_BYTES / pragma(db, 'page_size'))
     if (init.selfPeerId != null) this.bindIdentity(init.selfPeerId, init.readOnly === true)
   }
 

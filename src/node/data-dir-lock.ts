@@ -54,8 +54,8 @@ export function lockDataDir (dataDir: string): DataDirLock {
       } catch (err: any) {
         if (err.code !== 'EEXIST') throw err
       }
-      const owner = readOwner(file)
-      if (owner != null && isAlive(owner, file)) {
+      const owner = liveOwner(file)
+      if (owner != null) {
         throw new DataDirInUseError(`${dataDir} is in use by another spareband node (pid ${owner.pid}): stop that one first, or give this one another --data-dir`, { dataDir, pid: owner.pid })
       }
       // stale: its process is gone
@@ -64,8 +64,8 @@ export function lockDataDir (dataDir: string): DataDirLock {
         break
       }
       if (attempt >= TAKEOVER_ATTEMPTS) {
-        const why = existsSync(`${file}.takeover`)
-          ? `another process is taking over its stale lock, or was cut short doing it (${file}.takeover, removed once 10 s old): try again in a few seconds`
+        const why = existsSync(takeoverMutex(file))
+          ? `another process is taking over its stale lock, or was cut short doing it (${takeoverMutex(file)}, removed once ${STALE_MUTEX_MS / 1000} s old): try again in a few seconds`
           : 'another process keeps replacing it'
         throw new DataDirInUseError(`${dataDir}: cannot take ${file}: ${why}`, { dataDir })
       }
@@ -113,7 +113,7 @@ const STALE_MUTEX_MS = 10_000
  * own at any moment); our link then fails if it did.
  */
 function takeOver (file: string, tmp: string): boolean {
-  const mutex = `${file}.takeover`
+  const mutex = takeoverMutex(file)
   try {
     mkdirSync(mutex)
   } catch (err: any) {
@@ -141,8 +141,18 @@ function takeOver (file: string, tmp: string): boolean {
 
 function lockState (file: string): 'absent' | 'stale' | 'alive' {
   if (!existsSync(file)) return 'absent'
+  return liveOwner(file) != null ? 'alive' : 'stale'
+}
+
+/** The owner recorded in the lock `file`, if its process runs. */
+function liveOwner (file: string): LockOwner | undefined {
   const owner = readOwner(file)
-  return owner != null && isAlive(owner, file) ? 'alive' : 'stale'
+  return owner != null && isAlive(owner, file) ? owner : undefined
+}
+
+/** The directory a takeover of the lock `file` runs under (see takeOver). */
+function takeoverMutex (file: string): string {
+  return `${file}.takeover`
 }
 
 /** Blocks this thread for `ms` (lockDataDir is synchronous, and a takeover takes microseconds). */
@@ -152,9 +162,7 @@ function sleepSync (ms: number): void {
 
 /** The process holding the data directory's lock, if it is running; for commands that must not run beside a node. */
 export function dataDirOwner (dataDir: string): number | undefined {
-  const file = join(dataDir, LOCK_FILE)
-  const owner = readOwner(file)
-  return owner != null && isAlive(owner, file) ? owner.pid : undefined
+  return liveOwner(join(dataDir, LOCK_FILE))?.pid
 }
 
 function readOwner (file: string): LockOwner | undefined {

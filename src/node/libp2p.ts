@@ -172,6 +172,13 @@ const UDP_MUX_FAILURE = 'Failed to register ICE UDP mux listener'
 
 const WEBRTC_DIRECT = /^\/ip([46])\/([^/]+)\/udp\/(\d+)\/webrtc-direct(\/|$)/
 
+/** What the listen errors name: the setting to change. */
+const LISTEN_WHAT = "the node's listen address (listen / --listen)"
+
+function listenInUse (addr: string): AddressInUseError {
+  return new AddressInUseError(`${LISTEN_WHAT}: ${addr} is in use`, { address: addr })
+}
+
 /**
  * Binds the UDP port of each webrtc-direct listen address for a moment,
  * before libp2p starts, so that a port in use is an AddressInUseError
@@ -197,8 +204,8 @@ export async function checkUdpListenPorts (listen: readonly string[]): Promise<v
       socket.bind(Number(m[3]), m[2], () => { resolve(undefined) })
     })
     await new Promise<void>(resolve => { try { socket.close(() => { resolve() }) } catch { resolve() } })
-    if (failed?.code === 'EADDRINUSE') throw new AddressInUseError(`the node's listen address (listen / --listen): ${addr} is in use`, { address: addr })
-    if (failed != null && ip4) throw new Error(`the node's listen address (listen / --listen): ${addr}: ${failed.message}`, { cause: failed })
+    if (failed?.code === 'EADDRINUSE') throw listenInUse(addr)
+    if (failed != null && ip4) throw new Error(`${LISTEN_WHAT}: ${addr}: ${failed.message}`, { cause: failed })
   }
 }
 
@@ -215,15 +222,15 @@ export function explainListenFailure (err: unknown, listen: readonly string[] = 
   if ((err as Error | undefined)?.message === UDP_MUX_FAILURE) {
     const udp = listen.filter(a => WEBRTC_DIRECT.test(a))
     if (udp.length === 0) return err
-    return new Error(`the node's listen address (listen / --listen): ${udp.join(', ')}: its UDP port could not be opened (the WebRTC library says: ${UDP_MUX_FAILURE}; its log above says why)`, { cause: err })
+    return new Error(`${LISTEN_WHAT}: ${udp.join(', ')}: its UDP port could not be opened (the WebRTC library says: ${UDP_MUX_FAILURE}; its log above says why)`, { cause: err })
   }
   if ((err as Error | undefined)?.name !== 'UnsupportedListenAddressesError') return err
   // the message lists "  <multiaddr>: <error>" for each address, stack lines after
   const failures = [...String((err as Error).message).matchAll(/^\s+(\/\S+): (?:\w*Error: )?(.+)$/gm)].map(m => ({ addr: m[1], why: m[2] }))
   if (failures.length === 0) return err
   const inUse = failures.find(f => f.why.includes('EADDRINUSE'))
-  if (inUse != null) return new AddressInUseError(`the node's listen address (listen / --listen): ${inUse.addr} is in use`, { address: inUse.addr })
-  return new Error(`the node's listen address (listen / --listen): ${failures.map(f => `${f.addr}: ${f.why}`).join('; ')}`, { cause: err })
+  if (inUse != null) return listenInUse(inUse.addr)
+  return new Error(`${LISTEN_WHAT}: ${failures.map(f => `${f.addr}: ${f.why}`).join('; ')}`, { cause: err })
 }
 
 export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<ServiceMap>> {

@@ -93,7 +93,7 @@ export interface TunnelClientInit {
    * @default 5 s
    */
   rateLimitedRetryMs?: number
-  /** Checks an exit a set-up waits long on, and ends its connections when it is gone (see ExitLiveness). */
+  /** Checks an exit a tunnel request waits long on; one found gone fails the requests waiting on it, and is asked last (see ExitLiveness). */
   liveness?: ExitLiveness
 }
 

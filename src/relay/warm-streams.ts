@@ -108,10 +108,7 @@ export class WarmStreams {
     const pool = this.pools.get(exit.toString())
     if (pool == null) return
     this.pools.delete(exit.toString())
-    for (const w of pool.ready.splice(0)) {
-      this.release(w)
-      w.stream.abort(reason)
-    }
+    this.drop(pool, reason)
   }
 
   /** Closes every idle stream (node stopping). */
@@ -177,10 +174,12 @@ export class WarmStreams {
     w.stream.removeEventListener('close', w.onClose)
   }
 
-  private drop (pool: ExitPool): void {
+  /** Ends a pool's idle streams: closed, or aborted with `reason` (an exit found gone, which would not answer a close). */
+  private drop (pool: ExitPool, reason?: Error): void {
     for (const w of pool.ready.splice(0)) {
       this.release(w)
-      closeQuietly(w.stream)
+      if (reason == null) closeQuietly(w.stream)
+      else w.stream.abort(reason)
     }
   }
 }

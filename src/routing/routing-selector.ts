@@ -12,12 +12,14 @@ import { regionMatches } from './regions.ts'
 import { StickySessions } from '../relay/exit-selector.ts'
 import { TARGET_FAILURE_STATUSES, TargetFailureJudge } from './target-failures.ts'
 
-const MAX_TARGET_JUDGES = 512
 import type { ExitDiscovery } from './discovery.ts'
 import type { Candidate, RankedExit } from './selection.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
 import type { ExitOutcome, ExitRequest, ExitSelector, KnownPeerSelector, TransferSample } from '../relay/exit-selector.ts'
 import type { Libp2p, PeerId } from '@libp2p/interface'
+
+/** Regions whose target failures are judged apart (asked-for regions are ISO codes: a few hundred at most). */
+const MAX_TARGET_JUDGES = 512
 
 export interface ExitCandidate extends Candidate {
   id: PeerId

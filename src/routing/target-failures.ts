@@ -78,12 +78,8 @@ export class TargetFailureJudge {
     const own = this.exits.get(exit)
     if (own != null) this.decay(own, at)
     this.decay(this.all, at)
-    const o = own ?? { attempts: 0, targetFailures: 0, at }
-    const othersAttempts = this.all.attempts - o.attempts
-    return {
-      own: o.attempts > 0 ? o.targetFailures / o.attempts : undefined,
-      others: othersAttempts > 0 ? (this.all.targetFailures - o.targetFailures) / othersAttempts : undefined
-    }
+    const { own: ownShare, others } = this.sharesOf(own ?? { attempts: 0, targetFailures: 0, at })
+    return { own: ownShare, others }
   }
 
   get size (): number {
@@ -91,12 +87,21 @@ export class TargetFailureJudge {
   }
 
   private isOutlier (own: Counts): boolean {
-    const othersAttempts = this.all.attempts - own.attempts
+    const s = this.sharesOf(own)
     // (decay leaves five attempts of a few seconds ago at 4.999...: that is five)
-    if (own.attempts < MIN_ATTEMPTS - 0.01 || othersAttempts < MIN_ATTEMPTS - 0.01) return false
-    const ownShare = own.targetFailures / own.attempts
-    const othersShare = Math.max(0, this.all.targetFailures - own.targetFailures) / othersAttempts
-    return ownShare - othersShare >= TARGET_FAILURE_MARGIN
+    if (own.attempts < MIN_ATTEMPTS - 0.01 || s.othersAttempts < MIN_ATTEMPTS - 0.01) return false
+    return s.own! - s.others! >= TARGET_FAILURE_MARGIN
+  }
+
+  /** The exit's share of target failures and the other exits' together, with the others' attempts (undefined: no attempts). */
+  private sharesOf (own: Counts): { own: number | undefined, others: number | undefined, othersAttempts: number } {
+    const othersAttempts = this.all.attempts - own.attempts
+    return {
+      own: own.attempts > 0 ? own.targetFailures / own.attempts : undefined,
+      // float rounding of the decayed sums can leave the others a hair below zero
+      others: othersAttempts > 0 ? Math.max(0, this.all.targetFailures - own.targetFailures) / othersAttempts : undefined,
+      othersAttempts
+    }
   }
 
   private decay (c: Counts, at: number): void {
