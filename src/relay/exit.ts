@@ -18,6 +18,7 @@ import { TypedEventEmitter } from 'main-event'
 import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
+import { bulkReads } from './bulk-read.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
 import { writeJsonAtomically } from './json-file.ts'
@@ -704,7 +705,10 @@ async function dialInOrder (addresses: string[], port: number, timeoutMs: number
 async function dial (host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Socket> {
   signal.throwIfAborted()
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, allowHalfOpen: true, noDelay: true })
+    const socket = connect({ host, port, allowHalfOpen: true, noDelay: true, onread: bulkReads() })
+    // a socket reading into a buffer of ours reads as soon as it connects, 'data' listener or not:
+    // paused, what a target sends first (a banner) waits for the pump
+    socket.pause()
     const fail = (err: Error): void => {
       clearTimeout(timer)
       signal.removeEventListener('abort', onAbort)
