@@ -160,6 +160,11 @@ export class TunnelClient {
         const opened = await this.tryExit(exit, target, request, options)
         this.init.liveness?.alive(exit)
         this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
+        const closed = this.init.selector.opened?.(exit)
+        if (closed != null) {
+          if (opened.stream.status === 'open') opened.stream.addEventListener('close', closed, { once: true })
+          else closed()
+        }
         return opened
       } catch (err: any) {
         // the caller gave up (an app's AbortSignal, a client gone): that says nothing of the exit, so it is

@@ -66,6 +66,8 @@ export class RoutingSelector implements ExitSelector {
   private readonly sticky = new StickySessions()
   /** Per requested region: which targets are dead depends on the region's sites as much as on the exit (see target-failures.ts). */
   private readonly targetFailures = new Map<string, TargetFailureJudge>()
+  /** Our tunnels open through each exit, by peer id (see Candidate.ownTunnels). */
+  private readonly open = new Map<string, number>()
   private readonly now: () => number
   private readonly random: () => number
 
@@ -94,6 +96,7 @@ export class RoutingSelector implements ExitSelector {
       rttMs: rtt,
       reputation: this.init.reputation?.score(ad.peerId),
       verified,
+      ownTunnels: this.open.get(ad.peerId.toString()),
       reachability,
       ad
     }
@@ -118,7 +121,7 @@ export class RoutingSelector implements ExitSelector {
       const ad = this.init.discovery.ad(id)
       if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
       // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
-      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', reachability: 'unknown' })
+      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.open.get(id.toString()), reachability: 'unknown' })
     }
     return [...byId.values()]
   }
@@ -154,6 +157,24 @@ export class RoutingSelector implements ExitSelector {
       this.targetFailures.set(key, judge)
     }
     return judge
+  }
+
+  opened (exit: PeerId): () => void {
+    const id = exit.toString()
+    this.open.set(id, (this.open.get(id) ?? 0) + 1)
+    let closed = false
+    return () => {
+      if (closed) return
+      closed = true
+      const left = (this.open.get(id) ?? 1) - 1
+      if (left > 0) this.open.set(id, left)
+      else this.open.delete(id)
+    }
+  }
+
+  /** Our tunnels open through `exit` now. */
+  openThrough (exit: PeerId | string): number {
+    return this.open.get(exit.toString()) ?? 0
   }
 
   reportTransfer (exit: PeerId, t: TransferSample): void {

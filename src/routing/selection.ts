@@ -74,6 +74,8 @@ export interface Candidate {
   reputation?: number
   /** verifyRegion() of its claimed region. */
   verified: RegionVerification
+  /** Tunnels of ours open through it now: they share what its ad leaves free with the one being chosen for. */
+  ownTunnels?: number
 }
 
 export interface SelectOptions {
@@ -167,8 +169,16 @@ function clamp01 (x: number, ifNaN = 0): number {
   return x >= 0 ? (x <= 1 ? x : 1) : 0
 }
 
+/**
+ * The load a new tunnel of ours would find: the ad's, with what it leaves
+ * free shared among our tunnels already there and the new one. An ad is
+ * republished every few minutes, so it cannot tell of the tunnels we
+ * opened meanwhile; without this, a client opening many tunnels at once
+ * put them all on the one best exit while the region's others idled.
+ */
 function loadOf (c: Candidate): number {
-  return clamp01(c.load, 1)
+  const own = nonNegative(c.ownTunnels ?? 0)
+  return 1 - (1 - clamp01(c.load, 1)) / (1 + own)
 }
 
 function nonNegative (x: number): number {

@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, spawnNode } from '../utils/network.ts'
 import { runCliJson, waitFor } from '../utils/cli.ts'
+import { socksConnect } from '../utils/socks-client.ts'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -75,6 +76,25 @@ describe('routing by region through the DHT', () => {
     const r = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-de:', 'http://127.0.0.1:22/'])
     expect(r.stdout.toString()).toMatch(/^HTTP\/1\.1 403/)
     expect(await denied() - before).toBe(1)
+  })
+
+  it('tunnels held open at once are spread over the region\'s exits, not piled on the best one', async () => {
+    const de = exitsIn('de')
+    const open = async (): Promise<number[]> => Promise.all(de.map(async e => (await e.status()).exit.tunnelsOpen as number))
+    expect(await open()).toEqual([0, 0])
+    const held = []
+    for (let i = 0; i < 8; i++) {
+      const t = await socksConnect(consumer.socksPort, '127.0.0.1', target.port, { user: 'region-de', password: 'x' })
+      expect(t.reply).toBe(0)
+      held.push(t.socket)
+    }
+    const counts = await open()
+    expect(counts[0] + counts[1]).toBe(8)
+    // the consumer counts its own open tunnels into each exit's load; blind to them, it sent
+    // all eight to the best-scored exit, bar the odd exploration round
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(3)
+    for (const s of held) s.destroy()
+    await waitFor(async () => (await open()).every(n => n === 0), { what: 'the held tunnels to close' })
   })
 
   it('when a de exit dies mid-transfer, the next region-de request succeeds through the other', async () => {

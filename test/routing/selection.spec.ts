@@ -78,6 +78,7 @@ describe('scoreCandidate', () => {
   monotonic('advertised capacity', 0, 10_000, (c, p, x) => [{ ...c, capacityMbps: x }, p])
   monotonic('price', 0, 1e8, (c, p, x) => [{ ...c, pricePerGbMicro: x }, p], true)
   monotonic('load', 0, 1, (c, p, x) => [{ ...c, load: x }, p], true)
+  monotonic('our own open tunnels through it', 0, 1000, (c, p, x) => [{ ...c, ownTunnels: Math.floor(x) }, p], true)
   monotonic('failure rate', 0, 1, (c, p, x) => [c, { ...p, failureRate: x }], true)
   monotonic('time to first byte', 0, 10_000, (c, p, x) => [c, { ...p, ttfbMs: x }], true)
 
@@ -124,6 +125,38 @@ describe('scoreCandidate', () => {
     const cheap = scoreCandidate(candidate({ pricePerGbMicro: 1, rttMs: 900, reputation: 0 }), prediction({ bandwidth: 1, failureRate: 0.9 }), w)
     const dear = scoreCandidate(candidate({ pricePerGbMicro: 1e7 }), prediction(), w)
     expect(cheap).toBeGreaterThan(dear)
+  })
+})
+
+describe('our own open tunnels through an exit', () => {
+  it('count as load: what the ad leaves free is shared with the tunnel being chosen for', () => {
+    const c = candidate({ capacityMbps: 80, load: 0.5 }) // 5 MB/s free
+    expect(scoreCandidate({ ...c, ownTunnels: 0 }, prediction())).toBe(scoreCandidate(c, prediction()))
+    expect(availableBandwidth({ ...c, ownTunnels: 1 }, undefined)).toBeCloseTo(2_500_000)
+    expect(availableBandwidth({ ...c, ownTunnels: 4 }, undefined)).toBeCloseTo(1_000_000)
+    // junk counts as none, never as a better exit
+    expect(scoreCandidate({ ...c, ownTunnels: Number.NaN }, prediction())).toBe(scoreCandidate(c, prediction()))
+    expect(scoreCandidate({ ...c, ownTunnels: -3 }, prediction())).toBe(scoreCandidate(c, prediction()))
+  })
+
+  it('spread concurrent tunnels over equal exits, and over unequal ones by what each leaves free', () => {
+    const telemetry = new ExitTelemetry()
+    const pick = (exits: Candidate[], open: Map<string, number>, n: number): Map<string, number> => {
+      for (let i = 0; i < n; i++) {
+        const first = selectExits(exits.map(e => ({ ...e, ownTunnels: open.get(e.peerId) })), telemetry, { now: NOW, random: mulberry32(i), explore: 0, limit: 1 })[0].candidate.peerId
+        open.set(first, (open.get(first) ?? 0) + 1)
+      }
+      return open
+    }
+    const equal = pick(['a', 'b', 'c'].map(peerId => candidate({ peerId })), new Map(), 12)
+    expect([...equal.values()]).toEqual([4, 4, 4])
+    // without our own tunnels counted, one exit took them all
+    const blind = selectExits(['a', 'b', 'c'].map(peerId => candidate({ peerId })), telemetry, { now: NOW, random: mulberry32(1), explore: 0, limit: 1 })[0].candidate.peerId
+    expect(blind).toBe('a')
+    // an exit with twice the free share gets about twice the tunnels
+    const unequal = pick([candidate({ peerId: 'big', load: 0 }), candidate({ peerId: 'half', load: 0.5 })], new Map(), 12)
+    expect(unequal.get('big')).toBeGreaterThan(unequal.get('half')!)
+    expect(unequal.get('half')).toBeGreaterThanOrEqual(3)
   })
 })
 

@@ -1,0 +1,55 @@
+import { describe, it, expect } from 'vitest'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { RoutingSelector } from '../../src/routing/routing-selector.ts'
+import { mulberry32 } from '../../src/routing/random.ts'
+import type { ExitDiscovery } from '../../src/routing/discovery.ts'
+import type { VerifiedCapacityAd } from '../../src/routing/capacity-ad.ts'
+import type { PeerId } from '@libp2p/interface'
+
+async function peer (): Promise<PeerId> {
+  return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+}
+
+function ad (peerId: PeerId, capacityMbps = 100): VerifiedCapacityAd {
+  return { peerId, region: 'de', capacityMbps, load: 0, pricePerGbMicro: 1_000_000n, allowedPortsText: '80,443', allowedPorts: [[80, 80], [443, 443]], multiaddrs: [], seq: 1n, expiresAt: Date.now() + 3_600_000 }
+}
+
+/** A selector over fixed ads (no DHT), greedy (explore 0), seeded. */
+async function selectorOver (ads: VerifiedCapacityAd[]): Promise<RoutingSelector> {
+  const discovery = { find: async () => ads, cached: () => ads, ad: () => undefined } as unknown as ExitDiscovery
+  return new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, explore: 0, random: mulberry32(7) })
+}
+
+describe('the routing selector counts our open tunnels through each exit', () => {
+  it('puts the next tunnel of a burst on another equal exit, and the first back once its tunnels close', async () => {
+    const [a, b] = [await peer(), await peer()]
+    const selector = await selectorOver([ad(a), ad(b)])
+    const first = (await selector.candidates({ region: 'de' }))[0]
+    const closeFirst = selector.opened(first)
+    const second = (await selector.candidates({ region: 'de' }))[0]
+    expect(second.equals(first)).toBe(false)
+    const closeSecond = selector.opened(second)
+    expect(selector.openThrough(first)).toBe(1)
+    expect(selector.openThrough(second)).toBe(1)
+    // both closed: back to the first pick; closing twice counts once
+    closeFirst()
+    closeFirst()
+    closeSecond()
+    expect(selector.openThrough(first)).toBe(0)
+    expect(selector.openThrough(second)).toBe(0)
+    expect((await selector.candidates({ region: 'de' }))[0].equals(first)).toBe(true)
+  })
+
+  it('spreads 30 tunnels held open over three exits by what each leaves free', async () => {
+    const exits = [await peer(), await peer(), await peer()]
+    const selector = await selectorOver([ad(exits[0], 1000), ad(exits[1], 1000), ad(exits[2], 100)])
+    for (let i = 0; i < 30; i++) selector.opened((await selector.candidates({ region: 'de' }))[0])
+    const counts = exits.map(e => selector.openThrough(e))
+    expect(counts.reduce((x, y) => x + y)).toBe(30)
+    // the two big exits share most of them evenly; the small one still gets some
+    expect(Math.abs(counts[0] - counts[1])).toBeLessThanOrEqual(1)
+    expect(counts[2]).toBeGreaterThan(0)
+    expect(counts[2]).toBeLessThan(counts[0])
+  })
+})
