@@ -5,6 +5,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    globalSetup: ['test/global-setup.ts'],
     maxWorkers: 2,
     // a page or a node answering within a second on a busy 2-core machine is not a given:
     // a poll that fails only after this long is a real failure
