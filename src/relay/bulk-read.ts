@@ -12,6 +12,12 @@
  *
  * Only sockets we connect can take it: Node has no such option for the
  * sockets a server accepts.
+ *
+ * Such a socket reads as soon as it connects, whether anything listens or
+ * not, so it must be paused until its reader is there (the exit's dial()
+ * does that). And resume() then pause() in one turn, on a socket that has
+ * never read, starts reads that the pause does not stop: resume it once
+ * the reader is ready, as the pump does, not to peek.
  */
 
 import type { Socket, OnReadOpts } from 'node:net'

@@ -30,7 +30,7 @@ export interface ExitSelector {
   report (exit: PeerId, request: ExitRequest, outcome: ExitOutcome): void
   /** Telemetry: a finished tunnel's bytes and timings. */
   reportTransfer? (exit: PeerId, transfer: TransferSample): void
-  /** A tunnel through `exit` is open: counted until the returned function is called (once is enough; more are ignored). */
+  /** A tunnel through `exit` is being set up, or is open: counted until the returned function is called (once is enough; more are ignored). */
   opened? (exit: PeerId): () => void
 }
 

@@ -701,8 +701,12 @@ async function dialInOrder (addresses: string[], port: number, timeoutMs: number
   throw last ?? Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
 }
 
-/** One connect, ended (the socket destroyed, its timer cleared) at its timeout or as soon as `signal` aborts. */
-async function dial (host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Socket> {
+/**
+ * One connect, ended (the socket destroyed, its timer cleared) at its
+ * timeout or as soon as `signal` aborts. The socket comes back paused,
+ * reading in bulk (see bulk-read.ts) once resumed.
+ */
+export async function dial (host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Socket> {
   signal.throwIfAborted()
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, allowHalfOpen: true, noDelay: true, onread: bulkReads() })

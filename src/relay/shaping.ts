@@ -33,7 +33,9 @@ export class TokenBucket {
   constructor (init: TokenBucketInit) {
     if (!(init.rate > 0)) throw new RangeError(`token bucket rate must be > 0, got ${init.rate}`)
     this.rate = init.rate
-    // large enough that a yamux/TCP chunk (up to 64 KiB) never waits on its own
+    // a chunk larger than this (the exit reads targets 256 KiB at a time, see
+    // bulk-read.ts; a 64 KiB read elsewhere) goes into debt and its pump holds
+    // for it: the long-run rate stays exact, the holds come less often and last longer
     this.burst = init.burst ?? Math.max(64 * KiB, init.rate / 10)
     this.now = init.now ?? (() => performance.now())
     this.tokens = this.burst

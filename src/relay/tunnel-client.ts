@@ -156,17 +156,20 @@ export class TunnelClient {
     for (let i = 0; i < attempts; i++) {
       const exit = candidates[i]
       const started = performance.now()
+      // counted from the start of the set-up, which takes a round trip and the exit's connect:
+      // requests ranked meanwhile must see it (see RoutingSelector.opened)
+      const closed = this.init.selector.opened?.(exit)
       try {
         const opened = await this.tryExit(exit, target, request, options)
         this.init.liveness?.alive(exit)
         this.init.selector.report(exit, request, { ok: true, setupMs: opened.setupMs })
-        const closed = this.init.selector.opened?.(exit)
         if (closed != null) {
           if (opened.stream.status === 'open') opened.stream.addEventListener('close', closed, { once: true })
           else closed()
         }
         return opened
       } catch (err: any) {
+        closed?.()
         // the caller gave up (an app's AbortSignal, a client gone): that says nothing of the exit, so it is
         // not reported (telemetry, the session's hold on it, reputation reports), and the caller gets its reason
         if (options.signal?.aborted === true) throw options.signal.reason ?? err

@@ -39,6 +39,8 @@ export interface ProviderRow {
   rttMs?: number
   reachability: 'direct' | 'relayed' | 'unknown'
   verified: Candidate['verified']
+  /** Our tunnels set up or open through it now: they count into the load the score sees (`load` is the ad's). */
+  ownTunnels: number
   expiresAt?: number
 }
 
@@ -66,8 +68,15 @@ export class RoutingSelector implements ExitSelector {
   private readonly sticky = new StickySessions()
   /** Per requested region: which targets are dead depends on the region's sites as much as on the exit (see target-failures.ts). */
   private readonly targetFailures = new Map<string, TargetFailureJudge>()
-  /** Our tunnels open through each exit, by peer id (see Candidate.ownTunnels). */
+  /** Our tunnels set up or open through each exit, by peer id (see Candidate.ownTunnels). */
   private readonly open = new Map<string, number>()
+  /**
+   * rank()'s first picks, counted until the end of the current turn of the
+   * event loop: requests that come together are ranked one after another
+   * before any of them has begun its attempt (opened()), and would all see
+   * the same counts and pick the same exit.
+   */
+  private readonly picked = new Map<string, number>()
   private readonly now: () => number
   private readonly random: () => number
 
@@ -96,7 +105,7 @@ export class RoutingSelector implements ExitSelector {
       rttMs: rtt,
       reputation: this.init.reputation?.score(ad.peerId),
       verified,
-      ownTunnels: this.open.get(ad.peerId.toString()),
+      ownTunnels: this.openThrough(ad.peerId),
       reachability,
       ad
     }
@@ -121,14 +130,24 @@ export class RoutingSelector implements ExitSelector {
       const ad = this.init.discovery.ad(id)
       if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
       // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
-      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.open.get(id.toString()), reachability: 'unknown' })
+      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.openThrough(id), reachability: 'unknown' })
     }
     return [...byId.values()]
   }
 
   async rank (request: ExitRequest): Promise<Array<RankedExit<ExitCandidate>>> {
-    const ranked = selectExits(await this.gather(request), this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })
-    return this.sticky.arrange(request, ranked, r => r.candidate.peerId)
+    const candidates = await this.gather(request)
+    // read now, not while gathering: requests gathered together are scored and picked one by one from here
+    for (const c of candidates) c.ownTunnels = this.openThrough(c.id)
+    const ranked = selectExits(candidates, this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })
+    const arranged = this.sticky.arrange(request, ranked, r => r.candidate.peerId)
+    if (arranged.length > 0) this.pick(arranged[0].candidate.peerId)
+    return arranged
+  }
+
+  private pick (id: string): void {
+    this.picked.set(id, (this.picked.get(id) ?? 0) + 1)
+    setImmediate(() => { decrement(this.picked, id) })
   }
 
   async candidates (request: ExitRequest): Promise<PeerId[]> {
@@ -166,15 +185,14 @@ export class RoutingSelector implements ExitSelector {
     return () => {
       if (closed) return
       closed = true
-      const left = (this.open.get(id) ?? 1) - 1
-      if (left > 0) this.open.set(id, left)
-      else this.open.delete(id)
+      decrement(this.open, id)
     }
   }
 
-  /** Our tunnels open through `exit` now. */
+  /** Our tunnels set up or open through `exit` now, with the picks of this turn not yet begun. */
   openThrough (exit: PeerId | string): number {
-    return this.open.get(exit.toString()) ?? 0
+    const id = exit.toString()
+    return (this.open.get(id) ?? 0) + (this.picked.get(id) ?? 0)
   }
 
   reportTransfer (exit: PeerId, t: TransferSample): void {
@@ -197,8 +215,14 @@ export class RoutingSelector implements ExitSelector {
       rttMs: r.candidate.rttMs == null ? undefined : Math.round(r.candidate.rttMs),
       reachability: r.candidate.reachability,
       verified: r.candidate.verified,
+      ownTunnels: r.candidate.ownTunnels ?? 0,
       expiresAt: r.candidate.ad?.expiresAt
     }))
   }
 }
 
+function decrement (counts: Map<string, number>, id: string): void {
+  const left = (counts.get(id) ?? 1) - 1
+  if (left > 0) counts.set(id, left)
+  else counts.delete(id)
+}

@@ -3,6 +3,7 @@ import { createServer, connect } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BULK_READ_BYTES, bulkReads } from '../../src/relay/bulk-read.ts'
+import { dial } from '../../src/relay/exit.ts'
 import { startExitAndConsumer } from '../utils/in-process.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
@@ -16,15 +17,17 @@ async function listen (server: Server): Promise<number> {
   return (server.address() as AddressInfo).port
 }
 
-/** Everything a socket reads until its FIN, hashed, with what the reads looked like. */
+/** Everything a socket reads until its FIN, hashed at the end, with what the reads looked like. */
 async function readAll (socket: Socket, options: { pauseEvery?: number } = {}): Promise<{ sha256: string, bytes: number, largestRead: number }> {
-  const hash = createHash('sha256')
+  // the chunks are kept and hashed only at the FIN: a chunk that shared memory with a
+  // buffer the next read overwrites would be caught, as it would not by hashing it at once
+  const chunks: Buffer[] = []
   let bytes = 0
   let largestRead = 0
   let reads = 0
   return new Promise((resolve, reject) => {
     socket.on('data', (d: Buffer) => {
-      hash.update(d)
+      chunks.push(d)
       bytes += d.byteLength
       largestRead = Math.max(largestRead, d.byteLength)
       // a reader that stops now and then: the bytes read while it was
@@ -34,7 +37,7 @@ async function readAll (socket: Socket, options: { pauseEvery?: number } = {}): 
         setTimeout(() => socket.resume(), 2)
       }
     })
-    socket.once('end', () => resolve({ sha256: hash.digest('hex'), bytes, largestRead }))
+    socket.once('end', () => resolve({ sha256: sha256(Buffer.concat(chunks)), bytes, largestRead }))
     socket.once('error', reject)
   })
 }
@@ -99,6 +102,27 @@ describe('bulk reads: one shared read buffer for the sockets we connect', () => 
     expect(got.bytes).toBe(12 * MiB)
     expect(blobs.map(sha256)).toContain(got.sha256)
     s.destroy()
+  })
+})
+
+describe('the exit\'s dial to a target', () => {
+  it('hands back a socket that reads nothing until the pump resumes it: what a target sends first waits', async () => {
+    const banner = randomBytes(3 * MiB)
+    const server = createServer(s => { s.on('error', () => {}); s.end(banner) })
+    const port = await listen(server)
+    try {
+      const socket = await dial('127.0.0.1', port, 5_000, new AbortController().signal)
+      // the banner is in our receive buffer by now, and would be read (and lost: nobody listens) unless paused
+      await sleep(150)
+      const result = readAll(socket)
+      socket.resume()
+      // read and dropped, the banner's FIN went with it: nothing would ever end the read
+      const ended = await Promise.race([result, sleep(10_000).then(() => undefined)])
+      expect(ended).toMatchObject({ bytes: banner.byteLength, sha256: sha256(banner) })
+      socket.destroy()
+    } finally {
+      server.close()
+    }
   })
 })
 

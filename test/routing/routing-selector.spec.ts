@@ -27,9 +27,11 @@ describe('the routing selector counts our open tunnels through each exit', () =>
     const selector = await selectorOver([ad(a), ad(b)])
     const first = (await selector.candidates({ region: 'de' }))[0]
     const closeFirst = selector.opened(first)
+    await new Promise(resolve => setImmediate(resolve))
     const second = (await selector.candidates({ region: 'de' }))[0]
     expect(second.equals(first)).toBe(false)
     const closeSecond = selector.opened(second)
+    await new Promise(resolve => setImmediate(resolve))
     expect(selector.openThrough(first)).toBe(1)
     expect(selector.openThrough(second)).toBe(1)
     // both closed: back to the first pick; closing twice counts once
@@ -41,10 +43,24 @@ describe('the routing selector counts our open tunnels through each exit', () =>
     expect((await selector.candidates({ region: 'de' }))[0].equals(first)).toBe(true)
   })
 
+  it('spreads requests ranked together, before any has begun its attempt', async () => {
+    const [a, b] = [await peer(), await peer()]
+    const selector = await selectorOver([ad(a), ad(b)])
+    const firsts = (await Promise.all(Array.from({ length: 6 }, async () => selector.candidates({ region: 'de' })))).map(c => c[0].toString())
+    expect(firsts.filter(id => id === a.toString())).toHaveLength(3)
+    expect(firsts.filter(id => id === b.toString())).toHaveLength(3)
+    // a pick counts only until the end of the turn: by then its attempt has begun (opened()) or it never will
+    await new Promise(resolve => setImmediate(resolve))
+    expect(selector.openThrough(a) + selector.openThrough(b)).toBe(0)
+  })
+
   it('spreads 30 tunnels held open over three exits by what each leaves free', async () => {
     const exits = [await peer(), await peer(), await peer()]
     const selector = await selectorOver([ad(exits[0], 1000), ad(exits[1], 1000), ad(exits[2], 100)])
-    for (let i = 0; i < 30; i++) selector.opened((await selector.candidates({ region: 'de' }))[0])
+    for (let i = 0; i < 30; i++) {
+      selector.opened((await selector.candidates({ region: 'de' }))[0])
+      await new Promise(resolve => setImmediate(resolve))
+    }
     const counts = exits.map(e => selector.openThrough(e))
     expect(counts.reduce((x, y) => x + y)).toBe(30)
     // the two big exits share most of them evenly; the small one still gets some

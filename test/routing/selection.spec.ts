@@ -139,7 +139,7 @@ describe('our own open tunnels through an exit', () => {
     expect(scoreCandidate({ ...c, ownTunnels: -3 }, prediction())).toBe(scoreCandidate(c, prediction()))
   })
 
-  it('spread concurrent tunnels over equal exits, and over unequal ones by what each leaves free', () => {
+  it('spread tunnels held open over equal exits, and over unequal ones by what each leaves free', () => {
     const telemetry = new ExitTelemetry()
     const pick = (exits: Candidate[], open: Map<string, number>, n: number): Map<string, number> => {
       for (let i = 0; i < n; i++) {

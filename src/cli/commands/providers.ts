@@ -13,8 +13,8 @@ export function registerProviders (program: Command, dataDirOf: (cmd: Command) =
       const rows = await callApi<ProviderRow[]>(dataDirOf(cmd), `/v1/providers?region=${encodeURIComponent(opts.region)}`)
       if (opts.json === true) printJson(rows)
       else {
-        process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'REACH', 'REGION CHECK'],
-          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.load.toFixed(2), r.pricePerGb, r.score, r.reputation, r.rttMs, r.reachability, r.verified])))
+        process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'REACH', 'REGION CHECK', 'YOUR TUNNELS'],
+          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.load.toFixed(2), r.pricePerGb, r.score, r.reputation, r.rttMs, r.reachability, r.verified, r.ownTunnels])))
         process.stdout.write(`${rows.length} exit(s) in ${opts.region}\n`)
       }
     })
