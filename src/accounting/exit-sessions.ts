@@ -18,7 +18,7 @@ import { RECEIPT_PROTOCOL, KiB, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
 import { TokenBucket } from '../relay/shaping.ts'
 import { decodeReceipt, ed25519PeerFromBytes, encodeReceipt, receiptId, verifyAndCountersign } from './receipts.ts'
-import { decodePowNonce, verifyPow } from './credits.ts'
+import { decodePowNonce, formatCredits, verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { BYTES_PER_GB, DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
@@ -427,8 +427,8 @@ export class ExitSessions implements ExitAccounting {
       return {
         status: TunnelStatus.INSUFFICIENT_CREDIT,
         message: fresh
-          ? `no proof of work on record for this identity, so no allowance: balance 0 is not above this exit's limit of ${limit} micro-credits`
-          : `balance ${b.balanceMicro} micro-credits is not above this exit's limit of ${limit}`
+          ? `no proof of work on record for this identity, so no allowance: balance 0 is not above this exit's credit limit of ${formatCredits(limit)}`
+          : `balance ${formatCredits(b.balanceMicro)} credits, as this exit's ledger has it, is not above its credit limit of ${formatCredits(limit)}`
       }
     }
     const state = this.consumerState(consumer.toString())

@@ -50,7 +50,7 @@ describe('admission by credit', () => {
     expect(ledger.balance(consumer).balanceMicro).toBe(0n)
     const refusal = exit.admit(consumer, 's2')
     expect(refusal?.status).toBe(TunnelStatus.INSUFFICIENT_CREDIT)
-    expect(refusal?.message).toMatch(/balance 0 micro-credits is not above/)
+    expect(refusal?.message).toBe('balance 0 credits, as this exit\'s ledger has it, is not above its credit limit of 0')
   })
 
   it('lets anyone in on credit when the operator sets a negative limit', async () => {

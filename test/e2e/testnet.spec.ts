@@ -62,6 +62,20 @@ describe('spareband testnet', () => {
     }
   })
 
+  it('suggests a URL its exits allow: the local one when they take only other ports and private targets', async () => {
+    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--allow-private-targets', '--exit-ports', '18080,18081'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    procs.push(child)
+    let out = ''
+    child.stdout.on('data', d => { out += d })
+    await waitFor(() => out.includes('Ctrl-C stops it'), { timeoutMs: 60_000, what: 'the testnet banner' })
+    await waitFor(() => out.includes('npx spareband dashboard'), { timeoutMs: 5_000, what: 'the try: lines' })
+    expect(out).toMatch(/npx spareband probe --region de http:\/\/127\.0\.0\.1:18080\/ /)
+    expect(out).toMatch(/curl --proxy socks5h:\/\/region-de:x@127\.0\.0\.1:\d+ http:\/\/127\.0\.0\.1:18080\//)
+    expect(out).not.toContain('example.org')
+    child.kill('SIGINT')
+    expect(await new Promise(res => child.on('exit', res))).toBe(0)
+  })
+
   it('its nodes stop on their own when the testnet process is killed outright', async () => {
     const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
     procs.push(child)

@@ -14,6 +14,7 @@ import { InvalidArgumentError } from 'commander'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { readApiInfo } from '../../node/control-api.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
+import { parsePortList } from '../../relay/ports.ts'
 import { callApi } from '../api-client.ts'
 import { flagArgs, resolveFlags } from '../config-from-flags.ts'
 import { UsageError } from '../errors.ts'
@@ -159,6 +160,12 @@ export function registerTestnet (program: Command): void {
         const bootstrap = first.addresses.filter(a => a.includes('/tcp/')).slice(0, 1)
         const rest = await Promise.all(Array.from({ length: opts.nodes - 1 }, async (_, i) => startNode(i + 1, bootstrap)))
         const nodes = [first, ...rest]
+        // a URL the exits allow: https://example.org/ is on none of them when --exit-ports leaves out 443
+        const ports = opts.exitPorts != null ? parsePortList(String(opts.exitPorts).split(',')) : undefined
+        const firstPort = ports?.[0]?.[0]
+        const tryUrl = ports == null || ports.some(([lo, hi]) => lo <= 443 && 443 <= hi)
+          ? 'https://example.org/'
+          : `http://${opts.allowPrivateTargets === true ? '127.0.0.1' : 'example.org'}:${firstPort}/`
         if (opts.json === true) printJson({ dir: base, nodes })
         else {
           process.stdout.write(formatTable(['NODE', 'PEER ID', 'REGION', 'API', 'SOCKS5', 'HTTP', 'DATA DIR'],
@@ -166,8 +173,8 @@ export function registerTestnet (program: Command): void {
           process.stdout.write(`\ntestnet of ${nodes.length} node(s) is up. Ctrl-C stops it.\n` +
             `try:  npx spareband peers --data-dir ${first.dataDir}\n` +
             `      npx spareband providers --region ${regions[0]} --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
-            `      npx spareband probe --region ${regions[0]} https://example.org/ --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
-            `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${nodes[nodes.length - 1].socksPort} https://example.org/\n` +
+            `      npx spareband probe --region ${regions[0]} ${tryUrl} --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
+            `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${nodes[nodes.length - 1].socksPort} ${tryUrl}\n` +
             `      npx spareband dashboard --data-dir ${first.dataDir}\n`)
         }
         log('info', 'testnet ready', { nodes: nodes.length, bootstrap: bootstrap[0] })
