@@ -96,7 +96,10 @@ export function freeRider (scale = 1): Scenario {
       consumers: 1,
       exit: { price_per_gb: FREE_RIDER_PRICE },
       // exits learn of what the consumer spent at the others within seconds
-      accounting: { publish_interval_seconds: 2 }
+      accounting: { publish_interval_seconds: 2 },
+      // a consumer that does not stop at its own balance, as a modified node would not:
+      // what this scenario checks is the exits' own cut-off
+      consumerAccounting: { stop_at_balance: -1_000_000 }
     },
     objects: [1 * MiB],
     // at any scale it asks for more than its allowance and the credit at risk (25 MiB) together, so the bound can fail

@@ -23,6 +23,8 @@ export interface NetworkSpec {
   exit?: Record<string, unknown>
   /** Added to every node's `[accounting]` section. */
   accounting?: Record<string, unknown>
+  /** Added to each consumer's `[accounting]` section, after `accounting`. */
+  consumerAccounting?: Record<string, unknown>
 }
 
 export interface SimNode {
@@ -70,7 +72,7 @@ export class SimNetwork {
         }
       }
       for (let i = 0; i < spec.consumers; i++) {
-        await net.add(`consumer-${i}`, 'consumer', undefined, { network: { bootstrap }, exit: { enabled: false } })
+        await net.add(`consumer-${i}`, 'consumer', undefined, { network: { bootstrap }, exit: { enabled: false }, accounting: spec.consumerAccounting })
       }
       log(`${net.nodes.length} nodes started`)
       await until(() => net.exits.every(e => e.node.status().routing?.advertising.published === true), 60_000, 'every exit\'s capacity ad')
@@ -94,7 +96,7 @@ export class SimNetwork {
           listen: ['/ip4/127.0.0.1/tcp/0'],
           proxy: { socks_port: 0, http_port: 0 },
           ...config,
-          accounting: { pow_difficulty: SIM_POW_DIFFICULTY, ...this.spec.accounting },
+          accounting: { pow_difficulty: SIM_POW_DIFFICULTY, ...this.spec.accounting, ...config.accounting },
           network: { local_testnet: true, ...config.network }
         } as SparebandConfigInput
       })

@@ -23,7 +23,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { NoticeLimiter } from '../notice-limiter.ts'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
 import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
-import { encodePowNonce } from './credits.ts'
+import { costMicro, encodePowNonce, formatCredits } from './credits.ts'
 import { ReceiptError } from './errors.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
@@ -82,8 +82,21 @@ export interface ConsumerSessionsInit {
   powSolved?: Promise<unknown> | (() => Promise<unknown>)
   /** @default 10 s */
   powWaitMs?: number
+  /**
+   * Our own balance (micro-credits, as our ledger has it) that we stop at:
+   * no new tunnel while it is not above this, and the open ones are ended
+   * once it is not (see outOfCredit, setCutOff). Each exit judges us by its
+   * own ledger, which hears of what we spent at the others only through
+   * gossip, a minute or so later: without this stop, tunnels spread over
+   * several exits were carried well past what we could pay (1.3 GB on a
+   * 1-credit allowance over three exits). Undefined: no stop.
+   */
+  stopAtBalanceMicro?: bigint
   now?: () => number
 }
+
+/** How long a reading of our balance for outOfCredit() holds: a ledger read commits the writes it has deferred. */
+export const CREDIT_CHECK_MS = second
 
 export interface ConsumerSessionsComponents {
   logger: ComponentLogger
@@ -137,6 +150,8 @@ interface Session {
   closed: boolean
   /** Whether the exit countersigned a receipt of this session: its price is fixed then. */
   countersigned: boolean
+  /** What the newest receipt we signed for this session costs us (micro-credits). */
+  chargedMicro: bigint
 }
 
 export class ConsumerSessions implements ConsumerAccounting {
@@ -155,6 +170,11 @@ export class ConsumerSessions implements ConsumerAccounting {
   refused = 0
   /** The one bounded wait for our proof of work, shared by all tunnels. */
   private powWait?: Promise<void>
+  /** The last reading of our balance (micro-credits, from the ledger) for outOfCredit(), and when it was taken. */
+  private credit?: { at: number, balanceMicro: bigint }
+  /** What receipts signed since that reading cost us: the balance now is the reading less this. */
+  private chargedSinceReading = 0n
+  private cutOff?: (reason: string) => void
 
   constructor (private readonly components: ConsumerSessionsComponents, private readonly init: ConsumerSessionsInit) {
     this.log = components.logger.forComponent('spareband:accounting:consumer')
@@ -206,6 +226,46 @@ export class ConsumerSessions implements ConsumerAccounting {
     if (s.up + s.down - s.sentTotal >= (this.init.intervalBytes ?? DEFAULT_RECEIPT_INTERVAL_BYTES)) this.sign(s)
   }
 
+  /**
+   * Why this node may open no tunnel now: its own balance is not above
+   * stopAtBalanceMicro. Undefined while it is, with no stop set, and while
+   * our proof of work (and with it our allowance) is still on its way.
+   */
+  outOfCredit (): string | undefined {
+    const floor = this.init.stopAtBalanceMicro
+    if (floor == null || this.init.pow?.() == null) return undefined
+    const t = this.now()
+    // read again now and then (it takes in what we earned meanwhile); in between, what we
+    // were charged since is taken off the reading, so a fast spender is stopped in time
+    if (this.credit == null || t - this.credit.at >= CREDIT_CHECK_MS) {
+      this.credit = { at: t, balanceMicro: this.init.ledger.balance().balanceMicro }
+      this.chargedSinceReading = 0n
+    }
+    const balance = this.credit.balanceMicro - this.chargedSinceReading
+    if (balance > floor) return undefined
+    return `this node is out of credit: its balance is ${formatCredits(balance)}, not above ${formatCredits(floor)} (accounting.stop_at_balance); earn by running an exit`
+  }
+
+  /** How to end our open tunnels once our balance is spent (checked as we sign receipts). */
+  setCutOff (cutOff: (reason: string) => void): void {
+    this.cutOff = cutOff
+  }
+
+  /**
+   * A receipt we signed puts the session's cost at `chargedMicro`: taken
+   * off our balance as outOfCredit() sees it, at once, not once the exit
+   * has answered (bytes keep coming meanwhile, a MiB or more a session at
+   * loopback speeds), and our tunnels are ended if that spent it.
+   */
+  private charge (s: Session, chargedMicro: bigint): void {
+    if (chargedMicro <= s.chargedMicro) return
+    if (this.credit != null) this.chargedSinceReading += chargedMicro - s.chargedMicro
+    s.chargedMicro = chargedMicro
+    if (this.cutOff == null) return
+    const reason = this.outOfCredit()
+    if (reason != null) this.cutOff(reason)
+  }
+
   async prepare (exit: PeerId): Promise<void> {
     const s = this.sessionOf(exit)
     if (s.sentPow) return
@@ -244,7 +304,8 @@ export class ConsumerSessions implements ConsumerAccounting {
         openTunnels: 0,
         sentPow: false,
         closed: false,
-        countersigned: false
+        countersigned: false,
+        chargedMicro: 0n
       }
       this.sessions.set(key, s)
     }
@@ -445,6 +506,7 @@ export class ConsumerSessions implements ConsumerAccounting {
     s.signedAt = this.now()
     const before = s.sentTotal
     s.sentTotal = total
+    this.charge(s, costMicro(BigInt(total), s.price))
     // an unanswered (or falsely countersigned) receipt is covered again by the next, cumulative one, unless a newer one went out;
     // that one goes at the next tick, not an interval later: an exit holding us for these bytes waits for it
     const uncovered = (): void => {

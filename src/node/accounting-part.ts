@@ -72,17 +72,22 @@ function compactionWarning (ledger: Ledger): string | undefined {
 
 /**
  * The consumer's warning when its balance, as its own ledger has it, is
- * used up: exits (whose credit limit is 0 unless their operators chose
- * otherwise) then refuse its new tunnels and close its open ones, and its
+ * used up: the node then opens no tunnel and has ended its open ones, as
+ * long as its balance is not above `stopAtMicro` (accounting.stop_at_balance),
+ * and exits (whose credit limit is 0 unless their operators chose
+ * otherwise) refuse it too, once they have heard of its spending. Its
  * clients see only 402s and resets.
  */
-export function creditWarning (ledger: Ledger, supplies: boolean): string | undefined {
+export function creditWarning (ledger: Ledger, supplies: boolean, stopAtMicro = 0n): string | undefined {
   const b = ledger.balance()
-  if (b.balanceMicro > 0n) return undefined
+  if (b.balanceMicro > 0n && b.balanceMicro > stopAtMicro) return undefined
   const earn = supplies
     ? 'it earns credit as an exit when others route traffic through it'
     : 'it earns credit only as an exit, which --no-supply (exit.enabled = false) turns off'
-  return `out of credit: balance ${formatCredits(b.balanceMicro)} (allowance ${formatCredits(b.allowanceMicro)} + earned ${formatCredits(b.earnedMicro)} - spent ${formatCredits(b.spentMicro)}); exits refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up; ${earn}`
+  const stopped = b.balanceMicro > stopAtMicro
+    ? `exits refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up (accounting.stop_at_balance ${formatCredits(stopAtMicro)} lets this node go on until then)`
+    : `this node opens no tunnel (HTTP 402, SOCKS5 0x02) and ends its open ones while its balance is not above accounting.stop_at_balance (${formatCredits(stopAtMicro)}), and exits refuse it too`
+  return `out of credit: balance ${formatCredits(b.balanceMicro)} (allowance ${formatCredits(b.allowanceMicro)} + earned ${formatCredits(b.earnedMicro)} - spent ${formatCredits(b.spentMicro)}); ${stopped}; ${earn}`
 }
 
 /** `status().accounting`: this node's credit position, and what it took in and sent out on the receipt and reputation topics. */
@@ -146,7 +151,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     intervalBytes: a.receipt_interval_mb * MiB,
     intervalMs: a.receipt_interval_seconds * second,
     pow: validPow,
-    powSolved: () => powSolved
+    powSolved: () => powSolved,
+    stopAtBalanceMicro: creditsToMicro(a.stop_at_balance)
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
@@ -188,7 +194,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     warnings: () => {
-      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger, config.exit.enabled) : undefined]
+      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger, config.exit.enabled, creditsToMicro(a.stop_at_balance)) : undefined]
       return w.filter((x): x is string => x != null)
     },
     status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),

@@ -209,6 +209,8 @@ export const configSchema = z.strictObject({
     enabled: z.boolean(),
     /** As an exit: refuse new tunnels from consumers whose balance (credits) is not above this. */
     credit_limit: z.number(),
+    /** As a consumer: open no tunnel, and end the open ones, while our own balance (credits, as our ledger has it) is not above this. */
+    stop_at_balance: z.number(),
     /** Starting credits of an identity with a valid proof of work. */
     allowance: nonNegative,
     /** As an exit: hold a consumer's traffic while more than this (MiB) is carried but unsigned. */
@@ -301,6 +303,8 @@ export const defaultConfig: SparebandConfig = {
   accounting: {
     enabled: true,
     credit_limit: 0,
+    // the exits' default credit_limit: what they would refuse anyway, once they have heard of all our spending
+    stop_at_balance: 0,
     // 1 GB at the default price of 1 credit/GB
     allowance: 1,
     unsigned_threshold_mb: 4,
@@ -424,6 +428,7 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_IDLE_TIMEOUT', key: 'exit.idle_timeout_seconds', parse: num },
   { env: 'SPAREBAND_ACCOUNTING', key: 'accounting.enabled', parse: bool },
   { env: 'SPAREBAND_CREDIT_LIMIT', key: 'accounting.credit_limit', parse: num },
+  { env: 'SPAREBAND_STOP_AT_BALANCE', key: 'accounting.stop_at_balance', parse: num },
   { env: 'SPAREBAND_POW_DIFFICULTY', key: 'accounting.pow_difficulty', parse: num },
   { env: 'SPAREBAND_GOSSIP_RETENTION_DAYS', key: 'accounting.gossip_retention_days', parse: num },
   { env: 'SPAREBAND_REPUTATION_INTERVAL_SECONDS', key: 'accounting.reputation_interval_seconds', parse: num }

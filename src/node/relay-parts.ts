@@ -169,6 +169,11 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     onTransfer: (exit, sample) => selector.reportTransfer?.(exit, sample),
     onRefusal: notice => node.safeDispatchEvent('proxy:refused', { detail: notice })
   })
+  // our own credit spent: the open tunnels end too, not only when each exit hears of it (a minute later)
+  consumerAccounting?.setCutOff(reason => {
+    const ended = ingress.abortAll(new Error(reason))
+    if (ended > 0) log('%s: ended %d open tunnel(s)', reason, ended)
+  })
   const socks = new Socks5Server(ingress, config.proxy.host, config.proxy.socks_port)
   const http = new HttpProxyServer(ingress, config.proxy.host, config.proxy.http_port)
   // named when the port is taken, so the operator knows what to change

@@ -43,4 +43,6 @@ export interface ConsumerAccounting {
   /** Before the first tunnel of a session: introduce ourselves (proof of work) so the exit knows our allowance. */
   prepare? (exit: PeerId): Promise<void>
   meter (exit: PeerId, direction: MeterDirection, bytes: number): void
+  /** Why this node may open no tunnel now (its own credit is spent), or undefined. */
+  outOfCredit? (): string | undefined
 }

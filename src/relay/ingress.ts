@@ -179,6 +179,19 @@ export class Ingress {
     for (const flow of this.flows.get(exit.toString())?.flows ?? []) if (flow.stream.status === 'open') flow.stream.abort(reason)
   }
 
+  /** Ends every open tunnel with `reason` (its client sees a reset). */
+  abortAll (reason: Error): number {
+    let ended = 0
+    for (const { flows } of this.flows.values()) {
+      for (const flow of flows) {
+        if (flow.stream.status !== 'open') continue
+        flow.stream.abort(reason)
+        ended++
+      }
+    }
+    return ended
+  }
+
   closeAll (): void {
     for (const s of this.sockets) s.destroy()
   }

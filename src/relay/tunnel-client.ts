@@ -144,6 +144,9 @@ export class TunnelClient {
 
   /** One pass over the candidates, best first. */
   private async openOnce (target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
+    // our own ledger knows all we spent; an exit knows what it carried and what gossip told it so far
+    const broke = this.init.accounting?.outOfCredit?.()
+    if (broke != null) throw new TunnelError(TunnelStatus.INSUFFICIENT_CREDIT, broke)
     // the search may take a DHT query's time (15 s with no peer); a caller that gives up is not kept for it, and the search goes on filling the cache
     const ranked = await raceAbort(this.init.selector.candidates(request), options.signal)
     // exits found gone lately are asked last: a request does not wait on them while another may answer

@@ -31,7 +31,9 @@ describe('creditWarning', () => {
       expect(creditWarning(ledger, true)).toBeUndefined()
       await ledger.recordReceipt(await countersigned(consumer, exit, { sessionId: 's', seq: 2n, bytesUp: 0n, bytesDown: 2_500_000n }), 'own')
       const supplying = creditWarning(ledger, true)
-      expect(supplying).toMatch(/^out of credit: balance -0\.0005 \(allowance 0\.002 \+ earned 0 - spent 0\.0025\); exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\)/)
+      expect(supplying).toMatch(/^out of credit: balance -0\.0005 \(allowance 0\.002 \+ earned 0 - spent 0\.0025\); this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones while its balance is not above accounting\.stop_at_balance \(0\), and exits refuse it too;/)
+      // a node told to go on into the credit exits extend says who stops it then
+      expect(creditWarning(ledger, true, -1_000n)).toMatch(/; exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\) and close the open ones once what they carried is used up \(accounting\.stop_at_balance -0\.001 lets this node go on until then\);/)
       expect(supplying).toMatch(/earns credit as an exit when others route traffic through it$/)
       expect(creditWarning(ledger, false)).toMatch(/--no-supply \(exit\.enabled = false\) turns off$/)
     } finally {
