@@ -21,9 +21,14 @@ export function formatKeyValues (obj: Record<string, unknown>): string {
   return rows.map(([k, v]) => {
     const text = Array.isArray(v)
       ? (v.length === 0 ? '-' : v.map(String).join('\n' + ' '.repeat(width + 2)))
-      : (v == null ? '-' : String(v))
+      : (v == null ? '-' : isEpochMs(k, v) ? new Date(v).toISOString() : String(v))
     return `${k.padEnd(width)}  ${text}\n`
   }).join('')
+}
+
+/** A time stamp in ms since the epoch (`lastPublishedAt`, `expiresAt`): people read it as a date. */
+function isEpochMs (key: string, v: unknown): v is number {
+  return key.endsWith('At') && typeof v === 'number' && Number.isFinite(v) && v > 1e12
 }
 
 function flatten (obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
