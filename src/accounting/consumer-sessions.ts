@@ -24,6 +24,7 @@ import { NoticeLimiter } from '../notice-limiter.ts'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
 import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
 import { costMicro, encodePowNonce, formatCredits } from './credits.ts'
+import { OwnCredit } from './own-credit.ts'
 import { ReceiptError } from './errors.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
@@ -152,6 +153,8 @@ interface Session {
   countersigned: boolean
   /** What the newest receipt we signed for this session costs us (micro-credits). */
   chargedMicro: bigint
+  /** What the newest receipt the exit countersigned costs us: the ledger holds it (or will, with its next write). */
+  countersignedMicro: bigint
 }
 
 export class ConsumerSessions implements ConsumerAccounting {
@@ -170,14 +173,22 @@ export class ConsumerSessions implements ConsumerAccounting {
   refused = 0
   /** The one bounded wait for our proof of work, shared by all tunnels. */
   private powWait?: Promise<void>
-  /** The last reading of our balance (micro-credits, from the ledger) for outOfCredit(), and when it was taken. */
-  private credit?: { at: number, balanceMicro: bigint }
-  /** What receipts signed since that reading cost us: the balance now is the reading less this. */
-  private chargedSinceReading = 0n
+  /** Our balance for outOfCredit(). */
+  private readonly credit: OwnCredit
   private cutOff?: (reason: string) => void
 
   constructor (private readonly components: ConsumerSessionsComponents, private readonly init: ConsumerSessionsInit) {
     this.log = components.logger.forComponent('spareband:accounting:consumer')
+    this.credit = new OwnCredit({
+      read: () => this.init.ledger.balance().balanceMicro,
+      pending: () => {
+        let signedNotHeld = 0n
+        for (const s of this.sessions.values()) if (s.chargedMicro > s.countersignedMicro) signedNotHeld += s.chargedMicro - s.countersignedMicro
+        return signedNotHeld
+      },
+      now: () => this.now(),
+      maxAgeMs: CREDIT_CHECK_MS
+    })
     this.self = peerIdFromPrivateKey(init.privateKey)
     this.now = init.now ?? Date.now
   }
@@ -234,14 +245,7 @@ export class ConsumerSessions implements ConsumerAccounting {
   outOfCredit (): string | undefined {
     const floor = this.init.stopAtBalanceMicro
     if (floor == null || this.init.pow?.() == null) return undefined
-    const t = this.now()
-    // read again now and then (it takes in what we earned meanwhile); in between, what we
-    // were charged since is taken off the reading, so a fast spender is stopped in time
-    if (this.credit == null || t - this.credit.at >= CREDIT_CHECK_MS) {
-      this.credit = { at: t, balanceMicro: this.init.ledger.balance().balanceMicro }
-      this.chargedSinceReading = 0n
-    }
-    const balance = this.credit.balanceMicro - this.chargedSinceReading
+    const balance = this.credit.balance()
     if (balance > floor) return undefined
     return `this node is out of credit: its balance is ${formatCredits(balance)}, not above ${formatCredits(floor)} (accounting.stop_at_balance); earn by running an exit`
   }
@@ -259,11 +263,17 @@ export class ConsumerSessions implements ConsumerAccounting {
    */
   private charge (s: Session, chargedMicro: bigint): void {
     if (chargedMicro <= s.chargedMicro) return
-    if (this.credit != null) this.chargedSinceReading += chargedMicro - s.chargedMicro
+    const delta = chargedMicro - s.chargedMicro
     s.chargedMicro = chargedMicro
+    this.credit.charge(delta)
     if (this.cutOff == null) return
-    const reason = this.outOfCredit()
-    if (reason != null) this.cutOff(reason)
+    try {
+      const reason = this.outOfCredit()
+      if (reason != null) this.cutOff(reason)
+    } catch (err: any) {
+      // a ledger that cannot be read (closed under us at a stop): the exits still judge us by theirs
+      this.log.error('could not check our balance - %e', err)
+    }
   }
 
   async prepare (exit: PeerId): Promise<void> {
@@ -305,7 +315,8 @@ export class ConsumerSessions implements ConsumerAccounting {
         sentPow: false,
         closed: false,
         countersigned: false,
-        chargedMicro: 0n
+        chargedMicro: 0n,
+        countersignedMicro: 0n
       }
       this.sessions.set(key, s)
     }
@@ -355,8 +366,13 @@ export class ConsumerSessions implements ConsumerAccounting {
       return
     }
     this.statedPrices.set(key, price)
-    if (!s.countersigned) s.price = price
-    else void this.close(s)
+    if (!s.countersigned) {
+      s.price = price
+      // what we signed at the price we had is charged at the one we learnt: the next receipt covers it so
+      const rebased = costMicro(BigInt(s.sentTotal), price)
+      this.credit.charge(rebased - s.chargedMicro)
+      s.chargedMicro = rebased
+    } else void this.close(s)
   }
 
   /** Runs `fn` after the session's previous write. */
@@ -425,6 +441,8 @@ export class ConsumerSessions implements ConsumerAccounting {
     // throws unless the answer is exactly the receipt we signed plus an exit signature
     const full = countersignedAnswer(answer.receipt, signed)
     s.countersigned = true
+    const held = costMicro((signed.bytesUp ?? 0n) + (signed.bytesDown ?? 0n), signed.pricePerGb ?? s.price)
+    if (held > s.countersignedMicro) s.countersignedMicro = held
     // written with the next batch, which checks the exit's signature of the
     // receipt it writes: nothing we send waits on it (see Ledger.recordLater)
     this.init.ledger.recordLater(full).catch(err => {
