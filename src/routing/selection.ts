@@ -174,7 +174,10 @@ function clamp01 (x: number, ifNaN = 0): number {
  * free shared among our tunnels already there and the new one. An ad is
  * republished every few minutes, so it cannot tell of the tunnels we
  * opened meanwhile; without this, a client opening many tunnels at once
- * put them all on the one best exit while the region's others idled.
+ * put them all on the one best exit while the region's others idled. Our
+ * tunnels that were open when the ad was made count twice then: with an
+ * exit's hundreds of tunnels in its load, a few of ours more or less move
+ * little.
  */
 function loadOf (c: Candidate): number {
   const own = nonNegative(c.ownTunnels ?? 0)
