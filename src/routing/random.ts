@@ -26,6 +26,17 @@ export function mulberry32 (seed: number): RandomSource {
   }
 }
 
+/** Puts `items` in a random order, in place (Fisher-Yates), and returns them. */
+export function shuffle<T> (items: T[], random: RandomSource): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const t = items[i]
+    items[i] = items[j]
+    items[j] = t
+  }
+  return items
+}
+
 /** Draws from the distributions selection needs, all from one uniform source. */
 export interface Sampler {
   /** Standard normal N(0, 1). */

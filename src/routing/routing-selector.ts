@@ -7,6 +7,7 @@
 
 import { verifyRegion, addressesFromMultiaddrs } from './geo.ts'
 import { ExitTelemetry, selectExits } from './selection.ts'
+import { shuffle } from './random.ts'
 import { DEFAULT_EXPLORE } from './constants.ts'
 import { regionMatches } from './regions.ts'
 import { StickySessions } from '../relay/exit-selector.ts'
@@ -136,7 +137,9 @@ export class RoutingSelector implements ExitSelector {
   }
 
   async rank (request: ExitRequest): Promise<Array<RankedExit<ExitCandidate>>> {
-    const candidates = await this.gather(request)
+    // in a random order: selectExits keeps equal scores in the order given, and exits nobody has
+    // measured yet often score alike (the same ad figures), so every consumer took the same first one
+    const candidates = shuffle(await this.gather(request), this.random)
     // read now, not while gathering: requests gathered together are scored and picked one by one from here
     for (const c of candidates) c.ownTunnels = this.openThrough(c.id)
     const ranked = selectExits(candidates, this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { createSampler, mulberry32 } from '../../src/routing/random.ts'
+import { createSampler, mulberry32, shuffle } from '../../src/routing/random.ts'
 
 const stats = (xs: number[]): { mean: number, variance: number } => {
   const mean = xs.reduce((a, b) => a + b, 0) / xs.length
@@ -50,5 +50,18 @@ describe('createSampler', () => {
       expect(xs.every(x => x >= 0 && x <= 1)).toBe(true)
       expect(stats(xs).mean).toBeCloseTo(a / (a + b), 2)
     }
+  })
+})
+
+describe('shuffle', () => {
+  it('keeps every item, and puts each first about equally often', () => {
+    const random = mulberry32(11)
+    const firsts = [0, 0, 0, 0]
+    for (let i = 0; i < 4000; i++) {
+      const order = shuffle([0, 1, 2, 3], random)
+      expect([...order].sort()).toEqual([0, 1, 2, 3])
+      firsts[order[0]]++
+    }
+    for (const n of firsts) expect(n).toBeGreaterThan(850)
   })
 })

@@ -40,7 +40,19 @@ describe('the routing selector counts our open tunnels through each exit', () =>
     closeSecond()
     expect(selector.openThrough(first)).toBe(0)
     expect(selector.openThrough(second)).toBe(0)
-    expect((await selector.candidates({ region: 'de' }))[0].equals(first)).toBe(true)
+  })
+
+  it('breaks ties between exits nobody has measured at random, so consumers do not all start on the same one', async () => {
+    const [a, b, c] = [await peer(), await peer(), await peer()]
+    const selector = await selectorOver([ad(a), ad(b), ad(c)])
+    const firsts = new Map<string, number>()
+    for (let i = 0; i < 300; i++) {
+      const first = (await selector.candidates({ region: 'de' }))[0].toString()
+      firsts.set(first, (firsts.get(first) ?? 0) + 1)
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    // about 100 each; in the order given, a took all 300
+    for (const e of [a, b, c]) expect(firsts.get(e.toString()) ?? 0).toBeGreaterThan(60)
   })
 
   it('spreads requests ranked together, before any has begun its attempt', async () => {
