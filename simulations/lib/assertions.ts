@@ -125,12 +125,12 @@ export function spread (tunnelsByRegion: Map<string, Array<{ name: string, tunne
  * threshold and one receipt interval, and what was in flight when it ran
  * out. `bytesDelivered` is what its requests brought back.
  */
-export function noFreeRiding (bytesDelivered: number, bound: { allowanceBytes: number, slackBytes: number }, refusals: number): Verdict {
+export function noFreeRiding (bytesDelivered: number, bound: { allowanceBytes: number, slackBytes: number, allowanceText?: string }, refusals: number): Verdict {
   const limit = bound.allowanceBytes + bound.slackBytes
   return {
     name: 'no free riding',
     ok: bytesDelivered <= limit && refusals > 0,
-    detail: `the free rider got ${mib(bytesDelivered)} MiB; its allowance buys ${mib(bound.allowanceBytes)} MiB, plus ${mib(bound.slackBytes)} MiB of credit at risk by design; ${refusals} attempts refused for credit`
+    detail: `the free rider got ${mib(bytesDelivered)} MiB; its allowance buys ${bound.allowanceText ?? `${mib(bound.allowanceBytes)} MiB`}, plus ${mib(bound.slackBytes)} MiB of credit at risk by design; ${refusals} attempts refused for credit`
   }
 }
 
