@@ -12,6 +12,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createSparebandNode } from '../../src/index.ts'
 import { sha256, startTargetServer } from '../utils/target-server.ts'
 import { curl } from '../utils/network.ts'
+import { socksConnect } from '../utils/socks-client.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandNode } from '../../src/index.ts'
 import type { TargetServer } from '../utils/target-server.ts'
@@ -94,6 +95,12 @@ describe('a consumer stops at its own balance, whatever each exit still allows',
     const next = await curl(['-i', '--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/hello`])
     expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 402 Payment Required/)
     expect(next.stdout.toString()).toMatch(/this node is out of credit: its balance is -?[0-9.]+, not above 0 \(accounting\.stop_at_balance\)/)
+    expect(next.stdout.toString()).toMatch(/\r\nX-Spareband-Status: INSUFFICIENT_CREDIT\r\n/i)
+    expect(next.stdout.toString()).not.toMatch(/X-Spareband-Exit/i)
+    // and through SOCKS5: "not allowed by ruleset"
+    const socks = await socksConnect((consumer.status() as any).proxy.socksPort, '127.0.0.1', target.port)
+    expect(socks.reply).toBe(0x02)
+    socks.socket.destroy()
     expect(totals()).toEqual(after)
     expect((consumer.status() as any).warnings.join('\n')).toMatch(/this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones/)
   })
