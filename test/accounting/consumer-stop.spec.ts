@@ -101,6 +101,8 @@ describe('a consumer stops at its own balance, whatever each exit still allows',
     const socks = await socksConnect((consumer.status() as any).proxy.socksPort, '127.0.0.1', target.port)
     expect(socks.reply).toBe(0x02)
     socks.socket.destroy()
+    // and to an embedding app: a TunnelRefusedError naming no exit
+    await expect(consumer.connect('127.0.0.1', target.port, { region: 'de' })).rejects.toMatchObject({ name: 'TunnelRefusedError', status: 'INSUFFICIENT_CREDIT', exit: undefined })
     expect(totals()).toEqual(after)
     expect((consumer.status() as any).warnings.join('\n')).toMatch(/this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones/)
   })
