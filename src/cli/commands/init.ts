@@ -39,6 +39,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # idle_timeout_seconds = 300  # idle tunnels are closed
 
 # [accounting]
+# stop_at_balance = 0         # as a consumer, open no tunnel (and end open ones) while your balance is not above this
 # gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
 # reputation_interval_seconds = 600  # report on the exits you used this often; 0 = never
 
