@@ -18,7 +18,7 @@ import { TypedEventEmitter } from 'main-event'
 import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
-import { bulkReads } from './bulk-read.ts'
+import { BULK_READ_BYTES, bulkReads } from './bulk-read.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
 import { writeJsonAtomically } from './json-file.ts'
@@ -613,6 +613,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.safeDispatchEvent('exit:tunnel:open', { detail: info })
     const mine = this.consumerBuckets(consumer)
     const result = await pipeSocketStream(socket, stream, {
+      readBytes: BULK_READ_BYTES,
       initial: rest,
       idleTimeoutMs: this.init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT,
       signal: tunnel.controller.signal,

@@ -11,11 +11,27 @@
 import type { Socket } from 'node:net'
 import type { Stream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
-import { MiB } from '../constants.ts'
+import { KiB, MiB } from '../constants.ts'
 import { closeQuietly, waitForDrain } from './tunnel-protocol.ts'
 import { FrameAligner } from './frame-aligner.ts'
 import { ChunkGate } from './chunk-gate.ts'
 import type { Chunk } from './chunk-gate.ts'
+
+/** Node reads a socket this much at a time, unless told otherwise (see bulk-read.ts). */
+export const NODE_READ_BYTES = 64 * KiB
+
+/**
+ * How long the remainder of a full read (bytes past its last whole frame)
+ * waits for the next read before it goes out on its own. A read that
+ * filled the read buffer says more was waiting: flushed at the end of the
+ * turn, as a shorter read's remainder still is, it went out as a small
+ * frame whenever the next read came in a later turn (a reader keeping up
+ * with its writer), and the muxer then packed it with the next frame into
+ * noise messages that no longer line up with frames: a 64 KiB read made a
+ * full message and a small one. The tail of a transfer (a read that did
+ * not fill the buffer) is never held.
+ */
+export const HELD_REMAINDER_MS = 1
 
 /** A paused yamux stream still receives a whole window (up to 16 MiB) before the sender stops. */
 export const PIPE_READ_BUFFER = 32 * MiB
@@ -51,6 +67,8 @@ export interface PipeOptions {
   flushToSocket?: () => Uint8Array | Uint8ArrayList | undefined
   /** Close the tunnel when neither side has sent anything for this long. */
   idleTimeoutMs?: number
+  /** The most the socket reads at a time: a read this long holds its remainder for the next (see HELD_REMAINDER_MS). @default NODE_READ_BYTES */
+  readBytes?: number
   /** Aborting resets both sides (quota reached, schedule ended, operator paused). */
   signal?: AbortSignal
 }
@@ -83,6 +101,7 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     const finish = (): void => {
       if (!socketDone || !streamDone) return
       for (const t of timers) clearTimeout(t)
+      clearTimeout(holdTimer)
       options.signal?.removeEventListener('abort', onAbort)
       resolve(result)
     }
@@ -157,7 +176,9 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
 
     // socket -> stream, in writes that fit one noise message each (see FrameAligner)
     const aligner = new FrameAligner()
+    const fullRead = options.readBytes ?? NODE_READ_BYTES
     let flushQueued = false
+    let holdTimer: NodeJS.Timeout | undefined
     const write = (data: Uint8Array | Uint8ArrayList): void => {
       if (!stream.send(data)) {
         socketHolds.hold()
@@ -167,6 +188,8 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
     // after this turn's reads, at the socket's FIN and before any abort: a held remainder never waits for data that may not come
     const flushAligned = (): void => {
       flushQueued = false
+      clearTimeout(holdTimer)
+      holdTimer = undefined
       const held = aligner.flush()
       if (held == null) return
       try {
@@ -182,9 +205,15 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
         result.bytesToStream += data.byteLength
         const now = aligner.push(data)
         if (now != null) write(now)
-        if (aligner.pending > 0 && !flushQueued) {
-          flushQueued = true
-          setImmediate(flushAligned)
+        if (aligner.pending > 0) {
+          if (data.byteLength < fullRead) {
+            if (!flushQueued) {
+              flushQueued = true
+              setImmediate(flushAligned)
+            }
+          } else if (holdTimer == null && !flushQueued) {
+            holdTimer = setTimeout(flushAligned, HELD_REMAINDER_MS)
+          }
         }
         const wait = onChunk?.('toStream', data.byteLength, stream.writeBufferLength + aligner.pending)
         if (wait != null) holdFor(socketHolds, wait)
