@@ -141,6 +141,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   /** Our proof of work, once it meets the configured difficulty. */
   const validPow = (): typeof pow => pow != null && pow.difficulty >= a.pow_difficulty ? pow : undefined
   if (validPow() != null) powDone()
+  const stopAtMicro = creditsToMicro(a.stop_at_balance)
   const consumer = new ConsumerSessions({
     logger: libp2p.logger,
     dialProtocol: async (peer, protocol, options) => openStream(libp2p, peer, protocol, options)
@@ -152,7 +153,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     intervalMs: a.receipt_interval_seconds * second,
     pow: validPow,
     powSolved: () => powSolved,
-    stopAtBalanceMicro: creditsToMicro(a.stop_at_balance)
+    stopAtBalanceMicro: stopAtMicro
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
@@ -194,7 +195,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     warnings: () => {
-      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger, config.exit.enabled, creditsToMicro(a.stop_at_balance)) : undefined]
+      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger, config.exit.enabled, stopAtMicro) : undefined]
       return w.filter((x): x is string => x != null)
     },
     status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),

@@ -73,7 +73,7 @@ export function registerTestnet (program: Command): void {
       const nodeFlags: Record<string, unknown> = { listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, socksPort: 0, httpPort: 0 }
       if (opts.allowPrivateTargets === true) nodeFlags.allowPrivateTargets = true
       if (opts.exitPorts != null) nodeFlags.exitPorts = opts.exitPorts
-      resolveFlags({ ...nodeFlags, region: regions[0] }, NETWORK)
+      const nodeConfig = resolveFlags({ ...nodeFlags, region: regions[0] }, NETWORK)
       const temporary = opts.dir == null
       const base = temporary ? await mkdtemp(join(tmpdir(), 'spareband-testnet-')) : resolve(opts.dir)
       await mkdir(base, { recursive: true })
@@ -160,12 +160,11 @@ export function registerTestnet (program: Command): void {
         const bootstrap = first.addresses.filter(a => a.includes('/tcp/')).slice(0, 1)
         const rest = await Promise.all(Array.from({ length: opts.nodes - 1 }, async (_, i) => startNode(i + 1, bootstrap)))
         const nodes = [first, ...rest]
-        // a URL the exits allow: https://example.org/ is on none of them when --exit-ports leaves out 443
-        const ports = opts.exitPorts != null ? parsePortList(String(opts.exitPorts).split(',')) : undefined
-        const firstPort = ports?.[0]?.[0]
-        const tryUrl = ports == null || ports.some(([lo, hi]) => lo <= 443 && 443 <= hi)
+        // a URL the exits allow, as they resolved their flags: https://example.org/ is on none of them when their ports leave out 443
+        const ports = parsePortList(nodeConfig.exit.allowed_ports)
+        const tryUrl = ports.some(([lo, hi]) => lo <= 443 && 443 <= hi)
           ? 'https://example.org/'
-          : `http://${opts.allowPrivateTargets === true ? '127.0.0.1' : 'example.org'}:${firstPort}/`
+          : `http://${nodeConfig.exit.allow_private_targets ? '127.0.0.1' : 'example.org'}:${ports[0][0]}/`
         if (opts.json === true) printJson({ dir: base, nodes })
         else {
           process.stdout.write(formatTable(['NODE', 'PEER ID', 'REGION', 'API', 'SOCKS5', 'HTTP', 'DATA DIR'],
