@@ -105,6 +105,12 @@ export const FORGIVE_PER_HOUR = 16 * 1024 * 1024
 const FORGIVE_DELAY = 8 * second
 /** How long a consumer is held with no credit left before its tunnels are closed: over one receipt interval (5 s). */
 const CUT_OFF_GRACE = 10 * second
+/**
+ * A consumer's receipts are published at once, not at the next interval,
+ * when what it spent here unpublished reaches 1/PROMPT_PUBLISH_SHARE of the
+ * credit it has left (see creditAtRisk).
+ */
+export const PROMPT_PUBLISH_SHARE = 10n
 /** Sessions a consumer may have at once; an honest one has one per exit at a time. */
 export const MAX_SESSIONS_PER_CONSUMER = 64
 /** How often idle sessions are forgotten (see sweep()). */
@@ -166,6 +172,8 @@ interface Session {
   last?: CountersignedReceipt
   lastPublishedSeq?: bigint
   lastPublishedAt: number
+  /** up + down of the receipt last published: what the rest of the network knows this session spent. */
+  publishedBytes: number
   /** A publication of the newest receipt, due when the interval since the last one has passed. */
   publishTimer?: NodeJS.Timeout
   /** Carried, admitted or receipted since the last sweep (a flag, not a clock read per chunk). */
@@ -389,14 +397,14 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now(), openedAt: this.now() }
+      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), publishedBytes: 0, touched: true, usedAt: this.now(), openedAt: this.now() }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
       // let the old total sign off as many new bytes for free
       const stored = this.init.ledger.get(receiptId({ sessionId: id, consumer: consumer.toMultihash().bytes, exit: this.self.toMultihash().bytes }))
       if (stored != null) {
-        s.carried = s.signed = s.paid = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
+        s.carried = s.signed = s.paid = s.publishedBytes = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
         s.last = stored.receipt
         s.lastPublishedSeq = stored.receipt.seq
       }
@@ -732,7 +740,8 @@ export class ExitSessions implements ExitAccounting {
       c.lastReceiptAt = this.now()
       const total = Number(r.bytesUp! + r.bytesDown!)
       // the receipt spent some of the consumer's balance (and gossip may have added to it)
-      c.limit = this.limitFor(this.init.ledger.balance(consumer).balanceMicro)
+      const balanceMicro = this.init.ledger.balance(consumer).balanceMicro
+      c.limit = this.limitFor(balanceMicro)
       // only bytes carried here can be signed off; the rest is credited as it
       // arrives (meter): uploads the consumer signed before they got here. But
       // only while its balance pays: else one receipt for a terabyte, which no
@@ -744,7 +753,11 @@ export class ExitSessions implements ExitAccounting {
       this.release(c)
       // held since before its credit ran out (by this receipt): no new hold starts the cut-off
       if (c.waiters.length > 0) this.armCutOff(c, consumer)
-      this.publishSoon(s)
+      if (this.creditAtRisk(c, balanceMicro)) {
+        for (const other of c.sessions.values()) void this.publish(other)
+      } else {
+        this.publishSoon(s)
+      }
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {
       this.log('refused a receipt from %p: %s', consumer, err.message)
@@ -759,6 +772,7 @@ export class ExitSessions implements ExitAccounting {
     if (s.last == null || s.last.seq === s.lastPublishedSeq || this.init.publish == null) return
     s.lastPublishedSeq = s.last.seq
     s.lastPublishedAt = this.now()
+    s.publishedBytes = Number(s.last.bytesUp + s.last.bytesDown)
     const publish = this.init.publish
     const last = s.last
     // a publisher that throws rather than rejects is caught the same
@@ -769,6 +783,30 @@ export class ExitSessions implements ExitAccounting {
     } finally {
       this.publishing.delete(sent)
     }
+  }
+
+  /**
+   * Whether what the consumer spent here and the network has not heard of
+   * yet is a large share (1 / PROMPT_PUBLISH_SHARE or more) of the credit it
+   * has left above the credit limit, as this exit's ledger sees it. Other
+   * exits learn what it spends here only from gossip, so until then each of
+   * them lets it spend that credit again: with publications once an
+   * interval, a consumer that ignores its own balance got its whole
+   * allowance at every exit it used. Published at once instead, the credit
+   * spent twice shrinks with what is left, down to about a receipt per exit,
+   * and a consumer with plenty of credit still costs the network one
+   * publication an interval.
+   */
+  private creditAtRisk (c: ConsumerState, balanceMicro: bigint): boolean {
+    const price = this.init.pricePerGbMicro
+    if (price === 0n) return false
+    const room = balanceMicro - (this.init.creditLimitMicro ?? 0n)
+    let unpublished = 0
+    for (const s of c.sessions.values()) {
+      if (s.last != null && s.last.seq !== s.lastPublishedSeq) unpublished += Number(s.last.bytesUp + s.last.bytesDown) - s.publishedBytes
+    }
+    if (unpublished <= 0) return false
+    return room <= 0n || BigInt(unpublished) * price * PROMPT_PUBLISH_SHARE >= room * BYTES_PER_GB
   }
 
   /**
