@@ -71,7 +71,10 @@ export function routingPart (node: SparebandNode): RoutingPart {
     selector,
     advertiser,
     start: async () => { await advertiser?.start() },
-    stop: async () => { await advertiser?.stop() },
+    stop: async () => {
+      discovery.stop()
+      await advertiser?.stop()
+    },
     status: (): RoutingStatus => ({ advertising: advertiser?.status() ?? { published: false }, knownExits: discovery.cached().length }),
     // init without --region writes no region, and nothing else said that such an exit is found by no region lookup
     warnings: () => config.exit.enabled && region == null

@@ -144,6 +144,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private running = false
   /** stop() has run: the ledger is closed, and start() refuses. */
   private stopped = false
+  /** Aborted when stop() begins: set-ups under way in connect() end then, not at their own time limits. */
+  private readonly stopping = new AbortController()
   /** The start() or stop() under way: the next waits for it, so they run one at a time, in call order. */
   private lifecycle: Promise<void> = Promise.resolve()
 
@@ -284,6 +286,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private async stopOnce (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    this.stopping.abort(new NotStartedError('the node stopped while the tunnel was being set up'))
     const wasRunning = this.running
     try {
       if (wasRunning) {
@@ -333,8 +336,9 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     // a running node configured without it: the app's config, not its timing, is at fault
     if (proxy == null) throw new ConfigError('connect() tunnels through the node\'s proxy part, which proxy.enabled = false turns off: enable it (with socks_port and http_port 0 the listeners take any free port)', { source: 'node config', key: 'proxy.enabled' })
     let socket: TunnelSocket
+    const signal = options.signal == null ? this.stopping.signal : AbortSignal.any([options.signal, this.stopping.signal])
     try {
-      socket = await connectThroughTunnel(proxy.ingress, host, port, options)
+      socket = await connectThroughTunnel(proxy.ingress, host, port, { ...options, signal })
     } catch (err) {
       // stop() under it: what failed is the node, not an exit (the attempt ends as BUSY or TIMEOUT)
       if (!this.running && options.signal?.aborted !== true) throw new NotStartedError('the node stopped while the tunnel was being set up')

@@ -36,10 +36,17 @@ export class ExitDiscovery {
   private readonly regions = new Map<string, RegionEntry>()
   private readonly inflight = new Map<string, Promise<VerifiedCapacityAd[]>>()
   private readonly now: () => number
+  /** Ends the lookups under way when the node stops: one waiting for the first peer would otherwise hold its callers for its whole timeout. */
+  private readonly stopping = new AbortController()
 
   constructor (private readonly components: ExitDiscoveryComponents, private readonly init: ExitDiscoveryInit = {}) {
     this.log = components.logger.forComponent('spareband:routing:discovery')
     this.now = init.now ?? Date.now
+  }
+
+  /** Ends the lookups under way (they answer with what they found); later ones end at once. */
+  stop (): void {
+    this.stopping.abort()
   }
 
   /** Every cached, unexpired ad that still offers capacity, optionally for one region. */
@@ -104,7 +111,7 @@ export class ExitDiscovery {
   }
 
   private async query (region: string, options: AbortOptions): Promise<VerifiedCapacityAd[]> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? 15 * second), ...(options.signal != null ? [options.signal] : [])])
+    const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? 15 * second), this.stopping.signal, ...(options.signal != null ? [options.signal] : [])])
     const providers: PeerId[] = []
     const seen = new Set<string>()
     // each ad is fetched as soon as its provider turns up, so early answers can be used

@@ -1,8 +1,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { waitFor } from '../utils/cli.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { freePort, tempDir, waitFor } from '../utils/cli.ts'
 import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
+import { createSparebandNode } from '../../src/index.ts'
 import type { EchoServer } from '../utils/in-process.ts'
-import type { SparebandNode } from '../../src/index.ts'
+import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
 
 /**
  * node.connect()'s AbortSignal while the tunnel is being set up: an exit
@@ -117,5 +120,31 @@ describe('node.connect() with an AbortSignal, while the exit search runs', () =>
     } finally {
       await lone.stop()
     }
+  }, 30_000)
+})
+
+describe('node.connect() when the node stops', () => {
+  it('a set-up still looking for its first peer rejects with NotStartedError as stop() runs, not at the lookup\'s timeout', async () => {
+    // a bootstrap peer nobody listens for: the exit search waits for a first peer (up to 15 s)
+    const nobody = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-connect-stop-'),
+      controlApi: false,
+      config: {
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        proxy: { socks_port: 0, http_port: 0 },
+        exit: { enabled: false },
+        network: { local_testnet: true, bootstrap: [`/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${nobody.toString()}`] }
+      } as SparebandConfigInput
+    })
+    await node.start()
+    const pending = node.connect('127.0.0.1', 80, { region: 'de' }).then(() => 'connected', (err: Error) => err)
+    await new Promise(resolve => setTimeout(resolve, 500))
+    const stopAt = Date.now()
+    await node.stop()
+    const result = await pending
+    expect(result).toHaveProperty('name', 'NotStartedError')
+    expect((result as Error).message).toContain('stopped while the tunnel was being set up')
+    expect(Date.now() - stopAt).toBeLessThan(3_000)
   }, 30_000)
 })
