@@ -51,7 +51,11 @@ export interface AppConnectOptions {
 export type TunnelSocket = Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> & {
   /** The exit's peer id. */
   readonly exit: string
-  /** From the call to the exit's answer: finding an exit, its DNS lookup and its connect to the target. */
+  /**
+   * From the call to the exit's answer: finding an exit (a DHT lookup, for
+   * a region's first tunnel), any exits tried before this one, its DNS
+   * lookup and its connect to the target.
+   */
   readonly setupMs: number
 }
 
@@ -72,6 +76,7 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   }
   if (options.session != null && !isValidSessionId(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_', '.' or '-', not ${JSON.stringify(options.session)}`)
   options.signal?.throwIfAborted()
+  const started = performance.now()
   let tunnel
   try {
     // the signal reaches the exit search, its retries and each exit's answer: an app that gives up hears so at once
@@ -97,7 +102,7 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
   ingress.track(socket)
   // the pump reports how the tunnel ended on the app's end itself (FIN, reset, error)
   void ingress.carry(socket, tunnel).catch(() => {})
-  return Object.assign(asAppSocket(app), { exit: tunnel.exit.toString(), setupMs: tunnel.setupMs })
+  return Object.assign(asAppSocket(app), { exit: tunnel.exit.toString(), setupMs: performance.now() - started })
 }
 
 /**
