@@ -466,7 +466,14 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
   const merged: Record<string, unknown> = structuredClone(defaultConfig) as any
   const sources: SourceMap = new Map()
   for (const layer of layers) {
-    for (const [key, value] of leaves(layer.values as Record<string, unknown>)) {
+    const values: unknown = layer.values
+    if (values == null || typeof values !== 'object' || Array.isArray(values)) {
+      const source = typeof layer.source === 'string' ? layer.source : layer.source('')
+      throw new ConfigError(`${source} must be an object of settings (e.g. { region: 'de', exit: { enabled: false } }), not ${Array.isArray(values) ? 'an array' : values === null ? 'null' : `a ${typeof values}`}`, { source })
+    }
+    for (const [key, value] of leaves(values as Record<string, unknown>)) {
+      // a key given as undefined is one not given (an app's optional setting left unset): the default stands
+      if (value === undefined) continue
       setPath(merged, key, value)
       sources.set(key, typeof layer.source === 'string' ? layer.source : layer.source(key))
     }
@@ -548,7 +555,8 @@ function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, va
     const known = schemaKeys(issue.path).join(', ')
     return `${source}: unknown key ${issue.keys.map(k => `"${where}${k}"`).join(', ')} (allowed here: ${known})`
   }
-  const shown = value === undefined ? 'nothing' : JSON.stringify(value)
+  // JSON has no NaN or Infinity (it writes null)
+  const shown = value === undefined ? 'nothing' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)
   return `${source}: ${key} = ${shown} is invalid: ${issue.message}`
 }
 

@@ -56,7 +56,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
       }
       const owner = liveOwner(file)
       if (owner != null) {
-        throw new DataDirInUseError(`${dataDir} is in use by another spareband node (pid ${owner.pid}): stop that one first, or give this one another --data-dir`, { dataDir, pid: owner.pid })
+        throw new DataDirInUseError(`${dataDir} is in use by another spareband node (pid ${owner.pid}): stop that one first, or give this one another data directory (--data-dir, SPAREBAND_DATA_DIR, or dataDir in createSparebandNode())`, { dataDir, pid: owner.pid })
       }
       // stale: its process is gone
       if (takeOver(file, tmp)) {

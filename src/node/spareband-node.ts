@@ -7,6 +7,7 @@
 
 import { TypedEventEmitter } from 'main-event'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
+import { checkNodeInit } from './node-init-check.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, checkUdpListenPorts, explainListenFailure } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
@@ -182,6 +183,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   }
 
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {
+    checkNodeInit(init)
     const dataDir = init.dataDir ?? defaultDataDir()
     await makeDataDir(dataDir)
     let config = init.resolvedConfig

@@ -92,4 +92,77 @@ describe('node.connect() on a node without the proxy part', () => {
       await node.stop()
     }
   })
+
+  it('a setting given as undefined is a setting not given: the default stands', async () => {
+    const dataDir = await tempDir('sb-config-embed-')
+    const supply: boolean | undefined = undefined
+    const node = await createSparebandNode({ dataDir, controlApi: false, config: { listen: [], exit: { enabled: supply, max_tunnels: undefined }, proxy: { enabled: false }, region: undefined } })
+    expect(node.config.exit.enabled).toBe(true)
+    expect(node.config.exit.max_tunnels).toBeGreaterThan(0)
+    expect(node.config.region).toBeUndefined()
+    await node.stop()
+  })
+
+  it('a config that is not an object, and numbers JSON cannot write, are named as what they are', async () => {
+    const text = await refused('de' as any)
+    expect(text.name).toBe('ConfigError')
+    expect(text.key).toBe('config')
+    expect(text.message).toBe('createSparebandNode() options: config must be an object, not the string "de"')
+    // a layer made by other code (resolveConfig is exported) is checked as well
+    let layer: any
+    try { resolveConfig([{ source: SOURCE, values: ['de'] as any }]) } catch (err) { layer = err }
+    expect(layer?.message).toBe(`${SOURCE} must be an object of settings (e.g. { region: 'de', exit: { enabled: false } }), not an array`)
+    const nan = await refused({ exit: { capacity_mbps: Number.NaN } })
+    expect(nan.key).toBe('exit.capacity_mbps')
+    expect(nan.message).toMatch(/exit\.capacity_mbps = NaN is invalid/)
+  })
+})
+
+describe('createSparebandNode() options beside config', () => {
+  const OPTIONS = 'createSparebandNode() options'
+  const attempt = async (init: unknown): Promise<any> => createSparebandNode(init as any).then(async node => {
+    await node.stop()
+    return 'created'
+  }, err => err)
+
+  it('a misspelt option is refused before anything is written, with the option it resembles', async () => {
+    const dir = await tempDir('sb-config-embed-')
+    const home = join(dir, 'home')
+    // were it ignored, the node would use the default data directory: point that at a place this test watches
+    const before = process.env.SPAREBAND_DATA_DIR
+    process.env.SPAREBAND_DATA_DIR = home
+    try {
+      const err = await attempt({ datadir: join(dir, 'data'), config: { listen: [] } })
+      expect(err.name).toBe('ConfigError')
+      expect(err.source).toBe(OPTIONS)
+      expect(err.key).toBe('datadir')
+      expect(err.message).toBe(`${OPTIONS}: unknown option "datadir" (did you mean "dataDir"? allowed: dataDir, config, configFile, resolvedConfig, createIdentity, controlApi)`)
+      expect(existsSync(home)).toBe(false)
+      expect(existsSync(join(dir, 'data'))).toBe(false)
+      const api = await attempt({ dataDir: join(dir, 'data'), controlAPI: false })
+      expect(api.key).toBe('controlAPI')
+      expect(api.message).toContain('did you mean "controlApi"?')
+    } finally {
+      if (before == null) delete process.env.SPAREBAND_DATA_DIR
+      else process.env.SPAREBAND_DATA_DIR = before
+    }
+  })
+
+  it('a setting given beside config is pointed into it; options of the wrong type are named', async () => {
+    const dir = await tempDir('sb-config-embed-')
+    const region = await attempt({ dataDir: dir, region: 'de' })
+    expect(region.message).toContain('unknown option "region" (settings go inside config: { config: { region: ... } }; ')
+    const dataDir = await attempt({ dataDir: 42 })
+    expect(dataDir.name).toBe('ConfigError')
+    expect(dataDir.key).toBe('dataDir')
+    expect(dataDir.message).toBe(`${OPTIONS}: dataDir must be a string, not number 42`)
+    const api = await attempt({ dataDir: dir, controlApi: 'no' })
+    expect(api.message).toBe(`${OPTIONS}: controlApi must be a boolean, not the string "no"`)
+    const notObject = await attempt('de')
+    expect(notObject.message).toBe(`${OPTIONS} must be an object such as { dataDir, config }, not the string "de"`)
+    // undefined options are options not given
+    const node = await createSparebandNode({ dataDir: dir, controlApi: false, configFile: undefined, config: { listen: [], proxy: { enabled: false } } })
+    expect(node.dataDir).toBe(dir)
+    await node.stop()
+  })
 })
