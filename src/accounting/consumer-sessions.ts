@@ -93,6 +93,8 @@ export interface ConsumerSessionsInit {
    * 1-credit allowance over three exits). Undefined: no stop.
    */
   stopAtBalanceMicro?: bigint
+  /** How this node can earn (or go on), said after outOfCredit()'s reason: whether it runs an exit is the node's to say. */
+  outOfCreditAdvice?: string
   now?: () => number
 }
 
@@ -247,7 +249,7 @@ export class ConsumerSessions implements ConsumerAccounting {
     if (floor == null || this.init.pow?.() == null) return undefined
     const balance = this.credit.balance()
     if (balance > floor) return undefined
-    return `this node is out of credit: its balance is ${formatCredits(balance)}, not above ${formatCredits(floor)} (accounting.stop_at_balance); earn by running an exit`
+    return `this node is out of credit: its balance is ${formatCredits(balance)}, not above ${formatCredits(floor)} (accounting.stop_at_balance); ${this.init.outOfCreditAdvice ?? 'it earns credit as an exit'}`
   }
 
   /** How to end our open tunnels once our balance is spent (checked as we sign receipts). */

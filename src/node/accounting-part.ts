@@ -14,11 +14,11 @@ import { ReceiptGossip } from '../accounting/gossip.ts'
 import { ReputationBook } from '../accounting/reputation-book.ts'
 import { ReputationGossip } from '../accounting/reputation-gossip.ts'
 import { REPUTATION_FULL_WEIGHT_MICRO } from '../accounting/constants.ts'
-import { formatCredits, solvePowInWorker } from '../accounting/credits.ts'
+import { solvePowInWorker } from '../accounting/credits.ts'
 import { openStream } from './open-stream.ts'
 import { StreamedBody } from './control-api.ts'
 import { MiB, second } from '../constants.ts'
-import { LEDGER_FILE, balanceReport, creditsToMicro, exportAsJson, ledgerSettings, receiptsReport } from './accounting-report.ts'
+import { LEDGER_FILE, balanceReport, creditWarning, creditsToMicro, earnAdvice, exportAsJson, ledgerSettings, receiptsReport } from './accounting-report.ts'
 import type { BalanceReport } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 import type { Identity } from './identity.ts'
@@ -68,26 +68,6 @@ function compactionWarning (ledger: Ledger): string | undefined {
   const c = ledger.compaction
   if (c == null || c.outcome === 'converted') return undefined
   return `${ledger.file} keeps its free pages: ${c.outcome === 'skipped' ? 'not enough free disk' : 'SQLite could not rewrite it'} at start (${c.reason}). It is as it was and works; the next start tries again`
-}
-
-/**
- * The consumer's warning when its balance, as its own ledger has it, is
- * used up: the node then opens no tunnel and has ended its open ones, as
- * long as its balance is not above `stopAtMicro` (accounting.stop_at_balance),
- * and exits (whose credit limit is 0 unless their operators chose
- * otherwise) refuse it too, once they have heard of its spending. Its
- * clients see only 402s and resets.
- */
-export function creditWarning (ledger: Ledger, supplies: boolean, stopAtMicro = 0n): string | undefined {
-  const b = ledger.balance()
-  if (b.balanceMicro > 0n && b.balanceMicro > stopAtMicro) return undefined
-  const earn = supplies
-    ? 'it earns credit as an exit when others route traffic through it'
-    : 'it earns credit only as an exit, which --no-supply (exit.enabled = false) turns off'
-  const stopped = b.balanceMicro > stopAtMicro
-    ? `exits refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up (accounting.stop_at_balance ${formatCredits(stopAtMicro)} lets this node go on until then)`
-    : `this node opens no tunnel (HTTP 402, SOCKS5 0x02) and ends its open ones while its balance is not above accounting.stop_at_balance (${formatCredits(stopAtMicro)}), and exits refuse it too`
-  return `out of credit: balance ${formatCredits(b.balanceMicro)} (allowance ${formatCredits(b.allowanceMicro)} + earned ${formatCredits(b.earnedMicro)} - spent ${formatCredits(b.spentMicro)}); ${stopped}; ${earn}`
 }
 
 /** `status().accounting`: this node's credit position, and what it took in and sent out on the receipt and reputation topics. */
@@ -153,13 +133,16 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     intervalMs: a.receipt_interval_seconds * second,
     pow: validPow,
     powSolved: () => powSolved,
-    stopAtBalanceMicro: stopAtMicro
+    stopAtBalanceMicro: stopAtMicro,
+    // the stop itself may be what to change: a node that exits extend credit to can go below 0
+    outOfCreditAdvice: `${earnAdvice(config.exit.enabled)}; a lower accounting.stop_at_balance (SPAREBAND_STOP_AT_BALANCE) goes on into credit that exits extend, where they do`
   })
   // exits publish their countersigned receipts for everyone to see
   exitSessions?.setPublisher(async r => gossip.publish(r))
   const balance = (): BalanceReport => balanceReport(ledger, {
     powDifficulty: a.pow_difficulty,
     pow,
+    credit: validPow() != null ? { supplies: config.exit.enabled, stopAtMicro } : undefined,
     pending: { carriedUnsignedBytes: exitSessions?.pendingBytes() ?? 0, usedUnsignedBytes: consumer.pendingBytes(), holds: exitSessions?.holds ?? 0, forgivenBytes: exitSessions?.forgiven ?? 0, receiptsRefused: exitSessions?.receiptsRefused ?? 0 }
   })
   return {
@@ -195,7 +178,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     warnings: () => {
-      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger, config.exit.enabled, stopAtMicro) : undefined]
+      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger.balance(), config.exit.enabled, stopAtMicro) : undefined]
       return w.filter((x): x is string => x != null)
     },
     status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),

@@ -13,7 +13,7 @@ import { ed25519PeerFromBytes } from '../accounting/receipts.ts'
 import { HttpError } from './control-api.ts'
 import { day } from '../constants.ts'
 import type { ExportFormat } from '../accounting/export.ts'
-import type { Ledger, LedgerInit, StoredReceipt } from '../accounting/ledger.ts'
+import type { Balance, Ledger, LedgerInit, StoredReceipt } from '../accounting/ledger.ts'
 import type { SparebandConfig } from './config.ts'
 import type { PeerId } from '@libp2p/interface'
 
@@ -49,6 +49,12 @@ export interface BalanceReportInit {
   pow: { difficulty: number } | undefined
   /** null when no node runs: unknown, not zero. */
   pending: PendingBytes | null
+  /**
+   * For `outOfCredit`, once the balance counts the allowance (a proof of
+   * work at the configured difficulty): whether the node runs an exit
+   * (exit.enabled), and accounting.stop_at_balance in micro-credits.
+   */
+  credit?: { supplies: boolean, stopAtMicro: bigint }
 }
 
 /** `GET /v1/balance` (and `spareband balance`): this node's position in its ledger. */
@@ -73,6 +79,8 @@ export interface BalanceReport {
   proofOfWork: { solved: boolean, difficulty: number }
   /** Receipts in the ledger, own and gossiped. */
   receipts: number
+  /** Why this node opens no tunnel, or exits refuse it, and what it can do (creditWarning); null while it has credit or no proof of work yet. */
+  outOfCredit: string | null
 }
 
 export function balanceReport (ledger: Ledger, init: BalanceReportInit): BalanceReport {
@@ -89,9 +97,35 @@ export function balanceReport (ledger: Ledger, init: BalanceReportInit): Balance
     bytesUsed: b.bytesUsed.toString(),
     pending: init.pending,
     proofOfWork: init.pow == null ? { solved: false, difficulty: init.powDifficulty } : { solved: true, difficulty: init.pow.difficulty },
-    receipts: ledger.size
+    receipts: ledger.size,
+    outOfCredit: init.credit == null ? null : creditWarning(b, init.credit.supplies, init.credit.stopAtMicro) ?? null
   }
 }
+
+/**
+ * The consumer's warning when its balance, as its own ledger has it, is
+ * used up: the node then opens no tunnel and has ended its open ones, as
+ * long as its balance is not above `stopAtMicro` (accounting.stop_at_balance),
+ * and exits (whose credit limit is 0 unless their operators chose
+ * otherwise) refuse it too, once they have heard of its spending. Its
+ * clients see only 402s and resets.
+ */
+export function creditWarning (b: Balance, supplies: boolean, stopAtMicro = 0n): string | undefined {
+  if (b.balanceMicro > 0n && b.balanceMicro > stopAtMicro) return undefined
+  const earn = earnAdvice(supplies)
+  const stopped = b.balanceMicro > stopAtMicro
+    ? `exits refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up (accounting.stop_at_balance ${formatCredits(stopAtMicro)} lets this node go on until then)`
+    : `this node opens no tunnel (HTTP 402, SOCKS5 0x02) and ends its open ones while its balance is not above accounting.stop_at_balance (${formatCredits(stopAtMicro)}), and exits refuse it too`
+  return `out of credit: balance ${formatCredits(b.balanceMicro)} (allowance ${formatCredits(b.allowanceMicro)} + earned ${formatCredits(b.earnedMicro)} - spent ${formatCredits(b.spentMicro)}); ${stopped}; ${earn}`
+}
+
+/** How a node out of credit earns more: as an exit, if it runs one. */
+export function earnAdvice (supplies: boolean): string {
+  return supplies
+    ? 'it earns credit as an exit when others route traffic through it'
+    : 'it earns credit only as an exit, which --no-supply (exit.enabled = false) turns off'
+}
+
 
 /**
  * How many receipts a listing shows when no limit is given: a table of a

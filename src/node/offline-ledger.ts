@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Ledger } from '../accounting/ledger.ts'
 import { loadIdentity } from './identity.ts'
-import { LEDGER_FILE, balanceReport, ledgerSettings, receiptsReport } from './accounting-report.ts'
+import { LEDGER_FILE, balanceReport, creditsToMicro, ledgerSettings, receiptsReport } from './accounting-report.ts'
 import type { BalanceReport, ReceiptsQuery } from './accounting-report.ts'
 import type { SparebandConfig } from './config.ts'
 
@@ -36,7 +36,12 @@ export async function openOfflineAccounting (dataDir: string, config: SparebandC
   const ledger = Ledger.open(file, { selfPeerId: identity.peerId, ...ledgerSettings(a), readOnly: true })
   return {
     file,
-    balance: () => balanceReport(ledger, { powDifficulty: a.pow_difficulty, pow: ledger.pow(identity.peerId), pending: null }),
+    balance: () => {
+      const pow = ledger.pow(identity.peerId)
+      // the allowance counts once the proof of work meets the configured difficulty, as in a running node
+      const credit = pow != null && pow.difficulty >= a.pow_difficulty ? { supplies: config.exit.enabled, stopAtMicro: creditsToMicro(a.stop_at_balance) } : undefined
+      return balanceReport(ledger, { powDifficulty: a.pow_difficulty, pow, pending: null, credit })
+    },
     receipts: query => receiptsReport(ledger, query),
     close: () => { ledger.close() }
   }

@@ -72,6 +72,7 @@ describe('a consumer stops at its own balance, whatever each exit still allows',
 
   it('is carried about what its own balance pays for over both exits together, then refuses itself', async () => {
     const consumer = await newConsumer()
+    expect((consumer.status() as any).accounting.outOfCredit).toBeNull()
     const before = totals()
     const runs = await fourDownloads(consumer)
     const after = totals()
@@ -89,12 +90,16 @@ describe('a consumer stops at its own balance, whatever each exit still allows',
     expect(got).toBeGreaterThan(PAID_BYTES / 2)
     expect(got).toBeLessThan(PAID_BYTES + 6 * MiB)
     expect(Number((consumer.status() as any).accounting.balance)).toBeLessThanOrEqual(0)
+    // balance (the API's, the CLI's) says so, with what this node can do
+    expect((consumer.status() as any).accounting.outOfCredit).toMatch(/^out of credit: balance -?[0-9.]+ .*; it earns credit only as an exit, which --no-supply \(exit\.enabled = false\) turns off$/)
 
     // the next request is refused by the consumer itself: no exit is asked
     const http = (consumer.status() as any).proxy.httpPort
     const next = await curl(['-i', '--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/hello`])
     expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 402 Payment Required/)
     expect(next.stdout.toString()).toMatch(/this node is out of credit: its balance is -?[0-9.]+, not above 0 \(accounting\.stop_at_balance\)/)
+    // with what this node (exit off) can do about it
+    expect(next.stdout.toString()).toContain('(accounting.stop_at_balance); it earns credit only as an exit, which --no-supply (exit.enabled = false) turns off; a lower accounting.stop_at_balance (SPAREBAND_STOP_AT_BALANCE) goes on into credit that exits extend, where they do')
     expect(next.stdout.toString()).toMatch(/\r\nX-Spareband-Status: INSUFFICIENT_CREDIT\r\n/i)
     expect(next.stdout.toString()).not.toMatch(/X-Spareband-Exit/i)
     // and through SOCKS5: "not allowed by ruleset"

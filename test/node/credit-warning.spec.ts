@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Ledger } from '../../src/accounting/ledger.ts'
-import { creditWarning } from '../../src/node/accounting-part.ts'
+import { creditWarning } from '../../src/node/accounting-report.ts'
 import { countersigned, parties } from '../accounting/fixtures.ts'
 import type { Party } from '../accounting/fixtures.ts'
 
@@ -28,14 +28,14 @@ describe('creditWarning', () => {
     try {
       ledger.recordPow(peerIdFromPrivateKey(consumer.key), 0n, 0)
       await ledger.recordReceipt(await countersigned(consumer, exit, { sessionId: 's', seq: 1n, bytesUp: 0n, bytesDown: 1_500_000n }), 'own')
-      expect(creditWarning(ledger, true)).toBeUndefined()
+      expect(creditWarning(ledger.balance(), true)).toBeUndefined()
       await ledger.recordReceipt(await countersigned(consumer, exit, { sessionId: 's', seq: 2n, bytesUp: 0n, bytesDown: 2_500_000n }), 'own')
-      const supplying = creditWarning(ledger, true)
+      const supplying = creditWarning(ledger.balance(), true)
       expect(supplying).toMatch(/^out of credit: balance -0\.0005 \(allowance 0\.002 \+ earned 0 - spent 0\.0025\); this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones while its balance is not above accounting\.stop_at_balance \(0\), and exits refuse it too;/)
       // a node told to go on into the credit exits extend says who stops it then
-      expect(creditWarning(ledger, true, -1_000n)).toMatch(/; exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\) and close the open ones once what they carried is used up \(accounting\.stop_at_balance -0\.001 lets this node go on until then\);/)
+      expect(creditWarning(ledger.balance(), true, -1_000n)).toMatch(/; exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\) and close the open ones once what they carried is used up \(accounting\.stop_at_balance -0\.001 lets this node go on until then\);/)
       expect(supplying).toMatch(/earns credit as an exit when others route traffic through it$/)
-      expect(creditWarning(ledger, false)).toMatch(/--no-supply \(exit\.enabled = false\) turns off$/)
+      expect(creditWarning(ledger.balance(), false)).toMatch(/--no-supply \(exit\.enabled = false\) turns off$/)
     } finally {
       await ledger.close()
     }
