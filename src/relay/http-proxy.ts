@@ -35,8 +35,7 @@ export class HttpProxyServer extends ProxyListener {
       } catch (err: any) {
         clearTimeout(timer)
         socket.off('data', onData)
-        const status = err instanceof HttpProxyProtocolError ? err.status : 400
-        reply(socket, status, reasonPhrase(status), err.message)
+        refuseRequest(socket, err instanceof HttpProxyProtocolError ? err.status : 400, err.message)
         return
       }
       if (head == null) return
@@ -60,7 +59,7 @@ export class HttpProxyServer extends ProxyListener {
       this.ingress.refused('http', err instanceof TargetingError ? err.kind : 'targeting', `${head.method} ${head.target}: ${err.message}`)
       if (err instanceof TargetingError && err.kind === 'credentials') {
         reply(socket, 407, reasonPhrase(407), err.message, [['Proxy-Authenticate', 'Basic realm="spareband"']])
-      } else reply(socket, 400, reasonPhrase(400), err.message)
+      } else refuseRequest(socket, 400, err.message)
       return
     }
     let target: { host: string, port: number }
@@ -73,12 +72,11 @@ export class HttpProxyServer extends ProxyListener {
         target = abs
         forward = buildOriginRequestHead(head, abs)
       } else {
-        reply(socket, 400, reasonPhrase(400), 'this is a proxy: send CONNECT host:port or an absolute http:// URI')
+        refuseRequest(socket, 400, 'this is a proxy: send CONNECT host:port or an absolute http:// URI')
         return
       }
     } catch (err: any) {
-      const status = err instanceof HttpProxyProtocolError ? err.status : 400
-      reply(socket, status, reasonPhrase(status), err.message)
+      refuseRequest(socket, err instanceof HttpProxyProtocolError ? err.status : 400, err.message)
       return
     }
 
@@ -143,6 +141,16 @@ export const REFUSED_LINGER_MS = 10 * second
  * otherwise blocks on a full socket buffer until its own timeout, and
  * never sees the answer.
  */
+/**
+ * The proxy's own refusal of a request it cannot take (malformed, a user
+ * name that names no exit, not a proxy request): no exit was asked. Said as
+ * the exits' refusals are, so a program reading the status header hears
+ * BAD_REQUEST rather than nothing.
+ */
+function refuseRequest (socket: Socket, status: number, message: string): void {
+  reply(socket, status, reasonPhrase(status), `spareband: BAD_REQUEST: ${message}`, [[STATUS_HEADER, 'BAD_REQUEST']])
+}
+
 function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
   if (socket.destroyed) return
   socket.end(encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))

@@ -224,8 +224,28 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     // the proxy's own refusal of a user name that names no exit
     const unknown = await sendAllThenRead(`http://127.0.0.1:${a.port}/upload`, 'region-xx')
     expect(unknown).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
-    expect(unknown.endsWith('\r\n\r\nunknown region "xx" in proxy user name "region-xx"\n')).toBe(true)
+    expect(unknown).toContain('\r\nX-Spareband-Status: BAD_REQUEST\r\n')
+    expect(unknown.endsWith('\r\n\r\nspareband: BAD_REQUEST: unknown region "xx" in proxy user name "region-xx"\n')).toBe(true)
     expect(a.seen.some(s => s.head.includes('/upload'))).toBe(false)
+  })
+
+  it('refuses what is not a proxy request, or not HTTP, itself: 400 with X-Spareband-Status BAD_REQUEST, and no exit asked', async () => {
+    const ask = async (bytes: string): Promise<string> => new Promise((resolve, reject) => {
+      const socket = connect(consumer.httpPort, '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('error', reject)
+      socket.on('data', chunk => chunks.push(chunk))
+      socket.on('end', () => { socket.destroy(); resolve(Buffer.concat(chunks).toString('latin1')) })
+      socket.write(bytes)
+    })
+    const origin = await ask('GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n')
+    expect(origin).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    expect(origin).toContain('\r\nX-Spareband-Status: BAD_REQUEST\r\n')
+    expect(origin.endsWith('\r\n\r\nspareband: BAD_REQUEST: this is a proxy: send CONNECT host:port or an absolute http:// URI\n')).toBe(true)
+    const garbage = await ask('\x16\x03\x01 hello\r\n\r\n')
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    expect(garbage).toContain('\r\nX-Spareband-Status: BAD_REQUEST\r\n')
+    expect(garbage).toMatch(/\r\n\r\nspareband: BAD_REQUEST: request line [^\n]+\n$/)
   })
 
   it('with credentials configured: a wrong password is refused, a right one with a user name that targets nothing is not allowed by ruleset', async () => {
