@@ -50,6 +50,13 @@ export function parseTargeting (user: string | undefined): Targeting {
   }
   const s = SESSION_ONLY.exec(user)
   if (s != null) return { sessionId: s[1] }
+  // the right shape with a session id that breaks its rule: say which rule, not only the shape
+  const session = /(?:^|-)session-(.*)$/i.exec(user)
+  if (session != null && !isValidSessionId(session[1])) {
+    const id = session[1]
+    const why = id.length === 0 ? 'is empty' : id.length > 64 ? `is ${id.length} characters long` : 'has a character other than letters, digits, \'_\', \'.\' and \'-\''
+    throw new TargetingError(`the session id in proxy user name "${user}" ${why}: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
+  }
   throw new TargetingError(`proxy user name "${user}" is not "region-<cc>[-<sub>][-session-<id>]"`)
 }
 

@@ -21,7 +21,16 @@ describe('proxy user name targeting', () => {
   it('rejects unknown regions and other shapes, naming them', () => {
     expect(() => parseTargeting('region-xx')).toThrow(/unknown region "xx"/)
     expect(() => parseTargeting('alice')).toThrow(/not "region-/)
-    expect(() => parseTargeting('region-de-session-')).toThrow()
+    expect(() => parseTargeting('region-de-session-')).toThrow('the session id in proxy user name "region-de-session-" is empty: a session id is 1 to 64 letters, digits, \'_\', \'.\' or \'-\'')
+  })
+
+  it('says which rule a session id breaks, when the rest of the user name is right', () => {
+    const long = 'a'.repeat(65)
+    expect(() => parseTargeting(`region-de-session-${long}`)).toThrow(`the session id in proxy user name "region-de-session-${long}" is 65 characters long: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
+    expect(() => parseTargeting('session-a/b')).toThrow(/the session id in proxy user name "session-a\/b" has a character other than letters, digits/)
+    // 64 is still a session id; a misspelt keyword is a shape error
+    expect(parseTargeting(`region-de-session-${'a'.repeat(64)}`).sessionId).toHaveLength(64)
+    expect(() => parseTargeting('region-de-sesion-abc')).toThrow('proxy user name "region-de-sesion-abc" is not "region-<cc>[-<sub>][-session-<id>]"')
   })
 
   it('checks operator credentials and keeps the targeting after the user name', () => {
