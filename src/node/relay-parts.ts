@@ -158,7 +158,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const client = new TunnelClient({
     logger: node.libp2p.logger,
     dialProtocol: async (peer, protocol, options) => openStream(node.libp2p, peer, protocol, options)
-  }, { selector, accounting: consumerAccounting, warm, liveness })
+  }, { selector, accounting: consumerAccounting, warm, liveness, ownExitRegion: config.exit.enabled ? config.region : undefined })
   const ingress = new Ingress({
     client,
     credentials: { username: config.proxy.username, password: config.proxy.password },

@@ -11,6 +11,7 @@
 
 import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { regionMatches } from '../routing/regions.ts'
 import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
@@ -95,6 +96,12 @@ export interface TunnelClientInit {
   rateLimitedRetryMs?: number
   /** Checks an exit a tunnel request waits long on; one found gone fails the requests waiting on it, and is asked last (see ExitLiveness). */
   liveness?: ExitLiveness
+  /**
+   * This node's own exit region, when it runs one: a node never tunnels
+   * through itself, and its operator, seeing NO_EXIT for the region it
+   * serves, is told so.
+   */
+  ownExitRegion?: string
 }
 
 export class NoExitError extends Error {
@@ -152,7 +159,10 @@ export class TunnelClient {
     // exits found gone lately are asked last: a request does not wait on them while another may answer
     const candidates = this.init.liveness?.arrange(ranked) ?? ranked
     if (candidates.length === 0) {
-      throw new NoExitError(request.region != null ? `no exit known in region ${request.region}` : 'no exit known')
+      const own = request.region != null && this.init.ownExitRegion != null && regionMatches(this.init.ownExitRegion, request.region)
+        ? ` (this node's own exit, in ${this.init.ownExitRegion}, does not carry its own traffic)`
+        : ''
+      throw new NoExitError(request.region != null ? `no exit known in region ${request.region}${own}` : 'no exit known')
     }
     const attempts = Math.min(candidates.length, this.init.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)
     let lastError: Error = new NoExitError()

@@ -103,7 +103,12 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     expect(none).toBeInstanceOf(TunnelRefusedError)
     expect(none.status).toBe('NO_EXIT')
     expect(none.exit).toBeUndefined()
-    expect(none.message).toMatch(/jp/)
+    expect(none.message).toBe('no exit known in region jp')
+    // the exit asking for its own region: it never tunnels through itself, and says so
+    const own = await exit.connect('127.0.0.1', target.port, { region: 'de' }).catch(err => err)
+    expect(own).toBeInstanceOf(TunnelRefusedError)
+    expect(own.status).toBe('NO_EXIT')
+    expect(own.message).toBe('no exit known in region de (this node\'s own exit, in de, does not carry its own traffic)')
     expect(target.connections).toBe(connections)
   })
 
