@@ -76,6 +76,20 @@ describe('spareband testnet', () => {
     expect(await new Promise(res => child.on('exit', res))).toBe(0)
   })
 
+  it('one node: suggests nothing that needs an exit other than itself, and says how to get one', async () => {
+    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    procs.push(child)
+    let out = ''
+    child.stdout.on('data', d => { out += d })
+    await waitFor(() => out.includes('run --nodes 2 or more'), { timeoutMs: 60_000, what: 'the banner and its advice' })
+    expect(out).toContain('npx spareband peers --data-dir ')
+    expect(out).toContain('npx spareband dashboard --data-dir ')
+    expect(out).not.toMatch(/probe|curl|providers/)
+    expect(out).toContain('one node tunnels through no exit (it never uses its own): run --nodes 2 or more to try the proxies')
+    child.kill('SIGINT')
+    expect(await new Promise(res => child.on('exit', res))).toBe(0)
+  })
+
   it('its nodes stop on their own when the testnet process is killed outright', async () => {
     const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
     procs.push(child)

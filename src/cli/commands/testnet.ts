@@ -169,12 +169,18 @@ export function registerTestnet (program: Command): void {
         else {
           process.stdout.write(formatTable(['NODE', 'PEER ID', 'REGION', 'API', 'SOCKS5', 'HTTP', 'DATA DIR'],
             nodes.map(n => [n.index, n.peerId, n.region, n.api, n.socksPort, n.httpPort, n.dataDir])))
+          // the last node tunnels through the first (in regions[0]); a lone node has no exit but its own, which it never uses
+          const consumer = nodes[nodes.length - 1]
+          const tunnelHints = nodes.length > 1
+            ? `      npx spareband providers --region ${regions[0]} --data-dir ${consumer.dataDir}\n` +
+              `      npx spareband probe --region ${regions[0]} ${tryUrl} --data-dir ${consumer.dataDir}\n` +
+              `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${consumer.socksPort} ${tryUrl}\n`
+            : ''
           process.stdout.write(`\ntestnet of ${nodes.length} node(s) is up. Ctrl-C stops it.\n` +
             `try:  npx spareband peers --data-dir ${first.dataDir}\n` +
-            `      npx spareband providers --region ${regions[0]} --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
-            `      npx spareband probe --region ${regions[0]} ${tryUrl} --data-dir ${nodes[nodes.length - 1].dataDir}\n` +
-            `      curl --proxy socks5h://region-${regions[0]}:x@127.0.0.1:${nodes[nodes.length - 1].socksPort} ${tryUrl}\n` +
-            `      npx spareband dashboard --data-dir ${first.dataDir}\n`)
+            tunnelHints +
+            `      npx spareband dashboard --data-dir ${first.dataDir}\n` +
+            (nodes.length > 1 ? '' : 'one node tunnels through no exit (it never uses its own): run --nodes 2 or more to try the proxies\n'))
         }
         log('info', 'testnet ready', { nodes: nodes.length, bootstrap: bootstrap[0] })
       } catch (err: any) {
