@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
 import { NodeNotRunningError } from '../errors.ts'
+import { describeFsError } from './errors.ts'
 import { processRuns } from '../node/data-dir-lock.ts'
 import type { ApiInfo } from '../node/control-api.ts'
 
@@ -114,7 +115,7 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
     token = (await readFile(tokenFile, 'utf8')).trim()
   } catch (err: any) {
     // the node reads its token once, at start; one deleted since is written anew at the next start
-    throw new Error(`cannot read the control API token ${tokenFile} (${err.code ?? err.message}): the node for ${dataDir} (pid ${info.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
+    throw new Error(`cannot read the control API token ${tokenFile}, ${describeFsError(err)}: the node for ${dataDir} (pid ${info.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
   }
   return { info, token }
 }

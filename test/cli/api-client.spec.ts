@@ -74,6 +74,6 @@ describe('callApi', () => {
   it('a missing api-token is one line that says where it comes from, not a bare ENOENT', async () => {
     const dir = await dataDirFor(createServer((_req, res) => { res.end('{}') }))
     await rm(join(dir, 'api-token'))
-    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`cannot read the control API token ${join(dir, 'api-token')} (ENOENT): the node for ${dir} (pid ${process.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
+    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`cannot read the control API token ${join(dir, 'api-token')}, no such file (ENOENT): the node for ${dir} (pid ${process.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
   })
 })

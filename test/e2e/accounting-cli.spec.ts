@@ -68,6 +68,16 @@ describe('spareband verify', () => {
     return { file, ...await runCli(['verify', file]) }
   }
 
+  it('a file that is not there, or a directory, is named with the reason in words (exit 2)', async () => {
+    const dir = await tempDir('sb-verify-')
+    const missing = await runCli(['verify', join(dir, 'nope.json')])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toBe(`spareband: cannot read ${join(dir, 'nope.json')}: no such file (ENOENT)\n`)
+    const directory = await runCli(['verify', dir])
+    expect(directory.code).toBe(2)
+    expect(directory.stderr).toBe(`spareband: cannot read ${dir}: it is a directory (EISDIR)\n`)
+  })
+
   it('passes untouched exports, CSV with CRLF line endings too', async () => {
     const csv = exportReceipts(receipts, 'csv')
     for (const [name, text, format] of [['r.csv', csv, 'csv'], ['r.json', exportReceipts(receipts, 'json'), 'json'], ['crlf.csv', csv.replaceAll('\n', '\r\n'), 'csv']]) {

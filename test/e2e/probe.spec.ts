@@ -111,7 +111,7 @@ describe('spareband probe --region R URL', () => {
     expect(tlsRequests).toBe(before)
     const missing = await probe(['--ca', '/nonexistent/ca.pem', `https://127.0.0.1:${tlsPort}/`])
     expect(missing.code).toBe(2)
-    expect(missing.stderr).toMatch(/--ca \/nonexistent\/ca.pem: cannot read it \(ENOENT\)/)
+    expect(missing.stderr).toMatch(/--ca \/nonexistent\/ca.pem: cannot read it: no such file \(ENOENT\)$/m)
     const notPem = await probe(['--ca', join(FIXTURES, 'key.pem'), `https://127.0.0.1:${tlsPort}/`])
     expect(notPem.code).toBe(2)
     expect(notPem.stderr).toMatch(/no PEM certificate in it/)

@@ -6,7 +6,7 @@ import { InvalidArgumentError } from 'commander'
 import { callApi, callApiStream } from '../api-client.ts'
 import { resolveCliConfig } from '../config-from-flags.ts'
 import { formatKeyValues, formatTable, printJson } from '../output.ts'
-import { UsageError } from '../errors.ts'
+import { UsageError, describeFsError } from '../errors.ts'
 import { NodeNotRunningError } from '../../errors.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, exportTextOfAnswer, parseReceiptLimit } from '../../node/accounting-report.ts'
 import type { ReceiptsExport } from '../../node/accounting-report.ts'
@@ -137,7 +137,7 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
       } catch (err: any) {
         // the checking went wrong, not the file: exit 1 with the cause, not a usage error
         if (err?.name === 'SignatureThreadError') throw new Error(`${file}: not verified: ${err.message}`)
-        throw new UsageError(`cannot read ${file}: ${err.code ?? err.message}`)
+        throw new UsageError(`cannot read ${file}: ${describeFsError(err)}`)
       }
       if (result.ok) {
         const t = result.totals as any

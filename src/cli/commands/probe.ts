@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
 import { formatKeyValues, printJson } from '../output.ts'
-import { UsageError } from '../errors.ts'
+import { UsageError, describeFsError } from '../errors.ts'
 import { parseRegionArg } from '../config-from-flags.ts'
 import { DEFAULT_PROBE_TIMEOUT_MS, ProbeInputError, parseProbeUrl } from '../../relay/probe.ts'
 import type { ProbeResult } from '../../relay/probe.ts'
@@ -86,7 +86,7 @@ async function readCa (file: string): Promise<string> {
   try {
     text = await readFile(file, 'utf8')
   } catch (err: any) {
-    throw new UsageError(`--ca ${file}: cannot read it (${err.code ?? err.message})`)
+    throw new UsageError(`--ca ${file}: cannot read it: ${describeFsError(err)}`)
   }
   if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)`)
   return text
