@@ -8,7 +8,7 @@ export function printJson (value: unknown): void {
 }
 
 /** A plain aligned table; `rows` are arrays of cells in `headers` order. */
-export function formatTable (headers: string[], rows: Array<Array<string | number | undefined>>): string {
+export function formatTable (headers: string[], rows: Array<Array<string | number | null | undefined>>): string {
   const cells = [headers, ...rows.map(r => r.map(c => c == null ? '-' : String(c)))]
   const widths = headers.map((_, i) => Math.max(...cells.map(r => (r[i] ?? '').length)))
   return cells.map(r => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join('  ')).join('\n') + '\n'

@@ -35,14 +35,15 @@ export interface ProviderRow {
   load: number
   pricePerGb: number
   score: number
-  /** 0..1 from others' reports; absent when none counts. */
-  reputation?: number
-  rttMs?: number
+  /** 0..1 from others' reports; null when none counts (JSON keeps the key: every row has the same keys). */
+  reputation: number | null
+  /** null while no round trip was measured. */
+  rttMs: number | null
   reachability: 'direct' | 'relayed' | 'unknown'
   verified: Candidate['verified']
   /** Our tunnels set up or open through it now: they count into the load the score sees (`load` is the ad's). */
   ownTunnels: number
-  expiresAt?: number
+  expiresAt: number | null
 }
 
 /** What the network says of exits (accounting's reputation gossip), and what we saw of them for it. */
@@ -214,12 +215,12 @@ export class RoutingSelector implements ExitSelector {
       load: r.candidate.load,
       pricePerGb: Number(r.candidate.pricePerGbMicro) / 1e6,
       score: Math.round(r.score * 1000) / 1000,
-      reputation: r.candidate.reputation == null ? undefined : Math.round(r.candidate.reputation * 1000) / 1000,
-      rttMs: r.candidate.rttMs == null ? undefined : Math.round(r.candidate.rttMs),
+      reputation: r.candidate.reputation == null ? null : Math.round(r.candidate.reputation * 1000) / 1000,
+      rttMs: r.candidate.rttMs == null ? null : Math.round(r.candidate.rttMs),
       reachability: r.candidate.reachability,
       verified: r.candidate.verified,
       ownTunnels: r.candidate.ownTunnels ?? 0,
-      expiresAt: r.candidate.ad?.expiresAt
+      expiresAt: r.candidate.ad?.expiresAt ?? null
     }))
   }
 }

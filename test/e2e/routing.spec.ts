@@ -45,6 +45,9 @@ describe('routing by region through the DHT', () => {
     expect(rows[0]).toMatchObject({ peerId: exitsIn('fr')[0].peerId, region: 'fr', capacityMbps: 100, pricePerGb: 1, verified: 'unverifiable' })
     expect(['direct', 'relayed']).toContain(rows[0].reachability)
     expect(rows[0].score).toBeGreaterThan(0)
+    // every row has every key: what is not known yet is null, not missing
+    expect(Object.keys(rows[0]).sort()).toEqual(['capacityMbps', 'expiresAt', 'load', 'ownTunnels', 'peerId', 'pricePerGb', 'reachability', 'region', 'reputation', 'rttMs', 'score', 'verified'])
+    expect(rows[0].reputation).toBeNull()
   })
 
   // before any de traffic: neither de exit has telemetry yet, so only the consumer's own tunnels tell them apart
