@@ -44,6 +44,7 @@ const node = await createSparebandNode({
 }).catch(async err => { await removeTemporary(); throw err })
 
 node.addEventListener('peer:connect', e => { console.log(JSON.stringify({ event: 'peer:connect', peerId: e.detail.peerId })) })
+node.addEventListener('peer:disconnect', e => { console.log(JSON.stringify({ event: 'peer:disconnect', peerId: e.detail.peerId })) })
 try {
   await node.start()
 } catch (err) {
