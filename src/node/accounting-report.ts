@@ -150,16 +150,40 @@ export function parseReceiptLimit (text: string): number {
 }
 
 /** One receipt as the API lists it. */
-export function receiptRow (s: StoredReceipt): Record<string, unknown> {
+/**
+ * A countersigned receipt as `spareband receipts --json`, `GET
+ * /v1/receipts` and `node.receipts()` list it: peers as peer ids, credits
+ * as decimal strings, byte counts and seq as decimal strings (they may
+ * pass 2^53), times in ms since the epoch.
+ */
+export interface ReceiptRow {
+  /** The session's key (consumer, exit, session id). */
+  id: string
+  sessionId: string
+  consumer: string
+  exit: string
+  bytesUp: string
+  bytesDown: string
+  seq: string
+  startedAt: number
+  updatedAt: number
+  pricePerGb: string
+  cost: string
+  /** 'own': this node was the consumer or the exit; 'gossip': heard from the network. */
+  source: StoredReceipt['source']
+  receivedAt: number
+}
+
+export function receiptRow (s: StoredReceipt): ReceiptRow {
   const r = s.receipt
   return {
     id: s.id,
     sessionId: r.sessionId,
     consumer: ed25519PeerFromBytes(r.consumer, 'consumer').toString(),
     exit: ed25519PeerFromBytes(r.exit, 'exit').toString(),
-    bytesUp: r.bytesUp,
-    bytesDown: r.bytesDown,
-    seq: r.seq,
+    bytesUp: r.bytesUp.toString(),
+    bytesDown: r.bytesDown.toString(),
+    seq: r.seq.toString(),
     startedAt: Number(r.startedAt),
     updatedAt: Number(r.updatedAt),
     pricePerGb: formatCredits(r.pricePerGb),
@@ -203,7 +227,7 @@ export interface ReceiptsExport {
  * receipt when that batch is read (a newer receipt of a session replaces
  * the older one in the ledger; it is as valid).
  */
-export function receiptsReport (ledger: Ledger, query: ReceiptsQuery): Array<Record<string, unknown>> | ReceiptsExport {
+export function receiptsReport (ledger: Ledger, query: ReceiptsQuery): ReceiptRow[] | ReceiptsExport {
   const format = query.export ?? undefined
   if (format != null && format !== 'csv' && format !== 'json') throw new HttpError(400, `export format "${format}" is not csv or json`)
   let limit: number | undefined

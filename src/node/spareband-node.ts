@@ -30,7 +30,12 @@ import { ConfigError, NodeStoppedError, NotStartedError } from '../errors.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ExitStatus, ProxyPart, ProxyStatus } from './relay-parts.ts'
-import type { RoutingStatus } from './routing-part.ts'
+import type { RoutingPart, RoutingStatus } from './routing-part.ts'
+import { DEFAULT_RECEIPT_LIST_LIMIT, receiptRow } from './accounting-report.ts'
+import type { ReceiptRow } from './accounting-report.ts'
+import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import type { ProviderRow } from '../routing/routing-selector.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
@@ -386,6 +391,46 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       if (p.status != null) byPart[p.name] = p.status()
     }
     return status
+  }
+
+  /**
+   * The countersigned receipts in this node's ledger (its own, and those
+   * heard by gossip), newest first: at most `limit` (default 1000), only
+   * the sessions `peer` took part in when given. What `spareband receipts
+   * --json` lists. Throws ConfigError when accounting is off, RangeError
+   * for a limit that is not a positive integer, TypeError for a peer that
+   * is not a peer id.
+   */
+  receipts (options: { limit?: number, peer?: string } = {}): ReceiptRow[] {
+    if (!this.running) throw new NotStartedError()
+    const ledger = this.accounting?.ledger
+    if (ledger == null) throw new ConfigError('receipts() reads the ledger, which accounting.enabled = false turns off', { source: 'node config', key: 'accounting.enabled' })
+    const limit = options.limit ?? DEFAULT_RECEIPT_LIST_LIMIT
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, not ${String(limit)}`)
+    let peer: PeerId | undefined
+    if (options.peer != null) {
+      try {
+        peer = peerIdFromString(options.peer)
+      } catch {
+        throw new TypeError(`peer ${JSON.stringify(options.peer)} is not a peer id`)
+      }
+    }
+    return ledger.receipts({ peer, limit }).map(receiptRow)
+  }
+
+  /**
+   * The exits of `region` as `spareband providers` shows them, best first:
+   * looked up afresh in the DHT, with their ads' figures, this node's
+   * measurements and their reputation. Throws TypeError for a region that
+   * is not one.
+   */
+  async providers (region: string): Promise<ProviderRow[]> {
+    if (!this.running) throw new NotStartedError()
+    const wanted = typeof region === 'string' ? normalizeRegion(region) : ''
+    if (!isValidRegion(wanted)) throw new TypeError(`${JSON.stringify(region)} is not a region: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
+    const routing = this.part<RoutingPart>('routing')
+    if (routing == null) return []
+    return routing.selector.providers(wanted)
   }
 
   async peers (): Promise<PeerInfoSummary[]> {

@@ -162,6 +162,26 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     await allClosed('idle tunnel cleanup')
   })
 
+  it('lists the receipts of its tunnels and the region\'s exits to the app, as the CLI does', async () => {
+    // the tunnels above carried bytes: their receipts are signed within a receipt interval (5 s)
+    const rows = await waitFor(() => { const r = consumer.receipts(); return r.length > 0 ? r : undefined }, { timeoutMs: 15_000, what: 'a receipt in the consumer\'s ledger' })
+    expect(rows[0].consumer).toBe(consumer.peerId.toString())
+    expect(rows[0].exit).toBe(exit.peerId.toString())
+    expect(BigInt(rows[0].bytesDown) + BigInt(rows[0].bytesUp)).toBeGreaterThan(0n)
+    expect(rows[0].source).toBe('own')
+    // the exit holds the same session, found by the consumer's peer id
+    await waitFor(() => exit.receipts({ peer: consumer.peerId.toString() }).some(r => r.id === rows[0].id), { what: 'the session in the exit\'s ledger' })
+    expect(exit.receipts({ peer: exit.peerId.toString(), limit: 1 })).toHaveLength(1)
+    expect(() => consumer.receipts({ limit: 0 })).toThrow(RangeError)
+    expect(() => consumer.receipts({ peer: 'nobody' })).toThrow('peer "nobody" is not a peer id')
+
+    const providers = await consumer.providers('DE')
+    expect(providers.map(p => p.peerId)).toEqual([exit.peerId.toString()])
+    expect(providers[0]).toMatchObject({ region: 'de', verified: expect.any(String) })
+    expect(await consumer.providers('jp')).toEqual([])
+    await expect(consumer.providers('xx')).rejects.toThrow(TypeError)
+  })
+
   it('ends the app\'s tunnels when the node stops', async () => {
     const socket: Duplex = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
     const closed = new Promise<void>(resolve => socket.once('close', () => resolve()))
