@@ -164,7 +164,8 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
 
   it('lists the receipts of its tunnels and the region\'s exits to the app, as the CLI does', async () => {
     // the tunnels above carried bytes: their receipts are signed within a receipt interval (5 s)
-    const rows = await waitFor(() => { const r = consumer.receipts(); return r.length > 0 ? r : undefined }, { timeoutMs: 15_000, what: 'a receipt in the consumer\'s ledger' })
+    await waitFor(() => consumer.receipts().length > 0, { timeoutMs: 15_000, what: 'a receipt in the consumer\'s ledger' })
+    const rows = consumer.receipts()
     expect(rows[0].consumer).toBe(consumer.peerId.toString())
     expect(rows[0].exit).toBe(exit.peerId.toString())
     expect(BigInt(rows[0].bytesDown) + BigInt(rows[0].bytesUp)).toBeGreaterThan(0n)
