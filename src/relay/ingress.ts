@@ -6,7 +6,7 @@
 
 import { isLoopback } from './listen-address.ts'
 import { NoticeLimiter } from '../notice-limiter.ts'
-import { pipeSocketStream } from './pipe.ts'
+import { pipeSocketStream, resetSocket } from './pipe.ts'
 import { NO_EXIT } from './status-codes.ts'
 import { NoExitError } from './tunnel-client.ts'
 import { TunnelError } from './tunnel-protocol.ts'
@@ -192,8 +192,13 @@ export class Ingress {
     return ended
   }
 
+  /**
+   * At a stop: every client connection ends with a reset, not a FIN, so a
+   * client in the middle of a download (one with no length, or its
+   * keep-alive tunnel) does not take what it got for the whole.
+   */
   closeAll (): void {
-    for (const s of this.sockets) s.destroy()
+    for (const s of this.sockets) resetSocket(s)
   }
 
   /** Opens a tunnel or throws ProxyRefusal with the outcome to report to the client; once `options.signal` aborts, its reason. */
