@@ -22,6 +22,7 @@ import { decodePowNonce, formatCredits, verifyPow } from './credits.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { BYTES_PER_GB, DEFAULT_UNSIGNED_BYTES_THRESHOLD, MAX_CLOCK_AHEAD_MS } from './constants.ts'
 import type { ExitAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
+import { LedgerError, LedgerErrorCode } from './errors.ts'
 import type { Ledger } from './ledger.ts'
 import type { CountersignedReceipt } from './receipts.ts'
 import type { ComponentLogger, Connection, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
@@ -111,6 +112,8 @@ const CUT_OFF_GRACE = 10 * second
  * credit it has left (see creditAtRisk).
  */
 export const PROMPT_PUBLISH_SHARE = 10n
+/** How long after a receipt could not be stored new tunnels are refused, unless one is stored first. */
+export const STORE_RETRY_MS = 30 * second
 /** Sessions a consumer may have at once; an honest one has one per exit at a time. */
 export const MAX_SESSIONS_PER_CONSUMER = 64
 /** How often idle sessions are forgotten (see sweep()). */
@@ -242,6 +245,14 @@ export class ExitSessions implements ExitAccounting {
   forgiven = 0
   /** Frames on the receipt protocol refused for coming too fast (for `status`). */
   receiptsRefused = 0
+  /**
+   * Set while the ledger cannot store receipts (a full disk): what is
+   * carried meanwhile is never paid for, since only a stored receipt is
+   * countersigned, so new tunnels are refused (BUSY) until a receipt is
+   * stored again, or STORE_RETRY_MS after the last failure (the next
+   * tunnel's receipts try again). `since`: the first failure of the run.
+   */
+  storeFailure?: { since: number, at: number, error: string }
   /** Closes a consumer's open tunnels (set by the exit, see setCutOff). */
   private cutOff?: (consumer: PeerId, reason: string) => void
 
@@ -418,6 +429,10 @@ export class ExitSessions implements ExitAccounting {
   }
 
   admit (consumer: PeerId, sessionId: string): { status: TunnelStatus, message: string } | undefined {
+    const failure = this.storeFailure
+    if (failure != null && this.now() - failure.at < STORE_RETRY_MS) {
+      return { status: TunnelStatus.BUSY, message: `this exit cannot store receipts now (${failure.error}): it takes no new tunnels until it can` }
+    }
     const c = this.consumers.get(consumer.toString())
     // a consumer that is signing is let in past the threshold: its new
     // tunnel is held with the others (meter, the pipe's gate) until its
@@ -735,7 +750,16 @@ export class ExitSessions implements ExitAccounting {
       const full = verifyAndCountersign(r, this.init.privateKey)
       // the ledger has the last word (counters that regress, a session id
       // reused with another start): only a stored receipt signs bytes off
-      await this.init.ledger.recordReceipt(full, 'own', { verified: true })
+      try {
+        await this.init.ledger.recordReceipt(full, 'own', { verified: true })
+      } catch (err) {
+        if (err instanceof LedgerError && err.code === LedgerErrorCode.IO) this.noteStoreFailure(err)
+        throw err
+      }
+      if (this.storeFailure != null) {
+        this.log('receipts are stored again (failing since %s)', new Date(this.storeFailure.since).toISOString())
+        this.storeFailure = undefined
+      }
       s.last = full
       c.lastReceiptAt = this.now()
       const total = Number(r.bytesUp! + r.bytesDown!)
@@ -764,6 +788,12 @@ export class ExitSessions implements ExitAccounting {
       // with our price: a consumer that signed at another (it found us without our ad) signs again at ours
       return { error: err.message ?? String(err), pricePerGb: this.init.pricePerGbMicro }
     }
+  }
+
+  private noteStoreFailure (err: Error): void {
+    const now = this.now()
+    if (this.storeFailure == null) this.log.error('cannot store receipts, so new tunnels are refused - %e', err)
+    this.storeFailure = { since: this.storeFailure?.since ?? now, at: now, error: err.message }
   }
 
   private async publish (s: Session): Promise<void> {

@@ -146,6 +146,7 @@ export interface ReceiptQuery {
 const SQLITE_HEADER = 'SQLite format 3\0'
 // SQLite primary result codes, https://www.sqlite.org/rescode.html
 const SQLITE_CORRUPT = 11
+const SQLITE_FULL = 13
 const SQLITE_NOTADB = 26
 
 /**
@@ -344,6 +345,9 @@ function sqliteFailure (file: string, err: any, doing: string): LedgerError {
   if (code === SQLITE_CORRUPT) {
     return new LedgerError(LedgerErrorCode.CORRUPT, `ledger ${file} is corrupt (${err.message}). ${whatToDo(file)}`, file, { cause: err })
   }
+  if (code === SQLITE_FULL) {
+    return new LedgerError(LedgerErrorCode.IO, `cannot ${doing} ledger ${file}: the disk is full (${err.message}); free some space on it`, file, { cause: err })
+  }
   return new LedgerError(LedgerErrorCode.IO, `cannot ${doing} ledger ${file}: ${err?.message ?? err}`, file, { cause: err })
 }
 
@@ -386,7 +390,8 @@ function migrate (db: DatabaseSync, from: number): void {
       db.exec(`PRAGMA user_version = ${version + 1}`)
       db.exec('COMMIT')
     } catch (err) {
-      db.exec('ROLLBACK')
+      // a COMMIT that failed (disk full) has rolled back already: a second ROLLBACK would hide why
+      if (db.isTransaction) db.exec('ROLLBACK')
       throw err
     }
   }
@@ -976,7 +981,9 @@ export class Ledger {
     } catch (err) {
       // the caches may hold what was just rolled back
       this.dropCaches()
-      this.db.exec('ROLLBACK')
+      // a COMMIT that failed (disk full) has rolled back already: a second ROLLBACK would throw
+      // "no transaction is active" in place of why
+      if (this.db.isTransaction) this.db.exec('ROLLBACK')
       if (err instanceof ReceiptError || err instanceof LedgerError) throw err
       throw sqliteFailure(this.file, err, 'write to')
     }

@@ -21,8 +21,9 @@ export interface WarningChanges {
 
 /** What a warning is known by: its text up to the first colon. */
 export function warningName (warning: string): string {
-  const i = warning.indexOf(':')
-  return i < 0 ? warning : warning.slice(0, i)
+  // the first ': ' (or a final ':'), not the colons of a time in the name (since 2026-11-27T04:25:00.000Z)
+  const m = /:(\s|$)/.exec(warning)
+  return m == null ? warning : warning.slice(0, m.index)
 }
 
 /** What changed from `shown` (by name) to `now`; updates `shown` to `now`. */

@@ -178,7 +178,12 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       // the ledger stays open: the node closes it once libp2p (and the exit's metering) has stopped, in its last stop()
     },
     warnings: () => {
-      const w = [compactionWarning(ledger), validPow() != null ? creditWarning(ledger.balance(), config.exit.enabled, stopAtMicro) : undefined]
+      const failure = exitSessions?.storeFailure
+      const w = [
+        compactionWarning(ledger),
+        validPow() != null ? creditWarning(ledger.balance(), config.exit.enabled, stopAtMicro) : undefined,
+        failure != null ? `receipts cannot be stored since ${new Date(failure.since).toISOString()}: the exit carries what it has open for nothing, and refuses new tunnels (BUSY) until a receipt is stored again; ${failure.error}` : undefined
+      ]
       return w.filter((x): x is string => x != null)
     },
     status: (): AccountingStatus => ({ enabled: true, ...balance(), gossip: { ...gossip.stats, subscribers: gossip.subscribers() }, reputation: { ...reputation.stats, held: book.size, own: ownReputation() } }),

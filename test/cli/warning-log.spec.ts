@@ -19,6 +19,9 @@ describe('the start log\'s warnings over a run', () => {
     expect(warningChanges(shown, ['out of credit: balance -0.2'])).toEqual({ appeared: [], cleared: [] })
     expect(warningChanges(shown, [])).toEqual({ appeared: [], cleared: ['out of credit'] })
     expect(warningName('no colon here')).toBe('no colon here')
+    // a time in the name is part of it: its colons are not the name's end
+    expect(warningName('the exit is paused since 2026-11-27T04:25:00.000Z: it takes no new tunnels')).toBe('the exit is paused since 2026-11-27T04:25:00.000Z')
+    expect(warningName('ends in a colon:')).toBe('ends in a colon')
   })
 
   it('reads the node on a timer, from what start already logged, and stops', async () => {
