@@ -25,7 +25,7 @@ export async function createSparebandNode (init: SparebandNodeInit = {}): Promis
 
 export { SparebandNode }
 export type { SparebandNodeInit, NodeStatus, PeerInfoSummary, SparebandEvents } from './node/spareband-node.ts'
-export type { ExitStatus, DisabledExitStatus, ProxyStatus } from './node/relay-parts.ts'
+export type { ExitStatus, ExitOffer, DisabledExitStatus, ProxyStatus } from './node/relay-parts.ts'
 export type { RoutingStatus } from './node/routing-part.ts'
 export type { AccountingStatus } from './node/accounting-part.ts'
 export type { BalanceReport, PendingBytes, ReceiptRow } from './node/accounting-report.ts'

@@ -70,8 +70,18 @@ export interface DisabledExitStatus {
   denied: 0
 }
 
-/** `status().exit`: the exit's counters, limits, quota and policy; `enabled` tells which. */
-export type ExitStatus = ExitStats | DisabledExitStatus
+/** What the exit offers, as configured: what its capacity ad says, and when it shares. */
+export interface ExitOffer {
+  /** Credits per GB (exit.price_per_gb). */
+  pricePerGb: number
+  /** exit.capacity_mbps, as advertised. */
+  capacityMbps: number
+  /** exit.schedule, as written. */
+  schedule: string
+}
+
+/** `status().exit`: the exit's counters, limits, quota, policy and offer; `enabled` tells which. */
+export type ExitStatus = (ExitStats & ExitOffer) | DisabledExitStatus
 
 /** `status().proxy`: where the proxies listen, what they carried, and the warm streams kept to exits. */
 export interface ProxyStatus extends IngressStats {
@@ -82,6 +92,10 @@ export interface ProxyStatus extends IngressStats {
   exitsDropped: number
 }
 
+function gigabytes (bytes: number): string {
+  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`
+}
+
 export function exitPart (node: SparebandNode): NodePart {
   const exit = (): TunnelExit | undefined => node.libp2p.services.exit as TunnelExit | undefined
   return {
@@ -90,12 +104,25 @@ export function exitPart (node: SparebandNode): NodePart {
     // first, so the final receipts accounting then publishes cover their bytes
     // (libp2p stops the service again later; the second stop does nothing)
     stop: async () => { await exit()?.stop() },
-    status: (): ExitStatus => exit()?.status() ?? { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsConnecting: 0, tunnelsTotal: 0, denied: 0 },
+    status: (): ExitStatus => {
+      const s = exit()?.status()
+      if (s == null) return { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsConnecting: 0, tunnelsTotal: 0, denied: 0 }
+      const c = node.config.exit
+      return { ...s, pricePerGb: c.price_per_gb, capacityMbps: c.capacity_mbps, schedule: c.schedule }
+    },
     warnings: () => {
       const warnings: string[] = []
       if (node.config.exit.enabled && node.config.exit.allow_private_targets) warnings.push('exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.')
       const s = exit()?.status()
       if (s?.quotaSaveError != null) warnings.push(`the exit's data usage counters could not be saved to ${join(node.dataDir, 'exit-usage.json')} since ${s.quotaSaveError.since} (${s.quotaSaveError.error}): a restart would count the quotas from the last save; free some disk space or make the data directory writable`)
+      // states that refuse every new tunnel: the start log says when each begins and ends
+      if (s?.quotaExceeded != null) {
+        const daily = s.quotaExceeded === 'daily'
+        const used = daily ? s.quota.dayBytes : s.quota.monthBytes
+        const limit = daily ? s.quota.dailyLimit : s.quota.monthlyLimit
+        warnings.push(`the exit's ${s.quotaExceeded} data quota is used up: ${gigabytes(used)} of ${gigabytes(limit)} carried; it takes no new tunnels (QUOTA_EXCEEDED) until the ${daily ? 'day' : 'month'} turns (exit.${daily ? 'daily' : 'monthly'}_quota_gb)`)
+      }
+      if (s != null && !s.withinSchedule) warnings.push(`the exit is outside its share schedule: it takes no new tunnels (OUTSIDE_SCHEDULE), and ended the open ones, while exit.schedule = "${node.config.exit.schedule}" (local time) keeps it closed`)
       if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` since ${s.pausedSince}` : ''}: it takes no new tunnels, across restarts, until spareband resume (POST /v1/exit/resume)`)
       return warnings
     },

@@ -140,6 +140,8 @@ describe('exit operator controls take effect', () => {
     const s = await exits.jp.status()
     expect(s.exit.quota.dayBytes).toBeGreaterThanOrEqual(1e6)
     expect(s.exit.deniedByStatus.QUOTA_EXCEEDED).toBeGreaterThanOrEqual(2)
+    // the operator is told (status, and so the start log) why it takes nothing
+    expect(s.warnings).toContainEqual(expect.stringMatching(/^the exit's daily data quota is used up: \d+\.\d MB of 1\.0 MB carried; it takes no new tunnels \(QUOTA_EXCEEDED\) until the day turns \(exit\.daily_quota_gb\)$/))
   })
 
   it('the quota survives a restart of the exit', async () => {
@@ -152,6 +154,8 @@ describe('exit operator controls take effect', () => {
     const s = await again.status()
     expect(s.exit.quota.dayBytes).toBeGreaterThanOrEqual(1e6)
     expect(s.exit.quota.dailyLimit).toBe(1e6)
+    // and its log says so from the start
+    expect(again.output).toMatch(/warn\s+the exit's daily data quota is used up/)
     await again.kill()
   })
 
@@ -159,7 +163,10 @@ describe('exit operator controls take effect', () => {
     const r = await curl(['-i', ...via('us'), `http://127.0.0.1:${target.port}/hello`])
     expect(r.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
     expect(r.stdout.toString()).toContain('OUTSIDE_SCHEDULE')
-    expect((await exits.us.status()).exit.withinSchedule).toBe(false)
+    const s = await exits.us.status()
+    expect(s.exit.withinSchedule).toBe(false)
+    expect(s.exit.schedule).toBe('never')
+    expect(s.warnings).toContain('the exit is outside its share schedule: it takes no new tunnels (OUTSIDE_SCHEDULE), and ended the open ones, while exit.schedule = "never" (local time) keeps it closed')
   })
 
   it('default address policy: every loopback spelling is refused with SOCKS 0x02 and the target sees nothing', async () => {

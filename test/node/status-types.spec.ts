@@ -6,7 +6,7 @@
 
 import { afterAll, beforeAll, expect, expectTypeOf, it } from 'vitest'
 import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
-import type { AccountingStatus, DisabledExitStatus, ExitStats, NodeStatus, ProxyStatus, RoutingStatus, SparebandNode } from '../../src/index.ts'
+import type { AccountingStatus, DisabledExitStatus, ExitOffer, ExitStats, NodeStatus, ProxyStatus, RoutingStatus, SparebandNode } from '../../src/index.ts'
 import type { EchoServer } from '../utils/in-process.ts'
 
 let echo: EchoServer
@@ -26,7 +26,7 @@ afterAll(async () => {
 
 it('types each part\'s section of status()', () => {
   expectTypeOf(exit.status()).toEqualTypeOf<NodeStatus>()
-  expectTypeOf<NodeStatus['exit']>().toEqualTypeOf<ExitStats | DisabledExitStatus | undefined>()
+  expectTypeOf<NodeStatus['exit']>().toEqualTypeOf<(ExitStats & ExitOffer) | DisabledExitStatus | undefined>()
   expectTypeOf<NodeStatus['proxy']>().toEqualTypeOf<ProxyStatus | undefined>()
   expectTypeOf<NodeStatus['routing']>().toEqualTypeOf<RoutingStatus | undefined>()
   expectTypeOf<NodeStatus['accounting']>().toEqualTypeOf<AccountingStatus | undefined>()
@@ -43,6 +43,10 @@ it('an exit\'s status has what its type says', () => {
   expect(e.limits.maxTunnels).toBe(1024)
   expect(typeof e.policy).toBe('string')
   expect(e.withinSchedule).toBe(true)
+  // what it offers, as its operator set it
+  expect(e.pricePerGb).toBe(1)
+  expect(e.capacityMbps).toBeGreaterThan(0)
+  expect(e.schedule).toBe('always')
   expect(s.routing!.knownExits).toBeGreaterThanOrEqual(0)
   const a = s.accounting!
   expect(a.enabled).toBe(true)
