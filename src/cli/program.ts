@@ -56,6 +56,12 @@ export function buildProgram (): Command {
 }
 
 export async function main (argv: string[] = process.argv): Promise<void> {
+  // a reader that stopped reading (`spareband providers | head -1`) is no error of ours: stop quietly, as
+  // other command-line tools do, rather than die on an unhandled EPIPE with a stack trace
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+    throw err
+  })
   const program = buildProgram()
   try {
     await program.parseAsync(argv)

@@ -8,13 +8,14 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { spawn } from 'node:child_process'
 import { exportReceipts } from '../../src/accounting/export.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { solvePow } from '../../src/accounting/credits.ts'
 import { createIdentity } from '../../src/node/identity.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { countersigned, parties } from '../accounting/fixtures.ts'
-import { NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import type { Party } from '../accounting/fixtures.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
 
@@ -149,6 +150,18 @@ describe('spareband receipts, against a running node', () => {
     expect(csvRows(five.stdout)).toHaveLength(5)
     // newest first
     expect(csvRows(five.stdout)[0]).toMatch(new RegExp(`^s-${COUNT - 1},`))
+  })
+
+  it('a reader that stops early (| head) ends the command quietly: exit 0, no EPIPE stack trace', async () => {
+    const child = spawn(process.execPath, [CLI, 'receipts', '--export', 'csv', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', d => { stderr += d })
+    // the first chunk, then the pipe closes, as head -1 does; the export is far longer than a pipe holds
+    await new Promise<void>(resolve => child.stdout.once('data', () => resolve()))
+    child.stdout.destroy()
+    const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
   })
 
   it('the listing shows the newest 1000 by default and says there may be more', async () => {
