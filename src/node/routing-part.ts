@@ -65,13 +65,20 @@ export function routingPart (node: SparebandNode): RoutingPart {
       }
     })
   }
+  const onOfferChange = (): void => { advertiser?.offerChanged() }
   return {
     name: 'routing',
     discovery,
     selector,
     advertiser,
-    start: async () => { await advertiser?.start() },
+    start: async () => {
+      // a paused exit says so at once (load 1), not at the next check (30 s) while consumers still pick it
+      const exit = libp2p.services.exit as TunnelExit | undefined
+      if (advertiser != null) exit?.addEventListener('exit:offer:change', onOfferChange)
+      await advertiser?.start()
+    },
     stop: async () => {
+      (libp2p.services.exit as TunnelExit | undefined)?.removeEventListener('exit:offer:change', onOfferChange)
       discovery.stop()
       await advertiser?.stop()
     },

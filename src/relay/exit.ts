@@ -176,6 +176,8 @@ export interface ExitEvents {
   'exit:tunnel:open': CustomEvent<TunnelInfo>
   'exit:tunnel:close': CustomEvent<TunnelInfo & { error?: string }>
   'exit:tunnel:denied': CustomEvent<{ consumer: string, status: TunnelStatus, message: string }>
+  /** Paused or resumed: what the exit takes changed at once, and its capacity ad should say so. */
+  'exit:offer:change': CustomEvent<{ paused: boolean }>
 }
 
 interface OpenTunnel {
@@ -290,14 +292,17 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     if (!this.paused) {
       this.paused = true
       this.pausedSince = this.now()
+      this.safeDispatchEvent('exit:offer:change', { detail: { paused: true } })
     }
     this.saveState()
   }
 
   /** Takes new tunnels again, now and after a restart. @throws {Error} when the state cannot be saved */
   resume (): void {
+    const was = this.paused
     this.paused = false
     this.pausedSince = undefined
+    if (was) this.safeDispatchEvent('exit:offer:change', { detail: { paused: false } })
     this.saveState()
   }
 

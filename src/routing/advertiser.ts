@@ -104,6 +104,11 @@ export class Advertiser {
     return { ...this.state }
   }
 
+  /** The offer changed at once (the exit paused or resumed, an operator's rare act): publish now. */
+  offerChanged (): void {
+    this.schedule(0)
+  }
+
   private checkLoad (): void {
     const offer = this.init.offer()
     if (offer != null && Math.abs(offer.load - this.lastLoad) > (this.init.loadChange ?? 0.2)) this.schedule(0)

@@ -6,7 +6,7 @@ import type { SocksResult } from '../utils/socks-client.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { tempDir, waitFor } from '../utils/cli.ts'
+import { runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import type { CurlResult, SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -200,7 +200,12 @@ describe('exit operator controls take effect', () => {
   })
 
   it('pause and resume through the control API', async () => {
+    const seqBefore = (await exits.it.status()).routing.advertising.lastSeq
     await callApi(exits.it.dataDir, '/v1/exit/pause', { method: 'POST', body: {} })
+    // its ad says so at once (load 1), not at the next 30 s check: consumers stop picking it
+    await waitFor(async () => (await exits.it.status()).routing.advertising.lastSeq !== seqBefore, { timeoutMs: 10_000, what: 'a new ad after the pause' })
+    const rows = await runCliJson(['providers', '--region', 'it', '--json', '--data-dir', consumer.dataDir])
+    expect(rows.find((r: any) => r.peerId === exits.it.peerId)?.load).toBe(1)
     const paused = await curl(['-i', ...via('it'), `http://127.0.0.1:${target.port}/hello`])
     expect(paused.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
     expect(paused.stdout.toString()).toContain('paused')
