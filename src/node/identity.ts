@@ -73,8 +73,15 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
  * the peer, and the backup `init --force` made of it if there is one here.
  */
 async function refuseBesideOrphanLedger (dataDir: string, file: string): Promise<void> {
+  const orphan = await orphanLedger(dataDir, file)
+  if (orphan == null) return
+  throw new IdentityExistsError(`${orphan.ledgerFile} holds the credits and receipts of peer ${orphan.owner}, whose key is not in ${file}: a new identity would not start with that ledger, so init does not make one. ${orphan.advice}`)
+}
+
+/** The peer whose ledger.db sits in `dataDir` without its key in `file`, and what to do about it; undefined when there is none. */
+async function orphanLedger (dataDir: string, file: string): Promise<{ ledgerFile: string, owner: string, advice: string } | undefined> {
   const ledgerFile = join(dataDir, LEDGER_FILE)
-  if (!(await exists(ledgerFile))) return
+  if (!(await exists(ledgerFile))) return undefined
   // loaded only here: init on a fresh directory does not pay for node:sqlite
   const { Ledger } = await import('../accounting/ledger.ts')
   let owner: string | undefined
@@ -83,12 +90,12 @@ async function refuseBesideOrphanLedger (dataDir: string, file: string): Promise
     try { owner = ledger.owner } finally { await ledger.close() }
   } catch {
     // not a ledger we can read: the node's start says what is wrong with it
-    return
+    return undefined
   }
-  if (owner == null) return
+  if (owner == null) return undefined
   const backup = `${file}.${owner}.bak`
   const restore = await exists(backup) ? `restore it (mv ${backup} ${file}) to keep them` : `restore that key from a backup to ${file} to keep them`
-  throw new IdentityExistsError(`${ledgerFile} holds the credits and receipts of peer ${owner}, whose key is not in ${file}: a new identity would not start with that ledger, so init does not make one. ${restore}; to start over as a new peer, move ${ledgerFile} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside, or use another --data-dir, then run init`)
+  return { ledgerFile, owner, advice: `${restore}; to start over as a new peer, move ${ledgerFile} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside, or use another --data-dir, then run init` }
 }
 
 export async function loadIdentity (dataDir: string): Promise<Identity> {
@@ -97,7 +104,12 @@ export async function loadIdentity (dataDir: string): Promise<Identity> {
   try {
     bytes = await readFile(file)
   } catch (err: any) {
-    if (err.code === 'ENOENT') throw new IdentityMissingError(`no identity at ${file}; run "spareband init --data-dir ${dataDir}" first`)
+    if (err.code === 'ENOENT') {
+      // its ledger is here without it: init would refuse to make a new key, so say what init would
+      const orphan = await orphanLedger(dataDir, file)
+      if (orphan != null) throw new IdentityMissingError(`no identity at ${file}, but ${orphan.ledgerFile} holds the credits and receipts of peer ${orphan.owner}: ${orphan.advice}`)
+      throw new IdentityMissingError(`no identity at ${file}; run "spareband init --data-dir ${dataDir}" first`)
+    }
     throw err
   }
   let privateKey: PrivateKey

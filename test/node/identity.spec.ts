@@ -81,6 +81,10 @@ describe('identity', () => {
     expect(err.message).toContain(`holds the credits and receipts of peer ${first.peerId.toString()}`)
     expect(err.message).toContain(`restore it (mv ${identityPath(dir)}.${first.peerId.toString()}.bak ${identityPath(dir)})`)
     await expect(stat(identityPath(dir))).rejects.toHaveProperty('code', 'ENOENT')
+    // the node's start (loadIdentity) says the same, not "run init", which would refuse
+    const missing = await loadIdentity(dir).catch(e => e)
+    expect(missing).toHaveProperty('name', 'IdentityMissingError')
+    expect(missing.message).toBe(`no identity at ${identityPath(dir)}, but ${join(dir, 'ledger.db')} holds the credits and receipts of peer ${first.peerId.toString()}: restore it (mv ${identityPath(dir)}.${first.peerId.toString()}.bak ${identityPath(dir)}) to keep them; to start over as a new peer, move ${join(dir, 'ledger.db')} (with the ledger.db-wal, -shm and .pending files beside it) aside, or use another --data-dir, then run init`)
     // with no backup here, it says to restore the key from one
     await rm(`${identityPath(dir)}.${first.peerId.toString()}.bak`)
     expect((await createIdentity(dir).catch(e => e)).message).toContain(`restore that key from a backup to ${identityPath(dir)}`)
