@@ -35,7 +35,7 @@ describe('operator', () => {
     const second = await runCli(['start', '--data-dir', d, ...LOCAL], { timeoutMs: 20_000 })
     expect(second.signal).toBeNull() // it exited on its own, it was not still running
     expect(second.code).toBe(1)
-    expect(second.stderr).toBe(`spareband: ${d} is in use by another spareband node (pid ${first.child.pid}): stop that one first, or give this one another --data-dir\n`)
+    expect(second.stderr).toBe(`spareband: ${d} is in use by another spareband node (pid ${first.child.pid}): stop that one first, or give this one another data directory (--data-dir, SPAREBAND_DATA_DIR, or dataDir in createSparebandNode())\n`)
     // and the first is untouched: still found through its api.json, on the same port
     const apiJson = JSON.parse(await readFile(join(d, 'api.json'), 'utf8'))
     expect(apiJson.pid).toBe(first.child.pid)
