@@ -39,12 +39,26 @@ export interface DataDirLock {
  * Takes the data directory's lock, or throws DataDirInUseError naming the
  * process that holds it. The directory must exist.
  */
+function unwritableReason (err: any): string {
+  switch (err?.code) {
+    case 'EROFS': return 'the file system is read-only, EROFS'
+    case 'ENOSPC': return 'the disk is full, ENOSPC'
+    case 'EACCES': case 'EPERM': return `permission denied, ${String(err.code)}`
+    default: return err?.message ?? String(err)
+  }
+}
+
 export function lockDataDir (dataDir: string): DataDirLock {
   const file = join(dataDir, LOCK_FILE)
   const me: LockOwner = { pid: process.pid, startTime: processStartTime(process.pid) }
   // written whole under another name, then linked: the lock file never exists half-written
   const tmp = `${file}.${process.pid}.tmp`
-  writeFileSync(tmp, JSON.stringify(me) + '\n', { mode: 0o644 })
+  try {
+    writeFileSync(tmp, JSON.stringify(me) + '\n', { mode: 0o644 })
+  } catch (err: any) {
+    // the first write in the directory: say that it must be writable, not only an errno
+    throw new Error(`cannot write in the data directory ${dataDir} (${unwritableReason(err)}): a node keeps its lock, identity and ledger there, so it needs a writable one (--data-dir, SPAREBAND_DATA_DIR)`, { cause: err })
+  }
   try {
     for (let attempt = 0; ; attempt++) {
       try {

@@ -1,0 +1,41 @@
+/**
+ * A data directory on a file system mounted read-only: the node says the
+ * directory must be writable, naming it, rather than a bare EROFS on its
+ * lock file. A real tmpfs remounted read-only (needs root to mount;
+ * skipped otherwise).
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createSparebandNode } from '../../src/index.ts'
+
+const root = process.getuid?.() === 0
+
+describe.skipIf(!root)('a data directory on a read-only file system (skipped unless root)', () => {
+  let dir: string
+  let disk: string
+  let mounted = false
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sb-ro-'))
+    disk = join(dir, 'disk')
+    await mkdir(disk)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk])
+    mounted = true
+    await mkdir(join(disk, 'node'))
+    execFileSync('mount', ['-o', 'remount,ro', disk])
+  })
+  afterAll(async () => {
+    if (mounted) execFileSync('umount', ['-l', disk])
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('is refused naming the directory and why, before anything else is tried', async () => {
+    const dataDir = join(disk, 'node')
+    const err = await createSparebandNode({ dataDir, controlApi: false, config: { listen: [] } }).catch(e => e)
+    expect(err).toBeInstanceOf(Error)
+    expect(err.message).toBe(`cannot write in the data directory ${dataDir} (the file system is read-only, EROFS): a node keeps its lock, identity and ledger there, so it needs a writable one (--data-dir, SPAREBAND_DATA_DIR)`)
+  })
+})
