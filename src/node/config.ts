@@ -557,7 +557,18 @@ function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, va
   }
   // JSON has no NaN or Infinity (it writes null)
   const shown = value === undefined ? 'nothing' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)
-  return `${source}: ${key} = ${shown} is invalid: ${issue.message}`
+  return `${source}: ${key} = ${shown} is invalid: ${issue.code === 'invalid_type' ? expectedText(issue.expected, key, value) : issue.message}`
+}
+
+/** The unit a key's name gives its number in (daily_quota_gb: GB). */
+const UNITS: Array<[RegExp, string]> = [[/_gb$/, 'in GB'], [/_mb$/, 'in MB'], [/_mbps$/, 'in Mbit/s'], [/_seconds$/, 'in seconds'], [/_days$/, 'in days']]
+
+/** "expected a whole number, not 1.5": for a wrong type, in words, with the key's unit (a TOML "10GB" is a string). */
+function expectedText (expected: string, key: string, value: unknown): string {
+  const unit = UNITS.find(([re]) => re.test(key))?.[1]
+  const what = expected === 'int' ? 'a whole number' : expected === 'number' ? 'a number' : expected === 'boolean' ? 'true or false' : expected === 'array' ? 'a list' : expected === 'object' ? 'a table of settings' : `a ${expected}`
+  const given = value === undefined ? 'nothing' : Array.isArray(value) ? 'a list' : typeof value === 'string' ? `the string ${JSON.stringify(value)}${expected === 'number' || expected === 'int' ? ' (write the number alone, without quotes or unit)' : ''}` : typeof value === 'number' ? `${value}` : typeof value
+  return `expected ${what}${unit != null && (expected === 'number' || expected === 'int') ? ` ${unit}` : ''}, not ${given}`
 }
 
 /** The keys the schema allows at `path` (an object section). */

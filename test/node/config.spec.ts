@@ -180,6 +180,20 @@ describe('config validation errors', () => {
     expect(err.message).toBe(`${file}: exit.allowed_ports = [] is invalid: no ports: list some (e.g. 80,443 or reduced), or turn the exit off with --no-supply (exit.enabled = false)`)
   })
 
+  it('a value of the wrong type is said in words, with the key\'s unit: "10GB" is a string, 1.5 no whole number', async () => {
+    const cases: Array<[string, string]> = [
+      ['[exit]\ndaily_quota_gb = "10GB"\n', 'exit.daily_quota_gb = "10GB" is invalid: expected a number in GB, not the string "10GB" (write the number alone, without quotes or unit)'],
+      ['[exit]\nmax_tunnels = 1.5\n', 'exit.max_tunnels = 1.5 is invalid: expected a whole number, not 1.5'],
+      ['[exit]\nenabled = "yes"\n', 'exit.enabled = "yes" is invalid: expected true or false, not the string "yes"'],
+      ['[exit]\ncapacity_mbps = "fast"\n', 'exit.capacity_mbps = "fast" is invalid: expected a number in Mbit/s, not the string "fast" (write the number alone, without quotes or unit)']
+    ]
+    for (const [toml, message] of cases) {
+      const file = await tomlFile(toml)
+      const err = catchError(() => resolveConfig([readConfigFile(file)]))
+      expect(err.message).toBe(`${file}: ${message}`)
+    }
+  })
+
   it('refuses max_tunnels = 0 and max_tunnels_per_consumer = 0, pointing to --no-supply', async () => {
     for (const key of ['max_tunnels', 'max_tunnels_per_consumer']) {
       const file = await tomlFile(`[exit]\n${key} = 0\n`)
