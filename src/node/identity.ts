@@ -45,9 +45,11 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
   await makeDataDir(dataDir)
   let replaced: ReplacedIdentity | undefined
   if (await exists(file)) {
+    const ledger = join(dataDir, LEDGER_FILE)
+    // beside a ledger, --force would be refused too: say so now rather than send the user to it
+    if (options.force !== true && await exists(ledger)) throw new IdentityExistsError(`${file} already exists, and ${ledger} beside it holds that identity's credits and receipts: keep both (the node starts with them as they are); to start over as a new peer, move them (with the ${LEDGER_FILE}-wal, -shm and .pending files) aside together, or use another --data-dir`)
     if (options.force !== true) throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old key is kept as ${IDENTITY_FILE}.<peer id>.bak)`)
     const old = await loadIdentity(dataDir).then(i => i.peerId.toString(), () => undefined)
-    const ledger = join(dataDir, LEDGER_FILE)
     if (await exists(ledger)) {
       throw new IdentityExistsError(`${ledger} holds the credits and receipts of ${old ?? 'the identity in ' + file}, which only that key can use: a new identity would not start with it, so --force does not replace it. Keep ${file} to keep the credits; to start over as a new peer, move ${file} and ${ledger} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside together, or use another --data-dir, then run init`)
     }

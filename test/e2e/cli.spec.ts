@@ -91,6 +91,10 @@ describe('spareband CLI end to end', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(`${join(d, 'ledger.db')} holds the credits and receipts of ${first.peerId}`)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    // without --force as well, init does not suggest --force beside a ledger
+    const plain = await runCli(['init', '--data-dir', d])
+    expect(plain.code).toBe(2)
+    expect(plain.stderr).toBe(`spareband: ${join(d, 'identity.key')} already exists, and ${join(d, 'ledger.db')} beside it holds that identity's credits and receipts: keep both (the node starts with them as they are); to start over as a new peer, move them (with the ledger.db-wal, -shm and .pending files) aside together, or use another --data-dir\n`)
     expect(await readFile(join(d, 'identity.key'))).toEqual(key)
     const help = await runCli(['init', '--help'])
     expect(help.stdout).toMatch(/--force .*identity\.key\.<peer id>\.bak/s)
