@@ -31,6 +31,7 @@ import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ExitStatus, ProxyPart, ProxyStatus } from './relay-parts.ts'
 import type { RoutingPart, RoutingStatus } from './routing-part.ts'
+import type { TunnelExit } from '../relay/exit.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, receiptRow } from './accounting-report.ts'
 import type { ReceiptRow } from './accounting-report.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
@@ -107,6 +108,8 @@ export interface SparebandEvents {
   'keeper:lost': CustomEvent<KeeperLost>
   /** What a 'keeper:lost' was about is fine again: connected, and a relay reserved on. */
   'keeper:back': CustomEvent<KeeperBack>
+  /** The exit was paused or resumed (pause(), resume(), the control API, `spareband pause`). */
+  'exit:pause': CustomEvent<{ paused: boolean }>
 }
 
 /**
@@ -185,6 +188,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     }
     libp2p.addEventListener('peer:connect', e => this.safeDispatchEvent('peer:connect', { detail: { peerId: e.detail.toString() } }))
     libp2p.addEventListener('peer:disconnect', e => this.safeDispatchEvent('peer:disconnect', { detail: { peerId: e.detail.toString() } }))
+    ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:offer:change', e => this.safeDispatchEvent('exit:pause', { detail: { paused: e.detail.paused } }))
   }
 
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {

@@ -212,5 +212,7 @@ describe('exit operator controls take effect', () => {
     await callApi(exits.it.dataDir, '/v1/exit/resume', { method: 'POST', body: {} })
     const ok = await curl([...via('it'), `http://127.0.0.1:${target.port}/hello`])
     expect(ok.stdout.toString()).toBe('hello from the target\n')
+    // the operator's log says when, at once
+    await waitFor(() => /info\s+exit paused: it takes no new tunnels/.test(exits.it.proc.output) && /info\s+exit resumed/.test(exits.it.proc.output), { timeoutMs: 5_000, what: 'the pause and the resume in the exit\'s log' })
   })
 })

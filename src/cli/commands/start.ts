@@ -91,6 +91,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       })
       node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
       node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
+      // said at once: a pause and resume within the warnings' 10 s poll left no trace
+      node.addEventListener('exit:pause', e => {
+        if (e.detail.paused) log('info', 'exit paused: it takes no new tunnels (open ones go on) until spareband resume')
+        else log('info', 'exit resumed')
+      })
       // a client's bad user name is answered to the client; the operator should see it too
       node.addEventListener('proxy:refused', e => log('warn', 'proxy refused a client', {
         proxy: e.detail.proxy,
