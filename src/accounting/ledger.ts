@@ -28,6 +28,7 @@
  */
 
 import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
@@ -147,6 +148,7 @@ const SQLITE_HEADER = 'SQLite format 3\0'
 // SQLite primary result codes, https://www.sqlite.org/rescode.html
 const SQLITE_CORRUPT = 11
 const SQLITE_FULL = 13
+const SQLITE_CANTOPEN = 14
 const SQLITE_NOTADB = 26
 
 /**
@@ -349,6 +351,27 @@ function sqliteFailure (file: string, err: any, doing: string): LedgerError {
     return new LedgerError(LedgerErrorCode.IO, `cannot ${doing} ledger ${file}: the disk is full (${err.message}); free some space on it`, file, { cause: err })
   }
   return new LedgerError(LedgerErrorCode.IO, `cannot ${doing} ledger ${file}: ${err?.message ?? err}`, file, { cause: err })
+}
+
+/**
+ * `db` (opened read-only), or, where SQLite cannot make the -shm file a WAL
+ * database is read with (a read-only file system), the same file opened
+ * immutable: with no WAL left to read (its node closed cleanly), the file
+ * alone is the whole ledger. SQLite opens lazily, so the first read tells.
+ */
+function readableOnReadOnlyDisk (db: DatabaseSync, file: string): DatabaseSync {
+  try {
+    db.prepare('SELECT count(*) FROM sqlite_schema').get()
+    return db
+  } catch (err: any) {
+    if ((err?.errcode & 0xff) !== SQLITE_CANTOPEN || existsSync(`${file}-wal`)) return db // the checks that follow say what is wrong
+    db.close()
+    try {
+      return new DatabaseSync(new URL(`${pathToFileURL(file).href}?immutable=1`), { readOnly: true })
+    } catch {
+      throw sqliteFailure(file, err, 'open')
+    }
+  }
 }
 
 function quickCheck (db: DatabaseSync, file: string): void {
@@ -604,6 +627,7 @@ export class Ledger {
     } catch (err) {
       throw sqliteFailure(file, err, 'open')
     }
+    if (readOnly && !memory) db = readableOnReadOnlyDisk(db, file)
     try {
       // a second process (the CLI reading receipts) may hold the lock briefly;
       // a connection setting, nothing is written
