@@ -354,6 +354,18 @@ function sqliteFailure (file: string, err: any, doing: string): LedgerError {
 }
 
 /**
+ * Ends a failed transaction. A COMMIT that failed (disk full) has rolled
+ * back already, and a second ROLLBACK throws "no transaction is active":
+ * that error must not replace the one that says why. (Not
+ * `db.isTransaction`: Node has it only from 22.16, and we support 22.13.)
+ */
+function rollBack (db: DatabaseSync): void {
+  try {
+    db.exec('ROLLBACK')
+  } catch {}
+}
+
+/**
  * `db` (opened read-only), or, where SQLite cannot make the -shm file a WAL
  * database is read with (a read-only file system), the same file opened
  * immutable: with no WAL left to read (its node closed cleanly), the file
@@ -413,8 +425,7 @@ function migrate (db: DatabaseSync, from: number): void {
       db.exec(`PRAGMA user_version = ${version + 1}`)
       db.exec('COMMIT')
     } catch (err) {
-      // a COMMIT that failed (disk full) has rolled back already: a second ROLLBACK would hide why
-      if (db.isTransaction) db.exec('ROLLBACK')
+      rollBack(db)
       throw err
     }
   }
@@ -1005,9 +1016,7 @@ export class Ledger {
     } catch (err) {
       // the caches may hold what was just rolled back
       this.dropCaches()
-      // a COMMIT that failed (disk full) has rolled back already: a second ROLLBACK would throw
-      // "no transaction is active" in place of why
-      if (this.db.isTransaction) this.db.exec('ROLLBACK')
+      rollBack(this.db)
       if (err instanceof ReceiptError || err instanceof LedgerError) throw err
       throw sqliteFailure(this.file, err, 'write to')
     }

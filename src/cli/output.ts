@@ -57,6 +57,22 @@ function formatValue (v: unknown): string {
 }
 
 /**
+ * For a command that prints and ends: a reader that stopped reading
+ * (`spareband providers | head -1`) is no error of ours, so it stops
+ * quietly, as other command-line tools do, rather than die on an unhandled
+ * EPIPE with a stack trace. Long-running commands trade this for
+ * surviveClosedOutput().
+ */
+export function exitQuietlyWhenOutputCloses (): void {
+  process.stdout.on('error', exitQuietly)
+}
+
+function exitQuietly (err: NodeJS.ErrnoException): void {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+  throw err
+}
+
+/**
  * For a long-running node: whoever reads its log may go away (the pipe's
  * reader exits: `spareband start | tee log` stopped, a closed terminal, a
  * log shipper restarted). Node then fails the next write with EPIPE (EIO on
@@ -65,6 +81,7 @@ function formatValue (v: unknown): string {
  * lost; the node goes on, and `status` still tells how it is.
  */
 export function surviveClosedOutput (): void {
+  process.stdout.off('error', exitQuietly)
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EPIPE' && err.code !== 'EIO' && err.code !== 'ERR_STREAM_DESTROYED') throw err

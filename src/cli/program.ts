@@ -11,6 +11,7 @@ import { checkDataDir } from '../node/data-dir.ts'
 import { ConfigError, IdentityExistsError, IdentityMissingError, NodeNotRunningError } from '../errors.ts'
 import { VERSION } from '../constants.ts'
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './errors.ts'
+import { exitQuietlyWhenOutputCloses } from './output.ts'
 import { registerInit } from './commands/init.ts'
 import { registerStart } from './commands/start.ts'
 import { registerStatus } from './commands/status.ts'
@@ -56,12 +57,7 @@ export function buildProgram (): Command {
 }
 
 export async function main (argv: string[] = process.argv): Promise<void> {
-  // a reader that stopped reading (`spareband providers | head -1`) is no error of ours: stop quietly, as
-  // other command-line tools do, rather than die on an unhandled EPIPE with a stack trace
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
-    throw err
-  })
+  exitQuietlyWhenOutputCloses()
   const program = buildProgram()
   try {
     await program.parseAsync(argv)

@@ -8,7 +8,7 @@
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { Ledger } from '../accounting/ledger.ts'
-import { ExitSessions } from '../accounting/exit-sessions.ts'
+import { ExitSessions, STORE_RETRY_MS } from '../accounting/exit-sessions.ts'
 import { ConsumerSessions } from '../accounting/consumer-sessions.ts'
 import { ReceiptGossip } from '../accounting/gossip.ts'
 import { ReputationBook } from '../accounting/reputation-book.ts'
@@ -182,7 +182,7 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
       const w = [
         compactionWarning(ledger),
         validPow() != null ? creditWarning(ledger.balance(), config.exit.enabled, stopAtMicro) : undefined,
-        failure != null ? `receipts cannot be stored since ${new Date(failure.since).toISOString()}: the exit carries what it has open for nothing, and refuses new tunnels (BUSY) until a receipt is stored again; ${failure.error}` : undefined
+        failure != null ? `receipts cannot be stored since ${new Date(failure.since).toISOString()}: the exit carries what it has open for nothing, and refuses new tunnels (BUSY) for ${STORE_RETRY_MS / 1000} s after each receipt it could not store (last at ${new Date(failure.at).toISOString()}); this warning ends with the next receipt stored; ${failure.error}` : undefined
       ]
       return w.filter((x): x is string => x != null)
     },

@@ -472,8 +472,12 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
       throw new ConfigError(`${source} must be an object of settings (e.g. { region: 'de', exit: { enabled: false } }), not ${Array.isArray(values) ? 'an array' : values === null ? 'null' : `a ${typeof values}`}`, { source })
     }
     for (const [key, value] of leaves(values as Record<string, unknown>)) {
-      // a key given as undefined is one not given (an app's optional setting left unset): the default stands
-      if (value === undefined) continue
+      // a key given as undefined is one not given (an app's optional setting left unset): the default
+      // stands; but a misspelt one is still refused, as it would be with a value
+      if (value === undefined) {
+        checkKnownKey(key, typeof layer.source === 'string' ? layer.source : layer.source(key))
+        continue
+      }
       setPath(merged, key, value)
       sources.set(key, typeof layer.source === 'string' ? layer.source : layer.source(key))
     }
@@ -567,8 +571,22 @@ const UNITS: Array<[RegExp, string]> = [[/_gb$/, 'in GB'], [/_mb$/, 'in MB'], [/
 function expectedText (expected: string, key: string, value: unknown): string {
   const unit = UNITS.find(([re]) => re.test(key))?.[1]
   const what = expected === 'int' ? 'a whole number' : expected === 'number' ? 'a number' : expected === 'boolean' ? 'true or false' : expected === 'array' ? 'a list' : expected === 'object' ? 'a table of settings' : `a ${expected}`
-  const given = value === undefined ? 'nothing' : Array.isArray(value) ? 'a list' : typeof value === 'string' ? `the string ${JSON.stringify(value)}${expected === 'number' || expected === 'int' ? ' (write the number alone, without quotes or unit)' : ''}` : typeof value === 'number' ? `${value}` : typeof value
+  const given = value === undefined ? 'nothing' : value === null ? 'null' : Array.isArray(value) ? 'a list' : typeof value === 'string' ? `the string ${JSON.stringify(value)}${expected === 'number' || expected === 'int' ? ' (write the number alone, without quotes or unit)' : ''}` : typeof value === 'number' ? `${value}` : typeof value
   return `expected ${what}${unit != null && (expected === 'number' || expected === 'int') ? ` ${unit}` : ''}, not ${given}`
+}
+
+/** Throws the unknown-key ConfigError for a dotted key the schema does not have. */
+function checkKnownKey (key: string, source: string): void {
+  const parts = key.split('.')
+  for (let i = 0; i < parts.length; i++) {
+    const allowed = schemaKeys(parts.slice(0, i))
+    // a key inside a value that is not a section (a list, a string): the schema check of the value says what is wrong
+    if (allowed.length === 0) return
+    if (!allowed.includes(parts[i])) {
+      const where = parts.slice(0, i).map(p => `${p}.`).join('')
+      throw new ConfigError(`${source}: unknown key "${where}${parts[i]}" (allowed here: ${allowed.join(', ')})`, { source, key: `${where}${parts[i]}` })
+    }
+  }
 }
 
 /** The keys the schema allows at `path` (an object section). */

@@ -47,7 +47,13 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
   if (await exists(file)) {
     const ledger = join(dataDir, LEDGER_FILE)
     // beside a ledger, --force would be refused too: say so now rather than send the user to it
-    if (options.force !== true && await exists(ledger)) throw new IdentityExistsError(`${file} already exists, and ${ledger} beside it holds that identity's credits and receipts: keep both (the node starts with them as they are); to start over as a new peer, move them (with the ${LEDGER_FILE}-wal, -shm and .pending files) aside together, or use another --data-dir`)
+    if (options.force !== true && await exists(ledger)) {
+      const [key, owner] = await Promise.all([loadIdentity(dataDir).then(i => i.peerId.toString(), () => undefined), ledgerOwner(ledger)])
+      if (key != null && owner != null && key !== owner) {
+        throw new IdentityExistsError(`${file} (peer ${key}) already exists, but ${ledger} beside it holds the credits and receipts of peer ${owner}: the node does not start with the two together. Put ${owner}'s key in ${file} (moving this one aside) to use that ledger, or move ${ledger} (with its -wal, -shm and .pending files) aside to start this peer afresh`)
+      }
+      throw new IdentityExistsError(`${file} already exists, and ${ledger} beside it holds that identity's credits and receipts: keep both (the node starts with them as they are); to start over as a new peer, move them (with the ${LEDGER_FILE}-wal, -shm and .pending files) aside together, or use another --data-dir`)
+    }
     if (options.force !== true) throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old key is kept as ${IDENTITY_FILE}.<peer id>.bak)`)
     const old = await loadIdentity(dataDir).then(i => i.peerId.toString(), () => undefined)
     if (await exists(ledger)) {
@@ -81,19 +87,22 @@ async function refuseBesideOrphanLedger (dataDir: string, file: string): Promise
 }
 
 /** The peer whose ledger.db sits in `dataDir` without its key in `file`, and what to do about it; undefined when there is none. */
-async function orphanLedger (dataDir: string, file: string): Promise<{ ledgerFile: string, owner: string, advice: string } | undefined> {
-  const ledgerFile = join(dataDir, LEDGER_FILE)
+/** The peer a ledger file is bound to; undefined when there is no file, it is bound to none, or it cannot be read (the node's start says what is wrong with it). */
+async function ledgerOwner (ledgerFile: string): Promise<string | undefined> {
   if (!(await exists(ledgerFile))) return undefined
   // loaded only here: init on a fresh directory does not pay for node:sqlite
   const { Ledger } = await import('../accounting/ledger.ts')
-  let owner: string | undefined
   try {
     const ledger = Ledger.open(ledgerFile, { readOnly: true })
-    try { owner = ledger.owner } finally { await ledger.close() }
+    try { return ledger.owner } finally { await ledger.close() }
   } catch {
-    // not a ledger we can read: the node's start says what is wrong with it
     return undefined
   }
+}
+
+async function orphanLedger (dataDir: string, file: string): Promise<{ ledgerFile: string, owner: string, advice: string } | undefined> {
+  const ledgerFile = join(dataDir, LEDGER_FILE)
+  const owner = await ledgerOwner(ledgerFile)
   if (owner == null) return undefined
   const backup = `${file}.${owner}.bak`
   const restore = await exists(backup) ? `restore it (mv ${backup} ${file}) to keep them` : `restore that key from a backup to ${file} to keep them`

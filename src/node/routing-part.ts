@@ -72,6 +72,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
     selector,
     advertiser,
     start: async () => {
+      discovery.start()
       // a paused exit says so at once (load 1), not at the next check (30 s) while consumers still pick it
       const exit = libp2p.services.exit as TunnelExit | undefined
       if (advertiser != null) exit?.addEventListener('exit:offer:change', onOfferChange)

@@ -5,6 +5,7 @@
  * way round so nothing is left talking to a stopped libp2p.
  */
 
+import { setMaxListeners } from 'node:events'
 import { TypedEventEmitter } from 'main-event'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { checkNodeInit } from './node-init-check.ts'
@@ -45,6 +46,12 @@ import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
 /** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
 const RUNTIME = { node: process.version, missingFlags: missingRuntimeFlags() }
+
+/** Every connect() under way listens on the node's stop signal: past ten at once is no leak. */
+function withoutListenerLimit (controller: AbortController): AbortController {
+  setMaxListeners(Infinity, controller.signal)
+  return controller
+}
 
 export interface SparebandNodeInit {
   /** Where identity, config and ledger live. @default SPAREBAND_DATA_DIR or ~/.spareband */
@@ -154,7 +161,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   /** stop() has run: the ledger is closed, and start() refuses. */
   private stopped = false
   /** Aborted when stop() begins: set-ups under way in connect() end then, not at their own time limits. */
-  private readonly stopping = new AbortController()
+  private readonly stopping = withoutListenerLimit(new AbortController())
   /** The start() or stop() under way: the next waits for it, so they run one at a time, in call order. */
   private lifecycle: Promise<void> = Promise.resolve()
 

@@ -37,14 +37,19 @@ export class ExitDiscovery {
   private readonly inflight = new Map<string, Promise<VerifiedCapacityAd[]>>()
   private readonly now: () => number
   /** Ends the lookups under way when the node stops: one waiting for the first peer would otherwise hold its callers for its whole timeout. */
-  private readonly stopping = new AbortController()
+  private stopping = new AbortController()
 
   constructor (private readonly components: ExitDiscoveryComponents, private readonly init: ExitDiscoveryInit = {}) {
     this.log = components.logger.forComponent('spareband:routing:discovery')
     this.now = init.now ?? Date.now
   }
 
-  /** Ends the lookups under way (they answer with what they found); later ones end at once. */
+  /** Lookups may run (again, after a stop: a node whose start failed may be started again). */
+  start (): void {
+    if (this.stopping.signal.aborted) this.stopping = new AbortController()
+  }
+
+  /** Ends the lookups under way (they answer with what they found); later ones end at once, until start(). */
   stop (): void {
     this.stopping.abort()
   }

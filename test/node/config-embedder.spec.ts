@@ -101,6 +101,13 @@ describe('node.connect() on a node without the proxy part', () => {
     expect(node.config.exit.max_tunnels).toBeGreaterThan(0)
     expect(node.config.region).toBeUndefined()
     await node.stop()
+    // a misspelt key is refused all the same, undefined or not
+    const misspelt = await refused({ regoin: undefined, exit: { enabeld: undefined } })
+    expect(misspelt.key).toBe('regoin')
+    expect(misspelt.message).toMatch(/^createSparebandNode\(\) config: unknown key "regoin" \(allowed here: region, network, listen/)
+    const nested = await refused({ exit: { enabeld: undefined } })
+    expect(nested.key).toBe('exit.enabeld')
+    expect(nested.message).toMatch(/unknown key "exit\.enabeld" \(allowed here: .*\benabled\b/)
   })
 
   it('a config that is not an object, and numbers JSON cannot write, are named as what they are', async () => {
@@ -112,6 +119,8 @@ describe('node.connect() on a node without the proxy part', () => {
     let layer: any
     try { resolveConfig([{ source: SOURCE, values: ['de'] as any }]) } catch (err) { layer = err }
     expect(layer?.message).toBe(`${SOURCE} must be an object of settings (e.g. { region: 'de', exit: { enabled: false } }), not an array`)
+    const none = await refused({ exit: { daily_quota_gb: null } })
+    expect(none.message).toBe(`${SOURCE}: exit.daily_quota_gb = null is invalid: expected a number in GB, not null`)
     const nan = await refused({ exit: { capacity_mbps: Number.NaN } })
     expect(nan.key).toBe('exit.capacity_mbps')
     expect(nan.message).toMatch(/exit\.capacity_mbps = NaN is invalid/)

@@ -94,6 +94,22 @@ describe('identity', () => {
     expect((await createIdentity(fresh)).peerId).toBeDefined()
   })
 
+  it('init without --force beside a ledger: keep both, or, when the ledger is another peer\'s, says whose', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    const ledger = Ledger.open(join(dir, 'ledger.db'), { selfPeerId: first.peerId })
+    await ledger.close()
+    const same = await createIdentity(dir).catch(e => e)
+    expect(same).toHaveProperty('name', 'IdentityExistsError')
+    expect(same.message).toMatch(/already exists, and .*ledger\.db beside it holds that identity's credits and receipts: keep both/)
+    // a key copied in from another peer
+    const other = await tmp()
+    const second = await createIdentity(other)
+    await writeFile(identityPath(dir), await readFile(identityPath(other)))
+    const mismatch = await createIdentity(dir).catch(e => e)
+    expect(mismatch.message).toBe(`${identityPath(dir)} (peer ${second.peerId.toString()}) already exists, but ${join(dir, 'ledger.db')} beside it holds the credits and receipts of peer ${first.peerId.toString()}: the node does not start with the two together. Put ${first.peerId.toString()}'s key in ${identityPath(dir)} (moving this one aside) to use that ledger, or move ${join(dir, 'ledger.db')} (with its -wal, -shm and .pending files) aside to start this peer afresh`)
+  })
+
   it('says what to do when the key is missing or corrupt', async () => {
     const dir = await tmp()
     await expect(loadIdentity(dir)).rejects.toHaveProperty('name', 'IdentityMissingError')

@@ -1,5 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { createSparebandNode } from '../../src/index.ts'
 import { startEchoServer } from '../utils/in-process.ts'
 import { tempDir } from '../utils/cli.ts'
@@ -65,5 +67,19 @@ describe('node.connect() right after start()', () => {
       expect(socket.exit).toBe(exit.peerId.toString())
       socket.destroy()
     }
+  })
+
+  it('a start that failed (its proxy port taken) and is tried again finds exits: nothing of the failed start stays stopped', async () => {
+    const blocker = createServer()
+    await new Promise<void>(resolve => blocker.listen(0, '127.0.0.1', resolve))
+    const taken = (blocker.address() as AddressInfo).port
+    const consumer = await createSparebandNode({ dataDir: await tempDir('sb-connect-first-'), config: { ...base, proxy: { socks_port: taken, http_port: 0 }, network: { local_testnet: true, bootstrap: exit.status().addresses }, exit: { enabled: false } } })
+    nodes.push(consumer)
+    await expect(consumer.start()).rejects.toHaveProperty('name', 'AddressInUseError')
+    await new Promise(resolve => blocker.close(resolve))
+    await consumer.start()
+    const socket = await consumer.connect('127.0.0.1', echo.port, { region: 'de' })
+    expect(socket.exit).toBe(exit.peerId.toString())
+    socket.destroy()
   })
 })

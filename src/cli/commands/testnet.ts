@@ -18,7 +18,7 @@ import { parsePortList } from '../../relay/ports.ts'
 import { callApi } from '../api-client.ts'
 import { flagArgs, resolveFlags } from '../config-from-flags.ts'
 import { UsageError } from '../errors.ts'
-import { formatTable, log, printJson } from '../output.ts'
+import { formatTable, log, printJson, surviveClosedOutput } from '../output.ts'
 import { NODE_RUNTIME_FLAGS } from '../../node/runtime-flags.ts'
 import type { ChildProcess } from 'node:child_process'
 import type { Command } from 'commander'
@@ -65,6 +65,8 @@ export function registerTestnet (program: Command): void {
     .option('--exit-ports <list>', 'ports the exits allow, e.g. 80,443,8000-8100')
     .option('--json', 'print the nodes as JSON once all are up')
     .action(async (opts) => {
+      // it runs until Ctrl-C: a reader of its output going away must not skip stopping its nodes
+      surviveClosedOutput()
       const regions = String(opts.regions).split(',').map(r => normalizeRegion(r)).filter(r => r !== '')
       const bad = regions.find(r => !isValidRegion(r))
       if (bad != null || regions.length === 0) throw new UsageError(`--regions: "${bad ?? opts.regions}" is not a region (ISO 3166-1 alpha-2, optionally -subdivision, e.g. de,us-ca)`)
