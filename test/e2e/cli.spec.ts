@@ -4,6 +4,8 @@ import { stat, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NodeProcess, freePort, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+import { existsSync } from 'node:fs'
+import { CONFIG_TEMPLATE } from '../../src/cli/commands/init.ts'
 
 const procs: NodeProcess[] = []
 afterAll(async () => { await Promise.all(procs.map(async p => p.kill())) })
@@ -65,6 +67,18 @@ describe('spareband CLI end to end', () => {
     await again.ready()
     expect((await again.status()).peerId).toBe(init.peerId)
     expect((await again.stop()).code).toBe(0)
+  })
+
+  it('init --print-config prints the template and writes nothing', async () => {
+    const d = await tempDir('sb-cli-')
+    const r = await runCli(['init', '--print-config', '--region', 'US-CA', '--data-dir', d])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe(CONFIG_TEMPLATE('us-ca'))
+    expect(existsSync(join(d, 'identity.key'))).toBe(false)
+    expect(existsSync(join(d, 'config.toml'))).toBe(false)
+    const mixed = await runCli(['init', '--print-config', '--force', '--data-dir', d])
+    expect(mixed.code).toBe(2)
+    expect(mixed.stderr).toBe('spareband: --print-config prints the template and changes nothing: it takes --region, not --force or --json\n')
   })
 
   it('refuses to overwrite an identity without --force', async () => {

@@ -56,12 +56,18 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
     .option('--region <region>', 'region this node exits traffic in, e.g. de or us-ca')
     .option('--force', 'replace an existing identity; the old key is kept as identity.key.<peer id>.bak. Refused while ledger.db holds the old identity\'s credits (move identity.key and ledger.db aside together to start over)')
     .option('--json', 'print the result as JSON')
+    .option('--print-config', 'print the commented config.toml template (with --region) and change nothing: for a data directory whose config.toml is gone, or to compare with yours')
     .action(async (opts, cmd: Command) => {
       const dataDir = dataDirOf(cmd)
       let region: string | undefined
       if (opts.region != null) {
         region = normalizeRegion(opts.region)
         if (!isValidRegion(region)) throw new UsageError(`--region "${opts.region}" is not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)`)
+      }
+      if (opts.printConfig === true) {
+        if (opts.force === true || opts.json === true) throw new UsageError('--print-config prints the template and changes nothing: it takes --region, not --force or --json')
+        process.stdout.write(CONFIG_TEMPLATE(region))
+        return
       }
       const owner = opts.force === true ? dataDirOwner(dataDir) : undefined
       // the running node keeps the old key; the next start would come back as another peer, its receipts signed by a stranger
