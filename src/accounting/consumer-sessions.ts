@@ -25,7 +25,7 @@ import { RECEIPT_PROTOCOL, second } from '../constants.ts'
 import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
 import { costMicro, encodePowNonce, formatCredits } from './credits.ts'
 import { OwnCredit } from './own-credit.ts'
-import { ReceiptError } from './errors.ts'
+import { LedgerError, LedgerErrorCode, ReceiptError } from './errors.ts'
 import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
@@ -173,6 +173,13 @@ export class ConsumerSessions implements ConsumerAccounting {
   private readonly unrecorded = new NoticeLimiter(UNRECORDED_NOTICES_PER_MINUTE)
   /** Receipts the exits refused. */
   refused = 0
+  /**
+   * Set while the ledger cannot write the receipts our exits countersign (a
+   * full disk): they are lost if the node stops before a write works, and
+   * our balance, read from the ledger, leaves out what they spent. Cleared
+   * by the next receipt written. `since`: the first failure of the episode.
+   */
+  storeFailure?: { since: number, error: string }
   /** The one bounded wait for our proof of work, shared by all tunnels. */
   private powWait?: Promise<void>
   /** Our balance for outOfCredit(). */
@@ -447,7 +454,10 @@ export class ConsumerSessions implements ConsumerAccounting {
     if (held > s.countersignedMicro) s.countersignedMicro = held
     // written with the next batch, which checks the exit's signature of the
     // receipt it writes: nothing we send waits on it (see Ledger.recordLater)
-    this.init.ledger.recordLater(full).catch(err => {
+    this.init.ledger.recordLater(full).then(() => {
+      this.storeFailure = undefined
+    }, err => {
+      if (err instanceof LedgerError && err.code === LedgerErrorCode.IO) this.storeFailure = { since: this.storeFailure?.since ?? this.now(), error: err.message }
       // a failing disk fails every receipt, one a MiB: the log gets a few a minute, with the count left out
       const heldBack = this.unrecorded.take()
       if (heldBack != null) this.log.error('countersigned receipt %d of %p not recorded%s - %e', full.seq, s.exit, heldBack > 0 ? ` (nor ${heldBack} more since the last such line)` : '', err)

@@ -1057,8 +1057,17 @@ export class Ledger {
     // held until the flush: a receipt receipts.ts made cannot change meanwhile, any other is copied
     const receipt = madeHere(r) ? r : decodeReceipt(encoded) as CountersignedReceipt
     // on disk before the caller goes on: a killed process loses no receipt it was handed
-    this.journal?.append(encoded)
+    let unjournaled: LedgerError | undefined
+    try {
+      this.journal?.append(encoded)
+    } catch (err: any) {
+      // not on disk yet (a full disk): still written with the batch if SQLite finds room, but the
+      // caller hears at once that a kill now would lose it
+      const why = err?.code === 'ENOSPC' ? 'the disk is full' : (err?.code ?? err?.message)
+      unjournaled = new LedgerError(LedgerErrorCode.IO, `cannot write to ledger ${this.file}: ${why} (writing ${this.file}.pending); free some space on it`, this.file, { cause: err })
+    }
     return new Promise((resolve, reject) => {
+      if (unjournaled != null) reject(unjournaled)
       this.deferred.push({ id: receiptId(receipt), receipt, encoded, resolve, reject })
       if (this.deferred.length >= MAX_DEFERRED) this.flush()
       else if (this.deferTimer == null) {

@@ -179,9 +179,11 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     },
     warnings: () => {
       const failure = exitSessions?.storeFailure
+      const own = consumer.storeFailure
       const w = [
         compactionWarning(ledger),
         validPow() != null ? creditWarning(ledger.balance(), config.exit.enabled, stopAtMicro) : undefined,
+        own != null ? `this node's own receipts cannot be stored since ${new Date(own.since).toISOString()}: those its exits countersign are lost if it stops before a write works, and its balance leaves out what they spent; ${own.error}` : undefined,
         failure != null ? `receipts cannot be stored since ${new Date(failure.since).toISOString()}: the exit carries what it has open for nothing, and refuses new tunnels (BUSY) for ${STORE_RETRY_MS / 1000} s after each receipt it could not store (last at ${new Date(failure.at).toISOString()}); this warning ends with the next receipt stored; ${failure.error}` : undefined
       ]
       return w.filter((x): x is string => x != null)
