@@ -250,7 +250,7 @@ export class ExitSessions implements ExitAccounting {
    * carried meanwhile is never paid for, since only a stored receipt is
    * countersigned, so new tunnels are refused (BUSY) until a receipt is
    * stored again, or STORE_RETRY_MS after the last failure (the next
-   * tunnel's receipts try again). `since`: the first failure of the run.
+   * tunnel's receipts try again). `since`: the first failure since a receipt was last stored.
    */
   storeFailure?: { since: number, at: number, error: string }
   /** Closes a consumer's open tunnels (set by the exit, see setCutOff). */
