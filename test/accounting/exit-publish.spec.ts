@@ -10,14 +10,14 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { defaultLogger } from '@libp2p/logger'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
-import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { BYTES_PER_GB, DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { waitFor } from '../utils/cli.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
+import { startSessions } from './sessions-pair.ts'
+import type { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
+import type { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import type { CountersignedReceipt } from '../../src/accounting/receipts.ts'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 
@@ -40,16 +40,8 @@ async function setup (exitInit: { creditLimitMicro: bigint, publishIntervalMs: n
   const nodes = await Promise.all(keys.map(loopbackNode))
   const ledgers = nodes.map((n, i) => Ledger.open(join(dir, `${i}.db`), { selfPeerId: n.peerId, ...(allowanceMicro == null ? {} : { allowanceMicro, powDifficulty: 0 }) }))
   if (allowanceMicro != null) for (const l of ledgers) l.recordPow(nodes[1].peerId, 0n, 0)
-  const exit = new ExitSessions({ logger: defaultLogger() }, {
-    ledger: ledgers[0], privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, powDifficulty: 0, ...exitInit
-  })
   const published: Setup['published'] = []
-  exit.setPublisher(async receipt => { published.push({ at: Date.now(), receipt }) })
-  await exit.start(nodes[0])
-  const consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => nodes[1].dialProtocol(peer, protocol, options) },
-    { ledger: ledgers[1], privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
-  consumer.start()
-  await nodes[1].dial(nodes[0].getMultiaddrs()[0])
+  const { exit, consumer } = await startSessions(keys, nodes, ledgers, exitInit, e => { e.setPublisher(async receipt => { published.push({ at: Date.now(), receipt }) }) })
   return {
     nodes,
     ledgers,

@@ -13,14 +13,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { defaultLogger } from '@libp2p/logger'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
-import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
-import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { waitFor } from '../utils/cli.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
+import { startSessions } from './sessions-pair.ts'
+import type { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
+import type { ExitSessions } from '../../src/accounting/exit-sessions.ts'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
@@ -36,51 +35,60 @@ function cannotMount (): string | undefined {
   return undefined
 }
 
-describe.skipIf(cannotMount() != null)('an exit whose ledger disk is full (skipped unless root with mount)', () => {
-  let dir: string
-  let disk: string
-  let mounted = false
-  let nodes: Libp2p[]
-  let ledgers: Ledger[]
-  let exit: ExitSessions
-  let consumer: ConsumerSessions
+/** An exit (node 0) and a consumer (node 1), connected, with `onDisk`'s ledger on a fresh 4 MiB tmpfs and the other's beside it. */
+interface Pair {
+  disk: string
+  nodes: Libp2p[]
+  ledgers: Ledger[]
+  exit: ExitSessions
+  consumer: ConsumerSessions
+  /** Carries a MiB down the session at both ends: the consumer signs a receipt for it. */
+  carry: (sessionId: string) => void
+  close: () => Promise<void>
+}
 
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-full-'))
-    disk = join(dir, 'disk')
-    execFileSync('mkdir', [disk])
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', disk])
-    mounted = true
-    const keys: PrivateKey[] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    nodes = await Promise.all(keys.map(loopbackNode))
-    ledgers = [
-      Ledger.open(join(disk, 'exit.db'), { selfPeerId: nodes[0].peerId, powDifficulty: 0 }),
-      Ledger.open(join(dir, 'consumer.db'), { selfPeerId: nodes[1].peerId, powDifficulty: 0 })
-    ]
-    for (const l of ledgers) l.recordPow(nodes[1].peerId, 0n, 0)
-    exit = new ExitSessions({ logger: defaultLogger() }, { ledger: ledgers[0], privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: 0n, powDifficulty: 0 })
-    await exit.start(nodes[0])
-    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => nodes[1].dialProtocol(peer, protocol, options) },
-      { ledger: ledgers[1], privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
-    consumer.start()
-    await nodes[1].dial(nodes[0].getMultiaddrs()[0])
-  })
-  afterAll(async () => {
-    await consumer?.stop()
-    await exit?.stop()
-    for (const n of nodes ?? []) await n.stop()
-    for (const l of ledgers ?? []) l.close()
-    if (mounted) execFileSync('umount', ['-l', disk])
-    await rm(dir, { recursive: true, force: true })
-  })
-
-  const stored = (): bigint => ledgers[0].receipts()[0]?.receipt.bytesDown ?? 0n
-  const carry = (sessionId: string): void => {
-    void exit.meter(nodes[1].peerId, sessionId, 'down', MiB)
-    consumer.meter(nodes[0].peerId, 'down', MiB)
+async function pairWithFullableDisk (onDisk: 'exit' | 'consumer'): Promise<Pair> {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-full-'))
+  const disk = join(dir, 'disk')
+  execFileSync('mkdir', [disk])
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', disk])
+  const keys: PrivateKey[] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+  const nodes = await Promise.all(keys.map(loopbackNode))
+  const ledgers = [
+    Ledger.open(join(onDisk === 'exit' ? disk : dir, 'exit.db'), { selfPeerId: nodes[0].peerId, powDifficulty: 0 }),
+    Ledger.open(join(onDisk === 'consumer' ? disk : dir, 'consumer.db'), { selfPeerId: nodes[1].peerId, powDifficulty: 0 })
+  ]
+  for (const l of ledgers) l.recordPow(nodes[1].peerId, 0n, 0)
+  const { exit, consumer } = await startSessions(keys, nodes, ledgers, { creditLimitMicro: 0n })
+  return {
+    disk,
+    nodes,
+    ledgers,
+    exit,
+    consumer,
+    carry: sessionId => {
+      void exit.meter(nodes[1].peerId, sessionId, 'down', MiB)
+      consumer.meter(nodes[0].peerId, 'down', MiB)
+    },
+    close: async () => {
+      await consumer.stop().catch(() => {})
+      await exit.stop()
+      for (const n of nodes) await n.stop()
+      for (const l of ledgers) { try { l.close() } catch {} }
+      execFileSync('umount', ['-l', disk])
+      await rm(dir, { recursive: true, force: true })
+    }
   }
+}
+
+describe.skipIf(cannotMount() != null)('an exit whose ledger disk is full (skipped unless root with mount)', () => {
+  let t: Pair
+  beforeAll(async () => { t = await pairWithFullableDisk('exit') })
+  afterAll(async () => { await t?.close() })
 
   it('stores nothing it cannot, refuses new tunnels meanwhile, and takes them again once a receipt is stored', async () => {
+    const { disk, nodes, ledgers, exit, consumer, carry } = t
+    const stored = (): bigint => ledgers[0].receipts()[0]?.receipt.bytesDown ?? 0n
     const sessionId = consumer.sessionFor(nodes[0].peerId)
     expect(exit.admit(nodes[1].peerId, sessionId)).toBeUndefined()
     carry(sessionId)
@@ -108,50 +116,15 @@ describe.skipIf(cannotMount() != null)('an exit whose ledger disk is full (skipp
 })
 
 describe.skipIf(cannotMount() != null)('a consumer whose ledger disk is full (skipped unless root with mount)', () => {
-  let dir: string
-  let disk: string
-  let mounted = false
-  let nodes: Libp2p[]
-  let ledgers: Ledger[]
-  let exit: ExitSessions
-  let consumer: ConsumerSessions
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sb-full-'))
-    disk = join(dir, 'disk')
-    execFileSync('mkdir', [disk])
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', disk])
-    mounted = true
-    const keys: PrivateKey[] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-    nodes = await Promise.all(keys.map(loopbackNode))
-    ledgers = [
-      Ledger.open(join(dir, 'exit.db'), { selfPeerId: nodes[0].peerId, powDifficulty: 0 }),
-      Ledger.open(join(disk, 'consumer.db'), { selfPeerId: nodes[1].peerId, powDifficulty: 0 })
-    ]
-    for (const l of ledgers) l.recordPow(nodes[1].peerId, 0n, 0)
-    exit = new ExitSessions({ logger: defaultLogger() }, { ledger: ledgers[0], privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, creditLimitMicro: 0n, powDifficulty: 0 })
-    await exit.start(nodes[0])
-    consumer = new ConsumerSessions({ logger: defaultLogger(), dialProtocol: async (peer, protocol, options) => nodes[1].dialProtocol(peer, protocol, options) },
-      { ledger: ledgers[1], privateKey: keys[1], priceOf: () => DEFAULT_PRICE_PER_GB_MICRO })
-    consumer.start()
-    await nodes[1].dial(nodes[0].getMultiaddrs()[0])
-  })
-  afterAll(async () => {
-    await consumer?.stop().catch(() => {})
-    await exit?.stop()
-    for (const n of nodes ?? []) await n.stop()
-    for (const l of ledgers ?? []) { try { l.close() } catch {} }
-    if (mounted) execFileSync('umount', ['-l', disk])
-    await rm(dir, { recursive: true, force: true })
-  })
+  let t: Pair
+  beforeAll(async () => { t = await pairWithFullableDisk('consumer') })
+  afterAll(async () => { await t?.close() })
 
   it('says its receipts cannot be written, and stops saying so once one is', async () => {
+    const { disk, nodes, ledgers, exit, consumer } = t
     const sessionId = consumer.sessionFor(nodes[0].peerId)
+    const carry = (): void => { t.carry(sessionId) }
     expect(exit.admit(nodes[1].peerId, sessionId)).toBeUndefined()
-    const carry = (): void => {
-      void exit.meter(nodes[1].peerId, sessionId, 'down', MiB)
-      consumer.meter(nodes[0].peerId, 'down', MiB)
-    }
     carry()
     await waitFor(() => ledgers[1].receipts()[0]?.receipt.bytesDown === BigInt(MiB), { what: 'the first receipt in the consumer\'s ledger', intervalMs: 20 })
     const filler = join(disk, 'filler')
@@ -167,4 +140,3 @@ describe.skipIf(cannotMount() != null)('a consumer whose ledger disk is full (sk
     await waitFor(() => ledgers[1].receipts()[0]?.receipt.bytesDown === BigInt(3 * MiB), { what: 'the third receipt in the consumer\'s ledger', intervalMs: 20 })
   })
 })
-
