@@ -101,6 +101,7 @@ const COUNTERS: MetricSpec[] = [
   { name: 'spareband_proxy_bytes_total', help: 'Bytes through this node\'s proxies: in from exits, out to exits', labelNames: ['direction'], read: s => s.proxy == null ? undefined : byDirection(s.proxy.bytesIn, s.proxy.bytesOut) },
   { name: 'spareband_proxy_tunnels_total', help: 'Tunnels opened from this node', read: s => num(s.proxy?.tunnelsTotal) },
   { name: 'spareband_proxy_failed_total', help: 'Tunnels from this node that no exit carried', read: s => num(s.proxy?.failed) },
+  { name: 'spareband_proxy_broken_total', help: 'Tunnels from this node that ended abnormally after opening: a reset at either end, the exit lost, an idle timeout', read: s => num(s.proxy?.broken) },
   { name: 'spareband_reputation', help: 'This exit\'s reputation, 0..1, from the consumers\' reports it holds (absent with none)', read: s => num(s.accounting?.reputation?.own?.score) },
   { name: 'spareband_reputation_reporters', help: 'Consumers whose report on this exit counts', read: s => num(s.accounting?.reputation?.own?.reporters) },
   { name: 'spareband_bytes_carried_total', help: 'Bytes this node carried as an exit, from countersigned receipts', read: s => num(s.accounting?.bytesCarried) },

@@ -61,7 +61,10 @@ export interface IngressStats {
   bytesOut: number
   tunnelsOpen: number
   tunnelsTotal: number
+  /** Tunnels that could not be opened: no exit, or every exit asked refused or failed. */
   failed: number
+  /** Tunnels that opened and then ended abnormally: a reset at either end, the exit lost, an idle timeout. */
+  broken: number
 }
 
 export class ProxyRefusal extends Error {
@@ -119,7 +122,7 @@ export function watchClient (socket: Socket, sentForTarget: boolean): { signal: 
 interface Flow { openedAt: number, activeAt: number, stream: Stream }
 
 export class Ingress {
-  readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0 }
+  readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0, broken: 0 }
   private readonly sockets = new Set<Socket>()
   private readonly refusals: NoticeLimiter
   /** The open tunnels by exit id, with when each opened and last moved bytes (see heardSince, silentExits). */
@@ -289,7 +292,10 @@ export class Ingress {
       if (firstByteAt > 0) {
         this.init.onTransfer?.(tunnel.exit, { bytes, durationMs: Math.max(1, lastByteAt - firstByteAt), ttfbMs: tunnel.setupMs + (firstByteAt - started) })
       }
-      if (result.error != null) this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
+      if (result.error != null) {
+        this.stats.broken++
+        this.init.log('tunnel via %p ended: %s', tunnel.exit, result.error.message)
+      }
     } finally {
       flows.delete(flow)
       if (flows.size === 0) this.flows.delete(exitId)

@@ -122,6 +122,7 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
   })
 
   it('a target that resets reaches the app as ECONNRESET; an app that destroys its end closes the tunnel at the exit', async () => {
+    const broken = proxyStats().broken
     const socket = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
     await waitFor(() => echoSockets.size === 1, { what: 'the target connection' })
     const failed = new Promise<string>(resolve => {
@@ -131,6 +132,8 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     ;[...echoSockets][0].resetAndDestroy()
     expect(await failed).toBe('ECONNRESET')
     await allClosed('the reset tunnel to close')
+    // counted as a tunnel that opened and broke, not one that failed to open
+    expect(proxyStats().broken).toBe(broken + 1)
 
     const second = await consumer.connect('127.0.0.1', echoPort, { region: 'de' })
     await waitFor(() => echoSockets.size === 1 && (exit.status() as any).exit.tunnelsOpen === 1, { what: 'the second tunnel' })
