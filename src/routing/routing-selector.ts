@@ -39,6 +39,14 @@ export interface ProviderRow {
   reputation: number | null
   /** null while no round trip was measured. */
   rttMs: number | null
+  /**
+   * This node's own tunnels through it, as selection weighs them: attempts
+   * that worked and that failed, each fading with a one-hour half-life (an
+   * exit that failed a burst of tunnels, say when it was killed, ranks
+   * lower until they fade), and the bandwidth measured (bytes/s), null until
+   * one is.
+   */
+  attempts: { succeeded: number, failed: number, bandwidth: number | null }
   reachability: 'direct' | 'relayed' | 'unknown'
   verified: Candidate['verified']
   /** Our tunnels set up or open through it now: they count into the load the score sees (`load` is the ad's). */
@@ -217,6 +225,11 @@ export class RoutingSelector implements ExitSelector {
       score: Math.round(r.score * 1000) / 1000,
       reputation: r.candidate.reputation == null ? null : Math.round(r.candidate.reputation * 1000) / 1000,
       rttMs: r.candidate.rttMs == null ? null : Math.round(r.candidate.rttMs),
+      attempts: {
+        succeeded: Math.round(r.prediction.successes * 10) / 10,
+        failed: Math.round(r.prediction.failures * 10) / 10,
+        bandwidth: r.prediction.bandwidth == null ? null : Math.round(r.prediction.bandwidth)
+      },
       reachability: r.candidate.reachability,
       verified: r.candidate.verified,
       ownTunnels: r.candidate.ownTunnels ?? 0,

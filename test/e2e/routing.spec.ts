@@ -46,8 +46,10 @@ describe('routing by region through the DHT', () => {
     expect(['direct', 'relayed']).toContain(rows[0].reachability)
     expect(rows[0].score).toBeGreaterThan(0)
     // every row has every key: what is not known yet is null, not missing
-    expect(Object.keys(rows[0]).sort()).toEqual(['capacityMbps', 'expiresAt', 'load', 'ownTunnels', 'peerId', 'pricePerGb', 'reachability', 'region', 'reputation', 'rttMs', 'score', 'verified'])
+    expect(Object.keys(rows[0]).sort()).toEqual(['attempts', 'capacityMbps', 'expiresAt', 'load', 'ownTunnels', 'peerId', 'pricePerGb', 'reachability', 'region', 'reputation', 'rttMs', 'score', 'verified'])
     expect(rows[0].reputation).toBeNull()
+    // no tunnel through it yet
+    expect(rows[0].attempts).toEqual({ succeeded: 0, failed: 0, bandwidth: null })
   })
 
   // before any de traffic: neither de exit has telemetry yet, so only the consumer's own tunnels tell them apart
@@ -75,6 +77,11 @@ describe('routing by region through the DHT', () => {
       if (regions[i] === 'jp') expect(after[i] - before[i]).toBeGreaterThanOrEqual(target.blob.byteLength)
       else expect(after[i] - before[i]).toBe(0)
     })
+    // providers shows the attempt it made through the jp exit, and what it measured
+    const [jp] = await runCliJson(['providers', '--region', 'jp', '--json', '--data-dir', consumer.dataDir])
+    expect(jp.attempts.succeeded).toBeGreaterThanOrEqual(1)
+    expect(jp.attempts.failed).toBe(0)
+    expect(jp.attempts.bandwidth).toBeGreaterThan(0)
   })
 
   it('a session id sticks to one exit across 20 requests', async () => {
