@@ -90,6 +90,26 @@ describe('spareband testnet', () => {
     expect(await new Promise(res => child.on('exit', res))).toBe(0)
   })
 
+  it('--keep-going: a node killed once all are up is reported and the others go on, until Ctrl-C stops them', async () => {
+    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '3', '--keep-going', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    procs.push(child)
+    let out = ''
+    let err = ''
+    child.stdout.on('data', d => { out += d })
+    child.stderr.on('data', d => { err += d })
+    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
+    process.kill(net.nodes[1].pid, 'SIGKILL')
+    await waitFor(() => err.includes('the other nodes go on (--keep-going) running=2'), { timeoutMs: 10_000, what: `the testnet to report node 1 and go on (stderr: ${err})` })
+    expect(err).toMatch(/error testnet node 1 exited signal=SIGKILL/)
+    expect(child.exitCode).toBeNull()
+    // the others still answer
+    for (const i of [0, 2]) expect((await runCliJson(['status', '--json', '--data-dir', net.nodes[i].dataDir])).peerId).toBe(net.nodes[i].peerId)
+    child.kill('SIGINT')
+    expect(await new Promise(resolve => child.on('exit', resolve))).toBe(0)
+    expect(err).toContain('testnet stopped nodes=3')
+    for (const n of net.nodes) expect(() => process.kill(n.pid, 0)).toThrow()
+  })
+
   it('its nodes stop on their own when the testnet process is killed outright', async () => {
     const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
     procs.push(child)

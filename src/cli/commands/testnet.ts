@@ -63,6 +63,7 @@ export function registerTestnet (program: Command): void {
     .option('--dir <dir>', 'where the nodes\' data directories go, kept (default: a new temporary directory, removed on exit)')
     .option('--allow-private-targets', 'let the exits reach loopback and private addresses (for local tests)')
     .option('--exit-ports <list>', 'ports the exits allow, e.g. 80,443,8000-8100')
+    .option('--keep-going', 'once all are up, a node that exits (killed, say, to try failover) is reported and the others go on; by default the testnet stops with it')
     .option('--json', 'print the nodes as JSON once all are up')
     .action(async (opts) => {
       // it runs until Ctrl-C: a reader of its output going away must not skip stopping its nodes
@@ -82,6 +83,8 @@ export function registerTestnet (program: Command): void {
 
       const children: ChildProcess[] = []
       let stopping = false
+      /** All nodes came up: with --keep-going, one that exits after this leaves the others running. */
+      let up = false
       const stopAll = async (code: number): Promise<never> => {
         stopping = true
         for (const c of children) if (c.exitCode == null) c.kill('SIGTERM')
@@ -100,10 +103,15 @@ export function registerTestnet (program: Command): void {
       const nodeFailed = async (index: number, dataDir: string, what: string, fields: Record<string, unknown> = {}): Promise<never> => {
         // the first failure is reported; the testnet is stopping already for it (or for a signal)
         if (stopping) return new Promise<never>(() => {})
-        stopping = true
+        const goOn = opts.keepGoing === true && up && children.some(c => c.exitCode == null && c.signalCode == null)
+        if (!goOn) stopping = true
         log('error', `testnet node ${index} ${what}`, { ...fields, log: temporary ? undefined : join(dataDir, 'node.log') })
         const tail = await logTail(dataDir, index)
         process.stderr.write(tail === '' ? `node ${index} | (its log is empty)\n` : tail)
+        if (goOn) {
+          log('info', 'the other nodes go on (--keep-going)', { running: children.filter(c => c.exitCode == null && c.signalCode == null).length })
+          return new Promise<never>(() => {})
+        }
         if (temporary) log('info', 'the nodes\' logs go with the temporary directory; testnet --dir DIR keeps them')
         return stopAll(1)
       }
@@ -184,6 +192,7 @@ export function registerTestnet (program: Command): void {
             `      npx spareband dashboard --data-dir ${first.dataDir}\n` +
             (nodes.length > 1 ? '' : 'one node tunnels through no exit (it never uses its own): run --nodes 2 or more to try the proxies\n'))
         }
+        up = true
         log('info', 'testnet ready', { nodes: nodes.length, bootstrap: bootstrap[0] })
       } catch (err: any) {
         log('error', err.message)
