@@ -403,6 +403,17 @@ function renderReceipts (rows, self) {
 // ---- the throughput chart ----
 
 /**
+ * An x-axis label: the local time at a whole minute (14:05), else its
+ * seconds (:30); the chart spans minutes of one day, so no date.
+ * @param {number} seconds since the epoch
+ */
+function timeTick (seconds) {
+  const d = new Date(seconds * 1000)
+  const two = (/** @type {number} */ n) => String(n).padStart(2, '0')
+  return d.getSeconds() === 0 ? `${two(d.getHours())}:${two(d.getMinutes())}` : `:${two(d.getSeconds())}`
+}
+
+/**
  * Bytes per second of the exit and the proxy, from successive status
  * counters (in + out). A counter that went down (the node restarted) leaves
  * a gap instead of a negative rate.
@@ -473,7 +484,8 @@ class ThroughputChart {
           y: { range: (_u, _min, max) => [0, Math.max(max, 1000) * 1.1] }
         },
         series: [{}, ...SERIES.map(s => ({ ...s, width: 2, value: (/** @type {uPlot} */ _u, /** @type {number | null} */ v) => formatRate(v) }))],
-        axes: [{}, { size: 80, values: (_u, splits) => splits.map(v => formatRate(v)) }]
+        // uPlot's own time labels put the date under the first tick, where it ran into the second
+        axes: [{ values: (_u, splits) => splits.map(timeTick) }, { size: 80, values: (_u, splits) => splits.map(v => formatRate(v)) }]
       }, data, el)
       // the canvas follows the card's width
       new ResizeObserver(() => this.plot?.setSize({ width: el.clientWidth, height: 220 })).observe(el)
