@@ -13,16 +13,39 @@ afterAll(async () => {
   await Promise.all(nodes.map(async n => n.kill()))
 })
 
+/** A `spareband testnet` process, its output as it comes, and (with --json) the nodes it printed once all are up. */
+interface Testnet {
+  child: ChildProcess
+  out: () => string
+  err: () => string
+  json: () => Promise<any>
+}
+
+function startTestnet (args: string[], env: NodeJS.ProcessEnv = process.env): Testnet {
+  const child = spawn(process.execPath, [CLI, 'testnet', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  procs.push(child)
+  let out = ''
+  let err = ''
+  child.stdout!.on('data', d => { out += d })
+  child.stderr!.on('data', d => { err += d })
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    json: async () => waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
+  }
+}
+
+async function exitCodeOf (child: ChildProcess): Promise<number | null> {
+  return new Promise(resolve => child.on('exit', resolve))
+}
+
 describe('spareband testnet', () => {
   it('starts N processes that find each other; a late joiner bootstrapping from any node finds the rest; Ctrl-C stops all', async () => {
-    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '3', '--regions', 'de,us-ca,jp', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    procs.push(child)
-    let out = ''
-    let err = ''
-    child.stdout.on('data', d => { out += d })
-    child.stderr.on('data', d => { err += d })
     const started = Date.now()
-    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
+    const testnet = startTestnet(['--nodes', '3', '--regions', 'de,us-ca,jp', '--json'])
+    const { child } = testnet
+    const net = await testnet.json()
     expect(net.nodes).toHaveLength(3)
     expect(net.nodes.map((n: any) => n.region)).toEqual(['de', 'us-ca', 'jp'])
     expect(new Set(net.nodes.map((n: any) => n.peerId)).size).toBe(3)
@@ -53,8 +76,7 @@ describe('spareband testnet', () => {
     await lateNode.stop()
 
     child.kill('SIGINT')
-    const code = await new Promise(res => child.on('exit', res))
-    expect(code).toBe(0)
+    expect(await exitCodeOf(child)).toBe(0)
     for (const n of net.nodes) {
       // every node process is gone and the temporary directory removed
       expect(() => process.kill(n.pid, 0)).toThrow()
@@ -63,60 +85,47 @@ describe('spareband testnet', () => {
   })
 
   it('suggests a URL its exits allow: the local one when they take only other ports and private targets', async () => {
-    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--allow-private-targets', '--exit-ports', '18080,18081'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    procs.push(child)
-    let out = ''
-    child.stdout.on('data', d => { out += d })
-    await waitFor(() => out.includes('Ctrl-C stops it'), { timeoutMs: 60_000, what: 'the testnet banner' })
-    await waitFor(() => out.includes('npx spareband dashboard'), { timeoutMs: 5_000, what: 'the try: lines' })
-    expect(out).toMatch(/npx spareband probe --region de http:\/\/127\.0\.0\.1:18080\/ /)
-    expect(out).toMatch(/curl --proxy socks5h:\/\/region-de:x@127\.0\.0\.1:\d+ http:\/\/127\.0\.0\.1:18080\//)
-    expect(out).not.toContain('example.org')
+    const { child, out } = startTestnet(['--nodes', '2', '--allow-private-targets', '--exit-ports', '18080,18081'])
+    await waitFor(() => out().includes('Ctrl-C stops it'), { timeoutMs: 60_000, what: 'the testnet banner' })
+    await waitFor(() => out().includes('npx spareband dashboard'), { timeoutMs: 5_000, what: 'the try: lines' })
+    expect(out()).toMatch(/npx spareband probe --region de http:\/\/127\.0\.0\.1:18080\/ /)
+    expect(out()).toMatch(/curl --proxy socks5h:\/\/region-de:x@127\.0\.0\.1:\d+ http:\/\/127\.0\.0\.1:18080\//)
+    expect(out()).not.toContain('example.org')
     child.kill('SIGINT')
-    expect(await new Promise(res => child.on('exit', res))).toBe(0)
+    expect(await exitCodeOf(child)).toBe(0)
   })
 
   it('one node: suggests nothing that needs an exit other than itself, and says how to get one', async () => {
-    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    procs.push(child)
-    let out = ''
-    child.stdout.on('data', d => { out += d })
-    await waitFor(() => out.includes('run --nodes 2 or more'), { timeoutMs: 60_000, what: 'the banner and its advice' })
-    expect(out).toContain('npx spareband peers --data-dir ')
-    expect(out).toContain('npx spareband dashboard --data-dir ')
-    expect(out).not.toMatch(/probe|curl|providers/)
-    expect(out).toContain('one node tunnels through no exit (it never uses its own): run --nodes 2 or more to try the proxies')
+    const { child, out } = startTestnet(['--nodes', '1'])
+    await waitFor(() => out().includes('run --nodes 2 or more'), { timeoutMs: 60_000, what: 'the banner and its advice' })
+    expect(out()).toContain('npx spareband peers --data-dir ')
+    expect(out()).toContain('npx spareband dashboard --data-dir ')
+    expect(out()).not.toMatch(/probe|curl|providers/)
+    expect(out()).toContain('one node tunnels through no exit (it never uses its own): run --nodes 2 or more to try the proxies')
     child.kill('SIGINT')
-    expect(await new Promise(res => child.on('exit', res))).toBe(0)
+    expect(await exitCodeOf(child)).toBe(0)
   })
 
   it('--keep-going: a node killed once all are up is reported and the others go on, until Ctrl-C stops them', async () => {
-    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '3', '--keep-going', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    procs.push(child)
-    let out = ''
-    let err = ''
-    child.stdout.on('data', d => { out += d })
-    child.stderr.on('data', d => { err += d })
-    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
+    const testnet = startTestnet(['--nodes', '3', '--keep-going', '--json'])
+    const { child, err } = testnet
+    const net = await testnet.json()
     process.kill(net.nodes[1].pid, 'SIGKILL')
-    await waitFor(() => err.includes('the other nodes go on (--keep-going) running=2'), { timeoutMs: 10_000, what: `the testnet to report node 1 and go on (stderr: ${err})` })
-    expect(err).toMatch(/error testnet node 1 exited signal=SIGKILL/)
+    await waitFor(() => err().includes('the other nodes go on (--keep-going) running=2'), { timeoutMs: 10_000, what: 'the testnet to report node 1 and go on' })
+    expect(err()).toMatch(/error testnet node 1 exited signal=SIGKILL/)
     expect(child.exitCode).toBeNull()
     // the others still answer
     for (const i of [0, 2]) expect((await runCliJson(['status', '--json', '--data-dir', net.nodes[i].dataDir])).peerId).toBe(net.nodes[i].peerId)
     child.kill('SIGINT')
-    expect(await new Promise(resolve => child.on('exit', resolve))).toBe(0)
-    expect(err).toContain('testnet stopped nodes=3')
+    expect(await exitCodeOf(child)).toBe(0)
+    expect(err()).toContain('testnet stopped nodes=3')
     for (const n of net.nodes) expect(() => process.kill(n.pid, 0)).toThrow()
   })
 
   it('its nodes stop on their own when the testnet process is killed outright', async () => {
-    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    procs.push(child)
-    let out = ''
-    child.stdout.on('data', d => { out += d })
-    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: 'testnet JSON' })
-    child.kill('SIGKILL')
+    const testnet = startTestnet(['--nodes', '2', '--json'])
+    const net = await testnet.json()
+    testnet.child.kill('SIGKILL')
     await waitFor(() => net.nodes.every((n: any) => { try { process.kill(n.pid, 0); return false } catch { return true } }), { timeoutMs: 15_000, what: 'the orphaned nodes to stop' })
   })
 
@@ -147,16 +156,12 @@ describe('spareband testnet', () => {
 
   it('a node that dies after start: its last lines are shown, and the temporary directory removed is not named as where to look', async () => {
     const tmp = await tempDir('sb-testnet-tmp-')
-    const child = spawn(process.execPath, [CLI, 'testnet', '--nodes', '2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } })
-    procs.push(child)
-    let out = ''
-    let err = ''
-    child.stdout.on('data', d => { out += d })
-    child.stderr.on('data', d => { err += d })
-    const net = await waitFor(() => { try { return JSON.parse(out) } catch { return undefined } }, { timeoutMs: 60_000, what: `testnet JSON (stderr: ${err})` })
-    const exited = new Promise(res => child.on('exit', res))
+    const testnet = startTestnet(['--nodes', '2', '--json'], { ...process.env, TMPDIR: tmp })
+    const net = await testnet.json()
+    const exited = exitCodeOf(testnet.child)
     process.kill(net.nodes[1].pid, 'SIGKILL')
     expect(await exited).toBe(1)
+    const err = testnet.err()
     expect(err).toMatch(/error testnet node 1 exited .*signal=SIGKILL/)
     // the node's own log, up to its end
     expect(err).toMatch(/node 1 \| .*spareband node started/)
