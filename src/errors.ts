@@ -126,3 +126,19 @@ export class TunnelRefusedError extends Error {
 export function formatHostPort (host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
+
+/** A file system error's code in words a user reads without looking up errno names; undefined for codes not listed. */
+const FS_ERROR_WORDS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EISDIR: 'it is a directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ELOOP: 'too many symbolic links',
+  EROFS: 'the file system is read-only',
+  ENOSPC: 'the disk is full'
+}
+
+export function fsErrorWords (err: any): string | undefined {
+  return typeof err?.code === 'string' ? FS_ERROR_WORDS[err.code] : undefined
+}

@@ -173,10 +173,9 @@ interface Session {
    */
   paid: number
   last?: CountersignedReceipt
-  lastPublishedSeq?: bigint
+  /** The receipt last published: what the rest of the network knows this session spent. */
+  lastPublished?: CountersignedReceipt
   lastPublishedAt: number
-  /** up + down of the receipt last published: what the rest of the network knows this session spent. */
-  publishedBytes: number
   /** A publication of the newest receipt, due when the interval since the last one has passed. */
   publishTimer?: NodeJS.Timeout
   /** Carried, admitted or receipted since the last sweep (a flag, not a clock read per chunk). */
@@ -358,7 +357,7 @@ export class ExitSessions implements ExitAccounting {
           c.lost.delete(id)
           this.release(c)
         }
-        if (s.last != null && s.last.seq !== s.lastPublishedSeq) void this.publish(s)
+        if (s.last != null && s.last !== s.lastPublished) void this.publish(s)
         clearTimeout(s.publishTimer)
         c.sessions.delete(id)
       }
@@ -408,16 +407,16 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), publishedBytes: 0, touched: true, usedAt: this.now(), openedAt: this.now() }
+      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now(), openedAt: this.now() }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
       // let the old total sign off as many new bytes for free
       const stored = this.init.ledger.get(receiptId({ sessionId: id, consumer: consumer.toMultihash().bytes, exit: this.self.toMultihash().bytes }))
       if (stored != null) {
-        s.carried = s.signed = s.paid = s.publishedBytes = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
+        s.carried = s.signed = s.paid = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
         s.last = stored.receipt
-        s.lastPublishedSeq = stored.receipt.seq
+        s.lastPublished = stored.receipt
       }
       c.sessions.set(id, s)
     }
@@ -799,10 +798,9 @@ export class ExitSessions implements ExitAccounting {
   private async publish (s: Session): Promise<void> {
     clearTimeout(s.publishTimer)
     s.publishTimer = undefined
-    if (s.last == null || s.last.seq === s.lastPublishedSeq || this.init.publish == null) return
-    s.lastPublishedSeq = s.last.seq
+    if (s.last == null || s.last === s.lastPublished || this.init.publish == null) return
+    s.lastPublished = s.last
     s.lastPublishedAt = this.now()
-    s.publishedBytes = Number(s.last.bytesUp + s.last.bytesDown)
     const publish = this.init.publish
     const last = s.last
     // a publisher that throws rather than rejects is caught the same
@@ -833,7 +831,8 @@ export class ExitSessions implements ExitAccounting {
     const room = balanceMicro - (this.init.creditLimitMicro ?? 0n)
     let unpublished = 0
     for (const s of c.sessions.values()) {
-      if (s.last != null && s.last.seq !== s.lastPublishedSeq) unpublished += Number(s.last.bytesUp + s.last.bytesDown) - s.publishedBytes
+      const published = s.lastPublished
+      if (s.last != null && s.last !== published) unpublished += Number(s.last.bytesUp + s.last.bytesDown - (published == null ? 0n : published.bytesUp + published.bytesDown))
     }
     if (unpublished <= 0) return false
     return room <= 0n || BigInt(unpublished) * price * PROMPT_PUBLISH_SHARE >= room * BYTES_PER_GB

@@ -1063,8 +1063,8 @@ export class Ledger {
     } catch (err: any) {
       // not on disk yet (a full disk): still written with the batch if SQLite finds room, but the
       // caller hears at once that a kill now would lose it
-      const why = err?.code === 'ENOSPC' ? 'the disk is full' : (err?.code ?? err?.message)
-      unjournaled = new LedgerError(LedgerErrorCode.IO, `cannot write to ledger ${this.file}: ${why} (writing ${this.file}.pending); free some space on it`, this.file, { cause: err })
+      const why = err?.code === 'ENOSPC' ? `the disk is full (writing ${this.file}.pending); free some space on it` : `${String(err?.code ?? err?.message)} writing ${this.file}.pending`
+      unjournaled = new LedgerError(LedgerErrorCode.IO, `cannot write to ledger ${this.file}: ${why}`, this.file, { cause: err })
     }
     return new Promise((resolve, reject) => {
       if (unjournaled != null) reject(unjournaled)

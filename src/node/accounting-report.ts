@@ -126,7 +126,6 @@ export function earnAdvice (supplies: boolean): string {
     : 'it earns credit only as an exit, which --no-supply (exit.enabled = false) turns off'
 }
 
-
 /**
  * How many receipts a listing shows when no limit is given: a table of a
  * thousand rows is already more than a terminal holds. An export has no
@@ -149,7 +148,6 @@ export function parseReceiptLimit (text: string): number {
   return n
 }
 
-/** One receipt as the API lists it. */
 /**
  * A countersigned receipt as `spareband receipts --json`, `GET
  * /v1/receipts` and `node.receipts()` list it: peers as peer ids, credits

@@ -16,7 +16,7 @@
 
 import { existsSync, linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { DataDirInUseError } from '../errors.ts'
+import { DataDirInUseError, fsErrorWords } from '../errors.ts'
 
 export const LOCK_FILE = 'node.lock'
 
@@ -40,12 +40,8 @@ export interface DataDirLock {
  * process that holds it. The directory must exist.
  */
 function unwritableReason (err: any): string {
-  switch (err?.code) {
-    case 'EROFS': return 'the file system is read-only, EROFS'
-    case 'ENOSPC': return 'the disk is full, ENOSPC'
-    case 'EACCES': case 'EPERM': return `permission denied, ${String(err.code)}`
-    default: return err?.message ?? String(err)
-  }
+  const words = fsErrorWords(err)
+  return words != null ? `${words}, ${String(err.code)}` : err?.message ?? String(err)
 }
 
 export function lockDataDir (dataDir: string): DataDirLock {

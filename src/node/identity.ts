@@ -86,7 +86,6 @@ async function refuseBesideOrphanLedger (dataDir: string, file: string): Promise
   throw new IdentityExistsError(`${orphan.ledgerFile} holds the credits and receipts of peer ${orphan.owner}, whose key is not in ${file}: a new identity would not start with that ledger, so init does not make one. ${orphan.advice}`)
 }
 
-/** The peer whose ledger.db sits in `dataDir` without its key in `file`, and what to do about it; undefined when there is none. */
 /** The peer a ledger file is bound to; undefined when there is no file, it is bound to none, or it cannot be read (the node's start says what is wrong with it). */
 async function ledgerOwner (ledgerFile: string): Promise<string | undefined> {
   if (!(await exists(ledgerFile))) return undefined
@@ -100,6 +99,7 @@ async function ledgerOwner (ledgerFile: string): Promise<string | undefined> {
   }
 }
 
+/** The peer whose ledger.db sits in `dataDir` without its key in `file`, and what to do about it; undefined when there is none. */
 async function orphanLedger (dataDir: string, file: string): Promise<{ ledgerFile: string, owner: string, advice: string } | undefined> {
   const ledgerFile = join(dataDir, LEDGER_FILE)
   const owner = await ledgerOwner(ledgerFile)

@@ -35,7 +35,7 @@ import type { RoutingPart, RoutingStatus } from './routing-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, receiptRow } from './accounting-report.ts'
 import type { ReceiptRow } from './accounting-report.ts'
-import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { regionArgument } from '../routing/regions.ts'
 import type { ProviderRow } from '../routing/routing-selector.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { missingRuntimeFlags } from './runtime-flags.ts'
@@ -437,8 +437,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
    */
   async providers (region: string): Promise<ProviderRow[]> {
     if (!this.running) throw new NotStartedError()
-    const wanted = typeof region === 'string' ? normalizeRegion(region) : ''
-    if (!isValidRegion(wanted)) throw new TypeError(`${JSON.stringify(region)} is not a region: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
+    const wanted = regionArgument(region)
     const routing = this.part<RoutingPart>('routing')
     if (routing == null) return []
     return routing.selector.providers(wanted)

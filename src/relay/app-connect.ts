@@ -14,7 +14,7 @@
 
 import { duplexPair } from 'node:stream'
 import { TunnelRefusedError } from '../errors.ts'
-import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
+import { regionArgument } from '../routing/regions.ts'
 import { ProxyRefusal } from './ingress.ts'
 import { isValidSessionId } from './targeting.ts'
 import type { Ingress } from './ingress.ts'
@@ -69,11 +69,7 @@ export type TunnelSocket = Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' |
 export async function connectThroughTunnel (ingress: Ingress, host: string, port: number, options: AppConnectOptions = {}): Promise<TunnelSocket> {
   if (typeof host !== 'string' || host === '' || host.length > 255) throw new TypeError(`host must be a DNS name or an IP address of 1 to 255 characters, not ${JSON.stringify(host)}`)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`port must be an integer from 1 to 65535, not ${String(port)}`)
-  let region: string | undefined
-  if (options.region != null) {
-    region = normalizeRegion(options.region)
-    if (!isValidRegion(region)) throw new TypeError(`unknown region ${JSON.stringify(options.region)}: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
-  }
+  const region = options.region != null ? regionArgument(options.region) : undefined
   if (options.session != null && !isValidSessionId(options.session)) throw new TypeError(`session must be 1 to 64 letters, digits, '_', '.' or '-', not ${JSON.stringify(options.session)}`)
   options.signal?.throwIfAborted()
   const started = performance.now()

@@ -10,6 +10,7 @@ import { ProxyListener } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead, reasonPhrase } from './http-proxy-protocol.ts'
 import { httpStatusFor } from './status-codes.ts'
+import { TunnelStatus } from './tunnel-protocol.ts'
 import { RequestBodyFramer, ResponseHeadRewriter } from './http-message.ts'
 import { ClientGoneError, ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
@@ -141,6 +142,14 @@ export const REFUSED_LINGER_MS = 10 * second
  * otherwise blocks on a full socket buffer until its own timeout, and
  * never sees the answer.
  */
+function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
+  if (socket.destroyed) return
+  socket.end(encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS)
+  socket.once('close', () => clearTimeout(linger))
+  socket.resume()
+}
+
 /**
  * The proxy's own refusal of a request it cannot take (malformed, a user
  * name that names no exit, not a proxy request): no exit was asked. Said as
@@ -148,13 +157,5 @@ export const REFUSED_LINGER_MS = 10 * second
  * BAD_REQUEST rather than nothing.
  */
 function refuseRequest (socket: Socket, status: number, message: string): void {
-  reply(socket, status, reasonPhrase(status), `spareband: BAD_REQUEST: ${message}`, [[STATUS_HEADER, 'BAD_REQUEST']])
-}
-
-function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
-  if (socket.destroyed) return
-  socket.end(encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))
-  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS)
-  socket.once('close', () => clearTimeout(linger))
-  socket.resume()
+  reply(socket, status, reasonPhrase(status), `spareband: ${TunnelStatus.BAD_REQUEST}: ${message}`, [[STATUS_HEADER, TunnelStatus.BAD_REQUEST]])
 }

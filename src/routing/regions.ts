@@ -27,6 +27,13 @@ export function isValidRegion (region: string): boolean {
 }
 
 /** The country part of a region: `us-ca` -> `us`. */
+/** `region` normalized, for an app's argument: a TypeError naming it when it is no region. */
+export function regionArgument (region: unknown): string {
+  const wanted = typeof region === 'string' ? normalizeRegion(region) : ''
+  if (!isValidRegion(wanted)) throw new TypeError(`unknown region ${JSON.stringify(region)}: an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)`)
+  return wanted
+}
+
 export function countryOf (region: string): string {
   return normalizeRegion(region).split('-')[0]
 }

@@ -82,6 +82,7 @@ export function registerTestnet (program: Command): void {
       await mkdir(base, { recursive: true })
 
       const children: ChildProcess[] = []
+      const running = (): ChildProcess[] => children.filter(c => c.exitCode == null && c.signalCode == null)
       let stopping = false
       /** All nodes came up: with --keep-going, one that exits after this leaves the others running. */
       let up = false
@@ -89,8 +90,8 @@ export function registerTestnet (program: Command): void {
         stopping = true
         for (const c of children) if (c.exitCode == null) c.kill('SIGTERM')
         const deadline = Date.now() + 8000
-        while (children.some(c => c.exitCode == null && c.signalCode == null) && Date.now() < deadline) await sleep(50)
-        for (const c of children) if (c.exitCode == null && c.signalCode == null) c.kill('SIGKILL')
+        while (running().length > 0 && Date.now() < deadline) await sleep(50)
+        for (const c of running()) c.kill('SIGKILL')
         if (temporary) await rm(base, { recursive: true, force: true })
         log('info', 'testnet stopped', { nodes: children.length })
         process.exit(code)
@@ -103,13 +104,13 @@ export function registerTestnet (program: Command): void {
       const nodeFailed = async (index: number, dataDir: string, what: string, fields: Record<string, unknown> = {}): Promise<never> => {
         // the first failure is reported; the testnet is stopping already for it (or for a signal)
         if (stopping) return new Promise<never>(() => {})
-        const goOn = opts.keepGoing === true && up && children.some(c => c.exitCode == null && c.signalCode == null)
+        const goOn = opts.keepGoing === true && up && running().length > 0
         if (!goOn) stopping = true
         log('error', `testnet node ${index} ${what}`, { ...fields, log: temporary ? undefined : join(dataDir, 'node.log') })
         const tail = await logTail(dataDir, index)
         process.stderr.write(tail === '' ? `node ${index} | (its log is empty)\n` : tail)
         if (goOn) {
-          log('info', 'the other nodes go on (--keep-going)', { running: children.filter(c => c.exitCode == null && c.signalCode == null).length })
+          log('info', 'the other nodes go on (--keep-going)', { running: running().length })
           return new Promise<never>(() => {})
         }
         if (temporary) log('info', 'the nodes\' logs go with the temporary directory; testnet --dir DIR keeps them')
