@@ -56,6 +56,7 @@ const GAUGES: MetricSpec[] = [
   { name: 'spareband_exit_paused', help: '1 while the operator has paused the exit', read: s => s.exit == null ? undefined : num(s.exit.paused) },
   { name: 'spareband_exit_within_schedule', help: '1 while the share schedule lets new tunnels in', read: s => s.exit == null ? undefined : num(s.exit.withinSchedule) },
   { name: 'spareband_exit_tunnels_open', help: 'Tunnels open through this exit', read: s => num(s.exit?.tunnelsOpen) },
+  { name: 'spareband_exit_streams_waiting', help: 'Tunnel streams open and waiting for their request', read: s => num(s.exit?.streamsWaiting) },
   {
     name: 'spareband_exit_quota_used_bytes',
     help: 'Bytes counted against the exit quota in the current period',
@@ -92,6 +93,7 @@ const GAUGES: MetricSpec[] = [
 const COUNTERS: MetricSpec[] = [
   { name: 'spareband_exit_bytes_total', help: 'Bytes the exit carried: in from consumers to targets, out from targets to consumers', labelNames: ['direction'], read: s => s.exit == null ? undefined : byDirection(s.exit.bytesIn, s.exit.bytesOut) },
   { name: 'spareband_exit_tunnels_total', help: 'Tunnels the exit carried', read: s => num(s.exit?.tunnelsTotal) },
+  { name: 'spareband_exit_streams_waiting_reset_total', help: 'Tunnel streams reset while waiting for their request: their consumer, or all, had as many waiting as the exit takes tunnels', read: s => num(s.exit?.streamsWaitingReset) },
   {
     name: 'spareband_exit_denied_total',
     help: 'Tunnels the exit refused, by status',

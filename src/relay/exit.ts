@@ -25,6 +25,7 @@ import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
+import { WaitingStreams } from './waiting-streams.ts'
 import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
@@ -137,6 +138,10 @@ export interface ExitStats {
    */
   tunnelsConnecting: number
   tunnelsTotal: number
+  /** Tunnel streams open and waiting for their request (warm streams, set-ups on their way). */
+  streamsWaiting: number
+  /** Waiting streams reset because a consumer had as many waiting as it may have tunnels, or all had as many as the exit takes (WaitingStreams). */
+  streamsWaitingReset: number
   denied: number
   deniedByStatus: Record<string, number>
   policy: string
@@ -202,8 +207,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly slots = new TunnelSlots()
   /** Set-ups under way (DNS, connect to the target); each aborts when its stream goes. */
   private readonly connecting = new Set<AbortController>()
-  /** Inbound streams whose request has not come yet (warm streams): stop() closes them. */
-  private readonly awaitingRequest = new Set<Stream>()
+  /** Inbound streams whose request has not come yet (warm streams), within limits of their own: stop() closes them. */
+  private readonly awaitingRequest: WaitingStreams
   private readonly resolve: Resolver
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
@@ -225,6 +230,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.refreshOwnAddresses(false)
     init.accounting?.setCutOff?.((consumer, reason) => { this.abortTunnels(new Error(reason), consumer.toString()) })
     this.now = init.now ?? (() => new Date())
+    this.awaitingRequest = new WaitingStreams({
+      perConsumer: init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
+      total: init.maxTunnels ?? DEFAULT_MAX_TUNNELS
+    })
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     const saved = readExitState(init.stateFile)
     if (saved.paused) {
@@ -278,7 +287,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.abortTunnels(new Error('exit stopping'))
     for (const c of this.connecting) c.abort(new ExitStoppingError())
     // streams opened ahead of need (warm): a request on one now would open a tunnel after the stop
-    for (const s of this.awaitingRequest) closeQuietly(s)
+    for (const s of this.awaitingRequest.streams()) closeQuietly(s)
     this.awaitingRequest.clear()
     this.flushQuota()
   }
@@ -389,6 +398,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       // every open tunnel holds a slot, and a set-up holds one until it opens or fails
       tunnelsConnecting: this.slots.size - this.open.size,
       tunnelsTotal: this.stats.tunnelsTotal,
+      streamsWaiting: this.awaitingRequest.size,
+      streamsWaitingReset: this.awaitingRequest.evictions,
       denied: this.stats.denied,
       deniedByStatus: { ...this.stats.deniedByStatus },
       policy: this.policy.describe(),
@@ -466,7 +477,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     const consumerId = consumer.toString()
     let request: ReturnType<typeof decodeTunnelRequest>
     let rest
-    this.awaitingRequest.add(stream)
+    this.awaitingRequest.add(stream, consumerId)
     try {
       // a consumer may open streams ahead of need (warm streams): the request
       // can come much later than the stream, but then must come whole
@@ -474,8 +485,9 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       rest = r.rest
       request = decodeTunnelRequest(r.frame)
     } catch (err: any) {
-      if (err instanceof UnusedStreamError || !this.running) {
-        // a warm stream its consumer did not need (or closed by stop()): no tunnel, no refusal
+      if (err instanceof UnusedStreamError || !this.running || this.awaitingRequest.wasEvicted(stream)) {
+        // a warm stream its consumer did not need (or closed by stop(), or
+        // reset for being over the limit of waiting streams): no tunnel, no refusal
         closeQuietly(stream)
         return
       }

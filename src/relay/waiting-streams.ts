@@ -1,0 +1,89 @@
+/**
+ * Inbound tunnel streams whose request has not come yet. A consumer may open
+ * streams ahead of need (warm streams, src/relay/warm-streams.ts) and the
+ * exit waits up to a minute for their request; such a stream counts against
+ * no tunnel limit, since it is no tunnel yet. Without a bound of their own,
+ * a peer that opened streams and wrote nothing held about 12 KiB of the
+ * exit's memory per stream (a thousand per connection, from as many
+ * identities as it liked) for that minute, again and again.
+ *
+ * So a consumer may have at most as many waiting streams as it may have
+ * tunnels, and all consumers together as many as the exit takes tunnels
+ * (but never fewer than MIN_WAITING_PER_CONSUMER and MIN_WAITING: a burst
+ * of set-ups is waiting too, for the moment its request takes to come, and
+ * an exit with small limits answers such a burst RATE_LIMITED or BUSY, not
+ * with resets). Past either, the oldest waiting stream (of that consumer,
+ * or of anyone) is reset. An honest consumer loses at most a warm stream,
+ * which it replaces, or a set-up, which it retries elsewhere. All waiting
+ * together hold at most about 12 MiB.
+ */
+
+import type { Stream } from '@libp2p/interface'
+
+export const MIN_WAITING_PER_CONSUMER = 64
+export const MIN_WAITING = 1024
+
+export class WaitingStreams {
+  /** Every waiting stream with its consumer, oldest first (a Map keeps insertion order). */
+  private readonly all = new Map<Stream, string>()
+  private readonly byConsumer = new Map<string, Set<Stream>>()
+  private readonly evicted = new WeakSet<Stream>()
+  /** Streams reset for being over a limit, since start. */
+  evictions = 0
+
+  private readonly limits: { perConsumer: number, total: number }
+
+  /** `limits`: the exit's tunnel limits (per consumer, in all), raised to the minimums above. */
+  constructor (limits: { perConsumer: number, total: number }) {
+    this.limits = { perConsumer: Math.max(limits.perConsumer, MIN_WAITING_PER_CONSUMER), total: Math.max(limits.total, MIN_WAITING) }
+  }
+
+  get size (): number {
+    return this.all.size
+  }
+
+  /** Adds a stream; resets the oldest waiting ones that the new one puts over a limit. */
+  add (stream: Stream, consumer: string): void {
+    let own = this.byConsumer.get(consumer)
+    if (own == null) {
+      own = new Set()
+      this.byConsumer.set(consumer, own)
+    }
+    own.add(stream)
+    this.all.set(stream, consumer)
+    while (own.size > this.limits.perConsumer) this.evict(own.values().next().value!)
+    while (this.all.size > this.limits.total) this.evict(this.all.keys().next().value!)
+  }
+
+  /** The stream's request came (or it ended): it waits no more. */
+  delete (stream: Stream): void {
+    const consumer = this.all.get(stream)
+    if (consumer == null) return
+    this.all.delete(stream)
+    const own = this.byConsumer.get(consumer)
+    own?.delete(stream)
+    if (own?.size === 0) this.byConsumer.delete(consumer)
+  }
+
+  /** Whether the stream was reset here for being over a limit (its read then fails: not the consumer's bad request). */
+  wasEvicted (stream: Stream): boolean {
+    return this.evicted.has(stream)
+  }
+
+  /** Every waiting stream, oldest first, for stop() to close. */
+  streams (): Stream[] {
+    return [...this.all.keys()]
+  }
+
+  clear (): void {
+    this.all.clear()
+    this.byConsumer.clear()
+  }
+
+  private evict (stream: Stream): void {
+    this.delete(stream)
+    this.evicted.add(stream)
+    this.evictions++
+    stream.abort(new Error('too many tunnel streams waiting for a request'))
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Tunnel streams that never send their request are bounded: a consumer may
+ * keep at most as many waiting as it may have tunnels (64 at least), all
+ * consumers together as many as the exit takes tunnels (1024 at least);
+ * past that the oldest waiting ones are reset, and the exit goes on serving
+ * the rest. Real libp2p nodes over TCP on loopback; the requests that are
+ * sent target loopback, which the default policy refuses, so nothing is
+ * dialled.
+ */
+
+import { afterEach, describe, expect, it } from 'vitest'
+import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
+import { TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
+import { MIN_WAITING, MIN_WAITING_PER_CONSUMER } from '../../src/relay/waiting-streams.ts'
+import { loopbackNode } from '../utils/libp2p.ts'
+import { waitFor } from '../utils/cli.ts'
+import { exitNode } from '../utils/exit-node.ts'
+import type { ExitNode } from '../utils/exit-node.ts'
+import type { Libp2p, Stream } from '@libp2p/interface'
+
+const nodes: Libp2p[] = []
+/** Streams opened at once; each batch is seen whole by the exit before the next is opened. */
+const BATCH = 32
+
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map(async n => n.stop()))
+})
+
+/**
+ * `n` tunnel streams from `consumer` that send nothing, opened in batches
+ * (each batch is older at the exit than the next), after `seen` streams the
+ * exit got before.
+ */
+async function openIdle (consumer: Libp2p, exit: ExitNode, n: number, seen = 0): Promise<Stream[]> {
+  const streams: Stream[] = []
+  // in batches, each waited for: the exit sees them in this order
+  for (let i = 0; i < n; i += BATCH) {
+    const batch = await Promise.all(Array.from({ length: Math.min(BATCH, n - i) }, async () =>
+      consumer.dialProtocol(exit.getMultiaddrs()[0], TUNNEL_PROTOCOL, { maxOutboundStreams: 4096 })))
+    streams.push(...batch)
+    const arrived = (): number => exit.services.exit.status().streamsWaiting + exit.services.exit.status().streamsWaitingReset
+    await waitFor(() => arrived() >= seen + streams.length, { timeoutMs: 10_000 })
+  }
+  return streams
+}
+
+/** Sends a request for a loopback target on `stream`: the default policy answers POLICY_DENIED, which shows the exit read it. */
+async function askOn (stream: Stream): Promise<TunnelStatus> {
+  await sendFrame(stream, TunnelRequest.encode({ sessionId: 's', targetHost: '127.0.0.1', targetPort: 443 }))
+  const { frame } = await readFrame(stream, { timeoutMs: 10_000 })
+  return decodeTunnelResponse(frame).status
+}
+
+const isReset = (s: Stream): boolean => s.status === 'reset' || s.status === 'aborted'
+
+describe('tunnel streams waiting for their request', () => {
+  it(`a consumer keeps at most ${MIN_WAITING_PER_CONSUMER} (its tunnel limit, at least that): its oldest are reset, the rest still serve`, async () => {
+    const exit = await exitNode({ policy: { allowedPorts: [[443, 443]] }, maxTunnelsPerConsumer: 8 })
+    const consumer = await loopbackNode()
+    nodes.push(exit, consumer)
+    const streams = await openIdle(consumer, exit, MIN_WAITING_PER_CONSUMER + 6)
+
+    const s = exit.services.exit.status()
+    expect(s.streamsWaiting).toBe(MIN_WAITING_PER_CONSUMER)
+    expect(s.streamsWaitingReset).toBe(6)
+    // the six oldest, and only they, are reset at the consumer
+    // six of the oldest (the first batch: the exit may see a batch's streams in any order), and only they, are reset at the consumer
+    await waitFor(() => streams.filter(isReset).length === 6, { timeoutMs: 5000 })
+    expect(streams.slice(BATCH).filter(isReset)).toHaveLength(0)
+    // a reset is no refusal: nothing was denied
+    expect(s.denied).toBe(0)
+    // the newest and the oldest survivor still take a request
+    expect(await askOn(streams[streams.length - 1])).toBe(TunnelStatus.POLICY_DENIED)
+    expect(await askOn(streams.find(s => !isReset(s))!)).toBe(TunnelStatus.POLICY_DENIED)
+    await waitFor(() => exit.services.exit.status().streamsWaiting === MIN_WAITING_PER_CONSUMER - 2, { timeoutMs: 5000 })
+  })
+
+  it(`all consumers together keep at most ${MIN_WAITING} (the exit's tunnel limit, at least that): the oldest anyone's go first`, async () => {
+    const exit = await exitNode({ policy: { allowedPorts: [[443, 443]] }, maxTunnelsPerConsumer: 4096 })
+    const first = await loopbackNode()
+    const second = await loopbackNode()
+    nodes.push(exit, first, second)
+    const half = MIN_WAITING / 2
+    const older = await openIdle(first, exit, half + 10)
+    const newer = await openIdle(second, exit, half + 10, older.length)
+
+    const s = exit.services.exit.status()
+    expect(s.streamsWaiting).toBe(MIN_WAITING)
+    expect(s.streamsWaitingReset).toBe(20)
+    await waitFor(() => older.filter(isReset).length === 20, { timeoutMs: 5000 })
+    expect(older.slice(BATCH).filter(isReset)).toHaveLength(0)
+    expect(newer.filter(isReset)).toHaveLength(0)
+    expect(await askOn(newer[0])).toBe(TunnelStatus.POLICY_DENIED)
+  }, 60_000)
+
+  it('stop() closes the waiting streams and forgets them', async () => {
+    const exit = await exitNode({ policy: { allowedPorts: [[443, 443]] } })
+    const consumer = await loopbackNode()
+    nodes.push(consumer)
+    const streams = await openIdle(consumer, exit, 5)
+    expect(exit.services.exit.status().streamsWaiting).toBe(5)
+    await exit.stop()
+    expect(exit.services.exit.status().streamsWaiting).toBe(0)
+    expect(exit.services.exit.status().streamsWaitingReset).toBe(0)
+    await waitFor(() => streams.every(s => s.status !== 'open'), { timeoutMs: 5000 })
+  })
+})
