@@ -20,10 +20,16 @@ export function formatKeyValues (obj: Record<string, unknown>): string {
   const width = Math.max(0, ...rows.map(([k]) => k.length))
   return rows.map(([k, v]) => {
     const text = Array.isArray(v)
-      ? (v.length === 0 ? '-' : v.map(String).join('\n' + ' '.repeat(width + 2)))
+      ? (v.length === 0 ? '-' : v.map(formatElement).join('\n' + ' '.repeat(width + 2)))
       : (v == null ? '-' : isEpochMs(k, v) ? new Date(v).toISOString() : String(v))
     return `${k.padEnd(width)}  ${text}\n`
   }).join('')
+}
+
+/** One element of a listed array: an object (a relay's state, say) as its fields, `key=value` each, not "[object Object]". */
+function formatElement (v: unknown): string {
+  if (v == null || typeof v !== 'object') return String(v)
+  return Object.entries(v).map(([k, x]) => `${k}=${x == null ? '-' : typeof x === 'object' ? JSON.stringify(x) : String(x)}`).join(' ')
 }
 
 /** A time stamp in ms since the epoch (`lastPublishedAt`, `expiresAt`): people read it as a date. */

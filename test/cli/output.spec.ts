@@ -13,4 +13,13 @@ describe('formatKeyValues', () => {
     // a count that happens to end in "At" stays a number below any plausible date
     expect(formatKeyValues({ seenAt: 42 })).toBe('seenAt  42\n')
   })
+
+  it('lists an array of objects (the relays) one per line as their fields, not "[object Object]"', () => {
+    const text = formatKeyValues({ relays: [{ addr: '/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWA', connected: true, reserved: false }, { addr: '/dns4/r.example/tcp/4001', connected: false, reserved: null }], warnings: ['a', 'b'] })
+    expect(text).toBe(
+      'relays    addr=/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWA connected=true reserved=false\n' +
+      '          addr=/dns4/r.example/tcp/4001 connected=false reserved=-\n' +
+      'warnings  a\n' +
+      '          b\n')
+  })
 })
