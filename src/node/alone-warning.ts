@@ -5,8 +5,10 @@
  * never meets anyone unless someone dials it, and nothing else would say so.
  */
 
+import ipaddr from 'ipaddr.js'
 import { namedRelays } from './libp2p.ts'
 import type { SparebandConfig } from './config.ts'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
  * Why this node may stay alone, or undefined. Not on a local testnet: there
@@ -19,4 +21,37 @@ export function aloneWarning (config: Pick<SparebandConfig, 'network' | 'listen'
   if (config.network.bootstrap.length > 0 || namedRelays(config.listen).length > 0) return undefined
   if (peers > 0) return undefined
   return `no bootstrap peer and no relay is configured for network "${config.network.name}", and no peer is connected: this node cannot find the network on its own and stays alone until a peer dials it; name a member with --bootstrap <multiaddr/p2p/peer-id> (network.bootstrap in config.toml, SPAREBAND_BOOTSTRAP), or use --network <name|file> whose definition lists bootstrap peers (--network local for a testnet on this machine)`
+}
+
+/** How long a node may have peers and no DHT peer before it is warned: the routing table fills within seconds of a connection. */
+export const NO_DHT_PEER_GRACE_MS = 30_000
+
+/**
+ * Why this node has peers but no DHT peer, or undefined. Outside a local
+ * testnet the DHT takes peers at public addresses only (as on the
+ * Internet: a LAN address names another machine for every peer), so
+ * machines that meet at private addresses connect, and then nothing works:
+ * no exit is found (NO_EXIT), none is advertised, and status said only
+ * "connections 1".
+ */
+export function noDhtPeerWarning (config: Pick<SparebandConfig, 'network'>, state: { peers: number, routingTableSize: number, upMs: number, remoteAddrs: Multiaddr[] }): string | undefined {
+  if (config.network.local_testnet) return undefined
+  if (state.peers === 0 || state.routingTableSize > 0 || state.upMs < NO_DHT_PEER_GRACE_MS) return undefined
+  const lead = `connected to ${state.peers} peer(s), but none is in the DHT's routing table after ${Math.round(state.upMs / 1000)} s, so this node finds no exits (NO_EXIT) and cannot advertise its own`
+  const ips = state.remoteAddrs.map(ipOf)
+  if (ips.length > 0 && ips.every(ip => ip != null && ip.range() !== 'unicast')) {
+    return `${lead}: network "${config.network.name}" takes DHT peers at public addresses only, and every peer is at a private or loopback address (${[...new Set(ips.map(String))].slice(0, 3).join(', ')}); for machines that meet on a LAN or other private addresses, use --network local, or a network definition (--network FILE) with "local_testnet": true`
+  }
+  return `${lead}: its peers may not run the DHT as servers (network.dht_server), or reach it only at private addresses, which network "${config.network.name}" does not take`
+}
+
+/** The IP address a connection's remote address starts with, if it has one (a relayed connection's does not). */
+function ipOf (addr: Multiaddr): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  const first = addr.getComponents()[0]
+  if (first == null || (first.name !== 'ip4' && first.name !== 'ip6') || first.value == null) return undefined
+  try {
+    return ipaddr.process(first.value)
+  } catch {
+    return undefined
+  }
 }

@@ -20,7 +20,7 @@ import { routingPart } from './routing-part.ts'
 import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
-import { aloneWarning } from './alone-warning.ts'
+import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
@@ -379,6 +379,14 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
     if (alone != null) warnings.push(alone)
+    const routingTableSize: number = dht?.routingTable?.size ?? 0
+    const noDhtPeer = noDhtPeerWarning(this.config, {
+      peers: this.libp2p.getPeers().length,
+      routingTableSize,
+      upMs: Date.now() - this.startedAt,
+      remoteAddrs: this.libp2p.getConnections().filter(c => c.limits == null).map(c => c.remoteAddr)
+    })
+    if (noDhtPeer != null) warnings.push(noDhtPeer)
     const status: NodeStatus = {
       peerId: this.peerId.toString(),
       version: `${AGENT_NAME}/${VERSION}`,
@@ -390,7 +398,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       dht: {
         mode: dht?.getMode?.() ?? (this.config.network.dht_server ? 'server' : 'client'),
-        routingTableSize: dht?.routingTable?.size ?? 0
+        routingTableSize
       },
       api: this.apiUrl,
       runtime: { ...RUNTIME, missingFlags: [...RUNTIME.missingFlags] },

@@ -46,6 +46,8 @@ export interface AdvertiserStatus {
   peersReached: number
   regionKeys: string[]
   lastError?: string
+  /** When the publication under way began (ms since the epoch); absent when none is. A DHT with no peer to take it makes one last its 30 s. */
+  publishingStartedAt?: number
 }
 
 const MIN_RETRY = 1 * second
@@ -59,6 +61,8 @@ export class Advertiser {
   private retryDelay = MIN_RETRY
   private running = false
   private publishing?: Promise<void>
+  /** Ends the publication under way: stop() does not wait out its 30 s (a node with no DHT peers to take it took that long to stop). */
+  private publishAbort?: AbortController
   private lastLoad = 0
   private lastSeq = 0n
   private readonly state: AdvertiserStatus = { published: false, peersReached: 0, regionKeys: [] }
@@ -90,6 +94,7 @@ export class Advertiser {
     clearTimeout(this.timer)
     clearInterval(this.checkTimer)
     this.components.libp2p.removeEventListener('self:peer:update', this.onAddressChange)
+    this.publishAbort?.abort(new Error('the advertiser is stopping'))
     await this.publishing?.catch(() => {})
     if (this.state.published) {
       try {
@@ -123,19 +128,25 @@ export class Advertiser {
 
   private async run (): Promise<void> {
     if (this.publishing != null) return this.schedule(MIN_RETRY)
-    this.publishing = this.publish({ signal: AbortSignal.timeout(30 * second) })
+    const abort = new AbortController()
+    this.publishAbort = abort
+    this.state.publishingStartedAt = this.now()
+    this.publishing = this.publish({ signal: AbortSignal.any([abort.signal, AbortSignal.timeout(30 * second)]) })
     try {
       await this.publishing
       this.retryDelay = MIN_RETRY
       // republish well before the ad expires
       this.schedule(this.lifetime / 2)
     } catch (err: any) {
+      if (abort.signal.aborted) return
       this.state.lastError = err.message
       this.log('publish failed, retrying in %d ms - %e', this.retryDelay, err)
       this.schedule(this.retryDelay)
       this.retryDelay = Math.min(this.retryDelay * 2, MAX_RETRY)
     } finally {
       this.publishing = undefined
+      this.publishAbort = undefined
+      this.state.publishingStartedAt = undefined
     }
   }
 

@@ -1,0 +1,78 @@
+/**
+ * Nodes that meet at private addresses on a network that is not a local
+ * testnet: they connect, but the DHT takes peers at public addresses only,
+ * so its routing table stays empty. Status says so (a node used to show
+ * "connections 1" and no warning while every request got NO_EXIT), and an
+ * exit whose ad cannot be published still stops at once (it waited out the
+ * publication's 30 s, past the CLI's 5 s for a clean stop). Real nodes on
+ * loopback, which is a private address like a LAN's.
+ */
+
+import { afterEach, describe, expect, it } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createSparebandNode } from '../../src/index.ts'
+import { NO_DHT_PEER_GRACE_MS, noDhtPeerWarning } from '../../src/node/alone-warning.ts'
+import { resolveConfig } from '../../src/node/config.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
+
+const nodes: SparebandNode[] = []
+afterEach(async () => { await Promise.all(nodes.splice(0).map(async n => n.stop().catch(() => {}))) })
+
+const base = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, accounting: { pow_difficulty: 8 } }
+
+async function start (config: Record<string, unknown>): Promise<SparebandNode> {
+  const node = await createSparebandNode({ dataDir: await tempDir('sb-no-dht-'), config: { ...base, ...config } as SparebandConfigInput })
+  nodes.push(node)
+  await node.start()
+  return node
+}
+
+describe('peers but no DHT peer', () => {
+  it('two nodes of the "spareband" network on loopback connect, keep an empty routing table, and the warning names the cause and the fix', async () => {
+    const first = await start({ region: 'de', exit: { enabled: false } })
+    const second = await start({ region: 'us', exit: { enabled: false }, network: { bootstrap: first.status().addresses } })
+    await waitFor(() => second.status().peers > 0, { what: 'the second node to connect' })
+    // what identify and the DHT make of it within a few seconds: still no DHT peer
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    const status = second.status()
+    expect(status.dht.routingTableSize).toBe(0)
+    // before the grace, no warning; the node's real connections make the warning after it
+    expect(status.warnings.filter(w => w.includes('routing table'))).toEqual([])
+    const remoteAddrs = (await second.peers()).flatMap(p => p.addresses.map(a => multiaddr(a)))
+    const warning = noDhtPeerWarning(resolveConfig([{ source: 'test', values: base }]), { peers: status.peers, routingTableSize: status.dht.routingTableSize, upMs: NO_DHT_PEER_GRACE_MS, remoteAddrs })
+    expect(warning).toMatch(/^connected to 1 peer\(s\), but none is in the DHT's routing table after 30 s, so this node finds no exits \(NO_EXIT\)/)
+    expect(warning).toContain('every peer is at a private or loopback address (127.0.0.1)')
+    expect(warning).toContain('--network local')
+    expect(warning).toContain('"local_testnet": true')
+  })
+
+  it('the warning: not on a local testnet, not with a DHT peer, not before the grace; without private addresses it says what else to check', () => {
+    const config = resolveConfig([{ source: 'test', values: base }])
+    const lan = [multiaddr('/ip4/10.77.0.10/tcp/4001')]
+    const state = { peers: 1, routingTableSize: 0, upMs: 60_000, remoteAddrs: lan }
+    expect(noDhtPeerWarning(config, state)).toContain('(10.77.0.10)')
+    expect(noDhtPeerWarning({ network: { ...config.network, local_testnet: true } }, state)).toBeUndefined()
+    expect(noDhtPeerWarning(config, { ...state, routingTableSize: 1 })).toBeUndefined()
+    expect(noDhtPeerWarning(config, { ...state, peers: 0 })).toBeUndefined()
+    expect(noDhtPeerWarning(config, { ...state, upMs: NO_DHT_PEER_GRACE_MS - 1 })).toBeUndefined()
+    // a public peer (an address only classified here, never dialled), or a relayed connection only: the other causes
+    const other = noDhtPeerWarning(config, { ...state, remoteAddrs: [multiaddr('/ip4/10.77.0.10/tcp/4001'), multiaddr('/ip4/81.2.69.142/tcp/4001')] })
+    expect(other).toContain('may not run the DHT as servers (network.dht_server)')
+    expect(noDhtPeerWarning(config, { ...state, remoteAddrs: [] })).toContain('may not run the DHT as servers')
+  })
+
+  it('an exit whose ad no DHT peer takes stops at once, not after the publication\'s 30 s', async () => {
+    const first = await start({ region: 'de', exit: { enabled: false } })
+    const exit = await start({ region: 'us', network: { bootstrap: first.status().addresses } })
+    const advertising = (): any => (exit.status() as any).routing.advertising
+    await waitFor(() => advertising().publishingStartedAt != null && exit.status().peers > 0, { what: 'a publication under way with a peer connected', timeoutMs: 20_000 })
+    // it stays under way: the DHT has no peer to put the ad on
+    await new Promise(resolve => setTimeout(resolve, 1000))
+    expect(advertising().publishingStartedAt).toBeTypeOf('number')
+    expect(advertising().published).toBe(false)
+    const started = Date.now()
+    await exit.stop()
+    expect(Date.now() - started).toBeLessThan(5000)
+  }, 40_000)
+})
