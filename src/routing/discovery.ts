@@ -30,6 +30,9 @@ export interface ExitDiscoveryComponents {
 
 interface RegionEntry { fetchedAt: number, peers: Set<string> }
 
+/** How long a region's DHT lookup may take before it answers with what it found. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 15 * second
+
 export class ExitDiscovery {
   private readonly log: Logger
   private readonly ads = new Map<string, VerifiedCapacityAd>()
@@ -116,7 +119,7 @@ export class ExitDiscovery {
   }
 
   private async query (region: string, options: AbortOptions): Promise<VerifiedCapacityAd[]> {
-    const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? 15 * second), this.stopping.signal, ...(options.signal != null ? [options.signal] : [])])
+    const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS), this.stopping.signal, ...(options.signal != null ? [options.signal] : [])])
     const providers: PeerId[] = []
     const seen = new Set<string>()
     // each ad is fetched as soon as its provider turns up, so early answers can be used

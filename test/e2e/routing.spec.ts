@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startTargetServer, sha256 } from '../utils/target-server.ts'
 import { curl, spawnNode } from '../utils/network.ts'
-import { runCliJson, waitFor } from '../utils/cli.ts'
+import { runCli, runCliJson, waitFor } from '../utils/cli.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
@@ -82,6 +82,13 @@ describe('routing by region through the DHT', () => {
     expect(jp.attempts.succeeded).toBeGreaterThanOrEqual(1)
     expect(jp.attempts.failed).toBe(0)
     expect(jp.attempts.bandwidth).toBeGreaterThan(0)
+    // and the table shows it, in Mbps beside the capacity the ad claims
+    const table = await runCli(['providers', '--region', 'jp', '--data-dir', consumer.dataDir])
+    const [header, row] = table.stdout.split('\n')
+    const cells = row.trim().split(/\s{2,}/)
+    expect(header.trim().split(/\s{2,}/).slice(0, 5)).toEqual(['PEER', 'REGION', 'CAPACITY Mbps', 'MEASURED Mbps', 'LOAD'])
+    expect(cells[0]).toBe(jp.peerId)
+    expect(Number(cells[3])).toBeCloseTo(jp.attempts.bandwidth * 8 / 1e6, 1)
   })
 
   it('a session id sticks to one exit across 20 requests', async () => {

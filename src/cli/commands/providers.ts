@@ -1,4 +1,6 @@
 import { callApi } from '../api-client.ts'
+import { DEFAULT_QUERY_TIMEOUT_MS } from '../../routing/discovery.ts'
+import { second } from '../../constants.ts'
 import { formatTable, printJson } from '../output.ts'
 import { parseRegionArg } from '../config-from-flags.ts'
 import type { ProviderRow } from '../../routing/routing-selector.ts'
@@ -10,12 +12,14 @@ export function registerProviders (program: Command, dataDirOf: (cmd: Command) =
     .requiredOption('--region <region>', 'region, e.g. de or us-ca', parseRegionArg)
     .option('--json', 'print JSON')
     .action(async (opts, cmd: Command) => {
-      const rows = await callApi<ProviderRow[]>(dataDirOf(cmd), `/v1/providers?region=${encodeURIComponent(opts.region)}`)
+      // the node may walk the DHT for the region first, for up to its lookup timeout: the CLI waits that out
+      const rows = await callApi<ProviderRow[]>(dataDirOf(cmd), `/v1/providers?region=${encodeURIComponent(opts.region)}`, { timeoutMs: DEFAULT_QUERY_TIMEOUT_MS + 10 * second })
       if (opts.json === true) printJson(rows)
       else {
         // OK/FAILED: this node's attempts through it, fading with a one-hour half-life: why a score is low
-        process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'OK/FAILED', 'REACH', 'REGION CHECK', 'YOUR TUNNELS'],
-          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.load.toFixed(2), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.reachability, r.verified, r.ownTunnels])))
+        // MEASURED: the bandwidth this node got through it, against the CAPACITY its ad claims
+        process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'MEASURED Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'OK/FAILED', 'REACH', 'REGION CHECK', 'YOUR TUNNELS'],
+          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.attempts.bandwidth == null ? null : Math.round(r.attempts.bandwidth * 8 / 1e5) / 10, r.load.toFixed(2), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.reachability, r.verified, r.ownTunnels])))
         process.stdout.write(`${rows.length} exit(s) in ${opts.region}\n`)
       }
     })
