@@ -52,6 +52,8 @@ const GAUGES: MetricSpec[] = [
   { name: 'spareband_peers', help: 'Connected peers', read: s => num(s.peers) },
   { name: 'spareband_dht_routing_table_size', help: 'Peers in the Kademlia routing table', read: s => num(s.dht?.routingTableSize) },
   { name: 'spareband_warnings', help: 'Warnings status reports (private targets allowed, missing runtime flags, ...)', read: s => Array.isArray(s.warnings) ? s.warnings.length : undefined },
+  { name: 'spareband_reputation', help: 'This exit\'s reputation, 0..1, from the consumers\' reports it holds (absent with none)', read: s => num(s.accounting?.reputation?.own?.score) },
+  { name: 'spareband_reputation_reporters', help: 'Consumers whose report on this exit counts', read: s => num(s.accounting?.reputation?.own?.reporters) },
   { name: 'spareband_exit_enabled', help: '1 when this node supplies bandwidth as an exit', read: s => num(s.exit?.enabled ?? false) },
   { name: 'spareband_exit_paused', help: '1 while the operator has paused the exit', read: s => s.exit == null ? undefined : num(s.exit.paused) },
   { name: 'spareband_exit_within_schedule', help: '1 while the share schedule lets new tunnels in', read: s => s.exit == null ? undefined : num(s.exit.withinSchedule) },
@@ -104,8 +106,6 @@ const COUNTERS: MetricSpec[] = [
   { name: 'spareband_proxy_tunnels_total', help: 'Tunnels opened from this node', read: s => num(s.proxy?.tunnelsTotal) },
   { name: 'spareband_proxy_failed_total', help: 'Tunnels from this node that no exit carried', read: s => num(s.proxy?.failed) },
   { name: 'spareband_proxy_broken_total', help: 'Tunnels from this node that ended abnormally after opening: a reset at either end, the exit lost, an idle timeout', read: s => num(s.proxy?.broken) },
-  { name: 'spareband_reputation', help: 'This exit\'s reputation, 0..1, from the consumers\' reports it holds (absent with none)', read: s => num(s.accounting?.reputation?.own?.score) },
-  { name: 'spareband_reputation_reporters', help: 'Consumers whose report on this exit counts', read: s => num(s.accounting?.reputation?.own?.reporters) },
   { name: 'spareband_bytes_carried_total', help: 'Bytes this node carried as an exit, from countersigned receipts', read: s => num(s.accounting?.bytesCarried) },
   { name: 'spareband_bytes_used_total', help: 'Bytes this node used as a consumer, from countersigned receipts', read: s => num(s.accounting?.bytesUsed) },
   { name: 'spareband_exit_holds_total', help: 'Times a consumer\'s traffic was held for unsigned or unpaid bytes', read: s => num(s.accounting?.pending?.holds) },
@@ -172,15 +172,22 @@ function processMetrics (): Registry {
 export function metricsHandler (status: () => StatusSnapshot): () => Promise<string> {
   let registry: Registry | undefined
   let snapshot: StatusSnapshot = {}
+  /** Metrics without labels that have no value in this scrape (an exit's on a node that is none, a reputation with no report). */
+  const absent = new Set<string>()
+  const collectFor = (spec: MetricSpec) => function (this: Gauge | Counter) {
+    const reading = spec.read(snapshot)
+    if (reading == null && (spec.labelNames ?? []).length === 0) absent.add(spec.name)
+    apply(this, reading)
+  }
   const build = (): Registry => {
     const r = new Registry()
     for (const spec of GAUGES) {
       // eslint-disable-next-line no-new
-      new Gauge({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect () { apply(this, spec.read(snapshot)) } })
+      new Gauge({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect: collectFor(spec) })
     }
     for (const spec of COUNTERS) {
       // eslint-disable-next-line no-new
-      new Counter({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect () { apply(this, spec.read(snapshot)) } })
+      new Counter({ name: spec.name, help: spec.help, labelNames: spec.labelNames ?? [], registers: [r], collect: collectFor(spec) })
     }
     return r
   }
@@ -188,6 +195,10 @@ export function metricsHandler (status: () => StatusSnapshot): () => Promise<str
     registry ??= build()
     // one status per scrape, read by every metric
     snapshot = status()
-    return (await registry.metrics()) + (await processMetrics().metrics())
+    absent.clear()
+    const text = await registry.metrics()
+    // prom-client writes 0 for a metric without labels that has no value; absent is what it is
+    const present = text.split('\n').filter(line => line.startsWith('#') || !absent.has(line.split(' ', 1)[0])).join('\n')
+    return present + (await processMetrics().metrics())
   }
 }

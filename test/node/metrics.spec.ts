@@ -107,6 +107,24 @@ describe('/metrics', () => {
     expect(value(mine, 'spareband_proxy_tunnels_total')).toBe(c.proxy.tunnelsTotal)
   })
 
+  it('a figure status does not have is absent, not 0: an exit\'s on a node that is none, a reputation with no report', async () => {
+    const theirs = parseExposition(await (await scrape(exit)).text())
+    expect((exit.status() as any).accounting.reputation.own.score).toBeNull()
+    expect(value(theirs.samples, 'spareband_reputation')).toBeUndefined()
+    // declared all the same, as the gauge it is (it can fall)
+    expect(theirs.types.get('spareband_reputation')).toBe('gauge')
+    expect(theirs.types.get('spareband_reputation_reporters')).toBe('gauge')
+    expect(value(theirs.samples, 'spareband_reputation_reporters')).toBe(0)
+    expect(value(theirs.samples, 'spareband_exit_paused')).toBe(0)
+
+    const mine = parseExposition(await (await scrape(consumer)).text())
+    expect((consumer.status() as any).exit.paused).toBeUndefined()
+    for (const name of ['spareband_exit_paused', 'spareband_exit_within_schedule']) {
+      expect(value(mine.samples, name), name).toBeUndefined()
+      expect(mine.types.get(name), name).toBe('gauge')
+    }
+  })
+
   it('moves with the node: the next scrape has the next figures', async () => {
     const before = value(parseExposition(await (await scrape(exit)).text()).samples, 'spareband_exit_tunnels_total')!
     const s = await socksConnect((consumer.status() as any).proxy.socksPort, '127.0.0.1', echo.port)
