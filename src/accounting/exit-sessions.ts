@@ -85,6 +85,16 @@ const TOO_MANY_RECEIPTS = `too many receipts: this exit takes ${RECEIPTS_PER_SEC
  * signs at least that often while it has traffic.
  */
 export const SIGNING_RECENTLY_MS = 5 * second
+/**
+ * How far a receipt may run ahead of the bytes this exit carried for its
+ * session: uploads the consumer signed as it sent them and that are still
+ * on the way, at most a stream window and a write buffer (2 MiB each) on
+ * each of the 256 tunnels a consumer may have here. A receipt past it is
+ * refused (the consumer's next one covers the same bytes once they are
+ * here); without a bound the exit countersigned 2^64 bytes for a session
+ * that had carried 100 KB.
+ */
+export const MAX_SIGNED_AHEAD = 1024 * 1024 * 1024
 /** How long a receipt stream may sit without a frame. */
 const STREAM_IDLE = 10 * minute
 /** How long a graceful close of a receipt stream may wait for the consumer's side. */
@@ -735,6 +745,11 @@ export class ExitSessions implements ExitAccounting {
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
       s.touched = true
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
+      // a consumer signs an upload as it sends it, so a receipt may run ahead
+      // of what got here, by what is on the way; not by more, or this exit
+      // would countersign (and publish) bytes it never carried
+      const signedTotal = r.bytesUp! + r.bytesDown!
+      if (signedTotal > BigInt(s.carried + MAX_SIGNED_AHEAD)) throw new Error(`receipt signs ${signedTotal} bytes, but ${s.carried} were carried here and at most ${MAX_SIGNED_AHEAD} can be on the way`)
       const ahead = Number(r.updatedAt!) - this.now()
       if (ahead > MAX_CLOCK_AHEAD_MS) throw new Error(`updated_at is ${Math.round(ahead / 1000)} s ahead of this exit's clock`)
       // a session's start is fixed by its first receipt (the ledger refuses
@@ -761,7 +776,7 @@ export class ExitSessions implements ExitAccounting {
       }
       s.last = full
       c.lastReceiptAt = this.now()
-      const total = Number(r.bytesUp! + r.bytesDown!)
+      const total = Number(signedTotal)
       // the receipt spent some of the consumer's balance (and gossip may have added to it)
       const balanceMicro = this.init.ledger.balance(consumer).balanceMicro
       c.limit = this.limitFor(balanceMicro)

@@ -15,7 +15,7 @@ import * as varint from 'uint8-varint'
 import { RECEIPT_PROTOCOL } from '../../src/constants.ts'
 import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
 import type { ConsumerSessionsInit } from '../../src/accounting/consumer-sessions.ts'
-import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, MAX_SIGNED_AHEAD } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
@@ -188,7 +188,10 @@ describe('receipt stream against a misbehaving consumer', () => {
       ['at another price', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), pricePerGb: 1n, consumerSig: undefined }, keys[1])), /price/],
       ['dated two hours ahead', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), updatedAt: BigInt(Date.now() + 2 * 3600_000), consumerSig: undefined }, keys[1])), /ahead of this exit's clock/],
       // nodes that pruned gossip would never count what it spends here
-      ['started two hours before the exit saw the session', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), startedAt: STARTED_AT - 2n * 3600_000n, consumerSig: undefined }, keys[1])), /before this exit first saw the session/]
+      ['started two hours before the exit saw the session', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), startedAt: STARTED_AT - 2n * 3600_000n, consumerSig: undefined }, keys[1])), /before this exit first saw the session/],
+      // uploads signed as sent may run ahead of what got here, but not by more than can be on the way
+      ['signing a byte more than was carried and can be on the way', await receipt('known', 4 * MiB + MAX_SIGNED_AHEAD + 1, 1n), /4194304 were carried here and at most 1073741824 can be on the way/],
+      ['signing 2^63 - 1 bytes', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), bytesUp: 2n ** 62n, bytesDown: 2n ** 62n - 1n, consumerSig: undefined }, keys[1])), /can be on the way/]
     ]
     for (const [what, bytes, reason] of cases) {
       await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(bytes) }))
@@ -197,8 +200,10 @@ describe('receipt stream against a misbehaving consumer', () => {
       expect(a.error, what).toMatch(reason)
     }
     expect(ledger.receipts().filter(r => r.receipt.sessionId === 'known' || r.receipt.sessionId === 'never-carried')).toEqual([])
-    // the honest receipt on the same stream still goes through
+    // the honest receipt on the same stream still goes through, and one ahead by as much as can be on the way
     await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', MiB, 1n)) }))
+    expect((await answer(lp)).receipt).toBeDefined()
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', 4 * MiB + MAX_SIGNED_AHEAD, 2n)) }))
     expect((await answer(lp)).receipt).toBeDefined()
     await stream.close()
   })
@@ -211,8 +216,8 @@ describe('receipt stream against a misbehaving consumer', () => {
     await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt(sessionId, MiB, 1n)) }))
     expect((await answer(lp)).receipt).toBeDefined()
     // seq advances and the signature is good, but the session restarts at
-    // another time (the ledger: a reused session id), claiming 2^50 bytes
-    const body = { ...decodeReceipt(await receipt(sessionId, 2 ** 50, 2n)), startedAt: STARTED_AT + 1n, consumerSig: undefined }
+    // another time (the ledger: a reused session id), claiming 512 MiB (on the way, it may be)
+    const body = { ...decodeReceipt(await receipt(sessionId, 512 * MiB, 2n)), startedAt: STARTED_AT + 1n, consumerSig: undefined }
     await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(await signAsConsumer(body, keys[1]))) }))
     const refused = await answer(lp)
     expect(refused.receipt).toBeUndefined()
