@@ -30,3 +30,15 @@ export class NoticeLimiter {
     return held
   }
 }
+
+/** Longest text a notice quotes (a request target alone may be 8 KiB). */
+export const MAX_NOTICE_TEXT = 300
+
+/**
+ * Text a peer or a client made, fit for the operator's log: no terminal
+ * escapes or line breaks of its making (as \xNN), and no 8 KiB lines.
+ */
+export function noticeText (text: string, max = MAX_NOTICE_TEXT): string {
+  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, c => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+  return clean.length > max ? `${clean.slice(0, max)}...` : clean
+}

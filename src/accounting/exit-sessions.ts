@@ -262,6 +262,7 @@ export class ExitSessions implements ExitAccounting {
    * tunnel's receipts try again). `since`: the first failure since a receipt was last stored.
    */
   storeFailure?: { since: number, at: number, error: string }
+  private onRefusal?: (consumer: PeerId, reason: string) => void
   /** Closes a consumer's open tunnels (set by the exit, see setCutOff). */
   private cutOff?: (consumer: PeerId, reason: string) => void
 
@@ -312,6 +313,11 @@ export class ExitSessions implements ExitAccounting {
    */
   setCutOff (cutOff: (consumer: PeerId, reason: string) => void): void {
     this.cutOff = cutOff
+  }
+
+  /** Told of each receipt refused (a forgery, a regression, one over the consumer's frame budget): the operator's notices. */
+  setRefusalListener (listener: (consumer: PeerId, reason: string) => void): void {
+    this.onRefusal = listener
   }
 
   /** Where countersigned receipts are published (receipt gossip). */
@@ -714,7 +720,10 @@ export class ExitSessions implements ExitAccounting {
     this.receiptsRefused++
     c.refusedInARow++
     // one line per run of refusals and one per reset, not one per frame
-    if (c.refusedInARow === 1) this.log('refusing receipts from %p: too many', consumer)
+    if (c.refusedInARow === 1) {
+      this.log('refusing receipts from %p: too many', consumer)
+      this.onRefusal?.(consumer, TOO_MANY_RECEIPTS)
+    }
     if (c.refusedInARow <= RECEIPT_BURST) return 'refuse'
     this.log('resetting a receipt stream of %p: %d frames refused in a row', consumer, c.refusedInARow)
     return 'reset'
@@ -799,6 +808,7 @@ export class ExitSessions implements ExitAccounting {
       return { receipt: Uint8Array.from(encodeReceipt(full)) }
     } catch (err: any) {
       this.log('refused a receipt from %p: %s', consumer, err.message)
+      this.onRefusal?.(consumer, err.message ?? String(err))
       // with our price: a consumer that signed at another (it found us without our ad) signs again at ours
       return { error: err.message ?? String(err), pricePerGb: this.init.pricePerGbMicro }
     }

@@ -27,7 +27,7 @@ import type { Ledger, ProofOfWork } from './ledger.ts'
 import type { Receipt } from './receipts.ts'
 import type { CountersignedReceipt } from './receipts.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
-import type { ComponentLogger, Logger } from '@libp2p/interface'
+import type { ComponentLogger, Logger, PeerId } from '@libp2p/interface'
 
 /**
  * Receipt errors that are not the forwarder's fault: stale or repeated
@@ -86,6 +86,8 @@ export interface ReceiptGossipInit {
   logger: ComponentLogger
   /** @default Date.now */
   now?: () => number
+  /** Told of each message rejected (forged, malformed), with the peer it came from: the operator's notices. */
+  onReject?: (from: PeerId, reason: string) => void
 }
 
 export class ReceiptGossip {
@@ -98,7 +100,7 @@ export class ReceiptGossip {
 
   start (): void {
     const { pubsub, topic } = this.init
-    pubsub.topicValidators.set(topic, async (_peer, message) => this.validate(message.data))
+    pubsub.topicValidators.set(topic, async (peer, message) => this.validate(message.data, peer))
     pubsub.subscribe(topic)
   }
 
@@ -119,7 +121,7 @@ export class ReceiptGossip {
   }
 
   /** The topic validator. A validator that throws counts as Ignore, so every failure is answered explicitly. */
-  async validate (data: Uint8Array): Promise<TopicValidatorResult> {
+  async validate (data: Uint8Array, from?: PeerId): Promise<TopicValidatorResult> {
     try {
       const { receipt: r, consumerPow } = decodeGossipMessage(data)
       const ahead = Number(r.updatedAt ?? 0n) - (this.init.now ?? Date.now)()
@@ -159,6 +161,7 @@ export class ReceiptGossip {
       }
       this.stats.rejected++
       this.log('rejected a gossiped receipt: %s', err.message)
+      if (from != null) this.init.onReject?.(from, err.message)
       return TopicValidatorResult.Reject
     }
   }

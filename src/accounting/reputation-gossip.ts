@@ -23,7 +23,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { ReputationBook } from './reputation-book.ts'
 import type { SignedReport } from './reputation.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
-import type { ComponentLogger, Logger, PrivateKey } from '@libp2p/interface'
+import type { ComponentLogger, Logger, PeerId, PrivateKey } from '@libp2p/interface'
 
 export interface ReputationGossipInit {
   pubsub: GossipSub
@@ -35,6 +35,8 @@ export interface ReputationGossipInit {
   intervalMs: number
   /** @default Date.now */
   now?: () => number
+  /** Told of each message rejected (forged, malformed), with the peer it came from: the operator's notices. */
+  onReject?: (from: PeerId, reason: string) => void
 }
 
 export class ReputationGossip {
@@ -53,7 +55,7 @@ export class ReputationGossip {
 
   start (): void {
     const { pubsub, topic } = this.init
-    pubsub.topicValidators.set(topic, async (_peer, message) => this.validate(message.data))
+    pubsub.topicValidators.set(topic, async (peer, message) => this.validate(message.data, peer))
     pubsub.subscribe(topic)
     if (this.init.intervalMs > 0) {
       this.timer = setInterval(() => { void this.publishDue() }, this.init.intervalMs)
@@ -101,7 +103,7 @@ export class ReputationGossip {
   }
 
   /** The topic validator. A validator that throws counts as Ignore, so every failure is answered explicitly. */
-  async validate (data: Uint8Array): Promise<TopicValidatorResult> {
+  async validate (data: Uint8Array, from?: PeerId): Promise<TopicValidatorResult> {
     let report: SignedReport
     try {
       report = decodeReport(data) as SignedReport
@@ -114,6 +116,7 @@ export class ReputationGossip {
       }
       this.stats.rejected++
       this.log('rejected a reputation report: %s', err.message)
+      if (from != null) this.init.onReject?.(from, err.message)
       return TopicValidatorResult.Reject
     }
     let outcome

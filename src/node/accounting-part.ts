@@ -25,6 +25,7 @@ import type { Identity } from './identity.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { GossipSub } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
 import type { IncomingMessage } from 'node:http'
 
 export { LEDGER_FILE }
@@ -92,7 +93,9 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
   const { libp2p, config, identity } = node
   const a = config.accounting
   const { ledger, exitSessions } = core
-  const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger })
+  const onReject = (topic: string) => (from: PeerId, reason: string): void => { node.refusals.note('gossip', from.toString(), reason, topic) }
+  const gossip = new ReceiptGossip({ pubsub: libp2p.services.pubsub as GossipSub, topic: config.network.receipts_topic, ledger, logger: libp2p.logger, onReject: onReject(config.network.receipts_topic) })
+  exitSessions?.setRefusalListener((consumer, reason) => { node.refusals.note('receipt', consumer.toString(), reason) })
   // a report weighs what its reporter paid the exit, as our ledger sees it (see reputation-book.ts)
   const book = new ReputationBook({
     weightOf: (reporter, subject) => Number(ledger.paidBetween(reporter, subject, REPUTATION_FULL_WEIGHT_MICRO)) / Number(REPUTATION_FULL_WEIGHT_MICRO),
@@ -105,7 +108,8 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     book,
     privateKey: identity.privateKey,
     logger: libp2p.logger,
-    intervalMs: a.reputation_interval_seconds * second
+    intervalMs: a.reputation_interval_seconds * second,
+    onReject: onReject(config.network.reputation_topic)
   })
   /** What the network says of this node as an exit, from the reports on it we hold. */
   const ownReputation = (): { score: number | null, reporters: number } => {

@@ -21,6 +21,7 @@ import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
 import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
+import { RefusalNotices } from './refusal-notices.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
@@ -41,6 +42,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
+import type { PeerRefusalNotice } from './refusal-notices.ts'
 import type { KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
@@ -117,6 +119,8 @@ export interface SparebandEvents {
   'keeper:back': CustomEvent<KeeperBack>
   /** The exit was paused or resumed (pause(), resume(), the control API, `spareband pause`). */
   'exit:pause': CustomEvent<{ paused: boolean }>
+  /** This node refused a peer: a tunnel or a receipt at its exit, a gossiped message; rate-limited per kind. */
+  'node:refused': CustomEvent<PeerRefusalNotice>
 }
 
 /**
@@ -157,6 +161,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   /** The data directory's node.lock, held from create() to the first stop(). */
   private readonly lock: DataDirLock
   private startedAt = 0
+  /** Refusals of peers, as 'node:refused' events for the operator (the parts report theirs here). */
+  readonly refusals: RefusalNotices
   private running = false
   /** stop() has run: the ledger is closed, and start() refuses. */
   private stopped = false
@@ -173,6 +179,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.libp2p = libp2p
     this.accounting = accounting
     this.lock = lock
+    this.refusals = new RefusalNotices(notice => this.safeDispatchEvent('node:refused', { detail: notice }))
     for (const f of partFactories) {
       const part = f(this, accounting)
       if (part != null) this.parts.push(part)
@@ -196,6 +203,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     libp2p.addEventListener('peer:connect', e => this.safeDispatchEvent('peer:connect', { detail: { peerId: e.detail.toString() } }))
     libp2p.addEventListener('peer:disconnect', e => this.safeDispatchEvent('peer:disconnect', { detail: { peerId: e.detail.toString() } }))
     ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:offer:change', e => this.safeDispatchEvent('exit:pause', { detail: { paused: e.detail.paused } }))
+    ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:tunnel:denied', e => { this.refusals.note('tunnel', e.detail.consumer, e.detail.message, e.detail.status) })
   }
 
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {

@@ -5,7 +5,7 @@
  */
 
 import { isLoopback } from './listen-address.ts'
-import { NoticeLimiter } from '../notice-limiter.ts'
+import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 import { pipeSocketStream, resetSocket } from './pipe.ts'
 import { NO_EXIT } from './status-codes.ts'
 import { NoExitError } from './tunnel-client.ts'
@@ -28,9 +28,6 @@ export interface ProxyRefusalNotice {
   /** Refusals not reported since the last report, over the rate limit. */
   suppressed: number
 }
-
-/** Longest reason reported; a request target alone may be 8 KiB. */
-const MAX_REFUSAL_REASON = 300
 
 /** Refusals reported per window; the rest are counted and the count goes with the next report. */
 export const DEFAULT_REFUSAL_NOTICES_PER_MINUTE = 10
@@ -134,9 +131,8 @@ export class Ingress {
 
   /** The proxy refused a client on its own (targeting, credentials): logged, and reported to the operator within the rate limit. */
   refused (proxy: ProxyRefusalNotice['proxy'], kind: ProxyRefusalNotice['kind'], reason: string): void {
-    // the reason quotes what the client sent (its user name, its request target): no terminal escapes or line breaks of its making reach the log, nor 8 KiB lines
-    const clean = reason.replace(/[\x00-\x1f\x7f-\x9f]/g, c => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
-    const shown = clean.length > MAX_REFUSAL_REASON ? `${clean.slice(0, MAX_REFUSAL_REASON)}...` : clean
+    // the reason quotes what the client sent (its user name, its request target)
+    const shown = noticeText(reason)
     this.init.log('%s client refused (%s): %s', proxy, kind, shown)
     const suppressed = this.refusals.take()
     if (suppressed != null) this.init.onRefusal?.({ proxy, kind, reason: shown, suppressed })

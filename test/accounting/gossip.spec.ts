@@ -17,6 +17,8 @@ import { encodeReceipt } from '../../src/accounting/receipts.ts'
 import { createSparebandNode } from '../../src/index.ts'
 import { INVALID_RECEIPT_WEIGHT } from '../../src/node/gossip-scoring.ts'
 import { defaultLogger } from '@libp2p/logger'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import { countersigned, parties } from './fixtures.ts'
 import type { Party } from './fixtures.ts'
@@ -72,6 +74,17 @@ describe('receipt gossip validator', () => {
     expect(gossip.stats.rejected - before.rejected).toBe(5)
     expect(gossip.stats.accepted).toBe(before.accepted)
     for (const id of ['f', 't', 'x']) expect(held(id)).toBeUndefined()
+  })
+
+  it('tells who forwarded each receipt it rejects (the operator\'s notices), and nothing of those it takes', async () => {
+    const told: Array<[string, string]> = []
+    const validator = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger, logger: defaultLogger(), onReject: (from, reason) => told.push([from.toString(), reason]) })
+    const sender = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    expect(await validator.validate(await forged(alice, bob, 'told-1'), sender)).toBe(TopicValidatorResult.Reject)
+    expect(await validator.validate(encodeReceipt(await countersigned(alice, bob, { sessionId: 'told-2' })), sender)).toBe(TopicValidatorResult.Accept)
+    expect(told).toHaveLength(1)
+    expect(told[0][0]).toBe(sender.toString())
+    expect(told[0][1]).toMatch(/signature/i)
   })
 
   it('ignores, not rejects, a second validly signed version of a receipt: the forwarder may have got it first', async () => {

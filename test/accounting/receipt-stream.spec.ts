@@ -193,12 +193,17 @@ describe('receipt stream against a misbehaving consumer', () => {
       ['signing a byte more than was carried and can be on the way', await receipt('known', 4 * MiB + MAX_SIGNED_AHEAD + 1, 1n), /4194304 were carried here and at most 1073741824 can be on the way/],
       ['signing 2^63 - 1 bytes', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), bytesUp: 2n ** 62n, bytesDown: 2n ** 62n - 1n, consumerSig: undefined }, keys[1])), /can be on the way/]
     ]
+    // each refusal is told, for the operator's log
+    const told: Array<[string, string]> = []
+    exit.setRefusalListener((consumer, reason) => told.push([consumer.toString(), reason]))
     for (const [what, bytes, reason] of cases) {
       await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(bytes) }))
       const a = await answer(lp)
       expect(a.receipt, what).toBeUndefined()
       expect(a.error, what).toMatch(reason)
+      expect(told.at(-1), what).toEqual([client.peerId.toString(), a.error])
     }
+    expect(told).toHaveLength(cases.length)
     expect(ledger.receipts().filter(r => r.receipt.sessionId === 'known' || r.receipt.sessionId === 'never-carried')).toEqual([])
     // the honest receipt on the same stream still goes through, and one ahead by as much as can be on the way
     await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', MiB, 1n)) }))

@@ -108,6 +108,11 @@ describe('tunnels through a direct connection, with real curl', () => {
     expect(http403.stdout.toString()).toMatch(/^HTTP\/1\.1 403/)
     expect(http403.stdout.toString()).toContain('POLICY_DENIED')
     expect(target.connections).toBe(before)
+    // and the exit's operator sees whom it refused and why (the log had no line for a refused tunnel)
+    const refusedLines = (): string[] => exit.proc.output.split('\n').filter(l => / info +exit refused a tunnel /.test(l) && l.includes('status=POLICY_DENIED'))
+    await waitFor(() => refusedLines().length >= 2, { timeoutMs: 5000, what: 'the refusals in the exit\'s log' })
+    expect(refusedLines()[0]).toContain(`peer=${consumer.peerId}`)
+    expect(refusedLines()[0]).toMatch(/reason=.*22/)
   })
 
   it('a connection refused at the target -> SOCKS 0x05, HTTP 502', async () => {

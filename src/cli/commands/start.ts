@@ -103,6 +103,14 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         reason: e.detail.reason,
         notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more refusals since the last one shown` : undefined
       }))
+      // what the node refused peers: routine for tunnels (no credit, the quota), a sign of trouble for receipts and gossip
+      const refused = { tunnel: 'exit refused a tunnel', receipt: 'exit refused a receipt', gossip: 'rejected a gossiped message' } as const
+      node.addEventListener('node:refused', e => log(e.detail.kind === 'tunnel' ? 'info' : 'warn', refused[e.detail.kind], {
+        peer: e.detail.peer,
+        [e.detail.kind === 'gossip' ? 'topic' : 'status']: e.detail.about,
+        reason: e.detail.reason,
+        notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more since the last one shown` : undefined
+      }))
       // keep running until a signal arrives
       await new Promise<never>(() => {})
     })
