@@ -4,6 +4,7 @@
  * configured the user name is `<user>` or `<user>-region-...`.
  */
 
+import { noticeText } from '../notice-limiter.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 
 export interface Targeting {
@@ -39,13 +40,19 @@ export function isValidSessionId (id: string): boolean {
 }
 
 /** Parses the targeting part of a user name ("" or undefined = no targeting). */
+/** A user name as an answer quotes it: a client's 10 KB name came back whole in the 400's body. */
+function shown (user: string): string {
+  return noticeText(user, MAX_QUOTED_USER)
+}
+const MAX_QUOTED_USER = 100
+
 export function parseTargeting (user: string | undefined): Targeting {
   if (user == null || user === '') return {}
   const m = PATTERN.exec(user)
   if (m != null) {
     // `region-uk` is `gb` (normalizeRegion says why)
     const region = normalizeRegion(m[1])
-    if (!isValidRegion(region)) throw new TargetingError(`unknown region "${m[1]}" in proxy user name "${user}"`)
+    if (!isValidRegion(region)) throw new TargetingError(`unknown region "${noticeText(m[1], 20)}" in proxy user name "${shown(user)}"`)
     return { region, sessionId: m[2] }
   }
   const s = SESSION_ONLY.exec(user)
@@ -55,9 +62,9 @@ export function parseTargeting (user: string | undefined): Targeting {
   if (session != null && !isValidSessionId(session[1])) {
     const id = session[1]
     const why = id.length === 0 ? 'is empty' : id.length > 64 ? `is ${id.length} characters long` : 'has a character other than letters, digits, \'_\', \'.\' and \'-\''
-    throw new TargetingError(`the session id in proxy user name "${user}" ${why}: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
+    throw new TargetingError(`the session id in proxy user name "${shown(user)}" ${why}: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
   }
-  throw new TargetingError(`proxy user name "${user}" is not "region-<cc>[-<sub>][-session-<id>]"`)
+  throw new TargetingError(`proxy user name "${shown(user)}" is not "region-<cc>[-<sub>][-session-<id>]"`)
 }
 
 export interface Credentials { username?: string, password?: string }

@@ -33,6 +33,14 @@ describe('proxy user name targeting', () => {
     expect(() => parseTargeting('region-de-sesion-abc')).toThrow('proxy user name "region-de-sesion-abc" is not "region-<cc>[-<sub>][-session-<id>]"')
   })
 
+  it('quotes at most 100 characters of a user name, control characters escaped: a 10 KB name came back whole in the answer', () => {
+    const huge = `region-de-session-${'b'.repeat(10_000)}`
+    let message = ''
+    try { parseTargeting(huge) } catch (err: any) { message = err.message }
+    expect(message).toBe(`the session id in proxy user name "${huge.slice(0, 100)}..." is 10000 characters long: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
+    expect(() => parseTargeting('x\r\nInjected: 1')).toThrow('proxy user name "x\\x0d\\x0aInjected: 1" is not')
+  })
+
   it('checks operator credentials and keeps the targeting after the user name', () => {
     const required = { username: 'alice', password: 's3cret' }
     expect(authenticate({ username: 'alice', password: 's3cret' }, required)).toEqual({})

@@ -27,6 +27,16 @@ describe('tunnel protocol frames', () => {
     expect(decodeTunnelResponse(TunnelResponse.encode({ status: TunnelStatus.BUSY, message: 'm' }))).toEqual({ status: TunnelStatus.BUSY, message: 'm' })
   })
 
+  it('takes host names and IP literals as targets, and nothing else: no NUL, line break, space or non-ASCII from a peer reaches the resolver or a log', () => {
+    const host = (targetHost: string): string => decodeTunnelRequest(TunnelRequest.encode({ targetHost, targetPort: 443 })).host
+    for (const ok of ['example.org', 'EXAMPLE.org.', '_srv.example-1.org', 'xn--bcher-kva.example', '93.184.216.34', '127.1', '0x7f.1', '2130706433', '::1', '[::1]', '::ffff:127.0.0.1', '[2001:db8::1]']) {
+      expect(host(ok), ok).toBe(ok)
+    }
+    for (const bad of ['exa\u0000mple.org', 'example.org\r\n', 'exa mple.org', 'bücher.example', 'fe80::1%eth0', 'a/b', 'user@example.org', 'example.org:443']) {
+      expect(() => host(bad), JSON.stringify(bad)).toThrow(/target_host is neither a host name .* nor an IP address/)
+    }
+  })
+
   it('fuzz: any bytes give a frame, "need more", or TunnelProtocolError; never another error', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), bytes => {
       try {
