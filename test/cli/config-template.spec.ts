@@ -7,14 +7,20 @@ import { defaultConfig, resolveConfig } from '../../src/node/config.ts'
 const uncommented = (text: string): string => text.replace(/^# (\[|[a-z_]+ = )/gm, '$1')
 
 describe('the config.toml spareband init writes', () => {
-  it('names every limit an exit owner can set, except the testnet-only allow_private_targets and the connect timeout', () => {
-    const exit = (parseToml(uncommented(CONFIG_TEMPLATE())) as any).exit
-    const expected = Object.keys(defaultConfig.exit).filter(k => k !== 'allow_private_targets' && k !== 'connect_timeout_seconds')
-    expect(Object.keys(exit).sort()).toEqual(expected.sort())
-  })
-
-  it('names the control API port, which a second node on the machine must change', () => {
-    expect((parseToml(uncommented(CONFIG_TEMPLATE())) as any).api).toEqual({ port: defaultConfig.api.port })
+  it('names every setting there is, in every section (the network\'s name, DHT protocol and topics come from --network)', () => {
+    const template = parseToml(uncommented(CONFIG_TEMPLATE('de'))) as any
+    const fromNetwork = new Set(['name', 'dht_protocol', 'receipts_topic', 'reputation_topic'])
+    for (const [key, value] of Object.entries(defaultConfig)) {
+      if (value != null && typeof value === 'object' && !Array.isArray(value)) {
+        const expected = Object.keys(value).filter(k => key !== 'network' || !fromNetwork.has(k))
+        // the proxy credentials have no default to show: the template tells of them in words
+        if (key === 'proxy') expected.push('default_region')
+        expect(Object.keys(template[key]).sort(), key).toEqual(expected.sort())
+      } else {
+        expect(template[key], key).toEqual(value)
+      }
+    }
+    expect(CONFIG_TEMPLATE()).toMatch(/set password \(and username\)/)
   })
 
   it('uncommented, gives each key its default (region and proxy.default_region are examples)', () => {

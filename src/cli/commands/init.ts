@@ -7,19 +7,31 @@ import { UsageError } from '../errors.ts'
 import { printJson } from '../output.ts'
 import type { Command } from 'commander'
 
-/** The commented config.toml init writes: uncommented, each key is its default (region and default_region are examples). */
-export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional: a commented key shows
-# its default; the README's "Data directory and configuration" has them all.
-# Environment variables (SPAREBAND_*) and flags override this file.
+/**
+ * The commented config.toml init writes: every setting there is, each
+ * commented out at its default (region and default_region, unset by
+ * default, show an example; the proxy credentials, unset too, are told of
+ * in words).
+ */
+export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional and every key is here:
+# a commented key shows its default (region and default_region, unset by
+# default, show an example). Environment variables (SPAREBAND_*) and flags
+# override this file; \`spareband init --print-config\` prints it again.
 ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 3166-1 alpha-2, optionally -subdivision ("us-ca")'}
+# listen = ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/udp/4001/webrtc-direct", "/p2p-circuit"]
+# announce = []               # addresses to announce instead of the listen addresses
 
 # [api]
-# port = 7070                 # control API and dashboard on 127.0.0.1; 0 = any free port
+# host = "127.0.0.1"          # control API and dashboard; keep it on loopback
+# port = 7070                 # 0 = any free port
 
 # [proxy]
+# enabled = true
+# host = "127.0.0.1"          # beyond loopback only with credentials: set password (and username)
 # socks_port = 1080
 # http_port = 3128
-# default_region = "de"
+# default_region = "de"       # for requests whose user name names no region
+# warm_streams = 8            # tunnel streams kept open ahead of need per exit; 0 = off
 
 # [exit]                      # what other members may do through this node
 # enabled = true              # false: no exit at all (--no-supply)
@@ -28,6 +40,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # allowed_ports = [80, 443]   # or ["reduced"], or ["80", "443", "8000-8100"]
 # denied_cidrs = []           # more targets to refuse, e.g. ["203.0.113.0/24"]
 # denied_domains = []         # e.g. ["example.com"]: it and every name under it
+# allow_private_targets = false  # true only for a local testnet: lifts the address rules
 # upload_mbps = 0             # rate caps, all tunnels together; 0 = unlimited
 # download_mbps = 0
 # per_consumer_mbps = 0       # rate cap per consumer, each direction; 0 = unlimited
@@ -37,16 +50,33 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # monthly_quota_gb = 0
 # schedule = "always"         # e.g. "mon-fri 00:00-07:00, sat-sun all"
 # idle_timeout_seconds = 300  # idle tunnels are closed
+# connect_timeout_seconds = 10  # for the connect to a target
 
 # [accounting]
+# enabled = true
 # stop_at_balance = 0         # as a consumer, open no tunnel (and end open ones) while your balance is not above this
+# credit_limit = 0            # as an exit, refuse consumers whose balance is below this
+# allowance = 1               # credits a new identity starts with, once its proof of work is seen
+# pow_difficulty = 20         # bits of that proof of work
+# receipt_interval_mb = 1     # a receipt every this many MB carried, or
+# receipt_interval_seconds = 5  # this often while there is traffic
+# unsigned_threshold_mb = 4   # as an exit, hold a consumer's traffic past this much unsigned
+# publish_interval_seconds = 60  # gossip a long session's newest receipt this often
 # gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
 # reputation_interval_seconds = 600  # report on the exits you used this often; 0 = never
 
+# [relay]                     # carrying other members' tunnels to exits behind NAT
+# enabled = true
+# max_reservations = 32
+# data_limit_mb = 1024        # per relayed connection; 0 = no limit
+# duration_limit_seconds = 3600
+
 # Behind NAT, an exit is reached through a relay: add "<relay multiaddr>/p2p-circuit"
 # to the top-level listen list (the node redials that relay whenever it goes).
-# [network]
+# [network]                   # name, dht_protocol and the topics come from --network
 # bootstrap = []              # multiaddrs ending in /p2p/<peer id>
+# dht_server = true
+# local_testnet = false       # true for machines that meet at private addresses (one machine, a LAN)
 # redial_max_seconds = 60     # longest wait between redials of a lost relay or bootstrap peer
 `
 
