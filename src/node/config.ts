@@ -561,18 +561,43 @@ function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, va
   }
   // JSON has no NaN or Infinity (it writes null)
   const shown = value === undefined ? 'nothing' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)
-  return `${source}: ${key} = ${shown} is invalid: ${issue.code === 'invalid_type' ? expectedText(issue.expected, key, value) : issue.message}`
+  return `${source}: ${key} = ${shown} is invalid: ${valueProblem(issue, key, value)}`
 }
 
+/** What is wrong with a value, in words: zod's own ("Invalid input") says nothing of what is allowed. */
+export function valueProblem (issue: z.core.$ZodIssue, key: string, value: unknown): string {
+  if (issue.code === 'invalid_type') return expectedText(issue.expected, key, value)
+  if (issue.code === 'invalid_union') {
+    const forms = UNION_FORMS.find(([re]) => re.test(key))?.[1]
+    return `expected ${forms ?? 'one of the forms this setting takes (see the template: spareband init --print-config)'}, not ${given(value)}`
+  }
+  return issue.message
+}
+
+/** What a setting that takes several forms may be. */
+const UNION_FORMS: Array<[RegExp, string]> = [[/allowed_ports\.\d+$/, 'a port (443), a range as a string ("8000-8100") or "reduced"']]
+
 /** The unit a key's name gives its number in (daily_quota_gb: GB). */
-const UNITS: Array<[RegExp, string]> = [[/_gb$/, 'in GB'], [/_mb$/, 'in MB'], [/_mbps$/, 'in Mbit/s'], [/_seconds$/, 'in seconds'], [/_days$/, 'in days']]
+const UNITS: Array<[RegExp, string]> = [[/(^|\.)price_per_gb$/, 'in credits per GB'], [/(^|\.)(credit_limit|stop_at_balance|allowance)$/, 'in credits'], [/_gb$/, 'in GB'], [/_mb$/, 'in MB'], [/_mbps$/, 'in Mbit/s'], [/_seconds$/, 'in seconds'], [/_days$/, 'in days']]
 
 /** "expected a whole number, not 1.5": for a wrong type, in words, with the key's unit (a TOML "10GB" is a string). */
 function expectedText (expected: string, key: string, value: unknown): string {
   const unit = UNITS.find(([re]) => re.test(key))?.[1]
   const what = expected === 'int' ? 'a whole number' : expected === 'number' ? 'a number' : expected === 'boolean' ? 'true or false' : expected === 'array' ? 'a list' : expected === 'object' ? 'a table of settings' : `a ${expected}`
-  const given = value === undefined ? 'nothing' : value === null ? 'null' : Array.isArray(value) ? 'a list' : typeof value === 'string' ? `the string ${JSON.stringify(value)}${expected === 'number' || expected === 'int' ? ' (write the number alone, without quotes or unit)' : ''}` : typeof value === 'number' ? `${value}` : typeof value
-  return `expected ${what}${unit != null && (expected === 'number' || expected === 'int') ? ` ${unit}` : ''}, not ${given}`
+  const quoted = typeof value === 'string' && (expected === 'number' || expected === 'int') ? ' (write the number alone, without quotes or unit)' : ''
+  return `expected ${what}${unit != null && (expected === 'number' || expected === 'int') ? ` ${unit}` : ''}, not ${given(value)}${quoted}`
+}
+
+/** A value as an error names it: "the string \"10GB\"", "a list", "a date" (TOML has dates), "a table of settings". */
+function given (value: unknown): string {
+  if (value === undefined) return 'nothing'
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'a list'
+  if (value instanceof Date) return 'a date'
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`
+  if (typeof value === 'number' || typeof value === 'boolean') return `${String(value)}`
+  if (typeof value === 'object') return 'a table of settings'
+  return typeof value
 }
 
 /** Throws the unknown-key ConfigError for a dotted key the schema does not have. */

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
 import { z } from 'zod'
 import { ConfigError } from '../errors.ts'
+import { valueProblem } from './config.ts'
 import type { ConfigLayer } from './config.ts'
 
 export const networkDefinitionSchema = z.strictObject({
@@ -59,7 +60,13 @@ export function loadNetworkDefinition (nameOrFile: string): { file: string, defi
   if (!result.success) {
     const issue = result.error.issues[0]
     const key = issue.path.join('.')
-    throw new ConfigError(`${file}: ${key === '' ? '' : key + ': '}${issue.message}`, { source: file, key })
+    if (issue.code === 'unrecognized_keys') {
+      throw new ConfigError(`${file}: unknown key ${issue.keys.map(k => `"${k}"`).join(', ')} in a network definition (allowed: ${Object.keys(networkDefinitionSchema.shape).join(', ')})`, { source: file, key: issue.keys[0] })
+    }
+    let value: unknown = json
+    for (const p of issue.path) value = (value as any)?.[p as any]
+    const what = key === '' ? 'the network definition' : `"${key}"`
+    throw new ConfigError(`${file}: ${what} is ${value === undefined ? 'missing' : 'invalid'}: ${valueProblem(issue, key, value)}`, { source: file, key })
   }
   return { file, definition: result.data }
 }

@@ -185,7 +185,15 @@ describe('config validation errors', () => {
       ['[exit]\ndaily_quota_gb = "10GB"\n', 'exit.daily_quota_gb = "10GB" is invalid: expected a number in GB, not the string "10GB" (write the number alone, without quotes or unit)'],
       ['[exit]\nmax_tunnels = 1.5\n', 'exit.max_tunnels = 1.5 is invalid: expected a whole number, not 1.5'],
       ['[exit]\nenabled = "yes"\n', 'exit.enabled = "yes" is invalid: expected true or false, not the string "yes"'],
-      ['[exit]\ncapacity_mbps = "fast"\n', 'exit.capacity_mbps = "fast" is invalid: expected a number in Mbit/s, not the string "fast" (write the number alone, without quotes or unit)']
+      ['[exit]\ncapacity_mbps = "fast"\n', 'exit.capacity_mbps = "fast" is invalid: expected a number in Mbit/s, not the string "fast" (write the number alone, without quotes or unit)'],
+      // a price is in credits per GB, not a size in GB; credits are credits
+      ['[exit]\nprice_per_gb = nan\n', 'exit.price_per_gb = NaN is invalid: expected a number in credits per GB, not NaN'],
+      ['[accounting]\nstop_at_balance = "1"\n', 'accounting.stop_at_balance = "1" is invalid: expected a number in credits, not the string "1" (write the number alone, without quotes or unit)'],
+      // a setting of several forms says which, not zod's "Invalid input"
+      ['[exit]\nallowed_ports = [true]\n', 'exit.allowed_ports.0 = true is invalid: expected a port (443), a range as a string ("8000-8100") or "reduced", not true'],
+      // TOML has dates
+      ['region = 2026-11-27\n', 'region = "2026-11-27" is invalid: expected a string, not a date'],
+      ['[exit]\nschedule = { days = 1 }\n', 'exit.schedule = {"days":1} is invalid: expected a string, not a table of settings']
     ]
     for (const [toml, message] of cases) {
       const file = await tomlFile(toml)
@@ -356,5 +364,16 @@ describe('network definitions', () => {
     const err = catchError(() => loadNetworkDefinition(file))
     expect(err.name).toBe('ConfigError')
     expect(err.message).toContain('dht_protocol')
+    // in words, not zod's ("Invalid input: expected string, received undefined", "Unrecognized key")
+    const cases: Array<[string, string]> = [
+      ['{"name": "x"}', '"dht_protocol" is missing: expected a string, not nothing'],
+      ['{"name": "x", "dht_protocol": "/x/kad/1.0.0", "extra": 1}', 'unknown key "extra" in a network definition (allowed: name, dht_protocol, bootstrap, topics, local_testnet)'],
+      ['{"name": "x", "dht_protocol": "/x/kad/1.0.0", "local_testnet": "yes"}', '"local_testnet" is invalid: expected true or false, not the string "yes"'],
+      ['[]', 'the network definition is invalid: expected a table of settings, not a list']
+    ]
+    for (const [json, message] of cases) {
+      await writeFile(file, json)
+      expect(catchError(() => loadNetworkDefinition(file)).message).toBe(`${file}: ${message}`)
+    }
   })
 })
