@@ -9,6 +9,7 @@
  * names the key exactly as the operator writes it in `config.toml`.
  */
 
+import ipaddr from 'ipaddr.js'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
@@ -27,6 +28,13 @@ import { DEFAULT_GOSSIP_RETENTION_MS, DEFAULT_REPUTATION_INTERVAL_MS } from '../
 import { day, second } from '../constants.ts'
 
 const port = z.number().int().min(0).max(65535)
+
+/**
+ * An address this machine binds a server to: an IP literal or "localhost".
+ * A name would be looked up (a DNS query for a bind), and a typo in it was
+ * taken without a word until the bind failed.
+ */
+const bindHost = z.string().refine(h => h === 'localhost' || ipaddr.isValid(h.replace(/^\[|\]$/g, '')), 'expected an IP address of this machine (127.0.0.1, ::1, or 0.0.0.0 for every interface) or "localhost"')
 
 const portList = z.array(z.union([z.string(), z.number()])).superRefine((value, ctx) => {
   try {
@@ -162,12 +170,12 @@ export const configSchema = z.strictObject({
   listen: checkedList(parseListenAddress),
   announce: checkedList(entry => { parseAddress(entry) }),
   api: z.strictObject({
-    host: z.string(),
+    host: bindHost,
     port
   }),
   proxy: z.strictObject({
     enabled: z.boolean(),
-    host: z.string(),
+    host: bindHost,
     socks_port: port,
     http_port: port,
     /** Region used when the proxy user name does not name one. */

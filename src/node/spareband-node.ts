@@ -22,6 +22,7 @@ import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
 import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
+import { isLoopback } from '../relay/listen-address.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
@@ -395,6 +396,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       remoteAddrs: this.libp2p.getConnections().filter(c => c.limits == null).map(c => c.remoteAddr)
     })
     if (noDhtPeer != null) warnings.push(noDhtPeer)
+    // the token guards it, and nothing else does
+    if (this.api != null && !isLoopback(this.config.api.host)) warnings.push(`the control API listens beyond loopback (api.host = ${this.config.api.host}): whoever reaches it with the token in api-token controls this node`)
     const status: NodeStatus = {
       peerId: this.peerId.toString(),
       version: `${AGENT_NAME}/${VERSION}`,

@@ -39,6 +39,13 @@ describe('the warning for a node that cannot find a network', () => {
     expect(alone(first)).toEqual([])
   })
 
+  it('warns while the control API listens beyond loopback, where only its token guards it', async () => {
+    const open = await start({ api: { host: '0.0.0.0', port: 0 }, network: { local_testnet: true } })
+    expect(open.status().warnings.filter(w => w.startsWith('the control API listens beyond loopback (api.host = 0.0.0.0)'))).toHaveLength(1)
+    const closed = await start({ network: { local_testnet: true } })
+    expect(closed.status().warnings.filter(w => w.includes('control API'))).toEqual([])
+  })
+
   it('does not warn a local testnet\'s first node: --network local, as spareband testnet starts it', async () => {
     const { file, definition } = loadNetworkDefinition('local')
     const config = resolveConfig([networkLayer(file, definition), { source: 'test', values: base }])

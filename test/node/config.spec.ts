@@ -326,6 +326,16 @@ describe('config validation errors', () => {
     expect(err.message).toContain(file)
   })
 
+  it('takes an IP literal or localhost for the hosts the node binds (api.host, proxy.host), not a name to look up or a typo', () => {
+    for (const host of ['127.0.0.1', '::1', '[::1]', '0.0.0.0', 'localhost']) {
+      expect(resolveConfig([layerFromKeys([{ key: 'api.host', value: host, source: 'x' }])]).api.host).toBe(host)
+    }
+    for (const [key, host] of [['api.host', 'not a host!'], ['api.host', 'example.org'], ['proxy.host', '127.0.0.1.']]) {
+      const err = catchError(() => resolveConfig([layerFromKeys([{ key, value: host, source: 'x' }])]))
+      expect(err.message).toBe(`x: ${key} = ${JSON.stringify(host)} is invalid: expected an IP address of this machine (127.0.0.1, ::1, or 0.0.0.0 for every interface) or "localhost"`)
+    }
+  })
+
   it('refuses proxies beyond loopback without credentials', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'proxy.host', value: '0.0.0.0', source: 'flag --proxy-host' }])]))
     expect(err.key).toBe('proxy.host')
