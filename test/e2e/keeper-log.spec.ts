@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NodeProcess, freePort, tempDir, waitFor } from '../utils/cli.ts'
 import { createIdentity } from '../../src/node/identity.ts'
+import { spawnNode } from '../utils/network.ts'
 
 /**
  * Review: `spareband start` of an exit whose named relay is down at start.
@@ -30,5 +31,17 @@ describe('spareband start, named relay down at start', () => {
     await sleep(6_000)
     expect(p.output).toMatch(/relay lost, redialling it/)
     expect(p.output.match(/relay lost/g)).toHaveLength(1)
+  }, 40_000)
+
+  it('logs the named relay it connected to while starting (peer connected)', async () => {
+    const relay = await spawnNode({ args: ['--no-supply'] })
+    procs.push(relay.proc)
+    const d = await tempDir('sb-rv-exit-up-')
+    await createIdentity(d)
+    const p = new NodeProcess(d, ['--network', 'local', '--listen', '/ip4/127.0.0.1/tcp/0', '--listen', `${relay.addresses[0]}/p2p-circuit`, '--api-port', '0', '--socks-port', '0', '--http-port', '0'])
+    procs.push(p)
+    await p.ready()
+    await waitFor(() => p.output.includes('spareband node started'), { what: 'the start line' })
+    await waitFor(() => new RegExp(`info +peer connected peer=${relay.peerId}`).test(p.output), { what: 'the relay\'s connection in the log', timeoutMs: 5000 })
   }, 40_000)
 })

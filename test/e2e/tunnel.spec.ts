@@ -59,6 +59,12 @@ describe('tunnels through a direct connection, with real curl', () => {
     expect(res.sha256).toBe(sha256(body))
   })
 
+  it('logs the bootstrap peer it connected to while starting', () => {
+    const lines = consumer.proc.output.split('\n')
+    const connected = lines.findIndex(l => / info +peer connected peer=/.test(l) && l.includes(exit.peerId))
+    expect(connected).toBeGreaterThanOrEqual(0)
+  })
+
   it('targets by user name: region-de reaches the de exit, region-fr has no exit', async () => {
     const ok = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, '--proxy-user', 'region-de-session-abc:x', `http://127.0.0.1:${target.port}/hello`])
     expect(ok.stdout.toString()).toBe('hello from the target\n')

@@ -62,6 +62,9 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         const { kind, target, downMs, attempts } = e.detail
         log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
       })
+      // before start too: the bootstrap peer and a named relay connect while the node starts
+      node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
+      node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
       try {
         await node.start()
       } catch (err) {
@@ -89,8 +92,6 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         for (const w of appeared) log('warn', w)
         for (const name of cleared) log('info', 'warning over', { was: name.length > 120 ? `${name.slice(0, 120)}...` : name })
       })
-      node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
-      node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
       // said at once: a pause and resume within the warnings' 10 s poll left no trace
       node.addEventListener('exit:pause', e => {
         if (e.detail.paused) log('info', 'exit paused: it takes no new tunnels (open ones go on) until spareband resume')
