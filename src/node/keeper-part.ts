@@ -10,10 +10,19 @@ import type { PeerKeeper } from './peer-keeper.ts'
 export function keeperPart (node: SparebandNode): NodePart | undefined {
   const keeper = node.libp2p.services.keeper as PeerKeeper | undefined
   if (keeper == null) return undefined
-  keeper.addEventListener('keeper:lost', e => node.safeDispatchEvent('keeper:lost', { detail: e.detail }))
-  keeper.addEventListener('keeper:back', e => node.safeDispatchEvent('keeper:back', { detail: e.detail }))
+  // named relays in an outage, since when: a warning in status while it lasts (the log says it once)
+  const lost = new Map<string, number>()
+  keeper.addEventListener('keeper:lost', e => {
+    if (e.detail.kind === 'relay') lost.set(e.detail.target, Date.now())
+    node.safeDispatchEvent('keeper:lost', { detail: e.detail })
+  })
+  keeper.addEventListener('keeper:back', e => {
+    if (e.detail.kind === 'relay') lost.delete(e.detail.target)
+    node.safeDispatchEvent('keeper:back', { detail: e.detail })
+  })
   return {
     name: 'relays',
-    status: () => keeper.relayStates()
+    status: () => keeper.relayStates(),
+    warnings: () => [...lost].map(([relay, since]) => `relay ${relay} is lost since ${new Date(since).toISOString()}: nobody reaches this node through it until a redial works (the log says when)`)
   }
 }

@@ -31,6 +31,9 @@ describe('spareband start, named relay down at start', () => {
     await sleep(6_000)
     expect(p.output).toMatch(/relay lost, redialling it/)
     expect(p.output.match(/relay lost/g)).toHaveLength(1)
+    // and status says so while it lasts (the log said it once)
+    const warnings: string[] = (await p.status()).warnings
+    expect(warnings.filter(w => w.startsWith(`relay ${relayAddr} is lost since `))).toHaveLength(1)
   }, 40_000)
 
   it('logs the named relay it connected to while starting (peer connected)', async () => {
