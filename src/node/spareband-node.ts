@@ -210,7 +210,6 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {
     checkNodeInit(init)
     const dataDir = init.dataDir ?? defaultDataDir()
-    await makeDataDir(dataDir)
     let config = init.resolvedConfig
     if (config == null) {
       const layers: ConfigLayer[] = []
@@ -218,6 +217,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       if (init.config != null) layers.push({ source: 'createSparebandNode() config', values: init.config })
       config = resolveConfig(layers)
     }
+    // after the config checks: a refused config leaves no empty data directory behind
+    await makeDataDir(dataDir)
     // one node per data directory, held until stop(): before anything in it is read or written
     const lock = lockDataDir(dataDir)
     let accounting: AccountingCore | undefined

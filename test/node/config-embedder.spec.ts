@@ -125,6 +125,13 @@ describe('node.connect() on a node without the proxy part', () => {
     expect(nan.key).toBe('exit.capacity_mbps')
     expect(nan.message).toMatch(/exit\.capacity_mbps = NaN is invalid/)
   })
+
+  it('a refused config leaves no data directory behind', async () => {
+    const dataDir = join(await tempDir('sb-config-embed-'), 'not-yet')
+    const err = await createSparebandNode({ dataDir, config: { exit: { capacity_mbps: '5' } } as any }).catch(e => e)
+    expect(err.name).toBe('ConfigError')
+    expect(existsSync(dataDir)).toBe(false)
+  })
 })
 
 describe('createSparebandNode() options beside config', () => {
