@@ -22,6 +22,7 @@ import { accountingPart, openAccounting } from './accounting-part.ts'
 import { keeperPart } from './keeper-part.ts'
 import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
+import { relayServicePart } from './relay-service-part.ts'
 import { isLoopback } from '../relay/listen-address.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
@@ -44,6 +45,7 @@ import { missingRuntimeFlags } from './runtime-flags.ts'
 import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { PeerRefusalNotice } from './refusal-notices.ts'
+import type { RelayServiceStatus } from './relay-service-part.ts'
 import type { KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
@@ -98,6 +100,8 @@ export interface NodeStatus {
   warnings: string[]
   /** The relays this node listens through (`<relay>/p2p-circuit` in `listen`), as the keeper sees them. */
   relays?: RelayState[]
+  /** The circuit relay this node runs for others; absent with `relay.enabled = false`. */
+  relayService?: RelayServiceStatus
   /** The exit (supplier side); `enabled: false` with zero counters when it is off. */
   exit?: ExitStatus
   /** The local SOCKS5 and HTTP proxies (consumer side). */
@@ -147,7 +151,7 @@ const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
 // parts start in this order and stop in the reverse: the routing part withdraws the exit's ad (so consumers
 // stop picking it), then the exit refuses new tunnels and ends its open ones, then accounting publishes the
 // final receipts, which cover every byte carried. The proxy is made after routing and accounting (it uses both).
-const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, throughputPart]
+const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, relayServicePart, throughputPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

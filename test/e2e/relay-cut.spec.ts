@@ -102,10 +102,14 @@ describe('a relayed circuit cut under an open tunnel', () => {
     cleanups.push(target.close)
     const { relay, exit, consumer } = await relayedTrio({}, target.port)
     let stoppedAt = 0
+    let during: unknown
+    // the relay's status counts E's reservation and C's connection to E through it (a circuit carries all their tunnels)
+    expect(relay.status().relayService).toEqual({ reservations: 1, circuits: 1 })
     // /drip sends about 6 MB/s: still running when the relay goes
     const r = await rawGet(consumer, target.port, '/drip', n => {
-      if (stoppedAt === 0 && n > 1_000_000) { stoppedAt = Date.now(); void relay.stop() }
+      if (stoppedAt === 0 && n > 1_000_000) { during = relay.status().relayService; stoppedAt = Date.now(); void relay.stop() }
     })
+    expect(during).toEqual({ reservations: 1, circuits: 1 })
     expect(stoppedAt).toBeGreaterThan(0)
     expect(r.bytes).toBeLessThan(target.blob.byteLength)
     expect(r.error).toBe('ECONNRESET')

@@ -1,0 +1,30 @@
+/**
+ * The circuit relay this node runs for others (every node relays, unless
+ * `relay.enabled = false`): in status, how many peers hold a reservation on
+ * it and how many circuits run through it now. A relay's operator could not
+ * tell from status whether it relayed anything at all.
+ */
+
+import type { NodePart, SparebandNode } from './spareband-node.ts'
+
+/** The circuit relay v2 hop protocol: a circuit through this relay is an inbound stream of it, open while the circuit is (a reservation's closes once made). */
+const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+
+export interface RelayServiceStatus {
+  /** Peers holding a reservation on this relay: reachable through it. */
+  reservations: number
+  /** Circuits through this relay open now: relayed connections between two peers, each carrying all their streams (tunnels among them). */
+  circuits: number
+}
+
+export function relayServicePart (node: SparebandNode): NodePart | undefined {
+  const server = node.libp2p.services.relay as { reservations?: { size: number } } | undefined
+  if (server == null) return undefined
+  return {
+    name: 'relayService',
+    status: (): RelayServiceStatus => ({
+      reservations: server.reservations?.size ?? 0,
+      circuits: node.libp2p.getConnections().reduce((n, c) => n + c.streams.filter(s => s.protocol === HOP_PROTOCOL && s.direction === 'inbound').length, 0)
+    })
+  }
+}
