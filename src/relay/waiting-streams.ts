@@ -14,8 +14,8 @@
  * an exit with small limits answers such a burst RATE_LIMITED or BUSY, not
  * with resets). Past either, the oldest waiting stream (of that consumer,
  * or of anyone) is reset. An honest consumer loses at most a warm stream,
- * which it replaces, or a set-up, which it retries elsewhere. All waiting
- * together hold at most about 12 MiB.
+ * which it replaces, or a set-up, which it retries elsewhere. At the
+ * default limits all waiting streams together hold about 12 MiB at most.
  */
 
 import type { Stream } from '@libp2p/interface'
