@@ -87,12 +87,13 @@ const TOO_MANY_RECEIPTS = `too many receipts: this exit takes ${RECEIPTS_PER_SEC
 export const SIGNING_RECENTLY_MS = 5 * second
 /**
  * How far a receipt may run ahead of the bytes this exit carried for its
- * session: uploads the consumer signed as it sent them and that are still
- * on the way, at most a stream window and a write buffer (2 MiB each) on
- * each of the 256 tunnels a consumer may have here. A receipt past it is
- * refused (the consumer's next one covers the same bytes once they are
- * here); without a bound the exit countersigned 2^64 bytes for a session
- * that had carried 100 KB.
+ * session, on top of as much again: uploads the consumer signed as it sent
+ * them and that are still on the way (a stream window and a write buffer,
+ * 2 MiB each, on each tunnel), and those that never came (a tunnel reset
+ * mid-upload loses up to a window it signed, and the session keeps
+ * them). An honest consumer stays far below carried × 2 + 1 GiB; a receipt
+ * past it is refused. Without a bound the exit countersigned 2^64 bytes
+ * for a session that had carried 100 KB, and published them.
  */
 export const MAX_SIGNED_AHEAD = 1024 * 1024 * 1024
 /** How long a receipt stream may sit without a frame. */
@@ -755,10 +756,11 @@ export class ExitSessions implements ExitAccounting {
       s.touched = true
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)
       // a consumer signs an upload as it sends it, so a receipt may run ahead
-      // of what got here, by what is on the way; not by more, or this exit
+      // of what got here (MAX_SIGNED_AHEAD); not by far more, or this exit
       // would countersign (and publish) bytes it never carried
       const signedTotal = r.bytesUp! + r.bytesDown!
-      if (signedTotal > BigInt(s.carried + MAX_SIGNED_AHEAD)) throw new Error(`receipt signs ${signedTotal} bytes, but ${s.carried} were carried here and at most ${MAX_SIGNED_AHEAD} can be on the way`)
+      const most = 2 * s.carried + MAX_SIGNED_AHEAD
+      if (signedTotal > BigInt(most)) throw new Error(`receipt signs ${signedTotal} bytes, but ${s.carried} were carried here: at most ${most} can be signed (twice that, plus ${MAX_SIGNED_AHEAD} for uploads on the way or lost)`)
       const ahead = Number(r.updatedAt!) - this.now()
       if (ahead > MAX_CLOCK_AHEAD_MS) throw new Error(`updated_at is ${Math.round(ahead / 1000)} s ahead of this exit's clock`)
       // a session's start is fixed by its first receipt (the ledger refuses

@@ -496,6 +496,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     } finally {
       this.awaitingRequest.delete(stream)
     }
+    // reset for being over the limit of waiting streams after its request came (another stream's arrival ran in between)
+    if (this.awaitingRequest.wasEvicted(stream)) return
     // stopped while the request was on its way: the consumer tries another exit
     if (!this.running) return this.deny(stream, consumerId, TunnelStatus.BUSY, 'the exit is stopping')
 

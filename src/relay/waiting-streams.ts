@@ -12,8 +12,8 @@
  * (but never fewer than MIN_WAITING_PER_CONSUMER and MIN_WAITING: a burst
  * of set-ups is waiting too, for the moment its request takes to come, and
  * an exit with small limits answers such a burst RATE_LIMITED or BUSY, not
- * with resets). Past either, the oldest waiting stream (of that consumer,
- * or of anyone) is reset. An honest consumer loses at most a warm stream,
+ * with resets). Past either, the oldest waiting stream of that consumer, or
+ * of the consumer with the most waiting, is reset. An honest consumer loses at most a warm stream,
  * which it replaces, or a set-up, which it retries elsewhere. At the
  * default limits all waiting streams together hold about 12 MiB at most.
  */
@@ -28,7 +28,7 @@ export class WaitingStreams {
   private readonly all = new Map<Stream, string>()
   private readonly byConsumer = new Map<string, Set<Stream>>()
   private readonly evicted = new WeakSet<Stream>()
-  /** Streams reset for being over a limit, since start. */
+  /** Streams reset for being over a limit, since the exit was made. */
   evictions = 0
 
   private readonly limits: { perConsumer: number, total: number }
@@ -52,7 +52,18 @@ export class WaitingStreams {
     own.add(stream)
     this.all.set(stream, consumer)
     while (own.size > this.limits.perConsumer) this.evict(own.values().next().value!)
-    while (this.all.size > this.limits.total) this.evict(this.all.keys().next().value!)
+    while (this.all.size > this.limits.total) this.evict(this.oldestOfLargest())
+  }
+
+  /**
+   * Over the total, the oldest stream of the consumer with the most waiting:
+   * identities cost nothing, and a few flooding ones that evicted the oldest
+   * of anyone's took every honest consumer's warm streams and set-ups with them.
+   */
+  private oldestOfLargest (): Stream {
+    let largest: Set<Stream> | undefined
+    for (const own of this.byConsumer.values()) if (largest == null || own.size > largest.size) largest = own
+    return largest!.values().next().value!
   }
 
   /** The stream's request came (or it ended): it waits no more. */

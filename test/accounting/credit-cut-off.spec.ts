@@ -13,7 +13,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { RECEIPT_PROTOCOL } from '../../src/constants.ts'
-import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, MAX_SIGNED_AHEAD } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
 import { encodeReceipt, signAsConsumer } from '../../src/accounting/receipts.ts'
@@ -118,9 +118,10 @@ describe('cutting off a consumer with no credit left', () => {
   it('holds a consumer that signed far ahead of what was carried once its credit is gone, instead of carrying it without end', async () => {
     expect(exit.admit(client.peerId, 'ahead')).toBeUndefined()
     expect(exit.meter(client.peerId, 'ahead', 'down', 1_000)).toBeUndefined()
-    // a receipt for a terabyte, of which 1,000 bytes were carried: it costs far more than the allowance,
-    // so the ledger is left owed; the exit must not take it as leave to carry that terabyte
-    await sendReceipt('ahead', 10n ** 12n)
+    // a receipt for a GiB, of which 1,000 bytes were carried (as far ahead as the exit lets a receipt run:
+    // uploads on the way): it costs far more than the allowance, so the ledger is left owed; the exit
+    // must not take it as leave to carry that GiB
+    await sendReceipt('ahead', BigInt(2_000 + MAX_SIGNED_AHEAD))
     expect(ledger.balance(client.peerId).balanceMicro).toBeLessThan(0n)
     // 64 MiB more on the open tunnel: the balance pays for none of it, so it is held well before that
     let carried = 0

@@ -190,8 +190,8 @@ describe('receipt stream against a misbehaving consumer', () => {
       // nodes that pruned gossip would never count what it spends here
       ['started two hours before the exit saw the session', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), startedAt: STARTED_AT - 2n * 3600_000n, consumerSig: undefined }, keys[1])), /before this exit first saw the session/],
       // uploads signed as sent may run ahead of what got here, but not by more than can be on the way
-      ['signing a byte more than was carried and can be on the way', await receipt('known', 4 * MiB + MAX_SIGNED_AHEAD + 1, 1n), /4194304 were carried here and at most 1073741824 can be on the way/],
-      ['signing 2^63 - 1 bytes', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), bytesUp: 2n ** 62n, bytesDown: 2n ** 62n - 1n, consumerSig: undefined }, keys[1])), /can be on the way/]
+      ['signing a byte more than twice what was carried plus what can be on the way or lost', await receipt('known', 8 * MiB + MAX_SIGNED_AHEAD + 1, 1n), /but 4194304 were carried here: at most 1082130432 can be signed/],
+      ['signing 2^63 - 1 bytes', encodeReceipt(await signAsConsumer({ ...decodeReceipt(await receipt('known', MiB, 1n)), bytesUp: 2n ** 62n, bytesDown: 2n ** 62n - 1n, consumerSig: undefined }, keys[1])), /at most 1082130432 can be signed/]
     ]
     // each refusal is told, for the operator's log
     const told: Array<[string, string]> = []
@@ -205,10 +205,10 @@ describe('receipt stream against a misbehaving consumer', () => {
     }
     expect(told).toHaveLength(cases.length)
     expect(ledger.receipts().filter(r => r.receipt.sessionId === 'known' || r.receipt.sessionId === 'never-carried')).toEqual([])
-    // the honest receipt on the same stream still goes through, and one ahead by as much as can be on the way
+    // the honest receipt on the same stream still goes through, and one ahead by as much as the bound lets
     await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', MiB, 1n)) }))
     expect((await answer(lp)).receipt).toBeDefined()
-    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', 4 * MiB + MAX_SIGNED_AHEAD, 2n)) }))
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(await receipt('known', 8 * MiB + MAX_SIGNED_AHEAD, 2n)) }))
     expect((await answer(lp)).receipt).toBeDefined()
     await stream.close()
   })
