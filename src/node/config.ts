@@ -9,7 +9,7 @@
  * names the key exactly as the operator writes it in `config.toml`.
  */
 
-import ipaddr from 'ipaddr.js'
+import { isIP } from 'node:net'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
@@ -30,11 +30,14 @@ import { day, second } from '../constants.ts'
 const port = z.number().int().min(0).max(65535)
 
 /**
- * An address this machine binds a server to: an IP literal or "localhost".
- * A name would be looked up (a DNS query for a bind), and a typo in it was
- * taken without a word until the bind failed.
+ * An address this machine binds a server to: an IP address as Node's
+ * net.isIP() takes it (written out, a zone allowed: fe80::1%eth0.100), or
+ * "localhost". A name would be looked up (a DNS query for a bind), and a
+ * typo in it was taken without a word until the bind failed; "[::1]" and
+ * "127.1" passed a looser check and then failed to bind, or bound through
+ * getaddrinfo.
  */
-const bindHost = z.string().refine(h => h === 'localhost' || ipaddr.isValid(h.replace(/^\[|\]$/g, '')), 'expected an IP address of this machine (127.0.0.1, ::1, or 0.0.0.0 for every interface) or "localhost"')
+const bindHost = z.string().refine(h => h === 'localhost' || isIP(h) !== 0, 'expected an IP address of this machine (127.0.0.1, ::1, or 0.0.0.0 for every interface, written out: no brackets) or "localhost"')
 
 const portList = z.array(z.union([z.string(), z.number()])).superRefine((value, ctx) => {
   try {

@@ -13,7 +13,7 @@ export function keeperPart (node: SparebandNode): NodePart | undefined {
   // named relays in an outage, since when: a warning in status while it lasts (the log says it once)
   const lost = new Map<string, number>()
   keeper.addEventListener('keeper:lost', e => {
-    if (e.detail.kind === 'relay') lost.set(e.detail.target, Date.now())
+    if (e.detail.kind === 'relay') lost.set(e.detail.target, e.detail.since)
     node.safeDispatchEvent('keeper:lost', { detail: e.detail })
   })
   keeper.addEventListener('keeper:back', e => {

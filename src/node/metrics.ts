@@ -193,7 +193,7 @@ export function metricsHandler (status: () => StatusSnapshot): () => Promise<str
     }
     return r
   }
-  return async () => {
+  const scrape = async (): Promise<string> => {
     registry ??= build()
     // one status per scrape, read by every metric
     snapshot = status()
@@ -202,5 +202,12 @@ export function metricsHandler (status: () => StatusSnapshot): () => Promise<str
     // prom-client writes 0 for a metric without labels that has no value; absent is what it is
     const present = text.split('\n').filter(line => line.startsWith('#') || !absent.has(line.split(' ', 1)[0])).join('\n')
     return present + (await processMetrics().metrics())
+  }
+  // one scrape at a time: the metrics read the snapshot, and fill the absent set, across awaits
+  let last: Promise<unknown> = Promise.resolve()
+  return async () => {
+    const next = last.then(scrape, scrape)
+    last = next.catch(() => {})
+    return next
   }
 }

@@ -61,7 +61,11 @@ export function loadNetworkDefinition (nameOrFile: string): { file: string, defi
     const issue = result.error.issues[0]
     const key = issue.path.join('.')
     if (issue.code === 'unrecognized_keys') {
-      throw new ConfigError(`${file}: unknown key ${issue.keys.map(k => `"${k}"`).join(', ')} in a network definition (allowed: ${Object.keys(networkDefinitionSchema.shape).join(', ')})`, { source: file, key: issue.keys[0] })
+      // where it is: the top level, or a section such as topics
+      let schema: any = networkDefinitionSchema
+      for (const p of issue.path) schema = schema?.shape?.[p as string]?.unwrap?.() ?? schema?.shape?.[p as string]
+      const names = issue.keys.map(k => [...issue.path.map(String), k].join('.'))
+      throw new ConfigError(`${file}: unknown key ${names.map(k => `"${k}"`).join(', ')} in a network definition (allowed${key === '' ? '' : ` in ${key}`}: ${Object.keys(schema?.shape ?? {}).join(', ')})`, { source: file, key: names[0] })
     }
     let value: unknown = json
     for (const p of issue.path) value = (value as any)?.[p as any]

@@ -94,6 +94,8 @@ export interface KeeperLost {
   target: string
   /** 'not connected' or 'no reservation' for a relay, 'no peer' for the bootstrap peers. */
   reason: string
+  /** When the keeper first saw the problem (ms since the epoch): the notice comes once a redial has failed, up to 10 s later. */
+  since: number
 }
 
 export interface KeeperBack {
@@ -396,7 +398,7 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
     k.attempts++
     if (!k.reported) {
       k.reported = true
-      this.safeDispatchEvent('keeper:lost', { detail: { kind: k.kind, target: k.target, reason: problem } })
+      this.safeDispatchEvent('keeper:lost', { detail: { kind: k.kind, target: k.target, reason: problem, since: k.since ?? Date.now() } })
     }
     this.schedule(k)
   }

@@ -5,10 +5,10 @@
  * tell from status whether it relayed anything at all.
  */
 
+import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 
-/** The circuit relay v2 hop protocol: a circuit through this relay is an inbound stream of it, open while the circuit is (a reservation's closes once made). */
-const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+// a circuit through this relay is an inbound stream of the hop protocol, open while the circuit is (a reservation's closes once made)
 
 export interface RelayServiceStatus {
   /** Peers holding a reservation on this relay: reachable through it. */
@@ -24,7 +24,7 @@ export function relayServicePart (node: SparebandNode): NodePart | undefined {
     name: 'relayService',
     status: (): RelayServiceStatus => ({
       reservations: server.reservations?.size ?? 0,
-      circuits: node.libp2p.getConnections().reduce((n, c) => n + c.streams.filter(s => s.protocol === HOP_PROTOCOL && s.direction === 'inbound').length, 0)
+      circuits: node.libp2p.getConnections().reduce((n, c) => n + c.streams.filter(s => s.protocol === RELAY_V2_HOP_CODEC && s.direction === 'inbound').length, 0)
     })
   }
 }

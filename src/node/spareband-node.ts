@@ -394,11 +394,13 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
     if (alone != null) warnings.push(alone)
     const routingTableSize: number = dht?.routingTable?.size ?? 0
+    const connections = this.libp2p.getConnections()
     const noDhtPeer = noDhtPeerWarning(this.config, {
       peers: this.libp2p.getPeers().length,
       routingTableSize,
-      upMs: Date.now() - this.startedAt,
-      remoteAddrs: this.libp2p.getConnections().filter(c => c.limits == null).map(c => c.remoteAddr)
+      // since the oldest connection open now: a node alone for a while is not warned the moment it connects
+      connectedMs: connections.length === 0 ? 0 : Date.now() - Math.min(...connections.map(c => c.timeline.open)),
+      remoteAddrs: connections.filter(c => c.limits == null).map(c => c.remoteAddr)
     })
     if (noDhtPeer != null) warnings.push(noDhtPeer)
     // the token guards it, and nothing else does

@@ -9,6 +9,7 @@
  * yet, where they would wait for the next chunk.
  */
 
+import { isIP } from 'node:net'
 import { Uint8ArrayList } from 'uint8arraylist'
 import * as varint from 'uint8-varint'
 import { TunnelRequest, TunnelResponse } from './pb/tunnel.ts'
@@ -129,11 +130,15 @@ export async function readFrame (stream: Stream, options: ReadFrameOptions = {})
 /** Decodes and checks a request: fields are optional on the wire and required here. */
 /**
  * What a target host may be made of: a DNS name's letters, digits, dots,
- * hyphens and underscores, or an IP literal (IPv6 with colons, in brackets
- * or not). Nothing else reaches the resolver, the policy or a log line: a
+ * hyphens and underscores, or an IP address (IPv6 in brackets or not; a
+ * zone is refused later, by the policy). Nothing else reaches the resolver, the policy or a log line: a
  * NUL, a line break or a space in a name is a peer's doing, never a host.
  */
-const HOST_CHARACTERS = /^(?:[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?)$/
+const HOST_NAME = /^[A-Za-z0-9._-]+$/
+
+function isHostOrAddress (host: string): boolean {
+  return HOST_NAME.test(host) || isIP(host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host) !== 0
+}
 
 export function decodeTunnelRequest (frame: Uint8Array): { sessionId: string, host: string, port: number } {
   let req: TunnelRequest
@@ -146,7 +151,7 @@ export function decodeTunnelRequest (frame: Uint8Array): { sessionId: string, ho
   const port = req.targetPort ?? 0
   const sessionId = req.sessionId ?? ''
   if (host.length === 0 || host.length > MAX_HOST_LENGTH + 2) throw new TunnelProtocolError('target_host missing or too long')
-  if (!HOST_CHARACTERS.test(host)) throw new TunnelProtocolError('target_host is neither a host name (letters, digits, ".", "-", "_"; punycode for international names) nor an IP address')
+  if (!isHostOrAddress(host)) throw new TunnelProtocolError('target_host is neither a host name (letters, digits, ".", "-", "_"; punycode for international names) nor an IP address')
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TunnelProtocolError(`target_port ${port} is not 1-65535`)
   if (sessionId.length > MAX_SESSION_ID_LENGTH) throw new TunnelProtocolError('session_id too long')
   return { sessionId, host, port }

@@ -327,12 +327,13 @@ describe('config validation errors', () => {
   })
 
   it('takes an IP literal or localhost for the hosts the node binds (api.host, proxy.host), not a name to look up or a typo', () => {
-    for (const host of ['127.0.0.1', '::1', '[::1]', '0.0.0.0', 'localhost']) {
+    for (const host of ['127.0.0.1', '::1', '::', '0.0.0.0', 'localhost', 'fe80::1%eth0.100']) {
       expect(resolveConfig([layerFromKeys([{ key: 'api.host', value: host, source: 'x' }])]).api.host).toBe(host)
     }
-    for (const [key, host] of [['api.host', 'not a host!'], ['api.host', 'example.org'], ['proxy.host', '127.0.0.1.']]) {
+    // brackets and short forms do not bind as written (ENOTFOUND, or through getaddrinfo)
+    for (const [key, host] of [['api.host', 'not a host!'], ['api.host', 'example.org'], ['proxy.host', '127.0.0.1.'], ['api.host', '[::1]'], ['api.host', '127.1'], ['api.host', '0']]) {
       const err = catchError(() => resolveConfig([layerFromKeys([{ key, value: host, source: 'x' }])]))
-      expect(err.message).toBe(`x: ${key} = ${JSON.stringify(host)} is invalid: expected an IP address of this machine (127.0.0.1, ::1, or 0.0.0.0 for every interface) or "localhost"`)
+      expect(err.message).toBe(`x: ${key} = ${JSON.stringify(host)} is invalid: expected an IP address of this machine (127.0.0.1, ::1, or 0.0.0.0 for every interface, written out: no brackets) or "localhost"`)
     }
   })
 
@@ -379,7 +380,8 @@ describe('network definitions', () => {
       ['{"name": "x"}', '"dht_protocol" is missing: expected a string, not nothing'],
       ['{"name": "x", "dht_protocol": "/x/kad/1.0.0", "extra": 1}', 'unknown key "extra" in a network definition (allowed: name, dht_protocol, bootstrap, topics, local_testnet)'],
       ['{"name": "x", "dht_protocol": "/x/kad/1.0.0", "local_testnet": "yes"}', '"local_testnet" is invalid: expected true or false, not the string "yes"'],
-      ['[]', 'the network definition is invalid: expected a table of settings, not a list']
+      ['[]', 'the network definition is invalid: expected a table of settings, not a list'],
+      ['{"name": "x", "dht_protocol": "/x/kad/1.0.0", "topics": {"receipts": "r", "reputation": "p", "gossip": "g"}}', 'unknown key "topics.gossip" in a network definition (allowed in topics: receipts, reputation)']
     ]
     for (const [json, message] of cases) {
       await writeFile(file, json)
