@@ -17,7 +17,9 @@ import { hour } from '../constants.ts'
 /** Tunnel statuses that are the exit's failure (the rest of TunnelStatus is not). */
 const EXIT_FAULTS = new Set(['BUSY', 'QUOTA_EXCEEDED', 'OUTSIDE_SCHEDULE', 'NO_ANSWER'])
 /** Tunnel statuses that are not: the target's, the consumer's or the request's doing. */
-const NOT_THE_EXIT = new Set(['OK', 'POLICY_DENIED', 'DNS_FAILED', 'UNREACHABLE', 'CONNECT_REFUSED', 'TIMEOUT', 'RATE_LIMITED', 'INSUFFICIENT_CREDIT', 'BAD_REQUEST', 'AbortError'])
+const NOT_THE_EXIT = new Set(['OK', 'POLICY_DENIED', 'DNS_FAILED', 'UNREACHABLE', 'CONNECT_REFUSED', 'TIMEOUT', 'RATE_LIMITED', 'INSUFFICIENT_CREDIT', 'BAD_REQUEST', 'AbortError',
+  // an exit stopping as its operator asked (tunnel-client's EXIT_STOPPING): planned, not a failure
+  'EXIT_STOPPING'])
 
 /** Whether a failed tunnel with `status` (a TunnelStatus, or an error's name) counts against the exit. */
 export function isExitFault (status: string | undefined): boolean {

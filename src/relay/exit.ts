@@ -26,7 +26,7 @@ import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
 import { WaitingStreams } from './waiting-streams.ts'
-import { TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { EXIT_STOPPING_MESSAGE, TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
@@ -58,7 +58,7 @@ export const OWN_ADDRESS_REFRESH_INTERVAL = minute
 /** Why a set-up under way ended when the exit stopped: its consumer is told BUSY. */
 export class ExitStoppingError extends Error {
   static name = 'ExitStoppingError'
-  constructor (message = 'the exit is stopping') {
+  constructor (message = EXIT_STOPPING_MESSAGE) {
     super(message)
     this.name = 'ExitStoppingError'
   }
@@ -499,7 +499,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     // reset for being over the limit of waiting streams after its request came (another stream's arrival ran in between)
     if (this.awaitingRequest.wasEvicted(stream)) return
     // stopped while the request was on its way: the consumer tries another exit
-    if (!this.running) return this.deny(stream, consumerId, TunnelStatus.BUSY, 'the exit is stopping')
+    if (!this.running) return this.deny(stream, consumerId, TunnelStatus.BUSY, EXIT_STOPPING_MESSAGE)
 
     const refusal = this.admission(consumer) ?? this.init.accounting?.admit(consumer, request.sessionId)
     if (refusal != null) return this.deny(stream, consumerId, refusal.status, refusal.message)
@@ -566,7 +566,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private async connectTarget (stream: Stream, consumerId: string, request: { host: string, port: number }, signal: AbortSignal): Promise<{ socket: Socket, address: string } | { refusal: Refusal } | undefined> {
     const gone = (): { refusal: Refusal } | undefined => {
       // the consumer is still there: told, it tries another exit at once rather than wait for an answer
-      if (signal.reason instanceof ExitStoppingError) return { refusal: { status: TunnelStatus.BUSY, message: 'the exit is stopping' } }
+      if (signal.reason instanceof ExitStoppingError) return { refusal: { status: TunnelStatus.BUSY, message: EXIT_STOPPING_MESSAGE } }
       this.log('tunnel from %s to %s:%d given up by the consumer before the target answered', consumerId, request.host, request.port)
       return undefined
     }

@@ -12,7 +12,7 @@
 import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
-import { TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { EXIT_STOPPING_MESSAGE, TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { WarmStreams } from './warm-streams.ts'
@@ -51,6 +51,8 @@ const RETRYABLE = new Set<string>([
 
 /** How the selector hears of an exit that did not answer in time (TIMEOUT is the target's, see RETRYABLE). */
 export const NO_ANSWER = 'NO_ANSWER'
+/** How the selector hears of an exit that answered BUSY because it is stopping (EXIT_STOPPING_MESSAGE): a planned stop. */
+export const EXIT_STOPPING = 'EXIT_STOPPING'
 
 /**
  * The exit did not answer within the response timeout: the client is told
@@ -187,7 +189,9 @@ export class TunnelClient {
         // not reported (telemetry, the session's hold on it, reputation reports), and the caller gets its reason
         if (options.signal?.aborted === true) throw options.signal.reason ?? err
         const status: string = err instanceof NoAnswerError ? NO_ANSWER : err instanceof TunnelError ? err.status : (err.name ?? 'Error')
-        this.init.selector.report(exit, request, { ok: false, status, setupMs: performance.now() - started })
+        // an exit that says it is stopping is gone (avoided like any), but not at fault: its reputation does not hear of it
+        const planned = err instanceof TunnelError && err.status === TunnelStatus.BUSY && err.message === EXIT_STOPPING_MESSAGE
+        this.init.selector.report(exit, request, { ok: false, status: planned ? EXIT_STOPPING : status, setupMs: performance.now() - started })
         lastError = err
         if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw err
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move

@@ -140,6 +140,13 @@ function isHostOrAddress (host: string): boolean {
   return HOST_NAME.test(host) || isIP(host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host) !== 0
 }
 
+/**
+ * What a consumer is told, with BUSY, by an exit that is stopping: a
+ * planned stop, which its consumers do not count against its reputation
+ * (they still try another exit at once).
+ */
+export const EXIT_STOPPING_MESSAGE = 'the exit is stopping'
+
 export function decodeTunnelRequest (frame: Uint8Array): { sessionId: string, host: string, port: number } {
   let req: TunnelRequest
   try {

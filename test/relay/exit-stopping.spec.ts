@@ -11,6 +11,9 @@ import { startClosedDoor } from '../utils/target-server.ts'
 import { TunnelRefusedError } from '../../src/index.ts'
 import type { SparebandNode } from '../../src/index.ts'
 import type { NodePart } from '../../src/node/spareband-node.ts'
+import type { AccountingPart } from '../../src/node/accounting-part.ts'
+import { ReputationObserver } from '../../src/accounting/reputation-observer.ts'
+import { EXIT_STOPPING } from '../../src/relay/tunnel-client.ts'
 import type { EchoServer } from '../utils/in-process.ts'
 import type { ClosedDoor } from '../utils/target-server.ts'
 
@@ -63,4 +66,15 @@ it('answers BUSY to a tunnel whose target connect was under way when it stopped'
   expect((err as TunnelRefusedError).status).toBe('BUSY')
   // told at once, not after the consumer's 15 s wait for an answer
   expect(performance.now() - started).toBeLessThan(10_000)
+  // a planned stop: the consumer's reputation reports do not count it against the exit
+  const observed = consumer.part<AccountingPart>('accounting')!.reputation.observer.due(Date.now(), 0)
+  expect(observed.find(o => o.exit === exit.peerId.toString())?.failures ?? 0).toBe(0)
+})
+
+it('the reputation observer counts BUSY against an exit, but not a stop its operator asked for', () => {
+  const observer = new ReputationObserver()
+  observer.observe('a', false, 'BUSY', Date.now())
+  observer.observe('b', false, EXIT_STOPPING, Date.now())
+  const due = observer.due(Date.now(), 0)
+  expect(due.map(o => [o.exit, o.failures])).toEqual([['a', 1]])
 })
