@@ -26,7 +26,7 @@ import { isWithinSchedule, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
 import { WaitingStreams } from './waiting-streams.ts'
-import { EXIT_STOPPING_MESSAGE, TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
@@ -257,6 +257,9 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     }, {
       // the js-libp2p default of 32 inbound streams per connection would reset most concurrent tunnels
       maxInboundStreams: maxTunnels + 16,
+      // libp2p takes the handler's outbound limit over a dial's: without this, this node's own
+      // proxies could open only 64 tunnels to any one exit (the default), the rest failing BUSY
+      maxOutboundStreams: MAX_OUTBOUND_TUNNELS,
       runOnLimitedConnection: true
     })
     this.scheduleTimer = setInterval(() => this.enforceSchedule(), this.init.scheduleCheckMs ?? SCHEDULE_CHECK_INTERVAL)

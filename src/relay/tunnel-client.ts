@@ -12,7 +12,7 @@
 import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
-import { EXIT_STOPPING_MESSAGE, TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
 import type { WarmStreams } from './warm-streams.ts'
@@ -22,8 +22,7 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 
 export const DEFAULT_MAX_ATTEMPTS = 3
 export const DEFAULT_RESPONSE_TIMEOUT = 15 * second
-/** Concurrent tunnels to one exit share one connection; js-libp2p allows 64 outbound streams per protocol by default. */
-export const MAX_OUTBOUND_TUNNELS = 4096
+export { MAX_OUTBOUND_TUNNELS } from './tunnel-protocol.ts'
 
 /**
  * How long a request refused with RATE_LIMITED keeps asking again. An exit

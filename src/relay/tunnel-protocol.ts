@@ -141,6 +141,15 @@ function isHostOrAddress (host: string): boolean {
 }
 
 /**
+ * Concurrent tunnels to one exit share one connection; js-libp2p allows 64
+ * outbound streams per protocol by default. A node that also handles the
+ * protocol (an exit) must say so when it registers the handler as well:
+ * libp2p takes the handler's limit over the one a dial passes, and a node
+ * that was an exit could open only 64 tunnels to any other exit.
+ */
+export const MAX_OUTBOUND_TUNNELS = 4096
+
+/**
  * What a consumer is told, with BUSY, by an exit that is stopping: a
  * planned stop, which its consumers do not count against its reputation
  * (they still try another exit at once).
