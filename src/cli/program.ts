@@ -49,7 +49,8 @@ export function buildProgram (): Command {
   registerTestnet(program)
   // subcommands inherit the global --data-dir and the exit override
   for (const c of program.commands) {
-    c.option('--data-dir <dir>', 'data directory (default: $SPAREBAND_DATA_DIR or ~/.spareband)')
+    // testnet puts its nodes under --dir; verify reads only the file it is given
+    if (c.name() !== 'testnet' && c.name() !== 'verify') c.option('--data-dir <dir>', 'data directory (default: $SPAREBAND_DATA_DIR or ~/.spareband)')
     c.exitOverride()
     c.showHelpAfterError('(run with --help for usage)')
   }

@@ -589,7 +589,7 @@ export function valueProblem (issue: z.core.$ZodIssue, key: string, value: unkno
 const UNION_FORMS: Array<[RegExp, string]> = [[/allowed_ports\.\d+$/, 'a port (443), a range as a string ("8000-8100") or "reduced"']]
 
 /** The unit a key's name gives its number in (daily_quota_gb: GB). */
-const UNITS: Array<[RegExp, string]> = [[/(^|\.)price_per_gb$/, 'in credits per GB'], [/(^|\.)(credit_limit|stop_at_balance|allowance)$/, 'in credits'], [/_gb$/, 'in GB'], [/_mb$/, 'in MB'], [/_mbps$/, 'in Mbit/s'], [/_seconds$/, 'in seconds'], [/_days$/, 'in days']]
+const UNITS: Array<[RegExp, string]> = [[/(^|\.)price_per_gb$/, 'in credits per GB'], [/(^|\.)(credit_limit|stop_at_balance|allowance)$/, 'in credits'], [/_gb$/, 'in GB'], [/_mb$/, 'in MiB (2^20 bytes)'], [/_mbps$/, 'in Mbit/s'], [/_seconds$/, 'in seconds'], [/_days$/, 'in days']]
 
 /** "expected a whole number, not 1.5": for a wrong type, in words, with the key's unit (a TOML "10GB" is a string). */
 function expectedText (expected: string, key: string, value: unknown): string {

@@ -20,7 +20,7 @@ describe('the config.toml spareband init writes', () => {
         expect(template[key], key).toEqual(value)
       }
     }
-    expect(CONFIG_TEMPLATE()).toMatch(/set password \(and username\)/)
+    expect(CONFIG_TEMPLATE()).toMatch(/set password = "...",\n#\s+# and username = "..."/)
   })
 
   it('uncommented, gives each key its default (region and proxy.default_region are examples)', () => {

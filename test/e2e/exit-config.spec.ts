@@ -178,7 +178,7 @@ describe('pause survives a restart', () => {
     let node = await startNode(d, [])
     const paused = await callApi<any>(d, '/v1/exit/pause', { method: 'POST', body: {} })
     expect(paused.paused).toBe(true)
-    expect((await node.status()).warnings).toEqual([expect.stringMatching(/^the exit is paused since .*: it takes no new tunnels, across restarts, until spareband resume \(POST \/v1\/exit\/resume\)$/)])
+    expect((await node.status()).warnings).toEqual([expect.stringMatching(/^the exit is paused \(since .*\): it takes no new tunnels, across restarts, until "spareband resume" \(POST \/v1\/exit\/resume\)$/)])
     expect((await node.stop()).code).toBe(0)
 
     node = await startNode(d, [])

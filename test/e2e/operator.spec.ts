@@ -161,9 +161,9 @@ describe('operator', () => {
     expect(paused.code).toBe(0)
     const status = await node.status()
     expect(status.exit.paused).toBe(true)
-    expect(paused.stdout).toBe(`exit paused since ${status.exit.pausedSince}: it takes no new tunnels, across restarts, until "spareband resume"; 0 tunnel(s) open go on\n`)
+    expect(paused.stdout).toBe(`exit paused since ${status.exit.pausedSince}: it takes no new tunnels, across restarts, until "spareband resume"; the 0 tunnel(s) open now carry on\n`)
     expect(JSON.parse(await readFile(join(d, 'exit-state.json'), 'utf8'))).toEqual({ paused: true, pausedSince: status.exit.pausedSince })
-    expect(status.warnings).toContain(`the exit is paused since ${status.exit.pausedSince}: it takes no new tunnels, across restarts, until spareband resume (POST /v1/exit/resume)`)
+    expect(status.warnings).toContain(`the exit is paused (since ${status.exit.pausedSince}): it takes no new tunnels, across restarts, until "spareband resume" (POST /v1/exit/resume)`)
 
     const resumed = await runCli(['resume', '--data-dir', d])
     expect(resumed.code).toBe(0)

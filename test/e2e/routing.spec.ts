@@ -89,6 +89,10 @@ describe('routing by region through the DHT', () => {
     expect(header.trim().split(/\s{2,}/).slice(0, 5)).toEqual(['PEER', 'REGION', 'CAPACITY Mbps', 'MEASURED Mbps', 'LOAD'])
     expect(cells[0]).toBe(jp.peerId)
     expect(Number(cells[3])).toBeCloseTo(jp.attempts.bandwidth * 8 / 1e6, 1)
+    expect(table.stdout).not.toContain('own exit')
+    // the jp exit asking for jp: its own exit is not listed, and it says why
+    const own = await runCli(['providers', '--region', 'jp', '--data-dir', exitsIn('jp')[0].dataDir])
+    expect(own.stdout).toContain('0 exit(s) in jp\n(this node\'s own exit, in jp, is not listed: it does not carry this node\'s traffic)\n')
   })
 
   it('a session id sticks to one exit across 20 requests', async () => {

@@ -91,6 +91,8 @@ describe('spareband testnet', () => {
     expect(out()).toMatch(/npx spareband probe --region de http:\/\/127\.0\.0\.1:18080\/ /)
     expect(out()).toMatch(/curl --proxy socks5h:\/\/region-de:x@127\.0\.0\.1:\d+ http:\/\/127\.0\.0\.1:18080\//)
     expect(out()).not.toContain('example.org')
+    // where the nodes' logs are, and that a temporary testnet takes them with it
+    expect(out()).toContain('each node logs to node.log in its data directory (removed with it when the testnet stops: --dir DIR keeps them)')
     child.kill('SIGINT')
     expect(await exitCodeOf(child)).toBe(0)
   })
@@ -169,6 +171,12 @@ describe('spareband testnet', () => {
     expect(err).not.toMatch(/ log=/)
     expect(err).toContain('testnet --dir DIR keeps them')
     expect(await readdir(tmp)).toEqual([])
+  })
+
+  it('refuses --data-dir, which names one node\'s directory (it was ignored, and the nodes went to a temporary one)', async () => {
+    const r = await runCli(['testnet', '--data-dir', await tempDir('sb-tn-dd-')])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('testnet puts its nodes\' data directories under --dir DIR')
   })
 
   it('rejects a bad region list', async () => {

@@ -21,7 +21,7 @@ export function registerExitControl (program: Command, dataDirOf: (cmd: Command)
     .action(async (opts, cmd: Command) => {
       const exit = await callApi(dataDirOf(cmd), '/v1/exit/pause', { method: 'POST', body: {} })
       if (opts.json === true) printJson(exit)
-      else process.stdout.write(`exit paused since ${String(exit.pausedSince)}: it takes no new tunnels, across restarts, until "spareband resume"; ${Number(exit.tunnelsOpen)} tunnel(s) open go on\n`)
+      else process.stdout.write(`exit paused since ${String(exit.pausedSince)}: it takes no new tunnels, across restarts, until "spareband resume"; the ${Number(exit.tunnelsOpen)} tunnel(s) open now carry on\n`)
     })
 
   program.command('resume')

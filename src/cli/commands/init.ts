@@ -13,9 +13,9 @@ import type { Command } from 'commander'
  * default, show an example; the proxy credentials, unset too, are told of
  * in words).
  */
-export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional and every key is here:
-# a commented key shows its default (region and default_region, unset by
-# default, show an example). Environment variables (SPAREBAND_*) and flags
+export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional and every key is here
+# (the proxy credentials in words, under [proxy]): a commented key shows its
+# default (region and default_region, unset by default, show an example). Environment variables (SPAREBAND_*) and flags
 # override this file; \`spareband init --print-config\` prints it again.
 ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 3166-1 alpha-2, optionally -subdivision ("us-ca")'}
 # listen = ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/udp/4001/webrtc-direct", "/p2p-circuit"]
@@ -27,7 +27,8 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 
 # [proxy]
 # enabled = true
-# host = "127.0.0.1"          # beyond loopback only with credentials: set password (and username)
+# host = "127.0.0.1"          # beyond loopback only with credentials: set password = "...",
+#                             # and username = "..." to make clients give it too
 # socks_port = 1080
 # http_port = 3128
 # default_region = "de"       # for requests whose user name names no region
@@ -58,9 +59,9 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # credit_limit = 0            # as an exit, refuse consumers whose balance is below this
 # allowance = 1               # credits a new identity starts with, once its proof of work is seen
 # pow_difficulty = 20         # bits of that proof of work
-# receipt_interval_mb = 1     # a receipt every this many MB carried, or
+# receipt_interval_mb = 1     # a receipt every this many MiB (2^20 bytes) carried, or
 # receipt_interval_seconds = 5  # this often while there is traffic
-# unsigned_threshold_mb = 4   # as an exit, hold a consumer's traffic past this much unsigned
+# unsigned_threshold_mb = 4   # as an exit, hold a consumer's traffic past this many MiB unsigned
 # publish_interval_seconds = 60  # gossip a long session's newest receipt this often
 # gossip_retention_days = 30  # keep others' receipts this long after their last; 0 = for ever
 # reputation_interval_seconds = 600  # report on the exits you used this often; 0 = never
@@ -68,7 +69,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # [relay]                     # carrying other members' tunnels to exits behind NAT
 # enabled = true
 # max_reservations = 32
-# data_limit_mb = 1024        # per relayed connection; 0 = no limit
+# data_limit_mb = 1024        # MiB per relayed connection; 0 = no limit
 # duration_limit_seconds = 3600
 
 # Behind NAT, an exit is reached through a relay: add "<relay multiaddr>/p2p-circuit"

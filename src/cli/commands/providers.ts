@@ -3,6 +3,7 @@ import { DEFAULT_QUERY_TIMEOUT_MS } from '../../routing/discovery.ts'
 import { second } from '../../constants.ts'
 import { formatTable, printJson } from '../output.ts'
 import { parseRegionArg } from '../config-from-flags.ts'
+import { regionMatches } from '../../routing/regions.ts'
 import type { ProviderRow } from '../../routing/routing-selector.ts'
 import type { Command } from 'commander'
 
@@ -21,6 +22,9 @@ export function registerProviders (program: Command, dataDirOf: (cmd: Command) =
         process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'MEASURED Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'OK/FAILED', 'REACH', 'REGION CHECK', 'YOUR TUNNELS'],
           rows.map(r => [r.peerId, r.region, r.capacityMbps, r.attempts.bandwidth == null ? null : Math.round(r.attempts.bandwidth * 8 / 1e5) / 10, r.load.toFixed(2), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.reachability, r.verified, r.ownTunnels])))
         process.stdout.write(`${rows.length} exit(s) in ${opts.region}\n`)
+        // the node's own exit is never listed: it does not carry its own traffic
+        const own = await callApi<{ region?: string, exit?: { enabled?: boolean } }>(dataDirOf(cmd), '/v1/status').catch(() => undefined)
+        if (own?.exit?.enabled === true && own.region != null && regionMatches(own.region, opts.region)) process.stdout.write(`(this node's own exit, in ${own.region}, is not listed: it does not carry this node's traffic)\n`)
       }
     })
 }

@@ -65,7 +65,9 @@ export function registerTestnet (program: Command): void {
     .option('--exit-ports <list>', 'ports the exits allow, e.g. 80,443,8000-8100')
     .option('--keep-going', 'once all are up, a node that exits (killed, say, to try failover) is reported and the others go on; by default the testnet stops with it')
     .option('--json', 'print the nodes as JSON once all are up')
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
+      // the program's --data-dir names one node's directory: taken here it was ignored, and the nodes went to a temporary one
+      if (cmd.parent?.opts().dataDir != null) throw new UsageError('testnet puts its nodes\' data directories under --dir DIR; --data-dir names one node\'s (for start, status, ...)')
       // it runs until Ctrl-C: a reader of its output going away must not skip stopping its nodes
       surviveClosedOutput()
       const regions = String(opts.regions).split(',').map(r => normalizeRegion(r)).filter(r => r !== '')
@@ -191,6 +193,7 @@ export function registerTestnet (program: Command): void {
             `try:  npx spareband peers --data-dir ${first.dataDir}\n` +
             tunnelHints +
             `      npx spareband dashboard --data-dir ${first.dataDir}\n` +
+            `each node logs to node.log in its data directory${temporary ? ' (removed with it when the testnet stops: --dir DIR keeps them)' : ''}\n` +
             (nodes.length > 1 ? '' : 'one node tunnels through no exit (it never uses its own): run --nodes 2 or more to try the proxies\n'))
         }
         up = true
