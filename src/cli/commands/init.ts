@@ -16,7 +16,8 @@ import type { Command } from 'commander'
 export const CONFIG_TEMPLATE = (region?: string): string => `# spareband node configuration. Every key is optional and every key is here
 # (the proxy credentials in words, under [proxy]): a commented key shows its
 # default (region and default_region, unset by default, show an example).
-# Environment variables (SPAREBAND_*) and flags override this file; \`spareband init --print-config\` prints it again.
+# Environment variables (SPAREBAND_*) and flags override this file;
+# \`spareband init --print-config\` prints it again.
 ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 3166-1 alpha-2, optionally -subdivision ("us-ca")'}
 # listen = ["/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001", "/ip4/0.0.0.0/udp/4001/webrtc-direct", "/p2p-circuit"]
 # announce = []               # addresses to announce instead of the listen addresses
