@@ -421,6 +421,11 @@ export class ExitSessions implements ExitAccounting {
     return c
   }
 
+  /** The newest receipt of the session this exit stored, if any. */
+  private storedReceipt (consumer: PeerId, id: string): ReturnType<Ledger['get']> {
+    return this.init.ledger.get(receiptId({ sessionId: id, consumer: consumer.toMultihash().bytes, exit: this.self.toMultihash().bytes }))
+  }
+
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
@@ -429,7 +434,7 @@ export class ExitSessions implements ExitAccounting {
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
       // let the old total sign off as many new bytes for free
-      const stored = this.init.ledger.get(receiptId({ sessionId: id, consumer: consumer.toMultihash().bytes, exit: this.self.toMultihash().bytes }))
+      const stored = this.storedReceipt(consumer, id)
       if (stored != null) {
         s.carried = s.signed = s.paid = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
         s.last = stored.receipt
@@ -751,7 +756,9 @@ export class ExitSessions implements ExitAccounting {
       if (r.exit == null || !ed25519PeerFromBytes(r.exit, 'exit').equals(this.self)) throw new Error('receipt for another exit')
       if (r.pricePerGb !== this.init.pricePerGbMicro) throw new Error(`price ${r.pricePerGb} is not this exit's ${this.init.pricePerGbMicro} micro-credits/GB`)
       const c = this.consumerState(consumer.toString())
-      const s = c.sessions.get(r.sessionId!)
+      // one from before a restart (or that the sweep forgot) goes on from its stored receipt: its
+      // consumer still owes for what was carried after that, and sends the receipt for it
+      const s = c.sessions.get(r.sessionId!) ?? (this.storedReceipt(consumer, r.sessionId!) != null ? this.session(consumer, c, r.sessionId!) : undefined)
       if (s == null) throw new Error(`unknown session ${r.sessionId}`)
       s.touched = true
       if (s.last != null && r.seq! <= s.last.seq) throw new Error(`seq ${r.seq} does not advance past ${s.last.seq}`)

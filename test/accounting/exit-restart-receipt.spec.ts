@@ -1,0 +1,67 @@
+/**
+ * An exit that restarts (its sessions were in memory) still takes the
+ * receipt its consumer owes for bytes carried before the restart, for a
+ * session it holds a stored receipt of: the consumer used to be refused
+ * ("unknown session") every second for ten minutes, and the bytes went
+ * unpaid. Real ConsumerSessions and ExitSessions over a real libp2p
+ * connection, real ledger files; the restart is a new ExitSessions on the
+ * same ledger, as a restarted node makes.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { defaultLogger } from '@libp2p/logger'
+import { afterAll, expect, it } from 'vitest'
+import { Ledger } from '../../src/accounting/ledger.ts'
+import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
+import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
+import { waitFor } from '../utils/cli.ts'
+import { loopbackNode } from '../utils/libp2p.ts'
+import { startSessions } from './sessions-pair.ts'
+import type { Libp2p } from '@libp2p/interface'
+
+const MiB = 1024 * 1024
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => { for (const c of cleanups.reverse()) await c() })
+
+it('a restarted exit takes the receipt for what it carried before the restart, for a session it holds a receipt of', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-exit-restart-'))
+  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+  const nodes: Libp2p[] = await Promise.all(keys.map(loopbackNode))
+  const ledgers = nodes.map((n, i) => Ledger.open(join(dir, `${i}.db`), { selfPeerId: n.peerId }))
+  cleanups.push(async () => {
+    for (const n of nodes) await n.stop()
+    for (const l of ledgers) l.close()
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
+  })
+  const { exit, consumer } = await startSessions(keys, nodes, ledgers, { creditLimitMicro: -(10n ** 12n) })
+  cleanups.push(async () => { await consumer.stop() })
+  const [exitPeer, consumerPeer] = [nodes[0].peerId, nodes[1].peerId]
+  const sessionId = consumer.sessionFor(exitPeer)
+  const storedBytes = (): bigint | undefined => {
+    const r = ledgers[0].receipts().find(x => x.receipt.sessionId === sessionId)?.receipt
+    return r == null ? undefined : r.bytesUp + r.bytesDown
+  }
+
+  // 2 MiB carried and signed for
+  expect(exit.admit(consumerPeer, sessionId)).toBeUndefined()
+  void exit.meter(consumerPeer, sessionId, 'down', 2 * MiB)
+  consumer.meter(exitPeer, 'down', 2 * MiB)
+  await waitFor(() => storedBytes() === BigInt(2 * MiB), { what: 'the receipt for 2 MiB at the exit' })
+
+  // the exit restarts: sessions gone from memory, the ledger kept, the connection (and the receipt stream on it) gone
+  await exit.stop()
+  await nodes[0].hangUp(consumerPeer)
+  const restarted = new ExitSessions({ logger: defaultLogger() }, { ledger: ledgers[0], privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, powDifficulty: 0, creditLimitMicro: -(10n ** 12n) })
+  const refused: string[] = []
+  restarted.setRefusalListener((_consumer, reason) => refused.push(reason))
+  await restarted.start(nodes[0])
+  cleanups.push(async () => { await restarted.stop() })
+
+  // 300 KB the old exit carried and the consumer had not signed yet: its next receipt covers them
+  consumer.meter(exitPeer, 'down', 300_000)
+  await waitFor(() => storedBytes() === BigInt(2 * MiB + 300_000), { what: 'the receipt for the bytes from before the restart', timeoutMs: 15_000 })
+  expect(refused).toEqual([])
+  expect(consumer.pendingBytes()).toBe(0)
+})
