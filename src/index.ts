@@ -38,6 +38,7 @@ export type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './node/
 export type { AppConnectOptions, TunnelSocket } from './relay/app-connect.ts'
 export type { KeeperBack, KeeperLost, RelayState } from './node/peer-keeper.ts'
 export type { PeerRefusalNotice } from './node/refusal-notices.ts'
+export type { RelayServiceStatus } from './node/relay-service-part.ts'
 export type { ProxyRefusalNotice } from './relay/ingress.ts'
 export { createIdentity, loadIdentity } from './node/identity.ts'
 export { NODE_RUNTIME_FLAGS } from './node/runtime-flags.ts'

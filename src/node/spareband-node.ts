@@ -35,7 +35,7 @@ import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ExitStatus, ProxyPart, ProxyStatus } from './relay-parts.ts'
 import type { RoutingPart, RoutingStatus } from './routing-part.ts'
-import type { TunnelExit } from '../relay/exit.ts'
+import type { ExitStats, TunnelExit } from '../relay/exit.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, receiptRow } from './accounting-report.ts'
 import type { ReceiptRow } from './accounting-report.ts'
 import { regionArgument } from '../routing/regions.ts'
@@ -122,7 +122,7 @@ export interface SparebandEvents {
   'keeper:lost': CustomEvent<KeeperLost>
   /** What a 'keeper:lost' was about is fine again: connected, and a relay reserved on. */
   'keeper:back': CustomEvent<KeeperBack>
-  /** The exit was paused or resumed (pause(), resume(), the control API, `spareband pause`). */
+  /** The exit was paused or resumed (pauseExit(), resumeExit(), the control API, `spareband pause`). */
   'exit:pause': CustomEvent<{ paused: boolean }>
   /** This node refused a peer: a tunnel or a receipt at its exit, a gossiped message; rate-limited per kind. */
   'node:refused': CustomEvent<PeerRefusalNotice>
@@ -461,6 +461,35 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
    * measurements and their reputation. Throws TypeError for a region that
    * is not one.
    */
+  /**
+   * Stops this node's exit taking new tunnels (open ones go on), across
+   * restarts, until resumeExit(): what `spareband pause` and POST
+   * /v1/exit/pause do. Fires 'exit:pause'.
+   * @returns the exit's status after it
+   * @throws {NotStartedError} before start() or after stop()
+   * @throws {ConfigError} on a node that is no exit (exit.enabled = false)
+   * @throws {Error} when the state cannot be saved (the exit is paused all the same, until it stops)
+   */
+  pauseExit (): ExitStats {
+    const exit = this.exitService('pauseExit')
+    exit.pause()
+    return exit.status()
+  }
+
+  /** Takes new tunnels again, now and after a restart (see pauseExit()). Same errors. */
+  resumeExit (): ExitStats {
+    const exit = this.exitService('resumeExit')
+    exit.resume()
+    return exit.status()
+  }
+
+  private exitService (what: string): TunnelExit {
+    if (!this.running) throw new NotStartedError()
+    const exit = this.libp2p.services.exit as TunnelExit | undefined
+    if (exit == null) throw new ConfigError(`${what}() needs this node's exit, which exit.enabled = false turns off`, { source: 'node config', key: 'exit.enabled' })
+    return exit
+  }
+
   async providers (region: string): Promise<ProviderRow[]> {
     if (!this.running) throw new NotStartedError()
     const wanted = regionArgument(region)
