@@ -1,12 +1,14 @@
 /**
  * The circuit relay this node runs for others (every node relays, unless
  * `relay.enabled = false`): in status, how many peers hold a reservation on
- * it and how many circuits run through it now. A relay's operator could not
- * tell from status whether it relayed anything at all.
+ * it and how many circuits run through it now (a relay's operator could not
+ * tell from status whether it relayed anything at all), and reservations
+ * dropped with their peer's last connection.
  */
 
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
+import type { PeerId } from '@libp2p/interface'
 
 // a circuit through this relay is an inbound stream of the hop protocol, open while the circuit is (a reservation's closes once made)
 
@@ -18,10 +20,17 @@ export interface RelayServiceStatus {
 }
 
 export function relayServicePart (node: SparebandNode): NodePart | undefined {
-  const server = node.libp2p.services.relay as { reservations?: { size: number } } | undefined
+  const server = node.libp2p.services.relay as { reservations?: { size: number, delete: (peer: PeerId) => unknown } } | undefined
   if (server == null) return undefined
+  // a reservation is worth nothing once its peer is gone (the relay reaches a
+  // peer only over the connection it reserved on), but js-libp2p keeps it
+  // for its 2 h lifetime: 32 throw-away identities that reserved and left
+  // filled the relay for everyone else for that long
+  const onDisconnect = (e: CustomEvent<PeerId>): void => { server.reservations?.delete(e.detail) }
   return {
     name: 'relayService',
+    start: async () => { node.libp2p.addEventListener('peer:disconnect', onDisconnect) },
+    stop: async () => { node.libp2p.removeEventListener('peer:disconnect', onDisconnect) },
     status: (): RelayServiceStatus => ({
       reservations: server.reservations?.size ?? 0,
       circuits: node.libp2p.getConnections().reduce((n, c) => n + c.streams.filter(s => s.protocol === RELAY_V2_HOP_CODEC && s.direction === 'inbound').length, 0)
