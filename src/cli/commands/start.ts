@@ -1,4 +1,5 @@
 import { Option } from 'commander'
+import { NoticeLimiter } from '../../notice-limiter.ts'
 import { defaultConfig } from '../../node/config.ts'
 import { collect, parseNumberArg, parsePortArg, resolveCliConfig } from '../config-from-flags.ts'
 import { onGracefulShutdown } from '../graceful-shutdown.ts'
@@ -6,6 +7,9 @@ import { log, surviveClosedOutput } from '../output.ts'
 import { formatHostPort } from '../../errors.ts'
 import { watchWarnings } from '../warning-log.ts'
 import type { Command } from 'commander'
+
+/** 'peer connected' and 'peer disconnected' lines a minute, each: a busy node's churn shows, a loop of connects does not fill the disk. */
+const PEER_LINES_PER_MINUTE = 30
 
 export function registerStart (program: Command, dataDirOf: (cmd: Command) => string): void {
   const exit = defaultConfig.exit
@@ -62,9 +66,16 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         const { kind, target, downMs, attempts } = e.detail
         log('info', kind === 'relay' ? 'relay back' : 'connected to the network again', { [kind]: target, downSeconds: Math.round(downMs / 1000), redials: attempts })
       })
-      // before start too: the bootstrap peer and a named relay connect while the node starts
-      node.addEventListener('peer:connect', e => log('info', 'peer connected', { peer: e.detail.peerId }))
-      node.addEventListener('peer:disconnect', e => log('info', 'peer disconnected', { peer: e.detail.peerId }))
+      // before start too: the bootstrap peer and a named relay connect while the node starts.
+      // At most PEER_LINES_PER_MINUTE of each: a peer that connects and leaves in a loop wrote 65 KB/s
+      const connects = new NoticeLimiter(PEER_LINES_PER_MINUTE)
+      const disconnects = new NoticeLimiter(PEER_LINES_PER_MINUTE)
+      const peerLine = (limiter: NoticeLimiter, what: string, peer: string): void => {
+        const held = limiter.take()
+        if (held != null) log('info', what, { peer, notShown: held > 0 ? `${held} more since the last one shown` : undefined })
+      }
+      node.addEventListener('peer:connect', e => { peerLine(connects, 'peer connected', e.detail.peerId) })
+      node.addEventListener('peer:disconnect', e => { peerLine(disconnects, 'peer disconnected', e.detail.peerId) })
       try {
         await node.start()
       } catch (err) {
