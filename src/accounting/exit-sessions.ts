@@ -173,6 +173,15 @@ interface Session {
   id: string
   /** Bytes metered here. */
   carried: number
+  /**
+   * What the stored receipt a session was rebuilt from (after a restart, or
+   * once the sweep forgot it) signed: counted as carried, though part of it
+   * may have been signed ahead of what came. The ahead allowance
+   * (MAX_SIGNED_AHEAD) is on top of it, not on twice it: counting it in
+   * twice let a consumer double what it could sign ahead with every
+   * rebuild. 0 for a session that started here.
+   */
+  restored: number
   /** up + down of the newest receipt the consumer signed. */
   signed: number
   /**
@@ -429,14 +438,14 @@ export class ExitSessions implements ExitAccounting {
   private session (consumer: PeerId, c: ConsumerState, id: string): Session {
     let s = c.sessions.get(id)
     if (s == null) {
-      s = { consumer, id, carried: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now(), openedAt: this.now() }
+      s = { consumer, id, carried: 0, restored: 0, signed: 0, paid: 0, lastPublishedAt: this.now(), touched: true, usedAt: this.now(), openedAt: this.now() }
       // a session the sweep forgot (or one from before a restart) goes on
       // from its stored receipt: what that receipt signed was carried, and
       // the next receipt must go past it; starting again from nothing would
       // let the old total sign off as many new bytes for free
       const stored = this.storedReceipt(consumer, id)
       if (stored != null) {
-        s.carried = s.signed = s.paid = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
+        s.carried = s.signed = s.paid = s.restored = Number(stored.receipt.bytesUp + stored.receipt.bytesDown)
         s.last = stored.receipt
         s.lastPublished = stored.receipt
       }
@@ -766,8 +775,11 @@ export class ExitSessions implements ExitAccounting {
       // of what got here (MAX_SIGNED_AHEAD); not by far more, or this exit
       // would countersign (and publish) bytes it never carried
       const signedTotal = r.bytesUp! + r.bytesDown!
-      const most = 2 * s.carried + MAX_SIGNED_AHEAD
-      if (signedTotal > BigInt(most)) throw new Error(`receipt signs ${signedTotal} bytes, but ${s.carried} were carried here: at most ${most} can be signed (twice that, plus ${MAX_SIGNED_AHEAD} for uploads on the way or lost)`)
+      const most = s.restored + 2 * (s.carried - s.restored) + MAX_SIGNED_AHEAD
+      if (signedTotal > BigInt(most)) {
+        const carried = s.restored > 0 ? `${s.carried - s.restored} were carried here since its stored receipt for ${s.restored}` : `${s.carried} were carried here`
+        throw new Error(`receipt signs ${signedTotal} bytes, but ${carried}: at most ${most} can be signed (twice that, plus ${MAX_SIGNED_AHEAD} for uploads on the way or lost)`)
+      }
       const ahead = Number(r.updatedAt!) - this.now()
       if (ahead > MAX_CLOCK_AHEAD_MS) throw new Error(`updated_at is ${Math.round(ahead / 1000)} s ahead of this exit's clock`)
       // a session's start is fixed by its first receipt (the ledger refuses

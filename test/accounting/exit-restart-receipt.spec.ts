@@ -14,7 +14,11 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { afterAll, expect, it } from 'vitest'
 import { Ledger } from '../../src/accounting/ledger.ts'
-import { ExitSessions } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, MAX_SIGNED_AHEAD } from '../../src/accounting/exit-sessions.ts'
+import { lpStream } from '@libp2p/utils'
+import { RECEIPT_PROTOCOL } from '../../src/constants.ts'
+import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
+import { encodeReceipt, signAsConsumer } from '../../src/accounting/receipts.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { waitFor } from '../utils/cli.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
@@ -64,4 +68,50 @@ it('a restarted exit takes the receipt for what it carried before the restart, f
   await waitFor(() => storedBytes() === BigInt(2 * MiB + 300_000), { what: 'the receipt for the bytes from before the restart', timeoutMs: 15_000 })
   expect(refused).toEqual([])
   expect(consumer.pendingBytes()).toBe(0)
+})
+
+it('a session rebuilt from its stored receipt may run ahead of it by the allowance once, not by twice what it signed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-exit-rebuild-'))
+  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+  const nodes: Libp2p[] = await Promise.all(keys.map(loopbackNode))
+  const ledger = Ledger.open(join(dir, 'exit.db'), { selfPeerId: nodes[0].peerId })
+  const init = { ledger, privateKey: keys[0], pricePerGbMicro: DEFAULT_PRICE_PER_GB_MICRO, powDifficulty: 0, creditLimitMicro: -(10n ** 15n) }
+  let exit = new ExitSessions({ logger: defaultLogger() }, init)
+  await exit.start(nodes[0])
+  cleanups.push(async () => {
+    await exit.stop()
+    for (const n of nodes) await n.stop()
+    ledger.close()
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
+  })
+  const consumer = nodes[1].peerId
+  const startedAt = BigInt(Date.now())
+  /** Sends a hand-signed receipt of session 'ahead' on a fresh stream; the exit's answer. */
+  const send = async (bytes: number, seq: bigint): Promise<ReceiptStreamMessage> => {
+    const stream = await nodes[1].dialProtocol(nodes[0].getMultiaddrs()[0], RECEIPT_PROTOCOL)
+    const lp = lpStream(stream, { maxDataLength: 4096 })
+    const signed = await signAsConsumer({ sessionId: 'ahead', consumer: consumer.toMultihash().bytes, exit: nodes[0].peerId.toMultihash().bytes, bytesUp: BigInt(bytes), bytesDown: 0n, seq, startedAt, updatedAt: startedAt + seq, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO }, keys[1])
+    await lp.write(ReceiptStreamMessage.encode({ receipt: Uint8Array.from(encodeReceipt(signed)) }))
+    const answer = ReceiptStreamMessage.decode(await lp.read({ signal: AbortSignal.timeout(5000) }))
+    await stream.close()
+    return answer
+  }
+
+  // 1,000 bytes carried, a receipt far ahead of them (uploads on the way, it says): within twice that plus the allowance
+  expect(exit.admit(consumer, 'ahead')).toBeUndefined()
+  void exit.meter(consumer, 'ahead', 'up', 1_000)
+  const ahead = 900_000_000
+  expect((await send(ahead, 1n)).receipt).toBeDefined()
+
+  // the exit restarts; the session is rebuilt from that receipt, nothing more carried
+  await exit.stop()
+  await nodes[0].hangUp(consumer)
+  await waitFor(() => nodes[1].getConnections(nodes[0].peerId).length === 0, { what: 'the connection to close at both ends' })
+  exit = new ExitSessions({ logger: defaultLogger() }, init)
+  await exit.start(nodes[0])
+  // counted twice, the 900 MB signed ahead would have let it sign 2.8 GB more
+  const refused = await send(ahead + MAX_SIGNED_AHEAD + 1, 2n)
+  expect(refused.receipt).toBeUndefined()
+  expect(refused.error).toBe(`receipt signs ${ahead + MAX_SIGNED_AHEAD + 1} bytes, but 0 were carried here since its stored receipt for ${ahead}: at most ${ahead + MAX_SIGNED_AHEAD} can be signed (twice that, plus ${MAX_SIGNED_AHEAD} for uploads on the way or lost)`)
+  expect((await send(ahead + MAX_SIGNED_AHEAD, 2n)).receipt).toBeDefined()
 })
