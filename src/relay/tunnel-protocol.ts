@@ -129,15 +129,20 @@ export async function readFrame (stream: Stream, options: ReadFrameOptions = {})
 
 /** Decodes and checks a request: fields are optional on the wire and required here. */
 /**
- * What a target host may be made of: a DNS name's letters, digits, dots,
- * hyphens and underscores, or an IP address (IPv6 in brackets or not; a
- * zone is refused later, by the policy). Nothing else reaches the resolver, the policy or a log line: a
+ * What a target host may be: a DNS name (labels of letters, digits, hyphens
+ * and underscores, 1 to 63 characters each, 253 in all), or an IP address
+ * (IPv6 in brackets or not; no zone). Nothing else reaches the resolver, the policy or a log line: a
  * NUL, a line break or a space in a name is a peer's doing, never a host.
  */
-const HOST_NAME = /^[A-Za-z0-9._-]+$/
+const LABEL = /^[A-Za-z0-9_-]{1,63}$/
 
 function isHostOrAddress (host: string): boolean {
-  return HOST_NAME.test(host) || isIP(host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host) !== 0
+  // an IPv6 address may come in brackets, an IPv4 one not; a zone names an interface of the exit's machine, never a target
+  if (host.startsWith('[') && host.endsWith(']')) return isIP(host.slice(1, -1)) === 6 && !host.includes('%')
+  if (isIP(host) !== 0) return !host.includes('%')
+  // a DNS name: labels of 1 to 63 characters, 253 in all, and a root dot at most
+  const name = host.endsWith('.') ? host.slice(0, -1) : host
+  return name.length > 0 && name.length <= 253 && name.split('.').every(label => LABEL.test(label))
 }
 
 /**
@@ -167,7 +172,7 @@ export function decodeTunnelRequest (frame: Uint8Array): { sessionId: string, ho
   const port = req.targetPort ?? 0
   const sessionId = req.sessionId ?? ''
   if (host.length === 0 || host.length > MAX_HOST_LENGTH + 2) throw new TunnelProtocolError('target_host missing or too long')
-  if (!isHostOrAddress(host)) throw new TunnelProtocolError('target_host is neither a host name (letters, digits, ".", "-", "_"; punycode for international names) nor an IP address')
+  if (!isHostOrAddress(host)) throw new TunnelProtocolError('target_host is neither a host name (labels of letters, digits, "-", "_", 1 to 63 characters each; punycode for international names) nor an IP address (no zone)')
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TunnelProtocolError(`target_port ${port} is not 1-65535`)
   if (sessionId.length > MAX_SESSION_ID_LENGTH) throw new TunnelProtocolError('session_id too long')
   return { sessionId, host, port }

@@ -32,8 +32,10 @@ describe('tunnel protocol frames', () => {
     for (const ok of ['example.org', 'EXAMPLE.org.', '_srv.example-1.org', 'xn--bcher-kva.example', '93.184.216.34', '127.1', '0x7f.1', '2130706433', '::1', '[::1]', '::ffff:127.0.0.1', '[2001:db8::1]']) {
       expect(host(ok), ok).toBe(ok)
     }
-    for (const bad of ['exa\u0000mple.org', 'example.org\r\n', 'exa mple.org', 'bücher.example', 'a/b', 'user@example.org', 'example.org:443', 'face.cafe:443', '::1]', '[::1', '[example.org]']) {
-      expect(() => host(bad), JSON.stringify(bad)).toThrow(/target_host is neither a host name .* nor an IP address/)
+    for (const ok of ['localhost.', 'a'.repeat(63) + '.example', `${'a.'.repeat(126)}b`]) expect(host(ok), ok).toBe(ok)
+    for (const bad of ['exa\u0000mple.org', 'example.org\r\n', 'exa mple.org', 'bücher.example', 'a/b', 'user@example.org', 'example.org:443', 'face.cafe:443', '::1]', '[::1', '[example.org]',
+      '.', '..', 'a..b', '.example.org', 'a'.repeat(64) + '.example', `${'a.'.repeat(127)}b`, '[127.0.0.1]', '::1%lo', '[fe80::1%eth0]']) {
+      expect(() => host(bad), JSON.stringify(bad)).toThrow(/target_host is neither a host name .* nor an IP address \(no zone\)/)
     }
   })
 
