@@ -34,11 +34,11 @@ export const NO_DHT_PEER_GRACE_MS = 30_000
  * no exit is found (NO_EXIT), none is advertised, and status said only
  * "connections 1".
  */
-export function noDhtPeerWarning (config: Pick<SparebandConfig, 'network'>, state: { peers: number, routingTableSize: number, connectedMs: number, remoteAddrs: Multiaddr[] }): string | undefined {
+export function noDhtPeerWarning (config: Pick<SparebandConfig, 'network' | 'exit'>, state: { peers: number, routingTableSize: number, connectedMs: number, remoteAddrs: Multiaddr[] }): string | undefined {
   if (config.network.local_testnet) return undefined
   if (state.peers === 0 || state.routingTableSize > 0 || state.connectedMs < NO_DHT_PEER_GRACE_MS) return undefined
   // the name, before the first ': ', stays the same while the counts change: the start log shows the warning once
-  const lead = `no DHT peer: connected to ${state.peers} peer(s), but none is in the DHT's routing table after ${Math.round(state.connectedMs / 1000)} s connected, so this node finds no exits (NO_EXIT) and cannot advertise its own`
+  const lead = `no DHT peer: connected to ${state.peers} peer(s), but none is in the DHT's routing table after ${Math.round(state.connectedMs / 1000)} s connected, so this node finds no exit beyond the peers it is connected to (NO_EXIT for the rest)${config.exit.enabled ? ' and cannot advertise its own' : ''}`
   const ips = state.remoteAddrs.map(ipOf)
   if (ips.length > 0 && ips.every(ip => ip != null && ip.range() !== 'unicast')) {
     return `${lead}: network "${config.network.name}" takes DHT peers at public addresses only, and every peer is at a private or loopback address (${[...new Set(ips.map(String))].slice(0, 3).join(', ')}); for machines that meet on a LAN or other private addresses, use --network local, or a network definition (--network FILE) with "local_testnet": true`

@@ -96,10 +96,11 @@ export class QuotaTracker {
   }
 
   /** Which quota is used up, if any. */
+  /** Which quota is used up; the monthly one when both are, since it keeps the exit closed past the day's turn. */
   exceeded (): QuotaPeriod | undefined {
     this.roll()
-    if (this.init.dailyBytes > 0 && this.state.dayBytes >= this.init.dailyBytes) return 'daily'
     if (this.init.monthlyBytes > 0 && this.state.monthBytes >= this.init.monthlyBytes) return 'monthly'
+    if (this.init.dailyBytes > 0 && this.state.dayBytes >= this.init.dailyBytes) return 'daily'
     return undefined
   }
 

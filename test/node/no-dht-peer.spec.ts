@@ -44,7 +44,8 @@ describe('peers but no DHT peer', () => {
     await waitFor(() => warned().length === 1, { what: 'the warning', timeoutMs: NO_DHT_PEER_GRACE_MS + 15_000 })
     expect(Date.now() - connectedAt).toBeGreaterThanOrEqual(NO_DHT_PEER_GRACE_MS - 1000)
     const [warning] = warned()
-    expect(warning).toMatch(/^no DHT peer: connected to 1 peer\(s\), but none is in the DHT's routing table after 3\d s connected, so this node finds no exits \(NO_EXIT\)/)
+    // it still reaches the exits it is connected to (through what identify told of them), and no other
+    expect(warning).toMatch(/^no DHT peer: connected to 1 peer\(s\), but none is in the DHT's routing table after 3\d s connected, so this node finds no exit beyond the peers it is connected to \(NO_EXIT for the rest\)/)
     expect(warning).toContain('every peer is at a private or loopback address (127.0.0.1)')
     expect(warning).toContain('--network local')
     expect(warning).toContain('"local_testnet": true')
@@ -59,7 +60,10 @@ describe('peers but no DHT peer', () => {
     const lan = [multiaddr('/ip4/10.77.0.10/tcp/4001')]
     const state = { peers: 1, routingTableSize: 0, connectedMs: 60_000, remoteAddrs: lan }
     expect(noDhtPeerWarning(config, state)).toContain('(10.77.0.10)')
-    expect(noDhtPeerWarning({ network: { ...config.network, local_testnet: true } }, state)).toBeUndefined()
+    expect(noDhtPeerWarning({ ...config, network: { ...config.network, local_testnet: true } }, state)).toBeUndefined()
+    // an exit cannot advertise itself either; a node that supplies nothing is not told so
+    expect(noDhtPeerWarning(config, state)).toContain('and cannot advertise its own')
+    expect(noDhtPeerWarning({ ...config, exit: { ...config.exit, enabled: false } }, state)).not.toContain('advertise')
     expect(noDhtPeerWarning(config, { ...state, routingTableSize: 1 })).toBeUndefined()
     expect(noDhtPeerWarning(config, { ...state, peers: 0 })).toBeUndefined()
     expect(noDhtPeerWarning(config, { ...state, connectedMs: NO_DHT_PEER_GRACE_MS - 1 })).toBeUndefined()

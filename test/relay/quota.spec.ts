@@ -15,7 +15,8 @@ describe('exit quota', () => {
     now = new Date(2026, 10, 26, 0, 1) // a new day
     expect(q.exceeded()).toBeUndefined()
     q.add(1500)
-    expect(q.exceeded()).toBe('daily')
+    // both used up (1500 today, 2500 this month): the monthly one, which keeps the exit closed past midnight
+    expect(q.exceeded()).toBe('monthly')
     now = new Date(2026, 10, 27, 8)
     expect(q.exceeded()).toBe('monthly') // 2500 this month
     now = new Date(2026, 11, 1, 0, 0) // a new month
