@@ -252,6 +252,22 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(problems).toEqual([])
   })
 
+  it('a node that stops answering: its figures are greyed and said to be old; credits carry their unit', async () => {
+    // the consumer's page: it is stopped at the end of this test (the others are done with it)
+    const consumerApi = JSON.parse(await readFile(join(consumer.dataDir, 'api.json'), 'utf8')).url as string
+    const consumerToken = (await readFile(join(consumer.dataDir, 'api-token'), 'utf8')).trim()
+    const { page } = await open(`${consumerApi}/#token=${consumerToken}`)
+    await expect.poll(() => text(page, '#credits-allowance')).toMatch(/^\d+(\.\d+)? credits$/)
+    expect(await text(page, '#credits-spent')).toMatch(/^\d+(\.\d+)? credits for .+ used$/)
+    expect(await page.locator('#board').getAttribute('class') ?? '').not.toContain('stale')
+    expect(await page.locator('#stale-note').isHidden()).toBe(true)
+
+    await consumer.proc.kill()
+    await expect.poll(async () => (await page.locator('#board').getAttribute('class')) ?? '', { timeout: 10_000 }).toContain('stale')
+    expect(await page.locator('#stale-note').isVisible()).toBe(true)
+    expect(await text(page, '#stale-note')).toMatch(/^the node is not answering since .+: the figures below are from before then$/)
+  })
+
   it('`spareband dashboard` says no node runs when none does; `spareband status` names the dashboard', async () => {
     const empty = await tempDir('sb-dash-none-')
     const r = await runCli(['dashboard', '--print', '--data-dir', empty])

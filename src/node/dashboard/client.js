@@ -210,9 +210,13 @@ async function poll (mine) {
     const [status, receipts] = await Promise.all([api('/v1/status'), getOrNull(`/v1/receipts?limit=${RECEIPT_ROWS}`)])
     if (mine !== round) return
     render(status, receipts)
+    // back: an action that failed while the node was away is no news any more
+    if (downSince != null) show('exit-action-message', '')
     downSince = null
     show('link', `live · ${new Date().toLocaleTimeString()}`)
     byId('link').classList.remove('down')
+    byId('board').classList.remove('stale')
+    hide('stale-note', true)
   } catch (err) {
     if (mine !== round) return
     if (err instanceof Unauthorized) {
@@ -224,6 +228,10 @@ async function poll (mine) {
     const why = err instanceof TypeError ? 'the node is not answering' : String(/** @type {Error} */ (err).message)
     show('link', `${why} (since ${new Date(downSince).toLocaleTimeString()}); retrying`)
     byId('link').classList.add('down')
+    // what is shown is as of the last answer: greyed, and said where a phone's reader still sees it
+    byId('board').classList.add('stale')
+    show('stale-note', `${why} since ${new Date(downSince).toLocaleTimeString()}: the figures below are from before then`)
+    hide('stale-note', false)
   }
   if (mine === round) timer = setTimeout(() => { void poll(mine) }, POLL_MS)
 }
@@ -357,11 +365,11 @@ function renderCredits (a) {
   hide('credits-off', a != null)
   hide('credits-details', a == null)
   if (a == null) return
-  show('credits-balance', a.balance, a.balance)
-  show('credits-earned', `${a.earned} for ${formatBytes(a.bytesCarried)} carried`, a.earned)
-  show('credits-unpaid', a.unpaid, a.unpaid)
-  show('credits-spent', `${a.spent} for ${formatBytes(a.bytesUsed)} used`, a.spent)
-  show('credits-allowance', a.allowance, a.allowance)
+  show('credits-balance', `${a.balance} credits`, a.balance)
+  show('credits-earned', `${a.earned} credits for ${formatBytes(a.bytesCarried)} carried`, a.earned)
+  show('credits-unpaid', `${a.unpaid} credits`, a.unpaid)
+  show('credits-spent', `${a.spent} credits for ${formatBytes(a.bytesUsed)} used`, a.spent)
+  show('credits-allowance', `${a.allowance} credits`, a.allowance)
   const p = a.pending ?? {}
   show('credits-pending', `${formatBytes(p.carriedUnsignedBytes)} carried, ${formatBytes(p.usedUnsignedBytes)} used`)
   show('credits-holds', String(p.holds ?? 0))

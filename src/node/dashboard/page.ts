@@ -38,6 +38,9 @@ header h1 { font-size: 17px; margin: 0; }
 .muted { color: var(--muted); }
 #link { margin-left: auto; }
 #link.down { color: var(--bad); font-weight: 600; }
+#board.stale .card { opacity: 0.45; }
+#board.stale button { pointer-events: none; }
+#stale-note { position: sticky; top: 0; z-index: 1; margin: 0; padding: 6px 0; background: var(--bg); }
 main { padding: 16px 20px; display: grid; gap: 16px; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); max-width: 1400px; }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; min-width: 0; }
 section.wide { grid-column: 1 / -1; }
@@ -91,6 +94,7 @@ const BODY = `
 <ul id="warnings" role="alert" hidden></ul>
 
 <main id="board" hidden>
+  <p id="stale-note" class="error" role="alert" hidden></p>
   <section class="card">
     <h2>Node</h2>
     <dl>
