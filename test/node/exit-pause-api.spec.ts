@@ -5,48 +5,33 @@
  * real tunnel refused while paused.
  */
 
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
+import { expect, it } from 'vitest'
+import { startExitAndConsumer, useExitAndConsumer } from '../utils/in-process.ts'
 import { ConfigError, NotStartedError, TunnelRefusedError } from '../../src/index.ts'
-import type { SparebandNode } from '../../src/index.ts'
-import type { EchoServer } from '../utils/in-process.ts'
 
-let echo: EchoServer
-let exit: SparebandNode
-let consumer: SparebandNode
-
-beforeAll(async () => {
-  echo = await startEchoServer()
-  ;({ exit, consumer } = await startExitAndConsumer([echo.port]))
-})
-
-afterAll(async () => {
-  await consumer?.stop()
-  await exit?.stop()
-  await echo?.close()
-})
+const t = useExitAndConsumer()
 
 it('pauseExit() refuses new tunnels until resumeExit(), each announced by exit:pause', async () => {
   const events: boolean[] = []
-  exit.addEventListener('exit:pause', e => events.push(e.detail.paused))
-  const paused = exit.pauseExit()
+  t.exit.addEventListener('exit:pause', e => events.push(e.detail.paused))
+  const paused = t.exit.pauseExit()
   expect(paused.paused).toBe(true)
   expect(paused.pausedSince).toMatch(/^\d{4}-\d\d-\d\dT/)
-  expect(exit.status().warnings.some(w => w.startsWith('the exit is paused'))).toBe(true)
-  const refused = await consumer.connect('127.0.0.1', echo.port, { region: 'de' }).then(s => { s.destroy(); return undefined }, (err: unknown) => err)
+  expect(t.exit.status().warnings.some(w => w.startsWith('the exit is paused'))).toBe(true)
+  const refused = await t.consumer.connect('127.0.0.1', t.echo.port, { region: 'de' }).then(s => { s.destroy(); return undefined }, (err: unknown) => err)
   expect(refused).toBeInstanceOf(TunnelRefusedError)
   expect((refused as TunnelRefusedError).status).toBe('BUSY')
 
-  expect(exit.resumeExit().paused).toBe(false)
-  const socket = await consumer.connect('127.0.0.1', echo.port, { region: 'de' })
+  expect(t.exit.resumeExit().paused).toBe(false)
+  const socket = await t.consumer.connect('127.0.0.1', t.echo.port, { region: 'de' })
   socket.destroy()
   expect(events).toEqual([true, false])
 })
 
 it('a node that is no exit says so, and a stopped one that it is not running', async () => {
-  expect(() => consumer.pauseExit()).toThrow(ConfigError)
-  expect(() => consumer.pauseExit()).toThrow('pauseExit() needs this node\'s exit, which exit.enabled = false turns off')
-  const { exit: other, consumer: otherConsumer } = await startExitAndConsumer([echo.port])
+  expect(() => t.consumer.pauseExit()).toThrow(ConfigError)
+  expect(() => t.consumer.pauseExit()).toThrow('pauseExit() needs this node\'s exit, which exit.enabled = false turns off')
+  const { exit: other, consumer: otherConsumer } = await startExitAndConsumer([t.echo.port])
   await otherConsumer.stop()
   await other.stop()
   expect(() => other.resumeExit()).toThrow(NotStartedError)

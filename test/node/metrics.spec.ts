@@ -4,14 +4,13 @@
  * consumer's SOCKS5 proxy, the exposition parsed as Prometheus would.
  */
 
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect } from 'vitest'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
+import { useExitAndConsumer } from '../utils/in-process.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import { waitFor } from '../utils/cli.ts'
 import type { SparebandNode } from '../../src/index.ts'
-import type { EchoServer } from '../utils/in-process.ts'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -43,28 +42,16 @@ async function scrape (node: SparebandNode, token?: string): Promise<Response> {
 }
 
 describe('/metrics', () => {
-  let echo: EchoServer
-  let exit: SparebandNode
-  let consumer: SparebandNode
-
-  beforeAll(async () => {
-    echo = await startEchoServer()
-    ;({ exit, consumer } = await startExitAndConsumer([echo.port]))
-  })
-  afterAll(async () => {
-    await consumer?.stop()
-    await exit?.stop()
-    await echo?.close()
-  })
+  const t = useExitAndConsumer()
 
   it('needs the API token', async () => {
-    expect((await scrape(exit, 'wrong')).status).toBe(401)
+    expect((await scrape(t.exit, 'wrong')).status).toBe(401)
   })
 
   it("reports the exit's and the proxy's counters as status() has them, typed as Prometheus expects", async () => {
-    const socksPort = (consumer.status() as any).proxy.socksPort
+    const socksPort = (t.consumer.status() as any).proxy.socksPort
     const payload = Buffer.alloc(300_000, 7)
-    const s = await socksConnect(socksPort, '127.0.0.1', echo.port)
+    const s = await socksConnect(socksPort, '127.0.0.1', t.echo.port)
     expect(s.reply).toBe(0)
     let echoed = 0
     s.socket.on('data', (d: Buffer) => { echoed += d.byteLength })
@@ -74,14 +61,14 @@ describe('/metrics', () => {
     const denied = await socksConnect(socksPort, '127.0.0.1', 9)
     expect(denied.reply).toBe(2)
     denied.socket.destroy()
-    await waitFor(() => (exit.status() as any).exit.tunnelsOpen === 0 && (exit.status() as any).exit.bytesOut >= payload.byteLength, { what: 'the tunnel closed' })
+    await waitFor(() => (t.exit.status() as any).exit.tunnelsOpen === 0 && (t.exit.status() as any).exit.bytesOut >= payload.byteLength, { what: 'the tunnel closed' })
 
-    const res = await scrape(exit)
+    const res = await scrape(t.exit)
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/)
     const { samples, types } = parseExposition(await res.text())
-    const status = exit.status() as any
-    expect(value(samples, 'spareband_info', { peer_id: exit.libp2p.peerId.toString(), region: 'de' })).toBe(1)
+    const status = t.exit.status() as any
+    expect(value(samples, 'spareband_info', { peer_id: t.exit.libp2p.peerId.toString(), region: 'de' })).toBe(1)
     expect(value(samples, 'spareband_exit_enabled')).toBe(1)
     expect(value(samples, 'spareband_exit_bytes_total', { direction: 'in' })).toBe(status.exit.bytesIn)
     expect(value(samples, 'spareband_exit_bytes_total', { direction: 'out' })).toBe(status.exit.bytesOut)
@@ -99,8 +86,8 @@ describe('/metrics', () => {
     expect(value(samples, 'process_cpu_user_seconds_total')).toBeGreaterThan(cpu.user / 1e6 * 0.9)
     expect(value(samples, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0)
 
-    const mine = parseExposition(await (await scrape(consumer)).text()).samples
-    const c = consumer.status() as any
+    const mine = parseExposition(await (await scrape(t.consumer)).text()).samples
+    const c = t.consumer.status() as any
     expect(value(mine, 'spareband_exit_enabled')).toBe(0)
     expect(value(mine, 'spareband_proxy_bytes_total', { direction: 'out' })).toBe(c.proxy.bytesOut)
     expect(c.proxy.bytesOut).toBeGreaterThanOrEqual(payload.byteLength)
@@ -108,8 +95,8 @@ describe('/metrics', () => {
   })
 
   it('a figure status does not have is absent, not 0: an exit\'s on a node that is none, a reputation with no report', async () => {
-    const theirs = parseExposition(await (await scrape(exit)).text())
-    expect((exit.status() as any).accounting.reputation.own.score).toBeNull()
+    const theirs = parseExposition(await (await scrape(t.exit)).text())
+    expect((t.exit.status() as any).accounting.reputation.own.score).toBeNull()
     expect(value(theirs.samples, 'spareband_reputation')).toBeUndefined()
     // declared all the same, as the gauge it is (it can fall)
     expect(theirs.types.get('spareband_reputation')).toBe('gauge')
@@ -117,8 +104,8 @@ describe('/metrics', () => {
     expect(value(theirs.samples, 'spareband_reputation_reporters')).toBe(0)
     expect(value(theirs.samples, 'spareband_exit_paused')).toBe(0)
 
-    const mine = parseExposition(await (await scrape(consumer)).text())
-    expect((consumer.status() as any).exit.paused).toBeUndefined()
+    const mine = parseExposition(await (await scrape(t.consumer)).text())
+    expect((t.consumer.status() as any).exit.paused).toBeUndefined()
     for (const name of ['spareband_exit_paused', 'spareband_exit_within_schedule']) {
       expect(value(mine.samples, name), name).toBeUndefined()
       expect(mine.types.get(name), name).toBe('gauge')
@@ -126,10 +113,10 @@ describe('/metrics', () => {
   })
 
   it('moves with the node: the next scrape has the next figures', async () => {
-    const before = value(parseExposition(await (await scrape(exit)).text()).samples, 'spareband_exit_tunnels_total')!
-    const s = await socksConnect((consumer.status() as any).proxy.socksPort, '127.0.0.1', echo.port)
+    const before = value(parseExposition(await (await scrape(t.exit)).text()).samples, 'spareband_exit_tunnels_total')!
+    const s = await socksConnect((t.consumer.status() as any).proxy.socksPort, '127.0.0.1', t.echo.port)
     expect(s.reply).toBe(0)
     s.socket.destroy()
-    await waitFor(async () => value(parseExposition(await (await scrape(exit)).text()).samples, 'spareband_exit_tunnels_total') === before + 1, { what: 'the tunnel counted' })
+    await waitFor(async () => value(parseExposition(await (await scrape(t.exit)).text()).samples, 'spareband_exit_tunnels_total') === before + 1, { what: 'the tunnel counted' })
   })
 })

@@ -4,28 +4,14 @@
  * running node fills it (checked at run time on an exit and a consumer).
  */
 
-import { afterAll, beforeAll, expect, expectTypeOf, it } from 'vitest'
-import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
-import type { AccountingStatus, DisabledExitStatus, ExitOffer, ExitStats, NodeStatus, ProxyStatus, RoutingStatus, SparebandNode } from '../../src/index.ts'
-import type { EchoServer } from '../utils/in-process.ts'
+import { expect, expectTypeOf, it } from 'vitest'
+import { useExitAndConsumer } from '../utils/in-process.ts'
+import type { AccountingStatus, DisabledExitStatus, ExitOffer, ExitStats, NodeStatus, ProxyStatus, RoutingStatus } from '../../src/index.ts'
 
-let echo: EchoServer
-let exit: SparebandNode
-let consumer: SparebandNode
-
-beforeAll(async () => {
-  echo = await startEchoServer()
-  ;({ exit, consumer } = await startExitAndConsumer([echo.port]))
-})
-
-afterAll(async () => {
-  await consumer?.stop()
-  await exit?.stop()
-  await echo?.close()
-})
+const t = useExitAndConsumer()
 
 it('types each part\'s section of status()', () => {
-  expectTypeOf(exit.status()).toEqualTypeOf<NodeStatus>()
+  expectTypeOf(t.exit.status()).toEqualTypeOf<NodeStatus>()
   expectTypeOf<NodeStatus['exit']>().toEqualTypeOf<(ExitStats & ExitOffer) | DisabledExitStatus | undefined>()
   expectTypeOf<NodeStatus['proxy']>().toEqualTypeOf<ProxyStatus | undefined>()
   expectTypeOf<NodeStatus['routing']>().toEqualTypeOf<RoutingStatus | undefined>()
@@ -35,7 +21,7 @@ it('types each part\'s section of status()', () => {
 })
 
 it('an exit\'s status has what its type says', () => {
-  const s = exit.status()
+  const s = t.exit.status()
   const e = s.exit!
   expect(e.enabled).toBe(true)
   if (!e.enabled) throw new Error('unreachable')
@@ -60,7 +46,7 @@ it('an exit\'s status has what its type says', () => {
 })
 
 it('a consumer\'s status: the exit off, the proxies listening', () => {
-  const s = consumer.status()
+  const s = t.consumer.status()
   const e = s.exit!
   expect(e).toEqual({ enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsConnecting: 0, tunnelsTotal: 0, denied: 0 })
   const p = s.proxy!

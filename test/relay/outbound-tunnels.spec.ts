@@ -7,34 +7,19 @@
  * protocol streams"), counted against healthy exits. Real nodes on loopback.
  */
 
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
-import type { SparebandNode } from '../../src/index.ts'
-import type { EchoServer } from '../utils/in-process.ts'
+import { expect, it } from 'vitest'
+import { useExitAndConsumer } from '../utils/in-process.ts'
 import type { TunnelSocket } from '../../src/index.ts'
 
-let echo: EchoServer
-let exit: SparebandNode
-let consumer: SparebandNode
-
-beforeAll(async () => {
-  echo = await startEchoServer()
-  // the consumer supplies too, as every node does by default
-  ;({ exit, consumer } = await startExitAndConsumer([echo.port], { consumerExit: { enabled: true } }))
-})
-
-afterAll(async () => {
-  await consumer?.stop()
-  await exit?.stop()
-  await echo?.close()
-})
+// the consumer supplies too, as every node does by default
+const t = useExitAndConsumer({ consumerExit: { enabled: true } })
 
 it('a node that is an exit too holds 100 tunnels to one exit at once', async () => {
-  expect(consumer.status().exit?.enabled).toBe(true)
-  const sockets: TunnelSocket[] = await Promise.all(Array.from({ length: 100 }, async () => consumer.connect('127.0.0.1', echo.port, { region: 'de' })))
+  expect(t.consumer.status().exit?.enabled).toBe(true)
+  const sockets: TunnelSocket[] = await Promise.all(Array.from({ length: 100 }, async () => t.consumer.connect('127.0.0.1', t.echo.port, { region: 'de' })))
   try {
     expect(sockets).toHaveLength(100)
-    await expect.poll(() => exit.status().exit!.tunnelsOpen).toBe(100)
+    await expect.poll(() => t.exit.status().exit!.tunnelsOpen).toBe(100)
     // each carries its own bytes
     const echoed = await Promise.all(sockets.map(async (s, i) => new Promise<string>((resolve, reject) => {
       s.once('data', (d: Buffer) => resolve(d.toString()))

@@ -5,6 +5,7 @@
  */
 
 import { createServer } from 'node:net'
+import { afterAll, beforeAll } from 'vitest'
 import { createSparebandNode } from '../../src/index.ts'
 import { tempDir, waitFor } from './cli.ts'
 import type { SparebandNode, SparebandConfigInput } from '../../src/index.ts'
@@ -64,4 +65,26 @@ export async function startExitAndConsumer (ports: number[], extra: { exit?: Rec
   await waitFor(async () => (await consumer.peers()).some(p => p.agent?.includes('exit')), { what: 'identify' })
   await waitFor(() => (consumer.status() as any).accounting.proofOfWork.solved === true, { what: 'the consumer\'s proof of work' })
   return { exit, consumer }
+}
+
+/** An echo server, an exit and a consumer for a test file (or a describe), started before its tests and stopped after them. */
+export interface ExitAndConsumerFixture { echo: EchoServer, exit: SparebandNode, consumer: SparebandNode }
+
+/**
+ * Registers beforeAll/afterAll that start an echo server and
+ * startExitAndConsumer() on its port (`extra` as there), and stop them;
+ * read the fields inside the tests.
+ */
+export function useExitAndConsumer (extra: Parameters<typeof startExitAndConsumer>[1] = {}): ExitAndConsumerFixture {
+  const fixture = {} as ExitAndConsumerFixture
+  beforeAll(async () => {
+    fixture.echo = await startEchoServer()
+    Object.assign(fixture, await startExitAndConsumer([fixture.echo.port], extra))
+  })
+  afterAll(async () => {
+    await fixture.consumer?.stop()
+    await fixture.exit?.stop()
+    await fixture.echo?.close()
+  })
+  return fixture
 }
