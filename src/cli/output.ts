@@ -21,7 +21,7 @@ export function formatKeyValues (obj: Record<string, unknown>): string {
   return rows.map(([k, v]) => {
     const text = Array.isArray(v)
       ? (v.length === 0 ? '-' : v.map(formatElement).join('\n' + ' '.repeat(width + 2)))
-      : (v == null ? '-' : isEpochMs(k, v) ? new Date(v).toISOString() : String(v))
+      : (v == null ? '-' : isEpochMs(k, v) ? new Date(v).toISOString() : String(v) + unitNote(k, v))
     return `${k.padEnd(width)}  ${text}\n`
   }).join('')
 }
@@ -35,6 +35,30 @@ function formatElement (v: unknown): string {
 /** A time stamp in ms since the epoch (`lastPublishedAt`, `expiresAt`): people read it as a date. */
 function isEpochMs (key: string, v: unknown): v is number {
   return key.endsWith('At') && typeof v === 'number' && Number.isFinite(v) && v > 1e12
+}
+
+/**
+ * What a raw count in bytes or bytes per second means to a person, after
+ * it: `exit.bytesOut  3456789012 (3.46 GB)`, `...downloadBytesPerSecond
+ * 1250000 (10 Mbit/s)` (the unit exit.download_mbps is set in). The number
+ * itself stays as the JSON has it, so it can be copied and compared.
+ */
+function unitNote (key: string, v: unknown): string {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return ''
+  const name = key.slice(key.lastIndexOf('.') + 1)
+  if (name.endsWith('BytesPerSecond')) return ` (${round(v * 8 / 1e6)} Mbit/s)`
+  if (v >= 1000 && (/^bytes[A-Z]/.test(name) || name.endsWith('Bytes'))) return ` (${bytesText(v)})`
+  return ''
+}
+
+function bytesText (bytes: number): string {
+  for (const [unit, size] of [['TB', 1e12], ['GB', 1e9], ['MB', 1e6]] as const) if (bytes >= size) return `${round(bytes / size)} ${unit}`
+  return `${round(bytes / 1e3)} kB`
+}
+
+/** Three significant digits at most: 1.23, 12.3, 123, 1234. */
+function round (n: number): string {
+  return String(n >= 100 ? Math.round(n) : Number(n.toPrecision(3)))
 }
 
 function flatten (obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {

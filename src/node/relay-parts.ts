@@ -74,7 +74,7 @@ export interface DisabledExitStatus {
 export interface ExitOffer {
   /** Credits per GB (exit.price_per_gb). */
   pricePerGb: number
-  /** exit.capacity_mbps, as advertised. */
+  /** What the capacity ad claims: exit.capacity_mbps, or exit.download_mbps where that caps it lower. */
   capacityMbps: number
   /** exit.schedule, as written. */
   schedule: string
@@ -90,6 +90,17 @@ export interface ProxyStatus extends IngressStats {
   warmStreams: { ready: number, opening: number, hits: number, misses: number }
   /** Exits found gone (no answer to a ping, nothing heard) while a tunnel request waited on them or their tunnels were silent: our tunnels through them were ended. */
   exitsDropped: number
+}
+
+/**
+ * The capacity an exit advertises: exit.capacity_mbps, but no more than its
+ * total download cap (targets to consumers, the direction most traffic
+ * runs), which it could never carry past. Consumers rank exits by the
+ * capacity they claim, so one capped at 10 Mbit/s that claimed the default
+ * 100 drew ten times the traffic it could carry.
+ */
+export function advertisedCapacityMbps (exit: Pick<SparebandConfig['exit'], 'capacity_mbps' | 'download_mbps'>): number {
+  return exit.download_mbps > 0 ? Math.min(exit.capacity_mbps, exit.download_mbps) : exit.capacity_mbps
 }
 
 function gigabytes (bytes: number): string {
@@ -108,7 +119,7 @@ export function exitPart (node: SparebandNode): NodePart {
       const s = exit()?.status()
       if (s == null) return { enabled: false, bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsConnecting: 0, tunnelsTotal: 0, denied: 0 }
       const c = node.config.exit
-      return { ...s, pricePerGb: c.price_per_gb, capacityMbps: c.capacity_mbps, schedule: c.schedule }
+      return { ...s, pricePerGb: c.price_per_gb, capacityMbps: advertisedCapacityMbps(c), schedule: c.schedule }
     },
     warnings: () => {
       const warnings: string[] = []

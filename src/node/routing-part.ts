@@ -12,6 +12,7 @@ import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { KnownPeerSelector } from '../relay/exit-selector.ts'
 import { formatPortList, parsePortList } from '../relay/ports.ts'
 import { HttpError } from './control-api.ts'
+import { advertisedCapacityMbps } from './relay-parts.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
@@ -56,7 +57,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
         const refusing = s.paused || !s.withinSchedule || s.quotaExceeded != null
         return {
           region,
-          capacityMbps: config.exit.capacity_mbps,
+          capacityMbps: advertisedCapacityMbps(config.exit),
           // tunnels being set up count against max_tunnels as open ones do
           load: refusing ? 1 : Math.min(1, (s.tunnelsOpen + s.tunnelsConnecting) / Math.max(1, config.exit.max_tunnels)),
           pricePerGbMicro: BigInt(Math.round(config.exit.price_per_gb * 1e6)),

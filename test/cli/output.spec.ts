@@ -22,4 +22,15 @@ describe('formatKeyValues', () => {
       'warnings  a\n' +
       '          b\n')
   })
+
+  it('says what byte counts and rates mean beside the raw number', () => {
+    const text = formatKeyValues({ exit: { bytesOut: 3_456_789_012, bytesIn: 999, quota: { dayBytes: 12_345_678 }, limits: { downloadBytesPerSecond: 1_250_000, uploadBytesPerSecond: 0 } }, tunnelsOpen: 5000 })
+    expect(text).toBe(
+      'exit.bytesOut                       3456789012 (3.46 GB)\n' +
+      'exit.bytesIn                        999\n' +
+      'exit.quota.dayBytes                 12345678 (12.3 MB)\n' +
+      'exit.limits.downloadBytesPerSecond  1250000 (10 Mbit/s)\n' +
+      'exit.limits.uploadBytesPerSecond    0\n' +
+      'tunnelsOpen                         5000\n')
+  })
 })

@@ -30,8 +30,9 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     echo = await startEchoServer()
     echoPort = echo.port
     echoSockets = echo.sockets
-    // the consumer's idle timeout is what its end of a tunnel keeps
-    ;({ exit, consumer } = await startExitAndConsumer([target.port, echoPort], { consumerExit: { idle_timeout_seconds: IDLE_SECONDS }, dataDirPrefix: 'sb-connect-' }))
+    // the consumer's idle timeout is what its end of a tunnel keeps; the exit's download cap
+    // (100 MB/s, far above what the tests carry) is below the capacity it is told to claim
+    ;({ exit, consumer } = await startExitAndConsumer([target.port, echoPort], { exit: { capacity_mbps: 1000, download_mbps: 800 }, consumerExit: { idle_timeout_seconds: IDLE_SECONDS }, dataDirPrefix: 'sb-connect-' }))
   })
   afterAll(async () => {
     await consumer?.stop()
@@ -181,7 +182,9 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
 
     const providers = await consumer.providers('DE')
     expect(providers.map(p => p.peerId)).toEqual([exit.peerId.toString()])
-    expect(providers[0]).toMatchObject({ region: 'de', verified: expect.any(String) })
+    // it advertises what its download cap lets it carry, not the 1000 Mbit/s it was set to claim
+    expect(providers[0]).toMatchObject({ region: 'de', verified: expect.any(String), capacityMbps: 800 })
+    expect((exit.status().exit as any).capacityMbps).toBe(800)
     expect(await consumer.providers('jp')).toEqual([])
     await expect(consumer.providers('xx')).rejects.toThrow(TypeError)
   })

@@ -37,14 +37,14 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 
 # [exit]                      # what other members may do through this node
 # enabled = true              # false: no exit at all (--no-supply)
-# capacity_mbps = 100         # advertised
+# capacity_mbps = 100         # advertised; download_mbps caps what is claimed
 # price_per_gb = 1            # credits per GB (10^9 bytes), advertised
 # allowed_ports = [80, 443]   # or ["reduced"], or ["80", "443", "8000-8100"]
 # denied_cidrs = []           # more targets to refuse, e.g. ["203.0.113.0/24"]
 # denied_domains = []         # e.g. ["example.com"]: it and every name under it
 # allow_private_targets = false  # true only for a local testnet: lifts the address rules
 # upload_mbps = 0             # rate caps, all tunnels together; 0 = unlimited
-# download_mbps = 0
+# download_mbps = 0           # targets to consumers
 # per_consumer_mbps = 0       # rate cap per consumer, each direction; 0 = unlimited
 # max_tunnels = 1024          # open or being set up at once, all consumers together
 # max_tunnels_per_consumer = 256
