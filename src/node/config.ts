@@ -565,10 +565,7 @@ function checkOwnPorts (config: SparebandConfig, sources: SourceMap): void {
 
 function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, value: unknown): string {
   if (issue.code === 'unrecognized_keys') {
-    const where = issue.path.length === 0 ? '' : `${issue.path.map(String).join('.')}.`
-    // the schema's keys: the defaults lack the optional ones (region, proxy.username, ...)
-    const known = schemaKeys(issue.path).join(', ')
-    return `${source}: unknown key ${issue.keys.map(k => `"${where}${k}"`).join(', ')} (allowed here: ${known})`
+    return unknownKeyMessage(source, issue.path.map(String), issue.keys)
   }
   // JSON has no NaN or Infinity (it writes null)
   const shown = value === undefined ? 'nothing' : typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)
@@ -619,10 +616,47 @@ function checkKnownKey (key: string, source: string): void {
     // a key inside a value that is not a section (a list, a string): the schema check of the value says what is wrong
     if (allowed.length === 0) return
     if (!allowed.includes(parts[i])) {
-      const where = parts.slice(0, i).map(p => `${p}.`).join('')
-      throw new ConfigError(`${source}: unknown key "${where}${parts[i]}" (allowed here: ${allowed.join(', ')})`, { source, key: `${where}${parts[i]}` })
+      throw new ConfigError(unknownKeyMessage(source, parts.slice(0, i), [parts[i]]), { source, key: [...parts.slice(0, i), parts[i]].join('.') })
     }
   }
+}
+
+/** Names the unknown keys of a section, what the first was likely meant to be, and the keys allowed there. */
+function unknownKeyMessage (source: string, section: string[], names: string[]): string {
+  // the schema's keys: the defaults lack the optional ones (region, proxy.username, ...)
+  const allowed = schemaKeys(section)
+  const guess = names.length === 1 ? guessKey(section, names[0], allowed) : ''
+  return `${source}: unknown key ${names.map(k => `"${[...section, k].join('.')}"`).join(', ')}${guess} (allowed here: ${allowed.join(', ')})`
+}
+
+/**
+ * What an unknown key was most likely meant to be, as ', did you mean ...?'
+ * (or ''): the same name in another section, as when a key of a section
+ * the template has commented out ("# [exit]") is uncommented alone and
+ * lands in the section above it; else a close spelling here.
+ */
+function guessKey (section: string[], name: string, allowed: string[]): string {
+  const elsewhere = allKeys().filter(k => k.endsWith(`.${name}`) && k !== [...section, name].join('.'))
+  if (elsewhere.length === 1) return `, did you mean "${elsewhere[0]}"? (it belongs under [${elsewhere[0].slice(0, elsewhere[0].lastIndexOf('.'))}])`
+  if (elsewhere.length > 1) return `, did you mean one of ${elsewhere.map(k => `"${k}"`).join(', ')}?`
+  const near = allowed.filter(k => editDistance(k, name) <= Math.min(2, Math.floor(name.length / 3)))
+  return near.length > 0 ? `, did you mean "${[...section, near[0]].join('.')}"?` : ''
+}
+
+/** Every dotted key the schema has, sections' keys included. */
+function allKeys (path: string[] = []): string[] {
+  return schemaKeys(path).flatMap(k => [[...path, k].join('.'), ...allKeys([...path, k])])
+}
+
+/** Levenshtein distance, for keys of a few dozen characters. */
+function editDistance (a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    row = next
+  }
+  return row[b.length]
 }
 
 /** The keys the schema allows at `path` (an object section). */

@@ -24,12 +24,12 @@ describe('config errors an embedding app gets from createSparebandNode()', () =>
     expect(top.name).toBe('ConfigError')
     expect(top.source).toBe(SOURCE)
     expect(top.key).toBe('regoin')
-    expect(top.message.startsWith(`${SOURCE}: unknown key "regoin" (allowed here: `)).toBe(true)
+    expect(top.message.startsWith(`${SOURCE}: unknown key "regoin", did you mean "region"? (allowed here: `)).toBe(true)
     expect(top.message).toMatch(/allowed here: region, network, listen/)
     const nested = await refused({ proxy: { usrname: 'me' } })
     expect(nested.source).toBe(SOURCE)
     expect(nested.key).toBe('proxy.usrname')
-    expect(nested.message).toMatch(/allowed here: .*\busername\b.*/)
+    expect(nested.message).toMatch(/did you mean "proxy.username"\? \(allowed here: .*\busername\b.*/)
     expect(nested.message).toMatch(/allowed here: .*\bdefault_region\b.*/)
   })
 
@@ -104,10 +104,10 @@ describe('node.connect() on a node without the proxy part', () => {
     // a misspelt key is refused all the same, undefined or not
     const misspelt = await refused({ regoin: undefined, exit: { enabeld: undefined } })
     expect(misspelt.key).toBe('regoin')
-    expect(misspelt.message).toMatch(/^createSparebandNode\(\) config: unknown key "regoin" \(allowed here: region, network, listen/)
+    expect(misspelt.message).toMatch(/^createSparebandNode\(\) config: unknown key "regoin", did you mean "region"\? \(allowed here: region, network, listen/)
     const nested = await refused({ exit: { enabeld: undefined } })
     expect(nested.key).toBe('exit.enabeld')
-    expect(nested.message).toMatch(/unknown key "exit\.enabeld" \(allowed here: .*\benabled\b/)
+    expect(nested.message).toMatch(/unknown key "exit\.enabeld", did you mean "exit\.enabled"\? \(allowed here: .*\benabled\b/)
   })
 
   it('a config that is not an object, and numbers JSON cannot write, are named as what they are', async () => {

@@ -116,10 +116,26 @@ describe('config validation errors', () => {
     const err = catchError(() => resolveConfig([readConfigFile(file)]))
     expect(err.name).toBe('ConfigError')
     expect(err.source).toBe(file)
-    expect(err.message).toBe(`${file}: unknown key "regoin" (allowed here: region, network, listen, announce, api, proxy, exit, accounting, relay)`)
+    expect(err.message).toBe(`${file}: unknown key "regoin", did you mean "region"? (allowed here: region, network, listen, announce, api, proxy, exit, accounting, relay)`)
     // and a section's unknown key, as before
     const file2 = await tomlFile('[exit]\nalowed_ports = [80]\n')
     expect(catchError(() => resolveConfig([readConfigFile(file2)])).message).toMatch(new RegExp(`^${file2.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: unknown key "exit.alowed_ports"`))
+  })
+
+  it('says where an unknown key belongs: a key of a section whose header is still commented out lands in the one above', async () => {
+    // the template's [exit] header left commented, its max_tunnels uncommented: TOML puts it under [proxy]
+    const file = await tomlFile('[proxy]\nsocks_port = 1081\n\n# [exit]\nmax_tunnels = 10\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file)]))
+    expect(err.key).toBe('proxy.max_tunnels')
+    expect(err.message).toBe(`${file}: unknown key "proxy.max_tunnels", did you mean "exit.max_tunnels"? (it belongs under [exit]) (allowed here: enabled, host, socks_port, http_port, default_region, warm_streams, username, password)`)
+    // a name several sections have: all of them; a misspelling: the close one; nothing close: no guess
+    const guess = async (toml: string): Promise<string> => {
+      const f = await tomlFile(toml)
+      return catchError(() => resolveConfig([readConfigFile(f)])).message.replace(`${f}: `, '').replace(/ \(allowed here.*$/, '')
+    }
+    expect(await guess('[api]\nenabled = true\n')).toBe('unknown key "api.enabled", did you mean one of "proxy.enabled", "exit.enabled", "accounting.enabled", "relay.enabled"?')
+    expect(await guess('[exit]\nmax_tunels = 3\n')).toBe('unknown key "exit.max_tunels", did you mean "exit.max_tunnels"?')
+    expect(await guess('[exit]\nbandwidth = 3\n')).toBe('unknown key "exit.bandwidth"')
   })
 
   it('names the environment variable a bad value came from', () => {
