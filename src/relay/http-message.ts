@@ -140,6 +140,12 @@ function hopByHop (headers: Array<[string, string]>): Set<string> {
  */
 export class ResponseHeadRewriter {
   private pending?: Uint8ArrayList = new Uint8ArrayList()
+  /**
+   * Bytes the rewritten heads have more than the origin's (fewer: negative).
+   * They never crossed the tunnel, so the consumer's meter leaves them out:
+   * its receipts then sign what the exit carried.
+   */
+  grown = 0
 
   /** `extra`: fields added to the final response's head (the proxy's own, such as the exit's peer id). */
   constructor (private readonly extra: Array<[string, string]> = []) {}
@@ -167,6 +173,7 @@ export class ResponseHeadRewriter {
         break
       }
       out.append(head.bytes)
+      this.grown += head.bytes.byteLength - end
       this.pending.consume(end)
       if (!head.interim) this.passRest(out)
     }

@@ -112,7 +112,8 @@ export class HttpProxyServer extends ProxyListener {
       await this.ingress.carry(socket, tunnel, first, {
         filterToStream: chunk => body.take(chunk),
         filterToSocket: chunk => response.push(chunk),
-        flushToSocket: () => response.flush()
+        flushToSocket: () => response.flush(),
+        grownToSocket: () => response.grown
       })
       if (body.excess > 0) this.ingress.init.log('HTTP %s %s: %d bytes after the request were not forwarded (a next request belongs on a new connection)', head.method, head.target, body.excess)
     }

@@ -245,9 +245,11 @@ export class Ingress {
 
   /**
    * Carries a client connection through an opened tunnel until both sides are done.
-   * `filters`: what of each chunk goes on, each way (see PipeOptions).
+   * `filters`: what of each chunk goes on, each way (see PipeOptions), and
+   * `grownToSocket`, how many bytes filterToSocket has added so far (the
+   * HTTP proxy's own header): the meter counts what the exit carried.
    */
-  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket' | 'flushToSocket'> = {}): Promise<void> {
+  async carry (socket: Socket, tunnel: OpenedTunnel, initialToStream?: Uint8Array, filters: Pick<PipeOptions, 'filterToStream' | 'filterToSocket' | 'flushToSocket'> & { grownToSocket?: () => number } = {}): Promise<void> {
     this.stats.tunnelsOpen++
     this.stats.tunnelsTotal++
     const started = performance.now()
@@ -260,6 +262,7 @@ export class Ingress {
     const flows = entry.flows
     flows.add(flow)
     let bytes = 0
+    let grownMetered = 0
     try {
       const accounting = this.init.accounting
       if (initialToStream != null && initialToStream.byteLength > 0) {
@@ -275,7 +278,14 @@ export class Ingress {
         onChunk: (direction, n) => {
           bytes += n
           flow.activeAt = performance.now()
-          accounting?.meter(tunnel.exit, direction === 'toStream' ? 'up' : 'down', n)
+          if (direction === 'toStream') accounting?.meter(tunnel.exit, 'up', n)
+          else if (accounting != null) {
+            // taken off the chunks written from the one that carries it on, never below 0 each
+            const due = (filters.grownToSocket?.() ?? 0) - grownMetered
+            const off = due > 0 ? Math.min(n, due) : due
+            accounting.meter(tunnel.exit, 'down', n - off)
+            grownMetered += off
+          }
           if (direction === 'toStream') this.stats.bytesOut += n
           else {
             this.stats.bytesIn += n
