@@ -106,7 +106,18 @@ const COUNTERS: MetricSpec[] = [
   },
   { name: 'spareband_proxy_bytes_total', help: 'Bytes through this node\'s proxies: in from exits, out to exits', labelNames: ['direction'], read: s => s.proxy == null ? undefined : byDirection(s.proxy.bytesIn, s.proxy.bytesOut) },
   { name: 'spareband_proxy_tunnels_total', help: 'Tunnels opened from this node', read: s => num(s.proxy?.tunnelsTotal) },
-  { name: 'spareband_proxy_failed_total', help: 'Tunnels from this node that no exit carried', read: s => num(s.proxy?.failed) },
+  {
+    name: 'spareband_proxy_failed_total',
+    help: 'Tunnels from this node that no exit carried, by what the client was told (the exit\'s status, or NO_EXIT)',
+    labelNames: ['status'],
+    read: s => s.proxy?.failedByStatus == null ? undefined : Object.entries(s.proxy.failedByStatus).map(([status, n]) => [{ status }, num(n)])
+  },
+  {
+    name: 'spareband_proxy_refused_total',
+    help: 'Clients the proxies refused before asking any exit, by why: targeting (a user name that names no exit), credentials',
+    labelNames: ['kind'],
+    read: s => s.proxy?.refused == null ? undefined : (['targeting', 'credentials'] as const).map(kind => [{ kind }, num(s.proxy.refused[kind])])
+  },
   { name: 'spareband_proxy_broken_total', help: 'Tunnels from this node that ended abnormally after opening: a reset at either end, the exit lost, an idle timeout', read: s => num(s.proxy?.broken) },
   { name: 'spareband_bytes_carried_total', help: 'Bytes this node carried as an exit, from countersigned receipts', read: s => num(s.accounting?.bytesCarried) },
   { name: 'spareband_bytes_used_total', help: 'Bytes this node used as a consumer, from countersigned receipts', read: s => num(s.accounting?.bytesUsed) },

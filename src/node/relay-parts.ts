@@ -205,7 +205,8 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     log,
     accounting: consumerAccounting,
     onTransfer: (exit, sample) => selector.reportTransfer?.(exit, sample),
-    onRefusal: notice => node.safeDispatchEvent('proxy:refused', { detail: notice })
+    onRefusal: notice => node.safeDispatchEvent('proxy:refused', { detail: notice }),
+    onFailure: notice => node.safeDispatchEvent('proxy:failed', { detail: notice })
   })
   // our own credit spent: the open tunnels end too, not only when each exit hears of it (a minute later)
   consumerAccounting?.setCutOff(reason => {

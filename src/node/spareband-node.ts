@@ -27,7 +27,7 @@ import { isLoopback } from '../relay/listen-address.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
-import type { ProxyRefusalNotice } from '../relay/ingress.ts'
+import type { ProxyFailureNotice, ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore, AccountingStatus } from './accounting-part.ts'
 import { AGENT_NAME, VERSION } from '../constants.ts'
 import { ConfigError, NodeStoppedError, NotStartedError } from '../errors.ts'
@@ -118,6 +118,8 @@ export interface SparebandEvents {
   'peer:disconnect': CustomEvent<{ peerId: string }>
   /** A proxy client refused before any exit was asked (bad targeting user name, wrong credentials); rate-limited. */
   'proxy:refused': CustomEvent<ProxyRefusalNotice>
+  /** A tunnel of this node's proxies or connect() that no exit carried: the exit's refusal or NO_EXIT, at most 10 a minute (the count held back goes with the next). */
+  'proxy:failed': CustomEvent<ProxyFailureNotice>
   /** A relay this node listens through, or (while it has no peer) every bootstrap peer, failed a redial: once per outage. */
   'keeper:lost': CustomEvent<KeeperLost>
   /** What a 'keeper:lost' was about is fine again: connected, and a relay reserved on. */

@@ -5,9 +5,10 @@
  */
 
 import { isLoopback } from './listen-address.ts'
+import { formatHostPort } from '../errors.ts'
 import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 import { pipeSocketStream, resetSocket } from './pipe.ts'
-import { NO_EXIT } from './status-codes.ts'
+import { NO_EXIT, TARGET_OUTCOMES } from './status-codes.ts'
 import { NoExitError } from './tunnel-client.ts'
 import { TunnelError } from './tunnel-protocol.ts'
 import type { Outcome } from './status-codes.ts'
@@ -26,6 +27,25 @@ export interface ProxyRefusalNotice {
   kind: 'targeting' | 'credentials'
   reason: string
   /** Refusals not reported since the last report, over the rate limit. */
+  suppressed: number
+}
+
+/**
+ * A tunnel no exit carried (see IngressInit.onFailure): an exit refused it
+ * (no credit with it, paused, its quota, the target's answer...), or none
+ * was found. The client gets the refusal; the operator gets this.
+ */
+export interface ProxyFailureNotice {
+  /** What the client was told: the last exit's status (BUSY, INSUFFICIENT_CREDIT, CONNECT_REFUSED, ...) or NO_EXIT. */
+  outcome: Outcome
+  /** The peer id of the exit that refused, when one did. */
+  exit?: string
+  /** Whether the outcome is the target's answer (see TARGET_OUTCOMES), not the exits' refusal of this node or no exit found. */
+  fromTarget: boolean
+  /** host:port asked for. */
+  target: string
+  reason: string
+  /** Failures not reported since the last report, over the rate limit. */
   suppressed: number
 }
 
@@ -49,6 +69,12 @@ export interface IngressInit {
    * NoticeLimiter): a client sees its refusal, the operator sees this.
    */
   onRefusal?: (notice: ProxyRefusalNotice) => void
+  /**
+   * Told, rate-limited as onRefusal, of each tunnel no exit carried: what
+   * the exits said reached the client alone (a SOCKS client sees a reply
+   * code), and the consumer's operator never learnt that exits refused it.
+   */
+  onFailure?: (notice: ProxyFailureNotice) => void
   /** @default DEFAULT_REFUSAL_NOTICES_PER_MINUTE */
   refusalNoticesPerMinute?: number
 }
@@ -60,6 +86,10 @@ export interface IngressStats {
   tunnelsTotal: number
   /** Tunnels that could not be opened: no exit, or every exit asked refused or failed. */
   failed: number
+  /** `failed` by what the client was told (the last exit's status, or NO_EXIT). */
+  failedByStatus: Record<string, number>
+  /** Clients the proxies refused before any exit was asked: a user name that names no exit, missing or wrong credentials. */
+  refused: { targeting: number, credentials: number }
   /** Tunnels that opened and then ended abnormally: a reset at either end, the exit lost, an idle timeout. */
   broken: number
 }
@@ -119,20 +149,23 @@ export function watchClient (socket: Socket, sentForTarget: boolean): { signal: 
 interface Flow { openedAt: number, activeAt: number, stream: Stream }
 
 export class Ingress {
-  readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0, broken: 0 }
+  readonly stats: IngressStats = { bytesIn: 0, bytesOut: 0, tunnelsOpen: 0, tunnelsTotal: 0, failed: 0, failedByStatus: {}, refused: { targeting: 0, credentials: 0 }, broken: 0 }
   private readonly sockets = new Set<Socket>()
   private readonly refusals: NoticeLimiter
+  private readonly failures: NoticeLimiter
   /** The open tunnels by exit id, with when each opened and last moved bytes (see heardSince, silentExits). */
   private readonly flows = new Map<string, { exit: PeerId, flows: Set<Flow> }>()
 
   constructor (readonly init: IngressInit) {
     this.refusals = new NoticeLimiter(init.refusalNoticesPerMinute ?? DEFAULT_REFUSAL_NOTICES_PER_MINUTE)
+    this.failures = new NoticeLimiter(init.refusalNoticesPerMinute ?? DEFAULT_REFUSAL_NOTICES_PER_MINUTE)
   }
 
   /** The proxy refused a client on its own (targeting, credentials): logged, and reported to the operator within the rate limit. */
   refused (proxy: ProxyRefusalNotice['proxy'], kind: ProxyRefusalNotice['kind'], reason: string): void {
     // the reason quotes what the client sent (its user name, its request target)
     const shown = noticeText(reason)
+    this.stats.refused[kind]++
     this.init.log('%s client refused (%s): %s', proxy, kind, shown)
     const suppressed = this.refusals.take()
     if (suppressed != null) this.init.onRefusal?.({ proxy, kind, reason: shown, suppressed })
@@ -208,11 +241,21 @@ export class Ingress {
     } catch (err: any) {
       // a caller that gave up (an app's signal, a client gone) is no tunnel the network failed to carry
       if (options.signal?.aborted === true) throw options.signal.reason
-      this.stats.failed++
-      if (err instanceof TunnelError) throw new ProxyRefusal(err.status, err.message, err.exit)
-      if (err instanceof NoExitError) throw new ProxyRefusal(NO_EXIT, err.message)
-      throw new ProxyRefusal(NO_EXIT, err.message ?? String(err))
+      const refusal = err instanceof TunnelError
+        ? new ProxyRefusal(err.status, err.message, err.exit)
+        : new ProxyRefusal(NO_EXIT, err instanceof NoExitError ? err.message : err.message ?? String(err))
+      this.failed(refusal, formatHostPort(target.host, target.port))
+      throw refusal
     }
+  }
+
+  /** Counts a tunnel no exit carried, and tells the operator within the rate limit. */
+  private failed (refusal: ProxyRefusal, target: string): void {
+    this.stats.failed++
+    this.stats.failedByStatus[refusal.outcome] = (this.stats.failedByStatus[refusal.outcome] ?? 0) + 1
+    const suppressed = this.failures.take()
+    // the reason quotes the target host the client asked for
+    if (suppressed != null) this.init.onFailure?.({ outcome: refusal.outcome, exit: refusal.exit, fromTarget: TARGET_OUTCOMES.has(refusal.outcome), target: noticeText(target), reason: noticeText(refusal.message), suppressed })
   }
 
   /**

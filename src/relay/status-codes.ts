@@ -10,6 +10,16 @@ import { Reply } from './socks5-protocol.ts'
 export const NO_EXIT = 'NO_EXIT'
 export type Outcome = TunnelStatus | typeof NO_EXIT
 
+/**
+ * Outcomes that are the target's answer, passed on by an exit that did its
+ * job (the name, the connect, the policy on where it may go); the others
+ * say the exits would not or could not carry this node (its credit, their
+ * quota, pause, schedule, load) or that none was found.
+ */
+export const TARGET_OUTCOMES: ReadonlySet<string> = new Set([
+  TunnelStatus.POLICY_DENIED, TunnelStatus.DNS_FAILED, TunnelStatus.UNREACHABLE, TunnelStatus.CONNECT_REFUSED, TunnelStatus.TIMEOUT
+])
+
 const SOCKS: Record<string, number> = {
   [TunnelStatus.OK]: Reply.Succeeded,
   [TunnelStatus.POLICY_DENIED]: Reply.NotAllowed,

@@ -105,6 +105,16 @@ export interface TunnelClientInit {
   ownExitRegion?: string
 }
 
+/**
+ * The last exit's refusal, saying what the exits asked before it answered:
+ * with one exit paused and the other outside its schedule, the client was
+ * told only of the schedule. Its status stays the last exit's.
+ */
+function withEarlier (err: Error, earlier: string[]): Error {
+  if (earlier.length > 0) err.message += ` (${earlier.length === 1 ? 'an exit' : `${earlier.length} exits`} asked before: ${earlier.join('; ')})`
+  return err
+}
+
 export class NoExitError extends Error {
   static name = 'NoExitError'
   constructor (message = 'No exit available') {
@@ -167,6 +177,8 @@ export class TunnelClient {
     }
     const attempts = Math.min(candidates.length, this.init.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)
     let lastError: Error = new NoExitError()
+    // what each exit asked before the last said: the client learns all of it, not only the last word
+    const earlier: string[] = []
     for (let i = 0; i < attempts; i++) {
       const exit = candidates[i]
       const started = performance.now()
@@ -192,13 +204,14 @@ export class TunnelClient {
         const planned = err instanceof TunnelError && err.status === TunnelStatus.BUSY && err.message === EXIT_STOPPING_MESSAGE
         this.init.selector.report(exit, request, { ok: false, status: planned ? EXIT_STOPPING : status, setupMs: performance.now() - started })
         lastError = err
-        if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw err
+        if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw withEarlier(err, earlier)
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
-        if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw err
+        if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw withEarlier(err, earlier)
         this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
+        if (i + 1 < attempts) earlier.push(`${exit.toString()} ${status}: ${err.message}`)
       }
     }
-    throw lastError
+    throw withEarlier(lastError, earlier)
   }
 
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {

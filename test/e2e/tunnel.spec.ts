@@ -71,6 +71,8 @@ describe('tunnels through a direct connection, with real curl', () => {
     const none = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-fr:', `http://127.0.0.1:${target.port}/hello`])
     expect(none.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
     expect(none.stdout.toString()).toContain('no exit known in region fr')
+    // no exit is this node's problem, not the target's: a warning in its log
+    await waitFor(() => consumer.proc.output.includes(`warn  tunnel not carried status=NO_EXIT target=127.0.0.1:${target.port} reason="no exit known in region fr"`), { timeoutMs: 5000, what: 'NO_EXIT in the consumer\'s log' })
     // region-uk is the United Kingdom (gb), looked for like any region, not an unknown one
     const uk = await curl(['-i', '--proxy', `http://127.0.0.1:${consumer.httpPort}`, '--proxy-user', 'region-uk:', `http://127.0.0.1:${target.port}/hello`])
     expect(uk.stdout.toString()).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/)
@@ -119,6 +121,10 @@ describe('tunnels through a direct connection, with real curl', () => {
     await waitFor(() => refusedLines().length >= 2, { timeoutMs: 5000, what: 'the refusals in the exit\'s log' })
     expect(refusedLines()[0]).toContain(`peer=${consumer.peerId}`)
     expect(refusedLines()[0]).toMatch(/reason=.*22/)
+    // and the consumer's operator, as the target's answer (info), not the exit refusing this node (warn)
+    const failedLines = (): string[] => consumer.proc.output.split('\n').filter(l => / info +tunnel not carried status=POLICY_DENIED /.test(l))
+    await waitFor(() => failedLines().length >= 2, { timeoutMs: 5000, what: 'the failures in the consumer\'s log' })
+    expect(failedLines()[0]).toContain(`target=127.0.0.1:22 exit=${exit.peerId}`)
   })
 
   it('a connection refused at the target -> SOCKS 0x05, HTTP 502', async () => {

@@ -92,6 +92,10 @@ describe('/metrics', () => {
     expect(value(mine, 'spareband_proxy_bytes_total', { direction: 'out' })).toBe(c.proxy.bytesOut)
     expect(c.proxy.bytesOut).toBeGreaterThanOrEqual(payload.byteLength)
     expect(value(mine, 'spareband_proxy_tunnels_total')).toBe(c.proxy.tunnelsTotal)
+    // the refused tunnel, by what the client was told; none refused by the proxy itself
+    expect(c.proxy.failedByStatus).toEqual({ POLICY_DENIED: 1 })
+    expect(value(mine, 'spareband_proxy_failed_total', { status: 'POLICY_DENIED' })).toBe(1)
+    expect(value(mine, 'spareband_proxy_refused_total', { kind: 'targeting' })).toBe(0)
   })
 
   it('a figure status does not have is absent, not 0: an exit\'s on a node that is none, a reputation with no report', async () => {

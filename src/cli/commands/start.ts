@@ -115,6 +115,15 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         reason: e.detail.reason,
         notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more refusals since the last one shown` : undefined
       }))
+      // what exits answered this node's own tunnels: the client saw it, the operator should too;
+      // an exit's refusal of this node (credit, quota, pause) is a warning, the target's answer is not
+      node.addEventListener('proxy:failed', e => log(e.detail.fromTarget ? 'info' : 'warn', 'tunnel not carried', {
+        status: e.detail.outcome,
+        target: e.detail.target,
+        exit: e.detail.exit,
+        reason: e.detail.reason,
+        notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more since the last one shown` : undefined
+      }))
       // what the node refused peers: routine for tunnels (no credit, the quota), a sign of trouble for receipts and gossip
       const refused = { tunnel: 'exit refused a tunnel', receipt: 'exit refused a receipt', gossip: 'rejected a gossiped message' } as const
       node.addEventListener('node:refused', e => log(e.detail.kind === 'tunnel' ? 'info' : 'warn', refused[e.detail.kind], {

@@ -357,7 +357,9 @@ function renderProxy (p) {
   show('proxy-bytes-in', formatBytes(p.bytesIn), p.bytesIn)
   show('proxy-bytes-out', formatBytes(p.bytesOut), p.bytesOut)
   show('proxy-tunnels', `${p.tunnelsOpen} open, ${p.tunnelsTotal} since start`, p.tunnelsOpen)
-  show('proxy-failed', String(p.failed), p.failed)
+  // what the exits said, as the exit's own refusals are shown: "3: INSUFFICIENT_CREDIT 2, NO_EXIT 1"
+  const byStatus = Object.entries(p.failedByStatus ?? {}).map(([status, n]) => `${status} ${n}`)
+  show('proxy-failed', p.failed === 0 || byStatus.length === 0 ? String(p.failed) : `${p.failed}: ${byStatus.join(', ')}`, p.failed)
 }
 
 /** @param {Json | undefined} a */
