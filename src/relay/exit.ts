@@ -228,7 +228,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.policy = new ExitPolicy(init.policy)
     // the interfaces at once, before any tunnel can arrive; the node's announced addresses once libp2p has them
     this.refreshOwnAddresses(false)
-    init.accounting?.setCutOff?.((consumer, reason) => { this.abortTunnels(new Error(reason), consumer.toString()) })
+    init.accounting?.setCutOff?.((consumer, reason) => {
+      const closed = this.abortTunnels(new Error(reason), consumer.toString())
+      // its clients see resets mid-transfer: the operator's log says why (as for a tunnel refused)
+      if (closed > 0) this.safeDispatchEvent('exit:tunnel:denied', { detail: { consumer: consumer.toString(), status: TunnelStatus.INSUFFICIENT_CREDIT, message: `closed its ${closed} open tunnel${closed === 1 ? '' : 's'}: ${reason}` } })
+    })
     this.now = init.now ?? (() => new Date())
     this.awaitingRequest = new WaitingStreams({
       perConsumer: init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
@@ -433,9 +437,15 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     }
   }
 
-  /** Aborts every open tunnel, or those of one consumer. */
-  private abortTunnels (reason: Error, consumer?: string): void {
-    for (const t of this.open) if (consumer == null || t.consumer === consumer) t.controller.abort(reason)
+  /** Aborts every open tunnel, or those of one consumer; how many. */
+  private abortTunnels (reason: Error, consumer?: string): number {
+    let n = 0
+    for (const t of this.open) {
+      if (consumer != null && t.consumer !== consumer) continue
+      t.controller.abort(reason)
+      n++
+    }
+    return n
   }
 
   private enforceSchedule (): void {

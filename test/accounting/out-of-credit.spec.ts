@@ -61,6 +61,8 @@ describe('a consumer that runs out of credit', () => {
   })
 
   it('is carried about what its balance pays for, not the whole download, then cut off and refused', async () => {
+    const refused: any[] = []
+    exit.addEventListener('node:refused', e => refused.push(e.detail))
     const http = (consumer.status() as any).proxy.httpPort
     // held once the allowance is spent, and the tunnel closed 10 s later: curl sees the
     // connection end short of the 32 MiB, well before the exit's 300 s idle timeout
@@ -85,6 +87,9 @@ describe('a consumer that runs out of credit', () => {
     expect(mine.unpaidMicro).toBeLessThan(2_100n) // 2 MiB at 1 credit per 10^9 bytes
     expect(spent.balanceMicro).toBeLessThanOrEqual(0n)
     expect((exit.status() as any).accounting.pending.holds).toBeGreaterThanOrEqual(1)
+    // the exit's operator is told why the download was cut (its client saw a reset), before the refusal of the next
+    expect(refused[0]).toMatchObject({ kind: 'tunnel', peer: consumer.peerId.toString(), about: 'INSUFFICIENT_CREDIT', reason: 'closed its 1 open tunnel: the consumer is out of credit' })
+
 
     const next = await curl(['-i', '--proxy', `http://127.0.0.1:${http}`, `http://127.0.0.1:${target.port}/hello`])
     expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 402 Payment Required/)
