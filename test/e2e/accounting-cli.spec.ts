@@ -242,7 +242,7 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     // with a stop above its balance, balance says the node is out of credit, and what it can do
     const stopped = await runCli(['balance', '--data-dir', dataDir], { env: { ...env, SPAREBAND_STOP_AT_BALANCE: '1000' } })
     expect(stopped.code, stopped.stderr).toBe(0)
-    expect(stopped.stdout).toMatch(/^outOfCredit\s+out of credit: balance [0-9.]+ \(allowance [0-9.]+ \+ earned [0-9.]+ - spent [0-9.]+\); this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones while its balance is not above accounting\.stop_at_balance \(1000\), and exits refuse it too; it earns credit as an exit when others route traffic through it$/m)
+    expect(stopped.stdout).toMatch(/^outOfCredit\s+out of credit: balance [0-9.]+ \(allowance [0-9.]+ \+ earned [0-9.]+ - spent [0-9.]+\); this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones while its balance is not above accounting\.stop_at_balance \(1000\), and exits would still carry it \(at their default credit limit of 0\): the stop is its own; it earns credit as an exit when others route traffic through it$/m)
     // the readable form: the same lines, pending says it is unknown instead of 0
     // (the key column is as wide as the longest key, which differs)
     const lines = (text: string): string[] => text.trimEnd().split('\n').map(l => l.replace(/\s+/, ' '))

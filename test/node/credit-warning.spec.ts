@@ -35,6 +35,9 @@ describe('creditWarning', () => {
       // a node told to go on into the credit exits extend says who stops it then
       expect(creditWarning(ledger.balance(), true, -1_000n)).toMatch(/; exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\) and close the open ones once what they carried is used up \(accounting\.stop_at_balance -0\.001 lets this node go on until then\);/)
       expect(supplying).toMatch(/earns credit as an exit when others route traffic through it$/)
+      // a stop above a balance that is still positive is the node's own: exits would carry it
+      const atOwnStop = { ...ledger.balance(), balanceMicro: 500n }
+      expect(creditWarning(atOwnStop, true, 1_000n)).toMatch(/accounting\.stop_at_balance \(0\.001\), and exits would still carry it \(at their default credit limit of 0\): the stop is its own;/)
       expect(creditWarning(ledger.balance(), false)).toMatch(/--no-supply \(exit\.enabled = false\) turns off$/)
     } finally {
       await ledger.close()
