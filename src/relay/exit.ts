@@ -22,7 +22,7 @@ import { BULK_READ_BYTES, bulkReads } from './bulk-read.ts'
 import { pipeSocketStream } from './pipe.ts'
 import { QuotaTracker } from './quota.ts'
 import { writeJsonAtomically } from './json-file.ts'
-import { isWithinSchedule, parseSchedule } from './schedule.ts'
+import { isWithinSchedule, outsideScheduleMessage, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
 import { WaitingStreams } from './waiting-streams.ts'
@@ -458,7 +458,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   /** Why a new tunnel from `consumer` may not open now, if it may not. */
   private admission (consumer: PeerId): Refusal | undefined {
     if (this.paused) return { status: TunnelStatus.BUSY, message: 'exit paused by its operator' }
-    if (!isWithinSchedule(this.schedule, this.now())) return { status: TunnelStatus.OUTSIDE_SCHEDULE, message: `exit shares only ${this.schedule.text}` }
+    if (!isWithinSchedule(this.schedule, this.now())) return { status: TunnelStatus.OUTSIDE_SCHEDULE, message: outsideScheduleMessage(this.schedule, this.now()) }
     const period = this.quota.exceeded()
     if (period != null) return { status: TunnelStatus.QUOTA_EXCEEDED, message: `exit's ${period} data quota is used up` }
     if (this.slots.size >= (this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS)) return { status: TunnelStatus.BUSY, message: 'exit at its tunnel limit' }

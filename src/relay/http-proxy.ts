@@ -50,16 +50,20 @@ export class HttpProxyServer extends ProxyListener {
 
   private async handle (socket: Socket, head: RequestHead, early: Uint8Array): Promise<void> {
     let targeting
+    let given: ReturnType<typeof parseProxyAuthorization>
     try {
       const header = getHeader(head, 'proxy-authorization')
-      const given = parseProxyAuthorization(header)
+      given = parseProxyAuthorization(header)
       // present but unreadable: asking again beats going on as if no user name (and no region) had been given
       if (header != null && given == null) throw new TargetingError('Proxy-Authorization must be Basic base64(user:password)', 'credentials')
       targeting = authenticate(given, this.ingress.init.credentials)
     } catch (err: any) {
-      this.ingress.refused('http', err instanceof TargetingError ? err.kind : 'targeting', `${head.method} ${head.target}: ${err.message}`)
-      if (err instanceof TargetingError && err.kind === 'credentials') {
-        reply(socket, 407, reasonPhrase(407), err.message, [['Proxy-Authenticate', 'Basic realm="spareband"']])
+      const credentials = err instanceof TargetingError && err.kind === 'credentials'
+      // the operator sees which user name was tried (never the password); the client is not told more than "wrong"
+      const user = credentials && given != null ? ` (user name "${given.username}")` : ''
+      this.ingress.refused('http', err instanceof TargetingError ? err.kind : 'targeting', `${head.method} ${head.target}: ${err.message}${user}`)
+      if (credentials) {
+        reply(socket, 407, reasonPhrase(407), `spareband: ${PROXY_AUTH}: ${err.message}`, [['Proxy-Authenticate', 'Basic realm="spareband"'], [STATUS_HEADER, PROXY_AUTH]])
       } else refuseRequest(socket, 400, err.message)
       return
     }
@@ -128,6 +132,8 @@ export class HttpProxyServer extends ProxyListener {
 export const EXIT_HEADER = 'X-Spareband-Exit'
 /** Why the proxy refused a request, as a program reads it: the exit's status (POLICY_DENIED, ...) or NO_EXIT. */
 export const STATUS_HEADER = 'X-Spareband-Status'
+/** The status the proxy gives missing or wrong credentials (its 407), in the body and STATUS_HEADER as the others'. */
+export const PROXY_AUTH = 'PROXY_AUTH'
 
 /**
  * How long a refused client may go on sending (the rest of its request

@@ -152,3 +152,30 @@ export function isWithinSchedule (schedule: Schedule, date: Date): boolean {
   for (const [s, e] of schedule.intervals) if (m >= s && m < e) return true
   return false
 }
+
+/**
+ * Minutes from `date` until the schedule next opens, or undefined for one
+ * that never does. 0 while it is open.
+ */
+export function minutesUntilOpen (schedule: Schedule, date: Date): number | undefined {
+  if (schedule.intervals.length === 0) return undefined
+  const m = minuteOfWeek(date)
+  let best = Number.POSITIVE_INFINITY
+  for (const [s, e] of schedule.intervals) {
+    if (m >= s && m < e) return 0
+    best = Math.min(best, (s - m + MINUTES_PER_WEEK) % MINUTES_PER_WEEK)
+  }
+  return best
+}
+
+/**
+ * Why an exit outside its schedule refuses, for a consumer that cannot know
+ * the exit's time zone: the schedule as written, and when it opens next in
+ * UTC ("exit shares only daily 00:00-01:00" said neither).
+ */
+export function outsideScheduleMessage (schedule: Schedule, date: Date): string {
+  const wait = minutesUntilOpen(schedule, date)
+  if (wait == null) return `the exit does not share at all now (exit.schedule "${schedule.text}")`
+  const opens = new Date(date.getTime() + (wait * 60 - date.getSeconds()) * 1000 - date.getMilliseconds())
+  return `the exit shares only "${schedule.text}" in its local time; it opens next at ${opens.toISOString().slice(0, 16).replace('T', ' ')} UTC`
+}

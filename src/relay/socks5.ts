@@ -53,7 +53,8 @@ export class Socks5Server extends ProxyListener {
               targeting = authenticate(a.value, this.ingress.init.credentials)
             } catch (err: any) {
               if (!(err instanceof TargetingError) || err.kind === 'credentials') {
-                this.ingress.refused('socks5', 'credentials', err.message)
+                // which user name was tried, for the operator (never the password)
+                this.ingress.refused('socks5', 'credentials', `${err.message as string} (user name "${a.value.username}")`)
                 socket.end(encodeUserPassStatus(false))
                 phase = 'connecting'
                 return

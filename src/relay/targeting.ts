@@ -46,13 +46,14 @@ function shown (user: string): string {
 }
 const MAX_QUOTED_USER = 100
 
-export function parseTargeting (user: string | undefined): Targeting {
+/** `quoted`: the user name as the client sent it, when `user` is what follows proxy.username in it. */
+export function parseTargeting (user: string | undefined, quoted = user ?? ''): Targeting {
   if (user == null || user === '') return {}
   const m = PATTERN.exec(user)
   if (m != null) {
     // `region-uk` is `gb` (normalizeRegion says why)
     const region = normalizeRegion(m[1])
-    if (!isValidRegion(region)) throw new TargetingError(`unknown region "${noticeText(m[1], 20)}" in proxy user name "${shown(user)}"`)
+    if (!isValidRegion(region)) throw new TargetingError(`unknown region "${noticeText(m[1], 20)}" in proxy user name "${shown(quoted)}"`)
     return { region, sessionId: m[2] }
   }
   const s = SESSION_ONLY.exec(user)
@@ -62,9 +63,11 @@ export function parseTargeting (user: string | undefined): Targeting {
   if (session != null && !isValidSessionId(session[1])) {
     const id = session[1]
     const why = id.length === 0 ? 'is empty' : id.length > 64 ? `is ${id.length} characters long` : 'has a character other than letters, digits, \'_\', \'.\' and \'-\''
-    throw new TargetingError(`the session id in proxy user name "${shown(user)}" ${why}: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
+    throw new TargetingError(`the session id in proxy user name "${shown(quoted)}" ${why}: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
   }
-  throw new TargetingError(`proxy user name "${shown(user)}" is not "region-<cc>[-<sub>][-session-<id>]"`)
+  throw new TargetingError(quoted === user
+    ? `proxy user name "${shown(user)}" is not "region-<cc>[-<sub>][-session-<id>]"`
+    : `proxy user name "${shown(quoted)}" is not "${shown(quoted.slice(0, quoted.length - user.length - 1))}[-region-<cc>[-<sub>]][-session-<id>]"`)
 }
 
 export interface Credentials { username?: string, password?: string }
@@ -83,7 +86,7 @@ export function authenticate (given: { username: string, password: string } | un
     else if (given.username.startsWith(base + '-')) rest = given.username.slice(base.length + 1)
     else throw new TargetingError('wrong proxy user name or password', 'credentials')
     if (required.password != null && given.password !== required.password) throw new TargetingError('wrong proxy user name or password', 'credentials')
-    return parseTargeting(rest)
+    return parseTargeting(rest, given.username)
   }
   return parseTargeting(given?.username)
 }

@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createServer, connect } from 'node:net'
 import { curl, spawnNode, waitForPeers } from '../utils/network.ts'
+import { waitFor } from '../utils/cli.ts'
 import type { SpawnedNode } from '../utils/network.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
 
@@ -264,6 +265,12 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
       expect(ok.stdout.toString()).toBe('A got /guarded\n')
       const http = await curl(['-i', '--proxy', `http://127.0.0.1:${guarded.httpPort}`, '--proxy-user', 'alice:nope', url])
       expect(http.stdout.toString()).toMatch(/^HTTP\/1\.1 407 /)
+      // said as every other refusal is, for programs that read the status header
+      expect(http.stdout.toString()).toContain('\r\nX-Spareband-Status: PROXY_AUTH\r\n')
+      expect(http.stdout.toString().endsWith('\r\n\r\nspareband: PROXY_AUTH: wrong proxy user name or password\n')).toBe(true)
+      // the operator's log names the user name tried, over either proxy, and never the password
+      await waitFor(() => (guarded.proc.output.match(/warn +proxy refused a client .*kind=credentials .*\(user name \\"alice\\"\)/g) ?? []).length === 2, { timeoutMs: 5000, what: 'both refusals in the log' })
+      expect(guarded.proc.output).not.toContain('nope')
     } finally {
       await guarded.proc.kill()
     }

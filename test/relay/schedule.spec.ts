@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { isWithinSchedule, parseSchedule } from '../../src/relay/schedule.ts'
+import { isWithinSchedule, minutesUntilOpen, outsideScheduleMessage, parseSchedule } from '../../src/relay/schedule.ts'
 
 // 2026-11-23 is a Monday; Date(y, m, d, h, min) is local time, as the schedule is
 const at = (day: number, h: number, m = 0): Date => new Date(2026, 10, 23 + ((day + 6) % 7), h, m)
@@ -92,5 +92,24 @@ describe('share schedule', () => {
     expect(() => parseSchedule('mon 00:00-07:00 saturday all')).toThrow(/separate rules with commas/)
     // not a day: still the plain message
     expect(() => parseSchedule('mon 00:00-07:00 noon')).toThrow(/bad window "noon"/)
+  })
+})
+
+describe('when a closed schedule opens next', () => {
+  it('counts the minutes to the next window, across midnight and the week\'s end', () => {
+    const s = parseSchedule('mon-fri 09:00-17:00')
+    // Friday 2026-11-27 18:30 local: next Monday 09:00, 2 days 14 h 30 min on
+    expect(minutesUntilOpen(s, new Date(2026, 10, 27, 18, 30))).toBe(2 * 1440 + 14 * 60 + 30)
+    // Monday 08:59: one minute; inside: 0
+    expect(minutesUntilOpen(s, new Date(2026, 10, 30, 8, 59))).toBe(1)
+    expect(minutesUntilOpen(s, new Date(2026, 10, 30, 9, 0))).toBe(0)
+    expect(minutesUntilOpen(parseSchedule('never'), new Date())).toBeUndefined()
+  })
+
+  it('tells a consumer, which cannot know the exit\'s time zone, the schedule and when it opens in UTC', () => {
+    const at = new Date(2026, 10, 27, 18, 30, 42, 500)
+    const opens = new Date(2026, 10, 30, 9, 0)
+    expect(outsideScheduleMessage(parseSchedule('mon-fri 09:00-17:00'), at)).toBe(`the exit shares only "mon-fri 09:00-17:00" in its local time; it opens next at ${opens.toISOString().slice(0, 16).replace('T', ' ')} UTC`)
+    expect(outsideScheduleMessage(parseSchedule('never'), at)).toBe('the exit does not share at all now (exit.schedule "never")')
   })
 })

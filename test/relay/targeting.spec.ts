@@ -48,6 +48,10 @@ describe('proxy user name targeting', () => {
     expect(() => authenticate({ username: 'alice-region-de', password: 'nope' }, required)).toThrow(/wrong/)
     expect(() => authenticate({ username: 'bob', password: 's3cret' }, required)).toThrow(/wrong/)
     expect(() => authenticate(undefined, required)).toThrow(/required/)
+    // a refusal quotes the user name the client sent, not the part after proxy.username
+    expect(() => authenticate({ username: 'alice-region-xx', password: 's3cret' }, required)).toThrow('unknown region "xx" in proxy user name "alice-region-xx"')
+    expect(() => authenticate({ username: 'alice-regoin-de', password: 's3cret' }, required)).toThrow('proxy user name "alice-regoin-de" is not "alice[-region-<cc>[-<sub>]][-session-<id>]"')
+    expect(() => authenticate({ username: 'alice-region-de-session-', password: 's3cret' }, required)).toThrow('the session id in proxy user name "alice-region-de-session-" is empty')
     // no credentials configured: any password, the user name only targets
     expect(authenticate({ username: 'region-fr', password: 'whatever' }, {})).toEqual({ region: 'fr', sessionId: undefined })
   })
