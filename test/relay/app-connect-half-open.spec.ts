@@ -78,4 +78,17 @@ describe('node.connect(): a target that ends first', () => {
     await waitFor(() => received.length === before + 1 && received[before] === 'still here\n', { timeoutMs: 5000, what: 'the target to get the late bytes' })
     await waitFor(() => tunnelsOpen().every(n => n === 0), { timeoutMs: 5000, what: 'the tunnel to close' })
   })
+
+  // last: it stops the consumer
+  it('a socket the app stopped reading after the target ended closes without an error when the node stops', async () => {
+    // as node:http leaves one with agent: false: the whole answer and the FIN are in it, unread, and nothing
+    // listens for 'error'; the reset at stop() was an uncaught ECONNRESET that took the app down
+    const socket = await consumer.connect('127.0.0.1', port, { region: 'de' })
+    await waitFor(() => socket.readableLength === 'hello\n'.length, { timeoutMs: 5000, what: 'the answer in the app\'s end' })
+    expect(socket.listenerCount('error')).toBe(0)
+    const closed = new Promise<void>(resolve => socket.once('close', () => resolve()))
+    await consumer.stop()
+    await closed
+    expect(socket.errored).toBeNull()
+  })
 })
