@@ -9,7 +9,6 @@ import { formatHostPort } from '../errors.ts'
 import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 import { pipeSocketStream, resetSocket } from './pipe.ts'
 import { NO_EXIT, TARGET_OUTCOMES } from './status-codes.ts'
-import { NoExitError } from './tunnel-client.ts'
 import { TunnelError } from './tunnel-protocol.ts'
 import type { Outcome } from './status-codes.ts'
 import type { Targeting, Credentials } from './targeting.ts'
@@ -243,7 +242,7 @@ export class Ingress {
       if (options.signal?.aborted === true) throw options.signal.reason
       const refusal = err instanceof TunnelError
         ? new ProxyRefusal(err.status, err.message, err.exit)
-        : new ProxyRefusal(NO_EXIT, err instanceof NoExitError ? err.message : err.message ?? String(err))
+        : new ProxyRefusal(NO_EXIT, err.message ?? String(err))
       this.failed(refusal, formatHostPort(target.host, target.port))
       throw refusal
     }
