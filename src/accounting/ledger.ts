@@ -27,12 +27,13 @@
  * durability above holds through them.
  */
 
-import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import { minute } from '../constants.ts'
+import { fsErrorWords } from '../errors.ts'
 import { DEFAULT_ALLOWANCE_MICRO, DEFAULT_GOSSIP_RETENTION_MS, DEFAULT_POW_DIFFICULTY } from './constants.ts'
 import { costMicro, verifyPow } from './credits.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError, ReceiptErrorCode } from './errors.ts'
@@ -339,6 +340,22 @@ function checkHeader (file: string): void {
   }
 }
 
+/**
+ * Throws for an existing ledger file this process may not write. SQLite
+ * opens such a file read-only without a word, and the connection stays so
+ * after the file is fixed: a node started on one refused every receipt
+ * (and so every tunnel, as an exit) until it was restarted.
+ */
+function checkWritable (file: string): void {
+  try {
+    accessSync(file, constants.W_OK)
+  } catch (err: any) {
+    if (err?.code === 'ENOENT') return
+    const how = err?.code === 'EPERM' ? 'chattr -i: it is marked immutable' : err?.code === 'EROFS' ? 'mount its file system read-write' : 'chmod u+w, or run as its owner'
+    throw new LedgerError(LedgerErrorCode.IO, `ledger ${file} cannot be written (${fsErrorWords(err) ?? err?.code ?? err?.message}), so no receipt could be stored; make it writable (${how}) and start again`, file, { cause: err })
+  }
+}
+
 function sqliteFailure (file: string, err: any, doing: string): LedgerError {
   const code = err?.errcode & 0xff
   if (code === SQLITE_NOTADB) {
@@ -630,7 +647,10 @@ export class Ledger {
     }
     if (!memory) {
       checkHeader(file)
-      if (!readOnly) mkdirSync(dirname(file), { recursive: true })
+      if (!readOnly) {
+        mkdirSync(dirname(file), { recursive: true })
+        checkWritable(file)
+      }
     }
     let db: DatabaseSync
     try {

@@ -4,6 +4,7 @@
  * changes the file, and refuses what a writable open refuses.
  */
 import { createHash } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { copyFile, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -124,5 +125,33 @@ describe('a read-only ledger', () => {
     await copyFile(file, good)
     await truncate(file, Math.floor(readFileSync(good).byteLength / 2))
     await refused(LedgerErrorCode.CORRUPT)
+  })
+})
+
+describe('a writable open of a ledger file that cannot be written', () => {
+  it('is refused, naming the file and the fix, rather than opened read-only by SQLite for the node\'s whole run', async () => {
+    await nodeLedger()
+    // root may write any file whatever its mode: an immutable file is one it may not
+    const marked = spawnSync('chattr', ['+i', file])
+    if (marked.status !== 0) {
+      // tmpfs and some container file systems have no such flag: nothing to check here
+      console.warn(`ledger-read-only: chattr +i not supported here (${marked.stderr?.toString().trim() ?? marked.error?.message}), test not run`)
+      return
+    }
+    try {
+      const err = await caught(() => Ledger.open(file, { selfPeerId: self }))
+      expect(err.name).toBe('LedgerError')
+      expect(err.code).toBe(LedgerErrorCode.IO)
+      expect(err.message).toBe(`ledger ${file} cannot be written (operation not permitted), so no receipt could be stored; make it writable (chattr -i: it is marked immutable) and start again`)
+      // read-only opens (the CLI's) still read it
+      const ro = Ledger.open(file, { selfPeerId: self, readOnly: true })
+      expect(ro.balance(peerIdFromPrivateKey(alice.key)).spentMicro).toBeGreaterThan(0n)
+      ro.close()
+    } finally {
+      spawnSync('chattr', ['-i', file])
+    }
+    // fixed: it opens and writes again
+    const ledger = Ledger.open(file, { selfPeerId: self })
+    ledger.close()
   })
 })
