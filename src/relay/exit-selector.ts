@@ -173,6 +173,17 @@ export class KnownPeerSelector implements ExitSelector {
     })
   }
 
+  /**
+   * The region a connected exit's identify gives now, when it is connected
+   * and gave one: fresher than a capacity ad cached from the DHT, so an exit
+   * restarted in another region is not asked for its old one (requests for
+   * it went on for a minute, until the cache was looked up again).
+   */
+  async liveRegion (id: PeerId): Promise<string | undefined> {
+    if (this.libp2p.getConnections(id).length === 0) return undefined
+    return (await this.exits()).get(id.toString())?.region
+  }
+
   private indexPeer (index: Map<string, KnownExit>, p: Peer): void {
     const key = p.id.toString()
     if (p.id.equals(this.libp2p.peerId) || !p.protocols.includes(TUNNEL_PROTOCOL)) { index.delete(key); return }

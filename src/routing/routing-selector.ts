@@ -134,7 +134,13 @@ export class RoutingSelector implements ExitSelector {
     // DHT did not have its ad yet (it publishes once it has a peer)
     if (known.length === 0 && request.region != null) known = await this.init.known?.candidates({ region: request.region }) ?? []
     const byId = new Map<string, ExitCandidate>()
-    for (const ad of ads) if (!ad.peerId.equals(this.libp2p.peerId)) byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
+    for (const ad of ads) {
+      if (ad.peerId.equals(this.libp2p.peerId)) continue
+      // the exit's identify now names another region: it moved since this ad was cached
+      const live = request.region == null ? undefined : await this.init.known?.liveRegion(ad.peerId)
+      if (live != null && !regionMatches(live, request.region!)) continue
+      byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
+    }
     for (const id of known) {
       if (byId.has(id.toString())) continue
       const ad = this.init.discovery.ad(id)

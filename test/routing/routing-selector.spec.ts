@@ -21,6 +21,22 @@ async function selectorOver (ads: VerifiedCapacityAd[]): Promise<RoutingSelector
   return new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, explore: 0, random: mulberry32(7) })
 }
 
+describe('the routing selector and an exit that moved region', () => {
+  it('leaves out an exit whose identify, on the connection open now, names another region than its cached ad', async () => {
+    const [moved, stayed, unknown] = [await peer(), await peer(), await peer()]
+    const ads = [ad(moved), ad(stayed), ad(unknown)]
+    const discovery = { find: async () => ads, cached: () => ads, ad: () => undefined } as unknown as ExitDiscovery
+    // restarted in fr; still in de (a subdivision of it counts); not connected, so identify says nothing now
+    const live = new Map([[moved.toString(), 'fr'], [stayed.toString(), 'de-by']])
+    const known = { candidates: async () => [], liveRegion: async (id: PeerId) => live.get(id.toString()) }
+    const selector = new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, known: known as any, explore: 0, random: mulberry32(7) })
+    const ids = (await selector.candidates({ region: 'de' })).map(String).sort()
+    expect(ids).toEqual([stayed, unknown].map(String).sort())
+    // asked for no region, it may carry as any exit
+    expect(await selector.candidates({})).toHaveLength(3)
+  })
+})
+
 describe('the routing selector counts our open tunnels through each exit', () => {
   it('puts the next tunnel of a burst on another equal exit, and the first back once its tunnels close', async () => {
     const [a, b] = [await peer(), await peer()]
