@@ -10,6 +10,22 @@ import { log } from './output.ts'
 
 export const SHUTDOWN_DEADLINE_MS = 5000
 
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
+let early: NodeJS.Signals | undefined
+const noteEarly = (signal: NodeJS.Signals): void => { early ??= signal }
+
+/**
+ * Holds the signals that come before onGracefulShutdown() is set up (the
+ * command line and libp2p loading, the node being made: half a second or
+ * more under load), which node's default handling turned into a death by
+ * signal (exit 143 or 130) with no line logged. onGracefulShutdown() acts
+ * on the first of them at once.
+ */
+export function catchEarlySignals (): void {
+  for (const s of SIGNALS) process.on(s, noteEarly)
+}
+
 export function onGracefulShutdown (stop: () => Promise<void>, options: { deadlineMs?: number } = {}): void {
   const deadline = options.deadlineMs ?? SHUTDOWN_DEADLINE_MS
   let stopping = false
@@ -34,7 +50,11 @@ export function onGracefulShutdown (stop: () => Promise<void>, options: { deadli
       process.exit(1)
     })
   }
-  process.on('SIGINT', handler)
-  process.on('SIGTERM', handler)
-  process.on('SIGHUP', handler)
+  for (const s of SIGNALS) {
+    // added before the other goes: with no listener left for a moment, node stops watching the
+    // signal, and one it had received but not yet dispatched was lost (the node then ran on)
+    process.on(s, handler)
+    process.off(s, noteEarly)
+  }
+  if (early != null) handler(early)
 }

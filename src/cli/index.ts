@@ -8,7 +8,10 @@
  */
 
 import { relaunchWithRuntimeFlags } from '../node/runtime-flags.ts'
+import { catchEarlySignals } from './graceful-shutdown.ts'
 
 relaunchWithRuntimeFlags()
+// a node being started stops cleanly on a signal that comes while it loads (see catchEarlySignals)
+if (process.argv.slice(2).includes('start')) catchEarlySignals()
 const { main } = await import('./program.ts')
 await main()

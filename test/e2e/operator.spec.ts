@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { NODE_RUNTIME_FLAGS } from '../../src/node/runtime-flags.ts'
@@ -192,6 +193,24 @@ describe('operator', () => {
     expect(node.output).toMatch(/info {2}stopped\n$/)
     expect(await exists(join(d, 'api.json'))).toBe(false)
     expect(await exists(join(d, 'node.lock'))).toBe(false)
+  })
+
+  it('a signal while the node is still loading or starting stops it cleanly too: exit 0, nothing left behind', async () => {
+    const d = await tempDir('sb-op-early-')
+    await runCliJson(['init', '--data-dir', d, '--json'])
+    // before the node is made (loading), while it starts, and just after: it died by the signal
+    // (143 or 130, no line logged), said "The node is not started" (exit 1), or ran on for good
+    for (const [signal, delayMs] of [['SIGTERM', 150], ['SIGINT', 400], ['SIGTERM', 700], ['SIGTERM', 1200]] as const) {
+      const node = new NodeProcess(d, LOCAL)
+      procs.push(node)
+      await sleep(delayMs)
+      const stopped = await node.stop(signal)
+      expect([stopped.code, node.output], `${signal} after ${delayMs} ms`).toEqual([0, expect.stringContaining(`info  stopping signal=${signal}`)])
+      expect(node.output).toMatch(/info {2}stopped\n$/)
+      expect(stopped.ms).toBeLessThan(5000)
+      expect(await exists(join(d, 'api.json'))).toBe(false)
+      expect(await exists(join(d, 'node.lock'))).toBe(false)
+    }
   })
 
   it('providers and probe with a --region that is not one exit 2 at once, whether or not a node runs', async () => {

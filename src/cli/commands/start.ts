@@ -7,6 +7,7 @@ import { log, surviveClosedOutput } from '../output.ts'
 import { formatHostPort } from '../../errors.ts'
 import { watchWarnings } from '../warning-log.ts'
 import type { Command } from 'commander'
+import type { SparebandNode } from '../../node/spareband-node.ts'
 
 /** 'peer connected' and 'peer disconnected' lines a minute, each: a busy node's churn shows, a loop of connects does not fill the disk. */
 const PEER_LINES_PER_MINUTE = 30
@@ -45,14 +46,21 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       const dataDir = dataDirOf(cmd)
       const { config, configFile } = resolveCliConfig(cmd, dataDir)
       surviveClosedOutput()
-      // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
-      const { SparebandNode } = await import('../../node/spareband-node.ts')
-      const node = await SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false })
       let stopWatching: (() => void) | undefined
+      let stopping = false
+      // set up before the node is made, which takes a while: a signal meanwhile stops it once it is
+      // (it holds the data directory's lock by then), and one after start() stops it at once
+      let made: Promise<SparebandNode | undefined> | undefined
       onGracefulShutdown(async () => {
+        stopping = true
         stopWatching?.()
-        await node.stop()
+        await (await made?.catch(() => undefined))?.stop()
       })
+      // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
+      made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false }))
+      const node = await made
+      // stopped before it was made: the handler exits
+      if (node == null) return await new Promise<never>(() => {})
       // started by a supervisor (testnet, tests) over IPC: stop when it goes away, even if it was killed
       if (process.send != null) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
       // an exit without its relay is unreachable, a node without peers out of the network: say so, once, and when it is over.
@@ -81,8 +89,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       } catch (err) {
         // gives the data directory back (node.lock) before the error ends the process
         await node.stop().catch(() => {})
+        if (stopping) return await new Promise<never>(() => {})
         throw err
       }
+      // a signal came while it started: the handler is stopping it, and exits
+      if (stopping) return await new Promise<never>(() => {})
       const status = node.status()
       // where clients go: with port 0, or ports from a config file, the log is where the operator looks
       const proxy = status.proxy as { socksPort: number, httpPort: number } | undefined
