@@ -9,7 +9,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { defaultLogger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ExitSessions, FORGIVE_PER_HOUR, MAX_SESSIONS_PER_CONSUMER, OWED_SESSION_TTL, SIGNING_RECENTLY_MS } from '../../src/accounting/exit-sessions.ts'
+import { ExitSessions, FORGIVE_PER_HOUR, FORGIVE_SHARE, MAX_SESSIONS_PER_CONSUMER, OWED_SESSION_TTL, SIGNING_RECENTLY_MS } from '../../src/accounting/exit-sessions.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { tempDir } from '../utils/cli.ts'
@@ -192,14 +192,15 @@ describe('exit session sweep', () => {
       expect(forgiving.meter(a, 'cut', 'down', MiB)).toBeUndefined()
       expect((await onCut(a, await receipt(consumerParties[0], 'cut', 4 * MiB, 2n))).error).toBeUndefined()
       expect(forgiving.pendingBytes()).toBe(0)
-      // at most FORGIVE_PER_HOUR (16 MiB) an hour: 20 MiB more lost, 14 MiB let off
+      // at most FORGIVE_PER_HOUR (16 MiB) an hour, and a 32nd of what it paid for (4 MiB: 128 KiB):
+      // 20 MiB more lost, 14 MiB and 128 KiB let off
       forgiving.admit(a, 'cut2')
       void forgiving.meter(a, 'cut2', 'down', 20 * MiB)
       forgiving.tunnelEnded(a, 'cut2', 20 * MiB, true)
       await new Promise(resolve => setTimeout(resolve, 60))
       // (plus the few bytes the allowance refilled while the test ran: 16 MiB an hour is 4.7 bytes a millisecond)
-      expect(forgiving.forgiven).toBeGreaterThanOrEqual(FORGIVE_PER_HOUR)
-      expect(forgiving.forgiven).toBeLessThan(FORGIVE_PER_HOUR + 64 * 1024)
+      expect(forgiving.forgiven).toBeGreaterThanOrEqual(FORGIVE_PER_HOUR + 4 * MiB / FORGIVE_SHARE)
+      expect(forgiving.forgiven).toBeLessThan(FORGIVE_PER_HOUR + 4 * MiB / FORGIVE_SHARE + 64 * 1024)
       expect(forgiving.pendingBytes()).toBe(20 * MiB - (forgiving.forgiven - 2 * MiB))
     } finally {
       await forgiving.stop()
@@ -228,6 +229,42 @@ describe('exit session sweep', () => {
       expect(forgiving.pendingBytes()).toBe(0)
       expect(forgiving.forgiven).toBe(24 * MiB)
       expect(forgiving.admit(a, 'new')).toBeUndefined()
+    } finally {
+      await forgiving.stop()
+    }
+  })
+
+  it('lets off what a consumer lost past the hourly allowance as it pays for more: a 32nd of what it pays', async () => {
+    const [a] = consumers
+    const clock = Date.now()
+    const forgiving = new ExitSessions({ logger: defaultLogger() }, {
+      ledger, privateKey: exitParty.key, pricePerGbMicro: 1_000_000n, powDifficulty: 0, creditLimitMicro: -(10n ** 12n), forgiveDelayMs: 10, now: () => clock
+    })
+    await forgiving.start({ handle: async () => {}, unhandle: async () => {} })
+    try {
+      const onReceipt = async (bytes: Uint8Array): Promise<{ error?: string }> => (forgiving as any).onReceipt(a, bytes)
+      forgiving.admit(a, 'paying')
+      forgiving.admit(a, 'scraping')
+      // a scraper whose clients time out: 24 MiB lost with cut tunnels, 8 MiB past the hour's allowance
+      void forgiving.meter(a, 'scraping', 'down', 24 * MiB)
+      forgiving.tunnelEnded(a, 'scraping', 24 * MiB, true)
+      await new Promise(resolve => setTimeout(resolve, 50))
+      expect(forgiving.pendingBytes()).toBe(8 * MiB)
+      // held though it signed all it got, and told why
+      const refused = forgiving.admit(a, 'next')
+      expect(refused?.status).toBe(TunnelStatus.RATE_LIMITED)
+      expect(refused?.message).toBe(`${8 * MiB} bytes carried but not signed (limit ${4 * MiB}), ${8 * MiB} of them lost with tunnels cut mid-transfer past what this exit lets off (${FORGIVE_PER_HOUR} bytes an hour, and 1/32 of what is paid for): send receipts`)
+      // its next receipts pay for 128 MiB more (signed as it sends an upload, say): 4 MiB let off
+      void forgiving.meter(a, 'paying', 'up', 128 * MiB)
+      expect((await onReceipt(await receipt(consumerParties[0], 'paying', 128 * MiB, 1n))).error).toBeUndefined()
+      expect(forgiving.forgiven).toBe(FORGIVE_PER_HOUR + 128 * MiB / FORGIVE_SHARE)
+      expect(forgiving.pendingBytes()).toBe(4 * MiB)
+      // and 128 MiB more: the rest, at once, and it is let in again
+      void forgiving.meter(a, 'paying', 'up', 128 * MiB)
+      expect((await onReceipt(await receipt(consumerParties[0], 'paying', 256 * MiB, 2n))).error).toBeUndefined()
+      expect(forgiving.forgiven).toBe(24 * MiB)
+      expect(forgiving.pendingBytes()).toBe(0)
+      expect(forgiving.admit(a, 'next')).toBeUndefined()
     } finally {
       await forgiving.stop()
     }
