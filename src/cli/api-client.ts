@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
 import { NodeNotRunningError } from '../errors.ts'
 import { describeFsError } from './errors.ts'
-import { processRuns } from '../node/data-dir-lock.ts'
+import { dataDirOwner } from '../node/data-dir-lock.ts'
 import type { ApiInfo } from '../node/control-api.ts'
 
 /** How long a call may take unless it says otherwise. */
@@ -102,11 +102,17 @@ export async function callApiStream (dataDir: string, path: string, init: { idle
 /** Where the node of `dataDir` listens (api.json) and its token; NodeNotRunningError when there is no api.json. */
 export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: string }> {
   const info = await readApiInfo(dataDir)
+  // the node running on the directory holds its lock (node.lock, with its pid and start time)
+  const owner = dataDirOwner(dataDir)
   if (info == null) {
+    if (owner != null) throw new NodeNotRunningError(`the node running for ${dataDir} (pid ${owner}) has no api.json there, so its control API cannot be found: it is still starting, or the file was deleted (then restart the node, which writes it anew)`)
     throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
   }
-  // killed, or the machine went down: its api.json stays, and its port may since serve someone else (another node's API, any server)
-  if (!processRuns(info.pid)) {
+  // killed, or the machine went down: its api.json stays, and its port may since serve someone
+  // else (another node's API, any server), which must not be sent the token. Its pid may since
+  // be another process's too: the node holding the directory's lock is the one to ask
+  if (owner !== info.pid) {
+    if (owner != null) throw new NodeNotRunningError(`the api.json in ${dataDir} is stale: it was written by pid ${info.pid}, and the node running there now is pid ${owner}, which has not written its own yet; try again in a moment`)
     throw new NodeNotRunningError(`no node is running for ${dataDir}: the one that wrote api.json (pid ${info.pid}) is gone without cleaning up; start one with "spareband start --data-dir ${dataDir}"`)
   }
   const tokenFile = join(dataDir, API_TOKEN_FILE)

@@ -10,23 +10,28 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callApi } from '../../src/cli/api-client.ts'
+import { lockDataDir } from '../../src/node/data-dir-lock.ts'
+import type { DataDirLock } from '../../src/node/data-dir-lock.ts'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
 const servers: Server[] = []
+const locks: DataDirLock[] = []
 afterEach(async () => {
   for (const s of servers.splice(0)) {
     s.closeAllConnections()
     await new Promise(resolve => s.close(resolve))
   }
+  for (const l of locks.splice(0)) l.release()
 })
 
-/** A data directory whose api.json points at `server`, as a running node's would. */
+/** A data directory whose api.json points at `server`, as a running node's would; this process holds its lock, as that node would. */
 async function dataDirFor (server: Server, pid = process.pid): Promise<string> {
   servers.push(server)
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const dir = await mkdtemp(join(tmpdir(), 'sb-api-client-'))
+  if (pid === process.pid) locks.push(lockDataDir(dir))
   await writeFile(join(dir, 'api.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid, peerId: 'x' }))
   await writeFile(join(dir, 'api-token'), 'a'.repeat(64))
   return dir
@@ -69,6 +74,24 @@ describe('callApi', () => {
     const err = await callApi(dir, '/v1/balance').then(() => undefined, e => e)
     expect(err?.name).toBe('NodeNotRunningError')
     expect(err.message).toBe(`no node is running for ${dir}: the one that wrote api.json (pid ${dead}) is gone without cleaning up; start one with "spareband start --data-dir ${dir}"`)
+  })
+
+  it('an api.json whose pid runs but holds no lock on the directory (a pid used again) is "no node is running", and no token is sent', async () => {
+    let asked = 0
+    // pid 1 always runs; the port answers whatever it is sent
+    const dir = await dataDirFor(createServer((_req, res) => { asked++; res.end('{}') }), 1)
+    const err = await callApi(dir, '/v1/status').then(() => undefined, e => e)
+    expect(err?.name).toBe('NodeNotRunningError')
+    expect(err.message).toBe(`no node is running for ${dir}: the one that wrote api.json (pid 1) is gone without cleaning up; start one with "spareband start --data-dir ${dir}"`)
+    expect(asked).toBe(0)
+    // a node that holds the directory but whose api.json was deleted is named as running
+    const lock = lockDataDir(dir)
+    try {
+      await rm(join(dir, 'api.json'))
+      await expect(callApi(dir, '/v1/status')).rejects.toThrow(`the node running for ${dir} (pid ${process.pid}) has no api.json there, so its control API cannot be found: it is still starting, or the file was deleted (then restart the node, which writes it anew)`)
+    } finally {
+      lock.release()
+    }
   })
 
   it('a missing api-token is one line that says where it comes from, not a bare ENOENT', async () => {
