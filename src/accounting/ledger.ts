@@ -632,6 +632,12 @@ export class Ledger {
    * Undefined when there was nothing to do, and for read-only opens.
    */
   readonly compaction?: LedgerCompaction
+  /**
+   * Set when the open found ledger.db.pending ending in bytes that are no
+   * intact record (a write a kill cut short, or damage): those were
+   * dropped, after the `records` before them were written.
+   */
+  pendingDropped?: { records: number, droppedBytes: number }
 
   /**
    * Opens (creating when absent) and migrates the ledger at `file`
@@ -1110,8 +1116,9 @@ export class Ledger {
     } catch (err: any) {
       throw new LedgerError(LedgerErrorCode.IO, `cannot open ${file}, the receipts waiting to be written to ${this.file}: ${err.code ?? err.message}`, this.file)
     }
-    const { journal, pending } = opened
+    const { journal, pending, droppedBytes } = opened
     this.journal = journal
+    if (droppedBytes > 0) this.pendingDropped = { records: pending.length, droppedBytes }
     for (const encoded of pending) {
       let receipt: CountersignedReceipt
       try {

@@ -34,19 +34,28 @@ export class PendingJournal {
     this.fd = openSync(file, 'a', 0o600)
   }
 
-  /** Opens (creating) the journal and returns it with the receipts it holds, oldest first. */
-  static open (file: string): { journal: PendingJournal, pending: Uint8Array[] } {
+  /**
+   * Opens (creating) the journal and returns it with the receipts it holds,
+   * oldest first, and how many bytes after them were no intact record.
+   */
+  static open (file: string): { journal: PendingJournal, pending: Uint8Array[], droppedBytes: number } {
     const journal = new PendingJournal(file)
-    return { journal, pending: PendingJournal.read(file) }
+    const { records, droppedBytes } = PendingJournal.scan(file)
+    return { journal, pending: records, droppedBytes }
   }
 
   /** The intact records of `file`, up to the first that is not. */
   static read (file: string): Uint8Array[] {
+    return PendingJournal.scan(file).records
+  }
+
+  /** The intact records, and the bytes from the first that is not to the end (a write cut short, or damage). */
+  private static scan (file: string): { records: Uint8Array[], droppedBytes: number } {
     let bytes: Buffer
     try {
       bytes = readFileSync(file)
     } catch (err: any) {
-      if (err.code === 'ENOENT') return []
+      if (err.code === 'ENOENT') return { records: [], droppedBytes: 0 }
       throw err
     }
     const records: Uint8Array[] = []
@@ -60,7 +69,7 @@ export class PendingJournal {
       records.push(Uint8Array.from(record))
       at = end
     }
-    return records
+    return { records, droppedBytes: bytes.byteLength - at }
   }
 
   append (encoded: Uint8Array): void {

@@ -184,8 +184,10 @@ export function accountingPart (node: SparebandNode, core: AccountingCore | unde
     warnings: () => {
       const failure = exitSessions?.storeFailure
       const own = consumer.storeFailure
+      const dropped = ledger.pendingDropped
       const w = [
         compactionWarning(ledger),
+        dropped != null ? `${ledger.file}.pending ended in ${dropped.droppedBytes} bytes that were no intact receipt at start (a write cut short by a kill, or damage), dropped after the ${dropped.records} intact one(s) before them were written: receipts among them, if any, are still at their exits and in gossip` : undefined,
         validPow() != null ? creditWarning(ledger.balance(), config.exit.enabled, stopAtMicro) : undefined,
         own != null ? `this node's own receipts cannot be stored since ${new Date(own.since).toISOString()}: those its exits countersign are lost if it stops before a write works, and its balance leaves out what they spent; ${own.error}` : undefined,
         failure != null ? `receipts cannot be stored since ${new Date(failure.since).toISOString()}: the exit carries what it has open for nothing, and refuses new tunnels (BUSY) for ${STORE_RETRY_MS / 1000} s after each receipt it could not store (last at ${new Date(failure.at).toISOString()}); this warning ends with the next receipt stored; ${failure.error}` : undefined
