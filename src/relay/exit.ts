@@ -652,6 +652,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       beforeChunk: accounting?.gate == null ? undefined : (direction, _bytes, queued) => accounting.gate?.(consumerPeer, direction === 'toStream' ? queued : 0),
       onChunk: (direction, bytes, queued) => {
         this.quota.add(bytes)
+        if (this.quota.needsFlush()) this.flushQuota()
         let wait: number
         let hold: Promise<void> | undefined
         if (direction === 'toStream') {

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { waitFor } from '../utils/cli.ts'
 import { startEchoServer, startExitAndConsumer } from '../utils/in-process.ts'
@@ -49,4 +49,24 @@ describe('exit usage counters that cannot be saved', () => {
     await waitFor(() => (exit!.status() as any).exit.quotaSaveError === null, { timeoutMs: 12_000, what: 'a save to work' })
     expect(exit.status().warnings).toEqual(['exit.allow_private_targets is ON: consumers can reach this machine and its LAN. Use this for local testnets only.'])
   }, 40_000)
+
+  it('are written every 64 MiB carried, not only every 5 s: a killed exit forgets at most that much of its quota', async () => {
+    const file = join(exit!.dataDir, 'exit-usage.json')
+    await waitFor(async () => JSON.parse(await readFile(file, 'utf8')).dayBytes === (exit!.status() as any).exit.quota.dayBytes, { timeoutMs: 12_000, what: 'a save at rest' })
+    const saved = async (): Promise<number> => JSON.parse(await readFile(file, 'utf8')).dayBytes
+    const before = await saved()
+    // 80 MiB echoed (160 MiB counted, both ways) well within the 5 s between timed saves
+    const socket = await consumer!.connect('127.0.0.1', echo!.port, { region: 'de' })
+    let back = 0
+    socket.on('data', (c: Buffer) => { back += c.byteLength })
+    const started = Date.now()
+    const chunk = Buffer.alloc(1024 * 1024, 1)
+    for (let i = 0; i < 80; i++) if (!socket.write(chunk)) await new Promise(resolve => socket.once('drain', resolve))
+    await waitFor(() => back === 80 * chunk.byteLength, { timeoutMs: 10_000, what: 'the echo' })
+    const counted = await saved()
+    socket.destroy()
+    // saved on the way: all but the last 64 MiB of what was counted at most, however soon after the start
+    if (Date.now() - started < 4000) expect(counted).toBeGreaterThanOrEqual(before + 160 * 1024 * 1024 - 64 * 1024 * 1024)
+    expect(counted).toBeGreaterThan(before)
+  }, 30_000)
 })
