@@ -33,7 +33,8 @@ function dayKey (d: Date): string {
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/
 const MONTH = /^\d{4}-\d{2}$/
-const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0
+/** A whole number of bytes an exit could have counted: 1e30, or 1.5, is a hand edit or damage. */
+const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
 
 /**
  * The counters as saved, all four fields checked. Anything else is refused

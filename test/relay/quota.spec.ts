@@ -51,6 +51,9 @@ describe('exit quota', () => {
       // the day lost: read as another day, the day's count would start at 0
       ['{"dayBytes":150,"monthBytes":150}', /"day" is missing, not a YYYY-MM-DD date/],
       ['{"day":"2026-11-25","dayBytes":150,"month":"2026-11","monthBytes":-5}', /"monthBytes" is -5, not a byte count/],
+      // more than any exit carries, or not whole: a hand edit or damage
+      ['{"day":"2026-11-25","dayBytes":1e30,"month":"2026-11","monthBytes":150}', /"dayBytes" is 1e\+30, not a byte count/],
+      ['{"day":"2026-11-25","dayBytes":150.5,"month":"2026-11","monthBytes":150}', /"dayBytes" is 150.5, not a byte count/],
       ['{"day":"2026-11-25","dayBytes":150,"month":11,"monthBytes":150}', /"month" is 11, not a YYYY-MM month/],
       ['{}', /"day" is missing/],
       ['[150]', /not a JSON object/],
