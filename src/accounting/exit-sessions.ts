@@ -104,9 +104,12 @@ const CLOSE_TIMEOUT = 5 * second
  * Bytes a consumer may be let off per hour for tunnels cut mid-transfer:
  * what was in flight when its client went away never reached it, so it
  * cannot sign it, and without this a few cancelled downloads left an
- * honest consumer held at the threshold for good. A cheat gets at most
- * this much at once and this much an hour after that, per identity (and an
- * identity costs a proof of work); losses past it are let off as it refills.
+ * honest consumer held at the threshold for good. A cheat gets this much
+ * an hour per identity (and an identity costs a proof of work), and what it
+ * earns by paying (FORGIVE_SHARE, up to FORGIVE_MAX at once); losses past
+ * it are let off as it refills. What was earned goes with the consumer's
+ * state once the sweep forgets an idle consumer: back to this much, the
+ * safe side for the exit.
  */
 export const FORGIVE_PER_HOUR = 16 * 1024 * 1024
 /**

@@ -11,7 +11,17 @@ import { relaunchWithRuntimeFlags } from '../node/runtime-flags.ts'
 import { catchEarlySignals } from './graceful-shutdown.ts'
 
 relaunchWithRuntimeFlags()
-// a node being started stops cleanly on a signal that comes while it loads (see catchEarlySignals)
-if (process.argv.slice(2).includes('start')) catchEarlySignals()
+// a node being started stops cleanly on a signal that comes while it loads (see catchEarlySignals);
+// only for start: any other command would ignore Ctrl-C for its whole run
+if (commandWord(process.argv.slice(2)) === 'start') catchEarlySignals()
+
+/** The command named in `args`: the first that is no option, past the global --data-dir's value. */
+function commandWord (args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--data-dir') i++
+    else if (!args[i].startsWith('-')) return args[i]
+  }
+  return undefined
+}
 const { main } = await import('./program.ts')
 await main()

@@ -157,11 +157,11 @@ function asPumpSocket (inner: Duplex, app: Duplex): Socket {
   const socket = inner as Duplex & Pick<Socket, 'setTimeout' | 'resetAndDestroy'>
   const reset = (): void => {
     if (app.destroyed) return
-    // the target had ended (its FIN is in the app's end, read or not): the app lost nothing it
-    // would read, and a TCP socket it no longer reads would not hear of a reset either. node:http
-    // with agent: false leaves such a socket, unread and with no 'error' listener, and the
-    // ECONNRESET at stop() (or the idle timeout) was an uncaught exception that took the app down
-    if (inner.writableEnded) app.destroy()
+    // the target had ended (its FIN is in the app's end) and nothing listens for errors: the app
+    // dropped this socket, as node:http with agent: false leaves one, unread, once its answer is
+    // in, and the ECONNRESET at stop() (or the idle timeout) was an uncaught exception that took
+    // the app down. An app that listens still hears of the reset (an upload cut, bytes unread)
+    if (inner.writableEnded && app.listenerCount('error') === 0) app.destroy()
     else app.destroy(Object.assign(new Error('the tunnel was reset'), { code: 'ECONNRESET' }))
   }
   socket.resetAndDestroy = () => {

@@ -144,7 +144,8 @@ export class RoutingSelector implements ExitSelector {
     for (const id of known) {
       if (byId.has(id.toString())) continue
       const ad = this.init.discovery.ad(id)
-      if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region)))) continue
+      // the known peers are those whose identify names the region now: an ad of another (cached before the exit moved) does not count
+      if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region) && !regionMatches(await this.init.known?.liveRegion(id), request.region)))) continue
       // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
       byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.openThrough(id), reachability: 'unknown' })
     }

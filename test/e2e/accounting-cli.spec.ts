@@ -248,7 +248,7 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     const lines = (text: string): string[] => text.trimEnd().split('\n').map(l => l.replace(/\s+/, ' '))
     expect(lines(offline.balanceText.stdout).filter(l => !l.startsWith('pending'))).toEqual(lines(online.balanceText.stdout).filter(l => !l.startsWith('pending')))
     expect(lines(online.balanceText.stdout).filter(l => l.startsWith('pending'))).toHaveLength(5)
-    expect(lines(offline.balanceText.stdout).filter(l => l.startsWith('pending'))).toEqual([expect.stringMatching(/^pending unknown: no node is running/)])
+    expect(lines(offline.balanceText.stdout).filter(l => l.startsWith('pending'))).toEqual([expect.stringMatching(/^pending unknown: only a running node knows/)])
     const file = join(await tempDir('sb-offline-'), 'r.csv')
     await writeFile(file, offline.csv.stdout)
     expect((await runCli(['verify', file])).code).toBe(0)
@@ -269,6 +269,20 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     expect(r.stderr).toContain('no node is running')
     const b = await runCli(['balance', '--json', '--data-dir', dataDir], { env })
     expect(JSON.parse(b.stdout)).toMatchObject({ pending: null, receipts: 3 })
+  })
+
+  it('reads the ledger of a node that runs without a control API (an app\'s), and says it is running', async () => {
+    const { createSparebandNode } = await import('../../src/index.ts')
+    const node = await createSparebandNode({ dataDir, controlApi: false, config: { listen: ['/ip4/127.0.0.1/tcp/0'], proxy: { enabled: false }, network: { local_testnet: true }, accounting: { pow_difficulty: 8 } } })
+    await node.start()
+    try {
+      const r = await runCli(['balance', '--json', '--data-dir', dataDir], { env })
+      expect(r.code, r.stderr).toBe(0)
+      expect(JSON.parse(r.stdout)).toMatchObject({ pending: null, receipts: 3 })
+      expect(r.stderr).toBe(`spareband: the node running for ${dataDir} (pid ${process.pid}) has no control API to ask: read ${join(dataDir, 'ledger.db')} directly\n`)
+    } finally {
+      await node.stop()
+    }
   })
 
   it('with no ledger either, or one that is not a ledger, fails with one clear line', async () => {

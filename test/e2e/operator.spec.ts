@@ -198,9 +198,10 @@ describe('operator', () => {
   it('a signal while the node is still loading or starting stops it cleanly too: exit 0, nothing left behind', async () => {
     const d = await tempDir('sb-op-early-')
     await runCliJson(['init', '--data-dir', d, '--json'])
-    // before the node is made (loading), while it starts, and just after: it died by the signal
+    // before the node is made (loading libp2p; not before node has run our first line, which no
+    // handler can cover), while it starts, and just after: it died by the signal
     // (143 or 130, no line logged), said "The node is not started" (exit 1), or ran on for good
-    for (const [signal, delayMs] of [['SIGTERM', 150], ['SIGINT', 400], ['SIGTERM', 700], ['SIGTERM', 1200]] as const) {
+    for (const [signal, delayMs] of [['SIGTERM', 300], ['SIGINT', 500], ['SIGTERM', 800], ['SIGTERM', 1200]] as const) {
       const node = new NodeProcess(d, LOCAL)
       procs.push(node)
       await sleep(delayMs)

@@ -59,14 +59,13 @@ describe('exit usage counters that cannot be saved', () => {
     const socket = await consumer!.connect('127.0.0.1', echo!.port, { region: 'de' })
     let back = 0
     socket.on('data', (c: Buffer) => { back += c.byteLength })
-    const started = Date.now()
     const chunk = Buffer.alloc(1024 * 1024, 1)
     for (let i = 0; i < 80; i++) if (!socket.write(chunk)) await new Promise(resolve => socket.once('drain', resolve))
     await waitFor(() => back === 80 * chunk.byteLength, { timeoutMs: 10_000, what: 'the echo' })
     const counted = await saved()
     socket.destroy()
-    // saved on the way: all but the last 64 MiB of what was counted at most, however soon after the start
-    if (Date.now() - started < 4000) expect(counted).toBeGreaterThanOrEqual(before + 160 * 1024 * 1024 - 64 * 1024 * 1024)
-    expect(counted).toBeGreaterThan(before)
+    // saved on the way: all but the last 64 MiB of what was counted at most (the 5 s timer alone
+    // passes this only when it happens to fire late in the transfer, which takes well under a second)
+    expect(counted).toBeGreaterThanOrEqual(before + 160 * 1024 * 1024 - 64 * 1024 * 1024)
   }, 30_000)
 })

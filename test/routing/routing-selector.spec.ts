@@ -35,6 +35,17 @@ describe('the routing selector and an exit that moved region', () => {
     // asked for no region, it may carry as any exit
     expect(await selector.candidates({})).toHaveLength(3)
   })
+
+  it('takes an exit for the region its identify names now, though its cached ad names the old one', async () => {
+    const moved = await peer()
+    const stale = ad(moved)
+    const discovery = { find: async () => [], cached: () => [], ad: (id: PeerId) => id.equals(moved) ? stale : undefined } as unknown as ExitDiscovery
+    // identify says fr: the known peers for fr are it
+    const known = { candidates: async ({ region }: { region?: string }) => region === 'fr' ? [moved] : [], liveRegion: async () => 'fr' }
+    const selector = new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, known: known as any, explore: 0, random: mulberry32(7) })
+    expect((await selector.candidates({ region: 'fr' })).map(String)).toEqual([moved.toString()])
+    expect(await selector.candidates({ region: 'de' })).toEqual([])
+  })
 })
 
 describe('the routing selector counts our open tunnels through each exit', () => {

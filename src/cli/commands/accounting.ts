@@ -8,13 +8,14 @@ import { resolveCliConfig } from '../config-from-flags.ts'
 import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import { UsageError, describeFsError } from '../errors.ts'
 import { NodeNotRunningError } from '../../errors.ts'
+import { dataDirOwner } from '../../node/data-dir-lock.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, exportTextOfAnswer, parseReceiptLimit } from '../../node/accounting-report.ts'
 import type { ReceiptsExport } from '../../node/accounting-report.ts'
 import type { OfflineAccounting } from '../../node/offline-ledger.ts'
 import type { Command } from 'commander'
 
 /** What `balance` shows for `pending` when it reads the ledger without a node. */
-const PENDING_UNKNOWN = 'unknown: no node is running, and only a running node knows the bytes no receipt covers yet'
+const PENDING_UNKNOWN = 'unknown: only a running node knows the bytes no receipt covers yet, and none answered'
 
 /**
  * Asks the node running on the data directory; when none does (no api.json,
@@ -36,7 +37,10 @@ async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, online: strin
   }
   try {
     const value = await offline(accounting) as T
-    process.stderr.write(`spareband: no node is running for ${dataDir}: read ${accounting.file} directly\n`)
+    // a node that holds the directory without a control API to ask (starting, or an app's with controlApi: false)
+    const owner = dataDirOwner(dataDir)
+    const why = owner == null ? `no node is running for ${dataDir}` : `the node running for ${dataDir} (pid ${owner}) has no control API to ask`
+    process.stderr.write(`spareband: ${why}: read ${accounting.file} directly\n`)
     return { value, running: false }
   } finally {
     accounting.close()

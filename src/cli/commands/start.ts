@@ -54,7 +54,8 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       onGracefulShutdown(async () => {
         stopping = true
         stopWatching?.()
-        await (await made?.catch(() => undefined))?.stop()
+        // a node that could not be made (its data directory in use, say) fails the stop too: exit 1, not 0
+        await (await made)?.stop()
       })
       // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
       made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false }))
