@@ -22,7 +22,7 @@ import { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { NoticeLimiter } from '../notice-limiter.ts'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
-import { countersignedAnswer, encodeReceipt, signAsConsumer } from './receipts.ts'
+import { countersignedAnswer, decodeReceipt, ed25519PeerFromBytes, encodeReceipt, signAsConsumer } from './receipts.ts'
 import { costMicro, encodePowNonce, formatCredits } from './credits.ts'
 import { OwnCredit } from './own-credit.ts'
 import { LedgerError, LedgerErrorCode, ReceiptError } from './errors.ts'
@@ -30,7 +30,7 @@ import { ReceiptStreamMessage } from './pb/receipt-stream.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO, DEFAULT_RECEIPT_INTERVAL_BYTES, DEFAULT_RECEIPT_INTERVAL_MS } from './constants.ts'
 import type { ConsumerAccounting, MeterDirection } from '../relay/accounting-hooks.ts'
 import type { Ledger } from './ledger.ts'
-import type { SignedReceipt } from './receipts.ts'
+import type { CountersignedReceipt, SignedReceipt } from './receipts.ts'
 import type { AbortOptions, ComponentLogger, Logger, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 
 const MAX_FRAME = 2048
@@ -440,6 +440,7 @@ export class ConsumerSessions implements ConsumerAccounting {
       // the ack of a hello; an exit that refused it (over its budget, say) does
       // not have our proof, so it is sent again with the next receipt
       if (answer.error != null) throw new Error(`exit refused our hello: ${answer.error}`)
+      for (const bytes of answer.latest?.receipts ?? []) this.catchUp(s, bytes)
       return
     }
     if (answer.receipt == null) {
@@ -464,6 +465,27 @@ export class ConsumerSessions implements ConsumerAccounting {
       // a bad signature: the next receipt covers these bytes again, even if no more traffic comes
       if (err instanceof ReceiptError) expected.uncovered?.()
     })
+  }
+
+  /**
+   * Records a receipt of another session of ours the exit gave back with
+   * its ack of a hello (see ExitSessions.latestFor): one whose answer never
+   * reached us, when this node was killed with it on the way. Only ours with
+   * this exit, and the batch checks both signatures, as for any answer; one
+   * we hold already, or hold a newer one of, changes nothing.
+   */
+  private catchUp (s: Session, bytes: Uint8Array): void {
+    let r: CountersignedReceipt
+    try {
+      r = decodeReceipt(bytes) as CountersignedReceipt
+      if (r.exitSig == null || r.consumer == null || r.exit == null) return
+      if (!ed25519PeerFromBytes(r.consumer, 'consumer').equals(this.self) || !ed25519PeerFromBytes(r.exit, 'exit').equals(s.exit)) return
+    } catch {
+      return
+    }
+    this.init.ledger.recordLater(r).then(outcome => {
+      if (outcome !== 'duplicate') this.log('recorded receipt %s of session %s with %p, given back by the exit', r.seq, r.sessionId, s.exit)
+    }, () => {})
   }
 
   /**

@@ -21,6 +21,7 @@ import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { ReceiptStreamMessage } from '../../src/accounting/pb/receipt-stream.ts'
 import { decodeReceipt, encodeReceipt, receiptSigningBytes, signAsConsumer, verifyAndCountersign, verifyReceipt } from '../../src/accounting/receipts.ts'
 import { waitFor } from '../utils/cli.ts'
+import { countersigned as fixtureCountersigned, parties } from './fixtures.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
 import type { ComponentLogger, Libp2p, PrivateKey, Stream } from '@libp2p/interface'
 
@@ -419,6 +420,50 @@ describe('a consumer whose hello the exit refuses', () => {
     consumer.meter(fakeExit.peerId, 'down', MiB)
     await waitFor(() => { ledger.flush(); return ledger.receipts().length === 1 }, { timeoutMs: 5000, what: 'the receipt countersigned' })
     expect(hellos).toEqual(['refused', 'acked'])
+  })
+})
+
+describe('a consumer given receipts back with the answer to its hello', () => {
+  let pair: FakeExitAndConsumer
+  let giveBack: (keys: PrivateKey[]) => Promise<Uint8Array[]> = async () => []
+
+  beforeAll(async () => {
+    pair = await fakeExitAndConsumer('sb-receipt-latest-', async (_stream, lp, keys) => {
+      while (true) {
+        const msg = ReceiptStreamMessage.decode(await lp.read())
+        if (msg.receipt != null) {
+          await lp.write(ReceiptStreamMessage.encode(countersigned(msg.receipt, keys[0])))
+          continue
+        }
+        const receipts = (await giveBack(keys)).map(r => Uint8Array.from(r))
+        await lp.write(ReceiptStreamMessage.encode({ latest: { receipts } }))
+      }
+    }, { pow: () => ({ nonce: 0n, difficulty: 0 }) })
+  })
+  afterAll(async () => { await stopFakeExitAndConsumer(pair) })
+
+  it('records only its own sessions with that exit, signed by both: nothing an exit made up or got from others', async () => {
+    const { consumer, fakeExit, ledger, keys } = pair
+    const [exitParty, consumerParty, stranger, otherExit] = [
+      { key: keys[0], bytes: fakeExit.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>, id: fakeExit.peerId.toString() },
+      { key: keys[1], bytes: pair.consumerNode.peerId.toMultihash().bytes as Uint8Array<ArrayBuffer>, id: pair.consumerNode.peerId.toString() },
+      ...(await parties(2))
+    ]
+    const now = BigInt(Date.now())
+    const fields = (sessionId: string): any => ({ sessionId, startedAt: now, updatedAt: now, pricePerGb: DEFAULT_PRICE_PER_GB_MICRO })
+    giveBack = async () => [
+      encodeReceipt(await fixtureCountersigned(stranger, exitParty, fields('someone-elses'))),
+      encodeReceipt(await fixtureCountersigned(consumerParty, otherExit, fields('another-exits'))),
+      encodeReceipt({ ...(await fixtureCountersigned(consumerParty, exitParty, fields('forged'))), exitSig: new Uint8Array(64) }),
+      encodeReceipt({ ...(await fixtureCountersigned(consumerParty, exitParty, fields('not-mine'))), consumerSig: new Uint8Array(64) }),
+      new Uint8Array([1, 2, 3]),
+      encodeReceipt(await fixtureCountersigned(consumerParty, exitParty, fields('mine')))
+    ]
+    await consumer.prepare(fakeExit.peerId)
+    await waitFor(() => { ledger.flush(); return ledger.receipts().length > 0 }, { timeoutMs: 5000, what: 'the receipt given back' })
+    await new Promise(resolve => setTimeout(resolve, 200))
+    ledger.flush()
+    expect(ledger.receipts().map(r => r.receipt.sessionId)).toEqual(['mine'])
   })
 })
 
