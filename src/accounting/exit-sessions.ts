@@ -379,11 +379,7 @@ export class ExitSessions implements ExitAccounting {
     const ttl = this.init.owedSessionTtlMs ?? OWED_SESSION_TTL
     for (const [key, c] of this.consumers) {
       // losses past the allowance, let off as it refills
-      for (const [id, lost] of c.lost) {
-        const s = c.sessions.get(id)
-        if (s == null) c.lost.delete(id)
-        else this.letOff(c, s, lost)
-      }
+      this.letOffWaiting(c)
       for (const [id, s] of c.sessions) {
         if (s.touched) {
           s.touched = false
@@ -671,6 +667,11 @@ export class ExitSessions implements ExitAccounting {
   private earnForgiveness (c: ConsumerState, paid: number): void {
     this.topUp(c)
     c.forgivable = Math.min(FORGIVE_MAX, c.forgivable + Math.floor(paid / FORGIVE_SHARE))
+    this.letOffWaiting(c)
+  }
+
+  /** Lets off what the consumer's sessions lost past the allowance, as far as it now goes (see letOff). */
+  private letOffWaiting (c: ConsumerState): void {
     for (const [id, lost] of c.lost) {
       const s = c.sessions.get(id)
       if (s == null) c.lost.delete(id)

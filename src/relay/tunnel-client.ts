@@ -22,7 +22,6 @@ import type { Uint8ArrayList } from 'uint8arraylist'
 
 export const DEFAULT_MAX_ATTEMPTS = 3
 export const DEFAULT_RESPONSE_TIMEOUT = 15 * second
-export { MAX_OUTBOUND_TUNNELS } from './tunnel-protocol.ts'
 
 /**
  * How long a request refused with RATE_LIMITED keeps asking again. An exit

@@ -9,34 +9,22 @@
  * ledger files; the restart is a new ConsumerSessions with a ledger that
  * lacks the answers, as a node killed before they came has.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { afterAll, expect, it } from 'vitest'
 import { Ledger } from '../../src/accounting/ledger.ts'
 import { ConsumerSessions } from '../../src/accounting/consumer-sessions.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { waitFor } from '../utils/cli.ts'
-import { loopbackNode } from '../utils/libp2p.ts'
-import { startSessions } from './sessions-pair.ts'
-import type { Libp2p } from '@libp2p/interface'
+import { nodesWithLedgers, startSessions } from './sessions-pair.ts'
 
 const MiB = 1024 * 1024
 const cleanups: Array<() => Promise<void>> = []
 afterAll(async () => { for (const c of cleanups.reverse()) await c() })
 
 it('a restarted consumer gets back, with its next session\'s hello, the countersigned receipts its ledger lacks', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'sb-catch-up-'))
-  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-  const nodes: Libp2p[] = await Promise.all(keys.map(loopbackNode))
-  const ledgers = nodes.map((n, i) => Ledger.open(join(dir, `${i}.db`), { selfPeerId: n.peerId }))
-  cleanups.push(async () => {
-    for (const n of nodes) await n.stop()
-    for (const l of ledgers) l.close()
-    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
-  })
+  const { dir, keys, nodes, ledgers, stop } = await nodesWithLedgers('sb-catch-up-')
+  cleanups.push(stop)
   const { exit, consumer } = await startSessions(keys, nodes, ledgers, { creditLimitMicro: -(10n ** 12n) })
   const [exitPeer, consumerPeer] = [nodes[0].peerId, nodes[1].peerId]
   const first = consumer.sessionFor(exitPeer)

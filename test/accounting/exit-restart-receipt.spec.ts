@@ -22,7 +22,7 @@ import { encodeReceipt, signAsConsumer } from '../../src/accounting/receipts.ts'
 import { DEFAULT_PRICE_PER_GB_MICRO } from '../../src/accounting/constants.ts'
 import { waitFor } from '../utils/cli.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
-import { startSessions } from './sessions-pair.ts'
+import { nodesWithLedgers, startSessions } from './sessions-pair.ts'
 import type { Libp2p } from '@libp2p/interface'
 
 const MiB = 1024 * 1024
@@ -30,15 +30,8 @@ const cleanups: Array<() => Promise<void>> = []
 afterAll(async () => { for (const c of cleanups.reverse()) await c() })
 
 it('a restarted exit takes the receipt for what it carried before the restart, for a session it holds a receipt of', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'sb-exit-restart-'))
-  const keys = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
-  const nodes: Libp2p[] = await Promise.all(keys.map(loopbackNode))
-  const ledgers = nodes.map((n, i) => Ledger.open(join(dir, `${i}.db`), { selfPeerId: n.peerId }))
-  cleanups.push(async () => {
-    for (const n of nodes) await n.stop()
-    for (const l of ledgers) l.close()
-    await rm(dir, { recursive: true, force: true, maxRetries: 5 })
-  })
+  const { keys, nodes, ledgers, stop } = await nodesWithLedgers('sb-exit-restart-')
+  cleanups.push(stop)
   const { exit, consumer } = await startSessions(keys, nodes, ledgers, { creditLimitMicro: -(10n ** 12n) })
   cleanups.push(async () => { await consumer.stop() })
   const [exitPeer, consumerPeer] = [nodes[0].peerId, nodes[1].peerId]

@@ -9,6 +9,16 @@ import { watchWarnings } from '../warning-log.ts'
 import type { Command } from 'commander'
 import type { SparebandNode } from '../../node/spareband-node.ts'
 
+/** The note on a rate-limited log line of how many like it were left out since the last one shown. */
+function notShown (held: number, what?: string): string | undefined {
+  return held > 0 ? `${held} more ${what != null ? `${what} ` : ''}since the last one shown` : undefined
+}
+
+/** Never resolves: the node runs until a signal's handler (onGracefulShutdown) exits the process. */
+async function untilExit (): Promise<never> {
+  return new Promise<never>(() => {})
+}
+
 /** 'peer connected' and 'peer disconnected' lines a minute, each: a busy node's churn shows, a loop of connects does not fill the disk. */
 const PEER_LINES_PER_MINUTE = 30
 
@@ -61,7 +71,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false }))
       const node = await made
       // stopped before it was made: the handler exits
-      if (node == null) return await new Promise<never>(() => {})
+      if (node == null) return await untilExit()
       // started by a supervisor (testnet, tests) over IPC: stop when it goes away, even if it was killed
       if (process.send != null) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
       // an exit without its relay is unreachable, a node without peers out of the network: say so, once, and when it is over.
@@ -81,7 +91,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       const disconnects = new NoticeLimiter(PEER_LINES_PER_MINUTE)
       const peerLine = (limiter: NoticeLimiter, what: string, peer: string): void => {
         const held = limiter.take()
-        if (held != null) log('info', what, { peer, notShown: held > 0 ? `${held} more since the last one shown` : undefined })
+        if (held != null) log('info', what, { peer, notShown: notShown(held) })
       }
       node.addEventListener('peer:connect', e => { peerLine(connects, 'peer connected', e.detail.peerId) })
       node.addEventListener('peer:disconnect', e => { peerLine(disconnects, 'peer disconnected', e.detail.peerId) })
@@ -90,11 +100,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       } catch (err) {
         // gives the data directory back (node.lock) before the error ends the process
         await node.stop().catch(() => {})
-        if (stopping) return await new Promise<never>(() => {})
+        if (stopping) return await untilExit()
         throw err
       }
       // a signal came while it started: the handler is stopping it, and exits
-      if (stopping) return await new Promise<never>(() => {})
+      if (stopping) return await untilExit()
       const status = node.status()
       // where clients go: with port 0, or ports from a config file, the log is where the operator looks
       const proxy = status.proxy as { socksPort: number, httpPort: number } | undefined
@@ -125,7 +135,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         proxy: e.detail.proxy,
         kind: e.detail.kind,
         reason: e.detail.reason,
-        notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more refusals since the last one shown` : undefined
+        notShown: notShown(e.detail.suppressed, 'refusals')
       }))
       // what exits answered this node's own tunnels: the client saw it, the operator should too;
       // an exit's refusal of this node (credit, quota, pause) is a warning, the target's answer is not
@@ -134,7 +144,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         target: e.detail.target,
         exit: e.detail.exit,
         reason: e.detail.reason,
-        notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more since the last one shown` : undefined
+        notShown: notShown(e.detail.suppressed)
       }))
       // what the node refused peers: routine for tunnels (no credit, the quota), a sign of trouble for receipts and gossip
       const refused = { tunnel: 'exit refused a tunnel', receipt: 'exit refused a receipt', gossip: 'rejected a gossiped message' } as const
@@ -142,9 +152,9 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         peer: e.detail.peer,
         [e.detail.kind === 'gossip' ? 'topic' : 'status']: e.detail.about,
         reason: e.detail.reason,
-        notShown: e.detail.suppressed > 0 ? `${e.detail.suppressed} more since the last one shown` : undefined
+        notShown: notShown(e.detail.suppressed)
       }))
       // keep running until a signal arrives
-      await new Promise<never>(() => {})
+      await untilExit()
     })
 }
