@@ -36,13 +36,19 @@ export function warningChanges (shown: Map<string, string>, now: readonly string
   return { appeared, cleared }
 }
 
+export interface WarningWatch {
+  /** Reads the warnings now, between the timer's readings: for an event known to change them. */
+  check: () => void
+  stop: () => void
+}
+
 /**
- * Calls `report` with what changed in `read()` every `everyMs`, starting
- * from `initial` (what was already logged). Returns the function that stops it.
+ * Calls `report` with what changed in `read()` every `everyMs`, and on
+ * check(), starting from `initial` (what was already logged).
  */
-export function watchWarnings (read: () => readonly string[], initial: readonly string[], report: (changes: WarningChanges) => void, everyMs = WARNING_CHECK_MS): () => void {
+export function watchWarnings (read: () => readonly string[], initial: readonly string[], report: (changes: WarningChanges) => void, everyMs = WARNING_CHECK_MS): WarningWatch {
   const shown = new Map(initial.map(w => [warningName(w), w]))
-  const timer = setInterval(() => {
+  const check = (): void => {
     let now: readonly string[]
     try {
       now = read()
@@ -52,7 +58,8 @@ export function watchWarnings (read: () => readonly string[], initial: readonly 
     }
     const changes = warningChanges(shown, now)
     if (changes.appeared.length > 0 || changes.cleared.length > 0) report(changes)
-  }, everyMs)
+  }
+  const timer = setInterval(check, everyMs)
   timer.unref()
-  return () => { clearInterval(timer) }
+  return { check, stop: () => { clearInterval(timer) } }
 }

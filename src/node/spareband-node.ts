@@ -35,7 +35,7 @@ import { connectThroughTunnel } from '../relay/app-connect.ts'
 import type { AppConnectOptions, TunnelSocket } from '../relay/app-connect.ts'
 import type { ExitStatus, ProxyPart, ProxyStatus } from './relay-parts.ts'
 import type { RoutingPart, RoutingStatus } from './routing-part.ts'
-import type { ExitStats, TunnelExit } from '../relay/exit.ts'
+import type { ExitStats, OfferChange, TunnelExit } from '../relay/exit.ts'
 import { DEFAULT_RECEIPT_LIST_LIMIT, receiptRow } from './accounting-report.ts'
 import type { ReceiptRow } from './accounting-report.ts'
 import { regionArgument } from '../routing/regions.ts'
@@ -126,6 +126,14 @@ export interface SparebandEvents {
   'keeper:back': CustomEvent<KeeperBack>
   /** The exit was paused or resumed (pauseExit(), resumeExit(), the control API, `spareband pause`). */
   'exit:pause': CustomEvent<{ paused: boolean }>
+  /**
+   * The exit stopped or began taking new tunnels, or stays closed for
+   * another reason now: paused or resumed, its share schedule closed or
+   * opened, a data quota used up (its open tunnels were ended) or renewed.
+   * Fired at once for a pause and a quota; within 10 s of the clock for a
+   * schedule's window and a quota's new day or month.
+   */
+  'exit:availability': CustomEvent<OfferChange>
   /** This node refused a peer: a tunnel or a receipt at its exit, a gossiped message; rate-limited per kind. */
   'node:refused': CustomEvent<PeerRefusalNotice>
 }
@@ -209,7 +217,11 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     }
     libp2p.addEventListener('peer:connect', e => this.safeDispatchEvent('peer:connect', { detail: { peerId: e.detail.toString() } }))
     libp2p.addEventListener('peer:disconnect', e => this.safeDispatchEvent('peer:disconnect', { detail: { peerId: e.detail.toString() } }))
-    ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:offer:change', e => this.safeDispatchEvent('exit:pause', { detail: { paused: e.detail.paused } }))
+    ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:offer:change', e => {
+      this.safeDispatchEvent('exit:availability', { detail: { ...e.detail } })
+      // the pause outranks every other reason: it changed exactly when it is the reason now or was before
+      if ((e.detail.was === 'paused') !== e.detail.paused) this.safeDispatchEvent('exit:pause', { detail: { paused: e.detail.paused } })
+    })
     ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:tunnel:denied', e => { this.refusals.note('tunnel', e.detail.consumer, e.detail.message, e.detail.status) })
   }
 

@@ -181,8 +181,12 @@ export interface ExitEvents {
   'exit:tunnel:open': CustomEvent<TunnelInfo>
   'exit:tunnel:close': CustomEvent<TunnelInfo & { error?: string }>
   'exit:tunnel:denied': CustomEvent<{ consumer: string, status: TunnelStatus, message: string }>
-  /** Paused or resumed: what the exit takes changed at once, and its capacity ad should say so. */
-  'exit:offer:change': CustomEvent<{ paused: boolean }>
+  /**
+   * The exit stopped or began taking new tunnels, or stops for another reason
+   * now: paused or resumed, its share schedule closed or opened, a data
+   * quota used up or renewed. Its capacity ad should say so at once.
+   */
+  'exit:offer:change': CustomEvent<OfferChange>
 }
 
 interface OpenTunnel {
@@ -191,6 +195,17 @@ interface OpenTunnel {
 }
 
 type Refusal = { status: TunnelStatus, message: string }
+
+/** Why an exit takes no new tunnels from anyone, most lasting first (a pause outlives a schedule's window). */
+export type ExitClosedReason = 'paused' | 'outside-schedule' | 'daily-quota' | 'monthly-quota'
+
+export interface OfferChange {
+  paused: boolean
+  /** Why it takes no new tunnels now; null when it takes them. */
+  closed: ExitClosedReason | null
+  /** The same before the change. */
+  was: ExitClosedReason | null
+}
 
 export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startable {
   readonly [Symbol.toStringTag] = 'spareband:exit'
@@ -220,6 +235,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private running = false
   private paused = false
   private pausedSince?: Date
+  /** closedReason() as last announced in 'exit:offer:change'. */
+  private closed: ExitClosedReason | null = null
   private stats = { bytesIn: 0, bytesOut: 0, tunnelsTotal: 0, denied: 0, deniedByStatus: {} as Record<string, number> }
 
   constructor (private readonly components: TunnelExitComponents, private readonly init: TunnelExitInit) {
@@ -266,7 +283,9 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       maxOutboundStreams: MAX_OUTBOUND_TUNNELS,
       runOnLimitedConnection: true
     })
-    this.scheduleTimer = setInterval(() => this.enforceSchedule(), this.init.scheduleCheckMs ?? SCHEDULE_CHECK_INTERVAL)
+    this.closed = this.closedReason()
+    // the schedule's windows and the quotas' days turn with the clock: both are looked at on this timer
+    this.scheduleTimer = setInterval(() => { this.enforceSchedule(); this.noteOfferChange() }, this.init.scheduleCheckMs ?? SCHEDULE_CHECK_INTERVAL)
     this.scheduleTimer.unref()
     this.flushTimer = setInterval(() => this.flushQuota(), 5 * second)
     this.flushTimer.unref()
@@ -308,17 +327,16 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     if (!this.paused) {
       this.paused = true
       this.pausedSince = this.now()
-      this.safeDispatchEvent('exit:offer:change', { detail: { paused: true } })
+      this.noteOfferChange()
     }
     this.saveState()
   }
 
   /** Takes new tunnels again, now and after a restart. @throws {Error} when the state cannot be saved */
   resume (): void {
-    const was = this.paused
     this.paused = false
     this.pausedSince = undefined
-    if (was) this.safeDispatchEvent('exit:offer:change', { detail: { paused: false } })
+    this.noteOfferChange()
     this.saveState()
   }
 
@@ -453,6 +471,23 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       this.log('share schedule window ended, closing %d tunnels', this.open.size)
       this.abortTunnels(new Error('outside the share schedule'))
     }
+  }
+
+  /** Why the exit takes no new tunnel from anyone now, if it does not; admission() refuses in the same order. */
+  private closedReason (): ExitClosedReason | null {
+    if (this.paused) return 'paused'
+    if (!isWithinSchedule(this.schedule, this.now())) return 'outside-schedule'
+    const period = this.quota.exceeded()
+    return period == null ? null : `${period}-quota`
+  }
+
+  /** Announces a change of closedReason() since the last announcement, if there was one. */
+  private noteOfferChange (): void {
+    const closed = this.closedReason()
+    if (closed === this.closed) return
+    const was = this.closed
+    this.closed = closed
+    this.safeDispatchEvent('exit:offer:change', { detail: { paused: this.paused, closed, was } })
   }
 
   /** Why a new tunnel from `consumer` may not open now, if it may not. */
@@ -667,7 +702,11 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
           wait = consumeAll([this.up, mine?.up], bytes)
           hold = accounting?.meter(consumerPeer, request.sessionId, 'up', bytes)
         }
-        if (this.quota.exceeded() != null) this.abortTunnels(new Error('data quota used up'))
+        if (this.quota.exceeded() != null) {
+          // said at once, so the ad stops drawing consumers and the operator's log tells why downloads broke off
+          this.noteOfferChange()
+          this.abortTunnels(new Error('data quota used up'))
+        }
         // unsigned bytes over the threshold: hold until the consumer signs
         return hold ?? wait
       }

@@ -108,7 +108,6 @@ export class QuotaTracker {
     return this.unflushed >= FLUSH_BYTES && this.init.file != null && (this.init.dailyBytes > 0 || this.init.monthlyBytes > 0)
   }
 
-  /** Which quota is used up, if any. */
   /** Which quota is used up; the monthly one when both are, since it keeps the exit closed past the day's turn. */
   exceeded (): QuotaPeriod | undefined {
     this.roll()

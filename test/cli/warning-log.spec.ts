@@ -27,7 +27,7 @@ describe('the start log\'s warnings over a run', () => {
   it('reads the node on a timer, from what start already logged, and stops', async () => {
     let now: string[] = ['at start']
     const reports: WarningChanges[] = []
-    const stop = watchWarnings(() => now, ['at start'], c => reports.push(c), 20)
+    const { stop } = watchWarnings(() => now, ['at start'], c => reports.push(c), 20)
     await sleep(70)
     expect(reports).toEqual([])
     now = ['at start', 'out of credit']
@@ -44,9 +44,25 @@ describe('the start log\'s warnings over a run', () => {
   it('goes on past a reading that throws (a node stopping under it)', async () => {
     let calls = 0
     const reports: WarningChanges[] = []
-    const stop = watchWarnings(() => { if (++calls === 1) throw new Error('stopping'); return ['w'] }, [], c => reports.push(c), 20)
+    const { stop } = watchWarnings(() => { if (++calls === 1) throw new Error('stopping'); return ['w'] }, [], c => reports.push(c), 20)
     await sleep(70)
     stop()
     expect(reports).toEqual([{ appeared: ['w'], cleared: [] }])
+  })
+
+  it('reads the node at once on check(), between the timer\'s readings', () => {
+    let now: string[] = []
+    const reports: WarningChanges[] = []
+    // a timer that never fires within the test: only check() can report
+    const { check, stop } = watchWarnings(() => now, [], c => reports.push(c), 3_600_000)
+    check()
+    expect(reports).toEqual([])
+    now = ['the exit\'s daily data quota is used up: 1.0 MB of 1.0 MB']
+    check()
+    expect(reports).toEqual([{ appeared: [now[0]], cleared: [] }])
+    now = []
+    check()
+    expect(reports[1]).toEqual({ appeared: [], cleared: ['the exit\'s daily data quota is used up'] })
+    stop()
   })
 })

@@ -6,7 +6,7 @@ import type { SocksResult } from '../utils/socks-client.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { runCliJson, tempDir, waitFor } from '../utils/cli.ts'
+import { runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
 import type { CurlResult, SpawnedNode } from '../utils/network.ts'
 import type { TargetServer } from '../utils/target-server.ts'
 
@@ -131,6 +131,8 @@ describe('exit operator controls take effect', () => {
     const cut = await curl([...via('jp'), `http://127.0.0.1:${target.port}/blob`])
     expect(cut.code).not.toBe(0)
     expect(cut.stdout.byteLength).toBeLessThan(target.blob.byteLength)
+    // the exit's log says why at the cut, not at its next reading of the warnings (every 10 s)
+    await waitFor(() => /warn\s+the exit's daily data quota is used up/.test(exits.jp.proc.output), { timeoutMs: 3_000, intervalMs: 50, what: 'the quota warning in the exit\'s log' })
     const next = await curl(['-i', ...via('jp'), `http://127.0.0.1:${target.port}/hello`])
     expect(next.stdout.toString()).toMatch(/^HTTP\/1\.1 503/)
     expect(next.stdout.toString()).toContain('QUOTA_EXCEEDED')
@@ -167,6 +169,14 @@ describe('exit operator controls take effect', () => {
     expect(s.exit.withinSchedule).toBe(false)
     expect(s.exit.schedule).toBe('never')
     expect(s.warnings).toContain('the exit is outside its share schedule: it takes no new tunnels (OUTSIDE_SCHEDULE), and ended the open ones, while exit.schedule = "never" (local time) keeps it closed')
+    // a consumer's providers table says the exit is closed, not a bare load of 1.00, and what that means
+    const [row] = await runCliJson(['providers', '--region', 'us', '--json', '--data-dir', consumer.dataDir])
+    expect(row).toMatchObject({ peerId: s.peerId, load: 1 })
+    const table = (await runCli(['providers', '--region', 'us', '--data-dir', consumer.dataDir])).stdout
+    const cells = table.split('\n')[1].trim().split(/\s{2,}/)
+    expect(cells[0]).toBe(s.peerId)
+    expect(cells[4]).toBe('closed')
+    expect(table).toContain('LOAD closed: the exit\'s ad says it takes no new tunnels now (at its tunnel limit, paused, outside its share schedule or out of data quota), so it scores low\n')
   })
 
   it('default address policy: every loopback spelling is refused with SOCKS 0x02 and the target sees nothing', async () => {

@@ -14,6 +14,8 @@ const t = useExitAndConsumer()
 it('pauseExit() refuses new tunnels until resumeExit(), each announced by exit:pause', async () => {
   const events: boolean[] = []
   t.exit.addEventListener('exit:pause', e => events.push(e.detail.paused))
+  const availability: Array<string | null> = []
+  t.exit.addEventListener('exit:availability', e => availability.push(e.detail.closed))
   const paused = t.exit.pauseExit()
   expect(paused.paused).toBe(true)
   expect(paused.pausedSince).toMatch(/^\d{4}-\d\d-\d\dT/)
@@ -26,6 +28,7 @@ it('pauseExit() refuses new tunnels until resumeExit(), each announced by exit:p
   const socket = await t.consumer.connect('127.0.0.1', t.echo.port, { region: 'de' })
   socket.destroy()
   expect(events).toEqual([true, false])
+  expect(availability).toEqual(['paused', null])
 })
 
 it('a node that is no exit says so, and a stopped one that it is not running', async () => {

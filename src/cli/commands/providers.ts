@@ -20,11 +20,17 @@ export function registerProviders (program: Command, dataDirOf: (cmd: Command) =
         // OK/FAILED: this node's attempts through it, fading with a one-hour half-life: why a score is low
         // MEASURED: the bandwidth this node got through it, against the CAPACITY its ad claims
         process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'MEASURED Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'OK/FAILED', 'REACH', 'REGION CHECK', 'YOUR TUNNELS'],
-          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.attempts.bandwidth == null ? null : Math.round(r.attempts.bandwidth * 8 / 1e5) / 10, r.load.toFixed(2), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.reachability, r.verified, r.ownTunnels])))
+          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.attempts.bandwidth == null ? null : Math.round(r.attempts.bandwidth * 8 / 1e5) / 10, loadCell(r.load), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.reachability, r.verified, r.ownTunnels])))
         process.stdout.write(`${rows.length} exit(s) in ${opts.region}\n`)
+        if (rows.some(r => r.load >= 1)) process.stdout.write('LOAD closed: the exit\'s ad says it takes no new tunnels now (at its tunnel limit, paused, outside its share schedule or out of data quota), so it scores low\n')
         // the node's own exit is never listed: it does not carry its own traffic
         const own = await callApi<{ region?: string, exit?: { enabled?: boolean } }>(dataDirOf(cmd), '/v1/status').catch(() => undefined)
         if (own?.exit?.enabled === true && own.region != null && regionMatches(own.region, opts.region)) process.stdout.write(`(this node's own exit, in ${own.region}, is not listed: it does not carry this node's traffic)\n`)
       }
     })
+}
+
+/** An ad's load, or that it says the exit takes nothing (load 1), which a bare 1.00 did not tell. */
+function loadCell (load: number): string {
+  return load >= 1 ? 'closed' : load.toFixed(2)
 }

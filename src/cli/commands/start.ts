@@ -121,10 +121,13 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       for (const a of status.addresses) log('info', 'listening', { address: a })
       for (const w of status.warnings) log('warn', w)
       // and those that come, or go, later
-      stopWatching = watchWarnings(() => node.status().warnings, status.warnings, ({ appeared, cleared }) => {
+      const warnings = watchWarnings(() => node.status().warnings, status.warnings, ({ appeared, cleared }) => {
         for (const w of appeared) log('warn', w)
         for (const name of cleared) log('info', 'warning over', { was: name.length > 120 ? `${name.slice(0, 120)}...` : name })
       })
+      stopWatching = warnings.stop
+      // a quota used up ends downloads mid-way: the reason goes in the log then, not at the next reading
+      node.addEventListener('exit:availability', warnings.check)
       // said at once: a pause and resume within the warnings' 10 s poll left no trace
       node.addEventListener('exit:pause', e => {
         if (e.detail.paused) log('info', 'exit paused: it takes no new tunnels (open ones go on) until spareband resume')
