@@ -26,6 +26,7 @@ import { relayServicePart } from './relay-service-part.ts'
 import { isLoopback } from '../relay/listen-address.ts'
 import { lockDataDir } from './data-dir-lock.ts'
 import { makeDataDir } from './data-dir.ts'
+import { guardTunnelsOnClose } from './tunnel-close-guard.ts'
 import type { DataDirLock } from './data-dir-lock.ts'
 import type { ProxyFailureNotice, ProxyRefusalNotice } from '../relay/ingress.ts'
 import type { AccountingCore, AccountingStatus } from './accounting-part.ts'
@@ -215,6 +216,9 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         metrics: metricsHandler(() => this.status())
       })
     }
+    // before any other listener: DCUtR may close a relayed connection as soon as identify has run on it
+    const closeLog = libp2p.logger.forComponent('spareband:node:tunnel-close-guard')
+    libp2p.addEventListener('connection:open', e => { guardTunnelsOnClose(e.detail, () => libp2p.status === 'started', closeLog) })
     libp2p.addEventListener('peer:connect', e => this.safeDispatchEvent('peer:connect', { detail: { peerId: e.detail.toString() } }))
     libp2p.addEventListener('peer:disconnect', e => this.safeDispatchEvent('peer:disconnect', { detail: { peerId: e.detail.toString() } }))
     ;(libp2p.services.exit as TunnelExit | undefined)?.addEventListener('exit:offer:change', e => {

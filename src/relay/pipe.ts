@@ -15,6 +15,7 @@ import { KiB, MiB } from '../constants.ts'
 import { closeQuietly, waitForDrain } from './tunnel-protocol.ts'
 import { FrameAligner } from './frame-aligner.ts'
 import { ChunkGate } from './chunk-gate.ts'
+import { markEnded, markLive } from './live-tunnels.ts'
 import type { Chunk } from './chunk-gate.ts'
 
 /** Node reads a socket this much at a time, unless told otherwise (see bulk-read.ts). */
@@ -95,11 +96,13 @@ export async function pipeSocketStream (socket: Socket, stream: Stream, options:
   const onChunk = options.onChunk
   const timers = new Set<NodeJS.Timeout>()
 
+  markLive(stream)
   return new Promise<PipeResult>(resolve => {
     let socketDone = false
     let streamDone = false
     const finish = (): void => {
       if (!socketDone || !streamDone) return
+      markEnded(stream)
       for (const t of timers) clearTimeout(t)
       clearTimeout(holdTimer)
       options.signal?.removeEventListener('abort', onAbort)

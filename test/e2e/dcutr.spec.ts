@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../../src/index.ts'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
+import { isLiveTunnel } from '../../src/relay/live-tunnels.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import { socksConnect } from '../utils/socks-client.ts'
 import { startEchoServer } from '../utils/in-process.ts'
@@ -78,6 +79,8 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
   const fromConsumer = (): Connection[] => consumer.libp2p.getConnections(exit.peerId).filter(c => c.status === 'open')
   const fromExit = (): Connection[] => exit.libp2p.getConnections(consumer.peerId).filter(c => c.status === 'open')
   const tunnelStreams = (c: Connection): number => c.streams.filter(s => s.protocol === TUNNEL_PROTOCOL).length
+  /** Streams carrying a tunnel now; warm ones, opened ahead of need, are not. */
+  const liveTunnels = (c: Connection): number => c.streams.filter(isLiveTunnel).length
   const isCircuit = (c: Connection): boolean => c.remoteAddr.toString().includes('/p2p-circuit')
   const describeConns = (): string => JSON.stringify(fromConsumer().map(c => ({ addr: c.remoteAddr.toString(), limited: c.limits != null, tunnels: tunnelStreams(c) })))
 
@@ -213,15 +216,56 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
     expect(firewall.accepted).toBe(0)
   })
 
-  it('once C is reachable, DCUtR upgrades to a direct connection and closes the relayed one', async () => {
+  it('once C is reachable, DCUtR upgrades to a direct connection and closes the relayed one once the tunnel on it has ended', async () => {
+    // a tunnel open on the relayed connection across the upgrade: DCUtR's close of that
+    // connection ended its streams with a FIN, which C read as the end of the echo
+    const socksPort = (consumer.status() as any).proxy.socksPort
+    const { socket, reply } = await socksConnect(socksPort, '127.0.0.1', echoPort)
+    expect(reply).toBe(0)
+    const sent = createHash('sha256')
+    const got = createHash('sha256')
+    let received = 0
+    let ended = false
+    socket.on('data', d => { got.update(d); received += d.byteLength })
+    socket.on('end', () => { ended = true })
+    const send = async (bytes: number): Promise<void> => {
+      const data = randomBytes(bytes)
+      sent.update(data)
+      const want = received + bytes
+      socket.write(data)
+      await waitFor(() => { if (ended) throw new Error(`the tunnel ended after ${received} of ${want} bytes`); return received >= want }, { timeoutMs: 10_000, what: `${want} bytes echoed` })
+    }
+    await send(256 * 1024)
+    expect(liveTunnels(relayed), describeConns()).toBe(1)
+    // E's DCUtR closes its side of the relayed connection: noted here, on top of the node's own wrapper
+    const relayedAtExit = fromExit()
+    expect(relayedAtExit).toHaveLength(1)
+    let closeAsked = 0
+    const guarded = relayedAtExit[0].close.bind(relayedAtExit[0])
+    relayedAtExit[0].close = async options => { closeAsked++; await guarded(options) }
+
     firewall.open = true
     // E's DCUtR runs on every identify over the relayed connection. C pushes its identify
     // (as it does on any change of its own addresses or protocols) so that E tries again
     // now; without the push, the next relayed connection C happens to open would do it
     await (consumer.libp2p.services.identifyPush as IdentifyPush).push()
-    await waitFor(() => relayed.status === 'closed' && fromConsumer().length > 0 && fromConsumer().every(c => c.limits == null),
-      { timeoutMs: 15_000, what: 'a direct connection from C to E and the relayed one closed' })
+    await waitFor(() => closeAsked > 0 && fromConsumer().some(c => c.limits == null),
+      { timeoutMs: 15_000, what: 'a direct connection from C to E, and DCUtR closing the relayed one' })
       .catch(err => { throw new Error(`${err.message}; C to E now: ${describeConns()}, first relayed connection ${relayed.status}`) })
+    // the tunnel goes on, on the relayed connection, after the close was asked for
+    await send(512 * 1024)
+    expect(relayed.status).toBe('open')
+    expect(liveTunnels(relayed), describeConns()).toBe(1)
+    socket.end()
+    await waitFor(() => ended, { what: 'the echo\'s end' })
+    expect(received).toBe(768 * 1024)
+    expect(got.digest('hex')).toBe(sent.digest('hex'))
+    socket.destroy()
+    // and once it has ended, the relayed connection goes
+    await waitFor(() => relayed.status === 'closed' && fromConsumer().length > 0 && fromConsumer().every(c => c.limits == null),
+      { timeoutMs: 15_000, what: 'the relayed connection closed once its tunnel ended' })
+      .catch(err => { throw new Error(`${err.message}; C to E now: ${describeConns()}, first relayed connection ${relayed.status}`) })
+    expect(closeAsked).toBe(1)
     expect(firewall.accepted).toBeGreaterThanOrEqual(1)
     // E dialled C's announced address (the unilateral upgrade): outbound from E, inbound at C
     const direct = fromConsumer()
