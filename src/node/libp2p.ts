@@ -56,6 +56,20 @@ export const YAMUX_MAX_WINDOW = 2 * MiB
  */
 export const PING_TIMEOUT_FLOOR = 60 * second
 
+/** How often libp2p's connection monitor pings every connection (its default), whether or not the last ping has come back. */
+export const MONITOR_PING_INTERVAL = 10 * second
+
+/**
+ * Ping streams at once on one connection, each way: the monitor's, one an
+ * interval for as long as the timeout floor lets a ping last, the exit
+ * liveness check's two (relay/exit-liveness.ts), and room to spare. Opening
+ * one past the limit fails, and the monitor aborts the connection for that
+ * failure as for a ping that timed out: with a limit of 2, a connection
+ * whose pings took over 20 s was cut with every tunnel on it, however long
+ * the floor.
+ */
+export const PING_STREAMS = Math.ceil(PING_TIMEOUT_FLOOR / MONITOR_PING_INTERVAL) + 2 + 8
+
 /** A relay data limit no circuit reaches (2^63 - 1 bytes). */
 const NO_DATA_LIMIT = 2n ** 63n - 1n
 /** The longest timer Node.js keeps (about 24.8 days); a longer AbortSignal.timeout fires at once. */
@@ -108,7 +122,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     ],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
-    connectionMonitor: { pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
+    connectionMonitor: { pingInterval: MONITOR_PING_INTERVAL, pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
       // many testnet nodes share one IP: the default of 5 inbound
       // connections per second per host resets a burst of bootstrap dials
@@ -118,8 +132,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     services: {
       identify: identify(),
       identifyPush: identifyPush(),
-      // two of our own at once: the connection monitor's, and the exit liveness check's (relay/exit-liveness.ts)
-      ping: ping({ maxOutboundStreams: 2, maxInboundStreams: 4 }),
+      ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       autoNAT: autoNAT(),
       dcutr: dcutr(),
       dht: kadDHT({
