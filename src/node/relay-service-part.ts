@@ -12,6 +12,13 @@ import type { PeerId } from '@libp2p/interface'
 
 // a circuit through this relay is an inbound stream of the hop protocol, open while the circuit is (a reservation's closes once made)
 
+/** What of js-libp2p's relay server reservations this part touches (its `signal` is a retimeable-signal). */
+interface ReservationMap {
+  size: number
+  get: (peer: PeerId) => { signal?: { reset?: (ms?: number) => void } } | undefined
+  delete: (peer: PeerId) => unknown
+}
+
 export interface RelayServiceStatus {
   /** Peers holding a reservation on this relay: reachable through it. */
   reservations: number
@@ -20,13 +27,22 @@ export interface RelayServiceStatus {
 }
 
 export function relayServicePart (node: SparebandNode): NodePart | undefined {
-  const server = node.libp2p.services.relay as { reservations?: { size: number, delete: (peer: PeerId) => unknown } } | undefined
+  const server = node.libp2p.services.relay as { reservations?: ReservationMap } | undefined
   if (server == null) return undefined
   // a reservation is worth nothing once its peer is gone (the relay reaches a
   // peer only over the connection it reserved on), but js-libp2p keeps it
   // for its 2 h lifetime: 32 throw-away identities that reserved and left
-  // filled the relay for everyone else for that long
-  const onDisconnect = (e: CustomEvent<PeerId>): void => { server.reservations?.delete(e.detail) }
+  // filled the relay for everyone else for that long. It is ended through
+  // its own timer, set to run out now: deleted from the map instead, its
+  // timer ran on and, at the old reservation's end, removed whatever
+  // reservation the peer held then, so an exit that came back after a blip
+  // and reserved again was unreachable until its own refresh. (Its clear()
+  // does not stop a timer that a refresh has reset.)
+  const onDisconnect = (e: CustomEvent<PeerId>): void => {
+    const reservation = server.reservations?.get(e.detail)
+    if (reservation?.signal?.reset != null) reservation.signal.reset(0)
+    else server.reservations?.delete(e.detail)
+  }
   return {
     name: 'relayService',
     start: async () => { node.libp2p.addEventListener('peer:disconnect', onDisconnect) },

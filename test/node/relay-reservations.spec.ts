@@ -39,3 +39,22 @@ it('a reservation goes with its peer, and its slot is free for the next one at o
   await waitFor(() => second.status().relays?.[0]?.reserved === true, { what: 'the second exit\'s reservation', timeoutMs: 15_000 })
   expect(reservations()).toBe(1)
 }, 40_000)
+
+it('an exit that comes back after a blip keeps its new reservation when the old one\'s time runs out', async () => {
+  const relay = await start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })
+  const relayAddr = relay.status().addresses[0]
+  const exit = await start({ region: 'de', listen: [`${relayAddr}/p2p-circuit`] })
+  const server = relay.libp2p.services.relay as any
+  await waitFor(() => server.reservations.get(exit.libp2p.peerId) != null, { what: 'the exit\'s reservation' })
+  const old = server.reservations.get(exit.libp2p.peerId)
+  // the old reservation's lifetime (2 h) made to end soon
+  old.signal.reset(2000)
+  // the blip: the exit's connections to the relay go; its keeper redials and reserves again
+  for (const c of exit.libp2p.getConnections(relay.libp2p.peerId)) c.abort(new Error('a blip in the network'))
+  await waitFor(() => { const r = server.reservations.get(exit.libp2p.peerId); return r != null && r !== old }, { what: 'the exit\'s new reservation', timeoutMs: 20_000 })
+  const fresh = server.reservations.get(exit.libp2p.peerId)
+  // past the old one's end
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  expect(server.reservations.get(exit.libp2p.peerId)).toBe(fresh)
+  expect(relay.status().relayService!.reservations).toBe(1)
+}, 40_000)
