@@ -181,7 +181,12 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         allowedTopics: [config.network.receipts_topic, config.network.reputation_topic],
-        runOnLimitedConnection: true,
+        // not over relayed connections: every peer reached through one relay has
+        // the relay's IP to gossipsub, whose colocation penalty (past 10 peers
+        // on one IP) then graylisted the exits behind a busy relay; and gossip
+        // would spend the circuits' data limit. A node behind NAT gossips over
+        // its direct connections (to its relay, at least)
+        runOnLimitedConnection: false,
         // rejected receipts count against their sender (gossipsub scores no topic by default)
         scoreParams: gossipScoreParams([config.network.receipts_topic, config.network.reputation_topic], local)
       }),
