@@ -33,7 +33,7 @@ export interface RoutingPart extends NodePart {
 
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
-  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: (libp2p.services.dht as any)?.routingTable })
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: (libp2p.services.dht as any)?.routingTable }, { localTestnet: config.network.local_testnet })
   // accounting is built after routing and may be off: looked up when used
   const accounting = (): AccountingPart | undefined => node.part<AccountingPart>('accounting')
   const selector = new RoutingSelector(libp2p, {
@@ -49,6 +49,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
   if (config.exit.enabled && region != null) {
     const allowedPorts = formatPortList(parsePortList(config.exit.allowed_ports))
     advertiser = new Advertiser({ libp2p, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
+      localTestnet: config.network.local_testnet,
       offer: () => {
         const exit = libp2p.services.exit as TunnelExit | undefined
         if (exit == null) return undefined

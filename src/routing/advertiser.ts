@@ -11,6 +11,7 @@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { DEFAULT_AD_LIFETIME } from './constants.ts'
 import { capacityKey, encodeCapacityAd, regionCidsFor, signCapacityAd } from './capacity-ad.ts'
+import { adAddresses } from './ad-addresses.ts'
 import { minute, second } from '../constants.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
 
@@ -30,6 +31,8 @@ export interface AdvertiserInit {
   lifetimeMs?: number
   /** Re-publish when the load moved by more than this since the last ad. @default 0.2 */
   loadChange?: number
+  /** A local testnet's ads keep private addresses (see ad-addresses.ts). @default false */
+  localTestnet?: boolean
   now?: () => number
 }
 
@@ -157,7 +160,7 @@ export class Advertiser {
     const now = this.now()
     // the signing time orders ads across restarts without stored state
     const seq = BigInt(now) > this.lastSeq ? BigInt(now) : this.lastSeq + 1n
-    const multiaddrs = this.components.libp2p.getMultiaddrs().slice(0, 16)
+    const multiaddrs = adAddresses(this.components.libp2p.getMultiaddrs(), this.init.localTestnet === true).slice(0, 16)
     const ad = await signCapacityAd({
       region: offer.region,
       capacityMbps: options.goodbye === true ? 0 : offer.capacityMbps,

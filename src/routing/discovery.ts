@@ -8,6 +8,7 @@
 import { capacityKey, decodeCapacityAd, regionCid, verifyCapacityAd } from './capacity-ad.ts'
 import { normalizeRegion, regionMatches } from './regions.ts'
 import { second } from '../constants.ts'
+import { adAddresses } from './ad-addresses.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
 
@@ -18,6 +19,8 @@ export interface ExitDiscoveryInit {
   maxProviders?: number
   /** @default 15 s */
   queryTimeoutMs?: number
+  /** A local testnet's ads may name private addresses to dial (see ad-addresses.ts). @default false */
+  localTestnet?: boolean
   now?: () => number
 }
 
@@ -173,7 +176,9 @@ export class ExitDiscovery {
     if (!ad.peerId.equals(peer)) throw new Error('capacity ad of another peer')
     const prev = this.ads.get(peer.toString())
     if (prev == null || ad.seq >= prev.seq) this.ads.set(peer.toString(), ad)
-    if (ad.multiaddrs.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: ad.multiaddrs }).catch(() => {})
+    // only the addresses this network can reach: an ad is the exit's to write
+    const dialable = adAddresses(ad.multiaddrs, this.init.localTestnet === true)
+    if (dialable.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: dialable }).catch(() => {})
     return this.ads.get(peer.toString())!
   }
 }
