@@ -89,13 +89,14 @@ export class AddressInUseError extends Error {
 
 /**
  * Why a tunnel was refused: an exit's answer (the tunnel protocol's
- * statuses other than OK, docs/PROTOCOLS.md), or NO_EXIT when no exit of
- * the region could be asked.
+ * statuses other than OK, docs/PROTOCOLS.md), NO_EXIT when no exit of
+ * the region could be asked, or NO_ANSWER when the last exit asked never
+ * answered in time (TIMEOUT is the target's connect timing out at the exit).
  */
 export const TUNNEL_REFUSAL_STATUSES = [
   'POLICY_DENIED', 'DNS_FAILED', 'CONNECT_REFUSED', 'UNREACHABLE', 'TIMEOUT',
   'QUOTA_EXCEEDED', 'RATE_LIMITED', 'OUTSIDE_SCHEDULE', 'INSUFFICIENT_CREDIT',
-  'BUSY', 'BAD_REQUEST', 'NO_EXIT'
+  'BUSY', 'BAD_REQUEST', 'NO_EXIT', 'NO_ANSWER'
 ] as const
 export type TunnelRefusalStatus = typeof TUNNEL_REFUSAL_STATUSES[number]
 

@@ -8,10 +8,11 @@ import { isLoopback } from './listen-address.ts'
 import { formatHostPort } from '../errors.ts'
 import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 import { pipeSocketStream, resetSocket } from './pipe.ts'
-import { NO_EXIT, TARGET_OUTCOMES } from './status-codes.ts'
+import { NO_ANSWER, NO_EXIT, TARGET_OUTCOMES } from './status-codes.ts'
 import { TunnelError } from './tunnel-protocol.ts'
 import type { Outcome } from './status-codes.ts'
 import type { Targeting, Credentials } from './targeting.ts'
+import { NoAnswerError } from './tunnel-client.ts'
 import type { OpenedTunnel, TunnelClient } from './tunnel-client.ts'
 import type { TransferSample } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
@@ -240,9 +241,11 @@ export class Ingress {
     } catch (err: any) {
       // a caller that gave up (an app's signal, a client gone) is no tunnel the network failed to carry
       if (options.signal?.aborted === true) throw options.signal.reason
-      const refusal = err instanceof TunnelError
-        ? new ProxyRefusal(err.status, err.message, err.exit)
-        : new ProxyRefusal(NO_EXIT, err.message ?? String(err))
+      const refusal = err instanceof NoAnswerError
+        ? new ProxyRefusal(NO_ANSWER, err.message, err.exit)
+        : err instanceof TunnelError
+          ? new ProxyRefusal(err.status, err.message, err.exit)
+          : new ProxyRefusal(NO_EXIT, err.message ?? String(err))
       this.failed(refusal, formatHostPort(target.host, target.port))
       throw refusal
     }

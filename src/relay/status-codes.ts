@@ -8,7 +8,13 @@ import { Reply } from './socks5-protocol.ts'
 
 /** Our own outcome when no exit could be tried at all. */
 export const NO_EXIT = 'NO_EXIT'
-export type Outcome = TunnelStatus | typeof NO_EXIT
+/**
+ * Our own outcome when the last exit tried never answered the request in
+ * time (a dead or cut-off exit): told to clients as a timeout, as the
+ * target's TIMEOUT is, but in the log, status and metrics it is the exit's.
+ */
+export const NO_ANSWER = 'NO_ANSWER'
+export type Outcome = TunnelStatus | typeof NO_EXIT | typeof NO_ANSWER
 
 /**
  * Outcomes that are the target's answer, passed on by an exit that did its
@@ -28,7 +34,8 @@ const SOCKS: Record<string, number> = {
   [TunnelStatus.UNREACHABLE]: Reply.HostUnreachable,
   [TunnelStatus.CONNECT_REFUSED]: Reply.ConnectionRefused,
   [TunnelStatus.TIMEOUT]: Reply.TtlExpired,
-  [NO_EXIT]: Reply.NetworkUnreachable
+  [NO_EXIT]: Reply.NetworkUnreachable,
+  [NO_ANSWER]: Reply.TtlExpired
 }
 
 const HTTP: Record<string, [number, string]> = {
@@ -44,7 +51,8 @@ const HTTP: Record<string, [number, string]> = {
   [TunnelStatus.BUSY]: [503, 'Service Unavailable'],
   [TunnelStatus.INSUFFICIENT_CREDIT]: [402, 'Payment Required'],
   [TunnelStatus.BAD_REQUEST]: [400, 'Bad Request'],
-  [NO_EXIT]: [503, 'Service Unavailable']
+  [NO_EXIT]: [503, 'Service Unavailable'],
+  [NO_ANSWER]: [504, 'Gateway Timeout']
 }
 
 export function socksReplyFor (outcome: Outcome): number {

@@ -12,6 +12,7 @@
 import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
+import { NO_ANSWER } from './status-codes.ts'
 import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
@@ -47,14 +48,13 @@ const RETRYABLE = new Set<string>([
   TunnelStatus.RATE_LIMITED, TunnelStatus.INSUFFICIENT_CREDIT
 ])
 
-/** How the selector hears of an exit that did not answer in time (TIMEOUT is the target's, see RETRYABLE). */
-export const NO_ANSWER = 'NO_ANSWER'
 /** How the selector hears of an exit that answered BUSY because it is stopping (EXIT_STOPPING_MESSAGE): a planned stop. */
 export const EXIT_STOPPING = 'EXIT_STOPPING'
 
 /**
- * The exit did not answer within the response timeout: the client is told
- * TIMEOUT, and the next exit is tried.
+ * The exit did not answer within the response timeout: the next exit is
+ * tried, and if none is left the client is told NO_ANSWER (a timeout to it,
+ * status-codes.ts); the selector hears NO_ANSWER too.
  */
 export class NoAnswerError extends TunnelError {
   static name = 'NoAnswerError'

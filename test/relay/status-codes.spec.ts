@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { NO_EXIT, httpStatusFor, socksReplyFor } from '../../src/relay/status-codes.ts'
+import { NO_ANSWER, NO_EXIT, httpStatusFor, socksReplyFor } from '../../src/relay/status-codes.ts'
 import { TUNNEL_REFUSAL_STATUSES } from '../../src/errors.ts'
 import type { Outcome } from '../../src/relay/status-codes.ts'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
@@ -27,7 +27,7 @@ describe('tunnel status -> client reply', () => {
       NO_EXIT: 0x03,
       DNS_FAILED: 0x04, UNREACHABLE: 0x04,
       CONNECT_REFUSED: 0x05,
-      TIMEOUT: 0x06
+      TIMEOUT: 0x06, NO_ANSWER: 0x06
     }
     expect(Object.keys(readme).sort()).toEqual([...TUNNEL_REFUSAL_STATUSES].sort())
     for (const status of TUNNEL_REFUSAL_STATUSES) expect(socksReplyFor(status as Outcome), status).toBe(readme[status])
@@ -38,6 +38,7 @@ describe('tunnel status -> client reply', () => {
     expect(httpStatusFor(TunnelStatus.DNS_FAILED)[0]).toBe(502)
     expect(httpStatusFor(TunnelStatus.CONNECT_REFUSED)[0]).toBe(502)
     expect(httpStatusFor(TunnelStatus.TIMEOUT)[0]).toBe(504)
+    expect(httpStatusFor(NO_ANSWER)).toEqual([504, 'Gateway Timeout'])
     expect(httpStatusFor(TunnelStatus.RATE_LIMITED)[0]).toBe(429)
     expect(httpStatusFor(TunnelStatus.INSUFFICIENT_CREDIT)[0]).toBe(402)
     expect(httpStatusFor(TunnelStatus.BAD_REQUEST)[0]).toBe(400)
