@@ -26,7 +26,7 @@ import { isWithinSchedule, outsideScheduleMessage, parseSchedule } from './sched
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
 import { WaitingStreams } from './waiting-streams.ts'
-import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelResponse, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
+import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelResponse, NoRequestError, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
 import type { Schedule } from './schedule.ts'
@@ -510,6 +510,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.stats.deniedByStatus[status] = (this.stats.deniedByStatus[status] ?? 0) + 1
     this.log('denied tunnel from %s: %s %s', consumer, status, message)
     this.safeDispatchEvent('exit:tunnel:denied', { detail: { consumer, status, message } })
+    await this.answerAndClose(stream, status, message)
+  }
+
+  private async answerAndClose (stream: Stream, status: TunnelStatus, message: string): Promise<void> {
     try {
       await this.respond(stream, status, message)
     } catch (err: any) {
@@ -537,6 +541,12 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
         // a warm stream its consumer did not need (or closed by stop(), or
         // reset for being over the limit of waiting streams): no tunnel, no refusal
         closeQuietly(stream)
+        return
+      }
+      if (err instanceof NoRequestError) {
+        // a warm stream whose consumer went quiet without closing it: told why, but no refusal
+        // counted or logged (the operator saw five after every outage of a consumer's line)
+        await this.answerAndClose(stream, TunnelStatus.BAD_REQUEST, err.message)
         return
       }
       await this.deny(stream, consumerId, TunnelStatus.BAD_REQUEST, err.message)

@@ -66,6 +66,20 @@ export function splitFrame (buf: Uint8ArrayList, maxBytes = MAX_FRAME_BYTES): { 
   return { frame: buf.subarray(header, header + length), rest: buf.sublist(header + length) }
 }
 
+/**
+ * A stream opened ahead of need (warm) that sent nothing within the wait
+ * for its first byte (ReadFrameOptions.firstByteTimeoutMs): no request was
+ * made, so it is no refusal. Its consumer had gone quiet without closing it
+ * (a connection whose far end is down).
+ */
+export class NoRequestError extends TunnelProtocolError {
+  static name = 'NoRequestError'
+  constructor (ms: number) {
+    super(`no request within ${ms} ms`)
+    this.name = 'NoRequestError'
+  }
+}
+
 /** A stream that ended (cleanly or not) without sending a byte: a warm stream the consumer did not need, not an error. */
 export class UnusedStreamError extends TunnelProtocolError {
   static name = 'UnusedStreamError'
@@ -101,12 +115,13 @@ export async function readFrame (stream: Stream, options: ReadFrameOptions = {})
       options.signal?.removeEventListener('abort', onAbort)
     }
     const fail = (err: Error): void => { cleanup(); reject(err) }
-    const arm = (ms: number | undefined, what: string): void => {
+    const arm = (ms: number | undefined, timedOut: (ms: number) => Error): void => {
       clearTimeout(timer)
-      if (ms != null) timer = setTimeout(() => fail(new TunnelProtocolError(`no ${what} within ${ms} ms`)), ms)
+      if (ms != null) timer = setTimeout(() => fail(timedOut(ms)), ms)
     }
+    const noFrame = (ms: number): Error => new TunnelProtocolError(`no complete frame within ${ms} ms`)
     const onMessage = (evt: any): void => {
-      if (buf.byteLength === 0 && options.firstByteTimeoutMs != null) arm(options.timeoutMs, 'complete frame')
+      if (buf.byteLength === 0 && options.firstByteTimeoutMs != null) arm(options.timeoutMs, noFrame)
       buf.append(evt.data)
       try {
         const r = splitFrame(buf, options.maxBytes)
@@ -122,8 +137,8 @@ export async function readFrame (stream: Stream, options: ReadFrameOptions = {})
     stream.addEventListener('close', onClose)
     stream.addEventListener('remoteCloseWrite', onEnd)
     options.signal?.addEventListener('abort', onAbort)
-    if (options.firstByteTimeoutMs != null) arm(options.firstByteTimeoutMs, 'request')
-    else arm(options.timeoutMs, 'complete frame')
+    if (options.firstByteTimeoutMs != null) arm(options.firstByteTimeoutMs, ms => new NoRequestError(ms))
+    else arm(options.timeoutMs, noFrame)
   })
 }
 

@@ -134,7 +134,11 @@ describe('warm tunnel streams', () => {
     warm.stop()
   })
 
-  it('the exit refuses a stream that never sends its request, after the warm wait', async () => {
+  it('the exit tells a stream that never sends its request why it goes, after the warm wait, and counts no refusal', async () => {
+    const before = exitStats()
+    const denials: unknown[] = []
+    const onDenied = (e: CustomEvent): void => { denials.push(e.detail) }
+    exitNode.services.exit.addEventListener('exit:tunnel:denied', onDenied)
     const stream = await consumer.dialProtocol(exitNode.peerId, TUNNEL_PROTOCOL)
     const started = Date.now()
     const { frame } = await readFrame(stream, { signal: AbortSignal.timeout(5000) })
@@ -143,6 +147,12 @@ describe('warm tunnel streams', () => {
     expect(res.status).toBe(TunnelStatus.BAD_REQUEST)
     expect(res.message).toMatch(`no request within ${EXIT_WAIT_MS} ms`)
     expect(waited).toBeGreaterThanOrEqual(EXIT_WAIT_MS - 50)
+    // a warm stream whose consumer went quiet: no request was made, so it is no refusal
+    await waitFor(() => exitTunnelStreams() === 0, { what: 'the exit to let the stream go' })
+    exitNode.services.exit.removeEventListener('exit:tunnel:denied', onDenied)
+    expect(denials).toEqual([])
+    expect(exitStats().denied).toBe(before.denied)
+    expect(exitStats().deniedByStatus).toEqual(before.deniedByStatus)
   })
 
   it('the exit refuses a request that starts but does not finish in time', async () => {
@@ -153,6 +163,8 @@ describe('warm tunnel streams', () => {
     const res = decodeTunnelResponse(frame)
     expect(res.status).toBe(TunnelStatus.BAD_REQUEST)
     expect(res.message).toMatch(`no complete frame within ${EXIT_WAIT_MS} ms`)
+    // a request begun and not finished is a refusal
+    await waitFor(() => (exitStats().deniedByStatus.BAD_REQUEST ?? 0) >= 1, { what: 'the refusal counted' })
   })
 
   it('a ready stream the node calls stale (a relayed one, once a direct one exists) is closed, not used', async () => {
