@@ -520,7 +520,7 @@ function checkCrossFieldRules (config: SparebandConfig, sources: SourceMap): voi
   checkOwnPorts(config, sources)
   if (p.enabled && !isLoopbackHost(p.host) && p.password == null) {
     const source = sourceOf(sources, 'proxy.host') ?? 'defaults'
-    throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.username and proxy.password too, or an open proxy is exposed to the network`, { source, key: 'proxy.host' })
+    throw new ConfigError(`${source}: proxy.host = ${JSON.stringify(p.host)} is beyond loopback: set proxy.password too (SPAREBAND_PROXY_PASSWORD; with proxy.username, clients must give that user name as well), or an open proxy is exposed to the network`, { source, key: 'proxy.host' })
   }
 }
 

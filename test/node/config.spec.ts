@@ -357,7 +357,12 @@ describe('config validation errors', () => {
     const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'proxy.host', value: '0.0.0.0', source: 'flag --proxy-host' }])]))
     expect(err.key).toBe('proxy.host')
     expect(err.message).toContain('flag --proxy-host')
-    expect(err.message).toContain('proxy.password')
+    expect(err.message).toContain('proxy.host = "0.0.0.0" is beyond loopback: set proxy.password too (SPAREBAND_PROXY_PASSWORD; with proxy.username, clients must give that user name as well)')
+    // a password alone is enough
+    expect(resolveConfig([layerFromKeys([
+      { key: 'proxy.host', value: '0.0.0.0', source: 'x' },
+      { key: 'proxy.password', value: 'pw', source: 'x' }
+    ])]).proxy.host).toBe('0.0.0.0')
     const ok = resolveConfig([layerFromKeys([
       { key: 'proxy.host', value: '0.0.0.0', source: 'x' },
       { key: 'proxy.username', value: 'alice', source: 'x' },
