@@ -190,15 +190,22 @@ function readOwner (file: string): LockOwner | undefined {
   return undefined
 }
 
-/** Whether a process with this pid runs, as any user (EPERM: it runs as another); a pid that is no pid counts as running, for the caller to find out otherwise. */
+/**
+ * Whether a process with this pid runs, as any user (EPERM: it runs as
+ * another); a pid that is no pid counts as running, for the caller to find
+ * out otherwise. A zombie (exited, not yet reaped by its parent) does not
+ * run: a node SIGKILLed and restarted at once was refused for it, and one
+ * whose parent never reaps it would hold its directory for good.
+ */
 export function processRuns (pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return true
   try {
     process.kill(pid, 0)
-    return true
   } catch (err: any) {
     return err.code !== 'ESRCH'
   }
+  const state = procStat(pid)?.[0]
+  return state !== 'Z' && state !== 'X'
 }
 
 function isAlive (owner: LockOwner, file: string): boolean {
@@ -211,10 +218,15 @@ function isAlive (owner: LockOwner, file: string): boolean {
 }
 
 function processStartTime (pid: number): string | undefined {
+  return procStat(pid)?.[19]
+}
+
+/** The fields of /proc/<pid>/stat after the command name (state first); undefined where there is no /proc. */
+function procStat (pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // the command name (field 2) may hold spaces and parentheses: count from its last ')'
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   } catch {
     return undefined
   }

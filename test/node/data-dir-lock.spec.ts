@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createSparebandNode } from '../../src/index.ts'
-import { tempDir } from '../utils/cli.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import { dataDirOwner } from '../../src/node/data-dir-lock.ts'
 import type { SparebandConfigInput } from '../../src/index.ts'
 
 const config: SparebandConfigInput = {
@@ -67,6 +68,27 @@ describe('one node per data directory', () => {
     expect(JSON.parse(readFileSync(join(dataDir, 'node.lock'), 'utf8')).pid).toBe(process.pid)
     await again.stop()
     expect(existsSync(join(dataDir, 'node.lock'))).toBe(false)
+  })
+})
+
+describe('a lock whose process is a zombie', () => {
+  it('does not stand in the way: the process has exited, only its parent has not reaped it', async () => {
+    const dataDir = await tempDir('sb-lock-zombie-')
+    // sh starts a child that exits in 0.3 s, and has become by then a sleep that never reaps it
+    const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 30'])
+    try {
+      const pid = Number(await new Promise<string>(resolve => parent.stdout.once('data', d => resolve(String(d).trim()))))
+      const state = (): string => { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' ')[0] }
+      await waitFor(() => state() === 'Z', { what: 'the child to be a zombie' })
+      writeFileSync(join(dataDir, 'node.lock'), JSON.stringify({ pid }))
+      expect(dataDirOwner(dataDir)).toBeUndefined()
+      const node = await createSparebandNode({ dataDir, config })
+      await node.start()
+      expect(JSON.parse(readFileSync(join(dataDir, 'node.lock'), 'utf8')).pid).toBe(process.pid)
+      await node.stop()
+    } finally {
+      parent.kill()
+    }
   })
 })
 
