@@ -7,6 +7,18 @@
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { PeerKeeper } from './peer-keeper.ts'
 
+/**
+ * `status().relaysFound`: the relays this node holds a reservation on that
+ * it does not name (the relay search's); `relays` lists the named ones
+ * only, so an exit behind NAT that named none looked reachable through
+ * nothing (its relayed addresses were the only trace).
+ */
+export function foundRelaysPart (node: SparebandNode): NodePart | undefined {
+  const keeper = node.libp2p.services.keeper as PeerKeeper | undefined
+  if (keeper == null) return undefined
+  return { name: 'relaysFound', status: () => keeper.foundRelays() }
+}
+
 export function keeperPart (node: SparebandNode): NodePart | undefined {
   const keeper = node.libp2p.services.keeper as PeerKeeper | undefined
   if (keeper == null) return undefined

@@ -138,6 +138,15 @@ interface Reservations {
    * hop protocol, and never takes it out while the node runs.
    */
   relayFilter?: { has: (key: Uint8Array) => boolean, remove?: (key: Uint8Array) => boolean }
+  /** Every reservation the node holds, by relay, named or found by the search. */
+  reservations?: { keys: () => Iterable<PeerId> }
+}
+
+/** A relay the search (`/p2p-circuit` in listen) found and reserved on: this node is reachable through it too. */
+export interface FoundRelay {
+  /** The address of the direct connection to it, or `/p2p/<relay>` while there is none. */
+  addr: string
+  connected: boolean
 }
 
 function reservationsOf (transportManager: PeerKeeperComponents['transportManager']): Reservations | undefined {
@@ -249,6 +258,18 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
       connected: this.directlyConnected(peer),
       reserved: this.reservations?.hasReservation(peer) ?? false
     }))
+  }
+
+  /** The relays the search reserved on, beside the named ones (relayStates()). */
+  foundRelays (): FoundRelay[] {
+    const named = new Set(this.relays.map(r => r.peer.toString()))
+    const found: FoundRelay[] = []
+    for (const peer of this.reservations?.reservations?.keys() ?? []) {
+      if (named.has(peer.toString())) continue
+      const direct = this.components.connectionManager.getConnections(peer).find(c => c.status === 'open' && c.limits == null)
+      found.push({ addr: direct?.remoteAddr.toString() ?? `/p2p/${peer.toString()}`, connected: direct != null })
+    }
+    return found
   }
 
   private build (): void {

@@ -19,7 +19,7 @@ import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
 import { routingPart } from './routing-part.ts'
 import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
-import { keeperPart } from './keeper-part.ts'
+import { foundRelaysPart, keeperPart } from './keeper-part.ts'
 import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
 import { relayServicePart } from './relay-service-part.ts'
@@ -47,7 +47,7 @@ import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './confi
 import type { Identity } from './identity.ts'
 import type { PeerRefusalNotice } from './refusal-notices.ts'
 import type { RelayServiceStatus } from './relay-service-part.ts'
-import type { KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
+import type { FoundRelay, KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
 /** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
@@ -101,6 +101,8 @@ export interface NodeStatus {
   warnings: string[]
   /** The relays this node listens through (`<relay>/p2p-circuit` in `listen`), as the keeper sees them. */
   relays?: RelayState[]
+  /** The relays this node holds a reservation on that it does not name: the relay search found them (`/p2p-circuit` in `listen`). */
+  relaysFound?: FoundRelay[]
   /** The circuit relay this node runs for others; absent with `relay.enabled = false`. */
   relayService?: RelayServiceStatus
   /** The exit (supplier side); `enabled: false` with zero counters when it is off. */
@@ -162,7 +164,7 @@ const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
 // parts start in this order and stop in the reverse: the routing part withdraws the exit's ad (so consumers
 // stop picking it), then the exit refuses new tunnels and ends its open ones, then accounting publishes the
 // final receipts, which cover every byte carried. The proxy is made after routing and accounting (it uses both).
-const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, relayServicePart, throughputPart]
+const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, foundRelaysPart, relayServicePart, throughputPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'

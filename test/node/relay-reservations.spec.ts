@@ -58,3 +58,16 @@ it('an exit that comes back after a blip keeps its new reservation when the old 
   expect(server.reservations.get(exit.libp2p.peerId)).toBe(fresh)
   expect(relay.status().relayService!.reservations).toBe(1)
 }, 40_000)
+
+it('a relay the search found and reserved on is in status (relaysFound), beside the named ones (relays)', async () => {
+  const relay = await start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })
+  const relayAddr = relay.status().addresses[0]
+  // names no relay: searches for one, and meets this one as its bootstrap peer
+  const exit = await start({ region: 'de', listen: ['/p2p-circuit'], network: { local_testnet: true, bootstrap: [relayAddr] } })
+  await waitFor(() => (exit.status().relaysFound ?? []).length === 1, { what: 'the found relay in status', timeoutMs: 20_000 })
+  const [found] = exit.status().relaysFound!
+  expect(found.connected).toBe(true)
+  expect(found.addr).toMatch(new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/${relayAddr.split('/')[4]}(/p2p/${relay.peerId.toString()})?$`))
+  expect(exit.status().relays).toEqual([])
+  expect(exit.status().addresses.some(a => a.startsWith(`${relayAddr}/p2p-circuit`))).toBe(true)
+}, 40_000)
