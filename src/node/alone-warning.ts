@@ -20,7 +20,7 @@ export function aloneWarning (config: Pick<SparebandConfig, 'network' | 'listen'
   if (config.network.local_testnet) return undefined
   if (config.network.bootstrap.length > 0 || namedRelays(config.listen).length > 0) return undefined
   if (peers > 0) return undefined
-  return `no bootstrap peer and no relay is configured for network "${config.network.name}", and no peer is connected: this node cannot find the network on its own and stays alone until a peer dials it; name a member with --bootstrap <multiaddr/p2p/peer-id> (network.bootstrap in config.toml, SPAREBAND_BOOTSTRAP), or use --network <name|file> whose definition lists bootstrap peers (--network local for a testnet on this machine)`
+  return `no bootstrap peer and no relay is configured for network "${config.network.name}", and no peer is connected: this node cannot find the network on its own and stays alone until a peer dials it; name a member with --bootstrap <multiaddr/p2p/peer-id> (network.bootstrap in config.toml, SPAREBAND_BOOTSTRAP), or use --network <name|file> whose definition lists bootstrap peers (--network local for a testnet on this machine or a LAN)`
 }
 
 /** How long a node may be connected with no DHT peer before it is warned: the routing table fills within seconds of a connection. */
