@@ -14,6 +14,7 @@ import { capacityKey, encodeCapacityAd, regionCidsFor, signCapacityAd } from './
 import { adAddresses } from './ad-addresses.ts'
 import { minute, second } from '../constants.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** What the exit offers right now, read on every publish. */
 export interface ExitOffer {
@@ -70,7 +71,12 @@ export class Advertiser {
   private lastSeq = 0n
   private readonly state: AdvertiserStatus = { published: false, peersReached: 0, regionKeys: [] }
   private readonly now: () => number
-  private readonly onAddressChange = (): void => { this.schedule(0) }
+  /** The addresses in the last ad published, to tell an address change from the other updates of self (protocols, autonat's checks). */
+  private lastAddresses = ''
+  private readonly onAddressChange = (): void => {
+    // every self:peer:update cost a put and a provide per region key, though most change no address the ad names
+    if (this.adAddresses().map(String).join() !== this.lastAddresses) this.schedule(0)
+  }
 
   constructor (private readonly components: AdvertiserComponents, private readonly init: AdvertiserInit) {
     this.log = components.logger.forComponent('spareband:routing:advertiser')
@@ -153,6 +159,10 @@ export class Advertiser {
     }
   }
 
+  private adAddresses (): Multiaddr[] {
+    return adAddresses(this.components.libp2p.getMultiaddrs(), this.init.localTestnet === true).slice(0, 16)
+  }
+
   private async publish (options: AbortOptions & { goodbye?: boolean }): Promise<void> {
     const offer = this.init.offer()
     if (offer == null) return
@@ -160,7 +170,7 @@ export class Advertiser {
     const now = this.now()
     // the signing time orders ads across restarts without stored state
     const seq = BigInt(now) > this.lastSeq ? BigInt(now) : this.lastSeq + 1n
-    const multiaddrs = adAddresses(this.components.libp2p.getMultiaddrs(), this.init.localTestnet === true).slice(0, 16)
+    const multiaddrs = this.adAddresses()
     const ad = await signCapacityAd({
       region: offer.region,
       capacityMbps: options.goodbye === true ? 0 : offer.capacityMbps,
@@ -181,6 +191,7 @@ export class Advertiser {
     }
     this.lastSeq = seq
     this.lastLoad = offer.load
+    this.lastAddresses = multiaddrs.map(String).join()
     this.state.published = true
     this.state.lastPublishedAt = now
     this.state.lastSeq = seq.toString()

@@ -1,0 +1,57 @@
+/**
+ * The advertiser republishes its capacity ad when an address it names
+ * changes, not on every update of the node's own record: libp2p fires
+ * self:peer:update for protocol changes and autonat's checks too, and each
+ * publication is a DHT put and a provide per region key. The DHT here is a
+ * recorder (what is published, not how the DHT spreads it, is under test).
+ */
+
+import { afterEach, expect, it } from 'vitest'
+import { TypedEventEmitter } from 'main-event'
+import { multiaddr } from '@multiformats/multiaddr'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { defaultLogger } from '@libp2p/logger'
+import { Advertiser } from '../../src/routing/advertiser.ts'
+import { decodeCapacityAd } from '../../src/routing/capacity-ad.ts'
+import { waitFor } from '../utils/cli.ts'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+const advertisers: Advertiser[] = []
+afterEach(async () => { for (const a of advertisers.splice(0)) await a.stop({ signal: AbortSignal.timeout(100) }) })
+
+it('republishes on an address change, and not on other updates of self', async () => {
+  let addresses: Multiaddr[] = [multiaddr('/ip4/198.51.100.1/tcp/4001'), multiaddr('/ip4/8.8.4.4/tcp/4001')]
+  const puts: string[][] = []
+  const events = new TypedEventEmitter<{ 'self:peer:update': CustomEvent }>()
+  const libp2p = {
+    getMultiaddrs: () => addresses,
+    getPeers: () => [{}] as any,
+    addEventListener: events.addEventListener.bind(events),
+    removeEventListener: events.removeEventListener.bind(events),
+    contentRouting: {
+      put: async (_key: Uint8Array, value: Uint8Array) => { puts.push(decodeCapacityAd(value).multiaddrs.map(b => multiaddr(b).toString())) },
+      provide: async () => {}
+    }
+  } as any
+  const advertiser = new Advertiser({ libp2p, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
+    offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' })
+  })
+  advertisers.push(advertiser)
+  await advertiser.start()
+  await waitFor(() => puts.length === 1, { what: 'the first ad' })
+  // a documentation address is no public one: only 8.8.4.4 goes in
+  expect(puts[0]).toEqual(['/ip4/8.8.4.4/tcp/4001'])
+
+  // protocols changed, autonat checked an address: the ad's addresses are the same
+  for (let i = 0; i < 5; i++) events.safeDispatchEvent('self:peer:update', { detail: {} })
+  addresses = [...addresses, multiaddr('/ip4/10.0.0.9/tcp/4001')]
+  events.safeDispatchEvent('self:peer:update', { detail: {} })
+  await new Promise(resolve => setTimeout(resolve, 300))
+  expect(puts).toHaveLength(1)
+
+  // a new public address: published at once
+  addresses = [...addresses, multiaddr('/ip4/9.9.9.9/tcp/4001')]
+  events.safeDispatchEvent('self:peer:update', { detail: {} })
+  await waitFor(() => puts.length === 2, { what: 'the ad with the new address' })
+  expect(puts[1]).toEqual(['/ip4/8.8.4.4/tcp/4001', '/ip4/9.9.9.9/tcp/4001'])
+})
