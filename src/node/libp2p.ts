@@ -57,6 +57,9 @@ export const YAMUX_MAX_WINDOW = 2 * MiB
  */
 export const PING_TIMEOUT_FLOOR = 60 * second
 
+/** Connections at once (libp2p's default): past it, libp2p refuses inbound ones. */
+export const MAX_CONNECTIONS = 300
+
 /** How often libp2p's connection monitor pings every connection (its default), whether or not the last ping has come back. */
 export const MONITOR_PING_INTERVAL = 10 * second
 
@@ -146,6 +149,8 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     streamMuxers: [batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
     connectionMonitor: { pingInterval: MONITOR_PING_INTERVAL, pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
+      // its pruner closes next to nothing here: connection-trimmer.ts makes the room
+      maxConnections: MAX_CONNECTIONS,
       // many testnet nodes share one IP: the default of 5 inbound
       // connections per second per host resets a burst of bootstrap dials
       inboundConnectionThreshold: local ? Infinity : 5,

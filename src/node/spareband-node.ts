@@ -20,6 +20,7 @@ import { routingPart } from './routing-part.ts'
 import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { foundRelaysPart, keeperPart } from './keeper-part.ts'
+import { connectionTrimmerPart } from './connection-trimmer.ts'
 import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
 import { relayServicePart } from './relay-service-part.ts'
@@ -164,7 +165,7 @@ const SERVICE_FACTORIES: ServiceFactory[] = [exitServices]
 // parts start in this order and stop in the reverse: the routing part withdraws the exit's ad (so consumers
 // stop picking it), then the exit refuses new tunnels and ends its open ones, then accounting publishes the
 // final receipts, which cover every byte carried. The proxy is made after routing and accounting (it uses both).
-const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, foundRelaysPart, relayServicePart, throughputPart]
+const PART_FACTORIES: PartFactory[] = [accountingPart, exitPart, routingPart, proxyPart, keeperPart, foundRelaysPart, relayServicePart, throughputPart, connectionTrimmerPart]
 
 export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   readonly [Symbol.toStringTag] = 'spareband'
