@@ -7,6 +7,8 @@
  */
 
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
+import { fixReservationTimers } from './relay-reservation-timers.ts'
+import type { ServerReservationStore } from './relay-reservation-timers.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { PeerId } from '@libp2p/interface'
 
@@ -27,8 +29,9 @@ export interface RelayServiceStatus {
 }
 
 export function relayServicePart (node: SparebandNode): NodePart | undefined {
-  const server = node.libp2p.services.relay as { reservations?: ReservationMap } | undefined
+  const server = node.libp2p.services.relay as { reservations?: ReservationMap, reservationStore?: ServerReservationStore } | undefined
   if (server == null) return undefined
+  if (server.reservationStore != null) fixReservationTimers(server.reservationStore)
   // a reservation is worth nothing once its peer is gone (the relay reaches a
   // peer only over the connection it reserved on), but js-libp2p keeps it
   // for its 2 h lifetime: 32 throw-away identities that reserved and left
@@ -36,8 +39,9 @@ export function relayServicePart (node: SparebandNode): NodePart | undefined {
   // its own timer, set to run out now: deleted from the map instead, its
   // timer ran on and, at the old reservation's end, removed whatever
   // reservation the peer held then, so an exit that came back after a blip
-  // and reserved again was unreachable until its own refresh. (Its clear()
-  // does not stop a timer that a refresh has reset.)
+  // and reserved again was unreachable until its own refresh (the timers
+  // fixReservationTimers puts in remove only their own reservation, but a
+  // store it could not reach keeps libp2p's)
   const onDisconnect = (e: CustomEvent<PeerId>): void => {
     const reservation = server.reservations?.get(e.detail)
     if (reservation?.signal?.reset != null) reservation.signal.reset(0)

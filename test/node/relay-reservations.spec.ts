@@ -71,3 +71,26 @@ it('a relay the search found and reserved on is in status (relaysFound), beside 
   expect(exit.status().relays).toEqual([])
   expect(exit.status().addresses.some(a => a.startsWith(`${relayAddr}/p2p-circuit`))).toBe(true)
 }, 40_000)
+
+it('a reservation refreshed twice lasts its lifetime from the last refresh (libp2p\'s timer fired at the first refresh\'s end)', async () => {
+  const relay = await start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })
+  const relayAddr = relay.status().addresses[0]
+  const exit = await start({ region: 'de', listen: [`${relayAddr}/p2p-circuit`] })
+  const store = (relay.libp2p.services.relay as any).reservationStore
+  const peer = exit.libp2p.peerId
+  await waitFor(() => store.reservations.get(peer) != null, { what: 'the exit\'s reservation' })
+  const reservation = store.reservations.get(peer)
+  const addr = relay.libp2p.getConnections(peer)[0].remoteAddr
+  // two refreshes, as the exit's RESERVE messages make them, with a short lifetime
+  store.reservationTtl = 800
+  const first = Date.now()
+  store.reserve(peer, addr)
+  await new Promise(resolve => setTimeout(resolve, 400))
+  store.reserve(peer, addr)
+  // past the first refresh's end (800 ms), before the second's (1200 ms)
+  await new Promise(resolve => setTimeout(resolve, Math.max(0, first + 1000 - Date.now())))
+  expect(store.reservations.get(peer)).toBe(reservation)
+  // and it does end, at the second refresh's end
+  await waitFor(() => store.reservations.get(peer) == null, { what: 'the reservation to end', timeoutMs: 5000, intervalMs: 20 })
+  expect(Date.now() - first).toBeGreaterThanOrEqual(1150)
+}, 40_000)
