@@ -10,6 +10,7 @@
  */
 
 import { byteStream } from '@libp2p/utils'
+import { isClosePending } from './tunnel-close-guard.ts'
 import { equals as uint8ArrayEquals } from 'uint8arrays/equals'
 import type { AbortOptions, Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 
@@ -18,9 +19,9 @@ export interface OpenStreamOptions extends AbortOptions {
   maxOutboundStreams?: number
 }
 
-/** The connection a new stream to `peer` would use now, if any. */
+/** The connection a new stream to `peer` would use now, if any: never one whose close waits for its tunnels to end. */
 export function connectionFor (libp2p: Pick<Libp2p, 'getConnections'>, peer: PeerId, allowLimited: boolean): Connection | undefined {
-  const open = libp2p.getConnections(peer).filter(c => c.status === 'open')
+  const open = libp2p.getConnections(peer).filter(c => c.status === 'open' && !isClosePending(c))
   return open.find(c => c.limits == null) ?? (allowLimited ? open[0] : undefined)
 }
 

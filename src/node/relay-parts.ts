@@ -16,6 +16,7 @@ import { MAX_OUTBOUND_TUNNELS } from '../relay/tunnel-protocol.ts'
 import { WarmStreams } from '../relay/warm-streams.ts'
 import { ExitLiveness } from '../relay/exit-liveness.ts'
 import { connectionFor, openStream, pingOver } from './open-stream.ts'
+import { isClosePending } from './tunnel-close-guard.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
@@ -28,7 +29,7 @@ import type { IngressStats } from '../relay/ingress.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 
 const GB = 1e9
 
@@ -163,8 +164,10 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const selector: ExitSelector = node.part<RoutingPart>('routing')?.selector ?? new KnownPeerSelector(node.libp2p)
   const consumerAccounting = node.part<AccountingPart>('accounting')?.consumer
   const log = node.libp2p.logger.forComponent('spareband:relay:ingress')
-  // streams warmed on a relayed connection, which are not used once a direct one exists
+  // streams warmed on a relayed connection, which are not used once a direct one exists,
+  // and the connection of each, which is not used once its close is pending
   const onLimited = new WeakSet<Stream>()
+  const connectionOf = new WeakMap<Stream, Connection>()
   const warm = new WarmStreams({
     perExit: config.proxy.warm_streams,
     log: node.libp2p.logger.forComponent('spareband:relay:warm-streams'),
@@ -174,9 +177,10 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       if (connection == null) return undefined
       const stream = await connection.newStream(TUNNEL_PROTOCOL, { signal: AbortSignal.timeout(10 * second), runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
       if (connection.limits != null) onLimited.add(stream)
+      connectionOf.set(stream, connection)
       return stream
     },
-    stale: (exit, stream) => onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null
+    stale: (exit, stream) => (onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null) || isClosePending(connectionOf.get(stream))
   })
   const liveness = new ExitLiveness({
     log: node.libp2p.logger.forComponent('spareband:relay:exit-liveness'),

@@ -20,6 +20,7 @@ import { TUNNEL_PROTOCOL, minute, second } from '../constants.ts'
 import { ExitPolicy, parseTargetHost } from './exit-policy.ts'
 import { BULK_READ_BYTES, bulkReads } from './bulk-read.ts'
 import { pipeSocketStream } from './pipe.ts'
+import { markLive } from './live-tunnels.ts'
 import { QuotaTracker } from './quota.ts'
 import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, outsideScheduleMessage, parseSchedule } from './schedule.ts'
@@ -566,6 +567,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     // counted as it comes in. Given back when the tunnel ends, or before a
     // refusal is sent; the finally catches every other way out
     const release = this.slots.take(consumerId)
+    // a tunnel from here on: a close of its connection waits for it (node/tunnel-close-guard.ts)
+    markLive(stream)
     try {
       await this.setUpAndCarry(stream, consumer, request, rest, release)
     } finally {

@@ -1,8 +1,10 @@
 /**
- * The streams carrying a tunnel's bytes right now, on either end: those
- * whose pump (pipe.ts) runs. A stream opened ahead of need (warm) or still
- * setting up is not one. Kept so that whoever closes a connection can tell
- * what it would cut (see node/tunnel-close-guard.ts).
+ * The streams of tunnels, on either end, from the request (sent by the
+ * consumer, admitted by the exit) until their pump (pipe.ts) ends; one
+ * refused or failed on the way is closed, which is as good as unmarked. A
+ * stream opened ahead of need (warm) is none until its request. Kept so
+ * that whoever closes a connection can tell what it would cut (see
+ * node/tunnel-close-guard.ts).
  */
 
 import type { Stream } from '@libp2p/interface'

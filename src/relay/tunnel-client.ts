@@ -13,6 +13,7 @@ import { raceAbort } from '../race-abort.ts'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
 import { NO_ANSWER } from './status-codes.ts'
+import { markLive } from './live-tunnels.ts'
 import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelError, TunnelRequest, TunnelStatus, decodeTunnelResponse, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitRequest, ExitSelector } from './exit-selector.ts'
 import type { ConsumerAccounting } from './accounting-hooks.ts'
@@ -252,6 +253,8 @@ export class TunnelClient {
       await raceAbort(this.init.accounting?.prepare?.(exit).catch(() => {}) ?? Promise.resolve(), signal)
       // the wire session id is accounting's; the targeting session id only picks the exit
       sessionId = this.init.accounting?.sessionFor(exit) ?? ''
+      // a tunnel from its request on: a close of its connection waits for it (node/tunnel-close-guard.ts)
+      markLive(stream)
       await sendFrame(stream, TunnelRequest.encode({ sessionId, targetHost: target.host, targetPort: target.port }))
       // from here the exit owes an answer: one long in coming gets it checked (see ExitLiveness)
       const unwatch = this.init.liveness?.watch(exit, reason => { gone.abort(reason) })
