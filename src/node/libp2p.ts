@@ -8,7 +8,6 @@ import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { multiaddr } from '@multiformats/multiaddr'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
@@ -56,6 +55,9 @@ export const YAMUX_MAX_WINDOW = 2 * MiB
  * every tunnel with it. A dead peer is still found, a minute later.
  */
 export const PING_TIMEOUT_FLOOR = 60 * second
+
+/** New inbound connections a second from one host (libp2p's default is 5); a relay is one host for all it relays. */
+export const INBOUND_PER_HOST_PER_SECOND = 30
 
 /** Connections at once (libp2p's default): past it, libp2p refuses inbound ones. */
 export const MAX_CONNECTIONS = 300
@@ -105,27 +107,6 @@ export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
 }
 
-/**
- * The named relays' IP addresses, which libp2p's inbound limits let by: a
- * relayed connection comes from its relay's address, so behind NAT every
- * consumer of an exit comes from one host, and the limit of 5 new
- * connections a second per host let 5 of a burst of 12 through (the rest
- * timed out in their handshake). The relay limits circuits itself. A
- * relay named by DNS name, or found by searching, is not in the list.
- */
-export function relayAllowList (listen: string[]): string[] {
-  const hosts = new Set<string>()
-  for (const relay of namedRelays(listen)) {
-    try {
-      const [first] = multiaddr(relay).getComponents()
-      if (first?.name === 'ip4' || first?.name === 'ip6') hosts.add(`/${first.name}/${first.value}`)
-    } catch {
-      // a listen address that does not parse is the config check's to report
-    }
-  }
-  return [...hosts]
-}
-
 export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
@@ -151,13 +132,15 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     connectionManager: {
       // its pruner closes next to nothing here: connection-trimmer.ts makes the room
       maxConnections: MAX_CONNECTIONS,
-      // many testnet nodes share one IP: the default of 5 inbound
-      // connections per second per host resets a burst of bootstrap dials
-      inboundConnectionThreshold: local ? Infinity : 5,
-      // connections in their handshake at once (libp2p's default is 10): a
-      // burst of consumers to an exit behind NAT all arrive at once, relayed
-      maxIncomingPendingConnections: 64,
-      allow: relayAllowList(config.listen)
+      // many testnet nodes share one IP: libp2p's default of 5 inbound
+      // connections per second per host resets a burst of bootstrap dials.
+      // And every consumer's connection to an exit behind NAT comes from its
+      // relay's address: 5 of a burst of 12 got through, the rest timed out
+      // in their handshake. (An allow list for the relays would let every
+      // connection without an IP address, WebRTC's, past all limits.)
+      inboundConnectionThreshold: local ? Infinity : INBOUND_PER_HOST_PER_SECOND,
+      // connections in their handshake at once (libp2p's default is 10)
+      maxIncomingPendingConnections: 64
     },
     peerDiscovery,
     services: {
