@@ -8,7 +8,9 @@
  * Exits put every listener in their ads, and consumers dialled their
  * 127.0.0.1 (reaching themselves), their LAN addresses (ENETUNREACH) and
  * waited out dials that could never work; and an ad is the exit's to write,
- * so a consumer must not dial whatever address it names.
+ * so a consumer must not dial whatever address it names. A DNS name is
+ * taken as the DHT takes it: it is not resolved here to be checked.
+ * Addresses no other machine can dial (/unix, /memory) never go in.
  *
  * In a local testnet private addresses are the point, but loopback ones
  * are only of use on one machine: left out when there are others.
@@ -18,9 +20,16 @@ import { isPrivate } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export function adAddresses (addresses: readonly Multiaddr[], localTestnet: boolean): Multiaddr[] {
-  if (!localTestnet) return addresses.filter(a => !isPrivate(a))
-  const others = addresses.filter(a => !isLoopback(a))
-  return others.length > 0 ? others : [...addresses]
+  const network = addresses.filter(isNetworkAddress)
+  if (!localTestnet) return network.filter(a => !isPrivate(a))
+  const others = network.filter(a => !isLoopback(a))
+  return others.length > 0 ? others : network
+}
+
+/** An address another machine could dial at all: an IP address or a DNS name first (not /unix, /memory). */
+function isNetworkAddress (a: Multiaddr): boolean {
+  const first = a.getComponents()[0]?.name
+  return first === 'ip4' || first === 'ip6' || first === 'dns' || first === 'dns4' || first === 'dns6' || first === 'dnsaddr'
 }
 
 function isLoopback (a: Multiaddr): boolean {
