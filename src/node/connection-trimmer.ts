@@ -48,10 +48,21 @@ export interface ConnectionTrimmerInit {
   now?: () => number
 }
 
+/** Least time between two looks at every connection (each reads every peer's tags): a burst of new ones above the mark costs one. */
+const MIN_TRIM_INTERVAL_MS = 1000
+
 export class ConnectionTrimmer {
   private timer?: NodeJS.Timeout
+  private later?: NodeJS.Timeout
   private trimming = false
-  private readonly onOpen = (): void => { void this.trim() }
+  private lastTrim = 0
+  private readonly onOpen = (): void => {
+    const wait = this.lastTrim + MIN_TRIM_INTERVAL_MS - Date.now()
+    if (wait <= 0) { void this.trim(); return }
+    if (this.later != null) return
+    this.later = setTimeout(() => { this.later = undefined; void this.trim() }, wait)
+    this.later.unref()
+  }
   /** Connections this trimmer closed. */
   closed = 0
 
@@ -76,13 +87,17 @@ export class ConnectionTrimmer {
   stop (): void {
     this.libp2p.removeEventListener('connection:open', this.onOpen)
     clearInterval(this.timer)
+    clearTimeout(this.later)
+    this.later = undefined
   }
 
   async trim (): Promise<number> {
     if (this.trimming) return 0
-    const connections = this.libp2p.getConnections()
+    // those closing (ours among them) are still listed until they are gone
+    const connections = this.libp2p.getConnections().filter(c => c.status === 'open')
     if (connections.length <= this.highWater) return 0
     this.trimming = true
+    this.lastTrim = Date.now()
     try {
       const mesh = new Set<string>()
       const pubsub = this.libp2p.services.pubsub as { getMeshPeers?: (topic: string) => string[] } | undefined
