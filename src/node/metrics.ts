@@ -108,7 +108,7 @@ const COUNTERS: MetricSpec[] = [
   { name: 'spareband_proxy_tunnels_total', help: 'Tunnels opened from this node', read: s => num(s.proxy?.tunnelsTotal) },
   {
     name: 'spareband_proxy_failed_total',
-    help: 'Tunnels from this node that no exit carried, by what the client was told (the exit\'s status, or NO_EXIT)',
+    help: 'Tunnels from this node that no exit carried, by what the client was told (the exit\'s status, NO_EXIT or NO_ANSWER)',
     labelNames: ['status'],
     read: s => s.proxy?.failedByStatus == null ? undefined : Object.entries(s.proxy.failedByStatus).map(([status, n]) => [{ status }, num(n)])
   },

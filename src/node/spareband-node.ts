@@ -134,6 +134,7 @@ export interface SparebandEvents {
    * The exit stopped or began taking new tunnels, or stays closed for
    * another reason now: paused or resumed, its share schedule closed or
    * opened, a data quota used up (its open tunnels were ended) or renewed.
+   * Its tunnel limit (max_tunnels) is load, not one of these.
    * Fired at once for a pause and a quota; within 10 s of the clock for a
    * schedule's window and a quota's new day or month.
    */
