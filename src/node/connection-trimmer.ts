@@ -11,8 +11,8 @@
  * DCUtR): never one with a tunnel, a receipt stream, a circuit or any
  * other stream, nor one to a peer kept on purpose (a keep-alive tag: the
  * relays this node reserved on; a peer holding a reservation on this
- * relay; a gossip mesh peer; a named relay or bootstrap peer on the allow
- * list), nor one younger than GRACE_MS: a consumer dials, then opens its
+ * relay; a gossip mesh peer; a relay or bootstrap peer named in the
+ * config), nor one younger than GRACE_MS: a consumer dials, then opens its
  * tunnel, and closing the newest first (as libp2p's pruner does) turned
  * newcomers away, the very thing this is for. Of the rest, the least
  * valued by libp2p's peer tags (the DHT's routing table, bootstrap) go
