@@ -163,7 +163,7 @@ interface PeerAddr {
 }
 
 /** A multiaddr that ends in `/p2p/<peer>`, else undefined (libp2p says what is wrong with the others where it uses them). */
-function withPeer (address: string): PeerAddr | undefined {
+export function withPeer (address: string): PeerAddr | undefined {
   try {
     const addr = multiaddr(address)
     const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value

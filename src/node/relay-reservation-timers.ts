@@ -37,7 +37,11 @@ export function resettableTimeoutSignal (ms: number): ResettableSignal {
 /** What of @libp2p/circuit-relay-v2's server ReservationStore this touches. */
 export interface ServerReservationStore {
   reservationTtl: number
-  reservations: { get: (peer: PeerId) => { signal: AbortSignal & { clear?: () => void } } | undefined, delete: (peer: PeerId) => unknown }
+  reservations: {
+    size: number
+    get: (peer: PeerId) => { signal: AbortSignal & { clear?: () => void, reset?: (ms?: number) => void } } | undefined
+    delete: (peer: PeerId) => unknown
+  }
   reserve: (peer: PeerId, ...rest: any[]) => unknown
 }
 

@@ -14,13 +14,6 @@ import type { PeerId } from '@libp2p/interface'
 
 // a circuit through this relay is an inbound stream of the hop protocol, open while the circuit is (a reservation's closes once made)
 
-/** What of js-libp2p's relay server reservations this part touches (its `signal` is a retimeable-signal). */
-interface ReservationMap {
-  size: number
-  get: (peer: PeerId) => { signal?: { reset?: (ms?: number) => void } } | undefined
-  delete: (peer: PeerId) => unknown
-}
-
 export interface RelayServiceStatus {
   /** Peers holding a reservation on this relay: reachable through it. */
   reservations: number
@@ -29,30 +22,24 @@ export interface RelayServiceStatus {
 }
 
 export function relayServicePart (node: SparebandNode): NodePart | undefined {
-  const server = node.libp2p.services.relay as { reservations?: ReservationMap, reservationStore?: ServerReservationStore } | undefined
+  const server = node.libp2p.services.relay as { reservationStore?: ServerReservationStore } | undefined
   if (server == null) return undefined
-  if (server.reservationStore != null) fixReservationTimers(server.reservationStore)
+  const store = server.reservationStore
+  if (store != null) fixReservationTimers(store)
   // a reservation is worth nothing once its peer is gone (the relay reaches a
   // peer only over the connection it reserved on), but js-libp2p keeps it
   // for its 2 h lifetime: 32 throw-away identities that reserved and left
   // filled the relay for everyone else for that long. It is ended through
-  // its own timer, set to run out now: deleted from the map instead, its
-  // timer ran on and, at the old reservation's end, removed whatever
-  // reservation the peer held then, so an exit that came back after a blip
-  // and reserved again was unreachable until its own refresh (the timers
-  // fixReservationTimers puts in remove only their own reservation, but a
-  // store it could not reach keeps libp2p's)
-  const onDisconnect = (e: CustomEvent<PeerId>): void => {
-    const reservation = server.reservations?.get(e.detail)
-    if (reservation?.signal?.reset != null) reservation.signal.reset(0)
-    else server.reservations?.delete(e.detail)
-  }
+  // its own timer, set to run out now, which removes that reservation and
+  // no newer one (a bare delete left libp2p's timer to remove, at the old
+  // reservation's end, the one an exit back from a blip had made since)
+  const onDisconnect = (e: CustomEvent<PeerId>): void => { store?.reservations.get(e.detail)?.signal.reset?.(0) }
   return {
     name: 'relayService',
     start: async () => { node.libp2p.addEventListener('peer:disconnect', onDisconnect) },
     stop: async () => { node.libp2p.removeEventListener('peer:disconnect', onDisconnect) },
     status: (): RelayServiceStatus => ({
-      reservations: server.reservations?.size ?? 0,
+      reservations: store?.reservations.size ?? 0,
       circuits: node.libp2p.getConnections().reduce((n, c) => n + c.streams.filter(s => s.protocol === RELAY_V2_HOP_CODEC && s.direction === 'inbound').length, 0)
     })
   }

@@ -36,7 +36,7 @@ export interface ProxyRefusalNotice {
  * was found. The client gets the refusal; the operator gets this.
  */
 export interface ProxyFailureNotice {
-  /** What the client was told: the last exit's status (BUSY, INSUFFICIENT_CREDIT, CONNECT_REFUSED, ...) or NO_EXIT. */
+  /** What the client was told: the last exit's status (BUSY, INSUFFICIENT_CREDIT, CONNECT_REFUSED, ...), NO_EXIT or NO_ANSWER. */
   outcome: Outcome
   /** The peer id of the exit that refused, when one did. */
   exit?: string
@@ -86,7 +86,7 @@ export interface IngressStats {
   tunnelsTotal: number
   /** Tunnels that could not be opened: no exit, or every exit asked refused or failed. */
   failed: number
-  /** `failed` by what the client was told (the last exit's status, or NO_EXIT). */
+  /** `failed` by what the client was told (the last exit's status, NO_EXIT or NO_ANSWER). */
   failedByStatus: Record<string, number>
   /** Clients the proxies refused before any exit was asked: a user name that names no exit, missing or wrong credentials. */
   refused: { targeting: number, credentials: number }

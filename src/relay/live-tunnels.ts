@@ -1,6 +1,7 @@
 /**
  * The streams of tunnels, on either end, from the request (sent by the
- * consumer, admitted by the exit) until their pump (pipe.ts) ends; one
+ * consumer in tunnel-client.ts, admitted by the exit in exit.ts) until
+ * their pump (pipe.ts) ends; one
  * refused or failed on the way is closed, which is as good as unmarked. A
  * stream opened ahead of need (warm) is none until its request. Kept so
  * that whoever closes a connection can tell what it would cut (see

@@ -16,26 +16,14 @@
  * are only of use on one machine: left out when there are others.
  */
 
-import { isPrivate } from '@libp2p/utils'
+import { isPrivate, tryGetNetConfig } from '@libp2p/utils'
+import { isLoopback } from '../relay/listen-address.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 export function adAddresses (addresses: readonly Multiaddr[], localTestnet: boolean): Multiaddr[] {
-  const network = addresses.filter(isNetworkAddress)
+  // an IP address or a DNS name first: another machine can dial it at all (not /unix, /memory)
+  const network = addresses.filter(a => tryGetNetConfig(a) != null)
   if (!localTestnet) return network.filter(a => !isPrivate(a))
-  const others = network.filter(a => !isLoopback(a))
+  const others = network.filter(a => !isLoopback(tryGetNetConfig(a)?.host ?? ''))
   return others.length > 0 ? others : network
 }
-
-/** An address another machine could dial at all: an IP address or a DNS name first (not /unix, /memory). */
-function isNetworkAddress (a: Multiaddr): boolean {
-  const first = a.getComponents()[0]?.name
-  return first === 'ip4' || first === 'ip6' || first === 'dns' || first === 'dns4' || first === 'dns6' || first === 'dnsaddr'
-}
-
-function isLoopback (a: Multiaddr): boolean {
-  const [first] = a.getComponents()
-  if (first?.name === 'ip4') return first.value?.startsWith('127.') === true
-  if (first?.name === 'ip6') return first.value === '::1'
-  return (first?.name === 'dns' || first?.name === 'dns4' || first?.name === 'dns6') && first.value === 'localhost'
-}
-
