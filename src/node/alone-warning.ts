@@ -43,7 +43,7 @@ export function noDhtPeerWarning (config: Pick<SparebandConfig, 'network' | 'exi
   if (ips.length > 0 && ips.every(ip => ip != null && ip.range() !== 'unicast')) {
     return `${lead}: network "${config.network.name}" takes DHT peers at public addresses only, and every peer is at a private or loopback address (${[...new Set(ips.map(String))].slice(0, 3).join(', ')}); for machines that meet on a LAN or other private addresses, use --network local, or a network definition (--network FILE) with "local_testnet": true`
   }
-  return `${lead}: its peers may not run the DHT as servers (network.dht_server), or reach it only at private addresses, which network "${config.network.name}" does not take`
+  return `${lead}: its peers may not run the DHT as servers (network.dht_server; "auto", the default, is a server only at a public address), or reach it only at private addresses, which network "${config.network.name}" does not take`
 }
 
 /** The IP address a connection's remote address starts with, if it has one (a relayed connection's does not). */

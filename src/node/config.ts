@@ -150,6 +150,9 @@ export const MAX_GOSSIP_RETENTION_DAYS = 36_500
  */
 const gossipRetentionDays = z.number().refine(v => v === 0 || (v >= 1 && v <= MAX_GOSSIP_RETENTION_DAYS), `must be 0 (keep them for ever) or from 1 to ${MAX_GOSSIP_RETENTION_DAYS} days`)
 
+/** A switch with a third setting, "auto", that the node decides (dht_server, relay.enabled). */
+const onOffAuto = z.union([z.boolean(), z.literal('auto')])
+
 /** 0 would advertise an exit that is always busy: the way to take no tunnels is to turn the exit off. */
 const tunnelLimit = z.number().int().min(1, 'must be at least 1; to take no tunnels, turn the exit off with --no-supply (exit.enabled = false)')
 
@@ -163,8 +166,8 @@ export const configSchema = z.strictObject({
     bootstrap: checkedList(parsePeerAddress),
     receipts_topic: z.string().min(1),
     reputation_topic: z.string().min(1),
-    /** Run the DHT in server mode. Servers are the only peers kad-dht returns from lookups. */
-    dht_server: z.boolean(),
+    /** Run the DHT in server mode (servers are the only peers kad-dht returns from lookups); "auto": while the node has a public address (always in a local testnet). */
+    dht_server: onOffAuto,
     /** Local testnets on one IP: drop gossipsub's IP colocation penalty and per-host dial limits. */
     local_testnet: z.boolean(),
     /** The longest wait between redials of a lost relay (one in `listen`), or of the bootstrap peers while the node has no peer; the first is 1 s and they double. */
@@ -240,8 +243,8 @@ export const configSchema = z.strictObject({
     reputation_interval_seconds: z.number().refine(v => v === 0 || (v >= 120 && v <= 86_400), 'must be 0 (never report) or from 120 to 86400 seconds')
   }),
   relay: z.strictObject({
-    /** Act as a circuit relay for other peers. */
-    enabled: z.boolean(),
+    /** Act as a circuit relay for other peers; "auto": while the node has a public address (always in a local testnet). */
+    enabled: onOffAuto,
     max_reservations: z.number().int().min(0),
     /** Per relayed connection, both directions together; js-libp2p's 128 KiB default is far too low for tunnels. */
     data_limit_mb: nonNegative,
@@ -267,10 +270,12 @@ export const defaultConfig: SparebandConfig = {
     bootstrap: [],
     receipts_topic: 'spareband/receipts/1',
     reputation_topic: 'spareband/reputation/1',
-    // kad-dht only returns servers from lookups; a node that is a client
-    // until autonat proves it public would leave small networks unable to
-    // find each other.
-    dht_server: true,
+    // kad-dht's own rule: a server while the node has an address others can
+    // dial (listened on, announced, or confirmed by AutoNAT), so a node
+    // behind NAT does not sit in routing tables at an address nobody can
+    // reach. In a local testnet every address is private, and "auto" is a
+    // server (a network of clients could find nothing)
+    dht_server: 'auto',
     local_testnet: false,
     // DEFAULT_REDIAL_MAX_MS in src/node/peer-keeper.ts says why
     redial_max_seconds: 60
@@ -330,7 +335,9 @@ export const defaultConfig: SparebandConfig = {
     reputation_interval_seconds: DEFAULT_REPUTATION_INTERVAL_MS / second
   },
   relay: {
-    enabled: true,
+    // as dht_server: a relay behind NAT hands out circuits nobody can dial
+    // (src/node/public-relay-server.ts)
+    enabled: 'auto',
     max_reservations: 32,
     // a 64 MB download plus noise/yamux overhead in both directions fits with room
     data_limit_mb: 1024,
@@ -425,6 +432,7 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_DEFAULT_REGION', key: 'proxy.default_region', parse: s => s },
   { env: 'SPAREBAND_SUPPLY', key: 'exit.enabled', parse: bool },
   { env: 'SPAREBAND_RELAY', key: 'relay.enabled', parse: bool },
+  { env: 'SPAREBAND_DHT_SERVER', key: 'network.dht_server', parse: bool },
   { env: 'SPAREBAND_CAPACITY_MBPS', key: 'exit.capacity_mbps', parse: num },
   { env: 'SPAREBAND_EXIT_PORTS', key: 'exit.allowed_ports', parse: list },
   { env: 'SPAREBAND_ALLOW_PRIVATE_TARGETS', key: 'exit.allow_private_targets', parse: bool },
@@ -583,7 +591,10 @@ export function valueProblem (issue: z.core.$ZodIssue, key: string, value: unkno
 }
 
 /** What a setting that takes several forms may be. */
-const UNION_FORMS: Array<[RegExp, string]> = [[/allowed_ports\.\d+$/, 'a port (443), a range as a string ("8000-8100") or "reduced"']]
+const UNION_FORMS: Array<[RegExp, string]> = [
+  [/allowed_ports\.\d+$/, 'a port (443), a range as a string ("8000-8100") or "reduced"'],
+  [/^(network\.dht_server|relay\.enabled)$/, 'true, false or "auto"']
+]
 
 /** The unit a key's name gives its number in (daily_quota_gb: GB). */
 const UNITS: Array<[RegExp, string]> = [[/(^|\.)price_per_gb$/, 'in credits per GB'], [/(^|\.)(credit_limit|stop_at_balance|allowance)$/, 'in credits'], [/_gb$/, 'in GB'], [/_mb$/, 'in MiB (2^20 bytes)'], [/_mbps$/, 'in Mbit/s'], [/_seconds$/, 'in seconds'], [/_days$/, 'in days']]

@@ -7,7 +7,9 @@ import { createSocket } from 'node:dgram'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
-import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { relayService } from './public-relay-server.ts'
+import { ownPublicAddresses } from './own-public-addresses.ts'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
@@ -107,6 +109,17 @@ export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
 }
 
+/**
+ * kad-dht's clientMode for network.dht_server: "auto" is kad-dht's own
+ * rule (a server while the node has a public address: one it listens on or
+ * announces, or one AutoNAT confirmed), except in a local testnet, where
+ * every address is private and a client-only network could find nothing.
+ */
+export function dhtClientMode (network: Pick<SparebandConfig['network'], 'dht_server' | 'local_testnet'>): boolean | undefined {
+  if (network.dht_server === 'auto') return network.local_testnet ? false : undefined
+  return !network.dht_server
+}
+
 export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
@@ -148,10 +161,12 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       autoNAT: autoNAT(),
+      // a public IPv4 address of this machine's own is one, before AutoNAT's four dial-backs
+      ownPublicAddresses: ownPublicAddresses(),
       dcutr: dcutr(),
       dht: kadDHT({
         protocol: config.network.dht_protocol,
-        clientMode: !config.network.dht_server,
+        clientMode: dhtClientMode(config.network),
         // the default mapper drops 127.x and 10.x addresses, which leaves a
         // loopback testnet with peers it cannot dial
         peerInfoMapper: local ? passthroughMapper : removePrivateAddressesMapper,
@@ -178,9 +193,9 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
         // rejected receipts count against their sender (gossipsub scores no topic by default)
         scoreParams: gossipScoreParams([config.network.receipts_topic, config.network.reputation_topic], local)
       }),
-      ...(config.relay.enabled
+      ...(config.relay.enabled !== false
         ? {
-            relay: circuitRelayServer({
+            relay: relayService({
               reservations: {
                 maxReservations: config.relay.max_reservations,
                 // 0 in either limit means "no limit" to the operator. The
@@ -191,7 +206,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
                 defaultDurationLimit: config.relay.duration_limit_seconds > 0 ? Math.floor(config.relay.duration_limit_seconds * second) : NO_DURATION_LIMIT_MS,
                 applyDefaultLimit: config.relay.data_limit_mb > 0 || config.relay.duration_limit_seconds > 0
               }
-            })
+            }, { whilePublic: config.relay.enabled === 'auto' && !local })
           }
         : {}),
       ...services

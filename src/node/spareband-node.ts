@@ -10,7 +10,7 @@ import { TypedEventEmitter } from 'main-event'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { checkNodeInit } from './node-init-check.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
-import { buildLibp2p, checkUdpListenPorts, explainListenFailure } from './libp2p.ts'
+import { buildLibp2p, checkUdpListenPorts, dhtClientMode, explainListenFailure } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
 import { renderDashboard } from './dashboard/index.ts'
@@ -48,6 +48,7 @@ import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './confi
 import type { Identity } from './identity.ts'
 import type { PeerRefusalNotice } from './refusal-notices.ts'
 import type { RelayServiceStatus } from './relay-service-part.ts'
+import type { RelayServiceReason } from './public-relay-server.ts'
 import type { FoundRelay, KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 
@@ -104,7 +105,7 @@ export interface NodeStatus {
   relays?: RelayState[]
   /** The relays this node holds a reservation on that it does not name: the relay search found them (`/p2p-circuit` in `listen`). */
   relaysFound?: FoundRelay[]
-  /** The circuit relay this node runs for others; absent with `relay.enabled = false`. */
+  /** The circuit relay this node runs for others (whether it runs now, and why); absent with `relay.enabled = false`. */
   relayService?: RelayServiceStatus
   /** The exit (supplier side); `enabled: false` with zero counters when it is off. */
   exit?: ExitStatus
@@ -141,6 +142,8 @@ export interface SparebandEvents {
   'exit:availability': CustomEvent<OfferChange>
   /** This node refused a peer: a tunnel or a receipt at its exit, a gossiped message; rate-limited per kind. */
   'node:refused': CustomEvent<PeerRefusalNotice>
+  /** The relay this node runs for others started or stopped as it gained or lost its public address (relay.enabled = "auto"). */
+  'relay:service': CustomEvent<{ running: boolean, reason: RelayServiceReason }>
 }
 
 /**
@@ -437,7 +440,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       peers: this.libp2p.getPeers().length,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       dht: {
-        mode: dht?.getMode?.() ?? (this.config.network.dht_server ? 'server' : 'client'),
+        mode: dht?.getMode?.() ?? (dhtClientMode(this.config.network) === false ? 'server' : 'client'),
         routingTableSize
       },
       api: this.apiUrl,

@@ -145,7 +145,7 @@ describe('an exit behind NAT: relayed first, then upgraded by DCUtR', () => {
     })
     tcpPort(exit, p => { exitTcpPort = p })
     await exit.start()
-    await waitFor(() => (relay.libp2p.services.relay as any).reservations.has(exit.peerId), { what: 'E\'s reservation on R' })
+    await waitFor(() => (relay.libp2p.services.relay as any).server.reservations.has(exit.peerId), { what: 'E\'s reservation on R' })
     expect(exitTcpPort).toBeGreaterThan(0)
     expect(exit.libp2p.getMultiaddrs().map(String)).toEqual([`${relayAddr}/p2p-circuit/p2p/${exit.peerId}`])
 

@@ -37,7 +37,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     })
     await e.start()
     cleanups.push(async () => e.stop())
-    await waitFor(() => (r.libp2p.services.relay as any).reservations.has(e.peerId), { what: 'E\'s reservation on R' })
+    await waitFor(() => (r.libp2p.services.relay as any).server.reservations.has(e.peerId), { what: 'E\'s reservation on R' })
     const c = await consumerThrough(relayAddr, e)
     return { relay: r, exit: e, consumer: c, relayDir, relayAddr }
   }
@@ -104,12 +104,12 @@ describe('a relayed circuit cut under an open tunnel', () => {
     let stoppedAt = 0
     let during: unknown
     // the relay's status counts E's reservation and C's connection to E through it (a circuit carries all their tunnels)
-    expect(relay.status().relayService).toEqual({ reservations: 1, circuits: 1 })
+    expect(relay.status().relayService).toEqual({ running: true, reason: 'on', reservations: 1, circuits: 1 })
     // /drip sends about 6 MB/s: still running when the relay goes
     const r = await rawGet(consumer, target.port, '/drip', n => {
       if (stoppedAt === 0 && n > 1_000_000) { during = relay.status().relayService; stoppedAt = Date.now(); void relay.stop() }
     })
-    expect(during).toEqual({ reservations: 1, circuits: 1 })
+    expect(during).toEqual({ running: true, reason: 'on', reservations: 1, circuits: 1 })
     expect(stoppedAt).toBeGreaterThan(0)
     expect(r.bytes).toBeLessThan(target.blob.byteLength)
     expect(r.error).toBe('ECONNRESET')
@@ -137,7 +137,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     await relay.stop()
     await waitFor(() => !exit.libp2p.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit')), { what: 'E to lose its relayed address' })
     const again = await restartRelay(relayDir, relayAddr)
-    await waitFor(() => (again.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 20_000, what: 'E\'s reservation on the restarted R' })
+    await waitFor(() => (again.libp2p.services.relay as any).server.reservations.has(exit.peerId), { timeoutMs: 20_000, what: 'E\'s reservation on the restarted R' })
     const r = await rawGet(consumer, target.port, '/slice/1000')
     expect(r.error).toBeUndefined()
     expect(r.bytes).toBeGreaterThan(1000)
@@ -162,7 +162,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     const lostWarning = (): string[] => exit.status().warnings.filter(w => w.startsWith(`relay ${relayAddr} is lost since `))
     await waitFor(() => lostWarning().length === 1, { what: 'the lost relay in status warnings' })
     const relay = await restartRelay(relayDir, relayAddr)
-    await waitFor(() => (relay.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 15_000, what: 'E\'s reservation on R, once up' })
+    await waitFor(() => (relay.libp2p.services.relay as any).server.reservations.has(exit.peerId), { timeoutMs: 15_000, what: 'E\'s reservation on R, once up' })
     await waitFor(() => exit.libp2p.getMultiaddrs().some(a => a.toString().startsWith(`${relayAddr}/p2p-circuit`)), { what: 'E to advertise its address through R' })
     expect(exit.status().relays).toEqual([{ addr: relayAddr, connected: true, reserved: true }])
     // reserved again: the warning is over
@@ -186,7 +186,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     cleanups.push(async () => x.stop())
     // redials at most 2 s apart (60 s in production) keep the wait after R is back short
     const { relay, exit, consumer, relayDir, relayAddr } = await relayedTrio({}, target.port, { bootstrap: [x.libp2p.getMultiaddrs()[0].toString()], redial_max_seconds: 2 })
-    await waitFor(() => (x.libp2p.services.relay as any).reservations.has(exit.peerId), { what: 'E\'s reservation on X' })
+    await waitFor(() => (x.libp2p.services.relay as any).server.reservations.has(exit.peerId), { what: 'E\'s reservation on X' })
     const notices: string[] = []
     exit.addEventListener('keeper:lost', e => notices.push(`lost ${e.detail.reason}`))
     exit.addEventListener('keeper:back', e => notices.push(`back after ${Math.round(e.detail.downMs / 1000)} s, ${e.detail.attempts} redials`))
@@ -198,7 +198,7 @@ describe('a relayed circuit cut under an open tunnel', () => {
     // apart; it does not retry a relay at all, see src/node/peer-keeper.ts)
     await sleep(35_000)
     const again = await restartRelay(relayDir, relayAddr)
-    await waitFor(() => (again.libp2p.services.relay as any).reservations.has(exit.peerId), { timeoutMs: 15_000, what: 'E\'s reservation on the restarted R' })
+    await waitFor(() => (again.libp2p.services.relay as any).server.reservations.has(exit.peerId), { timeoutMs: 15_000, what: 'E\'s reservation on the restarted R' })
     await waitFor(() => exit.libp2p.getMultiaddrs().some(a => a.toString().includes(viaRelay)), { what: 'E to advertise its address through R again' })
 
     // C's connection to E went with R: C comes back to E through R only

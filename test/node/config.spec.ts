@@ -207,6 +207,8 @@ describe('config validation errors', () => {
       ['[accounting]\nstop_at_balance = "1"\n', 'accounting.stop_at_balance = "1" is invalid: expected a number in credits, not the string "1" (write the number alone, without quotes or unit)'],
       // a setting of several forms says which, not zod's "Invalid input"
       ['[exit]\nallowed_ports = [true]\n', 'exit.allowed_ports.0 = true is invalid: expected a port (443), a range as a string ("8000-8100") or "reduced", not true'],
+      ['[network]\ndht_server = "yes"\n', 'network.dht_server = "yes" is invalid: expected true, false or "auto", not the string "yes"'],
+      ['[relay]\nenabled = 1\n', 'relay.enabled = 1 is invalid: expected true, false or "auto", not 1'],
       // TOML has dates
       ['region = 2026-11-27\n', 'region = "2026-11-27" is invalid: expected a string, not a date'],
       ['[exit]\nschedule = { days = 1 }\n', 'exit.schedule = {"days":1} is invalid: expected a string, not a table of settings']

@@ -69,7 +69,7 @@ describe('peers but no DHT peer', () => {
     expect(noDhtPeerWarning(config, { ...state, connectedMs: NO_DHT_PEER_GRACE_MS - 1 })).toBeUndefined()
     // a public peer (an address only classified here, never dialled), or a relayed connection only: the other causes
     const other = noDhtPeerWarning(config, { ...state, remoteAddrs: [multiaddr('/ip4/10.77.0.10/tcp/4001'), multiaddr('/ip4/81.2.69.142/tcp/4001')] })
-    expect(other).toContain('may not run the DHT as servers (network.dht_server)')
+    expect(other).toContain('may not run the DHT as servers (network.dht_server; \"auto\", the default, is a server only at a public address)')
     expect(noDhtPeerWarning(config, { ...state, remoteAddrs: [] })).toContain('may not run the DHT as servers')
   })
 

@@ -44,7 +44,7 @@ it('an exit that comes back after a blip keeps its new reservation when the old 
   const relay = await start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })
   const relayAddr = relay.status().addresses[0]
   const exit = await start({ region: 'de', listen: [`${relayAddr}/p2p-circuit`] })
-  const server = relay.libp2p.services.relay as any
+  const server = (relay.libp2p.services.relay as any).server
   await waitFor(() => server.reservations.get(exit.libp2p.peerId) != null, { what: 'the exit\'s reservation' })
   const old = server.reservations.get(exit.libp2p.peerId)
   // the old reservation's lifetime (2 h) made to end soon
@@ -76,7 +76,7 @@ it('a reservation refreshed twice lasts its lifetime from the last refresh (libp
   const relay = await start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })
   const relayAddr = relay.status().addresses[0]
   const exit = await start({ region: 'de', listen: [`${relayAddr}/p2p-circuit`] })
-  const store = (relay.libp2p.services.relay as any).reservationStore
+  const store = (relay.libp2p.services.relay as any).server.reservationStore
   const peer = exit.libp2p.peerId
   await waitFor(() => store.reservations.get(peer) != null, { what: 'the exit\'s reservation' })
   const reservation = store.reservations.get(peer)

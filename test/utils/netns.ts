@@ -2,8 +2,10 @@
  * Network namespaces for multi-host e2e tests: a "public" network, a NAT
  * router and a "home" network behind it, each a namespace of its own made
  * (and removed) by the test, joined by veth pairs. Needs root, `ip` and
- * `iptables` (or `iptables-legacy`). Every address is in 10.77.0.0/16 inside
- * these namespaces; nothing here reaches the machine's own network.
+ * `iptables` (or `iptables-legacy`). With the default plan every address
+ * is in 10.77.0.0/16 inside these namespaces (PUBLIC_PLAN puts the public
+ * side at public addresses); nothing here reaches the machine's own
+ * network.
  *
  *   public 10.77.1.0/24            router                home 10.77.2.0/24
  *   relay .2, consumer .3  <-->  .1 (pub) | .1 (home)  <-->  exit .2
@@ -30,6 +32,28 @@ export const RELAY_IP = '10.77.1.2'
 export const CONSUMER_IP = '10.77.1.3'
 export const ROUTER_HOME_IP = '10.77.2.1'
 export const EXIT_IP = '10.77.2.2'
+
+/** Where each host of the topology is; every subnet a /24. */
+export interface AddressPlan {
+  routerPublic: string
+  /** Addresses on the public side's one link (the relay, the consumer, a web server...). */
+  publicHosts: string[]
+  routerHome: string
+  exit: string
+}
+
+/** The plan above: a local testnet's, every address private. */
+export const PRIVATE_PLAN: AddressPlan = { routerPublic: ROUTER_PUBLIC_IP, publicHosts: [RELAY_IP, CONSUMER_IP], routerHome: ROUTER_HOME_IP, exit: EXIT_IP }
+
+/**
+ * The public network's plan: the public side at addresses libp2p and the
+ * exit policy take for public ones, as on the Internet, and the home
+ * network behind the NAT private, as at home. 11.0.0.0/8 is allocated
+ * (not reserved), but these addresses exist only inside the test's
+ * namespaces, which have no link to any other network: nothing sent to
+ * them leaves the namespaces.
+ */
+export const PUBLIC_PLAN: AddressPlan = { routerPublic: '11.77.1.1', publicHosts: ['11.77.1.2', '11.77.1.3', '11.77.1.4'], routerHome: '10.77.2.1', exit: '10.77.2.2' }
 
 /** `ip netns exec NS`: a command prefix that runs the rest in namespace NS (ip execs it in place, so the pid is the command's). */
 export function inNetns (ns: string): string[] {
@@ -109,6 +133,7 @@ async function run (file: string, args: string[]): Promise<void> {
  * build that failed half way.
  */
 export class NatTopology {
+  constructor (readonly plan: AddressPlan = PRIVATE_PLAN) {}
   readonly suffix = randomBytes(3).toString('hex')
   readonly pub = `sb-pub-${this.suffix}`
   readonly router = `sb-rt-${this.suffix}`
@@ -135,11 +160,12 @@ export class NatTopology {
       for (const cidr of cidrs) await run('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', dev])
       await run('ip', ['-n', ns, 'link', 'set', dev, 'up'])
     }
-    await addr(this.pub, pubSide, `${RELAY_IP}/24`, `${CONSUMER_IP}/24`)
-    await addr(this.router, routerPub, `${ROUTER_PUBLIC_IP}/24`)
-    await addr(this.router, routerHome, `${ROUTER_HOME_IP}/24`)
-    await addr(this.home, homeSide, `${EXIT_IP}/24`)
-    await run('ip', ['-n', this.home, 'route', 'add', 'default', 'via', ROUTER_HOME_IP])
+    const plan = this.plan
+    await addr(this.pub, pubSide, ...plan.publicHosts.map(ip => `${ip}/24`))
+    await addr(this.router, routerPub, `${plan.routerPublic}/24`)
+    await addr(this.router, routerHome, `${plan.routerHome}/24`)
+    await addr(this.home, homeSide, `${plan.exit}/24`)
+    await run('ip', ['-n', this.home, 'route', 'add', 'default', 'via', plan.routerHome])
     await run('ip', ['netns', 'exec', this.router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
     const failures: string[] = []
     for (const cmd of iptablesCommands()) {
@@ -180,11 +206,12 @@ export class NatTopology {
 export class NetnsNode {
   private constructor (readonly ns: string, readonly dataDir: string, readonly proc: NodeProcess) {}
 
-  static async start (ns: string, options: { region?: string, config?: string, args: string[] }): Promise<NetnsNode> {
+  /** `network`: a name or a definition file (--network); "local" unless given. */
+  static async start (ns: string, options: { region?: string, config?: string, network?: string, args: string[] }): Promise<NetnsNode> {
     const dataDir = await tempDir('sb-netns-')
     await createIdentity(dataDir)
     await writeFile(join(dataDir, 'config.toml'), (options.region != null ? `region = "${options.region}"\n` : '') + (options.config ?? ''))
-    const proc = new NodeProcess(dataDir, ['--network', 'local', '--api-port', '0', '--socks-port', '0', '--http-port', '0', ...options.args], {}, { prefix: inNetns(ns) })
+    const proc = new NodeProcess(dataDir, ['--network', options.network ?? 'local', '--api-port', '0', '--socks-port', '0', '--http-port', '0', ...options.args], {}, { prefix: inNetns(ns) })
     const node = new NetnsNode(ns, dataDir, proc)
     // a loaded 2-core machine starting three nodes at once
     await proc.ready(60_000)

@@ -68,7 +68,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # reputation_interval_seconds = 600  # report on the exits you used this often; 0 = never
 
 # [relay]                     # carrying other members' tunnels to exits behind NAT
-# enabled = true
+# enabled = "auto"            # true, false, or "auto": while this node has a public address
 # max_reservations = 32
 # data_limit_mb = 1024        # MiB per relayed connection; 0 = no limit
 # duration_limit_seconds = 3600
@@ -77,7 +77,7 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # to the top-level listen list (the node redials that relay whenever it goes).
 # [network]                   # name, dht_protocol and the topics come from --network
 # bootstrap = []              # multiaddrs ending in /p2p/<peer id>
-# dht_server = true
+# dht_server = "auto"         # true, false, or "auto": a DHT server while this node has a public address
 # local_testnet = false       # true for machines that meet at private addresses (one machine, a LAN)
 # redial_max_seconds = 60     # longest wait between redials of a lost relay or bootstrap peer
 `

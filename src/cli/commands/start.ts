@@ -112,6 +112,8 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         peerId: status.peerId,
         network: status.network,
         region: status.region,
+        dht: status.dht.mode,
+        relay: status.relayService == null ? 'off' : status.relayService.running ? 'on' : `off (${status.relayService.reason})`,
         api: status.api,
         socks: proxy != null ? formatHostPort(config.proxy.host, proxy.socksPort) : undefined,
         http: proxy != null ? formatHostPort(config.proxy.host, proxy.httpPort) : undefined,
@@ -128,6 +130,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
       stopWatching = warnings.stop
       // a quota used up ends downloads mid-way: the reason goes in the log then, not at the next reading
       node.addEventListener('exit:availability', warnings.check)
+      // a relay that stops cuts the circuits through it: the operator hears of it, and why
+      node.addEventListener('relay:service', e => {
+        if (e.detail.running) log('info', 'relay service started: this node has a public address')
+        else log('info', 'relay service stopped: this node has no public address now, so nobody could dial the circuits it relays')
+      })
       // said at once: a pause and resume within the warnings' 10 s poll left no trace
       node.addEventListener('exit:pause', e => {
         if (e.detail.paused) log('info', 'exit paused: it takes no new tunnels (open ones go on) until spareband resume')

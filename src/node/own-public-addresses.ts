@@ -1,0 +1,65 @@
+/**
+ * A public IPv4 address on one of this machine's own interfaces, that the
+ * node listens on, is taken as an address others can dial.
+ *
+ * js-libp2p 3 lists a public address it listens on only once AutoNAT has
+ * confirmed it, and AutoNAT confirms one only after four peers in four
+ * different /8 networks dialled it back. Until then the node announces no
+ * address at all. On the public network a node at a public address (a
+ * server, the bootstrap peer of a new network) had no address in its peer
+ * record or its capacity ad, was a DHT client, and ran no relay, for as
+ * long as four such peers took to come, which in a young network is for
+ * ever (a namespace walkthrough: the relay's status listed no address).
+ *
+ * An IPv4 address on the machine's own interface that is public is, nearly
+ * always, a machine on the Internet (behind a firewall, at worst, that the
+ * operator opens for the port the node listens on). IPv6 is left to
+ * AutoNAT: a home machine has public IPv6 addresses that its router's
+ * firewall keeps closed. AutoNAT still checks a confirmed address later,
+ * and drops it if peers cannot dial it. An operator who knows better sets
+ * `announce`, which libp2p takes as it is.
+ */
+
+import { isPrivate, tryGetNetConfig } from '@libp2p/utils'
+import type { Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+interface OwnAddressComponents {
+  events: TypedEventTarget<Libp2pEvents>
+  transportManager: { getAddrs: () => Multiaddr[] }
+  addressManager: { confirmObservedAddr: (addr: Multiaddr, options?: { type?: 'transport' }) => void }
+}
+
+/** The addresses of `addrs` taken for dialable without AutoNAT: public IPv4, not through a relay. */
+export function ownPublicIPv4 (addrs: readonly Multiaddr[]): Multiaddr[] {
+  return addrs.filter(a => tryGetNetConfig(a)?.type === 'ip4' && !isPrivate(a) && !a.getComponents().some(c => c.name === 'p2p-circuit'))
+}
+
+class OwnPublicAddresses implements Startable {
+  constructor (private readonly components: OwnAddressComponents) {
+    this.confirm = this.confirm.bind(this)
+  }
+
+  start (): void {
+    this.components.events.addEventListener('transport:listening', this.confirm)
+  }
+
+  afterStart (): void {
+    this.confirm()
+  }
+
+  stop (): void {
+    this.components.events.removeEventListener('transport:listening', this.confirm)
+  }
+
+  /** Confirms what is not yet: the address manager says so when a confirmation changes anything. */
+  private confirm (): void {
+    for (const addr of ownPublicIPv4(this.components.transportManager.getAddrs())) {
+      this.components.addressManager.confirmObservedAddr(addr, { type: 'transport' })
+    }
+  }
+}
+
+export function ownPublicAddresses (): (components: OwnAddressComponents) => Startable {
+  return components => new OwnPublicAddresses(components)
+}

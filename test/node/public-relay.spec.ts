@@ -1,0 +1,85 @@
+/**
+ * Outside a local testnet, with relay.enabled and network.dht_server at
+ * "auto" (the defaults), a node relays for others and serves the DHT only
+ * while it has a public address: a relay behind NAT hands out circuits
+ * nobody can dial. A real node on loopback, on a network that is not a
+ * local testnet, whose public address comes and goes as AutoNAT would make
+ * it (the address manager's confirm and remove, which is what AutoNAT
+ * calls; nothing is dialled). The namespace test (netns-public.spec) has
+ * the same rule at work across a real NAT.
+ */
+
+import { afterAll, expect, it } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createSparebandNode } from '../../src/index.ts'
+import { ownPublicIPv4 } from '../../src/node/own-public-addresses.ts'
+import { dhtClientMode } from '../../src/node/libp2p.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
+
+const nodes: SparebandNode[] = []
+afterAll(async () => { for (const n of nodes) await n.stop().catch(() => {}) })
+
+async function start (config: SparebandConfigInput): Promise<SparebandNode> {
+  const node = await createSparebandNode({
+    dataDir: await tempDir('sb-public-relay-'),
+    config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { enabled: false }, exit: { enabled: false }, accounting: { pow_difficulty: 8 }, ...config }
+  })
+  nodes.push(node)
+  await node.start()
+  return node
+}
+
+it('a node that gains a public address starts relaying and serving the DHT, and stops both when it loses it', async () => {
+  const node = await start({ network: { name: 'not-a-testnet', local_testnet: false } })
+  const changes: boolean[] = []
+  node.addEventListener('relay:service', e => { changes.push(e.detail.running) })
+  expect(node.status().relayService).toEqual({ running: false, reason: 'no public address', reservations: 0, circuits: 0 })
+  expect(node.status().dht.mode).toBe('client')
+  expect(node.libp2p.getProtocols()).not.toContain('/libp2p/circuit/relay/0.2.0/hop')
+
+  // what AutoNAT does once peers dialled the node back at its public address
+  const addressManager = (node.libp2p as any).components.addressManager
+  const publicAddr = multiaddr('/ip4/11.77.0.9/tcp/4001')
+  addressManager.confirmObservedAddr(publicAddr, { type: 'observed' })
+  await waitFor(() => node.status().relayService?.running === true && node.status().dht.mode === 'server', { what: 'the relay and the DHT server on', timeoutMs: 10_000 })
+  expect(node.status().relayService?.reason).toBe('public')
+  expect(node.libp2p.getProtocols()).toContain('/libp2p/circuit/relay/0.2.0/hop')
+
+  // and once they could not any more
+  addressManager.removeObservedAddr(publicAddr)
+  await waitFor(() => node.status().relayService?.running === false && node.status().dht.mode === 'client', { what: 'the relay and the DHT server off', timeoutMs: 10_000 })
+  expect(node.libp2p.getProtocols()).not.toContain('/libp2p/circuit/relay/0.2.0/hop')
+  expect(changes).toEqual([true, false])
+
+  // a new relay each time (the library's cannot start again once stopped): on a third time, it relays
+  addressManager.confirmObservedAddr(publicAddr, { type: 'observed' })
+  await waitFor(() => node.status().relayService?.running === true, { what: 'the relay on again', timeoutMs: 10_000 })
+  expect(node.libp2p.getProtocols()).toContain('/libp2p/circuit/relay/0.2.0/hop')
+}, 30_000)
+
+it('in a local testnet, and with relay.enabled and dht_server true, the node relays and serves the DHT at private addresses', async () => {
+  const testnet = await start({ network: { local_testnet: true } })
+  expect(testnet.status().relayService).toMatchObject({ running: true, reason: 'on' })
+  expect(testnet.status().dht.mode).toBe('server')
+  const forced = await start({ network: { name: 'not-a-testnet', local_testnet: false, dht_server: true }, relay: { enabled: true } })
+  expect(forced.status().relayService).toMatchObject({ running: true, reason: 'on' })
+  expect(forced.status().dht.mode).toBe('server')
+  const off = await start({ network: { name: 'not-a-testnet', local_testnet: false, dht_server: false }, relay: { enabled: false } })
+  expect(off.status().relayService).toBeUndefined()
+  expect(off.status().dht.mode).toBe('client')
+}, 30_000)
+
+it('dht_server "auto" is kad-dht\'s own rule outside a local testnet, a server in one', () => {
+  expect(dhtClientMode({ dht_server: 'auto', local_testnet: false })).toBeUndefined()
+  expect(dhtClientMode({ dht_server: 'auto', local_testnet: true })).toBe(false)
+  expect(dhtClientMode({ dht_server: true, local_testnet: false })).toBe(false)
+  expect(dhtClientMode({ dht_server: false, local_testnet: true })).toBe(true)
+})
+
+it('only public IPv4 addresses of the machine\'s own are taken without AutoNAT', () => {
+  const taken = ownPublicIPv4(['/ip4/11.77.0.9/tcp/4001', '/ip4/10.0.0.2/tcp/4001', '/ip4/127.0.0.1/tcp/4001', '/ip4/100.64.1.1/tcp/4001',
+    '/ip6/2001:4860::1/tcp/4001', '/ip4/11.77.0.9/udp/4001/webrtc-direct', '/ip4/11.77.0.8/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit',
+    '/dns4/example.com/tcp/443'].map(a => multiaddr(a)))
+  expect(taken.map(String)).toEqual(['/ip4/11.77.0.9/tcp/4001', '/ip4/11.77.0.9/udp/4001/webrtc-direct'])
+})
