@@ -115,4 +115,25 @@ describe.skipIf(unusable != null)('the public network: an exit at home behind NA
     expect((await lan!.report()).connections).toBe(0)
     expect((await exit!.status()).exit.denied).toBe(before + 1)
   }, 60_000)
+
+  it('the consumer\'s relayed connection to the exit gives way to a direct one the exit opens through its NAT, and tunnels take it', async () => {
+    const exitId = (await exit!.status()).peerId
+    // DCUtR (or the exit's own dial to a DHT server): a connection opened from inside the NAT
+    const direct = await waitFor(async () => {
+      const peers = await consumer!.peers()
+      const p = peers.find((x: any) => x.peerId === exitId)
+      return p != null && p.limited === false && !p.addresses.some((a: string) => a.includes('/p2p-circuit')) ? p : undefined
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'a direct connection from the exit to the consumer, and no relayed one' })
+    // the exit dialled out through its NAT: the consumer sees the router's public address
+    expect(direct.addresses.every((a: string) => a.startsWith(`/ip4/${PUBLIC_PLAN.routerPublic}/`)), JSON.stringify(direct)).toBe(true)
+    await waitFor(async () => (await relay!.status()).relayService.circuits === 0, { timeoutMs: 30_000, intervalMs: 500, what: 'no circuit left through the relay' })
+    const url = `http://${WEB_IP}:${web!.port}/blob`
+    const r = await execIn(topo.pub, 'curl', ['-sS', '--max-time', '60', '--proxy', `socks5h://region-de:x@127.0.0.1:${socksPort}`, url], { timeoutMs: 70_000 })
+    expect(r.code, r.stderr).toBe(0)
+    expect(sha256(r.stdout)).toBe(web!.blobSha256)
+    // carried on the direct connection: none through the relay, and the consumer still has no relayed one
+    expect((await relay!.status()).relayService.circuits).toBe(0)
+    const after = (await consumer!.peers()).find((x: any) => x.peerId === exitId)
+    expect(after.addresses.some((a: string) => a.includes('/p2p-circuit')), JSON.stringify(after)).toBe(false)
+  }, 120_000)
 })
