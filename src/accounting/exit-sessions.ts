@@ -280,6 +280,8 @@ export class ExitSessions implements ExitAccounting {
   private readonly forgiveTimers = new Set<NodeJS.Timeout>()
   /** Publications under way: stop() waits for them, so none is cut off by libp2p stopping right after. */
   private readonly publishing = new Set<Promise<void>>()
+  /** Receipts being checked and stored: stop() waits for them before the final publications. */
+  private readonly receiving = new Set<Promise<ReceiptStreamMessage>>()
   /** Bytes let off for tunnels cut mid-transfer (for `status`). */
   forgiven = 0
   /** Frames on the receipt protocol refused for coming too fast (for `status`). */
@@ -329,9 +331,11 @@ export class ExitSessions implements ExitAccounting {
     this.forgiveTimers.clear()
     for (const c of this.consumers.values()) clearTimeout(c.cutOffTimer)
     await this.registrar?.unhandle(RECEIPT_PROTOCOL)
+    // receipts taken before the stop began are stored first; from now on every one is refused (see takeReceipt)
+    while (this.receiving.size > 0) await Promise.allSettled([...this.receiving])
     // the last receipt of every session goes out before we leave, and so does one a timer or a receipt just sent off
     await Promise.allSettled([...this.allSessions()].map(async s => this.publishFinal(s)))
-    // and any that started meanwhile (a receipt on a stream still open); one that arrives after this returns goes out only if libp2p still runs
+    // and any that started meanwhile
     while (this.publishing.size > 0) await Promise.allSettled([...this.publishing])
     for (const c of this.consumers.values()) for (const w of c.waiters.splice(0)) w()
   }
@@ -749,7 +753,7 @@ export class ExitSessions implements ExitAccounting {
       }
       if (msg.powNonce != null && msg.powDifficulty != null) this.onPow(consumer, msg.powNonce, msg.powDifficulty)
       if (msg.receipt != null) {
-        const reply = await this.onReceipt(consumer, msg.receipt)
+        const reply = await this.takeReceipt(consumer, msg.receipt)
         await lp.write(ReceiptStreamMessage.encode(reply))
       } else {
         // a hello: the ack tells the consumer its allowance is known before its first tunnel,
@@ -820,6 +824,25 @@ export class ExitSessions implements ExitAccounting {
       this.init.ledger.recordPow(consumer, nonce, difficulty)
     } catch (err: any) {
       this.log('proof of work from %p not recorded - %e', consumer, err)
+    }
+  }
+
+  /**
+   * Answers a receipt, unless this exit is stopping. A receipt stream stays
+   * open after stop() (until libp2p closes the connection, after it has
+   * stopped gossip), and a receipt countersigned on it then was answered,
+   * so its consumer counted it as spent, but published to no one: the rest
+   * of the network never heard of it. Refused, it is counted nowhere, as if
+   * it had come a moment later, with the connection gone.
+   */
+  private async takeReceipt (consumer: PeerId, bytes: Uint8Array): Promise<ReceiptStreamMessage> {
+    if (!this.running) return { error: 'this exit is stopping: its final receipts are published, and it countersigns no more' }
+    const taking = this.onReceipt(consumer, bytes)
+    this.receiving.add(taking)
+    try {
+      return await taking
+    } finally {
+      this.receiving.delete(taking)
     }
   }
 
@@ -958,8 +981,8 @@ export class ExitSessions implements ExitAccounting {
    * behind a session that went quiet.
    */
   private publishSoon (s: Session): void {
-    // stopping: the final publications are made or under way, and a receipt
-    // countersigned after them (its stream was still open) would never go out
+    // stopping: a receipt taken as the stop began, which stop() waits for;
+    // published now, with the final publications
     if (!this.running) {
       void this.publish(s)
       return
