@@ -99,6 +99,8 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(await page.locator('#login').isVisible()).toBe(false)
     expect(await text(page, '#warnings')).toContain('exit.allow_private_targets is ON')
     expect(await text(page, '#node-region')).toBe('de')
+    // a local testnet: the relay always runs
+    expect(await text(page, '#node-relay')).toMatch(/^on, \d+ reservation\(s\), \d+ circuit\(s\)$/)
     expect(await text(page, '#exit-state')).toBe('sharing')
     expect(await text(page, '#exit-reputation')).toBe('no consumer has reported on this exit yet')
 

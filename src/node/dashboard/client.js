@@ -278,7 +278,18 @@ function renderNode (s) {
   show('node-connections', String(s.connections))
   show('node-peers', String(s.peers))
   show('node-dht', `${s.dht?.mode ?? '?'}, ${s.dht?.routingTableSize ?? 0} peers in the routing table`)
+  show('node-relay', relayText(s.relayService))
   showList('node-addresses', s.addresses ?? [])
+}
+
+/**
+ * The relay this node runs for others, in words.
+ * @param {Json | undefined} r
+ */
+function relayText (r) {
+  if (r == null) return 'off (relay.enabled = false)'
+  if (r.running !== true) return `off: ${r.reason}`
+  return `on, ${r.reservations} reservation(s), ${r.circuits} circuit(s)`
 }
 
 /** @param {Json | undefined} e */

@@ -105,6 +105,7 @@ const BODY = `
       <dt>connections</dt><dd id="node-connections"></dd>
       <dt>peers</dt><dd id="node-peers"></dd>
       <dt>DHT</dt><dd id="node-dht"></dd>
+      <dt>relay for others</dt><dd id="node-relay"></dd>
       <dt>addresses</dt><dd><ul id="node-addresses" class="plain mono"></ul></dd>
     </dl>
   </section>
