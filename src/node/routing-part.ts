@@ -16,7 +16,7 @@ import { advertisedCapacityMbps } from './relay-parts.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
-import type { AdvertiserStatus } from '../routing/advertiser.ts'
+import type { AdvertiserDht, AdvertiserStatus } from '../routing/advertiser.ts'
 import type { IncomingMessage } from 'node:http'
 
 /** `status().routing`: this exit's capacity ad in the DHT (published: false when it has none), and the exits this node knows of. */
@@ -48,7 +48,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
   const region = config.region
   if (config.exit.enabled && region != null) {
     const allowedPorts = formatPortList(parsePortList(config.exit.allowed_ports))
-    advertiser = new Advertiser({ libp2p, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
+    advertiser = new Advertiser({ libp2p, dht: libp2p.services.dht as AdvertiserDht, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
       localTestnet: config.network.local_testnet,
       offer: () => {
         const exit = libp2p.services.exit as TunnelExit | undefined

@@ -5,7 +5,17 @@
  * kad-dht neither republishes `put` records (they expire 48 h after they
  * are received) nor validates them locally, so the advertiser re-puts on a
  * timer, signs only checked fields (signCapacityAd validates first), and
- * retries with backoff while the routing table is still empty.
+ * retries with backoff until DHT servers take the ad.
+ *
+ * kad-dht's put and provide end without an error when no server took the
+ * record (the closest peers it found were none), and libp2p's content
+ * routing drops the answers: an exit at home whose only DHT server had just
+ * restarted took its ad for published, and tried again 3 h later, while no
+ * consumer could find it (a namespace walkthrough). So the advertiser uses
+ * the DHT's own put and provide and counts the servers that answered: none
+ * is a failure, retried, unless this node is a DHT server itself, which
+ * answers lookups from its own store (and then it tries again soon, to
+ * spread the ad once other servers come).
  */
 
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -14,6 +24,7 @@ import { capacityKey, encodeCapacityAd, regionCidsFor, signCapacityAd } from './
 import { adAddresses } from './ad-addresses.ts'
 import { minute, second } from '../constants.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** What the exit offers right now, read on every publish. */
@@ -37,8 +48,22 @@ export interface AdvertiserInit {
   now?: () => number
 }
 
+/** kad-dht's events, as far as the advertiser reads them: a server answered a message of this type. */
+export interface DhtEvent {
+  name: string
+  messageType?: unknown
+}
+
+/** What of kad-dht the advertiser uses. */
+export interface AdvertiserDht {
+  put: (key: Uint8Array, value: Uint8Array, options?: AbortOptions) => AsyncIterable<DhtEvent>
+  provide: (key: CID, options?: AbortOptions) => AsyncIterable<DhtEvent>
+  getMode: () => 'client' | 'server'
+}
+
 export interface AdvertiserComponents {
-  libp2p: Pick<Libp2p, 'contentRouting' | 'getMultiaddrs' | 'addEventListener' | 'removeEventListener' | 'getPeers'>
+  libp2p: Pick<Libp2p, 'getMultiaddrs' | 'addEventListener' | 'removeEventListener' | 'getPeers'>
+  dht: AdvertiserDht
   privateKey: PrivateKey
   logger: ComponentLogger
 }
@@ -47,6 +72,7 @@ export interface AdvertiserStatus {
   published: boolean
   lastPublishedAt?: number
   lastSeq?: string
+  /** DHT servers that took the last ad (its put); 0 with published only when this node, a DHT server itself, holds it alone. */
   peersReached: number
   regionKeys: string[]
   lastError?: string
@@ -64,7 +90,9 @@ export class Advertiser {
   private checkTimer?: NodeJS.Timeout
   private retryDelay = MIN_RETRY
   private running = false
-  private publishing?: Promise<void>
+  private publishing?: Promise<number>
+  /** Something asked for a publication while one was under way: it runs again as soon as that one ends. */
+  private again = false
   /** Ends the publication under way: stop() does not wait out its 30 s (a node with no DHT peers to take it took that long to stop). */
   private publishAbort?: AbortController
   private lastLoad = 0
@@ -136,21 +164,34 @@ export class Advertiser {
   }
 
   private async run (): Promise<void> {
-    if (this.publishing != null) return this.schedule(MIN_RETRY)
+    // the address change or pause that asked for this must not wait for the next republish, 3 h on
+    if (this.publishing != null) {
+      this.again = true
+      return
+    }
+    this.again = false
     const abort = new AbortController()
     this.publishAbort = abort
     this.state.publishingStartedAt = this.now()
     this.publishing = this.publish({ signal: AbortSignal.any([abort.signal, AbortSignal.timeout(30 * second)]) })
     try {
-      await this.publishing
-      this.retryDelay = MIN_RETRY
-      // republish well before the ad expires
-      this.schedule(this.lifetime / 2)
+      const reached = await this.publishing
+      if (this.again) {
+        this.schedule(0)
+      } else if (reached === 0) {
+        // a DHT server that holds its ad alone: again soon, for servers that come
+        this.schedule(this.retryDelay)
+        this.retryDelay = Math.min(this.retryDelay * 2, MAX_RETRY)
+      } else {
+        this.retryDelay = MIN_RETRY
+        // republish well before the ad expires
+        this.schedule(this.lifetime / 2)
+      }
     } catch (err: any) {
       if (abort.signal.aborted) return
       this.state.lastError = err.message
       this.log('publish failed, retrying in %d ms - %e', this.retryDelay, err)
-      this.schedule(this.retryDelay)
+      this.schedule(this.again ? 0 : this.retryDelay)
       this.retryDelay = Math.min(this.retryDelay * 2, MAX_RETRY)
     } finally {
       this.publishing = undefined
@@ -163,9 +204,10 @@ export class Advertiser {
     return adAddresses(this.components.libp2p.getMultiaddrs(), this.init.localTestnet === true).slice(0, 16)
   }
 
-  private async publish (options: AbortOptions & { goodbye?: boolean }): Promise<void> {
+  /** Publishes the ad (and provides the region keys); how many DHT servers took it. Throws when none did, unless this node is a server. */
+  private async publish (options: AbortOptions & { goodbye?: boolean }): Promise<number> {
     const offer = this.init.offer()
-    if (offer == null) return
+    if (offer == null) return 0
     if (this.components.libp2p.getPeers().length === 0) throw new Error('no peers to publish to yet')
     const now = this.now()
     // the signing time orders ads across restarts without stored state
@@ -183,20 +225,40 @@ export class Advertiser {
     }, this.components.privateKey)
     const value = encodeCapacityAd(ad)
     const key = capacityKey(peerIdFromPrivateKey(this.components.privateKey))
-    await this.components.libp2p.contentRouting.put(key, value, options)
-    if (options.goodbye !== true) {
-      const cids = regionCidsFor(offer.region)
-      await Promise.all(cids.map(async cid => this.components.libp2p.contentRouting.provide(cid, options)))
-      this.state.regionKeys = cids.map(String)
+    const { dht } = this.components
+    const cids = options.goodbye === true ? [] : regionCidsFor(offer.region)
+    // side by side: each stores its record here first, so one query that fails (a DHT with no peer
+    // to ask waits out the signal) does not keep the other's record from a server's own store
+    const [put, ...provides] = await Promise.allSettled([answered(dht.put(key, value, options), PUT_VALUE), ...cids.map(async cid => answered(dht.provide(cid, options), ADD_PROVIDER))])
+    const reached = put.status === 'fulfilled' ? put.value : 0
+    const provided = provides.map(r => r.status === 'fulfilled' ? r.value : 0)
+    if (dht.getMode() !== 'server' && (reached === 0 || provided.some(n => n === 0))) {
+      const failed = [put, ...provides].find(r => r.status === 'rejected')
+      if (failed != null) throw failed.reason
+      throw new Error(`the ad reached no DHT server (put taken by ${reached}, region keys by ${provided.join(', ') || 'none'}); this node is a DHT client and holds no record others ask for`)
     }
+    // a DHT server holds both records itself, and answers lookups from them, whatever its queries did
+    if (cids.length > 0) this.state.regionKeys = cids.map(String)
     this.lastSeq = seq
     this.lastLoad = offer.load
     this.lastAddresses = multiaddrs.map(String).join()
     this.state.published = true
     this.state.lastPublishedAt = now
     this.state.lastSeq = seq.toString()
-    this.state.peersReached = this.components.libp2p.getPeers().length
+    this.state.peersReached = reached
     this.state.lastError = undefined
-    this.log('published %s ad for %s (seq %s)', options.goodbye === true ? 'goodbye' : 'capacity', offer.region, seq)
+    this.log('published %s ad for %s (seq %s) to %d DHT server(s)', options.goodbye === true ? 'goodbye' : 'capacity', offer.region, seq, reached)
+    return reached
   }
+}
+
+// kad-dht's MessageType names, as its PEER_RESPONSE events carry them
+const PUT_VALUE = 'PUT_VALUE'
+const ADD_PROVIDER = 'ADD_PROVIDER'
+
+/** Runs a kad-dht query to its end; how many peers answered a message of `messageType`. */
+async function answered (events: AsyncIterable<DhtEvent>, messageType: string): Promise<number> {
+  let n = 0
+  for await (const e of events) if (e.name === 'PEER_RESPONSE' && e.messageType === messageType) n++
+  return n
 }

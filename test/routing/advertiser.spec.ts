@@ -27,13 +27,18 @@ it('republishes on an address change, and not on other updates of self', async (
     getMultiaddrs: () => addresses,
     getPeers: () => [{}] as any,
     addEventListener: events.addEventListener.bind(events),
-    removeEventListener: events.removeEventListener.bind(events),
-    contentRouting: {
-      put: async (_key: Uint8Array, value: Uint8Array) => { puts.push(decodeCapacityAd(value).multiaddrs.map(b => multiaddr(b).toString())) },
-      provide: async () => {}
-    }
+    removeEventListener: events.removeEventListener.bind(events)
   } as any
-  const advertiser = new Advertiser({ libp2p, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
+  // one server takes each message, as kad-dht reports it
+  const dht = {
+    put: async function * (_key: Uint8Array, value: Uint8Array) {
+      puts.push(decodeCapacityAd(value).multiaddrs.map(b => multiaddr(b).toString()))
+      yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
+    },
+    provide: async function * () { yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
+    getMode: () => 'client' as const
+  }
+  const advertiser = new Advertiser({ libp2p, dht, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
     offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' })
   })
   advertisers.push(advertiser)
@@ -55,3 +60,72 @@ it('republishes on an address change, and not on other updates of self', async (
   await waitFor(() => puts.length === 2, { what: 'the ad with the new address' })
   expect(puts[1]).toEqual(['/ip4/8.8.4.4/tcp/4001', '/ip4/9.9.9.9/tcp/4001'])
 })
+
+it('an address change while a publication is under way is published as soon as that one ends, not at the next republish', async () => {
+  let addresses: Multiaddr[] = [multiaddr('/ip4/8.8.4.4/tcp/4001')]
+  const puts: string[][] = []
+  let release: (() => void) | undefined
+  const events = new TypedEventEmitter<{ 'self:peer:update': CustomEvent }>()
+  const libp2p = {
+    getMultiaddrs: () => addresses,
+    getPeers: () => [{}] as any,
+    addEventListener: events.addEventListener.bind(events),
+    removeEventListener: events.removeEventListener.bind(events)
+  } as any
+  const dht = {
+    // the first put is slow (a DHT query across the network); the others are quick
+    put: async function * (_key: Uint8Array, value: Uint8Array) {
+      puts.push(decodeCapacityAd(value).multiaddrs.map(b => multiaddr(b).toString()))
+      if (puts.length === 1) await new Promise<void>(resolve => { release = resolve })
+      yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
+    },
+    provide: async function * () { yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
+    getMode: () => 'client' as const
+  }
+  const advertiser = new Advertiser({ libp2p, dht, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
+    offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' })
+  })
+  advertisers.push(advertiser)
+  await advertiser.start()
+  await waitFor(() => release != null, { what: 'the first put under way' })
+  // the relay reservation lands meanwhile: a new address
+  addresses = [...addresses, multiaddr('/ip4/9.9.9.9/tcp/4001')]
+  events.safeDispatchEvent('self:peer:update', { detail: {} })
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  release!()
+  await waitFor(() => puts.length === 2, { what: 'the ad with the new address', timeoutMs: 1000 })
+  expect(puts[1]).toEqual(['/ip4/8.8.4.4/tcp/4001', '/ip4/9.9.9.9/tcp/4001'])
+  expect(advertiser.status()).toMatchObject({ published: true, peersReached: 1 })
+})
+
+it('an ad no DHT server took is no publication: retried, and published once a server takes it', async () => {
+  let servers = 0
+  const libp2p = {
+    getMultiaddrs: () => [multiaddr('/ip4/8.8.4.4/tcp/4001')],
+    getPeers: () => [{}] as any,
+    addEventListener: () => {},
+    removeEventListener: () => {}
+  } as any
+  let puts = 0
+  const dht = {
+    // kad-dht's put ends without an error when the closest peers it found were none
+    put: async function * () {
+      puts++
+      for (let i = 0; i < servers; i++) yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
+    },
+    provide: async function * () { for (let i = 0; i < servers; i++) yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
+    getMode: () => 'client' as const
+  }
+  const advertiser = new Advertiser({ libp2p, dht, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
+    offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' })
+  })
+  advertisers.push(advertiser)
+  await advertiser.start()
+  await waitFor(() => puts >= 2, { what: 'a retry', timeoutMs: 5000 })
+  expect(advertiser.status()).toMatchObject({ published: false, peersReached: 0 })
+  expect(advertiser.status().lastError).toContain('the ad reached no DHT server')
+  servers = 2
+  await waitFor(() => advertiser.status().published, { what: 'the ad published', timeoutMs: 10_000 })
+  expect(advertiser.status()).toMatchObject({ published: true, peersReached: 2 })
+  expect(advertiser.status().lastError).toBeUndefined()
+}, 20_000)
