@@ -34,8 +34,11 @@ export const NO_DHT_PEER_GRACE_MS = 30_000
  * no exit is found (NO_EXIT), none is advertised, and status said only
  * "connections 1".
  */
-export function noDhtPeerWarning (config: Pick<SparebandConfig, 'network' | 'exit'>, state: { peers: number, routingTableSize: number, connectedMs: number, remoteAddrs: Multiaddr[] }): string | undefined {
+export function noDhtPeerWarning (config: Pick<SparebandConfig, 'network' | 'exit'>, state: { peers: number, routingTableSize: number, connectedMs: number, remoteAddrs: Multiaddr[], dhtServer?: boolean }): string | undefined {
   if (config.network.local_testnet) return undefined
+  // a DHT server whose peers are all clients (a young network's bootstrap, its exits at home) is their DHT:
+  // they put their records to it, and it answers lookups from them
+  if (state.dhtServer === true) return undefined
   if (state.peers === 0 || state.routingTableSize > 0 || state.connectedMs < NO_DHT_PEER_GRACE_MS) return undefined
   // the name, before the first ': ', stays the same while the counts change: the start log shows the warning once
   const lead = `no DHT peer: connected to ${state.peers} peer(s), but none is in the DHT's routing table after ${Math.round(state.connectedMs / 1000)} s connected, so this node finds no exit beyond the peers it is connected to (NO_EXIT for the rest)${config.exit.enabled ? ' and cannot advertise its own' : ''}`

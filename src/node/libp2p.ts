@@ -167,6 +167,13 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       dht: kadDHT({
         protocol: config.network.dht_protocol,
         clientMode: dhtClientMode(config.network),
+        // kad-dht holds every query until its routing table has a peer, to
+        // the query's end: a DHT server whose peers are all clients (a young
+        // network's bootstrap, with exits at home) never answered a lookup
+        // from the records it holds itself. Discovery waits for a first
+        // peer itself (a short while on a server), and the advertiser
+        // retries a publication that reached no server
+        allowQueryWithZeroPeers: true,
         // the default mapper drops 127.x and 10.x addresses, which leaves a
         // loopback testnet with peers it cannot dial
         peerInfoMapper: local ? passthroughMapper : removePrivateAddressesMapper,

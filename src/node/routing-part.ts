@@ -17,6 +17,7 @@ import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
 import type { AdvertiserDht, AdvertiserStatus } from '../routing/advertiser.ts'
+import type { ExitDiscoveryComponents } from '../routing/discovery.ts'
 import type { IncomingMessage } from 'node:http'
 
 /** `status().routing`: this exit's capacity ad in the DHT (published: false when it has none), and the exits this node knows of. */
@@ -33,7 +34,8 @@ export interface RoutingPart extends NodePart {
 
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
-  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: (libp2p.services.dht as any)?.routingTable }, { localTestnet: config.network.local_testnet })
+  const dht = libp2p.services.dht as (AdvertiserDht & { routingTable?: ExitDiscoveryComponents['routingTable'] }) | undefined
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: dht?.routingTable, dhtMode: () => dht?.getMode() ?? 'client' }, { localTestnet: config.network.local_testnet })
   // accounting is built after routing and may be off: looked up when used
   const accounting = (): AccountingPart | undefined => node.part<AccountingPart>('accounting')
   const selector = new RoutingSelector(libp2p, {
@@ -48,7 +50,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
   const region = config.region
   if (config.exit.enabled && region != null) {
     const allowedPorts = formatPortList(parsePortList(config.exit.allowed_ports))
-    advertiser = new Advertiser({ libp2p, dht: libp2p.services.dht as AdvertiserDht, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
+    advertiser = new Advertiser({ libp2p, dht: dht!, routingTable: dht?.routingTable, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
       localTestnet: config.network.local_testnet,
       offer: () => {
         const exit = libp2p.services.exit as TunnelExit | undefined

@@ -421,6 +421,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     const routingTableSize: number = dht?.routingTable?.size ?? 0
     const connections = this.libp2p.getConnections()
     const noDhtPeer = noDhtPeerWarning(this.config, {
+      dhtServer: dht?.getMode?.() === 'server',
       peers: this.libp2p.getPeers().length,
       routingTableSize,
       // since the oldest connection open now: a node alone for a while is not warned the moment it connects

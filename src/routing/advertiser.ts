@@ -23,7 +23,7 @@ import { DEFAULT_AD_LIFETIME } from './constants.ts'
 import { capacityKey, encodeCapacityAd, regionCidsFor, signCapacityAd } from './capacity-ad.ts'
 import { adAddresses } from './ad-addresses.ts'
 import { minute, second } from '../constants.ts'
-import type { AbortOptions, ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
+import type { AbortOptions, ComponentLogger, Libp2p, Logger, PrivateKey, TypedEventTarget } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -64,6 +64,8 @@ export interface AdvertiserDht {
 export interface AdvertiserComponents {
   libp2p: Pick<Libp2p, 'getMultiaddrs' | 'addEventListener' | 'removeEventListener' | 'getPeers'>
   dht: AdvertiserDht
+  /** kad-dht's routing table: a publication that failed is tried again when it gains a peer. */
+  routingTable?: Pick<TypedEventTarget<{ 'peer:add': CustomEvent<unknown> }>, 'addEventListener' | 'removeEventListener'>
   privateKey: PrivateKey
   logger: ComponentLogger
 }
@@ -106,6 +108,11 @@ export class Advertiser {
     if (this.adAddresses().map(String).join() !== this.lastAddresses) this.schedule(0)
   }
 
+  /** A DHT peer came: a publication that reached no server (or no peer) is tried again now, not after its backoff (up to 2 min). */
+  private readonly onTablePeer = (): void => {
+    if (this.state.lastError != null) this.schedule(0)
+  }
+
   constructor (private readonly components: AdvertiserComponents, private readonly init: AdvertiserInit) {
     this.log = components.logger.forComponent('spareband:routing:advertiser')
     this.now = init.now ?? Date.now
@@ -119,6 +126,7 @@ export class Advertiser {
     if (this.running) return
     this.running = true
     this.components.libp2p.addEventListener('self:peer:update', this.onAddressChange)
+    this.components.routingTable?.addEventListener('peer:add', this.onTablePeer)
     this.checkTimer = setInterval(() => this.checkLoad(), CHECK_INTERVAL)
     this.checkTimer.unref()
     this.schedule(0)
@@ -131,6 +139,7 @@ export class Advertiser {
     clearTimeout(this.timer)
     clearInterval(this.checkTimer)
     this.components.libp2p.removeEventListener('self:peer:update', this.onAddressChange)
+    this.components.routingTable?.removeEventListener('peer:add', this.onTablePeer)
     this.publishAbort?.abort(new Error('the advertiser is stopping'))
     await this.publishing?.catch(() => {})
     if (this.state.published) {
