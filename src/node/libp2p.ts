@@ -167,13 +167,6 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       dht: kadDHT({
         protocol: config.network.dht_protocol,
         clientMode: dhtClientMode(config.network),
-        // kad-dht holds every query until its routing table has a peer, to
-        // the query's end: a DHT server whose peers are all clients (a young
-        // network's bootstrap, with exits at home) never answered a lookup
-        // from the records it holds itself. Discovery waits for a first
-        // peer itself (a short while on a server), and the advertiser
-        // retries a publication that reached no server
-        allowQueryWithZeroPeers: true,
         // the default mapper drops 127.x and 10.x addresses, which leaves a
         // loopback testnet with peers it cannot dial
         peerInfoMapper: local ? passthroughMapper : removePrivateAddressesMapper,
@@ -288,8 +281,18 @@ export function explainListenFailure (err: unknown, listen: readonly string[] = 
 }
 
 export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<ServiceMap>> {
-  const node = await createLibp2p({ ...libp2pOptions(options), start: false })
-  // with every known peer unreachable, the relay search's random walk spun a core (see walk-throttle.ts)
+  return pacedLibp2p({ ...libp2pOptions(options), start: false })
+}
+
+/**
+ * createLibp2p with the random walk paced before anything starts it: with
+ * every known peer unreachable, the relay search's walk spun a core (see
+ * walk-throttle.ts). Every libp2p made from libp2pOptions goes through
+ * here, tests' too.
+ */
+export async function pacedLibp2p<T extends ServiceMap> (options: Libp2pOptions<T>): Promise<Libp2p<T>> {
+  const node = await createLibp2p({ ...options, start: false })
   throttleRandomWalk(node)
+  if (options.start !== false) await node.start()
   return node
 }

@@ -35,7 +35,7 @@ export interface RoutingPart extends NodePart {
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
   const dht = libp2p.services.dht as (AdvertiserDht & { routingTable?: ExitDiscoveryComponents['routingTable'] }) | undefined
-  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: dht?.routingTable, dhtMode: () => dht?.getMode() ?? 'client' }, { localTestnet: config.network.local_testnet })
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: dht?.routingTable }, { localTestnet: config.network.local_testnet })
   // accounting is built after routing and may be off: looked up when used
   const accounting = (): AccountingPart | undefined => node.part<AccountingPart>('accounting')
   const selector = new RoutingSelector(libp2p, {

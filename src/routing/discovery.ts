@@ -29,16 +29,12 @@ export interface ExitDiscoveryComponents {
   logger: ComponentLogger
   /** The DHT's routing table: a lookup waits for its first peer (kad-dht's RoutingTable). */
   routingTable?: { size: number } & Pick<TypedEventTarget<{ 'peer:add': CustomEvent<PeerId> }>, 'addEventListener' | 'removeEventListener'>
-  /** The DHT's mode: a server holds records itself, and waits less for a first peer. */
-  dhtMode?: () => 'client' | 'server'
 }
 
 interface RegionEntry { fetchedAt: number, peers: Set<string> }
 
 /** How long a region's DHT lookup may take before it answers with what it found. */
 export const DEFAULT_QUERY_TIMEOUT_MS = 15 * second
-/** How long a DHT server with an empty routing table waits for a first peer before it answers from the records it holds. */
-export const SERVER_FIRST_PEER_WAIT_MS = 3 * second
 
 export class ExitDiscovery {
   private readonly log: Logger
@@ -133,12 +129,8 @@ export class ExitDiscovery {
     const fetches: Array<Promise<VerifiedCapacityAd | undefined>> = []
     // a lookup asks the routing table's peers: with none yet (the node just
     // started and its bootstrap peer is still being dialled) it would ask no
-    // one and find nothing, so it waits for the first, within its timeout. A
-    // DHT server answers from its own records after a short wait: its peers
-    // may all be clients, which put their records to it and are never in
-    // its routing table
-    const server = this.components.dhtMode?.() === 'server'
-    await this.firstPeer(server ? AbortSignal.any([signal, AbortSignal.timeout(SERVER_FIRST_PEER_WAIT_MS)]) : signal)
+    // one and find nothing, so it waits for the first, within its timeout
+    await this.firstPeer(signal)
     try {
       for await (const p of this.components.libp2p.contentRouting.findProviders(regionCid(region), { signal })) {
         const id = p.id.toString()

@@ -15,7 +15,7 @@ import { identify } from '@libp2p/identify'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { libp2pOptions } from '../../src/node/libp2p.ts'
+import { libp2pOptions, pacedLibp2p } from '../../src/node/libp2p.ts'
 import { defaultConfig } from '../../src/node/config.ts'
 import { waitFor } from '../utils/cli.ts'
 import type { Libp2p } from '@libp2p/interface'
@@ -30,7 +30,7 @@ async function node (listen: string[]): Promise<Libp2p<any>> {
   config.network.local_testnet = true
   config.network.bootstrap = []
   config.exit.enabled = false
-  const n = await createLibp2p(libp2pOptions({ privateKey: await generateKeyPair('Ed25519'), config }))
+  const n = await pacedLibp2p(libp2pOptions({ privateKey: await generateKeyPair('Ed25519'), config }))
   nodes.push(n)
   return n
 }

@@ -12,9 +12,8 @@
 
 import { afterAll, expect, it } from 'vitest'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createLibp2p } from 'libp2p'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { MONITOR_PING_INTERVAL, PING_STREAMS, PING_TIMEOUT_FLOOR, libp2pOptions } from '../../src/node/libp2p.ts'
+import { MONITOR_PING_INTERVAL, PING_STREAMS, PING_TIMEOUT_FLOOR, libp2pOptions, pacedLibp2p } from '../../src/node/libp2p.ts'
 import { defaultConfig } from '../../src/node/config.ts'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -35,7 +34,7 @@ afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
 
 async function node (): Promise<Libp2p> {
   const options = libp2pOptions({ privateKey: await generateKeyPair('Ed25519'), config })
-  const n = await createLibp2p({ ...options, connectionMonitor: { pingInterval: INTERVAL_MS, pingTimeout: { minTimeout: FLOOR_MS, maxTimeout: FLOOR_MS } } })
+  const n = await pacedLibp2p({ ...options, connectionMonitor: { pingInterval: INTERVAL_MS, pingTimeout: { minTimeout: FLOOR_MS, maxTimeout: FLOOR_MS } } })
   nodes.push(n)
   return n
 }

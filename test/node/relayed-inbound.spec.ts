@@ -17,7 +17,7 @@ import { identify } from '@libp2p/identify'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { INBOUND_PER_HOST_PER_SECOND, libp2pOptions } from '../../src/node/libp2p.ts'
+import { INBOUND_PER_HOST_PER_SECOND, libp2pOptions, pacedLibp2p } from '../../src/node/libp2p.ts'
 import { defaultConfig } from '../../src/node/config.ts'
 import { waitFor } from '../utils/cli.ts'
 import type { Libp2p } from '@libp2p/interface'
@@ -52,7 +52,7 @@ it('a burst of consumers through the relay all reach an exit behind NAT', async 
   config.network.bootstrap = []
   config.listen = [`${relayAddr}/p2p-circuit`]
   config.exit.enabled = false
-  const exit = await createLibp2p(libp2pOptions({ privateKey: await generateKeyPair('Ed25519'), config }))
+  const exit = await pacedLibp2p(libp2pOptions({ privateKey: await generateKeyPair('Ed25519'), config }))
   nodes.push(exit)
   await waitFor(() => exit.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit')), { what: 'the exit\'s reservation on the relay', timeoutMs: 20_000 })
 
