@@ -87,6 +87,12 @@ describe.skipIf(unusable != null)('the public network: an exit at home behind NA
     expect(exitStatus.dht.mode).toBe('client')
     expect(exitStatus.relayService).toMatchObject({ running: false, reason: 'no public address', reservations: 0 })
     expect(JSON.stringify(exitStatus.relaysFound)).toContain(relayStatus.peerId)
+    // and their logs say so: the relay's start line, or the line a moment later once its address is confirmed
+    await waitFor(() => /dht=server|DHT server: this node has a public address/.test(relay!.proc.output) && /relay=on|relay service started/.test(relay!.proc.output),
+      { timeoutMs: 10_000, what: 'the relay\'s log to name its roles' })
+    expect(exit!.proc.output).toMatch(/dht=client/)
+    expect(exit!.proc.output).toMatch(/relay="?off \(no public address\)/)
+    expect(exit!.proc.output).not.toMatch(/relay service started|DHT server:/)
     const circuits = exitStatus.addresses.filter((a: string) => a.includes('/p2p-circuit'))
     expect(circuits.every((a: string) => a.includes(relayStatus.peerId)), JSON.stringify(circuits)).toBe(true)
   }, 120_000)

@@ -73,8 +73,9 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # data_limit_mb = 1024        # MiB per relayed connection; 0 = no limit
 # duration_limit_seconds = 3600
 
-# Behind NAT, an exit is reached through a relay: add "<relay multiaddr>/p2p-circuit"
-# to the top-level listen list (the node redials that relay whenever it goes).
+# Behind NAT, an exit is reached through a relay: "/p2p-circuit" in listen (the default)
+# finds relays by itself; to name one, add "<relay multiaddr>/p2p-circuit" to the
+# top-level listen list (the node redials that relay whenever it goes).
 # [network]                   # name, dht_protocol and the topics come from --network
 # bootstrap = []              # multiaddrs ending in /p2p/<peer id>
 # dht_server = "auto"         # true, false, or "auto": a DHT server while this node has a public address

@@ -127,7 +127,18 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         for (const w of appeared) log('warn', w)
         for (const name of cleared) log('info', 'warning over', { was: name.length > 120 ? `${name.slice(0, 120)}...` : name })
       })
-      stopWatching = warnings.stop
+      // the DHT's mode follows the node's public address (network.dht_server "auto"): a node at a public
+      // address becomes a server a moment after the start line, once its address is confirmed
+      const dht = node.libp2p.services.dht as { getMode?: () => string } | undefined
+      let dhtMode: string = status.dht.mode
+      const dhtWatch = setInterval(() => {
+        const mode = dht?.getMode?.()
+        if (mode == null || mode === dhtMode) return
+        dhtMode = mode
+        log('info', mode === 'server' ? 'DHT server: this node has a public address, and answers DHT queries' : 'DHT client: this node has no public address now, and asks DHT servers only')
+      }, 2000)
+      dhtWatch.unref()
+      stopWatching = () => { warnings.stop(); clearInterval(dhtWatch) }
       // a quota used up ends downloads mid-way: the reason goes in the log then, not at the next reading
       node.addEventListener('exit:availability', warnings.check)
       // a relay that stops cuts the circuits through it: the operator hears of it, and why
