@@ -9,7 +9,7 @@ import { tcp } from '@libp2p/tcp'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { relayService } from './public-relay-server.ts'
-import { ownPublicAddresses } from './own-public-addresses.ts'
+import { listensPublicly, ownPublicAddresses } from './own-public-addresses.ts'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
@@ -96,12 +96,14 @@ export interface BuildLibp2pOptions {
  * named relay that is down would stop libp2p's start) and redials them.
  * A node that names one also searches for relays (`/p2p-circuit`): it then
  * holds a reservation on another relay it meets as well, and stays
- * reachable through that one while the named relay is down.
+ * reachable through that one while the named relay is down. One that names
+ * none and that others can dial (`searchRelays: false`) does not search.
  */
-export function libp2pListen (listen: string[]): string[] {
+export function libp2pListen (listen: string[], options: { searchRelays?: boolean } = {}): string[] {
   const named = new Set(namedRelays(listen).map(a => `${a}/p2p-circuit`))
   const own = listen.filter(a => !named.has(a))
-  return named.size > 0 && !own.includes('/p2p-circuit') ? [...own, '/p2p-circuit'] : own
+  if (named.size > 0) return own.includes('/p2p-circuit') ? own : [...own, '/p2p-circuit']
+  return options.searchRelays === false ? own.filter(a => a !== '/p2p-circuit') : own
 }
 
 /** The relays a listen list names (`<relay>/p2p-circuit`), as the relays' own multiaddrs. */
@@ -130,7 +132,9 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     privateKey,
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
-      listen: libp2pListen(config.listen),
+      // a node others can dial needs no relay: its search would take slots on
+      // every relay it meets (two each), which exits behind NAT need
+      listen: libp2pListen(config.listen, { searchRelays: local || !listensPublicly(config.listen, config.announce) }),
       announce: config.announce
     },
     transports: [

@@ -20,7 +20,8 @@
  * `announce`, which libp2p takes as it is.
  */
 
-import { isPrivate, tryGetNetConfig } from '@libp2p/utils'
+import { networkInterfaces } from 'node:os'
+import { isPrivate, isPrivateIp, tryGetNetConfig } from '@libp2p/utils'
 import type { Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -33,6 +34,21 @@ interface OwnAddressComponents {
 /** The addresses of `addrs` taken for dialable without AutoNAT: public IPv4, not through a relay. */
 export function ownPublicIPv4 (addrs: readonly Multiaddr[]): Multiaddr[] {
   return addrs.filter(a => tryGetNetConfig(a)?.type === 'ip4' && !isPrivate(a) && !a.getComponents().some(c => c.name === 'p2p-circuit'))
+}
+
+/**
+ * Whether the node will listen on a public IPv4 address of this machine's
+ * own (a listen address naming one, or 0.0.0.0 with one on an interface),
+ * or announces a public address: others can dial it, and it needs no
+ * relay. Known before libp2p starts, from the config and the interfaces.
+ */
+export function listensPublicly (listen: readonly string[], announce: readonly string[], interfaces = networkInterfaces()): boolean {
+  const publicIp = (ip: string): boolean => isPrivateIp(ip) === false
+  if (announce.some(a => { const ip = /^\/ip[46]\/([^/]+)/.exec(a)?.[1]; return ip != null ? publicIp(ip) : /^\/dns[46]?\//.test(a) })) return true
+  const ips = listen.map(a => /^\/ip4\/([^/]+)\/(tcp|udp)\//.exec(a)?.[1]).filter((ip): ip is string => ip != null)
+  if (ips.some(ip => ip !== '0.0.0.0' && publicIp(ip))) return true
+  if (!ips.includes('0.0.0.0')) return false
+  return Object.values(interfaces).flat().some(i => i != null && i.family === 'IPv4' && !i.internal && publicIp(i.address))
 }
 
 class OwnPublicAddresses implements Startable {

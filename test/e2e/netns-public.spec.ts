@@ -141,5 +141,15 @@ describe.skipIf(unusable != null)('the public network: an exit at home behind NA
     expect((await relay!.status()).relayService.circuits).toBe(0)
     const after = (await consumer!.peers()).find((x: any) => x.peerId === exitId)
     expect(after.addresses.some((a: string) => a.includes('/p2p-circuit')), JSON.stringify(after)).toBe(false)
+
+    // seconds on: the public nodes need no relay, and took no slot on one (its 32 are for exits behind NAT)
+    const consumerStatus = await consumer!.status()
+    expect(consumerStatus.relaysFound ?? [], JSON.stringify(consumerStatus.relaysFound)).toEqual([])
+    expect(consumerStatus.addresses.some((a: string) => a.includes('/p2p-circuit')), JSON.stringify(consumerStatus.addresses)).toBe(false)
+    // each is a relay too: the only reservation among them all is the exit's, on the relay
+    expect(consumerStatus.relayService).toMatchObject({ running: true, reservations: 0 })
+    const relayStatus = await relay!.status()
+    expect(relayStatus.relayService.reservations).toBe(1)
+    expect(relayStatus.relaysFound ?? [], JSON.stringify(relayStatus.relaysFound)).toEqual([])
   }, 120_000)
 })

@@ -12,10 +12,11 @@
 import { afterAll, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../../src/index.ts'
-import { ownPublicIPv4 } from '../../src/node/own-public-addresses.ts'
-import { dhtClientMode } from '../../src/node/libp2p.ts'
+import { listensPublicly, ownPublicIPv4 } from '../../src/node/own-public-addresses.ts'
+import { dhtClientMode, libp2pListen } from '../../src/node/libp2p.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
+import type { NetworkInterfaceInfo } from 'node:os'
 
 const nodes: SparebandNode[] = []
 afterAll(async () => { for (const n of nodes) await n.stop().catch(() => {}) })
@@ -82,4 +83,23 @@ it('only public IPv4 addresses of the machine\'s own are taken without AutoNAT',
     '/ip6/2001:4860::1/tcp/4001', '/ip4/11.77.0.9/udp/4001/webrtc-direct', '/ip4/11.77.0.8/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit',
     '/dns4/example.com/tcp/443'].map(a => multiaddr(a)))
   expect(taken.map(String)).toEqual(['/ip4/11.77.0.9/tcp/4001', '/ip4/11.77.0.9/udp/4001/webrtc-direct'])
+})
+
+it('a node others can dial does not search for relays: a public IPv4 address of its own, or an announced public address', () => {
+  const iface = (address: string): NodeJS.Dict<NetworkInterfaceInfo[]> => ({ eth0: [{ address, family: 'IPv4', internal: false, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: `${address}/24` }] })
+  const wildcard = ['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit']
+  expect(listensPublicly(wildcard, [], iface('11.77.1.2'))).toBe(true)
+  // at home: a private address on the interface
+  expect(listensPublicly(wildcard, [], iface('192.168.1.20'))).toBe(false)
+  expect(listensPublicly(['/ip4/11.77.1.2/tcp/4001'], [], iface('192.168.1.20'))).toBe(true)
+  expect(listensPublicly(['/ip4/10.0.0.2/tcp/4001'], [], iface('11.77.1.2'))).toBe(false)
+  // what the operator announces is taken as dialable
+  expect(listensPublicly(wildcard, ['/ip4/11.77.1.2/tcp/4001'], iface('192.168.1.20'))).toBe(true)
+  expect(listensPublicly(wildcard, ['/dns4/exit.example.com/tcp/4001'], iface('192.168.1.20'))).toBe(true)
+  expect(listensPublicly(wildcard, ['/ip4/192.168.1.20/tcp/4001'], iface('192.168.1.20'))).toBe(false)
+  // the listen list libp2p gets: no search then, unless a relay is named (it searches beside it)
+  expect(libp2pListen(wildcard, { searchRelays: false })).toEqual(['/ip4/0.0.0.0/tcp/4001'])
+  expect(libp2pListen(wildcard, { searchRelays: true })).toEqual(wildcard)
+  const named = '/ip4/11.77.1.9/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit'
+  expect(libp2pListen(['/ip4/0.0.0.0/tcp/4001', named], { searchRelays: false })).toEqual(['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit'])
 })
