@@ -43,7 +43,15 @@ async function openIdle (consumer: Libp2p, exit: ExitNode, n: number, seen = 0):
     seen += failed
     streams.push(...batch.flatMap(r => r.status === 'fulfilled' ? [r.value] : []))
     const arrived = (): number => exit.services.exit.status().streamsWaiting + exit.services.exit.status().streamsWaitingReset
-    await waitFor(() => arrived() >= seen + streams.length, { timeoutMs: 10_000 })
+    // 30 s: a batch took over 10 s to be seen when the whole suite loaded the two cores
+    await waitFor(() => {
+      // the last of these goes in the timeout's message
+      if (arrived() < seen + streams.length) throw new Error(`the exit saw ${arrived()} of ${seen + streams.length} (${failed} opens of this batch failed)`)
+      return true
+    }, {
+      timeoutMs: 30_000,
+      what: `the exit to see batch ${i / BATCH + 1}`
+    })
   }
   return streams
 }
