@@ -92,7 +92,7 @@ export class Advertiser {
   private checkTimer?: NodeJS.Timeout
   private retryDelay = MIN_RETRY
   private running = false
-  private publishing?: Promise<number>
+  private publishing?: Promise<number | undefined>
   /** Something asked for a publication while one was under way: it runs again as soon as that one ends. */
   private again = false
   /** Ends the publication under way: stop() does not wait out its 30 s (a node with no DHT peers to take it took that long to stop). */
@@ -187,6 +187,9 @@ export class Advertiser {
       const reached = await this.publishing
       if (this.again) {
         this.schedule(0)
+      } else if (reached === undefined) {
+        // nothing to offer (no region yet): looked at again at the republish
+        this.schedule(this.lifetime / 2)
       } else if (reached === 0) {
         // a DHT server that holds its ad alone: again soon, for servers that come
         this.schedule(this.retryDelay)
@@ -213,10 +216,10 @@ export class Advertiser {
     return adAddresses(this.components.libp2p.getMultiaddrs(), this.init.localTestnet === true).slice(0, 16)
   }
 
-  /** Publishes the ad (and provides the region keys); how many DHT servers took it. Throws when none did, unless this node is a server. */
-  private async publish (options: AbortOptions & { goodbye?: boolean }): Promise<number> {
+  /** Publishes the ad (and provides the region keys); how many DHT servers took it, undefined with nothing to offer. Throws when none did, unless this node is a server. */
+  private async publish (options: AbortOptions & { goodbye?: boolean }): Promise<number | undefined> {
     const offer = this.init.offer()
-    if (offer == null) return 0
+    if (offer == null) return undefined
     if (this.components.libp2p.getPeers().length === 0) throw new Error('no peers to publish to yet')
     const now = this.now()
     // the signing time orders ads across restarts without stored state
