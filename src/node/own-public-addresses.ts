@@ -31,9 +31,14 @@ interface OwnAddressComponents {
   addressManager: { confirmObservedAddr: (addr: Multiaddr, options?: { type?: 'transport' }) => void }
 }
 
+/** An address through a relay: its IP is the relay's. */
+export function isCircuit (addr: Multiaddr): boolean {
+  return addr.getComponents().some(c => c.name === 'p2p-circuit')
+}
+
 /** The addresses of `addrs` taken for dialable without AutoNAT: public IPv4, not through a relay. */
 export function ownPublicIPv4 (addrs: readonly Multiaddr[]): Multiaddr[] {
-  return addrs.filter(a => tryGetNetConfig(a)?.type === 'ip4' && !isPrivate(a) && !a.getComponents().some(c => c.name === 'p2p-circuit'))
+  return addrs.filter(a => tryGetNetConfig(a)?.type === 'ip4' && !isPrivate(a) && !isCircuit(a))
 }
 
 /**

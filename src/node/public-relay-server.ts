@@ -24,6 +24,7 @@ import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { isPrivate } from '@libp2p/utils'
 import { TypedEventEmitter } from 'main-event'
 import { fixReservationTimers } from './relay-reservation-timers.ts'
+import { isCircuit } from './own-public-addresses.ts'
 import type { ServerReservationStore } from './relay-reservation-timers.ts'
 import type { CircuitRelayServerInit } from '@libp2p/circuit-relay-v2'
 import type { ComponentLogger, Libp2pEvents, Logger, PeerUpdate, Startable, TypedEventTarget } from '@libp2p/interface'
@@ -57,7 +58,7 @@ interface RelayComponents {
 
 /** kad-dht's test for server mode: some address that is neither private nor a circuit. */
 export function hasPublicAddress (addrs: readonly Multiaddr[]): boolean {
-  return addrs.some(a => !isPrivate(a) && !a.getComponents().some(c => c.name === 'p2p-circuit'))
+  return addrs.some(a => !isPrivate(a) && !isCircuit(a))
 }
 
 /** A library relay server whose reservations end on time (relay-reservation-timers.ts). */

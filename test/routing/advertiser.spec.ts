@@ -2,8 +2,10 @@
  * The advertiser republishes its capacity ad when an address it names
  * changes, not on every update of the node's own record: libp2p fires
  * self:peer:update for protocol changes and autonat's checks too, and each
- * publication is a DHT put and a provide per region key. The DHT here is a
- * recorder (what is published, not how the DHT spreads it, is under test).
+ * publication is a DHT put and a provide per region key. A change during a
+ * publication is published when it ends; an ad no DHT server took is not
+ * published. The DHT here is a recorder (what is published, not how the
+ * DHT spreads it, is under test; advertise-servers.spec has real kad-dht).
  */
 
 import { afterEach, expect, it } from 'vitest'
@@ -19,23 +21,29 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 const advertisers: Advertiser[] = []
 afterEach(async () => { for (const a of advertisers.splice(0)) await a.stop({ signal: AbortSignal.timeout(100) }) })
 
-it('republishes on an address change, and not on other updates of self', async () => {
-  let addresses: Multiaddr[] = [multiaddr('/ip4/198.51.100.1/tcp/4001'), multiaddr('/ip4/8.8.4.4/tcp/4001')]
+/**
+ * An advertiser for region de over a libp2p whose addresses `addresses()`
+ * gives, with a DHT that records the addresses of each ad it is given and
+ * lets `servers()` servers take each message (one unless told), as kad-dht
+ * reports them; `beforeAnswer` runs before a put answers.
+ */
+async function advertiserOver (addresses: () => Multiaddr[], options: { servers?: () => number, beforeAnswer?: (puts: string[][]) => Promise<void> } = {}): Promise<{ advertiser: Advertiser, puts: string[][], events: TypedEventEmitter<{ 'self:peer:update': CustomEvent }> }> {
   const puts: string[][] = []
+  const servers = options.servers ?? (() => 1)
   const events = new TypedEventEmitter<{ 'self:peer:update': CustomEvent }>()
   const libp2p = {
-    getMultiaddrs: () => addresses,
+    getMultiaddrs: addresses,
     getPeers: () => [{}] as any,
     addEventListener: events.addEventListener.bind(events),
     removeEventListener: events.removeEventListener.bind(events)
   } as any
-  // one server takes each message, as kad-dht reports it
   const dht = {
     put: async function * (_key: Uint8Array, value: Uint8Array) {
       puts.push(decodeCapacityAd(value).multiaddrs.map(b => multiaddr(b).toString()))
-      yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
+      await options.beforeAnswer?.(puts)
+      for (let i = 0; i < servers(); i++) yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
     },
-    provide: async function * () { yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
+    provide: async function * () { for (let i = 0; i < servers(); i++) yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
     getMode: () => 'client' as const
   }
   const advertiser = new Advertiser({ libp2p, dht, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
@@ -43,6 +51,12 @@ it('republishes on an address change, and not on other updates of self', async (
   })
   advertisers.push(advertiser)
   await advertiser.start()
+  return { advertiser, puts, events }
+}
+
+it('republishes on an address change, and not on other updates of self', async () => {
+  let addresses: Multiaddr[] = [multiaddr('/ip4/198.51.100.1/tcp/4001'), multiaddr('/ip4/8.8.4.4/tcp/4001')]
+  const { puts, events } = await advertiserOver(() => addresses)
   await waitFor(() => puts.length === 1, { what: 'the first ad' })
   // a documentation address is no public one: only 8.8.4.4 goes in
   expect(puts[0]).toEqual(['/ip4/8.8.4.4/tcp/4001'])
@@ -63,30 +77,11 @@ it('republishes on an address change, and not on other updates of self', async (
 
 it('an address change while a publication is under way is published as soon as that one ends, not at the next republish', async () => {
   let addresses: Multiaddr[] = [multiaddr('/ip4/8.8.4.4/tcp/4001')]
-  const puts: string[][] = []
   let release: (() => void) | undefined
-  const events = new TypedEventEmitter<{ 'self:peer:update': CustomEvent }>()
-  const libp2p = {
-    getMultiaddrs: () => addresses,
-    getPeers: () => [{}] as any,
-    addEventListener: events.addEventListener.bind(events),
-    removeEventListener: events.removeEventListener.bind(events)
-  } as any
-  const dht = {
-    // the first put is slow (a DHT query across the network); the others are quick
-    put: async function * (_key: Uint8Array, value: Uint8Array) {
-      puts.push(decodeCapacityAd(value).multiaddrs.map(b => multiaddr(b).toString()))
-      if (puts.length === 1) await new Promise<void>(resolve => { release = resolve })
-      yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
-    },
-    provide: async function * () { yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
-    getMode: () => 'client' as const
-  }
-  const advertiser = new Advertiser({ libp2p, dht, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
-    offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' })
+  // the first put is slow (a DHT query across the network); the others are quick
+  const { advertiser, puts, events } = await advertiserOver(() => addresses, {
+    beforeAnswer: async puts => { if (puts.length === 1) await new Promise<void>(resolve => { release = resolve }) }
   })
-  advertisers.push(advertiser)
-  await advertiser.start()
   await waitFor(() => release != null, { what: 'the first put under way' })
   // the relay reservation lands meanwhile: a new address
   addresses = [...addresses, multiaddr('/ip4/9.9.9.9/tcp/4001')]
@@ -100,28 +95,9 @@ it('an address change while a publication is under way is published as soon as t
 
 it('an ad no DHT server took is no publication: retried, and published once a server takes it', async () => {
   let servers = 0
-  const libp2p = {
-    getMultiaddrs: () => [multiaddr('/ip4/8.8.4.4/tcp/4001')],
-    getPeers: () => [{}] as any,
-    addEventListener: () => {},
-    removeEventListener: () => {}
-  } as any
-  let puts = 0
-  const dht = {
-    // kad-dht's put ends without an error when the closest peers it found were none
-    put: async function * () {
-      puts++
-      for (let i = 0; i < servers; i++) yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
-    },
-    provide: async function * () { for (let i = 0; i < servers; i++) yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
-    getMode: () => 'client' as const
-  }
-  const advertiser = new Advertiser({ libp2p, dht, privateKey: await generateKeyPair('Ed25519'), logger: defaultLogger() }, {
-    offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' })
-  })
-  advertisers.push(advertiser)
-  await advertiser.start()
-  await waitFor(() => puts >= 2, { what: 'a retry', timeoutMs: 5000 })
+  // kad-dht's put ends without an error when the closest peers it found were none
+  const { advertiser, puts } = await advertiserOver(() => [multiaddr('/ip4/8.8.4.4/tcp/4001')], { servers: () => servers })
+  await waitFor(() => puts.length >= 2, { what: 'a retry', timeoutMs: 5000 })
   expect(advertiser.status()).toMatchObject({ published: false, peersReached: 0 })
   expect(advertiser.status().lastError).toContain('the ad reached no DHT server')
   servers = 2
