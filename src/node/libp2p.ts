@@ -165,7 +165,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       autoNAT: autoNAT(),
-      // a public IPv4 address of this machine's own is one, before AutoNAT's four dial-backs
+      // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back
       ownPublicAddresses: ownPublicAddresses(),
       dcutr: dcutr(),
       dht: kadDHT({

@@ -1,22 +1,21 @@
 /**
  * A public IPv4 address on one of this machine's own interfaces, that the
- * node listens on, is taken as an address others can dial.
+ * node listens on, is taken as an address others can dial from the start.
  *
  * js-libp2p 3 lists a public address it listens on only once AutoNAT has
- * confirmed it, and AutoNAT confirms one only after four peers in four
- * different /8 networks dialled it back. Until then the node announces no
- * address at all. On the public network a node at a public address (a
- * server, the bootstrap peer of a new network) had no address in its peer
- * record or its capacity ad, was a DHT client, and ran no relay, for as
- * long as four such peers took to come, which in a young network is for
- * ever (a namespace walkthrough: the relay's status listed no address).
+ * confirmed it (one peer's dial-back), and AutoNAT asks only once peers are
+ * connected. Until then a node at a public address (a server, the
+ * bootstrap peer of a new network) had no address in its peer record,
+ * status or capacity ad, was a DHT client and ran no relay (a namespace
+ * test: the relay's status listed no address).
  *
  * An IPv4 address on the machine's own interface that is public is, nearly
  * always, a machine on the Internet (behind a firewall, at worst, that the
- * operator opens for the port the node listens on). IPv6 is left to
- * AutoNAT: a home machine has public IPv6 addresses that its router's
- * firewall keeps closed. AutoNAT still checks a confirmed address later,
- * and drops it if peers cannot dial it. An operator who knows better sets
+ * operator opens for the port the node listens on). Each is confirmed
+ * once: AutoNAT still checks it when its confirmation runs out, and its
+ * verdict that peers cannot dial it (eight failed dial-backs) stands.
+ * IPv6 is left to AutoNAT: a home machine has public IPv6 addresses that
+ * its router's firewall keeps closed. An operator who knows better sets
  * `announce`, which libp2p takes as it is.
  */
 
@@ -57,6 +56,9 @@ export function listensPublicly (listen: readonly string[], announce: readonly s
 }
 
 class OwnPublicAddresses implements Startable {
+  /** Confirmed already: the relay transport's listener says 'listening' at every reservation and refresh, which must not undo AutoNAT's verdict. */
+  private readonly confirmed = new Set<string>()
+
   constructor (private readonly components: OwnAddressComponents) {
     this.confirm = this.confirm.bind(this)
   }
@@ -73,9 +75,12 @@ class OwnPublicAddresses implements Startable {
     this.components.events.removeEventListener('transport:listening', this.confirm)
   }
 
-  /** Confirms what is not yet: the address manager says so when a confirmation changes anything. */
+  /** Confirms each public address the first time it is listened on. */
   private confirm (): void {
     for (const addr of ownPublicIPv4(this.components.transportManager.getAddrs())) {
+      const key = addr.toString()
+      if (this.confirmed.has(key)) continue
+      this.confirmed.add(key)
       this.components.addressManager.confirmObservedAddr(addr, { type: 'transport' })
     }
   }

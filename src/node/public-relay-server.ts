@@ -16,8 +16,11 @@
  * The relay of @libp2p/circuit-relay-v2 cannot start again once stopped
  * (stop() aborts a controller that start() does not renew), so each time
  * the node becomes public a new one is made; when the node stops being
- * public the running one is stopped, which ends its reservations and
- * circuits: the peers that relied on it find another relay.
+ * public the running one is stopped, which ends its circuits. Relay v2 has
+ * no message that ends a reservation, and a client drops one only when its
+ * connection to the relay closes (or a refresh fails, when it also takes
+ * the relay for invalid for good): so the connections of the peers that
+ * held one are closed, and they find another relay at once.
  */
 
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
@@ -27,7 +30,7 @@ import { fixReservationTimers } from './relay-reservation-timers.ts'
 import { isCircuit } from './own-public-addresses.ts'
 import type { ServerReservationStore } from './relay-reservation-timers.ts'
 import type { CircuitRelayServerInit } from '@libp2p/circuit-relay-v2'
-import type { ComponentLogger, Libp2pEvents, Logger, PeerUpdate, Startable, TypedEventTarget } from '@libp2p/interface'
+import type { ComponentLogger, Libp2pEvents, Logger, PeerId, PeerUpdate, Startable, TypedEventTarget } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** What of the library's relay server the node uses. */
@@ -52,6 +55,7 @@ export type RelayServiceReason = 'on' | 'public' | 'no public address'
 
 interface RelayComponents {
   events: TypedEventTarget<Libp2pEvents>
+  connectionManager: { closeConnections: (peer: PeerId) => Promise<void> }
   addressManager: { getAddresses: () => Multiaddr[] }
   logger: ComponentLogger
 }
@@ -130,7 +134,10 @@ class PublicOnlyRelay extends TypedEventEmitter<RelayServiceEvents> implements R
       } else {
         const server = this.server!
         this.server = undefined
+        const reserved = [...server.reservationStore.reservations.keys()]
         await server.stop()
+        // not for the node's own stop: its connections close anyway
+        if (this.running) await Promise.all(reserved.map(async peer => { await this.components.connectionManager.closeConnections(peer).catch(() => {}) }))
       }
       // not for the node's own start and stop: only a change the operator should hear of
       if (this.running && this.started) this.safeDispatchEvent('change', { detail: want })

@@ -41,6 +41,7 @@ export interface ServerReservationStore {
     size: number
     get: (peer: PeerId) => { signal: AbortSignal & { clear?: () => void, reset?: (ms?: number) => void } } | undefined
     delete: (peer: PeerId) => unknown
+    keys: () => Iterable<PeerId>
   }
   reserve: (peer: PeerId, ...rest: any[]) => unknown
 }

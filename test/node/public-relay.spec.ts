@@ -12,7 +12,7 @@
 import { afterAll, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../../src/index.ts'
-import { listensPublicly, ownPublicIPv4 } from '../../src/node/own-public-addresses.ts'
+import { listensPublicly, ownPublicAddresses, ownPublicIPv4 } from '../../src/node/own-public-addresses.ts'
 import { dhtClientMode, libp2pListen } from '../../src/node/libp2p.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
@@ -47,11 +47,20 @@ it('a node that gains a public address starts relaying and serving the DHT, and 
   expect(node.status().relayService?.reason).toBe('public')
   expect(node.libp2p.getProtocols()).toContain('/libp2p/circuit/relay/0.2.0/hop')
 
+  // a peer behind NAT reserves on it (named in its listen addresses)
+  const nodeAddr = node.status().addresses.find(a => a.startsWith('/ip4/127.0.0.1/'))!
+  const reserving = await start({ listen: [`${nodeAddr}/p2p-circuit`], network: { name: 'not-a-testnet', local_testnet: false } })
+  const through = (): boolean => reserving.libp2p.getMultiaddrs().some(a => a.toString().includes(`/p2p/${node.peerId.toString()}/p2p-circuit`))
+  await waitFor(() => node.status().relayService?.reservations === 1 && through(), { what: 'a reservation on the relay', timeoutMs: 20_000 })
+
   // and once they could not any more
   addressManager.removeObservedAddr(publicAddr)
   await waitFor(() => node.status().relayService?.running === false && node.status().dht.mode === 'client', { what: 'the relay and the DHT server off', timeoutMs: 10_000 })
+  // relay v2 cannot end a reservation; its connection closed, the peer drops it and no longer names the circuit
+  await waitFor(() => !through(), { what: 'the reserving peer to drop the circuit through it', timeoutMs: 10_000 })
   expect(node.libp2p.getProtocols()).not.toContain('/libp2p/circuit/relay/0.2.0/hop')
   expect(changes).toEqual([true, false])
+  await reserving.stop()
 
   // a new relay each time (the library's cannot start again once stopped): on a third time, it relays
   addressManager.confirmObservedAddr(publicAddr, { type: 'observed' })
@@ -102,4 +111,26 @@ it('a node others can dial does not search for relays: a public IPv4 address of 
   expect(libp2pListen(wildcard, { searchRelays: true })).toEqual(wildcard)
   const named = '/ip4/11.77.1.9/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit'
   expect(libp2pListen(['/ip4/0.0.0.0/tcp/4001', named], { searchRelays: false })).toEqual(['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit'])
+})
+
+it('a public address of the machine\'s own is confirmed once: the relay transport\'s many "listening" events do not undo AutoNAT\'s later verdict', async () => {
+  // the address manager and transport manager as far as the service uses them (a public interface cannot be made here)
+  const events = new EventTarget() as any
+  const confirmed: string[] = []
+  const addrs = [multiaddr('/ip4/11.77.1.2/tcp/4001'), multiaddr('/ip4/127.0.0.1/tcp/4001')]
+  const service = ownPublicAddresses()({
+    events,
+    transportManager: { getAddrs: () => addrs },
+    addressManager: { confirmObservedAddr: (a: any) => { confirmed.push(a.toString()) } }
+  }) as any
+  service.start()
+  service.afterStart()
+  // a reservation made, refreshed, lost: each a 'listening' of the relay transport's listener
+  for (let i = 0; i < 3; i++) events.dispatchEvent(new CustomEvent('transport:listening'))
+  expect(confirmed).toEqual(['/ip4/11.77.1.2/tcp/4001'])
+  // a new listener's public address is confirmed in its turn
+  addrs.push(multiaddr('/ip4/11.77.1.2/udp/4001/webrtc-direct'))
+  events.dispatchEvent(new CustomEvent('transport:listening'))
+  expect(confirmed).toEqual(['/ip4/11.77.1.2/tcp/4001', '/ip4/11.77.1.2/udp/4001/webrtc-direct'])
+  service.stop()
 })
