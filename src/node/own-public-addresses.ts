@@ -22,6 +22,7 @@
 import { networkInterfaces } from 'node:os'
 import { isPrivate, isPrivateIp, tryGetNetConfig } from '@libp2p/utils'
 import type { Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 interface OwnAddressComponents {
@@ -47,12 +48,15 @@ export function ownPublicIPv4 (addrs: readonly Multiaddr[]): Multiaddr[] {
  * relay. Known before libp2p starts, from the config and the interfaces.
  */
 export function listensPublicly (listen: readonly string[], announce: readonly string[], interfaces = networkInterfaces()): boolean {
-  const publicIp = (ip: string): boolean => isPrivateIp(ip) === false
-  if (announce.some(a => { const ip = /^\/ip[46]\/([^/]+)/.exec(a)?.[1]; return ip != null ? publicIp(ip) : /^\/dns[46]?\//.test(a) })) return true
-  const ips = listen.map(a => /^\/ip4\/([^/]+)\/(tcp|udp)\//.exec(a)?.[1]).filter((ip): ip is string => ip != null)
-  if (ips.some(ip => ip !== '0.0.0.0' && publicIp(ip))) return true
+  // a named relay's address is the relay's, and '/p2p-circuit' no address at all
+  const own = (list: readonly string[]): Multiaddr[] => list.map(a => multiaddr(a)).filter(a => !isCircuit(a) && tryGetNetConfig(a) != null)
+  // an announced name or public IP (libp2p's isPrivate takes a DNS name for public, as the DHT does)
+  if (own(announce).some(a => !isPrivate(a))) return true
+  const ips = own(listen).map(a => tryGetNetConfig(a)).flatMap(c => c?.type === 'ip4' ? [c.host] : [])
+  // 0.0.0.0 is private to isPrivateIp: the wildcard counts by the interfaces
+  if (ips.some(ip => isPrivateIp(ip) === false)) return true
   if (!ips.includes('0.0.0.0')) return false
-  return Object.values(interfaces).flat().some(i => i != null && i.family === 'IPv4' && !i.internal && publicIp(i.address))
+  return Object.values(interfaces).flat().some(i => i != null && i.family === 'IPv4' && !i.internal && isPrivateIp(i.address) === false)
 }
 
 class OwnPublicAddresses implements Startable {

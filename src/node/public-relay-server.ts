@@ -39,7 +39,7 @@ export interface RelayServer extends Startable {
 }
 
 export interface RelayServiceEvents {
-  /** The relay started (true) or stopped (false) as the node's addresses changed; not sent for the node's own start and stop. */
+  /** The relay started (true) or stopped (false) as the node's addresses changed; not sent for the node's own stop. */
   change: CustomEvent<boolean>
 }
 
@@ -88,9 +88,8 @@ class AlwaysOnRelay extends TypedEventEmitter<RelayServiceEvents> implements Rel
 
 class PublicOnlyRelay extends TypedEventEmitter<RelayServiceEvents> implements RelayService {
   server: RelayServer | undefined
+  /** Between start() and stop(): the relay follows the address; a change is news (no part listens before start() ends). */
   private running = false
-  /** Past start(): what changes now is news. */
-  private started = false
   /** Starts and stops in the order the address changes came. */
   private queue: Promise<void> = Promise.resolve()
   private readonly log: Logger
@@ -108,12 +107,10 @@ class PublicOnlyRelay extends TypedEventEmitter<RelayServiceEvents> implements R
     this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
     this.follow(hasPublicAddress(this.components.addressManager.getAddresses()))
     await this.queue
-    this.started = true
   }
 
   async stop (): Promise<void> {
     this.running = false
-    this.started = false
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     this.follow(false)
     await this.queue
@@ -139,8 +136,8 @@ class PublicOnlyRelay extends TypedEventEmitter<RelayServiceEvents> implements R
         // not for the node's own stop: its connections close anyway
         if (this.running) await Promise.all(reserved.map(async peer => { await this.components.connectionManager.closeConnections(peer).catch(() => {}) }))
       }
-      // not for the node's own start and stop: only a change the operator should hear of
-      if (this.running && this.started) this.safeDispatchEvent('change', { detail: want })
+      // not for the node's own stop: only a change the operator should hear of
+      if (this.running) this.safeDispatchEvent('change', { detail: want })
     }).catch(err => {
       // a start that failed leaves the relay off; the next address change tries again
       this.log.error('the relay could not %s - %e', isPublic ? 'start' : 'stop', err)
