@@ -3,6 +3,8 @@
  * programs, and structured `key=value` log lines for a running node.
  */
 
+import { bytesText, threeDigits } from '../byte-units.ts'
+
 export function printJson (value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n')
 }
@@ -46,20 +48,11 @@ function isEpochMs (key: string, v: unknown): v is number {
 function unitNote (key: string, v: unknown): string {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return ''
   const name = key.slice(key.lastIndexOf('.') + 1)
-  if (name.endsWith('BytesPerSecond')) return ` (${round(v * 8 / 1e6)} Mbit/s)`
+  if (name.endsWith('BytesPerSecond')) return ` (${threeDigits(v * 8 / 1e6)} Mbit/s)`
   if (v >= 1000 && (/^bytes[A-Z]/.test(name) || name.endsWith('Bytes'))) return ` (${bytesText(v)})`
   return ''
 }
 
-function bytesText (bytes: number): string {
-  for (const [unit, size] of [['TB', 1e12], ['GB', 1e9], ['MB', 1e6]] as const) if (bytes >= size) return `${round(bytes / size)} ${unit}`
-  return `${round(bytes / 1e3)} kB`
-}
-
-/** Three significant digits at most: 1.23, 12.3, 123, 1234. */
-function round (n: number): string {
-  return String(n >= 100 ? Math.round(n) : Number(n.toPrecision(3)))
-}
 
 function flatten (obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
   const out: Array<[string, unknown]> = []

@@ -5,6 +5,7 @@
 
 import { join } from 'node:path'
 import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { bytesText } from '../byte-units.ts'
 import { tunnelExit } from '../relay/exit.ts'
 import { KnownPeerSelector } from '../relay/exit-selector.ts'
 import { HttpProxyServer } from '../relay/http-proxy.ts'
@@ -105,10 +106,6 @@ export function advertisedCapacityMbps (exit: Pick<SparebandConfig['exit'], 'cap
   return exit.download_mbps > 0 ? Math.min(exit.capacity_mbps, exit.download_mbps) : exit.capacity_mbps
 }
 
-function gigabytes (bytes: number): string {
-  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`
-}
-
 export function exitPart (node: SparebandNode): NodePart {
   const exit = (): TunnelExit | undefined => node.libp2p.services.exit as TunnelExit | undefined
   return {
@@ -133,7 +130,7 @@ export function exitPart (node: SparebandNode): NodePart {
         const daily = s.quotaExceeded === 'daily'
         const used = daily ? s.quota.dayBytes : s.quota.monthBytes
         const limit = daily ? s.quota.dailyLimit : s.quota.monthlyLimit
-        warnings.push(`the exit's ${s.quotaExceeded} data quota is used up: ${gigabytes(used)} of ${gigabytes(limit)} carried; it takes no new tunnels (QUOTA_EXCEEDED) until the ${daily ? 'day' : 'month'} turns (exit.${daily ? 'daily' : 'monthly'}_quota_gb)`)
+        warnings.push(`the exit's ${s.quotaExceeded} data quota is used up: ${bytesText(used)} of ${bytesText(limit)} carried; it takes no new tunnels (QUOTA_EXCEEDED) until the ${daily ? 'day' : 'month'} turns (exit.${daily ? 'daily' : 'monthly'}_quota_gb)`)
       }
       if (s != null && !s.withinSchedule) warnings.push(`the exit is outside its share schedule: it takes no new tunnels (OUTSIDE_SCHEDULE), and ended the open ones, while exit.schedule = "${node.config.exit.schedule}" (local time) keeps it closed`)
       if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels, across restarts, until "spareband resume" (POST /v1/exit/resume)`)

@@ -482,12 +482,6 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   }
 
   /**
-   * The exits of `region` as `spareband providers` shows them, best first:
-   * looked up afresh in the DHT, with their ads' figures, this node's
-   * measurements and their reputation. Throws TypeError for a region that
-   * is not one.
-   */
-  /**
    * Stops this node's exit taking new tunnels (open ones go on), across
    * restarts, until resumeExit(): what `spareband pause` and POST
    * /v1/exit/pause do. Fires 'exit:pause'.
@@ -516,6 +510,13 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     return exit
   }
 
+  /**
+   * The exits of `region` as `spareband providers` shows them, best first:
+   * those a request for the region chooses from, looked up afresh in the DHT
+   * (with their ads' figures) and those known only from identify on a
+   * connection (`source`), with this node's measurements and their
+   * reputation. Throws TypeError for a region that is not one.
+   */
   async providers (region: string): Promise<ProviderRow[]> {
     if (!this.running) throw new NotStartedError()
     const wanted = regionArgument(region)

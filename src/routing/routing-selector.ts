@@ -52,6 +52,12 @@ export interface ProviderRow {
   /** Our tunnels set up or open through it now: they count into the load the score sees (`load` is the ad's). */
   ownTunnels: number
   expiresAt: number | null
+  /**
+   * Where this node knows the exit from: its capacity ad in the DHT, or only
+   * identify on a connection (no ad found yet: neutral figures, ranked
+   * behind advertised exits; requests use it all the same).
+   */
+  source: 'dht' | 'identify'
 }
 
 /** What the network says of exits (accounting's reputation gossip), and what we saw of them for it. */
@@ -133,21 +139,26 @@ export class RoutingSelector implements ExitSelector {
     // exit among them that identify has told of by now counts, though the
     // DHT did not have its ad yet (it publishes once it has a peer)
     if (known.length === 0 && request.region != null) known = await this.init.known?.candidates({ region: request.region }) ?? []
+    return this.merge(ads, known, request.region)
+  }
+
+  /** The exits with an ad (as their ads have them), and those only identify told of (neutral figures), for `region`. */
+  private async merge (ads: VerifiedCapacityAd[], known: PeerId[], region: string | undefined): Promise<ExitCandidate[]> {
     const byId = new Map<string, ExitCandidate>()
     for (const ad of ads) {
       if (ad.peerId.equals(this.libp2p.peerId)) continue
       // the exit's identify now names another region: it moved since this ad was cached
-      const live = request.region == null ? undefined : await this.init.known?.liveRegion(ad.peerId)
-      if (live != null && !regionMatches(live, request.region!)) continue
+      const live = region == null ? undefined : await this.init.known?.liveRegion(ad.peerId)
+      if (live != null && !regionMatches(live, region!)) continue
       byId.set(ad.peerId.toString(), this.candidateFromAd(ad))
     }
     for (const id of known) {
       if (byId.has(id.toString())) continue
       const ad = this.init.discovery.ad(id)
       // the known peers are those whose identify names the region now: an ad of another (cached before the exit moved) does not count
-      if (ad != null && (ad.capacityMbps <= 0 || (request.region != null && !regionMatches(ad.region, request.region) && !regionMatches(await this.init.known?.liveRegion(id), request.region)))) continue
+      if (ad != null && (ad.capacityMbps <= 0 || (region != null && !regionMatches(ad.region, region) && !regionMatches(await this.init.known?.liveRegion(id), region)))) continue
       // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
-      byId.set(id.toString(), { id, peerId: id.toString(), region: request.region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.openThrough(id), reachability: 'unknown' })
+      byId.set(id.toString(), { id, peerId: id.toString(), region: (await this.init.known?.liveRegion(id)) ?? region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.openThrough(id), reachability: 'unknown' })
     }
     return [...byId.values()]
   }
@@ -218,10 +229,17 @@ export class RoutingSelector implements ExitSelector {
     this.telemetry.recordSuccess(exit.toString(), { at: this.now(), bytes: t.bytes, durationMs: t.durationMs, ttfbMs: t.ttfbMs })
   }
 
-  /** The exits of a region as `spareband providers` shows them, best first, without exploration. */
+  /**
+   * The exits of a region as `spareband providers` shows them, best first,
+   * without exploration: those a request for the region would choose from,
+   * the DHT's (looked up afresh) and those only identify told of (`source`).
+   */
   async providers (region: string): Promise<ProviderRow[]> {
-    await this.init.discovery.find(region, { fresh: true })
-    const candidates = this.init.discovery.cached(region).filter(a => !a.peerId.equals(this.libp2p.peerId)).map(a => this.candidateFromAd(a))
+    let lookupFailed: unknown
+    await this.init.discovery.find(region, { fresh: true }).catch(err => { lookupFailed = err })
+    const candidates = await this.merge(this.init.discovery.cached(region), await this.init.known?.candidates({ region }) ?? [], region)
+    // the lookup's error says more than an empty list, unless identify knows exits anyway
+    if (candidates.length === 0 && lookupFailed != null) throw lookupFailed
     const ranked = selectExits(candidates, this.telemetry, { now: this.now(), random: this.random, explore: 0 })
     return ranked.map(r => ({
       peerId: r.candidate.peerId,
@@ -240,7 +258,8 @@ export class RoutingSelector implements ExitSelector {
       reachability: r.candidate.reachability,
       verified: r.candidate.verified,
       ownTunnels: r.candidate.ownTunnels ?? 0,
-      expiresAt: r.candidate.ad?.expiresAt ?? null
+      expiresAt: r.candidate.ad?.expiresAt ?? null,
+      source: r.candidate.ad != null ? 'dht' : 'identify'
     }))
   }
 }

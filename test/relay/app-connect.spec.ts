@@ -183,7 +183,7 @@ describe('node.connect(): a tunnel handed to the embedding app as a Duplex', () 
     const providers = await consumer.providers('DE')
     expect(providers.map(p => p.peerId)).toEqual([exit.peerId.toString()])
     // it advertises what its download cap lets it carry, not the 1000 Mbit/s it was set to claim
-    expect(providers[0]).toMatchObject({ region: 'de', verified: expect.any(String), capacityMbps: 800 })
+    expect(providers[0]).toMatchObject({ region: 'de', verified: expect.any(String), capacityMbps: 800, source: 'dht' })
     expect((exit.status().exit as any).capacityMbps).toBe(800)
     expect(await consumer.providers('jp')).toEqual([])
     await expect(consumer.providers('xx')).rejects.toThrow(TypeError)

@@ -108,3 +108,37 @@ describe('the routing selector counts our open tunnels through each exit', () =>
     expect(counts[2]).toBeLessThan(counts[0])
   })
 })
+
+describe('providers, as `spareband providers` lists them', () => {
+  it('lists the exits a request would use: those with an ad and those only identify told of, saying which', async () => {
+    const [advertised, identified, elsewhere] = [await peer(), await peer(), await peer()]
+    const ads = [ad(advertised)]
+    let fresh = 0
+    const discovery = { find: async (_r: string, o: { fresh?: boolean }) => { if (o.fresh === true) fresh++; return ads }, cached: () => ads, ad: () => undefined } as unknown as ExitDiscovery
+    // identify on open connections: one exit in de-by (a part of de), one in fr
+    const live = new Map([[identified.toString(), 'de-by'], [elsewhere.toString(), 'fr']])
+    const known = {
+      candidates: async ({ region }: { region?: string }) => [identified, elsewhere].filter(id => region == null || live.get(id.toString())!.startsWith(region)),
+      liveRegion: async (id: PeerId) => live.get(id.toString())
+    }
+    const selector = new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, known: known as any, explore: 0, random: mulberry32(7) })
+    const rows = await selector.providers('de')
+    expect(fresh).toBe(1)
+    // the advertised exit ranks first (its ad's figures beat the neutral ones)
+    expect(rows.map(r => [r.peerId, r.source, r.region])).toEqual([[advertised.toString(), 'dht', 'de'], [identified.toString(), 'identify', 'de-by']])
+    expect(rows[1]).toMatchObject({ expiresAt: null, verified: 'unverifiable', reachability: 'unknown' })
+    // the same exits a request for the region chooses from
+    expect((await selector.candidates({ region: 'de' })).map(String).sort()).toEqual([advertised, identified].map(String).sort())
+  })
+
+  it('answers with the exits identify knows when the DHT lookup fails, and with the lookup\'s error when there are none', async () => {
+    const identified = await peer()
+    const discovery = { find: async () => { throw new Error('query aborted') }, cached: () => [], ad: () => undefined } as unknown as ExitDiscovery
+    let knowIt = true
+    const known = { candidates: async () => knowIt ? [identified] : [], liveRegion: async () => 'de' }
+    const selector = new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, known: known as any, explore: 0, random: mulberry32(7) })
+    expect((await selector.providers('de')).map(r => [r.peerId, r.source])).toEqual([[identified.toString(), 'identify']])
+    knowIt = false
+    await expect(selector.providers('de')).rejects.toThrow('query aborted')
+  })
+})
