@@ -14,6 +14,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
+import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -291,12 +292,14 @@ export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<
 /**
  * createLibp2p with the random walk paced before anything starts it: with
  * every known peer unreachable, the relay search's walk spun a core (see
- * walk-throttle.ts). Every libp2p made from libp2pOptions goes through
- * here, tests' too.
+ * walk-throttle.ts); and with a stop() that leaves no timer to keep the
+ * process up (libp2p-stop-timers.ts). Every libp2p made from libp2pOptions
+ * goes through here, tests' too.
  */
 export async function pacedLibp2p<T extends ServiceMap> (options: Libp2pOptions<T>): Promise<Libp2p<T>> {
   const node = await createLibp2p({ ...options, start: false })
   throttleRandomWalk(node)
+  stopWithoutLeftoverTimers(node)
   if (options.start !== false) await node.start()
   return node
 }
