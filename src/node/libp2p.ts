@@ -15,6 +15,7 @@ import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
+import { silentConnections, withHearingClock } from './silent-connections.ts'
 import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -55,7 +56,9 @@ export const YAMUX_MAX_WINDOW = 2 * MiB
  * connection, up to a window per stream (YAMUX_MAX_WINDOW): with hundreds
  * of busy tunnels that took more than libp2p's 5 s, and a consumer under
  * a scraper's load of 600 downloads lost its connection to the exit, and
- * every tunnel with it. A dead peer is still found, a minute later.
+ * every tunnel with it. A peer gone silent is found within 30 s by
+ * silent-connections.ts; this minute is the backstop for connections
+ * without its clock.
  */
 export const PING_TIMEOUT_FLOOR = 60 * second
 
@@ -145,7 +148,8 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       circuitRelayTransport({ reservationCompletionTimeout: 10 * second })
     ],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    streamMuxers: [batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
+    // each muxer notes when bytes last came in: a connection silent for 25 s is ended (silent-connections.ts)
+    streamMuxers: [withHearingClock(batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } }))],
     connectionMonitor: { pingInterval: MONITOR_PING_INTERVAL, pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
       // its pruner closes next to nothing here: connection-trimmer.ts makes the room
@@ -165,6 +169,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       identify: identify(),
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
+      silentConnections: silentConnections(),
       autoNAT: autoNAT(),
       // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back
       ownPublicAddresses: ownPublicAddresses(),
