@@ -16,6 +16,8 @@ import { batchedYamux } from './yamux-window.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
+import { publicPeerAddresses } from './peer-address-filter.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -165,6 +167,8 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       maxIncomingPendingConnections: 64
     },
     peerDiscovery,
+    // other peers' private addresses are no use here, and a danger (peer-address-filter.ts)
+    ...(local ? {} : { peerStore: { addressFilter: publicPeerAddresses(peerIdFromPrivateKey(privateKey)) } }),
     services: {
       identify: identify(),
       identifyPush: identifyPush(),

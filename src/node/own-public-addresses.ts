@@ -21,6 +21,7 @@
 
 import { networkInterfaces } from 'node:os'
 import { isPrivate, isPrivateIp, tryGetNetConfig } from '@libp2p/utils'
+import { isCircuit } from '../routing/ad-addresses.ts'
 import type { Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -31,10 +32,6 @@ interface OwnAddressComponents {
   addressManager: { confirmObservedAddr: (addr: Multiaddr, options?: { type?: 'transport' }) => void }
 }
 
-/** An address through a relay: its IP is the relay's. */
-export function isCircuit (addr: Multiaddr): boolean {
-  return addr.getComponents().some(c => c.name === 'p2p-circuit')
-}
 
 /** The addresses of `addrs` taken for dialable without AutoNAT: public IPv4, not through a relay. */
 export function ownPublicIPv4 (addrs: readonly Multiaddr[]): Multiaddr[] {

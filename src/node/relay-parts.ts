@@ -189,10 +189,19 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     },
     heardSince: (exit, since) => ingress.heardSince(exit, since),
     silentExits: ms => ingress.silentExits(ms),
-    // our tunnels only: the connection may carry our relay reservation, the DHT, a consumer's tunnels through us
+    // our tunnels, and our relayed connections to it: a direct connection may
+    // carry our relay reservation, the DHT, a consumer's tunnels through us
     drop: (exit, reason) => {
       warm.forget(exit, reason)
       ingress.abortTunnelsTo(exit, reason)
+      // a circuit to the exit carries only what goes between the two of us. One
+      // whose relay died stayed until the silence on it was noticed, and took
+      // every new tunnel meanwhile, while the exit was reachable again through
+      // another relay: ended, the next tunnel dials what its newest ad names
+      for (const connection of node.libp2p.getConnections(exit)) {
+        if (connection.limits != null) connection.abort(reason)
+      }
+      selector.unreachable?.(exit)
     }
   })
   const client = new TunnelClient({

@@ -32,6 +32,12 @@ export interface ExitSelector {
   reportTransfer? (exit: PeerId, transfer: TransferSample): void
   /** A tunnel through `exit` is being set up, or is open: counted until the returned function is called (once is enough; more are ignored). */
   opened? (exit: PeerId): () => void
+  /**
+   * `exit` could not be reached (a dial failed, or it was found gone): the
+   * addresses this node has for it may be stale, as when it moved to another
+   * relay, so its newest ad is worth fetching again.
+   */
+  unreachable? (exit: PeerId): void
 }
 
 export interface TransferSample {

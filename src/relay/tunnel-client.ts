@@ -234,6 +234,8 @@ export class TunnelClient {
     try {
       stream = await this.components.dialProtocol(exit, TUNNEL_PROTOCOL, { signal, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
     } catch (err: any) {
+      // not the caller giving up: the addresses dialled may be stale (the exit moved to another relay)
+      if (options.signal?.aborted !== true) this.init.selector.unreachable?.(exit)
       throw new TunnelError(TunnelStatus.BUSY, `cannot reach exit ${exit.toString()}: ${err.message}`, exit.toString())
     }
     try {

@@ -20,6 +20,11 @@ import { isPrivate, tryGetNetConfig } from '@libp2p/utils'
 import { isLoopback } from '../relay/listen-address.ts'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
+/** An address through a relay: its IP is the relay's. */
+export function isCircuit (addr: Multiaddr): boolean {
+  return addr.getComponents().some(c => c.name === 'p2p-circuit')
+}
+
 export function adAddresses (addresses: readonly Multiaddr[], localTestnet: boolean): Multiaddr[] {
   // an IP address or a DNS name first: another machine can dial it at all (not /unix, /memory)
   const network = addresses.filter(a => tryGetNetConfig(a) != null)

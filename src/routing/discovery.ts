@@ -8,9 +8,10 @@
 import { capacityKey, decodeCapacityAd, regionCid, verifyCapacityAd } from './capacity-ad.ts'
 import { normalizeRegion, regionMatches } from './regions.ts'
 import { second } from '../constants.ts'
-import { adAddresses } from './ad-addresses.ts'
+import { adAddresses, isCircuit } from './ad-addresses.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface ExitDiscoveryInit {
   /** How long a region's lookup result is fresh. @default 60 s */
@@ -35,12 +36,18 @@ interface RegionEntry { fetchedAt: number, peers: Set<string> }
 
 /** How long a region's DHT lookup may take before it answers with what it found. */
 export const DEFAULT_QUERY_TIMEOUT_MS = 15 * second
+/** One exit's ad is fetched again (refetch()) at most this often: a burst of failed dials asks the DHT once. */
+export const AD_REFETCH_INTERVAL_MS = 5 * second
+/** Exits whose last refetch is remembered for that; the one asked longest ago is forgotten first. */
+const MAX_REFETCHED = 1024
 
 export class ExitDiscovery {
   private readonly log: Logger
   private readonly ads = new Map<string, VerifiedCapacityAd>()
   private readonly regions = new Map<string, RegionEntry>()
   private readonly inflight = new Map<string, Promise<VerifiedCapacityAd[]>>()
+  /** When each exit's ad was last fetched again by refetch(). */
+  private readonly refetched = new Map<string, number>()
   private readonly now: () => number
   /** Ends the lookups under way when the node stops: one waiting for the first peer would otherwise hold its callers for its whole timeout. */
   private stopping = new AbortController()
@@ -169,7 +176,29 @@ export class ExitDiscovery {
     })
   }
 
-  /** Fetches, verifies and caches one exit's ad; its addresses go to the peer store for dialing. */
+  /**
+   * Fetches `peer`'s ad again in the background, unless that was asked
+   * within AD_REFETCH_INTERVAL_MS: its addresses may have changed (a new
+   * relay) since the region's lookup. Within the query timeout, and ended by
+   * stop().
+   */
+  refetch (peer: PeerId): void {
+    const id = peer.toString()
+    const now = this.now()
+    if (now - (this.refetched.get(id) ?? -Infinity) < AD_REFETCH_INTERVAL_MS) return
+    // re-inserted: the map's order is the order of asking, oldest first
+    this.refetched.delete(id)
+    this.refetched.set(id, now)
+    if (this.refetched.size > MAX_REFETCHED) this.refetched.delete(this.refetched.keys().next().value!)
+    const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS), this.stopping.signal])
+    this.fetchAd(peer, { signal }).catch(err => { this.log('could not fetch the ad of %p again - %e', peer, err) })
+  }
+
+  /**
+   * Fetches, verifies and caches one exit's ad; its addresses go to the peer
+   * store for dialing, and circuit addresses an ad newer than the one held
+   * no longer names leave it (see dropMovedCircuits).
+   */
   async fetchAd (peer: PeerId, options: AbortOptions = {}): Promise<VerifiedCapacityAd> {
     const bytes = await this.components.libp2p.contentRouting.get(capacityKey(peer), options)
     const ad = await verifyCapacityAd(decodeCapacityAd(bytes), { now: this.now() })
@@ -178,7 +207,40 @@ export class ExitDiscovery {
     if (prev == null || ad.seq >= prev.seq) this.ads.set(peer.toString(), ad)
     // only the addresses this network can reach: an ad is the exit's to write
     const dialable = adAddresses(ad.multiaddrs, this.init.localTestnet === true)
+    if (prev != null && ad.seq > prev.seq) await this.dropMovedCircuits(peer, ad.multiaddrs)
     if (dialable.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: dialable }).catch(() => {})
     return this.ads.get(peer.toString())!
   }
+
+  /**
+   * The peer store only ever gains addresses: an exit that moved to another
+   * relay (its old one died) kept its dead circuit there, and every dial to
+   * it tried that first and waited out its 6 s (libp2p dials a peer's
+   * addresses one at a time). So the circuits a newer ad than the one held
+   * no longer names are dropped. Only on news: a circuit identify told of
+   * since (the exit's newest reservation) is not undone by an ad fetched
+   * again unchanged.
+   */
+  private async dropMovedCircuits (peer: PeerId, named: Multiaddr[]): Promise<void> {
+    const { peerStore } = this.components.libp2p
+    const bare = (a: Multiaddr): string => withoutPeer(a, peer)
+    const keep = new Set(named.map(bare))
+    try {
+      const known = (await peerStore.get(peer)).addresses.map(a => a.multiaddr)
+      const left = known.filter(a => !isCircuit(a) || keep.has(bare(a)))
+      if (left.length === known.length) return
+      this.log('%p moved: its newest ad no longer names %d circuit address(es), dropped', peer, known.length - left.length)
+      await peerStore.patch(peer, { multiaddrs: left })
+    } catch (err: any) {
+      // a peer not in the store has nothing to drop
+      if (err.name !== 'NotFoundError') this.log('could not drop the old circuits of %p - %e', peer, err)
+    }
+  }
+}
+
+/** `addr` as text without a trailing /p2p/<peer>: the store and the ad may write it either way. */
+function withoutPeer (addr: Multiaddr, peer: PeerId): string {
+  const text = addr.toString()
+  const suffix = `/p2p/${peer.toString()}`
+  return text.endsWith(suffix) ? text.slice(0, -suffix.length) : text
 }

@@ -225,6 +225,16 @@ export class RoutingSelector implements ExitSelector {
     return (this.open.get(id) ?? 0) + (this.picked.get(id) ?? 0)
   }
 
+  /**
+   * A dial to `exit` failed, or it was found gone: its ad is fetched again,
+   * for the relay it may have moved to (see ExitDiscovery.refetch). The
+   * region's cache would only have brought it at its next refresh, a minute
+   * or more later, and meanwhile every dial tried the dead circuit.
+   */
+  unreachable (exit: PeerId): void {
+    this.init.discovery.refetch(exit)
+  }
+
   reportTransfer (exit: PeerId, t: TransferSample): void {
     this.telemetry.recordSuccess(exit.toString(), { at: this.now(), bytes: t.bytes, durationMs: t.durationMs, ttfbMs: t.ttfbMs })
   }

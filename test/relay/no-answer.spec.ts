@@ -13,7 +13,7 @@ import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { Ingress, ProxyRefusal } from '../../src/relay/ingress.ts'
 import { TunnelClient } from '../../src/relay/tunnel-client.ts'
 import { NO_ANSWER, httpStatusFor, socksReplyFor } from '../../src/relay/status-codes.ts'
-import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
+import { TunnelError, TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
 import type { ProxyFailureNotice } from '../../src/relay/ingress.ts'
 import type { Libp2p, Stream } from '@libp2p/interface'
@@ -61,4 +61,40 @@ it('an exit that never answers is NO_ANSWER, a timeout to the client and the exi
   expect(ingress.stats.failedByStatus).toEqual({ [NO_ANSWER]: 1 })
   expect(reports).toEqual([NO_ANSWER])
   expect(held).toHaveLength(1)
+})
+
+it('an exit that cannot be dialled is told to the selector as unreachable (its ad may name a dead relay); a caller that gave up is not', async () => {
+  // a peer nobody can reach: no address known for it anywhere
+  const gone = (await loopbackNode()).peerId
+  const unreachable: string[] = []
+  const client = new TunnelClient({
+    logger: consumer.logger,
+    dialProtocol: async (peer, protocol, options) => consumer.dialProtocol(peer, protocol, options)
+  }, {
+    selector: { candidates: async () => [gone], report: () => {}, unreachable: exit => { unreachable.push(exit.toString()) } },
+    responseTimeoutMs: 2000,
+    maxAttempts: 1
+  })
+  const err = await client.open({ host: 'example.test', port: 443 }, {}).then(() => undefined, (e: unknown) => e)
+  expect((err as TunnelError).status).toBe(TunnelStatus.BUSY)
+  expect((err as Error).message).toMatch(/^cannot reach exit /)
+  expect(unreachable).toEqual([gone.toString()])
+
+
+  // a dial that hangs (a dead relay's circuit) until the response timeout: unreachable too; until
+  // the caller gives up first: nothing said of the exit
+  const hanging = new TunnelClient({
+    logger: consumer.logger,
+    dialProtocol: async (_peer, _protocol, options) => new Promise((_resolve, reject) => {
+      options.signal?.addEventListener('abort', () => { reject(options.signal?.reason) }, { once: true })
+    })
+  }, {
+    selector: { candidates: async () => [gone], report: () => {}, unreachable: exit => { unreachable.push(exit.toString()) } },
+    responseTimeoutMs: 300,
+    maxAttempts: 1
+  })
+  await expect(hanging.open({ host: 'example.test', port: 443 }, {})).rejects.toThrow(/^cannot reach exit /)
+  expect(unreachable).toHaveLength(2)
+  await expect(hanging.open({ host: 'example.test', port: 443 }, {}, { signal: AbortSignal.timeout(50) })).rejects.toThrow(/timeout|aborted/i)
+  expect(unreachable).toHaveLength(2)
 })

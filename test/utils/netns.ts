@@ -180,6 +180,37 @@ export class NatTopology {
     if (this.iptables === '') throw new Error(`no iptables could add the masquerade rule: ${failures.join('; ')}`)
   }
 
+  /**
+   * A host of its own on the public side: namespace `sb-h<n>-<suffix>` at
+   * `ip`, on a /24 of its own linked to the public namespace, which routes
+   * for it (the router reaches it through the public namespace's first
+   * address). Its own namespace lets it go silent alone (silence()).
+   */
+  async addPublicHost (ip: string): Promise<string> {
+    const n = this.made.length
+    const ns = `sb-h${n}-${this.suffix}`
+    await run('ip', ['netns', 'add', ns])
+    this.made.push(ns)
+    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+    const gateway = ip.replace(/\.\d+$/, '.1')
+    const pubEnd = `sbx${n}p${this.suffix}`
+    const hostEnd = `sbx${n}h${this.suffix}`
+    await run('ip', ['link', 'add', pubEnd, 'netns', this.pub, 'type', 'veth', 'peer', 'name', hostEnd, 'netns', ns])
+    await run('ip', ['-n', this.pub, 'addr', 'add', `${gateway}/24`, 'dev', pubEnd])
+    await run('ip', ['-n', this.pub, 'link', 'set', pubEnd, 'up'])
+    await run('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', hostEnd])
+    await run('ip', ['-n', ns, 'link', 'set', hostEnd, 'up'])
+    await run('ip', ['-n', ns, 'route', 'add', 'default', 'via', gateway])
+    await run('ip', ['netns', 'exec', this.pub, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    await run('ip', ['-n', this.router, 'route', 'add', ip.replace(/\.\d+$/, '.0/24'), 'via', this.plan.publicHosts[0]])
+    return ns
+  }
+
+  /** Every packet to and from namespace `ns` dropped, nothing closed: a host that died without a word, or a line cut. */
+  async silence (ns: string): Promise<void> {
+    for (const chain of ['INPUT', 'OUTPUT']) await run('ip', ['netns', 'exec', ns, this.iptables, '-I', chain, '-j', 'DROP'])
+  }
+
   /** Kills what runs in the namespaces, then deletes them. Never throws. */
   async teardown (): Promise<void> {
     for (const ns of this.made) {
