@@ -32,7 +32,7 @@ import { AddressInUseError } from '../errors.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
 import { capacitySelector, capacityValidator } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
-import type { Libp2p, PrivateKey, PeerDiscovery, ServiceMap } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 
 /**
@@ -128,6 +128,32 @@ export function dhtClientMode (network: Pick<SparebandConfig['network'], 'dht_se
   return !network.dht_server
 }
 
+/** Streams each way on one connection: a consumer's tunnels, warm streams and receipts to an exit, with room for the rest. */
+export const MAX_STREAMS_PER_CONNECTION = 4096 + 256
+
+/**
+ * The node's stream muxer: yamux with window updates at half the window
+ * (yamux-window.ts), a clock of when bytes last came in (silent-connections.ts),
+ * and as many streams allowed before the connection is ready as after.
+ *
+ * The muxer holds the streams a peer opens before this side has finished
+ * setting up the connection ("early streams"), and @libp2p/utils ends the
+ * whole connection past 10 of them. A consumer that finished its side first
+ * opens its burst at once (its tunnels, warm streams, identify, a receipt
+ * stream): on a loaded exit, 32 tunnels asked together of an exit the
+ * consumer had just dialled lost the connection, every one of them, in 2 of
+ * 3 tries. A peer can open as many streams right after, so this bound
+ * guards nothing the stream limit does not.
+ */
+export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) => StreamMuxerFactory {
+  return withHearingClock(batchedYamux({
+    maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
+    maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+    maxEarlyStreams: MAX_STREAMS_PER_CONNECTION,
+    streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW }
+  }))
+}
+
 export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
@@ -150,8 +176,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       circuitRelayTransport({ reservationCompletionTimeout: 10 * second })
     ],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    // each muxer notes when bytes last came in: a connection silent for 25 s is ended (silent-connections.ts)
-    streamMuxers: [withHearingClock(batchedYamux({ maxInboundStreams: 4096 + 256, maxOutboundStreams: 4096 + 256, streamOptions: { maxReadBufferLength: STREAM_READ_BUFFER, maxStreamWindowSize: YAMUX_MAX_WINDOW } }))],
+    streamMuxers: [nodeStreamMuxer()],
     connectionMonitor: { pingInterval: MONITOR_PING_INTERVAL, pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
       // its pruner closes next to nothing here: connection-trimmer.ts makes the room

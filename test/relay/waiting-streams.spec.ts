@@ -39,14 +39,15 @@ async function openIdle (consumer: Libp2p, exit: ExitNode, n: number, seen = 0):
     // the most waiting): it is no stream of the caller's then, and the exit counted it as reset
     const batch = await Promise.allSettled(Array.from({ length: Math.min(BATCH, n - i) }, async () =>
       consumer.dialProtocol(exit.getMultiaddrs()[0], TUNNEL_PROTOCOL, { maxOutboundStreams: 4096 })))
-    const failed = batch.filter(r => r.status === 'rejected').length
+    const rejected = batch.flatMap(r => r.status === 'rejected' ? [r.reason as Error] : [])
+    const failed = rejected.length
     seen += failed
     streams.push(...batch.flatMap(r => r.status === 'fulfilled' ? [r.value] : []))
     const arrived = (): number => exit.services.exit.status().streamsWaiting + exit.services.exit.status().streamsWaitingReset
     // 30 s: a batch took over 10 s to be seen when the whole suite loaded the two cores
     await waitFor(() => {
       // the last of these goes in the timeout's message
-      if (arrived() < seen + streams.length) throw new Error(`the exit saw ${arrived()} of ${seen + streams.length} (${failed} opens of this batch failed)`)
+      if (arrived() < seen + streams.length) throw new Error(`the exit saw ${arrived()} of ${seen + streams.length} (${failed} opens of this batch failed${failed > 0 ? `, the first with ${rejected[0].name}: ${rejected[0].message}` : ''})`)
       return true
     }, {
       timeoutMs: 30_000,

@@ -8,9 +8,9 @@
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
+import { nodeStreamMuxer } from '../../src/node/libp2p.ts'
 import { tunnelExit } from '../../src/relay/exit.ts'
 import { TunnelRequest, decodeTunnelResponse, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
 import type { TunnelExit, TunnelExitInit, Resolver } from '../../src/relay/exit.ts'
@@ -25,7 +25,8 @@ export async function exitNode (init: TunnelExitInit, announce?: string[]): Prom
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'], announce },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // the node's own muxer: a burst of streams the consumer opens as the connection comes up is held, as a node holds it
+    streamMuxers: [nodeStreamMuxer()],
     services: { exit: tunnelExit(init) }
   })
 }
