@@ -16,7 +16,8 @@ import { batchedYamux } from './yamux-window.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
-import { publicPeerAddresses } from './peer-address-filter.ts'
+import { peerAddressFilter } from './peer-address-filter.ts'
+import { AdvertisedRelays } from '../routing/advertised-relays.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
@@ -156,6 +157,8 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
 
 export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
+  // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
+  const advertisedRelays = new AdvertisedRelays()
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.network.bootstrap.length > 0) {
     peerDiscovery.push(bootstrap({ list: config.network.bootstrap, timeout: 100 }))
@@ -192,13 +195,14 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       maxIncomingPendingConnections: 64
     },
     peerDiscovery,
-    // other peers' private addresses are no use here, and a danger (peer-address-filter.ts)
-    ...(local ? {} : { peerStore: { addressFilter: publicPeerAddresses(peerIdFromPrivateKey(privateKey)) } }),
+    // other peers' private addresses on the public network, and exits' circuits through relays they left (peer-address-filter.ts)
+    peerStore: { addressFilter: peerAddressFilter(peerIdFromPrivateKey(privateKey), { publicOnly: !local, advertisedRelays }) },
     services: {
       identify: identify(),
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       silentConnections: silentConnections(),
+      advertisedRelays: () => advertisedRelays,
       autoNAT: autoNAT(),
       // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back
       ownPublicAddresses: ownPublicAddresses(),

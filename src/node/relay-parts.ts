@@ -18,6 +18,7 @@ import { WarmStreams } from '../relay/warm-streams.ts'
 import { ExitLiveness } from '../relay/exit-liveness.ts'
 import { connectionFor, openStream, pingOver } from './open-stream.ts'
 import { isClosePending } from './tunnel-close-guard.ts'
+import { lastHeard } from './silent-connections.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
@@ -102,6 +103,9 @@ export interface ProxyStatus extends IngressStats {
  * capacity they claim, so one capped at 10 Mbit/s that claimed the default
  * 100 drew ten times the traffic it could carry.
  */
+/** A relayed connection to an exit found gone is ended only when nothing came in on it for this long (see proxyPart's drop). */
+const SILENT_CIRCUIT_MS = 5 * second
+
 export function advertisedCapacityMbps (exit: Pick<SparebandConfig['exit'], 'capacity_mbps' | 'download_mbps'>): number {
   return exit.download_mbps > 0 ? Math.min(exit.capacity_mbps, exit.download_mbps) : exit.capacity_mbps
 }
@@ -197,9 +201,12 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       // a circuit to the exit carries only what goes between the two of us. One
       // whose relay died stayed until the silence on it was noticed, and took
       // every new tunnel meanwhile, while the exit was reachable again through
-      // another relay: ended, the next tunnel dials what its newest ad names
+      // another relay: ended, the next tunnel dials what its newest ad names.
+      // Only one silent for a while too: a slow exit's circuit still brings its
+      // pings, and may carry its tunnels through our exit and the receipts
+      const now = performance.now()
       for (const connection of node.libp2p.getConnections(exit)) {
-        if (connection.limits != null) connection.abort(reason)
+        if (connection.limits != null && now - (lastHeard(connection) ?? -Infinity) >= SILENT_CIRCUIT_MS) connection.abort(reason)
       }
       selector.unreachable?.(exit)
     }

@@ -17,6 +17,7 @@ import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
 import type { AdvertiserDht, AdvertiserStatus } from '../routing/advertiser.ts'
+import type { AdvertisedRelays } from '../routing/advertised-relays.ts'
 import type { ExitDiscoveryComponents } from '../routing/discovery.ts'
 import type { IncomingMessage } from 'node:http'
 
@@ -35,7 +36,8 @@ export interface RoutingPart extends NodePart {
 export function routingPart (node: SparebandNode): RoutingPart {
   const { libp2p, config } = node
   const dht = libp2p.services.dht as (AdvertiserDht & { routingTable?: ExitDiscoveryComponents['routingTable'] }) | undefined
-  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: dht?.routingTable }, { localTestnet: config.network.local_testnet })
+  const advertisedRelays = libp2p.services.advertisedRelays as AdvertisedRelays | undefined
+  const discovery = new ExitDiscovery({ libp2p, logger: libp2p.logger, routingTable: dht?.routingTable, advertisedRelays }, { localTestnet: config.network.local_testnet })
   // accounting is built after routing and may be off: looked up when used
   const accounting = (): AccountingPart | undefined => node.part<AccountingPart>('accounting')
   const selector = new RoutingSelector(libp2p, {

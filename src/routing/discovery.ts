@@ -8,10 +8,10 @@
 import { capacityKey, decodeCapacityAd, regionCid, verifyCapacityAd } from './capacity-ad.ts'
 import { normalizeRegion, regionMatches } from './regions.ts'
 import { second } from '../constants.ts'
-import { adAddresses, isCircuit } from './ad-addresses.ts'
+import { adAddresses } from './ad-addresses.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
+import type { AdvertisedRelays } from './advertised-relays.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface ExitDiscoveryInit {
   /** How long a region's lookup result is fresh. @default 60 s */
@@ -30,6 +30,8 @@ export interface ExitDiscoveryComponents {
   logger: ComponentLogger
   /** The DHT's routing table: a lookup waits for its first peer (kad-dht's RoutingTable). */
   routingTable?: { size: number } & Pick<TypedEventTarget<{ 'peer:add': CustomEvent<PeerId> }>, 'addEventListener' | 'removeEventListener'>
+  /** Told the relays each exit's newest ad names; the peer store's address filter asks it (advertised-relays.ts). */
+  advertisedRelays?: AdvertisedRelays
 }
 
 interface RegionEntry { fetchedAt: number, peers: Set<string> }
@@ -38,16 +40,23 @@ interface RegionEntry { fetchedAt: number, peers: Set<string> }
 export const DEFAULT_QUERY_TIMEOUT_MS = 15 * second
 /** One exit's ad is fetched again (refetch()) at most this often: a burst of failed dials asks the DHT once. */
 export const AD_REFETCH_INTERVAL_MS = 5 * second
+/** While its ad comes back unchanged, an exit's interval doubles up to this: an exit that is down asks little of the DHT. */
+export const AD_REFETCH_MAX_INTERVAL_MS = 2 * 60 * second
+/** Refetches under way at once, over all exits: an outage that fails every exit does not flood the DHT. */
+export const MAX_REFETCHES_AT_ONCE = 4
 /** Exits whose last refetch is remembered for that; the one asked longest ago is forgotten first. */
 const MAX_REFETCHED = 1024
+
+interface Refetched { at: number, intervalMs: number, running: boolean }
 
 export class ExitDiscovery {
   private readonly log: Logger
   private readonly ads = new Map<string, VerifiedCapacityAd>()
   private readonly regions = new Map<string, RegionEntry>()
   private readonly inflight = new Map<string, Promise<VerifiedCapacityAd[]>>()
-  /** When each exit's ad was last fetched again by refetch(). */
-  private readonly refetched = new Map<string, number>()
+  /** Each exit's last refetch: when, how long until the next may run, whether it still runs. */
+  private readonly refetched = new Map<string, Refetched>()
+  private refetching = 0
   private readonly now: () => number
   /** Ends the lookups under way when the node stops: one waiting for the first peer would otherwise hold its callers for its whole timeout. */
   private stopping = new AbortController()
@@ -177,70 +186,80 @@ export class ExitDiscovery {
   }
 
   /**
-   * Fetches `peer`'s ad again in the background, unless that was asked
-   * within AD_REFETCH_INTERVAL_MS: its addresses may have changed (a new
-   * relay) since the region's lookup. Within the query timeout, and ended by
-   * stop().
+   * Fetches `peer`'s ad again in the background: its addresses may have
+   * changed (a new relay) since the region's lookup. Not while one for it
+   * runs, nor within its interval (AD_REFETCH_INTERVAL_MS, doubling while
+   * the ad comes back unchanged), nor past MAX_REFETCHES_AT_ONCE in all.
+   * Within the query timeout, and ended by stop().
    */
   refetch (peer: PeerId): void {
     const id = peer.toString()
     const now = this.now()
-    if (now - (this.refetched.get(id) ?? -Infinity) < AD_REFETCH_INTERVAL_MS) return
+    const last = this.refetched.get(id)
+    if (last != null && (last.running || now - last.at < last.intervalMs)) return
+    if (this.refetching >= MAX_REFETCHES_AT_ONCE) return
+    const held = this.ads.get(id)?.seq
+    const entry: Refetched = { at: now, intervalMs: last?.intervalMs ?? AD_REFETCH_INTERVAL_MS, running: true }
     // re-inserted: the map's order is the order of asking, oldest first
     this.refetched.delete(id)
-    this.refetched.set(id, now)
+    this.refetched.set(id, entry)
     if (this.refetched.size > MAX_REFETCHED) this.refetched.delete(this.refetched.keys().next().value!)
+    this.refetching++
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS), this.stopping.signal])
-    this.fetchAd(peer, { signal }).catch(err => { this.log('could not fetch the ad of %p again - %e', peer, err) })
+    this.fetchAd(peer, { signal })
+      .then(ad => {
+        // news resets the interval; the same ad again (the exit is down, or not moved) doubles it
+        entry.intervalMs = held == null || ad.seq > held ? AD_REFETCH_INTERVAL_MS : Math.min(entry.intervalMs * 2, AD_REFETCH_MAX_INTERVAL_MS)
+      }, err => {
+        entry.intervalMs = Math.min(entry.intervalMs * 2, AD_REFETCH_MAX_INTERVAL_MS)
+        this.log('could not fetch the ad of %p again - %e', peer, err)
+      })
+      .finally(() => {
+        entry.running = false
+        this.refetching--
+      })
   }
 
   /**
    * Fetches, verifies and caches one exit's ad; its addresses go to the peer
-   * store for dialing, and circuit addresses an ad newer than the one held
-   * no longer names leave it (see dropMovedCircuits).
+   * store for dialing, and the circuits through relays the newest ad does
+   * not name leave it (see dropUnnamedCircuits).
    */
   async fetchAd (peer: PeerId, options: AbortOptions = {}): Promise<VerifiedCapacityAd> {
     const bytes = await this.components.libp2p.contentRouting.get(capacityKey(peer), options)
     const ad = await verifyCapacityAd(decodeCapacityAd(bytes), { now: this.now() })
     if (!ad.peerId.equals(peer)) throw new Error('capacity ad of another peer')
     const prev = this.ads.get(peer.toString())
-    if (prev == null || ad.seq >= prev.seq) this.ads.set(peer.toString(), ad)
+    const newest = prev == null || ad.seq >= prev.seq
+    if (newest) {
+      this.ads.set(peer.toString(), ad)
+      this.components.advertisedRelays?.set(peer, ad.multiaddrs, ad.expiresAt)
+      await this.dropUnnamedCircuits(peer)
+    }
     // only the addresses this network can reach: an ad is the exit's to write
     const dialable = adAddresses(ad.multiaddrs, this.init.localTestnet === true)
-    if (prev != null && ad.seq > prev.seq) await this.dropMovedCircuits(peer, ad.multiaddrs)
     if (dialable.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: dialable }).catch(() => {})
     return this.ads.get(peer.toString())!
   }
 
   /**
-   * The peer store only ever gains addresses: an exit that moved to another
-   * relay (its old one died) kept its dead circuit there, and every dial to
-   * it tried that first and waited out its 6 s (libp2p dials a peer's
-   * addresses one at a time). So the circuits a newer ad than the one held
-   * no longer names are dropped. Only on news: a circuit identify told of
-   * since (the exit's newest reservation) is not undone by an ad fetched
-   * again unchanged.
+   * The circuits already in the peer store through relays the exit's newest
+   * ad does not name: they leave it (the filter keeps them from coming back,
+   * advertised-relays.ts). Kept addresses keep what the store knew of them.
    */
-  private async dropMovedCircuits (peer: PeerId, named: Multiaddr[]): Promise<void> {
+  private async dropUnnamedCircuits (peer: PeerId): Promise<void> {
+    const relays = this.components.advertisedRelays
+    if (relays == null) return
     const { peerStore } = this.components.libp2p
-    const bare = (a: Multiaddr): string => withoutPeer(a, peer)
-    const keep = new Set(named.map(bare))
     try {
-      const known = (await peerStore.get(peer)).addresses.map(a => a.multiaddr)
-      const left = known.filter(a => !isCircuit(a) || keep.has(bare(a)))
-      if (left.length === known.length) return
-      this.log('%p moved: its newest ad no longer names %d circuit address(es), dropped', peer, known.length - left.length)
-      await peerStore.patch(peer, { multiaddrs: left })
+      const known = (await peerStore.get(peer)).addresses
+      const kept = known.filter(a => relays.accepts(peer, a.multiaddr))
+      if (kept.length === known.length) return
+      this.log('%p moved: %d circuit address(es) through relays its newest ad does not name, dropped', peer, known.length - kept.length)
+      await peerStore.patch(peer, { addresses: kept })
     } catch (err: any) {
       // a peer not in the store has nothing to drop
       if (err.name !== 'NotFoundError') this.log('could not drop the old circuits of %p - %e', peer, err)
     }
   }
-}
-
-/** `addr` as text without a trailing /p2p/<peer>: the store and the ad may write it either way. */
-function withoutPeer (addr: Multiaddr, peer: PeerId): string {
-  const text = addr.toString()
-  const suffix = `/p2p/${peer.toString()}`
-  return text.endsWith(suffix) ? text.slice(0, -suffix.length) : text
 }

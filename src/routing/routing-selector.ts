@@ -232,6 +232,8 @@ export class RoutingSelector implements ExitSelector {
    * or more later, and meanwhile every dial tried the dead circuit.
    */
   unreachable (exit: PeerId): void {
+    // with a connection open, its addresses were not what failed
+    if (this.libp2p.getConnections(exit).some(c => c.status === 'open')) return
     this.init.discovery.refetch(exit)
   }
 

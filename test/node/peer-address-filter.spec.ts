@@ -16,7 +16,8 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { createSparebandNode } from '../../src/index.ts'
-import { publicPeerAddresses } from '../../src/node/peer-address-filter.ts'
+import { peerAddressFilter } from '../../src/node/peer-address-filter.ts'
+import { AdvertisedRelays } from '../../src/routing/advertised-relays.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { SparebandNode } from '../../src/index.ts'
@@ -24,11 +25,11 @@ import type { SparebandNode } from '../../src/index.ts'
 const stops: Array<() => Promise<void>> = []
 afterAll(async () => { for (const s of stops.reverse()) await s().catch(() => {}) })
 
-describe('publicPeerAddresses', () => {
-  it('keeps public addresses, circuits through public relays and DNS names, and every address of the node itself', async () => {
+describe('peerAddressFilter', () => {
+  it('on the public network keeps public addresses, circuits through public relays and DNS names, and every address of the node itself', async () => {
     const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-    const keep = publicPeerAddresses(self)
+    const keep = peerAddressFilter(self, { publicOnly: true })
     const kept = (peer: typeof self, a: string): boolean => keep(peer, multiaddr(a))
     expect(kept(other, '/ip4/11.77.1.5/tcp/4001')).toBe(true)
     expect(kept(other, '/ip4/11.77.1.5/tcp/4001/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE/p2p-circuit')).toBe(true)
@@ -38,6 +39,40 @@ describe('publicPeerAddresses', () => {
       expect(kept(other, a), a).toBe(false)
       expect(kept(self, a), a).toBe(true)
     }
+    // in a local testnet: all
+    expect(peerAddressFilter(self, { publicOnly: false })(other, multiaddr('/ip4/10.77.2.2/tcp/4001'))).toBe(true)
+  })
+
+  it('keeps no circuit of an exit through a relay its newest ad does not name, by the relay\'s peer id, until an ad names it again or expires', async () => {
+    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const exit = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const r1 = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
+    const r2 = '12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE'
+    let now = 1_000_000
+    const relays = new AdvertisedRelays(() => now)
+    const keep = peerAddressFilter(self, { publicOnly: true, advertisedRelays: relays })
+    const kept = (peer: typeof self, a: string): boolean => keep(peer, multiaddr(a))
+    const viaR1 = `/ip4/11.77.3.2/tcp/4001/p2p/${r1}/p2p-circuit`
+    const viaR1Webrtc = `/ip4/11.77.3.2/udp/4001/webrtc-direct/p2p/${r1}/p2p-circuit`
+    const viaR2 = `/ip4/11.77.1.5/tcp/4001/p2p/${r2}/p2p-circuit`
+    // no ad known: any circuit
+    expect(kept(exit, viaR1)).toBe(true)
+    relays.set(exit, [multiaddr(viaR2), multiaddr('/ip4/11.77.9.9/tcp/4001')], now + 60_000)
+    expect(kept(exit, viaR1)).toBe(false)
+    expect(kept(exit, viaR1Webrtc)).toBe(false)
+    expect(kept(exit, viaR2)).toBe(true)
+    expect(kept(exit, `${viaR2}/p2p/${exit.toString()}`)).toBe(true)
+    expect(kept(exit, '/ip4/11.77.9.10/tcp/4001')).toBe(true)
+    // another peer's circuits are its own ad's matter
+    expect(kept(other, viaR1)).toBe(true)
+    // a newer ad names r1 again (any of its addresses)
+    relays.set(exit, [multiaddr(viaR1Webrtc)], now + 60_000)
+    expect(kept(exit, viaR1)).toBe(true)
+    expect(kept(exit, viaR2)).toBe(false)
+    // the ad expired: no say any more
+    now += 60_000
+    expect(kept(exit, viaR2)).toBe(true)
   })
 })
 

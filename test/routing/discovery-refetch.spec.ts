@@ -1,10 +1,11 @@
 /**
  * An exit that moved to another relay: its newer ad drops the old circuit
  * from the consumer's peer store (which only ever gained addresses, so
- * every dial tried the dead circuit first), and a consumer that could not
- * reach it fetches that ad again, at most every AD_REFETCH_INTERVAL_MS.
- * A real libp2p peer store; the DHT's get is a stand-in that serves the
- * exit's latest signed ad.
+ * every dial tried the dead circuit first) and keeps it from coming back
+ * (the DHT's provider records hand it out for an hour); a consumer that
+ * could not reach the exit fetches that ad again, not too often. A real
+ * libp2p peer store with the node's address filter; the DHT's get is a
+ * stand-in that serves the exit's latest signed ad.
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -12,9 +13,11 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { defaultLogger } from '@libp2p/logger'
-import { AD_REFETCH_INTERVAL_MS, ExitDiscovery } from '../../src/routing/discovery.ts'
+import { createLibp2p } from 'libp2p'
+import { AD_REFETCH_INTERVAL_MS, ExitDiscovery, MAX_REFETCHES_AT_ONCE } from '../../src/routing/discovery.ts'
+import { AdvertisedRelays } from '../../src/routing/advertised-relays.ts'
+import { peerAddressFilter } from '../../src/node/peer-address-filter.ts'
 import { capacityKey, encodeCapacityAd, signCapacityAd } from '../../src/routing/capacity-ad.ts'
-import { loopbackNode } from '../utils/libp2p.ts'
 import { waitFor } from '../utils/cli.ts'
 import { equals } from 'uint8arrays/equals'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -39,7 +42,10 @@ describe('an exit\'s ad fetched again', () => {
   const stored = async (): Promise<string[]> => (await consumer.peerStore.get(exit)).addresses.map(a => a.multiaddr.toString()).sort()
 
   beforeAll(async () => {
-    consumer = await loopbackNode()
+    const key = await generateKeyPair('Ed25519')
+    const relays = new AdvertisedRelays(() => clock)
+    // the node's peer store: its address filter asks the relays the exits' newest ads name
+    consumer = await createLibp2p({ privateKey: key, peerStore: { addressFilter: peerAddressFilter(peerIdFromPrivateKey(key), { publicOnly: true, advertisedRelays: relays }) } })
     exitKey = await generateKeyPair('Ed25519')
     exit = peerIdFromPrivateKey(exitKey)
     const contentRouting = {
@@ -49,7 +55,7 @@ describe('an exit\'s ad fetched again', () => {
         return served
       }
     }
-    discovery = new ExitDiscovery({ libp2p: { contentRouting: contentRouting as any, peerStore: consumer.peerStore, peerId: consumer.peerId }, logger: defaultLogger() }, { now: () => clock })
+    discovery = new ExitDiscovery({ libp2p: { contentRouting: contentRouting as any, peerStore: consumer.peerStore, peerId: consumer.peerId }, logger: defaultLogger(), advertisedRelays: relays }, { now: () => clock })
     discovery.start()
   })
   afterAll(async () => { discovery.stop(); await consumer.stop() })
@@ -68,31 +74,69 @@ describe('an exit\'s ad fetched again', () => {
     expect(discovery.ad(exit)?.seq).toBe(2n)
   })
 
-  it('takes an ad fetched again unchanged for no news: a circuit learnt since stays', async () => {
-    // identify: the exit holds a reservation on R1 again, newer than its ad
-    await consumer.peerStore.merge(exit, { multiaddrs: [multiaddr(R1)] })
+  it('keeps the dropped circuit out, whoever brings it back (a provider lookup, identify), until a newer ad names its relay', async () => {
+    await consumer.peerStore.merge(exit, { multiaddrs: [multiaddr(R1), multiaddr(`${R1.replace('/tcp/4001', '/udp/4001/webrtc-direct')}`)] })
+    expect(await stored()).toEqual([R2, DIRECT, '/ip4/11.77.9.10/tcp/4001'].sort())
+    // fetched again unchanged: the same
     await discovery.fetchAd(exit)
-    expect(await stored()).toContain(R1)
+    expect(await stored()).toEqual([R2, DIRECT, '/ip4/11.77.9.10/tcp/4001'].sort())
   })
 
-  it('fetches the ad again when asked, at most every interval', async () => {
+  it('fetches the ad again when asked: once while one runs, then not within the interval, which doubles while the ad is unchanged', async () => {
     const before = gets
     await publish(3, [R1])
     discovery.refetch(exit)
     discovery.refetch(exit)
     await waitFor(() => discovery.ad(exit)?.seq === 3n, { what: 'the refetched ad' })
     expect(gets - before).toBe(1)
+    // back on r1: r2 leaves, r1 may come in
     expect(await stored()).toEqual([R1, DIRECT, '/ip4/11.77.9.10/tcp/4001'].sort())
 
-    // within the interval: not asked again; after it: asked
+    // news: the next may come one interval later
     clock += AD_REFETCH_INTERVAL_MS - 1
     discovery.refetch(exit)
     expect(gets - before).toBe(1)
     clock += 1
+    discovery.refetch(exit)
+    await waitFor(() => gets - before === 2, { what: 'the second refetch' })
+    // unchanged this time: the interval doubles
+    await new Promise(resolve => setTimeout(resolve, 50))
+    clock += AD_REFETCH_INTERVAL_MS
+    discovery.refetch(exit)
+    expect(gets - before).toBe(2)
+    clock += AD_REFETCH_INTERVAL_MS
     await publish(4, [R2])
     discovery.refetch(exit)
-    await waitFor(() => discovery.ad(exit)?.seq === 4n, { what: 'the second refetch' })
-    expect(gets - before).toBe(2)
+    await waitFor(() => discovery.ad(exit)?.seq === 4n, { what: 'the third refetch' })
+    expect(gets - before).toBe(3)
     expect(await stored()).toEqual([R2, DIRECT, '/ip4/11.77.9.10/tcp/4001'].sort())
+  })
+})
+
+describe('refetches over all exits', () => {
+  it(`run ${MAX_REFETCHES_AT_ONCE} at once at most: an outage that fails every exit does not flood the DHT`, async () => {
+    const consumer = await createLibp2p({})
+    let running = 0
+    let most = 0
+    const release: Array<() => void> = []
+    const contentRouting = {
+      get: async () => {
+        running++
+        most = Math.max(most, running)
+        await new Promise<void>(resolve => release.push(resolve))
+        running--
+        throw new Error('not found')
+      }
+    }
+    const discovery = new ExitDiscovery({ libp2p: { contentRouting: contentRouting as any, peerStore: consumer.peerStore, peerId: consumer.peerId }, logger: defaultLogger() })
+    discovery.start()
+    const exits = await Promise.all(Array.from({ length: MAX_REFETCHES_AT_ONCE + 3 }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
+    for (const e of exits) discovery.refetch(e)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(most).toBe(MAX_REFETCHES_AT_ONCE)
+    for (const r of release.splice(0)) r()
+    await waitFor(() => running === 0, { what: 'the refetches to end' })
+    discovery.stop()
+    await consumer.stop()
   })
 })

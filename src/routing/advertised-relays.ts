@@ -1,0 +1,66 @@
+/**
+ * The relays an exit's newest capacity ad names, as the truth about its
+ * circuit addresses: one through a relay it no longer names is kept out of
+ * the peer store, whoever brings it back.
+ *
+ * An exit whose relay died moves to another and says so in a newer ad. The
+ * old circuit did not go away with it: the peer store only gains
+ * addresses, and the DHT servers hand out the addresses they hold for a
+ * provider (kept up to an hour) with every provider lookup, which libp2p
+ * merges into the store. Every dial to the exit then tried the dead circuit
+ * first (libp2p dials a peer's addresses one at a time, 6 s each, 10 s in
+ * all): two such addresses failed the whole dial. So a circuit through a
+ * relay the exit's newest ad does not name is refused (the peer store's
+ * address filter asks accepts()), until a newer ad names that relay again
+ * or the ad expires. Circuits are told apart by their relay's peer id, not
+ * by their text: one relay has a TCP, a WebRTC, an IPv6 address.
+ *
+ * Direct addresses, and peers with no ad here (most peers: not exits), are
+ * not this module's concern.
+ */
+
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
+
+/** Exits held at most; the one whose ad came longest ago is forgotten first. */
+const MAX_EXITS = 10_000
+
+interface Named { relays: Set<string>, expiresAt: number }
+
+export class AdvertisedRelays {
+  private readonly byPeer = new Map<string, Named>()
+
+  constructor (private readonly now: () => number = Date.now) {}
+
+  /** `peer`'s newest ad names these addresses, and holds until `expiresAt` (ms since the epoch). */
+  set (peer: PeerId, addresses: readonly Multiaddr[], expiresAt: number): void {
+    const id = peer.toString()
+    const relays = new Set(addresses.map(relayOf).filter((r): r is string => r != null))
+    // re-inserted: the map's order is the order of arrival, oldest first
+    this.byPeer.delete(id)
+    this.byPeer.set(id, { relays, expiresAt })
+    if (this.byPeer.size > MAX_EXITS) this.byPeer.delete(this.byPeer.keys().next().value!)
+  }
+
+  /** False for a circuit address of `peer` through a relay its newest, unexpired ad does not name. */
+  accepts (peer: PeerId, addr: Multiaddr): boolean {
+    const relay = relayOf(addr)
+    if (relay == null) return true
+    const named = this.byPeer.get(peer.toString())
+    if (named == null) return true
+    if (named.expiresAt <= this.now()) {
+      this.byPeer.delete(peer.toString())
+      return true
+    }
+    return named.relays.has(relay)
+  }
+}
+
+/** The relay's peer id in a circuit address (`.../p2p/<relay>/p2p-circuit...`); undefined for any other address. */
+export function relayOf (addr: Multiaddr): string | undefined {
+  const parts = addr.getComponents()
+  const circuit = parts.findIndex(c => c.name === 'p2p-circuit')
+  if (circuit < 1) return undefined
+  const relay = parts[circuit - 1]
+  return relay.name === 'p2p' ? relay.value : undefined
+}
