@@ -143,7 +143,8 @@ describe('the sweep', () => {
   const logger = { forComponent: () => Object.assign(() => {}, { error: () => {}, trace: () => {}, enabled: false }) } as any
 
   it('ends only connections silent past the limit, and skips those without a clock', () => {
-    const t0 = performance.now()
+    // whole milliseconds: differences of the sweep times are then exact, as the limit's boundary needs
+    const t0 = Math.round(performance.now())
     const conns = [fakeConnection(t0 + 1000), fakeConnection(t0 + 20_000), fakeConnection(undefined)]
     const sweeper = new SilentConnections({ connectionManager: { getConnections: () => conns }, logger }, { silentAfterMs: 25_000, sweepIntervalMs: 5000 })
     sweeper.start()
@@ -156,7 +157,8 @@ describe('the sweep', () => {
   })
 
   it('takes a late sweep (a stalled event loop, reads not yet done) for no evidence: silence counts from then', () => {
-    const t0 = performance.now()
+    // whole milliseconds: differences of the sweep times are then exact, as the limit's boundary needs
+    const t0 = Math.round(performance.now())
     const conn = fakeConnection(t0)
     const sweeper = new SilentConnections({ connectionManager: { getConnections: () => [conn] }, logger }, { silentAfterMs: 25_000, sweepIntervalMs: 5000 })
     sweeper.start()
