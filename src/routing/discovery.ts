@@ -40,14 +40,21 @@ interface RegionEntry { fetchedAt: number, peers: Set<string> }
 export const DEFAULT_QUERY_TIMEOUT_MS = 15 * second
 /** One exit's ad is fetched again (refetch()) at most this often: a burst of failed dials asks the DHT once. */
 export const AD_REFETCH_INTERVAL_MS = 5 * second
-/** While its ad comes back unchanged, an exit's interval doubles up to this: an exit that is down asks little of the DHT. */
+/**
+ * Fetches that find an exit's ad unchanged before its interval starts to
+ * double: an exit that moved to another relay republishes within a few
+ * seconds of noticing, which takes it 25-30 s, so the first 20 s of asking
+ * stay at the short interval.
+ */
+export const AD_REFETCH_UNCHANGED_BEFORE_BACKOFF = 4
+/** Past those, an exit's interval doubles up to this while its ad stays the same: an exit that is down asks little of the DHT. */
 export const AD_REFETCH_MAX_INTERVAL_MS = 2 * 60 * second
 /** Refetches under way at once, over all exits: an outage that fails every exit does not flood the DHT. */
 export const MAX_REFETCHES_AT_ONCE = 4
 /** Exits whose last refetch is remembered for that; the one asked longest ago is forgotten first. */
 const MAX_REFETCHED = 1024
 
-interface Refetched { at: number, intervalMs: number, running: boolean }
+interface Refetched { at: number, intervalMs: number, running: boolean, unchanged: number }
 
 export class ExitDiscovery {
   private readonly log: Logger
@@ -199,19 +206,28 @@ export class ExitDiscovery {
     if (last != null && (last.running || now - last.at < last.intervalMs)) return
     if (this.refetching >= MAX_REFETCHES_AT_ONCE) return
     const held = this.ads.get(id)?.seq
-    const entry: Refetched = { at: now, intervalMs: last?.intervalMs ?? AD_REFETCH_INTERVAL_MS, running: true }
+    const entry: Refetched = { at: now, intervalMs: last?.intervalMs ?? AD_REFETCH_INTERVAL_MS, running: true, unchanged: last?.unchanged ?? 0 }
     // re-inserted: the map's order is the order of asking, oldest first
     this.refetched.delete(id)
     this.refetched.set(id, entry)
     if (this.refetched.size > MAX_REFETCHED) this.refetched.delete(this.refetched.keys().next().value!)
     this.refetching++
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS), this.stopping.signal])
+    // news resets the interval; the same ad again (the exit is down, or not moved yet), or none, lengthens it
+    const unchanged = (): void => {
+      entry.unchanged++
+      if (entry.unchanged >= AD_REFETCH_UNCHANGED_BEFORE_BACKOFF) entry.intervalMs = Math.min(entry.intervalMs * 2, AD_REFETCH_MAX_INTERVAL_MS)
+    }
     this.fetchAd(peer, { signal })
       .then(ad => {
-        // news resets the interval; the same ad again (the exit is down, or not moved) doubles it
-        entry.intervalMs = held == null || ad.seq > held ? AD_REFETCH_INTERVAL_MS : Math.min(entry.intervalMs * 2, AD_REFETCH_MAX_INTERVAL_MS)
+        if (held == null || ad.seq > held) {
+          entry.unchanged = 0
+          entry.intervalMs = AD_REFETCH_INTERVAL_MS
+        } else {
+          unchanged()
+        }
       }, err => {
-        entry.intervalMs = Math.min(entry.intervalMs * 2, AD_REFETCH_MAX_INTERVAL_MS)
+        unchanged()
         this.log('could not fetch the ad of %p again - %e', peer, err)
       })
       .finally(() => {

@@ -52,9 +52,9 @@ describe.skipIf(unusable != null)('an exit whose relay dies (skipped unless root
   let r2Id = ''
   let socksPort = 0
 
-  const download = async (maxTimeS: number): Promise<{ code: number, body: Buffer }> => {
+  const download = async (maxTimeS: number): Promise<{ code: number, body: Buffer, error: string }> => {
     const r = await execIn(topo.pub, 'curl', ['-sS', '--max-time', String(maxTimeS), '--proxy', `socks5h://region-de:x@127.0.0.1:${socksPort}`, `http://${WEB_IP}:${web!.port}/blob`], { timeoutMs: (maxTimeS + 10) * 1000 })
-    return { code: r.code, body: r.stdout }
+    return { code: r.code, body: r.stdout, error: r.stderr.trim() }
   }
   const circuitsOf = (addresses: string[]): string[] => addresses.filter(a => a.includes('/p2p-circuit')).map(a => a.includes(r1Id) ? 'r1' : a.includes(r2Id) ? 'r2' : a)
 
@@ -108,16 +108,19 @@ describe.skipIf(unusable != null)('an exit whose relay dies (skipped unless root
     process.kill(r1!.proc.child.pid!, 'SIGKILL')
     const silencedAt = Date.now()
 
-    // requests one after another, each given 10 s, until one is carried
+    // requests one after another, each given 10 s, until one is carried (while the exit is found gone
+    // and has no new ad yet, a request may be refused at once: then many are asked)
     let after: { code: number, body: Buffer } | undefined
+    const errors = new Map<string, number>()
     let failed = 0
     while (Date.now() - silencedAt < 120_000) {
       const r = await download(10)
       if (r.code === 0) { after = r; break }
       failed++
+      errors.set(r.error, (errors.get(r.error) ?? 0) + 1)
     }
     const back = (Date.now() - silencedAt) / 1000
-    console.log(`netns-moved-relay: carried again ${back.toFixed(1)} s after the relay went silent, ${failed} request(s) failed meanwhile`)
+    console.log(`netns-moved-relay: carried again ${back.toFixed(1)} s after the relay went silent, ${failed} request(s) failed meanwhile, by curl's error: ${JSON.stringify([...errors])}`)
     expect(after, 'a download after the relay went silent').toBeDefined()
     expect(sha256(after!.body)).toBe(web!.blobSha256)
     // the old code's first success came 70 s at the earliest (the exit alone took a minute to notice)
