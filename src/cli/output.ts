@@ -53,7 +53,6 @@ function unitNote (key: string, v: unknown): string {
   return ''
 }
 
-
 function flatten (obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
   const out: Array<[string, unknown]> = []
   for (const [k, v] of Object.entries(obj)) {

@@ -32,7 +32,6 @@ interface OwnAddressComponents {
   addressManager: { confirmObservedAddr: (addr: Multiaddr, options?: { type?: 'transport' }) => void }
 }
 
-
 /** The addresses of `addrs` taken for dialable without AutoNAT: public IPv4, not through a relay. */
 export function ownPublicIPv4 (addrs: readonly Multiaddr[]): Multiaddr[] {
   return addrs.filter(a => tryGetNetConfig(a)?.type === 'ip4' && !isPrivate(a) && !isCircuit(a))

@@ -155,10 +155,11 @@ export class RoutingSelector implements ExitSelector {
     for (const id of known) {
       if (byId.has(id.toString())) continue
       const ad = this.init.discovery.ad(id)
+      const live = await this.init.known?.liveRegion(id)
       // the known peers are those whose identify names the region now: an ad of another (cached before the exit moved) does not count
-      if (ad != null && (ad.capacityMbps <= 0 || (region != null && !regionMatches(ad.region, region) && !regionMatches(await this.init.known?.liveRegion(id), region)))) continue
+      if (ad != null && (ad.capacityMbps <= 0 || (region != null && !regionMatches(ad.region, region) && !regionMatches(live, region)))) continue
       // no ad yet: neutral figures, so it can serve but ranks behind advertised exits
-      byId.set(id.toString(), { id, peerId: id.toString(), region: (await this.init.known?.liveRegion(id)) ?? region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.openThrough(id), reachability: 'unknown' })
+      byId.set(id.toString(), { id, peerId: id.toString(), region: live ?? region ?? '', capacityMbps: 10, load: 0.5, pricePerGbMicro: 1_000_000, reputation: this.init.reputation?.score(id), verified: 'unverifiable', ownTunnels: this.openThrough(id), reachability: 'unknown' })
     }
     return [...byId.values()]
   }
