@@ -113,27 +113,48 @@ export class ClientGoneError extends Error {
 }
 
 /**
+ * What a client may send while its tunnel is being opened that the proxy
+ * holds for it (HTTP proxy clients send a request's body at once). Past
+ * this the socket is paused, and a reset waits for the pump to be seen.
+ */
+export const HELD_WHILE_OPENING = 64 * 1024
+
+/**
  * Aborts when the client leaves while its tunnel is being opened, so the
  * exit search, the stream and the exit's connect to the target end with it
- * rather than at their timeouts. The socket is paused meanwhile, and a
- * paused socket still sees a reset ('close') and a FIN with nothing behind
- * it ('end'; bytes after the request stay unread, and their FIN with them).
- * A FIN counts as leaving only when the client sent nothing for the target
- * (`sentForTarget`): a client that sends its data and half-closes at once
- * still gets its answer (the pump passes the FIN on).
+ * rather than at their timeouts. The socket is read meanwhile and what it
+ * sends held (up to HELD_WHILE_OPENING, then it is paused): a proxy socket
+ * reads into a buffer of ours (bulk-read.ts), and such a socket paused
+ * reads nothing at all, not even a reset or a FIN. A reset ('close') is
+ * leaving; a FIN ('end') is leaving only when the client sent nothing for
+ * the target (`sentForTarget`, or bytes held here): a client that sends
+ * its data and half-closes at once still gets its answer (the pump passes
+ * the FIN on). `stop()` pauses the socket again and hands back what was held.
  */
-export function watchClient (socket: Socket, sentForTarget: boolean): { signal: AbortSignal, stop: () => void } {
+export function watchClient (socket: Socket, sentForTarget: boolean): { signal: AbortSignal, stop: () => Uint8Array } {
   const controller = new AbortController()
+  const held: Buffer[] = []
+  let heldBytes = 0
   const gone = (): void => { controller.abort(new ClientGoneError()) }
-  const onEnd = (): void => { if (!sentForTarget) gone() }
+  const onEnd = (): void => { if (!sentForTarget && heldBytes === 0) gone() }
+  const onData = (chunk: Buffer): void => {
+    held.push(chunk)
+    heldBytes += chunk.byteLength
+    if (heldBytes >= HELD_WHILE_OPENING) socket.pause()
+  }
   if (socket.destroyed || (socket.readableEnded && !sentForTarget)) gone()
   socket.once('close', gone)
   socket.once('end', onEnd)
+  socket.on('data', onData)
+  if (!socket.destroyed && !socket.readableEnded) socket.resume()
   return {
     signal: controller.signal,
     stop: () => {
       socket.off('close', gone)
       socket.off('end', onEnd)
+      socket.off('data', onData)
+      socket.pause()
+      return held.length === 1 ? held[0] : Buffer.concat(held)
     }
   }
 }
@@ -263,15 +284,17 @@ export class Ingress {
   /**
    * Opens a tunnel for a proxy client, given up as soon as the client
    * leaves (see watchClient): then throws ClientGoneError, and the stream,
-   * if one was opened, is aborted. Otherwise as open().
+   * if one was opened, is aborted. Otherwise as open(), and with what the
+   * client sent meanwhile (`sentMeanwhile`), which goes to the target next.
    */
-  async openFor (socket: Socket, target: { host: string, port: number }, targeting: Targeting, sentForTarget: boolean): Promise<OpenedTunnel> {
+  async openFor (socket: Socket, target: { host: string, port: number }, targeting: Targeting, sentForTarget: boolean): Promise<{ tunnel: OpenedTunnel, sentMeanwhile: Uint8Array }> {
     const client = watchClient(socket, sentForTarget)
     let tunnel: OpenedTunnel
+    let sentMeanwhile: Uint8Array
     try {
       tunnel = await this.open(target, targeting, { signal: client.signal })
     } finally {
-      client.stop()
+      sentMeanwhile = client.stop()
     }
     // destroyed here without its 'close' yet (closeAll() at a stop): gone all the same
     if (client.signal.aborted || socket.destroyed) {
@@ -279,7 +302,7 @@ export class Ingress {
       this.abandon(tunnel, reason)
       throw reason
     }
-    return tunnel
+    return { tunnel, sentMeanwhile }
   }
 
   /** A tunnel opened for a client that left before it was used: ends it, and its hold on the session. */

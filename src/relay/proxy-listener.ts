@@ -5,6 +5,7 @@
  */
 
 import { createServer } from 'node:net'
+import { readInBulk } from './bulk-read.ts'
 import { AddressInUseError, formatHostPort } from '../errors.ts'
 import type { Ingress } from './ingress.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
@@ -25,7 +26,9 @@ export abstract class ProxyListener {
 
   async start (): Promise<void> {
     this.ingress.checkBindAllowed(this.host, this.what)
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, socket => {
+    // paused on connect: readInBulk takes over the socket before it reads
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, accepted => {
+      const socket = readInBulk(accepted)
       this.ingress.track(socket)
       socket.on('error', () => {})
       this.onConnection(socket)
