@@ -66,5 +66,14 @@ export function readInBulk (accepted: Socket): Socket {
   }
   ;(accepted as unknown as { _handle: null })._handle = null
   accepted.destroy()
-  return new Socket({ handle, allowHalfOpen: accepted.allowHalfOpen, onread: bulkReads() } as SocketConstructorOpts)
+  const socket = new Socket({ handle, allowHalfOpen: accepted.allowHalfOpen, onread: bulkReads() } as SocketConstructorOpts)
+  takenOver.add(socket)
+  return socket
+}
+
+const takenOver = new WeakSet<Socket>()
+
+/** The most `socket` reads at a time, for the pump (PipeOptions.readBytes): BULK_READ_BYTES if readInBulk took it over. */
+export function readBytesOf (socket: Socket): number | undefined {
+  return takenOver.has(socket) ? BULK_READ_BYTES : undefined
 }

@@ -8,6 +8,7 @@ import { isLoopback } from './listen-address.ts'
 import { formatHostPort } from '../errors.ts'
 import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 import { pipeSocketStream, resetSocket } from './pipe.ts'
+import { readBytesOf } from './bulk-read.ts'
 import { NO_ANSWER, NO_EXIT, TARGET_OUTCOMES } from './status-codes.ts'
 import { TunnelError } from './tunnel-protocol.ts'
 import type { Outcome } from './status-codes.ts'
@@ -342,6 +343,7 @@ export class Ingress {
       const result = await pipeSocketStream(socket, tunnel.stream, {
         ...filters,
         initial: tunnel.rest,
+        readBytes: readBytesOf(socket),
         idleTimeoutMs: this.init.idleTimeoutMs,
         onChunk: (direction, n) => {
           bytes += n

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createServer, connect } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BULK_READ_BYTES, bulkReads, readInBulk } from '../../src/relay/bulk-read.ts'
+import { BULK_READ_BYTES, bulkReads, readBytesOf, readInBulk } from '../../src/relay/bulk-read.ts'
 import { ClientGoneError, HELD_WHILE_OPENING, watchClient } from '../../src/relay/ingress.ts'
 import { dial } from '../../src/relay/exit.ts'
 import { startExitAndConsumer } from '../utils/in-process.ts'
@@ -160,6 +160,9 @@ describe('a socket a server accepted, taken over by readInBulk', () => {
     const closed = await Promise.race([new Promise(resolve => server.close(() => resolve('closed'))), sleep(2000).then(() => 'still waiting')])
     expect(closed).toBe('closed')
     expect(accepted?.destroyed).toBe(false)
+    // the pump is told how much it reads at most, so a read under that counts as short (its remainder is not held)
+    expect(readBytesOf(accepted!)).toBe(BULK_READ_BYTES)
+    expect(readBytesOf(open)).toBeUndefined()
     open.destroy()
     client.destroy()
   })
