@@ -51,6 +51,7 @@ import type { RelayServiceStatus } from './relay-service-part.ts'
 import type { RelayServiceReason } from './public-relay-server.ts'
 import type { FoundRelay, KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
+import type { SilentConnections } from './silent-connections.ts'
 
 /** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
 const RUNTIME = { node: process.version, missingFlags: missingRuntimeFlags() }
@@ -94,6 +95,8 @@ export interface NodeStatus {
   addresses: string[]
   connections: number
   peers: number
+  /** Connections ended since start because nothing came from the peer for 25 s (src/node/silent-connections.ts). */
+  silentConnectionsEnded: number
   uptimeSeconds: number
   dht: { mode: 'server' | 'client', routingTableSize: number }
   api?: string
@@ -439,6 +442,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       addresses: [...new Set(this.libp2p.getMultiaddrs().map(String))],
       connections: this.libp2p.getConnections().length,
       peers: this.libp2p.getPeers().length,
+      silentConnectionsEnded: (this.libp2p.services.silentConnections as SilentConnections | undefined)?.ended ?? 0,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       dht: {
         mode: dht?.getMode?.() ?? (dhtClientMode(this.config.network) === false ? 'server' : 'client'),

@@ -17,6 +17,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createHash } from 'node:crypto'
 import { SilentConnections, SilentPeerError, lastHeard, silentConnections, withHearingClock } from '../../src/node/silent-connections.ts'
 import { createSparebandNode } from '../../src/index.ts'
+import { metricsHandler } from '../../src/node/metrics.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
@@ -184,4 +185,15 @@ it('a node ends silent connections: the service runs and its muxers keep the clo
   await waitFor(() => n.libp2p.getConnections(peer.peerId).length > 0, { what: 'the node\'s side of the connection' })
   expect(lastHeard(n.libp2p.getConnections(peer.peerId)[0])).toBeTypeOf('number')
   expect(conn.status).toBe('open')
+  expect(n.status().silentConnectionsEnded).toBe(0)
+  // the node's own service, swept on a clock 30 s ahead in 5 s steps (none late): the peer has said nothing for that long
+  const service = n.libp2p.services.silentConnections as SilentConnections
+  const from = performance.now()
+  for (let t = 5000; t <= 30_000; t += 5000) service.sweep(from + t)
+  await closed(conn)
+  expect(n.status().silentConnectionsEnded).toBe(1)
+  // the operator sees it: status (above) and /metrics
+  const text = await metricsHandler(() => n.status())()
+  expect(text).toMatch(/^spareband_silent_connections_ended_total 1$/m)
+  expect(text).toMatch(/^# TYPE spareband_silent_connections_ended_total counter$/m)
 })
