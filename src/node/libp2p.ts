@@ -16,6 +16,7 @@ import { batchedYamux } from './yamux-window.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
+import { relaySearch } from './relay-search.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
 import { AdvertisedRelays } from '../routing/advertised-relays.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -159,6 +160,10 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
   const local = config.network.local_testnet
   // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
   const advertisedRelays = new AdvertisedRelays()
+  // a node others can dial needs no relay: its search would take slots on
+  // every relay it meets (two each), which exits behind NAT need; should it
+  // stop being dialable, relay-search.ts starts one
+  const listen = libp2pListen(config.listen, { searchRelays: local || !listensPublicly(config.listen, config.announce) })
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.network.bootstrap.length > 0) {
     peerDiscovery.push(bootstrap({ list: config.network.bootstrap, timeout: 100 }))
@@ -167,9 +172,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
     privateKey,
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
-      // a node others can dial needs no relay: its search would take slots on
-      // every relay it meets (two each), which exits behind NAT need
-      listen: libp2pListen(config.listen, { searchRelays: local || !listensPublicly(config.listen, config.announce) }),
+      listen,
       announce: config.announce
     },
     transports: [
@@ -202,6 +205,7 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       silentConnections: silentConnections(),
+      relaySearch: relaySearch({ mode: listen.includes('/p2p-circuit') ? 'from start' : config.listen.includes('/p2p-circuit') ? 'if not public' : 'never' }),
       advertisedRelays: () => advertisedRelays,
       autoNAT: autoNAT(),
       // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back

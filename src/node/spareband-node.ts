@@ -52,6 +52,7 @@ import type { RelayServiceReason } from './public-relay-server.ts'
 import type { FoundRelay, KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 import type { SilentConnections } from './silent-connections.ts'
+import type { RelaySearch, RelaySearchStatus } from './relay-search.ts'
 
 /** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
 const RUNTIME = { node: process.version, missingFlags: missingRuntimeFlags() }
@@ -108,6 +109,8 @@ export interface NodeStatus {
   relays?: RelayState[]
   /** The relays this node holds a reservation on that it does not name: the relay search found them (`/p2p-circuit` in `listen`). */
   relaysFound?: FoundRelay[]
+  /** Whether this node searches for relays to be reached through, and why (src/node/relay-search.ts). */
+  relaySearch?: RelaySearchStatus
   /** The circuit relay this node runs for others (whether it runs now, and why); absent with `relay.enabled = false`. */
   relayService?: RelayServiceStatus
   /** The exit (supplier side); `enabled: false` with zero counters when it is off. */
@@ -443,6 +446,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       connections: this.libp2p.getConnections().length,
       peers: this.libp2p.getPeers().length,
       silentConnectionsEnded: (this.libp2p.services.silentConnections as SilentConnections | undefined)?.ended ?? 0,
+      relaySearch: (this.libp2p.services.relaySearch as RelaySearch | undefined)?.status(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       dht: {
         mode: dht?.getMode?.() ?? (dhtClientMode(this.config.network) === false ? 'server' : 'client'),
