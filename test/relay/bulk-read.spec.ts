@@ -18,6 +18,21 @@ async function listen (server: Server): Promise<number> {
   return (server.address() as AddressInfo).port
 }
 
+/** Writes `data` to `s` 100,003 bytes at a time, as the socket drains, then its FIN (unless `end` is false). */
+function writeInOddSizes (s: Socket, data: Buffer, { end = true }: { end?: boolean } = {}): void {
+  let at = 0
+  const pump = (): void => {
+    while (at < data.byteLength) {
+      const next = Math.min(data.byteLength, at + 100_003)
+      const more = s.write(data.subarray(at, next))
+      at = next
+      if (!more) { s.once('drain', pump); return }
+    }
+    if (end) s.end()
+  }
+  pump()
+}
+
 /** Everything a socket reads until its FIN, hashed at the end, with what the reads looked like. */
 async function readAll (socket: Socket, options: { pauseEvery?: number } = {}): Promise<{ sha256: string, bytes: number, largestRead: number }> {
   // the chunks are kept and hashed only at the FIN: a chunk that shared memory with a
@@ -55,17 +70,7 @@ describe('bulk reads: one shared read buffer for the sockets we connect', () => 
     server = createServer(s => {
       const blob = blobs[n++ % blobs.length]
       s.on('error', () => {})
-      let at = 0
-      const pump = (): void => {
-        while (at < blob.byteLength) {
-          const end = Math.min(blob.byteLength, at + 100_003)
-          const more = s.write(blob.subarray(at, end))
-          at = end
-          if (!more) { s.once('drain', pump); return }
-        }
-        s.end()
-      }
-      pump()
+      writeInOddSizes(s, blob)
     })
     port = await listen(server)
   })
@@ -120,17 +125,7 @@ async function bulkServer (onSocket: (s: Socket) => void): Promise<{ server: Ser
 function sendTo (port: number, data: Buffer, { end = true }: { end?: boolean } = {}): Socket {
   const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   c.on('error', () => {})
-  let at = 0
-  const pump = (): void => {
-    while (at < data.byteLength) {
-      const next = Math.min(data.byteLength, at + 100_003)
-      const more = c.write(data.subarray(at, next))
-      at = next
-      if (!more) { c.once('drain', pump); return }
-    }
-    if (end) c.end()
-  }
-  c.once('connect', pump)
+  c.once('connect', () => writeInOddSizes(c, data, { end }))
   return c
 }
 
