@@ -72,6 +72,7 @@ const GAUGES: MetricSpec[] = [
     read: s => s.exit?.quota == null ? undefined : [[{ period: 'day' }, num(s.exit.quota.dailyLimit)], [{ period: 'month' }, num(s.exit.quota.monthlyLimit)]]
   },
   { name: 'spareband_proxy_tunnels_open', help: 'Tunnels open from this node\'s proxies and node.connect()', read: s => num(s.proxy?.tunnelsOpen) },
+  { name: 'spareband_proxy_clients_open', help: 'Client connections to this node\'s proxies open now: in their handshake, tunnelled, or refused and draining', read: s => num(s.proxy?.clientsOpen) },
   { name: 'spareband_relay_running', help: 'Whether this node\'s circuit relay runs now (1) or not (0: relay.enabled = "auto" and no public address)', read: s => s.relayService == null ? undefined : s.relayService.running ? 1 : 0 },
   { name: 'spareband_relay_reservations', help: 'Peers holding a reservation on this node\'s circuit relay', read: s => num(s.relayService?.reservations) },
   { name: 'spareband_relay_circuits', help: 'Relayed connections through this node open now', read: s => num(s.relayService?.circuits) },

@@ -91,6 +91,8 @@ export type ExitStatus = (ExitStats & ExitOffer) | DisabledExitStatus
 export interface ProxyStatus extends IngressStats {
   socksPort: number
   httpPort: number
+  /** Client connections to the proxies open now (in their handshake, tunnelled, or refused and draining for at most 10 s): one that only grows means connections are kept that should not be. */
+  clientsOpen: number
   warmStreams: { ready: number, opening: number, hits: number, misses: number }
   /** Exits found gone (no answer to a ping, nothing heard) while a tunnel request waited on them or their tunnels were silent: our tunnels through them were ended. */
   exitsDropped: number
@@ -257,7 +259,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       ingress.closeAll()
       await Promise.all([socks.stop(), http.stop()])
     },
-    status: (): ProxyStatus => ({ socksPort: socks.port, httpPort: http.port, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats }, exitsDropped: liveness.dropped }),
+    status: (): ProxyStatus => ({ socksPort: socks.port, httpPort: http.port, clientsOpen: ingress.clientsOpen, ...ingress.stats, warmStreams: { ...warm.counts(), ...warm.stats }, exitsDropped: liveness.dropped }),
     routes: {
       // `spareband probe`: a failed probe is still an answer (ok: false); only bad input is an HTTP error
       probe: {

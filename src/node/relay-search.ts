@@ -28,6 +28,13 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 /** How long the node must be without a public address before it searches. */
 export const SEARCH_AFTER_MS = 60 * second
 
+/**
+ * How often the addresses are looked at besides on 'self:peer:update': the
+ * address a wildcard listener (0.0.0.0) has on an interface that went away
+ * is gone from the node's addresses with no event to say so.
+ */
+export const LOOK_EVERY_MS = 15 * second
+
 export interface RelaySearchInit {
   /**
    * 'from start': the node searches already (behind NAT, a local testnet,
@@ -38,6 +45,8 @@ export interface RelaySearchInit {
   mode: 'from start' | 'if not public' | 'never'
   /** @default SEARCH_AFTER_MS */
   searchAfterMs?: number
+  /** @default LOOK_EVERY_MS */
+  lookEveryMs?: number
 }
 
 interface RelaySearchComponents {
@@ -64,6 +73,7 @@ export class RelaySearch implements Startable {
   private readonly log: Logger
   private readonly searchAfterMs: number
   private timer?: NodeJS.Timeout
+  private look?: NodeJS.Timeout
   private running = false
   private startedAt?: number
 
@@ -80,6 +90,8 @@ export class RelaySearch implements Startable {
   afterStart (): void {
     if (this.init.mode !== 'if not public') return
     this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
+    this.look = setInterval(() => { this.follow(this.components.addressManager.getAddresses()) }, this.init.lookEveryMs ?? LOOK_EVERY_MS)
+    this.look.unref()
     this.follow(this.components.addressManager.getAddresses())
   }
 
@@ -87,6 +99,7 @@ export class RelaySearch implements Startable {
     this.running = false
     clearTimeout(this.timer)
     this.timer = undefined
+    clearInterval(this.look)
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
   }
 
@@ -119,7 +132,10 @@ export class RelaySearch implements Startable {
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
     this.log('no public address for %d s: searching for a relay to be reached through', Math.round(this.searchAfterMs / 1000))
     this.components.transportManager.listen([multiaddr('/p2p-circuit')]).catch(err => {
+      // not searching after all: the next address change tries again
       this.log.error('could not start the relay search - %e', err)
+      this.startedAt = undefined
+      if (this.running) this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
     })
   }
 }

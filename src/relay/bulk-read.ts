@@ -65,9 +65,17 @@ export function readInBulk (accepted: Socket): Socket {
     accepted.resume()
     return accepted
   }
+  let socket: Socket
+  try {
+    socket = new Socket({ handle, allowHalfOpen: accepted.allowHalfOpen, onread: bulkReads() } as SocketConstructorOpts)
+  } catch {
+    accepted.resume()
+    return accepted
+  }
   ;(accepted as unknown as { _handle: null })._handle = null
   accepted.destroy()
-  const socket = new Socket({ handle, allowHalfOpen: accepted.allowHalfOpen, onread: bulkReads() } as SocketConstructorOpts)
+  // the handle has it already (the server's noDelay); this keeps the socket's own record of it true
+  socket.setNoDelay(true)
   takenOver.add(socket)
   return socket
 }

@@ -6,7 +6,7 @@
  * `Proxy-Authorization: Basic` carries the targeting user name.
  */
 
-import { ProxyListener } from './proxy-listener.ts'
+import { ProxyListener, endRefused } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
 import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead, reasonPhrase } from './http-proxy-protocol.ts'
@@ -16,7 +16,6 @@ import { RequestBodyFramer, ResponseHeadRewriter } from './http-message.ts'
 import { ClientGoneError, ProxyRefusal } from './ingress.ts'
 import { TargetingError, authenticate } from './targeting.ts'
 import { HANDSHAKE_TIMEOUT } from './socks5.ts'
-import { second } from '../constants.ts'
 import type { Ingress } from './ingress.ts'
 import type { RequestHead } from './http-proxy-protocol.ts'
 import type { Socket } from 'node:net'
@@ -137,26 +136,9 @@ export const STATUS_HEADER = 'X-Spareband-Status'
 /** The status the proxy gives missing or wrong credentials (its 407), in the body and STATUS_HEADER as the others'. */
 export const PROXY_AUTH = 'PROXY_AUTH'
 
-/**
- * How long a refused client may go on sending (the rest of its request
- * body) after the answer, which is read and dropped meanwhile; then the
- * connection is dropped.
- */
-export const REFUSED_LINGER_MS = 10 * second
-
-/**
- * Answers on its own and closes. What the client still sends is read and
- * dropped, for up to REFUSED_LINGER_MS: a client that writes its whole
- * body before it reads the answer (Python's http.client and requests do)
- * otherwise blocks on a full socket buffer until its own timeout, and
- * never sees the answer.
- */
+/** Answers on its own and closes, draining what the client still sends (see endRefused). */
 function reply (socket: Socket, status: number, reason: string, body: string, headers: Array<[string, string]> = []): void {
-  if (socket.destroyed) return
-  socket.end(encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))
-  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS)
-  socket.once('close', () => clearTimeout(linger))
-  socket.resume()
+  endRefused(socket, encodeResponse(status, reason, body.endsWith('\n') ? body : body + '\n', headers))
 }
 
 /**

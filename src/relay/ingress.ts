@@ -116,7 +116,8 @@ export class ClientGoneError extends Error {
 /**
  * What a client may send while its tunnel is being opened that the proxy
  * holds for it (HTTP proxy clients send a request's body at once). Past
- * this the socket is paused, and a reset waits for the pump to be seen.
+ * this the socket is paused (so up to one read more is held: 256 KiB),
+ * and a reset waits for the pump to be seen.
  */
 export const HELD_WHILE_OPENING = 64 * 1024
 
@@ -124,7 +125,7 @@ export const HELD_WHILE_OPENING = 64 * 1024
  * Aborts when the client leaves while its tunnel is being opened, so the
  * exit search, the stream and the exit's connect to the target end with it
  * rather than at their timeouts. The socket is read meanwhile and what it
- * sends held (up to HELD_WHILE_OPENING, then it is paused): a proxy socket
+ * sends held (past HELD_WHILE_OPENING it is paused): a proxy socket
  * reads into a buffer of ours (bulk-read.ts), and such a socket paused
  * reads nothing at all, not even a reset or a FIN. A reset ('close') is
  * leaving; a FIN ('end') is leaving only when the client sent nothing for
@@ -199,6 +200,9 @@ export class Ingress {
       throw new Error(`${what} would listen on ${host}, beyond loopback, without credentials: set proxy.username and proxy.password, or keep proxy.host = "127.0.0.1"`)
     }
   }
+
+  /** Client connections to the proxies open now, in their handshake, tunnelled or refused and draining. */
+  get clientsOpen (): number { return this.sockets.size }
 
   track (socket: Socket): void {
     this.sockets.add(socket)

@@ -5,6 +5,7 @@
  */
 
 import { createServer } from 'node:net'
+import { second } from '../constants.ts'
 import { readInBulk } from './bulk-read.ts'
 import { AddressInUseError, formatHostPort } from '../errors.ts'
 import type { Ingress } from './ingress.ts'
@@ -55,4 +56,30 @@ export abstract class ProxyListener {
   }
 
   protected abstract onConnection (socket: Socket): void
+}
+
+/**
+ * How long a refused client may go on sending (the rest of its request
+ * body) after the answer, which is read and dropped meanwhile; then the
+ * connection is dropped.
+ */
+export const REFUSED_LINGER_MS = 10 * second
+
+/**
+ * Sends a proxy's refusal (`answer`, if any) and closes. What the client
+ * still sends is read and dropped, for up to REFUSED_LINGER_MS, then the
+ * connection is dropped: a client that writes its whole body before it
+ * reads the answer (Python's http.client and requests do) otherwise blocks
+ * on a full socket buffer until its own timeout and never sees the answer;
+ * and a proxy socket paused while its tunnel was being opened reads
+ * nothing at all (bulk-read.ts), so it would never hear the client's FIN
+ * and stay open for good.
+ */
+export function endRefused (socket: Socket, answer?: Uint8Array | string): void {
+  if (socket.destroyed) return
+  if (answer == null) socket.end()
+  else socket.end(answer)
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS)
+  socket.once('close', () => clearTimeout(linger))
+  socket.resume()
 }

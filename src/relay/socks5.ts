@@ -4,7 +4,7 @@
  * go to the exit unresolved, so the consumer does no DNS for proxied traffic.
  */
 
-import { ProxyListener } from './proxy-listener.ts'
+import { ProxyListener, endRefused } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
 import { second } from '../constants.ts'
@@ -33,6 +33,8 @@ export class Socks5Server extends ProxyListener {
     const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT)
 
     const onData = (chunk: Buffer): void => {
+      // refused: what still comes is drained (endRefused), not kept
+      if (phase === 'connecting') return
       buf.append(chunk)
       try {
         while (phase !== 'connecting') {
@@ -43,7 +45,7 @@ export class Socks5Server extends ProxyListener {
             buf.consume(g.consumed)
             const method = chooseMethod(g.value.methods, requireAuth)
             socket.write(encodeMethodSelection(method))
-            if (method === AuthMethod.NoAcceptable) { socket.end(); phase = 'connecting'; return }
+            if (method === AuthMethod.NoAcceptable) { endRefused(socket); phase = 'connecting'; return }
             phase = method === AuthMethod.UserPass ? 'auth' : 'request'
           } else if (phase === 'auth') {
             const a = parseUserPass(bytes)
@@ -56,7 +58,7 @@ export class Socks5Server extends ProxyListener {
               if (!(err instanceof TargetingError) || err.kind === 'credentials') {
                 // which user name was tried, for the operator (never the password)
                 this.ingress.refused('socks5', 'credentials', `${err.message as string} (user name "${a.value.username}")`)
-                socket.end(encodeUserPassStatus(false))
+                endRefused(socket, encodeUserPassStatus(false))
                 phase = 'connecting'
                 return
               }
@@ -75,12 +77,12 @@ export class Socks5Server extends ProxyListener {
             socket.pause()
             clearTimeout(timer)
             if (r.value.command !== Command.Connect) {
-              socket.end(encodeReply(Reply.CommandNotSupported))
+              endRefused(socket, encodeReply(Reply.CommandNotSupported))
               return
             }
             if (badTargeting != null) {
               this.ingress.refused('socks5', 'targeting', `CONNECT ${r.value.host}:${r.value.port}: ${badTargeting.message}`)
-              socket.end(encodeReply(Reply.NotAllowed))
+              endRefused(socket, encodeReply(Reply.NotAllowed))
               return
             }
             void this.connect(socket, r.value.host, r.value.port, targeting, buf.subarray())
@@ -89,8 +91,8 @@ export class Socks5Server extends ProxyListener {
       } catch (err: any) {
         clearTimeout(timer)
         phase = 'connecting'
-        if (err instanceof Socks5ProtocolError && err.reply != null) socket.end(encodeReply(err.reply))
-        else if (err instanceof TargetingError) socket.end(encodeReply(Reply.NotAllowed))
+        if (err instanceof Socks5ProtocolError && err.reply != null) endRefused(socket, encodeReply(err.reply))
+        else if (err instanceof TargetingError) endRefused(socket, encodeReply(Reply.NotAllowed))
         else socket.destroy()
       }
     }
@@ -109,7 +111,7 @@ export class Socks5Server extends ProxyListener {
       }
       const code = err instanceof ProxyRefusal ? socksReplyFor(err.outcome) : Reply.GeneralFailure
       this.ingress.init.log('SOCKS5 CONNECT %s:%d refused: %s', host, port, err.message)
-      if (!socket.destroyed) socket.end(encodeReply(code))
+      endRefused(socket, encodeReply(code))
       return
     }
     socket.write(encodeReply(Reply.Succeeded))

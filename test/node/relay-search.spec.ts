@@ -19,6 +19,7 @@ import { identify } from '@libp2p/identify'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { multiaddr } from '@multiformats/multiaddr'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { defaultLogger } from '@libp2p/logger'
 import { RelaySearch, relaySearch } from '../../src/node/relay-search.ts'
 import { createSparebandNode } from '../../src/index.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
@@ -128,6 +129,28 @@ it('the wait is for an address gone that long on end: one that came back meanwhi
   // the second gap's own wait ends
   await waitFor(() => circuits(node).length > 0, { what: 'a reservation on the relay', timeoutMs: 15_000 })
   expect(node.services.relaySearch.status().reason).toBe('public address lost')
+})
+
+it('sees an address gone without an event (an interface that went away under a wildcard listener) by looking now and then', async () => {
+  // the address manager and transport manager as far as the service uses them: a real one cannot lose
+  // an interface here, and its wildcard listener's addresses change with no event when one goes
+  let addrs = [multiaddr('/ip4/11.22.33.44/tcp/4001'), multiaddr('/ip4/127.0.0.1/tcp/4001')]
+  const listened: string[] = []
+  const service = relaySearch({ mode: 'if not public', searchAfterMs: 300, lookEveryMs: 100 })({
+    events: new EventTarget() as any,
+    addressManager: { getAddresses: () => addrs },
+    transportManager: { listen: async (a: Multiaddr[]) => { listened.push(...a.map(String)) } },
+    logger: defaultLogger()
+  })
+  service.start()
+  service.afterStart()
+  cleanups.push(async () => { service.stop() })
+  await sleep(600)
+  expect(listened).toEqual([])
+  addrs = [multiaddr('/ip4/127.0.0.1/tcp/4001')]
+  await waitFor(() => listened.length > 0, { what: 'the search to start', timeoutMs: 3000 })
+  expect(listened).toEqual(['/p2p-circuit'])
+  expect(service.status().reason).toBe('public address lost')
 })
 
 it('a node whose listen leaves /p2p-circuit out never searches', async () => {

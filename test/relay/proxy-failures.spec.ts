@@ -8,6 +8,7 @@
  */
 
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { connect } from 'node:net'
 import { createSparebandNode } from '../../src/index.ts'
 import { startTargetServer } from '../utils/target-server.ts'
 import { curl } from '../utils/network.ts'
@@ -77,5 +78,34 @@ describe('tunnels no exit carried, as the consumer sees them', () => {
     expect(after.failed).toBe(2)
     expect(after.failedByStatus).toEqual({ [last!]: 1, NO_EXIT: 1 })
     expect(after.refused).toEqual({ targeting: 1, credentials: 0 })
+  })
+
+  it('keeps no connection of a refused client that closed: SOCKS5 refusals (after the tunnel search, and of a command it does not take) and HTTP ones', async () => {
+    const proxy = (): any => consumer.status().proxy
+    const open = proxy().clientsOpen
+    /** Sends `request` at once, reads the answer to the proxy's FIN, then closes its side; resolves with the answer once closed. */
+    const refusedAndClosed = async (port: number, request: Buffer): Promise<Buffer> => new Promise((resolve, reject) => {
+      const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      const chunks: Buffer[] = []
+      client.on('data', d => chunks.push(d))
+      client.once('error', reject)
+      client.once('connect', () => client.write(request))
+      client.once('end', () => client.end())
+      client.once('close', () => resolve(Buffer.concat(chunks)))
+    })
+    const connectTo = (command: number): Buffer => Buffer.from([0x05, 0x01, 0x00, 0x05, command, 0x00, 0x01, 127, 0, 0, 1, target.port >> 8, target.port & 0xff])
+    for (let i = 0; i < 4; i++) {
+      // CONNECT, no user name: the paused exit and the closed one refuse it
+      const answer = await refusedAndClosed(proxy().socksPort, connectTo(0x01))
+      expect(answer.subarray(0, 2)).toEqual(Buffer.from([0x05, 0x00]))
+      expect(answer[3]).not.toBe(0x00)
+    }
+    // UDP ASSOCIATE: command not supported (0x07)
+    expect((await refusedAndClosed(proxy().socksPort, connectTo(0x03))).subarray(2, 4)).toEqual(Buffer.from([0x05, 0x07]))
+    const http = await refusedAndClosed(proxy().httpPort, Buffer.from(`CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\nHost: x\r\n\r\n`))
+    expect(http.toString('latin1')).toMatch(/^HTTP\/1\.1 503 /)
+    // each closed by the proxy as soon as its client's FIN came, not after the 10 s a client that stays is given
+    await waitFor(() => proxy().clientsOpen === open, { what: 'the proxy to let every refused client go', timeoutMs: 3000 })
+    expect(target.connections).toBe(0)
   })
 })
