@@ -98,6 +98,9 @@ export interface ProxyStatus extends IngressStats {
   exitsDropped: number
 }
 
+/** A relayed connection to an exit found gone is ended only when nothing came in on it for this long (see proxyPart's drop). */
+const SILENT_CIRCUIT_MS = 5 * second
+
 /**
  * The capacity an exit advertises: exit.capacity_mbps, but no more than its
  * total download cap (targets to consumers, the direction most traffic
@@ -105,9 +108,6 @@ export interface ProxyStatus extends IngressStats {
  * capacity they claim, so one capped at 10 Mbit/s that claimed the default
  * 100 drew ten times the traffic it could carry.
  */
-/** A relayed connection to an exit found gone is ended only when nothing came in on it for this long (see proxyPart's drop). */
-const SILENT_CIRCUIT_MS = 5 * second
-
 export function advertisedCapacityMbps (exit: Pick<SparebandConfig['exit'], 'capacity_mbps' | 'download_mbps'>): number {
   return exit.download_mbps > 0 ? Math.min(exit.capacity_mbps, exit.download_mbps) : exit.capacity_mbps
 }

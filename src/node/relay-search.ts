@@ -89,9 +89,7 @@ export class RelaySearch implements Startable {
 
   afterStart (): void {
     if (this.init.mode !== 'if not public') return
-    this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
-    this.look = setInterval(() => { this.follow(this.components.addressManager.getAddresses()) }, this.init.lookEveryMs ?? LOOK_EVERY_MS)
-    this.look.unref()
+    this.watch()
     this.follow(this.components.addressManager.getAddresses())
   }
 
@@ -99,8 +97,20 @@ export class RelaySearch implements Startable {
     this.running = false
     clearTimeout(this.timer)
     this.timer = undefined
-    clearInterval(this.look)
+    this.unwatch()
+  }
+
+  /** Follows the addresses: on every change libp2p says of, and now and then (LOOK_EVERY_MS). */
+  private watch (): void {
+    this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
+    this.look = setInterval(() => { this.follow(this.components.addressManager.getAddresses()) }, this.init.lookEveryMs ?? LOOK_EVERY_MS)
+    this.look.unref()
+  }
+
+  private unwatch (): void {
     this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
+    clearInterval(this.look)
+    this.look = undefined
   }
 
   status (): RelaySearchStatus {
@@ -129,13 +139,13 @@ export class RelaySearch implements Startable {
   private searchIfStillPrivate (): void {
     if (!this.running || this.startedAt != null || hasPublicAddress(this.components.addressManager.getAddresses())) return
     this.startedAt = Date.now()
-    this.components.events.removeEventListener('self:peer:update', this.onSelfUpdate)
+    this.unwatch()
     this.log('no public address for %d s: searching for a relay to be reached through', Math.round(this.searchAfterMs / 1000))
     this.components.transportManager.listen([multiaddr('/p2p-circuit')]).catch(err => {
       // not searching after all: the next address change tries again
       this.log.error('could not start the relay search - %e', err)
       this.startedAt = undefined
-      if (this.running) this.components.events.addEventListener('self:peer:update', this.onSelfUpdate)
+      if (this.running) this.watch()
     })
   }
 }
