@@ -132,9 +132,15 @@ export async function loadIdentity (dataDir: string): Promise<Identity> {
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }
 }
 
-/** Loads the identity, creating it first when the data directory has none (library use). */
+/**
+ * Loads the identity, creating it first when the data directory has none
+ * (library use). A ledger there without its key is a missing identity, as
+ * for `start`: loadIdentity() says whose credits it holds and how to get
+ * the key back, where createIdentity() would refuse in init's words.
+ */
 export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> {
-  if (await exists(identityPath(dataDir))) return loadIdentity(dataDir)
+  const file = identityPath(dataDir)
+  if (await exists(file) || await orphanLedger(dataDir, file) != null) return loadIdentity(dataDir)
   return createIdentity(dataDir)
 }
 

@@ -6,6 +6,7 @@
  */
 
 import { setMaxListeners } from 'node:events'
+import { existsSync } from 'node:fs'
 import { TypedEventEmitter } from 'main-event'
 import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { checkNodeInit } from './node-init-check.ts'
@@ -252,7 +253,9 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       if (init.config != null) layers.push({ source: 'createSparebandNode() config', values: init.config })
       config = resolveConfig(layers)
     }
-    // after the config checks: a refused config leaves no empty data directory behind
+    // after the config checks: a refused config leaves no empty data directory behind;
+    // nor does a node that may not make its identity, on a directory that does not exist
+    if (init.createIdentity === false && !existsSync(dataDir)) await loadIdentity(dataDir)
     await makeDataDir(dataDir)
     // one node per data directory, held until stop(): before anything in it is read or written
     const lock = lockDataDir(dataDir)

@@ -181,4 +181,12 @@ describe('createSparebandNode() options beside config', () => {
     expect(node.dataDir).toBe(dir)
     await node.stop()
   })
+
+  it('createIdentity: false on a data directory that does not exist is refused, and leaves none behind', async () => {
+    const dataDir = join(await tempDir('sb-config-embed-'), 'not-yet', 'deeper')
+    const err = await createSparebandNode({ dataDir, createIdentity: false }).catch(e => e)
+    expect(err.name).toBe('IdentityMissingError')
+    expect(err.message).toContain(`no identity at ${join(dataDir, 'identity.key')}`)
+    expect(existsSync(join(dataDir, '..'))).toBe(false)
+  })
 })

@@ -123,4 +123,17 @@ describe('identity', () => {
     const b = await loadOrCreateIdentity(dir)
     expect(b.peerId.equals(a.peerId)).toBe(true)
   })
+
+  it('loadOrCreateIdentity (the library\'s default) beside a ledger whose key is missing: the identity is missing, not one to make', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    const ledger = Ledger.open(join(dir, 'ledger.db'), { selfPeerId: first.peerId })
+    await ledger.close()
+    await rm(identityPath(dir))
+    const err = await loadOrCreateIdentity(dir).catch(e => e)
+    expect(err).toHaveProperty('name', 'IdentityMissingError')
+    expect(err.message).toContain(`no identity at ${identityPath(dir)}, but ${join(dir, 'ledger.db')} holds the credits and receipts of peer ${first.peerId.toString()}`)
+    // and no key was made meanwhile
+    await expect(stat(identityPath(dir))).rejects.toHaveProperty('code', 'ENOENT')
+  })
 })
