@@ -4,7 +4,7 @@
  */
 
 import { createSocket } from 'node:dgram'
-import { createLibp2p } from 'libp2p'
+import { createLibp2p, dnsaddrResolver } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
@@ -18,6 +18,7 @@ import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
 import { relaySearch } from './relay-search.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
+import { dnsNameResolver, privateDialGater } from './private-dials.ts'
 import { AdvertisedRelays } from '../routing/advertised-relays.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { gossipScoreParams } from './gossip-scoring.ts'
@@ -195,8 +196,12 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       // connection without an IP address, WebRTC's, past all limits.)
       inboundConnectionThreshold: local ? Infinity : INBOUND_PER_HOST_PER_SECOND,
       // connections in their handshake at once (libp2p's default is 10)
-      maxIncomingPendingConnections: 64
+      maxIncomingPendingConnections: 64,
+      // on the public network DNS names are looked up before the dial, so the gater sees the addresses dialled (private-dials.ts)
+      ...(local ? {} : { resolvers: { dnsaddr: dnsaddrResolver, dns: dnsNameResolver() } })
     },
+    // on the public network no private address but those of the peers the node was given (private-dials.ts)
+    connectionGater: privateDialGater({ publicOnly: !local, given: [...config.network.bootstrap, ...namedRelays(config.listen)] }),
     peerDiscovery,
     // other peers' private addresses on the public network, and exits' circuits through relays they left (peer-address-filter.ts)
     peerStore: { addressFilter: peerAddressFilter(peerIdFromPrivateKey(privateKey), { publicOnly: !local, advertisedRelays }) },

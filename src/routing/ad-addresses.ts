@@ -9,7 +9,8 @@
  * 127.0.0.1 (reaching themselves), their LAN addresses (ENETUNREACH) and
  * waited out dials that could never work; and an ad is the exit's to write,
  * so a consumer must not dial whatever address it names. A DNS name is
- * taken as the DHT takes it: it is not resolved here to be checked.
+ * taken as the DHT takes it: it is checked when it is dialled, by the
+ * addresses it has then (node/private-dials.ts).
  * Addresses no other machine can dial (/unix, /memory) never go in.
  *
  * In a local testnet private addresses are the point, but loopback ones
