@@ -100,7 +100,7 @@ const COUNTERS: MetricSpec[] = [
   { name: 'spareband_exit_bytes_total', help: 'Bytes the exit carried: in from consumers to targets, out from targets to consumers', labelNames: ['direction'], read: s => s.exit == null ? undefined : byDirection(s.exit.bytesIn, s.exit.bytesOut) },
   { name: 'spareband_silent_connections_ended_total', help: 'Connections ended because nothing came from the peer for 25 s (a dead host or line)', read: s => num(s.silentConnectionsEnded) },
   { name: 'spareband_exit_tunnels_total', help: 'Tunnels the exit carried', read: s => num(s.exit?.tunnelsTotal) },
-  { name: 'spareband_exit_streams_waiting_reset_total', help: 'Tunnel streams reset while waiting for their request: their consumer, or all, had as many waiting as the exit takes tunnels', read: s => num(s.exit?.streamsWaitingReset) },
+  { name: 'spareband_exit_streams_waiting_reset_total', help: 'Tunnel streams let go (answered RATE_LIMITED or BUSY, and closed) while waiting for their request: their consumer, or all, had as many waiting as the exit takes tunnels', read: s => num(s.exit?.streamsWaitingReset) },
   {
     name: 'spareband_exit_denied_total',
     help: 'Tunnels the exit refused, by status',

@@ -141,7 +141,7 @@ export interface ExitStats {
   tunnelsTotal: number
   /** Tunnel streams open and waiting for their request (warm streams, set-ups on their way). */
   streamsWaiting: number
-  /** Waiting streams reset because a consumer had as many waiting as it may have tunnels, or all had as many as the exit takes (WaitingStreams). */
+  /** Waiting streams let go (answered RATE_LIMITED or BUSY, and closed) because a consumer had as many waiting as it may have tunnels, or all had as many as the exit takes (WaitingStreams); the name is from when they were reset. */
   streamsWaitingReset: number
   denied: number
   deniedByStatus: Record<string, number>
@@ -255,6 +255,9 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.awaitingRequest = new WaitingStreams({
       perConsumer: init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
       total: init.maxTunnels ?? DEFAULT_MAX_TUNNELS
+    }, (stream, over) => {
+      // answered as the request would be at the limit, so its consumer waits (RATE_LIMITED) or asks another exit (BUSY)
+      void this.answerAndClose(stream, over === 'consumer' ? TunnelStatus.RATE_LIMITED : TunnelStatus.BUSY, over === 'consumer' ? 'too many tunnel streams from this consumer waiting for their request' : 'exit has as many tunnel streams waiting for their request as it takes tunnels')
     })
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     const saved = readExitState(init.stateFile)
@@ -540,7 +543,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     } catch (err: any) {
       if (err instanceof UnusedStreamError || !this.running || this.awaitingRequest.wasEvicted(stream)) {
         // a warm stream its consumer did not need (or closed by stop(), or
-        // reset for being over the limit of waiting streams): no tunnel, no refusal
+        // let go for being over the limit of waiting streams, and answered): no tunnel, no refusal
         closeQuietly(stream)
         return
       }
@@ -555,7 +558,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     } finally {
       this.awaitingRequest.delete(stream)
     }
-    // reset for being over the limit of waiting streams after its request came (another stream's arrival ran in between)
+    // let go for being over the limit of waiting streams after its request came (another stream's arrival ran in between): answered already
     if (this.awaitingRequest.wasEvicted(stream)) return
     // stopped while the request was on its way: the consumer tries another exit
     if (!this.running) return this.deny(stream, consumerId, TunnelStatus.BUSY, EXIT_STOPPING_MESSAGE)

@@ -115,6 +115,15 @@ function withEarlier (err: Error, earlier: string[]): Error {
   return err
 }
 
+/** The exit could not be dialled (no address that answers, a dead relay's circuit): BUSY to a caller that sees one such exit among others. */
+export class UnreachableExitError extends TunnelError {
+  static name = 'UnreachableExitError'
+  constructor (exit: string, why: string) {
+    super(TunnelStatus.BUSY, `cannot reach exit ${exit}: ${why}`, exit)
+    this.name = 'UnreachableExitError'
+  }
+}
+
 export class NoExitError extends Error {
   static name = 'NoExitError'
   constructor (message = 'No exit available') {
@@ -179,6 +188,9 @@ export class TunnelClient {
     let lastError: Error = new NoExitError()
     // what each exit asked before the last said: the client learns all of it, not only the last word
     const earlier: string[] = []
+    // the first exit that said "not now, for you": waited for (see open) whatever the exits after it said
+    let rateLimited: { err: TunnelError, said: string } | undefined
+    let unreachable = 0
     for (let i = 0; i < attempts; i++) {
       const exit = candidates[i]
       const started = performance.now()
@@ -207,11 +219,22 @@ export class TunnelClient {
         if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw withEarlier(err, earlier)
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
         if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw withEarlier(err, earlier)
+        if (err instanceof UnreachableExitError) unreachable++
         this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
-        if (i + 1 < attempts) earlier.push(`${exit.toString()} ${status}: ${err.message}`)
+        const said = `${exit.toString()} ${status}: ${err.message}`
+        if (rateLimited == null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) rateLimited = { err, said }
+        earlier.push(said)
       }
     }
-    throw withEarlier(lastError, earlier)
+    // the last word is the last exit's, but for "not now" from one before it: a scraper's burst past its
+    // share of one exit, then an exit it could not reach, was a 503 at once, rather than a wait and a 429
+    const last = rateLimited?.err ?? lastError
+    const before = earlier.filter(said => said !== (rateLimited?.said ?? earlier.at(-1)))
+    // none could be dialled (all gone, or their relays): no exit, rather than a busy one
+    if (rateLimited == null && unreachable === attempts) {
+      throw withEarlier(new NoExitError(`no exit${request.region != null ? ` in region ${request.region}` : ''} could be reached: ${lastError.message}`), before)
+    }
+    throw withEarlier(last, before)
   }
 
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
@@ -236,7 +259,7 @@ export class TunnelClient {
     } catch (err: any) {
       // not the caller giving up: the addresses dialled may be stale (the exit moved to another relay)
       if (options.signal?.aborted !== true) this.init.selector.unreachable?.(exit)
-      throw new TunnelError(TunnelStatus.BUSY, `cannot reach exit ${exit.toString()}: ${err.message}`, exit.toString())
+      throw new UnreachableExitError(exit.toString(), err.message)
     }
     try {
       return await this.request(stream, exit, target, signal, started)

@@ -10,12 +10,18 @@
  * So a consumer may have at most as many waiting streams as it may have
  * tunnels, and all consumers together as many as the exit takes tunnels
  * (but never fewer than MIN_WAITING_PER_CONSUMER and MIN_WAITING: a burst
- * of set-ups is waiting too, for the moment its request takes to come, and
- * an exit with small limits answers such a burst RATE_LIMITED or BUSY, not
- * with resets). Past either, the oldest waiting stream of that consumer, or
- * of the consumer with the most waiting, is reset. An honest consumer loses at most a warm stream,
- * which it replaces, or a set-up, which it retries elsewhere. At the
- * default limits all waiting streams together hold about 12 MiB at most.
+ * of set-ups is waiting too, for the moment its request takes to come).
+ * Past either, the oldest waiting stream of that consumer, or of the
+ * consumer with the most waiting, is let go: answered as a request over
+ * the limit would be (the `refuse` callback: RATE_LIMITED past the
+ * consumer's share, BUSY past the total) and closed, or reset without one.
+ * A scraper's burst of a thousand set-ups at one exit is over its share
+ * before the exit has read the requests that are on their way: reset, they
+ * reached its clients as 503s naming a closed stream, where an answer
+ * tells its node to wait and ask again. An honest consumer loses at most a
+ * warm stream, which it replaces, or a set-up, which it asks for again.
+ * At the default limits all waiting streams together hold about 12 MiB at
+ * most.
  */
 
 import type { Stream } from '@libp2p/interface'
@@ -23,18 +29,25 @@ import type { Stream } from '@libp2p/interface'
 export const MIN_WAITING_PER_CONSUMER = 64
 export const MIN_WAITING = 1024
 
+/** Which limit a stream let go was over: its consumer's share, or the total. */
+export type WaitingLimit = 'consumer' | 'total'
+
 export class WaitingStreams {
   /** Every waiting stream with its consumer, oldest first (a Map keeps insertion order). */
   private readonly all = new Map<Stream, string>()
   private readonly byConsumer = new Map<string, Set<Stream>>()
   private readonly evicted = new WeakSet<Stream>()
-  /** Streams reset for being over a limit, since the exit was made. */
+  /** Streams let go for being over a limit, since the exit was made. */
   evictions = 0
 
   private readonly limits: { perConsumer: number, total: number }
 
-  /** `limits`: the exit's tunnel limits (per consumer, in all), raised to the minimums above. */
-  constructor (limits: { perConsumer: number, total: number }) {
+  /**
+   * `limits`: the exit's tunnel limits (per consumer, in all), raised to the
+   * minimums above. `refuse`: answers and closes a stream let go (it no
+   * longer counts here from that moment); without it the stream is reset.
+   */
+  constructor (limits: { perConsumer: number, total: number }, private readonly refuse?: (stream: Stream, over: WaitingLimit) => void) {
     this.limits = { perConsumer: Math.max(limits.perConsumer, MIN_WAITING_PER_CONSUMER), total: Math.max(limits.total, MIN_WAITING) }
   }
 
@@ -51,8 +64,8 @@ export class WaitingStreams {
     }
     own.add(stream)
     this.all.set(stream, consumer)
-    while (own.size > this.limits.perConsumer) this.evict(own.values().next().value!)
-    while (this.all.size > this.limits.total) this.evict(this.oldestOfLargest())
+    while (own.size > this.limits.perConsumer) this.evict(own.values().next().value!, 'consumer')
+    while (this.all.size > this.limits.total) this.evict(this.oldestOfLargest(), 'total')
   }
 
   /**
@@ -76,7 +89,7 @@ export class WaitingStreams {
     if (own?.size === 0) this.byConsumer.delete(consumer)
   }
 
-  /** Whether the stream was reset here for being over a limit (its read then fails: not the consumer's bad request). */
+  /** Whether the stream was let go here for being over a limit (its read then fails, or its request is not served). */
   wasEvicted (stream: Stream): boolean {
     return this.evicted.has(stream)
   }
@@ -91,10 +104,11 @@ export class WaitingStreams {
     this.byConsumer.clear()
   }
 
-  private evict (stream: Stream): void {
+  private evict (stream: Stream, over: WaitingLimit): void {
     this.delete(stream)
     this.evicted.add(stream)
     this.evictions++
-    stream.abort(new Error('too many tunnel streams waiting for a request'))
+    if (this.refuse != null) this.refuse(stream, over)
+    else stream.abort(new Error('too many tunnel streams waiting for a request'))
   }
 }

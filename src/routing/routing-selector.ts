@@ -22,6 +22,9 @@ import type { Libp2p, PeerId } from '@libp2p/interface'
 /** Regions whose target failures are judged apart (asked-for regions are ISO codes: a few hundred at most). */
 const MAX_TARGET_JUDGES = 512
 
+/** Refusals for this consumer's own state at the exit (its tunnels or unsigned bytes there, its credit): not the exit's failure. */
+export const CONSUMER_SIDE_STATUSES: ReadonlySet<string> = new Set(['RATE_LIMITED', 'INSUFFICIENT_CREDIT'])
+
 export interface ExitCandidate extends Candidate {
   id: PeerId
   reachability: 'direct' | 'relayed' | 'unknown'
@@ -190,6 +193,10 @@ export class RoutingSelector implements ExitSelector {
     this.init.reputation?.observe(exit, outcome.ok, outcome.status)
     const at = this.now()
     const id = exit.toString()
+    // "not now, for you" is this consumer's doing (its tunnels or its unsigned bytes at this exit, its
+    // credit): no failure of the exit's. Counted, a scraper's one burst past its share of each exit sank
+    // them all for an hour (the half-life), and tunnels went to whichever exit it had burst on least
+    if (!outcome.ok && outcome.status != null && CONSUMER_SIDE_STATUSES.has(outcome.status)) return
     // a target's failure counts against the exit only when the exit fails targets far more often than the region's others
     const againstExit = this.targetJudge(request.region).record(id, at, outcome.ok ? undefined : outcome.status)
     if (!outcome.ok && (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || againstExit)) {

@@ -13,7 +13,8 @@ import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { Ingress, ProxyRefusal } from '../../src/relay/ingress.ts'
 import { TunnelClient } from '../../src/relay/tunnel-client.ts'
 import { NO_ANSWER, httpStatusFor, socksReplyFor } from '../../src/relay/status-codes.ts'
-import { TunnelError, TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
+import { TunnelResponse, TunnelStatus, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
+import type { TunnelError } from '../../src/relay/tunnel-protocol.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
 import type { ProxyFailureNotice } from '../../src/relay/ingress.ts'
 import type { Libp2p, Stream } from '@libp2p/interface'
@@ -76,8 +77,9 @@ it('an exit that cannot be dialled is told to the selector as unreachable (its a
     maxAttempts: 1
   })
   const err = await client.open({ host: 'example.test', port: 443 }, {}).then(() => undefined, (e: unknown) => e)
-  expect((err as TunnelError).status).toBe(TunnelStatus.BUSY)
-  expect((err as Error).message).toMatch(/^cannot reach exit /)
+  // no exit could be dialled: no exit (NO_EXIT to the client), not a busy one
+  expect((err as Error).name).toBe('NoExitError')
+  expect((err as Error).message).toMatch(/^no exit could be reached: cannot reach exit /)
   expect(unreachable).toEqual([gone.toString()])
 
 
@@ -93,8 +95,41 @@ it('an exit that cannot be dialled is told to the selector as unreachable (its a
     responseTimeoutMs: 300,
     maxAttempts: 1
   })
-  await expect(hanging.open({ host: 'example.test', port: 443 }, {})).rejects.toThrow(/^cannot reach exit /)
+  await expect(hanging.open({ host: 'example.test', port: 443 }, {})).rejects.toThrow(/^no exit could be reached: cannot reach exit /)
   expect(unreachable).toHaveLength(2)
   await expect(hanging.open({ host: 'example.test', port: 443 }, {}, { signal: AbortSignal.timeout(50) })).rejects.toThrow(/timeout|aborted/i)
   expect(unreachable).toHaveLength(2)
+})
+
+it('"not now" from one exit is the last word over an exit that could not be reached after it: the client waits and asks again', async () => {
+  // an exit that reads each request and answers RATE_LIMITED, as one does to a consumer past its share
+  const busy = await loopbackNode()
+  let asked = 0
+  await busy.handle(TUNNEL_PROTOCOL, async stream => {
+    await readFrame(stream, { timeoutMs: 5000 })
+    asked++
+    await sendFrame(stream, TunnelResponse.encode({ status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }))
+  })
+  const gone = (await loopbackNode()).peerId
+  try {
+    await consumer.dial(busy.getMultiaddrs()[0])
+    const reports: Array<string | undefined> = []
+    const client = new TunnelClient({
+      logger: consumer.logger,
+      dialProtocol: async (peer, protocol, options) => consumer.dialProtocol(peer, protocol, options)
+    }, {
+      selector: { candidates: async () => [busy.peerId, gone], report: (_exit, _request, outcome) => { reports.push(outcome.status) } },
+      responseTimeoutMs: 2000,
+      rateLimitedRetryMs: 1500
+    })
+    const err = await client.open({ host: 'example.test', port: 443 }, {}).then(() => undefined, (e: unknown) => e)
+    expect((err as TunnelError).status).toBe(TunnelStatus.RATE_LIMITED)
+    // the unreachable exit's word is among the earlier ones, not the last
+    expect((err as Error).message).toMatch(/^too many open tunnels from this consumer \(an exit asked before: .* BUSY: cannot reach exit /)
+    // asked again after waits, rather than failing at the first pass
+    expect(asked).toBeGreaterThan(1)
+    expect(reports.filter(r => r === TunnelStatus.RATE_LIMITED)).toHaveLength(asked)
+  } finally {
+    await busy.stop()
+  }
 })

@@ -2,8 +2,10 @@
  * Tunnel streams that never send their request are bounded: a consumer may
  * keep at most as many waiting as it may have tunnels (64 at least), all
  * consumers together as many as the exit takes tunnels (1024 at least);
- * past that the oldest waiting ones are reset, and the exit goes on serving
- * the rest. Real libp2p nodes over TCP on loopback; the requests that are
+ * past that the oldest waiting ones are let go, answered as a request over
+ * the limit would be (RATE_LIMITED past the consumer's share, BUSY past the
+ * total: its node waits or asks another exit, where a reset read as a
+ * broken exit) and closed, and the exit goes on serving the rest. Real libp2p nodes over TCP on loopback; the requests that are
  * sent target loopback, which the default policy refuses, so nothing is
  * dialled.
  */
@@ -64,10 +66,20 @@ async function askOn (stream: Stream): Promise<TunnelStatus> {
   return decodeTunnelResponse(frame).status
 }
 
-const isReset = (s: Stream): boolean => s.status === 'reset' || s.status === 'aborted'
+/** Let go by the exit: answered and closed (its side closed, then reset after the grace), or reset. */
+const letGo = (s: Stream): boolean => s.status !== 'open' || s.remoteWriteStatus !== 'writable'
+
+/** The answer on a stream the exit let go, or undefined for one it did not answer within `ms`. */
+async function answerOn (stream: Stream, ms = 3000): Promise<TunnelStatus | undefined> {
+  try {
+    return decodeTunnelResponse((await readFrame(stream, { timeoutMs: ms })).frame).status
+  } catch {
+    return undefined
+  }
+}
 
 describe('tunnel streams waiting for their request', () => {
-  it(`a consumer keeps at most ${MIN_WAITING_PER_CONSUMER} (its tunnel limit, at least that): its oldest are reset, the rest still serve`, async () => {
+  it(`a consumer keeps at most ${MIN_WAITING_PER_CONSUMER} (its tunnel limit, at least that): its oldest are answered RATE_LIMITED and closed, the rest still serve`, async () => {
     const exit = await exitNode({ policy: { allowedPorts: [[443, 443]] }, maxTunnelsPerConsumer: 8 })
     const consumer = await loopbackNode()
     nodes.push(exit, consumer)
@@ -80,10 +92,14 @@ describe('tunnel streams waiting for their request', () => {
     const s = exit.services.exit.status()
     expect(s.streamsWaiting).toBe(MIN_WAITING_PER_CONSUMER)
     expect(s.streamsWaitingReset).toBe(6)
-    // six of the oldest (the first batch: the exit may see a batch's streams in any order), and only they, are reset at the consumer
-    await waitFor(() => streams.filter(isReset).length + (MIN_WAITING_PER_CONSUMER + 6 - streams.length) === 6, { timeoutMs: 5000 })
-    expect(streams.slice(BATCH).filter(isReset)).toHaveLength(0)
-    // a reset is no refusal, even of a stream that had sent part of its request: nothing was denied
+    // six of the oldest (the first batch: the exit may see a batch's streams in any order), and only they, are let go
+    await waitFor(() => streams.filter(letGo).length + (MIN_WAITING_PER_CONSUMER + 6 - streams.length) === 6, { timeoutMs: 5000 })
+    expect(streams.slice(BATCH).filter(letGo)).toHaveLength(0)
+    // each with the answer its node waits on: over its share of the exit
+    const answers = await Promise.all(streams.slice(0, BATCH).map(async st => answerOn(st)))
+    expect(answers.filter(a => a === TunnelStatus.RATE_LIMITED)).toHaveLength(streams.filter(letGo).length)
+    expect(answers.filter(a => a !== undefined && a !== TunnelStatus.RATE_LIMITED)).toEqual([])
+    // no tunnel refused, even of a stream that had sent part of its request: nothing was denied
     expect(exit.services.exit.status().denied).toBe(0)
     // the newest and the oldest idle survivor still take a request
     expect(await askOn(streams[streams.length - 1])).toBe(TunnelStatus.POLICY_DENIED)
@@ -105,11 +121,15 @@ describe('tunnel streams waiting for their request', () => {
     expect(s.streamsWaitingReset).toBe(2 * (half + 10) - MIN_WAITING)
     // the first consumer had the most until the second caught up: both lost their oldest (ten each when
     // every open went through), not the newcomer all of its own
-    await waitFor(() => older.filter(isReset).length + newer.filter(isReset).length + (2 * (half + 10) - older.length - newer.length) === 20, { timeoutMs: 5000 })
-    expect(older.filter(isReset).length).toBeGreaterThan(0)
-    expect(newer.filter(isReset).length).toBeGreaterThan(0)
-    expect(older.slice(BATCH).filter(isReset)).toHaveLength(0)
-    expect(newer.slice(BATCH).filter(isReset)).toHaveLength(0)
+    await waitFor(() => older.filter(letGo).length + newer.filter(letGo).length + (2 * (half + 10) - older.length - newer.length) === 20, { timeoutMs: 5000 })
+    expect(older.filter(letGo).length).toBeGreaterThan(0)
+    expect(newer.filter(letGo).length).toBeGreaterThan(0)
+    expect(older.slice(BATCH).filter(letGo)).toHaveLength(0)
+    expect(newer.slice(BATCH).filter(letGo)).toHaveLength(0)
+    // over the exit's total, not their own share: BUSY, so their nodes ask another exit
+    const answers = await Promise.all([...older.slice(0, BATCH), ...newer.slice(0, BATCH)].filter(letGo).map(async st => answerOn(st)))
+    expect(answers.length).toBeGreaterThan(0)
+    expect(answers.every(a => a === TunnelStatus.BUSY)).toBe(true)
     expect(await askOn(newer.at(-1)!)).toBe(TunnelStatus.POLICY_DENIED)
   }, 60_000)
 
@@ -131,7 +151,7 @@ describe('tunnel streams waiting for their request', () => {
     await waitFor(() => exit.services.exit.status().streamsWaitingReset > 0, { timeoutMs: 10_000, what: 'resets at the exit\'s total' })
     expect(exit.services.exit.status().streamsWaiting).toBeLessThanOrEqual(MIN_WAITING)
     // the honest consumer's eight warm streams are all there, and take a request
-    expect(warm.filter(isReset)).toHaveLength(0)
+    expect(warm.filter(letGo)).toHaveLength(0)
     expect(await askOn(warm[0])).toBe(TunnelStatus.POLICY_DENIED)
   }, 60_000)
 

@@ -93,6 +93,20 @@ describe('the routing selector\'s telemetry', () => {
     expect(selector.telemetry.predict(a.toString(), t).failures).toBeGreaterThan(0.9)
   })
 
+  it('a burst past this consumer\'s share of an exit (RATE_LIMITED), or its credit, does not sink the exit', async () => {
+    const t = 1_000_000
+    const libp2p = { peerId: await peer(), getConnections: () => [] }
+    const selector = new RoutingSelector(libp2p as any, { discovery: {} as unknown as ExitDiscovery, now: () => t })
+    const [a, b] = [await peer(), await peer()]
+    for (let i = 0; i < 200; i++) {
+      selector.report(a, { region: 'de' }, { ok: true })
+      selector.report(a, { region: 'de' }, { ok: false, status: i % 2 === 0 ? 'RATE_LIMITED' : 'INSUFFICIENT_CREDIT' })
+      selector.report(b, { region: 'de' }, { ok: true })
+    }
+    expect(selector.telemetry.predict(a.toString(), t).failures).toBe(0)
+    expect(selector.telemetry.predict(a.toString(), t)).toEqual(selector.telemetry.predict(b.toString(), t))
+  })
+
   it('judges an exit against the other exits of the region asked for: a crawl of one country\'s dead sites sinks none of its exits', async () => {
     let t = 1_000_000
     const libp2p = { peerId: await peer(), getConnections: () => [] }
