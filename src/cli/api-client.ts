@@ -2,7 +2,7 @@
 
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
+import { API_INFO_FILE, API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
 import { NodeNotRunningError } from '../errors.ts'
 import { describeFsError } from './errors.ts'
 import { dataDirOwner } from '../node/data-dir-lock.ts'
@@ -101,7 +101,12 @@ export async function callApiStream (dataDir: string, path: string, init: { idle
 
 /** Where the node of `dataDir` listens (api.json) and its token; NodeNotRunningError when there is no api.json. */
 export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: string }> {
-  const info = await readApiInfo(dataDir)
+  let info: ApiInfo | undefined
+  try {
+    info = await readApiInfo(dataDir)
+  } catch (err: any) {
+    throw new Error(`cannot read ${join(dataDir, API_INFO_FILE)}, ${describeFsError(err)}: run this as the user the node runs as (the data directory and its files are that user's alone)`)
+  }
   // the node running on the directory holds its lock (node.lock, with its pid and start time)
   const owner = dataDirOwner(dataDir)
   if (info == null) {

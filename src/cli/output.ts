@@ -4,6 +4,7 @@
  */
 
 import { bytesText, threeDigits } from '../byte-units.ts'
+import { describeFsError } from './errors.ts'
 
 export function printJson (value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n')
@@ -91,7 +92,10 @@ export function exitQuietlyWhenOutputCloses (): void {
 
 function exitQuietly (err: NodeJS.ErrnoException): void {
   if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
-  throw err
+  // output that cannot be written (a full disk, a device that fails): one line on stderr, not a
+  // stack trace, and exit 1, for what was written is incomplete (an export cut short)
+  process.stderr.write(`spareband: cannot write the output: ${describeFsError(err)}; what was written is incomplete\n`)
+  process.exit(1)
 }
 
 /**

@@ -228,10 +228,22 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
   send(res, status, JSON.stringify(body, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n', 'application/json')
 }
 
-/** Client side, for the CLI: reads `api.json` and the token, then calls the running node. */
+/**
+ * Client side, for the CLI: reads `api.json`. Undefined when there is none
+ * (or it is being written: not yet whole); any other failure to read it (a
+ * data directory of another user's, EACCES) is thrown, not taken for "no
+ * node runs", which sent the operator of a service to start a second node.
+ */
 export async function readApiInfo (dataDir: string): Promise<ApiInfo | undefined> {
+  let text: string
   try {
-    return JSON.parse(await readFile(join(dataDir, API_INFO_FILE), 'utf8')) as ApiInfo
+    text = await readFile(join(dataDir, API_INFO_FILE), 'utf8')
+  } catch (err: any) {
+    if (err?.code === 'ENOENT' || err?.code === 'ENOTDIR') return undefined
+    throw err
+  }
+  try {
+    return JSON.parse(text) as ApiInfo
   } catch {
     return undefined
   }

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { spawnSync } from 'node:child_process'
 import { createServer } from 'node:http'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { callApi } from '../../src/cli/api-client.ts'
@@ -98,5 +98,18 @@ describe('callApi', () => {
     const dir = await dataDirFor(createServer((_req, res) => { res.end('{}') }))
     await rm(join(dir, 'api-token'))
     await expect(callApi(dir, '/v1/status')).rejects.toThrow(`cannot read the control API token ${join(dir, 'api-token')}, no such file (ENOENT): the node for ${dir} (pid ${process.pid}) wrote it at its start; if it was deleted, restart the node, which writes a new one`)
+  })
+
+  it('an api.json it cannot read (another user\'s data directory; here a directory in its place) is that error, not "no node is running"', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sb-api-client-'))
+    locks.push(lockDataDir(dir))
+    await mkdir(join(dir, 'api.json'))
+    const err = await callApi(dir, '/v1/status').catch(e => e)
+    expect(err.name).not.toBe('NodeNotRunningError')
+    expect(err.message.startsWith(`cannot read ${join(dir, 'api.json')}, `)).toBe(true)
+    expect(err.message).toContain('(EISDIR): run this as the user the node runs as')
+    // none at all is still "no node", and says how to start one
+    await rm(join(dir, 'api.json'), { recursive: true })
+    expect((await callApi(dir, '/v1/status').catch(e => e)).name).toBe('NodeNotRunningError')
   })
 })

@@ -164,6 +164,22 @@ describe('spareband receipts, against a running node', () => {
     expect(code).toBe(0)
   })
 
+  it('output it cannot write (a full disk) is one line and exit 1, not a stack trace', async () => {
+    const { openSync, closeSync, existsSync } = await import('node:fs')
+    if (!existsSync('/dev/full')) return
+    const full = openSync('/dev/full', 'w')
+    try {
+      const child = spawn(process.execPath, [CLI, 'receipts', '--export', 'csv', '--data-dir', dataDir], { stdio: ['ignore', full, 'pipe'] })
+      let stderr = ''
+      child.stderr!.on('data', d => { stderr += d })
+      const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+      expect(stderr).toBe('spareband: cannot write the output: the disk is full (ENOSPC); what was written is incomplete\n')
+      expect(code).toBe(1)
+    } finally {
+      closeSync(full)
+    }
+  })
+
   it('the listing shows the newest 1000 by default and says there may be more', async () => {
     expect(await runCliJson(['receipts', '--json', '--data-dir', dataDir])).toHaveLength(1000)
     expect(await runCliJson(['receipts', '--json', '--limit', '1001', '--data-dir', dataDir])).toHaveLength(COUNT)

@@ -179,6 +179,24 @@ describe('spareband testnet', () => {
     expect(r.stderr).toContain('testnet puts its nodes\' data directories under --dir DIR')
   })
 
+  it('a second testnet on a --dir in use is refused, and leaves the running nodes\' logs alone', async () => {
+    const dir = await tempDir('sb-tn-twice-')
+    const first = startTestnet(['--nodes', '1', '--dir', dir, '--json'])
+    const net = await first.json()
+    const log = join(dir, 'node-0', 'node.log')
+    await waitFor(async () => (await readFile(log, 'utf8')).includes('spareband node started'), { what: 'the first node\'s start in its log' })
+    const before = await readFile(log, 'utf8')
+    const second = await runCli(['testnet', '--nodes', '1', '--dir', dir])
+    expect(second.code).toBe(1)
+    expect(second.stderr).toContain(`${join(dir, 'node-0')} is in use by the node with pid ${net.nodes[0].pid as number} (another testnet on this --dir?)`)
+    // the running node's log is as it was (it was opened for writing, emptied, and then had NULs where the node wrote on)
+    const after = await readFile(log, 'utf8')
+    expect(after.startsWith(before)).toBe(true)
+    expect(after).not.toContain('\0')
+    first.child.kill('SIGINT')
+    expect(await exitCodeOf(first.child)).toBe(0)
+  })
+
   it('rejects a bad region list', async () => {
     const r = await runCli(['testnet', '--regions', 'de,qq'])
     expect(r.code).toBe(2)

@@ -12,6 +12,8 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError } from 'commander'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
+import { dataDirOwner } from '../../node/data-dir-lock.ts'
+import { DataDirInUseError } from '../../errors.ts'
 import { readApiInfo } from '../../node/control-api.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { parsePortList } from '../../relay/ports.ts'
@@ -133,6 +135,10 @@ export function registerTestnet (program: Command): void {
         const region = regions[index % regions.length]
         // a --dir used before keeps its nodes' identities: a new key would not start with the ledger.db there
         await loadOrCreateIdentity(dataDir)
+        // a node already runs there (another testnet on this --dir): its log is left alone, not emptied for a node that
+        // would only be refused the directory's lock
+        const owner = dataDirOwner(dataDir)
+        if (owner != null) throw new DataDirInUseError(`${dataDir} is in use by the node with pid ${owner} (another testnet on this --dir?): stop it, or give this testnet another --dir`, { dataDir, pid: owner })
         const logFile = await open(join(dataDir, 'node.log'), 'w')
         const args = [process.argv[1], 'start', '--data-dir', dataDir, '--network', NETWORK, ...flagArgs({ ...nodeFlags, region, bootstrap })]
         // the IPC channel ties each node's life to ours: if we are killed, they stop.
