@@ -733,7 +733,7 @@ export class Ledger {
       this.db.prepare("INSERT INTO meta (key, value) VALUES ('self', ?)").run(id)
     } else if (owner !== id) {
       // open() closes the file on its way out
-      throw new LedgerError(LedgerErrorCode.WRONG_IDENTITY, `ledger ${this.file} belongs to peer ${owner}, not to ${id}. Use the identity.key that goes with it, or ${whatToDo(this.file)}`, this.file)
+      throw new LedgerError(LedgerErrorCode.WRONG_IDENTITY, `ledger ${this.file} belongs to peer ${owner}, not to ${id}. Use the identity.key that goes with it; or, to start over with this identity, move ${this.file} aside and start again, or choose another --data-dir (spareband never resets a ledger)`, this.file)
     }
   }
 

@@ -446,7 +446,7 @@ describe('refusing files that are not our ledger', () => {
     Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) }).close()
     const err = ledgerError(() => Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(bob.key) }))
     expect(err.code).toBe(LedgerErrorCode.WRONG_IDENTITY)
-    expect(err.message).toContain(file)
+    expect(err.message).toBe(`ledger ${file} belongs to peer ${peerIdFromPrivateKey(alice.key).toString()}, not to ${peerIdFromPrivateKey(bob.key).toString()}. Use the identity.key that goes with it; or, to start over with this identity, move ${file} aside and start again, or choose another --data-dir (spareband never resets a ledger)`)
     // the rightful owner still opens it
     Ledger.open(file, { selfPeerId: peerIdFromPrivateKey(alice.key) }).close()
   })

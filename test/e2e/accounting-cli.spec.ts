@@ -6,7 +6,7 @@
  * ledger.db when no node runs.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { exportReceipts } from '../../src/accounting/export.ts'
@@ -285,6 +285,23 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     expect(r.stderr).toContain('no node is running')
     const b = await runCli(['balance', '--json', '--data-dir', dataDir], { env })
     expect(JSON.parse(b.stdout)).toMatchObject({ pending: null, receipts: 3 })
+    // receipts the node had queued for its next write when it was killed: not in the ledger, and said so
+    const pendingFile = join(dataDir, 'ledger.db.pending')
+    const { PendingJournal } = await import('../../src/accounting/pending-journal.ts')
+    const { journal } = PendingJournal.open(pendingFile)
+    try {
+      journal.append(Uint8Array.of(1, 2, 3))
+      journal.append(Uint8Array.of(4, 5, 6))
+    } finally {
+      journal.close()
+    }
+    try {
+      const withPending = await runCli(['balance', '--data-dir', dataDir], { env })
+      expect(withPending.code, withPending.stderr).toBe(0)
+      expect(withPending.stderr).toContain(`spareband: 2 countersigned receipts in ${join(dataDir, 'ledger.db')}.pending are not in the ledger yet (the node stopped before its last write): not counted here; the node writes them when it next starts\n`)
+    } finally {
+      await rm(pendingFile, { force: true })
+    }
   })
 
   it('reads the ledger of a node that runs without a control API (an app\'s), and says it is running', async () => {
