@@ -59,3 +59,14 @@ function ipOf (addr: Multiaddr): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
     return undefined
   }
 }
+
+/**
+ * Why this node's exit cannot be used, or undefined: it listens on nothing
+ * and announces nothing (`listen = []`, an empty SPAREBAND_LISTEN), so no
+ * peer can open a tunnel to it, while it still advertises capacity. A node
+ * that only uses exits may do so; one that supplies is told.
+ */
+export function unreachableExitWarning (config: Pick<SparebandConfig, 'exit' | 'listen' | 'announce'>): string | undefined {
+  if (!config.exit.enabled || config.listen.length > 0 || config.announce.length > 0) return undefined
+  return 'the exit is on, but this node listens on nothing and announces nothing (listen is empty), so no peer can open a tunnel to it; give it a listen address (the default is /ip4/0.0.0.0/tcp/4001 and the others in the README), a relay to be reached through (<relay multiaddr>/p2p-circuit), or run it with --no-supply'
+}

@@ -22,7 +22,7 @@ import { throughputPart } from './throughput-part.ts'
 import { accountingPart, openAccounting } from './accounting-part.ts'
 import { foundRelaysPart, keeperPart } from './keeper-part.ts'
 import { connectionTrimmerPart } from './connection-trimmer.ts'
-import { aloneWarning, noDhtPeerWarning } from './alone-warning.ts'
+import { aloneWarning, noDhtPeerWarning, unreachableExitWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
 import { relayServicePart } from './relay-service-part.ts'
 import { isLoopback } from '../relay/listen-address.ts'
@@ -427,6 +427,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
     if (alone != null) warnings.push(alone)
+    const unreachableExit = unreachableExitWarning(this.config)
+    if (unreachableExit != null) warnings.push(unreachableExit)
     const routingTableSize: number = dht?.routingTable?.size ?? 0
     const connections = this.libp2p.getConnections()
     const noDhtPeer = noDhtPeerWarning(this.config, {

@@ -46,6 +46,18 @@ describe('the warning for a node that cannot find a network', () => {
     expect(closed.status().warnings.filter(w => w.includes('control API'))).toEqual([])
   })
 
+  it('warns an exit that listens on nothing and announces nothing: no peer can open a tunnel to it', async () => {
+    const UNREACHABLE = /^the exit is on, but this node listens on nothing and announces nothing \(listen is empty\), so no peer can open a tunnel to it; /
+    const deaf = await start({ listen: [], network: { local_testnet: true } })
+    expect(deaf.status().addresses).toEqual([])
+    expect(deaf.status().warnings.filter(w => UNREACHABLE.test(w))).toHaveLength(1)
+    // one that supplies nothing may dial out only; one that listens is reachable
+    const consumerOnly = await start({ listen: [], exit: { enabled: false }, network: { local_testnet: true } })
+    expect(consumerOnly.status().warnings.filter(w => UNREACHABLE.test(w))).toEqual([])
+    const listening = await start({ network: { local_testnet: true } })
+    expect(listening.status().warnings.filter(w => UNREACHABLE.test(w))).toEqual([])
+  })
+
   it('does not warn a local testnet\'s first node: --network local, as spareband testnet starts it', async () => {
     const { file, definition } = loadNetworkDefinition('local')
     const config = resolveConfig([networkLayer(file, definition), { source: 'test', values: base }])
