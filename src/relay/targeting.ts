@@ -66,7 +66,7 @@ export function parseTargeting (user: string | undefined, quoted = user ?? ''): 
     throw new TargetingError(`the session id in proxy user name "${shown(quoted)}" ${why}: a session id is 1 to 64 letters, digits, '_', '.' or '-'`)
   }
   throw new TargetingError(quoted === user
-    ? `proxy user name "${shown(user)}" is not "region-<cc>[-<sub>][-session-<id>]"`
+    ? `proxy user name "${shown(user)}" is not "region-<cc>[-<sub>][-session-<id>]" nor "session-<id>"`
     : `proxy user name "${shown(quoted)}" is not "${shown(quoted.slice(0, quoted.length - user.length - 1))}[-region-<cc>[-<sub>]][-session-<id>]"`)
 }
 
