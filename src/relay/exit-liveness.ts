@@ -175,6 +175,19 @@ export class ExitLiveness {
     if (this.checking.has(id)) this.lastAnswer.set(id, performance.now())
   }
 
+  /**
+   * `exit` could not be dialled (no address of it answers: it died, or the
+   * relay its ad names did): asked last, as one found gone is, until a
+   * tunnel through it works again. Ranked by score alone, a region whose
+   * best exits had died had every request dial them first, each a failure
+   * (a wait, through a dead relay) before a live exit was asked, and with
+   * as many dead as a request's attempts, requests failed with a live
+   * exit left.
+   */
+  unreachable (exit: PeerId): void {
+    this.avoid(exit.toString())
+  }
+
   /** A tunnel through `exit` opened: it answers again. */
   alive (exit: PeerId): void {
     if (this.avoidedExits.size > 0) this.avoidedExits.delete(exit.toString())

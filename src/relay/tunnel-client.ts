@@ -258,7 +258,10 @@ export class TunnelClient {
       stream = await this.components.dialProtocol(exit, TUNNEL_PROTOCOL, { signal, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
     } catch (err: any) {
       // not the caller giving up: the addresses dialled may be stale (the exit moved to another relay)
-      if (options.signal?.aborted !== true) this.init.selector.unreachable?.(exit)
+      if (options.signal?.aborted !== true) {
+        this.init.selector.unreachable?.(exit)
+        this.init.liveness?.unreachable(exit)
+      }
       throw new UnreachableExitError(exit.toString(), err.message)
     }
     try {

@@ -12,6 +12,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { Ingress, ProxyRefusal } from '../../src/relay/ingress.ts'
 import { TunnelClient } from '../../src/relay/tunnel-client.ts'
+import { ExitLiveness } from '../../src/relay/exit-liveness.ts'
 import { NO_ANSWER, httpStatusFor, socksReplyFor } from '../../src/relay/status-codes.ts'
 import { TunnelResponse, TunnelStatus, readFrame, sendFrame } from '../../src/relay/tunnel-protocol.ts'
 import type { TunnelError } from '../../src/relay/tunnel-protocol.ts'
@@ -131,5 +132,41 @@ it('"not now" from one exit is the last word over an exit that could not be reac
     expect(reports.filter(r => r === TunnelStatus.RATE_LIMITED)).toHaveLength(asked)
   } finally {
     await busy.stop()
+  }
+})
+
+it('an exit that could not be dialled is asked last after that, until a tunnel through it works: the next request goes to a live one first', async () => {
+  const live = await loopbackNode()
+  let asked = 0
+  await live.handle(TUNNEL_PROTOCOL, async stream => {
+    await readFrame(stream, { timeoutMs: 5000 })
+    asked++
+    await sendFrame(stream, TunnelResponse.encode({ status: TunnelStatus.OK }))
+    await stream.close().catch(() => {})
+  })
+  const gone = (await loopbackNode()).peerId
+  const liveness = new ExitLiveness({ log: consumer.logger.forComponent('test'), ping: async () => false, heardSince: () => false, drop: () => {} })
+  try {
+    await consumer.dial(live.getMultiaddrs()[0])
+    // ranked first, the dead one; one attempt a request, so the ranking alone decides
+    const client = new TunnelClient({
+      logger: consumer.logger,
+      dialProtocol: async (peer, protocol, options) => consumer.dialProtocol(peer, protocol, options)
+    }, {
+      selector: { candidates: async () => [gone, live.peerId], report: () => {} },
+      liveness,
+      responseTimeoutMs: 2000,
+      maxAttempts: 1
+    })
+    const first = await client.open({ host: 'example.test', port: 443 }, {}).then(() => undefined, (e: unknown) => e)
+    expect((first as Error).name).toBe('NoExitError')
+    expect(liveness.avoided(gone)).toBe(true)
+    const second = await client.open({ host: 'example.test', port: 443 }, {})
+    expect(second.exit.equals(live.peerId)).toBe(true)
+    second.stream.abort(new Error('test over'))
+    expect(asked).toBe(1)
+  } finally {
+    liveness.stop()
+    await live.stop()
   }
 })
