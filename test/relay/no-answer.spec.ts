@@ -102,18 +102,25 @@ it('an exit that cannot be dialled is told to the selector as unreachable (its a
   expect(unreachable).toHaveLength(2)
 })
 
-it('"not now" from one exit is the last word over an exit that could not be reached after it: the client waits and asks again', async () => {
-  // an exit that reads each request and answers RATE_LIMITED, as one does to a consumer past its share
-  const busy = await loopbackNode()
+/** An exit on loopback, dialled by the consumer, that reads each tunnel request and answers `status`; counts the requests. */
+async function answering (status: TunnelStatus, message = ''): Promise<{ node: Libp2p, asked: () => number }> {
+  const node = await loopbackNode()
   let asked = 0
-  await busy.handle(TUNNEL_PROTOCOL, async stream => {
+  await node.handle(TUNNEL_PROTOCOL, async stream => {
     await readFrame(stream, { timeoutMs: 5000 })
     asked++
-    await sendFrame(stream, TunnelResponse.encode({ status: TunnelStatus.RATE_LIMITED, message: 'too many open tunnels from this consumer' }))
+    await sendFrame(stream, TunnelResponse.encode({ status, message }))
+    if (status === TunnelStatus.OK) await stream.close().catch(() => {})
   })
+  await consumer.dial(node.getMultiaddrs()[0])
+  return { node, asked: () => asked }
+}
+
+it('"not now" from one exit is the last word over an exit that could not be reached after it: the client waits and asks again', async () => {
+  // as an exit answers a consumer past its share
+  const { node: busy, asked } = await answering(TunnelStatus.RATE_LIMITED, 'too many open tunnels from this consumer')
   const gone = (await loopbackNode()).peerId
   try {
-    await consumer.dial(busy.getMultiaddrs()[0])
     const reports: Array<string | undefined> = []
     const client = new TunnelClient({
       logger: consumer.logger,
@@ -128,26 +135,18 @@ it('"not now" from one exit is the last word over an exit that could not be reac
     // the unreachable exit's word is among the earlier ones, not the last
     expect((err as Error).message).toMatch(/^too many open tunnels from this consumer \(an exit asked before: .* BUSY: cannot reach exit /)
     // asked again after waits, rather than failing at the first pass
-    expect(asked).toBeGreaterThan(1)
-    expect(reports.filter(r => r === TunnelStatus.RATE_LIMITED)).toHaveLength(asked)
+    expect(asked()).toBeGreaterThan(1)
+    expect(reports.filter(r => r === TunnelStatus.RATE_LIMITED)).toHaveLength(asked())
   } finally {
     await busy.stop()
   }
 })
 
 it('an exit that could not be dialled is asked last after that, until a tunnel through it works: the next request goes to a live one first', async () => {
-  const live = await loopbackNode()
-  let asked = 0
-  await live.handle(TUNNEL_PROTOCOL, async stream => {
-    await readFrame(stream, { timeoutMs: 5000 })
-    asked++
-    await sendFrame(stream, TunnelResponse.encode({ status: TunnelStatus.OK }))
-    await stream.close().catch(() => {})
-  })
+  const { node: live, asked } = await answering(TunnelStatus.OK)
   const gone = (await loopbackNode()).peerId
   const liveness = new ExitLiveness({ log: consumer.logger.forComponent('test'), ping: async () => false, heardSince: () => false, drop: () => {} })
   try {
-    await consumer.dial(live.getMultiaddrs()[0])
     // ranked first, the dead one; one attempt a request, so the ranking alone decides
     const client = new TunnelClient({
       logger: consumer.logger,
@@ -164,7 +163,7 @@ it('an exit that could not be dialled is asked last after that, until a tunnel t
     const second = await client.open({ host: 'example.test', port: 443 }, {})
     expect(second.exit.equals(live.peerId)).toBe(true)
     second.stream.abort(new Error('test over'))
-    expect(asked).toBe(1)
+    expect(asked()).toBe(1)
   } finally {
     liveness.stop()
     await live.stop()
