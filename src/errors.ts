@@ -90,7 +90,7 @@ export class AddressInUseError extends Error {
 /**
  * Why a tunnel was refused: an exit's answer (the tunnel protocol's
  * statuses other than OK, docs/PROTOCOLS.md), NO_EXIT when no exit of
- * the region could be asked, or NO_ANSWER when the last exit asked never
+ * the region is known or none of those asked could be dialled, or NO_ANSWER when the last exit asked never
  * answered in time (TIMEOUT is the target's connect timing out at the exit).
  */
 export const TUNNEL_REFUSAL_STATUSES = [
@@ -105,7 +105,8 @@ export type TunnelRefusalStatus = typeof TUNNEL_REFUSAL_STATUSES[number]
  * (SparebandNode.connect). `status` is the exit's answer (POLICY_DENIED,
  * DNS_FAILED, UNREACHABLE, CONNECT_REFUSED, TIMEOUT, QUOTA_EXCEEDED,
  * RATE_LIMITED, OUTSIDE_SCHEDULE, INSUFFICIENT_CREDIT, BUSY, BAD_REQUEST),
- * or NO_EXIT when no exit of the region could be asked: one of
+ * or NO_EXIT when no exit of the region is known or none of those asked
+ * could be dialled: one of
  * TUNNEL_REFUSAL_STATUSES, typed so that a misspelt status in an app's
  * comparison is a compile error. `exit` names the exit that refused.
  */

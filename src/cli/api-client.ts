@@ -105,7 +105,8 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
   try {
     info = await readApiInfo(dataDir)
   } catch (err: any) {
-    throw new Error(`cannot read ${join(dataDir, API_INFO_FILE)}, ${describeFsError(err)}: run this as the user the node runs as (the data directory and its files are that user's alone)`)
+    const hint = err?.code === 'EACCES' || err?.code === 'EPERM' ? ': run this as the user the node runs as (the data directory and its files are that user\'s alone)' : ''
+    throw new Error(`cannot read ${join(dataDir, API_INFO_FILE)}, ${describeFsError(err)}${hint}`)
   }
   // the node running on the directory holds its lock (node.lock, with its pid and start time)
   const owner = dataDirOwner(dataDir)

@@ -18,7 +18,8 @@ import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
 import { relaySearch } from './relay-search.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
-import { dnsNameResolver, privateDialGater } from './private-dials.ts'
+import { DnsNameResolver, GivenAddresses, privateDialGater } from './private-dials.ts'
+import type { LookupAll } from './private-dials.ts'
 import { AdvertisedRelays } from '../routing/advertised-relays.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { gossipScoreParams } from './gossip-scoring.ts'
@@ -97,6 +98,8 @@ export interface BuildLibp2pOptions {
   config: SparebandConfig
   /** Extra services (tunnel exit, ingress, accounting) wired in by the node. */
   services?: Record<string, (components: any) => unknown>
+  /** How DNS names are looked up before a dial on the public network: the system's resolver (a test gives names of its own). */
+  dnsLookup?: LookupAll
 }
 
 /**
@@ -157,10 +160,12 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
   }))
 }
 
-export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2pOptions): Libp2pOptions<any> {
+export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
   const advertisedRelays = new AdvertisedRelays()
+  // the resolver adds what the given addresses' names resolve to, which the gater lets through
+  const given = new GivenAddresses([...config.network.bootstrap, ...namedRelays(config.listen)])
   // a node others can dial needs no relay: its search would take slots on
   // every relay it meets (two each), which exits behind NAT need; should it
   // stop being dialable, relay-search.ts starts one
@@ -198,10 +203,10 @@ export function libp2pOptions ({ privateKey, config, services = {} }: BuildLibp2
       // connections in their handshake at once (libp2p's default is 10)
       maxIncomingPendingConnections: 64,
       // on the public network DNS names are looked up before the dial, so the gater sees the addresses dialled (private-dials.ts)
-      ...(local ? {} : { resolvers: { dnsaddr: dnsaddrResolver, dns: dnsNameResolver() } })
+      ...(local ? {} : { resolvers: { dnsaddr: dnsaddrResolver, dns: new DnsNameResolver({ given, lookup: dnsLookup }) } })
     },
-    // on the public network no private address but those of the peers the node was given (private-dials.ts)
-    connectionGater: privateDialGater({ publicOnly: !local, given: [...config.network.bootstrap, ...namedRelays(config.listen)] }),
+    // on the public network no private address but the addresses the node was given (private-dials.ts)
+    connectionGater: privateDialGater({ publicOnly: !local, given }),
     peerDiscovery,
     // other peers' private addresses on the public network, and exits' circuits through relays they left (peer-address-filter.ts)
     peerStore: { addressFilter: peerAddressFilter(peerIdFromPrivateKey(privateKey), { publicOnly: !local, advertisedRelays }) },

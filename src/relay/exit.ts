@@ -26,7 +26,7 @@ import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, outsideScheduleMessage, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
-import { WaitingStreams } from './waiting-streams.ts'
+import { MIN_WAITING, WaitingStreams } from './waiting-streams.ts'
 import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelResponse, NoRequestError, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
@@ -55,6 +55,8 @@ export const SCHEDULE_CHECK_INTERVAL = 10 * second
  * (DHCP, VPNs, a laptop changing networks) without any libp2p event.
  */
 export const OWN_ADDRESS_REFRESH_INTERVAL = minute
+/** How long a waiting stream let go (WaitingStreams), once answered, has to close before it is reset. */
+export const LET_GO_GRACE_MS = 500
 
 /** Why a set-up under way ended when the exit stopped: its consumer is told BUSY. */
 export class ExitStoppingError extends Error {
@@ -225,6 +227,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly connecting = new Set<AbortController>()
   /** Inbound streams whose request has not come yet (warm streams), within limits of their own: stop() closes them. */
   private readonly awaitingRequest: WaitingStreams
+  /** Waiting streams let go and still being answered: at most MIN_WAITING, past which they are reset. */
+  private lettingGo = 0
   private readonly resolve: Resolver
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
@@ -256,8 +260,16 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       perConsumer: init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
       total: init.maxTunnels ?? DEFAULT_MAX_TUNNELS
     }, (stream, over) => {
-      // answered as the request would be at the limit, so its consumer waits (RATE_LIMITED) or asks another exit (BUSY)
-      void this.answerAndClose(stream, over === 'consumer' ? TunnelStatus.RATE_LIMITED : TunnelStatus.BUSY, over === 'consumer' ? 'too many tunnel streams from this consumer waiting for their request' : 'exit has as many tunnel streams waiting for their request as it takes tunnels')
+      // a flood: as many being answered already as may wait in all, so memory stays bounded; reset as before
+      if (this.lettingGo >= MIN_WAITING) {
+        stream.abort(new Error('too many tunnel streams waiting for a request'))
+        return
+      }
+      // answered as the request would be at the limit, so its consumer waits (RATE_LIMITED) or asks another exit (BUSY);
+      // a short grace: a stream let go still buffers what its peer sends until it closes
+      this.lettingGo++
+      void this.answerAndClose(stream, over === 'consumer' ? TunnelStatus.RATE_LIMITED : TunnelStatus.BUSY, over === 'consumer' ? 'too many tunnel streams from this consumer waiting for their request' : 'exit has as many tunnel streams waiting for their request as it takes tunnels', LET_GO_GRACE_MS)
+        .finally(() => { this.lettingGo-- })
     })
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     const saved = readExitState(init.stateFile)
@@ -517,7 +529,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     await this.answerAndClose(stream, status, message)
   }
 
-  private async answerAndClose (stream: Stream, status: TunnelStatus, message: string): Promise<void> {
+  private async answerAndClose (stream: Stream, status: TunnelStatus, message: string, graceMs = 2 * second): Promise<void> {
     try {
       await this.respond(stream, status, message)
     } catch (err: any) {
@@ -525,7 +537,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       return
     }
     // a consumer reads the answer and resets; one that keeps its side open gets a reset after the grace
-    await closeWithin(stream, 2 * second)
+    await closeWithin(stream, graceMs)
   }
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
@@ -541,6 +553,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       rest = r.rest
       request = decodeTunnelRequest(r.frame)
     } catch (err: any) {
+      // waits no more: not let go (and answered a second time) while its refusal below is sent
+      this.awaitingRequest.delete(stream)
       if (err instanceof UnusedStreamError || !this.running || this.awaitingRequest.wasEvicted(stream)) {
         // a warm stream its consumer did not need (or closed by stop(), or
         // let go for being over the limit of waiting streams, and answered): no tunnel, no refusal

@@ -69,10 +69,14 @@ async function askOn (stream: Stream): Promise<TunnelStatus> {
 /** Let go by the exit: answered and closed (its side closed, then reset after the grace), or reset. */
 const letGo = (s: Stream): boolean => s.status !== 'open' || s.remoteWriteStatus !== 'writable'
 
-/** The answer on a stream the exit let go, or undefined for one it did not answer within `ms`. */
-async function answerOn (stream: Stream, ms = 3000): Promise<TunnelStatus | undefined> {
+/**
+ * The answer on a stream the exit lets go, or undefined for one it did not
+ * answer before `signal` aborted. Read from before the exit lets go of it:
+ * it resets one that keeps its side open half a second after the answer.
+ */
+async function answerOn (stream: Stream, signal: AbortSignal): Promise<TunnelStatus | undefined> {
   try {
-    return decodeTunnelResponse((await readFrame(stream, { timeoutMs: ms })).frame).status
+    return decodeTunnelResponse((await readFrame(stream, { timeoutMs: 60_000, signal })).frame).status
   } catch {
     return undefined
   }
@@ -86,6 +90,8 @@ describe('tunnel streams waiting for their request', () => {
     // the first batch sends the start of a request and no more (a slow peer, or one that stalls on purpose)
     const streams = await openIdle(consumer, exit, BATCH)
     for (const stream of streams) stream.send(Uint8Array.from([40, 0x0a, 0x0b]))
+    const reading = new AbortController()
+    const firstAnswers = streams.map(async st => answerOn(st, reading.signal))
     await new Promise(resolve => setTimeout(resolve, 200))
     streams.push(...await openIdle(consumer, exit, MIN_WAITING_PER_CONSUMER + 6 - BATCH, BATCH))
 
@@ -96,7 +102,9 @@ describe('tunnel streams waiting for their request', () => {
     await waitFor(() => streams.filter(letGo).length + (MIN_WAITING_PER_CONSUMER + 6 - streams.length) === 6, { timeoutMs: 5000 })
     expect(streams.slice(BATCH).filter(letGo)).toHaveLength(0)
     // each with the answer its node waits on: over its share of the exit
-    const answers = await Promise.all(streams.slice(0, BATCH).map(async st => answerOn(st)))
+    // each let go was answered before it closed: the reads of the others can stop
+    reading.abort()
+    const answers = await Promise.all(firstAnswers)
     expect(answers.filter(a => a === TunnelStatus.RATE_LIMITED)).toHaveLength(streams.filter(letGo).length)
     expect(answers.filter(a => a !== undefined && a !== TunnelStatus.RATE_LIMITED)).toEqual([])
     // no tunnel refused, even of a stream that had sent part of its request: nothing was denied
@@ -113,8 +121,13 @@ describe('tunnel streams waiting for their request', () => {
     const second = await loopbackNode()
     nodes.push(exit, first, second)
     const half = MIN_WAITING / 2
-    const older = await openIdle(first, exit, half + 10)
-    const newer = await openIdle(second, exit, half + 10, older.length)
+    const olderFirst = await openIdle(first, exit, BATCH)
+    const reading = new AbortController()
+    const firstAnswers = olderFirst.map(async st => answerOn(st, reading.signal))
+    const older = [...olderFirst, ...await openIdle(first, exit, half + 10 - BATCH, BATCH)]
+    const newerFirst = await openIdle(second, exit, BATCH, older.length)
+    firstAnswers.push(...newerFirst.map(async st => answerOn(st, reading.signal)))
+    const newer = [...newerFirst, ...await openIdle(second, exit, half + 10 - BATCH, older.length + BATCH)]
 
     const s = exit.services.exit.status()
     expect(s.streamsWaiting).toBe(MIN_WAITING)
@@ -127,9 +140,10 @@ describe('tunnel streams waiting for their request', () => {
     expect(older.slice(BATCH).filter(letGo)).toHaveLength(0)
     expect(newer.slice(BATCH).filter(letGo)).toHaveLength(0)
     // over the exit's total, not their own share: BUSY, so their nodes ask another exit
-    const answers = await Promise.all([...older.slice(0, BATCH), ...newer.slice(0, BATCH)].filter(letGo).map(async st => answerOn(st)))
-    expect(answers.length).toBeGreaterThan(0)
-    expect(answers.every(a => a === TunnelStatus.BUSY)).toBe(true)
+    reading.abort()
+    const answered = (await Promise.all(firstAnswers)).filter(a => a !== undefined)
+    expect(answered.length).toBe([...olderFirst, ...newerFirst].filter(letGo).length)
+    expect(answered.every(a => a === TunnelStatus.BUSY)).toBe(true)
     expect(await askOn(newer.at(-1)!)).toBe(TunnelStatus.POLICY_DENIED)
   }, 60_000)
 

@@ -42,8 +42,10 @@ async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, online: strin
     const why = owner == null ? `no node is running for ${dataDir}` : `the node running for ${dataDir} (pid ${owner}) has no control API to ask`
     process.stderr.write(`spareband: ${why}: read ${accounting.file} directly\n`)
     if (accounting.pendingReceipts > 0) {
+      // the journal is emptied just after a batch commits: a count read in between overstates, hence "up to"
       const n = accounting.pendingReceipts
-      process.stderr.write(`spareband: ${n} countersigned receipt${n === 1 ? '' : 's'} in ${accounting.file}.pending ${n === 1 ? 'is' : 'are'} not in the ledger yet (the node stopped before its last write): not counted here; the node writes ${n === 1 ? 'it' : 'them'} when it next starts\n`)
+      const when = owner == null ? 'the node stopped before its last write; it writes them when it next starts' : 'queued for the running node\'s next write, within a second'
+      process.stderr.write(`spareband: up to ${n} countersigned receipt${n === 1 ? '' : 's'} in ${accounting.file}.pending ${n === 1 ? 'is' : 'are'} not in the ledger yet, and not counted here (${when})\n`)
     }
     return { value, running: false }
   } finally {
