@@ -174,7 +174,7 @@ export class RoutingSelector implements ExitSelector {
     // read now, not while gathering: requests gathered together are scored and picked one by one from here
     for (const c of candidates) c.ownTunnels = this.openThrough(c.id)
     const ranked = selectExits(candidates, this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })
-    const arranged = this.sticky.arrange(request, ranked, r => r.candidate.peerId)
+    const arranged = this.sticky.arrange(request, ranked, r => r.candidate.peerId, r => r.score)
     if (arranged.length > 0) this.pick(arranged[0].candidate.peerId)
     return arranged
   }

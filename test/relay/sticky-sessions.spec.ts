@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { StickySessions } from '../../src/relay/exit-selector.ts'
+import { SESSION_PICK_AMONG, StickySessions, firstPick } from '../../src/relay/exit-selector.ts'
 
 describe('sticky sessions', () => {
   const req = (sessionId: string, region = 'de'): { region: string, sessionId: string } => ({ region, sessionId })
@@ -70,5 +70,36 @@ describe('sticky sessions', () => {
     // no session, no binding
     expect(s.arrange({ region: 'de' }, ['E3', 'E2'], id)).toEqual(['E3', 'E2'])
     expect(s.size).toBe(1)
+  })
+
+  it('draws a new session\'s exit among the good ones in proportion to score, the same for the same session', () => {
+    const exits = [{ id: 'E1', score: 0.43 }, { id: 'E2', score: 0.40 }, { id: 'E3', score: 0.30 }, { id: 'E4', score: 0.1 }]
+    const counts = new Map<string, number>()
+    const N = 3000
+    for (let i = 0; i < N; i++) {
+      const s = new StickySessions()
+      const arranged = s.arrange(req(`job-${i}`), [...exits], e => e.id, e => e.score)
+      counts.set(arranged[0].id, (counts.get(arranged[0].id) ?? 0) + 1)
+      // bound to it: the session's next requests keep it, whatever the ranking says then
+      expect(s.arrange(req(`job-${i}`), [...exits].reverse(), e => e.id, e => e.score)[0].id).toBe(arranged[0].id)
+      // the rest keep their order behind it
+      expect(arranged.slice(1).map(e => e.id)).toEqual(exits.map(e => e.id).filter(id => id !== arranged[0].id))
+    }
+    // in proportion to 0.43 : 0.40 : 0.30 (E4, under half the best's score, never)
+    const share = (id: string): number => (counts.get(id) ?? 0) / N
+    expect(share('E1')).toBeGreaterThan(0.33)
+    expect(share('E1')).toBeLessThan(0.43)
+    expect(share('E2')).toBeGreaterThan(0.30)
+    expect(share('E2')).toBeLessThan(0.40)
+    expect(share('E3')).toBeGreaterThan(0.21)
+    expect(share('E3')).toBeLessThan(0.31)
+    expect(counts.get('E4')).toBeUndefined()
+    // the same session key draws the same exit; without scores, the best
+    expect(firstPick('de/x', exits, e => e.id, e => e.score)).toBe(firstPick('de/x', exits, e => e.id, e => e.score))
+    expect(new StickySessions().arrange(req('plain'), [...exits], e => e.id)[0].id).toBe('E1')
+    // only the best-ranked are drawn among, and no score at all is the best's
+    const many = Array.from({ length: SESSION_PICK_AMONG + 10 }, (_, i) => ({ id: `M${i}`, score: 1 }))
+    for (let i = 0; i < 200; i++) expect(firstPick(`k${i}`, many, e => e.id, e => e.score)).toBeLessThan(SESSION_PICK_AMONG)
+    expect(firstPick('k', [{ id: 'Z', score: 0 }, { id: 'Y', score: 0 }], e => e.id, e => e.score)).toBe(0)
   })
 })
