@@ -6,7 +6,7 @@
 
 import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
-import { envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../node/config.ts'
+import { decimalNumber, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../node/config.ts'
 import { loadNetworkDefinition, networkLayer } from '../node/network-definition.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import type { Command } from 'commander'
@@ -41,8 +41,8 @@ export const FLAG_KEYS: Record<string, { key: string, flag: string, map?: (v: an
 }
 
 export function parseNumberArg (value: string): number {
-  const n = Number(value)
-  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`"${value}" is not a number.`)
+  const n = decimalNumber(value)
+  if (n == null) throw new InvalidArgumentError(`"${value}" is not a number (write it in decimal, e.g. 16 or 2.5).`)
   return n
 }
 

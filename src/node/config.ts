@@ -412,10 +412,19 @@ const bool = (raw: string): unknown => {
   if (/^(0|false|no|off)$/i.test(raw)) return false
   return raw
 }
-const num = (raw: string): unknown => {
-  const n = Number(raw)
-  return raw.trim() !== '' && Number.isFinite(n) ? n : raw
+/**
+ * A number written in decimal (`12`, `-1.5`, `1e3`), or undefined. Number()
+ * alone also takes `0x10`, `0b11`, `0o7` and surrounding blanks, so a
+ * typo in a hex-looking value became a silently different setting.
+ */
+export function decimalNumber (raw: string): number | undefined {
+  const text = raw.trim()
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(text)) return undefined
+  const n = Number(text)
+  return Number.isFinite(n) ? n : undefined
 }
+
+const num = (raw: string): unknown => decimalNumber(raw) ?? raw
 
 /** The environment variables the node reads, and the keys they set. */
 export const ENV_OVERRIDES: Override[] = [

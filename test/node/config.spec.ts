@@ -40,6 +40,17 @@ describe('config precedence', () => {
     expect(c.api.host).toBe('127.0.0.1') // default kept beside overridden sibling
   })
 
+  it('numbers from the environment and flags are decimal: hex and the like are refused, not read as another number', async () => {
+    expect(resolveConfig([envLayer({ SPAREBAND_MAX_TUNNELS: ' 12 ', SPAREBAND_CAPACITY_MBPS: '1e3' })]).exit.max_tunnels).toBe(12)
+    expect(resolveConfig([envLayer({ SPAREBAND_CAPACITY_MBPS: '1e3' })]).exit.capacity_mbps).toBe(1000)
+    for (const raw of ['0x10', '0b11', '0o7', 'Infinity', '1,5', '']) {
+      expect(() => resolveConfig([envLayer({ SPAREBAND_MAX_TUNNELS: raw })]), raw).toThrow(/SPAREBAND_MAX_TUNNELS|exit\.max_tunnels/)
+    }
+    const { parseNumberArg } = await import('../../src/cli/config-from-flags.ts')
+    expect(parseNumberArg('2.5')).toBe(2.5)
+    expect(() => parseNumberArg('0x10')).toThrow('"0x10" is not a number (write it in decimal, e.g. 16 or 2.5).')
+  })
+
   it('arrays from a later layer replace, not extend', async () => {
     const file = await tomlFile('listen = ["/ip4/127.0.0.1/tcp/1"]\n')
     const c = resolveConfig([readConfigFile(file), envLayer({ SPAREBAND_LISTEN: '/ip4/127.0.0.1/tcp/2,/ip4/127.0.0.1/tcp/3' })])
