@@ -213,6 +213,8 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       selector.unreachable?.(exit)
     }
   })
+  // `spareband providers` says which exits requests ask last
+  node.part<RoutingPart>('routing')?.selector.setAskedLast(exit => liveness.avoided(exit))
   const client = new TunnelClient({
     logger: node.libp2p.logger,
     dialProtocol: async (peer, protocol, options) => openStream(node.libp2p, peer, protocol, options)

@@ -61,6 +61,13 @@ export interface ProviderRow {
    * behind advertised exits; requests use it all the same).
    */
   source: 'dht' | 'identify'
+  /**
+   * Found gone lately (it could not be dialled, or did not answer a ping):
+   * requests ask it after every other exit until a tunnel through it works
+   * (relay/exit-liveness.ts). Its ad may live on for hours; this says it
+   * is, as far as this node can tell, not there.
+   */
+  askedLast: boolean
 }
 
 /** What the network says of exits (accounting's reputation gossip), and what we saw of them for it. */
@@ -98,6 +105,7 @@ export class RoutingSelector implements ExitSelector {
   private readonly picked = new Map<string, number>()
   private readonly now: () => number
   private readonly random: () => number
+  private askedLast?: (exit: PeerId) => boolean
 
   constructor (private readonly libp2p: Pick<Libp2p, 'getConnections' | 'peerId'>, private readonly init: RoutingSelectorInit) {
     this.telemetry = init.telemetry ?? new ExitTelemetry()
@@ -279,8 +287,14 @@ export class RoutingSelector implements ExitSelector {
       verified: r.candidate.verified,
       ownTunnels: r.candidate.ownTunnels ?? 0,
       expiresAt: r.candidate.ad?.expiresAt ?? null,
-      source: r.candidate.ad != null ? 'dht' : 'identify'
+      source: r.candidate.ad != null ? 'dht' : 'identify',
+      askedLast: this.askedLast?.(r.candidate.id) === true
     }))
+  }
+
+  /** How providers() learns which exits requests ask last (the proxy's liveness checks, made after this selector). */
+  setAskedLast (askedLast: (exit: PeerId) => boolean): void {
+    this.askedLast = askedLast
   }
 }
 

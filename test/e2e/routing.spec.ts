@@ -49,7 +49,7 @@ describe('routing by region through the DHT', () => {
     expect(['direct', 'relayed']).toContain(rows[0].reachability)
     expect(rows[0].score).toBeGreaterThan(0)
     // every row has every key: what is not known yet is null, not missing
-    expect(Object.keys(rows[0]).sort()).toEqual(['attempts', 'capacityMbps', 'expiresAt', 'load', 'ownTunnels', 'peerId', 'pricePerGb', 'reachability', 'region', 'reputation', 'rttMs', 'score', 'source', 'verified'])
+    expect(Object.keys(rows[0]).sort()).toEqual(['askedLast', 'attempts', 'capacityMbps', 'expiresAt', 'load', 'ownTunnels', 'peerId', 'pricePerGb', 'reachability', 'region', 'reputation', 'rttMs', 'score', 'source', 'verified'])
     expect(rows[0].reputation).toBeNull()
     // no tunnel through it yet
     expect(rows[0].attempts).toEqual({ succeeded: 0, failed: 0, bandwidth: null })
@@ -139,5 +139,9 @@ describe('routing by region through the DHT', () => {
       expect(r.stdout.toString()).toBe('hello from the target\n')
     }
     expect((await survivor.status()).exit.tunnelsTotal - before).toBe(3)
+    // and providers says which is gone (its ad lives on for hours): requests ask it last
+    const rows: Array<{ peerId: string, askedLast: boolean }> = await runCliJson(['providers', '--region', 'de', '--json', '--data-dir', consumer.dataDir])
+    expect(rows.find(r => r.peerId === carrier!.peerId)?.askedLast).toBe(true)
+    expect(rows.find(r => r.peerId === survivor.peerId)?.askedLast).toBe(false)
   })
 })

@@ -126,7 +126,10 @@ describe('providers, as `spareband providers` lists them', () => {
     expect(fresh).toBe(1)
     // the advertised exit ranks first (its ad's figures beat the neutral ones)
     expect(rows.map(r => [r.peerId, r.source, r.region])).toEqual([[advertised.toString(), 'dht', 'de'], [identified.toString(), 'identify', 'de-by']])
-    expect(rows[1]).toMatchObject({ expiresAt: null, verified: 'unverifiable', reachability: 'unknown' })
+    expect(rows[1]).toMatchObject({ expiresAt: null, verified: 'unverifiable', reachability: 'unknown', askedLast: false })
+    // an exit the proxy found gone is said to be asked last
+    selector.setAskedLast(exit => exit.equals(identified))
+    expect((await selector.providers('de')).map(r => [r.peerId, r.askedLast])).toEqual([[advertised.toString(), false], [identified.toString(), true]])
     // the same exits a request for the region chooses from
     expect((await selector.candidates({ region: 'de' })).map(String).sort()).toEqual([advertised, identified].map(String).sort())
   })

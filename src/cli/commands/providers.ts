@@ -20,9 +20,10 @@ export function registerProviders (program: Command, dataDirOf: (cmd: Command) =
         // OK/FAILED: this node's attempts through it, fading with a one-hour half-life: why a score is low
         // MEASURED: the bandwidth this node got through it, against the CAPACITY its ad claims
         process.stdout.write(formatTable(['PEER', 'REGION', 'CAPACITY Mbps', 'MEASURED Mbps', 'LOAD', 'PRICE/GB', 'SCORE', 'REPUTATION', 'RTT ms', 'OK/FAILED', 'REACH', 'REGION CHECK', 'YOUR TUNNELS', 'FROM'],
-          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.attempts.bandwidth == null ? null : Math.round(r.attempts.bandwidth * 8 / 1e5) / 10, loadCell(r.load), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.reachability, r.verified, r.ownTunnels, r.source])))
+          rows.map(r => [r.peerId, r.region, r.capacityMbps, r.attempts.bandwidth == null ? null : Math.round(r.attempts.bandwidth * 8 / 1e5) / 10, loadCell(r.load), r.pricePerGb, r.score, r.reputation, r.rttMs, `${r.attempts.succeeded}/${r.attempts.failed}`, r.askedLast ? `${r.reachability}, gone` : r.reachability, r.verified, r.ownTunnels, r.source])))
         process.stdout.write(`${rows.length} exit(s) in ${opts.region}\n`)
         if (rows.some(r => r.source === 'identify')) process.stdout.write('FROM identify: known from a connection only, no capacity ad found in the DHT yet: neutral figures, ranked behind advertised exits, used all the same\n')
+        if (rows.some(r => r.askedLast)) process.stdout.write('REACH gone: found gone lately (could not be dialled, or did not answer a ping), so requests ask it after every other until a tunnel through it works; its ad may stay in the DHT for hours\n')
         if (rows.some(r => r.load >= 1)) process.stdout.write('LOAD closed: the exit\'s ad says it takes no new tunnels now (at its tunnel limit, paused, outside its share schedule or out of data quota), so it scores low\n')
         // the node's own exit is never listed: it does not carry its own traffic
         const own = await callApi<{ region?: string, exit?: { enabled?: boolean } }>(dataDirOf(cmd), '/v1/status').catch(() => undefined)
