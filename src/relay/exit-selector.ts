@@ -174,16 +174,20 @@ export const SESSION_PICK_AMONG = 16
  * 30 new sessions in a row in a two-exit testnet); now sessions spread
  * over the good exits. The same session key draws the same exit from the
  * same candidates, so a consumer that forgot the session (a restart, the
- * table full) most likely comes back to it. Returns an index into
- * `ordered`.
+ * table full) may well come back to it. A score that is NaN (or not above
+ * 0) leaves that exit out of the draw. Returns an index into `ordered`;
+ * 0 when no exit can be drawn.
  */
 export function firstPick<T> (sessionKey: string, ordered: T[], idOf: (candidate: T) => string, scoreOf: (candidate: T) => number): number {
-  const best = scoreOf(ordered[0])
-  if (!(best > 0)) return 0
+  const among = Math.min(ordered.length, SESSION_PICK_AMONG)
+  const scores = ordered.slice(0, among).map(scoreOf)
+  // the best in the window, not ordered[0]'s: a score that is NaN (an exit left out of the draw) counts for none
+  const best = Math.max(...scores.filter(x => x > 0), 0)
+  if (best === 0) return 0
   let pick = 0
   let lowest = Infinity
-  for (let i = 0; i < Math.min(ordered.length, SESSION_PICK_AMONG); i++) {
-    const score = scoreOf(ordered[i])
+  for (let i = 0; i < among; i++) {
+    const score = scores[i]
     if (!(score >= best / 2)) continue
     // -ln(u) / w is exponential with rate w: the lowest wins with probability w / (sum of w)
     const drawn = -Math.log(uniformOf(`${sessionKey}\0${idOf(ordered[i])}`)) / score

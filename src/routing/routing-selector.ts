@@ -182,7 +182,11 @@ export class RoutingSelector implements ExitSelector {
     // read now, not while gathering: requests gathered together are scored and picked one by one from here
     for (const c of candidates) c.ownTunnels = this.openThrough(c.id)
     const ranked = selectExits(candidates, this.telemetry, { now: this.now(), random: this.random, explore: this.init.explore ?? DEFAULT_EXPLORE })
-    const arranged = this.sticky.arrange(request, ranked, r => r.candidate.peerId, r => r.score)
+    // a new session's exit is drawn among the good ones (StickySessions.arrange), but not in an
+    // exploration round, whose first exit is there to be tried (its score is a draw of its own), and
+    // never one found gone: a session bound to it had each request go wherever ranked best then
+    const draw = ranked[0]?.explored === true ? undefined : (r: RankedExit<ExitCandidate>) => this.askedLast?.(r.candidate.id) === true ? NaN : r.score
+    const arranged = this.sticky.arrange(request, ranked, r => r.candidate.peerId, draw)
     if (arranged.length > 0) this.pick(arranged[0].candidate.peerId)
     return arranged
   }

@@ -101,5 +101,10 @@ describe('sticky sessions', () => {
     const many = Array.from({ length: SESSION_PICK_AMONG + 10 }, (_, i) => ({ id: `M${i}`, score: 1 }))
     for (let i = 0; i < 200; i++) expect(firstPick(`k${i}`, many, e => e.id, e => e.score)).toBeLessThan(SESSION_PICK_AMONG)
     expect(firstPick('k', [{ id: 'Z', score: 0 }, { id: 'Y', score: 0 }], e => e.id, e => e.score)).toBe(0)
+    // the bar is half the best score in the window, whatever comes first; NaN leaves an exit out
+    const uneven = [{ id: 'low', score: 0.2 }, { id: 'high', score: 0.8 }, { id: 'tail', score: 0.15 }]
+    for (let i = 0; i < 100; i++) expect(firstPick(`u${i}`, uneven, e => e.id, e => e.score)).toBe(1)
+    const withGone = [{ id: 'gone', score: NaN }, { id: 'B', score: 0.5 }, { id: 'C', score: 0.5 }]
+    for (let i = 0; i < 100; i++) expect(firstPick(`g${i}`, withGone, e => e.id, e => e.score)).toBeGreaterThan(0)
   })
 })

@@ -145,3 +145,35 @@ describe('providers, as `spareband providers` lists them', () => {
     await expect(selector.providers('de')).rejects.toThrow('query aborted')
   })
 })
+
+describe('new sessions through the routing selector', () => {
+  it('are drawn among the good exits, never one found gone, and not at all in an exploration round', async () => {
+    const [a, b, gone] = [await peer(), await peer(), await peer()]
+    const ads = [ad(a), ad(b), ad(gone)]
+    const selector = await selectorOver(ads)
+    selector.setAskedLast(exit => exit.equals(gone))
+    const firsts = new Map<string, number>()
+    for (let i = 0; i < 300; i++) {
+      const id = (await selector.candidates({ region: 'de', sessionId: `job-${i}` }))[0].toString()
+      firsts.set(id, (firsts.get(id) ?? 0) + 1)
+      await new Promise(resolve => setImmediate(resolve))
+    }
+    // equal ads: the two live exits share the sessions, the gone one gets none
+    expect(firsts.get(gone.toString())).toBeUndefined()
+    expect(firsts.get(a.toString())).toBeGreaterThan(90)
+    expect(firsts.get(b.toString())).toBeGreaterThan(90)
+
+    // every round an exploration: its under-explored exit goes first, as a request without a session would
+    // get it, however its drawn score compares with the proven one's
+    const [proven, fresh] = [await peer(), await peer()]
+    const pair = [ad(proven), ad(fresh)]
+    const discovery = { find: async () => pair, cached: () => pair, ad: () => undefined } as unknown as ExitDiscovery
+    const exploring = new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, explore: 1, random: mulberry32(11) })
+    for (let i = 0; i < 100; i++) exploring.telemetry.recordSuccess(proven.toString(), { at: Date.now(), ttfbMs: 5, bytes: 8 * 1024 * 1024, durationMs: 100 })
+    for (let i = 0; i < 50; i++) {
+      const ranked = await exploring.rank({ region: 'de', sessionId: `explore-${i}` })
+      expect(ranked[0].candidate.peerId).toBe(fresh.toString())
+      await new Promise(resolve => setImmediate(resolve))
+    }
+  })
+})

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { InvalidArgumentError } from 'commander'
 import { callApi } from '../api-client.ts'
+import { decimalNumber } from '../../node/config.ts'
 import { formatKeyValues, printJson } from '../output.ts'
 import { UsageError, describeFsError } from '../errors.ts'
 import { parseRegionArg } from '../config-from-flags.ts'
@@ -9,13 +10,13 @@ import type { ProbeResult } from '../../relay/probe.ts'
 import type { Command } from 'commander'
 
 function parseCount (value: string): number {
-  const n = Number(value)
+  const n = decimalNumber(value) ?? NaN
   if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new InvalidArgumentError(`"${value}" is not a whole number of probes from 1 to 10000`)
   return n
 }
 
 function parseSeconds (value: string): number {
-  const n = Number(value)
+  const n = decimalNumber(value) ?? NaN
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`"${value}" is not a positive number of seconds`)
   return n
 }

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError } from 'commander'
 import { loadOrCreateIdentity } from '../../node/identity.ts'
+import { decimalNumber } from '../../node/config.ts'
 import { dataDirOwner } from '../../node/data-dir-lock.ts'
 import { DataDirInUseError } from '../../errors.ts'
 import { readApiInfo } from '../../node/control-api.ts'
@@ -41,7 +42,7 @@ export interface TestnetNode {
 const NETWORK = 'local'
 
 function parseNodes (value: string): number {
-  const n = Number(value)
+  const n = decimalNumber(value) ?? NaN
   if (!Number.isInteger(n) || n < 1 || n > 100) throw new InvalidArgumentError(`"${value}" is not a node count from 1 to 100.`)
   return n
 }
