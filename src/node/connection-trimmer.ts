@@ -20,7 +20,7 @@
  */
 
 import { KEEP_ALIVE } from '@libp2p/interface'
-import { MAX_CONNECTIONS, namedRelays } from './libp2p.ts'
+import { MAX_CONNECTIONS, givenAddresses } from './libp2p.ts'
 import { withPeer } from './peer-keeper.ts'
 import type { Connection, Libp2p, Logger } from '@libp2p/interface'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
@@ -159,7 +159,7 @@ export function backgroundProtocols (config: Pick<SparebandConfig, 'network'>): 
 export function connectionTrimmerPart (node: SparebandNode): NodePart {
   const { libp2p, config } = node
   // the peers named in the config: the allow list keeps their connections from libp2p's pruner, this keeps them from this one
-  const named = [...namedRelays(config.listen), ...config.network.bootstrap].flatMap(a => withPeer(a)?.peer.toString() ?? [])
+  const named = givenAddresses(config).flatMap(a => withPeer(a)?.peer.toString() ?? [])
   const trimmer = new ConnectionTrimmer(libp2p, {
     maxConnections: MAX_CONNECTIONS,
     background: backgroundProtocols(config),

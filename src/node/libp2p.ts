@@ -118,6 +118,11 @@ export function libp2pListen (listen: string[], options: { searchRelays?: boolea
   return options.searchRelays === false ? own.filter(a => a !== '/p2p-circuit') : own
 }
 
+/** The addresses the config gives the node to dial: its bootstrap peers' and its named relays'. */
+export function givenAddresses (config: Pick<SparebandConfig, 'listen' | 'network'>): string[] {
+  return [...namedRelays(config.listen), ...config.network.bootstrap]
+}
+
 /** The relays a listen list names (`<relay>/p2p-circuit`), as the relays' own multiaddrs. */
 export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
@@ -165,7 +170,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup }:
   // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
   const advertisedRelays = new AdvertisedRelays()
   // the resolver adds what the given addresses' names resolve to, which the gater lets through
-  const given = new GivenAddresses([...config.network.bootstrap, ...namedRelays(config.listen)])
+  const given = new GivenAddresses(givenAddresses(config))
   // a node others can dial needs no relay: its search would take slots on
   // every relay it meets (two each), which exits behind NAT need; should it
   // stop being dialable, relay-search.ts starts one

@@ -26,7 +26,7 @@ import { writeJsonAtomically } from './json-file.ts'
 import { isWithinSchedule, outsideScheduleMessage, parseSchedule } from './schedule.ts'
 import { TokenBucket, consumeAll } from './shaping.ts'
 import { TunnelSlots } from './tunnel-slots.ts'
-import { MIN_WAITING, WaitingStreams } from './waiting-streams.ts'
+import { WaitingStreams } from './waiting-streams.ts'
 import { EXIT_STOPPING_MESSAGE, MAX_OUTBOUND_TUNNELS, TunnelResponse, NoRequestError, TunnelStatus, UnusedStreamError, closeQuietly, closeWithin, decodeTunnelRequest, readFrame, sendFrame } from './tunnel-protocol.ts'
 import type { ExitPolicyInit } from './exit-policy.ts'
 import type { ExitAccounting } from './accounting-hooks.ts'
@@ -227,8 +227,6 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private readonly connecting = new Set<AbortController>()
   /** Inbound streams whose request has not come yet (warm streams), within limits of their own: stop() closes them. */
   private readonly awaitingRequest: WaitingStreams
-  /** Waiting streams let go and still being answered: at most MIN_WAITING, past which they are reset. */
-  private lettingGo = 0
   private readonly resolve: Resolver
   private readonly now: () => Date
   private scheduleTimer?: NodeJS.Timeout
@@ -259,17 +257,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.awaitingRequest = new WaitingStreams({
       perConsumer: init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,
       total: init.maxTunnels ?? DEFAULT_MAX_TUNNELS
-    }, (stream, over) => {
-      // a flood: as many being answered already as may wait in all, so memory stays bounded; reset as before
-      if (this.lettingGo >= MIN_WAITING) {
-        stream.abort(new Error('too many tunnel streams waiting for a request'))
-        return
-      }
+    }, async (stream, over) => {
       // answered as the request would be at the limit, so its consumer waits (RATE_LIMITED) or asks another exit (BUSY);
       // a short grace: a stream let go still buffers what its peer sends until it closes
-      this.lettingGo++
-      void this.answerAndClose(stream, over === 'consumer' ? TunnelStatus.RATE_LIMITED : TunnelStatus.BUSY, over === 'consumer' ? 'too many tunnel streams from this consumer waiting for their request' : 'exit has as many tunnel streams waiting for their request as it takes tunnels', LET_GO_GRACE_MS)
-        .finally(() => { this.lettingGo-- })
+      await this.answerAndClose(stream, over === 'consumer' ? TunnelStatus.RATE_LIMITED : TunnelStatus.BUSY, over === 'consumer' ? 'too many tunnel streams from this consumer waiting for their request' : 'exit has as many tunnel streams waiting for their request as it takes tunnels', LET_GO_GRACE_MS)
     })
     this.quota = new QuotaTracker({ dailyBytes: init.dailyQuotaBytes ?? 0, monthlyBytes: init.monthlyQuotaBytes ?? 0, file: init.quotaFile, now: this.now })
     const saved = readExitState(init.stateFile)

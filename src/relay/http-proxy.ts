@@ -8,7 +8,6 @@
 
 import { ProxyListener, endRefused } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
 import { HttpProxyProtocolError, buildOriginRequestHead, encodeResponse, getHeader, parseAbsoluteTarget, parseConnectTarget, parseProxyAuthorization, parseRequestHead, reasonPhrase } from './http-proxy-protocol.ts'
 import { httpStatusFor } from './status-codes.ts'
 import { TunnelStatus } from './tunnel-protocol.ts'
@@ -85,10 +84,10 @@ export class HttpProxyServer extends ProxyListener {
       return
     }
 
-    let tunnel, sentMeanwhile
+    let tunnel
     try {
       // a plain request is itself for the target: its client may half-close behind it and still want the answer
-      ({ tunnel, sentMeanwhile } = await this.ingress.openFor(socket, target, targeting, forward != null || early.byteLength > 0))
+      ({ tunnel, early } = await this.ingress.openFor(socket, target, targeting, early, forward != null || early.byteLength > 0))
     } catch (err: any) {
       if (err instanceof ClientGoneError) {
         this.ingress.init.log('HTTP %s %s given up: %s', head.method, head.target, err.message)
@@ -102,7 +101,6 @@ export class HttpProxyServer extends ProxyListener {
       reply(socket, status, reason, `spareband: ${err.outcome ?? 'error'}: ${err.message}`, [[STATUS_HEADER, err.outcome ?? 'error'], ...exit])
       return
     }
-    early = sentMeanwhile.byteLength === 0 ? early : uint8ArrayConcat([early, sentMeanwhile])
     if (forward == null) {
       socket.write(`HTTP/1.1 200 Connection Established\r\n${EXIT_HEADER}: ${tunnel.exit.toString()}\r\n\r\n`)
       await this.ingress.carry(socket, tunnel, early)

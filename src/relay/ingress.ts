@@ -289,10 +289,12 @@ export class Ingress {
   /**
    * Opens a tunnel for a proxy client, given up as soon as the client
    * leaves (see watchClient): then throws ClientGoneError, and the stream,
-   * if one was opened, is aborted. Otherwise as open(), and with what the
-   * client sent meanwhile (`sentMeanwhile`), which goes to the target next.
+   * if one was opened, is aborted. Otherwise as open(), with what goes to
+   * the target first: `early` (what came with the client's request) and
+   * what the client sent meanwhile. `sentForTarget`: whether the client
+   * sent anything for the target already (see watchClient).
    */
-  async openFor (socket: Socket, target: { host: string, port: number }, targeting: Targeting, sentForTarget: boolean): Promise<{ tunnel: OpenedTunnel, sentMeanwhile: Uint8Array }> {
+  async openFor (socket: Socket, target: { host: string, port: number }, targeting: Targeting, early: Uint8Array, sentForTarget = early.byteLength > 0): Promise<{ tunnel: OpenedTunnel, early: Uint8Array }> {
     const client = watchClient(socket, sentForTarget)
     let tunnel: OpenedTunnel
     let sentMeanwhile: Uint8Array
@@ -307,7 +309,7 @@ export class Ingress {
       this.abandon(tunnel, reason)
       throw reason
     }
-    return { tunnel, sentMeanwhile }
+    return { tunnel, early: sentMeanwhile.byteLength === 0 ? early : Buffer.concat([early, sentMeanwhile]) }
   }
 
   /** A tunnel opened for a client that left before it was used: ends it, and its hold on the session. */

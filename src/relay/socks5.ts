@@ -6,7 +6,6 @@
 
 import { ProxyListener, endRefused } from './proxy-listener.ts'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { concat as uint8ArrayConcat } from 'uint8arrays/concat'
 import { second } from '../constants.ts'
 import { AuthMethod, Command, Reply, Socks5ProtocolError, chooseMethod, encodeMethodSelection, encodeReply, encodeUserPassStatus, parseGreeting, parseRequest, parseUserPass } from './socks5-protocol.ts'
 import { socksReplyFor } from './status-codes.ts'
@@ -100,9 +99,9 @@ export class Socks5Server extends ProxyListener {
   }
 
   private async connect (socket: Socket, host: string, port: number, targeting: Targeting, early: Uint8Array): Promise<void> {
-    let tunnel, sentMeanwhile
+    let tunnel
     try {
-      ({ tunnel, sentMeanwhile } = await this.ingress.openFor(socket, { host, port }, targeting, early.byteLength > 0))
+      ({ tunnel, early } = await this.ingress.openFor(socket, { host, port }, targeting, early))
     } catch (err: any) {
       if (err instanceof ClientGoneError) {
         this.ingress.init.log('SOCKS5 CONNECT %s:%d given up: %s', host, port, err.message)
@@ -115,6 +114,6 @@ export class Socks5Server extends ProxyListener {
       return
     }
     socket.write(encodeReply(Reply.Succeeded))
-    await this.ingress.carry(socket, tunnel, sentMeanwhile.byteLength === 0 ? early : uint8ArrayConcat([early, sentMeanwhile]))
+    await this.ingress.carry(socket, tunnel, early)
   }
 }

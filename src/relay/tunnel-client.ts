@@ -110,6 +110,10 @@ export interface TunnelClientInit {
  * with one exit paused and the other outside its schedule, the client was
  * told only of the schedule. Its status stays the last exit's.
  */
+function isRateLimited (err: unknown): err is TunnelError {
+  return err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED
+}
+
 function withEarlier (err: Error, earlier: string[]): Error {
   if (earlier.length > 0) err.message += ` (${earlier.length === 1 ? 'an exit' : `${earlier.length} exits`} asked before: ${earlier.join('; ')})`
   return err
@@ -185,12 +189,9 @@ export class TunnelClient {
       throw new NoExitError(request.region != null ? `no exit known in region ${request.region}${own}` : 'no exit known')
     }
     const attempts = Math.min(candidates.length, this.init.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)
-    let lastError: Error = new NoExitError()
-    // what each exit asked before the last said: the client learns all of it, not only the last word
-    const earlier: string[] = []
-    // the first exit that said "not now, for you": waited for (see open) whatever the exits after it said
-    let rateLimited: { err: TunnelError, said: string } | undefined
-    let unreachable = 0
+    // what each exit asked said: the client learns all of it, not only the last word
+    const failed: Array<{ err: Error, said: string }> = []
+    const saidBy = (except?: Error): string[] => failed.filter(f => f.err !== except).map(f => f.said)
     for (let i = 0; i < attempts; i++) {
       const exit = candidates[i]
       const started = performance.now()
@@ -215,26 +216,21 @@ export class TunnelClient {
         // an exit that says it is stopping is gone (avoided like any), but not at fault: its reputation does not hear of it
         const planned = err instanceof TunnelError && err.status === TunnelStatus.BUSY && err.message === EXIT_STOPPING_MESSAGE
         this.init.selector.report(exit, request, { ok: false, status: planned ? EXIT_STOPPING : status, setupMs: performance.now() - started })
-        lastError = err
-        if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw withEarlier(err, earlier)
+        if (err instanceof TunnelError && !(err instanceof NoAnswerError) && !RETRYABLE.has(err.status)) throw withEarlier(err, saidBy())
         // a session keeps its exit (its address) while the exit is up: "not now" is waited out (see open), not a reason to move
-        if (request.sessionId != null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) throw withEarlier(err, earlier)
-        if (err instanceof UnreachableExitError) unreachable++
+        if (request.sessionId != null && isRateLimited(err)) throw withEarlier(err, saidBy())
         this.log('exit %p failed for %s:%d (%s), %s', exit, target.host, target.port, status, i + 1 < attempts ? 'trying the next' : 'giving up')
-        const said = `${exit.toString()} ${status}: ${err.message}`
-        if (rateLimited == null && err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED) rateLimited = { err, said }
-        earlier.push(said)
+        failed.push({ err, said: `${exit.toString()} ${status}: ${err.message}` })
       }
     }
-    // the last word is the last exit's, but for "not now" from one before it: a scraper's burst past its
-    // share of one exit, then an exit it could not reach, was a 503 at once, rather than a wait and a 429
-    const last = rateLimited?.err ?? lastError
-    const before = earlier.filter(said => said !== (rateLimited?.said ?? earlier.at(-1)))
+    // the last word is the last exit's, but for the first "not now, for you" before it, which open() waits
+    // out: a scraper's burst past its share of one exit, then an exit it could not reach, was a 503 at once
+    const last = failed.find(f => isRateLimited(f.err))?.err ?? failed[failed.length - 1].err
     // none could be dialled (all gone, or their relays): no exit, rather than a busy one
-    if (rateLimited == null && unreachable === attempts) {
-      throw withEarlier(new NoExitError(`no exit${request.region != null ? ` in region ${request.region}` : ''} could be reached: ${lastError.message}`), before)
+    if (failed.every(f => f.err instanceof UnreachableExitError)) {
+      throw withEarlier(new NoExitError(`no exit${request.region != null ? ` in region ${request.region}` : ''} could be reached: ${last.message}`), saidBy(last))
     }
-    throw withEarlier(last, before)
+    throw withEarlier(last, saidBy(last))
   }
 
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {

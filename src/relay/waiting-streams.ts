@@ -14,7 +14,10 @@
  * Past either, the oldest waiting stream of that consumer, or of the
  * consumer with the most waiting, is let go: answered as a request over
  * the limit would be (the `refuse` callback: RATE_LIMITED past the
- * consumer's share, BUSY past the total) and closed, or reset without one.
+ * consumer's share, BUSY past the total) and closed, or reset without one
+ * (no callback, or as many being answered already as may wait in all: a
+ * stream let go buffers what its peer sends until it closes, so the
+ * answered ones are bounded too).
  * A scraper's burst of a thousand set-ups at one exit is over its share
  * before the exit has read the requests that are on their way: reset, they
  * reached its clients as 503s naming a closed stream, where an answer
@@ -39,15 +42,18 @@ export class WaitingStreams {
   private readonly evicted = new WeakSet<Stream>()
   /** Streams let go for being over a limit, since the exit was made. */
   evictions = 0
+  /** Streams let go and still being answered (refuse's promise not settled). */
+  private answering = 0
 
   private readonly limits: { perConsumer: number, total: number }
 
   /**
    * `limits`: the exit's tunnel limits (per consumer, in all), raised to the
-   * minimums above. `refuse`: answers and closes a stream let go (it no
-   * longer counts here from that moment); without it the stream is reset.
+   * minimums above. `refuse`: answers and closes a stream let go, settling
+   * once it is closed (it no longer counts as waiting from the start);
+   * without it the stream is reset.
    */
-  constructor (limits: { perConsumer: number, total: number }, private readonly refuse?: (stream: Stream, over: WaitingLimit) => void) {
+  constructor (limits: { perConsumer: number, total: number }, private readonly refuse?: (stream: Stream, over: WaitingLimit) => Promise<void>) {
     this.limits = { perConsumer: Math.max(limits.perConsumer, MIN_WAITING_PER_CONSUMER), total: Math.max(limits.total, MIN_WAITING) }
   }
 
@@ -108,7 +114,11 @@ export class WaitingStreams {
     this.delete(stream)
     this.evicted.add(stream)
     this.evictions++
-    if (this.refuse != null) this.refuse(stream, over)
-    else stream.abort(new Error('too many tunnel streams waiting for a request'))
+    if (this.refuse == null || this.answering >= this.limits.total) {
+      stream.abort(new Error('too many tunnel streams waiting for a request'))
+      return
+    }
+    this.answering++
+    void this.refuse(stream, over).catch(() => {}).finally(() => { this.answering-- })
   }
 }
