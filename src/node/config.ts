@@ -443,7 +443,8 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_RELAY', key: 'relay.enabled', parse: bool },
   { env: 'SPAREBAND_DHT_SERVER', key: 'network.dht_server', parse: bool },
   { env: 'SPAREBAND_CAPACITY_MBPS', key: 'exit.capacity_mbps', parse: num },
-  { env: 'SPAREBAND_EXIT_PORTS', key: 'exit.allowed_ports', parse: list },
+  // split only: the port list itself refuses a blank entry (`80,,443`) rather than skip it
+  { env: 'SPAREBAND_EXIT_PORTS', key: 'exit.allowed_ports', parse: raw => raw.split(',') },
   { env: 'SPAREBAND_ALLOW_PRIVATE_TARGETS', key: 'exit.allow_private_targets', parse: bool },
   { env: 'SPAREBAND_SCHEDULE', key: 'exit.schedule', parse: s => s },
   { env: 'SPAREBAND_UPLOAD_MBPS', key: 'exit.upload_mbps', parse: num },

@@ -29,27 +29,30 @@ function parsePort (s: string, whole: string): number {
 
 /** Parses entries like `80`, `"443"`, `"8000-8100"`, `"80,443"` or `"reduced"` into sorted, merged ranges. */
 export function parsePortList (entries: ReadonlyArray<string | number>): PortRange[] {
+  const parts = entries.flatMap(entry => String(entry).split(',').map(raw => raw.trim()))
+  // a list of blanks is "no ports", which the caller words; a blank among ports is a typo
+  // (`80,,443`, `80,443,`) that would otherwise pass without a word
+  if (parts.some(part => part === '') && parts.some(part => part !== '')) {
+    throw new PortListError(`"${entries.join(',')}" has an empty entry: write ports and ranges separated by single commas, e.g. 80,443,8000-8100`)
+  }
   const ranges: Array<[number, number]> = []
-  for (const entry of entries) {
-    for (const raw of String(entry).split(',')) {
-      const part = raw.trim()
-      if (part === '') continue
-      if (part.toLowerCase() === 'reduced') {
-        ranges.push(...parsePortList([REDUCED_EXIT_PORTS]))
-        continue
-      }
-      const m = part.split('-')
-      if (m.length === 1) {
-        const p = parsePort(m[0], part)
-        ranges.push([p, p])
-      } else if (m.length === 2) {
-        const lo = parsePort(m[0], part)
-        const hi = parsePort(m[1], part)
-        if (lo > hi) throw new PortListError(`range "${part}" is empty: ${lo} > ${hi}`)
-        ranges.push([lo, hi])
-      } else {
-        throw new PortListError(`"${part}" is not a port or range: expected N or N-M`)
-      }
+  for (const part of parts) {
+    if (part === '') continue
+    if (part.toLowerCase() === 'reduced') {
+      ranges.push(...parsePortList([REDUCED_EXIT_PORTS]))
+      continue
+    }
+    const m = part.split('-')
+    if (m.length === 1) {
+      const p = parsePort(m[0], part)
+      ranges.push([p, p])
+    } else if (m.length === 2) {
+      const lo = parsePort(m[0], part)
+      const hi = parsePort(m[1], part)
+      if (lo > hi) throw new PortListError(`range "${part}" is empty: ${lo} > ${hi}`)
+      ranges.push([lo, hi])
+    } else {
+      throw new PortListError(`"${part}" is not a port or range: expected N or N-M`)
     }
   }
   ranges.sort((a, b) => a[0] - b[0])

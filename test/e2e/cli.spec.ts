@@ -94,6 +94,12 @@ describe('spareband CLI end to end', () => {
     // the old key is kept, not lost
     expect(forced.replaced).toEqual({ peerId: first.peerId, file: join(d, `identity.key.${first.peerId}.bak`) })
     expect(await readFile(join(d, `identity.key.${first.peerId}.bak`))).toEqual(key)
+    expect(forced.notes).toEqual([])
+    // the kept config.toml does not get the region: --json says so as the text output does
+    const moved = await runCliJson(['init', '--data-dir', d, '--force', '--region', 'us', '--json'])
+    expect(moved.wroteConfig).toBe(false)
+    expect(moved.notes).toEqual(['config.toml already existed: set region = "us" in it yourself'])
+    expect(await readFile(join(d, 'config.toml'), 'utf8')).not.toContain('"us"')
   })
 
   it('init --force refuses a data directory whose ledger.db holds the identity\'s credits (exit 2), keeping the key', async () => {

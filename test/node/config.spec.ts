@@ -201,6 +201,20 @@ describe('config validation errors', () => {
     }
   })
 
+  it('refuses a blank entry among exit ports, from a flag, the environment or config.toml', async () => {
+    // skipped before: `--exit-ports 80,,443` ran as 80,443 without a word, which hides a forgotten port
+    for (const value of [['80', '', '443'], ['80', '443', ''], ['80', ' ', '443']]) {
+      const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'exit.allowed_ports', value, source: 'flag --exit-ports' }])]))
+      expect(err.name).toBe('ConfigError')
+      expect(err.message).toMatch(/^flag --exit-ports: exit\.allowed_ports = .* is invalid: .* has an empty entry: .*80,443,8000-8100/)
+    }
+    const fromEnv = catchError(() => resolveConfig([envLayer({ SPAREBAND_EXIT_PORTS: '80,,443' })]))
+    expect(fromEnv.message).toMatch(/^environment variable SPAREBAND_EXIT_PORTS: .* has an empty entry/)
+    const file = await tomlFile('[exit]\nallowed_ports = ["80", "", "443"]\n')
+    expect(catchError(() => resolveConfig([readConfigFile(file)])).message).toMatch(/has an empty entry/)
+    expect(resolveConfig([envLayer({ SPAREBAND_EXIT_PORTS: '80, 443' })]).exit.allowed_ports).toEqual(['80', ' 443'])
+  })
+
   it('refuses an empty exit port list in config.toml', async () => {
     const file = await tomlFile('[exit]\nallowed_ports = []\n')
     const err = catchError(() => resolveConfig([readConfigFile(file)]))

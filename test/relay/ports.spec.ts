@@ -21,5 +21,10 @@ describe('port lists', () => {
     expect(() => parsePortList(['90-80'])).toThrow(/empty/)
     expect(() => parsePortList(['http'])).toThrow(/not a port/)
     expect(() => parsePortList(['1-2-3'])).toThrow(/not a port/)
+    expect(() => parsePortList(['80,,443'])).toThrow(/empty entry/)
+    expect(() => parsePortList(['80,443,'])).toThrow(/empty entry/)
+    expect(() => parsePortList([80, '', 443])).toThrow(/empty entry/)
+    // blanks alone are no ports at all, which the config words for itself
+    expect(parsePortList(['', ' , '])).toEqual([])
   })
 })

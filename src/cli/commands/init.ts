@@ -114,12 +114,14 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
         await writeFile(configFile, CONFIG_TEMPLATE(region), { mode: 0o644 })
         wroteConfig = true
       }
-      const result = { peerId: identity.peerId.toString(), dataDir, identityFile: join(dataDir, 'identity.key'), configFile, wroteConfig, region, replaced: identity.replaced }
+      // an existing config.toml is never rewritten, so a --region given now is not in it: say so in both modes
+      const notes = region != null && !wroteConfig ? [`config.toml already existed: set region = "${region}" in it yourself`] : []
+      const result = { peerId: identity.peerId.toString(), dataDir, identityFile: join(dataDir, 'identity.key'), configFile, wroteConfig, region, replaced: identity.replaced, notes }
       if (opts.json === true) printJson(result)
       else {
         process.stdout.write(`peer id    ${result.peerId}\nidentity   ${result.identityFile}\nconfig     ${configFile}${wroteConfig ? ' (created)' : ' (kept)'}\n`)
         if (identity.replaced != null) process.stdout.write(`old key    ${identity.replaced.file} (${identity.replaced.peerId != null ? `peer ${identity.replaced.peerId}` : 'not a valid key'}; kept, not used)\n`)
-        if (region != null && !wroteConfig) process.stdout.write(`note       config.toml already existed: set region = "${region}" in it yourself\n`)
+        for (const note of notes) process.stdout.write(`note       ${note}\n`)
       }
     })
 }
