@@ -25,6 +25,16 @@ const MAX_TARGET_JUDGES = 512
 /** Refusals for this consumer's own state at the exit (its tunnels or unsigned bytes there, its credit): not the exit's failure. */
 export const CONSUMER_SIDE_STATUSES: ReadonlySet<string> = new Set(['RATE_LIMITED', 'INSUFFICIENT_CREDIT'])
 
+/**
+ * How long an exit that answered this consumer RATE_LIMITED is asked after
+ * the region's others (unless one of our tunnels through it closed since):
+ * its answer was "not now, for you", and asking it first again cost every
+ * request of a scraper past its share a round trip there before the next.
+ */
+export const RATE_LIMITED_ASK_LATER_MS = 2_000
+/** Exits remembered as having said RATE_LIMITED at most; the oldest is forgotten first. */
+const MAX_RATE_LIMITED_EXITS = 1024
+
 export interface ExitCandidate extends Candidate {
   id: PeerId
   reachability: 'direct' | 'relayed' | 'unknown'
@@ -106,6 +116,8 @@ export class RoutingSelector implements ExitSelector {
   private readonly now: () => number
   private readonly random: () => number
   private askedLast?: (exit: PeerId) => boolean
+  /** Exits that answered us RATE_LIMITED lately: when, and how many of our tunnels went through each then. */
+  private readonly saidNotNow = new Map<string, { at: number, open: number }>()
 
   constructor (private readonly libp2p: Pick<Libp2p, 'getConnections' | 'peerId'>, private readonly init: RoutingSelectorInit) {
     this.telemetry = init.telemetry ?? new ExitTelemetry()
@@ -186,9 +198,30 @@ export class RoutingSelector implements ExitSelector {
     // exploration round, whose first exit is there to be tried (its score is a draw of its own), and
     // never one found gone: a session bound to it had each request go wherever ranked best then
     const draw = ranked[0]?.explored === true ? undefined : (r: RankedExit<ExitCandidate>) => this.askedLast?.(r.candidate.id) === true ? NaN : r.score
-    const arranged = this.sticky.arrange(request, ranked, r => r.candidate.peerId, draw)
+    const arranged = this.askLaterIfNotNow(request, this.sticky.arrange(request, ranked, r => r.candidate.peerId, draw))
     if (arranged.length > 0) this.pick(arranged[0].candidate.peerId)
     return arranged
+  }
+
+  /**
+   * Exits that said RATE_LIMITED to us lately go after the others, while
+   * none of our tunnels through them closed since. Not for a session's
+   * requests: a session keeps its exit and waits out "not now" there (see
+   * TunnelClient.open), and a new one is drawn among the good exits.
+   */
+  private askLaterIfNotNow<T extends RankedExit<ExitCandidate>> (request: ExitRequest, arranged: T[]): T[] {
+    if (this.saidNotNow.size === 0 || request.sessionId != null) return arranged
+    const now = this.now()
+    const later = (r: T): boolean => {
+      const id = r.candidate.peerId
+      const said = this.saidNotNow.get(id)
+      if (said == null) return false
+      if (now - said.at < RATE_LIMITED_ASK_LATER_MS && this.openThrough(id) >= said.open) return true
+      this.saidNotNow.delete(id)
+      return false
+    }
+    const deferred = new Set(arranged.filter(later))
+    return deferred.size === 0 ? arranged : [...arranged.filter(r => !deferred.has(r)), ...deferred]
   }
 
   private pick (id: string): void {
@@ -208,12 +241,23 @@ export class RoutingSelector implements ExitSelector {
     // "not now, for you" is this consumer's doing (its tunnels or its unsigned bytes at this exit, its
     // credit): no failure of the exit's. Counted, a scraper's one burst past its share of each exit sank
     // them all for an hour (the half-life), and tunnels went to whichever exit it had burst on least
-    if (!outcome.ok && outcome.status != null && CONSUMER_SIDE_STATUSES.has(outcome.status)) return
+    if (!outcome.ok && outcome.status != null && CONSUMER_SIDE_STATUSES.has(outcome.status)) {
+      if (outcome.status === 'RATE_LIMITED') this.rememberNotNow(id, at)
+      return
+    }
+    if (outcome.ok) this.saidNotNow.delete(id)
     // a target's failure counts against the exit only when the exit fails targets far more often than the region's others
     const againstExit = this.targetJudge(request.region).record(id, at, outcome.ok ? undefined : outcome.status)
     if (!outcome.ok && (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || againstExit)) {
       this.telemetry.recordFailure(id, { at, status: outcome.status })
     }
+  }
+
+  private rememberNotNow (id: string, at: number): void {
+    this.saidNotNow.delete(id)
+    if (this.saidNotNow.size >= MAX_RATE_LIMITED_EXITS) this.saidNotNow.delete(this.saidNotNow.keys().next().value!)
+    // the attempt that was refused has closed by now (TunnelClient calls closed() before report): counted without it
+    this.saidNotNow.set(id, { at, open: this.openThrough(id) })
   }
 
   private targetJudge (region: string | undefined): TargetFailureJudge {

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { RoutingSelector } from '../../src/routing/routing-selector.ts'
+import { RATE_LIMITED_ASK_LATER_MS, RoutingSelector } from '../../src/routing/routing-selector.ts'
 import { mulberry32 } from '../../src/routing/random.ts'
 import type { ExitDiscovery } from '../../src/routing/discovery.ts'
 import type { VerifiedCapacityAd } from '../../src/routing/capacity-ad.ts'
@@ -177,3 +177,77 @@ describe('new sessions through the routing selector', () => {
     }
   })
 })
+
+describe('the routing selector and an exit that said RATE_LIMITED to us', () => {
+  /** A seeded greedy selector over two equal exits, with a clock of our own. */
+  async function twoExits (): Promise<{ selector: RoutingSelector, a: PeerId, b: PeerId, clock: { t: number } }> {
+    const [a, b] = [await peer(), await peer()]
+    const ads = [ad(a, 1000), ad(b, 10)]
+    const discovery = { find: async () => ads, cached: () => ads, ad: () => undefined } as unknown as ExitDiscovery
+    const clock = { t: 1_000_000 }
+    const selector = new RoutingSelector({ peerId: await peer(), getConnections: () => [] } as any, { discovery, explore: 0, random: mulberry32(7), now: () => clock.t })
+    return { selector, a, b, clock }
+  }
+  const firstFor = async (selector: RoutingSelector, request: { region: string, sessionId?: string } = { region: 'de' }): Promise<string> => {
+    const first = (await selector.candidates(request))[0].toString()
+    // let this turn's pick count lapse, as between requests
+    await new Promise(resolve => setImmediate(resolve))
+    return first
+  }
+
+  it('asks it after the others until one of our tunnels through it closes, or for a short while', async () => {
+    const { selector, a, b, clock } = await twoExits()
+    // a has far more capacity: first for every request
+    expect(await firstFor(selector)).toBe(a.toString())
+    const ours = [selector.opened(a), selector.opened(a)]
+    // past our share there: the refused attempt closes, then is reported
+    const refused = selector.opened(a)
+    refused()
+    selector.report(a, { region: 'de' }, { ok: false, status: 'RATE_LIMITED' })
+    // not now, for us: b first, a still a candidate behind it
+    const next = (await selector.candidates({ region: 'de' })).map(String)
+    expect(next).toEqual([b.toString(), a.toString()])
+    await new Promise(resolve => setImmediate(resolve))
+    // a slot of ours at a frees: a is first again
+    ours[0]()
+    expect(await firstFor(selector)).toBe(a.toString())
+    // refused again, and nothing of ours closes: a goes last only for RATE_LIMITED_ASK_LATER_MS
+    selector.report(a, { region: 'de' }, { ok: false, status: 'RATE_LIMITED' })
+    expect(await firstFor(selector)).toBe(b.toString())
+    clock.t += RATE_LIMITED_ASK_LATER_MS - 1
+    expect(await firstFor(selector)).toBe(b.toString())
+    clock.t += 1
+    expect(await firstFor(selector)).toBe(a.toString())
+    ours[1]()
+  })
+
+  it('is no failure of the exit\'s: a tunnel through it that works ends the wait, and other refusals do not start one', async () => {
+    const { selector, a, b } = await twoExits()
+    selector.report(a, { region: 'de' }, { ok: false, status: 'RATE_LIMITED' })
+    expect(await firstFor(selector)).toBe(b.toString())
+    selector.report(a, { region: 'de' }, { ok: true })
+    expect(await firstFor(selector)).toBe(a.toString())
+    selector.report(a, { region: 'de' }, { ok: false, status: 'INSUFFICIENT_CREDIT' })
+    expect(await firstFor(selector)).toBe(a.toString())
+    expect(selector.telemetry.predict(a.toString(), Date.now()).failures).toBe(0)
+  })
+
+  it('leaves a session\'s exit first: a session waits out "not now" where it is', async () => {
+    const { selector, a, b } = await twoExits()
+    const session = { region: 'de', sessionId: 'job-1' }
+    const bound = await sessionExit(selector, session, [a, b])
+    selector.report(bound, session, { ok: false, status: 'RATE_LIMITED' })
+    expect(await firstFor(selector, session)).toBe(bound.toString())
+    // a request without the session asks the other exit first
+    expect(await firstFor(selector)).toBe((bound.equals(a) ? b : a).toString())
+  })
+})
+
+/** The exit a session is bound to: its first candidate, used once. */
+async function sessionExit (selector: RoutingSelector, session: { region: string, sessionId: string }, exits: PeerId[]): Promise<PeerId> {
+  const first = (await selector.candidates(session))[0]
+  await new Promise(resolve => setImmediate(resolve))
+  const exit = exits.find(e => e.equals(first))!
+  selector.report(exit, session, { ok: true })
+  return exit
+}
