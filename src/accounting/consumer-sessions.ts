@@ -18,7 +18,8 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import { lpStream } from '@libp2p/utils'
+import { boundedLpStream } from '../length-prefixed.ts'
+import type { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { NoticeLimiter } from '../notice-limiter.ts'
 import { RECEIPT_PROTOCOL, second } from '../constants.ts'
@@ -398,7 +399,7 @@ export class ConsumerSessions implements ConsumerAccounting {
   private async open (s: Session): Promise<Channel> {
     s.channel ??= (async () => {
       const stream = await this.components.dialProtocol(s.exit, RECEIPT_PROTOCOL, { runOnLimitedConnection: true, signal: AbortSignal.timeout(10 * second) })
-      const channel: Channel = { lp: lpStream(stream, { maxDataLength: MAX_FRAME }), stream, expected: [] }
+      const channel: Channel = { lp: boundedLpStream(stream, { maxDataLength: MAX_FRAME }), stream, expected: [] }
       void this.readAnswers(s, channel)
       return channel
     })()

@@ -12,7 +12,8 @@
  * threshold is held at what it pays for (the ledger credits us only that).
  */
 
-import { lpStream } from '@libp2p/utils'
+import { boundedLpStream } from '../length-prefixed.ts'
+import type { lpStream } from '@libp2p/utils'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { RECEIPT_PROTOCOL, KiB, second, minute } from '../constants.ts'
 import { TunnelStatus } from '../relay/tunnel-protocol.ts'
@@ -693,7 +694,7 @@ export class ExitSessions implements ExitAccounting {
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
     const consumer = connection.remotePeer
-    const lp = lpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_READ_BUFFER })
+    const lp = boundedLpStream(stream, { maxDataLength: MAX_FRAME, maxBufferSize: MAX_READ_BUFFER })
     // one idle timer for the stream, pushed back by every frame: a timeout
     // signal per read (a frame per MiB carried) is garbage the data path pays for
     const idle = new AbortController()

@@ -252,6 +252,24 @@ describe('receipt stream against a misbehaving consumer', () => {
     await stillServes('honest-2', 1n)
   })
 
+  it('closes the stream on a length prefix that never ends (every byte saying "more follows"), before 64 KiB of it', async () => {
+    // @libp2p/utils' lpStream kept each byte of an unfinished prefix and decoded it all again per byte:
+    // 37 MB of 0xff took an exit past 4 GB of heap; the stream's 10 min idle timer was all that ended it
+    const { stream } = await open()
+    const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
+    const chunk = new Uint8Array(1024).fill(0xff)
+    let sent = 0
+    while (stream.status === 'open' && sent < 64 * 1024) {
+      if (!stream.send(chunk)) await Promise.race([new Promise(resolve => stream.addEventListener('drain', resolve, { once: true })), closed])
+      sent += chunk.byteLength
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    await Promise.race([closed, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`stream still ${stream.status} after ${sent} bytes of prefix`)), 5000))])
+    expect(stream.status).not.toBe('open')
+    expect(sent).toBeLessThan(64 * 1024)
+    await stillServes('honest-4', 1n)
+  })
+
   it('resets the stream of a consumer that sends frames and never reads the answers, long before 4 MiB of them are buffered', async () => {
     // a connection of its own, whose yamux windows no earlier test has grown
     const flooder = await loopbackNode()
@@ -312,6 +330,15 @@ describe('receipt stream against a misbehaving exit', () => {
     expect(ledger.receipts()).toEqual([])
     // neither receipt was countersigned as signed: both MiB stay owed, for the next receipt to cover
     expect(consumer.pendingBytes()).toBe(2 * MiB)
+  })
+
+  it('resets a stream whose answer is a length prefix that never ends, and records nothing', async () => {
+    const before = streams.length
+    reply = async () => new Uint8Array(4096).fill(0xff)
+    consumer.meter(fakeExit.peerId, 'down', MiB)
+    await waitFor(() => streams.length > before && streams[before].status !== 'open', { timeoutMs: 5_000, what: 'the stream reset' })
+    ledger.flush()
+    expect(ledger.receipts()).toEqual([])
   })
 
   it('records no answer whose exit signature fails, and signs those bytes again by itself', async () => {
