@@ -354,17 +354,18 @@ export class Ingress {
         onChunk: (direction, n) => {
           bytes += n
           flow.activeAt = performance.now()
-          if (direction === 'toStream') accounting?.meter(tunnel.exit, 'up', n)
-          else if (accounting != null) {
-            // taken off the chunks written from the one that carries it on, never below 0 each
+          if (direction === 'toStream') {
+            accounting?.meter(tunnel.exit, 'up', n)
+            this.stats.bytesOut += n
+          } else {
+            // what the proxy added itself (the HTTP proxy's X-Spareband-Exit and Connection headers) came
+            // from no exit: neither metered nor counted in, taken off the chunks written from the one that
+            // carries it on, never below 0 each
             const due = (filters.grownToSocket?.() ?? 0) - grownMetered
             const off = due > 0 ? Math.min(n, due) : due
-            accounting.meter(tunnel.exit, 'down', n - off)
             grownMetered += off
-          }
-          if (direction === 'toStream') this.stats.bytesOut += n
-          else {
-            this.stats.bytesIn += n
+            accounting?.meter(tunnel.exit, 'down', n - off)
+            this.stats.bytesIn += n - off
             lastByteAt = flow.activeAt
             if (firstByteAt === 0) firstByteAt = lastByteAt
           }

@@ -89,8 +89,14 @@ export class Socks5Server extends ProxyListener {
         }
       } catch (err: any) {
         clearTimeout(timer)
+        const failedIn = phase
         phase = 'connecting'
-        if (err instanceof Socks5ProtocolError && err.reply != null) endRefused(socket, encodeReply(err.reply))
+        // a sub-negotiation it cannot read (another version, a user name that is not UTF-8) is a failed
+        // authentication to the client (RFC 1929's status), not a connection dropped without a word
+        if (failedIn === 'auth' && err instanceof Socks5ProtocolError) {
+          this.ingress.refused('socks5', 'credentials', err.message)
+          endRefused(socket, encodeUserPassStatus(false))
+        } else if (err instanceof Socks5ProtocolError && err.reply != null) endRefused(socket, encodeReply(err.reply))
         else if (err instanceof TargetingError) endRefused(socket, encodeReply(Reply.NotAllowed))
         else socket.destroy()
       }

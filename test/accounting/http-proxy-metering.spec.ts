@@ -49,5 +49,8 @@ describe('receipts for plain HTTP through the HTTP proxy', () => {
       return row != null && Number(row.bytesDown) + Number(row.bytesUp) >= carried.bytesOut + carried.bytesIn ? row : undefined
     }, { timeoutMs: 15_000, what: 'a receipt for everything carried' })
     expect([Number(signed?.bytesUp), Number(signed?.bytesDown)]).toEqual([carried.bytesIn, carried.bytesOut])
+    // and the proxy's own counts (status, /metrics, the dashboard) agree with the exit's: its header came from no exit
+    const proxy = (consumer.status() as any).proxy
+    expect([proxy.bytesOut, proxy.bytesIn]).toEqual([carried.bytesIn, carried.bytesOut])
   })
 })

@@ -108,4 +108,22 @@ describe('tunnels no exit carried, as the consumer sees them', () => {
     await waitFor(() => proxy().clientsOpen === open, { what: 'the proxy to let every refused client go', timeoutMs: 3000 })
     expect(target.connections).toBe(0)
   })
+
+  it('answers a user name that is not UTF-8 with RFC 1929\'s failure status, not a dropped connection', async () => {
+    const socks = (consumer.status() as any).proxy.socksPort
+    const before = (consumer.status() as any).proxy.refused.credentials
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      const client = connect({ port: socks, host: '127.0.0.1', allowHalfOpen: true })
+      const chunks: Buffer[] = []
+      client.on('data', d => chunks.push(d))
+      client.once('error', reject)
+      // greeting offering username/password, then a sub-negotiation whose user name is 0xff 0xfe
+      client.once('connect', () => client.write(Buffer.from([0x05, 0x01, 0x02, 0x01, 0x02, 0xff, 0xfe, 0x01, 0x78])))
+      client.once('end', () => client.end())
+      client.once('close', () => resolve(Buffer.concat(chunks)))
+    })
+    expect(answer).toEqual(Buffer.from([0x05, 0x02, 0x01, 0x01]))
+    expect((consumer.status() as any).proxy.refused.credentials).toBe(before + 1)
+    expect(target.connections).toBe(0)
+  })
 })
