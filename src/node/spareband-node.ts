@@ -100,6 +100,8 @@ export interface NodeStatus {
   /** Connections ended since start because nothing came from the peer for 25 s (src/node/silent-connections.ts). */
   silentConnectionsEnded: number
   uptimeSeconds: number
+  /** The node's clock when this status was taken, ms since the epoch: the dashboard's chart runs on it, whatever the browser's clock says. */
+  time: number
   dht: { mode: 'server' | 'client', routingTableSize: number }
   api?: string
   /** The node runtime: its version, and the runtime flags (src/node/runtime-flags.ts) it runs without, if any. */
@@ -453,6 +455,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       silentConnectionsEnded: (this.libp2p.services.silentConnections as SilentConnections | undefined)?.ended ?? 0,
       relaySearch: (this.libp2p.services.relaySearch as RelaySearch | undefined)?.status(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      time: Date.now(),
       dht: {
         mode: dht?.getMode?.() ?? (dhtClientMode(this.config.network) === false ? 'server' : 'client'),
         routingTableSize

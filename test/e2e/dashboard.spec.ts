@@ -254,6 +254,27 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(problems).toEqual([])
   })
 
+  it('a browser whose clock is 90 s behind the node\'s still shows the live rate (the chart runs on the node\'s clock)', async () => {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    await page.clock.install({ time: Date.now() - 90_000 })
+    await page.goto(`${apiUrl}/#token=${token}`)
+    await expect.poll(() => text(page, '#node-peer-id')).toBe(exit.peerId)
+    // 16 MiB at about 6 MB/s, a few 2-second samples long: the rate is a figure while it flows
+    const rates: string[] = []
+    const download = curl(through('/drip'))
+    const sampling = (async () => {
+      for (let i = 0; i < 12; i++) {
+        rates.push(await text(page, '#rate-exit'))
+        await new Promise(resolve => setTimeout(resolve, 500))
+      }
+    })()
+    const [r] = await Promise.all([download, sampling])
+    expect(r.stdout.length).toBe(16 * MiB)
+    expect(rates.filter(x => /^[\d.]+ [kMG]?B\/s$/.test(x) && !/^0 /.test(x)).length, rates.join(' | ')).toBeGreaterThan(0)
+    await context.close()
+  })
+
   it('a node that stops answering: its figures are greyed and said to be old; credits carry their unit', async () => {
     // the consumer's page: it is stopped at the end of this test (the others are done with it)
     const consumerApi = JSON.parse(await readFile(join(consumer.dataDir, 'api.json'), 'utf8')).url as string
@@ -263,6 +284,17 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(await text(page, '#credits-spent')).toMatch(/^\d+(\.\d+)? credits for .+ used$/)
     expect(await page.locator('#board').getAttribute('class') ?? '').not.toContain('stale')
     expect(await page.locator('#stale-note').isHidden()).toBe(true)
+
+    // a node that hangs keeps its connections open: the page must not go on saying "live"
+    process.kill(consumer.proc.child.pid!, 'SIGSTOP')
+    try {
+      await expect.poll(async () => (await page.locator('#board').getAttribute('class')) ?? '', { timeout: 12_000 }).toContain('stale')
+      expect(await text(page, '#link')).toMatch(/^the node is not answering \(since .+\); retrying$/)
+    } finally {
+      process.kill(consumer.proc.child.pid!, 'SIGCONT')
+    }
+    await expect.poll(async () => (await page.locator('#board').getAttribute('class')) ?? '', { timeout: 12_000 }).not.toContain('stale')
+    expect(await text(page, '#link')).toMatch(/^live · /)
 
     await consumer.proc.kill()
     await expect.poll(async () => (await page.locator('#board').getAttribute('class')) ?? '', { timeout: 10_000 }).toContain('stale')

@@ -11,6 +11,12 @@
 /** @import uPlot from 'uplot' */
 
 const POLL_MS = 2000
+/**
+ * How long a call to the node may take. A node that hangs (stopped, or its
+ * event loop stuck) keeps the connection open, and without a limit the page
+ * said "live" and the Pause button stayed greyed for as long as it hung.
+ */
+const API_TIMEOUT_MS = 5000
 /** How much throughput history the chart keeps, in seconds. */
 const CHART_WINDOW_S = 300
 const RECEIPT_ROWS = 20
@@ -130,7 +136,7 @@ let token = null
  * @returns {Promise<any>}
  */
 async function api (path, init = {}) {
-  const res = await fetch(path, { ...init, cache: 'no-store', headers: { authorization: `Bearer ${token}` } })
+  const res = await fetch(path, { ...init, cache: 'no-store', headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(API_TIMEOUT_MS) })
   if (res.status === 401) throw new Unauthorized()
   const body = await res.json().catch(() => ({}))
   if (!res.ok) throw Object.assign(new Error(`${path}: ${res.status} ${body.error ?? res.statusText}`), { status: res.status })
@@ -224,8 +230,8 @@ async function poll (mine) {
       return
     }
     downSince ??= Date.now()
-    // a fetch that never reached the node is a TypeError; an error answer names itself
-    const why = err instanceof TypeError ? 'the node is not answering' : String(/** @type {Error} */ (err).message)
+    // a fetch that never reached the node is a TypeError, one it did not answer in time a TimeoutError; an error answer names itself
+    const why = err instanceof TypeError || isTimeout(err) ? 'the node is not answering' : String(/** @type {Error} */ (err).message)
     show('link', `${why} (since ${new Date(downSince).toLocaleTimeString()}); retrying`)
     byId('link').classList.add('down')
     // what is shown is as of the last answer: greyed, and said where a phone's reader still sees it
@@ -234,6 +240,11 @@ async function poll (mine) {
     hide('stale-note', false)
   }
   if (mine === round) timer = setTimeout(() => { void poll(mine) }, POLL_MS)
+}
+
+/** @param {unknown} err */
+function isTimeout (err) {
+  return err instanceof DOMException && err.name === 'TimeoutError'
 }
 
 /**
@@ -262,7 +273,9 @@ function render (s, receipts) {
   renderReputation(s.accounting)
   renderProxy(s.proxy)
   renderCredits(s.accounting)
-  chart.add(Date.now() / 1000, s)
+  // on the node's clock, as the history the chart was seeded with: a browser whose clock is behind
+  // (a dashboard opened over ssh -L from another machine) had every live sample dropped as older
+  chart.add((s.time ?? Date.now()) / 1000, s)
   renderReceipts(receipts, s.peerId)
 }
 
@@ -350,6 +363,7 @@ byId('exit-toggle').addEventListener('click', async () => {
     renderExit(await api(`/v1/exit/${action}`, { method: 'POST' }))
   } catch (err) {
     if (err instanceof Unauthorized) askForToken('The node refused this token (401).')
+    else if (isTimeout(err)) show('exit-action-message', `the node did not answer within ${API_TIMEOUT_MS / 1000} s: it may still ${action} the exit once it does`)
     else show('exit-action-message', `could not ${action} the exit: ${/** @type {Error} */ (err).message}`)
   } finally {
     toggle.disabled = false
