@@ -135,8 +135,13 @@ export class ControlApi {
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost')
-      if (url.pathname === '/' && req.method === 'GET' && this.init.dashboard != null) {
+      // origin-form only ("/v1/status"): resolved against a base, "//evil.example/v1/peers" became a host
+      // and a path ("/v1/peers" was served), and "//" no URL at all (a 500)
+      const target = req.url ?? '/'
+      if (!target.startsWith('/')) return sendJson(res, 400, { error: `the request target must be a path such as /v1/status, not ${JSON.stringify(target.slice(0, 100))}` })
+      const url = new URL(`http://localhost${target}`)
+      // HEAD: the page's headers (Node's server leaves the body out)
+      if (url.pathname === '/' && (req.method === 'GET' || req.method === 'HEAD') && this.init.dashboard != null) {
         return await this.sendDashboard(req, res, this.init.dashboard)
       }
       if (!this.authorized(req)) {
@@ -151,7 +156,10 @@ export class ControlApi {
       if (route == null) return sendJson(res, 404, { error: `no such endpoint: ${url.pathname}` })
       const method = req.method === 'POST' ? 'post' : req.method === 'GET' ? 'get' : undefined
       const handler = method == null ? undefined : route[method]
-      if (handler == null) return sendJson(res, 405, { error: `${req.method} not allowed on ${url.pathname}` })
+      if (handler == null) {
+        res.setHeader('Allow', Object.entries(route).filter(([, h]) => h != null).map(([m]) => m.toUpperCase()).join(', '))
+        return sendJson(res, 405, { error: `${req.method} not allowed on ${url.pathname}` })
+      }
       const body = method === 'post' ? await readJson(req) : undefined
       const answer = await handler(req, body)
       if (answer instanceof StreamedBody) return await sendStream(res, answer)

@@ -139,7 +139,13 @@ export function exitPart (node: SparebandNode): NodePart {
         warnings.push(`the exit's ${s.quotaExceeded} data quota is used up: ${bytesText(used)} of ${bytesText(limit)} carried; it takes no new tunnels (QUOTA_EXCEEDED) until the ${daily ? 'day' : 'month'} turns (exit.${daily ? 'daily' : 'monthly'}_quota_gb)`)
       }
       if (s != null && !s.withinSchedule) warnings.push(`the exit is outside its share schedule: it takes no new tunnels (OUTSIDE_SCHEDULE), and ended the open ones, while exit.schedule = "${node.config.exit.schedule}" (local time) keeps it closed`)
-      if (s?.paused === true) warnings.push(`the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels, across restarts, until "spareband resume" (POST /v1/exit/resume)`)
+      if (s?.paused === true) {
+        warnings.push(s.stateNotSaved == null
+          ? `the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels, across restarts, until "spareband resume" (POST /v1/exit/resume)`
+          : `the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels until "spareband resume", but only until the node stops: ${s.stateNotSaved}`)
+      } else if (s?.stateNotSaved != null) {
+        warnings.push(`the exit was resumed, but only until the node stops (a restart would find it paused): ${s.stateNotSaved}`)
+      }
       return warnings
     },
     routes: {

@@ -504,7 +504,9 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
    * @returns the exit's status after it
    * @throws {NotStartedError} before start() or after stop()
    * @throws {ConfigError} on a node that is no exit (exit.enabled = false)
-   * @throws {Error} when the state cannot be saved (the exit is paused all the same, until it stops)
+   * The exit is paused even when the state cannot be saved: then it holds
+   * until the node stops, and the status returned says why
+   * (`stateNotSaved`).
    */
   pauseExit (): ExitStats {
     const exit = this.exitService('pauseExit')

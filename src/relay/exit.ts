@@ -131,6 +131,12 @@ export interface ExitStats {
   paused: boolean
   /** When the operator paused the exit (ISO 8601), while it is paused. */
   pausedSince: string | null
+  /**
+   * Why the last pause or resume could not be saved in exit-state.json
+   * (then it holds until the node stops, and a restart goes back to the
+   * state saved before); null once one is saved.
+   */
+  stateNotSaved: string | null
   bytesIn: number
   bytesOut: number
   tunnelsOpen: number
@@ -238,6 +244,8 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
   private running = false
   private paused = false
   private pausedSince?: Date
+  /** Why the pause or resume last asked for could not be saved, until one is. */
+  private stateNotSaved?: string
   /** closedReason() as last announced in 'exit:offer:change'. */
   private closed: ExitClosedReason | null = null
   private stats = { bytesIn: 0, bytesOut: 0, tunnelsTotal: 0, denied: 0, deniedByStatus: {} as Record<string, number> }
@@ -327,8 +335,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
 
   /**
    * Stops taking new tunnels (open ones carry on) until resume(), across
-   * restarts: the state is saved in `stateFile`.
-   * @throws {Error} when the state cannot be saved; the exit is paused all the same, until it stops
+   * restarts: the state is saved in `stateFile`. When it cannot be, the
+   * exit is paused all the same, until it stops, and status() says why
+   * (`stateNotSaved`, and the node's warnings): a pause that took effect is
+   * no failure to its caller.
    */
   pause (): void {
     if (!this.paused) {
@@ -339,7 +349,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.saveState()
   }
 
-  /** Takes new tunnels again, now and after a restart. @throws {Error} when the state cannot be saved */
+  /** Takes new tunnels again, now and after a restart (unless the state cannot be saved: see pause()). */
   resume (): void {
     this.paused = false
     this.pausedSince = undefined
@@ -353,9 +363,10 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     const state: ExitState = { paused: this.paused, pausedSince: this.pausedSince }
     try {
       writeExitState(file, state)
+      this.stateNotSaved = undefined
     } catch (err: any) {
       this.log.error('could not save the exit state in %s - %e', file, err)
-      throw new Error(`exit ${this.paused ? 'paused' : 'resumed'}, but ${file} could not be written (${err.message}): this will not survive a restart`)
+      this.stateNotSaved = `${file} could not be written (${err.message as string})`
     }
   }
 
@@ -424,6 +435,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       enabled: true,
       paused: this.paused,
       pausedSince: this.pausedSince?.toISOString() ?? null,
+      stateNotSaved: this.stateNotSaved ?? null,
       bytesIn: this.stats.bytesIn,
       bytesOut: this.stats.bytesOut,
       tunnelsOpen: this.open.size,

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { existsSync } from 'node:fs'
-import { chmod, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { startTargetServer } from '../utils/target-server.ts'
@@ -187,6 +187,29 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     const ok = await curl(through('/hello'))
     expect(ok.stdout.toString()).toBe('hello from the target\n')
 
+    // a pause that cannot be saved is a pause all the same: the page says so, and for how long, in one voice
+    const blocker = join(exit.dataDir, 'exit-state.json.tmp')
+    await mkdir(blocker)
+    try {
+      await page.click('#exit-toggle')
+      await expect.poll(() => text(page, '#exit-action-message')).toMatch(/^paused, but only until the node stops: .*exit-state\.json could not be written/)
+      expect(await text(page, '#exit-state')).toBe('paused')
+      await expect.poll(() => text(page, '#warnings')).toContain('but only until the node stops')
+      expect(await text(page, '#warnings')).not.toContain('across restarts')
+      const cli = await runCli(['resume', '--data-dir', exit.dataDir])
+      expect(cli.code, cli.stderr).toBe(0)
+      expect(cli.stdout).toMatch(/^exit resumed: it takes new tunnels\nonly until the node stops \(a restart would find it paused\): /)
+    } finally {
+      await rmdir(blocker)
+    }
+    // the page learns of the CLI's resume at its next poll
+    await expect.poll(() => text(page, '#exit-toggle')).toBe('Pause')
+    await page.click('#exit-toggle')
+    await expect.poll(async () => (await exit.status()).exit).toMatchObject({ paused: true, stateNotSaved: null })
+    await page.click('#exit-toggle')
+    await expect.poll(async () => (await exit.status()).exit.paused).toBe(false)
+
+    // Chromium logs the 500 it no longer gets; nothing may show up
     expect(problems).toEqual([])
   })
 

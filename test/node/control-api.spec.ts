@@ -16,10 +16,10 @@ import type { IncomingHttpHeaders } from 'node:http'
 interface Answer { status: number, headers: IncomingHttpHeaders, body: string }
 
 /** node:http, not fetch: fetch will not send a Host header of our choosing. */
-async function get (api: ControlApi, path: string, headers: Record<string, string> = {}): Promise<Answer> {
+async function get (api: ControlApi, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
   const { port } = api.address!
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers }, res => {
+    const req = request({ host: '127.0.0.1', port, path, headers, method }, res => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', c => { body += c })
@@ -104,6 +104,27 @@ describe('the dashboard route', () => {
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'dash.localhost']) {
       expect((await get(api, '/', { host })).status, host).toBe(200)
     }
+  })
+
+  it('takes request targets as paths only, says which methods a route takes, and answers HEAD / with the page\'s headers', async () => {
+    const { api, token } = await startApi()
+    const auth = { authorization: `Bearer ${token}` }
+    // resolved against a base URL, "//evil.example/v1/status" was served as /v1/status, and "//" was a 500
+    for (const path of ['//evil.example/v1/status', '//', '//evil.example/']) {
+      const r = await get(api, path, auth)
+      expect(r.status, path).toBe(404)
+      expect(JSON.parse(r.body).error).toBe(`no such endpoint: ${path}`)
+    }
+    const absolute = await get(api, 'http://127.0.0.1/v1/status', auth)
+    expect(absolute.status).toBe(400)
+    expect(JSON.parse(absolute.body).error).toMatch(/^the request target must be a path such as \/v1\/status/)
+    const wrongMethod = await get(api, '/v1/status', auth, 'DELETE')
+    expect(wrongMethod.status).toBe(405)
+    expect(wrongMethod.headers.allow).toBe('GET')
+    const head = await get(api, '/', {}, 'HEAD')
+    expect(head.status).toBe(200)
+    expect(head.headers['content-type']).toBe('text/html; charset=utf-8')
+    expect(head.body).toBe('')
   })
 
   it('without a dashboard, / is an API path like any other: 401 without the token', async () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createServer } from 'node:net'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { TunnelStatus } from '../../src/relay/tunnel-protocol.ts'
@@ -194,10 +194,23 @@ describe('the operator\'s pause is saved in the state file', () => {
     await expect(make(file)).rejects.toThrow(/not an exit state file/)
   })
 
-  it('a pause that cannot be saved says so, and still pauses', async () => {
-    const exit = await make(join(await tempDir('sb-exit-state-'), 'no-such-dir', 'exit-state.json'))
-    expect(() => exit.pause()).toThrow(/could not be written.*will not survive a restart/)
-    expect(exit.status().paused).toBe(true)
+  it('a pause that cannot be saved still pauses, and its status says why it will not outlast the node', async () => {
+    const dir = await tempDir('sb-exit-state-')
+    const file = join(dir, 'exit-state.json')
+    // the atomic write's temporary file cannot be made
+    await mkdir(`${file}.tmp`)
+    const exit = await make(file)
+    exit.pause()
+    expect(exit.status()).toMatchObject({ paused: true })
+    expect(exit.status().stateNotSaved).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} could not be written \\(.*EISDIR`))
+    exit.resume()
+    expect(exit.status()).toMatchObject({ paused: false })
+    expect(exit.status().stateNotSaved).not.toBeNull()
+    // once the file can be written, the state is saved and the note goes
+    await rmdir(`${file}.tmp`)
+    exit.pause()
+    expect(exit.status()).toMatchObject({ paused: true, stateNotSaved: null })
+    expect((await make(file)).status().paused).toBe(true)
   })
 })
 

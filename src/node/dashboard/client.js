@@ -360,7 +360,10 @@ byId('exit-toggle').addEventListener('click', async () => {
   toggle.disabled = true
   show('exit-action-message', '')
   try {
-    renderExit(await api(`/v1/exit/${action}`, { method: 'POST' }))
+    const exit = await api(`/v1/exit/${action}`, { method: 'POST' })
+    renderExit(exit)
+    // done, but not saved: it holds until the node stops
+    if (exit.stateNotSaved != null) show('exit-action-message', `${action === 'pause' ? 'paused' : 'resumed'}, but only until the node stops: ${exit.stateNotSaved}`)
   } catch (err) {
     if (err instanceof Unauthorized) askForToken('The node refused this token (401).')
     else if (isTimeout(err)) show('exit-action-message', `the node did not answer within ${API_TIMEOUT_MS / 1000} s: it may still ${action} the exit once it does`)
