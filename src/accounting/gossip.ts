@@ -92,7 +92,8 @@ export interface ReceiptGossipInit {
 
 export class ReceiptGossip {
   private readonly log: Logger
-  stats = { accepted: 0, ignored: 0, rejected: 0, published: 0 }
+  /** ignoredNoProof: of those ignored, receipts of consumers that showed no proof of work (see showedProof) */
+  stats = { accepted: 0, ignored: 0, ignoredNoProof: 0, rejected: 0, published: 0 }
 
   constructor (private readonly init: ReceiptGossipInit) {
     this.log = init.logger.forComponent('spareband:accounting:gossip')
@@ -120,6 +121,20 @@ export class ReceiptGossip {
     this.stats.published++
   }
 
+  /**
+   * Whether the consumer showed a proof of work that meets this node's
+   * difficulty, in this message or before. Without one it is a throw-away
+   * key: a pair of them signs receipts for free, and every node kept rows
+   * for each for good (a hostile-peer review had 1,000 stored on every node
+   * in 2 s). An honest exit's message carries the proof its consumer
+   * showed it, and an exit carries a consumer without one only past the
+   * default credit limit. With a difficulty of 0 keys are free anyway.
+   */
+  private showedProof (consumer: Uint8Array): boolean {
+    const difficulty = this.init.ledger.powDifficulty
+    return difficulty <= 0 || (this.init.ledger.pow(consumer)?.difficulty ?? -1) >= difficulty
+  }
+
   /** The topic validator. A validator that throws counts as Ignore, so every failure is answered explicitly. */
   async validate (data: Uint8Array, from?: PeerId): Promise<TopicValidatorResult> {
     try {
@@ -140,6 +155,12 @@ export class ReceiptGossip {
         // before the receipt: the allowance counts towards what the consumer can pay. A
         // proof too weak for an allowance here is not kept: it would be a row per throw-away key
         if (consumerPow.difficulty >= this.init.ledger.powDifficulty) this.init.ledger.recordPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)
+      }
+      if (!this.showedProof(r.consumer!)) {
+        this.log('ignored a gossiped receipt of a consumer that showed no proof of work')
+        this.stats.ignored++
+        this.stats.ignoredNoProof++
+        return TopicValidatorResult.Ignore
       }
       const result = await this.init.ledger.recordReceipt(r, 'gossip')
       if (result === 'duplicate') {

@@ -75,7 +75,7 @@ function compactionWarning (ledger: Ledger): string | undefined {
 export interface AccountingStatus extends BalanceReport {
   enabled: true
   /** Receipt gossip: messages accepted, ignored and rejected by the validator, published by this node; peers on the topic. */
-  gossip: { accepted: number, ignored: number, rejected: number, published: number, subscribers: number }
+  gossip: { accepted: number, ignored: number, ignoredNoProof: number, rejected: number, published: number, subscribers: number }
   /** Reputation gossip, reports held, and what the held reports say of this node as an exit (score null: none counts). */
   reputation: { accepted: number, ignored: number, rejected: number, published: number, held: number, own: { score: number | null, reporters: number } }
 }

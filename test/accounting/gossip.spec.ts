@@ -26,6 +26,8 @@ import type { GossipSub } from '@libp2p/gossipsub'
 import type { SparebandNode } from '../../src/index.ts'
 
 const TOPIC = 'spareband/receipts/1'
+/** A proof-of-work difficulty that solves at once. */
+const LIGHT = 8
 
 /** A validly countersigned receipt with one byte of the consumer's signature flipped. */
 async function forged (consumer: Party, exit: Party, sessionId: string): Promise<Uint8Array> {
@@ -42,7 +44,9 @@ describe('receipt gossip validator', () => {
 
   beforeAll(async () => {
     [alice, bob] = await parties(2)
-    ledger = Ledger.open(join(await tempDir('sb-gossip-'), 'ledger.db'))
+    // a light difficulty, and alice (the consumer of most receipts here) showed her proof before
+    ledger = Ledger.open(join(await tempDir('sb-gossip-'), 'ledger.db'), { powDifficulty: LIGHT })
+    ledger.recordPow(alice.bytes, await solvePow(alice.bytes, LIGHT), LIGHT)
     // validate() reads only the ledger: the pubsub is used by start() and publish(), not here
     gossip = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger, logger: defaultLogger() })
   })
@@ -98,7 +102,8 @@ describe('receipt gossip validator', () => {
   it('ignores, without blaming the sender, receipts of a session its ledger has pruned, and credits them no more', async () => {
     const day = 86_400_000
     let clock = Date.now() - 40 * day
-    const pruning = Ledger.open(join(await tempDir('sb-gossip-prune-'), 'ledger.db'), { now: () => clock, gossipRetentionMs: 30 * day })
+    const pruning = Ledger.open(join(await tempDir('sb-gossip-prune-'), 'ledger.db'), { now: () => clock, gossipRetentionMs: 30 * day, powDifficulty: LIGHT })
+    pruning.recordPow(alice.bytes, ledger.pow(alice.bytes)!.nonce, LIGHT)
     const validator = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: pruning, logger: defaultLogger() })
     const startedAt = BigInt(clock)
     const last = await countersigned(alice, bob, { sessionId: 'pruned', seq: 2n, startedAt, updatedAt: startedAt + 60_000n })
@@ -133,14 +138,17 @@ describe('receipt gossip validator', () => {
     // read as a plain receipt, the message is that receipt: the extra fields are skipped
     expect(ReceiptMessage.decode(message)).toEqual(r)
 
-    // the same receipt without the proof: the exit carried what its consumer could not pay, yet
+    // the same receipt without the proof, to a node that never saw one: a throw-away consumer as far as it knows, not taken
     const without = Ledger.open(':memory:')
     const plain = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: without, logger: defaultLogger() })
-    expect(await plain.validate(encodeReceipt(r))).toBe(TopicValidatorResult.Accept)
-    expect(without.balance(exit.bytes)).toMatchObject({ earnedMicro: 0n, unpaidMicro: 1_000n })
-    // the copy with the proof, later (a copy without it can reach a node first): the receipt is old news, the proof pays the debt
-    expect(await plain.validate(message)).toBe(TopicValidatorResult.Ignore)
+    expect(await plain.validate(encodeReceipt(r))).toBe(TopicValidatorResult.Ignore)
+    expect(plain.stats).toMatchObject({ accepted: 0, ignored: 1, ignoredNoProof: 1, rejected: 0 })
+    expect(without.receipts()).toEqual([])
+    // the copy with the proof, later (a copy without it can reach a node first): taken, and paid from the allowance
+    expect(await plain.validate(message)).toBe(TopicValidatorResult.Accept)
     expect(without.balance(exit.bytes)).toMatchObject({ earnedMicro: 1_000n, unpaidMicro: 0n })
+    // once the proof is known here, copies without it are taken too
+    expect(await plain.validate(encodeReceipt(await countersigned(consumer, exit, { sessionId: 'p2' })))).toBe(TopicValidatorResult.Accept)
     without.close()
 
     const before = { ...gossip.stats }
@@ -155,11 +163,12 @@ describe('receipt gossip validator', () => {
     expect(ledger.pow(consumer.bytes)).toBeUndefined()
     expect(held('p')).toBeUndefined()
 
-    // a sound proof too weak for an allowance here: the receipt is taken, the proof not kept
+    // a sound proof too weak for an allowance here: neither the receipt nor the proof is kept
     const [weakConsumer, weakExit] = await parties(2)
     const weak = { nonce: await solvePow(weakConsumer.bytes, 4), difficulty: 4 }
-    expect(await gossip.validate(encodeGossipMessage(await countersigned(weakConsumer, weakExit, { sessionId: 'w' }), weak))).toBe(TopicValidatorResult.Accept)
+    expect(await gossip.validate(encodeGossipMessage(await countersigned(weakConsumer, weakExit, { sessionId: 'w' }), weak))).toBe(TopicValidatorResult.Ignore)
     expect(ledger.pow(weakConsumer.bytes)).toBeUndefined()
+    expect(held('w')).toBeUndefined()
 
     expect(await gossip.validate(message)).toBe(TopicValidatorResult.Accept)
     expect(ledger.pow(consumer.bytes)).toEqual(pow)
@@ -198,6 +207,25 @@ describe('receipt gossip validator', () => {
     expect(answers.has(TopicValidatorResult.Reject)).toBe(true)
   })
 
+  it('takes no receipt of a throw-away consumer (no proof of work shown), however many, and blames no one', async () => {
+    // a review minted a consumer and an exit key per receipt: 1,000 stored on every node in 2 s, rows kept for good
+    const before = { ...gossip.stats }
+    const rows = ledger.receipts().length
+    for (let i = 0; i < 20; i++) {
+      const [consumer, exit] = await parties(2)
+      expect(await gossip.validate(encodeReceipt(await countersigned(consumer, exit, { sessionId: `sybil-${i}`, bytesDown: 10n ** 12n })))).toBe(TopicValidatorResult.Ignore)
+    }
+    expect(gossip.stats.ignoredNoProof - before.ignoredNoProof).toBe(20)
+    expect(gossip.stats.rejected).toBe(before.rejected)
+    expect(ledger.receipts()).toHaveLength(rows)
+    // with a difficulty of 0 a key costs nothing anyway: taken as before
+    const free = Ledger.open(':memory:', { powDifficulty: 0 })
+    const open = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: free, logger: defaultLogger() })
+    const [consumer, exit] = await parties(2)
+    expect(await open.validate(encodeReceipt(await countersigned(consumer, exit, { sessionId: 'free' })))).toBe(TopicValidatorResult.Accept)
+    free.close()
+  })
+
   it('does not blame the sender when its own ledger fails (closed)', async () => {
     const closedLedger = Ledger.open(join(await tempDir('sb-gossip-closed-'), 'ledger.db'))
     closedLedger.close()
@@ -212,7 +240,10 @@ describe('a peer that gossips forged receipts loses score, then is not heard', (
   let honest: SparebandNode
   let forger: SparebandNode
   let consumer: Party, exit: Party
+  let proof: { nonce: bigint, difficulty: number }
   afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
+  /** A valid receipt as an honest exit gossips it: with its consumer's proof of work. */
+  const valid = async (sessionId: string): Promise<Uint8Array> => encodeGossipMessage(await countersigned(consumer, exit, { sessionId }), proof)
 
   const make = async (bootstrap: string[]): Promise<SparebandNode> => {
     const node = await createSparebandNode({
@@ -222,7 +253,8 @@ describe('a peer that gossips forged receipts loses score, then is not heard', (
         region: 'de',
         listen: ['/ip4/127.0.0.1/tcp/0'],
         proxy: { socks_port: 0, http_port: 0 },
-        network: { bootstrap, local_testnet: true }
+        network: { bootstrap, local_testnet: true },
+        accounting: { pow_difficulty: LIGHT }
       }
     })
     nodes.push(node)
@@ -236,6 +268,7 @@ describe('a peer that gossips forged receipts loses score, then is not heard', (
 
   beforeAll(async () => {
     [consumer, exit] = await parties(2)
+    proof = { nonce: await solvePow(consumer.bytes, LIGHT), difficulty: LIGHT }
     honest = await make([])
     forger = await make(honest.status().addresses)
     // the forger publishes straight to the topic: gossipsub does not validate a node's own messages
@@ -243,7 +276,7 @@ describe('a peer that gossips forged receipts loses score, then is not heard', (
   })
 
   it('a valid receipt from the peer is accepted and costs it nothing', async () => {
-    await pubsub(forger).publish(TOPIC, encodeReceipt(await countersigned(consumer, exit, { sessionId: 'good-1' })))
+    await pubsub(forger).publish(TOPIC, await valid('good-1'))
     await waitFor(() => gossipStats(honest).accepted === 1, { what: 'the valid receipt to be accepted' })
     expect(scoreOfForger()).toBeGreaterThanOrEqual(0)
   })
@@ -266,7 +299,7 @@ describe('a peer that gossips forged receipts loses score, then is not heard', (
 
   it('once graylisted, even its valid receipts go unheard', async () => {
     const accepted = gossipStats(honest).accepted
-    await pubsub(forger).publish(TOPIC, encodeReceipt(await countersigned(consumer, exit, { sessionId: 'good-2' })))
+    await pubsub(forger).publish(TOPIC, await valid('good-2'))
     // give it the time a delivery took above, several times over
     await new Promise(resolve => setTimeout(resolve, 1500))
     expect(gossipStats(honest).accepted).toBe(accepted)
