@@ -166,6 +166,8 @@ export interface ExitStats {
   /** Why the quota counters could not be saved at the last try, and since when (ISO 8601); null once a save works. */
   quotaSaveError: { since: string, error: string } | null
   withinSchedule: boolean
+  /** The share schedule as configured (exit.schedule), e.g. "mon-fri 00:00-07:00, sat-sun all"; "always" by default. */
+  schedule: string
   /** The operator's limits as this exit applies them; 0 = none. */
   limits: {
     maxTunnels: number
@@ -452,6 +454,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
       quotaExceeded: this.quota.exceeded() ?? null,
       quotaSaveError: this.quotaSaveError != null ? { ...this.quotaSaveError } : null,
       withinSchedule: isWithinSchedule(this.schedule, this.now()),
+      schedule: this.init.schedule ?? 'always',
       limits: {
         maxTunnels: this.init.maxTunnels ?? DEFAULT_MAX_TUNNELS,
         maxTunnelsPerConsumer: this.init.maxTunnelsPerConsumer ?? DEFAULT_MAX_TUNNELS_PER_CONSUMER,

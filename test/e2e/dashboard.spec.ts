@@ -103,6 +103,10 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     expect(await text(page, '#node-relay')).toMatch(/^on, \d+ reservation\(s\), \d+ circuit\(s\)$/)
     expect(await text(page, '#exit-state')).toBe('sharing')
     expect(await text(page, '#exit-reputation')).toBe('no consumer has reported on this exit yet')
+    // the schedule as configured, not only whether it is open
+    expect(await text(page, '#exit-schedule')).toBe('always: sharing now')
+    expect(await text(page, '#credits-holds')).toMatch(/^\d+ times?$/)
+    expect(await text(page, '#credits-forgiven')).toMatch(/^\d+(\.\d+)? [kMG]?B carried, never signed for$/)
 
     // 16 MiB at about 6 MB/s: a few 2-second samples of the chart see it
     const r = await curl(through('/drip'))

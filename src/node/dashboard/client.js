@@ -337,7 +337,7 @@ function renderExit (e) {
   show('exit-denied', e.denied === 0 ? 'none' : `${e.denied}: ${byStatus.join(', ')}`, e.denied)
   showQuota('exit-quota-day', e.quota.dayBytes, e.quota.dailyLimit)
   showQuota('exit-quota-month', e.quota.monthBytes, e.quota.monthlyLimit)
-  show('exit-schedule', e.withinSchedule ? 'yes' : 'no')
+  show('exit-schedule', `${e.schedule ?? '?'}: ${e.withinSchedule ? 'sharing now' : 'not sharing now'}`, e.withinSchedule ? 'open' : 'closed')
   const l = e.limits
   /** @param {number} rate */
   const cap = rate => rate > 0 ? formatRate(rate) : 'none'
@@ -402,7 +402,10 @@ function renderCredits (a) {
   show('credits-allowance', `${a.allowance} credits`, a.allowance)
   const p = a.pending ?? {}
   show('credits-pending', `${formatBytes(p.carriedUnsignedBytes)} carried, ${formatBytes(p.usedUnsignedBytes)} used`)
-  show('credits-holds', String(p.holds ?? 0))
+  // times the exit held a consumer's traffic until its receipts caught up, not consumers
+  show('credits-holds', `${p.holds ?? 0} time${p.holds === 1 ? '' : 's'}`, p.holds ?? 0)
+  // carried but never signed for (clients cut off mid-transfer): why earned covers less than bytes out
+  show('credits-forgiven', `${formatBytes(p.forgivenBytes ?? 0)} carried, never signed for`, p.forgivenBytes ?? 0)
   show('credits-receipts', String(a.receipts), a.receipts)
 }
 

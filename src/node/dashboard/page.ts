@@ -122,7 +122,7 @@ const BODY = `
       <dt>denied</dt><dd id="exit-denied"></dd>
       <dt>today</dt><dd><span id="exit-quota-day"></span> <meter id="exit-quota-day-meter" hidden></meter></dd>
       <dt>this month</dt><dd><span id="exit-quota-month"></span> <meter id="exit-quota-month-meter" hidden></meter></dd>
-      <dt>within schedule</dt><dd id="exit-schedule"></dd>
+      <dt>schedule</dt><dd id="exit-schedule"></dd>
       <dt>rate caps</dt><dd id="exit-caps"></dd>
       <dt>reputation</dt><dd id="exit-reputation"></dd>
     </dl>
@@ -151,7 +151,8 @@ const BODY = `
       <dt>spent</dt><dd id="credits-spent"></dd>
       <dt>allowance</dt><dd id="credits-allowance"></dd>
       <dt>not yet signed</dt><dd id="credits-pending"></dd>
-      <dt>consumers held</dt><dd id="credits-holds"></dd>
+      <dt>held for unsigned bytes</dt><dd id="credits-holds"></dd>
+      <dt>forgiven</dt><dd id="credits-forgiven"></dd>
       <dt>receipts</dt><dd id="credits-receipts"></dd>
     </dl>
   </section>
