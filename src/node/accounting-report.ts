@@ -116,7 +116,7 @@ export function creditWarning (b: Balance, supplies: boolean, stopAtMicro = 0n):
   // a stop above 0 is the node's own: exits, at their default credit limit of 0, still carry a positive balance
   const exits = b.balanceMicro > 0n ? 'exits would still carry it (at their default credit limit of 0): the stop is its own' : 'exits refuse it too'
   const stopped = b.balanceMicro > stopAtMicro
-    ? `exits refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up (accounting.stop_at_balance ${formatCredits(stopAtMicro)} lets this node go on until then)`
+    ? `exits at the default credit limit (0) refuse this node's new tunnels (HTTP 402, SOCKS5 0x02) and close the open ones once what they carried is used up; exits whose operators set a lower accounting.credit_limit carry it down to that (accounting.stop_at_balance ${formatCredits(stopAtMicro)} lets this node go on until then)`
     : `this node opens no tunnel (HTTP 402, SOCKS5 0x02) and ends its open ones while its balance is not above accounting.stop_at_balance (${formatCredits(stopAtMicro)}), and ${exits}`
   return `out of credit: balance ${formatCredits(b.balanceMicro)} (allowance ${formatCredits(b.allowanceMicro)} + earned ${formatCredits(b.earnedMicro)} - spent ${formatCredits(b.spentMicro)}); ${stopped}; ${earn}`
 }

@@ -81,8 +81,12 @@ export interface SparebandNodeInit {
 
 export interface PeerInfoSummary {
   peerId: string
+  /** The remote address of each connection to the peer. */
   addresses: string[]
+  /** The first connection's direction; `directions` has each one's. */
   direction: 'inbound' | 'outbound'
+  /** Each connection's direction, in the order of `addresses`: a peer behind NAT may have dialled us as we dialled it through its relay. */
+  directions: Array<'inbound' | 'outbound'>
   limited: boolean
   agent?: string
   region?: string
@@ -550,7 +554,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       const id = conn.remotePeer.toString()
       let entry = byPeer.get(id)
       if (entry == null) {
-        entry = { peerId: id, addresses: [], direction: conn.direction, limited: conn.limits != null }
+        entry = { peerId: id, addresses: [], direction: conn.direction, directions: [], limited: conn.limits != null }
         try {
           const peer = await this.libp2p.peerStore.get(conn.remotePeer)
           const agent = peer.metadata.get('AgentVersion')
@@ -563,6 +567,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         byPeer.set(id, entry)
       }
       entry.addresses.push(conn.remoteAddr.toString())
+      entry.directions.push(conn.direction)
       entry.limited = entry.limited && conn.limits != null
     }
     return [...byPeer.values()].sort((a, b) => a.peerId.localeCompare(b.peerId))

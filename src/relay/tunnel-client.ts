@@ -128,6 +128,19 @@ export class UnreachableExitError extends TunnelError {
   }
 }
 
+/**
+ * What a failed dial said, with each address's reason when libp2p tried
+ * several: its "All multiaddr dials failed" alone told an operator nothing
+ * of an exit behind NAT (a dead relay's circuit, an unroutable home address).
+ */
+export function dialFailure (err: any): string {
+  const each: unknown[] = Array.isArray(err?.errors) ? err.errors : []
+  const reasons = [...new Set(each.map(e => String((e as any)?.message ?? e).slice(0, 200)))]
+  if (reasons.length === 0) return String(err?.message ?? err)
+  const shown = reasons.slice(0, 4).join('; ')
+  return `${String(err.message)}: ${shown}${reasons.length > 4 ? `; and ${reasons.length - 4} more` : ''}`
+}
+
 export class NoExitError extends Error {
   static name = 'NoExitError'
   constructor (message = 'No exit available') {
@@ -258,7 +271,7 @@ export class TunnelClient {
         this.init.selector.unreachable?.(exit)
         this.init.liveness?.unreachable(exit)
       }
-      throw new UnreachableExitError(exit.toString(), err.message)
+      throw new UnreachableExitError(exit.toString(), dialFailure(err))
     }
     try {
       return await this.request(stream, exit, target, signal, started)

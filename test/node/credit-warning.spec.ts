@@ -33,7 +33,8 @@ describe('creditWarning', () => {
       const supplying = creditWarning(ledger.balance(), true)
       expect(supplying).toMatch(/^out of credit: balance -0\.0005 \(allowance 0\.002 \+ earned 0 - spent 0\.0025\); this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones while its balance is not above accounting\.stop_at_balance \(0\), and exits refuse it too;/)
       // a node told to go on into the credit exits extend says who stops it then
-      expect(creditWarning(ledger.balance(), true, -1_000n)).toMatch(/; exits refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\) and close the open ones once what they carried is used up \(accounting\.stop_at_balance -0\.001 lets this node go on until then\);/)
+      // exits whose operators lowered their credit limit (the README's longer try-out) still carry it: said so, not "exits refuse"
+      expect(creditWarning(ledger.balance(), true, -1_000n)).toMatch(/; exits at the default credit limit \(0\) refuse this node's new tunnels \(HTTP 402, SOCKS5 0x02\) and close the open ones once what they carried is used up; exits whose operators set a lower accounting\.credit_limit carry it down to that \(accounting\.stop_at_balance -0\.001 lets this node go on until then\);/)
       expect(supplying).toMatch(/earns credit as an exit when others route traffic through it$/)
       // a stop above a balance that is still positive is the node's own: exits would carry it
       const atOwnStop = { ...ledger.balance(), balanceMicro: 500n }

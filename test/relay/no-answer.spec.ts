@@ -9,6 +9,7 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { defaultLogger } from '@libp2p/logger'
+import { multiaddr } from '@multiformats/multiaddr'
 import { TUNNEL_PROTOCOL } from '../../src/constants.ts'
 import { Ingress, ProxyRefusal } from '../../src/relay/ingress.ts'
 import { TunnelClient } from '../../src/relay/tunnel-client.ts'
@@ -100,6 +101,19 @@ it('an exit that cannot be dialled is told to the selector as unreachable (its a
   expect(unreachable).toHaveLength(2)
   await expect(hanging.open({ host: 'example.test', port: 443 }, {}, { signal: AbortSignal.timeout(50) })).rejects.toThrow(/timeout|aborted/i)
   expect(unreachable).toHaveLength(2)
+})
+
+it('says what each of an exit\'s addresses answered when none could be dialled, not only that all failed', async () => {
+  // a peer at two loopback ports nothing listens on (an exit behind NAT has a circuit and a home address, say)
+  const gone = (await loopbackNode()).peerId
+  await consumer.peerStore.merge(gone, { multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/1'), multiaddr('/ip4/127.0.0.1/tcp/2')] })
+  const client = new TunnelClient({
+    logger: consumer.logger,
+    dialProtocol: async (peer, protocol, options) => consumer.dialProtocol(peer, protocol, options)
+  }, { selector: { candidates: async () => [gone], report: () => {} }, responseTimeoutMs: 5000, maxAttempts: 1 })
+  const err = await client.open({ host: 'example.test', port: 443 }, {}).then(() => undefined, (e: unknown) => e) as Error
+  expect(err.name).toBe('NoExitError')
+  expect(err.message).toMatch(/All multiaddr dials failed: .*ECONNREFUSED 127\.0\.0\.1:1.*; .*ECONNREFUSED 127\.0\.0\.1:2/)
 })
 
 /** An exit on loopback, dialled by the consumer, that reads each tunnel request and answers `status`; counts the requests. */

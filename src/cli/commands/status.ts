@@ -28,7 +28,7 @@ export function registerStatus (program: Command, dataDirOf: (cmd: Command) => s
       if (opts.json === true) printJson(peers)
       else {
         process.stdout.write(formatTable(['PEER', 'DIRECTION', 'RTT ms', 'AGENT', 'ADDRESS'],
-          peers.map(p => [p.peerId, p.direction + (p.limited ? ' (relayed)' : ''), p.latencyMs, p.agent, p.addresses.join(' ')])))
+          peers.map(p => [p.peerId, (new Set(p.directions ?? [p.direction]).size > 1 ? 'both' : p.direction) + (p.limited ? ' (relayed)' : ''), p.latencyMs, p.agent, p.addresses.join(' ')])))
         process.stdout.write(`${peers.length} peer(s)\n`)
       }
     })
