@@ -127,8 +127,9 @@ export class ReceiptGossip {
    * key: a pair of them signs receipts for free, and every node kept rows
    * for each for good (a hostile-peer review had 1,000 stored on every node
    * in 2 s). An honest exit's message carries the proof its consumer
-   * showed it, and an exit carries a consumer without one only past the
-   * default credit limit. With a difficulty of 0 keys are free anyway.
+   * showed it, and an exit carries a consumer that has none only if its
+   * operator lowered accounting.credit_limit below 0. With a difficulty of
+   * 0 keys are free anyway.
    */
   private showedProof (consumer: Uint8Array): boolean {
     const difficulty = this.init.ledger.powDifficulty

@@ -140,11 +140,10 @@ export function exitPart (node: SparebandNode): NodePart {
       }
       if (s != null && !s.withinSchedule) warnings.push(`the exit is outside its share schedule: it takes no new tunnels (OUTSIDE_SCHEDULE), and ended the open ones, while exit.schedule = "${node.config.exit.schedule}" (local time) keeps it closed`)
       if (s?.paused === true) {
-        warnings.push(s.stateNotSaved == null
-          ? `the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels, across restarts, until "spareband resume" (POST /v1/exit/resume)`
-          : `the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels until "spareband resume", but only until the node stops: ${s.stateNotSaved}`)
+        const until = s.stateNotSaved == null ? ', across restarts, until "spareband resume" (POST /v1/exit/resume)' : ` until "spareband resume", but only until the node stops: ${s.stateNotSaved}`
+        warnings.push(`the exit is paused${s.pausedSince != null ? ` (since ${s.pausedSince})` : ''}: it takes no new tunnels${until}`)
       } else if (s?.stateNotSaved != null) {
-        warnings.push(`the exit was resumed, but only until the node stops (a restart would find it paused): ${s.stateNotSaved}`)
+        warnings.push(`the exit was resumed, but only until the node stops (a restart goes back to the state last saved): ${s.stateNotSaved}`)
       }
       return warnings
     },

@@ -202,7 +202,7 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
       expect(await text(page, '#warnings')).not.toContain('across restarts')
       const cli = await runCli(['resume', '--data-dir', exit.dataDir])
       expect(cli.code, cli.stderr).toBe(0)
-      expect(cli.stdout).toMatch(/^exit resumed: it takes new tunnels\nonly until the node stops \(a restart would find it paused\): /)
+      expect(cli.stdout).toMatch(/^exit resumed: it takes new tunnels\nonly until the node stops \(a restart goes back to the state last saved\): /)
     } finally {
       await rmdir(blocker)
     }

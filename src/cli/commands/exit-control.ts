@@ -20,9 +20,10 @@ export function registerExitControl (program: Command, dataDirOf: (cmd: Command)
     .option('--json', 'print the exit\'s status as JSON')
     .action(async (opts, cmd: Command) => {
       const exit = await callApi(dataDirOf(cmd), '/v1/exit/pause', { method: 'POST', body: {} })
-      if (opts.json === true) printJson(exit)
-      else if (exit.stateNotSaved != null) process.stdout.write(`exit paused since ${String(exit.pausedSince)}: it takes no new tunnels until "spareband resume", but only until the node stops: ${String(exit.stateNotSaved)}; the ${Number(exit.tunnelsOpen)} tunnel(s) open now carry on\n`)
-      else process.stdout.write(`exit paused since ${String(exit.pausedSince)}: it takes no new tunnels, across restarts, until "spareband resume"; the ${Number(exit.tunnelsOpen)} tunnel(s) open now carry on\n`)
+      if (opts.json === true) return printJson(exit)
+      // a state file that could not be written: paused all the same, until the node stops
+      const until = exit.stateNotSaved == null ? ', across restarts, until "spareband resume"' : ` until "spareband resume", but only until the node stops: ${String(exit.stateNotSaved)}`
+      process.stdout.write(`exit paused since ${String(exit.pausedSince)}: it takes no new tunnels${until}; the ${Number(exit.tunnelsOpen)} tunnel(s) open now carry on\n`)
     })
 
   program.command('resume')
@@ -34,7 +35,7 @@ export function registerExitControl (program: Command, dataDirOf: (cmd: Command)
       else {
         const why = stillBlocked(exit)
         process.stdout.write(why.length === 0 ? 'exit resumed: it takes new tunnels\n' : `exit resumed, but it takes no new tunnels yet: ${why.join(', and ')}\n`)
-        if (exit.stateNotSaved != null) process.stdout.write(`only until the node stops (a restart would find it paused): ${String(exit.stateNotSaved)}\n`)
+        if (exit.stateNotSaved != null) process.stdout.write(`only until the node stops (a restart goes back to the state last saved): ${String(exit.stateNotSaved)}\n`)
       }
     })
 }
