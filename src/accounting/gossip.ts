@@ -92,7 +92,7 @@ export interface ReceiptGossipInit {
 
 export class ReceiptGossip {
   private readonly log: Logger
-  /** ignoredNoProof: of those ignored, receipts of consumers that showed no proof of work (see showedProof) */
+  /** ignoredNoProof: of those ignored, receipts of consumers that showed no proof of work and earned nothing (see canPay) */
   stats = { accepted: 0, ignored: 0, ignoredNoProof: 0, rejected: 0, published: 0 }
 
   constructor (private readonly init: ReceiptGossipInit) {
@@ -122,18 +122,22 @@ export class ReceiptGossip {
   }
 
   /**
-   * Whether the consumer showed a proof of work that meets this node's
-   * difficulty, in this message or before. Without one it is a throw-away
+   * Whether the consumer can pay as far as this node knows: it showed a
+   * proof of work that meets this node's difficulty (in this message or
+   * before), or it earned here as an exit. Otherwise it is a throw-away
    * key: a pair of them signs receipts for free, and every node kept rows
    * for each for good (a hostile-peer review had 1,000 stored on every node
-   * in 2 s). An honest exit's message carries the proof its consumer
-   * showed it, and an exit carries a consumer that has none only if its
-   * operator lowered accounting.credit_limit below 0. With a difficulty of
-   * 0 keys are free anyway.
+   * in 2 s). An exit carries a consumer that has neither only if its
+   * operator lowered accounting.credit_limit below 0; an honest exit's
+   * message carries the proof its consumer showed it. One that earned pays
+   * with that, and its spending must reach the others, or it could spend
+   * the same credit at every exit. With a difficulty of 0 keys are free
+   * anyway.
    */
-  private showedProof (consumer: Uint8Array): boolean {
+  private canPay (consumer: Uint8Array): boolean {
     const difficulty = this.init.ledger.powDifficulty
-    return difficulty <= 0 || (this.init.ledger.pow(consumer)?.difficulty ?? -1) >= difficulty
+    if (difficulty <= 0 || (this.init.ledger.pow(consumer)?.difficulty ?? -1) >= difficulty) return true
+    return this.init.ledger.balance(consumer).earnedMicro > 0n
   }
 
   /** The topic validator. A validator that throws counts as Ignore, so every failure is answered explicitly. */
@@ -157,8 +161,8 @@ export class ReceiptGossip {
         // proof too weak for an allowance here is not kept: it would be a row per throw-away key
         if (consumerPow.difficulty >= this.init.ledger.powDifficulty) this.init.ledger.recordPow(r.consumer!, consumerPow.nonce, consumerPow.difficulty)
       }
-      if (!this.showedProof(r.consumer!)) {
-        this.log('ignored a gossiped receipt of a consumer that showed no proof of work')
+      if (!this.canPay(r.consumer!)) {
+        this.log('ignored a gossiped receipt of a consumer that showed no proof of work and earned nothing')
         this.stats.ignored++
         this.stats.ignoredNoProof++
         return TopicValidatorResult.Ignore

@@ -80,6 +80,25 @@ export interface ControlApiInit {
   dashboard?: (nonce: string) => Promise<string> | string
 }
 
+/**
+ * The request target's path and query: origin-form ("/v1/status"), or
+ * absolute-form ("http://127.0.0.1:7070/v1/status", which HTTP/1.1 servers
+ * must take). Resolved against a base URL, "//evil.example/v1/peers" was a
+ * host and a path ("/v1/peers" was served) and "//" no URL at all (a 500);
+ * here a target is appended to a fixed origin, so those are paths that
+ * match no route. Undefined for anything else.
+ */
+export function requestUrl (target: string): URL | undefined {
+  if (target.startsWith('/')) return new URL(`http://localhost${target}`)
+  if (!/^https?:\/\//i.test(target)) return undefined
+  try {
+    const absolute = new URL(target)
+    return new URL(`http://localhost${absolute.pathname}${absolute.search}`)
+  } catch {
+    return undefined
+  }
+}
+
 export class ControlApi {
   private server?: Server
   private token = ''
@@ -135,11 +154,8 @@ export class ControlApi {
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      // origin-form only ("/v1/status"): resolved against a base, "//evil.example/v1/peers" became a host
-      // and a path ("/v1/peers" was served), and "//" no URL at all (a 500)
-      const target = req.url ?? '/'
-      if (!target.startsWith('/')) return sendJson(res, 400, { error: `the request target must be a path such as /v1/status, not ${JSON.stringify(target.slice(0, 100))}` })
-      const url = new URL(`http://localhost${target}`)
+      const url = requestUrl(req.url ?? '/')
+      if (url == null) return sendJson(res, 400, { error: `the request target must be a path such as /v1/status, not ${JSON.stringify((req.url ?? '').slice(0, 100))}` })
       // HEAD: the page's headers (Node's server leaves the body out)
       if (url.pathname === '/' && (req.method === 'GET' || req.method === 'HEAD') && this.init.dashboard != null) {
         return await this.sendDashboard(req, res, this.init.dashboard)

@@ -197,8 +197,10 @@ export class RoutingSelector implements ExitSelector {
     // a new session's exit is drawn among the good ones (StickySessions.arrange), but not in an
     // exploration round, whose first exit is there to be tried (its score is a draw of its own), and
     // never one found gone: a session bound to it had each request go wherever ranked best then
-    const draw = ranked[0]?.explored === true ? undefined : (r: RankedExit<ExitCandidate>) => this.askedLast?.(r.candidate.id) === true ? NaN : r.score
-    const arranged = this.askLaterIfNotNow(request, this.sticky.arrange(request, ranked, r => r.candidate.peerId, draw))
+    // nor one that just said "not now" to us: the new session would wait it out there while another is free
+    const now = this.now()
+    const draw = ranked[0]?.explored === true ? undefined : (r: RankedExit<ExitCandidate>) => this.askedLast?.(r.candidate.id) === true || this.saysNotNow(r.candidate.peerId, now) ? NaN : r.score
+    const arranged = this.askLaterIfNotNow(request, this.sticky.arrange(request, ranked, r => r.candidate.peerId, draw), now)
     if (arranged.length > 0) this.pick(arranged[0].candidate.peerId)
     return arranged
   }
@@ -209,19 +211,19 @@ export class RoutingSelector implements ExitSelector {
    * requests: a session keeps its exit and waits out "not now" there (see
    * TunnelClient.open), and a new one is drawn among the good exits.
    */
-  private askLaterIfNotNow<T extends RankedExit<ExitCandidate>> (request: ExitRequest, arranged: T[]): T[] {
+  private askLaterIfNotNow<T extends RankedExit<ExitCandidate>> (request: ExitRequest, arranged: T[], now: number): T[] {
     if (this.saidNotNow.size === 0 || request.sessionId != null) return arranged
-    const now = this.now()
-    const later = (r: T): boolean => {
-      const id = r.candidate.peerId
-      const said = this.saidNotNow.get(id)
-      if (said == null) return false
-      if (now - said.at < RATE_LIMITED_ASK_LATER_MS && this.openThrough(id) >= said.open) return true
-      this.saidNotNow.delete(id)
-      return false
-    }
-    const deferred = new Set(arranged.filter(later))
+    const deferred = new Set(arranged.filter(r => this.saysNotNow(r.candidate.peerId, now)))
     return deferred.size === 0 ? arranged : [...arranged.filter(r => !deferred.has(r)), ...deferred]
+  }
+
+  /** Whether `id` said RATE_LIMITED to us lately and none of our tunnels through it closed since (forgotten once not). */
+  private saysNotNow (id: string, now: number): boolean {
+    const said = this.saidNotNow.get(id)
+    if (said == null) return false
+    if (now - said.at < RATE_LIMITED_ASK_LATER_MS && this.openThrough(id) >= said.open) return true
+    this.saidNotNow.delete(id)
+    return false
   }
 
   private pick (id: string): void {
@@ -245,7 +247,9 @@ export class RoutingSelector implements ExitSelector {
       if (outcome.status === 'RATE_LIMITED') this.rememberNotNow(id, at)
       return
     }
-    if (outcome.ok) this.saidNotNow.delete(id)
+    // a tunnel through it that worked, asked after it said "not now": room again. One asked before (its OK
+    // comes once the exit's connect is done, often after the refusals of the same burst) says nothing of that
+    if (outcome.ok && at - (outcome.setupMs ?? 0) >= (this.saidNotNow.get(id)?.at ?? Infinity)) this.saidNotNow.delete(id)
     // a target's failure counts against the exit only when the exit fails targets far more often than the region's others
     const againstExit = this.targetJudge(request.region).record(id, at, outcome.ok ? undefined : outcome.status)
     if (!outcome.ok && (outcome.status == null || !TARGET_FAILURE_STATUSES.has(outcome.status) || againstExit)) {

@@ -218,6 +218,13 @@ describe('receipt gossip validator', () => {
     expect(gossip.stats.ignoredNoProof - before.ignoredNoProof).toBe(20)
     expect(gossip.stats.rejected).toBe(before.rejected)
     expect(ledger.receipts()).toHaveLength(rows)
+    // a key with no proof that earned here as an exit pays with that: its spending is taken (and so reaches the
+    // others), or it could spend the same credit at every exit that admits it
+    const [earner, itsExit] = await parties(2)
+    expect(await gossip.validate(encodeReceipt(await countersigned(alice, earner, { sessionId: 'earned' })))).toBe(TopicValidatorResult.Accept)
+    expect(ledger.balance(earner.bytes).earnedMicro).toBeGreaterThan(0n)
+    expect(await gossip.validate(encodeReceipt(await countersigned(earner, itsExit, { sessionId: 'spends' })))).toBe(TopicValidatorResult.Accept)
+    expect(ledger.balance(earner.bytes).spentMicro).toBeGreaterThan(0n)
     // with a difficulty of 0 a key costs nothing anyway: taken as before
     const free = Ledger.open(':memory:', { powDifficulty: 0 })
     const open = new ReceiptGossip({ pubsub: undefined as unknown as GossipSub, topic: TOPIC, ledger: free, logger: defaultLogger() })

@@ -7,6 +7,7 @@
  */
 import { afterAll, expect, it } from 'vitest'
 import { createSparebandNode } from '../../src/index.ts'
+import { directionLabel } from '../../src/cli/commands/status.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandNode } from '../../src/index.ts'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -36,4 +37,7 @@ it('lists the direction of every connection to a peer, in the order of its addre
   const conns = a.libp2p.getConnections(b.peerId)
   expect(entry!.addresses).toEqual(conns.map(c => c.remoteAddr.toString()))
   expect(entry!.directions).toEqual(conns.map(c => c.direction))
+  // what spareband peers shows for it
+  expect(directionLabel(entry!)).toBe('both')
+  expect(directionLabel({ ...entry!, directions: ['outbound', 'outbound'], limited: true })).toBe('outbound (relayed)')
 })

@@ -232,6 +232,24 @@ describe('the routing selector and an exit that said RATE_LIMITED to us', () => 
     expect(selector.telemetry.predict(a.toString(), Date.now()).failures).toBe(0)
   })
 
+  it('is not ended by the OK of an attempt begun before the refusal (a burst\'s admitted tunnels answer after its refused ones)', async () => {
+    const { selector, a, b, clock } = await twoExits()
+    selector.report(a, { region: 'de' }, { ok: false, status: 'RATE_LIMITED' })
+    clock.t += 300
+    // asked 500 ms ago, before the refusal: the exit's connect took that long
+    selector.report(a, { region: 'de' }, { ok: true, setupMs: 500 })
+    expect(await firstFor(selector)).toBe(b.toString())
+    // asked after it: room again
+    selector.report(a, { region: 'de' }, { ok: true, setupMs: 100 })
+    expect(await firstFor(selector)).toBe(a.toString())
+  })
+
+  it('draws no new session onto it while it says "not now"', async () => {
+    const { selector, a, b } = await twoExits()
+    selector.report(a, { region: 'de' }, { ok: false, status: 'RATE_LIMITED' })
+    for (let i = 0; i < 20; i++) expect(await firstFor(selector, { region: 'de', sessionId: `new-${i}` })).toBe(b.toString())
+  })
+
   it('leaves a session\'s exit first: a session waits out "not now" where it is', async () => {
     const { selector, a, b } = await twoExits()
     const session = { region: 'de', sessionId: 'job-1' }

@@ -10,6 +10,12 @@ function withDashboard (status: Record<string, unknown>): Record<string, unknown
   return Object.fromEntries(Object.entries(status).flatMap(([k, v]) => k === 'api' ? [[k, v], ['dashboard', dashboard]] : [[k, v]]))
 }
 
+/** The DIRECTION column: "both" for a peer with a connection each way (one behind NAT that dialled us as we dialled it through its relay). */
+export function directionLabel (p: { direction: string, directions?: string[], limited: boolean }): string {
+  const direction = new Set(p.directions ?? [p.direction]).size > 1 ? 'both' : p.direction
+  return direction + (p.limited ? ' (relayed)' : '')
+}
+
 export function registerStatus (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('status')
     .description('show the running node\'s status')
@@ -28,7 +34,7 @@ export function registerStatus (program: Command, dataDirOf: (cmd: Command) => s
       if (opts.json === true) printJson(peers)
       else {
         process.stdout.write(formatTable(['PEER', 'DIRECTION', 'RTT ms', 'AGENT', 'ADDRESS'],
-          peers.map(p => [p.peerId, (new Set(p.directions ?? [p.direction]).size > 1 ? 'both' : p.direction) + (p.limited ? ' (relayed)' : ''), p.latencyMs, p.agent, p.addresses.join(' ')])))
+          peers.map(p => [p.peerId, directionLabel(p), p.latencyMs, p.agent, p.addresses.join(' ')])))
         process.stdout.write(`${peers.length} peer(s)\n`)
       }
     })

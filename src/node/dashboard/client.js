@@ -138,7 +138,8 @@ let token = null
 async function api (path, init = {}) {
   const res = await fetch(path, { ...init, cache: 'no-store', headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(API_TIMEOUT_MS) })
   if (res.status === 401) throw new Unauthorized()
-  const body = await res.json().catch(() => ({}))
+  // a body that is no JSON is an empty one; a body the node stopped sending is no answer
+  const body = await res.json().catch(err => { if (isTimeout(err)) throw err; return {} })
   if (!res.ok) throw Object.assign(new Error(`${path}: ${res.status} ${body.error ?? res.statusText}`), { status: res.status })
   return body
 }
