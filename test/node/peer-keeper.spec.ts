@@ -7,6 +7,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createSparebandNode } from '../../src/index.ts'
 import { Backoff, peerKeeper } from '../../src/node/peer-keeper.ts'
 import { freePort, tempDir, waitFor } from '../utils/cli.ts'
@@ -84,6 +85,31 @@ describe('the peer keeper', () => {
     node.services.keeper.addEventListener('keeper:lost', e => lost.push(e.detail))
     await sleep(500)
     expect(lost).toEqual([])
+  })
+
+  // (its DHT's random walk dials peers it knew; the keeper itself dials only the bootstrap peers)
+  it('a node left with no peer while its bootstrap peer is down dials other peers it knew, and is back in the network', async () => {
+    const config = { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { enabled: false }, exit: { enabled: false }, network: { local_testnet: true } }
+    const boot = await createSparebandNode({ dataDir: await tempDir('sb-keep-'), config })
+    // a peer it met, with no bootstrap list of its own (so no keeper that would dial back)
+    const met = await createSparebandNode({ dataDir: await tempDir('sb-keep-'), config })
+    cleanups.push(async () => boot.stop(), async () => met.stop())
+    await boot.start()
+    await met.start()
+    const node = await createSparebandNode({
+      dataDir: await tempDir('sb-keep-'),
+      config: { ...config, network: { local_testnet: true, bootstrap: [boot.status().addresses[0]], redial_max_seconds: 1 } }
+    })
+    cleanups.push(async () => node.stop())
+    await node.start()
+    await node.libp2p.dial(multiaddr(met.status().addresses[0]))
+    await waitFor(() => node.libp2p.getConnections(boot.peerId).length > 0, { what: 'the bootstrap connection' })
+    // the bootstrap node goes, and the other peer hangs up: no peer at all
+    await boot.stop()
+    await met.libp2p.hangUp(node.peerId)
+    await waitFor(() => node.libp2p.getConnections().length === 0 || node.libp2p.getConnections(met.peerId).length > 0, { what: 'the node alone' })
+    await waitFor(() => node.libp2p.getConnections(met.peerId).length > 0, { timeoutMs: 8000, what: 'a connection to the peer it knew, dialled by the node' })
+    expect(node.libp2p.getConnections(met.peerId)[0].direction).toBe('outbound')
   })
 
   it('a node whose only bootstrap peer was down at start joins it once it is up', async () => {
