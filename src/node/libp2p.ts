@@ -30,6 +30,7 @@ import { dcutr } from '@libp2p/dcutr'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
+import { BoundedDhtDatastore } from './dht-datastore.ts'
 import { peerKeeper } from './peer-keeper.ts'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
 import { AddressInUseError } from '../errors.ts'
@@ -181,6 +182,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup }:
   }
   return {
     privateKey,
+    // libp2p's in-memory default, with the DHT's records and provider entries bounded (dht-datastore.ts)
+    datastore: new BoundedDhtDatastore(),
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
       listen,
