@@ -75,6 +75,15 @@ export class NodeNotRunningError extends Error {
 }
 
 /** A listener (proxy, control API) could not bind because something else holds its address. */
+/**
+ * A bind to an address that is none of this machine's (EADDRNOTAVAIL), as
+ * a ConfigError naming the setting: the bare system error named neither the
+ * setting nor what to put there.
+ */
+export function notOwnAddress (what: string, key: string, host: string): ConfigError {
+  return new ConfigError(`${what}: ${host} is not an address of this machine (EADDRNOTAVAIL): give one of its own addresses, 127.0.0.1, or 0.0.0.0 for all of them`, { key, source: key })
+}
+
 export class AddressInUseError extends Error {
   static name = 'AddressInUseError'
   /** `127.0.0.1:1080`, `[::1]:1080` */

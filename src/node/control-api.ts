@@ -9,7 +9,7 @@ import { createServer } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, writeFile, rm, chmod, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AddressInUseError, formatHostPort } from '../errors.ts'
+import { AddressInUseError, formatHostPort, notOwnAddress } from '../errors.ts'
 import { dashboardHeaders, isLocalHostHeader } from './dashboard/security.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -116,6 +116,7 @@ export class ControlApi {
     const server = createServer((req, res) => { void this.handle(req, res) })
     await new Promise<void>((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException): void => {
+        if (err.code === 'EADDRNOTAVAIL') { reject(notOwnAddress('the control API (api.host)', 'api.host', this.init.host)); return }
         if (err.code !== 'EADDRINUSE') { reject(err); return }
         const address = formatHostPort(this.init.host, this.init.port)
         reject(new AddressInUseError(`the control API (api.port / --api-port): ${address} is in use`, { address }))

@@ -7,7 +7,7 @@
 import { createServer } from 'node:net'
 import { second } from '../constants.ts'
 import { readInBulk } from './bulk-read.ts'
-import { AddressInUseError, formatHostPort } from '../errors.ts'
+import { AddressInUseError, formatHostPort, notOwnAddress } from '../errors.ts'
 import type { Ingress } from './ingress.ts'
 import type { AddressInfo, Server, Socket } from 'node:net'
 
@@ -36,6 +36,7 @@ export abstract class ProxyListener {
     })
     await new Promise<void>((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException): void => {
+        if (err.code === 'EADDRNOTAVAIL') { reject(notOwnAddress(`${this.what} (proxy.host / --proxy-host)`, 'proxy.host', this.host)); return }
         if (err.code !== 'EADDRINUSE') { reject(err); return }
         const address = formatHostPort(this.host, this.requestedPort)
         const what = this.setting == null ? this.what : `${this.what} (${this.setting})`

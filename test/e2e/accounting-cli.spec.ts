@@ -259,6 +259,17 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     const stopped = await runCli(['balance', '--data-dir', dataDir], { env: { ...env, SPAREBAND_STOP_AT_BALANCE: '1000' } })
     expect(stopped.code, stopped.stderr).toBe(0)
     expect(stopped.stdout).toMatch(/^outOfCredit\s+out of credit: balance [0-9.]+ \(allowance [0-9.]+ \+ earned [0-9.]+ - spent [0-9.]+\); this node opens no tunnel \(HTTP 402, SOCKS5 0x02\) and ends its open ones while its balance is not above accounting\.stop_at_balance \(1000\), and exits would still carry it \(at their default credit limit of 0\): the stop is its own; it earns credit as an exit when others route traffic through it$/m)
+    // the same stop from a config file the node runs with (--config), as the README says
+    const configFile = join(await tempDir('sb-offline-config-'), 'node.toml')
+    await writeFile(configFile, '[accounting]\nstop_at_balance = 1000\n')
+    const fromConfig = await runCli(['balance', '--data-dir', dataDir, '--config', configFile], { env })
+    expect(fromConfig.code, fromConfig.stderr).toBe(0)
+    expect(fromConfig.stdout).toMatch(/^outOfCredit\s+out of credit: .*accounting\.stop_at_balance \(1000\)/m)
+    const receiptsFromConfig = await runCli(['receipts', '--data-dir', dataDir, '--config', configFile], { env })
+    expect(receiptsFromConfig.code, receiptsFromConfig.stderr).toBe(0)
+    const missing = await runCli(['balance', '--data-dir', dataDir, '--config', join(configFile, 'nope.toml')], { env })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('nope.toml')
     // the readable form: the same lines, pending says it is unknown instead of 0
     // (the key column is as wide as the longest key, which differs)
     const lines = (text: string): string[] => text.trimEnd().split('\n').map(l => l.replace(/\s+/, ' '))

@@ -232,6 +232,18 @@ describe('a listener port in use names the listener and its setting', () => {
     }
   })
 
+  it('a proxy or control API host that is not this machine\'s is a setting error naming the key (exit 2), not the bare system error', async () => {
+    // TEST-NET-1: no interface has it, so the bind fails; nothing is sent anywhere
+    const d = await dataDir()
+    const proxy = await startFails(d, ['--proxy-host', '192.0.2.1'], { SPAREBAND_PROXY_USERNAME: 'u', SPAREBAND_PROXY_PASSWORD: 'p' })
+    expect(proxy.code).toBe(2)
+    expect(proxy.stderr.trim()).toMatch(/^spareband: the (SOCKS5|HTTP) proxy \(proxy\.host \/ --proxy-host\): 192\.0\.2\.1 is not an address of this machine \(EADDRNOTAVAIL\): give one of its own addresses, 127\.0\.0\.1, or 0\.0\.0\.0 for all of them$/)
+    await writeFile(join(d, 'config.toml'), '[api]\nhost = "192.0.2.1"\n')
+    const api = await startFails(d, [])
+    expect(api.code).toBe(2)
+    expect(api.stderr.trim()).toBe('spareband: the control API (api.host): 192.0.2.1 is not an address of this machine (EADDRNOTAVAIL): give one of its own addresses, 127.0.0.1, or 0.0.0.0 for all of them')
+  })
+
   it('a listen address that is not this machine\'s says so, in a line, without libp2p\'s advice about its own options', async () => {
     // TEST-NET-1: no interface has it, so the bind fails; nothing is sent anywhere
     const r = await startFails(await dataDir(), ['--listen', '/ip4/192.0.2.1/tcp/0'])
