@@ -81,7 +81,7 @@ export class NodeNotRunningError extends Error {
  * setting nor what to put there.
  */
 export function notOwnAddress (what: string, key: string, host: string): ConfigError {
-  return new ConfigError(`${what}: ${host} is not an address of this machine (EADDRNOTAVAIL): give one of its own addresses, 127.0.0.1, or 0.0.0.0 for all of them`, { key, source: key })
+  return new ConfigError(`${what}: ${host} is not an address of this machine (EADDRNOTAVAIL): give one of its own addresses, 127.0.0.1, or 0.0.0.0 for all of them`, { key })
 }
 
 export class AddressInUseError extends Error {

@@ -38,13 +38,13 @@ export interface BoundedDhtDatastoreInit {
 class BoundedKeys {
   /** Insertion-ordered: a key written again moves to the end. */
   readonly keys = new Set<string>()
+  /** Keys dropped for room since start. */
+  evicted = 0
   constructor (readonly prefix: string, readonly max: number) {}
 }
 
 export class BoundedDhtDatastore extends MemoryDatastore {
   private readonly bounded: BoundedKeys[]
-  /** Entries dropped for room since start, by kind. */
-  readonly evicted = { records: 0, providers: 0 }
 
   constructor (init: BoundedDhtDatastoreInit = {}) {
     super()
@@ -66,8 +66,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
         const oldest = kind.keys.values().next().value!
         kind.keys.delete(oldest)
         void super.delete(new Key(oldest))
-        if (kind === this.bounded[0]) this.evicted.records++
-        else this.evicted.providers++
+        kind.evicted++
       }
     }
     return written
@@ -78,6 +77,11 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     const id = key.toString()
     this.bounded.find(b => id.startsWith(b.prefix))?.keys.delete(id)
     return deleted
+  }
+
+  /** Entries dropped for room since start, by kind. */
+  get evicted (): { records: number, providers: number } {
+    return { records: this.bounded[0].evicted, providers: this.bounded[1].evicted }
   }
 
   /** DHT records and provider entries held now. */

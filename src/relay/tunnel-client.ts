@@ -105,15 +105,16 @@ export interface TunnelClientInit {
   ownExitRegion?: string
 }
 
+/** "Not now, for you": the exit holds as many of this consumer's tunnels (or unsigned bytes) as it takes. */
+function isRateLimited (err: unknown): err is TunnelError {
+  return err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED
+}
+
 /**
  * The last exit's refusal, saying what the exits asked before it answered:
  * with one exit paused and the other outside its schedule, the client was
  * told only of the schedule. Its status stays the last exit's.
  */
-function isRateLimited (err: unknown): err is TunnelError {
-  return err instanceof TunnelError && err.status === TunnelStatus.RATE_LIMITED
-}
-
 function withEarlier (err: Error, earlier: string[]): Error {
   if (earlier.length > 0) err.message += ` (${earlier.length === 1 ? 'an exit' : `${earlier.length} exits`} asked before: ${earlier.join('; ')})`
   return err
@@ -176,7 +177,7 @@ export class TunnelClient {
       try {
         return await this.openOnce(target, request, options)
       } catch (err: any) {
-        if (!(err instanceof TunnelError) || err.status !== TunnelStatus.RATE_LIMITED) throw err
+        if (!isRateLimited(err)) throw err
         const wait = backoff * (0.5 + Math.random())
         if (performance.now() + wait > retryUntil || options.signal?.aborted === true) throw err
         this.log('%s:%d: %s, asking again in %d ms', target.host, target.port, err.message, Math.round(wait))

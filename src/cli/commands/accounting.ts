@@ -79,11 +79,14 @@ function parseLimitArg (value: string): number {
   }
 }
 
+/** --config of the commands that read ledger.db themselves when no node runs (balance, receipts). */
+const OFFLINE_CONFIG_HELP = 'with no node running: the config file the node runs with (default: <data-dir>/config.toml)'
+
 export function registerAccounting (program: Command, dataDirOf: (cmd: Command) => string): void {
   program.command('balance')
     .description('credits earned as an exit, spent as a consumer, the allowance and what is still unsigned (from ledger.db when no node runs)')
     .option('--json', 'print JSON')
-    .option('--config <file>', 'with no node running: the config file the node runs with (default: <data-dir>/config.toml)')
+    .option('--config <file>', OFFLINE_CONFIG_HELP)
     .action(async (opts, cmd: Command) => {
       const { value: b, running } = await fromNodeOrLedger<Record<string, unknown>>(cmd, dataDirOf(cmd), '/v1/balance', a => a.balance())
       // JSON: pending is null when no node runs (unknown, not 0)
@@ -94,7 +97,7 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
   program.command('receipts')
     .description('list the countersigned receipts in the ledger, or export them (from ledger.db when no node runs)')
     .option('--json', 'print JSON')
-    .option('--config <file>', 'with no node running: the config file the node runs with (default: <data-dir>/config.toml)')
+    .option('--config <file>', OFFLINE_CONFIG_HELP)
     .option('--limit <n>', `at most this many, newest first (default: ${DEFAULT_RECEIPT_LIST_LIMIT} for the listing, all for --export)`, parseLimitArg)
     .option('--export <format>', 'write an export that "spareband verify" checks offline: csv or json')
     .action(async (opts, cmd: Command) => {
