@@ -13,6 +13,8 @@ import { listensPublicly, ownPublicAddresses } from './own-public-addresses.ts'
 import { noise } from '@chainsafe/libp2p-noise'
 import { noiseCrypto } from './noise-crypto.ts'
 import { batchedYamux } from './yamux-window.ts'
+import { guardedEncrypter, guardedMuxer, guardedTransport, libp2pFraming } from './frame-guard.ts'
+import type { OnFramingRefused } from './frame-guard.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
@@ -101,6 +103,8 @@ export interface BuildLibp2pOptions {
   services?: Record<string, (components: any) => unknown>
   /** How DNS names are looked up before a dial on the public network: the system's resolver (a test gives names of its own). */
   dnsLookup?: LookupAll
+  /** A connection or stream ended for a length prefix longer than any frame needs (frame-guard.ts). */
+  onFramingRefused?: OnFramingRefused
 }
 
 /**
@@ -166,7 +170,7 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
   }))
 }
 
-export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup }: BuildLibp2pOptions): Libp2pOptions<any> {
+export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, onFramingRefused }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
   const advertisedRelays = new AdvertisedRelays()
@@ -189,14 +193,16 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup }:
       listen,
       announce: config.announce
     },
+    // the guards end connections and streams at a length prefix longer than any frame needs (frame-guard.ts);
+    // WebRTC's connections need no negotiation of encrypter or muxer, and its streams are not yamux's
     transports: [
-      tcp(),
+      guardedTransport(tcp(), onFramingRefused),
       webRTCDirect(),
       webRTC(),
-      circuitRelayTransport({ reservationCompletionTimeout: 10 * second })
+      guardedTransport(circuitRelayTransport({ reservationCompletionTimeout: 10 * second }), onFramingRefused)
     ],
-    connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    streamMuxers: [nodeStreamMuxer()],
+    connectionEncrypters: [guardedEncrypter(noise({ crypto: noiseCrypto }), onFramingRefused)],
+    streamMuxers: [guardedMuxer(nodeStreamMuxer(), libp2pFraming([config.network.dht_protocol]), onFramingRefused)],
     connectionMonitor: { pingInterval: MONITOR_PING_INTERVAL, pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
       // its pruner closes next to nothing here: connection-trimmer.ts makes the room

@@ -10,11 +10,15 @@
 import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 
 export interface PeerRefusalNotice {
-  /** 'tunnel': the exit refused a tunnel; 'receipt': it refused a receipt; 'gossip': a gossiped message was rejected. */
-  kind: 'tunnel' | 'receipt' | 'gossip'
-  /** The peer that asked (tunnel, receipt) or forwarded the message (gossip). */
+  /**
+   * 'tunnel': the exit refused a tunnel; 'receipt': it refused a receipt;
+   * 'gossip': a gossiped message was rejected; 'framing': a connection or
+   * stream was ended for a length prefix longer than any frame needs.
+   */
+  kind: 'tunnel' | 'receipt' | 'gossip' | 'framing'
+  /** The peer that asked (tunnel, receipt) or forwarded the message (gossip); for framing, the peer's address (its id is not known yet). */
   peer: string
-  /** The status the consumer was answered (tunnel), or the topic (gossip). */
+  /** The status the consumer was answered (tunnel), the topic (gossip), or what was ended (framing: a connection, or a stream and its protocol). */
   about?: string
   reason: string
   /** Notices of this kind held back since the last one shown, over the rate limit. */
@@ -28,7 +32,7 @@ export class RefusalNotices {
   private readonly limiters: Record<PeerRefusalNotice['kind'], NoticeLimiter>
 
   constructor (private readonly emit: (notice: PeerRefusalNotice) => void, perMinute = REFUSAL_NOTICES_PER_MINUTE) {
-    this.limiters = { tunnel: new NoticeLimiter(perMinute), receipt: new NoticeLimiter(perMinute), gossip: new NoticeLimiter(perMinute) }
+    this.limiters = { tunnel: new NoticeLimiter(perMinute), receipt: new NoticeLimiter(perMinute), gossip: new NoticeLimiter(perMinute), framing: new NoticeLimiter(perMinute) }
   }
 
   note (kind: PeerRefusalNotice['kind'], peer: string, reason: string, about?: string): void {

@@ -24,6 +24,7 @@ import { foundRelaysPart, keeperPart } from './keeper-part.ts'
 import { connectionTrimmerPart } from './connection-trimmer.ts'
 import { aloneWarning, noDhtPeerWarning, unreachableExitWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
+import type { OnFramingRefused } from './frame-guard.ts'
 import { relayServicePart } from './relay-service-part.ts'
 import { isLoopback } from '../relay/listen-address.ts'
 import { lockDataDir } from './data-dir-lock.ts'
@@ -272,8 +273,12 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       accounting = openAccounting(config, dataDir, identity)
       const services: Record<string, (components: any) => unknown> = {}
       for (const f of SERVICE_FACTORIES) Object.assign(services, f(config, dataDir, accounting))
-      const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services })
-      return new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock)
+      // the guards are made with libp2p, before the node whose refusals they report
+      let made: SparebandNode | undefined
+      const onFramingRefused: OnFramingRefused = r => made?.refusals.note('framing', r.remote ?? 'unknown', r.reason, r.what === 'stream' && r.protocol != null ? `stream ${r.protocol}` : r.what)
+      const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services, onFramingRefused })
+      made = new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock)
+      return made
     } catch (err) {
       // the caller gets why create() failed, not a failure to close
       try { await accounting?.ledger.close() } catch {} finally { lock.release() }

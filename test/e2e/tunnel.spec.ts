@@ -59,6 +59,22 @@ describe('tunnels through a direct connection, with real curl', () => {
     expect(res.sha256).toBe(sha256(body))
   })
 
+  it('ends a connection that floods its protocol negotiation, says so in its log, and carries tunnels on', async () => {
+    const port = Number(/^\/ip4\/127\.0\.0\.1\/tcp\/(\d+)/.exec(exit.addresses.find((a: string) => a.startsWith('/ip4/127.0.0.1/tcp/'))!)![1])
+    // multistream-select's header, then length-prefix bytes that all say "more follows", with no handshake
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.write(Buffer.concat([Buffer.from([19]), Buffer.from('/multistream/1.0.0\n'), Buffer.alloc(65536, 0xff)]))
+    await new Promise(resolve => socket.once('close', resolve))
+    const ended = (): string[] => exit.proc.output.split('\n').filter(l => / warn +ended a peer's connection or stream /.test(l))
+    await waitFor(() => ended().length >= 1, { timeoutMs: 5000, what: 'the line in the exit\'s log' })
+    expect(ended()[0]).toMatch(/peer=\/ip4\/127\.0\.0\.1\/tcp\/\d+ /)
+    expect(ended()[0]).toContain('ended=connection')
+    expect(ended()[0]).toContain('length prefix longer than 2 bytes in protocol negotiation')
+    const r = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, `http://127.0.0.1:${target.port}/slice/100000`])
+    expect(sha256(r.stdout)).toBe(sha256(target.blob.subarray(0, 100000)))
+  })
+
   it('logs the bootstrap peer it connected to while starting', () => {
     const lines = consumer.proc.output.split('\n')
     const connected = lines.findIndex(l => / info +peer connected peer=/.test(l) && l.includes(exit.peerId))

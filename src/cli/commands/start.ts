@@ -168,10 +168,11 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         notShown: notShown(e.detail.suppressed)
       }))
       // what the node refused peers: routine for tunnels (no credit, the quota), a sign of trouble for receipts and gossip
-      const refused = { tunnel: 'exit refused a tunnel', receipt: 'exit refused a receipt', gossip: 'rejected a gossiped message' } as const
+      const refused = { tunnel: 'exit refused a tunnel', receipt: 'exit refused a receipt', gossip: 'rejected a gossiped message', framing: 'ended a peer\'s connection or stream' } as const
+      const aboutKey = { tunnel: 'status', receipt: 'status', gossip: 'topic', framing: 'ended' } as const
       node.addEventListener('node:refused', e => log(e.detail.kind === 'tunnel' ? 'info' : 'warn', refused[e.detail.kind], {
         peer: e.detail.peer,
-        [e.detail.kind === 'gossip' ? 'topic' : 'status']: e.detail.about,
+        [aboutKey[e.detail.kind]]: e.detail.about,
         reason: e.detail.reason,
         notShown: notShown(e.detail.suppressed)
       }))

@@ -1,0 +1,242 @@
+/**
+ * Ends a connection or stream whose peer sends a length prefix longer than
+ * any honest frame needs, before libp2p's readers take it in one byte at a
+ * time (frame-watch.ts says why that takes a node down).
+ *
+ * A FrameWatch sees every byte a peer sends from the first, in order, at
+ * each layer that starts with multistream-select:
+ *  - the raw connection (TCP, or a relayed circuit), whose negotiation of
+ *    the encrypter anyone who reaches the port can flood: guardedTransport()
+ *    hands the transport an upgrader that sets a watch on it;
+ *  - the encrypted connection, whose negotiation of the muxer any key can
+ *    flood: guardedEncrypter() sets one when noise is done;
+ *  - every yamux stream, from its negotiation through the frames of
+ *    libp2p's length-prefixed protocols: guardedMuxer().
+ *
+ * A watch wraps the object's `onData` (@libp2p/utils' AbstractMessageStream
+ * calls it for every read) and takes the wrapper off once there is nothing
+ * left to follow, so a tunnel's data path runs as before after the few
+ * bytes of its negotiation. It is set only where no reader has taken a byte
+ * yet (bytes that came before it, still waiting in the read buffer, are
+ * judged first): a watch that started mid-frame could take a payload byte
+ * for a prefix. Where that cannot be made sure, or the object is not of the
+ * shape it was written for, nothing is set (the tests fail on that).
+ */
+
+import { FrameWatch } from './frame-watch.ts'
+import type { FrameWatchInit, Framing, Verdict } from './frame-watch.ts'
+import type { ComponentLogger, ConnectionEncrypter, Logger, StreamMuxer, StreamMuxerFactory, Transport, Upgrader } from '@libp2p/interface'
+
+export class FramingRefusedError extends Error {
+  static name = 'FramingRefusedError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'FramingRefusedError'
+  }
+}
+
+/** What a watch needs of a stream or connection: @libp2p/utils' AbstractMessageStream. */
+interface Watchable {
+  onData: (data: Uint8Array | Iterable<Uint8Array>) => void
+  readBuffer: { byteLength: number } & Iterable<Uint8Array>
+  listenerCount: (type: string) => number
+  abort: (err: Error) => void
+}
+
+function isWatchable (x: any): x is Watchable {
+  return x != null && typeof x.onData === 'function' && typeof x.abort === 'function' && typeof x.listenerCount === 'function' &&
+    typeof x.readBuffer?.byteLength === 'number' && typeof x.readBuffer[Symbol.iterator] === 'function'
+}
+
+export type OnRefused = (verdict: Extract<Verdict, { state: 'refused' }>) => void
+
+/**
+ * Follows what the peer sends on `target` from its first byte, and aborts
+ * it with a FramingRefusedError at a length prefix too long. False when no
+ * watch could be set (see above).
+ */
+export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: OnRefused): boolean {
+  if (!isWatchable(target) || target.listenerCount('message') > 0) return false
+  const watch = new FrameWatch(init)
+  const hadOwn = Object.hasOwn(target, 'onData')
+  const own = target.onData
+  const unwrap = (): void => {
+    if (hadOwn) target.onData = own
+    else delete (target as Partial<Watchable>).onData
+  }
+  /** Whether the bytes may go on to the readers. */
+  const pass = (chunks: Iterable<Uint8Array>): boolean => {
+    for (const chunk of chunks) {
+      const verdict = watch.feed(chunk)
+      if (verdict.state === 'watching') continue
+      if (verdict.state === 'done') break
+      target.onData = () => {}
+      target.abort(new FramingRefusedError(verdict.reason))
+      onRefused?.(verdict)
+      return false
+    }
+    return true
+  }
+  if (!pass(target.readBuffer) || !watch.watching) return true
+  target.onData = function (this: Watchable, data): void {
+    if (!pass(data instanceof Uint8Array ? [data] : data)) return
+    if (!watch.watching) unwrap()
+    own.call(this, data)
+  }
+  return true
+}
+
+/** Which of libp2p's protocols are length-prefixed in what a peer sends, and which only in their first frame. */
+export function libp2pFraming (lengthPrefixed: Iterable<string> = []): (protocol: string) => Framing {
+  const extra = new Set(lengthPrefixed)
+  return protocol => {
+    if (extra.has(protocol)) return 'length-prefixed'
+    if (/^\/ipfs\/id\/(push\/)?1\.0\.0$/.test(protocol) || /\/kad\/1\.0\.0$/.test(protocol)) return 'length-prefixed'
+    if (/^\/libp2p\/(autonat|dcutr|fetch)(\/|$)/.test(protocol) || /^\/(meshsub|floodsub)\//.test(protocol)) return 'length-prefixed'
+    // a hop or stop message, then the relayed connection's own bytes
+    if (/^\/libp2p\/circuit\/relay\/0\.2\.0\/(hop|stop)$/.test(protocol)) return 'first-frame'
+    return 'raw'
+  }
+}
+
+/** A connection or stream a guard ended, for the operator. */
+export interface FramingRefusal {
+  /** The peer's address, where known (the connection's; a stream's is its connection's). */
+  remote?: string
+  /** What was ended: a connection (in its negotiation of the encrypter or the muxer), or a stream. */
+  what: 'connection' | 'stream'
+  /** The protocol agreed on, if the negotiation was over. */
+  protocol?: string
+  reason: string
+}
+
+export type OnFramingRefused = (refusal: FramingRefusal) => void
+
+/** The peer's address of each watched connection and of what the encrypter made of it, for the refusals' `remote`. */
+const remotes = new WeakMap<object, string>()
+
+function remoteOf (x: unknown): string | undefined {
+  if (x == null || typeof x !== 'object') return undefined
+  const known = remotes.get(x)
+  if (known != null) return known
+  const addr = (x as { remoteAddr?: { toString: () => string } }).remoteAddr
+  return addr == null ? undefined : addr.toString()
+}
+
+function reporter (log: Logger, what: FramingRefusal['what'], remote: string | undefined, onRefused?: OnFramingRefused): OnRefused {
+  return verdict => {
+    log('ended a %s from %s: %s', what, remote ?? 'an unknown address', verdict.reason)
+    onRefused?.({ remote, what, protocol: verdict.protocol, reason: verdict.reason })
+  }
+}
+
+interface MuxerInternals { _newStream: (...args: unknown[]) => unknown }
+
+/** `factory`'s muxer with a watch on every stream (yamux: set where the muxer makes the stream, before any byte of it is read). */
+export function guardedMuxer<C extends { logger: ComponentLogger, registrar: { getProtocols: () => string[] } }> (factory: (components: C) => StreamMuxerFactory, framingOf: (protocol: string) => Framing, onRefused?: OnFramingRefused): (components: C) => StreamMuxerFactory {
+  return components => {
+    const inner = factory(components)
+    const log = components.logger.forComponent('spareband:frame-guard')
+    const accepts = (protocol: string): boolean => components.registrar.getProtocols().includes(protocol)
+    let warned = false
+    const warnOnce = (why: string): void => {
+      if (!warned) log.error('streams are not watched for over-long length prefixes: %s', why)
+      warned = true
+    }
+    const createStreamMuxer = (maConn: Parameters<StreamMuxerFactory['createStreamMuxer']>[0]): StreamMuxer => {
+      const muxer = inner.createStreamMuxer(maConn)
+      const report = reporter(log, 'stream', remoteOf(maConn), onRefused)
+      const internals = muxer as unknown as MuxerInternals
+      const newStream = internals._newStream
+      if (typeof newStream !== 'function') {
+        warnOnce('this muxer has no _newStream')
+        return muxer
+      }
+      internals._newStream = function (this: unknown, ...args: unknown[]): unknown {
+        const stream = newStream.apply(this, args) as { direction?: string }
+        const role = stream?.direction === 'outbound' ? 'outbound' : 'inbound'
+        if (!watchFrames(stream, { role, accepts, framingOf }, report)) warnOnce('a stream of another shape')
+        return stream
+      }
+      return muxer
+    }
+    return Object.assign(Object.create(inner), { createStreamMuxer })
+  }
+}
+
+/** `factory`'s encrypter, with a watch on the encrypted connection's negotiation of the muxer. */
+export function guardedEncrypter<C extends { logger: ComponentLogger, upgrader: Pick<Upgrader, 'getStreamMuxers'> }> (factory: (components: C) => ConnectionEncrypter, onRefused?: OnFramingRefused): (components: C) => ConnectionEncrypter {
+  return components => {
+    const inner = factory(components)
+    const log = components.logger.forComponent('spareband:frame-guard')
+    const accepts = (protocol: string): boolean => components.upgrader.getStreamMuxers().has(protocol)
+    const watched = <R extends { connection: unknown, streamMuxer?: unknown }>(maConn: unknown, result: R, role: 'inbound' | 'outbound'): R => {
+      const remote = remoteOf(maConn)
+      // the muxer is made on the encrypted connection: its streams' refusals name this address
+      if (remote != null && result.connection != null && typeof result.connection === 'object') remotes.set(result.connection, remote)
+      // a muxer agreed on in the handshake: no negotiation follows, the muxer's frames come next
+      if (result.streamMuxer == null && !watchFrames(result.connection, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remote, onRefused))) {
+        log('an encrypted connection not watched for over-long length prefixes')
+      }
+      return result
+    }
+    const guarded: Pick<ConnectionEncrypter, 'secureInbound' | 'secureOutbound'> = {
+      secureInbound: async (connection, options) => watched(connection, await inner.secureInbound(connection, options), 'inbound'),
+      secureOutbound: async (connection, options) => watched(connection, await inner.secureOutbound(connection, options), 'outbound')
+    }
+    return Object.assign(Object.create(inner), guarded)
+  }
+}
+
+/**
+ * `transport`, handing each connection it makes to an upgrader that first
+ * sets a watch on its negotiation of the encrypter. A proxy: every other
+ * property is the transport's own, and its methods run on it.
+ */
+export function guardedTransport<C extends { logger: ComponentLogger }> (factory: (components: C) => Transport, onRefused?: OnFramingRefused): (components: C) => Transport {
+  return components => {
+    const inner = factory(components)
+    const log = components.logger.forComponent('spareband:frame-guard')
+    const upgraders = new WeakMap<Upgrader, Upgrader>()
+    const guardedUpgrader = (upgrader: Upgrader): Upgrader => {
+      let g = upgraders.get(upgrader)
+      if (g != null) return g
+      const accepts = (protocol: string): boolean => upgrader.getConnectionEncrypters().has(protocol)
+      const watch = (maConn: unknown, role: 'inbound' | 'outbound', skipEncryption: boolean): void => {
+        if (!skipEncryption && !watchFrames(maConn, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remoteOf(maConn), onRefused))) log('a connection not watched for over-long length prefixes')
+      }
+      const overrides: Partial<Upgrader> = {
+        upgradeInbound: async (maConn, opts) => {
+          watch(maConn, 'inbound', skipsEncryption(opts))
+          return upgrader.upgradeInbound(maConn, opts)
+        },
+        upgradeOutbound: async (maConn, opts) => {
+          watch(maConn, 'outbound', skipsEncryption(opts))
+          return upgrader.upgradeOutbound(maConn, opts)
+        }
+      }
+      g = delegating(upgrader, overrides)
+      upgraders.set(upgrader, g)
+      return g
+    }
+    return delegating(inner, {
+      dial: async (ma, options) => inner.dial(ma, { ...options, upgrader: guardedUpgrader(options.upgrader) }),
+      createListener: options => inner.createListener({ ...options, upgrader: guardedUpgrader(options.upgrader) })
+    })
+  }
+}
+
+function skipsEncryption (opts: unknown): boolean {
+  return (opts as { skipEncryption?: boolean } | undefined)?.skipEncryption === true
+}
+
+/** `target` with `overrides`; every other property read from it, and its methods called on it. */
+function delegating<T extends object> (target: T, overrides: Partial<T>): T {
+  return new Proxy(target, {
+    get (t, prop) {
+      if (Object.hasOwn(overrides, prop)) return overrides[prop as keyof T]
+      const value = Reflect.get(t, prop, t)
+      return typeof value === 'function' ? value.bind(t) : value
+    }
+  })
+}

@@ -1,0 +1,176 @@
+/**
+ * A real node ends a connection or stream at a length prefix longer than
+ * any frame needs, at each layer that starts with multistream-select: the
+ * raw TCP connection (no handshake needed), the encrypted connection's
+ * negotiation of the muxer, a stream's negotiation, and the frames of a
+ * length-prefixed libp2p protocol (the DHT's). libp2p's readers take such a
+ * prefix one byte at a time and keep every byte: 40 connections of 0xff for
+ * 10 s held a node's event loop for 80 s and its RSS near 900 MB. Each case
+ * here asserts the node's own 'framing' refusal (only the guard makes one)
+ * and that the peer was cut off; then that the node still serves honest
+ * peers, whose connections and streams the watch followed as well.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect, createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { identify } from '@libp2p/identify'
+import { multiaddr } from '@multiformats/multiaddr'
+import { encode } from 'uint8-varint'
+import { createSparebandNode } from '../../src/index.ts'
+import { DHT_PROTOCOL } from '../../src/constants.ts'
+import { loopbackNode } from '../utils/libp2p.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import type { PeerRefusalNotice } from '../../src/node/refusal-notices.ts'
+import type { SparebandNode, SparebandConfigInput } from '../../src/index.ts'
+import type { ConnectionEncrypter, Libp2p, Stream } from '@libp2p/interface'
+
+const line = (text: string): Uint8Array => {
+  const body = Buffer.from(`${text}\n`)
+  return Buffer.concat([encode(body.byteLength), body])
+}
+const HEADER = line('/multistream/1.0.0')
+const flood = (n: number): Uint8Array => new Uint8Array(n).fill(0xff)
+
+describe('a node\'s frame guards', () => {
+  let node: SparebandNode
+  const refusals: PeerRefusalNotice[] = []
+  const attackers: Libp2p[] = []
+  let port: number
+
+  beforeAll(async () => {
+    node = await createSparebandNode({
+      dataDir: await tempDir('sb-frame-guard-'),
+      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, network: { local_testnet: true }, exit: { enabled: false } } as SparebandConfigInput
+    })
+    node.addEventListener('node:refused', e => { if (e.detail.kind === 'framing') refusals.push(e.detail) })
+    await node.start()
+    port = Number(/\/tcp\/(\d+)/.exec(node.status().addresses[0])![1])
+  })
+
+  afterAll(async () => {
+    for (const a of attackers) await a.stop()
+    await node?.stop()
+  })
+
+  /** The next framing refusal the node reports. */
+  async function nextRefusal (before: number): Promise<PeerRefusalNotice> {
+    return waitFor(() => refusals.length > before ? refusals[before] : undefined, { timeoutMs: 10_000, what: 'a framing refusal' }) as Promise<PeerRefusalNotice>
+  }
+
+  it('ends a raw TCP connection that floods its negotiation of the encrypter, with no handshake', async () => {
+    const before = refusals.length
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    let sent = 0
+    const closed = new Promise<void>(resolve => socket.once('close', () => resolve()))
+    socket.once('connect', () => {
+      socket.write(HEADER)
+      // as much as the node will take, until it closes the connection
+      const pump = (): void => {
+        while (!socket.destroyed && sent < 64 * 2 ** 20) {
+          sent += 65536
+          if (!socket.write(flood(65536))) { socket.once('drain', pump); return }
+        }
+      }
+      pump()
+    })
+    const refusal = await nextRefusal(before)
+    expect(refusal).toMatchObject({ peer: expect.stringMatching(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/), about: 'connection', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+    await closed
+    // cut off long before the 64 MiB a peer could push into a reader that took them a byte at a time
+    expect(sent).toBeLessThan(64 * 2 ** 20)
+  })
+
+  it('ends an encrypted connection that floods its negotiation of the muxer (no muxer agreed in the handshake)', async () => {
+    const before = refusals.length
+    // noise as usual, but asking for no muxer in the handshake, then junk where the negotiation goes
+    const flooding = (components: any): ConnectionEncrypter => {
+      const inner = noise()(components)
+      return Object.assign(Object.create(inner), {
+        secureOutbound: async (c: any, o: any) => {
+          const result = await inner.secureOutbound(c, { ...o, skipStreamMuxerNegotiation: true })
+          result.connection.send(HEADER)
+          result.connection.send(flood(1024))
+          return result
+        }
+      })
+    }
+    const attacker = await createLibp2p({ addresses: { listen: [] }, transports: [tcp()], connectionEncrypters: [flooding], streamMuxers: [yamux()] })
+    attackers.push(attacker)
+    await expect(attacker.dial(multiaddr(node.status().addresses[0]))).rejects.toThrow()
+    expect(await nextRefusal(before)).toMatchObject({ about: 'connection', reason: 'a length prefix longer than 2 bytes in protocol negotiation', peer: expect.stringMatching(/^\/ip4\/127\.0\.0\.1\/tcp\//) })
+  })
+
+  it('ends a connection it dialled whose peer answers its negotiation with a flood', async () => {
+    const before = refusals.length
+    const server = createServer(socket => {
+      socket.on('error', () => {})
+      socket.write(HEADER)
+      socket.write(flood(65536))
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const address = `/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}`
+      await expect(node.libp2p.dial(multiaddr(address))).rejects.toThrow()
+      expect(await nextRefusal(before)).toMatchObject({ peer: address, about: 'connection', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+    } finally {
+      server.close()
+    }
+  })
+
+  /** A stream on a real connection to the node, reset by it: resolves with its status once closed. */
+  async function floodStream (stream: Stream, first: Uint8Array[]): Promise<string> {
+    for (const b of first) stream.send(b)
+    const closed = new Promise<void>(resolve => stream.addEventListener('close', () => resolve(), { once: true }))
+    for (let i = 0; i < 64 && stream.status === 'open'; i++) {
+      if (!stream.send(flood(4096))) await Promise.race([new Promise(resolve => stream.addEventListener('drain', resolve, { once: true })), closed])
+    }
+    await closed
+    return stream.status
+  }
+
+  it('resets a stream that floods its protocol negotiation, and one that floods the DHT protocol\'s frames', async () => {
+    const attacker = await loopbackNode()
+    attackers.push(attacker)
+    const conn = await attacker.dial(multiaddr(node.status().addresses[0]))
+    let before = refusals.length
+    // a raw muxed stream: the bytes go out as they are, with no negotiation of ours
+    const raw = await (conn as any).muxer.createStream({}) as Stream
+    expect(await floodStream(raw, [HEADER])).toBe('reset')
+    expect(await nextRefusal(before)).toMatchObject({ about: 'stream', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+
+    before = refusals.length
+    const dht = await conn.newStream(DHT_PROTOCOL)
+    expect(await floodStream(dht, [])).toBe('reset')
+    expect(await nextRefusal(before)).toMatchObject({ about: `stream ${DHT_PROTOCOL}`, reason: `a length prefix longer than 5 bytes on ${DHT_PROTOCOL}` })
+    // the connection itself stays: one bad stream is the stream's end
+    expect(conn.status).toBe('open')
+  })
+
+  it('still serves honest peers: identify and the DHT answer, through watched connections and streams', async () => {
+    const before = refusals.length
+    const honest = await createLibp2p({ addresses: { listen: [] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+    attackers.push(honest)
+    const conn = await honest.dial(multiaddr(node.status().addresses[0]))
+    // identify runs on its own on a new connection: the node's answer lands in the peer store
+    const protocols = await waitFor(async () => {
+      const p = (await honest.peerStore.get(node.peerId).catch(() => undefined))?.protocols ?? []
+      return p.includes(DHT_PROTOCOL) ? p : undefined
+    }, { timeoutMs: 10_000, what: 'the node\'s identify answer' })
+    expect(protocols).toContain('/ipfs/id/1.0.0')
+    // a DHT FIND_NODE (type 4) for our own key: the node answers with a length-prefixed message
+    const stream = await conn.newStream(DHT_PROTOCOL)
+    const { lpStream } = await import('@libp2p/utils')
+    const lp = lpStream(stream)
+    const key = honest.peerId.toMultihash().bytes
+    await lp.write(Uint8Array.from([0x08, 0x04, 0x12, key.byteLength, ...key]))
+    const answer = await lp.read()
+    expect(answer.byteLength).toBeGreaterThan(0)
+    expect(answer.subarray()[0]).toBe(0x08)
+    expect(refusals.length).toBe(before)
+  })
+})

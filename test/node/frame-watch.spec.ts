@@ -1,0 +1,125 @@
+/**
+ * The frame watch follows multistream-select and the agreed protocol's
+ * framing byte by byte, and refuses only a length prefix longer than any
+ * frame needs, where it knows a prefix must be. Whatever the chunking, an
+ * honest exchange is never refused; a flood of "more follows" bytes is, at
+ * once.
+ */
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { encode } from 'uint8-varint'
+import { FrameWatch, LP_PREFIX_BYTES, MSS_PREFIX_BYTES } from '../../src/node/frame-watch.ts'
+import type { FrameWatchInit, Framing, Verdict } from '../../src/node/frame-watch.ts'
+import { libp2pFraming } from '../../src/node/frame-guard.ts'
+
+const frame = (body: Uint8Array): Uint8Array => Buffer.concat([encode(body.byteLength), body])
+const line = (text: string): Uint8Array => frame(Buffer.from(`${text}\n`))
+const HEADER = line('/multistream/1.0.0')
+const flood = (n: number): Uint8Array => new Uint8Array(n).fill(0xff)
+
+function inbound (accepted: string[], framing: Record<string, Framing> = {}): FrameWatchInit {
+  return { role: 'inbound', accepts: p => accepted.includes(p), framingOf: p => framing[p] ?? 'raw' }
+}
+
+/** Feeds `bytes` in the given chunk sizes (cycled); the last verdict that was not 'watching', or the last. */
+function feedChunked (watch: FrameWatch, bytes: Uint8Array, sizes: number[] = [bytes.byteLength]): Verdict {
+  let at = 0
+  let k = 0
+  let verdict: Verdict = { state: 'watching' }
+  while (at < bytes.byteLength) {
+    const n = Math.max(1, sizes[k++ % sizes.length])
+    verdict = watch.feed(bytes.subarray(at, at + n))
+    at += n
+    if (verdict.state !== 'watching') return verdict
+  }
+  return verdict
+}
+
+describe('the frame watch', () => {
+  it('refuses a flood of "more follows" bytes in negotiation at the byte past two of prefix, before or after the header', () => {
+    for (const start of [new Uint8Array(0), HEADER]) {
+      const watch = new FrameWatch(inbound(['/a']))
+      expect(watch.feed(start)).toEqual({ state: 'watching' })
+      expect(watch.feed(flood(MSS_PREFIX_BYTES - 1))).toEqual({ state: 'watching' })
+      const verdict = watch.feed(flood(1))
+      expect(verdict).toMatchObject({ state: 'refused', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+      expect(watch.watching).toBe(false)
+    }
+  })
+
+  it('lets a two-byte prefix through in negotiation (a long protocol name it does not take), then follows on', () => {
+    const long = `/${'x'.repeat(300)}`
+    const watch = new FrameWatch(inbound(['/a']))
+    expect(line(long)[1] & 0x80).toBe(0)
+    expect(line(long)[0] & 0x80).toBe(0x80)
+    expect(feedChunked(watch, Buffer.concat([HEADER, line('ls'), line(long), line('/a')]), [1])).toEqual({ state: 'done' })
+  })
+
+  it('stops at the protocol it takes when that protocol is raw: what follows is never judged', () => {
+    const watch = new FrameWatch(inbound(['/spareband/tunnel/1.0.0']))
+    expect(watch.feed(Buffer.concat([HEADER, line('/spareband/tunnel/1.0.0'), flood(64)]))).toEqual({ state: 'done' })
+  })
+
+  it('follows a length-prefixed protocol frame by frame: five bytes of prefix pass, a sixth refuses, naming the protocol', () => {
+    const watch = new FrameWatch(inbound(['/ipfs/kad/1.0.0'], { '/ipfs/kad/1.0.0': 'length-prefixed' }))
+    // a body full of 0xff is payload, skipped by its length, not read as a prefix
+    const honest = Buffer.concat([HEADER, line('/ipfs/kad/1.0.0'), frame(flood(300)), frame(new Uint8Array(0)), frame(flood(20000))])
+    expect(feedChunked(watch, honest, [3, 1, 7])).toEqual({ state: 'watching' })
+    // a prefix of five bytes (a huge length the reader refuses itself): the watch lets it be
+    const five = new FrameWatch(inbound(['/p'], { '/p': 'length-prefixed' }))
+    expect(five.feed(Buffer.concat([HEADER, line('/p'), flood(LP_PREFIX_BYTES - 1), Uint8Array.of(0x01)]))).toEqual({ state: 'watching' })
+    expect(watch.feed(flood(LP_PREFIX_BYTES))).toMatchObject({ state: 'refused', protocol: '/ipfs/kad/1.0.0', reason: 'a length prefix longer than 5 bytes on /ipfs/kad/1.0.0' })
+  })
+
+  it('follows only the first frame of a protocol that turns raw after it (a circuit relay)', () => {
+    const watch = new FrameWatch(inbound(['/r'], { '/r': 'first-frame' }))
+    expect(watch.feed(Buffer.concat([HEADER, line('/r')]))).toEqual({ state: 'watching' })
+    expect(watch.feed(frame(Uint8Array.of(1, 2, 3)))).toEqual({ state: 'done' })
+    expect(watch.feed(flood(64))).toEqual({ state: 'done' })
+  })
+
+  it('as the side that proposed, takes the peer\'s answers: "na" goes on, the echoed protocol is agreed', () => {
+    const watch = new FrameWatch({ role: 'outbound', accepts: () => false, framingOf: p => p === '/ipfs/id/1.0.0' ? 'length-prefixed' : 'raw' })
+    expect(watch.feed(Buffer.concat([HEADER, line('na'), line('/ipfs/id/1.0.0')]))).toEqual({ state: 'watching' })
+    expect(watch.feed(flood(6))).toMatchObject({ state: 'refused', protocol: '/ipfs/id/1.0.0' })
+  })
+
+  it('leaves alone what does not start as multistream-select', () => {
+    const watch = new FrameWatch(inbound(['/a']))
+    expect(watch.feed(Buffer.concat([line('/not-multistream'), flood(64)]))).toEqual({ state: 'done' })
+  })
+
+  it('never refuses an honest exchange, however it is cut into chunks; refuses a flood after it at once', () => {
+    const protocols = ['/ipfs/id/1.0.0', '/meshsub/1.1.0', '/libp2p/circuit/relay/0.2.0/hop', '/spareband/tunnel/1.0.0']
+    const framingOf = libp2pFraming()
+    fc.assert(fc.property(
+      fc.constantFrom(...protocols),
+      fc.array(fc.string({ maxLength: 40 }).map(s => `/${s.replace(/\n/g, '')}`), { maxLength: 3 }),
+      fc.array(fc.uint8Array({ maxLength: 3000 }), { maxLength: 6 }),
+      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 8 }),
+      (agreed, refusedFirst, bodies, sizes) => {
+        const init: FrameWatchInit = { role: 'inbound', accepts: p => p === agreed, framingOf }
+        const honest = Buffer.concat([HEADER, ...refusedFirst.filter(p => p !== agreed).map(line), line(agreed), ...bodies.map(frame)])
+        const watch = new FrameWatch(init)
+        const verdict = feedChunked(watch, honest, sizes)
+        expect(verdict.state).not.toBe('refused')
+        const after = watch.feed(flood(LP_PREFIX_BYTES))
+        // judged only where the protocol is length-prefixed throughout (a relay's first frame may still be coming)
+        if (framingOf(agreed) === 'length-prefixed') expect(after.state).toBe('refused')
+        if (framingOf(agreed) === 'raw') expect(after.state).toBe('done')
+      }
+    ), { numRuns: 300 })
+  })
+})
+
+describe('libp2p\'s framing', () => {
+  it('knows which protocols are length-prefixed throughout, which in their first frame only, and takes the DHT protocol given', () => {
+    const framingOf = libp2pFraming(['/spareband-test/dht'])
+    for (const p of ['/ipfs/id/1.0.0', '/ipfs/id/push/1.0.0', '/ipfs/kad/1.0.0', '/spareband/kad/1.0.0', '/libp2p/autonat/1.0.0', '/libp2p/dcutr', '/meshsub/1.2.0', '/floodsub/1.0.0', '/spareband-test/dht']) {
+      expect(framingOf(p), p).toBe('length-prefixed')
+    }
+    expect(framingOf('/libp2p/circuit/relay/0.2.0/hop')).toBe('first-frame')
+    expect(framingOf('/libp2p/circuit/relay/0.2.0/stop')).toBe('first-frame')
+    for (const p of ['/ipfs/ping/1.0.0', '/spareband/tunnel/1.0.0', '/spareband/receipt/1.0.0', '/noise', '/yamux/1.0.0']) expect(framingOf(p), p).toBe('raw')
+  })
+})
