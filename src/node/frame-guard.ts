@@ -7,20 +7,27 @@
  * each layer that starts with multistream-select:
  *  - the raw connection (TCP, or a relayed circuit), whose negotiation of
  *    the encrypter anyone who reaches the port can flood: guardedTransport()
- *    hands the transport an upgrader that sets a watch on it;
+ *    gives the transport an upgrader that sets a watch on it (in the
+ *    options of its dials and listeners, which TCP uses, and in its
+ *    components, which the circuit relay transport uses);
  *  - the encrypted connection, whose negotiation of the muxer any key can
- *    flood: guardedEncrypter() sets one when noise is done;
+ *    flood, when noise did not agree a muxer in its handshake:
+ *    guardedEncrypter();
  *  - every yamux stream, from its negotiation through the frames of
  *    libp2p's length-prefixed protocols: guardedMuxer().
  *
  * A watch wraps the object's `onData` (@libp2p/utils' AbstractMessageStream
- * calls it for every read) and takes the wrapper off once there is nothing
- * left to follow, so a tunnel's data path runs as before after the few
- * bytes of its negotiation. It is set only where no reader has taken a byte
- * yet (bytes that came before it, still waiting in the read buffer, are
- * judged first): a watch that started mid-frame could take a payload byte
- * for a prefix. Where that cannot be made sure, or the object is not of the
- * shape it was written for, nothing is set (the tests fail on that).
+ * calls it for every read) and, where we propose, its `send` (to know our
+ * proposals) until the negotiation is over. It takes its wrappers off once
+ * there is nothing left to follow, so a tunnel's data path runs as before
+ * after the few bytes of its negotiation. It is set only where no reader
+ * has taken a byte yet (bytes that came before it, still waiting in the
+ * read buffer, are judged first): a watch that started mid-frame could
+ * take a payload byte for a prefix. Where that cannot be made sure, or the
+ * object is not of the shape it was written for, nothing is set, and the
+ * node's log says so once (the tests fail on it). WebRTC's connections
+ * need no negotiation, and its streams are not yamux's: they are not
+ * watched.
  */
 
 import { FrameWatch } from './frame-watch.ts'
@@ -38,13 +45,14 @@ export class FramingRefusedError extends Error {
 /** What a watch needs of a stream or connection: @libp2p/utils' AbstractMessageStream. */
 interface Watchable {
   onData: (data: Uint8Array | Iterable<Uint8Array>) => void
+  send: (data: Uint8Array | Iterable<Uint8Array>) => boolean
   readBuffer: { byteLength: number } & Iterable<Uint8Array>
   listenerCount: (type: string) => number
   abort: (err: Error) => void
 }
 
 function isWatchable (x: any): x is Watchable {
-  return x != null && typeof x.onData === 'function' && typeof x.abort === 'function' && typeof x.listenerCount === 'function' &&
+  return x != null && typeof x.onData === 'function' && typeof x.send === 'function' && typeof x.abort === 'function' && typeof x.listenerCount === 'function' &&
     typeof x.readBuffer?.byteLength === 'number' && typeof x.readBuffer[Symbol.iterator] === 'function'
 }
 
@@ -58,11 +66,22 @@ export type OnRefused = (verdict: Extract<Verdict, { state: 'refused' }>) => voi
 export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: OnRefused): boolean {
   if (!isWatchable(target) || target.listenerCount('message') > 0) return false
   const watch = new FrameWatch(init)
-  const hadOwn = Object.hasOwn(target, 'onData')
-  const own = target.onData
+  const restoreOnData = wrapped(target, 'onData')
+  const restoreSend = init.role === 'outbound' ? wrapped(target, 'send') : undefined
+  const ownOnData = target.onData
+  const ownSend = target.send
+  let sendWrapped = restoreSend != null
+  let onDataWrapped = true
+  /** Takes the wrappers off once they have nothing left to do. */
   const unwrap = (): void => {
-    if (hadOwn) target.onData = own
-    else delete (target as Partial<Watchable>).onData
+    if (sendWrapped && !watch.negotiating) {
+      sendWrapped = false
+      restoreSend?.()
+    }
+    if (onDataWrapped && !watch.watching) {
+      onDataWrapped = false
+      restoreOnData()
+    }
   }
   /** Whether the bytes may go on to the readers. */
   const pass = (chunks: Iterable<Uint8Array>): boolean => {
@@ -71,6 +90,7 @@ export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: 
       if (verdict.state === 'watching') continue
       if (verdict.state === 'done') break
       target.onData = () => {}
+      unwrap()
       target.abort(new FramingRefusedError(verdict.reason))
       onRefused?.(verdict)
       return false
@@ -80,10 +100,28 @@ export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: 
   if (!pass(target.readBuffer) || !watch.watching) return true
   target.onData = function (this: Watchable, data): void {
     if (!pass(data instanceof Uint8Array ? [data] : data)) return
-    if (!watch.watching) unwrap()
-    own.call(this, data)
+    unwrap()
+    ownOnData.call(this, data)
+  }
+  if (restoreSend != null) {
+    target.send = function (this: Watchable, data): boolean {
+      if (watch.negotiating) for (const chunk of (data instanceof Uint8Array ? [data] : data)) watch.sent(chunk)
+      const result = ownSend.call(this, data)
+      unwrap()
+      return result
+    }
   }
   return true
+}
+
+/** Remembers `target[key]` as it is (own, or from its class) and gives back what puts it back. */
+function wrapped<K extends 'onData' | 'send'> (target: Watchable, key: K): () => void {
+  const hadOwn = Object.hasOwn(target, key)
+  const own = target[key]
+  return () => {
+    if (hadOwn) target[key] = own
+    else delete (target as Partial<Watchable>)[key]
+  }
 }
 
 /** Which of libp2p's protocols are length-prefixed in what a peer sends, and which only in their first frame. */
@@ -92,7 +130,7 @@ export function libp2pFraming (lengthPrefixed: Iterable<string> = []): (protocol
   return protocol => {
     if (extra.has(protocol)) return 'length-prefixed'
     if (/^\/ipfs\/id\/(push\/)?1\.0\.0$/.test(protocol) || /\/kad\/1\.0\.0$/.test(protocol)) return 'length-prefixed'
-    if (/^\/libp2p\/(autonat|dcutr|fetch)(\/|$)/.test(protocol) || /^\/(meshsub|floodsub)\//.test(protocol)) return 'length-prefixed'
+    if (/^\/libp2p\/(autonat|dcutr|fetch)(\/|$)/.test(protocol) || /^\/(meshsub|floodsub|webrtc-signaling)\//.test(protocol)) return 'length-prefixed'
     // a hop or stop message, then the relayed connection's own bytes
     if (/^\/libp2p\/circuit\/relay\/0\.2\.0\/(hop|stop)$/.test(protocol)) return 'first-frame'
     return 'raw'
@@ -137,30 +175,36 @@ export function guardedMuxer<C extends { logger: ComponentLogger, registrar: { g
   return components => {
     const inner = factory(components)
     const log = components.logger.forComponent('spareband:frame-guard')
-    const accepts = (protocol: string): boolean => components.registrar.getProtocols().includes(protocol)
-    let warned = false
-    const warnOnce = (why: string): void => {
-      if (!warned) log.error('streams are not watched for over-long length prefixes: %s', why)
-      warned = true
-    }
+    const unwatched = onceLog(log, 'streams')
     const createStreamMuxer = (maConn: Parameters<StreamMuxerFactory['createStreamMuxer']>[0]): StreamMuxer => {
       const muxer = inner.createStreamMuxer(maConn)
       const report = reporter(log, 'stream', remoteOf(maConn), onRefused)
       const internals = muxer as unknown as MuxerInternals
       const newStream = internals._newStream
       if (typeof newStream !== 'function') {
-        warnOnce('this muxer has no _newStream')
+        unwatched('this muxer has no _newStream')
         return muxer
       }
       internals._newStream = function (this: unknown, ...args: unknown[]): unknown {
         const stream = newStream.apply(this, args) as { direction?: string }
         const role = stream?.direction === 'outbound' ? 'outbound' : 'inbound'
-        if (!watchFrames(stream, { role, accepts, framingOf }, report)) warnOnce('a stream of another shape')
+        // the protocols as libp2p's handle() takes them, when the stream comes (a handler added or removed meanwhile changes neither)
+        const protocols = role === 'inbound' ? components.registrar.getProtocols() : []
+        if (!watchFrames(stream, { role, accepts: p => protocols.includes(p), framingOf }, report)) unwatched('a stream of another shape')
         return stream
       }
       return muxer
     }
     return Object.assign(Object.create(inner), { createStreamMuxer })
+  }
+}
+
+/** Says once, as an error, that a kind of connection or stream goes unwatched: the guard is then off for it. */
+function onceLog (log: Logger, what: string): (why: string) => void {
+  let said = false
+  return why => {
+    if (!said) log.error('%s are not watched for over-long length prefixes: %s', what, why)
+    said = true
   }
 }
 
@@ -170,13 +214,14 @@ export function guardedEncrypter<C extends { logger: ComponentLogger, upgrader: 
     const inner = factory(components)
     const log = components.logger.forComponent('spareband:frame-guard')
     const accepts = (protocol: string): boolean => components.upgrader.getStreamMuxers().has(protocol)
+    const unwatched = onceLog(log, 'encrypted connections')
     const watched = <R extends { connection: unknown, streamMuxer?: unknown }>(maConn: unknown, result: R, role: 'inbound' | 'outbound'): R => {
       const remote = remoteOf(maConn)
       // the muxer is made on the encrypted connection: its streams' refusals name this address
       if (remote != null && result.connection != null && typeof result.connection === 'object') remotes.set(result.connection, remote)
       // a muxer agreed on in the handshake: no negotiation follows, the muxer's frames come next
       if (result.streamMuxer == null && !watchFrames(result.connection, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remote, onRefused))) {
-        log('an encrypted connection not watched for over-long length prefixes')
+        unwatched('one of another shape, or read from already')
       }
       return result
     }
@@ -190,28 +235,32 @@ export function guardedEncrypter<C extends { logger: ComponentLogger, upgrader: 
 
 /**
  * `transport`, handing each connection it makes to an upgrader that first
- * sets a watch on its negotiation of the encrypter. A proxy: every other
+ * sets a watch on its negotiation of the encrypter: in its dials' and
+ * listeners' options (TCP upgrades with those) and in its components (the
+ * circuit relay transport upgrades with its own). A proxy: every other
  * property is the transport's own, and its methods run on it.
  */
-export function guardedTransport<C extends { logger: ComponentLogger }> (factory: (components: C) => Transport, onRefused?: OnFramingRefused): (components: C) => Transport {
+export function guardedTransport<C extends { logger: ComponentLogger, upgrader: Upgrader }> (factory: (components: C) => Transport, onRefused?: OnFramingRefused): (components: C) => Transport {
   return components => {
-    const inner = factory(components)
     const log = components.logger.forComponent('spareband:frame-guard')
+    const unwatched = onceLog(log, 'connections')
     const upgraders = new WeakMap<Upgrader, Upgrader>()
     const guardedUpgrader = (upgrader: Upgrader): Upgrader => {
       let g = upgraders.get(upgrader)
       if (g != null) return g
       const accepts = (protocol: string): boolean => upgrader.getConnectionEncrypters().has(protocol)
-      const watch = (maConn: unknown, role: 'inbound' | 'outbound', skipEncryption: boolean): void => {
-        if (!skipEncryption && !watchFrames(maConn, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remoteOf(maConn), onRefused))) log('a connection not watched for over-long length prefixes')
+      // role: what libp2p's upgrader will run, handle() or select(); a dial may be told to answer (initiator: false)
+      const watch = (maConn: unknown, role: 'inbound' | 'outbound', opts: unknown): void => {
+        if (skipsEncryption(opts)) return
+        if (!watchFrames(maConn, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remoteOf(maConn), onRefused))) unwatched('one of another shape, or read from already')
       }
       const overrides: Partial<Upgrader> = {
         upgradeInbound: async (maConn, opts) => {
-          watch(maConn, 'inbound', skipsEncryption(opts))
+          watch(maConn, 'inbound', opts)
           return upgrader.upgradeInbound(maConn, opts)
         },
         upgradeOutbound: async (maConn, opts) => {
-          watch(maConn, 'outbound', skipsEncryption(opts))
+          watch(maConn, (opts as { initiator?: boolean } | undefined)?.initiator === false ? 'inbound' : 'outbound', opts)
           return upgrader.upgradeOutbound(maConn, opts)
         }
       }
@@ -219,6 +268,14 @@ export function guardedTransport<C extends { logger: ComponentLogger }> (factory
       upgraders.set(upgrader, g)
       return g
     }
+    // read when the transport asks for it: components are filled in as libp2p makes them
+    const withGuardedUpgrader = new Proxy(components, {
+      get (t, prop) {
+        const value = Reflect.get(t, prop, t)
+        return prop === 'upgrader' && value != null ? guardedUpgrader(value as unknown as Upgrader) : value
+      }
+    })
+    const inner = factory(withGuardedUpgrader)
     return delegating(inner, {
       dial: async (ma, options) => inner.dial(ma, { ...options, upgrader: guardedUpgrader(options.upgrader) }),
       createListener: options => inner.createListener({ ...options, upgrader: guardedUpgrader(options.upgrader) })

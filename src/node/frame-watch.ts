@@ -9,19 +9,21 @@
  * bytes of heap each) and the reader asks for the next, one async step per
  * byte. multistream-select reads with it on every new connection (before
  * encryption: anyone who can reach the port) and on every new stream, and
- * so do identify, kad-dht, autonat and dcutr. 40 connections flooding
- * 0xff for 10 s held a node's event loop for 80 s and its RSS near 900 MB
- * (src/length-prefixed.ts bounds our own protocols' readers; these are
- * libp2p's). The watch lets frame-guard.ts end such a stream at its sixth
- * byte of prefix instead.
+ * so do identify, kad-dht, autonat, dcutr, circuit relay and WebRTC's
+ * signalling. 40 connections flooding 0xff for 10 s held a node's event
+ * loop for 80 s and its RSS near 900 MB (src/length-prefixed.ts bounds our
+ * own protocols' readers; these are libp2p's). The watch lets
+ * frame-guard.ts end such a stream at the byte that takes a prefix past
+ * what a frame may need.
  *
- * What it follows: multistream-select first (its header, then proposals
- * or answers, each a varint-prefixed line), up to the protocol the two
- * ends agree on, then that protocol's frames if it is length-prefixed
- * throughout, its first frame only if it turns into raw bytes after it
- * (circuit relay), or nothing more. Anything that does not start as
- * multistream-select does is left alone: the watch only ever fails a
- * prefix, and only where it knows a prefix must be.
+ * What it follows, as libp2p's readers do, line by line: multistream-select
+ * (@libp2p/multistream-select's handle() and select()) up to the protocol
+ * the two ends agree on, then that protocol's frames if it is
+ * length-prefixed throughout, its first frame only if it turns into raw
+ * bytes after it (circuit relay), or nothing more. It must never stop
+ * following while a reader still reads prefixes, so it stops only where
+ * the reader stops too: at the agreed protocol's raw bytes, or where the
+ * reader gives up on the stream (which libp2p then aborts).
  */
 
 /** multistream-select's frames are at most 1024 bytes (MAX_PROTOCOL_LENGTH): two bytes of prefix. */
@@ -30,18 +32,17 @@ export const MSS_PREFIX_BYTES = 2
 export const LP_PREFIX_BYTES = 5
 
 const MSS_HEADER = '/multistream/1.0.0'
-const MSS_NOT_AVAILABLE = 'na'
-const MSS_MAX_LINE = 1 << (7 * MSS_PREFIX_BYTES)
 
 /** How a protocol frames what a peer sends once it is agreed on. */
 export type Framing = 'length-prefixed' | 'first-frame' | 'raw'
 
 export interface FrameWatchInit {
   /**
-   * 'inbound': we answer multistream-select, so the peer's lines are
-   * proposals, and the one `accepts` takes ends the negotiation.
-   * 'outbound': we propose, so the peer's lines are answers: 'na', or the
-   * protocol agreed on.
+   * 'inbound': we answer multistream-select (handle()), so the peer's lines
+   * are the header and proposals, and the first one `accepts` takes is
+   * agreed. 'outbound': we propose (select()), so the peer's lines are the
+   * header, then an answer to each of our proposals in turn, and an answer
+   * equal to its proposal is agreed; `sent` must see what we send.
    */
   role: 'inbound' | 'outbound'
   /** Inbound: whether we take this proposed protocol (multistream-select then agrees on it). */
@@ -52,24 +53,71 @@ export interface FrameWatchInit {
 
 export type Verdict =
   | { state: 'watching' }
-  /** Nothing more to follow: the rest is not framed, or not ours to judge. */
+  /** Nothing more to follow: the rest is not framed, or the reader gave up on the stream. */
   | { state: 'done' }
   | { state: 'refused', reason: string, protocol?: string }
 
 const WATCHING: Verdict = { state: 'watching' }
 const DONE: Verdict = { state: 'done' }
 
+/** Varint-prefixed frames out of a byte stream, in pieces; keeps the bodies of negotiation lines. */
+class FrameReader {
+  prefixBytes = 0
+  private length = 0
+  /** Body bytes left of the frame being read; -1 while reading its prefix. */
+  private remaining = -1
+  private body: number[] = []
+
+  /**
+   * Reads from `bytes` at `at`; returns where it stopped: at the end of a
+   * frame (`onFrame` then had it), at the end of `bytes`, or at a prefix
+   * byte that took the prefix to `maxPrefixBytes` with more to follow
+   * (`overlong` then had it). `keepBody`: the frame's body is passed on.
+   */
+  read (bytes: Uint8Array, at: number, maxPrefixBytes: number, keepBody: boolean, onFrame: (body: number[]) => void, overlong: () => void): number {
+    while (at < bytes.byteLength) {
+      if (this.remaining < 0) {
+        const b = bytes[at++]
+        this.length += (b & 0x7f) * 2 ** (7 * this.prefixBytes)
+        this.prefixBytes++
+        if ((b & 0x80) !== 0) {
+          if (this.prefixBytes >= maxPrefixBytes) {
+            overlong()
+            return at
+          }
+          continue
+        }
+        this.remaining = this.length
+        this.prefixBytes = 0
+        this.length = 0
+      } else {
+        const n = Math.min(this.remaining, bytes.byteLength - at)
+        if (keepBody) for (let k = 0; k < n; k++) this.body.push(bytes[at + k])
+        at += n
+        this.remaining -= n
+      }
+      if (this.remaining === 0) {
+        this.remaining = -1
+        const body = this.body
+        this.body = []
+        onFrame(body)
+        return at
+      }
+    }
+    return at
+  }
+}
+
 export class FrameWatch {
   private phase: 'negotiating' | 'framed' | 'done' = 'negotiating'
-  private headerSeen = false
   private protocol: string | undefined
-  private maxPrefixBytes = MSS_PREFIX_BYTES
   private firstFrameOnly = false
-  // the frame being read: its prefix so far, then how much of its body is left
-  private prefixBytes = 0
-  private length = 0
-  private remaining = -1
-  private line: number[] = []
+  private readonly incoming = new FrameReader()
+  /** Outbound: what we proposed, in order (the header left out), and how many of the peer's answers came after its header. */
+  private readonly outgoing = new FrameReader()
+  private readonly proposals: string[] = []
+  private headerAnswered = false
+  private answers = 0
 
   constructor (private readonly init: FrameWatchInit) {}
 
@@ -78,79 +126,83 @@ export class FrameWatch {
     return this.phase !== 'done'
   }
 
+  /** Whether the two ends are still agreeing on a protocol (an outbound watch then needs to see what we send). */
+  get negotiating (): boolean {
+    return this.phase === 'negotiating'
+  }
+
+  /** Takes the next bytes we sent, in order, while negotiating: our proposals. */
+  sent (bytes: Uint8Array): void {
+    let at = 0
+    while (this.phase === 'negotiating' && at < bytes.byteLength) {
+      at = this.outgoing.read(bytes, at, Infinity, true, body => {
+        const text = lineText(body)
+        if (text != null && text !== MSS_HEADER) this.proposals.push(text)
+      }, () => {})
+    }
+  }
+
   /** Takes the next bytes the peer sent, in order. */
   feed (bytes: Uint8Array): Verdict {
-    let i = 0
-    while (i < bytes.byteLength) {
+    let at = 0
+    let refused = false
+    while (at < bytes.byteLength) {
       if (this.phase === 'done') return DONE
-      if (this.remaining < 0) {
-        // reading a prefix
-        const b = bytes[i++]
-        this.length += (b & 0x7f) * 2 ** (7 * this.prefixBytes)
-        this.prefixBytes++
-        if ((b & 0x80) !== 0) {
-          if (this.prefixBytes >= this.maxPrefixBytes) return this.refuse()
-          continue
-        }
-        this.remaining = this.length
-        this.prefixBytes = 0
-        this.length = 0
-        if (this.phase === 'negotiating' && this.remaining > MSS_MAX_LINE) return this.stop()
-      } else {
-        const n = Math.min(this.remaining, bytes.byteLength - i)
-        if (this.phase === 'negotiating') for (let k = 0; k < n; k++) this.line.push(bytes[i + k])
-        i += n
-        this.remaining -= n
-      }
-      if (this.remaining === 0) {
-        this.remaining = -1
-        this.frameEnded()
+      const negotiating = this.phase === 'negotiating'
+      at = this.incoming.read(bytes, at, negotiating ? MSS_PREFIX_BYTES : LP_PREFIX_BYTES, negotiating,
+        body => { this.frameEnded(body) },
+        () => { refused = true })
+      if (refused) {
+        const maxPrefixBytes = negotiating ? MSS_PREFIX_BYTES : LP_PREFIX_BYTES
+        this.phase = 'done'
+        const where = this.protocol == null ? 'in protocol negotiation' : `on ${this.protocol}`
+        return { state: 'refused', reason: `a length prefix longer than ${maxPrefixBytes} bytes ${where}`, protocol: this.protocol }
       }
     }
     return this.phase === 'done' ? DONE : WATCHING
   }
 
-  private refuse (): Verdict {
-    this.phase = 'done'
-    const where = this.protocol == null ? 'in protocol negotiation' : `on ${this.protocol}`
-    return { state: 'refused', reason: `a length prefix longer than ${this.maxPrefixBytes} bytes ${where}`, protocol: this.protocol }
-  }
-
-  private stop (): Verdict {
-    this.phase = 'done'
-    return DONE
-  }
-
-  private frameEnded (): void {
+  private frameEnded (body: number[]): void {
     if (this.phase === 'framed') {
       if (this.firstFrameOnly) this.phase = 'done'
       return
     }
-    const text = lineText(this.line)
-    this.line = []
-    if (!this.headerSeen) {
-      // not multistream-select: nothing here to follow (and its reader will say so)
-      if (text !== MSS_HEADER) this.phase = 'done'
-      this.headerSeen = true
+    const text = lineText(body)
+    // the reader refuses a line without its newline, and libp2p aborts the stream
+    if (text == null) {
+      this.phase = 'done'
       return
     }
-    if (text == null) return
-    const agreed = this.init.role === 'inbound' ? this.init.accepts(text) : text !== MSS_NOT_AVAILABLE && text !== MSS_HEADER
-    if (!agreed) return
-    this.protocol = text
-    const framing = this.init.framingOf(text)
+    if (this.init.role === 'inbound') {
+      // handle(): the header is answered wherever it comes, 'ls' and other protocols too, and it reads on
+      if (text !== MSS_HEADER && this.init.accepts(text)) this.agreed(text)
+      return
+    }
+    // select(): the header's answer first, or it gives up; then one answer per proposal, in turn
+    if (!this.headerAnswered) {
+      if (text === MSS_HEADER) this.headerAnswered = true
+      else this.phase = 'done'
+      return
+    }
+    // an answer to a proposal not made yet (a peer that answers ahead) agrees on nothing
+    const proposal = this.proposals[this.answers++]
+    if (proposal != null && text === proposal) this.agreed(text)
+  }
+
+  private agreed (protocol: string): void {
+    this.protocol = protocol
+    const framing = this.init.framingOf(protocol)
     if (framing === 'raw') {
       this.phase = 'done'
       return
     }
     this.phase = 'framed'
-    this.maxPrefixBytes = LP_PREFIX_BYTES
     this.firstFrameOnly = framing === 'first-frame'
   }
 }
 
-/** A multistream-select line without its newline; undefined for one that is not a line (the reader refuses it). */
-function lineText (bytes: number[]): string | undefined {
-  if (bytes.length === 0 || bytes[bytes.length - 1] !== 0x0a) return undefined
-  return Buffer.from(bytes.slice(0, -1)).toString('utf8')
+/** A multistream-select line as its reader takes it (trailing white space trimmed); undefined for a frame without the newline, which the reader refuses. */
+function lineText (body: number[]): string | undefined {
+  if (body.length === 0 || body[body.length - 1] !== 0x0a) return undefined
+  return Buffer.from(body).toString('utf8').trimEnd()
 }

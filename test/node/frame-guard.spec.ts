@@ -20,6 +20,7 @@ import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { multiaddr } from '@multiformats/multiaddr'
 import { encode } from 'uint8-varint'
+import { lpStream } from '@libp2p/utils'
 import { createSparebandNode } from '../../src/index.ts'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
@@ -141,14 +142,78 @@ describe('a node\'s frame guards', () => {
     // a raw muxed stream: the bytes go out as they are, with no negotiation of ours
     const raw = await (conn as any).muxer.createStream({}) as Stream
     expect(await floodStream(raw, [HEADER])).toBe('reset')
-    expect(await nextRefusal(before)).toMatchObject({ about: 'stream', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+    // named by the connection's address: the peer id is not the guard's to know
+    expect(await nextRefusal(before)).toMatchObject({ about: 'stream', reason: 'a length prefix longer than 2 bytes in protocol negotiation', peer: expect.stringMatching(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/) })
 
     before = refusals.length
     const dht = await conn.newStream(DHT_PROTOCOL)
     expect(await floodStream(dht, [])).toBe('reset')
     expect(await nextRefusal(before)).toMatchObject({ about: `stream ${DHT_PROTOCOL}`, reason: `a length prefix longer than 5 bytes on ${DHT_PROTOCOL}` })
+    // a first line that is not the header: libp2p's handle() answers "na" and reads on, and so does the watch
+    before = refusals.length
+    const headless = await (conn as any).muxer.createStream({}) as Stream
+    expect(await floodStream(headless, [line('/not-a-header')])).toBe('reset')
+    expect(await nextRefusal(before)).toMatchObject({ about: 'stream', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+
+    // WebRTC's signalling runs on a yamux stream over TCP too, read message by message
+    before = refusals.length
+    const signalling = await conn.newStream('/webrtc-signaling/0.0.1')
+    expect(await floodStream(signalling, [])).toBe('reset')
+    expect(await nextRefusal(before)).toMatchObject({ about: 'stream /webrtc-signaling/0.0.1' })
     // the connection itself stays: one bad stream is the stream's end
     expect(conn.status).toBe('open')
+  })
+
+  it('ends a relayed connection that floods its negotiation: any peer may open a circuit relay stop stream to the node', async () => {
+    const attacker = await loopbackNode()
+    attackers.push(attacker)
+    const conn = await attacker.dial(multiaddr(node.status().addresses[0]))
+    const before = refusals.length
+    // StopMessage { type: CONNECT, peer: { id } } for a peer of our own making; the node answers STATUS OK
+    const id = (await loopbackNode()).peerId.toMultihash().bytes
+    const peer = Uint8Array.from([0x0a, id.byteLength, ...id])
+    const lp = lpStream(await conn.newStream('/libp2p/circuit/relay/0.2.0/stop'))
+    await lp.write(Uint8Array.from([0x08, 0x00, 0x12, peer.byteLength, ...peer]))
+    expect(Buffer.from((await lp.read()).subarray()).toString('hex')).toBe('08012064')
+    // the relayed connection's own bytes: its negotiation of the encrypter, flooded
+    expect(await floodStream(lp.unwrap(), [HEADER])).toBe('reset')
+    expect(await nextRefusal(before)).toMatchObject({ about: 'connection', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+  })
+
+  it('ends a stream it opened whose peer answers a proposal with something else, then floods', async () => {
+    // a peer that answers the node's first proposal with a protocol the node did not propose: libp2p's select()
+    // then proposes the next and reads on, and so does the watch
+    let hijacked = 0
+    const hijacking = (): any => {
+      const inner = yamux()()
+      return Object.assign(Object.create(inner), {
+        createStreamMuxer: (maConn: any) => {
+          const muxer = inner.createStreamMuxer(maConn)
+          const onRemoteStream = muxer.onRemoteStream.bind(muxer)
+          muxer.onRemoteStream = (stream: any) => {
+            const send = stream.send.bind(stream)
+            stream.send = (data: any) => {
+              if (Buffer.from(data.subarray()).toString('latin1').includes('/meshsub/1.2.0') && hijacked++ === 0) {
+                send(line('/something/else'))
+                setTimeout(() => { void floodStream(stream, []).catch(() => {}) }, 50)
+                return true
+              }
+              return send(data)
+            }
+            onRemoteStream(stream)
+          }
+          return muxer
+        }
+      })
+    }
+    const attacker = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [hijacking] })
+    attackers.push(attacker)
+    for (const p of ['/meshsub/1.2.0', '/meshsub/1.1.0', '/meshsub/1.0.0']) await attacker.handle(p, () => {})
+    const before = refusals.length
+    // select() with three proposals, as gossipsub makes
+    await expect(node.libp2p.dialProtocol(attacker.getMultiaddrs()[0], ['/meshsub/1.2.0', '/meshsub/1.1.0', '/meshsub/1.0.0'])).rejects.toThrow()
+    expect(hijacked).toBe(1)
+    expect(await nextRefusal(before)).toMatchObject({ about: 'stream', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
   })
 
   it('still serves honest peers: identify and the DHT answer, through watched connections and streams', async () => {
@@ -164,7 +229,6 @@ describe('a node\'s frame guards', () => {
     expect(protocols).toContain('/ipfs/id/1.0.0')
     // a DHT FIND_NODE (type 4) for our own key: the node answers with a length-prefixed message
     const stream = await conn.newStream(DHT_PROTOCOL)
-    const { lpStream } = await import('@libp2p/utils')
     const lp = lpStream(stream)
     const key = honest.peerId.toMultihash().bytes
     await lp.write(Uint8Array.from([0x08, 0x04, 0x12, key.byteLength, ...key]))

@@ -78,15 +78,49 @@ describe('the frame watch', () => {
     expect(watch.feed(flood(64))).toEqual({ state: 'done' })
   })
 
-  it('as the side that proposed, takes the peer\'s answers: "na" goes on, the echoed protocol is agreed', () => {
-    const watch = new FrameWatch({ role: 'outbound', accepts: () => false, framingOf: p => p === '/ipfs/id/1.0.0' ? 'length-prefixed' : 'raw' })
-    expect(watch.feed(Buffer.concat([HEADER, line('na'), line('/ipfs/id/1.0.0')]))).toEqual({ state: 'watching' })
-    expect(watch.feed(flood(6))).toMatchObject({ state: 'refused', protocol: '/ipfs/id/1.0.0' })
+  it('as the side that proposed, takes the peer\'s answers to its proposals in turn: "na" and other answers go on, the proposal echoed is agreed', () => {
+    const outbound = (): FrameWatch => new FrameWatch({ role: 'outbound', accepts: () => false, framingOf: p => p.startsWith('/meshsub/') ? 'length-prefixed' : 'raw' })
+    const watch = outbound()
+    // what select() sends: the header with the first proposal, then the next after each refusal
+    watch.sent(Buffer.concat([HEADER, line('/meshsub/1.2.0')]))
+    expect(watch.feed(Buffer.concat([HEADER, line('na')]))).toEqual({ state: 'watching' })
+    watch.sent(line('/meshsub/1.1.0'))
+    // an answer that is neither "na" nor the proposal: select() proposes the next, so still negotiation
+    expect(watch.feed(line('/something/else'))).toEqual({ state: 'watching' })
+    expect(watch.negotiating).toBe(true)
+    watch.sent(line('/meshsub/1.0.0'))
+    expect(watch.feed(line('/meshsub/1.0.0'))).toEqual({ state: 'watching' })
+    expect(watch.negotiating).toBe(false)
+    expect(watch.feed(flood(LP_PREFIX_BYTES))).toMatchObject({ state: 'refused', protocol: '/meshsub/1.0.0' })
+
+    // a peer that answers ahead, with a proposal not made yet, agrees on nothing: its flood is refused as negotiation
+    const ahead = outbound()
+    ahead.sent(Buffer.concat([HEADER, line('/meshsub/1.2.0')]))
+    expect(ahead.feed(Buffer.concat([HEADER, line('x'), line('/meshsub/1.1.0')]))).toEqual({ state: 'watching' })
+    expect(ahead.feed(flood(2))).toMatchObject({ state: 'refused', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+
+    // an answer that is not the header first: select() gives up on the stream
+    const noHeader = outbound()
+    noHeader.sent(Buffer.concat([HEADER, line('/meshsub/1.2.0')]))
+    expect(noHeader.feed(Buffer.concat([line('/meshsub/1.2.0'), flood(64)]))).toEqual({ state: 'done' })
   })
 
-  it('leaves alone what does not start as multistream-select', () => {
+  it('as the side that answers, reads on past a first line that is not the header, as handle() does', () => {
     const watch = new FrameWatch(inbound(['/a']))
-    expect(watch.feed(Buffer.concat([line('/not-multistream'), flood(64)]))).toEqual({ state: 'done' })
+    expect(watch.feed(line('/not-the-header'))).toEqual({ state: 'watching' })
+    expect(watch.feed(flood(2))).toMatchObject({ state: 'refused', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
+    // and takes a proposal without any header at all
+    const bare = new FrameWatch(inbound(['/p'], { '/p': 'length-prefixed' }))
+    expect(bare.feed(line('/p'))).toEqual({ state: 'watching' })
+    expect(bare.negotiating).toBe(false)
+  })
+
+  it('takes a line as the reader does, trailing white space trimmed; a frame without its newline ends the negotiation (the reader refuses it)', () => {
+    const watch = new FrameWatch(inbound(['/p'], { '/p': 'length-prefixed' }))
+    expect(watch.feed(Buffer.concat([HEADER, frame(Buffer.from('/p\r\n'))]))).toEqual({ state: 'watching' })
+    expect(watch.negotiating).toBe(false)
+    const broken = new FrameWatch(inbound(['/p']))
+    expect(broken.feed(Buffer.concat([HEADER, frame(Buffer.from('/p'))]))).toEqual({ state: 'done' })
   })
 
   it('never refuses an honest exchange, however it is cut into chunks; refuses a flood after it at once', () => {
@@ -112,10 +146,37 @@ describe('the frame watch', () => {
   })
 })
 
+describe('the frame watch on the side that proposes', () => {
+  it('never refuses an honest select(): proposals refused with "na" one by one, then one echoed, then its frames, however cut', () => {
+    const framingOf = libp2pFraming()
+    fc.assert(fc.property(
+      fc.array(fc.constantFrom('/meshsub/1.2.0', '/meshsub/1.1.0', '/ipfs/id/1.0.0', '/libp2p/circuit/relay/0.2.0/hop', '/spareband/tunnel/1.0.0'), { minLength: 1, maxLength: 3 }),
+      fc.nat(),
+      fc.array(fc.uint8Array({ maxLength: 3000 }), { maxLength: 6 }),
+      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 8 }),
+      (proposals, pick, bodies, sizes) => {
+        const agreedAt = pick % proposals.length
+        const watch = new FrameWatch({ role: 'outbound', accepts: () => false, framingOf })
+        let verdict: Verdict = { state: 'watching' }
+        for (let i = 0; i <= agreedAt && verdict.state === 'watching'; i++) {
+          watch.sent(i === 0 ? Buffer.concat([HEADER, line(proposals[i])]) : line(proposals[i]))
+          const answer = i === agreedAt ? line(proposals[i]) : line('na')
+          verdict = feedChunked(watch, i === 0 ? Buffer.concat([HEADER, answer]) : answer, sizes)
+        }
+        const agreed = proposals[agreedAt]
+        if (verdict.state === 'watching') verdict = feedChunked(watch, Buffer.concat(bodies.map(frame)), sizes)
+        expect(verdict.state).not.toBe('refused')
+        if (framingOf(agreed) === 'length-prefixed') expect(watch.feed(flood(LP_PREFIX_BYTES)).state).toBe('refused')
+        if (framingOf(agreed) === 'raw') expect(watch.feed(flood(LP_PREFIX_BYTES)).state).toBe('done')
+      }
+    ), { numRuns: 300 })
+  })
+})
+
 describe('libp2p\'s framing', () => {
   it('knows which protocols are length-prefixed throughout, which in their first frame only, and takes the DHT protocol given', () => {
     const framingOf = libp2pFraming(['/spareband-test/dht'])
-    for (const p of ['/ipfs/id/1.0.0', '/ipfs/id/push/1.0.0', '/ipfs/kad/1.0.0', '/spareband/kad/1.0.0', '/libp2p/autonat/1.0.0', '/libp2p/dcutr', '/meshsub/1.2.0', '/floodsub/1.0.0', '/spareband-test/dht']) {
+    for (const p of ['/ipfs/id/1.0.0', '/ipfs/id/push/1.0.0', '/ipfs/kad/1.0.0', '/spareband/kad/1.0.0', '/libp2p/autonat/1.0.0', '/libp2p/autonat/2/dial-request', '/libp2p/dcutr', '/meshsub/1.2.0', '/floodsub/1.0.0', '/webrtc-signaling/0.0.1', '/spareband-test/dht']) {
       expect(framingOf(p), p).toBe('length-prefixed')
     }
     expect(framingOf('/libp2p/circuit/relay/0.2.0/hop')).toBe('first-frame')
