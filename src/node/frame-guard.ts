@@ -13,8 +13,11 @@
  *  - the encrypted connection, whose negotiation of the muxer any key can
  *    flood, when noise did not agree a muxer in its handshake:
  *    guardedEncrypter();
- *  - every yamux stream, from its negotiation through the frames of
- *    libp2p's length-prefixed protocols: guardedMuxer().
+ *  - every stream, from its negotiation through the frames of libp2p's
+ *    length-prefixed protocols: guardedMuxer() for yamux's, and for the
+ *    data channels of WebRTC's connections (which bring their own muxer
+ *    and negotiate neither encrypter nor muxer) the muxer guardedTransport()
+ *    hands their upgrade.
  *
  * A watch wraps the object's `onData` (@libp2p/utils' AbstractMessageStream
  * calls it for every read) and, where we propose, its `send` (to know our
@@ -25,9 +28,7 @@
  * read buffer, are judged first): a watch that started mid-frame could
  * take a payload byte for a prefix. Where that cannot be made sure, or the
  * object is not of the shape it was written for, nothing is set, and the
- * node's log says so once (the tests fail on it). WebRTC's connections
- * need no negotiation, and its streams are not yamux's: they are not
- * watched.
+ * node's log says so once (the tests fail on it).
  */
 
 import { FrameWatch } from './frame-watch.ts'
@@ -168,35 +169,66 @@ function reporter (log: Logger, what: FramingRefusal['what'], remote: string | u
   }
 }
 
-interface MuxerInternals { _newStream: (...args: unknown[]) => unknown }
+/** What a watch needs of a muxer: @libp2p/utils' AbstractStreamMuxer, which calls these for every stream it makes. */
+interface StreamHooks {
+  onRemoteStream: (stream: unknown) => void
+  onCreateStream: (...args: unknown[]) => unknown
+}
 
-/** `factory`'s muxer with a watch on every stream (yamux: set where the muxer makes the stream, before any byte of it is read). */
-export function guardedMuxer<C extends { logger: ComponentLogger, registrar: { getProtocols: () => string[] } }> (factory: (components: C) => StreamMuxerFactory, framingOf: (protocol: string) => Framing, onRefused?: OnFramingRefused): (components: C) => StreamMuxerFactory {
-  return components => {
-    const inner = factory(components)
-    const log = components.logger.forComponent('spareband:frame-guard')
-    const unwatched = onceLog(log, 'streams')
-    const createStreamMuxer = (maConn: Parameters<StreamMuxerFactory['createStreamMuxer']>[0]): StreamMuxer => {
-      const muxer = inner.createStreamMuxer(maConn)
-      const report = reporter(log, 'stream', remoteOf(maConn), onRefused)
-      const internals = muxer as unknown as MuxerInternals
-      const newStream = internals._newStream
-      if (typeof newStream !== 'function') {
-        unwatched('this muxer has no _newStream')
-        return muxer
-      }
-      internals._newStream = function (this: unknown, ...args: unknown[]): unknown {
-        const stream = newStream.apply(this, args) as { direction?: string }
-        const role = stream?.direction === 'outbound' ? 'outbound' : 'inbound'
-        // the protocols as libp2p's handle() takes them, when the stream comes (a handler added or removed meanwhile changes neither)
-        const protocols = role === 'inbound' ? components.registrar.getProtocols() : []
-        if (!watchFrames(stream, { role, accepts: p => protocols.includes(p), framingOf }, report)) unwatched('a stream of another shape')
-        return stream
-      }
-      return muxer
-    }
-    return Object.assign(Object.create(inner), { createStreamMuxer })
+/**
+ * Sets a watch on every stream `muxer` makes: an inbound one as the muxer
+ * hands it on (before any of its bytes is read; yamux and WebRTC's data
+ * channels alike), an outbound one before our select() sends on it.
+ */
+function watchStreams (muxer: unknown, registrar: { getProtocols: () => string[] }, framingOf: (protocol: string) => Framing, report: OnRefused, unwatched: (why: string) => void): void {
+  const hooks = muxer as Partial<StreamHooks>
+  const { onRemoteStream, onCreateStream } = hooks
+  if (typeof onRemoteStream !== 'function' || typeof onCreateStream !== 'function') {
+    unwatched('a muxer without onRemoteStream and onCreateStream')
+    return
   }
+  hooks.onRemoteStream = function (this: unknown, stream: unknown): void {
+    // the protocols as libp2p's handle() takes them, when the stream comes (a handler added or removed meanwhile changes neither)
+    const protocols = registrar.getProtocols()
+    if (!watchFrames(stream, { role: 'inbound', accepts: p => protocols.includes(p), framingOf }, report)) unwatched('an inbound stream of another shape')
+    onRemoteStream.call(this, stream)
+  }
+  const watchOutbound = (stream: unknown): unknown => {
+    if (!watchFrames(stream, { role: 'outbound', accepts: () => false, framingOf }, report)) unwatched('an outbound stream of another shape')
+    return stream
+  }
+  hooks.onCreateStream = function (this: unknown, ...args: unknown[]): unknown {
+    const stream = onCreateStream.apply(this, args)
+    return stream instanceof Promise ? stream.then(watchOutbound) : watchOutbound(stream)
+  }
+}
+
+/** `factory`'s muxer with a watch on every stream. */
+export function guardedMuxer<C extends { logger: ComponentLogger }> (factory: (components: C) => StreamMuxerFactory, framingOf: (protocol: string) => Framing, onRefused?: OnFramingRefused): (components: C) => StreamMuxerFactory {
+  return components => {
+    const log = components.logger.forComponent('spareband:frame-guard')
+    return watchedMuxerFactory(factory(components), registrarOf(components), framingOf, log, onRefused)
+  }
+}
+
+/**
+ * The registrar of libp2p's components, read when a stream comes: libp2p
+ * makes it after the transports and muxers, and hands every one of them all
+ * its components, whatever their types say they take.
+ */
+function registrarOf (components: object): { getProtocols: () => string[] } {
+  return { getProtocols: () => (components as { registrar: { getProtocols: () => string[] } }).registrar.getProtocols() }
+}
+
+/** `inner`, whose muxers set a watch on every stream. */
+function watchedMuxerFactory (inner: StreamMuxerFactory, registrar: { getProtocols: () => string[] }, framingOf: (protocol: string) => Framing, log: Logger, onRefused?: OnFramingRefused): StreamMuxerFactory {
+  const unwatched = onceLog(log, 'streams')
+  const createStreamMuxer = (maConn: Parameters<StreamMuxerFactory['createStreamMuxer']>[0]): StreamMuxer => {
+    const muxer = inner.createStreamMuxer(maConn)
+    watchStreams(muxer, registrar, framingOf, reporter(log, 'stream', remoteOf(maConn), onRefused), unwatched)
+    return muxer
+  }
+  return Object.assign(Object.create(inner), { createStreamMuxer })
 }
 
 /** Says once, as an error, that a kind of connection or stream goes unwatched: the guard is then off for it. */
@@ -240,8 +272,9 @@ export function guardedEncrypter<C extends { logger: ComponentLogger, upgrader: 
  * circuit relay transport upgrades with its own). A proxy: every other
  * property is the transport's own, and its methods run on it.
  */
-export function guardedTransport<C extends { logger: ComponentLogger, upgrader: Upgrader }> (factory: (components: C) => Transport, onRefused?: OnFramingRefused): (components: C) => Transport {
+export function guardedTransport<C extends { logger: ComponentLogger }> (factory: (components: C) => Transport, framingOf: (protocol: string) => Framing, onRefused?: OnFramingRefused): (components: C) => Transport {
   return components => {
+    const registrar = registrarOf(components)
     const log = components.logger.forComponent('spareband:frame-guard')
     const unwatched = onceLog(log, 'connections')
     const upgraders = new WeakMap<Upgrader, Upgrader>()
@@ -249,20 +282,17 @@ export function guardedTransport<C extends { logger: ComponentLogger, upgrader: 
       let g = upgraders.get(upgrader)
       if (g != null) return g
       const accepts = (protocol: string): boolean => upgrader.getConnectionEncrypters().has(protocol)
-      // role: what libp2p's upgrader will run, handle() or select(); a dial may be told to answer (initiator: false)
-      const watch = (maConn: unknown, role: 'inbound' | 'outbound', opts: unknown): void => {
-        if (skipsEncryption(opts)) return
-        if (!watchFrames(maConn, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remoteOf(maConn), onRefused))) unwatched('one of another shape, or read from already')
+      // role: what libp2p's upgrader will run, handle() or select(); a dial may be told to answer (initiator: false).
+      // A transport that brings its own muxer (WebRTC's data channels) needs no negotiation of encrypter or muxer,
+      // but its streams negotiate as any: its muxer gets the watch on them
+      const watched = <O>(maConn: unknown, role: 'inbound' | 'outbound', opts: O): O => {
+        const given = (opts as { muxerFactory?: StreamMuxerFactory } | undefined)?.muxerFactory
+        if (!skipsEncryption(opts) && !watchFrames(maConn, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remoteOf(maConn), onRefused))) unwatched('one of another shape, or read from already')
+        return given == null ? opts : { ...opts, muxerFactory: watchedMuxerFactory(given, registrar, framingOf, log, onRefused) }
       }
       const overrides: Partial<Upgrader> = {
-        upgradeInbound: async (maConn, opts) => {
-          watch(maConn, 'inbound', opts)
-          return upgrader.upgradeInbound(maConn, opts)
-        },
-        upgradeOutbound: async (maConn, opts) => {
-          watch(maConn, (opts as { initiator?: boolean } | undefined)?.initiator === false ? 'inbound' : 'outbound', opts)
-          return upgrader.upgradeOutbound(maConn, opts)
-        }
+        upgradeInbound: async (maConn, opts) => upgrader.upgradeInbound(maConn, watched(maConn, 'inbound', opts)),
+        upgradeOutbound: async (maConn, opts) => upgrader.upgradeOutbound(maConn, watched(maConn, (opts as { initiator?: boolean } | undefined)?.initiator === false ? 'inbound' : 'outbound', opts))
       }
       g = delegating(upgrader, overrides)
       upgraders.set(upgrader, g)

@@ -118,6 +118,7 @@ export class FrameWatch {
   private readonly proposals: string[] = []
   private headerAnswered = false
   private answers = 0
+  private answeredAhead = false
 
   constructor (private readonly init: FrameWatchInit) {}
 
@@ -158,6 +159,10 @@ export class FrameWatch {
         const where = this.protocol == null ? 'in protocol negotiation' : `on ${this.protocol}`
         return { state: 'refused', reason: `a length prefix longer than ${maxPrefixBytes} bytes ${where}`, protocol: this.protocol }
       }
+      if (this.answeredAhead) {
+        this.phase = 'done'
+        return { state: 'refused', reason: 'an answer to a protocol not proposed yet in protocol negotiation' }
+      }
     }
     return this.phase === 'done' ? DONE : WATCHING
   }
@@ -184,9 +189,11 @@ export class FrameWatch {
       else this.phase = 'done'
       return
     }
-    // an answer to a proposal not made yet (a peer that answers ahead) agrees on nothing
     const proposal = this.proposals[this.answers++]
-    if (proposal != null && text === proposal) this.agreed(text)
+    // an answer to a proposal not made yet: no honest peer answers ahead, and select() would take it as the answer
+    // to a later proposal, where the watch could not tell which (it refuses the stream at once instead)
+    if (proposal == null) this.answeredAhead = true
+    else if (text === proposal) this.agreed(text)
   }
 
   private agreed (protocol: string): void {

@@ -172,6 +172,8 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
 
 export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, onFramingRefused }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
+  // how what peers send is framed on each protocol, for the frame guards
+  const framing = libp2pFraming([config.network.dht_protocol])
   // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
   const advertisedRelays = new AdvertisedRelays()
   // the resolver adds what the given addresses' names resolve to, which the gater lets through
@@ -193,16 +195,16 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       listen,
       announce: config.announce
     },
-    // the guards end connections and streams at a length prefix longer than any frame needs (frame-guard.ts);
-    // WebRTC's connections need no negotiation of encrypter or muxer, and its streams are not yamux's
+    // the guards end connections and streams at a length prefix longer than any frame needs (frame-guard.ts):
+    // on every transport's connections and on every stream, the data channels of WebRTC's included
     transports: [
-      guardedTransport(tcp(), onFramingRefused),
-      webRTCDirect(),
-      webRTC(),
-      guardedTransport(circuitRelayTransport({ reservationCompletionTimeout: 10 * second }), onFramingRefused)
+      guardedTransport(tcp(), framing, onFramingRefused),
+      guardedTransport(webRTCDirect(), framing, onFramingRefused),
+      guardedTransport(webRTC(), framing, onFramingRefused),
+      guardedTransport(circuitRelayTransport({ reservationCompletionTimeout: 10 * second }), framing, onFramingRefused)
     ],
     connectionEncrypters: [guardedEncrypter(noise({ crypto: noiseCrypto }), onFramingRefused)],
-    streamMuxers: [guardedMuxer(nodeStreamMuxer(), libp2pFraming([config.network.dht_protocol]), onFramingRefused)],
+    streamMuxers: [guardedMuxer(nodeStreamMuxer(), framing, onFramingRefused)],
     connectionMonitor: { pingInterval: MONITOR_PING_INTERVAL, pingTimeout: { minTimeout: PING_TIMEOUT_FLOOR } },
     connectionManager: {
       // its pruner closes next to nothing here: connection-trimmer.ts makes the room
