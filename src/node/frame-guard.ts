@@ -221,8 +221,7 @@ function registrarOf (components: object): { getProtocols: () => string[] } {
 }
 
 /** `inner`, whose muxers set a watch on every stream. */
-function watchedMuxerFactory (inner: StreamMuxerFactory, registrar: { getProtocols: () => string[] }, framingOf: (protocol: string) => Framing, log: Logger, onRefused?: OnFramingRefused): StreamMuxerFactory {
-  const unwatched = onceLog(log, 'streams')
+function watchedMuxerFactory (inner: StreamMuxerFactory, registrar: { getProtocols: () => string[] }, framingOf: (protocol: string) => Framing, log: Logger, onRefused?: OnFramingRefused, unwatched = onceLog(log, 'streams')): StreamMuxerFactory {
   const createStreamMuxer = (maConn: Parameters<StreamMuxerFactory['createStreamMuxer']>[0]): StreamMuxer => {
     const muxer = inner.createStreamMuxer(maConn)
     watchStreams(muxer, registrar, framingOf, reporter(log, 'stream', remoteOf(maConn), onRefused), unwatched)
@@ -277,6 +276,8 @@ export function guardedTransport<C extends { logger: ComponentLogger }> (factory
     const registrar = registrarOf(components)
     const log = components.logger.forComponent('spareband:frame-guard')
     const unwatched = onceLog(log, 'connections')
+    // a muxer is handed over per connection (WebRTC's): said once for all of them
+    const unwatchedStreams = onceLog(log, 'streams')
     const upgraders = new WeakMap<Upgrader, Upgrader>()
     const guardedUpgrader = (upgrader: Upgrader): Upgrader => {
       let g = upgraders.get(upgrader)
@@ -288,7 +289,7 @@ export function guardedTransport<C extends { logger: ComponentLogger }> (factory
       const watched = <O>(maConn: unknown, role: 'inbound' | 'outbound', opts: O): O => {
         const given = (opts as { muxerFactory?: StreamMuxerFactory } | undefined)?.muxerFactory
         if (!skipsEncryption(opts) && !watchFrames(maConn, { role, accepts, framingOf: () => 'raw' }, reporter(log, 'connection', remoteOf(maConn), onRefused))) unwatched('one of another shape, or read from already')
-        return given == null ? opts : { ...opts, muxerFactory: watchedMuxerFactory(given, registrar, framingOf, log, onRefused) }
+        return given == null ? opts : { ...opts, muxerFactory: watchedMuxerFactory(given, registrar, framingOf, log, onRefused, unwatchedStreams) }
       }
       const overrides: Partial<Upgrader> = {
         upgradeInbound: async (maConn, opts) => upgrader.upgradeInbound(maConn, watched(maConn, 'inbound', opts)),
