@@ -67,22 +67,12 @@ export type OnRefused = (verdict: Extract<Verdict, { state: 'refused' }>) => voi
 export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: OnRefused): boolean {
   if (!isWatchable(target) || target.listenerCount('message') > 0) return false
   const watch = new FrameWatch(init)
-  const restoreOnData = wrapped(target, 'onData')
-  const restoreSend = init.role === 'outbound' ? wrapped(target, 'send') : undefined
-  const ownOnData = target.onData
-  const ownSend = target.send
-  let sendWrapped = restoreSend != null
-  let onDataWrapped = true
+  let restoreOnData: (() => void) | undefined
+  let restoreSend: (() => void) | undefined
   /** Takes the wrappers off once they have nothing left to do. */
   const unwrap = (): void => {
-    if (sendWrapped && !watch.negotiating) {
-      sendWrapped = false
-      restoreSend?.()
-    }
-    if (onDataWrapped && !watch.watching) {
-      onDataWrapped = false
-      restoreOnData()
-    }
+    if (!watch.negotiating) restoreSend?.()
+    if (!watch.watching) restoreOnData?.()
   }
   /** Whether the bytes may go on to the readers. */
   const pass = (chunks: Iterable<Uint8Array>): boolean => {
@@ -90,7 +80,7 @@ export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: 
       const verdict = watch.feed(chunk)
       if (verdict.state === 'watching') continue
       if (verdict.state === 'done') break
-      target.onData = () => {}
+      // the class's own onData again: the aborted stream's closed read side drops what still comes
       unwrap()
       target.abort(new FramingRefusedError(verdict.reason))
       onRefused?.(verdict)
@@ -99,27 +89,31 @@ export function watchFrames (target: unknown, init: FrameWatchInit, onRefused?: 
     return true
   }
   if (!pass(target.readBuffer) || !watch.watching) return true
-  target.onData = function (this: Watchable, data): void {
+  restoreOnData = wrap(target, 'onData', own => function (this: Watchable, data): void {
     if (!pass(data instanceof Uint8Array ? [data] : data)) return
     unwrap()
-    ownOnData.call(this, data)
-  }
-  if (restoreSend != null) {
-    target.send = function (this: Watchable, data): boolean {
+    own.call(this, data)
+  })
+  if (init.role === 'outbound') {
+    restoreSend = wrap(target, 'send', own => function (this: Watchable, data): boolean {
       if (watch.negotiating) for (const chunk of (data instanceof Uint8Array ? [data] : data)) watch.sent(chunk)
-      const result = ownSend.call(this, data)
+      const result = own.call(this, data)
       unwrap()
       return result
-    }
+    })
   }
   return true
 }
 
-/** Remembers `target[key]` as it is (own, or from its class) and gives back what puts it back. */
-function wrapped<K extends 'onData' | 'send'> (target: Watchable, key: K): () => void {
+/** Puts what `make` makes of `target[key]` in its place; gives back what puts the original back (own, or its class's), once. */
+function wrap<K extends 'onData' | 'send'> (target: Watchable, key: K, make: (own: Watchable[K]) => Watchable[K]): () => void {
   const hadOwn = Object.hasOwn(target, key)
   const own = target[key]
+  target[key] = make(own)
+  let restored = false
   return () => {
+    if (restored) return
+    restored = true
     if (hadOwn) target[key] = own
     else delete (target as Partial<Watchable>)[key]
   }

@@ -62,7 +62,7 @@ const DONE: Verdict = { state: 'done' }
 
 /** Varint-prefixed frames out of a byte stream, in pieces; keeps the bodies of negotiation lines. */
 class FrameReader {
-  prefixBytes = 0
+  private prefixBytes = 0
   private length = 0
   /** Body bytes left of the frame being read; -1 while reading its prefix. */
   private remaining = -1

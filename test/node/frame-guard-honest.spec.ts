@@ -19,32 +19,24 @@ import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { multiaddr } from '@multiformats/multiaddr'
 import { encode } from 'uint8-varint'
 import { lpStream } from '@libp2p/utils'
-import { createSparebandNode } from '../../src/index.ts'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
-import { tempDir, waitFor } from '../utils/cli.ts'
+import { waitFor } from '../utils/cli.ts'
+import { HEADER, frame, line, nodeWithFramingRefusals } from '../utils/framing.ts'
 import type { PeerRefusalNotice } from '../../src/node/refusal-notices.ts'
-import type { SparebandNode, SparebandConfigInput } from '../../src/index.ts'
+import type { SparebandNode } from '../../src/index.ts'
 import type { ConnectionEncrypter, Libp2p, Stream } from '@libp2p/interface'
 
-const frame = (body: Uint8Array): Uint8Array => Buffer.concat([encode(body.byteLength), body])
-const line = (text: string): Uint8Array => frame(Buffer.from(`${text}\n`))
-const HEADER = line('/multistream/1.0.0')
 const text = (b: { subarray: () => Uint8Array }): string => Buffer.from(b.subarray()).toString()
 
 describe('a node\'s frame guards and honest peers', () => {
   let node: SparebandNode
-  const refusals: PeerRefusalNotice[] = []
+  let refusals: PeerRefusalNotice[] = []
   const peers: Libp2p[] = []
   let addr: string
 
   beforeAll(async () => {
-    node = await createSparebandNode({
-      dataDir: await tempDir('sb-frame-honest-'),
-      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, network: { local_testnet: true }, relay: { enabled: true }, exit: { enabled: false } } as SparebandConfigInput
-    })
-    node.addEventListener('node:refused', e => { if (e.detail.kind === 'framing') refusals.push(e.detail) })
-    await node.start()
+    ;({ node, refusals } = await nodeWithFramingRefusals('sb-frame-honest-', { relay: { enabled: true } }))
     addr = node.status().addresses[0]
   })
   afterAll(async () => {

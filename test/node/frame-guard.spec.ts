@@ -21,36 +21,23 @@ import { identify } from '@libp2p/identify'
 import { webRTC } from '@libp2p/webrtc'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { multiaddr } from '@multiformats/multiaddr'
-import { encode } from 'uint8-varint'
 import { lpStream } from '@libp2p/utils'
-import { createSparebandNode } from '../../src/index.ts'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
 import { loopbackNode } from '../utils/libp2p.ts'
-import { tempDir, waitFor } from '../utils/cli.ts'
+import { waitFor } from '../utils/cli.ts'
+import { HEADER, flood, line, nodeWithFramingRefusals } from '../utils/framing.ts'
 import type { PeerRefusalNotice } from '../../src/node/refusal-notices.ts'
-import type { SparebandNode, SparebandConfigInput } from '../../src/index.ts'
+import type { SparebandNode } from '../../src/index.ts'
 import type { ConnectionEncrypter, Libp2p, Stream } from '@libp2p/interface'
-
-const line = (text: string): Uint8Array => {
-  const body = Buffer.from(`${text}\n`)
-  return Buffer.concat([encode(body.byteLength), body])
-}
-const HEADER = line('/multistream/1.0.0')
-const flood = (n: number): Uint8Array => new Uint8Array(n).fill(0xff)
 
 describe('a node\'s frame guards', () => {
   let node: SparebandNode
-  const refusals: PeerRefusalNotice[] = []
+  let refusals: PeerRefusalNotice[] = []
   const attackers: Libp2p[] = []
   let port: number
 
   beforeAll(async () => {
-    node = await createSparebandNode({
-      dataDir: await tempDir('sb-frame-guard-'),
-      config: { listen: ['/ip4/127.0.0.1/tcp/0'], api: { port: 0 }, proxy: { socks_port: 0, http_port: 0 }, network: { local_testnet: true }, exit: { enabled: false } } as SparebandConfigInput
-    })
-    node.addEventListener('node:refused', e => { if (e.detail.kind === 'framing') refusals.push(e.detail) })
-    await node.start()
+    ;({ node, refusals } = await nodeWithFramingRefusals('sb-frame-guard-'))
     port = Number(/\/tcp\/(\d+)/.exec(node.status().addresses[0])![1])
   })
 

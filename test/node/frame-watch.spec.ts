@@ -7,15 +7,10 @@
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { encode } from 'uint8-varint'
 import { FrameWatch, LP_PREFIX_BYTES, MSS_PREFIX_BYTES } from '../../src/node/frame-watch.ts'
 import type { FrameWatchInit, Framing, Verdict } from '../../src/node/frame-watch.ts'
 import { libp2pFraming } from '../../src/node/frame-guard.ts'
-
-const frame = (body: Uint8Array): Uint8Array => Buffer.concat([encode(body.byteLength), body])
-const line = (text: string): Uint8Array => frame(Buffer.from(`${text}\n`))
-const HEADER = line('/multistream/1.0.0')
-const flood = (n: number): Uint8Array => new Uint8Array(n).fill(0xff)
+import { HEADER, flood, frame, line } from '../utils/framing.ts'
 
 function inbound (accepted: string[], framing: Record<string, Framing> = {}): FrameWatchInit {
   return { role: 'inbound', accepts: p => accepted.includes(p), framingOf: p => framing[p] ?? 'raw' }
