@@ -18,8 +18,6 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
-import { webRTC } from '@libp2p/webrtc'
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { multiaddr } from '@multiformats/multiaddr'
 import { lpStream } from '@libp2p/utils'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
@@ -167,20 +165,6 @@ describe('a node\'s frame guards', () => {
     // the relayed connection's own bytes: its negotiation of the encrypter, flooded
     expect(await floodStream(lp.unwrap(), [HEADER])).toBe('reset')
     expect(await nextRefusal(before)).toMatchObject({ about: 'connection', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
-  })
-
-  it('resets a WebRTC data channel that floods its negotiation: any connected peer may open a WebRTC connection through the signalling protocol', async () => {
-    // the node listens on TCP alone; the WebRTC connection is set up over a circuit through the TCP connection
-    const attacker = await createLibp2p({ transports: [tcp(), webRTC(), circuitRelayTransport()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() }, connectionGater: { denyDialMultiaddr: () => false } })
-    attackers.push(attacker)
-    const tcpAddress = node.status().addresses[0]
-    await attacker.dial(multiaddr(tcpAddress))
-    const conn = await attacker.dial(multiaddr(`${tcpAddress}/p2p-circuit/webrtc/p2p/${node.peerId.toString()}`), { force: true })
-    expect(conn.remoteAddr.toString()).toContain('/webrtc')
-    const before = refusals.length
-    const channel = await (conn as any).muxer.createStream({}) as Stream
-    expect(await floodStream(channel, [HEADER])).not.toBe('open')
-    expect(await nextRefusal(before)).toMatchObject({ about: 'stream', reason: 'a length prefix longer than 2 bytes in protocol negotiation' })
   })
 
   it('ends a stream it opened whose peer answers a proposal with something else, then floods', async () => {
