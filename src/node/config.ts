@@ -116,6 +116,37 @@ function parsePeerAddress (entry: string): void {
   if (peerOf(entry, parseAddress(entry)) == null) throw new Error(`"${entry}" does not end in /p2p/<peer id>, so no one would dial it`)
 }
 
+/**
+ * A STUN server for WebRTC's NAT traversal, as RTCIceServer takes it:
+ * `stun:host[:port]` (or `stuns:`), the host a name, an IPv4 address or an
+ * IPv6 one in brackets. Checked here: the WebRTC library skips a URL it
+ * cannot parse with a line in its own log, and the node would then find no
+ * public address over WebRTC without a word in ours.
+ */
+export function parseStunServer (entry: string): void {
+  const m = /^stuns?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(entry)
+  if (m == null) throw new Error(`"${entry}" is not a STUN server: write stun:host or stun:host:port, e.g. "stun:stun.example.org:3478"`)
+  if (m[2] != null && (Number(m[2]) < 1 || Number(m[2]) > 65535)) throw new Error(`"${entry}" has no valid port: ${m[2]} is not from 1 to 65535`)
+}
+
+/** network.stun_servers: "auto", or a list whose every entry is checked (a union would say only "expected one of", not which entry is wrong). */
+const stunServerSetting = z.custom<'auto' | string[]>(() => true).superRefine((value, ctx) => {
+  if (value === 'auto') return
+  if (!Array.isArray(value)) {
+    ctx.addIssue({ code: 'custom', message: `expected "auto" or a list of STUN servers (["stun:stun.example.org:3478"]), not ${JSON.stringify(value)}` })
+    return
+  }
+  for (const entry of value) {
+    try {
+      if (typeof entry !== 'string') throw new Error(`${JSON.stringify(entry)} is not a STUN server: write it as a string, e.g. "stun:stun.example.org:3478"`)
+      parseStunServer(entry)
+    } catch (err: any) {
+      ctx.addIssue({ code: 'custom', message: err.message })
+      return
+    }
+  }
+})
+
 const nonNegative = z.number().min(0)
 
 /**
@@ -171,7 +202,14 @@ export const configSchema = z.strictObject({
     /** Local testnets on one IP: drop gossipsub's IP colocation penalty and per-host dial limits. */
     local_testnet: z.boolean(),
     /** The longest wait between redials of a lost relay (one in `listen`), or of the bootstrap peers while the node has no peer; the first is 1 s and they double. */
-    redial_max_seconds: timeoutSeconds(1)
+    redial_max_seconds: timeoutSeconds(1),
+    /**
+     * The STUN servers WebRTC connections (not webrtc-direct's) ask for this
+     * node's public address; "auto": libp2p's public ones, none in a local
+     * testnet. `[]` asks none (WebRTC then reaches only peers on this
+     * node's own networks).
+     */
+    stun_servers: stunServerSetting
   }),
   listen: checkedList(parseListenAddress),
   announce: checkedList(entry => { parseAddress(entry) }),
@@ -278,7 +316,8 @@ export const defaultConfig: SparebandConfig = {
     dht_server: 'auto',
     local_testnet: false,
     // DEFAULT_REDIAL_MAX_MS in src/node/peer-keeper.ts says why
-    redial_max_seconds: 60
+    redial_max_seconds: 60,
+    stun_servers: 'auto'
   },
   listen: [
     '/ip4/0.0.0.0/tcp/4001',

@@ -134,6 +134,28 @@ export function namedRelays (listen: string[]): string[] {
 }
 
 /**
+ * The public STUN servers of network.stun_servers "auto" on a public
+ * network: @libp2p/webrtc's own defaults (it exports none), named here so
+ * that the node's config and docs say which hosts a WebRTC connection asks.
+ */
+export const PUBLIC_STUN_SERVERS = [
+  'stun:stun.l.google.com:19302',
+  'stun:global.stun.twilio.com:3478',
+  'stun:stun.cloudflare.com:3478',
+  'stun:stun.services.mozilla.com:3478'
+]
+
+/**
+ * The STUN servers WebRTC connections ask (network.stun_servers). A local
+ * testnet asks none: its machines meet at their own addresses, and nothing
+ * of a testnet should reach hosts on the Internet.
+ */
+export function stunServers (network: Pick<SparebandConfig['network'], 'stun_servers' | 'local_testnet'>): string[] {
+  if (network.stun_servers !== 'auto') return network.stun_servers
+  return network.local_testnet ? [] : PUBLIC_STUN_SERVERS
+}
+
+/**
  * kad-dht's clientMode for network.dht_server: "auto" is kad-dht's own
  * rule (a server while the node has a public address: one it listens on or
  * announces, or one AutoNAT confirmed), except in a local testnet, where
@@ -199,8 +221,13 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
     // on every transport's connections and on every stream, the data channels of WebRTC's included
     transports: [
       guardedTransport(tcp(), framing, onFramingRefused),
-      guardedTransport(webRTCDirect(), framing, onFramingRefused),
-      guardedTransport(webRTC(), framing, onFramingRefused),
+      // webrtc-direct needs no STUN: its listener is at a public address and
+      // answers a dialler at the address its checks come from, yet
+      // @libp2p/webrtc's default sends every such connection, dialled or
+      // taken, to four public STUN servers; WebRTC through a relay needs them
+      // to cross NATs (network.stun_servers)
+      guardedTransport(webRTCDirect({ rtcConfiguration: { iceServers: [] } }), framing, onFramingRefused),
+      guardedTransport(webRTC({ rtcConfiguration: { iceServers: stunServers(config.network).map(urls => ({ urls })) } }), framing, onFramingRefused),
       guardedTransport(circuitRelayTransport({ reservationCompletionTimeout: 10 * second }), framing, onFramingRefused)
     ],
     connectionEncrypters: [guardedEncrypter(noise({ crypto: noiseCrypto }), onFramingRefused)],

@@ -9,6 +9,9 @@
  * the same rule at work across a real NAT.
  */
 
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
@@ -20,7 +23,7 @@ import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createSparebandNode } from '../../src/index.ts'
 import { listensPublicly, ownPublicAddresses, ownPublicIPv4 } from '../../src/node/own-public-addresses.ts'
-import { dhtClientMode, libp2pListen } from '../../src/node/libp2p.ts'
+import { PUBLIC_STUN_SERVERS, dhtClientMode, libp2pListen, stunServers } from '../../src/node/libp2p.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
 import type { NetworkInterfaceInfo } from 'node:os'
@@ -101,6 +104,16 @@ it('dht_server "auto" is kad-dht\'s own rule outside a local testnet, a server i
   expect(dhtClientMode({ dht_server: 'auto', local_testnet: true })).toBe(false)
   expect(dhtClientMode({ dht_server: true, local_testnet: false })).toBe(false)
   expect(dhtClientMode({ dht_server: false, local_testnet: true })).toBe(true)
+})
+
+it('stun_servers "auto" is libp2p\'s public STUN servers outside a local testnet, none in one; a list is taken as it is', () => {
+  expect(stunServers({ stun_servers: 'auto', local_testnet: false })).toEqual(PUBLIC_STUN_SERVERS)
+  expect(stunServers({ stun_servers: 'auto', local_testnet: true })).toEqual([])
+  expect(stunServers({ stun_servers: ['stun:stun.example.org:3478'], local_testnet: true })).toEqual(['stun:stun.example.org:3478'])
+  expect(stunServers({ stun_servers: [], local_testnet: false })).toEqual([])
+  // the list the README names is @libp2p/webrtc's own default (it exports none): an upgrade that changes it shows here
+  const constants = readFileSync(join(dirname(createRequire(import.meta.url).resolve('@libp2p/webrtc')), 'constants.js'), 'utf8')
+  expect([...constants.matchAll(/'(stun:[^']+)'/g)].map(m => m[1])).toEqual(PUBLIC_STUN_SERVERS)
 })
 
 it('only public IPv4 addresses of the machine\'s own are taken without AutoNAT', () => {

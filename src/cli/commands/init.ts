@@ -81,6 +81,8 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # dht_server = "auto"         # true, false, or "auto": a DHT server while this node has a public address
 # local_testnet = false       # true for machines that meet at private addresses (one machine, a LAN)
 # redial_max_seconds = 60     # longest wait between redials of a lost relay or bootstrap peer
+# stun_servers = "auto"       # STUN servers WebRTC asks for this node's public address: "auto" is
+#                             # libp2p's public ones (none in a local testnet); [] asks none
 `
 
 export function registerInit (program: Command, dataDirOf: (cmd: Command) => string): void {
