@@ -213,23 +213,51 @@ export class NatTopology {
 
   /** Kills what runs in the namespaces, then deletes them. Never throws. */
   async teardown (): Promise<void> {
-    for (const ns of this.made) {
-      try {
-        const pids = execFileSync('ip', ['netns', 'pids', ns], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean)
-        for (const pid of pids) {
-          try { process.kill(Number(pid), 'SIGKILL') } catch {}
-        }
-      } catch {}
-    }
-    const left: string[] = []
-    for (const ns of this.made.splice(0)) {
-      try {
-        await run('ip', ['netns', 'del', ns])
-      } catch (err: any) {
-        left.push(err.message)
+    await removeNamespaces(this.made.splice(0))
+  }
+}
+
+/** Kills what runs in each namespace, then deletes it. Never throws. */
+async function removeNamespaces (names: string[]): Promise<void> {
+  for (const ns of names) {
+    try {
+      const pids = execFileSync('ip', ['netns', 'pids', ns], { stdio: 'pipe' }).toString().split(/\s+/).filter(Boolean)
+      for (const pid of pids) {
+        try { process.kill(Number(pid), 'SIGKILL') } catch {}
       }
+    } catch {}
+  }
+  const left: string[] = []
+  for (const ns of names) {
+    try {
+      await run('ip', ['netns', 'del', ns])
+    } catch (err: any) {
+      left.push(err.message)
     }
-    if (left.length > 0) console.warn(`netns teardown: ${left.join('; ')}`)
+  }
+  if (left.length > 0) console.warn(`netns teardown: ${left.join('; ')}`)
+}
+
+/**
+ * A namespace with its loopback interface and nothing else: whatever runs
+ * in it (a WebRTC stack that gathers a candidate on every interface, say)
+ * can reach no address but its own 127.0.0.1 and ::1.
+ */
+export class LoopbackOnlyNamespace {
+  readonly name = `sb-lo-${randomBytes(3).toString('hex')}`
+  private made = false
+
+  async build (): Promise<void> {
+    await run('ip', ['netns', 'add', this.name])
+    this.made = true
+    await run('ip', ['-n', this.name, 'link', 'set', 'lo', 'up'])
+  }
+
+  /** Kills what runs in it, then deletes it. Never throws. */
+  async teardown (): Promise<void> {
+    if (!this.made) return
+    this.made = false
+    await removeNamespaces([this.name])
   }
 }
 
