@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { waitFor } from '../utils/cli.ts'
-import { LoopbackOnlyNamespace, NetnsNode, execIn, netnsUnusable } from '../utils/netns.ts'
+import { IsolatedNamespace, NetnsNode, execIn, netnsUnusable } from '../utils/netns.ts'
 
 const unusable = netnsUnusable()
 if (unusable != null) console.warn(`netns-webrtc e2e: SKIPPED, ${unusable} (it needs root and ip netns)`)
@@ -21,14 +21,15 @@ const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSyn
  *
  * WebRTC gathers a candidate on every interface and, by default, asks
  * public STUN servers, so the node and the hostile peer both run in a
- * namespace of their own with nothing but loopback: nothing they send can
- * go anywhere else. The node runs with the local network's defaults, which
+ * namespace of their own, linked to nothing (IsolatedNamespace): nothing
+ * they send can go anywhere else. The node runs with the local network's defaults, which
  * ask no STUN server (network.stun_servers "auto"), as the flooder asks none.
  */
-describe.skipIf(unusable != null)('a peer that floods WebRTC data channels (a namespace with only loopback; skipped unless root with ip netns)', () => {
-  const ns = new LoopbackOnlyNamespace()
+describe.skipIf(unusable != null)('a peer that floods WebRTC data channels (a namespace linked to nothing; skipped unless root with ip netns)', () => {
+  const ns = new IsolatedNamespace()
   let victim: NetnsNode | undefined
   let webrtcAddr = ''
+  let tcpAddr = ''
 
   beforeAll(async () => {
     await ns.build()
@@ -36,36 +37,44 @@ describe.skipIf(unusable != null)('a peer that floods WebRTC data channels (a na
     const status = await victim.status()
     webrtcAddr = status.addresses.find((a: string) => a.includes('/webrtc-direct/'))
     expect(webrtcAddr, JSON.stringify(status.addresses)).toMatch(/^\/ip4\/127\.0\.0\.1\/udp\/\d+\/webrtc-direct\/certhash\/[\w-]+\/p2p\/12D3Koo\w+$/)
+    tcpAddr = status.addresses.find((a: string) => a.includes('/tcp/'))
+    expect(tcpAddr, JSON.stringify(status.addresses)).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3Koo\w+$/)
   }, 90_000)
+
+  const ended = (): string[] => victim!.proc.output.split('\n').filter(l => / warn +ended a peer's connection or stream /.test(l))
 
   afterAll(async () => {
     await victim?.proc.stop().catch(() => {})
     await ns.teardown()
   }, 30_000)
 
-  it('ends every flooded channel at once, stays small, says so in its log and answers on', async () => {
-    const pid = victim!.proc.child.pid!
-    const rssBefore = rssMiB(pid)
-    const r = await execIn(ns.name, process.execPath, [FLOODER, webrtcAddr, String(STREAMS), String(FLOOD_SECONDS)], { timeoutMs: 60_000 })
-    expect(r.code, r.stderr).toBe(0)
-    const report = JSON.parse(r.stdout.toString()) as { peerId: string, streams: Array<{ sent: number, endedAfterMs: number | null }> }
-    expect(report.streams).toHaveLength(STREAMS)
-    for (const s of report.streams) {
-      // the node ends the channel at the third such byte; without the guard
-      // it takes all it is sent and the channel stays open for the whole flood
-      expect(s.endedAfterMs, JSON.stringify(report.streams)).not.toBeNull()
-      expect(s.endedAfterMs!).toBeLessThan(FLOOD_SECONDS * 1000 / 2)
-      expect(s.sent).toBeLessThan(16 * 1024 * 1024)
-    }
-    // before the guard the same flood grew the node by hundreds of MB a second
-    expect(rssMiB(pid) - rssBefore).toBeLessThan(64)
-    const ended = (): string[] => victim!.proc.output.split('\n').filter(l => / warn +ended a peer's connection or stream /.test(l))
-    await waitFor(() => ended().length >= 1, { timeoutMs: 10_000, what: 'the line in the node\'s log' })
-    expect(ended()[0]).toContain(`/p2p/${report.peerId}`)
-    expect(ended()[0]).toContain('ended=stream')
-    expect(ended()[0]).toContain('length prefix longer than 2 bytes in protocol negotiation')
-    // and it still answers its operator
-    const status = await victim!.status()
-    expect(status.peerId).toBe(webrtcAddr.split('/p2p/')[1])
-  }, 90_000)
+  // webrtc-direct: anyone who reaches the UDP port; WebRTC: any connected peer, through the signalling protocol
+  for (const [transport, addressOf] of [['webrtc-direct', () => webrtcAddr], ['WebRTC set up through a TCP connection\'s signalling', () => tcpAddr]] as const) {
+    it(`ends every flooded channel at once, stays small, says so in its log and answers on (${transport})`, async () => {
+      const pid = victim!.proc.child.pid!
+      const rssBefore = rssMiB(pid)
+      const linesBefore = ended().length
+      const r = await execIn(ns.name, process.execPath, [FLOODER, addressOf(), String(STREAMS), String(FLOOD_SECONDS)], { timeoutMs: 60_000 })
+      expect(r.code, r.stderr).toBe(0)
+      const report = JSON.parse(r.stdout.toString()) as { peerId: string, streams: Array<{ sent: number, endedAfterMs: number | null }> }
+      expect(report.streams).toHaveLength(STREAMS)
+      for (const s of report.streams) {
+        // the node ends the channel at the third such byte; without the guard
+        // it takes all it is sent and the channel stays open for the whole flood
+        expect(s.endedAfterMs, JSON.stringify(report.streams)).not.toBeNull()
+        expect(s.endedAfterMs!).toBeLessThan(FLOOD_SECONDS * 1000 / 2)
+        expect(s.sent).toBeLessThan(16 * 1024 * 1024)
+      }
+      // before the guard the same flood grew the node by hundreds of MB a second
+      expect(rssMiB(pid) - rssBefore).toBeLessThan(64)
+      await waitFor(() => ended().length > linesBefore, { timeoutMs: 10_000, what: 'the line in the node\'s log' })
+      const line = ended()[linesBefore]
+      expect(line).toContain(`/p2p/${report.peerId}`)
+      expect(line).toContain('ended=stream')
+      expect(line).toContain('length prefix longer than 2 bytes in protocol negotiation')
+      // and it still answers its operator
+      const status = await victim!.status()
+      expect(status.peerId).toBe(webrtcAddr.split('/p2p/')[1])
+    }, 90_000)
+  }
 })

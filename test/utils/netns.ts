@@ -32,6 +32,8 @@ export const RELAY_IP = '10.77.1.2'
 export const CONSUMER_IP = '10.77.1.3'
 export const ROUTER_HOME_IP = '10.77.2.1'
 export const EXIT_IP = '10.77.2.2'
+/** IsolatedNamespace's own address. */
+export const ISOLATED_IP = '10.77.9.1'
 
 /** Where each host of the topology is; every subnet a /24. */
 export interface AddressPlan {
@@ -239,18 +241,24 @@ async function removeNamespaces (names: string[]): Promise<void> {
 }
 
 /**
- * A namespace with its loopback interface and nothing else: whatever runs
- * in it (a WebRTC stack that gathers a candidate on every interface, say)
- * can reach no address but its own 127.0.0.1 and ::1.
+ * A namespace linked to nothing: its loopback, and a veth pair whose two
+ * ends are both inside it, one at `ISOLATED_IP` (WebRTC gathers no
+ * candidate on loopback, so a connection between two of its processes
+ * needs an address of another interface). Whatever runs in it (a WebRTC
+ * stack that gathers a candidate on every interface, say) can reach no
+ * address but its own.
  */
-export class LoopbackOnlyNamespace {
-  readonly name = `sb-lo-${randomBytes(3).toString('hex')}`
+export class IsolatedNamespace {
+  readonly name = `sb-iso-${randomBytes(3).toString('hex')}`
   private made = false
 
   async build (): Promise<void> {
     await run('ip', ['netns', 'add', this.name])
     this.made = true
     await run('ip', ['-n', this.name, 'link', 'set', 'lo', 'up'])
+    await run('ip', ['-n', this.name, 'link', 'add', 'sbiso0', 'type', 'veth', 'peer', 'name', 'sbiso1'])
+    await run('ip', ['-n', this.name, 'addr', 'add', `${ISOLATED_IP}/24`, 'dev', 'sbiso0'])
+    for (const dev of ['sbiso0', 'sbiso1']) await run('ip', ['-n', this.name, 'link', 'set', dev, 'up'])
   }
 
   /** Kills what runs in it, then deletes it. Never throws. */

