@@ -1,8 +1,9 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { waitFor } from '../utils/cli.ts'
-import { IsolatedNamespace, NetnsNode, execIn, netnsUnusable } from '../utils/netns.ts'
+import { ISOLATED_IP, IsolatedNamespace, NetnsNode, NetnsTarget, execIn, netnsUnusable } from '../utils/netns.ts'
 
 const unusable = netnsUnusable()
 if (unusable != null) console.warn(`netns-webrtc e2e: SKIPPED, ${unusable} (it needs root and ip netns)`)
@@ -77,4 +78,47 @@ describe.skipIf(unusable != null)('a peer that floods WebRTC data channels (a na
       expect(status.peerId).toBe(webrtcAddr.split('/p2p/')[1])
     }, 90_000)
   }
+})
+
+/**
+ * The guard must leave honest WebRTC alone: a consumer whose only way to
+ * its exit is webrtc-direct (the exit listens on nothing else) carries a
+ * download through it whole.
+ */
+describe.skipIf(unusable != null)('a tunnel to an exit reached only over webrtc-direct (a namespace linked to nothing; skipped unless root with ip netns)', () => {
+  const ns = new IsolatedNamespace()
+  const BLOB = 8 * 1024 * 1024
+  let target: NetnsTarget | undefined
+  let exit: NetnsNode | undefined
+  let consumer: NetnsNode | undefined
+  let exitPeerId = ''
+
+  beforeAll(async () => {
+    await ns.build()
+    target = new NetnsTarget(ns.name, ISOLATED_IP, BLOB)
+    await target.ready()
+    exit = await NetnsNode.start(ns.name, { region: 'de', args: ['--listen', `/ip4/${ISOLATED_IP}/udp/0/webrtc-direct`, '--allow-private-targets', '--exit-ports', String(target.port)] })
+    const exitStatus = await exit.status()
+    exitPeerId = exitStatus.peerId
+    expect(exitStatus.addresses.every((a: string) => a.includes('/webrtc-direct/')), JSON.stringify(exitStatus.addresses)).toBe(true)
+    consumer = await NetnsNode.start(ns.name, { region: 'jp', args: ['--no-supply', '--listen', '/ip4/127.0.0.1/tcp/0', '--bootstrap', exitStatus.addresses[0]] })
+  }, 120_000)
+
+  afterAll(async () => {
+    await Promise.all([consumer, exit].map(async n => n?.proc.kill()))
+    await target?.close()
+    await ns.teardown()
+  }, 30_000)
+
+  it('carries a download with the same SHA-256, over a webrtc-direct connection, and the exit ends nothing', async () => {
+    const atConsumer = await waitFor(async () => (await consumer!.peers()).find((p: any) => p.peerId === exitPeerId && p.agent != null), { timeoutMs: 60_000, intervalMs: 500, what: 'the consumer to identify the exit' })
+    expect(atConsumer.addresses.every((a: string) => a.includes('/webrtc-direct/')), JSON.stringify(atConsumer)).toBe(true)
+    const { socksPort } = (await consumer!.status()).proxy
+    const r = await execIn(ns.name, 'curl', ['-sS', '--max-time', '60', '--proxy', `socks5h://region-de:x@127.0.0.1:${socksPort}`, `http://${ISOLATED_IP}:${target!.port}/blob`], { timeoutMs: 70_000 })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout.byteLength).toBe(BLOB)
+    expect(createHash('sha256').update(r.stdout).digest('hex')).toBe(target!.blobSha256)
+    for (const node of [exit!, consumer!]) expect(node.proc.output).not.toMatch(/ended a peer's connection or stream/)
+  }, 120_000)
 })
