@@ -13,17 +13,42 @@
  * honest network stores on one node: each record goes to the 20 peers
  * closest to its key, so a node holds about 20 x (exits / nodes) ads.
  *
+ *
+ * A bound in all still lets one peer push honest entries out: more than
+ * 10,000 records an hour from one connection, and the ads this node holds
+ * are the flood's. So each peer that sends the DHT a write also has a
+ * bound of its own (DhtSenders tells the store who sent the message being
+ * handled): past it, its own oldest entry goes, nobody else's. An honest
+ * peer writes its own ad and provider entries, and corrects a few records
+ * after its lookups (kad-dht puts the newest record it found to the peers
+ * that answered with an older one): far below the bound. A flood now
+ * takes a connection, with its handshake, per 256 entries.
+ *
  * The peer store, which shares this datastore, is not bounded here.
  */
 
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { MemoryDatastore } from 'datastore-core/memory'
 import { Key } from 'interface-datastore'
-import type { AbortOptions } from '@libp2p/interface'
+import type { AbortOptions, Connection, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { Registrar } from '@libp2p/interface-internal'
 
 /** DHT records (capacity ads) kept at most: about 38 MB of ads. */
 export const MAX_DHT_RECORDS = 10_000
 /** Provider entries (an exit providing a region key) kept at most. */
 export const MAX_DHT_PROVIDER_ENTRIES = 100_000
+/** Records, and provider entries, one peer's messages may hold here at most (each kind). */
+export const MAX_DHT_ENTRIES_PER_SENDER = 256
+
+/**
+ * Who sent the DHT message being handled, for the datastore: dhtSenderTags()
+ * runs kad-dht's stream handler inside `current`, and the handler's writes
+ * (after its awaits too) see the remote peer. The node's own writes (its
+ * ad, its provider entries) see none.
+ */
+export class DhtSenders {
+  readonly current = new AsyncLocalStorage<string>()
+}
 
 export interface BoundedDhtDatastoreInit {
   /** kad-dht's datastorePrefix. @default '/dht' */
@@ -32,50 +57,94 @@ export interface BoundedDhtDatastoreInit {
   maxRecords?: number
   /** @default MAX_DHT_PROVIDER_ENTRIES */
   maxProviderEntries?: number
+  /** @default MAX_DHT_ENTRIES_PER_SENDER */
+  maxPerSender?: number
+  /** Who sent the write being made; without it no write has a sender, and only the bounds in all hold. */
+  senders?: DhtSenders
 }
 
-/** Keys under one prefix, oldest write first, at most `max` of them. */
+/** Keys under one prefix, oldest write first, at most `max` of them, and at most `maxPerSender` last written by one peer. */
 class BoundedKeys {
   /** Insertion-ordered: a key written again moves to the end. */
   readonly keys = new Set<string>()
+  /** Each sender's keys (the ones it wrote last), oldest write first. */
+  private readonly bySender = new Map<string, Set<string>>()
+  private readonly senderOf = new Map<string, string>()
   /** Keys dropped for room since start. */
   evicted = 0
-  constructor (readonly prefix: string, readonly max: number) {}
+  /** Keys dropped since start because their sender wrote more than its bound. */
+  evictedOverSenderBound = 0
+  constructor (readonly prefix: string, readonly max: number, readonly maxPerSender: number) {}
+
+  /** Notes a write of `id` by `sender` (undefined: the node's own); returns the keys to drop. */
+  written (id: string, sender: string | undefined): string[] {
+    this.forget(id)
+    this.keys.add(id)
+    const dropped: string[] = []
+    if (sender != null) {
+      let own = this.bySender.get(sender)
+      if (own == null) this.bySender.set(sender, own = new Set())
+      own.add(id)
+      this.senderOf.set(id, sender)
+      while (own.size > this.maxPerSender) {
+        const oldest = own.values().next().value!
+        this.forget(oldest)
+        dropped.push(oldest)
+        this.evictedOverSenderBound++
+      }
+    }
+    while (this.keys.size > this.max) {
+      const oldest = this.keys.values().next().value!
+      this.forget(oldest)
+      dropped.push(oldest)
+      this.evicted++
+    }
+    return dropped
+  }
+
+  /** Keys `sender` wrote last that are held now. */
+  heldBy (sender: string): number {
+    return this.bySender.get(sender)?.size ?? 0
+  }
+
+  forget (id: string): void {
+    this.keys.delete(id)
+    const sender = this.senderOf.get(id)
+    if (sender == null) return
+    this.senderOf.delete(id)
+    const own = this.bySender.get(sender)!
+    own.delete(id)
+    if (own.size === 0) this.bySender.delete(sender)
+  }
 }
 
 export class BoundedDhtDatastore extends MemoryDatastore {
   private readonly bounded: BoundedKeys[]
+  private readonly senders?: DhtSenders
 
   constructor (init: BoundedDhtDatastoreInit = {}) {
     super()
     const prefix = init.prefix ?? '/dht'
+    const perSender = init.maxPerSender ?? MAX_DHT_ENTRIES_PER_SENDER
     this.bounded = [
-      new BoundedKeys(`${prefix}/record/`, init.maxRecords ?? MAX_DHT_RECORDS),
-      new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES)
+      new BoundedKeys(`${prefix}/record/`, init.maxRecords ?? MAX_DHT_RECORDS, perSender),
+      new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES, perSender)
     ]
+    this.senders = init.senders
   }
 
   put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
     const written = super.put(key, val, options)
     const id = key.toString()
     const kind = this.bounded.find(b => id.startsWith(b.prefix))
-    if (kind != null) {
-      kind.keys.delete(id)
-      kind.keys.add(id)
-      while (kind.keys.size > kind.max) {
-        const oldest = kind.keys.values().next().value!
-        kind.keys.delete(oldest)
-        void super.delete(new Key(oldest))
-        kind.evicted++
-      }
-    }
+    for (const dropped of kind?.written(id, this.senders?.current.getStore()) ?? []) void super.delete(new Key(dropped))
     return written
   }
 
   delete (key: Key, options?: AbortOptions): void | Promise<void> {
     const deleted = super.delete(key, options)
     const id = key.toString()
-    this.bounded.find(b => id.startsWith(b.prefix))?.keys.delete(id)
+    this.bounded.find(b => id.startsWith(b.prefix))?.forget(id)
     return deleted
   }
 
@@ -84,8 +153,37 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     return { records: this.bounded[0].evicted, providers: this.bounded[1].evicted }
   }
 
+  /** Entries dropped since start because the peer that wrote them wrote more than its bound, by kind. */
+  get evictedOverSenderBound (): { records: number, providers: number } {
+    return { records: this.bounded[0].evictedOverSenderBound, providers: this.bounded[1].evictedOverSenderBound }
+  }
+
+  /** DHT records and provider entries held now that `peerId` wrote last. */
+  heldBy (peerId: string): { records: number, providers: number } {
+    return { records: this.bounded[0].heldBy(peerId), providers: this.bounded[1].heldBy(peerId) }
+  }
+
   /** DHT records and provider entries held now. */
   get sizes (): { records: number, providers: number } {
     return { records: this.bounded[0].keys.size, providers: this.bounded[1].keys.size }
+  }
+}
+
+/**
+ * A libp2p service that runs the handler registered for the DHT protocols
+ * inside `senders.current`, with the remote peer as its store, so the
+ * datastore knows who sent each write. It wraps the registrar's handle()
+ * before kad-dht registers (at start, or when it turns server later).
+ */
+export function dhtSenderTags (init: { protocols: string[], senders: DhtSenders }): (components: { registrar: Registrar }) => object {
+  return ({ registrar }) => {
+    const handle = registrar.handle.bind(registrar)
+    registrar.handle = async (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void> => {
+      if (!init.protocols.includes(protocol)) return handle(protocol, handler, options)
+      const tagged = (stream: Stream, connection: Connection): void | Promise<void> =>
+        init.senders.current.run(connection.remotePeer.toString(), () => handler(stream, connection))
+      return handle(protocol, tagged, options)
+    }
+    return {}
   }
 }

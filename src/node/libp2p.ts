@@ -32,7 +32,7 @@ import { dcutr } from '@libp2p/dcutr'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
 import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
-import { BoundedDhtDatastore } from './dht-datastore.ts'
+import { BoundedDhtDatastore, DhtSenders, dhtSenderTags } from './dht-datastore.ts'
 import { peerKeeper } from './peer-keeper.ts'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
 import { AddressInUseError } from '../errors.ts'
@@ -208,10 +208,11 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   if (config.network.bootstrap.length > 0) {
     peerDiscovery.push(bootstrap({ list: config.network.bootstrap, timeout: 100 }))
   }
+  const dhtSenders = new DhtSenders()
   return {
     privateKey,
-    // libp2p's in-memory default, with the DHT's records and provider entries bounded (dht-datastore.ts)
-    datastore: new BoundedDhtDatastore(),
+    // libp2p's in-memory default, with the DHT's records and provider entries bounded, in all and per sending peer (dht-datastore.ts)
+    datastore: new BoundedDhtDatastore({ senders: dhtSenders }),
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
       listen,
@@ -264,6 +265,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back
       ownPublicAddresses: ownPublicAddresses(),
       dcutr: dcutr(),
+      // before kad-dht registers its handler: tells the datastore which peer sent each write
+      dhtSenderTags: dhtSenderTags({ protocols: [config.network.dht_protocol], senders: dhtSenders }),
       dht: kadDHT({
         protocol: config.network.dht_protocol,
         clientMode: dhtClientMode(config.network),

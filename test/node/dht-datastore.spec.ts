@@ -7,9 +7,23 @@
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import { Key } from 'interface-datastore'
-import { BoundedDhtDatastore } from '../../src/node/dht-datastore.ts'
+import { BoundedDhtDatastore, DhtSenders, MAX_DHT_ENTRIES_PER_SENDER } from '../../src/node/dht-datastore.ts'
 import { startExitAndConsumer } from '../utils/in-process.ts'
 import { waitFor } from '../utils/cli.ts'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { DHT_PROTOCOL } from '../../src/constants.ts'
+import { capacityKey, capacitySelector, capacityValidator, encodeCapacityAd, signCapacityAd } from '../../src/routing/capacity-ad.ts'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Libp2p } from '@libp2p/interface'
 import type { SparebandNode } from '../../src/index.ts'
 
 const bytes = (n: number): Uint8Array => new Uint8Array(n).fill(7)
@@ -43,21 +57,81 @@ describe('the bounded DHT datastore', () => {
     await batch.commit()
     expect(ds.sizes.records).toBe(3)
   })
+
+  it('bounds what one sender wrote: past its bound its own oldest entry goes, nobody else\'s; the node\'s own writes have no sender', async () => {
+    const senders = new DhtSenders()
+    const ds = new BoundedDhtDatastore({ maxRecords: 100, maxProviderEntries: 100, maxPerSender: 2, senders })
+    const putAs = async (sender: string | undefined, key: string): Promise<unknown> => sender == null ? ds.put(new Key(key), bytes(1)) : senders.current.run(sender, async () => ds.put(new Key(key), bytes(1)))
+    await putAs('honest', '/dht/record/h')
+    await putAs(undefined, '/dht/record/own1')
+    await putAs(undefined, '/dht/record/own2')
+    await putAs(undefined, '/dht/record/own3')
+    for (const k of ['f1', 'f2', 'f3', 'f4']) await putAs('flooder', `/dht/record/${k}`)
+    expect(await ds.has(new Key('/dht/record/f1'))).toBe(false)
+    expect(await ds.has(new Key('/dht/record/f2'))).toBe(false)
+    for (const k of ['h', 'own1', 'own2', 'own3', 'f3', 'f4']) expect(await ds.has(new Key(`/dht/record/${k}`)), k).toBe(true)
+    expect(ds.heldBy('flooder')).toEqual({ records: 2, providers: 0 })
+    expect(ds.heldBy('honest')).toEqual({ records: 1, providers: 0 })
+    expect(ds.evictedOverSenderBound).toEqual({ records: 2, providers: 0 })
+    expect(ds.evicted).toEqual({ records: 0, providers: 0 })
+    // a key another sender writes again is that sender's now (a lookup's correction): the flooder's count frees a place
+    await putAs('honest', '/dht/record/f4')
+    expect(ds.heldBy('flooder').records).toBe(1)
+    expect(ds.heldBy('honest').records).toBe(2)
+    // after an await too: the sender is the one of the call chain
+    await senders.current.run('flooder', async () => {
+      await new Promise(resolve => setTimeout(resolve, 5))
+      await ds.put(new Key('/dht/provider/region/p1'), bytes(1))
+    })
+    expect(ds.heldBy('flooder')).toEqual({ records: 1, providers: 1 })
+    // a deleted key is nobody's
+    await ds.delete(new Key('/dht/record/f3'))
+    expect(ds.heldBy('flooder').records).toBe(0)
+  })
 })
 
 describe('a node\'s DHT writes', () => {
   let exit: SparebandNode | undefined
   let consumer: SparebandNode | undefined
+  let flooder: Libp2p<{ dht: KadDHT }> | undefined
   afterAll(async () => {
+    await flooder?.stop()
     await consumer?.stop()
     await exit?.stop()
   })
+  const datastoreOf = (n: SparebandNode): BoundedDhtDatastore => (n.libp2p as any).components.datastore
 
-  it('land under the bounded prefixes: the exit\'s capacity ad, put to its DHT peer, is counted there', async () => {
+  it('land under the bounded prefixes: the exit\'s capacity ad, put to its DHT peer, is counted there, as the exit\'s', async () => {
     ;({ exit, consumer } = await startExitAndConsumer([9]))
-    const datastoreOf = (n: SparebandNode): BoundedDhtDatastore => (n.libp2p as any).components.datastore
     expect(datastoreOf(consumer)).toBeInstanceOf(BoundedDhtDatastore)
     // the exit puts its ad to the DHT servers closest to its key: here, the consumer (and keeps its own copy)
-    await waitFor(() => datastoreOf(consumer!).sizes.records > 0 && datastoreOf(consumer!).sizes.providers > 0, { timeoutMs: 20_000, what: 'the exit\'s ad and provider entry at the consumer' })
+    await waitFor(() => datastoreOf(consumer!).heldBy(exit!.peerId.toString()).records > 0 && datastoreOf(consumer!).heldBy(exit!.peerId.toString()).providers > 0, { timeoutMs: 20_000, what: 'the exit\'s ad and provider entry at the consumer, as the exit\'s' })
   })
+
+  it('a peer that puts more valid ads than its bound pushes out only its own', async () => {
+    const victim = datastoreOf(consumer!)
+    const exitAd = (): number => victim.heldBy(exit!.peerId.toString()).records
+    expect(exitAd()).toBe(1)
+    flooder = await createLibp2p({
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionGater: { denyDialMultiaddr: () => false },
+      services: { identify: identify(), ping: ping(), dht: kadDHT({ protocol: DHT_PROTOCOL, clientMode: true, peerInfoMapper: passthroughMapper, validators: { spareband: capacityValidator }, selectors: { spareband: capacitySelector } }) }
+    })
+    await flooder.dial(multiaddr(consumer!.status().addresses[0]))
+    // identify tells the flooder's kad-dht that the consumer is a DHT server, and it takes it into its routing table
+    await waitFor(async () => (await flooder!.peerStore.get(consumer!.peerId)).protocols.includes(DHT_PROTOCOL), { what: 'the consumer identified as a DHT server' })
+    const ads = MAX_DHT_ENTRIES_PER_SENDER + 44
+    for (let i = 0; i < ads; i++) {
+      // an ad signed by a key of its own, as any peer can make: valid, fresh, under its own key
+      const key = await generateKeyPair('Ed25519')
+      const ad = await signCapacityAd({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1, allowedPorts: '443', multiaddrs: ['/ip4/127.0.0.1/tcp/9'], seq: Date.now(), expiresAt: Date.now() + 3_600_000 }, key)
+      for await (const _ of flooder.services.dht.put(capacityKey(peerIdFromPrivateKey(key)), encodeCapacityAd(ad))) {}
+    }
+    const mine = flooder.peerId.toString()
+    expect(victim.heldBy(mine).records).toBe(MAX_DHT_ENTRIES_PER_SENDER)
+    expect(victim.evictedOverSenderBound.records).toBe(44)
+    expect(exitAd()).toBe(1)
+  }, 120_000)
 })
