@@ -209,10 +209,11 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
     peerDiscovery.push(bootstrap({ list: config.network.bootstrap, timeout: 100 }))
   }
   const dhtSenders = new DhtSenders()
+  // libp2p's in-memory default, with the DHT's records and provider entries bounded, in all and per sending peer (dht-datastore.ts)
+  const datastore = new BoundedDhtDatastore({ senders: dhtSenders })
   return {
     privateKey,
-    // libp2p's in-memory default, with the DHT's records and provider entries bounded, in all and per sending peer (dht-datastore.ts)
-    datastore: new BoundedDhtDatastore({ senders: dhtSenders }),
+    datastore,
     nodeInfo: { name: AGENT_NAME, version: VERSION, userAgent: formatAgent(VERSION, config.region, config.exit.enabled) },
     addresses: {
       listen,
@@ -261,6 +262,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       silentConnections: silentConnections(),
       relaySearch: relaySearch({ mode: listen.includes('/p2p-circuit') ? 'from start' : config.listen.includes('/p2p-circuit') ? 'if not public' : 'never' }),
       advertisedRelays: () => advertisedRelays,
+      // what status shows of the DHT's store
+      dhtStore: () => datastore,
       autoNAT: autoNAT(),
       // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back
       ownPublicAddresses: ownPublicAddresses(),

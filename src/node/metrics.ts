@@ -51,6 +51,12 @@ const GAUGES: MetricSpec[] = [
   { name: 'spareband_connections', help: 'Open libp2p connections', read: s => num(s.connections) },
   { name: 'spareband_peers', help: 'Connected peers', read: s => num(s.peers) },
   { name: 'spareband_dht_routing_table_size', help: 'Peers in the Kademlia routing table', read: s => num(s.dht?.routingTableSize) },
+  {
+    name: 'spareband_dht_stored',
+    help: 'DHT records (capacity ads) and provider entries held here',
+    labelNames: ['kind'],
+    read: s => s.dht?.stored == null ? undefined : [[{ kind: 'records' }, num(s.dht.stored.records)], [{ kind: 'providers' }, num(s.dht.stored.providers)]]
+  },
   { name: 'spareband_warnings', help: 'Warnings status reports (private targets allowed, missing runtime flags, ...)', read: s => Array.isArray(s.warnings) ? s.warnings.length : undefined },
   { name: 'spareband_reputation', help: 'This exit\'s reputation, 0..1, from the consumers\' reports it holds (absent with none)', read: s => num(s.accounting?.reputation?.own?.score) },
   { name: 'spareband_reputation_reporters', help: 'Consumers whose report on this exit counts', read: s => num(s.accounting?.reputation?.own?.reporters) },
@@ -98,6 +104,15 @@ const GAUGES: MetricSpec[] = [
 
 const COUNTERS: MetricSpec[] = [
   { name: 'spareband_exit_bytes_total', help: 'Bytes the exit carried: in from consumers to targets, out from targets to consumers', labelNames: ['direction'], read: s => s.exit == null ? undefined : byDirection(s.exit.bytesIn, s.exit.bytesOut) },
+  {
+    name: 'spareband_dht_dropped_total',
+    help: 'DHT records and provider entries dropped: for room, or because the peer that wrote them wrote more than its own bound (a flood)',
+    labelNames: ['kind', 'reason'],
+    read: s => s.dht?.dropped == null
+      ? undefined
+      : [[{ kind: 'records', reason: 'room' }, num(s.dht.dropped.forRoom.records)], [{ kind: 'providers', reason: 'room' }, num(s.dht.dropped.forRoom.providers)],
+          [{ kind: 'records', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.records)], [{ kind: 'providers', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.providers)]]
+  },
   { name: 'spareband_silent_connections_ended_total', help: 'Connections ended because nothing came from the peer for 25 s (a dead host or line)', read: s => num(s.silentConnectionsEnded) },
   { name: 'spareband_exit_tunnels_total', help: 'Tunnels the exit carried', read: s => num(s.exit?.tunnelsTotal) },
   { name: 'spareband_exit_streams_waiting_reset_total', help: 'Tunnel streams let go (answered RATE_LIMITED or BUSY, and closed) while waiting for their request: their consumer, or all, had as many waiting as the exit takes tunnels', read: s => num(s.exit?.streamsWaitingReset) },

@@ -25,6 +25,7 @@ import { connectionTrimmerPart } from './connection-trimmer.ts'
 import { aloneWarning, noDhtPeerWarning, unreachableExitWarning } from './alone-warning.ts'
 import { RefusalNotices } from './refusal-notices.ts'
 import type { OnFramingRefused } from './frame-guard.ts'
+import type { BoundedDhtDatastore } from './dht-datastore.ts'
 import { relayServicePart } from './relay-service-part.ts'
 import { isLoopback } from '../relay/listen-address.ts'
 import { lockDataDir } from './data-dir-lock.ts'
@@ -107,7 +108,14 @@ export interface NodeStatus {
   uptimeSeconds: number
   /** The node's clock when this status was taken, ms since the epoch: the dashboard's chart runs on it, whatever the browser's clock says. */
   time: number
-  dht: { mode: 'server' | 'client', routingTableSize: number }
+  dht: {
+    mode: 'server' | 'client'
+    routingTableSize: number
+    /** Records (capacity ads) and provider entries the DHT holds here now (dht-datastore.ts). */
+    stored: { records: number, providers: number }
+    /** Dropped since start: for room (the bound in all), and because the peer that wrote them wrote more than its own bound (a flood pushes out only its own). */
+    dropped: { forRoom: { records: number, providers: number }, overPeerBound: { records: number, providers: number } }
+  }
   api?: string
   /** The node runtime: its version, and the runtime flags (src/node/runtime-flags.ts) it runs without, if any. */
   runtime: { node: string, missingFlags: string[] }
@@ -441,6 +449,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     const unreachableExit = unreachableExitWarning(this.config)
     if (unreachableExit != null) warnings.push(unreachableExit)
     const routingTableSize: number = dht?.routingTable?.size ?? 0
+    const store = this.libp2p.services.dhtStore as BoundedDhtDatastore
     const connections = this.libp2p.getConnections()
     const noDhtPeer = noDhtPeerWarning(this.config, {
       dhtServer: dht?.getMode?.() === 'server',
@@ -467,7 +476,9 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       time: Date.now(),
       dht: {
         mode: dht?.getMode?.() ?? (dhtClientMode(this.config.network) === false ? 'server' : 'client'),
-        routingTableSize
+        routingTableSize,
+        stored: store.sizes,
+        dropped: { forRoom: store.evicted, overPeerBound: store.evictedOverSenderBound }
       },
       api: this.apiUrl,
       runtime: { ...RUNTIME, missingFlags: [...RUNTIME.missingFlags] },

@@ -133,5 +133,10 @@ describe('a node\'s DHT writes', () => {
     expect(victim.heldBy(mine).records).toBe(MAX_DHT_ENTRIES_PER_SENDER)
     expect(victim.evictedOverSenderBound.records).toBe(44)
     expect(exitAd()).toBe(1)
+    // and its operator sees it in status
+    const { dht } = consumer!.status()
+    expect(dht.dropped).toEqual({ forRoom: { records: 0, providers: 0 }, overPeerBound: { records: 44, providers: 0 } })
+    expect(dht.stored.records).toBe(victim.sizes.records)
+    expect(dht.stored.records).toBeGreaterThanOrEqual(MAX_DHT_ENTRIES_PER_SENDER + 1)
   }, 120_000)
 })

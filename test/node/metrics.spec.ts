@@ -96,6 +96,13 @@ describe('/metrics', () => {
     expect(c.proxy.failedByStatus).toEqual({ POLICY_DENIED: 1 })
     expect(value(mine, 'spareband_proxy_failed_total', { status: 'POLICY_DENIED' })).toBe(1)
     expect(value(mine, 'spareband_proxy_refused_total', { kind: 'targeting' })).toBe(0)
+    // the DHT's store: the exit's ad and provider entry are held at the consumer, nothing dropped
+    await waitFor(() => c.dht.stored.records > 0 || (t.consumer.status() as any).dht.stored.records > 0, { what: 'the exit\'s ad at the consumer' })
+    const dht = parseExposition(await (await scrape(t.consumer)).text())
+    expect(value(dht.samples, 'spareband_dht_stored', { kind: 'records' })).toBe((t.consumer.status() as any).dht.stored.records)
+    expect(value(dht.samples, 'spareband_dht_stored', { kind: 'records' })).toBeGreaterThanOrEqual(1)
+    expect(value(dht.samples, 'spareband_dht_dropped_total', { kind: 'records', reason: 'peer_bound' })).toBe(0)
+    expect(dht.types.get('spareband_dht_dropped_total')).toBe('counter')
   })
 
   it('a figure status does not have is absent, not 0: an exit\'s on a node that is none, a reputation with no report', async () => {
