@@ -22,12 +22,41 @@ import { registerProbe } from './commands/probe.ts'
 import { registerDashboard } from './commands/dashboard.ts'
 import { registerExitControl } from './commands/exit-control.ts'
 
+const HELP_HINT = '(run with --help for usage)'
+
+/**
+ * Commander's own errors in the form of every other error here: one line
+ * after "spareband: ". A flag value that does not parse names the flag,
+ * the value and what is allowed, without the help hint (the flag is
+ * right, its value is not): `spareband: flag --api-port: "99999" is not a
+ * port (0-65535; 0 picks a free one)`. An unknown option, a missing
+ * argument and the like keep the hint.
+ */
+function commanderOutput (): { outputError: (str: string, write: (s: string) => void) => void, writeErr: (str: string) => void } {
+  let valueError = false
+  return {
+    outputError (str, write) {
+      const m = /^error: option '(-[^' ]+)[^']*' argument '[\s\S]*' is invalid\. ([\s\S]*?)\.?\n?$/.exec(str)
+      // write goes through writeErr below: the line first, then the note that the hint is not wanted
+      write(m != null ? `spareband: flag ${m[1]}: ${m[2]}\n` : str.replace(/^error: /, 'spareband: '))
+      valueError = m != null
+    },
+    writeErr (str) {
+      const hint = valueError && str === `${HELP_HINT}\n`
+      valueError = false
+      if (!hint) process.stderr.write(str)
+    }
+  }
+}
+
 export function buildProgram (): Command {
+  const output = commanderOutput()
   const program = new Command('spareband')
     .description('spareband: share spare bandwidth, route traffic out of other regions')
     .version(VERSION)
     .option('--data-dir <dir>', 'data directory (default: $SPAREBAND_DATA_DIR or ~/.spareband)')
-    .showHelpAfterError('(run with --help for usage)')
+    .showHelpAfterError(HELP_HINT)
+    .configureOutput(output)
     .exitOverride()
   const dataDirOf = (cmd: Command): string => {
     const opts = cmd.optsWithGlobals()
@@ -52,7 +81,8 @@ export function buildProgram (): Command {
     // testnet puts its nodes under --dir; verify reads only the file it is given
     if (c.name() !== 'testnet' && c.name() !== 'verify') c.option('--data-dir <dir>', 'data directory (default: $SPAREBAND_DATA_DIR or ~/.spareband)')
     c.exitOverride()
-    c.showHelpAfterError('(run with --help for usage)')
+    c.showHelpAfterError(HELP_HINT)
+    c.configureOutput(output)
   }
   return program
 }

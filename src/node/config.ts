@@ -27,7 +27,8 @@ import { DEFAULT_WARM_PER_EXIT } from '../relay/warm-streams.ts'
 import { DEFAULT_GOSSIP_RETENTION_MS, DEFAULT_REPUTATION_INTERVAL_MS } from '../accounting/constants.ts'
 import { day, second } from '../constants.ts'
 
-const port = z.number().int().min(0).max(65535)
+const PORT_RANGE = 'must be a port from 0 to 65535 (0 picks a free one)'
+const port = z.number().int(PORT_RANGE).min(0, PORT_RANGE).max(65535, PORT_RANGE)
 
 /**
  * An address this machine binds a server to: an IP address as Node's
@@ -533,6 +534,7 @@ export function layerFromKeys (entries: Array<{ key: string, value: unknown, sou
 export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
   const merged: Record<string, unknown> = structuredClone(defaultConfig) as any
   const sources: SourceMap = new Map()
+  const given: Array<{ key: string, value: unknown, source: string }> = []
   for (const layer of layers) {
     const values: unknown = layer.values
     if (values == null || typeof values !== 'object' || Array.isArray(values)) {
@@ -547,12 +549,15 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
         continue
       }
       setPath(merged, key, value)
-      sources.set(key, typeof layer.source === 'string' ? layer.source : layer.source(key))
+      const source = typeof layer.source === 'string' ? layer.source : layer.source(key)
+      sources.set(key, source)
+      given.push({ key, value, source })
     }
   }
   const result = configSchema.safeParse(merged)
   if (result.success) {
     checkCrossFieldRules(result.data, sources)
+    checkOverriddenValues(given, merged)
     return result.data
   }
   const issue = result.error.issues[0]
@@ -562,6 +567,28 @@ export function resolveConfig (layers: ConfigLayer[]): SparebandConfig {
   const source = (unknown != null ? sourceOf(sources, unknown) : undefined) ?? sourceOf(sources, key) ?? 'defaults'
   // an app branching on err.key gets the unknown key itself, not its parent
   throw new ConfigError(describeIssue(issue, key, source, getPath(merged, issue.path)), { source, key: unknown ?? key })
+}
+
+/**
+ * A value a later layer replaced (a config.toml line a flag overrides, an
+ * environment variable the command line sets again) is still checked, on
+ * its own over the defaults: else a broken line sat in config.toml
+ * unnoticed until the day the flag was dropped, and then stopped the node.
+ * Every rule of the schema is about one key, so the defaults and the one
+ * value judge it as the merged config would.
+ */
+function checkOverriddenValues (given: Array<{ key: string, value: unknown, source: string }>, merged: Record<string, unknown>): void {
+  for (const { key, value, source } of given) {
+    if (Object.is(getPath(merged, key.split('.')), value)) continue
+    const alone: Record<string, unknown> = structuredClone(defaultConfig) as any
+    setPath(alone, key, value)
+    const result = configSchema.safeParse(alone)
+    if (result.success) continue
+    const issue = result.error.issues[0]
+    const issueKey = issue.path.map(String).join('.')
+    const later = [...given].reverse().find(g => g.key === key || g.key.startsWith(`${key}.`) || key.startsWith(`${g.key}.`))?.source ?? 'a later setting'
+    throw new ConfigError(`${describeIssue(issue, issueKey, source, getPath(alone, issue.path))}; ${later} sets it too, but fix this one all the same`, { source, key: issueKey })
+  }
 }
 
 /** Rules that span keys, checked once each key is valid on its own. */
@@ -632,6 +659,13 @@ function describeIssue (issue: z.core.$ZodIssue, key: string, source: string, va
 /** What is wrong with a value, in words: zod's own ("Invalid input") says nothing of what is allowed. */
 export function valueProblem (issue: z.core.$ZodIssue, key: string, value: unknown): string {
   if (issue.code === 'invalid_type') return expectedText(issue.expected, key, value)
+  // zod's own words for a bound ("Too big: expected number to be <=65535"), in ours, where a setting gives none
+  if ((issue.code === 'too_big' || issue.code === 'too_small') && issue.origin === 'number' && /^Too (big|small): expected number to be/.test(issue.message)) {
+    const bound = issue.code === 'too_big' ? issue.maximum : issue.minimum
+    const word = issue.code === 'too_big' ? (issue.inclusive === false ? 'below' : 'at most') : (issue.inclusive === false ? 'above' : 'at least')
+    const unit = UNITS.find(([re]) => re.test(key))?.[1]
+    return `must be ${word} ${String(bound)}${unit != null ? `, ${unit}` : ''}`
+  }
   if (issue.code === 'invalid_union') {
     const forms = UNION_FORMS.find(([re]) => re.test(key))?.[1]
     return `expected ${forms ?? 'one of the forms this setting takes (see the template: spareband init --print-config)'}, not ${given(value)}`

@@ -124,8 +124,9 @@ describe('spareband CLI end to end', () => {
     const d = await tempDir('sb-cli-')
     await runCliJson(['init', '--data-dir', d, '--json'])
     const cases: Array<[string[], RegExp, NodeJS.ProcessEnv?]> = [
-      [['start', '--data-dir', d, '--api-port', 'abc'], /--api-port.*"abc" is not a number/],
-      [['start', '--data-dir', d, '--frobnicate'], /unknown option '--frobnicate'/],
+      [['start', '--data-dir', d, '--api-port', 'abc'], /^spareband: flag --api-port: "abc" is not a number \(write it in decimal, e\.g\. 16 or 2\.5\)\n$/],
+      [['start', '--data-dir', d, '--api-port', '99999'], /^spareband: flag --api-port: "99999" is not a port \(0-65535; 0 picks a free one\)\n$/],
+      [['start', '--data-dir', d, '--frobnicate'], /^spareband: unknown option '--frobnicate'\n\(run with --help for usage\)\n$/],
       [['start', '--data-dir', d, '--region', 'xx'], /flag --region: region = "xx" is invalid/],
       [['start', '--data-dir', d, '--exit-ports', '80,99999'], /flag --exit-ports: exit.allowed_ports.*99999.*out of range/],
       [['start', '--data-dir', d, '--network', 'nosuch'], /unknown network "nosuch"/],
@@ -142,6 +143,10 @@ describe('spareband CLI end to end', () => {
     const r = await runCli(['start', '--data-dir', d])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(`${join(d, 'config.toml')}: proxy.socks_port = 99999 is invalid`)
+    // the same line with a flag that sets the key too: still refused, so the broken line does not wait for the day the flag goes
+    const over = await runCli(['start', '--data-dir', d, '--socks-port', '0'])
+    expect(over.code).toBe(2)
+    expect(over.stderr).toBe(`spareband: ${join(d, 'config.toml')}: proxy.socks_port = 99999 is invalid: must be a port from 0 to 65535 (0 picks a free one); flag --socks-port sets it too, but fix this one all the same\n`)
   })
 
   it('a node whose bootstrap peer is down logs it once, redials it, and logs when it is connected', async () => {

@@ -216,7 +216,8 @@ describe('operator', () => {
 
   it('providers and probe with a --region that is not one exit 2 at once, whether or not a node runs', async () => {
     const d = await tempDir('sb-op-region-')
-    const message = 'error: option \'--region <region>\' argument \'xx\' is invalid. "xx" is not a region: an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca).\n(run with --help for usage)\n'
+    // one line, as every other error: the flag, the value and what a region is, without the help hint (the flag is right, its value is not)
+    const message = 'spareband: flag --region: "xx" is not a region: an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)\n'
     for (const args of [['providers', '--region', 'xx'], ['probe', '--region', 'xx', 'http://example.org/']]) {
       const r = await runCli([...args, '--data-dir', d])
       expect(r.code, args[0]).toBe(2)

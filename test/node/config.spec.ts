@@ -234,6 +234,11 @@ describe('config validation errors', () => {
       ['[exit]\nallowed_ports = [true]\n', 'exit.allowed_ports.0 = true is invalid: expected a port (443), a range as a string ("8000-8100") or "reduced", not true'],
       ['[network]\ndht_server = "yes"\n', 'network.dht_server = "yes" is invalid: expected true, false or "auto", not the string "yes"'],
       ['[relay]\nenabled = 1\n', 'relay.enabled = 1 is invalid: expected true, false or "auto", not 1'],
+      // a bound in words, with the key's unit, not zod's "Too big: expected number to be <=40"
+      ['[accounting]\npow_difficulty = 99\n', 'accounting.pow_difficulty = 99 is invalid: must be at most 40'],
+      ['[accounting]\nreceipt_interval_mb = 0\n', 'accounting.receipt_interval_mb = 0 is invalid: must be above 0, in MiB (2^20 bytes)'],
+      ['[exit]\nidle_timeout_seconds = -1\n', 'exit.idle_timeout_seconds = -1 is invalid: must be at least 1, in seconds'],
+      ['[api]\nport = 99999\n', 'api.port = 99999 is invalid: must be a port from 0 to 65535 (0 picks a free one)'],
       // TOML has dates
       ['region = 2026-11-27\n', 'region = "2026-11-27" is invalid: expected a string, not a date'],
       ['[exit]\nschedule = { days = 1 }\n', 'exit.schedule = {"days":1} is invalid: expected a string, not a table of settings']
@@ -263,6 +268,20 @@ describe('config validation errors', () => {
       expect(err.key).toBe('network.stun_servers')
       expect(err.message).toContain(`is invalid: ${message}`)
     }
+  })
+
+  it('a bad value a later layer overrides still stops the node, naming where it is: a broken line must not wait for the day the flag goes', async () => {
+    const file = await tomlFile('[exit]\nallowed_ports = ["80-70"]\n')
+    const err = catchError(() => resolveConfig([readConfigFile(file), layerFromKeys([{ key: 'exit.allowed_ports', value: ['80'], source: 'flag --exit-ports' }])]))
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('exit.allowed_ports')
+    expect(err.message).toBe(`${file}: exit.allowed_ports = ["80-70"] is invalid: range "80-70" is empty: 80 > 70; flag --exit-ports sets it too, but fix this one all the same`)
+    const env = catchError(() => resolveConfig([envLayer({ SPAREBAND_API_PORT: 'abc' }), layerFromKeys([{ key: 'api.port', value: 0, source: 'flag --api-port' }])]))
+    expect(env.message).toBe('environment variable SPAREBAND_API_PORT: api.port = "abc" is invalid: expected a number, not the string "abc" (write the number alone, without quotes or unit); flag --api-port sets it too, but fix this one all the same')
+    // a good value overridden is no matter, nor one set twice alike
+    const good = await tomlFile('[exit]\nallowed_ports = [8080]\nmax_tunnels = 5\n')
+    const config = resolveConfig([readConfigFile(good), layerFromKeys([{ key: 'exit.allowed_ports', value: ['80'], source: 'x' }, { key: 'exit.max_tunnels', value: 5, source: 'x' }])])
+    expect(config.exit.allowed_ports).toEqual(['80'])
   })
 
   it('refuses max_tunnels = 0 and max_tunnels_per_consumer = 0, pointing to --no-supply', async () => {
