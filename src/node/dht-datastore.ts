@@ -30,6 +30,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { MemoryDatastore } from 'datastore-core/memory'
 import { Key } from 'interface-datastore'
+import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
 import type { AbortOptions, Connection, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
 
@@ -61,9 +62,19 @@ export interface BoundedDhtDatastoreInit {
   maxPerSender?: number
   /** Who sent the write being made; without it no write has a sender, and only the bounds in all hold. */
   senders?: DhtSenders
+  /** The peer that made a record, when its key says (a capacity ad's key names its exit): that peer's write makes the record its own again. */
+  recordAuthor?: (recordKey: Uint8Array) => string | undefined
 }
 
-/** Keys under one prefix, oldest write first, at most `max` of them, and at most `maxPerSender` last written by one peer. */
+/**
+ * Keys under one prefix, oldest write first, at most `max` of them, and at
+ * most `maxPerSender` of one peer's. A key is the peer's that first wrote
+ * it while it is held (the node's own for its own writes), or its
+ * author's once the author writes it: a peer that writes again a record
+ * held here (an honest correction, or a flooder that fetched an honest ad
+ * to put it back) must not make it its own, or its flood would push out
+ * the honest record with its own oldest.
+ */
 class BoundedKeys {
   /** Insertion-ordered: a key written again moves to the end. */
   readonly keys = new Set<string>()
@@ -76,11 +87,17 @@ class BoundedKeys {
   evictedOverSenderBound = 0
   constructor (readonly prefix: string, readonly max: number, readonly maxPerSender: number) {}
 
-  /** Notes a write of `id` by `sender` (undefined: the node's own); returns the keys to drop. */
-  written (id: string, sender: string | undefined): string[] {
+  /** Notes a write of `id` by `sender` (undefined: the node's own) of a key made by `author`, if known; returns the keys to drop. */
+  written (id: string, sender: string | undefined, author: string | undefined): string[] {
+    const dropped: string[] = []
+    if (this.keys.has(id) && (sender == null || sender !== author)) {
+      // held already: its place in the order moves (a re-publish), its owner stays
+      this.keys.delete(id)
+      this.keys.add(id)
+      return dropped
+    }
     this.forget(id)
     this.keys.add(id)
-    const dropped: string[] = []
     if (sender != null) {
       let own = this.bySender.get(sender)
       if (own == null) this.bySender.set(sender, own = new Set())
@@ -121,6 +138,7 @@ class BoundedKeys {
 export class BoundedDhtDatastore extends MemoryDatastore {
   private readonly bounded: BoundedKeys[]
   private readonly senders?: DhtSenders
+  private readonly recordAuthor?: (recordKey: Uint8Array) => string | undefined
 
   constructor (init: BoundedDhtDatastoreInit = {}) {
     super()
@@ -131,13 +149,16 @@ export class BoundedDhtDatastore extends MemoryDatastore {
       new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES, perSender)
     ]
     this.senders = init.senders
+    this.recordAuthor = init.recordAuthor
   }
 
   put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
     const written = super.put(key, val, options)
     const id = key.toString()
     const kind = this.bounded.find(b => id.startsWith(b.prefix))
-    for (const dropped of kind?.written(id, this.senders?.current.getStore()) ?? []) void super.delete(new Key(dropped))
+    if (kind == null) return written
+    const sender = this.senders?.current.getStore()
+    for (const dropped of kind.written(id, sender, sender == null ? undefined : this.authorOf(kind, id))) void super.delete(new Key(dropped))
     return written
   }
 
@@ -146,6 +167,16 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     const id = key.toString()
     this.bounded.find(b => id.startsWith(b.prefix))?.forget(id)
     return deleted
+  }
+
+  /** A record's author, from its key (kad-dht writes it as base32 after the prefix); provider entries are only ever written by their provider. */
+  private authorOf (kind: BoundedKeys, id: string): string | undefined {
+    if (kind !== this.bounded[0] || this.recordAuthor == null) return undefined
+    try {
+      return this.recordAuthor(uint8ArrayFromString(id.slice(kind.prefix.length), 'base32'))
+    } catch {
+      return undefined
+    }
   }
 
   /** Entries dropped for room since start, by kind. */

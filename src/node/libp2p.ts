@@ -37,7 +37,7 @@ import { peerKeeper } from './peer-keeper.ts'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
 import { AddressInUseError } from '../errors.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
-import { capacitySelector, capacityValidator } from '../routing/capacity-ad.ts'
+import { capacitySelector, capacityValidator, peerIdFromCapacityKey } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
 import type { ComponentLogger, Libp2p, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
@@ -133,6 +133,15 @@ export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
 }
 
+/** The exit whose capacity ad a DHT record key names (the only records spareband's DHT takes). */
+function capacityAdAuthor (recordKey: Uint8Array): string | undefined {
+  try {
+    return peerIdFromCapacityKey(recordKey).toString()
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The public STUN servers of network.stun_servers "auto" on a public
  * network: @libp2p/webrtc's own defaults (it exports none), named here so
@@ -210,7 +219,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   }
   const dhtSenders = new DhtSenders()
   // libp2p's in-memory default, with the DHT's records and provider entries bounded, in all and per sending peer (dht-datastore.ts)
-  const datastore = new BoundedDhtDatastore({ senders: dhtSenders })
+  const datastore = new BoundedDhtDatastore({ senders: dhtSenders, recordAuthor: capacityAdAuthor })
   return {
     privateKey,
     datastore,

@@ -20,6 +20,7 @@ import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
 import { capacityKey, capacitySelector, capacityValidator, encodeCapacityAd, signCapacityAd } from '../../src/routing/capacity-ad.ts'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -74,19 +75,43 @@ describe('the bounded DHT datastore', () => {
     expect(ds.heldBy('honest')).toEqual({ records: 1, providers: 0 })
     expect(ds.evictedOverSenderBound).toEqual({ records: 2, providers: 0 })
     expect(ds.evicted).toEqual({ records: 0, providers: 0 })
-    // a key another sender writes again is that sender's now (a lookup's correction): the flooder's count frees a place
-    await putAs('honest', '/dht/record/f4')
-    expect(ds.heldBy('flooder').records).toBe(1)
-    expect(ds.heldBy('honest').records).toBe(2)
+    // a held key another peer writes again (a lookup's correction, or a flooder putting back an honest ad)
+    // stays its first writer's: else the flooder's next writes would push it out as its own oldest
+    await putAs('flooder', '/dht/record/h')
+    await putAs('flooder', '/dht/record/own1')
+    expect(ds.heldBy('honest').records).toBe(1)
+    expect(ds.heldBy('flooder').records).toBe(2)
+    for (const k of ['f5', 'f6', 'f7']) await putAs('flooder', `/dht/record/${k}`)
+    for (const k of ['h', 'own1', 'own2', 'own3', 'f6', 'f7']) expect(await ds.has(new Key(`/dht/record/${k}`)), k).toBe(true)
     // after an await too: the sender is the one of the call chain
     await senders.current.run('flooder', async () => {
       await new Promise(resolve => setTimeout(resolve, 5))
       await ds.put(new Key('/dht/provider/region/p1'), bytes(1))
     })
-    expect(ds.heldBy('flooder')).toEqual({ records: 1, providers: 1 })
+    expect(ds.heldBy('flooder')).toEqual({ records: 2, providers: 1 })
     // a deleted key is nobody's
-    await ds.delete(new Key('/dht/record/f3'))
+    await ds.delete(new Key('/dht/record/f7'))
+    expect(ds.heldBy('flooder').records).toBe(1)
+  })
+
+  it('a record its author writes is the author\'s, even one a flooder put first', async () => {
+    const senders = new DhtSenders()
+    // keys as kad-dht writes them: the record key in base32; here the "author" is the key's text after "ad-"
+    const recordAuthor = (key: Uint8Array): string | undefined => /^ad-(.+)$/.exec(Buffer.from(key).toString())?.[1]
+    const ds = new BoundedDhtDatastore({ maxPerSender: 2, senders, recordAuthor })
+    const keyOf = (name: string): Key => new Key(`/dht/record/${uint8ArrayToString(Buffer.from(name), 'base32')}`)
+    const putAs = async (sender: string, name: string): Promise<unknown> => senders.current.run(sender, async () => ds.put(keyOf(name), bytes(1)))
+    // the flooder fetched the exit's ad before it reached this node, and put it first: the flooder's
+    await putAs('flooder', 'ad-exit')
+    expect(ds.heldBy('flooder').records).toBe(1)
+    // the exit's own write (its hourly re-publish) makes it the exit's
+    await putAs('exit', 'ad-exit')
+    expect(ds.heldBy('exit').records).toBe(1)
     expect(ds.heldBy('flooder').records).toBe(0)
+    for (const k of ['ad-x1', 'ad-x2', 'ad-x3', 'ad-exit']) await putAs('flooder', k)
+    expect(await ds.has(keyOf('ad-exit'))).toBe(true)
+    expect(await ds.has(keyOf('ad-x1'))).toBe(false)
+    expect(ds.heldBy('flooder').records).toBe(2)
   })
 })
 
@@ -122,6 +147,12 @@ describe('a node\'s DHT writes', () => {
     await flooder.dial(multiaddr(consumer!.status().addresses[0]))
     // identify tells the flooder's kad-dht that the consumer is a DHT server, and it takes it into its routing table
     await waitFor(async () => (await flooder!.peerStore.get(consumer!.peerId)).protocols.includes(DHT_PROTOCOL), { what: 'the consumer identified as a DHT server' })
+    // first the exit's own ad, fetched and put back: were it then the flooder's, the flood would push it out as the flooder's oldest
+    const exitKey = capacityKey(exit!.peerId)
+    let exitAdBytes: Uint8Array | undefined
+    for await (const e of flooder.services.dht.get(exitKey)) if (e.name === 'VALUE') exitAdBytes = e.value
+    expect(exitAdBytes).toBeDefined()
+    for await (const _ of flooder.services.dht.put(exitKey, exitAdBytes!)) {}
     const ads = MAX_DHT_ENTRIES_PER_SENDER + 44
     for (let i = 0; i < ads; i++) {
       // an ad signed by a key of its own, as any peer can make: valid, fresh, under its own key
@@ -133,6 +164,7 @@ describe('a node\'s DHT writes', () => {
     expect(victim.heldBy(mine).records).toBe(MAX_DHT_ENTRIES_PER_SENDER)
     expect(victim.evictedOverSenderBound.records).toBe(44)
     expect(exitAd()).toBe(1)
+    expect(await victim.has(new Key(`/dht/record/${uint8ArrayToString(exitKey, 'base32')}`))).toBe(true)
     // and its operator sees it in status
     const { dht } = consumer!.status()
     expect(dht.dropped).toEqual({ forRoom: { records: 0, providers: 0 }, overPeerBound: { records: 44, providers: 0 } })
