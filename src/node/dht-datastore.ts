@@ -13,7 +13,6 @@
  * honest network stores on one node: each record goes to the 20 peers
  * closest to its key, so a node holds about 20 x (exits / nodes) ads.
  *
- *
  * A bound in all still lets one peer push honest entries out: more than
  * 10,000 records an hour from one connection, and the ads this node holds
  * are the flood's. So each peer that sends the DHT a write also has a
@@ -78,7 +77,7 @@ export interface BoundedDhtDatastoreInit {
 class BoundedKeys {
   /** Insertion-ordered: a key written again moves to the end. */
   readonly keys = new Set<string>()
-  /** Each sender's keys (the ones it wrote last), oldest write first. */
+  /** Each sender's keys (see above for which are whose), oldest write first. */
   private readonly bySender = new Map<string, Set<string>>()
   private readonly senderOf = new Map<string, string>()
   /** Keys dropped for room since start. */
@@ -119,7 +118,7 @@ class BoundedKeys {
     return dropped
   }
 
-  /** Keys `sender` wrote last that are held now. */
+  /** Keys held now that are `sender`'s. */
   heldBy (sender: string): number {
     return this.bySender.get(sender)?.size ?? 0
   }
@@ -189,7 +188,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     return { records: this.bounded[0].evictedOverSenderBound, providers: this.bounded[1].evictedOverSenderBound }
   }
 
-  /** DHT records and provider entries held now that `peerId` wrote last. */
+  /** DHT records and provider entries held now that are `peerId`'s (BoundedKeys says which are whose). */
   heldBy (peerId: string): { records: number, providers: number } {
     return { records: this.bounded[0].heldBy(peerId), providers: this.bounded[1].heldBy(peerId) }
   }
