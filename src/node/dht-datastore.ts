@@ -15,13 +15,16 @@
  *
  * A bound in all still lets one peer push honest entries out: more than
  * 10,000 records an hour from one connection, and the ads this node holds
- * are the flood's. So each peer that sends the DHT a write also has a
- * bound of its own (DhtSenders tells the store who sent the message being
- * handled): past it, its own oldest entry goes, nobody else's. An honest
- * peer writes its own ad and provider entries, and corrects a few records
- * after its lookups (kad-dht puts the newest record it found to the peers
- * that answered with an older one): far below the bound. A flood now
- * takes a connection, with its handshake, per 256 entries.
+ * are the flood's. So what one sender writes has a bound of its own
+ * (DhtSenders tells the store who sent the message being handled): past
+ * it, its own oldest entry goes, nobody else's. An honest peer writes its
+ * own ad and provider entries, and corrects a few records after its
+ * lookups (kad-dht puts the newest record it found to the peers that
+ * answered with an older one): far below the bound. Peer ids are free (a
+ * review put 40 fresh ones through one connection after another in 5 s),
+ * so on the public network a sender is the IP address the write came from
+ * (an IPv6 /64), which a flooder cannot mint; in a local testnet, where
+ * every node shares an address, and over a relay, it is the peer.
  *
  * The peer store, which shares this datastore, is not bounded here.
  */
@@ -30,6 +33,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { MemoryDatastore } from 'datastore-core/memory'
 import { Key } from 'interface-datastore'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
+import ipaddr from 'ipaddr.js'
 import type { AbortOptions, Connection, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import type { Registrar } from '@libp2p/interface-internal'
 
@@ -40,6 +44,9 @@ export const MAX_DHT_PROVIDER_ENTRIES = 100_000
 /** Records, and provider entries, one peer's messages may hold here at most (each kind). */
 export const MAX_DHT_ENTRIES_PER_SENDER = 256
 
+/** Who sent a DHT write: the peer, and the bucket its writes are counted in (its IP address on the public network, see above). */
+export interface DhtSender { peer: string, bucket: string }
+
 /**
  * Who sent the DHT message being handled, for the datastore: dhtSenderTags()
  * runs kad-dht's stream handler inside `current`, and the handler's writes
@@ -47,7 +54,28 @@ export const MAX_DHT_ENTRIES_PER_SENDER = 256
  * ad, its provider entries) see none.
  */
 export class DhtSenders {
-  readonly current = new AsyncLocalStorage<string>()
+  readonly current = new AsyncLocalStorage<DhtSender>()
+}
+
+/**
+ * The bucket a connection's DHT writes count in: its IPv4 address or IPv6
+ * /64 when `byAddress` and it has one of its own (not through a relay),
+ * else its peer.
+ */
+export function senderBucket (connection: Pick<Connection, 'remoteAddr' | 'remotePeer'>, byAddress: boolean): string {
+  const peer = connection.remotePeer.toString()
+  if (!byAddress) return peer
+  const components = connection.remoteAddr.getComponents()
+  if (components.some(c => c.name === 'p2p-circuit')) return peer
+  const ip = components[0]
+  if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || ip.value == null) return peer
+  try {
+    // an IPv4-mapped IPv6 address is its IPv4 address
+    const addr = ipaddr.process(ip.value)
+    return addr.kind() === 'ipv4' ? `ip4/${addr.toString()}` : `ip6/${(addr as ipaddr.IPv6).toNormalizedString().split(':').slice(0, 4).join(':')}::/64`
+  } catch {
+    return peer
+  }
 }
 
 export interface BoundedDhtDatastoreInit {
@@ -67,12 +95,12 @@ export interface BoundedDhtDatastoreInit {
 
 /**
  * Keys under one prefix, oldest write first, at most `max` of them, and at
- * most `maxPerSender` of one peer's. A key is the peer's that first wrote
- * it while it is held (the node's own for its own writes), or its
- * author's once the author writes it: a peer that writes again a record
- * held here (an honest correction, or a flooder that fetched an honest ad
- * to put it back) must not make it its own, or its flood would push out
- * the honest record with its own oldest.
+ * most `maxPerSender` of one sender's bucket. A key is the bucket's that
+ * first wrote it while it is held, the author's once the author writes it,
+ * and the node's own (no bucket's) once the node writes it: a peer that
+ * writes again a record held here (an honest correction, or a flooder that
+ * fetched an honest ad to put it back) must not make it its own, or its
+ * flood would push out the honest record with its own oldest.
  */
 class BoundedKeys {
   /** Insertion-ordered: a key written again moves to the end. */
@@ -87,9 +115,9 @@ class BoundedKeys {
   constructor (readonly prefix: string, readonly max: number, readonly maxPerSender: number) {}
 
   /** Notes a write of `id` by `sender` (undefined: the node's own) of a key made by `author`, if known; returns the keys to drop. */
-  written (id: string, sender: string | undefined, author: string | undefined): string[] {
+  written (id: string, sender: DhtSender | undefined, author: string | undefined): string[] {
     const dropped: string[] = []
-    if (this.keys.has(id) && (sender == null || sender !== author)) {
+    if (this.keys.has(id) && sender != null && sender.peer !== author) {
       // held already: its place in the order moves (a re-publish), its owner stays
       this.keys.delete(id)
       this.keys.add(id)
@@ -98,10 +126,10 @@ class BoundedKeys {
     this.forget(id)
     this.keys.add(id)
     if (sender != null) {
-      let own = this.bySender.get(sender)
-      if (own == null) this.bySender.set(sender, own = new Set())
+      let own = this.bySender.get(sender.bucket)
+      if (own == null) this.bySender.set(sender.bucket, own = new Set())
       own.add(id)
-      this.senderOf.set(id, sender)
+      this.senderOf.set(id, sender.bucket)
       while (own.size > this.maxPerSender) {
         const oldest = own.values().next().value!
         this.forget(oldest)
@@ -118,9 +146,9 @@ class BoundedKeys {
     return dropped
   }
 
-  /** Keys held now that are `sender`'s. */
-  heldBy (sender: string): number {
-    return this.bySender.get(sender)?.size ?? 0
+  /** Keys held now that are `bucket`'s. */
+  heldBy (bucket: string): number {
+    return this.bySender.get(bucket)?.size ?? 0
   }
 
   forget (id: string): void {
@@ -188,9 +216,9 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     return { records: this.bounded[0].evictedOverSenderBound, providers: this.bounded[1].evictedOverSenderBound }
   }
 
-  /** DHT records and provider entries held now that are `peerId`'s (BoundedKeys says which are whose). */
-  heldBy (peerId: string): { records: number, providers: number } {
-    return { records: this.bounded[0].heldBy(peerId), providers: this.bounded[1].heldBy(peerId) }
+  /** DHT records and provider entries held now that are a sender bucket's (senderBucket(); BoundedKeys says which are whose). */
+  heldBy (bucket: string): { records: number, providers: number } {
+    return { records: this.bounded[0].heldBy(bucket), providers: this.bounded[1].heldBy(bucket) }
   }
 
   /** DHT records and provider entries held now. */
@@ -201,17 +229,18 @@ export class BoundedDhtDatastore extends MemoryDatastore {
 
 /**
  * A libp2p service that runs the handler registered for the DHT protocols
- * inside `senders.current`, with the remote peer as its store, so the
- * datastore knows who sent each write. It wraps the registrar's handle()
- * before kad-dht registers (at start, or when it turns server later).
+ * inside `senders.current`, with the remote peer and its bucket as the
+ * store, so the datastore knows who sent each write. It wraps the
+ * registrar's handle() before kad-dht registers (at start, or when it turns
+ * server later). `byAddress`: count writes by IP address (senderBucket).
  */
-export function dhtSenderTags (init: { protocols: string[], senders: DhtSenders }): (components: { registrar: Registrar }) => object {
+export function dhtSenderTags (init: { protocols: string[], senders: DhtSenders, byAddress: boolean }): (components: { registrar: Registrar }) => object {
   return ({ registrar }) => {
     const handle = registrar.handle.bind(registrar)
     registrar.handle = async (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void> => {
       if (!init.protocols.includes(protocol)) return handle(protocol, handler, options)
       const tagged = (stream: Stream, connection: Connection): void | Promise<void> =>
-        init.senders.current.run(connection.remotePeer.toString(), () => handler(stream, connection))
+        init.senders.current.run({ peer: connection.remotePeer.toString(), bucket: senderBucket(connection, init.byAddress) }, () => handler(stream, connection))
       return handle(protocol, tagged, options)
     }
     return {}

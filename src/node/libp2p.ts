@@ -278,7 +278,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       ownPublicAddresses: ownPublicAddresses(),
       dcutr: dcutr(),
       // before kad-dht registers its handler: tells the datastore which peer sent each write
-      dhtSenderTags: dhtSenderTags({ protocols: [config.network.dht_protocol], senders: dhtSenders }),
+      // (counted by IP address on the public network: peer ids are free; in a local testnet every node shares one)
+      dhtSenderTags: dhtSenderTags({ protocols: [config.network.dht_protocol], senders: dhtSenders, byAddress: !local }),
       dht: kadDHT({
         protocol: config.network.dht_protocol,
         clientMode: dhtClientMode(config.network),

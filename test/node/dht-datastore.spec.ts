@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import { Key } from 'interface-datastore'
-import { BoundedDhtDatastore, DhtSenders, MAX_DHT_ENTRIES_PER_SENDER } from '../../src/node/dht-datastore.ts'
+import { BoundedDhtDatastore, DhtSenders, MAX_DHT_ENTRIES_PER_SENDER, senderBucket } from '../../src/node/dht-datastore.ts'
 import { startExitAndConsumer } from '../utils/in-process.ts'
 import { waitFor } from '../utils/cli.ts'
 import { createLibp2p } from 'libp2p'
@@ -24,7 +24,8 @@ import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
 import { capacityKey, capacitySelector, capacityValidator, encodeCapacityAd, signCapacityAd } from '../../src/routing/capacity-ad.ts'
 import type { KadDHT } from '@libp2p/kad-dht'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { SparebandNode } from '../../src/index.ts'
 
 const bytes = (n: number): Uint8Array => new Uint8Array(n).fill(7)
@@ -62,7 +63,7 @@ describe('the bounded DHT datastore', () => {
   it('bounds what one sender wrote: past its bound its own oldest entry goes, nobody else\'s; the node\'s own writes have no sender', async () => {
     const senders = new DhtSenders()
     const ds = new BoundedDhtDatastore({ maxRecords: 100, maxProviderEntries: 100, maxPerSender: 2, senders })
-    const putAs = async (sender: string | undefined, key: string): Promise<unknown> => sender == null ? ds.put(new Key(key), bytes(1)) : senders.current.run(sender, async () => ds.put(new Key(key), bytes(1)))
+    const putAs = async (sender: string | undefined, key: string): Promise<unknown> => sender == null ? ds.put(new Key(key), bytes(1)) : senders.current.run({ peer: sender, bucket: sender }, async () => ds.put(new Key(key), bytes(1)))
     await putAs('honest', '/dht/record/h')
     await putAs(undefined, '/dht/record/own1')
     await putAs(undefined, '/dht/record/own2')
@@ -84,7 +85,7 @@ describe('the bounded DHT datastore', () => {
     for (const k of ['f5', 'f6', 'f7']) await putAs('flooder', `/dht/record/${k}`)
     for (const k of ['h', 'own1', 'own2', 'own3', 'f6', 'f7']) expect(await ds.has(new Key(`/dht/record/${k}`)), k).toBe(true)
     // after an await too: the sender is the one of the call chain
-    await senders.current.run('flooder', async () => {
+    await senders.current.run({ peer: 'flooder', bucket: 'flooder' }, async () => {
       await new Promise(resolve => setTimeout(resolve, 5))
       await ds.put(new Key('/dht/provider/region/p1'), bytes(1))
     })
@@ -100,7 +101,7 @@ describe('the bounded DHT datastore', () => {
     const recordAuthor = (key: Uint8Array): string | undefined => /^ad-(.+)$/.exec(Buffer.from(key).toString())?.[1]
     const ds = new BoundedDhtDatastore({ maxPerSender: 2, senders, recordAuthor })
     const keyOf = (name: string): Key => new Key(`/dht/record/${uint8ArrayToString(Buffer.from(name), 'base32')}`)
-    const putAs = async (sender: string, name: string): Promise<unknown> => senders.current.run(sender, async () => ds.put(keyOf(name), bytes(1)))
+    const putAs = async (sender: string, name: string): Promise<unknown> => senders.current.run({ peer: sender, bucket: sender }, async () => ds.put(keyOf(name), bytes(1)))
     // the flooder fetched the exit's ad before it reached this node, and put it first: the flooder's
     await putAs('flooder', 'ad-exit')
     expect(ds.heldBy('flooder').records).toBe(1)
@@ -112,6 +113,26 @@ describe('the bounded DHT datastore', () => {
     expect(await ds.has(keyOf('ad-exit'))).toBe(true)
     expect(await ds.has(keyOf('ad-x1'))).toBe(false)
     expect(ds.heldBy('flooder').records).toBe(2)
+    // the node's own write makes a key its own: an exit restarted with an empty store, into which a
+    // flooder put the exit's old ad first, takes it back at its next publish
+    await putAs('flooder', 'ad-self')
+    expect(ds.heldBy('flooder').records).toBe(2)
+    await ds.put(keyOf('ad-self'), bytes(2))
+    expect(ds.heldBy('flooder').records).toBe(1)
+    for (const k of ['ad-y1', 'ad-y2', 'ad-y3']) await putAs('flooder', k)
+    expect(await ds.has(keyOf('ad-self'))).toBe(true)
+  })
+
+  it('on the public network writes count by IP address (an IPv6 /64), which a flooder cannot mint as it mints peer ids; over a relay and in a local testnet, by peer', async () => {
+    const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const at = (addr: string): { remoteAddr: Multiaddr, remotePeer: PeerId } => ({ remoteAddr: multiaddr(addr), remotePeer: peer })
+    expect(senderBucket(at('/ip4/203.0.113.7/tcp/4001'), true)).toBe('ip4/203.0.113.7')
+    expect(senderBucket(at('/ip4/203.0.113.7/udp/4001/webrtc-direct'), true)).toBe('ip4/203.0.113.7')
+    expect(senderBucket(at('/ip6/2001:db8:1:2:aaaa::1/tcp/4001'), true)).toBe('ip6/2001:db8:1:2::/64')
+    expect(senderBucket(at('/ip6/2001:db8:1:2:bbbb::9/tcp/4001'), true)).toBe('ip6/2001:db8:1:2::/64')
+    expect(senderBucket(at('/ip6/::ffff:203.0.113.7/tcp/4001'), true)).toBe('ip4/203.0.113.7')
+    expect(senderBucket(at(`/ip4/203.0.113.7/tcp/4001/p2p/${peer.toString()}/p2p-circuit`), true)).toBe(peer.toString())
+    expect(senderBucket(at('/ip4/127.0.0.1/tcp/4001'), false)).toBe(peer.toString())
   })
 })
 
