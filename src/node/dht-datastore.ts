@@ -41,8 +41,17 @@ import type { Registrar } from '@libp2p/interface-internal'
 export const MAX_DHT_RECORDS = 10_000
 /** Provider entries (an exit providing a region key) kept at most. */
 export const MAX_DHT_PROVIDER_ENTRIES = 100_000
-/** Records, and provider entries, one peer's messages may hold here at most (each kind). */
+/** Records, and provider entries, one sender may hold here at most (each kind). */
 export const MAX_DHT_ENTRIES_PER_SENDER = 256
+/**
+ * Providers of one key (a region) one sender may hold here at most. Every
+ * exit of a region provides its key to the same 20 nodes, and consumers
+ * take the first 40 providers they are given: without this, one address
+ * with a few dozen fresh peer ids filled a region's list with exits that
+ * are not there. Room for a few honest exits behind one address (an
+ * office, a carrier's NAT).
+ */
+export const MAX_DHT_PROVIDERS_PER_SENDER_AND_KEY = 8
 
 /** Who sent a DHT write: the peer, and the bucket its writes are counted in (its IP address on the public network, see above). */
 export interface DhtSender { peer: string, bucket: string }
@@ -87,6 +96,8 @@ export interface BoundedDhtDatastoreInit {
   maxProviderEntries?: number
   /** @default MAX_DHT_ENTRIES_PER_SENDER */
   maxPerSender?: number
+  /** @default MAX_DHT_PROVIDERS_PER_SENDER_AND_KEY */
+  maxProvidersPerSenderAndKey?: number
   /** Who sent the write being made; without it no write has a sender, and only the bounds in all hold. */
   senders?: DhtSenders
   /** The peer that made a record, when its key says (a capacity ad's key names its exit): that peer's write makes the record its own again. */
@@ -108,11 +119,17 @@ class BoundedKeys {
   /** Each sender's keys (see above for which are whose), oldest write first. */
   private readonly bySender = new Map<string, Set<string>>()
   private readonly senderOf = new Map<string, string>()
+  /** Each sender's keys of one group (the providers of one key), oldest write first, when the kind has groups. */
+  private readonly bySenderGroup = new Map<string, Set<string>>()
   /** Keys dropped for room since start. */
   evicted = 0
   /** Keys dropped since start because their sender wrote more than its bound. */
   evictedOverSenderBound = 0
-  constructor (readonly prefix: string, readonly max: number, readonly maxPerSender: number) {}
+  constructor (readonly prefix: string, readonly max: number, readonly maxPerSender: number, readonly group?: { of: (id: string) => string, max: number }) {}
+
+  private groupKey (bucket: string, id: string): string | undefined {
+    return this.group == null ? undefined : `${bucket}\n${this.group.of(id)}`
+  }
 
   /** Notes a write of `id` by `sender` (undefined: the node's own) of a key made by `author`, if known; returns the keys to drop. */
   written (id: string, sender: DhtSender | undefined, author: string | undefined): string[] {
@@ -130,6 +147,18 @@ class BoundedKeys {
       if (own == null) this.bySender.set(sender.bucket, own = new Set())
       own.add(id)
       this.senderOf.set(id, sender.bucket)
+      const groupKey = this.groupKey(sender.bucket, id)
+      if (groupKey != null) {
+        let grouped = this.bySenderGroup.get(groupKey)
+        if (grouped == null) this.bySenderGroup.set(groupKey, grouped = new Set())
+        grouped.add(id)
+        while (grouped.size > this.group!.max) {
+          const oldest = grouped.values().next().value!
+          this.forget(oldest)
+          dropped.push(oldest)
+          this.evictedOverSenderBound++
+        }
+      }
       while (own.size > this.maxPerSender) {
         const oldest = own.values().next().value!
         this.forget(oldest)
@@ -159,6 +188,11 @@ class BoundedKeys {
     const own = this.bySender.get(sender)!
     own.delete(id)
     if (own.size === 0) this.bySender.delete(sender)
+    const groupKey = this.groupKey(sender, id)
+    if (groupKey == null) return
+    const grouped = this.bySenderGroup.get(groupKey)!
+    grouped.delete(id)
+    if (grouped.size === 0) this.bySenderGroup.delete(groupKey)
   }
 }
 
@@ -173,7 +207,11 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     const perSender = init.maxPerSender ?? MAX_DHT_ENTRIES_PER_SENDER
     this.bounded = [
       new BoundedKeys(`${prefix}/record/`, init.maxRecords ?? MAX_DHT_RECORDS, perSender),
-      new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES, perSender)
+      // a provider entry is /provider/<key>/<provider>: grouped by key
+      new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES, perSender, {
+        of: id => id.slice(0, id.lastIndexOf('/')),
+        max: init.maxProvidersPerSenderAndKey ?? MAX_DHT_PROVIDERS_PER_SENDER_AND_KEY
+      })
     ]
     this.senders = init.senders
     this.recordAuthor = init.recordAuthor

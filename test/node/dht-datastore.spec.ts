@@ -123,6 +123,24 @@ describe('the bounded DHT datastore', () => {
     expect(await ds.has(keyOf('ad-self'))).toBe(true)
   })
 
+  it('one sender holds at most a few providers of one key: an address with many fresh peer ids cannot fill a region\'s list', async () => {
+    const senders = new DhtSenders()
+    const ds = new BoundedDhtDatastore({ maxPerSender: 100, maxProvidersPerSenderAndKey: 2, senders })
+    const provide = async (bucket: string, region: string, peer: string): Promise<unknown> => senders.current.run({ peer, bucket }, async () => ds.put(new Key(`/dht/provider/${region}/${peer}`), bytes(1)))
+    for (const p of ['s1', 's2', 's3']) await provide('ip4/203.0.113.7', 'de', p)
+    await provide('ip4/203.0.113.7', 'fr', 's1')
+    await provide('ip4/198.51.100.1', 'de', 'honest')
+    expect(await ds.has(new Key('/dht/provider/de/s1'))).toBe(false)
+    for (const k of ['de/s2', 'de/s3', 'fr/s1', 'de/honest']) expect(await ds.has(new Key(`/dht/provider/${k}`)), k).toBe(true)
+    expect(ds.evictedOverSenderBound.providers).toBe(1)
+    expect(ds.heldBy('ip4/203.0.113.7').providers).toBe(3)
+    // an entry that goes (expired, deleted) frees its place in the key's count
+    await ds.delete(new Key('/dht/provider/de/s2'))
+    await provide('ip4/203.0.113.7', 'de', 's4')
+    expect(await ds.has(new Key('/dht/provider/de/s3'))).toBe(true)
+    expect(ds.evictedOverSenderBound.providers).toBe(1)
+  })
+
   it('on the public network writes count by IP address (an IPv6 /64), which a flooder cannot mint as it mints peer ids; over a relay and in a local testnet, by peer', async () => {
     const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const at = (addr: string): { remoteAddr: Multiaddr, remotePeer: PeerId } => ({ remoteAddr: multiaddr(addr), remotePeer: peer })
