@@ -102,6 +102,12 @@ export interface BoundedDhtDatastoreInit {
   senders?: DhtSenders
   /** The peer that made a record, when its key says (a capacity ad's key names its exit): that peer's write makes the record its own again. */
   recordAuthor?: (recordKey: Uint8Array) => string | undefined
+  /**
+   * This node's peer id: its own ad and provider entries are its own
+   * whatever context a write runs in (a queue shared with a handler can
+   * carry a remote sender into the node's own work), never a sender's.
+   */
+  self?: string
 }
 
 /**
@@ -200,6 +206,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
   private readonly bounded: BoundedKeys[]
   private readonly senders?: DhtSenders
   private readonly recordAuthor?: (recordKey: Uint8Array) => string | undefined
+  private readonly self?: string
 
   constructor (init: BoundedDhtDatastoreInit = {}) {
     super()
@@ -215,6 +222,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     ]
     this.senders = init.senders
     this.recordAuthor = init.recordAuthor
+    this.self = init.self
   }
 
   put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
@@ -222,8 +230,10 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     const id = key.toString()
     const kind = this.bounded.find(b => id.startsWith(b.prefix))
     if (kind == null) return written
-    const sender = this.senders?.current.getStore()
-    for (const dropped of kind.written(id, sender, sender == null ? undefined : this.authorOf(kind, id))) void super.delete(new Key(dropped))
+    let sender = this.senders?.current.getStore()
+    const author = sender == null ? undefined : this.authorOf(kind, id)
+    if (author != null && author === this.self) sender = undefined
+    for (const dropped of kind.written(id, sender, author)) void super.delete(new Key(dropped))
     return written
   }
 
@@ -234,9 +244,10 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     return deleted
   }
 
-  /** A record's author, from its key (kad-dht writes it as base32 after the prefix); provider entries are only ever written by their provider. */
+  /** An entry's author, from its key: a record's as recordAuthor reads it (kad-dht writes it as base32 after the prefix), a provider entry's provider (the key's last part). */
   private authorOf (kind: BoundedKeys, id: string): string | undefined {
-    if (kind !== this.bounded[0] || this.recordAuthor == null) return undefined
+    if (kind === this.bounded[1]) return id.slice(id.lastIndexOf('/') + 1)
+    if (this.recordAuthor == null) return undefined
     try {
       return this.recordAuthor(uint8ArrayFromString(id.slice(kind.prefix.length), 'base32'))
     } catch {

@@ -219,7 +219,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   }
   const dhtSenders = new DhtSenders()
   // libp2p's in-memory default, with the DHT's records and provider entries bounded, in all and per sending peer (dht-datastore.ts)
-  const datastore = new BoundedDhtDatastore({ senders: dhtSenders, recordAuthor: capacityAdAuthor })
+  const datastore = new BoundedDhtDatastore({ senders: dhtSenders, recordAuthor: capacityAdAuthor, self: peerIdFromPrivateKey(privateKey).toString() })
   return {
     privateKey,
     datastore,

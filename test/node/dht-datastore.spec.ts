@@ -123,6 +123,24 @@ describe('the bounded DHT datastore', () => {
     expect(await ds.has(keyOf('ad-self'))).toBe(true)
   })
 
+  it('the node\'s own ad and provider entries are its own, even written in a context that carries a remote sender', async () => {
+    const senders = new DhtSenders()
+    const recordAuthor = (key: Uint8Array): string | undefined => /^ad-(.+)$/.exec(Buffer.from(key).toString())?.[1]
+    const ds = new BoundedDhtDatastore({ maxPerSender: 1, senders, recordAuthor, self: 'me' })
+    const ownAd = new Key(`/dht/record/${uint8ArrayToString(Buffer.from('ad-me'), 'base32')}`)
+    // say a queue shared with a handler ran the node's publish in the handler's context
+    await senders.current.run({ peer: 'flooder', bucket: 'flooder' }, async () => {
+      await ds.put(ownAd, bytes(1))
+      await ds.put(new Key('/dht/provider/de/me'), bytes(1))
+    })
+    expect(ds.heldBy('flooder')).toEqual({ records: 0, providers: 0 })
+    await senders.current.run({ peer: 'flooder', bucket: 'flooder' }, async () => {
+      for (const k of ['ad-x1', 'ad-x2']) await ds.put(new Key(`/dht/record/${uint8ArrayToString(Buffer.from(k), 'base32')}`), bytes(1))
+    })
+    expect(await ds.has(ownAd)).toBe(true)
+    expect(await ds.has(new Key('/dht/provider/de/me'))).toBe(true)
+  })
+
   it('one sender holds at most a few providers of one key: an address with many fresh peer ids cannot fill a region\'s list', async () => {
     const senders = new DhtSenders()
     const ds = new BoundedDhtDatastore({ maxPerSender: 100, maxProvidersPerSenderAndKey: 2, senders })
