@@ -108,6 +108,14 @@ export interface BoundedDhtDatastoreInit {
    * carry a remote sender into the node's own work), never a sender's.
    */
   self?: string
+  /**
+   * Whether to keep the record held rather than the one being written
+   * (both serialized libp2p records of one key). kad-dht stores whatever
+   * valid record a peer puts, an older one over a newer: replayed to the
+   * nodes that hold an exit's ad, an old ad (a relay that is gone) or a
+   * live one over its goodbye stood until the exit's next put.
+   */
+  keepHeld?: (incoming: Uint8Array, held: Uint8Array) => boolean
 }
 
 /**
@@ -207,6 +215,9 @@ export class BoundedDhtDatastore extends MemoryDatastore {
   private readonly senders?: DhtSenders
   private readonly recordAuthor?: (recordKey: Uint8Array) => string | undefined
   private readonly self?: string
+  private readonly keepHeld?: (incoming: Uint8Array, held: Uint8Array) => boolean
+  /** Record writes refused since start because the record held was newer. */
+  private olderRefused = 0
 
   constructor (init: BoundedDhtDatastoreInit = {}) {
     super()
@@ -223,12 +234,20 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     this.senders = init.senders
     this.recordAuthor = init.recordAuthor
     this.self = init.self
+    this.keepHeld = init.keepHeld
   }
 
   put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
-    const written = super.put(key, val, options)
     const id = key.toString()
     const kind = this.bounded.find(b => id.startsWith(b.prefix))
+    if (kind === this.bounded[0] && this.keepHeld != null && kind.keys.has(id)) {
+      const held = super.get(key)
+      if (held instanceof Uint8Array && this.keepHeld(val, held)) {
+        this.olderRefused++
+        return key
+      }
+    }
+    const written = super.put(key, val, options)
     if (kind == null) return written
     let sender = this.senders?.current.getStore()
     const author = sender == null ? undefined : this.authorOf(kind, id)
@@ -258,6 +277,11 @@ export class BoundedDhtDatastore extends MemoryDatastore {
   /** Entries dropped for room since start, by kind. */
   get evicted (): { records: number, providers: number } {
     return { records: this.bounded[0].evicted, providers: this.bounded[1].evicted }
+  }
+
+  /** Record writes refused since start because the record held was newer (keepHeld). */
+  get refusedOlder (): number {
+    return this.olderRefused
   }
 
   /** Entries dropped since start because the peer that wrote them wrote more than its bound, by kind. */

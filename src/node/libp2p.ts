@@ -30,6 +30,7 @@ import { ping } from '@libp2p/ping'
 import { autoNAT } from '@libp2p/autonat'
 import { dcutr } from '@libp2p/dcutr'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
+import { Libp2pRecord } from '@libp2p/record'
 import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
 import { BoundedDhtDatastore, DhtSenders, dhtSenderTags } from './dht-datastore.ts'
@@ -142,6 +143,17 @@ function capacityAdAuthor (recordKey: Uint8Array): string | undefined {
   }
 }
 
+/** Whether a held capacity ad beats the one being written, as the DHT's selector judges (the higher seq; a tie goes to the new one, so a re-put refreshes its time). */
+function heldAdIsNewer (incoming: Uint8Array, held: Uint8Array): boolean {
+  try {
+    const a = Libp2pRecord.deserialize(incoming)
+    const b = Libp2pRecord.deserialize(held)
+    return capacitySelector(a.key, [a.value, b.value]) === 1
+  } catch {
+    return false
+  }
+}
+
 /**
  * The public STUN servers of network.stun_servers "auto" on a public
  * network: @libp2p/webrtc's own defaults (it exports none), named here so
@@ -219,7 +231,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   }
   const dhtSenders = new DhtSenders()
   // libp2p's in-memory default, with the DHT's records and provider entries bounded, in all and per sending peer (dht-datastore.ts)
-  const datastore = new BoundedDhtDatastore({ senders: dhtSenders, recordAuthor: capacityAdAuthor, self: peerIdFromPrivateKey(privateKey).toString() })
+  const datastore = new BoundedDhtDatastore({ senders: dhtSenders, recordAuthor: capacityAdAuthor, self: peerIdFromPrivateKey(privateKey).toString(), keepHeld: heldAdIsNewer })
   return {
     privateKey,
     datastore,

@@ -106,12 +106,13 @@ const COUNTERS: MetricSpec[] = [
   { name: 'spareband_exit_bytes_total', help: 'Bytes the exit carried: in from consumers to targets, out from targets to consumers', labelNames: ['direction'], read: s => s.exit == null ? undefined : byDirection(s.exit.bytesIn, s.exit.bytesOut) },
   {
     name: 'spareband_dht_dropped_total',
-    help: 'DHT records and provider entries dropped: for room, or because the peer that wrote them wrote more than its own bound (a flood)',
+    help: 'DHT records and provider entries dropped: for room, because the peer that wrote them wrote more than its own bound (a flood), or (records) not taken because the one held was newer (a replay)',
     labelNames: ['kind', 'reason'],
     read: s => s.dht?.dropped == null
       ? undefined
       : [[{ kind: 'records', reason: 'room' }, num(s.dht.dropped.forRoom.records)], [{ kind: 'providers', reason: 'room' }, num(s.dht.dropped.forRoom.providers)],
-          [{ kind: 'records', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.records)], [{ kind: 'providers', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.providers)]]
+          [{ kind: 'records', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.records)], [{ kind: 'providers', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.providers)],
+          [{ kind: 'records', reason: 'older' }, num(s.dht.dropped.olderRecords)]]
   },
   { name: 'spareband_silent_connections_ended_total', help: 'Connections ended because nothing came from the peer for 25 s (a dead host or line)', read: s => num(s.silentConnectionsEnded) },
   { name: 'spareband_exit_tunnels_total', help: 'Tunnels the exit carried', read: s => num(s.exit?.tunnelsTotal) },

@@ -113,8 +113,8 @@ export interface NodeStatus {
     routingTableSize: number
     /** Records (capacity ads) and provider entries the DHT holds here now (dht-datastore.ts). */
     stored: { records: number, providers: number }
-    /** Dropped since start: for room (the bound in all), and because the peer that wrote them wrote more than its own bound (a flood pushes out only its own). */
-    dropped: { forRoom: { records: number, providers: number }, overPeerBound: { records: number, providers: number } }
+    /** Dropped since start: for room (the bound in all), and because the peer that wrote them wrote more than its own bound (a flood pushes out only its own); and records not taken because the one held was newer (a replayed old ad). */
+    dropped: { forRoom: { records: number, providers: number }, overPeerBound: { records: number, providers: number }, olderRecords: number }
   }
   api?: string
   /** The node runtime: its version, and the runtime flags (src/node/runtime-flags.ts) it runs without, if any. */
@@ -478,7 +478,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
         mode: dht?.getMode?.() ?? (dhtClientMode(this.config.network) === false ? 'server' : 'client'),
         routingTableSize,
         stored: store.sizes,
-        dropped: { forRoom: store.evicted, overPeerBound: store.evictedOverSenderBound }
+        dropped: { forRoom: store.evicted, overPeerBound: store.evictedOverSenderBound, olderRecords: store.refusedOlder }
       },
       api: this.apiUrl,
       runtime: { ...RUNTIME, missingFlags: [...RUNTIME.missingFlags] },

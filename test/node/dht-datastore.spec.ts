@@ -22,7 +22,9 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { DHT_PROTOCOL } from '../../src/constants.ts'
-import { capacityKey, capacitySelector, capacityValidator, encodeCapacityAd, signCapacityAd } from '../../src/routing/capacity-ad.ts'
+import { capacityKey, capacitySelector, capacityValidator, decodeCapacityAd, encodeCapacityAd, signCapacityAd } from '../../src/routing/capacity-ad.ts'
+import { Libp2pRecord } from '@libp2p/record'
+import type { CapacityAd } from '../../src/routing/capacity-ad.ts'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -224,8 +226,25 @@ describe('a node\'s DHT writes', () => {
     expect(await victim.has(new Key(`/dht/record/${uint8ArrayToString(exitKey, 'base32')}`))).toBe(true)
     // and its operator sees it in status
     const { dht } = consumer!.status()
-    expect(dht.dropped).toEqual({ forRoom: { records: 0, providers: 0 }, overPeerBound: { records: 44, providers: 0 } })
+    expect(dht.dropped).toEqual({ forRoom: { records: 0, providers: 0 }, overPeerBound: { records: 44, providers: 0 }, olderRecords: 0 })
     expect(dht.stored.records).toBe(victim.sizes.records)
     expect(dht.stored.records).toBeGreaterThanOrEqual(MAX_DHT_ENTRIES_PER_SENDER + 1)
   }, 120_000)
+
+  it('a replayed older ad does not replace the newer one held', async () => {
+    const victim = datastoreOf(consumer!)
+    const exitKey = capacityKey(exit!.peerId)
+    const recordKey = new Key(`/dht/record/${uint8ArrayToString(exitKey, 'base32')}`)
+    const adHeld = (): CapacityAd => decodeCapacityAd(Libp2pRecord.deserialize(victim.get(recordKey) as Uint8Array).value)
+    const old = adHeld()
+    // the exit pauses: its ad says so, with a higher seq, at once
+    await exit!.pauseExit()
+    await waitFor(() => adHeld().seq! > old.seq!, { timeoutMs: 20_000, what: 'the exit\'s new ad at the consumer' })
+    const newer = adHeld()
+    // the flooder puts the old one back (still valid: unexpired, the exit's signature)
+    for await (const _ of flooder!.services.dht.put(exitKey, encodeCapacityAd(old))) {}
+    expect(adHeld().seq).toBe(newer.seq)
+    expect(consumer!.status().dht.dropped.olderRecords).toBeGreaterThanOrEqual(1)
+    await exit!.resumeExit()
+  }, 60_000)
 })
