@@ -110,10 +110,11 @@ export interface BoundedDhtDatastoreInit {
   self?: string
   /**
    * Whether to keep the record held rather than the one being written
-   * (both serialized libp2p records of one key). kad-dht stores whatever
-   * valid record a peer puts, an older one over a newer: replayed to the
-   * nodes that hold an exit's ad, an old ad (a relay that is gone) or a
-   * live one over its goodbye stood until the exit's next put.
+   * (both serialized libp2p records of one key), unless its author writes
+   * it. kad-dht stores whatever valid record a peer puts, an older one over
+   * a newer: replayed to the nodes that hold an exit's ad, an old ad (a
+   * relay that is gone) or a live one over its goodbye stood until the
+   * exit's next put.
    */
   keepHeld?: (incoming: Uint8Array, held: Uint8Array) => boolean
 }
@@ -240,7 +241,15 @@ export class BoundedDhtDatastore extends MemoryDatastore {
   put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
     const id = key.toString()
     const kind = this.bounded.find(b => id.startsWith(b.prefix))
-    if (kind === this.bounded[0] && this.keepHeld != null && kind.keys.has(id)) {
+    if (kind == null) return super.put(key, val, options)
+    let sender = this.senders?.current.getStore()
+    const author = this.authorOf(kind, id)
+    // the node's own entries are its own, whatever context the write runs in
+    if (author != null && author === this.self) sender = undefined
+    // an older record refused, but from its author (the node itself included): an exit whose
+    // clock went back, restarted, signs a lower seq than the ad it put before, and must replace it
+    const byAuthor = author != null && (author === this.self || sender?.peer === author)
+    if (kind === this.bounded[0] && this.keepHeld != null && !byAuthor && kind.keys.has(id)) {
       const held = super.get(key)
       if (held instanceof Uint8Array && this.keepHeld(val, held)) {
         this.olderRefused++
@@ -248,11 +257,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
       }
     }
     const written = super.put(key, val, options)
-    if (kind == null) return written
-    let sender = this.senders?.current.getStore()
-    const author = sender == null ? undefined : this.authorOf(kind, id)
-    if (author != null && author === this.self) sender = undefined
-    for (const dropped of kind.written(id, sender, author)) void super.delete(new Key(dropped))
+    for (const dropped of kind.written(id, sender, sender == null ? undefined : author)) void super.delete(new Key(dropped))
     return written
   }
 
