@@ -23,8 +23,9 @@
  * answered with an older one): far below the bound. Peer ids are free (a
  * review put 40 fresh ones through one connection after another in 5 s),
  * so on the public network a sender is the IP address the write came from
- * (an IPv6 /64), which a flooder cannot mint; in a local testnet, where
- * every node shares an address, and over a relay, it is the peer.
+ * (an IPv6 /64), which a flooder cannot mint (senderBucket: relays and
+ * connections without an address have buckets of their own); in a local
+ * testnet, where every node shares an address, it is the peer.
  *
  * The peer store, which shares this datastore, is not bounded here.
  */
@@ -67,17 +68,22 @@ export class DhtSenders {
 }
 
 /**
- * The bucket a connection's DHT writes count in: its IPv4 address or IPv6
- * /64 when `byAddress` and it has one of its own (not through a relay),
- * else its peer.
+ * The bucket a connection's DHT writes count in. With `byAddress`: its
+ * IPv4 address or IPv6 /64; through a relay, the relay (kad-dht refuses
+ * limited connections, so only a relay that sets no limits carries DHT
+ * writes, and honest peers write theirs over their own connections); with
+ * no address at all (WebRTC set up through signalling, which any
+ * connected peer can do), one bucket for all such connections. Else (a
+ * local testnet) its peer.
  */
 export function senderBucket (connection: Pick<Connection, 'remoteAddr' | 'remotePeer'>, byAddress: boolean): string {
   const peer = connection.remotePeer.toString()
   if (!byAddress) return peer
   const components = connection.remoteAddr.getComponents()
-  if (components.some(c => c.name === 'p2p-circuit')) return peer
+  const circuit = components.findIndex(c => c.name === 'p2p-circuit')
+  if (circuit >= 0) return `relay/${components.slice(0, circuit).findLast(c => c.name === 'p2p')?.value ?? 'unknown'}`
   const ip = components[0]
-  if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || ip.value == null) return peer
+  if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || ip.value == null) return 'no-address'
   try {
     // an IPv4-mapped IPv6 address is its IPv4 address
     const addr = ipaddr.process(ip.value)
@@ -242,13 +248,14 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     const id = key.toString()
     const kind = this.bounded.find(b => id.startsWith(b.prefix))
     if (kind == null) return super.put(key, val, options)
-    let sender = this.senders?.current.getStore()
+    const from = this.senders?.current.getStore()
     const author = this.authorOf(kind, id)
     // the node's own entries are its own, whatever context the write runs in
-    if (author != null && author === this.self) sender = undefined
-    // an older record refused, but from its author (the node itself included): an exit whose
-    // clock went back, restarted, signs a lower seq than the ad it put before, and must replace it
-    const byAuthor = author != null && (author === this.self || sender?.peer === author)
+    const sender = author != null && author === this.self ? undefined : from
+    // an older record refused, but from its author (the node itself writing, included): an exit whose
+    // clock went back, restarted, signs a lower seq than the ad it put before, and must replace it.
+    // A peer that puts back the node's own old ad is not its author
+    const byAuthor = author != null && (from == null ? author === this.self : from.peer === author)
     if (kind === this.bounded[0] && this.keepHeld != null && !byAuthor && kind.keys.has(id)) {
       const held = super.get(key)
       if (held instanceof Uint8Array && this.keepHeld(val, held)) {

@@ -155,14 +155,25 @@ export function encodeCapacityAd (ad: CapacityAd): Uint8Array {
   return bytes
 }
 
-/** Decodes a record value; throws TOO_LARGE before decoding anything oversized, MALFORMED on bad bytes. */
+/**
+ * Decodes a record value; throws TOO_LARGE before decoding anything
+ * oversized, MALFORMED on bad bytes, and on bytes that are not the one
+ * encoding of what they say. The signature covers the ad encoded again,
+ * so other spellings of a signed ad verify too: a peer could put an
+ * exit's ad back in a spelling of its own, and the selector, which
+ * breaks a tie of seq and expiry by the bytes, would then rank the
+ * exit's own bytes below it.
+ */
 export function decodeCapacityAd (bytes: Uint8Array): CapacityAd {
   checkSize(bytes.byteLength)
+  let ad: CapacityAd
   try {
-    return CapacityAd.decode(bytes)
+    ad = CapacityAd.decode(bytes)
   } catch (err: any) {
     throw new CapacityAdError({ code: CapacityAdErrorCode.MALFORMED, reason: err?.message ?? String(err) })
   }
+  if (!uint8ArrayEquals(CapacityAd.encode(ad), bytes)) throw new CapacityAdError({ code: CapacityAdErrorCode.MALFORMED, reason: 'not the canonical encoding of the ad (fields out of order, a field twice, an unknown field or a non-minimal varint)' })
+  return ad
 }
 
 function checkSize (size: number): void {

@@ -161,7 +161,7 @@ describe('the bounded DHT datastore', () => {
     expect(ds.evictedOverSenderBound.providers).toBe(1)
   })
 
-  it('on the public network writes count by IP address (an IPv6 /64), which a flooder cannot mint as it mints peer ids; over a relay and in a local testnet, by peer', async () => {
+  it('on the public network writes count by IP address (an IPv6 /64), which a flooder cannot mint as it mints peer ids; by relay, or in one bucket with no address; in a local testnet, by peer', async () => {
     const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
     const at = (addr: string): { remoteAddr: Multiaddr, remotePeer: PeerId } => ({ remoteAddr: multiaddr(addr), remotePeer: peer })
     expect(senderBucket(at('/ip4/203.0.113.7/tcp/4001'), true)).toBe('ip4/203.0.113.7')
@@ -169,7 +169,12 @@ describe('the bounded DHT datastore', () => {
     expect(senderBucket(at('/ip6/2001:db8:1:2:aaaa::1/tcp/4001'), true)).toBe('ip6/2001:db8:1:2::/64')
     expect(senderBucket(at('/ip6/2001:db8:1:2:bbbb::9/tcp/4001'), true)).toBe('ip6/2001:db8:1:2::/64')
     expect(senderBucket(at('/ip6/::ffff:203.0.113.7/tcp/4001'), true)).toBe('ip4/203.0.113.7')
-    expect(senderBucket(at(`/ip4/203.0.113.7/tcp/4001/p2p/${peer.toString()}/p2p-circuit`), true)).toBe(peer.toString())
+    // through a relay: the relay's bucket (only one that sets no limits carries DHT writes)
+    const relay = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    expect(senderBucket(at(`/ip4/203.0.113.9/tcp/4001/p2p/${relay}/p2p-circuit`), true)).toBe(`relay/${relay}`)
+    expect(senderBucket(at(`/ip4/203.0.113.9/tcp/4001/p2p/${relay}/p2p-circuit/p2p/${peer.toString()}`), true)).toBe(`relay/${relay}`)
+    // WebRTC set up through signalling has no address: one bucket for all (a review opened 12 fresh ids so, from one host)
+    expect(senderBucket(at(`/webrtc/p2p/${peer.toString()}`), true)).toBe('no-address')
     expect(senderBucket(at('/ip4/127.0.0.1/tcp/4001'), false)).toBe(peer.toString())
   })
 })
@@ -245,6 +250,10 @@ describe('a node\'s DHT writes', () => {
     for await (const _ of flooder!.services.dht.put(exitKey, encodeCapacityAd(old))) {}
     expect(adHeld().seq).toBe(newer.seq)
     expect(consumer!.status().dht.dropped.olderRecords).toBeGreaterThanOrEqual(1)
+    // nor in the exit's own store: a peer that puts back the node's own old ad is not its author
+    const atExit = datastoreOf(exit!)
+    expect(atExit.refusedOlder).toBeGreaterThanOrEqual(1)
+    expect(decodeCapacityAd(Libp2pRecord.deserialize(atExit.get(recordKey) as Uint8Array).value).seq).toBe(newer.seq)
     // but the exit itself may go back: its clock went back and it restarted, say
     const back = await signCapacityAd({ region: 'de', capacityMbps: 5, load: 0, pricePerGbMicro: 1, allowedPorts: '9', multiaddrs: exit!.status().addresses, seq: old.seq! - 1n, expiresAt: Date.now() + 3_600_000 }, exit!.identity.privateKey)
     for await (const _ of (exit!.libp2p.services.dht as KadDHT).put(exitKey, encodeCapacityAd(back))) {}
