@@ -5,6 +5,7 @@
  * and `GET /v1/providers?region=R`.
  */
 
+import { join } from 'node:path'
 import { Advertiser } from '../routing/advertiser.ts'
 import { ExitDiscovery } from '../routing/discovery.ts'
 import { RoutingSelector } from '../routing/routing-selector.ts'
@@ -13,6 +14,7 @@ import { KnownPeerSelector } from '../relay/exit-selector.ts'
 import { formatPortList, parsePortList } from '../relay/ports.ts'
 import { HttpError } from './control-api.ts'
 import { advertisedCapacityMbps } from './relay-parts.ts'
+import { AD_SEQ_FILE, adSeqFile } from './ad-seq-file.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { AccountingPart } from './accounting-part.ts'
 import type { TunnelExit } from '../relay/exit.ts'
@@ -54,6 +56,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
     const allowedPorts = formatPortList(parsePortList(config.exit.allowed_ports))
     advertiser = new Advertiser({ libp2p, dht: dht!, routingTable: dht?.routingTable, privateKey: node.identity.privateKey, logger: libp2p.logger }, {
       localTestnet: config.network.local_testnet,
+      seqStore: adSeqFile(join(node.dataDir, AD_SEQ_FILE)),
       offer: () => {
         const exit = libp2p.services.exit as TunnelExit | undefined
         if (exit == null) return undefined

@@ -45,6 +45,14 @@ export interface AdvertiserInit {
   loadChange?: number
   /** A local testnet's ads keep private addresses (see ad-addresses.ts). @default false */
   localTestnet?: boolean
+  /**
+   * The last seq signed, kept across restarts. An ad's seq is its signing
+   * time, but never at or below the last one: an exit whose clock ran ahead
+   * and was put right, then restarted, signed seqs below its old ad's, and
+   * every lookup that met the old ad put it back (kad-dht's correction),
+   * with the old addresses, until it expired.
+   */
+  seqStore?: { load: () => bigint | undefined, save: (seq: bigint) => void }
   now?: () => number
 }
 
@@ -116,6 +124,11 @@ export class Advertiser {
   constructor (private readonly components: AdvertiserComponents, private readonly init: AdvertiserInit) {
     this.log = components.logger.forComponent('spareband:routing:advertiser')
     this.now = init.now ?? Date.now
+    try {
+      this.lastSeq = init.seqStore?.load() ?? 0n
+    } catch (err) {
+      this.log.error('could not read the last seq signed; ads start from the clock - %e', err)
+    }
   }
 
   get lifetime (): number {
@@ -222,8 +235,14 @@ export class Advertiser {
     if (offer == null) return undefined
     if (this.components.libp2p.getPeers().length === 0) throw new Error('no peers to publish to yet')
     const now = this.now()
-    // the signing time orders ads across restarts without stored state
+    // the signing time, past every seq signed before (seqStore)
     const seq = BigInt(now) > this.lastSeq ? BigInt(now) : this.lastSeq + 1n
+    this.lastSeq = seq
+    try {
+      this.init.seqStore?.save(seq)
+    } catch (err) {
+      this.log.error('could not keep the seq signed - %e', err)
+    }
     const multiaddrs = this.adAddresses()
     const ad = await signCapacityAd({
       region: offer.region,
@@ -251,7 +270,6 @@ export class Advertiser {
     }
     // a DHT server holds both records itself, and answers lookups from them, whatever its queries did
     if (cids.length > 0) this.state.regionKeys = cids.map(String)
-    this.lastSeq = seq
     this.lastLoad = offer.load
     this.lastAddresses = multiaddrs.map(String).join()
     this.state.published = true

@@ -15,7 +15,10 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { defaultLogger } from '@libp2p/logger'
 import { Advertiser } from '../../src/routing/advertiser.ts'
 import { decodeCapacityAd } from '../../src/routing/capacity-ad.ts'
-import { waitFor } from '../utils/cli.ts'
+import { tempDir, waitFor } from '../utils/cli.ts'
+import { AD_SEQ_FILE, adSeqFile } from '../../src/node/ad-seq-file.ts'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 const advertisers: Advertiser[] = []
@@ -105,3 +108,50 @@ it('an ad no DHT server took is no publication: retried, and published once a se
   expect(advertiser.status()).toMatchObject({ published: true, peersReached: 2 })
   expect(advertiser.status().lastError).toBeUndefined()
 }, 20_000)
+
+it('signs seqs past every seq signed before, kept across restarts, whatever the clock says (ad-seq.json)', async () => {
+  const dir = await tempDir('sb-adseq-')
+  const file = join(dir, AD_SEQ_FILE)
+  const store = adSeqFile(file)
+  expect(store.load()).toBeUndefined()
+  const privateKey = await generateKeyPair('Ed25519')
+  const seqs: bigint[] = []
+  const start = async (now: number): Promise<Advertiser> => {
+    const dht = {
+      put: async function * (_key: Uint8Array, value: Uint8Array) {
+        seqs.push(decodeCapacityAd(value).seq!)
+        yield { name: 'PEER_RESPONSE', messageType: 'PUT_VALUE' }
+      },
+      provide: async function * () { yield { name: 'PEER_RESPONSE', messageType: 'ADD_PROVIDER' } },
+      getMode: () => 'client' as const
+    }
+    const libp2p = { getMultiaddrs: () => [multiaddr('/ip4/127.0.0.1/tcp/4001')], getPeers: () => [{}] as any, addEventListener: () => {}, removeEventListener: () => {} } as any
+    const advertiser = new Advertiser({ libp2p, dht, privateKey, logger: defaultLogger() }, {
+      offer: () => ({ region: 'de', capacityMbps: 100, load: 0, pricePerGbMicro: 1n, allowedPorts: '443' }),
+      seqStore: adSeqFile(file),
+      localTestnet: true,
+      now: () => now
+    })
+    advertisers.push(advertiser)
+    await advertiser.start()
+    return advertiser
+  }
+  // a clock two hours ahead signs its seq, and it is kept
+  const ahead = Date.UTC(2026, 10, 28, 14)
+  const first = await start(ahead)
+  await waitFor(() => seqs.length === 1, { what: 'the first ad' })
+  expect(seqs[0]).toBe(BigInt(ahead))
+  expect(store.load()).toBe(BigInt(ahead))
+  await first.stop({ signal: AbortSignal.timeout(100) })
+  const kept = store.load()!
+  expect(kept).toBe(seqs[seqs.length - 1])
+  // the clock put right, a restart: the next seq is past the last, not the clock's
+  const count = seqs.length
+  await start(ahead - 2 * 3_600_000)
+  await waitFor(() => seqs.length > count, { what: 'the ad after the restart' })
+  expect(seqs[count]).toBe(kept + 1n)
+  expect(seqs.every((s, i) => i === 0 || s > seqs[i - 1])).toBe(true)
+  // a file that is not one is said so, not taken for no seq
+  await writeFile(file, '{"seq": 12}\n')
+  expect(() => adSeqFile(file).load()).toThrow(`${file}: "seq" is not a whole number in a string: 12`)
+})
