@@ -10,6 +10,9 @@ import { writeJsonAtomically } from '../relay/json-file.ts'
 
 export const AD_SEQ_FILE = 'ad-seq.json'
 
+/** The largest seq taken from the file: 2^62, far past any clock (ms) and far below an ad's 2^63 - 1. */
+export const MAX_KEPT_SEQ = 2n ** 62n
+
 export function adSeqFile (file: string): { load: () => bigint | undefined, save: (seq: bigint) => void } {
   return {
     load () {
@@ -22,6 +25,9 @@ export function adSeqFile (file: string): { load: () => bigint | undefined, save
       }
       const seq = (JSON.parse(text) as { seq?: unknown }).seq
       if (typeof seq !== 'string' || !/^\d{1,20}$/.test(seq)) throw new Error(`${file}: "seq" is not a whole number in a string: ${JSON.stringify(seq)}`)
+      // an ad's seq is at most 2^63 - 1: a seq near it (no clock gets there; a file edited by hand
+      // or broken) would leave no room to grow, and every ad after it would be refused
+      if (BigInt(seq) > MAX_KEPT_SEQ) throw new Error(`${file}: "seq" ${seq} is past ${MAX_KEPT_SEQ}, too near the largest seq an ad takes (2^63 - 1) to sign more ads past it; delete the file`)
       return BigInt(seq)
     },
     save (seq) {

@@ -23,9 +23,9 @@
  * answered with an older one): far below the bound. Peer ids are free (a
  * review put 40 fresh ones through one connection after another in 5 s),
  * so on the public network a sender is the IP address the write came from
- * (an IPv6 /64), which a flooder cannot mint (senderBucket: relays and
- * connections without an address have buckets of their own); in a local
- * testnet, where every node shares an address, it is the peer.
+ * (an IPv6 /64; a relayed connection's relay's), which a flooder cannot
+ * mint (senderBucket: connections without an address share one bucket);
+ * in a local testnet, where every node shares an address, it is the peer.
  *
  * The peer store, which shares this datastore, is not bounded here.
  */
@@ -68,20 +68,19 @@ export class DhtSenders {
 }
 
 /**
- * The bucket a connection's DHT writes count in. With `byAddress`: its
- * IPv4 address or IPv6 /64; through a relay, the relay (kad-dht refuses
- * limited connections, so only a relay that sets no limits carries DHT
- * writes, and honest peers write theirs over their own connections); with
- * no address at all (WebRTC set up through signalling, which any
- * connected peer can do), one bucket for all such connections. Else (a
- * local testnet) its peer.
+ * The bucket a connection's DHT writes count in. With `byAddress`: the
+ * IPv4 address or IPv6 /64 it starts with, which for a relayed connection
+ * is the relay's (kad-dht refuses limited connections, so only a relay
+ * that sets no limits carries DHT writes, and any peer can be that relay:
+ * libp2p takes a circuit's STOP from any connected peer, so a relay's
+ * peer id would be a bucket per fresh id); with no address at all (WebRTC
+ * set up through signalling, which any connected peer can do), one bucket
+ * for all such connections. Else (a local testnet) its peer.
  */
 export function senderBucket (connection: Pick<Connection, 'remoteAddr' | 'remotePeer'>, byAddress: boolean): string {
   const peer = connection.remotePeer.toString()
   if (!byAddress) return peer
   const components = connection.remoteAddr.getComponents()
-  const circuit = components.findIndex(c => c.name === 'p2p-circuit')
-  if (circuit >= 0) return `relay/${components.slice(0, circuit).findLast(c => c.name === 'p2p')?.value ?? 'unknown'}`
   const ip = components[0]
   if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || ip.value == null) return 'no-address'
   try {

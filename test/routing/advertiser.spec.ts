@@ -16,7 +16,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { Advertiser } from '../../src/routing/advertiser.ts'
 import { decodeCapacityAd } from '../../src/routing/capacity-ad.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
-import { AD_SEQ_FILE, adSeqFile } from '../../src/node/ad-seq-file.ts'
+import { AD_SEQ_FILE, MAX_KEPT_SEQ, adSeqFile } from '../../src/node/ad-seq-file.ts'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -154,4 +154,7 @@ it('signs seqs past every seq signed before, kept across restarts, whatever the 
   // a file that is not one is said so, not taken for no seq
   await writeFile(file, '{"seq": 12}\n')
   expect(() => adSeqFile(file).load()).toThrow(`${file}: "seq" is not a whole number in a string: 12`)
+  // nor one too near an ad's largest seq to sign past it (an advertiser then logs it and takes the clock)
+  await writeFile(file, '{"seq": "9223372036854775807"}\n')
+  expect(() => adSeqFile(file).load()).toThrow(`${file}: "seq" 9223372036854775807 is past ${MAX_KEPT_SEQ}, too near the largest seq an ad takes (2^63 - 1) to sign more ads past it; delete the file`)
 })
