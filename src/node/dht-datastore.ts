@@ -16,7 +16,7 @@
  * A bound in all still lets one peer push honest entries out: more than
  * 10,000 records an hour from one connection, and the ads this node holds
  * are the flood's. So what one sender writes has a bound of its own
- * (DhtSenders tells the store who sent the message being handled): past
+ * (DhtSenders, dht-senders.ts, tells the store who sent the message being handled): past
  * it, its own oldest entry goes, nobody else's. An honest peer writes its
  * own ad and provider entries, and corrects a few records after its
  * lookups (kad-dht puts the newest record it found to the peers that
@@ -30,13 +30,11 @@
  * The peer store, which shares this datastore, is not bounded here.
  */
 
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { MemoryDatastore } from 'datastore-core/memory'
 import { Key } from 'interface-datastore'
 import { fromString as uint8ArrayFromString } from 'uint8arrays/from-string'
-import ipaddr from 'ipaddr.js'
-import type { AbortOptions, Connection, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
-import type { Registrar } from '@libp2p/interface-internal'
+import type { DhtSender, DhtSenders } from './dht-senders.ts'
+import type { AbortOptions } from '@libp2p/interface'
 
 /** DHT records (capacity ads) kept at most: about 38 MB of ads. */
 export const MAX_DHT_RECORDS = 10_000
@@ -53,44 +51,6 @@ export const MAX_DHT_ENTRIES_PER_SENDER = 256
  * office, a carrier's NAT).
  */
 export const MAX_DHT_PROVIDERS_PER_SENDER_AND_KEY = 8
-
-/** Who sent a DHT write: the peer, and the bucket its writes are counted in (its IP address on the public network, see above). */
-export interface DhtSender { peer: string, bucket: string }
-
-/**
- * Who sent the DHT message being handled, for the datastore: dhtSenderTags()
- * runs kad-dht's stream handler inside `current`, and the handler's writes
- * (after its awaits too) see the remote peer. The node's own writes (its
- * ad, its provider entries) see none.
- */
-export class DhtSenders {
-  readonly current = new AsyncLocalStorage<DhtSender>()
-}
-
-/**
- * The bucket a connection's DHT writes count in. With `byAddress`: the
- * IPv4 address or IPv6 /64 it starts with, which for a relayed connection
- * is the relay's (kad-dht refuses limited connections, so only a relay
- * that sets no limits carries DHT writes, and any peer can be that relay:
- * libp2p takes a circuit's STOP from any connected peer, so a relay's
- * peer id would be a bucket per fresh id); with no address at all (WebRTC
- * set up through signalling, which any connected peer can do), one bucket
- * for all such connections. Else (a local testnet) its peer.
- */
-export function senderBucket (connection: Pick<Connection, 'remoteAddr' | 'remotePeer'>, byAddress: boolean): string {
-  const peer = connection.remotePeer.toString()
-  if (!byAddress) return peer
-  const components = connection.remoteAddr.getComponents()
-  const ip = components[0]
-  if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || ip.value == null) return 'no-address'
-  try {
-    // an IPv4-mapped IPv6 address is its IPv4 address
-    const addr = ipaddr.process(ip.value)
-    return addr.kind() === 'ipv4' ? `ip4/${addr.toString()}` : `ip6/${(addr as ipaddr.IPv6).toNormalizedString().split(':').slice(0, 4).join(':')}::/64`
-  } catch {
-    return peer
-  }
-}
 
 export interface BoundedDhtDatastoreInit {
   /** kad-dht's datastorePrefix. @default '/dht' */
@@ -308,25 +268,5 @@ export class BoundedDhtDatastore extends MemoryDatastore {
   /** DHT records and provider entries held now. */
   get sizes (): { records: number, providers: number } {
     return { records: this.bounded[0].keys.size, providers: this.bounded[1].keys.size }
-  }
-}
-
-/**
- * A libp2p service that runs the handler registered for the DHT protocols
- * inside `senders.current`, with the remote peer and its bucket as the
- * store, so the datastore knows who sent each write. It wraps the
- * registrar's handle() before kad-dht registers (at start, or when it turns
- * server later). `byAddress`: count writes by IP address (senderBucket).
- */
-export function dhtSenderTags (init: { protocols: string[], senders: DhtSenders, byAddress: boolean }): (components: { registrar: Registrar }) => object {
-  return ({ registrar }) => {
-    const handle = registrar.handle.bind(registrar)
-    registrar.handle = async (protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void> => {
-      if (!init.protocols.includes(protocol)) return handle(protocol, handler, options)
-      const tagged = (stream: Stream, connection: Connection): void | Promise<void> =>
-        init.senders.current.run({ peer: connection.remotePeer.toString(), bucket: senderBucket(connection, init.byAddress) }, () => handler(stream, connection))
-      return handle(protocol, tagged, options)
-    }
-    return {}
   }
 }

@@ -7,7 +7,8 @@
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import { Key } from 'interface-datastore'
-import { BoundedDhtDatastore, DhtSenders, MAX_DHT_ENTRIES_PER_SENDER, senderBucket } from '../../src/node/dht-datastore.ts'
+import { BoundedDhtDatastore, MAX_DHT_ENTRIES_PER_SENDER } from '../../src/node/dht-datastore.ts'
+import { DhtSenders, senderBucket } from '../../src/node/dht-senders.ts'
 import { startExitAndConsumer } from '../utils/in-process.ts'
 import { waitFor } from '../utils/cli.ts'
 import { createLibp2p } from 'libp2p'
