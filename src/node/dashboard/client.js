@@ -291,9 +291,25 @@ function renderNode (s) {
   show('node-uptime', formatDuration(s.uptimeSeconds), s.uptimeSeconds)
   show('node-connections', String(s.connections))
   show('node-peers', String(s.peers))
-  show('node-dht', `${s.dht?.mode ?? '?'}, ${s.dht?.routingTableSize ?? 0} peers in the routing table`)
+  show('node-dht', dhtText(s.dht))
   show('node-relay', relayText(s.relayService))
   showList('node-addresses', s.addresses ?? [])
+}
+
+/**
+ * The DHT in words: its mode and routing table, what it holds for others,
+ * and what it dropped for a peer writing past its bound or an older record
+ * put back (a flood or a replay: worth a look).
+ * @param {any} dht status().dht
+ */
+function dhtText (dht) {
+  if (dht == null) return '?'
+  const parts = [`${dht.mode}, ${dht.routingTableSize} peers in the routing table`]
+  if (dht.stored != null) parts.push(`holds ${dht.stored.records} ad(s), ${dht.stored.providers} provider entr${dht.stored.providers === 1 ? 'y' : 'ies'}`)
+  const flood = (dht.dropped?.overPeerBound?.records ?? 0) + (dht.dropped?.overPeerBound?.providers ?? 0)
+  if (flood > 0) parts.push(`${flood} dropped from peers writing past their bound`)
+  if ((dht.dropped?.olderRecords ?? 0) > 0) parts.push(`${dht.dropped.olderRecords} older ad(s) refused`)
+  return parts.join('; ')
 }
 
 /**
