@@ -23,11 +23,16 @@ export function adSeqFile (file: string): { load: () => bigint | undefined, save
         if (err.code === 'ENOENT') return undefined
         throw err
       }
-      const seq = (JSON.parse(text) as { seq?: unknown }).seq
+      let seq: unknown
+      try {
+        seq = (JSON.parse(text) as { seq?: unknown } | null)?.seq
+      } catch (err: any) {
+        throw new Error(`${file}: not JSON (${err.message})`)
+      }
       if (typeof seq !== 'string' || !/^\d{1,20}$/.test(seq)) throw new Error(`${file}: "seq" is not a whole number in a string: ${JSON.stringify(seq)}`)
       // an ad's seq is at most 2^63 - 1: a seq near it (no clock gets there; a file edited by hand
       // or broken) would leave no room to grow, and every ad after it would be refused
-      if (BigInt(seq) > MAX_KEPT_SEQ) throw new Error(`${file}: "seq" ${seq} is past ${MAX_KEPT_SEQ}, too near the largest seq an ad takes (2^63 - 1) to sign more ads past it; delete the file`)
+      if (BigInt(seq) > MAX_KEPT_SEQ) throw new Error(`${file}: "seq" ${seq} is past ${MAX_KEPT_SEQ}, too near the largest seq an ad takes (2^63 - 1) to sign more ads past it`)
       return BigInt(seq)
     },
     save (seq) {

@@ -118,15 +118,15 @@ function parsePeerAddress (entry: string): void {
 }
 
 /**
- * A STUN server for WebRTC's NAT traversal, as RTCIceServer takes it:
- * `stun:host[:port]` (or `stuns:`), the host a name, an IPv4 address or an
- * IPv6 one in brackets. Checked here: the WebRTC library skips a URL it
- * cannot parse with a line in its own log, and the node would then find no
- * public address over WebRTC without a word in ours.
+ * A STUN server for WebRTC's NAT traversal: `stun:host[:port]`, the host a
+ * name or an IPv4 address. Only what the WebRTC library (node-datachannel)
+ * takes: it throws on `stuns:` and on a bracketed IPv6 address when a
+ * connection is made, so one such entry failed every WebRTC connection,
+ * with nothing in the node's log.
  */
 export function parseStunServer (entry: string): void {
-  const m = /^stuns?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(entry)
-  if (m == null) throw new Error(`"${entry}" is not a STUN server: write stun:host or stun:host:port, e.g. "stun:stun.example.org:3478"`)
+  const m = /^stun:([A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(entry)
+  if (m == null) throw new Error(`"${entry}" is not a STUN server: write stun:host or stun:host:port, the host a name or an IPv4 address, e.g. "stun:stun.example.org:3478"`)
   if (m[2] != null && (Number(m[2]) < 1 || Number(m[2]) > 65535)) throw new Error(`"${entry}" has no valid port: ${m[2]} is not from 1 to 65535`)
 }
 

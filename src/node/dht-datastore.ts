@@ -6,16 +6,16 @@
  * it announces, with no limit per peer or in all. Keys are free, so a peer
  * can sign capacity ads under as many keys as it likes: a hostile-peer
  * review put 4,000 (about 3.8 KB each) into an exit without one refused.
- * Here, past a bound, the entry written longest ago goes first: honest
- * records are put again on every re-publish (each ad hourly, each provider
- * entry at its re-provide), so they come back to the front, while a flood
- * pushes out its own older entries. The bounds are far above what an
+ * Here, past a bound, an entry written long ago goes first: honest
+ * records are put again on every re-publish (each ad every 3 h and on a
+ * change, each provider entry at its re-provide), so they come back to the
+ * front, while a flood pushes out its own older entries. The bounds are far above what an
  * honest network stores on one node: each record goes to the 20 peers
  * closest to its key, so a node holds about 20 x (exits / nodes) ads.
  *
  * A bound in all still lets one peer push honest entries out: more than
- * 10,000 records an hour from one connection, and the ads this node holds
- * are the flood's. So what one sender writes has a bound of its own
+ * 10,000 records between two re-publishes from one connection, and the ads
+ * this node holds are the flood's. So what one sender writes has a bound of its own
  * (DhtSenders, dht-senders.ts, tells the store who sent the message being handled): past
  * it, its own oldest entry goes, nobody else's. An honest peer writes its
  * own ad and provider entries, and corrects a few records after its
@@ -26,6 +26,8 @@
  * (an IPv6 /64; a relayed connection's relay's), which a flooder cannot
  * mint (senderBucket: connections without an address share one bucket);
  * in a local testnet, where every node shares an address, it is the peer.
+ * For room, the sender holding most gives way first, so a flood from many
+ * addresses, each under its own bound, still pushes out its own.
  *
  * The peer store, which shares this datastore, is not bounded here.
  */
@@ -101,6 +103,9 @@ class BoundedKeys {
   private readonly senderOf = new Map<string, string>()
   /** Each sender's keys of one group (the providers of one key), oldest write first, when the kind has groups. */
   private readonly bySenderGroup = new Map<string, Set<string>>()
+  /** Senders by how many keys they hold (index: the count), to find the largest at once. */
+  private readonly bySize: Array<Set<string>> = []
+  private largest = 0
   /** Keys dropped for room since start. */
   evicted = 0
   /** Keys dropped since start because their sender wrote more than its bound. */
@@ -127,32 +132,33 @@ class BoundedKeys {
       if (own == null) this.bySender.set(sender.bucket, own = new Set())
       own.add(id)
       this.senderOf.set(id, sender.bucket)
+      this.resized(sender.bucket, own.size - 1, own.size)
       const groupKey = this.groupKey(sender.bucket, id)
       if (groupKey != null) {
         let grouped = this.bySenderGroup.get(groupKey)
         if (grouped == null) this.bySenderGroup.set(groupKey, grouped = new Set())
         grouped.add(id)
-        while (grouped.size > this.group!.max) {
-          const oldest = grouped.values().next().value!
-          this.forget(oldest)
-          dropped.push(oldest)
-          this.evictedOverSenderBound++
-        }
+        while (grouped.size > this.group!.max) this.drop(grouped, dropped, 'sender')
       }
-      while (own.size > this.maxPerSender) {
-        const oldest = own.values().next().value!
-        this.forget(oldest)
-        dropped.push(oldest)
-        this.evictedOverSenderBound++
-      }
+      while (own.size > this.maxPerSender) this.drop(own, dropped, 'sender')
     }
+    // for room: the oldest of the sender holding most, so that a flood from
+    // many addresses, each under its own bound, still pushes out its own;
+    // the oldest of all only when no sender holds anything
     while (this.keys.size > this.max) {
-      const oldest = this.keys.values().next().value!
-      this.forget(oldest)
-      dropped.push(oldest)
-      this.evicted++
+      const sender = this.bySize[this.largest]?.values().next().value
+      this.drop(sender == null ? this.keys : this.bySender.get(sender)!, dropped, 'room')
     }
     return dropped
+  }
+
+  /** Drops the oldest key of `from` (a sender's or a group's keys, or all), and counts why. */
+  private drop (from: Set<string>, dropped: string[], why: 'sender' | 'room'): void {
+    const oldest = from.values().next().value!
+    this.forget(oldest)
+    dropped.push(oldest)
+    if (why === 'room') this.evicted++
+    else this.evictedOverSenderBound++
   }
 
   /** Keys held now that are `bucket`'s. */
@@ -167,6 +173,7 @@ class BoundedKeys {
     this.senderOf.delete(id)
     const own = this.bySender.get(sender)!
     own.delete(id)
+    this.resized(sender, own.size + 1, own.size)
     if (own.size === 0) this.bySender.delete(sender)
     const groupKey = this.groupKey(sender, id)
     if (groupKey == null) return
@@ -174,10 +181,19 @@ class BoundedKeys {
     grouped.delete(id)
     if (grouped.size === 0) this.bySenderGroup.delete(groupKey)
   }
+
+  /** Moves `bucket` from the senders holding `from` keys to those holding `to`. */
+  private resized (bucket: string, from: number, to: number): void {
+    if (from > 0) this.bySize[from].delete(bucket)
+    if (to > 0) (this.bySize[to] ??= new Set()).add(bucket)
+    if (to > this.largest) this.largest = to
+    while (this.largest > 0 && (this.bySize[this.largest]?.size ?? 0) === 0) this.largest--
+  }
 }
 
 export class BoundedDhtDatastore extends MemoryDatastore {
-  private readonly bounded: BoundedKeys[]
+  private readonly records: BoundedKeys
+  private readonly providers: BoundedKeys
   private readonly senders?: DhtSenders
   private readonly recordAuthor?: (recordKey: Uint8Array) => string | undefined
   private readonly self?: string
@@ -189,14 +205,12 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     super()
     const prefix = init.prefix ?? '/dht'
     const perSender = init.maxPerSender ?? MAX_DHT_ENTRIES_PER_SENDER
-    this.bounded = [
-      new BoundedKeys(`${prefix}/record/`, init.maxRecords ?? MAX_DHT_RECORDS, perSender),
-      // a provider entry is /provider/<key>/<provider>: grouped by key
-      new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES, perSender, {
-        of: id => id.slice(0, id.lastIndexOf('/')),
-        max: init.maxProvidersPerSenderAndKey ?? MAX_DHT_PROVIDERS_PER_SENDER_AND_KEY
-      })
-    ]
+    this.records = new BoundedKeys(`${prefix}/record/`, init.maxRecords ?? MAX_DHT_RECORDS, perSender)
+    // a provider entry is /provider/<key>/<provider>: grouped by key
+    this.providers = new BoundedKeys(`${prefix}/provider/`, init.maxProviderEntries ?? MAX_DHT_PROVIDER_ENTRIES, perSender, {
+      of: id => id.slice(0, id.lastIndexOf('/')),
+      max: init.maxProvidersPerSenderAndKey ?? MAX_DHT_PROVIDERS_PER_SENDER_AND_KEY
+    })
     this.senders = init.senders
     this.recordAuthor = init.recordAuthor
     this.self = init.self
@@ -205,7 +219,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
 
   put (key: Key, val: Uint8Array, options?: AbortOptions): Key | Promise<Key> {
     const id = key.toString()
-    const kind = this.bounded.find(b => id.startsWith(b.prefix))
+    const kind = this.kindOf(id)
     if (kind == null) return super.put(key, val, options)
     const from = this.senders?.current.getStore()
     const author = this.authorOf(kind, id)
@@ -215,7 +229,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
     // clock went back, restarted, signs a lower seq than the ad it put before, and must replace it.
     // A peer that puts back the node's own old ad is not its author
     const byAuthor = author != null && (from == null ? author === this.self : from.peer === author)
-    if (kind === this.bounded[0] && this.keepHeld != null && !byAuthor && kind.keys.has(id)) {
+    if (kind === this.records && this.keepHeld != null && !byAuthor && kind.keys.has(id)) {
       const held = super.get(key)
       if (held instanceof Uint8Array && this.keepHeld(val, held)) {
         this.olderRefused++
@@ -230,13 +244,18 @@ export class BoundedDhtDatastore extends MemoryDatastore {
   delete (key: Key, options?: AbortOptions): void | Promise<void> {
     const deleted = super.delete(key, options)
     const id = key.toString()
-    this.bounded.find(b => id.startsWith(b.prefix))?.forget(id)
+    this.kindOf(id)?.forget(id)
     return deleted
+  }
+
+  /** Records or provider entries, by the key's prefix; undefined for the rest (the peer store's keys). */
+  private kindOf (id: string): BoundedKeys | undefined {
+    return id.startsWith(this.records.prefix) ? this.records : id.startsWith(this.providers.prefix) ? this.providers : undefined
   }
 
   /** An entry's author, from its key: a record's as recordAuthor reads it (kad-dht writes it as base32 after the prefix), a provider entry's provider (the key's last part). */
   private authorOf (kind: BoundedKeys, id: string): string | undefined {
-    if (kind === this.bounded[1]) return id.slice(id.lastIndexOf('/') + 1)
+    if (kind === this.providers) return id.slice(id.lastIndexOf('/') + 1)
     if (this.recordAuthor == null) return undefined
     try {
       return this.recordAuthor(uint8ArrayFromString(id.slice(kind.prefix.length), 'base32'))
@@ -247,7 +266,7 @@ export class BoundedDhtDatastore extends MemoryDatastore {
 
   /** Entries dropped for room since start, by kind. */
   get evicted (): { records: number, providers: number } {
-    return { records: this.bounded[0].evicted, providers: this.bounded[1].evicted }
+    return { records: this.records.evicted, providers: this.providers.evicted }
   }
 
   /** Record writes refused since start because the record held was newer (keepHeld). */
@@ -257,16 +276,16 @@ export class BoundedDhtDatastore extends MemoryDatastore {
 
   /** Entries dropped since start because the peer that wrote them wrote more than its bound, by kind. */
   get evictedOverSenderBound (): { records: number, providers: number } {
-    return { records: this.bounded[0].evictedOverSenderBound, providers: this.bounded[1].evictedOverSenderBound }
+    return { records: this.records.evictedOverSenderBound, providers: this.providers.evictedOverSenderBound }
   }
 
   /** DHT records and provider entries held now that are a sender bucket's (senderBucket(); BoundedKeys says which are whose). */
   heldBy (bucket: string): { records: number, providers: number } {
-    return { records: this.bounded[0].heldBy(bucket), providers: this.bounded[1].heldBy(bucket) }
+    return { records: this.records.heldBy(bucket), providers: this.providers.heldBy(bucket) }
   }
 
   /** DHT records and provider entries held now. */
   get sizes (): { records: number, providers: number } {
-    return { records: this.bounded[0].keys.size, providers: this.bounded[1].keys.size }
+    return { records: this.records.keys.size, providers: this.providers.keys.size }
   }
 }

@@ -18,7 +18,9 @@ export interface DhtSender { peer: string, bucket: string }
  * Who sent the DHT message being handled, for the datastore: dhtSenderTags()
  * runs kad-dht's stream handler inside `current`, and the handler's writes
  * (after its awaits too) see the remote peer. The node's own writes (its
- * ad, its provider entries) see none.
+ * ad, its provider entries) usually see none; a queue shared with a handler
+ * can carry its context into them, which the store's own-entry rule
+ * (BoundedDhtDatastoreInit.self) covers.
  */
 export class DhtSenders {
   readonly current = new AsyncLocalStorage<DhtSender>()
@@ -45,7 +47,8 @@ export function senderBucket (connection: Pick<Connection, 'remoteAddr' | 'remot
     const addr = ipaddr.process(ip.value)
     return addr.kind() === 'ipv4' ? `ip4/${addr.toString()}` : `ip6/${(addr as ipaddr.IPv6).toNormalizedString().split(':').slice(0, 4).join(':')}::/64`
   } catch {
-    return peer
+    // not an address ipaddr.js reads: one bucket for all such, not a peer id (free to mint)
+    return 'no-address'
   }
 }
 

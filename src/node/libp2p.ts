@@ -135,7 +135,7 @@ export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
 }
 
-/** The exit whose capacity ad a DHT record key names (the only records spareband's DHT takes). */
+/** The exit whose capacity ad a DHT record key names; undefined for other records (kad-dht's own `/pk/` ones). */
 function capacityAdAuthor (recordKey: Uint8Array): string | undefined {
   try {
     return peerIdFromCapacityKey(recordKey).toString()

@@ -155,25 +155,14 @@ export function encodeCapacityAd (ad: CapacityAd): Uint8Array {
   return bytes
 }
 
-/**
- * Decodes a record value; throws TOO_LARGE before decoding anything
- * oversized, MALFORMED on bad bytes, and on bytes that are not the one
- * encoding of what they say. The signature covers the ad encoded again,
- * so other spellings of a signed ad verify too: a peer could put an
- * exit's ad back in a spelling of its own, and the selector, which
- * breaks a tie of seq and expiry by the bytes, would then rank the
- * exit's own bytes below it.
- */
+/** Decodes a record value; throws TOO_LARGE before decoding anything oversized, MALFORMED on bad bytes. */
 export function decodeCapacityAd (bytes: Uint8Array): CapacityAd {
   checkSize(bytes.byteLength)
-  let ad: CapacityAd
   try {
-    ad = CapacityAd.decode(bytes)
+    return CapacityAd.decode(bytes)
   } catch (err: any) {
     throw new CapacityAdError({ code: CapacityAdErrorCode.MALFORMED, reason: err?.message ?? String(err) })
   }
-  if (!uint8ArrayEquals(CapacityAd.encode(ad), bytes)) throw new CapacityAdError({ code: CapacityAdErrorCode.MALFORMED, reason: 'not the canonical encoding of the ad (fields out of order, a field twice, an unknown field or a non-minimal varint)' })
-  return ad
 }
 
 function checkSize (size: number): void {
@@ -386,8 +375,11 @@ export const capacityValidator = createCapacityValidator()
  * expiry and — where the crypto backend answers synchronously, as Node's
  * does for Ed25519 and secp256k1 — the signature, so a forged record can
  * never win even if handed in directly. Equal seqs (an exit that signed two
- * ads with one seq) are broken by the later expiry, then by the bytes, so
- * every peer picks the same record and the network converges.
+ * ads with one seq) are broken by the later expiry, then by the ad's own
+ * encoding (what is signed, not the bytes received: a record spelt another
+ * way, with a field twice or an unknown one, says the same and verifies
+ * the same, and must not win or lose a tie by it), so every peer picks the
+ * same ad and the network converges.
  */
 export function createCapacitySelector (init: CapacityRecordInit = {}): (key: Uint8Array, values: Uint8Array[]) => number {
   const now = init.now ?? Date.now
@@ -400,11 +392,11 @@ export function createCapacitySelector (init: CapacityRecordInit = {}): (key: Ui
     }
     const t = now()
     let best = -1
-    let bestAd: { seq: bigint, expiresAt: number } | undefined
+    let bestAd: CheckedAd | undefined
     for (let i = 0; i < values.length; i++) {
       const ad = checkSync(keyPeer, values[i], t)
       if (ad == null) continue
-      if (bestAd == null || isBetter(ad, values[i], bestAd, values[best])) {
+      if (bestAd == null || isBetter(ad, bestAd)) {
         best = i
         bestAd = ad
       }
@@ -416,14 +408,17 @@ export function createCapacitySelector (init: CapacityRecordInit = {}): (key: Ui
 /** The selector on the wall clock. */
 export const capacitySelector = createCapacitySelector()
 
-function isBetter (a: { seq: bigint, expiresAt: number }, aBytes: Uint8Array, b: { seq: bigint, expiresAt: number }, bBytes: Uint8Array): boolean {
+/** What the selector compares of a valid ad: its seq, its expiry and its own encoding (signature included). */
+interface CheckedAd { seq: bigint, expiresAt: number, encoded: Uint8Array }
+
+function isBetter (a: CheckedAd, b: CheckedAd): boolean {
   if (a.seq !== b.seq) return a.seq > b.seq
   if (a.expiresAt !== b.expiresAt) return a.expiresAt > b.expiresAt
-  return uint8ArrayCompare(aBytes, bBytes) < 0
+  return uint8ArrayCompare(a.encoded, b.encoded) < 0
 }
 
 /** Synchronous validity check for the selector; undefined when invalid. */
-function checkSync (keyPeer: PeerId, value: Uint8Array, now: number): { seq: bigint, expiresAt: number } | undefined {
+function checkSync (keyPeer: PeerId, value: Uint8Array, now: number): CheckedAd | undefined {
   try {
     const ad = decodeCapacityAd(value)
     checkPeerMatchesKey(ad, keyPeer)
@@ -434,7 +429,7 @@ function checkSync (keyPeer: PeerId, value: Uint8Array, now: number): { seq: big
     if (ok === false) return undefined
     // an asynchronous backend: the validator already checked it; do not leave the promise unhandled
     if (ok !== true) ok.catch(() => {})
-    return { seq: fields.seq, expiresAt: fields.expiresAt }
+    return { seq: fields.seq, expiresAt: fields.expiresAt, encoded: CapacityAd.encode(ad) }
   } catch {
     return undefined
   }

@@ -104,7 +104,7 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     // the DHT as status has it: a server in a local testnet, holding at least its own ad; nothing dropped
     const dht = (await callApi<any>(exit.dataDir, '/v1/status')).dht
     expect(dht.stored.records).toBeGreaterThanOrEqual(1)
-    expect(await text(page, '#node-dht')).toMatch(/^server, \d+ peers in the routing table; holds \d+ ad\(s\), \d+ provider entr(y|ies)$/)
+    expect(await text(page, '#node-dht')).toMatch(/^server, \d+ peers in the routing table; holds \d+ record\(s\), \d+ provider entr(y|ies)$/)
     expect(await text(page, '#exit-state')).toBe('sharing')
     expect(await text(page, '#exit-reputation')).toBe('no consumer has reported on this exit yet')
     // the schedule as configured, not only whether it is open

@@ -60,7 +60,7 @@ describe.skipIf(unusable != null)('a peer that floods WebRTC data channels (a na
       const report = JSON.parse(r.stdout.toString()) as { peerId: string, streams: Array<{ sent: number, endedAfterMs: number | null }> }
       expect(report.streams).toHaveLength(STREAMS)
       for (const s of report.streams) {
-        // the node ends the channel at the third such byte; without the guard
+        // the node ends the channel at the second such byte; without the guard
         // it takes all it is sent and the channel stays open for the whole flood
         expect(s.endedAfterMs, JSON.stringify(report.streams)).not.toBeNull()
         expect(s.endedAfterMs!).toBeLessThan(FLOOD_SECONDS * 1000 / 2)

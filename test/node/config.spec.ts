@@ -252,14 +252,16 @@ describe('config validation errors', () => {
 
   it('network.stun_servers: "auto" by default, a list of stun: URLs, or []; anything else names the entry and the form', async () => {
     expect(resolveConfig([]).network.stun_servers).toBe('auto')
-    const good = await tomlFile('[network]\nstun_servers = ["stun:stun.example.org:3478", "stuns:turn.example.org", "stun:[2001:db8::1]:3478", "stun:192.0.2.7"]\n')
-    expect(resolveConfig([readConfigFile(good)]).network.stun_servers).toEqual(['stun:stun.example.org:3478', 'stuns:turn.example.org', 'stun:[2001:db8::1]:3478', 'stun:192.0.2.7'])
+    const good = await tomlFile('[network]\nstun_servers = ["stun:stun.example.org:3478", "stun:stun.example.org", "stun:192.0.2.7"]\n')
+    expect(resolveConfig([readConfigFile(good)]).network.stun_servers).toEqual(['stun:stun.example.org:3478', 'stun:stun.example.org', 'stun:192.0.2.7'])
     expect(resolveConfig([readConfigFile(await tomlFile('[network]\nstun_servers = []\n'))]).network.stun_servers).toEqual([])
     const cases: Array<[string, string]> = [
       ['"none"', 'expected "auto" or a list of STUN servers (["stun:stun.example.org:3478"]), not "none"'],
-      ['["stun:a.example", "https://stun.example.org"]', '"https://stun.example.org" is not a STUN server: write stun:host or stun:host:port, e.g. "stun:stun.example.org:3478"'],
+      ['["stun:a.example", "https://stun.example.org"]', '"https://stun.example.org" is not a STUN server: write stun:host or stun:host:port, the host a name or an IPv4 address, e.g. "stun:stun.example.org:3478"'],
       ['["stun:stun.example.org:70000"]', '"stun:stun.example.org:70000" has no valid port: 70000 is not from 1 to 65535'],
-      ['["stun:2001:db8::1"]', '"stun:2001:db8::1" is not a STUN server: write stun:host or stun:host:port, e.g. "stun:stun.example.org:3478"'],
+      // what the WebRTC library throws on when a connection is made: refused here, where the operator sees it
+      ['["stuns:stun.example.org"]', '"stuns:stun.example.org" is not a STUN server: write stun:host or stun:host:port, the host a name or an IPv4 address, e.g. "stun:stun.example.org:3478"'],
+      ['["stun:[2001:db8::1]:3478"]', '"stun:[2001:db8::1]:3478" is not a STUN server: write stun:host or stun:host:port, the host a name or an IPv4 address, e.g. "stun:stun.example.org:3478"'],
       ['[3478]', '3478 is not a STUN server: write it as a string, e.g. "stun:stun.example.org:3478"']
     ]
     for (const [value, message] of cases) {

@@ -98,6 +98,24 @@ describe('the bounded DHT datastore', () => {
     expect(ds.heldBy('flooder').records).toBe(1)
   })
 
+  it('for room, the sender holding most gives way first: a flood from many addresses, each under its bound, pushes out its own', async () => {
+    const senders = new DhtSenders()
+    const ds = new BoundedDhtDatastore({ maxRecords: 10, maxPerSender: 4, senders })
+    const putAs = async (bucket: string | undefined, key: string): Promise<unknown> => bucket == null ? ds.put(new Key(key), bytes(1)) : senders.current.run({ peer: bucket, bucket }, async () => ds.put(new Key(key), bytes(1)))
+    // the honest entries are the oldest: written before the flood, and put again only every few hours
+    await putAs('honest', '/dht/record/h')
+    await putAs(undefined, '/dht/record/own')
+    for (const flooder of ['a1', 'a2', 'a3', 'a4']) for (let i = 0; i < 4; i++) await putAs(flooder, `/dht/record/${flooder}-${i}`)
+    expect(ds.sizes.records).toBe(10)
+    expect(await ds.has(new Key('/dht/record/h'))).toBe(true)
+    expect(await ds.has(new Key('/dht/record/own'))).toBe(true)
+    expect(ds.evicted.records).toBe(8)
+    // each flooder kept about as many as the others
+    const held = ['a1', 'a2', 'a3', 'a4'].map(b => ds.heldBy(b).records)
+    expect(held.reduce((a, b) => a + b, 0)).toBe(8)
+    expect(Math.max(...held) - Math.min(...held)).toBeLessThanOrEqual(1)
+  })
+
   it('a record its author writes is the author\'s, even one a flooder put first', async () => {
     const senders = new DhtSenders()
     // keys as kad-dht writes them: the record key in base32; here the "author" is the key's text after "ad-"

@@ -97,11 +97,15 @@ describe('/metrics', () => {
     expect(value(mine, 'spareband_proxy_failed_total', { status: 'POLICY_DENIED' })).toBe(1)
     expect(value(mine, 'spareband_proxy_refused_total', { kind: 'targeting' })).toBe(0)
     // the DHT's store: the exit's ad and provider entry are held at the consumer, nothing dropped
-    await waitFor(() => c.dht.stored.records > 0 || (t.consumer.status() as any).dht.stored.records > 0, { what: 'the exit\'s ad at the consumer' })
+    await waitFor(() => (t.consumer.status() as any).dht.stored.records > 0 && (t.consumer.status() as any).dht.stored.providers > 0, { what: 'the exit\'s ad and provider entry at the consumer' })
     const dht = parseExposition(await (await scrape(t.consumer)).text())
-    expect(value(dht.samples, 'spareband_dht_stored', { kind: 'records' })).toBe((t.consumer.status() as any).dht.stored.records)
+    const stored = (t.consumer.status() as any).dht.stored
+    expect(value(dht.samples, 'spareband_dht_stored', { kind: 'records' })).toBe(stored.records)
+    expect(value(dht.samples, 'spareband_dht_stored', { kind: 'providers' })).toBe(stored.providers)
     expect(value(dht.samples, 'spareband_dht_stored', { kind: 'records' })).toBeGreaterThanOrEqual(1)
-    expect(value(dht.samples, 'spareband_dht_dropped_total', { kind: 'records', reason: 'peer_bound' })).toBe(0)
+    for (const [kind, reason] of [['records', 'room'], ['providers', 'room'], ['records', 'peer_bound'], ['providers', 'peer_bound'], ['records', 'older']]) {
+      expect(value(dht.samples, 'spareband_dht_dropped_total', { kind, reason }), `${kind} ${reason}`).toBe(0)
+    }
     expect(dht.types.get('spareband_dht_dropped_total')).toBe('counter')
   })
 

@@ -156,5 +156,5 @@ it('signs seqs past every seq signed before, kept across restarts, whatever the 
   expect(() => adSeqFile(file).load()).toThrow(`${file}: "seq" is not a whole number in a string: 12`)
   // nor one too near an ad's largest seq to sign past it (an advertiser then logs it and takes the clock)
   await writeFile(file, '{"seq": "9223372036854775807"}\n')
-  expect(() => adSeqFile(file).load()).toThrow(`${file}: "seq" 9223372036854775807 is past ${MAX_KEPT_SEQ}, too near the largest seq an ad takes (2^63 - 1) to sign more ads past it; delete the file`)
+  expect(() => adSeqFile(file).load()).toThrow(`${file}: "seq" 9223372036854775807 is past ${MAX_KEPT_SEQ}, too near the largest seq an ad takes (2^63 - 1) to sign more ads past it`)
 })

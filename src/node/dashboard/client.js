@@ -305,10 +305,10 @@ function renderNode (s) {
 function dhtText (dht) {
   if (dht == null) return '?'
   const parts = [`${dht.mode}, ${dht.routingTableSize} peers in the routing table`]
-  if (dht.stored != null) parts.push(`holds ${dht.stored.records} ad(s), ${dht.stored.providers} provider entr${dht.stored.providers === 1 ? 'y' : 'ies'}`)
+  if (dht.stored != null) parts.push(`holds ${dht.stored.records} record(s), ${dht.stored.providers} provider entr${dht.stored.providers === 1 ? 'y' : 'ies'}`)
   const flood = (dht.dropped?.overPeerBound?.records ?? 0) + (dht.dropped?.overPeerBound?.providers ?? 0)
   if (flood > 0) parts.push(`${flood} dropped from peers writing past their bound`)
-  if ((dht.dropped?.olderRecords ?? 0) > 0) parts.push(`${dht.dropped.olderRecords} older ad(s) refused`)
+  if ((dht.dropped?.olderRecords ?? 0) > 0) parts.push(`${dht.dropped.olderRecords} older record(s) refused`)
   return parts.join('; ')
 }
 
