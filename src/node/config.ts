@@ -63,9 +63,9 @@ const region = z.string().transform(normalizeRegion).superRefine((value, ctx) =>
   }
 })
 
-/** A list checked entry by entry with the parser its consumer uses, so whatever passes here also passes there. */
-const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).superRefine((value, ctx) => {
-  for (const entry of value) {
+/** Runs `parse` on each entry; the first entry's error, as an issue of `ctx`. */
+function checkEntries<T> (entries: T[], parse: (entry: T) => unknown, ctx: z.RefinementCtx): void {
+  for (const entry of entries) {
     try {
       parse(entry)
     } catch (err: any) {
@@ -73,7 +73,10 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
       return
     }
   }
-})
+}
+
+/** A list checked entry by entry with the parser its consumer uses, so whatever passes here also passes there. */
+const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).superRefine((value, ctx) => { checkEntries(value, parse, ctx) })
 
 /**
  * Multiaddrs are checked here, not where libp2p meets them: there a bad
@@ -137,15 +140,10 @@ const stunServerSetting = z.custom<'auto' | string[]>(() => true).superRefine((v
     ctx.addIssue({ code: 'custom', message: `expected "auto" or a list of STUN servers (["stun:stun.example.org:3478"]), not ${JSON.stringify(value)}` })
     return
   }
-  for (const entry of value) {
-    try {
-      if (typeof entry !== 'string') throw new Error(`${JSON.stringify(entry)} is not a STUN server: write it as a string, e.g. "stun:stun.example.org:3478"`)
-      parseStunServer(entry)
-    } catch (err: any) {
-      ctx.addIssue({ code: 'custom', message: err.message })
-      return
-    }
-  }
+  checkEntries<unknown>(value, entry => {
+    if (typeof entry !== 'string') throw new Error(`${JSON.stringify(entry)} is not a STUN server: write it as a string, e.g. "stun:stun.example.org:3478"`)
+    parseStunServer(entry)
+  }, ctx)
 })
 
 const nonNegative = z.number().min(0)

@@ -30,7 +30,6 @@ import { ping } from '@libp2p/ping'
 import { autoNAT } from '@libp2p/autonat'
 import { dcutr } from '@libp2p/dcutr'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper } from '@libp2p/kad-dht'
-import { Libp2pRecord } from '@libp2p/record'
 import { gossipsub } from '@libp2p/gossipsub'
 import { bootstrap } from '@libp2p/bootstrap'
 import { BoundedDhtDatastore } from './dht-datastore.ts'
@@ -39,7 +38,7 @@ import { peerKeeper } from './peer-keeper.ts'
 import { AGENT_NAME, MiB, VERSION, second } from '../constants.ts'
 import { AddressInUseError } from '../errors.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
-import { capacitySelector, capacityValidator, peerIdFromCapacityKey } from '../routing/capacity-ad.ts'
+import { capacityAdAuthor, capacitySelector, capacityValidator, heldAdIsNewer } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
 import type { ComponentLogger, Libp2p, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
@@ -133,26 +132,6 @@ export function givenAddresses (config: Pick<SparebandConfig, 'listen' | 'networ
 /** The relays a listen list names (`<relay>/p2p-circuit`), as the relays' own multiaddrs. */
 export function namedRelays (listen: string[]): string[] {
   return listen.filter(a => a.endsWith('/p2p-circuit') && a !== '/p2p-circuit').map(a => a.slice(0, -'/p2p-circuit'.length))
-}
-
-/** The exit whose capacity ad a DHT record key names; undefined for other records (kad-dht's own `/pk/` ones). */
-function capacityAdAuthor (recordKey: Uint8Array): string | undefined {
-  try {
-    return peerIdFromCapacityKey(recordKey).toString()
-  } catch {
-    return undefined
-  }
-}
-
-/** Whether a held capacity ad beats the one being written, as the DHT's selector judges (the higher seq; a tie goes to the new one, so a re-put refreshes its time). */
-function heldAdIsNewer (incoming: Uint8Array, held: Uint8Array): boolean {
-  try {
-    const a = Libp2pRecord.deserialize(incoming)
-    const b = Libp2pRecord.deserialize(held)
-    return capacitySelector(a.key, [a.value, b.value]) === 1
-  } catch {
-    return false
-  }
 }
 
 /**

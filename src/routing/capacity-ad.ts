@@ -31,6 +31,7 @@
 
 import { createHash } from 'node:crypto'
 import { peerIdFromMultihash, peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { Libp2pRecord } from '@libp2p/record'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
@@ -432,5 +433,30 @@ function checkSync (keyPeer: PeerId, value: Uint8Array, now: number): CheckedAd 
     return { seq: fields.seq, expiresAt: fields.expiresAt, encoded: CapacityAd.encode(ad) }
   } catch {
     return undefined
+  }
+}
+
+/** The exit whose capacity ad a DHT record key names; undefined for other records (kad-dht's own `/pk/` ones). For the DHT store's owner of a record. */
+export function capacityAdAuthor (recordKey: Uint8Array): string | undefined {
+  try {
+    return peerIdFromCapacityKey(recordKey).toString()
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether a held capacity record (a serialized libp2p record) beats the
+ * one being written, as the selector judges: the higher seq; a tie goes to
+ * the new one, so a re-put refreshes its time. For the DHT store, which
+ * would otherwise take an older ad over a newer.
+ */
+export function heldAdIsNewer (incoming: Uint8Array, held: Uint8Array): boolean {
+  try {
+    const a = Libp2pRecord.deserialize(incoming)
+    const b = Libp2pRecord.deserialize(held)
+    return capacitySelector(a.key, [a.value, b.value]) === 1
+  } catch {
+    return false
   }
 }

@@ -10,10 +10,11 @@ import { concat } from 'uint8arrays/concat'
 import { fromString } from 'uint8arrays/from-string'
 import { toString } from 'uint8arrays/to-string'
 import {
-  CapacityAd, CapacityAdErrorCode, capacityKey, capacitySelector, capacityValidator, createCapacitySelector,
+  CapacityAd, CapacityAdErrorCode, capacityAdAuthor, capacityKey, capacitySelector, capacityValidator, createCapacitySelector,
   createCapacityValidator, decodeCapacityAd, encodeCapacityAd, peerIdFromCapacityKey, regionCid, regionCidsFor,
-  signCapacityAd, verifyCapacityAd
+  heldAdIsNewer, signCapacityAd, verifyCapacityAd
 } from '../../src/routing/capacity-ad.ts'
+import { Libp2pRecord } from '@libp2p/record'
 import { MAX_AD_LIFETIME, MAX_CAPACITY_AD_BYTES } from '../../src/routing/constants.ts'
 import type { CapacityAdInit } from '../../src/routing/capacity-ad.ts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -271,6 +272,27 @@ describe('capacity ads', () => {
           }
         }
       ), { numRuns: 300 })
+    })
+  })
+
+  describe('for the DHT store', () => {
+    const record = (key: Uint8Array, value: Uint8Array): Uint8Array => new Libp2pRecord(key, value, new Date()).serialize()
+
+    it('capacityAdAuthor names the exit a capacity key names, and nobody for other keys', () => {
+      expect(capacityAdAuthor(capacityKey(aliceId))).toBe(aliceId.toString())
+      expect(capacityAdAuthor(fromString(`/pk/${aliceId.toString()}`))).toBeUndefined()
+    })
+
+    it('heldAdIsNewer: the held record stays when the selector ranks it higher; a tie, an expired held one or bytes that are no record let the write through', async () => {
+      const key = capacityKey(aliceId)
+      const live = Date.now() + hour
+      const older = record(key, await signed({ seq: 1, expiresAt: live }))
+      const newer = record(key, await signed({ seq: 2, expiresAt: live }))
+      expect(heldAdIsNewer(older, newer)).toBe(true)
+      expect(heldAdIsNewer(newer, older)).toBe(false)
+      expect(heldAdIsNewer(newer, newer)).toBe(false)
+      expect(heldAdIsNewer(older, record(key, await signed({ seq: 2, expiresAt: Date.now() - 1000 })))).toBe(false)
+      expect(heldAdIsNewer(older, new Uint8Array([1, 2, 3]))).toBe(false)
     })
   })
 
