@@ -208,7 +208,13 @@ export const configSchema = z.strictObject({
      * testnet. `[]` asks none (WebRTC then reaches only peers on this
      * node's own networks).
      */
-    stun_servers: stunServerSetting
+    stun_servers: stunServerSetting,
+    /**
+     * How many relays a node that searches for them (`/p2p-circuit` in
+     * `listen`) reserves on. More than one keeps an exit behind NAT
+     * reachable through another while a relay it used is gone.
+     */
+    relay_reservations: z.number().int().min(1, 'must be at least 1; to reserve on no relay, leave /p2p-circuit out of listen').max(8, 'must be at most 8: each takes a slot on a relay that other exits behind NAT need')
   }),
   listen: checkedList(parseListenAddress),
   announce: checkedList(entry => { parseAddress(entry) }),
@@ -316,7 +322,11 @@ export const defaultConfig: SparebandConfig = {
     local_testnet: false,
     // DEFAULT_REDIAL_MAX_MS in src/node/peer-keeper.ts says why
     redial_max_seconds: 60,
-    stun_servers: 'auto'
+    stun_servers: 'auto',
+    // two: when one relay dies, consumers reach an exit behind NAT through
+    // the other at once, rather than after the exit noticed (up to 30 s),
+    // reserved elsewhere and advertised that (about 40 s in all)
+    relay_reservations: 2
   },
   listen: [
     '/ip4/0.0.0.0/tcp/4001',

@@ -18,7 +18,8 @@ import type { OnFramingRefused } from './frame-guard.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
-import { relaySearch } from './relay-search.ts'
+import { relaySearch, searchListeners } from './relay-search.ts'
+import { SilentRelays } from './silent-relays.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
 import { DnsNameResolver, GivenAddresses, privateDialGater } from './private-dials.ts'
 import type { LookupAll } from './private-dials.ts'
@@ -40,7 +41,7 @@ import { AddressInUseError } from '../errors.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
 import { capacityAdAuthor, capacitySelector, capacityValidator, heldAdIsNewer } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
-import type { ComponentLogger, Libp2p, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, Libp2pEvents, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory, TypedEventTarget } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 
 /**
@@ -113,15 +114,19 @@ export interface BuildLibp2pOptions {
  * are left to the peer keeper, which listens on them once they answer (a
  * named relay that is down would stop libp2p's start) and redials them.
  * A node that names one also searches for relays (`/p2p-circuit`): it then
- * holds a reservation on another relay it meets as well, and stays
- * reachable through that one while the named relay is down. One that names
+ * holds reservations on other relays it meets as well, and stays
+ * reachable through those while the named relay is down. One that names
  * none and that others can dial (`searchRelays: false`) does not search.
+ * The search is `/p2p-circuit` once per relay to reserve on
+ * (`reservations`, network.relay_reservations): each such listener of
+ * libp2p's relay transport holds one reservation, on a relay the others
+ * do not hold.
  */
-export function libp2pListen (listen: string[], options: { searchRelays?: boolean } = {}): string[] {
+export function libp2pListen (listen: string[], options: { searchRelays?: boolean, reservations?: number } = {}): string[] {
   const named = new Set(namedRelays(listen).map(a => `${a}/p2p-circuit`))
-  const own = listen.filter(a => !named.has(a))
-  if (named.size > 0) return own.includes('/p2p-circuit') ? own : [...own, '/p2p-circuit']
-  return options.searchRelays === false ? own.filter(a => a !== '/p2p-circuit') : own
+  const own = listen.filter(a => !named.has(a) && a !== '/p2p-circuit')
+  const search = named.size > 0 || (listen.includes('/p2p-circuit') && options.searchRelays !== false)
+  return search ? [...own, ...searchListeners(options.reservations)] : own
 }
 
 /** The addresses the config gives the node to dial: its bootstrap peers' and its named relays'. */
@@ -199,12 +204,14 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   const framing = libp2pFraming([config.network.dht_protocol])
   // written by the routing's discovery, read by the peer store's address filter: a service, so both reach the one
   const advertisedRelays = new AdvertisedRelays()
+  // circuits through a relay found silent are dialled after the others (silent-relays.ts)
+  const silentRelays = new SilentRelays()
   // the resolver adds what the given addresses' names resolve to, which the gater lets through
   const given = new GivenAddresses(givenAddresses(config))
   // a node others can dial needs no relay: its search would take slots on
   // every relay it meets (two each), which exits behind NAT need; should it
   // stop being dialable, relay-search.ts starts one
-  const listen = libp2pListen(config.listen, { searchRelays: local || !listensPublicly(config.listen, config.announce) })
+  const listen = libp2pListen(config.listen, { searchRelays: local || !listensPublicly(config.listen, config.announce), reservations: config.network.relay_reservations })
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.network.bootstrap.length > 0) {
     peerDiscovery.push(bootstrap({ list: config.network.bootstrap, timeout: 100 }))
@@ -248,6 +255,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       inboundConnectionThreshold: local ? Infinity : INBOUND_PER_HOST_PER_SECOND,
       // connections in their handshake at once (libp2p's default is 10)
       maxIncomingPendingConnections: 64,
+      addressSorter: silentRelays.compare,
       // on the public network DNS names are looked up before the dial, so the gater sees the addresses dialled (private-dials.ts)
       ...(local ? {} : { resolvers: { dnsaddr: dnsaddrResolver, dns: new DnsNameResolver({ given, lookup: dnsLookup }) } })
     },
@@ -261,8 +269,9 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       silentConnections: silentConnections(),
-      relaySearch: relaySearch({ mode: listen.includes('/p2p-circuit') ? 'from start' : config.listen.includes('/p2p-circuit') ? 'if not public' : 'never' }),
+      relaySearch: relaySearch({ mode: listen.includes('/p2p-circuit') ? 'from start' : config.listen.includes('/p2p-circuit') ? 'if not public' : 'never', reservations: config.network.relay_reservations }),
       advertisedRelays: () => advertisedRelays,
+      silentRelays: (components: { events: TypedEventTarget<Libp2pEvents> }) => silentRelays.withEvents(components.events),
       // what status shows of the DHT's store
       dhtStore: () => datastore,
       autoNAT: autoNAT(),

@@ -24,6 +24,7 @@ import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
 import { HttpError } from './control-api.ts'
 import type { ProbeOptions } from '../relay/probe.ts'
+import type { SilentRelays } from './silent-relays.ts'
 import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { ExitStats, TunnelExit } from '../relay/exit.ts'
@@ -212,8 +213,12 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       // Only one silent for a while too: a slow exit's circuit still brings its
       // pings, and may carry its tunnels through our exit and the receipts
       const now = performance.now()
+      const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
       for (const connection of node.libp2p.getConnections(exit)) {
-        if (connection.limits != null && now - (lastHeard(connection) ?? -Infinity) >= SILENT_CIRCUIT_MS) connection.abort(reason)
+        if (connection.limits == null || now - (lastHeard(connection) ?? -Infinity) < SILENT_CIRCUIT_MS) continue
+        // its relay may be what died: the exit's circuits through other relays are dialled first for a while
+        silentRelays?.markCircuit(connection)
+        connection.abort(reason)
       }
       selector.unreachable?.(exit)
     }

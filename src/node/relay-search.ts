@@ -11,7 +11,7 @@
  * So while the node has no public address (kad-dht's and the relay
  * service's test, public-relay-server.ts), for SEARCH_AFTER_MS on end, it
  * starts the search it would have run from the start had it begun that way
- * (listens on `/p2p-circuit`). The wait keeps a passing gap (an address
+ * (listens on `/p2p-circuit`, once per relay to reserve on). The wait keeps a passing gap (an address
  * changing, the first moments after start) from taking relay slots. Once
  * started the search goes on: libp2p's relay transport has no way to stop
  * one short of closing its listener, and a reservation costs the relay
@@ -43,6 +43,8 @@ export interface RelaySearchInit {
    * `/p2p-circuit` out, the operator's choice. Only 'if not public' acts.
    */
   mode: 'from start' | 'if not public' | 'never'
+  /** Relays to reserve on once searching (network.relay_reservations). @default 1 */
+  reservations?: number
   /** @default SEARCH_AFTER_MS */
   searchAfterMs?: number
   /** @default LOOK_EVERY_MS */
@@ -141,13 +143,18 @@ export class RelaySearch implements Startable {
     this.startedAt = Date.now()
     this.unwatch()
     this.log('no public address for %d s: searching for a relay to be reached through', Math.round(this.searchAfterMs / 1000))
-    this.components.transportManager.listen([multiaddr('/p2p-circuit')]).catch(err => {
+    this.components.transportManager.listen(searchListeners(this.init.reservations).map(a => multiaddr(a))).catch(err => {
       // not searching after all: the next address change tries again
       this.log.error('could not start the relay search - %e', err)
       this.startedAt = undefined
       if (this.running) this.watch()
     })
   }
+}
+
+/** The listen addresses that make libp2p's relay transport search for `reservations` relays (at least one). */
+export function searchListeners (reservations = 1): string[] {
+  return Array.from({ length: Math.max(1, reservations) }, () => '/p2p-circuit')
 }
 
 export function relaySearch (init: RelaySearchInit): (components: RelaySearchComponents) => RelaySearch {

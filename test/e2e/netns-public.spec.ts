@@ -146,10 +146,16 @@ describe.skipIf(unusable != null)('the public network: an exit at home behind NA
     const consumerStatus = await consumer!.status()
     expect(consumerStatus.relaysFound ?? [], JSON.stringify(consumerStatus.relaysFound)).toEqual([])
     expect(consumerStatus.addresses.some((a: string) => a.includes('/p2p-circuit')), JSON.stringify(consumerStatus.addresses)).toBe(false)
-    // each is a relay too: the only reservation among them all is the exit's, on the relay
-    expect(consumerStatus.relayService).toMatchObject({ running: true, reservations: 0 })
+    // each is a relay too: the only reservations among them all are the exit's, which seeks two
+    // (network.relay_reservations), and has these two relays to take them on
+    expect(consumerStatus.relayService).toMatchObject({ running: true })
+    await waitFor(async () => {
+      const counts = await Promise.all([consumer!, relay!].map(async n => (await n.status()).relayService.reservations))
+      return counts.join() === '1,1'
+    }, { timeoutMs: 30_000, intervalMs: 500, what: 'the exit\'s reservation on each public node, and no other' })
     const relayStatus = await relay!.status()
-    expect(relayStatus.relayService.reservations).toBe(1)
     expect(relayStatus.relaysFound ?? [], JSON.stringify(relayStatus.relaysFound)).toEqual([])
+    const exitStatus = await exit!.status()
+    expect((exitStatus.relaysFound ?? []).length, JSON.stringify(exitStatus.relaysFound)).toBe(2)
   }, 120_000)
 })

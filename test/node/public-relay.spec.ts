@@ -140,6 +140,13 @@ it('a node others can dial does not search for relays: a public IPv4 address of 
   expect(libp2pListen(wildcard, { searchRelays: true })).toEqual(wildcard)
   const named = '/ip4/11.77.1.9/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit'
   expect(libp2pListen(['/ip4/0.0.0.0/tcp/4001', named], { searchRelays: false })).toEqual(['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit'])
+  // one /p2p-circuit listener per relay to reserve on (network.relay_reservations), however often listen names it
+  expect(libp2pListen(wildcard, { searchRelays: true, reservations: 2 })).toEqual(['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit', '/p2p-circuit'])
+  expect(libp2pListen([...wildcard, '/p2p-circuit', '/p2p-circuit'], { searchRelays: true, reservations: 2 })).toEqual(['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit', '/p2p-circuit'])
+  expect(libp2pListen([...wildcard, named], { searchRelays: false, reservations: 3 })).toEqual(['/ip4/0.0.0.0/tcp/4001', '/p2p-circuit', '/p2p-circuit', '/p2p-circuit'])
+  expect(libp2pListen(wildcard, { searchRelays: false, reservations: 2 })).toEqual(['/ip4/0.0.0.0/tcp/4001'])
+  // left out of listen: no search, whatever the number
+  expect(libp2pListen(['/ip4/0.0.0.0/tcp/4001'], { searchRelays: true, reservations: 2 })).toEqual(['/ip4/0.0.0.0/tcp/4001'])
 })
 
 it('a public address of the machine\'s own is confirmed once: the relay transport\'s many "listening" events do not undo AutoNAT\'s later verdict', async () => {

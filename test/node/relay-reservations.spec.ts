@@ -8,6 +8,8 @@
 
 import { afterAll, expect, it } from 'vitest'
 import { createSparebandNode } from '../../src/index.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import { relayOf } from '../../src/routing/advertised-relays.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
 import type { SparebandConfigInput, SparebandNode } from '../../src/index.ts'
 
@@ -71,6 +73,26 @@ it('a relay the search found and reserved on is in status (relaysFound), beside 
   expect(exit.status().relays).toEqual([])
   expect(exit.status().addresses.some(a => a.startsWith(`${relayAddr}/p2p-circuit`))).toBe(true)
 }, 40_000)
+
+it('a searching exit reserves on as many relays as network.relay_reservations says: two by default, one when told', async () => {
+  const relays = await Promise.all([0, 1].map(async () => start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })))
+  const bootstrap = relays.map(r => r.status().addresses[0])
+  const relayIds = relays.map(r => r.peerId.toString()).sort()
+  const [two, one] = await Promise.all([
+    start({ region: 'de', listen: ['/p2p-circuit'], network: { local_testnet: true, bootstrap } }),
+    start({ region: 'de', listen: ['/p2p-circuit'], network: { local_testnet: true, bootstrap, relay_reservations: 1 } })
+  ])
+  const circuitsThrough = (n: SparebandNode): string[] => [...new Set(n.status().addresses.flatMap(a => relayOf(multiaddr(a)) ?? []))].sort()
+  // a reservation on each relay, each a circuit address of its own: a consumer can dial the exit through either
+  await waitFor(() => circuitsThrough(two).length === 2, { what: 'reservations on both relays', timeoutMs: 20_000 })
+  expect(circuitsThrough(two)).toEqual(relayIds)
+  expect((two.status().relaysFound ?? []).map(r => r.addr.split('/p2p/').at(-1)).sort()).toEqual(relayIds)
+  await waitFor(() => circuitsThrough(one).length === 1, { what: 'the one reservation', timeoutMs: 20_000 })
+  // time for a second reservation, were one sought: both relays are connected and have room
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  expect(circuitsThrough(one)).toHaveLength(1)
+  expect(relays.map(r => r.status().relayService!.reservations).sort()).toEqual([1, 2])
+}, 60_000)
 
 it('a reservation refreshed twice lasts its lifetime from the last refresh (libp2p\'s timer fired at the first refresh\'s end)', async () => {
   const relay = await start({ listen: ['/ip4/127.0.0.1/tcp/0'], exit: { enabled: false } })

@@ -136,7 +136,7 @@ it('sees an address gone without an event (an interface that went away under a w
   // an interface here, and its wildcard listener's addresses change with no event when one goes
   let addrs = [multiaddr('/ip4/11.22.33.44/tcp/4001'), multiaddr('/ip4/127.0.0.1/tcp/4001')]
   const listened: string[] = []
-  const service = relaySearch({ mode: 'if not public', searchAfterMs: 300, lookEveryMs: 100 })({
+  const service = relaySearch({ mode: 'if not public', searchAfterMs: 300, lookEveryMs: 100, reservations: 2 })({
     events: new EventTarget() as any,
     addressManager: { getAddresses: () => addrs },
     transportManager: { listen: async (a: Multiaddr[]) => { listened.push(...a.map(String)) } },
@@ -149,7 +149,8 @@ it('sees an address gone without an event (an interface that went away under a w
   expect(listened).toEqual([])
   addrs = [multiaddr('/ip4/127.0.0.1/tcp/4001')]
   await waitFor(() => listened.length > 0, { what: 'the search to start', timeoutMs: 3000 })
-  expect(listened).toEqual(['/p2p-circuit'])
+  // one listener per relay to reserve on (network.relay_reservations)
+  expect(listened).toEqual(['/p2p-circuit', '/p2p-circuit'])
   expect(service.status().reason).toBe('public address lost')
 })
 

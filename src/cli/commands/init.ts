@@ -83,6 +83,8 @@ ${region != null ? `region = "${region}"` : '# region = "de"            # ISO 31
 # redial_max_seconds = 60     # longest wait between redials of a lost relay or bootstrap peer
 # stun_servers = "auto"       # STUN servers WebRTC asks for this node's public address: "auto" is
 #                             # libp2p's public ones (none in a local testnet); [] asks none
+# relay_reservations = 2      # relays "/p2p-circuit" reserves on (1-8): behind NAT, consumers reach
+#                             # this exit through another at once when one relay dies
 `
 
 export function registerInit (program: Command, dataDirOf: (cmd: Command) => string): void {

@@ -1,0 +1,96 @@
+/**
+ * Relays a circuit to an exit went silent through, dialled last for a
+ * while.
+ *
+ * An exit behind NAT holds reservations on two relays by default
+ * (network.relay_reservations), and its ad names a circuit through each.
+ * When one relay dies without a word, the consumer finds the exit gone on
+ * the circuit through it (exit-liveness.ts, about 8 s), ends that circuit
+ * and dials the exit again. libp2p dials a peer's addresses one at a time,
+ * 6 s each, and two circuits rank alike by its own order (both public,
+ * relayed, certified, TCP), so the dead relay's circuit, the older one in
+ * the peer store, was tried first: measured in namespaces, the exit was
+ * carried again 14 s after the relay went silent rather than 8. So the
+ * node's address order puts a circuit through a relay marked here after
+ * the others, until a connection to that relay opens again or
+ * `forgetAfterMs` passes.
+ *
+ * Only the order changes: a circuit through a marked relay is still
+ * dialled when nothing else works (the exit may be gone, not its relay; or
+ * the relay the only one the exit has).
+ */
+
+import { circuitRelayAddressesLast, loopbackAddressLast, publicAddressesFirst, reliableTransportsFirst } from '@libp2p/utils'
+import { relayOf } from '../routing/advertised-relays.ts'
+import { minute } from '../constants.ts'
+import type { Address, Connection, Libp2pEvents, Startable, TypedEventTarget } from '@libp2p/interface'
+
+export const DEFAULT_FORGET_AFTER_MS = 10 * minute
+/** Relays held at most; the one marked longest ago goes first. */
+const MAX_MARKED = 1000
+
+export class SilentRelays implements Startable {
+  /** relay peer id -> when it was marked (ms since the epoch); in order of marking */
+  private readonly marked = new Map<string, number>()
+  private events?: TypedEventTarget<Libp2pEvents>
+
+  constructor (private readonly forgetAfterMs = DEFAULT_FORGET_AFTER_MS, private readonly now: () => number = Date.now) {}
+
+  /** The circuit `connection` went silent: its relay is dialled last for a while. Any other connection is not a circuit and is ignored. */
+  markCircuit (connection: Pick<Connection, 'remoteAddr'>): void {
+    const relay = relayOf(connection.remoteAddr)
+    if (relay == null) return
+    this.marked.delete(relay)
+    this.marked.set(relay, this.now())
+    if (this.marked.size > MAX_MARKED) this.marked.delete(this.marked.keys().next().value!)
+  }
+
+  isMarked (relay: string): boolean {
+    const at = this.marked.get(relay)
+    if (at == null) return false
+    if (this.now() - at < this.forgetAfterMs) return true
+    this.marked.delete(relay)
+    return false
+  }
+
+  /** libp2p's own order (its defaultAddressSorter), then circuits through marked relays after the other circuits. */
+  readonly compare = (a: Address, b: Address): -1 | 0 | 1 => {
+    return loopbackAddressLast(a.multiaddr, b.multiaddr) ||
+      publicAddressesFirst(a.multiaddr, b.multiaddr) ||
+      circuitRelayAddressesLast(a.multiaddr, b.multiaddr) ||
+      this.markedRelaysLast(a, b) ||
+      certifiedFirst(a, b) ||
+      reliableTransportsFirst(a.multiaddr, b.multiaddr)
+  }
+
+  private markedRelaysLast (a: Address, b: Address): -1 | 0 | 1 {
+    if (this.marked.size === 0) return 0
+    const [ma, mb] = [a, b].map(x => { const relay = relayOf(x.multiaddr); return relay != null && this.isMarked(relay) })
+    return ma === mb ? 0 : ma ? 1 : -1
+  }
+
+  /** Called by libp2p with its components, as a service. */
+  withEvents (events: TypedEventTarget<Libp2pEvents>): this {
+    this.events = events
+    return this
+  }
+
+  start (): void {
+    this.events?.addEventListener('connection:open', this.onOpen)
+  }
+
+  stop (): void {
+    this.events?.removeEventListener('connection:open', this.onOpen)
+    this.marked.clear()
+  }
+
+  /** A connection to a marked relay opened: it is there again. */
+  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
+    this.marked.delete(evt.detail.remotePeer.toString())
+  }
+}
+
+function certifiedFirst (a: Address, b: Address): -1 | 0 | 1 {
+  if (Boolean(a.isCertified) === Boolean(b.isCertified)) return 0
+  return a.isCertified ? -1 : 1
+}

@@ -1,0 +1,51 @@
+import { expect, it } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { SilentRelays } from '../../src/node/silent-relays.ts'
+import type { Address } from '@libp2p/interface'
+
+const EXIT = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
+const R1 = '12D3KooWCxKDGF2yg2xUZhzPVm2419mP956uKtxBj4QwXhLhsPLK'
+const R2 = '12D3KooWEV6DnnoY1pEae5MmxCQY2UfirshuhXbtzgL91MeNMZ86'
+
+const circuit = (relayIp: string, relay: string): Address => ({ multiaddr: multiaddr(`/ip4/${relayIp}/tcp/4001/p2p/${relay}/p2p-circuit/p2p/${EXIT}`), isCertified: true })
+const direct = (ip: string): Address => ({ multiaddr: multiaddr(`/ip4/${ip}/tcp/4001/p2p/${EXIT}`), isCertified: true })
+const sorted = (s: SilentRelays, addrs: Address[]): string[] => [...addrs].sort(s.compare).map(a => a.multiaddr.toString())
+
+it('puts a circuit through a relay marked silent after the other circuits, and only after them', () => {
+  const s = new SilentRelays()
+  const viaR1 = circuit('11.77.3.2', R1)
+  const viaR2 = circuit('11.77.4.2', R2)
+  const lan = direct('192.168.1.7')
+  const pub = direct('11.77.1.9')
+  // libp2p's own order: public first, circuits after direct addresses, ties as they came (r1 first)
+  expect(sorted(s, [viaR1, viaR2, lan, pub])).toEqual([pub, viaR1, viaR2, lan].map(a => a.multiaddr.toString()))
+  s.markCircuit({ remoteAddr: viaR1.multiaddr })
+  expect(sorted(s, [viaR1, viaR2, lan, pub])).toEqual([pub, viaR2, viaR1, lan].map(a => a.multiaddr.toString()))
+  // a direct connection is no circuit: nothing marked
+  s.markCircuit({ remoteAddr: pub.multiaddr })
+  expect(sorted(s, [pub, viaR2])).toEqual([pub, viaR2].map(a => a.multiaddr.toString()))
+  expect(s.isMarked(R1)).toBe(true)
+  expect(s.isMarked(R2)).toBe(false)
+})
+
+it('forgets a mark after its time, or once a connection to the relay opens', () => {
+  let now = 1_000_000
+  const events = new EventTarget() as any
+  const s = new SilentRelays(60_000, () => now).withEvents(events)
+  s.start()
+  const viaR1 = circuit('11.77.3.2', R1)
+  const viaR2 = circuit('11.77.4.2', R2)
+  s.markCircuit({ remoteAddr: viaR1.multiaddr })
+  s.markCircuit({ remoteAddr: viaR2.multiaddr })
+  now += 59_999
+  expect([s.isMarked(R1), s.isMarked(R2)]).toEqual([true, true])
+  // r2 answers again: a connection to it opened
+  events.dispatchEvent(new CustomEvent('connection:open', { detail: { remotePeer: peerIdFromString(R2) } }))
+  expect([s.isMarked(R1), s.isMarked(R2)]).toEqual([true, false])
+  expect(sorted(s, [viaR1, viaR2])).toEqual([viaR2, viaR1].map(a => a.multiaddr.toString()))
+  now += 1
+  expect(s.isMarked(R1)).toBe(false)
+  expect(sorted(s, [viaR1, viaR2])).toEqual([viaR1, viaR2].map(a => a.multiaddr.toString()))
+  s.stop()
+})
