@@ -299,6 +299,8 @@ export const configSchema = z.strictObject({
 export type SparebandConfig = z.infer<typeof configSchema>
 export type SparebandConfigInput = DeepPartial<SparebandConfig>
 
+export type DeepReadonly<T> = T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepReadonly<U>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T
+
 export type DeepPartial<T> = T extends any[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
 /**
@@ -306,7 +308,7 @@ export type DeepPartial<T> = T extends any[] ? T : T extends object ? { [K in ke
  * throws): read them, or pass overrides as `config`. Values that are not
  * obvious say why.
  */
-export const defaultConfig: SparebandConfig = {
+const defaults: SparebandConfig = {
   network: {
     name: 'spareband',
     dht_protocol: '/spareband/kad/1.0.0',
@@ -394,7 +396,9 @@ export const defaultConfig: SparebandConfig = {
 }
 
 // exported for apps and the CLI's help to read; a write would change every node made after it
-deepFreeze(defaultConfig)
+deepFreeze(defaults)
+/** The defaults, read-only: a write throws at run time and does not compile. */
+export const defaultConfig: DeepReadonly<SparebandConfig> = defaults
 
 function deepFreeze (value: unknown): void {
   if (value == null || typeof value !== 'object' || Object.isFrozen(value)) return

@@ -73,7 +73,11 @@ export interface SparebandNodeInit {
   config?: SparebandConfigInput
   /** Read this TOML file below `config`; a ConfigError if it does not exist. */
   configFile?: string
-  /** A config already resolved by the caller (the CLI); `config` and `configFile` are then ignored. */
+  /**
+   * A config already resolved by the caller (the CLI, or an app with
+   * `resolveConfig()`); `config` and `configFile` are then ignored. It is
+   * checked as `config` is: a bad value is a ConfigError naming its key.
+   */
   resolvedConfig?: SparebandConfig
   /** Create an identity when the data directory has none; when false, a missing key is an error. @default true */
   createIdentity?: boolean
@@ -261,7 +265,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   static async create (init: SparebandNodeInit = {}): Promise<SparebandNode> {
     checkNodeInit(init)
     const dataDir = init.dataDir ?? defaultDataDir()
-    let config = init.resolvedConfig
+    // given resolved, checked all the same: an app's own, or a copy it changed, is no config resolveConfig() made
+    let config = init.resolvedConfig == null ? undefined : resolveConfig([{ source: 'createSparebandNode() resolvedConfig', values: init.resolvedConfig }])
     if (config == null) {
       const layers: ConfigLayer[] = []
       if (init.configFile != null) layers.push(readConfigFile(init.configFile, { required: 'createSparebandNode() configFile' }))

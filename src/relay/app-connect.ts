@@ -41,6 +41,18 @@ export interface AppConnectOptions {
 }
 
 /**
+ * The net.Socket methods the app's end of a tunnel has, each returning the
+ * socket itself as net.Socket's do (so a chained call keeps the type).
+ */
+export interface SocketMethods {
+  setTimeout: (timeout: number, callback?: () => void) => this
+  setKeepAlive: (enable?: boolean, initialDelay?: number) => this
+  setNoDelay: (noDelay?: boolean) => this
+  ref: () => this
+  unref: () => this
+}
+
+/**
  * The app's end of a tunnel, and where it leads. Beyond a Duplex it has
  * what node:http (an app's own keep-alive http.Agent) and other socket users
  * call on a net.Socket: `setTimeout` (an idle timer that emits 'timeout',
@@ -48,7 +60,7 @@ export interface AppConnectOptions {
  * `ref`, `unref`, which do nothing here (there is no TCP socket of the
  * app's: the tunnel is a stream on a libp2p connection).
  */
-export type TunnelSocket = Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> & {
+export interface TunnelSocket extends Duplex, SocketMethods {
   /** The exit's peer id. */
   readonly exit: string
   /**
@@ -107,12 +119,12 @@ export async function connectThroughTunnel (ingress: Ingress, host: string, port
  * uncaught TypeError without them), and ClientRequest's `timeout` calls
  * setTimeout().
  */
-function asAppSocket (app: Duplex): Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'> {
-  const socket = app as Duplex & Pick<Socket, 'setTimeout' | 'setKeepAlive' | 'setNoDelay' | 'ref' | 'unref'>
-  socket.setKeepAlive = () => socket as any
-  socket.setNoDelay = () => socket as any
-  socket.ref = () => socket as any
-  socket.unref = () => socket as any
+function asAppSocket (app: Duplex): Duplex & SocketMethods {
+  const socket = app as Duplex & SocketMethods
+  socket.setKeepAlive = () => socket
+  socket.setNoDelay = () => socket
+  socket.ref = () => socket
+  socket.unref = () => socket
   let timer: NodeJS.Timeout | undefined
   const activity = (): void => { timer?.refresh() }
   // every byte either way pushes the timer back, as on a net.Socket; without a 'data' listener, which would make the app's end flow
@@ -140,7 +152,7 @@ function asAppSocket (app: Duplex): Duplex & Pick<Socket, 'setTimeout' | 'setKee
       timer.unref()
     }
     return socket
-  }) as Socket['setTimeout']
+  })
   return socket
 }
 

@@ -33,6 +33,20 @@ describe('config errors an embedding app gets from createSparebandNode()', () =>
     expect(nested.message).toMatch(/allowed here: .*\bdefault_region\b.*/)
   })
 
+  it('a resolved config an app changed is checked as config is, before anything is written', async () => {
+    const dataDir = join(await tempDir('sb-config-embed-'), 'node')
+    const bad = structuredClone(resolveConfig([])) as any
+    bad.api.port = 99999
+    const err = await createSparebandNode({ dataDir, resolvedConfig: bad }).then(() => 'created', e => e)
+    expect(err.name).toBe('ConfigError')
+    expect(err.key).toBe('api.port')
+    expect(err.message).toMatch(/^createSparebandNode\(\) resolvedConfig: api\.port = 99999 /)
+    const wrongShape = await createSparebandNode({ dataDir, resolvedConfig: { exit: { max_tunnels: 0 } } as any }).then(() => 'created', e => e)
+    expect(wrongShape.name).toBe('ConfigError')
+    expect(wrongShape.key).toBe('exit.max_tunnels')
+    expect(existsSync(dataDir)).toBe(false)
+  })
+
   it('the same for config.toml: the file, not "defaults"', async () => {
     const dir = await tempDir('sb-config-embed-')
     const file = join(dir, 'config.toml')

@@ -25,6 +25,17 @@ describe('defaultConfig', () => {
     }
   })
 
+  it('is typed read-only, so such a write does not compile either', () => {
+    const write = (): void => {
+      // @ts-expect-error a read-only property
+      defaultConfig.exit.enabled = false
+      // @ts-expect-error a read-only array
+      defaultConfig.listen.push('/ip4/0.0.0.0/tcp/9')
+    }
+    expect(write).toThrow(TypeError)
+    expect(defaultConfig.exit.enabled).toBe(true)
+  })
+
   it('still gives each node a config of its own to hold', () => {
     const c = resolveConfig([])
     c.exit.allowed_ports.push(8080)

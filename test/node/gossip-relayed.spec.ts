@@ -25,7 +25,7 @@ const nodes: Libp2p[] = []
 afterAll(async () => { await Promise.all(nodes.map(async n => n.stop())) })
 
 async function node (listen: string[]): Promise<Libp2p<any>> {
-  const config: SparebandConfig = structuredClone(defaultConfig)
+  const config = structuredClone(defaultConfig) as SparebandConfig
   config.listen = listen
   config.network.local_testnet = true
   config.network.bootstrap = []

@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { MONITOR_PING_INTERVAL, PING_STREAMS, PING_TIMEOUT_FLOOR, libp2pOptions, pacedLibp2p } from '../../src/node/libp2p.ts'
 import { defaultConfig } from '../../src/node/config.ts'
+import type { SparebandConfig } from '../../src/node/config.ts'
 import type { Libp2p } from '@libp2p/interface'
 
 const PING = '/ipfs/ping/1.0.0'
@@ -24,7 +25,7 @@ const FLOOR_MS = INTERVAL_MS * PING_TIMEOUT_FLOOR / MONITOR_PING_INTERVAL
 /** Within the floor: pings answered this late are slow, not lost. */
 const ANSWER_MS = FLOOR_MS * 0.9
 
-const config = structuredClone(defaultConfig)
+const config = structuredClone(defaultConfig) as SparebandConfig
 config.listen = ['/ip4/127.0.0.1/tcp/0']
 config.network.local_testnet = true
 config.network.bootstrap = []

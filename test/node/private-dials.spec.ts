@@ -19,6 +19,7 @@ import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { libp2pOptions } from '../../src/node/libp2p.ts'
 import { defaultConfig } from '../../src/node/config.ts'
+import type { SparebandConfig } from '../../src/node/config.ts'
 import { DnsNameResolver, GivenAddresses, privateDialGater } from '../../src/node/private-dials.ts'
 import { waitFor } from '../utils/cli.ts'
 import type { LookupAll } from '../../src/node/private-dials.ts'
@@ -132,7 +133,7 @@ describe('a node on the public network', () => {
    * name is 127.0.0.1, as a name pointed at a private address would.
    */
   async function node (options: { bootstrap?: string[], localTestnet?: boolean, asked?: string[], names?: Record<string, string> } = {}): Promise<Libp2p> {
-    const config = structuredClone(defaultConfig)
+    const config = structuredClone(defaultConfig) as SparebandConfig
     config.listen = ['/ip4/127.0.0.1/tcp/0']
     config.network.local_testnet = options.localTestnet === true
     config.network.bootstrap = options.bootstrap ?? []

@@ -19,6 +19,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { INBOUND_PER_HOST_PER_SECOND, libp2pOptions, pacedLibp2p } from '../../src/node/libp2p.ts'
 import { defaultConfig } from '../../src/node/config.ts'
+import type { SparebandConfig } from '../../src/node/config.ts'
 import { waitFor } from '../utils/cli.ts'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -46,7 +47,7 @@ async function plain (relayServer = false): Promise<Libp2p> {
 it('a burst of consumers through the relay all reach an exit behind NAT', async () => {
   const relay = await plain(true)
   const relayAddr = relay.getMultiaddrs()[0].toString()
-  const config = structuredClone(defaultConfig)
+  const config = structuredClone(defaultConfig) as SparebandConfig
   // as on the public network: inbound limits per host on
   config.network.local_testnet = false
   config.network.bootstrap = []

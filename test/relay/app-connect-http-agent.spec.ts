@@ -1,8 +1,8 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { describe, it, expect, expectTypeOf, beforeAll, afterAll } from 'vitest'
 import { Agent, createServer, request } from 'node:http'
 import { startExitAndConsumer } from '../utils/in-process.ts'
 import { waitFor } from '../utils/cli.ts'
-import type { SparebandNode } from '../../src/index.ts'
+import type { SparebandNode, TunnelSocket } from '../../src/index.ts'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -68,6 +68,19 @@ describe('node.connect() tunnels in a keep-alive http.Agent', () => {
       agent.destroy()
     }
     await waitFor(() => (consumer.status() as any).proxy.tunnelsOpen === 0, { timeoutMs: 5000, what: 'the pooled tunnel to close with the agent' })
+  })
+
+  it('its socket methods return the tunnel itself, typed so: a chained call keeps exit and setupMs', async () => {
+    const socket = await consumer.connect('127.0.0.1', port, { region: 'de' })
+    try {
+      const chained = socket.setTimeout(60_000).setKeepAlive(true).setNoDelay(true).unref().ref()
+      expectTypeOf(chained).toEqualTypeOf<TunnelSocket>()
+      expect(chained).toBe(socket)
+      expect(chained.exit).toBe(exit.peerId.toString())
+      expect(chained.setupMs).toBeGreaterThan(0)
+    } finally {
+      socket.destroy()
+    }
   })
 
   it('a request timeout fires on a tunnel (socket.setTimeout), and the app can give up on it', async () => {
