@@ -228,7 +228,19 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
   const client = new TunnelClient({
     logger: node.libp2p.logger,
     dialProtocol: async (peer, protocol, options) => openStream(node.libp2p, peer, protocol, options)
-  }, { selector, accounting: consumerAccounting, warm, liveness, ownExitRegion: config.exit.enabled ? config.region : undefined })
+  }, {
+    selector,
+    accounting: consumerAccounting,
+    warm,
+    liveness,
+    ownExitRegion: config.exit.enabled ? config.region : undefined,
+    otherRoute: async exit => {
+      const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
+      if (silentRelays == null) return false
+      const peer = await node.libp2p.peerStore.get(exit).catch(() => undefined)
+      return silentRelays.hasOtherCircuit(peer?.addresses ?? [])
+    }
+  })
   const ingress = new Ingress({
     client,
     credentials: { username: config.proxy.username, password: config.proxy.password },

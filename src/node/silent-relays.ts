@@ -53,6 +53,16 @@ export class SilentRelays implements Startable {
     return false
   }
 
+  /**
+   * Whether a peer with these addresses was reached through a relay marked
+   * here, and has a circuit through one that is not: worth asking again,
+   * on a fresh dial, when it was found gone.
+   */
+  hasOtherCircuit (addresses: ReadonlyArray<Pick<Address, 'multiaddr'>>): boolean {
+    const relays = addresses.flatMap(a => relayOf(a.multiaddr) ?? [])
+    return relays.some(r => this.isMarked(r)) && relays.some(r => !this.isMarked(r))
+  }
+
   /** libp2p's own order (its defaultAddressSorter), then circuits through marked relays after the other circuits. */
   readonly compare = (a: Address, b: Address): -1 | 0 | 1 => {
     return loopbackAddressLast(a.multiaddr, b.multiaddr) ||

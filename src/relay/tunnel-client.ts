@@ -98,6 +98,13 @@ export interface TunnelClientInit {
   /** Checks an exit a tunnel request waits long on; one found gone fails the requests waiting on it, and is asked last (see ExitLiveness). */
   liveness?: ExitLiveness
   /**
+   * Whether an exit found gone may be reached another way: a relay it was
+   * reached through went silent, and it has a circuit through another
+   * (node/silent-relays.ts). A request it failed so is sent to it once
+   * more, on a fresh dial, rather than to the next exit.
+   */
+  otherRoute?: (exit: PeerId) => Promise<boolean>
+  /**
    * This node's own exit region, when it runs one: a node never tunnels
    * through itself, and its operator, seeing NO_EXIT for the region it
    * serves, is told so.
@@ -250,7 +257,19 @@ export class TunnelClient {
   private async tryExit (exit: PeerId, target: { host: string, port: number }, request: ExitRequest, options: AbortOptions): Promise<OpenedTunnel> {
     const started = performance.now()
     const signal = AbortSignal.any([AbortSignal.timeout(this.init.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT), ...(options.signal != null ? [options.signal] : [])])
-    const warm = this.init.warm?.take(exit)
+    try {
+      return await this.tryExitOnce(exit, target, options, signal, started, true)
+    } catch (err: any) {
+      // found gone, with time left: when what went silent was a relay of the exit's, and it has another,
+      // it is asked again through that one, within the same time (a session keeps its exit, a region of one exit its request)
+      if (!(err instanceof NoAnswerError) || signal.aborted || this.init.otherRoute == null || !(await this.init.otherRoute(exit))) throw err
+      this.log('exit %p did not answer through a relay that went silent: asking it again through another', exit)
+      return await this.tryExitOnce(exit, target, options, signal, started, false)
+    }
+  }
+
+  private async tryExitOnce (exit: PeerId, target: { host: string, port: number }, options: AbortOptions, signal: AbortSignal, started: number, useWarm: boolean): Promise<OpenedTunnel> {
+    const warm = useWarm ? this.init.warm?.take(exit) : undefined
     if (warm != null) {
       try {
         return await this.request(warm, exit, target, signal, started)

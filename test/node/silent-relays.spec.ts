@@ -49,3 +49,18 @@ it('forgets a mark after its time, or once a connection to the relay opens', () 
   expect(sorted(s, [viaR1, viaR2])).toEqual([viaR1, viaR2].map(a => a.multiaddr.toString()))
   s.stop()
 })
+
+it('says a peer has another way only when one of its relays went silent and another did not', () => {
+  const s = new SilentRelays()
+  const viaR1 = circuit('11.77.3.2', R1)
+  const viaR2 = circuit('11.77.4.2', R2)
+  // nothing went silent: a failure says nothing of its relays
+  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
+  s.markCircuit({ remoteAddr: viaR1.multiaddr })
+  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(true)
+  // its only relay went silent, or it has no circuit through any
+  expect(s.hasOtherCircuit([viaR1])).toBe(false)
+  expect(s.hasOtherCircuit([viaR2, direct('11.77.1.9')])).toBe(false)
+  s.markCircuit({ remoteAddr: viaR2.multiaddr })
+  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
+})
