@@ -584,10 +584,40 @@ const MIXED_LINE_ENDINGS = 'mixed line endings: some lines end in CRLF, others i
 class CsvLines {
   private crlf = false
   private count = 0
+  /** Blank lines read ahead, and the line after them, still to be given. */
+  private blanks = 0
+  private after: string | undefined
 
   constructor (private readonly reader: TextReader) {}
 
+  /**
+   * The next line. Blank lines (or only blanks) at the end of the file are not given: a
+   * tool's extra newline (`jq -r .text` of the API's export) is no row,
+   * and the file is whole. A blank line before another line is a row (and
+   * an invalid one).
+   */
   async next (): Promise<string | undefined> {
+    if (this.blanks > 0) {
+      this.blanks--
+      return ''
+    }
+    if (this.after != null) {
+      const line = this.after
+      this.after = undefined
+      return line
+    }
+    const blank = (l: string | undefined): boolean => l != null && l.trim() === ''
+    let line = await this.line()
+    if (!blank(line)) return line
+    let blanks = 1
+    while (blank(line = await this.line())) blanks++
+    if (line == null) return undefined
+    this.blanks = blanks - 1
+    this.after = line
+    return ''
+  }
+
+  private async line (): Promise<string | undefined> {
     const line = await this.reader.line()
     if (line == null) return undefined
     if (!line.terminated) return line.text

@@ -4,10 +4,12 @@
  * count, so a flag's default never hides a value from the file.
  */
 
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
-import { decimalNumber, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../node/config.ts'
-import { loadNetworkDefinition, networkLayer } from '../node/network-definition.ts'
+import { decimalNumber, defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../node/config.ts'
+import { ConfigError } from '../errors.ts'
+import { loadNetworkDefinition, networkLayer, shippedNetworksDir } from '../node/network-definition.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import type { Command } from 'commander'
 import type { ConfigLayer, SparebandConfig } from '../node/config.ts'
@@ -93,6 +95,20 @@ export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.Pro
 }
 
 /**
+ * A config file's `network.name` that names another network shipped in
+ * networks/ than the one the node runs on: the operator meant to join it,
+ * but the name alone only relabels the node's network (`[network] name =
+ * "local"` left a node on the public network's DHT rules, saying "local"
+ * in status while it warned to use --network local).
+ */
+function checkNetworkName (layer: ConfigLayer, running: string): void {
+  const name = (layer.values as { network?: { name?: unknown } }).network?.name
+  if (typeof name !== 'string' || name === running || !existsSync(join(shippedNetworksDir(), `${name}.json`))) return
+  const source = typeof layer.source === 'function' ? layer.source('network.name') : layer.source
+  throw new ConfigError(`${source}: network.name = "${name}" names the network shipped as networks/${name}.json, but this node runs on network "${running}": join it with --network ${name} (or SPAREBAND_NETWORK=${name}), which loads its DHT protocol, topics, bootstrap peers and local_testnet; network.name alone only renames the node's network`, { source, key: 'network.name' })
+}
+
+/**
  * The config `spareband start` resolves from `flags` (FLAG_KEYS attribute
  * names, values as commander hands them over), the network definition,
  * the environment and, when given, a config file's layer (read after the
@@ -103,11 +119,17 @@ export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.Pro
  */
 export function resolveFlags (flags: Record<string, unknown>, networkName?: string, env: NodeJS.ProcessEnv = process.env, configFile?: () => ConfigLayer): SparebandConfig {
   const layers: ConfigLayer[] = []
+  let network = defaultConfig.network.name
   if (networkName != null) {
     const { file, definition } = loadNetworkDefinition(networkName)
     layers.push(networkLayer(file, definition))
+    network = definition.name
   }
-  if (configFile != null) layers.push(configFile())
+  if (configFile != null) {
+    const layer = configFile()
+    checkNetworkName(layer, network)
+    layers.push(layer)
+  }
   layers.push(envLayer(env))
   const entries: Array<{ key: string, value: unknown, source: string }> = []
   for (const [attr, v] of Object.entries(flags)) {

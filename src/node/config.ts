@@ -515,7 +515,28 @@ export const ENV_OVERRIDES: Override[] = [
   { env: 'SPAREBAND_REPUTATION_INTERVAL_SECONDS', key: 'accounting.reputation_interval_seconds', parse: num }
 ]
 
+/** The other variables of ours: not settings (the data directory, the network file, the relaunch under Node's flags). */
+const OTHER_ENV = ['SPAREBAND_DATA_DIR', 'SPAREBAND_NETWORK', 'SPAREBAND_NO_RELAUNCH']
+/** The benchmarks' and the test suite's own variables, which reach the nodes they start. */
+const FOREIGN_ENV_PREFIXES = ['SPAREBAND_BENCH_', 'SPAREBAND_TESTS_']
+
+/**
+ * A SPAREBAND_* variable that is none of ours is refused, as an unknown key
+ * of config.toml is: a misspelt one (a systemd `Environment=` line) left
+ * the node running without the quota or the limit it was to set.
+ */
+function checkEnvNames (env: NodeJS.ProcessEnv): void {
+  const known = [...ENV_OVERRIDES.map(o => o.env), ...OTHER_ENV]
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('SPAREBAND_') || known.includes(name) || FOREIGN_ENV_PREFIXES.some(p => name.startsWith(p))) continue
+    const near = known.filter(k => editDistance(k, name) <= 3).sort((a, b) => editDistance(a, name) - editDistance(b, name))
+    const guess = near.length > 0 ? `, did you mean ${near[0]}?` : ''
+    throw new ConfigError(`environment variable ${name} is not a spareband setting${guess} (the variables: ${known.join(', ')}; unset it, or set the key in config.toml)`, { source: `environment variable ${name}` })
+  }
+}
+
 export function envLayer (env: NodeJS.ProcessEnv = process.env): ConfigLayer {
+  checkEnvNames(env)
   const values: Record<string, unknown> = {}
   const sources = new Map<string, string>()
   for (const o of ENV_OVERRIDES) {

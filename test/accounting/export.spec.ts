@@ -182,6 +182,18 @@ describe('a CSV export declares its totals in a last row', () => {
     expect(mixed.ok ? '' : mixed.reason).toContain('mixed line endings')
     expect(await verifyExport('\ufeff' + exportReceipts(receipts, 'json'))).toMatchObject({ ok: true, format: 'json' })
   })
+
+  it('takes blank lines at the end for no rows (jq -r adds a newline to the API\'s export), not one between rows', async () => {
+    const text = exportReceipts(receipts, 'csv')
+    expect(text.endsWith('\n')).toBe(true)
+    for (const tail of ['\n', '\n\n\n', ' \n']) {
+      expect(await verifyExport(text + tail), JSON.stringify(tail)).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    }
+    expect(await verifyExport((text + '\n').replaceAll('\n', '\r\n'))).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    const lines = csvLines(receipts)
+    const gap = await verifyExport(joined([...lines.slice(0, 2), '', ...lines.slice(2)]))
+    expect(gap).toMatchObject({ ok: false, index: 2 })
+  })
 })
 
 describe('a JSON export', () => {

@@ -82,3 +82,27 @@ describe('flagArgs() and resolveFlags(): a command that starts nodes (testnet) c
     expect(err.message).toBe('flag --exit-ports: exit.allowed_ports = ["99999"] is invalid: port 99999 in "99999" is out of range 1-65535')
   })
 })
+
+describe('[network] name in config.toml', () => {
+  const withToml = async (text: string): Promise<void> => { const { writeFile } = await import('node:fs/promises'); await writeFile(join(dir, 'config.toml'), text) }
+
+  it('naming a shipped network the node does not run on is refused, pointing to --network', async () => {
+    await withToml('[network]\nname = "local"\n')
+    let err: any
+    try { resolveCliConfig(startWith([]), dir, {}) } catch (e) { err = e }
+    expect(err?.name).toBe('ConfigError')
+    expect(err?.key).toBe('network.name')
+    expect(err?.message).toBe(`${join(dir, 'config.toml')}: network.name = "local" names the network shipped as networks/local.json, but this node runs on network "spareband": join it with --network local (or SPAREBAND_NETWORK=local), which loads its DHT protocol, topics, bootstrap peers and local_testnet; network.name alone only renames the node's network`)
+  })
+
+  it('is taken when it names the network the node runs on, or one of the operator\'s own', async () => {
+    await withToml('[network]\nname = "local"\n')
+    const local = resolveCliConfig(startWith(['--network', 'local']), dir, {}).config.network
+    expect(local).toMatchObject({ name: 'local', local_testnet: true })
+    expect(resolveCliConfig(startWith([]), dir, { SPAREBAND_NETWORK: 'local' }).config.network.name).toBe('local')
+    await withToml('[network]\nname = "spareband"\n')
+    expect(resolveCliConfig(startWith([]), dir, {}).config.network.name).toBe('spareband')
+    await withToml('[network]\nname = "our-lab"\ndht_protocol = "/our-lab/kad/1.0.0"\n')
+    expect(resolveCliConfig(startWith([]), dir, {}).config.network).toMatchObject({ name: 'our-lab', dht_protocol: '/our-lab/kad/1.0.0' })
+  })
+})

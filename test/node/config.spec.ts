@@ -51,6 +51,18 @@ describe('config precedence', () => {
     expect(() => parseNumberArg('0x10')).toThrow('"0x10" is not a number (write it in decimal, e.g. 16 or 2.5).')
   })
 
+  it('a SPAREBAND_* variable that is no setting is refused, with the one likely meant; the others of ours, the bench\'s and the tests\' are let be', () => {
+    let err: any
+    try { envLayer({ SPAREBAND_MAX_TUNELS: '3', SPAREBAND_DATA_DIR: '/tmp/x' }) } catch (e) { err = e }
+    expect(err?.name).toBe('ConfigError')
+    expect(err?.source).toBe('environment variable SPAREBAND_MAX_TUNELS')
+    expect(err?.message).toMatch(/^environment variable SPAREBAND_MAX_TUNELS is not a spareband setting, did you mean SPAREBAND_MAX_TUNNELS\? \(the variables: SPAREBAND_REGION, /)
+    expect(() => envLayer({ SPAREBAND_DAILY_QUOTA: '5' })).toThrow(/did you mean SPAREBAND_DAILY_QUOTA_GB\?/)
+    expect(() => envLayer({ SPAREBAND_COLOUR: 'blue' })).toThrow(/^environment variable SPAREBAND_COLOUR is not a spareband setting \(the variables: /)
+    const fine = envLayer({ SPAREBAND_DATA_DIR: '/tmp/x', SPAREBAND_NETWORK: 'local', SPAREBAND_NO_RELAUNCH: '1', SPAREBAND_BENCH_MIB: '64', SPAREBAND_TESTS_TMPDIR: '/tmp', SPAREBAND_REGION: 'de', PATH: '/bin' })
+    expect(resolveConfig([fine]).region).toBe('de')
+  })
+
   it('arrays from a later layer replace, not extend', async () => {
     const file = await tomlFile('listen = ["/ip4/127.0.0.1/tcp/1"]\n')
     const c = resolveConfig([readConfigFile(file), envLayer({ SPAREBAND_LISTEN: '/ip4/127.0.0.1/tcp/2,/ip4/127.0.0.1/tcp/3' })])
