@@ -22,7 +22,9 @@ export async function callApi<T = any> (dataDir: string, path: string, init: { m
   const { info, token } = await nodeOf(dataDir)
   const timeoutMs = init.timeoutMs ?? DEFAULT_API_TIMEOUT_MS
   const signal = AbortSignal.timeout(timeoutMs)
-  const late = (): Error => new Error(`the node for ${dataDir} at ${info.url} (pid ${info.pid}) did not answer ${path} within ${timeoutMs / 1000} s: it is busy or stuck`)
+  // a change asked of a stuck node (SIGSTOP, a long pause) is done when it goes on: not a failure to rely on
+  const mayApply = (init.method ?? 'GET') === 'GET' ? '' : '; the request was sent and may still take effect once the node goes on: check with "spareband status"'
+  const late = (): Error => new Error(`the node for ${dataDir} at ${info.url} (pid ${info.pid}) did not answer ${path} within ${timeoutMs / 1000} s: it is busy or stuck${mayApply}`)
   let res: Response
   try {
     res = await fetch(`${info.url}${path}`, {

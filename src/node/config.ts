@@ -669,6 +669,16 @@ function checkOwnPorts (config: SparebandConfig, sources: SourceMap): void {
   const pairs: Array<[OwnPort, OwnPort]> = []
   for (const other of [...ports, ...listenPorts]) pairs.push([api, other])
   for (const proxy of ports) for (const l of listenPorts) pairs.push([proxy, l])
+  // two TCP listen addresses of one family on one port: the second bind failed with "is in use" as well
+  for (let i = 0; i < listenPorts.length; i++) {
+    for (let j = i + 1; j < listenPorts.length; j++) {
+      const [a, b] = [listenPorts[i], listenPorts[j]]
+      if (a.addr!.slice(0, 4) !== b.addr!.slice(0, 4) || !clash(a, b)) continue
+      const source = sourceOf(sources, 'listen') ?? 'defaults'
+      const why = a.addr === b.addr ? `it names ${a.addr} twice` : `${a.addr} and ${b.addr} both take port ${a.port}`
+      throw new ConfigError(`${source}: listen is invalid: ${why}; each TCP listen address needs a port of its own (0 picks a free one)`, { source, key: 'listen' })
+    }
+  }
   for (const [a, b] of pairs) {
     if (!clash(a, b)) continue
     // name the key someone set, not the default it collided with

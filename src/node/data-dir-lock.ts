@@ -52,6 +52,8 @@ export function lockDataDir (dataDir: string): DataDirLock {
   try {
     writeFileSync(tmp, JSON.stringify(me) + '\n', { mode: 0o644 })
   } catch (err: any) {
+    // a full disk leaves the file made and empty
+    try { unlinkSync(tmp) } catch {}
     // the first write in the directory: say that it must be writable, not only an errno
     throw new Error(`cannot write in the data directory ${dataDir} (${unwritableReason(err)}): a node keeps its lock, identity and ledger there, so it needs a writable one (--data-dir, SPAREBAND_DATA_DIR)`, { cause: err })
   }

@@ -4,11 +4,11 @@
  */
 
 import { statSync } from 'node:fs'
-import { readFile, writeFile, chmod, stat, rename } from 'node:fs/promises'
+import { readFile, writeFile, chmod, stat, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { IdentityExistsError, IdentityMissingError } from '../errors.ts'
+import { IdentityExistsError, IdentityMissingError, fsErrorWords } from '../errors.ts'
 import { LEDGER_FILE, makeDataDir } from './data-dir.ts'
 import type { PrivateKey, PeerId } from '@libp2p/interface'
 
@@ -57,6 +57,9 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
     if (options.force !== true) throw new IdentityExistsError(`${file} already exists; pass --force to replace it (the old key is kept as ${IDENTITY_FILE}.<peer id>.bak)`)
     const old = await loadIdentity(dataDir).then(i => i.peerId.toString(), () => undefined)
     if (await exists(ledger)) {
+      // a key that cannot be read is no key to keep: say whose the ledger is, and where that key may be
+      const orphan = old == null ? await orphanLedger(dataDir, file) : undefined
+      if (orphan != null) throw new IdentityExistsError(`${file} is not a valid private key, and ${ledger} beside it holds the credits and receipts of peer ${orphan.owner}, which only that peer's key can use, so --force does not replace it: ${orphan.advice}`)
       throw new IdentityExistsError(`${ledger} holds the credits and receipts of ${old ?? 'the identity in ' + file}, which only that key can use: a new identity would not start with it, so --force does not replace it. Keep ${file} to keep the credits; to start over as a new peer, move ${file} and ${ledger} (with the ${LEDGER_FILE}-wal, -shm and .pending files beside it) aside together, or use another --data-dir, then run init`)
     }
     replaced = { peerId: old, file: `${file}.${old ?? `unreadable-${Date.now()}`}.bak` }
@@ -66,7 +69,14 @@ export async function createIdentity (dataDir: string, options: { force?: boolea
   const privateKey = await generateKeyPair('Ed25519')
   // write then rename, so a crash never leaves a half-written key behind
   const tmp = `${file}.${process.pid}.tmp`
-  await writeFile(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600 })
+  try {
+    await writeFile(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600 })
+  } catch (err: any) {
+    await rm(tmp, { force: true }).catch(() => {})
+    const words = fsErrorWords(err)
+    if (words == null) throw err
+    throw new Error(`cannot write a new identity in the data directory ${dataDir} (${words}, ${String(err.code)}): nothing was changed; make it writable, or use another --data-dir`, { cause: err })
+  }
   // a rename keeps the old key's bytes and its mode (0600), the moment before the new key takes its name
   if (replaced != null) await rename(file, replaced.file)
   await rename(tmp, file)
@@ -127,6 +137,9 @@ export async function loadIdentity (dataDir: string): Promise<Identity> {
   try {
     privateKey = privateKeyFromProtobuf(bytes)
   } catch (err: any) {
+    // init --force is refused beside a ledger (its credits are that key's): the way out is the key itself
+    const orphan = await orphanLedger(dataDir, file)
+    if (orphan != null) throw new IdentityMissingError(`${file} is not a valid private key (${err.message}), and ${orphan.ledgerFile} beside it holds the credits and receipts of peer ${orphan.owner}: ${orphan.advice}`)
     throw new IdentityMissingError(`${file} is not a valid private key (${err.message}); restore it from a backup or run "spareband init --force"`)
   }
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey) }

@@ -156,7 +156,7 @@ export function exitPart (node: SparebandNode): NodePart {
 }
 
 function requireExit (exit: TunnelExit | undefined): TunnelExit {
-  if (exit == null) throw Object.assign(new Error('this node is not an exit (started with --no-supply)'), { status: 409 })
+  if (exit == null) throw Object.assign(new Error('this node is not an exit (exit.enabled = false: --no-supply, SPAREBAND_SUPPLY=false or config.toml)'), { status: 409 })
   return exit
 }
 

@@ -10,7 +10,7 @@ import { NoticeLimiter, noticeText } from '../notice-limiter.ts'
 import { pipeSocketStream, resetSocket } from './pipe.ts'
 import { readBytesOf } from './bulk-read.ts'
 import { NO_ANSWER, NO_EXIT, TARGET_OUTCOMES } from './status-codes.ts'
-import { TunnelError } from './tunnel-protocol.ts'
+import { TunnelError, TunnelStatus, targetHostProblem } from './tunnel-protocol.ts'
 import type { Outcome } from './status-codes.ts'
 import type { Targeting, Credentials } from './targeting.ts'
 import { NoAnswerError } from './tunnel-client.ts'
@@ -261,6 +261,13 @@ export class Ingress {
 
   /** Opens a tunnel or throws ProxyRefusal with the outcome to report to the client; once `options.signal` aborts, its reason. */
   async open (target: { host: string, port: number }, targeting: Targeting, options: AbortOptions = {}): Promise<OpenedTunnel> {
+    // a host no exit would take (a.b..c, bad!host) is the proxy's own refusal: no exit is asked, none is named
+    const problem = targetHostProblem(target.host)
+    if (problem != null) {
+      const refusal = new ProxyRefusal(TunnelStatus.BAD_REQUEST, `target host ${JSON.stringify(target.host.slice(0, 300))} ${problem}`)
+      this.failed(refusal, formatHostPort(target.host, target.port))
+      throw refusal
+    }
     const request = { region: targeting.region ?? this.init.defaultRegion, sessionId: targeting.sessionId }
     try {
       return await this.init.client.open(target, request, options)

@@ -169,13 +169,27 @@ export function minutesUntilOpen (schedule: Schedule, date: Date): number | unde
 }
 
 /**
+ * When the schedule next opens: the local wall-clock minute it opens at,
+ * made a date in local time, so a change of the clocks between now and
+ * then (summer time) is counted; `date` itself while it is open.
+ * Undefined for a schedule that never opens.
+ */
+export function nextOpening (schedule: Schedule, date: Date): Date | undefined {
+  const wait = minutesUntilOpen(schedule, date)
+  if (wait == null) return undefined
+  if (wait === 0) return date
+  const minute = date.getHours() * 60 + date.getMinutes() + wait
+  // Date's own arithmetic on local fields: the day's 24 wall-clock hours, whatever their length
+  return new Date(date.getFullYear(), date.getMonth(), date.getDate() + Math.floor(minute / MINUTES_PER_DAY), Math.floor((minute % MINUTES_PER_DAY) / 60), minute % 60)
+}
+
+/**
  * Why an exit outside its schedule refuses, for a consumer that cannot know
  * the exit's time zone: the schedule as written, and when it opens next in
  * UTC ("exit shares only daily 00:00-01:00" said neither).
  */
 export function outsideScheduleMessage (schedule: Schedule, date: Date): string {
-  const wait = minutesUntilOpen(schedule, date)
-  if (wait == null) return `the exit does not share at all now (exit.schedule "${schedule.text}")`
-  const opens = new Date(date.getTime() + (wait * 60 - date.getSeconds()) * 1000 - date.getMilliseconds())
+  const opens = nextOpening(schedule, date)
+  if (opens == null) return `the exit does not share at all now (exit.schedule "${schedule.text}")`
   return `the exit shares only "${schedule.text}" in its local time; it opens next at ${opens.toISOString().slice(0, 16).replace('T', ' ')} UTC`
 }

@@ -18,12 +18,14 @@ export type Outcome = TunnelStatus | typeof NO_EXIT | typeof NO_ANSWER
 
 /**
  * Outcomes that are the target's answer, passed on by an exit that did its
- * job (the name, the connect, the policy on where it may go); the others
- * say the exits would not or could not carry this node (its credit, their
- * quota, pause, schedule, load) or that none was found.
+ * job (the name, the connect, the policy on where it may go), or the
+ * client's own asking (BAD_REQUEST: a target host no exit would take); the
+ * others say the exits would not or could not carry this node (its credit,
+ * their quota, pause, schedule, load) or that none was found.
  */
 export const TARGET_OUTCOMES: ReadonlySet<string> = new Set([
-  TunnelStatus.POLICY_DENIED, TunnelStatus.DNS_FAILED, TunnelStatus.UNREACHABLE, TunnelStatus.CONNECT_REFUSED, TunnelStatus.TIMEOUT
+  TunnelStatus.POLICY_DENIED, TunnelStatus.DNS_FAILED, TunnelStatus.UNREACHABLE, TunnelStatus.CONNECT_REFUSED, TunnelStatus.TIMEOUT,
+  TunnelStatus.BAD_REQUEST
 ])
 
 const SOCKS: Record<string, number> = {

@@ -151,6 +151,17 @@ export async function readFrame (stream: Stream, options: ReadFrameOptions = {})
  */
 const LABEL = /^[A-Za-z0-9_-]{1,63}$/
 
+/**
+ * What is wrong with a tunnel's target host (as the request carries it),
+ * or undefined when it is a host name or an IP address. The exit refuses
+ * such a request, and a consumer's proxy refuses it itself, asking no exit.
+ */
+export function targetHostProblem (host: string): string | undefined {
+  if (host.length === 0 || host.length > MAX_HOST_LENGTH + 2) return 'missing or too long'
+  if (!isHostOrAddress(host)) return 'is neither a host name (labels of letters, digits, "-", "_", 1 to 63 characters each; punycode for international names) nor an IP address (no zone)'
+  return undefined
+}
+
 function isHostOrAddress (host: string): boolean {
   // an IPv6 address may come in brackets, an IPv4 one not; a zone names an interface of the exit's machine, never a target
   if (host.startsWith('[') && host.endsWith(']')) return isIP(host.slice(1, -1)) === 6 && !host.includes('%')
@@ -186,8 +197,8 @@ export function decodeTunnelRequest (frame: Uint8Array): { sessionId: string, ho
   const host = req.targetHost ?? ''
   const port = req.targetPort ?? 0
   const sessionId = req.sessionId ?? ''
-  if (host.length === 0 || host.length > MAX_HOST_LENGTH + 2) throw new TunnelProtocolError('target_host missing or too long')
-  if (!isHostOrAddress(host)) throw new TunnelProtocolError('target_host is neither a host name (labels of letters, digits, "-", "_", 1 to 63 characters each; punycode for international names) nor an IP address (no zone)')
+  const problem = targetHostProblem(host)
+  if (problem != null) throw new TunnelProtocolError(`target_host ${problem}`)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TunnelProtocolError(`target_port ${port} is not 1-65535`)
   if (sessionId.length > MAX_SESSION_ID_LENGTH) throw new TunnelProtocolError('session_id too long')
   return { sessionId, host, port }

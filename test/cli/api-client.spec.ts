@@ -45,6 +45,9 @@ describe('callApi', () => {
     expect(err.name).not.toBe('NodeNotRunningError')
     const { port } = servers[0].address() as AddressInfo
     expect(err.message).toBe(`the node for ${dir} at http://127.0.0.1:${port} (pid ${process.pid}) did not answer /v1/balance within 0.3 s: it is busy or stuck`)
+    // a change it was asked for (pause, resume) may yet be made once it goes on: the operator is told to look
+    const post = await callApi(dir, '/v1/exit/pause', { method: 'POST', body: {}, timeoutMs: 300 }).then(() => undefined, e => e)
+    expect(post.message).toBe(`the node for ${dir} at http://127.0.0.1:${port} (pid ${process.pid}) did not answer /v1/exit/pause within 0.3 s: it is busy or stuck; the request was sent and may still take effect once the node goes on: check with "spareband status"`)
   }, 15_000)
 
   it('an answer cut short after its status (a node killed mid-export) is an error, not an empty answer', async () => {

@@ -224,5 +224,9 @@ describe('exit operator controls take effect', () => {
     expect(ok.stdout.toString()).toBe('hello from the target\n')
     // the operator's log says when, at once
     await waitFor(() => /info\s+exit paused: it takes no new tunnels/.test(exits.it.proc.output) && /info\s+exit resumed/.test(exits.it.proc.output), { timeoutMs: 5_000, what: 'the pause and the resume in the exit\'s log' })
+    // a node that is no exit says why, whichever way it was turned off
+    const none = await runCli(['pause', '--data-dir', consumer.dataDir])
+    expect(none.code).toBe(1)
+    expect(none.stderr).toContain('/v1/exit/pause: 409 this node is not an exit (exit.enabled = false: --no-supply, SPAREBAND_SUPPLY=false or config.toml)')
   })
 })

@@ -231,6 +231,7 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
   })
 
   it('refuses what is not a proxy request, or not HTTP, itself: 400 with X-Spareband-Status BAD_REQUEST, and no exit asked', async () => {
+    const deniedBefore = (await exit.status()).exit.denied
     const ask = async (bytes: string): Promise<string> => new Promise((resolve, reject) => {
       const socket = connect(consumer.httpPort, '127.0.0.1')
       const chunks: Buffer[] = []
@@ -247,6 +248,16 @@ describe('HTTP proxy: one request per tunnel, early half-close', () => {
     expect(garbage).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
     expect(garbage).toContain('\r\nX-Spareband-Status: BAD_REQUEST\r\n')
     expect(garbage).toMatch(/\r\n\r\nspareband: BAD_REQUEST: request line [^\n]+\n$/)
+    // a target host no exit would take: refused here, naming no exit (none was asked)
+    const badHost = await ask('GET http://a..b:80/ HTTP/1.1\r\nHost: a..b\r\nProxy-Authorization: Basic ' + Buffer.from('region-de:').toString('base64') + '\r\n\r\n')
+    expect(badHost).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    expect(badHost).toContain('\r\nX-Spareband-Status: BAD_REQUEST\r\n')
+    expect(badHost).not.toContain('X-Spareband-Exit')
+    expect(badHost).toMatch(/\r\n\r\nspareband: BAD_REQUEST: target host "a\.\.b" is neither a host name \(labels of [^\n]+ nor an IP address \(no zone\)\n$/)
+    const socks = await curl(['--socks5-hostname', `127.0.0.1:${consumer.socksPort}`, '--proxy-user', 'region-de:x', `http://${'x'.repeat(64)}.example:80/`])
+    expect(socks.code).toBe(97)
+    expect(socks.stderr).toMatch(/\(1\)/)
+    expect((await exit.status()).exit.denied).toBe(deniedBefore)
   })
 
   it('with credentials configured: a wrong password is refused, a right one with a user name that targets nothing is not allowed by ruleset', async () => {

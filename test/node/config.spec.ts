@@ -326,6 +326,13 @@ describe('config validation errors', () => {
     expect(resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/192.0.2.1/tcp/7070'], source: 'x' }])]).listen).toEqual(['/ip4/192.0.2.1/tcp/7070'])
     expect(resolveConfig([layerFromKeys([{ key: 'proxy.enabled', value: false, source: 'x' }, { key: 'api.port', value: 1080, source: 'x' }])]).api.port).toBe(1080)
     expect(resolveConfig([]).listen).toContain('/ip6/::/tcp/4001')
+    // two TCP listen addresses of one family on one port: named, not "is in use" at start
+    const twice = catchError(() => resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/127.0.0.1/tcp/21131', '/ip4/127.0.0.1/tcp/21131'], source: 'flag --listen' }])]))
+    expect(twice.key).toBe('listen')
+    expect(twice.message).toBe('flag --listen: listen is invalid: it names /ip4/127.0.0.1/tcp/21131 twice; each TCP listen address needs a port of its own (0 picks a free one)')
+    const wildcard = catchError(() => resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/0.0.0.0/tcp/4005', '/ip4/127.0.0.1/tcp/4005'], source: 'flag --listen' }])]))
+    expect(wildcard.message).toBe('flag --listen: listen is invalid: /ip4/0.0.0.0/tcp/4005 and /ip4/127.0.0.1/tcp/4005 both take port 4005; each TCP listen address needs a port of its own (0 picks a free one)')
+    expect(resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0', '/ip4/192.0.2.1/tcp/4005', '/ip4/192.0.2.2/tcp/4005', '/p2p-circuit', '/p2p-circuit'], source: 'x' }])]).listen).toHaveLength(6)
   })
 
   it('refuses the same port for the SOCKS5 and HTTP proxies, naming the key that was set', async () => {

@@ -111,3 +111,23 @@ describe('a data directory whose ledger is another identity\'s', () => {
     expect(existsSync(join(b, 'node.lock'))).toBe(false)
   })
 })
+
+describe.skipIf(process.getuid?.() !== 0)('the lock on a full disk (skipped unless root: a real tmpfs)', () => {
+  it('is refused naming the directory and why, and leaves no half-made file behind', async () => {
+    const { execFileSync } = await import('node:child_process')
+    const { mkdir, readdir, rm, writeFile } = await import('node:fs/promises')
+    const { lockDataDir } = await import('../../src/node/data-dir-lock.ts')
+    const disk = await tempDir('sb-lock-full-')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk])
+    try {
+      const dataDir = join(disk, 'node')
+      await mkdir(dataDir)
+      await writeFile(join(disk, 'filler'), Buffer.alloc(1024 * 1024)).catch((err: any) => { expect(err.code).toBe('ENOSPC') })
+      expect(() => lockDataDir(dataDir)).toThrow(`cannot write in the data directory ${dataDir} (the disk is full, ENOSPC)`)
+      expect(await readdir(dataDir)).toEqual([])
+    } finally {
+      execFileSync('umount', ['-l', disk])
+      await rm(disk, { recursive: true, force: true })
+    }
+  })
+})

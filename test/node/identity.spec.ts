@@ -114,7 +114,26 @@ describe('identity', () => {
     const dir = await tmp()
     await expect(loadIdentity(dir)).rejects.toHaveProperty('name', 'IdentityMissingError')
     await writeFile(identityPath(dir), 'not a key')
-    await expect(loadIdentity(dir)).rejects.toThrow(/not a valid private key/)
+    await expect(loadIdentity(dir)).rejects.toThrow(/not a valid private key .*; restore it from a backup or run "spareband init --force"$/)
+  })
+
+  it('a corrupt key beside its ledger: start and init --force both name the ledger\'s peer and its backup, not a way that is refused', async () => {
+    const dir = await tmp()
+    const first = await createIdentity(dir)
+    const ledger = Ledger.open(join(dir, 'ledger.db'), { selfPeerId: first.peerId })
+    await ledger.close()
+    const backup = `${identityPath(dir)}.${first.peerId.toString()}.bak`
+    await writeFile(backup, await readFile(identityPath(dir)))
+    await writeFile(identityPath(dir), 'junk')
+    const advice = `restore it (mv ${backup} ${identityPath(dir)}) to keep them; to start over as a new peer, move ${join(dir, 'ledger.db')} (with the ledger.db-wal, -shm and .pending files beside it) aside, or use another --data-dir, then run init`
+    const start = await loadIdentity(dir).catch(e => e)
+    expect(start).toHaveProperty('name', 'IdentityMissingError')
+    expect(start.message).toMatch(new RegExp(`^${identityPath(dir).replaceAll('.', '\\.')} is not a valid private key \\(.*\\), and ${join(dir, 'ledger.db').replaceAll('.', '\\.')} beside it holds the credits and receipts of peer ${first.peerId.toString()}: `))
+    expect(start.message.endsWith(advice)).toBe(true)
+    const force = await createIdentity(dir, { force: true }).catch(e => e)
+    expect(force).toHaveProperty('name', 'IdentityExistsError')
+    expect(force.message).toBe(`${identityPath(dir)} is not a valid private key, and ${join(dir, 'ledger.db')} beside it holds the credits and receipts of peer ${first.peerId.toString()}, which only that peer's key can use, so --force does not replace it: ${advice}`)
+    expect(await readFile(identityPath(dir), 'utf8')).toBe('junk')
   })
 
   it('loadOrCreateIdentity creates once, then loads', async () => {

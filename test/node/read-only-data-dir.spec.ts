@@ -7,12 +7,13 @@
  * tmpfs remounted read-only (needs root to mount; skipped otherwise).
  */
 import { execFileSync } from 'node:child_process'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSparebandNode } from '../../src/index.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
+import { createIdentity } from '../../src/node/identity.ts'
 import { countersigned, parties } from '../accounting/fixtures.ts'
 
 const root = process.getuid?.() === 0
@@ -46,6 +47,13 @@ describe.skipIf(!root)('a data directory on a read-only file system (skipped unl
     const err = await createSparebandNode({ dataDir, controlApi: false, config: { listen: [] } }).catch(e => e)
     expect(err).toBeInstanceOf(Error)
     expect(err.message).toBe(`cannot write in the data directory ${dataDir} (the file system is read-only, EROFS): a node keeps its lock, identity and ledger there, so it needs a writable one (--data-dir, SPAREBAND_DATA_DIR)`)
+  })
+
+  it('init says the same of a new identity, naming the directory, and changes nothing', async () => {
+    const dataDir = join(disk, 'node')
+    const err = await createIdentity(dataDir, { force: true }).catch(e => e)
+    expect(err.message).toBe(`cannot write a new identity in the data directory ${dataDir} (the file system is read-only, EROFS): nothing was changed; make it writable, or use another --data-dir`)
+    expect(await readdir(dataDir)).toEqual([])
   })
 
   it('still reads a ledger a node closed there, creating nothing', async () => {

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { isWithinSchedule, minutesUntilOpen, outsideScheduleMessage, parseSchedule } from '../../src/relay/schedule.ts'
+import { isWithinSchedule, minutesUntilOpen, nextOpening, outsideScheduleMessage, parseSchedule } from '../../src/relay/schedule.ts'
 
 // 2026-11-23 is a Monday; Date(y, m, d, h, min) is local time, as the schedule is
 const at = (day: number, h: number, m = 0): Date => new Date(2026, 10, 23 + ((day + 6) % 7), h, m)
@@ -111,5 +111,26 @@ describe('when a closed schedule opens next', () => {
     const opens = new Date(2026, 10, 30, 9, 0)
     expect(outsideScheduleMessage(parseSchedule('mon-fri 09:00-17:00'), at)).toBe(`the exit shares only "mon-fri 09:00-17:00" in its local time; it opens next at ${opens.toISOString().slice(0, 16).replace('T', ' ')} UTC`)
     expect(outsideScheduleMessage(parseSchedule('never'), at)).toBe('the exit does not share at all now (exit.schedule "never")')
+  })
+
+  it('says the right UTC time of the next opening across a change of the clocks', () => {
+    const tz = process.env.TZ
+    // Node reads TZ again when it is set: New York leaves summer time on 2026-11-01 at 02:00
+    process.env.TZ = 'America/New_York'
+    try {
+      // Saturday 2026-10-31 12:00 EDT (16:00 UTC): Monday 00:00 is EST, 05:00 UTC, not 04:00
+      const sat = new Date('2026-10-31T16:00:00Z')
+      expect(sat.getHours()).toBe(12)
+      expect(nextOpening(parseSchedule('mon 00:00-01:00'), sat)?.toISOString()).toBe('2026-11-02T05:00:00.000Z')
+      expect(outsideScheduleMessage(parseSchedule('mon 00:00-01:00'), sat)).toBe('the exit shares only "mon 00:00-01:00" in its local time; it opens next at 2026-11-02 05:00 UTC')
+      // and into summer time: 2027-03-14 02:00 EST is 03:00 EDT; Monday 09:00 EDT is 13:00 UTC
+      expect(nextOpening(parseSchedule('mon 09:00-10:00'), new Date('2027-03-13T17:00:00Z'))?.toISOString()).toBe('2027-03-15T13:00:00.000Z')
+      // open now: now
+      const open = new Date('2026-11-02T05:30:00Z')
+      expect(nextOpening(parseSchedule('mon 00:00-01:00'), open)).toBe(open)
+    } finally {
+      if (tz == null) delete process.env.TZ
+      else process.env.TZ = tz
+    }
   })
 })
