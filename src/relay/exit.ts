@@ -343,20 +343,20 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
    * no failure to its caller.
    */
   pause (): void {
-    if (!this.paused) {
-      this.paused = true
-      this.pausedSince = this.now()
-      this.noteOfferChange()
-    }
+    const was = this.paused
+    if (!was) this.pausedSince = this.now()
+    this.paused = true
+    // saved before it is told: what hears of it (the start log, status) says whether it lasts past a restart
     this.saveState()
+    if (!was) this.noteOfferChange()
   }
 
   /** Takes new tunnels again, now and after a restart (unless the state cannot be saved: see pause()). */
   resume (): void {
     this.paused = false
     this.pausedSince = undefined
-    this.noteOfferChange()
     this.saveState()
+    this.noteOfferChange()
   }
 
   private saveState (): void {

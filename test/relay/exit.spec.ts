@@ -200,7 +200,12 @@ describe('the operator\'s pause is saved in the state file', () => {
     // the atomic write's temporary file cannot be made
     await mkdir(`${file}.tmp`)
     const exit = await make(file)
+    // what hears of the pause (the start log's warnings) knows at once that it will not outlast the node
+    const heard: Array<string | null> = []
+    exit.addEventListener('exit:offer:change', () => { heard.push(exit.status().stateNotSaved) })
     exit.pause()
+    expect(heard).toHaveLength(1)
+    expect(heard[0]).toMatch(/could not be written/)
     expect(exit.status()).toMatchObject({ paused: true })
     expect(exit.status().stateNotSaved).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} could not be written \\(.*EISDIR`))
     exit.resume()
