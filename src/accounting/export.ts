@@ -621,6 +621,8 @@ class CsvLines {
     const line = await this.reader.line()
     if (line == null) return undefined
     if (!line.terminated) return line.text
+    // a blank line is no row (trailing blanks are dropped, another is refused as a row): its ending says nothing of the file's
+    if (line.text.trim() === '') return ''
     const cr = line.text.endsWith('\r')
     if (this.count++ === 0) this.crlf = cr
     else if (cr !== this.crlf) throw new ExportFormatError(0, MIXED_LINE_ENDINGS)

@@ -211,8 +211,9 @@ export const configSchema = z.strictObject({
     stun_servers: stunServerSetting,
     /**
      * How many relays a node that searches for them (`/p2p-circuit` in
-     * `listen`) reserves on. More than one keeps an exit behind NAT
-     * reachable through another while a relay it used is gone.
+     * `listen`) reserves on, besides the relays `listen` names. More than
+     * one keeps an exit behind NAT reachable through another while a relay
+     * it used is gone.
      */
     relay_reservations: z.number().int().min(1, 'must be at least 1; to reserve on no relay, leave /p2p-circuit out of listen').max(8, 'must be at most 8: each takes a slot on a relay that other exits behind NAT need')
   }),
@@ -301,7 +302,8 @@ export type SparebandConfigInput = DeepPartial<SparebandConfig>
 
 export type DeepReadonly<T> = T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepReadonly<U>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T
 
-export type DeepPartial<T> = T extends any[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
+/** Any part of T; lists may be read-only (a part of defaultConfig passed back in). */
+export type DeepPartial<T> = T extends ReadonlyArray<infer U> ? readonly U[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T
 
 /**
  * The defaults. Cloneable with `structuredClone`, and frozen (a write

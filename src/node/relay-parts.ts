@@ -19,6 +19,8 @@ import { ExitLiveness } from '../relay/exit-liveness.ts'
 import { connectionFor, openStream, pingOver } from './open-stream.ts'
 import { isClosePending } from './tunnel-close-guard.ts'
 import { lastHeard } from './silent-connections.ts'
+import { relayOf } from '../routing/advertised-relays.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
@@ -196,6 +198,13 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     ping: async (exit, options) => {
       const connection = connectionFor(node.libp2p, exit, true)
       if (connection == null) return false
+      // through a relay: the relay is pinged too, over our own connection to it, so that an exit found
+      // gone can be told from a relay that went silent (silent-relays.ts: only the latter is worked around)
+      const relay = relayOf(connection.remoteAddr)
+      const toRelay = relay == null ? undefined : connectionFor(node.libp2p, peerIdFromString(relay), false)
+      if (toRelay != null) {
+        pingOver(toRelay, options).then(() => { (node.libp2p.services.silentRelays as SilentRelays | undefined)?.answered(relay!) }, () => {})
+      }
       await pingOver(connection, options)
       return true
     },
@@ -215,8 +224,9 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       const now = performance.now()
       const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
       for (const connection of node.libp2p.getConnections(exit)) {
-        if (connection.limits == null || now - (lastHeard(connection) ?? -Infinity) < SILENT_CIRCUIT_MS) continue
-        // its relay may be what died: the exit's circuits through other relays are dialled first for a while
+        // a circuit by its address: one through a relay with no limits has none (data_limit_mb = 0 and duration_limit_seconds = 0)
+        if (relayOf(connection.remoteAddr) == null || now - (lastHeard(connection) ?? -Infinity) < SILENT_CIRCUIT_MS) continue
+        // its relay may be what died (it did not answer its own ping): the exit's circuits through other relays are dialled first for a while
         silentRelays?.markCircuit(connection)
         connection.abort(reason)
       }
@@ -236,7 +246,8 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     ownExitRegion: config.exit.enabled ? config.region : undefined,
     otherRoute: async exit => {
       const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-      if (silentRelays == null) return false
+      // a connection still open (not the silent circuit drop() ended) is what a fresh dial would take again
+      if (silentRelays == null || connectionFor(node.libp2p, exit, true) != null) return false
       const peer = await node.libp2p.peerStore.get(exit).catch(() => undefined)
       return silentRelays.hasOtherCircuit(peer?.addresses ?? [])
     }

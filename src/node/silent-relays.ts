@@ -15,42 +15,61 @@
  * the others, until a connection to that relay opens again or
  * `forgetAfterMs` passes.
  *
+ * A relay is marked only when it did not answer a ping of its own while
+ * the exit was checked (`answered`): when the exit is what went away (its
+ * process, its line) and the relay answers, nothing is marked, and the
+ * requests waiting on the exit move on to the next exit at once, rather
+ * than ask it again through its other relay (which would wait out the
+ * request's time: that relay still holds the dead exit's reservation).
+ *
  * Only the order changes: a circuit through a marked relay is still
- * dialled when nothing else works (the exit may be gone, not its relay; or
- * the relay the only one the exit has).
+ * dialled when nothing else works (the relay the only one the exit has).
  */
 
 import { circuitRelayAddressesLast, loopbackAddressLast, publicAddressesFirst, reliableTransportsFirst } from '@libp2p/utils'
 import { relayOf } from '../routing/advertised-relays.ts'
-import { minute } from '../constants.ts'
+import { minute, second } from '../constants.ts'
 import type { Address, Connection, Libp2pEvents, Startable, TypedEventTarget } from '@libp2p/interface'
 
 export const DEFAULT_FORGET_AFTER_MS = 10 * minute
-/** Relays held at most; the one marked longest ago goes first. */
-const MAX_MARKED = 1000
+/** A relay that answered a ping this recently is not what went silent (a check pings the exit for 5 to 15 s). */
+export const ANSWER_COUNTS_MS = 30 * second
+/** Relays held at most, marked and answered each; the one longest ago goes first. */
+const MAX_HELD = 1000
 
 export class SilentRelays implements Startable {
   /** relay peer id -> when it was marked (ms since the epoch); in order of marking */
   private readonly marked = new Map<string, number>()
+  /** relay peer id -> when it last answered a ping of ours */
+  private readonly answers = new Map<string, number>()
   private events?: TypedEventTarget<Libp2pEvents>
 
   constructor (private readonly forgetAfterMs = DEFAULT_FORGET_AFTER_MS, private readonly now: () => number = Date.now) {}
 
-  /** The circuit `connection` went silent: its relay is dialled last for a while. Any other connection is not a circuit and is ignored. */
-  markCircuit (connection: Pick<Connection, 'remoteAddr'>): void {
-    const relay = relayOf(connection.remoteAddr)
-    if (relay == null) return
+  /** The relay answered a ping of ours: it is not silent. */
+  answered (relay: string): void {
     this.marked.delete(relay)
-    this.marked.set(relay, this.now())
-    if (this.marked.size > MAX_MARKED) this.marked.delete(this.marked.keys().next().value!)
+    held(this.answers, relay, this.now())
   }
 
+  /**
+   * The circuit `connection` went silent: its relay, unless it answered a
+   * ping lately, is dialled last for a while. Returns whether it was
+   * marked. Any other connection is not a circuit and is ignored.
+   */
+  markCircuit (connection: Pick<Connection, 'remoteAddr'>): boolean {
+    const relay = relayOf(connection.remoteAddr)
+    if (relay == null) return false
+    const answered = this.answers.get(relay)
+    if (answered != null && this.now() - answered < ANSWER_COUNTS_MS) return false
+    held(this.marked, relay, this.now())
+    return true
+  }
+
+  /** Read only (the sorter's comparator asks it): an expired mark stays in the map, which holds MAX_HELD at most. */
   isMarked (relay: string): boolean {
     const at = this.marked.get(relay)
-    if (at == null) return false
-    if (this.now() - at < this.forgetAfterMs) return true
-    this.marked.delete(relay)
-    return false
+    return at != null && this.now() - at < this.forgetAfterMs
   }
 
   /**
@@ -92,12 +111,20 @@ export class SilentRelays implements Startable {
   stop (): void {
     this.events?.removeEventListener('connection:open', this.onOpen)
     this.marked.clear()
+    this.answers.clear()
   }
 
   /** A connection to a marked relay opened: it is there again. */
   private readonly onOpen = (evt: CustomEvent<Connection>): void => {
     this.marked.delete(evt.detail.remotePeer.toString())
   }
+}
+
+/** Sets `key` as the newest entry of `map`, dropping the oldest past MAX_HELD. */
+function held (map: Map<string, number>, key: string, at: number): void {
+  map.delete(key)
+  map.set(key, at)
+  if (map.size > MAX_HELD) map.delete(map.keys().next().value!)
 }
 
 function certifiedFirst (a: Address, b: Address): -1 | 0 | 1 {

@@ -47,7 +47,7 @@ import { regionArgument } from '../routing/regions.ts'
 import type { ProviderRow } from '../routing/routing-selector.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { missingRuntimeFlags } from './runtime-flags.ts'
-import type { ConfigLayer, SparebandConfig, SparebandConfigInput } from './config.ts'
+import type { ConfigLayer, DeepReadonly, SparebandConfig, SparebandConfigInput } from './config.ts'
 import type { Identity } from './identity.ts'
 import type { PeerRefusalNotice } from './refusal-notices.ts'
 import type { RelayServiceStatus } from './relay-service-part.ts'
@@ -78,7 +78,7 @@ export interface SparebandNodeInit {
    * `resolveConfig()`); `config` and `configFile` are then ignored. It is
    * checked as `config` is: a bad value is a ConfigError naming its key.
    */
-  resolvedConfig?: SparebandConfig
+  resolvedConfig?: SparebandConfig | DeepReadonly<SparebandConfig>
   /** Create an identity when the data directory has none; when false, a missing key is an error. @default true */
   createIdentity?: boolean
   /** Serve the local control API. @default true */

@@ -180,8 +180,18 @@ export function nextOpening (schedule: Schedule, date: Date): Date | undefined {
   if (wait === 0) return date
   const minute = date.getHours() * 60 + date.getMinutes() + wait
   // Date's own arithmetic on local fields: the day's 24 wall-clock hours, whatever their length
-  return new Date(date.getFullYear(), date.getMonth(), date.getDate() + Math.floor(minute / MINUTES_PER_DAY), Math.floor((minute % MINUTES_PER_DAY) / 60), minute % 60)
+  const guess = new Date(date.getFullYear(), date.getMonth(), date.getDate() + Math.floor(minute / MINUTES_PER_DAY), Math.floor((minute % MINUTES_PER_DAY) / 60), minute % 60)
+  // within a change of the clocks a wall-clock minute is there twice (Date takes the first) or not at all (it
+  // takes the one an hour on): the first real minute around the guess at which the schedule is open
+  const from = Math.max(date.getTime() + 1, guess.getTime() - HOUR_MS)
+  for (let t = Math.ceil(from / MINUTE_MS) * MINUTE_MS; t <= guess.getTime() + HOUR_MS; t += MINUTE_MS) {
+    if (isWithinSchedule(schedule, new Date(t))) return new Date(t)
+  }
+  return guess
 }
+
+const MINUTE_MS = 60_000
+const HOUR_MS = 60 * MINUTE_MS
 
 /**
  * Why an exit outside its schedule refuses, for a consumer that cannot know

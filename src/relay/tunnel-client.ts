@@ -264,7 +264,13 @@ export class TunnelClient {
       // it is asked again through that one, within the same time (a session keeps its exit, a region of one exit its request)
       if (!(err instanceof NoAnswerError) || signal.aborted || this.init.otherRoute == null || !(await this.init.otherRoute(exit))) throw err
       this.log('exit %p did not answer through a relay that went silent: asking it again through another', exit)
-      return await this.tryExitOnce(exit, target, options, signal, started, false)
+      try {
+        return await this.tryExitOnce(exit, target, options, signal, started, false)
+      } catch (again: any) {
+        // a refusal is the exit's answer; no way through either is the first verdict's, no answer
+        if (again instanceof TunnelError && !(again instanceof UnreachableExitError) && !(again instanceof NoAnswerError)) throw again
+        throw err
+      }
     }
   }
 

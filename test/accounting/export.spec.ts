@@ -190,6 +190,9 @@ describe('a CSV export declares its totals in a last row', () => {
       expect(await verifyExport(text + tail), JSON.stringify(tail)).toMatchObject({ ok: true, format: 'csv', entries: 3 })
     }
     expect(await verifyExport((text + '\n').replaceAll('\n', '\r\n'))).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    // a tool's newline need not match the file's line endings
+    expect(await verifyExport(text.replaceAll('\n', '\r\n') + '\n')).toMatchObject({ ok: true, format: 'csv', entries: 3 })
+    expect(await verifyExport(text + '\r\n')).toMatchObject({ ok: true, format: 'csv', entries: 3 })
     const lines = csvLines(receipts)
     const gap = await verifyExport(joined([...lines.slice(0, 2), '', ...lines.slice(2)]))
     expect(gap).toMatchObject({ ok: false, index: 2 })

@@ -1,5 +1,5 @@
-import { describe, it, expect } from 'vitest'
-import { defaultConfig, resolveConfig } from '../../src/index.ts'
+import { describe, it, expect, expectTypeOf } from 'vitest'
+import { createSparebandNode, defaultConfig, resolveConfig } from '../../src/index.ts'
 
 /**
  * defaultConfig is exported for apps to read (and the CLI's help takes its
@@ -34,6 +34,15 @@ describe('defaultConfig', () => {
     }
     expect(write).toThrow(TypeError)
     expect(defaultConfig.exit.enabled).toBe(true)
+  })
+
+  it('can be passed back in, whole or in parts, read-only as it is', () => {
+    type Init = NonNullable<Parameters<typeof createSparebandNode>[0]>
+    const parts: Init = { config: { listen: defaultConfig.listen, exit: { allowed_ports: defaultConfig.exit.allowed_ports } } }
+    const whole: Init = { resolvedConfig: defaultConfig }
+    expectTypeOf(parts).toExtend<Init>()
+    expect(resolveConfig([{ source: 'x', values: parts.config! }]).exit.allowed_ports).toEqual([80, 443])
+    expect(whole.resolvedConfig).toBe(defaultConfig)
   })
 
   it('still gives each node a config of its own to hold', () => {

@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { SilentRelays } from '../../src/node/silent-relays.ts'
+import { ANSWER_COUNTS_MS, SilentRelays } from '../../src/node/silent-relays.ts'
 import type { Address } from '@libp2p/interface'
 
 const EXIT = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
@@ -63,4 +63,43 @@ it('says a peer has another way only when one of its relays went silent and anot
   expect(s.hasOtherCircuit([viaR2, direct('11.77.1.9')])).toBe(false)
   s.markCircuit({ remoteAddr: viaR2.multiaddr })
   expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
+})
+
+it('does not mark a relay that answered a ping of its own lately: the exit, not its relay, went away', () => {
+  let now = 1_000_000
+  const s = new SilentRelays(60_000, () => now)
+  const viaR1 = circuit('11.77.3.2', R1)
+  const viaR2 = circuit('11.77.4.2', R2)
+  s.answered(R1)
+  now += ANSWER_COUNTS_MS - 1
+  expect(s.markCircuit({ remoteAddr: viaR1.multiaddr })).toBe(false)
+  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
+  // an answer long ago says nothing of now
+  now += 1
+  expect(s.markCircuit({ remoteAddr: viaR1.multiaddr })).toBe(true)
+  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(true)
+  // a late answer takes the mark back
+  s.answered(R1)
+  expect(s.isMarked(R1)).toBe(false)
+  expect(sorted(s, [viaR1, viaR2])).toEqual([viaR1, viaR2].map(a => a.multiaddr.toString()))
+})
+
+it('with nothing marked, orders as libp2p\'s own defaultAddressSorter does (a copy that would drift with an upgrade shows here)', async () => {
+  // libp2p does not export it: read from its build, the file its dial queue uses
+  const { defaultAddressSorter } = await import('../../node_modules/libp2p/dist/src/connection-manager/address-sorter.js')
+  const s = new SilentRelays()
+  const pool = [
+    direct('11.0.0.1'), direct('192.168.0.2'), direct('127.0.0.1'),
+    { multiaddr: multiaddr(`/ip4/11.0.0.1/udp/4001/webrtc-direct/p2p/${EXIT}`), isCertified: false },
+    { multiaddr: multiaddr(`/ip6/2001:db8::1/tcp/4001/p2p/${EXIT}`), isCertified: true },
+    circuit('11.0.0.9', R1), circuit('11.0.0.8', R2), circuit('10.0.0.9', R1),
+    { multiaddr: multiaddr(`/ip4/11.0.0.9/tcp/4001/p2p/${R1}/p2p-circuit/webrtc/p2p/${EXIT}`), isCertified: false }
+  ]
+  // a fixed sequence of subsets and certifications: the same cases every run
+  let seed = 7
+  const next = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
+  for (let k = 0; k < 500; k++) {
+    const addrs = pool.filter(() => next() < 0.7).map(a => ({ multiaddr: a.multiaddr, isCertified: next() < 0.5 }))
+    expect([...addrs].sort(s.compare).map(a => a.multiaddr.toString())).toEqual(defaultAddressSorter([...addrs]).map((a: Address) => a.multiaddr.toString()))
+  }
 })

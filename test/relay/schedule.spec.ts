@@ -125,6 +125,10 @@ describe('when a closed schedule opens next', () => {
       expect(outsideScheduleMessage(parseSchedule('mon 00:00-01:00'), sat)).toBe('the exit shares only "mon 00:00-01:00" in its local time; it opens next at 2026-11-02 05:00 UTC')
       // and into summer time: 2027-03-14 02:00 EST is 03:00 EDT; Monday 09:00 EDT is 13:00 UTC
       expect(nextOpening(parseSchedule('mon 09:00-10:00'), new Date('2027-03-13T17:00:00Z'))?.toISOString()).toBe('2027-03-15T13:00:00.000Z')
+      // inside the changes themselves: 01:30 is there twice on 2026-11-01 (at 01:10 EST, the next is EST's, 06:30 UTC);
+      // 02:30 is not there on 2027-03-14, and a window from it is open from 03:00 EDT (07:00 UTC)
+      expect(nextOpening(parseSchedule('sun 01:30-02:00'), new Date('2026-11-01T06:10:00Z'))?.toISOString()).toBe('2026-11-01T06:30:00.000Z')
+      expect(nextOpening(parseSchedule('sun 02:30-04:00'), new Date('2027-03-14T06:00:00Z'))?.toISOString()).toBe('2027-03-14T07:00:00.000Z')
       // open now: now
       const open = new Date('2026-11-02T05:30:00Z')
       expect(nextOpening(parseSchedule('mon 00:00-01:00'), open)).toBe(open)
