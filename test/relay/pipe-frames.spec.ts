@@ -95,8 +95,9 @@ describe('the socket -> stream pump writes one noise message per yamux frame', (
 
   it('the same when each write comes in a turn of its own, so the pump reads each alone: a full read\'s remainder waits for the next', async () => {
     // flushed at the end of each turn, every read left a small message (128 of 128); held, only reads that
-    // came short of 64 KiB (the kernel hands over part of a write) leave one (40-46 in runs of this code)
-    expect((await sendThroughPump(true)).small).toBeLessThan(64)
+    // came short of 64 KiB (the kernel hands over part of a write) leave one (40-46 in runs of this code on
+    // a quiet machine, 67 with the machine busy elsewhere: more reads come short then)
+    expect((await sendThroughPump(true)).small).toBeLessThan(100)
   })
 })
 
