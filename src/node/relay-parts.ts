@@ -34,7 +34,7 @@ import type { IngressStats } from '../relay/ingress.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { Connection, Stream } from '@libp2p/interface'
+import type { AbortOptions, Connection, PeerId, Stream } from '@libp2p/interface'
 
 const GB = 1e9
 
@@ -193,18 +193,24 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     },
     stale: (exit, stream) => (onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null) || isClosePending(connectionOf.get(stream))
   })
+  /** Pings the relay of each circuit we have to `exit`, once each, noting those that answer (SilentRelays.answered). */
+  const pingRelaysOf = (exit: PeerId, options: AbortOptions): void => {
+    const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
+    if (silentRelays == null) return
+    const relays = new Set(node.libp2p.getConnections(exit).flatMap(c => relayOf(c.remoteAddr) ?? []))
+    for (const relay of relays) {
+      const toRelay = connectionFor(node.libp2p, peerIdFromString(relay), false)
+      if (toRelay != null) pingOver(toRelay, options).then(() => { silentRelays.answered(relay) }, () => {})
+    }
+  }
   const liveness = new ExitLiveness({
     log: node.libp2p.logger.forComponent('spareband:relay:exit-liveness'),
     ping: async (exit, options) => {
       const connection = connectionFor(node.libp2p, exit, true)
       if (connection == null) return false
-      // through a relay: the relay is pinged too, over our own connection to it, so that an exit found
-      // gone can be told from a relay that went silent (silent-relays.ts: only the latter is worked around)
-      const relay = relayOf(connection.remoteAddr)
-      const toRelay = relay == null ? undefined : connectionFor(node.libp2p, peerIdFromString(relay), false)
-      if (toRelay != null) {
-        pingOver(toRelay, options).then(() => { (node.libp2p.services.silentRelays as SilentRelays | undefined)?.answered(relay!) }, () => {})
-      }
+      // the relays of our circuits to it are pinged too, over our own connections to them, so that an exit
+      // found gone can be told from a relay that went silent (silent-relays.ts: only the latter is worked around)
+      pingRelaysOf(exit, options)
       await pingOver(connection, options)
       return true
     },
@@ -223,13 +229,13 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       // pings, and may carry its tunnels through our exit and the receipts
       const now = performance.now()
       const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-      for (const connection of node.libp2p.getConnections(exit)) {
-        // a circuit by its address: one through a relay with no limits has none (data_limit_mb = 0 and duration_limit_seconds = 0)
-        if (relayOf(connection.remoteAddr) == null || now - (lastHeard(connection) ?? -Infinity) < SILENT_CIRCUIT_MS) continue
-        // its relay may be what died (it did not answer its own ping): the exit's circuits through other relays are dialled first for a while
-        silentRelays?.markCircuit(connection)
-        connection.abort(reason)
-      }
+      // a circuit by its address: one through a relay with no limits has none (data_limit_mb = 0 and duration_limit_seconds = 0)
+      const quiet = node.libp2p.getConnections(exit).filter(c => relayOf(c.remoteAddr) != null && now - (lastHeard(c) ?? -Infinity) >= SILENT_CIRCUIT_MS)
+      // those through a relay that did not answer its own ping: the relay is what died, the exit may be
+      // there through another (dialled first for a while); a circuit through a relay that answered stays
+      const throughSilentRelays = quiet.filter(c => silentRelays?.markCircuit(c) ?? true)
+      // every relay answered: the exit itself went away, and every quiet circuit to it goes
+      for (const connection of throughSilentRelays.length > 0 ? throughSilentRelays : quiet) connection.abort(reason)
       selector.unreachable?.(exit)
     }
   })
@@ -246,10 +252,13 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     ownExitRegion: config.exit.enabled ? config.region : undefined,
     otherRoute: async exit => {
       const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-      // a connection still open (not the silent circuit drop() ended) is what a fresh dial would take again
-      if (silentRelays == null || connectionFor(node.libp2p, exit, true) != null) return false
+      if (silentRelays == null) return false
+      const open = node.libp2p.getConnections(exit).filter(c => c.status === 'open')
+      // a direct connection is what the request failed on, or what a fresh dial would take again
+      if (open.some(c => relayOf(c.remoteAddr) == null)) return false
+      // a circuit left open goes through a relay that answered (drop() ended the others): the way to ask it again
       const peer = await node.libp2p.peerStore.get(exit).catch(() => undefined)
-      return silentRelays.hasOtherCircuit(peer?.addresses ?? [])
+      return silentRelays.hasOtherCircuit([...(peer?.addresses ?? []), ...open.map(c => ({ multiaddr: c.remoteAddr }))])
     }
   })
   const ingress = new Ingress({

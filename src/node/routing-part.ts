@@ -22,6 +22,7 @@ import type { AdvertiserDht, AdvertiserStatus } from '../routing/advertiser.ts'
 import type { AdvertisedRelays } from '../routing/advertised-relays.ts'
 import type { ExitDiscoveryComponents } from '../routing/discovery.ts'
 import type { IncomingMessage } from 'node:http'
+import type { IdentifyResult } from '@libp2p/interface'
 
 /** `status().routing`: this exit's capacity ad in the DHT (published: false when it has none), and the exits this node knows of. */
 export interface RoutingStatus {
@@ -75,6 +76,8 @@ export function routingPart (node: SparebandNode): RoutingPart {
     })
   }
   const onOfferChange = (): void => { advertiser?.offerChanged() }
+  // what an exit says of its own addresses is newer than its ad: a relay it reserved on since counts
+  const onIdentify = (evt: CustomEvent<IdentifyResult>): void => { void discovery.identified(evt.detail.peerId, evt.detail.listenAddrs).catch(() => {}) }
   return {
     name: 'routing',
     discovery,
@@ -82,13 +85,15 @@ export function routingPart (node: SparebandNode): RoutingPart {
     advertiser,
     start: async () => {
       discovery.start()
+      libp2p.addEventListener('peer:identify', onIdentify)
       // a paused exit says so at once (load 1), not at the next check (30 s) while consumers still pick it
       const exit = libp2p.services.exit as TunnelExit | undefined
       if (advertiser != null) exit?.addEventListener('exit:offer:change', onOfferChange)
       await advertiser?.start()
     },
     stop: async () => {
-      (libp2p.services.exit as TunnelExit | undefined)?.removeEventListener('exit:offer:change', onOfferChange)
+      libp2p.removeEventListener('peer:identify', onIdentify)
+      ;(libp2p.services.exit as TunnelExit | undefined)?.removeEventListener('exit:offer:change', onOfferChange)
       discovery.stop()
       await advertiser?.stop()
     },

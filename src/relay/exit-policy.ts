@@ -45,7 +45,8 @@ export interface ExitPolicyInit {
   ownAddresses?: string[]
 }
 
-export type PolicyDecision = { allowed: true } | { allowed: false, reason: string }
+/** `special`: refused as a private, loopback or other non-public address, which --allow-private-targets would let through. */
+export type PolicyDecision = { allowed: true } | { allowed: false, reason: string, special?: true }
 
 export type ParsedHost =
   | { kind: 'ip', address: string, family: 4 | 6 }
@@ -428,6 +429,11 @@ function deny (reason: string): PolicyDecision {
   return { allowed: false, reason }
 }
 
+/** Refused for what the address is (private, loopback, ...): --allow-private-targets lets such targets through. */
+function denySpecial (reason: string): PolicyDecision {
+  return { allowed: false, reason, special: true }
+}
+
 /**
  * `<host> is <what>`, or `<host> maps to <address>, <what>` when the consumer
  * spelled the address differently, so logs show what `0x7f.1` really was.
@@ -539,9 +545,9 @@ export class ExitPolicy {
         // name the embedded IPv4 when that is what makes it dangerous
         for (const e of embedded) {
           const inner = addressClass(e.addr)
-          if (inner !== 'public') return deny(`${input} embeds ${e.addr.toString()} (${e.via}), ${classPhrase(inner)}`)
+          if (inner !== 'public') return denySpecial(`${input} embeds ${e.addr.toString()} (${e.via}), ${classPhrase(inner)}`)
         }
-        return deny(about(input, canonical, classPhrase(cls)))
+        return denySpecial(about(input, canonical, classPhrase(cls)))
       }
       // a zone only scopes link-local and multicast addresses, which are
       // denied above; on anything else it is a sign of trickery

@@ -606,7 +606,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     const check = this.policy.checkTarget(request.host, request.port)
     if (!check.allowed) {
       release()
-      return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, check.reason)
+      return this.deny(stream, consumerId, TunnelStatus.POLICY_DENIED, withPrivateHint(check))
     }
 
     // the consumer may give up while the target is looked up and dialed (its
@@ -674,7 +674,7 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     for (const a of candidates) {
       const c = this.policy.checkAddress(a, request.port)
       if (c.allowed) allowed.push(a)
-      else if (firstReason === '') firstReason = parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason
+      else if (firstReason === '') firstReason = withPrivateHint(c, parsed.kind === 'name' ? `${parsed.name} resolves to ${c.reason}` : c.reason)
     }
     if (allowed.length === 0) return { refusal: { status: TunnelStatus.POLICY_DENIED, message: firstReason } }
 
@@ -753,6 +753,15 @@ export class TunnelExit extends TypedEventEmitter<ExitEvents> implements Startab
     this.log('tunnel %s -> %s closed: %d in, %d out%s', consumer, info.target, info.bytesIn, info.bytesOut, result.error != null ? ` (${result.error.message})` : '')
     this.safeDispatchEvent('exit:tunnel:close', { detail: { ...info, error: result.error?.message } })
   }
+}
+
+/**
+ * A refusal of a private (loopback, LAN, ...) target says how a testnet
+ * gets one: a LAN team's consumer saw only "10.88.0.6 is a private
+ * address", with nothing to say the exit's operator could allow it.
+ */
+function withPrivateHint (decision: { reason: string, special?: true }, reason = decision.reason): string {
+  return decision.special === true ? `${reason} (an exit takes such targets only when its operator allows them, for a local testnet: --allow-private-targets)` : reason
 }
 
 interface ExitState { paused: boolean, pausedSince?: Date }

@@ -289,15 +289,23 @@ export class TunnelClient {
       }
     }
     let stream: Stream
+    // a stream opened on a connection that went silent (a relay that died) waited out the whole response
+    // time in its negotiation: it is checked as a request waiting for its answer is (a dial under way is not judged)
+    const gone = new AbortController()
+    const unwatch = this.init.liveness?.watch(exit, reason => { gone.abort(reason) })
     try {
-      stream = await this.components.dialProtocol(exit, TUNNEL_PROTOCOL, { signal, runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
+      stream = await this.components.dialProtocol(exit, TUNNEL_PROTOCOL, { signal: AbortSignal.any([signal, gone.signal]), runOnLimitedConnection: true, maxOutboundStreams: MAX_OUTBOUND_TUNNELS })
     } catch (err: any) {
+      // found gone while the stream was being opened: as good as no answer (and the relay may be what died)
+      if (gone.signal.aborted && !signal.aborted) throw new NoAnswerError(exit.toString())
       // not the caller giving up: the addresses dialled may be stale (the exit moved to another relay)
       if (options.signal?.aborted !== true) {
         this.init.selector.unreachable?.(exit)
         this.init.liveness?.unreachable(exit)
       }
       throw new UnreachableExitError(exit.toString(), dialFailure(err))
+    } finally {
+      unwatch?.()
     }
     try {
       return await this.request(stream, exit, target, signal, started)

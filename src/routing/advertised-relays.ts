@@ -25,7 +25,7 @@ import type { PeerId } from '@libp2p/interface'
 /** Exits held at most; the one whose ad came longest ago is forgotten first. */
 const MAX_EXITS = 10_000
 
-interface Named { relays: Set<string>, expiresAt: number }
+interface Named { relays: Set<string>, readonly expiresAt: number }
 
 export class AdvertisedRelays {
   private readonly byPeer = new Map<string, Named>()
@@ -40,6 +40,24 @@ export class AdvertisedRelays {
     this.byPeer.delete(id)
     this.byPeer.set(id, { relays, expiresAt })
     if (this.byPeer.size > MAX_EXITS) this.byPeer.delete(this.byPeer.keys().next().value!)
+  }
+
+  /**
+   * `peer` itself told us its addresses (identify, over a connection it
+   * authenticated): its relays are these from now on, until its ad expires.
+   * An exit that reserved on another relay after we fetched its ad (its
+   * second reservation, or one in place of a relay that died) named it
+   * only in identify, and the filter kept that circuit out: the consumer
+   * then dialled the dead relay's circuit alone. Returns the relays newly
+   * named; nothing for a peer without an ad here.
+   */
+  identified (peer: PeerId, addresses: readonly Multiaddr[]): string[] {
+    const named = this.byPeer.get(peer.toString())
+    if (named == null || named.expiresAt <= this.now()) return []
+    const relays = new Set(addresses.map(relayOf).filter((r): r is string => r != null))
+    const added = [...relays].filter(r => !named.relays.has(r))
+    named.relays = relays
+    return added
   }
 
   /** False for a circuit address of `peer` through a relay its newest, unexpired ad does not name. */

@@ -10,8 +10,10 @@ import { normalizeRegion, regionMatches } from './regions.ts'
 import { second } from '../constants.ts'
 import { adAddresses } from './ad-addresses.ts'
 import type { VerifiedCapacityAd } from './capacity-ad.ts'
+import { relayOf } from './advertised-relays.ts'
 import type { AdvertisedRelays } from './advertised-relays.ts'
 import type { AbortOptions, ComponentLogger, Libp2p, Logger, PeerId, TypedEventTarget } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 export interface ExitDiscoveryInit {
   /** How long a region's lookup result is fresh. @default 60 s */
@@ -256,6 +258,22 @@ export class ExitDiscovery {
     const dialable = adAddresses(ad.multiaddrs, this.init.localTestnet === true)
     if (dialable.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: dialable }).catch(() => {})
     return this.ads.get(peer.toString())!
+  }
+
+  /**
+   * An exit told us its addresses in identify: the circuits through relays
+   * it named there are kept from now on (the peer store's filter had kept
+   * out those its ad did not name), and those through relays it no longer
+   * names leave the store.
+   */
+  async identified (peer: PeerId, addresses: readonly Multiaddr[]): Promise<void> {
+    const relays = this.components.advertisedRelays
+    if (relays == null) return
+    const added = relays.identified(peer, addresses)
+    const circuits = addresses.filter(a => { const r = relayOf(a); return r != null && added.includes(r) })
+    const dialable = adAddresses(circuits, this.init.localTestnet === true)
+    if (dialable.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: dialable }).catch(() => {})
+    await this.dropUnnamedCircuits(peer)
   }
 
   /**

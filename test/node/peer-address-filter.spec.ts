@@ -74,6 +74,30 @@ describe('peerAddressFilter', () => {
     now += 60_000
     expect(kept(exit, viaR2)).toBe(true)
   })
+
+  it('takes the relays an exit names in identify (its own word, newer than its ad) until the ad expires; a peer without an ad here is not its concern', async () => {
+    const exit = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const r1 = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
+    const r2 = '12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE'
+    let now = 1_000_000
+    const relays = new AdvertisedRelays(() => now)
+    const keep = peerAddressFilter(self, { publicOnly: true, advertisedRelays: relays })
+    const viaR1 = multiaddr(`/ip4/11.77.3.2/tcp/4001/p2p/${r1}/p2p-circuit`)
+    const viaR2 = multiaddr(`/ip4/11.77.1.5/tcp/4001/p2p/${r2}/p2p-circuit`)
+    expect(relays.identified(exit, [viaR1, viaR2])).toEqual([])
+    // its ad names r1; it reserved on r2 since, and says so in identify
+    relays.set(exit, [viaR1], now + 60_000)
+    expect(keep(exit, viaR2)).toBe(false)
+    expect(relays.identified(exit, [viaR1, viaR2])).toEqual([r2])
+    expect(keep(exit, viaR2)).toBe(true)
+    // r1 died and it left it: identify alone now
+    expect(relays.identified(exit, [viaR2])).toEqual([])
+    expect(keep(exit, viaR1)).toBe(false)
+    now += 60_000
+    expect(relays.identified(exit, [viaR2])).toEqual([])
+    expect(keep(exit, viaR1)).toBe(true)
+  })
 })
 
 describe('a node keeps what identify says of a peer', () => {
