@@ -20,13 +20,13 @@ import { connectionFor, openStream, pingOver } from './open-stream.ts'
 import { isClosePending } from './tunnel-close-guard.ts'
 import { lastHeard } from './silent-connections.ts'
 import { relayOf } from '../routing/advertised-relays.ts'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
 import { HttpError } from './control-api.ts'
 import type { ProbeOptions } from '../relay/probe.ts'
 import type { SilentRelays } from './silent-relays.ts'
+import { RelayFailover } from './relay-failover.ts'
 import type { SparebandConfig } from './config.ts'
 import type { NodePart, SparebandNode } from './spareband-node.ts'
 import type { ExitStats, TunnelExit } from '../relay/exit.ts'
@@ -34,7 +34,7 @@ import type { IngressStats } from '../relay/ingress.ts'
 import type { ExitSelector } from '../relay/exit-selector.ts'
 import type { RoutingPart } from './routing-part.ts'
 import type { AccountingCore, AccountingPart } from './accounting-part.ts'
-import type { AbortOptions, Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 
 const GB = 1e9
 
@@ -193,25 +193,18 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     },
     stale: (exit, stream) => (onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null) || isClosePending(connectionOf.get(stream))
   })
-  /** Pings the relay of each circuit we have to `exit`, once each, noting those that answer (SilentRelays.answered). */
-  const pingRelaysOf = (exit: PeerId, options: AbortOptions): void => {
-    const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-    if (silentRelays == null) return
-    const relays = new Set(node.libp2p.getConnections(exit).flatMap(c => relayOf(c.remoteAddr) ?? []))
-    for (const relay of relays) {
-      const toRelay = connectionFor(node.libp2p, peerIdFromString(relay), false)
-      if (toRelay != null) pingOver(toRelay, options).then(() => { silentRelays.answered(relay) }, () => {})
-    }
-  }
+  // a relay that died told from an exit that went away (relay-failover.ts)
+  const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
+  const failover = silentRelays == null ? undefined : new RelayFailover(node.libp2p, silentRelays)
   const liveness = new ExitLiveness({
     log: node.libp2p.logger.forComponent('spareband:relay:exit-liveness'),
     ping: async (exit, options) => {
       const connection = connectionFor(node.libp2p, exit, true)
       if (connection == null) return false
-      // the relays of our circuits to it are pinged too, over our own connections to them, so that an exit
-      // found gone can be told from a relay that went silent (silent-relays.ts: only the latter is worked around)
-      pingRelaysOf(exit, options)
+      // the relays of our circuits to it are pinged too, so that an exit found gone can be told from a relay that died
+      failover?.checking(exit, connection)
       await pingOver(connection, options)
+      failover?.answered(exit)
       return true
     },
     heardSince: (exit, since) => ingress.heardSince(exit, since),
@@ -227,15 +220,11 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       // another relay: ended, the next tunnel dials what its newest ad names.
       // Only one silent for a while too: a slow exit's circuit still brings its
       // pings, and may carry its tunnels through our exit and the receipts
+      // a circuit by its address: one through a relay with no limits has none (data_limit_mb = 0 and duration_limit_seconds = 0).
+      // When a relay died, only the circuits through relays that did not answer go (relay-failover.ts)
       const now = performance.now()
-      const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-      // a circuit by its address: one through a relay with no limits has none (data_limit_mb = 0 and duration_limit_seconds = 0)
-      const quiet = node.libp2p.getConnections(exit).filter(c => relayOf(c.remoteAddr) != null && now - (lastHeard(c) ?? -Infinity) >= SILENT_CIRCUIT_MS)
-      // those through a relay that did not answer its own ping: the relay is what died, the exit may be
-      // there through another (dialled first for a while); a circuit through a relay that answered stays
-      const throughSilentRelays = quiet.filter(c => silentRelays?.markCircuit(c) ?? true)
-      // every relay answered: the exit itself went away, and every quiet circuit to it goes
-      for (const connection of throughSilentRelays.length > 0 ? throughSilentRelays : quiet) connection.abort(reason)
+      const ended = failover?.gone(exit, SILENT_CIRCUIT_MS) ?? node.libp2p.getConnections(exit).filter(c => relayOf(c.remoteAddr) != null && now - (lastHeard(c) ?? -Infinity) >= SILENT_CIRCUIT_MS)
+      for (const connection of ended) connection.abort(reason)
       selector.unreachable?.(exit)
     }
   })
@@ -250,16 +239,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     warm,
     liveness,
     ownExitRegion: config.exit.enabled ? config.region : undefined,
-    otherRoute: async exit => {
-      const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-      if (silentRelays == null) return false
-      const open = node.libp2p.getConnections(exit).filter(c => c.status === 'open')
-      // a direct connection is what the request failed on, or what a fresh dial would take again
-      if (open.some(c => relayOf(c.remoteAddr) == null)) return false
-      // a circuit left open goes through a relay that answered (drop() ended the others): the way to ask it again
-      const peer = await node.libp2p.peerStore.get(exit).catch(() => undefined)
-      return silentRelays.hasOtherCircuit([...(peer?.addresses ?? []), ...open.map(c => ({ multiaddr: c.remoteAddr }))])
-    }
+    otherRoute: async exit => await failover?.otherRoute(exit) ?? false
   })
   const ingress = new Ingress({
     client,

@@ -28,12 +28,11 @@
 
 import { circuitRelayAddressesLast, loopbackAddressLast, publicAddressesFirst, reliableTransportsFirst } from '@libp2p/utils'
 import { relayOf } from '../routing/advertised-relays.ts'
-import { minute, second } from '../constants.ts'
+import { minute } from '../constants.ts'
 import type { Address, Connection, Libp2pEvents, Startable, TypedEventTarget } from '@libp2p/interface'
 
+
 export const DEFAULT_FORGET_AFTER_MS = 10 * minute
-/** A relay that answered a ping this recently is not what went silent (a check pings the exit for 5 to 15 s). */
-export const ANSWER_COUNTS_MS = 30 * second
 /** Relays held at most, marked and answered each; the one longest ago goes first. */
 const MAX_HELD = 1000
 
@@ -52,34 +51,20 @@ export class SilentRelays implements Startable {
     held(this.answers, relay, this.now())
   }
 
-  /**
-   * The circuit `connection` went silent: its relay, unless it answered a
-   * ping lately, is dialled last for a while. Returns whether it was
-   * marked. Any other connection is not a circuit and is ignored.
-   */
-  markCircuit (connection: Pick<Connection, 'remoteAddr'>): boolean {
-    const relay = relayOf(connection.remoteAddr)
-    if (relay == null) return false
-    const answered = this.answers.get(relay)
-    if (answered != null && this.now() - answered < ANSWER_COUNTS_MS) return false
+  /** Whether the relay answered a ping of ours at `since` (ms since the epoch, as `now`) or later. */
+  answeredSince (relay: string, since: number): boolean {
+    return (this.answers.get(relay) ?? -Infinity) >= since
+  }
+
+  /** The relay went silent: circuits through it are dialled last for a while. */
+  mark (relay: string): void {
     held(this.marked, relay, this.now())
-    return true
   }
 
   /** Read only (the sorter's comparator asks it): an expired mark stays in the map, which holds MAX_HELD at most. */
   isMarked (relay: string): boolean {
     const at = this.marked.get(relay)
     return at != null && this.now() - at < this.forgetAfterMs
-  }
-
-  /**
-   * Whether a peer with these addresses was reached through a relay marked
-   * here, and has a circuit through one that is not: worth asking again,
-   * on a fresh dial, when it was found gone.
-   */
-  hasOtherCircuit (addresses: ReadonlyArray<Pick<Address, 'multiaddr'>>): boolean {
-    const relays = addresses.flatMap(a => relayOf(a.multiaddr) ?? [])
-    return relays.some(r => this.isMarked(r)) && relays.some(r => !this.isMarked(r))
   }
 
   /** libp2p's own order (its defaultAddressSorter), then circuits through marked relays after the other circuits. */

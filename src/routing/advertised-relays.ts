@@ -25,20 +25,33 @@ import type { PeerId } from '@libp2p/interface'
 /** Exits held at most; the one whose ad came longest ago is forgotten first. */
 const MAX_EXITS = 10_000
 
-interface Named { relays: Set<string>, readonly expiresAt: number }
+interface Named {
+  /** The relays its ad names. */
+  readonly relays: Set<string>
+  readonly expiresAt: number
+  readonly seq: bigint
+  /** The relays it named since in identify: these count in place of the ad's, until an ad with a higher seq. */
+  identified?: Set<string>
+}
 
 export class AdvertisedRelays {
   private readonly byPeer = new Map<string, Named>()
 
   constructor (private readonly now: () => number = Date.now) {}
 
-  /** `peer`'s newest ad names these addresses, and holds until `expiresAt` (ms since the epoch). */
-  set (peer: PeerId, addresses: readonly Multiaddr[], expiresAt: number): void {
+  /**
+   * `peer`'s newest ad (`seq`) names these addresses, and holds until
+   * `expiresAt` (ms since the epoch). The same ad fetched again keeps what
+   * identify said since; a newer one replaces it.
+   */
+  set (peer: PeerId, addresses: readonly Multiaddr[], expiresAt: number, seq = 0n): void {
     const id = peer.toString()
     const relays = new Set(addresses.map(relayOf).filter((r): r is string => r != null))
+    const before = this.byPeer.get(id)
+    const identified = before != null && before.seq === seq ? before.identified : undefined
     // re-inserted: the map's order is the order of arrival, oldest first
     this.byPeer.delete(id)
-    this.byPeer.set(id, { relays, expiresAt })
+    this.byPeer.set(id, { relays, expiresAt, seq, ...(identified != null ? { identified } : {}) })
     if (this.byPeer.size > MAX_EXITS) this.byPeer.delete(this.byPeer.keys().next().value!)
   }
 
@@ -48,16 +61,17 @@ export class AdvertisedRelays {
    * An exit that reserved on another relay after we fetched its ad (its
    * second reservation, or one in place of a relay that died) named it
    * only in identify, and the filter kept that circuit out: the consumer
-   * then dialled the dead relay's circuit alone. Returns the relays newly
-   * named; nothing for a peer without an ad here.
+   * then dialled the dead relay's circuit alone. Fetching the same ad
+   * again does not undo it; an ad with a higher seq does. Returns the
+   * relays newly named; nothing for a peer without an ad here.
    */
   identified (peer: PeerId, addresses: readonly Multiaddr[]): string[] {
     const named = this.byPeer.get(peer.toString())
     if (named == null || named.expiresAt <= this.now()) return []
     const relays = new Set(addresses.map(relayOf).filter((r): r is string => r != null))
-    const added = [...relays].filter(r => !named.relays.has(r))
-    named.relays = relays
-    return added
+    const before = named.identified ?? named.relays
+    named.identified = relays
+    return [...relays].filter(r => !before.has(r))
   }
 
   /** False for a circuit address of `peer` through a relay its newest, unexpired ad does not name. */
@@ -70,7 +84,7 @@ export class AdvertisedRelays {
       this.byPeer.delete(peer.toString())
       return true
     }
-    return named.relays.has(relay)
+    return (named.identified ?? named.relays).has(relay)
   }
 }
 

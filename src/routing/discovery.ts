@@ -251,7 +251,7 @@ export class ExitDiscovery {
     const newest = prev == null || ad.seq >= prev.seq
     if (newest) {
       this.ads.set(peer.toString(), ad)
-      this.components.advertisedRelays?.set(peer, ad.multiaddrs, ad.expiresAt)
+      this.components.advertisedRelays?.set(peer, ad.multiaddrs, ad.expiresAt, ad.seq)
       await this.dropUnnamedCircuits(peer)
     }
     // only the addresses this network can reach: an ad is the exit's to write

@@ -87,13 +87,19 @@ describe('peerAddressFilter', () => {
     const viaR2 = multiaddr(`/ip4/11.77.1.5/tcp/4001/p2p/${r2}/p2p-circuit`)
     expect(relays.identified(exit, [viaR1, viaR2])).toEqual([])
     // its ad names r1; it reserved on r2 since, and says so in identify
-    relays.set(exit, [viaR1], now + 60_000)
+    relays.set(exit, [viaR1], now + 60_000, 5n)
     expect(keep(exit, viaR2)).toBe(false)
     expect(relays.identified(exit, [viaR1, viaR2])).toEqual([r2])
     expect(keep(exit, viaR2)).toBe(true)
     // r1 died and it left it: identify alone now
     expect(relays.identified(exit, [viaR2])).toEqual([])
     expect(keep(exit, viaR1)).toBe(false)
+    // the same ad fetched again (a refetch before the exit republished) does not undo what identify said
+    relays.set(exit, [viaR1], now + 60_000, 5n)
+    expect([keep(exit, viaR1), keep(exit, viaR2)]).toEqual([false, true])
+    // a newer ad is newer than identify
+    relays.set(exit, [viaR1], now + 60_000, 6n)
+    expect([keep(exit, viaR1), keep(exit, viaR2)]).toEqual([true, false])
     now += 60_000
     expect(relays.identified(exit, [viaR2])).toEqual([])
     expect(keep(exit, viaR1)).toBe(true)

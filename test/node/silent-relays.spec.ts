@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { ANSWER_COUNTS_MS, SilentRelays } from '../../src/node/silent-relays.ts'
+import { SilentRelays } from '../../src/node/silent-relays.ts'
 import type { Address } from '@libp2p/interface'
 
 const EXIT = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
@@ -20,10 +20,8 @@ it('puts a circuit through a relay marked silent after the other circuits, and o
   const pub = direct('11.77.1.9')
   // libp2p's own order: public first, circuits after direct addresses, ties as they came (r1 first)
   expect(sorted(s, [viaR1, viaR2, lan, pub])).toEqual([pub, viaR1, viaR2, lan].map(a => a.multiaddr.toString()))
-  s.markCircuit({ remoteAddr: viaR1.multiaddr })
+  s.mark(R1)
   expect(sorted(s, [viaR1, viaR2, lan, pub])).toEqual([pub, viaR2, viaR1, lan].map(a => a.multiaddr.toString()))
-  // a direct connection is no circuit: nothing marked
-  s.markCircuit({ remoteAddr: pub.multiaddr })
   expect(sorted(s, [pub, viaR2])).toEqual([pub, viaR2].map(a => a.multiaddr.toString()))
   expect(s.isMarked(R1)).toBe(true)
   expect(s.isMarked(R2)).toBe(false)
@@ -36,8 +34,8 @@ it('forgets a mark after its time, or once a connection to the relay opens', () 
   s.start()
   const viaR1 = circuit('11.77.3.2', R1)
   const viaR2 = circuit('11.77.4.2', R2)
-  s.markCircuit({ remoteAddr: viaR1.multiaddr })
-  s.markCircuit({ remoteAddr: viaR2.multiaddr })
+  s.mark(R1)
+  s.mark(R2)
   now += 59_999
   expect([s.isMarked(R1), s.isMarked(R2)]).toEqual([true, true])
   // r2 answers again: a connection to it opened
@@ -50,36 +48,22 @@ it('forgets a mark after its time, or once a connection to the relay opens', () 
   s.stop()
 })
 
-it('says a peer has another way only when one of its relays went silent and another did not', () => {
-  const s = new SilentRelays()
-  const viaR1 = circuit('11.77.3.2', R1)
-  const viaR2 = circuit('11.77.4.2', R2)
-  // nothing went silent: a failure says nothing of its relays
-  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
-  s.markCircuit({ remoteAddr: viaR1.multiaddr })
-  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(true)
-  // its only relay went silent, or it has no circuit through any
-  expect(s.hasOtherCircuit([viaR1])).toBe(false)
-  expect(s.hasOtherCircuit([viaR2, direct('11.77.1.9')])).toBe(false)
-  s.markCircuit({ remoteAddr: viaR2.multiaddr })
-  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
-})
-
-it('does not mark a relay that answered a ping of its own lately: the exit, not its relay, went away', () => {
+it('counts only answers from a given time on (a check\'s), and an answer takes a mark back', () => {
   let now = 1_000_000
   const s = new SilentRelays(60_000, () => now)
   const viaR1 = circuit('11.77.3.2', R1)
   const viaR2 = circuit('11.77.4.2', R2)
   s.answered(R1)
-  now += ANSWER_COUNTS_MS - 1
-  expect(s.markCircuit({ remoteAddr: viaR1.multiaddr })).toBe(false)
-  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(false)
-  // an answer long ago says nothing of now
-  now += 1
-  expect(s.markCircuit({ remoteAddr: viaR1.multiaddr })).toBe(true)
-  expect(s.hasOtherCircuit([viaR1, viaR2])).toBe(true)
-  // a late answer takes the mark back
+  const checkStarts = now + 1
+  now += 10
+  // answered before the check began: says nothing of now
+  expect(s.answeredSince(R1, checkStarts)).toBe(false)
+  expect(s.answeredSince(R2, checkStarts)).toBe(false)
+  s.mark(R1)
+  expect(sorted(s, [viaR1, viaR2])).toEqual([viaR2, viaR1].map(a => a.multiaddr.toString()))
+  // it answers within the check: not silent after all
   s.answered(R1)
+  expect(s.answeredSince(R1, checkStarts)).toBe(true)
   expect(s.isMarked(R1)).toBe(false)
   expect(sorted(s, [viaR1, viaR2])).toEqual([viaR1, viaR2].map(a => a.multiaddr.toString()))
 })
