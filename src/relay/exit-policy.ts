@@ -45,7 +45,7 @@ export interface ExitPolicyInit {
   ownAddresses?: string[]
 }
 
-/** `special`: refused as a private, loopback or other non-public address, which --allow-private-targets would let through. */
+/** `special`: refused as a private, loopback or other non-public address, or a local-only name, which --allow-private-targets would let through. */
 export type PolicyDecision = { allowed: true } | { allowed: false, reason: string, special?: true }
 
 export type ParsedHost =
@@ -429,7 +429,7 @@ function deny (reason: string): PolicyDecision {
   return { allowed: false, reason }
 }
 
-/** Refused for what the address is (private, loopback, ...): --allow-private-targets lets such targets through. */
+/** Refused for what the address or name is (private, loopback, local-only, ...): --allow-private-targets lets such targets through. */
 function denySpecial (reason: string): PolicyDecision {
   return { allowed: false, reason, special: true }
 }
@@ -566,10 +566,10 @@ export class ExitPolicy {
   private checkName (name: string): PolicyDecision {
     if (!this.allowPrivateTargets) {
       const local = matchingSuffix(name, LOCAL_SUFFIXES)
-      if (local != null) return deny(local === name ? `${name} is a local-only name` : `${name} is a local-only name (.${local})`)
+      if (local != null) return denySpecial(local === name ? `${name} is a local-only name` : `${name} is a local-only name (.${local})`)
       // the exit's resolver would complete "router" with its own search
       // domains, i.e. look it up on the exit's network
-      if (!name.includes('.')) return deny(`${name} is a single-label name, which would resolve on the exit's own network`)
+      if (!name.includes('.')) return denySpecial(`${name} is a single-label name, which would resolve on the exit's own network`)
     }
     const denied = matchingSuffix(name, this.deniedDomains)
     if (denied != null) return deny(`${name} is in a denied domain (${denied})`)

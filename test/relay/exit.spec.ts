@@ -99,6 +99,37 @@ describe('the exit dials every allowed address of a name, in order', () => {
   })
 })
 
+describe('an exit with the default policy (no private targets)', () => {
+  let consumer: Libp2p
+  let exit: ExitNode
+  beforeAll(async () => {
+    exit = await exitNode({ policy: { allowedPorts: [[80, 80]], allowPrivateTargets: false }, resolve: fakeDns({ 'lan.test.example': ['192.168.1.10'] }) })
+    consumer = await loopbackNode()
+  })
+  afterAll(async () => {
+    await consumer?.stop()
+    await exit?.stop()
+  })
+
+  it('says, refusing a private target, that its operator could allow one for a local testnet; a refusal of another kind does not', async () => {
+    const hint = ' (an exit takes such targets only when its operator allows them, for a local testnet: --allow-private-targets)'
+    const cases: Array<[string, string]> = [
+      ['127.0.0.1', '127.0.0.1 is a loopback address'],
+      ['lan.test.example', 'lan.test.example resolves to 192.168.1.10 is a private address'],
+      ['router', 'router is a single-label name, which would resolve on the exit\'s own network'],
+      ['printer.local', 'printer.local is a local-only name (.local)']
+    ]
+    for (const [host, reason] of cases) {
+      const r = await ask(consumer, exit, host, 80)
+      expect(r.status, host).toBe(TunnelStatus.POLICY_DENIED)
+      expect(r.message, host).toBe(reason + hint)
+    }
+    const port = await ask(consumer, exit, 'lan.test.example', 22)
+    expect(port.status).toBe(TunnelStatus.POLICY_DENIED)
+    expect(port.message).not.toContain('--allow-private-targets')
+  })
+})
+
 /**
  * The exit's own addresses beyond its interfaces. No test here dials
  * anything: the exit has no peers and is only asked what it would do
