@@ -35,6 +35,8 @@ import type { Connection, Libp2p, PeerId } from '@libp2p/interface'
 export const RELAY_PING_MS = 5 * second
 /** How long after a verdict that blamed a relay the requests that waited may ask the exit again: their response time. */
 export const REROUTE_FOR_MS = 15 * second
+/** A check lasts at most its ping's time (15 s for a silent tunnel's exit) and a grace: an older start is another check's. */
+const MAX_CHECK_MS = 20 * second
 /** Exits whose check is under way, or whose verdict blamed a relay, held at most. */
 const MAX_EXITS = 10_000
 
@@ -57,7 +59,9 @@ export class RelayFailover {
   /** A check pings `exit` over `connection` (the first ping of a check, or one tried again): the relays are pinged once per check. */
   checking (exit: PeerId, connection: Connection): void {
     const id = exit.toString()
-    const since = this.checks.get(id)?.since ?? this.now()
+    // a check that ended without a verdict here (its exit was heard from meanwhile) is no part of this one
+    const earlier = this.checks.get(id)
+    const since = earlier != null && this.now() - earlier.since < MAX_CHECK_MS ? earlier.since : this.now()
     this.checks.delete(id)
     this.checks.set(id, { connection, since })
     if (this.checks.size > MAX_EXITS) this.checks.delete(this.checks.keys().next().value!)

@@ -92,6 +92,21 @@ describe('RelayFailover', () => {
     expect(await failover.otherRoute(EXIT)).toBe(false)
   })
 
+  it('a check that ended with no verdict (the exit was heard from) does not lend its start to the next', async () => {
+    const viaR1 = conn(circuitAddr(R1, '11.77.3.2'), EXIT.toString())
+    const { failover, relays, alive, clock } = world([viaR1])
+    alive.add(R1)
+    failover.checking(EXIT, viaR1)
+    await settle()
+    // no answered(), no gone(): a minute on, R1 died, and a new check judges the same circuit
+    clock.now += 60_000
+    alive.delete(R1)
+    failover.checking(EXIT, viaR1)
+    await settle()
+    expect(failover.gone(EXIT, 0)).toEqual([viaR1])
+    expect(relays.isMarked(R1)).toBe(true)
+  })
+
   it('asks again only for a while after the verdict, and only when a circuit through an unmarked relay is there', async () => {
     const viaR1 = conn(circuitAddr(R1, '11.77.3.2'), EXIT.toString())
     const { failover } = world([viaR1], [circuitAddr(R1, '11.77.3.2')])
