@@ -581,6 +581,11 @@ const MIXED_LINE_ENDINGS = 'mixed line endings: some lines end in CRLF, others i
  * every line ends in CRLF (a Windows checkout, a mail client) is the same
  * file. The last line may have no ending, and is then taken as it is.
  */
+/** A line of nothing but blanks (not the end of the file, undefined). */
+function blank (line: string | undefined): boolean {
+  return line != null && line.trim() === ''
+}
+
 class CsvLines {
   private crlf = false
   private count = 0
@@ -606,7 +611,6 @@ class CsvLines {
       this.after = undefined
       return line
     }
-    const blank = (l: string | undefined): boolean => l != null && l.trim() === ''
     let line = await this.line()
     if (!blank(line)) return line
     let blanks = 1
@@ -622,7 +626,7 @@ class CsvLines {
     if (line == null) return undefined
     if (!line.terminated) return line.text
     // a blank line is no row (trailing blanks are dropped, another is refused as a row): its ending says nothing of the file's
-    if (line.text.trim() === '') return ''
+    if (blank(line.text)) return ''
     const cr = line.text.endsWith('\r')
     if (this.count++ === 0) this.crlf = cr
     else if (cr !== this.crlf) throw new ExportFormatError(0, MIXED_LINE_ENDINGS)

@@ -18,8 +18,6 @@ import { WarmStreams } from '../relay/warm-streams.ts'
 import { ExitLiveness } from '../relay/exit-liveness.ts'
 import { connectionFor, openStream, pingOver } from './open-stream.ts'
 import { isClosePending } from './tunnel-close-guard.ts'
-import { lastHeard } from './silent-connections.ts'
-import { relayOf } from '../routing/advertised-relays.ts'
 import { mbpsToBytesPerSecond } from '../relay/shaping.ts'
 import { connectThroughTunnel } from '../relay/app-connect.ts'
 import { probe } from '../relay/probe.ts'
@@ -194,17 +192,16 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     stale: (exit, stream) => (onLimited.has(stream) && connectionFor(node.libp2p, exit, false) != null) || isClosePending(connectionOf.get(stream))
   })
   // a relay that died told from an exit that went away (relay-failover.ts)
-  const silentRelays = node.libp2p.services.silentRelays as SilentRelays | undefined
-  const failover = silentRelays == null ? undefined : new RelayFailover(node.libp2p, silentRelays)
+  const failover = new RelayFailover(node.libp2p, node.libp2p.services.silentRelays as SilentRelays)
   const liveness = new ExitLiveness({
     log: node.libp2p.logger.forComponent('spareband:relay:exit-liveness'),
     ping: async (exit, options) => {
       const connection = connectionFor(node.libp2p, exit, true)
       if (connection == null) return false
       // the relays of our circuits to it are pinged too, so that an exit found gone can be told from a relay that died
-      failover?.checking(exit, connection)
+      failover.checking(exit, connection)
       await pingOver(connection, options)
-      failover?.answered(exit)
+      failover.answered(exit)
       return true
     },
     heardSince: (exit, since) => ingress.heardSince(exit, since),
@@ -220,11 +217,8 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
       // another relay: ended, the next tunnel dials what its newest ad names.
       // Only one silent for a while too: a slow exit's circuit still brings its
       // pings, and may carry its tunnels through our exit and the receipts
-      // a circuit by its address: one through a relay with no limits has none (data_limit_mb = 0 and duration_limit_seconds = 0).
       // When a relay died, only the circuits through relays that did not answer go (relay-failover.ts)
-      const now = performance.now()
-      const ended = failover?.gone(exit, SILENT_CIRCUIT_MS) ?? node.libp2p.getConnections(exit).filter(c => relayOf(c.remoteAddr) != null && now - (lastHeard(c) ?? -Infinity) >= SILENT_CIRCUIT_MS)
-      for (const connection of ended) connection.abort(reason)
+      for (const connection of failover.gone(exit, SILENT_CIRCUIT_MS)) connection.abort(reason)
       selector.unreachable?.(exit)
     }
   })
@@ -239,7 +233,7 @@ export function proxyPart (node: SparebandNode): ProxyPart | undefined {
     warm,
     liveness,
     ownExitRegion: config.exit.enabled ? config.region : undefined,
-    otherRoute: async exit => await failover?.otherRoute(exit) ?? false
+    otherRoute: async exit => failover.otherRoute(exit)
   })
   const ingress = new Ingress({
     client,

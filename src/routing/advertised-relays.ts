@@ -63,11 +63,12 @@ export class AdvertisedRelays {
    * only in identify, and the filter kept that circuit out: the consumer
    * then dialled the dead relay's circuit alone. Fetching the same ad
    * again does not undo it; an ad with a higher seq does. Returns the
-   * relays newly named; nothing for a peer without an ad here.
+   * relays newly named, or undefined for a peer without an ad here (most
+   * peers: not exits), which this does not concern.
    */
-  identified (peer: PeerId, addresses: readonly Multiaddr[]): string[] {
+  identified (peer: PeerId, addresses: readonly Multiaddr[]): string[] | undefined {
     const named = this.byPeer.get(peer.toString())
-    if (named == null || named.expiresAt <= this.now()) return []
+    if (named == null || named.expiresAt <= this.now()) return undefined
     const relays = new Set(addresses.map(relayOf).filter((r): r is string => r != null))
     const before = named.identified ?? named.relays
     named.identified = relays

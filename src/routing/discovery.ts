@@ -270,6 +270,8 @@ export class ExitDiscovery {
     const relays = this.components.advertisedRelays
     if (relays == null) return
     const added = relays.identified(peer, addresses)
+    // not an exit whose ad we hold: its addresses are the peer store's concern alone (no store read per identify)
+    if (added == null) return
     const circuits = addresses.filter(a => { const r = relayOf(a); return r != null && added.includes(r) })
     const dialable = adAddresses(circuits, this.init.localTestnet === true)
     if (dialable.length > 0) await this.components.libp2p.peerStore.merge(peer, { multiaddrs: dialable }).catch(() => {})
