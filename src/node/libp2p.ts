@@ -18,6 +18,7 @@ import type { OnFramingRefused } from './frame-guard.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
+import { reservedRelaysWatch } from './reserved-relays-watch.ts'
 import { relaySearch, searchListeners } from './relay-search.ts'
 import { SilentRelays } from './silent-relays.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
@@ -269,6 +270,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
       silentConnections: silentConnections(),
+      // the relays this node is reached through are judged sooner (reserved-relays-watch.ts)
+      reservedRelaysWatch: reservedRelaysWatch(),
       relaySearch: relaySearch({ mode: listen.includes('/p2p-circuit') ? 'from start' : config.listen.includes('/p2p-circuit') ? 'if not public' : 'never', reservations: config.network.relay_reservations }),
       advertisedRelays: () => advertisedRelays,
       silentRelays: (components: { events: TypedEventTarget<Libp2pEvents> }) => silentRelays.withEvents(components.events),

@@ -79,14 +79,44 @@ export class SilentPeerError extends Error {
   }
 }
 
+/**
+ * When sweeps of connections for silence run, and since when silence
+ * counts. A sweep that comes late (more than two intervals after the last)
+ * means the event loop stalled: the timers run before the sockets are read,
+ * so what peers sent meanwhile may wait unread, and silence counts only
+ * from that sweep on.
+ */
+export class SweepClock {
+  private last = 0
+  /** Silence before this counts for nothing. */
+  private baseline = 0
+
+  constructor (private readonly intervalMs: number) {}
+
+  start (now = performance.now()): void {
+    this.last = this.baseline = now
+  }
+
+  /** Notes a sweep at `now`: false when it came late, and judges nothing. */
+  onTime (now: number): boolean {
+    const late = now - this.last > 2 * this.intervalMs
+    this.last = now
+    if (late) this.baseline = now
+    return !late
+  }
+
+  /** How long a connection last heard from at `heard` has been silent at `now`, as far as the evidence goes. */
+  silence (heard: number, now: number): number {
+    return now - Math.max(heard, this.baseline)
+  }
+}
+
 export class SilentConnections implements Startable {
   private readonly log: Logger
   private readonly silentAfterMs: number
   private readonly sweepIntervalMs: number
   private timer?: NodeJS.Timeout
-  private lastSweep = 0
-  /** Silence before this counts for nothing: the event loop had stalled, and reads may be waiting unread. */
-  private baseline = 0
+  private readonly clock: SweepClock
   /** Connections ended for silence since start. */
   ended = 0
 
@@ -94,10 +124,11 @@ export class SilentConnections implements Startable {
     this.log = components.logger.forComponent('spareband:silent-connections')
     this.silentAfterMs = init.silentAfterMs ?? DEFAULT_SILENT_AFTER_MS
     this.sweepIntervalMs = init.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS
+    this.clock = new SweepClock(this.sweepIntervalMs)
   }
 
   start (): void {
-    this.lastSweep = this.baseline = performance.now()
+    this.clock.start()
     this.timer = setInterval(() => { this.sweep() }, this.sweepIntervalMs)
     this.timer.unref()
   }
@@ -107,17 +138,14 @@ export class SilentConnections implements Startable {
   }
 
   sweep (now = performance.now()): void {
-    const late = now - this.lastSweep > 2 * this.sweepIntervalMs
-    this.lastSweep = now
-    if (late) {
-      this.baseline = now
+    if (!this.clock.onTime(now)) {
       this.log('sweep came late (a stalled event loop): silence is counted from now')
       return
     }
     for (const connection of this.components.connectionManager.getConnections()) {
       const heard = lastHeard(connection)
       if (heard == null || connection.status !== 'open') continue
-      const silentMs = now - Math.max(heard, this.baseline)
+      const silentMs = this.clock.silence(heard, now)
       if (silentMs < this.silentAfterMs) continue
       this.ended++
       this.log('nothing heard from %p for %d s on %a: ending the connection', connection.remotePeer, Math.round(silentMs / 1000), connection.remoteAddr)

@@ -7,7 +7,6 @@
  */
 
 import { afterEach, describe, expect, it } from 'vitest'
-import { createServer, connect } from 'node:net'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -19,7 +18,7 @@ import { SilentConnections, SilentPeerError, lastHeard, silentConnections, withH
 import { createSparebandNode } from '../../src/index.ts'
 import { metricsHandler } from '../../src/node/metrics.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
-import type { AddressInfo, Server, Socket } from 'node:net'
+import { forwarder } from '../utils/forwarder.ts'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Ping } from '@libp2p/ping'
 
@@ -43,23 +42,10 @@ async function node (): Promise<Libp2p<{ ping: Ping, silentConnections: SilentCo
   return n
 }
 
-/** A TCP forwarder on 127.0.0.1 to `port`; silence() stops it passing anything either way, closing nothing. */
-async function forwarder (port: number): Promise<{ port: number, silence: () => void }> {
-  const sockets: Socket[] = []
-  let silent = false
-  const server: Server = createServer(client => {
-    const upstream = connect(port, '127.0.0.1')
-    sockets.push(client, upstream)
-    for (const s of [client, upstream]) s.on('error', () => {})
-    client.on('data', d => { if (!silent) upstream.write(d) })
-    upstream.on('data', d => { if (!silent) client.write(d) })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  cleanups.push(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>(resolve => server.close(() => resolve()))
-  })
-  return { port: (server.address() as AddressInfo).port, silence: () => { silent = true } }
+async function silenceableForwarder (port: number): Promise<{ port: number, silence: () => void }> {
+  const door = await forwarder(port)
+  cleanups.push(door.close)
+  return door
 }
 
 function tcpPort (n: Libp2p): number {
@@ -81,7 +67,7 @@ const closed = async (c: Connection): Promise<void> => new Promise(resolve => {
 describe('silent connections', () => {
   it('ends a connection nothing comes in on, and keeps an idle one the peer still pings on', async () => {
     const [a, b, c] = [await node(), await node(), await node()]
-    const door = await forwarder(tcpPort(b))
+    const door = await silenceableForwarder(tcpPort(b))
     const toB = await a.dial(multiaddr(`/ip4/127.0.0.1/tcp/${door.port}/p2p/${b.peerId.toString()}`))
     const toC = await a.dial(c.getMultiaddrs()[0])
     expect(lastHeard(toB)).toBeTypeOf('number')
