@@ -18,7 +18,8 @@ import type { OnFramingRefused } from './frame-guard.ts'
 import { throttleRandomWalk } from './walk-throttle.ts'
 import { stopWithoutLeftoverTimers } from './libp2p-stop-timers.ts'
 import { silentConnections, withHearingClock } from './silent-connections.ts'
-import { reservedRelaysWatch } from './reserved-relays-watch.ts'
+import { relayWatch } from './relay-watch.ts'
+import { GonePeers } from './gone-peers.ts'
 import { relaySearch, searchListeners } from './relay-search.ts'
 import { SilentRelays } from './silent-relays.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
@@ -207,6 +208,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   const advertisedRelays = new AdvertisedRelays()
   // circuits through a relay found silent are dialled after the others (silent-relays.ts)
   const silentRelays = new SilentRelays()
+  // peers whose connections were ended for silence are not dialled for a while (gone-peers.ts)
+  const gonePeers = new GonePeers()
   // the resolver adds what the given addresses' names resolve to, which the gater lets through
   const given = new GivenAddresses(givenAddresses(config))
   // a node others can dial needs no relay: its search would take slots on
@@ -261,7 +264,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       ...(local ? {} : { resolvers: { dnsaddr: dnsaddrResolver, dns: new DnsNameResolver({ given, lookup: dnsLookup }) } })
     },
     // on the public network no private address but the addresses the node was given (private-dials.ts)
-    connectionGater: privateDialGater({ publicOnly: !local, given }),
+    connectionGater: { ...privateDialGater({ publicOnly: !local, given }), denyDialPeer: gonePeers.denyDialPeer },
     peerDiscovery,
     // other peers' private addresses on the public network, and exits' circuits through relays they left (peer-address-filter.ts)
     peerStore: { addressFilter: peerAddressFilter(peerIdFromPrivateKey(privateKey), { publicOnly: !local, advertisedRelays }) },
@@ -269,9 +272,10 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       identify: identify(),
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
-      silentConnections: silentConnections(),
-      // the relays this node is reached through are judged sooner (reserved-relays-watch.ts)
-      reservedRelaysWatch: reservedRelaysWatch(),
+      silentConnections: silentConnections({ gonePeers }),
+      // the relays this node is reached through, and those found silent, are judged sooner (relay-watch.ts)
+      relayWatch: relayWatch({ gonePeers, alsoWatch: relay => silentRelays.isMarked(relay) }),
+      gonePeers: (components: { events: TypedEventTarget<Libp2pEvents> }) => gonePeers.withEvents(components.events),
       relaySearch: relaySearch({ mode: listen.includes('/p2p-circuit') ? 'from start' : config.listen.includes('/p2p-circuit') ? 'if not public' : 'never', reservations: config.network.relay_reservations }),
       advertisedRelays: () => advertisedRelays,
       silentRelays: (components: { events: TypedEventTarget<Libp2pEvents> }) => silentRelays.withEvents(components.events),

@@ -55,7 +55,7 @@ import type { RelayServiceReason } from './public-relay-server.ts'
 import type { FoundRelay, KeeperBack, KeeperLost, RelayState } from './peer-keeper.ts'
 import type { Libp2p, PeerId, ServiceMap } from '@libp2p/interface'
 import type { SilentConnections } from './silent-connections.ts'
-import type { ReservedRelaysWatch } from './reserved-relays-watch.ts'
+import type { RelayWatch } from './relay-watch.ts'
 import type { RelaySearch, RelaySearchStatus } from './relay-search.ts'
 
 /** Fixed for the life of the process (node reads its flags only at start); status() hands out copies. */
@@ -108,7 +108,7 @@ export interface NodeStatus {
   addresses: string[]
   connections: number
   peers: number
-  /** Connections ended since start because nothing came from the peer for 25 s (src/node/silent-connections.ts), or for 10 s from a relay this node is reached through (reserved-relays-watch.ts). */
+  /** Connections ended since start because nothing came from the peer for 25 s (src/node/silent-connections.ts), or for 10 s from a relay this node is reached through (relay-watch.ts). */
   silentConnectionsEnded: number
   uptimeSeconds: number
   /** The node's clock when this status was taken, ms since the epoch: the dashboard's chart runs on it, whatever the browser's clock says. */
@@ -476,7 +476,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       addresses: [...new Set(this.libp2p.getMultiaddrs().map(String))],
       connections: this.libp2p.getConnections().length,
       peers: this.libp2p.getPeers().length,
-      silentConnectionsEnded: ((this.libp2p.services.silentConnections as SilentConnections | undefined)?.ended ?? 0) + ((this.libp2p.services.reservedRelaysWatch as ReservedRelaysWatch | undefined)?.ended ?? 0),
+      silentConnectionsEnded: ((this.libp2p.services.silentConnections as SilentConnections | undefined)?.ended ?? 0) + ((this.libp2p.services.relayWatch as RelayWatch | undefined)?.ended ?? 0),
       relaySearch: (this.libp2p.services.relaySearch as RelaySearch | undefined)?.status(),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       time: Date.now(),

@@ -10,7 +10,7 @@
  */
 
 import { raceAbort } from '../race-abort.ts'
-import { TUNNEL_PROTOCOL, second } from '../constants.ts'
+import { GONE_PEER_PAUSE_MS, TUNNEL_PROTOCOL, second } from '../constants.ts'
 import { regionMatches } from '../routing/regions.ts'
 import { NO_ANSWER } from './status-codes.ts'
 import { markLive } from './live-tunnels.ts'
@@ -143,10 +143,18 @@ export class UnreachableExitError extends TunnelError {
  */
 export function dialFailure (err: any): string {
   const each: unknown[] = Array.isArray(err?.errors) ? err.errors : []
-  const reasons = [...new Set(each.map(e => String((e as any)?.message ?? e).slice(0, 200)))]
-  if (reasons.length === 0) return String(err?.message ?? err)
+  const reasons = [...new Set(each.map(e => saidOfDial(e).slice(0, 200)))]
+  if (reasons.length === 0) return saidOfDial(err)
   const shown = reasons.slice(0, 4).join('; ')
   return `${String(err.message)}: ${shown}${reasons.length > 4 ? `; and ${reasons.length - 4} more` : ''}`
+}
+
+/** The one peer check of the node's connection gater is gone-peers.ts's: libp2p's words for it name only the gater. */
+const DENIED_PEER = 'The dial request is blocked by gater.allowDialPeer'
+
+function saidOfDial (err: any): string {
+  const message = String(err?.message ?? err)
+  return message === DENIED_PEER ? `the exit or its relay went silent lately and is not dialled for ${GONE_PEER_PAUSE_MS / 1000} s` : message
 }
 
 export class NoExitError extends Error {

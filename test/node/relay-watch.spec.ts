@@ -1,6 +1,6 @@
 /**
  * The relays a node is reached through are judged sooner than other peers
- * (src/node/reserved-relays-watch.ts): pinged when quiet, ended when
+ * (src/node/relay-watch.ts): pinged when quiet, ended when
  * silent for 10 s. The sweep over stub connections first, on a clock the
  * test moves; then real nodes on loopback, an exit whose relay's line goes
  * dead (a TCP forwarder that passes nothing more, closing nothing).
@@ -9,8 +9,9 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { ReservedRelaysWatch } from '../../src/node/reserved-relays-watch.ts'
+import { RelayWatch } from '../../src/node/relay-watch.ts'
 import { SilentPeerError } from '../../src/node/silent-connections.ts'
+import { GonePeers } from '../../src/node/gone-peers.ts'
 import { createSparebandNode } from '../../src/index.ts'
 import { relayOf } from '../../src/routing/advertised-relays.ts'
 import { tempDir, waitFor } from '../utils/cli.ts'
@@ -35,7 +36,7 @@ describe('the sweep', () => {
       limits: limited ? { bytes: 1n } : undefined,
       muxer: { [Symbol.for('spareband.lastHeard')]: heard },
       remotePeer: peerIdFromString(peer),
-      remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1'),
+      remoteAddr: multiaddr(limited ? `/ip4/127.0.0.1/tcp/1/p2p/${OTHER_RELAY}/p2p-circuit` : '/ip4/127.0.0.1/tcp/1'),
       abort: (err: Error) => { c.aborted = err; c.status = 'closed' }
     }
     return c
@@ -44,12 +45,19 @@ describe('the sweep', () => {
   /** The node's addresses: its own, and a circuit through `RELAY` (a reservation there). */
   const addresses = [multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${SELF}`), multiaddr(`/ip4/127.0.0.1/tcp/4002/p2p/${RELAY}/p2p-circuit/p2p/${SELF}`)]
 
-  function watch (connections: Stub[], pinged: string[], addrs = addresses): ReservedRelaysWatch {
-    const w = new ReservedRelaysWatch({ addressManager: { getAddresses: () => addrs }, connectionManager: { getConnections: () => connections }, logger }, {
+  /** `answer`: the ping is answered at once, at the time of the sweep that sent it (`at()`), else never. */
+  function watch (connections: Stub[], pinged: string[], addrs = addresses, more: { alsoWatch?: (relay: string) => boolean, gonePeers?: GonePeers, answer?: (c: Connection) => boolean, at?: () => number } = {}): RelayWatch {
+    const w = new RelayWatch({ addressManager: { getAddresses: () => addrs }, connectionManager: { getConnections: () => connections }, logger }, {
       pingAfterMs: 3000,
       silentAfterMs: 10_000,
       sweepIntervalMs: 1000,
-      ping: async c => { pinged.push(c.id); await new Promise(() => {}) }
+      alsoWatch: more.alsoWatch,
+      gonePeers: more.gonePeers,
+      ping: async c => {
+        pinged.push(c.id)
+        if (more.answer?.(c) === true) (c as any).muxer[Symbol.for('spareband.lastHeard')] = more.at!()
+        else await new Promise(() => {})
+      }
     })
     w.start()
     w.stop()
@@ -65,7 +73,7 @@ describe('the sweep', () => {
     const t0 = now()
     const relay = stub(RELAY, t0)
     const relayed = stub(RELAY, t0, true)
-    const peer = stub(PEER, t0)
+    const peer = stub(PEER, t0 + 500)
     const other = stub(OTHER_RELAY, t0)
     conns.push(relay, relayed, peer, other)
     for (let t = 1000; t < 3000; t += 1000) w.sweep(t0 + t)
@@ -73,8 +81,12 @@ describe('the sweep', () => {
     w.sweep(t0 + 3000)
     expect(pinged).toEqual([relay.id])
     // the ping is still out: no second one
-    for (let t = 4000; t < 10_000; t += 1000) w.sweep(t0 + t)
+    for (let t = 4000; t < 8000; t += 1000) w.sweep(t0 + t)
     expect(pinged).toEqual([relay.id])
+    // 2 s before the verdict, the other peer heard from last is pinged, once: the control
+    w.sweep(t0 + 8000)
+    w.sweep(t0 + 9000)
+    expect(pinged).toEqual([relay.id, peer.id])
     expect(relay.aborted).toBeUndefined()
     w.sweep(t0 + 10_000)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
@@ -114,6 +126,42 @@ describe('the sweep', () => {
     expect(pinged).toEqual([relay.id])
     w.sweep(t0 + 40_000)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
+  })
+
+  it('a control that answered shows the node\'s line works: the relay is not dialled for a while; with no answer from anyone it may be at once', () => {
+    for (const answers of [true, false]) {
+      const conns: Stub[] = []
+      const pinged: string[] = []
+      const gone = new GonePeers(20_000)
+      let at = 0
+      // the relay never answers; the other peer does when `answers`
+      const w = watch(conns, pinged, addresses, { gonePeers: gone, answer: c => answers && c.remotePeer.toString() !== RELAY, at: () => at })
+      const t0 = now()
+      const relay = stub(RELAY, t0)
+      // an idle peer, last heard before the relay
+      const peer = stub(PEER, t0 - 4000)
+      conns.push(relay, peer)
+      for (let t = 1000; t <= 10_000; t += 1000) { at = t0 + t; w.sweep(at) }
+      expect(relay.aborted, `answers: ${answers}`).toBeInstanceOf(SilentPeerError)
+      expect(pinged, `answers: ${answers}`).toEqual([relay.id, peer.id])
+      expect(gone.isPaused(relay.remotePeer, t0 + 10_000), `answers: ${answers}`).toBe(answers)
+      expect(gone.isPaused(relay.remotePeer, t0 + 29_999), `answers: ${answers}`).toBe(answers)
+      expect(gone.isPaused(relay.remotePeer, t0 + 30_000)).toBe(false)
+    }
+  })
+
+  it('watches a relay found silent (alsoWatch) as one it holds a reservation on', () => {
+    const conns: Stub[] = []
+    const pinged: string[] = []
+    const w = watch(conns, pinged, [addresses[0]], { alsoWatch: relay => relay === OTHER_RELAY })
+    const t0 = now()
+    const other = stub(OTHER_RELAY, t0)
+    const peer = stub(PEER, t0)
+    conns.push(other, peer)
+    for (let t = 1000; t <= 10_000; t += 1000) w.sweep(t0 + t)
+    expect(other.aborted).toBeInstanceOf(SilentPeerError)
+    expect(peer.aborted).toBeUndefined()
+    expect(pinged[0]).toBe(other.id)
   })
 
   it('watches nothing while the node holds no reservation', () => {
@@ -170,12 +218,14 @@ describe('an exit whose relay\'s line goes dead', () => {
     const endedAt = performance.now()
     expect(reason).toBeInstanceOf(SilentPeerError)
     // ended by the watch of the relays the node is reached through, not at the 25 s every other connection gets
-    expect((exit.libp2p.services.reservedRelaysWatch as any).ended).toBe(1)
+    expect((exit.libp2p.services.relayWatch as any).ended).toBe(1)
     expect((exit.libp2p.services.silentConnections as SilentConnections).ended).toBe(0)
     expect(exit.status().silentConnectionsEnded).toBe(1)
+    // B answered the control ping: the exit's line works, and A is not dialled for a while
+    expect((exit.libp2p.services.gonePeers as GonePeers).isPaused(a.libp2p.peerId)).toBe(true)
 
     await waitFor(() => circuitsThrough(exit).join() === b.peerId.toString(), { what: 'the reservation on B', timeoutMs: 10_000, intervalMs: 50 })
     const movedAt = performance.now()
-    console.log(`reserved-relays-watch: A's connection ended ${((endedAt - silencedAt) / 1000).toFixed(1)} s after its line went dead, the reservation on B ${((movedAt - endedAt) / 1000).toFixed(2)} s after that`)
+    console.log(`relay-watch: A's connection ended ${((endedAt - silencedAt) / 1000).toFixed(1)} s after its line went dead, the reservation on B ${((movedAt - endedAt) / 1000).toFixed(2)} s after that`)
   }, 60_000)
 })
