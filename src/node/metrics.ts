@@ -114,7 +114,7 @@ const COUNTERS: MetricSpec[] = [
           [{ kind: 'records', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.records)], [{ kind: 'providers', reason: 'peer_bound' }, num(s.dht.dropped.overPeerBound.providers)],
           [{ kind: 'records', reason: 'older' }, num(s.dht.dropped.olderRecords)]]
   },
-  { name: 'spareband_silent_connections_ended_total', help: 'Connections ended because nothing came from the peer for 25 s, or 10 s from a relay this node is reached through (a dead host or line)', read: s => num(s.silentConnectionsEnded) },
+  { name: 'spareband_silent_connections_ended_total', help: 'Connections ended because nothing came from the peer for 25 s, or 10 s from a relay the node is reached through or found silent (a dead host or line)', read: s => num(s.silentConnectionsEnded) },
   { name: 'spareband_exit_tunnels_total', help: 'Tunnels the exit carried', read: s => num(s.exit?.tunnelsTotal) },
   { name: 'spareband_exit_streams_waiting_reset_total', help: 'Tunnel streams let go (answered RATE_LIMITED or BUSY, and closed) while waiting for their request: their consumer, or all, had as many waiting as the exit takes tunnels', read: s => num(s.exit?.streamsWaitingReset) },
   {

@@ -15,11 +15,11 @@
  * on a connection for `pingAfterMs` is pinged over that very connection (a
  * live relay answers in milliseconds, and a busy connection is heard from
  * all the time: data, window updates), and one nothing came in from for
- * `silentAfterMs` is ended. Shortly before that verdict another peer is
- * pinged too: if it answered, the node's own line works, and the relay is
- * not dialled for a while (gone-peers.ts).
- * libp2p's relay transport then drops the reservation and reserves on
- * another relay, and the new circuit is advertised.
+ * `silentAfterMs` is ended: libp2p's relay transport then drops the
+ * reservation and reserves on another relay, and the new circuit is
+ * advertised. Shortly before that verdict another peer is pinged too: if
+ * it answered, the node's own line works, and the relay is not dialled for
+ * a while (gone-peers.ts).
  *
  * A relay stalled that long is taken for gone: consumers judge an exit
  * behind it gone sooner (8 s, exit-liveness.ts), and a relay that comes

@@ -108,7 +108,7 @@ export interface NodeStatus {
   addresses: string[]
   connections: number
   peers: number
-  /** Connections ended since start because nothing came from the peer for 25 s (src/node/silent-connections.ts), or for 10 s from a relay this node is reached through (relay-watch.ts). */
+  /** Connections ended since start because nothing came from the peer for 25 s (src/node/silent-connections.ts), or for 10 s from a relay this node is reached through or found silent (relay-watch.ts). */
   silentConnectionsEnded: number
   uptimeSeconds: number
   /** The node's clock when this status was taken, ms since the epoch: the dashboard's chart runs on it, whatever the browser's clock says. */
