@@ -19,7 +19,8 @@
 import { GONE_PEER_PAUSE_MS, second } from '../constants.ts'
 import { lastHeard } from './silent-connections.ts'
 import { relayOf } from '../routing/advertised-relays.ts'
-import type { Connection, Libp2pEvents, PeerId, Startable, TypedEventTarget } from '@libp2p/interface'
+import { PeerMarks } from './peer-marks.ts'
+import type { Connection, PeerId } from '@libp2p/interface'
 
 /**
  * The node's own line counts as working when another connection was heard
@@ -35,12 +36,13 @@ import type { Connection, Libp2pEvents, PeerId, Startable, TypedEventTarget } fr
 export const HEARD_OTHERS_WITHIN_MS = 10 * second
 const MAX_HELD = 1000
 
-export class GonePeers implements Startable {
+export class GonePeers extends PeerMarks {
   /** peer id -> until when (performance.now() ms) it is not dialled; in order of finding */
   private readonly paused = new Map<string, number>()
-  private events?: TypedEventTarget<Libp2pEvents>
 
-  constructor (private readonly pauseMs = GONE_PEER_PAUSE_MS) {}
+  constructor (private readonly pauseMs = GONE_PEER_PAUSE_MS) {
+    super()
+  }
 
   /**
    * `connection` was ended for silence at `now`: its peer is paused when
@@ -72,23 +74,11 @@ export class GonePeers implements Startable {
   /** The connection gater's check: libp2p refuses the dial at once. */
   readonly denyDialPeer = (peer: PeerId): boolean => this.isPaused(peer)
 
-  /** Called by libp2p with its components, as a service. */
-  withEvents (events: TypedEventTarget<Libp2pEvents>): this {
-    this.events = events
-    return this
+  protected lift (peer: string): void {
+    this.paused.delete(peer)
   }
 
-  start (): void {
-    this.events?.addEventListener('connection:open', this.onOpen)
-  }
-
-  stop (): void {
-    this.events?.removeEventListener('connection:open', this.onOpen)
+  protected clear (): void {
     this.paused.clear()
-  }
-
-  /** The peer opened a connection to the node: it is there again. */
-  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
-    this.paused.delete(evt.detail.remotePeer.toString())
   }
 }

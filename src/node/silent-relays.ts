@@ -29,21 +29,22 @@
 import { circuitRelayAddressesLast, loopbackAddressLast, publicAddressesFirst, reliableTransportsFirst } from '@libp2p/utils'
 import { relayOf } from '../routing/advertised-relays.ts'
 import { minute } from '../constants.ts'
-import type { Address, Connection, Libp2pEvents, Startable, TypedEventTarget } from '@libp2p/interface'
+import { PeerMarks } from './peer-marks.ts'
+import type { Address } from '@libp2p/interface'
 
 
 export const DEFAULT_FORGET_AFTER_MS = 10 * minute
 /** Relays held at most, marked and answered each; the one longest ago goes first. */
 const MAX_HELD = 1000
 
-export class SilentRelays implements Startable {
+export class SilentRelays extends PeerMarks {
   /** relay peer id -> when it was marked (ms since the epoch); in order of marking */
   private readonly marked = new Map<string, number>()
   /** relay peer id -> when it last answered a ping of ours */
   private readonly answers = new Map<string, number>()
-  private events?: TypedEventTarget<Libp2pEvents>
-
-  constructor (private readonly forgetAfterMs = DEFAULT_FORGET_AFTER_MS, private readonly now: () => number = Date.now) {}
+  constructor (private readonly forgetAfterMs = DEFAULT_FORGET_AFTER_MS, private readonly now: () => number = Date.now) {
+    super()
+  }
 
   /** The relay answered a ping of ours: it is not silent. */
   answered (relay: string): void {
@@ -83,29 +84,17 @@ export class SilentRelays implements Startable {
     return ma === mb ? 0 : ma ? 1 : -1
   }
 
-  /** Called by libp2p with its components, as a service. */
-  withEvents (events: TypedEventTarget<Libp2pEvents>): this {
-    this.events = events
-    return this
+  /** A connection to a marked relay opened: it is there again. */
+  protected lift (peer: string): void {
+    this.marked.delete(peer)
   }
 
-  start (): void {
-    this.events?.addEventListener('connection:open', this.onOpen)
-  }
-
-  stop (): void {
-    this.events?.removeEventListener('connection:open', this.onOpen)
+  protected clear (): void {
     this.marked.clear()
     this.answers.clear()
   }
-
-  /** A connection to a marked relay opened: it is there again. */
-  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
-    this.marked.delete(evt.detail.remotePeer.toString())
-  }
 }
 
-/** Sets `key` as the newest entry of `map`, dropping the oldest past MAX_HELD. */
 function held (map: Map<string, number>, key: string, at: number): void {
   map.delete(key)
   map.set(key, at)
