@@ -47,12 +47,30 @@ export class HttpError extends Error {
   }
 }
 
-/** Reads the API token, creating it (mode 0600) on first use. */
+const MIN_TOKEN_LENGTH = 16
+/** What a bearer header can carry (see ControlApi.authorized): visible ASCII, no spaces. */
+const TOKEN_PATTERN = new RegExp(`^[\\x21-\\x7e]{${MIN_TOKEN_LENGTH},}$`)
+
+export class ApiTokenError extends Error {
+  static name = 'ApiTokenError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'ApiTokenError'
+  }
+}
+
+/**
+ * The control API's token: api-token in the data directory, made (0600)
+ * when there is none or it is empty. An operator may put a token of their
+ * own there; one the API could not take is refused at start.
+ */
 export async function loadOrCreateApiToken (dataDir: string): Promise<string> {
   const file = join(dataDir, API_TOKEN_FILE)
   try {
     const token = (await readFile(file, 'utf8')).trim()
-    if (token.length >= 16) return token
+    if (TOKEN_PATTERN.test(token)) return token
+    // an operator's own token the API could never take: a short one was replaced without a word, one with a space refused every request
+    if (token !== '') throw new ApiTokenError(`${file} holds a token the control API cannot take: it needs ${MIN_TOKEN_LENGTH} or more printable characters, without spaces (it has ${token.length}${/\s/.test(token) ? ', with spaces' : ''}). Put such a token there, or delete the file and a new one is made at start`)
   } catch (err: any) {
     if (err.code !== 'ENOENT') throw err
   }
@@ -158,8 +176,10 @@ export class ControlApi {
       const url = requestUrl(req.url ?? '/')
       if (url == null) return sendJson(res, 400, { error: `the request target must be a path such as /v1/status, not ${JSON.stringify((req.url ?? '').slice(0, 100))}` })
       // HEAD: the page's headers (Node's server leaves the body out)
-      if (url.pathname === '/' && (req.method === 'GET' || req.method === 'HEAD') && this.init.dashboard != null) {
-        return await this.sendDashboard(req, res, this.init.dashboard)
+      if (url.pathname === '/' && this.init.dashboard != null) {
+        if (req.method === 'GET' || req.method === 'HEAD') return await this.sendDashboard(req, res, this.init.dashboard)
+        res.setHeader('Allow', 'GET, HEAD')
+        return sendJson(res, 405, { error: `${req.method ?? ''} not allowed on /` })
       }
       if (!this.authorized(req)) {
         res.setHeader('WWW-Authenticate', 'Bearer')
@@ -171,12 +191,16 @@ export class ControlApi {
       const m = /^\/v1\/([\w/-]+)$/.exec(url.pathname)
       const route = m == null ? undefined : this.init.routes[m[1]]
       if (route == null) return sendJson(res, 404, { error: `no such endpoint: ${url.pathname}` })
-      const method = req.method === 'POST' ? 'post' : req.method === 'GET' ? 'get' : undefined
+      // HEAD is a GET without its body (Node's server leaves it out)
+      const method = req.method === 'POST' ? 'post' : req.method === 'GET' || req.method === 'HEAD' ? 'get' : undefined
       const handler = method == null ? undefined : route[method]
       if (handler == null) {
-        res.setHeader('Allow', Object.entries(route).filter(([, h]) => h != null).map(([m]) => m.toUpperCase()).join(', '))
+        res.setHeader('Allow', Object.entries(route).filter(([, h]) => h != null).flatMap(([m]) => m === 'get' ? ['GET', 'HEAD'] : [m.toUpperCase()]).join(', '))
         return sendJson(res, 405, { error: `${req.method} not allowed on ${url.pathname}` })
       }
+      // a handler reads the first of a repeated parameter: which one the caller meant is not for it to guess
+      const repeated = [...new Set(url.searchParams.keys())].find(k => url.searchParams.getAll(k).length > 1)
+      if (repeated != null) return sendJson(res, 400, { error: `the query gives ${repeated} more than once` })
       const body = method === 'post' ? await readJson(req) : undefined
       const answer = await handler(req, body)
       if (answer instanceof StreamedBody) return await sendStream(res, answer)

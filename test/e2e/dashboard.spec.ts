@@ -4,7 +4,7 @@ import { chmod, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { startTargetServer } from '../utils/target-server.ts'
-import { curl, exitAndConsumer } from '../utils/network.ts'
+import { curl, exitAndConsumer, spawnNode } from '../utils/network.ts'
 import { runCli, tempDir, waitFor } from '../utils/cli.ts'
 import { callApi } from '../../src/cli/api-client.ts'
 import { Ledger } from '../../src/accounting/ledger.ts'
@@ -219,6 +219,39 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
 
     // Chromium logs the 500 it no longer gets; nothing may show up
     expect(problems).toEqual([])
+
+    // the node hangs: the greyed button takes no key press either (it did, and the exit paused once the node came back)
+    process.kill(exit.proc.child.pid!, 'SIGSTOP')
+    try {
+      await expect.poll(async () => (await page.locator('#board').getAttribute('class')) ?? '', { timeout: 12_000 }).toContain('stale')
+      expect(await page.locator('#exit-toggle').isDisabled()).toBe(true)
+      await page.locator('#exit-toggle').focus()
+      await page.keyboard.press('Enter')
+      await page.keyboard.press('Space')
+    } finally {
+      process.kill(exit.proc.child.pid!, 'SIGCONT')
+    }
+    await expect.poll(async () => (await page.locator('#board').getAttribute('class')) ?? '', { timeout: 12_000 }).not.toContain('stale')
+    expect(await page.locator('#exit-toggle').isDisabled()).toBe(false)
+    expect(await text(page, '#exit-toggle')).toBe('Pause')
+    expect((await exit.status()).exit.paused).toBe(false)
+  })
+
+  it('a node without accounting: the page says so, and does not ask for the receipts it does not keep (each 404 was a console error)', async () => {
+    const node = await spawnNode({ region: 'de', config: '[accounting]\nenabled = false\n', args: ['--no-supply'] })
+    try {
+      const url = JSON.parse(await readFile(join(node.dataDir, 'api.json'), 'utf8')).url as string
+      const nodeToken = (await readFile(join(node.dataDir, 'api-token'), 'utf8')).trim()
+      const { page, problems } = await open(`${url}/#token=${nodeToken}`)
+      await expect.poll(() => text(page, '#receipts-empty')).toBe('Accounting is off: this node keeps no receipts.')
+      // the proxy's tunnels cut short are on the page, beside those that failed
+      expect(await text(page, '#proxy-broken')).toBe('0')
+      // three more polls
+      await new Promise(resolve => setTimeout(resolve, 6500))
+      expect(problems).toEqual([])
+    } finally {
+      await node.proc.kill()
+    }
   })
 
   it('`spareband dashboard` hands the desktop a page in the data directory, not the token, and that page leads to the dashboard', async () => {

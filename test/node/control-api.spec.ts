@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'node:http'
-import { mkdtemp, readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ControlApi } from '../../src/node/control-api.ts'
@@ -124,11 +124,24 @@ describe('the dashboard route', () => {
     expect(JSON.parse(neither.body).error).toMatch(/^the request target must be a path such as \/v1\/status/)
     const wrongMethod = await get(api, '/v1/status', auth, 'DELETE')
     expect(wrongMethod.status).toBe(405)
-    expect(wrongMethod.headers.allow).toBe('GET')
+    expect(wrongMethod.headers.allow).toBe('GET, HEAD')
     const head = await get(api, '/', {}, 'HEAD')
     expect(head.status).toBe(200)
     expect(head.headers['content-type']).toBe('text/html; charset=utf-8')
     expect(head.body).toBe('')
+    // HEAD of a JSON route: its headers (it was 405 with Allow: GET)
+    const headStatus = await get(api, '/v1/status', auth, 'HEAD')
+    expect([headStatus.status, headStatus.headers['content-type'], headStatus.body]).toEqual([200, 'application/json', ''])
+    // the page's path takes no other method (it was a 404, "no such endpoint: /")
+    for (const headers of [auth, {}]) {
+      const post = await get(api, '/', headers, 'POST')
+      expect(post.status).toBe(405)
+      expect(post.headers.allow).toBe('GET, HEAD')
+    }
+    // a parameter given twice: which one was meant is not guessed (the first was taken)
+    const twice = await get(api, '/v1/status?limit=1&limit=2', auth)
+    expect(twice.status).toBe(400)
+    expect(JSON.parse(twice.body).error).toBe('the query gives limit more than once')
   })
 
   it('without a dashboard, / is an API path like any other: 401 without the token', async () => {
@@ -144,6 +157,40 @@ describe('isLocalHostHeader', () => {
     }
     for (const host of [undefined, '', 'evil.example', 'evil.example:7070', '127.0.0.1.nip.io', 'localhost.evil.example', 'evil.example@127.0.0.1', '[evil.example]', '127.0.0.1:7070/x', 'mybox.lan.evil.example']) {
       expect(isLocalHostHeader(host, 'mybox.lan'), String(host)).toBe(false)
+    }
+  })
+})
+
+describe('the token', () => {
+  const start = async (dataDir: string): Promise<ControlApi> => {
+    const api = new ControlApi({ dataDir, host: '127.0.0.1', port: 0, peerId: 'x', routes: { status: { get: () => ({ up: true }) } } })
+    apis.push(api)
+    await api.start()
+    return api
+  }
+
+  it('is made 0600 when there is none or the file is empty; an operator\'s own is kept and works', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sb-control-api-'))
+    await writeFile(join(dataDir, 'api-token'), '\n')
+    const made = await start(dataDir)
+    const token = (await readFile(join(dataDir, 'api-token'), 'utf8')).trim()
+    expect(token).toMatch(/^[0-9a-f]{64}$/)
+    expect((await stat(join(dataDir, 'api-token'))).mode & 0o777).toBe(0o600)
+    await made.stop()
+    const own = 'correct-horse-battery-staple'
+    await writeFile(join(dataDir, 'api-token'), `${own}\n`)
+    const api = await start(dataDir)
+    expect((await get(api, '/v1/status', { authorization: `Bearer ${own}` })).status).toBe(200)
+    expect((await readFile(join(dataDir, 'api-token'), 'utf8')).trim()).toBe(own)
+  })
+
+  it('one the API could never take is refused at start, and left as it is: too short (it was replaced without a word), or with a space (every request was refused)', async () => {
+    for (const [bad, said] of [['hunter2', /holds a token the control API cannot take: it needs 16 or more printable characters, without spaces \(it has 7\)/], ['this token has spaces in it 1234', /\(it has 32, with spaces\)/]] as const) {
+      const dataDir = await mkdtemp(join(tmpdir(), 'sb-control-api-'))
+      await writeFile(join(dataDir, 'api-token'), `${bad}\n`)
+      const api = new ControlApi({ dataDir, host: '127.0.0.1', port: 0, peerId: 'x', routes: {} })
+      await expect(api.start()).rejects.toThrow(said)
+      expect(await readFile(join(dataDir, 'api-token'), 'utf8')).toBe(`${bad}\n`)
     }
   })
 })

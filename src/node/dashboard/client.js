@@ -214,15 +214,20 @@ async function poll (mine) {
       if (history != null) chart.seed(history.samples)
       seeded = true
     }
-    const [status, receipts] = await Promise.all([api('/v1/status'), getOrNull(`/v1/receipts?limit=${RECEIPT_ROWS}`)])
+    const status = await api('/v1/status')
+    // a node without accounting keeps no receipts: not asked for them (each 404 is an error in the browser's console)
+    const receipts = status.accounting != null ? await getOrNull(`/v1/receipts?limit=${RECEIPT_ROWS}`) : null
     if (mine !== round) return
+    // before render: it leaves the label of a button out of use as it is
+    setStale(false)
     render(status, receipts)
-    // back: an action that failed while the node was away is no news any more
-    if (downSince != null) show('exit-action-message', '')
+    // back: an action that failed while the node was away is replaced by what came of it
+    if (downSince != null && byId('exit-action-message').textContent !== '') {
+      show('exit-action-message', status.exit != null ? `the node answers again: its exit is ${status.exit.paused ? 'paused' : 'not paused'}` : '')
+    }
     downSince = null
     show('link', `live · ${new Date().toLocaleTimeString()}`)
     byId('link').classList.remove('down')
-    byId('board').classList.remove('stale')
     hide('stale-note', true)
   } catch (err) {
     if (mine !== round) return
@@ -236,11 +241,29 @@ async function poll (mine) {
     show('link', `${why} (since ${new Date(downSince).toLocaleTimeString()}); retrying`)
     byId('link').classList.add('down')
     // what is shown is as of the last answer: greyed, and said where a phone's reader still sees it
-    byId('board').classList.add('stale')
+    setStale(true)
     show('stale-note', `${why} since ${new Date(downSince).toLocaleTimeString()}: the figures below are from before then`)
     hide('stale-note', false)
   }
   if (mine === round) timer = setTimeout(() => { void poll(mine) }, POLL_MS)
+}
+
+/**
+ * Greys the board while the node does not answer, and takes the exit's
+ * button out of use: greyed alone, it still took a key press, and the
+ * action then took effect when the node came back.
+ * @param {boolean} stale
+ */
+function setStale (stale) {
+  byId('board').classList.toggle('stale', stale)
+  const toggle = /** @type {HTMLButtonElement} */ (byId('exit-toggle'))
+  if (stale) {
+    toggle.disabled = true
+    toggle.dataset.stale = 'yes'
+  } else if (toggle.dataset.stale === 'yes') {
+    toggle.disabled = false
+    delete toggle.dataset.stale
+  }
 }
 
 /** @param {unknown} err */
@@ -381,12 +404,20 @@ byId('exit-toggle').addEventListener('click', async () => {
     renderExit(exit)
     // done, but not saved: it holds until the node stops
     if (exit.stateNotSaved != null) show('exit-action-message', `${action === 'pause' ? 'paused' : 'resumed'}, but only until the node stops: ${exit.stateNotSaved}`)
+    // resumed, but something else still keeps new tunnels out: said as `spareband resume` says it
+    else if (action === 'resume') {
+      const why = []
+      if (exit.quotaExceeded != null) why.push(`its ${exit.quotaExceeded} data quota is used up`)
+      if (exit.withinSchedule === false) why.push('it is outside its sharing schedule')
+      if (why.length > 0) show('exit-action-message', `resumed, but it takes no new tunnels yet: ${why.join(', and ')}`)
+    }
   } catch (err) {
     if (err instanceof Unauthorized) askForToken('The node refused this token (401).')
     else if (isTimeout(err)) show('exit-action-message', `the node did not answer within ${API_TIMEOUT_MS / 1000} s: it may still ${action} the exit once it does`)
     else show('exit-action-message', `could not ${action} the exit: ${/** @type {Error} */ (err).message}`)
   } finally {
-    toggle.disabled = false
+    // a board gone stale meanwhile keeps it out of use until the node answers
+    if (toggle.dataset.stale !== 'yes') toggle.disabled = false
     // the button's label follows the state the node reports, at once
     startPolling()
   }
@@ -405,6 +436,7 @@ function renderProxy (p) {
   // what the exits said, as the exit's own refusals are shown: "3: INSUFFICIENT_CREDIT 2, NO_EXIT 1"
   const byStatus = Object.entries(p.failedByStatus ?? {}).map(([status, n]) => `${status} ${n}`)
   show('proxy-failed', p.failed === 0 || byStatus.length === 0 ? String(p.failed) : `${p.failed}: ${byStatus.join(', ')}`, p.failed)
+  show('proxy-broken', String(p.broken ?? 0), p.broken ?? 0)
 }
 
 /** @param {Json | undefined} a */

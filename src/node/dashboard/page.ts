@@ -39,7 +39,6 @@ header h1 { font-size: 17px; margin: 0; }
 #link { margin-left: auto; }
 #link.down { color: var(--bad); font-weight: 600; }
 #board.stale .card { opacity: 0.45; }
-#board.stale button { pointer-events: none; }
 #stale-note { position: sticky; top: 0; z-index: 1; margin: 0; padding: 6px 0; background: var(--bg); }
 main { padding: 16px 20px; display: grid; gap: 16px; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); max-width: 1400px; }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; min-width: 0; }
@@ -138,6 +137,7 @@ const BODY = `
       <dt>bytes out</dt><dd id="proxy-bytes-out"></dd>
       <dt>tunnels</dt><dd id="proxy-tunnels"></dd>
       <dt>failed</dt><dd id="proxy-failed"></dd>
+      <dt title="opened, then ended by a reset at either end, the exit lost, or an idle timeout">cut short</dt><dd id="proxy-broken"></dd>
     </dl>
   </section>
 
