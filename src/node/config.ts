@@ -16,6 +16,7 @@ import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
 import { multiaddr } from '@multiformats/multiaddr'
+import { P2P, TCP, WebRTC, WebRTCDirect } from '@multiformats/multiaddr-matcher'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
@@ -85,11 +86,15 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
  * libp2p, a stack trace.
  */
 function parseAddress (entry: string): ReturnType<typeof multiaddr> {
+  let addr: ReturnType<typeof multiaddr>
   try {
-    return multiaddr(entry)
+    addr = multiaddr(entry)
   } catch (err: any) {
     throw new Error(`"${entry}" is not a multiaddr (${err.message})`)
   }
+  // "" and "/" parse as the empty multiaddr: announced, it left only /p2p/<id>; listened on, libp2p's stack trace
+  if (addr.getComponents().length === 0) throw new Error(`"${entry}" is an empty multiaddr: name an address, or leave the entry out`)
+  return addr
 }
 
 /** The peer id at the end of `addr` (its last /p2p/), checked; undefined when there is none. */
@@ -104,14 +109,26 @@ function peerOf (entry: string, addr: ReturnType<typeof multiaddr>): string | un
   return id
 }
 
+/**
+ * What the node's transports (libp2p.ts) listen on, as their own listen
+ * filters match it: an address none of them takes failed libp2p's start
+ * (exit 1, its stack trace), or was silently left out beside one that works.
+ * Circuit relay addresses are checked apart, in parseListenAddress.
+ */
+const LISTENABLE = [TCP, WebRTCDirect, WebRTC]
+const LISTENABLE_WORDS = 'TCP (/ip4/0.0.0.0/tcp/4001), WebRTC Direct (/ip4/0.0.0.0/udp/4001/webrtc-direct), WebRTC (/webrtc) and circuit relays (/p2p-circuit, or <relay multiaddr>/p2p/<peer id>/p2p-circuit)'
+
 /** A listen address; a named relay (`<relay>/p2p-circuit`) must name the relay's peer, or nothing ever dials it. */
 function parseListenAddress (entry: string): void {
   const addr = parseAddress(entry)
-  if (entry.endsWith('/p2p-circuit') && entry !== '/p2p-circuit') {
-    const relay = entry.slice(0, -'/p2p-circuit'.length)
-    if (peerOf(entry, parseAddress(relay)) == null) throw new Error(`"${entry}" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"`)
+  if (entry === '/p2p-circuit') return
+  if (entry.endsWith('/p2p-circuit')) {
+    const relay = parseAddress(entry.slice(0, -'/p2p-circuit'.length))
+    if (!P2P.exactMatch(relay)) throw new Error(`"${entry}" is no address this node can listen on: the node listens on ${LISTENABLE_WORDS}`)
+    if (peerOf(entry, relay) == null) throw new Error(`"${entry}" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"`)
     return
   }
+  if (!LISTENABLE.some(m => m.exactMatch(addr))) throw new Error(`"${entry}" is no address this node can listen on: the node listens on ${LISTENABLE_WORDS}`)
   peerOf(entry, addr)
 }
 

@@ -87,7 +87,13 @@ describe('operator', () => {
       [['--bootstrap', '/ip4/127.0.0.1/tcp/4001'], 'flag --bootstrap: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001"] is invalid: "/ip4/127.0.0.1/tcp/4001" does not end in /p2p/<peer id>, so no one would dial it'],
       [[], 'environment variable SPAREBAND_BOOTSTRAP: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/nope"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p/nope" names no valid peer id ("nope": Please pass a multibase decoder for strings that do not start with "1" or "Q")', { SPAREBAND_BOOTSTRAP: '/ip4/127.0.0.1/tcp/4001/p2p/nope' }],
       // started, and never listened through it: the relay keeper skips a relay without a peer id
-      [['--listen', '/ip4/127.0.0.1/tcp/4001/p2p-circuit'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p-circuit" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"']
+      [['--listen', '/ip4/127.0.0.1/tcp/4001/p2p-circuit'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p-circuit" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"'],
+      // "" is the multiaddr "/": libp2p's "Some configured addresses failed to be listened on" and its stack trace, exit 1
+      [['--listen', ''], 'flag --listen: listen = [""] is invalid: "" is an empty multiaddr: name an address, or leave the entry out'],
+      // started, announcing only /p2p/<id>
+      [['--announce', ''], 'flag --announce: announce = [""] is invalid: "" is an empty multiaddr: name an address, or leave the entry out'],
+      // no transport of the node listens on it: exit 1 alone, left out without a word beside a TCP address
+      [['--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/48010/ws'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/0","/ip4/127.0.0.1/tcp/48010/ws"] is invalid: "/ip4/127.0.0.1/tcp/48010/ws" is no address this node can listen on: the node listens on TCP (/ip4/0.0.0.0/tcp/4001), WebRTC Direct (/ip4/0.0.0.0/udp/4001/webrtc-direct), WebRTC (/webrtc) and circuit relays (/p2p-circuit, or <relay multiaddr>/p2p/<peer id>/p2p-circuit)']
     ]
     for (const [flags, line, env] of cases) {
       const r = await runCli(['start', '--data-dir', d, '--api-port', '0', '--socks-port', '0', '--http-port', '0', ...(flags.includes('--listen') ? [] : ['--listen', '/ip4/127.0.0.1/tcp/0']), ...flags], { env, timeoutMs: 15_000 })
