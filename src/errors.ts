@@ -153,3 +153,10 @@ const FS_ERROR_WORDS: Record<string, string> = {
 export function fsErrorWords (err: any): string | undefined {
   return typeof err?.code === 'string' ? FS_ERROR_WORDS[err.code] : undefined
 }
+
+/** What a file system error says, in words with its code: "no such file (ENOENT)". */
+export function describeFsError (err: any): string {
+  const words = fsErrorWords(err)
+  if (words != null) return `${words} (${String(err.code)})`
+  return err?.code ?? err?.message ?? String(err)
+}

@@ -18,7 +18,7 @@ import { z } from 'zod'
 import { multiaddr } from '@multiformats/multiaddr'
 import { P2P, TCP, WebRTC, WebRTCDirect } from '@multiformats/multiaddr-matcher'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { ConfigError } from '../errors.ts'
+import { ConfigError, describeFsError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
 import { parsePortList } from '../relay/ports.ts'
@@ -459,7 +459,7 @@ export function readConfigFile (file: string, options: { required?: string } = {
   } catch (err: any) {
     if (err.code === 'ENOENT' && options.required != null) throw new ConfigError(`${file}: no such config file (named by ${options.required})`, { source: file })
     if (err.code === 'ENOENT') return { source: file, values: {} }
-    throw new ConfigError(`${file}: cannot read config file: ${err.message}`, { source: file })
+    throw new ConfigError(`${file}: cannot read config file${options.required != null ? ` (named by ${options.required})` : ''}: ${describeFsError(err)}`, { source: file })
   }
   try {
     return { source: file, values: parseToml(text) as Record<string, unknown> }
