@@ -10,7 +10,7 @@
  */
 
 import { isIP } from 'node:net'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
@@ -468,6 +468,33 @@ export function readConfigFile (file: string, options: { required?: string } = {
     const first = String(err.message).split('\n')[0]
     throw new ConfigError(`${file}: not valid TOML${where}: ${first}`, { source: file })
   }
+}
+
+/**
+ * A warning when the config file holds the proxies' password and others than
+ * its owner can read it: init makes config.toml 0600, but one copied in
+ * or written by an editor gets the mode of the day, and whoever reads the
+ * password can use the node's proxies, on its credits. Undefined when the
+ * file is private, has no password, is missing or unreadable, or on
+ * Windows (no POSIX modes). As identity.ts's identityModeWarning.
+ */
+export function configModeWarning (file: string): string | undefined {
+  if (process.platform === 'win32') return undefined
+  let mode: number
+  try {
+    mode = statSync(file).mode & 0o777
+  } catch {
+    return undefined
+  }
+  if ((mode & 0o044) === 0) return undefined
+  let password: unknown
+  try {
+    password = (parseToml(readFileSync(file, 'utf8')) as { proxy?: { password?: unknown } }).proxy?.password
+  } catch {
+    return undefined
+  }
+  if (typeof password !== 'string' || password === '') return undefined
+  return `${file} holds proxy.password and can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${file}"`
 }
 
 /** One override that can come from the environment or a flag. */

@@ -19,6 +19,8 @@ describe('spareband CLI end to end', () => {
     const init = await runCliJson(['init', '--data-dir', a, '--region', 'de', '--json'])
     expect(init.peerId).toMatch(/^12D3KooW/)
     expect((await stat(join(a, 'identity.key'))).mode & 0o777).toBe(0o600)
+    // the operator may put proxy.password in it
+    expect((await stat(join(a, 'config.toml'))).mode & 0o777).toBe(0o600)
     await runCliJson(['init', '--data-dir', b, '--region', 'jp', '--json'])
 
     const nodeA = new NodeProcess(a, [...LOCAL, '--network', 'local'])

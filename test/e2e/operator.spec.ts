@@ -4,7 +4,7 @@
  */
 
 import { describe, it, expect, afterAll } from 'vitest'
-import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
@@ -245,6 +245,34 @@ describe('operator', () => {
     await chmod(key, 0o600)
     expect((await node.status()).warnings).toEqual([ALONE])
     expect((await node.stop()).code).toBe(0)
+  })
+
+  it('a config.toml (or --config file) with proxy.password that others can read is a warning at start and in status, with the chmod that fixes it', async () => {
+    const d = await tempDir('sb-op-configmode-')
+    await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
+    const file = join(d, 'config.toml')
+    await appendFile(file, '\n[proxy]\npassword = "s3cret"\n')
+    await chmod(file, 0o644)
+    const warning = (f: string, mode: string): string => `${f} holds proxy.password and can be read by other users (mode ${mode}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${f}"`
+    const node = new NodeProcess(d, LOCAL)
+    procs.push(node)
+    await node.ready()
+    await waitFor(() => node.output.includes(`warn  ${warning(file, '0644')}\n`), { what: 'the warning in the start log' })
+    expect((await node.status()).warnings).toEqual([warning(file, '0644'), ALONE])
+    await chmod(file, 0o600)
+    expect((await node.status()).warnings).toEqual([ALONE])
+    expect((await node.stop()).code).toBe(0)
+    // a file named by --config is the one watched; one others can read but without a password is no concern
+    const other = join(d, 'other.toml')
+    await writeFile(other, 'region = "de"\n[proxy]\npassword = "s3cret"\n', { mode: 0o640 })
+    await chmod(other, 0o640)
+    await chmod(file, 0o644)
+    await writeFile(file, 'region = "de"\n')
+    const again = new NodeProcess(d, [...LOCAL, '--config', other])
+    procs.push(again)
+    await again.ready()
+    expect((await again.status()).warnings).toEqual([warning(other, '0640'), ALONE])
+    expect((await again.stop()).code).toBe(0)
   })
 
   it('an exit without a region, as init without --region leaves it, is warned about at start and in status; with one, or with --no-supply, it is not', async () => {

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../../src/node/config.ts'
+import { configModeWarning, defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../../src/node/config.ts'
 import { loadNetworkDefinition, networkLayer } from '../../src/node/network-definition.ts'
 
 async function tomlFile (text: string): Promise<string> {
@@ -524,5 +524,24 @@ describe('network definitions', () => {
       await writeFile(file, json)
       expect(catchError(() => loadNetworkDefinition(file)).message).toBe(`${file}: ${message}`)
     }
+  })
+})
+
+describe('configModeWarning', () => {
+  it('warns while a config file with proxy.password can be read by others, and only then', async () => {
+    const file = await tomlFile('[proxy]\npassword = "s3cret"\n')
+    for (const mode of [0o644, 0o640, 0o604]) {
+      await chmod(file, mode)
+      expect(configModeWarning(file), mode.toString(8)).toBe(`${file} holds proxy.password and can be read by other users (mode 0${mode.toString(8)}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${file}"`)
+    }
+    await chmod(file, 0o600)
+    expect(configModeWarning(file)).toBeUndefined()
+    // no password in it (or an empty one), no file, not TOML: nothing to say
+    for (const text of ['region = "de"\n', '[proxy]\npassword = ""\n', '[proxy\npassword = "s3cret"\n']) {
+      const f = await tomlFile(text)
+      await chmod(f, 0o644)
+      expect(configModeWarning(f), text).toBeUndefined()
+    }
+    expect(configModeWarning(join(tmpdir(), 'sb-no-such-config.toml'))).toBeUndefined()
   })
 })

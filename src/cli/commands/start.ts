@@ -68,7 +68,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         await (await made)?.stop()
       })
       // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
-      made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false }))
+      made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, configFile, createIdentity: false }))
       const node = await made
       // stopped before it was made: the handler exits
       if (node == null) return await untilExit()
