@@ -12,6 +12,7 @@ import { configModeWarning, resolveConfig, defaultDataDir, readConfigFile } from
 import { checkNodeInit } from './node-init-check.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, checkUdpListenPorts, dhtClientMode, explainListenFailure } from './libp2p.ts'
+import type { ListenAddresses } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
 import { renderDashboard } from './dashboard/index.ts'
@@ -448,6 +449,18 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       throw new NotStartedError('the node stopped while the tunnel was being set up')
     }
     return socket
+  }
+
+  /**
+   * Where the node's transports listen, each with `/p2p/<peer id>`: with
+   * `announce` set, status().addresses are the announced addresses instead,
+   * which need not be any of these.
+   */
+  listenAddresses (): string[] {
+    if (!this.running) throw new NotStartedError()
+    const listening = (this.libp2p.services.listenAddresses as ListenAddresses).get()
+    const self = this.libp2p.peerId.toString()
+    return [...new Set(listening.map(a => a.getComponents().some(c => c.name === 'p2p' && c.value === self) ? a.toString() : `${a.toString()}/p2p/${self}`))]
   }
 
   /** A plain JSON-safe object (no bigints), as the control API serves it. */

@@ -7,7 +7,7 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { appendFile, chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
@@ -273,6 +273,30 @@ describe('operator', () => {
     await again.ready()
     expect((await again.status()).warnings).toEqual([warning(other, '0640'), ALONE])
     expect((await again.stop()).code).toBe(0)
+  })
+
+  it('the start log says where the node listens as "listening", and the addresses it announces instead as "announced"', async () => {
+    const d = await tempDir('sb-op-announce-')
+    const { peerId } = await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
+    const announced = `/ip4/127.0.0.1/tcp/48099/p2p/${peerId as string}`
+    const node = new NodeProcess(d, [...LOCAL, '--announce', '/ip4/127.0.0.1/tcp/48099'])
+    procs.push(node)
+    await node.ready()
+    await waitFor(() => /info\s+announced /.test(node.output), { what: 'the announced line in the start log' })
+    // it said "listening address=<the announced address>", where nothing listens
+    const listening = [...node.output.matchAll(/info\s+listening address=(\S+)/g)].map(m => m[1])
+    expect(listening).toHaveLength(1)
+    const m = new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/(\\d+)/p2p/${peerId as string}$`).exec(listening[0])
+    expect(m, listening[0]).not.toBeNull()
+    expect(m![1]).not.toBe('48099')
+    // the node listens there
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(m![1]), '127.0.0.1', () => { socket.destroy(); resolve() })
+      socket.once('error', reject)
+    })
+    expect([...node.output.matchAll(/info\s+announced address=(\S+)/g)].map(m => m[1])).toEqual([announced])
+    expect((await node.status()).addresses).toEqual([announced])
+    expect((await node.stop()).code).toBe(0)
   })
 
   it('an exit without a region, as init without --region leaves it, is warned about at start and in status; with one, or with --no-supply, it is not', async () => {

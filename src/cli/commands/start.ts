@@ -120,7 +120,9 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         dataDir,
         config: configFile
       })
-      for (const a of status.addresses) log('info', 'listening', { address: a })
+      // where it listens; with announce set, peers are told other addresses, which may be none of these
+      for (const a of node.listenAddresses()) log('info', 'listening', { address: a })
+      if (config.announce.length > 0) for (const a of status.addresses) log('info', 'announced', { address: a })
       for (const w of status.warnings) log('warn', w)
       // and those that come, or go, later
       const warnings = watchWarnings(() => node.status().warnings, status.warnings, ({ appeared, cleared }) => {
