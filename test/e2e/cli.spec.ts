@@ -35,6 +35,9 @@ describe('spareband CLI end to end', () => {
     // started with the node runtime flags (test/utils/cli.ts passes them): none missing
     expect(sa.runtime).toEqual({ node: process.version, missingFlags: [] })
     expect((await stat(join(a, 'api-token'))).mode & 0o777).toBe(0o600)
+    // the start line names the config file it read: init made one
+    await waitFor(() => nodeA.output.includes('spareband node started'), { what: 'the start line' })
+    expect(nodeA.output).toContain(` config=${join(a, 'config.toml')}\n`)
 
     const nodeB = new NodeProcess(b, [...LOCAL, '--network', 'local', '--bootstrap', sa.addresses[0]])
     procs.push(nodeB)

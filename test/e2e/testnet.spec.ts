@@ -200,6 +200,8 @@ describe('spareband testnet', () => {
     const log = join(dir, 'node-0', 'node.log')
     await waitFor(async () => (await readFile(log, 'utf8')).includes('spareband node started'), { what: 'the first node\'s start in its log' })
     const before = await readFile(log, 'utf8')
+    // a testnet's node has no config.toml: the start line said config=<its path> all the same
+    expect(before).toContain(` config="none (no ${join(dir, 'node-0', 'config.toml')})"\n`)
     const second = await runCli(['testnet', '--nodes', '1', '--dir', dir])
     expect(second.code).toBe(1)
     expect(second.stderr).toContain(`${join(dir, 'node-0')} is in use by the node with pid ${net.nodes[0].pid as number} (another testnet on this --dir?)`)

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { Option } from 'commander'
 import { NoticeLimiter } from '../../notice-limiter.ts'
 import { defaultConfig } from '../../node/config.ts'
@@ -118,7 +119,8 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         socks: proxy != null ? formatHostPort(config.proxy.host, proxy.socksPort) : undefined,
         http: proxy != null ? formatHostPort(config.proxy.host, proxy.httpPort) : undefined,
         dataDir,
-        config: configFile
+        // a testnet's nodes, and any node given no config file, run without one: the path alone read as if it were read
+        config: existsSync(configFile) ? configFile : `none (no ${configFile})`
       })
       // where it listens; with announce set, peers are told other addresses, which may be none of these
       for (const a of node.listenAddresses()) log('info', 'listening', { address: a })
