@@ -74,6 +74,17 @@ export class NodeNotRunningError extends Error {
   }
 }
 
+/** The data directory's api.json is there but is not what a node writes (cut short, edited, another file): its control API cannot be found. */
+export class ApiInfoCorruptError extends Error {
+  static name = 'ApiInfoCorruptError'
+  readonly file: string
+  constructor (message = 'api.json is corrupt', details: { file: string }) {
+    super(message)
+    this.name = 'ApiInfoCorruptError'
+    this.file = details.file
+  }
+}
+
 /** A listener (proxy, control API) could not bind because something else holds its address. */
 /**
  * A bind to an address that is none of this machine's (EADDRNOTAVAIL), as
@@ -152,4 +163,11 @@ const FS_ERROR_WORDS: Record<string, string> = {
 
 export function fsErrorWords (err: any): string | undefined {
   return typeof err?.code === 'string' ? FS_ERROR_WORDS[err.code] : undefined
+}
+
+/** What a file system error says, in words with its code: "no such file (ENOENT)". */
+export function describeFsError (err: any): string {
+  const words = fsErrorWords(err)
+  if (words != null) return `${words} (${String(err.code)})`
+  return err?.code ?? err?.message ?? String(err)
 }

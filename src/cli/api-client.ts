@@ -1,11 +1,13 @@
 /** How CLI commands talk to the node running on the same data directory. */
 
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { API_INFO_FILE, API_TOKEN_FILE, readApiInfo } from '../node/control-api.ts'
-import { NodeNotRunningError } from '../errors.ts'
+import { ApiInfoCorruptError, NodeNotRunningError } from '../errors.ts'
 import { describeFsError } from './errors.ts'
 import { dataDirOwner } from '../node/data-dir-lock.ts'
+import { IDENTITY_FILE } from '../node/identity.ts'
 import type { ApiInfo } from '../node/control-api.ts'
 
 /** How long a call may take unless it says otherwise. */
@@ -107,6 +109,12 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
   try {
     info = await readApiInfo(dataDir)
   } catch (err: any) {
+    if (err instanceof ApiInfoCorruptError) {
+      // the node running on the directory holds its lock (node.lock, with its pid and start time)
+      const owner = dataDirOwner(dataDir)
+      if (owner != null) throw new NodeNotRunningError(`the node running for ${dataDir} (pid ${owner}) cannot be asked: ${err.message}, so its control API cannot be found; restart the node, which writes it anew`)
+      throw new NodeNotRunningError(`no running node found for ${dataDir}, and ${err.message}, left by a node that is gone; ${startHint(dataDir)}`)
+    }
     const hint = err?.code === 'EACCES' || err?.code === 'EPERM' ? ': run this as the user the node runs as (the data directory and its files are that user\'s alone)' : ''
     throw new Error(`cannot read ${join(dataDir, API_INFO_FILE)}, ${describeFsError(err)}${hint}`)
   }
@@ -114,14 +122,14 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
   const owner = dataDirOwner(dataDir)
   if (info == null) {
     if (owner != null) throw new NodeNotRunningError(`the node running for ${dataDir} (pid ${owner}) has no api.json there, so its control API cannot be found: it is still starting, or the file was deleted (then restart the node, which writes it anew)`)
-    throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); start one with "spareband start --data-dir ${dataDir}"`)
+    throw new NodeNotRunningError(`no running node found for ${dataDir} (no api.json); ${startHint(dataDir)}`)
   }
   // killed, or the machine went down: its api.json stays, and its port may since serve someone
   // else (another node's API, any server), which must not be sent the token. Its pid may since
   // be another process's too: the node holding the directory's lock is the one to ask
   if (owner !== info.pid) {
     if (owner != null) throw new NodeNotRunningError(`the api.json in ${dataDir} is stale: it was written by pid ${info.pid}, and the node running there now is pid ${owner}, which has not written its own yet; try again in a moment`)
-    throw new NodeNotRunningError(`no node is running for ${dataDir}: the one that wrote api.json (pid ${info.pid}) is gone without cleaning up; start one with "spareband start --data-dir ${dataDir}"`)
+    throw new NodeNotRunningError(`no node is running for ${dataDir}: the one that wrote api.json (pid ${info.pid}) is gone without cleaning up; ${startHint(dataDir)}`)
   }
   const tokenFile = join(dataDir, API_TOKEN_FILE)
   let token: string
@@ -136,4 +144,10 @@ export async function nodeOf (dataDir: string): Promise<{ info: ApiInfo, token: 
 
 function notAnswering (dataDir: string, info: ApiInfo, err: any): NodeNotRunningError {
   return new NodeNotRunningError(`the node for ${dataDir} does not answer at ${info.url} (${err.cause?.code ?? err.message}); is it still running (pid ${info.pid})?`)
+}
+
+/** What to run for a node on `dataDir`: start, or first init when it has no identity (start would only ask for it). */
+function startHint (dataDir: string): string {
+  if (!existsSync(join(dataDir, IDENTITY_FILE))) return `it has no ${IDENTITY_FILE}: create one with "spareband init --data-dir ${dataDir}", then start a node with "spareband start --data-dir ${dataDir}"`
+  return `start one with "spareband start --data-dir ${dataDir}"`
 }

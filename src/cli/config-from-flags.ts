@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
 import { decimalNumber, defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../node/config.ts'
 import { ConfigError } from '../errors.ts'
+import { UsageError } from './errors.ts'
 import { loadNetworkDefinition, networkLayer, shippedNetworksDir } from '../node/network-definition.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import type { Command } from 'commander'
@@ -88,9 +89,13 @@ export interface ResolvedCliConfig {
 
 export function resolveCliConfig (cmd: Command, dataDir: string, env: NodeJS.ProcessEnv = process.env): ResolvedCliConfig {
   const opts = cmd.opts()
-  const configFile = opts.config ?? join(dataDir, 'config.toml')
+  const defaultFile = join(dataDir, 'config.toml')
+  // read as a file named "", it was ": no such config file"
+  if (opts.config === '') throw new UsageError(`--config is empty: name a config file, or leave the flag out for ${defaultFile}`)
+  const configFile = opts.config ?? defaultFile
   const typed = Object.fromEntries(Object.keys(FLAG_KEYS).filter(attr => cmd.getOptionValueSource(attr) === 'cli').map(attr => [attr, opts[attr]]))
-  const config = resolveFlags(typed, opts.network ?? env.SPAREBAND_NETWORK, env, () => readConfigFile(configFile, { required: opts.config != null ? '--config' : undefined }))
+  const networkSource = opts.network != null ? '--network' : 'SPAREBAND_NETWORK'
+  const config = resolveFlags(typed, opts.network ?? env.SPAREBAND_NETWORK, env, () => readConfigFile(configFile, { required: opts.config != null ? '--config' : undefined }), networkSource)
   return { dataDir, configFile, config }
 }
 
@@ -117,11 +122,11 @@ function checkNetworkName (layer: ConfigLayer, running: string): void {
  * it starts any: a bad value is then the flag's own ConfigError (exit 2),
  * not a node that exits.
  */
-export function resolveFlags (flags: Record<string, unknown>, networkName?: string, env: NodeJS.ProcessEnv = process.env, configFile?: () => ConfigLayer): SparebandConfig {
+export function resolveFlags (flags: Record<string, unknown>, networkName?: string, env: NodeJS.ProcessEnv = process.env, configFile?: () => ConfigLayer, networkSource = '--network'): SparebandConfig {
   const layers: ConfigLayer[] = []
   let network = defaultConfig.network.name
   if (networkName != null) {
-    const { file, definition } = loadNetworkDefinition(networkName)
+    const { file, definition } = loadNetworkDefinition(networkName, networkSource)
     layers.push(networkLayer(file, definition))
     network = definition.name
   }

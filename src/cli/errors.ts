@@ -1,6 +1,6 @@
 /** Errors the CLI turns into exit codes and one clear line, never a stack trace. */
 
-import { fsErrorWords } from '../errors.ts'
+export { describeFsError } from '../errors.ts'
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
@@ -13,11 +13,4 @@ export class UsageError extends Error {
     super(message)
     this.name = 'UsageError'
   }
-}
-
-/** What a file system error says, in words with its code: "no such file (ENOENT)". */
-export function describeFsError (err: any): string {
-  const words = fsErrorWords(err)
-  if (words != null) return `${words} (${String(err.code)})`
-  return err?.code ?? err?.message ?? String(err)
 }

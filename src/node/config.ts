@@ -10,14 +10,15 @@
  */
 
 import { isIP } from 'node:net'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import { z } from 'zod'
 import { multiaddr } from '@multiformats/multiaddr'
+import { P2P, TCP, WebRTC, WebRTCDirect } from '@multiformats/multiaddr-matcher'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { ConfigError } from '../errors.ts'
+import { ConfigError, describeFsError } from '../errors.ts'
 import { isValidRegion, normalizeRegion } from '../routing/regions.ts'
 import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
 import { parsePortList } from '../relay/ports.ts'
@@ -85,11 +86,15 @@ const checkedList = (parse: (entry: string) => unknown) => z.array(z.string()).s
  * libp2p, a stack trace.
  */
 function parseAddress (entry: string): ReturnType<typeof multiaddr> {
+  let addr: ReturnType<typeof multiaddr>
   try {
-    return multiaddr(entry)
+    addr = multiaddr(entry)
   } catch (err: any) {
     throw new Error(`"${entry}" is not a multiaddr (${err.message})`)
   }
+  // "" and "/" parse as the empty multiaddr: announced, it left only /p2p/<id>; listened on, libp2p's stack trace
+  if (addr.getComponents().length === 0) throw new Error(`"${entry}" is an empty multiaddr: name an address, or leave the entry out`)
+  return addr
 }
 
 /** The peer id at the end of `addr` (its last /p2p/), checked; undefined when there is none. */
@@ -104,14 +109,26 @@ function peerOf (entry: string, addr: ReturnType<typeof multiaddr>): string | un
   return id
 }
 
+/**
+ * What the node's transports (libp2p.ts) listen on, as their own listen
+ * filters match it: an address none of them takes failed libp2p's start
+ * (exit 1, its stack trace), or was silently left out beside one that works.
+ * Circuit relay addresses are checked apart, in parseListenAddress.
+ */
+const LISTENABLE = [TCP, WebRTCDirect, WebRTC]
+const LISTENABLE_WORDS = 'TCP (/ip4/0.0.0.0/tcp/4001), WebRTC Direct (/ip4/0.0.0.0/udp/4001/webrtc-direct), WebRTC (/webrtc) and circuit relays (/p2p-circuit, or <relay multiaddr>/p2p/<peer id>/p2p-circuit)'
+
 /** A listen address; a named relay (`<relay>/p2p-circuit`) must name the relay's peer, or nothing ever dials it. */
 function parseListenAddress (entry: string): void {
   const addr = parseAddress(entry)
-  if (entry.endsWith('/p2p-circuit') && entry !== '/p2p-circuit') {
-    const relay = entry.slice(0, -'/p2p-circuit'.length)
-    if (peerOf(entry, parseAddress(relay)) == null) throw new Error(`"${entry}" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"`)
+  if (entry === '/p2p-circuit') return
+  if (entry.endsWith('/p2p-circuit')) {
+    const relay = parseAddress(entry.slice(0, -'/p2p-circuit'.length))
+    if (!P2P.exactMatch(relay)) throw new Error(`"${entry}" is no address this node can listen on: the node listens on ${LISTENABLE_WORDS}`)
+    if (peerOf(entry, relay) == null) throw new Error(`"${entry}" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"`)
     return
   }
+  if (!LISTENABLE.some(m => m.exactMatch(addr))) throw new Error(`"${entry}" is no address this node can listen on: the node listens on ${LISTENABLE_WORDS}`)
   peerOf(entry, addr)
 }
 
@@ -442,7 +459,7 @@ export function readConfigFile (file: string, options: { required?: string } = {
   } catch (err: any) {
     if (err.code === 'ENOENT' && options.required != null) throw new ConfigError(`${file}: no such config file (named by ${options.required})`, { source: file })
     if (err.code === 'ENOENT') return { source: file, values: {} }
-    throw new ConfigError(`${file}: cannot read config file: ${err.message}`, { source: file })
+    throw new ConfigError(`${file}: cannot read config file${options.required != null ? ` (named by ${options.required})` : ''}: ${describeFsError(err)}`, { source: file })
   }
   try {
     return { source: file, values: parseToml(text) as Record<string, unknown> }
@@ -451,6 +468,33 @@ export function readConfigFile (file: string, options: { required?: string } = {
     const first = String(err.message).split('\n')[0]
     throw new ConfigError(`${file}: not valid TOML${where}: ${first}`, { source: file })
   }
+}
+
+/**
+ * A warning when the config file holds the proxies' password and others than
+ * its owner can read it: init makes config.toml 0600, but one copied in
+ * or written by an editor gets the mode of the day, and whoever reads the
+ * password can use the node's proxies, on its credits. Undefined when the
+ * file is private, has no password, is missing or unreadable, or on
+ * Windows (no POSIX modes). As identity.ts's identityModeWarning.
+ */
+export function configModeWarning (file: string): string | undefined {
+  if (process.platform === 'win32') return undefined
+  let mode: number
+  try {
+    mode = statSync(file).mode & 0o777
+  } catch {
+    return undefined
+  }
+  if ((mode & 0o044) === 0) return undefined
+  let password: unknown
+  try {
+    password = (parseToml(readFileSync(file, 'utf8')) as { proxy?: { password?: unknown } }).proxy?.password
+  } catch {
+    return undefined
+  }
+  if (typeof password !== 'string' || password === '') return undefined
+  return `${file} holds proxy.password and can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${file}"`
 }
 
 /** One override that can come from the environment or a flag. */

@@ -9,7 +9,8 @@ import { createServer } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, writeFile, rm, chmod, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AddressInUseError, formatHostPort, notOwnAddress } from '../errors.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { AddressInUseError, ApiInfoCorruptError, formatHostPort, notOwnAddress } from '../errors.ts'
 import { dashboardHeaders, isLocalHostHeader } from './dashboard/security.ts'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -277,23 +278,43 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
   send(res, status, JSON.stringify(body, (_k, v) => typeof v === 'bigint' ? v.toString() : v, 2) + '\n', 'application/json')
 }
 
+/** How long a reader waits before it reads an api.json that is not whole again: the node writes it in one small write. */
+const API_INFO_SETTLE_MS = 200
+
+/** Why `text` is not an api.json as start() writes it; undefined when it is one. */
+function apiInfoProblem (text: string): string | undefined {
+  let info: any
+  try {
+    info = JSON.parse(text)
+  } catch (err: any) {
+    return `not valid JSON: ${String(err.message)}`
+  }
+  if (typeof info !== 'object' || info == null || Array.isArray(info)) return 'not a JSON object'
+  if (typeof info.url !== 'string' || !Number.isInteger(info.pid)) return 'no "url" and "pid" in it'
+  return undefined
+}
+
 /**
- * Client side, for the CLI: reads `api.json`. Undefined when there is none
- * (or it is being written: not yet whole); any other failure to read it (a
- * data directory of another user's, EACCES) is thrown, not taken for "no
- * node runs", which sent the operator of a service to start a second node.
+ * Client side, for the CLI: reads `api.json`. Undefined when there is none;
+ * one that is not whole is read again a moment later (it may be being
+ * written), and one still not an api.json then is an ApiInfoCorruptError.
+ * Any other failure to read it (a data directory of another user's,
+ * EACCES) is thrown, not taken for "no node runs", which sent the operator
+ * of a service to start a second node.
  */
 export async function readApiInfo (dataDir: string): Promise<ApiInfo | undefined> {
-  let text: string
-  try {
-    text = await readFile(join(dataDir, API_INFO_FILE), 'utf8')
-  } catch (err: any) {
-    if (err?.code === 'ENOENT' || err?.code === 'ENOTDIR') return undefined
-    throw err
-  }
-  try {
-    return JSON.parse(text) as ApiInfo
-  } catch {
-    return undefined
+  const file = join(dataDir, API_INFO_FILE)
+  for (let attempt = 0; ; attempt++) {
+    let text: string
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (err: any) {
+      if (err?.code === 'ENOENT' || err?.code === 'ENOTDIR') return undefined
+      throw err
+    }
+    const problem = apiInfoProblem(text)
+    if (problem == null) return JSON.parse(text) as ApiInfo
+    if (attempt > 0) throw new ApiInfoCorruptError(`${file} is corrupt (${problem})`, { file })
+    await sleep(API_INFO_SETTLE_MS)
   }
 }

@@ -45,6 +45,7 @@ import { capacityAdAuthor, capacitySelector, capacityValidator, heldAdIsNewer } 
 import type { SparebandConfig } from './config.ts'
 import type { ComponentLogger, Libp2p, Libp2pEvents, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory, TypedEventTarget } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
  * A yamux stream aborts when its unread data passes this; a paused tunnel
@@ -281,6 +282,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       silentRelays: (components: { events: TypedEventTarget<Libp2pEvents> }) => silentRelays.withEvents(components.events),
       // what status shows of the DHT's store
       dhtStore: () => datastore,
+      // where the transports listen: libp2p's own addresses are the announced ones when announce is set
+      listenAddresses: (components: { transportManager: { getAddrs: () => Multiaddr[] } }): ListenAddresses => ({ get: () => components.transportManager.getAddrs() }),
       autoNAT: autoNAT(),
       // a public IPv4 address of this machine's own is one from the start, before any AutoNAT dial-back
       ownPublicAddresses: ownPublicAddresses(),
@@ -402,6 +405,11 @@ export function explainListenFailure (err: unknown, listen: readonly string[] = 
   const inUse = failures.find(f => f.why.includes('EADDRINUSE'))
   if (inUse != null) return listenInUse(inUse.addr)
   return new Error(`${LISTEN_WHAT}: ${failures.map(f => `${f.addr}: ${f.why}`).join('; ')}`, { cause: err })
+}
+
+/** The addresses the node's transports listen on (its `listenAddresses` service). */
+export interface ListenAddresses {
+  get: () => Multiaddr[]
 }
 
 export async function buildLibp2p (options: BuildLibp2pOptions): Promise<Libp2p<ServiceMap>> {

@@ -5,11 +5,11 @@
  * anything with a slash or a `.json` suffix is read as a file path.
  */
 
-import { readFileSync, existsSync } from 'node:fs'
+import { readFileSync, readdirSync, existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
 import { z } from 'zod'
-import { ConfigError } from '../errors.ts'
+import { ConfigError, describeFsError } from '../errors.ts'
 import { valueProblem } from './config.ts'
 import type { ConfigLayer } from './config.ts'
 
@@ -38,7 +38,14 @@ export function shippedNetworksDir (): string {
   throw new Error('cannot find the networks/ directory shipped with spareband')
 }
 
-export function loadNetworkDefinition (nameOrFile: string): { file: string, definition: NetworkDefinition } {
+/** The names `--network` takes for the networks shipped in networks/. */
+function shippedNetworkNames (): string[] {
+  return readdirSync(shippedNetworksDir()).filter(f => f.endsWith('.json')).map(f => f.slice(0, -'.json'.length)).sort()
+}
+
+export function loadNetworkDefinition (nameOrFile: string, source = '--network'): { file: string, definition: NetworkDefinition } {
+  // '' would look for networks/.json
+  if (nameOrFile === '') throw new ConfigError(`${source} is empty: name a network shipped in networks/ (${shippedNetworkNames().join(', ')}) or a network definition file`, { source, key: 'network' })
   const isFile = nameOrFile.includes('/') || nameOrFile.endsWith('.json')
   const file = isFile ? nameOrFile : join(shippedNetworksDir(), `${nameOrFile}.json`)
   let text: string
@@ -48,7 +55,8 @@ export function loadNetworkDefinition (nameOrFile: string): { file: string, defi
     if (err.code === 'ENOENT' && !isFile) {
       throw new ConfigError(`unknown network "${nameOrFile}": no ${file}; pass a network name shipped in networks/ or a path to a .json file`, { source: 'flag --network', key: 'network' })
     }
-    throw new ConfigError(`${file}: cannot read network definition: ${err.message}`, { source: file, key: 'network' })
+    if (err.code === 'ENOENT') throw new ConfigError(`${file}: no such network definition file (named by ${source})`, { source: file, key: 'network' })
+    throw new ConfigError(`${file}: cannot read network definition (named by ${source}): ${describeFsError(err)}`, { source: file, key: 'network' })
   }
   let json: unknown
   try {

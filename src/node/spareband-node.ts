@@ -8,10 +8,11 @@
 import { setMaxListeners } from 'node:events'
 import { existsSync } from 'node:fs'
 import { TypedEventEmitter } from 'main-event'
-import { resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
+import { configModeWarning, resolveConfig, defaultDataDir, readConfigFile } from './config.ts'
 import { checkNodeInit } from './node-init-check.ts'
 import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './identity.ts'
 import { buildLibp2p, checkUdpListenPorts, dhtClientMode, explainListenFailure } from './libp2p.ts'
+import type { ListenAddresses } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
 import { ControlApi } from './control-api.ts'
 import { renderDashboard } from './dashboard/index.ts'
@@ -72,12 +73,17 @@ export interface SparebandNodeInit {
   dataDir?: string
   /** Overrides over the defaults (and over `configFile` when given). */
   config?: SparebandConfigInput
-  /** Read this TOML file below `config`; a ConfigError if it does not exist. */
+  /**
+   * Read this TOML file below `config`; a ConfigError if it does not exist.
+   * While it holds `proxy.password` and others can read it, status() warns.
+   */
   configFile?: string
   /**
    * A config already resolved by the caller (the CLI, or an app with
-   * `resolveConfig()`); `config` and `configFile` are then ignored. It is
-   * checked as `config` is: a bad value is a ConfigError naming its key.
+   * `resolveConfig()`); `config` is then ignored, and `configFile` is not
+   * read, only watched for status()'s warning (the CLI resolved the config
+   * from it). It is checked as `config` is: a bad value is a ConfigError
+   * naming its key.
    */
   resolvedConfig?: SparebandConfig | DeepReadonly<SparebandConfig>
   /** Create an identity when the data directory has none; when false, a missing key is an error. @default true */
@@ -210,6 +216,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   private readonly accounting?: AccountingCore
   /** The data directory's node.lock, held from create() to the first stop(). */
   private readonly lock: DataDirLock
+  /** The config file the node's config came from, if any: status() warns while others can read a proxy password in it. */
+  private readonly configFile?: string
   private startedAt = 0
   /** Refusals of peers, as 'node:refused' events for the operator (the parts report theirs here). */
   readonly refusals: RefusalNotices
@@ -221,7 +229,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
   /** The start() or stop() under way: the next waits for it, so they run one at a time, in call order. */
   private lifecycle: Promise<void> = Promise.resolve()
 
-  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined, lock: DataDirLock) {
+  private constructor (dataDir: string, config: SparebandConfig, identity: Identity, libp2p: Libp2p<ServiceMap>, withApi: boolean, partFactories: PartFactory[], accounting: AccountingCore | undefined, lock: DataDirLock, configFile: string | undefined) {
     super()
     this.dataDir = dataDir
     this.config = config
@@ -229,6 +237,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     this.libp2p = libp2p
     this.accounting = accounting
     this.lock = lock
+    this.configFile = configFile
     this.refusals = new RefusalNotices(notice => this.safeDispatchEvent('node:refused', { detail: notice }))
     for (const f of partFactories) {
       const part = f(this, accounting)
@@ -291,7 +300,7 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
       let made: SparebandNode | undefined
       const onFramingRefused: OnFramingRefused = r => made?.refusals.note('framing', r.remote ?? 'unknown', r.reason, r.what === 'stream' && r.protocol != null ? `stream ${r.protocol}` : r.what)
       const libp2p = await buildLibp2p({ privateKey: identity.privateKey, config, services, onFramingRefused })
-      made = new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock)
+      made = new SparebandNode(dataDir, config, identity, libp2p, init.controlApi ?? true, PART_FACTORIES, accounting, lock, init.configFile)
       return made
     } catch (err) {
       // the caller gets why create() failed, not a failure to close
@@ -442,6 +451,18 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     return socket
   }
 
+  /**
+   * Where the node's transports listen, each with `/p2p/<peer id>`: with
+   * `announce` set, status().addresses are the announced addresses instead,
+   * which need not be any of these.
+   */
+  listenAddresses (): string[] {
+    if (!this.running) throw new NotStartedError()
+    const listening = (this.libp2p.services.listenAddresses as ListenAddresses).get()
+    const self = this.libp2p.peerId.toString()
+    return [...new Set(listening.map(a => a.getComponents().some(c => c.name === 'p2p' && c.value === self) ? a.toString() : `${a.toString()}/p2p/${self}`))]
+  }
+
   /** A plain JSON-safe object (no bigints), as the control API serves it. */
   status (): NodeStatus {
     if (!this.running) throw new NotStartedError()
@@ -449,6 +470,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     const warnings: string[] = []
     const keyWarning = identityModeWarning(this.dataDir)
     if (keyWarning != null) warnings.push(keyWarning)
+    const configWarning = this.configFile == null ? undefined : configModeWarning(this.configFile)
+    if (configWarning != null) warnings.push(configWarning)
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
     if (alone != null) warnings.push(alone)

@@ -10,7 +10,7 @@ import { request } from 'node:http'
 import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
 import { TunnelRefusedError } from '../errors.ts'
-import { AGENT_NAME, VERSION } from '../constants.ts'
+import { AGENT_NAME, VERSION, hour } from '../constants.ts'
 import { raceAbort } from '../race-abort.ts'
 import type { AppConnectOptions, TunnelSocket } from './app-connect.ts'
 import type { Duplex } from 'node:stream'
@@ -70,6 +70,13 @@ export type ProbeResult = {
 /** Response headers a probe reports (others vary per request and say little about the region). */
 const REPORTED_HEADERS = ['server', 'content-type', 'content-length', 'content-language', 'location', 'via', 'cache-control', 'age', 'date']
 export const DEFAULT_PROBE_TIMEOUT_MS = 30_000
+/**
+ * The longest a probe may be given. Far below what a timer takes (2^31 - 1
+ * ms, 24.8 days: past it Node fires at once, with a TimeoutOverflowWarning,
+ * and AbortSignal.timeout() throws beyond 2^32 ms), and an hour is longer
+ * than any one GET worth timing.
+ */
+export const MAX_PROBE_TIMEOUT_MS = hour
 
 export class ProbeInputError extends TypeError {
   static name = 'ProbeInputError'
@@ -95,7 +102,7 @@ export function parseProbeUrl (raw: string): URL {
 export async function probe (connect: Connect, rawUrl: string, options: ProbeOptions = {}): Promise<ProbeResult> {
   const url = parseProbeUrl(rawUrl)
   const timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new ProbeInputError(`timeout must be a positive number of milliseconds, not ${String(options.timeoutMs)}`)
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_PROBE_TIMEOUT_MS) throw new ProbeInputError(`timeout must be a positive number of milliseconds up to ${MAX_PROBE_TIMEOUT_MS}, not ${String(options.timeoutMs)}`)
   const https = url.protocol === 'https:'
   // URL keeps IPv6 literals in brackets; the tunnel and TLS want the bare address
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname

@@ -34,6 +34,8 @@ async function dataDirFor (server: Server, pid = process.pid): Promise<string> {
   if (pid === process.pid) locks.push(lockDataDir(dir))
   await writeFile(join(dir, 'api.json'), JSON.stringify({ url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid, peerId: 'x' }))
   await writeFile(join(dir, 'api-token'), 'a'.repeat(64))
+  // a node's directory has its identity (without one, the hint is init's)
+  await writeFile(join(dir, 'identity.key'), '')
   return dir
 }
 
@@ -95,6 +97,39 @@ describe('callApi', () => {
     } finally {
       lock.release()
     }
+  })
+
+  it('a corrupt api.json is said to be corrupt, not missing: with the node that holds the directory named, or as left by one gone', async () => {
+    const dir = await dataDirFor(createServer((_req, res) => { res.end('{}') }))
+    const file = join(dir, 'api.json')
+    await writeFile(file, '{bad')
+    const err = await callApi(dir, '/v1/status').then(() => undefined, e => e)
+    expect(err?.name).toBe('NodeNotRunningError')
+    // it said "has no api.json there ... it is still starting, or the file was deleted"
+    expect(err.message).toMatch(new RegExp(`^the node running for ${dir} \\(pid ${process.pid}\\) cannot be asked: ${file} is corrupt \\(not valid JSON: .+\\), so its control API cannot be found; restart the node, which writes it anew$`))
+    for (const [text, why] of [['[]', 'not a JSON object'], ['{"port": 7070}', 'no "url" and "pid" in it']]) {
+      await writeFile(file, text)
+      await expect(callApi(dir, '/v1/status')).rejects.toThrow(`the node running for ${dir} (pid ${process.pid}) cannot be asked: ${file} is corrupt (${why}), so its control API cannot be found; restart the node, which writes it anew`)
+    }
+    locks.splice(0).forEach(l => l.release())
+    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`no running node found for ${dir}, and ${file} is corrupt (no "url" and "pid" in it), left by a node that is gone; start one with "spareband start --data-dir ${dir}"`)
+  })
+
+  it('an api.json not whole yet (being written) is read again a moment later', async () => {
+    const server = createServer((_req, res) => { res.end('{"ok":true}') })
+    const dir = await dataDirFor(server)
+    const { port } = server.address() as AddressInfo
+    const whole = JSON.stringify({ url: `http://127.0.0.1:${port}`, host: '127.0.0.1', port, pid: process.pid, peerId: 'x' })
+    await writeFile(join(dir, 'api.json'), whole.slice(0, 10))
+    setTimeout(() => { void writeFile(join(dir, 'api.json'), whole) }, 50)
+    expect(await callApi(dir, '/v1/status')).toEqual({ ok: true })
+  })
+
+  it('no node and no identity.key: the hint is init, which start would ask for', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sb-api-client-'))
+    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`no running node found for ${dir} (no api.json); it has no identity.key: create one with "spareband init --data-dir ${dir}", then start a node with "spareband start --data-dir ${dir}"`)
+    await writeFile(join(dir, 'identity.key'), '')
+    await expect(callApi(dir, '/v1/status')).rejects.toThrow(`no running node found for ${dir} (no api.json); start one with "spareband start --data-dir ${dir}"`)
   })
 
   it('a missing api-token is one line that says where it comes from, not a bare ENOENT', async () => {

@@ -19,6 +19,8 @@ describe('spareband CLI end to end', () => {
     const init = await runCliJson(['init', '--data-dir', a, '--region', 'de', '--json'])
     expect(init.peerId).toMatch(/^12D3KooW/)
     expect((await stat(join(a, 'identity.key'))).mode & 0o777).toBe(0o600)
+    // the operator may put proxy.password in it
+    expect((await stat(join(a, 'config.toml'))).mode & 0o777).toBe(0o600)
     await runCliJson(['init', '--data-dir', b, '--region', 'jp', '--json'])
 
     const nodeA = new NodeProcess(a, [...LOCAL, '--network', 'local'])
@@ -33,6 +35,9 @@ describe('spareband CLI end to end', () => {
     // started with the node runtime flags (test/utils/cli.ts passes them): none missing
     expect(sa.runtime).toEqual({ node: process.version, missingFlags: [] })
     expect((await stat(join(a, 'api-token'))).mode & 0o777).toBe(0o600)
+    // the start line names the config file it read: init made one
+    await waitFor(() => nodeA.output.includes('spareband node started'), { what: 'the start line' })
+    expect(nodeA.output).toContain(` config=${join(a, 'config.toml')}\n`)
 
     const nodeB = new NodeProcess(b, [...LOCAL, '--network', 'local', '--bootstrap', sa.addresses[0]])
     procs.push(nodeB)
@@ -131,7 +136,15 @@ describe('spareband CLI end to end', () => {
       [['start', '--data-dir', d, '--exit-ports', '80,99999'], /flag --exit-ports: exit.allowed_ports.*99999.*out of range/],
       [['start', '--data-dir', d, '--network', 'nosuch'], /unknown network "nosuch"/],
       [['start', '--data-dir', d], /environment variable SPAREBAND_SOCKS_PORT: proxy.socks_port = "x"/, { SPAREBAND_SOCKS_PORT: 'x' }],
-      [['init', '--data-dir', d, '--region', 'atlantis'], /--region "atlantis" is not an ISO 3166-1/]
+      [['init', '--data-dir', d, '--region', 'atlantis'], /--region "atlantis" is not an ISO 3166-1/],
+      // the file system's own words before: "cannot read config file: EISDIR: illegal operation on a directory, read",
+      // ": no such config file (named by --config)", "cannot read network definition: ENOENT: no such file or directory, open ..."
+      [['start', '--data-dir', d, '--config', d], new RegExp(`^spareband: ${d}: cannot read config file \\(named by --config\\): it is a directory \\(EISDIR\\)\n$`)],
+      [['start', '--data-dir', d, '--config', ''], new RegExp(`^spareband: --config is empty: name a config file, or leave the flag out for ${join(d, 'config.toml')}\n$`)],
+      [['start', '--data-dir', d, '--network', './does/not/exist.json'], /^spareband: \.\/does\/not\/exist\.json: no such network definition file \(named by --network\)\n$/],
+      [['start', '--data-dir', d, '--network', d], new RegExp(`^spareband: ${d}: cannot read network definition \\(named by --network\\): it is a directory \\(EISDIR\\)\n$`)],
+      [['start', '--data-dir', d], /^spareband: \.\/nope\.json: no such network definition file \(named by SPAREBAND_NETWORK\)\n$/, { SPAREBAND_NETWORK: './nope.json' }],
+      [['start', '--data-dir', d, '--network', ''], /^spareband: --network is empty: name a network shipped in networks\/ \(local, spareband\) or a network definition file\n$/]
     ]
     for (const [args, pattern, env] of cases) {
       const r = await runCli(args, { env })

@@ -371,7 +371,8 @@ describe.skipIf(!haveChromium)(`the operator dashboard in a real browser (skippe
     const r = await runCli(['dashboard', '--print', '--data-dir', empty])
     expect(r.code).toBe(1)
     expect(r.stdout).toBe('')
-    expect(r.stderr).toBe(`spareband: no running node found for ${empty} (no api.json); start one with "spareband start --data-dir ${empty}"\n`)
+    // nothing there, not even an identity: init first
+    expect(r.stderr).toBe(`spareband: no running node found for ${empty} (no api.json); it has no identity.key: create one with "spareband init --data-dir ${empty}", then start a node with "spareband start --data-dir ${empty}"\n`)
 
     const status = await runCli(['status', '--data-dir', exit.dataDir])
     expect(status.stdout).toMatch(new RegExp(`^dashboard +${apiUrl.replaceAll('.', '\\.')}/ \\(spareband dashboard opens it\\)$`, 'm'))

@@ -4,10 +4,10 @@
  */
 
 import { describe, it, expect, afterAll } from 'vitest'
-import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { request } from 'node:http'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CLI, NodeProcess, runCli, runCliJson, tempDir, waitFor } from '../utils/cli.ts'
@@ -87,7 +87,13 @@ describe('operator', () => {
       [['--bootstrap', '/ip4/127.0.0.1/tcp/4001'], 'flag --bootstrap: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001"] is invalid: "/ip4/127.0.0.1/tcp/4001" does not end in /p2p/<peer id>, so no one would dial it'],
       [[], 'environment variable SPAREBAND_BOOTSTRAP: network.bootstrap = ["/ip4/127.0.0.1/tcp/4001/p2p/nope"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p/nope" names no valid peer id ("nope": Please pass a multibase decoder for strings that do not start with "1" or "Q")', { SPAREBAND_BOOTSTRAP: '/ip4/127.0.0.1/tcp/4001/p2p/nope' }],
       // started, and never listened through it: the relay keeper skips a relay without a peer id
-      [['--listen', '/ip4/127.0.0.1/tcp/4001/p2p-circuit'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p-circuit" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"']
+      [['--listen', '/ip4/127.0.0.1/tcp/4001/p2p-circuit'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/4001/p2p-circuit"] is invalid: "/ip4/127.0.0.1/tcp/4001/p2p-circuit" names a relay without its peer id: write "<relay multiaddr>/p2p/<peer id>/p2p-circuit"'],
+      // "" is the multiaddr "/": libp2p's "Some configured addresses failed to be listened on" and its stack trace, exit 1
+      [['--listen', ''], 'flag --listen: listen = [""] is invalid: "" is an empty multiaddr: name an address, or leave the entry out'],
+      // started, announcing only /p2p/<id>
+      [['--announce', ''], 'flag --announce: announce = [""] is invalid: "" is an empty multiaddr: name an address, or leave the entry out'],
+      // no transport of the node listens on it: exit 1 alone, left out without a word beside a TCP address
+      [['--listen', '/ip4/127.0.0.1/tcp/0', '--listen', '/ip4/127.0.0.1/tcp/48010/ws'], 'flag --listen: listen = ["/ip4/127.0.0.1/tcp/0","/ip4/127.0.0.1/tcp/48010/ws"] is invalid: "/ip4/127.0.0.1/tcp/48010/ws" is no address this node can listen on: the node listens on TCP (/ip4/0.0.0.0/tcp/4001), WebRTC Direct (/ip4/0.0.0.0/udp/4001/webrtc-direct), WebRTC (/webrtc) and circuit relays (/p2p-circuit, or <relay multiaddr>/p2p/<peer id>/p2p-circuit)']
     ]
     for (const [flags, line, env] of cases) {
       const r = await runCli(['start', '--data-dir', d, '--api-port', '0', '--socks-port', '0', '--http-port', '0', ...(flags.includes('--listen') ? [] : ['--listen', '/ip4/127.0.0.1/tcp/0']), ...flags], { env, timeoutMs: 15_000 })
@@ -238,6 +244,58 @@ describe('operator', () => {
     expect((await node.status()).warnings).toEqual([warning, ALONE])
     await chmod(key, 0o600)
     expect((await node.status()).warnings).toEqual([ALONE])
+    expect((await node.stop()).code).toBe(0)
+  })
+
+  it('a config.toml (or --config file) with proxy.password that others can read is a warning at start and in status, with the chmod that fixes it', async () => {
+    const d = await tempDir('sb-op-configmode-')
+    await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
+    const file = join(d, 'config.toml')
+    await appendFile(file, '\n[proxy]\npassword = "s3cret"\n')
+    await chmod(file, 0o644)
+    const warning = (f: string, mode: string): string => `${f} holds proxy.password and can be read by other users (mode ${mode}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${f}"`
+    const node = new NodeProcess(d, LOCAL)
+    procs.push(node)
+    await node.ready()
+    await waitFor(() => node.output.includes(`warn  ${warning(file, '0644')}\n`), { what: 'the warning in the start log' })
+    expect((await node.status()).warnings).toEqual([warning(file, '0644'), ALONE])
+    await chmod(file, 0o600)
+    expect((await node.status()).warnings).toEqual([ALONE])
+    expect((await node.stop()).code).toBe(0)
+    // a file named by --config is the one watched; one others can read but without a password is no concern
+    const other = join(d, 'other.toml')
+    await writeFile(other, 'region = "de"\n[proxy]\npassword = "s3cret"\n', { mode: 0o640 })
+    await chmod(other, 0o640)
+    await chmod(file, 0o644)
+    await writeFile(file, 'region = "de"\n')
+    const again = new NodeProcess(d, [...LOCAL, '--config', other])
+    procs.push(again)
+    await again.ready()
+    expect((await again.status()).warnings).toEqual([warning(other, '0640'), ALONE])
+    expect((await again.stop()).code).toBe(0)
+  })
+
+  it('the start log says where the node listens as "listening", and the addresses it announces instead as "announced"', async () => {
+    const d = await tempDir('sb-op-announce-')
+    const { peerId } = await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
+    const announced = `/ip4/127.0.0.1/tcp/48099/p2p/${peerId as string}`
+    const node = new NodeProcess(d, [...LOCAL, '--announce', '/ip4/127.0.0.1/tcp/48099'])
+    procs.push(node)
+    await node.ready()
+    await waitFor(() => /info\s+announced /.test(node.output), { what: 'the announced line in the start log' })
+    // it said "listening address=<the announced address>", where nothing listens
+    const listening = [...node.output.matchAll(/info\s+listening address=(\S+)/g)].map(m => m[1])
+    expect(listening).toHaveLength(1)
+    const m = new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/(\\d+)/p2p/${peerId as string}$`).exec(listening[0])
+    expect(m, listening[0]).not.toBeNull()
+    expect(m![1]).not.toBe('48099')
+    // the node listens there
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(m![1]), '127.0.0.1', () => { socket.destroy(); resolve() })
+      socket.once('error', reject)
+    })
+    expect([...node.output.matchAll(/info\s+announced address=(\S+)/g)].map(m => m[1])).toEqual([announced])
+    expect((await node.status()).addresses).toEqual([announced])
     expect((await node.stop()).code).toBe(0)
   })
 

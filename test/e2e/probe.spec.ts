@@ -170,6 +170,18 @@ describe('spareband probe --region R URL', () => {
     const timeout = await probe(['--timeout', '0', 'http://127.0.0.1/'])
     expect(timeout.code).toBe(2)
     expect(timeout.stderr).toMatch(/"0" is not a positive number of seconds/)
+    // past a timer's range: a TimeoutOverflowWarning and "the node did not answer" at once (3000000), or
+    // 'The value of "delay" is out of range' (5000000)
+    for (const s of ['3000000', '5000000', '3600.5']) {
+      const long = await probe(['--timeout', s, 'http://127.0.0.1/'])
+      expect(long.code, s).toBe(2)
+      expect(long.stderr).toBe(`spareband: flag --timeout: "${s}" is not a positive number of seconds up to 3600\n`)
+    }
+    // the proxy's rule for session ids, checked here: it was the node's "/v1/probe: 400 session must be ...", exit 1
+    const session = await probe(['--session', 'bad id!', 'http://127.0.0.1/'])
+    expect(session.code).toBe(2)
+    expect(session.stderr).toBe('spareband: flag --session: "bad id!" is not a session id: 1 to 64 letters, digits, \'_\', \'.\' or \'-\'\n')
+    expect((await probe(['--session', 'x'.repeat(65), 'http://127.0.0.1/'])).code).toBe(2)
     const region = await probe(['--region', 'nowhere!', 'http://127.0.0.1/'])
     expect(region.code).toBe(2)
     expect(region.stderr).toMatch(/"nowhere!" is not a region/)

@@ -179,6 +179,20 @@ describe('spareband testnet', () => {
     expect(r.stderr).toContain('testnet puts its nodes\' data directories under --dir DIR')
   })
 
+  it('refuses a --dir that is a file, or under one, or empty, with one line naming the flag (it was mkdir\'s "EEXIST: file already exists")', async () => {
+    const file = join(await tempDir('sb-tn-file-'), 'a-file')
+    await writeFile(file, '')
+    const r = await runCli(['testnet', '--dir', file])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(`spareband: --dir: ${file} exists and is not a directory; name a directory for the node's data (a missing one is created)\n`)
+    const under = await runCli(['testnet', '--dir', join(file, 'sub')])
+    expect(under.code).toBe(2)
+    expect(under.stderr).toBe(`spareband: --dir: ${join(file, 'sub')} is under ${file}, which exists and is not a directory; name a directory for the node's data (a missing one is created)\n`)
+    const empty = await runCli(['testnet', '--dir', ''])
+    expect(empty.code).toBe(2)
+    expect(empty.stderr).toBe('spareband: --dir is empty: name a directory, or leave the flag out for a temporary one\n')
+  })
+
   it('a second testnet on a --dir in use is refused, and leaves the running nodes\' logs alone', async () => {
     const dir = await tempDir('sb-tn-twice-')
     const first = startTestnet(['--nodes', '1', '--dir', dir, '--json'])
@@ -186,6 +200,8 @@ describe('spareband testnet', () => {
     const log = join(dir, 'node-0', 'node.log')
     await waitFor(async () => (await readFile(log, 'utf8')).includes('spareband node started'), { what: 'the first node\'s start in its log' })
     const before = await readFile(log, 'utf8')
+    // a testnet's node has no config.toml: the start line said config=<its path> all the same
+    expect(before).toContain(` config="none (no ${join(dir, 'node-0', 'config.toml')})"\n`)
     const second = await runCli(['testnet', '--nodes', '1', '--dir', dir])
     expect(second.code).toBe(1)
     expect(second.stderr).toContain(`${join(dir, 'node-0')} is in use by the node with pid ${net.nodes[0].pid as number} (another testnet on this --dir?)`)

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../../src/node/config.ts'
+import { configModeWarning, defaultConfig, envLayer, layerFromKeys, readConfigFile, resolveConfig } from '../../src/node/config.ts'
 import { loadNetworkDefinition, networkLayer } from '../../src/node/network-definition.ts'
 
 async function tomlFile (text: string): Promise<string> {
@@ -335,6 +335,35 @@ describe('config validation errors', () => {
     expect(resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0', '/ip4/192.0.2.1/tcp/4005', '/ip4/192.0.2.2/tcp/4005', '/p2p-circuit', '/p2p-circuit'], source: 'x' }])]).listen).toHaveLength(6)
   })
 
+  it('refuses an empty listen or announce address, and a listen address no transport of the node listens on', async () => {
+    const peer = '12D3KooWPinfe9zTC2TjJTABrQriM6fg3Bedq16DWYs6Apu71jox'
+    // "" parses as the empty multiaddr "/": libp2p's stack trace at start (listen), a node announcing only /p2p/<id> (announce)
+    for (const entry of ['', '/']) {
+      const listen = catchError(() => resolveConfig([layerFromKeys([{ key: 'listen', value: [entry], source: 'flag --listen' }])]))
+      expect(listen.name).toBe('ConfigError')
+      expect(listen.key).toBe('listen')
+      expect(listen.message).toBe(`flag --listen: listen = ["${entry}"] is invalid: "${entry}" is an empty multiaddr: name an address, or leave the entry out`)
+      const announce = catchError(() => resolveConfig([layerFromKeys([{ key: 'announce', value: ['/ip4/203.0.113.9/tcp/4001', entry], source: 'flag --announce' }])]))
+      expect(announce.key).toBe('announce')
+      expect(announce.message).toBe(`flag --announce: announce = ["/ip4/203.0.113.9/tcp/4001","${entry}"] is invalid: "${entry}" is an empty multiaddr: name an address, or leave the entry out`)
+    }
+    const file = await tomlFile('listen = [""]\n')
+    expect(catchError(() => resolveConfig([readConfigFile(file)])).message).toBe(`${file}: listen = [""] is invalid: "" is an empty multiaddr: name an address, or leave the entry out`)
+    // alone it failed libp2p's start (exit 1); beside a TCP address it was left out without a word
+    for (const entry of ['/ip4/127.0.0.1/tcp/48010/ws', '/ip4/127.0.0.1/udp/4001/quic-v1', '/ip4/127.0.0.1', '/ip4/127.0.0.1/udp/4001/p2p-circuit']) {
+      const err = catchError(() => resolveConfig([layerFromKeys([{ key: 'listen', value: ['/ip4/127.0.0.1/tcp/0', entry], source: 'flag --listen' }])]))
+      expect(err.name, entry).toBe('ConfigError')
+      expect(err.key).toBe('listen')
+      expect(err.message).toBe(`flag --listen: listen = ["/ip4/127.0.0.1/tcp/0","${entry}"] is invalid: "${entry}" is no address this node can listen on: the node listens on TCP (/ip4/0.0.0.0/tcp/4001), WebRTC Direct (/ip4/0.0.0.0/udp/4001/webrtc-direct), WebRTC (/webrtc) and circuit relays (/p2p-circuit, or <relay multiaddr>/p2p/<peer id>/p2p-circuit)`)
+    }
+    // what each transport takes, the defaults among them
+    const fine = ['/ip4/127.0.0.1/tcp/0', '/ip6/::1/tcp/0', '/ip4/127.0.0.1/udp/0/webrtc-direct', '/webrtc', '/p2p-circuit', `/ip4/192.0.2.1/tcp/4001/p2p/${peer}/p2p-circuit`, `/dns4/relay.example.org/tcp/443/wss/p2p/${peer}/p2p-circuit`]
+    expect(resolveConfig([layerFromKeys([{ key: 'listen', value: fine, source: 'x' }])]).listen).toEqual(fine)
+    expect(resolveConfig([]).listen).toEqual(defaultConfig.listen)
+    // an announced address need not be one the node listens on: a port forward, a DNS name
+    expect(resolveConfig([layerFromKeys([{ key: 'announce', value: ['/dns4/node.example.org/tcp/443/wss'], source: 'x' }])]).announce).toEqual(['/dns4/node.example.org/tcp/443/wss'])
+  })
+
   it('refuses the same port for the SOCKS5 and HTTP proxies, naming the key that was set', async () => {
     const err = catchError(() => resolveConfig([envLayer({ SPAREBAND_HTTP_PORT: '1080' })]))
     expect(err.name).toBe('ConfigError')
@@ -495,5 +524,24 @@ describe('network definitions', () => {
       await writeFile(file, json)
       expect(catchError(() => loadNetworkDefinition(file)).message).toBe(`${file}: ${message}`)
     }
+  })
+})
+
+describe('configModeWarning', () => {
+  it('warns while a config file with proxy.password can be read by others, and only then', async () => {
+    const file = await tomlFile('[proxy]\npassword = "s3cret"\n')
+    for (const mode of [0o644, 0o640, 0o604]) {
+      await chmod(file, mode)
+      expect(configModeWarning(file), mode.toString(8)).toBe(`${file} holds proxy.password and can be read by other users (mode 0${mode.toString(8)}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${file}"`)
+    }
+    await chmod(file, 0o600)
+    expect(configModeWarning(file)).toBeUndefined()
+    // no password in it (or an empty one), no file, not TOML: nothing to say
+    for (const text of ['region = "de"\n', '[proxy]\npassword = ""\n', '[proxy\npassword = "s3cret"\n']) {
+      const f = await tomlFile(text)
+      await chmod(f, 0o644)
+      expect(configModeWarning(f), text).toBeUndefined()
+    }
+    expect(configModeWarning(join(tmpdir(), 'sb-no-such-config.toml'))).toBeUndefined()
   })
 })

@@ -115,7 +115,8 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
       try {
         await access(configFile)
       } catch {
-        await writeFile(configFile, CONFIG_TEMPLATE(region), { mode: 0o644 })
+        // 0600: the operator may put proxy.password in it
+        await writeFile(configFile, CONFIG_TEMPLATE(region), { mode: 0o600 })
         wroteConfig = true
       }
       // an existing config.toml is never rewritten, so a --region given now is not in it: say so in both modes

@@ -5,7 +5,8 @@ import { decimalNumber } from '../../node/config.ts'
 import { formatKeyValues, printJson } from '../output.ts'
 import { UsageError, describeFsError } from '../errors.ts'
 import { parseRegionArg } from '../config-from-flags.ts'
-import { DEFAULT_PROBE_TIMEOUT_MS, ProbeInputError, parseProbeUrl } from '../../relay/probe.ts'
+import { DEFAULT_PROBE_TIMEOUT_MS, MAX_PROBE_TIMEOUT_MS, ProbeInputError, parseProbeUrl } from '../../relay/probe.ts'
+import { isValidSessionId } from '../../relay/targeting.ts'
 import type { ProbeResult } from '../../relay/probe.ts'
 import type { Command } from 'commander'
 
@@ -17,8 +18,14 @@ function parseCount (value: string): number {
 
 function parseSeconds (value: string): number {
   const n = decimalNumber(value) ?? NaN
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`"${value}" is not a positive number of seconds`)
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > MAX_PROBE_TIMEOUT_MS / 1000) throw new InvalidArgumentError(`"${value}" is not a positive number of seconds up to ${MAX_PROBE_TIMEOUT_MS / 1000}`)
   return n
+}
+
+/** Checked here, with the proxy's rule for session ids: a bad one is a usage error (exit 2), not the node's 400. */
+function parseSession (value: string): string {
+  if (!isValidSessionId(value)) throw new InvalidArgumentError(`${JSON.stringify(value)} is not a session id: 1 to 64 letters, digits, '_', '.' or '-'.`)
+  return value
 }
 
 const ms = (n: number | undefined): string | undefined => n == null ? undefined : `${n.toFixed(1)} ms`
@@ -98,8 +105,8 @@ export function registerProbe (program: Command, dataDirOf: (cmd: Command) => st
     .description('fetch a URL through an exit of a region, through the running node, and time it (exit 1 when it fails)')
     .argument('<url>', 'an http:// or https:// URL; the exit resolves the name')
     .option('--region <region>', 'the exit\'s region, e.g. de or us-ca (default: the proxy\'s default region, else any)', parseRegionArg)
-    .option('--session <id>', 'the same exit as other tunnels of this session id')
-    .option('--timeout <seconds>', 'give up after this long', parseSeconds, DEFAULT_PROBE_TIMEOUT_MS / 1000)
+    .option('--session <id>', 'the same exit as other tunnels of this session id (1 to 64 letters, digits, _ . -)', parseSession)
+    .option('--timeout <seconds>', `give up after this long (at most ${MAX_PROBE_TIMEOUT_MS / 1000})`, parseSeconds, DEFAULT_PROBE_TIMEOUT_MS / 1000)
     .option('--insecure', 'accept a TLS certificate that does not check out (a testnet origin\'s own)')
     .option('--ca <file>', 'trust the PEM certificates in this file instead of the usual CAs (a testnet\'s own CA)')
     .option('--count <n>', 'probe this many times, one after the other, and show the spread of the timings', parseCount, 1)

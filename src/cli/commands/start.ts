@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { Option } from 'commander'
 import { NoticeLimiter } from '../../notice-limiter.ts'
 import { defaultConfig } from '../../node/config.ts'
@@ -68,7 +69,7 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         await (await made)?.stop()
       })
       // loaded here so that quick commands (status, peers, --help) do not pay for libp2p
-      made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, createIdentity: false }))
+      made = import('../../node/spareband-node.ts').then(async ({ SparebandNode }) => stopping ? undefined : SparebandNode.create({ dataDir, resolvedConfig: config, configFile, createIdentity: false }))
       const node = await made
       // stopped before it was made: the handler exits
       if (node == null) return await untilExit()
@@ -118,9 +119,12 @@ export function registerStart (program: Command, dataDirOf: (cmd: Command) => st
         socks: proxy != null ? formatHostPort(config.proxy.host, proxy.socksPort) : undefined,
         http: proxy != null ? formatHostPort(config.proxy.host, proxy.httpPort) : undefined,
         dataDir,
-        config: configFile
+        // a testnet's nodes, and any node given no config file, run without one: the path alone read as if it were read
+        config: existsSync(configFile) ? configFile : `none (no ${configFile})`
       })
-      for (const a of status.addresses) log('info', 'listening', { address: a })
+      // where it listens; with announce set, peers are told other addresses, which may be none of these
+      for (const a of node.listenAddresses()) log('info', 'listening', { address: a })
+      if (config.announce.length > 0) for (const a of status.addresses) log('info', 'announced', { address: a })
       for (const w of status.warnings) log('warn', w)
       // and those that come, or go, later
       const warnings = watchWarnings(() => node.status().warnings, status.warnings, ({ appeared, cleared }) => {

@@ -15,12 +15,13 @@ import { loadOrCreateIdentity } from '../../node/identity.ts'
 import { decimalNumber } from '../../node/config.ts'
 import { dataDirOwner } from '../../node/data-dir-lock.ts'
 import { DataDirInUseError } from '../../errors.ts'
+import { checkDataDir } from '../../node/data-dir.ts'
 import { readApiInfo } from '../../node/control-api.ts'
 import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
 import { parsePortList } from '../../relay/ports.ts'
 import { callApi } from '../api-client.ts'
 import { flagArgs, resolveFlags } from '../config-from-flags.ts'
-import { UsageError } from '../errors.ts'
+import { UsageError, describeFsError } from '../errors.ts'
 import { formatTable, log, printJson, surviveClosedOutput } from '../output.ts'
 import { NODE_RUNTIME_FLAGS } from '../../node/runtime-flags.ts'
 import type { ChildProcess } from 'node:child_process'
@@ -83,8 +84,16 @@ export function registerTestnet (program: Command): void {
       if (opts.exitPorts != null) nodeFlags.exitPorts = opts.exitPorts
       const nodeConfig = resolveFlags({ ...nodeFlags, region: regions[0] }, NETWORK)
       const temporary = opts.dir == null
+      // resolve('') is the working directory: the nodes' directories would land wherever the command ran
+      if (opts.dir === '') throw new UsageError('--dir is empty: name a directory, or leave the flag out for a temporary one')
+      // a file there (or above it) is the operator's to fix, not an EEXIST or ENOTDIR from mkdir
+      if (!temporary) checkDataDir(opts.dir, '--dir')
       const base = temporary ? await mkdtemp(join(tmpdir(), 'spareband-testnet-')) : resolve(opts.dir)
-      await mkdir(base, { recursive: true })
+      try {
+        await mkdir(base, { recursive: true })
+      } catch (err: any) {
+        throw new UsageError(`--dir: cannot create ${base}: ${describeFsError(err)}`)
+      }
 
       const children: ChildProcess[] = []
       const running = (): ChildProcess[] => children.filter(c => c.exitCode == null && c.signalCode == null)
