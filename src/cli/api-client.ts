@@ -11,6 +11,16 @@ import { IDENTITY_FILE } from '../node/identity.ts'
 import type { ApiInfo } from '../node/control-api.ts'
 
 /** How long a call may take unless it says otherwise. */
+
+/** The node answered `path` with an error status: `message` says which, and what it said. */
+export class ApiStatusError extends Error {
+  static name = 'ApiStatusError'
+  constructor (readonly path: string, readonly status: number, said: string) {
+    super(`${path}: ${status} ${said}`)
+    this.name = 'ApiStatusError'
+  }
+}
+
 export const DEFAULT_API_TIMEOUT_MS = 10_000
 
 /**
@@ -48,7 +58,7 @@ export async function callApi<T = any> (dataDir: string, path: string, init: { m
     if (res.ok) throw new Error(`${path}: the node's answer was cut short or is not JSON (${err.message})`)
     body = {}
   }
-  if (!res.ok) throw new Error(`${path}: ${res.status} ${body.error ?? res.statusText}`)
+  if (!res.ok) throw new ApiStatusError(path, res.status, body.error ?? res.statusText)
   return body as T
 }
 
@@ -76,7 +86,7 @@ export async function callApiStream (dataDir: string, path: string, init: { idle
   if (!res.ok) {
     clearTimeout(timer)
     const body: any = await res.json().catch(() => ({}))
-    throw new Error(`${path}: ${res.status} ${body.error ?? res.statusText}`)
+    throw new ApiStatusError(path, res.status, body.error ?? res.statusText)
   }
   const body = res.body
   if (body == null) {

@@ -9,8 +9,9 @@
  * names the key exactly as the operator writes it in `config.toml`.
  */
 
+import { modeOpenToOthers, readableByOthersWarning } from './file-modes.ts'
 import { isIP } from 'node:net'
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
@@ -479,14 +480,8 @@ export function readConfigFile (file: string, options: { required?: string } = {
  * Windows (no POSIX modes). As identity.ts's identityModeWarning.
  */
 export function configModeWarning (file: string): string | undefined {
-  if (process.platform === 'win32') return undefined
-  let mode: number
-  try {
-    mode = statSync(file).mode & 0o777
-  } catch {
-    return undefined
-  }
-  if ((mode & 0o044) === 0) return undefined
+  const mode = modeOpenToOthers(file, 0o044)
+  if (mode == null) return undefined
   let password: unknown
   try {
     password = (parseToml(readFileSync(file, 'utf8')) as { proxy?: { password?: unknown } }).proxy?.password
@@ -494,7 +489,7 @@ export function configModeWarning (file: string): string | undefined {
     return undefined
   }
   if (typeof password !== 'string' || password === '') return undefined
-  return `${file} holds proxy.password and can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): whoever reads it can use this node's proxies and spend its credits; run "chmod 600 ${file}"`
+  return readableByOthersWarning(file, mode, 'can use this node\'s proxies and spend its credits', 'proxy.password')
 }
 
 /** One override that can come from the environment or a flag. */

@@ -5,6 +5,7 @@
  * `api.json` so CLI commands find it with only `--data-dir`.
  */
 
+import { modeOpenToOthers, readableByOthersWarning } from './file-modes.ts'
 import { createServer } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, writeFile, rm, chmod, mkdir } from 'node:fs/promises'
@@ -46,6 +47,13 @@ export class HttpError extends Error {
     super(message)
     this.name = 'HttpError'
   }
+}
+
+/** A warning while others than the owner can read api-token (made 0600, but a copy gets the mode of the day). */
+export function apiTokenModeWarning (dataDir: string): string | undefined {
+  const file = join(dataDir, API_TOKEN_FILE)
+  const mode = modeOpenToOthers(file)
+  return mode == null ? undefined : readableByOthersWarning(file, mode, 'controls this node through its control API (pause, resume, receipts, metrics)')
 }
 
 const MIN_TOKEN_LENGTH = 16

@@ -3,7 +3,7 @@
  * directory so the peer id is the same on every start.
  */
 
-import { statSync } from 'node:fs'
+import { modeOpenToOthers, readableByOthersWarning } from './file-modes.ts'
 import { readFile, writeFile, chmod, stat, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -174,14 +174,7 @@ async function exists (file: string): Promise<boolean> {
  * POSIX modes).
  */
 export function identityModeWarning (dataDir: string): string | undefined {
-  if (process.platform === 'win32') return undefined
   const file = identityPath(dataDir)
-  let mode: number
-  try {
-    mode = statSync(file).mode & 0o777
-  } catch {
-    return undefined
-  }
-  if ((mode & 0o077) === 0) return undefined
-  return `${file} can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): whoever reads it can sign receipts as this node and spend its credits; run "chmod 600 ${file}"`
+  const mode = modeOpenToOthers(file)
+  return mode == null ? undefined : readableByOthersWarning(file, mode, 'can sign receipts as this node and spend its credits')
 }

@@ -14,7 +14,7 @@ import { identityModeWarning, loadIdentity, loadOrCreateIdentity } from './ident
 import { buildLibp2p, checkUdpListenPorts, dhtClientMode, explainListenFailure } from './libp2p.ts'
 import type { ListenAddresses } from './libp2p.ts'
 import { metricsHandler } from './metrics.ts'
-import { ControlApi } from './control-api.ts'
+import { ControlApi, apiTokenModeWarning } from './control-api.ts'
 import { renderDashboard } from './dashboard/index.ts'
 import { parseAgent } from '../relay/exit-selector.ts'
 import { exitPart, exitServices, proxyPart } from './relay-parts.ts'
@@ -472,6 +472,8 @@ export class SparebandNode extends TypedEventEmitter<SparebandEvents> {
     if (keyWarning != null) warnings.push(keyWarning)
     const configWarning = this.configFile == null ? undefined : configModeWarning(this.configFile)
     if (configWarning != null) warnings.push(configWarning)
+    const tokenWarning = apiTokenModeWarning(this.dataDir)
+    if (tokenWarning != null) warnings.push(tokenWarning)
     for (const p of this.parts) warnings.push(...(p.warnings?.() ?? []))
     const alone = aloneWarning(this.config, this.libp2p.getPeers().length)
     if (alone != null) warnings.push(alone)

@@ -346,3 +346,20 @@ describe('balance and receipts when no node runs: read from ledger.db', () => {
     expect(await readFile(join(empty, 'ledger.db'), 'utf8')).toBe('not a database\n')
   })
 })
+
+describe('a node without accounting', () => {
+  it('balance and receipts say it keeps none (they gave "/v1/balance: 404 no such endpoint")', async () => {
+    const dataDir = await tempDir('sb-acct-off-')
+    await createIdentity(dataDir)
+    await writeFile(join(dataDir, 'config.toml'), '[accounting]\nenabled = false\n')
+    const node = new NodeProcess(dataDir, [...LOCAL, '--no-supply'])
+    procs.push(node)
+    await node.ready()
+    for (const args of [['balance'], ['receipts'], ['receipts', '--json'], ['receipts', '--export', 'csv']]) {
+      const r = await runCli([...args, '--data-dir', dataDir])
+      expect(r.code, args.join(' ')).toBe(1)
+      expect(r.stderr, args.join(' ')).toBe(`spareband: the node running for ${dataDir} keeps no accounting (accounting.enabled = false): it has no balance and no receipts to show\n`)
+    }
+    await node.stop()
+  })
+})

@@ -231,7 +231,7 @@ describe('operator', () => {
     }
   })
 
-  it('an identity.key others can read (a copy restored from a backup) is a warning at start and in status, with the chmod that fixes it', async () => {
+  it('an identity.key or api-token others can read (a copy restored from a backup) is a warning at start and in status, with the chmod that fixes it', async () => {
     const d = await tempDir('sb-op-keymode-')
     await runCliJson(['init', '--data-dir', d, '--region', 'de', '--json'])
     const key = join(d, 'identity.key')
@@ -243,6 +243,12 @@ describe('operator', () => {
     await waitFor(() => node.output.includes(`warn  ${warning}\n`), { what: 'the warning in the start log' })
     expect((await node.status()).warnings).toEqual([warning, ALONE])
     await chmod(key, 0o600)
+    expect((await node.status()).warnings).toEqual([ALONE])
+    // api-token, which opens the whole control API, likewise (it was made 0600 and never looked at again)
+    const token = join(d, 'api-token')
+    await chmod(token, 0o640)
+    expect((await node.status()).warnings).toEqual([`${token} can be read by other users (mode 0640): whoever reads it controls this node through its control API (pause, resume, receipts, metrics); run "chmod 600 ${token}"`, ALONE])
+    await chmod(token, 0o600)
     expect((await node.status()).warnings).toEqual([ALONE])
     expect((await node.stop()).code).toBe(0)
   })

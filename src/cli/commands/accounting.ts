@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { InvalidArgumentError } from 'commander'
-import { callApi, callApiStream } from '../api-client.ts'
+import { ApiStatusError, callApi, callApiStream } from '../api-client.ts'
 import { resolveCliConfig } from '../config-from-flags.ts'
 import { formatKeyValues, formatTable, printJson } from '../output.ts'
 import { UsageError, describeFsError } from '../errors.ts'
@@ -13,6 +13,12 @@ import { DEFAULT_RECEIPT_LIST_LIMIT, LEDGER_FILE, exportTextOfAnswer, parseRecei
 import type { ReceiptsExport } from '../../node/accounting-report.ts'
 import type { OfflineAccounting } from '../../node/offline-ledger.ts'
 import type { Command } from 'commander'
+
+/** The receipts route with `query`, and no bare "?" when there is none. */
+function receiptsPath (query: URLSearchParams): string {
+  const q = query.toString()
+  return q === '' ? '/v1/receipts' : `/v1/receipts?${q}`
+}
 
 /** What `balance` shows for `pending` when it reads the ledger without a node. */
 const PENDING_UNKNOWN = 'unknown: only a running node knows the bytes no receipt covers yet, and none answered'
@@ -27,6 +33,10 @@ async function fromNodeOrLedger<T> (cmd: Command, dataDir: string, online: strin
   try {
     return { value: typeof online === 'string' ? await callApi<T>(dataDir, online) : await online(), running: true }
   } catch (err) {
+    // a node without accounting has no such routes: its 404 ("/v1/balance: 404 no such endpoint") told the operator nothing
+    if (err instanceof ApiStatusError && err.status === 404 && /^\/v1\/(balance|receipts)\b/.test(err.path)) {
+      throw new Error(`the node running for ${dataDir} keeps no accounting (accounting.enabled = false): it has no balance and no receipts to show`)
+    }
     if (!(err instanceof NodeNotRunningError)) throw err
   }
   // loaded only here: node:sqlite and the ledger are not needed while a node answers
@@ -113,7 +123,7 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
       if (opts.export != null) {
         // written as it is made (from the ledger) or as it arrives (from the node): never held whole
         await fromNodeOrLedger<undefined>(cmd, dataDir, async () => {
-          const answer = await callApiStream(dataDir, `/v1/receipts?${query}`, { idleTimeoutMs: EXPORT_IDLE_TIMEOUT_MS })
+          const answer = await callApiStream(dataDir, receiptsPath(query), { idleTimeoutMs: EXPORT_IDLE_TIMEOUT_MS })
           try {
             await writeChunks(exportTextOfAnswer(answer))
           } catch (err: any) {
@@ -126,7 +136,7 @@ export function registerAccounting (program: Command, dataDirOf: (cmd: Command) 
         })
         return
       }
-      const { value } = await fromNodeOrLedger<any>(cmd, dataDir, `/v1/receipts?${query}`, a => a.receipts(Object.fromEntries(query)))
+      const { value } = await fromNodeOrLedger<any>(cmd, dataDir, receiptsPath(query), a => a.receipts(Object.fromEntries(query)))
       // bigints when read offline, decimal strings from the API: printJson and formatTable print both alike
       const rows: any[] = value
       if (opts.json === true) printJson(rows)
