@@ -43,7 +43,7 @@ import { AddressInUseError } from '../errors.ts'
 import { formatAgent } from '../relay/exit-selector.ts'
 import { capacityAdAuthor, capacitySelector, capacityValidator, heldAdIsNewer } from '../routing/capacity-ad.ts'
 import type { SparebandConfig } from './config.ts'
-import type { ComponentLogger, Libp2p, Libp2pEvents, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory, TypedEventTarget } from '@libp2p/interface'
+import type { ComponentLogger, ConnectionGater, Libp2p, Libp2pEvents, PrivateKey, PeerDiscovery, ServiceMap, StreamMuxerFactory, TypedEventTarget } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -201,6 +201,12 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
   }))
 }
 
+/** `gater` that also refuses the addresses of relays found gone (gone-peers.ts). */
+function withGonePeers (gater: Pick<ConnectionGater, 'denyDialMultiaddr'>, gone: GonePeers): Pick<ConnectionGater, 'denyDialMultiaddr'> {
+  const denied = gater.denyDialMultiaddr
+  return { denyDialMultiaddr: async (addr: Multiaddr) => gone.denyDialMultiaddr(addr) || (await denied?.(addr)) === true }
+}
+
 export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, onFramingRefused }: BuildLibp2pOptions): Libp2pOptions<any> {
   const local = config.network.local_testnet
   // how what peers send is framed on each protocol, for the frame guards
@@ -209,7 +215,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
   const advertisedRelays = new AdvertisedRelays()
   // circuits through a relay found silent are dialled after the others (silent-relays.ts)
   const silentRelays = new SilentRelays()
-  // peers whose connections were ended for silence are not dialled for a while (gone-peers.ts)
+  // the addresses of relays found gone are not dialled for a while (gone-peers.ts)
   const gonePeers = new GonePeers()
   // the resolver adds what the given addresses' names resolve to, which the gater lets through
   const given = new GivenAddresses(givenAddresses(config))
@@ -265,7 +271,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       ...(local ? {} : { resolvers: { dnsaddr: dnsaddrResolver, dns: new DnsNameResolver({ given, lookup: dnsLookup }) } })
     },
     // on the public network no private address but the addresses the node was given (private-dials.ts)
-    connectionGater: { ...privateDialGater({ publicOnly: !local, given }), denyDialPeer: gonePeers.denyDialPeer },
+    connectionGater: withGonePeers(privateDialGater({ publicOnly: !local, given }), gonePeers),
     peerDiscovery,
     // other peers' private addresses on the public network, and exits' circuits through relays they left (peer-address-filter.ts)
     peerStore: { addressFilter: peerAddressFilter(peerIdFromPrivateKey(privateKey), { publicOnly: !local, advertisedRelays }) },
@@ -273,7 +279,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       identify: identify(),
       identifyPush: identifyPush(),
       ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
-      silentConnections: silentConnections({ gonePeers }),
+      silentConnections: silentConnections(),
       // the relays this node is reached through, and those found silent, are judged sooner (relay-watch.ts)
       relayWatch: relayWatch({ gonePeers, alsoWatch: relay => silentRelays.isMarked(relay) }),
       gonePeers: (components: { events: TypedEventTarget<Libp2pEvents> }) => gonePeers.withEvents(components.events),
@@ -305,7 +311,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
       keeper: peerKeeper({
         relays: namedRelays(config.listen),
         bootstrap: config.network.bootstrap,
-        maxDelayMs: config.network.redial_max_seconds * second
+        maxDelayMs: config.network.redial_max_seconds * second,
+        pausedFor: addr => gonePeers.pausedFor(addr)
       }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,

@@ -61,6 +61,9 @@ export class Backoff {
   }
 }
 
+/** After a pause of the address ends, this much later: its end has passed on both clocks. */
+const PAUSE_MARGIN_MS = 50
+
 export interface PeerKeeperInit {
   /** Relays the node listens through, as multiaddrs ending in `/p2p/<relay>` (without `/p2p-circuit`). */
   relays?: string[]
@@ -72,6 +75,14 @@ export interface PeerKeeperInit {
   maxDelayMs?: number
   /** For tests of the jitter. @default Math.random */
   random?: () => number
+  /**
+   * How long until an address may be dialled again (ms, 0: now): the node
+   * does not dial a relay found gone at its address for a while
+   * (gone-peers.ts). A redial waits for that rather than fail at once, and
+   * such a wait counts as no attempt: the backoff grew through the pause,
+   * and the relay was redialled up to half a minute after it ended.
+   */
+  pausedFor?: (addr: Multiaddr) => number
 }
 
 export interface PeerKeeperComponents {
@@ -177,6 +188,8 @@ export function withPeer (address: string): PeerAddr | undefined {
 interface Kept {
   kind: KeptKind
   target: string
+  /** The addresses a redial dials (any one will do). */
+  addrs: Multiaddr[]
   /** Why it needs a redial now; undefined while it is fine. */
   problem: () => string | undefined
   redial: (signal: AbortSignal) => Promise<void>
@@ -273,9 +286,10 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
   }
 
   private build (): void {
-    const keep = (kind: KeptKind, target: string, problem: Kept['problem'], redial: Kept['redial']): Kept => ({
+    const keep = (kind: KeptKind, addrs: Multiaddr[], problem: Kept['problem'], redial: Kept['redial']): Kept => ({
       kind,
-      target,
+      target: addrs.map(String).join(','),
+      addrs,
       problem,
       redial,
       backoff: new Backoff(this.init.minDelayMs ?? DEFAULT_REDIAL_MIN_MS, this.init.maxDelayMs ?? DEFAULT_REDIAL_MAX_MS, this.init.random),
@@ -297,7 +311,7 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
         let listening = false
         let listenFailed = false
         let shunned = false
-        this.kept.push(keep('relay', addr.toString(),
+        this.kept.push(keep('relay', [addr],
           () => !this.directlyConnected(peer) ? 'not connected' : !reservations.hasReservation(peer) ? 'no reservation' : undefined,
           async signal => {
             // dialled first: a listen on a relay that does not answer leaves its listener behind
@@ -341,7 +355,7 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
       }
     }
     if (this.bootstrap.length > 0) {
-      this.kept.push(keep('bootstrap', this.bootstrap.map(String).join(','),
+      this.kept.push(keep('bootstrap', this.bootstrap,
         () => connectionManager.getConnections().length === 0 ? 'no peer' : undefined,
         // one that answers is enough: the DHT finds the rest
         async signal => { await Promise.any(this.bootstrap.map(async a => connectionManager.openConnection(a, { signal }))) }))
@@ -402,6 +416,14 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
   private async redial (k: Kept): Promise<void> {
     k.timer = undefined
     if (!this.running) return
+    const pausedFor = this.init.pausedFor
+    const wait = pausedFor == null ? 0 : Math.min(...k.addrs.map(a => pausedFor(a)))
+    if (wait > 0 && k.problem() != null) {
+      // dialled as soon as the node dials it again: neither an attempt nor a longer backoff
+      k.since ??= Date.now()
+      k.timer = setTimeout(() => { void this.redial(k) }, wait + PAUSE_MARGIN_MS)
+      return
+    }
     k.redialling = true
     try {
       if (k.problem() != null) await k.redial(AbortSignal.any([this.controller.signal, AbortSignal.timeout(REDIAL_TIMEOUT_MS)]))

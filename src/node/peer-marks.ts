@@ -1,7 +1,7 @@
 /**
  * Marks a node keeps on peers it found silent (silent-relays.ts,
- * gone-peers.ts): a connection the peer opens shows it is there again and
- * lifts its mark, and the node's stop forgets them all. A service: libp2p
+ * gone-peers.ts): a connection to the peer shows it is there again and may
+ * lift its mark, and the node's stop forgets them all. A service: libp2p
  * hands it its events (withEvents), and starts and stops it.
  */
 
@@ -10,8 +10,8 @@ import type { Connection, Libp2pEvents, Startable, TypedEventTarget } from '@lib
 export abstract class PeerMarks implements Startable {
   private events?: TypedEventTarget<Libp2pEvents>
 
-  /** A connection to `peer` opened: its mark goes. */
-  protected abstract lift (peer: string): void
+  /** `connection` to `peer` opened: its mark may go. */
+  protected abstract lift (peer: string, connection: Connection): void
   /** The node stops: every mark goes. */
   protected abstract clear (): void
 
@@ -31,6 +31,6 @@ export abstract class PeerMarks implements Startable {
   }
 
   private readonly onOpen = (evt: CustomEvent<Connection>): void => {
-    this.lift(evt.detail.remotePeer.toString())
+    this.lift(evt.detail.remotePeer.toString(), evt.detail)
   }
 }

@@ -17,50 +17,61 @@
  * all the time: data, window updates), and one nothing came in from for
  * `silentAfterMs` is ended: libp2p's relay transport then drops the
  * reservation and reserves on another relay, and the new circuit is
- * advertised. Shortly before that verdict another peer is pinged too: if
- * it answered, the node's own line works, and the relay is not dialled for
- * a while (gone-peers.ts).
+ * advertised.
+ *
+ * The relay's address is then not dialled for a while (gone-peers.ts), but
+ * only when the node's own line is known to have worked all along: from
+ * the moment the relay left its ping unanswered (`suspectAfterMs`), a
+ * control peer is pinged every sweep, one the node was connected to
+ * before the relay went quiet (a connection opened since proves nothing:
+ * after a blip of the node's own line, new connections work at once while
+ * old ones wait out TCP's growing retransmission timers), on a public
+ * address when the relay's is public (a LAN peer answers through an
+ * outage of the Internet line). If such a peer was silent for
+ * `deafAfterMs` meanwhile, or none answered just before the verdict, or
+ * the relay is heard on another connection, nothing is paused.
  *
  * A relay stalled that long is taken for gone: consumers judge an exit
  * behind it gone sooner (8 s, exit-liveness.ts), and a relay that comes
  * back is reserved on again like any other.
  */
 
+import { isPrivate } from '@libp2p/utils'
 import { SilentPeerError, SweepClock, lastHeard } from './silent-connections.ts'
 import { pingOver } from './open-stream.ts'
 import { relayOf } from '../routing/advertised-relays.ts'
-import type { GonePeers } from './gone-peers.ts'
 import { second } from '../constants.ts'
+import type { GonePeers } from './gone-peers.ts'
 import type { AbortOptions, ComponentLogger, Connection, Logger, Startable } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** A relay connection quiet this long is pinged. */
 export const RELAY_WATCH_PING_AFTER_MS = 3 * second
+/** Quiet this long, the relay left that ping unanswered: control peers are pinged from now on. */
+export const RELAY_WATCH_SUSPECT_AFTER_MS = 4 * second
 /** A relay connection nothing came in on for this long is ended. */
 export const RELAY_WATCH_SILENT_AFTER_MS = 10 * second
 export const RELAY_WATCH_SWEEP_INTERVAL_MS = second
-/**
- * This long before the verdict on a relay, another peer is pinged: its
- * answer, heard within RELAY_WATCH_HEARD_OTHERS_WITHIN_MS of the verdict,
- * shows that the node's own line works, and the relay is not dialled for a
- * while (gone-peers.ts). Idle peers alone are heard only every 10 s.
- */
-export const RELAY_WATCH_CONTROL_LEAD_MS = 2 * second
-export const RELAY_WATCH_HEARD_OTHERS_WITHIN_MS = 5 * second
+/** Control peers pinged every sweep, none heard from for this long: the node's own line may be down, and nothing is paused. */
+export const RELAY_WATCH_DEAF_AFTER_MS = 2500
 
 export interface RelayWatchInit {
   /** @default RELAY_WATCH_PING_AFTER_MS */
   pingAfterMs?: number
+  /** @default RELAY_WATCH_SUSPECT_AFTER_MS */
+  suspectAfterMs?: number
   /** @default RELAY_WATCH_SILENT_AFTER_MS */
   silentAfterMs?: number
   /** @default RELAY_WATCH_SWEEP_INTERVAL_MS */
   sweepIntervalMs?: number
+  /** @default RELAY_WATCH_DEAF_AFTER_MS */
+  deafAfterMs?: number
   /** How a relay is pinged (libp2p's ping protocol over the connection; a test gives its own). */
   ping?: (connection: Connection, options: AbortOptions) => Promise<void>
   /** Relays watched besides those the node holds a reservation on (those found silent). */
   alsoWatch?: (relay: string) => boolean
-  /** Told of each relay ended for silence: it is not dialled for a while. */
-  gonePeers?: Pick<GonePeers, 'found'>
+  /** Told of each relay ended for silence while the node's line worked: its address is not dialled for a while. */
+  gonePeers?: Pick<GonePeers, 'pause'>
 }
 
 export interface RelayWatchComponents {
@@ -69,29 +80,42 @@ export interface RelayWatchComponents {
   logger: ComponentLogger
 }
 
+/** A watched connection's quiet stretch, from the sweep that found it suspect. */
+interface Suspect {
+  since: number
+  /** Whether no control peer was heard for deafAfterMs at some sweep since. */
+  deaf: boolean
+}
+
 export class RelayWatch implements Startable {
   private readonly log: Logger
   private readonly pingAfterMs: number
+  private readonly suspectAfterMs: number
   private readonly silentAfterMs: number
   private readonly sweepIntervalMs: number
+  private readonly deafAfterMs: number
   private readonly ping: (connection: Connection, options: AbortOptions) => Promise<void>
   private readonly alsoWatch?: (relay: string) => boolean
-  private readonly gonePeers?: Pick<GonePeers, 'found'>
+  private readonly gonePeers?: Pick<GonePeers, 'pause'>
   private readonly clock: SweepClock
   /** Connections (by id) with a ping under way: one at a time each. */
   private readonly pinging = new Set<string>()
-  /** Watched connections (by id) whose quiet stretch had its control ping (see RELAY_WATCH_CONTROL_LEAD_MS). */
-  private readonly controlled = new Set<string>()
+  /** Watched connections (by id) in a suspect quiet stretch. */
+  private readonly suspects = new Map<string, Suspect>()
   private stopping = new AbortController()
   private timer?: NodeJS.Timeout
   /** Relay connections ended for silence since start. */
   ended = 0
+  /** Of those, the ones whose address was paused (the node's line worked). */
+  paused = 0
 
   constructor (private readonly components: RelayWatchComponents, init: RelayWatchInit = {}) {
     this.log = components.logger.forComponent('spareband:relay-watch')
     this.pingAfterMs = init.pingAfterMs ?? RELAY_WATCH_PING_AFTER_MS
+    this.suspectAfterMs = init.suspectAfterMs ?? RELAY_WATCH_SUSPECT_AFTER_MS
     this.silentAfterMs = init.silentAfterMs ?? RELAY_WATCH_SILENT_AFTER_MS
     this.sweepIntervalMs = init.sweepIntervalMs ?? RELAY_WATCH_SWEEP_INTERVAL_MS
+    this.deafAfterMs = init.deafAfterMs ?? RELAY_WATCH_DEAF_AFTER_MS
     this.ping = init.ping ?? pingOver
     this.alsoWatch = init.alsoWatch
     this.gonePeers = init.gonePeers
@@ -108,6 +132,7 @@ export class RelayWatch implements Startable {
   stop (): void {
     clearInterval(this.timer)
     this.stopping.abort()
+    this.suspects.clear()
   }
 
   /** The relays this node holds a reservation on: those of its own circuit addresses. */
@@ -123,6 +148,8 @@ export class RelayWatch implements Startable {
   sweep (now = performance.now()): void {
     if (!this.clock.onTime(now)) {
       this.log('sweep came late (a stalled event loop): silence is counted from now')
+      // the stall may have hidden what came in: no stretch under way is judged deaf or not by it
+      this.suspects.clear()
       return
     }
     const reserved = this.reservedRelays()
@@ -131,32 +158,57 @@ export class RelayWatch implements Startable {
     const watched = new Set<string>()
     for (const connection of connections) {
       // a relay is watched over its direct connections: the reservation is held over one, DHT queries use them
-      if (connection.status !== 'open' || connection.limits != null || relayOf(connection.remoteAddr) != null) continue
+      if (!direct(connection)) continue
       const peer = connection.remotePeer.toString()
       if (!reserved.has(peer) && this.alsoWatch?.(peer) !== true) continue
       const heard = lastHeard(connection)
       if (heard == null) continue
       watched.add(connection.id)
       const silentMs = this.clock.silence(heard, now)
+      if (silentMs < this.pingAfterMs) {
+        this.suspects.delete(connection.id)
+        continue
+      }
       if (silentMs >= this.silentAfterMs) {
         this.ended++
-        const paused = this.gonePeers?.found(connection, connections, now, RELAY_WATCH_HEARD_OTHERS_WITHIN_MS) === true
-        this.log('nothing heard for %d s from relay %p (%s): ending the connection%s', Math.round(silentMs / 1000), connection.remotePeer, reserved.has(peer) ? 'this node is reached through it' : 'found silent', paused ? ', not dialled for a while' : '')
+        const pause = this.mayPause(connection, connections, heard, now)
+        this.suspects.delete(connection.id)
+        if (pause) {
+          this.paused++
+          this.gonePeers?.pause(peer, connection.remoteAddr, now)
+        }
+        this.log('nothing heard for %d s from relay %p (%s): ending the connection%s', Math.round(silentMs / 1000), connection.remotePeer, reserved.has(peer) ? 'this node is reached through it' : 'found silent', pause ? `; ${connection.remoteAddr.toString()} is not dialled for a while` : '')
         connection.abort(new SilentPeerError(`nothing heard from the relay for ${Math.round(silentMs / 1000)} s`))
         continue
       }
-      if (silentMs < this.pingAfterMs) {
-        this.controlled.delete(connection.id)
-        continue
-      }
       this.pingOnce(connection)
-      if (silentMs >= this.silentAfterMs - RELAY_WATCH_CONTROL_LEAD_MS && !this.controlled.has(connection.id)) {
-        this.controlled.add(connection.id)
-        const control = mostRecentlyHeard(connections, connection.remotePeer.toString())
-        if (control != null) this.pingOnce(control)
+      if (silentMs < this.suspectAfterMs) continue
+      // suspect: a control peer answers for the node's line, every sweep until the verdict
+      let suspect = this.suspects.get(connection.id)
+      if (suspect == null) {
+        suspect = { since: now, deaf: false }
+        this.suspects.set(connection.id, suspect)
+      } else if (now - suspect.since >= this.sweepIntervalMs && now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) >= this.deafAfterMs) {
+        // the first control ping has had its sweep to come back
+        suspect.deaf = true
       }
+      const control = controlFor(connections, connection, heard, now)
+      if (control != null) this.pingOnce(control)
     }
-    for (const id of this.controlled) if (!watched.has(id)) this.controlled.delete(id)
+    for (const id of this.suspects.keys()) if (!watched.has(id)) this.suspects.delete(id)
+  }
+
+  /**
+   * Whether the relay's silence was its own: no control peer went unheard
+   * for deafAfterMs during the suspect stretch, one answered within the
+   * last sweep and a half, and the relay says nothing on another connection.
+   */
+  private mayPause (connection: Connection, connections: readonly Connection[], heard: number, now: number): boolean {
+    const suspect = this.suspects.get(connection.id)
+    if (suspect == null || suspect.deaf) return false
+    const peer = connection.remotePeer.toString()
+    if (connections.some(c => c !== connection && c.status === 'open' && c.remotePeer.toString() === peer && now - (lastHeard(c) ?? -Infinity) < this.silentAfterMs)) return false
+    return now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) < 1.5 * this.sweepIntervalMs
   }
 
   /** One ping at a time on a connection. The answer, if any, is heard on its clock; a failure says nothing the silence will not. */
@@ -169,15 +221,41 @@ export class RelayWatch implements Startable {
   }
 }
 
-/** The open direct connection to a peer other than `not` heard from last: the likeliest to answer at once. */
-function mostRecentlyHeard (connections: readonly Connection[], not: string): Connection | undefined {
+function direct (c: Connection): boolean {
+  return c.status === 'open' && c.limits == null && relayOf(c.remoteAddr) == null
+}
+
+/**
+ * The connections that may answer for the node's line while `watched` is
+ * quiet since `since` (performance.now() ms): direct, to other peers, open
+ * before `since`, with a hearing clock, and on a public address when the
+ * watched one's is public.
+ */
+function controls (connections: readonly Connection[], watched: Connection, since: number, now: number): Connection[] {
+  const peer = watched.remotePeer.toString()
+  const wallNow = Date.now()
+  const publicOnly = !isPrivate(watched.remoteAddr)
+  return connections.filter(c => c !== watched && direct(c) && c.remotePeer.toString() !== peer && lastHeard(c) != null &&
+    // opened before the quiet began: timeline.open is Date.now() ms
+    now - (wallNow - c.timeline.open) < since &&
+    (!publicOnly || !isPrivate(c.remoteAddr)))
+}
+
+/** When a control connection was last heard from (performance.now() ms), or undefined when there is none. */
+function lastHeardOfControls (connections: readonly Connection[], watched: Connection, since: number, now: number): number | undefined {
+  let latest: number | undefined
+  for (const c of controls(connections, watched, since, now)) {
+    const heard = lastHeard(c)!
+    if (latest == null || heard > latest) latest = heard
+  }
+  return latest
+}
+
+/** The control connection heard from last: the likeliest to answer at once. */
+function controlFor (connections: readonly Connection[], watched: Connection, since: number, now: number): Connection | undefined {
   let best: Connection | undefined
-  let bestHeard = -Infinity
-  for (const c of connections) {
-    const heard = lastHeard(c)
-    if (heard == null || c.status !== 'open' || c.limits != null || c.remotePeer.toString() === not || heard <= bestHeard) continue
-    best = c
-    bestHeard = heard
+  for (const c of controls(connections, watched, since, now)) {
+    if (best == null || lastHeard(c)! > lastHeard(best)!) best = c
   }
   return best
 }

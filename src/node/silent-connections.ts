@@ -23,7 +23,6 @@
  */
 
 import { second } from '../constants.ts'
-import type { GonePeers } from './gone-peers.ts'
 import type { ComponentLogger, Connection, Logger, Startable, StreamMuxer, StreamMuxerFactory } from '@libp2p/interface'
 
 export const DEFAULT_SILENT_AFTER_MS = 25 * second
@@ -65,10 +64,6 @@ export interface SilentConnectionsInit {
   silentAfterMs?: number
   /** @default DEFAULT_SWEEP_INTERVAL_MS */
   sweepIntervalMs?: number
-  /** Told of each peer ended for silence: it is not dialled for a while (gone-peers.ts). */
-  gonePeers?: Pick<GonePeers, 'found'>
-  /** How recently another peer must have been heard for that (the node's line works). @default HEARD_OTHERS_WITHIN_MS */
-  heardOthersWithinMs?: number
 }
 
 export interface SilentConnectionsComponents {
@@ -125,7 +120,7 @@ export class SilentConnections implements Startable {
   /** Connections ended for silence since start. */
   ended = 0
 
-  constructor (private readonly components: SilentConnectionsComponents, private readonly init: SilentConnectionsInit = {}) {
+  constructor (private readonly components: SilentConnectionsComponents, init: SilentConnectionsInit = {}) {
     this.log = components.logger.forComponent('spareband:silent-connections')
     this.silentAfterMs = init.silentAfterMs ?? DEFAULT_SILENT_AFTER_MS
     this.sweepIntervalMs = init.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS
@@ -147,15 +142,13 @@ export class SilentConnections implements Startable {
       this.log('sweep came late (a stalled event loop): silence is counted from now')
       return
     }
-    const connections = this.components.connectionManager.getConnections()
-    for (const connection of connections) {
+    for (const connection of this.components.connectionManager.getConnections()) {
       const heard = lastHeard(connection)
       if (heard == null || connection.status !== 'open') continue
       const silentMs = this.clock.silence(heard, now)
       if (silentMs < this.silentAfterMs) continue
       this.ended++
-      const paused = this.init.gonePeers?.found(connection, connections, now, this.init.heardOthersWithinMs) === true
-      this.log('nothing heard from %p for %d s on %a: ending the connection%s', connection.remotePeer, Math.round(silentMs / 1000), connection.remoteAddr, paused ? ', not dialled for a while' : '')
+      this.log('nothing heard from %p for %d s on %a: ending the connection', connection.remotePeer, Math.round(silentMs / 1000), connection.remoteAddr)
       connection.abort(new SilentPeerError(`nothing heard from the peer for ${Math.round(silentMs / 1000)} s`))
     }
   }

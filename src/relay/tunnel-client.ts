@@ -149,12 +149,13 @@ export function dialFailure (err: any): string {
   return `${String(err.message)}: ${shown}${reasons.length > 4 ? `; and ${reasons.length - 4} more` : ''}`
 }
 
-/** The one peer check of the node's connection gater is gone-peers.ts's: libp2p's words for it name only the gater. */
-const DENIED_PEER = 'The dial request is blocked by gater.allowDialPeer'
+/** libp2p's words when the node's connection gater refused every address of a peer: they name only the gater. */
+const DENIED_ALL = 'The connection gater denied all addresses in the dial request for peer: '
 
 function saidOfDial (err: any): string {
   const message = String(err?.message ?? err)
-  return message === DENIED_PEER ? `the exit or its relay went silent lately and is not dialled for ${GONE_PEER_PAUSE_MS / 1000} s` : message
+  if (!message.startsWith(DENIED_ALL)) return message
+  return `every address of ${message.slice(DENIED_ALL.length)} is refused here: a relay found silent is not dialled at its address for ${GONE_PEER_PAUSE_MS / 1000} s (nor, on the public network, a private address)`
 }
 
 export class NoExitError extends Error {

@@ -69,6 +69,38 @@ describe('the peer keeper', () => {
     expect(dials.length).toBe(afterStop)
   })
 
+  it('waits out a pause of the address (a relay found gone, gone-peers.ts) instead of failing at once: no attempts, no longer backoff, dialled right after it', async () => {
+    const dials: number[] = []
+    const server = createServer(socket => { dials.push(performance.now()); socket.destroy() })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(async () => { await new Promise(resolve => server.close(resolve)) })
+    const absent = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const addr = `/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}/p2p/${absent}`
+    // the address is paused for its first 1.5 s
+    const started = performance.now()
+    const pausedUntil = started + 1500
+    const asked: string[] = []
+    const node = await createLibp2p({
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: {
+        keeper: peerKeeper({ bootstrap: [addr], minDelayMs: 100, maxDelayMs: 400, random: () => 1, pausedFor: a => { asked.push(a.toString()); return Math.max(0, pausedUntil - performance.now()) } })
+      }
+    })
+    cleanups.push(async () => node.stop())
+    const lost: string[] = []
+    node.services.keeper.addEventListener('keeper:lost', e => lost.push(e.detail.reason))
+    await waitFor(() => dials.length >= 2, { intervalMs: 20, what: 'two dials after the pause' })
+    expect(asked[0]).toBe(addr)
+    // none during the pause; the first right after it, not at the 400 ms backoff the refused ones would have grown to
+    expect(dials[0] - pausedUntil).toBeGreaterThanOrEqual(0)
+    expect(dials[0] - pausedUntil).toBeLessThan(300)
+    // the backoff starts afresh: 100 ms, then 200
+    expect(dials[1] - dials[0]).toBeLessThan(200 + 300)
+    expect(lost).toEqual(['no peer'])
+  })
+
   it('skips itself among the bootstrap peers: a network definition lists its bootstrap nodes, and they load it too', async () => {
     const privateKey = await generateKeyPair('Ed25519')
     const self = peerIdFromPrivateKey(privateKey)

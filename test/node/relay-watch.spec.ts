@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { RelayWatch } from '../../src/node/relay-watch.ts'
-import { SilentPeerError } from '../../src/node/silent-connections.ts'
+import { SilentPeerError, lastHeard } from '../../src/node/silent-connections.ts'
 import { GonePeers } from '../../src/node/gone-peers.ts'
 import { createSparebandNode } from '../../src/index.ts'
 import { relayOf } from '../../src/routing/advertised-relays.ts'
@@ -28,15 +28,20 @@ const SELF = '12D3KooWSNrv7aZGUtZibXYUnmLqZvu4JnaWscywSxTxdHmMhzbT'
 describe('the sweep', () => {
   type Stub = Connection & { aborted?: Error }
   let ids = 0
-  /** A connection to `peer` whose muxer last heard from it at `heard`. */
-  function stub (peer: string, heard: number, limited = false): Stub {
+  /**
+   * A connection to `peer` whose muxer last heard from it at `heard`:
+   * opened a minute ago unless `fresh` (opened now), at 127.0.0.1 unless
+   * `addr` says otherwise.
+   */
+  function stub (peer: string, heard: number, options: { limited?: boolean, fresh?: boolean, addr?: string } = {}): Stub {
     const c: any = {
       id: String(++ids),
       status: 'open',
-      limits: limited ? { bytes: 1n } : undefined,
+      limits: options.limited === true ? { bytes: 1n } : undefined,
       muxer: { [Symbol.for('spareband.lastHeard')]: heard },
       remotePeer: peerIdFromString(peer),
-      remoteAddr: multiaddr(limited ? `/ip4/127.0.0.1/tcp/1/p2p/${OTHER_RELAY}/p2p-circuit` : '/ip4/127.0.0.1/tcp/1'),
+      remoteAddr: multiaddr(options.limited === true ? `/ip4/127.0.0.1/tcp/1/p2p/${OTHER_RELAY}/p2p-circuit` : options.addr ?? '/ip4/127.0.0.1/tcp/1'),
+      timeline: { open: options.fresh === true ? Date.now() : Date.now() - 60_000 },
       abort: (err: Error) => { c.aborted = err; c.status = 'closed' }
     }
     return c
@@ -45,12 +50,14 @@ describe('the sweep', () => {
   /** The node's addresses: its own, and a circuit through `RELAY` (a reservation there). */
   const addresses = [multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${SELF}`), multiaddr(`/ip4/127.0.0.1/tcp/4002/p2p/${RELAY}/p2p-circuit/p2p/${SELF}`)]
 
-  /** `answer`: the ping is answered at once, at the time of the sweep that sent it (`at()`), else never. */
+  /** `answer`: a ping of such a connection is answered at once, at the time of the sweep that sent it (`at()`), else never. */
   function watch (connections: Stub[], pinged: string[], addrs = addresses, more: { alsoWatch?: (relay: string) => boolean, gonePeers?: GonePeers, answer?: (c: Connection) => boolean, at?: () => number } = {}): RelayWatch {
     const w = new RelayWatch({ addressManager: { getAddresses: () => addrs }, connectionManager: { getConnections: () => connections }, logger }, {
       pingAfterMs: 3000,
+      suspectAfterMs: 4000,
       silentAfterMs: 10_000,
       sweepIntervalMs: 1000,
+      deafAfterMs: 2500,
       alsoWatch: more.alsoWatch,
       gonePeers: more.gonePeers,
       ping: async c => {
@@ -65,53 +72,58 @@ describe('the sweep', () => {
   }
   /** A time no earlier than the watch's start: whole milliseconds, so that differences of sweep times are exact, as the limits' boundaries need. */
   const now = (): number => Math.ceil(performance.now())
+  /** Sweeps `w` every second from `t0 + from` to `t0 + to`, `at` following. */
+  async function sweeps (w: RelayWatch, t0: number, from: number, to: number, at?: { t: number }): Promise<void> {
+    for (let t = from; t <= to; t += 1000) {
+      if (at != null) at.t = t0 + t
+      w.sweep(t0 + t)
+      // a ping's end (its finally) runs between sweeps, as a second apart it would
+      await new Promise(resolve => setImmediate(resolve))
+    }
+  }
 
-  it('pings the reservation\'s relay when quiet, once at a time, and ends its connection when silent; leaves other peers, other relays and circuits be', () => {
+  it('pings the reservation\'s relay when quiet, once at a time, and ends its connection when silent; leaves other peers, other relays and circuits be', async () => {
     const conns: Stub[] = []
     const pinged: string[] = []
     const w = watch(conns, pinged)
     const t0 = now()
     const relay = stub(RELAY, t0)
-    const relayed = stub(RELAY, t0, true)
+    const relayed = stub(RELAY, t0, { limited: true })
     const peer = stub(PEER, t0 + 500)
     const other = stub(OTHER_RELAY, t0)
     conns.push(relay, relayed, peer, other)
-    for (let t = 1000; t < 3000; t += 1000) w.sweep(t0 + t)
+    await sweeps(w, t0, 1000, 2000)
     expect(pinged).toEqual([])
     w.sweep(t0 + 3000)
     expect(pinged).toEqual([relay.id])
-    // the ping is still out: no second one
-    for (let t = 4000; t < 8000; t += 1000) w.sweep(t0 + t)
-    expect(pinged).toEqual([relay.id])
-    // 2 s before the verdict, the other peer heard from last is pinged, once: the control
-    w.sweep(t0 + 8000)
-    w.sweep(t0 + 9000)
+    // suspect: the other peer heard from last is pinged as a control; each ping once at a time
+    await sweeps(w, t0, 4000, 9000)
     expect(pinged).toEqual([relay.id, peer.id])
     expect(relay.aborted).toBeUndefined()
     w.sweep(t0 + 10_000)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
     expect(relay.aborted?.message).toBe('nothing heard from the relay for 10 s')
-    expect(w.ended).toBe(1)
+    expect([w.ended, w.paused]).toEqual([1, 0])
     // the peer, a relay the node holds no reservation on, and a limited connection to the relay: silent-connections.ts's 25 s
     expect([relayed, peer, other].map(c => c.aborted)).toEqual([undefined, undefined, undefined])
   })
 
-  it('keeps a relay that answered: what comes in moves its clock', () => {
+  it('keeps a relay that answered: what comes in moves its clock', async () => {
     const conns: Stub[] = []
     const w = watch(conns, [])
     const t0 = now()
     const relay = stub(RELAY, t0)
     conns.push(relay)
-    for (let t = 1000; t <= 9000; t += 1000) w.sweep(t0 + t)
+    await sweeps(w, t0, 1000, 9000)
     // its answer, heard at 9.5 s
     ;(relay as any).muxer[Symbol.for('spareband.lastHeard')] = t0 + 9500
-    for (let t = 10_000; t <= 19_000; t += 1000) w.sweep(t0 + t)
+    await sweeps(w, t0, 10_000, 19_000)
     expect(relay.aborted).toBeUndefined()
     w.sweep(t0 + 19_500)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
   })
 
-  it('judges nothing on a late sweep (a stalled event loop): silence counts from then', () => {
+  it('judges nothing on a late sweep (a stalled event loop): silence counts from then', async () => {
     const conns: Stub[] = []
     const pinged: string[] = []
     const w = watch(conns, pinged)
@@ -121,36 +133,75 @@ describe('the sweep', () => {
     w.sweep(t0 + 30_000)
     expect(relay.aborted).toBeUndefined()
     expect(pinged).toEqual([])
-    for (let t = 31_000; t < 40_000; t += 1000) w.sweep(t0 + t)
+    await sweeps(w, t0, 31_000, 39_000)
     expect(relay.aborted).toBeUndefined()
     expect(pinged).toEqual([relay.id])
     w.sweep(t0 + 40_000)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
   })
 
-  it('a control that answered shows the node\'s line works: the relay is not dialled for a while; with no answer from anyone it may be at once', () => {
-    for (const answers of [true, false]) {
-      const conns: Stub[] = []
-      const pinged: string[] = []
-      const gone = new GonePeers(20_000)
-      let at = 0
-      // the relay never answers; the other peer does when `answers`
-      const w = watch(conns, pinged, addresses, { gonePeers: gone, answer: c => answers && c.remotePeer.toString() !== RELAY, at: () => at })
-      const t0 = now()
-      const relay = stub(RELAY, t0)
-      // an idle peer, last heard before the relay
-      const peer = stub(PEER, t0 - 4000)
-      conns.push(relay, peer)
-      for (let t = 1000; t <= 10_000; t += 1000) { at = t0 + t; w.sweep(at) }
-      expect(relay.aborted, `answers: ${answers}`).toBeInstanceOf(SilentPeerError)
-      expect(pinged, `answers: ${answers}`).toEqual([relay.id, peer.id])
-      expect(gone.isPaused(relay.remotePeer, t0 + 10_000), `answers: ${answers}`).toBe(answers)
-      expect(gone.isPaused(relay.remotePeer, t0 + 29_999), `answers: ${answers}`).toBe(answers)
-      expect(gone.isPaused(relay.remotePeer, t0 + 30_000)).toBe(false)
+  /**
+   * A watch over the relay and controls `build` makes (at `t0`, after the
+   * watch started), whose pings the controls answer when `answers`: how long
+   * the relay's address is paused after its verdict at 10 s.
+   */
+  async function verdict (build: (t0: number) => [Stub, Stub[]], answers: (c: Connection, t: number) => boolean): Promise<{ pausedMs: number, pinged: string[], watch: RelayWatch, relay: Stub, controls: Stub[] }> {
+    const gone = new GonePeers(20_000)
+    const conns: Stub[] = []
+    const pinged: string[] = []
+    const at = { t: 0 }
+    let relay: Stub | undefined
+    const w = watch(conns, pinged, addresses, { gonePeers: gone, answer: c => c !== relay && answers(c, at.t - t0), at: () => at.t })
+    const t0 = now()
+    const [r, controls] = build(t0)
+    relay = r
+    conns.push(relay, ...controls)
+    await sweeps(w, t0, 1000, 10_000, at)
+    expect(relay.aborted).toBeInstanceOf(SilentPeerError)
+    return { pausedMs: gone.pausedFor(relay.remoteAddr, t0 + 10_000, Date.now()), pinged, watch: w, relay, controls }
+  }
+
+  it('pauses the relay\'s address when a control answered every sweep: the node\'s line worked all along', async () => {
+    // an idle peer, last heard before the relay
+    const { pausedMs, pinged, watch, relay, controls } = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0 - 4000)]], () => true)
+    expect(pausedMs).toBeGreaterThan(19_000)
+    expect(watch.paused).toBe(1)
+    // the relay at 3 s; the control at every sweep from 4 s (each answered at once)
+    expect(pinged).toEqual([relay.id, ...Array(6).fill(controls[0].id)])
+  })
+
+  it('pauses nothing when the node\'s own line may have been down: no control answered, or none for 2.5 s of the stretch, or it came back only at the end', async () => {
+    for (const [what, answers] of [
+      ['no control answers', () => false],
+      // a blip of the node's line from 5 to 8 s: the relay's connection may be waiting out TCP's retransmission timers
+      ['a blip in the middle', (_c: Connection, t: number) => t < 5000 || t > 8000],
+      ['answers only just before the verdict', (_c: Connection, t: number) => t >= 9000]
+    ] as const) {
+      const { pausedMs, watch } = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0 - 4000)]], answers)
+      expect(pausedMs, what).toBe(0)
+      expect([watch.ended, watch.paused], what).toEqual([1, 0])
     }
   })
 
-  it('watches a relay found silent (alsoWatch) as one it holds a reservation on', () => {
+  it('takes no connection opened since the relay went quiet for a control (after a blip new ones work at once, old ones wait on TCP\'s timers), nor one on a private address for a relay at a public one', async () => {
+    const fresh = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0, { fresh: true })]], () => true)
+    expect(fresh.pausedMs).toBe(0)
+    // the relay's own ping alone
+    expect(fresh.pinged).toEqual([fresh.relay.id])
+    // the relay at a public address, the only control on the LAN: it answers through an outage of the Internet line
+    const lan = await verdict(t0 => [stub(RELAY, t0, { addr: '/ip4/11.77.3.2/tcp/4001' }), [stub(PEER, t0 - 4000, { addr: '/ip4/192.168.1.7/tcp/4001' })]], () => true)
+    expect(lan.pausedMs).toBe(0)
+    const public_ = await verdict(t0 => [stub(RELAY, t0, { addr: '/ip4/11.77.3.2/tcp/4001' }), [stub(PEER, t0 - 4000, { addr: '/ip4/11.77.4.2/tcp/4001' })]], () => true)
+    expect(public_.pausedMs).toBeGreaterThan(19_000)
+  })
+
+  it('pauses nothing while the relay is heard on another connection', async () => {
+    // the relay's second connection, heard at 9 s: it is there on another path
+    const { pausedMs } = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0 - 4000), stub(RELAY, t0 + 9000, { addr: '/ip4/127.0.0.1/tcp/2' })]], () => true)
+    expect(pausedMs).toBe(0)
+  })
+
+  it('watches a relay found silent (alsoWatch) as one it holds a reservation on', async () => {
     const conns: Stub[] = []
     const pinged: string[] = []
     const w = watch(conns, pinged, [addresses[0]], { alsoWatch: relay => relay === OTHER_RELAY })
@@ -158,20 +209,20 @@ describe('the sweep', () => {
     const other = stub(OTHER_RELAY, t0)
     const peer = stub(PEER, t0)
     conns.push(other, peer)
-    for (let t = 1000; t <= 10_000; t += 1000) w.sweep(t0 + t)
+    await sweeps(w, t0, 1000, 10_000)
     expect(other.aborted).toBeInstanceOf(SilentPeerError)
     expect(peer.aborted).toBeUndefined()
     expect(pinged[0]).toBe(other.id)
   })
 
-  it('watches nothing while the node holds no reservation', () => {
+  it('watches nothing while the node holds no reservation', async () => {
     const conns: Stub[] = []
     const pinged: string[] = []
     const w = watch(conns, pinged, [addresses[0]])
     const t0 = now()
     const relay = stub(RELAY, t0)
     conns.push(relay)
-    for (let t = 1000; t <= 20_000; t += 1000) w.sweep(t0 + t)
+    await sweeps(w, t0, 1000, 20_000)
     expect(relay.aborted).toBeUndefined()
     expect(pinged).toEqual([])
   })
@@ -208,6 +259,9 @@ describe('an exit whose relay\'s line goes dead', () => {
     const toA = exit.libp2p.getConnections(a.libp2p.peerId)
     expect(toA.map(c => c.remoteAddr.toString())).toEqual([`/ip4/127.0.0.1/tcp/${door.port}/p2p/${a.peerId.toString()}`])
 
+    // A heard from since B came (the watch pings a relay quiet for 3 s): B was there before A went quiet, so its answers speak for the exit's line
+    const since = performance.now()
+    await waitFor(() => (lastHeard(toA[0]) ?? 0) > since, { what: 'A to be heard from after B came', timeoutMs: 15_000, intervalMs: 100 })
     // A's host dies: the line passes nothing, and A's own port is gone (a dial of it is refused; one through the door hangs)
     door.silence()
     const silencedAt = performance.now()
@@ -221,8 +275,8 @@ describe('an exit whose relay\'s line goes dead', () => {
     expect((exit.libp2p.services.relayWatch as any).ended).toBe(1)
     expect((exit.libp2p.services.silentConnections as SilentConnections).ended).toBe(0)
     expect(exit.status().silentConnectionsEnded).toBe(1)
-    // B answered the control ping: the exit's line works, and A is not dialled for a while
-    expect((exit.libp2p.services.gonePeers as GonePeers).isPaused(a.libp2p.peerId)).toBe(true)
+    // B answered the control pings: the exit's line worked, and A is not dialled at that address for a while
+    expect((exit.libp2p.services.gonePeers as GonePeers).pausedFor(toA[0].remoteAddr)).toBeGreaterThan(15_000)
 
     await waitFor(() => circuitsThrough(exit).join() === b.peerId.toString(), { what: 'the reservation on B', timeoutMs: 10_000, intervalMs: 50 })
     const movedAt = performance.now()
