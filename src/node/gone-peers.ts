@@ -66,6 +66,13 @@ export class GonePeers extends PeerMarks {
     return 0
   }
 
+  /** How long until the longest of `peer`'s pauses ends: 0 when it has none. For an address given by name, which the pause knows by the IP dialled. */
+  pausedForPeer (peer: string, now = performance.now(), wallNow = Date.now()): number {
+    let longest = 0
+    for (const p of this.paused.values()) if (p.peer === peer) longest = Math.max(longest, Math.min(p.until - now, p.untilWall - wallNow))
+    return longest
+  }
+
   /** The connection gater's check: libp2p dials the peer's other addresses, or fails at once. */
   readonly denyDialMultiaddr = (addr: Multiaddr): boolean => this.pausedFor(addr) > 0
 

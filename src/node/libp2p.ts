@@ -201,6 +201,16 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
   }))
 }
 
+/** The peer id an address ends in, if any. */
+function peerOfAddress (addr: Multiaddr): string | undefined {
+  return addr.getComponents().findLast(c => c.name === 'p2p')?.value
+}
+
+/** Whether `addr` names its host (/dns, /dns4, /dns6, /dnsaddr) rather than giving its IP. */
+function isNamed (addr: Multiaddr): boolean {
+  return addr.getComponents().some(c => c.name.startsWith('dns'))
+}
+
 /** `gater` that also refuses the addresses of relays found gone (gone-peers.ts). */
 function withGonePeers (gater: Pick<ConnectionGater, 'denyDialMultiaddr'>, gone: GonePeers): Pick<ConnectionGater, 'denyDialMultiaddr'> {
   const denied = gater.denyDialMultiaddr
@@ -312,7 +322,8 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
         relays: namedRelays(config.listen),
         bootstrap: config.network.bootstrap,
         maxDelayMs: config.network.redial_max_seconds * second,
-        pausedFor: addr => gonePeers.pausedFor(addr)
+        // a name is looked up before the dial (on the public network), and the pause knows the IP: asked by the peer then
+        pausedFor: addr => Math.max(gonePeers.pausedFor(addr), isNamed(addr) ? gonePeers.pausedForPeer(peerOfAddress(addr) ?? '') : 0)
       }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,

@@ -190,6 +190,8 @@ interface Kept {
   target: string
   /** The addresses a redial dials (any one will do). */
   addrs: Multiaddr[]
+  /** Whether the redial needs a dial (a relay connected but without a reservation does not): only then is a pause waited out. */
+  needsDial: () => boolean
   /** Why it needs a redial now; undefined while it is fine. */
   problem: () => string | undefined
   redial: (signal: AbortSignal) => Promise<void>
@@ -286,10 +288,11 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
   }
 
   private build (): void {
-    const keep = (kind: KeptKind, addrs: Multiaddr[], problem: Kept['problem'], redial: Kept['redial']): Kept => ({
+    const keep = (kind: KeptKind, addrs: Multiaddr[], needsDial: Kept['needsDial'], problem: Kept['problem'], redial: Kept['redial']): Kept => ({
       kind,
       target: addrs.map(String).join(','),
       addrs,
+      needsDial,
       problem,
       redial,
       backoff: new Backoff(this.init.minDelayMs ?? DEFAULT_REDIAL_MIN_MS, this.init.maxDelayMs ?? DEFAULT_REDIAL_MAX_MS, this.init.random),
@@ -311,7 +314,7 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
         let listening = false
         let listenFailed = false
         let shunned = false
-        this.kept.push(keep('relay', [addr],
+        this.kept.push(keep('relay', [addr], () => !this.directlyConnected(peer),
           () => !this.directlyConnected(peer) ? 'not connected' : !reservations.hasReservation(peer) ? 'no reservation' : undefined,
           async signal => {
             // dialled first: a listen on a relay that does not answer leaves its listener behind
@@ -355,7 +358,7 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
       }
     }
     if (this.bootstrap.length > 0) {
-      this.kept.push(keep('bootstrap', this.bootstrap,
+      this.kept.push(keep('bootstrap', this.bootstrap, () => true,
         () => connectionManager.getConnections().length === 0 ? 'no peer' : undefined,
         // one that answers is enough: the DHT finds the rest
         async signal => { await Promise.any(this.bootstrap.map(async a => connectionManager.openConnection(a, { signal }))) }))
@@ -418,7 +421,7 @@ export class PeerKeeper extends TypedEventEmitter<PeerKeeperEvents> implements S
     if (!this.running) return
     const pausedFor = this.init.pausedFor
     const wait = pausedFor == null ? 0 : Math.min(...k.addrs.map(a => pausedFor(a)))
-    if (wait > 0 && k.problem() != null) {
+    if (wait > 0 && k.problem() != null && k.needsDial()) {
       // dialled as soon as the node dials it again: neither an attempt nor a longer backoff
       k.since ??= Date.now()
       k.timer = setTimeout(() => { void this.redial(k) }, wait + PAUSE_MARGIN_MS)

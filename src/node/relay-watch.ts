@@ -29,13 +29,21 @@
  * address when the relay's is public (a LAN peer answers through an
  * outage of the Internet line). If such a peer was silent for
  * `deafAfterMs` meanwhile, or none answered just before the verdict, or
- * the relay is heard on another connection, nothing is paused.
+ * the relay is heard on another connection, nothing is paused. And a
+ * fresh TCP connection to the relay's address, tried `probeLeadMs` before
+ * the verdict, must fail: the old connection may only be waiting out its
+ * retransmission timers after a blip too short for the controls to show,
+ * where a new one gets through at once; a relay first watched late in its
+ * silence (marked silent on the way) has its verdict wait up to
+ * `probeLeadMs` for it. Only a connection the node dialled is paused so
+ * (an inbound one's address is a port nobody dials).
  *
  * A relay stalled that long is taken for gone: consumers judge an exit
  * behind it gone sooner (8 s, exit-liveness.ts), and a relay that comes
  * back is reserved on again like any other.
  */
 
+import { connect } from 'node:net'
 import { isPrivate } from '@libp2p/utils'
 import { SilentPeerError, SweepClock, lastHeard } from './silent-connections.ts'
 import { pingOver } from './open-stream.ts'
@@ -54,6 +62,27 @@ export const RELAY_WATCH_SILENT_AFTER_MS = 10 * second
 export const RELAY_WATCH_SWEEP_INTERVAL_MS = second
 /** Control peers pinged every sweep, none heard from for this long: the node's own line may be down, and nothing is paused. */
 export const RELAY_WATCH_DEAF_AFTER_MS = 2500
+/** This long before the verdict a fresh TCP connection to the relay's address is tried, and given until half a sweep before it. */
+export const RELAY_WATCH_PROBE_LEAD_MS = 2 * second
+
+/** Whether a fresh TCP connection to host:port opens before `signal`: the relay answers at that address. */
+export type TcpProbe = (host: string, port: number, signal: AbortSignal) => Promise<boolean>
+
+/** A TCP connect, closed at once: no libp2p handshake, nothing sent. */
+export const tcpProbe: TcpProbe = async (host, port, signal) => await new Promise(resolve => {
+  const socket = connect({ host, port })
+  const done = (answered: boolean): void => {
+    signal.removeEventListener('abort', aborted)
+    socket.destroy()
+    resolve(answered)
+  }
+  const aborted = (): void => { done(false) }
+  socket.once('connect', () => { done(true) })
+  // refused counts as no answer: a dial of the address would fail as surely
+  socket.once('error', () => { done(false) })
+  if (signal.aborted) done(false)
+  else signal.addEventListener('abort', aborted, { once: true })
+})
 
 export interface RelayWatchInit {
   /** @default RELAY_WATCH_PING_AFTER_MS */
@@ -66,6 +95,10 @@ export interface RelayWatchInit {
   sweepIntervalMs?: number
   /** @default RELAY_WATCH_DEAF_AFTER_MS */
   deafAfterMs?: number
+  /** @default RELAY_WATCH_PROBE_LEAD_MS */
+  probeLeadMs?: number
+  /** How the relay's address is tried afresh (a TCP connect; a test gives its own). */
+  probe?: TcpProbe
   /** How a relay is pinged (libp2p's ping protocol over the connection; a test gives its own). */
   ping?: (connection: Connection, options: AbortOptions) => Promise<void>
   /** Relays watched besides those the node holds a reservation on (those found silent). */
@@ -85,6 +118,8 @@ interface Suspect {
   since: number
   /** Whether no control peer was heard for deafAfterMs at some sweep since. */
   deaf: boolean
+  /** The fresh connection's outcome: undefined until tried and answered. */
+  probe?: 'trying' | 'answered' | 'no answer'
 }
 
 export class RelayWatch implements Startable {
@@ -94,6 +129,8 @@ export class RelayWatch implements Startable {
   private readonly silentAfterMs: number
   private readonly sweepIntervalMs: number
   private readonly deafAfterMs: number
+  private readonly probeLeadMs: number
+  private readonly probe: TcpProbe
   private readonly ping: (connection: Connection, options: AbortOptions) => Promise<void>
   private readonly alsoWatch?: (relay: string) => boolean
   private readonly gonePeers?: Pick<GonePeers, 'pause'>
@@ -116,6 +153,8 @@ export class RelayWatch implements Startable {
     this.silentAfterMs = init.silentAfterMs ?? RELAY_WATCH_SILENT_AFTER_MS
     this.sweepIntervalMs = init.sweepIntervalMs ?? RELAY_WATCH_SWEEP_INTERVAL_MS
     this.deafAfterMs = init.deafAfterMs ?? RELAY_WATCH_DEAF_AFTER_MS
+    this.probeLeadMs = init.probeLeadMs ?? RELAY_WATCH_PROBE_LEAD_MS
+    this.probe = init.probe ?? tcpProbe
     this.ping = init.ping ?? pingOver
     this.alsoWatch = init.alsoWatch
     this.gonePeers = init.gonePeers
@@ -169,9 +208,12 @@ export class RelayWatch implements Startable {
         this.suspects.delete(connection.id)
         continue
       }
-      if (silentMs >= this.silentAfterMs) {
+      // a relay watched only late in its silence (marked silent on the way) has its fresh connection tried first, for up to probeLeadMs
+      const probe = this.suspects.get(connection.id)?.probe
+      const settling = connection.direction === 'outbound' && silentMs < this.silentAfterMs + this.probeLeadMs && (probe == null || probe === 'trying')
+      if (silentMs >= this.silentAfterMs && !settling) {
         this.ended++
-        const pause = this.mayPause(connection, connections, heard, now)
+        const pause = connection.direction === 'outbound' && this.mayPause(connection, connections, heard, now)
         this.suspects.delete(connection.id)
         if (pause) {
           this.paused++
@@ -188,12 +230,13 @@ export class RelayWatch implements Startable {
       if (suspect == null) {
         suspect = { since: now, deaf: false }
         this.suspects.set(connection.id, suspect)
-      } else if (now - suspect.since >= this.sweepIntervalMs && now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) >= this.deafAfterMs) {
+      } else if (now - suspect.since >= this.sweepIntervalMs / 2 && now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) >= this.deafAfterMs) {
         // the first control ping has had its sweep to come back
         suspect.deaf = true
       }
-      const control = controlFor(connections, connection, heard, now)
+      const control = controlFor(connections, connection, heard, now, this.pinging)
       if (control != null) this.pingOnce(control)
+      if (silentMs >= this.silentAfterMs - this.probeLeadMs && suspect.probe == null) this.probeAfresh(connection, suspect)
     }
     for (const id of this.suspects.keys()) if (!watched.has(id)) this.suspects.delete(id)
   }
@@ -205,10 +248,25 @@ export class RelayWatch implements Startable {
    */
   private mayPause (connection: Connection, connections: readonly Connection[], heard: number, now: number): boolean {
     const suspect = this.suspects.get(connection.id)
-    if (suspect == null || suspect.deaf) return false
+    // the controls heard all along, and a fresh connection to its address unanswered (what settles a stretch watched only late, too)
+    if (suspect == null || suspect.deaf || suspect.probe !== 'no answer') return false
     const peer = connection.remotePeer.toString()
     if (connections.some(c => c !== connection && c.status === 'open' && c.remotePeer.toString() === peer && now - (lastHeard(c) ?? -Infinity) < this.silentAfterMs)) return false
     return now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) < 1.5 * this.sweepIntervalMs
+  }
+
+  /** Tries a fresh TCP connection to the relay's address, if the node dialled it there over TCP; the verdict reads the outcome. */
+  private probeAfresh (connection: Connection, suspect: Suspect): void {
+    const target = connection.direction === 'outbound' ? tcpTarget(connection.remoteAddr) : undefined
+    if (target == null) {
+      suspect.probe = 'answered'
+      return
+    }
+    suspect.probe = 'trying'
+    // done before the verdict's sweep, which comes probeLeadMs after this one
+    const signal = AbortSignal.any([AbortSignal.timeout(this.probeLeadMs - this.sweepIntervalMs / 2), this.stopping.signal])
+    this.probe(target.host, target.port, signal)
+      .then(answered => { suspect.probe = answered ? 'answered' : 'no answer' }, () => { suspect.probe = 'answered' })
   }
 
   /** One ping at a time on a connection. The answer, if any, is heard on its clock; a failure says nothing the silence will not. */
@@ -251,13 +309,21 @@ function lastHeardOfControls (connections: readonly Connection[], watched: Conne
   return latest
 }
 
-/** The control connection heard from last: the likeliest to answer at once. */
-function controlFor (connections: readonly Connection[], watched: Connection, since: number, now: number): Connection | undefined {
+/** The control connection heard from last, among those without a ping under way: the likeliest to answer at once. */
+function controlFor (connections: readonly Connection[], watched: Connection, since: number, now: number, pinging: ReadonlySet<string>): Connection | undefined {
   let best: Connection | undefined
   for (const c of controls(connections, watched, since, now)) {
+    if (pinging.has(c.id)) continue
     if (best == null || lastHeard(c)! > lastHeard(best)!) best = c
   }
   return best
+}
+
+/** The host and port of an /ip4 or /ip6 TCP address; undefined for any other. */
+function tcpTarget (addr: Multiaddr): { host: string, port: number } | undefined {
+  const [ip, tcp] = addr.getComponents()
+  if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || tcp?.name !== 'tcp' || ip.value == null || tcp.value == null) return undefined
+  return { host: ip.value, port: Number(tcp.value) }
 }
 
 export function relayWatch (init: RelayWatchInit = {}): (components: RelayWatchComponents) => RelayWatch {

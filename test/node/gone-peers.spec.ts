@@ -34,6 +34,11 @@ describe('the store', () => {
     // the machine slept 30 s: performance.now() did not move, the wall clock did
     expect(gone.pausedFor(multiaddr('/ip4/127.0.0.1/tcp/4001'), t + 6000, wall + 36_000)).toBe(0)
     expect(dialledPart(multiaddr(`/ip4/1.2.3.4/tcp/1/p2p/${R}/p2p-circuit/p2p/${R}`))).toBe(`/ip4/1.2.3.4/tcp/1/p2p/${R}/p2p-circuit`)
+    // by peer, for an address given by name (the pause knows the IP the name gave): the longest of its pauses
+    gone.pause(R, multiaddr('/ip4/127.0.0.1/tcp/4001'), t, wall)
+    gone.pause(R, multiaddr('/ip6/::1/tcp/4001'), t + 4000, wall + 4000)
+    expect(gone.pausedForPeer(R, t + 5000, wall + 5000)).toBe(19_000)
+    expect(gone.pausedForPeer('12D3KooWHm3gEkq3Qw1anVg9rpBW1KfeSTrkTf1UWGUutTj38LqF', t + 5000, wall + 5000)).toBe(0)
   })
 
   it('a connection the relay opens to the node ends its pauses; the node\'s stop ends all', () => {

@@ -33,7 +33,7 @@ describe('the sweep', () => {
    * opened a minute ago unless `fresh` (opened now), at 127.0.0.1 unless
    * `addr` says otherwise.
    */
-  function stub (peer: string, heard: number, options: { limited?: boolean, fresh?: boolean, addr?: string } = {}): Stub {
+  function stub (peer: string, heard: number, options: { limited?: boolean, fresh?: boolean, addr?: string, inbound?: boolean } = {}): Stub {
     const c: any = {
       id: String(++ids),
       status: 'open',
@@ -42,6 +42,7 @@ describe('the sweep', () => {
       remotePeer: peerIdFromString(peer),
       remoteAddr: multiaddr(options.limited === true ? `/ip4/127.0.0.1/tcp/1/p2p/${OTHER_RELAY}/p2p-circuit` : options.addr ?? '/ip4/127.0.0.1/tcp/1'),
       timeline: { open: options.fresh === true ? Date.now() : Date.now() - 60_000 },
+      direction: options.inbound === true ? 'inbound' : 'outbound',
       abort: (err: Error) => { c.aborted = err; c.status = 'closed' }
     }
     return c
@@ -51,13 +52,16 @@ describe('the sweep', () => {
   const addresses = [multiaddr(`/ip4/127.0.0.1/tcp/4001/p2p/${SELF}`), multiaddr(`/ip4/127.0.0.1/tcp/4002/p2p/${RELAY}/p2p-circuit/p2p/${SELF}`)]
 
   /** `answer`: a ping of such a connection is answered at once, at the time of the sweep that sent it (`at()`), else never. */
-  function watch (connections: Stub[], pinged: string[], addrs = addresses, more: { alsoWatch?: (relay: string) => boolean, gonePeers?: GonePeers, answer?: (c: Connection) => boolean, at?: () => number } = {}): RelayWatch {
+  function watch (connections: Stub[], pinged: string[], addrs = addresses, more: { alsoWatch?: (relay: string) => boolean, gonePeers?: GonePeers, answer?: (c: Connection) => boolean, at?: () => number, probeAnswers?: boolean, probed?: string[] } = {}): RelayWatch {
     const w = new RelayWatch({ addressManager: { getAddresses: () => addrs }, connectionManager: { getConnections: () => connections }, logger }, {
       pingAfterMs: 3000,
       suspectAfterMs: 4000,
       silentAfterMs: 10_000,
       sweepIntervalMs: 1000,
       deafAfterMs: 2500,
+      probeLeadMs: 2000,
+      // a fresh connection to the relay's address: no answer (its host is gone) unless told otherwise
+      probe: async (host, port) => { more.probed?.push(`${host}:${port}`); return more.probeAnswers === true },
       alsoWatch: more.alsoWatch,
       gonePeers: more.gonePeers,
       ping: async c => {
@@ -96,9 +100,9 @@ describe('the sweep', () => {
     expect(pinged).toEqual([])
     w.sweep(t0 + 3000)
     expect(pinged).toEqual([relay.id])
-    // suspect: the other peer heard from last is pinged as a control; each ping once at a time
+    // suspect: the other peer heard from last is pinged as a control; its ping hangs, so the next one is; each ping once at a time
     await sweeps(w, t0, 4000, 9000)
-    expect(pinged).toEqual([relay.id, peer.id])
+    expect(pinged).toEqual([relay.id, peer.id, other.id])
     expect(relay.aborted).toBeUndefined()
     w.sweep(t0 + 10_000)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
@@ -145,27 +149,32 @@ describe('the sweep', () => {
    * watch started), whose pings the controls answer when `answers`: how long
    * the relay's address is paused after its verdict at 10 s.
    */
-  async function verdict (build: (t0: number) => [Stub, Stub[]], answers: (c: Connection, t: number) => boolean): Promise<{ pausedMs: number, pinged: string[], watch: RelayWatch, relay: Stub, controls: Stub[] }> {
+  async function verdict (build: (t0: number) => [Stub, Stub[]], answers: (c: Connection, t: number) => boolean, more: { probeAnswers?: boolean, watchFrom?: number, until?: number } = {}): Promise<{ pausedMs: number, pinged: string[], probed: string[], watch: RelayWatch, relay: Stub, controls: Stub[] }> {
     const gone = new GonePeers(20_000)
     const conns: Stub[] = []
     const pinged: string[] = []
     const at = { t: 0 }
     let relay: Stub | undefined
-    const w = watch(conns, pinged, addresses, { gonePeers: gone, answer: c => c !== relay && answers(c, at.t - t0), at: () => at.t })
+    const probed: string[] = []
+    // watchFrom: a relay the node holds no reservation on, watched (alsoWatch) from that second of its silence on
+    const alsoWatch = more.watchFrom == null ? undefined : (r: string) => r === relay?.remotePeer.toString() && at.t - t0 >= more.watchFrom!
+    const w = watch(conns, pinged, alsoWatch != null ? [addresses[0]] : addresses, { gonePeers: gone, answer: c => c !== relay && answers(c, at.t - t0), at: () => at.t, probeAnswers: more.probeAnswers, probed, alsoWatch })
     const t0 = now()
     const [r, controls] = build(t0)
     relay = r
     conns.push(relay, ...controls)
-    await sweeps(w, t0, 1000, 10_000, at)
+    await sweeps(w, t0, 1000, more.until ?? 10_000, at)
     expect(relay.aborted).toBeInstanceOf(SilentPeerError)
-    return { pausedMs: gone.pausedFor(relay.remoteAddr, t0 + 10_000, Date.now()), pinged, watch: w, relay, controls }
+    return { pausedMs: gone.pausedFor(relay.remoteAddr, t0 + 10_000, Date.now()), pinged, probed, watch: w, relay, controls }
   }
 
   it('pauses the relay\'s address when a control answered every sweep: the node\'s line worked all along', async () => {
     // an idle peer, last heard before the relay
-    const { pausedMs, pinged, watch, relay, controls } = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0 - 4000)]], () => true)
+    const { pausedMs, pinged, probed, watch, relay, controls } = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0 - 4000)]], () => true)
     expect(pausedMs).toBeGreaterThan(19_000)
     expect(watch.paused).toBe(1)
+    // a fresh connection to its address was tried once, 2 s before the verdict, and found no answer
+    expect(probed).toEqual(['127.0.0.1:1'])
     // the relay at 3 s; the control at every sweep from 4 s (each answered at once)
     expect(pinged).toEqual([relay.id, ...Array(6).fill(controls[0].id)])
   })
@@ -193,6 +202,23 @@ describe('the sweep', () => {
     expect(lan.pausedMs).toBe(0)
     const public_ = await verdict(t0 => [stub(RELAY, t0, { addr: '/ip4/11.77.3.2/tcp/4001' }), [stub(PEER, t0 - 4000, { addr: '/ip4/11.77.4.2/tcp/4001' })]], () => true)
     expect(public_.pausedMs).toBeGreaterThan(19_000)
+  })
+
+  it('pauses nothing when a fresh connection to the relay\'s address gets through (its old one waits on TCP\'s timers after a blip), for a connection the relay opened (its address is a port nobody dials), also for a relay found silent late in its silence (marked on the way)', async () => {
+    const answered = await verdict(t0 => [stub(RELAY, t0), [stub(PEER, t0 - 4000)]], () => true, { probeAnswers: true })
+    expect([answered.pausedMs, answered.watch.ended, answered.watch.paused]).toEqual([0, 1, 0])
+    const inbound = await verdict(t0 => [stub(RELAY, t0, { inbound: true }), [stub(PEER, t0 - 4000)]], () => true)
+    expect(inbound.pausedMs).toBe(0)
+    expect(inbound.probed).toEqual([])
+    // watched from its 8th second of silence only (alsoWatch, as a failover check marks it): the fresh connection settles it
+    const lateAnswered = await verdict(t0 => [stub(OTHER_RELAY, t0), [stub(PEER, t0 - 4000)]], () => true, { watchFrom: 8000, probeAnswers: true })
+    expect(lateAnswered.pausedMs).toBe(0)
+    const lateGone = await verdict(t0 => [stub(OTHER_RELAY, t0), [stub(PEER, t0 - 4000)]], () => true, { watchFrom: 8000 })
+    expect(lateGone.pausedMs).toBeGreaterThan(19_000)
+    // first watched past its verdict's time: the verdict waits for the fresh connection, up to 2 s
+    const past = await verdict(t0 => [stub(OTHER_RELAY, t0), [stub(PEER, t0 - 4000)]], () => true, { watchFrom: 10_000, until: 12_000 })
+    expect(past.pausedMs).toBeGreaterThan(19_000)
+    expect(past.probed).toHaveLength(1)
   })
 
   it('pauses nothing while the relay is heard on another connection', async () => {
@@ -262,13 +288,14 @@ describe('an exit whose relay\'s line goes dead', () => {
     // A heard from since B came (the watch pings a relay quiet for 3 s): B was there before A went quiet, so its answers speak for the exit's line
     const since = performance.now()
     await waitFor(() => (lastHeard(toA[0]) ?? 0) > since, { what: 'A to be heard from after B came', timeoutMs: 15_000, intervalMs: 100 })
-    // A's host dies: the line passes nothing, and A's own port is gone (a dial of it is refused; one through the door hangs)
+    // A's host dies: the line passes nothing, a new connection through the door is refused, and A's own port is gone
     door.silence()
+    door.refuse()
     const silencedAt = performance.now()
     await a.stop()
     let reason: unknown
     toA[0].addEventListener('close', (evt: any) => { reason = evt.error }, { once: true })
-    await waitFor(() => toA[0].status !== 'open', { what: 'the connection to A to end', timeoutMs: 20_000, intervalMs: 100 })
+    await waitFor(() => toA[0].status !== 'open', { what: 'the connection to A to end', timeoutMs: 30_000, intervalMs: 100 })
     const endedAt = performance.now()
     expect(reason).toBeInstanceOf(SilentPeerError)
     // ended by the watch of the relays the node is reached through, not at the 25 s every other connection gets

@@ -11,6 +11,8 @@ export interface Forwarder {
   port: number
   /** From now on nothing passes, on the connections open and on new ones. */
   silence: () => void
+  /** From now on new connections are refused (nothing listens), as at a host whose process died; those open stay, silent or not. */
+  refuse: () => void
   close: () => Promise<void>
 }
 
@@ -28,9 +30,10 @@ export async function forwarder (port: number): Promise<Forwarder> {
   return {
     port: (server.address() as AddressInfo).port,
     silence: () => { silent = true },
+    refuse: () => { server.close() },
     close: async () => {
       for (const s of sockets) s.destroy()
-      await new Promise<void>(resolve => server.close(() => resolve()))
+      if (server.listening) await new Promise<void>(resolve => server.close(() => resolve()))
     }
   }
 }
