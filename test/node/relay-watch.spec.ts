@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { RelayWatch } from '../../src/node/relay-watch.ts'
+import { RelayWatch, tcpProbe } from '../../src/node/relay-watch.ts'
 import { SilentPeerError, lastHeard } from '../../src/node/silent-connections.ts'
 import { GonePeers } from '../../src/node/gone-peers.ts'
 import { createSparebandNode } from '../../src/index.ts'
@@ -309,4 +309,21 @@ describe('an exit whose relay\'s line goes dead', () => {
     const movedAt = performance.now()
     console.log(`relay-watch: A's connection ended ${((endedAt - silencedAt) / 1000).toFixed(1)} s after its line went dead, the reservation on B ${((movedAt - endedAt) / 1000).toFixed(2)} s after that`)
   }, 60_000)
+})
+
+describe('the fresh connection to a relay\'s address', () => {
+  it('is answered by a listening port, not by one nothing listens on, nor after its time', async () => {
+    const { createServer } = await import('node:net')
+    const server = createServer(socket => { socket.destroy() })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as { port: number }).port
+    try {
+      expect(await tcpProbe('127.0.0.1', port, AbortSignal.timeout(2000))).toBe(true)
+    } finally {
+      await new Promise(resolve => server.close(resolve))
+    }
+    // nothing listens there now: a dial would fail as surely
+    expect(await tcpProbe('127.0.0.1', port, AbortSignal.timeout(2000))).toBe(false)
+    expect(await tcpProbe('127.0.0.1', port, AbortSignal.abort())).toBe(false)
+  })
 })
