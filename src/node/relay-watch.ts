@@ -45,7 +45,7 @@
 
 import { connect } from 'node:net'
 import { isPrivate } from '@libp2p/utils'
-import { SilentPeerError, SweepClock, lastHeard } from './silent-connections.ts'
+import { SilentPeerError, SweepClock, lastHeard, openedAt } from './silent-connections.ts'
 import { pingOver } from './open-stream.ts'
 import { relayOf } from '../routing/advertised-relays.ts'
 import { second } from '../constants.ts'
@@ -139,6 +139,13 @@ export class RelayWatch implements Startable {
   private readonly pinging = new Set<string>()
   /** Watched connections (by id) in a suspect quiet stretch. */
   private readonly suspects = new Map<string, Suspect>()
+  /**
+   * Connections (by id) whose last ping of ours was answered, and the time
+   * of the sweep that sent it: a control counts by its answers to us, not
+   * by whatever it sends (a line whose outgoing half failed still brings
+   * gossip and the peers' own pings in).
+   */
+  private readonly answered = new Map<string, number>()
   private stopping = new AbortController()
   private timer?: NodeJS.Timeout
   /** Relay connections ended for silence since start. */
@@ -230,15 +237,29 @@ export class RelayWatch implements Startable {
       if (suspect == null) {
         suspect = { since: now, deaf: false }
         this.suspects.set(connection.id, suspect)
-      } else if (now - suspect.since >= this.sweepIntervalMs / 2 && now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) >= this.deafAfterMs) {
+      } else if (now - suspect.since >= this.sweepIntervalMs / 2 && now - (this.lastAnswerOfControls(connections, connection, heard) ?? -Infinity) >= this.deafAfterMs) {
         // the first control ping has had its sweep to come back
         suspect.deaf = true
       }
-      const control = controlFor(connections, connection, heard, now, this.pinging)
-      if (control != null) this.pingOnce(control)
+      const control = controlFor(connections, connection, heard, this.pinging)
+      if (control != null) this.pingOnce(control, now)
       if (silentMs >= this.silentAfterMs - this.probeLeadMs && suspect.probe == null) this.probeAfresh(connection, suspect)
     }
     for (const id of this.suspects.keys()) if (!watched.has(id)) this.suspects.delete(id)
+    if (this.answered.size > 0) {
+      const open = new Set(connections.map(c => c.id))
+      for (const id of this.answered.keys()) if (!open.has(id)) this.answered.delete(id)
+    }
+  }
+
+  /** When a control connection last answered a ping of ours (the sending sweep's time), or undefined. */
+  private lastAnswerOfControls (connections: readonly Connection[], watched: Connection, since: number): number | undefined {
+    let latest: number | undefined
+    for (const c of controls(connections, watched, since)) {
+      const at = this.answered.get(c.id)
+      if (at != null && (latest == null || at > latest)) latest = at
+    }
+    return latest
   }
 
   /**
@@ -252,7 +273,7 @@ export class RelayWatch implements Startable {
     if (suspect == null || suspect.deaf || suspect.probe !== 'no answer') return false
     const peer = connection.remotePeer.toString()
     if (connections.some(c => c !== connection && c.status === 'open' && c.remotePeer.toString() === peer && now - (lastHeard(c) ?? -Infinity) < this.silentAfterMs)) return false
-    return now - (lastHeardOfControls(connections, connection, heard, now) ?? -Infinity) < 1.5 * this.sweepIntervalMs
+    return now - (this.lastAnswerOfControls(connections, connection, heard) ?? -Infinity) < 1.5 * this.sweepIntervalMs
   }
 
   /** Tries a fresh TCP connection to the relay's address, if the node dialled it there over TCP; the verdict reads the outcome. */
@@ -270,11 +291,11 @@ export class RelayWatch implements Startable {
   }
 
   /** One ping at a time on a connection. The answer, if any, is heard on its clock; a failure says nothing the silence will not. */
-  private pingOnce (connection: Connection): void {
+  private pingOnce (connection: Connection, now = performance.now()): void {
     if (this.pinging.has(connection.id)) return
     this.pinging.add(connection.id)
     this.ping(connection, { signal: AbortSignal.any([AbortSignal.timeout(this.silentAfterMs), this.stopping.signal]) })
-      .catch(err => { this.log('ping of %p failed - %e', connection.remotePeer, err) })
+      .then(() => { this.answered.set(connection.id, now) }, err => { this.log('ping of %p failed - %e', connection.remotePeer, err) })
       .finally(() => { this.pinging.delete(connection.id) })
   }
 }
@@ -289,30 +310,19 @@ function direct (c: Connection): boolean {
  * before `since`, with a hearing clock, and on a public address when the
  * watched one's is public.
  */
-function controls (connections: readonly Connection[], watched: Connection, since: number, now: number): Connection[] {
+function controls (connections: readonly Connection[], watched: Connection, since: number): Connection[] {
   const peer = watched.remotePeer.toString()
-  const wallNow = Date.now()
   const publicOnly = !isPrivate(watched.remoteAddr)
   return connections.filter(c => c !== watched && direct(c) && c.remotePeer.toString() !== peer && lastHeard(c) != null &&
-    // opened before the quiet began: timeline.open is Date.now() ms
-    now - (wallNow - c.timeline.open) < since &&
+    // opened before the quiet began (on the hearing clock: a wall clock stepped by NTP, or a sleep, would age a new one)
+    (openedAt(c) ?? Infinity) < since &&
     (!publicOnly || !isPrivate(c.remoteAddr)))
 }
 
-/** When a control connection was last heard from (performance.now() ms), or undefined when there is none. */
-function lastHeardOfControls (connections: readonly Connection[], watched: Connection, since: number, now: number): number | undefined {
-  let latest: number | undefined
-  for (const c of controls(connections, watched, since, now)) {
-    const heard = lastHeard(c)!
-    if (latest == null || heard > latest) latest = heard
-  }
-  return latest
-}
-
 /** The control connection heard from last, among those without a ping under way: the likeliest to answer at once. */
-function controlFor (connections: readonly Connection[], watched: Connection, since: number, now: number, pinging: ReadonlySet<string>): Connection | undefined {
+function controlFor (connections: readonly Connection[], watched: Connection, since: number, pinging: ReadonlySet<string>): Connection | undefined {
   let best: Connection | undefined
-  for (const c of controls(connections, watched, since, now)) {
+  for (const c of controls(connections, watched, since)) {
     if (pinging.has(c.id)) continue
     if (best == null || lastHeard(c)! > lastHeard(best)!) best = c
   }

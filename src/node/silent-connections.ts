@@ -30,13 +30,21 @@ export const DEFAULT_SWEEP_INTERVAL_MS = 5 * second
 
 /** When bytes last came in on a muxer (performance.now() ms), kept on the muxer itself: read on every sweep, written on every read. */
 const HEARD = Symbol.for('spareband.lastHeard')
+/** When the muxer was made (performance.now() ms): the connection's opening on the same clock as HEARD. */
+const OPENED = Symbol.for('spareband.opened')
 
-interface Heard { [HEARD]?: number }
+interface Heard { [HEARD]?: number, [OPENED]?: number }
 
 /** When bytes last came in on `connection` (performance.now() ms); undefined for a connection whose muxer has no clock. */
 export function lastHeard (connection: Connection): number | undefined {
   const muxer = (connection as unknown as { muxer?: Heard }).muxer
   return muxer?.[HEARD]
+}
+
+/** When `connection` opened (performance.now() ms, as lastHeard); undefined for a connection whose muxer has no clock. */
+export function openedAt (connection: Connection): number | undefined {
+  const muxer = (connection as unknown as { muxer?: Heard }).muxer
+  return muxer?.[OPENED]
 }
 
 /** `factory` whose muxers note when bytes last came in (see above); a muxer without the expected `onData` is left as it is. */
@@ -47,7 +55,7 @@ export function withHearingClock<C> (factory: (components: C) => StreamMuxerFact
       const muxer = inner.createStreamMuxer(maConn) as StreamMuxer & Heard & { onData?: (buf: unknown) => void }
       const onData = muxer.onData
       if (typeof onData !== 'function') return muxer
-      muxer[HEARD] = performance.now()
+      muxer[HEARD] = muxer[OPENED] = performance.now()
       // @libp2p/utils' AbstractStreamMuxer calls this.onData for every read from the connection
       muxer.onData = function (this: typeof muxer, buf: unknown): void {
         this[HEARD] = performance.now()

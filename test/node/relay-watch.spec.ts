@@ -30,18 +30,18 @@ describe('the sweep', () => {
   let ids = 0
   /**
    * A connection to `peer` whose muxer last heard from it at `heard`:
-   * opened a minute ago unless `fresh` (opened now), at 127.0.0.1 unless
-   * `addr` says otherwise.
+   * opened a minute before that unless `fresh` (opened then), at 127.0.0.1
+   * unless `addr` says otherwise.
    */
   function stub (peer: string, heard: number, options: { limited?: boolean, fresh?: boolean, addr?: string, inbound?: boolean } = {}): Stub {
     const c: any = {
       id: String(++ids),
       status: 'open',
       limits: options.limited === true ? { bytes: 1n } : undefined,
-      muxer: { [Symbol.for('spareband.lastHeard')]: heard },
+      // opened at `heard` when fresh (as the relay went quiet), else a minute before
+      muxer: { [Symbol.for('spareband.lastHeard')]: heard, [Symbol.for('spareband.opened')]: options.fresh === true ? heard : heard - 60_000 },
       remotePeer: peerIdFromString(peer),
       remoteAddr: multiaddr(options.limited === true ? `/ip4/127.0.0.1/tcp/1/p2p/${OTHER_RELAY}/p2p-circuit` : options.addr ?? '/ip4/127.0.0.1/tcp/1'),
-      timeline: { open: options.fresh === true ? Date.now() : Date.now() - 60_000 },
       direction: options.inbound === true ? 'inbound' : 'outbound',
       abort: (err: Error) => { c.aborted = err; c.status = 'closed' }
     }
@@ -149,7 +149,7 @@ describe('the sweep', () => {
    * watch started), whose pings the controls answer when `answers`: how long
    * the relay's address is paused after its verdict at 10 s.
    */
-  async function verdict (build: (t0: number) => [Stub, Stub[]], answers: (c: Connection, t: number) => boolean, more: { probeAnswers?: boolean, watchFrom?: number, until?: number } = {}): Promise<{ pausedMs: number, pinged: string[], probed: string[], watch: RelayWatch, relay: Stub, controls: Stub[] }> {
+  async function verdict (build: (t0: number, at: { t: number }) => [Stub, Stub[]], answers: (c: Connection, t: number) => boolean, more: { probeAnswers?: boolean, watchFrom?: number, until?: number } = {}): Promise<{ pausedMs: number, pinged: string[], probed: string[], watch: RelayWatch, relay: Stub, controls: Stub[] }> {
     const gone = new GonePeers(20_000)
     const conns: Stub[] = []
     const pinged: string[] = []
@@ -160,7 +160,7 @@ describe('the sweep', () => {
     const alsoWatch = more.watchFrom == null ? undefined : (r: string) => r === relay?.remotePeer.toString() && at.t - t0 >= more.watchFrom!
     const w = watch(conns, pinged, alsoWatch != null ? [addresses[0]] : addresses, { gonePeers: gone, answer: c => c !== relay && answers(c, at.t - t0), at: () => at.t, probeAnswers: more.probeAnswers, probed, alsoWatch })
     const t0 = now()
-    const [r, controls] = build(t0)
+    const [r, controls] = build(t0, at)
     relay = r
     conns.push(relay, ...controls)
     await sweeps(w, t0, 1000, more.until ?? 10_000, at)
@@ -190,6 +190,13 @@ describe('the sweep', () => {
       expect(pausedMs, what).toBe(0)
       expect([watch.ended, watch.paused], what).toEqual([1, 0])
     }
+    // a control heard all the time (its gossip, its own pings) that never answers ours: the node's outgoing half may be down
+    const chatty = await verdict((t0, at) => {
+      const control = stub(PEER, t0 - 4000)
+      Object.defineProperty((control as any).muxer, Symbol.for('spareband.lastHeard'), { get: () => at.t })
+      return [stub(RELAY, t0), [control]]
+    }, () => false)
+    expect(chatty.pausedMs).toBe(0)
   })
 
   it('takes no connection opened since the relay went quiet for a control (after a blip new ones work at once, old ones wait on TCP\'s timers), nor one on a private address for a relay at a public one', async () => {
