@@ -23,7 +23,7 @@ export const RECEIPT_PROTOCOL = '/spareband/receipt/1.0.0'
 export const RECEIPTS_TOPIC = 'spareband/receipts/1'
 export const REPUTATION_TOPIC = 'spareband/reputation/1'
 
-/** How long a peer whose connection was ended for silence is not dialled (node/gone-peers.ts); failures of the dials refused meanwhile say so. */
+/** How long the address of a relay found gone is not dialled (node/gone-peers.ts); failures of the dials refused meanwhile say so. */
 export const GONE_PEER_PAUSE_MS = 20 * second
 
 /** Written into identify's agent version so peers can tell spareband nodes apart. */

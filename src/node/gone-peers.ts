@@ -10,10 +10,10 @@
  *
  * The address, not the peer: the relay may be reached at others (IPv4
  * when IPv6 broke, a new address). The watch decides when the node's own
- * line is to blame instead, and pauses nothing then. A connection the peer
- * opens to the node (it is there again) ends its pauses at once, and both clocks must
- * agree a pause still runs: performance.now() stops while the machine
- * sleeps.
+ * line is to blame instead, and pauses nothing then. A connection the
+ * relay opens to the node (it is there again) ends its pauses at once,
+ * and both clocks must agree a pause still runs: performance.now() stops
+ * while the machine sleeps.
  */
 
 import { GONE_PEER_PAUSE_MS } from '../constants.ts'
