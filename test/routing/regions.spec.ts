@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { isValidRegion, normalizeRegion, regionKeysFor, regionMatches } from '../../src/routing/regions.ts'
+import { isValidRegion, normalizeRegion, regionArgument, regionKeysFor, regionMatches, regionProblem } from '../../src/routing/regions.ts'
 import { resolveConfig, layerFromKeys } from '../../src/node/config.ts'
 import { parseRegionArg } from '../../src/cli/config-from-flags.ts'
 import { parseTargeting } from '../../src/relay/targeting.ts'
@@ -27,5 +27,21 @@ describe('regions: `uk` is the United Kingdom, `gb`, wherever a region is typed'
     expect(config.region).toBe('gb')
     expect(config.proxy.default_region).toBe('gb-wls')
     expect(parseRegionArg('uk')).toBe('gb')
+  })
+})
+
+describe('why a region is none (regionProblem)', () => {
+  it('says which part is wrong: a known country with an unknown subdivision is not "no country code"', () => {
+    expect(regionProblem('de')).toBeUndefined()
+    expect(regionProblem('us-ca')).toBeUndefined()
+    expect(regionProblem('UK')).toBeUndefined()
+    expect(regionProblem('de-zz')).toMatch(/^de is a country, but zz is none of its ISO 3166-2 subdivisions \(e\.g\. de-[a-z]{2}\)$/)
+    expect(regionProblem('zz')).toBe('not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)')
+    expect(regionProblem('xx-yy')).toBe('not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)')
+    // the same words wherever a region is typed: init, start's flag and config.toml, the library
+    expect(() => regionArgument('de-zz')).toThrow(/^unknown region "de-zz": de is a country, but zz is none of its ISO 3166-2 subdivisions/)
+    expect(() => regionArgument('zz')).toThrow('unknown region "zz": an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)')
+    expect(() => parseRegionArg('de-zz')).toThrow(/^"de-zz" is not a region: de is a country, but zz is none of its ISO 3166-2 subdivisions \(e\.g\. de-[a-z]{2}\)\.$/)
+    expect(() => resolveConfig([layerFromKeys([{ key: 'region', value: 'de-zz', source: 'test' }])])).toThrow(/region = "de-zz" is invalid: de is a country, but zz is none of its ISO 3166-2 subdivisions/)
   })
 })

@@ -2,7 +2,7 @@ import { writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createIdentity } from '../../node/identity.ts'
 import { dataDirOwner } from '../../node/data-dir-lock.ts'
-import { isValidRegion, normalizeRegion } from '../../routing/regions.ts'
+import { normalizeRegion, regionProblem } from '../../routing/regions.ts'
 import { UsageError } from '../errors.ts'
 import { printJson } from '../output.ts'
 import type { Command } from 'commander'
@@ -99,7 +99,8 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
       let region: string | undefined
       if (opts.region != null) {
         region = normalizeRegion(opts.region)
-        if (!isValidRegion(region)) throw new UsageError(`--region "${opts.region}" is not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)`)
+        const problem = regionProblem(region)
+        if (problem != null) throw new UsageError(`--region "${opts.region}" is ${problem.startsWith('not ') ? problem : `not a region: ${problem}`}`)
       }
       if (opts.printConfig === true) {
         if (opts.force === true || opts.json === true) throw new UsageError('--print-config prints the template and changes nothing: it takes --region, not --force or --json')
