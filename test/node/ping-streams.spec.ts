@@ -22,8 +22,14 @@ const PING = '/ipfs/ping/1.0.0'
 const INTERVAL_MS = 100
 /** The floor, scaled as the interval is. */
 const FLOOR_MS = INTERVAL_MS * PING_TIMEOUT_FLOOR / MONITOR_PING_INTERVAL
-/** Within the floor: pings answered this late are slow, not lost. */
-const ANSWER_MS = FLOOR_MS * 0.9
+/**
+ * Within the floor: pings answered this late are slow, not lost. Three
+ * quarters of it, not nine tenths: the 60 ms left at nine tenths were
+ * eaten once by a loaded machine's event loop (a CI run with every worker
+ * busy), and the monitor rightly aborted. Four or five pings still overlap,
+ * past the old limit of 2.
+ */
+const ANSWER_MS = FLOOR_MS * 0.75
 
 const config = structuredClone(defaultConfig) as SparebandConfig
 config.listen = ['/ip4/127.0.0.1/tcp/0']
