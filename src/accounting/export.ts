@@ -576,16 +576,16 @@ function checkDeclaredTotals (format: ExportFormat, declared: unknown, computed:
 
 const MIXED_LINE_ENDINGS = 'mixed line endings: some lines end in CRLF, others in LF'
 
-/**
- * The lines of a CSV export, each ended as the header is: a file whose
- * every line ends in CRLF (a Windows checkout, a mail client) is the same
- * file. The last line may have no ending, and is then taken as it is.
- */
 /** A line of nothing but blanks (not the end of the file, undefined). */
 function blank (line: string | undefined): boolean {
   return line != null && line.trim() === ''
 }
 
+/**
+ * The lines of a CSV export, each ended as the header is: a file whose
+ * every line ends in CRLF (a Windows checkout, a mail client) is the same
+ * file. The last line may have no ending, and is then taken as it is.
+ */
 class CsvLines {
   private crlf = false
   private count = 0

@@ -10,8 +10,6 @@ import { dataDirOwner } from '../node/data-dir-lock.ts'
 import { IDENTITY_FILE } from '../node/identity.ts'
 import type { ApiInfo } from '../node/control-api.ts'
 
-/** How long a call may take unless it says otherwise. */
-
 /** The node answered `path` with an error status: `message` says which, and what it said. */
 export class ApiStatusError extends Error {
   static name = 'ApiStatusError'
@@ -21,6 +19,7 @@ export class ApiStatusError extends Error {
   }
 }
 
+/** How long a call may take unless it says otherwise. */
 export const DEFAULT_API_TIMEOUT_MS = 10_000
 
 /**

@@ -11,7 +11,7 @@ import { decimalNumber, defaultConfig, envLayer, layerFromKeys, readConfigFile, 
 import { ConfigError } from '../errors.ts'
 import { UsageError } from './errors.ts'
 import { loadNetworkDefinition, networkLayer, shippedNetworksDir } from '../node/network-definition.ts'
-import { normalizeRegion, regionProblem } from '../routing/regions.ts'
+import { isValidRegion, normalizeRegion, subdivisionProblem } from '../routing/regions.ts'
 import type { Command } from 'commander'
 import type { ConfigLayer, SparebandConfig } from '../node/config.ts'
 
@@ -58,8 +58,7 @@ export function parsePortArg (value: string): number {
 /** A region flag of a command that asks the node (providers, probe): checked here, so a typo is a usage error (exit 2), not the node's 400. */
 export function parseRegionArg (value: string): string {
   const region = normalizeRegion(value)
-  const problem = regionProblem(region)
-  if (problem != null) throw new InvalidArgumentError(`"${value}" is not a region: ${problem.startsWith('not ') ? problem.replace(/^not /, '') : problem}.`)
+  if (!isValidRegion(region)) throw new InvalidArgumentError(`"${value}" is not a region: ${subdivisionProblem(region) ?? 'an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)'}.`)
   return region
 }
 

@@ -20,7 +20,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { P2P, TCP, WebRTC, WebRTCDirect } from '@multiformats/multiaddr-matcher'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigError, describeFsError } from '../errors.ts'
-import { normalizeRegion, regionProblem } from '../routing/regions.ts'
+import { isValidRegion, normalizeRegion, subdivisionProblem } from '../routing/regions.ts'
 import { parseDeniedCidr, parseDeniedDomain } from '../relay/exit-policy.ts'
 import { parsePortList } from '../relay/ports.ts'
 import { parseSchedule } from '../relay/schedule.ts'
@@ -60,8 +60,7 @@ const schedule = z.string().superRefine((value, ctx) => {
 })
 
 const region = z.string().transform(normalizeRegion).superRefine((value, ctx) => {
-  const problem = regionProblem(value)
-  if (problem != null) ctx.addIssue({ code: 'custom', message: problem.startsWith('not ') ? 'not an ISO 3166-1 alpha-2 country code, optionally with an ISO 3166-2 subdivision (e.g. "de", "us-ca")' : problem })
+  if (!isValidRegion(value)) ctx.addIssue({ code: 'custom', message: subdivisionProblem(value) ?? 'not an ISO 3166-1 alpha-2 country code, optionally with an ISO 3166-2 subdivision (e.g. "de", "us-ca")' })
 })
 
 /** Runs `parse` on each entry; the first entry's error, as an issue of `ctx`. */

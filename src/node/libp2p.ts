@@ -25,7 +25,7 @@ import { SilentRelays } from './silent-relays.ts'
 import { peerAddressFilter } from './peer-address-filter.ts'
 import { DnsNameResolver, GivenAddresses, privateDialGater } from './private-dials.ts'
 import type { LookupAll } from './private-dials.ts'
-import { AdvertisedRelays } from '../routing/advertised-relays.ts'
+import { AdvertisedRelays, peerIdOf } from '../routing/advertised-relays.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { gossipScoreParams } from './gossip-scoring.ts'
 import { identify, identifyPush } from '@libp2p/identify'
@@ -201,11 +201,6 @@ export function nodeStreamMuxer (): (components: { logger: ComponentLogger }) =>
   }))
 }
 
-/** The peer id an address ends in, if any. */
-function peerOfAddress (addr: Multiaddr): string | undefined {
-  return addr.getComponents().findLast(c => c.name === 'p2p')?.value
-}
-
 /** Whether `addr` names its host (/dns, /dns4, /dns6, /dnsaddr) rather than giving its IP. */
 function isNamed (addr: Multiaddr): boolean {
   return addr.getComponents().some(c => c.name.startsWith('dns'))
@@ -323,7 +318,7 @@ export function libp2pOptions ({ privateKey, config, services = {}, dnsLookup, o
         bootstrap: config.network.bootstrap,
         maxDelayMs: config.network.redial_max_seconds * second,
         // a name is looked up before the dial (on the public network), and the pause knows the IP: asked by the peer then
-        pausedFor: addr => Math.max(gonePeers.pausedFor(addr), isNamed(addr) ? gonePeers.pausedForPeer(peerOfAddress(addr) ?? '') : 0)
+        pausedFor: addr => Math.max(gonePeers.pausedFor(addr), isNamed(addr) ? gonePeers.pausedForPeer(peerIdOf(addr) ?? '') : 0)
       }),
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,

@@ -20,6 +20,7 @@ import { TypedEventEmitter } from 'main-event'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { minute, second } from '../constants.ts'
+import { peerIdOf } from '../routing/advertised-relays.ts'
 import type { ComponentLogger, Libp2pEvents, Logger, PeerId, PeerStore, Startable, TypedEventTarget } from '@libp2p/interface'
 import type { ConnectionManager, TransportManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -177,7 +178,7 @@ interface PeerAddr {
 export function withPeer (address: string): PeerAddr | undefined {
   try {
     const addr = multiaddr(address)
-    const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+    const id = peerIdOf(addr)
     return id == null ? undefined : { addr, peer: peerIdFromString(id) }
   } catch {
     return undefined

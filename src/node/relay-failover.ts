@@ -96,12 +96,9 @@ export class RelayFailover {
     const quiet = this.libp2p.getConnections(exit).filter(c => relayOf(c.remoteAddr) != null && now - (lastHeard(c) ?? -Infinity) >= quietMs)
     const throughSilent = quiet.filter(silentRelay)
     for (const c of throughSilent) this.relays.mark(relayOf(c.remoteAddr)!)
-    if (check == null || !silentRelay(check.connection)) {
-      // the exit itself
-      this.reroute.delete(id)
-      return quiet
-    }
     this.reroute.delete(id)
+    // the exit itself
+    if (check == null || !silentRelay(check.connection)) return quiet
     this.reroute.set(id, this.now())
     if (this.reroute.size > MAX_EXITS) this.reroute.delete(this.reroute.keys().next().value!)
     return throughSilent.includes(check.connection) ? throughSilent : [...throughSilent, check.connection]

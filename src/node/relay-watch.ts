@@ -60,7 +60,7 @@ export const RELAY_WATCH_SUSPECT_AFTER_MS = 4 * second
 /** A relay connection nothing came in on for this long is ended. */
 export const RELAY_WATCH_SILENT_AFTER_MS = 10 * second
 export const RELAY_WATCH_SWEEP_INTERVAL_MS = second
-/** Control peers pinged every sweep, none heard from for this long: the node's own line may be down, and nothing is paused. */
+/** Control peers pinged every sweep, none answering for this long: the node's own line may be down, and nothing is paused. */
 export const RELAY_WATCH_DEAF_AFTER_MS = 2500
 /** This long before the verdict a fresh TCP connection to the relay's address is tried, and given until half a sweep before it. */
 export const RELAY_WATCH_PROBE_LEAD_MS = 2 * second
@@ -116,7 +116,7 @@ export interface RelayWatchComponents {
 /** A watched connection's quiet stretch, from the sweep that found it suspect. */
 interface Suspect {
   since: number
-  /** Whether no control peer was heard for deafAfterMs at some sweep since. */
+  /** Whether no control peer had answered for deafAfterMs at some sweep since. */
   deaf: boolean
   /** The fresh connection's outcome: undefined until tried and answered. */
   probe?: 'trying' | 'answered' | 'no answer'
@@ -219,37 +219,45 @@ export class RelayWatch implements Startable {
       const probe = this.suspects.get(connection.id)?.probe
       const settling = connection.direction === 'outbound' && silentMs < this.silentAfterMs + this.probeLeadMs && (probe == null || probe === 'trying')
       if (silentMs >= this.silentAfterMs && !settling) {
-        this.ended++
-        const pause = connection.direction === 'outbound' && this.mayPause(connection, connections, heard, now)
-        this.suspects.delete(connection.id)
-        if (pause) {
-          this.paused++
-          this.gonePeers?.pause(peer, connection.remoteAddr, now)
-        }
-        this.log('nothing heard for %d s from relay %p (%s): ending the connection%s', Math.round(silentMs / 1000), connection.remotePeer, reserved.has(peer) ? 'this node is reached through it' : 'found silent', pause ? `; ${connection.remoteAddr.toString()} is not dialled for a while` : '')
-        connection.abort(new SilentPeerError(`nothing heard from the relay for ${Math.round(silentMs / 1000)} s`))
+        this.end(connection, connections, heard, silentMs, now, reserved.has(peer))
         continue
       }
       this.pingOnce(connection)
-      if (silentMs < this.suspectAfterMs) continue
-      // suspect: a control peer answers for the node's line, every sweep until the verdict
-      let suspect = this.suspects.get(connection.id)
-      if (suspect == null) {
-        suspect = { since: now, deaf: false }
-        this.suspects.set(connection.id, suspect)
-      } else if (now - suspect.since >= this.sweepIntervalMs / 2 && now - (this.lastAnswerOfControls(connections, connection, heard) ?? -Infinity) >= this.deafAfterMs) {
-        // the first control ping has had its sweep to come back
-        suspect.deaf = true
-      }
-      const control = controlFor(connections, connection, heard, this.pinging)
-      if (control != null) this.pingOnce(control, now)
-      if (silentMs >= this.silentAfterMs - this.probeLeadMs && suspect.probe == null) this.probeAfresh(connection, suspect)
+      if (silentMs >= this.suspectAfterMs) this.suspect(connection, connections, heard, silentMs, now)
     }
     for (const id of this.suspects.keys()) if (!watched.has(id)) this.suspects.delete(id)
     if (this.answered.size > 0) {
       const open = new Set(connections.map(c => c.id))
       for (const id of this.answered.keys()) if (!open.has(id)) this.answered.delete(id)
     }
+  }
+
+  /** The verdict on a relay connection silent past silentAfterMs: ended, and its address paused when the node's line worked. */
+  private end (connection: Connection, connections: readonly Connection[], heard: number, silentMs: number, now: number, reserved: boolean): void {
+    this.ended++
+    const pause = connection.direction === 'outbound' && this.mayPause(connection, connections, heard, now)
+    this.suspects.delete(connection.id)
+    if (pause) {
+      this.paused++
+      this.gonePeers?.pause(connection.remotePeer.toString(), connection.remoteAddr, now)
+    }
+    this.log('nothing heard for %d s from relay %p (%s): ending the connection%s', Math.round(silentMs / 1000), connection.remotePeer, reserved ? 'this node is reached through it' : 'found silent', pause ? `; ${connection.remoteAddr.toString()} is not dialled for a while` : '')
+    connection.abort(new SilentPeerError(`nothing heard from the relay for ${Math.round(silentMs / 1000)} s`))
+  }
+
+  /** A relay connection quiet past suspectAfterMs: a control peer answers for the node's line every sweep until the verdict, and the relay's address is tried afresh before it. */
+  private suspect (connection: Connection, connections: readonly Connection[], heard: number, silentMs: number, now: number): void {
+    let suspect = this.suspects.get(connection.id)
+    if (suspect == null) {
+      suspect = { since: now, deaf: false }
+      this.suspects.set(connection.id, suspect)
+    } else if (now - suspect.since >= this.sweepIntervalMs / 2 && now - (this.lastAnswerOfControls(connections, connection, heard) ?? -Infinity) >= this.deafAfterMs) {
+      // the first control ping has had its sweep to come back
+      suspect.deaf = true
+    }
+    const control = controlFor(connections, connection, heard, this.pinging)
+    if (control != null) this.pingOnce(control, now)
+    if (silentMs >= this.silentAfterMs - this.probeLeadMs && suspect.probe == null) this.probeAfresh(connection, suspect)
   }
 
   /** When a control connection last answered a ping of ours (the sending sweep's time), or undefined. */
@@ -263,13 +271,15 @@ export class RelayWatch implements Startable {
   }
 
   /**
-   * Whether the relay's silence was its own: no control peer went unheard
-   * for deafAfterMs during the suspect stretch, one answered within the
-   * last sweep and a half, and the relay says nothing on another connection.
+   * Whether the relay's silence was its own: the controls never went
+   * unanswered for deafAfterMs during the suspect stretch, one answered
+   * within the last sweep and a half, a fresh connection to the relay's
+   * address found no answer, and the relay says nothing on another
+   * connection.
    */
   private mayPause (connection: Connection, connections: readonly Connection[], heard: number, now: number): boolean {
     const suspect = this.suspects.get(connection.id)
-    // the controls heard all along, and a fresh connection to its address unanswered (what settles a stretch watched only late, too)
+    // the fresh connection is what settles a stretch watched only late, too
     if (suspect == null || suspect.deaf || suspect.probe !== 'no answer') return false
     const peer = connection.remotePeer.toString()
     if (connections.some(c => c !== connection && c.status === 'open' && c.remotePeer.toString() === peer && now - (lastHeard(c) ?? -Infinity) < this.silentAfterMs)) return false

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { Advertiser } from '../routing/advertiser.ts'
 import { ExitDiscovery } from '../routing/discovery.ts'
 import { RoutingSelector } from '../routing/routing-selector.ts'
-import { normalizeRegion, regionProblem } from '../routing/regions.ts'
+import { isValidRegion, normalizeRegion, subdivisionProblem } from '../routing/regions.ts'
 import { KnownPeerSelector } from '../relay/exit-selector.ts'
 import { formatPortList, parsePortList } from '../relay/ports.ts'
 import { HttpError } from './control-api.ts'
@@ -108,8 +108,7 @@ export function routingPart (node: SparebandNode): RoutingPart {
           const r = new URL(req.url ?? '/', 'http://localhost').searchParams.get('region')
           if (r == null || r === '') throw new HttpError(400, 'give a region: /v1/providers?region=de')
           const wanted = normalizeRegion(r)
-          const problem = regionProblem(wanted)
-          if (problem != null) throw new HttpError(400, `"${r}" is not a region (${problem.startsWith('not ') ? 'ISO 3166-1 alpha-2, optionally -subdivision' : problem})`)
+          if (!isValidRegion(wanted)) throw new HttpError(400, `"${r}" is not a region (${subdivisionProblem(wanted) ?? 'ISO 3166-1 alpha-2, optionally -subdivision'})`)
           return selector.providers(wanted)
         }
       }

@@ -32,7 +32,6 @@ import { minute } from '../constants.ts'
 import { PeerMarks } from './peer-marks.ts'
 import type { Address } from '@libp2p/interface'
 
-
 export const DEFAULT_FORGET_AFTER_MS = 10 * minute
 /** Relays held at most, marked and answered each; the one longest ago goes first. */
 const MAX_HELD = 1000
@@ -42,6 +41,7 @@ export class SilentRelays extends PeerMarks {
   private readonly marked = new Map<string, number>()
   /** relay peer id -> when it last answered a ping of ours */
   private readonly answers = new Map<string, number>()
+
   constructor (private readonly forgetAfterMs = DEFAULT_FORGET_AFTER_MS, private readonly now: () => number = Date.now) {
     super()
   }

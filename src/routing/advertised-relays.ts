@@ -89,6 +89,11 @@ export class AdvertisedRelays {
   }
 }
 
+/** The peer id an address ends in (its last /p2p/), unchecked; undefined when there is none. */
+export function peerIdOf (addr: Multiaddr): string | undefined {
+  return addr.getComponents().findLast(c => c.name === 'p2p')?.value
+}
+
 /** The relay's peer id in a circuit address (`.../p2p/<relay>/p2p-circuit...`); undefined for any other address. */
 export function relayOf (addr: Multiaddr): string | undefined {
   const parts = addr.getComponents()

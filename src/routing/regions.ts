@@ -27,31 +27,27 @@ export function isValidRegion (region: string): boolean {
 }
 
 /**
- * Why `region` is no region, in words a user can act on; undefined for a
- * region. A known country with an unknown subdivision (`de-zz`) says which
- * part is wrong, where "not a country code" sent the user to fix the part
- * that was right.
+ * For a known country with an unknown subdivision (`de-zz`), which part is
+ * wrong: "not a country code" sent the user to fix the part that was right.
+ * Undefined for a region, and for anything else that is none (the caller's
+ * own words about country codes fit it).
  */
-export function regionProblem (region: string): string | undefined {
+export function subdivisionProblem (region: string): string | undefined {
   const r = normalizeRegion(region)
-  if (isValidRegion(r)) return undefined
   const dash = r.indexOf('-')
-  if (dash > 0 && countries.has(r.slice(0, dash))) {
-    const example = iso31662.find(s => s.code.toLowerCase().startsWith(`${r.slice(0, dash)}-`))?.code.toLowerCase()
-    return `${r.slice(0, dash)} is a country, but ${r.slice(dash + 1)} is none of its ISO 3166-2 subdivisions${example != null ? ` (e.g. ${example})` : ' (it has none)'}`
-  }
-  return 'not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)'
+  if (isValidRegion(r) || dash <= 0 || !countries.has(r.slice(0, dash))) return undefined
+  const example = iso31662.find(s => s.code.toLowerCase().startsWith(`${r.slice(0, dash)}-`))?.code.toLowerCase()
+  return `${r.slice(0, dash)} is a country, but ${r.slice(dash + 1)} is none of its ISO 3166-2 subdivisions${example != null ? ` (e.g. ${example})` : ' (it has none)'}`
 }
 
-/** The country part of a region: `us-ca` -> `us`. */
 /** `region` normalized, for an app's argument: a TypeError naming it when it is no region. */
 export function regionArgument (region: unknown): string {
   const wanted = typeof region === 'string' ? normalizeRegion(region) : ''
-  const problem = regionProblem(wanted)
-  if (problem != null) throw new TypeError(`unknown region ${JSON.stringify(region)}: ${problem.startsWith('not ') ? 'an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)' : problem}`)
+  if (!isValidRegion(wanted)) throw new TypeError(`unknown region ${JSON.stringify(region)}: ${subdivisionProblem(wanted) ?? 'an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)'}`)
   return wanted
 }
 
+/** The country part of a region: `us-ca` -> `us`. */
 export function countryOf (region: string): string {
   return normalizeRegion(region).split('-')[0]
 }

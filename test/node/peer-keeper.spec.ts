@@ -35,19 +35,24 @@ describe('the peer keeper', () => {
     for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
   })
 
-  it('redials a bootstrap peer that does not answer with backoff, says so once, and stops redialling with the node', async () => {
-    // a port that takes each TCP connection and drops it: every dial fails, and is counted
+  /** A peer's address at a port that takes each TCP connection and drops it: every dial fails, and is counted (when, in `dials`). */
+  async function droppingPeer (): Promise<{ dials: number[], addr: string }> {
     const dials: number[] = []
     const server = createServer(socket => { dials.push(performance.now()); socket.destroy() })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     cleanups.push(async () => { await new Promise(resolve => server.close(resolve)) })
     const absent = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    return { dials, addr: `/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}/p2p/${absent}` }
+  }
+
+  it('redials a bootstrap peer that does not answer with backoff, says so once, and stops redialling with the node', async () => {
+    const { dials, addr } = await droppingPeer()
     const node = await createLibp2p({
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       services: {
-        keeper: peerKeeper({ bootstrap: [`/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}/p2p/${absent}`], minDelayMs: 100, maxDelayMs: 400, random: () => 1 })
+        keeper: peerKeeper({ bootstrap: [addr], minDelayMs: 100, maxDelayMs: 400, random: () => 1 })
       }
     })
     cleanups.push(async () => node.stop())
@@ -70,12 +75,7 @@ describe('the peer keeper', () => {
   })
 
   it('waits out a pause of the address (a relay found gone, gone-peers.ts) instead of failing at once: no attempts, no longer backoff, dialled right after it', async () => {
-    const dials: number[] = []
-    const server = createServer(socket => { dials.push(performance.now()); socket.destroy() })
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-    cleanups.push(async () => { await new Promise(resolve => server.close(resolve)) })
-    const absent = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-    const addr = `/ip4/127.0.0.1/tcp/${(server.address() as AddressInfo).port}/p2p/${absent}`
+    const { dials, addr } = await droppingPeer()
     // the address is paused for its first 1.5 s
     const started = performance.now()
     const pausedUntil = started + 1500

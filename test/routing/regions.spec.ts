@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { isValidRegion, normalizeRegion, regionArgument, regionKeysFor, regionMatches, regionProblem } from '../../src/routing/regions.ts'
+import { isValidRegion, normalizeRegion, regionArgument, regionKeysFor, regionMatches, subdivisionProblem } from '../../src/routing/regions.ts'
 import { resolveConfig, layerFromKeys } from '../../src/node/config.ts'
 import { parseRegionArg } from '../../src/cli/config-from-flags.ts'
 import { parseTargeting } from '../../src/relay/targeting.ts'
@@ -30,14 +30,15 @@ describe('regions: `uk` is the United Kingdom, `gb`, wherever a region is typed'
   })
 })
 
-describe('why a region is none (regionProblem)', () => {
+describe('why a region is none (subdivisionProblem)', () => {
   it('says which part is wrong: a known country with an unknown subdivision is not "no country code"', () => {
-    expect(regionProblem('de')).toBeUndefined()
-    expect(regionProblem('us-ca')).toBeUndefined()
-    expect(regionProblem('UK')).toBeUndefined()
-    expect(regionProblem('de-zz')).toMatch(/^de is a country, but zz is none of its ISO 3166-2 subdivisions \(e\.g\. de-[a-z]{2}\)$/)
-    expect(regionProblem('zz')).toBe('not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)')
-    expect(regionProblem('xx-yy')).toBe('not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)')
+    expect(subdivisionProblem('de')).toBeUndefined()
+    expect(subdivisionProblem('us-ca')).toBeUndefined()
+    expect(subdivisionProblem('UK')).toBeUndefined()
+    expect(subdivisionProblem('de-zz')).toMatch(/^de is a country, but zz is none of its ISO 3166-2 subdivisions \(e\.g\. de-[a-z]{2}\)$/)
+    // no country: the caller's own words
+    expect(subdivisionProblem('zz')).toBeUndefined()
+    expect(subdivisionProblem('xx-yy')).toBeUndefined()
     // the same words wherever a region is typed: init, start's flag and config.toml, the library
     expect(() => regionArgument('de-zz')).toThrow(/^unknown region "de-zz": de is a country, but zz is none of its ISO 3166-2 subdivisions/)
     expect(() => regionArgument('zz')).toThrow('unknown region "zz": an ISO 3166-1 country code, optionally with a subdivision (de, us-ca)')

@@ -2,7 +2,7 @@ import { writeFile, access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createIdentity } from '../../node/identity.ts'
 import { dataDirOwner } from '../../node/data-dir-lock.ts'
-import { normalizeRegion, regionProblem } from '../../routing/regions.ts'
+import { isValidRegion, normalizeRegion, subdivisionProblem } from '../../routing/regions.ts'
 import { UsageError } from '../errors.ts'
 import { printJson } from '../output.ts'
 import type { Command } from 'commander'
@@ -99,8 +99,10 @@ export function registerInit (program: Command, dataDirOf: (cmd: Command) => str
       let region: string | undefined
       if (opts.region != null) {
         region = normalizeRegion(opts.region)
-        const problem = regionProblem(region)
-        if (problem != null) throw new UsageError(`--region "${opts.region}" is ${problem.startsWith('not ') ? problem : `not a region: ${problem}`}`)
+        if (!isValidRegion(region)) {
+          const subdivision = subdivisionProblem(region)
+          throw new UsageError(`--region "${opts.region}" is ${subdivision != null ? `not a region: ${subdivision}` : 'not an ISO 3166-1 alpha-2 country code, optionally with a subdivision (e.g. de, us-ca)'}`)
+        }
       }
       if (opts.printConfig === true) {
         if (opts.force === true || opts.json === true) throw new UsageError('--print-config prints the template and changes nothing: it takes --region, not --force or --json')
